@@ -1,0 +1,38 @@
+# The two commands of README.md: `make run` and `make test` (plus `make bench`).
+# Both work from a fresh clone: they create .venv and install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: run test bench postgresql clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## Portal (gunicorn, http://127.0.0.1:5000) and gateway together; Ctrl-C stops both.
+run: $(VENV)/.runtime
+	bash scripts/run.sh
+
+## The whole suite, once against SQLite and once against a private PostgreSQL.
+test: $(VENV)/.dev postgresql
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Benchmarks (not part of `make test`): tables with ratios to a ceiling.
+bench: $(VENV)/.dev postgresql
+	$(PY) -m bench.numbering_bench
+
+## PostgreSQL server binaries for the test harness (it starts its own server).
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "Installing PostgreSQL (Debian package) for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache

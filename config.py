@@ -1,0 +1,120 @@
+"""Configuration: one `Config` read from the environment (and `.env` when present).
+
+Every variable is listed with its default in README.md. The portal (`wsgi.py`), the
+mail gateway (`gateway.py`) and the `flask` commands all build their app from the
+same class, so they always agree on the database, the secret and the numbering.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("HELPDESK_INSTANCE_DIR", BASE_DIR / "instance"))
+
+load_dotenv(BASE_DIR / ".env")
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [part.strip().lower() for part in _env(name, default).split(",") if part.strip()]
+
+
+def parse_duration(text: str) -> timedelta:
+    """Read `7d`, `36h`, `90m`, `45s` or a bare number of seconds.
+
+    Operators write durations by hand in `.env`; a unit suffix avoids the classic
+    "was that seconds or minutes?" mistake.
+    """
+    text = text.strip().lower()
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    if text and text[-1] in units:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    return timedelta(seconds=float(text))
+
+
+def _instance_secret(filename: str) -> str:
+    """A random secret kept in `instance/`, created on first use.
+
+    The portal and the gateway are separate processes that must share the secret
+    (it signs sessions and outbound Message-IDs), and a secret never belongs in the
+    repository; a file in the untracked instance folder gives both.
+    """
+    path = INSTANCE_DIR / filename
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def normalize_database_url(url: str) -> str:
+    """Pin PostgreSQL URLs to psycopg2 (SQLAlchemy 2.1 would pick psycopg 3) and
+    accept the `postgres://` spelling that hosting providers hand out."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme):]
+    return url
+
+
+class Config:
+    DATABASE_URL = normalize_database_url(
+        _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'helpdesk.db'}")
+    )
+    SQLALCHEMY_DATABASE_URI = DATABASE_URL
+    SECRET_KEY = os.environ.get("SECRET_KEY") or None
+    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or None
+    JWT_ACCESS_TOKEN_EXPIRES = parse_duration(_env("JWT_ACCESS_TOKEN_EXPIRES", "15m"))
+    JWT_REFRESH_TOKEN_EXPIRES = parse_duration(_env("JWT_REFRESH_TOKEN_EXPIRES", "30d"))
+
+    SUPPORT_ADDRESSES = _env_list("SUPPORT_ADDRESSES", "support@helpdesk.test")
+    SMTP_LISTEN = _env("SMTP_LISTEN", "127.0.0.1:2525")
+    MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
+    UNKNOWN_SENDER_POLICY = _env("UNKNOWN_SENDER_POLICY", "quarantine")
+    TRUSTED_AUTHSERV_ID = _env("TRUSTED_AUTHSERV_ID", "")
+
+    IMAP_URL = _env("IMAP_URL", "")
+    IMAP_POLL_SECONDS = _env_int("IMAP_POLL_SECONDS", 60)
+    IMAP_PROCESSED_FOLDER = _env("IMAP_PROCESSED_FOLDER", "Processed")
+    IMAP_FAILED_FOLDER = _env("IMAP_FAILED_FOLDER", "Failed")
+
+    OUTBOUND_SMTP_URL = _env("OUTBOUND_SMTP_URL", "smtp://127.0.0.1:25")
+
+    TICKET_PREFIX = _env("TICKET_PREFIX", "TKT-")
+    TICKET_NUMBER_WIDTH = _env_int("TICKET_NUMBER_WIDTH", 6)
+    AUTO_CLOSE_AFTER = parse_duration(_env("AUTO_CLOSE_AFTER", "7d"))
+
+    SQLITE_BUSY_TIMEOUT_MS = _env_int("SQLITE_BUSY_TIMEOUT_MS", 30000)
+
+    def __init__(self) -> None:
+        # Secrets are resolved when the app is built, not at import, so importing
+        # config never writes files.
+        if not self.SECRET_KEY:
+            self.SECRET_KEY = _instance_secret("secret_key")
+        if not self.JWT_SECRET_KEY:
+            self.JWT_SECRET_KEY = _instance_secret("jwt_secret_key")
+
+
+class TestingConfig(Config):
+    """The suite runs once on SQLite and once on PostgreSQL: the fixture sets
+    `TEST_DATABASE_URL`, falling back to an in-memory-free temp file chosen there."""
+
+    TESTING = True
+    DATABASE_URL = normalize_database_url(_env("TEST_DATABASE_URL", "sqlite://"))
+    SQLALCHEMY_DATABASE_URI = DATABASE_URL
+    SECRET_KEY = "testing-secret-key-not-for-production-use"
+    JWT_SECRET_KEY = "testing-jwt-secret-key-not-for-production-use"
+    SUPPORT_ADDRESSES = ["support@helpdesk.test"]

@@ -1,0 +1,40 @@
+"""The Flask application factory: extensions, blueprints, CLI — nothing else.
+
+Migrations are a deploy step (`flask --app wsgi db upgrade`), never run here: the
+portal's workers and the gateway would race each other on startup.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from config import INSTANCE_DIR, Config
+
+
+def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
+    app = Flask(__name__, instance_path=str(Path(INSTANCE_DIR).resolve()))
+    app.config.from_object(config_class())
+    app.config.update(overrides)
+    _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
+
+    from helpdesk import api, cli, database, portal
+    from helpdesk.extensions import db, migrate
+
+    database.init_app(app)
+    migrate.init_app(
+        app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"),
+        render_as_batch=True, compare_type=True,
+    )
+    api.init_app(app)
+    portal.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def _ensure_sqlite_folder(uri: str) -> None:
+    """The embedded default lives in `instance/`, which a fresh clone lacks."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and uri != prefix and ":memory:" not in uri:
+        Path(uri[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)

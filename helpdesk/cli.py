@@ -1,0 +1,110 @@
+"""`flask --app wsgi …` admin commands (SPEC §2). Thin: parse, call a service, print."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from helpdesk import numbering
+from helpdesk.database import transaction
+from helpdesk.errors import DomainError
+from helpdesk.services.senders import SendersService
+from helpdesk.services.staff import StaffService
+
+senders_cli = AppGroup("senders", help="Authorized senders: addresses or @domains.")
+tickets_cli = AppGroup("tickets", help="Ticket numbering.")
+
+
+def _domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Show a domain error as a one-line message and exit status 1, not a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@click.command("create-staff")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice(["admin", "agent"]))
+@click.option("--password", default=None, help="Generated and printed when omitted.")
+@_domain_errors
+def create_staff(email: str, name: str, role: str, password: str | None) -> None:
+    """Create a staff user (admin or agent)."""
+    with transaction() as session:
+        user, generated = StaffService(session).create(
+            email=email, name=name, role=role, password=password
+        )
+    click.echo(f"Created {user.role} {user.email}")
+    if generated:
+        click.echo(f"Password: {generated}")
+
+
+@click.command("create-first-admin")
+@click.option("--email", default="admin@helpdesk.local", show_default=True)
+def create_first_admin(email: str) -> None:
+    """Create an admin with a generated password, only if there is no admin yet."""
+    with transaction() as session:
+        service = StaffService(session)
+        if service.count_admins():
+            click.echo("An admin already exists; nothing to do.")
+            return
+        user, generated = service.create(email=email, name="Administrator", role="admin")
+    click.echo(f"First admin: {user.email}  password: {generated}")
+
+
+@senders_cli.command("add")
+@click.argument("pattern")
+@click.option("--organization", required=True)
+@_domain_errors
+def senders_add(pattern: str, organization: str) -> None:
+    """Authorize an address (a@b.c) or a whole domain (@b.c)."""
+    with transaction() as session:
+        rule = SendersService(session).add(pattern, organization)
+        click.echo(f"Authorized {rule.pattern} for {rule.organization.name}")
+
+
+@senders_cli.command("list")
+def senders_list() -> None:
+    with transaction() as session:
+        rules = SendersService(session).list()
+        if not rules:
+            click.echo("No authorized senders.")
+        for rule in rules:
+            kind = "domain " if rule.is_domain else "address"
+            click.echo(f"{kind}  {rule.pattern:<40} {rule.organization.name}")
+
+
+@senders_cli.command("remove")
+@click.argument("pattern")
+@_domain_errors
+def senders_remove(pattern: str) -> None:
+    with transaction() as session:
+        SendersService(session).remove(pattern)
+    click.echo(f"Removed {pattern.strip().lower()}")
+
+
+@tickets_cli.command("set-next")
+@click.argument("next_value", metavar="N", type=int)
+@_domain_errors
+def tickets_set_next(next_value: int) -> None:
+    """Start the sequence at N; refused at or below the highest number in use."""
+    with transaction() as session:
+        numbering.set_next(session, next_value)
+    cfg = current_app.config
+    shown = numbering.format_number(next_value, cfg["TICKET_PREFIX"], cfg["TICKET_NUMBER_WIDTH"])
+    click.echo(f"The next ticket will be {shown}")
+
+
+def init_app(app: Flask) -> None:
+    for command in (create_staff, create_first_admin, senders_cli, tickets_cli):
+        app.cli.add_command(command)

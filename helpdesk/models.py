@@ -1,0 +1,324 @@
+"""The data model (SQLAlchemy 2.0 typed mappings).
+
+Times are naive UTC (see `helpdesk.clock`). Allowed values of the string
+"enumerations" live in `helpdesk.vocabulary`, and check constraints repeat them in
+the database so a bad write from anywhere fails loudly.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from helpdesk import vocabulary as v
+from helpdesk.clock import now
+from helpdesk.extensions import db
+
+
+def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=name)
+
+
+class Organization(db.Model):
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+    sender_rules: Mapped[list[AuthorizedSender]] = relationship(back_populates="organization")
+
+
+class Contact(db.Model):
+    """A customer, known by email address (stored lower-case)."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"))
+    undeliverable_since: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+    organization: Mapped[Optional[Organization]] = relationship()
+
+
+class AuthorizedSender(db.Model):
+    """May open tickets by mail: an exact address (`a@b.c`) or a domain (`@b.c`)."""
+
+    __tablename__ = "authorized_senders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(320), unique=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+    organization: Mapped[Organization] = relationship(back_populates="sender_rules")
+
+    @property
+    def is_domain(self) -> bool:
+        return self.pattern.startswith("@")
+
+
+class StaffUser(db.Model):
+    __tablename__ = "staff_users"
+    __table_args__ = (_one_of("role", v.ROLES, "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
+class TicketCounter(db.Model):
+    """The one row that hands out ticket numbers (see `helpdesk.numbering`)."""
+
+    __tablename__ = "ticket_counter"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    next_value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Ticket(db.Model):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        _one_of("status", v.STATUSES, "status"),
+        _one_of("priority", v.PRIORITIES, "priority"),
+        _one_of("category", v.CATEGORIES, "category"),
+        _one_of("channel", v.CHANNELS, "channel"),
+        Index("ix_tickets_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # NULL only inside the creating transaction: the number is written as its
+    # last statement, so the counter row stays locked as briefly as possible.
+    number: Mapped[Optional[int]] = mapped_column(BigInteger, unique=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="new", index=True)
+    priority: Mapped[str] = mapped_column(String(10), default="medium", index=True)
+    category: Mapped[str] = mapped_column(String(20), default="support", index=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    is_email_originated: Mapped[bool] = mapped_column(Boolean, default=False)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    organization_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("organizations.id"), index=True
+    )
+    assignee_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    linked_ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
+
+    # SLA (targets per priority; see SPEC §5).
+    first_response_due_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    resolution_due_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    first_responded_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    first_response_breached: Mapped[Optional[bool]] = mapped_column(Boolean)
+    resolution_breached: Mapped[Optional[bool]] = mapped_column(Boolean)
+    pending_since: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    pending_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    closed_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    last_customer_reply_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+    requester: Mapped[Contact] = relationship(lazy="joined")
+    organization: Mapped[Optional[Organization]] = relationship()
+    assignee: Mapped[Optional[StaffUser]] = relationship(lazy="joined")
+    linked_ticket: Mapped[Optional[Ticket]] = relationship(remote_side=[id])
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
+    )
+    history: Mapped[list[TicketHistory]] = relationship(
+        back_populates="ticket", order_by="TicketHistory.id", cascade="all, delete-orphan"
+    )
+    participants: Mapped[list[Participant]] = relationship(
+        back_populates="ticket", order_by="Participant.id", cascade="all, delete-orphan"
+    )
+
+
+class Participant(db.Model):
+    """A CC'd address that follows the ticket and may reply to it."""
+
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("ticket_id", "email", name="uq_participants_ticket_email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+
+    ticket: Mapped[Ticket] = relationship(back_populates="participants")
+
+
+class Message(db.Model):
+    """A public reply or an internal note; the ticket's first message is the request."""
+
+    __tablename__ = "messages"
+    __table_args__ = (_one_of("kind", v.MESSAGE_KINDS, "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    author_staff_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"))
+    author_contact_id: Mapped[Optional[int]] = mapped_column(ForeignKey("contacts.id"))
+    # Display form of whoever wrote it ("Ann <ann@example.com>", "system").
+    author_label: Mapped[str] = mapped_column(String(400))
+    channel: Mapped[str] = mapped_column(String(10))
+    body: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[Optional[str]] = mapped_column(Text)  # sanitized, never raw
+    inbound_mail_id: Mapped[Optional[int]] = mapped_column(ForeignKey("inbound_mails.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+    author_staff: Mapped[Optional[StaffUser]] = relationship()
+    author_contact: Mapped[Optional[Contact]] = relationship()
+    inbound_mail: Mapped[Optional[InboundMail]] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", order_by="Attachment.id", cascade="all, delete-orphan"
+    )
+
+
+class Attachment(db.Model):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))  # already made safe
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_id: Mapped[Optional[str]] = mapped_column(String(255))  # for inline cid: images
+    is_inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    data: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class TicketHistory(db.Model):
+    """One change of one field: status, assignee, priority or category.
+
+    Status rows are the status history of SPEC §4 (from, to, who, when, reason,
+    automated); the other fields share the table so the ticket page can show one
+    timeline.
+    """
+
+    __tablename__ = "ticket_history"
+    __table_args__ = (_one_of("field", v.HISTORY_FIELDS, "field"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    field: Mapped[str] = mapped_column(String(20))
+    old_value: Mapped[Optional[str]] = mapped_column(String(320))
+    new_value: Mapped[Optional[str]] = mapped_column(String(320))
+    actor_staff_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"))
+    actor_label: Mapped[str] = mapped_column(String(400))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    automated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="history")
+
+
+class InboundMail(db.Model):
+    """Every mail the gateway accepted, with what became of it.
+
+    `dedup_key` is the normalized Message-ID, or `sha256:<hex>` of the raw bytes
+    when the mail has none; its uniqueness is what makes a second delivery (SMTP
+    retry, IMAP re-scan, both channels) a no-op.
+    """
+
+    __tablename__ = "inbound_mails"
+    __table_args__ = (
+        _one_of("outcome", v.INBOUND_OUTCOMES, "outcome"),
+        _one_of("channel", v.INBOUND_CHANNELS, "channel"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(1000), unique=True)
+    message_id: Mapped[Optional[str]] = mapped_column(String(1000))
+    channel: Mapped[str] = mapped_column(String(10))
+    mail_from: Mapped[str] = mapped_column(String(320), default="")
+    from_address: Mapped[str] = mapped_column(String(320), default="")
+    recipients: Mapped[str] = mapped_column(Text, default="")  # comma-separated
+    subject: Mapped[str] = mapped_column(String(1000), default="")
+    size: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+    ticket: Mapped[Optional[Ticket]] = relationship()
+
+
+class QuarantineItem(db.Model):
+    """A mail held for a person to decide on; the raw bytes stay on its inbound row."""
+
+    __tablename__ = "quarantine_items"
+    __table_args__ = (_one_of("state", v.QUARANTINE_STATES, "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inbound_mail_id: Mapped[int] = mapped_column(ForeignKey("inbound_mails.id"), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    decided_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"))
+    decided_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+    inbound_mail: Mapped[InboundMail] = relationship()
+    ticket: Mapped[Optional[Ticket]] = relationship()
+
+
+class OutboxMessage(db.Model):
+    """A notification waiting to be sent, written in the transaction that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        _one_of("state", v.OUTBOX_STATES, "state"),
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    to_address: Mapped[str] = mapped_column(String(320))
+    cc_addresses: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(String(1000))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[Optional[str]] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(1000), unique=True)
+    in_reply_to: Mapped[Optional[str]] = mapped_column(String(1000))
+    references: Mapped[Optional[str]] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(DateTime)

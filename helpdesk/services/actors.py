@@ -1,0 +1,38 @@
+"""Who did something: passed to every service call instead of read from `g`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from helpdesk.models import StaffUser
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # "staff", "customer" or "system"
+    label: str
+    staff_id: int | None = None
+    email: str | None = None
+    role: str | None = None
+
+    @classmethod
+    def staff(cls, user: StaffUser) -> Actor:
+        return cls("staff", f"{user.name} <{user.email}>", user.id, user.email, user.role)
+
+    @classmethod
+    def customer(cls, email: str, name: str = "") -> Actor:
+        label = f"{name} <{email}>" if name else email
+        return cls("customer", label, email=email.lower())
+
+    @classmethod
+    def system(cls, label: str = "system") -> Actor:
+        return cls("system", label)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.kind == "staff"
+
+    @property
+    def is_customer(self) -> bool:
+        return self.kind == "customer"

@@ -1,0 +1,80 @@
+"""Authorized senders: who may open tickets by mail (SPEC §7 step 5).
+
+A rule is an exact address (`ann@example.com`) or a whole domain (`@example.com`),
+tied to an organization; an exact rule wins over a domain rule.
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from helpdesk.errors import Conflict, NotFound, ValidationError
+from helpdesk.models import AuthorizedSender, Organization
+from helpdesk.services.tickets import is_valid_email, normalize_email
+
+
+def normalize_pattern(pattern: str) -> str:
+    """Lower-case and check a rule; raises ValidationError naming what is wrong."""
+    value = normalize_email(pattern)
+    if value.startswith("@"):
+        domain = value[1:]
+        if not domain or "." not in domain or "@" in domain or any(c.isspace() for c in domain):
+            raise ValidationError({"pattern": "a domain rule looks like @example.com"})
+        return value
+    if not is_valid_email(value):
+        raise ValidationError({"pattern": "must be an address (a@b.c) or a domain (@b.c)"})
+    return value
+
+
+class SendersService:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def organization(self, name: str) -> Organization:
+        """Find or create an organization by name."""
+        name = (name or "").strip()
+        if not name:
+            raise ValidationError({"organization": "is required"})
+        org = self.session.execute(
+            select(Organization).where(Organization.name == name)
+        ).scalar_one_or_none()
+        if org is None:
+            org = Organization(name=name)
+            self.session.add(org)
+            self.session.flush()
+        return org
+
+    def add(self, pattern: str, organization_name: str) -> AuthorizedSender:
+        value = normalize_pattern(pattern)
+        if self._find(value) is not None:
+            raise Conflict(f"{value} is already authorized.")
+        rule = AuthorizedSender(pattern=value, organization=self.organization(organization_name))
+        self.session.add(rule)
+        self.session.flush()
+        return rule
+
+    def remove(self, pattern: str) -> None:
+        rule = self._find(normalize_pattern(pattern))
+        if rule is None:
+            raise NotFound(f"No rule {pattern}.")
+        self.session.delete(rule)
+        self.session.flush()
+
+    def list(self) -> list[AuthorizedSender]:
+        return list(
+            self.session.execute(select(AuthorizedSender).order_by(AuthorizedSender.pattern))
+            .scalars()
+            .all()
+        )
+
+    def match(self, address: str) -> AuthorizedSender | None:
+        """The rule that authorizes `address`, exact address first, then its domain."""
+        email = normalize_email(address)
+        if "@" not in email:
+            return None
+        return self._find(email) or self._find("@" + email.rsplit("@", 1)[1])
+
+    def _find(self, pattern: str) -> AuthorizedSender | None:
+        return self.session.execute(
+            select(AuthorizedSender).where(AuthorizedSender.pattern == pattern)
+        ).scalar_one_or_none()

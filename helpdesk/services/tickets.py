@@ -1,0 +1,469 @@
+"""TicketsService: the only way to open a ticket, add a message or change one.
+
+Every channel (portal, API, SMTP, IMAP, CLI) calls it, so the rules — numbering,
+the transition table, history rows, customer-reply moves — hold everywhere. It
+flushes but never commits: the caller's transaction decides, and a ticket's
+number is taken as the last statement of `open_ticket` so the caller should
+commit right after it (see `helpdesk.numbering`).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from helpdesk import lifecycle, numbering, sla
+from helpdesk import vocabulary as v
+from helpdesk.clock import now
+from helpdesk.errors import InvalidTransition, NotFound, ValidationError
+from helpdesk.models import (
+    Contact,
+    Message,
+    Organization,
+    Participant,
+    StaffUser,
+    Ticket,
+    TicketHistory,
+)
+from helpdesk.services.actors import Actor
+
+MAX_SUBJECT = 500
+MAX_PER_PAGE = 100
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$")
+_PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
+_SORTABLE = ("number", "created_at", "updated_at", "priority", "status", "subject")
+
+
+def normalize_email(address: str) -> str:
+    return (address or "").strip().lower()
+
+
+def is_valid_email(address: str) -> bool:
+    return len(address) <= 320 and bool(_EMAIL.match(address))
+
+
+@dataclass(frozen=True)
+class TicketFilters:
+    """Queue filters. `assignee` is a staff id, or "none" for unassigned."""
+
+    status: Sequence[str] = ()
+    priority: Sequence[str] = ()
+    category: Sequence[str] = ()
+    channel: Sequence[str] = ()
+    assignee: int | str | None = None
+    requester_email: str | None = None
+    q: str | None = None
+
+
+@dataclass
+class Page:
+    items: list[Ticket]
+    page: int
+    per_page: int
+    total: int
+    pages: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pages = max(1, -(-self.total // self.per_page))
+
+
+class TicketsService:
+    def __init__(self, session: Session, *, prefix: str = "TKT-", width: int = 6) -> None:
+        self.session = session
+        self.prefix = prefix
+        self.width = width
+
+    @classmethod
+    def from_config(cls, session: Session, config: Any) -> TicketsService:
+        return cls(session, prefix=config["TICKET_PREFIX"], width=config["TICKET_NUMBER_WIDTH"])
+
+    # -- numbers -------------------------------------------------------------
+
+    def display_number(self, ticket: Ticket) -> str:
+        if ticket.number is None:
+            raise ValueError("ticket has no number before its creation is complete")
+        return numbering.format_number(ticket.number, self.prefix, self.width)
+
+    def get(self, number_text: str | int) -> Ticket:
+        """Find a ticket by number as a person types it (`tkt-78`, `[TKT-000078]`)."""
+        number = (
+            number_text
+            if isinstance(number_text, int)
+            else numbering.parse_number(str(number_text), self.prefix)
+        )
+        ticket = None
+        if number is not None and number > 0:
+            ticket = self.session.execute(
+                select(Ticket).where(Ticket.number == number)
+            ).scalar_one_or_none()
+        if ticket is None:
+            raise NotFound(f"No ticket {number_text}.")
+        return ticket
+
+    # -- creation ------------------------------------------------------------
+
+    def open_ticket(
+        self,
+        *,
+        subject: str,
+        description: str,
+        requester_email: str,
+        channel: str,
+        actor: Actor,
+        requester_name: str = "",
+        priority: str | None = None,
+        category: str | None = None,
+        is_email_originated: bool = False,
+        organization: Organization | None = None,
+        assignee_id: int | None = None,
+        cc: Iterable[tuple[str, str]] = (),
+        linked_ticket: Ticket | None = None,
+        body_html: str | None = None,
+        inbound_mail_id: int | None = None,
+    ) -> Ticket:
+        """Store a new ticket with its first message and give it the next number.
+
+        The first message keeps the request as it arrived (for a mail: the raw-mail
+        reference and sanitized HTML); `description` is its text.
+        """
+        errors: dict[str, str] = {}
+        subject = (subject or "").strip()
+        if not subject:
+            errors["subject"] = "is required"
+        elif len(subject) > MAX_SUBJECT:
+            errors["subject"] = f"must be at most {MAX_SUBJECT} characters"
+        if not isinstance(description, str):
+            errors["description"] = "must be text"
+        email = normalize_email(requester_email)
+        if not email:
+            errors["requester_email"] = "is required"
+        elif not is_valid_email(email):
+            errors["requester_email"] = "is not a valid email address"
+        priority = self._check_choice("priority", priority or "medium", errors)
+        category = self._check_choice("category", category or "support", errors)
+        if channel not in v.CHANNELS:
+            errors["channel"] = f"must be one of {', '.join(v.CHANNELS)}"
+        if assignee_id is not None:
+            self._check_assignee(assignee_id, errors)
+        if errors:
+            raise ValidationError(errors)
+
+        requester = self._contact(email, requester_name)
+        created = now()
+        first_due, resolution_due = sla.due_times(priority, created)
+        ticket = Ticket(
+            subject=subject,
+            description=description,
+            status="new",
+            priority=priority,
+            category=category,
+            channel=channel,
+            is_email_originated=is_email_originated,
+            requester_id=requester.id,
+            organization_id=(organization.id if organization else requester.organization_id),
+            assignee_id=assignee_id,
+            linked_ticket_id=linked_ticket.id if linked_ticket else None,
+            created_at=created,
+            updated_at=created,
+            first_response_due_at=first_due,
+            resolution_due_at=resolution_due,
+            pending_seconds=0,
+        )
+        ticket.requester = requester
+        self.session.add(ticket)
+        self.session.flush()
+        self._add_message_row(
+            ticket, "reply", actor, requester.id if actor.is_customer else None, channel,
+            description, body_html, inbound_mail_id, created,
+        )
+        self._record(ticket, "status", None, "new", actor, f"created via {channel}", False, created)
+        for cc_email, cc_name in cc:
+            self._add_participant(ticket, cc_email, cc_name, exclude=email)
+        self.session.flush()
+        numbering.assign_number(self.session, ticket)
+        return ticket
+
+    # -- messages ------------------------------------------------------------
+
+    def add_message(
+        self,
+        ticket: Ticket,
+        *,
+        body: str,
+        actor: Actor,
+        channel: str,
+        internal: bool = False,
+        body_html: str | None = None,
+        inbound_mail_id: int | None = None,
+    ) -> Message:
+        """Append a public reply or an internal note.
+
+        A customer's reply moves `pending_customer → in_progress` and
+        `resolved`/`closed → reopened` (automated); the first public staff reply
+        marks the first response.
+        """
+        if not isinstance(body, str) or not body.strip():
+            raise ValidationError({"body": "is required"})
+        if internal and not actor.is_staff:
+            raise ValidationError({"internal": "only staff can write internal notes"})
+        if ticket.status == "cancelled" and not internal:
+            raise ValidationError({"status": "the ticket is cancelled; only notes can be added"})
+        created = now()
+        contact_id = None
+        if actor.is_customer and actor.email:
+            contact_id = self._contact(actor.email, "").id
+        message = self._add_message_row(
+            ticket, "note" if internal else "reply", actor, contact_id, channel, body,
+            body_html, inbound_mail_id, created,
+        )
+        if actor.is_customer:
+            ticket.last_customer_reply_at = created
+            target = lifecycle.ON_CUSTOMER_REPLY.get(ticket.status)
+            if target:
+                self._move(ticket, target, actor, "customer replied", automated=True)
+        elif actor.is_staff and not internal and ticket.first_responded_at is None:
+            ticket.first_responded_at = created
+            ticket.first_response_breached = created > (ticket.first_response_due_at or created)
+        ticket.updated_at = created
+        self.session.flush()
+        return message
+
+    # -- changes -------------------------------------------------------------
+
+    def change_status(
+        self, ticket: Ticket, target: str, *, actor: Actor, reason: str = "",
+        automated: bool = False,
+    ) -> Ticket:
+        if target not in v.STATUSES:
+            raise ValidationError({"status": f"must be one of {', '.join(v.STATUSES)}"})
+        if not lifecycle.can_move(ticket.status, target):
+            raise InvalidTransition(ticket.status, target, lifecycle.allowed_targets(ticket.status))
+        self._move(ticket, target, actor, reason, automated)
+        self.session.flush()
+        return ticket
+
+    def mark_viewed(self, ticket: Ticket, *, actor: Actor) -> bool:
+        """An agent opening a `new` ticket moves it to `open` (automated, SPEC §5)."""
+        if ticket.status != "new" or not actor.is_staff:
+            return False
+        self._move(ticket, "open", actor, "opened by an agent", automated=True)
+        self.session.flush()
+        return True
+
+    def update(
+        self,
+        ticket: Ticket,
+        *,
+        actor: Actor,
+        priority: str | None = None,
+        category: str | None = None,
+        assignee_id: int | None | str = "unchanged",
+    ) -> Ticket:
+        """Change priority, category and/or assignee (`assignee_id=None` unassigns)."""
+        errors: dict[str, str] = {}
+        if priority is not None:
+            priority = self._check_choice("priority", priority, errors)
+        if category is not None:
+            category = self._check_choice("category", category, errors)
+        if assignee_id not in ("unchanged", None):
+            self._check_assignee(assignee_id, errors)
+        if errors:
+            raise ValidationError(errors)
+        if priority is not None and priority != ticket.priority:
+            self._record(ticket, "priority", ticket.priority, priority, actor)
+            ticket.priority = priority
+            ticket.first_response_due_at, ticket.resolution_due_at = sla.due_times(
+                priority, ticket.created_at
+            )
+        if category is not None and category != ticket.category:
+            self._record(ticket, "category", ticket.category, category, actor)
+            ticket.category = category
+        if assignee_id != "unchanged" and assignee_id != ticket.assignee_id:
+            old = ticket.assignee.email if ticket.assignee else None
+            new_user = self.session.get(StaffUser, assignee_id) if assignee_id else None
+            self._record(ticket, "assignee", old, new_user.email if new_user else None, actor)
+            ticket.assignee_id = assignee_id  # type: ignore[assignment]
+            ticket.assignee = new_user
+        ticket.updated_at = now()
+        self.session.flush()
+        return ticket
+
+    def assign(self, ticket: Ticket, assignee_id: int | None, *, actor: Actor) -> Ticket:
+        return self.update(ticket, actor=actor, assignee_id=assignee_id)
+
+    def add_participant(self, ticket: Ticket, email: str, name: str = "") -> None:
+        self._add_participant(ticket, email, name, exclude=ticket.requester.email)
+        self.session.flush()
+
+    # -- queries -------------------------------------------------------------
+
+    def list_tickets(
+        self,
+        filters: TicketFilters = TicketFilters(),
+        *,
+        page: int = 1,
+        per_page: int = 25,
+        sort: str = "-created_at",
+    ) -> Page:
+        """One page of the queue; `per_page` is capped at 100 (SPEC §6)."""
+        errors: dict[str, str] = {}
+        if page < 1:
+            errors["page"] = "must be 1 or more"
+        if per_page < 1:
+            errors["per_page"] = "must be 1 or more"
+        per_page = min(per_page, MAX_PER_PAGE)
+        key = sort.lstrip("-")
+        if key not in _SORTABLE:
+            errors["sort"] = f"must be one of {', '.join(_SORTABLE)} (prefix - for descending)"
+        for name, allowed in (
+            ("status", v.STATUSES), ("priority", v.PRIORITIES),
+            ("category", v.CATEGORIES), ("channel", v.CHANNELS),
+        ):
+            bad = [value for value in getattr(filters, name) if value not in allowed]
+            if bad:
+                errors[name] = f"unknown value {bad[0]!r}; one of {', '.join(allowed)}"
+        if errors:
+            raise ValidationError(errors)
+
+        query = self._filtered(select(Ticket), filters)
+        total = self.session.execute(
+            self._filtered(select(func.count(Ticket.id)), filters)
+        ).scalar_one()
+        column: Any = getattr(Ticket, key)
+        if key == "priority":
+            column = case(_PRIORITY_RANK, value=Ticket.priority)
+        order = column.desc() if sort.startswith("-") else column.asc()
+        tie = Ticket.id.desc() if sort.startswith("-") else Ticket.id.asc()
+        items = self.session.execute(
+            query.order_by(order, tie).limit(per_page).offset((page - 1) * per_page)
+        ).unique().scalars().all()
+        return Page(list(items), page, per_page, total)
+
+    def _filtered(self, query: Select[Any], filters: TicketFilters) -> Select[Any]:
+        query = query.where(Ticket.number.is_not(None))
+        if filters.status:
+            query = query.where(Ticket.status.in_(filters.status))
+        if filters.priority:
+            query = query.where(Ticket.priority.in_(filters.priority))
+        if filters.category:
+            query = query.where(Ticket.category.in_(filters.category))
+        if filters.channel:
+            query = query.where(Ticket.channel.in_(filters.channel))
+        if filters.assignee == "none":
+            query = query.where(Ticket.assignee_id.is_(None))
+        elif filters.assignee is not None:
+            query = query.where(Ticket.assignee_id == int(filters.assignee))
+        needs_requester = filters.requester_email or filters.q
+        if needs_requester:
+            query = query.join(Contact, Contact.id == Ticket.requester_id)
+        if filters.requester_email:
+            query = query.where(Contact.email == normalize_email(filters.requester_email))
+        if filters.q and filters.q.strip():
+            term = filters.q.strip()
+            pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            matches = [
+                Ticket.subject.ilike(pattern, escape="\\"),
+                Ticket.description.ilike(pattern, escape="\\"),
+                Contact.email.ilike(pattern, escape="\\"),
+                Contact.name.ilike(pattern, escape="\\"),
+            ]
+            number = numbering.parse_number(term, self.prefix)
+            if number is not None:
+                matches.append(Ticket.number == number)
+            query = query.where(or_(*matches))
+        return query
+
+    # -- internals -----------------------------------------------------------
+
+    def _move(self, ticket: Ticket, target: str, actor: Actor, reason: str, automated: bool) -> None:
+        moment = now()
+        self._record(ticket, "status", ticket.status, target, actor, reason, automated, moment)
+        if ticket.status == "pending_customer" and ticket.pending_since is not None:
+            ticket.pending_seconds = (ticket.pending_seconds or 0) + int(
+                (moment - ticket.pending_since).total_seconds()
+            )
+            ticket.pending_since = None
+        if target == "pending_customer":
+            ticket.pending_since = moment
+        if target == "resolved":
+            ticket.resolved_at = moment
+        if target == "closed":
+            ticket.closed_at = moment
+        if target == "reopened":
+            ticket.resolved_at = None
+            ticket.closed_at = None
+        ticket.status = target
+        ticket.updated_at = moment
+
+    def _record(
+        self, ticket: Ticket, field_name: str, old: str | None, new: str | None,
+        actor: Actor, reason: str = "", automated: bool = False, moment: Any = None,
+    ) -> None:
+        self.session.add(
+            TicketHistory(
+                ticket_id=ticket.id, field=field_name, old_value=old, new_value=new,
+                actor_staff_id=actor.staff_id, actor_label=actor.label,
+                reason=reason or "", automated=automated, created_at=moment or now(),
+            )
+        )
+
+    def _add_message_row(
+        self, ticket: Ticket, kind: str, actor: Actor, contact_id: int | None, channel: str,
+        body: str, body_html: str | None, inbound_mail_id: int | None, created: Any,
+    ) -> Message:
+        message = Message(
+            ticket_id=ticket.id, kind=kind, author_staff_id=actor.staff_id,
+            author_contact_id=contact_id, author_label=actor.label, channel=channel,
+            body=body, body_html=body_html, inbound_mail_id=inbound_mail_id, created_at=created,
+        )
+        self.session.add(message)
+        return message
+
+    def _check_choice(self, name: str, value: Any, errors: dict[str, str]) -> str:
+        allowed = {"priority": v.PRIORITIES, "category": v.CATEGORIES}[name]
+        if not isinstance(value, str):
+            errors[name] = "must be text"
+            return ""
+        value = value.strip().lower()
+        if name == "priority":
+            value = v.PRIORITY_ALIASES.get(value, value)
+        if value not in allowed:
+            errors[name] = f"must be one of {', '.join(allowed)}"
+        return value
+
+    def _check_assignee(self, assignee_id: Any, errors: dict[str, str]) -> None:
+        user = self.session.get(StaffUser, assignee_id) if isinstance(assignee_id, int) else None
+        if user is None or not user.is_active:
+            errors["assignee"] = "is not an active staff member"
+
+    def _contact(self, email: str, name: str) -> Contact:
+        """Find or create the contact; safe against a concurrent creator."""
+        email = normalize_email(email)
+        contact = self.session.execute(
+            select(Contact).where(Contact.email == email)
+        ).scalar_one_or_none()
+        if contact is not None:
+            if name and not contact.name:
+                contact.name = name
+            return contact
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.session.execute(
+            insert(Contact)
+            .values(email=email, name=name or "", created_at=now())
+            .on_conflict_do_nothing(index_elements=["email"])
+        )
+        return self.session.execute(select(Contact).where(Contact.email == email)).scalar_one()
+
+    def _add_participant(self, ticket: Ticket, email: str, name: str, exclude: str) -> None:
+        email = normalize_email(email)
+        if not is_valid_email(email) or email == exclude:
+            return
+        known = {p.email for p in ticket.participants}
+        if email not in known:
+            ticket.participants.append(Participant(ticket_id=ticket.id, email=email, name=name or ""))

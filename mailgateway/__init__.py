@@ -1,0 +1,1 @@
+"""The mail gateway: turns customer email into tickets through TicketsService."""

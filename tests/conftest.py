@@ -1,0 +1,137 @@
+"""Fixtures: every database test runs on SQLite and on a real PostgreSQL server.
+
+The PostgreSQL server is started here on a free loopback port and stopped at the
+end, even on failure. A missing server is a failure, never a skip (`make test`
+installs it). The schema is built once per backend with the real migrations; each
+test then gets a fresh copy (SQLite) or a truncated database (PostgreSQL).
+"""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import flask_migrate
+import pytest
+from flask import Flask
+from sqlalchemy import text
+
+from config import TestingConfig
+from helpdesk import create_app
+from helpdesk.extensions import db
+from helpdesk.models import StaffUser
+from helpdesk.services import Actor, TicketsService
+from helpdesk.services.staff import StaffService
+from tests.pgserver import PostgresServer, PostgresUnavailable
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def make_app(url: str, **overrides: object) -> Flask:
+    return create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, **overrides)
+
+
+def migrate_database(url: str) -> None:
+    app = make_app(url)
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def migrated(backend: str, request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database for the session: a template file (SQLite) or a URL."""
+    if backend == "sqlite":
+        template = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+        migrate_database(f"sqlite:///{template}")
+        return str(template)
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    url = server.create_database("helpdesk_test")
+    migrate_database(url)
+    return url
+
+
+@pytest.fixture
+def database_url(backend: str, migrated: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        target = tmp_path / "helpdesk.db"
+        shutil.copyfile(migrated, target)
+        yield f"sqlite:///{target}"
+        return
+    yield migrated
+    _truncate(migrated)
+
+
+def _truncate(url: str) -> None:
+    app = make_app(url)
+    with app.app_context():
+        names = ", ".join(t.name for t in db.metadata.sorted_tables)
+        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        db.session.execute(text("INSERT INTO ticket_counter (id, next_value) VALUES (1, 1)"))
+        db.session.commit()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    app = make_app(database_url)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):  # type: ignore[no-untyped-def]
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def service(app: Flask) -> TicketsService:
+    return TicketsService.from_config(db.session, app.config)
+
+
+def _staff_user(role: str, name: str) -> StaffUser:
+    user, _ = StaffService(db.session).create(
+        email=f"{role}@helpdesk.test", name=name, role=role, password=f"{role}-password-1"
+    )
+    db.session.commit()
+    return user
+
+
+@pytest.fixture
+def agent(app: Flask) -> StaffUser:
+    return _staff_user("agent", "Agnes Agent")
+
+
+@pytest.fixture
+def admin(app: Flask) -> StaffUser:
+    return _staff_user("admin", "Ada Admin")
+
+
+@pytest.fixture
+def agent_actor(agent: StaffUser) -> Actor:
+    return Actor.staff(agent)

@@ -1,0 +1,107 @@
+"""The app factory, configuration and the two entry points."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import config
+from helpdesk.extensions import db
+from helpdesk.services import Actor, TicketsService
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_health_endpoints(client):
+    response = client.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+    page = client.get("/")
+    assert page.status_code == 200
+    assert b"Next ticket number: TKT-000001" in page.data
+
+
+def test_api_unknown_route_is_json_not_html(client):
+    response = client.get("/api/v1/nope")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_index_escapes_user_strings(app, client):
+    TicketsService.from_config(db.session, app.config).open_ticket(
+        subject="<script>alert(1)</script>", description="x", requester_email="a@b.co",
+        channel="web", actor=Actor.system(),
+    )
+    db.session.commit()
+    assert b"<script>" not in client.get("/").data
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("7d", timedelta(days=7)), ("36h", timedelta(hours=36)), ("90m", timedelta(minutes=90)),
+     ("45s", timedelta(seconds=45)), ("3600", timedelta(hours=1))],
+)
+def test_parse_duration(text, expected):
+    assert config.parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
+     ("postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
+     ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+     ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db")],
+)
+def test_database_url_normalization(url, expected):
+    assert config.normalize_database_url(url) == expected
+
+
+def _run_python(code: str, tmp_path: Path, **env: str) -> str:
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY")}
+    environment.update(HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **env)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_default_config_uses_instance_sqlite_and_a_shared_generated_secret(tmp_path):
+    code = ("from config import Config; c = Config(); "
+            "print(c.SQLALCHEMY_DATABASE_URI); print(c.SECRET_KEY); print(c.SUPPORT_ADDRESSES)")
+    first = _run_python(code, tmp_path).splitlines()
+    second = _run_python(code, tmp_path).splitlines()
+    assert first[0] == f"sqlite:///{tmp_path / 'instance' / 'helpdesk.db'}"
+    assert len(first[1]) == 64 and first[1] == second[1]  # same secret for every process
+    assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0
+    assert first[2] == "['support@helpdesk.test']"
+    overridden = _run_python(code, tmp_path, DATABASE_URL="postgres://u@h/d", SECRET_KEY="s3",
+                             SUPPORT_ADDRESSES="Help@A.example, desk@b.example").splitlines()
+    assert overridden == ["postgresql+psycopg2://u@h/d", "s3",
+                          "['help@a.example', 'desk@b.example']"]
+
+
+def test_gateway_builds_the_app_and_stops_on_sigterm(database_url, tmp_path):
+    environment = dict(os.environ, DATABASE_URL=database_url,
+                       HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"))
+    process = subprocess.Popen([sys.executable, "gateway.py"], cwd=ROOT, env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        lines: list[str] = []
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if "gateway started" in line:
+                break
+        assert any("gateway started for support@helpdesk.test" in line for line in lines), lines
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert "gateway stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,112 @@
+"""The SPEC §2 admin commands, run through Flask's CLI runner."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from helpdesk.extensions import db
+from helpdesk.models import AuthorizedSender, StaffUser
+from helpdesk.services import Actor, TicketsService
+
+
+def staff(email: str) -> StaffUser:
+    db.session.expire_all()
+    return db.session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one()
+
+
+def test_create_staff_with_password(runner):
+    result = runner.invoke(args=["create-staff", "--email", "Ann@Example.com", "--name", "Ann",
+                                 "--role", "agent", "--password", "correct horse battery"])
+    assert result.exit_code == 0, result.output
+    user = staff("ann@example.com")
+    assert user.role == "agent"
+    assert user.password_hash != "correct horse battery"
+    assert user.check_password("correct horse battery")
+    assert "Password:" not in result.output
+
+
+def test_create_staff_generates_and_prints_password(runner):
+    result = runner.invoke(args=["create-staff", "--email", "boss@example.com", "--name", "Boss",
+                                 "--role", "admin"])
+    assert result.exit_code == 0, result.output
+    password = re.search(r"Password: (\S+)", result.output).group(1)
+    assert len(password) >= 12
+    assert staff("boss@example.com").check_password(password)
+
+
+def test_create_staff_refuses_duplicates_bad_role_and_short_password(runner):
+    args = ["create-staff", "--email", "x@example.com", "--name", "X", "--role", "agent"]
+    assert runner.invoke(args=args).exit_code == 0
+    duplicate = runner.invoke(args=args)
+    assert duplicate.exit_code == 1 and "already exists" in duplicate.output
+    bad_role = runner.invoke(args=["create-staff", "--email", "y@example.com", "--name", "Y",
+                                   "--role", "owner"])
+    assert bad_role.exit_code == 2 and "owner" in bad_role.output
+    short = runner.invoke(args=["create-staff", "--email", "z@example.com", "--name", "Z",
+                                "--role", "agent", "--password", "short"])
+    assert short.exit_code == 1 and "at least 10" in short.output
+
+
+def test_create_first_admin_only_once(runner):
+    first = runner.invoke(args=["create-first-admin"])
+    assert first.exit_code == 0 and "password:" in first.output
+    password = first.output.rsplit("password:", 1)[1].strip()
+    assert staff("admin@helpdesk.local").check_password(password)
+    second = runner.invoke(args=["create-first-admin"])
+    assert second.exit_code == 0 and "already exists" in second.output
+
+
+def test_senders_add_list_remove(runner):
+    assert runner.invoke(args=["senders", "add", "@Example.COM", "--organization", "Acme"]).exit_code == 0
+    assert runner.invoke(args=["senders", "add", "bob@other.org", "--organization", "Other"]).exit_code == 0
+    listing = runner.invoke(args=["senders", "list"]).output
+    assert "@example.com" in listing and "Acme" in listing
+    assert "bob@other.org" in listing and "Other" in listing
+    removed = runner.invoke(args=["senders", "remove", "@example.com"])
+    assert removed.exit_code == 0, removed.output
+    db.session.expire_all()
+    assert [r.pattern for r in db.session.execute(select(AuthorizedSender)).scalars()] == ["bob@other.org"]
+
+
+def test_senders_errors(runner):
+    bad = runner.invoke(args=["senders", "add", "not an address", "--organization", "Acme"])
+    assert bad.exit_code == 1 and "a@b.c" in bad.output
+    bad_domain = runner.invoke(args=["senders", "add", "@localhost", "--organization", "Acme"])
+    assert bad_domain.exit_code == 1
+    assert runner.invoke(args=["senders", "add", "a@b.co", "--organization", "A"]).exit_code == 0
+    again = runner.invoke(args=["senders", "add", "A@B.CO", "--organization", "A"])
+    assert again.exit_code == 1 and "already authorized" in again.output
+    missing = runner.invoke(args=["senders", "remove", "nobody@b.co"])
+    assert missing.exit_code == 1 and "No rule" in missing.output
+    no_org = runner.invoke(args=["senders", "add", "c@b.co"])
+    assert no_org.exit_code == 2
+
+
+def test_senders_match_prefers_exact_address(app, runner):
+    from helpdesk.services.senders import SendersService
+
+    runner.invoke(args=["senders", "add", "@example.com", "--organization", "Acme"])
+    runner.invoke(args=["senders", "add", "vip@example.com", "--organization", "VIP Corp"])
+    service = SendersService(db.session)
+    assert service.match("VIP@example.com").organization.name == "VIP Corp"
+    assert service.match("anyone@example.com").organization.name == "Acme"
+    assert service.match("anyone@sub.example.com") is None
+    assert service.match("garbage") is None
+
+
+def test_tickets_set_next(app, runner):
+    service = TicketsService.from_config(db.session, app.config)
+    for _ in range(3):
+        service.open_ticket(subject="s", description="d", requester_email="a@b.co",
+                            channel="web", actor=Actor.system())
+        db.session.commit()
+    refused = runner.invoke(args=["tickets", "set-next", "3"])
+    assert refused.exit_code == 1 and "3 is already in use" in refused.output
+    accepted = runner.invoke(args=["tickets", "set-next", "78"])
+    assert accepted.exit_code == 0 and "TKT-000078" in accepted.output
+    ticket = service.open_ticket(subject="s", description="d", requester_email="a@b.co",
+                                 channel="web", actor=Actor.system())
+    db.session.commit()
+    assert service.display_number(ticket) == "TKT-000078"
+    assert runner.invoke(args=["tickets", "set-next", "abc"]).exit_code == 2

@@ -1,0 +1,47 @@
+"""The migrations build exactly the schema the models describe, on both databases."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import flask_migrate
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from helpdesk.extensions import db
+from tests.conftest import make_app
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    return request.getfixturevalue("pg_server").create_database(f"empty_{uuid.uuid4().hex[:8]}")
+
+
+def test_create_app_does_not_migrate(empty_database_url):
+    app = make_app(empty_database_url)
+    with app.app_context():
+        assert inspect(db.engine).get_table_names() == []
+        db.engine.dispose()
+
+
+def test_upgrade_builds_schema_matching_models(empty_database_url):
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            differences = compare_metadata(
+                MigrationContext.configure(connection, opts={"compare_type": True}), db.metadata
+            )
+            counter = connection.execute(text("SELECT next_value FROM ticket_counter")).all()
+        assert differences == []
+        assert counter == [(1,)]
+        tickets = {ix["name"]: ix for ix in inspect(db.engine).get_indexes("tickets")}
+        for column in ("status", "priority", "assignee_id", "requester_id", "created_at"):
+            assert f"ix_tickets_{column}" in tickets
+        flask_migrate.downgrade(revision="base")
+        assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
+        db.engine.dispose()

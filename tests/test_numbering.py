@@ -1,0 +1,131 @@
+"""SPEC §3: format, recognition in text, gap-free taking, set-next."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk import numbering
+from helpdesk.errors import Conflict, ValidationError
+from helpdesk.extensions import db
+from helpdesk.models import Ticket, TicketCounter
+from helpdesk.services import Actor, TicketsService
+
+
+@pytest.mark.parametrize(
+    ("number", "prefix", "width", "expected"),
+    [
+        (78, "TKT-", 6, "TKT-000078"),
+        (1, "TKT-", 6, "TKT-000001"),
+        (999999, "TKT-", 6, "TKT-999999"),
+        (1000000, "TKT-", 6, "TKT-1000000"),
+        (5, "HD#", 3, "HD#005"),
+    ],
+)
+def test_format_number_pads_and_grows_without_wrapping(number, prefix, width, expected):
+    assert numbering.format_number(number, prefix, width) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tkt-78", 78),
+        ("TKT-000078", 78),
+        ("[TKT-000078]", 78),
+        (" [tkt-000078] ", 78),
+        ("Tkt-1000000", 1000000),
+        ("78", 78),
+        ("TKT-0", None),
+        ("TKT-", None),
+        ("TKT-12a", None),
+        ("ABC-12", None),
+        ("", None),
+        ("Re: TKT-000078", None),  # a lookup is the number alone; text search is find_numbers
+    ],
+)
+def test_parse_number_accepts_what_people_type(text, expected):
+    assert numbering.parse_number(text, "TKT-") == expected
+
+
+def test_find_numbers_in_subjects_is_case_insensitive_and_ordered():
+    subject = "Re: [tkt-000078] fwd TKT-79 and again TKT-000078, not XTKT-5 nor TKT-80x1"
+    assert numbering.find_numbers(subject, "TKT-") == [78, 79]
+    assert numbering.find_numbers("no number here", "TKT-") == []
+    assert numbering.find_numbers("Ticket HD#7 done", "HD#") == [7]
+
+
+def _open(service: TicketsService, channel: str = "web"):
+    return service.open_ticket(
+        subject="Printer on fire", description="Smoke everywhere",
+        requester_email="ann@example.com", channel=channel, actor=Actor.system(),
+    )
+
+
+def test_numbers_are_consecutive_across_channels(service):
+    numbers = []
+    for channel in ("web", "email", "api", "email", "system", "chat"):
+        numbers.append(_open(service, channel).number)
+        db.session.commit()
+    assert numbers == [1, 2, 3, 4, 5, 6]
+
+
+def test_rolled_back_creation_consumes_no_number(service):
+    first = _open(service)
+    db.session.commit()
+    doomed = _open(service)
+    assert doomed.number == 2
+    db.session.rollback()
+    again = _open(service)
+    db.session.commit()
+    assert (first.number, again.number) == (1, 2)
+    stored = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
+    assert stored == [1, 2]
+
+
+def test_counter_row_is_recreated_when_missing(service):
+    """A database built with create_all (no migration seed) still numbers from the data."""
+    _open(service)
+    db.session.commit()
+    db.session.delete(db.session.get(TicketCounter, numbering.COUNTER_ID))
+    db.session.commit()
+    assert _open(service).number == 2
+    db.session.commit()
+    assert db.session.get(TicketCounter, numbering.COUNTER_ID).next_value == 3
+
+
+def test_set_next_moves_the_sequence(service):
+    _open(service)
+    db.session.commit()
+    numbering.set_next(db.session, 500)
+    db.session.commit()
+    assert _open(service).number == 500
+    db.session.commit()
+    assert service.display_number(_open(service)) == "TKT-000501"
+
+
+@pytest.mark.parametrize("value", [1, 3])
+def test_set_next_refuses_numbers_in_use(service, value):
+    _open(service)
+    _open(service)
+    _open(service)
+    db.session.commit()
+    with pytest.raises(Conflict, match="3 is already in use"):
+        numbering.set_next(db.session, value)
+
+
+def test_set_next_refuses_non_positive(app):
+    with pytest.raises(ValidationError):
+        numbering.set_next(db.session, 0)
+
+
+def test_display_number_uses_configured_prefix_and_width(database_url):
+    from tests.conftest import make_app
+
+    app = make_app(database_url, TICKET_PREFIX="HD-", TICKET_NUMBER_WIDTH=4)
+    with app.app_context():
+        service = TicketsService.from_config(db.session, app.config)
+        ticket = _open(service)
+        db.session.commit()
+        assert service.display_number(ticket) == "HD-0001"
+        assert service.get("hd-1").id == ticket.id
+        db.session.remove()
+        db.engine.dispose()
