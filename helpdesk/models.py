@@ -116,9 +116,7 @@ class Ticket(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # NULL only inside the creating transaction: the number is written as its
-    # last statement, so the counter row stays locked as briefly as possible.
-    number: Mapped[Optional[int]] = mapped_column(BigInteger, unique=True)
+    number: Mapped[int] = mapped_column(BigInteger, unique=True)  # see helpdesk.numbering
     subject: Mapped[str] = mapped_column(String(500))
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20), default="new", index=True)

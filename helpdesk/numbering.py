@@ -4,35 +4,30 @@ The number comes from a single counter row, incremented in the same transaction
 that stores the ticket; a rolled-back creation also rolls back its increment, so no
 number is ever skipped, and the row lock (PostgreSQL) or the database write lock
 (SQLite) means no number is ever handed out twice. The lock is held from the
-increment until commit, so `assign_number` is meant to be the ticket transaction's
-last statement: callers insert the ticket and its first message first, then take
-the number, then commit.
+increment until commit, which bounds throughput, so `insert_numbered` writes the
+ticket and its dependent rows together with the increment (one statement on
+PostgreSQL) and callers commit right after it.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.models import Ticket, TicketCounter
 
 COUNTER_ID = 1
 
-_PG_ASSIGN = text(
-    "WITH c AS (UPDATE ticket_counter SET next_value = next_value + 1 "
-    "WHERE id = :counter RETURNING next_value - 1 AS n) "
-    "UPDATE tickets SET number = c.n FROM c WHERE tickets.id = :ticket RETURNING c.n"
-)
 _TAKE = text(
     "UPDATE ticket_counter SET next_value = next_value + 1 "
     "WHERE id = :counter RETURNING next_value - 1"
 )
-_STORE = text("UPDATE tickets SET number = :n WHERE id = :ticket")
 
 
 def format_number(number: int, prefix: str, width: int) -> str:
@@ -63,28 +58,65 @@ def find_numbers(text_: str, prefix: str) -> list[int]:
     return list(dict.fromkeys(n for n in found if n > 0))
 
 
-def assign_number(session: Session, ticket: Ticket) -> int:
-    """Give a flushed ticket the next number, inside the caller's transaction."""
-    if ticket.id is None:
-        session.flush()
+Row = dict[str, Any]
+
+
+def insert_numbered(
+    session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]] = ()
+) -> tuple[int, int]:
+    """Insert a ticket with the next number, plus rows that point at it (its first
+    message, history, participants: their `ticket_id` is filled in); returns
+    `(id, number)`. Nothing is committed: the caller's transaction decides.
+
+    PostgreSQL gets everything in one statement, so the counter row is locked for
+    that statement and the commit only. SQLite serializes writers with its database
+    lock anyway, so plain statements in order do the same there.
+    """
     for _attempt in range(2):
-        number = _take_and_store(session, ticket.id)
-        if number is not None:
-            set_committed_value(ticket, "number", number)
-            return number
+        if session.get_bind().dialect.name == "postgresql":
+            row = session.execute(*_pg_insert_all(ticket, dependents)).first()
+        else:
+            row = _insert_in_order(session, ticket, dependents)
+        if row is not None:
+            return int(row[0]), int(row[1])
         _create_counter(session)
     raise RuntimeError("ticket counter row could not be created")
 
 
-def _take_and_store(session: Session, ticket_id: int) -> int | None:
-    params = {"counter": COUNTER_ID, "ticket": ticket_id}
-    if session.get_bind().dialect.name == "postgresql":
-        # One round trip while the counter row is locked.
-        return session.execute(_PG_ASSIGN, params).scalar()
-    number = session.execute(_TAKE, params).scalar()
-    if number is not None:
-        session.execute(_STORE, {"n": number, "ticket": ticket_id})
-    return number
+def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]]) -> tuple[Any, Row]:
+    params: Row = {"counter": COUNTER_ID}
+    columns = list(ticket)
+    params.update({f"t_{name}": value for name, value in ticket.items()})
+    parts = [
+        "WITH c AS (UPDATE ticket_counter SET next_value = next_value + 1 "
+        "WHERE id = :counter RETURNING next_value - 1 AS n)",
+        f", t AS (INSERT INTO tickets (number, {', '.join(columns)}) "
+        f"SELECT c.n, {', '.join(':t_' + name for name in columns)} FROM c RETURNING id, number)",
+    ]
+    for index, (table, values) in enumerate(dependents):
+        names = [name for name in values if name != "ticket_id"]
+        params.update({f"d{index}_{name}": values[name] for name in names})
+        parts.append(
+            f", d{index} AS (INSERT INTO {table.name} (ticket_id, {', '.join(names)}) "
+            f"SELECT t.id, {', '.join(f':d{index}_{name}' for name in names)} FROM t)"
+        )
+    parts.append(" SELECT id, number FROM t")
+    return text("".join(parts)), params
+
+
+def _insert_in_order(
+    session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]]
+) -> tuple[int, int] | None:
+    number = session.execute(_TAKE, {"counter": COUNTER_ID}).scalar()
+    if number is None:
+        return None
+    tickets = Ticket.__table__
+    ticket_id = session.execute(
+        tickets.insert().values(number=number, **ticket).returning(tickets.c.id)
+    ).scalar_one()
+    for table, values in dependents:
+        session.execute(table.insert().values({**values, "ticket_id": ticket_id}))
+    return ticket_id, number
 
 
 def _create_counter(session: Session) -> None:

@@ -2,8 +2,8 @@
 
 Every channel (portal, API, SMTP, IMAP, CLI) calls it, so the rules — numbering,
 the transition table, history rows, customer-reply moves — hold everywhere. It
-flushes but never commits: the caller's transaction decides, and a ticket's
-number is taken as the last statement of `open_ticket` so the caller should
+flushes but never commits: the caller's transaction decides. `open_ticket` takes
+the ticket's number, which locks the counter until commit, so the caller should
 commit right after it (see `helpdesk.numbering`).
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk import lifecycle, numbering, sla
 from helpdesk import vocabulary as v
@@ -156,37 +157,35 @@ class TicketsService:
         requester = self._contact(email, requester_name)
         created = now()
         first_due, resolution_due = sla.due_times(priority, created)
-        ticket = Ticket(
-            subject=subject,
-            description=description,
-            status="new",
-            priority=priority,
-            category=category,
-            channel=channel,
-            is_email_originated=is_email_originated,
+        values: dict[str, Any] = dict(
+            subject=subject, description=description, status="new", priority=priority,
+            category=category, channel=channel, is_email_originated=is_email_originated,
             requester_id=requester.id,
-            organization_id=(organization.id if organization else requester.organization_id),
+            organization_id=organization.id if organization else requester.organization_id,
             assignee_id=assignee_id,
             linked_ticket_id=linked_ticket.id if linked_ticket else None,
+            created_at=created, updated_at=created,
+            first_response_due_at=first_due, resolution_due_at=resolution_due,
+            first_responded_at=None, first_response_breached=None, resolution_breached=None,
+            pending_since=None, pending_seconds=0, resolved_at=None, closed_at=None,
+            last_customer_reply_at=None,
+        )
+        message = dict(
+            kind="reply", author_staff_id=actor.staff_id,
+            author_contact_id=requester.id if actor.is_customer else None,
+            author_label=actor.label, channel=channel, body=description, body_html=body_html,
+            inbound_mail_id=inbound_mail_id, created_at=created,
+        )
+        history = dict(
+            field="status", old_value=None, new_value="new", actor_staff_id=actor.staff_id,
+            actor_label=actor.label, reason=f"created via {channel}", automated=False,
             created_at=created,
-            updated_at=created,
-            first_response_due_at=first_due,
-            resolution_due_at=resolution_due,
-            pending_seconds=0,
         )
-        ticket.requester = requester
-        self.session.add(ticket)
-        self.session.flush()
-        self._add_message_row(
-            ticket, "reply", actor, requester.id if actor.is_customer else None, channel,
-            description, body_html, inbound_mail_id, created,
-        )
-        self._record(ticket, "status", None, "new", actor, f"created via {channel}", False, created)
-        for cc_email, cc_name in cc:
-            self._add_participant(ticket, cc_email, cc_name, exclude=email)
-        self.session.flush()
-        numbering.assign_number(self.session, ticket)
-        return ticket
+        dependents = [(Message.__table__, message), (TicketHistory.__table__, history)]
+        for cc_email, cc_name in self._participants(cc, exclude=email):
+            dependents.append((Participant.__table__, dict(email=cc_email, name=cc_name)))
+        ticket_id, number = numbering.insert_numbered(self.session, values, dependents)
+        return self._persistent(Ticket(id=ticket_id, number=number, **values), requester)
 
     # -- messages ------------------------------------------------------------
 
@@ -217,10 +216,13 @@ class TicketsService:
         contact_id = None
         if actor.is_customer and actor.email:
             contact_id = self._contact(actor.email, "").id
-        message = self._add_message_row(
-            ticket, "note" if internal else "reply", actor, contact_id, channel, body,
-            body_html, inbound_mail_id, created,
+        message = Message(
+            ticket_id=ticket.id, kind="note" if internal else "reply",
+            author_staff_id=actor.staff_id, author_contact_id=contact_id,
+            author_label=actor.label, channel=channel, body=body, body_html=body_html,
+            inbound_mail_id=inbound_mail_id, created_at=created,
         )
+        self.session.add(message)
         if actor.is_customer:
             ticket.last_customer_reply_at = created
             target = lifecycle.ON_CUSTOMER_REPLY.get(ticket.status)
@@ -297,7 +299,10 @@ class TicketsService:
         return self.update(ticket, actor=actor, assignee_id=assignee_id)
 
     def add_participant(self, ticket: Ticket, email: str, name: str = "") -> None:
-        self._add_participant(ticket, email, name, exclude=ticket.requester.email)
+        known = {p.email for p in ticket.participants}
+        for address, display in self._participants([(email, name)], ticket.requester.email):
+            if address not in known:
+                ticket.participants.append(Participant(ticket_id=ticket.id, email=address, name=display))
         self.session.flush()
 
     # -- queries -------------------------------------------------------------
@@ -345,7 +350,6 @@ class TicketsService:
         return Page(list(items), page, per_page, total)
 
     def _filtered(self, query: Select[Any], filters: TicketFilters) -> Select[Any]:
-        query = query.where(Ticket.number.is_not(None))
         if filters.status:
             query = query.where(Ticket.status.in_(filters.status))
         if filters.priority:
@@ -412,18 +416,6 @@ class TicketsService:
             )
         )
 
-    def _add_message_row(
-        self, ticket: Ticket, kind: str, actor: Actor, contact_id: int | None, channel: str,
-        body: str, body_html: str | None, inbound_mail_id: int | None, created: Any,
-    ) -> Message:
-        message = Message(
-            ticket_id=ticket.id, kind=kind, author_staff_id=actor.staff_id,
-            author_contact_id=contact_id, author_label=actor.label, channel=channel,
-            body=body, body_html=body_html, inbound_mail_id=inbound_mail_id, created_at=created,
-        )
-        self.session.add(message)
-        return message
-
     def _check_choice(self, name: str, value: Any, errors: dict[str, str]) -> str:
         allowed = {"priority": v.PRIORITIES, "category": v.CATEGORIES}[name]
         if not isinstance(value, str):
@@ -460,10 +452,31 @@ class TicketsService:
         )
         return self.session.execute(select(Contact).where(Contact.email == email)).scalar_one()
 
-    def _add_participant(self, ticket: Ticket, email: str, name: str, exclude: str) -> None:
-        email = normalize_email(email)
-        if not is_valid_email(email) or email == exclude:
-            return
-        known = {p.email for p in ticket.participants}
-        if email not in known:
-            ticket.participants.append(Participant(ticket_id=ticket.id, email=email, name=name or ""))
+    def _participants(
+        self, cc: Iterable[tuple[str, str]], exclude: str
+    ) -> list[tuple[str, str]]:
+        """Valid, distinct CC addresses other than the requester's."""
+        found: dict[str, str] = {}
+        for address, name in cc:
+            address = normalize_email(address)
+            if is_valid_email(address) and address != exclude and address not in found:
+                found[address] = name or ""
+        return list(found.items())
+
+    def _persistent(self, ticket: Ticket, requester: Contact) -> Ticket:
+        """Adopt a ticket row written with Core into the session without reloading it.
+
+        The values are exactly what was inserted, so a SELECT would only spend a round
+        trip while the counter row is still locked. An object already holding this id
+        can only be left over from a rolled-back creation (SQLite reuses row ids), so
+        it is dropped rather than mistaken for this ticket.
+        """
+        stale = self.session.identity_map.get(self.session.identity_key(Ticket, ticket.id))
+        if stale is not None:
+            self.session.expunge(stale)
+        make_transient_to_detached(ticket)
+        self.session.add(ticket)
+        set_committed_value(ticket, "requester", requester)
+        if ticket.assignee_id is None:
+            set_committed_value(ticket, "assignee", None)
+        return ticket

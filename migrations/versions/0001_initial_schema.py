@@ -69,7 +69,7 @@ def upgrade():
     )
     op.create_table('tickets',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('number', sa.BigInteger(), nullable=True),
+    sa.Column('number', sa.BigInteger(), nullable=False),
     sa.Column('subject', sa.String(length=500), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
