@@ -83,8 +83,15 @@ class Config:
     SUPPORT_ADDRESSES = _env_list("SUPPORT_ADDRESSES", "support@helpdesk.test")
     SMTP_LISTEN = _env("SMTP_LISTEN", "127.0.0.1:2525")
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
+    MAX_ATTACHMENT_BYTES = _env_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
+    MAX_ATTACHMENTS_TOTAL_BYTES = _env_int("MAX_ATTACHMENTS_TOTAL_BYTES", 20 * 1024 * 1024)
     UNKNOWN_SENDER_POLICY = _env("UNKNOWN_SENDER_POLICY", "quarantine")
     TRUSTED_AUTHSERV_ID = _env("TRUSTED_AUTHSERV_ID", "")
+    # Right-hand side of the Message-IDs the helpdesk sends. A dedicated name, not the
+    # support domain itself: colleagues' mail servers may use that one.
+    MESSAGE_ID_DOMAIN = _env(
+        "MESSAGE_ID_DOMAIN", "helpdesk." + SUPPORT_ADDRESSES[0].rsplit("@", 1)[-1]
+    )
 
     IMAP_URL = _env("IMAP_URL", "")
     IMAP_POLL_SECONDS = _env_int("IMAP_POLL_SECONDS", 60)
@@ -118,3 +125,6 @@ class TestingConfig(Config):
     SECRET_KEY = "testing-secret-key-not-for-production-use"
     JWT_SECRET_KEY = "testing-jwt-secret-key-not-for-production-use"
     SUPPORT_ADDRESSES = ["support@helpdesk.test"]
+    MESSAGE_ID_DOMAIN = "helpdesk.helpdesk.test"
+    UNKNOWN_SENDER_POLICY = "quarantine"
+    TRUSTED_AUTHSERV_ID = ""

@@ -12,11 +12,14 @@ from flask.cli import AppGroup
 from helpdesk import numbering
 from helpdesk.database import transaction
 from helpdesk.errors import DomainError
+from helpdesk.services import Actor
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 
 senders_cli = AppGroup("senders", help="Authorized senders: addresses or @domains.")
 tickets_cli = AppGroup("tickets", help="Ticket numbering.")
+quarantine_cli = AppGroup("quarantine", help="Review mail held by the gateway.")
+CLI_REVIEWER = Actor.system("cli")
 
 
 def _domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -105,6 +108,62 @@ def tickets_set_next(next_value: int) -> None:
     click.echo(f"The next ticket will be {shown}")
 
 
+@quarantine_cli.command("list")
+def quarantine_list() -> None:
+    """Mail waiting for review."""
+    from mailgateway import quarantine
+
+    with transaction() as session:
+        items = quarantine.pending(session)
+        if not items:
+            click.echo("Quarantine is empty.")
+        for item in items:
+            mail = item.inbound_mail
+            click.echo(f"{item.id:>6}  {item.created_at:%Y-%m-%d %H:%M}  "
+                       f"{mail.from_address or mail.mail_from or '?':<32} "
+                       f"{mail.subject[:50]!r}  — {item.reason}")
+
+
+@quarantine_cli.command("show")
+@click.argument("item_id", type=int)
+@_domain_errors
+def quarantine_show(item_id: int) -> None:
+    """Print the item's reason and the raw mail."""
+    from mailgateway import quarantine
+
+    with transaction() as session:
+        item = quarantine.get(session, item_id)
+        click.echo(f"Item {item.id} ({item.state}): {item.reason}")
+        click.echo(f"Envelope from {item.inbound_mail.mail_from!r} to "
+                   f"{item.inbound_mail.recipients!r} via {item.inbound_mail.channel}")
+        click.echo("-" * 72)
+        click.echo(item.inbound_mail.raw.decode("utf-8", "replace"))
+
+
+@quarantine_cli.command("approve")
+@click.argument("item_id", type=int)
+@_domain_errors
+def quarantine_approve(item_id: int) -> None:
+    """Create the ticket (or append the reply) as the pipeline would have."""
+    from mailgateway import quarantine
+
+    with transaction() as session:
+        result = quarantine.approve(session, item_id, CLI_REVIEWER, current_app.config)
+    click.echo(f"Approved {item_id}: {result.outcome.value} {result.ticket_number}")
+
+
+@quarantine_cli.command("reject")
+@click.argument("item_id", type=int)
+@click.option("--spam", is_flag=True, help="Mark as spam instead of plain rejection.")
+@_domain_errors
+def quarantine_reject(item_id: int, spam: bool) -> None:
+    from mailgateway import quarantine
+
+    with transaction() as session:
+        quarantine.reject(session, item_id, CLI_REVIEWER, spam=spam)
+    click.echo(f"{'Marked as spam' if spam else 'Rejected'}: {item_id}")
+
+
 def init_app(app: Flask) -> None:
-    for command in (create_staff, create_first_admin, senders_cli, tickets_cli):
+    for command in (create_staff, create_first_admin, senders_cli, tickets_cli, quarantine_cli):
         app.cli.add_command(command)

@@ -1,7 +1,8 @@
 """Starts the gateway's pieces and stops them on SIGTERM/SIGINT.
 
-For now the gateway only idles with the app built: the SMTP listener and the IMAP
-poller land with the gateway issues. The loop is the shape they will plug into.
+The loop is `while not stopping: wait()`, with the stop flag set by the signal
+handler; the SMTP listener runs in its own thread (aiosmtpd's Controller) and is
+stopped before the process exits, after the mails in flight were committed.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import threading
 from types import FrameType
 
 from flask import Flask
+
+from mailgateway.smtp import SupportHandler, make_controller
 
 log = logging.getLogger("mailgateway")
 
@@ -24,11 +27,17 @@ def run(app: Flask) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    handler = SupportHandler(app)
+    controller = make_controller(app, handler)
+    controller.start()
     log.info(
-        "gateway started for %s (database %s)",
-        ", ".join(app.config["SUPPORT_ADDRESSES"]),
+        "gateway started for %s: SMTP on %s (database %s)",
+        ", ".join(app.config["SUPPORT_ADDRESSES"]), app.config["SMTP_LISTEN"],
         app.config["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
     )
-    while not stopping.wait(1.0):
-        pass
-    log.info("gateway stopped")
+    try:
+        stopping.wait()
+    finally:
+        controller.stop()
+        handler.close()
+        log.info("gateway stopped")

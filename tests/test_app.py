@@ -86,7 +86,10 @@ def test_default_config_uses_instance_sqlite_and_a_shared_generated_secret(tmp_p
 
 
 def test_gateway_builds_the_app_and_stops_on_sigterm(database_url, tmp_path):
+    from tests.pgserver import free_port
+
     environment = dict(os.environ, DATABASE_URL=database_url,
+                       SMTP_LISTEN=f"127.0.0.1:{free_port()}",
                        HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"))
     process = subprocess.Popen([sys.executable, "gateway.py"], cwd=ROOT, env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

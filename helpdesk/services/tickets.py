@@ -8,6 +8,7 @@ commit right after it (see `helpdesk.numbering`).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import InvalidTransition, NotFound, ValidationError
 from helpdesk.models import (
+    Attachment,
     Contact,
     Message,
     Organization,
@@ -46,6 +48,17 @@ def normalize_email(address: str) -> str:
 
 def is_valid_email(address: str) -> bool:
     return len(address) <= 320 and bool(_EMAIL.match(address))
+
+
+@dataclass(frozen=True)
+class NewAttachment:
+    """A file to store with a message; `filename` must already be safe."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None = None
+    is_inline: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,7 @@ class TicketsService:
         linked_ticket: Ticket | None = None,
         body_html: str | None = None,
         inbound_mail_id: int | None = None,
+        attachments: Sequence[NewAttachment] = (),
     ) -> Ticket:
         """Store a new ticket with its first message and give it the next number.
 
@@ -185,6 +199,11 @@ class TicketsService:
         for cc_email, cc_name in self._participants(cc, exclude=email):
             dependents.append((Participant.__table__, dict(email=cc_email, name=cc_name)))
         ticket_id, number = numbering.insert_numbered(self.session, values, dependents)
+        if attachments:
+            first = self.session.execute(
+                select(Message.id).where(Message.ticket_id == ticket_id)
+            ).scalar_one()
+            self._store_attachments(first, attachments)
         return self._persistent(Ticket(id=ticket_id, number=number, **values), requester)
 
     # -- messages ------------------------------------------------------------
@@ -199,6 +218,7 @@ class TicketsService:
         internal: bool = False,
         body_html: str | None = None,
         inbound_mail_id: int | None = None,
+        attachments: Sequence[NewAttachment] = (),
     ) -> Message:
         """Append a public reply or an internal note.
 
@@ -223,6 +243,9 @@ class TicketsService:
             inbound_mail_id=inbound_mail_id, created_at=created,
         )
         self.session.add(message)
+        if attachments:
+            self.session.flush()
+            self._store_attachments(message.id, attachments)
         if actor.is_customer:
             ticket.last_customer_reply_at = created
             target = lifecycle.ON_CUSTOMER_REPLY.get(ticket.status)
@@ -462,6 +485,14 @@ class TicketsService:
             if is_valid_email(address) and address != exclude and address not in found:
                 found[address] = name or ""
         return list(found.items())
+
+    def _store_attachments(self, message_id: int, attachments: Sequence[NewAttachment]) -> None:
+        for item in attachments:
+            self.session.add(Attachment(
+                message_id=message_id, filename=item.filename, content_type=item.content_type,
+                size=len(item.data), sha256=hashlib.sha256(item.data).hexdigest(),
+                content_id=item.content_id, is_inline=item.is_inline, data=item.data,
+            ))
 
     def _persistent(self, ticket: Ticket, requester: Contact) -> Ticket:
         """Adopt a ticket row written with Core into the session without reloading it.

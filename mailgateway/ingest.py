@@ -1,0 +1,292 @@
+"""The one inbound pipeline. The SMTP listener and the IMAP poller both call
+`ingest` with the raw bytes and the envelope, so a mail gets the same outcome
+whichever way it arrives (SPEC §7).
+
+Steps: parse → deduplicate → auto-mail → match a ticket → authorize → store →
+create or append through TicketsService. Every mail is recorded in the
+inbound-mail table with its outcome in the same transaction as its effect, so a
+caller that acknowledges only after `ingest` returned never loses a mail: a
+database failure raises `TransientError` (SMTP 451, IMAP leaves the message), and
+any other failure parks the raw mail in quarantine instead of dropping it.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from helpdesk.extensions import db
+from helpdesk.models import InboundMail as InboundRecord
+from helpdesk.models import Organization, QuarantineItem, Ticket
+from helpdesk.numbering import format_number
+from helpdesk.services import Actor, TicketsService
+from mailgateway import authentication, authorization, automail, matching, storage
+from mailgateway.parser import InboundMail, parse
+
+log = logging.getLogger("mailgateway.ingest")
+
+MAX_KEY = 900
+
+
+class Outcome(str, enum.Enum):
+    CREATED = "created"
+    APPENDED = "appended"
+    QUARANTINED = "quarantined"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+
+
+class TransientError(Exception):
+    """The mail could not be recorded now (database unreachable); ask for a retry."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    mail_from: str
+    recipients: tuple[str, ...]
+    channel: str  # "smtp" or "imap"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    reason: str
+    message_id: str | None
+    inbound_id: int | None = None
+    ticket_number: str | None = None
+
+
+@dataclass
+class _Decision:
+    outcome: Outcome
+    reason: str
+    ticket: Ticket | None = None        # the ticket to append to, or to link a new one to
+    organization: Organization | None = None
+    actor: Actor | None = None
+
+
+def dedup_key(mail: InboundMail) -> str:
+    """The normalized Message-ID, or a hash of the raw bytes when there is none.
+
+    The domain part of a Message-ID is case-insensitive, the local part is not.
+    """
+    if mail.message_id:
+        local, at, domain = mail.message_id.strip().strip("<>").rpartition("@")
+        key = f"{local}@{domain.lower()}" if at else mail.message_id.strip()
+        if len(key) <= MAX_KEY:
+            return key
+        return "mid-sha256:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+    return "sha256:" + hashlib.sha256(mail.raw).hexdigest()
+
+
+def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any]) -> Result:
+    """Record one mail and its effect in one commit; never loses an accepted mail."""
+    mail = parse(raw)
+    key = dedup_key(mail)
+    session = db.session
+    try:
+        try:
+            previous = _previous(session, key)
+            if previous is not None:
+                result = previous
+            else:
+                result = _process_new(session, mail, key, envelope, config)
+                session.commit()
+        except IntegrityError:
+            session.rollback()
+            previous = _previous(session, key)  # a concurrent delivery of the same mail
+            if previous is None:
+                raise
+            result = previous
+    except DBAPIError as exc:
+        session.rollback()
+        if isinstance(exc, IntegrityError):
+            result = _quarantine_after_failure(session, mail, key, envelope, exc)
+        else:
+            raise TransientError(str(exc.orig or exc)) from exc
+    except Exception as exc:  # a bug or an input we did not foresee: park it, do not drop it
+        session.rollback()
+        log.exception("processing failed for %s; quarantining", mail.message_id)
+        result = _quarantine_after_failure(session, mail, key, envelope, exc)
+    log.info("mail %s via %s: %s%s%s", mail.message_id or key, envelope.channel,
+             result.outcome.value, f" {result.ticket_number}" if result.ticket_number else "",
+             f" ({result.reason})" if result.reason else "")
+    return result
+
+
+def _previous(session: Session, key: str) -> Result | None:
+    row = session.execute(
+        select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id,
+               InboundRecord.ticket_id).where(InboundRecord.dedup_key == key)
+    ).first()
+    session.rollback()
+    if row is None:
+        return None
+    inbound_id, outcome, message_id, _ticket_id = row
+    if outcome == Outcome.REJECTED.value:  # refuse again, the same way
+        return Result(Outcome.REJECTED, "already refused", message_id, inbound_id)
+    return Result(Outcome.DUPLICATE, f"already received as #{inbound_id} ({outcome})",
+                  message_id, inbound_id)
+
+
+def _quarantine_after_failure(
+    session: Session, mail: InboundMail, key: str, envelope: Envelope, exc: Exception
+) -> Result:
+    try:
+        record = _record(mail, key, envelope, Outcome.QUARANTINED,
+                         f"processing failed: {type(exc).__name__}: {exc}"[:2000])
+        session.add(record)
+        session.flush()
+        session.add(QuarantineItem(inbound_mail_id=record.id, reason=record.reason))
+        session.commit()
+    except DBAPIError as db_exc:
+        session.rollback()
+        raise TransientError(str(db_exc)) from db_exc
+    return Result(Outcome.QUARANTINED, record.reason, mail.message_id, record.id)
+
+
+def _record(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
+            reason: str) -> InboundRecord:
+    return InboundRecord(
+        dedup_key=key, message_id=mail.message_id, channel=envelope.channel,
+        mail_from=envelope.mail_from[:320], from_address=mail.from_address[:320],
+        recipients=",".join(envelope.recipients), subject=mail.subject[:1000],
+        size=len(mail.raw), outcome=outcome.value, reason=reason, raw=mail.raw,
+    )
+
+
+def _process_new(session: Session, mail: InboundMail, key: str, envelope: Envelope,
+                 config: Mapping[str, Any]) -> Result:
+    decision = decide(session, mail, envelope, config)
+    record = _record(mail, key, envelope, decision.outcome, decision.reason)
+    session.add(record)
+    session.flush()
+    return apply(session, mail, record, decision, config)
+
+
+def decide(session: Session, mail: InboundMail, envelope: Envelope,
+           config: Mapping[str, Any], approved_by: Actor | None = None) -> _Decision:
+    """What should happen to this mail. Reads only; `apply` does the writing.
+
+    `approved_by` is a staff member who vouched for the mail in quarantine review:
+    the sender is then treated as authorized, exactly as if a rule had matched.
+    """
+    if mail.parse_error and approved_by is None:
+        return _Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}")
+    support = config["SUPPORT_ADDRESSES"]
+    reason = automail.detect(mail, own_addresses=support,
+                             own_message_id_domains=_own_domains(config))
+    if reason:
+        return _Decision(Outcome.IGNORED, reason)
+    sender = mail.from_address
+    if not sender:
+        if approved_by is None:
+            return _Decision(Outcome.QUARANTINED, "no readable From address")
+        raise ValueError("a mail without a From address cannot become a ticket")
+    trusted = approved_by is not None or authentication.sender_is_authenticated(
+        mail, config["TRUSTED_AUTHSERV_ID"])
+    rule = authorization.sender_rule(session, sender) if trusted else None
+    customer = Actor.customer(sender, mail.from_name)
+    staff = authorization.staff_user(session, sender) if trusted else None
+    actor = Actor.staff(staff) if staff is not None else customer
+
+    match = matching.find_ticket(
+        session, mail, list(envelope.recipients) + [a for _, a in mail.to + mail.cc],
+        config["TICKET_PREFIX"])
+    organization = rule.organization if rule else None
+    if match is not None:
+        ticket = match.ticket
+        number = _number(ticket, config)
+        if trusted and (approved_by or authorization.may_reply(session, ticket, sender)):
+            if ticket.status == "cancelled" and not staff:
+                return _Decision(Outcome.CREATED, f"reply to cancelled {number}; new ticket",
+                                 ticket, organization or ticket.organization, customer)
+            return _Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket,
+                             actor=actor)
+        if rule is not None:
+            return _Decision(Outcome.CREATED, f"{sender} does not belong on {number}; "
+                             "new ticket linked to it", ticket, organization, customer)
+        return _unknown_sender(config, f"{sender} does not belong on {number}", ticket, customer)
+    if rule is not None or approved_by is not None:
+        return _Decision(Outcome.CREATED, "authorized sender" if rule else "approved",
+                         organization=organization, actor=customer)
+    why = "unknown sender" if trusted else "From not authenticated"
+    return _unknown_sender(config, f"{why}: {sender}", None, customer)
+
+
+def _unknown_sender(config: Mapping[str, Any], reason: str, linked: Ticket | None,
+                    customer: Actor) -> _Decision:
+    policy = config["UNKNOWN_SENDER_POLICY"]
+    if policy == "reject":
+        return _Decision(Outcome.REJECTED, reason)
+    if policy == "accept":
+        return _Decision(Outcome.CREATED, f"{reason}; accepted by policy", linked, actor=customer)
+    return _Decision(Outcome.QUARANTINED, reason)
+
+
+def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: _Decision,
+          config: Mapping[str, Any]) -> Result:
+    """Carry out a decision inside the caller's transaction (no commit here)."""
+    service = TicketsService.from_config(session, config)
+    number = None
+    if decision.outcome is Outcome.QUARANTINED:
+        session.add(QuarantineItem(inbound_mail_id=record.id, reason=decision.reason))
+    elif decision.outcome is Outcome.CREATED:
+        files, notes = storage.attachments(mail, _limits(config))
+        support = set(config["SUPPORT_ADDRESSES"])
+        cc = [(name, addr) for name, addr in mail.to + mail.cc
+              if addr not in support and not _is_plus_of(addr, support)]
+        ticket = service.open_ticket(
+            subject=(mail.subject or "(no subject)")[:500],
+            description=_with_notes(storage.display_text(mail) or "(no text)", notes),
+            requester_email=mail.from_address, requester_name=mail.from_name,
+            channel="email", actor=decision.actor or Actor.customer(mail.from_address),
+            is_email_originated=True, organization=decision.organization,
+            cc=[(addr, name) for name, addr in cc], linked_ticket=decision.ticket,
+            body_html=storage.sanitized_html(mail), inbound_mail_id=record.id,
+            attachments=files,
+        )
+        record.ticket_id = ticket.id
+        number = service.display_number(ticket)
+    elif decision.outcome is Outcome.APPENDED and decision.ticket is not None:
+        files, notes = storage.attachments(mail, _limits(config))
+        service.add_message(
+            decision.ticket, body=_with_notes(storage.display_text(mail) or "(no text)", notes),
+            actor=decision.actor or Actor.customer(mail.from_address), channel="email",
+            body_html=storage.sanitized_html(mail), inbound_mail_id=record.id,
+            attachments=files,
+        )
+        record.ticket_id = decision.ticket.id
+        number = service.display_number(decision.ticket)
+    session.flush()
+    return Result(decision.outcome, decision.reason, mail.message_id, record.id, number)
+
+
+def _with_notes(text: str, notes: list[str]) -> str:
+    return text if not notes else text + "\n\n" + "\n".join(f"[{note}]" for note in notes)
+
+
+def _limits(config: Mapping[str, Any]) -> storage.Limits:
+    return storage.Limits(config["MAX_ATTACHMENT_BYTES"], config["MAX_ATTACHMENTS_TOTAL_BYTES"])
+
+
+def _number(ticket: Ticket, config: Mapping[str, Any]) -> str:
+    return format_number(ticket.number, config["TICKET_PREFIX"], config["TICKET_NUMBER_WIDTH"])
+
+
+def _is_plus_of(address: str, support: set[str]) -> bool:
+    local, _, domain = address.partition("@")
+    return "+" in local and f"{local.split('+', 1)[0]}@{domain}" in support
+
+
+def _own_domains(config: Mapping[str, Any]) -> list[str]:
+    return [config["MESSAGE_ID_DOMAIN"]]
+

@@ -1,0 +1,87 @@
+"""Which ticket does this mail belong to? (SPEC §7 step 4, in that order.)
+
+1. In-Reply-To, then References (newest first), naming a Message-ID the system
+   received or sent for ticket T;
+2. T's number in the subject;
+3. T's number in a plus-address (`support+TKT-000078@…`) among the recipients.
+
+Finding T is not permission to write into it: `authorization.may_reply` decides
+that, so a stranger who types a ticket number never lands in someone else's ticket.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from helpdesk import numbering
+from helpdesk.models import InboundMail as InboundRecord
+from helpdesk.models import OutboxMessage, Ticket
+from mailgateway.parser import InboundMail
+
+
+@dataclass(frozen=True)
+class Match:
+    ticket: Ticket
+    method: str  # "in-reply-to", "references", "subject" or "plus-address"
+
+
+def find_ticket(
+    session: Session, mail: InboundMail, recipients: Iterable[str], prefix: str
+) -> Match | None:
+    by_id = _by_message_ids(session, mail)
+    if by_id is not None:
+        return by_id
+    for number in numbering.find_numbers(mail.subject, prefix):
+        ticket = _by_number(session, number)
+        if ticket is not None:
+            return Match(ticket, "subject")
+    for number in plus_address_numbers(recipients, prefix):
+        ticket = _by_number(session, number)
+        if ticket is not None:
+            return Match(ticket, "plus-address")
+    return None
+
+
+def plus_address_numbers(recipients: Iterable[str], prefix: str) -> list[int]:
+    numbers = []
+    for address in recipients:
+        local = address.rsplit("@", 1)[0]
+        if "+" in local:
+            number = numbering.parse_number(local.split("+", 1)[1], prefix)
+            if number is not None:
+                numbers.append(number)
+    return numbers
+
+
+def _by_message_ids(session: Session, mail: InboundMail) -> Match | None:
+    candidates = [(mid, "in-reply-to") for mid in mail.in_reply_to]
+    candidates += [(mid, "references") for mid in reversed(mail.references)]
+    ids = [mid for mid, _ in candidates if mid and mid != mail.message_id]
+    if not ids:
+        return None
+    known: dict[str, int] = {}
+    for message_id, ticket_id in session.execute(
+        select(InboundRecord.message_id, InboundRecord.ticket_id).where(
+            InboundRecord.message_id.in_(ids), InboundRecord.ticket_id.is_not(None)
+        )
+    ):
+        known.setdefault(message_id, ticket_id)
+    for message_id, ticket_id in session.execute(
+        select(OutboxMessage.message_id, OutboxMessage.ticket_id).where(
+            OutboxMessage.message_id.in_(ids), OutboxMessage.ticket_id.is_not(None)
+        )
+    ):
+        known.setdefault(message_id, ticket_id)
+    for message_id, method in candidates:
+        if message_id in known:
+            ticket = session.get(Ticket, known[message_id])
+            if ticket is not None:
+                return Match(ticket, method)
+    return None
+
+
+def _by_number(session: Session, number: int) -> Ticket | None:
+    return session.execute(select(Ticket).where(Ticket.number == number)).scalar_one_or_none()

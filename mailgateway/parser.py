@@ -1,0 +1,610 @@
+"""Raw bytes → InboundMail. Never raises on junk (SPEC §7 step 1).
+
+mail-parser reads the MIME tree (RFC 2045/2046); it is wrapped because it can raise
+on some bounces and mbox files, and the standard library's parser, which builds the
+same compat32 tree, takes over then. Everything that depends on a charset is
+decoded here through `mailgateway.charsets` rather than taken from mail-parser's
+fields: mail-parser decodes with Python's codec for the literal label (`gb2312`
+fails on GBK text) and falls back to U+FFFD, and its header fields turn into lists
+when a header repeats. Its address grammar (`get_addresses`) is kept: it recovers
+the display-name tricks real mail carries. Encoded words are RFC 2047, parameters
+RFC 2231. Bytes that are not mail at all come back with `parse_error` set and the
+raw bytes kept, for the quarantine.
+"""
+from __future__ import annotations
+
+import codecs
+import html
+import logging
+import mimetypes
+import re
+import unicodedata
+from base64 import b64decode
+from binascii import Error as Base64Error
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.errors import StartBoundaryNotFoundDefect
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses
+from itertools import islice
+
+import mailparser
+import nh3
+from mailparser.exceptions import MailParserError
+from mailparser.utils import as_string_safe, get_addresses
+
+from mailgateway import charsets
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class Attachment:
+    filename: str          # already safe: no path parts, no control characters, never empty
+    content_type: str
+    data: bytes
+    content_id: str | None = None   # without <>; set for inline cid: images
+    is_inline: bool = False
+
+
+@dataclass
+class InboundMail:
+    raw: bytes
+    message_id: str | None                 # normalized: no <>, no whitespace; None when missing
+    in_reply_to: list[str] = field(default_factory=list)   # normalized ids
+    references: list[str] = field(default_factory=list)    # normalized ids, in order
+    subject: str = ""
+    from_address: str = ""                  # lower-case addr-spec, "" when missing/unreadable
+    from_name: str = ""
+    to: list[tuple[str, str]] = field(default_factory=list)   # (name, lower-case address)
+    cc: list[tuple[str, str]] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)  # (lower-case name, decoded value), in order, duplicates kept
+    content_type: str = "text/plain"        # top-level, lower-case
+    text_body: str = ""
+    html_body: str | None = None            # as sent (NOT sanitized here)
+    attachments: list[Attachment] = field(default_factory=list)
+    parse_error: str | None = None          # set when the bytes could not be read as mail at all
+
+    def header(self, name: str) -> str | None:
+        """First value of a header (case-insensitive name), or None."""
+        name = name.lower()
+        return next((value for key, value in self.headers if key == name), None)
+
+    def header_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.headers if key == name]
+
+
+MAX_FILENAME_LENGTH = 150
+_MAX_DEPTH = 40
+
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"   # Outlook .msg and other OLE files
+_HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
+_BOUNDARY_LINE = re.compile(rb"^--([^\s\"]{1,200}?)(?:--)?[ \t]*\r?$", re.MULTILINE)
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([BbQq])\?([^?]*)\?=")
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_LINE_BREAK = re.compile(r"\r\n?")
+_WHITESPACE = re.compile(r"\s+")
+_ANGLE_ID = re.compile(r"<([^<>]*)>")
+_META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]+)", re.IGNORECASE)
+_UNSAFE_FILENAME_CHARS = re.compile(r'[<>:"|?*]')
+_BREAK_TAG = re.compile(r"<\s*br\b[^>]*>", re.IGNORECASE)
+_BLOCK_TAG = re.compile(
+    r"<\s*/?\s*(?:p|div|tr|li|ul|ol|table|h[1-6]|blockquote|hr|pre|section|article"
+    r"|header|footer|dd|dt|dl)\b[^>]*>", re.IGNORECASE)
+_CELL_END = re.compile(r"<\s*/\s*t[dh]\s*>", re.IGNORECASE)
+
+# A header-less body whose first line happens to look like "Word: text" is not mail:
+# real mail carries at least one of these.
+_MAIL_HEADERS = frozenset({
+    "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id",
+    "in-reply-to", "references", "received", "return-path", "delivered-to",
+    "mime-version", "envelope-to", "auto-submitted", "precedence", "user-agent",
+    "authentication-results", "dkim-signature", "received-spf", "importance",
+    "thread-topic", "thread-index", "errors-to", "organization",
+})
+_MAIL_HEADER_PREFIXES = ("x-", "content-", "list-", "resent-", "arc-")
+
+_EXTENSIONS = {
+    "message/rfc822": ".eml", "message/global": ".eml", "message/partial": ".eml",
+    "message/delivery-status": ".txt", "message/disposition-notification": ".txt",
+    "message/rfc822-headers": ".txt", "text/rfc822-headers": ".txt",
+    "text/plain": ".txt", "text/html": ".html", "text/calendar": ".ics",
+    "application/pgp-signature": ".asc", "application/ms-tnef": ".dat",
+    "application/octet-stream": ".bin",
+}
+# mail-parser's own errors and the built-in ones its code raises on broken input
+# (a forwarded multipart without its start boundary gives a TypeError).
+_MAILPARSER_FAILURES = (MailParserError, LookupError, UnicodeError, ValueError, TypeError,
+                        AttributeError, IndexError, KeyError)
+# The email package's own failures on broken parameters and structures.
+_EMAIL_FAILURES = (LookupError, UnicodeError, ValueError, TypeError, IndexError,
+                   AttributeError)
+# Re-serialise enclosed messages without refolding their headers.
+_NO_REFOLD = compat32.clone(max_line_length=0)
+
+
+class _NotMail(Exception):
+    """The bytes cannot be read as mail: a short reason, and any text worth keeping."""
+
+    def __init__(self, reason: str, text: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.text = text
+
+
+def parse(raw: bytes) -> InboundMail:
+    """Read any bytes as mail; never raises (unreadable mail goes to quarantine)."""
+    try:
+        return _parse(raw)
+    except _NotMail as not_mail:
+        return InboundMail(raw=raw, message_id=None, text_body=not_mail.text,
+                           parse_error=not_mail.reason)
+    except Exception as exc:  # the safety net: a crash here would lose the mail
+        log.exception("parser failure")
+        return InboundMail(raw=raw, message_id=None,
+                           parse_error=f"parser failure: {type(exc).__name__}")
+
+
+def _parse(raw: bytes) -> InboundMail:
+    data = _unwrap(bytes(raw))
+    if not data.strip():
+        raise _NotMail("empty message")
+    if data.startswith(_OLE2_MAGIC):
+        raise _NotMail("Outlook .msg (OLE2) file, not RFC 5322 mail")
+    try:
+        message = _read_message(data)
+    except RecursionError:
+        raise _NotMail("MIME structure nested too deeply") from None
+    if not any(_is_mail_header(name) for name in message.keys()):
+        raise _NotMail("no mail headers", _salvage_text(data))
+
+    hint = _first_charset(message)
+    content = _Content(hint)
+    content.walk(message, parent="", in_attachment=False, depth=0)
+    plain = [text.rstrip() for text in content.plain if text.strip()]
+    html_body = "\n".join(html for html in content.html if html.strip()) or None
+    text_body = "\n\n".join(plain)
+    if not text_body and html_body:
+        text_body = _html_to_text(html_body)
+
+    from_name, from_address = next(iter(_addresses(_values(message, "from"), hint)), ("", ""))
+    subject = _values(message, "subject")
+    return InboundMail(
+        raw=raw,
+        message_id=_message_id(_values(message, "message-id"), hint),
+        in_reply_to=_id_list(_values(message, "in-reply-to"), hint),
+        references=_id_list(_values(message, "references"), hint),
+        subject=_collapse(_header_text(subject[0], hint)) if subject else "",
+        from_address=from_address,
+        from_name=from_name,
+        to=_addresses(_values(message, "to"), hint),
+        cc=_addresses(_values(message, "cc"), hint),
+        headers=[(name.strip().lower(), _header_text(str(value), hint))
+                 for name, value in message.raw_items()],
+        content_type=_header_view(message).get_content_type().lower(),
+        text_body=text_body,
+        html_body=html_body,
+        attachments=content.attachments,
+    )
+
+
+def _unwrap(data: bytes) -> bytes:
+    """Strip what real senders put around a message: BOM, mbox `From ` line, CR-only lines."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        data = charsets.decode(data).encode("utf-8")
+    stripped = data.lstrip(b" \t\r\n")
+    if stripped.startswith(b"From ") and not _HEADER_LINE.match(stripped):
+        stripped = stripped.partition(b"\n")[2]
+        data = stripped
+        stripped = data.lstrip(b" \t\r\n")
+    if _HEADER_LINE.match(stripped):
+        data = stripped
+    if b"\n" not in data and b"\r" in data:
+        data = data.replace(b"\r", b"\n")
+    return data
+
+
+def _read_message(data: bytes) -> Message:
+    """mail-parser's tree; the standard library's when mail-parser raises."""
+    try:
+        return mailparser.parse_from_bytes(data).message
+    except _MAILPARSER_FAILURES as exc:
+        log.info("mail-parser failed (%s: %s); using the standard library parser",
+                 type(exc).__name__, exc)
+    return message_from_bytes(data, policy=compat32)
+
+
+def _is_mail_header(name: str) -> bool:
+    name = name.strip().lower()
+    return name in _MAIL_HEADERS or name.startswith(_MAIL_HEADER_PREFIXES)
+
+
+def _salvage_text(data: bytes) -> str:
+    """The readable text of a non-mail, for staff in the quarantine; none for binaries."""
+    if b"\x00" in data[:8192]:
+        return ""
+    return _LINE_BREAK.sub("\n", charsets.decode(data))
+
+
+def _values(message: Message, name: str) -> list[str]:
+    """Raw values of a header, in order (compat32 hides 8-bit ones in Header objects)."""
+    return [str(value) for key, value in message.raw_items() if key.strip().lower() == name]
+
+
+def _first_charset(message: Message) -> str | None:
+    """The first declared text charset: the best guess for raw 8-bit header bytes."""
+    for part in islice(message.walk(), 50):
+        try:
+            charset = _header_view(part).get_content_charset()
+        except _EMAIL_FAILURES:
+            continue
+        if charset:
+            return charset
+    return None
+
+
+# -- headers ---------------------------------------------------------------------------
+
+def _header_text(value: str, hint: str | None) -> str:
+    """Unfolded, 8-bit bytes decoded, encoded words decoded."""
+    return _decode_encoded_words(_unfolded(_eight_bit(value, hint))).strip()
+
+
+def _eight_bit(value: str, hint: str | None) -> str:
+    """Raw 8-bit header bytes (surrogate-escaped by the parser) read as text."""
+    if value.isascii():
+        return value
+    return charsets.decode(value.encode("utf-8", "surrogateescape"), hint=hint)
+
+
+def _unfolded(value: str) -> str:
+    return _FOLD.sub("", value)
+
+
+def _collapse(value: str) -> str:
+    return _WHITESPACE.sub(" ", value).strip()
+
+
+def _decode_encoded_words(text: str) -> str:
+    """RFC 2047, leniently: adjacent words joined before decoding (split characters)."""
+    if "=?" not in text:
+        return text
+    pieces: list[str] = []
+    run: list[tuple[str, bytes]] = []
+    position = 0
+    for match in _ENCODED_WORD.finditer(text):
+        word = _encoded_word_bytes(match.group(2), match.group(3))
+        if word is None:
+            continue  # left in the text literally
+        gap = text[position:match.start()]
+        if not run or gap.strip(" \t\r\n"):
+            pieces.append(_decode_run(run))
+            pieces.append(gap)
+            run = []
+        run.append((match.group(1), word))
+        position = match.end()
+    pieces.append(_decode_run(run))
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def _encoded_word_bytes(encoding: str, text: str) -> bytes | None:
+    raw = text.encode("utf-8", "surrogateescape")
+    if encoding in "Qq":
+        return _QP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw.replace(b"_", b" "))
+    cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
+    if len(cleaned) % 4 == 1:
+        cleaned = cleaned[:-1]
+    try:
+        return b64decode(cleaned + b"=" * (-len(cleaned) % 4))
+    except Base64Error:
+        return None
+
+
+def _decode_run(run: list[tuple[str, bytes]]) -> str:
+    """Decode adjacent encoded words, concatenating bytes of words in the same charset."""
+    text: list[str] = []
+    index = 0
+    while index < len(run):
+        label, data = run[index]
+        index += 1
+        while index < len(run) and run[index][0].lower() == label.lower():
+            data += run[index][1]
+            index += 1
+        text.append(charsets.decode(data, label))
+    return "".join(text)
+
+
+def _addresses(values: list[str], hint: str | None) -> list[tuple[str, str]]:
+    """(display name, lower-case address) pairs; unparseable entries are skipped."""
+    result: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for value in values:
+        for name, address in _mailboxes(_unfolded(_eight_bit(value, hint))):
+            address = address.strip().lower()
+            if not _plausible_address(address) or address in seen:
+                continue
+            seen.add(address)
+            name = _collapse(_decode_encoded_words(name)).strip("\"' ")
+            result.append(("" if name.lower() == address else name, address))
+    return result
+
+
+def _mailboxes(text: str) -> list[tuple[str, str]]:
+    try:
+        return get_addresses(text)
+    except _MAILPARSER_FAILURES as exc:
+        log.info("mail-parser address parsing failed (%s); using email.utils", exc)
+    try:
+        return getaddresses([text])
+    except _EMAIL_FAILURES:
+        return []
+
+
+def _plausible_address(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and domain) and not any(char.isspace() for char in address)
+
+
+def _message_id(values: list[str], hint: str | None) -> str | None:
+    if not values:
+        return None
+    text = _header_text(values[0], hint)
+    match = _ANGLE_ID.search(text)
+    normalized = _WHITESPACE.sub("", match.group(1) if match else text).strip("<>")
+    return normalized or None
+
+
+def _id_list(values: list[str], hint: str | None) -> list[str]:
+    """Message-IDs in order, without <>; bare ids only when they look like ids (have @)."""
+    ids: list[str] = []
+    for value in values:
+        text = _header_text(value, hint)
+        found = _ANGLE_ID.findall(text) or [
+            token for token in re.split(r"[\s,]+", text) if "@" in token]
+        for item in found:
+            item = _WHITESPACE.sub("", item).strip("<>")
+            if item and item not in ids:
+                ids.append(item)
+    return ids
+
+
+# -- MIME parts --------------------------------------------------------------------------
+
+def _header_view(part: Message) -> Message:
+    """The part's Content-Type/-Disposition with 8-bit bytes as Latin-1 characters.
+
+    compat32 hands back a header holding raw 8-bit bytes as an email.header.Header,
+    and its parameter parser then replaces those bytes; Latin-1 maps each byte to one
+    character, so a filename can be turned back into the sender's bytes and decoded.
+    """
+    view = Message()
+    view.set_default_type(part.get_default_type())
+    for name, value in part.raw_items():
+        if name.strip().lower() in ("content-type", "content-disposition"):
+            value = str(value)
+            if not value.isascii():
+                value = value.encode("utf-8", "surrogateescape").decode("latin-1")
+            view[name.strip()] = value
+    return view
+
+
+def _latin1_bytes(text: str) -> bytes:
+    return text.encode("latin-1", "replace")
+
+
+@dataclass
+class _Content:
+    """Body texts and attachments collected while walking the MIME tree."""
+
+    hint: str | None
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+
+    def walk(self, part: Message, *, parent: str, in_attachment: bool, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            log.warning("MIME parts nested deeper than %d levels left out", _MAX_DEPTH)
+            return
+        view = _header_view(part)
+        content_type = view.get_content_type().lower()
+        if content_type.startswith("message/"):
+            self._attach(part, view, content_type, parent)
+        elif part.is_multipart():
+            inside = in_attachment or view.get_content_disposition() == "attachment"
+            for child in [*part.get_payload(), *_epilogue_parts(part)]:
+                if isinstance(child, Message):
+                    self.walk(child, parent=content_type, in_attachment=inside, depth=depth + 1)
+        elif content_type.startswith("multipart/"):
+            salvaged = _salvage_multipart(part, content_type)
+            if salvaged is not None:
+                self.walk(salvaged, parent=parent, in_attachment=in_attachment, depth=depth + 1)
+            elif not in_attachment:
+                self.plain.append(self._text(part, view, "text/plain"))
+        elif self._is_body(view, content_type, in_attachment):
+            target = self.html if content_type == "text/html" else self.plain
+            target.append(self._text(part, view, content_type))
+        else:
+            self._attach(part, view, content_type, parent)
+
+    def _is_body(self, view: Message, content_type: str, in_attachment: bool) -> bool:
+        """text/plain and text/html are the body unless marked (or named) as a file.
+
+        An explicitly inline text part with a filename stays body (mutt and Apple Mail
+        send bodies that way); one without any disposition but with a name is a file.
+        """
+        if in_attachment or content_type not in ("text/plain", "text/html"):
+            return False
+        disposition = view.get_content_disposition()
+        if disposition == "attachment":
+            return False
+        return disposition == "inline" or not _filename(view, self.hint)
+
+    def _text(self, part: Message, view: Message, content_type: str) -> str:
+        data = _payload_bytes(part)
+        label = view.get_content_charset()
+        if label is None and content_type == "text/html":
+            meta = _META_CHARSET.search(data[:4096])
+            label = meta.group(1).decode("ascii") if meta else None
+        return _LINE_BREAK.sub("\n", charsets.decode(data, label, hint=self.hint))
+
+    def _attach(self, part: Message, view: Message, content_type: str, parent: str) -> None:
+        name = _filename(view, self.hint)
+        if content_type.startswith("message/"):
+            data = _message_bytes(part)
+            if not name and content_type in ("message/rfc822", "message/global"):
+                name = _enclosed_subject(part, self.hint)
+                name = f"{name}.eml" if name else ""
+        else:
+            data = _payload_bytes(part)
+        content_id = _content_id(part, self.hint)
+        disposition = view.get_content_disposition()
+        # Outlook omits the disposition of cid: images inside multipart/related.
+        inline = content_id is not None and (
+            disposition == "inline" or (disposition is None and parent == "multipart/related"))
+        index = len(self.attachments) + 1
+        self.attachments.append(Attachment(
+            filename=_safe_filename(name, content_type, index),
+            content_type=content_type,
+            data=data,
+            content_id=content_id,
+            is_inline=inline,
+        ))
+
+
+def _payload_bytes(part: Message) -> bytes:
+    """The part's body with its transfer encoding undone (the sender's 8-bit bytes kept)."""
+    try:
+        data = part.get_payload(decode=True)
+    except _EMAIL_FAILURES as exc:
+        log.info("undecodable part payload (%s); keeping it as sent", exc)
+        data = None
+        payload = part.get_payload()
+        if isinstance(payload, str):
+            data = payload.encode("utf-8", "surrogateescape")
+    return data if isinstance(data, bytes) else b""
+
+
+def _message_bytes(part: Message) -> bytes:
+    """An enclosed message (or delivery-status blocks) serialised back to bytes."""
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return _payload_bytes(part)
+    chunks: list[bytes] = []
+    for child in payload:
+        if not isinstance(child, Message):
+            continue
+        try:
+            chunks.append(child.as_bytes(policy=_NO_REFOLD))
+        except _EMAIL_FAILURES as exc:
+            log.info("re-serialising an enclosed message failed (%s)", exc)
+            chunks.append(as_string_safe(child).encode("utf-8", "surrogateescape"))
+    return b"".join(chunks)
+
+
+def _enclosed_subject(part: Message, hint: str | None) -> str:
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        subject = _values(payload[0], "subject")
+        if subject:
+            return _collapse(_header_text(subject[0], hint))
+    return ""
+
+
+def _salvage_multipart(part: Message, content_type: str) -> Message | None:
+    """Re-read a multipart whose boundary is missing or wrong, using the one it uses.
+
+    Spam tools and old clients declare one boundary and write another (or none);
+    the delimiter lines in the body say which one was meant.
+    """
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return None
+    body = payload.encode("utf-8", "surrogateescape")
+    for match in islice(_BOUNDARY_LINE.finditer(body), 5):
+        header = f'Content-Type: {content_type}; boundary="'.encode() + match.group(1) + b'"\n\n'
+        candidate = message_from_bytes(header + body, policy=compat32)
+        payload_parts = candidate.get_payload()
+        if (candidate.is_multipart() and payload_parts and not any(
+                isinstance(defect, StartBoundaryNotFoundDefect) for defect in candidate.defects)):
+            return candidate
+    return None
+
+
+def _epilogue_parts(part: Message) -> list[Message]:
+    """Parts written after the closing delimiter (a nested multipart reused its boundary)."""
+    epilogue = part.epilogue
+    boundary = part.get_boundary()
+    if not epilogue or not boundary or f"--{boundary}" not in epilogue:
+        return []
+    header = f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n'
+    wrapper = message_from_bytes(
+        (header + epilogue).encode("utf-8", "surrogateescape"), policy=compat32)
+    payload = wrapper.get_payload()
+    return [child for child in payload if isinstance(child, Message)] if isinstance(payload, list) else []
+
+
+def _param(view: Message, name: str, header: str) -> str | tuple[str, str, str] | None:
+    try:
+        return view.get_param(name, header=header)
+    except _EMAIL_FAILURES:
+        return None
+
+
+def _filename(view: Message, hint: str | None) -> str:
+    """Decoded filename: RFC 2231 parameters, RFC 2047 words in quotes, or raw 8-bit."""
+    for name, header in (("filename", "content-disposition"), ("name", "content-type")):
+        value = _param(view, name, header)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            charset, _language, text = value
+            decoded = charsets.decode(_latin1_bytes(text), charset or None, hint=hint)
+        else:
+            decoded = charsets.decode(_latin1_bytes(value), None, hint=hint)
+        decoded = _decode_encoded_words(_unfolded(decoded)).strip()
+        if decoded:
+            return decoded
+    return ""
+
+
+def _content_id(part: Message, hint: str | None) -> str | None:
+    values = _values(part, "content-id")
+    if not values:
+        return None
+    return _WHITESPACE.sub("", _header_text(values[0], hint)).strip("<>") or None
+
+
+def _safe_filename(name: str, content_type: str, index: int) -> str:
+    """A name safe to show and store: basename only, no controls, bounded, never empty."""
+    name = "".join(char for char in unicodedata.normalize("NFC", name)
+                   if unicodedata.category(char) not in ("Cc", "Cf", "Cs"))
+    components = [item for item in re.split(r"[/\\]", name) if item.strip(" .")]
+    name = components[-1] if components else ""
+    name = _collapse(_UNSAFE_FILENAME_CHARS.sub("_", name)).strip(" .")
+    if not name:
+        extension = (_EXTENSIONS.get(content_type)
+                     or mimetypes.guess_extension(content_type, strict=False) or ".bin")
+        name = f"attachment-{index}{extension}"
+    if len(name) <= MAX_FILENAME_LENGTH:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and 0 < len(extension) <= 16:
+        return stem[:MAX_FILENAME_LENGTH - len(extension) - 1].rstrip(" .") + "." + extension
+    return name[:MAX_FILENAME_LENGTH].rstrip(" .")
+
+
+def _html_to_text(markup: str) -> str:
+    """A readable plain-text rendering of an HTML-only mail (tags stripped, not laid out)."""
+    flat = _WHITESPACE.sub(" ", markup)
+    flat = _BREAK_TAG.sub("\n", flat)
+    flat = _BLOCK_TAG.sub("\n\n", flat)
+    flat = _CELL_END.sub(" ", flat)
+    text = html.unescape(nh3.clean(flat, tags=set(),
+                                   clean_content_tags={"script", "style", "head", "title"}))
+    lines = [_collapse(line.replace("\xa0", " ")) for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

@@ -1,0 +1,72 @@
+"""Quarantine review: held mail waits for a person (SPEC §7 step 5).
+
+Approving runs the stored raw mail through the same pipeline steps as on arrival,
+with the reviewer vouching for the sender, so it creates the ticket (next number)
+or appends the reply exactly as the pipeline would have. Rejecting (or marking as
+spam) keeps the raw mail and the decision for the record.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from helpdesk.clock import now
+from helpdesk.errors import Conflict, NotFound
+from helpdesk.models import QuarantineItem
+from helpdesk.services import Actor
+from mailgateway.ingest import Envelope, Outcome, Result, apply, decide
+from mailgateway.parser import parse
+
+
+def pending(session: Session) -> list[QuarantineItem]:
+    return list(session.execute(
+        select(QuarantineItem).where(QuarantineItem.state == "pending").order_by(QuarantineItem.id)
+    ).scalars())
+
+
+def get(session: Session, item_id: int) -> QuarantineItem:
+    item = session.get(QuarantineItem, item_id)
+    if item is None:
+        raise NotFound(f"No quarantine item {item_id}.")
+    return item
+
+
+def approve(session: Session, item_id: int, reviewer: Actor,
+            config: Mapping[str, Any]) -> Result:
+    item = _pending(session, item_id)
+    record = item.inbound_mail
+    mail = parse(record.raw)
+    envelope = Envelope(record.mail_from, tuple(filter(None, record.recipients.split(","))),
+                        record.channel)
+    decision = decide(session, mail, envelope, config, approved_by=reviewer)
+    if decision.outcome not in (Outcome.CREATED, Outcome.APPENDED):
+        raise Conflict(f"Cannot approve item {item_id}: {decision.reason}.")
+    decision.reason = f"approved by {reviewer.label}: {decision.reason}"
+    result = apply(session, mail, record, decision, config)
+    record.outcome = result.outcome.value
+    record.reason = decision.reason
+    _decide(item, "approved", reviewer)
+    item.ticket_id = record.ticket_id
+    session.flush()
+    return result
+
+
+def reject(session: Session, item_id: int, reviewer: Actor, *, spam: bool = False) -> None:
+    _decide(_pending(session, item_id), "spam" if spam else "rejected", reviewer)
+    session.flush()
+
+
+def _pending(session: Session, item_id: int) -> QuarantineItem:
+    item = get(session, item_id)
+    if item.state != "pending":
+        raise Conflict(f"Quarantine item {item_id} was already {item.state}.")
+    return item
+
+
+def _decide(item: QuarantineItem, state: str, reviewer: Actor) -> None:
+    item.state = state
+    item.decided_by_id = reviewer.staff_id
+    item.decided_at = now()

@@ -1,0 +1,102 @@
+"""The SMTP listener (aiosmtpd): status strings only; the pipeline decides.
+
+Replies (SPEC §7): RCPT is accepted only for the support addresses and their
+plus-addresses (`550 5.1.1` otherwise: not a relay); mail over
+`MAX_MESSAGE_BYTES` gets `552 5.3.4`; `250` is sent only after `ingest` committed;
+`451 4.3.0` when the database cannot be reached or anything transient fails, so the
+sending server retries; `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`.
+The database work runs in a thread pool so one slow mail never stalls the event
+loop and the other connections.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope as SMTPEnvelope, Session as SMTPSession
+from flask import Flask
+
+from mailgateway.ingest import Envelope, Outcome, TransientError, ingest
+
+log = logging.getLogger("mailgateway.smtp")
+
+
+def is_support_address(address: str, support: list[str]) -> bool:
+    local, at, domain = address.strip().strip("<>").lower().rpartition("@")
+    if not at:
+        return False
+    return f"{local.split('+', 1)[0]}@{domain}" in support
+
+
+class SupportHandler:
+    def __init__(self, app: Flask, workers: int = 8) -> None:
+        self.app = app
+        self.support: list[str] = app.config["SUPPORT_ADDRESSES"]
+        self.max_bytes: int = app.config["MAX_MESSAGE_BYTES"]
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+
+    async def handle_RCPT(self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if not is_support_address(address, self.support):
+            return f"550 5.1.1 <{address}>: no such mailbox here (this is not a relay)"
+        envelope.rcpt_tos.append(address.lower())
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: SMTPSession,
+                          envelope: SMTPEnvelope) -> str:
+        raw = envelope.original_content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        if len(raw) > self.max_bytes:
+            return "552 5.3.4 Message too big for this system"
+        inbound = Envelope(envelope.mail_from or "", tuple(envelope.rcpt_tos), "smtp")
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.executor, self._ingest, raw, inbound)
+        except TransientError as exc:
+            log.warning("451 for mail from %s: %s", envelope.mail_from, exc)
+            return "451 4.3.0 Temporary failure storing the message; please retry"
+        except Exception:  # never a 250 for a mail that was not recorded
+            log.exception("451 for mail from %s", envelope.mail_from)
+            return "451 4.3.0 Temporary failure processing the message; please retry"
+        if result.outcome is Outcome.REJECTED:
+            return f"550 5.7.1 Sender not authorized to open tickets ({result.reason})"
+        detail = f" {result.ticket_number}" if result.ticket_number else ""
+        return f"250 2.0.0 OK {result.outcome.value}{detail}"
+
+    def _ingest(self, raw: bytes, inbound: Envelope) -> Any:
+        with self.app.app_context():
+            return ingest(raw, inbound, self.app.config)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+class LiberalSMTP(SMTP):
+    """Real senders exceed RFC 5322's 998-octet lines; accept them, and say 552
+    with its enhanced status code when a mail is too big."""
+
+    line_length_limit = 1 << 20
+
+    async def push(self, status: str) -> None:
+        if status.startswith("552 ") and not status.startswith("552 5.3.4"):
+            status = "552 5.3.4 Message too big for this system"
+        await super().push(status)
+
+
+class SupportController(Controller):
+    def factory(self) -> SMTP:
+        return LiberalSMTP(self.handler, **self.SMTP_kwargs)
+
+
+def make_controller(app: Flask, handler: SupportHandler | None = None) -> SupportController:
+    host, _, port = app.config["SMTP_LISTEN"].rpartition(":")
+    handler = handler or SupportHandler(app)
+    return SupportController(
+        handler, hostname=host or "127.0.0.1", port=int(port),
+        data_size_limit=app.config["MAX_MESSAGE_BYTES"], decode_data=False,
+        enable_SMTPUTF8=True, ident="helpdesk gateway",
+    )

@@ -1,0 +1,67 @@
+"""What of a mail is stored for display (SPEC §7 step 6).
+
+The raw bytes are kept whole on the inbound-mail row, so everything here may be
+lossy for display's sake: quoted history and signatures are stripped (with
+mail-parser-reply, not hand-rolled regexes), HTML goes through an allowlist
+sanitizer (nh3) and is never rendered raw, and attachments over the limits are
+left out with a note — they are still in the raw mail.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nh3
+from mailparser_reply import EmailReplyParser
+
+from helpdesk.services.tickets import NewAttachment
+from mailgateway.parser import InboundMail
+
+REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pl", "sv", "pt", "ja", "cs"]
+URL_SCHEMES = {"http", "https", "mailto", "cid"}
+_reply_parser = EmailReplyParser(languages=REPLY_LANGUAGES)
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_attachment: int
+    total: int
+
+
+def display_text(mail: InboundMail) -> str:
+    """The new text of the mail: quoted history and signature removed.
+
+    Falls back to the whole text when stripping would leave nothing (a mail that
+    is only a forwarded quote is still worth reading).
+    """
+    text = mail.text_body.strip()
+    if not text:
+        return ""
+    stripped = _reply_parser.parse_reply(text=text).strip()
+    return stripped or text
+
+
+def sanitized_html(mail: InboundMail) -> str | None:
+    if not mail.html_body:
+        return None
+    return nh3.clean(mail.html_body, url_schemes=URL_SCHEMES, link_rel="noopener noreferrer nofollow")
+
+
+def attachments(mail: InboundMail, limits: Limits) -> tuple[list[NewAttachment], list[str]]:
+    """Attachments to store, and a note for each one left out over the limits."""
+    kept: list[NewAttachment] = []
+    notes: list[str] = []
+    total = 0
+    for item in mail.attachments:
+        size = len(item.data)
+        if size > limits.per_attachment:
+            notes.append(f"{item.filename} ({size} bytes) not stored: larger than "
+                         f"{limits.per_attachment} bytes; it is in the original mail.")
+            continue
+        if total + size > limits.total:
+            notes.append(f"{item.filename} ({size} bytes) not stored: attachments exceed "
+                         f"{limits.total} bytes in total; it is in the original mail.")
+            continue
+        total += size
+        kept.append(NewAttachment(item.filename, item.content_type, item.data,
+                                  item.content_id, item.is_inline))
+    return kept, notes

@@ -1,0 +1,58 @@
+"""Building and sending test mail through a real gateway listener."""
+from __future__ import annotations
+
+import smtplib
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import make_msgid
+
+SUPPORT = "support@helpdesk.test"
+
+
+def message(
+    sender: str = "ann@example.com",
+    subject: str = "Printer on fire",
+    body: str = "The printer on floor 3 is on fire.",
+    *,
+    to: str = SUPPORT,
+    cc: str | None = None,
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    headers: dict[str, str] | None = None,
+    html: str | None = None,
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    if cc:
+        msg["Cc"] = cc
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id or make_msgid(domain="client.example")
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    if references:
+        msg["References"] = references
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def send(port: int, msg: EmailMessage | bytes, *, mail_from: str | None = None,
+         rcpt: list[str] | None = None) -> tuple[int, bytes]:
+    """Send one mail over a real SMTP session; returns the DATA reply (code, text)."""
+    raw = msg if isinstance(msg, bytes) else msg.as_bytes(policy=SMTP_POLICY)
+    envelope_from = mail_from if mail_from is not None else (
+        "" if isinstance(msg, bytes) else str(msg["From"]))
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        client.ehlo("client.example")
+        code, text = client.mail(envelope_from)
+        assert code == 250, text
+        for address in rcpt or [SUPPORT]:
+            code, text = client.rcpt(address)
+            if code != 250:
+                return code, text
+        return client.data(raw)

@@ -1,0 +1,248 @@
+"""Believing the From address (SPEC §7 step 5, RFC 8601).
+
+Header values are shaped like the ones Gmail, Postfix with OpenDKIM/OpenDMARC,
+rspamd and Exchange Online write.
+"""
+from __future__ import annotations
+
+import pytest
+
+from mailgateway.authentication import (
+    Unparseable,
+    parse_authentication_results,
+    sender_is_authenticated,
+)
+from mailgateway.parser import InboundMail
+
+TRUSTED = "mx.helpdesk.test"
+
+
+def make_mail(*results: str, from_address: str = "alice@customer.example") -> InboundMail:
+    headers = [("authentication-results", value) for value in results]
+    headers += [("from", f"Alice <{from_address}>"), ("subject", "Printer")]
+    return InboundMail(
+        raw=b"", message_id="m1@customer.example", subject="Printer",
+        from_address=from_address, headers=headers,
+    )
+
+
+def believed(*results: str, from_address: str = "alice@customer.example") -> bool:
+    return sender_is_authenticated(make_mail(*results, from_address=from_address), TRUSTED)
+
+
+# --- configuration ----------------------------------------------------------
+
+def test_no_trusted_server_configured_believes_everyone() -> None:
+    assert sender_is_authenticated(make_mail(), "")
+
+
+def test_missing_header_is_not_believed() -> None:
+    assert not believed()
+
+
+def test_missing_from_address_is_not_believed() -> None:
+    assert not believed(f"{TRUSTED}; dmarc=pass header.from=customer.example", from_address="")
+
+
+# --- DMARC -----------------------------------------------------------------
+
+def test_dmarc_pass_is_believed() -> None:
+    assert believed(
+        f"{TRUSTED}; dmarc=pass (p=NONE sp=NONE dis=NONE) header.from=customer.example")
+
+
+def test_dmarc_pass_without_header_from_is_believed() -> None:
+    assert believed(f"{TRUSTED}; dmarc=pass")
+
+
+@pytest.mark.parametrize("result", ["fail", "none", "temperror", "permerror", "bestguesspass"])
+def test_dmarc_other_results_are_not_believed(result: str) -> None:
+    assert not believed(f"{TRUSTED}; dmarc={result} (p=REJECT) header.from=customer.example")
+
+
+def test_dmarc_pass_for_another_from_domain_is_not_believed() -> None:
+    assert not believed(f"{TRUSTED}; dmarc=pass header.from=attacker.example")
+
+
+# --- SPF -------------------------------------------------------------------
+
+@pytest.mark.parametrize("mailfrom", [
+    "alice@customer.example",
+    "customer.example",
+    "bounces+123@mail.customer.example",   # ESP bounce subdomain: relaxed alignment
+    '"alice@customer.example"',
+])
+def test_spf_pass_aligned_is_believed(mailfrom: str) -> None:
+    assert believed(f"{TRUSTED}; spf=pass (mx.helpdesk.test: domain of sender designates "
+                    f"192.0.2.7 as permitted sender) smtp.mailfrom={mailfrom}")
+
+
+def test_spf_pass_for_the_parent_of_a_subdomain_sender_is_believed() -> None:
+    assert believed(f"{TRUSTED}; spf=pass smtp.mailfrom=customer.example",
+                    from_address="alice@eu.customer.example")
+
+
+def test_spf_pass_unaligned_is_not_believed() -> None:
+    assert not believed(f"{TRUSTED}; spf=pass smtp.mailfrom=bounce@esp.example")
+
+
+def test_spf_pass_on_a_lookalike_domain_is_not_believed() -> None:
+    assert not believed(f"{TRUSTED}; spf=pass smtp.mailfrom=evilcustomer.example")
+    assert not believed(f"{TRUSTED}; spf=pass smtp.mailfrom=customer.example.evil.test")
+
+
+def test_spf_pass_for_a_bare_tld_is_not_alignment() -> None:
+    assert not believed(f"{TRUSTED}; spf=pass smtp.mailfrom=example")
+
+
+def test_spf_helo_alone_is_not_enough() -> None:
+    assert not believed(f"{TRUSTED}; spf=pass smtp.helo=customer.example")
+
+
+@pytest.mark.parametrize("result", ["fail", "softfail", "neutral", "none"])
+def test_spf_other_results_are_not_believed(result: str) -> None:
+    assert not believed(f"{TRUSTED}; spf={result} smtp.mailfrom=alice@customer.example")
+
+
+# --- DKIM ------------------------------------------------------------------
+
+def test_dkim_pass_aligned_is_believed() -> None:
+    assert believed(f"{TRUSTED}; dkim=pass (2048-bit key; unprotected) "
+                    "header.d=customer.example header.i=@customer.example "
+                    "header.s=selector1 header.b=AbCdEf12")
+
+
+def test_dkim_pass_with_only_header_i_is_believed() -> None:
+    assert believed(f"{TRUSTED}; dkim=pass header.i=@mail.customer.example header.s=s1")
+
+
+def test_dkim_pass_unaligned_is_not_believed() -> None:
+    assert not believed(f"{TRUSTED}; dkim=pass header.d=sendgrid.net header.s=s1")
+
+
+def test_dkim_fail_aligned_is_not_believed() -> None:
+    assert not believed(
+        f"{TRUSTED}; dkim=fail (body hash did not verify) header.d=customer.example")
+
+
+# --- whose header ----------------------------------------------------------
+
+def test_header_from_an_untrusted_authserv_id_is_ignored() -> None:
+    # The sender (or any relay) can write whatever it likes under its own name.
+    assert not believed("mx.attacker.example; dmarc=pass header.from=customer.example")
+    assert not believed("mx.google.com; dkim=pass header.i=@customer.example; "
+                        "spf=pass smtp.mailfrom=alice@customer.example; "
+                        "dmarc=pass (p=NONE) header.from=customer.example")
+
+
+def test_authserv_id_is_compared_case_insensitively_with_version() -> None:
+    assert believed("MX.Helpdesk.Test 1; dmarc=pass header.from=customer.example")
+    assert sender_is_authenticated(
+        make_mail("mx.helpdesk.test; dmarc=pass"), "MX.HELPDESK.TEST")
+
+
+def test_authserv_id_that_only_starts_like_ours_is_ignored() -> None:
+    assert not believed("mx.helpdesk.test.attacker.example; dmarc=pass")
+
+
+def test_trusted_fail_and_untrusted_pass_is_not_believed() -> None:
+    assert not believed(
+        "mx.attacker.example; dmarc=pass header.from=customer.example",
+        f"{TRUSTED}; dmarc=fail (p=REJECT) header.from=customer.example",
+    )
+
+
+def test_forged_header_with_the_trusted_id_is_believed_by_design() -> None:
+    # We cannot tell it from a genuine one: the receiving server must strip
+    # incoming Authentication-Results carrying its authserv-id (RFC 8601 §5).
+    # This test documents that limit so nobody mistakes it for protection.
+    assert believed(
+        f"{TRUSTED}; spf=fail smtp.mailfrom=alice@customer.example",
+        f"{TRUSTED}; dmarc=pass header.from=customer.example",
+    )
+
+
+def test_one_milter_per_header_all_count() -> None:
+    # Postfix with OpenDKIM and OpenDMARC: one header per milter, same authserv-id.
+    assert believed(
+        f"{TRUSTED}; spf=softfail smtp.mailfrom=bounce@esp.example",
+        f"{TRUSTED}; dkim=pass (2048-bit key) header.d=customer.example header.s=k1",
+        f"{TRUSTED}; dmarc=none (p=none dis=none) header.from=customer.example",
+    )
+
+
+# --- parsing ---------------------------------------------------------------
+
+GMAIL = (
+    "mx.helpdesk.test;\r\n"
+    "       dkim=pass header.i=@customer.example header.s=20230601 header.b=\"Xy1/+z\";\r\n"
+    "       spf=pass (mx.helpdesk.test: domain of alice@customer.example designates "
+    "2001:db8::1 as permitted sender) smtp.mailfrom=alice@customer.example;\r\n"
+    "       dmarc=pass (p=NONE sp=NONE dis=NONE) header.from=customer.example"
+)
+
+
+def test_multiline_gmail_style_header_parses() -> None:
+    authserv_id, results = parse_authentication_results(GMAIL)
+    assert authserv_id == "mx.helpdesk.test"
+    assert [(r.method, r.result) for r in results] == [
+        ("dkim", "pass"), ("spf", "pass"), ("dmarc", "pass")]
+    assert results[0].properties["header.b"] == "Xy1/+z"
+    assert results[1].properties["smtp.mailfrom"] == "alice@customer.example"
+
+
+def test_comments_nested_and_with_semicolons_are_ignored() -> None:
+    value = (f"{TRUSTED} (Postfix; escaped \\) paren (nested; deeper)); "
+             "DKIM = Pass (signature; verified) header.d = \"customer.example\"")
+    assert believed(value)
+    _, results = parse_authentication_results(value)
+    assert results[0].method == "dkim" and results[0].result == "pass"
+
+
+def test_quote_inside_a_comment_is_just_a_character() -> None:
+    # RFC 5322 ctext: a '"' in a comment opens no quoted-string.
+    assert believed(f"{TRUSTED} (it's \"odd); dkim=pass header.d=customer.example")
+
+
+def test_quoted_authserv_id_and_method_version() -> None:
+    assert believed(f"\"{TRUSTED}\"; dkim/1=pass header.d=customer.example")
+
+
+def test_no_result_header_is_parsed_and_not_believed() -> None:
+    assert parse_authentication_results(f"{TRUSTED}; none") == (TRUSTED, [])
+    assert not believed(f"{TRUSTED}; none")
+
+
+def test_exchange_online_style_keys_do_not_break_parsing() -> None:
+    assert believed(f"{TRUSTED}; spf=pass (sender IP is 192.0.2.1) "
+                    "smtp.mailfrom=customer.example; dkim=pass (signature was verified) "
+                    "header.d=customer.example;dmarc=pass action=none "
+                    "header.from=customer.example;compauth=pass reason=100")
+
+
+def test_reason_property_and_trailing_semicolon() -> None:
+    assert believed(f"{TRUSTED}; spf=pass reason=\"ip4 match; ok\" "
+                    "smtp.mailfrom=alice@customer.example;")
+
+
+@pytest.mark.parametrize("value", [
+    f"{TRUSTED}; dmarc=pass (unterminated comment header.from=customer.example",
+    f"{TRUSTED}; dmarc=pass) header.from=customer.example",
+    f"{TRUSTED}; dmarc=\"pass header.from=customer.example",
+    f"{TRUSTED} extra words; dmarc=pass header.from=customer.example",
+    f"{TRUSTED}; dmarc pass header.from=customer.example",
+    f"{TRUSTED}; =pass",
+    "",
+    ";dmarc=pass",
+])
+def test_unparseable_headers_are_not_believed(value: str) -> None:
+    with pytest.raises(Unparseable):
+        parse_authentication_results(value)
+    assert not believed(value)
+
+
+def test_unparseable_trusted_header_does_not_hide_a_good_one() -> None:
+    assert believed(
+        f"{TRUSTED}; dmarc=pass (broken",
+        f"{TRUSTED}; dkim=pass header.d=customer.example",
+    )

@@ -1,0 +1,351 @@
+"""The SMTP listener and the inbound pipeline, through a real socket (SPEC §7)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from helpdesk.extensions import db
+from helpdesk.models import Attachment, InboundMail, Message, QuarantineItem, Ticket
+from helpdesk.services import Actor, TicketsService
+from helpdesk.services.senders import SendersService
+from mailgateway.smtp import SupportHandler, make_controller
+from tests.mail import SUPPORT, message, send
+from tests.pgserver import free_port
+
+
+@dataclass
+class Gateway:
+    app: Flask
+    port: int
+
+    def send(self, msg, **kwargs) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+        db.session.rollback()  # never hold a transaction (SQLite lock) while the gateway writes
+        reply = send(self.port, msg, **kwargs)
+        db.session.expire_all()
+        return reply
+
+
+def start_gateway(app: Flask, **config: object) -> Iterator[Gateway]:
+    app.config.update(config, SMTP_LISTEN=f"127.0.0.1:{free_port()}")
+    handler = SupportHandler(app, workers=4)
+    controller = make_controller(app, handler)
+    controller.start()
+    try:
+        yield Gateway(app, controller.port)
+    finally:
+        controller.stop()
+        handler.close()
+
+
+@pytest.fixture
+def gateway(app: Flask) -> Iterator[Gateway]:
+    yield from start_gateway(app)
+
+
+@pytest.fixture
+def senders(app: Flask) -> None:
+    service = SendersService(db.session)
+    service.add("ann@example.com", "Example Ltd")
+    service.add("@corp.example", "Corp")
+    service.add("zed@other.example", "Other Inc")
+    db.session.commit()
+
+
+def tickets() -> list[Ticket]:
+    return list(db.session.execute(select(Ticket).order_by(Ticket.number)).scalars())
+
+
+def count(model) -> int:  # type: ignore[no-untyped-def]
+    return db.session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_authorized_address_opens_ticket(gateway, senders):
+    code, text = gateway.send(message(subject="VPN down", body="Since 9:00.",
+                                      cc="Bob <bob@example.com>"))
+    assert (code, text) == (250, b"2.0.0 OK created TKT-000001")
+    (ticket,) = tickets()
+    assert (ticket.subject, ticket.channel, ticket.is_email_originated) == ("VPN down", "email", True)
+    assert ticket.requester.email == "ann@example.com"
+    assert ticket.organization.name == "Example Ltd"
+    assert [p.email for p in ticket.participants] == ["bob@example.com"]
+    assert ticket.messages[0].body == "Since 9:00."
+    record = db.session.execute(select(InboundMail)).scalar_one()
+    assert (record.outcome, record.ticket_id, record.channel) == ("created", ticket.id, "smtp")
+    assert b"Since 9:00." in record.raw
+    assert ticket.messages[0].inbound_mail_id == record.id
+
+
+def test_authorized_domain_opens_ticket(gateway, senders):
+    code, _ = gateway.send(message(sender="Cy <cy@corp.example>"))
+    assert code == 250
+    (ticket,) = tickets()
+    assert ticket.organization.name == "Corp"
+    assert ticket.requester.name == "Cy"
+
+
+def test_unknown_sender_is_quarantined_by_default(gateway, senders):
+    code, text = gateway.send(message(sender="stranger@nowhere.example"))
+    assert (code, text) == (250, b"2.0.0 OK quarantined")
+    assert tickets() == []
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert "unknown sender" in item.reason
+    assert b"stranger@nowhere.example" in item.inbound_mail.raw
+
+
+def test_unknown_sender_rejected_under_reject_policy(app, senders):
+    for gateway in start_gateway(app, UNKNOWN_SENDER_POLICY="reject"):
+        code, text = gateway.send(message(sender="stranger@nowhere.example"))
+        assert code == 550 and text.startswith(b"5.7.1")
+        assert tickets() == []
+        assert db.session.execute(select(InboundMail.outcome)).scalar_one() == "rejected"
+        code, _ = gateway.send(message(sender="ann@example.com"))
+        assert code == 250
+
+
+def test_unknown_sender_accepted_under_accept_policy(app):
+    for gateway in start_gateway(app, UNKNOWN_SENDER_POLICY="accept"):
+        code, text = gateway.send(message(sender="New Person <new@nowhere.example>"))
+        assert (code, text) == (250, b"2.0.0 OK created TKT-000001")
+        assert tickets()[0].requester.email == "new@nowhere.example"
+
+
+PASS_AR = ("mx.helpdesk.test; spf=pass smtp.mailfrom=example.com; "
+           "dkim=pass header.d=example.com; dmarc=pass header.from=example.com")
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        (None, "quarantined"),
+        (PASS_AR, "created"),
+        (PASS_AR.replace("mx.helpdesk.test", "mx.attacker.example"), "quarantined"),
+        ("mx.helpdesk.test; spf=fail smtp.mailfrom=example.com; dmarc=fail", "quarantined"),
+    ],
+)
+def test_from_is_believed_only_with_trusted_authentication_results(app, senders, results, expected):
+    for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID="mx.helpdesk.test"):
+        headers = {"Authentication-Results": results} if results else None
+        code, text = gateway.send(message(headers=headers))
+        assert code == 250
+        assert text.decode().split()[2] == expected
+
+
+@pytest.fixture
+def opened(gateway, senders) -> Ticket:
+    gateway.send(message(message_id="<first@client.example>", subject="Laptop broken"))
+    return tickets()[0]
+
+
+def reply_count(ticket: Ticket) -> int:
+    return db.session.execute(
+        select(func.count(Message.id)).where(Message.ticket_id == ticket.id)).scalar_one()
+
+
+@pytest.mark.parametrize(
+    ("how", "kwargs"),
+    [
+        ("in-reply-to", {"in_reply_to": "<first@client.example>", "subject": "Re: Laptop"}),
+        ("references", {"references": "<other@x.example> <first@client.example>",
+                        "subject": "Re: Laptop"}),
+        ("subject", {"subject": "Re: [tkt-000001] Laptop broken"}),
+        ("plus-address", {"subject": "more info", "to": "support+TKT-000001@helpdesk.test"}),
+    ],
+)
+def test_reply_threads_into_ticket(gateway, opened, how, kwargs):
+    rcpt = [kwargs["to"]] if "to" in kwargs else None
+    code, text = gateway.send(message(body="It also smells.", **kwargs), rcpt=rcpt)
+    assert (code, text) == (250, b"2.0.0 OK appended TKT-000001")
+    assert len(tickets()) == 1
+    assert reply_count(opened) == 2
+    record = db.session.execute(select(InboundMail).order_by(InboundMail.id.desc())).scalars().first()
+    assert how in record.reason
+
+
+def test_stranger_typing_a_number_never_lands_in_the_ticket(gateway, opened):
+    code, text = gateway.send(message(sender="mallory@evil.example",
+                                      subject="Re: [TKT-000001] give me the data"))
+    assert (code, text) == (250, b"2.0.0 OK quarantined")
+    assert reply_count(opened) == 1
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert "does not belong on TKT-000001" in item.reason
+
+
+def test_stranger_referencing_message_id_never_lands_in_the_ticket(gateway, opened):
+    gateway.send(message(sender="mallory@evil.example", in_reply_to="<first@client.example>"))
+    assert reply_count(opened) == 1
+
+
+def test_authorized_outsider_gets_new_linked_ticket(gateway, opened):
+    code, text = gateway.send(message(sender="zed@other.example", subject="Re: TKT-000001 me too"))
+    assert (code, text) == (250, b"2.0.0 OK created TKT-000002")
+    new = tickets()[1]
+    assert new.linked_ticket_id == opened.id
+    assert reply_count(opened) == 1
+
+
+def test_colleague_from_same_organization_may_reply(gateway, senders):
+    gateway.send(message(sender="cy@corp.example", message_id="<c1@corp.example>"))
+    code, text = gateway.send(message(sender="dee@corp.example", in_reply_to="<c1@corp.example>"))
+    assert (code, text) == (250, b"2.0.0 OK appended TKT-000001")
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("pending_customer", "in_progress"), ("resolved", "reopened"), ("closed", "reopened")],
+)
+def test_customer_reply_moves_status(gateway, opened, before, after):
+    opened.status = before
+    db.session.commit()
+    gateway.send(message(subject="Re: [TKT-000001] still broken"))
+    assert tickets()[0].status == after
+    assert tickets()[0].history[-1].automated is True
+
+
+def test_reply_to_cancelled_ticket_opens_a_new_linked_one(gateway, opened):
+    TicketsService(db.session).change_status(opened, "cancelled", actor=Actor.system())
+    db.session.commit()
+    code, text = gateway.send(message(subject="Re: [TKT-000001] hello?"))
+    assert (code, text) == (250, b"2.0.0 OK created TKT-000002")
+    assert tickets()[1].linked_ticket_id == opened.id
+
+
+def test_same_mail_twice_makes_one_ticket(gateway, senders):
+    msg = message(message_id="<twice@client.example>")
+    assert gateway.send(msg) == (250, b"2.0.0 OK created TKT-000001")
+    code, text = gateway.send(msg)
+    assert code == 250 and text.startswith(b"2.0.0 OK duplicate")
+    assert len(tickets()) == 1
+    assert count(InboundMail) == 1
+
+
+def test_same_message_id_to_two_support_addresses_makes_one_ticket(app, senders):
+    for gateway in start_gateway(app, SUPPORT_ADDRESSES=[SUPPORT, "help@helpdesk.test"]):
+        msg = message(message_id="<both@client.example>", to=f"{SUPPORT}, help@helpdesk.test")
+        assert gateway.send(msg, rcpt=[SUPPORT, "help@helpdesk.test"])[0] == 250
+        assert gateway.send(msg, rcpt=["help@helpdesk.test"])[0] == 250
+        assert len(tickets()) == 1
+        assert tickets()[0].participants == []
+
+
+def test_mail_without_message_id_is_deduplicated_by_content(gateway, senders):
+    raw = message().as_bytes().replace(b"Message-ID:", b"X-Old-ID:")
+    raw = raw.replace(b"\n", b"\r\n")
+    assert gateway.send(raw, mail_from="ann@example.com")[0] == 250
+    assert gateway.send(raw, mail_from="ann@example.com")[1].startswith(b"2.0.0 OK duplicate")
+    assert len(tickets()) == 1
+    assert db.session.execute(select(InboundMail.dedup_key)).scalar_one().startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("headers", "sender", "subject"),
+    [
+        ({"Auto-Submitted": "auto-replied"}, "ann@example.com", "Re: hi"),
+        ({"Precedence": "bulk"}, "ann@example.com", "Newsletter"),
+        ({"X-Autoreply": "yes"}, "ann@example.com", "Away"),
+        ({}, "MAILER-DAEMON@mx.example.com", "Undelivered Mail Returned to Sender"),
+        ({}, "ann@example.com", "Automatic reply: Printer on fire"),
+        ({}, SUPPORT, "Loop"),
+    ],
+)
+def test_auto_mail_is_ignored_and_recorded(gateway, senders, headers, sender, subject):
+    code, text = gateway.send(message(sender=sender, subject=subject, headers=headers))
+    assert (code, text) == (250, b"2.0.0 OK ignored")
+    assert tickets() == []
+    record = db.session.execute(select(InboundMail)).scalar_one()
+    assert record.outcome == "ignored" and record.reason
+
+
+def test_auto_submitted_no_is_a_person(gateway, senders):
+    code, _ = gateway.send(message(headers={"Auto-Submitted": "no"}))
+    assert code == 250
+    assert len(tickets()) == 1
+
+
+def test_foreign_recipient_is_refused_at_rcpt(gateway, senders):
+    code, text = gateway.send(message(to="someone@else.example"), rcpt=["someone@else.example"])
+    assert code == 550 and text.startswith(b"5.1.1")
+    assert count(InboundMail) == 0
+
+
+def test_oversized_mail_is_refused(app, senders):
+    for gateway in start_gateway(app, MAX_MESSAGE_BYTES=20_000):
+        code, text = gateway.send(message(body="x" * 30_000))
+        assert code == 552 and text.startswith(b"5.3.4")
+        assert count(InboundMail) == 0
+
+
+def test_long_lines_and_8bit_without_8bitmime_are_accepted(gateway, senders):
+    raw = (b"From: ann@example.com\r\nTo: support@helpdesk.test\r\nSubject: long\r\n"
+           b"Message-ID: <long@client.example>\r\n\r\n" + b"caf\xe9 " * 600 + b"\r\n")
+    code, _ = gateway.send(raw, mail_from="ann@example.com")
+    assert code == 250
+    body = tickets()[0].messages[0].body
+    assert "café" in body and len(body) > 2000
+
+
+def test_html_is_sanitized_and_filenames_are_safe(gateway, senders):
+    msg = message(html='<p onclick="steal()">Hi<script>alert(1)</script>'
+                       '<a href="javascript:evil()">x</a><img src="cid:logo"></p>')
+    msg.add_attachment(b"root:x:0:0", maintype="application", subtype="octet-stream",
+                       filename="../../etc/passwd")
+    assert gateway.send(msg)[0] == 250
+    first = tickets()[0].messages[0]
+    assert "<script" not in first.body_html and "onclick" not in first.body_html
+    assert "javascript:" not in first.body_html
+    assert "Hi" in first.body_html
+    (attachment,) = db.session.execute(select(Attachment)).scalars()
+    assert "/" not in attachment.filename and ".." not in attachment.filename
+    assert attachment.filename.endswith("passwd")
+    assert attachment.size == 10
+
+
+def test_quoted_history_is_stripped_for_display(gateway, opened):
+    body = ("Yes, that fixed it.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\n"
+            "> Did you try turning it off and on?\n")
+    gateway.send(message(subject="Re: [TKT-000001]", body=body))
+    last = tickets()[0].messages[-1]
+    assert last.body == "Yes, that fixed it."
+    assert b"Did you try" in last.inbound_mail.raw
+
+
+def test_quarantine_approve_creates_ticket_with_next_number(gateway, senders, runner):
+    gateway.send(message(sender="ann@example.com", subject="first"))
+    gateway.send(message(sender="stranger@nowhere.example", subject="let me in"))
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    listing = runner.invoke(args=["quarantine", "list"])
+    assert "stranger@nowhere.example" in listing.output
+    shown = runner.invoke(args=["quarantine", "show", str(item.id)])
+    assert "let me in" in shown.output
+    approved = runner.invoke(args=["quarantine", "approve", str(item.id)])
+    assert approved.exit_code == 0, approved.output
+    assert "created TKT-000002" in approved.output
+    db.session.expire_all()
+    assert [t.subject for t in tickets()] == ["first", "let me in"]
+    again = runner.invoke(args=["quarantine", "approve", str(item.id)])
+    assert again.exit_code == 1 and "already approved" in again.output
+
+
+def test_quarantine_approve_appends_stranger_reply(gateway, opened, runner):
+    gateway.send(message(sender="helper@partner.example", subject="Re: [TKT-000001] info"))
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    result = runner.invoke(args=["quarantine", "approve", str(item.id)])
+    assert "appended TKT-000001" in result.output
+    db.session.expire_all()
+    assert reply_count(opened) == 2
+
+
+def test_quarantine_reject_and_spam(gateway, senders, runner):
+    gateway.send(message(sender="a@nowhere.example", subject="one"))
+    gateway.send(message(sender="b@nowhere.example", subject="two"))
+    first, second = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars()
+    assert runner.invoke(args=["quarantine", "reject", str(first.id)]).exit_code == 0
+    assert runner.invoke(args=["quarantine", "reject", "--spam", str(second.id)]).exit_code == 0
+    db.session.expire_all()
+    assert [i.state for i in db.session.execute(
+        select(QuarantineItem).order_by(QuarantineItem.id)).scalars()] == ["rejected", "spam"]
+    assert tickets() == []
+    assert runner.invoke(args=["quarantine", "show", "999"]).exit_code == 1

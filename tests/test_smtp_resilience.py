@@ -1,0 +1,132 @@
+"""No accepted mail is ever lost: 451 while the database is down, and a gateway
+killed with SIGKILL mid-stream keeps every mail it answered 250 for."""
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk.extensions import db
+from helpdesk.models import InboundMail, Ticket
+from helpdesk.services.senders import SendersService
+from tests.conftest import make_app, migrate_database
+from tests.mail import message, send
+from tests.pgserver import free_port
+from tests.test_smtp_gateway import start_gateway, tickets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def pg_app(pg_server):  # type: ignore[no-untyped-def]
+    """PostgreSQL only: stopping the server is what this scenario is about."""
+    url = pg_server.create_database("database_down")
+    migrate_database(url)
+    app = make_app(url)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_database_down_gives_451_then_the_resent_mail_is_accepted(pg_app, pg_server):
+    server = pg_server
+    SendersService(db.session).add("ann@example.com", "Example Ltd")
+    db.session.commit()
+    for gateway in start_gateway(pg_app):
+        msg = message(message_id="<while-down@client.example>")
+        assert gateway.send(msg)[0] == 250  # warm the pool
+        retry = message(message_id="<retry@client.example>")
+        db.session.rollback()
+        db.session.remove()
+        server.pause()
+        try:
+            code, text = send(gateway.port, retry)
+            assert code == 451 and text.startswith(b"4.3.0")
+        finally:
+            server.resume()
+        code, text = gateway.send(retry)
+        assert (code, text) == (250, b"2.0.0 OK created TKT-000002")
+        assert [t.number for t in tickets()] == [1, 2]
+
+
+def start(database_url: str, port: int, tmp_path: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, DATABASE_URL=database_url, SMTP_LISTEN=f"127.0.0.1:{port}",
+               HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
+               SUPPORT_ADDRESSES="support@helpdesk.test")
+    process = subprocess.Popen([sys.executable, "gateway.py"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        if "gateway started" in line:
+            threading.Thread(target=process.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+            return process
+        if process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError("gateway did not start")
+
+
+def test_kill_9_mid_stream_loses_no_acknowledged_mail(app, database_url, tmp_path):
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    db.session.remove()
+    port = free_port()
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(index: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            mid = f"<crash-{index}-{n}@client.example>"
+            try:
+                code, _ = send(port, message(sender=f"user{index}@example.com", message_id=mid))
+            except (OSError, smtplib.SMTPException):
+                time.sleep(0.05)
+                continue
+            if code == 250:
+                with lock:
+                    acknowledged.append(mid.strip("<>"))
+
+    process = start(database_url, port, tmp_path)
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 60 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        killed_at = len(acknowledged)
+        process = start(database_url, port, tmp_path)
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < killed_at + 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+    assert killed_at >= 60, "too few mails before the kill to prove anything"
+    db.session.expire_all()
+    stored = db.session.execute(select(InboundMail.message_id)).scalars().all()
+    assert len(stored) == len(set(stored)), "a mail was stored twice"
+    missing = set(acknowledged) - set(stored)
+    assert not missing, f"{len(missing)} mails got 250 but are not stored"
+    numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert len(numbers) == len(stored)
