@@ -11,7 +11,9 @@ Three deliberate departures, because mail is not a browser:
 - text declared in a legacy charset that is valid UTF-8 is read as UTF-8
   (mislabelled UTF-8 is common, and legacy text is almost never valid UTF-8);
 - unknown or broken labels, and 8-bit text without a label, go to detection
-  (charset-normalizer). U+FFFD appears only for bytes no plausible charset decodes.
+  (charset-normalizer, limited to the WHATWG encodings and, among near ties, to
+  the charset mail uses most). U+FFFD appears only for bytes no plausible charset
+  decodes: a long text that its codec reads but for a stray byte keeps that codec.
 
 Decoded text never carries NUL or lone surrogates: PostgreSQL refuses both.
 """
@@ -24,6 +26,11 @@ import re
 from charset_normalizer import from_bytes
 
 log = logging.getLogger(__name__)
+
+# Python's ISO-2022-JP codecs lack the NEC row 13 (①, ㈱) that WHATWG's jis0208
+# index and real Japanese mail have; this pseudo-codec reads it through EUC-JIS-2004.
+_JIS_VIA_EUC = "iso-2022-jp-via-euc"
+_JIS_ESCAPE = re.compile(rb"(\x1b(?:\(B|\(J|\(I|\$@|\$B))")
 
 # WHATWG Encoding Standard, "Encodings" table: Python codecs (tried in order, the
 # first is the canonical one) and every label of that encoding.
@@ -73,7 +80,7 @@ _WHATWG: tuple[tuple[tuple[str, ...], str], ...] = (
     (("big5hkscs",), "big5 big5-hkscs cn-big5 csbig5 x-x-big5"),
     # WHATWG EUC-JP and ISO-2022-JP include the NEC/IBM rows; Python splits them.
     (("euc-jp", "euc-jis-2004"), "cseucpkdfmtjapanese euc-jp x-euc-jp"),
-    (("iso2022-jp", "iso2022-jp-2", "iso2022-jp-ext", "iso2022-jp-2004"),
+    (("iso2022-jp", "iso2022-jp-2", "iso2022-jp-ext", _JIS_VIA_EUC),
      "csiso2022jp iso-2022-jp"),
     (("cp932",), "csshiftjis ms932 ms_kanji shift-jis shift_jis sjis windows-31j x-sjis"),
     (("cp949",), "cseuckr csksc56011987 euc-kr iso-ir-149 korean ks_c_5601-1987 "
@@ -95,12 +102,17 @@ _ALIASES = {
     "ms949": "windows-949", "x-windows-949": "windows-949", "euc-kr-2": "euc-kr",
     "shift-jisx0213": "shift_jis", "x-mac-roman": "macintosh", "mac-roman": "macintosh",
     "windows-31j": "shift_jis", "cp-1252": "windows-1252", "iso8859-8-i": "iso-8859-8-i",
+    # charset-normalizer's names for the JIS X 0213 supersets it detects
+    "shift-jis-2004": "shift_jis", "euc-jis-2004": "euc-jp",
 }
 
 _LABELS: dict[str, tuple[str, ...]] = {
     label: codec_names for codec_names, labels in _WHATWG for label in labels.split()
 }
 
+# What detection may answer: the WHATWG encodings, which is what mail is written in.
+_MAIL_CODECS = frozenset(codec_names[0] for codec_names, _ in _WHATWG) - {
+    "utf-16", "utf-16-be", "utf-16-le", "mac-roman", "mac-cyrillic"}
 _ISO_2022 = (*_LABELS["iso-2022-jp"], "iso2022-kr")
 _UNICODE_CODECS = frozenset({"utf-8", "utf-16", "utf-16-be", "utf-16-le"})
 _SINGLE_BYTE = frozenset({
@@ -114,13 +126,16 @@ _NOT_TEXT = frozenset({"idna", "punycode", "undefined", "unicode_escape",
 # When detection finds several equally good readings, the one real mail most often
 # uses wins (windows-1252 before its Central European cousin, and so on).
 _DETECTION_PREFERENCE = (
-    "utf-8", "cp1252", "gb18030", "cp1251", "cp932", "cp949", "big5hkscs", "cp1250",
+    "cp1252", "gb18030", "cp1251", "cp932", "cp949", "big5hkscs", "cp1250",
     "koi8-r", "iso8859-15", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "euc-jp",
     "cp874", "cp1258", "iso8859-2", "koi8-u", "cp866",
 )
+# Valid UTF-8 beats a multi-byte legacy label that also reads the bytes only with
+# this many non-ASCII characters (two CJK characters can be valid UTF-8 by chance).
+_UTF8_EVIDENCE = 4
 _DETECTION_SAMPLE = 64 * 1024
 _CHAOS_TIE = 0.05
-_COHERENCE_TIE = 0.1
+_COHERENCE_TIE = 0.05
 # A multi-byte text (UTF-8, CJK) that a codec reads except for this share of its
 # 8-bit bytes is that codec's: a stray byte should not send it to detection.
 _TOLERATED_ERROR_RATIO = 0.02
@@ -182,26 +197,23 @@ def _decode(data: bytes, label: str | None, hint: str | None) -> str:
     if data.isascii():
         if declared and _needs_codec_for_ascii(declared[0]):
             text = _try(data, declared)
-        elif declared is None and b"\x1b" in data:  # unlabelled ISO-2022-JP/KR escapes
+            return text if text is not None else data.decode(declared[0], "replace")
+        if declared is None and b"\x1b" in data:  # unlabelled ISO-2022-JP/KR escapes
             text = _try(data, _ISO_2022)
-        else:
-            text = None
-        return text if text is not None else data.decode("ascii")
+            if text is not None:
+                return text
+        return data.decode("ascii")
     if declared is None:
         return _undeclared(data, hint)
     primary = declared[0]
+    text = _try(data, declared)
     if primary not in _UNICODE_CODECS:
         as_utf8 = _try(data, ("utf-8",))
-        if as_utf8 is not None and (primary in _SINGLE_BYTE or _try(data, declared) is None
-                                    or _non_ascii_count(as_utf8) >= 4):
+        if as_utf8 is not None and (text is None or primary in _SINGLE_BYTE
+                                    or _non_ascii_count(as_utf8) >= _UTF8_EVIDENCE):
             return as_utf8
-    text = _try(data, declared)
     if text is not None:
         return text
-    if primary != "utf-8":
-        text = _try(data, ("utf-8",))
-        if text is not None:
-            return text
     if primary not in _SINGLE_BYTE:
         text = _mostly(data, primary)
         if text is not None:
@@ -227,13 +239,36 @@ def _needs_codec_for_ascii(codec: str) -> bool:
 
 
 def _try(data: bytes, codec_names: tuple[str, ...]) -> str | None:
+    """The first strict reading among the codecs, None when none reads the bytes."""
     for name in codec_names:
+        if name == _JIS_VIA_EUC:
+            text = _try(_iso2022jp_as_eucjp(data), ("euc-jis-2004",))
+            if text is not None:
+                return text
+            continue
         errors = "mailgateway-c1" if name in _SINGLE_BYTE else "strict"
         try:
             return data.decode(name, errors)
         except (UnicodeError, LookupError):
             continue
     return None
+
+
+def _iso2022jp_as_eucjp(data: bytes) -> bytes:
+    """ISO-2022-JP re-coded as EUC-JP: JIS X 0208 pairs get the high bit, kana SS2."""
+    out = bytearray()
+    mode = b"(B"
+    for piece in _JIS_ESCAPE.split(data):
+        if piece.startswith(b"\x1b"):
+            mode = piece[1:]
+        elif mode in (b"(B", b"(J"):
+            out += piece
+        elif mode == b"(I":
+            for byte in piece:
+                out += bytes((0x8E, byte | 0x80)) if 0x21 <= byte <= 0x5F else bytes((byte,))
+        else:
+            out += bytes(byte | 0x80 if 0x21 <= byte <= 0x7E else byte for byte in piece)
+    return bytes(out)
 
 
 def _mostly(data: bytes, codec: str) -> str | None:
@@ -258,14 +293,14 @@ def _detect_text(data: bytes) -> str | None:
     except (ValueError, LookupError, UnicodeError) as exc:
         log.warning("charset detection failed: %s", exc)
         return None
-    candidates: list[tuple[float, float, int, str]] = []
+    candidates: list[tuple[float, float, int, tuple[str, ...]]] = []
     for position, match in enumerate(matches):
         codec = lookup(match.encoding)
-        if not codec or codec[0].startswith(("utf-16", "utf-32", "utf_16", "utf_32")):
-            continue  # charset-normalizer offers UTF-16 for CJK bytes without a BOM
+        if not codec or codec[0] not in _MAIL_CODECS:
+            continue  # DOS and Mac code pages, UTF-16 for BOM-less CJK: not mail
         rank = (_DETECTION_PREFERENCE.index(codec[0])
                 if codec[0] in _DETECTION_PREFERENCE else len(_DETECTION_PREFERENCE))
-        candidates.append((match.chaos, match.coherence, rank * 1000 + position, codec[0]))
+        candidates.append((match.chaos, match.coherence, rank * 1000 + position, codec))
     if not candidates:
         return None
     # Near-equal mess: the reading that looks most like a language wins, then the
@@ -276,7 +311,7 @@ def _detect_text(data: bytes) -> str | None:
     tied = sorted((order, codec) for _, coherence, order, codec in calm
                   if coherence >= best_coherence - _COHERENCE_TIE)
     for _, codec in tied:
-        text = _try(data, (codec,))
+        text = _try(data, codec)
         if text is not None:
             return text
     return None

@@ -181,6 +181,10 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
     """
     if mail.parse_error and approved_by is None:
         return _Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}")
+    if envelope.channel == "smtp" and envelope.mail_from == "" and approved_by is None:
+        # RFC 5321 §4.5.5 / RFC 3834 §3.3: only delivery reports and auto-responses
+        # use the null reverse-path.
+        return _Decision(Outcome.IGNORED, "null reverse-path (bounce or auto-reply)")
     support = config["SUPPORT_ADDRESSES"]
     reason = automail.detect(mail, own_addresses=support,
                              own_message_id_domains=_own_domains(config))

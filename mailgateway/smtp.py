@@ -52,7 +52,9 @@ class SupportHandler:
             raw = raw.encode("utf-8", "surrogateescape")
         if len(raw) > self.max_bytes:
             return "552 5.3.4 Message too big for this system"
-        inbound = Envelope(envelope.mail_from or "", tuple(envelope.rcpt_tos), "smtp")
+        # aiosmtpd reports the null reverse-path as "<>"; the pipeline expects "".
+        mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+        inbound = Envelope(mail_from, tuple(envelope.rcpt_tos), "smtp")
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self.executor, self._ingest, raw, inbound)

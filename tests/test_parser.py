@@ -435,6 +435,12 @@ def test_shift_jis_label_reads_windows_31j_extensions() -> None:
     assert parsed.text_body == "①髙橋さん～"
 
 
+def test_iso_2022_jp_reads_nec_row_13_and_is_sniffed_without_label() -> None:
+    jis = b"\x1b$B$4CmJ8\x1b(B No.\x1b$B-!\x1b(B \x1b(I12\x1b(B"   # ご注文 No.① ｱｲ
+    assert body_in("ISO-2022-JP", jis, cte="7bit").text_body == "ご注文 No.① ｱｲ"
+    assert body_in(None, "こんにちは".encode("iso2022_jp"), cte="7bit").text_body == "こんにちは"
+
+
 def test_iso_8859_9_and_tis_620_read_their_windows_supersets() -> None:
     assert body_in("iso-8859-9", "İstanbul ‘çok’".encode("cp1254")).text_body == "İstanbul ‘çok’"
     assert body_in("tis-620", "สวัสดี…".encode("cp874")).text_body == "สวัสดี…"

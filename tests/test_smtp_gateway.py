@@ -259,6 +259,13 @@ def test_auto_mail_is_ignored_and_recorded(gateway, senders, headers, sender, su
     assert record.outcome == "ignored" and record.reason
 
 
+def test_null_reverse_path_is_ignored(gateway, senders):
+    code, text = gateway.send(message(sender="ann@example.com"), mail_from="")
+    assert (code, text) == (250, b"2.0.0 OK ignored")
+    assert tickets() == []
+    assert "null reverse-path" in db.session.execute(select(InboundMail.reason)).scalar_one()
+
+
 def test_auto_submitted_no_is_a_person(gateway, senders):
     code, _ = gateway.send(message(headers={"Auto-Submitted": "no"}))
     assert code == 250
@@ -349,3 +356,32 @@ def test_quarantine_reject_and_spam(gateway, senders, runner):
         select(QuarantineItem).order_by(QuarantineItem.id)).scalars()] == ["rejected", "spam"]
     assert tickets() == []
     assert runner.invoke(args=["quarantine", "show", "999"]).exit_code == 1
+
+
+def test_a_mail_waiting_on_the_database_does_not_stall_other_connections(gateway, senders):
+    """The counter row (PostgreSQL) or the write lock (SQLite) is held by the test, so
+    the first mail's commit waits; another SMTP session must still be served."""
+    import smtplib
+    import threading
+    import time
+
+    from helpdesk.models import TicketCounter
+
+    db.session.rollback()
+    db.session.execute(select(TicketCounter).with_for_update()).all()  # take the lock
+    replies: list[tuple[int, bytes]] = []
+    waiting = threading.Thread(target=lambda: replies.append(send(gateway.port, message())))
+    waiting.start()
+    try:
+        time.sleep(0.5)
+        assert replies == [], "the first mail should be waiting for the lock"
+        started = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", gateway.port, timeout=5) as other:
+            assert other.ehlo()[0] == 250
+            assert other.mail("cy@corp.example")[0] == 250
+            assert other.rcpt(SUPPORT)[0] == 250
+        assert time.monotonic() - started < 2
+    finally:
+        db.session.rollback()  # release the lock
+    waiting.join(timeout=30)
+    assert replies == [(250, b"2.0.0 OK created TKT-000001")]
