@@ -10,6 +10,8 @@ from mailgateway.runner import run
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # mail-parser warns about every multipart/alternative; the pipeline logs one line per mail.
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
     run(create_app())
 
 

@@ -143,6 +143,7 @@ _TOLERATED_ERROR_RATIO = 0.02
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
          (codecs.BOM_UTF16_BE, "utf-16-be"))
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_ASCII = bytes(range(0x80))
 
 
 def _c1_passthrough(exc: UnicodeError) -> tuple[str, int]:
@@ -277,7 +278,7 @@ def _mostly(data: bytes, codec: str) -> str | None:
         text = data.decode(codec, "replace")
     except LookupError:
         return None
-    eight_bit = sum(1 for byte in data if byte > 0x7F)
+    eight_bit = len(data.translate(None, _ASCII))
     return text if text.count("\ufffd") <= eight_bit * _TOLERATED_ERROR_RATIO else None
 
 

@@ -23,7 +23,8 @@ from base64 import b64decode
 from binascii import Error as Base64Error
 from dataclasses import dataclass, field
 from email import message_from_bytes
-from email.errors import StartBoundaryNotFoundDefect
+from email.parser import BytesParser
+from email.errors import MessageError, StartBoundaryNotFoundDefect
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
@@ -116,11 +117,12 @@ _EXTENSIONS = {
 }
 # mail-parser's own errors and the built-in ones its code raises on broken input
 # (a forwarded multipart without its start boundary gives a TypeError).
-_MAILPARSER_FAILURES = (MailParserError, LookupError, UnicodeError, ValueError, TypeError,
-                        AttributeError, IndexError, KeyError)
-# The email package's own failures on broken parameters and structures.
-_EMAIL_FAILURES = (LookupError, UnicodeError, ValueError, TypeError, IndexError,
-                   AttributeError)
+_MAILPARSER_FAILURES = (MailParserError, MessageError, LookupError, UnicodeError, ValueError,
+                        TypeError, AttributeError, IndexError, KeyError)
+# The email package's own failures on broken parameters and structures (a malformed
+# RFC 2231 continuation makes get_param raise TypeError).
+_EMAIL_FAILURES = (MessageError, LookupError, UnicodeError, ValueError, TypeError,
+                   IndexError, AttributeError)
 # Re-serialise enclosed messages without refolding their headers.
 _NO_REFOLD = compat32.clone(max_line_length=0)
 
@@ -209,13 +211,21 @@ def _unwrap(data: bytes) -> bytes:
 
 
 def _read_message(data: bytes) -> Message:
-    """mail-parser's tree; the standard library's when mail-parser raises."""
+    """mail-parser's tree; the standard library's when mail-parser raises.
+
+    The standard library itself raises on a few broken MIME parameters (a NUL in an
+    RFC 2231 boundary); the headers are still read then, and the body kept unsplit.
+    """
     try:
         return mailparser.parse_from_bytes(data).message
     except _MAILPARSER_FAILURES as exc:
         log.info("mail-parser failed (%s: %s); using the standard library parser",
                  type(exc).__name__, exc)
-    return message_from_bytes(data, policy=compat32)
+    try:
+        return message_from_bytes(data, policy=compat32)
+    except _EMAIL_FAILURES as exc:
+        log.info("MIME structure unreadable (%s); reading the headers only", exc)
+    return BytesParser(policy=compat32).parsebytes(data, headersonly=True)
 
 
 def _is_mail_header(name: str) -> bool:
@@ -238,10 +248,7 @@ def _values(message: Message, name: str) -> list[str]:
 def _first_charset(message: Message) -> str | None:
     """The first declared text charset: the best guess for raw 8-bit header bytes."""
     for part in islice(message.walk(), 50):
-        try:
-            charset = _header_view(part).get_content_charset()
-        except _EMAIL_FAILURES:
-            continue
+        charset = _charset(_header_view(part))
         if charset:
             return charset
     return None
@@ -393,6 +400,13 @@ def _header_view(part: Message) -> Message:
     return view
 
 
+def _charset(view: Message) -> str | None:
+    try:
+        return view.get_content_charset()
+    except _EMAIL_FAILURES:
+        return None
+
+
 def _latin1_bytes(text: str) -> bytes:
     return text.encode("latin-1", "replace")
 
@@ -407,6 +421,7 @@ class _Content:
     attachments: list[Attachment] = field(default_factory=list)
 
     def walk(self, part: Message, *, parent: str, in_attachment: bool, depth: int) -> None:
+        """Sort a part into body text or attachment; enclosed messages stay whole."""
         if depth > _MAX_DEPTH:
             log.warning("MIME parts nested deeper than %d levels left out", _MAX_DEPTH)
             return
@@ -423,7 +438,9 @@ class _Content:
             salvaged = _salvage_multipart(part, content_type)
             if salvaged is not None:
                 self.walk(salvaged, parent=parent, in_attachment=in_attachment, depth=depth + 1)
-            elif not in_attachment:
+            elif in_attachment:
+                self._attach(part, view, content_type, parent)
+            else:
                 self.plain.append(self._text(part, view, "text/plain"))
         elif self._is_body(view, content_type, in_attachment):
             target = self.html if content_type == "text/html" else self.plain
@@ -446,7 +463,7 @@ class _Content:
 
     def _text(self, part: Message, view: Message, content_type: str) -> str:
         data = _payload_bytes(part)
-        label = view.get_content_charset()
+        label = _charset(view)
         if label is None and content_type == "text/html":
             meta = _META_CHARSET.search(data[:4096])
             label = meta.group(1).decode("ascii") if meta else None
@@ -498,12 +515,20 @@ def _message_bytes(part: Message) -> bytes:
     for child in payload:
         if not isinstance(child, Message):
             continue
-        try:
-            chunks.append(child.as_bytes(policy=_NO_REFOLD))
-        except _EMAIL_FAILURES as exc:
-            log.info("re-serialising an enclosed message failed (%s)", exc)
-            chunks.append(as_string_safe(child).encode("utf-8", "surrogateescape"))
+        chunks.append(_flatten(child))
     return b"".join(chunks)
+
+
+def _flatten(message: Message) -> bytes:
+    try:
+        return message.as_bytes(policy=_NO_REFOLD)
+    except _EMAIL_FAILURES as exc:
+        log.info("re-serialising an enclosed message failed (%s); trying mail-parser's way", exc)
+    try:
+        return as_string_safe(message).encode("utf-8", "surrogateescape")
+    except _EMAIL_FAILURES as exc:
+        log.warning("enclosed message left out, it cannot be serialised: %s", exc)
+        return b""
 
 
 def _enclosed_subject(part: Message, hint: str | None) -> str:
@@ -527,7 +552,10 @@ def _salvage_multipart(part: Message, content_type: str) -> Message | None:
     body = payload.encode("utf-8", "surrogateescape")
     for match in islice(_BOUNDARY_LINE.finditer(body), 5):
         header = f'Content-Type: {content_type}; boundary="'.encode() + match.group(1) + b'"\n\n'
-        candidate = message_from_bytes(header + body, policy=compat32)
+        try:
+            candidate = message_from_bytes(header + body, policy=compat32)
+        except _EMAIL_FAILURES:
+            continue
         payload_parts = candidate.get_payload()
         if (candidate.is_multipart() and payload_parts and not any(
                 isinstance(defect, StartBoundaryNotFoundDefect) for defect in candidate.defects)):
@@ -538,14 +566,22 @@ def _salvage_multipart(part: Message, content_type: str) -> Message | None:
 def _epilogue_parts(part: Message) -> list[Message]:
     """Parts written after the closing delimiter (a nested multipart reused its boundary)."""
     epilogue = part.epilogue
-    boundary = part.get_boundary()
+    try:
+        boundary = part.get_boundary()
+    except _EMAIL_FAILURES:
+        return []
     if not epilogue or not boundary or f"--{boundary}" not in epilogue:
         return []
     header = f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n'
-    wrapper = message_from_bytes(
-        (header + epilogue).encode("utf-8", "surrogateescape"), policy=compat32)
+    try:
+        wrapper = message_from_bytes(
+            (header + epilogue).encode("utf-8", "surrogateescape"), policy=compat32)
+    except _EMAIL_FAILURES:
+        return []
     payload = wrapper.get_payload()
-    return [child for child in payload if isinstance(child, Message)] if isinstance(payload, list) else []
+    if not isinstance(payload, list):
+        return []
+    return [child for child in payload if isinstance(child, Message)]
 
 
 def _param(view: Message, name: str, header: str) -> str | tuple[str, str, str] | None:
