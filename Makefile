@@ -26,6 +26,7 @@ test: $(VENV)/.dev postgresql
 ## Benchmarks (not part of `make test`): tables with ratios to a ceiling.
 bench: $(VENV)/.dev postgresql
 	$(PY) -m bench.numbering_bench
+	$(PY) -m bench.smtp_bench
 
 ## PostgreSQL server binaries for the test harness (it starts its own server).
 postgresql:
