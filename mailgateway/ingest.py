@@ -96,6 +96,7 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any]) -> Result:
         try:
             previous = _previous(session, key)
             if previous is not None:
+                session.rollback()
                 result = previous
             else:
                 result = _process_new(session, mail, key, envelope, config)
@@ -103,6 +104,7 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any]) -> Result:
         except IntegrityError:
             session.rollback()
             previous = _previous(session, key)  # a concurrent delivery of the same mail
+            session.rollback()
             if previous is None:
                 raise
             result = previous
@@ -123,11 +125,12 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any]) -> Result:
 
 
 def _previous(session: Session, key: str) -> Result | None:
+    """The earlier delivery of this mail, if any. Runs in the transaction that will
+    record the mail, so there is one connection checkout per mail."""
     row = session.execute(
         select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id,
                InboundRecord.ticket_id).where(InboundRecord.dedup_key == key)
     ).first()
-    session.rollback()
     if row is None:
         return None
     inbound_id, outcome, message_id, _ticket_id = row
