@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test bench postgresql clean
+.PHONY: run test bench servers clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,20 +19,26 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime
 	bash scripts/run.sh
 
-## The whole suite, once against SQLite and once against a private PostgreSQL.
-test: $(VENV)/.dev postgresql
+## The whole suite, once against SQLite and once against a private PostgreSQL,
+## with a private Dovecot for the IMAP poller.
+test: $(VENV)/.dev servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Benchmarks (not part of `make test`): tables with ratios to a ceiling.
-bench: $(VENV)/.dev postgresql
+bench: $(VENV)/.dev servers
 	$(PY) -m bench.numbering_bench
 	$(PY) -m bench.smtp_bench
+	$(PY) -m bench.imap_bench
 
-## PostgreSQL server binaries for the test harness (it starts its own server).
-postgresql:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		echo "Installing PostgreSQL (Debian package) for the tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+## Server binaries for the test harness, which starts its own PostgreSQL and Dovecot
+## on free loopback ports (Debian packages, installed only when missing).
+servers:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing$$missing (Debian packages) for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 clean:

@@ -3,8 +3,10 @@ as `wsgi.py` and runs the gateway until SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import logging
+import sys
 
 from helpdesk import create_app
+from mailgateway.imap import InvalidImapUrl
 from mailgateway.runner import run
 
 
@@ -12,7 +14,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # mail-parser warns about every multipart/alternative; the pipeline logs one line per mail.
     logging.getLogger("mailparser").setLevel(logging.ERROR)
-    run(create_app())
+    # aiosmtpd logs every connection step; the pipeline's one line per mail is enough.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    try:
+        run(create_app())
+    except InvalidImapUrl as exc:
+        sys.exit(f"gateway: {exc}")
 
 
 if __name__ == "__main__":

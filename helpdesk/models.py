@@ -320,3 +320,24 @@ class OutboxMessage(db.Model):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
     sent_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+
+class ImapMailboxState(db.Model):
+    """How far the IMAP poller got in one mailbox (`mailgateway.imap`).
+
+    `last_uid` is only valid together with `uidvalidity`: when the server reports
+    another UIDVALIDITY the poller rescans the whole mailbox and relies on the
+    inbound dedup key, not on remembered UIDs. The times and the error make a
+    stuck mailbox visible.
+    """
+
+    __tablename__ = "imap_mailboxes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(500), unique=True)  # user@host:port/MAILBOX
+    uidvalidity: Mapped[Optional[int]] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_poll_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    last_success_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error_at: Mapped[Optional[datetime]] = mapped_column(DateTime)

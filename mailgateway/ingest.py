@@ -62,6 +62,9 @@ class Result:
     message_id: str | None
     inbound_id: int | None = None
     ticket_number: str | None = None
+    # Quarantined because it could not be processed (unparseable, or a failure that
+    # is not the database's), not by a policy: the IMAP poller files it as failed.
+    failed: bool = False
 
 
 @dataclass
@@ -71,6 +74,7 @@ class _Decision:
     ticket: Ticket | None = None        # the ticket to append to, or to link a new one to
     organization: Organization | None = None
     actor: Actor | None = None
+    failed: bool = False
 
 
 def dedup_key(mail: InboundMail) -> str:
@@ -124,6 +128,35 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any]) -> Result:
     return result
 
 
+def refuse_oversized(head: bytes, size: int, envelope: Envelope,
+                     config: Mapping[str, Any]) -> Result:
+    """Record a mail too big to take (`MAX_MESSAGE_BYTES`) that is already in a
+    mailbox, so it cannot be refused the SMTP way (552): its header is kept and the
+    outcome is `rejected`; the poller files the whole mail in the failed folder."""
+    mail = parse(head)
+    key = dedup_key(mail)
+    reason = (f"{size} bytes, larger than MAX_MESSAGE_BYTES ({config['MAX_MESSAGE_BYTES']}); "
+              "only its header was stored")
+    session = db.session
+    try:
+        previous = _previous(session, key)
+        session.rollback()
+        if previous is not None:
+            return previous
+        record = _record(mail, key, envelope, Outcome.REJECTED, reason)
+        record.size = size
+        session.add(record)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return Result(Outcome.DUPLICATE, "recorded concurrently", mail.message_id)
+    except DBAPIError as exc:
+        session.rollback()
+        raise TransientError(str(exc.orig or exc)) from exc
+    log.info("mail %s via %s: rejected (%s)", mail.message_id or key, envelope.channel, reason)
+    return Result(Outcome.REJECTED, reason, mail.message_id, record.id, failed=True)
+
+
 def _previous(session: Session, key: str) -> Result | None:
     """The earlier delivery of this mail, if any. Runs in the transaction that will
     record the mail, so there is one connection checkout per mail."""
@@ -153,7 +186,7 @@ def _quarantine_after_failure(
     except DBAPIError as db_exc:
         session.rollback()
         raise TransientError(str(db_exc)) from db_exc
-    return Result(Outcome.QUARANTINED, record.reason, mail.message_id, record.id)
+    return Result(Outcome.QUARANTINED, record.reason, mail.message_id, record.id, failed=True)
 
 
 def _record(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
@@ -183,7 +216,8 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
     the sender is then treated as authorized, exactly as if a rule had matched.
     """
     if mail.parse_error and approved_by is None:
-        return _Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}")
+        return _Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}",
+                         failed=True)
     if envelope.channel == "smtp" and envelope.mail_from == "" and approved_by is None:
         # RFC 5321 §4.5.5 / RFC 3834 §3.3: only delivery reports and auto-responses
         # use the null reverse-path.
@@ -274,7 +308,8 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
         record.ticket_id = decision.ticket.id
         number = service.display_number(decision.ticket)
     session.flush()
-    return Result(decision.outcome, decision.reason, mail.message_id, record.id, number)
+    return Result(decision.outcome, decision.reason, mail.message_id, record.id, number,
+                  failed=decision.failed)
 
 
 def _with_notes(text: str, notes: list[str]) -> str:

@@ -1,8 +1,10 @@
 """Starts the gateway's pieces and stops them on SIGTERM/SIGINT.
 
 The loop is `while not stopping: wait()`, with the stop flag set by the signal
-handler; the SMTP listener runs in its own thread (aiosmtpd's Controller) and is
-stopped before the process exits, after the mails in flight were committed.
+handler. The SMTP listener runs in its own thread (aiosmtpd's Controller); each
+IMAP mailbox of `IMAP_URL` gets a poller thread. On a stop signal the pollers
+finish the message in hand (committed and moved, or left in place) and log out,
+the listener stops after the mails in flight were committed, and the process exits.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from types import FrameType
 
 from flask import Flask
 
+from mailgateway.imap import ImapPoller, parse_imap_urls
 from mailgateway.smtp import SupportHandler, make_controller
 
 log = logging.getLogger("mailgateway")
@@ -27,17 +30,27 @@ def run(app: Flask) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    pollers = [ImapPoller(app, source, stopping)
+               for source in parse_imap_urls(app.config["IMAP_URL"])]
     handler = SupportHandler(app)
     controller = make_controller(app, handler)
     controller.start()
+    threads = [threading.Thread(target=poller.run, name=f"imap-{index}")
+               for index, poller in enumerate(pollers)]
+    for thread in threads:
+        thread.start()
     log.info(
-        "gateway started for %s: SMTP on %s (database %s)",
+        "gateway started for %s: SMTP on %s, IMAP %s (database %s)",
         ", ".join(app.config["SUPPORT_ADDRESSES"]), app.config["SMTP_LISTEN"],
+        ", ".join(p.source.key for p in pollers) or "off",
         app.config["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
     )
     try:
         stopping.wait()
     finally:
+        stopping.set()
+        for thread in threads:
+            thread.join()
         controller.stop()
         handler.close()
         log.info("gateway stopped")

@@ -21,7 +21,10 @@ from helpdesk import create_app
 from helpdesk.extensions import db
 from helpdesk.models import StaffUser
 from helpdesk.services import Actor, TicketsService
+from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
+from tests.dovecotserver import DovecotServer, DovecotUnavailable
+from tests.mail import Gateway, start_gateway
 from tests.pgserver import PostgresServer, PostgresUnavailable
 
 BACKENDS = ("sqlite", "postgresql")
@@ -43,6 +46,19 @@ def pg_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[DovecotServer]:
+    """A private Dovecot for the IMAP tests; missing, it is a failure, never a skip."""
+    try:
+        server = DovecotServer().start()
+    except DovecotUnavailable as exc:
         pytest.fail(str(exc))
     try:
         yield server
@@ -78,6 +94,14 @@ def database_url(backend: str, migrated: str, tmp_path: Path) -> Iterator[str]:
         return
     yield migrated
     _truncate(migrated)
+
+
+def reset_database() -> None:
+    """Empty every table of the app's database (either backend), counter back at 1."""
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.execute(text("INSERT INTO ticket_counter (id, next_value) VALUES (1, 1)"))
+    db.session.commit()
 
 
 def _truncate(url: str) -> None:
@@ -135,3 +159,29 @@ def admin(app: Flask) -> StaffUser:
 @pytest.fixture
 def agent_actor(agent: StaffUser) -> Actor:
     return Actor.staff(agent)
+
+
+@pytest.fixture
+def gateway(app: Flask) -> Iterator[Gateway]:
+    yield from start_gateway(app)
+
+
+@pytest.fixture
+def senders(app: Flask) -> None:
+    service = SendersService(db.session)
+    service.add("ann@example.com", "Example Ltd")
+    service.add("@corp.example", "Corp")
+    service.add("zed@other.example", "Other Inc")
+    db.session.commit()
+
+
+@pytest.fixture
+def pg_app(pg_server: PostgresServer) -> Iterator[Flask]:
+    """PostgreSQL only, for scenarios that stop the server."""
+    url = pg_server.create_database("database_down")
+    migrate_database(url)
+    app = make_app(url)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()

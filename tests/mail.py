@@ -2,9 +2,17 @@
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import make_msgid
+
+from flask import Flask
+
+from helpdesk.extensions import db
+from mailgateway.smtp import SupportHandler, make_controller
+from tests.pgserver import free_port
 
 SUPPORT = "support@helpdesk.test"
 
@@ -56,3 +64,27 @@ def send(port: int, msg: EmailMessage | bytes, *, mail_from: str | None = None,
             if code != 250:
                 return code, text
         return client.data(raw)
+
+
+@dataclass
+class Gateway:
+    app: Flask
+    port: int
+
+    def send(self, msg, **kwargs) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+        db.session.rollback()  # never hold a transaction (SQLite lock) while the gateway writes
+        reply = send(self.port, msg, **kwargs)
+        db.session.expire_all()
+        return reply
+
+
+def start_gateway(app: Flask, **config: object) -> Iterator[Gateway]:
+    app.config.update(config, SMTP_LISTEN=f"127.0.0.1:{free_port()}")
+    handler = SupportHandler(app, workers=4)
+    controller = make_controller(app, handler)
+    controller.start()
+    try:
+        yield Gateway(app, controller.port)
+    finally:
+        controller.stop()
+        handler.close()

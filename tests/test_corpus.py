@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail
-from tests.mail import send
-from tests.test_smtp_gateway import start_gateway
+from tests.mail import start_gateway
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

@@ -1,58 +1,13 @@
 """The SMTP listener and the inbound pipeline, through a real socket (SPEC §7)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 import pytest
-from flask import Flask
 from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.models import Attachment, InboundMail, Message, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
-from helpdesk.services.senders import SendersService
-from mailgateway.smtp import SupportHandler, make_controller
-from tests.mail import SUPPORT, message, send
-from tests.pgserver import free_port
-
-
-@dataclass
-class Gateway:
-    app: Flask
-    port: int
-
-    def send(self, msg, **kwargs) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
-        db.session.rollback()  # never hold a transaction (SQLite lock) while the gateway writes
-        reply = send(self.port, msg, **kwargs)
-        db.session.expire_all()
-        return reply
-
-
-def start_gateway(app: Flask, **config: object) -> Iterator[Gateway]:
-    app.config.update(config, SMTP_LISTEN=f"127.0.0.1:{free_port()}")
-    handler = SupportHandler(app, workers=4)
-    controller = make_controller(app, handler)
-    controller.start()
-    try:
-        yield Gateway(app, controller.port)
-    finally:
-        controller.stop()
-        handler.close()
-
-
-@pytest.fixture
-def gateway(app: Flask) -> Iterator[Gateway]:
-    yield from start_gateway(app)
-
-
-@pytest.fixture
-def senders(app: Flask) -> None:
-    service = SendersService(db.session)
-    service.add("ann@example.com", "Example Ltd")
-    service.add("@corp.example", "Corp")
-    service.add("zed@other.example", "Other Inc")
-    db.session.commit()
+from tests.mail import SUPPORT, message, send, start_gateway
 
 
 def tickets() -> list[Ticket]:

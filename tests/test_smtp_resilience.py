@@ -11,30 +11,16 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, Ticket
 from helpdesk.services.senders import SendersService
-from tests.conftest import make_app, migrate_database
-from tests.mail import message, send
+from tests.mail import message, send, start_gateway
 from tests.pgserver import free_port
-from tests.test_smtp_gateway import start_gateway, tickets
+from tests.test_smtp_gateway import tickets
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def pg_app(pg_server):  # type: ignore[no-untyped-def]
-    """PostgreSQL only: stopping the server is what this scenario is about."""
-    url = pg_server.create_database("database_down")
-    migrate_database(url)
-    app = make_app(url)
-    with app.app_context():
-        yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_database_down_gives_451_then_the_resent_mail_is_accepted(pg_app, pg_server):
@@ -58,10 +44,11 @@ def test_database_down_gives_451_then_the_resent_mail_is_accepted(pg_app, pg_ser
         assert [t.number for t in tickets()] == [1, 2]
 
 
-def start(database_url: str, port: int, tmp_path: Path) -> subprocess.Popen[str]:
+def start(database_url: str, port: int, tmp_path: Path, **extra_env: str) -> subprocess.Popen[str]:
+    """`gateway.py` as a real process; returns once it logged that it started."""
     env = dict(os.environ, DATABASE_URL=database_url, SMTP_LISTEN=f"127.0.0.1:{port}",
                HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
-               SUPPORT_ADDRESSES="support@helpdesk.test")
+               SUPPORT_ADDRESSES="support@helpdesk.test", **extra_env)
     process = subprocess.Popen([sys.executable, "gateway.py"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30

@@ -1,0 +1,407 @@
+"""The IMAP poller (imapclient): feeds every message of a mailbox to the one
+inbound pipeline, the same `ingest` the SMTP listener calls (SPEC §7).
+
+Where other helpdesks lose or duplicate mail, and what this one does instead:
+- It works by UID, never by sequence number (sequence numbers shift under every
+  expunge: osTicket #6979), and remembers UIDVALIDITY and the last UID per mailbox
+  in the database. When UIDVALIDITY changes, the remembered UID means nothing: the
+  whole mailbox is rescanned, and the inbound dedup key makes mail already taken a
+  no-op.
+- It never looks at `\\Seen` (a person reading the mailbox in another client must
+  not hide mail from the helpdesk: FreeScout #3406), and fetches with BODY.PEEK so
+  it does not set it either.
+- A message is moved to the processed folder only after `ingest` committed its
+  outcome (FreeScout #1620 marked mail read first and lost it on error). A crash
+  between the commit and the move is harmless: the next pass finds the message
+  again and `ingest` answers "duplicate" (Zammad #1662 made a second ticket there).
+- A transient failure (database unreachable) leaves the message where it is and
+  the poller retries after a backoff; a message that cannot be processed for good
+  is quarantined by `ingest` with its raw bytes and filed in the failed folder.
+- IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
+  (servers and middleboxes drop quieter connections after 10), polling otherwise;
+  an outer reconnect loop with exponential backoff survives the server going away.
+- Backlogs are fetched in batches bounded by count and by bytes.
+
+One poller per mailbox: two pollers on one mailbox would not lose or duplicate
+tickets (the dedup key sees to that) but would race each other's moves.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from flask import Flask
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from helpdesk.clock import now
+from helpdesk.extensions import db
+from helpdesk.models import ImapMailboxState
+from mailgateway.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
+
+log = logging.getLogger("mailgateway.imap")
+
+BATCH_MESSAGES = 50
+BATCH_BYTES = 32 * 1024 * 1024
+IDLE_RENEW_SECONDS = 540  # under 10 minutes
+SOCKET_TIMEOUT = 60.0
+_TRUE = {"1", "true", "yes", "on", "required"}
+_FALSE = {"0", "false", "no", "off", ""}
+# Errors of the connection or the server: reconnect after a backoff.
+_CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
+
+
+class InvalidImapUrl(ValueError):
+    """`IMAP_URL` cannot be read; the gateway refuses to start."""
+
+
+@dataclass(frozen=True)
+class MailboxSource:
+    """One mailbox from `IMAP_URL`: `imap://` or `imaps://user:pass@host:port/MAILBOX`.
+
+    `?starttls=true` upgrades an `imap://` connection with STARTTLS (required then);
+    plain `imap://` without it sends the password in clear, for loopback only.
+    """
+
+    host: str
+    port: int
+    username: str
+    password: str
+    folder: str
+    tls: bool
+    starttls: bool
+
+    @property
+    def key(self) -> str:
+        """Names the mailbox in logs and in the database; no password."""
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+def parse_imap_urls(value: str) -> list[MailboxSource]:
+    """Read `IMAP_URL`: one URL, or several separated by commas or whitespace
+    (percent-encode `@`, `:`, `/`, `,` and `%` in user names and passwords)."""
+    sources = [_parse_url(part) for part in value.replace(",", " ").split()]
+    keys = [source.key for source in sources]
+    if len(set(keys)) != len(keys):
+        raise InvalidImapUrl("IMAP_URL names the same mailbox twice")
+    return sources
+
+
+def _parse_url(url: str) -> MailboxSource:
+    parts = urlsplit(url)
+    if parts.scheme not in ("imap", "imaps"):
+        raise InvalidImapUrl(f"IMAP_URL must start with imap:// or imaps://, not {url.split(':')[0]!r}")
+    if not parts.hostname:
+        raise InvalidImapUrl("IMAP_URL has no host")
+    if parts.username is None or parts.password is None:
+        raise InvalidImapUrl("IMAP_URL needs user:password@ (percent-encoded)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidImapUrl("IMAP_URL has an invalid port") from None
+    options = {name: values[-1].lower() for name, values in parse_qs(parts.query,
+                                                                    keep_blank_values=True).items()}
+    unknown = set(options) - {"starttls"}
+    if unknown:
+        raise InvalidImapUrl(f"IMAP_URL has unknown options: {', '.join(sorted(unknown))}")
+    starttls_option = options.get("starttls", "false")
+    if starttls_option not in _TRUE | _FALSE:
+        raise InvalidImapUrl("IMAP_URL option starttls must be true or false")
+    tls = parts.scheme == "imaps"
+    starttls = starttls_option in _TRUE
+    if tls and starttls:
+        raise InvalidImapUrl("imaps:// is already TLS; starttls applies to imap:// only")
+    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+    return MailboxSource(
+        host=parts.hostname, port=port or (993 if tls else 143),
+        username=unquote(parts.username), password=unquote(parts.password),
+        folder=folder, tls=tls, starttls=starttls,
+    )
+
+
+def envelope_from_headers(raw_head: bytes) -> Envelope:
+    """What SMTP would have said, as far as the delivering server wrote it down:
+    Return-Path for MAIL FROM, Delivered-To / X-Original-To / Envelope-To for RCPT
+    (which keeps a Bcc'd plus-address usable for matching)."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw_head)
+
+    def addresses(*names: str) -> list[str]:
+        values = [str(v) for name in names for v in (headers.get_all(name) or [])]
+        return [addr.lower() for _, addr in getaddresses(values) if addr]
+
+    return_path = addresses("Return-Path")
+    recipients = addresses("Delivered-To", "X-Original-To", "Envelope-To")
+    return Envelope(return_path[0] if return_path else "", tuple(dict.fromkeys(recipients)),
+                    "imap")
+
+
+class ImapPoller:
+    """Polls one mailbox until `stopping` is set; `run` never raises."""
+
+    def __init__(self, app: Flask, source: MailboxSource, stopping: threading.Event, *,
+                 max_backoff: float | None = None) -> None:
+        self.app = app
+        self.source = source
+        self.stopping = stopping
+        config = app.config
+        self.processed_folder: str = config["IMAP_PROCESSED_FOLDER"]
+        self.failed_folder: str = config["IMAP_FAILED_FOLDER"]
+        self.poll_seconds: float = float(config["IMAP_POLL_SECONDS"])
+        self.max_bytes: int = config["MAX_MESSAGE_BYTES"]
+        self.max_backoff = float(max_backoff if max_backoff is not None
+                                 else config["IMAP_MAX_BACKOFF_SECONDS"])
+        if source.folder in (self.processed_folder, self.failed_folder):
+            raise InvalidImapUrl(f"{source.key}: the mailbox cannot also be the processed or "
+                             "failed folder")
+        self.last_uid = 0
+        self.uidvalidity: int | None = None
+
+    # -- the outer loop --------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect, drain, wait for mail, repeat; on any failure back off and reconnect."""
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                with self.connect() as client:
+                    self.prepare(client)
+                    while not self.stopping.is_set():
+                        self.drain(client)
+                        backoff = 1.0
+                        self.wait_for_mail(client)
+            except (TransientError, DBAPIError, *_CONNECTION_ERRORS) as exc:
+                self._note_error(exc)
+            except Exception as exc:  # a bug: keep the gateway alive, mail stays in place
+                log.exception("%s: unexpected error", self.source.key)
+                self._note_error(exc)
+            if self.stopping.wait(backoff):
+                break
+            backoff = min(backoff * 2, self.max_backoff)
+        log.info("%s: poller stopped", self.source.key)
+
+    def connect(self) -> IMAPClient:
+        source = self.source
+        client = IMAPClient(source.host, port=source.port, ssl=source.tls,
+                            ssl_context=ssl.create_default_context() if source.tls else None,
+                            timeout=SOCKET_TIMEOUT)
+        try:
+            if source.starttls:
+                client.starttls(ssl.create_default_context())
+            client.login(source.username, source.password)
+        except BaseException:
+            client.shutdown()
+            raise
+        return client
+
+    def prepare(self, client: IMAPClient) -> None:
+        """Create the folders, select the mailbox and check UIDVALIDITY."""
+        for folder in (self.processed_folder, self.failed_folder):
+            if not client.folder_exists(folder):
+                try:
+                    client.create_folder(folder)
+                except IMAPClientError:
+                    if not client.folder_exists(folder):  # else: another client made it
+                        raise
+        selected = client.select_folder(self.source.folder)
+        uidvalidity = int(selected[b"UIDVALIDITY"])
+        with self.app.app_context():
+            state = self._state()
+            if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
+                log.warning("%s: UIDVALIDITY changed from %s to %s; rescanning the mailbox "
+                            "(already received mail is recognised by its dedup key)",
+                            self.source.key, state.uidvalidity, uidvalidity)
+                state.last_uid = 0
+            state.uidvalidity = uidvalidity
+            self.uidvalidity, self.last_uid = uidvalidity, state.last_uid
+            db.session.commit()
+        log.info("%s: connected (UIDVALIDITY %s, %s messages waiting)", self.source.key,
+                 uidvalidity, selected.get(b"EXISTS", "?"))
+
+    # -- taking mail ------------------------------------------------------------
+
+    def drain(self, client: IMAPClient) -> list[tuple[int, Result]]:
+        """Process every message now in the mailbox, oldest UID first, in batches.
+
+        Returns each message's UID and result. Raises `TransientError` (after moving
+        what was committed) when the database cannot be reached.
+        """
+        results: list[tuple[int, Result]] = []
+        while not self.stopping.is_set():
+            uids = self._pending_uids(client)
+            if not uids:
+                break
+            sizes = {uid: int(data[b"RFC822.SIZE"])
+                     for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()}
+            for batch in _batches([uid for uid in uids if uid in sizes], sizes):
+                results.extend(self._process_batch(client, batch, sizes))
+                if self.stopping.is_set():
+                    break
+        self._save_state(success=True)
+        return results
+
+    def _pending_uids(self, client: IMAPClient) -> list[int]:
+        """UIDs above the last one taken.
+
+        Safe because `last_uid` only moves past a message after its outcome was
+        committed and it was moved out, and new mail always gets a higher UID.
+        `UID n:*` always includes the highest UID even when it is below n
+        (RFC 3501 §6.4.8), hence the filter.
+        """
+        criteria = ["ALL"] if self.last_uid == 0 else ["UID", f"{self.last_uid + 1}:*"]
+        return sorted(uid for uid in client.search(criteria) if uid > self.last_uid)
+
+    def _process_batch(self, client: IMAPClient, batch: list[int],
+                       sizes: Mapping[int, int]) -> list[tuple[int, Result]]:
+        small = [uid for uid in batch if sizes[uid] <= self.max_bytes]
+        large = [uid for uid in batch if sizes[uid] > self.max_bytes]
+        fetched: dict[int, dict[bytes, Any]] = {}
+        if small:
+            fetched.update(client.fetch(small, ["BODY.PEEK[]"]))
+        if large:
+            fetched.update(client.fetch(large, ["BODY.PEEK[HEADER]"]))
+        processed: list[int] = []
+        failed: list[int] = []
+        results: list[tuple[int, Result]] = []
+        taken = 0  # every UID of the batch up to this one was committed (or had vanished)
+        try:
+            for uid in batch:
+                if self.stopping.is_set():
+                    break
+                data = fetched.get(uid)
+                if data is not None:  # else: expunged by someone else meanwhile
+                    result = self._ingest(data, sizes[uid])
+                    results.append((uid, result))
+                    (failed if result.failed else processed).append(uid)
+                taken = uid
+        finally:
+            # Only what `ingest` committed is moved; on TransientError the rest stays.
+            self._move(client, processed, self.processed_folder)
+            self._move(client, failed, self.failed_folder)
+        self.last_uid = max(self.last_uid, taken)
+        return results
+
+    def _ingest(self, data: Mapping[bytes, Any], size: int) -> Result:
+        with self.app.app_context():
+            if b"BODY[]" in data:
+                raw = bytes(data[b"BODY[]"] or b"")
+                return ingest(raw, envelope_from_headers(_head(raw)), self.app.config)
+            head = bytes(data.get(b"BODY[HEADER]") or b"")
+            return refuse_oversized(head, size, envelope_from_headers(head), self.app.config)
+
+    def _move(self, client: IMAPClient, uids: list[int], folder: str) -> None:
+        if not uids:
+            return
+        if client.has_capability("MOVE"):
+            client.move(uids, folder)
+            return
+        client.copy(uids, folder)
+        client.add_flags(uids, [b"\\Deleted"], silent=True)
+        if client.has_capability("UIDPLUS"):
+            client.expunge(uids)  # UID EXPUNGE: only these messages
+        else:
+            client.expunge()  # without UIDPLUS, EXPUNGE is all IMAP has
+
+    # -- waiting ----------------------------------------------------------------
+
+    def wait_for_mail(self, client: IMAPClient) -> None:
+        """IDLE until the server reports new mail (or the renewal time), else sleep."""
+        if not client.has_capability("IDLE"):
+            if not self.stopping.wait(self.poll_seconds):
+                client.noop()
+            return
+        client.idle()
+        try:
+            deadline = time.monotonic() + min(self.poll_seconds, IDLE_RENEW_SECONDS)
+            while not self.stopping.is_set() and time.monotonic() < deadline:
+                responses = client.idle_check(timeout=1)
+                if any(_is_new_mail(response) for response in responses):
+                    return
+                if any(_is_bye(response) for response in responses):
+                    raise ConnectionError("server closed the connection (BYE)")
+        finally:
+            client.idle_done()
+
+    # -- state --------------------------------------------------------------------
+
+    def _state(self) -> ImapMailboxState:
+        state = db.session.execute(
+            select(ImapMailboxState).where(ImapMailboxState.key == self.source.key)
+        ).scalar_one_or_none()
+        if state is None:
+            state = ImapMailboxState(key=self.source.key, last_uid=0, last_error="")
+            db.session.add(state)
+            db.session.flush()
+        return state
+
+    def _save_state(self, *, success: bool, error: str = "") -> None:
+        with self.app.app_context():
+            try:
+                state = self._state()
+                moment = now()
+                state.last_poll_at = moment
+                if success:
+                    state.last_success_at = moment
+                    state.last_uid = self.last_uid
+                    if self.uidvalidity is not None:
+                        state.uidvalidity = self.uidvalidity
+                else:
+                    state.last_error, state.last_error_at = error[:2000], moment
+                db.session.commit()
+            except DBAPIError:
+                db.session.rollback()
+                if success:
+                    raise
+                # Recording an error while the database is down is best effort.
+                log.warning("%s: could not record the error (database unreachable)",
+                            self.source.key)
+
+    def _note_error(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        log.warning("%s: %s; retrying", self.source.key, text)
+        self._save_state(success=False, error=text)
+
+
+def _head(raw: bytes) -> bytes:
+    """The header block of a raw mail (up to the first empty line)."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        index = raw.find(separator)
+        if index != -1:
+            return raw[:index + len(separator)]
+    return raw
+
+
+def _batches(uids: list[int], sizes: Mapping[int, int]) -> Iterator[list[int]]:
+    """Consecutive groups of at most BATCH_MESSAGES and (past the first) BATCH_BYTES."""
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        size = min(sizes[uid], BATCH_BYTES)
+        if batch and (len(batch) >= BATCH_MESSAGES or total + size > BATCH_BYTES):
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += size
+    if batch:
+        yield batch
+
+
+def _is_new_mail(response: Iterable[Any]) -> bool:
+    items = tuple(response)
+    return len(items) >= 2 and items[1] in (b"EXISTS", b"RECENT")
+
+
+def _is_bye(response: Iterable[Any]) -> bool:
+    items = tuple(response)
+    return bool(items) and items[0] == b"BYE"

@@ -1,0 +1,198 @@
+"""A throwaway Dovecot IMAP server on a free loopback port (see shared RECIPES.md).
+
+Used by the test suite and the benchmarks: its own config file, a passwd-file with
+the test users, maildirs in a temp directory, no systemd. `pause`/`resume` stop and
+start it on the same port with the same mail, to test a poller that must survive a
+server restart.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.pgserver import free_port
+
+USER = "support@helpdesk.test"
+PASSWORD = "secret"
+
+
+class DovecotUnavailable(RuntimeError):
+    pass
+
+
+CONFIG = """\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{root}/mail/%u/Maildir
+first_valid_uid = 1
+mail_max_userip_connections = 100
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={root}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"""
+
+
+class DovecotServer:
+    def __init__(self) -> None:
+        binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+        if not Path(binary).exists():
+            raise DovecotUnavailable(
+                "dovecot is missing; `make test` installs the Debian package dovecot-imapd"
+            )
+        self.binary = binary
+        self.doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="helpdesk-dovecot."))
+        self.config = self.root / "dovecot.conf"
+        self.running = False
+
+    def start(self) -> DovecotServer:
+        self.root.chmod(0o755)  # Dovecot's unprivileged auth and imap processes read below it
+        for name in ("run", "state", "mail"):
+            (self.root / name).mkdir()
+        shutil.chown(self.root / "mail", "nobody", "nogroup")
+        (self.root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
+        self.config.write_text(CONFIG.format(root=self.root, port=self.port))
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start (or restart after `pause`) on the same port and mail."""
+        # Dovecot daemonizes; its child would keep a pipe open, so no capture here
+        # (startup errors land in dovecot.log, quoted by _wait_listening).
+        subprocess.run([self.binary, "-c", str(self.config)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.running = True
+        self._wait_listening()
+
+    def pause(self) -> None:
+        """Stop the server but keep its mail: clients see their connections drop.
+
+        `doveadm stop` ends the master, but an idling imap process can outlive it
+        with its connection open; a server that goes away takes those with it, so
+        the master's children are killed too.
+        """
+        pid_file = self.root / "run" / "master.pid"
+        children = _children(int(pid_file.read_text().split()[0])) if pid_file.exists() else []
+        subprocess.run([self.doveadm, "-c", str(self.config), "stop"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.running = False
+        deadline = time.monotonic() + 10
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> None:
+        if self.running:
+            self.pause()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, mailbox: str = "INBOX") -> str:
+        user = USER.replace("@", "%40")
+        return f"imap://{user}:{PASSWORD}@127.0.0.1:{self.port}/{mailbox}"
+
+    def _wait_listening(self) -> None:
+        import socket
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        log = (self.root / "dovecot.log")
+        raise DovecotUnavailable(
+            "dovecot did not listen: " + (log.read_text()[-2000:] if log.exists() else "")
+        )
+
+
+def _children(parent: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == parent:
+                pids.append(int(entry.name))
+    return pids
+
+
+class TestMailbox:
+    """One test's folders on the shared server: the polled folder and its own
+    processed and failed folders, so tests never see each other's mail."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, server: DovecotServer, name: str) -> None:
+        self.server = server
+        self.folder = name
+        self.processed = f"{name}_Processed"
+        self.failed = f"{name}_Failed"
+        with self.client() as client:
+            client.create_folder(name)
+
+    @property
+    def url(self) -> str:
+        return self.server.url(self.folder)
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from imapclient import IMAPClient
+
+        client = IMAPClient("127.0.0.1", port=self.server.port, ssl=False, timeout=30)
+        client.login(USER, PASSWORD)
+        return client
+
+    def append(self, *messages: bytes, flags: tuple[bytes, ...] = ()) -> None:
+        with self.client() as client:
+            for raw in messages:
+                client.append(self.folder, raw, flags=flags)
+
+    def count(self, folder: str | None = None) -> int:
+        """Messages in a folder (the polled one by default); 0 when it does not exist."""
+        with self.client() as client:
+            name = folder or self.folder
+            if not client.folder_exists(name):
+                return 0
+            return int(client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"])
+
+    def message_ids(self, folder: str) -> list[str]:
+        with self.client() as client:
+            client.select_folder(folder, readonly=True)
+            fetched = client.fetch(client.search(["ALL"]), ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        ids = []
+        for data in fetched.values():
+            header = data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode()
+            ids.append(header.split(":", 1)[1].strip().strip("<>") if ":" in header else "")
+        return ids

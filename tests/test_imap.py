@@ -1,0 +1,375 @@
+"""The IMAP poller against a real Dovecot, on SQLite and PostgreSQL (SPEC §7).
+
+Every scenario where other helpdesks lose or duplicate mail at the IMAP step:
+mail already read in another client, a crash between commit and move, a server
+restart, a recreated mailbox (new UIDVALIDITY), the database going away mid-batch.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy import func, select
+
+from helpdesk.extensions import db
+from helpdesk.models import ImapMailboxState, InboundMail, QuarantineItem, Ticket
+from helpdesk.services.senders import SendersService
+from mailgateway.imap import (
+    ImapPoller,
+    InvalidImapUrl,
+    MailboxSource,
+    envelope_from_headers,
+    parse_imap_urls,
+)
+from mailgateway.ingest import Outcome, Result
+from tests.conftest import reset_database
+from tests.dovecotserver import TestMailbox
+from tests.mail import message, start_gateway
+from tests.pgserver import free_port
+from tests.test_corpus import CORPUS, corpus, on_the_wire
+from tests.test_smtp_gateway import tickets
+from tests.test_smtp_resilience import start
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def mailbox(dovecot_server) -> TestMailbox:  # type: ignore[no-untyped-def]
+    return TestMailbox(dovecot_server, "t" + uuid.uuid4().hex[:12])
+
+
+def poller_for(app: Flask, mailbox: TestMailbox, **config: object) -> ImapPoller:
+    app.config.update({"IMAP_PROCESSED_FOLDER": mailbox.processed,
+                       "IMAP_FAILED_FOLDER": mailbox.failed, "IMAP_POLL_SECONDS": 2, **config})
+    (source,) = parse_imap_urls(mailbox.url)
+    return ImapPoller(app, source, threading.Event(), max_backoff=0.5)
+
+
+def drain(poller: ImapPoller) -> list[tuple[int, Result]]:
+    """One connection, one pass over the mailbox, as the running poller does it."""
+    db.session.rollback()  # hold no SQLite lock while the poller writes
+    with poller.connect() as client:
+        poller.prepare(client)
+        results = poller.drain(client)
+    db.session.expire_all()
+    return results
+
+
+@contextmanager
+def running(poller: ImapPoller) -> Iterator[None]:
+    """The poller's own loop in a thread, stopped (and joined) at the end."""
+    db.session.rollback()
+    thread = threading.Thread(target=poller.run, name="test-imap")
+    thread.start()
+    try:
+        yield
+    finally:
+        poller.stopping.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the poller did not stop"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        finally:
+            db.session.rollback()  # never keep the SQLite write lock between polls
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.1)
+
+
+def inbound_count() -> int:
+    return db.session.execute(select(func.count(InboundMail.id))).scalar_one()
+
+
+def raw(i: int, prefix: str = "imap", sender: str = "ann@example.com") -> bytes:
+    return message(sender=sender, subject=f"Mail {i}", body=f"Body {i}",
+                   message_id=f"<{prefix}-{i}@client.example>").as_bytes(policy=SMTP_POLICY)
+
+
+def outcomes(results: list[tuple[int, Result]]) -> list[str]:
+    return [result.outcome.value for _uid, result in results]
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def test_imap_urls_are_read_with_their_options() -> None:
+    first, second = parse_imap_urls(
+        "imaps://help%40corp.example:p%40ss%2Cw0rd@mail.corp.example/Support%20Desk, "
+        "imap://bot:secret@127.0.0.1:1143?starttls=true"
+    )
+    assert first == MailboxSource("mail.corp.example", 993, "help@corp.example", "p@ss,w0rd",
+                                  "Support Desk", tls=True, starttls=False)
+    assert second == MailboxSource("127.0.0.1", 1143, "bot", "secret", "INBOX",
+                                   tls=False, starttls=True)
+    assert first.key == "help@corp.example@mail.corp.example:993/Support Desk"
+    assert "p@ss" not in first.key
+    assert parse_imap_urls("") == []
+
+
+@pytest.mark.parametrize(("url", "complaint"), [
+    ("pop3://u:p@host/INBOX", "imap:// or imaps://"),
+    ("imap://host/INBOX", "user:password@"),
+    ("imap://u@host/INBOX", "user:password@"),
+    ("imap://u:p@:143/INBOX", "no host"),
+    ("imap://u:p@host:99999/INBOX", "invalid port"),
+    ("imap://u:p@host/INBOX?tls=1", "unknown options"),
+    ("imap://u:p@host/INBOX?starttls=maybe", "true or false"),
+    ("imaps://u:p@host/INBOX?starttls=1", "already TLS"),
+    ("imap://u:p@host/A imap://u:p@host/A", "twice"),
+])
+def test_bad_imap_urls_are_refused_with_a_reason(url: str, complaint: str) -> None:
+    with pytest.raises(InvalidImapUrl, match=complaint):
+        parse_imap_urls(url)
+
+
+def test_gateway_refuses_to_start_with_a_bad_imap_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = dict(os.environ, IMAP_URL="imap://nobody@host/INBOX",
+               DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+               HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"))
+    done = subprocess.run([sys.executable, "gateway.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "gateway: IMAP_URL needs user:password@" in done.stderr
+
+
+def test_envelope_comes_from_the_delivering_servers_headers() -> None:
+    envelope = envelope_from_headers(
+        b"Return-Path: <Bounce@Example.com>\r\nDelivered-To: support+TKT-000004@helpdesk.test\r\n"
+        b"X-Original-To: support@helpdesk.test\r\nSubject: x\r\n\r\n")
+    assert envelope.mail_from == "bounce@example.com"
+    assert envelope.recipients == ("support+tkt-000004@helpdesk.test", "support@helpdesk.test")
+    assert envelope.channel == "imap"
+    assert envelope_from_headers(b"Return-Path: <>\r\n\r\n").mail_from == ""
+
+
+# -- the pipeline through IMAP ---------------------------------------------------------
+
+
+def test_corpus_through_imap_gets_the_same_outcomes_as_through_smtp(app, mailbox):
+    entries = corpus()
+    by_smtp: dict[str, str] = {}
+    for smtp in start_gateway(app, UNKNOWN_SENDER_POLICY="accept"):
+        for entry in entries:
+            code, text = smtp.send(on_the_wire((CORPUS / entry["file"]).read_bytes()),
+                                   mail_from="corpus@example.org")
+            assert code == 250, f"{entry['file']}: {code} {text!r}"
+            by_smtp[entry["file"]] = text.decode().split()[2]
+    db.session.rollback()
+    reset_database()
+
+    appended: list[str] = []
+    refused: dict[str, str] = {}
+    with mailbox.client() as client:
+        for entry in entries:
+            try:
+                client.append(mailbox.folder, on_the_wire((CORPUS / entry["file"]).read_bytes()))
+                appended.append(entry["file"])
+            except IMAPClientError as exc:  # the IMAP server itself refused to store it
+                refused[entry["file"]] = str(exc)
+    results = drain(poller_for(app, mailbox))
+
+    assert len(results) == len(appended)
+    by_imap = {name: result.outcome.value for name, (_uid, result) in zip(appended, results)}
+    mismatches = {name: (by_smtp[name], by_imap[name]) for name in appended
+                  if by_smtp[name] != by_imap[name]}
+    assert not mismatches, mismatches
+    # Only what is not RFC 5322 text at all may be refused by Dovecot's APPEND.
+    assert set(refused) <= {"mail-parser__tests_mails_mail_outlook_1"}, refused
+    assert mailbox.count() == 0
+    assert mailbox.count(mailbox.processed) + mailbox.count(mailbox.failed) == len(appended)
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    category = {entry["file"]: entry["category"] for entry in entries}
+    for name, outcome in by_imap.items():
+        table[category[name]][outcome] += 1
+    print("\nIMAP outcomes by corpus category (identical to SMTP):")
+    for name, counts in sorted(table.items()):
+        print(f"  {name:12} {dict(counts)}")
+
+
+def test_mail_delivered_by_smtp_and_by_imap_makes_one_ticket(app, gateway, senders, mailbox):
+    mail = raw(1, "both")
+    assert gateway.send(mail, mail_from="ann@example.com") == (250, b"2.0.0 OK created TKT-000001")
+    mailbox.append(mail)
+    assert outcomes(drain(poller_for(app, mailbox))) == ["duplicate"]
+    assert len(tickets()) == 1
+    assert mailbox.count() == 0 and mailbox.count(mailbox.processed) == 1
+
+
+def test_messages_already_seen_in_another_client_are_processed(app, senders, mailbox):
+    mailbox.append(raw(1, "seen"), raw(2, "seen"), flags=(b"\\Seen",))
+    mailbox.append(raw(3, "seen"))
+    assert outcomes(drain(poller_for(app, mailbox))) == ["created"] * 3
+    assert [t.subject for t in tickets()] == ["Mail 1", "Mail 2", "Mail 3"]
+    assert all(t.channel == "email" and t.is_email_originated for t in tickets())
+    records = db.session.execute(select(InboundMail.channel)).scalars().all()
+    assert records == ["imap"] * 3
+
+
+def test_quarantine_by_policy_counts_as_processed(app, mailbox):
+    mailbox.append(raw(1, "stranger", sender="mallory@evil.example"))
+    (result,) = [r for _uid, r in drain(poller_for(app, mailbox))]
+    assert (result.outcome, result.failed) == (Outcome.QUARANTINED, False)
+    assert mailbox.count(mailbox.processed) == 1 and mailbox.count(mailbox.failed) == 0
+
+
+def test_unprocessable_mail_is_quarantined_raw_and_filed_as_failed(app, mailbox):
+    depth = 1200
+    nested = (b"From: a@example.com\r\nMessage-ID: <deep@client.example>\r\n"
+              b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"
+              + b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                         for i in range(depth))
+              + b"--b%d\r\nContent-Type: text/plain\r\n\r\ndeep\r\n" % depth)
+    mailbox.append(nested)
+    (result,) = [r for _uid, r in drain(poller_for(app, mailbox))]
+    assert (result.outcome, result.failed) == (Outcome.QUARANTINED, True)
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert "nested too deeply" in item.reason
+    assert item.inbound_mail.raw.replace(b"\r\n", b"\n") == nested.replace(b"\r\n", b"\n")
+    assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 0
+
+
+def test_oversized_mail_is_recorded_and_filed_as_failed(app, senders, mailbox):
+    big = message(message_id="<big@client.example>", body="x" * 6000).as_bytes(policy=SMTP_POLICY)
+    mailbox.append(big, raw(1, "small"))
+    results = drain(poller_for(app, mailbox, MAX_MESSAGE_BYTES=4000))
+    assert outcomes(results) == ["rejected", "created"]
+    record = db.session.execute(
+        select(InboundMail).where(InboundMail.message_id == "big@client.example")).scalar_one()
+    assert record.outcome == "rejected" and record.size == len(big)
+    assert "larger than MAX_MESSAGE_BYTES" in record.reason
+    assert b"Subject: Printer on fire" in record.raw and b"xxxx" not in record.raw
+    assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 1
+    assert len(tickets()) == 1
+
+
+def test_uidvalidity_change_rescans_without_duplicates(app, senders, mailbox):
+    first = [raw(i, "validity") for i in range(3)]
+    mailbox.append(*first)
+    poller = poller_for(app, mailbox)
+    assert outcomes(drain(poller)) == ["created"] * 3
+    state = db.session.execute(select(ImapMailboxState)).scalar_one()
+    old_validity, old_last = state.uidvalidity, state.last_uid
+    assert old_last == 3
+
+    # Recreate the mailbox with the same content, as a server migration or restore
+    # would: new UIDVALIDITY, UIDs from 1 again, all below the remembered last UID.
+    with mailbox.client() as client:
+        client.delete_folder(mailbox.folder)
+        client.create_folder(mailbox.folder)
+    mailbox.append(*first, raw(3, "validity"))
+    assert outcomes(drain(poller)) == ["duplicate"] * 3 + ["created"]
+    db.session.refresh(state)
+    assert state.uidvalidity != old_validity
+    assert [t.subject for t in tickets()] == ["Mail 0", "Mail 1", "Mail 2", "Mail 3"]
+    assert mailbox.count() == 0
+
+
+def test_idle_takes_new_mail_within_seconds(app, senders, mailbox):
+    poller = poller_for(app, mailbox, IMAP_POLL_SECONDS=300)  # no polling to fall back on
+    with running(poller):
+        wait_until(lambda: db.session.execute(select(ImapMailboxState.last_success_at))
+                   .scalar_one_or_none() is not None)
+        time.sleep(0.5)  # it is idling now
+        started = time.monotonic()
+        mailbox.append(raw(1, "idle"))
+        wait_until(lambda: inbound_count() == 1, timeout=10)
+        assert time.monotonic() - started < 5
+    assert mailbox.count(mailbox.processed) == 1
+
+
+def test_poller_reconnects_after_the_imap_server_restarts(app, senders, mailbox, dovecot_server):
+    poller = poller_for(app, mailbox)
+    with running(poller):
+        mailbox.append(raw(1, "restart"))
+        wait_until(lambda: inbound_count() == 1)
+        dovecot_server.pause()
+        try:
+            time.sleep(1.5)  # the poller loses its connection and backs off
+        finally:
+            dovecot_server.resume()
+        mailbox.append(raw(2, "restart"))
+        wait_until(lambda: inbound_count() == 2)
+        error = db.session.execute(select(ImapMailboxState.last_error)).scalar_one()
+        assert error, "the lost connection was not recorded"
+    assert [t.subject for t in tickets()] == ["Mail 1", "Mail 2"]
+    assert mailbox.count(mailbox.processed) == 2
+
+
+# -- no loss, no duplicate -------------------------------------------------------------
+
+
+def test_database_down_mid_batch_moves_nothing_unrecorded(pg_app, pg_server, mailbox):
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    total = 150
+    expected = {f"dbdown-{i}@client.example" for i in range(total)}
+    mailbox.append(*(raw(i, "dbdown") for i in range(total)))
+    poller = poller_for(pg_app, mailbox)
+    with running(poller):
+        wait_until(lambda: inbound_count() >= 20)
+        db.session.remove()
+        pg_server.pause()
+        try:
+            time.sleep(2)  # the poller hits the outage and moves only what was committed
+            waiting, moved = mailbox.count(), mailbox.count(mailbox.processed)
+            assert waiting + moved == total and waiting > 0, (waiting, moved)
+            time.sleep(2)
+            assert mailbox.count(mailbox.processed) == moved, "moved while the database was down"
+        finally:
+            pg_server.resume()
+        wait_until(lambda: mailbox.count() == 0 and inbound_count() == total, timeout=60)
+    stored = db.session.execute(select(InboundMail.message_id)).scalars().all()
+    assert sorted(stored) == sorted(expected)
+    numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
+    assert numbers == list(range(1, total + 1))
+    assert sorted(mailbox.message_ids(mailbox.processed)) == sorted(expected)
+
+
+def test_kill_9_mid_batch_then_restart_processes_every_message_once(app, database_url,
+                                                                   mailbox, tmp_path):
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    total = 300
+    expected = {f"kill-{i}@client.example" for i in range(total)}
+    mailbox.append(*(raw(i, "kill", sender=f"user{i % 7}@example.com") for i in range(total)))
+    env = dict(IMAP_URL=mailbox.url, IMAP_PROCESSED_FOLDER=mailbox.processed,
+               IMAP_FAILED_FOLDER=mailbox.failed, IMAP_MAX_BACKOFF_SECONDS="1")
+    db.session.remove()
+    process = start(database_url, free_port(), tmp_path, **env)
+    try:
+        wait_until(lambda: inbound_count() >= 60, timeout=60)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        killed_at = inbound_count()
+        db.session.rollback()
+        assert killed_at < total, "the poller finished before the kill; nothing was proven"
+        process = start(database_url, free_port(), tmp_path, **env)
+        wait_until(lambda: mailbox.count() == 0 and inbound_count() == total, timeout=120)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    stored = db.session.execute(select(InboundMail.message_id)).scalars().all()
+    assert sorted(stored) == sorted(expected), "a message was lost or stored twice"
+    numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
+    assert numbers == list(range(1, total + 1))
+    in_processed = mailbox.message_ids(mailbox.processed)
+    assert sorted(in_processed) == sorted(expected), "the processed folder lost or doubled mail"
