@@ -224,6 +224,24 @@ def test_messages_already_seen_in_another_client_are_processed(app, senders, mai
     assert records == ["imap"] * 3
 
 
+def test_server_without_move_gets_copy_delete_and_uid_expunge(app, senders, mailbox):
+    poller = poller_for(app, mailbox)
+    connect = poller.connect
+
+    def connect_without_move():  # type: ignore[no-untyped-def]
+        client = connect()
+        real = client.has_capability
+        client.has_capability = lambda name: name.upper() != "MOVE" and real(name)
+        return client
+
+    poller.connect = connect_without_move  # type: ignore[method-assign]
+    mailbox.append(raw(1, "nomove"), raw(2, "nomove"))
+    assert outcomes(drain(poller)) == ["created"] * 2
+    assert sorted(mailbox.message_ids(mailbox.processed)) == [
+        "nomove-1@client.example", "nomove-2@client.example"]
+    assert mailbox.count() == 0
+
+
 def test_quarantine_by_policy_counts_as_processed(app, mailbox):
     mailbox.append(raw(1, "stranger", sender="mallory@evil.example"))
     (result,) = [r for _uid, r in drain(poller_for(app, mailbox))]
