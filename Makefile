@@ -20,7 +20,7 @@ run: $(VENV)/.runtime
 	bash scripts/run.sh
 
 ## The whole suite, once against SQLite and once against a private PostgreSQL,
-## with a private Dovecot for the IMAP poller.
+## with a private Dovecot for the IMAP poller and a headless Chromium for the portal.
 test: $(VENV)/.dev servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -30,12 +30,14 @@ bench: $(VENV)/.dev servers
 	$(PY) -m bench.smtp_bench
 	$(PY) -m bench.imap_bench
 
-## Server binaries for the test harness, which starts its own PostgreSQL and Dovecot
-## on free loopback ports (Debian packages, installed only when missing).
+## Debian packages the tests need, installed only when missing: PostgreSQL and Dovecot
+## (the harness starts its own servers on free loopback ports) and Chromium (driven
+## by Playwright; never `playwright install`, which downloads a browser).
 servers:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing$$missing (Debian packages) for the tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -107,6 +107,17 @@ class Config:
 
     SQLITE_BUSY_TIMEOUT_MS = _env_int("SQLITE_BUSY_TIMEOUT_MS", 30000)
 
+    # Web: request size, cookies, sessions, rate limits (Flask-Limiter syntax).
+    MAX_CONTENT_LENGTH = _env_int("MAX_REQUEST_BYTES", 1024 * 1024)
+    SECURE_COOKIES = _env("SECURE_COOKIES", "true").lower() in ("1", "true", "yes", "on")
+    PERMANENT_SESSION_LIFETIME = parse_duration(_env("STAFF_SESSION_LIFETIME", "12h"))
+    WTF_CSRF_TIME_LIMIT = None  # a CSRF token lives as long as the session it belongs to
+    LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "10 per minute")
+    TRACK_RATE_LIMIT_PER_IP = _env("TRACK_RATE_LIMIT_PER_IP", "30 per minute")
+    TRACK_RATE_LIMIT_PER_TICKET = _env("TRACK_RATE_LIMIT_PER_TICKET", "10 per minute")
+    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_HEADERS_ENABLED = True
+
     def __init__(self) -> None:
         # Secrets are resolved when the app is built, not at import, so importing
         # config never writes files.
@@ -129,3 +140,4 @@ class TestingConfig(Config):
     MESSAGE_ID_DOMAIN = "helpdesk.helpdesk.test"
     UNKNOWN_SENDER_POLICY = "quarantine"
     TRUSTED_AUTHSERV_ID = ""
+    SECURE_COOKIES = False  # the test client talks plain http

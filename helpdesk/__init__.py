@@ -19,16 +19,21 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     app.config.update(overrides)
     _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
 
-    from helpdesk import api, cli, database, portal
-    from helpdesk.extensions import db, migrate
+    from helpdesk import api, auth, cli, database, portal, security, tracker
+    from helpdesk.extensions import csrf, db, limiter, migrate
 
     database.init_app(app)
     migrate.init_app(
         app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"),
         render_as_batch=True, compare_type=True,
     )
+    security.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    auth.init_app(app)
     api.init_app(app)
     portal.init_app(app)
+    tracker.init_app(app)
     cli.init_app(app)
     return app
 

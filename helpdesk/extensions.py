@@ -1,8 +1,12 @@
 """Extension singletons, importable by the portal, the API and the gateway alike."""
 from __future__ import annotations
 
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -22,3 +26,7 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+jwt = JWTManager()
+# Limits are declared where they apply (login, tracker); none by default.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+csrf = CSRFProtect()

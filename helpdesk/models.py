@@ -341,3 +341,15 @@ class ImapMailboxState(db.Model):
     last_success_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
     last_error_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+
+class RevokedToken(db.Model):
+    """An API token revoked before it expired (logout). Rows past `expires_at` are
+    useless, since the token is refused as expired anyway, and may be deleted."""
+
+    __tablename__ = "revoked_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jti: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime, default=now)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nh3
 from mailparser_reply import EmailReplyParser
 
+from helpdesk import html
 from helpdesk.services.tickets import NewAttachment
 from mailgateway.parser import InboundMail
 
 REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pl", "sv", "pt", "ja", "cs"]
-URL_SCHEMES = {"http", "https", "mailto", "cid"}
 _reply_parser = EmailReplyParser(languages=REPLY_LANGUAGES)
 
 
@@ -41,9 +40,7 @@ def display_text(mail: InboundMail) -> str:
 
 
 def sanitized_html(mail: InboundMail) -> str | None:
-    if not mail.html_body:
-        return None
-    return nh3.clean(mail.html_body, url_schemes=URL_SCHEMES, link_rel="noopener noreferrer nofollow")
+    return html.clean(mail.html_body) if mail.html_body else None
 
 
 def attachments(mail: InboundMail, limits: Limits) -> tuple[list[NewAttachment], list[str]]:

@@ -30,6 +30,15 @@ from tests.pgserver import PostgresServer, PostgresUnavailable
 BACKENDS = ("sqlite", "postgresql")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the test item, so a fixture's teardown can tell
+    whether the test failed (the browser tests save a screenshot then)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
 def make_app(url: str, **overrides: object) -> Flask:
     return create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, **overrides)
 
@@ -185,3 +194,49 @@ def pg_app(pg_server: PostgresServer) -> Iterator[Flask]:
         yield app
         db.session.remove()
         db.engine.dispose()
+
+
+class ApiClient:
+    """The Flask test client with a bearer token and the JSON envelope unpacked."""
+
+    def __init__(self, client, token: str | None = None) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.token = token
+
+    def call(self, method: str, path: str, json: object = None, *,
+             token: str | None = None, **kwargs: object):  # type: ignore[no-untyped-def]
+        headers = dict(kwargs.pop("headers", None) or {})  # type: ignore[call-overload]
+        bearer = token if token is not None else self.token
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        response = self.client.open(f"/api/v1{path}", method=method, json=json,
+                                     headers=headers, **kwargs)
+        db.session.rollback()  # see what the request committed, hold no SQLite lock
+        db.session.expire_all()
+        return response
+
+    def get(self, path: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, json: object = None, **kwargs: object):  # type: ignore[no-untyped-def]
+        return self.call("POST", path, json, **kwargs)
+
+    def patch(self, path: str, json: object = None, **kwargs: object):  # type: ignore[no-untyped-def]
+        return self.call("PATCH", path, json, **kwargs)
+
+
+def login_tokens(client, email: str, password: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+@pytest.fixture
+def api(client, agent: StaffUser) -> ApiClient:  # type: ignore[no-untyped-def]
+    """Logged in as the agent."""
+    return ApiClient(client, login_tokens(client, agent.email, "agent-password-1")["access_token"])
+
+
+@pytest.fixture
+def admin_api(client, admin: StaffUser) -> ApiClient:  # type: ignore[no-untyped-def]
+    return ApiClient(client, login_tokens(client, admin.email, "admin-password-1")["access_token"])

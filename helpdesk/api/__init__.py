@@ -1,14 +1,21 @@
-"""The JSON API blueprint, `/api/v1` (SPEC §6)."""
+"""The JSON API blueprint, `/api/v1` (SPEC §6).
+
+Bearer tokens, not cookies, so it is exempt from the portal's CSRF protection;
+every error is the JSON envelope of `helpdesk.api.errors`.
+"""
 from __future__ import annotations
 
 from flask import Blueprint, Flask
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def init_app(app: Flask) -> None:
-    from helpdesk.api import errors, routes  # noqa: F401  (registers handlers and routes)
+    from helpdesk.api import errors, health, openapi, public, tickets, tokens  # noqa: F401
+    from helpdesk.extensions import csrf
 
+    csrf.exempt(bp)
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, errors.http_error)
+    app.register_error_handler(InternalServerError, errors.internal_error)

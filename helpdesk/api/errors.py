@@ -3,11 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 from flask import Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from helpdesk.api import bp
 from helpdesk.errors import Conflict, DomainError, InvalidTransition, NotFound, ValidationError
+from helpdesk.extensions import db
+
+log = logging.getLogger("helpdesk.api")
 
 
 def error_response(
@@ -41,3 +47,22 @@ def _domain_error(exc: DomainError) -> tuple[Response, int]:
     if isinstance(exc, Conflict):
         return error_response(409, exc.code, str(exc))
     return error_response(400, exc.code, str(exc))
+
+
+@bp.errorhandler(OperationalError)
+def _database_unavailable(exc: OperationalError) -> tuple[Response, int]:
+    db.session.rollback()
+    log.warning("database unavailable: %s", exc.orig)
+    return error_response(503, "database_unavailable", "The database cannot be reached; retry.")
+
+
+def internal_error(exc: InternalServerError) -> tuple[Response, int] | InternalServerError:
+    """An unhandled exception on an API path: a bug, not bad input. Still the JSON
+    envelope, with the traceback in the log. (Registered for 500 on the app, so every
+    more specific handler, flask-jwt-extended's included, runs first.)"""
+    if not request.path.startswith(bp.url_prefix or "/api"):
+        return exc
+    db.session.rollback()
+    log.error("unexpected error on %s %s", request.method, request.path,
+              exc_info=exc.original_exception)
+    return error_response(500, "internal_error", "Something went wrong on our side.")

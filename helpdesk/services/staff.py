@@ -54,3 +54,9 @@ class StaffService:
         return self.session.execute(
             select(func.count(StaffUser.id)).where(StaffUser.role == "admin")
         ).scalar_one()
+
+    def set_active(self, user: StaffUser, active: bool) -> None:
+        """Deactivated staff cannot log in, and their open sessions and tokens stop
+        working at their next request; their name stays on what they wrote."""
+        user.is_active = active
+        self.session.flush()

@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, case, func, or_, select
@@ -23,6 +24,7 @@ from helpdesk import lifecycle, numbering, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import InvalidTransition, NotFound, ValidationError
+from helpdesk.inputs import positive_int
 from helpdesk.models import (
     Attachment,
     Contact,
@@ -36,6 +38,7 @@ from helpdesk.models import (
 from helpdesk.services.actors import Actor
 
 MAX_SUBJECT = 500
+MAX_NAME = 200
 MAX_PER_PAGE = 100
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$")
 _PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
@@ -72,6 +75,7 @@ class TicketFilters:
     assignee: int | str | None = None
     requester_email: str | None = None
     q: str | None = None
+    sla: str | None = None  # one of helpdesk.sla.STATES
 
 
 @dataclass
@@ -159,6 +163,8 @@ class TicketsService:
             errors["requester_email"] = "is required"
         elif not is_valid_email(email):
             errors["requester_email"] = "is not a valid email address"
+        if len(requester_name or "") > MAX_NAME:
+            errors["requester_name"] = f"must be at most {MAX_NAME} characters"
         priority = self._check_choice("priority", priority or "medium", errors)
         category = self._check_choice("category", category or "support", errors)
         if channel not in v.CHANNELS:
@@ -303,7 +309,7 @@ class TicketsService:
             self._record(ticket, "priority", ticket.priority, priority, actor)
             ticket.priority = priority
             ticket.first_response_due_at, ticket.resolution_due_at = sla.due_times(
-                priority, ticket.created_at
+                priority, ticket.created_at, timedelta(seconds=ticket.pending_seconds or 0)
             )
         if category is not None and category != ticket.category:
             self._record(ticket, "category", ticket.category, category, actor)
@@ -355,6 +361,10 @@ class TicketsService:
             bad = [value for value in getattr(filters, name) if value not in allowed]
             if bad:
                 errors[name] = f"unknown value {bad[0]!r}; one of {', '.join(allowed)}"
+        if filters.sla is not None and filters.sla not in sla.STATES:
+            errors["sla"] = f"unknown value {filters.sla!r}; one of {', '.join(sla.STATES)}"
+        if filters.assignee not in (None, "none") and positive_int(filters.assignee) is None:
+            errors["assignee"] = "must be a staff id or none"
         if errors:
             raise ValidationError(errors)
 
@@ -385,6 +395,8 @@ class TicketsService:
             query = query.where(Ticket.assignee_id.is_(None))
         elif filters.assignee is not None:
             query = query.where(Ticket.assignee_id == int(filters.assignee))
+        if filters.sla:
+            query = query.where(sla.state_clause(filters.sla, now()))
         needs_requester = filters.requester_email or filters.q
         if needs_requester:
             query = query.join(Contact, Contact.id == Ticket.requester_id)
@@ -410,10 +422,12 @@ class TicketsService:
     def _move(self, ticket: Ticket, target: str, actor: Actor, reason: str, automated: bool) -> None:
         moment = now()
         self._record(ticket, "status", ticket.status, target, actor, reason, automated, moment)
-        if ticket.status == "pending_customer" and ticket.pending_since is not None:
-            ticket.pending_seconds = (ticket.pending_seconds or 0) + int(
-                (moment - ticket.pending_since).total_seconds()
-            )
+        if ticket.status == sla.WAITING and ticket.pending_since is not None:
+            # Waiting for the customer does not count against resolution (helpdesk.sla).
+            waited = int((moment - ticket.pending_since).total_seconds())
+            ticket.pending_seconds = (ticket.pending_seconds or 0) + waited
+            if ticket.resolution_due_at is not None:
+                ticket.resolution_due_at += timedelta(seconds=waited)
             ticket.pending_since = None
         if target == "pending_customer":
             ticket.pending_since = moment
@@ -452,7 +466,8 @@ class TicketsService:
         return value
 
     def _check_assignee(self, assignee_id: Any, errors: dict[str, str]) -> None:
-        user = self.session.get(StaffUser, assignee_id) if isinstance(assignee_id, int) else None
+        valid_id = isinstance(assignee_id, int) and positive_int(assignee_id) is not None
+        user = self.session.get(StaffUser, assignee_id) if valid_id else None
         if user is None or not user.is_active:
             errors["assignee"] = "is not an active staff member"
 

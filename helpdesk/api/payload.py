@@ -1,0 +1,77 @@
+"""Reading API input: a JSON object with known fields of known types, or an error
+that names what is wrong (SPEC §6: malformed JSON, wrong types and unknown fields
+are 400/422, never a 500)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import request
+
+from helpdesk.errors import DomainError, ValidationError
+
+# A field's allowed JSON types; `None` in the tuple admits null.
+Spec = Mapping[str, tuple[type | None, ...]]
+
+
+class MalformedJSON(DomainError):
+    """Answered 400 by the API's error handler."""
+
+    code = "invalid_json"
+
+    def __init__(self) -> None:
+        super().__init__("The request body is not valid JSON.")
+
+
+def json_object(spec: Spec, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The request's JSON object, checked against `spec` (unknown fields refused)."""
+    if not request.get_data(cache=True):
+        data: Any = {}
+    else:
+        data = request.get_json(silent=True, force=True)
+        if data is None:
+            raise MalformedJSON()
+    if not isinstance(data, dict):
+        raise ValidationError({"body": "must be a JSON object"})
+    errors: dict[str, str] = {}
+    for name in data:
+        if name not in spec:
+            errors[name] = "is not a known field"
+    for name, types in spec.items():
+        if name not in data:
+            if name in required:
+                errors[name] = "is required"
+            continue
+        value = data[name]
+        if not _is_one_of(value, types):
+            errors[name] = f"must be {_describe(types)}"
+        elif has_nul(value):
+            errors[name] = "must not contain NUL characters"
+    if errors:
+        raise ValidationError(errors)
+    return data
+
+
+def _is_one_of(value: Any, types: tuple[type | None, ...]) -> bool:
+    for kind in types:
+        if kind is None and value is None:
+            return True
+        if kind is int and isinstance(value, bool):
+            continue  # JSON true is not a number
+        if kind is not None and isinstance(value, kind):
+            return True
+    return False
+
+
+def _describe(types: tuple[type | None, ...]) -> str:
+    names = {str: "a string", bool: "true or false", int: "an integer", None: "null"}
+    return " or ".join(names.get(kind, getattr(kind, "__name__", "?")) for kind in types)
+
+
+def has_nul(value: Any) -> bool:
+    """NUL cannot be stored in PostgreSQL text; refuse it as input, not at the database."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(has_nul(item) for item in value)
+    return False

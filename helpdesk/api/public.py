@@ -1,0 +1,30 @@
+"""The public tracker over the API: no token, rate-limited (SPEC §6, §9)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from flask import current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from helpdesk.api import bp
+from helpdesk.api.payload import json_object
+from helpdesk.api.serializers import when
+from helpdesk.extensions import db
+from helpdesk.services import tracking
+from helpdesk.tracker.limits import limit_per_ip, limit_per_ticket
+
+
+@bp.post("/public/track")
+@limit_per_ip
+@limit_per_ticket
+def track() -> ResponseReturnValue:
+    data = json_object({"ticket_number": (str,), "email": (str,)},
+                       required=("ticket_number", "email"))
+    cfg = current_app.config
+    ticket = tracking.find(db.session, data["ticket_number"], data["email"], cfg["TICKET_PREFIX"])
+    view = asdict(tracking.customer_view(ticket, cfg["TICKET_PREFIX"], cfg["TICKET_NUMBER_WIDTH"]))
+    for key in ("created_at", "updated_at"):
+        view[key] = when(view[key])
+    for item in view["replies"] + view["timeline"]:
+        item["created_at"] = when(item["created_at"])
+    return jsonify(view)

@@ -1,0 +1,96 @@
+"""Tickets, messages and history as the API's JSON (SPEC §6).
+
+Times are ISO 8601 in UTC with a `Z`; ticket numbers are shown formatted
+(`TKT-000078`). Staff appear as `{id, name, email}`.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+
+from helpdesk import lifecycle, sla
+from helpdesk.clock import now
+from helpdesk.models import Attachment, Message, StaffUser, Ticket, TicketHistory
+from helpdesk.numbering import format_number
+
+
+def when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds") + "Z"
+
+
+def number(ticket: Ticket) -> str:
+    cfg = current_app.config
+    return format_number(ticket.number, cfg["TICKET_PREFIX"], cfg["TICKET_NUMBER_WIDTH"])
+
+
+def staff_json(user: StaffUser | None) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {"id": user.id, "name": user.name, "email": user.email}
+
+
+def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "number": number(ticket),
+        "subject": ticket.subject,
+        "description": ticket.description,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "category": ticket.category,
+        "channel": ticket.channel,
+        "is_email_originated": ticket.is_email_originated,
+        "requester_email": ticket.requester.email,
+        "requester_name": ticket.requester.name,
+        "assignee": staff_json(ticket.assignee),
+        "created_at": when(ticket.created_at),
+        "updated_at": when(ticket.updated_at),
+        "allowed_transitions": list(lifecycle.allowed_targets(ticket.status)),
+        "sla": {
+            "state": sla.state(ticket, now()),
+            "first_response_due_at": when(ticket.first_response_due_at),
+            "first_responded_at": when(ticket.first_responded_at),
+            "first_response_breached": ticket.first_response_breached,
+            "resolution_due_at": when(ticket.resolution_due_at),
+            "resolved_at": when(ticket.resolved_at),
+            "resolution_breached": ticket.resolution_breached,
+        },
+    }
+    if detail:
+        data.update(
+            organization=ticket.organization.name if ticket.organization else None,
+            cc=[p.email for p in ticket.participants],
+            linked_ticket=number(ticket.linked_ticket) if ticket.linked_ticket else None,
+            closed_at=when(ticket.closed_at),
+            messages=[message_json(m) for m in ticket.messages],
+            history=[history_json(h) for h in ticket.history],
+        )
+    return data
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "kind": message.kind,
+        "author": message.author_label,
+        "author_type": ("staff" if message.author_staff_id
+                        else "customer" if message.author_contact_id else "system"),
+        "channel": message.channel,
+        "body": message.body,
+        "body_html": message.body_html,  # sanitized when stored (mailgateway.storage)
+        "created_at": when(message.created_at),
+        "attachments": [attachment_json(a) for a in message.attachments],
+    }
+
+
+def attachment_json(attachment: Attachment) -> dict[str, Any]:
+    return {"id": attachment.id, "filename": attachment.filename,
+            "content_type": attachment.content_type, "size": attachment.size,
+            "inline": attachment.is_inline}
+
+
+def history_json(row: TicketHistory) -> dict[str, Any]:
+    return {"field": row.field, "from": row.old_value, "to": row.new_value,
+            "actor": row.actor_label, "reason": row.reason, "automated": row.automated,
+            "created_at": when(row.created_at)}

@@ -1,0 +1,168 @@
+"""Tickets over the API (SPEC §6): thin — read the input, call TicketsService,
+commit, answer. Every rule lives in the service."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from helpdesk.api import bp
+from helpdesk.api.payload import has_nul, json_object
+from helpdesk.api.serializers import message_json, ticket_json
+from helpdesk.auth import current_actor, staff_required
+from helpdesk.errors import ValidationError
+from helpdesk.extensions import db
+from helpdesk.inputs import positive_int
+from helpdesk.models import StaffUser, Ticket
+from helpdesk.services import TicketFilters, TicketsService
+from helpdesk.services.stats import ticket_stats
+from helpdesk.services.tickets import normalize_email
+
+LIST_PARAMETERS = ("status", "priority", "category", "channel", "assignee", "q", "sla",
+                   "page", "per_page", "sort")
+MAX_PAGE = 1_000_000
+
+
+def _service() -> TicketsService:
+    return TicketsService.from_config(db.session, current_app.config)
+
+
+def _ticket(number: str) -> Ticket:
+    return _service().get(number)
+
+
+@bp.get("/tickets")
+@staff_required()
+def list_tickets() -> ResponseReturnValue:
+    args = request.args
+    errors = {name: "is not a known parameter" for name in set(args) - set(LIST_PARAMETERS)}
+    errors.update({name: "must not contain NUL characters"
+                   for name in args if has_nul(args.getlist(name))})
+    if errors:
+        raise ValidationError(errors)
+    page = _integer("page", 1)
+    per_page = _integer("per_page", 25)
+    filters = TicketFilters(
+        status=_list("status"), priority=_list("priority"), category=_list("category"),
+        channel=_list("channel"), assignee=_assignee_filter(args.get("assignee")),
+        q=args.get("q") or None, sla=args.get("sla") or None,
+    )
+    result = _service().list_tickets(filters, page=page, per_page=per_page,
+                                     sort=args.get("sort") or "-created_at")
+    return jsonify({"items": [ticket_json(t) for t in result.items], "page": result.page,
+                    "per_page": result.per_page, "total": result.total})
+
+
+@bp.post("/tickets")
+@staff_required()
+def create_ticket() -> ResponseReturnValue:
+    data = json_object(
+        {"subject": (str,), "description": (str,), "requester_email": (str,),
+         "requester_name": (str, None), "priority": (str, None), "category": (str, None),
+         "cc": (list, None)},
+        required=("subject", "description", "requester_email"),
+    )
+    cc = data.get("cc") or []
+    if not all(isinstance(address, str) for address in cc):
+        raise ValidationError({"cc": "must be a list of email addresses"})
+    ticket = _service().open_ticket(
+        subject=data["subject"], description=data["description"],
+        requester_email=data["requester_email"], requester_name=data.get("requester_name") or "",
+        priority=data.get("priority"), category=data.get("category"), channel="api",
+        actor=current_actor(), cc=[(address, "") for address in cc],
+    )
+    db.session.commit()
+    return jsonify(ticket_json(ticket)), 201
+
+
+@bp.get("/tickets/<number>")
+@staff_required()
+def get_ticket(number: str) -> ResponseReturnValue:
+    return jsonify(ticket_json(_ticket(number), detail=True))
+
+
+@bp.patch("/tickets/<number>")
+@staff_required()
+def update_ticket(number: str) -> ResponseReturnValue:
+    data = json_object({"priority": (str,), "category": (str,), "assignee": (int, str, None)})
+    ticket = _ticket(number)
+    changes: dict[str, Any] = {"priority": data.get("priority"), "category": data.get("category")}
+    if "assignee" in data:
+        changes["assignee_id"] = _assignee_id(data["assignee"])
+    _service().update(ticket, actor=current_actor(), **changes)
+    db.session.commit()
+    return jsonify(ticket_json(ticket, detail=True))
+
+
+@bp.post("/tickets/<number>/status")
+@staff_required()
+def change_status(number: str) -> ResponseReturnValue:
+    data = json_object({"status": (str,), "reason": (str, None)}, required=("status",))
+    ticket = _ticket(number)
+    _service().change_status(ticket, data["status"], actor=current_actor(),
+                             reason=data.get("reason") or "")
+    db.session.commit()
+    return jsonify(ticket_json(ticket, detail=True))
+
+
+@bp.post("/tickets/<number>/replies")
+@staff_required()
+def add_reply(number: str) -> ResponseReturnValue:
+    data = json_object({"body": (str,), "internal": (bool,)}, required=("body",))
+    ticket = _ticket(number)
+    message = _service().add_message(ticket, body=data["body"], actor=current_actor(),
+                                     channel="api", internal=data.get("internal", False))
+    db.session.commit()
+    return jsonify(message_json(message)), 201
+
+
+@bp.get("/stats")
+@staff_required()
+def stats() -> ResponseReturnValue:
+    return jsonify(ticket_stats(db.session))
+
+
+def _integer(name: str, default: int) -> int:
+    value = request.args.get(name)
+    if value is None:
+        return default
+    number = positive_int(value, maximum=MAX_PAGE)
+    if number is None:
+        raise ValidationError({name: f"must be a whole number from 1 to {MAX_PAGE}"})
+    return number
+
+
+def _list(name: str) -> list[str]:
+    """`?status=new,open` or `?status=new&status=open`."""
+    return [part.strip().lower() for value in request.args.getlist(name)
+            for part in value.split(",") if part.strip()]
+
+
+def _assignee_filter(value: str | None) -> int | str | None:
+    """`me`, `none`, a staff id or a staff email."""
+    if value is None or value == "":
+        return None
+    if value == "me":
+        return current_actor().staff_id
+    if value == "none":
+        return "none"
+    return _assignee_id(value)
+
+
+def _assignee_id(value: int | str | None) -> int | None:
+    """A staff member named by id or email; None (JSON null) unassigns."""
+    if value is None:
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdigit()):
+        number = positive_int(value)
+        if number is None:
+            raise ValidationError({"assignee": "is not a staff member"})
+        return number
+    user_id = db.session.execute(
+        select(StaffUser.id).where(StaffUser.email == normalize_email(value))
+    ).scalar_one_or_none()
+    if user_id is None:
+        raise ValidationError({"assignee": "is not a staff member"})
+    return user_id

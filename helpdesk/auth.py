@@ -1,0 +1,172 @@
+"""Who is calling: credentials, API bearer tokens (flask-jwt-extended), role rules.
+
+Access tokens are short-lived (`JWT_ACCESS_TOKEN_EXPIRES`); refresh tokens last
+longer and can only mint access tokens. Logout revokes the presented token by its
+`jti`. Every request re-reads the staff user, so a deactivated account or a changed
+role takes effect at once, not when its token expires. Failures answer with the
+API's JSON error envelope (SPEC §6), never flask-jwt-extended's own shapes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import lru_cache, wraps
+from typing import Any, TypeVar, cast
+
+from flask import Flask, Response, current_app
+from flask_jwt_extended import (
+    create_access_token,
+    create_refresh_token,
+    current_user,
+    get_jwt,
+    verify_jwt_in_request,
+)
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from helpdesk.extensions import db, jwt, limiter
+from helpdesk.models import RevokedToken, StaffUser
+from helpdesk.services import Actor
+from helpdesk.services.tickets import normalize_email
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ROLE_RANK = {"agent": 1, "admin": 2}
+
+
+def _login_limit_value() -> str:
+    return str(current_app.config["LOGIN_RATE_LIMIT"])
+
+
+# One budget per client IP for the portal's login form and the API's login.
+login_rate_limit = limiter.shared_limit(_login_limit_value, scope="login", methods=["POST"])
+
+
+def check_credentials(email: str, password: str) -> StaffUser | None:
+    """The active staff user with these credentials, or None. An unknown address
+    costs the same hash check as a wrong password, so timing does not tell them apart."""
+    user = db.session.execute(
+        select(StaffUser).where(StaffUser.email == normalize_email(email))
+    ).scalar_one_or_none()
+    if user is None:
+        check_password_hash(_decoy_hash(), password)
+        return None
+    if not user.check_password(password) or not user.is_active:
+        return None
+    return user
+
+
+@lru_cache(maxsize=1)
+def _decoy_hash() -> str:
+    return generate_password_hash("not anyone's password")
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("JWT_TOKEN_LOCATION", ["headers"])
+    app.config.setdefault("JWT_ERROR_MESSAGE_KEY", "message")
+    jwt.init_app(app)
+
+
+def issue_tokens(user: StaffUser) -> dict[str, str]:
+    claims = {"role": user.role}
+    return {
+        "access_token": create_access_token(identity=user, additional_claims=claims),
+        "refresh_token": create_refresh_token(identity=user, additional_claims=claims),
+    }
+
+
+def revoke(claims: dict[str, Any] | None) -> None:
+    """Revoke a token by its claims, the current request's by default (the caller
+    commits). Revoking twice is harmless."""
+    claims = claims or get_jwt()
+    expires = datetime.fromtimestamp(claims["exp"], timezone.utc).replace(tzinfo=None)
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    db.session.execute(
+        insert(RevokedToken).values(jti=claims["jti"], expires_at=expires)
+        .on_conflict_do_nothing(index_elements=["jti"])
+    )
+
+
+def staff_required(role: str = "agent", *, refresh: bool = False) -> Callable[[F], F]:
+    """A valid, unrevoked token of an active staff member with at least `role`."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            verify_jwt_in_request(refresh=refresh)
+            if ROLE_RANK[current_user.role] < ROLE_RANK[role]:
+                return _error(403, "forbidden", f"This needs the {role} role.")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def current_actor() -> Actor:
+    return Actor.staff(current_user)
+
+
+@jwt.user_identity_loader
+def _identity(user: StaffUser) -> str:
+    return str(user.id)
+
+
+@jwt.user_lookup_loader
+def _lookup(_header: dict[str, Any], claims: dict[str, Any]) -> StaffUser | None:
+    try:
+        user_id = int(claims["sub"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    user = db.session.get(StaffUser, user_id)
+    return user if user is not None and user.is_active else None
+
+
+@jwt.token_in_blocklist_loader
+def _revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
+    return db.session.execute(
+        select(RevokedToken.id).where(RevokedToken.jti == claims.get("jti"))
+    ).first() is not None
+
+
+def _error(status: int, code: str, message: str) -> tuple[Response, int]:
+    from helpdesk.api.errors import error_response
+
+    return error_response(status, code, message)
+
+
+@jwt.unauthorized_loader
+def _missing(reason: str) -> tuple[Response, int]:
+    return _error(401, "unauthorized", f"A bearer token is required ({reason}).")
+
+
+@jwt.invalid_token_loader
+def _invalid(reason: str) -> tuple[Response, int]:
+    return _error(401, "invalid_token", f"The token is not valid ({reason}).")
+
+
+@jwt.expired_token_loader
+def _expired(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
+    return _error(401, "token_expired", "The token has expired; refresh it or log in again.")
+
+
+@jwt.revoked_token_loader
+def _revoked_answer(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
+    return _error(401, "token_revoked", "The token was revoked; log in again.")
+
+
+@jwt.user_lookup_error_loader
+def _unknown_user(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
+    return _error(401, "invalid_token", "The token's staff account is unknown or inactive.")
+
+
+@jwt.needs_fresh_token_loader
+def _not_fresh(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
+    return _error(401, "fresh_token_required", "Log in again for this action.")
+
+
+@jwt.token_verification_failed_loader
+def _claims_failed(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
+    return _error(401, "invalid_token", "The token's claims were refused.")

@@ -1,0 +1,25 @@
+"""How every portal form ends: run one service call, commit, say what happened,
+and go back to the page it came from (post/redirect/get). A domain error (bad
+input, a refused transition) rolls back and is shown instead; nothing else is
+caught, so a bug is a bug."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import flash, redirect
+from werkzeug.wrappers import Response
+
+from helpdesk.errors import DomainError
+from helpdesk.extensions import db
+
+
+def perform(change: Callable[[], str], back: str) -> Response:
+    """`change` does the work and returns the message to show on success."""
+    try:
+        done = change()
+        db.session.commit()
+        flash(done)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    return redirect(back)

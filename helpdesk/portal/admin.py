@@ -1,0 +1,81 @@
+"""Administration, admins only: authorized senders and staff accounts."""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from helpdesk import vocabulary as v
+from helpdesk.extensions import db
+from helpdesk.models import StaffUser
+from helpdesk.portal import bp
+from helpdesk.portal.actions import perform
+from helpdesk.portal.session import actor, login_required
+from helpdesk.services.senders import SendersService
+from helpdesk.services.staff import StaffService
+
+
+@bp.get("/admin/senders")
+@login_required("admin")
+def senders() -> ResponseReturnValue:
+    return render_template("portal/senders.html", nav="senders",
+                           rules=SendersService(db.session).list())
+
+
+@bp.post("/admin/senders")
+@login_required("admin")
+def add_sender() -> ResponseReturnValue:
+    def add() -> str:
+        rule = SendersService(db.session).add(request.form.get("pattern", ""),
+                                              request.form.get("organization", ""))
+        return f"Authorized {rule.pattern} for {rule.organization.name}."
+
+    return perform(add, url_for("portal.senders"))
+
+
+@bp.post("/admin/senders/remove")
+@login_required("admin")
+def remove_sender() -> ResponseReturnValue:
+    def remove() -> str:
+        SendersService(db.session).remove(request.form.get("pattern", ""))
+        return "Removed."
+
+    return perform(remove, url_for("portal.senders"))
+
+
+@bp.get("/admin/staff")
+@login_required("admin")
+def staff() -> ResponseReturnValue:
+    users = db.session.execute(select(StaffUser).order_by(StaffUser.name)).scalars().all()
+    return render_template("portal/staff.html", nav="staff", users=users, roles=v.ROLES)
+
+
+@bp.post("/admin/staff")
+@login_required("admin")
+def add_staff() -> ResponseReturnValue:
+    form = request.form
+
+    def create() -> str:
+        user, generated = StaffService(db.session).create(
+            email=form.get("email", ""), name=form.get("name", ""), role=form.get("role", ""),
+            password=form.get("password") or None)
+        return f"Created {user.role} {user.email}." + (
+            f" Their password: {generated}" if generated else "")
+
+    return perform(create, url_for("portal.staff"))
+
+
+@bp.post("/admin/staff/<int(max=2147483647):user_id>/active")
+@login_required("admin")
+def set_staff_active(user_id: int) -> ResponseReturnValue:
+    user = db.session.get(StaffUser, user_id)
+    if user is None:
+        abort(404)
+    active = request.form.get("active") == "1"
+    if user.id == actor().staff_id and not active:
+        flash("You cannot deactivate yourself.", "error")
+    else:
+        StaffService(db.session).set_active(user, active)
+        db.session.commit()
+        flash(f"{user.email} is now {'active' if active else 'deactivated'}.")
+    return redirect(url_for("portal.staff"))

@@ -1,0 +1,69 @@
+"""Who is logged in to the portal: a signed session cookie holding the staff id.
+
+The user is re-read on every request, so deactivating an account or changing a
+role takes effect at the next click. Every staff view is wrapped in
+`login_required`; admin views ask for `role="admin"` (agents get 403).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import abort, redirect, request, session, url_for
+
+from helpdesk.auth import ROLE_RANK
+from helpdesk.extensions import db
+from helpdesk.models import StaffUser
+from helpdesk.services import Actor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def log_in(user: StaffUser) -> None:
+    session.clear()  # a fresh session: no fixation of a pre-login cookie
+    session["staff_id"] = user.id
+    session.permanent = True
+
+
+def log_out() -> None:
+    session.clear()
+
+
+def current_staff() -> StaffUser | None:
+    """Asked several times per request; after the first, the session's identity map
+    answers without a query."""
+    staff_id = session.get("staff_id")
+    if not isinstance(staff_id, int):
+        return None
+    user = db.session.get(StaffUser, staff_id)
+    return user if user is not None and user.is_active else None
+
+
+def actor() -> Actor:
+    user = current_staff()
+    assert user is not None, "actor() outside login_required"
+    return Actor.staff(user)
+
+
+def login_required(role: str = "agent") -> Callable[[F], F]:
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user = current_staff()
+            if user is None:
+                return redirect(url_for("portal.login", next=request.full_path))
+            if ROLE_RANK[user.role] < ROLE_RANK[role]:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site relative paths: `?next=` must not become an open redirect."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("portal.queue")

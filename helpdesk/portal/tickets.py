@@ -1,0 +1,191 @@
+"""The queue, the ticket page and its controls, the new-ticket form, attachments."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from helpdesk import lifecycle, sla
+from helpdesk import vocabulary as v
+from helpdesk.clock import now
+from helpdesk.errors import NotFound, ValidationError
+from helpdesk.extensions import db
+from helpdesk.inputs import positive_int
+from helpdesk.models import Attachment, StaffUser, Ticket
+from helpdesk.numbering import format_number
+from helpdesk.portal import bp
+from helpdesk.portal.actions import perform
+from helpdesk.portal.session import actor, login_required
+from helpdesk.services import TicketFilters, TicketsService
+
+SORTS = {"-updated_at": "Recently updated", "-created_at": "Newest", "created_at": "Oldest",
+         "-priority": "Priority", "-number": "Number (high → low)", "subject": "Subject"}
+
+
+def _service() -> TicketsService:
+    return TicketsService.from_config(db.session, current_app.config)
+
+
+def _number(ticket: Ticket) -> str:
+    cfg = current_app.config
+    return format_number(ticket.number, cfg["TICKET_PREFIX"], cfg["TICKET_NUMBER_WIDTH"])
+
+
+def _active_staff() -> list[StaffUser]:
+    return list(db.session.execute(
+        select(StaffUser).where(StaffUser.is_active.is_(True)).order_by(StaffUser.name)
+    ).scalars())
+
+
+def _ticket_or_404(number: str) -> Ticket:
+    try:
+        return _service().get(number)
+    except NotFound:
+        abort(404)
+
+
+@bp.app_template_filter("ticket_number")
+def ticket_number_filter(ticket: Ticket) -> str:
+    return _number(ticket)
+
+
+@bp.app_template_filter("sla_state")
+def sla_state_filter(ticket: Ticket) -> str:
+    return sla.state(ticket, now())
+
+
+@bp.app_template_filter("words")
+def words_filter(value: str) -> str:
+    return (value or "").replace("_", " ")
+
+
+@bp.get("/tickets")
+@login_required()
+def queue() -> ResponseReturnValue:
+    args = request.args
+    assignee: Any = args.get("assignee") or None
+    if assignee == "mine":
+        assignee = actor().staff_id
+    choose = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES}
+    picked = {name: [value for value in args.getlist(name) if value in allowed]
+              for name, allowed in choose.items()}
+    sort = args.get("sort") if args.get("sort") in SORTS else "-updated_at"
+    filters = TicketFilters(
+        status=picked["status"], priority=picked["priority"], category=picked["category"],
+        assignee=assignee if assignee in (None, "none") else positive_int(assignee),
+        q=(args.get("q") or "").strip()[:200] or None,
+        sla=args.get("sla") if args.get("sla") in sla.STATES else None,
+    )
+    page_number = positive_int(args.get("page", "1"), maximum=100_000) or 1
+    result = _service().list_tickets(filters, page=page_number, per_page=25, sort=sort)
+    return render_template(
+        "portal/queue.html", nav="queue", page=result, filters=filters, picked=picked,
+        assignee_choice=args.get("assignee", ""), sort=sort, sorts=SORTS, staff_list=_active_staff(),
+        vocabulary=v, sla_states=sla.STATES, query=args.to_dict(flat=False),
+    )
+
+
+@bp.route("/tickets/new", methods=["GET", "POST"])
+@login_required()
+def new_ticket() -> ResponseReturnValue:
+    errors: dict[str, str] = {}
+    form = request.form
+    if request.method == "POST":
+        assignee = form.get("assignee", "")
+        try:
+            ticket = _service().open_ticket(
+                subject=form.get("subject", ""), description=form.get("description", ""),
+                requester_email=form.get("requester_email", ""),
+                requester_name=form.get("requester_name", ""),
+                priority=form.get("priority") or None, category=form.get("category") or None,
+                assignee_id=positive_int(assignee),
+                channel="web", actor=actor(),
+            )
+            db.session.commit()
+        except ValidationError as exc:
+            db.session.rollback()
+            errors = exc.fields
+        else:
+            flash(f"Opened {_number(ticket)}.")
+            return redirect(url_for("portal.ticket", number=_number(ticket)))
+    return render_template("portal/new_ticket.html", nav="new", errors=errors, form=form,
+                           vocabulary=v, staff_list=_active_staff()), 422 if errors else 200
+
+
+@bp.get("/tickets/<number>")
+@login_required()
+def ticket(number: str) -> ResponseReturnValue:
+    record = _ticket_or_404(number)
+    if _service().mark_viewed(record, actor=actor()):  # new → open (SPEC §5)
+        db.session.commit()
+    return render_template(
+        "portal/ticket.html", nav="queue", ticket=record,
+        allowed=lifecycle.allowed_targets(record.status), vocabulary=v,
+        staff_list=_active_staff(), sla_state=sla.state(record, now()),
+    )
+
+
+@bp.post("/tickets/<number>/reply")
+@login_required()
+def reply(number: str) -> ResponseReturnValue:
+    record = _ticket_or_404(number)
+    internal = request.form.get("kind") == "note"
+
+    def add() -> str:
+        _service().add_message(record, body=request.form.get("body", ""), actor=actor(),
+                               channel="web", internal=internal)
+        return "Note added." if internal else "Reply sent."
+
+    return perform(add, _page(record))
+
+
+@bp.post("/tickets/<number>/status")
+@login_required()
+def change_status(number: str) -> ResponseReturnValue:
+    record = _ticket_or_404(number)
+    target = request.form.get("status", "")
+
+    def move() -> str:
+        _service().change_status(record, target, actor=actor(),
+                                 reason=request.form.get("reason", "")[:2000])
+        return f"Status is now {target.replace('_', ' ')}."
+
+    return perform(move, _page(record))
+
+
+@bp.post("/tickets/<number>/update")
+@login_required()
+def update(number: str) -> ResponseReturnValue:
+    record = _ticket_or_404(number)
+    form = request.form
+    assignee = form.get("assignee", "")
+    changes: dict[str, Any] = {"priority": form.get("priority") or None,
+                               "category": form.get("category") or None}
+    if "assignee" in form:
+        changes["assignee_id"] = positive_int(assignee)
+
+    def save() -> str:
+        _service().update(record, actor=actor(), **changes)
+        return "Saved."
+
+    return perform(save, _page(record))
+
+
+def _page(record: Ticket) -> str:
+    return url_for("portal.ticket", number=_number(record))
+
+
+@bp.get("/attachments/<int(max=2147483647):attachment_id>")
+@login_required()
+def attachment(attachment_id: int) -> ResponseReturnValue:
+    """Always a download, never rendered: mail attachments are untrusted content."""
+    item = db.session.get(Attachment, attachment_id)
+    if item is None:
+        abort(404)
+    response = current_app.response_class(item.data, mimetype="application/octet-stream")
+    response.headers.set("Content-Disposition", "attachment", filename=item.filename)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

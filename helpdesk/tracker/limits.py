@@ -1,0 +1,37 @@
+"""Rate limits of the public tracker, shared by the page and the API.
+
+Per client IP and per ticket number, so neither one client trying many numbers nor
+many clients trying one number's e-mail addresses get far. Limits come from
+`TRACK_RATE_LIMIT_PER_IP` and `TRACK_RATE_LIMIT_PER_TICKET`; the counters live in
+`RATELIMIT_STORAGE_URI` (in memory per process by default; point several web
+workers at one shared store, e.g. `redis://…` or `memcached://…`).
+"""
+from __future__ import annotations
+
+from flask import current_app, request
+
+from helpdesk import numbering
+from helpdesk.extensions import limiter
+
+
+def _per_ip() -> str:
+    return str(current_app.config["TRACK_RATE_LIMIT_PER_IP"])
+
+
+def _per_ticket() -> str:
+    return str(current_app.config["TRACK_RATE_LIMIT_PER_TICKET"])
+
+
+def ticket_key() -> str:
+    """The ticket number asked about, normalized, from a JSON body or a form."""
+    data = request.get_json(silent=True, force=True) if request.is_json else request.form
+    text = data.get("ticket_number") if isinstance(data, dict) else None
+    number = (numbering.parse_number(text, current_app.config["TICKET_PREFIX"])
+              if isinstance(text, str) else None)
+    return f"ticket:{number if number is not None else '?'}"
+
+
+# Shared limits: the page and the API draw from the same counters.
+limit_per_ip = limiter.shared_limit(_per_ip, scope="track-ip", methods=["POST"])
+limit_per_ticket = limiter.shared_limit(_per_ticket, scope="track-ticket", key_func=ticket_key,
+                                        methods=["POST"])

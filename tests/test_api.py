@@ -1,0 +1,409 @@
+"""The JSON API (SPEC §6): every endpoint's success and error paths, on both databases."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import jwt as pyjwt
+import pytest
+from flask_jwt_extended import create_access_token
+from sqlalchemy import select
+
+from helpdesk.extensions import db
+from helpdesk.models import Participant, StaffUser, Ticket
+from helpdesk.services import Actor, TicketsService
+from helpdesk.services.staff import StaffService
+from tests.conftest import ApiClient, login_tokens
+
+NEW = {"subject": "VPN down", "description": "Since 9:00 nobody can connect.",
+       "requester_email": "Ann@Example.com", "requester_name": "Ann"}
+
+
+def envelope(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    error = response.get_json()["error"]
+    assert set(error) <= {"code", "message", "fields"} and error["message"]
+    if code:
+        assert error["code"] == code, error
+    return error
+
+
+def create(api: ApiClient, **changes: object) -> dict:
+    response = api.post("/tickets", {**NEW, **changes})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+# -- authentication ---------------------------------------------------------------------
+
+
+def test_login_returns_access_and_refresh_tokens(client, agent):
+    tokens = login_tokens(client, "AGENT@helpdesk.test", "agent-password-1")
+    assert set(tokens) == {"access_token", "refresh_token"}
+    assert ApiClient(client, tokens["access_token"]).get("/tickets").status_code == 200
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({"email": "agent@helpdesk.test", "password": "wrong-password"}, 401, "invalid_credentials"),
+    ({"email": "nobody@helpdesk.test", "password": "agent-password-1"}, 401, "invalid_credentials"),
+    ({"email": "agent@helpdesk.test"}, 422, "validation_error"),
+    ({"email": 5, "password": "x"}, 422, "validation_error"),
+    ({"email": "agent@helpdesk.test", "password": "x", "otp": "1"}, 422, "validation_error"),
+    ([1, 2], 422, "validation_error"),
+])
+def test_login_refusals(client, agent, body, status, code):
+    envelope(client.post("/api/v1/auth/login", json=body), status, code)
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(client, agent):
+    wrong = client.post("/api/v1/auth/login", json={"email": agent.email, "password": "nope!"})
+    unknown = client.post("/api/v1/auth/login", json={"email": "x@y.zz", "password": "nope!"})
+    assert wrong.get_json() == unknown.get_json()
+
+
+def test_malformed_json_is_a_400_envelope(client, agent):
+    response = client.post("/api/v1/auth/login", data=b'{"email": "a', content_type="application/json")
+    envelope(response, 400, "invalid_json")
+
+
+def test_deactivated_staff_cannot_log_in_and_their_tokens_stop_working(client, agent):
+    api = ApiClient(client, login_tokens(client, agent.email, "agent-password-1")["access_token"])
+    StaffService(db.session).set_active(db.session.get(StaffUser, agent.id), False)
+    db.session.commit()
+    envelope(api.get("/tickets"), 401, "invalid_token")
+    envelope(client.post("/api/v1/auth/login",
+                         json={"email": agent.email, "password": "agent-password-1"}),
+             401, "invalid_credentials")
+
+
+def test_refresh_gives_a_new_access_token_and_only_for_refresh_tokens(client, agent):
+    tokens = login_tokens(client, agent.email, "agent-password-1")
+    response = ApiClient(client, tokens["refresh_token"]).post("/auth/refresh")
+    assert response.status_code == 200
+    fresh = response.get_json()["access_token"]
+    assert ApiClient(client, fresh).get("/tickets").status_code == 200
+    envelope(ApiClient(client, tokens["access_token"]).post("/auth/refresh"), 401, "invalid_token")
+    envelope(ApiClient(client, tokens["refresh_token"]).get("/tickets"), 401, "invalid_token")
+
+
+def test_logout_revokes_the_access_and_the_refresh_token(client, agent):
+    tokens = login_tokens(client, agent.email, "agent-password-1")
+    api = ApiClient(client, tokens["access_token"])
+    response = api.post("/auth/logout", {"refresh_token": tokens["refresh_token"]})
+    assert response.get_json() == {"revoked": True}
+    envelope(api.get("/tickets"), 401, "token_revoked")
+    envelope(ApiClient(client, tokens["refresh_token"]).post("/auth/refresh"), 401, "token_revoked")
+
+
+def test_logout_refuses_someone_elses_or_a_broken_refresh_token(client, agent, admin):
+    mine = login_tokens(client, agent.email, "agent-password-1")
+    theirs = login_tokens(client, admin.email, "admin-password-1")
+    api = ApiClient(client, mine["access_token"])
+    envelope(api.post("/auth/logout", {"refresh_token": theirs["refresh_token"]}), 422)
+    api.token = login_tokens(client, agent.email, "agent-password-1")["access_token"]
+    envelope(api.post("/auth/logout", {"refresh_token": "not.a.token"}), 422)
+
+
+def _expired(app, user) -> str:  # type: ignore[no-untyped-def]
+    return create_access_token(identity=user, expires_delta=timedelta(seconds=-10))
+
+
+def _forged(user) -> str:  # type: ignore[no-untyped-def]
+    return pyjwt.encode({"sub": str(user.id), "type": "access", "jti": "x", "fresh": False,
+                         "exp": 4102444800, "iat": 0, "nbf": 0}, "not-our-secret-but-long-enough-for-hs256",
+                        algorithm="HS256")
+
+
+STAFF_ENDPOINTS = [
+    ("GET", "/tickets", None),
+    ("POST", "/tickets", NEW),
+    ("GET", "/tickets/TKT-000001", None),
+    ("PATCH", "/tickets/TKT-000001", {"priority": "high"}),
+    ("POST", "/tickets/TKT-000001/status", {"status": "open"}),
+    ("POST", "/tickets/TKT-000001/replies", {"body": "hi"}),
+    ("GET", "/stats", None),
+    ("POST", "/auth/logout", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), STAFF_ENDPOINTS)
+@pytest.mark.parametrize("problem", ["none", "expired", "forged", "garbage", "revoked", "refresh"])
+def test_every_staff_endpoint_refuses_a_bad_token(app, client, agent, service, method, path,
+                                                  body, problem):
+    service.open_ticket(subject="s", description="d", requester_email="c@example.com",
+                        channel="web", actor=Actor.system())
+    db.session.commit()
+    tokens = login_tokens(client, agent.email, "agent-password-1")
+    if problem == "revoked":
+        ApiClient(client, tokens["access_token"]).post("/auth/logout")
+    token = {"none": "", "expired": _expired(app, agent), "forged": _forged(agent),
+             "garbage": "abc", "revoked": tokens["access_token"],
+             "refresh": tokens["refresh_token"]}[problem]
+    response = ApiClient(client, token).call(method, path, body)
+    envelope(response, 401)
+    assert db.session.execute(select(Ticket.status)).scalar_one() == "new"  # nothing happened
+
+
+# -- tickets ------------------------------------------------------------------------------
+
+
+def test_create_ticket_shares_the_one_sequence_with_mail(api, service):
+    first = create(api)
+    assert first["number"] == "TKT-000001"
+    assert (first["channel"], first["status"], first["is_email_originated"]) == ("api", "new", False)
+    assert first["requester_email"] == "ann@example.com" and first["requester_name"] == "Ann"
+    service.open_ticket(subject="by mail", description="x", requester_email="b@example.com",
+                        channel="email", actor=Actor.customer("b@example.com"),
+                        is_email_originated=True)
+    db.session.commit()
+    assert create(api, subject="again")["number"] == "TKT-000003"
+    assert first["sla"]["state"] == "on_track" and first["sla"]["first_response_due_at"]
+
+
+def test_create_accepts_priority_category_and_cc(api):
+    ticket = create(api, priority="normal", category="billing", cc=["bob@example.com"])
+    assert (ticket["priority"], ticket["category"]) == ("medium", "billing")
+    detail = api.get(f"/tickets/{ticket['number']}").get_json()
+    assert detail["cc"] == ["bob@example.com"]
+
+
+@pytest.mark.parametrize(("changes", "fields"), [
+    ({"subject": ""}, {"subject"}),
+    ({"subject": "x" * 501}, {"subject"}),
+    ({"requester_email": "not-an-address"}, {"requester_email"}),
+    ({"requester_name": "n" * 201}, {"requester_name"}),
+    ({"priority": "critical", "category": "nonsense"}, {"priority", "category"}),
+    ({"subject": 12}, {"subject"}),
+    ({"cc": "bob@example.com"}, {"cc"}),
+    ({"cc": [1]}, {"cc"}),
+    ({"assignee": 1}, {"assignee"}),
+    ({"subject": "nul\x00byte"}, {"subject"}),
+])
+def test_create_refuses_bad_fields_by_name(api, changes, fields):
+    error = envelope(api.post("/tickets", {**NEW, **changes}), 422, "validation_error")
+    assert set(error["fields"]) == fields
+
+
+def test_create_requires_the_three_fields(api):
+    error = envelope(api.post("/tickets", {}), 422)
+    assert set(error["fields"]) == {"subject", "description", "requester_email"}
+
+
+def test_huge_body_is_413_json(api, app):
+    huge = {**NEW, "description": "x" * (app.config["MAX_CONTENT_LENGTH"] + 10)}
+    envelope(api.post("/tickets", huge), 413, "request_entity_too_large")
+
+
+def test_get_ticket_with_messages_and_history(api):
+    number = create(api)["number"]
+    api.post(f"/tickets/{number}/replies", {"body": "We are on it."})
+    api.post(f"/tickets/{number}/replies", {"body": "Looks like the firewall.", "internal": True})
+    detail = api.get("/tickets/tkt-1").get_json()
+    assert detail["number"] == number
+    assert [m["kind"] for m in detail["messages"]] == ["reply", "reply", "note"]
+    assert detail["messages"][1]["author"] == "Agnes Agent <agent@helpdesk.test>"
+    assert detail["messages"][1]["author_type"] == "staff"
+    assert detail["history"][0]["to"] == "new" and detail["history"][0]["automated"] is False
+    assert detail["sla"]["first_responded_at"] is not None
+
+
+@pytest.mark.parametrize("number", ["TKT-000099", "nonsense", "0", "TKT-999999999999999999"])
+def test_unknown_ticket_is_404(api, number):
+    envelope(api.get(f"/tickets/{number}"), 404, "not_found")
+
+
+def test_patch_changes_priority_category_and_assignee(api, agent, admin):
+    number = create(api)["number"]
+    response = api.patch(f"/tickets/{number}", {"priority": "urgent", "category": "technical",
+                                                "assignee": "admin@helpdesk.test"})
+    body = response.get_json()
+    assert (body["priority"], body["category"]) == ("urgent", "technical")
+    assert body["assignee"] == {"id": admin.id, "name": "Ada Admin", "email": "admin@helpdesk.test"}
+    assert api.patch(f"/tickets/{number}", {"assignee": agent.id}).get_json()["assignee"]["id"] == agent.id
+    assert api.patch(f"/tickets/{number}", {"assignee": None}).get_json()["assignee"] is None
+    fields = [h["field"] for h in api.get(f"/tickets/{number}").get_json()["history"]]
+    assert fields == ["status", "priority", "category", "assignee", "assignee", "assignee"]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"priority": "whenever"}, "priority"), ({"assignee": "ghost@helpdesk.test"}, "assignee"),
+    ({"assignee": 2**40}, "assignee"), ({"assignee": True}, "assignee"),
+    ({"status": "closed"}, "status"), ({"priority": None}, "priority"),
+])
+def test_patch_refuses_bad_values(api, body, field):
+    number = create(api)["number"]
+    assert field in envelope(api.patch(f"/tickets/{number}", body), 422)["fields"]
+
+
+def test_status_moves_and_409_names_the_allowed_targets(api):
+    number = create(api)["number"]
+    assert api.post(f"/tickets/{number}/status", {"status": "open"}).get_json()["status"] == "open"
+    error = envelope(api.post(f"/tickets/{number}/status", {"status": "closed"}), 409,
+                     "invalid_transition")
+    assert error["fields"]["allowed"] == ["in_progress", "cancelled"]
+    assert "in_progress" in error["message"]
+    envelope(api.post(f"/tickets/{number}/status", {"status": "bogus"}), 422)
+    envelope(api.post(f"/tickets/{number}/status", {}), 422)
+    history = api.get(f"/tickets/{number}").get_json()["history"]
+    assert [(h["from"], h["to"]) for h in history] == [(None, "new"), ("new", "open")]
+
+
+def test_replies_and_notes(api):
+    number = create(api)["number"]
+    reply = api.post(f"/tickets/{number}/replies", {"body": "Fixed?"})
+    assert reply.status_code == 201 and reply.get_json()["kind"] == "reply"
+    note = api.post(f"/tickets/{number}/replies", {"body": "Between us.", "internal": True})
+    assert note.get_json()["kind"] == "note"
+    envelope(api.post(f"/tickets/{number}/replies", {"body": "   "}), 422)
+    envelope(api.post(f"/tickets/{number}/replies", {"body": "x", "internal": "yes"}), 422)
+    api.post(f"/tickets/{number}/status", {"status": "cancelled"})
+    envelope(api.post(f"/tickets/{number}/replies", {"body": "too late"}), 422)
+    assert api.post(f"/tickets/{number}/replies", {"body": "noted", "internal": True}).status_code == 201
+
+
+def test_list_filters_search_sort_and_pages(api, agent):
+    create(api, subject="Printer jam", priority="low")
+    second = create(api, subject="Invoice wrong", category="billing", requester_email="bo@corp.example")
+    create(api, subject="Laptop", priority="urgent", description="Screen flickers")
+    api.post(f"/tickets/{second['number']}/status", {"status": "open"})
+    api.patch(f"/tickets/{second['number']}", {"assignee": agent.id})
+
+    def numbers(query: str) -> list[str]:
+        response = api.get(f"/tickets?{query}")
+        assert response.status_code == 200, response.get_json()
+        return [t["number"] for t in response.get_json()["items"]]
+
+    assert numbers("sort=number") == ["TKT-000001", "TKT-000002", "TKT-000003"]
+    assert numbers("status=open") == ["TKT-000002"]
+    assert numbers("status=new,open&sort=number") == ["TKT-000001", "TKT-000002", "TKT-000003"]
+    assert numbers("priority=urgent") == ["TKT-000003"]
+    assert numbers("category=billing") == ["TKT-000002"]
+    assert numbers("assignee=me") == numbers(f"assignee={agent.id}") == ["TKT-000002"]
+    assert numbers("assignee=agent@helpdesk.test") == ["TKT-000002"]
+    assert numbers("assignee=none&sort=number") == ["TKT-000001", "TKT-000003"]
+    assert numbers("q=flickers") == ["TKT-000003"]
+    assert numbers("q=corp.example") == ["TKT-000002"]
+    assert numbers("q=tkt-1") == ["TKT-000001"]
+    assert numbers("q=ANN@EXAMPLE.COM") == numbers("q=ann@example.com") == ["TKT-000003", "TKT-000001"]
+    assert numbers("sort=-priority")[0] == "TKT-000003"
+    assert numbers("sla=on_track&sort=number") == ["TKT-000001", "TKT-000002"]
+    assert numbers("sla=due_soon") == ["TKT-000003"]  # urgent: first response due in 15 min
+    assert numbers("sla=breached") == []
+    page = api.get("/tickets?per_page=2&page=2&sort=number").get_json()
+    assert (page["page"], page["per_page"], page["total"]) == (2, 2, 3)
+    assert [t["number"] for t in page["items"]] == ["TKT-000003"]
+    assert api.get("/tickets?per_page=500").get_json()["per_page"] == 100
+
+
+@pytest.mark.parametrize("query", [
+    "status=bogus", "page=0", "page=abc", "per_page=-1", "sort=password_hash", "sla=late",
+    "colour=red", "q=%00", "assignee=ghost@helpdesk.test", "page=99999999999999999999",
+    "assignee=%C2%B2", "assignee=99999999999", "page=%D9%A1",
+])
+def test_list_refuses_bad_parameters(api, query):
+    envelope(api.get(f"/tickets?{query}"), 422, "validation_error")
+
+
+def test_stats_counts(api):
+    create(api, priority="high")
+    number = create(api)["number"]
+    api.post(f"/tickets/{number}/replies", {"body": "On it"})
+    stats = api.get("/stats").get_json()
+    assert stats["total"] == 2
+    assert stats["by_status"]["new"] == 2 and stats["by_status"]["closed"] == 0
+    assert stats["by_priority"] == {"low": 0, "medium": 1, "high": 1, "urgent": 0}
+    assert stats["by_channel"]["api"] == 2
+    assert stats["first_response"]["count"] == 1
+    assert stats["first_response"]["average_seconds"] >= 0
+    assert stats["sla"]["by_state"] == {"breached": 0, "due_soon": 1, "on_track": 1, "met": 0}
+
+
+def test_unknown_api_route_and_method_are_json(api):
+    envelope(api.get("/nope"), 404, "not_found")
+    envelope(api.call("DELETE", "/tickets"), 405, "method_not_allowed")
+
+
+# -- the public tracker --------------------------------------------------------------------
+
+
+def test_track_shows_the_customer_view_without_internal_notes(client, api):
+    number = create(api)["number"]
+    api.post(f"/tickets/{number}/replies", {"body": "Please restart the router."})
+    api.post(f"/tickets/{number}/replies", {"body": "SECRET: customer is difficult", "internal": True})
+    response = client.post("/api/v1/public/track", json={"ticket_number": number.lower(),
+                                                         "email": "ANN@example.com"})
+    assert response.status_code == 200
+    view = response.get_json()
+    assert (view["number"], view["subject"], view["status"]) == (number, "VPN down", "new")
+    assert [r["body"] for r in view["replies"]] == ["Since 9:00 nobody can connect.",
+                                                    "Please restart the router."]
+    assert view["replies"][1]["author"] == "Agnes Agent"
+    assert "SECRET" not in response.get_data(as_text=True)
+    assert "agent@helpdesk.test" not in response.get_data(as_text=True)
+    assert view["timeline"][0]["status"] == "new"
+
+
+def test_track_works_for_a_cc_participant(client, api):
+    number = create(api, cc=["bob@example.com"])["number"]
+    assert client.post("/api/v1/public/track", json={"ticket_number": number,
+                                                     "email": "bob@example.com"}).status_code == 200
+
+
+def test_track_unknown_number_and_wrong_email_are_indistinguishable(client, api):
+    number = create(api)["number"]
+    wrong_email = client.post("/api/v1/public/track",
+                              json={"ticket_number": number, "email": "eve@example.com"})
+    unknown = client.post("/api/v1/public/track",
+                          json={"ticket_number": "TKT-000777", "email": "ann@example.com"})
+    garbage = client.post("/api/v1/public/track", json={"ticket_number": "x", "email": ""})
+    assert wrong_email.status_code == unknown.status_code == garbage.status_code == 404
+    assert wrong_email.get_json() == unknown.get_json() == garbage.get_json()
+
+
+def test_track_is_rate_limited_per_ip(client, app, api):
+    app.config["TRACK_RATE_LIMIT_PER_TICKET"] = "1000 per minute"
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
+    codes = [client.post("/api/v1/public/track",
+                         json={"ticket_number": f"TKT-{n:06d}", "email": "a@b.cc"}).status_code
+             for n in range(limit + 1)]
+    assert codes[:limit] == [404] * limit
+    envelope(client.post("/api/v1/public/track", json={"ticket_number": "1", "email": "a@b.cc"}),
+             429, "too_many_requests")
+
+
+def test_track_is_rate_limited_per_ticket_across_addresses(client, app, api):
+    number = create(api)["number"]
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_TICKET"].split()[0])
+    for n in range(limit):
+        response = client.post("/api/v1/public/track",
+                               json={"ticket_number": number, "email": f"guess{n}@example.com"},
+                               environ_base={"REMOTE_ADDR": f"10.0.0.{n + 1}"})
+        assert response.status_code == 404
+    response = client.post("/api/v1/public/track", json={"ticket_number": number.lower(),
+                                                         "email": "ann@example.com"},
+                           environ_base={"REMOTE_ADDR": "10.0.1.1"})
+    envelope(response, 429, "too_many_requests")
+
+
+def test_login_is_rate_limited(client, app, agent):
+    limit = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
+    for _ in range(limit):
+        client.post("/api/v1/auth/login", json={"email": agent.email, "password": "guess-guess"})
+    envelope(client.post("/api/v1/auth/login",
+                         json={"email": agent.email, "password": "agent-password-1"}),
+             429, "too_many_requests")
+
+
+def test_participants_are_stored_for_api_tickets(api):
+    create(api, cc=["Bob@Example.com", "bob@example.com", "ann@example.com"])
+    assert db.session.execute(select(Participant.email)).scalars().all() == ["bob@example.com"]
+
+
+def test_api_ticket_reply_counts_for_first_response(api, service):
+    number = create(api)["number"]
+    api.post(f"/tickets/{number}/replies", {"body": "note first", "internal": True})
+    ticket = TicketsService.get(service, number)
+    assert ticket.first_responded_at is None
+    api.post(f"/tickets/{number}/replies", {"body": "public"})
+    db.session.refresh(ticket)
+    assert ticket.first_responded_at is not None and ticket.first_response_breached is False

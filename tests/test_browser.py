@@ -1,0 +1,195 @@
+"""A support desk's day in a real headless Chromium (Debian's, driven by Playwright):
+log in, filter the queue, open a ticket, reply, note, resolve, approve a held mail,
+authorize a domain, and look the ticket up on /track as the customer.
+
+The portal runs on a real HTTP server on loopback with production cookie flags
+(Secure, HttpOnly, SameSite=Lax) and CSRF on. Screenshots of the queue and the
+ticket page are saved under tests/artifacts/ on every run (README shows them), and
+of the page in hand when a step fails.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from config import TestingConfig as PortalConfig
+from helpdesk import create_app
+from helpdesk.extensions import db
+from helpdesk.models import AuthorizedSender, Message, QuarantineItem, Ticket
+from helpdesk.services import Actor, TicketsService
+from tests.mail import message
+from tests.pgserver import free_port
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+ADMIN_EMAIL = "admin@helpdesk.test"  # the `admin` fixture's; ORM attributes would hit the DB
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run",
+               "--disable-quic"]
+
+
+@pytest.fixture
+def live_portal(database_url: str) -> Iterator[str]:
+    """The portal on a real server thread, with the cookie flags of production."""
+    app = create_app(PortalConfig, SQLALCHEMY_DATABASE_URI=database_url, SECURE_COOKIES=True)
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def browser_page(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing; `make test` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(15_000)
+        try:
+            yield page
+        finally:
+            report = getattr(request.node, "rep_call", None)
+            if report is not None and report.failed:
+                page.screenshot(path=str(ARTIFACTS / f"failure-{request.node.name}.png"),
+                                full_page=True)
+            browser.close()
+
+
+def _flash(page) -> str:  # type: ignore[no-untyped-def]
+    return page.locator(".flash").first.inner_text()
+
+
+def test_a_support_day_in_a_real_browser(app, admin, gateway, live_portal, browser_page):
+    service = TicketsService.from_config(db.session, app.config)
+    for subject, priority in (("Printer on fire", "urgent"), ("Invoice question", "low")):
+        service.open_ticket(subject=subject, description=f"{subject}: please help.",
+                            requester_email="ann@example.com", requester_name="Ann",
+                            priority=priority, channel="email",
+                            actor=Actor.customer("ann@example.com", "Ann"),
+                            is_email_originated=True)
+    db.session.commit()
+    gateway.send(message(sender="newcomer@partner.example", subject="Access to the portal?"))
+    db.session.rollback()  # from here on the test thread holds no SQLite lock between reads
+    page = browser_page
+
+    # Log in.
+    page.goto(f"{live_portal}/tickets")
+    assert page.url.startswith(f"{live_portal}/login")
+    page.fill("#email", ADMIN_EMAIL)
+    page.fill("#password", "admin-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_portal}/tickets")
+    session_cookie = next(c for c in page.context.cookies() if c["name"] == "helpdesk_session")
+    assert session_cookie["secure"] and session_cookie["httpOnly"]
+
+    # Filter the queue.
+    assert page.locator("tbody tr").count() == 2
+    page.select_option("#priority", "urgent")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**priority=urgent**")
+    assert page.locator("tbody tr").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
+
+    # Open the ticket: it becomes open.
+    page.click("text=TKT-000001")
+    page.wait_for_url(f"{live_portal}/tickets/TKT-000001")
+    assert "open" in page.locator("aside .badge").first.inner_text()
+
+    # Reply, then an internal note.
+    page.fill("#body", "A technician is on the way with an extinguisher.")
+    page.click("button[value=reply]")
+    assert _flash(page) == "Reply sent."
+    page.fill("#body", "Third fire this month: replace the printer.")
+    page.click("button[value=note]")
+    assert _flash(page) == "Note added."
+    assert page.locator("article.message.note").count() == 1
+
+    # Move it on to resolved, through the only buttons offered.
+    page.click("button[name=status][value=in_progress]")
+    assert _flash(page) == "Status is now in progress."
+    page.fill("#reason", "extinguished")
+    page.click("button[name=status][value=resolved]")
+    assert _flash(page) == "Status is now resolved."
+    page.screenshot(path=str(ARTIFACTS / "ticket.png"), full_page=True)
+    ticket = db.session.execute(select(Ticket).where(Ticket.number == 1)).scalar_one()
+    assert ticket.status == "resolved"
+    kinds = db.session.execute(select(Message.kind).where(Message.ticket_id == ticket.id)
+                               .order_by(Message.id)).scalars().all()
+    assert kinds == ["reply", "reply", "note"]
+    db.session.rollback()
+
+    # Approve the held mail: it becomes the next ticket.
+    page.click("nav >> text=Quarantine")
+    assert page.locator("tbody tr").count() == 1
+    page.click("text=Access to the portal?")
+    assert "newcomer@partner.example" in page.locator("pre.raw").inner_text()
+    page.click("button:has-text('Approve')")
+    assert _flash(page).startswith("Approved: created TKT-000003")
+    assert db.session.execute(select(QuarantineItem.state)).scalar_one() == "approved"
+    db.session.rollback()
+
+    # Authorize the sender's whole domain.
+    page.click("nav >> text=Senders")
+    page.fill("#pattern", "@partner.example")
+    page.fill("#organization", "Partner Ltd")
+    page.click("button:has-text('Authorize')")
+    assert _flash(page) == "Authorized @partner.example for Partner Ltd."
+    assert db.session.execute(select(AuthorizedSender.pattern)).scalar_one() == "@partner.example"
+    db.session.rollback()
+
+    # The customer looks the ticket up, without an account.
+    page.click("button:has-text('Log out')")
+    page.goto(f"{live_portal}/track")
+    page.fill("#ticket_number", "tkt-1")
+    page.fill("#email", "ann@example.com")
+    page.click("button:has-text('Look up')")
+    view = page.locator("main").inner_text()
+    assert "TKT-000001 · Printer on fire" in view and "resolved" in view
+    assert "A technician is on the way" in view
+    assert "Third fire this month" not in view  # internal notes never reach the customer
+    page.fill("#email", "mallory@example.com")
+    page.click("button:has-text('Look up')")
+    assert page.locator("[role=alert]").inner_text() == (
+        "No ticket matches this number and email address.")
+
+
+def test_xss_in_mail_does_not_run_in_the_portal(app, admin, live_portal, browser_page):
+    service = TicketsService.from_config(db.session, app.config)
+    ticket = service.open_ticket(
+        subject='<img src=x onerror="document.title=\'pwned\'">',
+        description="<script>document.title='pwned'</script>",
+        requester_email="eve@example.com", channel="email", actor=Actor.customer("eve@example.com"),
+        body_html='<p>Hi</p><img src=x onerror="document.title=\'pwned\'">'
+                  '<a href="javascript:document.title=\'pwned\'">click</a>')
+    db.session.commit()
+    number = f"TKT-{ticket.number:06d}"
+    db.session.rollback()
+    page = browser_page
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{live_portal}/login")
+    page.fill("#email", ADMIN_EMAIL)
+    page.fill("#password", "admin-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_portal}/tickets")
+    page.goto(f"{live_portal}/tickets/{number}")
+    page.click("summary")  # show the sanitized HTML version
+    page.click("text=click")
+    page.wait_for_timeout(300)
+    assert page.title() != "pwned" and not dialogs
+    assert "<script>document.title" in page.locator("article .body").first.inner_text()

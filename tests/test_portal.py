@@ -1,0 +1,345 @@
+"""The staff portal and the tracker page through the Flask test client: login, roles,
+CSRF, escaping, every page and form (the browser test drives the same in Chromium)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import g
+from sqlalchemy import select
+
+from config import TestingConfig as ProductionLikeConfig
+from helpdesk import create_app
+from helpdesk.extensions import db
+from helpdesk.models import AuthorizedSender, Message, QuarantineItem, StaffUser, Ticket
+from helpdesk.services import Actor, TicketsService
+from helpdesk.services.tickets import NewAttachment
+from tests.mail import message
+
+_CSRF = re.compile(rb'name="csrf_token" value="([^"]+)"')
+
+
+class Portal:
+    """A logged-in browser session on the test client, posting forms with their token.
+
+    Each real request gets a fresh app context and so a fresh `g`; under the `app`
+    fixture's context the test client reuses one, so `g` (where Flask-WTF caches the
+    CSRF token) is emptied before every request, as a real request would find it.
+    """
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self.client = _FreshG(client)
+
+    def token(self, page: str = "/login") -> str:
+        match = _CSRF.search(self.client.get(page).data)
+        assert match, f"no CSRF token on {page}"
+        return match.group(1).decode()
+
+    def login(self, email: str, password: str):  # type: ignore[no-untyped-def]
+        return self.client.post("/login", data={"email": email, "password": password,
+                                                "csrf_token": self.token()})
+
+    def get(self, path: str):  # type: ignore[no-untyped-def]
+        response = self.client.get(path)
+        db.session.rollback()
+        db.session.expire_all()
+        return response
+
+    def post(self, path: str, data: dict[str, str] | None = None, *, page: str = "/tickets",
+             csrf: bool = True):  # type: ignore[no-untyped-def]
+        form = dict(data or {})
+        if csrf:
+            form["csrf_token"] = self.token(page)
+        response = self.client.post(path, data=form)
+        db.session.rollback()
+        db.session.expire_all()
+        return response
+
+
+class _FreshG:
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self._client = client
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        attribute = getattr(self._client, name)
+        if name not in ("get", "post", "open"):
+            return attribute
+
+        def request(*args, **kwargs):  # type: ignore[no-untyped-def]
+            for key in list(vars(g)):
+                delattr(g, key)
+            return attribute(*args, **kwargs)
+
+        return request
+
+
+@pytest.fixture
+def portal(client, agent) -> Portal:  # type: ignore[no-untyped-def]
+    session = Portal(client)
+    assert session.login(agent.email, "agent-password-1").status_code == 302
+    return session
+
+
+@pytest.fixture
+def admin_portal(client, admin) -> Portal:  # type: ignore[no-untyped-def]
+    session = Portal(client)
+    assert session.login(admin.email, "admin-password-1").status_code == 302
+    return session
+
+
+def opened(service: TicketsService, subject: str = "Printer on fire", **kwargs: object) -> Ticket:
+    ticket = service.open_ticket(subject=subject, description="It smokes.",
+                                 requester_email="ann@example.com", channel="email",
+                                 actor=Actor.customer("ann@example.com"), **kwargs)
+    db.session.commit()
+    return ticket
+
+
+STAFF_PAGES = ["/tickets", "/tickets/new", "/tickets/TKT-000001", "/dashboard", "/quarantine",
+               "/admin/senders", "/admin/staff", "/attachments/1", "/quarantine/1"]
+ADMIN_PAGES = ["/admin/senders", "/admin/staff"]
+
+
+@pytest.mark.parametrize("path", STAFF_PAGES)
+def test_every_staff_page_requires_login(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize("path", ["/tickets/TKT-000001/reply", "/tickets/TKT-000001/status",
+                                  "/tickets/TKT-000001/update", "/quarantine/1/approve",
+                                  "/admin/senders", "/admin/senders/remove", "/admin/staff",
+                                  "/admin/staff/1/active", "/tickets/new"])
+def test_every_staff_form_requires_login(client, path):
+    client.get("/login")
+    response = client.post(path, data={"csrf_token": Portal(client).token()})
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("path", ADMIN_PAGES)
+def test_agents_cannot_administer(portal, path):
+    assert portal.get(path).status_code == 403
+    assert portal.post(path, {"pattern": "@evil.example", "organization": "Evil",
+                              "email": "x@y.zz", "name": "X", "role": "admin"}).status_code == 403
+    assert db.session.execute(select(AuthorizedSender)).first() is None
+    assert db.session.execute(select(StaffUser).where(StaffUser.email == "x@y.zz")).first() is None
+
+
+def test_login_failure_and_logout(client, agent):
+    session = Portal(client)
+    response = session.login(agent.email, "wrong")
+    assert response.status_code == 401 and b"Wrong email or password." in response.data
+    assert session.login(agent.email, "agent-password-1").headers["Location"] == "/tickets"
+    assert session.get("/tickets").status_code == 200
+    assert session.post("/logout", page="/tickets").status_code == 302
+    assert session.get("/tickets").status_code == 302
+
+
+def test_login_redirects_only_to_local_pages(client, agent):
+    session = Portal(client)
+    for target, expected in (("/tickets/TKT-000001", "/tickets/TKT-000001"),
+                             ("https://evil.example/", "/tickets"), ("//evil.example", "/tickets")):
+        response = session.client.post(f"/login?next={target}", data={
+            "email": agent.email, "password": "agent-password-1", "csrf_token": session.token()})
+        assert response.headers["Location"] == expected
+
+
+def test_forms_without_a_csrf_token_are_refused(portal, service):
+    ticket = opened(service)
+    response = portal.post("/tickets/TKT-000001/reply", {"body": "forged", "kind": "reply"},
+                           csrf=False)
+    assert response.status_code == 400 and b"form expired" in response.data
+    response = portal.client.post("/tickets/TKT-000001/reply",
+                                  data={"body": "forged", "kind": "reply", "csrf_token": "bogus"})
+    assert response.status_code == 400
+    db.session.rollback()
+    assert len(db.session.get(Ticket, ticket.id).messages) == 1
+
+
+def test_deactivated_staff_are_logged_out_at_the_next_click(portal, agent):
+    assert portal.get("/tickets").status_code == 200
+    db.session.get(StaffUser, agent.id).is_active = False
+    db.session.commit()
+    assert portal.get("/tickets").status_code == 302
+
+
+def test_user_strings_are_escaped_everywhere(portal, service):
+    script = "<script>alert(1)</script>"
+    ticket = opened(service, subject=script, requester_name="<img src=x onerror=alert(2)>")
+    TicketsService.add_message(service, ticket, body=script, actor=Actor.customer("ann@example.com"),
+                               channel="email", body_html='<p onclick="alert(3)">hi<script>x()</script></p>')
+    db.session.commit()
+    for page in ("/tickets", "/tickets/TKT-000001", "/tickets?q=%3Cscript%3E"):
+        html = portal.get(page).data
+        assert b"<script>alert" not in html and b"<img src=x" not in html
+        assert b"onclick" not in html
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in portal.get("/tickets/TKT-000001").data
+
+
+def test_security_headers_on_every_page(client):
+    response = client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_production_cookie_flags(database_url):
+    app = create_app(ProductionLikeConfig, SQLALCHEMY_DATABASE_URI=database_url, SECURE_COOKIES=True)
+    client = app.test_client()
+    client.get("/login", base_url="https://localhost")
+    cookie = client.get_cookie("helpdesk_session", domain="localhost")
+    assert cookie is not None and cookie.secure and cookie.http_only
+    assert cookie.same_site == "Lax"
+
+
+def test_opening_a_new_ticket_moves_it_to_open(portal, service):
+    ticket = opened(service)
+    page = portal.get("/tickets/TKT-000001")
+    assert page.status_code == 200 and b"Printer on fire" in page.data
+    ticket = db.session.get(Ticket, ticket.id)
+    assert ticket.status == "open"
+    assert (ticket.history[-1].new_value, ticket.history[-1].automated) == ("open", True)
+
+
+def test_reply_note_status_and_properties_from_the_ticket_page(portal, service, agent, admin):
+    ticket = opened(service)
+    portal.get("/tickets/TKT-000001")
+    portal.post("/tickets/TKT-000001/reply", {"body": "On my way.", "kind": "reply"})
+    portal.post("/tickets/TKT-000001/reply", {"body": "Toner everywhere.", "kind": "note"})
+    portal.post("/tickets/TKT-000001/update", {"priority": "high", "category": "technical",
+                                               "assignee": str(admin.id)})
+    portal.post("/tickets/TKT-000001/status", {"status": "in_progress"})
+    response = portal.post("/tickets/TKT-000001/status", {"status": "closed"})
+    assert response.status_code == 302
+    page = portal.get("/tickets/TKT-000001").data
+    assert b"Cannot move a ticket from in_progress to closed" in page
+    portal.post("/tickets/TKT-000001/status", {"status": "resolved", "reason": "toner replaced"})
+    ticket = db.session.get(Ticket, ticket.id)
+    assert [m.kind for m in ticket.messages] == ["reply", "reply", "note"]
+    assert (ticket.priority, ticket.category, ticket.assignee_id) == ("high", "technical", admin.id)
+    assert ticket.status == "resolved" and ticket.history[-1].reason == "toner replaced"
+    page = portal.get("/tickets/TKT-000001").data
+    assert b'class="message note' in page and b"Internal note" not in page  # label comes from CSS
+    assert b'value="closed"' in page and b'value="reopened"' in page
+    assert b'value="in_progress"' not in page  # only allowed transitions are offered
+
+
+def test_queue_filters_search_and_pages(portal, service, agent):
+    for n in range(30):
+        opened(service, subject=f"Ticket {n}", priority="urgent" if n == 7 else "low")
+    service.assign(service.get(3), agent.id, actor=Actor.staff(agent))
+    db.session.commit()
+    page = portal.get("/tickets").data.decode()
+    assert "Tickets <span class=\"muted\">(30)</span>" in page and "Page 1 of 2" in page
+    assert "Ticket 7" in portal.get("/tickets?priority=urgent").data.decode()
+    assert "(1)" in portal.get("/tickets?priority=urgent").data.decode()
+    assert "(1)" in portal.get("/tickets?assignee=mine").data.decode()
+    assert "(29)" in portal.get("/tickets?assignee=none").data.decode()
+    assert "(1)" in portal.get("/tickets?q=Ticket+12").data.decode()
+    assert "(1)" in portal.get("/tickets?sla=due_soon").data.decode()  # the urgent one
+    assert "Page 2 of 2" in portal.get("/tickets?page=2").data.decode()
+    assert portal.get("/tickets?page=abc&sort=evil&status=bogus").status_code == 200
+    assert portal.get("/tickets?assignee=%C2%B2&page=%C2%B2").status_code == 200
+    assert portal.get("/quarantine/99999999999").status_code == 404
+
+
+def test_new_ticket_form(portal, agent):
+    response = portal.post("/tickets/new", {"subject": "Phone call", "description": "Caller",
+                                            "requester_email": "carl@example.com",
+                                            "priority": "high", "category": "sales",
+                                            "assignee": str(agent.id)}, page="/tickets/new")
+    assert response.headers["Location"] == "/tickets/TKT-000001"
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert (ticket.channel, ticket.priority, ticket.assignee_id) == ("web", "high", agent.id)
+    bad = portal.post("/tickets/new", {"subject": "", "requester_email": "nope"}, page="/tickets/new")
+    assert bad.status_code == 422 and b"Subject is required" in bad.data
+
+
+def test_attachments_download_never_render(portal, service):
+    ticket = opened(service, attachments=[NewAttachment("evil.html", "text/html",
+                                                       b"<script>alert(1)</script>")])
+    attachment = ticket.messages[0].attachments[0] if ticket.messages else None
+    db.session.expire_all()
+    attachment = db.session.execute(select(Message)).scalar_one().attachments[0]
+    response = portal.get(f"/attachments/{attachment.id}")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == "attachment; filename=evil.html"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.mimetype == "application/octet-stream"
+    assert portal.get("/attachments/999").status_code == 404
+
+
+def test_quarantine_review_in_the_portal(portal, gateway):
+    gateway.send(message(sender="stranger@example.org", subject="Let me in"))
+    gateway.send(message(sender="spammer@example.org", subject="Cheap pills"))
+    items = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars().all()
+    page = portal.get("/quarantine").data
+    assert b"Let me in" in page and b"Cheap pills" in page
+    assert b"stranger@example.org" in portal.get(f"/quarantine/{items[0].id}").data
+    portal.post(f"/quarantine/{items[0].id}/approve", page="/quarantine")
+    portal.post(f"/quarantine/{items[1].id}/spam", page="/quarantine")
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert (ticket.subject, ticket.number) == ("Let me in", 1)
+    states = db.session.execute(select(QuarantineItem.state).order_by(QuarantineItem.id)).scalars().all()
+    assert states == ["approved", "spam"]
+    assert b"Nothing is waiting" in portal.get("/quarantine").data
+    assert portal.post(f"/quarantine/{items[0].id}/bogus", page="/quarantine").status_code == 404
+
+
+def test_admin_manages_senders_and_staff(admin_portal, admin):
+    admin_portal.post("/admin/senders", {"pattern": "@Corp.Example", "organization": "Corp"},
+                      page="/admin/senders")
+    rule = db.session.execute(select(AuthorizedSender)).scalar_one()
+    assert (rule.pattern, rule.organization.name) == ("@corp.example", "Corp")
+    page = admin_portal.get("/admin/senders").data
+    assert b"@corp.example" in page
+    admin_portal.post("/admin/senders", {"pattern": "nonsense", "organization": "X"},
+                      page="/admin/senders")
+    assert b"must be an address" in admin_portal.get("/admin/senders").data
+    admin_portal.post("/admin/senders/remove", {"pattern": "@corp.example"}, page="/admin/senders")
+    assert db.session.execute(select(AuthorizedSender)).first() is None
+
+    response = admin_portal.post("/admin/staff", {"name": "Neo", "email": "neo@helpdesk.test",
+                                                  "role": "agent"}, page="/admin/staff")
+    assert response.status_code == 302
+    assert b"Their password: " in admin_portal.get("/admin/staff").data
+    neo = db.session.execute(select(StaffUser).where(StaffUser.email == "neo@helpdesk.test")).scalar_one()
+    admin_portal.post(f"/admin/staff/{neo.id}/active", {"active": "0"}, page="/admin/staff")
+    db.session.refresh(neo)
+    assert neo.is_active is False
+    admin_portal.post(f"/admin/staff/{admin.id}/active", {"active": "0"}, page="/admin/staff")
+    assert db.session.get(StaffUser, admin.id).is_active is True
+
+
+def test_dashboard_shows_counts(portal, service):
+    opened(service, priority="urgent")
+    opened(service)
+    page = portal.get("/dashboard").data.decode()
+    assert '<div class="stat">2</div>' in page
+    assert "urgent</a> <strong>1</strong>" in page
+
+
+def test_tracker_page_shows_the_customer_view(client, service, agent):
+    ticket = opened(service)
+    service.add_message(ticket, body="We sent a technician.", actor=Actor.staff(agent), channel="web")
+    service.add_message(ticket, body="INTERNAL: billing dispute", actor=Actor.staff(agent),
+                        channel="web", internal=True)
+    db.session.commit()
+    session = Portal(client)
+    token = session.token("/track")
+    page = client.post("/track", data={"ticket_number": "tkt-1", "email": "ANN@example.com",
+                                       "csrf_token": token})
+    assert page.status_code == 200
+    text = page.data.decode()
+    assert "TKT-000001" in text and "We sent a technician." in text
+    assert "INTERNAL" not in text and "agent@helpdesk.test" not in text
+    wrong = client.post("/track", data={"ticket_number": "TKT-000001", "email": "eve@example.com",
+                                        "csrf_token": token})
+    unknown = client.post("/track", data={"ticket_number": "TKT-000042", "email": "ann@example.com",
+                                          "csrf_token": token})
+    assert wrong.status_code == unknown.status_code == 404
+    assert wrong.data.replace(b"TKT-000001", b"N").replace(b"eve@example.com", b"E") == \
+        unknown.data.replace(b"TKT-000042", b"N").replace(b"ann@example.com", b"E")
