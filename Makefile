@@ -31,11 +31,13 @@ bench: $(VENV)/.dev servers
 	$(PY) -m bench.imap_bench
 
 ## Server binaries for the test harness, which starts its own PostgreSQL and Dovecot
-## on free loopback ports (Debian packages, installed only when missing).
+## on free loopback ports, and openssl for the outbound TLS tests' certificate
+## (Debian packages, installed only when missing).
 servers:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing$$missing (Debian packages) for the tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
