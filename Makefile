@@ -31,13 +31,15 @@ bench: $(VENV)/.dev servers
 	$(PY) -m bench.imap_bench
 
 ## Debian packages the tests need, installed only when missing: PostgreSQL and Dovecot
-## (the harness starts its own servers on free loopback ports) and Chromium (driven
-## by Playwright; never `playwright install`, which downloads a browser).
+## (the harness starts its own servers on free loopback ports), Chromium (driven by
+## Playwright; never `playwright install`, which downloads a browser) and openssl
+## (the outbound TLS tests' certificate).
 servers:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing$$missing (Debian packages) for the tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

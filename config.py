@@ -99,7 +99,22 @@ class Config:
     IMAP_FAILED_FOLDER = _env("IMAP_FAILED_FOLDER", "Failed")
     IMAP_MAX_BACKOFF_SECONDS = _env_int("IMAP_MAX_BACKOFF_SECONDS", 60)
 
+    # Outbound notifications (mailgateway.outbound). An empty URL turns the sender
+    # off: rows wait in the outbox until a gateway with a URL picks them up.
     OUTBOUND_SMTP_URL = _env("OUTBOUND_SMTP_URL", "smtp://127.0.0.1:25")
+    OUTBOUND_FROM = _env("OUTBOUND_FROM", f"Helpdesk <{SUPPORT_ADDRESSES[0]}>")
+    PORTAL_URL = _env("PORTAL_URL", "http://127.0.0.1:5000").rstrip("/")
+    MAIL_TEMPLATES_DIR = _env("MAIL_TEMPLATES_DIR", str(INSTANCE_DIR / "mail_templates"))
+    OUTBOUND_POLL_SECONDS = float(_env("OUTBOUND_POLL_SECONDS", "2"))
+    OUTBOUND_BATCH_SIZE = _env_int("OUTBOUND_BATCH_SIZE", 20)
+    OUTBOUND_TIMEOUT_SECONDS = float(_env("OUTBOUND_TIMEOUT_SECONDS", "30"))
+    OUTBOUND_RETRY_FIRST = parse_duration(_env("OUTBOUND_RETRY_FIRST", "1m"))
+    OUTBOUND_RETRY_MAX = parse_duration(_env("OUTBOUND_RETRY_MAX", "1h"))
+    OUTBOUND_GIVE_UP_AFTER = parse_duration(_env("OUTBOUND_GIVE_UP_AFTER", "3d"))
+    OUTBOUND_LEASE = parse_duration(_env("OUTBOUND_LEASE", "10m"))
+    OUTBOUND_RATE_WINDOW = parse_duration(_env("OUTBOUND_RATE_WINDOW", "1h"))
+    OUTBOUND_MAX_AUTO_PER_RECIPIENT = _env_int("OUTBOUND_MAX_AUTO_PER_RECIPIENT", 20)
+    OUTBOUND_MAX_AUTO_PER_TICKET = _env_int("OUTBOUND_MAX_AUTO_PER_TICKET", 10)
 
     TICKET_PREFIX = _env("TICKET_PREFIX", "TKT-")
     TICKET_NUMBER_WIDTH = _env_int("TICKET_NUMBER_WIDTH", 6)
@@ -141,3 +156,7 @@ class TestingConfig(Config):
     UNKNOWN_SENDER_POLICY = "quarantine"
     TRUSTED_AUTHSERV_ID = ""
     SECURE_COOKIES = False  # the test client talks plain http
+    OUTBOUND_SMTP_URL = ""  # tests point the sender at their own SMTP sink
+    OUTBOUND_FROM = "Helpdesk <support@helpdesk.test>"
+    PORTAL_URL = "http://helpdesk.test"
+    MAIL_TEMPLATES_DIR = ""

@@ -1,12 +1,13 @@
 """The mail gateway entry point: builds the same app (same config, same database)
-as `wsgi.py` and runs the gateway until SIGTERM or SIGINT."""
+as `wsgi.py` and runs the gateway — SMTP listener, IMAP pollers and the outbound
+mail sender (`mailgateway.runner`) — until SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import logging
 import sys
 
 from helpdesk import create_app
-from mailgateway.imap import InvalidImapUrl
+from mailgateway.serverurl import InvalidServerUrl
 from mailgateway.runner import run
 
 
@@ -18,7 +19,7 @@ def main() -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     try:
         run(create_app())
-    except InvalidImapUrl as exc:
+    except InvalidServerUrl as exc:  # IMAP_URL or OUTBOUND_SMTP_URL
         sys.exit(f"gateway: {exc}")
 
 

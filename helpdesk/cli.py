@@ -12,13 +12,14 @@ from flask.cli import AppGroup
 from helpdesk import numbering
 from helpdesk.database import transaction
 from helpdesk.errors import DomainError
-from helpdesk.services import Actor
+from helpdesk.services import Actor, notifications
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 
 senders_cli = AppGroup("senders", help="Authorized senders: addresses or @domains.")
 tickets_cli = AppGroup("tickets", help="Ticket numbering.")
 quarantine_cli = AppGroup("quarantine", help="Review mail held by the gateway.")
+outbox_cli = AppGroup("outbox", help="Notifications waiting, sent, failed or skipped.")
 CLI_REVIEWER = Actor.system("cli")
 
 
@@ -164,6 +165,33 @@ def quarantine_reject(item_id: int, spam: bool) -> None:
     click.echo(f"{'Marked as spam' if spam else 'Rejected'}: {item_id}")
 
 
+@outbox_cli.command("list")
+@click.option("--state", default=None, help="Only rows in this state (e.g. failed).")
+@click.option("--limit", default=50, show_default=True)
+@_domain_errors
+def outbox_list(state: str | None, limit: int) -> None:
+    """The newest notifications with their state and, when not sent, why."""
+    with transaction() as session:
+        rows = notifications.outbox(session, state, limit)
+        if not rows:
+            click.echo("The outbox is empty." if state is None else f"No {state} rows.")
+        for row in rows:
+            why = f"  — {row.last_error}" if row.last_error else ""
+            click.echo(f"{row.id:>6}  {row.created_at:%Y-%m-%d %H:%M}  {row.state:<8} "
+                       f"{row.kind:<8} {row.to_address:<32} attempts {row.attempts}{why}")
+
+
+@outbox_cli.command("retry")
+@click.argument("row_id", type=int)
+@_domain_errors
+def outbox_retry(row_id: int) -> None:
+    """Send a failed or skipped notification again."""
+    with transaction() as session:
+        notifications.retry(session, row_id)
+    click.echo(f"Outbox row {row_id} will be sent again.")
+
+
 def init_app(app: Flask) -> None:
-    for command in (create_staff, create_first_admin, senders_cli, tickets_cli, quarantine_cli):
+    for command in (create_staff, create_first_admin, senders_cli, tickets_cli, quarantine_cli,
+                    outbox_cli):
         app.cli.add_command(command)

@@ -295,31 +295,52 @@ class QuarantineItem(db.Model):
 
 
 class OutboxMessage(db.Model):
-    """A notification waiting to be sent, written in the transaction that caused it."""
+    """A notification to one recipient, written in the transaction that caused it.
+
+    The row records the event (kind, the reply it carries, the status change);
+    the sender (`mailgateway.outbound`) renders subject, bodies and the signed
+    Message-ID when it first claims the row, because a new ticket's number and id
+    do not exist yet when its acknowledgment is queued. The rendered mail is kept,
+    so a retry sends exactly the same message (same Message-ID) and staff can see
+    what went out. `last_error` says why a row failed, was skipped or bounced.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (
         _one_of("state", v.OUTBOX_STATES, "state"),
+        _one_of("kind", v.NOTIFICATION_KINDS, "kind"),
         Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_outbox_to_address_claimed_at", "to_address", "claimed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"), index=True)
     kind: Mapped[str] = mapped_column(String(30))
     to_address: Mapped[str] = mapped_column(String(320))
+    # The other recipients of the same notification, shown in the Cc header only:
+    # each recipient gets its own copy with its own signed Message-ID.
     cc_addresses: Mapped[str] = mapped_column(Text, default="")
-    subject: Mapped[str] = mapped_column(String(1000))
-    body_text: Mapped[str] = mapped_column(Text)
+    reply_id: Mapped[Optional[int]] = mapped_column(ForeignKey("messages.id"))
+    old_status: Mapped[Optional[str]] = mapped_column(String(20))
+    new_status: Mapped[Optional[str]] = mapped_column(String(20))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[Optional[str]] = mapped_column(String(1000))
+    body_text: Mapped[Optional[str]] = mapped_column(Text)
     body_html: Mapped[Optional[str]] = mapped_column(Text)
-    message_id: Mapped[str] = mapped_column(String(1000), unique=True)
+    message_id: Mapped[Optional[str]] = mapped_column(String(1000), unique=True)
     in_reply_to: Mapped[Optional[str]] = mapped_column(String(1000))
     references: Mapped[Optional[str]] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    claimed_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
     sent_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    bounced_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+    ticket: Mapped[Optional[Ticket]] = relationship()
+    reply: Mapped[Optional[Message]] = relationship()
 
 
 class ImapMailboxState(db.Model):

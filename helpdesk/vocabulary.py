@@ -20,4 +20,10 @@ INBOUND_OUTCOMES = (
     "created", "appended", "quarantined", "ignored", "rejected",
 )
 QUARANTINE_STATES = ("pending", "approved", "rejected", "spam")
-OUTBOX_STATES = ("pending", "sent", "failed", "skipped")
+# pending → sending (claimed by a sender, see mailgateway.outbound) → sent, then
+# possibly bounced; failed (a 5xx, or retried too long) and skipped (never to be
+# sent: undeliverable, machine or own address, rate limit) are final.
+OUTBOX_STATES = ("pending", "sending", "sent", "failed", "skipped", "bounced")
+# What an outbox row announces (SPEC §8); each has its templates in
+# mailgateway/templates/mail/.
+NOTIFICATION_KINDS = ("created", "reply", "status", "resolved")

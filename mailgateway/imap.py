@@ -38,7 +38,6 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import Flask
 from imapclient import IMAPClient
@@ -50,6 +49,7 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
 from mailgateway.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
+from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
 
 log = logging.getLogger("mailgateway.imap")
 
@@ -57,13 +57,11 @@ BATCH_MESSAGES = 50
 BATCH_BYTES = 32 * 1024 * 1024
 IDLE_RENEW_SECONDS = 540  # under 10 minutes
 SOCKET_TIMEOUT = 60.0
-_TRUE = {"1", "true", "yes", "on", "required"}
-_FALSE = {"0", "false", "no", "off", ""}
 # Errors of the connection or the server: reconnect after a backoff.
 _CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
 
 
-class InvalidImapUrl(ValueError):
+class InvalidImapUrl(InvalidServerUrl):
     """`IMAP_URL` cannot be read; the gateway refuses to start."""
 
 
@@ -99,35 +97,18 @@ def parse_imap_urls(value: str) -> list[MailboxSource]:
     return sources
 
 
+_SCHEMES = Schemes("IMAP_URL", "imap", "imaps", 143, 993, credentials_required=True)
+
+
 def _parse_url(url: str) -> MailboxSource:
-    parts = urlsplit(url)
-    if parts.scheme not in ("imap", "imaps"):
-        raise InvalidImapUrl(f"IMAP_URL must start with imap:// or imaps://, not {url.split(':')[0]!r}")
-    if not parts.hostname:
-        raise InvalidImapUrl("IMAP_URL has no host")
-    if parts.username is None or parts.password is None:
-        raise InvalidImapUrl("IMAP_URL needs user:password@ (percent-encoded)")
     try:
-        port = parts.port
-    except ValueError:
-        raise InvalidImapUrl("IMAP_URL has an invalid port") from None
-    options = {name: values[-1].lower() for name, values in parse_qs(parts.query,
-                                                                    keep_blank_values=True).items()}
-    unknown = set(options) - {"starttls"}
-    if unknown:
-        raise InvalidImapUrl(f"IMAP_URL has unknown options: {', '.join(sorted(unknown))}")
-    starttls_option = options.get("starttls", "false")
-    if starttls_option not in _TRUE | _FALSE:
-        raise InvalidImapUrl("IMAP_URL option starttls must be true or false")
-    tls = parts.scheme == "imaps"
-    starttls = starttls_option in _TRUE
-    if tls and starttls:
-        raise InvalidImapUrl("imaps:// is already TLS; starttls applies to imap:// only")
-    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+        parsed = parse_server_url(url, _SCHEMES)
+    except InvalidServerUrl as exc:
+        raise InvalidImapUrl(str(exc)) from None
     return MailboxSource(
-        host=parts.hostname, port=port or (993 if tls else 143),
-        username=unquote(parts.username), password=unquote(parts.password),
-        folder=folder, tls=tls, starttls=starttls,
+        host=parsed.host, port=parsed.port, username=parsed.username or "",
+        password=parsed.password or "", folder=parsed.path or "INBOX", tls=parsed.tls,
+        starttls=parsed.starttls,
     )
 
 

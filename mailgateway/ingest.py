@@ -3,7 +3,9 @@
 whichever way it arrives (SPEC §7).
 
 Steps: parse → deduplicate → auto-mail → match a ticket → authorize → store →
-create or append through TicketsService. Every mail is recorded in the
+create or append through TicketsService (which queues the notifications). An
+auto-mail that bounces one of our notifications marks that notification bounced
+and its address undeliverable, and is otherwise ignored like any auto-mail. Every mail is recorded in the
 inbound-mail table with its outcome in the same transaction as its effect, so a
 caller that acknowledges only after `ingest` returned never loses a mail: a
 database failure raises `TransientError` (SMTP 451, IMAP leaves the message), and
@@ -15,7 +17,7 @@ import enum
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -24,10 +26,11 @@ from sqlalchemy.orm import Session
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail as InboundRecord
-from helpdesk.models import Organization, QuarantineItem, Ticket
+from helpdesk.models import Organization, OutboxMessage, QuarantineItem, Ticket
 from helpdesk.numbering import format_number
-from helpdesk.services import Actor, TicketsService
-from mailgateway import authentication, authorization, automail, matching, storage
+from helpdesk.services import Actor, TicketsService, notifications
+from mailgateway import authentication, authorization, automail, matching, message_ids, storage
+from mailgateway.message_ids import Signer
 from mailgateway.parser import InboundMail, parse
 
 log = logging.getLogger("mailgateway.ingest")
@@ -75,6 +78,8 @@ class _Decision:
     organization: Organization | None = None
     actor: Actor | None = None
     failed: bool = False
+    # Notifications this mail reports as undeliverable (it is a bounce of them).
+    bounced: list[OutboxMessage] = field(default_factory=list)
 
 
 def dedup_key(mail: InboundMail) -> str:
@@ -218,15 +223,21 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
     if mail.parse_error and approved_by is None:
         return _Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}",
                          failed=True)
+    support = config["SUPPORT_ADDRESSES"]
+    signer = Signer.from_config(config)
+    reason = None
     if envelope.channel == "smtp" and envelope.mail_from == "" and approved_by is None:
         # RFC 5321 §4.5.5 / RFC 3834 §3.3: only delivery reports and auto-responses
         # use the null reverse-path.
-        return _Decision(Outcome.IGNORED, "null reverse-path (bounce or auto-reply)")
-    support = config["SUPPORT_ADDRESSES"]
-    reason = automail.detect(mail, own_addresses=support,
-                             own_message_id_domains=_own_domains(config))
+        reason = "null reverse-path (bounce or auto-reply)"
+    reason = reason or automail.detect(mail, own_addresses=support,
+                                       own_message_id_domains=[signer.domain])
     if reason:
-        return _Decision(Outcome.IGNORED, reason)
+        bounced = _bounced_notifications(session, mail, signer)
+        if bounced:
+            reason += "; bounce of " + ", ".join(f"outbox #{row.id} to {row.to_address}"
+                                                for row in bounced)
+        return _Decision(Outcome.IGNORED, reason, bounced=bounced)
     sender = mail.from_address
     if not sender:
         if approved_by is None:
@@ -241,7 +252,7 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
 
     match = matching.find_ticket(
         session, mail, list(envelope.recipients) + [a for _, a in mail.to + mail.cc],
-        config["TICKET_PREFIX"])
+        config["TICKET_PREFIX"], signer)
     organization = rule.organization if rule else None
     if match is not None:
         ticket = match.ticket
@@ -280,6 +291,9 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
     number = None
     if decision.outcome is Outcome.QUARANTINED:
         session.add(QuarantineItem(inbound_mail_id=record.id, reason=decision.reason))
+    elif decision.outcome is Outcome.IGNORED:
+        for row in decision.bounced:
+            notifications.record_bounce(session, row, f"reported by inbound mail #{record.id}")
     elif decision.outcome is Outcome.CREATED:
         files, notes = storage.attachments(mail, _limits(config))
         support = set(config["SUPPORT_ADDRESSES"])
@@ -329,6 +343,20 @@ def _is_plus_of(address: str, support: set[str]) -> bool:
     return "+" in local and f"{local.split('+', 1)[0]}@{domain}" in support
 
 
-def _own_domains(config: Mapping[str, Any]) -> list[str]:
-    return [config["MESSAGE_ID_DOMAIN"]]
+def _bounced_notifications(session: Session, mail: InboundMail,
+                           signer: Signer) -> list[OutboxMessage]:
+    """Our notifications that this automatic mail reports as failed (SPEC §8).
+
+    Only a real failure report counts (a delay notice does not), and only for
+    Message-IDs whose signature verifies, so a forged bounce cannot silence an
+    address the helpdesk never mailed it about.
+    """
+    if not automail.is_bounce(mail):
+        return []
+    rows: dict[int, OutboxMessage] = {}
+    for message_id in automail.original_message_ids(mail):
+        row = message_ids.sent_row(session, signer, message_id)
+        if row is not None and row.state != "bounced":
+            rows.setdefault(row.id, row)
+    return list(rows.values())
 

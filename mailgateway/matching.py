@@ -1,7 +1,8 @@
 """Which ticket does this mail belong to? (SPEC §7 step 4, in that order.)
 
 1. In-Reply-To, then References (newest first), naming a Message-ID the system
-   received or sent for ticket T;
+   received for ticket T, or one it sent for T — the latter only when its HMAC
+   verifies (`message_ids`), so a forged id in our domain threads nowhere;
 2. T's number in the subject;
 3. T's number in a plus-address (`support+TKT-000078@…`) among the recipients.
 
@@ -18,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from helpdesk import numbering
 from helpdesk.models import InboundMail as InboundRecord
-from helpdesk.models import OutboxMessage, Ticket
+from helpdesk.models import Ticket
+from mailgateway import message_ids
+from mailgateway.message_ids import Signer
 from mailgateway.parser import InboundMail
 
 
@@ -29,9 +32,10 @@ class Match:
 
 
 def find_ticket(
-    session: Session, mail: InboundMail, recipients: Iterable[str], prefix: str
+    session: Session, mail: InboundMail, recipients: Iterable[str], prefix: str,
+    signer: Signer,
 ) -> Match | None:
-    by_id = _by_message_ids(session, mail)
+    by_id = _by_message_ids(session, mail, signer)
     if by_id is not None:
         return by_id
     for number in numbering.find_numbers(mail.subject, prefix):
@@ -56,30 +60,31 @@ def plus_address_numbers(recipients: Iterable[str], prefix: str) -> list[int]:
     return numbers
 
 
-def _by_message_ids(session: Session, mail: InboundMail) -> Match | None:
+def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Match | None:
     candidates = [(mid, "in-reply-to") for mid in mail.in_reply_to]
     candidates += [(mid, "references") for mid in reversed(mail.references)]
-    ids = [mid for mid, _ in candidates if mid and mid != mail.message_id]
-    if not ids:
+    candidates = [(mid, method) for mid, method in candidates if mid and mid != mail.message_id]
+    if not candidates:
         return None
     known: dict[str, int] = {}
-    for message_id, ticket_id in session.execute(
-        select(InboundRecord.message_id, InboundRecord.ticket_id).where(
-            InboundRecord.message_id.in_(ids), InboundRecord.ticket_id.is_not(None)
-        )
-    ):
-        known.setdefault(message_id, ticket_id)
-    for message_id, ticket_id in session.execute(
-        select(OutboxMessage.message_id, OutboxMessage.ticket_id).where(
-            OutboxMessage.message_id.in_(ids), OutboxMessage.ticket_id.is_not(None)
-        )
-    ):
-        known.setdefault(message_id, ticket_id)
+    received = [mid for mid, _ in candidates if not signer.is_ours(mid)]
+    if received:
+        for message_id, ticket_id in session.execute(
+            select(InboundRecord.message_id, InboundRecord.ticket_id).where(
+                InboundRecord.message_id.in_(received), InboundRecord.ticket_id.is_not(None)
+            )
+        ):
+            known.setdefault(message_id, ticket_id)
     for message_id, method in candidates:
-        if message_id in known:
-            ticket = session.get(Ticket, known[message_id])
-            if ticket is not None:
-                return Match(ticket, method)
+        if signer.is_ours(message_id):
+            # Ours only when genuinely signed: a forged id threads nowhere.
+            row = message_ids.sent_row(session, signer, message_id)
+            ticket_id = row.ticket_id if row is not None else None
+        else:
+            ticket_id = known.get(message_id)
+        ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
+        if ticket is not None:
+            return Match(ticket, method)
     return None
 
 

@@ -3,13 +3,12 @@
 their number. Afterwards the stored numbers must be exactly 1..N."""
 from __future__ import annotations
 
-import multiprocessing
-
 from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
 from tests import concurrency_worker
+from tests.processes import run_processes
 
 # backend: (threads per process, tickets per thread, least channel switches).
 # SQLite's busy handler is not fair (a process that just released the write lock
@@ -20,22 +19,11 @@ FAIL_EVERY = 10
 
 def test_numbers_are_gap_free_across_processes_and_threads(app, backend, database_url):
     threads, per_thread, least_switches = SIZES[backend]
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(2 * threads)
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=concurrency_worker.run,
-            args=(database_url, channel, threads, per_thread, FAIL_EVERY, barrier, results),
-        )
-        for channel in ("web", "email")
-    ]
-    for process in processes:
-        process.start()
-    reported = [results.get(timeout=300) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    reported = run_processes(
+        concurrency_worker.run,
+        [(database_url, channel, threads, per_thread, FAIL_EVERY) for channel in ("web", "email")],
+        barrier_parties=2 * threads,
+    )
 
     committed = [n for _, numbers, _ in reported for n in numbers]
     failed = [n for _, _, numbers in reported for n in numbers]

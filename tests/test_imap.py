@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,7 +15,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.policy import SMTP as SMTP_POLICY
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -41,9 +38,8 @@ from tests.mail import message, start_gateway
 from tests.pgserver import free_port
 from tests.test_corpus import CORPUS, corpus, on_the_wire
 from tests.test_smtp_gateway import tickets
-from tests.test_smtp_resilience import start
+from tests.test_smtp_resilience import refused_start, start
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -142,13 +138,8 @@ def test_bad_imap_urls_are_refused_with_a_reason(url: str, complaint: str) -> No
 
 
 def test_gateway_refuses_to_start_with_a_bad_imap_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = dict(os.environ, IMAP_URL="imap://nobody@host/INBOX",
-               DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
-               HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"))
-    done = subprocess.run([sys.executable, "gateway.py"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
-    assert "gateway: IMAP_URL needs user:password@" in done.stderr
+    complaint = refused_start(tmp_path, IMAP_URL="imap://nobody@host/INBOX")
+    assert "gateway: IMAP_URL needs user:password@" in complaint
 
 
 def test_envelope_comes_from_the_delivering_servers_headers() -> None:

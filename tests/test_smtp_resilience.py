@@ -63,6 +63,16 @@ def start(database_url: str, port: int, tmp_path: Path, **extra_env: str) -> sub
     raise AssertionError("gateway did not start")
 
 
+def refused_start(tmp_path: Path, **env: str) -> str:
+    """`gateway.py` with a bad setting: it must exit 1 at once; returns its complaint."""
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+               HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **env)
+    done = subprocess.run([sys.executable, "gateway.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    return done.stderr
+
+
 def test_kill_9_mid_stream_loses_no_acknowledged_mail(app, database_url, tmp_path):
     SendersService(db.session).add("@example.com", "Example Ltd")
     db.session.commit()

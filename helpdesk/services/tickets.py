@@ -16,12 +16,13 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, case, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk import lifecycle, numbering, sla
 from helpdesk import vocabulary as v
+from helpdesk.services import contacts, notifications
+from helpdesk.services.contacts import normalize_email
 from helpdesk.clock import now
 from helpdesk.errors import InvalidTransition, NotFound, ValidationError
 from helpdesk.inputs import positive_int
@@ -30,6 +31,7 @@ from helpdesk.models import (
     Contact,
     Message,
     Organization,
+    OutboxMessage,
     Participant,
     StaffUser,
     Ticket,
@@ -43,10 +45,6 @@ MAX_PER_PAGE = 100
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$")
 _PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
 _SORTABLE = ("number", "created_at", "updated_at", "priority", "status", "subject")
-
-
-def normalize_email(address: str) -> str:
-    return (address or "").strip().lower()
 
 
 def is_valid_email(address: str) -> bool:
@@ -148,7 +146,9 @@ class TicketsService:
         """Store a new ticket with its first message and give it the next number.
 
         The first message keeps the request as it arrived (for a mail: the raw-mail
-        reference and sanitized HTML); `description` is its text.
+        reference and sanitized HTML); `description` is its text. The requester's
+        acknowledgment is queued in the same statement as the ticket, so it costs
+        the locked counter row nothing (see `helpdesk.numbering`).
         """
         errors: dict[str, str] = {}
         subject = (subject or "").strip()
@@ -175,6 +175,8 @@ class TicketsService:
             raise ValidationError(errors)
 
         requester = self._contact(email, requester_name)
+        if actor.is_customer and actor.email == email:
+            contacts.heard_from(requester)
         created = now()
         first_due, resolution_due = sla.due_times(priority, created)
         values: dict[str, Any] = dict(
@@ -204,6 +206,9 @@ class TicketsService:
         dependents = [(Message.__table__, message), (TicketHistory.__table__, history)]
         for cc_email, cc_name in self._participants(cc, exclude=email):
             dependents.append((Participant.__table__, dict(email=cc_email, name=cc_name)))
+        acknowledgment = notifications.acknowledgment(email, actor, created)
+        if acknowledgment is not None:
+            dependents.append((OutboxMessage.__table__, acknowledgment))
         ticket_id, number = numbering.insert_numbered(self.session, values, dependents)
         if attachments:
             first = self.session.execute(
@@ -230,7 +235,8 @@ class TicketsService:
 
         A customer's reply moves `pending_customer → in_progress` and
         `resolved`/`closed → reopened` (automated); the first public staff reply
-        marks the first response.
+        marks the first response and, like every public staff reply, is queued for
+        the requester and the CC participants (`services.notifications`).
         """
         if not isinstance(body, str) or not body.strip():
             raise ValidationError({"body": "is required"})
@@ -241,7 +247,9 @@ class TicketsService:
         created = now()
         contact_id = None
         if actor.is_customer and actor.email:
-            contact_id = self._contact(actor.email, "").id
+            contact = self._contact(actor.email, "")
+            contacts.heard_from(contact)
+            contact_id = contact.id
         message = Message(
             ticket_id=ticket.id, kind="note" if internal else "reply",
             author_staff_id=actor.staff_id, author_contact_id=contact_id,
@@ -261,6 +269,7 @@ class TicketsService:
             ticket.first_responded_at = created
             ticket.first_response_breached = created > (ticket.first_response_due_at or created)
         ticket.updated_at = created
+        notifications.queue_reply(self.session, ticket, message, actor)
         self.session.flush()
         return message
 
@@ -274,7 +283,11 @@ class TicketsService:
             raise ValidationError({"status": f"must be one of {', '.join(v.STATUSES)}"})
         if not lifecycle.can_move(ticket.status, target):
             raise InvalidTransition(ticket.status, target, lifecycle.allowed_targets(ticket.status))
+        old = ticket.status
         self._move(ticket, target, actor, reason, automated)
+        notifications.queue_status_change(
+            self.session, ticket, old, target, actor=actor, reason=reason, automated=automated
+        )
         self.session.flush()
         return ticket
 
@@ -472,23 +485,7 @@ class TicketsService:
             errors["assignee"] = "is not an active staff member"
 
     def _contact(self, email: str, name: str) -> Contact:
-        """Find or create the contact; safe against a concurrent creator."""
-        email = normalize_email(email)
-        contact = self.session.execute(
-            select(Contact).where(Contact.email == email)
-        ).scalar_one_or_none()
-        if contact is not None:
-            if name and not contact.name:
-                contact.name = name
-            return contact
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self.session.execute(
-            insert(Contact)
-            .values(email=email, name=name or "", created_at=now())
-            .on_conflict_do_nothing(index_elements=["email"])
-        )
-        return self.session.execute(select(Contact).where(Contact.email == email)).scalar_one()
+        return contacts.find_or_create(self.session, email, name)
 
     def _participants(
         self, cc: Iterable[tuple[str, str]], exclude: str

@@ -1,0 +1,126 @@
+"""Which events queue which customer notifications (SPEC §8).
+
+TicketsService calls this module, so every channel (portal, API, SMTP, IMAP, CLI)
+queues the same mail. A notification is an outbox row per recipient, written in
+the caller's transaction (flush only): the mail exists exactly when the event
+does, and a rolled-back event mails nobody.
+
+The rules:
+- `created`: the requester gets an acknowledgment, unless the system itself
+  opened the ticket (nobody asked, so nobody is answered).
+- `reply`: a public reply by staff (or the system) goes to the requester and to
+  every CC participant, each in a copy of their own; its author is left out.
+  Internal notes are never mailed, and neither is a customer's own message:
+  echoing mail back to people who just wrote is how helpdesks feed loops.
+- `status` / `resolved`: a status change someone made goes to the requester;
+  `resolved` gets its own template (how to reopen: just reply). Automated moves
+  (an agent opening a new ticket, a customer's reply reopening it, auto-close)
+  are bookkeeping and are not mailed, and neither is `cancelled`: tickets are
+  cancelled as spam or duplicates, and mailing a spammer is backscatter.
+
+Whether a queued row is really sent (undeliverable, machine or own address, rate
+limit) is decided when it is sent, with the newest knowledge: see
+`mailgateway.outbound`.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from helpdesk import vocabulary as v
+from helpdesk.clock import now
+from helpdesk.errors import Conflict, NotFound, ValidationError
+from helpdesk.models import Message, OutboxMessage, Ticket
+from helpdesk.services import contacts
+from helpdesk.services.actors import Actor
+
+# Mail that no person wrote: RFC 3834 marks it, and it is rate-limited.
+AUTOMATIC_KINDS = ("created", "status", "resolved")
+UNMAILED_STATUSES = frozenset({"cancelled"})
+RETRYABLE_STATES = ("failed", "skipped")
+
+
+def acknowledgment(requester_email: str, actor: Actor, moment: datetime) -> dict[str, Any] | None:
+    """The acknowledgment's outbox row as plain values, or None when none is due.
+
+    Plain values, not an object, so `open_ticket` can write it in the same
+    statement as the ticket (`numbering.insert_numbered` fills in `ticket_id`):
+    the counter row stays locked no longer than before. Every NOT NULL column is
+    given because that statement does not apply the model's defaults.
+    """
+    if actor.kind == "system":
+        return None
+    return _row_values("created", contacts.normalize_email(requester_email), moment)
+
+
+def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor) -> None:
+    """Queue a public reply for the requester and the CC participants."""
+    if message.kind != "reply" or actor.is_customer:
+        return
+    author = contacts.normalize_email(actor.email or "")
+    recipients = [ticket.requester.email] + [p.email for p in ticket.participants]
+    recipients = [a for a in dict.fromkeys(recipients) if a and a != author]
+    moment = now()
+    for address in recipients:
+        others = ", ".join(a for a in recipients if a != address)
+        session.add(OutboxMessage(
+            ticket_id=ticket.id, reply=message,
+            **_row_values("reply", address, moment, cc_addresses=others),
+        ))
+
+
+def queue_status_change(
+    session: Session, ticket: Ticket, old: str, new: str, *, actor: Actor, reason: str,
+    automated: bool,
+) -> None:
+    """Queue the requester's notice of a status change someone made."""
+    if automated or actor.is_customer or new in UNMAILED_STATUSES or old == new:
+        return
+    kind = "resolved" if new == "resolved" else "status"
+    session.add(OutboxMessage(
+        ticket_id=ticket.id, old_status=old, new_status=new,
+        **_row_values(kind, ticket.requester.email, now(), status_reason=reason or ""),
+    ))
+
+
+def record_bounce(session: Session, row: OutboxMessage, reason: str) -> None:
+    """A bounce came back for `row`: show it on the row, and stop mailing the address."""
+    row.state = "bounced"
+    row.bounced_at = now()
+    row.last_error = f"bounced: {reason}"[:2000]
+    contacts.mark_undeliverable(session, row.to_address)
+
+
+def outbox(session: Session, state: str | None = None, limit: int = 50) -> list[OutboxMessage]:
+    """The newest outbox rows, optionally in one state, for staff to see."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if state is not None:
+        if state not in v.OUTBOX_STATES:
+            raise ValidationError({"state": f"must be one of {', '.join(v.OUTBOX_STATES)}"})
+        query = query.where(OutboxMessage.state == state)
+    return list(session.execute(query).scalars())
+
+
+def retry(session: Session, row_id: int) -> OutboxMessage:
+    """Send a failed or skipped row again, now (after the cause was fixed)."""
+    row = session.get(OutboxMessage, row_id)
+    if row is None:
+        raise NotFound(f"No outbox row {row_id}.")
+    if row.state not in RETRYABLE_STATES:
+        raise Conflict(f"Outbox row {row_id} is {row.state}; only "
+                       f"{' or '.join(RETRYABLE_STATES)} rows can be retried.")
+    row.state, row.next_attempt_at, row.last_error = "pending", now(), ""
+    session.flush()
+    return row
+
+
+def _row_values(kind: str, address: str, moment: datetime, *, cc_addresses: str = "",
+                status_reason: str = "") -> dict[str, Any]:
+    return dict(
+        kind=kind, to_address=address, cc_addresses=cc_addresses,
+        status_reason=status_reason, state="pending", attempts=0, next_attempt_at=moment,
+        last_error="", created_at=moment,
+    )

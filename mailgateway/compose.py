@@ -1,0 +1,214 @@
+"""Notification mail as it leaves the helpdesk (SPEC §8).
+
+Content comes from templates, plain text plus an HTML alternative, one pair per
+kind (`created`, `reply`, `status`, `resolved`) in `mailgateway/templates/mail/`;
+a file of the same name in `MAIL_TEMPLATES_DIR` overrides the built-in one.
+
+Headers:
+- Threading (RFC 5322 §3.6.4): a signed Message-ID (`message_ids`), In-Reply-To
+  the customer's last message on the ticket (or, with none, our previous mail to
+  this recipient), References from the thread's first message to that parent.
+  Reply-To is the support address's plus-address for the ticket
+  (`support+TKT-000078@…`), which the gateway matches even when a mail client
+  drops the other headers; the subject carries `[TKT-000078]` too.
+- Loops (RFC 3834): `Auto-Submitted: auto-replied` on the acknowledgment of a
+  mailed request, `auto-generated` on other automatic mail (an acknowledgment of
+  a portal ticket answers no mail; status and resolution notices); none on a
+  public reply, which a person wrote (RFC 3834 §5 reserves the field for
+  automatic mail). Every mail carries `X-Auto-Response-Suppress: All` (Exchange's
+  out-of-office replies stay quiet) and `X-Loop: <support address>`, which
+  `automail` recognises when our own mail comes back.
+"""
+from __future__ import annotations
+
+import email.policy
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from helpdesk import sla
+from helpdesk.models import InboundMail, OutboxMessage, Ticket
+from helpdesk.numbering import format_number
+from mailgateway.message_ids import Signer
+
+BUILT_IN_TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
+MAX_REFERENCES = 10
+
+STATUS_LABELS = {
+    "new": "New",
+    "open": "Open",
+    "in_progress": "In progress",
+    "pending_customer": "Waiting for your answer",
+    "resolved": "Resolved",
+    "closed": "Closed",
+    "reopened": "Reopened",
+    "cancelled": "Cancelled",
+}
+_THREAD_OUTCOMES = ("created", "appended")
+_SENT_STATES = ("sending", "sent", "bounced")
+
+
+def template_environment(override_dir: str) -> Environment:
+    """Operator templates first (when the folder exists), then the built-in ones."""
+    loaders = [FileSystemLoader(str(BUILT_IN_TEMPLATES))]
+    if override_dir and Path(override_dir).is_dir():
+        loaders.insert(0, FileSystemLoader(override_dir))
+    return Environment(
+        loader=ChoiceLoader(loaders),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,  # a typo in an operator's template fails the row, visibly
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+
+
+class Composer:
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.signer = Signer.from_config(config)
+        self.templates = template_environment(config["MAIL_TEMPLATES_DIR"])
+        self.prefix: str = config["TICKET_PREFIX"]
+        self.width: int = config["TICKET_NUMBER_WIDTH"]
+        self.support: str = config["SUPPORT_ADDRESSES"][0]
+        self.from_header: str = config["OUTBOUND_FROM"]
+        self.envelope_from = parseaddr(self.from_header)[1] or self.support
+        self.portal_url: str = config["PORTAL_URL"]
+        self.auto_close_after: timedelta = config["AUTO_CLOSE_AFTER"]
+
+    def render(self, session: Session, row: OutboxMessage) -> None:
+        """Fill the row's subject, bodies and threading headers, once.
+
+        Done when a row is first claimed, not when it is queued: a new ticket has
+        no id or number yet when its acknowledgment is queued. Afterwards the row
+        keeps what was rendered, so every retry sends the same mail.
+        """
+        ticket = session.get(Ticket, row.ticket_id)
+        if ticket is None:
+            raise ValueError(f"outbox #{row.id} names no ticket")
+        number = format_number(ticket.number, self.prefix, self.width)
+        context = self._context(session, ticket, row, number)
+        row.subject = f"[{number}] {' '.join(ticket.subject.split())}"[:1000]
+        row.body_text = self.templates.get_template(f"{row.kind}.txt").render(context)
+        row.body_html = self.templates.get_template(f"{row.kind}.html").render(context)
+        row.message_id = self.signer.make(ticket.id, row.id, row.to_address)
+        parent, references = self._thread(session, row)
+        row.in_reply_to = parent
+        row.references = " ".join(f"<{mid}>" for mid in references) or None
+
+    def build(self, row: OutboxMessage, ticket: Ticket, moment: datetime) -> EmailMessage:
+        """The mail for a rendered row."""
+        number = format_number(ticket.number, self.prefix, self.width)
+        message = EmailMessage(policy=email.policy.SMTP)
+        message["From"] = self.from_header
+        message["To"] = formataddr((self._recipient_name(ticket, row), row.to_address))
+        if row.cc_addresses:
+            message["Cc"] = row.cc_addresses
+        message["Reply-To"] = self.reply_address(number)
+        message["Subject"] = row.subject or number
+        message["Date"] = format_datetime(moment.replace(tzinfo=timezone.utc))
+        message["Message-ID"] = f"<{row.message_id}>"
+        if row.in_reply_to:
+            message["In-Reply-To"] = f"<{row.in_reply_to}>"
+        if row.references:
+            message["References"] = row.references
+        auto_submitted = self.auto_submitted(row.kind, ticket)
+        if auto_submitted:
+            message["Auto-Submitted"] = auto_submitted
+        message["X-Auto-Response-Suppress"] = "All"
+        message["X-Loop"] = self.support
+        message.set_content(row.body_text or "")
+        if row.body_html:
+            message.add_alternative(row.body_html, subtype="html")
+        return message
+
+    def reply_address(self, number: str) -> str:
+        local, _, domain = self.support.partition("@")
+        return f"{local}+{number}@{domain}"
+
+    @staticmethod
+    def auto_submitted(kind: str, ticket: Ticket) -> str | None:
+        """RFC 3834 §5: auto-replied answers a message, auto-generated answers none."""
+        if kind == "reply":
+            return None
+        if kind == "created" and ticket.is_email_originated:
+            return "auto-replied"
+        return "auto-generated"
+
+    def _context(self, session: Session, ticket: Ticket, row: OutboxMessage,
+                 number: str) -> dict[str, Any]:
+        reply = None
+        if row.reply is not None:
+            author = row.reply.author_staff
+            reply = {"body": row.reply.body,
+                     "author": author.name if author else row.reply.author_label}
+        return {
+            "number": number,
+            "subject": ticket.subject,
+            "priority": ticket.priority.capitalize(),
+            "category": ticket.category.replace("_", " ").capitalize(),
+            "recipient_name": self._recipient_name(ticket, row),
+            "track_url": f"{self.portal_url}/track",
+            "reply_address": self.reply_address(number),
+            "first_response": describe(sla.FIRST_RESPONSE[ticket.priority]),
+            "auto_close_after": describe(self.auto_close_after),
+            "reply": reply,
+            "old_status": STATUS_LABELS.get(row.old_status or "", row.old_status or ""),
+            "new_status": STATUS_LABELS.get(row.new_status or "", row.new_status or ""),
+            "waiting_for_you": row.new_status == "pending_customer",
+            "reason": row.status_reason,
+        }
+
+    @staticmethod
+    def _recipient_name(ticket: Ticket, row: OutboxMessage) -> str:
+        if row.to_address == ticket.requester.email:
+            return ticket.requester.name
+        for participant in ticket.participants:
+            if participant.email == row.to_address:
+                return participant.name
+        return ""
+
+    def _thread(self, session: Session, row: OutboxMessage) -> tuple[str | None, list[str]]:
+        """In-Reply-To and References: the customer's last mail on the ticket before
+        this row was queued is the parent; our earlier mail to the same recipient
+        fills the thread (and is the parent when the customer never mailed, e.g. a
+        portal ticket). References keep the first message and the newest ones."""
+        received = session.execute(
+            select(InboundMail.received_at, InboundMail.message_id).where(
+                InboundMail.ticket_id == row.ticket_id, InboundMail.message_id.is_not(None),
+                InboundMail.outcome.in_(_THREAD_OUTCOMES),
+                InboundMail.received_at <= row.created_at,
+            )
+        ).all()
+        sent = session.execute(
+            select(OutboxMessage.created_at, OutboxMessage.message_id).where(
+                OutboxMessage.ticket_id == row.ticket_id,
+                OutboxMessage.to_address == row.to_address,
+                OutboxMessage.id != row.id, OutboxMessage.message_id.is_not(None),
+                OutboxMessage.state.in_(_SENT_STATES),
+                OutboxMessage.created_at <= row.created_at,
+            )
+        ).all()
+        thread = sorted([(at, 1, mid) for at, mid in received] + [(at, 0, mid) for at, mid in sent])
+        if not thread:
+            return None, []
+        ids = [mid for _, _, mid in thread]
+        last_received = max((i for i, (_, inbound, _) in enumerate(thread) if inbound), default=None)
+        chain = ids[: (last_received if last_received is not None else len(ids) - 1) + 1]
+        references = list(dict.fromkeys([chain[0], *chain[-(MAX_REFERENCES - 1):]]))
+        return chain[-1], references
+
+
+def describe(duration: timedelta) -> str:
+    """`timedelta(hours=4)` → "4 hours", for customers' eyes."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"

@@ -1,0 +1,97 @@
+"""Signed Message-IDs of the mail the helpdesk sends (RFC 5322 §3.6.4; SPEC §7 step 4).
+
+Every outgoing mail gets `<tkt.{ticket}.{outbox row}.{mac}@{MESSAGE_ID_DOMAIN}>`,
+where `mac` is HMAC-SHA256 over the ticket id, the outbox row id and the
+recipient, truncated to 96 bits, under a key derived from `SECRET_KEY`. The id is
+unique (one outbox row, one recipient) and deterministic, so a retry of the same
+row sends the same Message-ID and the recipient's mail client can fold a duplicate.
+
+A reply that names such an id in In-Reply-To/References proves which ticket and
+which recipient it answers. An id in our domain is trusted only when it is well
+formed, its MAC verifies for the recipient of the row it names, and that row
+stored exactly this id: a forged id (say, another ticket's number with a made-up
+MAC) threads nowhere. The domain must be used by nothing but the helpdesk,
+because `automail` treats mail whose own Message-ID is in it as ours coming back.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from helpdesk.models import OutboxMessage
+
+MAC_HEX_DIGITS = 24  # 96 bits
+_KEY_PURPOSE = b"helpdesk outbound message-id v1"
+_LOCAL_PART = re.compile(r"^tkt\.(\d{1,18})\.(\d{1,18})\.([0-9a-f]{%d})$" % MAC_HEX_DIGITS)
+
+
+@dataclass(frozen=True)
+class SignedId:
+    ticket_id: int
+    outbox_id: int
+    mac: str
+
+
+@dataclass(frozen=True)
+class Signer:
+    key: bytes
+    domain: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Signer:
+        """A key of its own, derived from SECRET_KEY, so a MAC made here can never be
+        mistaken for a session signature and vice versa."""
+        secret = str(config["SECRET_KEY"]).encode()
+        key = hmac.new(secret, _KEY_PURPOSE, hashlib.sha256).digest()
+        return cls(key, str(config["MESSAGE_ID_DOMAIN"]).strip().lower().rstrip("."))
+
+    def make(self, ticket_id: int, outbox_id: int, recipient: str) -> str:
+        """The Message-ID, without angle brackets."""
+        mac = self._mac(ticket_id, outbox_id, recipient)
+        return f"tkt.{ticket_id}.{outbox_id}.{mac}@{self.domain}"
+
+    def is_ours(self, message_id: str) -> bool:
+        return message_id.strip("<> ").rpartition("@")[2].lower().rstrip(".") == self.domain
+
+    def parse(self, message_id: str) -> SignedId | None:
+        """The parts of an id in our domain and format, else None (not yet verified)."""
+        if not self.is_ours(message_id):
+            return None
+        match = _LOCAL_PART.match(message_id.strip("<> ").rpartition("@")[0].lower())
+        if match is None:
+            return None
+        return SignedId(int(match.group(1)), int(match.group(2)), match.group(3))
+
+    def verifies(self, signed: SignedId, recipient: str) -> bool:
+        expected = self._mac(signed.ticket_id, signed.outbox_id, recipient)
+        return hmac.compare_digest(signed.mac, expected)
+
+    def _mac(self, ticket_id: int, outbox_id: int, recipient: str) -> str:
+        message = f"{ticket_id}.{outbox_id}.{recipient.strip().lower()}".encode()
+        return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:MAC_HEX_DIGITS]
+
+
+def sent_row(session: Session, signer: Signer, message_id: str) -> OutboxMessage | None:
+    """The outbox row that sent `message_id`, when the id is genuinely ours.
+
+    None for ids of other domains, malformed or forged ids, and ids no row stored.
+    """
+    signed = signer.parse(message_id)
+    if signed is None:
+        return None
+    row = session.get(OutboxMessage, signed.outbox_id)
+    if (
+        row is None
+        or row.ticket_id != signed.ticket_id
+        or row.message_id is None
+        or row.message_id.lower() != message_id.strip("<> ").lower()
+        or not signer.verifies(signed, row.to_address)
+    ):
+        return None
+    return row

@@ -1,0 +1,347 @@
+"""The outbound sender: delivers the outbox to `OUTBOUND_SMTP_URL` (SPEC §8).
+
+`gateway.py` runs one `Sender` thread beside the SMTP listener and the IMAP
+pollers; any number of gateway processes may share one database. The loop is
+`while not stopping: claim → send → mark`, sleeping `OUTBOUND_POLL_SECONDS` when
+nothing is due.
+
+- **Claim**, in one short transaction: due rows — `pending` whose
+  `next_attempt_at` has come, or `sending` whose lease (`OUTBOUND_LEASE`) ran out
+  because their sender died — are selected `FOR UPDATE SKIP LOCKED` on
+  PostgreSQL (on SQLite, `BEGIN IMMEDIATE` lets one writer in at a time), marked
+  `sending` with `claimed_at`, checked against the recipient rules below and,
+  on their first claim, rendered (`compose`). Two senders never hold one row.
+- **Send** outside any transaction, one SMTP connection per batch.
+- **Mark** each row right after the server's answer, in its own transaction and
+  only while the claim is still ours: `250` → `sent`; a `5xx` → `failed` for
+  good (the reply is kept in `last_error`; `flask outbox retry ID` requeues);
+  a `4xx` or no connection → `pending` again after a backoff that doubles from
+  `OUTBOUND_RETRY_FIRST` up to `OUTBOUND_RETRY_MAX`, until the row is older
+  than `OUTBOUND_GIVE_UP_AFTER` → `failed`.
+
+At-least-once: a crash (or a lost database) between the server's `250` and the
+mark leaves that one row `sending`; when its lease runs out it is sent again, with
+the same Message-ID. Claimed rows that were not sent yet are sent later; nothing
+is lost and nothing else is sent twice.
+
+Recipient rules, checked at every claim so the newest knowledge wins; a refused
+row becomes `skipped` with the reason: machine addresses (noreply,
+mailer-daemon, postmaster…; `automail.is_machine_address`), the helpdesk's own
+addresses, addresses a bounce marked undeliverable; and, for automatic mail
+(acknowledgments, status notices) on its first claim, at most
+`OUTBOUND_MAX_AUTO_PER_RECIPIENT` per address and `OUTBOUND_MAX_AUTO_PER_TICKET`
+per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresaw.
+Several senders count each other's committed claims only, so under concurrency
+a limit can be passed by a batch at most.
+"""
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Flask
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from helpdesk.clock import now
+from helpdesk.extensions import db
+from helpdesk.models import Contact, OutboxMessage, Ticket
+from helpdesk.services.notifications import AUTOMATIC_KINDS
+from mailgateway import automail
+from mailgateway.compose import Composer, describe
+from mailgateway.serverurl import InvalidServerUrl, Schemes, ServerUrl, parse_server_url
+from mailgateway.smtp import is_support_address
+
+log = logging.getLogger("mailgateway.outbound")
+
+_SCHEMES = Schemes("OUTBOUND_SMTP_URL", "smtp", "smtps", 25, 465, credentials_required=False)
+_COUNTED_STATES = ("sending", "sent", "bounced")
+_MAX_BACKOFF_DOUBLINGS = 30
+
+
+def parse_outbound_url(value: str) -> ServerUrl | None:
+    """`smtp://[user:pass@]host[:port][?starttls=true]` or `smtps://…`; None when empty."""
+    if not value.strip():
+        return None
+    server = parse_server_url(value, _SCHEMES)
+    if server.path:
+        raise InvalidServerUrl("OUTBOUND_SMTP_URL takes no path")
+    return server
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed, rendered row on its way to the server (no ORM object: the
+    claim's transaction is over while it is sent)."""
+
+    row_id: int
+    claimed_at: datetime
+    created_at: datetime
+    attempts: int
+    to_address: str
+    data: bytes
+    label: str  # for the log: "outbox #12 created to ann@example.com <tkt.…>"
+
+
+class Sender:
+    def __init__(self, app: Flask, stopping: threading.Event | None = None, *,
+                 clock: Callable[[], datetime] = now) -> None:
+        config = app.config
+        self.app = app
+        self.stopping = stopping or threading.Event()
+        self.clock = clock
+        self.server = parse_outbound_url(config["OUTBOUND_SMTP_URL"])
+        self.composer = Composer(config)
+        self.own_addresses = [*config["SUPPORT_ADDRESSES"], self.composer.envelope_from.lower()]
+        self.poll_seconds = float(config["OUTBOUND_POLL_SECONDS"])
+        self.batch_size = int(config["OUTBOUND_BATCH_SIZE"])
+        self.timeout = float(config["OUTBOUND_TIMEOUT_SECONDS"])
+        self.lease = config["OUTBOUND_LEASE"]
+        self.retry_first = config["OUTBOUND_RETRY_FIRST"]
+        self.retry_max = config["OUTBOUND_RETRY_MAX"]
+        self.give_up_after = config["OUTBOUND_GIVE_UP_AFTER"]
+        self.rate_window = config["OUTBOUND_RATE_WINDOW"]
+        self.max_per_recipient = int(config["OUTBOUND_MAX_AUTO_PER_RECIPIENT"])
+        self.max_per_ticket = int(config["OUTBOUND_MAX_AUTO_PER_TICKET"])
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Deliver until `stopping` is set; never raises."""
+        if self.server is None:
+            log.info("outbound sender off: OUTBOUND_SMTP_URL is empty")
+            return
+        log.info("outbound sender delivering to %s:%s", self.server.host, self.server.port)
+        while not self.stopping.is_set():
+            try:
+                claimed = self.run_once()
+            except DBAPIError as exc:
+                log.warning("outbox: database unavailable, retrying: %s", exc.orig or exc)
+                claimed = 0
+            except Exception:  # a bug: keep the gateway alive; rows wait for their lease
+                log.exception("outbox: unexpected error")
+                claimed = 0
+            if not claimed:
+                self.stopping.wait(self.poll_seconds)
+        log.info("outbound sender stopped")
+
+    def run_once(self) -> int:
+        """Claim one batch and deliver it; returns how many rows were claimed."""
+        with self.app.app_context():
+            try:
+                claimed, outgoing = self.claim()
+                if outgoing:
+                    self.deliver(outgoing)
+                return claimed
+            finally:
+                db.session.remove()
+
+    # -- claim ---------------------------------------------------------------------
+
+    def claim(self) -> tuple[int, list[Outgoing]]:
+        session = db.session
+        moment = self.clock()
+        try:
+            rows = session.execute(
+                select(OutboxMessage)
+                .where(or_(
+                    and_(OutboxMessage.state == "pending", OutboxMessage.next_attempt_at <= moment),
+                    and_(OutboxMessage.state == "sending",
+                         OutboxMessage.claimed_at < moment - self.lease),
+                ))
+                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            ).scalars().all()
+            outgoing = [item for row in rows if (item := self._prepare(session, row, moment))]
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return len(rows), outgoing
+
+    def _prepare(self, session: Session, row: OutboxMessage, moment: datetime) -> Outgoing | None:
+        if row.state == "sending":
+            log.warning("outbox #%s: lease expired (its sender stopped?); sending again", row.id)
+        first_claim = row.message_id is None
+        row.state, row.claimed_at, row.attempts = "sending", moment, row.attempts + 1
+        refusal = self.refusal(session, row, moment, first_claim)
+        if refusal:
+            row.state, row.last_error = "skipped", refusal
+            log.info("outbox #%s %s to %s: skipped (%s)", row.id, row.kind, row.to_address, refusal)
+            return None
+        try:
+            if first_claim:
+                self.composer.render(session, row)
+            ticket = session.get(Ticket, row.ticket_id)
+            data = self.composer.build(row, ticket, moment).as_bytes()  # type: ignore[arg-type]
+        except DBAPIError:
+            raise
+        except Exception as exc:  # a broken template or row: fail this row, visibly
+            log.exception("outbox #%s: cannot render", row.id)
+            row.state, row.last_error = "failed", f"cannot render: {type(exc).__name__}: {exc}"
+            return None
+        return Outgoing(row.id, moment, row.created_at, row.attempts, row.to_address, data,
+                        f"outbox #{row.id} {row.kind} to {row.to_address} <{row.message_id}>")
+
+    def refusal(self, session: Session, row: OutboxMessage, moment: datetime,
+                first_claim: bool) -> str | None:
+        """Why this row must not be mailed, or None (see the module docstring)."""
+        address = row.to_address
+        if automail.is_machine_address(address):
+            return "machine address (noreply, mailer-daemon, postmaster…): never mailed"
+        if is_support_address(address, self.own_addresses) or (
+            address.rpartition("@")[2] == self.composer.signer.domain
+        ):
+            return "the helpdesk's own address: never mailed"
+        undeliverable = session.execute(
+            select(Contact.undeliverable_since).where(Contact.email == address)
+        ).scalar()
+        if undeliverable is not None:
+            return f"undeliverable since {undeliverable:%Y-%m-%d %H:%M} UTC (a mail to it bounced)"
+        if first_claim and row.kind in AUTOMATIC_KINDS:
+            return self._rate_limited(session, row, moment)
+        return None
+
+    def _rate_limited(self, session: Session, row: OutboxMessage, moment: datetime) -> str | None:
+        def recent(*where: object) -> int:
+            return session.execute(
+                select(func.count()).select_from(OutboxMessage).where(
+                    OutboxMessage.kind.in_(AUTOMATIC_KINDS),
+                    OutboxMessage.state.in_(_COUNTED_STATES),
+                    OutboxMessage.claimed_at >= moment - self.rate_window,
+                    OutboxMessage.id != row.id, *where,
+                )
+            ).scalar_one()
+
+        window = describe(self.rate_window)
+        if recent(OutboxMessage.to_address == row.to_address) >= self.max_per_recipient:
+            return (f"rate limit: {self.max_per_recipient} automatic mails to this address "
+                    f"within {window}")
+        if recent(OutboxMessage.ticket_id == row.ticket_id) >= self.max_per_ticket:
+            return (f"rate limit: {self.max_per_ticket} automatic mails on this ticket "
+                    f"within {window}")
+        return None
+
+    # -- send ----------------------------------------------------------------------
+
+    def deliver(self, batch: list[Outgoing]) -> None:
+        try:
+            connection = self.connect()
+        except (OSError, smtplib.SMTPException) as exc:
+            for item in batch:
+                self._retry(item, f"cannot connect to {self._where()}: {_describe_error(exc)}")
+            return
+        try:
+            for index, item in enumerate(batch):
+                if self.stopping.is_set() or self.clock() - item.claimed_at > self.lease / 2:
+                    self._release(batch[index:])  # another sender may take them right away
+                    return
+                try:
+                    connection.sendmail(self.composer.envelope_from, [item.to_address], item.data)
+                except smtplib.SMTPRecipientsRefused as exc:
+                    code, text = next(iter(exc.recipients.values()), (0, b"refused"))
+                    self._answer(item, code, text)
+                except smtplib.SMTPResponseException as exc:
+                    self._answer(item, exc.smtp_code, exc.smtp_error)
+                except (smtplib.SMTPNotSupportedError, ValueError) as exc:
+                    self._mark(item, "failed", state="failed", last_error=_describe_error(exc))
+                except (OSError, smtplib.SMTPException) as exc:  # the connection is gone
+                    for rest in batch[index:]:
+                        self._retry(rest, f"connection to {self._where()} lost: "
+                                          f"{_describe_error(exc)}")
+                    return
+                else:
+                    self._mark(item, "sent", state="sent", sent_at=self.clock(), last_error="")
+        finally:
+            _close(connection)
+
+    def connect(self) -> smtplib.SMTP:
+        server = self.server
+        if server is None:
+            raise smtplib.SMTPException("OUTBOUND_SMTP_URL is empty")
+        helo = self.composer.signer.domain
+        connection: smtplib.SMTP
+        if server.tls:
+            connection = smtplib.SMTP_SSL(server.host, server.port, local_hostname=helo,
+                                          timeout=self.timeout,
+                                          context=ssl.create_default_context())
+        else:
+            connection = smtplib.SMTP(server.host, server.port, local_hostname=helo,
+                                      timeout=self.timeout)
+        try:
+            if server.starttls:
+                connection.starttls(context=ssl.create_default_context())
+            if server.username is not None:
+                connection.login(server.username, server.password or "")
+        except BaseException:
+            _close(connection)
+            raise
+        return connection
+
+    # -- mark ----------------------------------------------------------------------
+
+    def _answer(self, item: Outgoing, code: int, text: bytes | str) -> None:
+        reply = f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
+        if 500 <= code < 600:
+            self._mark(item, "failed (permanent)", state="failed", last_error=reply[:2000])
+        else:
+            self._retry(item, reply)
+
+    def _retry(self, item: Outgoing, error: str) -> None:
+        moment = self.clock()
+        if moment - item.created_at >= self.give_up_after:
+            error = f"gave up after {item.attempts} attempts: {error}"
+            self._mark(item, "failed (gave up)", state="failed", last_error=error[:2000])
+            return
+        doublings = min(item.attempts - 1, _MAX_BACKOFF_DOUBLINGS)
+        delay = min(self.retry_first * (2 ** doublings), self.retry_max)
+        self._mark(item, f"retry in {describe(delay)} ({error})", state="pending",
+                   next_attempt_at=moment + delay, last_error=error[:2000])
+
+    def _release(self, items: list[Outgoing]) -> None:
+        """Hand unsent claimed rows back at once, as if never claimed."""
+        for item in items:
+            self._mark(item, "released", state="pending", next_attempt_at=self.clock(),
+                       attempts=OutboxMessage.attempts - 1)
+
+    def _mark(self, item: Outgoing, outcome: str, **values: object) -> None:
+        """Record the outcome, only while the claim is ours (a sender that outlived
+        its lease must not overwrite the newer claim's result)."""
+        session = db.session
+        try:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == item.row_id, OutboxMessage.state == "sending",
+                       OutboxMessage.claimed_at == item.claimed_at)
+                .values(**values)
+            )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            log.warning("%s: %s, but its claim was lost (lease expired)", item.label, outcome)
+        else:
+            log.info("%s: %s", item.label, outcome)
+
+    def _where(self) -> str:
+        return f"{self.server.host}:{self.server.port}" if self.server else "nowhere"
+
+
+def _describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _close(connection: smtplib.SMTP) -> None:
+    """Say QUIT politely; a connection that is already gone is just dropped."""
+    try:
+        connection.quit()
+    except (OSError, smtplib.SMTPException):
+        connection.close()

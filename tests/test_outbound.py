@@ -1,0 +1,818 @@
+"""Outbound notifications (SPEC §8) against a real SMTP sink (aiosmtpd).
+
+Notifications are queued by TicketsService in the event's own transaction and
+delivered by `mailgateway.outbound.Sender`; replies come back through the real
+SMTP listener of the gateway, so the whole round trip runs over sockets.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from helpdesk.clock import now
+from helpdesk.extensions import db
+from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Ticket
+from helpdesk.services import Actor, TicketsService
+from mailgateway.message_ids import Signer
+from mailgateway.outbound import Sender, parse_outbound_url
+from mailgateway.serverurl import InvalidServerUrl
+from tests import outbound_worker
+from tests.mail import message, send
+from tests.pgserver import free_port
+from tests.processes import run_processes
+from tests.sink import Sink
+from tests.test_smtp_resilience import refused_start
+from tests.test_smtp_resilience import start as start_gateway_process
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CUSTOMER = Actor.customer("ann@example.com", "Ann Example")
+MESSAGE_ID = re.compile(r"^<tkt\.(\d+)\.(\d+)\.[0-9a-f]{24}@helpdesk\.helpdesk\.test>$")
+
+
+class Clock:
+    """A clock the test moves, so backoff and leases need no sleeping."""
+
+    def __init__(self) -> None:
+        self.moment = now() + timedelta(seconds=1)
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, **delta: float) -> None:
+        self.moment += timedelta(**delta)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def make_sender(app: Flask, sink: Sink, clock: Clock | None = None, **config: object) -> Sender:
+    app.config.update(OUTBOUND_SMTP_URL=sink.url, **config)
+    return Sender(app, clock=clock or now)
+
+
+def run(sender: Sender) -> int:
+    """One claim-and-deliver round, with the test's own transaction closed first (on
+    SQLite an open transaction holds the write lock the sender needs)."""
+    db.session.rollback()
+    claimed = sender.run_once()
+    db.session.expire_all()
+    return claimed
+
+
+def deliver(app: Flask, sink: Sink, **config: object) -> list[EmailMessage]:
+    """Run a sender until nothing is due; returns everything the sink has."""
+    sender = make_sender(app, sink, **config)
+    while run(sender):
+        pass
+    return sink.messages
+
+
+def outbox() -> list[OutboxMessage]:
+    return list(db.session.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars())
+
+
+def open_ticket(service: TicketsService, actor: Actor = CUSTOMER, **overrides: object) -> Ticket:
+    values: dict[str, object] = dict(
+        subject="Printer on fire", description="The printer on floor 3 is on fire.",
+        requester_email="ann@example.com", requester_name="Ann Example",
+        channel="email" if actor.is_customer else "web", actor=actor,
+        is_email_originated=actor.is_customer,
+    )
+    values.update(overrides)
+    ticket = service.open_ticket(**values)  # type: ignore[arg-type]
+    db.session.commit()
+    return ticket
+
+
+def text_of(mail: EmailMessage) -> str:
+    return mail.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+
+
+def html_of(mail: EmailMessage) -> str:
+    return mail.get_body(("html",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+
+
+def last_inbound() -> InboundMail:
+    return db.session.execute(select(InboundMail).order_by(InboundMail.id.desc())).scalars().first()
+
+
+def message_count(ticket: Ticket) -> int:
+    return db.session.execute(
+        select(func.count(Message.id)).where(Message.ticket_id == ticket.id)).scalar_one()
+
+
+# -- each kind arrives with the right headers and content ------------------------------
+
+
+def test_acknowledgment_of_mailed_ticket_has_number_threading_and_loop_headers(
+        app, gateway, senders, sink):
+    gateway.send(message(sender="Ann Example <ann@example.com>",
+                         message_id="<first@client.example>", subject="Printer on fire"))
+    (ack,) = deliver(app, sink)
+    (row,) = outbox()
+    assert (row.kind, row.state, row.attempts) == ("created", "sent", 1)
+    assert row.sent_at is not None
+    assert ack["Subject"] == "[TKT-000001] Printer on fire"
+    assert ack["To"] == "Ann Example <ann@example.com>"
+    assert ack["From"] == "Helpdesk <support@helpdesk.test>"
+    assert ack["Reply-To"] == "support+TKT-000001@helpdesk.test"
+    assert MESSAGE_ID.match(ack["Message-ID"])
+    assert ack["Message-ID"] == f"<{row.message_id}>"
+    assert ack["In-Reply-To"] == "<first@client.example>"
+    assert ack["References"] == "<first@client.example>"
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["X-Auto-Response-Suppress"] == "All"
+    assert ack["X-Loop"] == "support@helpdesk.test"
+    assert ack.get_content_type() == "multipart/alternative"
+    text = text_of(ack)
+    for expected in ("TKT-000001", "Printer on fire", "Priority:  Medium", "Category:  Support",
+                     "within 4 hours", "just reply to this mail",
+                     "http://helpdesk.test/track"):
+        assert expected in text
+    assert "<strong>TKT-000001</strong>" in html_of(ack)
+    assert sink.received[0].mail_from == "support@helpdesk.test"  # bounces come back to us
+    assert sink.received[0].rcpt_tos == ["ann@example.com"]
+
+
+def test_acknowledgment_of_portal_ticket_is_auto_generated_without_in_reply_to(
+        app, service, agent_actor, sink):
+    open_ticket(service, agent_actor, priority="urgent", category="billing")
+    (ack,) = deliver(app, sink)
+    assert ack["Auto-Submitted"] == "auto-generated"
+    assert ack["In-Reply-To"] is None and ack["References"] is None
+    assert "Priority:  Urgent" in text_of(ack) and "within 15 minutes" in text_of(ack)
+
+
+def test_ticket_opened_by_the_system_sends_no_acknowledgment(app, service, sink):
+    open_ticket(service, Actor.system("import"))
+    assert outbox() == []
+    assert deliver(app, sink) == []
+
+
+def test_public_reply_goes_to_requester_and_each_cc_in_a_copy_of_their_own(
+        app, gateway, senders, sink, agent_actor, service):
+    gateway.send(message(sender="Ann Example <ann@example.com>",
+                         message_id="<first@client.example>", cc="Bob <bob@example.com>"))
+    deliver(app, sink)
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    service.add_message(ticket, body="Please switch it off and on again.", actor=agent_actor,
+                        channel="web")
+    db.session.commit()
+    _ack, to_ann, to_bob = deliver(app, sink)
+    assert (to_ann["To"], to_bob["To"]) == ("Ann Example <ann@example.com>", "Bob <bob@example.com>")
+    assert (to_ann["Cc"], to_bob["Cc"]) == ("bob@example.com", "ann@example.com")
+    assert to_ann["Message-ID"] != to_bob["Message-ID"]
+    for mail in (to_ann, to_bob):
+        assert mail["Subject"] == "[TKT-000001] Printer on fire"
+        assert mail["Auto-Submitted"] is None  # a person wrote it (RFC 3834 §5)
+        assert mail["X-Auto-Response-Suppress"] == "All"
+        assert mail["In-Reply-To"] == "<first@client.example>"
+        assert "Please switch it off and on again." in text_of(mail)
+        assert "Agnes Agent" in text_of(mail)
+        assert "agent@helpdesk.test" not in text_of(mail)
+    assert [r.rcpt_tos for r in sink.received[1:]] == [["ann@example.com"], ["bob@example.com"]]
+
+
+def test_internal_notes_and_customer_messages_are_never_mailed(app, service, agent_actor, sink):
+    ticket = open_ticket(service)
+    deliver(app, sink)
+    service.add_message(ticket, body="Customer is grumpy.", actor=agent_actor, channel="web",
+                        internal=True)
+    service.add_participant(ticket, "bob@example.com", "Bob")
+    service.add_message(ticket, body="Any news?", actor=CUSTOMER, channel="email")
+    db.session.commit()
+    assert [row.kind for row in outbox()] == ["created"]
+    assert len(deliver(app, sink)) == 1
+
+
+def test_status_changes_are_mailed_and_resolution_says_how_to_reopen(
+        app, service, agent_actor, sink):
+    ticket = open_ticket(service)
+    service.mark_viewed(ticket, actor=agent_actor)          # new → open, automated: not mailed
+    service.change_status(ticket, "in_progress", actor=agent_actor)
+    service.change_status(ticket, "pending_customer", actor=agent_actor,
+                          reason="Which printer model is it?")
+    service.change_status(ticket, "resolved", actor=agent_actor, reason="Replaced the fuser.")
+    db.session.commit()
+    _ack, progress, pending, resolved = deliver(app, sink)
+    assert [row.kind for row in outbox()] == ["created", "status", "status", "resolved"]
+    assert "is now: In progress (was: Open)" in text_of(progress)
+    assert "Which printer model is it?" in text_of(pending)
+    assert "waiting for your answer: just reply" in text_of(pending)
+    assert "has been resolved" in text_of(resolved)
+    assert "Replaced the fuser." in text_of(resolved)
+    assert "Just reply to this mail and the ticket reopens." in text_of(resolved)
+    assert "closed after 7 days" in text_of(resolved)
+    previous = _ack
+    for mail in (progress, pending, resolved):
+        assert mail["Auto-Submitted"] == "auto-generated"
+        assert mail["Subject"] == "[TKT-000001] Printer on fire"
+        # No mail from the customer on record: the thread is our own mail to them.
+        assert mail["In-Reply-To"] == previous["Message-ID"]
+        assert mail["References"].split()[0] == _ack["Message-ID"]
+        previous = mail
+
+
+def test_automated_moves_and_cancellation_are_not_mailed(app, service, agent_actor, sink):
+    ticket = open_ticket(service)
+    service.change_status(ticket, "cancelled", actor=agent_actor, reason="spam")
+    other = open_ticket(service)
+    service.change_status(other, "open", actor=Actor.system("sla"), automated=True)
+    db.session.commit()
+    assert [row.kind for row in outbox()] == ["created", "created"]
+
+
+def test_html_alternative_escapes_what_customers_wrote(app, service, agent_actor, sink):
+    ticket = open_ticket(service, subject="<script>alert(1)</script> broken")
+    service.add_message(ticket, body="Use <b>this</b> & that", actor=agent_actor, channel="web")
+    db.session.commit()
+    ack, reply = deliver(app, sink)
+    assert "<script>" not in html_of(ack) and "&lt;script&gt;" in html_of(ack)
+    assert "Use &lt;b&gt;this&lt;/b&gt; &amp; that" in html_of(reply)
+    assert "Use <b>this</b> & that" in text_of(reply)
+
+
+def test_operator_templates_override_the_built_in_ones(app, service, sink, tmp_path):
+    (tmp_path / "created.txt").write_text("Ticket {{ number }} is ours now, {{ recipient_name }}.\n")
+    open_ticket(service)
+    (ack,) = deliver(app, sink, MAIL_TEMPLATES_DIR=str(tmp_path))
+    assert text_of(ack) == "Ticket TKT-000001 is ours now, Ann Example.\n"
+    assert "<strong>TKT-000001</strong>" in html_of(ack)  # the built-in HTML still applies
+
+
+def test_broken_operator_template_fails_its_row_visibly(app, service, sink, tmp_path):
+    (tmp_path / "created.txt").write_text("{{ no_such_variable }}\n")
+    open_ticket(service)
+    assert deliver(app, sink, MAIL_TEMPLATES_DIR=str(tmp_path)) == []
+    (row,) = outbox()
+    assert row.state == "failed"
+    assert "no_such_variable" in row.last_error
+
+
+# -- replies thread back ----------------------------------------------------------------
+
+
+def test_answer_to_acknowledgment_is_appended_to_the_same_ticket(app, gateway, senders, sink):
+    gateway.send(message(subject="Printer on fire"))
+    (ack,) = deliver(app, sink)
+    answer = message(subject="Thanks", body="It is model X-100.", in_reply_to=ack["Message-ID"],
+                     to=ack["Reply-To"])
+    code, text = gateway.send(answer, rcpt=[ack["Reply-To"]])
+    assert (code, text) == (250, b"2.0.0 OK appended TKT-000001")
+    assert "by in-reply-to" in last_inbound().reason
+    (ticket,) = db.session.execute(select(Ticket)).scalars()
+    assert message_count(ticket) == 2
+    assert [row.kind for row in outbox()] == ["created"]  # the customer's answer is not echoed
+
+
+def test_answer_to_staff_reply_is_appended_to_the_same_ticket(
+        app, gateway, senders, sink, service, agent_actor):
+    ticket = open_ticket(service, agent_actor)
+    service.add_message(ticket, body="Which model?", actor=agent_actor, channel="web")
+    db.session.commit()
+    _ack, reply = deliver(app, sink)
+    answer = message(subject="model", body="X-100", references=reply["Message-ID"])
+    code, text = gateway.send(answer)
+    assert (code, text) == (250, b"2.0.0 OK appended TKT-000001")
+    assert "by references" in last_inbound().reason
+    assert len(db.session.execute(select(Ticket)).all()) == 1
+    assert message_count(ticket) == 3
+
+
+def forged(genuine: str, how: str, app: Flask) -> str:
+    ticket_id, row_id = (int(part) for part in MESSAGE_ID.match(genuine).groups())  # type: ignore[union-attr]
+    if how == "wrong mac":
+        return re.sub(r"\.[0-9a-f]{24}@", "." + "0" * 24 + "@", genuine)
+    if how == "other secret":
+        other = Signer(b"not the helpdesk's key", "helpdesk.helpdesk.test")
+        return f"<{other.make(ticket_id, row_id, 'ann@example.com')}>"
+    if how == "mac of another recipient":
+        signer = Signer.from_config(app.config)
+        return f"<{signer.make(ticket_id, row_id, 'mallory@example.com')}>"
+    assert how == "unknown row"
+    signer = Signer.from_config(app.config)
+    return f"<{signer.make(ticket_id, row_id + 1000, 'ann@example.com')}>"
+
+
+@pytest.mark.parametrize("how", ["wrong mac", "other secret", "mac of another recipient",
+                                 "unknown row"])
+def test_forged_message_id_does_not_thread(app, gateway, senders, sink, how):
+    gateway.send(message(subject="Printer on fire"))
+    (ack,) = deliver(app, sink)
+    fake = forged(ack["Message-ID"], how, app)
+    assert fake != ack["Message-ID"]
+    code, text = gateway.send(message(subject="Thanks", body="More.", in_reply_to=fake))
+    assert (code, text) == (250, b"2.0.0 OK created TKT-000002")
+    first = db.session.execute(select(Ticket).where(Ticket.number == 1)).scalar_one()
+    assert message_count(first) == 1
+
+
+# -- delivery: outage, backoff, permanent failure, crash ------------------------------
+
+
+def test_relay_down_rows_are_retried_with_backoff_then_each_delivered_once(
+        app, service, sink):
+    for n in range(3):
+        open_ticket(service, requester_email=f"c{n}@example.com")
+    sink.stop()
+    clock = Clock()
+    sender = make_sender(app, sink, clock)
+    started = clock()
+    assert run(sender) == 3
+    rows = outbox()
+    assert {(r.state, r.attempts) for r in rows} == {("pending", 1)}
+    assert all("cannot connect" in r.last_error for r in rows)
+    assert {r.next_attempt_at - started for r in rows} == {timedelta(minutes=1)}
+
+    clock.advance(seconds=59)
+    assert run(sender) == 0                       # not due yet
+    clock.advance(seconds=1)
+    assert run(sender) == 3                       # second attempt, still down
+    assert {r.next_attempt_at - clock() for r in outbox()} == {timedelta(minutes=2)}
+    clock.advance(minutes=2)
+    assert run(sender) == 3
+    assert {r.next_attempt_at - clock() for r in outbox()} == {timedelta(minutes=4)}
+
+    sink.start()
+    clock.advance(minutes=4)
+    assert run(sender) == 3
+    assert {(r.state, r.attempts) for r in outbox()} == {("sent", 4)}
+    assert sorted(sink.message_ids().values()) == [1, 1, 1]
+    clock.advance(hours=5)
+    assert run(sender) == 0
+    assert len(sink.received) == 3
+
+
+def test_backoff_is_capped_and_gives_up_after_the_configured_age(app, service, sink):
+    open_ticket(service)
+    sink.stop()
+    clock = Clock()
+    sender = make_sender(app, sink, clock, OUTBOUND_RETRY_MAX=timedelta(minutes=5),
+                         OUTBOUND_GIVE_UP_AFTER=timedelta(minutes=30))
+    delays = []
+    while outbox()[0].state == "pending":
+        due = outbox()[0].next_attempt_at
+        clock.moment = max(clock.moment, due)
+        run(sender)
+        row = outbox()[0]
+        delays.append(row.next_attempt_at - clock() if row.state == "pending" else None)
+    assert delays[:4] == [timedelta(minutes=m) for m in (1, 2, 4, 5)]
+    assert delays[-1] is None
+    row = outbox()[0]
+    assert row.state == "failed" and row.last_error.startswith(f"gave up after {row.attempts}")
+
+
+def test_sender_loop_rides_out_a_relay_outage(app, service, sink):
+    """The real loop in its thread: the relay is down, comes back, all arrive once."""
+    for n in range(4):
+        open_ticket(service, requester_email=f"c{n}@example.com")
+    db.session.rollback()
+    sink.stop()
+    app.config.update(OUTBOUND_SMTP_URL=sink.url, OUTBOUND_POLL_SECONDS=0.05,
+                      OUTBOUND_RETRY_FIRST=timedelta(seconds=0.2),
+                      OUTBOUND_RETRY_MAX=timedelta(seconds=0.5))
+    stopping = threading.Event()
+    thread = threading.Thread(target=Sender(app, stopping).run)
+    thread.start()
+    try:
+        deadline = now() + timedelta(seconds=20)
+        while now() < deadline:
+            attempts = [row.attempts for row in outbox()]
+            db.session.rollback()  # never hold SQLite's write lock while waiting
+            if min(attempts) >= 3:
+                break
+            time.sleep(0.05)
+        sink.start()
+        sink.wait_for(4)
+    finally:
+        stopping.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    db.session.rollback()
+    assert {row.state for row in outbox()} == {"sent"}
+    assert sorted(sink.message_ids().values()) == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+def test_permanent_failure_stops_retries_and_is_shown(app, service, sink, runner, stage):
+    open_ticket(service, requester_email="gone@example.com")
+    open_ticket(service, requester_email="ann@example.com")
+    if stage == "rcpt":
+        sink.refuse_rcpt["gone@example.com"] = "550 5.1.1 <gone@example.com>: User unknown"
+    clock = Clock()
+    sender = make_sender(app, sink, clock)
+    if stage == "data":
+        sink.data_reply = "554 5.6.0 Message rejected"
+        run(sender)
+        sink.data_reply = None
+    else:
+        run(sender)
+    gone, ann = outbox()
+    assert (gone.state, gone.attempts) == ("failed", 1)
+    expected = "550 5.1.1 <gone@example.com>: User unknown" if stage == "rcpt" else "554 5.6.0"
+    assert gone.last_error.startswith(expected)
+    assert ann.state == ("sent" if stage == "rcpt" else "failed")
+    received = len(sink.received)
+    clock.advance(days=1)
+    assert run(sender) == 0
+    assert len(sink.received) == received
+    listing = runner.invoke(args=["outbox", "list", "--state", "failed"])
+    assert listing.exit_code == 0
+    assert "gone@example.com" in listing.output and expected in listing.output
+
+
+def test_temporary_refusal_is_retried(app, service, sink):
+    open_ticket(service)
+    sink.refuse_rcpt["ann@example.com"] = "450 4.2.1 Mailbox busy, try later"
+    clock = Clock()
+    sender = make_sender(app, sink, clock)
+    run(sender)
+    (row,) = outbox()
+    assert (row.state, row.last_error) == ("pending", "450 4.2.1 Mailbox busy, try later")
+    del sink.refuse_rcpt["ann@example.com"]
+    clock.advance(minutes=1)
+    run(sender)
+    assert outbox()[0].state == "sent"
+    assert len(sink.received) == 1
+
+
+def test_failed_row_can_be_retried_by_an_operator(app, service, sink, runner):
+    open_ticket(service)
+    sink.refuse_rcpt["ann@example.com"] = "550 5.7.1 Relaying denied"
+    deliver(app, sink)
+    assert outbox()[0].state == "failed"
+    del sink.refuse_rcpt["ann@example.com"]
+    result = runner.invoke(args=["outbox", "retry", str(outbox()[0].id)])
+    assert result.exit_code == 0, result.output
+    assert len(deliver(app, sink)) == 1
+    assert outbox()[0].state == "sent"
+    again = runner.invoke(args=["outbox", "retry", str(outbox()[0].id)])
+    assert again.exit_code == 1 and "only failed or skipped" in again.output
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs."""
+
+
+def test_crash_between_250_and_mark_resends_only_that_mail(app, service, sink):
+    for n in range(3):
+        open_ticket(service, requester_email=f"c{n}@example.com")
+    clock = Clock()
+
+    class CrashingSender(Sender):
+        def _mark(self, item, outcome, **values):  # type: ignore[no-untyped-def]
+            if outcome == "sent" and not getattr(self, "crashed", False):
+                self.crashed = True
+                raise Crash
+            super()._mark(item, outcome, **values)
+
+    app.config.update(OUTBOUND_SMTP_URL=sink.url)
+    db.session.rollback()
+    with pytest.raises(Crash):
+        CrashingSender(app, clock=clock).run_once()
+    assert len(sink.received) == 1
+    db.session.expire_all()
+    assert {row.state for row in outbox()} == {"sending"}
+
+    sender = make_sender(app, sink, clock)
+    clock.advance(minutes=9)
+    assert run(sender) == 0                       # the lease (10 minutes) still holds
+    clock.advance(minutes=2)
+    assert run(sender) == 3
+    assert {row.state for row in outbox()} == {"sent"}
+    counts = sink.message_ids()
+    first = f"<{outbox()[0].message_id}>"
+    assert counts[first] == 2                     # at least once: that one mail, twice
+    assert sorted(counts.values()) == [1, 1, 2]   # the others exactly once
+    assert len({str(m["Message-ID"]) for m in sink.messages}) == 3
+
+
+# -- loops: auto-replies, bounces, machine and own addresses, rate limits -----------------
+
+
+def test_auto_reply_to_a_notification_creates_nothing_and_sends_nothing(
+        app, gateway, senders, sink):
+    gateway.send(message(subject="Printer on fire"))
+    (ack,) = deliver(app, sink)
+    out_of_office = message(
+        subject=f"Automatic reply: {ack['Subject']}", body="I am on holiday until Monday.",
+        in_reply_to=ack["Message-ID"], headers={"Auto-Submitted": "auto-replied"})
+    code, text = gateway.send(out_of_office, rcpt=[ack["Reply-To"]])
+    assert (code, text) == (250, b"2.0.0 OK ignored")
+    assert last_inbound().reason == "auto-submitted: auto-replied"
+    (ticket,) = db.session.execute(select(Ticket)).scalars()
+    assert message_count(ticket) == 1
+    assert len(outbox()) == 1
+    assert len(deliver(app, sink)) == 1
+
+
+def test_our_own_mail_coming_back_is_ignored(app, gateway, senders, sink):
+    gateway.send(message(subject="Printer on fire"))
+    (ack,) = deliver(app, sink)
+    code, text = gateway.send(sink.received[0].data, mail_from="forwarder@example.com")
+    assert (code, text) == (250, b"2.0.0 OK ignored")
+    assert last_inbound().reason == "own address"
+    # A forwarder that rewrites From and Message-ID still keeps our X-Loop.
+    rewritten = ack
+    rewritten.replace_header("From", "ann@example.com")
+    rewritten.replace_header("Message-ID", "<fwd-1@example.com>")
+    code, text = gateway.send(rewritten, mail_from="ann@example.com")
+    assert (code, text) == (250, b"2.0.0 OK ignored")
+    assert last_inbound().reason == "x-loop: own address"
+    assert len(outbox()) == 1
+
+
+def corpus_bounce(original_message_id: str, recipient: str, action: str = "failed") -> bytes:
+    """A real MailSite DSN from the shared corpus, rewritten to report on our mail."""
+    raw = (CORPUS / "mail-parser__tests_mails_mail_malformed_2").read_bytes()
+    raw = raw.replace(b"<004801d1fc84$01c934ac$b247f0b7$@infospacemail.com>",
+                      original_message_id.encode())
+    raw = raw.replace(b"abh@netpar.com.br", recipient.encode())
+    return raw.replace(b"Action: failed", f"Action: {action}".encode())
+
+
+def test_bounce_of_a_notification_marks_the_address_undeliverable(
+        app, gateway, senders, sink, service, agent_actor):
+    gateway.send(message(subject="Printer on fire"))
+    (ack,) = deliver(app, sink)
+    code, text = gateway.send(corpus_bounce(ack["Message-ID"], "ann@example.com"), mail_from="")
+    assert (code, text) == (250, b"2.0.0 OK ignored")
+    assert "bounce of outbox #1 to ann@example.com" in last_inbound().reason
+    (row,) = outbox()
+    assert row.state == "bounced" and row.bounced_at is not None
+    assert "reported by inbound mail" in row.last_error
+    ann = db.session.execute(select(Contact).where(Contact.email == "ann@example.com")).scalar_one()
+    assert ann.undeliverable_since is not None
+    assert len(db.session.execute(select(Ticket)).all()) == 1
+
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    service.add_message(ticket, body="Did it work?", actor=agent_actor, channel="web")
+    db.session.commit()
+    assert len(deliver(app, sink)) == 1           # nothing new: the address bounced
+    skipped = outbox()[-1]
+    assert skipped.state == "skipped" and "undeliverable since" in skipped.last_error
+
+    gateway.send(message(subject="Re: [TKT-000001] Printer on fire", body="I am back."))
+    db.session.expire_all()
+    assert db.session.get(Contact, ann.id).undeliverable_since is None  # she wrote again
+    service.add_message(ticket, body="Welcome back.", actor=agent_actor, channel="web")
+    db.session.commit()
+    assert len(deliver(app, sink)) == 2
+
+
+@pytest.mark.parametrize("variant", ["delay notice", "forged id"])
+def test_delay_notice_or_forged_bounce_marks_nothing(app, gateway, senders, sink, variant):
+    gateway.send(message(subject="Printer on fire"))
+    (ack,) = deliver(app, sink)
+    if variant == "delay notice":
+        raw = corpus_bounce(ack["Message-ID"], "ann@example.com", action="delayed")
+    else:
+        raw = corpus_bounce(forged(ack["Message-ID"], "wrong mac", app), "ann@example.com")
+    code, text = gateway.send(raw, mail_from="")
+    assert (code, text) == (250, b"2.0.0 OK ignored")
+    assert outbox()[0].state == "sent"
+    assert db.session.execute(select(Contact.undeliverable_since)).scalar() is None
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("noreply@shop.example", "machine address"),
+    ("mailer-daemon@mx.example", "machine address"),
+    ("postmaster@example.com", "machine address"),
+    ("support@helpdesk.test", "own address"),
+    ("support+TKT-000009@helpdesk.test", "own address"),
+    ("robot@helpdesk.helpdesk.test", "own address"),
+])
+def test_machine_and_own_addresses_are_never_mailed(app, service, agent_actor, sink,
+                                                    address, reason):
+    open_ticket(service, agent_actor, requester_email=address)
+    assert deliver(app, sink) == []
+    (row,) = outbox()
+    assert row.state == "skipped" and reason in row.last_error
+
+
+def test_automatic_mail_is_rate_limited_per_recipient(app, service, agent_actor, sink):
+    for n in range(4):
+        open_ticket(service, agent_actor, subject=f"Request {n}")
+    assert len(deliver(app, sink, OUTBOUND_MAX_AUTO_PER_RECIPIENT=3)) == 3
+    assert [row.state for row in outbox()] == ["sent", "sent", "sent", "skipped"]
+    assert "rate limit: 3 automatic mails to this address within 1 hour" in outbox()[3].last_error
+
+
+def test_automatic_mail_is_rate_limited_per_ticket_but_replies_are_not(
+        app, service, agent_actor, sink):
+    ticket = open_ticket(service, agent_actor)
+    service.change_status(ticket, "open", actor=agent_actor)
+    service.change_status(ticket, "in_progress", actor=agent_actor)
+    for n in range(3):
+        service.add_message(ticket, body=f"Update {n}", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink, OUTBOUND_MAX_AUTO_PER_TICKET=2)
+    states = [(row.kind, row.state) for row in outbox()]
+    assert states == [("created", "sent"), ("status", "sent"), ("status", "skipped"),
+                      ("reply", "sent"), ("reply", "sent"), ("reply", "sent")]
+    assert "automatic mails on this ticket" in outbox()[2].last_error
+
+
+# -- the notification is part of its event's transaction --------------------------------
+
+
+def test_rolled_back_event_queues_nothing(app, service, agent_actor):
+    ticket = open_ticket(service)
+    service.add_message(ticket, body="Draft", actor=agent_actor, channel="web")
+    service.change_status(ticket, "open", actor=agent_actor)
+    db.session.rollback()
+    service.open_ticket(subject="x", description="y", requester_email="bob@example.com",
+                        channel="email", actor=Actor.customer("bob@example.com"))
+    db.session.rollback()
+    assert [row.kind for row in outbox()] == ["created"]
+
+
+def test_outbox_check_constraints_follow_the_vocabulary(app):
+    db.session.add(OutboxMessage(kind="newsletter", to_address="a@example.com"))
+    with pytest.raises(IntegrityError, match="ck_outbox_kind"):
+        db.session.flush()
+    db.session.rollback()
+
+
+# -- several sender processes -----------------------------------------------------------
+
+PROCESS_MAILS = {"postgresql": 500, "sqlite": 100}
+
+
+def test_two_sender_processes_deliver_each_queued_mail_exactly_once(
+        app, backend, database_url, service, agent_actor, sink):
+    mails = PROCESS_MAILS[backend]
+    for n in range(mails):
+        open_ticket(service, agent_actor, requester_email=f"customer{n}@example.com",
+                    subject=f"Request {n}")
+    db.session.rollback()
+    reported = run_processes(outbound_worker.drain, [(database_url, sink.url)] * 2)
+
+    if backend == "postgresql":  # SQLite's busy handler is unfair: one writer may take all
+        assert all(batches for batches in reported), "one process sent nothing"
+    assert sum(sum(batches) for batches in reported) == mails   # each row claimed once
+    counts = sink.message_ids()
+    assert len(counts) == mails
+    assert set(counts.values()) == {1}, "a mail arrived twice"
+    rows = outbox()
+    assert {row.state for row in rows} == {"sent"}
+    assert set(counts) == {f"<{row.message_id}>" for row in rows}
+    assert sorted(tuple(r.rcpt_tos) for r in sink.received) == sorted(
+        (row.to_address,) for row in rows)
+
+
+# -- the relay: URL, TLS, AUTH ----------------------------------------------------------
+
+
+def test_outbound_urls_are_read_with_their_options() -> None:
+    assert parse_outbound_url("") is None
+    plain = parse_outbound_url("smtp://relay.example")
+    assert (plain.host, plain.port, plain.tls, plain.starttls, plain.username) == (  # type: ignore[union-attr]
+        "relay.example", 25, False, False, None)
+    secure = parse_outbound_url("smtps://notify%40corp.example:p%3As%2Fs@relay.example")
+    assert (secure.port, secure.tls, secure.username, secure.password) == (  # type: ignore[union-attr]
+        465, True, "notify@corp.example", "p:s/s")
+    upgraded = parse_outbound_url("smtp://u:p@relay.example:587?starttls=true")
+    assert (upgraded.port, upgraded.tls, upgraded.starttls) == (587, False, True)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("url", "complaint"), [
+    ("http://relay.example", "smtp:// or smtps://"),
+    ("smtp://notify@relay.example", "user:password@"),
+    ("smtps://relay.example?starttls=1", "already TLS"),
+    ("smtp://relay.example/outbox", "no path"),
+    ("smtp://relay.example?tls=1", "unknown options"),
+])
+def test_bad_outbound_urls_are_refused_with_a_reason(url: str, complaint: str) -> None:
+    with pytest.raises(InvalidServerUrl, match=complaint):
+        parse_outbound_url(url)
+
+
+def test_gateway_refuses_to_start_with_a_bad_outbound_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    complaint = refused_start(tmp_path, OUTBOUND_SMTP_URL="smtp://notify@relay.example")
+    assert "gateway: OUTBOUND_SMTP_URL needs user:password@" in complaint
+
+
+@dataclass(frozen=True)
+class Certificate:
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for 127.0.0.1 (the `openssl` tool comes with the
+    PostgreSQL packages `make test` installs; missing, it is a failure)."""
+    folder = tmp_path_factory.mktemp("tls")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("the openssl command is missing (Debian package openssl)")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem"),
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return Certificate(folder / "cert.pem", folder / "key.pem")
+
+
+def relay_login(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == b"notify"
+          and auth_data.password == b"s3cret")
+    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+
+
+@pytest.fixture
+def tls_relay(certificate: Certificate, request: pytest.FixtureRequest) -> Iterator[Sink]:
+    mode = request.param
+    options: dict[str, object] = dict(authenticator=relay_login, auth_require_tls=True)
+    if mode == "starttls":
+        options.update(tls_context=certificate.server_context(), require_starttls=True)
+    else:
+        # TLS from the first byte; aiosmtpd only counts STARTTLS as TLS for AUTH.
+        options.update(ssl_context=certificate.server_context(), auth_require_tls=False)
+    server = Sink(**options).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def relay_url(relay: Sink, password: str = "s3cret") -> str:
+    if relay.options.get("ssl_context"):
+        return f"smtps://notify:{password}@127.0.0.1:{relay.port}"
+    return f"smtp://notify:{password}@127.0.0.1:{relay.port}?starttls=true"
+
+
+@pytest.mark.parametrize("tls_relay", ["starttls", "smtps"], indirect=True)
+def test_relay_with_tls_and_login_gets_the_mail(app, service, tls_relay, certificate,
+                                                 monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))  # trust our test CA
+    open_ticket(service)
+    app.config.update(OUTBOUND_SMTP_URL=relay_url(tls_relay))
+    run(Sender(app))
+    (received,) = tls_relay.received
+    assert received.authenticated
+    assert outbox()[0].state == "sent"
+
+
+@pytest.mark.parametrize(("tls_relay", "trusted", "password", "error"), [
+    ("starttls", True, "wrong", "535"),
+    ("smtps", False, "s3cret", "CERTIFICATE_VERIFY_FAILED"),
+], indirect=["tls_relay"])
+def test_relay_refusing_login_or_certificate_is_retried_not_failed(
+        app, service, tls_relay, certificate, monkeypatch, trusted, password, error):
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
+    open_ticket(service)
+    app.config.update(OUTBOUND_SMTP_URL=relay_url(tls_relay, password))
+    run(Sender(app))
+    (row,) = outbox()
+    assert row.state == "pending"                 # the relay's setup, not this mail's fault
+    assert error in row.last_error
+    assert tls_relay.received == []
+
+
+# -- the gateway process runs the sender --------------------------------------------------
+
+
+def test_gateway_process_acknowledges_a_mailed_ticket_and_stops_on_sigterm(
+        app, database_url, senders, sink, tmp_path):
+    db.session.remove()
+    port = free_port()
+    process = start_gateway_process(database_url, port, tmp_path, OUTBOUND_SMTP_URL=sink.url,
+                                    OUTBOUND_POLL_SECONDS="0.2")
+    try:
+        code, _ = send(port, message(subject="Printer on fire"))
+        assert code == 250
+        (ack,) = sink.wait_for(1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert ack["Subject"] == "[TKT-000001] Printer on fire"
+    assert outbox()[0].state == "sent"
