@@ -73,8 +73,9 @@ def create_ticket() -> ResponseReturnValue:
         priority=data.get("priority"), category=data.get("category"), channel="api",
         actor=current_actor(), cc=[(address, "") for address in cc],
     )
+    body = ticket_json(ticket)  # before the commit expires it: no reload afterwards
     db.session.commit()
-    return jsonify(ticket_json(ticket)), 201
+    return jsonify(body), 201
 
 
 @bp.get("/tickets/<number>")

@@ -1,0 +1,374 @@
+"""The portal and the API at 100,000 tickets: page latency, and ticket creation
+through the API beside the TicketsService ceiling.
+
+What it measures, against a private PostgreSQL (fsync on) holding 100,000 tickets
+(seeded with set-based SQL, numbers 1..100000, a realistic mix of statuses,
+priorities, categories, assignees and 2,000 requesters):
+
+1. Latency, one request at a time through gunicorn (`wsgi:app`, sync workers) over
+   loopback: the queue page (`/tickets`) unfiltered, filtered and searched, and
+   `GET /api/v1/tickets` with a filter. Median and p95 of N requests after a warm-up.
+   Goal: queue p95 under 100 ms.
+2. Throughput of `POST /api/v1/tickets` under gunicorn with 2 and 4 workers, driven
+   by as many client processes as there are workers times two, for a fixed time;
+   rate = 201 answers / elapsed. Ceiling, measured in the same run with the same
+   number of processes as gunicorn workers: `TicketsService.open_ticket` + commit
+   with a staff actor on channel `api`, i.e. exactly the work behind the endpoint
+   without HTTP, JSON and authentication. Goal: ratio ≥ 0.5. Numbers are checked
+   gap-free afterwards.
+
+Run from the project root:  .venv/bin/python -m bench.web_bench [--requests 200] [--seconds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import http.cookiejar
+import json
+import multiprocessing as mp
+import os
+import queue
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+from bench.numbering_bench import _admin, migrate, server_settings
+from bench.smtp_bench import markdown_table, plain_table
+from config import TestingConfig
+from helpdesk import create_app
+from helpdesk.extensions import db
+from helpdesk.models import StaffUser
+from helpdesk.services import Actor, TicketsService
+from helpdesk.services.staff import StaffService
+from tests.pgserver import PostgresServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKETS = 100_000
+EMAIL, PASSWORD = "bench-admin@helpdesk.test", "bench-password-1"
+QUEUE_GOAL_MS = 100.0
+CREATE_GOAL = 0.5
+SETUP_TIMEOUT = 300.0
+
+SEED = f"""
+INSERT INTO organizations (name, created_at) VALUES ('Bench Org', now());
+INSERT INTO contacts (email, name, organization_id, created_at)
+SELECT 'customer' || g || '@example.com', 'Customer ' || g,
+       (SELECT id FROM organizations LIMIT 1), now()
+FROM generate_series(1, 2000) g;
+INSERT INTO staff_users (email, name, role, password_hash, is_active, created_at)
+SELECT 'agent' || g || '@helpdesk.test', 'Agent ' || g, 'agent', 'x', true, now()
+FROM generate_series(1, 20) g;
+INSERT INTO tickets (number, subject, description, status, priority, category, channel,
+    is_email_originated, requester_id, assignee_id, created_at, updated_at,
+    first_response_due_at, resolution_due_at, pending_seconds)
+SELECT g,
+       'Ticket ' || g || ' about the ' ||
+           (ARRAY['printer', 'vpn', 'invoice', 'laptop', 'mailbox', 'badge'])[1 + g % 6],
+       'The customer reports a problem with item ' || g || '. Please look into it.',
+       (ARRAY['new', 'open', 'in_progress', 'pending_customer', 'resolved', 'closed',
+              'reopened', 'cancelled'])[1 + (g * 7) % 8],
+       (ARRAY['low', 'medium', 'high', 'urgent'])[1 + (g * 3) % 4],
+       (ARRAY['support', 'technical', 'billing', 'sales', 'complaint', 'feature_request',
+              'account', 'other'])[1 + (g * 5) % 8],
+       (ARRAY['email', 'web', 'api'])[1 + g % 3], g % 3 = 0,
+       (SELECT min(id) FROM contacts) + g % 2000,
+       CASE WHEN g % 4 = 0 THEN NULL ELSE (SELECT min(id) FROM staff_users) + g % 20 END,
+       now() - (({TICKETS} - g) || ' minutes')::interval,
+       now() - (({TICKETS} - g) || ' minutes')::interval + interval '5 minutes',
+       now() - (({TICKETS} - g) || ' minutes')::interval + interval '4 hours',
+       now() - (({TICKETS} - g) || ' minutes')::interval + interval '3 days', 0
+FROM generate_series(1, {TICKETS}) g;
+UPDATE ticket_counter SET next_value = {TICKETS + 1} WHERE id = 1;
+"""
+
+PAGES = (
+    ("queue, default (newest activity first)", "/tickets"),
+    ("queue, status=open & priority=high", "/tickets?status=open&priority=high"),
+    ("queue, search 'printer'", "/tickets?q=printer"),
+    ("queue, page 200", "/tickets?page=200"),
+    ("API GET /tickets?status=open&priority=high", "/api/v1/tickets?status=open&priority=high"),
+)
+
+
+@dataclass(frozen=True)
+class Latency:
+    name: str
+    median_ms: float
+    p95_ms: float
+
+
+@dataclass(frozen=True)
+class Throughput:
+    workers: int
+    api_rate: float
+    ceiling_rate: float
+
+    @property
+    def ratio(self) -> float:
+        return self.api_rate / self.ceiling_rate if self.ceiling_rate else 0.0
+
+
+# -- setup -----------------------------------------------------------------------------
+
+
+def prepare(pg: PostgresServer) -> str:
+    url = pg.create_database("bench_web")
+    migrate(url)
+    _admin(url, SEED)
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
+    with app.app_context():
+        StaffService(db.session).create(email=EMAIL, name="Bench Admin", role="admin",
+                                        password=PASSWORD)
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+    _admin(url, "VACUUM ANALYZE", "CHECKPOINT")
+    return url
+
+
+class Gunicorn:
+    def __init__(self, url: str, workers: int, scratch: Path) -> None:
+        self.port = free_port()
+        env = dict(os.environ, DATABASE_URL=url, SECURE_COOKIES="false",
+                   HELPDESK_INSTANCE_DIR=str(scratch / "instance"),
+                   LOGIN_RATE_LIMIT="100000 per minute")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(workers), "--log-level", "warning", "wsgi:app"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.base}/api/v1/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not start")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# -- latency ---------------------------------------------------------------------------
+
+
+def portal_opener(base: str) -> urllib.request.OpenerDirector:
+    """A logged-in portal session (cookie jar, CSRF token from the login form)."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(f"{base}/login") as page:
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page.read())
+    if token is None:
+        raise RuntimeError("no CSRF token on the login page")
+    form = urllib.parse.urlencode({"email": EMAIL, "password": PASSWORD,
+                                   "csrf_token": token.group(1).decode()}).encode()
+    with opener.open(f"{base}/login", data=form) as answer:
+        if not answer.url.endswith("/tickets"):
+            raise RuntimeError(f"portal login failed: {answer.url}")
+    return opener
+
+
+def api_token(base: str) -> str:
+    request = urllib.request.Request(
+        f"{base}/api/v1/auth/login", data=json.dumps({"email": EMAIL, "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as answer:
+        return str(json.load(answer)["access_token"])
+
+
+def latencies(base: str, requests: int) -> list[Latency]:
+    opener = portal_opener(base)
+    opener.addheaders = [("Authorization", f"Bearer {api_token(base)}")]
+    results = []
+    for name, path in PAGES:
+        samples = []
+        for index in range(requests + 10):
+            started = time.perf_counter()
+            with opener.open(base + path) as answer:
+                answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"{path}: {answer.status}")
+            if index >= 10:  # the first ten warm the caches and the workers
+                samples.append((time.perf_counter() - started) * 1000)
+        samples.sort()
+        results.append(Latency(name, statistics.median(samples),
+                               samples[int(len(samples) * 0.95) - 1]))
+    return results
+
+
+# -- throughput ------------------------------------------------------------------------
+
+
+def _api_client(base: str, index: int, seconds: float, barrier: Barrier) -> tuple[int, float, float]:
+    token = api_token(base)
+    host, port = urllib.parse.urlsplit(base).netloc.split(":")
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    barrier.wait(SETUP_TIMEOUT)
+    started = time.monotonic()
+    deadline, count = started + seconds, 0
+    while time.monotonic() < deadline:
+        body = json.dumps({"subject": f"API bench {index}-{count}", "description": "From the bench.",
+                           "requester_email": f"api{index}@example.com"})
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection.request("POST", "/api/v1/tickets", body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        connection.close()
+        if answer.status != 201:
+            raise RuntimeError(f"POST /tickets answered {answer.status}")
+        count += 1
+    return count, started, time.monotonic()
+
+
+def _service_client(url: str, index: int, seconds: float, barrier: Barrier) -> tuple[int, float, float]:
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
+    with app.app_context():
+        staff = db.session.query(StaffUser).filter_by(email=EMAIL).one()
+        actor = Actor.staff(staff)
+
+        def create(n: int) -> None:
+            TicketsService.from_config(db.session, app.config).open_ticket(
+                subject=f"Service bench {index}-{n}", description="From the bench.",
+                requester_email=f"service{index}@example.com", channel="api", actor=actor)
+
+        create(0)
+        db.session.rollback()  # warm-up, takes no number
+        barrier.wait(SETUP_TIMEOUT)
+        started = time.monotonic()
+        deadline, count = started + seconds, 0
+        while time.monotonic() < deadline:
+            create(count + 1)
+            db.session.commit()
+            count += 1
+        finished = time.monotonic()
+        db.session.remove()
+        db.engine.dispose()
+    return count, started, finished
+
+
+def _main(kind: str, target: str, index: int, seconds: float, barrier: Barrier,
+          results: Queue[tuple[int, Any]]) -> None:
+    try:
+        work = _api_client if kind == "api" else _service_client
+        results.put((index, work(target, index, seconds, barrier)))
+    except BaseException:
+        barrier.abort()
+        results.put((index, traceback.format_exc()))
+
+
+def rate(kind: str, target: str, processes: int, seconds: float) -> float:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    results: Queue[tuple[int, Any]] = ctx.Queue()
+    workers = [ctx.Process(target=_main, args=(kind, target, i, seconds, barrier, results))
+               for i in range(processes)]
+    for worker in workers:
+        worker.start()
+    outcomes = []
+    try:
+        for _ in workers:
+            outcomes.append(results.get(timeout=SETUP_TIMEOUT + seconds + 120)[1])
+    except queue.Empty:
+        raise RuntimeError(f"{kind} clients did not report") from None
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+    failures = [o for o in outcomes if isinstance(o, str)]
+    if failures:
+        raise RuntimeError(f"{kind} client failed:\n{failures[0]}")
+    elapsed = max(o[2] for o in outcomes) - min(o[1] for o in outcomes)
+    return sum(o[0] for o in outcomes) / elapsed
+
+
+def gap_free(url: str) -> bool:
+    (row,) = _admin(url, "SELECT count(*), min(number), max(number) FROM tickets")
+    assert row is not None
+    return bool(row[1] == 1 and row[2] == row[0])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.web_bench")
+    parser.add_argument("--requests", type=int, default=200, help="requests per page (200)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput run (5)")
+    args = parser.parse_args(argv)
+    pg = PostgresServer(durable=True).start()
+    scratch = Path(tempfile.mkdtemp(prefix="web-bench."))
+    try:
+        url = prepare(pg)
+        settings = server_settings(url)
+        print(f"{settings}; {TICKETS} tickets seeded", flush=True)
+        server = Gunicorn(url, 2, scratch)
+        try:
+            pages = latencies(server.base, args.requests)
+        finally:
+            server.stop()
+        for page in pages:
+            print(f"{page.name}: median {page.median_ms:.1f} ms, p95 {page.p95_ms:.1f} ms",
+                  flush=True)
+        rows = []
+        for workers in (2, 4):
+            server = Gunicorn(url, workers, scratch)
+            try:
+                api = rate("api", server.base, workers * 2, args.seconds)
+            finally:
+                server.stop()
+            ceiling = rate("service", url, workers, args.seconds)
+            rows.append(Throughput(workers, api, ceiling))
+            print(f"{workers} gunicorn workers: API {api:.0f}/s, service {ceiling:.0f}/s",
+                  flush=True)
+        numbers_ok = gap_free(url)
+    finally:
+        pg.stop()
+
+    queue_p95 = max(p.p95_ms for p in pages if p.name.startswith("queue"))
+    print()
+    print(f"Portal and API at {TICKETS} tickets ({settings})")
+    print(f"Goal: queue p95 < {QUEUE_GOAL_MS:.0f} ms: worst {queue_p95:.1f} ms, "
+          f"{'met' if queue_p95 < QUEUE_GOAL_MS else 'NOT met'}.")
+    latency_rows = [(p.name, f"{p.median_ms:.1f}", f"{p.p95_ms:.1f}") for p in pages]
+    print(plain_table(("request", "median ms", "p95 ms"), latency_rows))
+    print()
+    print("Ceiling: TicketsService.open_ticket + commit (staff actor, channel api) in as many "
+          "processes as gunicorn workers; API clients: twice as many processes.")
+    worst = min(r.ratio for r in rows)
+    print(f"Goal: API creation ≥ {CREATE_GOAL} of the ceiling: worst {worst:.2f}, "
+          f"{'met' if worst >= CREATE_GOAL else 'NOT met'}; numbers gap-free: "
+          f"{'yes' if numbers_ok else 'NO'}.")
+    throughput_rows = [(str(r.workers), f"{r.api_rate:.0f}", f"{r.ceiling_rate:.0f}",
+                        f"{r.ratio:.2f}") for r in rows]
+    headers = ("gunicorn workers", "API tickets/s", "service tickets/s", "ratio")
+    print(plain_table(headers, throughput_rows))
+    print()
+    print(markdown_table(("request", "median ms", "p95 ms"), latency_rows))
+    print()
+    print(markdown_table(headers, throughput_rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
