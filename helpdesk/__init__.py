@@ -26,6 +26,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     migrate.init_app(
         app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"),
         render_as_batch=True, compare_type=True,
+        include_object=database.include_in_autogenerate,
     )
     security.init_app(app)
     csrf.init_app(app)

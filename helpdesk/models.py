@@ -131,7 +131,7 @@ class Ticket(db.Model):
     assignee_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"), index=True)
     linked_ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now, index=True)
 
     # SLA (targets per priority; see SPEC §5).
     first_response_due_at: Mapped[Optional[datetime]] = mapped_column(DateTime)

@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from helpdesk.database import include_in_autogenerate
 from helpdesk.extensions import db
 from tests.conftest import make_app
 
@@ -34,14 +35,19 @@ def test_upgrade_builds_schema_matching_models(empty_database_url):
         flask_migrate.upgrade()
         with db.engine.connect() as connection:
             differences = compare_metadata(
-                MigrationContext.configure(connection, opts={"compare_type": True}), db.metadata
+                MigrationContext.configure(connection, opts={
+                    "compare_type": True, "include_object": include_in_autogenerate}),
+                db.metadata
             )
             counter = connection.execute(text("SELECT next_value FROM ticket_counter")).all()
         assert differences == []
         assert counter == [(1,)]
         tickets = {ix["name"]: ix for ix in inspect(db.engine).get_indexes("tickets")}
-        for column in ("status", "priority", "assignee_id", "requester_id", "created_at"):
+        for column in ("status", "priority", "assignee_id", "requester_id", "created_at",
+                       "updated_at"):
             assert f"ix_tickets_{column}" in tickets
+        if db.engine.dialect.name == "postgresql":  # search indexes (migration 0006)
+            assert {"ix_tickets_subject_trgm", "ix_tickets_description_trgm"} <= set(tickets)
         flask_migrate.downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()
