@@ -98,6 +98,9 @@ class Config:
     IMAP_PROCESSED_FOLDER = _env("IMAP_PROCESSED_FOLDER", "Processed")
     IMAP_FAILED_FOLDER = _env("IMAP_FAILED_FOLDER", "Failed")
     IMAP_MAX_BACKOFF_SECONDS = _env_int("IMAP_MAX_BACKOFF_SECONDS", 60)
+    IMAP_STUCK_AFTER = parse_duration(_env("IMAP_STUCK_AFTER", "15m"))
+    OUTBOX_BACKLOG_AFTER = parse_duration(_env("OUTBOX_BACKLOG_AFTER", "30m"))
+    METRICS_TOKEN = _env("METRICS_TOKEN", "")
 
     # Outbound notifications (mailgateway.outbound). An empty URL turns the sender
     # off: rows wait in the outbox until a gateway with a URL picks them up.

@@ -19,7 +19,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     app.config.update(overrides)
     _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
 
-    from helpdesk import api, auth, cli, database, portal, security, tracker
+    from helpdesk import api, auth, cli, database, metrics, portal, security, tracker
     from helpdesk.extensions import csrf, db, limiter, migrate
 
     database.init_app(app)
@@ -35,6 +35,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     api.init_app(app)
     portal.init_app(app)
     tracker.init_app(app)
+    metrics.init_app(app)
     cli.init_app(app)
     return app
 

@@ -7,13 +7,14 @@ test then gets a fresh copy (SQLite) or a truncated database (PostgreSQL).
 """
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import flask_migrate
 import pytest
-from flask import Flask
+from flask import Flask, g
 from sqlalchemy import text
 
 from config import TestingConfig
@@ -240,3 +241,74 @@ def api(client, agent: StaffUser) -> ApiClient:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def admin_api(client, admin: StaffUser) -> ApiClient:  # type: ignore[no-untyped-def]
     return ApiClient(client, login_tokens(client, admin.email, "admin-password-1")["access_token"])
+
+
+_CSRF = re.compile(rb'name="csrf_token" value="([^"]+)"')
+
+
+class Portal:
+    """A logged-in browser session on the test client, posting forms with their token.
+
+    Each real request gets a fresh app context and so a fresh `g`; under the `app`
+    fixture's context the test client reuses one, so `g` (where Flask-WTF caches the
+    CSRF token) is emptied before every request, as a real request would find it.
+    """
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self.client = _FreshG(client)
+
+    def token(self, page: str = "/login") -> str:
+        match = _CSRF.search(self.client.get(page).data)
+        assert match, f"no CSRF token on {page}"
+        return match.group(1).decode()
+
+    def login(self, email: str, password: str):  # type: ignore[no-untyped-def]
+        return self.client.post("/login", data={"email": email, "password": password,
+                                                "csrf_token": self.token()})
+
+    def get(self, path: str):  # type: ignore[no-untyped-def]
+        response = self.client.get(path)
+        db.session.rollback()
+        db.session.expire_all()
+        return response
+
+    def post(self, path: str, data: dict[str, str] | None = None, *, page: str = "/tickets",
+             csrf: bool = True):  # type: ignore[no-untyped-def]
+        form = dict(data or {})
+        if csrf:
+            form["csrf_token"] = self.token(page)
+        response = self.client.post(path, data=form)
+        db.session.rollback()
+        db.session.expire_all()
+        return response
+
+
+class _FreshG:
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self._client = client
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        attribute = getattr(self._client, name)
+        if name not in ("get", "post", "open"):
+            return attribute
+
+        def request(*args, **kwargs):  # type: ignore[no-untyped-def]
+            for key in list(vars(g)):
+                delattr(g, key)
+            return attribute(*args, **kwargs)
+
+        return request
+
+
+@pytest.fixture
+def portal(client, agent) -> Portal:  # type: ignore[no-untyped-def]
+    session = Portal(client)
+    assert session.login(agent.email, "agent-password-1").status_code == 302
+    return session
+
+
+@pytest.fixture
+def admin_portal(client, admin) -> Portal:  # type: ignore[no-untyped-def]
+    session = Portal(client)
+    assert session.login(admin.email, "admin-password-1").status_code == 302
+    return session

@@ -1,16 +1,21 @@
 """Every API error is the SPEC §6 envelope: never an HTML page, never a 500 for input."""
 from __future__ import annotations
 
-from typing import Any
-
 import logging
+from typing import Any
 
 from flask import Response, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from helpdesk.api import bp
-from helpdesk.errors import Conflict, DomainError, InvalidTransition, NotFound, ValidationError
+from helpdesk.errors import (
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    ValidationError,
+)
 from helpdesk.extensions import db
 
 log = logging.getLogger("helpdesk.api")

@@ -10,7 +10,13 @@ from jwt.exceptions import PyJWTError
 from helpdesk.api import bp
 from helpdesk.api.errors import error_response
 from helpdesk.api.payload import json_object
-from helpdesk.auth import check_credentials, issue_tokens, login_rate_limit, revoke, staff_required
+from helpdesk.auth import (
+    check_credentials,
+    issue_tokens,
+    login_rate_limit,
+    revoke,
+    staff_required,
+)
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 

@@ -1,13 +1,16 @@
-"""The dashboard: counts by status and priority, SLA state, response times."""
+"""The dashboard (counts by status and priority, SLA state, response times) and the
+mail-flow page."""
 from __future__ import annotations
 
-from flask import render_template
+from flask import current_app, render_template
 from flask.typing import ResponseReturnValue
 
 from helpdesk.extensions import db
 from helpdesk.portal import bp
 from helpdesk.portal.session import login_required
+from helpdesk.services.mailflow import mail_flow
 from helpdesk.services.stats import ticket_stats
+from helpdesk.vocabulary import INBOUND_OUTCOMES
 
 
 @bp.get("/dashboard")
@@ -15,3 +18,14 @@ from helpdesk.services.stats import ticket_stats
 def dashboard() -> ResponseReturnValue:
     return render_template("portal/dashboard.html", nav="dashboard",
                            stats=ticket_stats(db.session))
+
+
+@bp.get("/mail")
+@login_required()
+def mail() -> ResponseReturnValue:
+    """Mail flow at a glance: intake per channel, mailboxes, the outbox (SPEC §10)."""
+    cfg = current_app.config
+    flow = mail_flow(db.session, stuck_after=cfg["IMAP_STUCK_AFTER"],
+                     backlog_after=cfg["OUTBOX_BACKLOG_AFTER"])
+    return render_template("portal/mail.html", nav="mail", flow=flow,
+                           outcomes=INBOUND_OUTCOMES)

@@ -1,0 +1,78 @@
+"""How mail is flowing (SPEC §10): what came in per channel and outcome, whether
+each IMAP mailbox is being polled, and whether the outbox is draining.
+
+All aggregates in SQL. A mailbox is *stuck* when it has not had a successful poll
+for `IMAP_STUCK_AFTER`; the outbox is *backed up* when its oldest pending row has
+waited longer than `OUTBOX_BACKLOG_AFTER`. Both show on the portal's Mail page and
+on `/metrics`. Deduplicated deliveries are not rows (that is the point of
+deduplication): they appear only in the gateway's log.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from helpdesk import vocabulary as v
+from helpdesk.clock import now
+from helpdesk.models import ImapMailboxState, InboundMail, OutboxMessage
+
+
+@dataclass(frozen=True)
+class MailboxHealth:
+    key: str
+    last_success_at: datetime | None
+    last_error: str
+    last_error_at: datetime | None
+    stuck: bool
+
+
+@dataclass(frozen=True)
+class MailFlow:
+    inbound: dict[str, dict[str, int]]  # channel -> outcome -> count
+    inbound_last_day: dict[str, dict[str, int]]
+    mailboxes: list[MailboxHealth]
+    outbox: dict[str, int]  # state -> count
+    oldest_pending_at: datetime | None
+    outbox_backed_up: bool
+    moment: datetime
+
+
+def mail_flow(session: Session, *, stuck_after: timedelta, backlog_after: timedelta,
+              moment: datetime | None = None) -> MailFlow:
+    moment = moment or now()
+    counts = _inbound(session, None)
+    recent = _inbound(session, moment - timedelta(days=1))
+    mailboxes = [
+        MailboxHealth(row.key, row.last_success_at, row.last_error, row.last_error_at,
+                      stuck=row.last_success_at is None
+                      or row.last_success_at < moment - stuck_after)
+        for row in session.execute(select(ImapMailboxState).order_by(ImapMailboxState.key))
+        .scalars()
+    ]
+    found = dict(session.execute(
+        select(OutboxMessage.state, func.count(OutboxMessage.id)).group_by(OutboxMessage.state)
+    ).all())
+    oldest = session.execute(
+        select(func.min(OutboxMessage.created_at)).where(OutboxMessage.state == "pending")
+    ).scalar()
+    return MailFlow(
+        inbound=counts, inbound_last_day=recent, mailboxes=mailboxes,
+        outbox={state: int(found.get(state, 0)) for state in v.OUTBOX_STATES},
+        oldest_pending_at=oldest,
+        outbox_backed_up=oldest is not None and oldest < moment - backlog_after,
+        moment=moment,
+    )
+
+
+def _inbound(session: Session, since: datetime | None) -> dict[str, dict[str, int]]:
+    query = select(InboundMail.channel, InboundMail.outcome, func.count(InboundMail.id))
+    if since is not None:
+        query = query.where(InboundMail.received_at >= since)
+    found = {(channel, outcome): count for channel, outcome, count in
+             session.execute(query.group_by(InboundMail.channel, InboundMail.outcome))}
+    return {channel: {outcome: int(found.get((channel, outcome), 0))
+                      for outcome in v.INBOUND_OUTCOMES}
+            for channel in v.INBOUND_CHANNELS}

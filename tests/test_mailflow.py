@@ -1,0 +1,65 @@
+"""Mail flow at a glance (SPEC §10): intake counts, stuck mailboxes, a backed-up
+outbox, on the portal's Mail page and on /metrics."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from helpdesk.clock import now
+from helpdesk.extensions import db
+from helpdesk.models import ImapMailboxState, OutboxMessage
+from helpdesk.services.mailflow import mail_flow
+from tests.mail import message
+
+
+def _outbox(state: str, age: timedelta) -> OutboxMessage:
+    moment = now() - age
+    return OutboxMessage(kind="created", to_address="a@example.com", state=state,
+                         next_attempt_at=moment, created_at=moment, attempts=0, last_error="",
+                         cc_addresses="", status_reason="")
+
+
+def test_counts_outcomes_per_channel_and_flags_stuck_mailboxes_and_backlog(app, gateway, senders):
+    gateway.send(message(subject="one"))
+    gateway.send(message(sender="mallory@evil.example", subject="two"))
+    gateway.send(message(headers={"Auto-Submitted": "auto-replied"}, subject="three"))
+    db.session.add_all([
+        ImapMailboxState(key="a@imap:143/INBOX", last_uid=0, last_error="",
+                         last_success_at=now() - timedelta(minutes=2)),
+        ImapMailboxState(key="b@imap:143/INBOX", last_uid=0, last_error="OSError: refused",
+                         last_error_at=now(), last_success_at=now() - timedelta(hours=2)),
+        _outbox("pending", timedelta(hours=1)), _outbox("failed", timedelta(days=1)),
+    ])
+    db.session.commit()
+    flow = mail_flow(db.session, stuck_after=timedelta(minutes=15),
+                     backlog_after=timedelta(minutes=30))
+    assert flow.inbound["smtp"]["created"] == 1
+    assert flow.inbound["smtp"]["quarantined"] == 1 and flow.inbound["smtp"]["ignored"] == 1
+    assert flow.inbound_last_day["smtp"]["created"] == 1 and flow.inbound["imap"]["created"] == 0
+    assert [(b.key, b.stuck) for b in flow.mailboxes] == [("a@imap:143/INBOX", False),
+                                                           ("b@imap:143/INBOX", True)]
+    assert flow.outbox["pending"] >= 1 and flow.outbox["failed"] == 1
+    assert flow.outbox_backed_up
+
+
+def test_mail_page_shows_the_flow_and_the_alarms(portal, app):
+    db.session.add_all([ImapMailboxState(key="stuck@imap:143/INBOX", last_uid=0, last_error=""),
+                        _outbox("failed", timedelta(days=1))])
+    db.session.commit()
+    page = portal.get("/mail").data.decode()
+    assert "stuck@imap:143/INBOX" in page and ">stuck<" in page
+    assert "1 mailbox not polled successfully" in page
+    assert "1 notification failed for good" in page
+
+
+def test_metrics_are_off_without_a_token_and_need_it_when_on(client, app, gateway, senders):
+    assert client.get("/metrics").status_code == 404
+    app.config["METRICS_TOKEN"] = "s3cret-token"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    gateway.send(message(subject="counted"))
+    response = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    text = response.get_data(as_text=True)
+    assert 'helpdesk_inbound_mails_total{channel="smtp",outcome="created"} 1' in text
+    assert 'helpdesk_tickets{status="new"} 1' in text
+    assert "helpdesk_outbox_oldest_pending_seconds" in text
