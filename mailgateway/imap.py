@@ -48,13 +48,7 @@ from sqlalchemy.exc import DBAPIError
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
-from mailgateway.ingest import (
-    Envelope,
-    Result,
-    TransientError,
-    ingest,
-    refuse_oversized,
-)
+from mailgateway.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
 
 log = logging.getLogger("mailgateway.imap")

@@ -29,14 +29,7 @@ from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import Organization, OutboxMessage, QuarantineItem, Ticket
 from helpdesk.numbering import format_number
 from helpdesk.services import Actor, TicketsService, notifications
-from mailgateway import (
-    authentication,
-    authorization,
-    automail,
-    matching,
-    message_ids,
-    storage,
-)
+from mailgateway import authentication, authorization, automail, matching, message_ids, storage
 from mailgateway.message_ids import Signer
 from mailgateway.parser import InboundMail, parse
 

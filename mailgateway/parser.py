@@ -23,9 +23,9 @@ from base64 import b64decode
 from binascii import Error as Base64Error
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from email.parser import BytesParser
 from email.errors import MessageError, StartBoundaryNotFoundDefect
 from email.message import Message
-from email.parser import BytesParser
 from email.policy import compat32
 from email.utils import getaddresses
 from itertools import islice

@@ -14,12 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailgateway.automail import (
-    detect,
-    is_bounce,
-    is_machine_address,
-    original_message_ids,
-)
+from mailgateway.automail import detect, is_bounce, is_machine_address, original_message_ids
 from mailgateway.parser import Attachment, InboundMail
 
 OWN = ["support@helpdesk.test", "billing@helpdesk.test"]

@@ -41,6 +41,7 @@ from tests.test_smtp_gateway import tickets
 from tests.test_smtp_resilience import refused_start, start
 
 
+
 @pytest.fixture
 def mailbox(dovecot_server) -> TestMailbox:  # type: ignore[no-untyped-def]
     return TestMailbox(dovecot_server, "t" + uuid.uuid4().hex[:12])

@@ -21,6 +21,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk import lifecycle, numbering, sla
 from helpdesk import vocabulary as v
+from helpdesk.services import contacts, notifications
+from helpdesk.services.contacts import normalize_email
 from helpdesk.clock import now
 from helpdesk.errors import InvalidTransition, NotFound, ValidationError
 from helpdesk.inputs import positive_int
@@ -35,9 +37,7 @@ from helpdesk.models import (
     Ticket,
     TicketHistory,
 )
-from helpdesk.services import contacts, notifications
 from helpdesk.services.actors import Actor
-from helpdesk.services.contacts import normalize_email
 
 MAX_SUBJECT = 500
 MAX_NAME = 200
