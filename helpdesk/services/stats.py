@@ -5,8 +5,12 @@ loading tickets into Python, so it stays fast at 100,000 tickets; the same
 statements run on SQLite and PostgreSQL. Durations are wall-clock seconds from
 creation (to the first response, to the resolution); days are UTC days.
 
-- Medians: SQLite has no `percentile_cont`, so both databases number the ordered
-  durations (`ROW_NUMBER`, `COUNT(*) OVER ()`) and average the middle one or two.
+- Counts by status, priority, category and channel come from one GROUP BY over
+  all four (a few hundred groups at most), summed per field.
+- Medians: SQLite has no `percentile_cont`, so both databases sort the known
+  durations and average the middle one or two (`ORDER BY … OFFSET … LIMIT`; the
+  count comes from the aggregate query). Sorting beats numbering every row with
+  `ROW_NUMBER() OVER` / `COUNT(*) OVER ()`, which took twice as long at 100,000.
 - SLA met/breached count the decided targets: a first response is decided when
   answered (or when the check found it overdue), a resolution when resolved (or
   overdue); `met_percent` is met / decided, null while nothing is decided.
@@ -41,13 +45,7 @@ def seconds_between(session: Session, start: Any, end: Any) -> Any:
 
 def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, Any]:
     moment = moment or now()
-    counts: dict[str, dict[str, int]] = {}
-    for name, values in (("status", v.STATUSES), ("priority", v.PRIORITIES),
-                         ("category", v.CATEGORIES), ("channel", v.CHANNELS)):
-        column = getattr(Ticket, name)
-        found = dict(session.execute(
-            select(column, func.count(Ticket.id)).group_by(column)).all())
-        counts[name] = {value: int(found.get(value, 0)) for value in values}
+    counts = _counts(session)
 
     first_response = seconds_between(session, Ticket.created_at, Ticket.first_responded_at)
     resolution = seconds_between(session, Ticket.created_at, Ticket.resolved_at)
@@ -74,11 +72,11 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
         "by_channel": counts["channel"],
         "first_response": {
             "average_seconds": _seconds(avg_first), "count": n_first,
-            "median_seconds": _seconds(_median(session, first_response)),
+            "median_seconds": _seconds(_median(session, first_response, n_first)),
         },
         "resolution": {
             "average_seconds": _seconds(avg_resolution), "count": n_resolution,
-            "median_seconds": _seconds(_median(session, resolution)),
+            "median_seconds": _seconds(_median(session, resolution, n_resolution)),
         },
         "sla": {
             "first_response_breached": fr_breached,
@@ -99,16 +97,28 @@ def _count(condition: Any) -> Any:
     return func.sum(case((condition, 1), else_=0))
 
 
-def _median(session: Session, duration: Any) -> Any:
-    """The median of `duration` over the tickets where it is known (see the docstring)."""
-    ranked = select(
-        duration.label("value"),
-        func.row_number().over(order_by=duration).label("position"),
-        func.count().over().label("size"),
-    ).where(duration.is_not(None)).subquery()
-    middle = or_(ranked.c.position == (ranked.c.size + 1) // 2,
-                 ranked.c.position == (ranked.c.size + 2) // 2)
-    return session.execute(select(func.avg(ranked.c.value)).where(middle)).scalar()
+def _counts(session: Session) -> dict[str, dict[str, int]]:
+    """Tickets by status, priority, category and channel: one pass, grouped by all
+    four (at most a few hundred groups), each then summed up by one of them."""
+    fields = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES,
+              "channel": v.CHANNELS}
+    columns = [getattr(Ticket, name) for name in fields]
+    counts = {name: dict.fromkeys(values, 0) for name, values in fields.items()}
+    for *values, count in session.execute(
+            select(*columns, func.count(Ticket.id)).group_by(*columns)).all():
+        for name, value in zip(fields, values):
+            counts[name][value] += int(count)
+    return counts
+
+
+def _median(session: Session, duration: Any, known: int) -> Any:
+    """The median of `duration` over the `known` tickets where it is known: the
+    middle one or two of the sorted durations (SQLite has no percentile_cont)."""
+    if known == 0:
+        return None
+    middle = (select(duration.label("value")).where(duration.is_not(None)).order_by(duration)
+              .offset((known - 1) // 2).limit(2 - known % 2).subquery())
+    return session.execute(select(func.avg(middle.c.value))).scalar()
 
 
 def _created_per_day(session: Session, today: date) -> list[dict[str, Any]]:
@@ -133,18 +143,22 @@ def _reopens(session: Session) -> dict[str, int]:
 
 
 def _by_agent(session: Session) -> list[dict[str, Any]]:
+    assigned = (
+        select(Ticket.assignee_id.label("staff_id"),
+               _count(Ticket.status.not_in((*_DONE, "cancelled"))).label("open"),
+               _count(Ticket.status.in_(_DONE)).label("resolved"))
+        .where(Ticket.assignee_id.is_not(None)).group_by(Ticket.assignee_id).subquery()
+    )
     rows = session.execute(
-        select(StaffUser.id, StaffUser.name, StaffUser.email,
-               _count(Ticket.status.not_in((*_DONE, "cancelled"))),
-               _count(Ticket.status.in_(_DONE)), func.count(Ticket.id))
-        .outerjoin(Ticket, Ticket.assignee_id == StaffUser.id)
-        .group_by(StaffUser.id, StaffUser.name, StaffUser.email, StaffUser.is_active)
-        .having(or_(StaffUser.is_active, func.count(Ticket.id) > 0))
+        select(StaffUser.id, StaffUser.name, StaffUser.email, assigned.c.open,
+               assigned.c.resolved)
+        .outerjoin(assigned, assigned.c.staff_id == StaffUser.id)
+        .where(or_(StaffUser.is_active, assigned.c.staff_id.is_not(None)))
         .order_by(StaffUser.name, StaffUser.id)
     ).all()
     return [{"id": staff_id, "name": name, "email": email, "open": int(open_ or 0),
              "resolved": int(resolved or 0)}
-            for staff_id, name, email, open_, resolved, _ in rows]
+            for staff_id, name, email, open_, resolved in rows]
 
 
 def _seconds(value: Any) -> float | None:
