@@ -53,6 +53,8 @@ STATUS_LABELS = {
     "reopened": "Reopened",
     "cancelled": "Cancelled",
 }
+# Staff should see at a glance that an alert is not customer mail.
+SUBJECT_PREFIXES = {"sla_breach": "SLA breach: "}
 _THREAD_OUTCOMES = ("created", "appended")
 _SENT_STATES = ("sending", "sent", "bounced")
 
@@ -95,7 +97,8 @@ class Composer:
             raise ValueError(f"outbox #{row.id} names no ticket")
         number = format_number(ticket.number, self.prefix, self.width)
         context = self._context(session, ticket, row, number)
-        row.subject = f"[{number}] {' '.join(ticket.subject.split())}"[:1000]
+        prefix = SUBJECT_PREFIXES.get(row.kind, "")
+        row.subject = f"[{number}] {prefix}{' '.join(ticket.subject.split())}"[:1000]
         row.body_text = self.templates.get_template(f"{row.kind}.txt").render(context)
         row.body_html = self.templates.get_template(f"{row.kind}.html").render(context)
         row.message_id = self.signer.make(ticket.id, row.id, row.to_address)

@@ -119,7 +119,7 @@ def test_breach_alert_mail_names_the_target_and_is_never_rate_limited(
     run_check()
     mails = deliver(app, sink, OUTBOUND_MAX_AUTO_PER_RECIPIENT=0, OUTBOUND_MAX_AUTO_PER_TICKET=0)
     (alert,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == agent.email]
-    assert alert["Subject"] == "[TKT-000001] VPN drops every hour"
+    assert alert["Subject"] == "[TKT-000001] SLA breach: VPN drops every hour"
     assert alert["Auto-Submitted"] == "auto-generated"
     text = text_of(alert)
     assert text.startswith("Hello Agnes Agent,")
