@@ -45,6 +45,24 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(text))
 
 
+def parse_targets(text: str) -> dict[str, timedelta]:
+    """Read SLA targets such as `urgent=15m,high=1h` into {priority: duration}.
+
+    Only the priorities named are overridden (the rest keep SPEC §5's defaults);
+    `helpdesk.sla` checks the names, because this module cannot import the
+    vocabulary without an import cycle.
+    """
+    targets: dict[str, timedelta] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, separator, duration = part.partition("=")
+        if not separator or not name.strip() or not duration.strip():
+            raise ValueError(f"SLA target {part.strip()!r} is not priority=duration (e.g. high=1h)")
+        targets[name.strip().lower()] = parse_duration(duration)
+    return targets
+
+
 def _instance_secret(filename: str) -> str:
     """A random secret kept in `instance/`, created on first use.
 
@@ -122,6 +140,17 @@ class Config:
     TICKET_PREFIX = _env("TICKET_PREFIX", "TKT-")
     TICKET_NUMBER_WIDTH = _env_int("TICKET_NUMBER_WIDTH", 6)
     AUTO_CLOSE_AFTER = parse_duration(_env("AUTO_CLOSE_AFTER", "7d"))
+
+    # SLA (helpdesk.sla): overrides of SPEC §5's targets, and the business-hours
+    # calendar the due times are counted in (unset: around the clock).
+    SLA_FIRST_RESPONSE = parse_targets(_env("SLA_FIRST_RESPONSE", ""))
+    SLA_RESOLUTION = parse_targets(_env("SLA_RESOLUTION", ""))
+    BUSINESS_HOURS = _env("BUSINESS_HOURS", "")
+    BUSINESS_TIMEZONE = _env("BUSINESS_TIMEZONE", "UTC")
+    BUSINESS_HOLIDAYS = _env_list("BUSINESS_HOLIDAYS", "")
+    # How often the gateway runs the SLA check and auto-close; 0 turns them off
+    # there (run them from cron with `flask sla-check` / `flask auto-close`).
+    LIFECYCLE_JOBS_INTERVAL = parse_duration(_env("LIFECYCLE_JOBS_INTERVAL", "1m"))
 
     SQLITE_BUSY_TIMEOUT_MS = _env_int("SQLITE_BUSY_TIMEOUT_MS", 30000)
 

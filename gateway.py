@@ -1,6 +1,6 @@
 """The mail gateway entry point: builds the same app (same config, same database)
-as `wsgi.py` and runs the gateway — SMTP listener, IMAP pollers and the outbound
-mail sender (`mailgateway.runner`) — until SIGTERM or SIGINT."""
+as `wsgi.py` and runs the gateway — SMTP listener, IMAP pollers, the outbound
+mail sender and the lifecycle jobs (`mailgateway.runner`) — until SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import logging

@@ -184,7 +184,7 @@ def _raw_worker(
                 cur.execute(_TAKE)
                 number = _one(cur.fetchone())
                 created = now()
-                first_due, resolution_due = sla.due_times("medium", created)
+                first_due, resolution_due = sla.DEFAULT_POLICY.due_times("medium", created)
                 cur.execute(_INSERT_TICKET, {
                     "number": number, "subject": f"Bench ticket {index}-{n}",
                     "description": DESCRIPTION, "requester": requester_id,

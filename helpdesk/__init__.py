@@ -19,10 +19,11 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     app.config.update(overrides)
     _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
 
-    from helpdesk import api, auth, cli, database, metrics, portal, security, tracker
+    from helpdesk import api, auth, cli, database, metrics, portal, security, sla, tracker
     from helpdesk.extensions import csrf, db, limiter, migrate
 
     database.init_app(app)
+    sla.init_app(app)
     migrate.init_app(
         app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"),
         render_as_batch=True, compare_type=True,

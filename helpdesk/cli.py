@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 from helpdesk import numbering
 from helpdesk.database import transaction
 from helpdesk.errors import DomainError
-from helpdesk.services import Actor, notifications
+from helpdesk.services import Actor, lifecycle_jobs, notifications
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 
@@ -191,7 +191,23 @@ def outbox_retry(row_id: int) -> None:
     click.echo(f"Outbox row {row_id} will be sent again.")
 
 
+@click.command("sla-check")
+def sla_check() -> None:
+    """Mark SLA breaches (each once) and queue their alerts; safe from cron."""
+    with transaction() as session:
+        result = lifecycle_jobs.check_sla(session)
+    click.echo(result.summary())
+
+
+@click.command("auto-close")
+def auto_close() -> None:
+    """Close tickets resolved AUTO_CLOSE_AFTER ago without a reply; safe from cron."""
+    with transaction() as session:
+        result = lifecycle_jobs.auto_close(session, current_app.config)
+    click.echo(result.summary())
+
+
 def init_app(app: Flask) -> None:
     for command in (create_staff, create_first_admin, senders_cli, tickets_cli, quarantine_cli,
-                    outbox_cli):
+                    outbox_cli, sla_check, auto_close):
         app.cli.add_command(command)

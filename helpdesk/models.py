@@ -21,10 +21,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from helpdesk import sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.extensions import db
@@ -113,6 +115,11 @@ class Ticket(db.Model):
         _one_of("category", v.CATEGORIES, "category"),
         _one_of("channel", v.CHANNELS, "channel"),
         Index("ix_tickets_status_created_at", "status", "created_at"),
+        # The SLA check's two scans (helpdesk.sla): only undecided, running tickets.
+        Index("ix_tickets_first_response_watch", "first_response_due_at",
+              sqlite_where=text(sla.FIRST_RESPONSE_WATCH), postgresql_where=text(sla.FIRST_RESPONSE_WATCH)),
+        Index("ix_tickets_resolution_watch", "resolution_due_at",
+              sqlite_where=text(sla.RESOLUTION_WATCH), postgresql_where=text(sla.RESOLUTION_WATCH)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -139,6 +146,9 @@ class Ticket(db.Model):
     first_responded_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     first_response_breached: Mapped[Optional[bool]] = mapped_column(Boolean)
     resolution_breached: Mapped[Optional[bool]] = mapped_column(Boolean)
+    # Since when the ticket waits for the customer; `pending_seconds` is all the time
+    # the resolution clock stood still (waiting, or resolved before a reopening),
+    # counted on the SLA calendar.
     pending_since: Mapped[Optional[datetime]] = mapped_column(DateTime)
     pending_seconds: Mapped[int] = mapped_column(Integer, default=0)
     resolved_at: Mapped[Optional[datetime]] = mapped_column(DateTime)

@@ -14,7 +14,8 @@ CATEGORIES = (
 CHANNELS = ("web", "api", "email", "chat", "system")
 ROLES = ("admin", "agent")
 MESSAGE_KINDS = ("reply", "note")
-HISTORY_FIELDS = ("status", "assignee", "priority", "category")
+# "sla": a target ran out (helpdesk.sla; recorded once per breach by the SLA check).
+HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla")
 INBOUND_CHANNELS = ("smtp", "imap")
 INBOUND_OUTCOMES = (
     "created", "appended", "quarantined", "ignored", "rejected",
@@ -25,5 +26,5 @@ QUARANTINE_STATES = ("pending", "approved", "rejected", "spam")
 # sent: undeliverable, machine or own address, rate limit) are final.
 OUTBOX_STATES = ("pending", "sending", "sent", "failed", "skipped", "bounced")
 # What an outbox row announces (SPEC §8); each has its templates in
-# mailgateway/templates/mail/.
-NOTIFICATION_KINDS = ("created", "reply", "status", "resolved")
+# mailgateway/templates/mail/. `sla_breach` goes to staff, the others to customers.
+NOTIFICATION_KINDS = ("created", "reply", "status", "resolved", "sla_breach")

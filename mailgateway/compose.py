@@ -1,7 +1,8 @@
 """Notification mail as it leaves the helpdesk (SPEC §8).
 
 Content comes from templates, plain text plus an HTML alternative, one pair per
-kind (`created`, `reply`, `status`, `resolved`) in `mailgateway/templates/mail/`;
+kind (`created`, `reply`, `status`, `resolved`, and `sla_breach`, the alert to
+staff) in `mailgateway/templates/mail/`;
 a file of the same name in `MAIL_TEMPLATES_DIR` overrides the built-in one.
 
 Headers:
@@ -31,10 +32,11 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from helpdesk import sla
-from helpdesk.models import InboundMail, OutboxMessage, Ticket
+from helpdesk.clock import describe
+from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import format_number
 from mailgateway.message_ids import Signer
 
@@ -51,6 +53,8 @@ STATUS_LABELS = {
     "reopened": "Reopened",
     "cancelled": "Cancelled",
 }
+# Staff should see at a glance that an alert is not customer mail.
+SUBJECT_PREFIXES = {"sla_breach": "SLA breach: "}
 _THREAD_OUTCOMES = ("created", "appended")
 _SENT_STATES = ("sending", "sent", "bounced")
 
@@ -79,6 +83,7 @@ class Composer:
         self.envelope_from = parseaddr(self.from_header)[1] or self.support
         self.portal_url: str = config["PORTAL_URL"]
         self.auto_close_after: timedelta = config["AUTO_CLOSE_AFTER"]
+        self.sla = sla.policy_from_config(config)
 
     def render(self, session: Session, row: OutboxMessage) -> None:
         """Fill the row's subject, bodies and threading headers, once.
@@ -92,7 +97,8 @@ class Composer:
             raise ValueError(f"outbox #{row.id} names no ticket")
         number = format_number(ticket.number, self.prefix, self.width)
         context = self._context(session, ticket, row, number)
-        row.subject = f"[{number}] {' '.join(ticket.subject.split())}"[:1000]
+        prefix = SUBJECT_PREFIXES.get(row.kind, "")
+        row.subject = f"[{number}] {prefix}{' '.join(ticket.subject.split())}"[:1000]
         row.body_text = self.templates.get_template(f"{row.kind}.txt").render(context)
         row.body_html = self.templates.get_template(f"{row.kind}.html").render(context)
         row.message_id = self.signer.make(ticket.id, row.id, row.to_address)
@@ -154,14 +160,20 @@ class Composer:
             "recipient_name": self._recipient_name(ticket, row),
             "track_url": f"{self.portal_url}/track",
             "reply_address": self.reply_address(number),
-            "first_response": describe(sla.FIRST_RESPONSE[ticket.priority]),
+            "first_response": self._first_response(ticket.priority),
             "auto_close_after": describe(self.auto_close_after),
             "reply": reply,
             "old_status": STATUS_LABELS.get(row.old_status or "", row.old_status or ""),
             "new_status": STATUS_LABELS.get(row.new_status or "", row.new_status or ""),
             "waiting_for_you": row.new_status == "pending_customer",
             "reason": row.status_reason,
+            "ticket_url": f"{self.portal_url}/tickets/{number}",
         }
+
+    def _first_response(self, priority: str) -> str:
+        """The first-response target as the acknowledgment promises it."""
+        target = describe(self.sla.first_response[priority])
+        return target if self.sla.calendar is None else f"{target} (counted in business hours)"
 
     @staticmethod
     def _recipient_name(ticket: Ticket, row: OutboxMessage) -> str:
@@ -170,6 +182,11 @@ class Composer:
         for participant in ticket.participants:
             if participant.email == row.to_address:
                 return participant.name
+        if row.kind == "sla_breach":  # alerts go to staff
+            session = object_session(ticket)
+            if session is not None:
+                return session.execute(select(StaffUser.name).where(
+                    StaffUser.email == row.to_address)).scalar() or ""
         return ""
 
     def _thread(self, session: Session, row: OutboxMessage) -> tuple[str | None, list[str]]:
@@ -201,14 +218,3 @@ class Composer:
         chain = ids[: (last_received if last_received is not None else len(ids) - 1) + 1]
         references = list(dict.fromkeys([chain[0], *chain[-(MAX_REFERENCES - 1):]]))
         return chain[-1], references
-
-
-def describe(duration: timedelta) -> str:
-    """`timedelta(hours=4)` → "4 hours", for customers' eyes."""
-    seconds = int(duration.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    minutes = max(1, round(seconds / 60))
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"

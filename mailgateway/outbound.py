@@ -49,12 +49,12 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from helpdesk.clock import now
+from helpdesk.clock import describe, now
 from helpdesk.extensions import db
 from helpdesk.models import Contact, OutboxMessage, Ticket
 from helpdesk.services.notifications import AUTOMATIC_KINDS
 from mailgateway import automail
-from mailgateway.compose import Composer, describe
+from mailgateway.compose import Composer
 from mailgateway.serverurl import InvalidServerUrl, Schemes, ServerUrl, parse_server_url
 from mailgateway.smtp import is_support_address
 

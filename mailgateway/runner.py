@@ -2,12 +2,14 @@
 
 The loop is `while not stopping: wait()`, with the stop flag set by the signal
 handler. The SMTP listener runs in its own thread (aiosmtpd's Controller); each
-IMAP mailbox of `IMAP_URL` gets a poller thread, and the outbound sender
-(`outbound.Sender`, unless `OUTBOUND_SMTP_URL` is empty) one more. On a stop
-signal the pollers finish the message in hand (committed and moved, or left in
-place) and log out, the sender finishes the mail in hand and hands the rest of
-its batch back to the outbox, the listener stops after the mails in flight were
-committed, and the process exits.
+IMAP mailbox of `IMAP_URL` gets a poller thread, the outbound sender
+(`outbound.Sender`, unless `OUTBOUND_SMTP_URL` is empty) one more, and the
+lifecycle jobs (`periodic.LifecycleJobs`: SLA check and auto-close every
+`LIFECYCLE_JOBS_INTERVAL`) another. On a stop signal the pollers finish the
+message in hand (committed and moved, or left in place) and log out, the sender
+finishes the mail in hand and hands the rest of its batch back to the outbox,
+the jobs finish the run in hand, the listener stops after the mails in flight
+were committed, and the process exits.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from flask import Flask
 
 from mailgateway.imap import ImapPoller, parse_imap_urls
 from mailgateway.outbound import Sender
+from mailgateway.periodic import LifecycleJobs
 from mailgateway.smtp import SupportHandler, make_controller
 
 log = logging.getLogger("mailgateway")
@@ -43,6 +46,7 @@ def run(app: Flask) -> None:
     threads = [threading.Thread(target=poller.run, name=f"imap-{index}")
                for index, poller in enumerate(pollers)]
     threads.append(threading.Thread(target=sender.run, name="outbound"))
+    threads.append(threading.Thread(target=LifecycleJobs(app, stopping).run, name="lifecycle"))
     for thread in threads:
         thread.start()
     outbound = sender.server

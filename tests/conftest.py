@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import flask_migrate
 import pytest
+import time_machine
 from flask import Flask, g
 from sqlalchemy import text
 
@@ -29,6 +31,8 @@ from tests.mail import Gateway, start_gateway
 from tests.pgserver import PostgresServer, PostgresUnavailable
 
 BACKENDS = ("sqlite", "postgresql")
+# Where the `clock` fixture stops time: a Monday morning, 08:00 UTC.
+CLOCK_START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -141,6 +145,14 @@ def client(app: Flask):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def runner(app: Flask):  # type: ignore[no-untyped-def]
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Traveller]:
+    """Time stands still at CLOCK_START until the test moves it (`clock.shift(…)`),
+    so due times, breaches and windows are tested without sleeping."""
+    with time_machine.travel(CLOCK_START, tick=False) as traveller:
+        yield traveller
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
 """A support desk's day in a real headless Chromium (Debian's, driven by Playwright):
 log in, filter the queue, open a ticket, reply, note, resolve, approve a held mail,
-authorize a domain, and look the ticket up on /track as the customer.
+authorize a domain, read the dashboard, and look the ticket up on /track as the
+customer.
 
 The portal runs on a real HTTP server on loopback with production cookie flags
-(Secure, HttpOnly, SameSite=Lax) and CSRF on. Screenshots of the queue and the
-ticket page are saved under tests/artifacts/ on every run (README shows them), and
+(Secure, HttpOnly, SameSite=Lax) and CSRF on. Screenshots of the queue, the
+ticket page and the dashboard are saved under tests/artifacts/ on every run (README shows them), and
 of the page in hand when a step fails.
 """
 from __future__ import annotations
@@ -151,6 +152,17 @@ def test_a_support_day_in_a_real_browser(app, admin, gateway, live_portal, brows
     assert _flash(page) == "Authorized @partner.example for Partner Ltd."
     assert db.session.execute(select(AuthorizedSender.pattern)).scalar_one() == "@partner.example"
     db.session.rollback()
+
+    # The dashboard shows the day's figures, with nothing inline for the CSP to block.
+    blocked: list[str] = []
+    page.on("console", lambda entry: blocked.append(entry.text)
+            if "Content Security Policy" in entry.text else None)
+    page.click("nav >> text=Dashboard")
+    figures = page.locator("main").inner_text()
+    assert "Resolution SLA met" in figures and "100.0 %" in figures
+    assert page.locator("meter.bar").count() == 30
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert blocked == []
 
     # The customer looks the ticket up, without an account.
     page.click("button:has-text('Log out')")

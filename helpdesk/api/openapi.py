@@ -38,6 +38,8 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 STAFF = [{"bearer": []}]
 TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+NULLABLE_NUMBER = {"type": "number", "nullable": True}
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
 NUMBER_PARAM = {"name": "number", "in": "path", "required": True,
                 "description": "TKT-000078, tkt-78 or 78", "schema": {"type": "string"}}
 STAFF_ERRORS = (400, 401, 404, 413, 422)
@@ -113,15 +115,37 @@ SCHEMAS: dict[str, Any] = {
         "items": {"type": "array", "items": _ref("Ticket")}, "page": {"type": "integer"},
         "per_page": {"type": "integer"}, "total": {"type": "integer"},
     }, ["items", "page", "per_page", "total"]),
+    "Durations": _object({
+        "average_seconds": NULLABLE_NUMBER, "median_seconds": NULLABLE_NUMBER,
+        "count": {"type": "integer", "description": "tickets the duration is known for"},
+    }, ["average_seconds", "median_seconds", "count"]),
     "Stats": _object({
         "total": {"type": "integer"},
-        "by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "by_priority": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "by_category": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "by_channel": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "first_response": {"type": "object"}, "resolution": {"type": "object"},
-        "sla": {"type": "object"},
-    }, ["by_status", "by_priority", "first_response", "resolution", "sla"], extra=True),
+        "by_status": COUNTS, "by_priority": COUNTS, "by_category": COUNTS, "by_channel": COUNTS,
+        "first_response": _ref("Durations"), "resolution": _ref("Durations"),
+        "sla": _object({
+            "first_response_breached": {"type": "integer"},
+            "resolution_breached": {"type": "integer"},
+            "first_response_met": {"type": "integer"}, "resolution_met": {"type": "integer"},
+            "first_response_met_percent": NULLABLE_NUMBER,
+            "resolution_met_percent": NULLABLE_NUMBER,
+            "by_state": _object({name: {"type": "integer"} for name in sla.STATES},
+                                list(sla.STATES)),
+        }, ["first_response_breached", "resolution_breached", "first_response_met",
+            "resolution_met", "first_response_met_percent", "resolution_met_percent",
+            "by_state"]),
+        "created_per_day": {"type": "array", "description": "the last 30 UTC days, oldest first",
+                            "items": _object({"date": {"type": "string", "format": "date"},
+                                              "count": {"type": "integer"}},
+                                             ["date", "count"])},
+        "reopens": _object({"count": {"type": "integer"}, "tickets": {"type": "integer"}},
+                           ["count", "tickets"]),
+        "by_agent": {"type": "array", "items": _object({
+            "id": {"type": "integer"}, "name": {"type": "string"}, "email": {"type": "string"},
+            "open": {"type": "integer"}, "resolved": {"type": "integer"},
+        }, ["id", "name", "email", "open", "resolved"])},
+    }, ["total", "by_status", "by_priority", "by_category", "by_channel", "first_response",
+        "resolution", "sla", "created_per_day", "reopens", "by_agent"], extra=True),
     "CustomerView": _object({
         "number": {"type": "string"}, "subject": {"type": "string"},
         "status": {"type": "string"}, "priority": {"type": "string"},

@@ -68,12 +68,14 @@ def queue() -> ResponseReturnValue:
     assignee: Any = args.get("assignee") or None
     if assignee == "mine":
         assignee = actor().staff_id
-    choose = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES}
+    choose = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES,
+              "channel": v.CHANNELS}
     picked = {name: [value for value in args.getlist(name) if value in allowed]
               for name, allowed in choose.items()}
     sort = args.get("sort") if args.get("sort") in SORTS else "-updated_at"
     filters = TicketFilters(
         status=picked["status"], priority=picked["priority"], category=picked["category"],
+        channel=picked["channel"],
         assignee=assignee if assignee in (None, "none") else positive_int(assignee),
         q=(args.get("q") or "").strip()[:200] or None,
         sla=args.get("sla") if args.get("sla") in sla.STATES else None,

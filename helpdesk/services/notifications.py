@@ -18,26 +18,36 @@ The rules:
   are bookkeeping and are not mailed, and neither is `cancelled`: tickets are
   cancelled as spam or duplicates, and mailing a spammer is backscatter.
 
+- `sla_breach`: a target that ran out (found by the SLA check, once per
+  breach) alerts the ticket's assignee or, while it has none (or the assignee
+  was deactivated), every active admin: one mail per ticket and recipient per
+  check, listing the targets missed. Alerts are not rate-limited: each breach
+  alerts once by construction, and an alert dropped by a limit would be an SLA
+  failure nobody hears of.
+
 Whether a queued row is really sent (undeliverable, machine or own address, rate
 limit) is decided when it is sent, with the newest knowledge: see
 `mailgateway.outbound`.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, NotFound, ValidationError
-from helpdesk.models import Message, OutboxMessage, Ticket
+from helpdesk.models import Message, OutboxMessage, StaffUser, Ticket
+from helpdesk.sla import Breach
 from helpdesk.services import contacts
 from helpdesk.services.actors import Actor
 
-# Mail that no person wrote: RFC 3834 marks it, and it is rate-limited.
+# Customer mail that no person wrote: rate-limited by the sender. (RFC 3834 marks all
+# automatic mail, the staff alerts `sla_breach` too, but those are never limited.)
 AUTOMATIC_KINDS = ("created", "status", "resolved")
 UNMAILED_STATUSES = frozenset({"cancelled"})
 RETRYABLE_STATES = ("failed", "skipped")
@@ -84,6 +94,32 @@ def queue_status_change(
         ticket_id=ticket.id, old_status=old, new_status=new,
         **_row_values(kind, ticket.requester.email, now(), status_reason=reason or ""),
     ))
+
+
+def queue_sla_alerts(session: Session, breaches: Sequence[Breach], moment: datetime) -> int:
+    """Queue the alerts for breaches just marked; returns how many rows were queued.
+
+    Written with one multi-row INSERT, since a check after an outage may find
+    thousands of breaches at once.
+    """
+    staff = session.execute(
+        select(StaffUser.id, StaffUser.email, StaffUser.role).where(StaffUser.is_active)
+    ).all()
+    active = {user_id: email for user_id, email, _ in staff}
+    admins = [email for _, email, role in staff if role == "admin"]
+    per_ticket: dict[int, tuple[int | None, list[str]]] = {}
+    for breach in breaches:
+        per_ticket.setdefault(breach.ticket_id, (breach.assignee_id, []))[1].append(
+            breach.describe())
+    rows = []
+    for ticket_id, (assignee_id, lines) in per_ticket.items():
+        assignee = active.get(assignee_id) if assignee_id is not None else None
+        for address in [assignee] if assignee else admins:
+            rows.append(dict(ticket_id=ticket_id, **_row_values(
+                "sla_breach", address, moment, status_reason="\n".join(lines))))
+    if rows:
+        session.execute(insert(OutboxMessage.__table__), rows)
+    return len(rows)
 
 
 def record_bounce(session: Session, row: OutboxMessage, reason: str) -> None:

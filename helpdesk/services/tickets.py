@@ -89,14 +89,17 @@ class Page:
 
 
 class TicketsService:
-    def __init__(self, session: Session, *, prefix: str = "TKT-", width: int = 6) -> None:
+    def __init__(self, session: Session, *, prefix: str = "TKT-", width: int = 6,
+                 sla_policy: sla.Policy = sla.DEFAULT_POLICY) -> None:
         self.session = session
         self.prefix = prefix
         self.width = width
+        self.sla = sla_policy
 
     @classmethod
     def from_config(cls, session: Session, config: Any) -> TicketsService:
-        return cls(session, prefix=config["TICKET_PREFIX"], width=config["TICKET_NUMBER_WIDTH"])
+        return cls(session, prefix=config["TICKET_PREFIX"], width=config["TICKET_NUMBER_WIDTH"],
+                   sla_policy=sla.policy_from_config(config))
 
     # -- numbers -------------------------------------------------------------
 
@@ -178,7 +181,7 @@ class TicketsService:
         if actor.is_customer and actor.email == email:
             contacts.heard_from(requester)
         created = now()
-        first_due, resolution_due = sla.due_times(priority, created)
+        first_due, resolution_due = self.sla.due_times(priority, created)
         values: dict[str, Any] = dict(
             subject=subject, description=description, status="new", priority=priority,
             category=category, channel=channel, is_email_originated=is_email_originated,
@@ -266,8 +269,7 @@ class TicketsService:
             if target:
                 self._move(ticket, target, actor, "customer replied", automated=True)
         elif actor.is_staff and not internal and ticket.first_responded_at is None:
-            ticket.first_responded_at = created
-            ticket.first_response_breached = created > (ticket.first_response_due_at or created)
+            sla.record_first_response(ticket, created)
         ticket.updated_at = created
         notifications.queue_reply(self.session, ticket, message, actor)
         self.session.flush()
@@ -321,9 +323,7 @@ class TicketsService:
         if priority is not None and priority != ticket.priority:
             self._record(ticket, "priority", ticket.priority, priority, actor)
             ticket.priority = priority
-            ticket.first_response_due_at, ticket.resolution_due_at = sla.due_times(
-                priority, ticket.created_at, timedelta(seconds=ticket.pending_seconds or 0)
-            )
+            self._set_due_times(ticket)
         if category is not None and category != ticket.category:
             self._record(ticket, "category", ticket.category, category, actor)
             ticket.category = category
@@ -448,24 +448,37 @@ class TicketsService:
     def _move(self, ticket: Ticket, target: str, actor: Actor, reason: str, automated: bool) -> None:
         moment = now()
         self._record(ticket, "status", ticket.status, target, actor, reason, automated, moment)
+        # The resolution clock stands still while the ticket waits for the customer
+        # and while it is resolved or closed (helpdesk.sla): resume it by pushing the
+        # resolution due time back by the paused time.
+        paused_since = None
         if ticket.status == sla.WAITING and ticket.pending_since is not None:
-            # Waiting for the customer does not count against resolution (helpdesk.sla).
-            waited = int((moment - ticket.pending_since).total_seconds())
-            ticket.pending_seconds = (ticket.pending_seconds or 0) + waited
-            if ticket.resolution_due_at is not None:
-                ticket.resolution_due_at += timedelta(seconds=waited)
-            ticket.pending_since = None
-        if target == "pending_customer":
+            paused_since, ticket.pending_since = ticket.pending_since, None
+        elif target == "reopened" and ticket.resolved_at is not None:
+            paused_since = ticket.resolved_at
+        if paused_since is not None:
+            paused = self.sla.clock_time(paused_since, moment)
+            ticket.pending_seconds = (ticket.pending_seconds or 0) + int(paused.total_seconds())
+            self._set_due_times(ticket)
+        if target == sla.WAITING:
             ticket.pending_since = moment
         if target == "resolved":
             ticket.resolved_at = moment
+            sla.record_resolution(ticket, moment)
         if target == "closed":
             ticket.closed_at = moment
         if target == "reopened":
             ticket.resolved_at = None
             ticket.closed_at = None
+            sla.record_reopening(ticket)
         ticket.status = target
         ticket.updated_at = moment
+
+    def _set_due_times(self, ticket: Ticket) -> None:
+        """Due times from the creation time, the priority's targets and the paused time."""
+        ticket.first_response_due_at, ticket.resolution_due_at = self.sla.due_times(
+            ticket.priority, ticket.created_at, timedelta(seconds=ticket.pending_seconds or 0)
+        )
 
     def _record(
         self, ticket: Ticket, field_name: str, old: str | None, new: str | None,

@@ -8,12 +8,12 @@ PostgreSQL-only and not in the models (SQLite has no trigram indexes), so
 `helpdesk.database.include_in_autogenerate` leaves them out of comparisons.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

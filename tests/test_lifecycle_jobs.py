@@ -1,0 +1,243 @@
+"""The lifecycle jobs (SPEC §5): the SLA check marks each breach once, records it
+and alerts staff; auto-close closes resolved tickets after AUTO_CLOSE_AFTER
+without a reply. Both are idempotent, also across real OS processes, and run
+from the CLI and periodically in the gateway."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import time_machine
+from sqlalchemy import func, select
+
+from helpdesk.clock import now
+from helpdesk.extensions import db
+from helpdesk.models import OutboxMessage, Ticket, TicketHistory
+from helpdesk.services import Actor
+from helpdesk.services.lifecycle_jobs import auto_close, check_sla
+from helpdesk.services.staff import StaffService
+from mailgateway.periodic import LifecycleJobs
+from tests import lifecycle_worker
+from tests.processes import run_processes
+from tests.test_outbound import deliver, html_of, sink, text_of  # noqa: F401  (sink: fixture)
+from tests.test_tickets_service import CUSTOMER, open_ticket
+
+
+def sla_history() -> list[tuple[int, str, bool]]:
+    return [tuple(row) for row in db.session.execute(  # type: ignore[misc]
+        select(TicketHistory.ticket_id, TicketHistory.new_value, TicketHistory.automated)
+        .where(TicketHistory.field == "sla").order_by(TicketHistory.id))]
+
+
+def alerts() -> list[tuple[int, str, str]]:
+    return [tuple(row) for row in db.session.execute(  # type: ignore[misc]
+        select(OutboxMessage.ticket_id, OutboxMessage.to_address, OutboxMessage.status_reason)
+        .where(OutboxMessage.kind == "sla_breach").order_by(OutboxMessage.id))]
+
+
+def run_check():  # type: ignore[no-untyped-def]
+    result = check_sla(db.session)
+    db.session.commit()
+    db.session.expire_all()
+    return result
+
+
+def resolve(service, ticket: Ticket, agent_actor: Actor) -> None:  # type: ignore[no-untyped-def]
+    service.add_message(ticket, body="Fixed: restart it.", actor=agent_actor, channel="web")
+    for target in ("open", "in_progress", "resolved"):
+        service.change_status(ticket, target, actor=agent_actor)
+    db.session.commit()
+
+
+# -- the SLA check --------------------------------------------------------------------------
+
+
+def test_sla_check_marks_each_breach_once_even_when_run_twice(
+        service, agent, admin, agent_actor, clock):
+    unassigned = open_ticket(service, priority="urgent", subject="Site down")
+    assigned = open_ticket(service, priority="high", assignee_id=agent.id)
+    not_due = open_ticket(service, priority="low")
+    clock.shift(timedelta(hours=4, minutes=1))  # urgent: both targets; high: first response
+
+    first = run_check()
+    assert first.ran and first.alerts == 2
+    assert sorted((b.ticket_id, b.target) for b in first.breaches) == [
+        (unassigned.id, "first_response_breached"), (unassigned.id, "resolution_breached"),
+        (assigned.id, "first_response_breached")]
+    assert run_check().breaches == ()
+
+    assert sorted(sla_history()) == [
+        (unassigned.id, "first_response_breached", True),
+        (unassigned.id, "resolution_breached", True),
+        (assigned.id, "first_response_breached", True)]
+    created = unassigned.created_at
+    assert alerts() == [
+        (unassigned.id, admin.email,
+         f"First response was due {created + timedelta(minutes=15):%Y-%m-%d %H:%M} UTC.\n"
+         f"Resolution was due {created + timedelta(hours=4):%Y-%m-%d %H:%M} UTC."),
+        (assigned.id, agent.email,
+         f"First response was due {created + timedelta(hours=1):%Y-%m-%d %H:%M} UTC."),
+    ]
+    assert (unassigned.first_response_breached, unassigned.resolution_breached) == (True, True)
+    assert (assigned.first_response_breached, assigned.resolution_breached) == (True, None)
+    assert (not_due.first_response_breached, not_due.resolution_breached) == (None, None)
+
+
+def test_breaches_already_decided_or_paused_are_left_to_the_ticket(
+        service, agent_actor, admin, clock):
+    answered = open_ticket(service, priority="urgent")
+    resolve(service, answered, agent_actor)
+    cancelled = open_ticket(service, priority="urgent")
+    service.change_status(cancelled, "cancelled", actor=agent_actor)
+    waiting = open_ticket(service, priority="urgent")
+    service.add_message(waiting, body="Logs, please.", actor=agent_actor, channel="web")
+    for target in ("open", "in_progress", "pending_customer"):
+        service.change_status(waiting, target, actor=agent_actor)
+    db.session.commit()
+    clock.shift(timedelta(days=1))
+    assert run_check().breaches == ()
+    assert sla_history() == [] and alerts() == []
+
+
+def test_breach_alert_goes_to_every_admin_when_the_assignee_was_deactivated(
+        service, agent, admin, clock):
+    second_admin, _ = StaffService(db.session).create(
+        email="boss@helpdesk.test", name="Bo Boss", role="admin", password="boss-password-1")
+    ticket = open_ticket(service, priority="urgent", assignee_id=agent.id)
+    agent.is_active = False
+    db.session.commit()
+    clock.shift(timedelta(minutes=16))
+    assert run_check().alerts == 2
+    assert sorted(address for _, address, _ in alerts()) == [admin.email, second_admin.email]
+    assert {ticket_id for ticket_id, _, _ in alerts()} == {ticket.id}
+
+
+def test_breach_alert_mail_names_the_target_and_is_never_rate_limited(
+        app, service, agent, clock, sink):  # noqa: F811
+    ticket = open_ticket(service, priority="urgent", assignee_id=agent.id)
+    clock.shift(timedelta(minutes=16))
+    run_check()
+    mails = deliver(app, sink, OUTBOUND_MAX_AUTO_PER_RECIPIENT=0, OUTBOUND_MAX_AUTO_PER_TICKET=0)
+    (alert,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == agent.email]
+    assert alert["Subject"] == "[TKT-000001] SLA breach: VPN drops every hour"
+    assert alert["Auto-Submitted"] == "auto-generated"
+    text = text_of(alert)
+    assert text.startswith("Hello Agnes Agent,")
+    assert f"First response was due {ticket.created_at + timedelta(minutes=15):%Y-%m-%d %H:%M} UTC." in text
+    assert "http://helpdesk.test/tickets/TKT-000001" in text
+    assert "/track" not in text and "/track" not in html_of(alert)  # no customer footer
+    states = dict(db.session.execute(select(OutboxMessage.kind, OutboxMessage.state)).all())
+    assert states == {"created": "skipped", "sla_breach": "sent"}  # the customer's ack: limited
+
+
+def test_two_processes_running_the_check_at_once_mark_each_breach_once(
+        app, backend, database_url, service, agent, admin):
+    with time_machine.travel(now() - timedelta(days=2), tick=False):
+        for n in range(lifecycle_worker.TICKETS):
+            open_ticket(service, priority=("urgent", "high")[n % 2], subject=f"Outage {n}",
+                        assignee_id=agent.id if n % 3 else None)
+    reports = run_processes(lifecycle_worker.check, [(database_url,), (database_url,)])
+
+    marked = [breach for report in reports for breach in report]
+    assert len(marked) == len(set(marked)) == 2 * lifecycle_worker.TICKETS
+    db.session.expire_all()
+    assert len(sla_history()) == len(set(sla_history())) == 2 * lifecycle_worker.TICKETS
+    assert len(alerts()) == lifecycle_worker.TICKETS  # one per ticket: both targets in one mail
+    assert db.session.execute(select(func.count()).select_from(Ticket).where(
+        Ticket.first_response_breached.is_(True), Ticket.resolution_breached.is_(True))
+    ).scalar_one() == lifecycle_worker.TICKETS
+
+
+# -- auto-close ------------------------------------------------------------------------------
+
+
+def test_auto_close_closes_resolved_tickets_after_the_window_and_not_before(
+        app, service, agent_actor, clock):
+    ticket = open_ticket(service)
+    resolve(service, ticket, agent_actor)
+    mails_before = db.session.execute(select(func.count(OutboxMessage.id))).scalar_one()
+    clock.shift(timedelta(days=7) - timedelta(seconds=1))  # AUTO_CLOSE_AFTER: 7 days
+    assert auto_close(db.session, app.config).closed == ()
+    db.session.commit()
+    clock.shift(timedelta(seconds=1))
+    assert auto_close(db.session, app.config).closed == (ticket.id,)
+    db.session.commit()
+    assert (ticket.status, ticket.closed_at) == ("closed", now())
+    last = ticket.history[-1]
+    assert (last.old_value, last.new_value, last.automated, last.actor_label) == (
+        "resolved", "closed", True, "auto-close")
+    assert last.reason == "no reply for 7 days after it was resolved"
+    assert db.session.execute(select(func.count(OutboxMessage.id))).scalar_one() == mails_before
+    assert auto_close(db.session, app.config).closed == ()  # idempotent
+
+
+def test_customer_reply_in_the_window_cancels_auto_close(app, service, agent_actor, clock):
+    ticket = open_ticket(service)
+    resolve(service, ticket, agent_actor)
+    clock.shift(timedelta(days=3))
+    service.add_message(ticket, body="Still broken!", actor=CUSTOMER, channel="email")
+    db.session.commit()
+    clock.shift(timedelta(days=8))
+    assert auto_close(db.session, app.config).closed == ()
+    db.session.commit()
+    assert ticket.status == "reopened"
+
+
+# -- how they are run -------------------------------------------------------------------------
+
+
+def test_cli_commands_run_the_jobs_and_say_what_they_did(app, runner, service, agent_actor, admin,
+                                                         clock):
+    resolved = open_ticket(service, priority="urgent")
+    resolve(service, resolved, agent_actor)
+    open_ticket(service, priority="urgent")
+    clock.shift(timedelta(days=8))
+    db.session.rollback()
+    result = runner.invoke(args=["sla-check"])
+    assert result.exit_code == 0, result.output
+    assert result.output == ("sla-check: 1 first-response and 1 resolution breaches marked, "
+                             "1 alerts queued\n")
+    assert runner.invoke(args=["sla-check"]).output.startswith("sla-check: 0 first-response")
+    result = runner.invoke(args=["auto-close"])
+    assert (result.exit_code, result.output) == (0, "auto-close: 1 resolved tickets closed\n")
+
+
+def test_gateway_runs_the_jobs_then_stops_when_told(app, service, agent_actor, admin, clock):
+    overdue = open_ticket(service, priority="urgent")
+    resolved = open_ticket(service)
+    resolve(service, resolved, agent_actor)
+    clock.shift(timedelta(days=8))
+    db.session.rollback()
+    stopping = threading.Event()
+    stopping.set()  # the jobs run once at start, then the stop is seen
+    thread = threading.Thread(target=LifecycleJobs(app, stopping).run)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    db.session.expire_all()
+    assert overdue.first_response_breached is True and resolved.status == "closed"
+
+
+def test_gateway_jobs_can_be_left_to_cron(app, service, clock):
+    open_ticket(service, priority="urgent")
+    clock.shift(timedelta(days=1))
+    db.session.rollback()
+    app.config["LIFECYCLE_JOBS_INTERVAL"] = timedelta(0)
+    LifecycleJobs(app).run()  # returns at once, having done nothing
+    assert sla_history() == []
+
+
+def test_gateway_job_failure_is_logged_and_the_next_job_still_runs(app, service, caplog, clock):
+    open_ticket(service, priority="urgent")
+    clock.shift(timedelta(days=1))
+    db.session.rollback()
+    jobs = LifecycleJobs(app)
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    jobs.jobs = (("broken", broken), *jobs.jobs)
+    results = jobs.run_once()
+    assert [type(result).__name__ for result in results] == ["SlaCheckResult", "AutoCloseResult"]
+    assert "broken: unexpected error" in caplog.text
+    assert len(sla_history()) == 2

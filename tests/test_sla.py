@@ -1,0 +1,244 @@
+"""SLA rules (SPEC §5, `helpdesk.sla`): targets per priority, configuration, the
+business-hours calendar, and met/breached decided when a ticket is answered or
+resolved — with waiting time not counted against resolution."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from config import parse_targets
+from helpdesk import sla
+from helpdesk.clock import now
+from helpdesk.extensions import db
+from helpdesk.models import Ticket
+from helpdesk.services import TicketsService
+from helpdesk.services.lifecycle_jobs import check_sla
+from tests.conftest import make_app
+from tests.test_tickets_service import CUSTOMER, open_ticket
+
+BERLIN_OFFICE = dict(BUSINESS_HOURS="Mon-Fri 09:00-17:00", BUSINESS_TIMEZONE="Europe/Berlin",
+                     BUSINESS_HOLIDAYS=["2026-12-25", "2026-12-26"])
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def office() -> sla.BusinessCalendar:
+    return sla.BusinessCalendar.parse(BERLIN_OFFICE["BUSINESS_HOURS"], "Europe/Berlin",
+                                      tuple(BERLIN_OFFICE["BUSINESS_HOLIDAYS"]))
+
+
+def configured_service(app, **config: object) -> TicketsService:  # type: ignore[no-untyped-def]
+    app.config.update(config)
+    return TicketsService.from_config(db.session, app.config)
+
+
+def work(service: TicketsService, ticket: Ticket, agent_actor, *moves: str) -> None:  # type: ignore[no-untyped-def]
+    for target in moves:
+        service.change_status(ticket, target, actor=agent_actor)
+    db.session.commit()
+
+
+# -- targets ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("priority", "first", "resolution"), [
+    ("urgent", timedelta(minutes=15), timedelta(hours=4)),
+    ("high", timedelta(hours=1), timedelta(hours=24)),
+    ("medium", timedelta(hours=4), timedelta(days=3)),
+    ("low", timedelta(hours=24), timedelta(days=7)),
+])
+def test_each_priority_gets_the_spec_targets_from_its_creation(service, clock, priority, first,
+                                                                resolution):
+    ticket = open_ticket(service, priority=priority)
+    assert ticket.first_response_due_at - ticket.created_at == first
+    assert ticket.resolution_due_at - ticket.created_at == resolution
+
+
+def test_configured_targets_override_only_the_priorities_they_name(app, clock):
+    service = configured_service(app, SLA_FIRST_RESPONSE=parse_targets("urgent=30m"),
+                                 SLA_RESOLUTION=parse_targets("urgent=2h, low=10d"))
+    urgent = open_ticket(service, priority="urgent")
+    low = open_ticket(service, priority="low")
+    assert urgent.first_response_due_at - urgent.created_at == timedelta(minutes=30)
+    assert urgent.resolution_due_at - urgent.created_at == timedelta(hours=2)
+    assert low.first_response_due_at - low.created_at == timedelta(hours=24)  # the default
+    assert low.resolution_due_at - low.created_at == timedelta(days=10)
+
+
+def test_target_settings_are_read_as_priority_equals_duration():
+    assert parse_targets("urgent=15m, HIGH=1h,medium=4h,low=24h,") == {
+        "urgent": timedelta(minutes=15), "high": timedelta(hours=1),
+        "medium": timedelta(hours=4), "low": timedelta(hours=24)}
+    assert parse_targets("") == {}
+    with pytest.raises(ValueError, match="priority=duration"):
+        parse_targets("urgent:15m")
+
+
+@pytest.mark.parametrize(("setting", "complaint"), [
+    (dict(SLA_FIRST_RESPONSE={"asap": timedelta(minutes=5)}), "unknown priority 'asap'"),
+    (dict(SLA_RESOLUTION={"low": timedelta(0)}), "must be positive"),
+    (dict(BUSINESS_HOURS="Funday 09:00-17:00"), "unknown day"),
+    (dict(BUSINESS_HOURS="Mon-Fri 17:00-09:00"), "closes before it opens"),
+    (dict(BUSINESS_HOURS="Mon 09:00-13:00,12:00-17:00"), "overlapping"),
+    (dict(BUSINESS_HOURS="Mon-Fri 09:00-25:00"), "not a time of day"),
+    (dict(BUSINESS_HOURS="Mon-Fri 9am-5pm"), "cannot read"),
+    (dict(BUSINESS_HOURS="Mon-Fri 09:00-17:00", BUSINESS_TIMEZONE="Mars/Olympus"),
+     "unknown time zone"),
+    (dict(BUSINESS_HOURS="Mon-Fri 09:00-17:00", BUSINESS_HOLIDAYS=["25.12.2026"]),
+     "YYYY-MM-DD"),
+])
+def test_bad_sla_settings_stop_the_app_at_startup(setting, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        make_app("sqlite://", **setting)
+
+
+def test_priority_change_recomputes_due_times_from_creation(service, agent_actor, clock):
+    ticket = open_ticket(service, priority="low")
+    clock.shift(timedelta(hours=2))
+    service.update(ticket, actor=agent_actor, priority="high")
+    db.session.commit()
+    assert ticket.first_response_due_at == ticket.created_at + timedelta(hours=1)
+    assert ticket.resolution_due_at == ticket.created_at + timedelta(hours=24)
+
+
+# -- met or breached -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("after", "breached"), [(timedelta(hours=4), False),
+                                                 (timedelta(hours=4, seconds=1), True)])
+def test_first_public_staff_reply_decides_the_first_response(service, agent_actor, clock, after,
+                                                              breached):
+    ticket = open_ticket(service)  # medium: 4 hours
+    clock.shift(after)
+    service.add_message(ticket, body="On it.", actor=agent_actor, channel="web")
+    db.session.commit()
+    assert ticket.first_responded_at == ticket.created_at + after
+    assert ticket.first_response_breached is breached
+
+
+@pytest.mark.parametrize(("after", "breached"), [(timedelta(hours=4), False),
+                                                 (timedelta(hours=4, minutes=1), True)])
+def test_resolving_decides_the_resolution(service, agent_actor, clock, after, breached):
+    ticket = open_ticket(service, priority="urgent")  # resolution: 4 hours
+    service.add_message(ticket, body="Looking.", actor=agent_actor, channel="web")
+    work(service, ticket, agent_actor, "open", "in_progress")
+    clock.shift(after)
+    work(service, ticket, agent_actor, "resolved")
+    assert ticket.resolution_breached is breached
+    assert ticket.first_response_breached is False
+
+
+def test_resolving_an_unanswered_ticket_counts_as_its_first_response(service, agent_actor, clock):
+    ticket = open_ticket(service, priority="urgent")
+    work(service, ticket, agent_actor, "open", "in_progress")
+    clock.shift(timedelta(minutes=20))
+    work(service, ticket, agent_actor, "resolved")
+    assert ticket.first_responded_at == ticket.resolved_at
+    assert (ticket.first_response_breached, ticket.resolution_breached) == (True, False)
+
+
+def test_time_waiting_for_the_customer_does_not_count_against_resolution(
+        service, agent_actor, clock):
+    ticket = open_ticket(service, priority="urgent")  # resolution due in 4 hours
+    original_due = ticket.resolution_due_at
+    service.add_message(ticket, body="Which version?", actor=agent_actor, channel="web")
+    clock.shift(timedelta(hours=1))
+    work(service, ticket, agent_actor, "open", "in_progress", "pending_customer")
+    clock.shift(timedelta(days=2))  # the original due time passes while waiting
+    assert check_sla(db.session).breaches == ()
+    db.session.commit()
+    service.add_message(ticket, body="Version 7.", actor=CUSTOMER, channel="email")
+    db.session.commit()
+    assert ticket.status == "in_progress"
+    assert ticket.pending_seconds == 2 * 86400
+    assert ticket.resolution_due_at == original_due + timedelta(days=2)
+    clock.shift(timedelta(hours=2, minutes=59))  # 3 h 59 min of working time in all
+    work(service, ticket, agent_actor, "resolved")
+    assert ticket.resolution_breached is False
+    assert sla.state(ticket, ticket.resolved_at) == "met"
+
+
+def test_reopened_ticket_keeps_the_resolution_time_it_had_left(service, agent_actor, clock):
+    ticket = open_ticket(service, priority="urgent")
+    service.add_message(ticket, body="Try this.", actor=agent_actor, channel="web")
+    work(service, ticket, agent_actor, "open", "in_progress")
+    clock.shift(timedelta(hours=1))
+    work(service, ticket, agent_actor, "resolved", "closed")
+    assert ticket.resolution_breached is False
+    clock.shift(timedelta(days=10))
+    service.add_message(ticket, body="It broke again.", actor=CUSTOMER, channel="email")
+    db.session.commit()
+    assert (ticket.status, ticket.resolution_breached) == ("reopened", None)
+    assert ticket.resolution_due_at == now() + timedelta(hours=3)  # 3 of 4 hours were left
+    assert check_sla(db.session).breaches == ()
+
+
+def test_a_recorded_breach_survives_a_lowered_priority(service, agent_actor, clock):
+    ticket = open_ticket(service, priority="urgent")
+    clock.shift(timedelta(minutes=30))
+    assert [b.target for b in check_sla(db.session).breaches] == ["first_response_breached"]
+    db.session.commit()
+    db.session.expire_all()
+    service.update(ticket, actor=agent_actor, priority="low")
+    service.add_message(ticket, body="Sorry for the wait.", actor=agent_actor, channel="web")
+    db.session.commit()
+    assert ticket.first_response_breached is True
+    assert sla.state(ticket, now()) == "breached"
+
+
+# -- the business-hours calendar ----------------------------------------------------------
+
+
+def test_calendar_skips_the_weekend_and_holidays():
+    calendar = office()
+    thursday_1630 = utc("2026-12-24T15:30")  # 16:30 in Berlin (CET); Fri 25th is a holiday
+    assert calendar.add(thursday_1630, timedelta(hours=1)) == utc("2026-12-28T08:30")  # Mon 09:30
+    assert calendar.add(thursday_1630, timedelta(hours=24)) == utc("2026-12-30T15:30")  # Wed 16:30
+    assert calendar.between(thursday_1630, utc("2026-12-28T09:00")) == timedelta(hours=1, minutes=30)
+
+
+def test_calendar_counts_from_the_next_opening_and_ends_at_closing_time():
+    calendar = office()
+    assert calendar.add(utc("2026-03-02T05:00"), timedelta(hours=2)) == utc("2026-03-02T10:00")
+    assert calendar.add(utc("2026-03-02T08:00"), timedelta(hours=8)) == utc("2026-03-02T16:00")
+    assert calendar.between(utc("2026-03-02T17:00"), utc("2026-03-03T07:00")) == timedelta(0)
+    assert calendar.between(utc("2026-03-03T07:00"), utc("2026-03-02T17:00")) == timedelta(0)
+
+
+def test_calendar_follows_daylight_saving_time():
+    calendar = office()
+    friday_1600 = utc("2026-03-27T15:00")  # CET; Sunday the clocks go forward
+    assert calendar.add(friday_1600, timedelta(hours=2)) == utc("2026-03-30T08:00")  # Mon 10:00 CEST
+
+
+def test_calendar_reads_day_lists_ranges_around_the_week_and_split_days():
+    calendar = sla.BusinessCalendar.parse("Sun-Tue 08:00-12:00, 13:00-24:00; fri 10:00-11:00")
+    assert calendar.hours == {6: ((480, 720), (780, 1440)), 0: ((480, 720), (780, 1440)),
+                              1: ((480, 720), (780, 1440)), 4: ((600, 660),)}
+    assert calendar.add(utc("2026-03-03T23:30"), timedelta(hours=1)) == utc("2026-03-06T10:30")
+
+
+def test_business_hours_set_the_due_times_of_new_tickets(app, clock):
+    service = configured_service(app, **BERLIN_OFFICE)
+    clock.move_to(utc("2026-12-24T15:30+00:00"))  # Thursday 16:30 in Berlin
+    ticket = open_ticket(service, priority="high")
+    assert ticket.first_response_due_at == utc("2026-12-28T08:30")
+    assert ticket.resolution_due_at == utc("2026-12-30T15:30")
+
+
+def test_waiting_time_is_measured_in_business_hours(app, agent_actor, clock):
+    service = configured_service(app, **BERLIN_OFFICE)
+    clock.move_to(utc("2026-03-02T08:00+00:00"))  # Monday 09:00 in Berlin
+    ticket = open_ticket(service, priority="high")
+    work(service, ticket, agent_actor, "open", "in_progress")
+    clock.move_to(utc("2026-03-06T15:00+00:00"))  # Friday 16:00
+    work(service, ticket, agent_actor, "pending_customer")
+    clock.move_to(utc("2026-03-09T09:00+00:00"))  # Monday 10:00
+    service.add_message(ticket, body="Here you go.", actor=CUSTOMER, channel="email")
+    db.session.commit()
+    assert ticket.pending_seconds == 2 * 3600
+    # 24 working hours = three days from Monday 09:00, plus the two paused hours.
+    assert ticket.resolution_due_at == utc("2026-03-05T10:00")
