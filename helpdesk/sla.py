@@ -53,7 +53,8 @@ RESOLUTION = {
     "low": timedelta(days=7),
 }
 DUE_SOON = timedelta(hours=1)
-STATES = ("breached", "due_soon", "on_track", "met")
+# `void`: cancelled without a breach; spam and duplicates neither met nor missed a target.
+STATES = ("breached", "due_soon", "on_track", "met", "void")
 FINISHED = ("resolved", "closed", "cancelled")
 WAITING = "pending_customer"
 
@@ -266,9 +267,12 @@ def record_reopening(ticket: Ticket) -> None:
 
 
 def state(ticket: Ticket, moment: datetime) -> str:
-    """`breached`, `due_soon` (within an hour), `on_track`, or `met` (finished in time)."""
+    """`breached`, `due_soon` (within an hour), `on_track`, `met` (finished in time) or
+    `void` (cancelled in time)."""
     if ticket.first_response_breached or ticket.resolution_breached:
         return "breached"
+    if ticket.status == "cancelled":
+        return "void"
     if ticket.status in FINISHED:
         return "met"
     dues = []
@@ -327,7 +331,9 @@ def state_clause(wanted: str, moment: datetime) -> Any:
     if wanted == "breached":
         return breached
     if wanted == "met":
-        return and_(not_(flagged), not_(running))
+        return and_(not_(flagged), not_(running), Ticket.status != "cancelled")
+    if wanted == "void":
+        return and_(not_(flagged), Ticket.status == "cancelled")
     due_soon = and_(running, not_(breached), overdue_by(moment + DUE_SOON))
     if wanted == "due_soon":
         return due_soon

@@ -28,3 +28,6 @@ OUTBOX_STATES = ("pending", "sending", "sent", "failed", "skipped", "bounced")
 # What an outbox row announces (SPEC §8); each has its templates in
 # mailgateway/templates/mail/. `sla_breach` goes to staff, the others to customers.
 NOTIFICATION_KINDS = ("created", "reply", "status", "resolved", "sla_breach")
+# Mail that only staff receive: a staff member's mail reply to one of these is about
+# the ticket, not to the customer, so it becomes an internal note.
+STAFF_NOTIFICATION_KINDS = ("sla_breach",)

@@ -80,6 +80,7 @@ class _Decision:
     failed: bool = False
     # Notifications this mail reports as undeliverable (it is a bounce of them).
     bounced: list[OutboxMessage] = field(default_factory=list)
+    internal: bool = False  # append as an internal note, not a public reply
 
 
 def dedup_key(mail: InboundMail) -> str:
@@ -261,6 +262,12 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
             if ticket.status == "cancelled" and not staff:
                 return _Decision(Outcome.CREATED, f"reply to cancelled {number}; new ticket",
                                  ticket, organization or ticket.organization, customer)
+            if staff is not None and match.answers_staff_mail:
+                # A staff member answering an SLA alert writes to colleagues, not to the
+                # customer: a public reply would be mailed to the customer.
+                return _Decision(Outcome.APPENDED, f"matched {number} by {match.method}; "
+                                 "staff answer to a staff alert, kept as an internal note",
+                                 ticket, actor=actor, internal=True)
             return _Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket,
                              actor=actor)
         if rule is not None:
@@ -316,8 +323,8 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
         service.add_message(
             decision.ticket, body=_with_notes(storage.display_text(mail) or "(no text)", notes),
             actor=decision.actor or Actor.customer(mail.from_address), channel="email",
-            body_html=storage.sanitized_html(mail), inbound_mail_id=record.id,
-            attachments=files,
+            internal=decision.internal, body_html=storage.sanitized_html(mail),
+            inbound_mail_id=record.id, attachments=files,
         )
         record.ticket_id = decision.ticket.id
         number = service.display_number(decision.ticket)

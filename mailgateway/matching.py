@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk import numbering
+from helpdesk import vocabulary as v
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import Ticket
 from mailgateway import message_ids
@@ -29,6 +30,8 @@ from mailgateway.parser import InboundMail
 class Match:
     ticket: Ticket
     method: str  # "in-reply-to", "references", "subject" or "plus-address"
+    # It answers mail that only staff received (an SLA alert): see ingest.decide.
+    answers_staff_mail: bool = False
 
 
 def find_ticket(
@@ -76,15 +79,17 @@ def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Matc
         ):
             known.setdefault(message_id, ticket_id)
     for message_id, method in candidates:
+        staff_mail = False
         if signer.is_ours(message_id):
             # Ours only when genuinely signed: a forged id threads nowhere.
             row = message_ids.sent_row(session, signer, message_id)
             ticket_id = row.ticket_id if row is not None else None
+            staff_mail = row is not None and row.kind in v.STAFF_NOTIFICATION_KINDS
         else:
             ticket_id = known.get(message_id)
         ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
         if ticket is not None:
-            return Match(ticket, method)
+            return Match(ticket, method, answers_staff_mail=staff_mail)
     return None
 
 

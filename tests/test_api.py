@@ -315,7 +315,8 @@ def test_stats_counts(api):
     assert stats["by_channel"]["api"] == 2
     assert stats["first_response"]["count"] == 1
     assert stats["first_response"]["average_seconds"] >= 0
-    assert stats["sla"]["by_state"] == {"breached": 0, "due_soon": 1, "on_track": 1, "met": 0}
+    assert stats["sla"]["by_state"] == {"breached": 0, "due_soon": 1, "on_track": 1, "met": 0,
+                                         "void": 0}
 
 
 def test_unknown_api_route_and_method_are_json(api):

@@ -12,12 +12,13 @@ from sqlalchemy import func, select
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import OutboxMessage, Ticket, TicketHistory
+from helpdesk.models import Message, OutboxMessage, Ticket, TicketHistory
 from helpdesk.services import Actor
 from helpdesk.services.lifecycle_jobs import auto_close, check_sla
 from helpdesk.services.staff import StaffService
 from mailgateway.periodic import LifecycleJobs
 from tests import lifecycle_worker
+from tests.mail import message
 from tests.processes import run_processes
 from tests.test_outbound import deliver, html_of, sink, text_of  # noqa: F401  (sink: fixture)
 from tests.test_tickets_service import CUSTOMER, open_ticket
@@ -128,6 +129,26 @@ def test_breach_alert_mail_names_the_target_and_is_never_rate_limited(
     assert "/track" not in text and "/track" not in html_of(alert)  # no customer footer
     states = dict(db.session.execute(select(OutboxMessage.kind, OutboxMessage.state)).all())
     assert states == {"created": "skipped", "sla_breach": "sent"}  # the customer's ack: limited
+
+
+def test_staff_mail_answer_to_an_alert_is_an_internal_note_not_mailed_to_the_customer(
+        app, service, agent, clock, sink, gateway):  # noqa: F811
+    ticket = open_ticket(service, priority="urgent", assignee_id=agent.id)
+    clock.shift(timedelta(minutes=16))
+    run_check()
+    mails = deliver(app, sink)
+    (alert,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == agent.email]
+    answer = message(sender=agent.email, subject="Re: " + str(alert["Subject"]),
+                     body="On it; the customer's VPN box is dead.",
+                     in_reply_to=alert["Message-ID"])
+    code, text = gateway.send(answer)
+    assert (code, text) == (250, b"2.0.0 OK appended TKT-000001")
+    last = db.session.execute(select(Message).where(Message.ticket_id == ticket.id)
+                              .order_by(Message.id.desc())).scalars().first()
+    assert (last.kind, last.author_staff_id) == ("note", agent.id)
+    replies = db.session.execute(select(func.count(OutboxMessage.id))
+                                 .where(OutboxMessage.kind == "reply")).scalar_one()
+    assert replies == 0  # nothing goes to the customer
 
 
 def test_two_processes_running_the_check_at_once_mark_each_breach_once(
