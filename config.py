@@ -122,7 +122,8 @@ class Config:
 
     # Outbound notifications (mailgateway.outbound). An empty URL turns the sender
     # off: rows wait in the outbox until a gateway with a URL picks them up.
-    OUTBOUND_SMTP_URL = _env("OUTBOUND_SMTP_URL", "smtp://127.0.0.1:25")
+    # Set but empty turns the sender off (rows wait), so no `_env` fallback here.
+    OUTBOUND_SMTP_URL = os.environ.get("OUTBOUND_SMTP_URL", "smtp://127.0.0.1:25").strip()
     OUTBOUND_FROM = _env("OUTBOUND_FROM", f"Helpdesk <{SUPPORT_ADDRESSES[0]}>")
     PORTAL_URL = _env("PORTAL_URL", "http://127.0.0.1:5000").rstrip("/")
     MAIL_TEMPLATES_DIR = _env("MAIL_TEMPLATES_DIR", str(INSTANCE_DIR / "mail_templates"))

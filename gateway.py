@@ -12,6 +12,10 @@ from mailgateway.runner import run
 
 
 def main() -> None:
+    # The ingest threads share one GIL. A thread holding the ticket counter's row lock
+    # (from its numbering statement to its commit) must get the GIL back quickly, or
+    # every other creation waits on the lock: switch threads every 1 ms, not 5 ms.
+    sys.setswitchinterval(0.001)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # mail-parser warns about every multipart/alternative; the pipeline logs one line per mail.
     logging.getLogger("mailparser").setLevel(logging.ERROR)

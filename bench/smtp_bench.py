@@ -345,7 +345,7 @@ def start_gateway(url: str, port: int, instance_dir: Path) -> ServerProcess:
         os.environ, DATABASE_URL=url, SMTP_LISTEN=f"127.0.0.1:{port}",
         HELPDESK_INSTANCE_DIR=str(instance_dir), SUPPORT_ADDRESSES=SUPPORT,
         TRUSTED_AUTHSERV_ID="", UNKNOWN_SENDER_POLICY="quarantine",
-        PYTHONUNBUFFERED="1",
+        PYTHONUNBUFFERED="1", OUTBOUND_SMTP_URL=os.environ.get("BENCH_OUTBOUND_SMTP_URL", ""),
     )
     return ServerProcess([sys.executable, "gateway.py"], env, "gateway started", "gateway")
 

@@ -62,11 +62,14 @@ Row = dict[str, Any]
 
 
 def insert_numbered(
-    session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]] = ()
+    session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]] = (),
+    linked: Sequence[tuple[Table, int]] = (),
 ) -> tuple[int, int]:
     """Insert a ticket with the next number, plus rows that point at it (its first
-    message, history, participants: their `ticket_id` is filled in); returns
-    `(id, number)`. Nothing is committed: the caller's transaction decides.
+    message, history, participants: their `ticket_id` is filled in), and point
+    existing rows at it (`linked`: table and id, e.g. the inbound mail it came
+    from); returns `(id, number)`. Nothing is committed: the caller's transaction
+    decides.
 
     PostgreSQL gets everything in one statement, so the counter row is locked for
     that statement and the commit only. SQLite serializes writers with its database
@@ -74,16 +77,17 @@ def insert_numbered(
     """
     for _attempt in range(2):
         if session.get_bind().dialect.name == "postgresql":
-            row = session.execute(*_pg_insert_all(ticket, dependents)).first()
+            row = session.execute(*_pg_insert_all(ticket, dependents, linked)).first()
         else:
-            row = _insert_in_order(session, ticket, dependents)
+            row = _insert_in_order(session, ticket, dependents, linked)
         if row is not None:
             return int(row[0]), int(row[1])
         _create_counter(session)
     raise RuntimeError("ticket counter row could not be created")
 
 
-def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]]) -> tuple[Any, Row]:
+def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]],
+                   linked: Sequence[tuple[Table, int]]) -> tuple[Any, Row]:
     params: Row = {"counter": COUNTER_ID}
     columns = list(ticket)
     params.update({f"t_{name}": value for name, value in ticket.items()})
@@ -100,12 +104,17 @@ def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]]) -> tupl
             f", d{index} AS (INSERT INTO {table.name} (ticket_id, {', '.join(names)}) "
             f"SELECT t.id, {', '.join(f':d{index}_{name}' for name in names)} FROM t)"
         )
+    for index, (table, row_id) in enumerate(linked):
+        params[f"u{index}_id"] = row_id
+        parts.append(f", u{index} AS (UPDATE {table.name} SET ticket_id = t.id FROM t "
+                     f"WHERE {table.name}.id = :u{index}_id)")
     parts.append(" SELECT id, number FROM t")
     return text("".join(parts)), params
 
 
 def _insert_in_order(
-    session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]]
+    session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]],
+    linked: Sequence[tuple[Table, int]],
 ) -> tuple[int, int] | None:
     number = session.execute(_TAKE, {"counter": COUNTER_ID}).scalar()
     if number is None:
@@ -116,6 +125,8 @@ def _insert_in_order(
     ).scalar_one()
     for table, values in dependents:
         session.execute(table.insert().values({**values, "ticket_id": ticket_id}))
+    for table, row_id in linked:
+        session.execute(table.update().where(table.c.id == row_id).values(ticket_id=ticket_id))
     return ticket_id, number
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail as InboundRecord
@@ -316,7 +317,9 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
             body_html=storage.sanitized_html(mail), inbound_mail_id=record.id,
             attachments=files,
         )
-        record.ticket_id = ticket.id
+        # open_ticket pointed the row at the ticket in its numbering statement; no
+        # second UPDATE while the counter row is locked.
+        set_committed_value(record, "ticket_id", ticket.id)
         number = service.display_number(ticket)
     elif decision.outcome is Outcome.APPENDED and decision.ticket is not None:
         files, notes = storage.attachments(mail, _limits(config))

@@ -29,6 +29,7 @@ from helpdesk.inputs import positive_int
 from helpdesk.models import (
     Attachment,
     Contact,
+    InboundMail,
     Message,
     Organization,
     OutboxMessage,
@@ -212,7 +213,10 @@ class TicketsService:
         acknowledgment = notifications.acknowledgment(email, actor, created)
         if acknowledgment is not None:
             dependents.append((OutboxMessage.__table__, acknowledgment))
-        ticket_id, number = numbering.insert_numbered(self.session, values, dependents)
+        # The inbound mail it came from is pointed at the ticket in the same statement:
+        # nothing may run between taking the number and the caller's commit.
+        linked = [(InboundMail.__table__, inbound_mail_id)] if inbound_mail_id else []
+        ticket_id, number = numbering.insert_numbered(self.session, values, dependents, linked)
         if attachments:
             first = self.session.execute(
                 select(Message.id).where(Message.ticket_id == ticket_id)
