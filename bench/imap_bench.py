@@ -33,12 +33,9 @@ from email.policy import SMTP as SMTP_POLICY
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
-from bench.smtp_bench import (
-    markdown_table,
-    plain_table,
-    prepare_database,
-    server_settings,
-)
+from bench.postgres import server_settings
+from bench.report import markdown_table, plain_table
+from bench.smtp_bench import prepare_database
 from config import TestingConfig
 from helpdesk import create_app
 from helpdesk.extensions import db

@@ -35,7 +35,8 @@ from typing import Any
 
 import psycopg2
 
-from bench.numbering_bench import _admin, migrate, server_settings
+from bench.postgres import admin, migrate, server_settings
+from bench.report import markdown_table, plain_table
 from config import TestingConfig
 from helpdesk import create_app, sla
 from helpdesk import vocabulary as v
@@ -123,7 +124,7 @@ def seed(url: str, count: int) -> None:
             cur.execute("UPDATE ticket_counter SET next_value = %s WHERE id = 1", (count + 1,))
     finally:
         conn.close()
-    _admin(url, "VACUUM ANALYZE", "CHECKPOINT")
+    admin(url, "VACUUM ANALYZE", "CHECKPOINT")
 
 
 def _execute(url: str, statement: str, **params: Any) -> int:
@@ -233,20 +234,6 @@ def seed_staff(app: Any) -> None:
 # -- output ----------------------------------------------------------------------
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    body = [tuple(headers), *(tuple(row) for row in rows)]
-    widths = [max(len(line[i]) for line in body) for i in range(len(headers))]
-    lines = [" | ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in body]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    return "\n".join(["| " + " | ".join(headers) + " |",
-                      "|" + "|".join("---:" for _ in headers) + "|",
-                      *("| " + " | ".join(row) + " |" for row in rows)])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lifecycle_bench",
                                      description="SLA check and stats at scale vs ceilings.")
@@ -271,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"(ceiling {row.ceiling:.4f} s)", flush=True)
             check_rows.append(row)
         _execute(url, _RESOLVE_SOME)
-        _admin(url, "VACUUM ANALYZE")
+        admin(url, "VACUUM ANALYZE")
         api, ceiling = measure_stats(app, url, args.calls)
         print(f"stats: median {api.median * 1000:.1f} ms, p95 {api.p95 * 1000:.1f} ms "
               f"(count(*) {ceiling.median * 1000:.2f} ms)", flush=True)
@@ -288,15 +275,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"SLA check over {args.tickets:,} open tickets ({settings}); median of the runs; "
           "ratio = bare UPDATEs / sla-check")
-    print(table(check_headers, check_cells))
+    print(plain_table(check_headers, check_cells))
     print()
     print(f"GET /api/v1/stats at {args.tickets:,} tickets, {args.calls} calls; "
           "ratio = count(*) / stats")
-    print(table(stats_headers, stats_cells))
+    print(plain_table(stats_headers, stats_cells))
     print()
-    print(markdown(check_headers, check_cells))
+    print(markdown_table(check_headers, check_cells))
     print()
-    print(markdown(stats_headers, stats_cells))
+    print(markdown_table(stats_headers, stats_cells))
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import queue
 import time
 import traceback
@@ -36,9 +35,10 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from typing import Any, Literal
 
-import flask_migrate
 import psycopg2
 
+from bench.postgres import admin, migrate, server_settings
+from bench.report import markdown_table, plain_table, positive_counts
 from config import TestingConfig
 from helpdesk import create_app, sla
 from helpdesk.clock import now
@@ -268,28 +268,6 @@ def measure(kind: Kind, url: str, workers: int, seconds: float, requester_id: in
     return Run(workers, sum(r.count for r in finished), elapsed)
 
 
-def migrate(url: str) -> None:
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
-    with app.app_context():
-        flask_migrate.upgrade()
-        db.engine.dispose()
-
-
-def _admin(url: str, *statements: str) -> list[tuple[Any, ...] | None]:
-    """Run statements in autocommit mode (VACUUM and CHECKPOINT need it)."""
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        rows: list[tuple[Any, ...] | None] = []
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-                rows.append(cur.fetchone() if cur.description else None)
-        return rows
-    finally:
-        conn.close()
-
-
 def create_raw_requester(url: str) -> int:
     conn = psycopg2.connect(url)
     try:
@@ -310,7 +288,7 @@ def reset(url: str) -> None:
     The counter row is vacuumed of the previous run's dead versions, and a checkpoint
     makes every run pay the same full-page writes.
     """
-    _admin(
+    admin(
         url,
         "TRUNCATE tickets, messages, ticket_history, participants RESTART IDENTITY CASCADE",
         "UPDATE ticket_counter SET next_value = 1 WHERE id = 1",
@@ -320,23 +298,11 @@ def reset(url: str) -> None:
 
 
 def check_gaps(url: str, committed: int) -> GapCheck:
-    (row,) = _admin(url, "SELECT count(*), count(number), min(number), max(number) FROM tickets")
+    (row,) = admin(url, "SELECT count(*), count(number), min(number), max(number) FROM tickets")
     if row is None:
         raise RuntimeError("count query returned no row")
     rows, numbered, low, high = row
     return GapCheck(int(rows), int(numbered), low, high, committed)
-
-
-def server_settings(url: str) -> str:
-    version, fsync, sync_commit = (
-        _one(row) for row in _admin(
-            url, "SHOW server_version", "SHOW fsync", "SHOW synchronous_commit"
-        )
-    )
-    return (
-        f"PostgreSQL {version}, fsync={fsync}, synchronous_commit={sync_commit}; "
-        f"{os.cpu_count()} CPU cores"
-    )
 
 
 # -- output ----------------------------------------------------------------------
@@ -351,23 +317,6 @@ def _cells(row: Row) -> tuple[str, ...]:
     )
 
 
-def plain_table(rows: Sequence[Row]) -> str:
-    body = [HEADERS, *(_cells(row) for row in rows)]
-    widths = [max(len(line[i]) for line in body) for i in range(len(HEADERS))]
-    lines = [" | ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in body]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(rows: Sequence[Row]) -> str:
-    lines = [
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join("---:" for _ in HEADERS) + "|",
-        *("| " + " | ".join(_cells(row)) + " |" for row in rows),
-    ]
-    return "\n".join(lines)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.numbering_bench",
@@ -375,19 +324,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="wall-clock duration of each run (default 5)")
-    parser.add_argument("--workers", type=_worker_counts, default=[1, 4, 16],
+    parser.add_argument("--workers", type=positive_counts, default=[1, 4, 16],
                         help="comma-separated worker process counts (default 1,4,16)")
     return parser.parse_args(argv)
-
-
-def _worker_counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
-    if not counts or any(n < 1 for n in counts):
-        raise argparse.ArgumentTypeError("worker counts must be positive integers")
-    return counts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -424,11 +363,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Ceiling: {CEILING}")
     print("ratio = service / raw")
     print()
-    print(plain_table(rows))
+    print(plain_table(HEADERS, [_cells(row) for row in rows]))
     print()
     print(f"**Ceiling:** {CEILING}. {settings}; {args.seconds:g} s per run; ratio = service / raw.")
     print()
-    print(markdown_table(rows))
+    print(markdown_table(HEADERS, [_cells(row) for row in rows]))
     return 0
 
 

@@ -74,9 +74,9 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any, Literal
 
-import flask_migrate
-import psycopg2
 
+from bench.postgres import admin, migrate, server_settings
+from bench.report import markdown_table, plain_table, positive_counts
 from config import TestingConfig
 from helpdesk import create_app
 from helpdesk.extensions import db
@@ -487,34 +487,19 @@ def measure(
 def prepare_database(server: PostgresServer, name: str) -> str:
     """A fresh database: migrated, with the `@example.com` rule, checkpointed."""
     url = server.create_database(name)
+    migrate(url)
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
     with app.app_context():
-        flask_migrate.upgrade()
         SendersService(db.session).add("@example.com", "Bench")
         db.session.commit()
         db.session.remove()
         db.engine.dispose()
-    _admin(url, "VACUUM ANALYZE", "CHECKPOINT")
+    admin(url, "VACUUM ANALYZE", "CHECKPOINT")
     return url
 
 
-def _admin(url: str, *statements: str) -> list[tuple[Any, ...] | None]:
-    """Run statements in autocommit mode (VACUUM and CHECKPOINT need it)."""
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        rows: list[tuple[Any, ...] | None] = []
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-                rows.append(cur.fetchone() if cur.description else None)
-        return rows
-    finally:
-        conn.close()
-
-
 def check_database(url: str, run: Run) -> DbCheck:
-    inbound, tickets = _admin(
+    inbound, tickets = admin(
         url,
         "SELECT count(*) FILTER (WHERE outcome = 'created'), count(*) FROM inbound_mails",
         "SELECT count(*), min(number), max(number) FROM tickets",
@@ -523,18 +508,6 @@ def check_database(url: str, run: Run) -> DbCheck:
         raise RuntimeError("count query returned no row")
     return DbCheck(run.accepted, run.warmups, int(inbound[0]), int(inbound[1]),
                    int(tickets[0]), tickets[1], tickets[2])
-
-
-def server_settings(url: str) -> str:
-    version, fsync, sync_commit = (
-        row[0] if row else "?" for row in _admin(
-            url, "SHOW server_version", "SHOW fsync", "SHOW synchronous_commit"
-        )
-    )
-    return (
-        f"PostgreSQL {version}, fsync={fsync}, synchronous_commit={sync_commit}; "
-        f"{os.cpu_count()} CPU cores"
-    )
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -617,23 +590,6 @@ def _cpu_cells(row: Row) -> tuple[str, ...]:
     )
 
 
-def plain_table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-    body = [tuple(headers), *(tuple(line) for line in lines)]
-    widths = [max(len(line[i]) for line in body) for i in range(len(headers))]
-    out = [" | ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in body]
-    out.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def markdown_table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-    out = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---:" for _ in headers) + "|",
-        *("| " + " | ".join(line) + " |" for line in lines),
-    ]
-    return "\n".join(out)
-
-
 def _goal_line(rows: Sequence[Row]) -> str:
     at16 = [row for row in rows if row.connections == 16]
     if not at16:
@@ -650,23 +606,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="wall-clock duration of each run (default 5)")
-    parser.add_argument("--connections", type=_counts, default=[1, 4, 16],
+    parser.add_argument("--connections", type=positive_counts, default=[1, 4, 16],
                         help="comma-separated client connection counts (default 1,4,16)")
     parser.add_argument("--py-spy", type=Path, metavar="DIR", default=None,
                         help="sample the gateway with py-spy; collapsed stacks go to DIR")
     parser.add_argument("--ceiling-server", nargs=2, metavar=("PORT", "DIR"),
                         help=argparse.SUPPRESS)  # internal: run the ceiling server
     return parser.parse_args(argv)
-
-
-def _counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
-    if not counts or any(n < 1 for n in counts):
-        raise argparse.ArgumentTypeError("connection counts must be positive integers")
-    return counts
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,8 +45,8 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-from bench.numbering_bench import _admin, migrate, server_settings
-from bench.smtp_bench import markdown_table, plain_table
+from bench.postgres import admin, migrate, server_settings
+from bench.report import markdown_table, plain_table
 from config import TestingConfig
 from helpdesk import create_app
 from helpdesk.extensions import db
@@ -127,7 +127,7 @@ class Throughput:
 def prepare(pg: PostgresServer) -> str:
     url = pg.create_database("bench_web")
     migrate(url)
-    _admin(url, SEED)
+    admin(url, SEED)
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
     with app.app_context():
         StaffService(db.session).create(email=EMAIL, name="Bench Admin", role="admin",
@@ -135,7 +135,7 @@ def prepare(pg: PostgresServer) -> str:
         db.session.commit()
         db.session.remove()
         db.engine.dispose()
-    _admin(url, "VACUUM ANALYZE", "CHECKPOINT")
+    admin(url, "VACUUM ANALYZE", "CHECKPOINT")
     return url
 
 
@@ -306,7 +306,7 @@ def rate(kind: str, target: str, processes: int, seconds: float) -> float:
 
 
 def gap_free(url: str) -> bool:
-    (row,) = _admin(url, "SELECT count(*), min(number), max(number) FROM tickets")
+    (row,) = admin(url, "SELECT count(*), min(number), max(number) FROM tickets")
     assert row is not None
     return bool(row[1] == 1 and row[2] == row[0])
 
