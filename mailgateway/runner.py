@@ -1,8 +1,12 @@
 """Starts the gateway's pieces and stops them on SIGTERM/SIGINT.
 
-The loop is `while not stopping: wait()`, with the stop flag set by the signal
-handler. The SMTP listener runs in its own thread (aiosmtpd's Controller); each
-IMAP mailbox of `IMAP_URL` gets a poller thread, the outbound sender
+The main thread starts everything, then waits for SIGTERM/SIGINT with
+`signal.sigwait` (the signals are blocked first, and every thread inherits the
+block). No Python signal handler runs: a handler interrupts the main thread at any
+bytecode, and one that logs or sets an Event can deadlock on a lock the
+interrupted code holds, so a stop would hang.
+
+The SMTP listener runs in its own thread (aiosmtpd's Controller); each IMAP mailbox of `IMAP_URL` gets a poller thread, the outbound sender
 (`outbound.Sender`, unless `OUTBOUND_SMTP_URL` is empty) one more, and the
 lifecycle jobs (`periodic.LifecycleJobs`: SLA check and auto-close every
 `LIFECYCLE_JOBS_INTERVAL`) another. On a stop signal the pollers finish the
@@ -13,10 +17,10 @@ were committed, and the process exits.
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
-from types import FrameType
 
 from flask import Flask
 
@@ -28,15 +32,17 @@ from mailgateway.smtp import SupportHandler, make_controller
 log = logging.getLogger("mailgateway")
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+#: A stop that takes longer than this dumps every thread's stack to stderr, so a
+#: hung shutdown says where it hangs (`kill -USR1` dumps them at any time).
+SLOW_STOP_SECONDS = 10.0
+
+
 def run(app: Flask) -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # before any thread starts
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stopping = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     pollers = [ImapPoller(app, source, stopping)
                for source in parse_imap_urls(app.config["IMAP_URL"])]
     sender = Sender(app, stopping)
@@ -47,22 +53,26 @@ def run(app: Flask) -> None:
                for index, poller in enumerate(pollers)]
     threads.append(threading.Thread(target=sender.run, name="outbound"))
     threads.append(threading.Thread(target=LifecycleJobs(app, stopping).run, name="lifecycle"))
-    for thread in threads:
-        thread.start()
-    outbound = sender.server
-    log.info(
-        "gateway started for %s: SMTP on %s, IMAP %s, outbound %s (database %s)",
-        ", ".join(app.config["SUPPORT_ADDRESSES"]), app.config["SMTP_LISTEN"],
-        ", ".join(p.source.key for p in pollers) or "off",
-        f"{outbound.host}:{outbound.port}" if outbound else "off",
-        app.config["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
-    )
     try:
-        stopping.wait()
+        for thread in threads:
+            thread.start()
+        outbound = sender.server
+        log.info(
+            "gateway started for %s: SMTP on %s, IMAP %s, outbound %s (database %s)",
+            ", ".join(app.config["SUPPORT_ADDRESSES"]), app.config["SMTP_LISTEN"],
+            ", ".join(p.source.key for p in pollers) or "off",
+            f"{outbound.host}:{outbound.port}" if outbound else "off",
+            app.config["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
+        )
+        received = signal.sigwait(STOP_SIGNALS)
+        log.info("received %s, stopping", signal.Signals(received).name)
     finally:
         stopping.set()
+        faulthandler.dump_traceback_later(SLOW_STOP_SECONDS)
         for thread in threads:
-            thread.join()
+            if thread.ident is not None:
+                thread.join()
         controller.stop()
         handler.close()
+        faulthandler.cancel_dump_traceback_later()
         log.info("gateway stopped")

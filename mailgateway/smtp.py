@@ -97,8 +97,11 @@ class SupportController(Controller):
 def make_controller(app: Flask, handler: SupportHandler | None = None) -> SupportController:
     host, _, port = app.config["SMTP_LISTEN"].rpartition(":")
     handler = handler or SupportHandler(app)
+    # The name in the banner and EHLO reply; without it aiosmtpd asks DNS
+    # (socket.getfqdn) on the event loop for every connection.
     return SupportController(
         handler, hostname=host or "127.0.0.1", port=int(port),
+        server_hostname=app.config["MESSAGE_ID_DOMAIN"],
         data_size_limit=app.config["MAX_MESSAGE_BYTES"], decode_data=False,
         enable_SMTPUTF8=True, ident="helpdesk gateway",
     )

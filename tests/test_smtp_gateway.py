@@ -340,3 +340,18 @@ def test_a_mail_waiting_on_the_database_does_not_stall_other_connections(gateway
         db.session.rollback()  # release the lock
     waiting.join(timeout=30)
     assert replies == [(250, b"2.0.0 OK created TKT-000001")]
+
+
+def test_banner_and_ehlo_name_the_configured_host_without_asking_dns(gateway, monkeypatch):
+    import smtplib
+    import socket
+
+    def no_dns() -> str:
+        raise AssertionError("the listener asked DNS for its own name")
+
+    monkeypatch.setattr(socket, "getfqdn", no_dns)
+    with smtplib.SMTP("127.0.0.1", gateway.port, local_hostname="client.example",
+                      timeout=5) as connection:
+        code, banner = connection.ehlo()
+    assert code == 250
+    assert banner.splitlines()[0] == b"helpdesk.helpdesk.test"
