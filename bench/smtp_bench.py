@@ -1,7 +1,8 @@
 """Mails per second accepted through the real SMTP listener, beside an fsync ceiling.
 
 What it measures: `gateway.py` runs as its own process (exactly as in production,
-INFO logging included) against a private PostgreSQL server with fsync on, with an
+INFO logging included, with `SMTP_PROCESSES` listener processes: the
+configuration's default of one per core unless `--smtp-processes` says otherwise) against a private PostgreSQL server with fsync on, with an
 authorized-sender rule for `@example.com`, so every mail opens a ticket. N client
 processes (1, 4 and 16 by default) each keep one SMTP connection open and send
 MAIL/RCPT/DATA on it, one mail after another, for a fixed wall-clock time after a
@@ -36,7 +37,7 @@ Clients are OS processes (multiprocessing "spawn"): the machine has two cores, a
 the clients compete for them with the gateway and PostgreSQL, so each client is
 kept cheap — the mail bytes are built once per worker and only the Message-ID
 counter is substituted per mail, and the connection is reused. The CPU table at the
-end shows what each party used per accepted mail (from /proc: the server process,
+end shows what each party used per accepted mail (from /proc: the server process and its children,
 the postmaster and its backends, and the client processes' own CPU time), which is
 where the time goes.
 
@@ -77,7 +78,7 @@ from typing import Any, Literal
 
 from bench.postgres import admin, migrate, server_settings
 from bench.report import markdown_table, plain_table, positive_counts
-from config import TestingConfig
+from config import Config, TestingConfig
 from helpdesk import create_app
 from helpdesk.extensions import db
 from helpdesk.services.senders import SendersService
@@ -264,16 +265,9 @@ def _stat(pid: int) -> list[str]:
     return text[text.rindex(")") + 2:].split()  # fields from "state" on
 
 
-def process_cpu(pid: int) -> float:
-    """utime + stime of one process (all its threads), in seconds."""
-    fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def postgres_cpu(data_dir: Path) -> float:
-    """CPU seconds of the postmaster, its live children, and its reaped children."""
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    fields = _stat(postmaster)
+def tree_cpu(root: int) -> float:
+    """CPU seconds of a process, its live children, and its reaped children."""
+    fields = _stat(root)
     total = sum(int(fields[i]) for i in (11, 12, 13, 14))  # u, s, cu, cs
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -282,9 +276,14 @@ def postgres_cpu(data_dir: Path) -> float:
             child = _stat(int(entry))
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-        if int(child[1]) == postmaster:
+        if int(child[1]) == root:
             total += int(child[11]) + int(child[12])
     return total / _TICK
+
+
+def postgres_cpu(data_dir: Path) -> float:
+    """CPU seconds of the postmaster and its backends."""
+    return tree_cpu(int((data_dir / "postmaster.pid").read_text().split()[0]))
 
 
 # -- server subprocesses ---------------------------------------------------------
@@ -340,14 +339,24 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_gateway(url: str, port: int, instance_dir: Path) -> ServerProcess:
+def start_gateway(url: str, port: int, instance_dir: Path, processes: int) -> ServerProcess:
     env = dict(
         os.environ, DATABASE_URL=url, SMTP_LISTEN=f"127.0.0.1:{port}",
         HELPDESK_INSTANCE_DIR=str(instance_dir), SUPPORT_ADDRESSES=SUPPORT,
         TRUSTED_AUTHSERV_ID="", UNKNOWN_SENDER_POLICY="quarantine",
         PYTHONUNBUFFERED="1", OUTBOUND_SMTP_URL=os.environ.get("BENCH_OUTBOUND_SMTP_URL", ""),
+        SMTP_PROCESSES=str(processes),
     )
-    return ServerProcess([sys.executable, "gateway.py"], env, "gateway started", "gateway")
+    gateway = ServerProcess([sys.executable, "gateway.py"], env, "gateway started", "gateway")
+    # The extra listeners start after the gateway's line; until they listen, the
+    # kernel would hand every connection to the first process.
+    deadline = time.monotonic() + START_TIMEOUT
+    while sum("SMTP listener process on" in line for line in list(gateway.output)) < processes - 1:
+        if time.monotonic() > deadline:
+            gateway.stop()
+            raise RuntimeError(f"gateway listener processes did not start:\n{gateway.tail()}")
+        time.sleep(0.05)
+    return gateway
 
 
 def start_ceiling(port: int, directory: Path) -> ServerProcess:
@@ -439,7 +448,7 @@ def measure(
     cpu_after = (0.0, 0.0)
 
     def cpu_now() -> tuple[float, float]:
-        return process_cpu(server.pid), postgres_cpu(pg_data) if pg_data else 0.0
+        return tree_cpu(server.pid), postgres_cpu(pg_data) if pg_data else 0.0
 
     try:
         try:
@@ -533,11 +542,11 @@ def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:
 
 def run_gateway(
     pg: PostgresServer, connections: int, seconds: float, scratch: Path,
-    py_spy_dir: Path | None,
+    py_spy_dir: Path | None, processes: int,
 ) -> tuple[Run, DbCheck]:
     url = prepare_database(pg, f"bench_smtp_{connections}")
     port = free_port()
-    gateway = start_gateway(url, port, scratch / "instance")
+    gateway = start_gateway(url, port, scratch / "instance", processes)
     spy = None
     try:
         if py_spy_dir is not None:
@@ -608,6 +617,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="wall-clock duration of each run (default 5)")
     parser.add_argument("--connections", type=positive_counts, default=[1, 4, 16],
                         help="comma-separated client connection counts (default 1,4,16)")
+    parser.add_argument("--smtp-processes", type=int, default=Config.SMTP_PROCESSES,
+                        help="the gateway's SMTP_PROCESSES (default: the configuration's, "
+                             f"{Config.SMTP_PROCESSES} on this machine)")
     parser.add_argument("--py-spy", type=Path, metavar="DIR", default=None,
                         help="sample the gateway with py-spy; collapsed stacks go to DIR")
     parser.add_argument("--ceiling-server", nargs=2, metavar=("PORT", "DIR"),
@@ -622,16 +634,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ceiling_server(int(port), directory)
     if args.seconds <= 0:
         raise SystemExit("--seconds must be positive")
+    if args.smtp_processes < 1:
+        raise SystemExit("--smtp-processes must be at least 1")
     if args.py_spy is not None:
         args.py_spy.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     scratch = Path(tempfile.mkdtemp(prefix="smtp-bench."))
     pg = PostgresServer(durable=True).start()
     try:
-        settings = server_settings(pg.url())
+        settings = (f"{server_settings(pg.url())}; gateway SMTP_PROCESSES="
+                    f"{args.smtp_processes}")
         print(f"{settings}; {args.seconds:g} s per run", flush=True)
         for connections in args.connections:
-            gateway, check = run_gateway(pg, connections, args.seconds, scratch, args.py_spy)
+            gateway, check = run_gateway(pg, connections, args.seconds, scratch, args.py_spy,
+                                         args.smtp_processes)
             print(f"gateway {connections:>3} connections: {gateway.accepted} × 250 in "
                   f"{gateway.elapsed:.2f} s = {gateway.rate:.1f}/s, {gateway.refused} refused"
                   f"{' (first: ' + gateway.first_refusal + ')' if gateway.refused else ''}; "

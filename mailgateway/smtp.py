@@ -90,18 +90,43 @@ class LiberalSMTP(SMTP):
 
 
 class SupportController(Controller):
+    """aiosmtpd's Controller, able to share its port with sibling processes."""
+
+    def __init__(self, handler: SupportHandler, *, reuse_port: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.reuse_port = reuse_port
+
     def factory(self) -> SMTP:
         return LiberalSMTP(self.handler, **self.SMTP_kwargs)
 
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, host=self.hostname,
+                                       port=self.port, ssl=self.ssl_context,
+                                       reuse_port=self.reuse_port)
 
-def make_controller(app: Flask, handler: SupportHandler | None = None) -> SupportController:
+    def _trigger_server(self) -> None:
+        """Check that the SMTP object can be built (what aiosmtpd's start() waits for).
+
+        aiosmtpd connects to its own port for this; with SO_REUSEPORT the kernel may
+        hand that probe to a sibling process, and start() would time out. Build one
+        in the event loop instead: the same check without a connection.
+        """
+        async def probe() -> None:
+            self._factory_invoker()
+
+        asyncio.run_coroutine_threadsafe(probe(), self.loop).result(self.ready_timeout)
+
+
+def make_controller(app: Flask, handler: SupportHandler | None = None, *,
+                    reuse_port: bool = False) -> SupportController:
     host, _, port = app.config["SMTP_LISTEN"].rpartition(":")
     handler = handler or SupportHandler(app)
     # The name in the banner and EHLO reply; without it aiosmtpd asks DNS
     # (socket.getfqdn) on the event loop for every connection.
     return SupportController(
         handler, hostname=host or "127.0.0.1", port=int(port),
-        server_hostname=app.config["MESSAGE_ID_DOMAIN"],
+        server_hostname=app.config["MESSAGE_ID_DOMAIN"], reuse_port=reuse_port,
         data_size_limit=app.config["MAX_MESSAGE_BYTES"], decode_data=False,
         enable_SMTPUTF8=True, ident="helpdesk gateway",
     )

@@ -1,0 +1,104 @@
+"""SMTP_PROCESSES: several listener processes share the port (SO_REUSEPORT), every
+mail still gets one gap-free number, a dead listener is restarted, and a listener
+whose gateway died stops instead of keeping the port."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from helpdesk.extensions import db
+from helpdesk.models import Ticket
+from helpdesk.services.senders import SendersService
+from tests.mail import message, send
+from tests.pgserver import free_port
+from tests.test_smtp_resilience import start
+
+
+def wait_for(log: list[str], predicate: Callable[[list[str]], bool], what: str,
+             seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate(log):
+        assert time.monotonic() < deadline, f"no {what} within {seconds} s:\n" + "".join(log)
+        time.sleep(0.05)
+
+
+def pids(log: list[str], pattern: str) -> list[int]:
+    """The process ids (second field of the log format) of the lines matching pattern."""
+    return [int(line.split()[2]) for line in list(log) if re.search(pattern, line)]
+
+
+def listeners_up(count: int) -> Callable[[list[str]], bool]:
+    return lambda log: len(pids(log, "SMTP listener process on")) >= count
+
+
+def authorize_example_com() -> None:
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    db.session.remove()
+
+
+def test_listener_processes_share_the_port_and_the_numbering(app, database_url, tmp_path):
+    authorize_example_com()
+    port, log = free_port(), []
+    process = start(database_url, port, tmp_path, log, SMTP_PROCESSES="3")
+    replies: list[tuple[int, bytes]] = []
+    try:
+        assert "SMTP on 127.0.0.1:%d (3 processes)" % port in "".join(log)
+        wait_for(log, listeners_up(2), "two more listener processes")
+
+        def client(index: int) -> None:
+            for n in range(5):
+                replies.append(send(port, message(sender=f"user{index}@example.com",
+                                                  message_id=f"<p-{index}-{n}@client.example>")))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    assert code == 0
+    wait_for(log, lambda lines: len(pids(lines, "SMTP listener process stopped")) == 2,
+             "stop of both listener processes")
+    assert [c for c, _ in replies] == [250] * 60
+    served_by = set(pids(log, r"mailgateway\.ingest INFO mail p-"))
+    assert len(served_by) >= 2, "the kernel should spread 60 connections over 3 processes"
+    assert served_by <= {process.pid, *pids(log, "SMTP listener process on")}
+    db.session.expire_all()
+    numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
+    assert numbers == list(range(1, 61))
+
+
+def test_dead_listener_is_restarted_and_an_orphan_stops(app, database_url, tmp_path):
+    authorize_example_com()
+    port, log = free_port(), []
+    process = start(database_url, port, tmp_path, log, SMTP_PROCESSES="2")
+    try:
+        wait_for(log, listeners_up(1), "the second listener process")
+        [first] = pids(log, "SMTP listener process on")
+        os.kill(first, signal.SIGKILL)
+        wait_for(log, listeners_up(2), "a restarted listener process")
+        assert any(f"SMTP listener process {first} exited with code -9; restarting" in line
+                   for line in log)
+        second = pids(log, "SMTP listener process on")[-1]
+        assert second != first
+        for n in range(6):  # served whichever process the kernel picks
+            reply = send(port, message(sender="ann@example.com", message_id=f"<r-{n}@c.example>"))
+            assert reply[0] == 250, reply
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    wait_for(log, lambda lines: second in pids(lines, "SMTP listener process stopped"),
+             "the orphaned listener's stop", seconds=15)
+    assert any(f"the gateway process {process.pid} is gone; stopping" in line for line in log)
+    db.session.expire_all()
+    numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
+    assert numbers == list(range(1, 7))
