@@ -4,22 +4,45 @@ Only a sender whose `From` is believed (see `authentication`) gets here as known
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.models import AuthorizedSender, Contact, Participant, StaffUser, Ticket
-from helpdesk.services.senders import SendersService
+from helpdesk.services.contacts import normalize_email
 
 
-def sender_rule(session: Session, address: str) -> AuthorizedSender | None:
-    """The authorized-sender rule that lets `address` open tickets, if any."""
-    return SendersService(session).match(address)
+@dataclass(frozen=True)
+class Sender:
+    """What the helpdesk knows about a From address."""
+
+    organization_id: int | None  # of the authorized-sender rule: exact address, else @domain
+    staff_id: int | None  # an active staff member with this address
+
+    @property
+    def authorized(self) -> bool:
+        return self.organization_id is not None
 
 
-def staff_user(session: Session, address: str) -> StaffUser | None:
-    return session.execute(
-        select(StaffUser).where(StaffUser.email == address, StaffUser.is_active.is_(True))
-    ).scalar_one_or_none()
+UNKNOWN = Sender(None, None)
+
+
+def identify(session: Session, address: str) -> Sender:
+    """The sender rule and the staff account of `address`, in one round trip:
+    every inbound mail asks this, so it costs one small statement, not two ORM loads."""
+    email = normalize_email(address)
+    if "@" not in email:
+        return UNKNOWN
+    rule = (select(AuthorizedSender.organization_id)
+            .where(AuthorizedSender.pattern.in_((email, "@" + email.rsplit("@", 1)[1])))
+            .order_by((AuthorizedSender.pattern == email).desc())
+            .limit(1).scalar_subquery())
+    staff = (select(StaffUser.id)
+             .where(StaffUser.email == email, StaffUser.is_active.is_(True))
+             .scalar_subquery())
+    organization_id, staff_id = session.execute(select(rule, staff)).one()
+    return Sender(organization_id, staff_id)
 
 
 def may_reply(session: Session, ticket: Ticket, address: str) -> bool:
@@ -32,8 +55,7 @@ def may_reply(session: Session, ticket: Ticket, address: str) -> bool:
     ).first()
     if participant is not None:
         return True
-    rule = sender_rule(session, address)
-    if rule is not None and ticket.organization_id is not None:
-        if rule.organization_id == ticket.organization_id:
-            return True
-    return staff_user(session, address) is not None
+    sender = identify(session, address)
+    if sender.authorized and sender.organization_id == ticket.organization_id:
+        return True
+    return sender.staff_id is not None

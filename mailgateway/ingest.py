@@ -27,7 +27,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail as InboundRecord
-from helpdesk.models import Organization, OutboxMessage, QuarantineItem, Ticket
+from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
 from helpdesk.numbering import format_number
 from helpdesk.services import Actor, TicketsService, notifications
 from mailgateway import authentication, authorization, automail, matching, message_ids, storage
@@ -76,7 +76,7 @@ class _Decision:
     outcome: Outcome
     reason: str
     ticket: Ticket | None = None        # the ticket to append to, or to link a new one to
-    organization: Organization | None = None
+    organization_id: int | None = None
     actor: Actor | None = None
     failed: bool = False
     # Notifications this mail reports as undeliverable (it is a bounce of them).
@@ -247,22 +247,22 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
         raise ValueError("a mail without a From address cannot become a ticket")
     trusted = approved_by is not None or authentication.sender_is_authenticated(
         mail, config["TRUSTED_AUTHSERV_ID"])
-    rule = authorization.sender_rule(session, sender) if trusted else None
+    known = authorization.identify(session, sender) if trusted else authorization.UNKNOWN
     customer = Actor.customer(sender, mail.from_name)
-    staff = authorization.staff_user(session, sender) if trusted else None
+    staff = session.get(StaffUser, known.staff_id) if known.staff_id is not None else None
     actor = Actor.staff(staff) if staff is not None else customer
 
     match = matching.find_ticket(
         session, mail, list(envelope.recipients) + [a for _, a in mail.to + mail.cc],
         config["TICKET_PREFIX"], signer)
-    organization = rule.organization if rule else None
+    organization_id = known.organization_id
     if match is not None:
         ticket = match.ticket
         number = _number(ticket, config)
         if trusted and (approved_by or authorization.may_reply(session, ticket, sender)):
             if ticket.status == "cancelled" and not staff:
                 return _Decision(Outcome.CREATED, f"reply to cancelled {number}; new ticket",
-                                 ticket, organization or ticket.organization, customer)
+                                 ticket, organization_id or ticket.organization_id, customer)
             if staff is not None and match.answers_staff_mail:
                 # A staff member answering an SLA alert writes to colleagues, not to the
                 # customer: a public reply would be mailed to the customer.
@@ -271,13 +271,13 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
                                  ticket, actor=actor, internal=True)
             return _Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket,
                              actor=actor)
-        if rule is not None:
+        if known.authorized:
             return _Decision(Outcome.CREATED, f"{sender} does not belong on {number}; "
-                             "new ticket linked to it", ticket, organization, customer)
+                             "new ticket linked to it", ticket, organization_id, customer)
         return _unknown_sender(config, f"{sender} does not belong on {number}", ticket, customer)
-    if rule is not None or approved_by is not None:
-        return _Decision(Outcome.CREATED, "authorized sender" if rule else "approved",
-                         organization=organization, actor=customer)
+    if known.authorized or approved_by is not None:
+        return _Decision(Outcome.CREATED, "authorized sender" if known.authorized else "approved",
+                         organization_id=organization_id, actor=customer)
     why = "unknown sender" if trusted else "From not authenticated"
     return _unknown_sender(config, f"{why}: {sender}", None, customer)
 
@@ -312,7 +312,7 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
             description=_with_notes(storage.display_text(mail) or "(no text)", notes),
             requester_email=mail.from_address, requester_name=mail.from_name,
             channel="email", actor=decision.actor or Actor.customer(mail.from_address),
-            is_email_originated=True, organization=decision.organization,
+            is_email_originated=True, organization_id=decision.organization_id,
             cc=[(addr, name) for name, addr in cc], linked_ticket=decision.ticket,
             body_html=storage.sanitized_html(mail), inbound_mail_id=record.id,
             attachments=files,

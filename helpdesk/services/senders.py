@@ -6,7 +6,7 @@ tied to an organization; an exact rule wins over a domain rule.
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.models import AuthorizedSender, Organization
@@ -66,22 +66,6 @@ class SendersService:
             .scalars()
             .all()
         )
-
-    def match(self, address: str) -> AuthorizedSender | None:
-        """The rule that authorizes `address`, exact address first, then its domain.
-
-        One query with the organization loaded: every inbound mail asks this.
-        """
-        email = normalize_email(address)
-        if "@" not in email:
-            return None
-        candidates = (email, "@" + email.rsplit("@", 1)[1])
-        rules = self.session.execute(
-            select(AuthorizedSender)
-            .options(joinedload(AuthorizedSender.organization))
-            .where(AuthorizedSender.pattern.in_(candidates))
-        ).scalars().all()
-        return min(rules, key=lambda rule: candidates.index(rule.pattern), default=None)
 
     def _find(self, pattern: str) -> AuthorizedSender | None:
         return self.session.execute(
