@@ -101,8 +101,9 @@ class Config:
     SUPPORT_ADDRESSES = _env_list("SUPPORT_ADDRESSES", "support@helpdesk.test")
     SMTP_LISTEN = _env("SMTP_LISTEN", "127.0.0.1:2525")
     # Processes sharing SMTP_LISTEN (SO_REUSEPORT): parsing and the ORM are CPU work
-    # under one GIL per process, so one listener per core by default.
-    SMTP_PROCESSES = _env_int("SMTP_PROCESSES", min(len(os.sched_getaffinity(0)), 8))
+    # under one GIL per process, so one listener per core by default; at most 4, as
+    # each may hold 8 database connections (PostgreSQL's default limit is 100).
+    SMTP_PROCESSES = _env_int("SMTP_PROCESSES", min(len(os.sched_getaffinity(0)), 4))
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     MAX_ATTACHMENT_BYTES = _env_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
     MAX_ATTACHMENTS_TOTAL_BYTES = _env_int("MAX_ATTACHMENTS_TOTAL_BYTES", 20 * 1024 * 1024)
