@@ -77,6 +77,8 @@ UPDATE tickets SET first_response_due_at = %(past)s, resolution_due_at = %(past)
 WHERE id IN (SELECT id FROM tickets WHERE {sla.FIRST_RESPONSE_WATCH} AND {sla.RESOLUTION_WATCH}
              ORDER BY id LIMIT %(count)s)
 """
+_WATCHED = (f"SELECT count(*) FROM tickets WHERE {sla.FIRST_RESPONSE_WATCH} "
+            f"AND {sla.RESOLUTION_WATCH}")
 _CEILING = (
     f"UPDATE tickets SET first_response_breached = true WHERE {sla.FIRST_RESPONSE_WATCH} "
     "AND first_response_due_at <= %(now)s",
@@ -253,6 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{time.perf_counter() - started:.1f} s", flush=True)
         check_rows = []
         for overdue, runs in SITUATIONS:
+            needed = 2 * overdue * runs  # the check's runs, then the ceiling's
+            row = admin(url, _WATCHED)[0]
+            left = int(row[0]) if row else 0
+            if needed > left:
+                print(f"sla-check, {overdue} newly overdue: skipped, it needs {needed} "
+                      f"fresh tickets and {left} are left (use more --tickets)", flush=True)
+                continue
             row = measure_check(app, url, overdue, runs)
             print(f"sla-check, {overdue} newly overdue: {row.check:.4f} s/run "
                   f"(ceiling {row.ceiling:.4f} s)", flush=True)
