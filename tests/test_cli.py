@@ -83,16 +83,29 @@ def test_senders_errors(runner):
     assert no_org.exit_code == 2
 
 
-def test_senders_match_prefers_exact_address(app, runner):
-    from helpdesk.services.senders import SendersService
+def test_senders_rule_prefers_exact_address(app, runner):
+    from helpdesk.models import Organization, StaffUser
+    from mailgateway.authorization import UNKNOWN, identify
 
     runner.invoke(args=["senders", "add", "@example.com", "--organization", "Acme"])
     runner.invoke(args=["senders", "add", "vip@example.com", "--organization", "VIP Corp"])
-    service = SendersService(db.session)
-    assert service.match("VIP@example.com").organization.name == "VIP Corp"
-    assert service.match("anyone@example.com").organization.name == "Acme"
-    assert service.match("anyone@sub.example.com") is None
-    assert service.match("garbage") is None
+    runner.invoke(args=["create-staff", "--email", "agent@example.com", "--name", "Agent",
+                        "--role", "agent", "--password", "a-long-password-1"])
+
+    def organization(address: str) -> str | None:
+        found = identify(db.session, address).organization_id
+        return None if found is None else db.session.get(Organization, found).name
+
+    assert organization("VIP@example.com") == "VIP Corp"
+    assert organization("anyone@example.com") == "Acme"
+    assert identify(db.session, "anyone@sub.example.com") == UNKNOWN
+    assert identify(db.session, "garbage") == UNKNOWN
+    agent = db.session.execute(select(StaffUser)).scalar_one()
+    assert identify(db.session, "Agent@Example.com").staff_id == agent.id
+    assert identify(db.session, "vip@example.com").staff_id is None
+    agent.is_active = False
+    db.session.commit()
+    assert identify(db.session, "agent@example.com").staff_id is None
 
 
 def test_tickets_set_next(app, runner):
