@@ -63,31 +63,41 @@ Row = dict[str, Any]
 
 def insert_numbered(
     session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]] = (),
-    linked: Sequence[tuple[Table, int]] = (),
+    linked: Sequence[tuple[Table, int]] = (), attached: Sequence[tuple[Table, Row]] = (),
 ) -> tuple[int, int]:
     """Insert a ticket with the next number, plus rows that point at it (its first
-    message, history, participants: their `ticket_id` is filled in), and point
-    existing rows at it (`linked`: table and id, e.g. the inbound mail it came
-    from); returns `(id, number)`. Nothing is committed: the caller's transaction
-    decides.
+    message, history, participants: their `ticket_id` is filled in), rows that
+    point at the first of those (`attached`, e.g. the first message's attachments:
+    their foreign key to that table is filled in), and point existing rows at it
+    (`linked`: table and id, e.g. the inbound mail it came from); returns
+    `(id, number)`. Nothing is committed: the caller's transaction decides.
 
     PostgreSQL gets everything in one statement, so the counter row is locked for
     that statement and the commit only. SQLite serializes writers with its database
     lock anyway, so plain statements in order do the same there.
     """
+    if attached and not dependents:
+        raise ValueError("attached rows need a first dependent to point at")
     for _attempt in range(2):
         if session.get_bind().dialect.name == "postgresql":
-            row = session.execute(*_pg_insert_all(ticket, dependents, linked)).first()
+            row = session.execute(*_pg_insert_all(ticket, dependents, linked, attached)).first()
         else:
-            row = _insert_in_order(session, ticket, dependents, linked)
+            row = _insert_in_order(session, ticket, dependents, linked, attached)
         if row is not None:
             return int(row[0]), int(row[1])
         _create_counter(session)
     raise RuntimeError("ticket counter row could not be created")
 
 
+def _parent_key(child: Table, parent: Table) -> str:
+    """The column of `child` that references `parent`."""
+    [column] = [c.name for c in child.c if any(fk.column.table is parent for fk in c.foreign_keys)]
+    return column
+
+
 def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]],
-                   linked: Sequence[tuple[Table, int]]) -> tuple[Any, Row]:
+                   linked: Sequence[tuple[Table, int]],
+                   attached: Sequence[tuple[Table, Row]]) -> tuple[Any, Row]:
     params: Row = {"counter": COUNTER_ID}
     columns = list(ticket)
     params.update({f"t_{name}": value for name, value in ticket.items()})
@@ -102,7 +112,21 @@ def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]],
         params.update({f"d{index}_{name}": values[name] for name in names})
         parts.append(
             f", d{index} AS (INSERT INTO {table.name} (ticket_id, {', '.join(names)}) "
-            f"SELECT t.id, {', '.join(f':d{index}_{name}' for name in names)} FROM t)"
+            f"SELECT t.id, {', '.join(f':d{index}_{name}' for name in names)} FROM t"
+            f"{' RETURNING id' if index == 0 and attached else ''})"
+        )
+    for index, (table, values) in enumerate(attached):
+        key = _parent_key(table, dependents[0][0])
+        names = [name for name in values if name != key]
+        params.update({f"a{index}_{name}": values[name] for name in names})
+        # Each reads the one row its predecessor returned: PostgreSQL runs the
+        # sub-statements of a WITH in no set order, and this keeps the rows' ids in
+        # the order given (attachments are listed by id).
+        after = f", a{index - 1}" if index else ""
+        parts.append(
+            f", a{index} AS (INSERT INTO {table.name} ({key}, {', '.join(names)}) "
+            f"SELECT d0.id, {', '.join(f':a{index}_{name}' for name in names)} "
+            f"FROM d0{after} RETURNING {table.name}.id)"
         )
     for index, (table, row_id) in enumerate(linked):
         params[f"u{index}_id"] = row_id
@@ -114,7 +138,7 @@ def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]],
 
 def _insert_in_order(
     session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]],
-    linked: Sequence[tuple[Table, int]],
+    linked: Sequence[tuple[Table, int]], attached: Sequence[tuple[Table, Row]],
 ) -> tuple[int, int] | None:
     number = session.execute(_TAKE, {"counter": COUNTER_ID}).scalar()
     if number is None:
@@ -123,8 +147,14 @@ def _insert_in_order(
     ticket_id = session.execute(
         tickets.insert().values(number=number, **ticket).returning(tickets.c.id)
     ).scalar_one()
+    first_id = None
     for table, values in dependents:
-        session.execute(table.insert().values({**values, "ticket_id": ticket_id}))
+        inserted = session.execute(
+            table.insert().values({**values, "ticket_id": ticket_id}).returning(table.c.id))
+        first_id = inserted.scalar_one() if first_id is None else first_id
+    for table, values in attached:
+        key = _parent_key(table, dependents[0][0])
+        session.execute(table.insert().values({**values, key: first_id}))
     for table, row_id in linked:
         session.execute(table.update().where(table.c.id == row_id).values(ticket_id=ticket_id))
     return ticket_id, number

@@ -129,3 +129,46 @@ def test_display_number_uses_configured_prefix_and_width(database_url):
         assert service.get("hd-1").id == ticket.id
         db.session.remove()
         db.engine.dispose()
+
+
+def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
+    """The counter row stays locked from the numbering statement to the commit, so a
+    new ticket's first message, its attachments and the inbound mail it came from are
+    written in that one statement on PostgreSQL (SQLite has one writer anyway)."""
+    from sqlalchemy import event
+
+    from helpdesk.models import Attachment, InboundMail, Message
+    from helpdesk.services.tickets import NewAttachment
+
+    inbound = InboundMail(dedup_key="k", message_id="m@x", channel="smtp", mail_from="a@b.example",
+                          from_address="a@b.example", recipients="support@helpdesk.test",
+                          subject="s", size=1, outcome="created", reason="", raw=b"x")
+    db.session.add(inbound)
+    db.session.flush()
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        ticket = service.open_ticket(
+            subject="Printer", description="see the photo", requester_email="a@b.example",
+            channel="email", actor=Actor.customer("a@b.example"), inbound_mail_id=inbound.id,
+            attachments=[NewAttachment("photo.jpg", "image/jpeg", b"\xff\xd8 jpeg"),
+                         NewAttachment("logo.png", "image/png", b"png", "logo@x", True)])
+        db.session.flush()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    db.session.commit()
+    taking = [i for i, sql in enumerate(statements) if "ticket_counter" in sql]
+    assert taking, statements
+    if backend == "postgresql":
+        assert taking == [len(statements) - 1], statements[taking[0]:]
+    [message] = db.session.execute(select(Message).where(Message.ticket_id == ticket.id)).scalars()
+    stored = db.session.execute(select(Attachment).where(Attachment.message_id == message.id)
+                                .order_by(Attachment.id)).scalars().all()
+    assert [(a.filename, a.size, a.data, a.content_id, a.is_inline) for a in stored] == [
+        ("photo.jpg", 7, b"\xff\xd8 jpeg", None, False), ("logo.png", 3, b"png", "logo@x", True)]
+    assert db.session.get(InboundMail, inbound.id).ticket_id == ticket.id

@@ -61,6 +61,12 @@ class NewAttachment:
     content_id: str | None = None
     is_inline: bool = False
 
+    def row(self) -> dict[str, Any]:
+        """The `attachments` columns, without the message it belongs to."""
+        return dict(filename=self.filename, content_type=self.content_type,
+                    size=len(self.data), sha256=hashlib.sha256(self.data).hexdigest(),
+                    content_id=self.content_id, is_inline=self.is_inline, data=self.data)
+
 
 @dataclass(frozen=True)
 class TicketFilters:
@@ -215,12 +221,9 @@ class TicketsService:
         # The inbound mail it came from is pointed at the ticket in the same statement:
         # nothing may run between taking the number and the caller's commit.
         linked = [(InboundMail.__table__, inbound_mail_id)] if inbound_mail_id else []
-        ticket_id, number = numbering.insert_numbered(self.session, values, dependents, linked)
-        if attachments:
-            first = self.session.execute(
-                select(Message.id).where(Message.ticket_id == ticket_id)
-            ).scalar_one()
-            self._store_attachments(first, attachments)
+        ticket_id, number = numbering.insert_numbered(
+            self.session, values, dependents, linked,
+            [(Attachment.__table__, item.row()) for item in attachments])
         return self._persistent(Ticket(id=ticket_id, number=number, **values), requester)
 
     # -- messages ------------------------------------------------------------
@@ -529,11 +532,7 @@ class TicketsService:
 
     def _store_attachments(self, message_id: int, attachments: Sequence[NewAttachment]) -> None:
         for item in attachments:
-            self.session.add(Attachment(
-                message_id=message_id, filename=item.filename, content_type=item.content_type,
-                size=len(item.data), sha256=hashlib.sha256(item.data).hexdigest(),
-                content_id=item.content_id, is_inline=item.is_inline, data=item.data,
-            ))
+            self.session.add(Attachment(message_id=message_id, **item.row()))
 
     def _persistent(self, ticket: Ticket, requester: Contact) -> Ticket:
         """Adopt a ticket row written with Core into the session without reloading it.
