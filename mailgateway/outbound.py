@@ -40,14 +40,14 @@ import logging
 import smtplib
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from helpdesk.clock import describe, now
 from helpdesk.extensions import db
@@ -159,28 +159,51 @@ class Sender:
                 .limit(self.batch_size)
                 .with_for_update(skip_locked=True)
             ).scalars().all()
-            outgoing = [item for row in rows if (item := self._prepare(session, row, moment))]
+            tickets, undeliverable = self._batch_context(session, rows) if rows else ({}, {})
+            outgoing = [item for row in rows if (item := self._prepare(
+                session, row, moment, tickets, undeliverable.get(row.to_address)))]
             session.commit()
         except BaseException:
             session.rollback()
             raise
         return len(rows), outgoing
 
-    def _prepare(self, session: Session, row: OutboxMessage, moment: datetime) -> Outgoing | None:
+    @staticmethod
+    def _batch_context(session: Session, rows: Sequence[OutboxMessage],
+                       ) -> tuple[dict[int, Ticket], dict[str, datetime]]:
+        """What every row of a batch needs, read once for the batch: the tickets with
+        requester and CC participants (held here: the session's identity map keeps
+        only objects someone refers to, and rendering looks them up), and since when
+        each bounced recipient is undeliverable (the claim changes neither)."""
+        tickets = session.execute(
+            select(Ticket).options(selectinload(Ticket.participants))
+            .where(Ticket.id.in_({row.ticket_id for row in rows}))).scalars().all()
+        undeliverable = session.execute(
+            select(Contact.email, Contact.undeliverable_since).where(
+                Contact.email.in_({row.to_address for row in rows}),
+                Contact.undeliverable_since.is_not(None))).all()
+        return ({ticket.id: ticket for ticket in tickets},
+                dict(undeliverable))  # type: ignore[arg-type]
+
+    def _prepare(self, session: Session, row: OutboxMessage, moment: datetime,
+                 tickets: dict[int, Ticket], undeliverable: datetime | None) -> Outgoing | None:
         if row.state == "sending":
             log.warning("outbox #%s: lease expired (its sender stopped?); sending again", row.id)
         first_claim = row.message_id is None
+        # The rate limits count the batch's earlier rows (flushed by this query); this
+        # row's claim and rendering need not be flushed before its own queries, and are
+        # then written in one UPDATE at the next row's first query or the commit.
+        refusal = self.refusal(session, row, moment, first_claim, undeliverable)
         row.state, row.claimed_at, row.attempts = "sending", moment, row.attempts + 1
-        refusal = self.refusal(session, row, moment, first_claim)
         if refusal:
             row.state, row.last_error = "skipped", refusal
             log.info("outbox #%s %s to %s: skipped (%s)", row.id, row.kind, row.to_address, refusal)
             return None
         try:
             if first_claim:
-                self.composer.render(session, row)
-            ticket = session.get(Ticket, row.ticket_id)
-            data = self.composer.build(row, ticket, moment).as_bytes()  # type: ignore[arg-type]
+                with session.no_autoflush:
+                    self.composer.render(session, row)
+            data = self.composer.build(row, tickets[row.ticket_id], moment).as_bytes()
         except DBAPIError:
             raise
         except Exception as exc:  # a broken template or row: fail this row, visibly
@@ -191,8 +214,9 @@ class Sender:
                         f"outbox #{row.id} {row.kind} to {row.to_address} <{row.message_id}>")
 
     def refusal(self, session: Session, row: OutboxMessage, moment: datetime,
-                first_claim: bool) -> str | None:
-        """Why this row must not be mailed, or None (see the module docstring)."""
+                first_claim: bool, undeliverable: datetime | None) -> str | None:
+        """Why this row must not be mailed, or None (see the module docstring);
+        `undeliverable`: since when a bounce marked the recipient undeliverable."""
         address = row.to_address
         if automail.is_machine_address(address):
             return "machine address (noreply, mailer-daemon, postmaster…): never mailed"
@@ -200,9 +224,6 @@ class Sender:
             address.rpartition("@")[2] == self.composer.signer.domain
         ):
             return "the helpdesk's own address: never mailed"
-        undeliverable = session.execute(
-            select(Contact.undeliverable_since).where(Contact.email == address)
-        ).scalar()
         if undeliverable is not None:
             return f"undeliverable since {undeliverable:%Y-%m-%d %H:%M} UTC (a mail to it bounced)"
         if first_claim and row.kind in AUTOMATIC_KINDS:
@@ -210,21 +231,20 @@ class Sender:
         return None
 
     def _rate_limited(self, session: Session, row: OutboxMessage, moment: datetime) -> str | None:
-        def recent(*where: object) -> int:
-            return session.execute(
-                select(func.count()).select_from(OutboxMessage).where(
-                    OutboxMessage.kind.in_(AUTOMATIC_KINDS),
-                    OutboxMessage.state.in_(_COUNTED_STATES),
-                    OutboxMessage.claimed_at >= moment - self.rate_window,
-                    OutboxMessage.id != row.id, *where,
-                )
-            ).scalar_one()
-
+        to_address = OutboxMessage.to_address == row.to_address
+        on_ticket = OutboxMessage.ticket_id == row.ticket_id
+        to_recipient, for_ticket = session.execute(
+            select(func.count().filter(to_address), func.count().filter(on_ticket))
+            .where(OutboxMessage.kind.in_(AUTOMATIC_KINDS),
+                   OutboxMessage.state.in_(_COUNTED_STATES),
+                   OutboxMessage.claimed_at >= moment - self.rate_window,
+                   OutboxMessage.id != row.id, or_(to_address, on_ticket))
+        ).one()
         window = describe(self.rate_window)
-        if recent(OutboxMessage.to_address == row.to_address) >= self.max_per_recipient:
+        if to_recipient >= self.max_per_recipient:
             return (f"rate limit: {self.max_per_recipient} automatic mails to this address "
                     f"within {window}")
-        if recent(OutboxMessage.ticket_id == row.ticket_id) >= self.max_per_ticket:
+        if for_ticket >= self.max_per_ticket:
             return (f"rate limit: {self.max_per_ticket} automatic mails on this ticket "
                     f"within {window}")
         return None
