@@ -31,6 +31,7 @@ bench: $(VENV)/.dev servers
 	$(PY) -m bench.imap_bench
 	$(PY) -m bench.web_bench
 	$(PY) -m bench.lifecycle_bench
+	$(PY) -m bench.outbound_bench
 
 ## Debian packages the tests need, installed only when missing: PostgreSQL and Dovecot
 ## (the harness starts its own servers on free loopback ports), Chromium (driven by

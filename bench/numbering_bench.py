@@ -39,6 +39,7 @@ import psycopg2
 
 from bench.postgres import admin, migrate, server_settings
 from bench.report import markdown_table, plain_table, positive_counts
+from bench.workers import Run, WorkerResult
 from config import TestingConfig
 from helpdesk import create_app, sla
 from helpdesk.clock import now
@@ -72,25 +73,6 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages (ticket_id, kind, author_label, channel, body, created_at) "
     "VALUES (%(ticket)s, 'reply', 'bench', 'web', %(description)s, %(created)s)"
 )
-
-
-@dataclass(frozen=True)
-class WorkerResult:
-    count: int
-    # time.monotonic() is CLOCK_MONOTONIC on Linux: one clock for every process.
-    started: float
-    finished: float
-
-
-@dataclass(frozen=True)
-class Run:
-    workers: int
-    count: int
-    elapsed: float
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.elapsed if self.elapsed > 0 else 0.0
 
 
 @dataclass(frozen=True)
