@@ -182,8 +182,11 @@ class ImapPoller:
                 client.starttls(ssl.create_default_context())
             client.login(source.username, source.password)
         except BaseException:
-            client.shutdown()
-            raise
+            try:
+                client.shutdown()
+            except OSError:  # a failed STARTTLS leaves the socket closed already
+                log.debug("%s: socket already closed", source.key)
+            raise  # the reason it failed (a certificate, a password), not the cleanup's
         return client
 
     def prepare(self, client: IMAPClient) -> None:

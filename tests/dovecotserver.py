@@ -31,7 +31,10 @@ listen = 127.0.0.1
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{root}/tls/cert.pem
+ssl_key = <{root}/tls/key.pem
+ssl_dh = </usr/share/dovecot/dh.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{root}/mail/%u/Maildir
@@ -51,7 +54,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 """
@@ -67,17 +71,20 @@ class DovecotServer:
         self.binary = binary
         self.doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
         self.port = free_port()
+        self.tls_port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="helpdesk-dovecot."))
         self.config = self.root / "dovecot.conf"
         self.running = False
 
     def start(self) -> DovecotServer:
         self.root.chmod(0o755)  # Dovecot's unprivileged auth and imap processes read below it
-        for name in ("run", "state", "mail"):
+        for name in ("run", "state", "mail", "tls"):
             (self.root / name).mkdir()
+        self._make_certificate()
         shutil.chown(self.root / "mail", "nobody", "nogroup")
         (self.root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
-        self.config.write_text(CONFIG.format(root=self.root, port=self.port))
+        self.config.write_text(CONFIG.format(root=self.root, port=self.port,
+                                             tls_port=self.tls_port))
         self.resume()
         return self
 
@@ -116,9 +123,29 @@ class DovecotServer:
             self.pause()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def url(self, mailbox: str = "INBOX") -> str:
+    @property
+    def certificate(self) -> Path:
+        """The server's self-signed certificate: point SSL_CERT_FILE at it to trust it."""
+        return self.root / "tls" / "cert.pem"
+
+    def _make_certificate(self) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise DovecotUnavailable("the openssl command is missing (Debian package openssl)")
+        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-keyout", str(self.root / "tls" / "key.pem"),
+                        "-out", str(self.certificate), "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+
+    def url(self, mailbox: str = "INBOX", tls: str = "") -> str:
+        """`imap://` (plain), with `tls="starttls"` upgraded, or `tls="imaps"` on the
+        TLS port."""
         user = USER.replace("@", "%40")
-        return f"imap://{user}:{PASSWORD}@127.0.0.1:{self.port}/{mailbox}"
+        if tls == "imaps":
+            return f"imaps://{user}:{PASSWORD}@127.0.0.1:{self.tls_port}/{mailbox}"
+        query = "?starttls=true" if tls == "starttls" else ""
+        return f"imap://{user}:{PASSWORD}@127.0.0.1:{self.port}/{mailbox}{query}"
 
     def _wait_listening(self) -> None:
         import socket

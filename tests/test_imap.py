@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import threading
 import time
 import uuid
@@ -47,10 +48,11 @@ def mailbox(dovecot_server) -> TestMailbox:  # type: ignore[no-untyped-def]
     return TestMailbox(dovecot_server, "t" + uuid.uuid4().hex[:12])
 
 
-def poller_for(app: Flask, mailbox: TestMailbox, **config: object) -> ImapPoller:
+def poller_for(app: Flask, mailbox: TestMailbox, url: str | None = None,
+               **config: object) -> ImapPoller:
     app.config.update({"IMAP_PROCESSED_FOLDER": mailbox.processed,
                        "IMAP_FAILED_FOLDER": mailbox.failed, "IMAP_POLL_SECONDS": 2, **config})
-    (source,) = parse_imap_urls(mailbox.url)
+    (source,) = parse_imap_urls(url or mailbox.url)
     return ImapPoller(app, source, threading.Event(), max_backoff=0.5)
 
 
@@ -303,6 +305,68 @@ def test_idle_takes_new_mail_within_seconds(app, senders, mailbox):
         wait_until(lambda: inbound_count() == 1, timeout=10)
         assert time.monotonic() - started < 5
     assert mailbox.count(mailbox.processed) == 1
+
+
+def test_server_without_idle_is_polled(app, senders, mailbox):
+    poller = poller_for(app, mailbox, IMAP_POLL_SECONDS=1)
+    connect = poller.connect
+    connections = []
+
+    def connect_without_idle():  # type: ignore[no-untyped-def]
+        client = connect()
+        real = client.has_capability
+        client.has_capability = lambda name: name.upper() != "IDLE" and real(name)
+        client.idle = None  # the poller must not try it
+        connections.append(client)
+        return client
+
+    poller.connect = connect_without_idle  # type: ignore[method-assign]
+    with running(poller):
+        wait_until(lambda: db.session.execute(select(ImapMailboxState.last_success_at))
+                   .scalar_one_or_none() is not None)
+        for n in (1, 2):
+            mailbox.append(raw(n, "poll"))
+            wait_until(lambda: inbound_count() == n, timeout=10)
+    assert len(connections) == 1, "polling should keep its one connection"
+    assert [t.subject for t in tickets()] == ["Mail 1", "Mail 2"]
+
+
+@pytest.mark.parametrize("tls", ["imaps", "starttls"])
+def test_tls_connections_are_verified_and_work(app, senders, mailbox, dovecot_server,
+                                               monkeypatch, tls):
+    poller = poller_for(app, mailbox, url=dovecot_server.url(mailbox.folder, tls))
+    with pytest.raises(ssl.SSLCertVerificationError):  # a certificate nobody vouched for
+        poller.connect()
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot_server.certificate))  # trust it now
+    mailbox.append(raw(1, tls))
+    assert outcomes(drain(poller)) == ["created"]
+    assert mailbox.message_ids(mailbox.processed) == [f"{tls}-1@client.example"]
+
+
+def test_several_mailboxes_are_polled_side_by_side(app, senders, dovecot_server):
+    boxes = [TestMailbox(dovecot_server, "m" + uuid.uuid4().hex[:12]) for _ in range(2)]
+    app.config.update(IMAP_PROCESSED_FOLDER="Processed", IMAP_FAILED_FOLDER="Failed",
+                      IMAP_POLL_SECONDS=2)
+    sources = parse_imap_urls(", ".join(box.url for box in boxes))
+    stopping = threading.Event()
+    pollers = [ImapPoller(app, source, stopping, max_backoff=0.5) for source in sources]
+    threads = [threading.Thread(target=poller.run) for poller in pollers]
+    for index, box in enumerate(boxes):
+        box.append(*(raw(n, f"box{index}") for n in range(3)))
+    db.session.rollback()
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: inbound_count() == 6)
+    finally:
+        stopping.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    keys = db.session.execute(select(ImapMailboxState.key, ImapMailboxState.last_uid)
+                              .order_by(ImapMailboxState.key)).all()
+    assert [tuple(row) for row in keys] == sorted((source.key, 3) for source in sources)
+    assert sorted(t.number for t in tickets()) == [1, 2, 3, 4, 5, 6]
+    assert [box.count() for box in boxes] == [0, 0]
 
 
 def test_poller_reconnects_after_the_imap_server_restarts(app, senders, mailbox, dovecot_server):
