@@ -301,6 +301,43 @@ def test_answer_to_staff_reply_is_appended_to_the_same_ticket(
     assert message_count(ticket) == 3
 
 
+@pytest.mark.parametrize("where", ["api", "portal"])
+def test_staff_reply_from_api_or_portal_reaches_the_customer_and_the_answer_threads(
+        app, client, gateway, senders, sink, agent, where):
+    """The whole loop: mail opens a ticket, staff answer it through the JSON API or
+    the portal form, the answer is mailed threaded onto the customer's mail, and the
+    customer's reply to it lands in the same ticket."""
+    from tests.conftest import ApiClient, Portal, login_tokens
+
+    original = message(subject="Printer on fire", message_id="<first@client.example>")
+    assert gateway.send(original)[0] == 250
+    (ack,) = deliver(app, sink)
+    if where == "api":
+        api = ApiClient(client, login_tokens(client, agent.email, "agent-password-1")["access_token"])
+        response = api.post("/tickets/TKT-000001/replies", {"body": "Which model is it?"})
+        assert response.status_code == 201, response.get_json()
+    else:
+        portal = Portal(client)
+        portal.login(agent.email, "agent-password-1")
+        response = portal.post("/tickets/TKT-000001/reply", {"body": "Which model is it?"},
+                               page="/tickets/TKT-000001")
+        assert response.status_code == 302
+    _ack, staff_reply = deliver(app, sink)
+    assert staff_reply["To"] == "ann@example.com"
+    assert staff_reply["Subject"] == "[TKT-000001] Printer on fire"
+    assert "Which model is it?" in text_of(staff_reply)
+    assert staff_reply["In-Reply-To"] == "<first@client.example>"
+    assert staff_reply["Auto-Submitted"] is None  # a person wrote it
+    answer = message(subject="Re: [TKT-000001] Printer on fire", body="X-100",
+                     in_reply_to=staff_reply["Message-ID"], message_id="<second@client.example>")
+    assert gateway.send(answer) == (250, b"2.0.0 OK appended TKT-000001")
+    assert "by in-reply-to" in last_inbound().reason
+    (ticket,) = db.session.execute(select(Ticket)).scalars()
+    assert message_count(ticket) == 3
+    # viewing the ticket in the portal opens it (SPEC §5); a reply alone does not
+    assert ticket.status == ("new" if where == "api" else "open")
+
+
 def forged(genuine: str, how: str, app: Flask) -> str:
     ticket_id, row_id = (int(part) for part in MESSAGE_ID.match(genuine).groups())  # type: ignore[union-attr]
     if how == "wrong mac":

@@ -203,16 +203,18 @@ def test_attachments_download_never_render(portal, service):
 def test_quarantine_review_in_the_portal(portal, gateway):
     gateway.send(message(sender="stranger@example.org", subject="Let me in"))
     gateway.send(message(sender="spammer@example.org", subject="Cheap pills"))
+    gateway.send(message(sender="lost@example.org", subject="Wrong address, sorry"))
     items = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars().all()
     page = portal.get("/quarantine").data
-    assert b"Let me in" in page and b"Cheap pills" in page
+    assert b"Let me in" in page and b"Cheap pills" in page and b"Wrong address" in page
     assert b"stranger@example.org" in portal.get(f"/quarantine/{items[0].id}").data
     portal.post(f"/quarantine/{items[0].id}/approve", page="/quarantine")
     portal.post(f"/quarantine/{items[1].id}/spam", page="/quarantine")
+    portal.post(f"/quarantine/{items[2].id}/reject", page="/quarantine")
     ticket = db.session.execute(select(Ticket)).scalar_one()
     assert (ticket.subject, ticket.number) == ("Let me in", 1)
     states = db.session.execute(select(QuarantineItem.state).order_by(QuarantineItem.id)).scalars().all()
-    assert states == ["approved", "spam"]
+    assert states == ["approved", "spam", "rejected"]
     assert b"Nothing is waiting" in portal.get("/quarantine").data
     assert portal.post(f"/quarantine/{items[0].id}/bogus", page="/quarantine").status_code == 404
 
@@ -271,3 +273,22 @@ def test_tracker_page_shows_the_customer_view(client, service, agent):
     assert wrong.status_code == unknown.status_code == 404
     assert wrong.data.replace(b"TKT-000001", b"N").replace(b"eve@example.com", b"E") == \
         unknown.data.replace(b"TKT-000042", b"N").replace(b"ann@example.com", b"E")
+
+
+def test_tracker_and_login_forms_are_rate_limited_with_a_page(client, app, agent):
+    """The HTML forms share the API's limits and answer 429 with a page, not JSON."""
+    session = Portal(client)
+    token = session.token("/track")
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
+    codes = [client.post("/track", data={"ticket_number": f"TKT-{n:06d}", "email": "a@b.cc",
+                                         "csrf_token": token}).status_code
+             for n in range(limit + 1)]
+    assert codes == [404] * limit + [429]
+    logins = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
+    for _ in range(logins):
+        assert session.login(agent.email, "guess-guess").status_code == 401
+    blocked = session.login(agent.email, "agent-password-1")
+    assert blocked.status_code == 429
+    assert blocked.mimetype == "text/html"
+    assert b"Too many attempts" in blocked.data
+

@@ -196,22 +196,43 @@ def test_mail_without_message_id_is_deduplicated_by_content(gateway, senders):
 
 
 @pytest.mark.parametrize(
-    ("headers", "sender", "subject"),
+    ("headers", "sender", "subject", "reason"),
     [
-        ({"Auto-Submitted": "auto-replied"}, "ann@example.com", "Re: hi"),
-        ({"Precedence": "bulk"}, "ann@example.com", "Newsletter"),
-        ({"X-Autoreply": "yes"}, "ann@example.com", "Away"),
-        ({}, "MAILER-DAEMON@mx.example.com", "Undelivered Mail Returned to Sender"),
-        ({}, "ann@example.com", "Automatic reply: Printer on fire"),
-        ({}, SUPPORT, "Loop"),
+        ({"Auto-Submitted": "auto-replied"}, "ann@example.com", "Re: hi",
+         "auto-submitted: auto-replied"),
+        ({"Precedence": "bulk"}, "ann@example.com", "Newsletter", "precedence: bulk"),
+        ({"Precedence": "junk"}, "ann@example.com", "Offer", "precedence: junk"),
+        ({"Precedence": "list"}, "ann@example.com", "[list] digest", "precedence: list"),
+        ({"X-Autoreply": "yes"}, "ann@example.com", "Away", "x-autoreply header"),
+        ({"X-Autorespond": "Out of office"}, "ann@example.com", "Away", "x-autorespond header"),
+        ({"Return-Path": "<>"}, "ann@example.com", "Delivery report", "empty return-path"),
+        ({}, "MAILER-DAEMON@mx.example.com", "Undelivered Mail Returned to Sender",
+         "bounce sender mailer-daemon@mx.example.com"),
+        ({}, "postmaster@example.com", "Delivery Status Notification",
+         "bounce sender postmaster@example.com"),
+        ({}, "ann@example.com", "Automatic reply: Printer on fire", "out-of-office subject"),
+        ({}, SUPPORT, "Loop", "own address"),
+        ({"Message-ID": "<tkt.1.2.0123456789abcdef01234567@helpdesk.helpdesk.test>"},
+         "ann@example.com", "Our own mail coming back", "own message-id domain"),
+        ({"Content-Type": "multipart/report"}, "ann@example.com", "Report",
+         "delivery status report"),
     ],
 )
-def test_auto_mail_is_ignored_and_recorded(gateway, senders, headers, sender, subject):
-    code, text = gateway.send(message(sender=sender, subject=subject, headers=headers))
+def test_auto_mail_is_ignored_and_recorded(gateway, senders, headers, sender, subject, reason):
+    mail = message(sender=sender, subject=subject, headers=
+                   {k: v for k, v in headers.items() if k not in ("Message-ID", "Content-Type")})
+    if "Message-ID" in headers:
+        mail.replace_header("Message-ID", headers["Message-ID"])
+    if "Content-Type" in headers:  # a delivery report (RFC 3464), as MTAs send them
+        mail.make_mixed()
+        mail.replace_header("Content-Type",
+                            'multipart/report; report-type=delivery-status; boundary="r"')
+        mail.set_boundary("r")
+    code, text = gateway.send(mail)
     assert (code, text) == (250, b"2.0.0 OK ignored")
     assert tickets() == []
     record = db.session.execute(select(InboundMail)).scalar_one()
-    assert record.outcome == "ignored" and record.reason
+    assert (record.outcome, record.reason) == ("ignored", reason)
 
 
 def test_null_reverse_path_is_ignored(gateway, senders):
@@ -263,6 +284,37 @@ def test_html_is_sanitized_and_filenames_are_safe(gateway, senders):
     assert "/" not in attachment.filename and ".." not in attachment.filename
     assert attachment.filename.endswith("passwd")
     assert attachment.size == 10
+
+
+def test_attachments_over_the_limits_are_left_in_the_raw_mail_with_a_note(app, gateway, senders):
+    app.config.update(MAX_ATTACHMENT_BYTES=100, MAX_ATTACHMENTS_TOTAL_BYTES=120)
+    msg = message()
+    for name, size in (("a.txt", 50), ("big.bin", 150), ("c.txt", 80), ("d.txt", 60)):
+        msg.add_attachment(b"x" * size, maintype="application", subtype="octet-stream",
+                           filename=name)
+    assert gateway.send(msg)[0] == 250
+    ticket = tickets()[0]
+    stored = db.session.execute(select(Attachment.filename, Attachment.size)
+                                .order_by(Attachment.id)).all()
+    assert [tuple(row) for row in stored] == [("a.txt", 50), ("d.txt", 60)]
+    assert ("[big.bin (150 bytes) not stored: larger than 100 bytes; it is in the original "
+            "mail.]") in ticket.description
+    assert ("[c.txt (80 bytes) not stored: attachments exceed 120 bytes in total; it is in "
+            "the original mail.]") in ticket.description
+    assert ticket.messages[0].inbound_mail.raw.count(b'filename="') == 4
+
+
+def test_inline_cid_image_is_kept_and_its_reference_survives_sanitizing(gateway, senders):
+    msg = message(html='<p>See <img src="cid:logo@client.example" alt="logo"></p>')
+    msg.get_payload()[1].add_related(b"\x89PNG fake", maintype="image", subtype="png",
+                                     cid="<logo@client.example>", filename="logo.png",
+                                     disposition="inline")
+    assert gateway.send(msg)[0] == 250
+    first = tickets()[0].messages[0]
+    assert 'src="cid:logo@client.example"' in first.body_html
+    (image,) = db.session.execute(select(Attachment)).scalars()
+    assert (image.filename, image.content_id, image.is_inline, image.data) == (
+        "logo.png", "logo@client.example", True, b"\x89PNG fake")
 
 
 def test_quoted_history_is_stripped_for_display(gateway, opened):
