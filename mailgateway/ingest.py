@@ -2,8 +2,10 @@
 `ingest` with the raw bytes and the envelope, so a mail gets the same outcome
 whichever way it arrives (SPEC §7).
 
-Steps: parse → deduplicate → auto-mail → match a ticket → authorize → store →
-create or append through TicketsService (which queues the notifications). An
+Steps, each in its own module: parse (`parser`) → deduplicate (`dedup`) → auto-mail
+(`automail`) → match a ticket (`matching`) → authorize (`authentication`,
+`authorization`) → store (`storage`) → create or append through TicketsService
+(which queues the notifications). An
 auto-mail that bounces one of our notifications marks that notification bounced
 and its address undeliverable, and is otherwise ignored like any auto-mail. Every mail is recorded in the
 inbound-mail table with its outcome in the same transaction as its effect, so a
@@ -14,13 +16,11 @@ any other failure parks the raw mail in quarantine instead of dropping it.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -31,12 +31,11 @@ from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
 from helpdesk.numbering import format_number
 from helpdesk.services import Actor, TicketsService, notifications
 from mailgateway import authentication, authorization, automail, matching, message_ids, storage
+from mailgateway.dedup import dedup_key, earlier_delivery
 from mailgateway.message_ids import Signer
 from mailgateway.parser import InboundMail, parse
 
 log = logging.getLogger("mailgateway.ingest")
-
-MAX_KEY = 900
 
 
 class Outcome(str, enum.Enum):
@@ -82,20 +81,6 @@ class _Decision:
     # Notifications this mail reports as undeliverable (it is a bounce of them).
     bounced: list[OutboxMessage] = field(default_factory=list)
     internal: bool = False  # append as an internal note, not a public reply
-
-
-def dedup_key(mail: InboundMail) -> str:
-    """The normalized Message-ID, or a hash of the raw bytes when there is none.
-
-    The domain part of a Message-ID is case-insensitive, the local part is not.
-    """
-    if mail.message_id:
-        local, at, domain = mail.message_id.strip().strip("<>").rpartition("@")
-        key = f"{local}@{domain.lower()}" if at else mail.message_id.strip()
-        if len(key) <= MAX_KEY:
-            return key
-        return "mid-sha256:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
-    return "sha256:" + hashlib.sha256(mail.raw).hexdigest()
 
 
 def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any]) -> Result:
@@ -165,19 +150,15 @@ def refuse_oversized(head: bytes, size: int, envelope: Envelope,
 
 
 def _previous(session: Session, key: str) -> Result | None:
-    """The earlier delivery of this mail, if any. Runs in the transaction that will
-    record the mail, so there is one connection checkout per mail."""
-    row = session.execute(
-        select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id,
-               InboundRecord.ticket_id).where(InboundRecord.dedup_key == key)
-    ).first()
-    if row is None:
+    earlier = earlier_delivery(session, key)
+    if earlier is None:
         return None
-    inbound_id, outcome, message_id, _ticket_id = row
-    if outcome == Outcome.REJECTED.value:  # refuse again, the same way
-        return Result(Outcome.REJECTED, "already refused", message_id, inbound_id)
-    return Result(Outcome.DUPLICATE, f"already received as #{inbound_id} ({outcome})",
-                  message_id, inbound_id)
+    if earlier.outcome == Outcome.REJECTED.value:  # refuse again, the same way
+        return Result(Outcome.REJECTED, "already refused", earlier.message_id,
+                      earlier.inbound_id)
+    return Result(Outcome.DUPLICATE,
+                  f"already received as #{earlier.inbound_id} ({earlier.outcome})",
+                  earlier.message_id, earlier.inbound_id)
 
 
 def _quarantine_after_failure(

@@ -157,8 +157,10 @@ def test_reply_note_status_and_properties_from_the_ticket_page(portal, service, 
 
 def test_queue_filters_search_and_pages(portal, service, agent):
     for n in range(30):
-        opened(service, subject=f"Ticket {n}", priority="urgent" if n == 7 else "low")
+        opened(service, subject=f"Ticket {n}", priority="urgent" if n == 7 else "low",
+               category="billing" if n in (4, 5) else "support")
     service.assign(service.get(3), agent.id, actor=Actor.staff(agent))
+    service.change_status(service.get(10), "open", actor=Actor.staff(agent))  # "Ticket 9"
     db.session.commit()
     page = portal.get("/tickets").data.decode()
     assert "Tickets <span class=\"muted\">(30)</span>" in page and "Page 1 of 2" in page
@@ -169,6 +171,20 @@ def test_queue_filters_search_and_pages(portal, service, agent):
     assert "(1)" in portal.get("/tickets?q=Ticket+12").data.decode()
     assert "(1)" in portal.get("/tickets?sla=due_soon").data.decode()  # the urgent one
     assert "Page 2 of 2" in portal.get("/tickets?page=2").data.decode()
+    def shown(query: str) -> int:
+        page = portal.get(f"/tickets?{query}").data.decode()
+        return int(page.split('Tickets <span class="muted">(', 1)[1].split(")", 1)[0])
+
+    assert shown("status=open") == 1 and "Ticket 9<" in portal.get("/tickets?status=open").data.decode()
+    assert shown("category=billing") == 2
+    # values of one field are alternatives, fields narrow each other
+    assert shown("category=billing&status=open&status=new") == 2
+    assert shown("category=billing&status=open") == 0
+    assert shown("status=open&status=new") == 30
+    oldest = portal.get("/tickets?sort=created_at").data.decode()
+    assert oldest.index("Ticket 0<") < oldest.index("Ticket 1<") < oldest.index("Ticket 2<")
+    newest = portal.get("/tickets?sort=-created_at").data.decode()
+    assert newest.index("Ticket 29<") < newest.index("Ticket 28<")
     assert portal.get("/tickets?page=abc&sort=evil&status=bogus").status_code == 200
     assert portal.get("/tickets?assignee=%C2%B2&page=%C2%B2").status_code == 200
     assert portal.get("/quarantine/99999999999").status_code == 404

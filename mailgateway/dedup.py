@@ -1,0 +1,53 @@
+"""Has this mail been received before? (SPEC §7 step 2.)
+
+The key is the normalized Message-ID, or a hash of the raw bytes when there is none,
+and the inbound-mail table holds it under a unique constraint: a second delivery of
+the same mail — a sender's retry, the same mail to two support addresses, SMTP and
+IMAP both, a poller that crashed before moving it — finds the first one and changes
+nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from helpdesk.models import InboundMail as InboundRecord
+from mailgateway.parser import InboundMail
+
+MAX_KEY = 900
+
+
+def dedup_key(mail: InboundMail) -> str:
+    """The normalized Message-ID, or a hash of the raw bytes when there is none.
+
+    The domain part of a Message-ID is case-insensitive, the local part is not.
+    """
+    if mail.message_id:
+        local, at, domain = mail.message_id.strip().strip("<>").rpartition("@")
+        key = f"{local}@{domain.lower()}" if at else mail.message_id.strip()
+        if len(key) <= MAX_KEY:
+            return key
+        return "mid-sha256:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+    return "sha256:" + hashlib.sha256(mail.raw).hexdigest()
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The first delivery of a mail: its inbound row and what became of it."""
+
+    inbound_id: int
+    outcome: str
+    message_id: str | None
+
+
+def earlier_delivery(session: Session, key: str) -> Earlier | None:
+    """The earlier delivery of this mail, if any. Runs in the transaction that will
+    record the mail, so there is one connection checkout per mail."""
+    row = session.execute(
+        select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id)
+        .where(InboundRecord.dedup_key == key)
+    ).first()
+    return None if row is None else Earlier(*row)
