@@ -3,8 +3,9 @@
 The key is the normalized Message-ID, or a hash of the raw bytes when there is none,
 and the inbound-mail table holds it under a unique constraint: a second delivery of
 the same mail — a sender's retry, the same mail to two support addresses, SMTP and
-IMAP both, a poller that crashed before moving it — finds the first one and changes
-nothing.
+IMAP both, a poller that crashed before moving it — is refused by that constraint
+when its record is inserted (`ingest` writes the record first), and then answered
+with what became of the first one, changing nothing.
 """
 from __future__ import annotations
 
@@ -44,8 +45,7 @@ class Earlier:
 
 
 def earlier_delivery(session: Session, key: str) -> Earlier | None:
-    """The earlier delivery of this mail, if any. Runs in the transaction that will
-    record the mail, so there is one connection checkout per mail."""
+    """The earlier delivery of this mail, if any."""
     row = session.execute(
         select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id)
         .where(InboundRecord.dedup_key == key)

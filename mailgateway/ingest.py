@@ -90,16 +90,15 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any]) -> Result:
     session = db.session
     try:
         try:
-            previous = _previous(session, key)
-            if previous is not None:
-                session.rollback()
-                result = previous
-            else:
-                result = _process_new(session, mail, key, envelope, config)
-                session.commit()
+            # No lookup first: the mail's record is inserted before anything else is
+            # written, and the dedup key's unique constraint refuses a second delivery
+            # (earlier or concurrent) there. A statement saved on every new mail; a
+            # duplicate, which is rare, pays for reading what the first one became.
+            result = _process_new(session, mail, key, envelope, config)
+            session.commit()
         except IntegrityError:
             session.rollback()
-            previous = _previous(session, key)  # a concurrent delivery of the same mail
+            previous = _previous(session, key)
             session.rollback()
             if previous is None:
                 raise
@@ -112,8 +111,13 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any]) -> Result:
             raise TransientError(str(exc.orig or exc)) from exc
     except Exception as exc:  # a bug or an input we did not foresee: park it, do not drop it
         session.rollback()
-        log.exception("processing failed for %s; quarantining", mail.message_id)
-        result = _quarantine_after_failure(session, mail, key, envelope, exc)
+        previous = _previous(session, key)  # an earlier delivery met the same fate
+        session.rollback()
+        if previous is not None:
+            result = previous
+        else:
+            log.exception("processing failed for %s; quarantining", mail.message_id)
+            result = _quarantine_after_failure(session, mail, key, envelope, exc)
     log.info("mail %s via %s: %s%s%s", mail.message_id or key, envelope.channel,
              result.outcome.value, f" {result.ticket_number}" if result.ticket_number else "",
              f" ({result.reason})" if result.reason else "")

@@ -186,6 +186,28 @@ def test_same_message_id_to_two_support_addresses_makes_one_ticket(app, senders)
         assert tickets()[0].participants == []
 
 
+def test_a_mail_the_pipeline_chokes_on_is_kept_in_quarantine_once(gateway, senders,
+                                                                   monkeypatch):
+    from mailgateway import matching
+
+    real = matching.find_ticket
+
+    def choke(session, mail, *args):  # type: ignore[no-untyped-def]
+        if mail.subject == "boom":
+            raise RuntimeError("a bug nobody foresaw")
+        return real(session, mail, *args)
+
+    monkeypatch.setattr(matching, "find_ticket", choke)
+    boom = message(subject="boom", message_id="<boom@client.example>")
+    assert gateway.send(boom) == (250, b"2.0.0 OK quarantined")
+    assert gateway.send(boom) == (250, b"2.0.0 OK duplicate")  # not a second item, not a 451
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert item.reason == "processing failed: RuntimeError: a bug nobody foresaw"
+    assert b"boom@client.example" in item.inbound_mail.raw
+    assert tickets() == []
+    assert gateway.send(message(subject="fine"))[1] == b"2.0.0 OK created TKT-000001"
+
+
 def test_mail_without_message_id_is_deduplicated_by_content(gateway, senders):
     raw = message().as_bytes().replace(b"Message-ID:", b"X-Old-ID:")
     raw = raw.replace(b"\n", b"\r\n")
