@@ -1,0 +1,89 @@
+"""`make run` (scripts/run.sh) on a fresh install: it migrates an empty database,
+prints the first admin's password, serves the portal and the API under gunicorn,
+runs the gateway, and stops both on SIGTERM."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.mail import message
+from tests.pgserver import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _request(url: str, body: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_make_run_serves_portal_api_and_gateway_then_stops(tmp_path):
+    web, smtp = free_port(), free_port()
+    env = dict(os.environ, HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
+               DATABASE_URL=f"sqlite:///{tmp_path / 'helpdesk.db'}",
+               WEB_LISTEN=f"127.0.0.1:{web}", WEB_WORKERS="1", SMTP_LISTEN=f"127.0.0.1:{smtp}",
+               SMTP_PROCESSES="1", OUTBOUND_SMTP_URL="", UNKNOWN_SENDER_POLICY="accept",
+               VENV=str(Path(sys.executable).parent.parent))
+    env.pop("SECRET_KEY", None)
+    process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()  # type: ignore[arg-type]
+    try:
+        deadline = time.monotonic() + 60
+        while not any("gateway started" in line for line in list(lines)):
+            assert process.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        [admin] = [re.search(r"First admin: (\S+)  password: (\S+)", line) for line in lines
+                   if "First admin:" in line]
+        assert admin, "".join(lines)
+        base = f"http://127.0.0.1:{web}"
+        while True:  # gunicorn may still be booting its worker
+            try:
+                status, health = _request(f"{base}/api/v1/health")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "".join(lines)
+                time.sleep(0.2)
+        assert status == 200, health
+        status, tokens = _request(f"{base}/api/v1/auth/login",
+                                  {"email": admin.group(1), "password": admin.group(2)})
+        assert status == 200 and tokens.get("access_token"), tokens
+        with smtplib.SMTP("127.0.0.1", smtp, timeout=30) as client:
+            reply = client.sendmail("ann@example.com", ["support@helpdesk.test"],
+                                    message().as_bytes())
+            assert reply == {}
+            assert client.noop()[0] == 250
+        assert any("created TKT-000001" in line for line in list(lines)), "".join(lines)
+    finally:
+        if process.poll() is None:  # as Ctrl-C does: the signal reaches the whole group
+            os.killpg(process.pid, signal.SIGTERM)
+        code = process.wait(timeout=60)
+    assert code == 128 + signal.SIGTERM, "".join(lines)  # the shell's answer to SIGTERM
+    deadline = time.monotonic() + 10  # the reader thread may still be catching up
+    while not any("gateway stopped" in line for line in list(lines)):
+        assert time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.05)
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        pass  # the portal and the gateway are gone with it
+    else:
+        raise AssertionError("processes of `make run` outlived it")
