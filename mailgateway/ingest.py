@@ -182,19 +182,24 @@ def _quarantine_after_failure(
 
 
 def _record(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
-            reason: str) -> InboundRecord:
+            reason: str, ticket_id: int | None = None) -> InboundRecord:
     return InboundRecord(
         dedup_key=key, message_id=mail.message_id, channel=envelope.channel,
         mail_from=envelope.mail_from[:320], from_address=mail.from_address[:320],
         recipients=",".join(envelope.recipients), subject=mail.subject[:1000],
         size=len(mail.raw), outcome=outcome.value, reason=reason, raw=mail.raw,
+        ticket_id=ticket_id,
     )
 
 
 def _process_new(session: Session, mail: InboundMail, key: str, envelope: Envelope,
                  config: Mapping[str, Any]) -> Result:
     decision = decide(session, mail, envelope, config)
-    record = _record(mail, key, envelope, decision.outcome, decision.reason)
+    # A reply's ticket is known already: insert the row pointing at it (apply's
+    # assignment then changes nothing), instead of an UPDATE after the insert.
+    appended_to = (decision.ticket.id if decision.outcome is Outcome.APPENDED
+                   and decision.ticket is not None else None)
+    record = _record(mail, key, envelope, decision.outcome, decision.reason, appended_to)
     session.add(record)
     session.flush()
     return apply(session, mail, record, decision, config)

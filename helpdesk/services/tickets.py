@@ -256,7 +256,11 @@ class TicketsService:
         created = now()
         contact_id = None
         if actor.is_customer and actor.email:
-            contact = self._contact(actor.email, "")
+            # Most replies come from the requester, who is loaded with the ticket.
+            requester = ticket.requester
+            contact = (requester if requester is not None
+                       and requester.email == normalize_email(actor.email)
+                       else self._contact(actor.email, ""))
             contacts.heard_from(contact)
             contact_id = contact.id
         message = Message(
