@@ -15,10 +15,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from mailparser.exceptions import MailParserRecursionError
 
 from mailgateway import charsets
-from mailgateway import parser as parser_module
 from mailgateway.parser import MAX_FILENAME_LENGTH, Attachment, InboundMail, parse
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
@@ -374,22 +372,6 @@ def test_mail_mail_parser_chokes_on_still_parses() -> None:
     assert [(a.filename, a.content_type) for a in parsed.attachments] == [
         ("inner.eml", "message/rfc822")]
     assert b"no delimiter here" in parsed.attachments[0].data
-
-
-def test_standard_library_takes_over_when_mail_parser_raises(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[bytes] = []
-
-    def failing_parse(data: bytes) -> None:
-        calls.append(data)
-        raise MailParserRecursionError("boom")
-
-    monkeypatch.setattr(parser_module.mailparser, "parse_from_bytes", failing_parse)
-    parsed = parse(mail("From: Bob <bob@example.com>\nSubject: still read\nMessage-ID: <s@x>"))
-    assert calls, "mail-parser must be tried first"
-    assert (parsed.subject, parsed.from_address, parsed.message_id) == (
-        "still read", "bob@example.com", "s@x")
-    assert parsed.parse_error is None
 
 
 def test_mime_parameter_the_standard_library_chokes_on_still_parses() -> None:
