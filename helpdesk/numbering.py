@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, TextClause, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -133,7 +133,15 @@ def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]],
         parts.append(f", u{index} AS (UPDATE {table.name} SET ticket_id = t.id FROM t "
                      f"WHERE {table.name}.id = :u{index}_id)")
     parts.append(" SELECT id, number FROM t")
-    return text("".join(parts)), params
+    return _statement("".join(parts)), params
+
+
+@lru_cache(maxsize=64)
+def _statement(sql: str) -> TextClause:
+    """The same few shapes recur (a mail with or without CC, attachments, ...):
+    parsing a statement's bind parameters again on every ticket costs more than
+    running it."""
+    return text(sql)
 
 
 def _insert_in_order(

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from helpdesk.models import AuthorizedSender, Contact, Participant, StaffUser, Ticket
+from helpdesk.models import Contact, Participant, Ticket
 from helpdesk.services.contacts import normalize_email
 
 
@@ -34,15 +34,18 @@ def identify(session: Session, address: str) -> Sender:
     email = normalize_email(address)
     if "@" not in email:
         return UNKNOWN
-    rule = (select(AuthorizedSender.organization_id)
-            .where(AuthorizedSender.pattern.in_((email, "@" + email.rsplit("@", 1)[1])))
-            .order_by((AuthorizedSender.pattern == email).desc())
-            .limit(1).scalar_subquery())
-    staff = (select(StaffUser.id)
-             .where(StaffUser.email == email, StaffUser.is_active.is_(True))
-             .scalar_subquery())
-    organization_id, staff_id = session.execute(select(rule, staff)).one()
+    organization_id, staff_id = session.execute(
+        _IDENTIFY, {"email": email, "domain": "@" + email.rsplit("@", 1)[1]}).one()
     return Sender(organization_id, staff_id)
+
+
+# Written out rather than composed with select(): every inbound mail runs it, and
+# building and cache-keying the composed statement cost three times its execution.
+_IDENTIFY = text(
+    "SELECT (SELECT organization_id FROM authorized_senders"
+    "        WHERE pattern IN (:email, :domain) ORDER BY pattern = :email DESC LIMIT 1),"
+    "       (SELECT id FROM staff_users WHERE email = :email AND is_active)"
+)
 
 
 def may_reply(session: Session, ticket: Ticket, address: str) -> bool:

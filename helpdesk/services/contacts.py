@@ -1,7 +1,7 @@
 """Customers known by email address, and whether mail still reaches them (SPEC §8)."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -13,11 +13,16 @@ def normalize_email(address: str) -> str:
     return (address or "").strip().lower()
 
 
+# Built once: every new ticket looks its requester up, and composing the statement
+# anew cost as much as running it.
+_BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
+
+
 def find_or_create(session: Session, email: str, name: str = "") -> Contact:
     """Find or create the contact; safe against a concurrent creator (the insert
     does nothing on conflict and the winner's row is read back)."""
     email = normalize_email(email)
-    contact = session.execute(select(Contact).where(Contact.email == email)).scalar_one_or_none()
+    contact = session.execute(_BY_EMAIL, {"email": email}).scalar_one_or_none()
     if contact is not None:
         if name and not contact.name:
             contact.name = name
@@ -29,7 +34,7 @@ def find_or_create(session: Session, email: str, name: str = "") -> Contact:
         .values(email=email, name=name or "", created_at=now())
         .on_conflict_do_nothing(index_elements=["email"])
     )
-    return session.execute(select(Contact).where(Contact.email == email)).scalar_one()
+    return session.execute(_BY_EMAIL, {"email": email}).scalar_one()
 
 
 def mark_undeliverable(session: Session, email: str) -> Contact:
