@@ -25,6 +25,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from helpdesk.clock import now
+from helpdesk.database import adopt
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
@@ -36,6 +38,8 @@ from mailgateway.message_ids import Signer
 from mailgateway.parser import InboundMail, parse
 
 log = logging.getLogger("mailgateway.ingest")
+
+_INSERT_RECORD = InboundRecord.__table__.insert().returning(InboundRecord.__table__.c.id)
 
 
 class Outcome(str, enum.Enum):
@@ -168,6 +172,9 @@ def _previous(session: Session, key: str) -> Result | None:
 def _quarantine_after_failure(
     session: Session, mail: InboundMail, key: str, envelope: Envelope, exc: Exception
 ) -> Result:
+    # Rows adopted by the rolled-back attempt are still in the session, expired; a
+    # new row may get one of their ids again (SQLite reuses them).
+    session.expunge_all()
     try:
         record = _record(mail, key, envelope, Outcome.QUARANTINED,
                          f"processing failed: {type(exc).__name__}: {exc}"[:2000])
@@ -183,7 +190,12 @@ def _quarantine_after_failure(
 
 def _record(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
             reason: str, ticket_id: int | None = None) -> InboundRecord:
-    return InboundRecord(
+    return InboundRecord(**_record_values(mail, key, envelope, outcome, reason, ticket_id))
+
+
+def _record_values(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
+                   reason: str, ticket_id: int | None = None) -> dict[str, Any]:
+    return dict(
         dedup_key=key, message_id=mail.message_id, channel=envelope.channel,
         mail_from=envelope.mail_from[:320], from_address=mail.from_address[:320],
         recipients=",".join(envelope.recipients), subject=mail.subject[:1000],
@@ -199,9 +211,12 @@ def _process_new(session: Session, mail: InboundMail, key: str, envelope: Envelo
     # assignment then changes nothing), instead of an UPDATE after the insert.
     appended_to = (decision.ticket.id if decision.outcome is Outcome.APPENDED
                    and decision.ticket is not None else None)
-    record = _record(mail, key, envelope, decision.outcome, decision.reason, appended_to)
-    session.add(record)
-    session.flush()
+    values = _record_values(mail, key, envelope, decision.outcome, decision.reason, appended_to)
+    values["received_at"] = now()
+    # Written with Core and adopted: the unit of work's flush cost more than the
+    # INSERT itself, on every mail.
+    record_id = session.execute(_INSERT_RECORD, values).scalar_one()
+    record = adopt(session, InboundRecord(id=record_id, **values))
     return apply(session, mail, record, decision, config)
 
 

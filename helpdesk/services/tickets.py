@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, case, func, or_, select
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk import lifecycle, numbering, sla
@@ -24,6 +24,7 @@ from helpdesk import vocabulary as v
 from helpdesk.services import contacts, notifications
 from helpdesk.services.contacts import normalize_email
 from helpdesk.clock import now
+from helpdesk.database import adopt
 from helpdesk.errors import InvalidTransition, NotFound, ValidationError
 from helpdesk.inputs import positive_int
 from helpdesk.models import (
@@ -539,18 +540,9 @@ class TicketsService:
             self.session.add(Attachment(message_id=message_id, **item.row()))
 
     def _persistent(self, ticket: Ticket, requester: Contact) -> Ticket:
-        """Adopt a ticket row written with Core into the session without reloading it.
-
-        The values are exactly what was inserted, so a SELECT would only spend a round
-        trip while the counter row is still locked. An object already holding this id
-        can only be left over from a rolled-back creation (SQLite reuses row ids), so
-        it is dropped rather than mistaken for this ticket.
-        """
-        stale = self.session.identity_map.get(self.session.identity_key(Ticket, ticket.id))
-        if stale is not None:
-            self.session.expunge(stale)
-        make_transient_to_detached(ticket)
-        self.session.add(ticket)
+        """Adopt a ticket row written with Core into the session without reloading it:
+        a SELECT would only spend a round trip while the counter row is still locked."""
+        adopt(self.session, ticket)
         set_committed_value(ticket, "requester", requester)
         if ticket.assignee_id is None:
             set_committed_value(ticket, "assignee", None)

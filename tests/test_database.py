@@ -1,0 +1,71 @@
+"""Pooled PostgreSQL connections: pinged when they sat idle, not when just used
+(`helpdesk.database`), against a real server whose backends are killed under them."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from helpdesk.database import POOL_PING_IDLE_SECONDS
+from helpdesk.extensions import db
+from tests.conftest import make_app
+from tests.pgserver import PostgresServer
+
+
+@pytest.fixture
+def pooled(pg_server: PostgresServer) -> Iterator[tuple[Flask, str]]:
+    url = pg_server.create_database("pool_ping")
+    app = make_app(url)
+    with app.app_context():
+        yield app, url
+        db.engine.dispose()
+
+
+def _backend_pid() -> int:
+    with db.engine.connect() as connection:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(url: str, pid: int) -> None:
+    """Kill the server side of a pooled connection, as a database restart would."""
+    admin = psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+                if cursor.fetchone()[0] == 0:
+                    return
+                time.sleep(0.02)
+        raise AssertionError(f"backend {pid} did not go away")
+    finally:
+        admin.close()
+
+
+def test_an_idle_connection_whose_server_went_away_is_replaced_before_use(pooled):
+    _app, url = pooled
+    first = _backend_pid()
+    _terminate(url, first)
+    time.sleep(POOL_PING_IDLE_SECONDS + 0.2)
+    second = _backend_pid()  # no error: the ping found it dead and the pool reconnected
+    assert second != first
+
+
+def test_a_connection_reused_at_once_is_not_pinged(pooled):
+    """The trade for not pinging under load: if the server vanished in that instant,
+    one statement fails (the caller's transient-error path), and the whole pool is
+    replaced, so the next one succeeds."""
+    _app, url = pooled
+    first = _backend_pid()
+    _terminate(url, first)
+    with pytest.raises(DBAPIError) as failure:
+        _backend_pid()
+    assert failure.value.connection_invalidated
+    assert _backend_pid() != first
