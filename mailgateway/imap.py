@@ -20,7 +20,15 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
 - IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
   (servers and middleboxes drop quieter connections after 10), polling otherwise;
   an outer reconnect loop with exponential backoff survives the server going away.
-- Backlogs are fetched in batches bounded by count and by bytes.
+- Backlogs are fetched in batches bounded by count and by bytes. Within a batch,
+  mail that cannot thread onto other mail (no In-Reply-To or References, no ticket
+  number in its subject or a plus-address) and is not a second copy of a mail
+  before it is ingested by `IMAP_INGEST_THREADS` threads side by side, so one
+  mail's database round trips overlap another's parsing; every other mail waits
+  until all mail before it has committed, so it finds what it answers, or the copy
+  it duplicates, exactly as in strict UID order. Only
+  committed mail is moved, and the remembered UID only passes a message once every
+  message before it in the batch committed too.
 
 One poller per mailbox: two pollers on one mailbox would not lose or duplicate
 tickets (the dedup key sees to that) but would race each other's moves.
@@ -33,6 +41,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -48,7 +57,11 @@ from sqlalchemy.exc import DBAPIError
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
+from helpdesk import numbering
+from mailgateway import matching
+from mailgateway.dedup import dedup_key
 from mailgateway.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
+from mailgateway.parser import InboundMail, parse
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
 
 log = logging.getLogger("mailgateway.imap")
@@ -141,6 +154,8 @@ class ImapPoller:
         self.failed_folder: str = config["IMAP_FAILED_FOLDER"]
         self.poll_seconds: float = float(config["IMAP_POLL_SECONDS"])
         self.max_bytes: int = config["MAX_MESSAGE_BYTES"]
+        self.threads: int = max(1, int(config["IMAP_INGEST_THREADS"]))
+        self.ticket_prefix: str = config["TICKET_PREFIX"]
         self.max_backoff = float(max_backoff if max_backoff is not None
                                  else config["IMAP_MAX_BACKOFF_SECONDS"])
         if source.folder in (self.processed_folder, self.failed_folder):
@@ -255,33 +270,80 @@ class ImapPoller:
             fetched.update(client.fetch(small, ["BODY.PEEK[]"]))
         if large:
             fetched.update(client.fetch(large, ["BODY.PEEK[HEADER]"]))
-        processed: list[int] = []
-        failed: list[int] = []
-        results: list[tuple[int, Result]] = []
-        taken = 0  # every UID of the batch up to this one was committed (or had vanished)
-        try:
-            for uid in batch:
-                if self.stopping.is_set():
-                    break
-                data = fetched.get(uid)
-                if data is not None:  # else: expunged by someone else meanwhile
-                    result = self._ingest(data, sizes[uid])
-                    results.append((uid, result))
-                    (failed if result.failed else processed).append(uid)
-                taken = uid
-        finally:
-            # Only what `ingest` committed is moved; on TransientError the rest stays.
-            self._move(client, processed, self.processed_folder)
-            self._move(client, failed, self.failed_folder)
-        self.last_uid = max(self.last_uid, taken)
-        return results
+        results: dict[int, Result] = {}
+        error: BaseException | None = None
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="imap-ingest") as pool:
+            in_flight: dict[int, Future[Result]] = {}
 
-    def _ingest(self, data: Mapping[bytes, Any], size: int) -> Result:
+            def settle() -> None:
+                """Wait for the mail in flight; keep the first error."""
+                nonlocal error
+                for uid, future in in_flight.items():
+                    try:
+                        results[uid] = future.result()
+                    except BaseException as exc:  # re-raised below, after the moves
+                        error = error or exc
+                in_flight.clear()
+
+            try:
+                keys: set[str] = set()  # dedup keys met in this batch
+                for uid in batch:
+                    if self.stopping.is_set() or error is not None:
+                        break
+                    data = fetched.get(uid)
+                    if data is None:  # expunged by someone else meanwhile
+                        continue
+                    if b"BODY[]" not in data:  # too big: only its header was fetched
+                        settle()
+                        if error is None:
+                            results[uid] = self._refuse(data, sizes[uid])
+                        continue
+                    raw = bytes(data[b"BODY[]"] or b"")
+                    envelope = envelope_from_headers(_head(raw))
+                    mail = parse(raw)
+                    key = dedup_key(mail)
+                    # A second copy of a mail in the batch must find the first one's
+                    # record, and a reply the ticket an earlier mail may open.
+                    alone = key in keys or self._may_thread(mail, envelope)
+                    keys.add(key)
+                    if self.threads > 1 and not alone:
+                        in_flight[uid] = pool.submit(self._ingest, raw, envelope, mail)
+                        continue
+                    settle()
+                    if error is None:
+                        results[uid] = self._ingest(raw, envelope, mail)
+            except BaseException as exc:
+                error = error or exc
+            finally:
+                settle()
+                # Only what `ingest` committed is moved; on TransientError the rest stays.
+                self._move(client, [uid for uid in batch if uid in results
+                                    and not results[uid].failed], self.processed_folder)
+                self._move(client, [uid for uid in batch if uid in results
+                                    and results[uid].failed], self.failed_folder)
+        for uid in batch:  # past every UID whose mail was committed (or had vanished)
+            if uid not in results and uid in fetched:
+                break
+            self.last_uid = max(self.last_uid, uid)
+        if error is not None:
+            raise error
+        return [(uid, results[uid]) for uid in batch if uid in results]
+
+    def _may_thread(self, mail: InboundMail, envelope: Envelope) -> bool:
+        """Could `matching` find a ticket for this mail (one that mail before it in the
+        batch may be opening)? The same signs it looks for, without the database."""
+        recipients = list(envelope.recipients) + [address for _, address in mail.to + mail.cc]
+        return bool(mail.in_reply_to or mail.references
+                    or numbering.find_numbers(mail.subject, self.ticket_prefix)
+                    or matching.plus_address_numbers(recipients, self.ticket_prefix))
+
+    def _ingest(self, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
         with self.app.app_context():
-            if b"BODY[]" in data:
-                raw = bytes(data[b"BODY[]"] or b"")
-                return ingest(raw, envelope_from_headers(_head(raw)), self.app.config)
-            head = bytes(data.get(b"BODY[HEADER]") or b"")
+            return ingest(raw, envelope, self.app.config, parsed=mail)
+
+    def _refuse(self, data: Mapping[bytes, Any], size: int) -> Result:
+        head = bytes(data.get(b"BODY[HEADER]") or b"")
+        with self.app.app_context():
             return refuse_oversized(head, size, envelope_from_headers(head), self.app.config)
 
     def _move(self, client: IMAPClient, uids: list[int], folder: str) -> None:

@@ -87,9 +87,13 @@ class _Decision:
     internal: bool = False  # append as an internal note, not a public reply
 
 
-def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any]) -> Result:
-    """Record one mail and its effect in one commit; never loses an accepted mail."""
-    mail = parse(raw)
+def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
+           parsed: InboundMail | None = None) -> Result:
+    """Record one mail and its effect in one commit; never loses an accepted mail.
+
+    `parsed` is `parse(raw)` when the caller has it already (the IMAP poller reads
+    each mail before deciding whether it may run beside others)."""
+    mail = parsed if parsed is not None else parse(raw)
     key = dedup_key(mail)
     session = db.session
     try:

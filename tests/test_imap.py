@@ -6,6 +6,7 @@ restart, a recreated mailbox (new UIDVALIDITY), the database going away mid-batc
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import ssl
@@ -211,7 +212,7 @@ def test_messages_already_seen_in_another_client_are_processed(app, senders, mai
     mailbox.append(raw(1, "seen"), raw(2, "seen"), flags=(b"\\Seen",))
     mailbox.append(raw(3, "seen"))
     assert outcomes(drain(poller_for(app, mailbox))) == ["created"] * 3
-    assert [t.subject for t in tickets()] == ["Mail 1", "Mail 2", "Mail 3"]
+    assert sorted(t.subject for t in tickets()) == ["Mail 1", "Mail 2", "Mail 3"]
     assert all(t.channel == "email" and t.is_email_originated for t in tickets())
     records = db.session.execute(select(InboundMail.channel)).scalars().all()
     assert records == ["imap"] * 3
@@ -290,8 +291,60 @@ def test_uidvalidity_change_rescans_without_duplicates(app, senders, mailbox):
     assert outcomes(drain(poller)) == ["duplicate"] * 3 + ["created"]
     db.session.refresh(state)
     assert state.uidvalidity != old_validity
-    assert [t.subject for t in tickets()] == ["Mail 0", "Mail 1", "Mail 2", "Mail 3"]
+    assert sorted(t.subject for t in tickets()) == ["Mail 0", "Mail 1", "Mail 2", "Mail 3"]
     assert mailbox.count() == 0
+
+
+def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, senders, mailbox,
+                                                                       caplog):
+    """New conversations are ingested side by side; a follow-up, a reply by ticket
+    number and a second copy of a mail wait for everything before them, so each
+    gets what strict UID order would give it."""
+    caplog.set_level(logging.INFO, logger="mailgateway.ingest")
+    mails: list[bytes] = []
+    expected: list[str] = []
+    for i in range(12):
+        original = f"<batch-{i}@client.example>"
+        mails.append(raw(i, "batch"))
+        mails.append(message(subject=f"Mail {i} (forgot the attachment)", body="Here it is.",
+                             message_id=f"<batch-{i}-again@client.example>",
+                             in_reply_to=original).as_bytes(policy=SMTP_POLICY))
+        mails.append(raw(100 + i, "batch"))
+        expected += ["created", "appended", "created"]
+    mails.append(raw(0, "batch"))  # a second copy of the first mail
+    mails.append(message(subject="Re: [TKT-000001] more", body="By number.",
+                         message_id="<batch-by-number@client.example>").as_bytes(
+                             policy=SMTP_POLICY))
+    expected += ["duplicate", "appended"]
+    mailbox.append(*mails)
+    results = drain(poller_for(app, mailbox, IMAP_INGEST_THREADS=4))
+
+    assert outcomes(results) == expected
+    subjects = {t.id: t.subject for t in tickets()}
+    assert len(subjects) == 24
+    for i in range(12):
+        original = db.session.execute(select(InboundMail).where(
+            InboundMail.message_id == f"batch-{i}@client.example")).scalar_one()
+        follow_up = db.session.execute(select(InboundMail).where(
+            InboundMail.message_id == f"batch-{i}-again@client.example")).scalar_one()
+        assert follow_up.ticket_id == original.ticket_id
+        assert subjects[original.ticket_id] == f"Mail {i}"
+    assert mailbox.count() == 0 and mailbox.count(mailbox.processed) == len(mails)
+    threads = defaultdict(set)
+    for record in caplog.records:
+        if record.name == "mailgateway.ingest" and "via imap" in record.getMessage():
+            outcome = record.getMessage().split(": ", 1)[1].split()[0]
+            threads[outcome].add(record.threadName)
+    assert len({name for name in threads["created"] if name.startswith("imap-ingest")}) > 1, (
+        "new conversations were not ingested side by side")
+    assert not any(name.startswith("imap-ingest")
+                   for name in threads["appended"] | threads["duplicate"]), threads
+
+
+def test_one_ingest_thread_takes_mail_strictly_in_uid_order(app, senders, mailbox):
+    mailbox.append(*(raw(i, "serial") for i in range(8)))
+    assert outcomes(drain(poller_for(app, mailbox, IMAP_INGEST_THREADS=1))) == ["created"] * 8
+    assert [t.subject for t in tickets()] == [f"Mail {i}" for i in range(8)]
 
 
 def test_idle_takes_new_mail_within_seconds(app, senders, mailbox):
@@ -328,7 +381,7 @@ def test_server_without_idle_is_polled(app, senders, mailbox):
             mailbox.append(raw(n, "poll"))
             wait_until(lambda: inbound_count() == n, timeout=10)
     assert len(connections) == 1, "polling should keep its one connection"
-    assert [t.subject for t in tickets()] == ["Mail 1", "Mail 2"]
+    assert sorted(t.subject for t in tickets()) == ["Mail 1", "Mail 2"]
 
 
 @pytest.mark.parametrize("tls", ["imaps", "starttls"])
@@ -383,7 +436,7 @@ def test_poller_reconnects_after_the_imap_server_restarts(app, senders, mailbox,
         wait_until(lambda: inbound_count() == 2)
     error = db.session.execute(select(ImapMailboxState.last_error)).scalar_one()
     assert error, "the lost connection was not recorded"
-    assert [t.subject for t in tickets()] == ["Mail 1", "Mail 2"]
+    assert sorted(t.subject for t in tickets()) == ["Mail 1", "Mail 2"]
     assert mailbox.count(mailbox.processed) == 2
 
 
