@@ -21,7 +21,7 @@ from flask_jwt_extended import (
     get_jwt,
     verify_jwt_in_request,
 )
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -115,18 +115,22 @@ def _identity(user: StaffUser) -> str:
     return str(user.id)
 
 
+# Built once: every API request runs them, and composing them cost as much as running.
+_REVOKED = exists().where(RevokedToken.jti == bindparam("jti"))
+_TOKEN_STAFF = select(StaffUser, _REVOKED.label("revoked")).where(
+    StaffUser.id == bindparam("user_id"))
+
+
 @jwt.token_in_blocklist_loader
 def _revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
     """Is the token revoked? The same query loads its staff user for `_lookup`
     (flask-jwt-extended asks both on every request: one round trip, not two)."""
-    revoked = exists().where(RevokedToken.jti == str(claims.get("jti")))
-    user_id = positive_int(claims.get("sub"))
+    jti = str(claims.get("jti"))
     row = db.session.execute(
-        select(StaffUser, revoked.label("revoked")).where(StaffUser.id == (user_id or 0))
-    ).first()
+        _TOKEN_STAFF, {"jti": jti, "user_id": positive_int(claims.get("sub")) or 0}).first()
     g.token_staff = (claims.get("jti"), row[0] if row is not None else None)
     if row is None:
-        return bool(db.session.execute(select(revoked)).scalar())
+        return bool(db.session.execute(select(_REVOKED), {"jti": jti}).scalar())
     return bool(row[1])
 
 
