@@ -10,8 +10,8 @@ is the trade an embedded database makes anyway.
 
 PostgreSQL: a pooled connection that sat idle is pinged before use, so the portal
 and the gateway survive a database restart without failing a request. Only an idle
-one: SQLAlchemy's `pool_pre_ping` pings on every checkout, a round trip that cost
-about 1 ms of gateway CPU per mail (a quarter of ingesting it). A connection reused
+one: SQLAlchemy's `pool_pre_ping` pings on every checkout, one more round trip
+(and its CPU on both sides) for every mail and every request. A connection reused
 within `POOL_PING_IDLE_SECONDS` is not pinged; if the server went away in that
 instant, the statement fails, SQLAlchemy invalidates the whole pool, and the caller
 sees the transient error it already handles (SMTP 451, IMAP retry, HTTP 503).
