@@ -26,9 +26,9 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   before it is ingested by `IMAP_INGEST_THREADS` threads side by side, so one
   mail's database round trips overlap another's parsing; every other mail waits
   until all mail before it has committed, so it finds what it answers, or the copy
-  it duplicates, exactly as in strict UID order. Only
-  committed mail is moved, and the remembered UID only passes a message once every
-  message before it in the batch committed too.
+  it duplicates, exactly as in strict UID order. Only committed mail is moved, and
+  the remembered UID only passes a message once every message before it in the
+  batch committed too.
 
 One poller per mailbox: two pollers on one mailbox would not lose or duplicate
 tickets (the dedup key sees to that) but would race each other's moves.
@@ -57,7 +57,6 @@ from sqlalchemy.exc import DBAPIError
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
-from helpdesk import numbering
 from mailgateway import matching
 from mailgateway.dedup import dedup_key
 from mailgateway.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
@@ -304,7 +303,9 @@ class ImapPoller:
                     key = dedup_key(mail)
                     # A second copy of a mail in the batch must find the first one's
                     # record, and a reply the ticket an earlier mail may open.
-                    alone = key in keys or self._may_thread(mail, envelope)
+                    alone = key in keys or matching.has_thread_signs(
+                        mail, matching.recipients(mail, envelope.recipients),
+                        self.ticket_prefix)
                     keys.add(key)
                     if self.threads > 1 and not alone:
                         in_flight[uid] = pool.submit(self._ingest, raw, envelope, mail)
@@ -328,14 +329,6 @@ class ImapPoller:
         if error is not None:
             raise error
         return [(uid, results[uid]) for uid in batch if uid in results]
-
-    def _may_thread(self, mail: InboundMail, envelope: Envelope) -> bool:
-        """Could `matching` find a ticket for this mail (one that mail before it in the
-        batch may be opening)? The same signs it looks for, without the database."""
-        recipients = list(envelope.recipients) + [address for _, address in mail.to + mail.cc]
-        return bool(mail.in_reply_to or mail.references
-                    or numbering.find_numbers(mail.subject, self.ticket_prefix)
-                    or matching.plus_address_numbers(recipients, self.ticket_prefix))
 
     def _ingest(self, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
         with self.app.app_context():

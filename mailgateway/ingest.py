@@ -262,7 +262,7 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
     actor = Actor.staff(staff) if staff is not None else customer
 
     match = matching.find_ticket(
-        session, mail, list(envelope.recipients) + [a for _, a in mail.to + mail.cc],
+        session, mail, matching.recipients(mail, envelope.recipients),
         config["TICKET_PREFIX"], signer)
     organization_id = known.organization_id
     if match is not None:

@@ -34,6 +34,19 @@ class Match:
     answers_staff_mail: bool = False
 
 
+def recipients(mail: InboundMail, delivered_to: Iterable[str]) -> list[str]:
+    """Every address the mail went to: the envelope's, then To and Cc (a
+    plus-address may be in either)."""
+    return list(delivered_to) + [address for _, address in mail.to + mail.cc]
+
+
+def has_thread_signs(mail: InboundMail, recipients: Iterable[str], prefix: str) -> bool:
+    """Does the mail carry anything `find_ticket` looks for? Answered without the
+    database, so the IMAP poller can tell which mail may run beside others."""
+    return bool(_candidate_ids(mail) or numbering.find_numbers(mail.subject, prefix)
+                or plus_address_numbers(recipients, prefix))
+
+
 def find_ticket(
     session: Session, mail: InboundMail, recipients: Iterable[str], prefix: str,
     signer: Signer,
@@ -63,10 +76,15 @@ def plus_address_numbers(recipients: Iterable[str], prefix: str) -> list[int]:
     return numbers
 
 
-def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Match | None:
+def _candidate_ids(mail: InboundMail) -> list[tuple[str, str]]:
+    """The Message-IDs it answers, with how it names them, in the order they count."""
     candidates = [(mid, "in-reply-to") for mid in mail.in_reply_to]
     candidates += [(mid, "references") for mid in reversed(mail.references)]
-    candidates = [(mid, method) for mid, method in candidates if mid and mid != mail.message_id]
+    return [(mid, method) for mid, method in candidates if mid and mid != mail.message_id]
+
+
+def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Match | None:
+    candidates = _candidate_ids(mail)
     if not candidates:
         return None
     known: dict[str, int] = {}
