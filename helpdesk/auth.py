@@ -9,6 +9,7 @@ API's JSON error envelope (SPEC §6), never flask-jwt-extended's own shapes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache, wraps
 from typing import Any, TypeVar, cast
@@ -111,34 +112,55 @@ def current_actor() -> Actor:
 
 
 @jwt.user_identity_loader
-def _identity(user: StaffUser) -> str:
+def _identity(user: StaffUser | TokenStaff) -> str:
     return str(user.id)
 
 
-# Built once: every API request runs them, and composing them cost as much as running.
-_REVOKED = exists().where(RevokedToken.jti == bindparam("jti"))
-_TOKEN_STAFF = select(StaffUser, _REVOKED.label("revoked")).where(
-    StaffUser.id == bindparam("user_id"))
+@dataclass(frozen=True)
+class TokenStaff:
+    """The staff member behind an API token, as `current_user`: a row read by the
+    revocation check, not an ORM object, because a request needs only who it is and
+    which role, and the ORM's loading cost 3 % of creating a ticket over the API."""
+
+    id: int
+    name: str
+    email: str
+    role: str
+    is_active: bool
+
+
+# Built once, from the tables and run on the session's connection: every API request
+# runs it, and composing it or passing it through the ORM cost as much as running it.
+_STAFF = StaffUser.__table__.c
+_REVOKED = exists().where(RevokedToken.__table__.c.jti == bindparam("jti"))
+_TOKEN_STAFF = select(_STAFF.id, _STAFF.name, _STAFF.email, _STAFF.role, _STAFF.is_active,
+                      _REVOKED.label("revoked")).where(_STAFF.id == bindparam("user_id"))
+
+
+def _token_staff(jti: str, claims: dict[str, Any]) -> tuple[TokenStaff | None, bool]:
+    """The token's staff member (None if unknown) and whether the token is revoked."""
+    connection = db.session.connection()
+    row = connection.execute(
+        _TOKEN_STAFF, {"jti": jti, "user_id": positive_int(claims.get("sub")) or 0}).first()
+    if row is None:
+        return None, bool(connection.execute(select(_REVOKED), {"jti": jti}).scalar())
+    return TokenStaff(*row[:5]), bool(row.revoked)
 
 
 @jwt.token_in_blocklist_loader
 def _revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
-    """Is the token revoked? The same query loads its staff user for `_lookup`
+    """Is the token revoked? The same query reads its staff member for `_lookup`
     (flask-jwt-extended asks both on every request: one round trip, not two)."""
-    jti = str(claims.get("jti"))
-    row = db.session.execute(
-        _TOKEN_STAFF, {"jti": jti, "user_id": positive_int(claims.get("sub")) or 0}).first()
-    g.token_staff = (claims.get("jti"), row[0] if row is not None else None)
-    if row is None:
-        return bool(db.session.execute(select(_REVOKED), {"jti": jti}).scalar())
-    return bool(row[1])
+    user, revoked = _token_staff(str(claims.get("jti")), claims)
+    g.token_staff = (claims.get("jti"), user)
+    return revoked
 
 
 @jwt.user_lookup_loader
-def _lookup(_header: dict[str, Any], claims: dict[str, Any]) -> StaffUser | None:
+def _lookup(_header: dict[str, Any], claims: dict[str, Any]) -> TokenStaff | None:
     jti, user = g.get("token_staff", (None, None))
     if jti != claims.get("jti"):
-        user = db.session.get(StaffUser, positive_int(claims.get("sub")) or 0)
+        user, _ = _token_staff(str(claims.get("jti")), claims)
     return user if user is not None and user.is_active else None
 
 

@@ -2,10 +2,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from helpdesk.models import StaffUser
+
+class StaffMember(Protocol):
+    """A staff user as far as an actor needs one: the ORM object (portal) or the
+    row behind an API token (`helpdesk.auth.TokenStaff`)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def role(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -17,7 +28,7 @@ class Actor:
     role: str | None = None
 
     @classmethod
-    def staff(cls, user: StaffUser) -> Actor:
+    def staff(cls, user: StaffMember) -> Actor:
         return cls("staff", f"{user.name} <{user.email}>", user.id, user.email, user.role)
 
     @classmethod
