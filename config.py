@@ -168,7 +168,8 @@ class Config:
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "10 per minute")
     TRACK_RATE_LIMIT_PER_IP = _env("TRACK_RATE_LIMIT_PER_IP", "30 per minute")
     TRACK_RATE_LIMIT_PER_TICKET = _env("TRACK_RATE_LIMIT_PER_TICKET", "10 per minute")
-    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
+    # Unset: the database with PostgreSQL, memory with SQLite (helpdesk.limit_storage).
+    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "")
     RATELIMIT_HEADERS_ENABLED = True
 
     def __init__(self) -> None:

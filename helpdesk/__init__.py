@@ -19,7 +19,18 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     app.config.update(overrides)
     _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
 
-    from helpdesk import api, auth, cli, database, metrics, portal, security, sla, tracker
+    from helpdesk import (
+        api,
+        auth,
+        cli,
+        database,
+        limit_storage,
+        metrics,
+        portal,
+        security,
+        sla,
+        tracker,
+    )
     from helpdesk.extensions import csrf, db, limiter, migrate
 
     database.init_app(app)
@@ -31,6 +42,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     )
     security.init_app(app)
     csrf.init_app(app)
+    limit_storage.init_app(app)
     limiter.init_app(app)
     auth.init_app(app)
     api.init_app(app)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -384,3 +385,16 @@ class RevokedToken(db.Model):
     jti: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     revoked_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class RateLimitCounter(db.Model):
+    """One fixed-window rate-limit counter (`helpdesk.limit_storage`): a login or
+    tracker budget shared by every web worker. Rows past `expires_at` are spent
+    windows; the storage sweeps them."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    # Epoch seconds, as the `limits` storage interface speaks them.
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

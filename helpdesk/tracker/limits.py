@@ -3,8 +3,8 @@
 Per client IP and per ticket number, so neither one client trying many numbers nor
 many clients trying one number's e-mail addresses get far. Limits come from
 `TRACK_RATE_LIMIT_PER_IP` and `TRACK_RATE_LIMIT_PER_TICKET`; the counters live in
-`RATELIMIT_STORAGE_URI` (in memory per process by default; point several web
-workers at one shared store, e.g. `redis://…` or `memcached://…`).
+`RATELIMIT_STORAGE_URI` (the database with PostgreSQL, shared by every web worker;
+see `helpdesk.limit_storage`).
 """
 from __future__ import annotations
 
