@@ -137,8 +137,9 @@ _TOKEN_STAFF = select(_STAFF.id, _STAFF.name, _STAFF.email, _STAFF.role, _STAFF.
                       _REVOKED.label("revoked")).where(_STAFF.id == bindparam("user_id"))
 
 
-def _token_staff(jti: str, claims: dict[str, Any]) -> tuple[TokenStaff | None, bool]:
+def _token_staff(claims: dict[str, Any]) -> tuple[TokenStaff | None, bool]:
     """The token's staff member (None if unknown) and whether the token is revoked."""
+    jti = str(claims.get("jti"))
     connection = db.session.connection()
     row = connection.execute(
         _TOKEN_STAFF, {"jti": jti, "user_id": positive_int(claims.get("sub")) or 0}).first()
@@ -151,7 +152,7 @@ def _token_staff(jti: str, claims: dict[str, Any]) -> tuple[TokenStaff | None, b
 def _revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
     """Is the token revoked? The same query reads its staff member for `_lookup`
     (flask-jwt-extended asks both on every request: one round trip, not two)."""
-    user, revoked = _token_staff(str(claims.get("jti")), claims)
+    user, revoked = _token_staff(claims)
     g.token_staff = (claims.get("jti"), user)
     return revoked
 
@@ -160,7 +161,7 @@ def _revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
 def _lookup(_header: dict[str, Any], claims: dict[str, Any]) -> TokenStaff | None:
     jti, user = g.get("token_staff", (None, None))
     if jti != claims.get("jti"):
-        user, _ = _token_staff(str(claims.get("jti")), claims)
+        user, _ = _token_staff(claims)
     return user if user is not None and user.is_active else None
 
 

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
-from flask_jwt_extended import create_access_token
+from flask_jwt_extended import create_access_token, current_user, verify_jwt_in_request
+from flask_jwt_extended.exceptions import UserLookupError
 from sqlalchemy import select
 
 from helpdesk.extensions import db
@@ -74,6 +75,21 @@ def test_deactivated_staff_cannot_log_in_and_their_tokens_stop_working(client, a
     envelope(client.post("/api/v1/auth/login",
                          json={"email": agent.email, "password": "agent-password-1"}),
              401, "invalid_credentials")
+
+
+def test_the_token_user_is_read_even_without_the_revocation_check(app, client, agent):
+    """flask-jwt-extended loads the user after its revocation check, whose query read
+    the staff member already; a check that skips revocation gets it read on its own."""
+    token = login_tokens(client, agent.email, "agent-password-1")["access_token"]
+    with app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
+        verify_jwt_in_request(skip_revocation_check=True)
+        assert (current_user.id, current_user.email, current_user.role) == (
+            agent.id, agent.email, "agent")
+    StaffService(db.session).set_active(db.session.get(StaffUser, agent.id), False)
+    db.session.commit()
+    with app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
+        with pytest.raises(UserLookupError):
+            verify_jwt_in_request(skip_revocation_check=True)
 
 
 def test_refresh_gives_a_new_access_token_and_only_for_refresh_tokens(client, agent):
