@@ -162,6 +162,8 @@ class Config:
 
     # Web: request size, cookies, sessions, rate limits (Flask-Limiter syntax).
     MAX_CONTENT_LENGTH = _env_int("MAX_REQUEST_BYTES", 1024 * 1024)
+    # Reverse proxies in front of gunicorn whose X-Forwarded-* headers are believed.
+    PROXY_HOPS = _env_int("PROXY_HOPS", 0)
     SECURE_COOKIES = _env("SECURE_COOKIES", "true").lower() in ("1", "true", "yes", "on")
     PERMANENT_SESSION_LIFETIME = parse_duration(_env("STAFF_SESSION_LIFETIME", "12h"))
     WTF_CSRF_TIME_LIMIT = None  # a CSRF token lives as long as the session it belongs to

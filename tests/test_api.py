@@ -13,7 +13,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Participant, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
-from tests.conftest import ApiClient, login_tokens
+from tests.conftest import ApiClient, login_tokens, make_app
 
 NEW = {"subject": "VPN down", "description": "Since 9:00 nobody can connect.",
        "requester_email": "Ann@Example.com", "requester_name": "Ann"}
@@ -386,6 +386,32 @@ def test_track_is_rate_limited_per_ip(client, app, api):
     assert codes[:limit] == [404] * limit
     envelope(client.post("/api/v1/public/track", json={"ticket_number": "1", "email": "a@b.cc"}),
              429, "too_many_requests")
+
+
+def _track_as(client, forwarded_for: str, n: int) -> int:  # type: ignore[no-untyped-def]
+    return int(client.post("/api/v1/public/track",
+                           json={"ticket_number": f"TKT-{n:06d}", "email": "a@b.cc"},
+                           headers={"X-Forwarded-For": forwarded_for}).status_code)
+
+
+def test_a_forwarded_address_is_not_believed_without_proxies(client, app):
+    """PROXY_HOPS=0: a client cannot escape its budget by naming another address."""
+    app.config["TRACK_RATE_LIMIT_PER_TICKET"] = "1000 per minute"
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
+    codes = [_track_as(client, f"203.0.113.{n}", n) for n in range(limit + 1)]
+    assert codes == [404] * limit + [429]
+
+
+def test_behind_a_proxy_each_forwarded_client_has_its_own_budget(database_url):
+    app = make_app(database_url, PROXY_HOPS=1, TRACK_RATE_LIMIT_PER_TICKET="1000 per minute")
+    client = app.test_client()
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
+    assert [_track_as(client, "203.0.113.7", n) for n in range(limit + 1)] == [404] * limit + [429]
+    assert _track_as(client, "203.0.113.8", 0) == 404
+    # The proxy appends the address it saw; what the client wrote before it is not believed.
+    assert _track_as(client, "198.51.100.1, 203.0.113.7", 0) == 429
+    with app.app_context():
+        db.engine.dispose()
 
 
 def test_track_is_rate_limited_per_ticket_across_addresses(client, app, api):
