@@ -13,7 +13,7 @@ so a counter written beside a request's open transaction would wait for it.
 Fixed windows only, Flask-Limiter's default strategy. A hit is its own short
 transaction on a pooled connection, committed at once: a request that is refused,
 fails or rolls back has still been counted. Reading a window (the X-RateLimit
-headers) goes through the request's session.
+headers) uses the request's own session rather than a second connection.
 """
 from __future__ import annotations
 
