@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -12,29 +11,14 @@ from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.limit_storage import DatabaseStorage
-from helpdesk.models import RateLimitCounter
+from helpdesk.models import RateLimitCounter, StaffUser
 from tests import limit_worker
-from tests.conftest import make_app, migrate_database, reset_database
-from tests.pgserver import PostgresServer
+from tests.conftest import make_app
 from tests.processes import run_processes
 
 
-@pytest.fixture(scope="module")
-def pg_url(pg_server: PostgresServer) -> str:
-    url = pg_server.create_database("limit_storage")
-    migrate_database(url)
-    return url
-
-
-@pytest.fixture
-def pg_app(pg_url: str) -> Iterator[Flask]:
-    app = make_app(pg_url)
-    with app.app_context():
-        yield app
-        db.session.remove()
-        reset_database()
-        db.session.remove()
-        db.engine.dispose()
+# The storage is PostgreSQL's: these tests take the suite's `app` on that backend only.
+on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 
 def test_the_store_follows_the_database(database_url: str, backend: str) -> None:
@@ -49,7 +33,8 @@ def test_the_database_store_refuses_sqlite(tmp_path) -> None:  # type: ignore[no
         make_app(f"sqlite:///{tmp_path / 'x.db'}", RATELIMIT_STORAGE_URI="helpdesk-db://")
 
 
-def test_counts_within_a_window_and_starts_again_after_it(pg_app: Flask, clock) -> None:  # type: ignore[no-untyped-def]
+@on_postgresql
+def test_counts_within_a_window_and_starts_again_after_it(app: Flask, clock) -> None:  # type: ignore[no-untyped-def]
     storage = DatabaseStorage()
     assert [storage.incr("k", 60) for _ in range(3)] == [1, 2, 3]
     assert storage.incr("k", 60, amount=2) == 5
@@ -68,7 +53,8 @@ def test_counts_within_a_window_and_starts_again_after_it(pg_app: Flask, clock) 
     assert storage.check()
 
 
-def test_spent_windows_are_swept(pg_app: Flask, clock) -> None:  # type: ignore[no-untyped-def]
+@on_postgresql
+def test_spent_windows_are_swept(app: Flask, clock) -> None:  # type: ignore[no-untyped-def]
     storage = DatabaseStorage()
     for key in ("a", "b", "c"):
         storage.incr(key, 10)
@@ -81,21 +67,23 @@ def test_spent_windows_are_swept(pg_app: Flask, clock) -> None:  # type: ignore[
     assert storage.reset() == 1 and _rows() == 0
 
 
-def test_a_long_key_is_stored_by_its_digest(pg_app: Flask) -> None:
+@on_postgresql
+def test_a_long_key_is_stored_by_its_digest(app: Flask) -> None:
     storage = DatabaseStorage()
     key = "LIMITER/" + "x" * 400
     assert storage.incr(key, 60) == 1 and storage.incr(key, 60) == 2
     assert storage.get(key) == 2
 
 
-def test_concurrent_hits_on_one_key_each_get_their_own_count(pg_app: Flask) -> None:
+@on_postgresql
+def test_concurrent_hits_on_one_key_each_get_their_own_count(app: Flask) -> None:
     threads, per_thread = 8, 25
     seen: list[int] = []
     lock = threading.Lock()
     start = threading.Barrier(threads)
 
     def hit() -> None:
-        with pg_app.app_context():
+        with app.app_context():
             storage = DatabaseStorage()
             start.wait(30)
             counts = [storage.incr("shared", 60) for _ in range(per_thread)]
@@ -112,17 +100,16 @@ def test_concurrent_hits_on_one_key_each_get_their_own_count(pg_app: Flask) -> N
     assert DatabaseStorage().get("shared") == threads * per_thread
 
 
-def test_another_worker_spends_the_same_login_budget(pg_app: Flask, pg_url: str) -> None:
+@on_postgresql
+def test_another_worker_spends_the_same_login_budget(app: Flask, database_url: str,
+                                                     agent: StaffUser) -> None:
     """Another OS process spends all but one of the login budget; this process then
     gets exactly one attempt. With per-process counters it would get the full budget."""
-    from tests.conftest import _staff_user
-
-    email = _staff_user("agent", "Agnes Agent").email
-    db.session.commit()
-    limit = int(pg_app.config["LOGIN_RATE_LIMIT"].split()[0])
-    (codes,) = run_processes(limit_worker.spend_logins, [(pg_url, email, limit - 1)])
+    email = agent.email
+    limit = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
+    (codes,) = run_processes(limit_worker.spend_logins, [(database_url, email, limit - 1)])
     assert codes == [401] * (limit - 1)
-    client = pg_app.test_client()
+    client = app.test_client()
     here = [client.post("/api/v1/auth/login",
                         json={"email": email, "password": "agent-password-1"}).status_code
             for _ in range(2)]
