@@ -14,9 +14,13 @@ priorities, categories, assignees and 2,000 requesters):
    HTTP/1.1 client, one connection per request); rate = 201 answers / elapsed.
    Ceiling: `TicketsService.open_ticket` + commit with a staff actor on channel
    `api`, i.e. exactly the work behind the endpoint without HTTP, JSON and
-   authentication, in as many processes as gunicorn workers. API and ceiling
-   phases alternate (`--rounds` of `--seconds` each) and each rate sums its phases.
-   Goal: ratio ≥ 0.5. Numbers are checked gap-free afterwards.
+   authentication, in as many processes as gunicorn workers. Beside them, the HTTP
+   floor: the same view without authentication (`bench/http_floor.py`) under a
+   second gunicorn with as many workers, driven by the same clients, so what the
+   API loses to the ceiling splits into HTTP/Flask/JSON and the token check. API,
+   floor and ceiling phases alternate (`--rounds` of `--seconds` each) and each
+   rate sums its phases. Goal: API ratio ≥ 0.5. Numbers are checked gap-free
+   afterwards.
 
 Run from the project root:
     .venv/bin/python -m bench.web_bench [--requests 200] [--seconds 3] [--rounds 4]
@@ -116,11 +120,16 @@ class Latency:
 class Throughput:
     workers: int
     api_rate: float
+    floor_rate: float
     ceiling_rate: float
 
     @property
     def ratio(self) -> float:
         return self.api_rate / self.ceiling_rate if self.ceiling_rate else 0.0
+
+    @property
+    def floor_ratio(self) -> float:
+        return self.floor_rate / self.ceiling_rate if self.ceiling_rate else 0.0
 
 
 # -- setup -----------------------------------------------------------------------------
@@ -142,14 +151,14 @@ def prepare(pg: PostgresServer) -> str:
 
 
 class Gunicorn:
-    def __init__(self, url: str, workers: int, scratch: Path) -> None:
+    def __init__(self, url: str, workers: int, scratch: Path, app: str = "wsgi:app") -> None:
         self.port = free_port()
         env = dict(os.environ, DATABASE_URL=url, SECURE_COOKIES="false",
                    HELPDESK_INSTANCE_DIR=str(scratch / "instance"),
                    LOGIN_RATE_LIMIT="100000 per minute")
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers), "--log-level", "warning", "wsgi:app"],
+             "--workers", str(workers), "--log-level", "warning", app],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -226,7 +235,11 @@ def latencies(base: str, requests: int) -> list[Latency]:
 # -- throughput ------------------------------------------------------------------------
 
 
-def _api_client(base: str, index: int, seconds: float, barrier: Barrier) -> tuple[int, float, float]:
+PATHS = {"api": "/api/v1/tickets", "floor": "/bench/tickets"}
+
+
+def _api_client(base: str, path: str, index: int, seconds: float,
+                barrier: Barrier) -> tuple[int, float, float]:
     """One connection per request, as gunicorn's sync workers close each one. A
     minimal HTTP/1.1 client (a request written in one piece, the answer read to EOF):
     the clients share the machine's cores with gunicorn and PostgreSQL, so a heavy
@@ -235,7 +248,7 @@ def _api_client(base: str, index: int, seconds: float, barrier: Barrier) -> tupl
     token = api_token(base)
     netloc = urllib.parse.urlsplit(base).netloc
     host, port = netloc.split(":")
-    head = (f"POST /api/v1/tickets HTTP/1.1\r\nHost: {netloc}\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n"
             f"Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
             "Connection: close\r\nContent-Length: ").encode()
     barrier.wait(SETUP_TIMEOUT)
@@ -248,7 +261,7 @@ def _api_client(base: str, index: int, seconds: float, barrier: Barrier) -> tupl
             connection.sendall(b"%s%d\r\n\r\n%s" % (head, len(body), body))
             answer = b"".join(iter(lambda: connection.recv(65536), b""))
         if not answer.startswith(b"HTTP/1.1 201 "):
-            raise RuntimeError(f"POST /tickets answered {answer[:200]!r}")
+            raise RuntimeError(f"POST {path} answered {answer[:200]!r}")
         count += 1
     return count, started, time.monotonic()
 
@@ -282,8 +295,11 @@ def _service_client(url: str, index: int, seconds: float, barrier: Barrier) -> t
 def _main(kind: str, target: str, index: int, seconds: float, barrier: Barrier,
           results: Queue[tuple[int, Any]]) -> None:
     try:
-        work = _api_client if kind == "api" else _service_client
-        results.put((index, work(target, index, seconds, barrier)))
+        if kind == "service":
+            outcome = _service_client(target, index, seconds, barrier)
+        else:
+            outcome = _api_client(target, PATHS[kind], index, seconds, barrier)
+        results.put((index, outcome))
     except BaseException:
         barrier.abort()
         results.put((index, traceback.format_exc()))
@@ -316,20 +332,24 @@ def phase(kind: str, target: str, processes: int, seconds: float) -> tuple[int, 
 
 
 def throughput(url: str, workers: int, scratch: Path, seconds: float, rounds: int) -> Throughput:
-    """API and service phases alternate, `rounds` of each: this machine's speed drifts
-    by a quarter within minutes, and measured one after the other the two rates fell
+    """API, floor and service phases alternate, `rounds` of each: this machine's speed
+    drifts by a quarter within minutes, and measured one after the other the rates fell
     on different sides of a drift (the same code gave ratios from 0.35 to 0.57)."""
-    server = Gunicorn(url, workers, scratch)
-    api, service = [0, 0.0], [0, 0.0]
+    servers = {"api": Gunicorn(url, workers, scratch)}
     try:
+        servers["floor"] = Gunicorn(url, workers, scratch, "bench.http_floor:app")
+        tally = {kind: [0, 0.0] for kind in ("api", "floor", "service")}
         for _ in range(rounds):
-            for tally, measured in ((api, phase("api", server.base, workers * 2, seconds)),
-                                    (service, phase("service", url, workers, seconds))):
-                tally[0] += measured[0]
-                tally[1] += measured[1]
+            for kind in tally:
+                count, elapsed = (phase("service", url, workers, seconds) if kind == "service"
+                                  else phase(kind, servers[kind].base, workers * 2, seconds))
+                tally[kind][0] += count
+                tally[kind][1] += elapsed
     finally:
-        server.stop()
-    return Throughput(workers, api[0] / api[1], service[0] / service[1])
+        for server in servers.values():
+            server.stop()
+    api, floor, service = (count / elapsed for count, elapsed in tally.values())
+    return Throughput(workers, api, floor, service)
 
 
 def gap_free(url: str) -> bool:
@@ -363,8 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for workers in (2, 4):
             row = throughput(url, workers, scratch, args.seconds, args.rounds)
             rows.append(row)
-            print(f"{workers} gunicorn workers: API {row.api_rate:.0f}/s, "
-                  f"service {row.ceiling_rate:.0f}/s", flush=True)
+            print(f"{workers} gunicorn workers: API {row.api_rate:.0f}/s, HTTP floor "
+                  f"{row.floor_rate:.0f}/s, service {row.ceiling_rate:.0f}/s", flush=True)
         numbers_ok = gap_free(url)
     finally:
         pg.stop()
@@ -378,14 +398,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(plain_table(("request", "median ms", "p95 ms"), latency_rows))
     print()
     print("Ceiling: TicketsService.open_ticket + commit (staff actor, channel api) in as many "
-          "processes as gunicorn workers; API clients: twice as many processes.")
+          "processes as gunicorn workers; API clients: twice as many processes. HTTP floor: "
+          "the API's view without authentication (bench/http_floor.py).")
     worst = min(r.ratio for r in rows)
     print(f"Goal: API creation ≥ {CREATE_GOAL} of the ceiling: worst {worst:.2f}, "
           f"{'met' if worst >= CREATE_GOAL else 'NOT met'}; numbers gap-free: "
           f"{'yes' if numbers_ok else 'NO'}.")
-    throughput_rows = [(str(r.workers), f"{r.api_rate:.0f}", f"{r.ceiling_rate:.0f}",
-                        f"{r.ratio:.2f}") for r in rows]
-    headers = ("gunicorn workers", "API tickets/s", "service tickets/s", "ratio")
+    throughput_rows = [(str(r.workers), f"{r.api_rate:.0f}", f"{r.floor_rate:.0f}",
+                        f"{r.ceiling_rate:.0f}", f"{r.ratio:.2f}", f"{r.floor_ratio:.2f}")
+                       for r in rows]
+    headers = ("gunicorn workers", "API tickets/s", "HTTP floor tickets/s",
+               "service tickets/s", "API ratio", "floor ratio")
     print(plain_table(headers, throughput_rows))
     print()
     print(markdown_table(("request", "median ms", "p95 ms"), latency_rows))
