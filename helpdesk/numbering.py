@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, TextClause, func, select, text
+from sqlalchemy import Integer, Table, TextualSelect, column, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -137,11 +137,12 @@ def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]],
 
 
 @lru_cache(maxsize=64)
-def _statement(sql: str) -> TextClause:
+def _statement(sql: str) -> TextualSelect:
     """The same few shapes recur (a mail with or without CC, attachments, ...):
     parsing a statement's bind parameters again on every ticket costs more than
-    running it."""
-    return text(sql)
+    running it. Its result columns are declared so SQLAlchemy can keep the result's
+    description with the statement instead of reading it again on every ticket."""
+    return text(sql).columns(column("id", Integer), column("number", Integer))
 
 
 def _insert_in_order(
