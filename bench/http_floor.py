@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from helpdesk import create_app
 from helpdesk.api import tickets as tickets_api
-from helpdesk.auth import TokenStaff
 from helpdesk.extensions import csrf, db
 from helpdesk.models import StaffUser
 from helpdesk.services import Actor
@@ -26,7 +25,7 @@ with app.app_context():
     ).scalars().first()
     if _staff is None:
         raise RuntimeError("the HTTP floor needs an admin in the database")
-    _ACTOR = Actor.staff(TokenStaff(_staff.id, _staff.name, _staff.email, _staff.role, True))
+    _ACTOR = Actor.staff(_staff)  # the actor keeps copies of the fields, not the row
     db.session.remove()
     db.engine.dispose()
 

@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="requests per page (200)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per throughput phase (3)")
     parser.add_argument("--rounds", type=int, default=4,
-                        help="alternating API and service phases per worker count (4)")
+                        help="alternating API, floor and service phases per worker count (4)")
     args = parser.parse_args(argv)
     pg = PostgresServer(durable=True).start()
     scratch = Path(tempfile.mkdtemp(prefix="web-bench."))
