@@ -30,6 +30,7 @@ from helpdesk.extensions import db, jwt, limiter
 from helpdesk.inputs import positive_int
 from helpdesk.models import RevokedToken, StaffUser
 from helpdesk.services import Actor
+from helpdesk.services.actors import StaffMember
 from helpdesk.services.tickets import normalize_email
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,7 +113,7 @@ def current_actor() -> Actor:
 
 
 @jwt.user_identity_loader
-def _identity(user: StaffUser | TokenStaff) -> str:
+def _identity(user: StaffMember) -> str:
     return str(user.id)
 
 

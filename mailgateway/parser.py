@@ -8,8 +8,8 @@ than taken from mail-parser's fields: mail-parser decodes with Python's codec fo
 the literal label (`gb2312` fails on GBK text) and falls back to U+FFFD, and its
 header fields turn into lists when a header repeats. Its address grammar
 (`get_addresses`) is used: it recovers the display-name tricks real mail carries.
-Encoded words are RFC 2047, parameters RFC 2231. Bytes that are not mail at all come back with `parse_error` set and the
-raw bytes kept, for the quarantine.
+Encoded words are RFC 2047, parameters RFC 2231. Bytes that are not mail at all
+come back with `parse_error` set and the raw bytes kept, for the quarantine.
 """
 from __future__ import annotations
 
