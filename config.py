@@ -107,6 +107,16 @@ class Config:
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     MAX_ATTACHMENT_BYTES = _env_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
     MAX_ATTACHMENTS_TOTAL_BYTES = _env_int("MAX_ATTACHMENTS_TOTAL_BYTES", 20 * 1024 * 1024)
+    # Caps on the work one mail can cause (mailgateway.limits; README "Security model
+    # of the gateway"): over the first four a mail is quarantined, over the others
+    # it is stored with a note of what was left out.
+    MAX_MIME_PARTS = _env_int("MAX_MIME_PARTS", 500)
+    MAX_MIME_DEPTH = _env_int("MAX_MIME_DEPTH", 20)
+    MAX_HEADER_FIELDS = _env_int("MAX_HEADER_FIELDS", 1000)
+    MAX_HEADER_BYTES = _env_int("MAX_HEADER_BYTES", 256 * 1024)
+    MAX_HTML_TO_TEXT_CHARS = _env_int("MAX_HTML_TO_TEXT_CHARS", 1024 * 1024)
+    MAX_CC_PARTICIPANTS = _env_int("MAX_CC_PARTICIPANTS", 50)
+    MAX_ATTACHMENTS = _env_int("MAX_ATTACHMENTS", 100)
     UNKNOWN_SENDER_POLICY = _env("UNKNOWN_SENDER_POLICY", "quarantine")
     TRUSTED_AUTHSERV_ID = _env("TRUSTED_AUTHSERV_ID", "")
     # Right-hand side of the Message-IDs the helpdesk sends. A dedicated name, not the

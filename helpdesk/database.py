@@ -87,6 +87,45 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# PostgreSQL (Appendix A of its manual): SQLSTATE classes of the database failing to
+# do the work now, whatever the work: connection exceptions, insufficient resources,
+# operator intervention (a shutdown), transaction rollback (deadlock, serialization
+# failure); and a lock that was not available. Class 54, program limit exceeded,
+# is also an OperationalError to psycopg2, but the data caused it (an index row
+# too large): the same statement would fail again.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40"})
+_TRANSIENT_SQLSTATES = frozenset({"55P03"})
+# SQLite: busy or locked past the busy timeout, I/O, a full disk, an unopenable file.
+_TRANSIENT_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL",
+                            "SQLITE_CANTOPEN", "SQLITE_NOMEM", "SQLITE_PROTOCOL")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Did the database fail to do the work now (unreachable, shutting down, out of
+    resources, a deadlock), so that the same work may succeed later? Any other error
+    is about the work itself, and repeating it would fail the same way.
+
+    The mail gateway answers the first kind with "try again later" (SMTP 451) and
+    must never answer the second kind so: the sender would retry the same bytes
+    forever (SPEC §7).
+    """
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+        return False
+    sqlstate = getattr(error.orig, "pgcode", None)
+    if sqlstate:
+        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES
+    sqlite_error = getattr(error.orig, "sqlite_errorname", None)
+    if sqlite_error:
+        return sqlite_error.startswith(_TRANSIENT_SQLITE_ERRORS)
+    # psycopg2 gives no SQLSTATE when there is no server to give one: refused,
+    # closed, timed out.
+    return True
+
+
 Model = TypeVar("Model")
 
 

@@ -5,36 +5,67 @@ server we trust (`TRUSTED_AUTHSERV_ID`) recorded in an `Authentication-Results`
 header (RFC 8601) that DMARC passed (RFC 7489), or that SPF (RFC 7208) or DKIM
 (RFC 6376) passed for a domain aligned with the From domain.
 
-Only headers whose authserv-id is the trusted one are read; any other header was
-written by someone else, possibly the sender. That is only safe because the
-trusted server removes headers carrying its own authserv-id from incoming mail
-before adding its own (RFC 8601 §5 requires this; Postfix with OpenDKIM/OpenDMARC,
-rspamd and Exchange Online do it). We cannot tell a forged header from a genuine
-one by position: a server may add several (one per milter), so all trusted ones
-count. If the receiving server does not strip them, leave `TRUSTED_AUTHSERV_ID`
-unset rather than believe what the sender wrote.
+Which headers count, and how they are read, is where such checks are fooled:
+- The header is read as the server wrote it: its raw value, unfolded and nothing
+  else. No RFC 2047 decoding and no Unicode normalisation (an encoded word or a
+  leading no-break space that decodes into `<trusted-id>; dmarc=pass` would be
+  believed here while the receiving server, which compares bytes, does not see
+  its own id and does not strip it). A value with anything but printable ASCII
+  in it was not written by a mail server and counts for nothing.
+- The authserv-id must equal the trusted one (ASCII, case-insensitive as
+  domain names are); a header of anyone else was written by someone else,
+  possibly the sender.
+- Only the trusted server's own headers count: from the top of the header, the
+  first run of headers carrying its authserv-id, ended by the first `Received`
+  below them, the trace header the mail arrived with (RFC 8601 §5). A header with
+  the trusted id further down came with the mail: the sender wrote it.
 
-Alignment is RFC 7489's relaxed alignment, approximated without the Public Suffix
-List: the two domains are equal, or one is a subdomain of the other and the
-shorter has at least two labels. This wrongly aligns sibling tenants under a
-shared suffix (`evil.github.io` and `github.io`); such a suffix is no support
-customer's mail domain, and DMARC itself, when it passed, is exact.
+That is only safe together with the stripping RFC 8601 §5 requires of the
+receiving server: it removes headers carrying its own authserv-id from incoming
+mail before adding its own (Postfix with OpenDKIM/OpenDMARC, rspamd and Exchange
+Online do). Milters insert their header just below the server's own `Received`,
+so a forged header the sender put at the very top of its mail sits next to the
+genuine ones, and only stripping tells them apart. If the receiving server does
+not strip, leave `TRUSTED_AUTHSERV_ID` unset rather than believe what the sender
+wrote.
+
+Alignment is RFC 7489's relaxed alignment: the organizational domains (the Public
+Suffix List's registrable domain, `publicsuffixlist`) are equal, so
+`mail.customer.example` aligns with `customer.example` and `evil.github.io` does
+not align with `github.io`.
 """
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 
+from publicsuffixlist import PublicSuffixList
+
+from mailgateway.headerfields import Malformed, strip_comments
 from mailgateway.parser import InboundMail
 
 _KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
 _PAIR = re.compile(
     r"\s*([A-Za-z0-9][A-Za-z0-9_.\-/]*)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s\"=]+)"
 )
+# What a mail server writes: printable ASCII, folded with CR, LF and tab.
+_SERVER_TEXT = re.compile(r"[\t\r\n\x20-\x7e]*")
+_PSL = PublicSuffixList()
 
 
 class Unparseable(ValueError):
     """An Authentication-Results header that does not follow RFC 8601."""
+
+
+class Verdict(enum.Enum):
+    UNCHECKED = "unchecked"  # no trusted server configured: From is taken as written
+    PASS = "pass"            # the trusted server says the From domain authenticated
+    FAIL = "fail"            # it does not say so
+
+    @property
+    def believed(self) -> bool:
+        return self is not Verdict.FAIL
 
 
 @dataclass
@@ -46,39 +77,64 @@ class Result:
     properties: dict[str, str] = field(default_factory=dict)
 
 
-def sender_is_authenticated(mail: InboundMail, trusted_authserv_id: str) -> bool:
-    """True when the From address can be believed, see the module docstring.
+def check(mail: InboundMail, trusted_authserv_id: str) -> Verdict:
+    """What the trusted server says of the From address, see the module docstring.
 
-    Always True when no trusted server is configured. False when the From address
-    is missing, no header of the trusted server exists, or none of its results
-    passes aligned with the From domain. A trusted header that cannot be parsed
-    counts for nothing (and so, alone, gives False).
+    UNCHECKED when no trusted server is configured. FAIL when the From address is
+    missing, none of the trusted server's own headers exists, or none of their
+    results passes aligned with the From domain. A trusted header that cannot be
+    parsed counts for nothing (and so, alone, gives FAIL).
     """
     if not trusted_authserv_id:
-        return True
+        return Verdict.UNCHECKED
     from_domain = _address_domain(mail.from_address)
     if not from_domain:
-        return False
-    trusted = trusted_authserv_id.strip().lower()
-    for value in mail.header_all("authentication-results"):
+        return Verdict.FAIL
+    for results in _trusted_results(mail, trusted_authserv_id.strip().lower()):
+        if any(_passes_aligned(result, from_domain) for result in results):
+            return Verdict.PASS
+    return Verdict.FAIL
+
+
+def sender_is_authenticated(mail: InboundMail, trusted_authserv_id: str) -> bool:
+    """May the From address be believed: always when no trusted server is configured."""
+    return check(mail, trusted_authserv_id).believed
+
+
+def _trusted_results(mail: InboundMail, trusted: str) -> list[list[Result]]:
+    """The results of the trusted server's own headers (the first run from the top)."""
+    found: list[list[Result]] = []
+    started = False
+    for name, value in mail.raw_headers:
+        if name == "received":
+            if started:
+                break
+            continue
+        if name != "authentication-results":
+            continue
         try:
             authserv_id, results = parse_authentication_results(value)
         except Unparseable:
             continue
-        if authserv_id != trusted:
-            continue
-        if any(_passes_aligned(result, from_domain) for result in results):
-            return True
-    return False
+        if authserv_id == trusted:
+            started = True
+            found.append(results)
+    return found
 
 
 def parse_authentication_results(value: str) -> tuple[str, list[Result]]:
     """(lower-case authserv-id, results) of one header value; raises Unparseable.
 
     Handles RFC 8601's comments (nested, anywhere), quoted values, the optional
-    version after the authserv-id, `none`, and method versions (`dkim/1`).
+    version after the authserv-id, `none`, and method versions (`dkim/1`). Only
+    printable ASCII is read: see the module docstring.
     """
-    parts = _split_semicolons(_strip_comments(value))
+    if not _SERVER_TEXT.fullmatch(value):
+        raise Unparseable("not printable ASCII")
+    try:
+        parts = _split_semicolons(strip_comments(value))
+    except Malformed as exc:
+        raise Unparseable(str(exc)) from None
     head = parts[0].split()
     if not head:
         raise Unparseable("no authserv-id")
@@ -131,12 +187,15 @@ def _passes_aligned(result: Result, from_domain: str) -> bool:
 
 
 def _aligned(domain: str, from_domain: str) -> bool:
+    """RFC 7489 §3.1 relaxed alignment: the same organizational domain."""
     if not domain or not from_domain:
         return False
-    if domain == from_domain:
-        return True
-    shorter, longer = sorted((domain, from_domain), key=len)
-    return "." in shorter and longer.endswith("." + shorter)
+    return domain == from_domain or _organizational(domain) == _organizational(from_domain)
+
+
+def _organizational(domain: str) -> str:
+    """The registrable domain (RFC 7489 §3.2); a public suffix is its own."""
+    return _PSL.privatesuffix(domain) or domain
 
 
 def _address_domain(value: str) -> str:
@@ -152,39 +211,6 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] == '"':
         return re.sub(r"\\(.)", r"\1", value[1:-1])
     return value
-
-
-def _strip_comments(value: str) -> str:
-    """Replace RFC 5322 comments (nested, with quoted-pairs) by a space, outside quotes."""
-    out: list[str] = []
-    depth = 0
-    in_quotes = False
-    chars = iter(value)
-    for char in chars:
-        if char == "\\" and (depth or in_quotes):
-            escaped = next(chars, "")
-            if in_quotes:
-                out.append(char + escaped)
-            continue
-        if in_quotes:
-            out.append(char)
-            in_quotes = char != '"'
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            if depth == 0:
-                raise Unparseable("unbalanced ')'")
-            depth -= 1
-            if depth == 0:
-                out.append(" ")
-        elif depth:
-            continue
-        else:
-            out.append(char)
-            in_quotes = char == '"'
-    if depth or in_quotes:
-        raise Unparseable("unterminated comment or quoted string")
-    return "".join(out)
 
 
 def _split_semicolons(value: str) -> list[str]:

@@ -58,6 +58,7 @@ import email.policy
 import re
 from collections.abc import Collection
 
+from mailgateway.headerfields import strip_comments
 from mailgateway.parser import InboundMail
 
 # Vendor headers whose presence marks machine-written mail; "no"-like values opt out.
@@ -149,7 +150,7 @@ _BOUNCE_BODY = re.compile(
     r"|i'm afraid i wasn't able to deliver your message"       # qmail
     r"|delivery to the following recipients? failed permanently"  # Gmail
     r"|this message was created automatically by mail delivery software"  # Exim
-    r"|the following message to <[^>]*> was undeliverable"     # Exchange
+    r"|the following message to <[^<>]*> was undeliverable"    # Exchange
     r"|your message could not be delivered to one or more recipients"
     r"|your message (?:cannot|could not) be delivered to the following recipients",
     re.IGNORECASE,
@@ -161,12 +162,15 @@ _EMBEDDED_HEADER_TYPES = frozenset({
     "message/rfc822-headers", "message/global-headers",
 })
 _FAILED_ACTIONS = frozenset({"failed"})
-_ADDRESS = re.compile(r"[^\s<>,;\"'()]+@[^\s<>,;\"'()]+")
+# What separates the addresses in an X-Loop value; split, not searched, so a long
+# value without an address costs one pass.
+_ADDRESS_SEPARATORS = re.compile(r"[\s<>,;\"'()]+")
+# The local part cannot hold `@`, so an id splits at its one `@` only (a class that
+# allowed it made a line of many `@` quadratic).
 _BODY_MESSAGE_ID = re.compile(
-    r"^[ \t>]*message-id:[ \t]*<?([^<>\s]+@[^<>\s]+?)>?[ \t]*$",
+    r"^[ \t>]*message-id:[ \t]*<?([^<>\s@]+@[^<>\s]+)>?[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
-_COMMENT = re.compile(r"\([^()]*\)")
 
 
 def detect(
@@ -191,7 +195,8 @@ def detect(
     for value in mail.header_all("x-loop"):
         if value.strip().lower() in {"yes", "true"}:
             return "x-loop"
-        if any(_base_address(found) in own for found in _ADDRESS.findall(value)):
+        if any("@" in token and _base_address(token) in own
+               for token in _ADDRESS_SEPARATORS.split(value)):
             return "x-loop: own address"
 
     for value in mail.header_all("auto-submitted"):
@@ -309,10 +314,7 @@ def _first_token(value: str) -> str:
 
     Comments are removed first (RFC 5322 CFWS), so `(auto) no` reads as `no`.
     """
-    previous = None
-    while previous != value:
-        previous, value = value, _COMMENT.sub(" ", value)
-    keyword = value.split(";", 1)[0].strip().lower()
+    keyword = strip_comments(value, strict=False).split(";", 1)[0].strip().lower()
     return keyword.split()[0] if keyword else ""
 
 

@@ -18,20 +18,24 @@ from sqlalchemy.orm import Session
 from helpdesk.models import InboundMail as InboundRecord
 from mailgateway.parser import InboundMail
 
-MAX_KEY = 900
+# In UTF-8 bytes: PostgreSQL's unique index refuses a key over about 2,700 bytes,
+# and 900 characters of four-byte ones would be 3,600.
+MAX_KEY_BYTES = 900
 
 
 def dedup_key(mail: InboundMail) -> str:
     """The normalized Message-ID, or a hash of the raw bytes when there is none.
 
-    The domain part of a Message-ID is case-insensitive, the local part is not.
+    The domain part of a Message-ID is case-insensitive, the local part is not. A
+    longer id is keyed by its hash, so every key fits the unique index.
     """
     if mail.message_id:
         local, at, domain = mail.message_id.strip().strip("<>").rpartition("@")
         key = f"{local}@{domain.lower()}" if at else mail.message_id.strip()
-        if len(key) <= MAX_KEY:
+        encoded = key.encode("utf-8", "replace")
+        if len(encoded) <= MAX_KEY_BYTES:
             return key
-        return "mid-sha256:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+        return "mid-sha256:" + hashlib.sha256(encoded).hexdigest()
     return "sha256:" + hashlib.sha256(mail.raw).hexdigest()
 
 

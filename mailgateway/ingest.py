@@ -2,44 +2,53 @@
 `ingest` with the raw bytes and the envelope, so a mail gets the same outcome
 whichever way it arrives (SPEC §7).
 
-Steps, each in its own module: parse (`parser`) → deduplicate (`dedup`) → auto-mail
-(`automail`) → match a ticket (`matching`) → authorize (`authentication`,
-`authorization`) → store (`storage`) → create or append through TicketsService
-(which queues the notifications). An
-auto-mail that bounces one of our notifications marks that notification bounced
-and its address undeliverable, and is otherwise ignored like any auto-mail. Every mail is recorded in the
-inbound-mail table with its outcome in the same transaction as its effect, so a
-caller that acknowledges only after `ingest` returned never loses a mail: a
-database failure raises `TransientError` (SMTP 451, IMAP leaves the message), and
-any other failure parks the raw mail in quarantine instead of dropping it.
+Steps, each in its own module: parse (`parser`, within `limits`) → deduplicate
+(`dedup`) → auto-mail (`automail`) → match a ticket (`matching`) → authorize
+(`authentication`, `authorization`) → store (`storage`) → create or append
+through TicketsService (which queues the notifications). An auto-mail that
+bounces one of our notifications marks that notification bounced and its address
+undeliverable, and is otherwise ignored like any auto-mail.
+
+Every mail is recorded in the inbound-mail table with its outcome in the same
+transaction as its effect, so a caller that acknowledges only after `ingest`
+returned never loses a mail. Only the database failing raises `TransientError`
+(SMTP 451, IMAP leaves the message); anything else that goes wrong (a value the
+database refuses, a bug) quarantines the raw mail, because answering "try again"
+to a mail that fails the same way each time is how a poison mail blocks a queue.
 """
 from __future__ import annotations
 
 import enum
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Column
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk.clock import now
-from helpdesk.database import adopt
+from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
 from helpdesk.numbering import format_number
 from helpdesk.services import Actor, TicketsService, notifications
+from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT
 from mailgateway import authentication, authorization, automail, matching, message_ids, storage
 from mailgateway.dedup import dedup_key, earlier_delivery
+from mailgateway.limits import MailLimits
 from mailgateway.message_ids import Signer
-from mailgateway.parser import InboundMail, parse
+from mailgateway.parser import InboundMail, clean, parse
 
 log = logging.getLogger("mailgateway.ingest")
 
 _INSERT_RECORD = InboundRecord.__table__.insert().returning(InboundRecord.__table__.c.id)
+_COLUMNS = InboundRecord.__table__.c
 
 
 class Outcome(str, enum.Enum):
@@ -69,8 +78,9 @@ class Result:
     message_id: str | None
     inbound_id: int | None = None
     ticket_number: str | None = None
-    # Quarantined because it could not be processed (unparseable, or a failure that
-    # is not the database's), not by a policy: the IMAP poller files it as failed.
+    # Quarantined because it could not be processed (unparseable, over a structural
+    # limit, or a failure that is not the database's), not by a sender policy: the
+    # IMAP poller files it as failed.
     failed: bool = False
 
 
@@ -92,8 +102,14 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
     """Record one mail and its effect in one commit; never loses an accepted mail.
 
     `parsed` is `parse(raw)` when the caller has it already (the IMAP poller reads
-    each mail before deciding whether it may run beside others)."""
-    mail = parsed if parsed is not None else parse(raw)
+    each mail before deciding whether it may run beside others).
+
+    Only the database failing (`helpdesk.database.is_transient`) raises
+    `TransientError`, and only the first time for a given mail in this process:
+    when the same mail fails that way again while the database can still store
+    its raw bytes, it is parked in quarantine instead, so that no mail is answered
+    "try again later" forever. Every other failure quarantines the raw mail."""
+    mail = parsed if parsed is not None else parse(raw, MailLimits.from_config(config))
     key = dedup_key(mail)
     session = db.session
     try:
@@ -111,21 +127,10 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
             if previous is None:
                 raise
             result = previous
-    except DBAPIError as exc:
+    except Exception as exc:  # sorted below: the database's trouble, or the mail's
         session.rollback()
-        if isinstance(exc, IntegrityError):
-            result = _quarantine_after_failure(session, mail, key, envelope, exc)
-        else:
-            raise TransientError(str(exc.orig or exc)) from exc
-    except Exception as exc:  # a bug or an input we did not foresee: park it, do not drop it
-        session.rollback()
-        previous = _previous(session, key)  # an earlier delivery met the same fate
-        session.rollback()
-        if previous is not None:
-            result = previous
-        else:
-            log.exception("processing failed for %s; quarantining", mail.message_id)
-            result = _quarantine_after_failure(session, mail, key, envelope, exc)
+        result = _after_failure(session, mail, key, envelope, exc)
+    _deferred.forget(key)
     log.info("mail %s via %s: %s%s%s", mail.message_id or key, envelope.channel,
              result.outcome.value, f" {result.ticket_number}" if result.ticket_number else "",
              f" ({result.reason})" if result.reason else "")
@@ -137,7 +142,7 @@ def refuse_oversized(head: bytes, size: int, envelope: Envelope,
     """Record a mail too big to take (`MAX_MESSAGE_BYTES`) that is already in a
     mailbox, so it cannot be refused the SMTP way (552): its header is kept and the
     outcome is `rejected`; the poller files the whole mail in the failed folder."""
-    mail = parse(head)
+    mail = parse(head, MailLimits.from_config(config))
     key = dedup_key(mail)
     reason = (f"{size} bytes, larger than MAX_MESSAGE_BYTES ({config['MAX_MESSAGE_BYTES']}); "
               "only its header was stored")
@@ -161,6 +166,58 @@ def refuse_oversized(head: bytes, size: int, envelope: Envelope,
     return Result(Outcome.REJECTED, reason, mail.message_id, record.id, failed=True)
 
 
+class _RecentlyDeferred:
+    """Dedup keys of mail this process answered "try again later", newest last and
+    at most `size` of them: a mail that comes back and fails again is parked."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def failed_before(self, key: str) -> bool:
+        """Whether `key` was deferred before; remembers it either way."""
+        with self._lock:
+            if key in self._keys:
+                self._keys.move_to_end(key)
+                return True
+            self._keys[key] = None
+            if len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+            return False
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._keys.pop(key, None)
+
+
+_deferred = _RecentlyDeferred()
+
+
+def _after_failure(session: Session, mail: InboundMail, key: str, envelope: Envelope,
+                   exc: Exception) -> Result:
+    """What to answer for a mail whose processing raised `exc` (rolled back already)."""
+    if is_transient(exc):
+        if not _deferred.failed_before(key):
+            raise TransientError(str(getattr(exc, "orig", None) or exc)) from exc
+        log.warning("mail %s failed again (%s); parking it in quarantine", key, exc)
+        return _park(session, mail, key, envelope, f"failed twice: {type(exc).__name__}")
+    try:
+        previous = _previous(session, key)  # an earlier delivery met the same fate
+        session.rollback()
+        if previous is not None:
+            return previous
+        log.error("processing failed for %s; quarantining", key, exc_info=exc)
+        return _quarantine_after_failure(session, mail, key, envelope, exc)
+    except Exception as second:  # the quarantine path itself
+        session.rollback()
+        if is_transient(second):
+            raise TransientError(str(getattr(second, "orig", None) or second)) from second
+        log.exception("quarantining %s failed; parking its raw bytes", key)
+        return _park(session, mail, key, envelope, f"{type(exc).__name__}, then "
+                     f"{type(second).__name__} while quarantining")
+
+
 def _previous(session: Session, key: str) -> Result | None:
     earlier = earlier_delivery(session, key)
     if earlier is None:
@@ -179,17 +236,42 @@ def _quarantine_after_failure(
     # Rows adopted by the rolled-back attempt are still in the session, expired; a
     # new row may get one of their ids again (SQLite reuses them).
     session.expunge_all()
+    record = _record(mail, key, envelope, Outcome.QUARANTINED,
+                     f"processing failed: {type(exc).__name__}: {exc}")
+    session.add(record)
+    session.flush()
+    session.add(QuarantineItem(inbound_mail_id=record.id, reason=record.reason))
+    session.commit()
+    return Result(Outcome.QUARANTINED, record.reason, mail.message_id, record.id, failed=True)
+
+
+def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope,
+          why: str) -> Result:
+    """The last resort: the raw bytes and fixed words only, nothing the mail chose
+    but its dedup key (made safe by `dedup_key`), so this cannot fail on the mail."""
+    session.expunge_all()
+    reason = f"processing failed ({why}); parked with its raw bytes for review"
     try:
-        record = _record(mail, key, envelope, Outcome.QUARANTINED,
-                         f"processing failed: {type(exc).__name__}: {exc}"[:2000])
+        record = InboundRecord(dedup_key=key, message_id=None, channel=envelope.channel,
+                               mail_from="", from_address="", recipients="", subject="",
+                               size=len(mail.raw), outcome=Outcome.QUARANTINED.value,
+                               reason=reason, raw=mail.raw, received_at=now())
         session.add(record)
         session.flush()
-        session.add(QuarantineItem(inbound_mail_id=record.id, reason=record.reason))
+        session.add(QuarantineItem(inbound_mail_id=record.id, reason=reason))
         session.commit()
-    except DBAPIError as db_exc:
+    except IntegrityError:
         session.rollback()
-        raise TransientError(str(db_exc)) from db_exc
-    return Result(Outcome.QUARANTINED, record.reason, mail.message_id, record.id, failed=True)
+        previous = _previous(session, key)
+        session.rollback()
+        if previous is None:
+            raise
+        return previous
+    except DBAPIError as exc:
+        session.rollback()
+        raise TransientError(str(exc.orig or exc)) from exc
+    _deferred.forget(key)
+    return Result(Outcome.QUARANTINED, reason, mail.message_id, record.id, failed=True)
 
 
 def _record(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
@@ -199,13 +281,20 @@ def _record(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
 
 def _record_values(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
                    reason: str, ticket_id: int | None = None) -> dict[str, Any]:
+    """The inbound record's columns, each cleaned and cut to fit (the envelope and
+    the reason quote the sender too)."""
     return dict(
-        dedup_key=key, message_id=mail.message_id, channel=envelope.channel,
-        mail_from=envelope.mail_from[:320], from_address=mail.from_address[:320],
-        recipients=",".join(envelope.recipients), subject=mail.subject[:1000],
-        size=len(mail.raw), outcome=outcome.value, reason=reason, raw=mail.raw,
-        ticket_id=ticket_id,
+        dedup_key=key, message_id=_fit(mail.message_id, _COLUMNS.message_id) or None,
+        channel=envelope.channel, mail_from=_fit(envelope.mail_from, _COLUMNS.mail_from),
+        from_address=_fit(mail.from_address, _COLUMNS.from_address),
+        recipients=clean(",".join(envelope.recipients)),
+        subject=_fit(mail.subject, _COLUMNS.subject), size=len(mail.raw),
+        outcome=outcome.value, reason=clean(reason), raw=mail.raw, ticket_id=ticket_id,
     )
+
+
+def _fit(text: str | None, column: Column[Any]) -> str:
+    return clean(text or "")[:column.type.length]
 
 
 def _process_new(session: Session, mail: InboundMail, key: str, envelope: Envelope,
@@ -228,12 +317,17 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
            config: Mapping[str, Any], approved_by: Actor | None = None) -> _Decision:
     """What should happen to this mail. Reads only; `apply` does the writing.
 
-    `approved_by` is a staff member who vouched for the mail in quarantine review:
-    the sender is then treated as authorized, exactly as if a rule had matched.
+    `approved_by` is a staff member who vouched for the mail in quarantine review.
+    That vouches for the sender as a customer who may open a ticket, exactly as if
+    a rule had matched, and for nothing more: a sender who does not belong on the
+    ticket the mail names still gets a new ticket linked to it, and a staff address
+    still needs its proof (SPEC §7 step 5).
     """
     if mail.parse_error and approved_by is None:
         return _Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}",
                          failed=True)
+    if mail.over_limit and approved_by is None:
+        return _Decision(Outcome.QUARANTINED, f"over a limit: {mail.over_limit}", failed=True)
     support = config["SUPPORT_ADDRESSES"]
     signer = Signer.from_config(config)
     reason = None
@@ -254,12 +348,10 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
         if approved_by is None:
             return _Decision(Outcome.QUARANTINED, "no readable From address")
         raise ValueError("a mail without a From address cannot become a ticket")
-    trusted = approved_by is not None or authentication.sender_is_authenticated(
-        mail, config["TRUSTED_AUTHSERV_ID"])
+    verdict = authentication.check(mail, config["TRUSTED_AUTHSERV_ID"])
+    trusted = approved_by is not None or verdict.believed
     known = authorization.identify(session, sender) if trusted else authorization.UNKNOWN
-    customer = Actor.customer(sender, mail.from_name)
-    staff = session.get(StaffUser, known.staff_id) if known.staff_id is not None else None
-    actor = Actor.staff(staff) if staff is not None else customer
+    customer = Actor.customer(sender, mail.from_name[:MAX_NAME])
 
     match = matching.find_ticket(
         session, mail, matching.recipients(mail, envelope.recipients),
@@ -268,19 +360,15 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
     if match is not None:
         ticket = match.ticket
         number = _number(ticket, config)
-        if trusted and (approved_by or authorization.may_reply(session, ticket, sender)):
-            if ticket.status == "cancelled" and not staff:
+        if trusted and authorization.may_reply(session, ticket, sender):
+            if known.staff_id is not None:
+                return _staff_mail(session, mail, match, known.staff_id, verdict, signer, number)
+            if ticket.status == "cancelled":
                 return _Decision(Outcome.CREATED, f"reply to cancelled {number}; new ticket",
                                  ticket, organization_id or ticket.organization_id, customer)
-            if staff is not None and match.answers_staff_mail:
-                # A staff member answering an SLA alert writes to colleagues, not to the
-                # customer: a public reply would be mailed to the customer.
-                return _Decision(Outcome.APPENDED, f"matched {number} by {match.method}; "
-                                 "staff answer to a staff alert, kept as an internal note",
-                                 ticket, actor=actor, internal=True)
             return _Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket,
-                             actor=actor)
-        if known.authorized:
+                             actor=customer)
+        if known.authorized or approved_by is not None:
             return _Decision(Outcome.CREATED, f"{sender} does not belong on {number}; "
                              "new ticket linked to it", ticket, organization_id, customer)
         return _unknown_sender(config, f"{sender} does not belong on {number}", ticket, customer)
@@ -289,6 +377,42 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
                          organization_id=organization_id, actor=customer)
     why = "unknown sender" if trusted else "From not authenticated"
     return _unknown_sender(config, f"{why}: {sender}", None, customer)
+
+
+def _staff_mail(session: Session, mail: InboundMail, match: matching.Match, staff_id: int,
+                verdict: authentication.Verdict, signer: Signer, number: str) -> _Decision:
+    """A mail whose From is a staff address, on the ticket it matched.
+
+    It acts as the staff member only with proof: it answers a signed Message-ID
+    the helpdesk sent to that address, or the trusted server says its From passed
+    DMARC or aligned SPF/DKIM. Without proof anyone could have written it, so it is
+    kept as an internal note labelled unverified: never mailed to the customer,
+    never the SLA's first response, never signed with the staff member's name.
+    """
+    ticket = match.ticket
+    found = f"matched {number} by {match.method}"
+    staff = session.get(StaffUser, staff_id)
+    proven = staff is not None and (
+        verdict is authentication.Verdict.PASS
+        or matching.answers_mail_sent_to(session, mail, signer, ticket, mail.from_address))
+    if not proven:
+        return _Decision(Outcome.APPENDED, f"{found}; From is the staff address "
+                         f"{mail.from_address} but the mail carries no proof (it answers no "
+                         "mail the helpdesk sent to that address, and no trusted "
+                         "Authentication-Results passed), so it is kept as an unverified "
+                         "internal note", ticket,
+                         actor=Actor.unverified(mail.from_address, mail.from_name[:MAX_NAME]),
+                         internal=True)
+    actor = Actor.staff(staff)
+    if match.answers_staff_mail:
+        # A staff member answering an SLA alert writes to colleagues, not to the
+        # customer: a public reply would be mailed to the customer.
+        return _Decision(Outcome.APPENDED, f"{found}; staff answer to a staff alert, kept "
+                         "as an internal note", ticket, actor=actor, internal=True)
+    if ticket.status == "cancelled":
+        return _Decision(Outcome.APPENDED, f"{found}; the ticket is cancelled, so the staff "
+                         "answer is kept as an internal note", ticket, actor=actor, internal=True)
+    return _Decision(Outcome.APPENDED, found, ticket, actor=actor)
 
 
 def _unknown_sender(config: Mapping[str, Any], reason: str, linked: Ticket | None,
@@ -305,6 +429,7 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
           config: Mapping[str, Any]) -> Result:
     """Carry out a decision inside the caller's transaction (no commit here)."""
     service = TicketsService.from_config(session, config)
+    limits = MailLimits.from_config(config)
     number = None
     if decision.outcome is Outcome.QUARANTINED:
         session.add(QuarantineItem(inbound_mail_id=record.id, reason=decision.reason))
@@ -312,14 +437,19 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
         for row in decision.bounced:
             notifications.record_bounce(session, row, f"reported by inbound mail #{record.id}")
     elif decision.outcome is Outcome.CREATED:
-        files, notes = storage.attachments(mail, _limits(config))
+        files, notes = storage.attachments(mail, limits)
         support = set(config["SUPPORT_ADDRESSES"])
         cc = [(name, addr) for name, addr in mail.to + mail.cc
               if addr not in support and not _is_plus_of(addr, support)]
+        if len(cc) > limits.cc_participants:
+            notes.append(f"{len(cc) - limits.cc_participants} more To/Cc addresses were not "
+                         f"added as participants: more than {limits.cc_participants} "
+                         "(MAX_CC_PARTICIPANTS).")
+            cc = cc[:limits.cc_participants]
         ticket = service.open_ticket(
-            subject=(mail.subject or "(no subject)")[:500],
-            description=_with_notes(storage.display_text(mail) or "(no text)", notes),
-            requester_email=mail.from_address, requester_name=mail.from_name,
+            subject=(mail.subject or "(no subject)")[:MAX_SUBJECT],
+            description=_with_notes(storage.display_text(mail) or "(no text)", mail.notes + notes),
+            requester_email=mail.from_address, requester_name=mail.from_name[:MAX_NAME],
             channel="email", actor=decision.actor or Actor.customer(mail.from_address),
             is_email_originated=True, organization_id=decision.organization_id,
             cc=[(addr, name) for name, addr in cc], linked_ticket=decision.ticket,
@@ -331,9 +461,10 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
         set_committed_value(record, "ticket_id", ticket.id)
         number = service.display_number(ticket)
     elif decision.outcome is Outcome.APPENDED and decision.ticket is not None:
-        files, notes = storage.attachments(mail, _limits(config))
+        files, notes = storage.attachments(mail, limits)
         service.add_message(
-            decision.ticket, body=_with_notes(storage.display_text(mail) or "(no text)", notes),
+            decision.ticket,
+            body=_with_notes(storage.display_text(mail) or "(no text)", mail.notes + notes),
             actor=decision.actor or Actor.customer(mail.from_address), channel="email",
             internal=decision.internal, body_html=storage.sanitized_html(mail),
             inbound_mail_id=record.id, attachments=files,
@@ -347,10 +478,6 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
 
 def _with_notes(text: str, notes: list[str]) -> str:
     return text if not notes else text + "\n\n" + "\n".join(f"[{note}]" for note in notes)
-
-
-def _limits(config: Mapping[str, Any]) -> storage.Limits:
-    return storage.Limits(config["MAX_ATTACHMENT_BYTES"], config["MAX_ATTACHMENTS_TOTAL_BYTES"])
 
 
 def _number(ticket: Ticket, config: Mapping[str, Any]) -> str:

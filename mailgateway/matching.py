@@ -8,6 +8,7 @@
 
 Finding T is not permission to write into it: `authorization.may_reply` decides
 that, so a stranger who types a ticket number never lands in someone else's ticket.
+`answers_mail_sent_to` is the proof a staff address needs (SPEC §7 step 5).
 """
 from __future__ import annotations
 
@@ -63,6 +64,18 @@ def find_ticket(
         if ticket is not None:
             return Match(ticket, "plus-address")
     return None
+
+
+def answers_mail_sent_to(session: Session, mail: InboundMail, signer: Signer, ticket: Ticket,
+                         address: str) -> bool:
+    """Does the mail answer a signed Message-ID the helpdesk sent to `address` about
+    `ticket`? Only that mailbox received the id (the MAC binds it to its recipient,
+    and mail to others never quotes it), so knowing it proves the sender reads it."""
+    for message_id, _method in _candidate_ids(mail):
+        row = message_ids.sent_row(session, signer, message_id)
+        if row is not None and row.ticket_id == ticket.id and row.to_address == address:
+            return True
+    return False
 
 
 def plus_address_numbers(recipients: Iterable[str], prefix: str) -> list[int]:

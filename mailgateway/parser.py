@@ -10,6 +10,13 @@ header fields turn into lists when a header repeats. Its address grammar
 (`get_addresses`) is used: it recovers the display-name tricks real mail carries.
 Encoded words are RFC 2047, parameters RFC 2231. Bytes that are not mail at all
 come back with `parse_error` set and the raw bytes kept, for the quarantine.
+
+Every byte is the sender's choice, so the work is bounded (SPEC §7): the MIME
+reader stops at the part and nesting caps of `mailgateway.limits`, the header is
+measured before it is read, no regular expression here can backtrack
+super-linearly, and control characters never leave header text (PostgreSQL
+refuses NUL, and a CR or LF in a name would break the mail we send back). A mail
+over a structural cap comes back with `over_limit` set and its header only.
 """
 from __future__ import annotations
 
@@ -22,9 +29,9 @@ import unicodedata
 from base64 import b64decode
 from binascii import Error as Base64Error
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.parser import BytesParser
 from email.errors import MessageError, StartBoundaryNotFoundDefect
+from email.feedparser import BytesFeedParser
+from email.parser import BytesParser
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
@@ -35,6 +42,8 @@ from mailparser.exceptions import MailParserError
 from mailparser.utils import as_string_safe, get_addresses
 
 from mailgateway import charsets
+from mailgateway.limits import DEFAULT as DEFAULT_LIMITS
+from mailgateway.limits import MailLimits
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +68,16 @@ class InboundMail:
     to: list[tuple[str, str]] = field(default_factory=list)   # (name, lower-case address)
     cc: list[tuple[str, str]] = field(default_factory=list)
     headers: list[tuple[str, str]] = field(default_factory=list)  # (lower-case name, decoded value), in order, duplicates kept
+    # The same fields as sent: unfolded, nothing decoded or normalised (8-bit bytes as
+    # surrogate escapes), for values whose bytes matter (Authentication-Results).
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = "text/plain"        # top-level, lower-case
     text_body: str = ""
     html_body: str | None = None            # as sent (NOT sanitized here)
     attachments: list[Attachment] = field(default_factory=list)
     parse_error: str | None = None          # set when the bytes could not be read as mail at all
+    over_limit: str | None = None           # a structural cap it exceeds: only its header was read
+    notes: list[str] = field(default_factory=list)  # what was left out, for the people reading it
 
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive name), or None."""
@@ -74,9 +88,17 @@ class InboundMail:
         name = name.lower()
         return [value for key, value in self.headers if key == name]
 
+    def raw_header_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.raw_headers if key == name]
+
 
 MAX_FILENAME_LENGTH = 150
-_MAX_DEPTH = 40
+# Message-IDs threading looks at: RFC 5322 §3.6.4 lets References grow with every
+# answer, and a thread keeps its first id and its newest ones. Longer ids are not
+# ids (RFC 5322's line limit is 998).
+MAX_THREAD_IDS = 50
+MAX_ID_LENGTH = 998
 
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"   # Outlook .msg and other OLE files
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
@@ -87,13 +109,33 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_BREAK = re.compile(r"\r\n?")
 _WHITESPACE = re.compile(r"\s+")
 _ANGLE_ID = re.compile(r"<([^<>]*)>")
-_META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]+)", re.IGNORECASE)
+# `[^<>]`: a scan that fails stops at the next tag, so failing scans never overlap
+# (a plain `[^>]*` rescans to the end of the text from every `<meta`).
+_META_CHARSET = re.compile(rb"<meta[^<>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]+)", re.IGNORECASE)
 _UNSAFE_FILENAME_CHARS = re.compile(r'[<>:"|?*]')
-_BREAK_TAG = re.compile(r"<\s*br\b[^>]*>", re.IGNORECASE)
-_BLOCK_TAG = re.compile(
-    r"<\s*/?\s*(?:p|div|tr|li|ul|ol|table|h[1-6]|blockquote|hr|pre|section|article"
-    r"|header|footer|dd|dt|dl)\b[^>]*>", re.IGNORECASE)
-_CELL_END = re.compile(r"<\s*/\s*t[dh]\s*>", re.IGNORECASE)
+_BLANK_LINES = re.compile(r"\n{3,}")
+# C0 and C1 controls (tab and line breaks included: header text is one line) and
+# lone surrogates.
+_CONTROLS: dict[int, str | None] = dict.fromkeys(
+    [*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000)])
+_CONTROLS[0x09] = " "
+# Attachment columns (`helpdesk.models.Attachment`): a longer type or Content-ID is
+# no real one.
+_MAX_TYPE_LENGTH = 255
+# HTML-only mail is read as text by keeping only the layout tags (see _html_to_text)
+# and replacing each by what it means for the layout.
+_BLOCK_TAGS = ("p", "div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5",
+               "h6", "blockquote", "hr", "pre", "section", "article", "header", "footer",
+               "dd", "dt", "dl")
+_TAG_TEXT = {
+    "br": "\n",
+    **{tag: "\n\n" for tag in _BLOCK_TAGS}, **{"/" + tag: "\n\n" for tag in _BLOCK_TAGS},
+    "td": "", "th": "", "/td": " ", "/th": " ",
+}
+_INVISIBLE_TAGS = {"script", "style", "head", "title"}
+# A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
+# only start at a tag and never looks further than its 12 characters.
+_CANONICAL_TAG = re.compile(r"<(/?[a-z0-9]{1,10})>")
 
 # A header-less body whose first line happens to look like "Word: text" is not mail:
 # real mail carries at least one of these.
@@ -135,10 +177,14 @@ class _NotMail(Exception):
         self.text = text
 
 
-def parse(raw: bytes) -> InboundMail:
+class _OverLimit(Exception):
+    """The mail exceeds a structural cap of `MailLimits`: only its header is read."""
+
+
+def parse(raw: bytes, limits: MailLimits = DEFAULT_LIMITS) -> InboundMail:
     """Read any bytes as mail; never raises (unreadable mail goes to quarantine)."""
     try:
-        return _parse(raw)
+        return _parse(raw, limits)
     except _NotMail as not_mail:
         return InboundMail(raw=raw, message_id=None, text_body=not_mail.text,
                            parse_error=not_mail.reason)
@@ -148,27 +194,42 @@ def parse(raw: bytes) -> InboundMail:
                            parse_error=f"parser failure: {type(exc).__name__}")
 
 
-def _parse(raw: bytes) -> InboundMail:
+def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
     data = _unwrap(bytes(raw))
     if not data.strip():
         raise _NotMail("empty message")
     if data.startswith(_OLE2_MAGIC):
         raise _NotMail("Outlook .msg (OLE2) file, not RFC 5322 mail")
+    budget = _Budget(limits, len(data))
+    over_limit = _header_over_limit(data, limits)
     try:
-        message = _read_message(data)
+        if over_limit is not None:
+            raise _OverLimit(over_limit)
+        message = _read_message(data, budget)
+        _require_mail_headers(message, data)
+        content = _Content(_first_charset(message), budget)
+        content.walk(message, parent="", in_attachment=False, depth=0)
+    except _OverLimit as exc:
+        over_limit = str(exc)
+        message = BytesParser(policy=compat32).parsebytes(_bounded_header(data, limits),
+                                                         headersonly=True)
+        _require_mail_headers(message, data)
+        content = _Content(_first_charset(message), budget)
     except RecursionError:
         raise _NotMail("MIME structure nested too deeply") from None
-    if not any(_is_mail_header(name) for name in message.keys()):
-        raise _NotMail("no mail headers", _salvage_text(data))
-
-    hint = _first_charset(message)
-    content = _Content(hint)
-    content.walk(message, parent="", in_attachment=False, depth=0)
+    hint = content.hint
+    notes: list[str] = []
+    if over_limit is not None:
+        notes.append(f"Only the header of this mail was read: {over_limit}. "
+                     "The whole mail is kept as it arrived.")
     plain = [text.rstrip() for text in content.plain if text.strip()]
     html_body = "\n".join(html for html in content.html if html.strip()) or None
     text_body = "\n\n".join(plain)
     if not text_body and html_body:
-        text_body = _html_to_text(html_body)
+        if len(html_body) > limits.html_text_chars:
+            notes.append(f"Only the first {limits.html_text_chars} characters of the HTML "
+                         "were read as text (MAX_HTML_TO_TEXT_CHARS).")
+        text_body = _html_to_text(html_body[:limits.html_text_chars])
 
     from_name, from_address = next(iter(_addresses(_values(message, "from"), hint)), ("", ""))
     subject = _values(message, "subject")
@@ -184,10 +245,14 @@ def _parse(raw: bytes) -> InboundMail:
         cc=_addresses(_values(message, "cc"), hint),
         headers=[(name.strip().lower(), _header_text(str(value), hint))
                  for name, value in message.raw_items()],
+        raw_headers=[(name.strip().lower(), _unfolded(str(value)).strip(" \t\r\n"))
+                     for name, value in message.raw_items()],
         content_type=_header_view(message).get_content_type().lower(),
         text_body=text_body,
         html_body=html_body,
         attachments=content.attachments,
+        over_limit=over_limit,
+        notes=notes,
     )
 
 
@@ -209,17 +274,98 @@ def _unwrap(data: bytes) -> bytes:
     return data
 
 
-def _read_message(data: bytes) -> Message:
+def _header_end(data: bytes) -> int:
+    """Where the top-level header ends (after its blank line), or the length of `data`."""
+    ends = [index + len(blank) for blank in (b"\n\n", b"\n\r\n")
+            if (index := data.find(blank)) != -1]
+    return min(ends, default=len(data))
+
+
+def _header_over_limit(data: bytes, limits: MailLimits) -> str | None:
+    """Why the top-level header is over its caps, measured on the bytes before it is read."""
+    head = data[:_header_end(data)]
+    if len(head) > limits.header_bytes:
+        return f"header of {len(head)} bytes, more than MAX_HEADER_BYTES ({limits.header_bytes})"
+    fields = head.count(b"\n") - head.count(b"\n ") - head.count(b"\n\t")
+    if fields > limits.header_fields:
+        return (f"about {fields} header fields, more than MAX_HEADER_FIELDS "
+                f"({limits.header_fields})")
+    return None
+
+
+def _bounded_header(data: bytes, limits: MailLimits) -> bytes:
+    """The first header fields within the caps, for a mail that is read no further."""
+    head = data[:min(_header_end(data), limits.header_bytes)]
+    kept: list[bytes] = []
+    fields = 0
+    for line in head.split(b"\n"):
+        if not line.strip():
+            break
+        if line[:1] not in (b" ", b"\t"):
+            fields += 1
+            if fields > limits.header_fields:
+                break
+        kept.append(line)
+    return b"\n".join(kept) + b"\n\n"
+
+
+@dataclass
+class _Budget:
+    """What is left of one mail's caps while its MIME tree is read, broken
+    multiparts read again (`_salvage_multipart`) included."""
+
+    limits: MailLimits
+    reread_bytes: int      # bytes that may be read a second time
+    parts: int = 0
+
+
+class _Part(Message):
+    """A compat32 message that knows how deep it sits, so that reading stops at the
+    nesting cap instead of building (and later walking) a tree of any depth."""
+
+    depth = 0
+    budget: _Budget
+
+    def attach(self, payload: Message) -> None:  # type: ignore[override]
+        if isinstance(payload, _Part):
+            payload.depth = self.depth + 1
+            if payload.depth > self.budget.limits.mime_depth:
+                raise _OverLimit(f"MIME parts nested deeper than MAX_MIME_DEPTH "
+                                 f"({self.budget.limits.mime_depth})")
+        super().attach(payload)
+
+
+def _read_tree(data: bytes, budget: _Budget) -> Message:
+    """The standard library's MIME reader, stopped at the part and nesting caps."""
+    def new_part() -> _Part:
+        budget.parts += 1
+        if budget.parts > budget.limits.mime_parts:
+            raise _OverLimit(f"more than MAX_MIME_PARTS ({budget.limits.mime_parts}) MIME parts")
+        part = _Part()
+        part.budget = budget
+        return part
+
+    parser = BytesFeedParser(new_part, policy=compat32)
+    parser.feed(data)
+    return parser.close()
+
+
+def _read_message(data: bytes, budget: _Budget) -> Message:
     """The compat32 tree, or the headers alone when the MIME structure is unreadable.
 
     The standard library raises on a few broken MIME parameters (a NUL in an RFC
     2231 boundary); the headers are still read then, and the body kept unsplit.
     """
     try:
-        return message_from_bytes(data, policy=compat32)
+        return _read_tree(data, budget)
     except _EMAIL_FAILURES as exc:
         log.info("MIME structure unreadable (%s); reading the headers only", exc)
     return BytesParser(policy=compat32).parsebytes(data, headersonly=True)
+
+
+def _require_mail_headers(message: Message, data: bytes) -> None:
+    if not any(_is_mail_header(name) for name in message.keys()):
+        raise _NotMail("no mail headers", _salvage_text(data))
 
 
 def _is_mail_header(name: str) -> bool:
@@ -251,8 +397,15 @@ def _first_charset(message: Message) -> str | None:
 # -- headers ---------------------------------------------------------------------------
 
 def _header_text(value: str, hint: str | None) -> str:
-    """Unfolded, 8-bit bytes decoded, encoded words decoded."""
-    return _decode_encoded_words(_unfolded(_eight_bit(value, hint))).strip()
+    """Unfolded, 8-bit bytes decoded, encoded words decoded, control characters removed."""
+    return clean(_decode_encoded_words(_unfolded(_eight_bit(value, hint)))).strip()
+
+
+def clean(text: str) -> str:
+    """One line of text fit to store: no control characters (NUL, CR, LF, escapes; a
+    tab becomes a space) and no lone surrogates (undecodable bytes), both of which
+    databases refuse or the mail we send back would carry."""
+    return text.translate(_CONTROLS)
 
 
 def _eight_bit(value: str, hint: str | None) -> str:
@@ -312,11 +465,12 @@ def _decode_run(run: list[tuple[str, bytes]]) -> str:
     index = 0
     while index < len(run):
         label, data = run[index]
+        chunks = [data]
         index += 1
         while index < len(run) and run[index][0].lower() == label.lower():
-            data += run[index][1]
+            chunks.append(run[index][1])
             index += 1
-        text.append(charsets.decode(data, label))
+        text.append(charsets.decode(b"".join(chunks), label))
     return "".join(text)
 
 
@@ -326,11 +480,11 @@ def _addresses(values: list[str], hint: str | None) -> list[tuple[str, str]]:
     seen: set[str] = set()
     for value in values:
         for name, address in _mailboxes(_unfolded(_eight_bit(value, hint))):
-            address = address.strip().lower()
+            address = clean(address).strip().lower()
             if not _plausible_address(address) or address in seen:
                 continue
             seen.add(address)
-            name = _collapse(_decode_encoded_words(name)).strip("\"' ")
+            name = _collapse(clean(_decode_encoded_words(name))).strip("\"' ")
             result.append(("" if name.lower() == address else name, address))
     return result
 
@@ -361,17 +515,23 @@ def _message_id(values: list[str], hint: str | None) -> str | None:
 
 
 def _id_list(values: list[str], hint: str | None) -> list[str]:
-    """Message-IDs in order, without <>; bare ids only when they look like ids (have @)."""
-    ids: list[str] = []
+    """Message-IDs in order, without <>; bare ids only when they look like ids (have @).
+
+    At most MAX_THREAD_IDS: the first and the newest, as RFC 5322 trims References.
+    """
+    ids: dict[str, None] = {}
     for value in values:
         text = _header_text(value, hint)
         found = _ANGLE_ID.findall(text) or [
             token for token in re.split(r"[\s,]+", text) if "@" in token]
         for item in found:
             item = _WHITESPACE.sub("", item).strip("<>")
-            if item and item not in ids:
-                ids.append(item)
-    return ids
+            if item and len(item) <= MAX_ID_LENGTH:
+                ids[item] = None
+    listed = list(ids)
+    if len(listed) > MAX_THREAD_IDS:
+        listed = listed[:1] + listed[-(MAX_THREAD_IDS - 1):]
+    return listed
 
 
 # -- MIME parts --------------------------------------------------------------------------
@@ -410,26 +570,27 @@ class _Content:
     """Body texts and attachments collected while walking the MIME tree."""
 
     hint: str | None
+    budget: _Budget
     plain: list[str] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
 
     def walk(self, part: Message, *, parent: str, in_attachment: bool, depth: int) -> None:
         """Sort a part into body text or attachment; enclosed messages stay whole."""
-        if depth > _MAX_DEPTH:
-            log.warning("MIME parts nested deeper than %d levels left out", _MAX_DEPTH)
-            return
+        if depth > self.budget.limits.mime_depth:
+            raise _OverLimit(f"MIME parts nested deeper than MAX_MIME_DEPTH "
+                             f"({self.budget.limits.mime_depth})")
         view = _header_view(part)
         content_type = view.get_content_type().lower()
         if content_type.startswith("message/"):
             self._attach(part, view, content_type, parent)
         elif part.is_multipart():
             inside = in_attachment or view.get_content_disposition() == "attachment"
-            for child in [*part.get_payload(), *_epilogue_parts(part)]:
+            for child in [*part.get_payload(), *_epilogue_parts(part, self.budget)]:
                 if isinstance(child, Message):
                     self.walk(child, parent=content_type, in_attachment=inside, depth=depth + 1)
         elif content_type.startswith("multipart/"):
-            salvaged = _salvage_multipart(part, content_type)
+            salvaged = _salvage_multipart(part, content_type, self.budget)
             if salvaged is not None:
                 self.walk(salvaged, parent=parent, in_attachment=in_attachment, depth=depth + 1)
             elif in_attachment:
@@ -480,7 +641,8 @@ class _Content:
         index = len(self.attachments) + 1
         self.attachments.append(Attachment(
             filename=_safe_filename(name, content_type, index),
-            content_type=content_type,
+            content_type=(clean(content_type) if len(content_type) <= _MAX_TYPE_LENGTH
+                          else "application/octet-stream"),
             data=data,
             content_id=content_id,
             is_inline=inline,
@@ -534,7 +696,19 @@ def _enclosed_subject(part: Message, hint: str | None) -> str:
     return ""
 
 
-def _salvage_multipart(part: Message, content_type: str) -> Message | None:
+def _reread(data: bytes, budget: _Budget) -> Message | None:
+    """Read part of a mail a second time, within the mail's budget; None when it is
+    spent (the mail's own size, once) or the bytes are unreadable."""
+    if len(data) > budget.reread_bytes:
+        return None
+    budget.reread_bytes -= len(data)
+    try:
+        return _read_tree(data, budget)
+    except _EMAIL_FAILURES:
+        return None
+
+
+def _salvage_multipart(part: Message, content_type: str, budget: _Budget) -> Message | None:
     """Re-read a multipart whose boundary is missing or wrong, using the one it uses.
 
     Spam tools and old clients declare one boundary and write another (or none);
@@ -546,9 +720,8 @@ def _salvage_multipart(part: Message, content_type: str) -> Message | None:
     body = payload.encode("utf-8", "surrogateescape")
     for match in islice(_BOUNDARY_LINE.finditer(body), 5):
         header = f'Content-Type: {content_type}; boundary="'.encode() + match.group(1) + b'"\n\n'
-        try:
-            candidate = message_from_bytes(header + body, policy=compat32)
-        except _EMAIL_FAILURES:
+        candidate = _reread(header + body, budget)
+        if candidate is None:
             continue
         payload_parts = candidate.get_payload()
         if (candidate.is_multipart() and payload_parts and not any(
@@ -557,7 +730,7 @@ def _salvage_multipart(part: Message, content_type: str) -> Message | None:
     return None
 
 
-def _epilogue_parts(part: Message) -> list[Message]:
+def _epilogue_parts(part: Message, budget: _Budget) -> list[Message]:
     """Parts written after the closing delimiter (a nested multipart reused its boundary)."""
     epilogue = part.epilogue
     try:
@@ -567,10 +740,8 @@ def _epilogue_parts(part: Message) -> list[Message]:
     if not epilogue or not boundary or f"--{boundary}" not in epilogue:
         return []
     header = f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n'
-    try:
-        wrapper = message_from_bytes(
-            (header + epilogue).encode("utf-8", "surrogateescape"), policy=compat32)
-    except _EMAIL_FAILURES:
+    wrapper = _reread((header + epilogue).encode("utf-8", "surrogateescape"), budget)
+    if wrapper is None:
         return []
     payload = wrapper.get_payload()
     if not isinstance(payload, list):
@@ -606,7 +777,8 @@ def _content_id(part: Message, hint: str | None) -> str | None:
     values = _values(part, "content-id")
     if not values:
         return None
-    return _WHITESPACE.sub("", _header_text(values[0], hint)).strip("<>") or None
+    content_id = _WHITESPACE.sub("", _header_text(values[0], hint)).strip("<>")
+    return content_id if 0 < len(content_id) <= _MAX_TYPE_LENGTH else None
 
 
 def _safe_filename(name: str, content_type: str, index: int) -> str:
@@ -629,12 +801,15 @@ def _safe_filename(name: str, content_type: str, index: int) -> str:
 
 
 def _html_to_text(markup: str) -> str:
-    """A readable plain-text rendering of an HTML-only mail (tags stripped, not laid out)."""
+    """A readable plain-text rendering of an HTML-only mail (tags stripped, not laid out).
+
+    nh3 (an HTML5 parser, linear in its input) keeps only the layout tags, without
+    attributes and in one canonical spelling, with every other `<` escaped; each
+    kept tag is then replaced by the line break or space it stands for.
+    """
     flat = _WHITESPACE.sub(" ", markup)
-    flat = _BREAK_TAG.sub("\n", flat)
-    flat = _BLOCK_TAG.sub("\n\n", flat)
-    flat = _CELL_END.sub(" ", flat)
-    text = html.unescape(nh3.clean(flat, tags=set(),
-                                   clean_content_tags={"script", "style", "head", "title"}))
+    layout = nh3.clean(flat, tags=set(_TAG_TEXT) - {"/" + tag for tag in _TAG_TEXT},
+                       attributes={}, clean_content_tags=_INVISIBLE_TAGS, link_rel=None)
+    text = html.unescape(_CANONICAL_TAG.sub(lambda tag: _TAG_TEXT.get(tag.group(1), ""), layout))
     lines = [_collapse(line.replace("\xa0", " ")) for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

@@ -3,27 +3,21 @@
 The raw bytes are kept whole on the inbound-mail row, so everything here may be
 lossy for display's sake: quoted history and signatures are stripped (with
 mail-parser-reply, not hand-rolled regexes), HTML goes through an allowlist
-sanitizer (nh3) and is never rendered raw, and attachments over the limits are
-left out with a note — they are still in the raw mail.
+sanitizer (nh3) and is never rendered raw, and attachments over the limits
+(`mailgateway.limits`: count, size each, size in all) are left out with a note —
+they are still in the raw mail.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from mailparser_reply import EmailReplyParser
 
 from helpdesk import html
 from helpdesk.services.tickets import NewAttachment
+from mailgateway.limits import MailLimits
 from mailgateway.parser import InboundMail
 
 REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pl", "sv", "pt", "ja", "cs"]
 _reply_parser = EmailReplyParser(languages=REPLY_LANGUAGES)
-
-
-@dataclass(frozen=True)
-class Limits:
-    per_attachment: int
-    total: int
 
 
 def display_text(mail: InboundMail) -> str:
@@ -43,22 +37,28 @@ def sanitized_html(mail: InboundMail) -> str | None:
     return html.clean(mail.html_body) if mail.html_body else None
 
 
-def attachments(mail: InboundMail, limits: Limits) -> tuple[list[NewAttachment], list[str]]:
+def attachments(mail: InboundMail, limits: MailLimits) -> tuple[list[NewAttachment], list[str]]:
     """Attachments to store, and a note for each one left out over the limits."""
     kept: list[NewAttachment] = []
     notes: list[str] = []
     total = 0
-    for item in mail.attachments:
+    beyond_count = mail.attachments[limits.attachments:]
+    for item in mail.attachments[:limits.attachments]:
         size = len(item.data)
-        if size > limits.per_attachment:
+        if size > limits.attachment_bytes:
             notes.append(f"{item.filename} ({size} bytes) not stored: larger than "
-                         f"{limits.per_attachment} bytes; it is in the original mail.")
+                         f"{limits.attachment_bytes} bytes; it is in the original mail.")
             continue
-        if total + size > limits.total:
+        if total + size > limits.attachments_total_bytes:
             notes.append(f"{item.filename} ({size} bytes) not stored: attachments exceed "
-                         f"{limits.total} bytes in total; it is in the original mail.")
+                         f"{limits.attachments_total_bytes} bytes in total; it is in the "
+                         "original mail.")
             continue
         total += size
         kept.append(NewAttachment(item.filename, item.content_type, item.data,
                                   item.content_id, item.is_inline))
+    if beyond_count:
+        notes.append(f"{len(beyond_count)} more attachments not stored: more than "
+                     f"{limits.attachments} in one mail (MAX_ATTACHMENTS); they are in the "
+                     "original mail.")
     return kept, notes

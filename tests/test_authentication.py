@@ -1,29 +1,42 @@
 """Believing the From address (SPEC §7 step 5, RFC 8601).
 
 Header values are shaped like the ones Gmail, Postfix with OpenDKIM/OpenDMARC,
-rspamd and Exchange Online write.
+rspamd and Exchange Online write. Every mail is raw bytes read by `parse`, as the
+gateway reads it: the trusted server's headers on top, then the `Received` header
+of the hop that brought the mail to it, then what the sender wrote.
 """
 from __future__ import annotations
+
+import base64
 
 import pytest
 
 from mailgateway.authentication import (
     Unparseable,
+    Verdict,
+    check,
     parse_authentication_results,
     sender_is_authenticated,
 )
-from mailgateway.parser import InboundMail
+from mailgateway.parser import InboundMail, parse
 
 TRUSTED = "mx.helpdesk.test"
+RECEIVED = (b"Received: from mail.customer.example (mail.customer.example [192.0.2.7])\r\n"
+            b"\tby mx.helpdesk.test with ESMTPS id 4Z; Mon, 2 Mar 2026 08:00:00 +0000")
+
+
+def raw_mail(*top: bytes, below: tuple[bytes, ...] = (),
+             from_address: str = "alice@customer.example") -> bytes:
+    """Header fields `top`, the trace header the mail arrived with, then `below` and
+    the sender's own fields."""
+    sender = [f"From: Alice <{from_address}>".encode()] if from_address else []
+    return b"\r\n".join([*top, RECEIVED, *below, *sender, b"Subject: Printer",
+                          b"Message-ID: <m1@customer.example>", b"", b"It jams.", b""])
 
 
 def make_mail(*results: str, from_address: str = "alice@customer.example") -> InboundMail:
-    headers = [("authentication-results", value) for value in results]
-    headers += [("from", f"Alice <{from_address}>"), ("subject", "Printer")]
-    return InboundMail(
-        raw=b"", message_id="m1@customer.example", subject="Printer",
-        from_address=from_address, headers=headers,
-    )
+    return parse(raw_mail(*(b"Authentication-Results: " + value.encode() for value in results),
+                          from_address=from_address))
 
 
 def believed(*results: str, from_address: str = "alice@customer.example") -> bool:
@@ -246,3 +259,62 @@ def test_unparseable_trusted_header_does_not_hide_a_good_one() -> None:
         f"{TRUSTED}; dmarc=pass (broken",
         f"{TRUSTED}; dkim=pass header.d=customer.example",
     )
+
+
+# --- read as the trusted server wrote it ---------------------------------------
+
+PASS = TRUSTED.encode() + b"; dmarc=pass header.from=customer.example"
+
+
+def believed_raw(*top: bytes, below: tuple[bytes, ...] = ()) -> bool:
+    return sender_is_authenticated(parse(raw_mail(*top, below=below)), TRUSTED)
+
+
+def test_the_raw_control_is_believed() -> None:
+    assert believed_raw(b"Authentication-Results: " + PASS)
+    assert check(parse(raw_mail(b"Authentication-Results: " + PASS)), TRUSTED) is Verdict.PASS
+
+
+@pytest.mark.parametrize("value", [
+    b"=?utf-8?b?" + base64.b64encode(PASS) + b"?=",
+    b"=?us-ascii?q?" + PASS.replace(b" ", b"_").replace(b";", b"=3B").replace(b"=", b"=3D")
+    + b"?=",
+    b"\xc2\xa0" + PASS,                             # a leading no-break space
+    PASS.replace(b"mx.", b"\xef\xbd\x8dx."),        # fullwidth m
+    PASS.replace(b"mx.", b"m\xe2\x80\x8bx."),       # a zero-width space inside the id
+    PASS.replace(b" ", b"\x1c"),                     # a control character Python splits on
+])
+def test_encoded_or_unicode_dressed_headers_count_for_nothing(value: bytes) -> None:
+    assert not believed_raw(b"Authentication-Results: " + value)
+
+
+def test_a_trusted_header_below_the_trace_header_that_ends_the_servers_own_came_with_the_mail(
+        ) -> None:
+    forged = b"Authentication-Results: " + PASS
+    fail = (b"Authentication-Results: " + TRUSTED.encode()
+            + b"; dmarc=fail header.from=customer.example")
+    earlier_hop = b"Received: from laptop.customer.example by mail.customer.example"
+    assert not believed_raw(fail, below=(forged,))
+    assert not believed_raw(fail, below=(earlier_hop, forged))
+    # Milters and Gmail write their header just below the server's own Received: the
+    # same place a forged header the sender put on top of its mail ends up in. Only
+    # the receiving server's stripping (RFC 8601 §5) tells those apart.
+    assert believed_raw(below=(forged,))
+
+
+def test_later_hops_inside_the_organisation_do_not_hide_the_trusted_headers() -> None:
+    internal = b"Received: from mx.helpdesk.test by gateway.helpdesk.test; Mon, 2 Mar 2026 08:00:01 +0000"
+    assert believed_raw(internal, b"Authentication-Results: " + PASS)
+
+
+@pytest.mark.parametrize(("signer", "from_address", "aligned"), [
+    ("mail.customer.co.uk", "alice@customer.co.uk", True),
+    ("co.uk", "alice@customer.co.uk", False),          # a public suffix is nobody's
+    ("github.io", "alice@evil.github.io", False),      # sibling tenants of a shared suffix
+    ("other.github.io", "alice@evil.github.io", False),
+    ("evil.github.io", "alice@evil.github.io", True),
+])
+def test_alignment_is_by_organizational_domain_of_the_public_suffix_list(
+        signer: str, from_address: str, aligned: bool) -> None:
+    assert believed(f"{TRUSTED}; dkim=pass header.d={signer}",
+                    from_address=from_address) is aligned

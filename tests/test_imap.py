@@ -254,7 +254,7 @@ def test_unprocessable_mail_is_quarantined_raw_and_filed_as_failed(app, mailbox)
     (result,) = [r for _uid, r in drain(poller_for(app, mailbox))]
     assert (result.outcome, result.failed) == (Outcome.QUARANTINED, True)
     item = db.session.execute(select(QuarantineItem)).scalar_one()
-    assert "nested too deeply" in item.reason
+    assert "nested deeper than MAX_MIME_DEPTH" in item.reason
     assert item.inbound_mail.raw.replace(b"\r\n", b"\n") == nested.replace(b"\r\n", b"\n")
     assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 0
 

@@ -345,14 +345,16 @@ def test_header_less_text_is_salvaged_but_binary_is_not() -> None:
     assert parse(b"\x00\x01\x02binary\x00").text_body == ""
 
 
-def test_mime_nested_beyond_reason_is_refused_not_crashed() -> None:
+def test_mime_nested_beyond_the_cap_is_read_as_a_header_only() -> None:
     depth = 1200
     raw = (b"From: a@example.com\nContent-Type: multipart/mixed; boundary=b0\n\n"
            + b"".join(b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (i, i + 1)
                       for i in range(depth))
            + b"--b%d\nContent-Type: text/plain\n\ndeep\n" % depth)
     parsed = parse(raw)
-    assert parsed.parse_error == "MIME structure nested too deeply"
+    assert parsed.parse_error is None
+    assert parsed.over_limit == "MIME parts nested deeper than MAX_MIME_DEPTH (20)"
+    assert (parsed.from_address, parsed.text_body, parsed.attachments) == ("a@example.com", "", [])
 
 
 # -- mail-parser wrapped ---------------------------------------------------------------

@@ -365,13 +365,19 @@ def test_quarantine_approve_creates_ticket_with_next_number(gateway, senders, ru
     assert again.exit_code == 1 and "already approved" in again.output
 
 
-def test_quarantine_approve_appends_stranger_reply(gateway, opened, runner):
+def test_quarantine_approve_of_a_strangers_reply_opens_a_new_linked_ticket(
+        gateway, opened, runner):
+    """Approval vouches for the sender, not for their place on the ticket they named:
+    a stranger never gets into someone else's ticket (SPEC §7 step 5)."""
     gateway.send(message(sender="helper@partner.example", subject="Re: [TKT-000001] info"))
     item = db.session.execute(select(QuarantineItem)).scalar_one()
     result = runner.invoke(args=["quarantine", "approve", str(item.id)])
-    assert "appended TKT-000001" in result.output
+    assert result.exit_code == 0, result.output
+    assert "created TKT-000002" in result.output
     db.session.expire_all()
-    assert reply_count(opened) == 2
+    assert reply_count(opened) == 1
+    new = tickets()[1]
+    assert (new.requester.email, new.linked_ticket_id) == ("helper@partner.example", opened.id)
 
 
 def test_quarantine_reject_and_spam(gateway, senders, runner):

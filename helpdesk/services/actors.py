@@ -19,9 +19,14 @@ class StaffMember(Protocol):
     def role(self) -> str: ...
 
 
+# The width of the author and actor label columns; a long name and a long address
+# together can exceed it.
+MAX_LABEL = 400
+
+
 @dataclass(frozen=True)
 class Actor:
-    kind: str  # "staff", "customer" or "system"
+    kind: str  # "staff", "customer", "unverified" or "system"
     label: str
     staff_id: int | None = None
     email: str | None = None
@@ -34,7 +39,15 @@ class Actor:
     @classmethod
     def customer(cls, email: str, name: str = "") -> Actor:
         label = f"{name} <{email}>" if name else email
-        return cls("customer", label, email=email.lower())
+        return cls("customer", label[:MAX_LABEL], email=email.lower())
+
+    @classmethod
+    def unverified(cls, email: str, name: str = "") -> Actor:
+        """Mail that claims a staff address without proof (SPEC §7 step 5). It acts as
+        nobody: it may only leave an internal note, labelled as unverified."""
+        label = f"{name} <{email}>" if name else email
+        suffix = " (unverified sender)"
+        return cls("unverified", label[:MAX_LABEL - len(suffix)] + suffix, email=email.lower())
 
     @classmethod
     def system(cls, label: str = "system") -> Actor:

@@ -250,8 +250,8 @@ class TicketsService:
         """
         if not isinstance(body, str) or not body.strip():
             raise ValidationError({"body": "is required"})
-        if internal and not actor.is_staff:
-            raise ValidationError({"internal": "only staff can write internal notes"})
+        if internal and actor.is_customer:
+            raise ValidationError({"internal": "customers cannot write internal notes"})
         if ticket.status == "cancelled" and not internal:
             raise ValidationError({"status": "the ticket is cancelled; only notes can be added"})
         created = now()
@@ -532,12 +532,13 @@ class TicketsService:
     def _participants(
         self, cc: Iterable[tuple[str, str]], exclude: str
     ) -> list[tuple[str, str]]:
-        """Valid, distinct CC addresses other than the requester's."""
+        """Valid, distinct CC addresses other than the requester's; a CC's display
+        name is only shown, so a long one is cut to its column rather than refused."""
         found: dict[str, str] = {}
         for address, name in cc:
             address = normalize_email(address)
             if is_valid_email(address) and address != exclude and address not in found:
-                found[address] = name or ""
+                found[address] = (name or "")[:MAX_NAME]
         return list(found.items())
 
     def _store_attachments(self, message_id: int, attachments: Sequence[NewAttachment]) -> None:
