@@ -1,23 +1,19 @@
 """What of a mail is stored for display (SPEC §7 step 6).
 
 The raw bytes are kept whole on the inbound-mail row, so everything here may be
-lossy for display's sake: quoted history and signatures are stripped (with
-mail-parser-reply, not hand-rolled regexes), HTML goes through an allowlist
+lossy for display's sake: quoted history and signatures are stripped (in time
+linear in the text, see `mailgateway.replies`), HTML goes through an allowlist
 sanitizer (nh3) and is never rendered raw, and attachments over the limits
 (`mailgateway.limits`: count, size each, size in all) are left out with a note —
 they are still in the raw mail.
 """
 from __future__ import annotations
 
-from mailparser_reply import EmailReplyParser
-
 from helpdesk import html
 from helpdesk.services.tickets import NewAttachment
 from mailgateway.limits import MailLimits
 from mailgateway.parser import InboundMail
-
-REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pl", "sv", "pt", "ja", "cs"]
-_reply_parser = EmailReplyParser(languages=REPLY_LANGUAGES)
+from mailgateway.replies import latest_reply
 
 
 def display_text(mail: InboundMail) -> str:
@@ -29,8 +25,7 @@ def display_text(mail: InboundMail) -> str:
     text = mail.text_body.strip()
     if not text:
         return ""
-    stripped = _reply_parser.parse_reply(text=text).strip()
-    return stripped or text
+    return latest_reply(text)
 
 
 def sanitized_html(mail: InboundMail) -> str | None:
