@@ -28,6 +28,7 @@ test: $(VENV)/.dev servers
 bench: $(VENV)/.dev servers
 	$(PY) -m bench.numbering_bench
 	$(PY) -m bench.smtp_bench
+	$(PY) -m bench.hostile_bench
 	$(PY) -m bench.imap_bench
 	$(PY) -m bench.web_bench
 	$(PY) -m bench.lifecycle_bench

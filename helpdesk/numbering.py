@@ -37,8 +37,12 @@ def format_number(number: int, prefix: str, width: int) -> str:
 
 @lru_cache(maxsize=16)
 def _patterns(prefix: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    body = re.escape(prefix) + r"0*(\d{1,18})"
-    exact = re.compile(r"^\s*\[?\s*(?:" + body + r"|0*(\d{1,18}))\s*\]?\s*$", re.IGNORECASE)
+    # Possessive runs (mail chooses this text): `\s*\[?\s*` let two runs share the
+    # same spaces, quadratic on a long run of them, and backtracking into the zeros
+    # cost 18 tries a zero. An all-zero number is no number either way.
+    body = re.escape(prefix) + r"0*+(\d{1,18})"
+    exact = re.compile(r"^\s*+(?:\[\s*+)?(?:" + body + r"|0*+(\d{1,18}))\s*+\]?\s*+$",
+                       re.IGNORECASE)
     anywhere = re.compile(r"(?<![A-Za-z0-9])" + body + r"(?![A-Za-z0-9])", re.IGNORECASE)
     return exact, anywhere
 

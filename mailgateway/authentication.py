@@ -47,8 +47,9 @@ from mailgateway.parser import InboundMail
 
 _KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
 _PAIR = re.compile(
-    r"\s*([A-Za-z0-9][A-Za-z0-9_.\-/]*)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s\"=]+)"
+    r"\s*([A-Za-z0-9][A-Za-z0-9_.\-/]*)\s*=\s*(\"(?:[^\"\\]|\\.)*+\"|[^\s\"=]+)"
 )
+_QUOTED_PAIR = re.compile(r"\\(.)")
 # What a mail server writes: printable ASCII, folded with CR, LF and tab.
 _SERVER_TEXT = re.compile(r"[\t\r\n\x20-\x7e]*")
 _PSL = PublicSuffixList()
@@ -209,7 +210,7 @@ def _normalize_domain(value: str) -> str:
 
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
+        return _QUOTED_PAIR.sub(r"\1", value[1:-1])
     return value
 
 

@@ -162,6 +162,9 @@ _EMBEDDED_HEADER_TYPES = frozenset({
     "message/rfc822-headers", "message/global-headers",
 })
 _FAILED_ACTIONS = frozenset({"failed"})
+_REPORT_TYPE = re.compile(r"report-type\s*=\s*\"?([\w.-]+)", re.IGNORECASE)
+_DSN_ACTION = re.compile(r"^action:\s*([a-z]+)", re.IGNORECASE | re.MULTILINE)
+_ANGLE_ID = re.compile(r"<([^<>\s]+)>")
 # What separates the addresses in an X-Loop value; split, not searched, so a long
 # value without an address costs one pass.
 _ADDRESS_SEPARATORS = re.compile(r"[\s<>,;\"'()]+")
@@ -323,7 +326,7 @@ def _report_type(mail: InboundMail) -> str | None:
     if not mail.content_type.lower().startswith("multipart/report"):
         return None
     header = mail.header("content-type") or mail.content_type
-    match = re.search(r"report-type\s*=\s*\"?([\w.-]+)", header, re.IGNORECASE)
+    match = _REPORT_TYPE.search(header)
     return match.group(1).lower() if match else ""
 
 
@@ -348,7 +351,7 @@ def _dsn_actions(mail: InboundMail) -> set[str]:
         text = attachment.data.decode("utf-8", errors="replace")
         actions.update(
             match.group(1).lower()
-            for match in re.finditer(r"^action:\s*([a-z]+)", text, re.IGNORECASE | re.MULTILINE)
+            for match in _DSN_ACTION.finditer(text)
         )
     return actions
 
@@ -397,6 +400,6 @@ def _embedded_message_id(data: bytes) -> str | None:
 
 
 def _normalize_message_id(value: str) -> str | None:
-    match = re.search(r"<([^<>\s]+)>", value)
+    match = _ANGLE_ID.search(value)
     candidate = match.group(1) if match else "".join(value.split()).strip("<>")
     return candidate if "@" in candidate else None
