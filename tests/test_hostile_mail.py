@@ -1,21 +1,36 @@
 """Mail written by an attacker, through the real SMTP listener (SPEC §7).
 
-Each attack here worked on the gateway before the hostile-mail work (issue 13):
-staff impersonation, quarantine approval as a way into someone else's ticket,
-`Authentication-Results` headers that decode or normalise into a trusted one, and
-poison mail that PostgreSQL refuses and that was answered `451` forever.
+The first four groups are attacks that worked on the gateway before the
+hostile-mail work (issue 13): staff impersonation, quarantine approval as a way
+into someone else's ticket, `Authentication-Results` headers that decode or
+normalise into a trusted one, and poison mail that PostgreSQL refuses and that
+was answered `451` forever. Then the caps, the pathological generator
+(`tests.hostile`) sent while a customer keeps mailing, and fuzzing of raw bytes
+through `ingest` on both databases.
 """
 from __future__ import annotations
 
 import base64
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import func, select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, text
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, Message, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
-from tests.mail import SUPPORT, message, start_gateway
+from mailgateway.dedup import dedup_key
+from mailgateway.ingest import Envelope, Outcome, ingest
+from mailgateway.limits import MailLimits
+from mailgateway.parser import parse
+from mailgateway.automail import detect
+from tests.hostile import hostile_mails, ordinary_mail
+from tests.mail import SUPPORT, message, send, start_gateway
 from tests.test_outbound import deliver, open_ticket, sink  # noqa: F401  (sink: fixture)
 
 TRUSTED = "mx.helpdesk.test"
@@ -231,3 +246,202 @@ def test_poison_mail_is_recorded_and_never_answered_451(gateway, senders, name):
         assert "\x00" not in ticket.subject
         for participant in db.session.execute(select(Participant)).scalars():
             assert len(participant.name) <= 200
+
+
+# -- the database refusing one mail as if it were unreachable -------------------------------
+
+
+@contextmanager
+def refused_as_unreachable(word: str) -> Iterator[None]:
+    """PostgreSQL refuses any message whose body holds `word` with SQLSTATE 08006
+    (connection failure) while it serves everything else: a poison mail that a
+    "transient" error class cannot tell apart from an outage."""
+    db.session.rollback()
+    db.session.execute(text(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
+        f"IF NEW.body LIKE '%{word}%' THEN "
+        "RAISE EXCEPTION 'refused for the test' USING ERRCODE = '08006'; END IF; "
+        "RETURN NEW; END $$ LANGUAGE plpgsql"))
+    db.session.execute(text("CREATE TRIGGER refuse_poison BEFORE INSERT ON messages "
+                            "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"))
+    db.session.commit()
+    try:
+        yield
+    finally:
+        db.session.rollback()
+        db.session.execute(text("DROP TRIGGER refuse_poison ON messages"))
+        db.session.execute(text("DROP FUNCTION refuse_poison()"))
+        db.session.commit()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_mail_failing_as_if_the_database_were_down_gets_451_once_then_is_parked(
+        gateway, senders):
+    poison = message(subject="VPN", body="poison pill", message_id="<poison@client.example>")
+    with refused_as_unreachable("poison"):
+        first = gateway.send(poison)
+        again = gateway.send(poison)
+        after = gateway.send(message(subject="Printer", body="Ordinary."))
+    assert first[0] == 451
+    assert again == (250, b"2.0.0 OK quarantined")
+    assert after == (250, b"2.0.0 OK created TKT-000001")
+    record = db.session.execute(
+        select(InboundMail).where(InboundMail.message_id.is_(None))).scalar_one()
+    assert b"poison pill" in record.raw and "failed twice" in record.reason
+    assert gateway.send(poison) == (250, f"2.0.0 OK duplicate".encode())
+
+
+# -- over a cap: recorded, never dropped ----------------------------------------------------
+
+
+def test_mail_over_a_structural_cap_is_quarantined_with_its_header(app, senders):
+    raw = (b"From: Ann <ann@example.com>\r\nTo: support@helpdesk.test\r\n"
+           b"Subject: many parts\r\nMessage-ID: <parts@client.example>\r\n"
+           b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+           + b"--b\r\n\r\nx\r\n" * 30 + b"--b--\r\n")
+    for gateway in start_gateway(app, MAX_MIME_PARTS=20):
+        assert gateway.send(raw, mail_from="ann@example.com") == (250, b"2.0.0 OK quarantined")
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert "MAX_MIME_PARTS (20)" in item.reason
+    assert item.inbound_mail.subject == "many parts"
+
+
+def test_mail_over_the_count_caps_is_stored_with_a_note(app, senders):
+    msg = message(cc=", ".join(f"p{i}@example.com" for i in range(8)),
+                  html="<p>" + "word " * 400 + "</p>")
+    for i in range(6):
+        msg.add_attachment(b"x" * 10, maintype="application", subtype="octet-stream",
+                           filename=f"f{i}.bin")
+    for gateway in start_gateway(app, MAX_CC_PARTICIPANTS=3, MAX_ATTACHMENTS=4):
+        assert gateway.send(msg)[0] == 250
+    (ticket,) = tickets()
+    assert len(ticket.participants) == 3
+    assert len(messages(ticket)[0].attachments) == 4
+    assert "5 more To/Cc addresses were not added" in ticket.description
+    assert "2 more attachments not stored" in ticket.description
+
+
+def test_html_only_mail_beyond_the_text_cap_is_read_in_part_with_a_note(app, senders):
+    html = "<p>" + "start " + "word " * 3000 + "</p>"
+    for gateway in start_gateway(app, MAX_HTML_TO_TEXT_CHARS=1000):
+        msg = message()
+        msg.set_content(html, subtype="html")
+        assert gateway.send(msg)[0] == 250
+    (ticket,) = tickets()
+    assert ticket.description.startswith("start word")
+    assert len(ticket.description) < 1500
+    assert "Only the first 1000 characters of the HTML" in ticket.description
+
+
+# -- the generator of pathological mail, through the listener, beside ordinary mail ---------
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_hostile_mail_gets_a_final_answer_while_ordinary_mail_keeps_flowing(
+        app, senders, agent):
+    hostile = hostile_mails(256 * 1024, staff=agent.email.encode())
+    ordinary: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def customer(port: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            started = time.monotonic()
+            code, _ = send(port, message(subject=f"Ordinary {n}", body="The VPN is down."))
+            ordinary.append((code, time.monotonic() - started))
+
+    for gateway in start_gateway(app):
+        assert gateway.send(message(subject="First"))[0] == 250   # TKT-000001 to aim at
+        db.session.rollback()
+        thread = threading.Thread(target=customer, args=(gateway.port,))
+        thread.start()
+        try:
+            answers = {mail.name: [send(gateway.port, mail.raw, mail_from="x@attacker.example")[0]
+                                   for _ in ("first", "retry")] for mail in hostile}
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+    db.session.rollback()
+    final = {250, 550}
+    assert {name: codes for name, codes in answers.items() if not set(codes) <= final} == {}
+    hostile_records = db.session.execute(select(func.count(InboundMail.id)).where(
+        ~InboundMail.subject.like("Ordinary %"), InboundMail.subject != "First")).scalar_one()
+    assert hostile_records == len(hostile)       # one record each, retries included
+    assert ordinary and all(code == 250 for code, _ in ordinary)
+    slowest = max(seconds for _, seconds in ordinary)
+    assert slowest < 5, f"an ordinary mail waited {slowest:.1f} s behind hostile ones"
+
+
+# -- fuzzing: no input escapes the pipeline, every mail gets one record ---------------------
+
+
+_HEADER_NAMES = ("From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To", "References",
+                 "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
+                 "Auto-Submitted", "Authentication-Results", "Received", "X-Loop", "Sender",
+                 "Return-Path", "Precedence", "List-Id")
+_PIECES = (b"=?utf-8?q?", b"=?", b"?=", b"<", b">", b"@", b"(", b")", b'"', b"\\", b"\x00",
+           b"\r", b"\n", b"\t", b" ", b"\xff", b"\xc3\xa9", b"TKT-000001", b"multipart/mixed",
+           b'boundary="b"', b"--b", b"--b--", b"base64", b"<br", b"agent@helpdesk.test",
+           b"mx.helpdesk.test; dmarc=pass", b"support@helpdesk.test", b"\xc2\xa0", b";", b",")
+_value = st.lists(st.one_of(st.sampled_from(_PIECES), st.binary(max_size=12)),
+                  max_size=12).map(b"".join)
+_structured = st.builds(
+    lambda fields, body: b"".join(name.encode() + b": " + value + b"\r\n"
+                                  for name, value in fields) + b"\r\n" + body,
+    st.lists(st.tuples(st.sampled_from(_HEADER_NAMES), _value), min_size=1, max_size=12),
+    st.lists(_value, max_size=20).map(b"\r\n".join))
+_mutated = st.builds(
+    lambda mail, at, junk: mail[:at] + junk + mail[at + len(junk):],
+    st.sampled_from([mail.raw for mail in hostile_mails(2048)]),
+    st.integers(min_value=0, max_value=2048), st.binary(min_size=1, max_size=16))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(raw=st.one_of(st.binary(max_size=3000), _structured, _mutated))
+def test_fuzzed_mail_never_escapes_ingest_and_gets_exactly_one_record(app, senders, raw):
+    envelope = Envelope("fuzz@attacker.example", ("support@helpdesk.test",), "smtp")
+    result = ingest(raw, envelope, app.config)
+    db.session.rollback()
+    assert isinstance(result.outcome, Outcome)
+    key = dedup_key(parse(raw, MailLimits.from_config(app.config)))
+    assert db.session.execute(select(func.count(InboundMail.id))
+                              .where(InboundMail.dedup_key == key)).scalar_one() == 1
+    assert ingest(raw, envelope, app.config).outcome in (Outcome.DUPLICATE, Outcome.REJECTED)
+    db.session.rollback()
+
+
+def test_the_ticket_page_shows_the_reviewer_why_a_staff_mail_is_unverified(
+        gateway, senders, agent, portal):
+    gateway.send(message(subject="Laptop broken"))
+    gateway.send(message(sender=agent.email, subject="Re: [TKT-000001] Laptop broken",
+                         body="Wire the fee first."))
+    page = portal.get("/tickets/TKT-000001").get_data(as_text=True)
+    assert "Unverified sender" in page and "carries no proof" in page
+    assert "Wire the fee first." in page
+
+
+# -- the CPU attacks reported in issue 13, parsed beside ordinary mail of their size ---------
+
+
+def _cost(raw: bytes) -> float:
+    """Seconds to read a mail and decide whether a machine wrote it (best of 3)."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        mail = parse(raw)
+        detect(mail, own_addresses=["support@helpdesk.test"],
+               own_message_id_domains=["helpdesk.helpdesk.test"])
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["html: unclosed <br", "auto-submitted: nested comments",
+                                  "mime: flat multipart of tiny parts",
+                                  "mime: deep multipart nesting"])
+def test_the_reported_cpu_attacks_cost_what_ordinary_mail_of_their_size_costs(name):
+    (raw,) = [mail.raw for mail in hostile_mails(1_000_000) if mail.name == name]
+    ordinary = min(_cost(ordinary_mail(len(raw), seed)) for seed in range(3))
+    assert _cost(raw) <= 20 * ordinary

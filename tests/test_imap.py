@@ -33,9 +33,10 @@ from mailgateway.imap import (
     envelope_from_headers,
     parse_imap_urls,
 )
-from mailgateway.ingest import Outcome, Result
+from mailgateway.ingest import Outcome, Result, TransientError
 from tests.conftest import reset_database
 from tests.dovecotserver import TestMailbox
+from tests.test_hostile_mail import refused_as_unreachable
 from tests.mail import message, start_gateway
 from tests.pgserver import free_port
 from tests.test_corpus import CORPUS, corpus, on_the_wire
@@ -257,6 +258,27 @@ def test_unprocessable_mail_is_quarantined_raw_and_filed_as_failed(app, mailbox)
     assert "nested deeper than MAX_MIME_DEPTH" in item.reason
     assert item.inbound_mail.raw.replace(b"\r\n", b"\n") == nested.replace(b"\r\n", b"\n")
     assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 0
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_mail_that_keeps_failing_goes_to_failed_and_quarantine_and_the_rest_goes_on(
+        app, senders, mailbox):
+    """The database refuses one mail with a connection-failure code while serving
+    everything else: the poller retries it once, then parks it and carries on."""
+    poison = message(subject="VPN", body="poison pill", message_id="<poison@client.example>")
+    mailbox.append(poison.as_bytes(policy=SMTP_POLICY), raw(1, "after"))
+    poller = poller_for(app, mailbox)
+    with refused_as_unreachable("poison"):
+        with pytest.raises(TransientError):
+            drain(poller)  # the mail beside it may have committed meanwhile (two threads)
+        assert mailbox.count(mailbox.failed) == 0
+        results = drain(poller)
+    assert (results[0][1].outcome, results[0][1].failed) == (Outcome.QUARANTINED, True)
+    assert sorted(db.session.execute(select(InboundMail.outcome)).scalars()) == [
+        "created", "quarantined"]
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert b"poison pill" in item.inbound_mail.raw
+    assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 1
 
 
 def test_oversized_mail_is_recorded_and_filed_as_failed(app, senders, mailbox):
