@@ -60,6 +60,7 @@ from helpdesk.models import ImapMailboxState
 from mailgateway import matching
 from mailgateway.dedup import dedup_key
 from mailgateway.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
+from mailgateway.limits import MailLimits
 from mailgateway.parser import InboundMail, parse
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
 
@@ -155,6 +156,7 @@ class ImapPoller:
         self.max_bytes: int = config["MAX_MESSAGE_BYTES"]
         self.threads: int = max(1, int(config["IMAP_INGEST_THREADS"]))
         self.ticket_prefix: str = config["TICKET_PREFIX"]
+        self.limits = MailLimits.from_config(config)
         self.max_backoff = float(max_backoff if max_backoff is not None
                                  else config["IMAP_MAX_BACKOFF_SECONDS"])
         if source.folder in (self.processed_folder, self.failed_folder):
@@ -299,7 +301,7 @@ class ImapPoller:
                         continue
                     raw = bytes(data[b"BODY[]"] or b"")
                     envelope = envelope_from_headers(_head(raw))
-                    mail = parse(raw)
+                    mail = parse(raw, self.limits)
                     key = dedup_key(mail)
                     # A second copy of a mail in the batch must find the first one's
                     # record, and a reply the ticket an earlier mail may open.

@@ -101,7 +101,7 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
            parsed: InboundMail | None = None) -> Result:
     """Record one mail and its effect in one commit; never loses an accepted mail.
 
-    `parsed` is `parse(raw)` when the caller has it already (the IMAP poller reads
+    `parsed` is `parse(raw, limits)` when the caller has it already (the IMAP poller reads
     each mail before deciding whether it may run beside others).
 
     Only the database failing (`helpdesk.database.is_transient`) raises
@@ -161,7 +161,10 @@ def refuse_oversized(head: bytes, size: int, envelope: Envelope,
         return Result(Outcome.DUPLICATE, "recorded concurrently", mail.message_id)
     except DBAPIError as exc:
         session.rollback()
-        raise TransientError(str(exc.orig or exc)) from exc
+        if is_transient(exc):
+            raise TransientError(str(exc.orig or exc)) from exc
+        return _park(session, mail, key, envelope, f"{type(exc).__name__} while recording "
+                     "it as too big")
     log.info("mail %s via %s: rejected (%s)", mail.message_id or key, envelope.channel, reason)
     return Result(Outcome.REJECTED, reason, mail.message_id, record.id, failed=True)
 

@@ -18,6 +18,7 @@ from helpdesk.errors import Conflict, NotFound
 from helpdesk.models import QuarantineItem
 from helpdesk.services import Actor
 from mailgateway.ingest import Envelope, Outcome, Result, apply, decide
+from mailgateway.limits import MailLimits
 from mailgateway.parser import parse
 
 
@@ -38,7 +39,7 @@ def approve(session: Session, item_id: int, reviewer: Actor,
             config: Mapping[str, Any]) -> Result:
     item = _pending(session, item_id)
     record = item.inbound_mail
-    mail = parse(record.raw)
+    mail = parse(record.raw, MailLimits.from_config(config))
     envelope = Envelope(record.mail_from, tuple(filter(None, record.recipients.split(","))),
                         record.channel)
     decision = decide(session, mail, envelope, config, approved_by=reviewer)
