@@ -281,6 +281,16 @@ def test_mail_that_keeps_failing_goes_to_failed_and_quarantine_and_the_rest_goes
     assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 1
 
 
+def test_the_configured_caps_hold_for_imap_too(app, senders, mailbox):
+    parts = (b"From: ann@example.com\r\nMessage-ID: <parts@client.example>\r\n"
+             b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+             + b"--b\r\n\r\nx\r\n" * 30 + b"--b--\r\n")
+    mailbox.append(parts)
+    (result,) = [r for _uid, r in drain(poller_for(app, mailbox, MAX_MIME_PARTS=20))]
+    assert (result.outcome, result.failed) == (Outcome.QUARANTINED, True)
+    assert "MAX_MIME_PARTS (20)" in result.reason
+
+
 def test_oversized_mail_is_recorded_and_filed_as_failed(app, senders, mailbox):
     big = message(message_id="<big@client.example>", body="x" * 6000).as_bytes(policy=SMTP_POLICY)
     mailbox.append(big, raw(1, "small"))
