@@ -1,6 +1,6 @@
 """Configuration: one `Config` read from the environment (and `.env` when present).
 
-Every variable is listed with its default in README.md. The portal (`wsgi.py`), the
+Every variable is listed with its default in docs/operations.md. The portal (`wsgi.py`), the
 mail gateway (`gateway.py`) and the `flask` commands all build their app from the
 same class, so they always agree on the database, the secret and the numbering.
 """
@@ -107,8 +107,8 @@ class Config:
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     MAX_ATTACHMENT_BYTES = _env_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
     MAX_ATTACHMENTS_TOTAL_BYTES = _env_int("MAX_ATTACHMENTS_TOTAL_BYTES", 20 * 1024 * 1024)
-    # Caps on the work one mail can cause (mailgateway.limits; README "Security model
-    # of the gateway"): over the first four a mail is quarantined, over the others
+    # Caps on the work one mail can cause (mailgateway.limits; docs/security.md):
+    # over the first four a mail is quarantined, over the others
     # it is stored with a note of what was left out.
     MAX_MIME_PARTS = _env_int("MAX_MIME_PARTS", 500)
     MAX_MIME_DEPTH = _env_int("MAX_MIME_DEPTH", 20)

@@ -1,5 +1,5 @@
 """Output and options shared by the benchmarks: a plain table for the terminal, the
-same table in Markdown for README.md, and the `1,4,16` style count option."""
+same table in Markdown for docs/benchmarks.md, and the `1,4,16` style count option."""
 from __future__ import annotations
 
 import argparse

@@ -5,8 +5,8 @@ caps bound what parsing and the pipeline do for one mail, so that no mail up to
 `MAX_MESSAGE_BYTES` can stall a listener. A mail over a cap is never dropped:
 over the structural caps (MIME parts, nesting, header fields and bytes) it is
 quarantined with its raw bytes and the reason; over the others it is stored
-with a note saying what was left out. The defaults are in `config.py`; README
-"Security model of the gateway" lists each setting and why.
+with a note saying what was left out. The defaults are in `config.py`; docs/security.md
+lists each setting and why.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ customer.
 
 The portal runs on a real HTTP server on loopback with production cookie flags
 (Secure, HttpOnly, SameSite=Lax) and CSRF on. Screenshots of the queue, the
-ticket page and the dashboard are saved under tests/artifacts/ on every run (README shows them), and
+ticket page and the dashboard are saved under tests/artifacts/ on every run (docs/web.md shows them), and
 of the page in hand when a step fails.
 """
 from __future__ import annotations
