@@ -61,7 +61,7 @@ from mailgateway import matching
 from mailgateway.dedup import dedup_key
 from mailgateway.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
 from mailgateway.limits import MailLimits
-from mailgateway.parser import InboundMail, parse
+from mailgateway.parser import InboundMail, header_block, parse
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
 
 log = logging.getLogger("mailgateway.imap")
@@ -300,7 +300,7 @@ class ImapPoller:
                             results[uid] = self._refuse(data, sizes[uid])
                         continue
                     raw = bytes(data[b"BODY[]"] or b"")
-                    envelope = envelope_from_headers(_head(raw))
+                    envelope = envelope_from_headers(header_block(raw))
                     mail = parse(raw, self.limits)
                     key = dedup_key(mail)
                     # A second copy of a mail in the batch must find the first one's
@@ -412,15 +412,6 @@ class ImapPoller:
         text = f"{type(exc).__name__}: {exc}"
         log.warning("%s: %s; retrying", self.source.key, text)
         self._save_state(success=False, error=text)
-
-
-def _head(raw: bytes) -> bytes:
-    """The header block of a raw mail (up to the first empty line)."""
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        index = raw.find(separator)
-        if index != -1:
-            return raw[:index + len(separator)]
-    return raw
 
 
 def _batches(uids: list[int], sizes: Mapping[int, int]) -> Iterator[list[int]]:

@@ -239,8 +239,12 @@ def _quarantine_after_failure(
     # Rows adopted by the rolled-back attempt are still in the session, expired; a
     # new row may get one of their ids again (SQLite reuses them).
     session.expunge_all()
-    record = _record(mail, key, envelope, Outcome.QUARANTINED,
-                     f"processing failed: {type(exc).__name__}: {exc}")
+    return _hold(session, mail, _record(mail, key, envelope, Outcome.QUARANTINED,
+                                        f"processing failed: {type(exc).__name__}: {exc}"))
+
+
+def _hold(session: Session, mail: InboundMail, record: InboundRecord) -> Result:
+    """Commit a quarantined record and its quarantine item."""
     session.add(record)
     session.flush()
     session.add(QuarantineItem(inbound_mail_id=record.id, reason=record.reason))
@@ -253,16 +257,13 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope,
     """The last resort: the raw bytes and fixed words only, nothing the mail chose
     but its dedup key (made safe by `dedup_key`), so this cannot fail on the mail."""
     session.expunge_all()
-    reason = f"processing failed ({why}); parked with its raw bytes for review"
+    record = InboundRecord(dedup_key=key, message_id=None, channel=envelope.channel,
+                           mail_from="", from_address="", recipients="", subject="",
+                           size=len(mail.raw), outcome=Outcome.QUARANTINED.value,
+                           reason=f"processing failed ({why}); parked with its raw bytes "
+                                  "for review", raw=mail.raw, received_at=now())
     try:
-        record = InboundRecord(dedup_key=key, message_id=None, channel=envelope.channel,
-                               mail_from="", from_address="", recipients="", subject="",
-                               size=len(mail.raw), outcome=Outcome.QUARANTINED.value,
-                               reason=reason, raw=mail.raw, received_at=now())
-        session.add(record)
-        session.flush()
-        session.add(QuarantineItem(inbound_mail_id=record.id, reason=reason))
-        session.commit()
+        return _hold(session, mail, record)
     except IntegrityError:
         session.rollback()
         previous = _previous(session, key)
@@ -273,8 +274,6 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope,
     except DBAPIError as exc:
         session.rollback()
         raise TransientError(str(exc.orig or exc)) from exc
-    _deferred.forget(key)
-    return Result(Outcome.QUARANTINED, reason, mail.message_id, record.id, failed=True)
 
 
 def _record(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
@@ -354,7 +353,7 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
     verdict = authentication.check(mail, config["TRUSTED_AUTHSERV_ID"])
     trusted = approved_by is not None or verdict.believed
     known = authorization.identify(session, sender) if trusted else authorization.UNKNOWN
-    customer = Actor.customer(sender, mail.from_name[:MAX_NAME])
+    customer = Actor.customer(sender, mail.from_name)
 
     match = matching.find_ticket(
         session, mail, matching.recipients(mail, envelope.recipients),
@@ -404,7 +403,7 @@ def _staff_mail(session: Session, mail: InboundMail, match: matching.Match, staf
                          "mail the helpdesk sent to that address, and no trusted "
                          "Authentication-Results passed), so it is kept as an unverified "
                          "internal note", ticket,
-                         actor=Actor.unverified(mail.from_address, mail.from_name[:MAX_NAME]),
+                         actor=Actor.unverified(mail.from_address, mail.from_name),
                          internal=True)
     actor = Actor.staff(staff)
     if match.answers_staff_mail:

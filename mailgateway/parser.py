@@ -88,10 +88,6 @@ class InboundMail:
         name = name.lower()
         return [value for key, value in self.headers if key == name]
 
-    def raw_header_all(self, name: str) -> list[str]:
-        name = name.lower()
-        return [value for key, value in self.raw_headers if key == name]
-
 
 MAX_FILENAME_LENGTH = 150
 # Message-IDs threading looks at: RFC 5322 §3.6.4 lets References grow with every
@@ -281,16 +277,16 @@ def _unwrap(data: bytes) -> bytes:
     return data
 
 
-def _header_end(data: bytes) -> int:
-    """Where the top-level header ends (after its blank line), or the length of `data`."""
+def header_block(data: bytes) -> bytes:
+    """The top-level header of raw mail, its blank line included (all of it if none)."""
     ends = [index + len(blank) for blank in (b"\n\n", b"\n\r\n")
             if (index := data.find(blank)) != -1]
-    return min(ends, default=len(data))
+    return data[:min(ends, default=len(data))]
 
 
 def _header_over_limit(data: bytes, limits: MailLimits) -> str | None:
     """Why the top-level header is over its caps, measured on the bytes before it is read."""
-    head = data[:_header_end(data)]
+    head = header_block(data)
     if len(head) > limits.header_bytes:
         return f"header of {len(head)} bytes, more than MAX_HEADER_BYTES ({limits.header_bytes})"
     fields = head.count(b"\n") - head.count(b"\n ") - head.count(b"\n\t")
@@ -302,7 +298,7 @@ def _header_over_limit(data: bytes, limits: MailLimits) -> str | None:
 
 def _bounded_header(data: bytes, limits: MailLimits) -> bytes:
     """The first header fields within the caps, for a mail that is read no further."""
-    head = data[:min(_header_end(data), limits.header_bytes)]
+    head = header_block(data)[:limits.header_bytes]
     kept: list[bytes] = []
     fields = 0
     for line in head.split(b"\n"):
@@ -587,6 +583,8 @@ class _Content:
 
     def walk(self, part: Message, *, parent: str, in_attachment: bool, depth: int) -> None:
         """Sort a part into body text or attachment; enclosed messages stay whole."""
+        # `_Part` counts depth within one reading; a broken multipart read again
+        # (`_salvage_multipart`) starts a new tree, so the walk counts as well.
         if depth > self.budget.limits.mime_depth:
             raise _OverLimit(f"MIME parts nested deeper than MAX_MIME_DEPTH "
                              f"({self.budget.limits.mime_depth})")

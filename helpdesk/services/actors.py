@@ -38,16 +38,14 @@ class Actor:
 
     @classmethod
     def customer(cls, email: str, name: str = "") -> Actor:
-        label = f"{name} <{email}>" if name else email
-        return cls("customer", label[:MAX_LABEL], email=email.lower())
+        return cls("customer", _label(email, name), email=email.lower())
 
     @classmethod
     def unverified(cls, email: str, name: str = "") -> Actor:
         """Mail that claims a staff address without proof (SPEC §7 step 5). It acts as
         nobody: it may only leave an internal note, labelled as unverified."""
-        label = f"{name} <{email}>" if name else email
-        suffix = " (unverified sender)"
-        return cls("unverified", label[:MAX_LABEL - len(suffix)] + suffix, email=email.lower())
+        return cls("unverified", _label(email, name, " (unverified sender)"),
+                   email=email.lower())
 
     @classmethod
     def system(cls, label: str = "system") -> Actor:
@@ -60,3 +58,9 @@ class Actor:
     @property
     def is_customer(self) -> bool:
         return self.kind == "customer"
+
+
+def _label(email: str, name: str, suffix: str = "") -> str:
+    """`Name <address>` and the suffix, within the label columns."""
+    label = f"{name} <{email}>" if name else email
+    return label[:MAX_LABEL - len(suffix)] + suffix
