@@ -26,12 +26,12 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from helpdesk import addresses
 from helpdesk.extensions import db, jwt, limiter
 from helpdesk.inputs import positive_int
 from helpdesk.models import RevokedToken, StaffUser
 from helpdesk.services import Actor
 from helpdesk.services.actors import StaffMember
-from helpdesk.services.tickets import normalize_email
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,7 +50,7 @@ def check_credentials(email: str, password: str) -> StaffUser | None:
     """The active staff user with these credentials, or None. An unknown address
     costs the same hash check as a wrong password, so timing does not tell them apart."""
     user = db.session.execute(
-        select(StaffUser).where(StaffUser.email == normalize_email(email))
+        select(StaffUser).where(StaffUser.email == addresses.normalize(email))
     ).scalar_one_or_none()
     if user is None:
         check_password_hash(_decoy_hash(), password)

@@ -274,6 +274,9 @@ class InboundMail(db.Model):
     channel: Mapped[str] = mapped_column(String(10))
     mail_from: Mapped[str] = mapped_column(String(320), default="")
     from_address: Mapped[str] = mapped_column(String(320), default="")
+    # Which header the sender was read from, or "envelope"; "" when none named one
+    # (SPEC §7 step 5, vocabulary.SENDER_SOURCES).
+    from_source: Mapped[str] = mapped_column(String(20), default="")
     recipients: Mapped[str] = mapped_column(Text, default="")  # comma-separated
     subject: Mapped[str] = mapped_column(String(1000), default="")
     size: Mapped[int] = mapped_column(Integer)

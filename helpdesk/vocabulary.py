@@ -20,6 +20,10 @@ INBOUND_CHANNELS = ("smtp", "imap")
 INBOUND_OUTCOMES = (
     "created", "appended", "quarantined", "ignored", "rejected",
 )
+# Where an inbound mail's sender was read, in the order tried (SPEC §7 step 5),
+# with the words staff read; "" on a record means none named one.
+SENDER_SOURCES = {"from": "From", "sender": "Sender", "reply-to": "Reply-To",
+                  "return-path": "Return-Path", "envelope": "the SMTP envelope (MAIL FROM)"}
 QUARANTINE_STATES = ("pending", "approved", "rejected", "spam")
 # pending → sending (claimed by a sender, see mailgateway.outbound) → sent, then
 # possibly bounced; failed (a 5xx, or retried too long) and skipped (never to be

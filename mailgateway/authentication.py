@@ -29,6 +29,12 @@ genuine ones, and only stripping tells them apart. If the receiving server does
 not strip, leave `TRUSTED_AUTHSERV_ID` unset rather than believe what the sender
 wrote.
 
+Only a From address can be authenticated: DMARC is defined on From, and the
+trusted server checked that header. A sender read from Sender, Reply-To,
+Return-Path or the envelope because From named nobody (SPEC §7 step 5) is never
+believed here, so with a trusted server configured such mail follows the
+unknown-sender policy, and a staff address needs its signed-reply proof.
+
 Alignment is RFC 7489's relaxed alignment: the organizational domains (the Public
 Suffix List's registrable domain, `publicsuffixlist`) are equal, so
 `mail.customer.example` aligns with `customer.example` and `evil.github.io` does
@@ -81,15 +87,15 @@ class Result:
 def check(mail: InboundMail, trusted_authserv_id: str) -> Verdict:
     """What the trusted server says of the From address, see the module docstring.
 
-    UNCHECKED when no trusted server is configured. FAIL when the From address is
-    missing, none of the trusted server's own headers exists, or none of their
+    UNCHECKED when no trusted server is configured. FAIL when the sender is not a
+    From address (`InboundMail.from_source`), none of the trusted server's own headers exists, or none of their
     results passes aligned with the From domain. A trusted header that cannot be
     parsed counts for nothing (and so, alone, gives FAIL).
     """
     if not trusted_authserv_id:
         return Verdict.UNCHECKED
     from_domain = _address_domain(mail.from_address)
-    if not from_domain:
+    if not from_domain or mail.from_source != "from":
         return Verdict.FAIL
     for results in _trusted_results(mail, trusted_authserv_id.strip().lower()):
         if any(_passes_aligned(result, from_domain) for result in results):

@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from helpdesk.models import Contact, Participant, Ticket
-from helpdesk.services.contacts import normalize_email
+from helpdesk import addresses
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ UNKNOWN = Sender(None, None)
 def identify(session: Session, address: str) -> Sender:
     """The sender rule and the staff account of `address`, in one round trip:
     every inbound mail asks this, so it costs one small statement, not two ORM loads."""
-    email = normalize_email(address)
+    email = addresses.normalize(address)
     if "@" not in email:
         return UNKNOWN
     organization_id, staff_id = session.execute(

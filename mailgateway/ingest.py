@@ -23,7 +23,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Column
@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from helpdesk import addresses
 from helpdesk.clock import now
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
@@ -43,7 +44,7 @@ from mailgateway import authentication, authorization, automail, matching, messa
 from mailgateway.dedup import dedup_key, earlier_delivery
 from mailgateway.limits import MailLimits
 from mailgateway.message_ids import Signer
-from mailgateway.parser import InboundMail, clean, parse
+from mailgateway.parser import InboundMail, clean, parse, sender_note
 
 log = logging.getLogger("mailgateway.ingest")
 
@@ -95,6 +96,7 @@ class _Decision:
     # Notifications this mail reports as undeliverable (it is a bounce of them).
     bounced: list[OutboxMessage] = field(default_factory=list)
     internal: bool = False  # append as an internal note, not a public reply
+    acknowledge: bool = True  # a new ticket's requester gets the acknowledgment
 
 
 def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
@@ -109,7 +111,8 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
     when the same mail fails that way again while the database can still store
     its raw bytes, it is parked in quarantine instead, so that no mail is answered
     "try again later" forever. Every other failure quarantines the raw mail."""
-    mail = parsed if parsed is not None else parse(raw, MailLimits.from_config(config))
+    mail = with_envelope_sender(
+        parsed if parsed is not None else parse(raw, MailLimits.from_config(config)), envelope)
     key = dedup_key(mail)
     session = db.session
     try:
@@ -135,6 +138,20 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
              result.outcome.value, f" {result.ticket_number}" if result.ticket_number else "",
              f" ({result.reason})" if result.reason else "")
     return result
+
+
+def with_envelope_sender(mail: InboundMail, envelope: Envelope) -> InboundMail:
+    """The mail, its sender taken from the envelope's MAIL FROM when no header names
+    one: the last fallback of SPEC §7 step 5, noted for staff like the others."""
+    if mail.from_address or mail.parse_error:
+        return mail
+    address = addresses.normalize(clean(envelope.mail_from))
+    if not addresses.is_valid(address):
+        return mail
+    from_values = mail.header_all("from")
+    return replace(mail, from_address=address, from_source="envelope",
+                   notes=[sender_note("envelope", from_values[0] if from_values else None),
+                          *mail.notes])
 
 
 def refuse_oversized(head: bytes, size: int, envelope: Envelope,
@@ -289,6 +306,7 @@ def _record_values(mail: InboundMail, key: str, envelope: Envelope, outcome: Out
         dedup_key=key, message_id=_fit(mail.message_id, _COLUMNS.message_id) or None,
         channel=envelope.channel, mail_from=_fit(envelope.mail_from, _COLUMNS.mail_from),
         from_address=_fit(mail.from_address, _COLUMNS.from_address),
+        from_source=mail.from_source,
         recipients=clean(",".join(envelope.recipients)),
         subject=_fit(mail.subject, _COLUMNS.subject), size=len(mail.raw),
         outcome=outcome.value, reason=clean(reason), raw=mail.raw, ticket_id=ticket_id,
@@ -323,8 +341,20 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
     That vouches for the sender as a customer who may open a ticket, exactly as if
     a rule had matched, and for nothing more: a sender who does not belong on the
     ticket the mail names still gets a new ticket linked to it, and a staff address
-    still needs its proof (SPEC §7 step 5).
+    still needs its proof (SPEC §7 step 5). A new ticket from mail a list
+    distributed is not acknowledged (`automail.via_mailing_list`).
     """
+    decision = _decide(session, mail, envelope, config, approved_by)
+    listed = automail.via_mailing_list(mail)
+    if decision.outcome is Outcome.CREATED and listed:
+        decision.acknowledge = False
+        decision.reason += f"; came through the list {listed}, so no acknowledgment is sent"
+    return decision
+
+
+def _decide(session: Session, mail: InboundMail, envelope: Envelope,
+            config: Mapping[str, Any], approved_by: Actor | None) -> _Decision:
+    """The outcome by auto-mail, thread, sender and policy, see `decide`."""
     if mail.parse_error and approved_by is None:
         return _Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}",
                          failed=True)
@@ -348,8 +378,9 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
     sender = mail.from_address
     if not sender:
         if approved_by is None:
-            return _Decision(Outcome.QUARANTINED, "no readable From address")
-        raise ValueError("a mail without a From address cannot become a ticket")
+            return _Decision(Outcome.QUARANTINED, "no sender address: none in From, Sender, "
+                             "Reply-To, Return-Path or the envelope")
+        raise ValueError("a mail without a sender address cannot become a ticket")
     verdict = authentication.check(mail, config["TRUSTED_AUTHSERV_ID"])
     trusted = approved_by is not None or verdict.believed
     known = authorization.identify(session, sender) if trusted else authorization.UNKNOWN
@@ -456,7 +487,7 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
             is_email_originated=True, organization_id=decision.organization_id,
             cc=[(addr, name) for name, addr in cc], linked_ticket=decision.ticket,
             body_html=storage.sanitized_html(mail), inbound_mail_id=record.id,
-            attachments=files,
+            attachments=files, acknowledge=decision.acknowledge,
         )
         # open_ticket pointed the row at the ticket in its numbering statement; no
         # second UPDATE while the counter row is locked.

@@ -41,6 +41,8 @@ import nh3
 from mailparser.exceptions import MailParserError
 from mailparser.utils import as_string_safe, get_addresses
 
+from helpdesk import addresses
+from helpdesk.vocabulary import SENDER_SOURCES
 from mailgateway import charsets
 from mailgateway.limits import DEFAULT as DEFAULT_LIMITS
 from mailgateway.limits import MailLimits
@@ -63,8 +65,10 @@ class InboundMail:
     in_reply_to: list[str] = field(default_factory=list)   # normalized ids
     references: list[str] = field(default_factory=list)    # normalized ids, in order
     subject: str = ""
-    from_address: str = ""                  # lower-case addr-spec, "" when missing/unreadable
+    # The sender, in `helpdesk.addresses`' normal form; "" when no header names one.
+    from_address: str = ""
     from_name: str = ""
+    from_source: str = ""                   # where it was read (vocabulary.SENDER_SOURCES), or ""
     to: list[tuple[str, str]] = field(default_factory=list)   # (name, lower-case address)
     cc: list[tuple[str, str]] = field(default_factory=list)
     headers: list[tuple[str, str]] = field(default_factory=list)  # (lower-case name, decoded value), in order, duplicates kept
@@ -95,10 +99,16 @@ MAX_FILENAME_LENGTH = 150
 # ids (RFC 5322's line limit is 998).
 MAX_THREAD_IDS = 50
 MAX_ID_LENGTH = 998
-# An address field is read up to this many characters (about a thousand addresses):
-# mail-parser's address grammar costs some 30 µs an address, and only
-# MAX_CC_PARTICIPANTS of them are kept anyway.
+# An address field is read up to this many characters (about a thousand addresses),
+# all its repetitions together: mail-parser's address grammar costs some 30 µs an
+# address, and only MAX_CC_PARTICIPANTS of them are kept anyway.
 MAX_ADDRESS_CHARS = 32 * 1024
+# Who sent a mail, where From names nobody (SPEC §7 step 5): these headers in this
+# order, then the envelope (`vocabulary.SENDER_SOURCES`).
+SENDER_HEADERS = ("from", "sender", "reply-to", "return-path")
+# A sender header read liberally is searched this many address-like words deep: a
+# real one names one or two, and a flood of invalid ones costs nothing more.
+MAX_SENDER_CANDIDATES = 20
 
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"   # Outlook .msg and other OLE files
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
@@ -109,6 +119,9 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_BREAK = re.compile(r"\r\n?")
 _WHITESPACE = re.compile(r"\s+")
 _ANGLE_ID = re.compile(r"<([^<>]*)>")
+# The words of an address field that the grammar could not read: what lies between
+# the characters that delimit addresses.
+_ADDRESS_WORD = re.compile(r"[^\s<>(),;:\"]+")
 # `[^<>]`: a scan that fails stops at the next tag, so failing scans never overlap
 # (a plain `[^>]*` rescans to the end of the text from every `<meta`).
 _META_CHARSET = re.compile(rb"<meta[^<>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]+)", re.IGNORECASE)
@@ -234,7 +247,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
                          "were read as text (MAX_HTML_TO_TEXT_CHARS).")
         text_body = _html_to_text(html_body[:limits.html_text_chars])
 
-    from_name, from_address = next(iter(_addresses(_values(message, "from"), hint)), ("", ""))
+    from_name, from_address, from_source, sender_notes = _sender(message, hint)
     subject = _values(message, "subject")
     return InboundMail(
         raw=raw,
@@ -244,6 +257,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         subject=_collapse(_header_text(subject[0], hint)) if subject else "",
         from_address=from_address,
         from_name=from_name,
+        from_source=from_source,
         to=_addresses(_values(message, "to"), hint),
         cc=_addresses(_values(message, "cc"), hint),
         headers=[(name.strip().lower(), _header_text(str(value), hint))
@@ -255,7 +269,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         html_body=html_body,
         attachments=content.attachments,
         over_limit=over_limit,
-        notes=notes,
+        notes=sender_notes + notes,
     )
 
 
@@ -477,22 +491,38 @@ def _decode_run(run: list[tuple[str, bytes]]) -> str:
     return "".join(text)
 
 
-def _addresses(values: list[str], hint: str | None) -> list[tuple[str, str]]:
-    """(display name, lower-case address) pairs; unparseable entries are skipped."""
+def _addresses(values: list[str], hint: str | None,
+               first: bool = False) -> list[tuple[str, str]]:
+    """(display name, address) pairs, addresses in `helpdesk.addresses`' normal form
+    and valid by its rule; what is no address is skipped.
+
+    A value the address grammar cannot read is read liberally (`_liberal_mailboxes`):
+    `Ann ann@example.com`, `"Smith, Ann" ann@example.com` and `<ann@example.com.`
+    are how real clients and scripts write From, and the sender is plainly there.
+    `first`: only the first address is wanted (a sender), and no more is read.
+    """
     result: list[tuple[str, str]] = []
     seen: set[str] = set()
+    budget = MAX_ADDRESS_CHARS  # for the field, however many times it is repeated
     for value in values:
+        if budget <= 0:
+            break
         text = _unfolded(_eight_bit(value, hint))
-        if len(text) > MAX_ADDRESS_CHARS:
-            text = text[:text.rfind(",", 0, MAX_ADDRESS_CHARS) + 1 or MAX_ADDRESS_CHARS]
-        for name, address in _mailboxes(text):
-            address = clean(address).strip().lower()
-            if not _plausible_address(address) or address in seen:
+        if len(text) > budget:
+            text = text[:text.rfind(",", 0, budget) + 1 or budget]
+        budget -= len(text)
+        found = [(name, address) for name, address in
+                 ((name, addresses.normalize(clean(raw))) for name, raw in _mailboxes(text))
+                 if addresses.is_valid(address)]
+        for name, address in found or _liberal_mailboxes(text, first):
+            if address in seen:
                 continue
             seen.add(address)
-            name = _collapse(clean(_decode_encoded_words(name))).strip("\"' ")
+            name = _collapse(clean(_decode_encoded_words(name))).strip("\"'<> ")
             result.append(("" if name.lower() == address else name, address))
-    return result
+        if first and result:
+            break
+    return result[:1] if first else result
 
 
 def _mailboxes(text: str) -> list[tuple[str, str]]:
@@ -506,9 +536,58 @@ def _mailboxes(text: str) -> list[tuple[str, str]]:
         return []
 
 
-def _plausible_address(address: str) -> bool:
-    local, at, domain = address.rpartition("@")
-    return bool(at and local and domain) and not any(char.isspace() for char in address)
+def _liberal_mailboxes(text: str, first: bool = False) -> list[tuple[str, str]]:
+    """The words of `text` that are valid addresses, the first one with the text
+    before it as its display name. Words in angle brackets come first: in
+    `"ceo@victim.example" <someone@evil.example.>` the address is the bracketed
+    one, as the receiving server's DMARC check reads it too. `first`: only the
+    one a sender is read from, without checking every other word."""
+    bracketed: list[tuple[int, str]] = []
+    plain: list[tuple[int, str]] = []
+    candidates = 0
+    for match in _ADDRESS_WORD.finditer(text):
+        word, start = match.group(), match.start()
+        in_brackets = text[start - 1:start] == "<"
+        if word.count("@") != 1 or (first and plain and not in_brackets):
+            continue
+        candidates += 1
+        if first and candidates > MAX_SENDER_CANDIDATES:
+            break
+        address = addresses.normalize(clean(word.strip("'")))
+        if addresses.is_valid(address):
+            (bracketed if in_brackets else plain).append((start, address))
+            if first and in_brackets:
+                break
+    found = bracketed or plain
+    return [(text[:start] if index == 0 else "", address)
+            for index, (start, address) in enumerate(found[:1] if first else found)]
+
+
+def _sender(message: Message, hint: str | None) -> tuple[str, str, str, list[str]]:
+    """(display name, address, the header it was read from, notes) of the person who
+    sent the mail: From, else Sender, Reply-To, Return-Path, in that order (SPEC §7
+    step 5), with a note for staff when it is not From; empty strings when none
+    names an address. The envelope, the last fallback, is the pipeline's
+    (`mailgateway.ingest.with_envelope_sender`)."""
+    from_values = _values(message, "from")
+    from_text = _header_text(from_values[0], hint) if from_values else None
+    for header in SENDER_HEADERS:
+        found = _addresses(from_values if header == "from" else _values(message, header), hint,
+                           first=True)
+        if found:
+            name, address = found[0]
+            notes = [] if header == "from" else [sender_note(header, from_text)]
+            return name, address, header, notes
+    return "", "", "", []
+
+
+def sender_note(source: str, from_text: str | None) -> str:
+    """What staff read on a ticket whose sender is not its From address."""
+    where = SENDER_SOURCES[source]
+    if from_text is None:
+        return f"The sender was taken from {where}: the mail has no From header."
+    return (f"The sender was taken from {where}: the From header "
+            f"({from_text[:200] or 'empty'}) names no address.")
 
 
 def _message_id(values: list[str], hint: str | None) -> str | None:

@@ -17,7 +17,7 @@ from helpdesk.clock import now
 from helpdesk.errors import Conflict, NotFound
 from helpdesk.models import QuarantineItem
 from helpdesk.services import Actor
-from mailgateway.ingest import Envelope, Outcome, Result, apply, decide
+from mailgateway.ingest import Envelope, Outcome, Result, apply, decide, with_envelope_sender
 from mailgateway.limits import MailLimits
 from mailgateway.parser import parse
 
@@ -39,9 +39,9 @@ def approve(session: Session, item_id: int, reviewer: Actor,
             config: Mapping[str, Any]) -> Result:
     item = _pending(session, item_id)
     record = item.inbound_mail
-    mail = parse(record.raw, MailLimits.from_config(config))
     envelope = Envelope(record.mail_from, tuple(filter(None, record.recipients.split(","))),
                         record.channel)
+    mail = with_envelope_sender(parse(record.raw, MailLimits.from_config(config)), envelope)
     decision = decide(session, mail, envelope, config, approved_by=reviewer)
     if decision.outcome not in (Outcome.CREATED, Outcome.APPENDED):
         raise Conflict(f"Cannot approve item {item_id}: {decision.reason}.")

@@ -177,8 +177,16 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
             b"X-Giant: " + b"\r\n\t".join([b"w" * 70] * (size // 73))),
         "header: many cc addresses": lambda: _text(b"hi\r\n", b"Cc: " + b", ".join(
             b"Person %d <p%d@example.com>" % (i, i) for i in range(head_room // 30))),
+        "header: many cc fields": lambda: _text(b"hi\r\n", *[b"Cc: " + b", ".join(
+            b"p%d@example.com" % i for i in range(2000)) for _ in range(head_room // 32_000)]),
         "header: many references": lambda: _text(b"hi\r\n", b"References: " + b" ".join(
             b"<%d@x.example>" % i for i in range(head_room // 16))),
+        "header: sender fields of invalid address words": lambda: header(
+            b"Sender: " + b"a@-b " * (head_room // 15),
+            b"Reply-To: " + b"a@-b " * (head_room // 15),
+            sender=b"a@-b " * (head_room // 15)) + b"hi\r\n",
+        "body: unclosed list-notice phrase": lambda: _text(
+            b"you are not a member o" * (size // 22), sender=b"lista-owner@lists.example"),
         "header: long display names": lambda: header(
             b"Cc: " + b"B" * 10_000 + b" <bob@example.com>",
             sender=b"A" * 10_000 + b" <ann@example.com>") + b"hi\r\n",

@@ -57,6 +57,22 @@ def test_missing_from_address_is_not_believed() -> None:
     assert not believed(f"{TRUSTED}; dmarc=pass header.from=customer.example", from_address="")
 
 
+@pytest.mark.parametrize("fallback", [b"Sender: Alice <alice@customer.example>",
+                                      b"Reply-To: <alice@customer.example>",
+                                      b"Return-Path: <alice@customer.example>"])
+def test_a_sender_read_from_another_header_than_from_is_never_believed(fallback: bytes) -> None:
+    """DMARC authenticates From. With From unreadable to us, a pass the trusted server
+    wrote about the From it read must not vouch for Sender, Reply-To or Return-Path."""
+    mail = parse(raw_mail(f"Authentication-Results: {TRUSTED}; dmarc=pass; "
+                          "spf=pass smtp.mailfrom=customer.example; "
+                          "dkim=pass header.d=customer.example".encode(),
+                          below=(fallback, b"From: Alice <alice at customer.example>"),
+                          from_address=""))
+    assert mail.from_address == "alice@customer.example" and mail.from_source != "from"
+    assert check(mail, TRUSTED) is Verdict.FAIL
+    assert check(mail, "") is Verdict.UNCHECKED  # nothing configured: taken as written
+
+
 # --- DMARC -----------------------------------------------------------------
 
 def test_dmarc_pass_is_believed() -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mailgateway.automail import detect, is_bounce, is_machine_address, original_message_ids
+from mailgateway.automail import (
+    BODY_SCAN_CHARS, detect, is_bounce, is_machine_address, original_message_ids, via_mailing_list)
 from mailgateway.parser import Attachment, InboundMail
 
 OWN = ["support@helpdesk.test", "billing@helpdesk.test"]
@@ -504,9 +505,23 @@ def test_bounce_body_needs_a_mail_system_sender() -> None:
 
 # --- mailing lists ---------------------------------------------------------
 
-def test_mailing_list_traffic_is_bulk() -> None:
+def test_a_person_writing_through_a_list_is_a_person_without_acknowledgment() -> None:
     mail = make_mail(headers=[("List-Id", "Users of Foo <users.lists.foo.example>")])
-    assert check(mail) == "mailing list (list-id)"
+    assert check(mail) is None
+    assert via_mailing_list(mail) == "users.lists.foo.example"
+    assert via_mailing_list(make_mail()) is None
+
+
+def test_list_id_with_list_unsubscribe_is_list_traffic_not_a_newsletter() -> None:
+    mail = make_mail(headers=[("List-Id", "<sales.isp.example>"),
+                              ("List-Unsubscribe", "<mailto:sales+unsubscribe@isp.example>")])
+    assert check(mail) is None
+    assert via_mailing_list(mail) == "sales.isp.example"
+
+
+def test_list_id_with_bulk_precedence_is_still_bulk() -> None:
+    mail = make_mail(headers=[("List-Id", "<announce.isp.example>"), ("Precedence", "list")])
+    assert check(mail) == "precedence: list"
 
 
 def test_newsletter_with_list_unsubscribe_is_bulk() -> None:
@@ -583,3 +598,96 @@ def test_corpus_plain_mail_is_a_person() -> None:
 ])
 def test_is_machine_address(address: str, expected: bool) -> None:
     assert is_machine_address(address) is expected
+
+
+# --- reports and list notices in other languages and forms (issue: mail fidelity) ---
+
+@pytest.mark.parametrize("address", ["post_master@mail.example.ne.jp", "Mailer_Daemon@x.example",
+                                     "mailer.daemon@x.example", "Post-Master@x.example"])
+def test_bounce_senders_however_punctuated(address: str) -> None:
+    assert check(make_mail(from_address=address, from_name="")) == f"bounce sender {address}"
+
+
+@pytest.mark.parametrize("address", ["no.reply@x.example", "do_not_reply@x.example",
+                                     "NoReply@x.example", "not-reply@x.example"])
+def test_machine_addresses_however_punctuated_are_never_mailed(address: str) -> None:
+    assert is_machine_address(address)
+    assert not is_machine_address("noreen@x.example")
+
+
+@pytest.mark.parametrize("subject", [
+    "配信不能: [TKT-000012] ご依頼を受け付けました", "Недоставлено: Счёт", "Не доставлено: Счёт",
+    "无法传递: 您的请求", "Niedostarczalne: Faktura", "Kan inte levereras: Faktura",
+    "Não é possível entregar: Fatura", "メール配信エラー",
+])
+def test_bounce_subjects_of_other_languages(subject: str) -> None:
+    assert check(make_mail(subject=subject)) == "bounce subject"
+
+
+@pytest.mark.parametrize("subject", ["配信不能のお知らせについて質問です", "Kan ikke leveres i dag?",
+                                     "No se puede entregar el router hoy"])
+def test_people_using_the_same_words_in_a_sentence_stay_people(subject: str) -> None:
+    assert check(make_mail(subject=subject)) is None
+
+
+@pytest.mark.parametrize("body", [
+    "お客様が送信されたメールは、以下の宛先に配信できませんでした。",
+    "很抱歉，您发送的邮件无法送达以下收件人",
+    "Сообщение не может быть доставлено следующим получателям",
+    "Ihre Nachricht konnte nicht zugestellt werden.",
+    "Votre message n'a pas pu être remis aux destinataires suivants.",
+    "Su mensaje no se pudo entregar a los siguientes destinatarios.",
+    "Sua mensagem não pôde ser entregue.",
+])
+def test_report_words_in_other_languages_count_from_a_mail_system(body: str) -> None:
+    system = make_mail(subject="Notice", text_body=body, from_address="no-reply@mail.example",
+                       from_name="")
+    assert check(system) == "bounce text"
+    assert is_bounce(system)
+    person = make_mail(subject="Notice", text_body=body)
+    assert check(person) is None
+
+
+def test_a_web_form_from_noreply_with_the_visitor_in_reply_to_is_a_person() -> None:
+    body = "Mensaje: el módem nuevo no se pudo entregar porque no había nadie en casa."
+    form = make_mail(subject="Nuevo mensaje del formulario", text_body=body,
+                     from_address="noreply@isp.example", from_name="Formulario web",
+                     headers=[("Reply-To", "Rosa <rosa@hogar.example>")])
+    assert check(form) is None
+    alone = make_mail(subject="Nuevo mensaje del formulario", text_body=body,
+                      from_address="noreply@isp.example", from_name="Formulario web")
+    assert check(alone) == "bounce text"
+
+
+def test_report_words_are_read_near_the_top_only() -> None:
+    deep = "x" * BODY_SCAN_CHARS + "\nkonnte nicht zugestellt werden"
+    assert check(make_mail(subject="Notice", text_body=deep,
+                           from_address="no-reply@mail.example", from_name="")) is None
+
+
+@pytest.mark.parametrize(("sender", "body"), [
+    ("soporte-bounces@listas.example", "Post by non-member to a members-only list"),
+    ("clientes-owner@listas.example", "No tiene permiso para enviar mensajes a esta lista"),
+    ("owner-avisos@listas.example", "You are not allowed to post to this mailing list"),
+    ("sympa@listas.example", "You are not allowed to send messages to list x@listas.example"),
+    ("ventas-request@listas.example", "Sorry, only subscribers may post to this list."),
+    ("mailman@listas.example", "The message is not from a list member"),
+])
+def test_list_software_refusing_a_post_is_automatic(sender: str, body: str) -> None:
+    assert check(make_mail(subject="Rejected", text_body=body, from_address=sender,
+                           from_name="")) == "mailing-list notice"
+    # The same words from a person (a customer quoting the notice) are a request.
+    assert check(make_mail(subject="Rejected", text_body=body)) is None
+
+
+@pytest.mark.parametrize("subject", ["Your message to Soporte-clientes awaits moderator approval",
+                                     "Request to mailing list Avisos rejected"])
+def test_list_software_subjects_are_automatic(subject: str) -> None:
+    assert check(make_mail(subject=subject)) == "mailing-list notice"
+    assert check(make_mail(subject="Re: " + subject)) is None
+
+
+def test_exims_failed_recipients_header_marks_a_bounce() -> None:
+    mail = make_mail(subject="Notice", headers=[("X-Failed-Recipients", "bob@example.com")])
+    assert check(mail) == "x-failed-recipients header"
+    assert is_bounce(mail)

@@ -72,7 +72,7 @@ def test_senders_add_list_remove(runner):
 def test_senders_errors(runner):
     bad = runner.invoke(args=["senders", "add", "not an address", "--organization", "Acme"])
     assert bad.exit_code == 1 and "a@b.c" in bad.output
-    bad_domain = runner.invoke(args=["senders", "add", "@localhost", "--organization", "Acme"])
+    bad_domain = runner.invoke(args=["senders", "add", "@-localhost", "--organization", "Acme"])
     assert bad_domain.exit_code == 1
     assert runner.invoke(args=["senders", "add", "a@b.co", "--organization", "A"]).exit_code == 0
     again = runner.invoke(args=["senders", "add", "A@B.CO", "--organization", "A"])

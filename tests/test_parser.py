@@ -695,3 +695,51 @@ def test_multipart_with_wrong_boundary_is_recovered() -> None:
 def test_attachment_type_is_plain_dataclass() -> None:
     parsed = parse(multipart(b"Content-Type: application/pdf; name=a.pdf\n\n%PDF"))
     assert parsed.attachments == [Attachment("a.pdf", "application/pdf", b"%PDF")]
+
+
+# -- who sent it: From read liberally, then Sender, Reply-To, Return-Path (SPEC §7 step 5) --
+
+@pytest.mark.parametrize(("from_value", "name", "address"), [
+    (b"Ann <ann@example.com.>", "Ann", "ann@example.com"),              # a trailing dot
+    (b"ann@example.com.", "", "ann@example.com"),
+    (b"Ann Smith ann@example.com", "Ann Smith", "ann@example.com"),     # no angle brackets
+    (b'"Smith, Ann" ann@example.com', "Smith, Ann", "ann@example.com"),
+    (b"=?utf-8?q?Jos=C3=A9?= jose@example.es", "Jos\u00e9", "jose@example.es"),
+    (b"Ann <ann@example.com", "Ann", "ann@example.com"),                # unclosed bracket
+    (b"ann@example.com, bob@example.com", "", "ann@example.com"),       # several: the first
+    (b"Ann <ann@example.com>, Bob <bob@example.com>", "Ann", "ann@example.com"),
+    (b"root@localhost", "", "root@localhost"),                          # dotless domains
+    (b"Soporte <soporte@intranet>", "Soporte", "soporte@intranet"),
+    # The bracketed address is the address, whatever the name says.
+    (b'"ceo@victim.example" <someone@evil.example.>', "ceo@victim.example", "someone@evil.example"),
+])
+def test_from_is_read_liberally(from_value: bytes, name: str, address: str) -> None:
+    mail = parse(b"From: " + from_value + b"\r\nSubject: s\r\n\r\nbody\r\n")
+    assert (mail.from_name, mail.from_address, mail.from_source) == (name, address, "from")
+    assert mail.notes == []
+
+
+@pytest.mark.parametrize(("head", "address", "source", "note"), [
+    (b"Sender: Carl <carl@example.net>\r\n", "carl@example.net", "sender",
+     "The sender was taken from Sender: the mail has no From header."),
+    (b"From: Nobody\r\nReply-To: <r@example.net>\r\n", "r@example.net", "reply-to",
+     "The sender was taken from Reply-To: the From header (Nobody) names no address."),
+    (b"From: <>\r\nReturn-Path: <p@example.net>\r\n", "p@example.net", "return-path",
+     "The sender was taken from Return-Path: the From header (<>) names no address."),
+    # Sender comes before Reply-To, Reply-To before Return-Path.
+    (b"Return-Path: <p@example.net>\r\nReply-To: r@example.net\r\nSender: s@example.net\r\n",
+     "s@example.net", "sender", "The sender was taken from Sender: the mail has no From header."),
+    # A From lost behind a line that ends the header block early.
+    (b"Reply-To: Sofia <sofia@example.net>\r\nnot a header line\r\nFrom: Sofia <sofia@example.net>\r\n",
+     "sofia@example.net", "reply-to", "The sender was taken from Reply-To: the mail has no From header."),
+])
+def test_without_a_readable_from_the_sender_comes_from_the_next_header(
+        head: bytes, address: str, source: str, note: str) -> None:
+    mail = parse(head + b"Subject: s\r\n\r\nbody\r\n")
+    assert (mail.from_address, mail.from_source) == (address, source)
+    assert mail.notes == [note]
+
+
+def test_a_mail_naming_no_sender_anywhere_has_none() -> None:
+    mail = parse(b"From: Ann <ann at example.com>\r\nReturn-Path: <>\r\nSubject: s\r\n\r\nbody\r\n")
+    assert (mail.from_name, mail.from_address, mail.from_source, mail.notes) == ("", "", "", [])

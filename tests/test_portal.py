@@ -224,13 +224,21 @@ def test_quarantine_review_in_the_portal(portal, gateway):
     page = portal.get("/quarantine").data
     assert b"Let me in" in page and b"Cheap pills" in page and b"Wrong address" in page
     assert b"stranger@example.org" in portal.get(f"/quarantine/{items[0].id}").data
+    assert b"(read from From)" in portal.get(f"/quarantine/{items[0].id}").data
+    gateway.send(b"To: support@helpdesk.test\r\nSubject: anonymous\r\n\r\nhi\r\n",
+                 mail_from="quiet@example.org")
+    held = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id.desc())
+                              ).scalars().first()
+    shown = portal.get(f"/quarantine/{held.id}").data
+    assert b"quiet@example.org" in shown and b"(read from the SMTP envelope (MAIL FROM))" in shown
+    portal.post(f"/quarantine/{held.id}/reject", page="/quarantine")
     portal.post(f"/quarantine/{items[0].id}/approve", page="/quarantine")
     portal.post(f"/quarantine/{items[1].id}/spam", page="/quarantine")
     portal.post(f"/quarantine/{items[2].id}/reject", page="/quarantine")
     ticket = db.session.execute(select(Ticket)).scalar_one()
     assert (ticket.subject, ticket.number) == ("Let me in", 1)
     states = db.session.execute(select(QuarantineItem.state).order_by(QuarantineItem.id)).scalars().all()
-    assert states == ["approved", "spam", "rejected"]
+    assert states == ["approved", "spam", "rejected", "rejected"]
     assert b"Nothing is waiting" in portal.get("/quarantine").data
     assert portal.post(f"/quarantine/{items[0].id}/bogus", page="/quarantine").status_code == 404
 
@@ -244,7 +252,7 @@ def test_admin_manages_senders_and_staff(admin_portal, admin):
     assert b"@corp.example" in page
     admin_portal.post("/admin/senders", {"pattern": "nonsense", "organization": "X"},
                       page="/admin/senders")
-    assert b"must be an address" in admin_portal.get("/admin/senders").data
+    assert b"is not a valid email address (a@b.c) nor a domain" in admin_portal.get("/admin/senders").data
     admin_portal.post("/admin/senders/remove", {"pattern": "@corp.example"}, page="/admin/senders")
     assert db.session.execute(select(AuthorizedSender)).first() is None
 

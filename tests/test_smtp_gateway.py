@@ -380,6 +380,39 @@ def test_quarantine_approve_of_a_strangers_reply_opens_a_new_linked_ticket(
     assert (new.requester.email, new.linked_ticket_id) == ("helper@partner.example", opened.id)
 
 
+def test_a_mail_naming_its_sender_only_in_the_envelope_follows_the_sender_policy(
+        gateway, senders, runner):
+    """The envelope is the last fallback for the sender (SPEC §7 step 5): an
+    authorized envelope sender opens a ticket, and a stranger's mail is held and,
+    once approved, opens one for the envelope sender; the quarantine shows why."""
+    raw = b"To: support@helpdesk.test\r\nSubject: no from at all\r\n\r\nThe link is down.\r\n"
+    code, text = gateway.send(raw, mail_from="ann@example.com")
+    assert code == 250 and b"created TKT-000001" in text
+    first = tickets()[0]
+    assert first.requester.email == "ann@example.com"
+    assert "The sender was taken from the SMTP envelope (MAIL FROM): the mail has no From " \
+        "header." in first.messages[0].body
+    code, text = gateway.send(raw.replace(b"no from", b"still no from"),
+                              mail_from="stranger@nowhere.example")
+    assert code == 250 and b"quarantined" in text
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert (item.inbound_mail.from_address, item.inbound_mail.from_source) == (
+        "stranger@nowhere.example", "envelope")
+    approved = runner.invoke(args=["quarantine", "approve", str(item.id)])
+    assert approved.exit_code == 0 and "created TKT-000002" in approved.output
+    db.session.expire_all()
+    assert tickets()[1].requester.email == "stranger@nowhere.example"
+
+
+def test_a_mail_naming_no_sender_at_all_is_held(gateway, senders):
+    raw = b"To: support@helpdesk.test\r\nSubject: who am I\r\n\r\nhello\r\n"
+    code, text = gateway.send(raw, mail_from="not an address")
+    assert code == 250 and b"quarantined" in text
+    record = db.session.execute(select(InboundMail)).scalar_one()
+    assert (record.from_address, record.from_source) == ("", "")
+    assert record.reason.startswith("no sender address")
+
+
 def test_quarantine_reject_and_spam(gateway, senders, runner):
     gateway.send(message(sender="a@nowhere.example", subject="one"))
     gateway.send(message(sender="b@nowhere.example", subject="two"))

@@ -8,6 +8,7 @@ from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from helpdesk import addresses
 from helpdesk.api import bp
 from helpdesk.api.payload import has_nul, json_object
 from helpdesk.api.serializers import message_json, ticket_json
@@ -18,7 +19,6 @@ from helpdesk.inputs import positive_int
 from helpdesk.models import StaffUser, Ticket
 from helpdesk.services import TicketFilters, TicketsService
 from helpdesk.services.stats import ticket_stats
-from helpdesk.services.tickets import normalize_email
 
 LIST_PARAMETERS = ("status", "priority", "category", "channel", "assignee", "q", "sla",
                    "page", "per_page", "sort")
@@ -162,7 +162,7 @@ def _assignee_id(value: int | str | None) -> int | None:
             raise ValidationError({"assignee": "is not a staff member"})
         return number
     user_id = db.session.execute(
-        select(StaffUser.id).where(StaffUser.email == normalize_email(value))
+        select(StaffUser.id).where(StaffUser.email == addresses.normalize(value))
     ).scalar_one_or_none()
     if user_id is None:
         raise ValidationError({"assignee": "is not a staff member"})

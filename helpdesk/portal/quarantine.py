@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import abort, current_app, render_template, url_for
 from flask.typing import ResponseReturnValue
 
+from helpdesk import vocabulary as v
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.portal import bp
@@ -27,7 +28,8 @@ def quarantine_item(item_id: int) -> ResponseReturnValue:
     except NotFound:
         abort(404)
     raw = item.inbound_mail.raw.decode("utf-8", "replace")
-    return render_template("portal/quarantine_item.html", nav="quarantine", item=item, raw=raw)
+    return render_template("portal/quarantine_item.html", nav="quarantine", item=item, raw=raw,
+                           sender_sources=v.SENDER_SOURCES)
 
 
 @bp.post("/quarantine/<int(max=2147483647):item_id>/<decision>")

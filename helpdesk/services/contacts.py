@@ -5,12 +5,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from helpdesk import addresses
 from helpdesk.clock import now
 from helpdesk.models import Contact
-
-
-def normalize_email(address: str) -> str:
-    return (address or "").strip().lower()
 
 
 # Built once: every new ticket looks its requester up, and composing the statement
@@ -21,7 +18,7 @@ _BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
 def find_or_create(session: Session, email: str, name: str = "") -> Contact:
     """Find or create the contact; safe against a concurrent creator (the insert
     does nothing on conflict and the winner's row is read back)."""
-    email = normalize_email(email)
+    email = addresses.normalize(email)
     contact = session.execute(_BY_EMAIL, {"email": email}).scalar_one_or_none()
     if contact is not None:
         if name and not contact.name:

@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, NotFound, ValidationError
@@ -63,14 +64,14 @@ def acknowledgment(requester_email: str, actor: Actor, moment: datetime) -> dict
     """
     if actor.kind == "system":
         return None
-    return _row_values("created", contacts.normalize_email(requester_email), moment)
+    return _row_values("created", addresses.normalize(requester_email), moment)
 
 
 def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor) -> None:
     """Queue a public reply for the requester and the CC participants."""
     if message.kind != "reply" or actor.is_customer:
         return
-    author = contacts.normalize_email(actor.email or "")
+    author = addresses.normalize(actor.email or "")
     recipients = [ticket.requester.email] + [p.email for p in ticket.participants]
     recipients = [a for a in dict.fromkeys(recipients) if a and a != author]
     moment = now()

@@ -8,21 +8,25 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from helpdesk import addresses
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.models import AuthorizedSender, Organization
-from helpdesk.services.tickets import is_valid_email, normalize_email
 
 
 def normalize_pattern(pattern: str) -> str:
-    """Lower-case and check a rule; raises ValidationError naming what is wrong."""
-    value = normalize_email(pattern)
+    """Lower-case and check a rule; raises ValidationError naming what is wrong.
+
+    Addresses and domains follow `helpdesk.addresses`, the rule the gateway reads
+    senders with, so every sender the gateway can see can also be authorized
+    (`@intranet` included)."""
+    value = addresses.normalize(pattern)
     if value.startswith("@"):
-        domain = value[1:]
-        if not domain or "." not in domain or "@" in domain or any(c.isspace() for c in domain):
+        domain = value[1:].rstrip(".")
+        if not addresses.is_valid_domain(domain):
             raise ValidationError({"pattern": "a domain rule looks like @example.com"})
-        return value
-    if not is_valid_email(value):
-        raise ValidationError({"pattern": "must be an address (a@b.c) or a domain (@b.c)"})
+        return "@" + domain
+    if not addresses.is_valid(value):
+        raise ValidationError({"pattern": f"{addresses.INVALID} (a@b.c) nor a domain (@b.c)"})
     return value
 
 

@@ -6,10 +6,10 @@ import secrets
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.models import StaffUser
-from helpdesk.services.tickets import is_valid_email, normalize_email
 
 MIN_PASSWORD = 10
 
@@ -22,10 +22,10 @@ class StaffService:
         self, *, email: str, name: str, role: str, password: str | None = None
     ) -> tuple[StaffUser, str | None]:
         """Create a staff user; returns the generated password when none was given."""
-        email = normalize_email(email)
+        email = addresses.normalize(email)
         errors: dict[str, str] = {}
-        if not is_valid_email(email):
-            errors["email"] = "is not a valid email address"
+        if not addresses.is_valid(email):
+            errors["email"] = addresses.INVALID
         if not (name or "").strip():
             errors["name"] = "is required"
         if role not in v.ROLES:
@@ -47,7 +47,7 @@ class StaffService:
 
     def by_email(self, email: str) -> StaffUser | None:
         return self.session.execute(
-            select(StaffUser).where(StaffUser.email == normalize_email(email))
+            select(StaffUser).where(StaffUser.email == addresses.normalize(email))
         ).scalar_one_or_none()
 
     def count_admins(self) -> int:

@@ -9,7 +9,6 @@ commit right after it (see `helpdesk.numbering`).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,10 +18,9 @@ from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from helpdesk import lifecycle, numbering, sla
+from helpdesk import addresses, lifecycle, numbering, sla
 from helpdesk import vocabulary as v
 from helpdesk.services import contacts, notifications
-from helpdesk.services.contacts import normalize_email
 from helpdesk.clock import now
 from helpdesk.database import adopt
 from helpdesk.errors import InvalidTransition, NotFound, ValidationError
@@ -43,13 +41,8 @@ from helpdesk.services.actors import Actor
 MAX_SUBJECT = 500
 MAX_NAME = 200
 MAX_PER_PAGE = 100
-_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$")
 _PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
 _SORTABLE = ("number", "created_at", "updated_at", "priority", "status", "subject")
-
-
-def is_valid_email(address: str) -> bool:
-    return len(address) <= 320 and bool(_EMAIL.match(address))
 
 
 @dataclass(frozen=True)
@@ -152,13 +145,15 @@ class TicketsService:
         body_html: str | None = None,
         inbound_mail_id: int | None = None,
         attachments: Sequence[NewAttachment] = (),
+        acknowledge: bool = True,
     ) -> Ticket:
         """Store a new ticket with its first message and give it the next number.
 
         The first message keeps the request as it arrived (for a mail: the raw-mail
         reference and sanitized HTML); `description` is its text. The requester's
         acknowledgment is queued in the same statement as the ticket, so it costs
-        the locked counter row nothing (see `helpdesk.numbering`).
+        the locked counter row nothing (see `helpdesk.numbering`); `acknowledge`
+        False leaves it out (mail a mailing list distributed: docs/mail-gateway.md).
         """
         errors: dict[str, str] = {}
         subject = (subject or "").strip()
@@ -168,11 +163,11 @@ class TicketsService:
             errors["subject"] = f"must be at most {MAX_SUBJECT} characters"
         if not isinstance(description, str):
             errors["description"] = "must be text"
-        email = normalize_email(requester_email)
+        email = addresses.normalize(requester_email)
         if not email:
             errors["requester_email"] = "is required"
-        elif not is_valid_email(email):
-            errors["requester_email"] = "is not a valid email address"
+        elif not addresses.is_valid(email):
+            errors["requester_email"] = addresses.INVALID
         if len(requester_name or "") > MAX_NAME:
             errors["requester_name"] = f"must be at most {MAX_NAME} characters"
         priority = self._check_choice("priority", priority or "medium", errors)
@@ -181,6 +176,7 @@ class TicketsService:
             errors["channel"] = f"must be one of {', '.join(v.CHANNELS)}"
         if assignee_id is not None:
             self._check_assignee(assignee_id, errors)
+        participants = self._participants(cc, email, errors)
         if errors:
             raise ValidationError(errors)
 
@@ -214,9 +210,10 @@ class TicketsService:
             created_at=created,
         )
         dependents = [(Message.__table__, message), (TicketHistory.__table__, history)]
-        for cc_email, cc_name in self._participants(cc, exclude=email):
+        for cc_email, cc_name in participants:
             dependents.append((Participant.__table__, dict(email=cc_email, name=cc_name)))
-        acknowledgment = notifications.acknowledgment(email, actor, created)
+        acknowledgment = notifications.acknowledgment(email, actor, created) if acknowledge \
+            else None
         if acknowledgment is not None:
             dependents.append((OutboxMessage.__table__, acknowledgment))
         # The inbound mail it came from is pointed at the ticket in the same statement:
@@ -260,7 +257,7 @@ class TicketsService:
             # Most replies come from the requester, who is loaded with the ticket.
             requester = ticket.requester
             contact = (requester if requester is not None
-                       and requester.email == normalize_email(actor.email)
+                       and requester.email == addresses.normalize(actor.email)
                        else self._contact(actor.email, ""))
             contacts.heard_from(contact)
             contact_id = contact.id
@@ -353,7 +350,11 @@ class TicketsService:
 
     def add_participant(self, ticket: Ticket, email: str, name: str = "") -> None:
         known = {p.email for p in ticket.participants}
-        for address, display in self._participants([(email, name)], ticket.requester.email):
+        errors: dict[str, str] = {}
+        found = self._participants([(email, name)], ticket.requester.email, errors)
+        if errors:
+            raise ValidationError(errors)
+        for address, display in found:
             if address not in known:
                 ticket.participants.append(Participant(ticket_id=ticket.id, email=address, name=display))
         self.session.flush()
@@ -433,7 +434,7 @@ class TicketsService:
             query = query.where(sla.state_clause(filters.sla, now()))
         if filters.requester_email:
             query = query.where(Ticket.requester_id.in_(
-                select(Contact.id).where(Contact.email == normalize_email(filters.requester_email))))
+                select(Contact.id).where(Contact.email == addresses.normalize(filters.requester_email))))
         if filters.q and filters.q.strip():
             query = query.where(self._search(filters.q.strip()))
         return query
@@ -530,14 +531,17 @@ class TicketsService:
         return contacts.find_or_create(self.session, email, name)
 
     def _participants(
-        self, cc: Iterable[tuple[str, str]], exclude: str
+        self, cc: Iterable[tuple[str, str]], exclude: str, errors: dict[str, str]
     ) -> list[tuple[str, str]]:
-        """Valid, distinct CC addresses other than the requester's; a CC's display
+        """Distinct CC addresses other than the requester's. One that is no address
+        is refused (in `errors`) with the message every channel gives; a CC's display
         name is only shown, so a long one is cut to its column rather than refused."""
         found: dict[str, str] = {}
         for address, name in cc:
-            address = normalize_email(address)
-            if is_valid_email(address) and address != exclude and address not in found:
+            address = addresses.normalize(address)
+            if not addresses.is_valid(address):
+                errors["cc"] = f"{address[:100]!r} {addresses.INVALID}"
+            elif address != exclude and address not in found:
                 found[address] = (name or "")[:MAX_NAME]
         return list(found.items())
 

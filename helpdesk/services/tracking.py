@@ -15,10 +15,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import numbering
+from helpdesk import addresses, numbering
 from helpdesk.errors import NotFound
 from helpdesk.models import Participant, Ticket
-from helpdesk.services.tickets import normalize_email
 
 NOT_FOUND = "No ticket matches this number and email address."
 
@@ -56,7 +55,7 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
     ticket = None
     if number is not None:
         ticket = session.execute(select(Ticket).where(Ticket.number == number)).scalar_one_or_none()
-    address = normalize_email(email)
+    address = addresses.normalize(email)
     allowed: list[str] = []
     if ticket is not None:
         allowed = [ticket.requester.email, *session.execute(

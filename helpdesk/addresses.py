@@ -1,0 +1,78 @@
+"""What counts as an email address, one rule for every way in (SPEC §7 step 5).
+
+The mail gateway, the TicketsService, the API, the portal and the CLI all ask
+`is_valid` and all say `INVALID` when the answer is no, so an address the
+gateway reads out of a mail is never refused later by the service.
+
+The rule is "what mail can be delivered to", not RFC 5322's grammar: real mail
+comes from `root@localhost`, from intranet hosts without a dot, from Japanese
+carriers' `a..b@` local parts and from internationalized addresses (RFC 6531).
+What is refused is what no mail server delivers to: no `@`, an empty side,
+whitespace, control characters or the characters that delimit addresses in a
+header, a domain label that is no host name, or more than 254 characters (RFC
+5321 §4.5.3.1.3: the path limit). Quoted local parts (`"a b"@example.com`) are
+refused too: nobody uses them, and every place that splits address lists would
+have to learn them. The decision is written up in docs/mail-gateway.md.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+INVALID = "is not a valid email address"
+MAX_LENGTH = 254
+MAX_DOMAIN_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+# Characters that end or delimit an address in a header, or cannot be in one.
+_NOT_IN_LOCAL_PART = frozenset('<>()[]\\,;:@"')
+
+
+def normalize(address: str | None) -> str:
+    """The form addresses are stored and compared in: trimmed, lower-case, and
+    without the trailing dot of a fully qualified domain (`ann@example.com.` is
+    `ann@example.com`, the same mailbox)."""
+    text = (address or "").strip().lower()
+    if text.endswith(".") and "@" in text:
+        text = text.rstrip(".")
+    return text
+
+
+def is_valid(address: str) -> bool:
+    """Can mail be delivered to this (normalized) address? See the module docstring."""
+    if not address or len(address) > MAX_LENGTH:
+        return False
+    local, at, domain = address.rpartition("@")
+    return bool(at) and _is_local_part(local) and is_valid_domain(domain)
+
+
+def is_valid_domain(domain: str) -> bool:
+    """A host name (dotless and internationalized ones included) or an address
+    literal such as `[192.0.2.1]` or `[IPv6:2001:db8::1]`."""
+    if domain.startswith("[") and domain.endswith("]"):
+        return _is_address_literal(domain[1:-1])
+    if not domain or len(domain) > MAX_DOMAIN_LENGTH:
+        return False
+    return all(_is_label(label) for label in domain.split("."))
+
+
+def _is_local_part(local: str) -> bool:
+    return bool(local) and all(
+        char.isprintable() and not char.isspace() and char not in _NOT_IN_LOCAL_PART
+        for char in local)
+
+
+def _is_label(label: str) -> bool:
+    """A DNS label: letters (any script, for IDN), digits, inner hyphens, and the
+    underscores Windows networks put in host names."""
+    return (0 < len(label) <= MAX_LABEL_LENGTH and label[0] != "-" and label[-1] != "-"
+            and all(char.isalnum() or char in "-_" for char in label))
+
+
+def _is_address_literal(text: str) -> bool:
+    try:
+        if text[:5].lower() == "ipv6:":
+            ipaddress.IPv6Address(text[5:])
+        else:
+            ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
