@@ -48,7 +48,7 @@ def parse_duration(text: str) -> timedelta:
 def parse_targets(text: str) -> dict[str, timedelta]:
     """Read SLA targets such as `urgent=15m,high=1h` into {priority: duration}.
 
-    Only the priorities named are overridden (the rest keep SPEC §5's defaults);
+    Only the priorities named are overridden (the rest keep the defaults in docs/lifecycle.md);
     `helpdesk.sla` checks the names, because this module cannot import the
     vocabulary without an import cycle.
     """
@@ -107,7 +107,7 @@ class Config:
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     MAX_ATTACHMENT_BYTES = _env_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
     MAX_ATTACHMENTS_TOTAL_BYTES = _env_int("MAX_ATTACHMENTS_TOTAL_BYTES", 20 * 1024 * 1024)
-    # Caps on the work one mail can cause (mailgateway.limits; docs/security.md):
+    # Caps on the work one mail can cause (helpdesk.inbound.limits; docs/security.md):
     # over the first four a mail is quarantined, over the others
     # it is stored with a note of what was left out.
     MAX_MIME_PARTS = _env_int("MAX_MIME_PARTS", 500)
@@ -157,7 +157,7 @@ class Config:
     TICKET_NUMBER_WIDTH = _env_int("TICKET_NUMBER_WIDTH", 6)
     AUTO_CLOSE_AFTER = parse_duration(_env("AUTO_CLOSE_AFTER", "7d"))
 
-    # SLA (helpdesk.sla): overrides of SPEC §5's targets, and the business-hours
+    # SLA (helpdesk.sla): overrides of the default targets (docs/lifecycle.md), and the business-hours
     # calendar the due times are counted in (unset: around the clock).
     SLA_FIRST_RESPONSE = parse_targets(_env("SLA_FIRST_RESPONSE", ""))
     SLA_RESOLUTION = parse_targets(_env("SLA_RESOLUTION", ""))

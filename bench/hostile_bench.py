@@ -1,6 +1,6 @@
 """Seconds per hostile mail through the gateway's pipeline, beside ordinary mail of its size.
 
-What it measures: `mailgateway.ingest.ingest` — the whole in-process pipeline the
+What it measures: `helpdesk.inbound.ingest.ingest` — the whole in-process pipeline the
 SMTP listener and the IMAP poller call for one mail (parse within the limits,
 deduplicate, auto-mail detection, ticket matching, authorization, storage, the
 commit) — inside an application context, against a private PostgreSQL server with
@@ -78,9 +78,9 @@ from helpdesk import create_app
 from helpdesk.extensions import db
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
-from mailgateway.dedup import dedup_key
-from mailgateway.ingest import Envelope, Outcome, Result, ingest
-from mailgateway.parser import parse
+from helpdesk.inbound.dedup import dedup_key
+from helpdesk.inbound.ingest import Envelope, Outcome, Result, ingest
+from helpdesk.inbound.parser import parse
 from tests.hostile import HostileMail, hostile_mails, ordinary_mail
 from tests.mail import SUPPORT
 from tests.pgserver import PostgresServer

@@ -4,7 +4,7 @@ What it measures: N worker processes (1, 4 and 16 by default) each loop for a fi
 wall-clock time doing what every channel does to open a ticket —
 `TicketsService.open_ticket(...)` then `db.session.commit()` — against a private
 PostgreSQL server with fsync on. Rate = committed creations / elapsed time. After each
-service run the numbers are checked gap-free (SPEC §3).
+service run the numbers are checked gap-free (docs/numbering.md).
 
 The ceiling, measured in the same run with the same worker counts and duration, is the
 same transaction written by hand with psycopg2, one connection per worker process:

@@ -7,7 +7,7 @@ authorized-sender rule for `@example.com`, so every mail opens a ticket. N clien
 processes (1, 4 and 16 by default) each keep one SMTP connection open and send
 MAIL/RCPT/DATA on it, one mail after another, for a fixed wall-clock time after a
 common start barrier. A `250` from the gateway means the mail and its ticket are
-committed (SPEC §7), so rate = 250 replies / elapsed time.
+committed (docs/mail-gateway.md), so rate = 250 replies / elapsed time.
 
 Each worker first sends one warm-up mail (Message-ID counter 0) before the barrier —
 it connects the gateway's thread-pool sessions to the database and compiles the

@@ -1,4 +1,4 @@
-"""What counts as an email address, one rule for every way in (SPEC §7 step 5).
+"""What counts as an email address, one rule for every way in (docs/mail-gateway.md).
 
 The mail gateway, the TicketsService, the API, the portal and the CLI all ask
 `is_valid` and all say `INVALID` when the answer is no, so an address the
@@ -17,6 +17,7 @@ have to learn them. The decision is written up in docs/mail-gateway.md.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 
 INVALID = "is not a valid email address"
 MAX_LENGTH = 254
@@ -34,6 +35,24 @@ def normalize(address: str | None) -> str:
     if text.endswith(".") and "@" in text:
         text = text.rstrip(".")
     return text
+
+
+def without_detail(address: str) -> str:
+    """The mailbox a plus-address delivers to, normalized:
+    `Support+TKT-000078@Example.com` → `support@example.com` (RFC 5233)."""
+    local, at, domain = normalize(address).strip("<>").rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}" if at else normalize(address).strip("<>")
+
+
+def detail(address: str) -> str | None:
+    """What follows the `+` of a plus-address (`TKT-000078`), or None."""
+    local = address.rpartition("@")[0]
+    return local.split("+", 1)[1] if "+" in local else None
+
+
+def is_support_address(address: str, support: Collection[str]) -> bool:
+    """One of the support addresses, or a plus-address of one (`support+TKT-78@…`)."""
+    return "@" in address and without_detail(address) in support
 
 
 def is_valid(address: str) -> bool:

@@ -4,7 +4,7 @@ Access tokens are short-lived (`JWT_ACCESS_TOKEN_EXPIRES`); refresh tokens last
 longer and can only mint access tokens. Logout revokes the presented token by its
 `jti`. Every request re-reads the staff user, so a deactivated account or a changed
 role takes effect at once, not when its token expires. Failures answer with the
-API's JSON error envelope (SPEC §6), never flask-jwt-extended's own shapes.
+API's JSON error envelope (docs/web.md), never flask-jwt-extended's own shapes.
 """
 from __future__ import annotations
 

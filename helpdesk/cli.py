@@ -1,4 +1,4 @@
-"""`flask --app wsgi …` admin commands (SPEC §2). Thin: parse, call a service, print."""
+"""`flask --app wsgi …` admin commands (docs/operations.md). Thin: parse, call a service, print."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -104,15 +104,14 @@ def tickets_set_next(next_value: int) -> None:
     """Start the sequence at N; refused at or below the highest number in use."""
     with transaction() as session:
         numbering.set_next(session, next_value)
-    cfg = current_app.config
-    shown = numbering.format_number(next_value, cfg["TICKET_PREFIX"], cfg["TICKET_NUMBER_WIDTH"])
-    click.echo(f"The next ticket will be {shown}")
+    click.echo(f"The next ticket will be "
+               f"{numbering.display_number(next_value, current_app.config)}")
 
 
 @quarantine_cli.command("list")
 def quarantine_list() -> None:
     """Mail waiting for review."""
-    from mailgateway import quarantine
+    from helpdesk.inbound import quarantine
 
     with transaction() as session:
         items = quarantine.pending(session)
@@ -130,7 +129,7 @@ def quarantine_list() -> None:
 @_domain_errors
 def quarantine_show(item_id: int) -> None:
     """Print the item's reason and the raw mail."""
-    from mailgateway import quarantine
+    from helpdesk.inbound import quarantine
 
     with transaction() as session:
         item = quarantine.get(session, item_id)
@@ -146,7 +145,7 @@ def quarantine_show(item_id: int) -> None:
 @_domain_errors
 def quarantine_approve(item_id: int) -> None:
     """Create the ticket (or append the reply) as the pipeline would have."""
-    from mailgateway import quarantine
+    from helpdesk.inbound import quarantine
 
     with transaction() as session:
         result = quarantine.approve(session, item_id, CLI_REVIEWER, current_app.config)
@@ -158,7 +157,7 @@ def quarantine_approve(item_id: int) -> None:
 @click.option("--spam", is_flag=True, help="Mark as spam instead of plain rejection.")
 @_domain_errors
 def quarantine_reject(item_id: int, spam: bool) -> None:
-    from mailgateway import quarantine
+    from helpdesk.inbound import quarantine
 
     with transaction() as session:
         quarantine.reject(session, item_id, CLI_REVIEWER, spam=spam)

@@ -107,7 +107,7 @@ def is_transient(error: BaseException) -> bool:
 
     The mail gateway answers the first kind with "try again later" (SMTP 451) and
     must never answer the second kind so: the sender would retry the same bytes
-    forever (SPEC §7).
+    forever (docs/mail-gateway.md).
     """
     if not isinstance(error, exc.DBAPIError):
         return False

@@ -1,5 +1,5 @@
 """The one HTML sanitizer: mail HTML is cleaned with nh3's allowlist when stored
-(`mailgateway.storage`) and again when shown, so a row written by an older version
+(`helpdesk.inbound.storage`) and again when shown, so a row written by an older version
 or by hand can never put script into a staff member's browser."""
 from __future__ import annotations
 

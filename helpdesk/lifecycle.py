@@ -1,4 +1,4 @@
-"""The one ticket transition table (SPEC §5)."""
+"""The one ticket transition table (docs/lifecycle.md)."""
 from __future__ import annotations
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {

@@ -141,7 +141,7 @@ class Ticket(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now, index=True)
 
-    # SLA (targets per priority; see SPEC §5).
+    # SLA (targets per priority; see docs/lifecycle.md).
     first_response_due_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     resolution_due_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     first_responded_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
@@ -232,7 +232,7 @@ class Attachment(db.Model):
 class TicketHistory(db.Model):
     """One change of one field: status, assignee, priority or category.
 
-    Status rows are the status history of SPEC §4 (from, to, who, when, reason,
+    Status rows are the status history (docs/lifecycle.md: from, to, who, when, reason,
     automated); the other fields share the table so the ticket page can show one
     timeline.
     """
@@ -275,7 +275,7 @@ class InboundMail(db.Model):
     mail_from: Mapped[str] = mapped_column(String(320), default="")
     from_address: Mapped[str] = mapped_column(String(320), default="")
     # Which header the sender was read from, or "envelope"; "" when none named one
-    # (SPEC §7 step 5, vocabulary.SENDER_SOURCES).
+    # (docs/mail-gateway.md, vocabulary.SENDER_SOURCES).
     from_source: Mapped[str] = mapped_column(String(20), default="")
     recipients: Mapped[str] = mapped_column(Text, default="")  # comma-separated
     subject: Mapped[str] = mapped_column(String(1000), default="")

@@ -1,4 +1,4 @@
-"""Ticket numbers (SPEC §3): one gap-free sequence for every channel.
+"""Ticket numbers (docs/numbering.md): one gap-free sequence for every channel.
 
 The number comes from a single counter row, incremented in the same transaction
 that stores the ticket; a rolled-back creation also rolls back its increment, so no
@@ -11,7 +11,7 @@ PostgreSQL) and callers commit right after it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -33,6 +33,12 @@ _TAKE = text(
 def format_number(number: int, prefix: str, width: int) -> str:
     """`78` → `TKT-000078`; past the width it grows (`TKT-1000000`), never wraps."""
     return f"{prefix}{number:0{width}d}"
+
+
+def display_number(number: int, config: Mapping[str, Any]) -> str:
+    """A ticket number as people read it, in the configured form: the one place
+    that reads `TICKET_PREFIX` and `TICKET_NUMBER_WIDTH` for display."""
+    return format_number(number, config["TICKET_PREFIX"], config["TICKET_NUMBER_WIDTH"])
 
 
 @lru_cache(maxsize=16)
@@ -82,6 +88,9 @@ def insert_numbered(
     """
     if attached and not dependents:
         raise ValueError("attached rows need a first dependent to point at")
+    ticket = _with_defaults(Ticket.__table__, ticket)
+    dependents = [(table, _with_defaults(table, values)) for table, values in dependents]
+    attached = [(table, _with_defaults(table, values)) for table, values in attached]
     for _attempt in range(2):
         if session.get_bind().dialect.name == "postgresql":
             row = session.execute(*_pg_insert_all(ticket, dependents, linked, attached)).first()
@@ -91,6 +100,37 @@ def insert_numbered(
             return int(row[0]), int(row[1])
         _create_counter(session)
     raise RuntimeError("ticket counter row could not be created")
+
+
+def _with_defaults(table: Table, values: Row) -> Row:
+    """`values` with the model's column defaults filled in where it names no value:
+    the one place they are applied, for both databases, since the PostgreSQL
+    statement is text and Core's own defaults never reach it. A model column
+    gains a default, and every ticket creation applies it."""
+    missing = [(name, default) for name, default in _defaults(table) if name not in values]
+    if not missing:
+        return values
+    return {**values, **{name: default() for name, default in missing}}
+
+
+@lru_cache(maxsize=32)
+def _defaults(table: Table) -> tuple[tuple[str, Callable[[], Any]], ...]:
+    """Each column's Python-side default as a function of nothing."""
+    found: list[tuple[str, Callable[[], Any]]] = []
+    for col in table.c:
+        default = col.default
+        if default is None:
+            continue
+        if default.is_scalar:
+            found.append((col.name, lambda value=default.arg: value))  # type: ignore[attr-defined]
+        elif default.is_callable:
+            # SQLAlchemy wraps a callable default to take an execution context; the
+            # model's defaults (`clock.now`) use none.
+            found.append((col.name, lambda call=default.arg: call(None)))  # type: ignore[attr-defined]
+        else:
+            raise TypeError(f"{table.name}.{col.name}: a SQL-expression default cannot be "
+                            "applied to the numbered insert")
+    return tuple(found)
 
 
 def _parent_key(child: Table, parent: Table) -> str:

@@ -1,8 +1,8 @@
-"""SLA rules (SPEC §5), in one place: targets per priority, the business-hours
+"""SLA rules (docs/lifecycle.md), in one place: targets per priority, the business-hours
 calendar they are counted in, the due times they give a ticket, when a target is
 met or breached, and the ticket's SLA state as the queue shows and filters it.
 
-- **Targets** default to SPEC §5 and are overridden per priority by
+- **Targets** default to the table in docs/lifecycle.md and are overridden per priority by
   `SLA_FIRST_RESPONSE` / `SLA_RESOLUTION` (`urgent=15m,high=1h,…`).
 - **Calendar**: with `BUSINESS_HOURS` set (`Mon-Fri 09:00-17:00`, in
   `BUSINESS_TIMEZONE`, minus `BUSINESS_HOLIDAYS`) targets count working time

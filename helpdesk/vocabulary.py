@@ -1,4 +1,4 @@
-"""The allowed values of the model's string fields (SPEC §4), in one place."""
+"""The allowed values of the model's string fields (docs/lifecycle.md), in one place."""
 from __future__ import annotations
 
 STATUSES = (
@@ -20,7 +20,7 @@ INBOUND_CHANNELS = ("smtp", "imap")
 INBOUND_OUTCOMES = (
     "created", "appended", "quarantined", "ignored", "rejected",
 )
-# Where an inbound mail's sender was read, in the order tried (SPEC §7 step 5),
+# Where an inbound mail's sender was read, in the order tried (docs/mail-gateway.md),
 # with the words staff read; "" on a record means none named one.
 SENDER_SOURCES = {"from": "From", "sender": "Sender", "reply-to": "Reply-To",
                   "return-path": "Return-Path", "envelope": "the SMTP envelope (MAIL FROM)"}
@@ -29,8 +29,8 @@ QUARANTINE_STATES = ("pending", "approved", "rejected", "spam")
 # possibly bounced; failed (a 5xx, or retried too long) and skipped (never to be
 # sent: undeliverable, machine or own address, rate limit) are final.
 OUTBOX_STATES = ("pending", "sending", "sent", "failed", "skipped", "bounced")
-# What an outbox row announces (SPEC §8); each has its templates in
-# mailgateway/templates/mail/. `sla_breach` goes to staff, the others to customers.
+# What an outbox row announces (docs/outbound-mail.md); each has its templates in
+# helpdesk/outbound/templates/mail/. `sla_breach` goes to staff, the others to customers.
 NOTIFICATION_KINDS = ("created", "reply", "status", "resolved", "sla_breach")
 # Mail that only staff receive: a staff member's mail reply to one of these is about
 # the ticket, not to the customer, so it becomes an internal note.

@@ -1,1 +1,3 @@
-"""The mail gateway: turns customer email into tickets through TicketsService."""
+"""The mail gateway process: the SMTP listener and the IMAP poller hand mail to
+the core's pipeline (`helpdesk.inbound`), the sender delivers the outbox, the
+periodic jobs run the lifecycle. Transports and loops only (docs/architecture.md)."""

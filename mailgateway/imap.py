@@ -1,5 +1,5 @@
 """The IMAP poller (imapclient): feeds every message of a mailbox to the one
-inbound pipeline, the same `ingest` the SMTP listener calls (SPEC §7).
+inbound pipeline, the same `ingest` the SMTP listener calls (docs/mail-gateway.md).
 
 Where other helpdesks lose or duplicate mail, and what this one does instead:
 - It works by UID, never by sequence number (sequence numbers shift under every
@@ -57,11 +57,12 @@ from sqlalchemy.exc import DBAPIError
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
-from mailgateway import matching
-from mailgateway.dedup import dedup_key
-from mailgateway.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
-from mailgateway.limits import MailLimits
-from mailgateway.parser import InboundMail, header_block, parse
+from helpdesk.inbound import matching
+from helpdesk.inbound.dedup import dedup_key
+from helpdesk.inbound.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
+from helpdesk.inbound.limits import MailLimits
+from helpdesk.inbound.parser import InboundMail, header_block, parse
+from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
 
 log = logging.getLogger("mailgateway.imap")
@@ -141,15 +142,22 @@ def envelope_from_headers(raw_head: bytes) -> Envelope:
                     "imap")
 
 
-class ImapPoller:
+class ImapPoller(Loop):
     """Polls one mailbox until `stopping` is set; `run` never raises."""
+
+    # The database or the server away: noted on the mailbox's state, then retried.
+    failed_quietly = (TransientError, DBAPIError, *_CONNECTION_ERRORS)
 
     def __init__(self, app: Flask, source: MailboxSource, stopping: threading.Event, *,
                  max_backoff: float | None = None) -> None:
+        config = app.config
+        longest = float(max_backoff if max_backoff is not None
+                        else config["IMAP_MAX_BACKOFF_SECONDS"])
+        super().__init__(stopping, idle_seconds=0.0, first_backoff=min(1.0, longest),
+                         max_backoff=longest)
+        self.name = source.key
         self.app = app
         self.source = source
-        self.stopping = stopping
-        config = app.config
         self.processed_folder: str = config["IMAP_PROCESSED_FOLDER"]
         self.failed_folder: str = config["IMAP_FAILED_FOLDER"]
         self.poll_seconds: float = float(config["IMAP_POLL_SECONDS"])
@@ -157,8 +165,6 @@ class ImapPoller:
         self.threads: int = max(1, int(config["IMAP_INGEST_THREADS"]))
         self.ticket_prefix: str = config["TICKET_PREFIX"]
         self.limits = MailLimits.from_config(config)
-        self.max_backoff = float(max_backoff if max_backoff is not None
-                                 else config["IMAP_MAX_BACKOFF_SECONDS"])
         if source.folder in (self.processed_folder, self.failed_folder):
             raise InvalidImapUrl(f"{source.key}: the mailbox cannot also be the processed or "
                              "failed folder")
@@ -167,26 +173,23 @@ class ImapPoller:
 
     # -- the outer loop --------------------------------------------------------
 
-    def run(self) -> None:
-        """Connect, drain, wait for mail, repeat; on any failure back off and reconnect."""
-        backoff = 1.0
-        while not self.stopping.is_set():
-            try:
-                with self.connect() as client:
-                    self.prepare(client)
-                    while not self.stopping.is_set():
-                        self.drain(client)
-                        backoff = 1.0
-                        self.wait_for_mail(client)
-            except (TransientError, DBAPIError, *_CONNECTION_ERRORS) as exc:
-                self._note_error(exc)
-            except Exception as exc:  # a bug: keep the gateway alive, mail stays in place
-                log.exception("%s: unexpected error", self.source.key)
-                self._note_error(exc)
-            if self.stopping.wait(backoff):
-                break
-            backoff = min(backoff * 2, self.max_backoff)
-        log.info("%s: poller stopped", self.source.key)
+    def round(self) -> bool:
+        """One connection: drain, wait for mail, repeat until stopping. Any failure
+        ends it, and the loop reconnects after its backoff."""
+        with self.connect() as client:
+            self.prepare(client)
+            while not self.stopping.is_set():
+                self.drain(client)
+                self.recovered()
+                self.wait_for_mail(client)
+        return False
+
+    def failed(self, exc: Exception) -> None:
+        """Noted on the mailbox's state either way; a bug also gets its traceback
+        (the mail stays in place)."""
+        if not isinstance(exc, self.failed_quietly):
+            log.error("%s: unexpected error", self.source.key, exc_info=exc)
+        self._note_error(exc)
 
     def connect(self) -> IMAPClient:
         source = self.source

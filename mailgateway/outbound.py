@@ -1,4 +1,4 @@
-"""The outbound sender: delivers the outbox to `OUTBOUND_SMTP_URL` (SPEC §8).
+"""The outbound sender: delivers the outbox to `OUTBOUND_SMTP_URL` (docs/outbound-mail.md).
 
 `gateway.py` runs one `Sender` thread beside the SMTP listener and the IMAP
 pollers; any number of gateway processes may share one database. The loop is
@@ -49,14 +49,15 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
+from helpdesk import addresses
 from helpdesk.clock import describe, now
 from helpdesk.extensions import db
 from helpdesk.models import Contact, OutboxMessage, Ticket
 from helpdesk.services.notifications import AUTOMATIC_KINDS
-from mailgateway import automail
-from mailgateway.compose import Composer
+from helpdesk.inbound import automail
+from helpdesk.outbound.compose import Composer
+from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, ServerUrl, parse_server_url
-from mailgateway.smtp import is_support_address
 
 log = logging.getLogger("mailgateway.outbound")
 
@@ -89,17 +90,21 @@ class Outgoing:
     label: str  # for the log: "outbox #12 created to ann@example.com <tkt.…>"
 
 
-class Sender:
+class Sender(Loop):
+    name = "outbound sender"
+
     def __init__(self, app: Flask, stopping: threading.Event | None = None, *,
                  clock: Callable[[], datetime] = now) -> None:
         config = app.config
+        poll = float(config["OUTBOUND_POLL_SECONDS"])
+        # A failed round (the database away, a bug) is tried again at the next poll:
+        # rows wait for their lease either way.
+        super().__init__(stopping, idle_seconds=poll, first_backoff=poll, max_backoff=poll)
         self.app = app
-        self.stopping = stopping or threading.Event()
         self.clock = clock
         self.server = parse_outbound_url(config["OUTBOUND_SMTP_URL"])
         self.composer = Composer(config)
         self.own_addresses = [*config["SUPPORT_ADDRESSES"], self.composer.envelope_from.lower()]
-        self.poll_seconds = float(config["OUTBOUND_POLL_SECONDS"])
         self.batch_size = int(config["OUTBOUND_BATCH_SIZE"])
         self.timeout = float(config["OUTBOUND_TIMEOUT_SECONDS"])
         self.lease = config["OUTBOUND_LEASE"]
@@ -112,24 +117,16 @@ class Sender:
 
     # -- the loop ------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Deliver until `stopping` is set; never raises."""
-        if self.server is None:
-            log.info("outbound sender off: OUTBOUND_SMTP_URL is empty")
-            return
+    def off(self) -> str | None:
+        return "OUTBOUND_SMTP_URL is empty" if self.server is None else None
+
+    def started(self) -> None:
+        assert self.server is not None
         log.info("outbound sender delivering to %s:%s", self.server.host, self.server.port)
-        while not self.stopping.is_set():
-            try:
-                claimed = self.run_once()
-            except DBAPIError as exc:
-                log.warning("outbox: database unavailable, retrying: %s", exc.orig or exc)
-                claimed = 0
-            except Exception:  # a bug: keep the gateway alive; rows wait for their lease
-                log.exception("outbox: unexpected error")
-                claimed = 0
-            if not claimed:
-                self.stopping.wait(self.poll_seconds)
-        log.info("outbound sender stopped")
+
+    def round(self) -> bool:
+        """A full batch was claimed: more may be waiting."""
+        return self.run_once() > 0
 
     def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were claimed."""
@@ -220,7 +217,7 @@ class Sender:
         address = row.to_address
         if automail.is_machine_address(address):
             return "machine address (noreply, mailer-daemon, postmaster…): never mailed"
-        if is_support_address(address, self.own_addresses) or (
+        if addresses.is_support_address(address, self.own_addresses) or (
             address.rpartition("@")[2] == self.composer.signer.domain
         ):
             return "the helpdesk's own address: never mailed"

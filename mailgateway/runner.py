@@ -9,7 +9,8 @@ The SMTP listener runs in its own thread (aiosmtpd's Controller), and
 (`mailgateway.listeners`); each IMAP mailbox of `IMAP_URL` gets a poller thread,
 the outbound sender (`outbound.Sender`, unless `OUTBOUND_SMTP_URL` is empty) one
 more, and the lifecycle jobs (`periodic.LifecycleJobs`: SLA check and auto-close
-every `LIFECYCLE_JOBS_INTERVAL`) another. On a stop signal the pollers finish the
+every `LIFECYCLE_JOBS_INTERVAL`) another; those three are `loop.Loop`s, one stop
+event for all. On a stop signal the pollers finish the
 message in hand (committed and moved, or left in place) and log out, the sender
 finishes the mail in hand and hands the rest of its batch back to the outbox,
 the jobs finish the run in hand, the listeners stop after the mails in flight

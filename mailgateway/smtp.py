@@ -1,6 +1,6 @@
 """The SMTP listener (aiosmtpd): status strings only; the pipeline decides.
 
-Replies (SPEC §7): RCPT is accepted only for the support addresses and their
+Replies (docs/mail-gateway.md): RCPT is accepted only for the support addresses and their
 plus-addresses (`550 5.1.1` otherwise: not a relay); mail over
 `MAX_MESSAGE_BYTES` gets `552 5.3.4`; `250` is sent only after `ingest` committed;
 `451 4.3.0` when the database cannot be reached or anything transient fails, so the
@@ -19,16 +19,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope as SMTPEnvelope, Session as SMTPSession
 from flask import Flask
 
-from mailgateway.ingest import Envelope, Outcome, TransientError, ingest
+from helpdesk import addresses
+from helpdesk.inbound.ingest import Envelope, Outcome, TransientError, ingest
 
 log = logging.getLogger("mailgateway.smtp")
-
-
-def is_support_address(address: str, support: list[str]) -> bool:
-    local, at, domain = address.strip().strip("<>").lower().rpartition("@")
-    if not at:
-        return False
-    return f"{local.split('+', 1)[0]}@{domain}" in support
 
 
 class SupportHandler:
@@ -40,7 +34,7 @@ class SupportHandler:
 
     async def handle_RCPT(self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope,
                           address: str, rcpt_options: list[str]) -> str:
-        if not is_support_address(address, self.support):
+        if not addresses.is_support_address(address, self.support):
             return f"550 5.1.1 <{address}>: no such mailbox here (this is not a relay)"
         envelope.rcpt_tos.append(address.lower())
         return "250 2.1.5 OK"

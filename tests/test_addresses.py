@@ -1,4 +1,4 @@
-"""One rule for what an email address is (SPEC §7 step 5, helpdesk.addresses): the
+"""One rule for what an email address is (docs/mail-gateway.md, helpdesk.addresses): the
 gateway reads exactly the addresses the TicketsService, the API, the portal and
 the staff and sender administration accept, and every one of them refuses the
 rest with the same words."""
@@ -13,7 +13,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Ticket
 from helpdesk.services.senders import normalize_pattern
 from helpdesk.services.staff import StaffService
-from mailgateway.parser import parse
+from helpdesk.inbound.parser import parse
 
 # What mail can be delivered to, each as it is stored.
 VALID = [
@@ -139,3 +139,16 @@ def test_sender_rules_take_intranet_domains_and_addresses() -> None:
     assert normalize_pattern("Root@Localhost") == "root@localhost"
     with pytest.raises(ValidationError):
         normalize_pattern("@exa mple.com")
+
+
+@pytest.mark.parametrize(("address", "base", "plus"), [
+    ("Support+TKT-000078@Helpdesk.test", "support@helpdesk.test", "TKT-000078"),
+    ("support@helpdesk.test", "support@helpdesk.test", None),
+    ("<support+a+b@helpdesk.test>", "support@helpdesk.test", "a+b"),
+])
+def test_plus_addresses_deliver_to_their_mailbox(address: str, base: str, plus: str | None) -> None:
+    assert addresses.without_detail(address) == base
+    assert addresses.detail(address) == plus
+    assert addresses.is_support_address(address, {"support@helpdesk.test"})
+    assert not addresses.is_support_address(address, {"billing@helpdesk.test"})
+    assert not addresses.is_support_address("support", {"support"})

@@ -1,4 +1,4 @@
-"""The JSON API (SPEC §6): every endpoint's success and error paths, on both databases."""
+"""The JSON API (docs/web.md): every endpoint's success and error paths, on both databases."""
 from __future__ import annotations
 
 from datetime import timedelta

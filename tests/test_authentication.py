@@ -1,4 +1,4 @@
-"""Believing the From address (SPEC §7 step 5, RFC 8601).
+"""Believing the From address (docs/mail-gateway.md, RFC 8601).
 
 Header values are shaped like the ones Gmail, Postfix with OpenDKIM/OpenDMARC,
 rspamd and Exchange Online write. Every mail is raw bytes read by `parse`, as the
@@ -11,14 +11,14 @@ import base64
 
 import pytest
 
-from mailgateway.authentication import (
+from helpdesk.inbound.authentication import (
     Unparseable,
     Verdict,
     check,
     parse_authentication_results,
     sender_is_authenticated,
 )
-from mailgateway.parser import InboundMail, parse
+from helpdesk.inbound.parser import InboundMail, parse
 
 TRUSTED = "mx.helpdesk.test"
 RECEIVED = (b"Received: from mail.customer.example (mail.customer.example [192.0.2.7])\r\n"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mailgateway.automail import (
+from helpdesk.inbound.automail import (
     BODY_SCAN_CHARS, detect, is_bounce, is_machine_address, original_message_ids, via_mailing_list)
-from mailgateway.parser import Attachment, InboundMail
+from helpdesk.inbound.parser import Attachment, InboundMail
 
 OWN = ["support@helpdesk.test", "billing@helpdesk.test"]
 OWN_MSGID_DOMAINS = ["helpdesk.helpdesk.test"]

@@ -1,4 +1,4 @@
-"""The SPEC §2 admin commands, run through Flask's CLI runner."""
+"""The admin commands (docs/operations.md), run through Flask's CLI runner."""
 from __future__ import annotations
 
 import re
@@ -85,7 +85,7 @@ def test_senders_errors(runner):
 
 def test_senders_rule_prefers_exact_address(app, runner):
     from helpdesk.models import Organization, StaffUser
-    from mailgateway.authorization import UNKNOWN, identify
+    from helpdesk.inbound.authorization import UNKNOWN, identify
 
     runner.invoke(args=["senders", "add", "@example.com", "--organization", "Acme"])
     runner.invoke(args=["senders", "add", "vip@example.com", "--organization", "VIP Corp"])

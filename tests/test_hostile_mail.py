@@ -1,4 +1,4 @@
-"""Mail written by an attacker, through the real SMTP listener (SPEC §7).
+"""Mail written by an attacker, through the real SMTP listener (docs/mail-gateway.md).
 
 The first four groups are attacks that worked on the gateway before the
 hostile-mail work (issue 13): staff impersonation, quarantine approval as a way
@@ -24,11 +24,11 @@ from sqlalchemy import func, select, text
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, Message, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
-from mailgateway.dedup import dedup_key
-from mailgateway.ingest import Envelope, Outcome, ingest
-from mailgateway.limits import MailLimits
-from mailgateway.parser import parse
-from mailgateway.automail import detect
+from helpdesk.inbound.dedup import dedup_key
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from helpdesk.inbound.limits import MailLimits
+from helpdesk.inbound.parser import parse
+from helpdesk.inbound.automail import detect
 from tests.hostile import hostile_mails, ordinary_mail
 from tests.mail import SUPPORT, message, send, start_gateway
 from tests.test_outbound import deliver, open_ticket, sink  # noqa: F401  (sink: fixture)

@@ -1,4 +1,4 @@
-"""The IMAP poller against a real Dovecot, on SQLite and PostgreSQL (SPEC §7).
+"""The IMAP poller against a real Dovecot, on SQLite and PostgreSQL (docs/mail-gateway.md).
 
 Every scenario where other helpdesks lose or duplicate mail at the IMAP step:
 mail already read in another client, a crash between commit and move, a server
@@ -33,7 +33,7 @@ from mailgateway.imap import (
     envelope_from_headers,
     parse_imap_urls,
 )
-from mailgateway.ingest import Outcome, Result, TransientError
+from helpdesk.inbound.ingest import Outcome, Result, TransientError
 from tests.conftest import reset_database
 from tests.dovecotserver import TestMailbox
 from tests.test_hostile_mail import refused_as_unreachable
@@ -356,7 +356,7 @@ def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, sende
     """New conversations are ingested side by side; a follow-up, a reply by ticket
     number and a second copy of a mail wait for everything before them, so each
     gets what strict UID order would give it."""
-    caplog.set_level(logging.INFO, logger="mailgateway.ingest")
+    caplog.set_level(logging.INFO, logger="helpdesk.inbound.ingest")
     mails: list[bytes] = []
     expected: list[str] = []
     for i in range(12):
@@ -388,7 +388,7 @@ def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, sende
     assert mailbox.count() == 0 and mailbox.count(mailbox.processed) == len(mails)
     threads = defaultdict(set)
     for record in caplog.records:
-        if record.name == "mailgateway.ingest" and "via imap" in record.getMessage():
+        if record.name == "helpdesk.inbound.ingest" and "via imap" in record.getMessage():
             outcome = record.getMessage().split(": ", 1)[1].split()[0]
             threads[outcome].add(record.threadName)
     assert len({name for name in threads["created"] if name.startswith("imap-ingest")}) > 1, (

@@ -1,4 +1,4 @@
-"""The lifecycle jobs (SPEC §5): the SLA check marks each breach once, records it
+"""The lifecycle jobs (docs/lifecycle.md): the SLA check marks each breach once, records it
 and alerts staff; auto-close closes resolved tickets after AUTO_CLOSE_AFTER
 without a reply. Both are idempotent, also across real OS processes, and run
 from the CLI and periodically in the gateway."""

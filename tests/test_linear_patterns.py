@@ -1,4 +1,4 @@
-"""Every regular expression applied to mail content runs in linear time (SPEC §7).
+"""Every regular expression applied to mail content runs in linear time (docs/mail-gateway.md).
 
 Python's `re` backtracks: a pattern such as `<\\s*br\\b[^>]*>` rescans the rest of
 the text from every `<br`, so 90 KB of `<br` took 2.5 s and 1 MB minutes, holding
@@ -28,16 +28,16 @@ import pytest
 
 from helpdesk import numbering
 from helpdesk.addresses import is_valid
-from mailgateway.headerfields import strip_comments
+from helpdesk.inbound.headerfields import strip_comments
 from tests.hostile import prose
 
 SIZE = 1_000_000
 RATIO = 20
 GROWTH = 8  # 4× the input: 4× the time if linear, 16× if quadratic
 # The modules that read mail content: their module-level patterns must all be here.
-MAIL_MODULES = ("mailgateway.parser", "mailgateway.automail", "mailgateway.authentication",
-                "mailgateway.charsets", "mailgateway.message_ids", "mailgateway.matching",
-                "mailgateway.dedup", "mailgateway.storage", "mailgateway.headerfields",
+MAIL_MODULES = ("helpdesk.inbound.parser", "helpdesk.inbound.automail", "helpdesk.inbound.authentication",
+                "helpdesk.inbound.charsets", "helpdesk.message_ids", "helpdesk.inbound.matching",
+                "helpdesk.inbound.dedup", "helpdesk.inbound.storage", "helpdesk.inbound.headerfields",
                 "mailgateway.imap", "mailgateway.smtp", "helpdesk.numbering",
                 "helpdesk.addresses")
 
@@ -73,8 +73,8 @@ def brep(unit: bytes, n: int, tail: bytes = b"") -> bytes:
     return (unit * (n // len(unit) + 1))[:n - len(tail)] + tail
 
 
-P, A, AU, C = "mailgateway.parser", "mailgateway.automail", "mailgateway.authentication", \
-    "mailgateway.charsets"
+P, A, AU, C = "helpdesk.inbound.parser", "helpdesk.inbound.automail", "helpdesk.inbound.authentication", \
+    "helpdesk.inbound.charsets"
 CASES = [
     # parser
     Case(P, "_HEADER_LINE", "match", lambda n: brep(b"!", n), binary=True),
@@ -145,7 +145,7 @@ CASES = [
     Case(C, "_JIS_ESCAPE", "split", lambda n: brep(b"\x1b(", n), binary=True),
     Case(C, "_SURROGATE", "sub", lambda n: rep("\ud800", n)),
     # message ids
-    Case("mailgateway.message_ids", "_LOCAL_PART", "match", lambda n: "tkt." + rep("1", n - 4)),
+    Case("helpdesk.message_ids", "_LOCAL_PART", "match", lambda n: "tkt." + rep("1", n - 4)),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Mail flow at a glance (SPEC §10): intake counts, stuck mailboxes, a backed-up
+"""Mail flow at a glance (docs/web.md): intake counts, stuck mailboxes, a backed-up
 outbox, on the portal's Mail page and on /metrics."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §3: format, recognition in text, gap-free taking, set-next."""
+"""docs/numbering.md: format, recognition in text, gap-free taking, set-next."""
 from __future__ import annotations
 
 import pytest
@@ -172,3 +172,31 @@ def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
     assert [(a.filename, a.size, a.data, a.content_id, a.is_inline) for a in stored] == [
         ("photo.jpg", 7, b"\xff\xd8 jpeg", None, False), ("logo.png", 3, b"png", "logo@x", True)]
     assert db.session.get(InboundMail, inbound.id).ticket_id == ticket.id
+
+
+def test_every_model_default_is_applied_by_the_numbered_insert(service, backend):
+    """The PostgreSQL insert is one text statement: a model column whose default it
+    skipped would break ticket creation there only. Rows given nothing but their
+    required columns must come back with every model default, on both databases."""
+    from helpdesk.models import Message, Participant, TicketHistory
+    from helpdesk.services import contacts
+
+    requester = contacts.find_or_create(db.session, "a@b.example")
+    tables = (Ticket.__table__, Message.__table__, TicketHistory.__table__,
+              Participant.__table__)
+    ticket_id, _number = numbering.insert_numbered(
+        db.session, {"subject": "s", "channel": "web", "requester_id": requester.id},
+        [(Message.__table__, {"kind": "reply", "author_label": "a", "channel": "web"}),
+         (TicketHistory.__table__, {"field": "status", "actor_label": "a"}),
+         (Participant.__table__, {"email": "c@b.example"})])
+    db.session.commit()
+    for table in tables:
+        key = table.c.id if table is Ticket.__table__ else table.c.ticket_id
+        row = db.session.execute(select(table).where(key == ticket_id)).mappings().one()
+        defaulted = [c for c in table.c if c.default is not None]
+        assert defaulted, table.name
+        for col in defaulted:
+            expected = col.default.arg if col.default.is_scalar else None
+            assert row[col.name] is not None, f"{table.name}.{col.name} got no default"
+            if expected is not None:
+                assert row[col.name] == expected, f"{table.name}.{col.name}"

@@ -1,4 +1,4 @@
-"""Outbound notifications (SPEC §8) against a real SMTP sink (aiosmtpd).
+"""Outbound notifications (docs/outbound-mail.md) against a real SMTP sink (aiosmtpd).
 
 Notifications are queued by TicketsService in the event's own transaction and
 delivered by `mailgateway.outbound.Sender`; replies come back through the real
@@ -29,7 +29,7 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Ticket
 from helpdesk.services import Actor, TicketsService
-from mailgateway.message_ids import Signer
+from helpdesk.message_ids import Signer
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
 from tests import outbound_worker
@@ -334,7 +334,7 @@ def test_staff_reply_from_api_or_portal_reaches_the_customer_and_the_answer_thre
     assert "by in-reply-to" in last_inbound().reason
     (ticket,) = db.session.execute(select(Ticket)).scalars()
     assert message_count(ticket) == 3
-    # viewing the ticket in the portal opens it (SPEC §5); a reply alone does not
+    # viewing the ticket in the portal opens it (docs/lifecycle.md); a reply alone does not
     assert ticket.status == ("new" if where == "api" else "open")
 
 

@@ -1,4 +1,4 @@
-"""mailgateway.parser: every corpus mail gets a defined reading (SPEC §7 step 1).
+"""helpdesk.inbound.parser: every corpus mail gets a defined reading (docs/mail-gateway.md).
 
 The corpus (../shared/corpus, real mail written by other projects) is parsed file by
 file with checks per MANIFEST category and words read off the files by hand; the
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mailgateway import charsets
-from mailgateway.parser import MAX_FILENAME_LENGTH, Attachment, InboundMail, parse
+from helpdesk.inbound import charsets
+from helpdesk.inbound.parser import MAX_FILENAME_LENGTH, Attachment, InboundMail, parse
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
 NOT_MAIL_FILES = ("README.md", "MANIFEST.tsv")
@@ -697,7 +697,7 @@ def test_attachment_type_is_plain_dataclass() -> None:
     assert parsed.attachments == [Attachment("a.pdf", "application/pdf", b"%PDF")]
 
 
-# -- who sent it: From read liberally, then Sender, Reply-To, Return-Path (SPEC §7 step 5) --
+# -- who sent it: From read liberally, then Sender, Reply-To, Return-Path (docs/mail-gateway.md) --
 
 @pytest.mark.parametrize(("from_value", "name", "address"), [
     (b"Ann <ann@example.com.>", "Ann", "ann@example.com"),              # a trailing dot

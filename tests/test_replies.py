@@ -1,4 +1,4 @@
-"""Where the new text of a reply ends (`mailgateway.replies`).
+"""Where the new text of a reply ends (`helpdesk.inbound.replies`).
 
 The mails are shaped like what real clients send: Gmail, Apple Mail,
 Thunderbird and Outlook, in the languages the gateway reads. What must never
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mailgateway.replies import latest_reply
+from helpdesk.inbound.replies import latest_reply
 
 QUOTE = "> Did you try turning it off and on again?\n>\n> Support\n"
 

@@ -1,4 +1,4 @@
-"""SLA rules (SPEC §5, `helpdesk.sla`): targets per priority, configuration, the
+"""SLA rules (docs/lifecycle.md, `helpdesk.sla`): targets per priority, configuration, the
 business-hours calendar, and met/breached decided when a ticket is answered or
 resolved — with waiting time not counted against resolution."""
 from __future__ import annotations

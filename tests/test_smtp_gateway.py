@@ -1,4 +1,4 @@
-"""The SMTP listener and the inbound pipeline, through a real socket (SPEC §7)."""
+"""The SMTP listener and the inbound pipeline, through a real socket (docs/mail-gateway.md)."""
 from __future__ import annotations
 
 import pytest
@@ -188,7 +188,7 @@ def test_same_message_id_to_two_support_addresses_makes_one_ticket(app, senders)
 
 def test_a_mail_the_pipeline_chokes_on_is_kept_in_quarantine_once(gateway, senders,
                                                                    monkeypatch):
-    from mailgateway import matching
+    from helpdesk.inbound import matching
 
     real = matching.find_ticket
 
@@ -368,7 +368,7 @@ def test_quarantine_approve_creates_ticket_with_next_number(gateway, senders, ru
 def test_quarantine_approve_of_a_strangers_reply_opens_a_new_linked_ticket(
         gateway, opened, runner):
     """Approval vouches for the sender, not for their place on the ticket they named:
-    a stranger never gets into someone else's ticket (SPEC §7 step 5)."""
+    a stranger never gets into someone else's ticket (docs/mail-gateway.md)."""
     gateway.send(message(sender="helper@partner.example", subject="Re: [TKT-000001] info"))
     item = db.session.execute(select(QuarantineItem)).scalar_one()
     result = runner.invoke(args=["quarantine", "approve", str(item.id)])
@@ -382,7 +382,7 @@ def test_quarantine_approve_of_a_strangers_reply_opens_a_new_linked_ticket(
 
 def test_a_mail_naming_its_sender_only_in_the_envelope_follows_the_sender_policy(
         gateway, senders, runner):
-    """The envelope is the last fallback for the sender (SPEC §7 step 5): an
+    """The envelope is the last fallback for the sender (docs/mail-gateway.md): an
     authorized envelope sender opens a ticket, and a stranger's mail is held and,
     once approved, opens one for the envelope sender; the quarantine shows why."""
     raw = b"To: support@helpdesk.test\r\nSubject: no from at all\r\n\r\nThe link is down.\r\n"

@@ -69,7 +69,7 @@ def test_listener_processes_share_the_port_and_the_numbering(app, database_url, 
     wait_for(log, lambda lines: len(pids(lines, "SMTP listener process stopped")) == 2,
              "stop of both listener processes")
     assert [c for c, _ in replies] == [250] * 60
-    served_by = set(pids(log, r"mailgateway\.ingest INFO mail p-"))
+    served_by = set(pids(log, r"helpdesk\.inbound\.ingest INFO mail p-"))
     assert len(served_by) >= 2, "the kernel should spread 60 connections over 3 processes"
     assert served_by <= {process.pid, *pids(log, "SMTP listener process on")}
     db.session.expire_all()

@@ -1,4 +1,4 @@
-"""TicketsService rules (SPEC §4–§5): validation, transitions, history, queries."""
+"""TicketsService rules (docs/lifecycle.md–§5): validation, transitions, history, queries."""
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,4 @@
-"""The JSON API blueprint, `/api/v1` (SPEC §6).
+"""The JSON API blueprint, `/api/v1` (docs/web.md).
 
 Bearer tokens, not cookies, so it is exempt from the portal's CSRF protection;
 every error is the JSON envelope of `helpdesk.api.errors`.

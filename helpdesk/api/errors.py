@@ -1,4 +1,4 @@
-"""Every API error is the SPEC §6 envelope: never an HTML page, never a 500 for input."""
+"""Every API error is the JSON error envelope of docs/web.md: never an HTML page, never a 500 for input."""
 from __future__ import annotations
 
 import logging

@@ -274,7 +274,7 @@ PATHS: dict[str, Any] = {
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "Helpdesk API", "version": "1.0.0",
-             "description": "Tickets, replies and the public tracker (SPEC §6). Every error "
+             "description": "Tickets, replies and the public tracker. Every error "
                             "is {\"error\": {\"code\", \"message\", \"fields\"}}."},
     "servers": [{"url": "/api/v1"}],
     "security": STAFF,

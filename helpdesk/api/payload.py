@@ -1,5 +1,5 @@
 """Reading API input: a JSON object with known fields of known types, or an error
-that names what is wrong (SPEC §6: malformed JSON, wrong types and unknown fields
+that names what is wrong (docs/web.md: malformed JSON, wrong types and unknown fields
 are 400/422, never a 500)."""
 from __future__ import annotations
 

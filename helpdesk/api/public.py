@@ -1,4 +1,4 @@
-"""The public tracker over the API: no token, rate-limited (SPEC §6, §9)."""
+"""The public tracker over the API: no token, rate-limited (docs/web.md)."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -22,7 +22,7 @@ def track() -> ResponseReturnValue:
                        required=("ticket_number", "email"))
     cfg = current_app.config
     ticket = tracking.find(db.session, data["ticket_number"], data["email"], cfg["TICKET_PREFIX"])
-    view = asdict(tracking.customer_view(ticket, cfg["TICKET_PREFIX"], cfg["TICKET_NUMBER_WIDTH"]))
+    view = asdict(tracking.customer_view(ticket, cfg))
     for key in ("created_at", "updated_at"):
         view[key] = when(view[key])
     for item in view["replies"] + view["timeline"]:

@@ -1,4 +1,4 @@
-"""Tickets, messages and history as the API's JSON (SPEC §6).
+"""Tickets, messages and history as the API's JSON (docs/web.md).
 
 Times are ISO 8601 in UTC with a `Z`; ticket numbers are shown formatted
 (`TKT-000078`). Staff appear as `{id, name, email}`.
@@ -13,7 +13,7 @@ from flask import current_app
 from helpdesk import lifecycle, sla
 from helpdesk.clock import now
 from helpdesk.models import Attachment, Message, StaffUser, Ticket, TicketHistory
-from helpdesk.numbering import format_number
+from helpdesk.numbering import display_number
 
 
 def when(moment: datetime | None) -> str | None:
@@ -21,8 +21,7 @@ def when(moment: datetime | None) -> str | None:
 
 
 def number(ticket: Ticket) -> str:
-    cfg = current_app.config
-    return format_number(ticket.number, cfg["TICKET_PREFIX"], cfg["TICKET_NUMBER_WIDTH"])
+    return display_number(ticket.number, current_app.config)
 
 
 def staff_json(user: StaffUser | None) -> dict[str, Any] | None:
@@ -78,7 +77,7 @@ def message_json(message: Message) -> dict[str, Any]:
                         else "customer" if message.author_contact_id else "system"),
         "channel": message.channel,
         "body": message.body,
-        "body_html": message.body_html,  # sanitized when stored (mailgateway.storage)
+        "body_html": message.body_html,  # sanitized when stored (helpdesk.inbound.storage)
         "created_at": when(message.created_at),
         "attachments": [attachment_json(a) for a in message.attachments],
     }

@@ -1,4 +1,4 @@
-"""Tickets over the API (SPEC §6): thin — read the input, call TicketsService,
+"""Tickets over the API (docs/web.md): thin — read the input, call TicketsService,
 commit, answer. Every rule lives in the service."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Login, refresh and logout for API clients (SPEC §6)."""
+"""Login, refresh and logout for API clients (docs/web.md)."""
 from __future__ import annotations
 
 from flask import jsonify

@@ -23,7 +23,7 @@ def dashboard() -> ResponseReturnValue:
 @bp.get("/mail")
 @login_required()
 def mail() -> ResponseReturnValue:
-    """Mail flow at a glance: intake per channel, mailboxes, the outbox (SPEC §10)."""
+    """Mail flow at a glance: intake per channel, mailboxes, the outbox (docs/web.md)."""
     cfg = current_app.config
     flow = mail_flow(db.session, stuck_after=cfg["IMAP_STUCK_AFTER"],
                      backlog_after=cfg["OUTBOX_BACKLOG_AFTER"])

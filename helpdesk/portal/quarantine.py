@@ -10,7 +10,7 @@ from helpdesk.extensions import db
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
-from mailgateway import quarantine as review
+from helpdesk.inbound import quarantine as review
 
 
 @bp.get("/quarantine")

@@ -14,7 +14,7 @@ from helpdesk.errors import NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
 from helpdesk.models import Attachment, StaffUser, Ticket
-from helpdesk.numbering import format_number
+from helpdesk.numbering import display_number
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
@@ -29,8 +29,7 @@ def _service() -> TicketsService:
 
 
 def _number(ticket: Ticket) -> str:
-    cfg = current_app.config
-    return format_number(ticket.number, cfg["TICKET_PREFIX"], cfg["TICKET_NUMBER_WIDTH"])
+    return display_number(ticket.number, current_app.config)
 
 
 def _active_staff() -> list[StaffUser]:
@@ -120,7 +119,7 @@ def new_ticket() -> ResponseReturnValue:
 @login_required()
 def ticket(number: str) -> ResponseReturnValue:
     record = _ticket_or_404(number)
-    if _service().mark_viewed(record, actor=actor()):  # new → open (SPEC §5)
+    if _service().mark_viewed(record, actor=actor()):  # new → open (docs/lifecycle.md)
         db.session.commit()
     return render_template(
         "portal/ticket.html", nav="queue", ticket=record,

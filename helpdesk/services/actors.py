@@ -42,7 +42,7 @@ class Actor:
 
     @classmethod
     def unverified(cls, email: str, name: str = "") -> Actor:
-        """Mail that claims a staff address without proof (SPEC §7 step 5). It acts as
+        """Mail that claims a staff address without proof (docs/mail-gateway.md). It acts as
         nobody: it may only leave an internal note, labelled as unverified."""
         return cls("unverified", _label(email, name, " (unverified sender)"),
                    email=email.lower())

@@ -1,4 +1,4 @@
-"""The periodic lifecycle jobs (SPEC §5): the SLA check and auto-close.
+"""The periodic lifecycle jobs (docs/lifecycle.md): the SLA check and auto-close.
 
 Both are idempotent and safe to run from several processes at once — the gateway
 runs them every `LIFECYCLE_JOBS_INTERVAL` (`mailgateway.periodic`), cron may run

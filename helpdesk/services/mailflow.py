@@ -1,4 +1,4 @@
-"""How mail is flowing (SPEC §10): what came in per channel and outcome, whether
+"""How mail is flowing (docs/web.md): what came in per channel and outcome, whether
 each IMAP mailbox is being polled, and whether the outbox is draining.
 
 All aggregates in SQL. A mailbox is *stuck* when it has not had a successful poll

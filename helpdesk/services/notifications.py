@@ -1,4 +1,4 @@
-"""Which events queue which customer notifications (SPEC §8).
+"""Which events queue which customer notifications (docs/outbound-mail.md).
 
 TicketsService calls this module, so every channel (portal, API, SMTP, IMAP, CLI)
 queues the same mail. A notification is an outbox row per recipient, written in

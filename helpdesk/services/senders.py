@@ -1,4 +1,4 @@
-"""Authorized senders: who may open tickets by mail (SPEC §7 step 5).
+"""Authorized senders: who may open tickets by mail (docs/mail-gateway.md).
 
 A rule is an exact address (`ann@example.com`) or a whole domain (`@example.com`),
 tied to an organization; an exact rule wins over a domain rule.

@@ -302,7 +302,7 @@ class TicketsService:
         return ticket
 
     def mark_viewed(self, ticket: Ticket, *, actor: Actor) -> bool:
-        """An agent opening a `new` ticket moves it to `open` (automated, SPEC §5)."""
+        """An agent opening a `new` ticket moves it to `open` (automated, docs/lifecycle.md)."""
         if ticket.status != "new" or not actor.is_staff:
             return False
         self._move(ticket, "open", actor, "opened by an agent", automated=True)
@@ -369,7 +369,7 @@ class TicketsService:
         per_page: int = 25,
         sort: str = "-created_at",
     ) -> Page:
-        """One page of the queue; `per_page` is capped at 100 (SPEC §6)."""
+        """One page of the queue; `per_page` is capped at 100 (docs/web.md)."""
         errors: dict[str, str] = {}
         if page < 1:
             errors["page"] = "must be 1 or more"

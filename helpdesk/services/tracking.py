@@ -9,8 +9,10 @@ knows or is owed: no internal notes, no staff e-mail addresses, no reasons.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,7 +70,7 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
     return ticket
 
 
-def customer_view(ticket: Ticket, prefix: str, width: int) -> CustomerView:
+def customer_view(ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:
     replies = [
         PublicReply(
             author=(message.author_staff.name if message.author_staff is not None
@@ -82,7 +84,7 @@ def customer_view(ticket: Ticket, prefix: str, width: int) -> CustomerView:
     timeline = [StatusChange(row.new_value or "", row.created_at)
                 for row in ticket.history if row.field == "status"]
     return CustomerView(
-        number=numbering.format_number(ticket.number, prefix, width), subject=ticket.subject,
+        number=numbering.display_number(ticket.number, config), subject=ticket.subject,
         status=ticket.status, priority=ticket.priority, category=ticket.category,
         created_at=ticket.created_at, updated_at=ticket.updated_at,
         replies=replies, timeline=timeline,

@@ -1,4 +1,4 @@
-"""The public tracker page, `/track` (SPEC §9): no account, number + email."""
+"""The public tracker page, `/track` (docs/web.md): no account, number + email."""
 from __future__ import annotations
 
 from flask import Blueprint, Flask

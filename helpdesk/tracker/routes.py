@@ -27,6 +27,6 @@ def lookup() -> ResponseReturnValue:
     except NotFound as exc:
         return render_template("tracker/track.html", view=None, error=str(exc),
                                number=number, email=email), 404
-    view = tracking.customer_view(ticket, cfg["TICKET_PREFIX"], cfg["TICKET_NUMBER_WIDTH"])
+    view = tracking.customer_view(ticket, cfg)
     return render_template("tracker/track.html", view=view, error=None, number=number,
                            email=email)

@@ -1,19 +1,19 @@
-"""What of a mail is stored for display (SPEC §7 step 6).
+"""What of a mail is stored for display (docs/mail-gateway.md).
 
 The raw bytes are kept whole on the inbound-mail row, so everything here may be
 lossy for display's sake: quoted history and signatures are stripped (in time
-linear in the text, see `mailgateway.replies`), HTML goes through an allowlist
+linear in the text, see `helpdesk.inbound.replies`), HTML goes through an allowlist
 sanitizer (nh3) and is never rendered raw, and attachments over the limits
-(`mailgateway.limits`: count, size each, size in all) are left out with a note —
+(`helpdesk.inbound.limits`: count, size each, size in all) are left out with a note —
 they are still in the raw mail.
 """
 from __future__ import annotations
 
 from helpdesk import html
 from helpdesk.services.tickets import NewAttachment
-from mailgateway.limits import MailLimits
-from mailgateway.parser import InboundMail
-from mailgateway.replies import latest_reply
+from helpdesk.inbound.limits import MailLimits
+from helpdesk.inbound.parser import InboundMail
+from helpdesk.inbound.replies import latest_reply
 
 
 def display_text(mail: InboundMail) -> str:

@@ -1,4 +1,4 @@
-"""May the From address be believed? (SPEC §7 step 5, RFC 8601, RFC 7489.)
+"""May the From address be believed? (docs/mail-gateway.md, RFC 8601, RFC 7489.)
 
 Anyone can write any From address. We believe it only when the receiving mail
 server we trust (`TRUSTED_AUTHSERV_ID`) recorded in an `Authentication-Results`
@@ -31,7 +31,7 @@ wrote.
 
 Only a From address can be authenticated: DMARC is defined on From, and the
 trusted server checked that header. A sender read from Sender, Reply-To,
-Return-Path or the envelope because From named nobody (SPEC §7 step 5) is never
+Return-Path or the envelope because From named nobody (docs/mail-gateway.md) is never
 believed here, so with a trusted server configured such mail follows the
 unknown-sender policy, and a staff address needs its signed-reply proof.
 
@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 
 from publicsuffixlist import PublicSuffixList
 
-from mailgateway.headerfields import Malformed, strip_comments
-from mailgateway.parser import InboundMail
+from helpdesk.inbound.headerfields import Malformed, strip_comments
+from helpdesk.inbound.parser import InboundMail
 
 _KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
 _PAIR = re.compile(

@@ -1,8 +1,8 @@
-"""Notification mail as it leaves the helpdesk (SPEC §8).
+"""Notification mail as it leaves the helpdesk (docs/outbound-mail.md).
 
 Content comes from templates, plain text plus an HTML alternative, one pair per
 kind (`created`, `reply`, `status`, `resolved`, and `sla_breach`, the alert to
-staff) in `mailgateway/templates/mail/`;
+staff) in `helpdesk/outbound/templates/mail/`;
 a file of the same name in `MAIL_TEMPLATES_DIR` overrides the built-in one.
 
 Headers:
@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session, object_session
 from helpdesk import sla
 from helpdesk.clock import describe
 from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
-from helpdesk.numbering import format_number
-from mailgateway.message_ids import Signer
+from helpdesk.numbering import display_number
+from helpdesk.message_ids import Signer
 
 BUILT_IN_TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 MAX_REFERENCES = 10
@@ -76,8 +76,7 @@ class Composer:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.signer = Signer.from_config(config)
         self.templates = template_environment(config["MAIL_TEMPLATES_DIR"])
-        self.prefix: str = config["TICKET_PREFIX"]
-        self.width: int = config["TICKET_NUMBER_WIDTH"]
+        self.config = config
         self.support: str = config["SUPPORT_ADDRESSES"][0]
         self.from_header: str = config["OUTBOUND_FROM"]
         self.envelope_from = parseaddr(self.from_header)[1] or self.support
@@ -95,7 +94,7 @@ class Composer:
         ticket = session.get(Ticket, row.ticket_id)
         if ticket is None:
             raise ValueError(f"outbox #{row.id} names no ticket")
-        number = format_number(ticket.number, self.prefix, self.width)
+        number = display_number(ticket.number, self.config)
         context = self._context(session, ticket, row, number)
         prefix = SUBJECT_PREFIXES.get(row.kind, "")
         row.subject = f"[{number}] {prefix}{' '.join(ticket.subject.split())}"[:1000]
@@ -108,7 +107,7 @@ class Composer:
 
     def build(self, row: OutboxMessage, ticket: Ticket, moment: datetime) -> EmailMessage:
         """The mail for a rendered row."""
-        number = format_number(ticket.number, self.prefix, self.width)
+        number = display_number(ticket.number, self.config)
         message = EmailMessage(policy=email.policy.SMTP)
         message["From"] = self.from_header
         message["To"] = formataddr((self._recipient_name(ticket, row), row.to_address))

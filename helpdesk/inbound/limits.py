@@ -1,4 +1,4 @@
-"""Caps on the work one mail can cause (SPEC §7: hostile input is bounded).
+"""Caps on the work one mail can cause (docs/security.md: hostile input is bounded).
 
 Whoever sends a mail chooses every byte of it, before any authorization. These
 caps bound what parsing and the pipeline do for one mail, so that no mail up to

@@ -1,6 +1,6 @@
 """The one inbound pipeline. The SMTP listener and the IMAP poller both call
 `ingest` with the raw bytes and the envelope, so a mail gets the same outcome
-whichever way it arrives (SPEC §7).
+whichever way it arrives (docs/mail-gateway.md).
 
 Steps, each in its own module: parse (`parser`, within `limits`) → deduplicate
 (`dedup`) → auto-mail (`automail`) → match a ticket (`matching`) → authorize
@@ -23,7 +23,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Column
@@ -37,16 +37,17 @@ from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
-from helpdesk.numbering import format_number
+from helpdesk.numbering import display_number
 from helpdesk.services import Actor, TicketsService, notifications
 from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT
-from mailgateway import authentication, authorization, automail, matching, message_ids, storage
-from mailgateway.dedup import dedup_key, earlier_delivery
-from mailgateway.limits import MailLimits
-from mailgateway.message_ids import Signer
-from mailgateway.parser import InboundMail, clean, parse, sender_note
+from helpdesk.inbound import authentication, authorization, automail, matching, storage
+from helpdesk import message_ids
+from helpdesk.inbound.dedup import dedup_key, earlier_delivery
+from helpdesk.inbound.limits import MailLimits
+from helpdesk.message_ids import Signer
+from helpdesk.inbound.parser import InboundMail, clean, parse, sender_note
 
-log = logging.getLogger("mailgateway.ingest")
+log = logging.getLogger("helpdesk.inbound.ingest")
 
 _INSERT_RECORD = InboundRecord.__table__.insert().returning(InboundRecord.__table__.c.id)
 _COLUMNS = InboundRecord.__table__.c
@@ -85,8 +86,11 @@ class Result:
     failed: bool = False
 
 
-@dataclass
-class _Decision:
+@dataclass(frozen=True)
+class Decision:
+    """What `decide` concluded a mail should become; `apply` carries it out. Frozen:
+    a caller that wants another outcome (quarantine approval) makes a new one."""
+
     outcome: Outcome
     reason: str
     ticket: Ticket | None = None        # the ticket to append to, or to link a new one to
@@ -94,7 +98,7 @@ class _Decision:
     actor: Actor | None = None
     failed: bool = False
     # Notifications this mail reports as undeliverable (it is a bounce of them).
-    bounced: list[OutboxMessage] = field(default_factory=list)
+    bounced: tuple[OutboxMessage, ...] = ()
     internal: bool = False  # append as an internal note, not a public reply
     acknowledge: bool = True  # a new ticket's requester gets the acknowledgment
 
@@ -124,12 +128,10 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
             result = _process_new(session, mail, key, envelope, config)
             session.commit()
         except IntegrityError:
-            session.rollback()
-            previous = _previous(session, key)
-            session.rollback()
-            if previous is None:
+            earlier = _after_duplicate(session, key)
+            if earlier is None:
                 raise
-            result = previous
+            result = earlier
     except Exception as exc:  # sorted below: the database's trouble, or the mail's
         session.rollback()
         result = _after_failure(session, mail, key, envelope, exc)
@@ -142,7 +144,7 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
 
 def with_envelope_sender(mail: InboundMail, envelope: Envelope) -> InboundMail:
     """The mail, its sender taken from the envelope's MAIL FROM when no header names
-    one: the last fallback of SPEC §7 step 5, noted for staff like the others."""
+    one: the last fallback (docs/mail-gateway.md, "Who sent it"), noted for staff like the others."""
     if mail.from_address or mail.parse_error:
         return mail
     address = addresses.normalize(clean(envelope.mail_from))
@@ -238,6 +240,15 @@ def _after_failure(session: Session, mail: InboundMail, key: str, envelope: Enve
                      f"{type(second).__name__} while quarantining")
 
 
+def _after_duplicate(session: Session, key: str) -> Result | None:
+    """After the dedup key's constraint refused an insert: what became of the
+    earlier delivery, read in a fresh transaction (None: it was another constraint)."""
+    session.rollback()
+    earlier = _previous(session, key)
+    session.rollback()
+    return earlier
+
+
 def _previous(session: Session, key: str) -> Result | None:
     earlier = earlier_delivery(session, key)
     if earlier is None:
@@ -282,12 +293,10 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope,
     try:
         return _hold(session, mail, record)
     except IntegrityError:
-        session.rollback()
-        previous = _previous(session, key)
-        session.rollback()
-        if previous is None:
+        earlier = _after_duplicate(session, key)
+        if earlier is None:
             raise
-        return previous
+        return earlier
     except DBAPIError as exc:
         session.rollback()
         raise TransientError(str(exc.orig or exc)) from exc
@@ -334,32 +343,32 @@ def _process_new(session: Session, mail: InboundMail, key: str, envelope: Envelo
 
 
 def decide(session: Session, mail: InboundMail, envelope: Envelope,
-           config: Mapping[str, Any], approved_by: Actor | None = None) -> _Decision:
+           config: Mapping[str, Any], approved_by: Actor | None = None) -> Decision:
     """What should happen to this mail. Reads only; `apply` does the writing.
 
     `approved_by` is a staff member who vouched for the mail in quarantine review.
     That vouches for the sender as a customer who may open a ticket, exactly as if
     a rule had matched, and for nothing more: a sender who does not belong on the
     ticket the mail names still gets a new ticket linked to it, and a staff address
-    still needs its proof (SPEC §7 step 5). A new ticket from mail a list
+    still needs its proof (docs/mail-gateway.md). A new ticket from mail a list
     distributed is not acknowledged (`automail.via_mailing_list`).
     """
     decision = _decide(session, mail, envelope, config, approved_by)
     listed = automail.via_mailing_list(mail)
     if decision.outcome is Outcome.CREATED and listed:
-        decision.acknowledge = False
-        decision.reason += f"; came through the list {listed}, so no acknowledgment is sent"
+        return replace(decision, acknowledge=False, reason=decision.reason
+                       + f"; came through the list {listed}, so no acknowledgment is sent")
     return decision
 
 
 def _decide(session: Session, mail: InboundMail, envelope: Envelope,
-            config: Mapping[str, Any], approved_by: Actor | None) -> _Decision:
+            config: Mapping[str, Any], approved_by: Actor | None) -> Decision:
     """The outcome by auto-mail, thread, sender and policy, see `decide`."""
     if mail.parse_error and approved_by is None:
-        return _Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}",
+        return Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}",
                          failed=True)
     if mail.over_limit and approved_by is None:
-        return _Decision(Outcome.QUARANTINED, f"over a limit: {mail.over_limit}", failed=True)
+        return Decision(Outcome.QUARANTINED, f"over a limit: {mail.over_limit}", failed=True)
     support = config["SUPPORT_ADDRESSES"]
     signer = Signer.from_config(config)
     reason = None
@@ -374,11 +383,11 @@ def _decide(session: Session, mail: InboundMail, envelope: Envelope,
         if bounced:
             reason += "; bounce of " + ", ".join(f"outbox #{row.id} to {row.to_address}"
                                                 for row in bounced)
-        return _Decision(Outcome.IGNORED, reason, bounced=bounced)
+        return Decision(Outcome.IGNORED, reason, bounced=bounced)
     sender = mail.from_address
     if not sender:
         if approved_by is None:
-            return _Decision(Outcome.QUARANTINED, "no sender address: none in From, Sender, "
+            return Decision(Outcome.QUARANTINED, "no sender address: none in From, Sender, "
                              "Reply-To, Return-Path or the envelope")
         raise ValueError("a mail without a sender address cannot become a ticket")
     verdict = authentication.check(mail, config["TRUSTED_AUTHSERV_ID"])
@@ -397,23 +406,23 @@ def _decide(session: Session, mail: InboundMail, envelope: Envelope,
             if known.staff_id is not None:
                 return _staff_mail(session, mail, match, known.staff_id, verdict, signer, number)
             if ticket.status == "cancelled":
-                return _Decision(Outcome.CREATED, f"reply to cancelled {number}; new ticket",
+                return Decision(Outcome.CREATED, f"reply to cancelled {number}; new ticket",
                                  ticket, organization_id or ticket.organization_id, customer)
-            return _Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket,
+            return Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket,
                              actor=customer)
         if known.authorized or approved_by is not None:
-            return _Decision(Outcome.CREATED, f"{sender} does not belong on {number}; "
+            return Decision(Outcome.CREATED, f"{sender} does not belong on {number}; "
                              "new ticket linked to it", ticket, organization_id, customer)
         return _unknown_sender(config, f"{sender} does not belong on {number}", ticket, customer)
     if known.authorized or approved_by is not None:
-        return _Decision(Outcome.CREATED, "authorized sender" if known.authorized else "approved",
+        return Decision(Outcome.CREATED, "authorized sender" if known.authorized else "approved",
                          organization_id=organization_id, actor=customer)
     why = "unknown sender" if trusted else "From not authenticated"
     return _unknown_sender(config, f"{why}: {sender}", None, customer)
 
 
 def _staff_mail(session: Session, mail: InboundMail, match: matching.Match, staff_id: int,
-                verdict: authentication.Verdict, signer: Signer, number: str) -> _Decision:
+                verdict: authentication.Verdict, signer: Signer, number: str) -> Decision:
     """A mail whose From is a staff address, on the ticket it matched.
 
     It acts as the staff member only with proof: it answers a signed Message-ID
@@ -429,7 +438,7 @@ def _staff_mail(session: Session, mail: InboundMail, match: matching.Match, staf
         verdict is authentication.Verdict.PASS
         or matching.answers_mail_sent_to(session, mail, signer, ticket, mail.from_address))
     if not proven:
-        return _Decision(Outcome.APPENDED, f"{found}; From is the staff address "
+        return Decision(Outcome.APPENDED, f"{found}; From is the staff address "
                          f"{mail.from_address} but the mail carries no proof (it answers no "
                          "mail the helpdesk sent to that address, and no trusted "
                          "Authentication-Results passed), so it is kept as an unverified "
@@ -440,25 +449,25 @@ def _staff_mail(session: Session, mail: InboundMail, match: matching.Match, staf
     if match.answers_staff_mail:
         # A staff member answering an SLA alert writes to colleagues, not to the
         # customer: a public reply would be mailed to the customer.
-        return _Decision(Outcome.APPENDED, f"{found}; staff answer to a staff alert, kept "
+        return Decision(Outcome.APPENDED, f"{found}; staff answer to a staff alert, kept "
                          "as an internal note", ticket, actor=actor, internal=True)
     if ticket.status == "cancelled":
-        return _Decision(Outcome.APPENDED, f"{found}; the ticket is cancelled, so the staff "
+        return Decision(Outcome.APPENDED, f"{found}; the ticket is cancelled, so the staff "
                          "answer is kept as an internal note", ticket, actor=actor, internal=True)
-    return _Decision(Outcome.APPENDED, found, ticket, actor=actor)
+    return Decision(Outcome.APPENDED, found, ticket, actor=actor)
 
 
 def _unknown_sender(config: Mapping[str, Any], reason: str, linked: Ticket | None,
-                    customer: Actor) -> _Decision:
+                    customer: Actor) -> Decision:
     policy = config["UNKNOWN_SENDER_POLICY"]
     if policy == "reject":
-        return _Decision(Outcome.REJECTED, reason)
+        return Decision(Outcome.REJECTED, reason)
     if policy == "accept":
-        return _Decision(Outcome.CREATED, f"{reason}; accepted by policy", linked, actor=customer)
-    return _Decision(Outcome.QUARANTINED, reason)
+        return Decision(Outcome.CREATED, f"{reason}; accepted by policy", linked, actor=customer)
+    return Decision(Outcome.QUARANTINED, reason)
 
 
-def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: _Decision,
+def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: Decision,
           config: Mapping[str, Any]) -> Result:
     """Carry out a decision inside the caller's transaction (no commit here)."""
     service = TicketsService.from_config(session, config)
@@ -473,7 +482,7 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
         files, notes = storage.attachments(mail, limits)
         support = set(config["SUPPORT_ADDRESSES"])
         cc = [(name, addr) for name, addr in mail.to + mail.cc
-              if addr not in support and not _is_plus_of(addr, support)]
+              if not addresses.is_support_address(addr, support)]
         if len(cc) > limits.cc_participants:
             notes.append(f"{len(cc) - limits.cc_participants} more To/Cc addresses were not "
                          f"added as participants: more than {limits.cc_participants} "
@@ -514,28 +523,23 @@ def _with_notes(text: str, notes: list[str]) -> str:
 
 
 def _number(ticket: Ticket, config: Mapping[str, Any]) -> str:
-    return format_number(ticket.number, config["TICKET_PREFIX"], config["TICKET_NUMBER_WIDTH"])
-
-
-def _is_plus_of(address: str, support: set[str]) -> bool:
-    local, _, domain = address.partition("@")
-    return "+" in local and f"{local.split('+', 1)[0]}@{domain}" in support
+    return display_number(ticket.number, config)
 
 
 def _bounced_notifications(session: Session, mail: InboundMail,
-                           signer: Signer) -> list[OutboxMessage]:
-    """Our notifications that this automatic mail reports as failed (SPEC §8).
+                           signer: Signer) -> tuple[OutboxMessage, ...]:
+    """Our notifications that this automatic mail reports as failed (docs/outbound-mail.md).
 
     Only a real failure report counts (a delay notice does not), and only for
     Message-IDs whose signature verifies, so a forged bounce cannot silence an
     address the helpdesk never mailed it about.
     """
     if not automail.is_bounce(mail):
-        return []
+        return ()
     rows: dict[int, OutboxMessage] = {}
     for message_id in automail.original_message_ids(mail):
         row = message_ids.sent_row(session, signer, message_id)
         if row is not None and row.state != "bounced":
             rows.setdefault(row.id, row)
-    return list(rows.values())
+    return tuple(rows.values())
 

@@ -1,4 +1,4 @@
-"""May this sender open a ticket, or write into this one? (SPEC §7 steps 4–5.)
+"""May this sender open a ticket, or write into this one? (docs/mail-gateway.md.)
 
 Only a sender whose `From` is believed (see `authentication`) gets here as known.
 """

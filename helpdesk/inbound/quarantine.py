@@ -1,4 +1,4 @@
-"""Quarantine review: held mail waits for a person (SPEC §7 step 5).
+"""Quarantine review: held mail waits for a person (docs/mail-gateway.md).
 
 Approving runs the stored raw mail through the same pipeline steps as on arrival,
 with the reviewer vouching for the sender, so it creates the ticket (next number)
@@ -8,6 +8,7 @@ spam) keeps the raw mail and the decision for the record.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -17,9 +18,9 @@ from helpdesk.clock import now
 from helpdesk.errors import Conflict, NotFound
 from helpdesk.models import QuarantineItem
 from helpdesk.services import Actor
-from mailgateway.ingest import Envelope, Outcome, Result, apply, decide, with_envelope_sender
-from mailgateway.limits import MailLimits
-from mailgateway.parser import parse
+from helpdesk.inbound.ingest import Envelope, Outcome, Result, apply, decide, with_envelope_sender
+from helpdesk.inbound.limits import MailLimits
+from helpdesk.inbound.parser import parse
 
 
 def pending(session: Session) -> list[QuarantineItem]:
@@ -45,7 +46,7 @@ def approve(session: Session, item_id: int, reviewer: Actor,
     decision = decide(session, mail, envelope, config, approved_by=reviewer)
     if decision.outcome not in (Outcome.CREATED, Outcome.APPENDED):
         raise Conflict(f"Cannot approve item {item_id}: {decision.reason}.")
-    decision.reason = f"approved by {reviewer.label}: {decision.reason}"
+    decision = replace(decision, reason=f"approved by {reviewer.label}: {decision.reason}")
     result = apply(session, mail, record, decision, config)
     record.outcome = result.outcome.value
     record.reason = decision.reason

@@ -1,9 +1,9 @@
-"""Auto-reply, bounce and bulk detection (SPEC §7 step 3, RFC 3834).
+"""Auto-reply, bounce and bulk detection (docs/mail-gateway.md, RFC 3834).
 
 Mail written by a machine must never open a ticket or trigger a notification:
 answering it is how mail loops start. `detect` returns the reason such mail is
 recorded as ignored; `is_bounce` and `original_message_ids` let the caller mark
-the address that bounced as undeliverable (SPEC §8).
+the address that bounced as undeliverable (docs/outbound-mail.md).
 
 The signals, strongest first:
 
@@ -75,8 +75,9 @@ import email.policy
 import re
 from collections.abc import Collection
 
-from mailgateway.headerfields import strip_comments
-from mailgateway.parser import InboundMail
+from helpdesk import addresses
+from helpdesk.inbound.headerfields import strip_comments
+from helpdesk.inbound.parser import InboundMail
 
 # Vendor headers whose presence marks machine-written mail; "no"-like values opt out.
 _AUTOREPLY_HEADERS = (
@@ -98,7 +99,7 @@ _BOUNCE_SENDER_NAMES = re.compile(
     r"^\s*(mailer[- ]daemon|mail delivery (sub)?system|internet mail delivery)\s*$",
     re.IGNORECASE,
 )
-# Outbound mail must not go to these (SPEC §8); on their own they do not make
+# Outbound mail must not go to these (docs/outbound-mail.md); on their own they do not make
 # inbound mail automatic (see the module docstring).
 _MACHINE_LOCAL_PARTS = _BOUNCE_LOCAL_PARTS | frozenset({
     "noreply", "donotreply", "bounce", "bounces", "mailer", "notreply",
@@ -265,14 +266,14 @@ def detect(
     own = {address.strip().lower() for address in own_addresses}
     own_domains = {domain.strip().lower().rstrip(".") for domain in own_message_id_domains}
 
-    if mail.from_address and _base_address(mail.from_address) in own:
+    if mail.from_address and addresses.without_detail(mail.from_address) in own:
         return "own address"
     if mail.message_id and _domain(mail.message_id) in own_domains:
         return "own message-id domain"
     for value in mail.header_all("x-loop"):
         if value.strip().lower() in {"yes", "true"}:
             return "x-loop"
-        if any("@" in token and _base_address(token) in own
+        if any("@" in token and addresses.without_detail(token) in own
                for token in _ADDRESS_SEPARATORS.split(value)):
             return "x-loop: own address"
 
@@ -382,19 +383,10 @@ def is_machine_address(address: str) -> bool:
     """True for mailer-daemon, postmaster and noreply-style addresses, however
     punctuated (`no.reply`, `do_not_reply`).
 
-    For outbound mail (SPEC §8: never notify such addresses). Inbound, only the
+    For outbound mail (docs/outbound-mail.md: never notify such addresses). Inbound, only the
     bounce senders among them make mail automatic, see the module docstring.
     """
     return _compact(_local_part(address)) in _MACHINE_LOCAL_PARTS
-
-
-def _base_address(address: str) -> str:
-    """`support+TKT-000001@x` → `support@x`, lower-case, without angle brackets."""
-    address = address.strip().strip("<>").lower()
-    local, at, domain = address.rpartition("@")
-    if not at:
-        return address
-    return f"{local.split('+', 1)[0]}@{domain}"
 
 
 def _domain(message_id: str) -> str:
@@ -451,10 +443,8 @@ def _has_null_return_path(mail: InboundMail) -> bool:
 
 
 def _local_part(address: str) -> str:
-    """Lower-case local part without +detail; the whole string when it has no @."""
-    address = address.strip().strip("<>").lower()
-    local = address.rpartition("@")[0] if "@" in address else address
-    return local.split("+", 1)[0]
+    """Lower-case local part without +detail; "" when it is no address."""
+    return addresses.without_detail(address).rpartition("@")[0]
 
 
 def _compact(local_part: str) -> str:

@@ -1,4 +1,4 @@
-"""Bytes → text for mail, the way real senders mean it (SPEC §7 step 1).
+"""Bytes → text for mail, the way real senders mean it (docs/mail-gateway.md).
 
 Labels are read as the WHATWG Encoding Standard maps them: real mail declares the
 small charset and uses its superset (`gb2312` → gb18030, `iso-8859-1`/`us-ascii`

@@ -1,4 +1,4 @@
-"""Which ticket does this mail belong to? (SPEC §7 step 4, in that order.)
+"""Which ticket does this mail belong to? (docs/mail-gateway.md, in that order.)
 
 1. In-Reply-To, then References (newest first), naming a Message-ID the system
    received for ticket T, or one it sent for T — the latter only when its HMAC
@@ -8,7 +8,7 @@
 
 Finding T is not permission to write into it: `authorization.may_reply` decides
 that, so a stranger who types a ticket number never lands in someone else's ticket.
-`answers_mail_sent_to` is the proof a staff address needs (SPEC §7 step 5).
+`answers_mail_sent_to` is the proof a staff address needs (docs/mail-gateway.md).
 """
 from __future__ import annotations
 
@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import numbering
+from helpdesk import addresses, message_ids, numbering
 from helpdesk import vocabulary as v
+from helpdesk.inbound.parser import InboundMail
+from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import Ticket
-from mailgateway import message_ids
-from mailgateway.message_ids import Signer
-from mailgateway.parser import InboundMail
 
 
 @dataclass(frozen=True)
@@ -81,9 +80,9 @@ def answers_mail_sent_to(session: Session, mail: InboundMail, signer: Signer, ti
 def plus_address_numbers(recipients: Iterable[str], prefix: str) -> list[int]:
     numbers = []
     for address in recipients:
-        local = address.rsplit("@", 1)[0]
-        if "+" in local:
-            number = numbering.parse_number(local.split("+", 1)[1], prefix)
+        plus = addresses.detail(address)
+        if plus is not None:
+            number = numbering.parse_number(plus, prefix)
             if number is not None:
                 numbers.append(number)
     return numbers

@@ -1,4 +1,4 @@
-"""Has this mail been received before? (SPEC §7 step 2.)
+"""Has this mail been received before? (docs/mail-gateway.md.)
 
 The key is the normalized Message-ID, or a hash of the raw bytes when there is none,
 and the inbound-mail table holds it under a unique constraint: a second delivery of
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.models import InboundMail as InboundRecord
-from mailgateway.parser import InboundMail
+from helpdesk.inbound.parser import InboundMail
 
 # In UTF-8 bytes: PostgreSQL's unique index refuses a key over about 2,700 bytes,
 # and 900 characters of four-byte ones would be 3,600.

@@ -1,4 +1,4 @@
-"""Signed Message-IDs of the mail the helpdesk sends (RFC 5322 §3.6.4; SPEC §7 step 4).
+"""Signed Message-IDs of the mail the helpdesk sends (RFC 5322 §3.6.4; docs/mail-gateway.md).
 
 Every outgoing mail gets `<tkt.{ticket}.{outbox row}.{mac}@{MESSAGE_ID_DOMAIN}>`,
 where `mac` is HMAC-SHA256 over the ticket id, the outbox row id and the

@@ -1,9 +1,9 @@
-"""Raw bytes → InboundMail. Never raises on junk (SPEC §7 step 1).
+"""Raw bytes → InboundMail. Never raises on junk (docs/mail-gateway.md).
 
 The MIME tree (RFC 2045/2046) is the standard library's compat32 `Message`, the
 tree mail-parser itself builds; mail-parser's own parse of it is not run, because
 nothing of it was used and it cost half the time of reading a mail. Everything
-that depends on a charset is decoded here through `mailgateway.charsets` rather
+that depends on a charset is decoded here through `helpdesk.inbound.charsets` rather
 than taken from mail-parser's fields: mail-parser decodes with Python's codec for
 the literal label (`gb2312` fails on GBK text) and falls back to U+FFFD, and its
 header fields turn into lists when a header repeats. Its address grammar
@@ -11,8 +11,8 @@ header fields turn into lists when a header repeats. Its address grammar
 Encoded words are RFC 2047, parameters RFC 2231. Bytes that are not mail at all
 come back with `parse_error` set and the raw bytes kept, for the quarantine.
 
-Every byte is the sender's choice, so the work is bounded (SPEC §7): the MIME
-reader stops at the part and nesting caps of `mailgateway.limits`, the header is
+Every byte is the sender's choice, so the work is bounded (docs/mail-gateway.md): the MIME
+reader stops at the part and nesting caps of `helpdesk.inbound.limits`, the header is
 measured before it is read, no regular expression here can backtrack
 super-linearly, and control characters never leave header text (PostgreSQL
 refuses NUL, and a CR or LF in a name would break the mail we send back). A mail
@@ -43,9 +43,9 @@ from mailparser.utils import as_string_safe, get_addresses
 
 from helpdesk import addresses
 from helpdesk.vocabulary import SENDER_SOURCES
-from mailgateway import charsets
-from mailgateway.limits import DEFAULT as DEFAULT_LIMITS
-from mailgateway.limits import MailLimits
+from helpdesk.inbound import charsets
+from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
+from helpdesk.inbound.limits import MailLimits
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ MAX_ID_LENGTH = 998
 # all its repetitions together: mail-parser's address grammar costs some 30 µs an
 # address, and only MAX_CC_PARTICIPANTS of them are kept anyway.
 MAX_ADDRESS_CHARS = 32 * 1024
-# Who sent a mail, where From names nobody (SPEC §7 step 5): these headers in this
+# Who sent a mail, where From names nobody (docs/mail-gateway.md): these headers in this
 # order, then the envelope (`vocabulary.SENDER_SOURCES`).
 SENDER_HEADERS = ("from", "sender", "reply-to", "return-path")
 # A sender header read liberally is searched this many address-like words deep: a
@@ -565,10 +565,10 @@ def _liberal_mailboxes(text: str, first: bool = False) -> list[tuple[str, str]]:
 
 def _sender(message: Message, hint: str | None) -> tuple[str, str, str, list[str]]:
     """(display name, address, the header it was read from, notes) of the person who
-    sent the mail: From, else Sender, Reply-To, Return-Path, in that order (SPEC §7
+    sent the mail: From, else Sender, Reply-To, Return-Path, in that order (docs/mail-gateway.md
     step 5), with a note for staff when it is not From; empty strings when none
     names an address. The envelope, the last fallback, is the pipeline's
-    (`mailgateway.ingest.with_envelope_sender`)."""
+    (`helpdesk.inbound.ingest.with_envelope_sender`)."""
     from_values = _values(message, "from")
     from_text = _header_text(from_values[0], hint) if from_values else None
     for header in SENDER_HEADERS:

@@ -1,0 +1,2 @@
+"""Outbound mail as the helpdesk writes it: notifications composed from templates
+(`compose`). Sending them is the gateway's (`mailgateway.outbound`)."""
