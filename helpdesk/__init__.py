@@ -24,6 +24,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
         auth,
         cli,
         database,
+        http_errors,
         limit_storage,
         metrics,
         portal,
@@ -45,6 +46,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     limit_storage.init_app(app)
     limiter.init_app(app)
     auth.init_app(app)
+    http_errors.init_app(app)
     api.init_app(app)
     portal.init_app(app)
     tracker.init_app(app)

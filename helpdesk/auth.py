@@ -28,6 +28,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk import addresses
 from helpdesk.extensions import db, jwt, limiter
+from helpdesk.http_errors import error_response
 from helpdesk.inputs import positive_int
 from helpdesk.models import RevokedToken, StaffUser
 from helpdesk.services import Actor
@@ -100,7 +101,7 @@ def staff_required(role: str = "agent", *, refresh: bool = False) -> Callable[[F
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             verify_jwt_in_request(refresh=refresh)
             if ROLE_RANK[current_user.role] < ROLE_RANK[role]:
-                return _error(403, "forbidden", f"This needs the {role} role.")
+                return error_response(403, "forbidden", f"This needs the {role} role.")
             return view(*args, **kwargs)
 
         return cast(F, wrapper)
@@ -166,42 +167,36 @@ def _lookup(_header: dict[str, Any], claims: dict[str, Any]) -> TokenStaff | Non
     return user if user is not None and user.is_active else None
 
 
-def _error(status: int, code: str, message: str) -> tuple[Response, int]:
-    from helpdesk.api.errors import error_response
-
-    return error_response(status, code, message)
-
-
 @jwt.unauthorized_loader
 def _missing(reason: str) -> tuple[Response, int]:
-    return _error(401, "unauthorized", f"A bearer token is required ({reason}).")
+    return error_response(401, "unauthorized", f"A bearer token is required ({reason}).")
 
 
 @jwt.invalid_token_loader
 def _invalid(reason: str) -> tuple[Response, int]:
-    return _error(401, "invalid_token", f"The token is not valid ({reason}).")
+    return error_response(401, "invalid_token", f"The token is not valid ({reason}).")
 
 
 @jwt.expired_token_loader
 def _expired(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
-    return _error(401, "token_expired", "The token has expired; refresh it or log in again.")
+    return error_response(401, "token_expired", "The token has expired; refresh it or log in again.")
 
 
 @jwt.revoked_token_loader
 def _revoked_answer(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
-    return _error(401, "token_revoked", "The token was revoked; log in again.")
+    return error_response(401, "token_revoked", "The token was revoked; log in again.")
 
 
 @jwt.user_lookup_error_loader
 def _unknown_user(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
-    return _error(401, "invalid_token", "The token's staff account is unknown or inactive.")
+    return error_response(401, "invalid_token", "The token's staff account is unknown or inactive.")
 
 
 @jwt.needs_fresh_token_loader
 def _not_fresh(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
-    return _error(401, "fresh_token_required", "Log in again for this action.")
+    return error_response(401, "fresh_token_required", "Log in again for this action.")
 
 
 @jwt.token_verification_failed_loader
 def _claims_failed(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
-    return _error(401, "invalid_token", "The token's claims were refused.")
+    return error_response(401, "invalid_token", "The token's claims were refused.")

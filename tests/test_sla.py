@@ -9,6 +9,7 @@ import pytest
 
 from config import parse_targets
 from helpdesk import sla
+from helpdesk.business_hours import BusinessCalendar, CalendarError
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
@@ -25,8 +26,8 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def office() -> sla.BusinessCalendar:
-    return sla.BusinessCalendar.parse(BERLIN_OFFICE["BUSINESS_HOURS"], "Europe/Berlin",
+def office() -> BusinessCalendar:
+    return BusinessCalendar.parse(BERLIN_OFFICE["BUSINESS_HOURS"], "Europe/Berlin",
                                       tuple(BERLIN_OFFICE["BUSINESS_HOLIDAYS"]))
 
 
@@ -215,7 +216,7 @@ def test_calendar_follows_daylight_saving_time():
 
 
 def test_calendar_reads_day_lists_ranges_around_the_week_and_split_days():
-    calendar = sla.BusinessCalendar.parse("Sun-Tue 08:00-12:00, 13:00-24:00; fri 10:00-11:00")
+    calendar = BusinessCalendar.parse("Sun-Tue 08:00-12:00, 13:00-24:00; fri 10:00-11:00")
     assert calendar.hours == {6: ((480, 720), (780, 1440)), 0: ((480, 720), (780, 1440)),
                               1: ((480, 720), (780, 1440)), 4: ((600, 660),)}
     assert calendar.add(utc("2026-03-03T23:30"), timedelta(hours=1)) == utc("2026-03-06T10:30")

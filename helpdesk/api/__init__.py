@@ -1,12 +1,11 @@
 """The JSON API blueprint, `/api/v1` (docs/web.md).
 
 Bearer tokens, not cookies, so it is exempt from the portal's CSRF protection;
-every error is the JSON envelope of `helpdesk.api.errors`.
+every error is the JSON envelope of `helpdesk.http_errors`.
 """
 from __future__ import annotations
 
 from flask import Blueprint, Flask
-from werkzeug.exceptions import HTTPException, InternalServerError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -17,5 +16,3 @@ def init_app(app: Flask) -> None:
 
     csrf.exempt(bp)
     app.register_blueprint(bp)
-    app.register_error_handler(HTTPException, errors.http_error)
-    app.register_error_handler(InternalServerError, errors.internal_error)

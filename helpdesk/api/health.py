@@ -6,7 +6,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from helpdesk.api import bp
-from helpdesk.api.errors import error_response
+from helpdesk.http_errors import error_response
 from helpdesk.extensions import db
 
 

@@ -17,7 +17,7 @@ from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
 from helpdesk.models import StaffUser, Ticket
-from helpdesk.services import TicketFilters, TicketsService
+from helpdesk.services import QueueService, TicketFilters, TicketsService
 from helpdesk.services.stats import ticket_stats
 
 LIST_PARAMETERS = ("status", "priority", "category", "channel", "assignee", "q", "sla",
@@ -49,8 +49,8 @@ def list_tickets() -> ResponseReturnValue:
         channel=_list("channel"), assignee=_assignee_filter(args.get("assignee")),
         q=args.get("q") or None, sla=args.get("sla") or None,
     )
-    result = _service().list_tickets(filters, page=page, per_page=per_page,
-                                     sort=args.get("sort") or "-created_at")
+    result = QueueService.from_config(db.session, current_app.config).list_tickets(
+        filters, page=page, per_page=per_page, sort=args.get("sort") or "-created_at")
     return jsonify({"items": [ticket_json(t) for t in result.items], "page": result.page,
                     "per_page": result.per_page, "total": result.total})
 

@@ -8,7 +8,7 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
 from helpdesk.api import bp
-from helpdesk.api.errors import error_response
+from helpdesk.http_errors import error_response
 from helpdesk.api.payload import json_object
 from helpdesk.auth import (
     check_credentials,

@@ -18,7 +18,7 @@ from helpdesk.numbering import display_number
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
-from helpdesk.services import TicketFilters, TicketsService
+from helpdesk.services import QueueService, TicketFilters, TicketsService
 
 SORTS = {"-updated_at": "Recently updated", "-created_at": "Newest", "created_at": "Oldest",
          "-priority": "Priority", "-number": "Number (high → low)", "subject": "Subject"}
@@ -80,7 +80,8 @@ def queue() -> ResponseReturnValue:
         sla=args.get("sla") if args.get("sla") in sla.STATES else None,
     )
     page_number = positive_int(args.get("page", "1"), maximum=100_000) or 1
-    result = _service().list_tickets(filters, page=page_number, per_page=25, sort=sort)
+    result = QueueService.from_config(db.session, current_app.config).list_tickets(
+        filters, page=page_number, per_page=25, sort=sort)
     return render_template(
         "portal/queue.html", nav="queue", page=result, filters=filters, picked=picked,
         assignee_choice=args.get("assignee", ""), sort=sort, sorts=SORTS, staff_list=_active_staff(),

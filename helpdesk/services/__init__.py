@@ -2,6 +2,7 @@
 caller owns the transaction (it commits or rolls back), so the gateway can record a
 mail and its ticket in one commit."""
 from helpdesk.services.actors import Actor
-from helpdesk.services.tickets import Page, TicketFilters, TicketsService
+from helpdesk.services.queue import Page, QueueService, TicketFilters
+from helpdesk.services.tickets import TicketsService
 
-__all__ = ["Actor", "Page", "TicketFilters", "TicketsService"]
+__all__ = ["Actor", "Page", "QueueService", "TicketFilters", "TicketsService"]

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from helpdesk import sla
+from helpdesk import sla, sla_queries
 from helpdesk.clock import describe, now
 from helpdesk.models import Ticket, TicketHistory
 from helpdesk.services import notifications
@@ -76,9 +76,9 @@ def check_sla(session: Session) -> SlaCheckResult:
     moment = now()
     breaches = [
         *_mark(session, "first_response_breached", "first_response_due_at",
-               sla.first_response_unmarked(moment), sla.FIRST_RESPONSE_BREACHED),
+               sla_queries.first_response_unmarked(moment), sla.FIRST_RESPONSE_BREACHED),
         *_mark(session, "resolution_breached", "resolution_due_at",
-               sla.resolution_unmarked(moment), sla.RESOLUTION_BREACHED),
+               sla_queries.resolution_unmarked(moment), sla.RESOLUTION_BREACHED),
     ]
     if not breaches:
         return SlaCheckResult(ran=True)

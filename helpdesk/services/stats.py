@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
-from helpdesk import sla
+from helpdesk import sla, sla_queries
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.models import StaffUser, Ticket, TicketHistory
@@ -58,7 +58,7 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
         _count(Ticket.first_response_breached.is_(False)),
         _count(Ticket.resolution_breached.is_(True)),
         _count(Ticket.resolution_breached.is_(False)),
-        *(_count(sla.state_clause(name, moment)) for name in states),
+        *(_count(sla_queries.state_clause(name, moment)) for name in states),
     )).one()
     avg_first, avg_resolution = row[1], row[3]
     total, n_first, n_resolution = int(row[0] or 0), int(row[2] or 0), int(row[4] or 0)

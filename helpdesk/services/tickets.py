@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -40,9 +40,6 @@ from helpdesk.services.actors import Actor
 
 MAX_SUBJECT = 500
 MAX_NAME = 200
-MAX_PER_PAGE = 100
-_PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
-_SORTABLE = ("number", "created_at", "updated_at", "priority", "status", "subject")
 
 
 @dataclass(frozen=True)
@@ -60,32 +57,6 @@ class NewAttachment:
         return dict(filename=self.filename, content_type=self.content_type,
                     size=len(self.data), sha256=hashlib.sha256(self.data).hexdigest(),
                     content_id=self.content_id, is_inline=self.is_inline, data=self.data)
-
-
-@dataclass(frozen=True)
-class TicketFilters:
-    """Queue filters. `assignee` is a staff id, or "none" for unassigned."""
-
-    status: Sequence[str] = ()
-    priority: Sequence[str] = ()
-    category: Sequence[str] = ()
-    channel: Sequence[str] = ()
-    assignee: int | str | None = None
-    requester_email: str | None = None
-    q: str | None = None
-    sla: str | None = None  # one of helpdesk.sla.STATES
-
-
-@dataclass
-class Page:
-    items: list[Ticket]
-    page: int
-    per_page: int
-    total: int
-    pages: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.pages = max(1, -(-self.total // self.per_page))
 
 
 class TicketsService:
@@ -358,107 +329,6 @@ class TicketsService:
             if address not in known:
                 ticket.participants.append(Participant(ticket_id=ticket.id, email=address, name=display))
         self.session.flush()
-
-    # -- queries -------------------------------------------------------------
-
-    def list_tickets(
-        self,
-        filters: TicketFilters = TicketFilters(),
-        *,
-        page: int = 1,
-        per_page: int = 25,
-        sort: str = "-created_at",
-    ) -> Page:
-        """One page of the queue; `per_page` is capped at 100 (docs/web.md)."""
-        errors: dict[str, str] = {}
-        if page < 1:
-            errors["page"] = "must be 1 or more"
-        if per_page < 1:
-            errors["per_page"] = "must be 1 or more"
-        per_page = min(per_page, MAX_PER_PAGE)
-        key = sort.lstrip("-")
-        if key not in _SORTABLE:
-            errors["sort"] = f"must be one of {', '.join(_SORTABLE)} (prefix - for descending)"
-        for name, allowed in (
-            ("status", v.STATUSES), ("priority", v.PRIORITIES),
-            ("category", v.CATEGORIES), ("channel", v.CHANNELS),
-        ):
-            bad = [value for value in getattr(filters, name) if value not in allowed]
-            if bad:
-                errors[name] = f"unknown value {bad[0]!r}; one of {', '.join(allowed)}"
-        if filters.sla is not None and filters.sla not in sla.STATES:
-            errors["sla"] = f"unknown value {filters.sla!r}; one of {', '.join(sla.STATES)}"
-        if filters.assignee not in (None, "none") and positive_int(filters.assignee) is None:
-            errors["assignee"] = "must be a staff id or none"
-        if errors:
-            raise ValidationError(errors)
-
-        ids = self._filtered(select(Ticket.id), filters)
-        total = self.session.execute(
-            self._filtered(select(func.count(Ticket.id)), filters)
-        ).scalar_one()
-        column: Any = getattr(Ticket, key)
-        if key == "priority":
-            column = case(_PRIORITY_RANK, value=Ticket.priority)
-        elif filters.q:
-            # A search finds its rows through the trigram indexes; ordering by an
-            # indexed column would tempt the planner to walk that index and filter
-            # every row, slow when few match. An expression it cannot index avoids it.
-            column = func.coalesce(column, column)
-        order = column.desc() if sort.startswith("-") else column.asc()
-        tie = Ticket.id.desc() if sort.startswith("-") else Ticket.id.asc()
-        # The page is picked from ticket ids alone and only its rows are loaded with
-        # their requester and assignee: loaded before the LIMIT, every matching ticket
-        # was joined and sorted whole (at 100,000 tickets, a search matching one in
-        # six took 40 ms instead of 23, page 200 of the queue 10 ms instead of 4).
-        page_ids = ids.order_by(order, tie).limit(per_page).offset((page - 1) * per_page)
-        items = self.session.execute(
-            select(Ticket).where(Ticket.id.in_(page_ids.scalar_subquery())).order_by(order, tie)
-        ).unique().scalars().all()
-        return Page(list(items), page, per_page, total)
-
-    def _filtered(self, query: Select[Any], filters: TicketFilters) -> Select[Any]:
-        if filters.status:
-            query = query.where(Ticket.status.in_(filters.status))
-        if filters.priority:
-            query = query.where(Ticket.priority.in_(filters.priority))
-        if filters.category:
-            query = query.where(Ticket.category.in_(filters.category))
-        if filters.channel:
-            query = query.where(Ticket.channel.in_(filters.channel))
-        if filters.assignee == "none":
-            query = query.where(Ticket.assignee_id.is_(None))
-        elif filters.assignee is not None:
-            query = query.where(Ticket.assignee_id == int(filters.assignee))
-        if filters.sla:
-            query = query.where(sla.state_clause(filters.sla, now()))
-        if filters.requester_email:
-            query = query.where(Ticket.requester_id.in_(
-                select(Contact.id).where(Contact.email == addresses.normalize(filters.requester_email))))
-        if filters.q and filters.q.strip():
-            query = query.where(self._search(filters.q.strip()))
-        return query
-
-    def _search(self, term: str) -> Any:
-        """Number, subject, description or requester (address or name) contain `term`.
-
-        On PostgreSQL the substring matches use trigram indexes (migration 0006), and
-        the matching requesters are collected once into an array, so the whole
-        condition is one bitmap scan instead of a join over every ticket.
-        """
-        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        requesters = select(Contact.id).where(or_(Contact.email.ilike(pattern, escape="\\"),
-                                                  Contact.name.ilike(pattern, escape="\\")))
-        if self.session.get_bind().dialect.name == "postgresql":
-            by_requester = Ticket.requester_id == func.any(func.array(requesters.scalar_subquery()))
-        else:
-            by_requester = Ticket.requester_id.in_(requesters)
-        matches = [Ticket.subject.ilike(pattern, escape="\\"),
-                   Ticket.description.ilike(pattern, escape="\\"), by_requester]
-        number = numbering.parse_number(term, self.prefix)
-        if number is not None:
-            matches.append(Ticket.number == number)
-        return or_(*matches)
 
     # -- internals -----------------------------------------------------------
 

@@ -1,0 +1,79 @@
+"""How the web answers an error, in one place: the JSON envelope on the API (every
+path under `/api/`, unknown ones included), an HTML page on the portal and the
+tracker (docs/web.md). Registered on the app, not on a blueprint: a URL that
+matches no route never reaches a blueprint, yet must still answer in its kind.
+
+Domain errors raised by the services (`helpdesk.errors`) are mapped to statuses
+by the API blueprint (`helpdesk.api.errors`) and by the portal's form actions;
+this module answers what Flask and its extensions raise.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from helpdesk.extensions import db
+
+log = logging.getLogger("helpdesk.api")
+
+API_PREFIX = "/api/"
+# What a person reads on an error page, per status; other statuses get Flask's own.
+PAGES = {
+    403: "You do not have access to this page.",
+    404: "There is nothing here.",
+    413: "That was too large.",
+    429: "Too many attempts. Wait a minute and try again.",
+}
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(InternalServerError, _internal_error)
+    app.register_error_handler(CSRFError, _csrf_error)
+
+
+def error_response(
+    status: int, code: str, message: str, fields: dict[str, Any] | None = None
+) -> tuple[Response, int]:
+    """The API's JSON error envelope."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return jsonify({"error": body}), status
+
+
+def _on_api() -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def _http_error(exc: HTTPException) -> Any:
+    if _on_api():
+        name = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 500, name, exc.description or exc.name)
+    message = PAGES.get(exc.code or 0)
+    if message is None:
+        return exc
+    return render_template("portal/error.html", code=exc.code, message=message), exc.code
+
+
+def _internal_error(exc: InternalServerError) -> Any:
+    """An unhandled exception: a bug, not bad input. On the API still the JSON
+    envelope, with the traceback in the log. (Registered for 500, so every more
+    specific handler, flask-jwt-extended's included, runs first.)"""
+    if not _on_api():
+        return exc
+    db.session.rollback()
+    log.error("unexpected error on %s %s", request.method, request.path,
+              exc_info=exc.original_exception)
+    return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+def _csrf_error(exc: CSRFError) -> Any:
+    """A portal form without its token (the API takes no cookies and is exempt)."""
+    return render_template("portal/error.html", code=400,
+                           message="The form expired or did not come from this site. "
+                                   "Go back, reload the page and try again."), 400
