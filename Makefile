@@ -4,15 +4,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test bench servers clean
+.PHONY: run test lint lock bench servers clean
 
+# requirements*.txt list every package of the tree with its hashes (`make lock`
+# compiles them from requirements*.in), so an install gets exactly what CI tested.
+# A stock Debian image lacks ensurepip until python3-venv is installed.
 $(VENV)/.runtime: requirements.txt
+	@python3 -c "import ensurepip" 2>/dev/null || { echo "Installing python3-venv (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PIP) install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
 	touch $@
 
 ## Portal (gunicorn, http://127.0.0.1:5000) and gateway together; Ctrl-C stops both.
@@ -21,8 +26,19 @@ run: $(VENV)/.runtime
 
 ## The whole suite, once against SQLite and once against a private PostgreSQL,
 ## with a private Dovecot for the IMAP poller and a headless Chromium for the portal.
-test: $(VENV)/.dev servers
+test: $(VENV)/.dev servers lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The linter (ruff; its rules are in pyproject.toml). `make test` runs it first.
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check --no-cache .
+
+## Recompile the locked requirements after changing requirements*.in.
+lock: $(VENV)/.dev
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
 
 ## Benchmarks (not part of `make test`): tables with ratios to a ceiling.
 bench: $(VENV)/.dev servers

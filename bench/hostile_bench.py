@@ -76,11 +76,11 @@ from bench.report import markdown_table, plain_table, positive_counts
 from config import TestingConfig
 from helpdesk import create_app
 from helpdesk.extensions import db
-from helpdesk.services.senders import SendersService
-from helpdesk.services.staff import StaffService
 from helpdesk.inbound.dedup import dedup_key
 from helpdesk.inbound.ingest import Envelope, Outcome, Result, ingest
 from helpdesk.inbound.parser import parse
+from helpdesk.services.senders import SendersService
+from helpdesk.services.staff import StaffService
 from tests.hostile import HostileMail, hostile_mails, ordinary_mail
 from tests.mail import SUPPORT
 from tests.pgserver import PostgresServer
@@ -239,7 +239,8 @@ def _summary(rows: Sequence[Row]) -> str:
     worst = max(rows, key=lambda row: row.wall)
     steepest = max(rows, key=lambda row: row.ratio)
     verdict = "met" if steepest.ratio <= GOAL else "missed"
-    return (f"{rows[0].size:,} bytes, {rows[0].senders} senders: worst case {worst.wall:.4f} s/mail ({worst.name}; ordinary "
+    return (f"{rows[0].size:,} bytes, {rows[0].senders} senders: worst case "
+            f"{worst.wall:.4f} s/mail ({worst.name}; ordinary "
             f"median {worst.ordinary:.4f} s, {worst.ratio:.1f}×); worst ratio "
             f"{steepest.ratio:.1f}× ({steepest.name}); goal ≤ {GOAL:g}×: {verdict}")
 

@@ -235,7 +235,8 @@ def measure(kind: Kind, url: str, workers: int, seconds: float, requester_id: in
             except queue.Empty:
                 crashed = [p.name for p in processes if p.exitcode not in (None, 0)]
                 if crashed or time.monotonic() > give_up:
-                    raise RuntimeError(f"{kind} workers did not report: {crashed or 'timeout'}")
+                    raise RuntimeError(
+                        f"{kind} workers did not report: {crashed or 'timeout'}") from None
     finally:
         for process in processes:
             process.join(timeout=30)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     body = [tuple(headers), *(tuple(row) for row in rows)]
     widths = [max(len(line[i]) for line in body) for i in range(len(headers))]
-    lines = [" | ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in body]
+    lines = [" | ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=False)) for line in body]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 

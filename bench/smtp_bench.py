@@ -2,7 +2,8 @@
 
 What it measures: `gateway.py` runs as its own process (exactly as in production,
 INFO logging included, with `SMTP_PROCESSES` listener processes: the
-configuration's default of one per core unless `--smtp-processes` says otherwise) against a private PostgreSQL server with fsync on, with an
+configuration's default of one per core unless `--smtp-processes` says otherwise)
+against a private PostgreSQL server with fsync on, with an
 authorized-sender rule for `@example.com`, so every mail opens a ticket. N client
 processes (1, 4 and 16 by default) each keep one SMTP connection open and send
 MAIL/RCPT/DATA on it, one mail after another, for a fixed wall-clock time after a
@@ -74,7 +75,6 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any, Literal
-
 
 from bench.postgres import admin, migrate, server_settings
 from bench.report import markdown_table, plain_table, positive_counts

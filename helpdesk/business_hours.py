@@ -53,7 +53,7 @@ class BusinessCalendar:
             raise CalendarError("BUSINESS_HOURS names no working time")
         for day, intervals in table.items():
             intervals.sort()
-            if any(a[1] > b[0] for a, b in zip(intervals, intervals[1:])):
+            if any(a[1] > b[0] for a, b in zip(intervals, intervals[1:], strict=False)):
                 raise CalendarError(f"BUSINESS_HOURS: overlapping hours on {_DAYS[day]}")
         try:
             tz = ZoneInfo(zone)

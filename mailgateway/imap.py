@@ -56,12 +56,12 @@ from sqlalchemy.exc import DBAPIError
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import ImapMailboxState
 from helpdesk.inbound import matching
 from helpdesk.inbound.dedup import dedup_key
 from helpdesk.inbound.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail, header_block, parse
+from helpdesk.models import ImapMailboxState
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
 

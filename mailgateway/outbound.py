@@ -52,10 +52,10 @@ from sqlalchemy.orm import Session, selectinload
 from helpdesk import addresses
 from helpdesk.clock import describe, now
 from helpdesk.extensions import db
-from helpdesk.models import Contact, OutboxMessage, Ticket
-from helpdesk.services.notifications import AUTOMATIC_KINDS
 from helpdesk.inbound import automail
+from helpdesk.models import Contact, OutboxMessage, Ticket
 from helpdesk.outbound.compose import Composer
+from helpdesk.services.notifications import AUTOMATIC_KINDS
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, ServerUrl, parse_server_url
 

@@ -126,7 +126,6 @@ def _auth_results(value: bytes) -> bytes:
 
 def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
     head_room = min(size, HEADER_BUDGET)
-    words = size // 10
     passing = TRUSTED + b"; dmarc=pass header.from=example.com"
     return {
         # Regular expressions that backtracked on mail content.

@@ -26,7 +26,8 @@ def free_port() -> int:
 
 def _bin_dir() -> Path:
     candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in Path(p).parent.name.split(".") if x.isdigit()]
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: [int(x) for x in Path(p).parent.name.split(".") if x.isdigit()]
     )
     for candidate in reversed(candidates):
         if (Path(candidate) / "initdb").exists():
@@ -67,7 +68,8 @@ class PostgresServer:
 
     def resume(self) -> None:
         """Start (or restart after `pause`) the server on the same port and data."""
-        durability = "-c fsync=on" if self.durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        durability = ("-c fsync=on" if self.durable
+                      else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o",
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from helpdesk import addresses
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
+from helpdesk.inbound.parser import parse
 from helpdesk.models import Ticket
 from helpdesk.services.senders import normalize_pattern
 from helpdesk.services.staff import StaffService
-from helpdesk.inbound.parser import parse
 
 # What mail can be delivered to, each as it is stored.
 VALID = [

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from helpdesk.inbound.automail import (
-    BODY_SCAN_CHARS, detect, is_bounce, is_machine_address, original_message_ids, via_mailing_list)
+    BODY_SCAN_CHARS,
+    detect,
+    is_bounce,
+    is_machine_address,
+    original_message_ids,
+    via_mailing_list,
+)
 from helpdesk.inbound.parser import Attachment, InboundMail
 
 OWN = ["support@helpdesk.test", "billing@helpdesk.test"]

@@ -84,8 +84,8 @@ def test_senders_errors(runner):
 
 
 def test_senders_rule_prefers_exact_address(app, runner):
-    from helpdesk.models import Organization, StaffUser
     from helpdesk.inbound.authorization import UNKNOWN, identify
+    from helpdesk.models import Organization, StaffUser
 
     runner.invoke(args=["senders", "add", "@example.com", "--organization", "Acme"])
     runner.invoke(args=["senders", "add", "vip@example.com", "--organization", "VIP Corp"])

@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from helpdesk.extensions import db
-from helpdesk.models import InboundMail, Message, OutboxMessage, Participant, QuarantineItem, Ticket
-from helpdesk.services.senders import SendersService
+from helpdesk.inbound.automail import detect
 from helpdesk.inbound.dedup import dedup_key
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
-from helpdesk.inbound.automail import detect
+from helpdesk.models import InboundMail, Message, OutboxMessage, Participant, QuarantineItem, Ticket
+from helpdesk.services.senders import SendersService
 from tests.hostile import hostile_mails, ordinary_mail
 from tests.mail import SUPPORT, message, send, start_gateway
 from tests.test_outbound import deliver, open_ticket, sink  # noqa: F401  (sink: fixture)
@@ -288,7 +288,7 @@ def test_a_mail_failing_as_if_the_database_were_down_gets_451_once_then_is_parke
     record = db.session.execute(
         select(InboundMail).where(InboundMail.message_id.is_(None))).scalar_one()
     assert b"poison pill" in record.raw and "failed twice" in record.reason
-    assert gateway.send(poison) == (250, f"2.0.0 OK duplicate".encode())
+    assert gateway.send(poison) == (250, "2.0.0 OK duplicate".encode())
 
 
 # -- over a cap: recorded, never dropped ----------------------------------------------------

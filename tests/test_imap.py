@@ -24,6 +24,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 
 from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Outcome, Result, TransientError
 from helpdesk.models import ImapMailboxState, InboundMail, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
 from mailgateway.imap import (
@@ -33,16 +34,14 @@ from mailgateway.imap import (
     envelope_from_headers,
     parse_imap_urls,
 )
-from helpdesk.inbound.ingest import Outcome, Result, TransientError
 from tests.conftest import reset_database
 from tests.dovecotserver import TestMailbox
-from tests.test_hostile_mail import refused_as_unreachable
 from tests.mail import message, start_gateway
 from tests.pgserver import free_port
 from tests.test_corpus import CORPUS, SAMPLES, corpus, on_the_wire
+from tests.test_hostile_mail import refused_as_unreachable
 from tests.test_smtp_gateway import tickets
 from tests.test_smtp_resilience import refused_start, start
-
 
 
 @pytest.fixture
@@ -190,11 +189,12 @@ def test_corpus_through_imap_gets_the_same_outcomes_as_through_smtp(app, mailbox
     results = drain(poller_for(app, mailbox))
 
     assert len(results) == len(appended)
-    by_imap = {name: result.outcome.value for name, (_uid, result) in zip(appended, results)}
+    by_imap = {name: result.outcome.value
+               for name, (_uid, result) in zip(appended, results, strict=True)}
     mismatches = {name: (by_smtp[name], by_imap[name]) for name in appended
                   if by_smtp[name] != by_imap[name] and name not in envelope_only}
     assert not mismatches, mismatches
-    held = {name: result.reason for name, (_uid, result) in zip(appended, results)
+    held = {name: result.reason for name, (_uid, result) in zip(appended, results, strict=True)
             if name in envelope_only and by_smtp[name] != by_imap[name]}
     assert held
     assert all(reason.startswith("no sender address") for reason in held.values()), held
@@ -435,7 +435,7 @@ def test_server_without_idle_is_polled(app, senders, mailbox):
                    .scalar_one_or_none() is not None)
         for n in (1, 2):
             mailbox.append(raw(n, "poll"))
-            wait_until(lambda: inbound_count() == n, timeout=10)
+            wait_until(lambda n=n: inbound_count() == n, timeout=10)
     assert len(connections) == 1, "polling should keep its one connection"
     assert sorted(t.subject for t in tickets()) == ["Mail 1", "Mail 2"]
 

@@ -16,7 +16,6 @@ from tests import limit_worker
 from tests.conftest import make_app
 from tests.processes import run_processes
 
-
 # The storage is PostgreSQL's: these tests take the suite's `app` on that backend only.
 on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 

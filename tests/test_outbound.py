@@ -27,9 +27,9 @@ from sqlalchemy.exc import IntegrityError
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
+from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Ticket
 from helpdesk.services import Actor, TicketsService
-from helpdesk.message_ids import Signer
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
 from tests import outbound_worker

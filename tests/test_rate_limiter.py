@@ -51,14 +51,16 @@ def test_a_decorated_limit_applies_without_the_before_request_check() -> None:
 
 
 def test_a_configured_default_limit_still_applies_to_every_route() -> None:
-    limiter = DeclaredLimiter(key_func=get_remote_address, storage_uri="memory://", default_limits=["3 per minute"])
+    limiter = DeclaredLimiter(key_func=get_remote_address, storage_uri="memory://",
+                              default_limits=["3 per minute"])
     app = _app(limiter)
     assert _codes(app, "/open", 4) == [200, 200, 200, 429]
     assert _codes(app, "/guarded", 3) == [200, 200, 429]
 
 
 def test_an_application_wide_limit_still_applies() -> None:
-    limiter = DeclaredLimiter(key_func=get_remote_address, storage_uri="memory://", application_limits=["4 per minute"])
+    limiter = DeclaredLimiter(key_func=get_remote_address, storage_uri="memory://",
+                              application_limits=["4 per minute"])
     app = _app(limiter)
     assert _codes(app, "/open", 3) == [200] * 3
     assert _codes(app, "/guarded", 2) == [200, 429]

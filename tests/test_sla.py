@@ -9,7 +9,7 @@ import pytest
 
 from config import parse_targets
 from helpdesk import sla
-from helpdesk.business_hours import BusinessCalendar, CalendarError
+from helpdesk.business_hours import BusinessCalendar
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import Ticket

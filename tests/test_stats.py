@@ -4,7 +4,7 @@ hand, on both databases. The story, in hours after Monday 2026-03-02 08:00 UTC:
 | ticket | priority/channel/category | assignee | what happens | first response | resolution |
 |---|---|---|---|---|---|
 | A | medium/email/support | agent | reply +1, resolved +10 | 3600 met | 36000 met |
-| B | high/api/billing | agent | reply +4, resolved +32, customer reopens +33 | 7200 breached | breached, reopened |
+| B | high/api/billing | agent | reply +4, resolved +32, reopened +33 | 7200 breached | breached, reopened |
 | C | urgent/web/technical | — | nothing; the SLA check at +39 | breached (check) | breached (check) |
 | D | low/email/support | admin | reply +5.5, cancelled | 1800 met | — (void) |
 | E | low/email/account | — | created 3 days before T0, reply +10, resolved +20 | 36000 met | 72000 met |

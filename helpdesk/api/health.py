@@ -6,8 +6,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from helpdesk.api import bp
-from helpdesk.http_errors import error_response
 from helpdesk.extensions import db
+from helpdesk.http_errors import error_response
 
 
 @bp.get("/health")

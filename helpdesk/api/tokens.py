@@ -8,7 +8,6 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
 from helpdesk.api import bp
-from helpdesk.http_errors import error_response
 from helpdesk.api.payload import json_object
 from helpdesk.auth import (
     check_credentials,
@@ -19,6 +18,7 @@ from helpdesk.auth import (
 )
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
+from helpdesk.http_errors import error_response
 
 
 @bp.post("/auth/login")

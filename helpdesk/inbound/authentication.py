@@ -88,9 +88,10 @@ def check(mail: InboundMail, trusted_authserv_id: str) -> Verdict:
     """What the trusted server says of the From address, see the module docstring.
 
     UNCHECKED when no trusted server is configured. FAIL when the sender is not a
-    From address (`InboundMail.from_source`), none of the trusted server's own headers exists, or none of their
-    results passes aligned with the From domain. A trusted header that cannot be
-    parsed counts for nothing (and so, alone, gives FAIL).
+    From address (`InboundMail.from_source`), none of the trusted server's own
+    headers exists, or none of their results passes aligned with the From domain.
+    A trusted header that cannot be parsed counts for nothing (and so, alone,
+    gives FAIL).
     """
     if not trusted_authserv_id:
         return Verdict.UNCHECKED

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from helpdesk.models import Contact, Participant, Ticket
 from helpdesk import addresses
+from helpdesk.models import Contact, Participant, Ticket
 
 
 @dataclass(frozen=True)

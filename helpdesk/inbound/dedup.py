@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.inbound.parser import InboundMail
+from helpdesk.models import InboundMail as InboundRecord
 
 # In UTF-8 bytes: PostgreSQL's unique index refuses a key over about 2,700 bytes,
 # and 900 characters of four-byte ones would be 3,600.

@@ -31,21 +31,20 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from helpdesk import addresses
+from helpdesk import addresses, message_ids
 from helpdesk.clock import now
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
+from helpdesk.inbound import authentication, authorization, automail, matching, storage
+from helpdesk.inbound.dedup import dedup_key, earlier_delivery
+from helpdesk.inbound.limits import MailLimits
+from helpdesk.inbound.parser import InboundMail, clean, parse, sender_note
+from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.services import Actor, TicketsService, notifications
 from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT
-from helpdesk.inbound import authentication, authorization, automail, matching, storage
-from helpdesk import message_ids
-from helpdesk.inbound.dedup import dedup_key, earlier_delivery
-from helpdesk.inbound.limits import MailLimits
-from helpdesk.message_ids import Signer
-from helpdesk.inbound.parser import InboundMail, clean, parse, sender_note
 
 log = logging.getLogger("helpdesk.inbound.ingest")
 

@@ -31,8 +31,8 @@ from binascii import Error as Base64Error
 from dataclasses import dataclass, field
 from email.errors import MessageError, StartBoundaryNotFoundDefect
 from email.feedparser import BytesFeedParser
-from email.parser import BytesParser
 from email.message import Message
+from email.parser import BytesParser
 from email.policy import compat32
 from email.utils import getaddresses
 from itertools import islice
@@ -42,10 +42,10 @@ from mailparser.exceptions import MailParserError
 from mailparser.utils import as_string_safe, get_addresses
 
 from helpdesk import addresses
-from helpdesk.vocabulary import SENDER_SOURCES
 from helpdesk.inbound import charsets
 from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
 from helpdesk.inbound.limits import MailLimits
+from helpdesk.vocabulary import SENDER_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class InboundMail:
     from_source: str = ""                   # where it was read (vocabulary.SENDER_SOURCES), or ""
     to: list[tuple[str, str]] = field(default_factory=list)   # (name, lower-case address)
     cc: list[tuple[str, str]] = field(default_factory=list)
-    headers: list[tuple[str, str]] = field(default_factory=list)  # (lower-case name, decoded value), in order, duplicates kept
+    # (lower-case name, decoded value), in order, duplicates kept
+    headers: list[tuple[str, str]] = field(default_factory=list)
     # The same fields as sent: unfolded, nothing decoded or normalised (8-bit bytes as
     # surrogate escapes), for values whose bytes matter (Authentication-Results).
     raw_headers: list[tuple[str, str]] = field(default_factory=list)

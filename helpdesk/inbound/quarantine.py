@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, NotFound
-from helpdesk.models import QuarantineItem
-from helpdesk.services import Actor
 from helpdesk.inbound.ingest import Envelope, Outcome, Result, apply, decide, with_envelope_sender
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
+from helpdesk.models import QuarantineItem
+from helpdesk.services import Actor
 
 
 def pending(session: Session) -> list[QuarantineItem]:

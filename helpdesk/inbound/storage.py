@@ -10,10 +10,10 @@ they are still in the raw mail.
 from __future__ import annotations
 
 from helpdesk import html
-from helpdesk.services.tickets import NewAttachment
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail
 from helpdesk.inbound.replies import latest_reply
+from helpdesk.services.tickets import NewAttachment
 
 
 def display_text(mail: InboundMail) -> str:

@@ -36,9 +36,9 @@ from sqlalchemy.orm import Session, object_session
 
 from helpdesk import sla
 from helpdesk.clock import describe
+from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import display_number
-from helpdesk.message_ids import Signer
 
 BUILT_IN_TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 MAX_REFERENCES = 10

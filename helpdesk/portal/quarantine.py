@@ -7,10 +7,10 @@ from flask.typing import ResponseReturnValue
 from helpdesk import vocabulary as v
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
+from helpdesk.inbound import quarantine as review
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
-from helpdesk.inbound import quarantine as review
 
 
 @bp.get("/quarantine")

@@ -9,7 +9,6 @@ from helpdesk import addresses
 from helpdesk.clock import now
 from helpdesk.models import Contact
 
-
 # Built once: every new ticket looks its requester up, and composing the statement
 # anew cost as much as running it.
 _BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))

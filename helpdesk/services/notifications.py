@@ -43,9 +43,9 @@ from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.models import Message, OutboxMessage, StaffUser, Ticket
-from helpdesk.sla import Breach
 from helpdesk.services import contacts
 from helpdesk.services.actors import Actor
+from helpdesk.sla import Breach
 
 # Customer mail that no person wrote: rate-limited by the sender. (RFC 3834 marks all
 # automatic mail, the staff alerts `sla_breach` too, but those are never limited.)

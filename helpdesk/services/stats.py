@@ -63,7 +63,7 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
     avg_first, avg_resolution = row[1], row[3]
     total, n_first, n_resolution = int(row[0] or 0), int(row[2] or 0), int(row[4] or 0)
     fr_breached, fr_met, res_breached, res_met, *state_counts = (int(x or 0) for x in row[5:])
-    by_sla = dict(zip(states, state_counts))
+    by_sla = dict(zip(states, state_counts, strict=True))
     return {
         "total": total,
         "by_status": counts["status"],
@@ -106,7 +106,7 @@ def _counts(session: Session) -> dict[str, dict[str, int]]:
     counts = {name: dict.fromkeys(values, 0) for name, values in fields.items()}
     for *values, count in session.execute(
             select(*columns, func.count(Ticket.id)).group_by(*columns)).all():
-        for name, value in zip(fields, values):
+        for name, value in zip(fields, values, strict=True):
             counts[name][value] += int(count)
     return counts
 

@@ -20,7 +20,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk import addresses, lifecycle, numbering, sla
 from helpdesk import vocabulary as v
-from helpdesk.services import contacts, notifications
 from helpdesk.clock import now
 from helpdesk.database import adopt
 from helpdesk.errors import InvalidTransition, NotFound, ValidationError
@@ -36,6 +35,7 @@ from helpdesk.models import (
     Ticket,
     TicketHistory,
 )
+from helpdesk.services import contacts, notifications
 from helpdesk.services.actors import Actor
 
 MAX_SUBJECT = 500

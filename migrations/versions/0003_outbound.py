@@ -10,9 +10,8 @@ the claim lease and the bounce time are added; `sending` and `bounced` join the
 states and `kind` gets its check constraint. Downgrading drops rows that were
 never rendered (0002 cannot hold them) and folds the new states into old ones.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0003"

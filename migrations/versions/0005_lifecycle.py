@@ -10,9 +10,8 @@ tickets the SLA check still watches (their predicates are `helpdesk.sla`'s
 FIRST_RESPONSE_WATCH / RESOLUTION_WATCH, copied here as a migration must be).
 Downgrading deletes the breach history rows and alerts, which 0004 cannot hold.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0005"
