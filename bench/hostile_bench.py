@@ -11,7 +11,7 @@ Each database is fresh (one per size), has an authorized-sender rule for
 (agent@helpdesk.test) and ticket TKT-000001, opened first by an ordinary mail, so
 that the forged-staff mail has a ticket to aim at.
 
-The hostile mails are `tests.hostile.hostile_mails(size)`: about 40 pathological
+The hostile mails are `tests.support.hostile.hostile_mails(size)`: about 40 pathological
 mails (regular-expression bait, MIME bombs, header bombs, values the database
 refuses, forged headers), each about `size` bytes except the header-borne ones
 (at most 200 KB of header) and the small forgeries. Whatever outcome a mail gets
@@ -34,7 +34,7 @@ There is no time limit per ingest (it cannot be interrupted in-process): a mail
 that takes minutes makes the bench take minutes, and its progress line, printed
 before the next mail starts, says which one it was.
 
-The yardstick is ordinary mail of the same byte length: `tests.hostile.ordinary_mail`
+The yardstick is ordinary mail of the same byte length: `tests.support.hostile.ordinary_mail`
 (a customer mail with text and HTML alternatives and a base64 attachment filling
 up to the size; below ~1 KB it is as small as such a mail gets), `--seeds` different
 mails × `--repeat`, median, measured in the same database once per length. ratio =
@@ -81,15 +81,15 @@ from helpdesk.inbound.ingest import Envelope, Outcome, Result, ingest
 from helpdesk.inbound.parser import parse
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
-from tests.hostile import HostileMail, hostile_mails, ordinary_mail
-from tests.mail import SUPPORT
-from tests.pgserver import PostgresServer
+from tests.support.hostile import HostileMail, hostile_mails, ordinary_mail
+from tests.support.mail import SUPPORT
+from tests.support.pgserver import PostgresServer
 
 GOAL = 20.0  # hostile seconds / ordinary median seconds, at most
 CUSTOMER = "ana@customer.example"  # ordinary_mail's sender, authorized by the rule
 ATTACKER = "mallory@attacker.example"  # a non-null reverse-path: content checks run
 STAFF = "agent@helpdesk.test"
-# The senders' domains of tests.hostile, authorized for the `authorized` pass.
+# The senders' domains of tests.support.hostile, authorized for the `authorized` pass.
 HOSTILE_DOMAINS = ("@attacker.example", "@example.com")
 SENDERS = ("unknown", "authorized")
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*", re.IGNORECASE | re.MULTILINE)
@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summaries = [_summary([row for row in rows if (row.size, row.senders) == key])
                  for key in dict.fromkeys((row.size, row.senders) for row in rows)]
-    ceiling = (f"ordinary mail of the same length (tests.hostile.ordinary_mail, median of "
+    ceiling = (f"ordinary mail of the same length (tests.support.hostile.ordinary_mail, median of "
                f"{args.seeds} mails × {args.repeat})")
     print()
     print(f"Seconds per hostile mail through ingest ({settings}; best of {args.repeat}); "

@@ -46,9 +46,9 @@ from helpdesk import create_app
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, Ticket
 from mailgateway.imap import BATCH_MESSAGES, ImapPoller, parse_imap_urls
-from tests.dovecotserver import DovecotServer, TestMailbox
-from tests.mail import message
-from tests.pgserver import PostgresServer
+from tests.support.dovecotserver import DovecotServer, TestMailbox
+from tests.support.mail import message
+from tests.support.pgserver import PostgresServer
 
 GOAL = 310.0  # ten times django-helpdesk's ~31 mails/s
 BODY = (

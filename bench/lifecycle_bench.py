@@ -44,7 +44,7 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.staff import StaffService
-from tests.pgserver import PostgresServer
+from tests.support.pgserver import PostgresServer
 
 AGENTS = 10
 # (newly overdue tickets, runs); the ceiling needs as many fresh tickets again, and at

@@ -45,7 +45,7 @@ from helpdesk import create_app, sla
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.services import Actor, TicketsService
-from tests.pgserver import PostgresServer
+from tests.support.pgserver import PostgresServer
 
 Kind = Literal["service", "raw"]
 

@@ -5,7 +5,7 @@ default), each opened by a different customer, so the outbox holds N queued
 acknowledgments (distinct recipients: the per-recipient rate limit does not
 skip any). W sender processes (1 and 4 by default; each one `outbound.Sender`,
 as in a gateway, with its default batch size) drain it together after a common
-start barrier into a real SMTP sink (aiosmtpd, `tests/sink.py`, in this
+start barrier into a real SMTP sink (aiosmtpd, `tests/support/sink.py`, in this
 process): claim a batch `FOR UPDATE SKIP LOCKED`, render each row (template,
 signed Message-ID) on its first claim, send it, mark it `sent` in its own
 transaction. A worker stops when a claim finds nothing; the rate is N divided by
@@ -48,8 +48,8 @@ from helpdesk.extensions import db
 from helpdesk.models import OutboxMessage
 from helpdesk.services import Actor, TicketsService
 from mailgateway.outbound import Sender
-from tests.pgserver import PostgresServer
-from tests.sink import Sink
+from tests.support.pgserver import PostgresServer
+from tests.support.sink import Sink
 
 SETUP_TIMEOUT = 300.0
 BATCH = Config.OUTBOUND_BATCH_SIZE

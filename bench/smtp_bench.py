@@ -82,8 +82,8 @@ from config import Config, TestingConfig
 from helpdesk import create_app
 from helpdesk.extensions import db
 from helpdesk.services.senders import SendersService
-from tests.mail import SUPPORT, message
-from tests.pgserver import PostgresServer, free_port
+from tests.support.mail import SUPPORT, message
+from tests.support.pgserver import PostgresServer, free_port
 
 Kind = Literal["gateway", "ceiling"]
 

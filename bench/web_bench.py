@@ -59,7 +59,7 @@ from helpdesk.extensions import db
 from helpdesk.models import StaffUser
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
-from tests.pgserver import PostgresServer, free_port
+from tests.support.pgserver import PostgresServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKETS = 100_000

@@ -13,7 +13,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Participant, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
-from tests.conftest import ApiClient, login_tokens, make_app
+from tests.support.app import ApiClient, login_tokens, make_app
 
 NEW = {"subject": "VPN down", "description": "Since 9:00 nobody can connect.",
        "requester_email": "Ann@Example.com", "requester_name": "Ann"}

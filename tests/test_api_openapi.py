@@ -15,7 +15,7 @@ from schemathesis.checks import negative_data_rejection, positive_data_acceptanc
 from helpdesk.api.openapi import DOCUMENT
 from helpdesk.extensions import db
 from helpdesk.services import Actor
-from tests.conftest import login_tokens
+from tests.support.app import login_tokens
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 INPUTLESS = {"GET /health"}  # no parameters, no body, no security to get wrong

@@ -75,7 +75,7 @@ def test_default_config_uses_instance_sqlite_and_a_shared_generated_secret(tmp_p
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_gateway_builds_the_app_and_stops_on_signal(database_url, tmp_path, stop_signal):
-    from tests.pgserver import free_port
+    from tests.support.pgserver import free_port
 
     environment = dict(os.environ, DATABASE_URL=database_url,
                        SMTP_LISTEN=f"127.0.0.1:{free_port()}",

@@ -23,8 +23,8 @@ from helpdesk import create_app
 from helpdesk.extensions import db
 from helpdesk.models import AuthorizedSender, Message, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
-from tests.mail import message
-from tests.pgserver import free_port
+from tests.support.mail import message
+from tests.support.pgserver import free_port
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"

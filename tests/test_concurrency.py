@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
-from tests import concurrency_worker
-from tests.processes import run_processes
+from tests.support import concurrency_worker
+from tests.support.processes import run_processes
 
 # backend: (threads per process, tickets per thread, least channel switches).
 # SQLite's busy handler is not fair (a process that just released the write lock

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, OutboxMessage, Ticket
-from tests.mail import start_gateway
+from tests.support.mail import start_gateway
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SAMPLES = Path(__file__).resolve().parent / "samples"

@@ -13,8 +13,8 @@ from sqlalchemy.exc import DBAPIError
 
 from helpdesk.database import POOL_PING_IDLE_SECONDS
 from helpdesk.extensions import db
-from tests.conftest import make_app
-from tests.pgserver import PostgresServer
+from tests.support.app import make_app
+from tests.support.pgserver import PostgresServer
 
 
 @pytest.fixture

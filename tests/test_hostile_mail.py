@@ -5,7 +5,7 @@ hostile-mail work (issue 13): staff impersonation, quarantine approval as a way
 into someone else's ticket, `Authentication-Results` headers that decode or
 normalise into a trusted one, and poison mail that PostgreSQL refuses and that
 was answered `451` forever. Then the caps, the pathological generator
-(`tests.hostile`) sent while a customer keeps mailing, and fuzzing of raw bytes
+(`tests.support.hostile`) sent while a customer keeps mailing, and fuzzing of raw bytes
 through `ingest` on both databases.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
 from helpdesk.models import InboundMail, Message, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
-from tests.hostile import hostile_mails, ordinary_mail
-from tests.mail import SUPPORT, message, send, start_gateway
+from tests.support.hostile import hostile_mails, ordinary_mail
+from tests.support.mail import SUPPORT, message, send, start_gateway
 from tests.test_outbound import deliver, open_ticket, sink  # noqa: F401  (sink: fixture)
 
 TRUSTED = "mx.helpdesk.test"

@@ -34,10 +34,10 @@ from mailgateway.imap import (
     envelope_from_headers,
     parse_imap_urls,
 )
-from tests.conftest import reset_database
-from tests.dovecotserver import TestMailbox
-from tests.mail import message, start_gateway
-from tests.pgserver import free_port
+from tests.support.app import reset_database
+from tests.support.dovecotserver import TestMailbox
+from tests.support.mail import message, start_gateway
+from tests.support.pgserver import free_port
 from tests.test_corpus import CORPUS, SAMPLES, corpus, on_the_wire
 from tests.test_hostile_mail import refused_as_unreachable
 from tests.test_smtp_gateway import tickets

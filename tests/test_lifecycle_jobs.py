@@ -17,9 +17,9 @@ from helpdesk.services import Actor
 from helpdesk.services.lifecycle_jobs import auto_close, check_sla
 from helpdesk.services.staff import StaffService
 from mailgateway.periodic import LifecycleJobs
-from tests import lifecycle_worker
-from tests.mail import message
-from tests.processes import run_processes
+from tests.support import lifecycle_worker
+from tests.support.mail import message
+from tests.support.processes import run_processes
 from tests.test_outbound import deliver, html_of, sink, text_of  # noqa: F401  (sink: fixture)
 from tests.test_tickets_service import CUSTOMER, open_ticket
 

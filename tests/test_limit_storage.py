@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from helpdesk.extensions import db
 from helpdesk.limit_storage import DatabaseStorage
 from helpdesk.models import RateLimitCounter, StaffUser
-from tests import limit_worker
-from tests.conftest import make_app
-from tests.processes import run_processes
+from tests.support import limit_worker
+from tests.support.app import make_app
+from tests.support.processes import run_processes
 
 # The storage is PostgreSQL's: these tests take the suite's `app` on that backend only.
 on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

@@ -29,7 +29,7 @@ import pytest
 from helpdesk import numbering
 from helpdesk.addresses import is_valid
 from helpdesk.inbound.headerfields import strip_comments
-from tests.hostile import prose
+from tests.support.hostile import prose
 
 SIZE = 1_000_000
 RATIO = 20

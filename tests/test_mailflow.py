@@ -8,7 +8,7 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState, OutboxMessage
 from helpdesk.services.mailflow import mail_flow
-from tests.mail import message
+from tests.support.mail import message
 
 
 def _outbox(state: str, age: timedelta) -> OutboxMessage:

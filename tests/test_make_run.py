@@ -16,8 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.mail import message
-from tests.pgserver import free_port
+from tests.support.mail import message
+from tests.support.pgserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

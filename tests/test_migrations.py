@@ -12,7 +12,7 @@ from sqlalchemy import inspect, text
 
 from helpdesk.database import include_in_autogenerate
 from helpdesk.extensions import db
-from tests.conftest import make_app
+from tests.support.app import make_app
 
 
 @pytest.fixture

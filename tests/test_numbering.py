@@ -118,7 +118,7 @@ def test_set_next_refuses_non_positive(app):
 
 
 def test_display_number_uses_configured_prefix_and_width(database_url):
-    from tests.conftest import make_app
+    from tests.support.app import make_app
 
     app = make_app(database_url, TICKET_PREFIX="HD-", TICKET_NUMBER_WIDTH=4)
     with app.app_context():

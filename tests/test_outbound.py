@@ -32,11 +32,11 @@ from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Ticket
 from helpdesk.services import Actor, TicketsService
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
-from tests import outbound_worker
-from tests.mail import message, send
-from tests.pgserver import free_port
-from tests.processes import run_processes
-from tests.sink import Sink
+from tests.support import outbound_worker
+from tests.support.mail import message, send
+from tests.support.pgserver import free_port
+from tests.support.processes import run_processes
+from tests.support.sink import Sink
 from tests.test_smtp_resilience import refused_start
 from tests.test_smtp_resilience import start as start_gateway_process
 
@@ -307,7 +307,7 @@ def test_staff_reply_from_api_or_portal_reaches_the_customer_and_the_answer_thre
     """The whole loop: mail opens a ticket, staff answer it through the JSON API or
     the portal form, the answer is mailed threaded onto the customer's mail, and the
     customer's reply to it lands in the same ticket."""
-    from tests.conftest import ApiClient, Portal, login_tokens
+    from tests.support.app import ApiClient, Portal, login_tokens
 
     original = message(subject="Printer on fire", message_id="<first@client.example>")
     assert gateway.send(original)[0] == 250

@@ -11,8 +11,8 @@ from helpdesk.extensions import db
 from helpdesk.models import AuthorizedSender, Message, QuarantineItem, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.tickets import NewAttachment
-from tests.conftest import Portal
-from tests.mail import message
+from tests.support.app import Portal
+from tests.support.mail import message
 
 
 def opened(service: TicketsService, subject: str = "Printer on fire", **kwargs: object) -> Ticket:

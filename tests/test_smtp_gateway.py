@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from helpdesk.extensions import db
 from helpdesk.models import Attachment, InboundMail, Message, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
-from tests.mail import SUPPORT, message, send, start_gateway
+from tests.support.mail import SUPPORT, message, send, start_gateway
 
 
 def tickets() -> list[Ticket]:

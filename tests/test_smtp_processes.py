@@ -15,8 +15,8 @@ from sqlalchemy import select
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
 from helpdesk.services.senders import SendersService
-from tests.mail import message, send
-from tests.pgserver import free_port
+from tests.support.mail import message, send
+from tests.support.pgserver import free_port
 from tests.test_smtp_resilience import start
 
 

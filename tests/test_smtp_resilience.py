@@ -16,8 +16,8 @@ from sqlalchemy import select
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, Ticket
 from helpdesk.services.senders import SendersService
-from tests.mail import message, send, start_gateway
-from tests.pgserver import free_port
+from tests.support.mail import message, send, start_gateway
+from tests.support.pgserver import free_port
 from tests.test_smtp_gateway import tickets
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from helpdesk.models import Ticket
 from helpdesk.services import Actor
 from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.stats import ticket_stats
-from tests.conftest import CLOCK_START
+from tests.support.app import CLOCK_START
 from tests.test_tickets_service import open_ticket
 
 ANN = Actor.customer("ann@example.com", "Ann Example")

@@ -13,7 +13,7 @@ RUNS = 3
 
 
 def check(url: str, barrier: Barrier, results: "object") -> None:
-    from tests.conftest import make_app
+    from tests.support.app import make_app
 
     app = make_app(url)
     marked: list[tuple[int, str]] = []

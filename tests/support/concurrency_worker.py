@@ -18,7 +18,7 @@ class ForcedFailure(Exception):
 
 def run(url: str, channel: str, threads: int, per_thread: int, fail_every: int,
         barrier: Barrier, results: "object") -> None:
-    from tests.conftest import make_app
+    from tests.support.app import make_app
 
     app = make_app(url)
     committed: list[int] = []

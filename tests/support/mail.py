@@ -12,7 +12,7 @@ from flask import Flask
 
 from helpdesk.extensions import db
 from mailgateway.smtp import SupportHandler, make_controller
-from tests.pgserver import free_port
+from tests.support.pgserver import free_port
 
 SUPPORT = "support@helpdesk.test"
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.pgserver import free_port
+from tests.support.pgserver import free_port
 
 USER = "support@helpdesk.test"
 PASSWORD = "secret"

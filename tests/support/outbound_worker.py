@@ -8,7 +8,7 @@ from mailgateway.outbound import Sender
 
 
 def drain(url: str, smtp_url: str, barrier: Barrier, results: "object") -> None:
-    from tests.conftest import make_app
+    from tests.support.app import make_app
 
     app = make_app(url, OUTBOUND_SMTP_URL=smtp_url, OUTBOUND_BATCH_SIZE=10)
     sender = Sender(app)

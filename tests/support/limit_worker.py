@@ -7,7 +7,7 @@ from multiprocessing.synchronize import Barrier
 
 def spend_logins(url: str, email: str, attempts: int, barrier: Barrier,
                  results: "object") -> None:
-    from tests.conftest import make_app
+    from tests.support.app import make_app
 
     app = make_app(url)
     client = app.test_client()

@@ -18,7 +18,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.pgserver import free_port
+from tests.support.pgserver import free_port
 
 
 @dataclass(frozen=True)
