@@ -1,14 +1,16 @@
 """Extension singletons, importable by the portal, the API and the gateway alike."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar
+
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import MetaData, Table
+from sqlalchemy.orm import DeclarativeBase, Session
 
 # Named constraints let Alembic alter them later, including SQLite's batch mode.
 NAMING_CONVENTION = {
@@ -22,9 +24,26 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every model maps one table (SQLAlchemy types it as any FromClause).
+    __table__: ClassVar[Table]
 
 
-db = SQLAlchemy(model_class=Base)
+class _SQLAlchemy(SQLAlchemy):
+    # `db.session` is a scoped_session standing for the current context's Session,
+    # whose methods it proxies; typed as that Session, so the services, which take a
+    # `Session`, accept it.
+    session: Session  # type: ignore[assignment]
+
+
+db = _SQLAlchemy(model_class=Base)
+
+# What models subclass: Flask-SQLAlchemy's `db.Model` at run time; for the type
+# checker the declarative base it is built from (it cannot see `db.Model`).
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
+
 migrate = Migrate()
 jwt = JWTManager()
 

@@ -30,7 +30,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from helpdesk import sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
@@ -38,7 +38,7 @@ def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
     return CheckConstraint(f"{column} IN ({quoted})", name=name)
 
 
-class Organization(db.Model):
+class Organization(Model):
     __tablename__ = "organizations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -48,7 +48,7 @@ class Organization(db.Model):
     sender_rules: Mapped[list[AuthorizedSender]] = relationship(back_populates="organization")
 
 
-class Contact(db.Model):
+class Contact(Model):
     """A customer, known by email address (stored lower-case)."""
 
     __tablename__ = "contacts"
@@ -63,7 +63,7 @@ class Contact(db.Model):
     organization: Mapped[Optional[Organization]] = relationship()
 
 
-class AuthorizedSender(db.Model):
+class AuthorizedSender(Model):
     """May open tickets by mail: an exact address (`a@b.c`) or a domain (`@b.c`)."""
 
     __tablename__ = "authorized_senders"
@@ -80,7 +80,7 @@ class AuthorizedSender(db.Model):
         return self.pattern.startswith("@")
 
 
-class StaffUser(db.Model):
+class StaffUser(Model):
     __tablename__ = "staff_users"
     __table_args__ = (_one_of("role", v.ROLES, "role"),)
 
@@ -99,7 +99,7 @@ class StaffUser(db.Model):
         return check_password_hash(self.password_hash, password)
 
 
-class TicketCounter(db.Model):
+class TicketCounter(Model):
     """The one row that hands out ticket numbers (see `helpdesk.numbering`)."""
 
     __tablename__ = "ticket_counter"
@@ -108,7 +108,7 @@ class TicketCounter(db.Model):
     next_value: Mapped[int] = mapped_column(BigInteger)
 
 
-class Ticket(db.Model):
+class Ticket(Model):
     __tablename__ = "tickets"
     __table_args__ = (
         _one_of("status", v.STATUSES, "status"),
@@ -171,7 +171,7 @@ class Ticket(db.Model):
     )
 
 
-class Participant(db.Model):
+class Participant(Model):
     """A CC'd address that follows the ticket and may reply to it."""
 
     __tablename__ = "participants"
@@ -185,7 +185,7 @@ class Participant(db.Model):
     ticket: Mapped[Ticket] = relationship(back_populates="participants")
 
 
-class Message(db.Model):
+class Message(Model):
     """A public reply or an internal note; the ticket's first message is the request."""
 
     __tablename__ = "messages"
@@ -213,7 +213,7 @@ class Message(db.Model):
     )
 
 
-class Attachment(db.Model):
+class Attachment(Model):
     __tablename__ = "attachments"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -229,7 +229,7 @@ class Attachment(db.Model):
     message: Mapped[Message] = relationship(back_populates="attachments")
 
 
-class TicketHistory(db.Model):
+class TicketHistory(Model):
     """One change of one field: status, assignee, priority or category.
 
     Status rows are the status history (docs/lifecycle.md: from, to, who, when, reason,
@@ -254,7 +254,7 @@ class TicketHistory(db.Model):
     ticket: Mapped[Ticket] = relationship(back_populates="history")
 
 
-class InboundMail(db.Model):
+class InboundMail(Model):
     """Every mail the gateway accepted, with what became of it.
 
     `dedup_key` is the normalized Message-ID, or `sha256:<hex>` of the raw bytes
@@ -289,7 +289,7 @@ class InboundMail(db.Model):
     ticket: Mapped[Optional[Ticket]] = relationship()
 
 
-class QuarantineItem(db.Model):
+class QuarantineItem(Model):
     """A mail held for a person to decide on; the raw bytes stay on its inbound row."""
 
     __tablename__ = "quarantine_items"
@@ -308,7 +308,7 @@ class QuarantineItem(db.Model):
     ticket: Mapped[Optional[Ticket]] = relationship()
 
 
-class OutboxMessage(db.Model):
+class OutboxMessage(Model):
     """A notification to one recipient, written in the transaction that caused it.
 
     The row records the event (kind, the reply it carries, the status change);
@@ -357,7 +357,7 @@ class OutboxMessage(db.Model):
     reply: Mapped[Optional[Message]] = relationship()
 
 
-class ImapMailboxState(db.Model):
+class ImapMailboxState(Model):
     """How far the IMAP poller got in one mailbox (`mailgateway.imap`).
 
     `last_uid` is only valid together with `uidvalidity`: when the server reports
@@ -378,7 +378,7 @@ class ImapMailboxState(db.Model):
     last_error_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
 
 
-class RevokedToken(db.Model):
+class RevokedToken(Model):
     """An API token revoked before it expired (logout). Rows past `expires_at` are
     useless, since the token is refused as expired anyway, and may be deleted."""
 
@@ -390,7 +390,7 @@ class RevokedToken(db.Model):
     revoked_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 
-class RateLimitCounter(db.Model):
+class RateLimitCounter(Model):
     """One fixed-window rate-limit counter (`helpdesk.limit_storage`): a login or
     tracker budget shared by every web worker. Rows past `expires_at` are spent
     windows; the storage sweeps them."""

@@ -11,11 +11,11 @@ PostgreSQL) and callers commit right after it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Integer, Table, TextualSelect, column, func, select, text
+from sqlalchemy import ColumnDefault, Integer, Table, TextualSelect, column, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,6 +92,7 @@ def insert_numbered(
     dependents = [(table, _with_defaults(table, values)) for table, values in dependents]
     attached = [(table, _with_defaults(table, values)) for table, values in attached]
     for _attempt in range(2):
+        row: Sequence[Any] | None
         if session.get_bind().dialect.name == "postgresql":
             row = session.execute(*_pg_insert_all(ticket, dependents, linked, attached)).first()
         else:
@@ -110,26 +111,25 @@ def _with_defaults(table: Table, values: Row) -> Row:
     missing = [(name, default) for name, default in _defaults(table) if name not in values]
     if not missing:
         return values
-    return {**values, **{name: default() for name, default in missing}}
+    # SQLAlchemy wraps a callable default to take an execution context; the models'
+    # defaults (`clock.now`) use none.
+    return {**values, **{name: default.arg(None) if default.is_callable else default.arg
+                         for name, default in missing}}
 
 
 @lru_cache(maxsize=32)
-def _defaults(table: Table) -> tuple[tuple[str, Callable[[], Any]], ...]:
-    """Each column's Python-side default as a function of nothing."""
-    found: list[tuple[str, Callable[[], Any]]] = []
+def _defaults(table: Table) -> tuple[tuple[str, ColumnDefault], ...]:
+    """Each column's Python-side default (a value or a function)."""
+    found: list[tuple[str, ColumnDefault]] = []
     for col in table.c:
         default = col.default
         if default is None:
             continue
-        if default.is_scalar:
-            found.append((col.name, lambda value=default.arg: value))  # type: ignore[attr-defined]
-        elif default.is_callable:
-            # SQLAlchemy wraps a callable default to take an execution context; the
-            # model's defaults (`clock.now`) use none.
-            found.append((col.name, lambda call=default.arg: call(None)))  # type: ignore[attr-defined]
-        else:
+        if not isinstance(default, ColumnDefault) or not (default.is_scalar
+                                                          or default.is_callable):
             raise TypeError(f"{table.name}.{col.name}: a SQL-expression default cannot be "
                             "applied to the numbered insert")
+        found.append((col.name, default))
     return tuple(found)
 
 

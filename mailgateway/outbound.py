@@ -43,6 +43,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from flask import Flask
 from sqlalchemy import and_, func, or_, select, update
@@ -137,7 +138,7 @@ class Sender(Loop):
                     self.deliver(outgoing)
                 return claimed
             finally:
-                db.session.remove()
+                db.session.remove()  # type: ignore[attr-defined]  # the scoped session's
 
     # -- claim ---------------------------------------------------------------------
 
@@ -200,7 +201,8 @@ class Sender(Loop):
             if first_claim:
                 with session.no_autoflush:
                     self.composer.render(session, row)
-            data = self.composer.build(row, tickets[row.ticket_id], moment).as_bytes()
+            # Every outbox row is about a ticket (notifications are queued per ticket).
+            data = self.composer.build(row, tickets[cast(int, row.ticket_id)], moment).as_bytes()
         except DBAPIError:
             raise
         except Exception as exc:  # a broken template or row: fail this row, visibly

@@ -65,5 +65,5 @@ class LifecycleJobs(Loop):
                 except Exception:  # a bug: keep the gateway alive, try again next tick
                     log.exception("%s: unexpected error", name)
                 finally:
-                    db.session.remove()
+                    db.session.remove()  # type: ignore[attr-defined]  # the scoped session's
         return results

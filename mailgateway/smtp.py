@@ -79,7 +79,7 @@ class LiberalSMTP(SMTP):
 
     line_length_limit = 1 << 20
 
-    async def push(self, status: str) -> None:
+    async def push(self, status: str) -> None:  # type: ignore[override]  # aiosmtpd pushes str
         if status.startswith("552 ") and not status.startswith("552 5.3.4"):
             status = "552 5.3.4 Message too big for this system"
         await super().push(status)

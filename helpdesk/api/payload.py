@@ -64,8 +64,9 @@ def _is_one_of(value: Any, types: tuple[type | None, ...]) -> bool:
 
 
 def _describe(types: tuple[type | None, ...]) -> str:
-    names = {str: "a string", bool: "true or false", int: "an integer", None: "null"}
-    return " or ".join(names.get(kind, getattr(kind, "__name__", "?")) for kind in types)
+    names: dict[type | None, str] = {str: "a string", bool: "true or false", int: "an integer",
+                                     None: "null"}
+    return " or ".join(names.get(kind) or str(getattr(kind, "__name__", "?")) for kind in types)
 
 
 def has_nul(value: Any) -> bool:

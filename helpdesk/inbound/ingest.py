@@ -24,9 +24,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Column
+from sqlalchemy import Column, String
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -322,7 +322,7 @@ def _record_values(mail: InboundMail, key: str, envelope: Envelope, outcome: Out
 
 
 def _fit(text: str | None, column: Column[Any]) -> str:
-    return clean(text or "")[:column.type.length]
+    return clean(text or "")[:cast(String, column.type).length]
 
 
 def _process_new(session: Session, mail: InboundMail, key: str, envelope: Envelope,
@@ -444,6 +444,7 @@ def _staff_mail(session: Session, mail: InboundMail, match: matching.Match, staf
                          "internal note", ticket,
                          actor=Actor.unverified(mail.from_address, mail.from_name),
                          internal=True)
+    assert staff is not None  # `proven` says so
     actor = Actor.staff(staff)
     if match.answers_staff_mail:
         # A staff member answering an SLA alert writes to colleagues, not to the

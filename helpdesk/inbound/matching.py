@@ -107,7 +107,8 @@ def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Matc
                 InboundRecord.message_id.in_(received), InboundRecord.ticket_id.is_not(None)
             )
         ):
-            known.setdefault(message_id, ticket_id)
+            if message_id is not None and ticket_id is not None:  # the query says so
+                known.setdefault(message_id, ticket_id)
     for message_id, method in candidates:
         staff_mail = False
         if signer.is_ours(message_id):

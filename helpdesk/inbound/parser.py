@@ -837,7 +837,8 @@ def _epilogue_parts(part: Message, budget: _Budget) -> list[Message]:
     return [child for child in payload if isinstance(child, Message)]
 
 
-def _param(view: Message, name: str, header: str) -> str | tuple[str, str, str] | None:
+def _param(view: Message, name: str,
+           header: str) -> str | tuple[str | None, str | None, str] | None:
     try:
         return view.get_param(name, header=header)
     except _EMAIL_FAILURES:

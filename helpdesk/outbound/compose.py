@@ -209,7 +209,9 @@ class Composer:
                 OutboxMessage.created_at <= row.created_at,
             )
         ).all()
-        thread = sorted([(at, 1, mid) for at, mid in received] + [(at, 0, mid) for at, mid in sent])
+        # Both queries keep only rows with a Message-ID.
+        thread = sorted([(at, 1, mid) for at, mid in received if mid is not None]
+                        + [(at, 0, mid) for at, mid in sent if mid is not None])
         if not thread:
             return None, []
         ids = [mid for _, _, mid in thread]

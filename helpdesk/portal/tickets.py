@@ -71,7 +71,8 @@ def queue() -> ResponseReturnValue:
               "channel": v.CHANNELS}
     picked = {name: [value for value in args.getlist(name) if value in allowed]
               for name, allowed in choose.items()}
-    sort = args.get("sort") if args.get("sort") in SORTS else "-updated_at"
+    sort = args.get("sort") or ""
+    sort = sort if sort in SORTS else "-updated_at"
     filters = TicketFilters(
         status=picked["status"], priority=picked["priority"], category=picked["category"],
         channel=picked["channel"],
