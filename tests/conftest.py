@@ -32,6 +32,7 @@ from tests.support.app import (
 from tests.support.dovecotserver import DovecotServer, DovecotUnavailable
 from tests.support.mail import Gateway, start_gateway
 from tests.support.pgserver import PostgresServer, PostgresUnavailable
+from tests.support.sink import Sink
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -214,3 +215,12 @@ def admin_portal(client, admin) -> Portal:  # type: ignore[no-untyped-def]
     session = Portal(client)
     assert session.login(admin.email, "admin-password-1").status_code == 302
     return session
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -10,32 +10,14 @@ mails that must stay human beside each new rule. EXPECTED.tsv gives each one's
 exact outcome, sender, sender source and reason."""
 from __future__ import annotations
 
-import csv
-import re
 from collections import Counter, defaultdict
-from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, OutboxMessage, Ticket
+from tests.support.corpus import CORPUS, SAMPLES, corpus, on_the_wire, samples
 from tests.support.mail import start_gateway
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-SAMPLES = Path(__file__).resolve().parent / "samples"
-
-
-def corpus() -> list[dict[str, str]]:
-    if not (CORPUS / "MANIFEST.tsv").exists():
-        pytest.fail(f"corpus missing at {CORPUS} (shared/ must sit beside the clone)")
-    with open(CORPUS / "MANIFEST.tsv", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
-
-
-def on_the_wire(raw: bytes) -> bytes:
-    """What an MTA sends: CRLF line ends (smtplib sends bytes as they are)."""
-    return re.sub(rb"\r?\n", b"\r\n", raw)
 
 
 def test_every_corpus_mail_gets_a_recorded_outcome(app):
@@ -64,11 +46,6 @@ def test_every_corpus_mail_gets_a_recorded_outcome(app):
     # Every corpus mail has an envelope sender, so "no sender address" never applies.
     assert [reason for reason in held if reason.startswith(("processing failed",
                                                              "no sender address"))] == []
-
-
-def samples() -> list[dict[str, str]]:
-    with open(SAMPLES / "EXPECTED.tsv", newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
 
 
 def test_each_sample_gets_its_exact_outcome_sender_and_reason(app):

@@ -13,13 +13,11 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.inbound.automail import detect
@@ -29,15 +27,12 @@ from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
 from helpdesk.models import InboundMail, Message, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
+from tests.support.database import open_ticket, refused_as_unreachable, tickets
 from tests.support.hostile import hostile_mails, ordinary_mail
 from tests.support.mail import SUPPORT, message, send, start_gateway
-from tests.test_outbound import deliver, open_ticket, sink  # noqa: F401  (sink: fixture)
+from tests.support.outbox import deliver
 
 TRUSTED = "mx.helpdesk.test"
-
-
-def tickets() -> list[Ticket]:
-    return list(db.session.execute(select(Ticket).order_by(Ticket.number)).scalars())
 
 
 def messages(ticket: Ticket) -> list[Message]:
@@ -251,27 +246,7 @@ def test_poison_mail_is_recorded_and_never_answered_451(gateway, senders, name):
 # -- the database refusing one mail as if it were unreachable -------------------------------
 
 
-@contextmanager
-def refused_as_unreachable(word: str) -> Iterator[None]:
-    """PostgreSQL refuses any message whose body holds `word` with SQLSTATE 08006
-    (connection failure) while it serves everything else: a poison mail that a
-    "transient" error class cannot tell apart from an outage."""
-    db.session.rollback()
-    db.session.execute(text(
-        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
-        f"IF NEW.body LIKE '%{word}%' THEN "
-        "RAISE EXCEPTION 'refused for the test' USING ERRCODE = '08006'; END IF; "
-        "RETURN NEW; END $$ LANGUAGE plpgsql"))
-    db.session.execute(text("CREATE TRIGGER refuse_poison BEFORE INSERT ON messages "
-                            "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"))
-    db.session.commit()
-    try:
-        yield
-    finally:
-        db.session.rollback()
-        db.session.execute(text("DROP TRIGGER refuse_poison ON messages"))
-        db.session.execute(text("DROP FUNCTION refuse_poison()"))
-        db.session.commit()
+
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

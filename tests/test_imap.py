@@ -35,13 +35,12 @@ from mailgateway.imap import (
     parse_imap_urls,
 )
 from tests.support.app import reset_database
+from tests.support.corpus import CORPUS, SAMPLES, corpus, on_the_wire
+from tests.support.database import refused_as_unreachable, tickets
 from tests.support.dovecotserver import TestMailbox
+from tests.support.gateway_process import refused_start, start
 from tests.support.mail import message, start_gateway
 from tests.support.pgserver import free_port
-from tests.test_corpus import CORPUS, SAMPLES, corpus, on_the_wire
-from tests.test_hostile_mail import refused_as_unreachable
-from tests.test_smtp_gateway import tickets
-from tests.test_smtp_resilience import refused_start, start
 
 
 @pytest.fixture

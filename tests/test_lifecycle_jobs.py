@@ -18,10 +18,10 @@ from helpdesk.services.lifecycle_jobs import auto_close, check_sla
 from helpdesk.services.staff import StaffService
 from mailgateway.periodic import LifecycleJobs
 from tests.support import lifecycle_worker
+from tests.support.database import CUSTOMER, open_ticket
 from tests.support.mail import message
+from tests.support.outbox import deliver, html_of, text_of
 from tests.support.processes import run_processes
-from tests.test_outbound import deliver, html_of, sink, text_of  # noqa: F401  (sink: fixture)
-from tests.test_tickets_service import CUSTOMER, open_ticket
 
 
 def sla_history() -> list[tuple[int, str, bool]]:

@@ -15,8 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.message import EmailMessage
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -33,60 +32,17 @@ from helpdesk.services import Actor, TicketsService
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
 from tests.support import outbound_worker
+from tests.support.corpus import CORPUS
+from tests.support.gateway_process import refused_start
+from tests.support.gateway_process import start as start_gateway_process
 from tests.support.mail import message, send
+from tests.support.outbox import Clock, deliver, html_of, make_sender, run, text_of
 from tests.support.pgserver import free_port
 from tests.support.processes import run_processes
 from tests.support.sink import Sink
-from tests.test_smtp_resilience import refused_start
-from tests.test_smtp_resilience import start as start_gateway_process
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 CUSTOMER = Actor.customer("ann@example.com", "Ann Example")
 MESSAGE_ID = re.compile(r"^<tkt\.(\d+)\.(\d+)\.[0-9a-f]{24}@helpdesk\.helpdesk\.test>$")
-
-
-class Clock:
-    """A clock the test moves, so backoff and leases need no sleeping."""
-
-    def __init__(self) -> None:
-        self.moment = now() + timedelta(seconds=1)
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-    def advance(self, **delta: float) -> None:
-        self.moment += timedelta(**delta)
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def make_sender(app: Flask, sink: Sink, clock: Clock | None = None, **config: object) -> Sender:
-    app.config.update(OUTBOUND_SMTP_URL=sink.url, **config)
-    return Sender(app, clock=clock or now)
-
-
-def run(sender: Sender) -> int:
-    """One claim-and-deliver round, with the test's own transaction closed first (on
-    SQLite an open transaction holds the write lock the sender needs)."""
-    db.session.rollback()
-    claimed = sender.run_once()
-    db.session.expire_all()
-    return claimed
-
-
-def deliver(app: Flask, sink: Sink, **config: object) -> list[EmailMessage]:
-    """Run a sender until nothing is due; returns everything the sink has."""
-    sender = make_sender(app, sink, **config)
-    while run(sender):
-        pass
-    return sink.messages
 
 
 def outbox() -> list[OutboxMessage]:
@@ -104,14 +60,6 @@ def open_ticket(service: TicketsService, actor: Actor = CUSTOMER, **overrides: o
     ticket = service.open_ticket(**values)  # type: ignore[arg-type]
     db.session.commit()
     return ticket
-
-
-def text_of(mail: EmailMessage) -> str:
-    return mail.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
-
-
-def html_of(mail: EmailMessage) -> str:
-    return mail.get_body(("html",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
 
 
 def last_inbound() -> InboundMail:

@@ -16,7 +16,7 @@ from helpdesk.models import Ticket
 from helpdesk.services import TicketsService
 from helpdesk.services.lifecycle_jobs import check_sla
 from tests.support.app import make_app
-from tests.test_tickets_service import CUSTOMER, open_ticket
+from tests.support.database import CUSTOMER, open_ticket
 
 BERLIN_OFFICE = dict(BUSINESS_HOURS="Mon-Fri 09:00-17:00", BUSINESS_TIMEZONE="Europe/Berlin",
                      BUSINESS_HOLIDAYS=["2026-12-25", "2026-12-26"])

@@ -7,11 +7,8 @@ from sqlalchemy import func, select
 from helpdesk.extensions import db
 from helpdesk.models import Attachment, InboundMail, Message, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
+from tests.support.database import tickets
 from tests.support.mail import SUPPORT, message, send, start_gateway
-
-
-def tickets() -> list[Ticket]:
-    return list(db.session.execute(select(Ticket).order_by(Ticket.number)).scalars())
 
 
 def count(model) -> int:  # type: ignore[no-untyped-def]

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
 from helpdesk.services.senders import SendersService
+from tests.support.gateway_process import start
 from tests.support.mail import message, send
 from tests.support.pgserver import free_port
-from tests.test_smtp_resilience import start
 
 
 def wait_for(log: list[str], predicate: Callable[[list[str]], bool], what: str,

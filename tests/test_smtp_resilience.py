@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,9 +14,10 @@ from sqlalchemy import select
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, Ticket
 from helpdesk.services.senders import SendersService
+from tests.support.database import tickets
+from tests.support.gateway_process import refused_start, start  # noqa: F401  (refused_start: used below)
 from tests.support.mail import message, send, start_gateway
 from tests.support.pgserver import free_port
-from tests.test_smtp_gateway import tickets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,40 +41,6 @@ def test_database_down_gives_451_then_the_resent_mail_is_accepted(pg_app, pg_ser
         code, text = gateway.send(retry)
         assert (code, text) == (250, b"2.0.0 OK created TKT-000002")
         assert [t.number for t in tickets()] == [1, 2]
-
-
-def start(database_url: str, port: int, tmp_path: Path, log: list[str] | None = None,
-          **extra_env: str) -> subprocess.Popen[str]:
-    """`gateway.py` as a real process; returns once it logged that it started.
-    Its output (of every process it starts) keeps arriving in `log` when given."""
-    env = dict(os.environ, DATABASE_URL=database_url, SMTP_LISTEN=f"127.0.0.1:{port}",
-               HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
-               SUPPORT_ADDRESSES="support@helpdesk.test", **extra_env)
-    process = subprocess.Popen([sys.executable, "gateway.py"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = [] if log is None else log
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()  # type: ignore[union-attr]
-        lines.append(line)
-        if "gateway started" in line:
-            threading.Thread(target=lambda: lines.extend(process.stdout),  # type: ignore[arg-type]
-                             daemon=True).start()
-            return process
-        if process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError("gateway did not start:\n" + "".join(lines))
-
-
-def refused_start(tmp_path: Path, **env: str) -> str:
-    """`gateway.py` with a bad setting: it must exit 1 at once; returns its complaint."""
-    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
-               HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **env)
-    done = subprocess.run([sys.executable, "gateway.py"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1, done.stderr
-    return done.stderr
 
 
 def test_kill_9_mid_stream_loses_no_acknowledged_mail(app, database_url, tmp_path):

@@ -25,7 +25,7 @@ from helpdesk.services import Actor
 from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.stats import ticket_stats
 from tests.support.app import CLOCK_START
-from tests.test_tickets_service import open_ticket
+from tests.support.database import open_ticket
 
 ANN = Actor.customer("ann@example.com", "Ann Example")
 STATUSES = {"new": 1, "open": 0, "in_progress": 0, "pending_customer": 0, "resolved": 3,

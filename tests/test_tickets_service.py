@@ -11,21 +11,8 @@ from helpdesk import vocabulary as v
 from helpdesk.errors import InvalidTransition, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.models import Contact, Message, Ticket, TicketHistory
-from helpdesk.services import Actor, QueueService, TicketFilters, TicketsService
-
-CUSTOMER = Actor.customer("ann@example.com", "Ann Example")
-
-
-def open_ticket(service: TicketsService, **overrides) -> Ticket:
-    values = dict(
-        subject="VPN drops every hour", description="Since Monday the VPN disconnects.",
-        requester_email="ann@example.com", requester_name="Ann Example",
-        channel="email", actor=CUSTOMER, is_email_originated=True,
-    )
-    values.update(overrides)
-    ticket = service.open_ticket(**values)
-    db.session.commit()
-    return ticket
+from helpdesk.services import QueueService, TicketFilters, TicketsService
+from tests.support.database import CUSTOMER, open_ticket
 
 
 def force_status(ticket: Ticket, status: str) -> None:
