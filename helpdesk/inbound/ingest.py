@@ -400,7 +400,7 @@ def _decide(session: Session, mail: InboundMail, envelope: Envelope,
     organization_id = known.organization_id
     if match is not None:
         ticket = match.ticket
-        number = _number(ticket, config)
+        number = display_number(ticket.number, config)
         if trusted and authorization.may_reply(session, ticket, sender):
             if known.staff_id is not None:
                 return _staff_mail(session, mail, match, known.staff_id, verdict, signer, number)
@@ -520,10 +520,6 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
 
 def _with_notes(text: str, notes: list[str]) -> str:
     return text if not notes else text + "\n\n" + "\n".join(f"[{note}]" for note in notes)
-
-
-def _number(ticket: Ticket, config: Mapping[str, Any]) -> str:
-    return display_number(ticket.number, config)
 
 
 def _bounced_notifications(session: Session, mail: InboundMail,
