@@ -15,6 +15,7 @@ from helpdesk.database import POOL_PING_IDLE_SECONDS
 from helpdesk.extensions import db
 from tests.support.app import make_app
 from tests.support.pgserver import PostgresServer
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -38,13 +39,12 @@ def _terminate(url: str, pid: int) -> None:
     try:
         with admin.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
+
+            def gone() -> bool:
                 cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
-                if cursor.fetchone()[0] == 0:
-                    return
-                time.sleep(0.02)
-        raise AssertionError(f"backend {pid} did not go away")
+                return cursor.fetchone()[0] == 0
+
+            wait_until(gone, timeout=10, interval=0.02, what=f"backend {pid} going away")
     finally:
         admin.close()
 

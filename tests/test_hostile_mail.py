@@ -11,6 +11,7 @@ through `ingest` on both databases.
 from __future__ import annotations
 
 import base64
+import smtplib
 import threading
 import time
 
@@ -315,16 +316,22 @@ def test_html_only_mail_beyond_the_text_cap_is_read_in_part_with_a_note(app, sen
 def test_hostile_mail_gets_a_final_answer_while_ordinary_mail_keeps_flowing(
         app, senders, agent):
     hostile = hostile_mails(256 * 1024, staff=agent.email.encode())
-    ordinary: list[tuple[int, float]] = []
+    ordinary: list[int | str] = []
     stop = threading.Event()
 
     def customer(port: int) -> None:
+        """An ordinary client whose patience is a few seconds: a mail stuck behind the
+        hostile ones ends in a client timeout, recorded instead of a reply code."""
         n = 0
         while not stop.is_set():
             n += 1
-            started = time.monotonic()
-            code, _ = send(port, message(subject=f"Ordinary {n}", body="The VPN is down."))
-            ordinary.append((code, time.monotonic() - started))
+            try:
+                code, _ = send(port, message(subject=f"Ordinary {n}", body="The VPN is down."),
+                               timeout=5)
+            except (TimeoutError, smtplib.SMTPServerDisconnected) as error:
+                ordinary.append(f"{type(error).__name__}: {error}")
+            else:
+                ordinary.append(code)
 
     for gateway in start_gateway(app):
         assert gateway.send(message(subject="First"))[0] == 250   # TKT-000001 to aim at
@@ -343,9 +350,7 @@ def test_hostile_mail_gets_a_final_answer_while_ordinary_mail_keeps_flowing(
     hostile_records = db.session.execute(select(func.count(InboundMail.id)).where(
         ~InboundMail.subject.like("Ordinary %"), InboundMail.subject != "First")).scalar_one()
     assert hostile_records == len(hostile)       # one record each, retries included
-    assert ordinary and all(code == 250 for code, _ in ordinary)
-    slowest = max(seconds for _, seconds in ordinary)
-    assert slowest < 5, f"an ordinary mail waited {slowest:.1f} s behind hostile ones"
+    assert ordinary and [answer for answer in ordinary if answer != 250] == []
 
 
 # -- fuzzing: no input escapes the pipeline, every mail gets one record ---------------------

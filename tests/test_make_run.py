@@ -11,13 +11,13 @@ import smtplib
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tests.support.mail import message
 from tests.support.pgserver import free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +32,14 @@ def _request(url: str, body: dict[str, str] | None = None) -> tuple[int, dict[st
         return error.code, json.loads(error.read())
 
 
+def _answer(url: str) -> tuple[int, dict[str, object]] | None:
+    """The server's answer, or None while nothing listens yet."""
+    try:
+        return _request(url)
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
 def test_make_run_serves_portal_api_and_gateway_then_stops(tmp_path):
     web, smtp = free_port(), free_port()
     env = dict(os.environ, HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
@@ -44,24 +52,22 @@ def test_make_run_serves_portal_api_and_gateway_then_stops(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     lines: list[str] = []
+
+    def log() -> str:
+        return "".join(lines)
+
     threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()  # type: ignore[arg-type]
     try:
-        deadline = time.monotonic() + 60
-        while not any("gateway started" in line for line in list(lines)):
-            assert process.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.1)
+        wait_until(lambda: process.poll() is not None or any("gateway started" in line
+                                                             for line in list(lines)),
+                   timeout=60, what=log)
+        assert process.poll() is None, log()
         [admin] = [re.search(r"First admin: (\S+)  password: (\S+)", line) for line in lines
                    if "First admin:" in line]
         assert admin, "".join(lines)
         base = f"http://127.0.0.1:{web}"
-        while True:  # gunicorn may still be booting its worker
-            try:
-                status, health = _request(f"{base}/api/v1/health")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "".join(lines)
-                time.sleep(0.2)
+        status, health = wait_until(lambda: _answer(f"{base}/api/v1/health"), timeout=60,
+                                    interval=0.2, what=log)  # gunicorn may still be booting
         assert status == 200, health
         status, tokens = _request(f"{base}/api/v1/auth/login",
                                   {"email": admin.group(1), "password": admin.group(2)})
@@ -77,10 +83,8 @@ def test_make_run_serves_portal_api_and_gateway_then_stops(tmp_path):
             os.killpg(process.pid, signal.SIGTERM)
         code = process.wait(timeout=60)
     assert code == 128 + signal.SIGTERM, "".join(lines)  # the shell's answer to SIGTERM
-    deadline = time.monotonic() + 10  # the reader thread may still be catching up
-    while not any("gateway stopped" in line for line in list(lines)):
-        assert time.monotonic() < deadline, "".join(lines)
-        time.sleep(0.05)
+    wait_until(lambda: any("gateway stopped" in line for line in list(lines)), timeout=10,
+               what=log)  # the reader thread may still be catching up
     try:
         os.killpg(process.pid, 0)
     except ProcessLookupError:

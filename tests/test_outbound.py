@@ -12,7 +12,6 @@ import signal
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +23,6 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Ticket
@@ -40,6 +38,7 @@ from tests.support.outbox import Clock, deliver, html_of, make_sender, run, text
 from tests.support.pgserver import free_port
 from tests.support.processes import run_processes
 from tests.support.sink import Sink
+from tests.support.waiting import wait_until
 
 CUSTOMER = Actor.customer("ann@example.com", "Ann Example")
 MESSAGE_ID = re.compile(r"^<tkt\.(\d+)\.(\d+)\.[0-9a-f]{24}@helpdesk\.helpdesk\.test>$")
@@ -382,13 +381,8 @@ def test_sender_loop_rides_out_a_relay_outage(app, service, sink):
     thread = threading.Thread(target=Sender(app, stopping).run)
     thread.start()
     try:
-        deadline = now() + timedelta(seconds=20)
-        while now() < deadline:
-            attempts = [row.attempts for row in outbox()]
-            db.session.rollback()  # never hold SQLite's write lock while waiting
-            if min(attempts) >= 3:
-                break
-            time.sleep(0.05)
+        wait_until(lambda: min(row.attempts for row in outbox()) >= 3, timeout=20,
+                   between=db.session.rollback)  # never hold SQLite's write lock while waiting
         sink.start()
         sink.wait_for(4)
     finally:

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import threading
-import time
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -18,14 +17,13 @@ from helpdesk.services.senders import SendersService
 from tests.support.gateway_process import start
 from tests.support.mail import message, send
 from tests.support.pgserver import free_port
+from tests.support.waiting import wait_until
 
 
 def wait_for(log: list[str], predicate: Callable[[list[str]], bool], what: str,
              seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate(log):
-        assert time.monotonic() < deadline, f"no {what} within {seconds} s:\n" + "".join(log)
-        time.sleep(0.05)
+    """Wait until the gateway's log satisfies predicate; on failure show the log."""
+    wait_until(lambda: predicate(log), timeout=seconds, what=lambda: f"{what}:\n" + "".join(log))
 
 
 def pids(log: list[str], pattern: str) -> list[int]:

@@ -18,6 +18,7 @@ from tests.support.database import tickets
 from tests.support.gateway_process import refused_start, start  # noqa: F401  (refused_start: used below)
 from tests.support.mail import message, send, start_gateway
 from tests.support.pgserver import free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,16 +74,12 @@ def test_kill_9_mid_stream_loses_no_acknowledged_mail(app, database_url, tmp_pat
     for thread in threads:
         thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < 60 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(acknowledged) >= 60, timeout=60)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         killed_at = len(acknowledged)
         process = start(database_url, port, tmp_path, SMTP_PROCESSES="1")
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < killed_at + 30 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(acknowledged) >= killed_at + 30, timeout=60)
     finally:
         stop.set()
         for thread in threads:

@@ -7,7 +7,8 @@ import re
 from datetime import datetime, timezone
 
 import flask_migrate
-from flask import Flask, g
+from flask import Flask, has_app_context
+from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from config import TestingConfig
@@ -19,7 +20,33 @@ CLOCK_START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
 
 def make_app(url: str, **overrides: object) -> Flask:
-    return create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, **overrides)
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, **overrides)
+    app.test_client_class = RequestClient
+    return app
+
+
+class RequestClient(FlaskClient):
+    """The test client, with each request in an application context of its own.
+
+    The `app` fixture keeps a context open for the test's own database work; without
+    this, every request would reuse it, and `g` (where Flask-WTF caches the CSRF token
+    and the portal its current user) would carry over from one request to the next.
+    A context of its own also gives the request its own database session, as a
+    worker has in production. The test's session ends its transaction before the
+    request (what the request should see must be committed, and SQLite's write lock
+    must be free) and after it (to see what the request committed).
+    """
+
+    def open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        outer = has_app_context()
+        if outer:
+            db.session.rollback()
+        try:
+            with self.application.app_context():
+                return super().open(*args, **kwargs)
+        finally:
+            if outer:
+                db.session.rollback()
 
 
 def migrate_database(url: str) -> None:
@@ -50,11 +77,8 @@ class ApiClient:
         bearer = token if token is not None else self.token
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
-        response = self.client.open(f"/api/v1{path}", method=method, json=json,
-                                     headers=headers, **kwargs)
-        db.session.rollback()  # see what the request committed, hold no SQLite lock
-        db.session.expire_all()
-        return response
+        return self.client.open(f"/api/v1{path}", method=method, json=json,
+                                headers=headers, **kwargs)
 
     def get(self, path: str, **kwargs: object):  # type: ignore[no-untyped-def]
         return self.call("GET", path, **kwargs)
@@ -76,15 +100,10 @@ _CSRF = re.compile(rb'name="csrf_token" value="([^"]+)"')
 
 
 class Portal:
-    """A logged-in browser session on the test client, posting forms with their token.
-
-    Each real request gets a fresh app context and so a fresh `g`; under the `app`
-    fixture's context the test client reuses one, so `g` (where Flask-WTF caches the
-    CSRF token) is emptied before every request, as a real request would find it.
-    """
+    """A logged-in browser session on the test client, posting forms with their token."""
 
     def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
-        self.client = _FreshG(client)
+        self.client = client
 
     def token(self, page: str = "/login") -> str:
         match = _CSRF.search(self.client.get(page).data)
@@ -96,34 +115,11 @@ class Portal:
                                                 "csrf_token": self.token()})
 
     def get(self, path: str):  # type: ignore[no-untyped-def]
-        response = self.client.get(path)
-        db.session.rollback()
-        db.session.expire_all()
-        return response
+        return self.client.get(path)
 
     def post(self, path: str, data: dict[str, str] | None = None, *, page: str = "/tickets",
              csrf: bool = True):  # type: ignore[no-untyped-def]
         form = dict(data or {})
         if csrf:
             form["csrf_token"] = self.token(page)
-        response = self.client.post(path, data=form)
-        db.session.rollback()
-        db.session.expire_all()
-        return response
-
-
-class _FreshG:
-    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
-        self._client = client
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        attribute = getattr(self._client, name)
-        if name not in ("get", "post", "open"):
-            return attribute
-
-        def request(*args, **kwargs):  # type: ignore[no-untyped-def]
-            for key in list(vars(g)):
-                delattr(g, key)
-            return attribute(*args, **kwargs)
-
-        return request
+        return self.client.post(path, data=form)

@@ -12,10 +12,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.support.pgserver import free_port
+from tests.support.waiting import wait_until
 
 USER = "support@helpdesk.test"
 PASSWORD = "secret"
@@ -109,9 +109,7 @@ class DovecotServer:
         subprocess.run([self.doveadm, "-c", str(self.config), "stop"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.running = False
-        deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not pid_file.exists(), timeout=10, what="dovecot stopping")
         for pid in children:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -150,17 +148,21 @@ class DovecotServer:
     def _wait_listening(self) -> None:
         import socket
 
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def listening() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
+                    return True
             except OSError:
-                time.sleep(0.05)
-        log = (self.root / "dovecot.log")
-        raise DovecotUnavailable(
-            "dovecot did not listen: " + (log.read_text()[-2000:] if log.exists() else "")
-        )
+                return False
+
+        def log() -> str:
+            path = self.root / "dovecot.log"
+            return "dovecot listening (its log: " + (path.read_text()[-2000:] if path.exists() else "") + ")"
+
+        try:
+            wait_until(listening, timeout=10, what=log)
+        except AssertionError as error:
+            raise DovecotUnavailable(str(error)) from None
 
 
 def _children(parent: int) -> list[int]:

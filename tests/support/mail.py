@@ -50,12 +50,14 @@ def message(
 
 
 def send(port: int, msg: EmailMessage | bytes, *, mail_from: str | None = None,
-         rcpt: list[str] | None = None) -> tuple[int, bytes]:
-    """Send one mail over a real SMTP session; returns the DATA reply (code, text)."""
+         rcpt: list[str] | None = None, timeout: float = 60) -> tuple[int, bytes]:
+    """Send one mail over a real SMTP session; returns the DATA reply (code, text).
+
+    `timeout` is the client's patience per network operation, as a real MTA has one."""
     raw = msg if isinstance(msg, bytes) else msg.as_bytes(policy=SMTP_POLICY)
     envelope_from = mail_from if mail_from is not None else (
         "" if isinstance(msg, bytes) else str(msg["From"]))
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as client:
         client.ehlo("client.example")
         code, text = client.mail(envelope_from)
         assert code == 250, text

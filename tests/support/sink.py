@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -19,6 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.support.pgserver import free_port
+from tests.support.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,6 @@ class Sink:
             return Counter(str(item.message["Message-ID"]) for item in self.received)
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[EmailMessage]:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(self.received) >= count, f"{len(self.received)} of {count} mails arrived"
+        wait_until(lambda: len(self.received) >= count, timeout=timeout,
+                   what=lambda: f"{count} mails arriving ({len(self.received)} did)")
         return self.messages
