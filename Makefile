@@ -29,10 +29,11 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev servers lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## The linter (ruff) and the type checker (mypy on helpdesk/ and mailgateway/),
+## The linter and formatter check (ruff) and the type checker (mypy on helpdesk/ and mailgateway/),
 ## both configured in pyproject.toml. `make test` runs them first.
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/ruff format --no-cache --check .
 	$(VENV)/bin/mypy --no-incremental
 
 ## Recompile the locked requirements after changing requirements*.in.

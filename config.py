@@ -4,6 +4,7 @@ Every variable is listed with its default in docs/operations.md. The portal (`ws
 mail gateway (`gateway.py`) and the `flask` commands all build their app from the
 same class, so they always agree on the database, the secret and the numbering.
 """
+
 from __future__ import annotations
 
 import os
@@ -84,14 +85,12 @@ def normalize_database_url(url: str) -> str:
     accept the `postgres://` spelling that hosting providers hand out."""
     for scheme in ("postgres://", "postgresql://"):
         if url.startswith(scheme):
-            return "postgresql+psycopg2://" + url[len(scheme):]
+            return "postgresql+psycopg2://" + url[len(scheme) :]
     return url
 
 
 class Config:
-    DATABASE_URL = normalize_database_url(
-        _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'helpdesk.db'}")
-    )
+    DATABASE_URL = normalize_database_url(_env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'helpdesk.db'}"))
     SQLALCHEMY_DATABASE_URI = DATABASE_URL
     SECRET_KEY = os.environ.get("SECRET_KEY") or None
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or None
@@ -121,9 +120,7 @@ class Config:
     TRUSTED_AUTHSERV_ID = _env("TRUSTED_AUTHSERV_ID", "")
     # Right-hand side of the Message-IDs the helpdesk sends. A dedicated name, not the
     # support domain itself: colleagues' mail servers may use that one.
-    MESSAGE_ID_DOMAIN = _env(
-        "MESSAGE_ID_DOMAIN", "helpdesk." + SUPPORT_ADDRESSES[0].rsplit("@", 1)[-1]
-    )
+    MESSAGE_ID_DOMAIN = _env("MESSAGE_ID_DOMAIN", "helpdesk." + SUPPORT_ADDRESSES[0].rsplit("@", 1)[-1])
 
     IMAP_URL = _env("IMAP_URL", "")
     IMAP_POLL_SECONDS = _env_int("IMAP_POLL_SECONDS", 60)

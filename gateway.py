@@ -1,6 +1,7 @@
 """The mail gateway entry point: builds the same app (same config, same database)
 as `wsgi.py` and runs the gateway — SMTP listeners, IMAP pollers, the outbound
 mail sender and the lifecycle jobs (`mailgateway.runner`) — until SIGTERM or SIGINT."""
+
 from __future__ import annotations
 
 import sys

@@ -56,6 +56,7 @@ its time goes.
 Run from the project root:  .venv/bin/python -m bench.hostile_bench [--sizes 65536,1048576] [--repeat 3]
     [--senders unknown,authorized] [--profile]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,15 +111,14 @@ def with_run(raw: bytes, run: int) -> bytes:
     found = _MESSAGE_ID.search(raw, 0, _header_end(raw))
     if found is None:
         return b"X-Bench-Run: %d\r\n" % run + raw
-    at = found.end() + (raw[found.end():found.end() + 1] == b"<")
+    at = found.end() + (raw[found.end() : found.end() + 1] == b"<")
     return raw[:at] + b"r%d-" % run + raw[at:]
 
 
 def check_rewriting(mails: Sequence[HostileMail]) -> None:
     """The unit test of `with_run`: two runs and the original parse to three keys."""
     for mail in mails:
-        keys = {dedup_key(parse(raw)) for raw in (mail.raw, with_run(mail.raw, 1),
-                                                  with_run(mail.raw, 2))}
+        keys = {dedup_key(parse(raw)) for raw in (mail.raw, with_run(mail.raw, 1), with_run(mail.raw, 2))}
         assert len(keys) == 3, f"{mail.name}: rewriting does not change the dedup key"
 
 
@@ -166,8 +166,9 @@ def timed_ingest(app: Flask, raw: bytes, mail_from: str) -> Sample:
 class Bench:
     """One size's fresh database, its ordinary medians per length, and the runs."""
 
-    def __init__(self, server: PostgresServer, size: int, repeat: int, seeds: int,
-                 slow: float, runs: Iterator[int]) -> None:
+    def __init__(
+        self, server: PostgresServer, size: int, repeat: int, seeds: int, slow: float, runs: Iterator[int]
+    ) -> None:
         self.size, self.repeat, self.seeds, self.slow, self.runs = size, repeat, seeds, slow, runs
         self.senders = "unknown"
         url = server.create_database(f"bench_hostile_{size}")
@@ -175,8 +176,9 @@ class Bench:
         self.app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
         with self.app.app_context():
             SendersService(db.session).add("@customer.example", "Customer")
-            StaffService(db.session).create(email=STAFF, name="Agnes Agent", role="agent",
-                                            password="agent-password-1")
+            StaffService(db.session).create(
+                email=STAFF, name="Agnes Agent", role="agent", password="agent-password-1"
+            )
             db.session.commit()
             db.session.remove()
         admin(url, "VACUUM ANALYZE", "CHECKPOINT")
@@ -198,10 +200,15 @@ class Bench:
 
     def ordinary_median(self, length: int) -> tuple[float, float]:
         if length not in self.ordinary:
-            samples = [self.ingest(raw, CUSTOMER) for seed in range(self.seeds)
-                       for raw in itertools.repeat(ordinary_mail(length, seed), self.repeat)]
-            self.ordinary[length] = (statistics.median(s.wall for s in samples),
-                                     statistics.median(s.cpu for s in samples))
+            samples = [
+                self.ingest(raw, CUSTOMER)
+                for seed in range(self.seeds)
+                for raw in itertools.repeat(ordinary_mail(length, seed), self.repeat)
+            ]
+            self.ordinary[length] = (
+                statistics.median(s.wall for s in samples),
+                statistics.median(s.cpu for s in samples),
+            )
         return self.ordinary[length]
 
     def hostile(self, mail: HostileMail) -> Row:
@@ -211,8 +218,17 @@ class Bench:
                 break
             best = min(best, self.ingest(mail.raw, ATTACKER), key=lambda sample: sample.wall)
         ordinary, ordinary_cpu = self.ordinary_median(len(mail.raw))
-        return Row(self.size, self.senders, mail.name, len(mail.raw), best.result.outcome.value,
-                   best.wall, best.cpu, ordinary, ordinary_cpu)
+        return Row(
+            self.size,
+            self.senders,
+            mail.name,
+            len(mail.raw),
+            best.result.outcome.value,
+            best.wall,
+            best.cpu,
+            ordinary,
+            ordinary_cpu,
+        )
 
     def profile(self, mail: HostileMail, lines: int = 25) -> str:
         profiler = cProfile.Profile()
@@ -226,23 +242,32 @@ class Bench:
 
 # -- output ----------------------------------------------------------------------
 
-HEADERS = ("senders", "hostile mail", "bytes", "outcome", "s (best)", "CPU s", "ordinary median s",
-           "ratio")
+HEADERS = ("senders", "hostile mail", "bytes", "outcome", "s (best)", "CPU s", "ordinary median s", "ratio")
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    return (row.senders, row.name, f"{row.length:,}", row.outcome, f"{row.wall:.4f}", f"{row.cpu:.4f}",
-            f"{row.ordinary:.4f}", f"{row.ratio:.1f}")
+    return (
+        row.senders,
+        row.name,
+        f"{row.length:,}",
+        row.outcome,
+        f"{row.wall:.4f}",
+        f"{row.cpu:.4f}",
+        f"{row.ordinary:.4f}",
+        f"{row.ratio:.1f}",
+    )
 
 
 def _summary(rows: Sequence[Row]) -> str:
     worst = max(rows, key=lambda row: row.wall)
     steepest = max(rows, key=lambda row: row.ratio)
     verdict = "met" if steepest.ratio <= GOAL else "missed"
-    return (f"{rows[0].size:,} bytes, {rows[0].senders} senders: worst case "
-            f"{worst.wall:.4f} s/mail ({worst.name}; ordinary "
-            f"median {worst.ordinary:.4f} s, {worst.ratio:.1f}×); worst ratio "
-            f"{steepest.ratio:.1f}× ({steepest.name}); goal ≤ {GOAL:g}×: {verdict}")
+    return (
+        f"{rows[0].size:,} bytes, {rows[0].senders} senders: worst case "
+        f"{worst.wall:.4f} s/mail ({worst.name}; ordinary "
+        f"median {worst.ordinary:.4f} s, {worst.ratio:.1f}×); worst ratio "
+        f"{steepest.ratio:.1f}× ({steepest.name}); goal ≤ {GOAL:g}×: {verdict}"
+    )
 
 
 def _senders(text: str) -> list[str]:
@@ -257,20 +282,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.hostile_bench",
         description="Seconds per hostile mail through ingest vs ordinary mail of its size.",
     )
-    parser.add_argument("--sizes", type=positive_counts, default=[65536, 1048576],
-                        help="comma-separated mail sizes in bytes (default 65536,1048576)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="ingests per mail; hostile: best of, ordinary: median (default 3)")
-    parser.add_argument("--seeds", type=int, default=5,
-                        help="different ordinary mails per length (default 5)")
-    parser.add_argument("--senders", type=_senders, default=list(SENDERS),
-                        help="passes: unknown (as sent), authorized (the hostile senders' "
-                             "domains authorized); default unknown,authorized")
-    parser.add_argument("--slow", type=float, default=2.0,
-                        help="no further repetitions of a mail after one took longer "
-                             "(seconds, default 2)")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile each mail over the goal once (cProfile)")
+    parser.add_argument(
+        "--sizes",
+        type=positive_counts,
+        default=[65536, 1048576],
+        help="comma-separated mail sizes in bytes (default 65536,1048576)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="ingests per mail; hostile: best of, ordinary: median (default 3)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="different ordinary mails per length (default 5)"
+    )
+    parser.add_argument(
+        "--senders",
+        type=_senders,
+        default=list(SENDERS),
+        help="passes: unknown (as sent), authorized (the hostile senders' "
+        "domains authorized); default unknown,authorized",
+    )
+    parser.add_argument(
+        "--slow",
+        type=float,
+        default=2.0,
+        help="no further repetitions of a mail after one took longer (seconds, default 2)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="profile each mail over the goal once (cProfile)"
+    )
     return parser.parse_args(argv)
 
 
@@ -285,8 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = PostgresServer(durable=True).start()
     try:
         settings = server_settings(server.url())
-        print(f"{settings}; best of {args.repeat} per hostile mail, median of "
-              f"{args.seeds}×{args.repeat} ordinary mails per length", flush=True)
+        print(
+            f"{settings}; best of {args.repeat} per hostile mail, median of "
+            f"{args.seeds}×{args.repeat} ordinary mails per length",
+            flush=True,
+        )
         for size in args.sizes:
             mails = hostile_mails(size, staff=STAFF.encode())
             check_rewriting([*mails, HostileMail("ordinary", ordinary_mail(size))])
@@ -297,24 +342,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for mail in mails:
                     row = bench.hostile(mail)
                     rows.append(row)
-                    print(f"{size:>8} {senders:<10} {row.name:<48} {row.length:>9} "
-                          f"{row.outcome:<11} {row.wall:.4f} s (ordinary {row.ordinary:.4f} s)"
-                          f" {row.ratio:5.1f}×", flush=True)
+                    print(
+                        f"{size:>8} {senders:<10} {row.name:<48} {row.length:>9} "
+                        f"{row.outcome:<11} {row.wall:.4f} s (ordinary {row.ordinary:.4f} s)"
+                        f" {row.ratio:5.1f}×",
+                        flush=True,
+                    )
                     if args.profile and row.ratio > GOAL:
-                        profiles.append(f"{row.name} at {size:,} bytes, {senders} senders:\n"
-                                        f"{bench.profile(mail)}")
-                print(_summary(rows[-len(mails):]), flush=True)
+                        profiles.append(
+                            f"{row.name} at {size:,} bytes, {senders} senders:\n{bench.profile(mail)}"
+                        )
+                print(_summary(rows[-len(mails) :]), flush=True)
     finally:
         server.stop()
     elapsed = time.perf_counter() - started
 
-    summaries = [_summary([row for row in rows if (row.size, row.senders) == key])
-                 for key in dict.fromkeys((row.size, row.senders) for row in rows)]
-    ceiling = (f"ordinary mail of the same length (tests.support.hostile.ordinary_mail, median of "
-               f"{args.seeds} mails × {args.repeat})")
+    summaries = [
+        _summary([row for row in rows if (row.size, row.senders) == key])
+        for key in dict.fromkeys((row.size, row.senders) for row in rows)
+    ]
+    ceiling = (
+        f"ordinary mail of the same length (tests.support.hostile.ordinary_mail, median of "
+        f"{args.seeds} mails × {args.repeat})"
+    )
     print()
-    print(f"Seconds per hostile mail through ingest ({settings}; best of {args.repeat}); "
-          f"yardstick: {ceiling}; ratio = hostile / ordinary; {elapsed:.0f} s in all")
+    print(
+        f"Seconds per hostile mail through ingest ({settings}; best of {args.repeat}); "
+        f"yardstick: {ceiling}; ratio = hostile / ordinary; {elapsed:.0f} s in all"
+    )
     print()
     print(plain_table(HEADERS, [_cells(row) for row in rows]))
     print()
@@ -323,8 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(text)
     print()
-    print(f"**Yardstick:** {ceiling}. {settings}; hostile: best of {args.repeat}; "
-          f"ratio = hostile / ordinary. Goal: ≤ {GOAL:g}× for every hostile mail.")
+    print(
+        f"**Yardstick:** {ceiling}. {settings}; hostile: best of {args.repeat}; "
+        f"ratio = hostile / ordinary. Goal: ≤ {GOAL:g}× for every hostile mail."
+    )
     print()
     print(markdown_table(HEADERS, [_cells(row) for row in rows]))
     print()

@@ -7,6 +7,7 @@ once per worker. Between the service ceiling and the API, its rate shows what
 gunicorn, Flask and JSON cost and what the token check costs on top, so a missed
 goal can be blamed on the right layer.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -20,9 +21,11 @@ from helpdesk.services import Actor
 app = create_app()
 
 with app.app_context():
-    _staff = db.session.execute(
-        select(StaffUser).where(StaffUser.role == "admin").order_by(StaffUser.id)
-    ).scalars().first()
+    _staff = (
+        db.session.execute(select(StaffUser).where(StaffUser.role == "admin").order_by(StaffUser.id))
+        .scalars()
+        .first()
+    )
     if _staff is None:
         raise RuntimeError("the HTTP floor needs an admin in the database")
     _ACTOR = Actor.staff(_staff)  # the actor keeps copies of the fields, not the row

@@ -24,6 +24,7 @@ Dovecot on this kind of machine (not measured here); the goal is ten times that.
 Run from the project root:
   .venv/bin/python -m bench.imap_bench [--messages 1000] [--rounds 2] [--threads 1,2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,13 +81,17 @@ class Round:
 
 def fill(mailbox: TestMailbox, count: int, tag: str) -> None:
     mails = [
-        message(sender=f"user{i % 50}@example.com", subject=f"Toner {i}", body=BODY,
-                message_id=f"<{tag}-{i}@client.example>").as_bytes(policy=SMTP_POLICY)
+        message(
+            sender=f"user{i % 50}@example.com",
+            subject=f"Toner {i}",
+            body=BODY,
+            message_id=f"<{tag}-{i}@client.example>",
+        ).as_bytes(policy=SMTP_POLICY)
         for i in range(count)
     ]
     with mailbox.client() as client:
         for start in range(0, count, 100):
-            client.multiappend(mailbox.folder, mails[start:start + 100])
+            client.multiappend(mailbox.folder, mails[start : start + 100])
 
 
 def plain_fetch(mailbox: TestMailbox) -> tuple[float, int]:
@@ -100,7 +105,7 @@ def plain_fetch(mailbox: TestMailbox) -> tuple[float, int]:
         uids = sorted(client.search(["ALL"]))
         client.fetch(uids, ["RFC822.SIZE"])
         for start in range(0, len(uids), BATCH_MESSAGES):
-            batch = client.fetch(uids[start:start + BATCH_MESSAGES], ["BODY.PEEK[]"])
+            batch = client.fetch(uids[start : start + BATCH_MESSAGES], ["BODY.PEEK[]"])
             fetched += sum(1 for data in batch.values() if data.get(b"BODY[]"))
     finally:
         client.logout()
@@ -113,8 +118,13 @@ def _credentials(mailbox: TestMailbox) -> tuple[str, str]:
 
 
 def drain_with_poller(url: str, mailbox: TestMailbox, threads: int) -> float:
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, IMAP_INGEST_THREADS=threads,
-                     IMAP_PROCESSED_FOLDER=mailbox.processed, IMAP_FAILED_FOLDER=mailbox.failed)
+    app = create_app(
+        TestingConfig,
+        SQLALCHEMY_DATABASE_URI=url,
+        IMAP_INGEST_THREADS=threads,
+        IMAP_PROCESSED_FOLDER=mailbox.processed,
+        IMAP_FAILED_FOLDER=mailbox.failed,
+    )
     (source,) = parse_imap_urls(mailbox.url)
     poller = ImapPoller(app, source, threading.Event())
     started = time.perf_counter()
@@ -137,14 +147,13 @@ def check(url: str, mailbox: TestMailbox, count: int) -> str:
         db.session.remove()
         db.engine.dispose()
     waiting, processed = mailbox.count(), mailbox.count(mailbox.processed)
-    ok = (inbound == tickets == processed == count and waiting == 0
-          and low == 1 and high == count)
-    return ("yes" if ok else "NO") + (f" ({inbound} rows, tickets {low}..{high}, "
-                                      f"{processed} moved, {waiting} left)")
+    ok = inbound == tickets == processed == count and waiting == 0 and low == 1 and high == count
+    return ("yes" if ok else "NO") + (
+        f" ({inbound} rows, tickets {low}..{high}, {processed} moved, {waiting} left)"
+    )
 
 
-def run_round(pg: PostgresServer, dovecot: DovecotServer, count: int, index: int,
-              threads: int) -> Round:
+def run_round(pg: PostgresServer, dovecot: DovecotServer, count: int, index: int, threads: int) -> Round:
     name = f"{index}_{threads}"
     mailbox = TestMailbox(dovecot, f"bench{name}")
     fill(mailbox, count, f"imapbench{name}")
@@ -156,23 +165,41 @@ def run_round(pg: PostgresServer, dovecot: DovecotServer, count: int, index: int
     return Round(threads, count, fetch_seconds, poller_seconds, check(url, mailbox, count))
 
 
-HEADERS = ("round", "ingest threads", "messages", "plain FETCH msgs/s",
-           "poller msgs/s (committed + moved)", "IMAP share of poller time",
-           "DB and folders check")
+HEADERS = (
+    "round",
+    "ingest threads",
+    "messages",
+    "plain FETCH msgs/s",
+    "poller msgs/s (committed + moved)",
+    "IMAP share of poller time",
+    "DB and folders check",
+)
 
 
 def cells(index: int, r: Round) -> tuple[str, ...]:
-    return (str(index), str(r.threads), str(r.messages), f"{r.fetch_rate:.0f}",
-            f"{r.poller_rate:.0f}", f"{r.imap_share:.2f}", r.check)
+    return (
+        str(index),
+        str(r.threads),
+        str(r.messages),
+        f"{r.fetch_rate:.0f}",
+        f"{r.poller_rate:.0f}",
+        f"{r.imap_share:.2f}",
+        r.check,
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.imap_bench",
-                                     description="IMAP backlog drain vs plain FETCH.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.imap_bench", description="IMAP backlog drain vs plain FETCH."
+    )
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=positive_counts, default=[1, 2],
-                        help="IMAP_INGEST_THREADS values, comma-separated (1,2)")
+    parser.add_argument(
+        "--threads",
+        type=positive_counts,
+        default=[1, 2],
+        help="IMAP_INGEST_THREADS values, comma-separated (1,2)",
+    )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.rounds < 1:
         parser.error("--messages and --rounds must be positive")
@@ -190,9 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for index in range(1, args.rounds + 1):
             for threads in args.threads:
                 result = run_round(pg, dovecot, args.messages, index, threads)
-                print(f"round {index}, {threads} ingest threads: FETCH "
-                      f"{result.fetch_rate:.0f}/s, poller {result.poller_rate:.0f}/s, "
-                      f"check {result.check}", flush=True)
+                print(
+                    f"round {index}, {threads} ingest threads: FETCH "
+                    f"{result.fetch_rate:.0f}/s, poller {result.poller_rate:.0f}/s, "
+                    f"check {result.check}",
+                    flush=True,
+                )
                 rounds.append((index, result))
     finally:
         dovecot.stop()
@@ -202,8 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdict = "met" if median >= GOAL else "NOT met"
     print()
     print(f"IMAP backlog drain into tickets ({settings}; Dovecot on loopback)")
-    print(f"Goal: poller ≥ {GOAL:.0f} msgs/s (ten times django-helpdesk's ~31): "
-          f"median {median:.0f}/s with {judged} ingest threads, {verdict}.")
+    print(
+        f"Goal: poller ≥ {GOAL:.0f} msgs/s (ten times django-helpdesk's ~31): "
+        f"median {median:.0f}/s with {judged} ingest threads, {verdict}."
+    )
     print()
     print(plain_table(HEADERS, [cells(i, r) for i, r in rounds]))
     print()

@@ -23,6 +23,7 @@ the service, so seeding takes seconds.
 
 Run from the project root:  .venv/bin/python -m bench.lifecycle_bench [--tickets 100000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,7 @@ UPDATE tickets SET first_response_due_at = %(past)s, resolution_due_at = %(past)
 WHERE id IN (SELECT id FROM tickets WHERE {sla.FIRST_RESPONSE_WATCH} AND {sla.RESOLUTION_WATCH}
              ORDER BY id LIMIT %(count)s)
 """
-_WATCHED = (f"SELECT count(*) FROM tickets WHERE {sla.FIRST_RESPONSE_WATCH} "
-            f"AND {sla.RESOLUTION_WATCH}")
+_WATCHED = f"SELECT count(*) FROM tickets WHERE {sla.FIRST_RESPONSE_WATCH} AND {sla.RESOLUTION_WATCH}"
 _CEILING = (
     f"UPDATE tickets SET first_response_breached = true WHERE {sla.FIRST_RESPONSE_WATCH} "
     "AND first_response_due_at <= %(now)s",
@@ -119,8 +119,11 @@ def seed(url: str, count: int) -> None:
     conn = psycopg2.connect(url)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("INSERT INTO contacts (email, name, created_at) "
-                        "VALUES ('bench@example.com', 'Bench', %s) RETURNING id", (now(),))
+            cur.execute(
+                "INSERT INTO contacts (email, name, created_at) "
+                "VALUES ('bench@example.com', 'Bench', %s) RETURNING id",
+                (now(),),
+            )
             requester = cur.fetchone()[0]  # type: ignore[index]
             cur.execute(_SEED, {"requester": requester, "now": now(), "count": count})
             cur.execute("UPDATE ticket_counter SET next_value = %s WHERE id = 1", (count + 1,))
@@ -197,9 +200,13 @@ def latency(call: Callable[[], Any], calls: int) -> Latency:
 def measure_stats(app: Any, url: str, calls: int) -> tuple[Latency, Latency]:
     with app.app_context():
         client = app.test_client()
-        token = client.post("/api/v1/auth/login", json={
-            "email": "bench-admin@helpdesk.test", "password": "bench-password-1",
-        }).get_json()["access_token"]
+        token = client.post(
+            "/api/v1/auth/login",
+            json={
+                "email": "bench-admin@helpdesk.test",
+                "password": "bench-password-1",
+            },
+        ).get_json()["access_token"]
 
         def stats() -> None:
             response = client.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"})
@@ -225,10 +232,12 @@ def seed_staff(app: Any) -> None:
     with app.app_context():
         service = StaffService(db.session)
         for n in range(1, AGENTS + 1):  # ids 1 … AGENTS, as the seed assigns them
-            service.create(email=f"agent{n}@helpdesk.test", name=f"Agent {n}", role="agent",
-                           password="bench-password-1")
-        service.create(email="bench-admin@helpdesk.test", name="Bench Admin", role="admin",
-                       password="bench-password-1")  # gets the unassigned tickets' alerts
+            service.create(
+                email=f"agent{n}@helpdesk.test", name=f"Agent {n}", role="agent", password="bench-password-1"
+            )
+        service.create(
+            email="bench-admin@helpdesk.test", name="Bench Admin", role="admin", password="bench-password-1"
+        )  # gets the unassigned tickets' alerts
         db.session.commit()
         db.session.remove()
 
@@ -237,8 +246,9 @@ def seed_staff(app: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.lifecycle_bench",
-                                     description="SLA check and stats at scale vs ceilings.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.lifecycle_bench", description="SLA check and stats at scale vs ceilings."
+    )
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--calls", type=int, default=20, help="stats calls timed (default 20)")
     args = parser.parse_args(argv)
@@ -251,43 +261,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         seed(url, args.tickets)
         settings = server_settings(url)
-        print(f"{settings}; seeded {args.tickets} open tickets in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"{settings}; seeded {args.tickets} open tickets in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         check_rows = []
         for overdue, runs in SITUATIONS:
             needed = 2 * overdue * runs  # the check's runs, then the ceiling's
             row = admin(url, _WATCHED)[0]
             left = int(row[0]) if row else 0
             if needed > left:
-                print(f"sla-check, {overdue} newly overdue: skipped, it needs {needed} "
-                      f"fresh tickets and {left} are left (use more --tickets)", flush=True)
+                print(
+                    f"sla-check, {overdue} newly overdue: skipped, it needs {needed} "
+                    f"fresh tickets and {left} are left (use more --tickets)",
+                    flush=True,
+                )
                 continue
             row = measure_check(app, url, overdue, runs)
-            print(f"sla-check, {overdue} newly overdue: {row.check:.4f} s/run "
-                  f"(ceiling {row.ceiling:.4f} s)", flush=True)
+            print(
+                f"sla-check, {overdue} newly overdue: {row.check:.4f} s/run (ceiling {row.ceiling:.4f} s)",
+                flush=True,
+            )
             check_rows.append(row)
         _execute(url, _RESOLVE_SOME)
         admin(url, "VACUUM ANALYZE")
         api, ceiling = measure_stats(app, url, args.calls)
-        print(f"stats: median {api.median * 1000:.1f} ms, p95 {api.p95 * 1000:.1f} ms "
-              f"(count(*) {ceiling.median * 1000:.2f} ms)", flush=True)
+        print(
+            f"stats: median {api.median * 1000:.1f} ms, p95 {api.p95 * 1000:.1f} ms "
+            f"(count(*) {ceiling.median * 1000:.2f} ms)",
+            flush=True,
+        )
     finally:
         server.stop()
 
-    check_headers = ("newly overdue tickets", "breaches marked", "sla-check s/run",
-                     "bare UPDATEs s/run", "ratio")
-    check_cells = [(f"{r.overdue:,}", f"{r.breaches:,}", f"{r.check:.4f}", f"{r.ceiling:.4f}",
-                    f"{r.ratio:.2f}") for r in check_rows]
+    check_headers = (
+        "newly overdue tickets",
+        "breaches marked",
+        "sla-check s/run",
+        "bare UPDATEs s/run",
+        "ratio",
+    )
+    check_cells = [
+        (f"{r.overdue:,}", f"{r.breaches:,}", f"{r.check:.4f}", f"{r.ceiling:.4f}", f"{r.ratio:.2f}")
+        for r in check_rows
+    ]
     stats_headers = ("call", "median ms", "p95 ms", "count(*) median ms", "ratio")
-    stats_cells = [("GET /api/v1/stats", f"{api.median * 1000:.1f}", f"{api.p95 * 1000:.1f}",
-                    f"{ceiling.median * 1000:.2f}", f"{ceiling.median / api.median:.3f}")]
+    stats_cells = [
+        (
+            "GET /api/v1/stats",
+            f"{api.median * 1000:.1f}",
+            f"{api.p95 * 1000:.1f}",
+            f"{ceiling.median * 1000:.2f}",
+            f"{ceiling.median / api.median:.3f}",
+        )
+    ]
     print()
-    print(f"SLA check over {args.tickets:,} open tickets ({settings}); median of the runs; "
-          "ratio = bare UPDATEs / sla-check")
+    print(
+        f"SLA check over {args.tickets:,} open tickets ({settings}); median of the runs; "
+        "ratio = bare UPDATEs / sla-check"
+    )
     print(plain_table(check_headers, check_cells))
     print()
-    print(f"GET /api/v1/stats at {args.tickets:,} tickets, {args.calls} calls; "
-          "ratio = count(*) / stats")
+    print(f"GET /api/v1/stats at {args.tickets:,} tickets, {args.calls} calls; ratio = count(*) / stats")
     print(plain_table(stats_headers, stats_cells))
     print()
     print(markdown_table(check_headers, check_cells))

@@ -22,6 +22,7 @@ cores and threads would share the GIL, measuring the interpreter instead of the 
 
 Run from the project root:  .venv/bin/python -m bench.numbering_bench [--seconds 5] [--workers 1,4,16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,10 +58,7 @@ DESCRIPTION = "Benchmark ticket: the printer on floor 3 is out of toner again."
 RAW_REQUESTER = "bench-raw@example.com"
 SETUP_TIMEOUT = 300.0  # seconds for every worker to import, connect and warm up
 
-_TAKE = (
-    "UPDATE ticket_counter SET next_value = next_value + 1 "
-    "WHERE id = 1 RETURNING next_value - 1"
-)
+_TAKE = "UPDATE ticket_counter SET next_value = next_value + 1 WHERE id = 1 RETURNING next_value - 1"
 _INSERT_TICKET = (
     "INSERT INTO tickets (number, subject, description, status, priority, category, "
     "channel, is_email_originated, requester_id, created_at, updated_at, "
@@ -140,8 +138,11 @@ def _service_worker(
         def create(n: int) -> None:
             service = TicketsService.from_config(db.session, app.config)
             service.open_ticket(
-                subject=f"Bench ticket {index}-{n}", description=DESCRIPTION,
-                requester_email=email, channel="email", actor=actor,
+                subject=f"Bench ticket {index}-{n}",
+                description=DESCRIPTION,
+                requester_email=email,
+                channel="email",
+                actor=actor,
             )
 
         # Warm-up outside the timed window: connect, compile the statements. Rolled
@@ -155,9 +156,7 @@ def _service_worker(
             db.engine.dispose()
 
 
-def _raw_worker(
-    url: str, index: int, seconds: float, requester_id: int, barrier: Barrier
-) -> WorkerResult:
+def _raw_worker(url: str, index: int, seconds: float, requester_id: int, barrier: Barrier) -> WorkerResult:
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
@@ -167,16 +166,27 @@ def _raw_worker(
                 number = _one(cur.fetchone())
                 created = now()
                 first_due, resolution_due = sla.DEFAULT_POLICY.due_times("medium", created)
-                cur.execute(_INSERT_TICKET, {
-                    "number": number, "subject": f"Bench ticket {index}-{n}",
-                    "description": DESCRIPTION, "requester": requester_id,
-                    "created": created, "first_due": first_due,
-                    "resolution_due": resolution_due,
-                })
+                cur.execute(
+                    _INSERT_TICKET,
+                    {
+                        "number": number,
+                        "subject": f"Bench ticket {index}-{n}",
+                        "description": DESCRIPTION,
+                        "requester": requester_id,
+                        "created": created,
+                        "first_due": first_due,
+                        "resolution_due": resolution_due,
+                    },
+                )
                 ticket_id = _one(cur.fetchone())
-                cur.execute(_INSERT_MESSAGE, {
-                    "ticket": ticket_id, "description": DESCRIPTION, "created": created,
-                })
+                cur.execute(
+                    _INSERT_MESSAGE,
+                    {
+                        "ticket": ticket_id,
+                        "description": DESCRIPTION,
+                        "created": created,
+                    },
+                )
 
             create(0)  # warm-up, rolled back like the service's
             conn.rollback()
@@ -192,8 +202,13 @@ _WORKERS: dict[Kind, Callable[[str, int, float, int, Barrier], WorkerResult]] = 
 
 
 def _worker_main(
-    kind: Kind, url: str, index: int, seconds: float, requester_id: int,
-    barrier: Barrier, results: Queue[tuple[int, WorkerResult | str]],
+    kind: Kind,
+    url: str,
+    index: int,
+    seconds: float,
+    requester_id: int,
+    barrier: Barrier,
+    results: Queue[tuple[int, WorkerResult | str]],
 ) -> None:
     try:
         results.put((index, _WORKERS[kind](url, index, seconds, requester_id, barrier)))
@@ -218,7 +233,8 @@ def measure(kind: Kind, url: str, workers: int, seconds: float, requester_id: in
     results: Queue[tuple[int, WorkerResult | str]] = ctx.Queue()
     processes = [
         ctx.Process(
-            target=_worker_main, name=f"bench-{kind}-{index}",
+            target=_worker_main,
+            name=f"bench-{kind}-{index}",
             args=(kind, url, index, seconds, requester_id, barrier, results),
         )
         for index in range(workers)
@@ -235,8 +251,7 @@ def measure(kind: Kind, url: str, workers: int, seconds: float, requester_id: in
             except queue.Empty:
                 crashed = [p.name for p in processes if p.exitcode not in (None, 0)]
                 if crashed or time.monotonic() > give_up:
-                    raise RuntimeError(
-                        f"{kind} workers did not report: {crashed or 'timeout'}") from None
+                    raise RuntimeError(f"{kind} workers did not report: {crashed or 'timeout'}") from None
     finally:
         for process in processes:
             process.join(timeout=30)
@@ -295,8 +310,11 @@ HEADERS = ("workers", "service tickets/s", "raw SQL tickets/s", "ratio", "gap-fr
 
 def _cells(row: Row) -> tuple[str, ...]:
     return (
-        str(row.workers), f"{row.service.rate:.1f}", f"{row.raw.rate:.1f}",
-        f"{row.ratio:.2f}", row.gaps.describe(),
+        str(row.workers),
+        f"{row.service.rate:.1f}",
+        f"{row.raw.rate:.1f}",
+        f"{row.ratio:.2f}",
+        row.gaps.describe(),
     )
 
 
@@ -305,10 +323,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.numbering_bench",
         description="Ticket creations/s through TicketsService vs a raw SQL ceiling.",
     )
-    parser.add_argument("--seconds", type=float, default=5.0,
-                        help="wall-clock duration of each run (default 5)")
-    parser.add_argument("--workers", type=positive_counts, default=[1, 4, 16],
-                        help="comma-separated worker process counts (default 1,4,16)")
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="wall-clock duration of each run (default 5)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_counts,
+        default=[1, 4, 16],
+        help="comma-separated worker process counts (default 1,4,16)",
+    )
     return parser.parse_args(argv)
 
 
@@ -328,15 +351,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             reset(url)
             service = measure("service", url, workers, args.seconds, requester_id)
             gaps = check_gaps(url, service.count)
-            print(f"service {workers:>3} workers: {service.count} tickets in "
-                  f"{service.elapsed:.2f} s = {service.rate:.1f}/s, gap-free: {gaps.describe()}",
-                  flush=True)
+            print(
+                f"service {workers:>3} workers: {service.count} tickets in "
+                f"{service.elapsed:.2f} s = {service.rate:.1f}/s, gap-free: {gaps.describe()}",
+                flush=True,
+            )
             reset(url)
             raw = measure("raw", url, workers, args.seconds, requester_id)
             raw_gaps = check_gaps(url, raw.count)
-            print(f"raw     {workers:>3} workers: {raw.count} tickets in "
-                  f"{raw.elapsed:.2f} s = {raw.rate:.1f}/s, gap-free: {raw_gaps.describe()}",
-                  flush=True)
+            print(
+                f"raw     {workers:>3} workers: {raw.count} tickets in "
+                f"{raw.elapsed:.2f} s = {raw.rate:.1f}/s, gap-free: {raw_gaps.describe()}",
+                flush=True,
+            )
             rows.append(Row(workers, service, raw, gaps))
     finally:
         server.stop()

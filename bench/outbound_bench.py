@@ -23,6 +23,7 @@ and no rendering. ratio = sender / ceiling.
 
 Run from the project root:  .venv/bin/python -m bench.outbound_bench [--notifications 2000] [--workers 1,4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,7 @@ class Row:
 # -- workers (spawned processes) ---------------------------------------------------
 
 
-def _sender_worker(url: str, smtp_url: str, _share: int, _template: bytes,
-                   barrier: Barrier) -> WorkerResult:
+def _sender_worker(url: str, smtp_url: str, _share: int, _template: bytes, barrier: Barrier) -> WorkerResult:
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, OUTBOUND_SMTP_URL=smtp_url)
     sender = Sender(app)
     with app.app_context():  # connect before the start line
@@ -82,8 +82,7 @@ def _sender_worker(url: str, smtp_url: str, _share: int, _template: bytes,
     return WorkerResult(claimed, started, time.monotonic())
 
 
-def _smtp_worker(_url: str, smtp_url: str, share: int, template: bytes,
-                 barrier: Barrier) -> WorkerResult:
+def _smtp_worker(_url: str, smtp_url: str, share: int, template: bytes, barrier: Barrier) -> WorkerResult:
     host, port = smtp_url.removeprefix("smtp://").split(":")
     head, marker, tail = template.partition(b"\nMessage-ID: <")  # vary its local part
     if not marker:
@@ -95,16 +94,26 @@ def _smtp_worker(_url: str, smtp_url: str, share: int, template: bytes,
         with smtplib.SMTP(host, int(port), local_hostname="bench.example", timeout=60) as relay:
             for _ in range(min(BATCH, share - sent)):
                 sent += 1
-                relay.sendmail("support@helpdesk.test", ["customer@example.com"],
-                               head + marker + b"%d-%d." % (os.getpid(), sent) + tail)
+                relay.sendmail(
+                    "support@helpdesk.test",
+                    ["customer@example.com"],
+                    head + marker + b"%d-%d." % (os.getpid(), sent) + tail,
+                )
     return WorkerResult(sent, started, time.monotonic())
 
 
 _WORKERS = {"sender": _sender_worker, "smtp": _smtp_worker}
 
 
-def _worker_main(kind: str, url: str, smtp_url: str, share: int, template: bytes,
-                 barrier: Barrier, results: Queue[WorkerResult | str]) -> None:
+def _worker_main(
+    kind: str,
+    url: str,
+    smtp_url: str,
+    share: int,
+    template: bytes,
+    barrier: Barrier,
+    results: Queue[WorkerResult | str],
+) -> None:
     try:
         results.put(_WORKERS[kind](url, smtp_url, share, template, barrier))
     except BaseException:
@@ -112,17 +121,19 @@ def _worker_main(kind: str, url: str, smtp_url: str, share: int, template: bytes
         results.put(traceback.format_exc())
 
 
-def measure(kind: str, url: str, sink: Sink, workers: int, count: int,
-            template: bytes = b"") -> Run:
+def measure(kind: str, url: str, sink: Sink, workers: int, count: int, template: bytes = b"") -> Run:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers)
     results: Queue[WorkerResult | str] = ctx.Queue()
-    shares = [count // workers + (1 if index < count % workers else 0)
-              for index in range(workers)]
-    processes = [ctx.Process(target=_worker_main, name=f"bench-{kind}-{index}",
-                             args=(kind, url, sink.url, shares[index], template, barrier,
-                                   results))
-                 for index in range(workers)]
+    shares = [count // workers + (1 if index < count % workers else 0) for index in range(workers)]
+    processes = [
+        ctx.Process(
+            target=_worker_main,
+            name=f"bench-{kind}-{index}",
+            args=(kind, url, sink.url, shares[index], template, barrier, results),
+        )
+        for index in range(workers)
+    ]
     for process in processes:
         process.start()
     outcomes: list[WorkerResult | str] = []
@@ -155,9 +166,13 @@ def seed(url: str, count: int) -> None:
         service = TicketsService.from_config(db.session, app.config)
         for n in range(count):
             email = f"customer{n}@example.com"
-            service.open_ticket(subject=f"Toner {n}", description=DESCRIPTION,
-                                requester_email=email, channel="email",
-                                actor=Actor.customer(email))
+            service.open_ticket(
+                subject=f"Toner {n}",
+                description=DESCRIPTION,
+                requester_email=email,
+                channel="email",
+                actor=Actor.customer(email),
+            )
             if n % 200 == 199:
                 db.session.commit()
         db.session.commit()
@@ -173,21 +188,36 @@ def sent_rows(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-HEADERS = ("sender processes", "notifications/s", "plain SMTP mails/s", "ratio",
-           "all sent, each exactly once")
+HEADERS = (
+    "sender processes",
+    "notifications/s",
+    "plain SMTP mails/s",
+    "ratio",
+    "all sent, each exactly once",
+)
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    return (str(row.workers), f"{row.sender.rate:.1f}", f"{row.ceiling.rate:.1f}",
-            f"{row.sender.rate / row.ceiling.rate:.2f}", "yes" if row.exactly_once else "NO")
+    return (
+        str(row.workers),
+        f"{row.sender.rate:.1f}",
+        f"{row.ceiling.rate:.1f}",
+        f"{row.sender.rate / row.ceiling.rate:.2f}",
+        "yes" if row.exactly_once else "NO",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.outbound_bench",
-                                     description="Outbound notifications/s vs plain SMTP.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.outbound_bench", description="Outbound notifications/s vs plain SMTP."
+    )
     parser.add_argument("--notifications", type=int, default=2000)
-    parser.add_argument("--workers", type=positive_counts, default=[1, 4],
-                        help="comma-separated sender process counts (default 1,4)")
+    parser.add_argument(
+        "--workers",
+        type=positive_counts,
+        default=[1, 4],
+        help="comma-separated sender process counts (default 1,4)",
+    )
     args = parser.parse_args(argv)
     if args.notifications < 1:
         raise SystemExit("--notifications must be at least 1")
@@ -199,8 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         seed(template_url, args.notifications)
         settings = server_settings(template_url)
-        print(f"{settings}; seeded {args.notifications} queued acknowledgments in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"{settings}; seeded {args.notifications} queued acknowledgments in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         for workers in args.workers:
             name = f"outbound_{workers}"
             admin(server.url(), f"CREATE DATABASE {name} TEMPLATE outbound_template")
@@ -213,27 +246,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 template = sink.received[0].data
             finally:
                 sink.stop()
-            exactly_once = (sent_rows(url) == args.notifications == len(sink.received)
-                            == len(ids) and max(ids.values()) == 1)
+            exactly_once = (
+                sent_rows(url) == args.notifications == len(sink.received) == len(ids)
+                and max(ids.values()) == 1
+            )
             ceiling_sink = Sink().start()
             try:
-                ceiling = measure("smtp", url, ceiling_sink, workers, args.notifications,
-                                  template)
+                ceiling = measure("smtp", url, ceiling_sink, workers, args.notifications, template)
                 if len(ceiling_sink.received) != args.notifications:
                     raise RuntimeError("the plain SMTP run lost mail")
             finally:
                 ceiling_sink.stop()
-            print(f"{workers} sender process(es): {run.rate:.1f} notifications/s "
-                  f"({run.elapsed:.2f} s); plain SMTP {ceiling.rate:.1f} mails/s; "
-                  f"exactly once: {exactly_once}", flush=True)
+            print(
+                f"{workers} sender process(es): {run.rate:.1f} notifications/s "
+                f"({run.elapsed:.2f} s); plain SMTP {ceiling.rate:.1f} mails/s; "
+                f"exactly once: {exactly_once}",
+                flush=True,
+            )
             rows.append(Row(workers, run, ceiling, exactly_once))
     finally:
         server.stop()
     cells = [_cells(row) for row in rows]
-    caption = (f"Outbound notifications delivered per second into a local aiosmtpd sink "
-               f"({args.notifications} queued acknowledgments; {settings}; batch {BATCH}); "
-               f"ceiling: the same count of rendered mails sent with smtplib, no database; "
-               f"ratio = sender / ceiling")
+    caption = (
+        f"Outbound notifications delivered per second into a local aiosmtpd sink "
+        f"({args.notifications} queued acknowledgments; {settings}; batch {BATCH}); "
+        f"ceiling: the same count of rendered mails sent with smtplib, no database; "
+        f"ratio = sender / ceiling"
+    )
     print()
     print(caption)
     print(plain_table(HEADERS, cells))

@@ -1,6 +1,7 @@
 """What every benchmark does with its private PostgreSQL: migrate a database, run
 administrative statements, and describe the server's durability settings (printed
 with each table, since they decide what a commit costs)."""
+
 from __future__ import annotations
 
 import os
@@ -39,11 +40,9 @@ def admin(url: str, *statements: str) -> list[tuple[Any, ...] | None]:
 
 def server_settings(url: str) -> str:
     version, fsync, sync_commit = (
-        row[0] if row else "?" for row in admin(
-            url, "SHOW server_version", "SHOW fsync", "SHOW synchronous_commit"
-        )
+        row[0] if row else "?"
+        for row in admin(url, "SHOW server_version", "SHOW fsync", "SHOW synchronous_commit")
     )
     return (
-        f"PostgreSQL {version}, fsync={fsync}, synchronous_commit={sync_commit}; "
-        f"{os.cpu_count()} CPU cores"
+        f"PostgreSQL {version}, fsync={fsync}, synchronous_commit={sync_commit}; {os.cpu_count()} CPU cores"
     )

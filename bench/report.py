@@ -1,5 +1,6 @@
 """Output and options shared by the benchmarks: a plain table for the terminal, the
 same table in Markdown for docs/benchmarks.md, and the `1,4,16` style count option."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,13 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    return "\n".join([
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---:" for _ in headers) + "|",
-        *("| " + " | ".join(row) + " |" for row in rows),
-    ])
+    return "\n".join(
+        [
+            "| " + " | ".join(headers) + " |",
+            "|" + "|".join("---:" for _ in headers) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows),
+        ]
+    )
 
 
 def positive_counts(text: str) -> list[int]:

@@ -49,6 +49,7 @@ rates from runs without it.
 
 Run from the project root:  .venv/bin/python -m bench.smtp_bench [--seconds 5] [--connections 1,4,16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -163,8 +164,9 @@ class DbCheck:
 
     @property
     def ok(self) -> bool:
-        return (self.gap_free and self.created == self.expected == self.tickets
-                and self.inbound == self.created)
+        return (
+            self.gap_free and self.created == self.expected == self.tickets and self.inbound == self.created
+        )
 
     def describe(self) -> str:
         if self.ok:
@@ -194,7 +196,9 @@ class Row:
 def _client(port: int, index: int, seconds: float, tag: str, barrier: Barrier) -> WorkerResult:
     sender = f"user{index}@example.com"
     raw = message(
-        sender=sender, subject=f"Bench mail from worker {index}", body=BODY,
+        sender=sender,
+        subject=f"Bench mail from worker {index}",
+        body=BODY,
         message_id=f"<{tag}-{index}-{PLACEHOLDER.decode()}@client.example>",
     ).as_bytes(policy=SMTP_POLICY)
     head, placeholder, tail = raw.partition(PLACEHOLDER)
@@ -244,7 +248,11 @@ def _client(port: int, index: int, seconds: float, tag: str, barrier: Barrier) -
 
 
 def _worker_main(
-    port: int, index: int, seconds: float, tag: str, barrier: Barrier,
+    port: int,
+    index: int,
+    seconds: float,
+    tag: str,
+    barrier: Barrier,
     results: Queue[tuple[int, WorkerResult | str]],
 ) -> None:
     try:
@@ -262,7 +270,7 @@ _TICK = os.sysconf("SC_CLK_TCK")
 def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as handle:
         text = handle.read()
-    return text[text.rindex(")") + 2:].split()  # fields from "state" on
+    return text[text.rindex(")") + 2 :].split()  # fields from "state" on
 
 
 def tree_cpu(root: int) -> float:
@@ -296,7 +304,11 @@ class ServerProcess:
         self.name = name
         self.output: collections.deque[str] = collections.deque(maxlen=200)
         self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         deadline = time.monotonic() + START_TIMEOUT
@@ -341,10 +353,15 @@ class ServerProcess:
 
 def start_gateway(url: str, port: int, instance_dir: Path, processes: int) -> ServerProcess:
     env = dict(
-        os.environ, DATABASE_URL=url, SMTP_LISTEN=f"127.0.0.1:{port}",
-        HELPDESK_INSTANCE_DIR=str(instance_dir), SUPPORT_ADDRESSES=SUPPORT,
-        TRUSTED_AUTHSERV_ID="", UNKNOWN_SENDER_POLICY="quarantine",
-        PYTHONUNBUFFERED="1", OUTBOUND_SMTP_URL=os.environ.get("BENCH_OUTBOUND_SMTP_URL", ""),
+        os.environ,
+        DATABASE_URL=url,
+        SMTP_LISTEN=f"127.0.0.1:{port}",
+        HELPDESK_INSTANCE_DIR=str(instance_dir),
+        SUPPORT_ADDRESSES=SUPPORT,
+        TRUSTED_AUTHSERV_ID="",
+        UNKNOWN_SENDER_POLICY="quarantine",
+        PYTHONUNBUFFERED="1",
+        OUTBOUND_SMTP_URL=os.environ.get("BENCH_OUTBOUND_SMTP_URL", ""),
         SMTP_PROCESSES=str(processes),
     )
     gateway = ServerProcess([sys.executable, "gateway.py"], env, "gateway started", "gateway")
@@ -362,9 +379,10 @@ def start_gateway(url: str, port: int, instance_dir: Path, processes: int) -> Se
 def start_ceiling(port: int, directory: Path) -> ServerProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return ServerProcess(
-        [sys.executable, "-m", "bench.smtp_bench", "--ceiling-server", str(port),
-         str(directory)],
-        env, "ceiling server started", "ceiling server",
+        [sys.executable, "-m", "bench.smtp_bench", "--ceiling-server", str(port), str(directory)],
+        env,
+        "ceiling server started",
+        "ceiling server",
     )
 
 
@@ -380,12 +398,11 @@ def ceiling_server(port: int, directory: str) -> int:
     numbers = itertools.count(1)  # only the event loop thread draws from it
 
     def store(n: int, data: bytes) -> None:
-        fd = os.open(os.path.join(directory, f"{n:010d}.eml"),
-                     os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(os.path.join(directory, f"{n:010d}.eml"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -401,9 +418,13 @@ def ceiling_server(port: int, directory: str) -> int:
             return "250 2.0.0 OK stored"
 
     controller = Controller(
-        StoreHandler(), hostname="127.0.0.1", port=port,
-        data_size_limit=TestingConfig.MAX_MESSAGE_BYTES, decode_data=False,
-        enable_SMTPUTF8=True, ident="fsync ceiling",
+        StoreHandler(),
+        hostname="127.0.0.1",
+        port=port,
+        data_size_limit=TestingConfig.MAX_MESSAGE_BYTES,
+        decode_data=False,
+        enable_SMTPUTF8=True,
+        ident="fsync ceiling",
     )
     controller.start()
     print(f"ceiling server started on 127.0.0.1:{port}", flush=True)
@@ -420,7 +441,11 @@ def ceiling_server(port: int, directory: str) -> int:
 
 
 def measure(
-    kind: Kind, server: ServerProcess, port: int, connections: int, seconds: float,
+    kind: Kind,
+    server: ServerProcess,
+    port: int,
+    connections: int,
+    seconds: float,
     pg_data: Path | None,
 ) -> Run:
     """Start `connections` client processes, let them go together, collect their counts.
@@ -435,7 +460,8 @@ def measure(
     tag = f"{kind}{connections}-{os.getpid()}"
     processes = [
         ctx.Process(
-            target=_worker_main, name=f"bench-{kind}-{index}",
+            target=_worker_main,
+            name=f"bench-{kind}-{index}",
             args=(port, index, seconds, tag, barrier, results),
         )
         for index in range(connections)
@@ -486,10 +512,15 @@ def measure(
     elapsed = max(r.finished for r in done) - min(r.started for r in done)
     refusals = [r.first_refusal for r in done if r.first_refusal]
     return Run(
-        connections=connections, accepted=sum(r.accepted for r in done),
-        refused=sum(r.refused for r in done), elapsed=elapsed, warmups=connections,
-        server_cpu=cpu_after[0] - cpu_before[0], postgres_cpu=cpu_after[1] - cpu_before[1],
-        client_cpu=sum(r.cpu for r in done), first_refusal=refusals[0] if refusals else "",
+        connections=connections,
+        accepted=sum(r.accepted for r in done),
+        refused=sum(r.refused for r in done),
+        elapsed=elapsed,
+        warmups=connections,
+        server_cpu=cpu_after[0] - cpu_before[0],
+        postgres_cpu=cpu_after[1] - cpu_before[1],
+        client_cpu=sum(r.cpu for r in done),
+        first_refusal=refusals[0] if refusals else "",
     )
 
 
@@ -515,8 +546,9 @@ def check_database(url: str, run: Run) -> DbCheck:
     )
     if inbound is None or tickets is None:
         raise RuntimeError("count query returned no row")
-    return DbCheck(run.accepted, run.warmups, int(inbound[0]), int(inbound[1]),
-                   int(tickets[0]), tickets[1], tickets[2])
+    return DbCheck(
+        run.accepted, run.warmups, int(inbound[0]), int(inbound[1]), int(tickets[0]), tickets[1], tickets[2]
+    )
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -524,9 +556,21 @@ def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     if not Path(spy).exists():
         raise SystemExit("--py-spy given but py-spy is not installed (pip install py-spy)")
     return subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-         "--output", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -541,8 +585,12 @@ def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:
 
 
 def run_gateway(
-    pg: PostgresServer, connections: int, seconds: float, scratch: Path,
-    py_spy_dir: Path | None, processes: int,
+    pg: PostgresServer,
+    connections: int,
+    seconds: float,
+    scratch: Path,
+    py_spy_dir: Path | None,
+    processes: int,
 ) -> tuple[Run, DbCheck]:
     url = prepare_database(pg, f"bench_smtp_{connections}")
     port = free_port()
@@ -575,26 +623,43 @@ def run_ceiling(connections: int, seconds: float, scratch: Path) -> tuple[Run, i
 
 # -- output ----------------------------------------------------------------------
 
-HEADERS = ("connections", "gateway mails/s", "fsync-ceiling mails/s", "ratio",
-           "DB: created rows = 250s, tickets gap-free")
-CPU_HEADERS = ("connections", "gateway CPU ms/mail", "PostgreSQL CPU ms/mail",
-               "gateway clients CPU ms/mail", "cores busy (gateway run)",
-               "ceiling server CPU ms/mail", "ceiling clients CPU ms/mail")
+HEADERS = (
+    "connections",
+    "gateway mails/s",
+    "fsync-ceiling mails/s",
+    "ratio",
+    "DB: created rows = 250s, tickets gap-free",
+)
+CPU_HEADERS = (
+    "connections",
+    "gateway CPU ms/mail",
+    "PostgreSQL CPU ms/mail",
+    "gateway clients CPU ms/mail",
+    "cores busy (gateway run)",
+    "ceiling server CPU ms/mail",
+    "ceiling clients CPU ms/mail",
+)
 
 
 def _cells(row: Row) -> tuple[str, ...]:
     return (
-        str(row.connections), f"{row.gateway.rate:.1f}", f"{row.ceiling.rate:.1f}",
-        f"{row.ratio:.2f}", row.check.describe(),
+        str(row.connections),
+        f"{row.gateway.rate:.1f}",
+        f"{row.ceiling.rate:.1f}",
+        f"{row.ratio:.2f}",
+        row.check.describe(),
     )
 
 
 def _cpu_cells(row: Row) -> tuple[str, ...]:
     g, c = row.gateway, row.ceiling
     return (
-        str(row.connections), f"{g.per_mail_ms(g.server_cpu):.2f}",
-        f"{g.per_mail_ms(g.postgres_cpu):.2f}", f"{g.per_mail_ms(g.client_cpu):.2f}",
-        f"{g.cores_busy:.2f} of {os.cpu_count()}", f"{c.per_mail_ms(c.server_cpu):.2f}",
+        str(row.connections),
+        f"{g.per_mail_ms(g.server_cpu):.2f}",
+        f"{g.per_mail_ms(g.postgres_cpu):.2f}",
+        f"{g.per_mail_ms(g.client_cpu):.2f}",
+        f"{g.cores_busy:.2f} of {os.cpu_count()}",
+        f"{c.per_mail_ms(c.server_cpu):.2f}",
         f"{c.per_mail_ms(c.client_cpu):.2f}",
     )
 
@@ -605,7 +670,7 @@ def _goal_line(rows: Sequence[Row]) -> str:
         return f"Goal: ratio ≥ {GOAL} at 16 connections (not measured in this run); {REFERENCE}."
     ratio = at16[0].ratio
     verdict = "met" if ratio >= GOAL else "NOT met"
-    return (f"Goal: ratio ≥ {GOAL} at 16 connections: {ratio:.2f}, {verdict}; {REFERENCE}.")
+    return f"Goal: ratio ≥ {GOAL} at 16 connections: {ratio:.2f}, {verdict}; {REFERENCE}."
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -613,17 +678,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.smtp_bench",
         description="Mails/s accepted (committed) by the SMTP gateway vs an fsync ceiling.",
     )
-    parser.add_argument("--seconds", type=float, default=5.0,
-                        help="wall-clock duration of each run (default 5)")
-    parser.add_argument("--connections", type=positive_counts, default=[1, 4, 16],
-                        help="comma-separated client connection counts (default 1,4,16)")
-    parser.add_argument("--smtp-processes", type=int, default=Config.SMTP_PROCESSES,
-                        help="the gateway's SMTP_PROCESSES (default: the configuration's, "
-                             f"{Config.SMTP_PROCESSES} on this machine)")
-    parser.add_argument("--py-spy", type=Path, metavar="DIR", default=None,
-                        help="sample the gateway with py-spy; collapsed stacks go to DIR")
-    parser.add_argument("--ceiling-server", nargs=2, metavar=("PORT", "DIR"),
-                        help=argparse.SUPPRESS)  # internal: run the ceiling server
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="wall-clock duration of each run (default 5)"
+    )
+    parser.add_argument(
+        "--connections",
+        type=positive_counts,
+        default=[1, 4, 16],
+        help="comma-separated client connection counts (default 1,4,16)",
+    )
+    parser.add_argument(
+        "--smtp-processes",
+        type=int,
+        default=Config.SMTP_PROCESSES,
+        help="the gateway's SMTP_PROCESSES (default: the configuration's, "
+        f"{Config.SMTP_PROCESSES} on this machine)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="sample the gateway with py-spy; collapsed stacks go to DIR",
+    )
+    parser.add_argument(
+        "--ceiling-server", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS
+    )  # internal: run the ceiling server
     return parser.parse_args(argv)
 
 
@@ -642,21 +722,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="smtp-bench."))
     pg = PostgresServer(durable=True).start()
     try:
-        settings = (f"{server_settings(pg.url())}; gateway SMTP_PROCESSES="
-                    f"{args.smtp_processes}")
+        settings = f"{server_settings(pg.url())}; gateway SMTP_PROCESSES={args.smtp_processes}"
         print(f"{settings}; {args.seconds:g} s per run", flush=True)
         for connections in args.connections:
-            gateway, check = run_gateway(pg, connections, args.seconds, scratch, args.py_spy,
-                                         args.smtp_processes)
-            print(f"gateway {connections:>3} connections: {gateway.accepted} × 250 in "
-                  f"{gateway.elapsed:.2f} s = {gateway.rate:.1f}/s, {gateway.refused} refused"
-                  f"{' (first: ' + gateway.first_refusal + ')' if gateway.refused else ''}; "
-                  f"DB check: {check.describe()}", flush=True)
+            gateway, check = run_gateway(
+                pg, connections, args.seconds, scratch, args.py_spy, args.smtp_processes
+            )
+            print(
+                f"gateway {connections:>3} connections: {gateway.accepted} × 250 in "
+                f"{gateway.elapsed:.2f} s = {gateway.rate:.1f}/s, {gateway.refused} refused"
+                f"{' (first: ' + gateway.first_refusal + ')' if gateway.refused else ''}; "
+                f"DB check: {check.describe()}",
+                flush=True,
+            )
             ceiling, files = run_ceiling(connections, args.seconds, scratch)
             stored = "yes" if files == ceiling.accepted + ceiling.warmups else "NO"
-            print(f"ceiling {connections:>3} connections: {ceiling.accepted} × 250 in "
-                  f"{ceiling.elapsed:.2f} s = {ceiling.rate:.1f}/s, {ceiling.refused} refused; "
-                  f"files = 250s + warm-up: {stored} ({files})", flush=True)
+            print(
+                f"ceiling {connections:>3} connections: {ceiling.accepted} × 250 in "
+                f"{ceiling.elapsed:.2f} s = {ceiling.rate:.1f}/s, {ceiling.refused} refused; "
+                f"files = 250s + warm-up: {stored} ({files})",
+                flush=True,
+            )
             rows.append(Row(connections, gateway, ceiling, check))
     finally:
         pg.stop()
@@ -672,8 +758,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Where the CPU goes (per accepted mail, during the timed window):")
     print(plain_table(CPU_HEADERS, [_cpu_cells(row) for row in rows]))
     print()
-    print(f"**Ceiling:** {CEILING}. {settings}; {args.seconds:g} s per run; "
-          f"ratio = gateway / ceiling. {_goal_line(rows)}")
+    print(
+        f"**Ceiling:** {CEILING}. {settings}; {args.seconds:g} s per run; "
+        f"ratio = gateway / ceiling. {_goal_line(rows)}"
+    )
     print()
     print(markdown_table(HEADERS, [_cells(row) for row in rows]))
     print()

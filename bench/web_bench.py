@@ -25,6 +25,7 @@ priorities, categories, assignees and 2,000 requesters):
 Run from the project root:
     .venv/bin/python -m bench.web_bench [--requests 200] [--seconds 3] [--rounds 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -141,8 +142,7 @@ def prepare(pg: PostgresServer) -> str:
     admin(url, SEED)
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
     with app.app_context():
-        StaffService(db.session).create(email=EMAIL, name="Bench Admin", role="admin",
-                                        password=PASSWORD)
+        StaffService(db.session).create(email=EMAIL, name="Bench Admin", role="admin", password=PASSWORD)
         db.session.commit()
         db.session.remove()
         db.engine.dispose()
@@ -153,13 +153,30 @@ def prepare(pg: PostgresServer) -> str:
 class Gunicorn:
     def __init__(self, url: str, workers: int, scratch: Path, app: str = "wsgi:app") -> None:
         self.port = free_port()
-        env = dict(os.environ, DATABASE_URL=url, SECURE_COOKIES="false",
-                   HELPDESK_INSTANCE_DIR=str(scratch / "instance"),
-                   LOGIN_RATE_LIMIT="100000 per minute")
+        env = dict(
+            os.environ,
+            DATABASE_URL=url,
+            SECURE_COOKIES="false",
+            HELPDESK_INSTANCE_DIR=str(scratch / "instance"),
+            LOGIN_RATE_LIMIT="100000 per minute",
+        )
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers), "--log-level", "warning", app],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+                app,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -190,14 +207,14 @@ class Gunicorn:
 
 def portal_opener(base: str) -> urllib.request.OpenerDirector:
     """A logged-in portal session (cookie jar, CSRF token from the login form)."""
-    opener = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     with opener.open(f"{base}/login") as page:
         token = re.search(rb'name="csrf_token" value="([^"]+)"', page.read())
     if token is None:
         raise RuntimeError("no CSRF token on the login page")
-    form = urllib.parse.urlencode({"email": EMAIL, "password": PASSWORD,
-                                   "csrf_token": token.group(1).decode()}).encode()
+    form = urllib.parse.urlencode(
+        {"email": EMAIL, "password": PASSWORD, "csrf_token": token.group(1).decode()}
+    ).encode()
     with opener.open(f"{base}/login", data=form) as answer:
         if not answer.url.endswith("/tickets"):
             raise RuntimeError(f"portal login failed: {answer.url}")
@@ -206,8 +223,10 @@ def portal_opener(base: str) -> urllib.request.OpenerDirector:
 
 def api_token(base: str) -> str:
     request = urllib.request.Request(
-        f"{base}/api/v1/auth/login", data=json.dumps({"email": EMAIL, "password": PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"})
+        f"{base}/api/v1/auth/login",
+        data=json.dumps({"email": EMAIL, "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request) as answer:
         return str(json.load(answer)["access_token"])
 
@@ -227,8 +246,7 @@ def latencies(base: str, requests: int) -> list[Latency]:
             if index >= 10:  # the first ten warm the caches and the workers
                 samples.append((time.perf_counter() - started) * 1000)
         samples.sort()
-        results.append(Latency(name, statistics.median(samples),
-                               samples[int(len(samples) * 0.95) - 1]))
+        results.append(Latency(name, statistics.median(samples), samples[int(len(samples) * 0.95) - 1]))
     return results
 
 
@@ -238,8 +256,9 @@ def latencies(base: str, requests: int) -> list[Latency]:
 PATHS = {"api": "/api/v1/tickets", "floor": "/bench/tickets"}
 
 
-def _api_client(base: str, path: str, index: int, seconds: float,
-                barrier: Barrier) -> tuple[int, float, float]:
+def _api_client(
+    base: str, path: str, index: int, seconds: float, barrier: Barrier
+) -> tuple[int, float, float]:
     """One connection per request, as gunicorn's sync workers close each one. A
     minimal HTTP/1.1 client (a request written in one piece, the answer read to EOF):
     the clients share the machine's cores with gunicorn and PostgreSQL, so a heavy
@@ -248,15 +267,22 @@ def _api_client(base: str, path: str, index: int, seconds: float,
     token = api_token(base)
     netloc = urllib.parse.urlsplit(base).netloc
     host, port = netloc.split(":")
-    head = (f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n"
-            f"Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
-            "Connection: close\r\nContent-Length: ").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n"
+        f"Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
+        "Connection: close\r\nContent-Length: "
+    ).encode()
     barrier.wait(SETUP_TIMEOUT)
     started = time.monotonic()
     deadline, count = started + seconds, 0
     while time.monotonic() < deadline:
-        body = json.dumps({"subject": f"API bench {index}-{count}", "description": "From the bench.",
-                           "requester_email": f"api{index}@example.com"}).encode()
+        body = json.dumps(
+            {
+                "subject": f"API bench {index}-{count}",
+                "description": "From the bench.",
+                "requester_email": f"api{index}@example.com",
+            }
+        ).encode()
         with socket.create_connection((host, int(port)), timeout=60) as connection:
             connection.sendall(b"%s%d\r\n\r\n%s" % (head, len(body), body))
             answer = b"".join(iter(lambda: connection.recv(65536), b""))
@@ -274,8 +300,12 @@ def _service_client(url: str, index: int, seconds: float, barrier: Barrier) -> t
 
         def create(n: int) -> None:
             TicketsService.from_config(db.session, app.config).open_ticket(
-                subject=f"Service bench {index}-{n}", description="From the bench.",
-                requester_email=f"service{index}@example.com", channel="api", actor=actor)
+                subject=f"Service bench {index}-{n}",
+                description="From the bench.",
+                requester_email=f"service{index}@example.com",
+                channel="api",
+                actor=actor,
+            )
 
         create(0)
         db.session.rollback()  # warm-up, takes no number
@@ -292,8 +322,9 @@ def _service_client(url: str, index: int, seconds: float, barrier: Barrier) -> t
     return count, started, finished
 
 
-def _main(kind: str, target: str, index: int, seconds: float, barrier: Barrier,
-          results: Queue[tuple[int, Any]]) -> None:
+def _main(
+    kind: str, target: str, index: int, seconds: float, barrier: Barrier, results: Queue[tuple[int, Any]]
+) -> None:
     try:
         if kind == "service":
             outcome = _service_client(target, index, seconds, barrier)
@@ -311,8 +342,9 @@ def phase(kind: str, target: str, processes: int, seconds: float) -> tuple[int, 
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(processes)
     results: Queue[tuple[int, Any]] = ctx.Queue()
-    workers = [ctx.Process(target=_main, args=(kind, target, i, seconds, barrier, results))
-               for i in range(processes)]
+    workers = [
+        ctx.Process(target=_main, args=(kind, target, i, seconds, barrier, results)) for i in range(processes)
+    ]
     for worker in workers:
         worker.start()
     outcomes = []
@@ -341,8 +373,11 @@ def throughput(url: str, workers: int, scratch: Path, seconds: float, rounds: in
         tally = {kind: [0, 0.0] for kind in ("api", "floor", "service")}
         for _ in range(rounds):
             for kind in tally:
-                count, elapsed = (phase("service", url, workers, seconds) if kind == "service"
-                                  else phase(kind, servers[kind].base, workers * 2, seconds))
+                count, elapsed = (
+                    phase("service", url, workers, seconds)
+                    if kind == "service"
+                    else phase(kind, servers[kind].base, workers * 2, seconds)
+                )
                 tally[kind][0] += count
                 tally[kind][1] += elapsed
     finally:
@@ -362,8 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.web_bench")
     parser.add_argument("--requests", type=int, default=200, help="requests per page (200)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per throughput phase (3)")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="alternating API, floor and service phases per worker count (4)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating API, floor and service phases per worker count (4)"
+    )
     args = parser.parse_args(argv)
     pg = PostgresServer(durable=True).start()
     scratch = Path(tempfile.mkdtemp(prefix="web-bench."))
@@ -377,14 +413,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             server.stop()
         for page in pages:
-            print(f"{page.name}: median {page.median_ms:.1f} ms, p95 {page.p95_ms:.1f} ms",
-                  flush=True)
+            print(f"{page.name}: median {page.median_ms:.1f} ms, p95 {page.p95_ms:.1f} ms", flush=True)
         rows = []
         for workers in (2, 4):
             row = throughput(url, workers, scratch, args.seconds, args.rounds)
             rows.append(row)
-            print(f"{workers} gunicorn workers: API {row.api_rate:.0f}/s, HTTP floor "
-                  f"{row.floor_rate:.0f}/s, service {row.ceiling_rate:.0f}/s", flush=True)
+            print(
+                f"{workers} gunicorn workers: API {row.api_rate:.0f}/s, HTTP floor "
+                f"{row.floor_rate:.0f}/s, service {row.ceiling_rate:.0f}/s",
+                flush=True,
+            )
         numbers_ok = gap_free(url)
     finally:
         pg.stop()
@@ -392,23 +430,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     queue_p95 = max(p.p95_ms for p in pages if p.name.startswith("queue"))
     print()
     print(f"Portal and API at {TICKETS} tickets ({settings})")
-    print(f"Goal: queue p95 < {QUEUE_GOAL_MS:.0f} ms: worst {queue_p95:.1f} ms, "
-          f"{'met' if queue_p95 < QUEUE_GOAL_MS else 'NOT met'}.")
+    print(
+        f"Goal: queue p95 < {QUEUE_GOAL_MS:.0f} ms: worst {queue_p95:.1f} ms, "
+        f"{'met' if queue_p95 < QUEUE_GOAL_MS else 'NOT met'}."
+    )
     latency_rows = [(p.name, f"{p.median_ms:.1f}", f"{p.p95_ms:.1f}") for p in pages]
     print(plain_table(("request", "median ms", "p95 ms"), latency_rows))
     print()
-    print("Ceiling: TicketsService.open_ticket + commit (staff actor, channel api) in as many "
-          "processes as gunicorn workers; API clients: twice as many processes. HTTP floor: "
-          "the API's view without authentication (bench/http_floor.py).")
+    print(
+        "Ceiling: TicketsService.open_ticket + commit (staff actor, channel api) in as many "
+        "processes as gunicorn workers; API clients: twice as many processes. HTTP floor: "
+        "the API's view without authentication (bench/http_floor.py)."
+    )
     worst = min(r.ratio for r in rows)
-    print(f"Goal: API creation ≥ {CREATE_GOAL} of the ceiling: worst {worst:.2f}, "
-          f"{'met' if worst >= CREATE_GOAL else 'NOT met'}; numbers gap-free: "
-          f"{'yes' if numbers_ok else 'NO'}.")
-    throughput_rows = [(str(r.workers), f"{r.api_rate:.0f}", f"{r.floor_rate:.0f}",
-                        f"{r.ceiling_rate:.0f}", f"{r.ratio:.2f}", f"{r.floor_ratio:.2f}")
-                       for r in rows]
-    headers = ("gunicorn workers", "API tickets/s", "HTTP floor tickets/s",
-               "service tickets/s", "API ratio", "floor ratio")
+    print(
+        f"Goal: API creation ≥ {CREATE_GOAL} of the ceiling: worst {worst:.2f}, "
+        f"{'met' if worst >= CREATE_GOAL else 'NOT met'}; numbers gap-free: "
+        f"{'yes' if numbers_ok else 'NO'}."
+    )
+    throughput_rows = [
+        (
+            str(r.workers),
+            f"{r.api_rate:.0f}",
+            f"{r.floor_rate:.0f}",
+            f"{r.ceiling_rate:.0f}",
+            f"{r.ratio:.2f}",
+            f"{r.floor_ratio:.2f}",
+        )
+        for r in rows
+    ]
+    headers = (
+        "gunicorn workers",
+        "API tickets/s",
+        "HTTP floor tickets/s",
+        "service tickets/s",
+        "API ratio",
+        "floor ratio",
+    )
     print(plain_table(headers, throughput_rows))
     print()
     print(markdown_table(("request", "median ms", "p95 ms"), latency_rows))

@@ -1,4 +1,5 @@
 """What a benchmark's worker processes report, and the rate of a run of them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,6 +3,7 @@
 Migrations are a deploy step (`flask --app wsgi db upgrade`), never run here: the
 portal's workers and the gateway would race each other on startup.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,11 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     database.init_app(app)
     sla.init_app(app)
     migrate.init_app(
-        app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"),
-        render_as_batch=True, compare_type=True,
+        app,
+        db,
+        directory=str(Path(__file__).resolve().parent.parent / "migrations"),
+        render_as_batch=True,
+        compare_type=True,
         include_object=database.include_in_autogenerate,
     )
     security.init_app(app)
@@ -59,4 +63,4 @@ def _ensure_sqlite_folder(uri: str) -> None:
     """The embedded default lives in `instance/`, which a fresh clone lacks."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and uri != prefix and ":memory:" not in uri:
-        Path(uri[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ header, a domain label that is no host name, or more than 254 characters (RFC
 refused too: nobody uses them, and every place that splits address lists would
 have to learn them. The decision is written up in docs/mail-gateway.md.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -75,15 +76,19 @@ def is_valid_domain(domain: str) -> bool:
 
 def _is_local_part(local: str) -> bool:
     return bool(local) and all(
-        char.isprintable() and not char.isspace() and char not in _NOT_IN_LOCAL_PART
-        for char in local)
+        char.isprintable() and not char.isspace() and char not in _NOT_IN_LOCAL_PART for char in local
+    )
 
 
 def _is_label(label: str) -> bool:
     """A DNS label: letters (any script, for IDN), digits, inner hyphens, and the
     underscores Windows networks put in host names."""
-    return (0 < len(label) <= MAX_LABEL_LENGTH and label[0] != "-" and label[-1] != "-"
-            and all(char.isalnum() or char in "-_" for char in label))
+    return (
+        0 < len(label) <= MAX_LABEL_LENGTH
+        and label[0] != "-"
+        and label[-1] != "-"
+        and all(char.isalnum() or char in "-_" for char in label)
+    )
 
 
 def _is_address_literal(text: str) -> bool:

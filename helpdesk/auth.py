@@ -6,6 +6,7 @@ longer and can only mint access tokens. Logout revokes the presented token by it
 role takes effect at once, not when its token expires. Failures answer with the
 API's JSON error envelope (docs/web.md), never flask-jwt-extended's own shapes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -88,7 +89,8 @@ def revoke(claims: dict[str, Any] | None) -> None:
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     db.session.execute(
-        insert(RevokedToken).values(jti=claims["jti"], expires_at=expires)
+        insert(RevokedToken)
+        .values(jti=claims["jti"], expires_at=expires)
         .on_conflict_do_nothing(index_elements=["jti"])
     )
 
@@ -135,8 +137,9 @@ class TokenStaff:
 # runs it, and composing it or passing it through the ORM cost as much as running it.
 _STAFF = StaffUser.__table__.c
 _REVOKED = exists().where(RevokedToken.__table__.c.jti == bindparam("jti"))
-_TOKEN_STAFF = select(_STAFF.id, _STAFF.name, _STAFF.email, _STAFF.role, _STAFF.is_active,
-                      _REVOKED.label("revoked")).where(_STAFF.id == bindparam("user_id"))
+_TOKEN_STAFF = select(
+    _STAFF.id, _STAFF.name, _STAFF.email, _STAFF.role, _STAFF.is_active, _REVOKED.label("revoked")
+).where(_STAFF.id == bindparam("user_id"))
 
 
 def _token_staff(claims: dict[str, Any]) -> tuple[TokenStaff | None, bool]:
@@ -144,7 +147,8 @@ def _token_staff(claims: dict[str, Any]) -> tuple[TokenStaff | None, bool]:
     jti = str(claims.get("jti"))
     connection = db.session.connection()
     row = connection.execute(
-        _TOKEN_STAFF, {"jti": jti, "user_id": positive_int(claims.get("sub")) or 0}).first()
+        _TOKEN_STAFF, {"jti": jti, "user_id": positive_int(claims.get("sub")) or 0}
+    ).first()
     if row is None:
         return None, bool(connection.execute(select(_REVOKED), {"jti": jti}).scalar())
     return TokenStaff(*row[:5]), bool(row.revoked)

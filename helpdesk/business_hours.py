@@ -5,6 +5,7 @@
 daylight-saving changes are the zone's business (zoneinfo). Stored times stay
 naive UTC.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,8 +45,9 @@ class BusinessCalendar:
         for group in filter(None, (part.strip().lower() for part in hours.split(";"))):
             match = _HOURS_GROUP.match(group)
             if not match:
-                raise CalendarError(f"BUSINESS_HOURS: cannot read {group!r} "
-                                    "(expected e.g. 'Mon-Fri 09:00-17:00')")
+                raise CalendarError(
+                    f"BUSINESS_HOURS: cannot read {group!r} (expected e.g. 'Mon-Fri 09:00-17:00')"
+                )
             for day in _weekdays(match["days"]):
                 for interval in match["times"].split(","):
                     table.setdefault(day, []).append(_interval(interval))

@@ -1,4 +1,5 @@
 """`flask --app wsgi …` admin commands (docs/operations.md). Thin: parse, call a service, print."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -45,9 +46,7 @@ def _domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def create_staff(email: str, name: str, role: str, password: str | None) -> None:
     """Create a staff user (admin or agent)."""
     with transaction() as session:
-        user, generated = StaffService(session).create(
-            email=email, name=name, role=role, password=password
-        )
+        user, generated = StaffService(session).create(email=email, name=name, role=role, password=password)
     click.echo(f"Created {user.role} {user.email}")
     if generated:
         click.echo(f"Password: {generated}")
@@ -104,8 +103,7 @@ def tickets_set_next(next_value: int) -> None:
     """Start the sequence at N; refused at or below the highest number in use."""
     with transaction() as session:
         numbering.set_next(session, next_value)
-    click.echo(f"The next ticket will be "
-               f"{numbering.display_number(next_value, current_app.config)}")
+    click.echo(f"The next ticket will be {numbering.display_number(next_value, current_app.config)}")
 
 
 @quarantine_cli.command("list")
@@ -119,9 +117,11 @@ def quarantine_list() -> None:
             click.echo("Quarantine is empty.")
         for item in items:
             mail = item.inbound_mail
-            click.echo(f"{item.id:>6}  {item.created_at:%Y-%m-%d %H:%M}  "
-                       f"{mail.from_address or mail.mail_from or '?':<32} "
-                       f"{mail.subject[:50]!r}  — {item.reason}")
+            click.echo(
+                f"{item.id:>6}  {item.created_at:%Y-%m-%d %H:%M}  "
+                f"{mail.from_address or mail.mail_from or '?':<32} "
+                f"{mail.subject[:50]!r}  — {item.reason}"
+            )
 
 
 @quarantine_cli.command("show")
@@ -134,8 +134,10 @@ def quarantine_show(item_id: int) -> None:
     with transaction() as session:
         item = quarantine.get(session, item_id)
         click.echo(f"Item {item.id} ({item.state}): {item.reason}")
-        click.echo(f"Envelope from {item.inbound_mail.mail_from!r} to "
-                   f"{item.inbound_mail.recipients!r} via {item.inbound_mail.channel}")
+        click.echo(
+            f"Envelope from {item.inbound_mail.mail_from!r} to "
+            f"{item.inbound_mail.recipients!r} via {item.inbound_mail.channel}"
+        )
         click.echo("-" * 72)
         click.echo(item.inbound_mail.raw.decode("utf-8", "replace"))
 
@@ -176,8 +178,10 @@ def outbox_list(state: str | None, limit: int) -> None:
             click.echo("The outbox is empty." if state is None else f"No {state} rows.")
         for row in rows:
             why = f"  — {row.last_error}" if row.last_error else ""
-            click.echo(f"{row.id:>6}  {row.created_at:%Y-%m-%d %H:%M}  {row.state:<8} "
-                       f"{row.kind:<8} {row.to_address:<32} attempts {row.attempts}{why}")
+            click.echo(
+                f"{row.id:>6}  {row.created_at:%Y-%m-%d %H:%M}  {row.state:<8} "
+                f"{row.kind:<8} {row.to_address:<32} attempts {row.attempts}{why}"
+            )
 
 
 @outbox_cli.command("retry")
@@ -207,6 +211,14 @@ def auto_close() -> None:
 
 
 def init_app(app: Flask) -> None:
-    for command in (create_staff, create_first_admin, senders_cli, tickets_cli, quarantine_cli,
-                    outbox_cli, sla_check, auto_close):
+    for command in (
+        create_staff,
+        create_first_admin,
+        senders_cli,
+        tickets_cli,
+        quarantine_cli,
+        outbox_cli,
+        sla_check,
+        auto_close,
+    ):
         app.cli.add_command(command)

@@ -4,6 +4,7 @@ Times are stored as naive UTC on both SQLite (which has no time zones) and
 PostgreSQL, so comparisons behave the same on both; tests move this clock with
 time-machine instead of sleeping.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone

@@ -16,6 +16,7 @@ within `POOL_PING_IDLE_SECONDS` is not pinged; if the server went away in that
 instant, the statement fails, SQLAlchemy invalidates the whole pool, and the caller
 sees the transient error it already handles (SMTP 451, IMAP retry, HTTP 503).
 """
+
 from __future__ import annotations
 
 import time
@@ -96,8 +97,15 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 _TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40"})
 _TRANSIENT_SQLSTATES = frozenset({"55P03"})
 # SQLite: busy or locked past the busy timeout, I/O, a full disk, an unopenable file.
-_TRANSIENT_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL",
-                            "SQLITE_CANTOPEN", "SQLITE_NOMEM", "SQLITE_PROTOCOL")
+_TRANSIENT_SQLITE_ERRORS = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_CANTOPEN",
+    "SQLITE_NOMEM",
+    "SQLITE_PROTOCOL",
+)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -157,8 +165,7 @@ def transaction() -> Iterator[Session]:
         raise
 
 
-def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: bool,
-                            compare_to: Any) -> bool:
+def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Which schema objects Alembic compares with the models.
 
     The trigram search indexes exist only on PostgreSQL and only in migration 0006

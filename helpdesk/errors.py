@@ -1,5 +1,6 @@
 """Domain exceptions. Services raise them; the API, portal, CLI and gateway map them
 to their own answers (HTTP status, flash message, exit code, SMTP reply)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -32,9 +33,7 @@ class InvalidTransition(DomainError):
         self.requested = requested
         self.allowed = tuple(allowed)
         names = ", ".join(self.allowed) or "none (final state)"
-        super().__init__(
-            f"Cannot move a ticket from {current} to {requested}; allowed: {names}."
-        )
+        super().__init__(f"Cannot move a ticket from {current} to {requested}; allowed: {names}.")
 
 
 class NotFound(DomainError):

@@ -1,4 +1,5 @@
 """Extension singletons, importable by the portal, the API and the gateway alike."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
@@ -59,8 +60,7 @@ class DeclaredLimiter(Limiter):
     the API (6.7 → 6.3 million instructions per request). An operator who
     configures `RATELIMIT_DEFAULT` or `RATELIMIT_APPLICATION` gets the check back."""
 
-    def _check_request_limit(self, callable_name: str | None = None,
-                             in_middleware: bool = True) -> None:
+    def _check_request_limit(self, callable_name: str | None = None, in_middleware: bool = True) -> None:
         manager = self.limit_manager
         if in_middleware and not (manager.default_limits or manager.application_limits):
             return

@@ -1,6 +1,7 @@
 """The one HTML sanitizer: mail HTML is cleaned with nh3's allowlist when stored
 (`helpdesk.inbound.storage`) and again when shown, so a row written by an older version
 or by hand can never put script into a staff member's browser."""
+
 from __future__ import annotations
 
 import nh3

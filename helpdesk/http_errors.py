@@ -7,6 +7,7 @@ Domain errors raised by the services (`helpdesk.errors`) are mapped to statuses
 by the API blueprint (`helpdesk.api.errors`) and by the portal's form actions;
 this module answers what Flask and its extensions raise.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,13 +68,14 @@ def _internal_error(exc: InternalServerError) -> Any:
     if not _on_api():
         return exc
     db.session.rollback()
-    log.error("unexpected error on %s %s", request.method, request.path,
-              exc_info=exc.original_exception)
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc.original_exception)
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
 def _csrf_error(exc: CSRFError) -> Any:
     """A portal form without its token (the API takes no cookies and is exempt)."""
-    return render_template("portal/error.html", code=400,
-                           message="The form expired or did not come from this site. "
-                                   "Go back, reload the page and try again."), 400
+    return render_template(
+        "portal/error.html",
+        code=400,
+        message="The form expired or did not come from this site. Go back, reload the page and try again.",
+    ), 400

@@ -4,6 +4,7 @@
 then refuses, and it says nothing about size, while the database's integer columns
 overflow past 2**31 - 1. Only ASCII digits within range are ids.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """The one ticket transition table (docs/lifecycle.md)."""
+
 from __future__ import annotations
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {

@@ -15,6 +15,7 @@ transaction on a pooled connection, committed at once: a request that is refused
 fails or rolls back has still been counted. Reading a window (the X-RateLimit
 headers) uses the request's own session rather than a second connection.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,20 +45,24 @@ def _increment() -> Executable:
     """Add to a key's count in one statement; a spent window starts again at the
     amount. Concurrent calls on one key queue on its row, so none is lost."""
     statement = postgresql.insert(COUNTERS).values(
-        key=bindparam("key"), count=bindparam("amount"), expires_at=bindparam("expires_at"))
+        key=bindparam("key"), count=bindparam("amount"), expires_at=bindparam("expires_at")
+    )
     spent = COUNTERS.c.expires_at <= bindparam("now")
     return statement.on_conflict_do_update(
         index_elements=[COUNTERS.c.key],
-        set_={"count": case((spent, statement.excluded.count),
-                            else_=COUNTERS.c.count + statement.excluded.count),
-              "expires_at": case((spent, statement.excluded.expires_at),
-                                 else_=COUNTERS.c.expires_at)},
+        set_={
+            "count": case(
+                (spent, statement.excluded.count), else_=COUNTERS.c.count + statement.excluded.count
+            ),
+            "expires_at": case((spent, statement.excluded.expires_at), else_=COUNTERS.c.expires_at),
+        },
     ).returning(COUNTERS.c.count)
 
 
 _INCREMENT = _increment()
 _LIVE = select(COUNTERS.c.count, COUNTERS.c.expires_at).where(
-    COUNTERS.c.key == bindparam("key"), COUNTERS.c.expires_at > bindparam("now"))
+    COUNTERS.c.key == bindparam("key"), COUNTERS.c.expires_at > bindparam("now")
+)
 _SWEEP = delete(COUNTERS).where(COUNTERS.c.expires_at <= bindparam("now"))
 
 
@@ -65,11 +70,12 @@ def init_app(app: Flask) -> None:
     """Choose the counters' store unless the operator did (before the limiter starts)."""
     database = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
     on_postgresql = database.get_backend_name() == "postgresql"
-    uri = app.config.get("RATELIMIT_STORAGE_URI") or (
-        f"{SCHEME}://" if on_postgresql else "memory://")
+    uri = app.config.get("RATELIMIT_STORAGE_URI") or (f"{SCHEME}://" if on_postgresql else "memory://")
     if uri.startswith(f"{SCHEME}:") and not on_postgresql:
-        raise RuntimeError(f"RATELIMIT_STORAGE_URI={uri} needs PostgreSQL; "
-                           "with SQLite use memory:// or a shared store (redis://…)")
+        raise RuntimeError(
+            f"RATELIMIT_STORAGE_URI={uri} needs PostgreSQL; "
+            "with SQLite use memory:// or a shared store (redis://…)"
+        )
     app.config["RATELIMIT_STORAGE_URI"] = uri
 
 
@@ -78,8 +84,7 @@ class DatabaseStorage(Storage):
 
     STORAGE_SCHEME = [SCHEME]
 
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False,
-                 **options: Any) -> None:
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
         self._swept_at = 0.0
 
@@ -126,8 +131,7 @@ class DatabaseStorage(Storage):
 
 def _live(key: str) -> Any:
     """The key's current window (count, expires_at), or None when it has none."""
-    return db.session.connection().execute(
-        _LIVE, {"key": _stored(key), "now": time.time()}).first()
+    return db.session.connection().execute(_LIVE, {"key": _stored(key), "now": time.time()}).first()
 
 
 def _stored(key: str) -> str:

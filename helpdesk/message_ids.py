@@ -13,6 +13,7 @@ stored exactly this id: a forged id (say, another ticket's number with a made-up
 MAC) threads nowhere. The domain must be used by nothing but the helpdesk,
 because `automail` treats mail whose own Message-ID is in it as ours coming back.
 """
+
 from __future__ import annotations
 
 import hashlib

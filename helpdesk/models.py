@@ -4,6 +4,7 @@ Times are naive UTC (see `helpdesk.clock`). Allowed values of the string
 "enumerations" live in `helpdesk.vocabulary`, and check constraints repeat them in
 the database so a bad write from anywhere fails loudly.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -117,10 +118,18 @@ class Ticket(Model):
         _one_of("channel", v.CHANNELS, "channel"),
         Index("ix_tickets_status_created_at", "status", "created_at"),
         # The SLA check's two scans (helpdesk.sla): only undecided, running tickets.
-        Index("ix_tickets_first_response_watch", "first_response_due_at",
-              sqlite_where=text(sla.FIRST_RESPONSE_WATCH), postgresql_where=text(sla.FIRST_RESPONSE_WATCH)),
-        Index("ix_tickets_resolution_watch", "resolution_due_at",
-              sqlite_where=text(sla.RESOLUTION_WATCH), postgresql_where=text(sla.RESOLUTION_WATCH)),
+        Index(
+            "ix_tickets_first_response_watch",
+            "first_response_due_at",
+            sqlite_where=text(sla.FIRST_RESPONSE_WATCH),
+            postgresql_where=text(sla.FIRST_RESPONSE_WATCH),
+        ),
+        Index(
+            "ix_tickets_resolution_watch",
+            "resolution_due_at",
+            sqlite_where=text(sla.RESOLUTION_WATCH),
+            postgresql_where=text(sla.RESOLUTION_WATCH),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -133,9 +142,7 @@ class Ticket(Model):
     channel: Mapped[str] = mapped_column(String(10))
     is_email_originated: Mapped[bool] = mapped_column(Boolean, default=False)
     requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
-    organization_id: Mapped[Optional[int]] = mapped_column(
-        ForeignKey("organizations.id"), index=True
-    )
+    organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"), index=True)
     assignee_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"), index=True)
     linked_ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)

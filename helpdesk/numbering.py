@@ -8,6 +8,7 @@ increment until commit, which bounds throughput, so `insert_numbered` writes the
 ticket and its dependent rows together with the increment (one statement on
 PostgreSQL) and callers commit right after it.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,7 @@ from helpdesk.models import Ticket, TicketCounter
 COUNTER_ID = 1
 
 _TAKE = text(
-    "UPDATE ticket_counter SET next_value = next_value + 1 "
-    "WHERE id = :counter RETURNING next_value - 1"
+    "UPDATE ticket_counter SET next_value = next_value + 1 WHERE id = :counter RETURNING next_value - 1"
 )
 
 
@@ -47,8 +47,7 @@ def _patterns(prefix: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
     # same spaces, quadratic on a long run of them, and backtracking into the zeros
     # cost 18 tries a zero. An all-zero number is no number either way.
     body = re.escape(prefix) + r"0*+(\d{1,18})"
-    exact = re.compile(r"^\s*+(?:\[\s*+)?(?:" + body + r"|0*+(\d{1,18}))\s*+\]?\s*+$",
-                       re.IGNORECASE)
+    exact = re.compile(r"^\s*+(?:\[\s*+)?(?:" + body + r"|0*+(\d{1,18}))\s*+\]?\s*+$", re.IGNORECASE)
     anywhere = re.compile(r"(?<![A-Za-z0-9])" + body + r"(?![A-Za-z0-9])", re.IGNORECASE)
     return exact, anywhere
 
@@ -72,8 +71,11 @@ Row = dict[str, Any]
 
 
 def insert_numbered(
-    session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]] = (),
-    linked: Sequence[tuple[Table, int]] = (), attached: Sequence[tuple[Table, Row]] = (),
+    session: Session,
+    ticket: Row,
+    dependents: Sequence[tuple[Table, Row]] = (),
+    linked: Sequence[tuple[Table, int]] = (),
+    attached: Sequence[tuple[Table, Row]] = (),
 ) -> tuple[int, int]:
     """Insert a ticket with the next number, plus rows that point at it (its first
     message, history, participants: their `ticket_id` is filled in), rows that
@@ -113,8 +115,10 @@ def _with_defaults(table: Table, values: Row) -> Row:
         return values
     # SQLAlchemy wraps a callable default to take an execution context; the models'
     # defaults (`clock.now`) use none.
-    return {**values, **{name: default.arg(None) if default.is_callable else default.arg
-                         for name, default in missing}}
+    return {
+        **values,
+        **{name: default.arg(None) if default.is_callable else default.arg for name, default in missing},
+    }
 
 
 @lru_cache(maxsize=32)
@@ -125,10 +129,10 @@ def _defaults(table: Table) -> tuple[tuple[str, ColumnDefault], ...]:
         default = col.default
         if default is None:
             continue
-        if not isinstance(default, ColumnDefault) or not (default.is_scalar
-                                                          or default.is_callable):
-            raise TypeError(f"{table.name}.{col.name}: a SQL-expression default cannot be "
-                            "applied to the numbered insert")
+        if not isinstance(default, ColumnDefault) or not (default.is_scalar or default.is_callable):
+            raise TypeError(
+                f"{table.name}.{col.name}: a SQL-expression default cannot be applied to the numbered insert"
+            )
         found.append((col.name, default))
     return tuple(found)
 
@@ -139,9 +143,12 @@ def _parent_key(child: Table, parent: Table) -> str:
     return column
 
 
-def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]],
-                   linked: Sequence[tuple[Table, int]],
-                   attached: Sequence[tuple[Table, Row]]) -> tuple[Any, Row]:
+def _pg_insert_all(
+    ticket: Row,
+    dependents: Sequence[tuple[Table, Row]],
+    linked: Sequence[tuple[Table, int]],
+    attached: Sequence[tuple[Table, Row]],
+) -> tuple[Any, Row]:
     params: Row = {"counter": COUNTER_ID}
     columns = list(ticket)
     params.update({f"t_{name}": value for name, value in ticket.items()})
@@ -174,8 +181,10 @@ def _pg_insert_all(ticket: Row, dependents: Sequence[tuple[Table, Row]],
         )
     for index, (table, row_id) in enumerate(linked):
         params[f"u{index}_id"] = row_id
-        parts.append(f", u{index} AS (UPDATE {table.name} SET ticket_id = t.id FROM t "
-                     f"WHERE {table.name}.id = :u{index}_id)")
+        parts.append(
+            f", u{index} AS (UPDATE {table.name} SET ticket_id = t.id FROM t "
+            f"WHERE {table.name}.id = :u{index}_id)"
+        )
     parts.append(" SELECT id, number FROM t")
     return _statement("".join(parts)), params
 
@@ -190,8 +199,11 @@ def _statement(sql: str) -> TextualSelect:
 
 
 def _insert_in_order(
-    session: Session, ticket: Row, dependents: Sequence[tuple[Table, Row]],
-    linked: Sequence[tuple[Table, int]], attached: Sequence[tuple[Table, Row]],
+    session: Session,
+    ticket: Row,
+    dependents: Sequence[tuple[Table, Row]],
+    linked: Sequence[tuple[Table, int]],
+    attached: Sequence[tuple[Table, Row]],
 ) -> tuple[int, int] | None:
     number = session.execute(_TAKE, {"counter": COUNTER_ID}).scalar()
     if number is None:
@@ -203,7 +215,8 @@ def _insert_in_order(
     first_id = None
     for table, values in dependents:
         inserted = session.execute(
-            table.insert().values({**values, "ticket_id": ticket_id}).returning(table.c.id))
+            table.insert().values({**values, "ticket_id": ticket_id}).returning(table.c.id)
+        )
         first_id = inserted.scalar_one() if first_id is None else first_id
     for table, values in attached:
         key = _parent_key(table, dependents[0][0])

@@ -22,6 +22,7 @@ rules as SQL are `helpdesk.sla_queries`; the calendar is `helpdesk.business_hour
   even if the priority is lowered later; a reopened ticket's resolution is open
   again, unless breached.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -64,8 +65,10 @@ def _sql_list(values: tuple[str, ...]) -> str:
 # The tickets the SLA check must still watch, as the partial indexes' predicates
 # (models.Ticket). The overdue clauses of `sla_queries` spell the same terms with
 # literal statuses, so SQLite and PostgreSQL both see that those indexes apply.
-FIRST_RESPONSE_WATCH = (f"first_response_breached IS NULL AND first_responded_at IS NULL "
-                        f"AND status NOT IN ({_sql_list(FINISHED)})")
+FIRST_RESPONSE_WATCH = (
+    f"first_response_breached IS NULL AND first_responded_at IS NULL "
+    f"AND status NOT IN ({_sql_list(FINISHED)})"
+)
 RESOLUTION_WATCH = f"resolution_breached IS NULL AND status NOT IN ({_sql_list((*FINISHED, WAITING))})"
 # What a breach history row (field "sla") names as its new value.
 FIRST_RESPONSE_BREACHED = "first_response_breached"
@@ -89,12 +92,15 @@ class Policy:
             return max(end - start, timedelta(0))
         return self.calendar.between(start, end)
 
-    def due_times(self, priority: str, created_at: datetime,
-                  paused: timedelta = timedelta(0)) -> tuple[datetime, datetime]:
+    def due_times(
+        self, priority: str, created_at: datetime, paused: timedelta = timedelta(0)
+    ) -> tuple[datetime, datetime]:
         """First-response and resolution due times for a ticket created at
         `created_at` whose resolution clock stood still for `paused`."""
-        return (self.add(created_at, self.first_response[priority]),
-                self.add(created_at, self.resolution[priority] + paused))
+        return (
+            self.add(created_at, self.first_response[priority]),
+            self.add(created_at, self.resolution[priority] + paused),
+        )
 
 
 DEFAULT_POLICY = Policy()
@@ -105,26 +111,28 @@ def policy_from_config(config: Mapping[str, Any]) -> Policy:
     return _policy(
         tuple(sorted(config["SLA_FIRST_RESPONSE"].items())),
         tuple(sorted(config["SLA_RESOLUTION"].items())),
-        config["BUSINESS_HOURS"], config["BUSINESS_TIMEZONE"],
+        config["BUSINESS_HOURS"],
+        config["BUSINESS_TIMEZONE"],
         tuple(config["BUSINESS_HOLIDAYS"]),
     )
 
 
 @lru_cache(maxsize=16)
-def _policy(first_response: tuple[tuple[str, timedelta], ...],
-            resolution: tuple[tuple[str, timedelta], ...], hours: str, zone: str,
-            holidays: tuple[str, ...]) -> Policy:
-    for name, overrides in (("SLA_FIRST_RESPONSE", first_response),
-                            ("SLA_RESOLUTION", resolution)):
+def _policy(
+    first_response: tuple[tuple[str, timedelta], ...],
+    resolution: tuple[tuple[str, timedelta], ...],
+    hours: str,
+    zone: str,
+    holidays: tuple[str, ...],
+) -> Policy:
+    for name, overrides in (("SLA_FIRST_RESPONSE", first_response), ("SLA_RESOLUTION", resolution)):
         for priority, duration in overrides:
             if priority not in v.PRIORITIES:
-                raise ValueError(f"{name}: unknown priority {priority!r} "
-                                 f"(one of {', '.join(v.PRIORITIES)})")
+                raise ValueError(f"{name}: unknown priority {priority!r} (one of {', '.join(v.PRIORITIES)})")
             if duration <= timedelta(0):
                 raise ValueError(f"{name}: the {priority} target must be positive")
     calendar = BusinessCalendar.parse(hours, zone, holidays) if hours.strip() else None
-    return Policy({**FIRST_RESPONSE, **dict(first_response)},
-                  {**RESOLUTION, **dict(resolution)}, calendar)
+    return Policy({**FIRST_RESPONSE, **dict(first_response)}, {**RESOLUTION, **dict(resolution)}, calendar)
 
 
 def init_app(app: Flask) -> None:
@@ -195,5 +203,3 @@ def state(ticket: Ticket, moment: datetime) -> str:
     if nearest <= moment:
         return "breached"
     return "due_soon" if nearest - moment <= DUE_SOON else "on_track"
-
-

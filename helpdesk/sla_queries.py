@@ -6,6 +6,7 @@ Statuses are written into the SQL as literals (not bound), so SQLite and
 PostgreSQL both see that the partial indexes on `tickets` (whose predicates are
 `sla.FIRST_RESPONSE_WATCH` and `sla.RESOLUTION_WATCH`) apply.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -19,14 +20,16 @@ from helpdesk.sla import DUE_SOON, FINISHED, WAITING
 
 def first_response_overdue(limit: datetime) -> Any:
     """SQL: a running ticket nobody answered whose first-response target ran out by `limit`."""
-    return and_(Ticket.status.not_in(_literals(FINISHED)), Ticket.first_responded_at.is_(None),
-                Ticket.first_response_due_at <= limit)
+    return and_(
+        Ticket.status.not_in(_literals(FINISHED)),
+        Ticket.first_responded_at.is_(None),
+        Ticket.first_response_due_at <= limit,
+    )
 
 
 def resolution_overdue(limit: datetime) -> Any:
     """SQL: a running ticket, not waiting for the customer, past its resolution target."""
-    return and_(Ticket.status.not_in(_literals((*FINISHED, WAITING))),
-                Ticket.resolution_due_at <= limit)
+    return and_(Ticket.status.not_in(_literals((*FINISHED, WAITING))), Ticket.resolution_due_at <= limit)
 
 
 def first_response_unmarked(moment: datetime) -> Any:
@@ -40,11 +43,14 @@ def resolution_unmarked(moment: datetime) -> Any:
 
 def state_clause(wanted: str, moment: datetime) -> Any:
     """The SQL condition for tickets in SLA state `wanted` (same rules as `state`)."""
+
     def overdue_by(limit: datetime) -> Any:
         return or_(first_response_overdue(limit), resolution_overdue(limit))
 
-    flagged = or_(func.coalesce(Ticket.first_response_breached, false()),
-                  func.coalesce(Ticket.resolution_breached, false()))
+    flagged = or_(
+        func.coalesce(Ticket.first_response_breached, false()),
+        func.coalesce(Ticket.resolution_breached, false()),
+    )
     running = Ticket.status.not_in(FINISHED)
     breached = or_(flagged, overdue_by(moment))
     if wanted == "breached":

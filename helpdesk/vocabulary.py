@@ -1,15 +1,28 @@
 """The allowed values of the model's string fields (docs/lifecycle.md), in one place."""
+
 from __future__ import annotations
 
 STATUSES = (
-    "new", "open", "in_progress", "pending_customer", "resolved", "closed",
-    "reopened", "cancelled",
+    "new",
+    "open",
+    "in_progress",
+    "pending_customer",
+    "resolved",
+    "closed",
+    "reopened",
+    "cancelled",
 )
 PRIORITIES = ("low", "medium", "high", "urgent")
 PRIORITY_ALIASES = {"normal": "medium"}
 CATEGORIES = (
-    "support", "technical", "billing", "sales", "complaint", "feature_request",
-    "account", "other",
+    "support",
+    "technical",
+    "billing",
+    "sales",
+    "complaint",
+    "feature_request",
+    "account",
+    "other",
 )
 CHANNELS = ("web", "api", "email", "chat", "system")
 ROLES = ("admin", "agent")
@@ -18,12 +31,21 @@ MESSAGE_KINDS = ("reply", "note")
 HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla")
 INBOUND_CHANNELS = ("smtp", "imap")
 INBOUND_OUTCOMES = (
-    "created", "appended", "quarantined", "ignored", "rejected",
+    "created",
+    "appended",
+    "quarantined",
+    "ignored",
+    "rejected",
 )
 # Where an inbound mail's sender was read, in the order tried (docs/mail-gateway.md),
 # with the words staff read; "" on a record means none named one.
-SENDER_SOURCES = {"from": "From", "sender": "Sender", "reply-to": "Reply-To",
-                  "return-path": "Return-Path", "envelope": "the SMTP envelope (MAIL FROM)"}
+SENDER_SOURCES = {
+    "from": "From",
+    "sender": "Sender",
+    "reply-to": "Reply-To",
+    "return-path": "Return-Path",
+    "envelope": "the SMTP envelope (MAIL FROM)",
+}
 QUARANTINE_STATES = ("pending", "approved", "rejected", "spam")
 # pending → sending (claimed by a sender, see mailgateway.outbound) → sent, then
 # possibly bounced; failed (a 5xx, or retried too long) and skipped (never to be

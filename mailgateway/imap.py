@@ -33,6 +33,7 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
 One poller per mailbox: two pollers on one mailbox would not lose or duplicate
 tickets (the dedup key sees to that) but would race each other's moves.
 """
+
 from __future__ import annotations
 
 import logging
@@ -120,8 +121,12 @@ def _parse_url(url: str) -> MailboxSource:
     except InvalidServerUrl as exc:
         raise InvalidImapUrl(str(exc)) from None
     return MailboxSource(
-        host=parsed.host, port=parsed.port, username=parsed.username or "",
-        password=parsed.password or "", folder=parsed.path or "INBOX", tls=parsed.tls,
+        host=parsed.host,
+        port=parsed.port,
+        username=parsed.username or "",
+        password=parsed.password or "",
+        folder=parsed.path or "INBOX",
+        tls=parsed.tls,
         starttls=parsed.starttls,
     )
 
@@ -138,8 +143,7 @@ def envelope_from_headers(raw_head: bytes) -> Envelope:
 
     return_path = addresses("Return-Path")
     recipients = addresses("Delivered-To", "X-Original-To", "Envelope-To")
-    return Envelope(return_path[0] if return_path else "", tuple(dict.fromkeys(recipients)),
-                    "imap")
+    return Envelope(return_path[0] if return_path else "", tuple(dict.fromkeys(recipients)), "imap")
 
 
 class ImapPoller(Loop):
@@ -148,13 +152,17 @@ class ImapPoller(Loop):
     # The database or the server away: noted on the mailbox's state, then retried.
     failed_quietly = (TransientError, DBAPIError, *_CONNECTION_ERRORS)
 
-    def __init__(self, app: Flask, source: MailboxSource, stopping: threading.Event, *,
-                 max_backoff: float | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        source: MailboxSource,
+        stopping: threading.Event,
+        *,
+        max_backoff: float | None = None,
+    ) -> None:
         config = app.config
-        longest = float(max_backoff if max_backoff is not None
-                        else config["IMAP_MAX_BACKOFF_SECONDS"])
-        super().__init__(stopping, idle_seconds=0.0, first_backoff=min(1.0, longest),
-                         max_backoff=longest)
+        longest = float(max_backoff if max_backoff is not None else config["IMAP_MAX_BACKOFF_SECONDS"])
+        super().__init__(stopping, idle_seconds=0.0, first_backoff=min(1.0, longest), max_backoff=longest)
         self.name = source.key
         self.app = app
         self.source = source
@@ -166,8 +174,7 @@ class ImapPoller(Loop):
         self.ticket_prefix: str = config["TICKET_PREFIX"]
         self.limits = MailLimits.from_config(config)
         if source.folder in (self.processed_folder, self.failed_folder):
-            raise InvalidImapUrl(f"{source.key}: the mailbox cannot also be the processed or "
-                             "failed folder")
+            raise InvalidImapUrl(f"{source.key}: the mailbox cannot also be the processed or failed folder")
         self.last_uid = 0
         self.uidvalidity: int | None = None
 
@@ -193,9 +200,13 @@ class ImapPoller(Loop):
 
     def connect(self) -> IMAPClient:
         source = self.source
-        client = IMAPClient(source.host, port=source.port, ssl=source.tls,
-                            ssl_context=ssl.create_default_context() if source.tls else None,
-                            timeout=SOCKET_TIMEOUT)
+        client = IMAPClient(
+            source.host,
+            port=source.port,
+            ssl=source.tls,
+            ssl_context=ssl.create_default_context() if source.tls else None,
+            timeout=SOCKET_TIMEOUT,
+        )
         try:
             if source.starttls:
                 client.starttls(ssl.create_default_context())
@@ -222,15 +233,23 @@ class ImapPoller(Loop):
         with self.app.app_context():
             state = self._state()
             if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
-                log.warning("%s: UIDVALIDITY changed from %s to %s; rescanning the mailbox "
-                            "(already received mail is recognised by its dedup key)",
-                            self.source.key, state.uidvalidity, uidvalidity)
+                log.warning(
+                    "%s: UIDVALIDITY changed from %s to %s; rescanning the mailbox "
+                    "(already received mail is recognised by its dedup key)",
+                    self.source.key,
+                    state.uidvalidity,
+                    uidvalidity,
+                )
                 state.last_uid = 0
             state.uidvalidity = uidvalidity
             self.uidvalidity, self.last_uid = uidvalidity, state.last_uid
             db.session.commit()
-        log.info("%s: connected (UIDVALIDITY %s, %s messages waiting)", self.source.key,
-                 uidvalidity, selected.get(b"EXISTS", "?"))
+        log.info(
+            "%s: connected (UIDVALIDITY %s, %s messages waiting)",
+            self.source.key,
+            uidvalidity,
+            selected.get(b"EXISTS", "?"),
+        )
 
     # -- taking mail ------------------------------------------------------------
 
@@ -245,8 +264,9 @@ class ImapPoller(Loop):
             uids = self._pending_uids(client)
             if not uids:
                 break
-            sizes = {uid: int(data[b"RFC822.SIZE"])
-                     for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()}
+            sizes = {
+                uid: int(data[b"RFC822.SIZE"]) for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()
+            }
             for batch in _batches([uid for uid in uids if uid in sizes], sizes):
                 results.extend(self._process_batch(client, batch, sizes))
                 if self.stopping.is_set():
@@ -265,8 +285,9 @@ class ImapPoller(Loop):
         criteria = ["ALL"] if self.last_uid == 0 else ["UID", f"{self.last_uid + 1}:*"]
         return sorted(uid for uid in client.search(criteria) if uid > self.last_uid)
 
-    def _process_batch(self, client: IMAPClient, batch: list[int],
-                       sizes: Mapping[int, int]) -> list[tuple[int, Result]]:
+    def _process_batch(
+        self, client: IMAPClient, batch: list[int], sizes: Mapping[int, int]
+    ) -> list[tuple[int, Result]]:
         small = [uid for uid in batch if sizes[uid] <= self.max_bytes]
         large = [uid for uid in batch if sizes[uid] > self.max_bytes]
         fetched: dict[int, dict[bytes, Any]] = {}
@@ -309,8 +330,8 @@ class ImapPoller(Loop):
                     # A second copy of a mail in the batch must find the first one's
                     # record, and a reply the ticket an earlier mail may open.
                     alone = key in keys or matching.has_thread_signs(
-                        mail, matching.recipients(mail, envelope.recipients),
-                        self.ticket_prefix)
+                        mail, matching.recipients(mail, envelope.recipients), self.ticket_prefix
+                    )
                     keys.add(key)
                     if self.threads > 1 and not alone:
                         in_flight[uid] = pool.submit(self._ingest, raw, envelope, mail)
@@ -323,10 +344,16 @@ class ImapPoller(Loop):
             finally:
                 settle()
                 # Only what `ingest` committed is moved; on TransientError the rest stays.
-                self._move(client, [uid for uid in batch if uid in results
-                                    and not results[uid].failed], self.processed_folder)
-                self._move(client, [uid for uid in batch if uid in results
-                                    and results[uid].failed], self.failed_folder)
+                self._move(
+                    client,
+                    [uid for uid in batch if uid in results and not results[uid].failed],
+                    self.processed_folder,
+                )
+                self._move(
+                    client,
+                    [uid for uid in batch if uid in results and results[uid].failed],
+                    self.failed_folder,
+                )
         for uid in batch:  # past every UID whose mail was committed (or had vanished)
             if uid not in results and uid in fetched:
                 break
@@ -408,8 +435,7 @@ class ImapPoller(Loop):
                 if success:
                     raise
                 # Recording an error while the database is down is best effort.
-                log.warning("%s: could not record the error (database unreachable)",
-                            self.source.key)
+                log.warning("%s: could not record the error (database unreachable)", self.source.key)
 
     def _note_error(self, exc: BaseException) -> None:
         text = f"{type(exc).__name__}: {exc}"

@@ -16,6 +16,7 @@ restarted after a pause (1 s, doubling up to a minute while it keeps dying); the
 connections it had not answered are dropped without a reply, so their senders
 retry, and the other listeners take the new ones meanwhile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,7 @@ class ListenerProcesses:
         self.listeners = [_Listener(self._spawn(), time.monotonic()) for _ in range(self.count)]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "mailgateway.listeners",
-                                 "--parent", str(os.getpid())])
+        return subprocess.Popen([sys.executable, "-m", "mailgateway.listeners", "--parent", str(os.getpid())])
 
     def watch(self) -> None:
         """Restart listeners that died, pausing longer while they keep dying."""
@@ -68,8 +68,12 @@ class ListenerProcesses:
             if listener.restart_at is None:
                 if moment - listener.started > LONGEST_PAUSE:
                     listener.pause = FIRST_PAUSE
-                log.error("SMTP listener process %d exited with code %s; restarting in %g s",
-                          listener.process.pid, code, listener.pause)
+                log.error(
+                    "SMTP listener process %d exited with code %s; restarting in %g s",
+                    listener.process.pid,
+                    code,
+                    listener.pause,
+                )
                 listener.restart_at = moment + listener.pause
                 listener.pause = min(listener.pause * 2, LONGEST_PAUSE)
             elif moment >= listener.restart_at:
@@ -87,8 +91,12 @@ class ListenerProcesses:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="One more SMTP listener of a gateway.")
-    parser.add_argument("--parent", type=int, required=True,
-                        help="the gateway's process id; the listener stops when it is gone")
+    parser.add_argument(
+        "--parent",
+        type=int,
+        required=True,
+        help="the gateway's process id; the listener stops when it is gone",
+    )
     parent = parser.parse_args(argv).parent
     configure_process()
     app = create_app()

@@ -9,6 +9,7 @@ bug) and the loop waits before the next round, twice as long after each failure
 in a row, up to `max_backoff`. `run` never raises, so one broken piece never
 stops the gateway.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,14 @@ class Loop:
     # warning and a retry, not a traceback.
     failed_quietly: tuple[type[BaseException], ...] = (DBAPIError,)
 
-    def __init__(self, stopping: threading.Event | None, *, idle_seconds: float,
-                 first_backoff: float = 1.0, max_backoff: float = 60.0) -> None:
+    def __init__(
+        self,
+        stopping: threading.Event | None,
+        *,
+        idle_seconds: float,
+        first_backoff: float = 1.0,
+        max_backoff: float = 60.0,
+    ) -> None:
         self.stopping = stopping or threading.Event()
         self.idle_seconds = idle_seconds
         self.first_backoff = first_backoff
@@ -49,8 +56,9 @@ class Loop:
     def failed(self, exc: Exception) -> None:
         """A round raised `exc`: say so (override to record it somewhere too)."""
         if isinstance(exc, self.failed_quietly):
-            log.warning("%s: %s: %s; retrying", self.name, type(exc).__name__,
-                        getattr(exc, "orig", None) or exc)
+            log.warning(
+                "%s: %s: %s; retrying", self.name, type(exc).__name__, getattr(exc, "orig", None) or exc
+            )
         else:
             log.error("%s: unexpected error", self.name, exc_info=exc)
 

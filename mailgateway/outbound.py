@@ -34,6 +34,7 @@ per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresa
 Several senders count each other's committed claims only, so under concurrency
 a limit can be passed by a batch at most.
 """
+
 from __future__ import annotations
 
 import logging
@@ -94,8 +95,9 @@ class Outgoing:
 class Sender(Loop):
     name = "outbound sender"
 
-    def __init__(self, app: Flask, stopping: threading.Event | None = None, *,
-                 clock: Callable[[], datetime] = now) -> None:
+    def __init__(
+        self, app: Flask, stopping: threading.Event | None = None, *, clock: Callable[[], datetime] = now
+    ) -> None:
         config = app.config
         poll = float(config["OUTBOUND_POLL_SECONDS"])
         # A failed round (the database away, a bug) is tried again at the next poll:
@@ -146,20 +148,31 @@ class Sender(Loop):
         session = db.session
         moment = self.clock()
         try:
-            rows = session.execute(
-                select(OutboxMessage)
-                .where(or_(
-                    and_(OutboxMessage.state == "pending", OutboxMessage.next_attempt_at <= moment),
-                    and_(OutboxMessage.state == "sending",
-                         OutboxMessage.claimed_at < moment - self.lease),
-                ))
-                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
-            ).scalars().all()
+            rows = (
+                session.execute(
+                    select(OutboxMessage)
+                    .where(
+                        or_(
+                            and_(OutboxMessage.state == "pending", OutboxMessage.next_attempt_at <= moment),
+                            and_(
+                                OutboxMessage.state == "sending",
+                                OutboxMessage.claimed_at < moment - self.lease,
+                            ),
+                        )
+                    )
+                    .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+                .scalars()
+                .all()
+            )
             tickets, undeliverable = self._batch_context(session, rows) if rows else ({}, {})
-            outgoing = [item for row in rows if (item := self._prepare(
-                session, row, moment, tickets, undeliverable.get(row.to_address)))]
+            outgoing = [
+                item
+                for row in rows
+                if (item := self._prepare(session, row, moment, tickets, undeliverable.get(row.to_address)))
+            ]
             session.commit()
         except BaseException:
             session.rollback()
@@ -167,24 +180,38 @@ class Sender(Loop):
         return len(rows), outgoing
 
     @staticmethod
-    def _batch_context(session: Session, rows: Sequence[OutboxMessage],
-                       ) -> tuple[dict[int, Ticket], dict[str, datetime]]:
+    def _batch_context(
+        session: Session,
+        rows: Sequence[OutboxMessage],
+    ) -> tuple[dict[int, Ticket], dict[str, datetime]]:
         """What every row of a batch needs, read once for the batch: the tickets with
         requester and CC participants (held here: the session's identity map keeps
         only objects someone refers to, and rendering looks them up), and since when
         each bounced recipient is undeliverable (the claim changes neither)."""
-        tickets = session.execute(
-            select(Ticket).options(selectinload(Ticket.participants))
-            .where(Ticket.id.in_({row.ticket_id for row in rows}))).scalars().all()
+        tickets = (
+            session.execute(
+                select(Ticket)
+                .options(selectinload(Ticket.participants))
+                .where(Ticket.id.in_({row.ticket_id for row in rows}))
+            )
+            .scalars()
+            .all()
+        )
         undeliverable = session.execute(
             select(Contact.email, Contact.undeliverable_since).where(
-                Contact.email.in_({row.to_address for row in rows}),
-                Contact.undeliverable_since.is_not(None))).all()
-        return ({ticket.id: ticket for ticket in tickets},
-                dict(undeliverable))  # type: ignore[arg-type]
+                Contact.email.in_({row.to_address for row in rows}), Contact.undeliverable_since.is_not(None)
+            )
+        ).all()
+        return ({ticket.id: ticket for ticket in tickets}, dict(undeliverable))  # type: ignore[arg-type]
 
-    def _prepare(self, session: Session, row: OutboxMessage, moment: datetime,
-                 tickets: dict[int, Ticket], undeliverable: datetime | None) -> Outgoing | None:
+    def _prepare(
+        self,
+        session: Session,
+        row: OutboxMessage,
+        moment: datetime,
+        tickets: dict[int, Ticket],
+        undeliverable: datetime | None,
+    ) -> Outgoing | None:
         if row.state == "sending":
             log.warning("outbox #%s: lease expired (its sender stopped?); sending again", row.id)
         first_claim = row.message_id is None
@@ -209,11 +236,24 @@ class Sender(Loop):
             log.exception("outbox #%s: cannot render", row.id)
             row.state, row.last_error = "failed", f"cannot render: {type(exc).__name__}: {exc}"
             return None
-        return Outgoing(row.id, moment, row.created_at, row.attempts, row.to_address, data,
-                        f"outbox #{row.id} {row.kind} to {row.to_address} <{row.message_id}>")
+        return Outgoing(
+            row.id,
+            moment,
+            row.created_at,
+            row.attempts,
+            row.to_address,
+            data,
+            f"outbox #{row.id} {row.kind} to {row.to_address} <{row.message_id}>",
+        )
 
-    def refusal(self, session: Session, row: OutboxMessage, moment: datetime,
-                first_claim: bool, undeliverable: datetime | None) -> str | None:
+    def refusal(
+        self,
+        session: Session,
+        row: OutboxMessage,
+        moment: datetime,
+        first_claim: bool,
+        undeliverable: datetime | None,
+    ) -> str | None:
         """Why this row must not be mailed, or None (see the module docstring);
         `undeliverable`: since when a bounce marked the recipient undeliverable."""
         address = row.to_address
@@ -233,19 +273,19 @@ class Sender(Loop):
         to_address = OutboxMessage.to_address == row.to_address
         on_ticket = OutboxMessage.ticket_id == row.ticket_id
         to_recipient, for_ticket = session.execute(
-            select(func.count().filter(to_address), func.count().filter(on_ticket))
-            .where(OutboxMessage.kind.in_(AUTOMATIC_KINDS),
-                   OutboxMessage.state.in_(_COUNTED_STATES),
-                   OutboxMessage.claimed_at >= moment - self.rate_window,
-                   OutboxMessage.id != row.id, or_(to_address, on_ticket))
+            select(func.count().filter(to_address), func.count().filter(on_ticket)).where(
+                OutboxMessage.kind.in_(AUTOMATIC_KINDS),
+                OutboxMessage.state.in_(_COUNTED_STATES),
+                OutboxMessage.claimed_at >= moment - self.rate_window,
+                OutboxMessage.id != row.id,
+                or_(to_address, on_ticket),
+            )
         ).one()
         window = describe(self.rate_window)
         if to_recipient >= self.max_per_recipient:
-            return (f"rate limit: {self.max_per_recipient} automatic mails to this address "
-                    f"within {window}")
+            return f"rate limit: {self.max_per_recipient} automatic mails to this address within {window}"
         if for_ticket >= self.max_per_ticket:
-            return (f"rate limit: {self.max_per_ticket} automatic mails on this ticket "
-                    f"within {window}")
+            return f"rate limit: {self.max_per_ticket} automatic mails on this ticket within {window}"
         return None
 
     # -- send ----------------------------------------------------------------------
@@ -273,8 +313,7 @@ class Sender(Loop):
                     self._mark(item, "failed", state="failed", last_error=_describe_error(exc))
                 except (OSError, smtplib.SMTPException) as exc:  # the connection is gone
                     for rest in batch[index:]:
-                        self._retry(rest, f"connection to {self._where()} lost: "
-                                          f"{_describe_error(exc)}")
+                        self._retry(rest, f"connection to {self._where()} lost: {_describe_error(exc)}")
                     return
                 else:
                     self._mark(item, "sent", state="sent", sent_at=self.clock(), last_error="")
@@ -288,12 +327,15 @@ class Sender(Loop):
         helo = self.composer.signer.domain
         connection: smtplib.SMTP
         if server.tls:
-            connection = smtplib.SMTP_SSL(server.host, server.port, local_hostname=helo,
-                                          timeout=self.timeout,
-                                          context=ssl.create_default_context())
+            connection = smtplib.SMTP_SSL(
+                server.host,
+                server.port,
+                local_hostname=helo,
+                timeout=self.timeout,
+                context=ssl.create_default_context(),
+            )
         else:
-            connection = smtplib.SMTP(server.host, server.port, local_hostname=helo,
-                                      timeout=self.timeout)
+            connection = smtplib.SMTP(server.host, server.port, local_hostname=helo, timeout=self.timeout)
         try:
             if server.starttls:
                 connection.starttls(context=ssl.create_default_context())
@@ -320,15 +362,25 @@ class Sender(Loop):
             self._mark(item, "failed (gave up)", state="failed", last_error=error[:2000])
             return
         doublings = min(item.attempts - 1, _MAX_BACKOFF_DOUBLINGS)
-        delay = min(self.retry_first * (2 ** doublings), self.retry_max)
-        self._mark(item, f"retry in {describe(delay)} ({error})", state="pending",
-                   next_attempt_at=moment + delay, last_error=error[:2000])
+        delay = min(self.retry_first * (2**doublings), self.retry_max)
+        self._mark(
+            item,
+            f"retry in {describe(delay)} ({error})",
+            state="pending",
+            next_attempt_at=moment + delay,
+            last_error=error[:2000],
+        )
 
     def _release(self, items: list[Outgoing]) -> None:
         """Hand unsent claimed rows back at once, as if never claimed."""
         for item in items:
-            self._mark(item, "released", state="pending", next_attempt_at=self.clock(),
-                       attempts=OutboxMessage.attempts - 1)
+            self._mark(
+                item,
+                "released",
+                state="pending",
+                next_attempt_at=self.clock(),
+                attempts=OutboxMessage.attempts - 1,
+            )
 
     def _mark(self, item: Outgoing, outcome: str, **values: object) -> None:
         """Record the outcome, only while the claim is ours (a sender that outlived
@@ -337,8 +389,11 @@ class Sender(Loop):
         try:
             result = session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == item.row_id, OutboxMessage.state == "sending",
-                       OutboxMessage.claimed_at == item.claimed_at)
+                .where(
+                    OutboxMessage.id == item.row_id,
+                    OutboxMessage.state == "sending",
+                    OutboxMessage.claimed_at == item.claimed_at,
+                )
                 .values(**values)
             )
             session.commit()

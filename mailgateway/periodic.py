@@ -7,6 +7,7 @@ restart catches up) and then every interval. A failing job is logged and retried
 at the next tick; it never stops the other job or the gateway. Several gateway
 processes may run this at once: the jobs lock, so the work is done once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,7 @@ class LifecycleJobs(Loop):
     name = "lifecycle jobs"
 
     def __init__(self, app: Flask, stopping: threading.Event | None = None) -> None:
-        super().__init__(stopping,
-                         idle_seconds=app.config["LIFECYCLE_JOBS_INTERVAL"].total_seconds())
+        super().__init__(stopping, idle_seconds=app.config["LIFECYCLE_JOBS_INTERVAL"].total_seconds())
         self.app = app
         self.jobs: tuple[tuple[str, Callable[[], Any]], ...] = (
             ("sla-check", lambda: lifecycle_jobs.check_sla(db.session)),
@@ -56,12 +56,10 @@ class LifecycleJobs(Loop):
                     with transaction():
                         result = job()
                     results.append(result)
-                    if result.ran and (getattr(result, "breaches", ()) or
-                                       getattr(result, "closed", ())):
+                    if result.ran and (getattr(result, "breaches", ()) or getattr(result, "closed", ())):
                         log.info("%s", result.summary())
                 except DBAPIError as exc:
-                    log.warning("%s: database unavailable, retrying later: %s", name,
-                                exc.orig or exc)
+                    log.warning("%s: database unavailable, retrying later: %s", name, exc.orig or exc)
                 except Exception:  # a bug: keep the gateway alive, try again next tick
                     log.exception("%s: unexpected error", name)
                 finally:

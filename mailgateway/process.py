@@ -1,5 +1,6 @@
 """What every gateway process sets up before it starts work: logging, the GIL
 switch interval, and the stop signals blocked (waited for with `sigwait`)."""
+
 from __future__ import annotations
 
 import faulthandler
@@ -15,8 +16,9 @@ def configure_process() -> None:
     # (from its numbering statement to its commit) must get the GIL back quickly, or
     # every other creation waits on the lock: switch threads every 1 ms, not 5 ms.
     sys.setswitchinterval(0.001)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
     # mail-parser warns about every multipart/alternative; the pipeline logs one line per mail.
     logging.getLogger("mailparser").setLevel(logging.ERROR)
     # aiosmtpd logs every connection step; the pipeline's one line per mail is enough.

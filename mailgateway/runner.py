@@ -16,6 +16,7 @@ finishes the mail in hand and hands the rest of its batch back to the outbox,
 the jobs finish the run in hand, the listeners stop after the mails in flight
 were committed, and the process exits.
 """
+
 from __future__ import annotations
 
 import faulthandler
@@ -42,16 +43,16 @@ SLOW_STOP_SECONDS = 10.0
 
 def run(app: Flask) -> None:
     stopping = threading.Event()
-    pollers = [ImapPoller(app, source, stopping)
-               for source in parse_imap_urls(app.config["IMAP_URL"])]
+    pollers = [ImapPoller(app, source, stopping) for source in parse_imap_urls(app.config["IMAP_URL"])]
     sender = Sender(app, stopping)
     processes = max(1, app.config["SMTP_PROCESSES"])
     handler = SupportHandler(app)
     controller = make_controller(app, handler, reuse_port=processes > 1)
     controller.start()
     listeners = ListenerProcesses(processes - 1)
-    threads = [threading.Thread(target=poller.run, name=f"imap-{index}")
-               for index, poller in enumerate(pollers)]
+    threads = [
+        threading.Thread(target=poller.run, name=f"imap-{index}") for index, poller in enumerate(pollers)
+    ]
     threads.append(threading.Thread(target=sender.run, name="outbound"))
     threads.append(threading.Thread(target=LifecycleJobs(app, stopping).run, name="lifecycle"))
     try:
@@ -60,10 +61,11 @@ def run(app: Flask) -> None:
             thread.start()
         outbound = sender.server
         log.info(
-            "gateway started for %s: SMTP on %s (%d process%s), IMAP %s, outbound %s "
-            "(database %s)",
-            ", ".join(app.config["SUPPORT_ADDRESSES"]), app.config["SMTP_LISTEN"],
-            processes, "" if processes == 1 else "es",
+            "gateway started for %s: SMTP on %s (%d process%s), IMAP %s, outbound %s (database %s)",
+            ", ".join(app.config["SUPPORT_ADDRESSES"]),
+            app.config["SMTP_LISTEN"],
+            processes,
+            "" if processes == 1 else "es",
             ", ".join(p.source.key for p in pollers) or "off",
             f"{outbound.host}:{outbound.port}" if outbound else "off",
             app.config["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],

@@ -6,6 +6,7 @@ One reader for both, so they take credentials and TLS the same way:
 `smtps`) is TLS from the first byte. User names and passwords are
 percent-encoded (`@`, `:`, `/`, `,` and `%`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,18 +26,18 @@ class ServerUrl:
     port: int
     username: str | None
     password: str | None
-    path: str           # unquoted, without the leading slash
-    tls: bool           # TLS from the first byte (imaps://, smtps://)
-    starttls: bool      # plain connection upgraded with STARTTLS, required then
+    path: str  # unquoted, without the leading slash
+    tls: bool  # TLS from the first byte (imaps://, smtps://)
+    starttls: bool  # plain connection upgraded with STARTTLS, required then
 
 
 @dataclass(frozen=True)
 class Schemes:
     """How one setting spells its schemes, and their default ports."""
 
-    setting: str        # "IMAP_URL"
-    plain: str          # "imap"
-    secure: str         # "imaps"
+    setting: str  # "IMAP_URL"
+    plain: str  # "imap"
+    secure: str  # "imaps"
     plain_port: int
     secure_port: int
     credentials_required: bool
@@ -46,8 +47,9 @@ def parse_server_url(url: str, schemes: Schemes) -> ServerUrl:
     name = schemes.setting
     parts = urlsplit(url.strip())
     if parts.scheme not in (schemes.plain, schemes.secure):
-        raise InvalidServerUrl(f"{name} must start with {schemes.plain}:// or "
-                               f"{schemes.secure}://, not {url.split(':')[0]!r}")
+        raise InvalidServerUrl(
+            f"{name} must start with {schemes.plain}:// or {schemes.secure}://, not {url.split(':')[0]!r}"
+        )
     if not parts.hostname:
         raise InvalidServerUrl(f"{name} has no host")
     if (parts.username is None) != (parts.password is None) or (
@@ -58,8 +60,9 @@ def parse_server_url(url: str, schemes: Schemes) -> ServerUrl:
         port = parts.port
     except ValueError:
         raise InvalidServerUrl(f"{name} has an invalid port") from None
-    options = {key: values[-1].lower()
-               for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
+    options = {
+        key: values[-1].lower() for key, values in parse_qs(parts.query, keep_blank_values=True).items()
+    }
     unknown = set(options) - {"starttls"}
     if unknown:
         raise InvalidServerUrl(f"{name} has unknown options: {', '.join(sorted(unknown))}")
@@ -69,12 +72,15 @@ def parse_server_url(url: str, schemes: Schemes) -> ServerUrl:
     tls = parts.scheme == schemes.secure
     starttls = starttls_option in _TRUE
     if tls and starttls:
-        raise InvalidServerUrl(f"{schemes.secure}:// is already TLS; starttls applies to "
-                               f"{schemes.plain}:// only")
+        raise InvalidServerUrl(
+            f"{schemes.secure}:// is already TLS; starttls applies to {schemes.plain}:// only"
+        )
     return ServerUrl(
         host=parts.hostname,
         port=port or (schemes.secure_port if tls else schemes.plain_port),
         username=unquote(parts.username) if parts.username is not None else None,
         password=unquote(parts.password) if parts.password is not None else None,
-        path=unquote(parts.path.lstrip("/")), tls=tls, starttls=starttls,
+        path=unquote(parts.path.lstrip("/")),
+        tls=tls,
+        starttls=starttls,
     )

@@ -8,6 +8,7 @@ sending server retries; `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`.
 The database work runs in a thread pool so one slow mail never stalls the event
 loop and the other connections.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,15 +35,20 @@ class SupportHandler:
         self.max_bytes: int = app.config["MAX_MESSAGE_BYTES"]
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
 
-    async def handle_RCPT(self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: SMTPSession,
+        envelope: SMTPEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if not addresses.is_support_address(address, self.support):
             return f"550 5.1.1 <{address}>: no such mailbox here (this is not a relay)"
         envelope.rcpt_tos.append(address.lower())
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: SMTPSession,
-                          envelope: SMTPEnvelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope) -> str:
         raw = envelope.original_content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
@@ -88,8 +94,7 @@ class LiberalSMTP(SMTP):
 class SupportController(Controller):
     """aiosmtpd's Controller, able to share its port with sibling processes."""
 
-    def __init__(self, handler: SupportHandler, *, reuse_port: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(self, handler: SupportHandler, *, reuse_port: bool = False, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.reuse_port = reuse_port
 
@@ -97,9 +102,13 @@ class SupportController(Controller):
         return LiberalSMTP(self.handler, **self.SMTP_kwargs)
 
     def _create_server(self) -> Any:
-        return self.loop.create_server(self._factory_invoker, host=self.hostname,
-                                       port=self.port, ssl=self.ssl_context,
-                                       reuse_port=self.reuse_port)
+        return self.loop.create_server(
+            self._factory_invoker,
+            host=self.hostname,
+            port=self.port,
+            ssl=self.ssl_context,
+            reuse_port=self.reuse_port,
+        )
 
     def _trigger_server(self) -> None:
         """Check that the SMTP object can be built (what aiosmtpd's start() waits for).
@@ -108,21 +117,28 @@ class SupportController(Controller):
         hand that probe to a sibling process, and start() would time out. Build one
         in the event loop instead: the same check without a connection.
         """
+
         async def probe() -> None:
             self._factory_invoker()
 
         asyncio.run_coroutine_threadsafe(probe(), self.loop).result(self.ready_timeout)
 
 
-def make_controller(app: Flask, handler: SupportHandler | None = None, *,
-                    reuse_port: bool = False) -> SupportController:
+def make_controller(
+    app: Flask, handler: SupportHandler | None = None, *, reuse_port: bool = False
+) -> SupportController:
     host, _, port = app.config["SMTP_LISTEN"].rpartition(":")
     handler = handler or SupportHandler(app)
     # The name in the banner and EHLO reply; without it aiosmtpd asks DNS
     # (socket.getfqdn) on the event loop for every connection.
     return SupportController(
-        handler, hostname=host or "127.0.0.1", port=int(port),
-        server_hostname=app.config["MESSAGE_ID_DOMAIN"], reuse_port=reuse_port,
-        data_size_limit=app.config["MAX_MESSAGE_BYTES"], decode_data=False,
-        enable_SMTPUTF8=True, ident="helpdesk gateway",
+        handler,
+        hostname=host or "127.0.0.1",
+        port=int(port),
+        server_hostname=app.config["MESSAGE_ID_DOMAIN"],
+        reuse_port=reuse_port,
+        data_size_limit=app.config["MAX_MESSAGE_BYTES"],
+        decode_data=False,
+        enable_SMTPUTF8=True,
+        ident="helpdesk gateway",
     )

@@ -5,6 +5,7 @@ end, even on failure. A missing server is a failure, never a skip (`make test`
 installs it). The schema is built once per backend with the real migrations; each
 test then gets a fresh copy (SQLite) or a truncated database (PostgreSQL).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -77,8 +78,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def migrated(backend: str, request: pytest.FixtureRequest,
-             tmp_path_factory: pytest.TempPathFactory) -> str:
+def migrated(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated database for the session: a template file (SQLite) or a URL."""
     if backend == "sqlite":
         template = tmp_path_factory.mktemp("sqlite-template") / "template.db"

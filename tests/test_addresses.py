@@ -2,6 +2,7 @@
 gateway reads exactly the addresses the TicketsService, the API, the portal and
 the staff and sender administration accept, and every one of them refuses the
 rest with the same words."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,12 +19,12 @@ from helpdesk.services.staff import StaffService
 # What mail can be delivered to, each as it is stored.
 VALID = [
     "ann@example.com",
-    "root@localhost",                 # a server's own mailbox
-    "soporte@intranet",               # a dotless intranet domain
-    "ops@mail_srv.corp",              # a Windows host name
+    "root@localhost",  # a server's own mailbox
+    "soporte@intranet",  # a dotless intranet domain
+    "ops@mail_srv.corp",  # a Windows host name
     "yuki..tanaka.@docomo.example.jp",  # Japanese carriers' local parts
     "o'brien+tickets@example.ie",
-    "josé@correo.example.es",         # RFC 6531
+    "josé@correo.example.es",  # RFC 6531
     "用户@例子.广告",
     "ann@[192.0.2.1]",
     "ann@[ipv6:2001:db8::1]",
@@ -47,8 +48,8 @@ INVALID = [
     "ann@example.com;bob@example.com",
     "ann\x00@example.com",
     "ann@[300.1.1.1]",
-    "a@" + "b" * 64 + ".example",      # a label longer than DNS allows
-    "a" * 245 + "@example.com",          # longer than an SMTP path
+    "a@" + "b" * 64 + ".example",  # a label longer than DNS allows
+    "a" * 245 + "@example.com",  # longer than an SMTP path
 ]
 
 
@@ -78,8 +79,7 @@ def _from_header(address: str) -> bytes:
 @pytest.mark.parametrize("address", [a for a in VALID + INVALID if "\x00" not in a])
 def test_the_gateway_reads_exactly_what_the_rule_accepts(address: str) -> None:
     mail = parse(_from_header(address))
-    expected = addresses.normalize(address) if addresses.is_valid(
-        addresses.normalize(address)) else ""
+    expected = addresses.normalize(address) if addresses.is_valid(addresses.normalize(address)) else ""
     if not expected:
         # Nothing else in the header may be taken for the address either.
         assert mail.from_address == "" or addresses.is_valid(mail.from_address)
@@ -88,45 +88,60 @@ def test_the_gateway_reads_exactly_what_the_rule_accepts(address: str) -> None:
         assert mail.from_address == expected
 
 
-@pytest.mark.parametrize("address", ["root@localhost", "soporte@intranet",
-                                     "yuki..tanaka.@docomo.example.jp"])
-def test_the_service_accepts_every_address_the_gateway_reads(service, agent_actor,
-                                                             address: str) -> None:
-    ticket = service.open_ticket(subject="s", description="d", requester_email=address,
-                                 channel="web", actor=agent_actor, cc=[(address + "x", "")])
+@pytest.mark.parametrize("address", ["root@localhost", "soporte@intranet", "yuki..tanaka.@docomo.example.jp"])
+def test_the_service_accepts_every_address_the_gateway_reads(service, agent_actor, address: str) -> None:
+    ticket = service.open_ticket(
+        subject="s",
+        description="d",
+        requester_email=address,
+        channel="web",
+        actor=agent_actor,
+        cc=[(address + "x", "")],
+    )
     assert ticket.requester.email == address
     assert [p.email for p in ticket.participants] == [address + "x"]
 
 
 @pytest.mark.parametrize("address", ["ann", "ann@exa mple.com", "ann@@example.com"])
 def test_every_channel_refuses_a_non_address_with_the_same_words(
-        service, agent_actor, api, portal, app, address: str) -> None:
+    service, agent_actor, api, portal, app, address: str
+) -> None:
     with pytest.raises(ValidationError) as refused:
-        service.open_ticket(subject="s", description="d", requester_email=address,
-                            channel="web", actor=agent_actor)
+        service.open_ticket(
+            subject="s", description="d", requester_email=address, channel="web", actor=agent_actor
+        )
     assert refused.value.fields == {"requester_email": addresses.INVALID}
     with pytest.raises(ValidationError) as refused:
-        service.open_ticket(subject="s", description="d", requester_email="ann@example.com",
-                            channel="web", actor=agent_actor, cc=[(address, "")])
+        service.open_ticket(
+            subject="s",
+            description="d",
+            requester_email="ann@example.com",
+            channel="web",
+            actor=agent_actor,
+            cc=[(address, "")],
+        )
     assert addresses.INVALID in refused.value.fields["cc"]
 
-    response = api.post("/tickets", {"subject": "s", "description": "d",
-                                     "requester_email": address})
+    response = api.post("/tickets", {"subject": "s", "description": "d", "requester_email": address})
     assert response.status_code == 422
     assert response.get_json()["error"]["fields"] == {"requester_email": addresses.INVALID}
-    response = api.post("/tickets", {"subject": "s", "description": "d",
-                                     "requester_email": "ann@example.com", "cc": [address]})
+    response = api.post(
+        "/tickets",
+        {"subject": "s", "description": "d", "requester_email": "ann@example.com", "cc": [address]},
+    )
     assert response.status_code == 422
     assert addresses.INVALID in response.get_json()["error"]["fields"]["cc"]
 
-    page = portal.post("/tickets/new", {"subject": "s", "description": "d",
-                                        "requester_email": address}, page="/tickets/new")
+    page = portal.post(
+        "/tickets/new", {"subject": "s", "description": "d", "requester_email": address}, page="/tickets/new"
+    )
     assert page.status_code == 422 and addresses.INVALID.encode() in page.data
     assert db.session.execute(select(Ticket)).first() is None
 
     with pytest.raises(ValidationError) as refused:
-        StaffService(db.session).create(email=address, name="N", role="agent",
-                                        password="long-enough-password")
+        StaffService(db.session).create(
+            email=address, name="N", role="agent", password="long-enough-password"
+        )
     assert refused.value.fields == {"email": addresses.INVALID}
     with pytest.raises(ValidationError) as refused:
         normalize_pattern(address)
@@ -141,11 +156,14 @@ def test_sender_rules_take_intranet_domains_and_addresses() -> None:
         normalize_pattern("@exa mple.com")
 
 
-@pytest.mark.parametrize(("address", "base", "plus"), [
-    ("Support+TKT-000078@Helpdesk.test", "support@helpdesk.test", "TKT-000078"),
-    ("support@helpdesk.test", "support@helpdesk.test", None),
-    ("<support+a+b@helpdesk.test>", "support@helpdesk.test", "a+b"),
-])
+@pytest.mark.parametrize(
+    ("address", "base", "plus"),
+    [
+        ("Support+TKT-000078@Helpdesk.test", "support@helpdesk.test", "TKT-000078"),
+        ("support@helpdesk.test", "support@helpdesk.test", None),
+        ("<support+a+b@helpdesk.test>", "support@helpdesk.test", "a+b"),
+    ],
+)
 def test_plus_addresses_deliver_to_their_mailbox(address: str, base: str, plus: str | None) -> None:
     assert addresses.without_detail(address) == base
     assert addresses.detail(address) == plus

@@ -1,4 +1,5 @@
 """The JSON API (docs/web.md): every endpoint's success and error paths, on both databases."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -15,8 +16,12 @@ from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, login_tokens, make_app
 
-NEW = {"subject": "VPN down", "description": "Since 9:00 nobody can connect.",
-       "requester_email": "Ann@Example.com", "requester_name": "Ann"}
+NEW = {
+    "subject": "VPN down",
+    "description": "Since 9:00 nobody can connect.",
+    "requester_email": "Ann@Example.com",
+    "requester_name": "Ann",
+}
 
 
 def envelope(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -44,14 +49,17 @@ def test_login_returns_access_and_refresh_tokens(client, agent):
     assert ApiClient(client, tokens["access_token"]).get("/tickets").status_code == 200
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"email": "agent@helpdesk.test", "password": "wrong-password"}, 401, "invalid_credentials"),
-    ({"email": "nobody@helpdesk.test", "password": "agent-password-1"}, 401, "invalid_credentials"),
-    ({"email": "agent@helpdesk.test"}, 422, "validation_error"),
-    ({"email": 5, "password": "x"}, 422, "validation_error"),
-    ({"email": "agent@helpdesk.test", "password": "x", "otp": "1"}, 422, "validation_error"),
-    ([1, 2], 422, "validation_error"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"email": "agent@helpdesk.test", "password": "wrong-password"}, 401, "invalid_credentials"),
+        ({"email": "nobody@helpdesk.test", "password": "agent-password-1"}, 401, "invalid_credentials"),
+        ({"email": "agent@helpdesk.test"}, 422, "validation_error"),
+        ({"email": 5, "password": "x"}, 422, "validation_error"),
+        ({"email": "agent@helpdesk.test", "password": "x", "otp": "1"}, 422, "validation_error"),
+        ([1, 2], 422, "validation_error"),
+    ],
+)
 def test_login_refusals(client, agent, body, status, code):
     envelope(client.post("/api/v1/auth/login", json=body), status, code)
 
@@ -72,9 +80,11 @@ def test_deactivated_staff_cannot_log_in_and_their_tokens_stop_working(client, a
     StaffService(db.session).set_active(db.session.get(StaffUser, agent.id), False)
     db.session.commit()
     envelope(api.get("/tickets"), 401, "invalid_token")
-    envelope(client.post("/api/v1/auth/login",
-                         json={"email": agent.email, "password": "agent-password-1"}),
-             401, "invalid_credentials")
+    envelope(
+        client.post("/api/v1/auth/login", json={"email": agent.email, "password": "agent-password-1"}),
+        401,
+        "invalid_credentials",
+    )
 
 
 def test_the_token_user_is_read_even_without_the_revocation_check(app, client, agent):
@@ -83,8 +93,7 @@ def test_the_token_user_is_read_even_without_the_revocation_check(app, client, a
     token = login_tokens(client, agent.email, "agent-password-1")["access_token"]
     with app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
         verify_jwt_in_request(skip_revocation_check=True)
-        assert (current_user.id, current_user.email, current_user.role) == (
-            agent.id, agent.email, "agent")
+        assert (current_user.id, current_user.email, current_user.role) == (agent.id, agent.email, "agent")
     StaffService(db.session).set_active(db.session.get(StaffUser, agent.id), False)
     db.session.commit()
     with app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
@@ -125,9 +134,19 @@ def _expired(app, user) -> str:  # type: ignore[no-untyped-def]
 
 
 def _forged(user) -> str:  # type: ignore[no-untyped-def]
-    return pyjwt.encode({"sub": str(user.id), "type": "access", "jti": "x", "fresh": False,
-                         "exp": 4102444800, "iat": 0, "nbf": 0}, "not-our-secret-but-long-enough-for-hs256",
-                        algorithm="HS256")
+    return pyjwt.encode(
+        {
+            "sub": str(user.id),
+            "type": "access",
+            "jti": "x",
+            "fresh": False,
+            "exp": 4102444800,
+            "iat": 0,
+            "nbf": 0,
+        },
+        "not-our-secret-but-long-enough-for-hs256",
+        algorithm="HS256",
+    )
 
 
 STAFF_ENDPOINTS = [
@@ -144,17 +163,22 @@ STAFF_ENDPOINTS = [
 
 @pytest.mark.parametrize(("method", "path", "body"), STAFF_ENDPOINTS)
 @pytest.mark.parametrize("problem", ["none", "expired", "forged", "garbage", "revoked", "refresh"])
-def test_every_staff_endpoint_refuses_a_bad_token(app, client, agent, service, method, path,
-                                                  body, problem):
-    service.open_ticket(subject="s", description="d", requester_email="c@example.com",
-                        channel="web", actor=Actor.system())
+def test_every_staff_endpoint_refuses_a_bad_token(app, client, agent, service, method, path, body, problem):
+    service.open_ticket(
+        subject="s", description="d", requester_email="c@example.com", channel="web", actor=Actor.system()
+    )
     db.session.commit()
     tokens = login_tokens(client, agent.email, "agent-password-1")
     if problem == "revoked":
         ApiClient(client, tokens["access_token"]).post("/auth/logout")
-    token = {"none": "", "expired": _expired(app, agent), "forged": _forged(agent),
-             "garbage": "abc", "revoked": tokens["access_token"],
-             "refresh": tokens["refresh_token"]}[problem]
+    token = {
+        "none": "",
+        "expired": _expired(app, agent),
+        "forged": _forged(agent),
+        "garbage": "abc",
+        "revoked": tokens["access_token"],
+        "refresh": tokens["refresh_token"],
+    }[problem]
     response = ApiClient(client, token).call(method, path, body)
     envelope(response, 401)
     assert db.session.execute(select(Ticket.status)).scalar_one() == "new"  # nothing happened
@@ -168,9 +192,14 @@ def test_create_ticket_shares_the_one_sequence_with_mail(api, service):
     assert first["number"] == "TKT-000001"
     assert (first["channel"], first["status"], first["is_email_originated"]) == ("api", "new", False)
     assert first["requester_email"] == "ann@example.com" and first["requester_name"] == "Ann"
-    service.open_ticket(subject="by mail", description="x", requester_email="b@example.com",
-                        channel="email", actor=Actor.customer("b@example.com"),
-                        is_email_originated=True)
+    service.open_ticket(
+        subject="by mail",
+        description="x",
+        requester_email="b@example.com",
+        channel="email",
+        actor=Actor.customer("b@example.com"),
+        is_email_originated=True,
+    )
     db.session.commit()
     assert create(api, subject="again")["number"] == "TKT-000003"
     assert first["sla"]["state"] == "on_track" and first["sla"]["first_response_due_at"]
@@ -183,18 +212,21 @@ def test_create_accepts_priority_category_and_cc(api):
     assert detail["cc"] == ["bob@example.com"]
 
 
-@pytest.mark.parametrize(("changes", "fields"), [
-    ({"subject": ""}, {"subject"}),
-    ({"subject": "x" * 501}, {"subject"}),
-    ({"requester_email": "not-an-address"}, {"requester_email"}),
-    ({"requester_name": "n" * 201}, {"requester_name"}),
-    ({"priority": "critical", "category": "nonsense"}, {"priority", "category"}),
-    ({"subject": 12}, {"subject"}),
-    ({"cc": "bob@example.com"}, {"cc"}),
-    ({"cc": [1]}, {"cc"}),
-    ({"assignee": 1}, {"assignee"}),
-    ({"subject": "nul\x00byte"}, {"subject"}),
-])
+@pytest.mark.parametrize(
+    ("changes", "fields"),
+    [
+        ({"subject": ""}, {"subject"}),
+        ({"subject": "x" * 501}, {"subject"}),
+        ({"requester_email": "not-an-address"}, {"requester_email"}),
+        ({"requester_name": "n" * 201}, {"requester_name"}),
+        ({"priority": "critical", "category": "nonsense"}, {"priority", "category"}),
+        ({"subject": 12}, {"subject"}),
+        ({"cc": "bob@example.com"}, {"cc"}),
+        ({"cc": [1]}, {"cc"}),
+        ({"assignee": 1}, {"assignee"}),
+        ({"subject": "nul\x00byte"}, {"subject"}),
+    ],
+)
 def test_create_refuses_bad_fields_by_name(api, changes, fields):
     error = envelope(api.post("/tickets", {**NEW, **changes}), 422, "validation_error")
     assert set(error["fields"]) == fields
@@ -230,8 +262,10 @@ def test_unknown_ticket_is_404(api, number):
 
 def test_patch_changes_priority_category_and_assignee(api, agent, admin):
     number = create(api)["number"]
-    response = api.patch(f"/tickets/{number}", {"priority": "urgent", "category": "technical",
-                                                "assignee": "admin@helpdesk.test"})
+    response = api.patch(
+        f"/tickets/{number}",
+        {"priority": "urgent", "category": "technical", "assignee": "admin@helpdesk.test"},
+    )
     body = response.get_json()
     assert (body["priority"], body["category"]) == ("urgent", "technical")
     assert body["assignee"] == {"id": admin.id, "name": "Ada Admin", "email": "admin@helpdesk.test"}
@@ -241,11 +275,17 @@ def test_patch_changes_priority_category_and_assignee(api, agent, admin):
     assert fields == ["status", "priority", "category", "assignee", "assignee", "assignee"]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"priority": "whenever"}, "priority"), ({"assignee": "ghost@helpdesk.test"}, "assignee"),
-    ({"assignee": 2**40}, "assignee"), ({"assignee": True}, "assignee"),
-    ({"status": "closed"}, "status"), ({"priority": None}, "priority"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"priority": "whenever"}, "priority"),
+        ({"assignee": "ghost@helpdesk.test"}, "assignee"),
+        ({"assignee": 2**40}, "assignee"),
+        ({"assignee": True}, "assignee"),
+        ({"status": "closed"}, "status"),
+        ({"priority": None}, "priority"),
+    ],
+)
 def test_patch_refuses_bad_values(api, body, field):
     number = create(api)["number"]
     assert field in envelope(api.patch(f"/tickets/{number}", body), 422)["fields"]
@@ -254,8 +294,7 @@ def test_patch_refuses_bad_values(api, body, field):
 def test_status_moves_and_409_names_the_allowed_targets(api):
     number = create(api)["number"]
     assert api.post(f"/tickets/{number}/status", {"status": "open"}).get_json()["status"] == "open"
-    error = envelope(api.post(f"/tickets/{number}/status", {"status": "closed"}), 409,
-                     "invalid_transition")
+    error = envelope(api.post(f"/tickets/{number}/status", {"status": "closed"}), 409, "invalid_transition")
     assert error["fields"]["allowed"] == ["in_progress", "cancelled"]
     assert "in_progress" in error["message"]
     envelope(api.post(f"/tickets/{number}/status", {"status": "bogus"}), 422)
@@ -311,11 +350,24 @@ def test_list_filters_search_sort_and_pages(api, agent):
     assert api.get("/tickets?per_page=500").get_json()["per_page"] == 100
 
 
-@pytest.mark.parametrize("query", [
-    "status=bogus", "page=0", "page=abc", "per_page=-1", "sort=password_hash", "sla=late",
-    "colour=red", "q=%00", "assignee=ghost@helpdesk.test", "page=99999999999999999999",
-    "assignee=%C2%B2", "assignee=99999999999", "page=%D9%A1",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status=bogus",
+        "page=0",
+        "page=abc",
+        "per_page=-1",
+        "sort=password_hash",
+        "sla=late",
+        "colour=red",
+        "q=%00",
+        "assignee=ghost@helpdesk.test",
+        "page=99999999999999999999",
+        "assignee=%C2%B2",
+        "assignee=99999999999",
+        "page=%D9%A1",
+    ],
+)
 def test_list_refuses_bad_parameters(api, query):
     envelope(api.get(f"/tickets?{query}"), 422, "validation_error")
 
@@ -331,8 +383,7 @@ def test_stats_counts(api):
     assert stats["by_channel"]["api"] == 2
     assert stats["first_response"]["count"] == 1
     assert stats["first_response"]["average_seconds"] >= 0
-    assert stats["sla"]["by_state"] == {"breached": 0, "due_soon": 1, "on_track": 1, "met": 0,
-                                         "void": 0}
+    assert stats["sla"]["by_state"] == {"breached": 0, "due_soon": 1, "on_track": 1, "met": 0, "void": 0}
 
 
 def test_unknown_api_route_and_method_are_json(api):
@@ -347,13 +398,16 @@ def test_track_shows_the_customer_view_without_internal_notes(client, api):
     number = create(api)["number"]
     api.post(f"/tickets/{number}/replies", {"body": "Please restart the router."})
     api.post(f"/tickets/{number}/replies", {"body": "SECRET: customer is difficult", "internal": True})
-    response = client.post("/api/v1/public/track", json={"ticket_number": number.lower(),
-                                                         "email": "ANN@example.com"})
+    response = client.post(
+        "/api/v1/public/track", json={"ticket_number": number.lower(), "email": "ANN@example.com"}
+    )
     assert response.status_code == 200
     view = response.get_json()
     assert (view["number"], view["subject"], view["status"]) == (number, "VPN down", "new")
-    assert [r["body"] for r in view["replies"]] == ["Since 9:00 nobody can connect.",
-                                                    "Please restart the router."]
+    assert [r["body"] for r in view["replies"]] == [
+        "Since 9:00 nobody can connect.",
+        "Please restart the router.",
+    ]
     assert view["replies"][1]["author"] == "Agnes Agent"
     assert "SECRET" not in response.get_data(as_text=True)
     assert "agent@helpdesk.test" not in response.get_data(as_text=True)
@@ -362,16 +416,22 @@ def test_track_shows_the_customer_view_without_internal_notes(client, api):
 
 def test_track_works_for_a_cc_participant(client, api):
     number = create(api, cc=["bob@example.com"])["number"]
-    assert client.post("/api/v1/public/track", json={"ticket_number": number,
-                                                     "email": "bob@example.com"}).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/public/track", json={"ticket_number": number, "email": "bob@example.com"}
+        ).status_code
+        == 200
+    )
 
 
 def test_track_unknown_number_and_wrong_email_are_indistinguishable(client, api):
     number = create(api)["number"]
-    wrong_email = client.post("/api/v1/public/track",
-                              json={"ticket_number": number, "email": "eve@example.com"})
-    unknown = client.post("/api/v1/public/track",
-                          json={"ticket_number": "TKT-000777", "email": "ann@example.com"})
+    wrong_email = client.post(
+        "/api/v1/public/track", json={"ticket_number": number, "email": "eve@example.com"}
+    )
+    unknown = client.post(
+        "/api/v1/public/track", json={"ticket_number": "TKT-000777", "email": "ann@example.com"}
+    )
     garbage = client.post("/api/v1/public/track", json={"ticket_number": "x", "email": ""})
     assert wrong_email.status_code == unknown.status_code == garbage.status_code == 404
     assert wrong_email.get_json() == unknown.get_json() == garbage.get_json()
@@ -380,18 +440,28 @@ def test_track_unknown_number_and_wrong_email_are_indistinguishable(client, api)
 def test_track_is_rate_limited_per_ip(client, app, api):
     app.config["TRACK_RATE_LIMIT_PER_TICKET"] = "1000 per minute"
     limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
-    codes = [client.post("/api/v1/public/track",
-                         json={"ticket_number": f"TKT-{n:06d}", "email": "a@b.cc"}).status_code
-             for n in range(limit + 1)]
+    codes = [
+        client.post(
+            "/api/v1/public/track", json={"ticket_number": f"TKT-{n:06d}", "email": "a@b.cc"}
+        ).status_code
+        for n in range(limit + 1)
+    ]
     assert codes[:limit] == [404] * limit
-    envelope(client.post("/api/v1/public/track", json={"ticket_number": "1", "email": "a@b.cc"}),
-             429, "too_many_requests")
+    envelope(
+        client.post("/api/v1/public/track", json={"ticket_number": "1", "email": "a@b.cc"}),
+        429,
+        "too_many_requests",
+    )
 
 
 def _track_as(client, forwarded_for: str, n: int) -> int:  # type: ignore[no-untyped-def]
-    return int(client.post("/api/v1/public/track",
-                           json={"ticket_number": f"TKT-{n:06d}", "email": "a@b.cc"},
-                           headers={"X-Forwarded-For": forwarded_for}).status_code)
+    return int(
+        client.post(
+            "/api/v1/public/track",
+            json={"ticket_number": f"TKT-{n:06d}", "email": "a@b.cc"},
+            headers={"X-Forwarded-For": forwarded_for},
+        ).status_code
+    )
 
 
 def test_a_forwarded_address_is_not_believed_without_proxies(client, app):
@@ -418,13 +488,17 @@ def test_track_is_rate_limited_per_ticket_across_addresses(client, app, api):
     number = create(api)["number"]
     limit = int(app.config["TRACK_RATE_LIMIT_PER_TICKET"].split()[0])
     for n in range(limit):
-        response = client.post("/api/v1/public/track",
-                               json={"ticket_number": number, "email": f"guess{n}@example.com"},
-                               environ_base={"REMOTE_ADDR": f"10.0.0.{n + 1}"})
+        response = client.post(
+            "/api/v1/public/track",
+            json={"ticket_number": number, "email": f"guess{n}@example.com"},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{n + 1}"},
+        )
         assert response.status_code == 404
-    response = client.post("/api/v1/public/track", json={"ticket_number": number.lower(),
-                                                         "email": "ann@example.com"},
-                           environ_base={"REMOTE_ADDR": "10.0.1.1"})
+    response = client.post(
+        "/api/v1/public/track",
+        json={"ticket_number": number.lower(), "email": "ann@example.com"},
+        environ_base={"REMOTE_ADDR": "10.0.1.1"},
+    )
     envelope(response, 429, "too_many_requests")
 
 
@@ -432,9 +506,11 @@ def test_login_is_rate_limited(client, app, agent):
     limit = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
     for _ in range(limit):
         client.post("/api/v1/auth/login", json={"email": agent.email, "password": "guess-guess"})
-    envelope(client.post("/api/v1/auth/login",
-                         json={"email": agent.email, "password": "agent-password-1"}),
-             429, "too_many_requests")
+    envelope(
+        client.post("/api/v1/auth/login", json={"email": agent.email, "password": "agent-password-1"}),
+        429,
+        "too_many_requests",
+    )
 
 
 def test_participants_are_stored_for_api_tickets(api):

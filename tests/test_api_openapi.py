@@ -1,6 +1,7 @@
 """The OpenAPI document stays true: it lists exactly the API's routes, and
 schemathesis, generating requests from it (valid and invalid), finds no 500 and no
 response that breaks the document."""
+
 from __future__ import annotations
 
 import re
@@ -25,10 +26,14 @@ def test_document_lists_exactly_the_api_routes(app):
     routes: set[tuple[str, str]] = set()
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/v1/"):
-            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule[len("/api/v1"):])
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule[len("/api/v1") :])
             routes |= {(path, method.lower()) for method in rule.methods - IGNORED_METHODS}
-    documented = {(path, method) for path, item in DOCUMENT["paths"].items()
-                  for method in item if method != "parameters"}
+    documented = {
+        (path, method)
+        for path, item in DOCUMENT["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
     assert documented == routes
 
 
@@ -37,14 +42,19 @@ def test_document_is_served_and_valid(client):
     assert response.status_code == 200 and response.get_json() == DOCUMENT
     schema = schemathesis.openapi.from_dict(DOCUMENT)  # raises on an invalid document
     assert len(list(schema.get_all_operations())) == sum(
-        1 for item in DOCUMENT["paths"].values() for m in item if m != "parameters")
+        1 for item in DOCUMENT["paths"].values() for m in item if m != "parameters"
+    )
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
-def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, agent, service,
-                                                                  mode):
-    service.open_ticket(subject="Fuzz target", description="x", requester_email="c@example.com",
-                        channel="web", actor=Actor.system())
+def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, agent, service, mode):
+    service.open_ticket(
+        subject="Fuzz target",
+        description="x",
+        requester_email="c@example.com",
+        channel="web",
+        actor=Actor.system(),
+    )
     db.session.commit()
     token = login_tokens(client, agent.email, "agent-password-1")["access_token"]
     bearer = {"Authorization": f"Bearer {token}"}
@@ -57,8 +67,7 @@ def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, ag
         if operation.path == "/auth/logout":
             continue  # revoking the fuzzer's own token would leave only the 401 path
 
-        @settings(max_examples=20, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy(generation_mode=generation))
         def check(case):  # type: ignore[no-untyped-def]
             response = case.call(headers=bearer)
@@ -68,8 +77,9 @@ def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, ag
             # checked: that valid data is accepted (the document cannot say which staff
             # addresses exist) and that invalid data is refused (the fuzzer's missing-token
             # cases get the token back from `headers=`; the 401 sweep in test_api covers it).
-            case.validate_response(response, headers=bearer, excluded_checks=[
-                positive_data_acceptance, negative_data_rejection])
+            case.validate_response(
+                response, headers=bearer, excluded_checks=[positive_data_acceptance, negative_data_rejection]
+            )
 
         try:
             check()

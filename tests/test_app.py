@@ -1,4 +1,5 @@
 """The app factory, configuration and the two entry points."""
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,13 @@ def test_api_unknown_route_is_json_not_html(client):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("7d", timedelta(days=7)), ("36h", timedelta(hours=36)), ("90m", timedelta(minutes=90)),
-     ("45s", timedelta(seconds=45)), ("3600", timedelta(hours=1))],
+    [
+        ("7d", timedelta(days=7)),
+        ("36h", timedelta(hours=36)),
+        ("90m", timedelta(minutes=90)),
+        ("45s", timedelta(seconds=45)),
+        ("3600", timedelta(hours=1)),
+    ],
 )
 def test_parse_duration(text, expected):
     assert config.parse_duration(text) == expected
@@ -41,47 +47,66 @@ def test_parse_duration(text, expected):
 
 @pytest.mark.parametrize(
     ("url", "expected"),
-    [("postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
-     ("postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
-     ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
-     ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db")],
+    [
+        ("postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
 )
 def test_database_url_normalization(url, expected):
     assert config.normalize_database_url(url) == expected
 
 
 def _run_python(code: str, tmp_path: Path, **env: str) -> str:
-    environment = {k: v for k, v in os.environ.items()
-                   if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY")}
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY")
+    }
     environment.update(HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **env)
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_default_config_uses_instance_sqlite_and_a_shared_generated_secret(tmp_path):
-    code = ("from config import Config; c = Config(); "
-            "print(c.SQLALCHEMY_DATABASE_URI); print(c.SECRET_KEY); print(c.SUPPORT_ADDRESSES)")
+    code = (
+        "from config import Config; c = Config(); "
+        "print(c.SQLALCHEMY_DATABASE_URI); print(c.SECRET_KEY); print(c.SUPPORT_ADDRESSES)"
+    )
     first = _run_python(code, tmp_path).splitlines()
     second = _run_python(code, tmp_path).splitlines()
     assert first[0] == f"sqlite:///{tmp_path / 'instance' / 'helpdesk.db'}"
     assert len(first[1]) == 64 and first[1] == second[1]  # same secret for every process
     assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0
     assert first[2] == "['support@helpdesk.test']"
-    overridden = _run_python(code, tmp_path, DATABASE_URL="postgres://u@h/d", SECRET_KEY="s3",
-                             SUPPORT_ADDRESSES="Help@A.example, desk@b.example").splitlines()
-    assert overridden == ["postgresql+psycopg2://u@h/d", "s3",
-                          "['help@a.example', 'desk@b.example']"]
+    overridden = _run_python(
+        code,
+        tmp_path,
+        DATABASE_URL="postgres://u@h/d",
+        SECRET_KEY="s3",
+        SUPPORT_ADDRESSES="Help@A.example, desk@b.example",
+    ).splitlines()
+    assert overridden == ["postgresql+psycopg2://u@h/d", "s3", "['help@a.example', 'desk@b.example']"]
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_gateway_builds_the_app_and_stops_on_signal(database_url, tmp_path, stop_signal):
     from tests.support.pgserver import free_port
 
-    environment = dict(os.environ, DATABASE_URL=database_url,
-                       SMTP_LISTEN=f"127.0.0.1:{free_port()}",
-                       HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"))
-    process = subprocess.Popen([sys.executable, "gateway.py"], cwd=ROOT, env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    environment = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        SMTP_LISTEN=f"127.0.0.1:{free_port()}",
+        HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "gateway.py"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         lines: list[str] = []

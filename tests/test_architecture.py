@@ -11,6 +11,7 @@
 import both. Imports inside functions count: hiding one there is still a
 dependency.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,8 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WEB = ("helpdesk.api", "helpdesk.portal", "helpdesk.tracker", "helpdesk.auth",
-       "helpdesk.http_errors")
+WEB = ("helpdesk.api", "helpdesk.portal", "helpdesk.tracker", "helpdesk.auth", "helpdesk.http_errors")
 FACTORY = "helpdesk"
 
 
@@ -39,9 +39,12 @@ def _imports(path: Path, name: str | None = None, *, at_run_time: bool = False) 
     name = name or _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text(), str(path))
-    typing_only = {id(inner) for node in ast.walk(tree) if at_run_time
-                   and isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
-                   for inner in ast.walk(node)}
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if at_run_time and isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in typing_only:
@@ -51,7 +54,7 @@ def _imports(path: Path, name: str | None = None, *, at_run_time: bool = False) 
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             for alias in node.names:
                 module = f"{base}.{alias.name}"
@@ -81,10 +84,11 @@ def test_helpdesk_never_imports_the_gateway(path: Path) -> None:
     assert {m for m in _imports(path) if _within(m, "mailgateway")} == set()
 
 
-@pytest.mark.parametrize("path", [p for p in _modules("helpdesk")
-                                  if not _within(_module_name(p), WEB)
-                                  and _module_name(p) != FACTORY],
-                         ids=lambda p: _module_name(p))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _modules("helpdesk") if not _within(_module_name(p), WEB) and _module_name(p) != FACTORY],
+    ids=lambda p: _module_name(p),
+)
 def test_the_core_never_imports_the_web_modules(path: Path) -> None:
     assert {m for m in _imports(path) if _within(m, WEB)} == set()
 
@@ -97,14 +101,20 @@ def test_the_gateway_never_imports_the_web_modules(path: Path) -> None:
 def test_the_walker_sees_imports_inside_functions_and_relative_ones(tmp_path: Path) -> None:
     """A rule that sees nothing passes everything: the walker is tested too."""
     sample = tmp_path / "sample.py"
-    sample.write_text("from . import sibling\n"
-                      "from ..services import tickets\n"
-                      "def f():\n"
-                      "    from mailgateway import smtp\n"
-                      "    import helpdesk.portal.tickets\n")
+    sample.write_text(
+        "from . import sibling\n"
+        "from ..services import tickets\n"
+        "def f():\n"
+        "    from mailgateway import smtp\n"
+        "    import helpdesk.portal.tickets\n"
+    )
     found = _imports(sample, "helpdesk.inbound.sample")
-    assert {"helpdesk.inbound.sibling", "helpdesk.services.tickets", "mailgateway.smtp",
-            "helpdesk.portal.tickets"} <= found
+    assert {
+        "helpdesk.inbound.sibling",
+        "helpdesk.services.tickets",
+        "mailgateway.smtp",
+        "helpdesk.portal.tickets",
+    } <= found
     assert _within("mailgateway.smtp", "mailgateway") and not _within("mailgateways", "mailgateway")
 
 
@@ -144,10 +154,15 @@ def test_the_core_has_no_import_cycles() -> None:
     """Modules that need each other (models and the SLA rules did, hidden in
     function-level imports) are one module in two files. The blueprint packages'
     `bp` idiom is Flask's and stays out of this rule."""
-    core = {_module_name(p): p for p in [*_modules("helpdesk"), *_modules("mailgateway")]
-            if not _within(_module_name(p), WEB) and _module_name(p) != FACTORY}
-    graph = {name: {m for m in _imports(path, at_run_time=True) if m in core and m != name}
-             for name, path in core.items()}
+    core = {
+        _module_name(p): p
+        for p in [*_modules("helpdesk"), *_modules("mailgateway")]
+        if not _within(_module_name(p), WEB) and _module_name(p) != FACTORY
+    }
+    graph = {
+        name: {m for m in _imports(path, at_run_time=True) if m in core and m != name}
+        for name, path in core.items()
+    }
     assert _cycles(graph) == []
 
 

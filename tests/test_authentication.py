@@ -5,6 +5,7 @@ rspamd and Exchange Online write. Every mail is raw bytes read by `parse`, as th
 gateway reads it: the trusted server's headers on top, then the `Received` header
 of the hop that brought the mail to it, then what the sender wrote.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,22 +22,39 @@ from helpdesk.inbound.authentication import (
 from helpdesk.inbound.parser import InboundMail, parse
 
 TRUSTED = "mx.helpdesk.test"
-RECEIVED = (b"Received: from mail.customer.example (mail.customer.example [192.0.2.7])\r\n"
-            b"\tby mx.helpdesk.test with ESMTPS id 4Z; Mon, 2 Mar 2026 08:00:00 +0000")
+RECEIVED = (
+    b"Received: from mail.customer.example (mail.customer.example [192.0.2.7])\r\n"
+    b"\tby mx.helpdesk.test with ESMTPS id 4Z; Mon, 2 Mar 2026 08:00:00 +0000"
+)
 
 
-def raw_mail(*top: bytes, below: tuple[bytes, ...] = (),
-             from_address: str = "alice@customer.example") -> bytes:
+def raw_mail(
+    *top: bytes, below: tuple[bytes, ...] = (), from_address: str = "alice@customer.example"
+) -> bytes:
     """Header fields `top`, the trace header the mail arrived with, then `below` and
     the sender's own fields."""
     sender = [f"From: Alice <{from_address}>".encode()] if from_address else []
-    return b"\r\n".join([*top, RECEIVED, *below, *sender, b"Subject: Printer",
-                          b"Message-ID: <m1@customer.example>", b"", b"It jams.", b""])
+    return b"\r\n".join(
+        [
+            *top,
+            RECEIVED,
+            *below,
+            *sender,
+            b"Subject: Printer",
+            b"Message-ID: <m1@customer.example>",
+            b"",
+            b"It jams.",
+            b"",
+        ]
+    )
 
 
 def make_mail(*results: str, from_address: str = "alice@customer.example") -> InboundMail:
-    return parse(raw_mail(*(b"Authentication-Results: " + value.encode() for value in results),
-                          from_address=from_address))
+    return parse(
+        raw_mail(
+            *(b"Authentication-Results: " + value.encode() for value in results), from_address=from_address
+        )
+    )
 
 
 def believed(*results: str, from_address: str = "alice@customer.example") -> bool:
@@ -44,6 +62,7 @@ def believed(*results: str, from_address: str = "alice@customer.example") -> boo
 
 
 # --- configuration ----------------------------------------------------------
+
 
 def test_no_trusted_server_configured_believes_everyone() -> None:
     assert sender_is_authenticated(make_mail(), "")
@@ -57,17 +76,26 @@ def test_missing_from_address_is_not_believed() -> None:
     assert not believed(f"{TRUSTED}; dmarc=pass header.from=customer.example", from_address="")
 
 
-@pytest.mark.parametrize("fallback", [b"Sender: Alice <alice@customer.example>",
-                                      b"Reply-To: <alice@customer.example>",
-                                      b"Return-Path: <alice@customer.example>"])
+@pytest.mark.parametrize(
+    "fallback",
+    [
+        b"Sender: Alice <alice@customer.example>",
+        b"Reply-To: <alice@customer.example>",
+        b"Return-Path: <alice@customer.example>",
+    ],
+)
 def test_a_sender_read_from_another_header_than_from_is_never_believed(fallback: bytes) -> None:
     """DMARC authenticates From. With From unreadable to us, a pass the trusted server
     wrote about the From it read must not vouch for Sender, Reply-To or Return-Path."""
-    mail = parse(raw_mail(f"Authentication-Results: {TRUSTED}; dmarc=pass; "
-                          "spf=pass smtp.mailfrom=customer.example; "
-                          "dkim=pass header.d=customer.example".encode(),
-                          below=(fallback, b"From: Alice <alice at customer.example>"),
-                          from_address=""))
+    mail = parse(
+        raw_mail(
+            f"Authentication-Results: {TRUSTED}; dmarc=pass; "
+            "spf=pass smtp.mailfrom=customer.example; "
+            "dkim=pass header.d=customer.example".encode(),
+            below=(fallback, b"From: Alice <alice at customer.example>"),
+            from_address="",
+        )
+    )
     assert mail.from_address == "alice@customer.example" and mail.from_source != "from"
     assert check(mail, TRUSTED) is Verdict.FAIL
     assert check(mail, "") is Verdict.UNCHECKED  # nothing configured: taken as written
@@ -75,9 +103,9 @@ def test_a_sender_read_from_another_header_than_from_is_never_believed(fallback:
 
 # --- DMARC -----------------------------------------------------------------
 
+
 def test_dmarc_pass_is_believed() -> None:
-    assert believed(
-        f"{TRUSTED}; dmarc=pass (p=NONE sp=NONE dis=NONE) header.from=customer.example")
+    assert believed(f"{TRUSTED}; dmarc=pass (p=NONE sp=NONE dis=NONE) header.from=customer.example")
 
 
 def test_dmarc_pass_without_header_from_is_believed() -> None:
@@ -95,20 +123,27 @@ def test_dmarc_pass_for_another_from_domain_is_not_believed() -> None:
 
 # --- SPF -------------------------------------------------------------------
 
-@pytest.mark.parametrize("mailfrom", [
-    "alice@customer.example",
-    "customer.example",
-    "bounces+123@mail.customer.example",   # ESP bounce subdomain: relaxed alignment
-    '"alice@customer.example"',
-])
+
+@pytest.mark.parametrize(
+    "mailfrom",
+    [
+        "alice@customer.example",
+        "customer.example",
+        "bounces+123@mail.customer.example",  # ESP bounce subdomain: relaxed alignment
+        '"alice@customer.example"',
+    ],
+)
 def test_spf_pass_aligned_is_believed(mailfrom: str) -> None:
-    assert believed(f"{TRUSTED}; spf=pass (mx.helpdesk.test: domain of sender designates "
-                    f"192.0.2.7 as permitted sender) smtp.mailfrom={mailfrom}")
+    assert believed(
+        f"{TRUSTED}; spf=pass (mx.helpdesk.test: domain of sender designates "
+        f"192.0.2.7 as permitted sender) smtp.mailfrom={mailfrom}"
+    )
 
 
 def test_spf_pass_for_the_parent_of_a_subdomain_sender_is_believed() -> None:
-    assert believed(f"{TRUSTED}; spf=pass smtp.mailfrom=customer.example",
-                    from_address="alice@eu.customer.example")
+    assert believed(
+        f"{TRUSTED}; spf=pass smtp.mailfrom=customer.example", from_address="alice@eu.customer.example"
+    )
 
 
 def test_spf_pass_unaligned_is_not_believed() -> None:
@@ -135,10 +170,13 @@ def test_spf_other_results_are_not_believed(result: str) -> None:
 
 # --- DKIM ------------------------------------------------------------------
 
+
 def test_dkim_pass_aligned_is_believed() -> None:
-    assert believed(f"{TRUSTED}; dkim=pass (2048-bit key; unprotected) "
-                    "header.d=customer.example header.i=@customer.example "
-                    "header.s=selector1 header.b=AbCdEf12")
+    assert believed(
+        f"{TRUSTED}; dkim=pass (2048-bit key; unprotected) "
+        "header.d=customer.example header.i=@customer.example "
+        "header.s=selector1 header.b=AbCdEf12"
+    )
 
 
 def test_dkim_pass_with_only_header_i_is_believed() -> None:
@@ -150,24 +188,25 @@ def test_dkim_pass_unaligned_is_not_believed() -> None:
 
 
 def test_dkim_fail_aligned_is_not_believed() -> None:
-    assert not believed(
-        f"{TRUSTED}; dkim=fail (body hash did not verify) header.d=customer.example")
+    assert not believed(f"{TRUSTED}; dkim=fail (body hash did not verify) header.d=customer.example")
 
 
 # --- whose header ----------------------------------------------------------
 
+
 def test_header_from_an_untrusted_authserv_id_is_ignored() -> None:
     # The sender (or any relay) can write whatever it likes under its own name.
     assert not believed("mx.attacker.example; dmarc=pass header.from=customer.example")
-    assert not believed("mx.google.com; dkim=pass header.i=@customer.example; "
-                        "spf=pass smtp.mailfrom=alice@customer.example; "
-                        "dmarc=pass (p=NONE) header.from=customer.example")
+    assert not believed(
+        "mx.google.com; dkim=pass header.i=@customer.example; "
+        "spf=pass smtp.mailfrom=alice@customer.example; "
+        "dmarc=pass (p=NONE) header.from=customer.example"
+    )
 
 
 def test_authserv_id_is_compared_case_insensitively_with_version() -> None:
     assert believed("MX.Helpdesk.Test 1; dmarc=pass header.from=customer.example")
-    assert sender_is_authenticated(
-        make_mail("mx.helpdesk.test; dmarc=pass"), "MX.HELPDESK.TEST")
+    assert sender_is_authenticated(make_mail("mx.helpdesk.test; dmarc=pass"), "MX.HELPDESK.TEST")
 
 
 def test_authserv_id_that_only_starts_like_ours_is_ignored() -> None:
@@ -204,7 +243,7 @@ def test_one_milter_per_header_all_count() -> None:
 
 GMAIL = (
     "mx.helpdesk.test;\r\n"
-    "       dkim=pass header.i=@customer.example header.s=20230601 header.b=\"Xy1/+z\";\r\n"
+    '       dkim=pass header.i=@customer.example header.s=20230601 header.b="Xy1/+z";\r\n'
     "       spf=pass (mx.helpdesk.test: domain of alice@customer.example designates "
     "2001:db8::1 as permitted sender) smtp.mailfrom=alice@customer.example;\r\n"
     "       dmarc=pass (p=NONE sp=NONE dis=NONE) header.from=customer.example"
@@ -214,15 +253,16 @@ GMAIL = (
 def test_multiline_gmail_style_header_parses() -> None:
     authserv_id, results = parse_authentication_results(GMAIL)
     assert authserv_id == "mx.helpdesk.test"
-    assert [(r.method, r.result) for r in results] == [
-        ("dkim", "pass"), ("spf", "pass"), ("dmarc", "pass")]
+    assert [(r.method, r.result) for r in results] == [("dkim", "pass"), ("spf", "pass"), ("dmarc", "pass")]
     assert results[0].properties["header.b"] == "Xy1/+z"
     assert results[1].properties["smtp.mailfrom"] == "alice@customer.example"
 
 
 def test_comments_nested_and_with_semicolons_are_ignored() -> None:
-    value = (f"{TRUSTED} (Postfix; escaped \\) paren (nested; deeper)); "
-             "DKIM = Pass (signature; verified) header.d = \"customer.example\"")
+    value = (
+        f"{TRUSTED} (Postfix; escaped \\) paren (nested; deeper)); "
+        'DKIM = Pass (signature; verified) header.d = "customer.example"'
+    )
     assert believed(value)
     _, results = parse_authentication_results(value)
     assert results[0].method == "dkim" and results[0].result == "pass"
@@ -234,7 +274,7 @@ def test_quote_inside_a_comment_is_just_a_character() -> None:
 
 
 def test_quoted_authserv_id_and_method_version() -> None:
-    assert believed(f"\"{TRUSTED}\"; dkim/1=pass header.d=customer.example")
+    assert believed(f'"{TRUSTED}"; dkim/1=pass header.d=customer.example')
 
 
 def test_no_result_header_is_parsed_and_not_believed() -> None:
@@ -243,27 +283,31 @@ def test_no_result_header_is_parsed_and_not_believed() -> None:
 
 
 def test_exchange_online_style_keys_do_not_break_parsing() -> None:
-    assert believed(f"{TRUSTED}; spf=pass (sender IP is 192.0.2.1) "
-                    "smtp.mailfrom=customer.example; dkim=pass (signature was verified) "
-                    "header.d=customer.example;dmarc=pass action=none "
-                    "header.from=customer.example;compauth=pass reason=100")
+    assert believed(
+        f"{TRUSTED}; spf=pass (sender IP is 192.0.2.1) "
+        "smtp.mailfrom=customer.example; dkim=pass (signature was verified) "
+        "header.d=customer.example;dmarc=pass action=none "
+        "header.from=customer.example;compauth=pass reason=100"
+    )
 
 
 def test_reason_property_and_trailing_semicolon() -> None:
-    assert believed(f"{TRUSTED}; spf=pass reason=\"ip4 match; ok\" "
-                    "smtp.mailfrom=alice@customer.example;")
+    assert believed(f'{TRUSTED}; spf=pass reason="ip4 match; ok" smtp.mailfrom=alice@customer.example;')
 
 
-@pytest.mark.parametrize("value", [
-    f"{TRUSTED}; dmarc=pass (unterminated comment header.from=customer.example",
-    f"{TRUSTED}; dmarc=pass) header.from=customer.example",
-    f"{TRUSTED}; dmarc=\"pass header.from=customer.example",
-    f"{TRUSTED} extra words; dmarc=pass header.from=customer.example",
-    f"{TRUSTED}; dmarc pass header.from=customer.example",
-    f"{TRUSTED}; =pass",
-    "",
-    ";dmarc=pass",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"{TRUSTED}; dmarc=pass (unterminated comment header.from=customer.example",
+        f"{TRUSTED}; dmarc=pass) header.from=customer.example",
+        f'{TRUSTED}; dmarc="pass header.from=customer.example',
+        f"{TRUSTED} extra words; dmarc=pass header.from=customer.example",
+        f"{TRUSTED}; dmarc pass header.from=customer.example",
+        f"{TRUSTED}; =pass",
+        "",
+        ";dmarc=pass",
+    ],
+)
 def test_unparseable_headers_are_not_believed(value: str) -> None:
     with pytest.raises(Unparseable):
         parse_authentication_results(value)
@@ -291,24 +335,24 @@ def test_the_raw_control_is_believed() -> None:
     assert check(parse(raw_mail(b"Authentication-Results: " + PASS)), TRUSTED) is Verdict.PASS
 
 
-@pytest.mark.parametrize("value", [
-    b"=?utf-8?b?" + base64.b64encode(PASS) + b"?=",
-    b"=?us-ascii?q?" + PASS.replace(b" ", b"_").replace(b";", b"=3B").replace(b"=", b"=3D")
-    + b"?=",
-    b"\xc2\xa0" + PASS,                             # a leading no-break space
-    PASS.replace(b"mx.", b"\xef\xbd\x8dx."),        # fullwidth m
-    PASS.replace(b"mx.", b"m\xe2\x80\x8bx."),       # a zero-width space inside the id
-    PASS.replace(b" ", b"\x1c"),                     # a control character Python splits on
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"=?utf-8?b?" + base64.b64encode(PASS) + b"?=",
+        b"=?us-ascii?q?" + PASS.replace(b" ", b"_").replace(b";", b"=3B").replace(b"=", b"=3D") + b"?=",
+        b"\xc2\xa0" + PASS,  # a leading no-break space
+        PASS.replace(b"mx.", b"\xef\xbd\x8dx."),  # fullwidth m
+        PASS.replace(b"mx.", b"m\xe2\x80\x8bx."),  # a zero-width space inside the id
+        PASS.replace(b" ", b"\x1c"),  # a control character Python splits on
+    ],
+)
 def test_encoded_or_unicode_dressed_headers_count_for_nothing(value: bytes) -> None:
     assert not believed_raw(b"Authentication-Results: " + value)
 
 
-def test_a_trusted_header_below_the_trace_header_that_ends_the_servers_own_came_with_the_mail(
-        ) -> None:
+def test_a_trusted_header_below_the_trace_header_that_ends_the_servers_own_came_with_the_mail() -> None:
     forged = b"Authentication-Results: " + PASS
-    fail = (b"Authentication-Results: " + TRUSTED.encode()
-            + b"; dmarc=fail header.from=customer.example")
+    fail = b"Authentication-Results: " + TRUSTED.encode() + b"; dmarc=fail header.from=customer.example"
     earlier_hop = b"Received: from laptop.customer.example by mail.customer.example"
     assert not believed_raw(fail, below=(forged,))
     assert not believed_raw(fail, below=(earlier_hop, forged))
@@ -323,14 +367,17 @@ def test_later_hops_inside_the_organisation_do_not_hide_the_trusted_headers() ->
     assert believed_raw(internal, b"Authentication-Results: " + PASS)
 
 
-@pytest.mark.parametrize(("signer", "from_address", "aligned"), [
-    ("mail.customer.co.uk", "alice@customer.co.uk", True),
-    ("co.uk", "alice@customer.co.uk", False),          # a public suffix is nobody's
-    ("github.io", "alice@evil.github.io", False),      # sibling tenants of a shared suffix
-    ("other.github.io", "alice@evil.github.io", False),
-    ("evil.github.io", "alice@evil.github.io", True),
-])
+@pytest.mark.parametrize(
+    ("signer", "from_address", "aligned"),
+    [
+        ("mail.customer.co.uk", "alice@customer.co.uk", True),
+        ("co.uk", "alice@customer.co.uk", False),  # a public suffix is nobody's
+        ("github.io", "alice@evil.github.io", False),  # sibling tenants of a shared suffix
+        ("other.github.io", "alice@evil.github.io", False),
+        ("evil.github.io", "alice@evil.github.io", True),
+    ],
+)
 def test_alignment_is_by_organizational_domain_of_the_public_suffix_list(
-        signer: str, from_address: str, aligned: bool) -> None:
-    assert believed(f"{TRUSTED}; dkim=pass header.d={signer}",
-                    from_address=from_address) is aligned
+    signer: str, from_address: str, aligned: bool
+) -> None:
+    assert believed(f"{TRUSTED}; dkim=pass header.d={signer}", from_address=from_address) is aligned

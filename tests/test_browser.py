@@ -8,6 +8,7 @@ The portal runs on a real HTTP server on loopback with production cookie flags
 ticket page and the dashboard are saved under tests/artifacts/ on every run (docs/web.md shows them), and
 of the page in hand when a step fails.
 """
+
 from __future__ import annotations
 
 import threading
@@ -29,9 +30,15 @@ from tests.support.pgserver import free_port
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 ADMIN_EMAIL = "admin@helpdesk.test"  # the `admin` fixture's; ORM attributes would hit the DB
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               "--disable-quic"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture
@@ -66,8 +73,7 @@ def browser_page(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def
         finally:
             report = getattr(request.node, "rep_call", None)
             if report is not None and report.failed:
-                page.screenshot(path=str(ARTIFACTS / f"failure-{request.node.name}.png"),
-                                full_page=True)
+                page.screenshot(path=str(ARTIFACTS / f"failure-{request.node.name}.png"), full_page=True)
             browser.close()
 
 
@@ -78,11 +84,16 @@ def _flash(page) -> str:  # type: ignore[no-untyped-def]
 def test_a_support_day_in_a_real_browser(app, admin, gateway, live_portal, browser_page):
     service = TicketsService.from_config(db.session, app.config)
     for subject, priority in (("Printer on fire", "urgent"), ("Invoice question", "low")):
-        service.open_ticket(subject=subject, description=f"{subject}: please help.",
-                            requester_email="ann@example.com", requester_name="Ann",
-                            priority=priority, channel="email",
-                            actor=Actor.customer("ann@example.com", "Ann"),
-                            is_email_originated=True)
+        service.open_ticket(
+            subject=subject,
+            description=f"{subject}: please help.",
+            requester_email="ann@example.com",
+            requester_name="Ann",
+            priority=priority,
+            channel="email",
+            actor=Actor.customer("ann@example.com", "Ann"),
+            is_email_originated=True,
+        )
     db.session.commit()
     gateway.send(message(sender="newcomer@partner.example", subject="Access to the portal?"))
     db.session.rollback()  # from here on the test thread holds no SQLite lock between reads
@@ -129,8 +140,11 @@ def test_a_support_day_in_a_real_browser(app, admin, gateway, live_portal, brows
     page.screenshot(path=str(ARTIFACTS / "ticket.png"), full_page=True)
     ticket = db.session.execute(select(Ticket).where(Ticket.number == 1)).scalar_one()
     assert ticket.status == "resolved"
-    kinds = db.session.execute(select(Message.kind).where(Message.ticket_id == ticket.id)
-                               .order_by(Message.id)).scalars().all()
+    kinds = (
+        db.session.execute(select(Message.kind).where(Message.ticket_id == ticket.id).order_by(Message.id))
+        .scalars()
+        .all()
+    )
     assert kinds == ["reply", "reply", "note"]
     db.session.rollback()
 
@@ -155,8 +169,10 @@ def test_a_support_day_in_a_real_browser(app, admin, gateway, live_portal, brows
 
     # The dashboard shows the day's figures, with nothing inline for the CSP to block.
     blocked: list[str] = []
-    page.on("console", lambda entry: blocked.append(entry.text)
-            if "Content Security Policy" in entry.text else None)
+    page.on(
+        "console",
+        lambda entry: blocked.append(entry.text) if "Content Security Policy" in entry.text else None,
+    )
     page.click("nav >> text=Dashboard")
     figures = page.locator("main").inner_text()
     assert "Resolution SLA met" in figures and "100.0 %" in figures
@@ -176,18 +192,20 @@ def test_a_support_day_in_a_real_browser(app, admin, gateway, live_portal, brows
     assert "Third fire this month" not in view  # internal notes never reach the customer
     page.fill("#email", "mallory@example.com")
     page.click("button:has-text('Look up')")
-    assert page.locator("[role=alert]").inner_text() == (
-        "No ticket matches this number and email address.")
+    assert page.locator("[role=alert]").inner_text() == ("No ticket matches this number and email address.")
 
 
 def test_xss_in_mail_does_not_run_in_the_portal(app, admin, live_portal, browser_page):
     service = TicketsService.from_config(db.session, app.config)
     ticket = service.open_ticket(
-        subject='<img src=x onerror="document.title=\'pwned\'">',
+        subject="<img src=x onerror=\"document.title='pwned'\">",
         description="<script>document.title='pwned'</script>",
-        requester_email="eve@example.com", channel="email", actor=Actor.customer("eve@example.com"),
-        body_html='<p>Hi</p><img src=x onerror="document.title=\'pwned\'">'
-                  '<a href="javascript:document.title=\'pwned\'">click</a>')
+        requester_email="eve@example.com",
+        channel="email",
+        actor=Actor.customer("eve@example.com"),
+        body_html="<p>Hi</p><img src=x onerror=\"document.title='pwned'\">"
+        "<a href=\"javascript:document.title='pwned'\">click</a>",
+    )
     db.session.commit()
     number = f"TKT-{ticket.number:06d}"
     db.session.rollback()

@@ -1,4 +1,5 @@
 """The admin commands (docs/operations.md), run through Flask's CLI runner."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,19 @@ def staff(email: str) -> StaffUser:
 
 
 def test_create_staff_with_password(runner):
-    result = runner.invoke(args=["create-staff", "--email", "Ann@Example.com", "--name", "Ann",
-                                 "--role", "agent", "--password", "correct horse battery"])
+    result = runner.invoke(
+        args=[
+            "create-staff",
+            "--email",
+            "Ann@Example.com",
+            "--name",
+            "Ann",
+            "--role",
+            "agent",
+            "--password",
+            "correct horse battery",
+        ]
+    )
     assert result.exit_code == 0, result.output
     user = staff("ann@example.com")
     assert user.role == "agent"
@@ -27,8 +39,9 @@ def test_create_staff_with_password(runner):
 
 
 def test_create_staff_generates_and_prints_password(runner):
-    result = runner.invoke(args=["create-staff", "--email", "boss@example.com", "--name", "Boss",
-                                 "--role", "admin"])
+    result = runner.invoke(
+        args=["create-staff", "--email", "boss@example.com", "--name", "Boss", "--role", "admin"]
+    )
     assert result.exit_code == 0, result.output
     password = re.search(r"Password: (\S+)", result.output).group(1)
     assert len(password) >= 12
@@ -40,11 +53,23 @@ def test_create_staff_refuses_duplicates_bad_role_and_short_password(runner):
     assert runner.invoke(args=args).exit_code == 0
     duplicate = runner.invoke(args=args)
     assert duplicate.exit_code == 1 and "already exists" in duplicate.output
-    bad_role = runner.invoke(args=["create-staff", "--email", "y@example.com", "--name", "Y",
-                                   "--role", "owner"])
+    bad_role = runner.invoke(
+        args=["create-staff", "--email", "y@example.com", "--name", "Y", "--role", "owner"]
+    )
     assert bad_role.exit_code == 2 and "owner" in bad_role.output
-    short = runner.invoke(args=["create-staff", "--email", "z@example.com", "--name", "Z",
-                                "--role", "agent", "--password", "short"])
+    short = runner.invoke(
+        args=[
+            "create-staff",
+            "--email",
+            "z@example.com",
+            "--name",
+            "Z",
+            "--role",
+            "agent",
+            "--password",
+            "short",
+        ]
+    )
     assert short.exit_code == 1 and "at least 10" in short.output
 
 
@@ -89,8 +114,19 @@ def test_senders_rule_prefers_exact_address(app, runner):
 
     runner.invoke(args=["senders", "add", "@example.com", "--organization", "Acme"])
     runner.invoke(args=["senders", "add", "vip@example.com", "--organization", "VIP Corp"])
-    runner.invoke(args=["create-staff", "--email", "agent@example.com", "--name", "Agent",
-                        "--role", "agent", "--password", "a-long-password-1"])
+    runner.invoke(
+        args=[
+            "create-staff",
+            "--email",
+            "agent@example.com",
+            "--name",
+            "Agent",
+            "--role",
+            "agent",
+            "--password",
+            "a-long-password-1",
+        ]
+    )
 
     def organization(address: str) -> str | None:
         found = identify(db.session, address).organization_id
@@ -111,15 +147,17 @@ def test_senders_rule_prefers_exact_address(app, runner):
 def test_tickets_set_next(app, runner):
     service = TicketsService.from_config(db.session, app.config)
     for _ in range(3):
-        service.open_ticket(subject="s", description="d", requester_email="a@b.co",
-                            channel="web", actor=Actor.system())
+        service.open_ticket(
+            subject="s", description="d", requester_email="a@b.co", channel="web", actor=Actor.system()
+        )
         db.session.commit()
     refused = runner.invoke(args=["tickets", "set-next", "3"])
     assert refused.exit_code == 1 and "3 is already in use" in refused.output
     accepted = runner.invoke(args=["tickets", "set-next", "78"])
     assert accepted.exit_code == 0 and "TKT-000078" in accepted.output
-    ticket = service.open_ticket(subject="s", description="d", requester_email="a@b.co",
-                                 channel="web", actor=Actor.system())
+    ticket = service.open_ticket(
+        subject="s", description="d", requester_email="a@b.co", channel="web", actor=Actor.system()
+    )
     db.session.commit()
     assert service.display_number(ticket) == "TKT-000078"
     assert runner.invoke(args=["tickets", "set-next", "abc"]).exit_code == 2

@@ -1,6 +1,7 @@
 """Gap-free numbering under real concurrency: two OS processes (channels `web` and
 `email`), several threads each, about 10 % of creations rolled back after taking
 their number. Afterwards the stored numbers must be exactly 1..N."""
+
 from __future__ import annotations
 
 from sqlalchemy import select

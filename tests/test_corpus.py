@@ -8,6 +8,7 @@ anyone's test data) of the shapes real mail has and the corpus lacks: broken or
 missing From, bounces in other languages, mailing-list notices, and the human
 mails that must stay human beside each new rule. EXPECTED.tsv gives each one's
 exact outcome, sender, sender source and reason."""
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -41,11 +42,13 @@ def test_every_corpus_mail_gets_a_recorded_outcome(app):
     assert total == len(entries)
     recorded = db.session.execute(select(func.count(InboundMail.id))).scalar_one()
     assert recorded == total - duplicates
-    held = db.session.execute(select(InboundMail.reason).where(
-        InboundMail.outcome == "quarantined")).scalars().all()
+    held = (
+        db.session.execute(select(InboundMail.reason).where(InboundMail.outcome == "quarantined"))
+        .scalars()
+        .all()
+    )
     # Every corpus mail has an envelope sender, so "no sender address" never applies.
-    assert [reason for reason in held if reason.startswith(("processing failed",
-                                                             "no sender address"))] == []
+    assert [reason for reason in held if reason.startswith(("processing failed", "no sender address"))] == []
 
 
 def test_each_sample_gets_its_exact_outcome_sender_and_reason(app):
@@ -56,8 +59,9 @@ def test_each_sample_gets_its_exact_outcome_sender_and_reason(app):
             raw = (SAMPLES / entry["file"]).read_bytes()
             code, text = gateway.send(on_the_wire(raw), mail_from=entry["envelope"])
             assert code == 250, f"{entry['file']}: {code} {text!r}"
-            record = db.session.execute(select(InboundMail).order_by(
-                InboundMail.id.desc()).limit(1)).scalar_one()
+            record = db.session.execute(
+                select(InboundMail).order_by(InboundMail.id.desc()).limit(1)
+            ).scalar_one()
             got = (record.outcome, record.from_address, record.from_source)
             assert got == (entry["outcome"], entry["sender"], entry["source"]), entry["file"]
             assert entry["reason"] in record.reason, (entry["file"], record.reason)
@@ -66,8 +70,10 @@ def test_each_sample_gets_its_exact_outcome_sender_and_reason(app):
                 continue
             ticket = db.session.get(Ticket, record.ticket_id)
             assert ticket.requester.email == entry["sender"], entry["file"]
-            acknowledgments = db.session.execute(select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.ticket_id == ticket.id, OutboxMessage.kind == "created")
+            acknowledgments = db.session.execute(
+                select(func.count(OutboxMessage.id)).where(
+                    OutboxMessage.ticket_id == ticket.id, OutboxMessage.kind == "created"
+                )
             ).scalar_one()
             assert acknowledgments == (1 if entry["acknowledged"] == "yes" else 0), entry["file"]
             if entry["source"] != "from":  # staff see where the sender came from

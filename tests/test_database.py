@@ -1,5 +1,6 @@
 """Pooled PostgreSQL connections: pinged when they sat idle, not when just used
 (`helpdesk.database`), against a real server whose backends are killed under them."""
+
 from __future__ import annotations
 
 import time

@@ -8,6 +8,7 @@ was answered `451` forever. Then the caps, the pathological generator
 (`tests.support.hostile`) sent while a customer keeps mailing, and fuzzing of raw bytes
 through `ingest` on both databases.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,13 +38,15 @@ TRUSTED = "mx.helpdesk.test"
 
 
 def messages(ticket: Ticket) -> list[Message]:
-    return list(db.session.execute(
-        select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)).scalars())
+    return list(
+        db.session.execute(
+            select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)
+        ).scalars()
+    )
 
 
 def mailed_replies() -> list[OutboxMessage]:
-    return list(db.session.execute(
-        select(OutboxMessage).where(OutboxMessage.kind == "reply")).scalars())
+    return list(db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "reply")).scalars())
 
 
 def last_record() -> InboundMail:
@@ -53,26 +56,29 @@ def last_record() -> InboundMail:
 # -- staff are never impersonated by mail ------------------------------------------------
 
 
-def test_mail_from_a_staff_address_without_proof_is_an_unverified_note_never_mailed(
-        gateway, senders, agent):
+def test_mail_from_a_staff_address_without_proof_is_an_unverified_note_never_mailed(gateway, senders, agent):
     gateway.send(message(subject="Laptop broken"))
     (ticket,) = tickets()
-    forged = message(sender=f"Agnes Agent <{agent.email}>", subject="Re: [TKT-000001] Laptop broken",
-                     body="Please pay the repair fee to IBAN XX00 0000 first.")
+    forged = message(
+        sender=f"Agnes Agent <{agent.email}>",
+        subject="Re: [TKT-000001] Laptop broken",
+        body="Please pay the repair fee to IBAN XX00 0000 first.",
+    )
     code, text = gateway.send(forged)
     assert (code, text) == (250, b"2.0.0 OK appended TKT-000001")
     first, note = messages(ticket)
-    assert note.kind == "note"                     # never a public reply
-    assert note.author_staff_id is None            # never acts as the staff member
+    assert note.kind == "note"  # never a public reply
+    assert note.author_staff_id is None  # never acts as the staff member
     assert "unverified" in note.author_label
-    assert mailed_replies() == []                  # never mailed to the customer
+    assert mailed_replies() == []  # never mailed to the customer
     db.session.refresh(ticket)
-    assert ticket.first_responded_at is None       # never the SLA's first response
+    assert ticket.first_responded_at is None  # never the SLA's first response
     assert "no proof" in last_record().reason
 
 
 def test_staff_answering_mail_the_helpdesk_sent_to_them_replies_publicly(
-        app, gateway, senders, agent, admin, service, sink):  # noqa: F811
+    app, gateway, senders, agent, admin, service, sink
+):  # noqa: F811
     """Proof by signed Message-ID: only the staff member's mailbox received this id."""
     from helpdesk.services import Actor
 
@@ -81,23 +87,27 @@ def test_staff_answering_mail_the_helpdesk_sent_to_them_replies_publicly(
     db.session.commit()
     mails = deliver(app, sink)
     (to_agent,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == agent.email]
-    answer = message(sender=agent.email, subject="Re: " + str(to_agent["Subject"]),
-                     body="It is the X-100; we replace it today.",
-                     in_reply_to=to_agent["Message-ID"])
+    answer = message(
+        sender=agent.email,
+        subject="Re: " + str(to_agent["Subject"]),
+        body="It is the X-100; we replace it today.",
+        in_reply_to=to_agent["Message-ID"],
+    )
     assert gateway.send(answer) == (250, b"2.0.0 OK appended TKT-000001")
     last = messages(ticket)[-1]
     assert (last.kind, last.author_staff_id) == ("reply", agent.id)
-    assert any(row.reply_id == last.id and row.to_address == "ann@example.com"
-               for row in mailed_replies())
+    assert any(row.reply_id == last.id and row.to_address == "ann@example.com" for row in mailed_replies())
 
 
-def test_a_signed_id_sent_to_the_customer_is_no_proof_for_a_staff_address(
-        app, gateway, senders, agent, sink):  # noqa: F811
+def test_a_signed_id_sent_to_the_customer_is_no_proof_for_a_staff_address(app, gateway, senders, agent, sink):  # noqa: F811
     gateway.send(message(subject="Printer on fire"))
     (ack,) = deliver(app, sink)  # the customer holds this id, and can quote it
-    forged = message(sender=agent.email, subject="Re: [TKT-000001] Printer on fire",
-                     body="Send your password to reset the printer.",
-                     in_reply_to=ack["Message-ID"])
+    forged = message(
+        sender=agent.email,
+        subject="Re: [TKT-000001] Printer on fire",
+        body="Send your password to reset the printer.",
+        in_reply_to=ack["Message-ID"],
+    )
     assert gateway.send(forged) == (250, b"2.0.0 OK appended TKT-000001")
     (ticket,) = tickets()
     note = messages(ticket)[-1]
@@ -105,18 +115,23 @@ def test_a_signed_id_sent_to_the_customer_is_no_proof_for_a_staff_address(
     assert mailed_replies() == []
 
 
-@pytest.mark.parametrize(("results", "outcome", "kind"), [
-    (f"{TRUSTED}; dmarc=pass header.from=helpdesk.test", "appended", "reply"),
-    (None, "quarantined", None),
-    ("mx.attacker.example; dmarc=pass header.from=helpdesk.test", "quarantined", None),
-])
+@pytest.mark.parametrize(
+    ("results", "outcome", "kind"),
+    [
+        (f"{TRUSTED}; dmarc=pass header.from=helpdesk.test", "appended", "reply"),
+        (None, "quarantined", None),
+        ("mx.attacker.example; dmarc=pass header.from=helpdesk.test", "quarantined", None),
+    ],
+)
 def test_staff_mail_is_public_when_the_trusted_server_says_dmarc_passed(
-        app, service, agent, results, outcome, kind):
+    app, service, agent, results, outcome, kind
+):
     open_ticket(service)
     for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
         headers = {"Authentication-Results": results} if results else None
-        code, text = gateway.send(message(sender=agent.email, subject="Re: [TKT-000001] Printer",
-                                          body="Replaced.", headers=headers))
+        code, text = gateway.send(
+            message(sender=agent.email, subject="Re: [TKT-000001] Printer", body="Replaced.", headers=headers)
+        )
         assert (code, text.split()[2].decode()) == (250, outcome)
     (ticket,) = tickets()
     last = messages(ticket)[-1]
@@ -132,8 +147,13 @@ def test_staff_mail_is_public_when_the_trusted_server_says_dmarc_passed(
 def test_approving_mail_from_a_staff_address_does_not_make_it_staff(app, service, agent, runner):
     open_ticket(service)
     for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
-        code, text = gateway.send(message(sender=agent.email, subject="Re: [TKT-000001] Printer",
-                                          body="Refund approved, send card details."))
+        code, text = gateway.send(
+            message(
+                sender=agent.email,
+                subject="Re: [TKT-000001] Printer",
+                body="Refund approved, send card details.",
+            )
+        )
         assert (code, text) == (250, b"2.0.0 OK quarantined")
     item = db.session.execute(select(QuarantineItem)).scalar_one()
     result = runner.invoke(args=["quarantine", "approve", str(item.id)])
@@ -149,56 +169,80 @@ def test_approving_mail_from_a_staff_address_does_not_make_it_staff(app, service
 
 
 def raw_mail(*head: bytes, sender: bytes = b"Ann <ann@example.com>") -> bytes:
-    return b"\r\n".join([
-        *head,
-        b"From: " + sender,
-        b"To: " + SUPPORT.encode(),
-        b"Subject: Invoice question",
-        b"Message-ID: <" + base64.b16encode(b"".join(head))[:40] + b"@client.example>",
-        b"",
-        b"Where is my invoice?",
-        b"",
-    ])
+    return b"\r\n".join(
+        [
+            *head,
+            b"From: " + sender,
+            b"To: " + SUPPORT.encode(),
+            b"Subject: Invoice question",
+            b"Message-ID: <" + base64.b16encode(b"".join(head))[:40] + b"@client.example>",
+            b"",
+            b"Where is my invoice?",
+            b"",
+        ]
+    )
 
 
 PASS = TRUSTED.encode() + b"; dmarc=pass header.from=example.com"
-RECEIVED = (b"Received: from mail.client.example (mail.client.example [192.0.2.7])\r\n"
-            b"\tby mx.helpdesk.test (Postfix) with ESMTPS id 4Z; Mon, 2 Mar 2026 08:00:00 +0000")
+RECEIVED = (
+    b"Received: from mail.client.example (mail.client.example [192.0.2.7])\r\n"
+    b"\tby mx.helpdesk.test (Postfix) with ESMTPS id 4Z; Mon, 2 Mar 2026 08:00:00 +0000"
+)
 
 
-@pytest.mark.parametrize(("head", "outcome"), [
-    ((b"Authentication-Results: " + PASS, RECEIVED), "created"),   # the control: genuine
-    ((b"Authentication-Results: =?utf-8?b?" + base64.b64encode(PASS) + b"?=", RECEIVED),
-     "quarantined"),
-    ((b"Authentication-Results: =?us-ascii?q?" + PASS.replace(b" ", b"_").replace(b";", b"=3B")
-      + b"?=", RECEIVED), "quarantined"),
-    ((b"Authentication-Results: \xc2\xa0" + PASS, RECEIVED), "quarantined"),
-    ((b"Authentication-Results: " + PASS.replace(b"mx.", b"\xef\xbd\x8dx."), RECEIVED),
-     "quarantined"),   # a fullwidth letter that NFKC turns into "m"
-    # The trusted server says fail; a pass below the trace header it received the mail
-    # with was written by the sender.
-    ((b"Authentication-Results: " + TRUSTED.encode() + b"; dmarc=fail header.from=example.com",
-      RECEIVED, b"Authentication-Results: " + PASS), "quarantined"),
-])
-def test_authentication_results_only_count_as_the_trusted_server_wrote_them(
-        app, senders, head, outcome):
+@pytest.mark.parametrize(
+    ("head", "outcome"),
+    [
+        ((b"Authentication-Results: " + PASS, RECEIVED), "created"),  # the control: genuine
+        ((b"Authentication-Results: =?utf-8?b?" + base64.b64encode(PASS) + b"?=", RECEIVED), "quarantined"),
+        (
+            (
+                b"Authentication-Results: =?us-ascii?q?"
+                + PASS.replace(b" ", b"_").replace(b";", b"=3B")
+                + b"?=",
+                RECEIVED,
+            ),
+            "quarantined",
+        ),
+        ((b"Authentication-Results: \xc2\xa0" + PASS, RECEIVED), "quarantined"),
+        (
+            (b"Authentication-Results: " + PASS.replace(b"mx.", b"\xef\xbd\x8dx."), RECEIVED),
+            "quarantined",
+        ),  # a fullwidth letter that NFKC turns into "m"
+        # The trusted server says fail; a pass below the trace header it received the mail
+        # with was written by the sender.
+        (
+            (
+                b"Authentication-Results: " + TRUSTED.encode() + b"; dmarc=fail header.from=example.com",
+                RECEIVED,
+                b"Authentication-Results: " + PASS,
+            ),
+            "quarantined",
+        ),
+    ],
+)
+def test_authentication_results_only_count_as_the_trusted_server_wrote_them(app, senders, head, outcome):
     for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
         code, text = gateway.send(raw_mail(*head), mail_from="ann@example.com")
         assert code == 250
         assert text.split()[2].decode() == outcome
 
 
-@pytest.mark.parametrize(("signer", "outcome"), [
-    (b"mail.example.co.uk", "created"),
-    (b"co.uk", "quarantined"),      # a public suffix aligns with nobody
-])
+@pytest.mark.parametrize(
+    ("signer", "outcome"),
+    [
+        (b"mail.example.co.uk", "created"),
+        (b"co.uk", "quarantined"),  # a public suffix aligns with nobody
+    ],
+)
 def test_alignment_uses_the_public_suffix_list(app, signer, outcome):
     SendersService(db.session).add("@example.co.uk", "UK Ltd")
     db.session.commit()
     results = b"Authentication-Results: " + TRUSTED.encode() + b"; dkim=pass header.d=" + signer
     for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
-        code, text = gateway.send(raw_mail(results, RECEIVED, sender=b"Bo <bo@example.co.uk>"),
-                                  mail_from="bo@example.co.uk")
+        code, text = gateway.send(
+            raw_mail(results, RECEIVED, sender=b"Bo <bo@example.co.uk>"), mail_from="bo@example.co.uk"
+        )
         assert code == 250
         assert text.split()[2].decode() == outcome
 
@@ -207,18 +251,24 @@ def test_alignment_uses_the_public_suffix_list(app, signer, outcome):
 
 
 POISON = {
-    "5,000-character Message-ID": (b"Message-ID: <" + b"a" * 5000 + b"@client.example>",
-                                   b"Subject: long id"),
+    "5,000-character Message-ID": (b"Message-ID: <" + b"a" * 5000 + b"@client.example>", b"Subject: long id"),
     "NUL in the subject": (b"Message-ID: <nul@client.example>", b"Subject: printer \x00 broken"),
     "NUL in the Message-ID": (b"Message-ID: <n\x00ul@client.example>", b"Subject: nul id"),
-    "300-character CC name": (b"Message-ID: <cc@client.example>", b"Subject: long cc",
-                              b"Cc: " + b"B" * 300 + b" <bob@example.com>"),
+    "300-character CC name": (
+        b"Message-ID: <cc@client.example>",
+        b"Subject: long cc",
+        b"Cc: " + b"B" * 300 + b" <bob@example.com>",
+    ),
     "300-character From name": (b"Message-ID: <from@client.example>", b"Subject: long from"),
     "4-byte characters in a long Message-ID": (
-        b"Message-ID: <" + "\U0001F600".encode() * 850 + b"@client.example>",
-        b"Subject: emoji id"),
-    "NUL in References": (b"Message-ID: <ref@client.example>", b"Subject: refs",
-                          b"References: <a\x00b@client.example> <c@client.example>"),
+        b"Message-ID: <" + "\U0001f600".encode() * 850 + b"@client.example>",
+        b"Subject: emoji id",
+    ),
+    "NUL in References": (
+        b"Message-ID: <ref@client.example>",
+        b"Subject: refs",
+        b"References: <a\x00b@client.example> <c@client.example>",
+    ),
 }
 
 
@@ -226,8 +276,9 @@ POISON = {
 def test_poison_mail_is_recorded_and_never_answered_451(gateway, senders, name):
     head = POISON[name]
     sender = b"A" * 300 + b" <ann@example.com>" if "From name" in name else b"Ann <ann@example.com>"
-    raw = b"\r\n".join([b"From: " + sender, b"To: " + SUPPORT.encode(), *head, b"",
-                        b"The printer is broken.", b""])
+    raw = b"\r\n".join(
+        [b"From: " + sender, b"To: " + SUPPORT.encode(), *head, b"", b"The printer is broken.", b""]
+    )
     for attempt in ("first", "retry"):
         code, text = gateway.send(raw, mail_from="ann@example.com")
         assert code == 250, (attempt, code, text)
@@ -247,12 +298,8 @@ def test_poison_mail_is_recorded_and_never_answered_451(gateway, senders, name):
 # -- the database refusing one mail as if it were unreachable -------------------------------
 
 
-
-
-
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-def test_a_mail_failing_as_if_the_database_were_down_gets_451_once_then_is_parked(
-        gateway, senders):
+def test_a_mail_failing_as_if_the_database_were_down_gets_451_once_then_is_parked(gateway, senders):
     poison = message(subject="VPN", body="poison pill", message_id="<poison@client.example>")
     with refused_as_unreachable("poison"):
         first = gateway.send(poison)
@@ -261,8 +308,7 @@ def test_a_mail_failing_as_if_the_database_were_down_gets_451_once_then_is_parke
     assert first[0] == 451
     assert again == (250, b"2.0.0 OK quarantined")
     assert after == (250, b"2.0.0 OK created TKT-000001")
-    record = db.session.execute(
-        select(InboundMail).where(InboundMail.message_id.is_(None))).scalar_one()
+    record = db.session.execute(select(InboundMail).where(InboundMail.message_id.is_(None))).scalar_one()
     assert b"poison pill" in record.raw and "failed twice" in record.reason
     assert gateway.send(poison) == (250, "2.0.0 OK duplicate".encode())
 
@@ -271,10 +317,11 @@ def test_a_mail_failing_as_if_the_database_were_down_gets_451_once_then_is_parke
 
 
 def test_mail_over_a_structural_cap_is_quarantined_with_its_header(app, senders):
-    raw = (b"From: Ann <ann@example.com>\r\nTo: support@helpdesk.test\r\n"
-           b"Subject: many parts\r\nMessage-ID: <parts@client.example>\r\n"
-           b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-           + b"--b\r\n\r\nx\r\n" * 30 + b"--b--\r\n")
+    raw = (
+        b"From: Ann <ann@example.com>\r\nTo: support@helpdesk.test\r\n"
+        b"Subject: many parts\r\nMessage-ID: <parts@client.example>\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + b"--b\r\n\r\nx\r\n" * 30 + b"--b--\r\n"
+    )
     for gateway in start_gateway(app, MAX_MIME_PARTS=20):
         assert gateway.send(raw, mail_from="ann@example.com") == (250, b"2.0.0 OK quarantined")
     item = db.session.execute(select(QuarantineItem)).scalar_one()
@@ -283,11 +330,9 @@ def test_mail_over_a_structural_cap_is_quarantined_with_its_header(app, senders)
 
 
 def test_mail_over_the_count_caps_is_stored_with_a_note(app, senders):
-    msg = message(cc=", ".join(f"p{i}@example.com" for i in range(8)),
-                  html="<p>" + "word " * 400 + "</p>")
+    msg = message(cc=", ".join(f"p{i}@example.com" for i in range(8)), html="<p>" + "word " * 400 + "</p>")
     for i in range(6):
-        msg.add_attachment(b"x" * 10, maintype="application", subtype="octet-stream",
-                           filename=f"f{i}.bin")
+        msg.add_attachment(b"x" * 10, maintype="application", subtype="octet-stream", filename=f"f{i}.bin")
     for gateway in start_gateway(app, MAX_CC_PARTICIPANTS=3, MAX_ATTACHMENTS=4):
         assert gateway.send(msg)[0] == 250
     (ticket,) = tickets()
@@ -313,8 +358,7 @@ def test_html_only_mail_beyond_the_text_cap_is_read_in_part_with_a_note(app, sen
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-def test_hostile_mail_gets_a_final_answer_while_ordinary_mail_keeps_flowing(
-        app, senders, agent):
+def test_hostile_mail_gets_a_final_answer_while_ordinary_mail_keeps_flowing(app, senders, agent):
     hostile = hostile_mails(256 * 1024, staff=agent.email.encode())
     ordinary: list[int | str] = []
     stop = threading.Event()
@@ -326,59 +370,117 @@ def test_hostile_mail_gets_a_final_answer_while_ordinary_mail_keeps_flowing(
         while not stop.is_set():
             n += 1
             try:
-                code, _ = send(port, message(subject=f"Ordinary {n}", body="The VPN is down."),
-                               timeout=5)
+                code, _ = send(port, message(subject=f"Ordinary {n}", body="The VPN is down."), timeout=5)
             except (TimeoutError, smtplib.SMTPServerDisconnected) as error:
                 ordinary.append(f"{type(error).__name__}: {error}")
             else:
                 ordinary.append(code)
 
     for gateway in start_gateway(app):
-        assert gateway.send(message(subject="First"))[0] == 250   # TKT-000001 to aim at
+        assert gateway.send(message(subject="First"))[0] == 250  # TKT-000001 to aim at
         db.session.rollback()
         thread = threading.Thread(target=customer, args=(gateway.port,))
         thread.start()
         try:
-            answers = {mail.name: [send(gateway.port, mail.raw, mail_from="x@attacker.example")[0]
-                                   for _ in ("first", "retry")] for mail in hostile}
+            answers = {
+                mail.name: [
+                    send(gateway.port, mail.raw, mail_from="x@attacker.example")[0]
+                    for _ in ("first", "retry")
+                ]
+                for mail in hostile
+            }
         finally:
             stop.set()
             thread.join(timeout=60)
     db.session.rollback()
     final = {250, 550}
     assert {name: codes for name, codes in answers.items() if not set(codes) <= final} == {}
-    hostile_records = db.session.execute(select(func.count(InboundMail.id)).where(
-        ~InboundMail.subject.like("Ordinary %"), InboundMail.subject != "First")).scalar_one()
-    assert hostile_records == len(hostile)       # one record each, retries included
+    hostile_records = db.session.execute(
+        select(func.count(InboundMail.id)).where(
+            ~InboundMail.subject.like("Ordinary %"), InboundMail.subject != "First"
+        )
+    ).scalar_one()
+    assert hostile_records == len(hostile)  # one record each, retries included
     assert ordinary and [answer for answer in ordinary if answer != 250] == []
 
 
 # -- fuzzing: no input escapes the pipeline, every mail gets one record ---------------------
 
 
-_HEADER_NAMES = ("From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To", "References",
-                 "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
-                 "Auto-Submitted", "Authentication-Results", "Received", "X-Loop", "Sender",
-                 "Return-Path", "Precedence", "List-Id")
-_PIECES = (b"=?utf-8?q?", b"=?", b"?=", b"<", b">", b"@", b"(", b")", b'"', b"\\", b"\x00",
-           b"\r", b"\n", b"\t", b" ", b"\xff", b"\xc3\xa9", b"TKT-000001", b"multipart/mixed",
-           b'boundary="b"', b"--b", b"--b--", b"base64", b"<br", b"agent@helpdesk.test",
-           b"mx.helpdesk.test; dmarc=pass", b"support@helpdesk.test", b"\xc2\xa0", b";", b",")
-_value = st.lists(st.one_of(st.sampled_from(_PIECES), st.binary(max_size=12)),
-                  max_size=12).map(b"".join)
+_HEADER_NAMES = (
+    "From",
+    "To",
+    "Cc",
+    "Subject",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Content-Disposition",
+    "Auto-Submitted",
+    "Authentication-Results",
+    "Received",
+    "X-Loop",
+    "Sender",
+    "Return-Path",
+    "Precedence",
+    "List-Id",
+)
+_PIECES = (
+    b"=?utf-8?q?",
+    b"=?",
+    b"?=",
+    b"<",
+    b">",
+    b"@",
+    b"(",
+    b")",
+    b'"',
+    b"\\",
+    b"\x00",
+    b"\r",
+    b"\n",
+    b"\t",
+    b" ",
+    b"\xff",
+    b"\xc3\xa9",
+    b"TKT-000001",
+    b"multipart/mixed",
+    b'boundary="b"',
+    b"--b",
+    b"--b--",
+    b"base64",
+    b"<br",
+    b"agent@helpdesk.test",
+    b"mx.helpdesk.test; dmarc=pass",
+    b"support@helpdesk.test",
+    b"\xc2\xa0",
+    b";",
+    b",",
+)
+_value = st.lists(st.one_of(st.sampled_from(_PIECES), st.binary(max_size=12)), max_size=12).map(b"".join)
 _structured = st.builds(
-    lambda fields, body: b"".join(name.encode() + b": " + value + b"\r\n"
-                                  for name, value in fields) + b"\r\n" + body,
+    lambda fields, body: (
+        b"".join(name.encode() + b": " + value + b"\r\n" for name, value in fields) + b"\r\n" + body
+    ),
     st.lists(st.tuples(st.sampled_from(_HEADER_NAMES), _value), min_size=1, max_size=12),
-    st.lists(_value, max_size=20).map(b"\r\n".join))
+    st.lists(_value, max_size=20).map(b"\r\n".join),
+)
 _mutated = st.builds(
-    lambda mail, at, junk: mail[:at] + junk + mail[at + len(junk):],
+    lambda mail, at, junk: mail[:at] + junk + mail[at + len(junk) :],
     st.sampled_from([mail.raw for mail in hostile_mails(2048)]),
-    st.integers(min_value=0, max_value=2048), st.binary(min_size=1, max_size=16))
+    st.integers(min_value=0, max_value=2048),
+    st.binary(min_size=1, max_size=16),
+)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(raw=st.one_of(st.binary(max_size=3000), _structured, _mutated))
 def test_fuzzed_mail_never_escapes_ingest_and_gets_exactly_one_record(app, senders, raw):
     envelope = Envelope("fuzz@attacker.example", ("support@helpdesk.test",), "smtp")
@@ -386,17 +488,21 @@ def test_fuzzed_mail_never_escapes_ingest_and_gets_exactly_one_record(app, sende
     db.session.rollback()
     assert isinstance(result.outcome, Outcome)
     key = dedup_key(parse(raw, MailLimits.from_config(app.config)))
-    assert db.session.execute(select(func.count(InboundMail.id))
-                              .where(InboundMail.dedup_key == key)).scalar_one() == 1
+    assert (
+        db.session.execute(
+            select(func.count(InboundMail.id)).where(InboundMail.dedup_key == key)
+        ).scalar_one()
+        == 1
+    )
     assert ingest(raw, envelope, app.config).outcome in (Outcome.DUPLICATE, Outcome.REJECTED)
     db.session.rollback()
 
 
-def test_the_ticket_page_shows_the_reviewer_why_a_staff_mail_is_unverified(
-        gateway, senders, agent, portal):
+def test_the_ticket_page_shows_the_reviewer_why_a_staff_mail_is_unverified(gateway, senders, agent, portal):
     gateway.send(message(subject="Laptop broken"))
-    gateway.send(message(sender=agent.email, subject="Re: [TKT-000001] Laptop broken",
-                         body="Wire the fee first."))
+    gateway.send(
+        message(sender=agent.email, subject="Re: [TKT-000001] Laptop broken", body="Wire the fee first.")
+    )
     page = portal.get("/tickets/TKT-000001").get_data(as_text=True)
     assert "Unverified sender" in page and "carries no proof" in page
     assert "Wire the fee first." in page
@@ -411,19 +517,26 @@ def _cost(raw: bytes) -> float:
     for _ in range(3):
         started = time.perf_counter()
         mail = parse(raw)
-        detect(mail, own_addresses=["support@helpdesk.test"],
-               own_message_id_domains=["helpdesk.helpdesk.test"])
+        detect(
+            mail, own_addresses=["support@helpdesk.test"], own_message_id_domains=["helpdesk.helpdesk.test"]
+        )
         times.append(time.perf_counter() - started)
     return min(times)
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", ["html: unclosed <br", "auto-submitted: nested comments",
-                                  "mime: flat multipart of tiny parts",
-                                  "mime: deep multipart nesting",
-                                  "header: sender fields of invalid address words",
-                                  "body: unclosed list-notice phrase",
-                                  "header: many cc fields"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "html: unclosed <br",
+        "auto-submitted: nested comments",
+        "mime: flat multipart of tiny parts",
+        "mime: deep multipart nesting",
+        "header: sender fields of invalid address words",
+        "body: unclosed list-notice phrase",
+        "header: many cc fields",
+    ],
+)
 def test_the_reported_cpu_attacks_cost_what_ordinary_mail_of_their_size_costs(name):
     (raw,) = [mail.raw for mail in hostile_mails(1_000_000) if mail.name == name]
     ordinary = min(_cost(ordinary_mail(len(raw), seed)) for seed in range(3))

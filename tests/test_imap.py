@@ -4,6 +4,7 @@ Every scenario where other helpdesks lose or duplicate mail at the IMAP step:
 mail already read in another client, a crash between commit and move, a server
 restart, a recreated mailbox (new UIDVALIDITY), the database going away mid-batch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,10 +51,15 @@ def mailbox(dovecot_server) -> TestMailbox:  # type: ignore[no-untyped-def]
     return TestMailbox(dovecot_server, "t" + uuid.uuid4().hex[:12])
 
 
-def poller_for(app: Flask, mailbox: TestMailbox, url: str | None = None,
-               **config: object) -> ImapPoller:
-    app.config.update({"IMAP_PROCESSED_FOLDER": mailbox.processed,
-                       "IMAP_FAILED_FOLDER": mailbox.failed, "IMAP_POLL_SECONDS": 2, **config})
+def poller_for(app: Flask, mailbox: TestMailbox, url: str | None = None, **config: object) -> ImapPoller:
+    app.config.update(
+        {
+            "IMAP_PROCESSED_FOLDER": mailbox.processed,
+            "IMAP_FAILED_FOLDER": mailbox.failed,
+            "IMAP_POLL_SECONDS": 2,
+            **config,
+        }
+    )
     (source,) = parse_imap_urls(url or mailbox.url)
     return ImapPoller(app, source, threading.Event(), max_backoff=0.5)
 
@@ -92,8 +98,9 @@ def inbound_count() -> int:
 
 
 def raw(i: int, prefix: str = "imap", sender: str = "ann@example.com") -> bytes:
-    return message(sender=sender, subject=f"Mail {i}", body=f"Body {i}",
-                   message_id=f"<{prefix}-{i}@client.example>").as_bytes(policy=SMTP_POLICY)
+    return message(
+        sender=sender, subject=f"Mail {i}", body=f"Body {i}", message_id=f"<{prefix}-{i}@client.example>"
+    ).as_bytes(policy=SMTP_POLICY)
 
 
 def outcomes(results: list[tuple[int, Result]]) -> list[str]:
@@ -108,26 +115,29 @@ def test_imap_urls_are_read_with_their_options() -> None:
         "imaps://help%40corp.example:p%40ss%2Cw0rd@mail.corp.example/Support%20Desk, "
         "imap://bot:secret@127.0.0.1:1143?starttls=true"
     )
-    assert first == MailboxSource("mail.corp.example", 993, "help@corp.example", "p@ss,w0rd",
-                                  "Support Desk", tls=True, starttls=False)
-    assert second == MailboxSource("127.0.0.1", 1143, "bot", "secret", "INBOX",
-                                   tls=False, starttls=True)
+    assert first == MailboxSource(
+        "mail.corp.example", 993, "help@corp.example", "p@ss,w0rd", "Support Desk", tls=True, starttls=False
+    )
+    assert second == MailboxSource("127.0.0.1", 1143, "bot", "secret", "INBOX", tls=False, starttls=True)
     assert first.key == "help@corp.example@mail.corp.example:993/Support Desk"
     assert "p@ss" not in first.key
     assert parse_imap_urls("") == []
 
 
-@pytest.mark.parametrize(("url", "complaint"), [
-    ("pop3://u:p@host/INBOX", "imap:// or imaps://"),
-    ("imap://host/INBOX", "user:password@"),
-    ("imap://u@host/INBOX", "user:password@"),
-    ("imap://u:p@:143/INBOX", "no host"),
-    ("imap://u:p@host:99999/INBOX", "invalid port"),
-    ("imap://u:p@host/INBOX?tls=1", "unknown options"),
-    ("imap://u:p@host/INBOX?starttls=maybe", "true or false"),
-    ("imaps://u:p@host/INBOX?starttls=1", "already TLS"),
-    ("imap://u:p@host/A imap://u:p@host/A", "twice"),
-])
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("pop3://u:p@host/INBOX", "imap:// or imaps://"),
+        ("imap://host/INBOX", "user:password@"),
+        ("imap://u@host/INBOX", "user:password@"),
+        ("imap://u:p@:143/INBOX", "no host"),
+        ("imap://u:p@host:99999/INBOX", "invalid port"),
+        ("imap://u:p@host/INBOX?tls=1", "unknown options"),
+        ("imap://u:p@host/INBOX?starttls=maybe", "true or false"),
+        ("imaps://u:p@host/INBOX?starttls=1", "already TLS"),
+        ("imap://u:p@host/A imap://u:p@host/A", "twice"),
+    ],
+)
 def test_bad_imap_urls_are_refused_with_a_reason(url: str, complaint: str) -> None:
     with pytest.raises(InvalidImapUrl, match=complaint):
         parse_imap_urls(url)
@@ -141,7 +151,8 @@ def test_gateway_refuses_to_start_with_a_bad_imap_url(tmp_path) -> None:  # type
 def test_envelope_comes_from_the_delivering_servers_headers() -> None:
     envelope = envelope_from_headers(
         b"Return-Path: <Bounce@Example.com>\r\nDelivered-To: support+TKT-000004@helpdesk.test\r\n"
-        b"X-Original-To: support@helpdesk.test\r\nSubject: x\r\n\r\n")
+        b"X-Original-To: support@helpdesk.test\r\nSubject: x\r\n\r\n"
+    )
     assert envelope.mail_from == "bounce@example.com"
     assert envelope.recipients == ("support+tkt-000004@helpdesk.test", "support@helpdesk.test")
     assert envelope.channel == "imap"
@@ -159,12 +170,17 @@ def test_corpus_through_imap_gets_the_same_outcomes_as_through_smtp(app, mailbox
     envelope_only: set[str] = set()
     for smtp in start_gateway(app, UNKNOWN_SENDER_POLICY="accept"):
         for entry in entries:
-            code, text = smtp.send(on_the_wire((CORPUS / entry["file"]).read_bytes()),
-                                   mail_from="corpus@example.org")
+            code, text = smtp.send(
+                on_the_wire((CORPUS / entry["file"]).read_bytes()), mail_from="corpus@example.org"
+            )
             assert code == 250, f"{entry['file']}: {code} {text!r}"
             by_smtp[entry["file"]] = text.decode().split()[2]
-            if db.session.execute(select(InboundMail.from_source).order_by(
-                    InboundMail.id.desc()).limit(1)).scalar_one() == "envelope":
+            if (
+                db.session.execute(
+                    select(InboundMail.from_source).order_by(InboundMail.id.desc()).limit(1)
+                ).scalar_one()
+                == "envelope"
+            ):
                 envelope_only.add(entry["file"])
     assert envelope_only  # the corpus has mail without any sender header
     db.session.rollback()
@@ -182,13 +198,18 @@ def test_corpus_through_imap_gets_the_same_outcomes_as_through_smtp(app, mailbox
     results = drain(poller_for(app, mailbox))
 
     assert len(results) == len(appended)
-    by_imap = {name: result.outcome.value
-               for name, (_uid, result) in zip(appended, results, strict=True)}
-    mismatches = {name: (by_smtp[name], by_imap[name]) for name in appended
-                  if by_smtp[name] != by_imap[name] and name not in envelope_only}
+    by_imap = {name: result.outcome.value for name, (_uid, result) in zip(appended, results, strict=True)}
+    mismatches = {
+        name: (by_smtp[name], by_imap[name])
+        for name in appended
+        if by_smtp[name] != by_imap[name] and name not in envelope_only
+    }
     assert not mismatches, mismatches
-    held = {name: result.reason for name, (_uid, result) in zip(appended, results, strict=True)
-            if name in envelope_only and by_smtp[name] != by_imap[name]}
+    held = {
+        name: result.reason
+        for name, (_uid, result) in zip(appended, results, strict=True)
+        if name in envelope_only and by_smtp[name] != by_imap[name]
+    }
     assert held
     assert all(reason.startswith("no sender address") for reason in held.values()), held
     # Only what is not RFC 5322 text at all may be refused by Dovecot's APPEND.
@@ -250,7 +271,9 @@ def test_server_without_move_gets_copy_delete_and_uid_expunge(app, senders, mail
     mailbox.append(raw(1, "nomove"), raw(2, "nomove"))
     assert outcomes(drain(poller)) == ["created"] * 2
     assert sorted(mailbox.message_ids(mailbox.processed)) == [
-        "nomove-1@client.example", "nomove-2@client.example"]
+        "nomove-1@client.example",
+        "nomove-2@client.example",
+    ]
     assert mailbox.count() == 0
 
 
@@ -263,11 +286,14 @@ def test_quarantine_by_policy_counts_as_processed(app, mailbox):
 
 def test_unprocessable_mail_is_quarantined_raw_and_filed_as_failed(app, mailbox):
     depth = 1200
-    nested = (b"From: a@example.com\r\nMessage-ID: <deep@client.example>\r\n"
-              b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"
-              + b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
-                         for i in range(depth))
-              + b"--b%d\r\nContent-Type: text/plain\r\n\r\ndeep\r\n" % depth)
+    nested = (
+        b"From: a@example.com\r\nMessage-ID: <deep@client.example>\r\n"
+        b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"
+        + b"".join(
+            b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1) for i in range(depth)
+        )
+        + b"--b%d\r\nContent-Type: text/plain\r\n\r\ndeep\r\n" % depth
+    )
     mailbox.append(nested)
     (result,) = [r for _uid, r in drain(poller_for(app, mailbox))]
     assert (result.outcome, result.failed) == (Outcome.QUARANTINED, True)
@@ -278,8 +304,7 @@ def test_unprocessable_mail_is_quarantined_raw_and_filed_as_failed(app, mailbox)
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-def test_mail_that_keeps_failing_goes_to_failed_and_quarantine_and_the_rest_goes_on(
-        app, senders, mailbox):
+def test_mail_that_keeps_failing_goes_to_failed_and_quarantine_and_the_rest_goes_on(app, senders, mailbox):
     """The database refuses one mail with a connection-failure code while serving
     everything else: the poller retries it once, then parks it and carries on."""
     poison = message(subject="VPN", body="poison pill", message_id="<poison@client.example>")
@@ -291,17 +316,17 @@ def test_mail_that_keeps_failing_goes_to_failed_and_quarantine_and_the_rest_goes
         assert mailbox.count(mailbox.failed) == 0
         results = drain(poller)
     assert (results[0][1].outcome, results[0][1].failed) == (Outcome.QUARANTINED, True)
-    assert sorted(db.session.execute(select(InboundMail.outcome)).scalars()) == [
-        "created", "quarantined"]
+    assert sorted(db.session.execute(select(InboundMail.outcome)).scalars()) == ["created", "quarantined"]
     item = db.session.execute(select(QuarantineItem)).scalar_one()
     assert b"poison pill" in item.inbound_mail.raw
     assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 1
 
 
 def test_the_configured_caps_hold_for_imap_too(app, senders, mailbox):
-    parts = (b"From: ann@example.com\r\nMessage-ID: <parts@client.example>\r\n"
-             b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-             + b"--b\r\n\r\nx\r\n" * 30 + b"--b--\r\n")
+    parts = (
+        b"From: ann@example.com\r\nMessage-ID: <parts@client.example>\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + b"--b\r\n\r\nx\r\n" * 30 + b"--b--\r\n"
+    )
     mailbox.append(parts)
     (result,) = [r for _uid, r in drain(poller_for(app, mailbox, MAX_MIME_PARTS=20))]
     assert (result.outcome, result.failed) == (Outcome.QUARANTINED, True)
@@ -314,7 +339,8 @@ def test_oversized_mail_is_recorded_and_filed_as_failed(app, senders, mailbox):
     results = drain(poller_for(app, mailbox, MAX_MESSAGE_BYTES=4000))
     assert outcomes(results) == ["rejected", "created"]
     record = db.session.execute(
-        select(InboundMail).where(InboundMail.message_id == "big@client.example")).scalar_one()
+        select(InboundMail).where(InboundMail.message_id == "big@client.example")
+    ).scalar_one()
     assert record.outcome == "rejected" and record.size == len(big)
     assert "larger than MAX_MESSAGE_BYTES" in record.reason
     assert b"Subject: Printer on fire" in record.raw and b"xxxx" not in record.raw
@@ -344,8 +370,7 @@ def test_uidvalidity_change_rescans_without_duplicates(app, senders, mailbox):
     assert mailbox.count() == 0
 
 
-def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, senders, mailbox,
-                                                                       caplog):
+def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, senders, mailbox, caplog):
     """New conversations are ingested side by side; a follow-up, a reply by ticket
     number and a second copy of a mail wait for everything before them, so each
     gets what strict UID order would give it."""
@@ -355,15 +380,22 @@ def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, sende
     for i in range(12):
         original = f"<batch-{i}@client.example>"
         mails.append(raw(i, "batch"))
-        mails.append(message(subject=f"Mail {i} (forgot the attachment)", body="Here it is.",
-                             message_id=f"<batch-{i}-again@client.example>",
-                             in_reply_to=original).as_bytes(policy=SMTP_POLICY))
+        mails.append(
+            message(
+                subject=f"Mail {i} (forgot the attachment)",
+                body="Here it is.",
+                message_id=f"<batch-{i}-again@client.example>",
+                in_reply_to=original,
+            ).as_bytes(policy=SMTP_POLICY)
+        )
         mails.append(raw(100 + i, "batch"))
         expected += ["created", "appended", "created"]
     mails.append(raw(0, "batch"))  # a second copy of the first mail
-    mails.append(message(subject="Re: [TKT-000001] more", body="By number.",
-                         message_id="<batch-by-number@client.example>").as_bytes(
-                             policy=SMTP_POLICY))
+    mails.append(
+        message(
+            subject="Re: [TKT-000001] more", body="By number.", message_id="<batch-by-number@client.example>"
+        ).as_bytes(policy=SMTP_POLICY)
+    )
     expected += ["duplicate", "appended"]
     mailbox.append(*mails)
     results = drain(poller_for(app, mailbox, IMAP_INGEST_THREADS=4))
@@ -372,10 +404,12 @@ def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, sende
     subjects = {t.id: t.subject for t in tickets()}
     assert len(subjects) == 24
     for i in range(12):
-        original = db.session.execute(select(InboundMail).where(
-            InboundMail.message_id == f"batch-{i}@client.example")).scalar_one()
-        follow_up = db.session.execute(select(InboundMail).where(
-            InboundMail.message_id == f"batch-{i}-again@client.example")).scalar_one()
+        original = db.session.execute(
+            select(InboundMail).where(InboundMail.message_id == f"batch-{i}@client.example")
+        ).scalar_one()
+        follow_up = db.session.execute(
+            select(InboundMail).where(InboundMail.message_id == f"batch-{i}-again@client.example")
+        ).scalar_one()
         assert follow_up.ticket_id == original.ticket_id
         assert subjects[original.ticket_id] == f"Mail {i}"
     assert mailbox.count() == 0 and mailbox.count(mailbox.processed) == len(mails)
@@ -385,9 +419,11 @@ def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, sende
             outcome = record.getMessage().split(": ", 1)[1].split()[0]
             threads[outcome].add(record.threadName)
     assert len({name for name in threads["created"] if name.startswith("imap-ingest")}) > 1, (
-        "new conversations were not ingested side by side")
-    assert not any(name.startswith("imap-ingest")
-                   for name in threads["appended"] | threads["duplicate"]), threads
+        "new conversations were not ingested side by side"
+    )
+    assert not any(name.startswith("imap-ingest") for name in threads["appended"] | threads["duplicate"]), (
+        threads
+    )
 
 
 def test_one_ingest_thread_takes_mail_strictly_in_uid_order(app, senders, mailbox):
@@ -399,8 +435,11 @@ def test_one_ingest_thread_takes_mail_strictly_in_uid_order(app, senders, mailbo
 def test_idle_takes_new_mail_within_seconds(app, senders, mailbox):
     poller = poller_for(app, mailbox, IMAP_POLL_SECONDS=300)  # no polling to fall back on
     with running(poller):
-        wait_until(lambda: db.session.execute(select(ImapMailboxState.last_success_at))
-                   .scalar_one_or_none() is not None)
+        wait_until(
+            lambda: (
+                db.session.execute(select(ImapMailboxState.last_success_at)).scalar_one_or_none() is not None
+            )
+        )
         time.sleep(0.5)  # let it enter IDLE: the mail must come through IDLE, not the first poll
         mailbox.append(raw(1, "idle"))
         wait_until(lambda: inbound_count() == 1, timeout=10)  # polling would take 300 s
@@ -422,8 +461,11 @@ def test_server_without_idle_is_polled(app, senders, mailbox):
 
     poller.connect = connect_without_idle  # type: ignore[method-assign]
     with running(poller):
-        wait_until(lambda: db.session.execute(select(ImapMailboxState.last_success_at))
-                   .scalar_one_or_none() is not None)
+        wait_until(
+            lambda: (
+                db.session.execute(select(ImapMailboxState.last_success_at)).scalar_one_or_none() is not None
+            )
+        )
         for n in (1, 2):
             mailbox.append(raw(n, "poll"))
             wait_until(lambda n=n: inbound_count() == n, timeout=10)
@@ -432,8 +474,7 @@ def test_server_without_idle_is_polled(app, senders, mailbox):
 
 
 @pytest.mark.parametrize("tls", ["imaps", "starttls"])
-def test_tls_connections_are_verified_and_work(app, senders, mailbox, dovecot_server,
-                                               monkeypatch, tls):
+def test_tls_connections_are_verified_and_work(app, senders, mailbox, dovecot_server, monkeypatch, tls):
     poller = poller_for(app, mailbox, url=dovecot_server.url(mailbox.folder, tls))
     with pytest.raises(ssl.SSLCertVerificationError):  # a certificate nobody vouched for
         poller.connect()
@@ -445,8 +486,7 @@ def test_tls_connections_are_verified_and_work(app, senders, mailbox, dovecot_se
 
 def test_several_mailboxes_are_polled_side_by_side(app, senders, dovecot_server):
     boxes = [TestMailbox(dovecot_server, "m" + uuid.uuid4().hex[:12]) for _ in range(2)]
-    app.config.update(IMAP_PROCESSED_FOLDER="Processed", IMAP_FAILED_FOLDER="Failed",
-                      IMAP_POLL_SECONDS=2)
+    app.config.update(IMAP_PROCESSED_FOLDER="Processed", IMAP_FAILED_FOLDER="Failed", IMAP_POLL_SECONDS=2)
     sources = parse_imap_urls(", ".join(box.url for box in boxes))
     stopping = threading.Event()
     pollers = [ImapPoller(app, source, stopping, max_backoff=0.5) for source in sources]
@@ -462,8 +502,9 @@ def test_several_mailboxes_are_polled_side_by_side(app, senders, dovecot_server)
         stopping.set()
         for thread in threads:
             thread.join(timeout=30)
-    keys = db.session.execute(select(ImapMailboxState.key, ImapMailboxState.last_uid)
-                              .order_by(ImapMailboxState.key)).all()
+    keys = db.session.execute(
+        select(ImapMailboxState.key, ImapMailboxState.last_uid).order_by(ImapMailboxState.key)
+    ).all()
     assert [tuple(row) for row in keys] == sorted((source.key, 3) for source in sources)
     assert sorted(t.number for t in tickets()) == [1, 2, 3, 4, 5, 6]
     assert [box.count() for box in boxes] == [0, 0]
@@ -476,8 +517,10 @@ def test_poller_reconnects_after_the_imap_server_restarts(app, senders, mailbox,
         wait_until(lambda: inbound_count() == 1)
         dovecot_server.pause()
         try:  # the poller loses its connection, records it and backs off
-            wait_until(lambda: db.session.execute(select(ImapMailboxState.last_error)).scalar_one(),
-                       what="recording the lost connection")
+            wait_until(
+                lambda: db.session.execute(select(ImapMailboxState.last_error)).scalar_one(),
+                what="recording the lost connection",
+            )
         finally:
             dovecot_server.resume()
         mailbox.append(raw(2, "restart"))
@@ -516,15 +559,18 @@ def test_database_down_mid_batch_moves_nothing_unrecorded(pg_app, pg_server, mai
     assert sorted(mailbox.message_ids(mailbox.processed)) == sorted(expected)
 
 
-def test_kill_9_mid_batch_then_restart_processes_every_message_once(app, database_url,
-                                                                   mailbox, tmp_path):
+def test_kill_9_mid_batch_then_restart_processes_every_message_once(app, database_url, mailbox, tmp_path):
     SendersService(db.session).add("@example.com", "Example Ltd")
     db.session.commit()
     total = 300
     expected = {f"kill-{i}@client.example" for i in range(total)}
     mailbox.append(*(raw(i, "kill", sender=f"user{i % 7}@example.com") for i in range(total)))
-    env = dict(IMAP_URL=mailbox.url, IMAP_PROCESSED_FOLDER=mailbox.processed,
-               IMAP_FAILED_FOLDER=mailbox.failed, IMAP_MAX_BACKOFF_SECONDS="1")
+    env = dict(
+        IMAP_URL=mailbox.url,
+        IMAP_PROCESSED_FOLDER=mailbox.processed,
+        IMAP_FAILED_FOLDER=mailbox.failed,
+        IMAP_MAX_BACKOFF_SECONDS="1",
+    )
     db.session.remove()
     process = start(database_url, free_port(), tmp_path, **env)
     try:

@@ -2,6 +2,7 @@
 and alerts staff; auto-close closes resolved tickets after AUTO_CLOSE_AFTER
 without a reply. Both are idempotent, also across real OS processes, and run
 from the CLI and periodically in the gateway."""
+
 from __future__ import annotations
 
 import threading
@@ -25,15 +26,25 @@ from tests.support.processes import run_processes
 
 
 def sla_history() -> list[tuple[int, str, bool]]:
-    return [tuple(row) for row in db.session.execute(  # type: ignore[misc]
-        select(TicketHistory.ticket_id, TicketHistory.new_value, TicketHistory.automated)
-        .where(TicketHistory.field == "sla").order_by(TicketHistory.id))]
+    return [
+        tuple(row)
+        for row in db.session.execute(  # type: ignore[misc]
+            select(TicketHistory.ticket_id, TicketHistory.new_value, TicketHistory.automated)
+            .where(TicketHistory.field == "sla")
+            .order_by(TicketHistory.id)
+        )
+    ]
 
 
 def alerts() -> list[tuple[int, str, str]]:
-    return [tuple(row) for row in db.session.execute(  # type: ignore[misc]
-        select(OutboxMessage.ticket_id, OutboxMessage.to_address, OutboxMessage.status_reason)
-        .where(OutboxMessage.kind == "sla_breach").order_by(OutboxMessage.id))]
+    return [
+        tuple(row)
+        for row in db.session.execute(  # type: ignore[misc]
+            select(OutboxMessage.ticket_id, OutboxMessage.to_address, OutboxMessage.status_reason)
+            .where(OutboxMessage.kind == "sla_breach")
+            .order_by(OutboxMessage.id)
+        )
+    ]
 
 
 def run_check():  # type: ignore[no-untyped-def]
@@ -53,8 +64,7 @@ def resolve(service, ticket: Ticket, agent_actor: Actor) -> None:  # type: ignor
 # -- the SLA check --------------------------------------------------------------------------
 
 
-def test_sla_check_marks_each_breach_once_even_when_run_twice(
-        service, agent, admin, agent_actor, clock):
+def test_sla_check_marks_each_breach_once_even_when_run_twice(service, agent, admin, agent_actor, clock):
     unassigned = open_ticket(service, priority="urgent", subject="Site down")
     assigned = open_ticket(service, priority="high", assignee_id=agent.id)
     not_due = open_ticket(service, priority="low")
@@ -63,29 +73,37 @@ def test_sla_check_marks_each_breach_once_even_when_run_twice(
     first = run_check()
     assert first.ran and first.alerts == 2
     assert sorted((b.ticket_id, b.target) for b in first.breaches) == [
-        (unassigned.id, "first_response_breached"), (unassigned.id, "resolution_breached"),
-        (assigned.id, "first_response_breached")]
+        (unassigned.id, "first_response_breached"),
+        (unassigned.id, "resolution_breached"),
+        (assigned.id, "first_response_breached"),
+    ]
     assert run_check().breaches == ()
 
     assert sorted(sla_history()) == [
         (unassigned.id, "first_response_breached", True),
         (unassigned.id, "resolution_breached", True),
-        (assigned.id, "first_response_breached", True)]
+        (assigned.id, "first_response_breached", True),
+    ]
     created = unassigned.created_at
     assert alerts() == [
-        (unassigned.id, admin.email,
-         f"First response was due {created + timedelta(minutes=15):%Y-%m-%d %H:%M} UTC.\n"
-         f"Resolution was due {created + timedelta(hours=4):%Y-%m-%d %H:%M} UTC."),
-        (assigned.id, agent.email,
-         f"First response was due {created + timedelta(hours=1):%Y-%m-%d %H:%M} UTC."),
+        (
+            unassigned.id,
+            admin.email,
+            f"First response was due {created + timedelta(minutes=15):%Y-%m-%d %H:%M} UTC.\n"
+            f"Resolution was due {created + timedelta(hours=4):%Y-%m-%d %H:%M} UTC.",
+        ),
+        (
+            assigned.id,
+            agent.email,
+            f"First response was due {created + timedelta(hours=1):%Y-%m-%d %H:%M} UTC.",
+        ),
     ]
     assert (unassigned.first_response_breached, unassigned.resolution_breached) == (True, True)
     assert (assigned.first_response_breached, assigned.resolution_breached) == (True, None)
     assert (not_due.first_response_breached, not_due.resolution_breached) == (None, None)
 
 
-def test_breaches_already_decided_or_paused_are_left_to_the_ticket(
-        service, agent_actor, admin, clock):
+def test_breaches_already_decided_or_paused_are_left_to_the_ticket(service, agent_actor, admin, clock):
     answered = open_ticket(service, priority="urgent")
     resolve(service, answered, agent_actor)
     cancelled = open_ticket(service, priority="urgent")
@@ -100,10 +118,10 @@ def test_breaches_already_decided_or_paused_are_left_to_the_ticket(
     assert sla_history() == [] and alerts() == []
 
 
-def test_breach_alert_goes_to_every_admin_when_the_assignee_was_deactivated(
-        service, agent, admin, clock):
+def test_breach_alert_goes_to_every_admin_when_the_assignee_was_deactivated(service, agent, admin, clock):
     second_admin, _ = StaffService(db.session).create(
-        email="boss@helpdesk.test", name="Bo Boss", role="admin", password="boss-password-1")
+        email="boss@helpdesk.test", name="Bo Boss", role="admin", password="boss-password-1"
+    )
     ticket = open_ticket(service, priority="urgent", assignee_id=agent.id)
     agent.is_active = False
     db.session.commit()
@@ -113,8 +131,7 @@ def test_breach_alert_goes_to_every_admin_when_the_assignee_was_deactivated(
     assert {ticket_id for ticket_id, _, _ in alerts()} == {ticket.id}
 
 
-def test_breach_alert_mail_names_the_target_and_is_never_rate_limited(
-        app, service, agent, clock, sink):  # noqa: F811
+def test_breach_alert_mail_names_the_target_and_is_never_rate_limited(app, service, agent, clock, sink):  # noqa: F811
     ticket = open_ticket(service, priority="urgent", assignee_id=agent.id)
     clock.shift(timedelta(minutes=16))
     run_check()
@@ -132,31 +149,44 @@ def test_breach_alert_mail_names_the_target_and_is_never_rate_limited(
 
 
 def test_staff_mail_answer_to_an_alert_is_an_internal_note_not_mailed_to_the_customer(
-        app, service, agent, clock, sink, gateway):  # noqa: F811
+    app, service, agent, clock, sink, gateway
+):  # noqa: F811
     ticket = open_ticket(service, priority="urgent", assignee_id=agent.id)
     clock.shift(timedelta(minutes=16))
     run_check()
     mails = deliver(app, sink)
     (alert,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == agent.email]
-    answer = message(sender=agent.email, subject="Re: " + str(alert["Subject"]),
-                     body="On it; the customer's VPN box is dead.",
-                     in_reply_to=alert["Message-ID"])
+    answer = message(
+        sender=agent.email,
+        subject="Re: " + str(alert["Subject"]),
+        body="On it; the customer's VPN box is dead.",
+        in_reply_to=alert["Message-ID"],
+    )
     code, text = gateway.send(answer)
     assert (code, text) == (250, b"2.0.0 OK appended TKT-000001")
-    last = db.session.execute(select(Message).where(Message.ticket_id == ticket.id)
-                              .order_by(Message.id.desc())).scalars().first()
+    last = (
+        db.session.execute(select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id.desc()))
+        .scalars()
+        .first()
+    )
     assert (last.kind, last.author_staff_id) == ("note", agent.id)
-    replies = db.session.execute(select(func.count(OutboxMessage.id))
-                                 .where(OutboxMessage.kind == "reply")).scalar_one()
+    replies = db.session.execute(
+        select(func.count(OutboxMessage.id)).where(OutboxMessage.kind == "reply")
+    ).scalar_one()
     assert replies == 0  # nothing goes to the customer
 
 
 def test_two_processes_running_the_check_at_once_mark_each_breach_once(
-        app, backend, database_url, service, agent, admin):
+    app, backend, database_url, service, agent, admin
+):
     with time_machine.travel(now() - timedelta(days=2), tick=False):
         for n in range(lifecycle_worker.TICKETS):
-            open_ticket(service, priority=("urgent", "high")[n % 2], subject=f"Outage {n}",
-                        assignee_id=agent.id if n % 3 else None)
+            open_ticket(
+                service,
+                priority=("urgent", "high")[n % 2],
+                subject=f"Outage {n}",
+                assignee_id=agent.id if n % 3 else None,
+            )
     reports = run_processes(lifecycle_worker.check, [(database_url,), (database_url,)])
 
     marked = [breach for report in reports for breach in report]
@@ -164,16 +194,20 @@ def test_two_processes_running_the_check_at_once_mark_each_breach_once(
     db.session.expire_all()
     assert len(sla_history()) == len(set(sla_history())) == 2 * lifecycle_worker.TICKETS
     assert len(alerts()) == lifecycle_worker.TICKETS  # one per ticket: both targets in one mail
-    assert db.session.execute(select(func.count()).select_from(Ticket).where(
-        Ticket.first_response_breached.is_(True), Ticket.resolution_breached.is_(True))
-    ).scalar_one() == lifecycle_worker.TICKETS
+    assert (
+        db.session.execute(
+            select(func.count())
+            .select_from(Ticket)
+            .where(Ticket.first_response_breached.is_(True), Ticket.resolution_breached.is_(True))
+        ).scalar_one()
+        == lifecycle_worker.TICKETS
+    )
 
 
 # -- auto-close ------------------------------------------------------------------------------
 
 
-def test_auto_close_closes_resolved_tickets_after_the_window_and_not_before(
-        app, service, agent_actor, clock):
+def test_auto_close_closes_resolved_tickets_after_the_window_and_not_before(app, service, agent_actor, clock):
     ticket = open_ticket(service)
     resolve(service, ticket, agent_actor)
     mails_before = db.session.execute(select(func.count(OutboxMessage.id))).scalar_one()
@@ -186,7 +220,11 @@ def test_auto_close_closes_resolved_tickets_after_the_window_and_not_before(
     assert (ticket.status, ticket.closed_at) == ("closed", now())
     last = ticket.history[-1]
     assert (last.old_value, last.new_value, last.automated, last.actor_label) == (
-        "resolved", "closed", True, "auto-close")
+        "resolved",
+        "closed",
+        True,
+        "auto-close",
+    )
     assert last.reason == "no reply for 7 days after it was resolved"
     assert db.session.execute(select(func.count(OutboxMessage.id))).scalar_one() == mails_before
     assert auto_close(db.session, app.config).closed == ()  # idempotent
@@ -207,8 +245,7 @@ def test_customer_reply_in_the_window_cancels_auto_close(app, service, agent_act
 # -- how they are run -------------------------------------------------------------------------
 
 
-def test_cli_commands_run_the_jobs_and_say_what_they_did(app, runner, service, agent_actor, admin,
-                                                         clock):
+def test_cli_commands_run_the_jobs_and_say_what_they_did(app, runner, service, agent_actor, admin, clock):
     resolved = open_ticket(service, priority="urgent")
     resolve(service, resolved, agent_actor)
     open_ticket(service, priority="urgent")
@@ -216,8 +253,9 @@ def test_cli_commands_run_the_jobs_and_say_what_they_did(app, runner, service, a
     db.session.rollback()
     result = runner.invoke(args=["sla-check"])
     assert result.exit_code == 0, result.output
-    assert result.output == ("sla-check: 1 first-response and 1 resolution breaches marked, "
-                             "1 alerts queued\n")
+    assert result.output == (
+        "sla-check: 1 first-response and 1 resolution breaches marked, 1 alerts queued\n"
+    )
     assert runner.invoke(args=["sla-check"]).output.startswith("sla-check: 0 first-response")
     result = runner.invoke(args=["auto-close"])
     assert (result.exit_code, result.output) == (0, "auto-close: 1 resolved tickets closed\n")

@@ -1,4 +1,5 @@
 """Rate-limit counters in PostgreSQL, shared by every web worker (helpdesk.limit_storage)."""
+
 from __future__ import annotations
 
 import threading
@@ -23,8 +24,10 @@ on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True
 def test_the_store_follows_the_database(database_url: str, backend: str) -> None:
     expected = "helpdesk-db://" if backend == "postgresql" else "memory://"
     assert make_app(database_url).config["RATELIMIT_STORAGE_URI"] == expected
-    assert make_app(database_url, RATELIMIT_STORAGE_URI="memory://").config[
-        "RATELIMIT_STORAGE_URI"] == "memory://"
+    assert (
+        make_app(database_url, RATELIMIT_STORAGE_URI="memory://").config["RATELIMIT_STORAGE_URI"]
+        == "memory://"
+    )
 
 
 def test_the_database_store_refuses_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -100,8 +103,7 @@ def test_concurrent_hits_on_one_key_each_get_their_own_count(app: Flask) -> None
 
 
 @on_postgresql
-def test_another_worker_spends_the_same_login_budget(app: Flask, database_url: str,
-                                                     agent: StaffUser) -> None:
+def test_another_worker_spends_the_same_login_budget(app: Flask, database_url: str, agent: StaffUser) -> None:
     """Another OS process spends all but one of the login budget; this process then
     gets exactly one attempt. With per-process counters it would get the full budget."""
     email = agent.email
@@ -109,9 +111,10 @@ def test_another_worker_spends_the_same_login_budget(app: Flask, database_url: s
     (codes,) = run_processes(limit_worker.spend_logins, [(database_url, email, limit - 1)])
     assert codes == [401] * (limit - 1)
     client = app.test_client()
-    here = [client.post("/api/v1/auth/login",
-                        json={"email": email, "password": "agent-password-1"}).status_code
-            for _ in range(2)]
+    here = [
+        client.post("/api/v1/auth/login", json={"email": email, "password": "agent-password-1"}).status_code
+        for _ in range(2)
+    ]
     assert here == [200, 429]
 
 

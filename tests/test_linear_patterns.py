@@ -14,6 +14,7 @@ that anyway. A quadratic pattern fails both by orders of magnitude at this size.
 `test_every_pattern_is_covered` finds the patterns by looking at the modules, so a
 new one without a case here fails the suite.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,19 +36,29 @@ SIZE = 1_000_000
 RATIO = 20
 GROWTH = 8  # 4× the input: 4× the time if linear, 16× if quadratic
 # The modules that read mail content: their module-level patterns must all be here.
-MAIL_MODULES = ("helpdesk.inbound.parser", "helpdesk.inbound.automail", "helpdesk.inbound.authentication",
-                "helpdesk.inbound.charsets", "helpdesk.message_ids", "helpdesk.inbound.matching",
-                "helpdesk.inbound.dedup", "helpdesk.inbound.storage", "helpdesk.inbound.headerfields",
-                "mailgateway.imap", "mailgateway.smtp", "helpdesk.numbering",
-                "helpdesk.addresses")
+MAIL_MODULES = (
+    "helpdesk.inbound.parser",
+    "helpdesk.inbound.automail",
+    "helpdesk.inbound.authentication",
+    "helpdesk.inbound.charsets",
+    "helpdesk.message_ids",
+    "helpdesk.inbound.matching",
+    "helpdesk.inbound.dedup",
+    "helpdesk.inbound.storage",
+    "helpdesk.inbound.headerfields",
+    "mailgateway.imap",
+    "mailgateway.smtp",
+    "helpdesk.numbering",
+    "helpdesk.addresses",
+)
 
 
 @dataclass(frozen=True)
 class Case:
     module: str
-    name: str                        # the module-level pattern
-    apply: str                       # how the code applies it
-    bad: Callable[[int], Any]        # a pathological input of n characters or bytes
+    name: str  # the module-level pattern
+    apply: str  # how the code applies it
+    bad: Callable[[int], Any]  # a pathological input of n characters or bytes
     binary: bool = False
 
     @property
@@ -66,20 +77,23 @@ class Case:
 
 
 def rep(unit: str, n: int, tail: str = "") -> str:
-    return (unit * (n // len(unit) + 1))[:n - len(tail)] + tail
+    return (unit * (n // len(unit) + 1))[: n - len(tail)] + tail
 
 
 def brep(unit: bytes, n: int, tail: bytes = b"") -> bytes:
-    return (unit * (n // len(unit) + 1))[:n - len(tail)] + tail
+    return (unit * (n // len(unit) + 1))[: n - len(tail)] + tail
 
 
-P, A, AU, C = "helpdesk.inbound.parser", "helpdesk.inbound.automail", "helpdesk.inbound.authentication", \
-    "helpdesk.inbound.charsets"
+P, A, AU, C = (
+    "helpdesk.inbound.parser",
+    "helpdesk.inbound.automail",
+    "helpdesk.inbound.authentication",
+    "helpdesk.inbound.charsets",
+)
 CASES = [
     # parser
     Case(P, "_HEADER_LINE", "match", lambda n: brep(b"!", n), binary=True),
-    Case(P, "_BOUNDARY_LINE", "finditer", lambda n: brep(b"--" + b"x" * 199 + b"-\n", n),
-         binary=True),
+    Case(P, "_BOUNDARY_LINE", "finditer", lambda n: brep(b"--" + b"x" * 199 + b"-\n", n), binary=True),
     Case(P, "_ENCODED_WORD", "finditer", lambda n: rep("=?utf-8?B?", n)),
     Case(P, "_ENCODED_WORD", "finditer", lambda n: rep("=?", n)),
     Case(P, "_QP_ESCAPE", "sub", lambda n: brep(b"=", n), binary=True),
@@ -92,10 +106,10 @@ CASES = [
     Case(P, "_ADDRESS_WORD", "finditer", lambda n: rep("<", n)),
     Case(P, "_ADDRESS_WORD", "finditer", lambda n: rep("a@b.c, ", n)),
     Case(P, "_META_CHARSET", "search", lambda n: brep(b"<meta", n), binary=True),
-    Case(P, "_META_CHARSET", "search", lambda n: b"<meta " + brep(b"charset ", n - 6),
-         binary=True),
-    Case(P, "_META_CHARSET", "search", lambda n: b"<meta " + brep(b"charset" + b" " * 50, n - 6),
-         binary=True),
+    Case(P, "_META_CHARSET", "search", lambda n: b"<meta " + brep(b"charset ", n - 6), binary=True),
+    Case(
+        P, "_META_CHARSET", "search", lambda n: b"<meta " + brep(b"charset" + b" " * 50, n - 6), binary=True
+    ),
     Case(P, "_UNSAFE_FILENAME_CHARS", "sub", lambda n: rep("<", n)),
     Case(P, "_PATH_SEPARATORS", "split", lambda n: rep("/", n)),
     Case(P, "_NOT_BASE64", "sub", lambda n: brep(b"!", n), binary=True),
@@ -126,11 +140,14 @@ CASES = [
     Case(A, "_LIST_NOTICE_BODY", "search", lambda n: rep("no es no está no tiene permiso para ", n)),
     Case(A, "_LIST_NOTICE_SUBJECT", "match", lambda n: "your message to " + rep("x", n - 16)),
     Case(A, "_LIST_NOTICE_SUBJECT", "match", lambda n: rep(" ", n - 16) + "your message to "),
-    Case(A, "_LIST_NOTICE_SUBJECT", "match",
-         lambda n: "your message to " + rep("x" * 199 + " awaits moderator ", n - 16)),
-    Case(A, "_LIST_NOTICE_SUBJECT", "match", lambda n: "request to mailing list "
-         + rep("x", n - 24)),
-    Case(A, "_REPORT_TYPE", "search", lambda n: "report-type=" + rep(" ", n - 12, "\"")),
+    Case(
+        A,
+        "_LIST_NOTICE_SUBJECT",
+        "match",
+        lambda n: "your message to " + rep("x" * 199 + " awaits moderator ", n - 16),
+    ),
+    Case(A, "_LIST_NOTICE_SUBJECT", "match", lambda n: "request to mailing list " + rep("x", n - 24)),
+    Case(A, "_REPORT_TYPE", "search", lambda n: "report-type=" + rep(" ", n - 12, '"')),
     Case(A, "_REPORT_TYPE", "search", lambda n: rep("report-type", n)),
     Case(A, "_REPORT_TYPE", "search", lambda n: rep("report-type" + " " * 50 + "=" + " " * 50, n)),
     Case(A, "_DSN_ACTION", "finditer", lambda n: rep("action:" + " " * 100 + "\n", n)),
@@ -138,8 +155,7 @@ CASES = [
     Case(A, "_ANGLE_ID", "search", lambda n: "<" + rep("a", n - 1)),
     Case(A, "_ANGLE_ID", "search", lambda n: rep("<a", n)),
     Case(A, "_ADDRESS_SEPARATORS", "split", lambda n: rep("a", n)),
-    Case(A, "_BODY_MESSAGE_ID", "finditer",
-         lambda n: rep("message-id: " + "a@" * 400 + " x\n", n)),
+    Case(A, "_BODY_MESSAGE_ID", "finditer", lambda n: rep("message-id: " + "a@" * 400 + " x\n", n)),
     Case(A, "_BODY_MESSAGE_ID", "finditer", lambda n: "message-id: a@" + rep("b", n - 14, " x")),
     Case(A, "_BODY_MESSAGE_ID", "finditer", lambda n: "message-id: " + rep("a", n - 12)),
     Case(A, "_BODY_MESSAGE_ID", "finditer", lambda n: rep(">", n, "x")),
@@ -178,51 +194,70 @@ def baseline(data: Any) -> float:
     return best(lambda: collapse.sub(b" " if isinstance(data, bytes) else " ", data))
 
 
-def assert_linear(label: str, work: Callable[[Any], object], bad: Callable[[int], Any],
-                  good: Any) -> None:
+def assert_linear(label: str, work: Callable[[Any], object], bad: Callable[[int], Any], good: Any) -> None:
     big, small = bad(SIZE), bad(SIZE // 4)
     t_big = best(lambda: work(big))
     t_small = best(lambda: work(small))
     t_good = max(best(lambda: work(good)), baseline(good))
     assert t_big <= RATIO * t_good, (
         f"{label}: {t_big * 1e3:.1f} ms on 1 MB of pathological input, "
-        f"{t_good * 1e3:.2f} ms on benign input of the same size")
+        f"{t_good * 1e3:.2f} ms on benign input of the same size"
+    )
     assert t_big <= GROWTH * max(t_small, t_good / 4), (
-        f"{label}: {t_small * 1e3:.1f} ms at 256 KB but {t_big * 1e3:.1f} ms at 1 MB")
+        f"{label}: {t_small * 1e3:.1f} ms at 256 KB but {t_big * 1e3:.1f} ms at 1 MB"
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.module.rsplit('.', 1)[1]}.{c.name}")
 def test_pattern_runs_in_linear_time(case: Case) -> None:
-    assert_linear(f"{case.module}.{case.name}.{case.apply}", case.run, case.bad,
-                  benign(case, SIZE))
+    assert_linear(f"{case.module}.{case.name}.{case.apply}", case.run, case.bad, benign(case, SIZE))
 
 
 def _number_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     return numbering._patterns("TKT-")
 
 
-@pytest.mark.parametrize(("label", "work", "bad"), [
-    ("numbering exact", lambda data: _number_patterns()[0].match(data),
-     lambda n: "TKT-" + rep("0", n - 4, "x")),
-    ("numbering exact", lambda data: _number_patterns()[0].match(data), lambda n: rep(" ", n, "x")),
-    ("numbering anywhere", lambda data: list(_number_patterns()[1].finditer(data)),
-     lambda n: rep("TKT-", n)),
-    ("numbering anywhere", lambda data: list(_number_patterns()[1].finditer(data)),
-     lambda n: rep("tkt-0000000000000000000", n)),
-    ("addresses.is_valid", is_valid, lambda n: rep("a", n - 2, "@b")),
-    ("strip_comments", lambda data: strip_comments(data, strict=False),
-     lambda n: rep("(", n // 2) + rep(")", n // 2)),
-])
+@pytest.mark.parametrize(
+    ("label", "work", "bad"),
+    [
+        (
+            "numbering exact",
+            lambda data: _number_patterns()[0].match(data),
+            lambda n: "TKT-" + rep("0", n - 4, "x"),
+        ),
+        ("numbering exact", lambda data: _number_patterns()[0].match(data), lambda n: rep(" ", n, "x")),
+        (
+            "numbering anywhere",
+            lambda data: list(_number_patterns()[1].finditer(data)),
+            lambda n: rep("TKT-", n),
+        ),
+        (
+            "numbering anywhere",
+            lambda data: list(_number_patterns()[1].finditer(data)),
+            lambda n: rep("tkt-0000000000000000000", n),
+        ),
+        ("addresses.is_valid", is_valid, lambda n: rep("a", n - 2, "@b")),
+        (
+            "strip_comments",
+            lambda data: strip_comments(data, strict=False),
+            lambda n: rep("(", n // 2) + rep(")", n // 2),
+        ),
+    ],
+)
 def test_pattern_built_at_run_time_or_one_pass_function_runs_in_linear_time(
-        label: str, work: Callable[[Any], object], bad: Callable[[int], str]) -> None:
+    label: str, work: Callable[[Any], object], bad: Callable[[int], str]
+) -> None:
     assert_linear(label, work, bad, prose(SIZE))
 
 
 def test_every_pattern_is_covered() -> None:
     covered = {(case.module, case.name) for case in CASES}
-    found = {(name, key) for name in MAIL_MODULES
-             for key, value in vars(importlib.import_module(name)).items()
-             if isinstance(value, re.Pattern)}
+    found = {
+        (name, key)
+        for name in MAIL_MODULES
+        for key, value in vars(importlib.import_module(name)).items()
+        if isinstance(value, re.Pattern)
+    }
     assert found - covered == set(), "patterns applied to mail without a linear-time case"
     assert covered - found == set(), "cases for patterns that no longer exist"
 
@@ -234,8 +269,10 @@ _INLINE = re.compile(r"\bre\.(?:compile|sub|subn|search|match|fullmatch|findall|
 def test_no_pattern_is_compiled_inside_a_function(module: str) -> None:
     """Patterns live at module level, where the coverage test above finds them."""
     source = inspect.getsource(importlib.import_module(module))
-    inside = [line.strip() for line in source.splitlines()
-              if _INLINE.search(line) and line.startswith((" ", "\t"))]
-    allowed = [line for line in inside if "exact = re.compile" in line
-               or "anywhere = re.compile" in line]  # numbering: per prefix, covered above
+    inside = [
+        line.strip() for line in source.splitlines() if _INLINE.search(line) and line.startswith((" ", "\t"))
+    ]
+    allowed = [
+        line for line in inside if "exact = re.compile" in line or "anywhere = re.compile" in line
+    ]  # numbering: per prefix, covered above
     assert inside == allowed

@@ -1,6 +1,7 @@
 """The gateway's one worker loop (mailgateway/loop.py): rounds, waits, backoff,
 errors, stop. The stop event records the waits instead of sleeping them, so
 nothing here depends on the clock."""
+
 from __future__ import annotations
 
 import logging
@@ -57,8 +58,7 @@ def test_idle_rounds_wait_and_busy_rounds_go_again_at_once() -> None:
 def test_failures_back_off_doubling_to_the_limit_and_success_resets_it() -> None:
     stopping = Waits(rounds=6)
     down = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
-    loop = Scripted([down, down, down, down, False, down], stopping,
-                    first_backoff=1.0, max_backoff=4.0)
+    loop = Scripted([down, down, down, down, False, down], stopping, first_backoff=1.0, max_backoff=4.0)
     loop.run()
     assert stopping.waits == [1.0, 2.0, 4.0, 4.0, 5.0, 1.0]
 

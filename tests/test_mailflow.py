@@ -1,5 +1,6 @@
 """Mail flow at a glance (docs/web.md): intake counts, stuck mailboxes, a backed-up
 outbox, on the portal's Mail page and on /metrics."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,37 +14,62 @@ from tests.support.mail import message
 
 def _outbox(state: str, age: timedelta) -> OutboxMessage:
     moment = now() - age
-    return OutboxMessage(kind="created", to_address="a@example.com", state=state,
-                         next_attempt_at=moment, created_at=moment, attempts=0, last_error="",
-                         cc_addresses="", status_reason="")
+    return OutboxMessage(
+        kind="created",
+        to_address="a@example.com",
+        state=state,
+        next_attempt_at=moment,
+        created_at=moment,
+        attempts=0,
+        last_error="",
+        cc_addresses="",
+        status_reason="",
+    )
 
 
 def test_counts_outcomes_per_channel_and_flags_stuck_mailboxes_and_backlog(app, gateway, senders):
     gateway.send(message(subject="one"))
     gateway.send(message(sender="mallory@evil.example", subject="two"))
     gateway.send(message(headers={"Auto-Submitted": "auto-replied"}, subject="three"))
-    db.session.add_all([
-        ImapMailboxState(key="a@imap:143/INBOX", last_uid=0, last_error="",
-                         last_success_at=now() - timedelta(minutes=2)),
-        ImapMailboxState(key="b@imap:143/INBOX", last_uid=0, last_error="OSError: refused",
-                         last_error_at=now(), last_success_at=now() - timedelta(hours=2)),
-        _outbox("pending", timedelta(hours=1)), _outbox("failed", timedelta(days=1)),
-    ])
+    db.session.add_all(
+        [
+            ImapMailboxState(
+                key="a@imap:143/INBOX",
+                last_uid=0,
+                last_error="",
+                last_success_at=now() - timedelta(minutes=2),
+            ),
+            ImapMailboxState(
+                key="b@imap:143/INBOX",
+                last_uid=0,
+                last_error="OSError: refused",
+                last_error_at=now(),
+                last_success_at=now() - timedelta(hours=2),
+            ),
+            _outbox("pending", timedelta(hours=1)),
+            _outbox("failed", timedelta(days=1)),
+        ]
+    )
     db.session.commit()
-    flow = mail_flow(db.session, stuck_after=timedelta(minutes=15),
-                     backlog_after=timedelta(minutes=30))
+    flow = mail_flow(db.session, stuck_after=timedelta(minutes=15), backlog_after=timedelta(minutes=30))
     assert flow.inbound["smtp"]["created"] == 1
     assert flow.inbound["smtp"]["quarantined"] == 1 and flow.inbound["smtp"]["ignored"] == 1
     assert flow.inbound_last_day["smtp"]["created"] == 1 and flow.inbound["imap"]["created"] == 0
-    assert [(b.key, b.stuck) for b in flow.mailboxes] == [("a@imap:143/INBOX", False),
-                                                           ("b@imap:143/INBOX", True)]
+    assert [(b.key, b.stuck) for b in flow.mailboxes] == [
+        ("a@imap:143/INBOX", False),
+        ("b@imap:143/INBOX", True),
+    ]
     assert flow.outbox["pending"] >= 1 and flow.outbox["failed"] == 1
     assert flow.outbox_backed_up
 
 
 def test_mail_page_shows_the_flow_and_the_alarms(portal, app):
-    db.session.add_all([ImapMailboxState(key="stuck@imap:143/INBOX", last_uid=0, last_error=""),
-                        _outbox("failed", timedelta(days=1))])
+    db.session.add_all(
+        [
+            ImapMailboxState(key="stuck@imap:143/INBOX", last_uid=0, last_error=""),
+            _outbox("failed", timedelta(days=1)),
+        ]
+    )
     db.session.commit()
     page = portal.get("/mail").data.decode()
     assert "stuck@imap:143/INBOX" in page and ">stuck<" in page

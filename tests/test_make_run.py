@@ -1,6 +1,7 @@
 """`make run` (scripts/run.sh) on a fresh install: it migrates an empty database,
 prints the first admin's password, serves the portal and the API under gunicorn,
 runs the gateway, and stops both on SIGTERM."""
+
 from __future__ import annotations
 
 import json
@@ -42,15 +43,28 @@ def _answer(url: str) -> tuple[int, dict[str, object]] | None:
 
 def test_make_run_serves_portal_api_and_gateway_then_stops(tmp_path):
     web, smtp = free_port(), free_port()
-    env = dict(os.environ, HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
-               DATABASE_URL=f"sqlite:///{tmp_path / 'helpdesk.db'}",
-               WEB_LISTEN=f"127.0.0.1:{web}", WEB_WORKERS="1", SMTP_LISTEN=f"127.0.0.1:{smtp}",
-               SMTP_PROCESSES="1", OUTBOUND_SMTP_URL="", UNKNOWN_SENDER_POLICY="accept",
-               VENV=str(Path(sys.executable).parent.parent))
+    env = dict(
+        os.environ,
+        HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'helpdesk.db'}",
+        WEB_LISTEN=f"127.0.0.1:{web}",
+        WEB_WORKERS="1",
+        SMTP_LISTEN=f"127.0.0.1:{smtp}",
+        SMTP_PROCESSES="1",
+        OUTBOUND_SMTP_URL="",
+        UNKNOWN_SENDER_POLICY="accept",
+        VENV=str(Path(sys.executable).parent.parent),
+    )
     env.pop("SECRET_KEY", None)
-    process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", "scripts/run.sh"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
 
     def log() -> str:
@@ -58,23 +72,29 @@ def test_make_run_serves_portal_api_and_gateway_then_stops(tmp_path):
 
     threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()  # type: ignore[arg-type]
     try:
-        wait_until(lambda: process.poll() is not None or any("gateway started" in line
-                                                             for line in list(lines)),
-                   timeout=60, what=log)
+        wait_until(
+            lambda: process.poll() is not None or any("gateway started" in line for line in list(lines)),
+            timeout=60,
+            what=log,
+        )
         assert process.poll() is None, log()
-        [admin] = [re.search(r"First admin: (\S+)  password: (\S+)", line) for line in lines
-                   if "First admin:" in line]
+        [admin] = [
+            re.search(r"First admin: (\S+)  password: (\S+)", line)
+            for line in lines
+            if "First admin:" in line
+        ]
         assert admin, "".join(lines)
         base = f"http://127.0.0.1:{web}"
-        status, health = wait_until(lambda: _answer(f"{base}/api/v1/health"), timeout=60,
-                                    interval=0.2, what=log)  # gunicorn may still be booting
+        status, health = wait_until(
+            lambda: _answer(f"{base}/api/v1/health"), timeout=60, interval=0.2, what=log
+        )  # gunicorn may still be booting
         assert status == 200, health
-        status, tokens = _request(f"{base}/api/v1/auth/login",
-                                  {"email": admin.group(1), "password": admin.group(2)})
+        status, tokens = _request(
+            f"{base}/api/v1/auth/login", {"email": admin.group(1), "password": admin.group(2)}
+        )
         assert status == 200 and tokens.get("access_token"), tokens
         with smtplib.SMTP("127.0.0.1", smtp, timeout=30) as client:
-            reply = client.sendmail("ann@example.com", ["support@helpdesk.test"],
-                                    message().as_bytes())
+            reply = client.sendmail("ann@example.com", ["support@helpdesk.test"], message().as_bytes())
             assert reply == {}
             assert client.noop()[0] == 250
         assert any("created TKT-000001" in line for line in list(lines)), "".join(lines)
@@ -83,8 +103,9 @@ def test_make_run_serves_portal_api_and_gateway_then_stops(tmp_path):
             os.killpg(process.pid, signal.SIGTERM)
         code = process.wait(timeout=60)
     assert code == 128 + signal.SIGTERM, "".join(lines)  # the shell's answer to SIGTERM
-    wait_until(lambda: any("gateway stopped" in line for line in list(lines)), timeout=10,
-               what=log)  # the reader thread may still be catching up
+    wait_until(
+        lambda: any("gateway stopped" in line for line in list(lines)), timeout=10, what=log
+    )  # the reader thread may still be catching up
     try:
         os.killpg(process.pid, 0)
     except ProcessLookupError:

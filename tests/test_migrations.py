@@ -1,4 +1,5 @@
 """The migrations build exactly the schema the models describe, on both databases."""
+
 from __future__ import annotations
 
 import uuid
@@ -35,16 +36,16 @@ def test_upgrade_builds_schema_matching_models(empty_database_url):
         flask_migrate.upgrade()
         with db.engine.connect() as connection:
             differences = compare_metadata(
-                MigrationContext.configure(connection, opts={
-                    "compare_type": True, "include_object": include_in_autogenerate}),
-                db.metadata
+                MigrationContext.configure(
+                    connection, opts={"compare_type": True, "include_object": include_in_autogenerate}
+                ),
+                db.metadata,
             )
             counter = connection.execute(text("SELECT next_value FROM ticket_counter")).all()
         assert differences == []
         assert counter == [(1,)]
         tickets = {ix["name"]: ix for ix in inspect(db.engine).get_indexes("tickets")}
-        for column in ("status", "priority", "assignee_id", "requester_id", "created_at",
-                       "updated_at"):
+        for column in ("status", "priority", "assignee_id", "requester_id", "created_at", "updated_at"):
             assert f"ix_tickets_{column}" in tickets
         if db.engine.dialect.name == "postgresql":  # search indexes (migration 0006)
             assert {"ix_tickets_subject_trgm", "ix_tickets_description_trgm"} <= set(tickets)

@@ -1,4 +1,5 @@
 """docs/numbering.md: format, recognition in text, gap-free taking, set-next."""
+
 from __future__ import annotations
 
 import pytest
@@ -55,8 +56,11 @@ def test_find_numbers_in_subjects_is_case_insensitive_and_ordered():
 
 def _open(service: TicketsService, channel: str = "web"):
     return service.open_ticket(
-        subject="Printer on fire", description="Smoke everywhere",
-        requester_email="ann@example.com", channel=channel, actor=Actor.system(),
+        subject="Printer on fire",
+        description="Smoke everywhere",
+        requester_email="ann@example.com",
+        channel=channel,
+        actor=Actor.system(),
     )
 
 
@@ -140,9 +144,19 @@ def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
     from helpdesk.models import Attachment, InboundMail, Message
     from helpdesk.services.tickets import NewAttachment
 
-    inbound = InboundMail(dedup_key="k", message_id="m@x", channel="smtp", mail_from="a@b.example",
-                          from_address="a@b.example", recipients="support@helpdesk.test",
-                          subject="s", size=1, outcome="created", reason="", raw=b"x")
+    inbound = InboundMail(
+        dedup_key="k",
+        message_id="m@x",
+        channel="smtp",
+        mail_from="a@b.example",
+        from_address="a@b.example",
+        recipients="support@helpdesk.test",
+        subject="s",
+        size=1,
+        outcome="created",
+        reason="",
+        raw=b"x",
+    )
     db.session.add(inbound)
     db.session.flush()
     statements: list[str] = []
@@ -154,10 +168,17 @@ def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
     event.listen(engine, "before_cursor_execute", record)
     try:
         ticket = service.open_ticket(
-            subject="Printer", description="see the photo", requester_email="a@b.example",
-            channel="email", actor=Actor.customer("a@b.example"), inbound_mail_id=inbound.id,
-            attachments=[NewAttachment("photo.jpg", "image/jpeg", b"\xff\xd8 jpeg"),
-                         NewAttachment("logo.png", "image/png", b"png", "logo@x", True)])
+            subject="Printer",
+            description="see the photo",
+            requester_email="a@b.example",
+            channel="email",
+            actor=Actor.customer("a@b.example"),
+            inbound_mail_id=inbound.id,
+            attachments=[
+                NewAttachment("photo.jpg", "image/jpeg", b"\xff\xd8 jpeg"),
+                NewAttachment("logo.png", "image/png", b"png", "logo@x", True),
+            ],
+        )
         db.session.flush()
     finally:
         event.remove(engine, "before_cursor_execute", record)
@@ -165,12 +186,19 @@ def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
     taking = [i for i, sql in enumerate(statements) if "ticket_counter" in sql]
     assert taking, statements
     if backend == "postgresql":
-        assert taking == [len(statements) - 1], statements[taking[0]:]
+        assert taking == [len(statements) - 1], statements[taking[0] :]
     [message] = db.session.execute(select(Message).where(Message.ticket_id == ticket.id)).scalars()
-    stored = db.session.execute(select(Attachment).where(Attachment.message_id == message.id)
-                                .order_by(Attachment.id)).scalars().all()
+    stored = (
+        db.session.execute(
+            select(Attachment).where(Attachment.message_id == message.id).order_by(Attachment.id)
+        )
+        .scalars()
+        .all()
+    )
     assert [(a.filename, a.size, a.data, a.content_id, a.is_inline) for a in stored] == [
-        ("photo.jpg", 7, b"\xff\xd8 jpeg", None, False), ("logo.png", 3, b"png", "logo@x", True)]
+        ("photo.jpg", 7, b"\xff\xd8 jpeg", None, False),
+        ("logo.png", 3, b"png", "logo@x", True),
+    ]
     assert db.session.get(InboundMail, inbound.id).ticket_id == ticket.id
 
 
@@ -182,13 +210,16 @@ def test_every_model_default_is_applied_by_the_numbered_insert(service, backend)
     from helpdesk.services import contacts
 
     requester = contacts.find_or_create(db.session, "a@b.example")
-    tables = (Ticket.__table__, Message.__table__, TicketHistory.__table__,
-              Participant.__table__)
+    tables = (Ticket.__table__, Message.__table__, TicketHistory.__table__, Participant.__table__)
     ticket_id, _number = numbering.insert_numbered(
-        db.session, {"subject": "s", "channel": "web", "requester_id": requester.id},
-        [(Message.__table__, {"kind": "reply", "author_label": "a", "channel": "web"}),
-         (TicketHistory.__table__, {"field": "status", "actor_label": "a"}),
-         (Participant.__table__, {"email": "c@b.example"})])
+        db.session,
+        {"subject": "s", "channel": "web", "requester_id": requester.id},
+        [
+            (Message.__table__, {"kind": "reply", "author_label": "a", "channel": "web"}),
+            (TicketHistory.__table__, {"field": "status", "actor_label": "a"}),
+            (Participant.__table__, {"email": "c@b.example"}),
+        ],
+    )
     db.session.commit()
     for table in tables:
         key = table.c.id if table is Ticket.__table__ else table.c.ticket_id

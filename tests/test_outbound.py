@@ -4,6 +4,7 @@ Notifications are queued by TicketsService in the event's own transaction and
 delivered by `mailgateway.outbound.Sender`; replies come back through the real
 SMTP listener of the gateway, so the whole round trip runs over sockets.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,9 +51,12 @@ def outbox() -> list[OutboxMessage]:
 
 def open_ticket(service: TicketsService, actor: Actor = CUSTOMER, **overrides: object) -> Ticket:
     values: dict[str, object] = dict(
-        subject="Printer on fire", description="The printer on floor 3 is on fire.",
-        requester_email="ann@example.com", requester_name="Ann Example",
-        channel="email" if actor.is_customer else "web", actor=actor,
+        subject="Printer on fire",
+        description="The printer on floor 3 is on fire.",
+        requester_email="ann@example.com",
+        requester_name="Ann Example",
+        channel="email" if actor.is_customer else "web",
+        actor=actor,
         is_email_originated=actor.is_customer,
     )
     values.update(overrides)
@@ -67,16 +71,21 @@ def last_inbound() -> InboundMail:
 
 def message_count(ticket: Ticket) -> int:
     return db.session.execute(
-        select(func.count(Message.id)).where(Message.ticket_id == ticket.id)).scalar_one()
+        select(func.count(Message.id)).where(Message.ticket_id == ticket.id)
+    ).scalar_one()
 
 
 # -- each kind arrives with the right headers and content ------------------------------
 
 
-def test_acknowledgment_of_mailed_ticket_has_number_threading_and_loop_headers(
-        app, gateway, senders, sink):
-    gateway.send(message(sender="Ann Example <ann@example.com>",
-                         message_id="<first@client.example>", subject="Printer on fire"))
+def test_acknowledgment_of_mailed_ticket_has_number_threading_and_loop_headers(app, gateway, senders, sink):
+    gateway.send(
+        message(
+            sender="Ann Example <ann@example.com>",
+            message_id="<first@client.example>",
+            subject="Printer on fire",
+        )
+    )
     (ack,) = deliver(app, sink)
     (row,) = outbox()
     assert (row.kind, row.state, row.attempts) == ("created", "sent", 1)
@@ -94,9 +103,15 @@ def test_acknowledgment_of_mailed_ticket_has_number_threading_and_loop_headers(
     assert ack["X-Loop"] == "support@helpdesk.test"
     assert ack.get_content_type() == "multipart/alternative"
     text = text_of(ack)
-    for expected in ("TKT-000001", "Printer on fire", "Priority:  Medium", "Category:  Support",
-                     "within 4 hours", "just reply to this mail",
-                     "http://helpdesk.test/track"):
+    for expected in (
+        "TKT-000001",
+        "Printer on fire",
+        "Priority:  Medium",
+        "Category:  Support",
+        "within 4 hours",
+        "just reply to this mail",
+        "http://helpdesk.test/track",
+    ):
         assert expected in text
     assert "<strong>TKT-000001</strong>" in html_of(ack)
     assert sink.received[0].mail_from == "support@helpdesk.test"  # bounces come back to us
@@ -104,7 +119,8 @@ def test_acknowledgment_of_mailed_ticket_has_number_threading_and_loop_headers(
 
 
 def test_acknowledgment_of_portal_ticket_is_auto_generated_without_in_reply_to(
-        app, service, agent_actor, sink):
+    app, service, agent_actor, sink
+):
     open_ticket(service, agent_actor, priority="urgent", category="billing")
     (ack,) = deliver(app, sink)
     assert ack["Auto-Submitted"] == "auto-generated"
@@ -119,13 +135,18 @@ def test_ticket_opened_by_the_system_sends_no_acknowledgment(app, service, sink)
 
 
 def test_public_reply_goes_to_requester_and_each_cc_in_a_copy_of_their_own(
-        app, gateway, senders, sink, agent_actor, service):
-    gateway.send(message(sender="Ann Example <ann@example.com>",
-                         message_id="<first@client.example>", cc="Bob <bob@example.com>"))
+    app, gateway, senders, sink, agent_actor, service
+):
+    gateway.send(
+        message(
+            sender="Ann Example <ann@example.com>",
+            message_id="<first@client.example>",
+            cc="Bob <bob@example.com>",
+        )
+    )
     deliver(app, sink)
     ticket = db.session.execute(select(Ticket)).scalar_one()
-    service.add_message(ticket, body="Please switch it off and on again.", actor=agent_actor,
-                        channel="web")
+    service.add_message(ticket, body="Please switch it off and on again.", actor=agent_actor, channel="web")
     db.session.commit()
     _ack, to_ann, to_bob = deliver(app, sink)
     assert (to_ann["To"], to_bob["To"]) == ("Ann Example <ann@example.com>", "Bob <bob@example.com>")
@@ -145,8 +166,7 @@ def test_public_reply_goes_to_requester_and_each_cc_in_a_copy_of_their_own(
 def test_internal_notes_and_customer_messages_are_never_mailed(app, service, agent_actor, sink):
     ticket = open_ticket(service)
     deliver(app, sink)
-    service.add_message(ticket, body="Customer is grumpy.", actor=agent_actor, channel="web",
-                        internal=True)
+    service.add_message(ticket, body="Customer is grumpy.", actor=agent_actor, channel="web", internal=True)
     service.add_participant(ticket, "bob@example.com", "Bob")
     service.add_message(ticket, body="Any news?", actor=CUSTOMER, channel="email")
     db.session.commit()
@@ -154,13 +174,11 @@ def test_internal_notes_and_customer_messages_are_never_mailed(app, service, age
     assert len(deliver(app, sink)) == 1
 
 
-def test_status_changes_are_mailed_and_resolution_says_how_to_reopen(
-        app, service, agent_actor, sink):
+def test_status_changes_are_mailed_and_resolution_says_how_to_reopen(app, service, agent_actor, sink):
     ticket = open_ticket(service)
-    service.mark_viewed(ticket, actor=agent_actor)          # new → open, automated: not mailed
+    service.mark_viewed(ticket, actor=agent_actor)  # new → open, automated: not mailed
     service.change_status(ticket, "in_progress", actor=agent_actor)
-    service.change_status(ticket, "pending_customer", actor=agent_actor,
-                          reason="Which printer model is it?")
+    service.change_status(ticket, "pending_customer", actor=agent_actor, reason="Which printer model is it?")
     service.change_status(ticket, "resolved", actor=agent_actor, reason="Replaced the fuser.")
     db.session.commit()
     _ack, progress, pending, resolved = deliver(app, sink)
@@ -224,8 +242,9 @@ def test_broken_operator_template_fails_its_row_visibly(app, service, sink, tmp_
 def test_answer_to_acknowledgment_is_appended_to_the_same_ticket(app, gateway, senders, sink):
     gateway.send(message(subject="Printer on fire"))
     (ack,) = deliver(app, sink)
-    answer = message(subject="Thanks", body="It is model X-100.", in_reply_to=ack["Message-ID"],
-                     to=ack["Reply-To"])
+    answer = message(
+        subject="Thanks", body="It is model X-100.", in_reply_to=ack["Message-ID"], to=ack["Reply-To"]
+    )
     code, text = gateway.send(answer, rcpt=[ack["Reply-To"]])
     assert (code, text) == (250, b"2.0.0 OK appended TKT-000001")
     assert "by in-reply-to" in last_inbound().reason
@@ -235,7 +254,8 @@ def test_answer_to_acknowledgment_is_appended_to_the_same_ticket(app, gateway, s
 
 
 def test_answer_to_staff_reply_is_appended_to_the_same_ticket(
-        app, gateway, senders, sink, service, agent_actor):
+    app, gateway, senders, sink, service, agent_actor
+):
     ticket = open_ticket(service, agent_actor)
     service.add_message(ticket, body="Which model?", actor=agent_actor, channel="web")
     db.session.commit()
@@ -250,7 +270,8 @@ def test_answer_to_staff_reply_is_appended_to_the_same_ticket(
 
 @pytest.mark.parametrize("where", ["api", "portal"])
 def test_staff_reply_from_api_or_portal_reaches_the_customer_and_the_answer_threads(
-        app, client, gateway, senders, sink, agent, where):
+    app, client, gateway, senders, sink, agent, where
+):
     """The whole loop: mail opens a ticket, staff answer it through the JSON API or
     the portal form, the answer is mailed threaded onto the customer's mail, and the
     customer's reply to it lands in the same ticket."""
@@ -266,8 +287,9 @@ def test_staff_reply_from_api_or_portal_reaches_the_customer_and_the_answer_thre
     else:
         portal = Portal(client)
         portal.login(agent.email, "agent-password-1")
-        response = portal.post("/tickets/TKT-000001/reply", {"body": "Which model is it?"},
-                               page="/tickets/TKT-000001")
+        response = portal.post(
+            "/tickets/TKT-000001/reply", {"body": "Which model is it?"}, page="/tickets/TKT-000001"
+        )
         assert response.status_code == 302
     _ack, staff_reply = deliver(app, sink)
     assert staff_reply["To"] == "ann@example.com"
@@ -275,8 +297,12 @@ def test_staff_reply_from_api_or_portal_reaches_the_customer_and_the_answer_thre
     assert "Which model is it?" in text_of(staff_reply)
     assert staff_reply["In-Reply-To"] == "<first@client.example>"
     assert staff_reply["Auto-Submitted"] is None  # a person wrote it
-    answer = message(subject="Re: [TKT-000001] Printer on fire", body="X-100",
-                     in_reply_to=staff_reply["Message-ID"], message_id="<second@client.example>")
+    answer = message(
+        subject="Re: [TKT-000001] Printer on fire",
+        body="X-100",
+        in_reply_to=staff_reply["Message-ID"],
+        message_id="<second@client.example>",
+    )
     assert gateway.send(answer) == (250, b"2.0.0 OK appended TKT-000001")
     assert "by in-reply-to" in last_inbound().reason
     (ticket,) = db.session.execute(select(Ticket)).scalars()
@@ -300,8 +326,7 @@ def forged(genuine: str, how: str, app: Flask) -> str:
     return f"<{signer.make(ticket_id, row_id + 1000, 'ann@example.com')}>"
 
 
-@pytest.mark.parametrize("how", ["wrong mac", "other secret", "mac of another recipient",
-                                 "unknown row"])
+@pytest.mark.parametrize("how", ["wrong mac", "other secret", "mac of another recipient", "unknown row"])
 def test_forged_message_id_does_not_thread(app, gateway, senders, sink, how):
     gateway.send(message(subject="Printer on fire"))
     (ack,) = deliver(app, sink)
@@ -316,8 +341,7 @@ def test_forged_message_id_does_not_thread(app, gateway, senders, sink, how):
 # -- delivery: outage, backoff, permanent failure, crash ------------------------------
 
 
-def test_relay_down_rows_are_retried_with_backoff_then_each_delivered_once(
-        app, service, sink):
+def test_relay_down_rows_are_retried_with_backoff_then_each_delivered_once(app, service, sink):
     for n in range(3):
         open_ticket(service, requester_email=f"c{n}@example.com")
     sink.stop()
@@ -331,9 +355,9 @@ def test_relay_down_rows_are_retried_with_backoff_then_each_delivered_once(
     assert {r.next_attempt_at - started for r in rows} == {timedelta(minutes=1)}
 
     clock.advance(seconds=59)
-    assert run(sender) == 0                       # not due yet
+    assert run(sender) == 0  # not due yet
     clock.advance(seconds=1)
-    assert run(sender) == 3                       # second attempt, still down
+    assert run(sender) == 3  # second attempt, still down
     assert {r.next_attempt_at - clock() for r in outbox()} == {timedelta(minutes=2)}
     clock.advance(minutes=2)
     assert run(sender) == 3
@@ -353,8 +377,13 @@ def test_backoff_is_capped_and_gives_up_after_the_configured_age(app, service, s
     open_ticket(service)
     sink.stop()
     clock = Clock()
-    sender = make_sender(app, sink, clock, OUTBOUND_RETRY_MAX=timedelta(minutes=5),
-                         OUTBOUND_GIVE_UP_AFTER=timedelta(minutes=30))
+    sender = make_sender(
+        app,
+        sink,
+        clock,
+        OUTBOUND_RETRY_MAX=timedelta(minutes=5),
+        OUTBOUND_GIVE_UP_AFTER=timedelta(minutes=30),
+    )
     delays = []
     while outbox()[0].state == "pending":
         due = outbox()[0].next_attempt_at
@@ -374,15 +403,19 @@ def test_sender_loop_rides_out_a_relay_outage(app, service, sink):
         open_ticket(service, requester_email=f"c{n}@example.com")
     db.session.rollback()
     sink.stop()
-    app.config.update(OUTBOUND_SMTP_URL=sink.url, OUTBOUND_POLL_SECONDS=0.05,
-                      OUTBOUND_RETRY_FIRST=timedelta(seconds=0.2),
-                      OUTBOUND_RETRY_MAX=timedelta(seconds=0.5))
+    app.config.update(
+        OUTBOUND_SMTP_URL=sink.url,
+        OUTBOUND_POLL_SECONDS=0.05,
+        OUTBOUND_RETRY_FIRST=timedelta(seconds=0.2),
+        OUTBOUND_RETRY_MAX=timedelta(seconds=0.5),
+    )
     stopping = threading.Event()
     thread = threading.Thread(target=Sender(app, stopping).run)
     thread.start()
     try:
-        wait_until(lambda: min(row.attempts for row in outbox()) >= 3, timeout=20,
-                   between=db.session.rollback)  # never hold SQLite's write lock while waiting
+        wait_until(
+            lambda: min(row.attempts for row in outbox()) >= 3, timeout=20, between=db.session.rollback
+        )  # never hold SQLite's write lock while waiting
         sink.start()
         sink.wait_for(4)
     finally:
@@ -477,27 +510,29 @@ def test_crash_between_250_and_mark_resends_only_that_mail(app, service, sink):
 
     sender = make_sender(app, sink, clock)
     clock.advance(minutes=9)
-    assert run(sender) == 0                       # the lease (10 minutes) still holds
+    assert run(sender) == 0  # the lease (10 minutes) still holds
     clock.advance(minutes=2)
     assert run(sender) == 3
     assert {row.state for row in outbox()} == {"sent"}
     counts = sink.message_ids()
     first = f"<{outbox()[0].message_id}>"
-    assert counts[first] == 2                     # at least once: that one mail, twice
-    assert sorted(counts.values()) == [1, 1, 2]   # the others exactly once
+    assert counts[first] == 2  # at least once: that one mail, twice
+    assert sorted(counts.values()) == [1, 1, 2]  # the others exactly once
     assert len({str(m["Message-ID"]) for m in sink.messages}) == 3
 
 
 # -- loops: auto-replies, bounces, machine and own addresses, rate limits -----------------
 
 
-def test_auto_reply_to_a_notification_creates_nothing_and_sends_nothing(
-        app, gateway, senders, sink):
+def test_auto_reply_to_a_notification_creates_nothing_and_sends_nothing(app, gateway, senders, sink):
     gateway.send(message(subject="Printer on fire"))
     (ack,) = deliver(app, sink)
     out_of_office = message(
-        subject=f"Automatic reply: {ack['Subject']}", body="I am on holiday until Monday.",
-        in_reply_to=ack["Message-ID"], headers={"Auto-Submitted": "auto-replied"})
+        subject=f"Automatic reply: {ack['Subject']}",
+        body="I am on holiday until Monday.",
+        in_reply_to=ack["Message-ID"],
+        headers={"Auto-Submitted": "auto-replied"},
+    )
     code, text = gateway.send(out_of_office, rcpt=[ack["Reply-To"]])
     assert (code, text) == (250, b"2.0.0 OK ignored")
     assert last_inbound().reason == "auto-submitted: auto-replied"
@@ -526,14 +561,14 @@ def test_our_own_mail_coming_back_is_ignored(app, gateway, senders, sink):
 def corpus_bounce(original_message_id: str, recipient: str, action: str = "failed") -> bytes:
     """A real MailSite DSN from the shared corpus, rewritten to report on our mail."""
     raw = (CORPUS / "mail-parser__tests_mails_mail_malformed_2").read_bytes()
-    raw = raw.replace(b"<004801d1fc84$01c934ac$b247f0b7$@infospacemail.com>",
-                      original_message_id.encode())
+    raw = raw.replace(b"<004801d1fc84$01c934ac$b247f0b7$@infospacemail.com>", original_message_id.encode())
     raw = raw.replace(b"abh@netpar.com.br", recipient.encode())
     return raw.replace(b"Action: failed", f"Action: {action}".encode())
 
 
 def test_bounce_of_a_notification_marks_the_address_undeliverable(
-        app, gateway, senders, sink, service, agent_actor):
+    app, gateway, senders, sink, service, agent_actor
+):
     gateway.send(message(subject="Printer on fire"))
     (ack,) = deliver(app, sink)
     code, text = gateway.send(corpus_bounce(ack["Message-ID"], "ann@example.com"), mail_from="")
@@ -549,7 +584,7 @@ def test_bounce_of_a_notification_marks_the_address_undeliverable(
     ticket = db.session.execute(select(Ticket)).scalar_one()
     service.add_message(ticket, body="Did it work?", actor=agent_actor, channel="web")
     db.session.commit()
-    assert len(deliver(app, sink)) == 1           # nothing new: the address bounced
+    assert len(deliver(app, sink)) == 1  # nothing new: the address bounced
     skipped = outbox()[-1]
     assert skipped.state == "skipped" and "undeliverable since" in skipped.last_error
 
@@ -575,16 +610,18 @@ def test_delay_notice_or_forged_bounce_marks_nothing(app, gateway, senders, sink
     assert db.session.execute(select(Contact.undeliverable_since)).scalar() is None
 
 
-@pytest.mark.parametrize(("address", "reason"), [
-    ("noreply@shop.example", "machine address"),
-    ("mailer-daemon@mx.example", "machine address"),
-    ("postmaster@example.com", "machine address"),
-    ("support@helpdesk.test", "own address"),
-    ("support+TKT-000009@helpdesk.test", "own address"),
-    ("robot@helpdesk.helpdesk.test", "own address"),
-])
-def test_machine_and_own_addresses_are_never_mailed(app, service, agent_actor, sink,
-                                                    address, reason):
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("noreply@shop.example", "machine address"),
+        ("mailer-daemon@mx.example", "machine address"),
+        ("postmaster@example.com", "machine address"),
+        ("support@helpdesk.test", "own address"),
+        ("support+TKT-000009@helpdesk.test", "own address"),
+        ("robot@helpdesk.helpdesk.test", "own address"),
+    ],
+)
+def test_machine_and_own_addresses_are_never_mailed(app, service, agent_actor, sink, address, reason):
     open_ticket(service, agent_actor, requester_email=address)
     assert deliver(app, sink) == []
     (row,) = outbox()
@@ -599,8 +636,7 @@ def test_automatic_mail_is_rate_limited_per_recipient(app, service, agent_actor,
     assert "rate limit: 3 automatic mails to this address within 1 hour" in outbox()[3].last_error
 
 
-def test_automatic_mail_is_rate_limited_per_ticket_but_replies_are_not(
-        app, service, agent_actor, sink):
+def test_automatic_mail_is_rate_limited_per_ticket_but_replies_are_not(app, service, agent_actor, sink):
     ticket = open_ticket(service, agent_actor)
     service.change_status(ticket, "open", actor=agent_actor)
     service.change_status(ticket, "in_progress", actor=agent_actor)
@@ -609,8 +645,14 @@ def test_automatic_mail_is_rate_limited_per_ticket_but_replies_are_not(
     db.session.commit()
     deliver(app, sink, OUTBOUND_MAX_AUTO_PER_TICKET=2)
     states = [(row.kind, row.state) for row in outbox()]
-    assert states == [("created", "sent"), ("status", "sent"), ("status", "skipped"),
-                      ("reply", "sent"), ("reply", "sent"), ("reply", "sent")]
+    assert states == [
+        ("created", "sent"),
+        ("status", "sent"),
+        ("status", "skipped"),
+        ("reply", "sent"),
+        ("reply", "sent"),
+        ("reply", "sent"),
+    ]
     assert "automatic mails on this ticket" in outbox()[2].last_error
 
 
@@ -622,8 +664,13 @@ def test_rolled_back_event_queues_nothing(app, service, agent_actor):
     service.add_message(ticket, body="Draft", actor=agent_actor, channel="web")
     service.change_status(ticket, "open", actor=agent_actor)
     db.session.rollback()
-    service.open_ticket(subject="x", description="y", requester_email="bob@example.com",
-                        channel="email", actor=Actor.customer("bob@example.com"))
+    service.open_ticket(
+        subject="x",
+        description="y",
+        requester_email="bob@example.com",
+        channel="email",
+        actor=Actor.customer("bob@example.com"),
+    )
     db.session.rollback()
     assert [row.kind for row in outbox()] == ["created"]
 
@@ -641,25 +688,24 @@ PROCESS_MAILS = {"postgresql": 500, "sqlite": 100}
 
 
 def test_two_sender_processes_deliver_each_queued_mail_exactly_once(
-        app, backend, database_url, service, agent_actor, sink):
+    app, backend, database_url, service, agent_actor, sink
+):
     mails = PROCESS_MAILS[backend]
     for n in range(mails):
-        open_ticket(service, agent_actor, requester_email=f"customer{n}@example.com",
-                    subject=f"Request {n}")
+        open_ticket(service, agent_actor, requester_email=f"customer{n}@example.com", subject=f"Request {n}")
     db.session.rollback()
     reported = run_processes(outbound_worker.drain, [(database_url, sink.url)] * 2)
 
     if backend == "postgresql":  # SQLite's busy handler is unfair: one writer may take all
         assert all(batches for batches in reported), "one process sent nothing"
-    assert sum(sum(batches) for batches in reported) == mails   # each row claimed once
+    assert sum(sum(batches) for batches in reported) == mails  # each row claimed once
     counts = sink.message_ids()
     assert len(counts) == mails
     assert set(counts.values()) == {1}, "a mail arrived twice"
     rows = outbox()
     assert {row.state for row in rows} == {"sent"}
     assert set(counts) == {f"<{row.message_id}>" for row in rows}
-    assert sorted(tuple(r.rcpt_tos) for r in sink.received) == sorted(
-        (row.to_address,) for row in rows)
+    assert sorted(tuple(r.rcpt_tos) for r in sink.received) == sorted((row.to_address,) for row in rows)
 
 
 # -- the relay: URL, TLS, AUTH ----------------------------------------------------------
@@ -669,21 +715,33 @@ def test_outbound_urls_are_read_with_their_options() -> None:
     assert parse_outbound_url("") is None
     plain = parse_outbound_url("smtp://relay.example")
     assert (plain.host, plain.port, plain.tls, plain.starttls, plain.username) == (  # type: ignore[union-attr]
-        "relay.example", 25, False, False, None)
+        "relay.example",
+        25,
+        False,
+        False,
+        None,
+    )
     secure = parse_outbound_url("smtps://notify%40corp.example:p%3As%2Fs@relay.example")
     assert (secure.port, secure.tls, secure.username, secure.password) == (  # type: ignore[union-attr]
-        465, True, "notify@corp.example", "p:s/s")
+        465,
+        True,
+        "notify@corp.example",
+        "p:s/s",
+    )
     upgraded = parse_outbound_url("smtp://u:p@relay.example:587?starttls=true")
     assert (upgraded.port, upgraded.tls, upgraded.starttls) == (587, False, True)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("url", "complaint"), [
-    ("http://relay.example", "smtp:// or smtps://"),
-    ("smtp://notify@relay.example", "user:password@"),
-    ("smtps://relay.example?starttls=1", "already TLS"),
-    ("smtp://relay.example/outbox", "no path"),
-    ("smtp://relay.example?tls=1", "unknown options"),
-])
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("http://relay.example", "smtp:// or smtps://"),
+        ("smtp://notify@relay.example", "user:password@"),
+        ("smtps://relay.example?starttls=1", "already TLS"),
+        ("smtp://relay.example/outbox", "no path"),
+        ("smtp://relay.example?tls=1", "unknown options"),
+    ],
+)
 def test_bad_outbound_urls_are_refused_with_a_reason(url: str, complaint: str) -> None:
     with pytest.raises(InvalidServerUrl, match=complaint):
         parse_outbound_url(url)
@@ -713,16 +771,37 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.fail("the openssl command is missing (Debian package openssl)")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem"),
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return Certificate(folder / "cert.pem", folder / "key.pem")
 
 
 def relay_login(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
-    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == b"notify"
-          and auth_data.password == b"s3cret")
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == b"notify"
+        and auth_data.password == b"s3cret"
+    )
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
 
@@ -749,8 +828,7 @@ def relay_url(relay: Sink, password: str = "s3cret") -> str:
 
 
 @pytest.mark.parametrize("tls_relay", ["starttls", "smtps"], indirect=True)
-def test_relay_with_tls_and_login_gets_the_mail(app, service, tls_relay, certificate,
-                                                 monkeypatch):
+def test_relay_with_tls_and_login_gets_the_mail(app, service, tls_relay, certificate, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))  # trust our test CA
     open_ticket(service)
     app.config.update(OUTBOUND_SMTP_URL=relay_url(tls_relay))
@@ -760,19 +838,24 @@ def test_relay_with_tls_and_login_gets_the_mail(app, service, tls_relay, certifi
     assert outbox()[0].state == "sent"
 
 
-@pytest.mark.parametrize(("tls_relay", "trusted", "password", "error"), [
-    ("starttls", True, "wrong", "535"),
-    ("smtps", False, "s3cret", "CERTIFICATE_VERIFY_FAILED"),
-], indirect=["tls_relay"])
+@pytest.mark.parametrize(
+    ("tls_relay", "trusted", "password", "error"),
+    [
+        ("starttls", True, "wrong", "535"),
+        ("smtps", False, "s3cret", "CERTIFICATE_VERIFY_FAILED"),
+    ],
+    indirect=["tls_relay"],
+)
 def test_relay_refusing_login_or_certificate_is_retried_not_failed(
-        app, service, tls_relay, certificate, monkeypatch, trusted, password, error):
+    app, service, tls_relay, certificate, monkeypatch, trusted, password, error
+):
     if trusted:
         monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
     open_ticket(service)
     app.config.update(OUTBOUND_SMTP_URL=relay_url(tls_relay, password))
     run(Sender(app))
     (row,) = outbox()
-    assert row.state == "pending"                 # the relay's setup, not this mail's fault
+    assert row.state == "pending"  # the relay's setup, not this mail's fault
     assert error in row.last_error
     assert tls_relay.received == []
 
@@ -781,11 +864,13 @@ def test_relay_refusing_login_or_certificate_is_retried_not_failed(
 
 
 def test_gateway_process_acknowledges_a_mailed_ticket_and_stops_on_sigterm(
-        app, database_url, senders, sink, tmp_path):
+    app, database_url, senders, sink, tmp_path
+):
     db.session.remove()
     port = free_port()
-    process = start_gateway_process(database_url, port, tmp_path, OUTBOUND_SMTP_URL=sink.url,
-                                    OUTBOUND_POLL_SECONDS="0.2")
+    process = start_gateway_process(
+        database_url, port, tmp_path, OUTBOUND_SMTP_URL=sink.url, OUTBOUND_POLL_SECONDS="0.2"
+    )
     try:
         code, _ = send(port, message(subject="Printer on fire"))
         assert code == 250

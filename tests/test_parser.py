@@ -5,6 +5,7 @@ file with checks per MANIFEST category and words read off the files by hand; the
 hand-written cases below cover what the corpus lacks (BOM, GBK-only characters,
 windows-1252 quotes under an iso-8859-1 label, cp949, cp932, ...). No database.
 """
+
 from __future__ import annotations
 
 import base64
@@ -44,8 +45,14 @@ def raw_message_id(raw: bytes) -> str | None:
 
 
 def text_fields(parsed: InboundMail) -> list[str]:
-    fields = [parsed.subject, parsed.from_address, parsed.from_name, parsed.text_body,
-              parsed.html_body or "", parsed.content_type]
+    fields = [
+        parsed.subject,
+        parsed.from_address,
+        parsed.from_name,
+        parsed.text_body,
+        parsed.html_body or "",
+        parsed.content_type,
+    ]
     fields += [value for pair in parsed.to + parsed.cc for value in pair]
     fields += [value for pair in parsed.headers for value in pair]
     fields += [attachment.filename for attachment in parsed.attachments]
@@ -84,11 +91,14 @@ def assert_safe_filename(filename: str) -> None:
 
 
 def no_replacement_characters(parsed: InboundMail) -> bool:
-    return all("\ufffd" not in value for value in
-               (parsed.subject, parsed.from_name, parsed.text_body, parsed.html_body or ""))
+    return all(
+        "\ufffd" not in value
+        for value in (parsed.subject, parsed.from_name, parsed.text_body, parsed.html_body or "")
+    )
 
 
 # -- the corpus ------------------------------------------------------------------------
+
 
 def test_manifest_lists_every_corpus_file() -> None:
     assert set(MANIFEST) == set(CORPUS_FILES)
@@ -163,10 +173,15 @@ def check_other(parsed: InboundMail, row: dict[str, str]) -> None:
 
 
 CATEGORY_CHECKS = {
-    "plain": check_plain, "multipart": check_multipart, "html": check_html,
-    "attachment": check_attachment, "charset": check_charset,
-    "reply_quote": check_reply_quote, "bounce": check_bounce,
-    "malformed": check_malformed, "other": check_other,
+    "plain": check_plain,
+    "multipart": check_multipart,
+    "html": check_html,
+    "attachment": check_attachment,
+    "charset": check_charset,
+    "reply_quote": check_reply_quote,
+    "bounce": check_bounce,
+    "malformed": check_malformed,
+    "other": check_other,
 }
 
 
@@ -182,37 +197,52 @@ def test_corpus_mail_gets_a_defined_reading(name: str) -> None:
     CATEGORY_CHECKS[row["category"]](parsed, row)
 
 
-@pytest.mark.parametrize(("name", "field", "expected"), [
-    # gb2312 label, GBK-only byte pair 0x8C 0xC2 in the subject's encoded words and body
-    ("mail-parser__tests_mails_mail_test_9", "subject", "我把镜头拉近些，你们看看这个是什么"),
-    ("mail-parser__tests_mails_mail_test_9", "text_body", "我把镜头拉近些"),
-    # gb2312 label on a body that is really UTF-8
-    ("mail-parser__tests_mails_mail_test_12", "subject", "代开各地增值税发票"),
-    ("mail-parser__tests_mails_mail_test_12", "from_name", "张先生"),
-    ("mail-parser__tests_mails_mail_test_12", "text_body", "你好！我公司可代开各类增值税发票"),
-    # Windows-1251 label on UTF-8 bytes
-    ("mail-parser__tests_mails_mail_test_4", "html_body", "Parque Tecnológico de Bizkaia"),
-    ("mail-parser__tests_mails_mail_test_5", "subject", "Je prépare mon été zéro complexe !"),
-    ("mail-parser__tests_mails_mail_test_10", "text_body", "vi segnalo che oggi è stato annunciato"),
-    ("mail-parser__tests_mails_mail_test_1", "subject", "письмо уведом-е"),
-    ("mail-parser__tests_mails_mail_test_1", "from_name", "служба ФНС Даниил Суворов"),
-    ("mail-parser__tests_mails_mail_test_6", "subject", "Быстрее вкладывайте в золото!"),
-    ("mail-parser__tests_mails_mail_test_6", "text_body", "Профессионалы.ru — ведущая деловая сеть"),
-    ("mail-parser__tests_mails_mail_test_18", "from_name", "LastßlName, FirstName"),
-    ("mail-parser__tests_mails_mail_test_17", "subject", "Transferencia Interbancaria Banca en Línea"),
-    ("mail-parser__tests_mails_mail_malformed_3", "text_body", "Ver on-line"),
-    ("django-helpdesk__tests_test_files_utf-nondecodable.eml", "subject",
-     "Fwd: Cyklozaměstnavatel - změna vyhodnocení"),
-    ("django-helpdesk__tests_test_files_utf-nondecodable.eml", "text_body",
-     "podle domluvy bych Tě poprosila o změnu vyhodnocení"),
-    ("django-helpdesk__tests_test_files_utf-nondecodable.eml", "html_body", "prostředí pro"),
-    ("django-helpdesk__tests_test_files_quoted_printable.eml", "subject", "Český test"),
-    ("django-helpdesk__tests_test_files_quoted_printable.eml", "text_body",
-     "Tohle je test českých písmen odeslaných z gmailu."),
-    ("django-helpdesk__tests_test_files_all-special-chars.eml", "text_body", "íářčšáíéřášč"),
-    ("RustPython__Lib_test_test_email_data_msg_10.txt", "html_body",
-     "¡This is a Quoted Printable encoded message!"),
-])
+@pytest.mark.parametrize(
+    ("name", "field", "expected"),
+    [
+        # gb2312 label, GBK-only byte pair 0x8C 0xC2 in the subject's encoded words and body
+        ("mail-parser__tests_mails_mail_test_9", "subject", "我把镜头拉近些，你们看看这个是什么"),
+        ("mail-parser__tests_mails_mail_test_9", "text_body", "我把镜头拉近些"),
+        # gb2312 label on a body that is really UTF-8
+        ("mail-parser__tests_mails_mail_test_12", "subject", "代开各地增值税发票"),
+        ("mail-parser__tests_mails_mail_test_12", "from_name", "张先生"),
+        ("mail-parser__tests_mails_mail_test_12", "text_body", "你好！我公司可代开各类增值税发票"),
+        # Windows-1251 label on UTF-8 bytes
+        ("mail-parser__tests_mails_mail_test_4", "html_body", "Parque Tecnológico de Bizkaia"),
+        ("mail-parser__tests_mails_mail_test_5", "subject", "Je prépare mon été zéro complexe !"),
+        ("mail-parser__tests_mails_mail_test_10", "text_body", "vi segnalo che oggi è stato annunciato"),
+        ("mail-parser__tests_mails_mail_test_1", "subject", "письмо уведом-е"),
+        ("mail-parser__tests_mails_mail_test_1", "from_name", "служба ФНС Даниил Суворов"),
+        ("mail-parser__tests_mails_mail_test_6", "subject", "Быстрее вкладывайте в золото!"),
+        ("mail-parser__tests_mails_mail_test_6", "text_body", "Профессионалы.ru — ведущая деловая сеть"),
+        ("mail-parser__tests_mails_mail_test_18", "from_name", "LastßlName, FirstName"),
+        ("mail-parser__tests_mails_mail_test_17", "subject", "Transferencia Interbancaria Banca en Línea"),
+        ("mail-parser__tests_mails_mail_malformed_3", "text_body", "Ver on-line"),
+        (
+            "django-helpdesk__tests_test_files_utf-nondecodable.eml",
+            "subject",
+            "Fwd: Cyklozaměstnavatel - změna vyhodnocení",
+        ),
+        (
+            "django-helpdesk__tests_test_files_utf-nondecodable.eml",
+            "text_body",
+            "podle domluvy bych Tě poprosila o změnu vyhodnocení",
+        ),
+        ("django-helpdesk__tests_test_files_utf-nondecodable.eml", "html_body", "prostředí pro"),
+        ("django-helpdesk__tests_test_files_quoted_printable.eml", "subject", "Český test"),
+        (
+            "django-helpdesk__tests_test_files_quoted_printable.eml",
+            "text_body",
+            "Tohle je test českých písmen odeslaných z gmailu.",
+        ),
+        ("django-helpdesk__tests_test_files_all-special-chars.eml", "text_body", "íářčšáíéřášč"),
+        (
+            "RustPython__Lib_test_test_email_data_msg_10.txt",
+            "html_body",
+            "¡This is a Quoted Printable encoded message!",
+        ),
+    ],
+)
 def test_corpus_words_decode_as_written(name: str, field: str, expected: str) -> None:
     parsed = corpus(name)
     assert expected in (getattr(parsed, field) or "")
@@ -242,8 +272,7 @@ def test_corpus_bounce_behind_mbox_line_without_boundary_is_recovered() -> None:
     assert parsed.message_id == "200104061723.JAB03225@zinfandel.lacita.com"
     assert parsed.subject.startswith("Returned mail: Too many hops 19 (17 max)")
     assert parsed.header("auto-submitted") == "auto-generated (failure)"
-    assert [a.content_type for a in parsed.attachments] == [
-        "message/delivery-status", "text/rfc822-headers"]
+    assert [a.content_type for a in parsed.attachments] == ["message/delivery-status", "text/rfc822-headers"]
     assert "The original message was received at" in parsed.text_body
 
 
@@ -286,10 +315,13 @@ def test_corpus_outlook_msg_is_refused_not_crashed() -> None:
 
 # -- framing: mbox line, BOM, line endings, long lines ----------------------------------
 
+
 def test_mbox_from_line_and_bom_are_stripped() -> None:
-    raw = (b"\xef\xbb\xbfFrom alice@example.com Mon Jan  1 00:00:00 2024\r\n"
-           b"From: Alice <Alice@Example.COM>\r\nSubject: hello\nMessage-ID: <m1@example.com>\n"
-           b"\r\nline one\r\nline two\nline three\rline four\n")
+    raw = (
+        b"\xef\xbb\xbfFrom alice@example.com Mon Jan  1 00:00:00 2024\r\n"
+        b"From: Alice <Alice@Example.COM>\r\nSubject: hello\nMessage-ID: <m1@example.com>\n"
+        b"\r\nline one\r\nline two\nline three\rline four\n"
+    )
     parsed = parse(raw)
     assert parsed.parse_error is None
     assert (parsed.from_name, parsed.from_address) == ("Alice", "alice@example.com")
@@ -311,29 +343,40 @@ def test_over_long_lines_are_kept_whole() -> None:
     assert parsed.text_body == "y" * 200_000
 
 
-@pytest.mark.parametrize("raw", [
-    b"", b"   \r\n\r\n", b"\x00" * 64, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 512,
-    b"From: a@example.com\nContent-Type: multipart/mixed; boundary=", b"Subject:",
-    b"Content-Type: text/plain; charset=\"\xff\xfe\"\n\n\xff", b":\n\n",
-    b"From: a@example.com\nContent-Type: multipart/mixed; boundary=x\n\n--x\n--x--\n--x\n",
-    b"From: a@example.com\nContent-Transfer-Encoding: base64\n\n!!!not base64",
-    b"From: a@example.com\nContent-Type: text/plain; charset=undefined\n\n\xe9",
-    b"From: a@example.com\nContent-Type: text/plain; charset=base64\n\nabc\xe9",
-    b"From: a@example.com\nContent-Type: text/plain; charset=utf-16\n\n\x00\xd8\x00",
-    b"From: a@example.com\nContent-Disposition: attachment; filename*0*=bogus'%ZZ\n\nx",
-    bytes(random.Random(7).randrange(256) for _ in range(20_000)),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"   \r\n\r\n",
+        b"\x00" * 64,
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 512,
+        b"From: a@example.com\nContent-Type: multipart/mixed; boundary=",
+        b"Subject:",
+        b'Content-Type: text/plain; charset="\xff\xfe"\n\n\xff',
+        b":\n\n",
+        b"From: a@example.com\nContent-Type: multipart/mixed; boundary=x\n\n--x\n--x--\n--x\n",
+        b"From: a@example.com\nContent-Transfer-Encoding: base64\n\n!!!not base64",
+        b"From: a@example.com\nContent-Type: text/plain; charset=undefined\n\n\xe9",
+        b"From: a@example.com\nContent-Type: text/plain; charset=base64\n\nabc\xe9",
+        b"From: a@example.com\nContent-Type: text/plain; charset=utf-16\n\n\x00\xd8\x00",
+        b"From: a@example.com\nContent-Disposition: attachment; filename*0*=bogus'%ZZ\n\nx",
+        bytes(random.Random(7).randrange(256) for _ in range(20_000)),
+    ],
+)
 def test_junk_never_raises(raw: bytes) -> None:
     parsed = parse(raw)
     assert parsed.raw is raw
     assert_well_formed(parsed)
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    (b"", "empty message"),
-    (b"just some words\nno headers at all\n", "no mail headers"),
-    (b"\x00\x01\x02binary\x00", "no mail headers"),
-])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "empty message"),
+        (b"just some words\nno headers at all\n", "no mail headers"),
+        (b"\x00\x01\x02binary\x00", "no mail headers"),
+    ],
+)
 def test_what_is_not_mail_gets_a_reason(raw: bytes, reason: str) -> None:
     parsed = parse(raw)
     assert parsed.parse_error == reason
@@ -347,10 +390,13 @@ def test_header_less_text_is_salvaged_but_binary_is_not() -> None:
 
 def test_mime_nested_beyond_the_cap_is_read_as_a_header_only() -> None:
     depth = 1200
-    raw = (b"From: a@example.com\nContent-Type: multipart/mixed; boundary=b0\n\n"
-           + b"".join(b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (i, i + 1)
-                      for i in range(depth))
-           + b"--b%d\nContent-Type: text/plain\n\ndeep\n" % depth)
+    raw = (
+        b"From: a@example.com\nContent-Type: multipart/mixed; boundary=b0\n\n"
+        + b"".join(
+            b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (i, i + 1) for i in range(depth)
+        )
+        + b"--b%d\nContent-Type: text/plain\n\ndeep\n" % depth
+    )
     parsed = parse(raw)
     assert parsed.parse_error is None
     assert parsed.over_limit == "MIME parts nested deeper than MAX_MIME_DEPTH (20)"
@@ -360,10 +406,9 @@ def test_mime_nested_beyond_the_cap_is_read_as_a_header_only() -> None:
 # -- mail-parser wrapped ---------------------------------------------------------------
 
 FORWARD_WITHOUT_START_BOUNDARY = mail(
-    "From: a@example.com\nSubject: fwd\nMessage-ID: <outer@example.com>\n"
-    "Content-Type: message/rfc822",
-    b"From: c@example.com\nSubject: inner\nContent-Type: multipart/mixed; boundary=X\n\n"
-    b"no delimiter here\n")
+    "From: a@example.com\nSubject: fwd\nMessage-ID: <outer@example.com>\nContent-Type: message/rfc822",
+    b"From: c@example.com\nSubject: inner\nContent-Type: multipart/mixed; boundary=X\n\nno delimiter here\n",
+)
 
 
 def test_mail_mail_parser_chokes_on_still_parses() -> None:
@@ -371,24 +416,28 @@ def test_mail_mail_parser_chokes_on_still_parses() -> None:
     parsed = parse(FORWARD_WITHOUT_START_BOUNDARY)
     assert parsed.parse_error is None
     assert (parsed.subject, parsed.message_id) == ("fwd", "outer@example.com")
-    assert [(a.filename, a.content_type) for a in parsed.attachments] == [
-        ("inner.eml", "message/rfc822")]
+    assert [(a.filename, a.content_type) for a in parsed.attachments] == [("inner.eml", "message/rfc822")]
     assert b"no delimiter here" in parsed.attachments[0].data
 
 
 def test_mime_parameter_the_standard_library_chokes_on_still_parses() -> None:
     # A NUL in an RFC 2231 boundary makes email.message_from_bytes raise ValueError.
-    parsed = parse(b"From: a@example.com\nSubject: nul\n"
-                   b"Content-Type: multipart/mixed; boundary*=\"x\x00''b\"\n\n"
-                   b"--b\nContent-Type: text/plain\n\nhello\n--b--\n")
+    parsed = parse(
+        b"From: a@example.com\nSubject: nul\n"
+        b"Content-Type: multipart/mixed; boundary*=\"x\x00''b\"\n\n"
+        b"--b\nContent-Type: text/plain\n\nhello\n--b--\n"
+    )
     assert (parsed.parse_error, parsed.subject, parsed.text_body) == (None, "nul", "hello")
 
 
 def test_duplicate_headers_are_all_kept_in_order_and_first_wins() -> None:
-    parsed = parse(mail(
-        "Received: from a by b\nSubject: first\nAuto-Submitted: auto-replied\n"
-        "Received: from c by d\nSubject: second\nMessage-ID: <one@x>\nMessage-ID: <two@x>\n"
-        "From: x@example.com\nPrecedence: bulk\nPrecedence: junk"))
+    parsed = parse(
+        mail(
+            "Received: from a by b\nSubject: first\nAuto-Submitted: auto-replied\n"
+            "Received: from c by d\nSubject: second\nMessage-ID: <one@x>\nMessage-ID: <two@x>\n"
+            "From: x@example.com\nPrecedence: bulk\nPrecedence: junk"
+        )
+    )
     assert parsed.subject == "first" and parsed.message_id == "one@x"
     assert parsed.header_all("received") == ["from a by b", "from c by d"]
     assert parsed.header_all("subject") == ["first", "second"]
@@ -399,10 +448,16 @@ def test_duplicate_headers_are_all_kept_in_order_and_first_wins() -> None:
 
 # -- charsets --------------------------------------------------------------------------
 
+
 def body_in(label: str | None, data: bytes, cte: str = "8bit") -> InboundMail:
     content_type = "text/plain" + (f"; charset={label}" if label else "")
-    return parse(mail(f"From: a@example.com\nSubject: s\nContent-Type: {content_type}\n"
-                      f"Content-Transfer-Encoding: {cte}", data))
+    return parse(
+        mail(
+            f"From: a@example.com\nSubject: s\nContent-Type: {content_type}\n"
+            f"Content-Transfer-Encoding: {cte}",
+            data,
+        )
+    )
 
 
 def test_gb2312_label_reads_gbk_only_characters() -> None:
@@ -430,7 +485,7 @@ def test_shift_jis_label_reads_windows_31j_extensions() -> None:
 
 
 def test_iso_2022_jp_reads_nec_row_13_and_is_sniffed_without_label() -> None:
-    jis = b"\x1b$B$4CmJ8\x1b(B No.\x1b$B-!\x1b(B \x1b(I12\x1b(B"   # ご注文 No.① ｱｲ
+    jis = b"\x1b$B$4CmJ8\x1b(B No.\x1b$B-!\x1b(B \x1b(I12\x1b(B"  # ご注文 No.① ｱｲ
     assert body_in("ISO-2022-JP", jis, cte="7bit").text_body == "ご注文 No.① ｱｲ"
     assert body_in(None, "こんにちは".encode("iso2022_jp"), cte="7bit").text_body == "こんにちは"
 
@@ -472,12 +527,25 @@ def test_html_meta_charset_is_used_when_mime_has_none() -> None:
     assert parsed.text_body == "Привет"
 
 
-@pytest.mark.parametrize(("label", "codec"), [
-    ("gb2312", "gb18030"), ("GBK", "gb18030"), ("iso-8859-1", "cp1252"), ("latin1", "cp1252"),
-    ("us-ascii", "cp1252"), ("ks_c_5601-1987", "cp949"), ("euc-kr", "cp949"),
-    ("shift_jis", "cp932"), ("iso-8859-9", "cp1254"), ("tis-620", "cp874"),
-    ("big5", "big5hkscs"), ("UTF8", "utf-8"), ('"utf-8"', "utf-8"), ("utf-8*en", "utf-8"),
-])
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [
+        ("gb2312", "gb18030"),
+        ("GBK", "gb18030"),
+        ("iso-8859-1", "cp1252"),
+        ("latin1", "cp1252"),
+        ("us-ascii", "cp1252"),
+        ("ks_c_5601-1987", "cp949"),
+        ("euc-kr", "cp949"),
+        ("shift_jis", "cp932"),
+        ("iso-8859-9", "cp1254"),
+        ("tis-620", "cp874"),
+        ("big5", "big5hkscs"),
+        ("UTF8", "utf-8"),
+        ('"utf-8"', "utf-8"),
+        ("utf-8*en", "utf-8"),
+    ],
+)
 def test_labels_map_the_whatwg_way(label: str, codec: str) -> None:
     found = charsets.lookup(label)
     assert found is not None and found[0] == codec
@@ -490,32 +558,41 @@ def test_unusable_labels_are_unknown(label: str | None) -> None:
 
 # -- headers ---------------------------------------------------------------------------
 
+
 def test_rfc2047_subject_across_words_and_charsets() -> None:
     utf8 = "Grüße ".encode("utf-8")
     split_in_character = (base64.b64encode(utf8[:3]).decode(), base64.b64encode(utf8[3:]).decode())
     gbk = base64.b64encode("朱镕基".encode("gbk")).decode()
-    parsed = parse(mail(
-        "From: a@example.com\n"
-        f"Subject: =?utf-8?B?{split_in_character[0]}?=\n =?UTF-8?b?{split_in_character[1]}?=\n"
-        f" =?iso-8859-1?Q?=93quoted=94_?= and =?gb2312?B?{gbk}?=   plain\t  tail"))
+    parsed = parse(
+        mail(
+            "From: a@example.com\n"
+            f"Subject: =?utf-8?B?{split_in_character[0]}?=\n =?UTF-8?b?{split_in_character[1]}?=\n"
+            f" =?iso-8859-1?Q?=93quoted=94_?= and =?gb2312?B?{gbk}?=   plain\t  tail"
+        )
+    )
     assert parsed.subject == "Grüße “quoted” and 朱镕基 plain tail"
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    ("=?us-ascii?Q?=93small_label=94?=", "“small label”"),
-    ("=?x-unknown?Q?caf=C3=A9?=", "café"),
-    ("=?ks_c_5601-1987?B?" + base64.b64encode("안녕".encode("cp949")).decode() + "?=", "안녕"),
-    ("=?utf-8?B?w6k?=", "é"),                      # padding missing
-    ("=?utf-8?Q?broken", "=?utf-8?Q?broken"),      # not an encoded word: left alone
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("=?us-ascii?Q?=93small_label=94?=", "“small label”"),
+        ("=?x-unknown?Q?caf=C3=A9?=", "café"),
+        ("=?ks_c_5601-1987?B?" + base64.b64encode("안녕".encode("cp949")).decode() + "?=", "안녕"),
+        ("=?utf-8?B?w6k?=", "é"),  # padding missing
+        ("=?utf-8?Q?broken", "=?utf-8?Q?broken"),  # not an encoded word: left alone
+        ("", ""),
+    ],
+)
 def test_encoded_words_with_wrong_or_small_labels(header: str, expected: str) -> None:
     assert parse(mail(f"From: a@example.com\nSubject: {header}")).subject == expected
 
 
 def test_raw_8bit_subject_uses_the_body_charset() -> None:
-    raw = (b"From: a@example.com\nSubject: \xc0\xe4\xf0\xe5\xf1\n"
-           b"Content-Type: text/plain; charset=windows-1251\n\nbody")
+    raw = (
+        b"From: a@example.com\nSubject: \xc0\xe4\xf0\xe5\xf1\n"
+        b"Content-Type: text/plain; charset=windows-1251\n\nbody"
+    )
     assert parse(raw).subject == "Адрес"
 
 
@@ -526,10 +603,13 @@ def test_missing_subject_and_message_id() -> None:
 
 
 def test_message_ids_are_normalized_and_references_keep_order() -> None:
-    parsed = parse(mail(
-        "From: a@example.com\nMessage-ID:\n  <Abc.DEF@Example.COM >\n"
-        "In-Reply-To: <r3@x.org> (Bob's message of Monday)\n"
-        "References: <r1@x.org>\n\t<r2@x.org> <r3@x.org>,<r1@x.org>\n <r4@x.org>"))
+    parsed = parse(
+        mail(
+            "From: a@example.com\nMessage-ID:\n  <Abc.DEF@Example.COM >\n"
+            "In-Reply-To: <r3@x.org> (Bob's message of Monday)\n"
+            "References: <r1@x.org>\n\t<r2@x.org> <r3@x.org>,<r1@x.org>\n <r4@x.org>"
+        )
+    )
     assert parsed.message_id == "Abc.DEF@Example.COM"
     assert parsed.in_reply_to == ["r3@x.org"]
     assert parsed.references == ["r1@x.org", "r2@x.org", "r3@x.org", "r4@x.org"]
@@ -542,10 +622,13 @@ def test_bare_ids_without_brackets_are_read() -> None:
 
 def test_addresses_are_decoded_lowercased_and_unparseable_skipped() -> None:
     name = base64.b64encode("Jürgen Müller".encode("utf-8")).decode()
-    parsed = parse(mail(
-        f"From: =?utf-8?B?{name}?= <Juergen.Mueller@Example.DE>\n"
-        'To: undisclosed-recipients:;, "Doe, Jane" <JANE@x.org>, garbage words, bob@x.org\n'
-        "Cc: Team: c1@x.org, C2 <c2@x.org>;\nCc: third@x.org"))
+    parsed = parse(
+        mail(
+            f"From: =?utf-8?B?{name}?= <Juergen.Mueller@Example.DE>\n"
+            'To: undisclosed-recipients:;, "Doe, Jane" <JANE@x.org>, garbage words, bob@x.org\n'
+            "Cc: Team: c1@x.org, C2 <c2@x.org>;\nCc: third@x.org"
+        )
+    )
     assert parsed.from_name == "Jürgen Müller"
     assert parsed.from_address == "juergen.mueller@example.de"
     assert parsed.to == [("Doe, Jane", "jane@x.org"), ("", "bob@x.org")]
@@ -560,17 +643,24 @@ def test_missing_or_unreadable_from_is_empty() -> None:
 
 # -- bodies and attachments ------------------------------------------------------------
 
+
 def multipart(*parts: bytes, subtype: str = "mixed", extra_headers: str = "") -> bytes:
     body = b"".join(b"--BOUND\n" + part + b"\n" for part in parts) + b"--BOUND--\n"
-    return mail(f"From: a@example.com\nSubject: parts\nMIME-Version: 1.0\n{extra_headers}"
-                f"Content-Type: multipart/{subtype}; boundary=BOUND", body)
+    return mail(
+        f"From: a@example.com\nSubject: parts\nMIME-Version: 1.0\n{extra_headers}"
+        f"Content-Type: multipart/{subtype}; boundary=BOUND",
+        body,
+    )
 
 
 def test_alternative_gives_text_and_html_as_sent() -> None:
-    parsed = parse(multipart(
-        b"Content-Type: text/plain; charset=utf-8\n\nHello text",
-        b"Content-Type: text/html; charset=utf-8\n\n<p onclick=\"x()\">Hello <b>html</b></p>",
-        subtype="alternative"))
+    parsed = parse(
+        multipart(
+            b"Content-Type: text/plain; charset=utf-8\n\nHello text",
+            b'Content-Type: text/html; charset=utf-8\n\n<p onclick="x()">Hello <b>html</b></p>',
+            subtype="alternative",
+        )
+    )
     assert parsed.content_type == "multipart/alternative"
     assert parsed.text_body == "Hello text"
     assert parsed.html_body == '<p onclick="x()">Hello <b>html</b></p>'
@@ -578,31 +668,35 @@ def test_alternative_gives_text_and_html_as_sent() -> None:
 
 
 def test_html_only_mail_gets_a_text_rendering() -> None:
-    html_body = ("<html><head><title>T</title><style>p {color: red}</style></head><body>"
-                 "<p>Dear&nbsp;team,</p><p>Line one<br>Line two &amp; more</p>"
-                 "<script>alert(1)</script><table><tr><td>a</td><td>b</td></tr></table>"
-                 "</body></html>")
-    parsed = parse(mail("From: a@example.com\nContent-Type: text/html; charset=utf-8",
-                        html_body.encode()))
+    html_body = (
+        "<html><head><title>T</title><style>p {color: red}</style></head><body>"
+        "<p>Dear&nbsp;team,</p><p>Line one<br>Line two &amp; more</p>"
+        "<script>alert(1)</script><table><tr><td>a</td><td>b</td></tr></table>"
+        "</body></html>"
+    )
+    parsed = parse(mail("From: a@example.com\nContent-Type: text/html; charset=utf-8", html_body.encode()))
     assert parsed.html_body == html_body
     assert parsed.text_body == "Dear team,\n\nLine one\nLine two & more\n\na b"
 
 
 def test_attachment_filenames_are_made_safe() -> None:
     long_name = "x" * 300 + ".pdf"
-    parsed = parse(multipart(
-        b"Content-Type: text/plain\n\nsee attached",
-        b'Content-Type: application/octet-stream\nContent-Disposition: attachment; '
-        b'filename="../../etc/passwd"\nContent-Transfer-Encoding: base64\n\ncm9vdDp4OjA6MA==',
-        b'Content-Type: application/pdf\nContent-Disposition: attachment; filename="'
-        + long_name.encode() + b'"\n\n%PDF',
-        b"Content-Type: application/x-msdownload\nContent-Disposition: attachment; "
-        b"filename*=UTF-8''%E2%80%AEfdp.exe%0A\n\nMZ",
-        b"Content-Type: text/plain\n"
-        b'Content-Disposition: attachment; filename="..\\\\..\\\\boot.ini"\n\n[boot]',
-        b"Content-Type: image/jpeg\nContent-Disposition: attachment\n\nJPEG",
-        b"Content-Type: application/zip\nContent-Disposition: attachment; filename=\"...\"\n\nPK",
-    ))
+    parsed = parse(
+        multipart(
+            b"Content-Type: text/plain\n\nsee attached",
+            b"Content-Type: application/octet-stream\nContent-Disposition: attachment; "
+            b'filename="../../etc/passwd"\nContent-Transfer-Encoding: base64\n\ncm9vdDp4OjA6MA==',
+            b'Content-Type: application/pdf\nContent-Disposition: attachment; filename="'
+            + long_name.encode()
+            + b'"\n\n%PDF',
+            b"Content-Type: application/x-msdownload\nContent-Disposition: attachment; "
+            b"filename*=UTF-8''%E2%80%AEfdp.exe%0A\n\nMZ",
+            b"Content-Type: text/plain\n"
+            b'Content-Disposition: attachment; filename="..\\\\..\\\\boot.ini"\n\n[boot]',
+            b"Content-Type: image/jpeg\nContent-Disposition: attachment\n\nJPEG",
+            b'Content-Type: application/zip\nContent-Disposition: attachment; filename="..."\n\nPK',
+        )
+    )
     assert parsed.text_body == "see attached"
     names = [attachment.filename for attachment in parsed.attachments]
     assert names[0] == "passwd" and parsed.attachments[0].data == b"root:x:0:0"
@@ -617,33 +711,37 @@ def test_attachment_filenames_are_made_safe() -> None:
 
 def test_encoded_filenames_are_decoded() -> None:
     encoded = base64.b64encode("Přehled.xlsx".encode("utf-8")).decode()
-    parsed = parse(multipart(
-        b"Content-Type: text/plain\n\nx",
-        b"Content-Type: application/octet-stream\n"
-        b"Content-Disposition: attachment; filename*=iso-8859-1''caf%E9.txt\n\n1",
-        b"Content-Type: application/octet-stream; name=\"=?utf-8?B?" + encoded.encode()
-        + b"?=\"\nContent-Disposition: attachment\n\n2",
-        b"Content-Type: application/octet-stream\n"
-        b"Content-Disposition: attachment; filename=\"r\xc3\xa9sum\xc3\xa9.doc\"\n\n3",
-    ))
+    parsed = parse(
+        multipart(
+            b"Content-Type: text/plain\n\nx",
+            b"Content-Type: application/octet-stream\n"
+            b"Content-Disposition: attachment; filename*=iso-8859-1''caf%E9.txt\n\n1",
+            b'Content-Type: application/octet-stream; name="=?utf-8?B?'
+            + encoded.encode()
+            + b'?="\nContent-Disposition: attachment\n\n2',
+            b"Content-Type: application/octet-stream\n"
+            b'Content-Disposition: attachment; filename="r\xc3\xa9sum\xc3\xa9.doc"\n\n3',
+        )
+    )
     names = [attachment.filename for attachment in parsed.attachments]
     assert names == ["café.txt", "Přehled.xlsx", "résumé.doc"]
 
 
 def test_inline_cid_image_and_attached_image() -> None:
-    parsed = parse(multipart(
-        b"Content-Type: text/html; charset=utf-8\n\n"
-        b'<p>Logo: <img src="cid:logo.123@example.com"></p>',
-        b"Content-Type: image/png; name=logo.png\nContent-ID: < logo.123@example.com >\n"
-        b"Content-Disposition: inline; filename=logo.png\nContent-Transfer-Encoding: base64\n\n"
-        + base64.b64encode(b"\x89PNG\r\n\x1a\nlogo"),
-        b"Content-Type: image/gif\nContent-ID: <no-disposition@example.com>\n\nGIF89a",
-        b"Content-Type: image/png; name=photo.png\nContent-ID: <photo@example.com>\n"
-        b"Content-Disposition: attachment; filename=photo.png\n\nPNG",
-        subtype="related"))
+    parsed = parse(
+        multipart(
+            b'Content-Type: text/html; charset=utf-8\n\n<p>Logo: <img src="cid:logo.123@example.com"></p>',
+            b"Content-Type: image/png; name=logo.png\nContent-ID: < logo.123@example.com >\n"
+            b"Content-Disposition: inline; filename=logo.png\nContent-Transfer-Encoding: base64\n\n"
+            + base64.b64encode(b"\x89PNG\r\n\x1a\nlogo"),
+            b"Content-Type: image/gif\nContent-ID: <no-disposition@example.com>\n\nGIF89a",
+            b"Content-Type: image/png; name=photo.png\nContent-ID: <photo@example.com>\n"
+            b"Content-Disposition: attachment; filename=photo.png\n\nPNG",
+            subtype="related",
+        )
+    )
     logo, no_disposition, photo = parsed.attachments
-    assert (logo.filename, logo.content_id, logo.is_inline) == (
-        "logo.png", "logo.123@example.com", True)
+    assert (logo.filename, logo.content_id, logo.is_inline) == ("logo.png", "logo.123@example.com", True)
     assert logo.data == b"\x89PNG\r\n\x1a\nlogo" and logo.content_type == "image/png"
     assert no_disposition.is_inline and no_disposition.content_id == "no-disposition@example.com"
     assert (photo.is_inline, photo.content_id) == (False, "photo@example.com")
@@ -651,13 +749,16 @@ def test_inline_cid_image_and_attached_image() -> None:
 
 
 def test_forwarded_message_and_delivery_status_are_attachments() -> None:
-    parsed = parse(multipart(
-        b"Content-Type: text/plain\n\nYour message could not be delivered.",
-        b"Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\n"
-        b"Final-Recipient: rfc822; gone@example.com\nAction: failed\nStatus: 5.1.1\n",
-        b"Content-Type: message/rfc822\n\nFrom: me@example.com\nSubject: Original: question\n\n"
-        b"the original text\n",
-        subtype="report; report-type=delivery-status"))
+    parsed = parse(
+        multipart(
+            b"Content-Type: text/plain\n\nYour message could not be delivered.",
+            b"Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\n"
+            b"Final-Recipient: rfc822; gone@example.com\nAction: failed\nStatus: 5.1.1\n",
+            b"Content-Type: message/rfc822\n\nFrom: me@example.com\nSubject: Original: question\n\n"
+            b"the original text\n",
+            subtype="report; report-type=delivery-status",
+        )
+    )
     assert parsed.content_type == "multipart/report"
     assert parsed.text_body == "Your message could not be delivered."
     status, original = parsed.attachments
@@ -669,25 +770,32 @@ def test_forwarded_message_and_delivery_status_are_attachments() -> None:
 
 
 def test_text_parts_marked_as_files_are_attachments() -> None:
-    parsed = parse(multipart(
-        b"Content-Type: text/plain\n\nthe body",
-        b"Content-Type: text/plain; name=notes.txt\n\nnamed, no disposition",
-        b"Content-Type: text/html\nContent-Disposition: attachment; filename=page.htm\n\n<p>x</p>",
-        b"Content-Type: text/plain\nContent-Disposition: inline; filename=more.txt\n\nmore body",
-        b"Content-Type: text/calendar; method=REQUEST\n\nBEGIN:VCALENDAR",
-    ))
+    parsed = parse(
+        multipart(
+            b"Content-Type: text/plain\n\nthe body",
+            b"Content-Type: text/plain; name=notes.txt\n\nnamed, no disposition",
+            b"Content-Type: text/html\nContent-Disposition: attachment; filename=page.htm\n\n<p>x</p>",
+            b"Content-Type: text/plain\nContent-Disposition: inline; filename=more.txt\n\nmore body",
+            b"Content-Type: text/calendar; method=REQUEST\n\nBEGIN:VCALENDAR",
+        )
+    )
     assert parsed.text_body == "the body\n\nmore body"
     assert parsed.html_body is None
     assert [(a.filename, a.content_type) for a in parsed.attachments] == [
-        ("notes.txt", "text/plain"), ("page.htm", "text/html"),
-        ("attachment-3.ics", "text/calendar")]
+        ("notes.txt", "text/plain"),
+        ("page.htm", "text/html"),
+        ("attachment-3.ics", "text/calendar"),
+    ]
 
 
 def test_multipart_with_wrong_boundary_is_recovered() -> None:
-    parsed = parse(mail(
-        "From: a@example.com\nContent-Type: multipart/alternative; boundary=\"declared\"",
-        b"--actual\nContent-Type: text/plain\n\nplain part\n"
-        b"--actual\nContent-Type: text/html\n\n<b>html part</b>\n--actual--\n"))
+    parsed = parse(
+        mail(
+            'From: a@example.com\nContent-Type: multipart/alternative; boundary="declared"',
+            b"--actual\nContent-Type: text/plain\n\nplain part\n"
+            b"--actual\nContent-Type: text/html\n\n<b>html part</b>\n--actual--\n",
+        )
+    )
     assert parsed.text_body == "plain part"
     assert parsed.html_body == "<b>html part</b>"
 
@@ -699,42 +807,71 @@ def test_attachment_type_is_plain_dataclass() -> None:
 
 # -- who sent it: From read liberally, then Sender, Reply-To, Return-Path (docs/mail-gateway.md) --
 
-@pytest.mark.parametrize(("from_value", "name", "address"), [
-    (b"Ann <ann@example.com.>", "Ann", "ann@example.com"),              # a trailing dot
-    (b"ann@example.com.", "", "ann@example.com"),
-    (b"Ann Smith ann@example.com", "Ann Smith", "ann@example.com"),     # no angle brackets
-    (b'"Smith, Ann" ann@example.com', "Smith, Ann", "ann@example.com"),
-    (b"=?utf-8?q?Jos=C3=A9?= jose@example.es", "Jos\u00e9", "jose@example.es"),
-    (b"Ann <ann@example.com", "Ann", "ann@example.com"),                # unclosed bracket
-    (b"ann@example.com, bob@example.com", "", "ann@example.com"),       # several: the first
-    (b"Ann <ann@example.com>, Bob <bob@example.com>", "Ann", "ann@example.com"),
-    (b"root@localhost", "", "root@localhost"),                          # dotless domains
-    (b"Soporte <soporte@intranet>", "Soporte", "soporte@intranet"),
-    # The bracketed address is the address, whatever the name says.
-    (b'"ceo@victim.example" <someone@evil.example.>', "ceo@victim.example", "someone@evil.example"),
-])
+
+@pytest.mark.parametrize(
+    ("from_value", "name", "address"),
+    [
+        (b"Ann <ann@example.com.>", "Ann", "ann@example.com"),  # a trailing dot
+        (b"ann@example.com.", "", "ann@example.com"),
+        (b"Ann Smith ann@example.com", "Ann Smith", "ann@example.com"),  # no angle brackets
+        (b'"Smith, Ann" ann@example.com', "Smith, Ann", "ann@example.com"),
+        (b"=?utf-8?q?Jos=C3=A9?= jose@example.es", "Jos\u00e9", "jose@example.es"),
+        (b"Ann <ann@example.com", "Ann", "ann@example.com"),  # unclosed bracket
+        (b"ann@example.com, bob@example.com", "", "ann@example.com"),  # several: the first
+        (b"Ann <ann@example.com>, Bob <bob@example.com>", "Ann", "ann@example.com"),
+        (b"root@localhost", "", "root@localhost"),  # dotless domains
+        (b"Soporte <soporte@intranet>", "Soporte", "soporte@intranet"),
+        # The bracketed address is the address, whatever the name says.
+        (b'"ceo@victim.example" <someone@evil.example.>', "ceo@victim.example", "someone@evil.example"),
+    ],
+)
 def test_from_is_read_liberally(from_value: bytes, name: str, address: str) -> None:
     mail = parse(b"From: " + from_value + b"\r\nSubject: s\r\n\r\nbody\r\n")
     assert (mail.from_name, mail.from_address, mail.from_source) == (name, address, "from")
     assert mail.notes == []
 
 
-@pytest.mark.parametrize(("head", "address", "source", "note"), [
-    (b"Sender: Carl <carl@example.net>\r\n", "carl@example.net", "sender",
-     "The sender was taken from Sender: the mail has no From header."),
-    (b"From: Nobody\r\nReply-To: <r@example.net>\r\n", "r@example.net", "reply-to",
-     "The sender was taken from Reply-To: the From header (Nobody) names no address."),
-    (b"From: <>\r\nReturn-Path: <p@example.net>\r\n", "p@example.net", "return-path",
-     "The sender was taken from Return-Path: the From header (<>) names no address."),
-    # Sender comes before Reply-To, Reply-To before Return-Path.
-    (b"Return-Path: <p@example.net>\r\nReply-To: r@example.net\r\nSender: s@example.net\r\n",
-     "s@example.net", "sender", "The sender was taken from Sender: the mail has no From header."),
-    # A From lost behind a line that ends the header block early.
-    (b"Reply-To: Sofia <sofia@example.net>\r\nnot a header line\r\nFrom: Sofia <sofia@example.net>\r\n",
-     "sofia@example.net", "reply-to", "The sender was taken from Reply-To: the mail has no From header."),
-])
+@pytest.mark.parametrize(
+    ("head", "address", "source", "note"),
+    [
+        (
+            b"Sender: Carl <carl@example.net>\r\n",
+            "carl@example.net",
+            "sender",
+            "The sender was taken from Sender: the mail has no From header.",
+        ),
+        (
+            b"From: Nobody\r\nReply-To: <r@example.net>\r\n",
+            "r@example.net",
+            "reply-to",
+            "The sender was taken from Reply-To: the From header (Nobody) names no address.",
+        ),
+        (
+            b"From: <>\r\nReturn-Path: <p@example.net>\r\n",
+            "p@example.net",
+            "return-path",
+            "The sender was taken from Return-Path: the From header (<>) names no address.",
+        ),
+        # Sender comes before Reply-To, Reply-To before Return-Path.
+        (
+            b"Return-Path: <p@example.net>\r\nReply-To: r@example.net\r\nSender: s@example.net\r\n",
+            "s@example.net",
+            "sender",
+            "The sender was taken from Sender: the mail has no From header.",
+        ),
+        # A From lost behind a line that ends the header block early.
+        (
+            b"Reply-To: Sofia <sofia@example.net>\r\nnot a header line\r\n"
+            b"From: Sofia <sofia@example.net>\r\n",
+            "sofia@example.net",
+            "reply-to",
+            "The sender was taken from Reply-To: the mail has no From header.",
+        ),
+    ],
+)
 def test_without_a_readable_from_the_sender_comes_from_the_next_header(
-        head: bytes, address: str, source: str, note: str) -> None:
+    head: bytes, address: str, source: str, note: str
+) -> None:
     mail = parse(head + b"Subject: s\r\n\r\nbody\r\n")
     assert (mail.from_address, mail.from_source) == (address, source)
     assert mail.notes == [note]

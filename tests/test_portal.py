@@ -1,5 +1,6 @@
 """The staff portal and the tracker page through the Flask test client: login, roles,
 CSRF, escaping, every page and form (the browser test drives the same in Chromium)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,15 +17,29 @@ from tests.support.mail import message
 
 
 def opened(service: TicketsService, subject: str = "Printer on fire", **kwargs: object) -> Ticket:
-    ticket = service.open_ticket(subject=subject, description="It smokes.",
-                                 requester_email="ann@example.com", channel="email",
-                                 actor=Actor.customer("ann@example.com"), **kwargs)
+    ticket = service.open_ticket(
+        subject=subject,
+        description="It smokes.",
+        requester_email="ann@example.com",
+        channel="email",
+        actor=Actor.customer("ann@example.com"),
+        **kwargs,
+    )
     db.session.commit()
     return ticket
 
 
-STAFF_PAGES = ["/tickets", "/tickets/new", "/tickets/TKT-000001", "/dashboard", "/quarantine",
-               "/admin/senders", "/admin/staff", "/attachments/1", "/quarantine/1"]
+STAFF_PAGES = [
+    "/tickets",
+    "/tickets/new",
+    "/tickets/TKT-000001",
+    "/dashboard",
+    "/quarantine",
+    "/admin/senders",
+    "/admin/staff",
+    "/attachments/1",
+    "/quarantine/1",
+]
 ADMIN_PAGES = ["/admin/senders", "/admin/staff"]
 
 
@@ -35,10 +50,20 @@ def test_every_staff_page_requires_login(client, path):
     assert response.headers["Location"].startswith("/login?next=")
 
 
-@pytest.mark.parametrize("path", ["/tickets/TKT-000001/reply", "/tickets/TKT-000001/status",
-                                  "/tickets/TKT-000001/update", "/quarantine/1/approve",
-                                  "/admin/senders", "/admin/senders/remove", "/admin/staff",
-                                  "/admin/staff/1/active", "/tickets/new"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tickets/TKT-000001/reply",
+        "/tickets/TKT-000001/status",
+        "/tickets/TKT-000001/update",
+        "/quarantine/1/approve",
+        "/admin/senders",
+        "/admin/senders/remove",
+        "/admin/staff",
+        "/admin/staff/1/active",
+        "/tickets/new",
+    ],
+)
 def test_every_staff_form_requires_login(client, path):
     client.get("/login")
     response = client.post(path, data={"csrf_token": Portal(client).token()})
@@ -48,8 +73,19 @@ def test_every_staff_form_requires_login(client, path):
 @pytest.mark.parametrize("path", ADMIN_PAGES)
 def test_agents_cannot_administer(portal, path):
     assert portal.get(path).status_code == 403
-    assert portal.post(path, {"pattern": "@evil.example", "organization": "Evil",
-                              "email": "x@y.zz", "name": "X", "role": "admin"}).status_code == 403
+    assert (
+        portal.post(
+            path,
+            {
+                "pattern": "@evil.example",
+                "organization": "Evil",
+                "email": "x@y.zz",
+                "name": "X",
+                "role": "admin",
+            },
+        ).status_code
+        == 403
+    )
     assert db.session.execute(select(AuthorizedSender)).first() is None
     assert db.session.execute(select(StaffUser).where(StaffUser.email == "x@y.zz")).first() is None
 
@@ -66,20 +102,25 @@ def test_login_failure_and_logout(client, agent):
 
 def test_login_redirects_only_to_local_pages(client, agent):
     session = Portal(client)
-    for target, expected in (("/tickets/TKT-000001", "/tickets/TKT-000001"),
-                             ("https://evil.example/", "/tickets"), ("//evil.example", "/tickets")):
-        response = session.client.post(f"/login?next={target}", data={
-            "email": agent.email, "password": "agent-password-1", "csrf_token": session.token()})
+    for target, expected in (
+        ("/tickets/TKT-000001", "/tickets/TKT-000001"),
+        ("https://evil.example/", "/tickets"),
+        ("//evil.example", "/tickets"),
+    ):
+        response = session.client.post(
+            f"/login?next={target}",
+            data={"email": agent.email, "password": "agent-password-1", "csrf_token": session.token()},
+        )
         assert response.headers["Location"] == expected
 
 
 def test_forms_without_a_csrf_token_are_refused(portal, service):
     ticket = opened(service)
-    response = portal.post("/tickets/TKT-000001/reply", {"body": "forged", "kind": "reply"},
-                           csrf=False)
+    response = portal.post("/tickets/TKT-000001/reply", {"body": "forged", "kind": "reply"}, csrf=False)
     assert response.status_code == 400 and b"form expired" in response.data
-    response = portal.client.post("/tickets/TKT-000001/reply",
-                                  data={"body": "forged", "kind": "reply", "csrf_token": "bogus"})
+    response = portal.client.post(
+        "/tickets/TKT-000001/reply", data={"body": "forged", "kind": "reply", "csrf_token": "bogus"}
+    )
     assert response.status_code == 400
     db.session.rollback()
     assert len(db.session.get(Ticket, ticket.id).messages) == 1
@@ -95,8 +136,14 @@ def test_deactivated_staff_are_logged_out_at_the_next_click(portal, agent):
 def test_user_strings_are_escaped_everywhere(portal, service):
     script = "<script>alert(1)</script>"
     ticket = opened(service, subject=script, requester_name="<img src=x onerror=alert(2)>")
-    TicketsService.add_message(service, ticket, body=script, actor=Actor.customer("ann@example.com"),
-                               channel="email", body_html='<p onclick="alert(3)">hi<script>x()</script></p>')
+    TicketsService.add_message(
+        service,
+        ticket,
+        body=script,
+        actor=Actor.customer("ann@example.com"),
+        channel="email",
+        body_html='<p onclick="alert(3)">hi<script>x()</script></p>',
+    )
     db.session.commit()
     for page in ("/tickets", "/tickets/TKT-000001", "/tickets?q=%3Cscript%3E"):
         html = portal.get(page).data
@@ -137,8 +184,9 @@ def test_reply_note_status_and_properties_from_the_ticket_page(portal, service, 
     portal.get("/tickets/TKT-000001")
     portal.post("/tickets/TKT-000001/reply", {"body": "On my way.", "kind": "reply"})
     portal.post("/tickets/TKT-000001/reply", {"body": "Toner everywhere.", "kind": "note"})
-    portal.post("/tickets/TKT-000001/update", {"priority": "high", "category": "technical",
-                                               "assignee": str(admin.id)})
+    portal.post(
+        "/tickets/TKT-000001/update", {"priority": "high", "category": "technical", "assignee": str(admin.id)}
+    )
     portal.post("/tickets/TKT-000001/status", {"status": "in_progress"})
     response = portal.post("/tickets/TKT-000001/status", {"status": "closed"})
     assert response.status_code == 302
@@ -157,13 +205,17 @@ def test_reply_note_status_and_properties_from_the_ticket_page(portal, service, 
 
 def test_queue_filters_search_and_pages(portal, service, agent):
     for n in range(30):
-        opened(service, subject=f"Ticket {n}", priority="urgent" if n == 7 else "low",
-               category="billing" if n in (4, 5) else "support")
+        opened(
+            service,
+            subject=f"Ticket {n}",
+            priority="urgent" if n == 7 else "low",
+            category="billing" if n in (4, 5) else "support",
+        )
     service.assign(service.get(3), agent.id, actor=Actor.staff(agent))
     service.change_status(service.get(10), "open", actor=Actor.staff(agent))  # "Ticket 9"
     db.session.commit()
     page = portal.get("/tickets").data.decode()
-    assert "Tickets <span class=\"muted\">(30)</span>" in page and "Page 1 of 2" in page
+    assert 'Tickets <span class="muted">(30)</span>' in page and "Page 1 of 2" in page
     assert "Ticket 7" in portal.get("/tickets?priority=urgent").data.decode()
     assert "(1)" in portal.get("/tickets?priority=urgent").data.decode()
     assert "(1)" in portal.get("/tickets?assignee=mine").data.decode()
@@ -171,6 +223,7 @@ def test_queue_filters_search_and_pages(portal, service, agent):
     assert "(1)" in portal.get("/tickets?q=Ticket+12").data.decode()
     assert "(1)" in portal.get("/tickets?sla=due_soon").data.decode()  # the urgent one
     assert "Page 2 of 2" in portal.get("/tickets?page=2").data.decode()
+
     def shown(query: str) -> int:
         page = portal.get(f"/tickets?{query}").data.decode()
         return int(page.split('Tickets <span class="muted">(', 1)[1].split(")", 1)[0])
@@ -191,10 +244,18 @@ def test_queue_filters_search_and_pages(portal, service, agent):
 
 
 def test_new_ticket_form(portal, agent):
-    response = portal.post("/tickets/new", {"subject": "Phone call", "description": "Caller",
-                                            "requester_email": "carl@example.com",
-                                            "priority": "high", "category": "sales",
-                                            "assignee": str(agent.id)}, page="/tickets/new")
+    response = portal.post(
+        "/tickets/new",
+        {
+            "subject": "Phone call",
+            "description": "Caller",
+            "requester_email": "carl@example.com",
+            "priority": "high",
+            "category": "sales",
+            "assignee": str(agent.id),
+        },
+        page="/tickets/new",
+    )
     assert response.headers["Location"] == "/tickets/TKT-000001"
     ticket = db.session.execute(select(Ticket)).scalar_one()
     assert (ticket.channel, ticket.priority, ticket.assignee_id) == ("web", "high", agent.id)
@@ -203,8 +264,9 @@ def test_new_ticket_form(portal, agent):
 
 
 def test_attachments_download_never_render(portal, service):
-    ticket = opened(service, attachments=[NewAttachment("evil.html", "text/html",
-                                                       b"<script>alert(1)</script>")])
+    ticket = opened(
+        service, attachments=[NewAttachment("evil.html", "text/html", b"<script>alert(1)</script>")]
+    )
     attachment = ticket.messages[0].attachments[0] if ticket.messages else None
     db.session.expire_all()
     attachment = db.session.execute(select(Message)).scalar_one().attachments[0]
@@ -225,10 +287,10 @@ def test_quarantine_review_in_the_portal(portal, gateway):
     assert b"Let me in" in page and b"Cheap pills" in page and b"Wrong address" in page
     assert b"stranger@example.org" in portal.get(f"/quarantine/{items[0].id}").data
     assert b"(read from From)" in portal.get(f"/quarantine/{items[0].id}").data
-    gateway.send(b"To: support@helpdesk.test\r\nSubject: anonymous\r\n\r\nhi\r\n",
-                 mail_from="quiet@example.org")
-    held = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id.desc())
-                              ).scalars().first()
+    gateway.send(
+        b"To: support@helpdesk.test\r\nSubject: anonymous\r\n\r\nhi\r\n", mail_from="quiet@example.org"
+    )
+    held = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id.desc())).scalars().first()
     shown = portal.get(f"/quarantine/{held.id}").data
     assert b"quiet@example.org" in shown and b"(read from the SMTP envelope (MAIL FROM))" in shown
     portal.post(f"/quarantine/{held.id}/reject", page="/quarantine")
@@ -244,20 +306,21 @@ def test_quarantine_review_in_the_portal(portal, gateway):
 
 
 def test_admin_manages_senders_and_staff(admin_portal, admin):
-    admin_portal.post("/admin/senders", {"pattern": "@Corp.Example", "organization": "Corp"},
-                      page="/admin/senders")
+    admin_portal.post(
+        "/admin/senders", {"pattern": "@Corp.Example", "organization": "Corp"}, page="/admin/senders"
+    )
     rule = db.session.execute(select(AuthorizedSender)).scalar_one()
     assert (rule.pattern, rule.organization.name) == ("@corp.example", "Corp")
     page = admin_portal.get("/admin/senders").data
     assert b"@corp.example" in page
-    admin_portal.post("/admin/senders", {"pattern": "nonsense", "organization": "X"},
-                      page="/admin/senders")
+    admin_portal.post("/admin/senders", {"pattern": "nonsense", "organization": "X"}, page="/admin/senders")
     assert b"is not a valid email address (a@b.c) nor a domain" in admin_portal.get("/admin/senders").data
     admin_portal.post("/admin/senders/remove", {"pattern": "@corp.example"}, page="/admin/senders")
     assert db.session.execute(select(AuthorizedSender)).first() is None
 
-    response = admin_portal.post("/admin/staff", {"name": "Neo", "email": "neo@helpdesk.test",
-                                                  "role": "agent"}, page="/admin/staff")
+    response = admin_portal.post(
+        "/admin/staff", {"name": "Neo", "email": "neo@helpdesk.test", "role": "agent"}, page="/admin/staff"
+    )
     assert response.status_code == 302
     assert b"Their password: " in admin_portal.get("/admin/staff").data
     neo = db.session.execute(select(StaffUser).where(StaffUser.email == "neo@helpdesk.test")).scalar_one()
@@ -279,24 +342,29 @@ def test_dashboard_shows_counts(portal, service):
 def test_tracker_page_shows_the_customer_view(client, service, agent):
     ticket = opened(service)
     service.add_message(ticket, body="We sent a technician.", actor=Actor.staff(agent), channel="web")
-    service.add_message(ticket, body="INTERNAL: billing dispute", actor=Actor.staff(agent),
-                        channel="web", internal=True)
+    service.add_message(
+        ticket, body="INTERNAL: billing dispute", actor=Actor.staff(agent), channel="web", internal=True
+    )
     db.session.commit()
     session = Portal(client)
     token = session.token("/track")
-    page = client.post("/track", data={"ticket_number": "tkt-1", "email": "ANN@example.com",
-                                       "csrf_token": token})
+    page = client.post(
+        "/track", data={"ticket_number": "tkt-1", "email": "ANN@example.com", "csrf_token": token}
+    )
     assert page.status_code == 200
     text = page.data.decode()
     assert "TKT-000001" in text and "We sent a technician." in text
     assert "INTERNAL" not in text and "agent@helpdesk.test" not in text
-    wrong = client.post("/track", data={"ticket_number": "TKT-000001", "email": "eve@example.com",
-                                        "csrf_token": token})
-    unknown = client.post("/track", data={"ticket_number": "TKT-000042", "email": "ann@example.com",
-                                          "csrf_token": token})
+    wrong = client.post(
+        "/track", data={"ticket_number": "TKT-000001", "email": "eve@example.com", "csrf_token": token}
+    )
+    unknown = client.post(
+        "/track", data={"ticket_number": "TKT-000042", "email": "ann@example.com", "csrf_token": token}
+    )
     assert wrong.status_code == unknown.status_code == 404
-    assert wrong.data.replace(b"TKT-000001", b"N").replace(b"eve@example.com", b"E") == \
-        unknown.data.replace(b"TKT-000042", b"N").replace(b"ann@example.com", b"E")
+    assert wrong.data.replace(b"TKT-000001", b"N").replace(b"eve@example.com", b"E") == unknown.data.replace(
+        b"TKT-000042", b"N"
+    ).replace(b"ann@example.com", b"E")
 
 
 def test_tracker_and_login_forms_are_rate_limited_with_a_page(client, app, agent):
@@ -304,9 +372,12 @@ def test_tracker_and_login_forms_are_rate_limited_with_a_page(client, app, agent
     session = Portal(client)
     token = session.token("/track")
     limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
-    codes = [client.post("/track", data={"ticket_number": f"TKT-{n:06d}", "email": "a@b.cc",
-                                         "csrf_token": token}).status_code
-             for n in range(limit + 1)]
+    codes = [
+        client.post(
+            "/track", data={"ticket_number": f"TKT-{n:06d}", "email": "a@b.cc", "csrf_token": token}
+        ).status_code
+        for n in range(limit + 1)
+    ]
     assert codes == [404] * limit + [429]
     logins = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
     for _ in range(logins):
@@ -315,4 +386,3 @@ def test_tracker_and_login_forms_are_rate_limited_with_a_page(client, app, agent
     assert blocked.status_code == 429
     assert blocked.mimetype == "text/html"
     assert b"Too many attempts" in blocked.data
-

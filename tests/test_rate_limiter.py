@@ -4,6 +4,7 @@ Each test builds its own `DeclaredLimiter` on a bare Flask app: the app's limite
 is one instance shared by every app the suite creates, and default limits set on it
 would stay for all of them.
 """
+
 from __future__ import annotations
 
 from flask import Flask
@@ -51,16 +52,18 @@ def test_a_decorated_limit_applies_without_the_before_request_check() -> None:
 
 
 def test_a_configured_default_limit_still_applies_to_every_route() -> None:
-    limiter = DeclaredLimiter(key_func=get_remote_address, storage_uri="memory://",
-                              default_limits=["3 per minute"])
+    limiter = DeclaredLimiter(
+        key_func=get_remote_address, storage_uri="memory://", default_limits=["3 per minute"]
+    )
     app = _app(limiter)
     assert _codes(app, "/open", 4) == [200, 200, 200, 429]
     assert _codes(app, "/guarded", 3) == [200, 200, 429]
 
 
 def test_an_application_wide_limit_still_applies() -> None:
-    limiter = DeclaredLimiter(key_func=get_remote_address, storage_uri="memory://",
-                              application_limits=["4 per minute"])
+    limiter = DeclaredLimiter(
+        key_func=get_remote_address, storage_uri="memory://", application_limits=["4 per minute"]
+    )
     app = _app(limiter)
     assert _codes(app, "/open", 3) == [200] * 3
     assert _codes(app, "/guarded", 2) == [200, 429]

@@ -6,6 +6,7 @@ happen is that the customer's own text is lost, so sentences that merely look
 like markers are tested too. Last, hostile mails of 1 MB must take about as
 long as an ordinary one: the old library took minutes on 64 KB.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,23 +19,27 @@ QUOTE = "> Did you try turning it off and on again?\n>\n> Support\n"
 
 
 def test_gmail_attribution_on_one_line():
-    text = ("Yes, that fixed it.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> "
-            "wrote:\n" + QUOTE)
+    text = (
+        "Yes, that fixed it.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\n" + QUOTE
+    )
     assert latest_reply(text) == "Yes, that fixed it."
 
 
 def test_attribution_wrapped_over_two_lines():
-    text = ("Thanks, it works now.\n\nOn Mon, Jan 1, 2024 at 10:00 AM Helpdesk Support <\n"
-            "support@helpdesk.test> wrote:\n\n" + QUOTE)
+    text = (
+        "Thanks, it works now.\n\nOn Mon, Jan 1, 2024 at 10:00 AM Helpdesk Support <\n"
+        "support@helpdesk.test> wrote:\n\n" + QUOTE
+    )
     assert latest_reply(text) == "Thanks, it works now."
-    text = ("Thanks.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk\n.test> wrote:\n"
-            + QUOTE)
+    text = "Thanks.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk\n.test> wrote:\n" + QUOTE
     assert latest_reply(text) == "Thanks."
 
 
 def test_apple_mail_footer_and_quoted_attribution():
-    text = ("It works again.\n\nSent from my iPhone\n\n> On 1 Jan 2024, at 10:00, Support "
-            "<support@helpdesk.test> wrote:\n> \n" + QUOTE)
+    text = (
+        "It works again.\n\nSent from my iPhone\n\n> On 1 Jan 2024, at 10:00, Support "
+        "<support@helpdesk.test> wrote:\n> \n" + QUOTE
+    )
     assert latest_reply(text) == "It works again."
 
 
@@ -42,26 +47,29 @@ def test_thunderbird_attribution_without_address():
     assert latest_reply("Thanks.\n\nOn 01.01.24 10:00, Support wrote:\n" + QUOTE) == "Thanks."
 
 
-@pytest.mark.parametrize("attribution", [
-    "Am Mo., 1. Jan. 2024 um 10:00 Uhr schrieb Support <support@helpdesk.test>:",  # de, Gmail
-    "Am 01.01.24 um 10:00 schrieb Support:",  # de, Thunderbird
-    "Le lun. 1 janv. 2024 à 10:00, Support <support@helpdesk.test> a écrit :",  # fr
-    "Le lun. 1 janv. 2024 à 10:00, Support <support@helpdesk.test> a écrit\u00a0:",
-    "El lun, 1 ene 2024 a las 10:00, Support (<support@helpdesk.test>) escribió:",  # es
-    "Il giorno lun 1 gen 2024 alle ore 10:00 Support <support@helpdesk.test> ha scritto:",
-    "Op ma 1 jan 2024 om 10:00 schreef Support <support@helpdesk.test>:",  # nl
-    "W dniu 1.01.2024 o 10:00, Support pisze:",  # pl, Thunderbird
-    "W dniu pon., 1.01.2024 o 10:00 Support <support@helpdesk.test> napisał(a):",  # pl, Gmail
-    "Dnia 1.01.2024 o 10:00 Support <support@helpdesk.test> napisał(a):",
-    "Den mån 1 jan. 2024 kl 10:00 skrev Support <support@helpdesk.test>:",  # sv
-    "Den man. 1. jan. 2024 kl. 10.00 skrev Support <support@helpdesk.test>:",  # da
-    "Em seg., 1 de jan. de 2024 às 10:00, Support <support@helpdesk.test> escreveu:",  # pt
-    "Dne 01. 01. 24 v 10:00 Support napsal(a):",  # cs
-    "2024年1月1日(月) 10:00 Support <support@helpdesk.test>:",  # ja, Gmail
-    "2024/01/01 10:00、Support のメッセージ:",  # ja
-    "2024/01/01 10:00, Support wrote:",  # ja, Thunderbird
-    "Support <support@helpdesk.test> 于2024年1月1日周一 10:00写道：",  # zh, Gmail
-])
+@pytest.mark.parametrize(
+    "attribution",
+    [
+        "Am Mo., 1. Jan. 2024 um 10:00 Uhr schrieb Support <support@helpdesk.test>:",  # de, Gmail
+        "Am 01.01.24 um 10:00 schrieb Support:",  # de, Thunderbird
+        "Le lun. 1 janv. 2024 à 10:00, Support <support@helpdesk.test> a écrit :",  # fr
+        "Le lun. 1 janv. 2024 à 10:00, Support <support@helpdesk.test> a écrit\u00a0:",
+        "El lun, 1 ene 2024 a las 10:00, Support (<support@helpdesk.test>) escribió:",  # es
+        "Il giorno lun 1 gen 2024 alle ore 10:00 Support <support@helpdesk.test> ha scritto:",
+        "Op ma 1 jan 2024 om 10:00 schreef Support <support@helpdesk.test>:",  # nl
+        "W dniu 1.01.2024 o 10:00, Support pisze:",  # pl, Thunderbird
+        "W dniu pon., 1.01.2024 o 10:00 Support <support@helpdesk.test> napisał(a):",  # pl, Gmail
+        "Dnia 1.01.2024 o 10:00 Support <support@helpdesk.test> napisał(a):",
+        "Den mån 1 jan. 2024 kl 10:00 skrev Support <support@helpdesk.test>:",  # sv
+        "Den man. 1. jan. 2024 kl. 10.00 skrev Support <support@helpdesk.test>:",  # da
+        "Em seg., 1 de jan. de 2024 às 10:00, Support <support@helpdesk.test> escreveu:",  # pt
+        "Dne 01. 01. 24 v 10:00 Support napsal(a):",  # cs
+        "2024年1月1日(月) 10:00 Support <support@helpdesk.test>:",  # ja, Gmail
+        "2024/01/01 10:00、Support のメッセージ:",  # ja
+        "2024/01/01 10:00, Support wrote:",  # ja, Thunderbird
+        "Support <support@helpdesk.test> 于2024年1月1日周一 10:00写道：",  # zh, Gmail
+    ],
+)
 def test_attributions_in_other_languages(attribution):
     assert latest_reply(f"Merci / Danke / 谢谢\n\n{attribution}\n{QUOTE}") == "Merci / Danke / 谢谢"
 
@@ -72,43 +80,58 @@ def test_attribution_followed_by_unquoted_history():
     assert latest_reply(text) == "Done."
 
 
-OUTLOOK_HEADERS = ("From: Support <support@helpdesk.test>\nSent: Monday, January 1, 2024 10:00 AM\n"
-                   "To: Alice <alice@customer.example>\nSubject: RE: [TKT-000001] Invoice\n\n"
-                   "Please send the invoice.\n")
+OUTLOOK_HEADERS = (
+    "From: Support <support@helpdesk.test>\nSent: Monday, January 1, 2024 10:00 AM\n"
+    "To: Alice <alice@customer.example>\nSubject: RE: [TKT-000001] Invoice\n\n"
+    "Please send the invoice.\n"
+)
 
 
 def test_outlook_original_message_separator():
-    text = ("The invoice is attached.\r\n\r\n-----Original Message-----\r\n"
-            + OUTLOOK_HEADERS.replace("\n", "\r\n"))
+    text = "The invoice is attached.\r\n\r\n-----Original Message-----\r\n" + OUTLOOK_HEADERS.replace(
+        "\n", "\r\n"
+    )
     assert latest_reply(text) == "The invoice is attached."
 
 
-@pytest.mark.parametrize("separator", [
-    "-----Ursprüngliche Nachricht-----", "-----Message d'origine-----",
-    "-----Mensaje original-----", "-----Messaggio originale-----",
-    "-----Oorspronkelijk bericht-----", "-----Wiadomość oryginalna-----",
-    "-----Ursprungligt meddelande-----", "-----Mensagem original-----",
-    "-----Původní zpráva-----", "-----Oprindelig meddelelse-----",
-    "-------- Original Message --------", "_" * 32,
-])
+@pytest.mark.parametrize(
+    "separator",
+    [
+        "-----Ursprüngliche Nachricht-----",
+        "-----Message d'origine-----",
+        "-----Mensaje original-----",
+        "-----Messaggio originale-----",
+        "-----Oorspronkelijk bericht-----",
+        "-----Wiadomość oryginalna-----",
+        "-----Ursprungligt meddelande-----",
+        "-----Mensagem original-----",
+        "-----Původní zpráva-----",
+        "-----Oprindelig meddelelse-----",
+        "-------- Original Message --------",
+        "_" * 32,
+    ],
+)
 def test_outlook_separators_in_other_languages(separator):
     assert latest_reply(f"Erledigt.\n\n{separator}\nOld text\n") == "Erledigt."
 
 
-@pytest.mark.parametrize("headers", [
-    OUTLOOK_HEADERS,
-    "*From:* Support <support@helpdesk.test>\n*Sent:* Monday, January 1, 2024 10:00\n*To:* Alice\n",
-    "Von: Support <support@helpdesk.test>\nGesendet: Montag, 1. Januar 2024 10:00\nAn: Alice\n"
-    "Betreff: AW: Rechnung\n",
-    "De : Support <support@helpdesk.test>\nEnvoyé : lundi 1 janvier 2024 10:00\nÀ : Alice\n",
-    "De: Support\nEnviado: lunes, 1 de enero de 2024 10:00\nPara: Alice\nAsunto: Factura\n",
-    "Da: Support\nInviato: lunedì 1 gennaio 2024 10:00\nA: Alice\nOggetto: Fattura\n",
-    "Van: Support\nVerzonden: maandag 1 januari 2024 10:00\nAan: Alice\nOnderwerp: Factuur\n",
-    "Od: Support\nWysłano: poniedziałek, 1 stycznia 2024 10:00\nDo: Alice\nTemat: Faktura\n",
-    "Från: Support\nSkickat: den 1 januari 2024 10:00\nTill: Alice\nÄmne: Faktura\n",
-    "Od: Support\nOdesláno: pondělí 1. ledna 2024 10:00\nKomu: Alice\nPředmět: Faktura\n",
-    "发件人: Support <support@helpdesk.test>\n发送时间: 2024年1月1日 10:00\n收件人: Alice\n主题: 发票\n",
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        OUTLOOK_HEADERS,
+        "*From:* Support <support@helpdesk.test>\n*Sent:* Monday, January 1, 2024 10:00\n*To:* Alice\n",
+        "Von: Support <support@helpdesk.test>\nGesendet: Montag, 1. Januar 2024 10:00\nAn: Alice\n"
+        "Betreff: AW: Rechnung\n",
+        "De : Support <support@helpdesk.test>\nEnvoyé : lundi 1 janvier 2024 10:00\nÀ : Alice\n",
+        "De: Support\nEnviado: lunes, 1 de enero de 2024 10:00\nPara: Alice\nAsunto: Factura\n",
+        "Da: Support\nInviato: lunedì 1 gennaio 2024 10:00\nA: Alice\nOggetto: Fattura\n",
+        "Van: Support\nVerzonden: maandag 1 januari 2024 10:00\nAan: Alice\nOnderwerp: Factuur\n",
+        "Od: Support\nWysłano: poniedziałek, 1 stycznia 2024 10:00\nDo: Alice\nTemat: Faktura\n",
+        "Från: Support\nSkickat: den 1 januari 2024 10:00\nTill: Alice\nÄmne: Faktura\n",
+        "Od: Support\nOdesláno: pondělí 1. ledna 2024 10:00\nKomu: Alice\nPředmět: Faktura\n",
+        "发件人: Support <support@helpdesk.test>\n发送时间: 2024年1月1日 10:00\n收件人: Alice\n主题: 发票\n",
+    ],
+)
 def test_outlook_header_block(headers):
     assert latest_reply(f"Done, thanks.\n\n{headers}\nOld text\n") == "Done, thanks."
 
@@ -119,12 +142,22 @@ def test_signature_delimiter():
     assert latest_reply("Please reset my password.\n--\nAlice") == "Please reset my password."
 
 
-@pytest.mark.parametrize("footer", [
-    "Sent from my iPhone", "Get Outlook for iOS<https://aka.ms/o0ukef>",
-    "Enviado desde mi iPhone", "Gesendet von meinem Samsung Galaxy", "Von meinem iPhone gesendet",
-    "Envoyé de mon iPhone", "Inviato da iPhone", "Verzonden vanaf mijn iPad",
-    "Skickat från min iPhone", "Wysłano z mojego telefonu", "Odesláno z mého iPhonu",
-])
+@pytest.mark.parametrize(
+    "footer",
+    [
+        "Sent from my iPhone",
+        "Get Outlook for iOS<https://aka.ms/o0ukef>",
+        "Enviado desde mi iPhone",
+        "Gesendet von meinem Samsung Galaxy",
+        "Von meinem iPhone gesendet",
+        "Envoyé de mon iPhone",
+        "Inviato da iPhone",
+        "Verzonden vanaf mijn iPad",
+        "Skickat från min iPhone",
+        "Wysłano z mojego telefonu",
+        "Odesláno z mého iPhonu",
+    ],
+)
 def test_phone_footers(footer):
     assert latest_reply(f"Printer is fixed.\n\n{footer}\n") == "Printer is fixed."
 
@@ -134,23 +167,30 @@ def test_trailing_quoted_block_without_attribution():
 
 
 def test_interleaved_answers_are_kept():
-    text = ("On Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\n"
-            "> Which printer is it?\nThe one on floor 3.\n\n> Since when?\nSince Monday.\n\n"
-            "> Regards, Support\n> -- \n> Helpdesk\n")
+    text = (
+        "On Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\n"
+        "> Which printer is it?\nThe one on floor 3.\n\n> Since when?\nSince Monday.\n\n"
+        "> Regards, Support\n> -- \n> Helpdesk\n"
+    )
     assert latest_reply(text) == (
         "On Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\n"
-        "> Which printer is it?\nThe one on floor 3.\n\n> Since when?\nSince Monday.")
+        "> Which printer is it?\nThe one on floor 3.\n\n> Since when?\nSince Monday."
+    )
 
 
 def test_footer_below_the_quote_is_no_answer():
-    text = ("Thanks!\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\n"
-            + QUOTE + "\n-- \nYou received this message because you are subscribed to a list.\n")
+    text = (
+        "Thanks!\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\n"
+        + QUOTE
+        + "\n-- \nYou received this message because you are subscribed to a list.\n"
+    )
     assert latest_reply(text) == "Thanks!"
 
 
 def test_quote_only_mail_is_kept_whole():
     assert latest_reply("> Please restart the router.\n> Support\n") == (
-        "> Please restart the router.\n> Support")
+        "> Please restart the router.\n> Support"
+    )
     forward = "-----Original Message-----\n" + OUTLOOK_HEADERS
     assert latest_reply(forward) == forward.strip()
 
@@ -162,22 +202,27 @@ def test_line_endings_are_normalised():
 
 
 def test_salutations_and_names_stay():
-    text = ("Thanks!\n\nBest regards,\nAlice\n\nOn Mon, 1 Jan 2024 at 10:00, Support "
-            "<support@helpdesk.test> wrote:\n" + QUOTE)
+    text = (
+        "Thanks!\n\nBest regards,\nAlice\n\nOn Mon, 1 Jan 2024 at 10:00, Support "
+        "<support@helpdesk.test> wrote:\n" + QUOTE
+    )
     assert latest_reply(text) == "Thanks!\n\nBest regards,\nAlice"
 
 
-@pytest.mark.parametrize("text", [
-    "On Monday the router failed again, as I wrote: it blinks red.\nIt still does.",
-    "On Monday, as I wrote:\n\nthe router blinks red.",  # no date: the customer's sentence
-    "Here is what I wrote:\nOn 3 May the router failed.",
-    "From: Paris\nThe train was late, the ticket is attached.",
-    "Our trip:\nFrom: Paris\nTo: London\nThe router stayed at home and failed.",
-    "From: 1 to 3 pm nobody could print.\nNow it works.",
-    "Sent from my work account because the other one is locked.\nPlease reply there.",
-    "The log says:\n--- begin ---\nerror 42\n--- end ---",
-    "> 100 errors a day is what we see.\nPlease help.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "On Monday the router failed again, as I wrote: it blinks red.\nIt still does.",
+        "On Monday, as I wrote:\n\nthe router blinks red.",  # no date: the customer's sentence
+        "Here is what I wrote:\nOn 3 May the router failed.",
+        "From: Paris\nThe train was late, the ticket is attached.",
+        "Our trip:\nFrom: Paris\nTo: London\nThe router stayed at home and failed.",
+        "From: 1 to 3 pm nobody could print.\nNow it works.",
+        "Sent from my work account because the other one is locked.\nPlease reply there.",
+        "The log says:\n--- begin ---\nerror 42\n--- end ---",
+        "> 100 errors a day is what we see.\nPlease help.",
+    ],
+)
 def test_customer_sentences_that_look_like_markers_are_kept(text):
     assert latest_reply(text) == text
 
@@ -219,5 +264,5 @@ def test_hostile_mail_takes_linear_time(name):
     benign = max(prose, short)
     assert seconds < 2.0
     assert seconds <= 20 * benign, (name, seconds, benign)
-    quarter = HOSTILE[name][:len(HOSTILE[name]) // 4]
+    quarter = HOSTILE[name][: len(HOSTILE[name]) // 4]
     assert seconds <= 8 * max(_best_of_three(quarter)[0], benign / 4), "grows faster than linear"

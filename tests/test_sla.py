@@ -1,6 +1,7 @@
 """SLA rules (docs/lifecycle.md, `helpdesk.sla`): targets per priority, configuration, the
 business-hours calendar, and met/breached decided when a ticket is answered or
 resolved — with waiting time not counted against resolution."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -18,8 +19,11 @@ from helpdesk.services.lifecycle_jobs import check_sla
 from tests.support.app import make_app
 from tests.support.database import CUSTOMER, open_ticket
 
-BERLIN_OFFICE = dict(BUSINESS_HOURS="Mon-Fri 09:00-17:00", BUSINESS_TIMEZONE="Europe/Berlin",
-                     BUSINESS_HOLIDAYS=["2026-12-25", "2026-12-26"])
+BERLIN_OFFICE = dict(
+    BUSINESS_HOURS="Mon-Fri 09:00-17:00",
+    BUSINESS_TIMEZONE="Europe/Berlin",
+    BUSINESS_HOLIDAYS=["2026-12-25", "2026-12-26"],
+)
 
 
 def utc(text: str) -> datetime:
@@ -27,8 +31,9 @@ def utc(text: str) -> datetime:
 
 
 def office() -> BusinessCalendar:
-    return BusinessCalendar.parse(BERLIN_OFFICE["BUSINESS_HOURS"], "Europe/Berlin",
-                                      tuple(BERLIN_OFFICE["BUSINESS_HOLIDAYS"]))
+    return BusinessCalendar.parse(
+        BERLIN_OFFICE["BUSINESS_HOURS"], "Europe/Berlin", tuple(BERLIN_OFFICE["BUSINESS_HOLIDAYS"])
+    )
 
 
 def configured_service(app, **config: object) -> TicketsService:  # type: ignore[no-untyped-def]
@@ -45,22 +50,27 @@ def work(service: TicketsService, ticket: Ticket, agent_actor, *moves: str) -> N
 # -- targets ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("priority", "first", "resolution"), [
-    ("urgent", timedelta(minutes=15), timedelta(hours=4)),
-    ("high", timedelta(hours=1), timedelta(hours=24)),
-    ("medium", timedelta(hours=4), timedelta(days=3)),
-    ("low", timedelta(hours=24), timedelta(days=7)),
-])
-def test_each_priority_gets_the_spec_targets_from_its_creation(service, clock, priority, first,
-                                                                resolution):
+@pytest.mark.parametrize(
+    ("priority", "first", "resolution"),
+    [
+        ("urgent", timedelta(minutes=15), timedelta(hours=4)),
+        ("high", timedelta(hours=1), timedelta(hours=24)),
+        ("medium", timedelta(hours=4), timedelta(days=3)),
+        ("low", timedelta(hours=24), timedelta(days=7)),
+    ],
+)
+def test_each_priority_gets_the_spec_targets_from_its_creation(service, clock, priority, first, resolution):
     ticket = open_ticket(service, priority=priority)
     assert ticket.first_response_due_at - ticket.created_at == first
     assert ticket.resolution_due_at - ticket.created_at == resolution
 
 
 def test_configured_targets_override_only_the_priorities_they_name(app, clock):
-    service = configured_service(app, SLA_FIRST_RESPONSE=parse_targets("urgent=30m"),
-                                 SLA_RESOLUTION=parse_targets("urgent=2h, low=10d"))
+    service = configured_service(
+        app,
+        SLA_FIRST_RESPONSE=parse_targets("urgent=30m"),
+        SLA_RESOLUTION=parse_targets("urgent=2h, low=10d"),
+    )
     urgent = open_ticket(service, priority="urgent")
     low = open_ticket(service, priority="low")
     assert urgent.first_response_due_at - urgent.created_at == timedelta(minutes=30)
@@ -71,26 +81,30 @@ def test_configured_targets_override_only_the_priorities_they_name(app, clock):
 
 def test_target_settings_are_read_as_priority_equals_duration():
     assert parse_targets("urgent=15m, HIGH=1h,medium=4h,low=24h,") == {
-        "urgent": timedelta(minutes=15), "high": timedelta(hours=1),
-        "medium": timedelta(hours=4), "low": timedelta(hours=24)}
+        "urgent": timedelta(minutes=15),
+        "high": timedelta(hours=1),
+        "medium": timedelta(hours=4),
+        "low": timedelta(hours=24),
+    }
     assert parse_targets("") == {}
     with pytest.raises(ValueError, match="priority=duration"):
         parse_targets("urgent:15m")
 
 
-@pytest.mark.parametrize(("setting", "complaint"), [
-    (dict(SLA_FIRST_RESPONSE={"asap": timedelta(minutes=5)}), "unknown priority 'asap'"),
-    (dict(SLA_RESOLUTION={"low": timedelta(0)}), "must be positive"),
-    (dict(BUSINESS_HOURS="Funday 09:00-17:00"), "unknown day"),
-    (dict(BUSINESS_HOURS="Mon-Fri 17:00-09:00"), "closes before it opens"),
-    (dict(BUSINESS_HOURS="Mon 09:00-13:00,12:00-17:00"), "overlapping"),
-    (dict(BUSINESS_HOURS="Mon-Fri 09:00-25:00"), "not a time of day"),
-    (dict(BUSINESS_HOURS="Mon-Fri 9am-5pm"), "cannot read"),
-    (dict(BUSINESS_HOURS="Mon-Fri 09:00-17:00", BUSINESS_TIMEZONE="Mars/Olympus"),
-     "unknown time zone"),
-    (dict(BUSINESS_HOURS="Mon-Fri 09:00-17:00", BUSINESS_HOLIDAYS=["25.12.2026"]),
-     "YYYY-MM-DD"),
-])
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        (dict(SLA_FIRST_RESPONSE={"asap": timedelta(minutes=5)}), "unknown priority 'asap'"),
+        (dict(SLA_RESOLUTION={"low": timedelta(0)}), "must be positive"),
+        (dict(BUSINESS_HOURS="Funday 09:00-17:00"), "unknown day"),
+        (dict(BUSINESS_HOURS="Mon-Fri 17:00-09:00"), "closes before it opens"),
+        (dict(BUSINESS_HOURS="Mon 09:00-13:00,12:00-17:00"), "overlapping"),
+        (dict(BUSINESS_HOURS="Mon-Fri 09:00-25:00"), "not a time of day"),
+        (dict(BUSINESS_HOURS="Mon-Fri 9am-5pm"), "cannot read"),
+        (dict(BUSINESS_HOURS="Mon-Fri 09:00-17:00", BUSINESS_TIMEZONE="Mars/Olympus"), "unknown time zone"),
+        (dict(BUSINESS_HOURS="Mon-Fri 09:00-17:00", BUSINESS_HOLIDAYS=["25.12.2026"]), "YYYY-MM-DD"),
+    ],
+)
 def test_bad_sla_settings_stop_the_app_at_startup(setting, complaint):
     with pytest.raises(ValueError, match=complaint):
         make_app("sqlite://", **setting)
@@ -108,10 +122,10 @@ def test_priority_change_recomputes_due_times_from_creation(service, agent_actor
 # -- met or breached -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("after", "breached"), [(timedelta(hours=4), False),
-                                                 (timedelta(hours=4, seconds=1), True)])
-def test_first_public_staff_reply_decides_the_first_response(service, agent_actor, clock, after,
-                                                              breached):
+@pytest.mark.parametrize(
+    ("after", "breached"), [(timedelta(hours=4), False), (timedelta(hours=4, seconds=1), True)]
+)
+def test_first_public_staff_reply_decides_the_first_response(service, agent_actor, clock, after, breached):
     ticket = open_ticket(service)  # medium: 4 hours
     clock.shift(after)
     service.add_message(ticket, body="On it.", actor=agent_actor, channel="web")
@@ -120,8 +134,9 @@ def test_first_public_staff_reply_decides_the_first_response(service, agent_acto
     assert ticket.first_response_breached is breached
 
 
-@pytest.mark.parametrize(("after", "breached"), [(timedelta(hours=4), False),
-                                                 (timedelta(hours=4, minutes=1), True)])
+@pytest.mark.parametrize(
+    ("after", "breached"), [(timedelta(hours=4), False), (timedelta(hours=4, minutes=1), True)]
+)
 def test_resolving_decides_the_resolution(service, agent_actor, clock, after, breached):
     ticket = open_ticket(service, priority="urgent")  # resolution: 4 hours
     service.add_message(ticket, body="Looking.", actor=agent_actor, channel="web")
@@ -141,8 +156,7 @@ def test_resolving_an_unanswered_ticket_counts_as_its_first_response(service, ag
     assert (ticket.first_response_breached, ticket.resolution_breached) == (True, False)
 
 
-def test_time_waiting_for_the_customer_does_not_count_against_resolution(
-        service, agent_actor, clock):
+def test_time_waiting_for_the_customer_does_not_count_against_resolution(service, agent_actor, clock):
     ticket = open_ticket(service, priority="urgent")  # resolution due in 4 hours
     original_due = ticket.resolution_due_at
     service.add_message(ticket, body="Which version?", actor=agent_actor, channel="web")
@@ -217,8 +231,12 @@ def test_calendar_follows_daylight_saving_time():
 
 def test_calendar_reads_day_lists_ranges_around_the_week_and_split_days():
     calendar = BusinessCalendar.parse("Sun-Tue 08:00-12:00, 13:00-24:00; fri 10:00-11:00")
-    assert calendar.hours == {6: ((480, 720), (780, 1440)), 0: ((480, 720), (780, 1440)),
-                              1: ((480, 720), (780, 1440)), 4: ((600, 660),)}
+    assert calendar.hours == {
+        6: ((480, 720), (780, 1440)),
+        0: ((480, 720), (780, 1440)),
+        1: ((480, 720), (780, 1440)),
+        4: ((600, 660),),
+    }
     assert calendar.add(utc("2026-03-03T23:30"), timedelta(hours=1)) == utc("2026-03-06T10:30")
 
 

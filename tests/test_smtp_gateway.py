@@ -1,4 +1,5 @@
 """The SMTP listener and the inbound pipeline, through a real socket (docs/mail-gateway.md)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,7 @@ def count(model) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_authorized_address_opens_ticket(gateway, senders):
-    code, text = gateway.send(message(subject="VPN down", body="Since 9:00.",
-                                      cc="Bob <bob@example.com>"))
+    code, text = gateway.send(message(subject="VPN down", body="Since 9:00.", cc="Bob <bob@example.com>"))
     assert (code, text) == (250, b"2.0.0 OK created TKT-000001")
     (ticket,) = tickets()
     assert (ticket.subject, ticket.channel, ticket.is_email_originated) == ("VPN down", "email", True)
@@ -65,8 +65,10 @@ def test_unknown_sender_accepted_under_accept_policy(app):
         assert tickets()[0].requester.email == "new@nowhere.example"
 
 
-PASS_AR = ("mx.helpdesk.test; spf=pass smtp.mailfrom=example.com; "
-           "dkim=pass header.d=example.com; dmarc=pass header.from=example.com")
+PASS_AR = (
+    "mx.helpdesk.test; spf=pass smtp.mailfrom=example.com; "
+    "dkim=pass header.d=example.com; dmarc=pass header.from=example.com"
+)
 
 
 @pytest.mark.parametrize(
@@ -94,15 +96,15 @@ def opened(gateway, senders) -> Ticket:
 
 def reply_count(ticket: Ticket) -> int:
     return db.session.execute(
-        select(func.count(Message.id)).where(Message.ticket_id == ticket.id)).scalar_one()
+        select(func.count(Message.id)).where(Message.ticket_id == ticket.id)
+    ).scalar_one()
 
 
 @pytest.mark.parametrize(
     ("how", "kwargs"),
     [
         ("in-reply-to", {"in_reply_to": "<first@client.example>", "subject": "Re: Laptop"}),
-        ("references", {"references": "<other@x.example> <first@client.example>",
-                        "subject": "Re: Laptop"}),
+        ("references", {"references": "<other@x.example> <first@client.example>", "subject": "Re: Laptop"}),
         ("subject", {"subject": "Re: [tkt-000001] Laptop broken"}),
         ("plus-address", {"subject": "more info", "to": "support+TKT-000001@helpdesk.test"}),
     ],
@@ -118,8 +120,9 @@ def test_reply_threads_into_ticket(gateway, opened, how, kwargs):
 
 
 def test_stranger_typing_a_number_never_lands_in_the_ticket(gateway, opened):
-    code, text = gateway.send(message(sender="mallory@evil.example",
-                                      subject="Re: [TKT-000001] give me the data"))
+    code, text = gateway.send(
+        message(sender="mallory@evil.example", subject="Re: [TKT-000001] give me the data")
+    )
     assert (code, text) == (250, b"2.0.0 OK quarantined")
     assert reply_count(opened) == 1
     item = db.session.execute(select(QuarantineItem)).scalar_one()
@@ -183,8 +186,7 @@ def test_same_message_id_to_two_support_addresses_makes_one_ticket(app, senders)
         assert tickets()[0].participants == []
 
 
-def test_a_mail_the_pipeline_chokes_on_is_kept_in_quarantine_once(gateway, senders,
-                                                                   monkeypatch):
+def test_a_mail_the_pipeline_chokes_on_is_kept_in_quarantine_once(gateway, senders, monkeypatch):
     from helpdesk.inbound import matching
 
     real = matching.find_ticket
@@ -217,35 +219,47 @@ def test_mail_without_message_id_is_deduplicated_by_content(gateway, senders):
 @pytest.mark.parametrize(
     ("headers", "sender", "subject", "reason"),
     [
-        ({"Auto-Submitted": "auto-replied"}, "ann@example.com", "Re: hi",
-         "auto-submitted: auto-replied"),
+        ({"Auto-Submitted": "auto-replied"}, "ann@example.com", "Re: hi", "auto-submitted: auto-replied"),
         ({"Precedence": "bulk"}, "ann@example.com", "Newsletter", "precedence: bulk"),
         ({"Precedence": "junk"}, "ann@example.com", "Offer", "precedence: junk"),
         ({"Precedence": "list"}, "ann@example.com", "[list] digest", "precedence: list"),
         ({"X-Autoreply": "yes"}, "ann@example.com", "Away", "x-autoreply header"),
         ({"X-Autorespond": "Out of office"}, "ann@example.com", "Away", "x-autorespond header"),
         ({"Return-Path": "<>"}, "ann@example.com", "Delivery report", "empty return-path"),
-        ({}, "MAILER-DAEMON@mx.example.com", "Undelivered Mail Returned to Sender",
-         "bounce sender mailer-daemon@mx.example.com"),
-        ({}, "postmaster@example.com", "Delivery Status Notification",
-         "bounce sender postmaster@example.com"),
+        (
+            {},
+            "MAILER-DAEMON@mx.example.com",
+            "Undelivered Mail Returned to Sender",
+            "bounce sender mailer-daemon@mx.example.com",
+        ),
+        (
+            {},
+            "postmaster@example.com",
+            "Delivery Status Notification",
+            "bounce sender postmaster@example.com",
+        ),
         ({}, "ann@example.com", "Automatic reply: Printer on fire", "out-of-office subject"),
         ({}, SUPPORT, "Loop", "own address"),
-        ({"Message-ID": "<tkt.1.2.0123456789abcdef01234567@helpdesk.helpdesk.test>"},
-         "ann@example.com", "Our own mail coming back", "own message-id domain"),
-        ({"Content-Type": "multipart/report"}, "ann@example.com", "Report",
-         "delivery status report"),
+        (
+            {"Message-ID": "<tkt.1.2.0123456789abcdef01234567@helpdesk.helpdesk.test>"},
+            "ann@example.com",
+            "Our own mail coming back",
+            "own message-id domain",
+        ),
+        ({"Content-Type": "multipart/report"}, "ann@example.com", "Report", "delivery status report"),
     ],
 )
 def test_auto_mail_is_ignored_and_recorded(gateway, senders, headers, sender, subject, reason):
-    mail = message(sender=sender, subject=subject, headers=
-                   {k: v for k, v in headers.items() if k not in ("Message-ID", "Content-Type")})
+    mail = message(
+        sender=sender,
+        subject=subject,
+        headers={k: v for k, v in headers.items() if k not in ("Message-ID", "Content-Type")},
+    )
     if "Message-ID" in headers:
         mail.replace_header("Message-ID", headers["Message-ID"])
     if "Content-Type" in headers:  # a delivery report (RFC 3464), as MTAs send them
         mail.make_mixed()
-        mail.replace_header("Content-Type",
-                            'multipart/report; report-type=delivery-status; boundary="r"')
+        mail.replace_header("Content-Type", 'multipart/report; report-type=delivery-status; boundary="r"')
         mail.set_boundary("r")
     code, text = gateway.send(mail)
     assert (code, text) == (250, b"2.0.0 OK ignored")
@@ -281,8 +295,10 @@ def test_oversized_mail_is_refused(app, senders):
 
 
 def test_long_lines_and_8bit_without_8bitmime_are_accepted(gateway, senders):
-    raw = (b"From: ann@example.com\r\nTo: support@helpdesk.test\r\nSubject: long\r\n"
-           b"Message-ID: <long@client.example>\r\n\r\n" + b"caf\xe9 " * 600 + b"\r\n")
+    raw = (
+        b"From: ann@example.com\r\nTo: support@helpdesk.test\r\nSubject: long\r\n"
+        b"Message-ID: <long@client.example>\r\n\r\n" + b"caf\xe9 " * 600 + b"\r\n"
+    )
     code, _ = gateway.send(raw, mail_from="ann@example.com")
     assert code == 250
     body = tickets()[0].messages[0].body
@@ -290,10 +306,13 @@ def test_long_lines_and_8bit_without_8bitmime_are_accepted(gateway, senders):
 
 
 def test_html_is_sanitized_and_filenames_are_safe(gateway, senders):
-    msg = message(html='<p onclick="steal()">Hi<script>alert(1)</script>'
-                       '<a href="javascript:evil()">x</a><img src="cid:logo"></p>')
-    msg.add_attachment(b"root:x:0:0", maintype="application", subtype="octet-stream",
-                       filename="../../etc/passwd")
+    msg = message(
+        html='<p onclick="steal()">Hi<script>alert(1)</script>'
+        '<a href="javascript:evil()">x</a><img src="cid:logo"></p>'
+    )
+    msg.add_attachment(
+        b"root:x:0:0", maintype="application", subtype="octet-stream", filename="../../etc/passwd"
+    )
     assert gateway.send(msg)[0] == 250
     first = tickets()[0].messages[0]
     assert "<script" not in first.body_html and "onclick" not in first.body_html
@@ -309,36 +328,47 @@ def test_attachments_over_the_limits_are_left_in_the_raw_mail_with_a_note(app, g
     app.config.update(MAX_ATTACHMENT_BYTES=100, MAX_ATTACHMENTS_TOTAL_BYTES=120)
     msg = message()
     for name, size in (("a.txt", 50), ("big.bin", 150), ("c.txt", 80), ("d.txt", 60)):
-        msg.add_attachment(b"x" * size, maintype="application", subtype="octet-stream",
-                           filename=name)
+        msg.add_attachment(b"x" * size, maintype="application", subtype="octet-stream", filename=name)
     assert gateway.send(msg)[0] == 250
     ticket = tickets()[0]
-    stored = db.session.execute(select(Attachment.filename, Attachment.size)
-                                .order_by(Attachment.id)).all()
+    stored = db.session.execute(select(Attachment.filename, Attachment.size).order_by(Attachment.id)).all()
     assert [tuple(row) for row in stored] == [("a.txt", 50), ("d.txt", 60)]
-    assert ("[big.bin (150 bytes) not stored: larger than 100 bytes; it is in the original "
-            "mail.]") in ticket.description
-    assert ("[c.txt (80 bytes) not stored: attachments exceed 120 bytes in total; it is in "
-            "the original mail.]") in ticket.description
+    assert (
+        "[big.bin (150 bytes) not stored: larger than 100 bytes; it is in the original mail.]"
+    ) in ticket.description
+    assert (
+        "[c.txt (80 bytes) not stored: attachments exceed 120 bytes in total; it is in the original mail.]"
+    ) in ticket.description
     assert ticket.messages[0].inbound_mail.raw.count(b'filename="') == 4
 
 
 def test_inline_cid_image_is_kept_and_its_reference_survives_sanitizing(gateway, senders):
     msg = message(html='<p>See <img src="cid:logo@client.example" alt="logo"></p>')
-    msg.get_payload()[1].add_related(b"\x89PNG fake", maintype="image", subtype="png",
-                                     cid="<logo@client.example>", filename="logo.png",
-                                     disposition="inline")
+    msg.get_payload()[1].add_related(
+        b"\x89PNG fake",
+        maintype="image",
+        subtype="png",
+        cid="<logo@client.example>",
+        filename="logo.png",
+        disposition="inline",
+    )
     assert gateway.send(msg)[0] == 250
     first = tickets()[0].messages[0]
     assert 'src="cid:logo@client.example"' in first.body_html
     (image,) = db.session.execute(select(Attachment)).scalars()
     assert (image.filename, image.content_id, image.is_inline, image.data) == (
-        "logo.png", "logo@client.example", True, b"\x89PNG fake")
+        "logo.png",
+        "logo@client.example",
+        True,
+        b"\x89PNG fake",
+    )
 
 
 def test_quoted_history_is_stripped_for_display(gateway, opened):
-    body = ("Yes, that fixed it.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\n"
-            "> Did you try turning it off and on?\n")
+    body = (
+        "Yes, that fixed it.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\n"
+        "> Did you try turning it off and on?\n"
+    )
     gateway.send(message(subject="Re: [TKT-000001]", body=body))
     last = tickets()[0].messages[-1]
     assert last.body == "Yes, that fixed it."
@@ -362,8 +392,7 @@ def test_quarantine_approve_creates_ticket_with_next_number(gateway, senders, ru
     assert again.exit_code == 1 and "already approved" in again.output
 
 
-def test_quarantine_approve_of_a_strangers_reply_opens_a_new_linked_ticket(
-        gateway, opened, runner):
+def test_quarantine_approve_of_a_strangers_reply_opens_a_new_linked_ticket(gateway, opened, runner):
     """Approval vouches for the sender, not for their place on the ticket they named:
     a stranger never gets into someone else's ticket (docs/mail-gateway.md)."""
     gateway.send(message(sender="helper@partner.example", subject="Re: [TKT-000001] info"))
@@ -377,8 +406,7 @@ def test_quarantine_approve_of_a_strangers_reply_opens_a_new_linked_ticket(
     assert (new.requester.email, new.linked_ticket_id) == ("helper@partner.example", opened.id)
 
 
-def test_a_mail_naming_its_sender_only_in_the_envelope_follows_the_sender_policy(
-        gateway, senders, runner):
+def test_a_mail_naming_its_sender_only_in_the_envelope_follows_the_sender_policy(gateway, senders, runner):
     """The envelope is the last fallback for the sender (docs/mail-gateway.md): an
     authorized envelope sender opens a ticket, and a stranger's mail is held and,
     once approved, opens one for the envelope sender; the quarantine shows why."""
@@ -387,14 +415,17 @@ def test_a_mail_naming_its_sender_only_in_the_envelope_follows_the_sender_policy
     assert code == 250 and b"created TKT-000001" in text
     first = tickets()[0]
     assert first.requester.email == "ann@example.com"
-    assert "The sender was taken from the SMTP envelope (MAIL FROM): the mail has no From " \
+    assert (
+        "The sender was taken from the SMTP envelope (MAIL FROM): the mail has no From "
         "header." in first.messages[0].body
-    code, text = gateway.send(raw.replace(b"no from", b"still no from"),
-                              mail_from="stranger@nowhere.example")
+    )
+    code, text = gateway.send(raw.replace(b"no from", b"still no from"), mail_from="stranger@nowhere.example")
     assert code == 250 and b"quarantined" in text
     item = db.session.execute(select(QuarantineItem)).scalar_one()
     assert (item.inbound_mail.from_address, item.inbound_mail.from_source) == (
-        "stranger@nowhere.example", "envelope")
+        "stranger@nowhere.example",
+        "envelope",
+    )
     approved = runner.invoke(args=["quarantine", "approve", str(item.id)])
     assert approved.exit_code == 0 and "created TKT-000002" in approved.output
     db.session.expire_all()
@@ -417,8 +448,9 @@ def test_quarantine_reject_and_spam(gateway, senders, runner):
     assert runner.invoke(args=["quarantine", "reject", str(first.id)]).exit_code == 0
     assert runner.invoke(args=["quarantine", "reject", "--spam", str(second.id)]).exit_code == 0
     db.session.expire_all()
-    assert [i.state for i in db.session.execute(
-        select(QuarantineItem).order_by(QuarantineItem.id)).scalars()] == ["rejected", "spam"]
+    assert [
+        i.state for i in db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars()
+    ] == ["rejected", "spam"]
     assert tickets() == []
     assert runner.invoke(args=["quarantine", "show", "999"]).exit_code == 1
 
@@ -458,8 +490,7 @@ def test_banner_and_ehlo_name_the_configured_host_without_asking_dns(gateway, mo
         raise AssertionError("the listener asked DNS for its own name")
 
     monkeypatch.setattr(socket, "getfqdn", no_dns)
-    with smtplib.SMTP("127.0.0.1", gateway.port, local_hostname="client.example",
-                      timeout=5) as connection:
+    with smtplib.SMTP("127.0.0.1", gateway.port, local_hostname="client.example", timeout=5) as connection:
         code, banner = connection.ehlo()
     assert code == 250
     assert banner.splitlines()[0] == b"helpdesk.helpdesk.test"

@@ -1,6 +1,7 @@
 """SMTP_PROCESSES: several listener processes share the port (SO_REUSEPORT), every
 mail still gets one gap-free number, a dead listener is restarted, and a listener
 whose gateway died stops instead of keeping the port."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,7 @@ from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until
 
 
-def wait_for(log: list[str], predicate: Callable[[list[str]], bool], what: str,
-             seconds: float = 30) -> None:
+def wait_for(log: list[str], predicate: Callable[[list[str]], bool], what: str, seconds: float = 30) -> None:
     """Wait until the gateway's log satisfies predicate; on failure show the log."""
     wait_until(lambda: predicate(log), timeout=seconds, what=lambda: f"{what}:\n" + "".join(log))
 
@@ -52,8 +52,14 @@ def test_listener_processes_share_the_port_and_the_numbering(app, database_url, 
 
         def client(index: int) -> None:
             for n in range(5):
-                replies.append(send(port, message(sender=f"user{index}@example.com",
-                                                  message_id=f"<p-{index}-{n}@client.example>")))
+                replies.append(
+                    send(
+                        port,
+                        message(
+                            sender=f"user{index}@example.com", message_id=f"<p-{index}-{n}@client.example>"
+                        ),
+                    )
+                )
 
         threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
         for thread in threads:
@@ -64,8 +70,11 @@ def test_listener_processes_share_the_port_and_the_numbering(app, database_url, 
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
     assert code == 0
-    wait_for(log, lambda lines: len(pids(lines, "SMTP listener process stopped")) == 2,
-             "stop of both listener processes")
+    wait_for(
+        log,
+        lambda lines: len(pids(lines, "SMTP listener process stopped")) == 2,
+        "stop of both listener processes",
+    )
     assert [c for c, _ in replies] == [250] * 60
     served_by = set(pids(log, r"helpdesk\.inbound\.ingest INFO mail p-"))
     assert len(served_by) >= 2, "the kernel should spread 60 connections over 3 processes"
@@ -84,8 +93,7 @@ def test_dead_listener_is_restarted_and_an_orphan_stops(app, database_url, tmp_p
         [first] = pids(log, "SMTP listener process on")
         os.kill(first, signal.SIGKILL)
         wait_for(log, listeners_up(2), "a restarted listener process")
-        assert any(f"SMTP listener process {first} exited with code -9; restarting" in line
-                   for line in log)
+        assert any(f"SMTP listener process {first} exited with code -9; restarting" in line for line in log)
         second = pids(log, "SMTP listener process on")[-1]
         assert second != first
         for n in range(6):  # served whichever process the kernel picks
@@ -94,8 +102,12 @@ def test_dead_listener_is_restarted_and_an_orphan_stops(app, database_url, tmp_p
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
-    wait_for(log, lambda lines: second in pids(lines, "SMTP listener process stopped"),
-             "the orphaned listener's stop", seconds=15)
+    wait_for(
+        log,
+        lambda lines: second in pids(lines, "SMTP listener process stopped"),
+        "the orphaned listener's stop",
+        seconds=15,
+    )
     assert any(f"the gateway process {process.pid} is gone; stopping" in line for line in log)
     db.session.expire_all()
     numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()

@@ -1,5 +1,6 @@
 """No accepted mail is ever lost: 451 while the database is down, and a gateway
 killed with SIGKILL mid-stream keeps every mail it answered 250 for."""
+
 from __future__ import annotations
 
 import os

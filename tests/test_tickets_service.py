@@ -1,4 +1,5 @@
 """TicketsService rules (docs/lifecycle.md–§5): validation, transitions, history, queries."""
+
 from __future__ import annotations
 
 import itertools
@@ -31,7 +32,9 @@ def test_open_ticket_stores_request_as_first_message_and_history(service):
     assert [p.email for p in ticket.participants] == ["bob@example.com"]  # requester not a CC
     (message,) = ticket.messages
     assert (message.kind, message.body, message.author_contact_id) == (
-        "reply", "Since Monday the VPN disconnects.", ticket.requester_id
+        "reply",
+        "Since Monday the VPN disconnects.",
+        ticket.requester_id,
     )
     (created,) = ticket.history
     assert (created.field, created.old_value, created.new_value) == ("status", None, "new")
@@ -138,8 +141,14 @@ def test_agent_viewing_new_ticket_opens_it_automatically(service, agent_actor):
 
 @pytest.mark.parametrize(
     ("before", "after"),
-    [("pending_customer", "in_progress"), ("resolved", "reopened"), ("closed", "reopened"),
-     ("in_progress", "in_progress"), ("new", "new"), ("open", "open")],
+    [
+        ("pending_customer", "in_progress"),
+        ("resolved", "reopened"),
+        ("closed", "reopened"),
+        ("in_progress", "in_progress"),
+        ("new", "new"),
+        ("open", "open"),
+    ],
 )
 def test_customer_reply_moves_status_automatically(service, before, after):
     ticket = open_ticket(service)
@@ -164,8 +173,12 @@ def test_first_public_staff_reply_marks_first_response(service, agent_actor):
     db.session.commit()
     assert ticket.first_responded_at == reply.created_at
     assert ticket.first_response_breached is False
-    kinds = [m.kind for m in db.session.execute(
-        select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)).scalars()]
+    kinds = [
+        m.kind
+        for m in db.session.execute(
+            select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)
+        ).scalars()
+    ]
     assert kinds == ["reply", "note", "reply"]
 
 
@@ -190,14 +203,16 @@ def test_cancelled_ticket_takes_notes_only(service, agent_actor):
 def test_update_records_priority_category_and_assignee_history(service, agent, agent_actor):
     ticket = open_ticket(service)
     old_due = ticket.first_response_due_at
-    service.update(ticket, actor=agent_actor, priority="urgent", category="billing",
-                   assignee_id=agent.id)
+    service.update(ticket, actor=agent_actor, priority="urgent", category="billing", assignee_id=agent.id)
     db.session.commit()
     assert (ticket.priority, ticket.category, ticket.assignee_id) == ("urgent", "billing", agent.id)
     assert ticket.first_response_due_at < old_due  # recomputed for the new priority
     changes = {(h.field, h.old_value, h.new_value) for h in ticket.history if h.field != "status"}
-    assert changes == {("priority", "medium", "urgent"), ("category", "support", "billing"),
-                       ("assignee", None, "agent@helpdesk.test")}
+    assert changes == {
+        ("priority", "medium", "urgent"),
+        ("category", "support", "billing"),
+        ("assignee", None, "agent@helpdesk.test"),
+    }
     service.assign(ticket, None, actor=agent_actor)
     db.session.commit()
     assert ticket.assignee_id is None
@@ -238,9 +253,16 @@ def queue(service, agent, agent_actor):
     ]
     tickets = []
     for subject, priority, category, email, status, assignee in specs:
-        ticket = open_ticket(service, subject=subject, priority=priority, category=category,
-                             requester_email=email, requester_name=email.split("@")[0].title(),
-                             assignee_id=assignee, description=f"About {subject.lower()}")
+        ticket = open_ticket(
+            service,
+            subject=subject,
+            priority=priority,
+            category=category,
+            requester_email=email,
+            requester_name=email.split("@")[0].title(),
+            assignee_id=assignee,
+            description=f"About {subject.lower()}",
+        )
         force_status(ticket, status)
         tickets.append(ticket)
     return tickets
@@ -321,12 +343,19 @@ def test_history_rows_are_ordered_and_complete(service, agent_actor):
     service.add_message(ticket, body="logs attached", actor=CUSTOMER, channel="email")
     service.change_status(ticket, "resolved", actor=agent_actor)
     db.session.commit()
-    rows = db.session.execute(
-        select(TicketHistory).where(TicketHistory.ticket_id == ticket.id).order_by(TicketHistory.id)
-    ).scalars().all()
+    rows = (
+        db.session.execute(
+            select(TicketHistory).where(TicketHistory.ticket_id == ticket.id).order_by(TicketHistory.id)
+        )
+        .scalars()
+        .all()
+    )
     assert [(r.old_value, r.new_value, r.automated) for r in rows] == [
-        (None, "new", False), ("new", "open", True), ("open", "in_progress", False),
-        ("in_progress", "pending_customer", False), ("pending_customer", "in_progress", True),
+        (None, "new", False),
+        ("new", "open", True),
+        ("open", "in_progress", False),
+        ("in_progress", "pending_customer", False),
+        ("pending_customer", "in_progress", True),
         ("in_progress", "resolved", False),
     ]
     assert ticket.resolved_at is not None

@@ -3,6 +3,7 @@
 Bearer tokens, not cookies, so it is exempt from the portal's CSRF protection;
 every error is the JSON envelope of `helpdesk.http_errors`.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, Flask

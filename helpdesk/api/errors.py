@@ -1,6 +1,7 @@
 """The API blueprint's answers to domain errors and an unreachable database, in the
 JSON envelope of `helpdesk.http_errors` (docs/web.md): never an HTML page, never a
 500 for input."""
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,7 @@ def _domain_error(exc: DomainError) -> tuple[Response, int]:
     if isinstance(exc, ValidationError):
         return error_response(422, exc.code, exc.message, exc.fields)
     if isinstance(exc, InvalidTransition):
-        return error_response(
-            409, exc.code, str(exc), {"status": str(exc), "allowed": list(exc.allowed)}
-        )
+        return error_response(409, exc.code, str(exc), {"status": str(exc), "allowed": list(exc.allowed)})
     if isinstance(exc, NotFound):
         return error_response(404, exc.code, str(exc))
     if isinstance(exc, Conflict):

@@ -4,6 +4,7 @@ Written by hand next to the code it describes; `tests/test_api_openapi.py` keeps
 true (every route documented and every documented route real, and schemathesis
 fuzzes the API against it).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,9 +26,16 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Malformed request", 401: "Missing, invalid, expired or revoked token",
-            403: "Role not allowed", 404: "Not found", 409: "Conflict (e.g. transition)",
-            413: "Body too large", 422: "Invalid fields", 429: "Rate limited"}
+    text = {
+        400: "Malformed request",
+        401: "Missing, invalid, expired or revoked token",
+        403: "Role not allowed",
+        404: "Not found",
+        409: "Conflict (e.g. transition)",
+        413: "Body too large",
+        422: "Invalid fields",
+        429: "Rate limited",
+    }
     return {str(code): _json(_ref("Error"), text[code]) for code in codes}
 
 
@@ -40,123 +48,262 @@ TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 NULLABLE_NUMBER = {"type": "number", "nullable": True}
 COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
-NUMBER_PARAM = {"name": "number", "in": "path", "required": True,
-                "description": "TKT-000078, tkt-78 or 78", "schema": {"type": "string"}}
+NUMBER_PARAM = {
+    "name": "number",
+    "in": "path",
+    "required": True,
+    "description": "TKT-000078, tkt-78 or 78",
+    "schema": {"type": "string"},
+}
 STAFF_ERRORS = (400, 401, 404, 413, 422)
 
 
-def _object(properties: dict[str, Any], required: list[str] | None = None,
-            extra: bool = False) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties,
-                              "additionalProperties": extra}
+def _object(
+    properties: dict[str, Any], required: list[str] | None = None, extra: bool = False
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": extra}
     if required:
         schema["required"] = required
     return schema
 
 
 SCHEMAS: dict[str, Any] = {
-    "Error": _object({"error": _object({
-        "code": {"type": "string"}, "message": {"type": "string"},
-        "fields": {"type": "object", "additionalProperties": True},
-    }, ["code", "message"])}, ["error"]),
-    "Staff": _object({"id": {"type": "integer"}, "name": {"type": "string"},
-                      "email": {"type": "string"}}, ["id", "name", "email"]),
-    "Tokens": _object({"access_token": {"type": "string"}, "refresh_token": {"type": "string"}},
-                      ["access_token", "refresh_token"]),
+    "Error": _object(
+        {
+            "error": _object(
+                {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "fields": {"type": "object", "additionalProperties": True},
+                },
+                ["code", "message"],
+            )
+        },
+        ["error"],
+    ),
+    "Staff": _object(
+        {"id": {"type": "integer"}, "name": {"type": "string"}, "email": {"type": "string"}},
+        ["id", "name", "email"],
+    ),
+    "Tokens": _object(
+        {"access_token": {"type": "string"}, "refresh_token": {"type": "string"}},
+        ["access_token", "refresh_token"],
+    ),
     "AccessToken": _object({"access_token": {"type": "string"}}, ["access_token"]),
-    "Sla": _object({
-        "state": {"type": "string", "enum": list(sla.STATES)},
-        "first_response_due_at": NULLABLE_TIME, "first_responded_at": NULLABLE_TIME,
-        "first_response_breached": {"type": "boolean", "nullable": True},
-        "resolution_due_at": NULLABLE_TIME, "resolved_at": NULLABLE_TIME,
-        "resolution_breached": {"type": "boolean", "nullable": True},
-    }, ["state"]),
-    "Ticket": _object({
-        "number": {"type": "string", "example": "TKT-000078"},
-        "subject": {"type": "string"}, "description": {"type": "string"},
-        "status": {"type": "string", "enum": list(v.STATUSES)},
-        "priority": {"type": "string", "enum": list(v.PRIORITIES)},
-        "category": {"type": "string", "enum": list(v.CATEGORIES)},
-        "channel": {"type": "string", "enum": list(v.CHANNELS)},
-        "is_email_originated": {"type": "boolean"},
-        "requester_email": {"type": "string"}, "requester_name": {"type": "string"},
-        "assignee": {"allOf": [_ref("Staff")], "nullable": True},
-        "created_at": TIME, "updated_at": TIME,
-        "allowed_transitions": {"type": "array", "items": {"type": "string"}},
-        "sla": _ref("Sla"),
-    }, ["number", "subject", "description", "status", "priority", "category", "channel",
-        "is_email_originated", "requester_email", "requester_name", "assignee",
-        "created_at", "updated_at"], extra=True),
-    "Attachment": _object({"id": {"type": "integer"}, "filename": {"type": "string"},
-                           "content_type": {"type": "string"}, "size": {"type": "integer"},
-                           "inline": {"type": "boolean"}}),
-    "Message": _object({
-        "id": {"type": "integer"}, "kind": {"type": "string", "enum": ["reply", "note"]},
-        "author": {"type": "string"},
-        "author_type": {"type": "string", "enum": ["staff", "customer", "system"]},
-        "channel": {"type": "string"}, "body": {"type": "string"},
-        "body_html": {"type": "string", "nullable": True}, "created_at": TIME,
-        "attachments": {"type": "array", "items": _ref("Attachment")},
-    }, ["id", "kind", "author", "body", "created_at", "attachments"]),
-    "History": _object({
-        "field": {"type": "string"}, "from": {"type": "string", "nullable": True},
-        "to": {"type": "string", "nullable": True}, "actor": {"type": "string"},
-        "reason": {"type": "string"}, "automated": {"type": "boolean"}, "created_at": TIME,
-    }, ["field", "from", "to", "actor", "automated", "created_at"]),
-    "TicketDetail": {"allOf": [_ref("Ticket"), _object({
-        "organization": {"type": "string", "nullable": True},
-        "cc": {"type": "array", "items": {"type": "string"}},
-        "linked_ticket": {"type": "string", "nullable": True},
-        "closed_at": NULLABLE_TIME,
-        "messages": {"type": "array", "items": _ref("Message")},
-        "history": {"type": "array", "items": _ref("History")},
-    }, ["messages", "history"], extra=True)]},
-    "TicketPage": _object({
-        "items": {"type": "array", "items": _ref("Ticket")}, "page": {"type": "integer"},
-        "per_page": {"type": "integer"}, "total": {"type": "integer"},
-    }, ["items", "page", "per_page", "total"]),
-    "Durations": _object({
-        "average_seconds": NULLABLE_NUMBER, "median_seconds": NULLABLE_NUMBER,
-        "count": {"type": "integer", "description": "tickets the duration is known for"},
-    }, ["average_seconds", "median_seconds", "count"]),
-    "Stats": _object({
-        "total": {"type": "integer"},
-        "by_status": COUNTS, "by_priority": COUNTS, "by_category": COUNTS, "by_channel": COUNTS,
-        "first_response": _ref("Durations"), "resolution": _ref("Durations"),
-        "sla": _object({
-            "first_response_breached": {"type": "integer"},
-            "resolution_breached": {"type": "integer"},
-            "first_response_met": {"type": "integer"}, "resolution_met": {"type": "integer"},
-            "first_response_met_percent": NULLABLE_NUMBER,
-            "resolution_met_percent": NULLABLE_NUMBER,
-            "by_state": _object({name: {"type": "integer"} for name in sla.STATES},
-                                list(sla.STATES)),
-        }, ["first_response_breached", "resolution_breached", "first_response_met",
-            "resolution_met", "first_response_met_percent", "resolution_met_percent",
-            "by_state"]),
-        "created_per_day": {"type": "array", "description": "the last 30 UTC days, oldest first",
-                            "items": _object({"date": {"type": "string", "format": "date"},
-                                              "count": {"type": "integer"}},
-                                             ["date", "count"])},
-        "reopens": _object({"count": {"type": "integer"}, "tickets": {"type": "integer"}},
-                           ["count", "tickets"]),
-        "by_agent": {"type": "array", "items": _object({
-            "id": {"type": "integer"}, "name": {"type": "string"}, "email": {"type": "string"},
-            "open": {"type": "integer"}, "resolved": {"type": "integer"},
-        }, ["id", "name", "email", "open", "resolved"])},
-    }, ["total", "by_status", "by_priority", "by_category", "by_channel", "first_response",
-        "resolution", "sla", "created_per_day", "reopens", "by_agent"], extra=True),
-    "CustomerView": _object({
-        "number": {"type": "string"}, "subject": {"type": "string"},
-        "status": {"type": "string"}, "priority": {"type": "string"},
-        "category": {"type": "string"}, "created_at": TIME, "updated_at": TIME,
-        "replies": {"type": "array", "items": _object({
-            "author": {"type": "string"}, "body": {"type": "string"}, "created_at": TIME,
-            "from_customer": {"type": "boolean"}})},
-        "timeline": {"type": "array", "items": _object({
-            "status": {"type": "string"}, "created_at": TIME})},
-    }, ["number", "subject", "status", "replies", "timeline"]),
+    "Sla": _object(
+        {
+            "state": {"type": "string", "enum": list(sla.STATES)},
+            "first_response_due_at": NULLABLE_TIME,
+            "first_responded_at": NULLABLE_TIME,
+            "first_response_breached": {"type": "boolean", "nullable": True},
+            "resolution_due_at": NULLABLE_TIME,
+            "resolved_at": NULLABLE_TIME,
+            "resolution_breached": {"type": "boolean", "nullable": True},
+        },
+        ["state"],
+    ),
+    "Ticket": _object(
+        {
+            "number": {"type": "string", "example": "TKT-000078"},
+            "subject": {"type": "string"},
+            "description": {"type": "string"},
+            "status": {"type": "string", "enum": list(v.STATUSES)},
+            "priority": {"type": "string", "enum": list(v.PRIORITIES)},
+            "category": {"type": "string", "enum": list(v.CATEGORIES)},
+            "channel": {"type": "string", "enum": list(v.CHANNELS)},
+            "is_email_originated": {"type": "boolean"},
+            "requester_email": {"type": "string"},
+            "requester_name": {"type": "string"},
+            "assignee": {"allOf": [_ref("Staff")], "nullable": True},
+            "created_at": TIME,
+            "updated_at": TIME,
+            "allowed_transitions": {"type": "array", "items": {"type": "string"}},
+            "sla": _ref("Sla"),
+        },
+        [
+            "number",
+            "subject",
+            "description",
+            "status",
+            "priority",
+            "category",
+            "channel",
+            "is_email_originated",
+            "requester_email",
+            "requester_name",
+            "assignee",
+            "created_at",
+            "updated_at",
+        ],
+        extra=True,
+    ),
+    "Attachment": _object(
+        {
+            "id": {"type": "integer"},
+            "filename": {"type": "string"},
+            "content_type": {"type": "string"},
+            "size": {"type": "integer"},
+            "inline": {"type": "boolean"},
+        }
+    ),
+    "Message": _object(
+        {
+            "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["reply", "note"]},
+            "author": {"type": "string"},
+            "author_type": {"type": "string", "enum": ["staff", "customer", "system"]},
+            "channel": {"type": "string"},
+            "body": {"type": "string"},
+            "body_html": {"type": "string", "nullable": True},
+            "created_at": TIME,
+            "attachments": {"type": "array", "items": _ref("Attachment")},
+        },
+        ["id", "kind", "author", "body", "created_at", "attachments"],
+    ),
+    "History": _object(
+        {
+            "field": {"type": "string"},
+            "from": {"type": "string", "nullable": True},
+            "to": {"type": "string", "nullable": True},
+            "actor": {"type": "string"},
+            "reason": {"type": "string"},
+            "automated": {"type": "boolean"},
+            "created_at": TIME,
+        },
+        ["field", "from", "to", "actor", "automated", "created_at"],
+    ),
+    "TicketDetail": {
+        "allOf": [
+            _ref("Ticket"),
+            _object(
+                {
+                    "organization": {"type": "string", "nullable": True},
+                    "cc": {"type": "array", "items": {"type": "string"}},
+                    "linked_ticket": {"type": "string", "nullable": True},
+                    "closed_at": NULLABLE_TIME,
+                    "messages": {"type": "array", "items": _ref("Message")},
+                    "history": {"type": "array", "items": _ref("History")},
+                },
+                ["messages", "history"],
+                extra=True,
+            ),
+        ]
+    },
+    "TicketPage": _object(
+        {
+            "items": {"type": "array", "items": _ref("Ticket")},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+        },
+        ["items", "page", "per_page", "total"],
+    ),
+    "Durations": _object(
+        {
+            "average_seconds": NULLABLE_NUMBER,
+            "median_seconds": NULLABLE_NUMBER,
+            "count": {"type": "integer", "description": "tickets the duration is known for"},
+        },
+        ["average_seconds", "median_seconds", "count"],
+    ),
+    "Stats": _object(
+        {
+            "total": {"type": "integer"},
+            "by_status": COUNTS,
+            "by_priority": COUNTS,
+            "by_category": COUNTS,
+            "by_channel": COUNTS,
+            "first_response": _ref("Durations"),
+            "resolution": _ref("Durations"),
+            "sla": _object(
+                {
+                    "first_response_breached": {"type": "integer"},
+                    "resolution_breached": {"type": "integer"},
+                    "first_response_met": {"type": "integer"},
+                    "resolution_met": {"type": "integer"},
+                    "first_response_met_percent": NULLABLE_NUMBER,
+                    "resolution_met_percent": NULLABLE_NUMBER,
+                    "by_state": _object({name: {"type": "integer"} for name in sla.STATES}, list(sla.STATES)),
+                },
+                [
+                    "first_response_breached",
+                    "resolution_breached",
+                    "first_response_met",
+                    "resolution_met",
+                    "first_response_met_percent",
+                    "resolution_met_percent",
+                    "by_state",
+                ],
+            ),
+            "created_per_day": {
+                "type": "array",
+                "description": "the last 30 UTC days, oldest first",
+                "items": _object(
+                    {"date": {"type": "string", "format": "date"}, "count": {"type": "integer"}},
+                    ["date", "count"],
+                ),
+            },
+            "reopens": _object(
+                {"count": {"type": "integer"}, "tickets": {"type": "integer"}}, ["count", "tickets"]
+            ),
+            "by_agent": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "email": {"type": "string"},
+                        "open": {"type": "integer"},
+                        "resolved": {"type": "integer"},
+                    },
+                    ["id", "name", "email", "open", "resolved"],
+                ),
+            },
+        },
+        [
+            "total",
+            "by_status",
+            "by_priority",
+            "by_category",
+            "by_channel",
+            "first_response",
+            "resolution",
+            "sla",
+            "created_per_day",
+            "reopens",
+            "by_agent",
+        ],
+        extra=True,
+    ),
+    "CustomerView": _object(
+        {
+            "number": {"type": "string"},
+            "subject": {"type": "string"},
+            "status": {"type": "string"},
+            "priority": {"type": "string"},
+            "category": {"type": "string"},
+            "created_at": TIME,
+            "updated_at": TIME,
+            "replies": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "author": {"type": "string"},
+                        "body": {"type": "string"},
+                        "created_at": TIME,
+                        "from_customer": {"type": "boolean"},
+                    }
+                ),
+            },
+            "timeline": {
+                "type": "array",
+                "items": _object({"status": {"type": "string"}, "created_at": TIME}),
+            },
+        },
+        ["number", "subject", "status", "replies", "timeline"],
+    ),
 }
+
 
 def _list_of(values: tuple[str, ...]) -> dict[str, str]:
     """A comma-separated list of known values, e.g. `new,open`; empty means any."""
@@ -175,112 +322,186 @@ LIST_PARAMETERS = [
         ("q", {"type": "string"}, "matches number, subject, description, requester"),
         ("sla", {"type": "string", "enum": ["", *sla.STATES]}, "SLA state; empty means any"),
         ("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "page number"),
-        ("per_page", {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-         "larger values are capped at 100"),
-        ("sort", {"type": "string"}, "number, created_at, updated_at, priority, status or "
-                                     "subject; prefix - for descending"),
+        (
+            "per_page",
+            {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            "larger values are capped at 100",
+        ),
+        (
+            "sort",
+            {"type": "string"},
+            "number, created_at, updated_at, priority, status or subject; prefix - for descending",
+        ),
     )
 ]
 
 PATHS: dict[str, Any] = {
-    "/auth/login": {"post": {
-        "summary": "Log in with email and password", "security": [],
-        "requestBody": _body(_object({"email": {"type": "string"},
-                                      "password": {"type": "string"}},
-                                     ["email", "password"])),
-        "responses": {"200": _json(_ref("Tokens")), **_errors(400, 401, 413, 422, 429)},
-    }},
-    "/auth/refresh": {"post": {
-        "summary": "A new access token for a refresh token (sent as the bearer token)",
-        "security": STAFF,
-        "responses": {"200": _json(_ref("AccessToken")), **_errors(401)},
-    }},
-    "/auth/logout": {"post": {
-        "summary": "Revoke the access token and, if given, the refresh token",
-        "security": STAFF,
-        "requestBody": {"required": False, "content": {"application/json": {
-            "schema": _object({"refresh_token": {"type": "string"}})}}},
-        "responses": {"200": _json(_object({"revoked": {"type": "boolean"}})),
-                      **_errors(400, 401, 413, 422)},
-    }},
+    "/auth/login": {
+        "post": {
+            "summary": "Log in with email and password",
+            "security": [],
+            "requestBody": _body(
+                _object({"email": {"type": "string"}, "password": {"type": "string"}}, ["email", "password"])
+            ),
+            "responses": {"200": _json(_ref("Tokens")), **_errors(400, 401, 413, 422, 429)},
+        }
+    },
+    "/auth/refresh": {
+        "post": {
+            "summary": "A new access token for a refresh token (sent as the bearer token)",
+            "security": STAFF,
+            "responses": {"200": _json(_ref("AccessToken")), **_errors(401)},
+        }
+    },
+    "/auth/logout": {
+        "post": {
+            "summary": "Revoke the access token and, if given, the refresh token",
+            "security": STAFF,
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _object({"refresh_token": {"type": "string"}})}},
+            },
+            "responses": {
+                "200": _json(_object({"revoked": {"type": "boolean"}})),
+                **_errors(400, 401, 413, 422),
+            },
+        }
+    },
     "/tickets": {
-        "get": {"summary": "The queue: filters, search, sorting, pages", "security": STAFF,
-                "parameters": LIST_PARAMETERS,
-                "responses": {"200": _json(_ref("TicketPage")), **_errors(401, 422)}},
-        "post": {"summary": "Open a ticket (channel api)", "security": STAFF,
-                 "requestBody": _body(_object({
-                     "subject": {"type": "string"}, "description": {"type": "string"},
-                     "requester_email": {"type": "string"},
-                     "requester_name": {"type": "string", "nullable": True},
-                     "priority": {"type": "string", "nullable": True,
-                                  "enum": [*v.PRIORITIES, "normal", None]},
-                     "category": {"type": "string", "nullable": True,
-                                  "enum": [*v.CATEGORIES, None]},
-                     "cc": {"type": "array", "items": {"type": "string"}, "nullable": True},
-                 }, ["subject", "description", "requester_email"])),
-                 "responses": {"201": _json(_ref("Ticket"), "Created"),
-                               **_errors(400, 401, 413, 422)}},
+        "get": {
+            "summary": "The queue: filters, search, sorting, pages",
+            "security": STAFF,
+            "parameters": LIST_PARAMETERS,
+            "responses": {"200": _json(_ref("TicketPage")), **_errors(401, 422)},
+        },
+        "post": {
+            "summary": "Open a ticket (channel api)",
+            "security": STAFF,
+            "requestBody": _body(
+                _object(
+                    {
+                        "subject": {"type": "string"},
+                        "description": {"type": "string"},
+                        "requester_email": {"type": "string"},
+                        "requester_name": {"type": "string", "nullable": True},
+                        "priority": {
+                            "type": "string",
+                            "nullable": True,
+                            "enum": [*v.PRIORITIES, "normal", None],
+                        },
+                        "category": {"type": "string", "nullable": True, "enum": [*v.CATEGORIES, None]},
+                        "cc": {"type": "array", "items": {"type": "string"}, "nullable": True},
+                    },
+                    ["subject", "description", "requester_email"],
+                )
+            ),
+            "responses": {"201": _json(_ref("Ticket"), "Created"), **_errors(400, 401, 413, 422)},
+        },
     },
     "/tickets/{number}": {
         "parameters": [NUMBER_PARAM],
-        "get": {"summary": "A ticket with its messages and history", "security": STAFF,
-                "responses": {"200": _json(_ref("TicketDetail")), **_errors(401, 404)}},
-        "patch": {"summary": "Change priority, category or assignee", "security": STAFF,
-                  "requestBody": _body(_object({
-                      "priority": {"type": "string"}, "category": {"type": "string"},
-                      "assignee": {"oneOf": [{"type": "integer"}, {"type": "string"}],
-                                   "nullable": True,
-                                   "description": "staff id or email; null unassigns"},
-                  })),
-                  "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS)}},
+        "get": {
+            "summary": "A ticket with its messages and history",
+            "security": STAFF,
+            "responses": {"200": _json(_ref("TicketDetail")), **_errors(401, 404)},
+        },
+        "patch": {
+            "summary": "Change priority, category or assignee",
+            "security": STAFF,
+            "requestBody": _body(
+                _object(
+                    {
+                        "priority": {"type": "string"},
+                        "category": {"type": "string"},
+                        "assignee": {
+                            "oneOf": [{"type": "integer"}, {"type": "string"}],
+                            "nullable": True,
+                            "description": "staff id or email; null unassigns",
+                        },
+                    }
+                )
+            ),
+            "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS)},
+        },
     },
     "/tickets/{number}/status": {
         "parameters": [NUMBER_PARAM],
-        "post": {"summary": "Move the ticket; 409 names the allowed targets", "security": STAFF,
-                 "requestBody": _body(_object({
-                     "status": {"type": "string", "enum": list(v.STATUSES)},
-                     "reason": {"type": "string", "nullable": True}}, ["status"])),
-                 "responses": {"200": _json(_ref("TicketDetail")),
-                               **_errors(*STAFF_ERRORS, 409)}},
+        "post": {
+            "summary": "Move the ticket; 409 names the allowed targets",
+            "security": STAFF,
+            "requestBody": _body(
+                _object(
+                    {
+                        "status": {"type": "string", "enum": list(v.STATUSES)},
+                        "reason": {"type": "string", "nullable": True},
+                    },
+                    ["status"],
+                )
+            ),
+            "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS, 409)},
+        },
     },
     "/tickets/{number}/replies": {
         "parameters": [NUMBER_PARAM],
-        "post": {"summary": "A public reply (mailed to requester and CCs) or internal note",
-                 "security": STAFF,
-                 "requestBody": _body(_object({"body": {"type": "string"},
-                                               "internal": {"type": "boolean"}}, ["body"])),
-                 "responses": {"201": _json(_ref("Message"), "Created"),
-                               **_errors(*STAFF_ERRORS)}},
+        "post": {
+            "summary": "A public reply (mailed to requester and CCs) or internal note",
+            "security": STAFF,
+            "requestBody": _body(
+                _object({"body": {"type": "string"}, "internal": {"type": "boolean"}}, ["body"])
+            ),
+            "responses": {"201": _json(_ref("Message"), "Created"), **_errors(*STAFF_ERRORS)},
+        },
     },
-    "/stats": {"get": {"summary": "Counts, response and resolution times, SLA",
-                       "security": STAFF,
-                       "responses": {"200": _json(_ref("Stats")), **_errors(401)}}},
-    "/public/track": {"post": {
-        "summary": "The customer's view of a ticket; the same 404 for an unknown number "
-                   "and a wrong email", "security": [],
-        "requestBody": _body(_object({"ticket_number": {"type": "string"},
-                                      "email": {"type": "string"}},
-                                     ["ticket_number", "email"])),
-        "responses": {"200": _json(_ref("CustomerView")), **_errors(400, 404, 413, 422, 429)},
-    }},
-    "/health": {"get": {"summary": "Liveness and a database round trip", "security": [],
-                        "responses": {"200": _json(_object({"status": {"type": "string"},
-                                                            "database": {"type": "string"}})),
-                                      "503": _json(_ref("Error"), "Database unreachable")}}},
-    "/openapi.json": {"get": {"summary": "This document", "security": [],
-                              "responses": {"200": _json({"type": "object"})}}},
+    "/stats": {
+        "get": {
+            "summary": "Counts, response and resolution times, SLA",
+            "security": STAFF,
+            "responses": {"200": _json(_ref("Stats")), **_errors(401)},
+        }
+    },
+    "/public/track": {
+        "post": {
+            "summary": "The customer's view of a ticket; the same 404 for an unknown number "
+            "and a wrong email",
+            "security": [],
+            "requestBody": _body(
+                _object(
+                    {"ticket_number": {"type": "string"}, "email": {"type": "string"}},
+                    ["ticket_number", "email"],
+                )
+            ),
+            "responses": {"200": _json(_ref("CustomerView")), **_errors(400, 404, 413, 422, 429)},
+        }
+    },
+    "/health": {
+        "get": {
+            "summary": "Liveness and a database round trip",
+            "security": [],
+            "responses": {
+                "200": _json(_object({"status": {"type": "string"}, "database": {"type": "string"}})),
+                "503": _json(_ref("Error"), "Database unreachable"),
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"})}}
+    },
 }
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
-    "info": {"title": "Helpdesk API", "version": "1.0.0",
-             "description": "Tickets, replies and the public tracker. Every error "
-                            "is {\"error\": {\"code\", \"message\", \"fields\"}}."},
+    "info": {
+        "title": "Helpdesk API",
+        "version": "1.0.0",
+        "description": "Tickets, replies and the public tracker. Every error "
+        'is {"error": {"code", "message", "fields"}}.',
+    },
     "servers": [{"url": "/api/v1"}],
     "security": STAFF,
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                  "bearerFormat": "JWT"}},
-                   "schemas": SCHEMAS},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "schemas": SCHEMAS,
+    },
     "paths": PATHS,
 }
 

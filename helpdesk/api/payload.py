@@ -1,6 +1,7 @@
 """Reading API input: a JSON object with known fields of known types, or an error
 that names what is wrong (docs/web.md: malformed JSON, wrong types and unknown fields
 are 400/422, never a 500)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -64,8 +65,7 @@ def _is_one_of(value: Any, types: tuple[type | None, ...]) -> bool:
 
 
 def _describe(types: tuple[type | None, ...]) -> str:
-    names: dict[type | None, str] = {str: "a string", bool: "true or false", int: "an integer",
-                                     None: "null"}
+    names: dict[type | None, str] = {str: "a string", bool: "true or false", int: "an integer", None: "null"}
     return " or ".join(names.get(kind) or str(getattr(kind, "__name__", "?")) for kind in types)
 
 

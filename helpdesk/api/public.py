@@ -1,4 +1,5 @@
 """The public tracker over the API: no token, rate-limited (docs/web.md)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -18,8 +19,7 @@ from helpdesk.tracker.limits import limit_per_ip, limit_per_ticket
 @limit_per_ip
 @limit_per_ticket
 def track() -> ResponseReturnValue:
-    data = json_object({"ticket_number": (str,), "email": (str,)},
-                       required=("ticket_number", "email"))
+    data = json_object({"ticket_number": (str,), "email": (str,)}, required=("ticket_number", "email"))
     cfg = current_app.config
     ticket = tracking.find(db.session, data["ticket_number"], data["email"], cfg["TICKET_PREFIX"])
     view = asdict(tracking.customer_view(ticket, cfg))

@@ -3,6 +3,7 @@
 Times are ISO 8601 in UTC with a `Z`; ticket numbers are shown formatted
 (`TKT-000078`). Staff appear as `{id, name, email}`.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -73,8 +74,9 @@ def message_json(message: Message) -> dict[str, Any]:
         "id": message.id,
         "kind": message.kind,
         "author": message.author_label,
-        "author_type": ("staff" if message.author_staff_id
-                        else "customer" if message.author_contact_id else "system"),
+        "author_type": (
+            "staff" if message.author_staff_id else "customer" if message.author_contact_id else "system"
+        ),
         "channel": message.channel,
         "body": message.body,
         "body_html": message.body_html,  # sanitized when stored (helpdesk.inbound.storage)
@@ -84,12 +86,22 @@ def message_json(message: Message) -> dict[str, Any]:
 
 
 def attachment_json(attachment: Attachment) -> dict[str, Any]:
-    return {"id": attachment.id, "filename": attachment.filename,
-            "content_type": attachment.content_type, "size": attachment.size,
-            "inline": attachment.is_inline}
+    return {
+        "id": attachment.id,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "inline": attachment.is_inline,
+    }
 
 
 def history_json(row: TicketHistory) -> dict[str, Any]:
-    return {"field": row.field, "from": row.old_value, "to": row.new_value,
-            "actor": row.actor_label, "reason": row.reason, "automated": row.automated,
-            "created_at": when(row.created_at)}
+    return {
+        "field": row.field,
+        "from": row.old_value,
+        "to": row.new_value,
+        "actor": row.actor_label,
+        "reason": row.reason,
+        "automated": row.automated,
+        "created_at": when(row.created_at),
+    }

@@ -1,5 +1,6 @@
 """Tickets over the API (docs/web.md): thin — read the input, call TicketsService,
 commit, answer. Every rule lives in the service."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,8 +21,18 @@ from helpdesk.models import StaffUser, Ticket
 from helpdesk.services import QueueService, TicketFilters, TicketsService
 from helpdesk.services.stats import ticket_stats
 
-LIST_PARAMETERS = ("status", "priority", "category", "channel", "assignee", "q", "sla",
-                   "page", "per_page", "sort")
+LIST_PARAMETERS = (
+    "status",
+    "priority",
+    "category",
+    "channel",
+    "assignee",
+    "q",
+    "sla",
+    "page",
+    "per_page",
+    "sort",
+)
 MAX_PAGE = 1_000_000
 
 
@@ -38,40 +49,61 @@ def _ticket(number: str) -> Ticket:
 def list_tickets() -> ResponseReturnValue:
     args = request.args
     errors = {name: "is not a known parameter" for name in set(args) - set(LIST_PARAMETERS)}
-    errors.update({name: "must not contain NUL characters"
-                   for name in args if has_nul(args.getlist(name))})
+    errors.update({name: "must not contain NUL characters" for name in args if has_nul(args.getlist(name))})
     if errors:
         raise ValidationError(errors)
     page = _integer("page", 1)
     per_page = _integer("per_page", 25)
     filters = TicketFilters(
-        status=_list("status"), priority=_list("priority"), category=_list("category"),
-        channel=_list("channel"), assignee=_assignee_filter(args.get("assignee")),
-        q=args.get("q") or None, sla=args.get("sla") or None,
+        status=_list("status"),
+        priority=_list("priority"),
+        category=_list("category"),
+        channel=_list("channel"),
+        assignee=_assignee_filter(args.get("assignee")),
+        q=args.get("q") or None,
+        sla=args.get("sla") or None,
     )
     result = QueueService.from_config(db.session, current_app.config).list_tickets(
-        filters, page=page, per_page=per_page, sort=args.get("sort") or "-created_at")
-    return jsonify({"items": [ticket_json(t) for t in result.items], "page": result.page,
-                    "per_page": result.per_page, "total": result.total})
+        filters, page=page, per_page=per_page, sort=args.get("sort") or "-created_at"
+    )
+    return jsonify(
+        {
+            "items": [ticket_json(t) for t in result.items],
+            "page": result.page,
+            "per_page": result.per_page,
+            "total": result.total,
+        }
+    )
 
 
 @bp.post("/tickets")
 @staff_required()
 def create_ticket() -> ResponseReturnValue:
     data = json_object(
-        {"subject": (str,), "description": (str,), "requester_email": (str,),
-         "requester_name": (str, None), "priority": (str, None), "category": (str, None),
-         "cc": (list, None)},
+        {
+            "subject": (str,),
+            "description": (str,),
+            "requester_email": (str,),
+            "requester_name": (str, None),
+            "priority": (str, None),
+            "category": (str, None),
+            "cc": (list, None),
+        },
         required=("subject", "description", "requester_email"),
     )
     cc = data.get("cc") or []
     if not all(isinstance(address, str) for address in cc):
         raise ValidationError({"cc": "must be a list of email addresses"})
     ticket = _service().open_ticket(
-        subject=data["subject"], description=data["description"],
-        requester_email=data["requester_email"], requester_name=data.get("requester_name") or "",
-        priority=data.get("priority"), category=data.get("category"), channel="api",
-        actor=current_actor(), cc=[(address, "") for address in cc],
+        subject=data["subject"],
+        description=data["description"],
+        requester_email=data["requester_email"],
+        requester_name=data.get("requester_name") or "",
+        priority=data.get("priority"),
+        category=data.get("category"),
+        channel="api",
+        actor=current_actor(),
+        cc=[(address, "") for address in cc],
     )
     body = ticket_json(ticket)  # before the commit expires it: no reload afterwards
     db.session.commit()
@@ -102,8 +134,7 @@ def update_ticket(number: str) -> ResponseReturnValue:
 def change_status(number: str) -> ResponseReturnValue:
     data = json_object({"status": (str,), "reason": (str, None)}, required=("status",))
     ticket = _ticket(number)
-    _service().change_status(ticket, data["status"], actor=current_actor(),
-                             reason=data.get("reason") or "")
+    _service().change_status(ticket, data["status"], actor=current_actor(), reason=data.get("reason") or "")
     db.session.commit()
     return jsonify(ticket_json(ticket, detail=True))
 
@@ -113,8 +144,9 @@ def change_status(number: str) -> ResponseReturnValue:
 def add_reply(number: str) -> ResponseReturnValue:
     data = json_object({"body": (str,), "internal": (bool,)}, required=("body",))
     ticket = _ticket(number)
-    message = _service().add_message(ticket, body=data["body"], actor=current_actor(),
-                                     channel="api", internal=data.get("internal", False))
+    message = _service().add_message(
+        ticket, body=data["body"], actor=current_actor(), channel="api", internal=data.get("internal", False)
+    )
     db.session.commit()
     return jsonify(message_json(message)), 201
 
@@ -137,8 +169,12 @@ def _integer(name: str, default: int) -> int:
 
 def _list(name: str) -> list[str]:
     """`?status=new,open` or `?status=new&status=open`."""
-    return [part.strip().lower() for value in request.args.getlist(name)
-            for part in value.split(",") if part.strip()]
+    return [
+        part.strip().lower()
+        for value in request.args.getlist(name)
+        for part in value.split(",")
+        if part.strip()
+    ]
 
 
 def _assignee_filter(value: str | None) -> int | str | None:

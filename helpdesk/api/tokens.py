@@ -1,4 +1,5 @@
 """Login, refresh and logout for API clients (docs/web.md)."""
+
 from __future__ import annotations
 
 from flask import jsonify
@@ -34,8 +35,13 @@ def login() -> ResponseReturnValue:
 @bp.post("/auth/refresh")
 @staff_required(refresh=True)
 def refresh() -> ResponseReturnValue:
-    return jsonify({"access_token": create_access_token(
-        identity=current_user, additional_claims={"role": current_user.role})})
+    return jsonify(
+        {
+            "access_token": create_access_token(
+                identity=current_user, additional_claims={"role": current_user.role}
+            )
+        }
+    )
 
 
 @bp.post("/auth/logout")

@@ -40,6 +40,7 @@ Suffix List's registrable domain, `publicsuffixlist`) are equal, so
 `mail.customer.example` aligns with `customer.example` and `evil.github.io` does
 not align with `github.io`.
 """
+
 from __future__ import annotations
 
 import enum
@@ -52,9 +53,7 @@ from helpdesk.inbound.headerfields import Malformed, strip_comments
 from helpdesk.inbound.parser import InboundMail
 
 _KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
-_PAIR = re.compile(
-    r"\s*([A-Za-z0-9][A-Za-z0-9_.\-/]*)\s*=\s*(\"(?:[^\"\\]|\\.)*+\"|[^\s\"=]+)"
-)
+_PAIR = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9_.\-/]*)\s*=\s*(\"(?:[^\"\\]|\\.)*+\"|[^\s\"=]+)")
 _QUOTED_PAIR = re.compile(r"\\(.)")
 # What a mail server writes: printable ASCII, folded with CR, LF and tab.
 _SERVER_TEXT = re.compile(r"[\t\r\n\x20-\x7e]*")
@@ -67,8 +66,8 @@ class Unparseable(ValueError):
 
 class Verdict(enum.Enum):
     UNCHECKED = "unchecked"  # no trusted server configured: From is taken as written
-    PASS = "pass"            # the trusted server says the From domain authenticated
-    FAIL = "fail"            # it does not say so
+    PASS = "pass"  # the trusted server says the From domain authenticated
+    FAIL = "fail"  # it does not say so
 
     @property
     def believed(self) -> bool:

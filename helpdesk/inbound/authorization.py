@@ -2,6 +2,7 @@
 
 Only a sender whose `From` is believed (see `authentication`) gets here as known.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ def identify(session: Session, address: str) -> Sender:
     if "@" not in email:
         return UNKNOWN
     organization_id, staff_id = session.execute(
-        _IDENTIFY, {"email": email, "domain": "@" + email.rsplit("@", 1)[1]}).one()
+        _IDENTIFY, {"email": email, "domain": "@" + email.rsplit("@", 1)[1]}
+    ).one()
     return Sender(organization_id, staff_id)
 
 

@@ -68,6 +68,7 @@ Deliberately NOT signals on their own:
   `noreply@` with the visitor in `Reply-To`, and that is a real request. Outbound
   mail must still never go to such addresses: see `is_machine_address`.
 """
+
 from __future__ import annotations
 
 import email.parser
@@ -101,13 +102,29 @@ _BOUNCE_SENDER_NAMES = re.compile(
 )
 # Outbound mail must not go to these (docs/outbound-mail.md); on their own they do not make
 # inbound mail automatic (see the module docstring).
-_MACHINE_LOCAL_PARTS = _BOUNCE_LOCAL_PARTS | frozenset({
-    "noreply", "donotreply", "bounce", "bounces", "mailer", "notreply",
-})
+_MACHINE_LOCAL_PARTS = _BOUNCE_LOCAL_PARTS | frozenset(
+    {
+        "noreply",
+        "donotreply",
+        "bounce",
+        "bounces",
+        "mailer",
+        "notreply",
+    }
+)
 # Mailing-list software, by the local parts it sends its notices from.
-_LIST_SOFTWARE_LOCAL_PARTS = frozenset({
-    "mailman", "majordomo", "listserv", "sympa", "ezmlm", "lyris", "listproc", "mlmmj",
-})
+_LIST_SOFTWARE_LOCAL_PARTS = frozenset(
+    {
+        "mailman",
+        "majordomo",
+        "listserv",
+        "sympa",
+        "ezmlm",
+        "lyris",
+        "listproc",
+        "mlmmj",
+    }
+)
 _LIST_SOFTWARE_SUFFIXES = ("-owner", "-request", "-bounces", "-admin")
 BODY_SCAN_CHARS = 16 * 1024
 
@@ -139,31 +156,54 @@ _OUT_OF_OFFICE_PHRASE = re.compile(
 )
 _BOUNCE_SUBJECT = re.compile(
     r"^\s*(?:"
-    r"(?:undeliverable|undelivered)(?: mail| message)?" + _END +  # Exchange, others
-    r"|unzustellbar" + _END +                        # Exchange, German
-    r"|non remis" + _END +                           # Exchange, French
-    r"|onbestelbaar" + _END +                        # Exchange, Dutch
-    r"|non recapitabile" + _END +                    # Exchange, Italian
-    r"|no se puede entregar" + _END +                # Exchange, Spanish
-    r"|n[ãa]o [ée] poss[íi]vel entregar" + _END +    # Exchange, Portuguese
-    r"|niedostarczalne" + _END +                     # Exchange, Polish
-    r"|nedoru[čc]iteln[ée]" + _END +                 # Exchange, Czech
-    r"|kan inte levereras" + _END +                  # Exchange, Swedish
-    r"|kan ikke leveres" + _END +                    # Exchange, Danish, Norwegian
-    r"|teslim edilemedi" + _END +                    # Exchange, Turkish
-    r"|k[ée]zbes[íi]thetetlen" + _END +              # Exchange, Hungarian
-    r"|не ?доставлено" + _END +                      # Exchange, Russian
-    r"|配信不能" + _END +                            # Exchange, Japanese
-    r"|(?:メール)?配信エラー" + _END +               # Japanese providers
-    r"|无法传递" + _END + r"|無法傳遞" + _END +      # Exchange, Chinese
-    r"|배달되지 않음" + _END +                       # Exchange, Korean
-    r"|undelivered mail returned to sender\s*$"      # Postfix
-    r"|delivery status notification \(failure\)"     # Gmail, Exchange
-    r"|mail delivery failed" + _END +                # Exim
-    r"|returned mail" + _END +                       # Sendmail
-    r"|delivery failure" + _END +                    # Lotus Notes, others
-    r"|delivery notification: delivery has failed"   # Sun/Oracle messaging
-    r"|failure notice\s*$"                           # qmail
+    r"(?:undeliverable|undelivered)(?: mail| message)?"
+    + _END  # Exchange, others
+    + r"|unzustellbar"
+    + _END  # Exchange, German
+    + r"|non remis"
+    + _END  # Exchange, French
+    + r"|onbestelbaar"
+    + _END  # Exchange, Dutch
+    + r"|non recapitabile"
+    + _END  # Exchange, Italian
+    + r"|no se puede entregar"
+    + _END  # Exchange, Spanish
+    + r"|n[ãa]o [ée] poss[íi]vel entregar"
+    + _END  # Exchange, Portuguese
+    + r"|niedostarczalne"
+    + _END  # Exchange, Polish
+    + r"|nedoru[čc]iteln[ée]"
+    + _END  # Exchange, Czech
+    + r"|kan inte levereras"
+    + _END  # Exchange, Swedish
+    + r"|kan ikke leveres"
+    + _END  # Exchange, Danish, Norwegian
+    + r"|teslim edilemedi"
+    + _END  # Exchange, Turkish
+    + r"|k[ée]zbes[íi]thetetlen"
+    + _END  # Exchange, Hungarian
+    + r"|не ?доставлено"
+    + _END  # Exchange, Russian
+    + r"|配信不能"
+    + _END  # Exchange, Japanese
+    + r"|(?:メール)?配信エラー"
+    + _END  # Japanese providers
+    + r"|无法传递"
+    + _END
+    + r"|無法傳遞"
+    + _END  # Exchange, Chinese
+    + r"|배달되지 않음"
+    + _END  # Exchange, Korean
+    + r"|undelivered mail returned to sender\s*$"  # Postfix
+    r"|delivery status notification \(failure\)"  # Gmail, Exchange
+    r"|mail delivery failed"
+    + _END  # Exim
+    + r"|returned mail"
+    + _END  # Sendmail
+    + r"|delivery failure"
+    + _END  # Lotus Notes, others
+    + r"|delivery notification: delivery has failed"  # Sun/Oracle messaging
+    r"|failure notice\s*$"  # qmail
     r"|mail system error - returned mail"
     r")",
     re.IGNORECASE,
@@ -171,10 +211,10 @@ _BOUNCE_SUBJECT = re.compile(
 # Delivery reports that are not failures: automatic, but no reason to stop mailing.
 _DELAY_SUBJECT = re.compile(
     r"^\s*(?:delivery status notification \((?:delay|success|relay)\)"  # Gmail, Exchange
-    r"|delayed mail \(still being retried\)"             # Postfix
-    r"|delivery delayed:"                                # Exchange
-    r"|warning: could not send message for past"         # Sendmail
-    r"|warning: message \S+ delayed)",                   # Exim
+    r"|delayed mail \(still being retried\)"  # Postfix
+    r"|delivery delayed:"  # Exchange
+    r"|warning: could not send message for past"  # Sendmail
+    r"|warning: message \S+ delayed)",  # Exim
     re.IGNORECASE,
 )
 # A sender name that sounds like a mail system: corroborates a bounce body only.
@@ -183,40 +223,40 @@ _MAIL_SYSTEM_NAME = re.compile(
     re.IGNORECASE,
 )
 _BOUNCE_BODY = re.compile(
-    r"this is the mail system at host"                         # Postfix
-    r"|i'm afraid i wasn't able to deliver your message"       # qmail
+    r"this is the mail system at host"  # Postfix
+    r"|i'm afraid i wasn't able to deliver your message"  # qmail
     r"|delivery to the following recipients? failed permanently"  # Gmail
     r"|this message was created automatically by mail delivery software"  # Exim
-    r"|the following message to <[^<>]*> was undeliverable"    # Exchange
+    r"|the following message to <[^<>]*> was undeliverable"  # Exchange
     r"|your message could not be delivered to one or more recipients"
     r"|your message (?:cannot|could not) be delivered to the following recipients"
     # The same reports in other languages: said only by mail systems, and so
     # counted only with a sender that looks like one (see the module docstring).
-    r"|配信できませんでした|送信できませんでした|配送できませんでした"   # Japanese
+    r"|配信できませんでした|送信できませんでした|配送できませんでした"  # Japanese
     r"|届けることができませんでした|配信することができませんでした"
-    r"|无法送达|無法送達|投递失败|投遞失敗|无法投递|無法投遞"           # Chinese
-    r"|전달되지 않았습니다|전송하지 못했습니다|배달하지 못했습니다"     # Korean
+    r"|无法送达|無法送達|投递失败|投遞失敗|无法投递|無法投遞"  # Chinese
+    r"|전달되지 않았습니다|전송하지 못했습니다|배달하지 못했습니다"  # Korean
     r"|не может быть доставлено|не удалось доставить|не было доставлено"  # Russian
-    r"|konnte nicht zugestellt werden"                         # German
+    r"|konnte nicht zugestellt werden"  # German
     r"|n'a pas pu être (?:remis|distribué)|impossible de remettre"  # French
-    r"|no se (?:ha )?pudo entregar|no pudo ser entregado"     # Spanish
+    r"|no se (?:ha )?pudo entregar|no pudo ser entregado"  # Spanish
     r"|n[ãa]o p[ôo]de ser entregue|n[ãa]o foi poss[íi]vel entregar"  # Portuguese
     r"|non è stato possibile recapitare|non è stato recapitato"  # Italian
-    r"|kon niet worden bezorgd|kon niet worden afgeleverd"     # Dutch
-    r"|nie m[óo]g[łl] zosta[ćc] dostarczon"                    # Polish
-    r"|teslim edilemedi",                                       # Turkish
+    r"|kon niet worden bezorgd|kon niet worden afgeleverd"  # Dutch
+    r"|nie m[óo]g[łl] zosta[ćc] dostarczon"  # Polish
+    r"|teslim edilemedi",  # Turkish
     re.IGNORECASE,
 )
 # Mailing-list software answering a post it did not distribute.
 _LIST_NOTICE_BODY = re.compile(
-    r"you are not allowed to post to"                 # Mailman 2
+    r"you are not allowed to post to"  # Mailman 2
     r"|post by non-member to a members-only list"
-    r"|the message is not from a list member"         # Mailman 3
+    r"|the message is not from a list member"  # Mailman 3
     r"|awaits moderator approval|awaiting moderator approval|held for moderat"
     r"|you do not have permission to post|you don't have permission to post"  # Google Groups
-    r"|you are not authorized to send mail to"        # LISTSERV
-    r"|you are not allowed to send messages to"       # Sympa
-    r"|only (?:subscribers|members) (?:may|can) post" # ezmlm, others
+    r"|you are not authorized to send mail to"  # LISTSERV
+    r"|you are not allowed to send messages to"  # Sympa
+    r"|only (?:subscribers|members) (?:may|can) post"  # ezmlm, others
     r"|you are not (?:a member of|subscribed to|a subscriber of)"
     r"|no tiene permiso para (?:enviar|publicar)|no (?:es|está) (?:suscrito|miembro)"
     r"|aprobación del moderador|aprovação do moderador|não é membro da lista"
@@ -232,10 +272,15 @@ _LIST_NOTICE_SUBJECT = re.compile(
 )
 
 _DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
-_EMBEDDED_HEADER_TYPES = frozenset({
-    "message/rfc822", "message/global", "text/rfc822-headers",
-    "message/rfc822-headers", "message/global-headers",
-})
+_EMBEDDED_HEADER_TYPES = frozenset(
+    {
+        "message/rfc822",
+        "message/global",
+        "text/rfc822-headers",
+        "message/rfc822-headers",
+        "message/global-headers",
+    }
+)
 _FAILED_ACTIONS = frozenset({"failed"})
 _REPORT_TYPE = re.compile(r"report-type\s*=\s*\"?([\w.-]+)", re.IGNORECASE)
 _DSN_ACTION = re.compile(r"^action:\s*([a-z]+)", re.IGNORECASE | re.MULTILINE)
@@ -273,8 +318,10 @@ def detect(
     for value in mail.header_all("x-loop"):
         if value.strip().lower() in {"yes", "true"}:
             return "x-loop"
-        if any("@" in token and addresses.without_detail(token) in own
-               for token in _ADDRESS_SEPARATORS.split(value)):
+        if any(
+            "@" in token and addresses.without_detail(token) in own
+            for token in _ADDRESS_SEPARATORS.split(value)
+        ):
             return "x-loop: own address"
 
     for value in mail.header_all("auto-submitted"):
@@ -430,10 +477,7 @@ def _dsn_actions(mail: InboundMail) -> set[str]:
         if attachment.content_type.lower() not in _DSN_TYPES:
             continue
         text = attachment.data.decode("utf-8", errors="replace")
-        actions.update(
-            match.group(1).lower()
-            for match in _DSN_ACTION.finditer(text)
-        )
+        actions.update(match.group(1).lower() for match in _DSN_ACTION.finditer(text))
     return actions
 
 
@@ -453,9 +497,8 @@ def _compact(local_part: str) -> str:
 
 
 def _is_bounce_sender(mail: InboundMail) -> bool:
-    return (
-        _compact(_local_part(mail.from_address)) in _BOUNCE_LOCAL_PARTS
-        or bool(_BOUNCE_SENDER_NAMES.match(mail.from_name))
+    return _compact(_local_part(mail.from_address)) in _BOUNCE_LOCAL_PARTS or bool(
+        _BOUNCE_SENDER_NAMES.match(mail.from_name)
     )
 
 
@@ -468,8 +511,11 @@ def _looks_like_mail_system(mail: InboundMail) -> bool:
     return (
         _is_bounce_sender(mail)
         or _has_null_return_path(mail)
-        or (bool(mail.from_address) and is_machine_address(mail.from_address)
-            and mail.header("reply-to") is None)
+        or (
+            bool(mail.from_address)
+            and is_machine_address(mail.from_address)
+            and mail.header("reply-to") is None
+        )
         or bool(_MAIL_SYSTEM_NAME.search(mail.from_name))
     )
 
@@ -492,8 +538,12 @@ def _list_notice(mail: InboundMail) -> bool:
     if not _LIST_NOTICE_BODY.search(mail.text_body, 0, BODY_SCAN_CHARS):
         return False
     local = _local_part(mail.from_address)
-    return (local.endswith(_LIST_SOFTWARE_SUFFIXES) or local.startswith("owner-")
-            or _compact(local) in _LIST_SOFTWARE_LOCAL_PARTS or _looks_like_mail_system(mail))
+    return (
+        local.endswith(_LIST_SOFTWARE_SUFFIXES)
+        or local.startswith("owner-")
+        or _compact(local) in _LIST_SOFTWARE_LOCAL_PARTS
+        or _looks_like_mail_system(mail)
+    )
 
 
 def _embedded_message_id(data: bytes) -> str | None:

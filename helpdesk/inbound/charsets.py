@@ -17,6 +17,7 @@ Three deliberate departures, because mail is not a browser:
 
 Decoded text never carries NUL or lone surrogates: PostgreSQL refuses both.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -37,22 +38,39 @@ _JIS_ESCAPE = re.compile(rb"(\x1b(?:\(B|\(J|\(I|\$@|\$B))")
 _WHATWG: tuple[tuple[tuple[str, ...], str], ...] = (
     (("utf-8",), "unicode-1-1-utf-8 unicode11utf8 unicode20utf8 utf-8 utf8 x-unicode20utf8"),
     (("cp866",), "866 cp866 csibm866 ibm866"),
-    (("iso8859-2",), "csisolatin2 iso-8859-2 iso-ir-101 iso8859-2 iso88592 iso_8859-2 "
-                     "iso_8859-2:1987 l2 latin2"),
-    (("iso8859-3",), "csisolatin3 iso-8859-3 iso-ir-109 iso8859-3 iso88593 iso_8859-3 "
-                     "iso_8859-3:1988 l3 latin3"),
-    (("iso8859-4",), "csisolatin4 iso-8859-4 iso-ir-110 iso8859-4 iso88594 iso_8859-4 "
-                     "iso_8859-4:1988 l4 latin4"),
-    (("iso8859-5",), "csisolatincyrillic cyrillic iso-8859-5 iso-ir-144 iso8859-5 iso88595 "
-                     "iso_8859-5 iso_8859-5:1988"),
-    (("iso8859-6",), "arabic asmo-708 csiso88596e csiso88596i csisolatinarabic ecma-114 "
-                     "iso-8859-6 iso-8859-6-e iso-8859-6-i iso-ir-127 iso8859-6 iso88596 "
-                     "iso_8859-6 iso_8859-6:1987"),
-    (("iso8859-7",), "csisolatingreek ecma-118 elot_928 greek greek8 iso-8859-7 iso-ir-126 "
-                     "iso8859-7 iso88597 iso_8859-7 iso_8859-7:1987 sun_eu_greek"),
-    (("iso8859-8",), "csiso88598e csisolatinhebrew hebrew iso-8859-8 iso-8859-8-e iso-ir-138 "
-                     "iso8859-8 iso88598 iso_8859-8 iso_8859-8:1988 visual "
-                     "csiso88598i iso-8859-8-i logical"),
+    (
+        ("iso8859-2",),
+        "csisolatin2 iso-8859-2 iso-ir-101 iso8859-2 iso88592 iso_8859-2 iso_8859-2:1987 l2 latin2",
+    ),
+    (
+        ("iso8859-3",),
+        "csisolatin3 iso-8859-3 iso-ir-109 iso8859-3 iso88593 iso_8859-3 iso_8859-3:1988 l3 latin3",
+    ),
+    (
+        ("iso8859-4",),
+        "csisolatin4 iso-8859-4 iso-ir-110 iso8859-4 iso88594 iso_8859-4 iso_8859-4:1988 l4 latin4",
+    ),
+    (
+        ("iso8859-5",),
+        "csisolatincyrillic cyrillic iso-8859-5 iso-ir-144 iso8859-5 iso88595 iso_8859-5 iso_8859-5:1988",
+    ),
+    (
+        ("iso8859-6",),
+        "arabic asmo-708 csiso88596e csiso88596i csisolatinarabic ecma-114 "
+        "iso-8859-6 iso-8859-6-e iso-8859-6-i iso-ir-127 iso8859-6 iso88596 "
+        "iso_8859-6 iso_8859-6:1987",
+    ),
+    (
+        ("iso8859-7",),
+        "csisolatingreek ecma-118 elot_928 greek greek8 iso-8859-7 iso-ir-126 "
+        "iso8859-7 iso88597 iso_8859-7 iso_8859-7:1987 sun_eu_greek",
+    ),
+    (
+        ("iso8859-8",),
+        "csiso88598e csisolatinhebrew hebrew iso-8859-8 iso-8859-8-e iso-ir-138 "
+        "iso8859-8 iso88598 iso_8859-8 iso_8859-8:1988 visual "
+        "csiso88598i iso-8859-8-i logical",
+    ),
     (("iso8859-10",), "csisolatin6 iso-8859-10 iso-ir-157 iso8859-10 iso885910 l6 latin6"),
     (("iso8859-13",), "iso-8859-13 iso8859-13 iso885913"),
     (("iso8859-14",), "iso-8859-14 iso8859-14 iso885914"),
@@ -64,27 +82,34 @@ _WHATWG: tuple[tuple[tuple[str, ...], str], ...] = (
     (("cp874",), "dos-874 iso-8859-11 iso8859-11 iso885911 tis-620 windows-874"),
     (("cp1250",), "cp1250 windows-1250 x-cp1250"),
     (("cp1251",), "cp1251 windows-1251 x-cp1251"),
-    (("cp1252",), "ansi_x3.4-1968 ascii cp1252 cp819 csisolatin1 ibm819 iso-8859-1 iso-ir-100 "
-                  "iso8859-1 iso88591 iso_8859-1 iso_8859-1:1987 l1 latin1 us-ascii "
-                  "windows-1252 x-cp1252"),
+    (
+        ("cp1252",),
+        "ansi_x3.4-1968 ascii cp1252 cp819 csisolatin1 ibm819 iso-8859-1 iso-ir-100 "
+        "iso8859-1 iso88591 iso_8859-1 iso_8859-1:1987 l1 latin1 us-ascii "
+        "windows-1252 x-cp1252",
+    ),
     (("cp1253",), "cp1253 windows-1253 x-cp1253"),
-    (("cp1254",), "cp1254 csisolatin5 iso-8859-9 iso-ir-148 iso8859-9 iso88599 iso_8859-9 "
-                  "iso_8859-9:1989 l5 latin5 windows-1254 x-cp1254"),
+    (
+        ("cp1254",),
+        "cp1254 csisolatin5 iso-8859-9 iso-ir-148 iso8859-9 iso88599 iso_8859-9 "
+        "iso_8859-9:1989 l5 latin5 windows-1254 x-cp1254",
+    ),
     (("cp1255",), "cp1255 windows-1255 x-cp1255"),
     (("cp1256",), "cp1256 windows-1256 x-cp1256"),
     (("cp1257",), "cp1257 windows-1257 x-cp1257"),
     (("cp1258",), "cp1258 windows-1258 x-cp1258"),
     (("mac-cyrillic",), "x-mac-cyrillic x-mac-ukrainian"),
-    (("gb18030",), "chinese csgb2312 csiso58gb231280 gb2312 gb_2312 gb_2312-80 gbk iso-ir-58 "
-                   "x-gbk gb18030"),
+    (("gb18030",), "chinese csgb2312 csiso58gb231280 gb2312 gb_2312 gb_2312-80 gbk iso-ir-58 x-gbk gb18030"),
     (("big5hkscs",), "big5 big5-hkscs cn-big5 csbig5 x-x-big5"),
     # WHATWG EUC-JP and ISO-2022-JP include the NEC/IBM rows; Python splits them.
     (("euc-jp", "euc-jis-2004"), "cseucpkdfmtjapanese euc-jp x-euc-jp"),
-    (("iso2022-jp", "iso2022-jp-2", "iso2022-jp-ext", _JIS_VIA_EUC),
-     "csiso2022jp iso-2022-jp"),
+    (("iso2022-jp", "iso2022-jp-2", "iso2022-jp-ext", _JIS_VIA_EUC), "csiso2022jp iso-2022-jp"),
     (("cp932",), "csshiftjis ms932 ms_kanji shift-jis shift_jis sjis windows-31j x-sjis"),
-    (("cp949",), "cseuckr csksc56011987 euc-kr iso-ir-149 korean ks_c_5601-1987 "
-                 "ks_c_5601-1989 ksc5601 ksc_5601 windows-949"),
+    (
+        ("cp949",),
+        "cseuckr csksc56011987 euc-kr iso-ir-149 korean ks_c_5601-1987 "
+        "ks_c_5601-1989 ksc5601 ksc_5601 windows-949",
+    ),
     # "replacement" in WHATWG; see the module docstring.
     (("iso2022-kr",), "csiso2022kr iso-2022-kr"),
     (("hz",), "hz-gb-2312"),
@@ -97,13 +122,26 @@ _WHATWG: tuple[tuple[tuple[str, ...], str], ...] = (
 # Labels seen in mail that WHATWG does not list but that name one of its encodings
 # (Python-style spellings, and what charset-normalizer reports).
 _ALIASES = {
-    "latin-1": "latin1", "iso-8859-1:1987": "latin1", "cp936": "gbk", "ms936": "gbk",
-    "euc-cn": "gb2312", "x-euc-cn": "gb2312", "gb2312-80": "gb2312", "uhc": "windows-949",
-    "ms949": "windows-949", "x-windows-949": "windows-949", "euc-kr-2": "euc-kr",
-    "shift-jisx0213": "shift_jis", "x-mac-roman": "macintosh", "mac-roman": "macintosh",
-    "windows-31j": "shift_jis", "cp-1252": "windows-1252", "iso8859-8-i": "iso-8859-8-i",
+    "latin-1": "latin1",
+    "iso-8859-1:1987": "latin1",
+    "cp936": "gbk",
+    "ms936": "gbk",
+    "euc-cn": "gb2312",
+    "x-euc-cn": "gb2312",
+    "gb2312-80": "gb2312",
+    "uhc": "windows-949",
+    "ms949": "windows-949",
+    "x-windows-949": "windows-949",
+    "euc-kr-2": "euc-kr",
+    "shift-jisx0213": "shift_jis",
+    "x-mac-roman": "macintosh",
+    "mac-roman": "macintosh",
+    "windows-31j": "shift_jis",
+    "cp-1252": "windows-1252",
+    "iso8859-8-i": "iso-8859-8-i",
     # charset-normalizer's names for the JIS X 0213 supersets it detects
-    "shift-jis-2004": "shift_jis", "euc-jis-2004": "euc-jp",
+    "shift-jis-2004": "shift_jis",
+    "euc-jis-2004": "euc-jp",
 }
 
 _LABELS: dict[str, tuple[str, ...]] = {
@@ -112,23 +150,53 @@ _LABELS: dict[str, tuple[str, ...]] = {
 
 # What detection may answer: the WHATWG encodings, which is what mail is written in.
 _MAIL_CODECS = frozenset(codec_names[0] for codec_names, _ in _WHATWG) - {
-    "utf-16", "utf-16-be", "utf-16-le", "mac-roman", "mac-cyrillic"}
+    "utf-16",
+    "utf-16-be",
+    "utf-16-le",
+    "mac-roman",
+    "mac-cyrillic",
+}
 _ISO_2022 = (*_LABELS["iso-2022-jp"], "iso2022-kr")
 _UNICODE_CODECS = frozenset({"utf-8", "utf-16", "utf-16-be", "utf-16-le"})
-_SINGLE_BYTE = frozenset({
-    "cp866", "koi8-r", "koi8-u", "mac-roman", "mac-cyrillic", "cp874",
-    *(f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 10, 13, 14, 15, 16)),
-    *(f"cp125{n}" for n in range(9)),
-})
+_SINGLE_BYTE = frozenset(
+    {
+        "cp866",
+        "koi8-r",
+        "koi8-u",
+        "mac-roman",
+        "mac-cyrillic",
+        "cp874",
+        *(f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 10, 13, 14, 15, 16)),
+        *(f"cp125{n}" for n in range(9)),
+    }
+)
 # Python codecs that are not a text encoding a sender could mean.
-_NOT_TEXT = frozenset({"idna", "punycode", "undefined", "unicode_escape",
-                       "raw_unicode_escape", "mbcs", "oem", "charmap"})
+_NOT_TEXT = frozenset(
+    {"idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "mbcs", "oem", "charmap"}
+)
 # When detection finds several equally good readings, the one real mail most often
 # uses wins (windows-1252 before its Central European cousin, and so on).
 _DETECTION_PREFERENCE = (
-    "cp1252", "gb18030", "cp1251", "cp932", "cp949", "big5hkscs", "cp1250",
-    "koi8-r", "iso8859-15", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "euc-jp",
-    "cp874", "cp1258", "iso8859-2", "koi8-u", "cp866",
+    "cp1252",
+    "gb18030",
+    "cp1251",
+    "cp932",
+    "cp949",
+    "big5hkscs",
+    "cp1250",
+    "koi8-r",
+    "iso8859-15",
+    "cp1253",
+    "cp1254",
+    "cp1255",
+    "cp1256",
+    "cp1257",
+    "euc-jp",
+    "cp874",
+    "cp1258",
+    "iso8859-2",
+    "koi8-u",
+    "cp866",
 )
 # Valid UTF-8 beats a multi-byte legacy label that also reads the bytes only with
 # this many non-ASCII characters (two CJK characters can be valid UTF-8 by chance).
@@ -140,8 +208,7 @@ _COHERENCE_TIE = 0.05
 # 8-bit bytes is that codec's: a stray byte should not send it to detection.
 _TOLERATED_ERROR_RATIO = 0.02
 
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-         (codecs.BOM_UTF16_BE, "utf-16-be"))
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ASCII = bytes(range(0x80))
 
@@ -191,7 +258,7 @@ def decode(data: bytes, label: str | None = None, *, hint: str | None = None) ->
 def _decode(data: bytes, label: str | None, hint: str | None) -> str:
     for bom, codec in _BOMS:
         if data.startswith(bom):
-            text = _try(data[len(bom):], (codec,))
+            text = _try(data[len(bom) :], (codec,))
             if text is not None:
                 return text
     declared = lookup(label)
@@ -210,8 +277,9 @@ def _decode(data: bytes, label: str | None, hint: str | None) -> str:
     text = _try(data, declared)
     if primary not in _UNICODE_CODECS:
         as_utf8 = _try(data, ("utf-8",))
-        if as_utf8 is not None and (text is None or primary in _SINGLE_BYTE
-                                    or _non_ascii_count(as_utf8) >= _UTF8_EVIDENCE):
+        if as_utf8 is not None and (
+            text is None or primary in _SINGLE_BYTE or _non_ascii_count(as_utf8) >= _UTF8_EVIDENCE
+        ):
             return as_utf8
     if text is not None:
         return text
@@ -299,8 +367,11 @@ def _detect_text(data: bytes) -> str | None:
         codec = lookup(match.encoding)
         if not codec or codec[0] not in _MAIL_CODECS:
             continue  # DOS and Mac code pages, UTF-16 for BOM-less CJK: not mail
-        rank = (_DETECTION_PREFERENCE.index(codec[0])
-                if codec[0] in _DETECTION_PREFERENCE else len(_DETECTION_PREFERENCE))
+        rank = (
+            _DETECTION_PREFERENCE.index(codec[0])
+            if codec[0] in _DETECTION_PREFERENCE
+            else len(_DETECTION_PREFERENCE)
+        )
         candidates.append((match.chaos, match.coherence, rank * 1000 + position, codec))
     if not candidates:
         return None
@@ -309,8 +380,9 @@ def _detect_text(data: bytes) -> str | None:
     best_chaos = min(chaos for chaos, _, _, _ in candidates)
     calm = [candidate for candidate in candidates if candidate[0] <= best_chaos + _CHAOS_TIE]
     best_coherence = max(coherence for _, coherence, _, _ in calm)
-    tied = sorted((order, codec) for _, coherence, order, codec in calm
-                  if coherence >= best_coherence - _COHERENCE_TIE)
+    tied = sorted(
+        (order, codec) for _, coherence, order, codec in calm if coherence >= best_coherence - _COHERENCE_TIE
+    )
     for _, codec in tied:
         text = _try(data, codec)
         if text is not None:

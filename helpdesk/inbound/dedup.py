@@ -7,6 +7,7 @@ IMAP both, a poller that crashed before moving it — is refused by that constra
 when its record is inserted (`ingest` writes the record first), and then answered
 with what became of the first one, changing nothing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +52,8 @@ class Earlier:
 def earlier_delivery(session: Session, key: str) -> Earlier | None:
     """The earlier delivery of this mail, if any."""
     row = session.execute(
-        select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id)
-        .where(InboundRecord.dedup_key == key)
+        select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id).where(
+            InboundRecord.dedup_key == key
+        )
     ).first()
     return None if row is None else Earlier(*row)

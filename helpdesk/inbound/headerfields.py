@@ -5,6 +5,7 @@ string. Removing the innermost `(...)` with a regular expression until nothing
 changes costs a pass per nesting level, so a header of a million parentheses
 cost minutes; this reads each character once.
 """
+
 from __future__ import annotations
 
 

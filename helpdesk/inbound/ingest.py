@@ -16,6 +16,7 @@ returned never loses a mail. Only the database failing raises `TransientError`
 database refuses, a bug) quarantines the raw mail, because answering "try again"
 to a mail that fails the same way each time is how a poison mail blocks a queue.
 """
+
 from __future__ import annotations
 
 import enum
@@ -92,7 +93,7 @@ class Decision:
 
     outcome: Outcome
     reason: str
-    ticket: Ticket | None = None        # the ticket to append to, or to link a new one to
+    ticket: Ticket | None = None  # the ticket to append to, or to link a new one to
     organization_id: int | None = None
     actor: Actor | None = None
     failed: bool = False
@@ -102,8 +103,9 @@ class Decision:
     acknowledge: bool = True  # a new ticket's requester gets the acknowledgment
 
 
-def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
-           parsed: InboundMail | None = None) -> Result:
+def ingest(
+    raw: bytes, envelope: Envelope, config: Mapping[str, Any], *, parsed: InboundMail | None = None
+) -> Result:
     """Record one mail and its effect in one commit; never loses an accepted mail.
 
     `parsed` is `parse(raw, limits)` when the caller has it already (the IMAP poller reads
@@ -115,7 +117,8 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
     its raw bytes, it is parked in quarantine instead, so that no mail is answered
     "try again later" forever. Every other failure quarantines the raw mail."""
     mail = with_envelope_sender(
-        parsed if parsed is not None else parse(raw, MailLimits.from_config(config)), envelope)
+        parsed if parsed is not None else parse(raw, MailLimits.from_config(config)), envelope
+    )
     key = dedup_key(mail)
     session = db.session
     try:
@@ -135,9 +138,14 @@ def ingest(raw: bytes, envelope: Envelope, config: Mapping[str, Any], *,
         session.rollback()
         result = _after_failure(session, mail, key, envelope, exc)
     _deferred.forget(key)
-    log.info("mail %s via %s: %s%s%s", mail.message_id or key, envelope.channel,
-             result.outcome.value, f" {result.ticket_number}" if result.ticket_number else "",
-             f" ({result.reason})" if result.reason else "")
+    log.info(
+        "mail %s via %s: %s%s%s",
+        mail.message_id or key,
+        envelope.channel,
+        result.outcome.value,
+        f" {result.ticket_number}" if result.ticket_number else "",
+        f" ({result.reason})" if result.reason else "",
+    )
     return result
 
 
@@ -150,20 +158,24 @@ def with_envelope_sender(mail: InboundMail, envelope: Envelope) -> InboundMail:
     if not addresses.is_valid(address):
         return mail
     from_values = mail.header_all("from")
-    return replace(mail, from_address=address, from_source="envelope",
-                   notes=[sender_note("envelope", from_values[0] if from_values else None),
-                          *mail.notes])
+    return replace(
+        mail,
+        from_address=address,
+        from_source="envelope",
+        notes=[sender_note("envelope", from_values[0] if from_values else None), *mail.notes],
+    )
 
 
-def refuse_oversized(head: bytes, size: int, envelope: Envelope,
-                     config: Mapping[str, Any]) -> Result:
+def refuse_oversized(head: bytes, size: int, envelope: Envelope, config: Mapping[str, Any]) -> Result:
     """Record a mail too big to take (`MAX_MESSAGE_BYTES`) that is already in a
     mailbox, so it cannot be refused the SMTP way (552): its header is kept and the
     outcome is `rejected`; the poller files the whole mail in the failed folder."""
     mail = parse(head, MailLimits.from_config(config))
     key = dedup_key(mail)
-    reason = (f"{size} bytes, larger than MAX_MESSAGE_BYTES ({config['MAX_MESSAGE_BYTES']}); "
-              "only its header was stored")
+    reason = (
+        f"{size} bytes, larger than MAX_MESSAGE_BYTES ({config['MAX_MESSAGE_BYTES']}); "
+        "only its header was stored"
+    )
     session = db.session
     try:
         previous = _previous(session, key)
@@ -181,8 +193,7 @@ def refuse_oversized(head: bytes, size: int, envelope: Envelope,
         session.rollback()
         if is_transient(exc):
             raise TransientError(str(exc.orig or exc)) from exc
-        return _park(session, mail, key, envelope, f"{type(exc).__name__} while recording "
-                     "it as too big")
+        return _park(session, mail, key, envelope, f"{type(exc).__name__} while recording it as too big")
     log.info("mail %s via %s: rejected (%s)", mail.message_id or key, envelope.channel, reason)
     return Result(Outcome.REJECTED, reason, mail.message_id, record.id, failed=True)
 
@@ -215,8 +226,9 @@ class _RecentlyDeferred:
 _deferred = _RecentlyDeferred()
 
 
-def _after_failure(session: Session, mail: InboundMail, key: str, envelope: Envelope,
-                   exc: Exception) -> Result:
+def _after_failure(
+    session: Session, mail: InboundMail, key: str, envelope: Envelope, exc: Exception
+) -> Result:
     """What to answer for a mail whose processing raised `exc` (rolled back already)."""
     if is_transient(exc):
         if not _deferred.failed_before(key):
@@ -235,8 +247,13 @@ def _after_failure(session: Session, mail: InboundMail, key: str, envelope: Enve
         if is_transient(second):
             raise TransientError(str(getattr(second, "orig", None) or second)) from second
         log.exception("quarantining %s failed; parking its raw bytes", key)
-        return _park(session, mail, key, envelope, f"{type(exc).__name__}, then "
-                     f"{type(second).__name__} while quarantining")
+        return _park(
+            session,
+            mail,
+            key,
+            envelope,
+            f"{type(exc).__name__}, then {type(second).__name__} while quarantining",
+        )
 
 
 def _after_duplicate(session: Session, key: str) -> Result | None:
@@ -253,11 +270,13 @@ def _previous(session: Session, key: str) -> Result | None:
     if earlier is None:
         return None
     if earlier.outcome == Outcome.REJECTED.value:  # refuse again, the same way
-        return Result(Outcome.REJECTED, "already refused", earlier.message_id,
-                      earlier.inbound_id)
-    return Result(Outcome.DUPLICATE,
-                  f"already received as #{earlier.inbound_id} ({earlier.outcome})",
-                  earlier.message_id, earlier.inbound_id)
+        return Result(Outcome.REJECTED, "already refused", earlier.message_id, earlier.inbound_id)
+    return Result(
+        Outcome.DUPLICATE,
+        f"already received as #{earlier.inbound_id} ({earlier.outcome})",
+        earlier.message_id,
+        earlier.inbound_id,
+    )
 
 
 def _quarantine_after_failure(
@@ -266,8 +285,11 @@ def _quarantine_after_failure(
     # Rows adopted by the rolled-back attempt are still in the session, expired; a
     # new row may get one of their ids again (SQLite reuses them).
     session.expunge_all()
-    return _hold(session, mail, _record(mail, key, envelope, Outcome.QUARANTINED,
-                                        f"processing failed: {type(exc).__name__}: {exc}"))
+    return _hold(
+        session,
+        mail,
+        _record(mail, key, envelope, Outcome.QUARANTINED, f"processing failed: {type(exc).__name__}: {exc}"),
+    )
 
 
 def _hold(session: Session, mail: InboundMail, record: InboundRecord) -> Result:
@@ -279,16 +301,24 @@ def _hold(session: Session, mail: InboundMail, record: InboundRecord) -> Result:
     return Result(Outcome.QUARANTINED, record.reason, mail.message_id, record.id, failed=True)
 
 
-def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope,
-          why: str) -> Result:
+def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope, why: str) -> Result:
     """The last resort: the raw bytes and fixed words only, nothing the mail chose
     but its dedup key (made safe by `dedup_key`), so this cannot fail on the mail."""
     session.expunge_all()
-    record = InboundRecord(dedup_key=key, message_id=None, channel=envelope.channel,
-                           mail_from="", from_address="", recipients="", subject="",
-                           size=len(mail.raw), outcome=Outcome.QUARANTINED.value,
-                           reason=f"processing failed ({why}); parked with its raw bytes "
-                                  "for review", raw=mail.raw, received_at=now())
+    record = InboundRecord(
+        dedup_key=key,
+        message_id=None,
+        channel=envelope.channel,
+        mail_from="",
+        from_address="",
+        recipients="",
+        subject="",
+        size=len(mail.raw),
+        outcome=Outcome.QUARANTINED.value,
+        reason=f"processing failed ({why}); parked with its raw bytes for review",
+        raw=mail.raw,
+        received_at=now(),
+    )
     try:
         return _hold(session, mail, record)
     except IntegrityError:
@@ -301,37 +331,57 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope,
         raise TransientError(str(exc.orig or exc)) from exc
 
 
-def _record(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
-            reason: str, ticket_id: int | None = None) -> InboundRecord:
+def _record(
+    mail: InboundMail,
+    key: str,
+    envelope: Envelope,
+    outcome: Outcome,
+    reason: str,
+    ticket_id: int | None = None,
+) -> InboundRecord:
     return InboundRecord(**_record_values(mail, key, envelope, outcome, reason, ticket_id))
 
 
-def _record_values(mail: InboundMail, key: str, envelope: Envelope, outcome: Outcome,
-                   reason: str, ticket_id: int | None = None) -> dict[str, Any]:
+def _record_values(
+    mail: InboundMail,
+    key: str,
+    envelope: Envelope,
+    outcome: Outcome,
+    reason: str,
+    ticket_id: int | None = None,
+) -> dict[str, Any]:
     """The inbound record's columns, each cleaned and cut to fit (the envelope and
     the reason quote the sender too)."""
     return dict(
-        dedup_key=key, message_id=_fit(mail.message_id, _COLUMNS.message_id) or None,
-        channel=envelope.channel, mail_from=_fit(envelope.mail_from, _COLUMNS.mail_from),
+        dedup_key=key,
+        message_id=_fit(mail.message_id, _COLUMNS.message_id) or None,
+        channel=envelope.channel,
+        mail_from=_fit(envelope.mail_from, _COLUMNS.mail_from),
         from_address=_fit(mail.from_address, _COLUMNS.from_address),
         from_source=mail.from_source,
         recipients=clean(",".join(envelope.recipients)),
-        subject=_fit(mail.subject, _COLUMNS.subject), size=len(mail.raw),
-        outcome=outcome.value, reason=clean(reason), raw=mail.raw, ticket_id=ticket_id,
+        subject=_fit(mail.subject, _COLUMNS.subject),
+        size=len(mail.raw),
+        outcome=outcome.value,
+        reason=clean(reason),
+        raw=mail.raw,
+        ticket_id=ticket_id,
     )
 
 
 def _fit(text: str | None, column: Column[Any]) -> str:
-    return clean(text or "")[:cast(String, column.type).length]
+    return clean(text or "")[: cast(String, column.type).length]
 
 
-def _process_new(session: Session, mail: InboundMail, key: str, envelope: Envelope,
-                 config: Mapping[str, Any]) -> Result:
+def _process_new(
+    session: Session, mail: InboundMail, key: str, envelope: Envelope, config: Mapping[str, Any]
+) -> Result:
     decision = decide(session, mail, envelope, config)
     # A reply's ticket is known already: insert the row pointing at it (apply's
     # assignment then changes nothing), instead of an UPDATE after the insert.
-    appended_to = (decision.ticket.id if decision.outcome is Outcome.APPENDED
-                   and decision.ticket is not None else None)
+    appended_to = (
+        decision.ticket.id if decision.outcome is Outcome.APPENDED and decision.ticket is not None else None
+    )
     values = _record_values(mail, key, envelope, decision.outcome, decision.reason, appended_to)
     values["received_at"] = now()
     # Written with Core and adopted: the unit of work's flush cost more than the
@@ -341,8 +391,13 @@ def _process_new(session: Session, mail: InboundMail, key: str, envelope: Envelo
     return apply(session, mail, record, decision, config)
 
 
-def decide(session: Session, mail: InboundMail, envelope: Envelope,
-           config: Mapping[str, Any], approved_by: Actor | None = None) -> Decision:
+def decide(
+    session: Session,
+    mail: InboundMail,
+    envelope: Envelope,
+    config: Mapping[str, Any],
+    approved_by: Actor | None = None,
+) -> Decision:
     """What should happen to this mail. Reads only; `apply` does the writing.
 
     `approved_by` is a staff member who vouched for the mail in quarantine review.
@@ -355,17 +410,24 @@ def decide(session: Session, mail: InboundMail, envelope: Envelope,
     decision = _decide(session, mail, envelope, config, approved_by)
     listed = automail.via_mailing_list(mail)
     if decision.outcome is Outcome.CREATED and listed:
-        return replace(decision, acknowledge=False, reason=decision.reason
-                       + f"; came through the list {listed}, so no acknowledgment is sent")
+        return replace(
+            decision,
+            acknowledge=False,
+            reason=decision.reason + f"; came through the list {listed}, so no acknowledgment is sent",
+        )
     return decision
 
 
-def _decide(session: Session, mail: InboundMail, envelope: Envelope,
-            config: Mapping[str, Any], approved_by: Actor | None) -> Decision:
+def _decide(
+    session: Session,
+    mail: InboundMail,
+    envelope: Envelope,
+    config: Mapping[str, Any],
+    approved_by: Actor | None,
+) -> Decision:
     """The outcome by auto-mail, thread, sender and policy, see `decide`."""
     if mail.parse_error and approved_by is None:
-        return Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}",
-                         failed=True)
+        return Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}", failed=True)
     if mail.over_limit and approved_by is None:
         return Decision(Outcome.QUARANTINED, f"over a limit: {mail.over_limit}", failed=True)
     support = config["SUPPORT_ADDRESSES"]
@@ -375,19 +437,19 @@ def _decide(session: Session, mail: InboundMail, envelope: Envelope,
         # RFC 5321 §4.5.5 / RFC 3834 §3.3: only delivery reports and auto-responses
         # use the null reverse-path.
         reason = "null reverse-path (bounce or auto-reply)"
-    reason = reason or automail.detect(mail, own_addresses=support,
-                                       own_message_id_domains=[signer.domain])
+    reason = reason or automail.detect(mail, own_addresses=support, own_message_id_domains=[signer.domain])
     if reason:
         bounced = _bounced_notifications(session, mail, signer)
         if bounced:
-            reason += "; bounce of " + ", ".join(f"outbox #{row.id} to {row.to_address}"
-                                                for row in bounced)
+            reason += "; bounce of " + ", ".join(f"outbox #{row.id} to {row.to_address}" for row in bounced)
         return Decision(Outcome.IGNORED, reason, bounced=bounced)
     sender = mail.from_address
     if not sender:
         if approved_by is None:
-            return Decision(Outcome.QUARANTINED, "no sender address: none in From, Sender, "
-                             "Reply-To, Return-Path or the envelope")
+            return Decision(
+                Outcome.QUARANTINED,
+                "no sender address: none in From, Sender, Reply-To, Return-Path or the envelope",
+            )
         raise ValueError("a mail without a sender address cannot become a ticket")
     verdict = authentication.check(mail, config["TRUSTED_AUTHSERV_ID"])
     trusted = approved_by is not None or verdict.believed
@@ -395,8 +457,8 @@ def _decide(session: Session, mail: InboundMail, envelope: Envelope,
     customer = Actor.customer(sender, mail.from_name)
 
     match = matching.find_ticket(
-        session, mail, matching.recipients(mail, envelope.recipients),
-        config["TICKET_PREFIX"], signer)
+        session, mail, matching.recipients(mail, envelope.recipients), config["TICKET_PREFIX"], signer
+    )
     organization_id = known.organization_id
     if match is not None:
         ticket = match.ticket
@@ -405,23 +467,43 @@ def _decide(session: Session, mail: InboundMail, envelope: Envelope,
             if known.staff_id is not None:
                 return _staff_mail(session, mail, match, known.staff_id, verdict, signer, number)
             if ticket.status == "cancelled":
-                return Decision(Outcome.CREATED, f"reply to cancelled {number}; new ticket",
-                                 ticket, organization_id or ticket.organization_id, customer)
-            return Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket,
-                             actor=customer)
+                return Decision(
+                    Outcome.CREATED,
+                    f"reply to cancelled {number}; new ticket",
+                    ticket,
+                    organization_id or ticket.organization_id,
+                    customer,
+                )
+            return Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket, actor=customer)
         if known.authorized or approved_by is not None:
-            return Decision(Outcome.CREATED, f"{sender} does not belong on {number}; "
-                             "new ticket linked to it", ticket, organization_id, customer)
+            return Decision(
+                Outcome.CREATED,
+                f"{sender} does not belong on {number}; new ticket linked to it",
+                ticket,
+                organization_id,
+                customer,
+            )
         return _unknown_sender(config, f"{sender} does not belong on {number}", ticket, customer)
     if known.authorized or approved_by is not None:
-        return Decision(Outcome.CREATED, "authorized sender" if known.authorized else "approved",
-                         organization_id=organization_id, actor=customer)
+        return Decision(
+            Outcome.CREATED,
+            "authorized sender" if known.authorized else "approved",
+            organization_id=organization_id,
+            actor=customer,
+        )
     why = "unknown sender" if trusted else "From not authenticated"
     return _unknown_sender(config, f"{why}: {sender}", None, customer)
 
 
-def _staff_mail(session: Session, mail: InboundMail, match: matching.Match, staff_id: int,
-                verdict: authentication.Verdict, signer: Signer, number: str) -> Decision:
+def _staff_mail(
+    session: Session,
+    mail: InboundMail,
+    match: matching.Match,
+    staff_id: int,
+    verdict: authentication.Verdict,
+    signer: Signer,
+    number: str,
+) -> Decision:
     """A mail whose From is a staff address, on the ticket it matched.
 
     It acts as the staff member only with proof: it answers a signed Message-ID
@@ -435,30 +517,46 @@ def _staff_mail(session: Session, mail: InboundMail, match: matching.Match, staf
     staff = session.get(StaffUser, staff_id)
     proven = staff is not None and (
         verdict is authentication.Verdict.PASS
-        or matching.answers_mail_sent_to(session, mail, signer, ticket, mail.from_address))
+        or matching.answers_mail_sent_to(session, mail, signer, ticket, mail.from_address)
+    )
     if not proven:
-        return Decision(Outcome.APPENDED, f"{found}; From is the staff address "
-                         f"{mail.from_address} but the mail carries no proof (it answers no "
-                         "mail the helpdesk sent to that address, and no trusted "
-                         "Authentication-Results passed), so it is kept as an unverified "
-                         "internal note", ticket,
-                         actor=Actor.unverified(mail.from_address, mail.from_name),
-                         internal=True)
+        return Decision(
+            Outcome.APPENDED,
+            f"{found}; From is the staff address "
+            f"{mail.from_address} but the mail carries no proof (it answers no "
+            "mail the helpdesk sent to that address, and no trusted "
+            "Authentication-Results passed), so it is kept as an unverified "
+            "internal note",
+            ticket,
+            actor=Actor.unverified(mail.from_address, mail.from_name),
+            internal=True,
+        )
     assert staff is not None  # `proven` says so
     actor = Actor.staff(staff)
     if match.answers_staff_mail:
         # A staff member answering an SLA alert writes to colleagues, not to the
         # customer: a public reply would be mailed to the customer.
-        return Decision(Outcome.APPENDED, f"{found}; staff answer to a staff alert, kept "
-                         "as an internal note", ticket, actor=actor, internal=True)
+        return Decision(
+            Outcome.APPENDED,
+            f"{found}; staff answer to a staff alert, kept as an internal note",
+            ticket,
+            actor=actor,
+            internal=True,
+        )
     if ticket.status == "cancelled":
-        return Decision(Outcome.APPENDED, f"{found}; the ticket is cancelled, so the staff "
-                         "answer is kept as an internal note", ticket, actor=actor, internal=True)
+        return Decision(
+            Outcome.APPENDED,
+            f"{found}; the ticket is cancelled, so the staff answer is kept as an internal note",
+            ticket,
+            actor=actor,
+            internal=True,
+        )
     return Decision(Outcome.APPENDED, found, ticket, actor=actor)
 
 
-def _unknown_sender(config: Mapping[str, Any], reason: str, linked: Ticket | None,
-                    customer: Actor) -> Decision:
+def _unknown_sender(
+    config: Mapping[str, Any], reason: str, linked: Ticket | None, customer: Actor
+) -> Decision:
     policy = config["UNKNOWN_SENDER_POLICY"]
     if policy == "reject":
         return Decision(Outcome.REJECTED, reason)
@@ -467,8 +565,9 @@ def _unknown_sender(config: Mapping[str, Any], reason: str, linked: Ticket | Non
     return Decision(Outcome.QUARANTINED, reason)
 
 
-def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: Decision,
-          config: Mapping[str, Any]) -> Result:
+def apply(
+    session: Session, mail: InboundMail, record: InboundRecord, decision: Decision, config: Mapping[str, Any]
+) -> Result:
     """Carry out a decision inside the caller's transaction (no commit here)."""
     service = TicketsService.from_config(session, config)
     limits = MailLimits.from_config(config)
@@ -481,22 +580,33 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
     elif decision.outcome is Outcome.CREATED:
         files, notes = storage.attachments(mail, limits)
         support = set(config["SUPPORT_ADDRESSES"])
-        cc = [(name, addr) for name, addr in mail.to + mail.cc
-              if not addresses.is_support_address(addr, support)]
+        cc = [
+            (name, addr)
+            for name, addr in mail.to + mail.cc
+            if not addresses.is_support_address(addr, support)
+        ]
         if len(cc) > limits.cc_participants:
-            notes.append(f"{len(cc) - limits.cc_participants} more To/Cc addresses were not "
-                         f"added as participants: more than {limits.cc_participants} "
-                         "(MAX_CC_PARTICIPANTS).")
-            cc = cc[:limits.cc_participants]
+            notes.append(
+                f"{len(cc) - limits.cc_participants} more To/Cc addresses were not "
+                f"added as participants: more than {limits.cc_participants} "
+                "(MAX_CC_PARTICIPANTS)."
+            )
+            cc = cc[: limits.cc_participants]
         ticket = service.open_ticket(
             subject=(mail.subject or "(no subject)")[:MAX_SUBJECT],
             description=_with_notes(storage.display_text(mail) or "(no text)", mail.notes + notes),
-            requester_email=mail.from_address, requester_name=mail.from_name[:MAX_NAME],
-            channel="email", actor=decision.actor or Actor.customer(mail.from_address),
-            is_email_originated=True, organization_id=decision.organization_id,
-            cc=[(addr, name) for name, addr in cc], linked_ticket=decision.ticket,
-            body_html=storage.sanitized_html(mail), inbound_mail_id=record.id,
-            attachments=files, acknowledge=decision.acknowledge,
+            requester_email=mail.from_address,
+            requester_name=mail.from_name[:MAX_NAME],
+            channel="email",
+            actor=decision.actor or Actor.customer(mail.from_address),
+            is_email_originated=True,
+            organization_id=decision.organization_id,
+            cc=[(addr, name) for name, addr in cc],
+            linked_ticket=decision.ticket,
+            body_html=storage.sanitized_html(mail),
+            inbound_mail_id=record.id,
+            attachments=files,
+            acknowledge=decision.acknowledge,
         )
         # open_ticket pointed the row at the ticket in its numbering statement; no
         # second UPDATE while the counter row is locked.
@@ -507,23 +617,26 @@ def apply(session: Session, mail: InboundMail, record: InboundRecord, decision: 
         service.add_message(
             decision.ticket,
             body=_with_notes(storage.display_text(mail) or "(no text)", mail.notes + notes),
-            actor=decision.actor or Actor.customer(mail.from_address), channel="email",
-            internal=decision.internal, body_html=storage.sanitized_html(mail),
-            inbound_mail_id=record.id, attachments=files,
+            actor=decision.actor or Actor.customer(mail.from_address),
+            channel="email",
+            internal=decision.internal,
+            body_html=storage.sanitized_html(mail),
+            inbound_mail_id=record.id,
+            attachments=files,
         )
         record.ticket_id = decision.ticket.id
         number = service.display_number(decision.ticket)
     session.flush()
-    return Result(decision.outcome, decision.reason, mail.message_id, record.id, number,
-                  failed=decision.failed)
+    return Result(
+        decision.outcome, decision.reason, mail.message_id, record.id, number, failed=decision.failed
+    )
 
 
 def _with_notes(text: str, notes: list[str]) -> str:
     return text if not notes else text + "\n\n" + "\n".join(f"[{note}]" for note in notes)
 
 
-def _bounced_notifications(session: Session, mail: InboundMail,
-                           signer: Signer) -> tuple[OutboxMessage, ...]:
+def _bounced_notifications(session: Session, mail: InboundMail, signer: Signer) -> tuple[OutboxMessage, ...]:
     """Our notifications that this automatic mail reports as failed (docs/outbound-mail.md).
 
     Only a real failure report counts (a delay notice does not), and only for
@@ -538,4 +651,3 @@ def _bounced_notifications(session: Session, mail: InboundMail,
         if row is not None and row.state != "bounced":
             rows.setdefault(row.id, row)
     return tuple(rows.values())
-

@@ -8,6 +8,7 @@ quarantined with its raw bytes and the reason; over the others it is stored
 with a note saying what was left out. The defaults are in `config.py`; docs/security.md
 lists each setting and why.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,14 +32,14 @@ _SETTINGS = {
 
 @dataclass(frozen=True)
 class MailLimits:
-    mime_parts: int               # MIME parts read, enclosed messages' parts included
-    mime_depth: int               # multipart and message/* nesting
-    header_fields: int            # fields of the top-level header
-    header_bytes: int             # bytes of the top-level header
-    html_text_chars: int          # HTML read to make the text of an HTML-only mail
-    cc_participants: int          # To/Cc addresses that become participants (and are mailed)
-    attachments: int              # attachments stored per mail
-    attachment_bytes: int         # largest attachment stored
+    mime_parts: int  # MIME parts read, enclosed messages' parts included
+    mime_depth: int  # multipart and message/* nesting
+    header_fields: int  # fields of the top-level header
+    header_bytes: int  # bytes of the top-level header
+    html_text_chars: int  # HTML read to make the text of an HTML-only mail
+    cc_participants: int  # To/Cc addresses that become participants (and are mailed)
+    attachments: int  # attachments stored per mail
+    attachment_bytes: int  # largest attachment stored
     attachments_total_bytes: int  # attachment bytes stored per mail
 
     @classmethod
@@ -46,5 +47,4 @@ class MailLimits:
         return cls(**{name: int(config[setting]) for name, setting in _SETTINGS.items()})
 
 
-DEFAULT = MailLimits.from_config({setting: getattr(Config, setting)
-                                  for setting in _SETTINGS.values()})
+DEFAULT = MailLimits.from_config({setting: getattr(Config, setting) for setting in _SETTINGS.values()})

@@ -10,6 +10,7 @@ Finding T is not permission to write into it: `authorization.may_reply` decides
 that, so a stranger who types a ticket number never lands in someone else's ticket.
 `answers_mail_sent_to` is the proof a staff address needs (docs/mail-gateway.md).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -43,12 +44,18 @@ def recipients(mail: InboundMail, delivered_to: Iterable[str]) -> list[str]:
 def has_thread_signs(mail: InboundMail, recipients: Iterable[str], prefix: str) -> bool:
     """Does the mail carry anything `find_ticket` looks for? Answered without the
     database, so the IMAP poller can tell which mail may run beside others."""
-    return bool(_candidate_ids(mail) or numbering.find_numbers(mail.subject, prefix)
-                or plus_address_numbers(recipients, prefix))
+    return bool(
+        _candidate_ids(mail)
+        or numbering.find_numbers(mail.subject, prefix)
+        or plus_address_numbers(recipients, prefix)
+    )
 
 
 def find_ticket(
-    session: Session, mail: InboundMail, recipients: Iterable[str], prefix: str,
+    session: Session,
+    mail: InboundMail,
+    recipients: Iterable[str],
+    prefix: str,
     signer: Signer,
 ) -> Match | None:
     by_id = _by_message_ids(session, mail, signer)
@@ -65,8 +72,9 @@ def find_ticket(
     return None
 
 
-def answers_mail_sent_to(session: Session, mail: InboundMail, signer: Signer, ticket: Ticket,
-                         address: str) -> bool:
+def answers_mail_sent_to(
+    session: Session, mail: InboundMail, signer: Signer, ticket: Ticket, address: str
+) -> bool:
     """Does the mail answer a signed Message-ID the helpdesk sent to `address` about
     `ticket`? Only that mailbox received the id (the MAC binds it to its recipient,
     and mail to others never quotes it), so knowing it proves the sender reads it."""

@@ -18,6 +18,7 @@ super-linearly, and control characters never leave header text (PostgreSQL
 refuses NUL, and a CR or LF in a name would break the mail we send back). A mail
 over a structural cap comes back with `over_limit` set and its header only.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -49,39 +50,40 @@ from helpdesk.vocabulary import SENDER_SOURCES
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Attachment:
-    filename: str          # already safe: no path parts, no control characters, never empty
+    filename: str  # already safe: no path parts, no control characters, never empty
     content_type: str
     data: bytes
-    content_id: str | None = None   # without <>; set for inline cid: images
+    content_id: str | None = None  # without <>; set for inline cid: images
     is_inline: bool = False
 
 
 @dataclass
 class InboundMail:
     raw: bytes
-    message_id: str | None                 # normalized: no <>, no whitespace; None when missing
-    in_reply_to: list[str] = field(default_factory=list)   # normalized ids
-    references: list[str] = field(default_factory=list)    # normalized ids, in order
+    message_id: str | None  # normalized: no <>, no whitespace; None when missing
+    in_reply_to: list[str] = field(default_factory=list)  # normalized ids
+    references: list[str] = field(default_factory=list)  # normalized ids, in order
     subject: str = ""
     # The sender, in `helpdesk.addresses`' normal form; "" when no header names one.
     from_address: str = ""
     from_name: str = ""
-    from_source: str = ""                   # where it was read (vocabulary.SENDER_SOURCES), or ""
-    to: list[tuple[str, str]] = field(default_factory=list)   # (name, lower-case address)
+    from_source: str = ""  # where it was read (vocabulary.SENDER_SOURCES), or ""
+    to: list[tuple[str, str]] = field(default_factory=list)  # (name, lower-case address)
     cc: list[tuple[str, str]] = field(default_factory=list)
     # (lower-case name, decoded value), in order, duplicates kept
     headers: list[tuple[str, str]] = field(default_factory=list)
     # The same fields as sent: unfolded, nothing decoded or normalised (8-bit bytes as
     # surrogate escapes), for values whose bytes matter (Authentication-Results).
     raw_headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = "text/plain"        # top-level, lower-case
+    content_type: str = "text/plain"  # top-level, lower-case
     text_body: str = ""
-    html_body: str | None = None            # as sent (NOT sanitized here)
+    html_body: str | None = None  # as sent (NOT sanitized here)
     attachments: list[Attachment] = field(default_factory=list)
-    parse_error: str | None = None          # set when the bytes could not be read as mail at all
-    over_limit: str | None = None           # a structural cap it exceeds: only its header was read
+    parse_error: str | None = None  # set when the bytes could not be read as mail at all
+    over_limit: str | None = None  # a structural cap it exceeds: only its header was read
     notes: list[str] = field(default_factory=list)  # what was left out, for the people reading it
 
     def header(self, name: str) -> str | None:
@@ -111,7 +113,7 @@ SENDER_HEADERS = ("from", "sender", "reply-to", "return-path")
 # real one names one or two, and a flood of invalid ones costs nothing more.
 MAX_SENDER_CANDIDATES = 20
 
-_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"   # Outlook .msg and other OLE files
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Outlook .msg and other OLE files
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _BOUNDARY_LINE = re.compile(rb"^--([^\s\"]{1,200}?)(?:--)?[ \t]*\r?$", re.MULTILINE)
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([BbQq])\?([^?]*)\?=")
@@ -134,20 +136,47 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 # C0 and C1 controls (tab and line breaks included: header text is one line) and
 # lone surrogates.
 _CONTROLS: dict[int, str | None] = dict.fromkeys(
-    [*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000)])
+    [*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000)]
+)
 _CONTROLS[0x09] = " "
 # Attachment columns (`helpdesk.models.Attachment`): a longer type or Content-ID is
 # no real one.
 _MAX_TYPE_LENGTH = 255
 # HTML-only mail is read as text by keeping only the layout tags (see _html_to_text)
 # and replacing each by what it means for the layout.
-_BLOCK_TAGS = ("p", "div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5",
-               "h6", "blockquote", "hr", "pre", "section", "article", "header", "footer",
-               "dd", "dt", "dl")
+_BLOCK_TAGS = (
+    "p",
+    "div",
+    "tr",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "hr",
+    "pre",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "dd",
+    "dt",
+    "dl",
+)
 _TAG_TEXT = {
     "br": "\n",
-    **{tag: "\n\n" for tag in _BLOCK_TAGS}, **{"/" + tag: "\n\n" for tag in _BLOCK_TAGS},
-    "td": "", "th": "", "/td": " ", "/th": " ",
+    **{tag: "\n\n" for tag in _BLOCK_TAGS},
+    **{"/" + tag: "\n\n" for tag in _BLOCK_TAGS},
+    "td": "",
+    "th": "",
+    "/td": " ",
+    "/th": " ",
 }
 _INVISIBLE_TAGS = {"script", "style", "head", "title"}
 # A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
@@ -156,31 +185,70 @@ _CANONICAL_TAG = re.compile(r"<(/?[a-z0-9]{1,10})>")
 
 # A header-less body whose first line happens to look like "Word: text" is not mail:
 # real mail carries at least one of these.
-_MAIL_HEADERS = frozenset({
-    "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id",
-    "in-reply-to", "references", "received", "return-path", "delivered-to",
-    "mime-version", "envelope-to", "auto-submitted", "precedence", "user-agent",
-    "authentication-results", "dkim-signature", "received-spf", "importance",
-    "thread-topic", "thread-index", "errors-to", "organization",
-})
+_MAIL_HEADERS = frozenset(
+    {
+        "from",
+        "sender",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "received",
+        "return-path",
+        "delivered-to",
+        "mime-version",
+        "envelope-to",
+        "auto-submitted",
+        "precedence",
+        "user-agent",
+        "authentication-results",
+        "dkim-signature",
+        "received-spf",
+        "importance",
+        "thread-topic",
+        "thread-index",
+        "errors-to",
+        "organization",
+    }
+)
 _MAIL_HEADER_PREFIXES = ("x-", "content-", "list-", "resent-", "arc-")
 
 _EXTENSIONS = {
-    "message/rfc822": ".eml", "message/global": ".eml", "message/partial": ".eml",
-    "message/delivery-status": ".txt", "message/disposition-notification": ".txt",
-    "message/rfc822-headers": ".txt", "text/rfc822-headers": ".txt",
-    "text/plain": ".txt", "text/html": ".html", "text/calendar": ".ics",
-    "application/pgp-signature": ".asc", "application/ms-tnef": ".dat",
+    "message/rfc822": ".eml",
+    "message/global": ".eml",
+    "message/partial": ".eml",
+    "message/delivery-status": ".txt",
+    "message/disposition-notification": ".txt",
+    "message/rfc822-headers": ".txt",
+    "text/rfc822-headers": ".txt",
+    "text/plain": ".txt",
+    "text/html": ".html",
+    "text/calendar": ".ics",
+    "application/pgp-signature": ".asc",
+    "application/ms-tnef": ".dat",
     "application/octet-stream": ".bin",
 }
 # mail-parser's own errors and the built-in ones its code raises on broken input
 # (a forwarded multipart without its start boundary gives a TypeError).
-_MAILPARSER_FAILURES = (MailParserError, MessageError, LookupError, UnicodeError, ValueError,
-                        TypeError, AttributeError, IndexError, KeyError)
+_MAILPARSER_FAILURES = (
+    MailParserError,
+    MessageError,
+    LookupError,
+    UnicodeError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+)
 # The email package's own failures on broken parameters and structures (a malformed
 # RFC 2231 continuation makes get_param raise TypeError).
-_EMAIL_FAILURES = (MessageError, LookupError, UnicodeError, ValueError, TypeError,
-                   IndexError, AttributeError)
+_EMAIL_FAILURES = (MessageError, LookupError, UnicodeError, ValueError, TypeError, IndexError, AttributeError)
 # Re-serialise enclosed messages without refolding their headers.
 _NO_REFOLD = compat32.clone(max_line_length=0)
 
@@ -203,12 +271,10 @@ def parse(raw: bytes, limits: MailLimits = DEFAULT_LIMITS) -> InboundMail:
     try:
         return _parse(raw, limits)
     except _NotMail as not_mail:
-        return InboundMail(raw=raw, message_id=None, text_body=not_mail.text,
-                           parse_error=not_mail.reason)
+        return InboundMail(raw=raw, message_id=None, text_body=not_mail.text, parse_error=not_mail.reason)
     except Exception as exc:  # the safety net: a crash here would lose the mail
         log.exception("parser failure")
-        return InboundMail(raw=raw, message_id=None,
-                           parse_error=f"parser failure: {type(exc).__name__}")
+        return InboundMail(raw=raw, message_id=None, parse_error=f"parser failure: {type(exc).__name__}")
 
 
 def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
@@ -228,8 +294,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         content.walk(message, parent="", in_attachment=False, depth=0)
     except _OverLimit as exc:
         over_limit = str(exc)
-        message = BytesParser(policy=compat32).parsebytes(_bounded_header(data, limits),
-                                                         headersonly=True)
+        message = BytesParser(policy=compat32).parsebytes(_bounded_header(data, limits), headersonly=True)
         _require_mail_headers(message, data)
         content = _Content(_first_charset(message), budget)
     except RecursionError:
@@ -237,16 +302,19 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
     hint = content.hint
     notes: list[str] = []
     if over_limit is not None:
-        notes.append(f"Only the header of this mail was read: {over_limit}. "
-                     "The whole mail is kept as it arrived.")
+        notes.append(
+            f"Only the header of this mail was read: {over_limit}. The whole mail is kept as it arrived."
+        )
     plain = [text.rstrip() for text in content.plain if text.strip()]
     html_body = "\n".join(html for html in content.html if html.strip()) or None
     text_body = "\n\n".join(plain)
     if not text_body and html_body:
         if len(html_body) > limits.html_text_chars:
-            notes.append(f"Only the first {limits.html_text_chars} characters of the HTML "
-                         "were read as text (MAX_HTML_TO_TEXT_CHARS).")
-        text_body = _html_to_text(html_body[:limits.html_text_chars])
+            notes.append(
+                f"Only the first {limits.html_text_chars} characters of the HTML "
+                "were read as text (MAX_HTML_TO_TEXT_CHARS)."
+            )
+        text_body = _html_to_text(html_body[: limits.html_text_chars])
 
     from_name, from_address, from_source, sender_notes = _sender(message, hint)
     subject = _values(message, "subject")
@@ -261,10 +329,13 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         from_source=from_source,
         to=_addresses(_values(message, "to"), hint),
         cc=_addresses(_values(message, "cc"), hint),
-        headers=[(name.strip().lower(), _header_text(str(value), hint))
-                 for name, value in message.raw_items()],
-        raw_headers=[(name.strip().lower(), _unfolded(str(value)).strip(" \t\r\n"))
-                     for name, value in message.raw_items()],
+        headers=[
+            (name.strip().lower(), _header_text(str(value), hint)) for name, value in message.raw_items()
+        ],
+        raw_headers=[
+            (name.strip().lower(), _unfolded(str(value)).strip(" \t\r\n"))
+            for name, value in message.raw_items()
+        ],
         content_type=_header_view(message).get_content_type().lower(),
         text_body=text_body,
         html_body=html_body,
@@ -277,7 +348,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
 def _unwrap(data: bytes) -> bytes:
     """Strip what real senders put around a message: BOM, mbox `From ` line, CR-only lines."""
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         data = charsets.decode(data).encode("utf-8")
     stripped = data.lstrip(b" \t\r\n")
@@ -294,9 +365,8 @@ def _unwrap(data: bytes) -> bytes:
 
 def header_block(data: bytes) -> bytes:
     """The top-level header of raw mail, its blank line included (all of it if none)."""
-    ends = [index + len(blank) for blank in (b"\n\n", b"\n\r\n")
-            if (index := data.find(blank)) != -1]
-    return data[:min(ends, default=len(data))]
+    ends = [index + len(blank) for blank in (b"\n\n", b"\n\r\n") if (index := data.find(blank)) != -1]
+    return data[: min(ends, default=len(data))]
 
 
 def _header_over_limit(data: bytes, limits: MailLimits) -> str | None:
@@ -306,14 +376,13 @@ def _header_over_limit(data: bytes, limits: MailLimits) -> str | None:
         return f"header of {len(head)} bytes, more than MAX_HEADER_BYTES ({limits.header_bytes})"
     fields = head.count(b"\n") - head.count(b"\n ") - head.count(b"\n\t")
     if fields > limits.header_fields:
-        return (f"about {fields} header fields, more than MAX_HEADER_FIELDS "
-                f"({limits.header_fields})")
+        return f"about {fields} header fields, more than MAX_HEADER_FIELDS ({limits.header_fields})"
     return None
 
 
 def _bounded_header(data: bytes, limits: MailLimits) -> bytes:
     """The first header fields within the caps, for a mail that is read no further."""
-    head = header_block(data)[:limits.header_bytes]
+    head = header_block(data)[: limits.header_bytes]
     kept: list[bytes] = []
     fields = 0
     for line in head.split(b"\n"):
@@ -333,7 +402,7 @@ class _Budget:
     multiparts read again (`_salvage_multipart`) included."""
 
     limits: MailLimits
-    reread_bytes: int      # bytes that may be read a second time
+    reread_bytes: int  # bytes that may be read a second time
     parts: int = 0
 
 
@@ -348,13 +417,15 @@ class _Part(Message):
         if isinstance(payload, _Part):
             payload.depth = self.depth + 1
             if payload.depth > self.budget.limits.mime_depth:
-                raise _OverLimit(f"MIME parts nested deeper than MAX_MIME_DEPTH "
-                                 f"({self.budget.limits.mime_depth})")
+                raise _OverLimit(
+                    f"MIME parts nested deeper than MAX_MIME_DEPTH ({self.budget.limits.mime_depth})"
+                )
         super().attach(payload)
 
 
 def _read_tree(data: bytes, budget: _Budget) -> Message:
     """The standard library's MIME reader, stopped at the part and nesting caps."""
+
     def new_part() -> _Part:
         budget.parts += 1
         if budget.parts > budget.limits.mime_parts:
@@ -414,6 +485,7 @@ def _first_charset(message: Message) -> str | None:
 
 # -- headers ---------------------------------------------------------------------------
 
+
 def _header_text(value: str, hint: str | None) -> str:
     """Unfolded, 8-bit bytes decoded, encoded words decoded, control characters removed."""
     return clean(_decode_encoded_words(_unfolded(_eight_bit(value, hint)))).strip()
@@ -452,7 +524,7 @@ def _decode_encoded_words(text: str) -> str:
         word = _encoded_word_bytes(match.group(2), match.group(3))
         if word is None:
             continue  # left in the text literally
-        gap = text[position:match.start()]
+        gap = text[position : match.start()]
         if not run or gap.strip(" \t\r\n"):
             pieces.append(_decode_run(run))
             pieces.append(gap)
@@ -492,8 +564,7 @@ def _decode_run(run: list[tuple[str, bytes]]) -> str:
     return "".join(text)
 
 
-def _addresses(values: list[str], hint: str | None,
-               first: bool = False) -> list[tuple[str, str]]:
+def _addresses(values: list[str], hint: str | None, first: bool = False) -> list[tuple[str, str]]:
     """(display name, address) pairs, addresses in `helpdesk.addresses`' normal form
     and valid by its rule; what is no address is skipped.
 
@@ -510,11 +581,13 @@ def _addresses(values: list[str], hint: str | None,
             break
         text = _unfolded(_eight_bit(value, hint))
         if len(text) > budget:
-            text = text[:text.rfind(",", 0, budget) + 1 or budget]
+            text = text[: text.rfind(",", 0, budget) + 1 or budget]
         budget -= len(text)
-        found = [(name, address) for name, address in
-                 ((name, addresses.normalize(clean(raw))) for name, raw in _mailboxes(text))
-                 if addresses.is_valid(address)]
+        found = [
+            (name, address)
+            for name, address in ((name, addresses.normalize(clean(raw))) for name, raw in _mailboxes(text))
+            if addresses.is_valid(address)
+        ]
         for name, address in found or _liberal_mailboxes(text, first):
             if address in seen:
                 continue
@@ -548,7 +621,7 @@ def _liberal_mailboxes(text: str, first: bool = False) -> list[tuple[str, str]]:
     candidates = 0
     for match in _ADDRESS_WORD.finditer(text):
         word, start = match.group(), match.start()
-        in_brackets = text[start - 1:start] == "<"
+        in_brackets = text[start - 1 : start] == "<"
         if word.count("@") != 1 or (first and plain and not in_brackets):
             continue
         candidates += 1
@@ -560,8 +633,10 @@ def _liberal_mailboxes(text: str, first: bool = False) -> list[tuple[str, str]]:
             if first and in_brackets:
                 break
     found = bracketed or plain
-    return [(text[:start] if index == 0 else "", address)
-            for index, (start, address) in enumerate(found[:1] if first else found)]
+    return [
+        (text[:start] if index == 0 else "", address)
+        for index, (start, address) in enumerate(found[:1] if first else found)
+    ]
 
 
 def _sender(message: Message, hint: str | None) -> tuple[str, str, str, list[str]]:
@@ -573,8 +648,7 @@ def _sender(message: Message, hint: str | None) -> tuple[str, str, str, list[str
     from_values = _values(message, "from")
     from_text = _header_text(from_values[0], hint) if from_values else None
     for header in SENDER_HEADERS:
-        found = _addresses(from_values if header == "from" else _values(message, header), hint,
-                           first=True)
+        found = _addresses(from_values if header == "from" else _values(message, header), hint, first=True)
         if found:
             name, address = found[0]
             notes = [] if header == "from" else [sender_note(header, from_text)]
@@ -587,8 +661,9 @@ def sender_note(source: str, from_text: str | None) -> str:
     where = SENDER_SOURCES[source]
     if from_text is None:
         return f"The sender was taken from {where}: the mail has no From header."
-    return (f"The sender was taken from {where}: the From header "
-            f"({from_text[:200] or 'empty'}) names no address.")
+    return (
+        f"The sender was taken from {where}: the From header ({from_text[:200] or 'empty'}) names no address."
+    )
 
 
 def _message_id(values: list[str], hint: str | None) -> str | None:
@@ -608,19 +683,19 @@ def _id_list(values: list[str], hint: str | None) -> list[str]:
     ids: dict[str, None] = {}
     for value in values:
         text = _header_text(value, hint)
-        found = _ANGLE_ID.findall(text) or [
-            token for token in _ID_SEPARATORS.split(text) if "@" in token]
+        found = _ANGLE_ID.findall(text) or [token for token in _ID_SEPARATORS.split(text) if "@" in token]
         for item in found:
             item = _WHITESPACE.sub("", item).strip("<>")
             if item and len(item) <= MAX_ID_LENGTH:
                 ids[item] = None
     listed = list(ids)
     if len(listed) > MAX_THREAD_IDS:
-        listed = listed[:1] + listed[-(MAX_THREAD_IDS - 1):]
+        listed = listed[:1] + listed[-(MAX_THREAD_IDS - 1) :]
     return listed
 
 
 # -- MIME parts --------------------------------------------------------------------------
+
 
 def _header_view(part: Message) -> Message:
     """The part's Content-Type/-Disposition with 8-bit bytes as Latin-1 characters.
@@ -666,8 +741,9 @@ class _Content:
         # `_Part` counts depth within one reading; a broken multipart read again
         # (`_salvage_multipart`) starts a new tree, so the walk counts as well.
         if depth > self.budget.limits.mime_depth:
-            raise _OverLimit(f"MIME parts nested deeper than MAX_MIME_DEPTH "
-                             f"({self.budget.limits.mime_depth})")
+            raise _OverLimit(
+                f"MIME parts nested deeper than MAX_MIME_DEPTH ({self.budget.limits.mime_depth})"
+            )
         view = _header_view(part)
         content_type = view.get_content_type().lower()
         if content_type.startswith("message/"):
@@ -725,16 +801,22 @@ class _Content:
         disposition = view.get_content_disposition()
         # Outlook omits the disposition of cid: images inside multipart/related.
         inline = content_id is not None and (
-            disposition == "inline" or (disposition is None and parent == "multipart/related"))
+            disposition == "inline" or (disposition is None and parent == "multipart/related")
+        )
         index = len(self.attachments) + 1
-        self.attachments.append(Attachment(
-            filename=_safe_filename(name, content_type, index),
-            content_type=(clean(content_type) if len(content_type) <= _MAX_TYPE_LENGTH
-                          else "application/octet-stream"),
-            data=data,
-            content_id=content_id,
-            is_inline=inline,
-        ))
+        self.attachments.append(
+            Attachment(
+                filename=_safe_filename(name, content_type, index),
+                content_type=(
+                    clean(content_type)
+                    if len(content_type) <= _MAX_TYPE_LENGTH
+                    else "application/octet-stream"
+                ),
+                data=data,
+                content_id=content_id,
+                is_inline=inline,
+            )
+        )
 
 
 def _payload_bytes(part: Message) -> bytes:
@@ -812,8 +894,11 @@ def _salvage_multipart(part: Message, content_type: str, budget: _Budget) -> Mes
         if candidate is None:
             continue
         payload_parts = candidate.get_payload()
-        if (candidate.is_multipart() and payload_parts and not any(
-                isinstance(defect, StartBoundaryNotFoundDefect) for defect in candidate.defects)):
+        if (
+            candidate.is_multipart()
+            and payload_parts
+            and not any(isinstance(defect, StartBoundaryNotFoundDefect) for defect in candidate.defects)
+        ):
             return candidate
     return None
 
@@ -837,8 +922,7 @@ def _epilogue_parts(part: Message, budget: _Budget) -> list[Message]:
     return [child for child in payload if isinstance(child, Message)]
 
 
-def _param(view: Message, name: str,
-           header: str) -> str | tuple[str | None, str | None, str] | None:
+def _param(view: Message, name: str, header: str) -> str | tuple[str | None, str | None, str] | None:
     try:
         return view.get_param(name, header=header)
     except _EMAIL_FAILURES:
@@ -872,20 +956,24 @@ def _content_id(part: Message, hint: str | None) -> str | None:
 
 def _safe_filename(name: str, content_type: str, index: int) -> str:
     """A name safe to show and store: basename only, no controls, bounded, never empty."""
-    name = "".join(char for char in unicodedata.normalize("NFC", name)
-                   if unicodedata.category(char) not in ("Cc", "Cf", "Cs"))
+    name = "".join(
+        char
+        for char in unicodedata.normalize("NFC", name)
+        if unicodedata.category(char) not in ("Cc", "Cf", "Cs")
+    )
     components = [item for item in _PATH_SEPARATORS.split(name) if item.strip(" .")]
     name = components[-1] if components else ""
     name = _collapse(_UNSAFE_FILENAME_CHARS.sub("_", name)).strip(" .")
     if not name:
-        extension = (_EXTENSIONS.get(content_type)
-                     or mimetypes.guess_extension(content_type, strict=False) or ".bin")
+        extension = (
+            _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type, strict=False) or ".bin"
+        )
         name = f"attachment-{index}{extension}"
     if len(name) <= MAX_FILENAME_LENGTH:
         return name
     stem, dot, extension = name.rpartition(".")
     if dot and stem and 0 < len(extension) <= 16:
-        return stem[:MAX_FILENAME_LENGTH - len(extension) - 1].rstrip(" .") + "." + extension
+        return stem[: MAX_FILENAME_LENGTH - len(extension) - 1].rstrip(" .") + "." + extension
     return name[:MAX_FILENAME_LENGTH].rstrip(" .")
 
 
@@ -897,8 +985,13 @@ def _html_to_text(markup: str) -> str:
     kept tag is then replaced by the line break or space it stands for.
     """
     flat = _WHITESPACE.sub(" ", markup)
-    layout = nh3.clean(flat, tags=set(_TAG_TEXT) - {"/" + tag for tag in _TAG_TEXT},
-                       attributes={}, clean_content_tags=_INVISIBLE_TAGS, link_rel=None)
+    layout = nh3.clean(
+        flat,
+        tags=set(_TAG_TEXT) - {"/" + tag for tag in _TAG_TEXT},
+        attributes={},
+        clean_content_tags=_INVISIBLE_TAGS,
+        link_rel=None,
+    )
     text = html.unescape(_CANONICAL_TAG.sub(lambda tag: _TAG_TEXT.get(tag.group(1), ""), layout))
     lines = [_collapse(line.replace("\xa0", " ")) for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

@@ -5,6 +5,7 @@ with the reviewer vouching for the sender, so it creates the ticket (next number
 or appends the reply exactly as the pipeline would have. Rejecting (or marking as
 spam) keeps the raw mail and the decision for the record.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -24,9 +25,11 @@ from helpdesk.services import Actor
 
 
 def pending(session: Session) -> list[QuarantineItem]:
-    return list(session.execute(
-        select(QuarantineItem).where(QuarantineItem.state == "pending").order_by(QuarantineItem.id)
-    ).scalars())
+    return list(
+        session.execute(
+            select(QuarantineItem).where(QuarantineItem.state == "pending").order_by(QuarantineItem.id)
+        ).scalars()
+    )
 
 
 def get(session: Session, item_id: int) -> QuarantineItem:
@@ -36,12 +39,10 @@ def get(session: Session, item_id: int) -> QuarantineItem:
     return item
 
 
-def approve(session: Session, item_id: int, reviewer: Actor,
-            config: Mapping[str, Any]) -> Result:
+def approve(session: Session, item_id: int, reviewer: Actor, config: Mapping[str, Any]) -> Result:
     item = _pending(session, item_id)
     record = item.inbound_mail
-    envelope = Envelope(record.mail_from, tuple(filter(None, record.recipients.split(","))),
-                        record.channel)
+    envelope = Envelope(record.mail_from, tuple(filter(None, record.recipients.split(","))), record.channel)
     mail = with_envelope_sender(parse(record.raw, MailLimits.from_config(config)), envelope)
     decision = decide(session, mail, envelope, config, approved_by=reviewer)
     if decision.outcome not in (Outcome.CREATED, Outcome.APPENDED):

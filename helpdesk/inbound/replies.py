@@ -27,13 +27,14 @@ each line is looked at a bounded number of times with plain string operations,
 and markers are only looked for in lines of at most `MAX_MARKER_LINE`
 characters, so the time is linear in the length of the text, whatever it is.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left
 from itertools import compress
 
 MAX_MARKER_LINE = 400  # a longer line is never a marker: bounds the work on each line
-MAX_FOOTER_LINE = 80   # a phone footer is a short line of its own
+MAX_FOOTER_LINE = 80  # a phone footer is a short line of its own
 
 _COLONS = (":", "：")
 _DIGITS = frozenset("0123456789")
@@ -41,53 +42,94 @@ _DIGITS = frozenset("0123456789")
 # (start, verb, whether the name may follow the verb): "On <date>, <name> wrote:"
 # ends with its verb, "Am <date> schrieb <name>:" has it in the middle.
 _ATTRIBUTIONS = (
-    ("On ", "wrote", False),           # en
-    ("Am ", "schrieb", True),          # de
-    ("Le ", "a écrit", False),         # fr
-    ("El ", "escribió", False),        # es
-    ("Il ", "ha scritto", False),      # it
-    ("Op ", "schreef", True),          # nl
-    ("W dniu ", "pisze", False),       # pl (Thunderbird)
+    ("On ", "wrote", False),  # en
+    ("Am ", "schrieb", True),  # de
+    ("Le ", "a écrit", False),  # fr
+    ("El ", "escribió", False),  # es
+    ("Il ", "ha scritto", False),  # it
+    ("Op ", "schreef", True),  # nl
+    ("W dniu ", "pisze", False),  # pl (Thunderbird)
     ("W dniu ", "napisał(a)", False),  # pl (Gmail)
-    ("Dnia ", "napisał(a)", False),    # pl
-    ("Den ", "skrev", True),           # sv, da
-    ("Em ", "escreveu", False),        # pt
-    ("Dne ", "napsal(a)", False),      # cs
+    ("Dnia ", "napisał(a)", False),  # pl
+    ("Den ", "skrev", True),  # sv, da
+    ("Em ", "escreveu", False),  # pt
+    ("Dne ", "napsal(a)", False),  # cs
 )
 _STARTS = tuple(dict.fromkeys(start for start, _, _ in _ATTRIBUTIONS))
 # Attributions that start with their date (ja, Thunderbird) or carry a CJK one
 # (zh): "2024年1月1日(月) 10:00 Support <s@x>:", "Support <s@x> 于2024年1月1日 10:00写道：".
 _DATED_VERBS = ("のメッセージ", "のメール", "写道", "wrote")
 
-_SEPARATORS = frozenset({
-    "original message", "ursprüngliche nachricht", "message d'origine", "mensaje original",
-    "messaggio originale", "oorspronkelijk bericht", "wiadomość oryginalna",
-    "ursprungligt meddelande", "mensagem original", "původní zpráva", "oprindelig meddelelse",
-})
+_SEPARATORS = frozenset(
+    {
+        "original message",
+        "ursprüngliche nachricht",
+        "message d'origine",
+        "mensaje original",
+        "messaggio originale",
+        "oorspronkelijk bericht",
+        "wiadomość oryginalna",
+        "ursprungligt meddelande",
+        "mensagem original",
+        "původní zpráva",
+        "oprindelig meddelelse",
+    }
+)
 # Labels of an Outlook header block, as clients write them; bold is "*From:*".
 _LABEL_TRIM = " *\t\u00a0\u202f"
 _FROM_LABELS = frozenset({"From", "Von", "De", "Da", "Van", "Od", "Från", "Fra", "发件人", "差出人"})
 # The line after "From:" in such a block says when or about what (Sent, Date,
 # Subject), never only to whom: "From: Paris" then "To: London" is a customer's trip.
-_HEADER_LABELS = frozenset({
-    "Sent", "Date", "Subject",                    # en
-    "Gesendet", "Datum", "Betreff",               # de
-    "Envoyé", "Objet",                            # fr
-    "Enviado", "Asunto", "Fecha", "Assunto", "Data",  # es, pt
-    "Inviato", "Oggetto",                         # it
-    "Verzonden", "Onderwerp",                     # nl
-    "Wysłano", "Temat",                           # pl
-    "Skickat", "Ämne", "Sendt", "Emne",           # sv, da
-    "Odesláno", "Předmět",                        # cs
-    "发送时间", "主题", "日期", "送信日時", "件名",  # zh, ja
-})
+_HEADER_LABELS = frozenset(
+    {
+        "Sent",
+        "Date",
+        "Subject",  # en
+        "Gesendet",
+        "Datum",
+        "Betreff",  # de
+        "Envoyé",
+        "Objet",  # fr
+        "Enviado",
+        "Asunto",
+        "Fecha",
+        "Assunto",
+        "Data",  # es, pt
+        "Inviato",
+        "Oggetto",  # it
+        "Verzonden",
+        "Onderwerp",  # nl
+        "Wysłano",
+        "Temat",  # pl
+        "Skickat",
+        "Ämne",
+        "Sendt",
+        "Emne",  # sv, da
+        "Odesláno",
+        "Předmět",  # cs
+        "发送时间",
+        "主题",
+        "日期",
+        "送信日時",
+        "件名",  # zh, ja
+    }
+)
 # (start, end) of phone footers; "" ends anything.
 _FOOTERS = (
-    ("Sent from my ", ""), ("Get Outlook for ", ""), ("Enviado desde mi ", ""),
-    ("Enviado do meu ", ""), ("Gesendet von meinem ", ""), ("Von meinem ", " gesendet"),
-    ("Envoyé de mon ", ""), ("Inviato da ", ""), ("Verzonden vanaf mijn ", ""),
-    ("Verstuurd vanaf mijn ", ""), ("Skickat från min ", ""), ("Wysłano z ", ""),
-    ("Wysłane z ", ""), ("Odesláno z mého ", ""),
+    ("Sent from my ", ""),
+    ("Get Outlook for ", ""),
+    ("Enviado desde mi ", ""),
+    ("Enviado do meu ", ""),
+    ("Gesendet von meinem ", ""),
+    ("Von meinem ", " gesendet"),
+    ("Envoyé de mon ", ""),
+    ("Inviato da ", ""),
+    ("Verzonden vanaf mijn ", ""),
+    ("Verstuurd vanaf mijn ", ""),
+    ("Skickat från min ", ""),
+    ("Wysłano z ", ""),
+    ("Wysłane z ", ""),
+    ("Odesláno z mého ", ""),
 )
 
 
@@ -155,8 +197,7 @@ def _is_separator(line: str) -> bool:
     """Outlook's "-----Original Message-----" in any language, or its line of underscores."""
     if len(line) >= 32 and not line.strip("_"):
         return True
-    return (line.startswith("-----") and line.endswith("-----")
-            and line.strip("- ").lower() in _SEPARATORS)
+    return line.startswith("-----") and line.endswith("-----") and line.strip("- ").lower() in _SEPARATORS
 
 
 def _label(line: str) -> str:
@@ -175,8 +216,13 @@ def _attribution_start(stripped: list[str], row: int) -> int | None:
     if _is_attribution(line):
         return row
     previous = stripped[row - 1] if row else ""
-    if (previous and previous[0] != ">" and not previous.endswith(_COLONS)
-            and len(previous) <= MAX_MARKER_LINE and _is_attribution(previous + " " + line)):
+    if (
+        previous
+        and previous[0] != ">"
+        and not previous.endswith(_COLONS)
+        and len(previous) <= MAX_MARKER_LINE
+        and _is_attribution(previous + " " + line)
+    ):
         return row - 1
     return None
 
@@ -193,8 +239,7 @@ def _is_attribution(line: str) -> bool:
     if _DIGITS.isdisjoint(body):
         return False
     for start, verb, verb_inside in _ATTRIBUTIONS:
-        if body.startswith(start) and (
-                body.endswith(" " + verb) or verb_inside and f" {verb} " in body):
+        if body.startswith(start) and (body.endswith(" " + verb) or verb_inside and f" {verb} " in body):
             return True
     dated = ":" in body and (body[:1].isdigit() or "年" in body)
     return dated and (body.endswith(_DATED_VERBS) or body.endswith(">") and "@" in body)
@@ -207,6 +252,7 @@ def _before_footer(stripped: list[str], rows: list[int], end: int) -> int:
         return end
     line = stripped[rows[at]]
     if len(line) <= MAX_FOOTER_LINE and any(
-            line.startswith(start) and line.endswith(last) for start, last in _FOOTERS):
+        line.startswith(start) and line.endswith(last) for start, last in _FOOTERS
+    ):
         return rows[at]
     return end

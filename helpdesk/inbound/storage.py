@@ -7,6 +7,7 @@ sanitizer (nh3) and is never rendered raw, and attachments over the limits
 (`helpdesk.inbound.limits`: count, size each, size in all) are left out with a note —
 they are still in the raw mail.
 """
+
 from __future__ import annotations
 
 from helpdesk import html
@@ -37,23 +38,30 @@ def attachments(mail: InboundMail, limits: MailLimits) -> tuple[list[NewAttachme
     kept: list[NewAttachment] = []
     notes: list[str] = []
     total = 0
-    beyond_count = mail.attachments[limits.attachments:]
-    for item in mail.attachments[:limits.attachments]:
+    beyond_count = mail.attachments[limits.attachments :]
+    for item in mail.attachments[: limits.attachments]:
         size = len(item.data)
         if size > limits.attachment_bytes:
-            notes.append(f"{item.filename} ({size} bytes) not stored: larger than "
-                         f"{limits.attachment_bytes} bytes; it is in the original mail.")
+            notes.append(
+                f"{item.filename} ({size} bytes) not stored: larger than "
+                f"{limits.attachment_bytes} bytes; it is in the original mail."
+            )
             continue
         if total + size > limits.attachments_total_bytes:
-            notes.append(f"{item.filename} ({size} bytes) not stored: attachments exceed "
-                         f"{limits.attachments_total_bytes} bytes in total; it is in the "
-                         "original mail.")
+            notes.append(
+                f"{item.filename} ({size} bytes) not stored: attachments exceed "
+                f"{limits.attachments_total_bytes} bytes in total; it is in the "
+                "original mail."
+            )
             continue
         total += size
-        kept.append(NewAttachment(item.filename, item.content_type, item.data,
-                                  item.content_id, item.is_inline))
+        kept.append(
+            NewAttachment(item.filename, item.content_type, item.data, item.content_id, item.is_inline)
+        )
     if beyond_count:
-        notes.append(f"{len(beyond_count)} more attachments not stored: more than "
-                     f"{limits.attachments} in one mail (MAX_ATTACHMENTS); they are in the "
-                     "original mail.")
+        notes.append(
+            f"{len(beyond_count)} more attachments not stored: more than "
+            f"{limits.attachments} in one mail (MAX_ATTACHMENTS); they are in the "
+            "original mail."
+        )
     return kept, notes

@@ -20,6 +20,7 @@ Headers:
   out-of-office replies stay quiet) and `X-Loop: <support address>`, which
   `automail` recognises when our own mail comes back.
 """
+
 from __future__ import annotations
 
 import email.policy
@@ -68,7 +69,9 @@ def template_environment(override_dir: str) -> Environment:
         loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,  # a typo in an operator's template fails the row, visibly
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
 
 
@@ -144,13 +147,11 @@ class Composer:
             return "auto-replied"
         return "auto-generated"
 
-    def _context(self, session: Session, ticket: Ticket, row: OutboxMessage,
-                 number: str) -> dict[str, Any]:
+    def _context(self, session: Session, ticket: Ticket, row: OutboxMessage, number: str) -> dict[str, Any]:
         reply = None
         if row.reply is not None:
             author = row.reply.author_staff
-            reply = {"body": row.reply.body,
-                     "author": author.name if author else row.reply.author_label}
+            reply = {"body": row.reply.body, "author": author.name if author else row.reply.author_label}
         return {
             "number": number,
             "subject": ticket.subject,
@@ -184,8 +185,10 @@ class Composer:
         if row.kind == "sla_breach":  # alerts go to staff
             session = object_session(ticket)
             if session is not None:
-                return session.execute(select(StaffUser.name).where(
-                    StaffUser.email == row.to_address)).scalar() or ""
+                return (
+                    session.execute(select(StaffUser.name).where(StaffUser.email == row.to_address)).scalar()
+                    or ""
+                )
         return ""
 
     def _thread(self, session: Session, row: OutboxMessage) -> tuple[str | None, list[str]]:
@@ -195,7 +198,8 @@ class Composer:
         portal ticket). References keep the first message and the newest ones."""
         received = session.execute(
             select(InboundMail.received_at, InboundMail.message_id).where(
-                InboundMail.ticket_id == row.ticket_id, InboundMail.message_id.is_not(None),
+                InboundMail.ticket_id == row.ticket_id,
+                InboundMail.message_id.is_not(None),
                 InboundMail.outcome.in_(_THREAD_OUTCOMES),
                 InboundMail.received_at <= row.created_at,
             )
@@ -204,18 +208,21 @@ class Composer:
             select(OutboxMessage.created_at, OutboxMessage.message_id).where(
                 OutboxMessage.ticket_id == row.ticket_id,
                 OutboxMessage.to_address == row.to_address,
-                OutboxMessage.id != row.id, OutboxMessage.message_id.is_not(None),
+                OutboxMessage.id != row.id,
+                OutboxMessage.message_id.is_not(None),
                 OutboxMessage.state.in_(_SENT_STATES),
                 OutboxMessage.created_at <= row.created_at,
             )
         ).all()
         # Both queries keep only rows with a Message-ID.
-        thread = sorted([(at, 1, mid) for at, mid in received if mid is not None]
-                        + [(at, 0, mid) for at, mid in sent if mid is not None])
+        thread = sorted(
+            [(at, 1, mid) for at, mid in received if mid is not None]
+            + [(at, 0, mid) for at, mid in sent if mid is not None]
+        )
         if not thread:
             return None, []
         ids = [mid for _, _, mid in thread]
         last_received = max((i for i, (_, inbound, _) in enumerate(thread) if inbound), default=None)
         chain = ids[: (last_received if last_received is not None else len(ids) - 1) + 1]
-        references = list(dict.fromkeys([chain[0], *chain[-(MAX_REFERENCES - 1):]]))
+        references = list(dict.fromkeys([chain[0], *chain[-(MAX_REFERENCES - 1) :]]))
         return chain[-1], references

@@ -1,5 +1,6 @@
 """The staff portal blueprint: server-rendered pages, one small stylesheet, no
 JavaScript needed. Views are thin: read the form, call a service, commit, redirect."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Log in and out of the portal."""
+
 from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
@@ -19,8 +20,7 @@ def home() -> ResponseReturnValue:
 def login() -> ResponseReturnValue:
     error = None
     if request.method == "POST":
-        user = check_credentials(request.form.get("email", "")[:320],
-                                 request.form.get("password", "")[:1000])
+        user = check_credentials(request.form.get("email", "")[:320], request.form.get("password", "")[:1000])
         if user is not None:
             log_in(user)
             return redirect(safe_next(request.args.get("next")))

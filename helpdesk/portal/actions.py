@@ -2,6 +2,7 @@
 and go back to the page it came from (post/redirect/get). A domain error (bad
 input, a refused transition) rolls back and is shown instead; nothing else is
 caught, so a bug is a bug."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

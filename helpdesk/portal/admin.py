@@ -1,4 +1,5 @@
 """Administration, admins only: authorized senders and staff accounts."""
+
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -18,16 +19,16 @@ from helpdesk.services.staff import StaffService
 @bp.get("/admin/senders")
 @login_required("admin")
 def senders() -> ResponseReturnValue:
-    return render_template("portal/senders.html", nav="senders",
-                           rules=SendersService(db.session).list())
+    return render_template("portal/senders.html", nav="senders", rules=SendersService(db.session).list())
 
 
 @bp.post("/admin/senders")
 @login_required("admin")
 def add_sender() -> ResponseReturnValue:
     def add() -> str:
-        rule = SendersService(db.session).add(request.form.get("pattern", ""),
-                                              request.form.get("organization", ""))
+        rule = SendersService(db.session).add(
+            request.form.get("pattern", ""), request.form.get("organization", "")
+        )
         return f"Authorized {rule.pattern} for {rule.organization.name}."
 
     return perform(add, url_for("portal.senders"))
@@ -57,10 +58,12 @@ def add_staff() -> ResponseReturnValue:
 
     def create() -> str:
         user, generated = StaffService(db.session).create(
-            email=form.get("email", ""), name=form.get("name", ""), role=form.get("role", ""),
-            password=form.get("password") or None)
-        return f"Created {user.role} {user.email}." + (
-            f" Their password: {generated}" if generated else "")
+            email=form.get("email", ""),
+            name=form.get("name", ""),
+            role=form.get("role", ""),
+            password=form.get("password") or None,
+        )
+        return f"Created {user.role} {user.email}." + (f" Their password: {generated}" if generated else "")
 
     return perform(create, url_for("portal.staff"))
 

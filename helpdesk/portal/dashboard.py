@@ -1,5 +1,6 @@
 """The dashboard (counts by status and priority, SLA state, response times) and the
 mail-flow page."""
+
 from __future__ import annotations
 
 from flask import current_app, render_template
@@ -16,8 +17,7 @@ from helpdesk.vocabulary import INBOUND_OUTCOMES
 @bp.get("/dashboard")
 @login_required()
 def dashboard() -> ResponseReturnValue:
-    return render_template("portal/dashboard.html", nav="dashboard",
-                           stats=ticket_stats(db.session))
+    return render_template("portal/dashboard.html", nav="dashboard", stats=ticket_stats(db.session))
 
 
 @bp.get("/mail")
@@ -25,7 +25,7 @@ def dashboard() -> ResponseReturnValue:
 def mail() -> ResponseReturnValue:
     """Mail flow at a glance: intake per channel, mailboxes, the outbox (docs/web.md)."""
     cfg = current_app.config
-    flow = mail_flow(db.session, stuck_after=cfg["IMAP_STUCK_AFTER"],
-                     backlog_after=cfg["OUTBOX_BACKLOG_AFTER"])
-    return render_template("portal/mail.html", nav="mail", flow=flow,
-                           outcomes=INBOUND_OUTCOMES)
+    flow = mail_flow(
+        db.session, stuck_after=cfg["IMAP_STUCK_AFTER"], backlog_after=cfg["OUTBOX_BACKLOG_AFTER"]
+    )
+    return render_template("portal/mail.html", nav="mail", flow=flow, outcomes=INBOUND_OUTCOMES)

@@ -1,4 +1,5 @@
 """Quarantine review: held mail, its raw bytes, approve / reject / mark as spam."""
+
 from __future__ import annotations
 
 from flask import abort, current_app, render_template, url_for
@@ -16,8 +17,7 @@ from helpdesk.portal.session import actor, login_required
 @bp.get("/quarantine")
 @login_required()
 def quarantine() -> ResponseReturnValue:
-    return render_template("portal/quarantine.html", nav="quarantine",
-                           items=review.pending(db.session))
+    return render_template("portal/quarantine.html", nav="quarantine", items=review.pending(db.session))
 
 
 @bp.get("/quarantine/<int(max=2147483647):item_id>")
@@ -28,8 +28,9 @@ def quarantine_item(item_id: int) -> ResponseReturnValue:
     except NotFound:
         abort(404)
     raw = item.inbound_mail.raw.decode("utf-8", "replace")
-    return render_template("portal/quarantine_item.html", nav="quarantine", item=item, raw=raw,
-                           sender_sources=v.SENDER_SOURCES)
+    return render_template(
+        "portal/quarantine_item.html", nav="quarantine", item=item, raw=raw, sender_sources=v.SENDER_SOURCES
+    )
 
 
 @bp.post("/quarantine/<int(max=2147483647):item_id>/<decision>")

@@ -4,6 +4,7 @@ The user is re-read on every request, so deactivating an account or changing a
 role takes effect at the next click. Every staff view is wrapped in
 `login_required`; admin views ask for `role="admin"` (agents get 403).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

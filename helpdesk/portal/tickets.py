@@ -1,4 +1,5 @@
 """The queue, the ticket page and its controls, the new-ticket form, attachments."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,8 +21,14 @@ from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
 from helpdesk.services import QueueService, TicketFilters, TicketsService
 
-SORTS = {"-updated_at": "Recently updated", "-created_at": "Newest", "created_at": "Oldest",
-         "-priority": "Priority", "-number": "Number (high → low)", "subject": "Subject"}
+SORTS = {
+    "-updated_at": "Recently updated",
+    "-created_at": "Newest",
+    "created_at": "Oldest",
+    "-priority": "Priority",
+    "-number": "Number (high → low)",
+    "subject": "Subject",
+}
 
 
 def _service() -> TicketsService:
@@ -33,9 +40,11 @@ def _number(ticket: Ticket) -> str:
 
 
 def _active_staff() -> list[StaffUser]:
-    return list(db.session.execute(
-        select(StaffUser).where(StaffUser.is_active.is_(True)).order_by(StaffUser.name)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(StaffUser).where(StaffUser.is_active.is_(True)).order_by(StaffUser.name)
+        ).scalars()
+    )
 
 
 def _ticket_or_404(number: str) -> Ticket:
@@ -67,14 +76,16 @@ def queue() -> ResponseReturnValue:
     assignee: Any = args.get("assignee") or None
     if assignee == "mine":
         assignee = actor().staff_id
-    choose = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES,
-              "channel": v.CHANNELS}
-    picked = {name: [value for value in args.getlist(name) if value in allowed]
-              for name, allowed in choose.items()}
+    choose = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES, "channel": v.CHANNELS}
+    picked = {
+        name: [value for value in args.getlist(name) if value in allowed] for name, allowed in choose.items()
+    }
     sort = args.get("sort") or ""
     sort = sort if sort in SORTS else "-updated_at"
     filters = TicketFilters(
-        status=picked["status"], priority=picked["priority"], category=picked["category"],
+        status=picked["status"],
+        priority=picked["priority"],
+        category=picked["category"],
         channel=picked["channel"],
         assignee=assignee if assignee in (None, "none") else positive_int(assignee),
         q=(args.get("q") or "").strip()[:200] or None,
@@ -82,11 +93,21 @@ def queue() -> ResponseReturnValue:
     )
     page_number = positive_int(args.get("page", "1"), maximum=100_000) or 1
     result = QueueService.from_config(db.session, current_app.config).list_tickets(
-        filters, page=page_number, per_page=25, sort=sort)
+        filters, page=page_number, per_page=25, sort=sort
+    )
     return render_template(
-        "portal/queue.html", nav="queue", page=result, filters=filters, picked=picked,
-        assignee_choice=args.get("assignee", ""), sort=sort, sorts=SORTS, staff_list=_active_staff(),
-        vocabulary=v, sla_states=sla.STATES, query=args.to_dict(flat=False),
+        "portal/queue.html",
+        nav="queue",
+        page=result,
+        filters=filters,
+        picked=picked,
+        assignee_choice=args.get("assignee", ""),
+        sort=sort,
+        sorts=SORTS,
+        staff_list=_active_staff(),
+        vocabulary=v,
+        sla_states=sla.STATES,
+        query=args.to_dict(flat=False),
     )
 
 
@@ -99,12 +120,15 @@ def new_ticket() -> ResponseReturnValue:
         assignee = form.get("assignee", "")
         try:
             ticket = _service().open_ticket(
-                subject=form.get("subject", ""), description=form.get("description", ""),
+                subject=form.get("subject", ""),
+                description=form.get("description", ""),
                 requester_email=form.get("requester_email", ""),
                 requester_name=form.get("requester_name", ""),
-                priority=form.get("priority") or None, category=form.get("category") or None,
+                priority=form.get("priority") or None,
+                category=form.get("category") or None,
                 assignee_id=positive_int(assignee),
-                channel="web", actor=actor(),
+                channel="web",
+                actor=actor(),
             )
             db.session.commit()
         except ValidationError as exc:
@@ -113,8 +137,14 @@ def new_ticket() -> ResponseReturnValue:
         else:
             flash(f"Opened {_number(ticket)}.")
             return redirect(url_for("portal.ticket", number=_number(ticket)))
-    return render_template("portal/new_ticket.html", nav="new", errors=errors, form=form,
-                           vocabulary=v, staff_list=_active_staff()), 422 if errors else 200
+    return render_template(
+        "portal/new_ticket.html",
+        nav="new",
+        errors=errors,
+        form=form,
+        vocabulary=v,
+        staff_list=_active_staff(),
+    ), 422 if errors else 200
 
 
 @bp.get("/tickets/<number>")
@@ -124,9 +154,13 @@ def ticket(number: str) -> ResponseReturnValue:
     if _service().mark_viewed(record, actor=actor()):  # new → open (docs/lifecycle.md)
         db.session.commit()
     return render_template(
-        "portal/ticket.html", nav="queue", ticket=record,
-        allowed=lifecycle.allowed_targets(record.status), vocabulary=v,
-        staff_list=_active_staff(), sla_state=sla.state(record, now()),
+        "portal/ticket.html",
+        nav="queue",
+        ticket=record,
+        allowed=lifecycle.allowed_targets(record.status),
+        vocabulary=v,
+        staff_list=_active_staff(),
+        sla_state=sla.state(record, now()),
     )
 
 
@@ -137,8 +171,9 @@ def reply(number: str) -> ResponseReturnValue:
     internal = request.form.get("kind") == "note"
 
     def add() -> str:
-        _service().add_message(record, body=request.form.get("body", ""), actor=actor(),
-                               channel="web", internal=internal)
+        _service().add_message(
+            record, body=request.form.get("body", ""), actor=actor(), channel="web", internal=internal
+        )
         return "Note added." if internal else "Reply sent."
 
     return perform(add, _page(record))
@@ -151,8 +186,7 @@ def change_status(number: str) -> ResponseReturnValue:
     target = request.form.get("status", "")
 
     def move() -> str:
-        _service().change_status(record, target, actor=actor(),
-                                 reason=request.form.get("reason", "")[:2000])
+        _service().change_status(record, target, actor=actor(), reason=request.form.get("reason", "")[:2000])
         return f"Status is now {target.replace('_', ' ')}."
 
     return perform(move, _page(record))
@@ -164,8 +198,10 @@ def update(number: str) -> ResponseReturnValue:
     record = _ticket_or_404(number)
     form = request.form
     assignee = form.get("assignee", "")
-    changes: dict[str, Any] = {"priority": form.get("priority") or None,
-                               "category": form.get("category") or None}
+    changes: dict[str, Any] = {
+        "priority": form.get("priority") or None,
+        "category": form.get("category") or None,
+    }
     if "assignee" in form:
         changes["assignee_id"] = positive_int(assignee)
 

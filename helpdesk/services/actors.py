@@ -1,4 +1,5 @@
 """Who did something: passed to every service call instead of read from `g`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,7 @@ class Actor:
     def unverified(cls, email: str, name: str = "") -> Actor:
         """Mail that claims a staff address without proof (docs/mail-gateway.md). It acts as
         nobody: it may only leave an internal note, labelled as unverified."""
-        return cls("unverified", _label(email, name, " (unverified sender)"),
-                   email=email.lower())
+        return cls("unverified", _label(email, name, " (unverified sender)"), email=email.lower())
 
     @classmethod
     def system(cls, label: str = "system") -> Actor:
@@ -63,4 +63,4 @@ class Actor:
 def _label(email: str, name: str, suffix: str = "") -> str:
     """`Name <address>` and the suffix, within the label columns."""
     label = f"{name} <{email}>" if name else email
-    return label[:MAX_LABEL - len(suffix)] + suffix
+    return label[: MAX_LABEL - len(suffix)] + suffix

@@ -1,4 +1,5 @@
 """Customers known by email address, and whether mail still reaches them (docs/outbound-mail.md)."""
+
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select

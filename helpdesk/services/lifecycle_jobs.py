@@ -15,6 +15,7 @@ runs them every `LIFECYCLE_JOBS_INTERVAL` (`mailgateway.periodic`), cron may run
 
 The caller owns the transaction (flush, never commit), as with every service.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,8 +49,10 @@ class SlaCheckResult:
         if not self.ran:
             return "sla-check: another run is in progress; nothing done"
         first = sum(1 for b in self.breaches if b.target == sla.FIRST_RESPONSE_BREACHED)
-        return (f"sla-check: {first} first-response and {len(self.breaches) - first} "
-                f"resolution breaches marked, {self.alerts} alerts queued")
+        return (
+            f"sla-check: {first} first-response and {len(self.breaches) - first} "
+            f"resolution breaches marked, {self.alerts} alerts queued"
+        )
 
 
 @dataclass(frozen=True)
@@ -75,18 +78,40 @@ def check_sla(session: Session) -> SlaCheckResult:
         return SlaCheckResult(ran=False)
     moment = now()
     breaches = [
-        *_mark(session, "first_response_breached", "first_response_due_at",
-               sla_queries.first_response_unmarked(moment), sla.FIRST_RESPONSE_BREACHED),
-        *_mark(session, "resolution_breached", "resolution_due_at",
-               sla_queries.resolution_unmarked(moment), sla.RESOLUTION_BREACHED),
+        *_mark(
+            session,
+            "first_response_breached",
+            "first_response_due_at",
+            sla_queries.first_response_unmarked(moment),
+            sla.FIRST_RESPONSE_BREACHED,
+        ),
+        *_mark(
+            session,
+            "resolution_breached",
+            "resolution_due_at",
+            sla_queries.resolution_unmarked(moment),
+            sla.RESOLUTION_BREACHED,
+        ),
     ]
     if not breaches:
         return SlaCheckResult(ran=True)
-    session.execute(insert(TicketHistory.__table__), [dict(
-        ticket_id=breach.ticket_id, field="sla", old_value=None, new_value=breach.target,
-        actor_staff_id=None, actor_label=SLA_CHECK_ACTOR.label, reason=breach.describe(),
-        automated=True, created_at=moment,
-    ) for breach in breaches])
+    session.execute(
+        insert(TicketHistory.__table__),
+        [
+            dict(
+                ticket_id=breach.ticket_id,
+                field="sla",
+                old_value=None,
+                new_value=breach.target,
+                actor_staff_id=None,
+                actor_label=SLA_CHECK_ACTOR.label,
+                reason=breach.describe(),
+                automated=True,
+                created_at=moment,
+            )
+            for breach in breaches
+        ],
+    )
     alerts = notifications.queue_sla_alerts(session, breaches, moment)
     return SlaCheckResult(ran=True, breaches=tuple(breaches), alerts=alerts)
 
@@ -98,32 +123,41 @@ def auto_close(session: Session, config: Any) -> AutoCloseResult:
     if not _exclusive(session, AUTO_CLOSE_LOCK):
         return AutoCloseResult(ran=False)
     after = config["AUTO_CLOSE_AFTER"]
-    tickets = session.execute(
-        select(Ticket)
-        .where(Ticket.status == "resolved", Ticket.resolved_at <= now() - after,
-               or_(Ticket.last_customer_reply_at.is_(None),
-                   Ticket.last_customer_reply_at < Ticket.resolved_at))
-        .order_by(Ticket.id)
-        .with_for_update(of=Ticket, skip_locked=True)
-    ).unique().scalars().all()
+    tickets = (
+        session.execute(
+            select(Ticket)
+            .where(
+                Ticket.status == "resolved",
+                Ticket.resolved_at <= now() - after,
+                or_(
+                    Ticket.last_customer_reply_at.is_(None),
+                    Ticket.last_customer_reply_at < Ticket.resolved_at,
+                ),
+            )
+            .order_by(Ticket.id)
+            .with_for_update(of=Ticket, skip_locked=True)
+        )
+        .unique()
+        .scalars()
+        .all()
+    )
     service = TicketsService.from_config(session, config)
     reason = f"no reply for {describe(after)} after it was resolved"
     for ticket in tickets:
-        service.change_status(ticket, "closed", actor=AUTO_CLOSE_ACTOR, reason=reason,
-                              automated=True)
+        service.change_status(ticket, "closed", actor=AUTO_CLOSE_ACTOR, reason=reason, automated=True)
     return AutoCloseResult(ran=True, closed=tuple(ticket.id for ticket in tickets))
 
 
-def _mark(session: Session, flag: str, due: str, unmarked: Any,
-          target: str) -> Sequence[sla.Breach]:
+def _mark(session: Session, flag: str, due: str, unmarked: Any, target: str) -> Sequence[sla.Breach]:
     """Set `flag` on the tickets `unmarked` selects; the ones it returns are new breaches."""
     table = Ticket.__table__
     rows = session.execute(
-        update(table).where(unmarked).values({flag: True})
+        update(table)
+        .where(unmarked)
+        .values({flag: True})
         .returning(table.c.id, table.c.assignee_id, table.c[due])
     ).all()
-    return [sla.Breach(ticket_id, assignee_id, target, due_at)
-            for ticket_id, assignee_id, due_at in rows]
+    return [sla.Breach(ticket_id, assignee_id, target, due_at) for ticket_id, assignee_id, due_at in rows]
 
 
 def _exclusive(session: Session, key: int) -> bool:

@@ -7,6 +7,7 @@ waited longer than `OUTBOX_BACKLOG_AFTER`. Both show on the portal's Mail page a
 on `/metrics`. Deduplicated deliveries are not rows (that is the point of
 deduplication): they appear only in the gateway's log.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,26 +41,34 @@ class MailFlow:
     moment: datetime
 
 
-def mail_flow(session: Session, *, stuck_after: timedelta, backlog_after: timedelta,
-              moment: datetime | None = None) -> MailFlow:
+def mail_flow(
+    session: Session, *, stuck_after: timedelta, backlog_after: timedelta, moment: datetime | None = None
+) -> MailFlow:
     moment = moment or now()
     counts = _inbound(session, None)
     recent = _inbound(session, moment - timedelta(days=1))
     mailboxes = [
-        MailboxHealth(row.key, row.last_success_at, row.last_error, row.last_error_at,
-                      stuck=row.last_success_at is None
-                      or row.last_success_at < moment - stuck_after)
-        for row in session.execute(select(ImapMailboxState).order_by(ImapMailboxState.key))
-        .scalars()
+        MailboxHealth(
+            row.key,
+            row.last_success_at,
+            row.last_error,
+            row.last_error_at,
+            stuck=row.last_success_at is None or row.last_success_at < moment - stuck_after,
+        )
+        for row in session.execute(select(ImapMailboxState).order_by(ImapMailboxState.key)).scalars()
     ]
-    found = dict(session.execute(
-        select(OutboxMessage.state, func.count(OutboxMessage.id)).group_by(OutboxMessage.state)
-    ).all())
+    found = dict(
+        session.execute(
+            select(OutboxMessage.state, func.count(OutboxMessage.id)).group_by(OutboxMessage.state)
+        ).all()
+    )
     oldest = session.execute(
         select(func.min(OutboxMessage.created_at)).where(OutboxMessage.state == "pending")
     ).scalar()
     return MailFlow(
-        inbound=counts, inbound_last_day=recent, mailboxes=mailboxes,
+        inbound=counts,
+        inbound_last_day=recent,
+        mailboxes=mailboxes,
         outbox={state: int(found.get(state, 0)) for state in v.OUTBOX_STATES},
         oldest_pending_at=oldest,
         outbox_backed_up=oldest is not None and oldest < moment - backlog_after,
@@ -71,8 +80,13 @@ def _inbound(session: Session, since: datetime | None) -> dict[str, dict[str, in
     query = select(InboundMail.channel, InboundMail.outcome, func.count(InboundMail.id))
     if since is not None:
         query = query.where(InboundMail.received_at >= since)
-    found = {(channel, outcome): count for channel, outcome, count in
-             session.execute(query.group_by(InboundMail.channel, InboundMail.outcome))}
-    return {channel: {outcome: int(found.get((channel, outcome), 0))
-                      for outcome in v.INBOUND_OUTCOMES}
-            for channel in v.INBOUND_CHANNELS}
+    found = {
+        (channel, outcome): count
+        for channel, outcome, count in session.execute(
+            query.group_by(InboundMail.channel, InboundMail.outcome)
+        )
+    }
+    return {
+        channel: {outcome: int(found.get((channel, outcome), 0)) for outcome in v.INBOUND_OUTCOMES}
+        for channel in v.INBOUND_CHANNELS
+    }

@@ -29,6 +29,7 @@ Whether a queued row is really sent (undeliverable, machine or own address, rate
 limit) is decided when it is sent, with the newest knowledge: see
 `mailgateway.outbound`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -77,24 +78,37 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
     moment = now()
     for address in recipients:
         others = ", ".join(a for a in recipients if a != address)
-        session.add(OutboxMessage(
-            ticket_id=ticket.id, reply=message,
-            **_row_values("reply", address, moment, cc_addresses=others),
-        ))
+        session.add(
+            OutboxMessage(
+                ticket_id=ticket.id,
+                reply=message,
+                **_row_values("reply", address, moment, cc_addresses=others),
+            )
+        )
 
 
 def queue_status_change(
-    session: Session, ticket: Ticket, old: str, new: str, *, actor: Actor, reason: str,
+    session: Session,
+    ticket: Ticket,
+    old: str,
+    new: str,
+    *,
+    actor: Actor,
+    reason: str,
     automated: bool,
 ) -> None:
     """Queue the requester's notice of a status change someone made."""
     if automated or actor.is_customer or new in UNMAILED_STATUSES or old == new:
         return
     kind = "resolved" if new == "resolved" else "status"
-    session.add(OutboxMessage(
-        ticket_id=ticket.id, old_status=old, new_status=new,
-        **_row_values(kind, ticket.requester.email, now(), status_reason=reason or ""),
-    ))
+    session.add(
+        OutboxMessage(
+            ticket_id=ticket.id,
+            old_status=old,
+            new_status=new,
+            **_row_values(kind, ticket.requester.email, now(), status_reason=reason or ""),
+        )
+    )
 
 
 def queue_sla_alerts(session: Session, breaches: Sequence[Breach], moment: datetime) -> int:
@@ -110,14 +124,17 @@ def queue_sla_alerts(session: Session, breaches: Sequence[Breach], moment: datet
     admins = [email for _, email, role in staff if role == "admin"]
     per_ticket: dict[int, tuple[int | None, list[str]]] = {}
     for breach in breaches:
-        per_ticket.setdefault(breach.ticket_id, (breach.assignee_id, []))[1].append(
-            breach.describe())
+        per_ticket.setdefault(breach.ticket_id, (breach.assignee_id, []))[1].append(breach.describe())
     rows = []
     for ticket_id, (assignee_id, lines) in per_ticket.items():
         assignee = active.get(assignee_id) if assignee_id is not None else None
         for address in [assignee] if assignee else admins:
-            rows.append(dict(ticket_id=ticket_id, **_row_values(
-                "sla_breach", address, moment, status_reason="\n".join(lines))))
+            rows.append(
+                dict(
+                    ticket_id=ticket_id,
+                    **_row_values("sla_breach", address, moment, status_reason="\n".join(lines)),
+                )
+            )
     if rows:
         session.execute(insert(OutboxMessage.__table__), rows)
     return len(rows)
@@ -147,17 +164,25 @@ def retry(session: Session, row_id: int) -> OutboxMessage:
     if row is None:
         raise NotFound(f"No outbox row {row_id}.")
     if row.state not in RETRYABLE_STATES:
-        raise Conflict(f"Outbox row {row_id} is {row.state}; only "
-                       f"{' or '.join(RETRYABLE_STATES)} rows can be retried.")
+        raise Conflict(
+            f"Outbox row {row_id} is {row.state}; only {' or '.join(RETRYABLE_STATES)} rows can be retried."
+        )
     row.state, row.next_attempt_at, row.last_error = "pending", now(), ""
     session.flush()
     return row
 
 
-def _row_values(kind: str, address: str, moment: datetime, *, cc_addresses: str = "",
-                status_reason: str = "") -> dict[str, Any]:
+def _row_values(
+    kind: str, address: str, moment: datetime, *, cc_addresses: str = "", status_reason: str = ""
+) -> dict[str, Any]:
     return dict(
-        kind=kind, to_address=address, cc_addresses=cc_addresses,
-        status_reason=status_reason, state="pending", attempts=0, next_attempt_at=moment,
-        last_error="", created_at=moment,
+        kind=kind,
+        to_address=address,
+        cc_addresses=cc_addresses,
+        status_reason=status_reason,
+        state="pending",
+        attempts=0,
+        next_attempt_at=moment,
+        last_error="",
+        created_at=moment,
     )

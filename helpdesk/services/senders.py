@@ -3,6 +3,7 @@
 A rule is an exact address (`ann@example.com`) or a whole domain (`@example.com`),
 tied to an organization; an exact rule wins over a domain rule.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -39,9 +40,7 @@ class SendersService:
         name = (name or "").strip()
         if not name:
             raise ValidationError({"organization": "is required"})
-        org = self.session.execute(
-            select(Organization).where(Organization.name == name)
-        ).scalar_one_or_none()
+        org = self.session.execute(select(Organization).where(Organization.name == name)).scalar_one_or_none()
         if org is None:
             org = Organization(name=name)
             self.session.add(org)
@@ -66,9 +65,7 @@ class SendersService:
 
     def list(self) -> list[AuthorizedSender]:
         return list(
-            self.session.execute(select(AuthorizedSender).order_by(AuthorizedSender.pattern))
-            .scalars()
-            .all()
+            self.session.execute(select(AuthorizedSender).order_by(AuthorizedSender.pattern)).scalars().all()
         )
 
     def _find(self, pattern: str) -> AuthorizedSender | None:

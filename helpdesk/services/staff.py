@@ -1,4 +1,5 @@
 """Staff accounts. Passwords are stored only as werkzeug scrypt hashes."""
+
 from __future__ import annotations
 
 import secrets

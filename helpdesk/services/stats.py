@@ -19,6 +19,7 @@ creation (to the first response, to the resolution); days are UTC days.
   the tickets assigned to them that are open (not resolved, closed or cancelled)
   and resolved (resolved or closed).
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
@@ -50,16 +51,20 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
     first_response = seconds_between(session, Ticket.created_at, Ticket.first_responded_at)
     resolution = seconds_between(session, Ticket.created_at, Ticket.resolved_at)
     states = list(sla.STATES)
-    row = session.execute(select(
-        func.count(Ticket.id),
-        func.avg(first_response), func.count(Ticket.first_responded_at),
-        func.avg(resolution), func.count(Ticket.resolved_at),
-        _count(Ticket.first_response_breached.is_(True)),
-        _count(Ticket.first_response_breached.is_(False)),
-        _count(Ticket.resolution_breached.is_(True)),
-        _count(Ticket.resolution_breached.is_(False)),
-        *(_count(sla_queries.state_clause(name, moment)) for name in states),
-    )).one()
+    row = session.execute(
+        select(
+            func.count(Ticket.id),
+            func.avg(first_response),
+            func.count(Ticket.first_responded_at),
+            func.avg(resolution),
+            func.count(Ticket.resolved_at),
+            _count(Ticket.first_response_breached.is_(True)),
+            _count(Ticket.first_response_breached.is_(False)),
+            _count(Ticket.resolution_breached.is_(True)),
+            _count(Ticket.resolution_breached.is_(False)),
+            *(_count(sla_queries.state_clause(name, moment)) for name in states),
+        )
+    ).one()
     avg_first, avg_resolution = row[1], row[3]
     total, n_first, n_resolution = int(row[0] or 0), int(row[2] or 0), int(row[4] or 0)
     fr_breached, fr_met, res_breached, res_met, *state_counts = (int(x or 0) for x in row[5:])
@@ -71,11 +76,13 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
         "by_category": counts["category"],
         "by_channel": counts["channel"],
         "first_response": {
-            "average_seconds": _seconds(avg_first), "count": n_first,
+            "average_seconds": _seconds(avg_first),
+            "count": n_first,
             "median_seconds": _seconds(_median(session, first_response, n_first)),
         },
         "resolution": {
-            "average_seconds": _seconds(avg_resolution), "count": n_resolution,
+            "average_seconds": _seconds(avg_resolution),
+            "count": n_resolution,
             "median_seconds": _seconds(_median(session, resolution, n_resolution)),
         },
         "sla": {
@@ -100,12 +107,10 @@ def _count(condition: Any) -> Any:
 def _counts(session: Session) -> dict[str, dict[str, int]]:
     """Tickets by status, priority, category and channel: one pass, grouped by all
     four (at most a few hundred groups), each then summed up by one of them."""
-    fields = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES,
-              "channel": v.CHANNELS}
+    fields = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES, "channel": v.CHANNELS}
     columns = [getattr(Ticket, name) for name in fields]
     counts = {name: dict.fromkeys(values, 0) for name, values in fields.items()}
-    for *values, count in session.execute(
-            select(*columns, func.count(Ticket.id)).group_by(*columns)).all():
+    for *values, count in session.execute(select(*columns, func.count(Ticket.id)).group_by(*columns)).all():
         for name, value in zip(fields, values, strict=True):
             counts[name][value] += int(count)
     return counts
@@ -116,8 +121,14 @@ def _median(session: Session, duration: Any, known: int) -> Any:
     middle one or two of the sorted durations (SQLite has no percentile_cont)."""
     if known == 0:
         return None
-    middle = (select(duration.label("value")).where(duration.is_not(None)).order_by(duration)
-              .offset((known - 1) // 2).limit(2 - known % 2).subquery())
+    middle = (
+        select(duration.label("value"))
+        .where(duration.is_not(None))
+        .order_by(duration)
+        .offset((known - 1) // 2)
+        .limit(2 - known % 2)
+        .subquery()
+    )
     return session.execute(select(func.avg(middle.c.value))).scalar()
 
 
@@ -125,40 +136,54 @@ def _created_per_day(session: Session, today: date) -> list[dict[str, Any]]:
     """Tickets created on each of the last 30 UTC days, today included, oldest first."""
     first = today - timedelta(days=CREATED_DAYS - 1)
     day = func.date(Ticket.created_at)
-    found = {str(when): int(count) for when, count in session.execute(
-        select(day, func.count(Ticket.id))
-        .where(Ticket.created_at >= datetime.combine(first, time()))
-        .group_by(day)
-    ).all()}
+    found = {
+        str(when): int(count)
+        for when, count in session.execute(
+            select(day, func.count(Ticket.id))
+            .where(Ticket.created_at >= datetime.combine(first, time()))
+            .group_by(day)
+        ).all()
+    }
     days = [first + timedelta(days=offset) for offset in range(CREATED_DAYS)]
     return [{"date": d.isoformat(), "count": found.get(d.isoformat(), 0)} for d in days]
 
 
 def _reopens(session: Session) -> dict[str, int]:
     count, tickets = session.execute(
-        select(func.count(TicketHistory.id), func.count(distinct(TicketHistory.ticket_id)))
-        .where(TicketHistory.field == "status", TicketHistory.new_value == "reopened")
+        select(func.count(TicketHistory.id), func.count(distinct(TicketHistory.ticket_id))).where(
+            TicketHistory.field == "status", TicketHistory.new_value == "reopened"
+        )
     ).one()
     return {"count": int(count or 0), "tickets": int(tickets or 0)}
 
 
 def _by_agent(session: Session) -> list[dict[str, Any]]:
     assigned = (
-        select(Ticket.assignee_id.label("staff_id"),
-               _count(Ticket.status.not_in((*_DONE, "cancelled"))).label("open"),
-               _count(Ticket.status.in_(_DONE)).label("resolved"))
-        .where(Ticket.assignee_id.is_not(None)).group_by(Ticket.assignee_id).subquery()
+        select(
+            Ticket.assignee_id.label("staff_id"),
+            _count(Ticket.status.not_in((*_DONE, "cancelled"))).label("open"),
+            _count(Ticket.status.in_(_DONE)).label("resolved"),
+        )
+        .where(Ticket.assignee_id.is_not(None))
+        .group_by(Ticket.assignee_id)
+        .subquery()
     )
     rows = session.execute(
-        select(StaffUser.id, StaffUser.name, StaffUser.email, assigned.c.open,
-               assigned.c.resolved)
+        select(StaffUser.id, StaffUser.name, StaffUser.email, assigned.c.open, assigned.c.resolved)
         .outerjoin(assigned, assigned.c.staff_id == StaffUser.id)
         .where(or_(StaffUser.is_active, assigned.c.staff_id.is_not(None)))
         .order_by(StaffUser.name, StaffUser.id)
     ).all()
-    return [{"id": staff_id, "name": name, "email": email, "open": int(open_ or 0),
-             "resolved": int(resolved or 0)}
-            for staff_id, name, email, open_, resolved in rows]
+    return [
+        {
+            "id": staff_id,
+            "name": name,
+            "email": email,
+            "open": int(open_ or 0),
+            "resolved": int(resolved or 0),
+        }
+        for staff_id, name, email, open_, resolved in rows
+    ]
 
 
 def _seconds(value: Any) -> float | None:

@@ -6,6 +6,7 @@ flushes but never commits: the caller's transaction decides. `open_ticket` takes
 the ticket's number, which locks the counter until commit, so the caller should
 commit right after it (see `helpdesk.numbering`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,14 +55,26 @@ class NewAttachment:
 
     def row(self) -> dict[str, Any]:
         """The `attachments` columns, without the message it belongs to."""
-        return dict(filename=self.filename, content_type=self.content_type,
-                    size=len(self.data), sha256=hashlib.sha256(self.data).hexdigest(),
-                    content_id=self.content_id, is_inline=self.is_inline, data=self.data)
+        return dict(
+            filename=self.filename,
+            content_type=self.content_type,
+            size=len(self.data),
+            sha256=hashlib.sha256(self.data).hexdigest(),
+            content_id=self.content_id,
+            is_inline=self.is_inline,
+            data=self.data,
+        )
 
 
 class TicketsService:
-    def __init__(self, session: Session, *, prefix: str = "TKT-", width: int = 6,
-                 sla_policy: sla.Policy = sla.DEFAULT_POLICY) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        prefix: str = "TKT-",
+        width: int = 6,
+        sla_policy: sla.Policy = sla.DEFAULT_POLICY,
+    ) -> None:
         self.session = session
         self.prefix = prefix
         self.width = width
@@ -69,8 +82,12 @@ class TicketsService:
 
     @classmethod
     def from_config(cls, session: Session, config: Any) -> TicketsService:
-        return cls(session, prefix=config["TICKET_PREFIX"], width=config["TICKET_NUMBER_WIDTH"],
-                   sla_policy=sla.policy_from_config(config))
+        return cls(
+            session,
+            prefix=config["TICKET_PREFIX"],
+            width=config["TICKET_NUMBER_WIDTH"],
+            sla_policy=sla.policy_from_config(config),
+        )
 
     # -- numbers -------------------------------------------------------------
 
@@ -88,9 +105,7 @@ class TicketsService:
         )
         ticket = None
         if number is not None and number > 0:
-            ticket = self.session.execute(
-                select(Ticket).where(Ticket.number == number)
-            ).scalar_one_or_none()
+            ticket = self.session.execute(select(Ticket).where(Ticket.number == number)).scalar_one_or_none()
         if ticket is None:
             raise NotFound(f"No ticket {number_text}.")
         return ticket
@@ -157,42 +172,67 @@ class TicketsService:
         created = now()
         first_due, resolution_due = self.sla.due_times(priority, created)
         values: dict[str, Any] = dict(
-            subject=subject, description=description, status="new", priority=priority,
-            category=category, channel=channel, is_email_originated=is_email_originated,
+            subject=subject,
+            description=description,
+            status="new",
+            priority=priority,
+            category=category,
+            channel=channel,
+            is_email_originated=is_email_originated,
             requester_id=requester.id,
             organization_id=organization_id or requester.organization_id,
             assignee_id=assignee_id,
             linked_ticket_id=linked_ticket.id if linked_ticket else None,
-            created_at=created, updated_at=created,
-            first_response_due_at=first_due, resolution_due_at=resolution_due,
-            first_responded_at=None, first_response_breached=None, resolution_breached=None,
-            pending_since=None, pending_seconds=0, resolved_at=None, closed_at=None,
+            created_at=created,
+            updated_at=created,
+            first_response_due_at=first_due,
+            resolution_due_at=resolution_due,
+            first_responded_at=None,
+            first_response_breached=None,
+            resolution_breached=None,
+            pending_since=None,
+            pending_seconds=0,
+            resolved_at=None,
+            closed_at=None,
             last_customer_reply_at=None,
         )
         message = dict(
-            kind="reply", author_staff_id=actor.staff_id,
+            kind="reply",
+            author_staff_id=actor.staff_id,
             author_contact_id=requester.id if actor.is_customer else None,
-            author_label=actor.label, channel=channel, body=description, body_html=body_html,
-            inbound_mail_id=inbound_mail_id, created_at=created,
+            author_label=actor.label,
+            channel=channel,
+            body=description,
+            body_html=body_html,
+            inbound_mail_id=inbound_mail_id,
+            created_at=created,
         )
         history = dict(
-            field="status", old_value=None, new_value="new", actor_staff_id=actor.staff_id,
-            actor_label=actor.label, reason=f"created via {channel}", automated=False,
+            field="status",
+            old_value=None,
+            new_value="new",
+            actor_staff_id=actor.staff_id,
+            actor_label=actor.label,
+            reason=f"created via {channel}",
+            automated=False,
             created_at=created,
         )
         dependents = [(Message.__table__, message), (TicketHistory.__table__, history)]
         for cc_email, cc_name in participants:
             dependents.append((Participant.__table__, dict(email=cc_email, name=cc_name)))
-        acknowledgment = notifications.acknowledgment(email, actor, created) if acknowledge \
-            else None
+        acknowledgment = notifications.acknowledgment(email, actor, created) if acknowledge else None
         if acknowledgment is not None:
             dependents.append((OutboxMessage.__table__, acknowledgment))
         # The inbound mail it came from is pointed at the ticket in the same statement:
         # nothing may run between taking the number and the caller's commit.
         linked = [(InboundMail.__table__, inbound_mail_id)] if inbound_mail_id else []
         ticket_id, number = numbering.insert_numbered(
-            self.session, values, dependents, linked,
-            [(Attachment.__table__, item.row()) for item in attachments])
+            self.session,
+            values,
+            dependents,
+            linked,
+            [(Attachment.__table__, item.row()) for item in attachments],
+        )
         return self._persistent(Ticket(id=ticket_id, number=number, **values), requester)
 
     # -- messages ------------------------------------------------------------
@@ -227,16 +267,24 @@ class TicketsService:
         if actor.is_customer and actor.email:
             # Most replies come from the requester, who is loaded with the ticket.
             requester = ticket.requester
-            contact = (requester if requester is not None
-                       and requester.email == addresses.normalize(actor.email)
-                       else self._contact(actor.email, ""))
+            contact = (
+                requester
+                if requester is not None and requester.email == addresses.normalize(actor.email)
+                else self._contact(actor.email, "")
+            )
             contacts.heard_from(contact)
             contact_id = contact.id
         message = Message(
-            ticket_id=ticket.id, kind="note" if internal else "reply",
-            author_staff_id=actor.staff_id, author_contact_id=contact_id,
-            author_label=actor.label, channel=channel, body=body, body_html=body_html,
-            inbound_mail_id=inbound_mail_id, created_at=created,
+            ticket_id=ticket.id,
+            kind="note" if internal else "reply",
+            author_staff_id=actor.staff_id,
+            author_contact_id=contact_id,
+            author_label=actor.label,
+            channel=channel,
+            body=body,
+            body_html=body_html,
+            inbound_mail_id=inbound_mail_id,
+            created_at=created,
         )
         self.session.add(message)
         if attachments:
@@ -257,7 +305,12 @@ class TicketsService:
     # -- changes -------------------------------------------------------------
 
     def change_status(
-        self, ticket: Ticket, target: str, *, actor: Actor, reason: str = "",
+        self,
+        ticket: Ticket,
+        target: str,
+        *,
+        actor: Actor,
+        reason: str = "",
         automated: bool = False,
     ) -> Ticket:
         if target not in v.STATUSES:
@@ -368,14 +421,27 @@ class TicketsService:
         )
 
     def _record(
-        self, ticket: Ticket, field_name: str, old: str | None, new: str | None,
-        actor: Actor, reason: str = "", automated: bool = False, moment: Any = None,
+        self,
+        ticket: Ticket,
+        field_name: str,
+        old: str | None,
+        new: str | None,
+        actor: Actor,
+        reason: str = "",
+        automated: bool = False,
+        moment: Any = None,
     ) -> None:
         self.session.add(
             TicketHistory(
-                ticket_id=ticket.id, field=field_name, old_value=old, new_value=new,
-                actor_staff_id=actor.staff_id, actor_label=actor.label,
-                reason=reason or "", automated=automated, created_at=moment or now(),
+                ticket_id=ticket.id,
+                field=field_name,
+                old_value=old,
+                new_value=new,
+                actor_staff_id=actor.staff_id,
+                actor_label=actor.label,
+                reason=reason or "",
+                automated=automated,
+                created_at=moment or now(),
             )
         )
 

@@ -6,6 +6,7 @@ work (the ticket is always looked up, the address always compared), so neither t
 answer nor its timing tells them apart. The view holds what the customer already
 knows or is owed: no internal notes, no staff e-mail addresses, no reasons.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -60,8 +61,10 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
     address = addresses.normalize(email)
     allowed: list[str] = []
     if ticket is not None:
-        allowed = [ticket.requester.email, *session.execute(
-            select(Participant.email).where(Participant.ticket_id == ticket.id)).scalars()]
+        allowed = [
+            ticket.requester.email,
+            *session.execute(select(Participant.email).where(Participant.ticket_id == ticket.id)).scalars(),
+        ]
     matched = False
     for candidate in allowed or ["-"]:
         matched |= hmac.compare_digest(candidate.encode(), address.encode())
@@ -73,19 +76,31 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
 def customer_view(ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:
     replies = [
         PublicReply(
-            author=(message.author_staff.name if message.author_staff is not None
-                    else "Support" if message.author_contact_id is None
-                    else message.author_label),
-            body=message.body, created_at=message.created_at,
+            author=(
+                message.author_staff.name
+                if message.author_staff is not None
+                else "Support"
+                if message.author_contact_id is None
+                else message.author_label
+            ),
+            body=message.body,
+            created_at=message.created_at,
             from_customer=message.author_contact_id is not None,
         )
-        for message in ticket.messages if message.kind == "reply"
+        for message in ticket.messages
+        if message.kind == "reply"
     ]
-    timeline = [StatusChange(row.new_value or "", row.created_at)
-                for row in ticket.history if row.field == "status"]
+    timeline = [
+        StatusChange(row.new_value or "", row.created_at) for row in ticket.history if row.field == "status"
+    ]
     return CustomerView(
-        number=numbering.display_number(ticket.number, config), subject=ticket.subject,
-        status=ticket.status, priority=ticket.priority, category=ticket.category,
-        created_at=ticket.created_at, updated_at=ticket.updated_at,
-        replies=replies, timeline=timeline,
+        number=numbering.display_number(ticket.number, config),
+        subject=ticket.subject,
+        status=ticket.status,
+        priority=ticket.priority,
+        category=ticket.category,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        replies=replies,
+        timeline=timeline,
     )

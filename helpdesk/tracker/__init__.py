@@ -1,4 +1,5 @@
 """The public tracker page, `/track` (docs/web.md): no account, number + email."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Flask

@@ -6,6 +6,7 @@ many clients trying one number's e-mail addresses get far. Limits come from
 `RATELIMIT_STORAGE_URI` (the database with PostgreSQL, shared by every web worker;
 see `helpdesk.limit_storage`).
 """
+
 from __future__ import annotations
 
 from flask import current_app, request
@@ -26,12 +27,14 @@ def ticket_key() -> str:
     """The ticket number asked about, normalized, from a JSON body or a form."""
     data = request.get_json(silent=True, force=True) if request.is_json else request.form
     text = data.get("ticket_number") if isinstance(data, dict) else None
-    number = (numbering.parse_number(text, current_app.config["TICKET_PREFIX"])
-              if isinstance(text, str) else None)
+    number = (
+        numbering.parse_number(text, current_app.config["TICKET_PREFIX"]) if isinstance(text, str) else None
+    )
     return f"ticket:{number if number is not None else '?'}"
 
 
 # Shared limits: the page and the API draw from the same counters.
 limit_per_ip = limiter.shared_limit(_per_ip, scope="track-ip", methods=["POST"])
-limit_per_ticket = limiter.shared_limit(_per_ticket, scope="track-ticket", key_func=ticket_key,
-                                        methods=["POST"])
+limit_per_ticket = limiter.shared_limit(
+    _per_ticket, scope="track-ticket", key_func=ticket_key, methods=["POST"]
+)

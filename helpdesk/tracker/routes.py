@@ -25,8 +25,8 @@ def lookup() -> ResponseReturnValue:
     try:
         ticket = tracking.find(db.session, number, email, cfg["TICKET_PREFIX"])
     except NotFound as exc:
-        return render_template("tracker/track.html", view=None, error=str(exc),
-                               number=number, email=email), 404
+        return render_template(
+            "tracker/track.html", view=None, error=str(exc), number=number, email=email
+        ), 404
     view = tracking.customer_view(ticket, cfg)
-    return render_template("tracker/track.html", view=view, error=None, number=number,
-                           email=email)
+    return render_template("tracker/track.html", view=view, error=None, number=number, email=email)

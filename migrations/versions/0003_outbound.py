@@ -10,6 +10,7 @@ the claim lease and the bounce time are added; `sending` and `bounced` join the
 states and `kind` gets its check constraint. Downgrading drops rows that were
 never rendered (0002 cannot hold them) and folds the new states into old ones.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -29,17 +30,13 @@ def upgrade():
         batch_op.add_column(sa.Column("reply_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("old_status", sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column("new_status", sa.String(length=20), nullable=True))
-        batch_op.add_column(
-            sa.Column("status_reason", sa.Text(), nullable=False, server_default="")
-        )
+        batch_op.add_column(sa.Column("status_reason", sa.Text(), nullable=False, server_default=""))
         batch_op.add_column(sa.Column("claimed_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("bounced_at", sa.DateTime(), nullable=True))
         batch_op.alter_column("subject", existing_type=sa.VARCHAR(length=1000), nullable=True)
         batch_op.alter_column("body_text", existing_type=sa.TEXT(), nullable=True)
         batch_op.alter_column("message_id", existing_type=sa.VARCHAR(length=1000), nullable=True)
-        batch_op.create_index(
-            "ix_outbox_to_address_claimed_at", ["to_address", "claimed_at"], unique=False
-        )
+        batch_op.create_index("ix_outbox_to_address_claimed_at", ["to_address", "claimed_at"], unique=False)
         batch_op.create_foreign_key(
             batch_op.f("fk_outbox_reply_id_messages"), "messages", ["reply_id"], ["id"]
         )
@@ -52,8 +49,7 @@ def upgrade():
 
 
 def downgrade():
-    op.execute("DELETE FROM outbox WHERE subject IS NULL OR body_text IS NULL "
-               "OR message_id IS NULL")
+    op.execute("DELETE FROM outbox WHERE subject IS NULL OR body_text IS NULL OR message_id IS NULL")
     op.execute("UPDATE outbox SET state = 'pending' WHERE state = 'sending'")
     op.execute("UPDATE outbox SET state = 'sent' WHERE state = 'bounced'")
     with op.batch_alter_table("outbox", schema=None) as batch_op:

@@ -10,6 +10,7 @@ tickets the SLA check still watches (their predicates are `helpdesk.sla`'s
 FIRST_RESPONSE_WATCH / RESOLUTION_WATCH, copied here as a migration must be).
 Downgrading deletes the breach history rows and alerts, which 0004 cannot hold.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,10 +24,13 @@ OLD_FIELDS = "'status', 'assignee', 'priority', 'category'"
 NEW_FIELDS = "'status', 'assignee', 'priority', 'category', 'sla'"
 OLD_KINDS = "'created', 'reply', 'status', 'resolved'"
 NEW_KINDS = "'created', 'reply', 'status', 'resolved', 'sla_breach'"
-FIRST_RESPONSE_WATCH = ("first_response_breached IS NULL AND first_responded_at IS NULL "
-                        "AND status NOT IN ('resolved', 'closed', 'cancelled')")
-RESOLUTION_WATCH = ("resolution_breached IS NULL "
-                    "AND status NOT IN ('resolved', 'closed', 'cancelled', 'pending_customer')")
+FIRST_RESPONSE_WATCH = (
+    "first_response_breached IS NULL AND first_responded_at IS NULL "
+    "AND status NOT IN ('resolved', 'closed', 'cancelled')"
+)
+RESOLUTION_WATCH = (
+    "resolution_breached IS NULL AND status NOT IN ('resolved', 'closed', 'cancelled', 'pending_customer')"
+)
 
 
 def _check(batch_op, name, column, values):
@@ -41,13 +45,18 @@ def upgrade():
         _check(batch_op, "ck_outbox_kind", "kind", NEW_KINDS)
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_tickets_first_response_watch", ["first_response_due_at"], unique=False,
+            "ix_tickets_first_response_watch",
+            ["first_response_due_at"],
+            unique=False,
             sqlite_where=sa.text(FIRST_RESPONSE_WATCH),
             postgresql_where=sa.text(FIRST_RESPONSE_WATCH),
         )
         batch_op.create_index(
-            "ix_tickets_resolution_watch", ["resolution_due_at"], unique=False,
-            sqlite_where=sa.text(RESOLUTION_WATCH), postgresql_where=sa.text(RESOLUTION_WATCH),
+            "ix_tickets_resolution_watch",
+            ["resolution_due_at"],
+            unique=False,
+            sqlite_where=sa.text(RESOLUTION_WATCH),
+            postgresql_where=sa.text(RESOLUTION_WATCH),
         )
 
 

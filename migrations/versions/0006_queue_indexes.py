@@ -10,6 +10,7 @@ PostgreSQL-only and not in the models (SQLite has no trigram indexes), so
 Revision ID: 0006
 Revises: 0005
 """
+
 from alembic import op
 
 revision = "0006"
@@ -17,8 +18,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-TRIGRAM = (("tickets", "subject"), ("tickets", "description"),
-           ("contacts", "email"), ("contacts", "name"))
+TRIGRAM = (("tickets", "subject"), ("tickets", "description"), ("contacts", "email"), ("contacts", "name"))
 
 
 def upgrade():
@@ -27,8 +27,7 @@ def upgrade():
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         for table, column in TRIGRAM:
-            op.execute(f"CREATE INDEX ix_{table}_{column}_trgm ON {table} "
-                       f"USING gin ({column} gin_trgm_ops)")
+            op.execute(f"CREATE INDEX ix_{table}_{column}_trgm ON {table} USING gin ({column} gin_trgm_ops)")
 
 
 def downgrade():

@@ -5,6 +5,7 @@ Revises: 0006
 Create Date: 2026-11-26 02:45:00
 
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -24,8 +25,7 @@ def upgrade():
         sa.PrimaryKeyConstraint("key", name=op.f("pk_rate_limit_counters")),
     )
     with op.batch_alter_table("rate_limit_counters", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_rate_limit_counters_expires_at"), ["expires_at"],
-                              unique=False)
+        batch_op.create_index(batch_op.f("ix_rate_limit_counters_expires_at"), ["expires_at"], unique=False)
 
 
 def downgrade():

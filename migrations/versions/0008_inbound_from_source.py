@@ -7,6 +7,7 @@ recorded before this revision with a sender had it from From.
 Revision ID: 0008
 Revises: 0007
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,8 +19,7 @@ depends_on = None
 
 def upgrade():
     with op.batch_alter_table("inbound_mails", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("from_source", sa.String(length=20), nullable=False,
-                                      server_default=""))
+        batch_op.add_column(sa.Column("from_source", sa.String(length=20), nullable=False, server_default=""))
     op.execute("UPDATE inbound_mails SET from_source = 'from' WHERE from_address <> ''")
 
 

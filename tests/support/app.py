@@ -1,6 +1,7 @@
 """The application under test and the clients that drive it: building the app
 on a database, migrating and emptying that database, the API client with a
 token, and the portal session that posts its forms with their CSRF token."""
+
 from __future__ import annotations
 
 import re
@@ -71,14 +72,14 @@ class ApiClient:
         self.client = client
         self.token = token
 
-    def call(self, method: str, path: str, json: object = None, *,
-             token: str | None = None, **kwargs: object):  # type: ignore[no-untyped-def]
+    def call(
+        self, method: str, path: str, json: object = None, *, token: str | None = None, **kwargs: object
+    ):  # type: ignore[no-untyped-def]
         headers = dict(kwargs.pop("headers", None) or {})  # type: ignore[call-overload]
         bearer = token if token is not None else self.token
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
-        return self.client.open(f"/api/v1{path}", method=method, json=json,
-                                headers=headers, **kwargs)
+        return self.client.open(f"/api/v1{path}", method=method, json=json, headers=headers, **kwargs)
 
     def get(self, path: str, **kwargs: object):  # type: ignore[no-untyped-def]
         return self.call("GET", path, **kwargs)
@@ -111,14 +112,16 @@ class Portal:
         return match.group(1).decode()
 
     def login(self, email: str, password: str):  # type: ignore[no-untyped-def]
-        return self.client.post("/login", data={"email": email, "password": password,
-                                                "csrf_token": self.token()})
+        return self.client.post(
+            "/login", data={"email": email, "password": password, "csrf_token": self.token()}
+        )
 
     def get(self, path: str):  # type: ignore[no-untyped-def]
         return self.client.get(path)
 
-    def post(self, path: str, data: dict[str, str] | None = None, *, page: str = "/tickets",
-             csrf: bool = True):  # type: ignore[no-untyped-def]
+    def post(
+        self, path: str, data: dict[str, str] | None = None, *, page: str = "/tickets", csrf: bool = True
+    ):  # type: ignore[no-untyped-def]
         form = dict(data or {})
         if csrf:
             form["csrf_token"] = self.token(page)

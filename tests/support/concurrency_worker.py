@@ -3,6 +3,7 @@
 Every `fail_every`-th creation raises after its number was taken, inside the
 transaction, to prove that a rolled-back creation leaves no gap.
 """
+
 from __future__ import annotations
 
 import threading
@@ -16,8 +17,15 @@ class ForcedFailure(Exception):
     pass
 
 
-def run(url: str, channel: str, threads: int, per_thread: int, fail_every: int,
-        barrier: Barrier, results: "object") -> None:
+def run(
+    url: str,
+    channel: str,
+    threads: int,
+    per_thread: int,
+    fail_every: int,
+    barrier: Barrier,
+    results: "object",
+) -> None:
     from tests.support.app import make_app
 
     app = make_app(url)
@@ -32,9 +40,12 @@ def run(url: str, channel: str, threads: int, per_thread: int, fail_every: int,
             for i in range(per_thread):
                 try:
                     ticket = service.open_ticket(
-                        subject=f"{channel} thread {index} #{i}", description="load",
-                        requester_email=f"{channel}{index}@example.com", channel=channel,
-                        actor=Actor.system(channel), is_email_originated=channel == "email",
+                        subject=f"{channel} thread {index} #{i}",
+                        description="load",
+                        requester_email=f"{channel}{index}@example.com",
+                        channel=channel,
+                        actor=Actor.system(channel),
+                        is_email_originated=channel == "email",
                     )
                     assert ticket.number is not None
                     if (i + index) % fail_every == fail_every - 1:

@@ -1,5 +1,6 @@
 """The mail the gateway is tested on: the shared corpus of other projects' real mail
 (../shared/corpus/, read-only) and our own samples (tests/samples/)."""
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """Reading and writing the test database the way several test files need it."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -19,9 +20,13 @@ def tickets() -> list[Ticket]:
 
 def open_ticket(service: TicketsService, **overrides) -> Ticket:
     values = dict(
-        subject="VPN drops every hour", description="Since Monday the VPN disconnects.",
-        requester_email="ann@example.com", requester_name="Ann Example",
-        channel="email", actor=CUSTOMER, is_email_originated=True,
+        subject="VPN drops every hour",
+        description="Since Monday the VPN disconnects.",
+        requester_email="ann@example.com",
+        requester_name="Ann Example",
+        channel="email",
+        actor=CUSTOMER,
+        is_email_originated=True,
     )
     values.update(overrides)
     ticket = service.open_ticket(**values)
@@ -35,13 +40,20 @@ def refused_as_unreachable(word: str) -> Iterator[None]:
     (connection failure) while it serves everything else: a poison mail that a
     "transient" error class cannot tell apart from an outage."""
     db.session.rollback()
-    db.session.execute(text(
-        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
-        f"IF NEW.body LIKE '%{word}%' THEN "
-        "RAISE EXCEPTION 'refused for the test' USING ERRCODE = '08006'; END IF; "
-        "RETURN NEW; END $$ LANGUAGE plpgsql"))
-    db.session.execute(text("CREATE TRIGGER refuse_poison BEFORE INSERT ON messages "
-                            "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"))
+    db.session.execute(
+        text(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.body LIKE '%{word}%' THEN "
+            "RAISE EXCEPTION 'refused for the test' USING ERRCODE = '08006'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+    )
+    db.session.execute(
+        text(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+        )
+    )
     db.session.commit()
     try:
         yield

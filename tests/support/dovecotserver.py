@@ -5,6 +5,7 @@ the test users, maildirs in a temp directory, no systemd. `pause`/`resume` stop 
 start it on the same port with the same mail, to test a poller that must survive a
 server restart.
 """
+
 from __future__ import annotations
 
 import os
@@ -83,8 +84,7 @@ class DovecotServer:
         self._make_certificate()
         shutil.chown(self.root / "mail", "nobody", "nogroup")
         (self.root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
-        self.config.write_text(CONFIG.format(root=self.root, port=self.port,
-                                             tls_port=self.tls_port))
+        self.config.write_text(CONFIG.format(root=self.root, port=self.port, tls_port=self.tls_port))
         self.resume()
         return self
 
@@ -92,8 +92,12 @@ class DovecotServer:
         """Start (or restart after `pause`) on the same port and mail."""
         # Dovecot daemonizes; its child would keep a pipe open, so no capture here
         # (startup errors land in dovecot.log, quoted by _wait_listening).
-        subprocess.run([self.binary, "-c", str(self.config)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [self.binary, "-c", str(self.config)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.running = True
         self._wait_listening()
 
@@ -106,8 +110,12 @@ class DovecotServer:
         """
         pid_file = self.root / "run" / "master.pid"
         children = _children(int(pid_file.read_text().split()[0])) if pid_file.exists() else []
-        subprocess.run([self.doveadm, "-c", str(self.config), "stop"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [self.doveadm, "-c", str(self.config), "stop"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self.running = False
         wait_until(lambda: not pid_file.exists(), timeout=10, what="dovecot stopping")
         for pid in children:
@@ -130,11 +138,28 @@ class DovecotServer:
         openssl = shutil.which("openssl")
         if openssl is None:
             raise DovecotUnavailable("the openssl command is missing (Debian package openssl)")
-        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-keyout", str(self.root / "tls" / "key.pem"),
-                        "-out", str(self.certificate), "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                str(self.root / "tls" / "key.pem"),
+                "-out",
+                str(self.certificate),
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def url(self, mailbox: str = "INBOX", tls: str = "") -> str:
         """`imap://` (plain), with `tls="starttls"` upgraded, or `tls="imaps"` on the
@@ -173,7 +198,7 @@ def _children(parent: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == parent:
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
                 pids.append(int(entry.name))
     return pids
 

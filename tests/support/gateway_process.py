@@ -1,4 +1,5 @@
 """`gateway.py` run as a real process, as operators run it."""
+
 from __future__ import annotations
 
 import os
@@ -11,23 +12,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start(database_url: str, port: int, tmp_path: Path, log: list[str] | None = None,
-          **extra_env: str) -> subprocess.Popen[str]:
+def start(
+    database_url: str, port: int, tmp_path: Path, log: list[str] | None = None, **extra_env: str
+) -> subprocess.Popen[str]:
     """`gateway.py` as a real process; returns once it logged that it started.
     Its output (of every process it starts) keeps arriving in `log` when given."""
-    env = dict(os.environ, DATABASE_URL=database_url, SMTP_LISTEN=f"127.0.0.1:{port}",
-               HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
-               SUPPORT_ADDRESSES="support@helpdesk.test", **extra_env)
-    process = subprocess.Popen([sys.executable, "gateway.py"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        SMTP_LISTEN=f"127.0.0.1:{port}",
+        HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
+        SUPPORT_ADDRESSES="support@helpdesk.test",
+        **extra_env,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "gateway.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = [] if log is None else log
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         line = process.stdout.readline()  # type: ignore[union-attr]
         lines.append(line)
         if "gateway started" in line:
-            threading.Thread(target=lambda: lines.extend(process.stdout),  # type: ignore[arg-type]
-                             daemon=True).start()
+            threading.Thread(
+                target=lambda: lines.extend(process.stdout),  # type: ignore[arg-type]
+                daemon=True,
+            ).start()
             return process
         if process.poll() is not None:
             break
@@ -37,9 +52,14 @@ def start(database_url: str, port: int, tmp_path: Path, log: list[str] | None = 
 
 def refused_start(tmp_path: Path, **env: str) -> str:
     """`gateway.py` with a bad setting: it must exit 1 at once; returns its complaint."""
-    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
-               HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **env)
-    done = subprocess.run([sys.executable, "gateway.py"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+        HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
+        **env,
+    )
+    done = subprocess.run(
+        [sys.executable, "gateway.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1, done.stderr
     return done.stderr

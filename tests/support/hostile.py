@@ -9,6 +9,7 @@ values the database refuses. `hostile_mails(size)` makes each about `size` bytes
 Used by `tests/test_hostile_mail.py` (through the real SMTP listener) and
 `bench.hostile_bench`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -41,12 +42,21 @@ class HostileMail:
     raw: bytes
 
 
-def header(*fields: bytes, sender: bytes = b"Mallory <mallory@attacker.example>",
-           subject: bytes = b"Help", message_id: bytes | None = None) -> bytes:
+def header(
+    *fields: bytes,
+    sender: bytes = b"Mallory <mallory@attacker.example>",
+    subject: bytes = b"Help",
+    message_id: bytes | None = None,
+) -> bytes:
     """A header block (CRLF, ends with the blank line): the usual fields, then `fields`."""
-    lines = [b"From: " + sender, b"To: " + SUPPORT, b"Subject: " + subject,
-             b"Message-ID: " + (message_id or b"<%d@attacker.example>" % _IDS.getrandbits(64)),
-             b"Date: Mon, 2 Mar 2026 08:00:00 +0000", *fields]
+    lines = [
+        b"From: " + sender,
+        b"To: " + SUPPORT,
+        b"Subject: " + subject,
+        b"Message-ID: " + (message_id or b"<%d@attacker.example>" % _IDS.getrandbits(64)),
+        b"Date: Mon, 2 Mar 2026 08:00:00 +0000",
+        *fields,
+    ]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
@@ -71,24 +81,47 @@ def ordinary_mail(size: int, seed: int = 0) -> bytes:
     text = prose(min(8_000, max(200, size // 8)), rng)
     html = "".join(f"<p>{line}</p>\n" for line in text.split("\n") if line)
     boundary, inner = b"==outer%d==" % seed, b"==inner%d==" % seed
-    head = header(b"MIME-Version: 1.0",
-                  b'Content-Type: multipart/mixed; boundary="' + boundary + b'"',
-                  sender=b"Ana Torres <ana@customer.example>", subject=b"Internet drops every evening",
-                  message_id=b"<ordinary-%d-%d@customer.example>" % (size, seed))
-    body = b"\r\n".join([
-        b"--" + boundary, b'Content-Type: multipart/alternative; boundary="' + inner + b'"', b"",
-        b"--" + inner, b"Content-Type: text/plain; charset=utf-8",
-        b"Content-Transfer-Encoding: 8bit", b"", text.encode(), b"",
-        b"--" + inner, b"Content-Type: text/html; charset=utf-8",
-        b"Content-Transfer-Encoding: 8bit", b"", html.encode(), b"", b"--" + inner + b"--", b"",
-    ])
+    head = header(
+        b"MIME-Version: 1.0",
+        b'Content-Type: multipart/mixed; boundary="' + boundary + b'"',
+        sender=b"Ana Torres <ana@customer.example>",
+        subject=b"Internet drops every evening",
+        message_id=b"<ordinary-%d-%d@customer.example>" % (size, seed),
+    )
+    body = b"\r\n".join(
+        [
+            b"--" + boundary,
+            b'Content-Type: multipart/alternative; boundary="' + inner + b'"',
+            b"",
+            b"--" + inner,
+            b"Content-Type: text/plain; charset=utf-8",
+            b"Content-Transfer-Encoding: 8bit",
+            b"",
+            text.encode(),
+            b"",
+            b"--" + inner,
+            b"Content-Type: text/html; charset=utf-8",
+            b"Content-Transfer-Encoding: 8bit",
+            b"",
+            html.encode(),
+            b"",
+            b"--" + inner + b"--",
+            b"",
+        ]
+    )
     room = size - len(head) - len(body) - 200
     if room > 0:
         photo = base64.encodebytes(rng.randbytes(room * 3 // 4))
-        body += b"\r\n".join([
-            b"--" + boundary, b"Content-Type: image/jpeg", b"Content-Transfer-Encoding: base64",
-            b'Content-Disposition: attachment; filename="router.jpg"', b"",
-            photo.replace(b"\n", b"\r\n")])
+        body += b"\r\n".join(
+            [
+                b"--" + boundary,
+                b"Content-Type: image/jpeg",
+                b"Content-Transfer-Encoding: base64",
+                b'Content-Disposition: attachment; filename="router.jpg"',
+                b"",
+                photo.replace(b"\n", b"\r\n"),
+            ]
+        )
     return head + body + b"\r\n--" + boundary + b"--\r\n"
 
 
@@ -101,27 +134,40 @@ def _text(body: bytes, *fields: bytes, **kwargs: bytes) -> bytes:
 
 
 def _multipart(parts: list[bytes], boundary: bytes = b"b") -> bytes:
-    return (header(b'Content-Type: multipart/mixed; boundary="' + boundary + b'"')
-            + b"".join(b"--" + boundary + b"\r\n" + part for part in parts)
-            + b"--" + boundary + b"--\r\n")
+    return (
+        header(b'Content-Type: multipart/mixed; boundary="' + boundary + b'"')
+        + b"".join(b"--" + boundary + b"\r\n" + part for part in parts)
+        + b"--"
+        + boundary
+        + b"--\r\n"
+    )
 
 
 def _deep_multipart(size: int) -> bytes:
     level = b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n'
     depth = size // len(level % (99999, 99999))
-    return (header(b'Content-Type: multipart/mixed; boundary="b0"')
-            + b"".join(level % (i, i + 1) for i in range(depth)) + b"deep\r\n")
+    return (
+        header(b'Content-Type: multipart/mixed; boundary="b0"')
+        + b"".join(level % (i, i + 1) for i in range(depth))
+        + b"deep\r\n"
+    )
 
 
 def _deep_rfc822(size: int) -> bytes:
-    level = (b"From: a@x.example\r\nSubject: fwd\r\nContent-Type: message/rfc822\r\n\r\n")
+    level = b"From: a@x.example\r\nSubject: fwd\r\nContent-Type: message/rfc822\r\n\r\n"
     return header(b"Content-Type: message/rfc822") + level * (size // len(level)) + b"end\r\n"
 
 
 def _auth_results(value: bytes) -> bytes:
-    return header(b"Authentication-Results: " + value,
-                  b"Received: from mail.example.com by mx.helpdesk.test; Mon, 2 Mar 2026",
-                  sender=b"Ann <ann@example.com>", subject=b"Invoice") + b"Please pay.\r\n"
+    return (
+        header(
+            b"Authentication-Results: " + value,
+            b"Received: from mail.example.com by mx.helpdesk.test; Mon, 2 Mar 2026",
+            sender=b"Ann <ann@example.com>",
+            subject=b"Invoice",
+        )
+        + b"Please pay.\r\n"
+    )
 
 
 def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
@@ -132,100 +178,154 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
         "html: unclosed <br": lambda: _html(b"<br" * (size // 3)),
         "html: unclosed <meta": lambda: _html(b"<meta" * (size // 5)),
         "html: nested formatting tags": lambda: _html(b"<b><i><u>" * (size // 9)),
-        "html: unclosed comment and quotes": lambda: _html(b"<!--<a href=\"" * (size // 13)),
+        "html: unclosed comment and quotes": lambda: _html(b'<!--<a href="' * (size // 13)),
         "auto-submitted: nested comments": lambda: _text(
-            b"hi\r\n", b"Auto-Submitted: " + b"(" * (head_room // 2) + b"x" + b")" * (head_room // 2)),
+            b"hi\r\n", b"Auto-Submitted: " + b"(" * (head_room // 2) + b"x" + b")" * (head_room // 2)
+        ),
         "x-loop: one long token": lambda: _text(b"hi\r\n", b"X-Loop: " + b"a" * head_room),
         "body: message-id line of at signs": lambda: _text(
             (b"Message-ID: " + b"a@" * 400 + b" x\r\n") * (size // 815),
             sender=b"MAILER-DAEMON <mailer-daemon@attacker.example>",
-            subject=b"Undelivered Mail Returned to Sender"),
-        "body: unclosed bounce phrase": lambda: _text(
-            b"the following message to <" * (size // 27)),
+            subject=b"Undelivered Mail Returned to Sender",
+        ),
+        "body: unclosed bounce phrase": lambda: _text(b"the following message to <" * (size // 27)),
         "body: boundary-like lines": lambda: _text((b"--" + b"x" * 300 + b"\r\n") * (size // 304)),
         "body: quote-stripper bomb (newlines)": lambda: _text(
-            b"Hello\r\n" + b"\r\n" * (size // 2) + b"Bye\r\n"),
+            b"Hello\r\n" + b"\r\n" * (size // 2) + b"Bye\r\n"
+        ),
         "body: quote-stripper bomb (On On On)": lambda: _text(b"On " * (size // 3)),
         "body: one long line": lambda: _text(b"word " * (min(size, 900_000) // 5) + b"\r\n"),
-        "subject: many encoded words": lambda: header(
-            subject=b"=?utf-8?q?caf=C3=A9?= " * (head_room // 22)) + b"hi\r\n",
-        "subject: broken encoded words": lambda: header(
-            subject=b"=?x?Q?=?=?utf-8?B?####?= " * (head_room // 24)) + b"hi\r\n",
-        "subject: ticket prefix with zeros": lambda: header(
-            subject=b"TKT-" + b"0" * (head_room - 10)) + b"hi\r\n",
+        "subject: many encoded words": lambda: (
+            header(subject=b"=?utf-8?q?caf=C3=A9?= " * (head_room // 22)) + b"hi\r\n"
+        ),
+        "subject: broken encoded words": lambda: (
+            header(subject=b"=?x?Q?=?=?utf-8?B?####?= " * (head_room // 24)) + b"hi\r\n"
+        ),
+        "subject: ticket prefix with zeros": lambda: (
+            header(subject=b"TKT-" + b"0" * (head_room - 10)) + b"hi\r\n"
+        ),
         # MIME trees that cost memory per part or time per level.
-        "mime: flat multipart of tiny parts": lambda: _multipart(
-            [b"\r\nx\r\n"] * (size // 10)),
+        "mime: flat multipart of tiny parts": lambda: _multipart([b"\r\nx\r\n"] * (size // 10)),
         "mime: deep multipart nesting": lambda: _deep_multipart(size),
         "mime: deep message/rfc822 nesting": lambda: _deep_rfc822(size),
         "mime: wrong boundary with many delimiter lines": lambda: (
             header(b'Content-Type: multipart/mixed; boundary="declared"')
-            + b"".join(b"--real%d\r\nContent-Type: text/plain\r\n\r\nx\r\n" % (i % 5)
-                       for i in range(size // 40))),
+            + b"".join(
+                b"--real%d\r\nContent-Type: text/plain\r\n\r\nx\r\n" % (i % 5) for i in range(size // 40)
+            )
+        ),
         "mime: many attachments": lambda: _multipart(
-            [b'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; '
-             b'filename="f%d.bin"\r\n\r\nxx\r\n' % i for i in range(400)]),
-        "mime: long content type and id": lambda: _multipart([
-            b"Content-Type: image/" + b"x" * 5000 + b"\r\nContent-ID: <" + b"c" * 5000
-            + b">\r\nContent-Disposition: inline\r\n\r\nxx\r\n"]),
+            [
+                b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+                b'filename="f%d.bin"\r\n\r\nxx\r\n' % i
+                for i in range(400)
+            ]
+        ),
+        "mime: long content type and id": lambda: _multipart(
+            [
+                b"Content-Type: image/"
+                + b"x" * 5000
+                + b"\r\nContent-ID: <"
+                + b"c" * 5000
+                + b">\r\nContent-Disposition: inline\r\n\r\nxx\r\n"
+            ]
+        ),
         "mime: junk charset labels": lambda: _multipart(
-            [b'Content-Type: text/plain; charset="' + b"x" * 500 + b'"\r\n\r\n\xff\xfe\r\n'] * 300),
+            [b'Content-Type: text/plain; charset="' + b"x" * 500 + b'"\r\n\r\n\xff\xfe\r\n'] * 300
+        ),
         # Header structure.
         "header: many fields": lambda: header(*[b"X-Filler: %d" % i for i in range(size // 16)]),
         "header: one giant folded field": lambda: header(
-            b"X-Giant: " + b"\r\n\t".join([b"w" * 70] * (size // 73))),
-        "header: many cc addresses": lambda: _text(b"hi\r\n", b"Cc: " + b", ".join(
-            b"Person %d <p%d@example.com>" % (i, i) for i in range(head_room // 30))),
-        "header: many cc fields": lambda: _text(b"hi\r\n", *[b"Cc: " + b", ".join(
-            b"p%d@example.com" % i for i in range(2000)) for _ in range(head_room // 32_000)]),
-        "header: many references": lambda: _text(b"hi\r\n", b"References: " + b" ".join(
-            b"<%d@x.example>" % i for i in range(head_room // 16))),
-        "header: sender fields of invalid address words": lambda: header(
-            b"Sender: " + b"a@-b " * (head_room // 15),
-            b"Reply-To: " + b"a@-b " * (head_room // 15),
-            sender=b"a@-b " * (head_room // 15)) + b"hi\r\n",
+            b"X-Giant: " + b"\r\n\t".join([b"w" * 70] * (size // 73))
+        ),
+        "header: many cc addresses": lambda: _text(
+            b"hi\r\n",
+            b"Cc: " + b", ".join(b"Person %d <p%d@example.com>" % (i, i) for i in range(head_room // 30)),
+        ),
+        "header: many cc fields": lambda: _text(
+            b"hi\r\n",
+            *[
+                b"Cc: " + b", ".join(b"p%d@example.com" % i for i in range(2000))
+                for _ in range(head_room // 32_000)
+            ],
+        ),
+        "header: many references": lambda: _text(
+            b"hi\r\n", b"References: " + b" ".join(b"<%d@x.example>" % i for i in range(head_room // 16))
+        ),
+        "header: sender fields of invalid address words": lambda: (
+            header(
+                b"Sender: " + b"a@-b " * (head_room // 15),
+                b"Reply-To: " + b"a@-b " * (head_room // 15),
+                sender=b"a@-b " * (head_room // 15),
+            )
+            + b"hi\r\n"
+        ),
         "body: unclosed list-notice phrase": lambda: _text(
-            b"you are not a member o" * (size // 22), sender=b"lista-owner@lists.example"),
-        "header: long display names": lambda: header(
-            b"Cc: " + b"B" * 10_000 + b" <bob@example.com>",
-            sender=b"A" * 10_000 + b" <ann@example.com>") + b"hi\r\n",
+            b"you are not a member o" * (size // 22), sender=b"lista-owner@lists.example"
+        ),
+        "header: long display names": lambda: (
+            header(
+                b"Cc: " + b"B" * 10_000 + b" <bob@example.com>", sender=b"A" * 10_000 + b" <ann@example.com>"
+            )
+            + b"hi\r\n"
+        ),
         # Values the database refuses.
-        "value: 5,000-character Message-ID": lambda: header(
-            message_id=b"<" + b"a" * 5000 + b"@attacker.example>") + b"hi\r\n",
-        "value: NUL and control bytes": lambda: header(
-            b"X-Ctl: \x00\x01\x1b[31m", subject=b"nul \x00 and \x07 bell\x1b",
-            message_id=b"<n\x00ul@attacker.example>") + b"body \x00 with NUL\r\n",
-        "value: four-byte characters in a long Message-ID": lambda: header(
-            message_id=b"<" + "\U0001F600".encode() * 900 + b"@attacker.example>") + b"hi\r\n",
+        "value: 5,000-character Message-ID": lambda: (
+            header(message_id=b"<" + b"a" * 5000 + b"@attacker.example>") + b"hi\r\n"
+        ),
+        "value: NUL and control bytes": lambda: (
+            header(
+                b"X-Ctl: \x00\x01\x1b[31m",
+                subject=b"nul \x00 and \x07 bell\x1b",
+                message_id=b"<n\x00ul@attacker.example>",
+            )
+            + b"body \x00 with NUL\r\n"
+        ),
+        "value: four-byte characters in a long Message-ID": lambda: (
+            header(message_id=b"<" + "\U0001f600".encode() * 900 + b"@attacker.example>") + b"hi\r\n"
+        ),
         "value: 8-bit junk, BOM and broken encodings": lambda: (
-            b"\xef\xbb\xbf" + header(b"Content-Type: text/plain",
-                                     b"Content-Transfer-Encoding: base64",
-                                     subject=b"\xff\xfe\x80 junk")
-            + b"!!!not base64###\r\n" * (size // 19)),
-        "value: broken quoted-printable": lambda: header(
-            b"Content-Type: text/plain", b"Content-Transfer-Encoding: quoted-printable")
-            + b"=" * size,
+            b"\xef\xbb\xbf"
+            + header(
+                b"Content-Type: text/plain",
+                b"Content-Transfer-Encoding: base64",
+                subject=b"\xff\xfe\x80 junk",
+            )
+            + b"!!!not base64###\r\n" * (size // 19)
+        ),
+        "value: broken quoted-printable": lambda: (
+            header(b"Content-Type: text/plain", b"Content-Transfer-Encoding: quoted-printable") + b"=" * size
+        ),
         # Forged headers.
         "forged: encoded Authentication-Results": lambda: _auth_results(
-            b"=?utf-8?b?" + base64.b64encode(passing) + b"?="),
-        "forged: no-break space Authentication-Results": lambda: _auth_results(
-            b"\xc2\xa0" + passing),
-        "forged: staff From on a ticket": lambda: header(
-            sender=staff, subject=b"Re: [TKT-000001] your ticket") + b"Pay here first.\r\n",
-        "forged: signed Message-ID": lambda: header(
-            b"In-Reply-To: <tkt.1.1." + b"0" * 24 + b"@helpdesk.helpdesk.test>",
-            sender=b"Ann <ann@example.com>") + b"hi\r\n",
-        "forged: bounce of our mail": lambda: header(
-            b"Content-Type: multipart/report; report-type=delivery-status; boundary=r",
-            sender=b"MAILER-DAEMON <mailer-daemon@attacker.example>")
+            b"=?utf-8?b?" + base64.b64encode(passing) + b"?="
+        ),
+        "forged: no-break space Authentication-Results": lambda: _auth_results(b"\xc2\xa0" + passing),
+        "forged: staff From on a ticket": lambda: (
+            header(sender=staff, subject=b"Re: [TKT-000001] your ticket") + b"Pay here first.\r\n"
+        ),
+        "forged: signed Message-ID": lambda: (
+            header(
+                b"In-Reply-To: <tkt.1.1." + b"0" * 24 + b"@helpdesk.helpdesk.test>",
+                sender=b"Ann <ann@example.com>",
+            )
+            + b"hi\r\n"
+        ),
+        "forged: bounce of our mail": lambda: (
+            header(
+                b"Content-Type: multipart/report; report-type=delivery-status; boundary=r",
+                sender=b"MAILER-DAEMON <mailer-daemon@attacker.example>",
+            )
             + b"--r\r\n\r\nfailed\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\n"
-              b"Action: failed\r\n--r\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-              b"Message-ID: <tkt.1.1." + b"0" * 24 + b"@helpdesk.helpdesk.test>\r\n--r--\r\n",
+            b"Action: failed\r\n--r\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+            b"Message-ID: <tkt.1.1." + b"0" * 24 + b"@helpdesk.helpdesk.test>\r\n--r--\r\n"
+        ),
     }
 
 
-def hostile_mails(size: int = 1_000_000, *, staff: bytes = b"agent@helpdesk.test",
-                  seed: int = 13) -> list[HostileMail]:
+def hostile_mails(
+    size: int = 1_000_000, *, staff: bytes = b"agent@helpdesk.test", seed: int = 13
+) -> list[HostileMail]:
     """Every pathological mail, each about `size` bytes (header-borne ones at most
     HEADER_BUDGET in their header), with random Message-IDs from `seed`."""
     _IDS.seed(seed)

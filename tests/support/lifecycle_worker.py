@@ -1,6 +1,7 @@
 """A separate OS process that runs the SLA check (for test_lifecycle_jobs): both
 processes start together at a barrier and run the check a few times each, so their
 runs overlap; each reports the breaches its runs marked."""
+
 from __future__ import annotations
 
 from multiprocessing.synchronize import Barrier

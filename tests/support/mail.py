@@ -1,4 +1,5 @@
 """Building and sending test mail through a real gateway listener."""
+
 from __future__ import annotations
 
 import smtplib
@@ -49,14 +50,21 @@ def message(
     return msg
 
 
-def send(port: int, msg: EmailMessage | bytes, *, mail_from: str | None = None,
-         rcpt: list[str] | None = None, timeout: float = 60) -> tuple[int, bytes]:
+def send(
+    port: int,
+    msg: EmailMessage | bytes,
+    *,
+    mail_from: str | None = None,
+    rcpt: list[str] | None = None,
+    timeout: float = 60,
+) -> tuple[int, bytes]:
     """Send one mail over a real SMTP session; returns the DATA reply (code, text).
 
     `timeout` is the client's patience per network operation, as a real MTA has one."""
     raw = msg if isinstance(msg, bytes) else msg.as_bytes(policy=SMTP_POLICY)
-    envelope_from = mail_from if mail_from is not None else (
-        "" if isinstance(msg, bytes) else str(msg["From"]))
+    envelope_from = (
+        mail_from if mail_from is not None else ("" if isinstance(msg, bytes) else str(msg["From"]))
+    )
     with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as client:
         client.ehlo("client.example")
         code, text = client.mail(envelope_from)

@@ -1,5 +1,6 @@
 """A separate OS process running the outbound sender until the outbox is drained
 (for test_outbound's two-process test)."""
+
 from __future__ import annotations
 
 from multiprocessing.synchronize import Barrier

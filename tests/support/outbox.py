@@ -1,5 +1,6 @@
 """Delivering the outbox in tests: a sender pointed at the test's SMTP sink, run
 round by round with the test's transaction closed, and the parts of what arrived."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta

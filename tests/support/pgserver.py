@@ -3,6 +3,7 @@
 Used by the test suite and the benchmarks. PostgreSQL refuses to run as root, so
 as root its binaries run as the `postgres` user the Debian package creates.
 """
+
 from __future__ import annotations
 
 import glob
@@ -27,7 +28,7 @@ def free_port() -> int:
 def _bin_dir() -> Path:
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin"),
-        key=lambda p: [int(x) for x in Path(p).parent.name.split(".") if x.isdigit()]
+        key=lambda p: [int(x) for x in Path(p).parent.name.split(".") if x.isdigit()],
     )
     for candidate in reversed(candidates):
         if (Path(candidate) / "initdb").exists():
@@ -36,8 +37,7 @@ def _bin_dir() -> Path:
     if found:
         return Path(found).parent
     raise PostgresUnavailable(
-        "PostgreSQL server binaries (initdb) are missing; `make test` installs the "
-        "Debian package postgresql"
+        "PostgreSQL server binaries (initdb) are missing; `make test` installs the Debian package postgresql"
     )
 
 
@@ -61,17 +61,35 @@ class PostgresServer:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         if not self.data.exists():
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                      "-E", "UTF8", "--locale=C.UTF-8")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            )
         self.resume()
         return self
 
     def resume(self) -> None:
         """Start (or restart after `pause`) the server on the same port and data."""
-        durability = ("-c fsync=on" if self.durable
-                      else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        durability = (
+            "-c fsync=on"
+            if self.durable
+            else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
         self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o",
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-o",
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             f"-c max_connections=200 {durability}",
             "start",

@@ -4,6 +4,7 @@ It collects every mail the helpdesk sends; it can refuse recipients or data with
 a given reply, be stopped (the relay is down) and started again on the same
 port, and speak TLS or require AUTH.
 """
+
 from __future__ import annotations
 
 import email
@@ -37,8 +38,9 @@ class _Handler:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         refusal = self.sink.refuse_rcpt.get(address.lower())
         if refusal:
             return refusal
@@ -50,10 +52,14 @@ class _Handler:
             return self.sink.data_reply
         content = envelope.original_content or b""
         with self.sink.lock:
-            self.sink.received.append(Received(
-                str(envelope.mail_from), list(envelope.rcpt_tos), bytes(content),
-                bool(session.authenticated),
-            ))
+            self.sink.received.append(
+                Received(
+                    str(envelope.mail_from),
+                    list(envelope.rcpt_tos),
+                    bytes(content),
+                    bool(session.authenticated),
+                )
+            )
         return "250 2.0.0 OK queued"
 
 
@@ -62,8 +68,8 @@ class Sink:
         self.port = free_port()
         self.options = controller_options
         self.received: list[Received] = []
-        self.refuse_rcpt: dict[str, str] = {}   # address -> reply, e.g. "550 5.1.1 ..."
-        self.data_reply: str | None = None       # e.g. "554 5.6.0 ..." for every DATA
+        self.refuse_rcpt: dict[str, str] = {}  # address -> reply, e.g. "550 5.1.1 ..."
+        self.data_reply: str | None = None  # e.g. "554 5.6.0 ..." for every DATA
         self.lock = threading.Lock()
         self.controller: Controller | None = None
 
@@ -72,8 +78,7 @@ class Sink:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> Sink:
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
-                                     **self.options)
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **self.options)
         self.controller.start()
         return self
 
@@ -92,6 +97,9 @@ class Sink:
             return Counter(str(item.message["Message-ID"]) for item in self.received)
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[EmailMessage]:
-        wait_until(lambda: len(self.received) >= count, timeout=timeout,
-                   what=lambda: f"{count} mails arriving ({len(self.received)} did)")
+        wait_until(
+            lambda: len(self.received) >= count,
+            timeout=timeout,
+            what=lambda: f"{count} mails arriving ({len(self.received)} did)",
+        )
         return self.messages

@@ -5,6 +5,7 @@ slow. `wait_until` polls a condition and returns as soon as it holds, and fails 
 message saying what never happened. The timeout is a ceiling for a broken run, not a
 claim about speed: speed is measured in bench/.
 """
+
 from __future__ import annotations
 
 import time
@@ -13,9 +14,14 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
-               what: str | Callable[[], str] = "the condition",
-               between: Callable[[], object] | None = None) -> T:
+def wait_until(
+    condition: Callable[[], T],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str | Callable[[], str] = "the condition",
+    between: Callable[[], object] | None = None,
+) -> T:
     """Poll `condition` until it returns something truthy, and return that.
 
     `between` runs after every poll, even one that raised (for example a rollback, so a
