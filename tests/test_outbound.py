@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -27,11 +28,13 @@ from sqlalchemy.exc import IntegrityError
 from helpdesk.extensions import db
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Ticket
-from helpdesk.services import Actor, TicketsService
+from helpdesk.services import Actor
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
 from tests.support import outbound_worker
 from tests.support.corpus import CORPUS
+from tests.support.database import CUSTOMER
+from tests.support.database import open_ticket as open_committed_ticket
 from tests.support.gateway_process import refused_start
 from tests.support.gateway_process import start as start_gateway_process
 from tests.support.mail import message, send
@@ -41,7 +44,6 @@ from tests.support.processes import run_processes
 from tests.support.sink import Sink
 from tests.support.waiting import wait_until
 
-CUSTOMER = Actor.customer("ann@example.com", "Ann Example")
 MESSAGE_ID = re.compile(r"^<tkt\.(\d+)\.(\d+)\.[0-9a-f]{24}@helpdesk\.helpdesk\.test>$")
 
 
@@ -49,20 +51,10 @@ def outbox() -> list[OutboxMessage]:
     return list(db.session.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars())
 
 
-def open_ticket(service: TicketsService, actor: Actor = CUSTOMER, **overrides: object) -> Ticket:
-    values: dict[str, object] = dict(
-        subject="Printer on fire",
-        description="The printer on floor 3 is on fire.",
-        requester_email="ann@example.com",
-        requester_name="Ann Example",
-        channel="email" if actor.is_customer else "web",
-        actor=actor,
-        is_email_originated=actor.is_customer,
-    )
-    values.update(overrides)
-    ticket = service.open_ticket(**values)  # type: ignore[arg-type]
-    db.session.commit()
-    return ticket
+# The ticket these tests mail about; the title is what their subjects check.
+open_ticket = partial(
+    open_committed_ticket, subject="Printer on fire", description="The printer on floor 3 is on fire."
+)
 
 
 def last_inbound() -> InboundMail:
