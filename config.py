@@ -174,7 +174,9 @@ class Config:
     SECURE_COOKIES = _env("SECURE_COOKIES", "true").lower() in ("1", "true", "yes", "on")
     PERMANENT_SESSION_LIFETIME = parse_duration(_env("STAFF_SESSION_LIFETIME", "12h"))
     WTF_CSRF_TIME_LIMIT = None  # a CSRF token lives as long as the session it belongs to
+    # Failed logins per client address, and per account from any address.
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "10 per minute")
+    LOGIN_RATE_LIMIT_PER_ACCOUNT = _env("LOGIN_RATE_LIMIT_PER_ACCOUNT", "10 per 10 minutes")
     TRACK_RATE_LIMIT_PER_IP = _env("TRACK_RATE_LIMIT_PER_IP", "30 per minute")
     TRACK_RATE_LIMIT_PER_TICKET = _env("TRACK_RATE_LIMIT_PER_TICKET", "10 per minute")
     # Unset: the database with PostgreSQL, memory with SQLite (helpdesk.limit_storage).

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from functools import lru_cache, wraps
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
@@ -40,12 +40,39 @@ F = TypeVar("F", bound=Callable[..., Any])
 ROLE_RANK = {"agent": 1, "admin": 2}
 
 
-def _login_limit_value() -> str:
+def _per_address() -> str:
     return str(current_app.config["LOGIN_RATE_LIMIT"])
 
 
-# One budget per client IP for the portal's login form and the API's login.
-login_rate_limit = limiter.shared_limit(_login_limit_value, scope="login", methods=["POST"])
+def _per_account() -> str:
+    return str(current_app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"])
+
+
+def _account_key() -> str:
+    """The account a login names, from the portal's form or the API's JSON."""
+    data = request.get_json(silent=True) if request.is_json else request.form
+    email = data.get("email") if isinstance(data, dict) else None
+    return "account:" + (addresses.normalize(email)[:320] if isinstance(email, str) else "?")
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
+# The portal's login form and the API's login draw from the same budgets, which count
+# failed attempts only: per client address (many staff behind one NAT address log in
+# all morning without using it up) and per account (guessing one account's password
+# from many addresses stops there). See docs/security.md.
+_per_address_limit = limiter.shared_limit(
+    _per_address, scope="login", methods=["POST"], deduct_when=_failed
+)
+_per_account_limit = limiter.shared_limit(
+    _per_account, scope="login-account", key_func=_account_key, methods=["POST"], deduct_when=_failed
+)
+
+
+def login_rate_limit(view: F) -> F:
+    return cast(F, _per_address_limit(_per_account_limit(view)))
 
 
 def check_credentials(email: str, password: str) -> StaffUser | None:

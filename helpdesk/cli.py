@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -22,6 +23,19 @@ tickets_cli = AppGroup("tickets", help="Ticket numbering.")
 quarantine_cli = AppGroup("quarantine", help="Review mail held by the gateway.")
 outbox_cli = AppGroup("outbox", help="Notifications waiting, sent, failed or skipped.")
 CLI_REVIEWER = Actor.system("cli")
+
+
+# Characters a terminal acts on rather than shows: C0 controls other than tab and
+# newline, DEL, C1 controls (0x9b starts a sequence like ESC [ does) and the
+# bidirectional overrides that make a line read other than it is.
+_UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(text: str) -> str:
+    """Text from a mail, fit for the operator's terminal: what a terminal would act
+    on (an escape sequence can retitle the window, clear the screen or, on some
+    terminals, write to the clipboard) is printed as a `\\x..` escape instead."""
+    return _UNSHOWN.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
 def _domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -119,8 +133,8 @@ def quarantine_list() -> None:
             mail = item.inbound_mail
             click.echo(
                 f"{item.id:>6}  {item.created_at:%Y-%m-%d %H:%M}  "
-                f"{mail.from_address or mail.mail_from or '?':<32} "
-                f"{mail.subject[:50]!r}  — {item.reason}"
+                f"{_shown(mail.from_address or mail.mail_from or '?'):<32} "
+                f"{mail.subject[:50]!r}  — {_shown(item.reason)}"
             )
 
 
@@ -133,13 +147,13 @@ def quarantine_show(item_id: int) -> None:
 
     with transaction() as session:
         item = quarantine.get(session, item_id)
-        click.echo(f"Item {item.id} ({item.state}): {item.reason}")
+        click.echo(f"Item {item.id} ({item.state}): {_shown(item.reason)}")
         click.echo(
             f"Envelope from {item.inbound_mail.mail_from!r} to "
             f"{item.inbound_mail.recipients!r} via {item.inbound_mail.channel}"
         )
         click.echo("-" * 72)
-        click.echo(item.inbound_mail.raw.decode("utf-8", "replace"))
+        click.echo(_shown(item.inbound_mail.raw.decode("utf-8", "replace")))
 
 
 @quarantine_cli.command("approve")
@@ -177,7 +191,7 @@ def outbox_list(state: str | None, limit: int) -> None:
         if not rows:
             click.echo("The outbox is empty." if state is None else f"No {state} rows.")
         for row in rows:
-            why = f"  — {row.last_error}" if row.last_error else ""
+            why = f"  — {_shown(row.last_error)}" if row.last_error else ""
             click.echo(
                 f"{row.id:>6}  {row.created_at:%Y-%m-%d %H:%M}  {row.state:<8} "
                 f"{row.kind:<8} {row.to_address:<32} attempts {row.attempts}{why}"

@@ -50,6 +50,7 @@ MAIL_MODULES = (
     "mailgateway.smtp",
     "helpdesk.numbering",
     "helpdesk.addresses",
+    "helpdesk.cli",
 )
 
 
@@ -91,6 +92,9 @@ P, A, AU, C = (
     "helpdesk.inbound.charsets",
 )
 CASES = [
+    # names and terminal output (a name decoded from a header, a quarantined mail shown)
+    Case("helpdesk.addresses", "_CONTROL", "sub", lambda n: rep("\r\n", n)),
+    Case("helpdesk.cli", "_UNSHOWN", "sub", lambda n: rep("\x1b[31m", n)),
     # parser
     Case(P, "_HEADER_LINE", "match", lambda n: brep(b"!", n), binary=True),
     Case(P, "_BOUNDARY_LINE", "finditer", lambda n: brep(b"--" + b"x" * 199 + b"-\n", n), binary=True),

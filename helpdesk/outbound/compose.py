@@ -35,7 +35,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from helpdesk import sla
+from helpdesk import addresses, sla
 from helpdesk.clock import describe
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
@@ -113,7 +113,9 @@ class Composer:
         number = display_number(ticket.number, self.config)
         message = EmailMessage(policy=email.policy.SMTP)
         message["From"] = self.from_header
-        message["To"] = formataddr((self._recipient_name(ticket, row), row.to_address))
+        # Cleaned again here: rows stored before names were cleaned on the way in.
+        name = addresses.display_name(self._recipient_name(ticket, row))
+        message["To"] = formataddr((name, row.to_address))
         if row.cc_addresses:
             message["Cc"] = row.cc_addresses
         message["Reply-To"] = self.reply_address(number)

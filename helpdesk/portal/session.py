@@ -64,7 +64,19 @@ def login_required(role: str = "agent") -> Callable[[F], F]:
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site relative paths: `?next=` must not become an open redirect."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only a path on this site: `?next=` must not become an open redirect.
+
+    Browsers drop tabs and line breaks from a URL and read a backslash as a slash
+    before resolving it, so `/\t/evil.example` lands on `//evil.example`: a target with
+    any of them, or any other character that is not printable, is refused whole,
+    never cleaned into something else.
+    """
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and target.isprintable()
+    ):
         return target
     return url_for("portal.queue")

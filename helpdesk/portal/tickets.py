@@ -69,6 +69,9 @@ def words_filter(value: str) -> str:
     return (value or "").replace("_", " ")
 
 
+QUEUE_PARAMETERS = ("status", "priority", "category", "channel", "assignee", "q", "sla", "sort")
+
+
 @bp.get("/tickets")
 @login_required()
 def queue() -> ResponseReturnValue:
@@ -107,7 +110,9 @@ def queue() -> ResponseReturnValue:
         staff_list=_active_staff(),
         vocabulary=v,
         sla_states=sla.STATES,
-        query=args.to_dict(flat=False),
+        # The pager's links keep the filters, and only them: url_for reads `_anchor`,
+        # `_external`, `_scheme` and `_method` as its own arguments.
+        query={name: args.getlist(name) for name in QUEUE_PARAMETERS if name in args},
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from helpdesk import addresses
+
 
 class StaffMember(Protocol):
     """A staff user as far as an actor needs one: the ORM object (portal) or the
@@ -62,5 +64,6 @@ class Actor:
 
 def _label(email: str, name: str, suffix: str = "") -> str:
     """`Name <address>` and the suffix, within the label columns."""
+    name = addresses.display_name(name)
     label = f"{name} <{email}>" if name else email
     return label[: MAX_LABEL - len(suffix)] + suffix

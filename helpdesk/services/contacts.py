@@ -19,6 +19,7 @@ def find_or_create(session: Session, email: str, name: str = "") -> Contact:
     """Find or create the contact; safe against a concurrent creator (the insert
     does nothing on conflict and the winner's row is read back)."""
     email = addresses.normalize(email)
+    name = addresses.display_name(name)
     contact = session.execute(_BY_EMAIL, {"email": email}).scalar_one_or_none()
     if contact is not None:
         if name and not contact.name:

@@ -27,7 +27,7 @@ class StaffService:
         errors: dict[str, str] = {}
         if not addresses.is_valid(email):
             errors["email"] = addresses.INVALID
-        if not (name or "").strip():
+        if not addresses.display_name(name):
             errors["name"] = "is required"
         if role not in v.ROLES:
             errors["role"] = f"must be one of {', '.join(v.ROLES)}"
@@ -40,7 +40,7 @@ class StaffService:
         generated = None
         if password is None:
             password = generated = secrets.token_urlsafe(12)
-        user = StaffUser(email=email, name=name.strip(), role=role, is_active=True)
+        user = StaffUser(email=email, name=addresses.display_name(name), role=role, is_active=True)
         user.set_password(password)
         self.session.add(user)
         self.session.flush()

@@ -478,7 +478,7 @@ class TicketsService:
             if not addresses.is_valid(address):
                 errors["cc"] = f"{address[:100]!r} {addresses.INVALID}"
             elif address != exclude and address not in found:
-                found[address] = (name or "")[:MAX_NAME]
+                found[address] = addresses.display_name(name)[:MAX_NAME]
         return list(found.items())
 
     def _store_attachments(self, message_id: int, attachments: Sequence[NewAttachment]) -> None:

@@ -2,9 +2,10 @@
 
 Nobody may learn anything that is not theirs: an unknown number and a known number
 with the wrong email get the same `NotFound`, with the same message, and the same
-work (the ticket is always looked up, the address always compared), so neither the
-answer nor its timing tells them apart. The view holds what the customer already
-knows or is owed: no internal notes, no staff e-mail addresses, no reasons.
+work (one statement reads who may look, whether or not the number exists; the
+address is always compared), so neither the answer nor its timing tells them apart.
+The view holds what the customer already knows or is owed: no internal notes, no
+e-mail address of staff or of other participants, no reasons.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses, numbering
 from helpdesk.errors import NotFound
-from helpdesk.models import Participant, Ticket
+from helpdesk.models import Contact, Message, Participant, Ticket
 
 NOT_FOUND = "No ticket matches this number and email address."
 
@@ -52,37 +53,48 @@ class CustomerView:
     timeline: list[StatusChange]
 
 
+# The longest spelling of a number a person types; longer text is not a number. The
+# lookup and the per-ticket rate limit both read the number through
+# `requested_number`, so they always name the same ticket.
+MAX_NUMBER_TEXT = 64
+
+# Who may look a ticket up: its requester and its CC participants, in one statement
+# whether or not the number exists, so a known number costs what an unknown one does.
+_ALLOWED = union_all(
+    select(Contact.email)
+    .join(Ticket, Ticket.requester_id == Contact.id)
+    .where(Ticket.number == bindparam("number")),
+    select(Participant.email)
+    .join(Ticket, Participant.ticket_id == Ticket.id)
+    .where(Ticket.number == bindparam("number")),
+)
+
+
+def requested_number(text: object, prefix: str) -> int | None:
+    """The ticket number a visitor typed, or None when it is not one."""
+    if not isinstance(text, str) or len(text) > MAX_NUMBER_TEXT:
+        return None
+    return numbering.parse_number(text, prefix)
+
+
 def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
     """The ticket if `email` is its requester or a CC participant, else NotFound."""
-    number = numbering.parse_number(number_text or "", prefix)
-    ticket = None
-    if number is not None:
-        ticket = session.execute(select(Ticket).where(Ticket.number == number)).scalar_one_or_none()
+    number = requested_number(number_text, prefix)
+    allowed = session.execute(_ALLOWED, {"number": number or 0}).scalars().all()
     address = addresses.normalize(email)
-    allowed: list[str] = []
-    if ticket is not None:
-        allowed = [
-            ticket.requester.email,
-            *session.execute(select(Participant.email).where(Participant.ticket_id == ticket.id)).scalars(),
-        ]
     matched = False
     for candidate in allowed or ["-"]:
         matched |= hmac.compare_digest(candidate.encode(), address.encode())
-    if ticket is None or not matched or not address:
+    if not matched or not address:
         raise NotFound(NOT_FOUND)
-    return ticket
+    return session.execute(select(Ticket).where(Ticket.number == number)).scalar_one()
 
 
 def customer_view(ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:
+    cc_names = {participant.email: participant.name for participant in ticket.participants}
     replies = [
         PublicReply(
-            author=(
-                message.author_staff.name
-                if message.author_staff is not None
-                else "Support"
-                if message.author_contact_id is None
-                else message.author_label
-            ),
+            author=_author(message, cc_names),
             body=message.body,
             created_at=message.created_at,
             from_customer=message.author_contact_id is not None,
@@ -104,3 +116,16 @@ def customer_view(ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:
         replies=replies,
         timeline=timeline,
     )
+
+
+def _author(message: Message, cc_names: Mapping[str, str]) -> str:
+    """Who wrote a reply, by name only: whoever knows one participant's address and
+    the number must not learn the other participants' addresses (their mail's
+    `author_label` holds one). A CC participant's name may be known only from the
+    mail that added them."""
+    if message.author_staff is not None:
+        return message.author_staff.name
+    contact = message.author_contact
+    if contact is None:
+        return "Support"
+    return contact.name or cc_names.get(contact.email) or "Customer"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from helpdesk import numbering
 from helpdesk.extensions import limiter
+from helpdesk.services import tracking
 
 
 def _per_ip() -> str:
@@ -27,9 +27,7 @@ def ticket_key() -> str:
     """The ticket number asked about, normalized, from a JSON body or a form."""
     data = request.get_json(silent=True, force=True) if request.is_json else request.form
     text = data.get("ticket_number") if isinstance(data, dict) else None
-    number = (
-        numbering.parse_number(text, current_app.config["TICKET_PREFIX"]) if isinstance(text, str) else None
-    )
+    number = tracking.requested_number(text, current_app.config["TICKET_PREFIX"])
     return f"ticket:{number if number is not None else '?'}"
 
 

@@ -19,14 +19,15 @@ def form() -> ResponseReturnValue:
 @limit_per_ip
 @limit_per_ticket
 def lookup() -> ResponseReturnValue:
-    number = request.form.get("ticket_number", "")[:64]
+    number = request.form.get("ticket_number", "")
     email = request.form.get("email", "")[:320]
     cfg = current_app.config
     try:
         ticket = tracking.find(db.session, number, email, cfg["TICKET_PREFIX"])
     except NotFound as exc:
+        shown = number[: tracking.MAX_NUMBER_TEXT]
         return render_template(
-            "tracker/track.html", view=None, error=str(exc), number=number, email=email
+            "tracker/track.html", view=None, error=str(exc), number=shown, email=email
         ), 404
     view = tracking.customer_view(ticket, cfg)
     return render_template("tracker/track.html", view=view, error=None, number=number, email=email)

@@ -1,0 +1,243 @@
+"""The portal, the tracker and the CLI tried as an attacker would (docs/security.md).
+
+Each test is the attack itself: a crafted redirect target, a padded ticket number, a
+statement count that would tell a known number from an unknown one, a name with a
+line break, escape sequences in a mail, query parameters Flask reserves for itself.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+from sqlalchemy import event, select, update
+
+from helpdesk.extensions import db
+from helpdesk.models import Contact, QuarantineItem
+from helpdesk.services import Actor
+from tests.support.app import Portal
+from tests.support.database import open_ticket
+from tests.support.mail import message
+from tests.support.outbox import deliver
+
+# -- the redirect after login --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "%2F%09%2Fevil.example",
+        "/%09/evil.example",
+        "/%0A/evil.example",
+        "/%0D%0A/evil.example",
+        "/%5Cevil.example",
+        "%5C%5Cevil.example",
+        "//evil.example",
+        "/%2F/evil.example",
+        "https://evil.example/",
+        "%09//evil.example",
+        "/%00/evil.example",
+        "java%0Ascript:alert(1)",
+    ],
+)
+def test_login_never_sends_the_browser_to_another_site(client, agent, target):
+    token = Portal(client).token()
+    response = client.post(
+        f"/login?next={target}",
+        data={"email": agent.email, "password": "agent-password-1", "csrf_token": token},
+    )
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    # What a browser does with it: drop tabs and line breaks, read a backslash as a slash.
+    seen = re.sub(r"[\t\r\n]", "", location).replace("\\", "/")
+    landed = urlsplit(urljoin("http://localhost/login", seen))
+    assert (landed.scheme, landed.netloc) == ("http", "localhost"), location
+
+
+def test_a_same_site_next_is_still_followed(client, agent):
+    token = Portal(client).token()
+    response = client.post(
+        "/login?next=%2Ftickets%3Fstatus%3Dnew",
+        data={"email": agent.email, "password": "agent-password-1", "csrf_token": token},
+    )
+    assert response.headers["Location"] == "/tickets?status=new"
+
+
+# -- the tracker -------------------------------------------------------------------------------
+
+
+def _track(client, path: str, number: str, email: str, address: str) -> int:  # type: ignore[no-untyped-def]
+    if path == "/track":
+        token = Portal(client).token("/track")
+        form = {"ticket_number": number, "email": email, "csrf_token": token}
+        return client.post(path, data=form, environ_base={"REMOTE_ADDR": address}).status_code
+    body = {"ticket_number": number, "email": email}
+    return client.post(path, json=body, environ_base={"REMOTE_ADDR": address}).status_code
+
+
+@pytest.mark.parametrize("path", ["/track", "/api/v1/public/track"])
+def test_padding_a_number_opens_no_fresh_per_ticket_budget(client, app, service, path):
+    """A lookup that finds ticket 1 must count against ticket 1's budget, however the
+    number is spelled: past the length the lookup reads, extra digits named a new
+    bucket for the same ticket."""
+    open_ticket(service)
+    app.config["TRACK_RATE_LIMIT_PER_IP"] = "1000 per minute"
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_TICKET"].split()[0])
+    padded = "TKT-" + "0" * 59 + "1"  # 64 characters
+    codes = [
+        _track(client, path, f"{padded}{k}", "ann@example.com", f"10.0.{k // 200}.{k % 200 + 1}")
+        for k in range(limit + 3)
+    ]
+    assert codes.count(200) <= limit, codes
+
+
+def _statements(action) -> list[str]:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        # The rate limiter's counters (PostgreSQL) do the same work for any number,
+        # plus a purge of expired rows now and then.
+        if "rate_limit_counters" not in statement:
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_known_number_costs_the_same_statements_as_an_unknown_one(client, service):
+    open_ticket(service, cc=[("bob@example.com", "Bob")])
+
+    def track(number: str, email: str):  # type: ignore[no-untyped-def]
+        def ask() -> None:
+            response = client.post("/api/v1/public/track", json={"ticket_number": number, "email": email})
+            assert response.status_code == 404
+
+        return ask
+
+    known = _statements(track("TKT-000001", "eve@example.com"))
+    unknown = _statements(track("TKT-000777", "eve@example.com"))
+    unreadable = _statements(track("TKT-x", "eve@example.com"))
+    assert len(known) == len(unknown) == len(unreadable), (known, unknown, unreadable)
+
+
+def test_the_tracker_never_shows_another_participants_address(client, service):
+    ticket = open_ticket(service, cc=[("bob@example.com", ""), ("cy@example.com", "Cy Lee")])
+    service.add_message(
+        ticket, body="Same here.", actor=Actor.customer("bob@example.com", ""), channel="email"
+    )
+    service.add_message(
+        ticket, body="And here.", actor=Actor.customer("cy@example.com", "Cy Lee"), channel="email"
+    )
+    db.session.commit()
+    response = client.post(
+        "/api/v1/public/track", json={"ticket_number": "TKT-000001", "email": "ann@example.com"}
+    )
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "bob@example.com" not in text and "cy@example.com" not in text
+    authors = [reply["author"] for reply in response.get_json()["replies"]]
+    assert authors == ["Ann Example", "Customer", "Cy Lee"]
+
+
+# -- names that would break a mail header ----------------------------------------------------
+
+
+def test_a_line_break_in_a_requester_name_neither_stops_nor_forges_their_mail(app, api, sink):
+    created = api.post(
+        "/tickets",
+        {
+            "subject": "VPN down",
+            "description": "Since 9:00.",
+            "requester_email": "ann@example.com",
+            "requester_name": "Ann\r\nBcc: eve@evil.example",
+        },
+    )
+    assert created.status_code == 201, created.get_json()
+    name = db.session.execute(select(Contact.name)).scalar_one()
+    assert name == "Ann Bcc: eve@evil.example"
+    (ack,) = deliver(app, sink)
+    assert ack["Bcc"] is None and "\n" not in str(ack["To"])
+    assert sink.received[0].rcpt_tos == ["ann@example.com"]
+
+
+def test_a_name_stored_with_a_line_break_before_the_fix_is_still_mailed(app, api, sink):
+    """Rows written by an older version keep their name; composing cleans it."""
+    created = api.post(
+        "/tickets",
+        {"subject": "VPN down", "description": ".", "requester_email": "ann@example.com"},
+    )
+    assert created.status_code == 201
+    db.session.execute(update(Contact).values(name="Ann\r\nExample\x07"))
+    db.session.commit()
+    (ack,) = deliver(app, sink)
+    assert str(ack["To"]) == "Ann Example <ann@example.com>"
+
+
+# -- the operator's terminal -------------------------------------------------------------------
+
+
+def test_quarantine_show_and_list_print_no_terminal_escape_sequences(gateway, runner):
+    hostile = message(
+        sender="stranger@nowhere.example",
+        subject="Invoice \x1b]0;owned\x07\x1b[2J",
+        body="Pay now \x1b[31mred\x1b[0m \x9b31m and \x07 bell",
+    )
+    assert gateway.send(hostile)[0] == 250
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    for args in (["quarantine", "show", str(item.id)], ["quarantine", "list"]):
+        output = runner.invoke(args=args).output
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", output), repr(output)
+    shown = runner.invoke(args=["quarantine", "show", str(item.id)]).output
+    assert "Pay now \\x1b[31mred" in shown
+
+
+# -- parameters Flask keeps for itself ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", ["_anchor=x", "_external=1", "_scheme=javascript", "_method=POST"])
+def test_the_queue_pager_ignores_parameters_it_does_not_know(portal, service, extra):
+    for n in range(26):
+        open_ticket(service, subject=f"Ticket {n}")
+    for page in ("1", "2"):
+        response = portal.get(f"/tickets?page={page}&status=new&{extra}")
+        assert response.status_code == 200
+        assert extra.split("=")[0] not in response.get_data(as_text=True)
+
+
+# -- guessing passwords ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/login", "/api/v1/auth/login"])
+def test_wrong_passwords_for_one_account_from_many_addresses_lock_that_account(
+    client, app, agent, admin, path
+):
+    app.config.update(LOGIN_RATE_LIMIT="1000 per minute", LOGIN_RATE_LIMIT_PER_ACCOUNT="5 per minute")
+
+    def login(email: str, password: str, address: str) -> int:
+        if path == "/login":
+            form = {"email": email, "password": password, "csrf_token": Portal(client).token()}
+            return client.post(path, data=form, environ_base={"REMOTE_ADDR": address}).status_code
+        body = {"email": email, "password": password}
+        return client.post(path, json=body, environ_base={"REMOTE_ADDR": address}).status_code
+
+    failed = 401
+    guesses = [login(agent.email.upper(), f"guess-{n}", f"10.2.0.{n + 1}") for n in range(5)]
+    assert guesses == [failed] * 5
+    assert login(agent.email, "agent-password-1", "10.2.1.1") == 429
+    assert login(admin.email, "admin-password-1", "10.2.0.1") in (200, 302)
+
+
+def test_staff_logging_in_behind_one_address_do_not_use_up_its_budget(client, app, agent):
+    """An office behind one NAT address (or a proxy without PROXY_HOPS): the per-address
+    limit counts failed attempts, so a morning of logins does not lock everyone out."""
+    limit = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
+    for _ in range(limit + 5):
+        response = client.post(
+            "/api/v1/auth/login", json={"email": agent.email, "password": "agent-password-1"}
+        )
+        assert response.status_code == 200
