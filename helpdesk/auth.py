@@ -1,14 +1,19 @@
 """Who is calling: credentials, API bearer tokens (flask-jwt-extended), role rules.
 
 Access tokens are short-lived (`JWT_ACCESS_TOKEN_EXPIRES`); refresh tokens last
-longer and can only mint access tokens. Logout revokes the presented token by its
-`jti`. Every request re-reads the staff user, so a deactivated account or a changed
-role takes effect at once, not when its token expires. Failures answer with the
-API's JSON error envelope (docs/web.md), never flask-jwt-extended's own shapes.
+longer, can only mint tokens, and rotate: each use revokes the refresh token (by its
+`jti`) and hands out a new pair of the same family (a login starts one). A revoked
+refresh token presented again was copied, so its whole family is revoked. Every
+token carries the staff member's session version; logout, a password change, a
+role change and deactivation move it on and so end every token and portal session
+of that person (docs/security.md). Every request re-reads the staff member with the
+revocation check, in one statement. Failures answer with the API's JSON error
+envelope (docs/web.md), never flask-jwt-extended's own shapes.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,7 +25,6 @@ from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
     current_user,
-    get_jwt,
     verify_jwt_in_request,
 )
 from sqlalchemy import bindparam, exists, select
@@ -28,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk import addresses
+from helpdesk.clock import now
 from helpdesk.extensions import db, jwt, limiter
 from helpdesk.http_errors import error_response
 from helpdesk.inputs import positive_int
@@ -63,9 +68,7 @@ def _failed(response: Response) -> bool:
 # failed attempts only: per client address (many staff behind one NAT address log in
 # all morning without using it up) and per account (guessing one account's password
 # from many addresses stops there). See docs/security.md.
-_per_address_limit = limiter.shared_limit(
-    _per_address, scope="login", methods=["POST"], deduct_when=_failed
-)
+_per_address_limit = limiter.shared_limit(_per_address, scope="login", methods=["POST"], deduct_when=_failed)
 _per_account_limit = limiter.shared_limit(
     _per_account, scope="login-account", key_func=_account_key, methods=["POST"], deduct_when=_failed
 )
@@ -100,26 +103,41 @@ def init_app(app: Flask) -> None:
     jwt.init_app(app)
 
 
-def issue_tokens(user: StaffUser) -> dict[str, str]:
-    claims = {"role": user.role}
+def issue_tokens(user: StaffUser | TokenStaff, family: str | None = None) -> dict[str, str]:
+    """An access and a refresh token; a login starts a new family, a refresh goes on
+    with the family of the token it used."""
+    claims = {"role": user.role, "sv": user.session_version, "fam": family or uuid.uuid4().hex}
     return {
         "access_token": create_access_token(identity=user, additional_claims=claims),
         "refresh_token": create_refresh_token(identity=user, additional_claims=claims),
     }
 
 
-def revoke(claims: dict[str, Any] | None) -> None:
-    """Revoke a token by its claims, the current request's by default (the caller
-    commits). Revoking twice is harmless."""
-    claims = claims or get_jwt()
-    expires = datetime.fromtimestamp(claims["exp"], timezone.utc).replace(tzinfo=None)
+def revoke(jti: str, expires: datetime) -> None:
+    """Refuse a token id (or a family's, `family:…`) until `expires` (naive UTC);
+    the caller commits. Revoking twice is harmless."""
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     db.session.execute(
         insert(RevokedToken)
-        .values(jti=claims["jti"], expires_at=expires)
+        .values(jti=jti, expires_at=expires)
         .on_conflict_do_nothing(index_elements=["jti"])
     )
+
+
+def revoke_token(claims: dict[str, Any]) -> None:
+    revoke(claims["jti"], datetime.fromtimestamp(claims["exp"], timezone.utc).replace(tzinfo=None))
+
+
+def revoke_family(claims: dict[str, Any]) -> None:
+    """Revoke every token of the family, for as long as any of them can live: a
+    family member minted now would expire a refresh lifetime from now."""
+    lifetime = current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    revoke(_family(claims), now() + lifetime)
+
+
+def _family(claims: dict[str, Any]) -> str:
+    return "family:" + str(claims.get("fam") or claims.get("jti"))
 
 
 def staff_required(role: str = "agent", *, refresh: bool = False) -> Callable[[F], F]:
@@ -158,27 +176,34 @@ class TokenStaff:
     email: str
     role: str
     is_active: bool
+    session_version: int
 
 
 # Built once, from the tables and run on the session's connection: every API request
 # runs it, and composing it or passing it through the ORM cost as much as running it.
 _STAFF = StaffUser.__table__.c
-_REVOKED = exists().where(RevokedToken.__table__.c.jti == bindparam("jti"))
+_REVOKED = exists().where(RevokedToken.__table__.c.jti.in_([bindparam("jti"), bindparam("family")]))
 _TOKEN_STAFF = select(
-    _STAFF.id, _STAFF.name, _STAFF.email, _STAFF.role, _STAFF.is_active, _REVOKED.label("revoked")
+    _STAFF.id,
+    _STAFF.name,
+    _STAFF.email,
+    _STAFF.role,
+    _STAFF.is_active,
+    _STAFF.session_version,
+    _REVOKED.label("revoked"),
 ).where(_STAFF.id == bindparam("user_id"))
 
 
 def _token_staff(claims: dict[str, Any]) -> tuple[TokenStaff | None, bool]:
-    """The token's staff member (None if unknown) and whether the token is revoked."""
-    jti = str(claims.get("jti"))
+    """The token's staff member (None if unknown) and whether the token is revoked:
+    by its id, by its family, or by a session version that has moved on."""
+    ids = {"jti": str(claims.get("jti")), "family": _family(claims)}
     connection = db.session.connection()
-    row = connection.execute(
-        _TOKEN_STAFF, {"jti": jti, "user_id": positive_int(claims.get("sub")) or 0}
-    ).first()
+    row = connection.execute(_TOKEN_STAFF, {**ids, "user_id": positive_int(claims.get("sub")) or 0}).first()
     if row is None:
-        return None, bool(connection.execute(select(_REVOKED), {"jti": jti}).scalar())
-    return TokenStaff(*row[:5]), bool(row.revoked)
+        return None, bool(connection.execute(select(_REVOKED), ids).scalar())
+    staff = TokenStaff(*row[:6])
+    return staff, bool(row.revoked) or claims.get("sv") != staff.session_version
 
 
 @jwt.token_in_blocklist_loader
@@ -214,7 +239,12 @@ def _expired(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response
 
 
 @jwt.revoked_token_loader
-def _revoked_answer(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response, int]:
+def _revoked_answer(_header: dict[str, Any], claims: dict[str, Any]) -> tuple[Response, int]:
+    if claims.get("type") == "refresh":
+        # A refresh token used after it was rotated away was copied: whoever holds
+        # its family's other tokens may be the thief, so they all end.
+        revoke_family(claims)
+        db.session.commit()
     return error_response(401, "token_revoked", "The token was revoked; log in again.")
 
 

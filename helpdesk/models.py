@@ -92,6 +92,9 @@ class StaffUser(Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    # Portal sessions and API tokens carry the version they were issued under; moving
+    # it ends them all (StaffService.end_sessions, docs/security.md).
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

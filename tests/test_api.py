@@ -79,7 +79,7 @@ def test_deactivated_staff_cannot_log_in_and_their_tokens_stop_working(client, a
     api = ApiClient(client, login_tokens(client, agent.email, "agent-password-1")["access_token"])
     StaffService(db.session).set_active(db.session.get(StaffUser, agent.id), False)
     db.session.commit()
-    envelope(api.get("/tickets"), 401, "invalid_token")
+    envelope(api.get("/tickets"), 401, "token_revoked")
     envelope(
         client.post("/api/v1/auth/login", json={"email": agent.email, "password": "agent-password-1"}),
         401,
@@ -120,13 +120,11 @@ def test_logout_revokes_the_access_and_the_refresh_token(client, agent):
     envelope(ApiClient(client, tokens["refresh_token"]).post("/auth/refresh"), 401, "token_revoked")
 
 
-def test_logout_refuses_someone_elses_or_a_broken_refresh_token(client, agent, admin):
-    mine = login_tokens(client, agent.email, "agent-password-1")
-    theirs = login_tokens(client, admin.email, "admin-password-1")
-    api = ApiClient(client, mine["access_token"])
-    envelope(api.post("/auth/logout", {"refresh_token": theirs["refresh_token"]}), 422)
-    api.token = login_tokens(client, agent.email, "agent-password-1")["access_token"]
-    envelope(api.post("/auth/logout", {"refresh_token": "not.a.token"}), 422)
+def test_logout_still_accepts_the_refresh_token_older_clients_send(client, agent):
+    tokens = login_tokens(client, agent.email, "agent-password-1")
+    api = ApiClient(client, tokens["access_token"])
+    assert api.post("/auth/logout", {"refresh_token": "anything"}).get_json() == {"revoked": True}
+    envelope(api.post("/auth/logout", {"refresh_token": 5}), 401, "token_revoked")
 
 
 def _expired(app, user) -> str:  # type: ignore[no-untyped-def]

@@ -89,7 +89,6 @@ SCHEMAS: dict[str, Any] = {
         {"access_token": {"type": "string"}, "refresh_token": {"type": "string"}},
         ["access_token", "refresh_token"],
     ),
-    "AccessToken": _object({"access_token": {"type": "string"}}, ["access_token"]),
     "Sla": _object(
         {
             "state": {"type": "string", "enum": list(sla.STATES)},
@@ -348,14 +347,29 @@ PATHS: dict[str, Any] = {
     },
     "/auth/refresh": {
         "post": {
-            "summary": "A new access token for a refresh token (sent as the bearer token)",
+            "summary": "A new token pair for a refresh token (sent as the bearer token), which is "
+            "used up: presented again, it revokes every token of its login",
             "security": STAFF,
-            "responses": {"200": _json(_ref("AccessToken")), **_errors(401)},
+            "responses": {"200": _json(_ref("Tokens")), **_errors(401)},
+        }
+    },
+    "/auth/password": {
+        "post": {
+            "summary": "Change the caller's password; every earlier token and portal session ends",
+            "security": STAFF,
+            "requestBody": _body(
+                _object(
+                    {"current_password": {"type": "string"}, "new_password": {"type": "string"}},
+                    ["current_password", "new_password"],
+                )
+            ),
+            "responses": {"200": _json(_ref("Tokens")), **_errors(400, 401, 413, 422)},
         }
     },
     "/auth/logout": {
         "post": {
-            "summary": "Revoke the access token and, if given, the refresh token",
+            "summary": "End every token and portal session of the caller (a refresh_token field is "
+            "accepted and not needed)",
             "security": STAFF,
             "requestBody": {
                 "required": False,

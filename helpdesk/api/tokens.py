@@ -1,12 +1,10 @@
-"""Login, refresh and logout for API clients (docs/web.md)."""
+"""Login, refresh, logout and password change for API clients (docs/web.md)."""
 
 from __future__ import annotations
 
 from flask import jsonify
 from flask.typing import ResponseReturnValue
-from flask_jwt_extended import create_access_token, current_user, decode_token
-from flask_jwt_extended.exceptions import JWTExtendedException
-from jwt.exceptions import PyJWTError
+from flask_jwt_extended import current_user, get_jwt
 
 from helpdesk.api import bp
 from helpdesk.api.payload import json_object
@@ -14,19 +12,20 @@ from helpdesk.auth import (
     check_credentials,
     issue_tokens,
     login_rate_limit,
-    revoke,
+    revoke_token,
     staff_required,
 )
-from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
+from helpdesk.models import StaffUser
+from helpdesk.services.staff import MAX_PASSWORD, StaffService
 
 
 @bp.post("/auth/login")
 @login_rate_limit
 def login() -> ResponseReturnValue:
     data = json_object({"email": (str,), "password": (str,)}, required=("email", "password"))
-    user = check_credentials(data["email"], data["password"])
+    user = check_credentials(data["email"], data["password"][:MAX_PASSWORD])
     if user is None:
         return error_response(401, "invalid_credentials", "Wrong email or password.")
     return jsonify(issue_tokens(user))
@@ -35,28 +34,43 @@ def login() -> ResponseReturnValue:
 @bp.post("/auth/refresh")
 @staff_required(refresh=True)
 def refresh() -> ResponseReturnValue:
-    return jsonify(
-        {
-            "access_token": create_access_token(
-                identity=current_user, additional_claims={"role": current_user.role}
-            )
-        }
-    )
+    """A new pair for a refresh token, which is used up: presented again, it ends
+    its family (helpdesk.auth)."""
+    claims = get_jwt()
+    revoke_token(claims)
+    tokens = issue_tokens(current_user, family=claims.get("fam"))
+    db.session.commit()
+    return jsonify(tokens)
 
 
 @bp.post("/auth/logout")
 @staff_required()
 def logout() -> ResponseReturnValue:
-    """Revoke the access token presented and, when given, the refresh token."""
-    data = json_object({"refresh_token": (str,)})
-    revoke(None)
-    if "refresh_token" in data:
-        try:
-            claims = decode_token(data["refresh_token"])
-        except (JWTExtendedException, PyJWTError):
-            raise ValidationError({"refresh_token": "is not a valid token"}) from None
-        if claims.get("type") != "refresh" or claims.get("sub") != str(current_user.id):
-            raise ValidationError({"refresh_token": "is not this user's refresh token"})
-        revoke(claims)
+    """End every token and portal session of the caller. A `refresh_token` in the
+    body, which older clients send, is accepted and not needed."""
+    json_object({"refresh_token": (str,)})
+    StaffService(db.session).end_sessions(_caller())
     db.session.commit()
     return jsonify({"revoked": True})
+
+
+@bp.post("/auth/password")
+@staff_required()
+def change_password() -> ResponseReturnValue:
+    """The caller's own password; every earlier token and session ends, and the
+    answer carries a fresh pair."""
+    data = json_object(
+        {"current_password": (str,), "new_password": (str,)}, required=("current_password", "new_password")
+    )
+    user = _caller()
+    StaffService(db.session).change_password(
+        user, data["current_password"][:MAX_PASSWORD], data["new_password"][:MAX_PASSWORD]
+    )
+    db.session.commit()
+    return jsonify(issue_tokens(user))
+
+
+def _caller() -> StaffUser:
+    user = db.session.get(StaffUser, current_user.id)
+    assert user is not None, "the token's staff member was read by the revocation check"
+    return user

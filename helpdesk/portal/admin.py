@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from helpdesk import vocabulary as v
+from helpdesk.errors import DomainError
 from helpdesk.extensions import db
 from helpdesk.models import StaffUser
 from helpdesk.portal import bp
@@ -55,30 +56,75 @@ def staff() -> ResponseReturnValue:
 @login_required("admin")
 def add_staff() -> ResponseReturnValue:
     form = request.form
-
-    def create() -> str:
+    try:
         user, generated = StaffService(db.session).create(
             email=form.get("email", ""),
             name=form.get("name", ""),
             role=form.get("role", ""),
             password=form.get("password") or None,
         )
-        return f"Created {user.role} {user.email}." + (f" Their password: {generated}" if generated else "")
-
-    return perform(create, url_for("portal.staff"))
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("portal.staff"))
+    db.session.commit()
+    if generated:
+        return _show_password("Account created", user, generated)
+    flash(f"Created {user.role} {user.email}.")
+    return redirect(url_for("portal.staff"))
 
 
 @bp.post("/admin/staff/<int(max=2147483647):user_id>/active")
 @login_required("admin")
 def set_staff_active(user_id: int) -> ResponseReturnValue:
-    user = db.session.get(StaffUser, user_id)
-    if user is None:
-        abort(404)
+    user = _staff_member(user_id)
     active = request.form.get("active") == "1"
     if user.id == actor().staff_id and not active:
         flash("You cannot deactivate yourself.", "error")
-    else:
+        return redirect(url_for("portal.staff"))
+
+    def change() -> str:
         StaffService(db.session).set_active(user, active)
-        db.session.commit()
-        flash(f"{user.email} is now {'active' if active else 'deactivated'}.")
-    return redirect(url_for("portal.staff"))
+        return f"{user.email} is now {'active' if active else 'deactivated'}."
+
+    return perform(change, url_for("portal.staff"))
+
+
+@bp.post("/admin/staff/<int(max=2147483647):user_id>/role")
+@login_required("admin")
+def set_staff_role(user_id: int) -> ResponseReturnValue:
+    user = _staff_member(user_id)
+
+    def change() -> str:
+        StaffService(db.session).set_role(user, request.form.get("role", ""))
+        return f"{user.email} is now {user.role}; their sessions have ended."
+
+    return perform(change, url_for("portal.staff"))
+
+
+@bp.post("/admin/staff/<int(max=2147483647):user_id>/password")
+@login_required("admin")
+def reset_staff_password(user_id: int) -> ResponseReturnValue:
+    user = _staff_member(user_id)
+    password = StaffService(db.session).reset_password(user)
+    db.session.commit()
+    return _show_password("Password reset", user, password)
+
+
+def _staff_member(user_id: int) -> StaffUser:
+    user = db.session.get(StaffUser, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _show_password(heading: str, user: StaffUser, password: str) -> ResponseReturnValue:
+    """A generated password, in this response only: never in the flash cookie (a
+    signed cookie is readable, not encrypted) and never cached."""
+    response = make_response(
+        render_template(
+            "portal/password_shown.html", nav="staff", heading=heading, user=user, password=password
+        )
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,8 +1,11 @@
-"""Who is logged in to the portal: a signed session cookie holding the staff id.
+"""Who is logged in to the portal: a signed session cookie holding the staff id
+and the session version it was issued under.
 
-The user is re-read on every request, so deactivating an account or changing a
-role takes effect at the next click. Every staff view is wrapped in
-`login_required`; admin views ask for `role="admin"` (agents get 403).
+The user is re-read on every request and the version compared, so logging out,
+changing a password or a role, and deactivation end every session of that person
+at the next click, copied cookies included (the cookie itself cannot be recalled).
+Every staff view is wrapped in `login_required`; admin views ask for
+`role="admin"` (agents get 403).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from helpdesk.auth import ROLE_RANK
 from helpdesk.extensions import db
 from helpdesk.models import StaffUser
 from helpdesk.services import Actor
+from helpdesk.services.staff import StaffService
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,10 +28,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 def log_in(user: StaffUser) -> None:
     session.clear()  # a fresh session: no fixation of a pre-login cookie
     session["staff_id"] = user.id
+    session["version"] = user.session_version
     session.permanent = True
 
 
 def log_out() -> None:
+    """End this session and every other one of the same person (the caller commits)."""
+    user = current_staff()
+    if user is not None:
+        StaffService(db.session).end_sessions(user)
     session.clear()
 
 
@@ -38,7 +47,9 @@ def current_staff() -> StaffUser | None:
     if not isinstance(staff_id, int):
         return None
     user = db.session.get(StaffUser, staff_id)
-    return user if user is not None and user.is_active else None
+    if user is None or not user.is_active or session.get("version") != user.session_version:
+        return None
+    return user
 
 
 def actor() -> Actor:

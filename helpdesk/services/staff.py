@@ -1,4 +1,10 @@
-"""Staff accounts. Passwords are stored only as werkzeug scrypt hashes."""
+"""Staff accounts. Passwords are stored only as werkzeug scrypt hashes.
+
+Whatever changes what a person may do or how they prove who they are (their
+password, their role, whether the account is active) ends every session and token
+they hold, as logging out does: `end_sessions` moves their session version, which
+every portal request and API call compares (docs/security.md).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from helpdesk.errors import Conflict, ValidationError
 from helpdesk.models import StaffUser
 
 MIN_PASSWORD = 10
+# Forms and the API cut what they read to this; hashing is what a long one costs.
+MAX_PASSWORD = 1000
 
 
 class StaffService:
@@ -31,15 +39,15 @@ class StaffService:
             errors["name"] = "is required"
         if role not in v.ROLES:
             errors["role"] = f"must be one of {', '.join(v.ROLES)}"
-        if password is not None and len(password) < MIN_PASSWORD:
-            errors["password"] = f"must be at least {MIN_PASSWORD} characters"
+        if password is not None:
+            errors.update(_password_errors("password", password))
         if errors:
             raise ValidationError(errors)
         if self.by_email(email) is not None:
             raise Conflict(f"A staff user {email} already exists.")
         generated = None
         if password is None:
-            password = generated = secrets.token_urlsafe(12)
+            password = generated = _generated_password()
         user = StaffUser(email=email, name=addresses.display_name(name), role=role, is_active=True)
         user.set_password(password)
         self.session.add(user)
@@ -57,7 +65,52 @@ class StaffService:
         ).scalar_one()
 
     def set_active(self, user: StaffUser, active: bool) -> None:
-        """Deactivated staff cannot log in, and their open sessions and tokens stop
-        working at their next request; their name stays on what they wrote."""
-        user.is_active = active
+        """Deactivated staff cannot log in, and their sessions and tokens end; their
+        name stays on what they wrote."""
+        if user.is_active != active:
+            user.is_active = active
+            self.end_sessions(user)
+
+    def set_role(self, user: StaffUser, role: str) -> None:
+        """A new role takes effect at the next login: every session ends."""
+        if role not in v.ROLES:
+            raise ValidationError({"role": f"must be one of {', '.join(v.ROLES)}"})
+        if user.role == role:
+            return
+        if user.role == "admin" and self.count_admins() <= 1:
+            raise Conflict(f"{user.email} is the only admin; make someone else admin first.")
+        user.role = role
+        self.end_sessions(user)
+
+    def change_password(self, user: StaffUser, current: str, new: str) -> None:
+        """The person's own change, proven with the current password."""
+        errors = {} if user.check_password(current) else {"current_password": "is wrong"}
+        errors.update(_password_errors("new_password", new))
+        if errors:
+            raise ValidationError(errors)
+        user.set_password(new)
+        self.end_sessions(user)
+
+    def reset_password(self, user: StaffUser) -> str:
+        """An admin's reset: a generated password, returned to be shown once."""
+        password = _generated_password()
+        user.set_password(password)
+        self.end_sessions(user)
+        return password
+
+    def end_sessions(self, user: StaffUser) -> None:
+        """End every portal session and API token of this person."""
+        user.session_version += 1
         self.session.flush()
+
+
+def _password_errors(field: str, password: str) -> dict[str, str]:
+    if len(password) < MIN_PASSWORD:
+        return {field: f"must be at least {MIN_PASSWORD} characters"}
+    if len(password) > MAX_PASSWORD:
+        return {field: f"must be at most {MAX_PASSWORD} characters"}
+    return {}
+
+
+def _generated_password() -> str:
+    return secrets.token_urlsafe(12)

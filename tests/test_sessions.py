@@ -1,0 +1,221 @@
+"""Staff sessions and tokens end when they should (docs/security.md).
+
+A portal session is a signed cookie and an API token a signed JWT: both are valid
+wherever they are copied to until the server says otherwise. The server says so
+through the staff member's session version: logout, a password change, a role
+change, deactivation and an admin's password reset end every session and token of
+that person at once. Refresh tokens rotate on use; a refresh token used twice means
+it was copied, and ends its whole family.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from helpdesk.extensions import db
+from helpdesk.models import StaffUser
+from helpdesk.services.staff import StaffService
+from tests.support.app import ApiClient, Portal, login_tokens
+
+
+def _copy_of(client, app: Flask):  # type: ignore[no-untyped-def]
+    """Another browser holding a copy of `client`'s session cookie."""
+    thief = app.test_client()
+    cookie = client.get_cookie("helpdesk_session")
+    assert cookie is not None
+    thief.set_cookie("helpdesk_session", cookie.value)
+    return thief
+
+
+def _logged_in(response) -> bool:  # type: ignore[no-untyped-def]
+    return response.status_code == 200
+
+
+def _session_data(app: Flask, client) -> dict:  # type: ignore[no-untyped-def]
+    cookie = client.get_cookie("helpdesk_session")
+    if cookie is None:
+        return {}
+    return app.session_interface.get_signing_serializer(app).loads(cookie.value)  # type: ignore[attr-defined]
+
+
+# -- the portal --------------------------------------------------------------------------------
+
+
+def test_logout_ends_a_copied_session_cookie(app, client, portal):
+    thief = _copy_of(client, app)
+    assert _logged_in(thief.get("/tickets"))
+    portal.post("/logout")
+    assert thief.get("/tickets").status_code == 302
+
+
+def test_portal_logout_ends_the_api_tokens_of_that_person(client, portal, agent):
+    tokens = login_tokens(client, agent.email, "agent-password-1")
+    api = ApiClient(client, tokens["access_token"])
+    assert api.get("/tickets").status_code == 200
+    portal.post("/logout")
+    assert api.get("/tickets").status_code == 401
+    assert ApiClient(client, tokens["refresh_token"]).post("/auth/refresh").status_code == 401
+
+
+@pytest.mark.parametrize("change", ["deactivate", "role", "reset"])
+def test_admin_changes_end_every_session_of_that_person(app, client, admin_portal, agent, change):
+    victim = app.test_client()
+    assert Portal(victim).login(agent.email, "agent-password-1").status_code == 302
+    token = login_tokens(victim, agent.email, "agent-password-1")["access_token"]
+    page = "/admin/staff"
+    if change == "deactivate":
+        admin_portal.post(f"/admin/staff/{agent.id}/active", {"active": "0"}, page=page)
+        admin_portal.post(f"/admin/staff/{agent.id}/active", {"active": "1"}, page=page)
+    elif change == "role":
+        admin_portal.post(f"/admin/staff/{agent.id}/role", {"role": "admin"}, page=page)
+    else:
+        admin_portal.post(f"/admin/staff/{agent.id}/password", page=page)
+    assert victim.get("/tickets").status_code == 302
+    assert ApiClient(victim, token).get("/tickets").status_code == 401
+
+
+def test_a_role_change_takes_effect_and_is_refused_for_the_last_admin(admin_portal, admin, agent):
+    response = admin_portal.post(f"/admin/staff/{agent.id}/role", {"role": "admin"}, page="/admin/staff")
+    assert response.status_code == 302
+    assert db.session.get(StaffUser, agent.id).role == "admin"
+    admin_portal.post(f"/admin/staff/{agent.id}/role", {"role": "agent"}, page="/admin/staff")
+    refused = admin_portal.post(f"/admin/staff/{admin.id}/role", {"role": "agent"}, page="/admin/staff")
+    assert refused.status_code == 302
+    assert db.session.get(StaffUser, admin.id).role == "admin"
+    assert db.session.get(StaffUser, agent.id).role == "agent"
+    bogus = admin_portal.post(f"/admin/staff/{agent.id}/role", {"role": "root"}, page="/admin/staff")
+    assert bogus.status_code == 302
+    assert db.session.get(StaffUser, agent.id).role == "agent"
+
+
+def test_agents_cannot_change_roles_or_reset_passwords(portal, admin):
+    assert portal.post(f"/admin/staff/{admin.id}/role", {"role": "agent"}).status_code == 403
+    assert portal.post(f"/admin/staff/{admin.id}/password").status_code == 403
+
+
+def test_changing_ones_own_password_keeps_this_session_and_ends_the_others(app, client, portal, agent):
+    other = app.test_client()
+    assert Portal(other).login(agent.email, "agent-password-1").status_code == 302
+    wrong = portal.post(
+        "/account/password",
+        {"current_password": "not-my-password", "new_password": "brand-new-pass-1"},
+        page="/account",
+    )
+    assert wrong.status_code == 400
+    assert "current password is wrong" in wrong.get_data(as_text=True)
+    short = portal.post(
+        "/account/password",
+        {"current_password": "agent-password-1", "new_password": "short"},
+        page="/account",
+    )
+    assert short.status_code == 400
+    changed = portal.post(
+        "/account/password",
+        {"current_password": "agent-password-1", "new_password": "brand-new-pass-1"},
+        page="/account",
+    )
+    assert changed.status_code == 302
+    assert _logged_in(portal.get("/tickets"))
+    assert other.get("/tickets").status_code == 302
+    assert Portal(app.test_client()).login(agent.email, "agent-password-1").status_code == 401
+    assert Portal(app.test_client()).login(agent.email, "brand-new-pass-1").status_code == 302
+
+
+def test_a_reset_password_is_shown_once_and_never_put_in_a_cookie(app, client, admin_portal, agent):
+    response = admin_portal.post(f"/admin/staff/{agent.id}/password", page="/admin/staff")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    page = response.get_data(as_text=True)
+    [password] = [
+        line.split(">")[1].split("<")[0] for line in page.splitlines() if 'id="new-password"' in line
+    ]
+    assert len(password) >= 12
+    assert password not in json.dumps(_session_data(app, client))
+    assert password not in admin_portal.get("/admin/staff").get_data(as_text=True)
+    assert Portal(app.test_client()).login(agent.email, password).status_code == 302
+
+
+def test_a_generated_password_for_a_new_account_is_never_put_in_a_cookie(app, client, admin_portal):
+    response = admin_portal.post(
+        "/admin/staff",
+        {"name": "Nina New", "email": "nina@helpdesk.test", "role": "agent", "password": ""},
+        page="/admin/staff",
+    )
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    [password] = [
+        line.split(">")[1].split("<")[0] for line in page.splitlines() if 'id="new-password"' in line
+    ]
+    assert password not in json.dumps(_session_data(app, client))
+    assert Portal(app.test_client()).login("nina@helpdesk.test", password).status_code == 302
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+
+def test_api_logout_ends_every_token_and_portal_session_of_that_person(app, client, agent):
+    browser = app.test_client()
+    assert Portal(browser).login(agent.email, "agent-password-1").status_code == 302
+    first = login_tokens(client, agent.email, "agent-password-1")
+    second = login_tokens(client, agent.email, "agent-password-1")
+    response = ApiClient(client, first["access_token"]).post("/auth/logout")
+    assert response.get_json() == {"revoked": True}
+    for token in (first["access_token"], second["access_token"]):
+        assert ApiClient(client, token).get("/tickets").status_code == 401
+    assert ApiClient(client, second["refresh_token"]).post("/auth/refresh").status_code == 401
+    assert browser.get("/tickets").status_code == 302
+
+
+def test_refresh_tokens_rotate_and_a_reused_one_ends_its_family(client, agent):
+    login = login_tokens(client, agent.email, "agent-password-1")
+    other_login = login_tokens(client, agent.email, "agent-password-1")
+    rotated = ApiClient(client, login["refresh_token"]).post("/auth/refresh").get_json()
+    assert set(rotated) == {"access_token", "refresh_token"}
+    assert ApiClient(client, rotated["access_token"]).get("/tickets").status_code == 200
+    # The old refresh token again: someone holds a copy. The family ends, every member.
+    reused = ApiClient(client, login["refresh_token"]).post("/auth/refresh")
+    assert reused.status_code == 401 and reused.get_json()["error"]["code"] == "token_revoked"
+    assert ApiClient(client, rotated["refresh_token"]).post("/auth/refresh").status_code == 401
+    assert ApiClient(client, rotated["access_token"]).get("/tickets").status_code == 401
+    assert ApiClient(client, login["access_token"]).get("/tickets").status_code == 401
+    # Another login of the same person is another family and goes on.
+    assert ApiClient(client, other_login["access_token"]).get("/tickets").status_code == 200
+    assert ApiClient(client, other_login["refresh_token"]).post("/auth/refresh").status_code == 200
+
+
+def test_changing_the_password_over_the_api(client, agent):
+    tokens = login_tokens(client, agent.email, "agent-password-1")
+    api = ApiClient(client, tokens["access_token"])
+    wrong = api.post(
+        "/auth/password", {"current_password": "nope-nope-1", "new_password": "brand-new-pass-1"}
+    )
+    assert wrong.status_code == 422
+    assert wrong.get_json()["error"]["fields"] == {"current_password": "is wrong"}
+    changed = api.post(
+        "/auth/password", {"current_password": "agent-password-1", "new_password": "brand-new-pass-1"}
+    )
+    assert changed.status_code == 200
+    fresh = changed.get_json()
+    assert set(fresh) == {"access_token", "refresh_token"}
+    assert api.get("/tickets").status_code == 401
+    assert ApiClient(client, fresh["access_token"]).get("/tickets").status_code == 200
+    assert (
+        client.post(
+            "/api/v1/auth/login", json={"email": agent.email, "password": "brand-new-pass-1"}
+        ).status_code
+        == 200
+    )
+
+
+def test_the_session_version_moves_only_when_sessions_must_end(app, agent):
+    service = StaffService(db.session)
+    user = db.session.execute(select(StaffUser).where(StaffUser.id == agent.id)).scalar_one()
+    before = user.session_version
+    service.set_active(user, True)  # no change: nothing ends
+    assert user.session_version == before
+    service.set_active(user, False)
+    assert user.session_version == before + 1
