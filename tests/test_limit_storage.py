@@ -104,18 +104,19 @@ def test_concurrent_hits_on_one_key_each_get_their_own_count(app: Flask) -> None
 
 @on_postgresql
 def test_another_worker_spends_the_same_login_budget(app: Flask, database_url: str, agent: StaffUser) -> None:
-    """Another OS process spends all but one of the login budget; this process then
-    gets exactly one attempt. With per-process counters it would get the full budget."""
+    """Another OS process spends all but one of the failed-login budget; this process
+    then gets exactly one more failure, and after it even the right password waits.
+    With per-process counters it would get the full budget."""
     email = agent.email
     limit = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
     (codes,) = run_processes(limit_worker.spend_logins, [(database_url, email, limit - 1)])
     assert codes == [401] * (limit - 1)
     client = app.test_client()
     here = [
-        client.post("/api/v1/auth/login", json={"email": email, "password": "agent-password-1"}).status_code
-        for _ in range(2)
+        client.post("/api/v1/auth/login", json={"email": email, "password": password}).status_code
+        for password in ("another wrong guess", "agent-password-1")
     ]
-    assert here == [200, 429]
+    assert here == [401, 429]
 
 
 def _rows() -> int:
