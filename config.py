@@ -8,7 +8,6 @@ same class, so they always agree on the database, the secret and the numbering.
 from __future__ import annotations
 
 import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -64,22 +63,6 @@ def parse_targets(text: str) -> dict[str, timedelta]:
     return targets
 
 
-def _instance_secret(filename: str) -> str:
-    """A random secret kept in `instance/`, created on first use.
-
-    The portal and the gateway are separate processes that must share the secret
-    (it signs sessions and outbound Message-IDs), and a secret never belongs in the
-    repository; a file in the untracked instance folder gives both.
-    """
-    path = INSTANCE_DIR / filename
-    if not path.exists():
-        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return path.read_text().strip()
-
-
 def normalize_database_url(url: str) -> str:
     """Pin PostgreSQL URLs to psycopg2 (SQLAlchemy 2.1 would pick psycopg 3) and
     accept the `postgres://` spelling that hosting providers hand out."""
@@ -92,6 +75,8 @@ def normalize_database_url(url: str) -> str:
 class Config:
     DATABASE_URL = normalize_database_url(_env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'helpdesk.db'}"))
     SQLALCHEMY_DATABASE_URI = DATABASE_URL
+    # Unset: generated into the instance folder on SQLite, refused with PostgreSQL
+    # (helpdesk.instance).
     SECRET_KEY = os.environ.get("SECRET_KEY") or None
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or None
     JWT_ACCESS_TOKEN_EXPIRES = parse_duration(_env("JWT_ACCESS_TOKEN_EXPIRES", "15m"))
@@ -182,14 +167,6 @@ class Config:
     # Unset: the database with PostgreSQL, memory with SQLite (helpdesk.limit_storage).
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "")
     RATELIMIT_HEADERS_ENABLED = True
-
-    def __init__(self) -> None:
-        # Secrets are resolved when the app is built, not at import, so importing
-        # config never writes files.
-        if not self.SECRET_KEY:
-            self.SECRET_KEY = _instance_secret("secret_key")
-        if not self.JWT_SECRET_KEY:
-            self.JWT_SECRET_KEY = _instance_secret("jwt_secret_key")
 
 
 class TestingConfig(Config):

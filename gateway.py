@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from helpdesk import create_app
+from helpdesk.instance import ConfigurationError
 from mailgateway.process import configure_process
 from mailgateway.runner import run
 from mailgateway.serverurl import InvalidServerUrl
@@ -16,7 +17,7 @@ def main() -> None:
     configure_process()
     try:
         run(create_app())
-    except InvalidServerUrl as exc:  # IMAP_URL or OUTBOUND_SMTP_URL
+    except (InvalidServerUrl, ConfigurationError) as exc:  # IMAP_URL, OUTBOUND_SMTP_URL, secrets
         sys.exit(f"gateway: {exc}")
 
 

@@ -83,6 +83,7 @@ from config import Config, TestingConfig
 from helpdesk import create_app
 from helpdesk.extensions import db
 from helpdesk.services.senders import SendersService
+from tests.support.gateway_process import SECRETS
 from tests.support.mail import SUPPORT, message
 from tests.support.pgserver import PostgresServer, free_port
 
@@ -354,6 +355,7 @@ class ServerProcess:
 def start_gateway(url: str, port: int, instance_dir: Path, processes: int) -> ServerProcess:
     env = dict(
         os.environ,
+        **SECRETS,
         DATABASE_URL=url,
         SMTP_LISTEN=f"127.0.0.1:{port}",
         HELPDESK_INSTANCE_DIR=str(instance_dir),

@@ -60,6 +60,7 @@ from helpdesk.extensions import db
 from helpdesk.models import StaffUser
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
+from tests.support.gateway_process import SECRETS
 from tests.support.pgserver import PostgresServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,6 +156,7 @@ class Gunicorn:
         self.port = free_port()
         env = dict(
             os.environ,
+            **SECRETS,
             DATABASE_URL=url,
             SECURE_COOKIES="false",
             HELPDESK_INSTANCE_DIR=str(scratch / "instance"),

@@ -12,13 +12,14 @@ from typing import Any
 from flask import Flask
 
 from config import INSTANCE_DIR, Config
+from helpdesk import instance
 
 
 def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     app = Flask(__name__, instance_path=str(Path(INSTANCE_DIR).resolve()))
     app.config.from_object(config_class())
     app.config.update(overrides)
-    _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
+    instance.prepare(app.instance_path, app.config)
 
     from helpdesk import (
         api,
@@ -57,10 +58,3 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     metrics.init_app(app)
     cli.init_app(app)
     return app
-
-
-def _ensure_sqlite_folder(uri: str) -> None:
-    """The embedded default lives in `instance/`, which a fresh clone lacks."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and uri != prefix and ":memory:" not in uri:
-        Path(uri[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import config
+from tests.support.gateway_process import SECRETS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,8 +71,8 @@ def _run_python(code: str, tmp_path: Path, **env: str) -> str:
 
 def test_default_config_uses_instance_sqlite_and_a_shared_generated_secret(tmp_path):
     code = (
-        "from config import Config; c = Config(); "
-        "print(c.SQLALCHEMY_DATABASE_URI); print(c.SECRET_KEY); print(c.SUPPORT_ADDRESSES)"
+        "from helpdesk import create_app; c = create_app().config; "
+        "print(c['SQLALCHEMY_DATABASE_URI']); print(c['SECRET_KEY']); print(c['SUPPORT_ADDRESSES'])"
     )
     first = _run_python(code, tmp_path).splitlines()
     second = _run_python(code, tmp_path).splitlines()
@@ -84,6 +85,7 @@ def test_default_config_uses_instance_sqlite_and_a_shared_generated_secret(tmp_p
         tmp_path,
         DATABASE_URL="postgres://u@h/d",
         SECRET_KEY="s3",
+        JWT_SECRET_KEY="j3",
         SUPPORT_ADDRESSES="Help@A.example, desk@b.example",
     ).splitlines()
     assert overridden == ["postgresql+psycopg2://u@h/d", "s3", "['help@a.example', 'desk@b.example']"]
@@ -95,6 +97,7 @@ def test_gateway_builds_the_app_and_stops_on_signal(database_url, tmp_path, stop
 
     environment = dict(
         os.environ,
+        **SECRETS,
         DATABASE_URL=database_url,
         SMTP_LISTEN=f"127.0.0.1:{free_port()}",
         HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),

@@ -9,7 +9,11 @@ import threading
 import time
 from pathlib import Path
 
+from config import TestingConfig
+
 ROOT = Path(__file__).resolve().parents[2]
+# A process on PostgreSQL refuses to start without explicit keys, as on several hosts.
+SECRETS = {"SECRET_KEY": TestingConfig.SECRET_KEY, "JWT_SECRET_KEY": TestingConfig.JWT_SECRET_KEY}
 
 
 def start(
@@ -17,14 +21,15 @@ def start(
 ) -> subprocess.Popen[str]:
     """`gateway.py` as a real process; returns once it logged that it started.
     Its output (of every process it starts) keeps arriving in `log` when given."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        SMTP_LISTEN=f"127.0.0.1:{port}",
-        HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
-        SUPPORT_ADDRESSES="support@helpdesk.test",
+    env = {
+        **os.environ,
+        **SECRETS,
+        "DATABASE_URL": database_url,
+        "SMTP_LISTEN": f"127.0.0.1:{port}",
+        "HELPDESK_INSTANCE_DIR": str(tmp_path / "instance"),
+        "SUPPORT_ADDRESSES": "support@helpdesk.test",
         **extra_env,
-    )
+    }
     process = subprocess.Popen(
         [sys.executable, "gateway.py"],
         cwd=ROOT,
@@ -52,12 +57,13 @@ def start(
 
 def refused_start(tmp_path: Path, **env: str) -> str:
     """`gateway.py` with a bad setting: it must exit 1 at once; returns its complaint."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
-        HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
+    env = {
+        **os.environ,
+        **SECRETS,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "HELPDESK_INSTANCE_DIR": str(tmp_path / "instance"),
         **env,
-    )
+    }
     done = subprocess.run(
         [sys.executable, "gateway.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
