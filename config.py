@@ -114,6 +114,9 @@ class Config:
     IMAP_MAX_BACKOFF_SECONDS = _env_int("IMAP_MAX_BACKOFF_SECONDS", 60)
     IMAP_INGEST_THREADS = _env_int("IMAP_INGEST_THREADS", 2)
     IMAP_STUCK_AFTER = parse_duration(_env("IMAP_STUCK_AFTER", "15m"))
+    # How long a gateway's hold on a mailbox lasts unless renewed: with several
+    # gateways on one mailbox, the most a dead one delays the others.
+    IMAP_LEASE_SECONDS = _env_int("IMAP_LEASE_SECONDS", 60)
     OUTBOX_BACKLOG_AFTER = parse_duration(_env("OUTBOX_BACKLOG_AFTER", "30m"))
     METRICS_TOKEN = _env("METRICS_TOKEN", "")
 

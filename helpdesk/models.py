@@ -386,6 +386,10 @@ class ImapMailboxState(Model):
     last_success_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
     last_error_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    # The gateway polling it (`host:pid:…`) and until when, unless it renews: one
+    # gateway at a time per mailbox, another takes over when the lease runs out.
+    owner: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    lease_until: Mapped[Optional[datetime]] = mapped_column(DateTime)
 
 
 class RevokedToken(Model):

@@ -30,20 +30,29 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   the remembered UID only passes a message once every message before it in the
   batch committed too.
 
-One poller per mailbox: two pollers on one mailbox would not lose or duplicate
-tickets (the dedup key sees to that) but would race each other's moves.
+One poller per mailbox, even with several gateways configured alike (several
+hosts): two pollers would not lose or duplicate tickets (the dedup key sees to
+that) but would race each other's moves. A poller polls only while it holds the
+mailbox's lease (its row in `imap_mailboxes`, taken with one conditional UPDATE,
+which works through PgBouncer in transaction mode where session advisory locks do
+not), renews it while it works, and gives it up when it stops; another gateway
+takes over within `IMAP_LEASE_SECONDS` of one dying. A poller that finds its lease
+taken (it stalled past it) stops before moving anything more.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
@@ -52,7 +61,7 @@ from typing import Any
 from flask import Flask
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from helpdesk.clock import now
@@ -146,11 +155,15 @@ def envelope_from_headers(raw_head: bytes) -> Envelope:
     return Envelope(return_path[0] if return_path else "", tuple(dict.fromkeys(recipients)), "imap")
 
 
+class LeaseLost(Exception):
+    """Another gateway holds the mailbox now: this one stalled past its lease."""
+
+
 class ImapPoller(Loop):
     """Polls one mailbox until `stopping` is set; `run` never raises."""
 
     # The database or the server away: noted on the mailbox's state, then retried.
-    failed_quietly = (TransientError, DBAPIError, *_CONNECTION_ERRORS)
+    failed_quietly = (TransientError, DBAPIError, LeaseLost, *_CONNECTION_ERRORS)
 
     def __init__(
         self,
@@ -177,12 +190,19 @@ class ImapPoller(Loop):
             raise InvalidImapUrl(f"{source.key}: the mailbox cannot also be the processed or failed folder")
         self.last_uid = 0
         self.uidvalidity: int | None = None
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = float(config["IMAP_LEASE_SECONDS"])
+        self.renewed_at = 0.0  # monotonic time of the last claim or renewal
+        self.held_by = ""  # who else held it when we last looked, to log changes only
 
     # -- the outer loop --------------------------------------------------------
 
     def round(self) -> bool:
-        """One connection: drain, wait for mail, repeat until stopping. Any failure
-        ends it, and the loop reconnects after its backoff."""
+        """One connection while holding the lease: drain, wait for mail, repeat until
+        stopping. Any failure ends it, and the loop reconnects after its backoff."""
+        if not self.claim():
+            self.stopping.wait(self.lease_seconds / 3)
+            return False
         with self.connect() as client:
             self.prepare(client)
             while not self.stopping.is_set():
@@ -190,6 +210,12 @@ class ImapPoller(Loop):
                 self.recovered()
                 self.wait_for_mail(client)
         return False
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.release()
 
     def failed(self, exc: Exception) -> None:
         """Noted on the mailbox's state either way; a bug also gets its traceback
@@ -268,6 +294,7 @@ class ImapPoller(Loop):
                 uid: int(data[b"RFC822.SIZE"]) for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()
             }
             for batch in _batches([uid for uid in uids if uid in sizes], sizes):
+                self.keep_lease()
                 results.extend(self._process_batch(client, batch, sizes))
                 if self.stopping.is_set():
                     break
@@ -389,13 +416,17 @@ class ImapPoller(Loop):
     def wait_for_mail(self, client: IMAPClient) -> None:
         """IDLE until the server reports new mail (or the renewal time), else sleep."""
         if not client.has_capability("IDLE"):
-            if not self.stopping.wait(self.poll_seconds):
+            deadline = time.monotonic() + self.poll_seconds
+            while time.monotonic() < deadline and not self.stopping.wait(min(1.0, self.lease_seconds / 3)):
+                self.keep_lease()
+            if not self.stopping.is_set():
                 client.noop()
             return
         client.idle()
         try:
             deadline = time.monotonic() + min(self.poll_seconds, IDLE_RENEW_SECONDS)
             while not self.stopping.is_set() and time.monotonic() < deadline:
+                self.keep_lease()
                 responses = client.idle_check(timeout=1)
                 if any(_is_new_mail(response) for response in responses):
                     return
@@ -403,6 +434,59 @@ class ImapPoller(Loop):
                     raise ConnectionError("server closed the connection (BYE)")
         finally:
             client.idle_done()
+
+    # -- the lease ----------------------------------------------------------------
+
+    def claim(self) -> bool:
+        """Take or renew the mailbox's lease: it must be ours already, free, or run out."""
+        with self.app.app_context():
+            self._state()
+            moment = now()
+            table = ImapMailboxState.__table__.c
+            taken = db.session.execute(
+                update(ImapMailboxState)
+                .where(
+                    table.key == self.source.key,
+                    or_(table.owner == self.owner, table.lease_until.is_(None), table.lease_until < moment),
+                )
+                .values(owner=self.owner, lease_until=moment + timedelta(seconds=self.lease_seconds))
+            ).rowcount  # type: ignore[attr-defined]
+            holder = (
+                ""
+                if taken
+                else db.session.execute(select(table.owner).where(table.key == self.source.key)).scalar()
+            )
+            db.session.commit()
+        if taken:
+            self.renewed_at = time.monotonic()
+            if self.held_by:
+                log.info("%s: taken over from %s", self.source.key, self.held_by)
+            self.held_by = ""
+        elif holder != self.held_by:
+            self.held_by = holder or ""
+            log.info("%s: held by %s; waiting for its lease to run out", self.source.key, self.held_by)
+        return bool(taken)
+
+    def keep_lease(self) -> None:
+        """Renew the lease a third of the way through; lost, stop working the mailbox."""
+        if time.monotonic() - self.renewed_at < self.lease_seconds / 3:
+            return
+        if not self.claim():
+            raise LeaseLost(f"{self.source.key}: the lease passed to {self.held_by}")
+
+    def release(self) -> None:
+        """Give the mailbox up at once on a clean stop: the next gateway need not wait."""
+        try:
+            with self.app.app_context():
+                table = ImapMailboxState.__table__.c
+                db.session.execute(
+                    update(ImapMailboxState)
+                    .where(table.key == self.source.key, table.owner == self.owner)
+                    .values(owner="", lease_until=None)
+                )
+                db.session.commit()
+        except DBAPIError as exc:  # the lease runs out by itself
+            log.warning("%s: could not give up the lease: %s", self.source.key, exc.orig or exc)
 
     # -- state --------------------------------------------------------------------
 

@@ -593,3 +593,55 @@ def test_kill_9_mid_batch_then_restart_processes_every_message_once(app, databas
     assert numbers == list(range(1, total + 1))
     in_processed = mailbox.message_ids(mailbox.processed)
     assert sorted(in_processed) == sorted(expected), "the processed folder lost or doubled mail"
+
+
+# -- several gateways on one mailbox ------------------------------------------------------------
+
+
+def _owner() -> str:
+    owner = db.session.execute(select(ImapMailboxState.owner)).scalar_one_or_none() or ""
+    db.session.rollback()
+    return owner
+
+
+def test_two_gateways_on_one_mailbox_poll_it_one_at_a_time(app, database_url, mailbox, tmp_path):
+    """Two hosts configured alike: one holds the mailbox's lease and polls, the other
+    waits; killed, the first lets the lease run out and the second takes over."""
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    env = dict(
+        IMAP_URL=mailbox.url,
+        IMAP_PROCESSED_FOLDER=mailbox.processed,
+        IMAP_FAILED_FOLDER=mailbox.failed,
+        IMAP_POLL_SECONDS="1",
+        IMAP_LEASE_SECONDS="3",
+        IMAP_MAX_BACKOFF_SECONDS="1",
+    )
+    db.session.remove()
+    first_log: list[str] = []
+    second_log: list[str] = []
+    first = start(database_url, free_port(), tmp_path / "host-a", first_log, **env)
+    second = None
+    try:
+        wait_until(lambda: f":{first.pid}:" in _owner(), what="the first gateway taking the mailbox")
+        second = start(database_url, free_port(), tmp_path / "host-b", second_log, **env)
+        wait_until(lambda: any("held by" in line for line in second_log), what="the second one waiting")
+        mailbox.append(*(raw(i, "turns") for i in range(10)))
+        wait_until(lambda: mailbox.count(mailbox.processed) == 10)
+        assert f":{first.pid}:" in _owner()
+        assert not any("connected (UIDVALIDITY" in line for line in second_log), "both polled"
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        mailbox.append(*(raw(i, "turns") for i in range(10, 15)))
+        wait_until(lambda: mailbox.count(mailbox.processed) == 15, timeout=60)
+        assert f":{second.pid}:" in _owner()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        if second is not None:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=30) == 0
+    assert _owner() == "", "a gateway that stops gives the mailbox up"
+    numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
+    assert numbers == list(range(1, 16))
