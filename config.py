@@ -154,6 +154,9 @@ class Config:
     LIFECYCLE_JOBS_INTERVAL = parse_duration(_env("LIFECYCLE_JOBS_INTERVAL", "1m"))
 
     SQLITE_BUSY_TIMEOUT_MS = _env_int("SQLITE_BUSY_TIMEOUT_MS", 30000)
+    # PostgreSQL connections per process: kept, and opened beyond that under load.
+    DB_POOL_SIZE = _env_int("DB_POOL_SIZE", 5)
+    DB_MAX_OVERFLOW = _env_int("DB_MAX_OVERFLOW", 10)
 
     # Web: request size, cookies, sessions, rate limits (Flask-Limiter syntax).
     MAX_CONTENT_LENGTH = _env_int("MAX_REQUEST_BYTES", 1024 * 1024)

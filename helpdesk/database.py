@@ -8,7 +8,8 @@ process committed in between; taking the write lock up front makes all writers
 simply queue. Readers of an embedded install pay with brief serialization, which
 is the trade an embedded database makes anyway.
 
-PostgreSQL: a pooled connection that sat idle is pinged before use, so the portal
+PostgreSQL: each process keeps `DB_POOL_SIZE` connections and opens up to
+`DB_MAX_OVERFLOW` more under load. A pooled connection that sat idle is pinged before use, so the portal
 and the gateway survive a database restart without failing a request. Only an idle
 one: SQLAlchemy's `pool_pre_ping` pings on every checkout, one more round trip
 (and its CPU on both sides) for every mail and every request. A connection reused
@@ -41,6 +42,9 @@ def init_app(app: Flask) -> None:
         options.setdefault("connect_args", {}).setdefault(
             "timeout", app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000
         )
+    else:  # the per-process connection budget (docs/operations.md)
+        options.setdefault("pool_size", app.config["DB_POOL_SIZE"])
+        options.setdefault("max_overflow", app.config["DB_MAX_OVERFLOW"])
     db.init_app(app)
     with app.app_context():
         engine = db.engine

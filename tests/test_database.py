@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg2
 import pytest
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import exc, text
 from sqlalchemy.exc import DBAPIError
 
 from helpdesk.database import POOL_PING_IDLE_SECONDS
@@ -70,3 +70,21 @@ def test_a_connection_reused_at_once_is_not_pinged(pooled):
         _backend_pid()
     assert failure.value.connection_invalidated
     assert _backend_pid() != first
+
+
+def test_the_pool_is_sized_by_the_settings(pg_server: PostgresServer) -> None:
+    """DB_POOL_SIZE connections kept, DB_MAX_OVERFLOW more under load, and no more:
+    the per-process budget that several hosts must fit in PostgreSQL's max_connections."""
+    url = pg_server.create_database("pool_size")
+    app = make_app(url, DB_POOL_SIZE=2, DB_MAX_OVERFLOW=1, SQLALCHEMY_ENGINE_OPTIONS={"pool_timeout": 0.5})
+    with app.app_context():
+        engine = db.engine
+        held = [engine.connect() for _ in range(3)]
+        try:
+            with pytest.raises(exc.TimeoutError):
+                engine.connect()
+        finally:
+            for connection in held:
+                connection.close()
+        assert engine.pool.checkedin() == 2  # the overflow connection was closed, not kept
+        engine.dispose()
