@@ -9,6 +9,7 @@ test then gets a fresh copy (SQLite) or a truncated database (PostgreSQL).
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from tests.support.app import (
     make_app,
     migrate_database,
 )
-from tests.support.dovecotserver import DovecotServer, DovecotUnavailable
+from tests.support.dovecotserver import DovecotServer, DovecotUnavailable, TestMailbox
 from tests.support.mail import Gateway, start_gateway
 from tests.support.pgserver import PostgresServer, PostgresUnavailable
 from tests.support.sink import Sink
@@ -70,6 +71,12 @@ def dovecot_server() -> Iterator[DovecotServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def mailbox(dovecot_server: DovecotServer) -> TestMailbox:
+    """A fresh mailbox of its own on the private Dovecot."""
+    return TestMailbox(dovecot_server, "t" + uuid.uuid4().hex[:12])
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -46,11 +46,6 @@ from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until as wait_until_any
 
 
-@pytest.fixture
-def mailbox(dovecot_server) -> TestMailbox:  # type: ignore[no-untyped-def]
-    return TestMailbox(dovecot_server, "t" + uuid.uuid4().hex[:12])
-
-
 def poller_for(app: Flask, mailbox: TestMailbox, url: str | None = None, **config: object) -> ImapPoller:
     app.config.update(
         {

@@ -1,0 +1,107 @@
+"""`python gateway.py --check` against a real gateway process, a real Dovecot and
+both databases: healthy while it works, and a failing line for each part that
+does not (docs/operations.md)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from helpdesk.clock import now
+from helpdesk.extensions import db
+from helpdesk.models import OutboxMessage
+from helpdesk.services.senders import SendersService
+from tests.support.gateway_process import ROOT, SECRETS, start
+from tests.support.pgserver import free_port
+from tests.support.waiting import wait_until
+
+
+def _check(env: dict[str, str]) -> tuple[int, list[str]]:
+    done = subprocess.run(
+        [sys.executable, "gateway.py", "--check"],
+        cwd=ROOT,
+        env={**os.environ, **SECRETS, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout.splitlines()
+
+
+def _environment(database_url: str, port: int, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "SMTP_LISTEN": f"127.0.0.1:{port}",
+        "HELPDESK_INSTANCE_DIR": str(tmp_path / "instance"),
+        "SUPPORT_ADDRESSES": "support@helpdesk.test",
+        **extra,
+    }
+
+
+def test_a_working_gateway_is_healthy_and_a_stopped_one_is_not(app, database_url, mailbox, tmp_path):
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    db.session.remove()
+    port = free_port()
+    imap = dict(
+        IMAP_URL=mailbox.url,
+        IMAP_PROCESSED_FOLDER=mailbox.processed,
+        IMAP_FAILED_FOLDER=mailbox.failed,
+        OUTBOUND_SMTP_URL="",
+    )
+    env = _environment(database_url, port, tmp_path, **imap)
+    code, lines = _check(env)
+    assert code == 1
+    assert any(line.startswith("FAIL smtp listener") for line in lines), lines
+    assert any(line.startswith("FAIL mailbox") and "never polled" in line for line in lines), lines
+    process = start(database_url, port, tmp_path, **imap)
+    try:
+        code, lines = wait_until(
+            lambda: (answer := _check(env))[0] == 0 and answer, timeout=60, what="a healthy check"
+        )
+        assert [line.split(" ")[0:4] for line in lines] == [
+            ["ok", "", "", "database:"],
+            ["ok", "", "", "smtp"],
+            ["ok", "", "", "mailbox"],
+            ["ok", "", "", "outbox:"],
+        ], lines
+        assert f":{process.pid}:" in lines[2], "the mailbox line names the gateway holding it"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    code, lines = _check(env)
+    assert code == 1 and "FAIL smtp listener" in "\n".join(lines)
+
+
+def test_a_backed_up_outbox_fails_the_check(app, database_url, tmp_path):
+    moment = now() - timedelta(hours=2)
+    db.session.add(
+        OutboxMessage(
+            kind="created",
+            to_address="a@example.com",
+            state="pending",
+            next_attempt_at=moment,
+            created_at=moment,
+            attempts=0,
+            last_error="",
+            cc_addresses="",
+            status_reason="",
+        )
+    )
+    db.session.commit()
+    db.session.remove()
+    code, lines = _check(_environment(database_url, free_port(), tmp_path))
+    assert code == 1
+    assert [line for line in lines if line.startswith("FAIL outbox")], lines
+    assert "1 pending" in "\n".join(lines)
+
+
+def test_an_unreachable_database_fails_the_check_in_one_line(tmp_path):
+    code, lines = _check(_environment("postgresql://helpdesk@127.0.0.1:1/none", free_port(), tmp_path))
+    assert code == 1
+    assert lines[0].startswith("FAIL database: ") and "FAIL smtp listener" in lines[1], lines
+    assert len(lines) == 2
