@@ -11,11 +11,10 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import OutboxMessage
 from helpdesk.services.senders import SendersService
 from tests.support.gateway_process import ROOT, SECRETS, start
+from tests.support.outbox import outbox_row
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until
 
@@ -78,20 +77,7 @@ def test_a_working_gateway_is_healthy_and_a_stopped_one_is_not(app, database_url
 
 
 def test_a_backed_up_outbox_fails_the_check(app, database_url, tmp_path):
-    moment = now() - timedelta(hours=2)
-    db.session.add(
-        OutboxMessage(
-            kind="created",
-            to_address="a@example.com",
-            state="pending",
-            next_attempt_at=moment,
-            created_at=moment,
-            attempts=0,
-            last_error="",
-            cc_addresses="",
-            status_reason="",
-        )
-    )
+    db.session.add(outbox_row("pending", timedelta(hours=2)))
     db.session.commit()
     db.session.remove()
     code, lines = _check(_environment(database_url, free_port(), tmp_path))

@@ -7,24 +7,10 @@ from datetime import timedelta
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import ImapMailboxState, OutboxMessage
+from helpdesk.models import ImapMailboxState
 from helpdesk.services.mailflow import mail_flow
 from tests.support.mail import message
-
-
-def _outbox(state: str, age: timedelta) -> OutboxMessage:
-    moment = now() - age
-    return OutboxMessage(
-        kind="created",
-        to_address="a@example.com",
-        state=state,
-        next_attempt_at=moment,
-        created_at=moment,
-        attempts=0,
-        last_error="",
-        cc_addresses="",
-        status_reason="",
-    )
+from tests.support.outbox import outbox_row
 
 
 def test_counts_outcomes_per_channel_and_flags_stuck_mailboxes_and_backlog(app, gateway, senders):
@@ -46,8 +32,8 @@ def test_counts_outcomes_per_channel_and_flags_stuck_mailboxes_and_backlog(app, 
                 last_error_at=now(),
                 last_success_at=now() - timedelta(hours=2),
             ),
-            _outbox("pending", timedelta(hours=1)),
-            _outbox("failed", timedelta(days=1)),
+            outbox_row("pending", timedelta(hours=1)),
+            outbox_row("failed", timedelta(days=1)),
         ]
     )
     db.session.commit()
@@ -67,7 +53,7 @@ def test_mail_page_shows_the_flow_and_the_alarms(portal, app):
     db.session.add_all(
         [
             ImapMailboxState(key="stuck@imap:143/INBOX", last_uid=0, last_error=""),
-            _outbox("failed", timedelta(days=1)),
+            outbox_row("failed", timedelta(days=1)),
         ]
     )
     db.session.commit()

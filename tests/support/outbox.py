@@ -10,6 +10,7 @@ from flask import Flask
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
+from helpdesk.models import OutboxMessage
 from mailgateway.outbound import Sender
 from tests.support.sink import Sink
 
@@ -55,3 +56,19 @@ def text_of(mail: EmailMessage) -> str:
 
 def html_of(mail: EmailMessage) -> str:
     return mail.get_body(("html",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+
+
+def outbox_row(state: str, age: timedelta) -> OutboxMessage:
+    """A notification row queued `age` ago, in `state`, about no ticket."""
+    moment = now() - age
+    return OutboxMessage(
+        kind="created",
+        to_address="a@example.com",
+        state=state,
+        next_attempt_at=moment,
+        created_at=moment,
+        attempts=0,
+        last_error="",
+        cc_addresses="",
+        status_reason="",
+    )
