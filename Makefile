@@ -53,14 +53,15 @@ bench: $(VENV)/.dev servers
 	$(PY) -m bench.lifecycle_bench
 	$(PY) -m bench.outbound_bench
 
-## Debian packages the tests need, installed only when missing: PostgreSQL and Dovecot
-## (the harness starts its own servers on free loopback ports), Chromium (driven by
+## Debian packages the tests need, installed only when missing: PostgreSQL, PgBouncer
+## and Dovecot (the harness starts its own servers on free loopback ports), Chromium (driven by
 ## Playwright; never `playwright install`, which downloads a browser) and openssl
 ## (the outbound TLS tests' certificate).
 servers:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
+	test -x /usr/sbin/pgbouncer || missing="$$missing pgbouncer"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \

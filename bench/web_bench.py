@@ -29,17 +29,11 @@ Run from the project root:
 from __future__ import annotations
 
 import argparse
-import http.cookiejar
 import json
 import multiprocessing as mp
-import os
 import queue
-import re
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -60,15 +54,20 @@ from helpdesk.extensions import db
 from helpdesk.models import StaffUser
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
-from tests.support.gateway_process import SECRETS
-from tests.support.pgserver import PostgresServer, free_port
+from tests.support.pgserver import PostgresServer
+from tests.support.web_process import WebServer, api_token, portal_login
 
-ROOT = Path(__file__).resolve().parent.parent
 TICKETS = 100_000
 EMAIL, PASSWORD = "bench-admin@helpdesk.test", "bench-password-1"
 QUEUE_GOAL_MS = 100.0
 CREATE_GOAL = 0.5
 SETUP_TIMEOUT = 300.0
+
+
+def gunicorn(url: str, scratch: Path, **options: Any) -> WebServer:
+    """gunicorn serving the app, with logins unlimited (the benchmark logs in often)."""
+    return WebServer(url, scratch, LOGIN_RATE_LIMIT="100000 per minute", **options)
+
 
 SEED = f"""
 INSERT INTO organizations (name, created_at) VALUES ('Bench Org', now());
@@ -151,91 +150,17 @@ def prepare(pg: PostgresServer) -> str:
     return url
 
 
-class Gunicorn:
-    def __init__(self, url: str, workers: int, scratch: Path, app: str = "wsgi:app") -> None:
-        self.port = free_port()
-        env = dict(
-            os.environ,
-            **SECRETS,
-            DATABASE_URL=url,
-            SECURE_COOKIES="false",
-            HELPDESK_INSTANCE_DIR=str(scratch / "instance"),
-            LOGIN_RATE_LIMIT="100000 per minute",
-        )
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                "--log-level",
-                "warning",
-                app,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.base}/api/v1/health", timeout=5) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("gunicorn did not start")
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 # -- latency ---------------------------------------------------------------------------
 
 
 def portal_opener(base: str) -> urllib.request.OpenerDirector:
     """A logged-in portal session (cookie jar, CSRF token from the login form)."""
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    with opener.open(f"{base}/login") as page:
-        token = re.search(rb'name="csrf_token" value="([^"]+)"', page.read())
-    if token is None:
-        raise RuntimeError("no CSRF token on the login page")
-    form = urllib.parse.urlencode(
-        {"email": EMAIL, "password": PASSWORD, "csrf_token": token.group(1).decode()}
-    ).encode()
-    with opener.open(f"{base}/login", data=form) as answer:
-        if not answer.url.endswith("/tickets"):
-            raise RuntimeError(f"portal login failed: {answer.url}")
-    return opener
-
-
-def api_token(base: str) -> str:
-    request = urllib.request.Request(
-        f"{base}/api/v1/auth/login",
-        data=json.dumps({"email": EMAIL, "password": PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request) as answer:
-        return str(json.load(answer)["access_token"])
+    return portal_login(base, EMAIL, PASSWORD)
 
 
 def latencies(base: str, requests: int) -> list[Latency]:
     opener = portal_opener(base)
-    opener.addheaders = [("Authorization", f"Bearer {api_token(base)}")]
+    opener.addheaders = [("Authorization", f"Bearer {api_token(base, EMAIL, PASSWORD)}")]
     results = []
     for name, path in PAGES:
         samples = []
@@ -266,7 +191,7 @@ def _api_client(
     the clients share the machine's cores with gunicorn and PostgreSQL, so a heavy
     client would be measured as server slowness. `http.client` parses every answer's
     headers with the email package, and the worker waits for the client to close."""
-    token = api_token(base)
+    token = api_token(base, EMAIL, PASSWORD)
     netloc = urllib.parse.urlsplit(base).netloc
     host, port = netloc.split(":")
     head = (
@@ -369,9 +294,9 @@ def throughput(url: str, workers: int, scratch: Path, seconds: float, rounds: in
     """API, floor and service phases alternate, `rounds` of each: this machine's speed
     drifts by a quarter within minutes, and measured one after the other the rates fell
     on different sides of a drift (the same code gave ratios from 0.35 to 0.57)."""
-    servers = {"api": Gunicorn(url, workers, scratch)}
+    servers = {"api": gunicorn(url, scratch, workers=workers)}
     try:
-        servers["floor"] = Gunicorn(url, workers, scratch, "bench.http_floor:app")
+        servers["floor"] = gunicorn(url, scratch, workers=workers, app="bench.http_floor:app")
         tally = {kind: [0, 0.0] for kind in ("api", "floor", "service")}
         for _ in range(rounds):
             for kind in tally:
@@ -409,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = prepare(pg)
         settings = server_settings(url)
         print(f"{settings}; {TICKETS} tickets seeded", flush=True)
-        server = Gunicorn(url, 2, scratch)
+        server = gunicorn(url, scratch, workers=2)
         try:
             pages = latencies(server.base, args.requests)
         finally:

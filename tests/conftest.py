@@ -33,6 +33,7 @@ from tests.support.app import (
 )
 from tests.support.dovecotserver import DovecotServer, DovecotUnavailable, TestMailbox
 from tests.support.mail import Gateway, start_gateway
+from tests.support.pgbouncer import PgBouncer, PgBouncerUnavailable
 from tests.support.pgserver import PostgresServer, PostgresUnavailable
 from tests.support.sink import Sink
 
@@ -58,6 +59,19 @@ def pg_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server: PostgresServer) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode before the test PostgreSQL; missing, a failure."""
+    try:
+        bouncer = PgBouncer(pg_server).start()
+    except PgBouncerUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture(scope="session")

@@ -46,12 +46,7 @@ def test_a_working_gateway_is_healthy_and_a_stopped_one_is_not(app, database_url
     db.session.commit()
     db.session.remove()
     port = free_port()
-    imap = dict(
-        IMAP_URL=mailbox.url,
-        IMAP_PROCESSED_FOLDER=mailbox.processed,
-        IMAP_FAILED_FOLDER=mailbox.failed,
-        OUTBOUND_SMTP_URL="",
-    )
+    imap = mailbox.gateway_settings(OUTBOUND_SMTP_URL="")
     env = _environment(database_url, port, tmp_path, **imap)
     code, lines = _check(env)
     assert code == 1

@@ -560,12 +560,7 @@ def test_kill_9_mid_batch_then_restart_processes_every_message_once(app, databas
     total = 300
     expected = {f"kill-{i}@client.example" for i in range(total)}
     mailbox.append(*(raw(i, "kill", sender=f"user{i % 7}@example.com") for i in range(total)))
-    env = dict(
-        IMAP_URL=mailbox.url,
-        IMAP_PROCESSED_FOLDER=mailbox.processed,
-        IMAP_FAILED_FOLDER=mailbox.failed,
-        IMAP_MAX_BACKOFF_SECONDS="1",
-    )
+    env = mailbox.gateway_settings()
     db.session.remove()
     process = start(database_url, free_port(), tmp_path, **env)
     try:
@@ -604,14 +599,7 @@ def test_two_gateways_on_one_mailbox_poll_it_one_at_a_time(app, database_url, ma
     waits; killed, the first lets the lease run out and the second takes over."""
     SendersService(db.session).add("@example.com", "Example Ltd")
     db.session.commit()
-    env = dict(
-        IMAP_URL=mailbox.url,
-        IMAP_PROCESSED_FOLDER=mailbox.processed,
-        IMAP_FAILED_FOLDER=mailbox.failed,
-        IMAP_POLL_SECONDS="1",
-        IMAP_LEASE_SECONDS="3",
-        IMAP_MAX_BACKOFF_SECONDS="1",
-    )
+    env = mailbox.gateway_settings()
     db.session.remove()
     first_log: list[str] = []
     second_log: list[str] = []

@@ -221,6 +221,19 @@ class TestMailbox:
     def url(self) -> str:
         return self.server.url(self.folder)
 
+    def gateway_settings(self, **more: str) -> dict[str, str]:
+        """The environment of a gateway process that polls this mailbox (quickly:
+        one-second polls, backoffs and a three-second lease)."""
+        return {
+            "IMAP_URL": self.url,
+            "IMAP_PROCESSED_FOLDER": self.processed,
+            "IMAP_FAILED_FOLDER": self.failed,
+            "IMAP_POLL_SECONDS": "1",
+            "IMAP_MAX_BACKOFF_SECONDS": "1",
+            "IMAP_LEASE_SECONDS": "3",
+            **more,
+        }
+
     def client(self):  # type: ignore[no-untyped-def]
         from imapclient import IMAPClient
 
