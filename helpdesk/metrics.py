@@ -1,15 +1,31 @@
-"""`GET /metrics`: the mail flow and the ticket counts in Prometheus' text format.
+"""`GET /metrics` in Prometheus' text format, written by prometheus-client: requests
+per route (count and latency), and the mail flow and ticket counts read from the
+database at scrape time.
 
 Off unless `METRICS_TOKEN` is set; then the scraper sends it as a bearer token
-(Prometheus: `authorization: {credentials: …}`). Compared in constant time.
+(Prometheus: `authorization: {credentials: …}`), compared in constant time.
+
+Under gunicorn each worker counts its own requests; `gunicorn.conf.py` points
+`PROMETHEUS_MULTIPROC_DIR` at a private folder, so every worker writes its counts
+there and any worker's answer adds all of them up (prometheus-client's multiprocess
+mode). Label values (a mailbox key comes from `IMAP_URL`) are escaped by the
+library, and the labels of requests take only bounded values: the route's endpoint
+name, a known method, the status code.
 """
 
 from __future__ import annotations
 
 import hmac
+import os
+import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 
-from flask import Blueprint, Flask, Response, abort, current_app, request
+from flask import Blueprint, Flask, Response, abort, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from helpdesk.extensions import db
@@ -18,9 +34,43 @@ from helpdesk.services.mailflow import mail_flow
 
 bp = Blueprint("metrics", __name__)
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "(unmatched)"
+
+# Not in the library's default registry: a scrape builds its own (see `_registry`).
+REQUESTS = Counter(
+    "helpdesk_http_requests",
+    "HTTP requests by route, method and status.",
+    ["route", "method", "status"],
+    registry=None,
+)
+DURATION = Histogram(
+    "helpdesk_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route and method.",
+    ["route", "method"],
+    registry=None,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.before_request(_started)
+    app.after_request(_answered)
+
+
+def _started() -> None:
+    g.request_started = time.perf_counter()
+
+
+def _answered(response: Response) -> Response:
+    route = request.url_rule.endpoint if request.url_rule is not None else UNMATCHED
+    method = request.method if request.method in METHODS else "OTHER"
+    REQUESTS.labels(route, method, str(response.status_code)).inc()
+    started = g.pop("request_started", None)
+    if started is not None:
+        DURATION.labels(route, method).observe(time.perf_counter() - started)
+    return response
 
 
 @bp.get("/metrics")
@@ -31,46 +81,67 @@ def metrics() -> Response:
     offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(offered.encode(), token.encode()):
         abort(401)
-    cfg = current_app.config
-    flow = mail_flow(
-        db.session, stuck_after=cfg["IMAP_STUCK_AFTER"], backlog_after=cfg["OUTBOX_BACKLOG_AFTER"]
-    )
-    lines = [
-        "# HELP helpdesk_inbound_mails_total Mail recorded by the gateway, by channel and outcome.",
-        "# TYPE helpdesk_inbound_mails_total counter",
-    ]
-    for channel, outcomes in flow.inbound.items():
-        for outcome, count in outcomes.items():
-            lines.append(f'helpdesk_inbound_mails_total{{channel="{channel}",outcome="{outcome}"}} {count}')
-    lines += [
-        "# HELP helpdesk_imap_last_success_timestamp_seconds Last good poll per mailbox.",
-        "# TYPE helpdesk_imap_last_success_timestamp_seconds gauge",
-        "# HELP helpdesk_imap_stuck 1 when a mailbox had no good poll for IMAP_STUCK_AFTER.",
-        "# TYPE helpdesk_imap_stuck gauge",
-    ]
-    for box in flow.mailboxes:
-        label = box.key.replace("\\", "\\\\").replace('"', '\\"')
-        seconds = _utc_seconds(box.last_success_at) if box.last_success_at else 0
-        lines.append(f'helpdesk_imap_last_success_timestamp_seconds{{mailbox="{label}"}} {seconds:.0f}')
-        lines.append(f'helpdesk_imap_stuck{{mailbox="{label}"}} {int(box.stuck)}')
-    lines += [
-        "# HELP helpdesk_outbox_messages Outbox rows by state.",
-        "# TYPE helpdesk_outbox_messages gauge",
-    ]
-    lines += [f'helpdesk_outbox_messages{{state="{state}"}} {count}' for state, count in flow.outbox.items()]
-    oldest = (flow.moment - flow.oldest_pending_at).total_seconds() if flow.oldest_pending_at else 0
-    lines += [
-        "# HELP helpdesk_outbox_oldest_pending_seconds Age of the oldest unsent mail.",
-        "# TYPE helpdesk_outbox_oldest_pending_seconds gauge",
-        f"helpdesk_outbox_oldest_pending_seconds {oldest:.0f}",
-        "# HELP helpdesk_tickets Tickets by status.",
-        "# TYPE helpdesk_tickets gauge",
-    ]
-    for status, count in db.session.execute(
-        select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status)
-    ):
-        lines.append(f'helpdesk_tickets{{status="{status}"}} {count}')
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def _registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # every worker's request counts, from their files
+    else:
+        registry.register(REQUESTS)
+        registry.register(DURATION)
+    registry.register(_DatabaseCollector())
+    return registry
+
+
+class _DatabaseCollector(Collector):
+    """The mail flow and the tickets, read when scraped (they live in the database,
+    the same for every worker and host)."""
+
+    def collect(self) -> Iterator[Metric]:
+        cfg = current_app.config
+        flow = mail_flow(
+            db.session, stuck_after=cfg["IMAP_STUCK_AFTER"], backlog_after=cfg["OUTBOX_BACKLOG_AFTER"]
+        )
+        inbound = CounterMetricFamily(
+            "helpdesk_inbound_mails",
+            "Mail recorded by the gateway, by channel and outcome.",
+            labels=["channel", "outcome"],
+        )
+        for channel, outcomes in flow.inbound.items():
+            for outcome, count in outcomes.items():
+                inbound.add_metric([channel, outcome], count)
+        yield inbound
+        last_success = GaugeMetricFamily(
+            "helpdesk_imap_last_success_timestamp_seconds", "Last good poll per mailbox.", labels=["mailbox"]
+        )
+        stuck = GaugeMetricFamily(
+            "helpdesk_imap_stuck",
+            "1 when a mailbox had no good poll for IMAP_STUCK_AFTER.",
+            labels=["mailbox"],
+        )
+        for box in flow.mailboxes:
+            last_success.add_metric(
+                [box.key], _utc_seconds(box.last_success_at) if box.last_success_at else 0
+            )
+            stuck.add_metric([box.key], int(box.stuck))
+        yield last_success
+        yield stuck
+        outbox = GaugeMetricFamily("helpdesk_outbox_messages", "Outbox rows by state.", labels=["state"])
+        for state, count in flow.outbox.items():
+            outbox.add_metric([state], count)
+        yield outbox
+        oldest = (flow.moment - flow.oldest_pending_at).total_seconds() if flow.oldest_pending_at else 0
+        yield GaugeMetricFamily(
+            "helpdesk_outbox_oldest_pending_seconds", "Age of the oldest unsent mail.", value=oldest
+        )
+        tickets = GaugeMetricFamily("helpdesk_tickets", "Tickets by status.", labels=["status"])
+        for status, count in db.session.execute(
+            select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status)
+        ):
+            tickets.add_metric([status], count)
+        yield tickets
 
 
 def _utc_seconds(moment: datetime) -> float:
