@@ -13,6 +13,7 @@ envelope (docs/web.md), never flask-jwt-extended's own shapes.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,10 +55,15 @@ def _per_account() -> str:
 
 
 def _account_key() -> str:
-    """The account a login names, from the portal's form or the API's JSON."""
+    """The account a login names, from the portal's form or the API's JSON, hashed:
+    the limit runs before the form is checked, so the text is anything the client
+    sent (a NUL that PostgreSQL refuses to store), and the counters need no
+    addresses in them."""
     data = request.get_json(silent=True) if request.is_json else request.form
     email = data.get("email") if isinstance(data, dict) else None
-    return "account:" + (addresses.normalize(email)[:320] if isinstance(email, str) else "?")
+    if not isinstance(email, str):
+        return "account:?"
+    return "account:" + hashlib.sha256(addresses.normalize(email).encode("utf-8", "replace")).hexdigest()
 
 
 def _failed(response: Response) -> bool:

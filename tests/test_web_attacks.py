@@ -232,6 +232,13 @@ def test_wrong_passwords_for_one_account_from_many_addresses_lock_that_account(
     assert login(admin.email, "admin-password-1", "10.2.0.1") in (200, 302)
 
 
+@pytest.mark.parametrize("email", ["agent@helpdesk.test\x00", "\ud800@x.y", "a" * 5000, 7])
+def test_whatever_a_login_names_is_refused_cleanly_before_and_after_the_limit(client, agent, email):
+    """The per-account limit reads the address before the form is checked."""
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": "agent-password-1"})
+    assert response.status_code in (401, 422), response.get_data(as_text=True)
+
+
 def test_staff_logging_in_behind_one_address_do_not_use_up_its_budget(client, app, agent):
     """An office behind one NAT address (or a proxy without PROXY_HOPS): the per-address
     limit counts failed attempts, so a morning of logins does not lock everyone out."""

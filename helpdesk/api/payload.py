@@ -46,8 +46,8 @@ def json_object(spec: Spec, required: tuple[str, ...] = ()) -> dict[str, Any]:
         value = data[name]
         if not _is_one_of(value, types):
             errors[name] = f"must be {_describe(types)}"
-        elif has_nul(value):
-            errors[name] = "must not contain NUL characters"
+        elif unstorable(value):
+            errors[name] = "must not contain NUL characters or lone surrogates"
     if errors:
         raise ValidationError(errors)
     return data
@@ -69,10 +69,20 @@ def _describe(types: tuple[type | None, ...]) -> str:
     return " or ".join(names.get(kind) or str(getattr(kind, "__name__", "?")) for kind in types)
 
 
-def has_nul(value: Any) -> bool:
-    """NUL cannot be stored in PostgreSQL text; refuse it as input, not at the database."""
+def unstorable(value: Any) -> bool:
+    """Text no database stores: NUL (PostgreSQL refuses it) or a lone surrogate
+    (JSON's `\\ud800` escape decodes to one, and no database encoding takes it).
+    Refused as input, not at the database."""
     if isinstance(value, str):
-        return "\x00" in value
+        return "\x00" in value or not _encodable(value)
     if isinstance(value, list):
-        return any(has_nul(item) for item in value)
+        return any(unstorable(item) for item in value)
     return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

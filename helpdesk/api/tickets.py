@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from helpdesk import addresses
 from helpdesk.api import bp
-from helpdesk.api.payload import has_nul, json_object
+from helpdesk.api.payload import json_object, unstorable
 from helpdesk.api.serializers import message_json, ticket_json
 from helpdesk.auth import current_actor, staff_required
 from helpdesk.errors import ValidationError
@@ -49,7 +49,13 @@ def _ticket(number: str) -> Ticket:
 def list_tickets() -> ResponseReturnValue:
     args = request.args
     errors = {name: "is not a known parameter" for name in set(args) - set(LIST_PARAMETERS)}
-    errors.update({name: "must not contain NUL characters" for name in args if has_nul(args.getlist(name))})
+    errors.update(
+        {
+            name: "must not contain NUL characters or lone surrogates"
+            for name in args
+            if unstorable(args.getlist(name))
+        }
+    )
     if errors:
         raise ValidationError(errors)
     page = _integer("page", 1)
