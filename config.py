@@ -138,6 +138,13 @@ class Config:
     OUTBOUND_MAX_AUTO_PER_RECIPIENT = _env_int("OUTBOUND_MAX_AUTO_PER_RECIPIENT", 20)
     OUTBOUND_MAX_AUTO_PER_TICKET = _env_int("OUTBOUND_MAX_AUTO_PER_TICKET", 10)
 
+    # Customers on every channel: new tickets per hour and open tickets at once
+    # (docs/integrations.md); staff opening tickets for them are not limited.
+    CUSTOMER_MAX_TICKETS_PER_HOUR = _env_int("CUSTOMER_MAX_TICKETS_PER_HOUR", 10)
+    CUSTOMER_MAX_OPEN_TICKETS = _env_int("CUSTOMER_MAX_OPEN_TICKETS", 10)
+    # The language of customers who did not say theirs (`en` or `es`).
+    DEFAULT_LANGUAGE = _env("DEFAULT_LANGUAGE", "en")
+
     TICKET_PREFIX = _env("TICKET_PREFIX", "TKT-")
     TICKET_NUMBER_WIDTH = _env_int("TICKET_NUMBER_WIDTH", 6)
     AUTO_CLOSE_AFTER = parse_duration(_env("AUTO_CLOSE_AFTER", "7d"))

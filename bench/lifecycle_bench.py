@@ -53,7 +53,7 @@ AGENTS = 10
 SITUATIONS = ((0, 5), (100, 5), (1_000, 3), (10_000, 1))
 _ARRAY = "ARRAY[{}]".format
 _SEED = f"""
-INSERT INTO tickets (number, subject, description, status, priority, category, channel,
+INSERT INTO tickets (number, subject, description, status, priority, category, channel, source,
     is_email_originated, requester_id, assignee_id, created_at, updated_at,
     first_response_due_at, resolution_due_at, first_responded_at, first_response_breached,
     pending_since, pending_seconds)
@@ -61,7 +61,8 @@ SELECT g, 'Bench ticket ' || g, 'The printer on floor 3 is out of toner again.',
     ({_ARRAY("'new','open','in_progress','pending_customer','reopened'")})[1 + g % 5],
     ({_ARRAY(", ".join(f"'{p}'" for p in v.PRIORITIES))})[1 + g % 4],
     ({_ARRAY(", ".join(f"'{c}'" for c in v.CATEGORIES))})[1 + g % 8],
-    ({_ARRAY("'web','api','email'")})[1 + g % 3], g % 3 = 2, %(requester)s,
+    ({_ARRAY("'web','api','email'")})[1 + g % 3],
+    ({_ARRAY("'agent','agent','customer'")})[1 + g % 3], g % 3 = 2, %(requester)s,
     CASE WHEN g % 5 = 0 THEN NULL ELSE 1 + g % {AGENTS} END,
     %(now)s - (g % 43200) * interval '1 minute', %(now)s,
     %(now)s + interval '1 day' + g * interval '1 second',

@@ -61,10 +61,10 @@ SETUP_TIMEOUT = 300.0  # seconds for every worker to import, connect and warm up
 _TAKE = "UPDATE ticket_counter SET next_value = next_value + 1 WHERE id = 1 RETURNING next_value - 1"
 _INSERT_TICKET = (
     "INSERT INTO tickets (number, subject, description, status, priority, category, "
-    "channel, is_email_originated, requester_id, created_at, updated_at, "
+    "channel, source, is_email_originated, requester_id, created_at, updated_at, "
     "first_response_due_at, resolution_due_at, pending_seconds) "
     "VALUES (%(number)s, %(subject)s, %(description)s, 'new', 'medium', 'support', "
-    "'web', false, %(requester)s, %(created)s, %(created)s, %(first_due)s, "
+    "'web', 'agent', false, %(requester)s, %(created)s, %(created)s, %(first_due)s, "
     "%(resolution_due)s, 0) RETURNING id"
 )
 _INSERT_MESSAGE = (

@@ -78,7 +78,7 @@ FROM generate_series(1, 2000) g;
 INSERT INTO staff_users (email, name, role, password_hash, is_active, created_at)
 SELECT 'agent' || g || '@helpdesk.test', 'Agent ' || g, 'agent', 'x', true, now()
 FROM generate_series(1, 20) g;
-INSERT INTO tickets (number, subject, description, status, priority, category, channel,
+INSERT INTO tickets (number, subject, description, status, priority, category, channel, source,
     is_email_originated, requester_id, assignee_id, created_at, updated_at,
     first_response_due_at, resolution_due_at, pending_seconds)
 SELECT g,
@@ -90,7 +90,8 @@ SELECT g,
        (ARRAY['low', 'medium', 'high', 'urgent'])[1 + (g * 3) % 4],
        (ARRAY['support', 'technical', 'billing', 'sales', 'complaint', 'feature_request',
               'account', 'other'])[1 + (g * 5) % 8],
-       (ARRAY['email', 'web', 'api'])[1 + g % 3], g % 3 = 0,
+       (ARRAY['email', 'web', 'api'])[1 + g % 3],
+       (ARRAY['customer', 'agent', 'agent'])[1 + g % 3], g % 3 = 0,
        (SELECT min(id) FROM contacts) + g % 2000,
        CASE WHEN g % 4 = 0 THEN NULL ELSE (SELECT min(id) FROM staff_users) + g % 20 END,
        now() - (({TICKETS} - g) || ' minutes')::interval,

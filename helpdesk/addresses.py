@@ -41,6 +41,20 @@ def display_name(name: str | None) -> str:
     return " ".join(_CONTROL.sub(" ", name or "").split())
 
 
+# The stand-in address of a customer known by phone only (helpdesk.services.contacts):
+# `.invalid` is reserved never to exist (RFC 2606), so nothing is ever mailed there.
+PHONE_ONLY_DOMAIN = "phone.invalid"
+
+
+def for_phone(phone: str) -> str:
+    """The stand-in address of an E.164 number: `5215512345678@phone.invalid`."""
+    return f"{phone.removeprefix('+')}@{PHONE_ONLY_DOMAIN}"
+
+
+def is_reserved_invalid(address: str) -> bool:
+    return address.rpartition("@")[2].rstrip(".").endswith(".invalid")
+
+
 def normalize(address: str | None) -> str:
     """The form addresses are stored and compared in: trimmed, lower-case, and
     without the trailing dot of a fully qualified domain (`ann@example.com.` is

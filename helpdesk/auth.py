@@ -40,6 +40,7 @@ from helpdesk.inputs import positive_int
 from helpdesk.models import RevokedToken, StaffUser
 from helpdesk.services import Actor
 from helpdesk.services.actors import StaffMember
+from helpdesk.services.integrations import IntegrationsService
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -155,6 +156,33 @@ def staff_required(role: str = "agent", *, refresh: bool = False) -> Callable[[F
             verify_jwt_in_request(refresh=refresh)
             if ROLE_RANK[current_user.role] < ROLE_RANK[role]:
                 return error_response(403, "forbidden", f"This needs the {role} role.")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def integration_required(*kinds: str) -> Callable[[F], F]:
+    """An active integration token of one of `kinds` (docs/integrations.md); the
+    integration is `g.integration`. A staff token is no integration token, and an
+    integration token opens no staff endpoint (flask-jwt-extended refuses it)."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            header = request.headers.get("Authorization", "")
+            token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else ""
+            if not token:
+                return error_response(401, "unauthorized", "An integration token is required.")
+            integration = IntegrationsService(db.session).authenticate(token)
+            if integration is None:
+                return error_response(
+                    401, "invalid_token", "The integration token is not valid or was revoked."
+                )
+            if integration.kind not in kinds:
+                return error_response(403, "forbidden", f"This needs a {' or '.join(kinds)} integration.")
+            g.integration = integration
             return view(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -12,9 +12,11 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from helpdesk import numbering
+from helpdesk import vocabulary as v
 from helpdesk.database import transaction
 from helpdesk.errors import DomainError
 from helpdesk.services import Actor, lifecycle_jobs, notifications
+from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 
@@ -22,6 +24,7 @@ senders_cli = AppGroup("senders", help="Authorized senders: addresses or @domain
 tickets_cli = AppGroup("tickets", help="Ticket numbering.")
 quarantine_cli = AppGroup("quarantine", help="Review mail held by the gateway.")
 outbox_cli = AppGroup("outbox", help="Notifications waiting, sent, failed or skipped.")
+integrations_cli = AppGroup("integrations", help="Systems that call the API for customers.")
 CLI_REVIEWER = Actor.system("cli")
 
 
@@ -224,6 +227,39 @@ def auto_close() -> None:
     click.echo(result.summary())
 
 
+@integrations_cli.command("add")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(v.INTEGRATION_KINDS))
+@_domain_errors
+def integrations_add(name: str, kind: str) -> None:
+    """Add an integration and print its token, once: only its hash is kept."""
+    with transaction() as session:
+        integration, token = IntegrationsService(session).add(name, kind)
+        click.echo(f"Integration {integration.name} ({integration.kind}) added. Its token, shown only now:")
+        click.echo(token)
+
+
+@integrations_cli.command("list")
+def integrations_list() -> None:
+    with transaction() as session:
+        items = IntegrationsService(session).list()
+        if not items:
+            click.echo("No integrations.")
+        for item in items:
+            state = f"revoked {item.revoked_at:%Y-%m-%d %H:%M}" if item.revoked_at else "active"
+            click.echo(f"{item.name:<32} {item.kind:<10} added {item.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@integrations_cli.command("revoke")
+@click.argument("name")
+@_domain_errors
+def integrations_revoke(name: str) -> None:
+    """End the integration's token at once."""
+    with transaction() as session:
+        IntegrationsService(session).revoke(name)
+    click.echo(f"Integration {name} revoked.")
+
+
 def init_app(app: Flask) -> None:
     for command in (
         create_staff,
@@ -232,6 +268,7 @@ def init_app(app: Flask) -> None:
         tickets_cli,
         quarantine_cli,
         outbox_cli,
+        integrations_cli,
         sla_check,
         auto_close,
     ):

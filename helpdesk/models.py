@@ -50,7 +50,12 @@ class Organization(Model):
 
 
 class Contact(Model):
-    """A customer, known by email address (stored lower-case)."""
+    """A customer, known by email address (stored lower-case) and maybe by phone.
+
+    Someone known only by phone (a WhatsApp user) gets the address
+    `<digits>@phone.invalid`: the `.invalid` top-level domain is reserved never to
+    exist (RFC 2606), so nothing is ever mailed there, and the address column stays
+    the one key every channel shares (helpdesk.services.contacts)."""
 
     __tablename__ = "contacts"
 
@@ -60,6 +65,11 @@ class Contact(Model):
     organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"))
     undeliverable_since: Mapped[Optional[datetime]] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    # E.164 (helpdesk.phones); a WhatsApp id is one. Known only from chat, assistant
+    # and phone requests.
+    phone: Mapped[Optional[str]] = mapped_column(String(16), unique=True)
+    # The language the customer reads (`es`, `en`…); "" until someone says.
+    language: Mapped[str] = mapped_column(String(10), default="", server_default="")
 
     organization: Mapped[Optional[Organization]] = relationship()
 
@@ -119,6 +129,7 @@ class Ticket(Model):
         _one_of("priority", v.PRIORITIES, "priority"),
         _one_of("category", v.CATEGORIES, "category"),
         _one_of("channel", v.CHANNELS, "channel"),
+        _one_of("source", v.SOURCES, "source"),
         Index("ix_tickets_status_created_at", "status", "created_at"),
         # The SLA check's two scans (helpdesk.sla): only undecided, running tickets.
         Index(
@@ -143,6 +154,9 @@ class Ticket(Model):
     priority: Mapped[str] = mapped_column(String(10), default="medium", index=True)
     category: Mapped[str] = mapped_column(String(20), default="support", index=True)
     channel: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str] = mapped_column(String(10), index=True)
+    # The chat or assistant conversation it came from, as the integration names it.
+    conversation_id: Mapped[Optional[str]] = mapped_column(String(200))
     is_email_originated: Mapped[bool] = mapped_column(Boolean, default=False)
     requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"), index=True)
@@ -390,6 +404,23 @@ class ImapMailboxState(Model):
     # gateway at a time per mailbox, another takes over when the lease runs out.
     owner: Mapped[str] = mapped_column(String(200), default="", server_default="")
     lease_until: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+
+class Integration(Model):
+    """A system that calls the API for customers (a chat widget, an assistant, a
+    workflow), with a long-lived bearer token stored only as its SHA-256: the token
+    carries 256 random bits, so a fast hash is as good as a slow one and the lookup
+    is one indexed equality (helpdesk.services.integrations)."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (_one_of("kind", v.INTEGRATION_KINDS, "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
 
 
 class RevokedToken(Model):

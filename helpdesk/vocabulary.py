@@ -24,8 +24,13 @@ CATEGORIES = (
     "account",
     "other",
 )
-CHANNELS = ("web", "api", "email", "chat", "system")
+CHANNELS = ("web", "api", "email", "chat", "whatsapp", "phone", "system")
+# Who opened a ticket, whatever the channel: the customer, an agent for them, an
+# assistant's language model (a tool call), or the system (a workflow, a job).
+SOURCES = ("customer", "agent", "ai", "system")
 ROLES = ("admin", "agent")
+# Other systems that call the API for customers, never as staff (docs/integrations.md).
+INTEGRATION_KINDS = ("assistant", "chat", "workflow")
 MESSAGE_KINDS = ("reply", "note")
 # "sla": a target ran out (helpdesk.sla; recorded once per breach by the SLA check).
 HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla")

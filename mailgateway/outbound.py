@@ -26,7 +26,8 @@ is lost and nothing else is sent twice.
 
 Recipient rules, checked at every claim so the newest knowledge wins; a refused
 row becomes `skipped` with the reason: machine addresses (noreply,
-mailer-daemon, postmaster…; `automail.is_machine_address`), the helpdesk's own
+mailer-daemon, postmaster…; `automail.is_machine_address`), addresses under the
+reserved `.invalid` domain (customers known by phone only), the helpdesk's own
 addresses, addresses a bounce marked undeliverable; and, for automatic mail
 (acknowledgments, status notices) on its first claim, at most
 `OUTBOUND_MAX_AUTO_PER_RECIPIENT` per address and `OUTBOUND_MAX_AUTO_PER_TICKET`
@@ -259,6 +260,8 @@ class Sender(Loop):
         address = row.to_address
         if automail.is_machine_address(address):
             return "machine address (noreply, mailer-daemon, postmaster…): never mailed"
+        if addresses.is_reserved_invalid(address):
+            return "no mail address (a customer known by phone only): never mailed"
         if addresses.is_support_address(address, self.own_addresses) or (
             address.rpartition("@")[2] == self.composer.signer.domain
         ):

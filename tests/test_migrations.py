@@ -52,3 +52,39 @@ def test_upgrade_builds_schema_matching_models(empty_database_url):
         flask_migrate.downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()
+
+
+def test_existing_tickets_get_their_source_from_their_channel(empty_database_url):
+    """Migration 0012: portal and API tickets were opened by agents, system ones by the
+    system, mail and chat ones by customers."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0011")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO contacts (email, name, created_at) VALUES ('ann@example.com', '', :now)"),
+                {"now": "2026-01-01 00:00:00"},
+            )
+            for number, channel in enumerate(("web", "api", "email", "chat", "system"), start=1):
+                connection.execute(
+                    text(
+                        "INSERT INTO tickets (number, subject, description, status, priority, "
+                        "category, channel, is_email_originated, requester_id, created_at, "
+                        "updated_at, pending_seconds) "
+                        "VALUES (:number, 's', '', 'new', 'medium', 'support', :channel, false, "
+                        "(SELECT id FROM contacts), :now, :now, 0)"
+                    ),
+                    {"number": number, "channel": channel, "now": "2026-01-01 00:00:00"},
+                )
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            sources = dict(connection.execute(text("SELECT channel, source FROM tickets")).all())
+        assert sources == {
+            "web": "agent",
+            "api": "agent",
+            "email": "customer",
+            "chat": "customer",
+            "system": "system",
+        }
+        flask_migrate.downgrade(revision="0011")
+        db.engine.dispose()

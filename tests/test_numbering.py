@@ -213,7 +213,7 @@ def test_every_model_default_is_applied_by_the_numbered_insert(service, backend)
     tables = (Ticket.__table__, Message.__table__, TicketHistory.__table__, Participant.__table__)
     ticket_id, _number = numbering.insert_numbered(
         db.session,
-        {"subject": "s", "channel": "web", "requester_id": requester.id},
+        {"subject": "s", "channel": "web", "source": "agent", "requester_id": requester.id},
         [
             (Message.__table__, {"kind": "reply", "author_label": "a", "channel": "web"}),
             (TicketHistory.__table__, {"field": "status", "actor_label": "a"}),

@@ -130,7 +130,8 @@ def expected(story) -> dict[str, object]:  # type: ignore[no-untyped-def]
             "account": 1,
             "other": 0,
         },
-        "by_channel": {"web": 2, "api": 1, "email": 3, "chat": 0, "system": 0},
+        "by_channel": {"web": 2, "api": 1, "email": 3, "chat": 0, "whatsapp": 0, "phone": 0, "system": 0},
+        "by_source": {"customer": 6, "agent": 0, "ai": 0, "system": 0},
         "first_response": {"average_seconds": 9840.0, "median_seconds": 3600.0, "count": 5},
         "resolution": {"average_seconds": 37200.0, "median_seconds": 36000.0, "count": 3},
         "sla": {

@@ -44,6 +44,7 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 STAFF: list[dict[str, list[str]]] = [{"bearer": []}]
+INTEGRATION: list[dict[str, list[str]]] = [{"integration": []}]
 TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 NULLABLE_NUMBER = {"type": "number", "nullable": True}
@@ -110,6 +111,8 @@ SCHEMAS: dict[str, Any] = {
             "priority": {"type": "string", "enum": list(v.PRIORITIES)},
             "category": {"type": "string", "enum": list(v.CATEGORIES)},
             "channel": {"type": "string", "enum": list(v.CHANNELS)},
+            "source": {"type": "string", "enum": list(v.SOURCES)},
+            "conversation_id": {"type": "string", "nullable": True},
             "is_email_originated": {"type": "boolean"},
             "requester_email": {"type": "string"},
             "requester_name": {"type": "string"},
@@ -127,6 +130,7 @@ SCHEMAS: dict[str, Any] = {
             "priority",
             "category",
             "channel",
+            "source",
             "is_email_originated",
             "requester_email",
             "requester_name",
@@ -212,6 +216,7 @@ SCHEMAS: dict[str, Any] = {
             "by_priority": COUNTS,
             "by_category": COUNTS,
             "by_channel": COUNTS,
+            "by_source": COUNTS,
             "first_response": _ref("Durations"),
             "resolution": _ref("Durations"),
             "sla": _object(
@@ -265,6 +270,7 @@ SCHEMAS: dict[str, Any] = {
             "by_priority",
             "by_category",
             "by_channel",
+            "by_source",
             "first_response",
             "resolution",
             "sla",
@@ -317,6 +323,7 @@ LIST_PARAMETERS = [
         ("priority", _list_of(v.PRIORITIES), "comma-separated priorities"),
         ("category", _list_of(v.CATEGORIES), "comma-separated categories"),
         ("channel", _list_of(v.CHANNELS), "comma-separated channels"),
+        ("source", _list_of(v.SOURCES), "comma-separated sources: customer, agent, ai, system"),
         ("assignee", {"type": "string"}, "staff id or email, `me` or `none`"),
         ("q", {"type": "string"}, "matches number, subject, description, requester"),
         ("sla", {"type": "string", "enum": ["", *sla.STATES]}, "SLA state; empty means any"),
@@ -497,6 +504,70 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/assistant/tools": {
+        "get": {
+            "summary": "The tool definitions an assistant's model can call (assistant integrations)",
+            "security": INTEGRATION,
+            "responses": {
+                "200": _json(_object({"tools": {"type": "array", "items": {"type": "object"}}}, ["tools"])),
+                **_errors(401, 403),
+            },
+        }
+    },
+    "/assistant/tool-calls": {
+        "post": {
+            "summary": "Run the model's tool calls for the customer named; one output per call, in order",
+            "security": INTEGRATION,
+            "requestBody": _body(
+                _object(
+                    {
+                        "customer": _object(
+                            {
+                                "email": {"type": "string"},
+                                "phone": {"type": "string"},
+                                "name": {"type": "string"},
+                                "language": {"type": "string"},
+                            }
+                        ),
+                        "conversation_id": {"type": "string"},
+                        "channel": {"type": "string", "enum": ["whatsapp", "chat"]},
+                        "tool_calls": {
+                            "type": "array",
+                            "items": _object(
+                                {
+                                    "id": {"type": "string"},
+                                    "type": {"type": "string", "enum": ["function"]},
+                                    "function": _object(
+                                        {"name": {"type": "string"}, "arguments": {"type": "string"}},
+                                        ["name"],
+                                    ),
+                                },
+                                ["id", "type", "function"],
+                            ),
+                        },
+                    },
+                    ["customer", "tool_calls"],
+                )
+            ),
+            "responses": {
+                "200": _json(
+                    _object(
+                        {
+                            "tool_outputs": {
+                                "type": "array",
+                                "items": _object(
+                                    {"tool_call_id": {"type": "string"}, "output": {"type": "string"}},
+                                    ["tool_call_id", "output"],
+                                ),
+                            }
+                        },
+                        ["tool_outputs"],
+                    )
+                ),
+                **_errors(400, 401, 403, 413, 422),
+            },
+        }
+    },
     "/openapi.json": {
         "get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"})}}
     },
@@ -513,7 +584,14 @@ DOCUMENT: dict[str, Any] = {
     "servers": [{"url": "/api/v1"}],
     "security": STAFF,
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "integration": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An integration's token (`hdi_…`, `flask --app wsgi integrations add`)",
+            },
+        },
         "schemas": SCHEMAS,
     },
     "paths": PATHS,

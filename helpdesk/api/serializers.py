@@ -40,6 +40,8 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
         "priority": ticket.priority,
         "category": ticket.category,
         "channel": ticket.channel,
+        "source": ticket.source,
+        "conversation_id": ticket.conversation_id,
         "is_email_originated": ticket.is_email_originated,
         "requester_email": ticket.requester.email,
         "requester_name": ticket.requester.name,

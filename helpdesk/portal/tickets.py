@@ -69,7 +69,7 @@ def words_filter(value: str) -> str:
     return (value or "").replace("_", " ")
 
 
-QUEUE_PARAMETERS = ("status", "priority", "category", "channel", "assignee", "q", "sla", "sort")
+QUEUE_PARAMETERS = ("status", "priority", "category", "channel", "source", "assignee", "q", "sla", "sort")
 
 
 @bp.get("/tickets")
@@ -79,7 +79,13 @@ def queue() -> ResponseReturnValue:
     assignee: Any = args.get("assignee") or None
     if assignee == "mine":
         assignee = actor().staff_id
-    choose = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES, "channel": v.CHANNELS}
+    choose = {
+        "status": v.STATUSES,
+        "priority": v.PRIORITIES,
+        "category": v.CATEGORIES,
+        "channel": v.CHANNELS,
+        "source": v.SOURCES,
+    }
     picked = {
         name: [value for value in args.getlist(name) if value in allowed] for name, allowed in choose.items()
     }
@@ -90,6 +96,7 @@ def queue() -> ResponseReturnValue:
         priority=picked["priority"],
         category=picked["category"],
         channel=picked["channel"],
+        source=picked["source"],
         assignee=assignee if assignee in (None, "none") else positive_int(assignee),
         q=(args.get("q") or "").strip()[:200] or None,
         sla=args.get("sla") if args.get("sla") in sla.STATES else None,

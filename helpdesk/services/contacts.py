@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
 from helpdesk.clock import now
-from helpdesk.models import Contact
+from helpdesk.models import Contact, Message, Ticket
 
 # Built once: every new ticket looks its requester up, and composing the statement
 # anew cost as much as running it.
@@ -33,6 +33,60 @@ def find_or_create(session: Session, email: str, name: str = "") -> Contact:
         .on_conflict_do_nothing(index_elements=["email"])
     )
     return session.execute(_BY_EMAIL, {"email": email}).scalar_one()
+
+
+def for_customer(
+    session: Session, *, email: str | None, phone: str | None, name: str = "", language: str = ""
+) -> Contact:
+    """The one contact of a customer a chat, an assistant or a phone call names by
+    email, by phone (E.164, already normalized) or both.
+
+    By email it is the contact mail uses; a phone given with it is recorded there.
+    Someone known so far by phone only (their stand-in address) who now gives an
+    email is the same person: that contact's tickets and messages move to the
+    email's contact, which takes the phone. A phone that belongs to a contact with
+    another real address stays where it is.
+    """
+    by_phone = (
+        session.execute(select(Contact).where(Contact.phone == phone)).scalar_one_or_none() if phone else None
+    )
+    if email:
+        contact = find_or_create(session, email, name)
+        if phone and by_phone is None:
+            contact.phone = phone
+        elif (
+            by_phone is not None
+            and by_phone.id != contact.id
+            and addresses.is_reserved_invalid(by_phone.email)
+        ):
+            _merge(session, by_phone, contact)
+    elif by_phone is not None:
+        contact = by_phone
+    else:
+        assert phone, "a customer needs an email or a phone"
+        contact = find_or_create(session, addresses.for_phone(phone), name)
+        contact.phone = phone
+    if name and not contact.name:
+        contact.name = addresses.display_name(name)
+    if language:
+        contact.language = language
+    session.flush()
+    return contact
+
+
+def _merge(session: Session, phone_only: Contact, contact: Contact) -> None:
+    phone = phone_only.phone
+    phone_only.phone = None
+    session.flush()  # the phone is unique: free it before the other contact takes it
+    session.execute(
+        update(Ticket).where(Ticket.requester_id == phone_only.id).values(requester_id=contact.id)
+    )
+    session.execute(
+        update(Message).where(Message.author_contact_id == phone_only.id).values(author_contact_id=contact.id)
+    )
+    contact.phone = phone
+    if not contact.language:
+        contact.language = phone_only.language
 
 
 def mark_undeliverable(session: Session, email: str) -> Contact:

@@ -34,6 +34,7 @@ class TicketFilters:
     priority: Sequence[str] = ()
     category: Sequence[str] = ()
     channel: Sequence[str] = ()
+    source: Sequence[str] = ()
     assignee: int | str | None = None
     requester_email: str | None = None
     q: str | None = None
@@ -84,6 +85,7 @@ class QueueService:
             ("priority", v.PRIORITIES),
             ("category", v.CATEGORIES),
             ("channel", v.CHANNELS),
+            ("source", v.SOURCES),
         ):
             bad = [value for value in getattr(filters, name) if value not in allowed]
             if bad:
@@ -131,6 +133,8 @@ class QueueService:
             query = query.where(Ticket.category.in_(filters.category))
         if filters.channel:
             query = query.where(Ticket.channel.in_(filters.channel))
+        if filters.source:
+            query = query.where(Ticket.source.in_(filters.source))
         if filters.assignee == "none":
             query = query.where(Ticket.assignee_id.is_(None))
         elif filters.assignee is not None:

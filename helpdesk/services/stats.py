@@ -75,6 +75,7 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
         "by_priority": counts["priority"],
         "by_category": counts["category"],
         "by_channel": counts["channel"],
+        "by_source": counts["source"],
         "first_response": {
             "average_seconds": _seconds(avg_first),
             "count": n_first,
@@ -105,9 +106,15 @@ def _count(condition: Any) -> Any:
 
 
 def _counts(session: Session) -> dict[str, dict[str, int]]:
-    """Tickets by status, priority, category and channel: one pass, grouped by all
-    four (at most a few hundred groups), each then summed up by one of them."""
-    fields = {"status": v.STATUSES, "priority": v.PRIORITIES, "category": v.CATEGORIES, "channel": v.CHANNELS}
+    """Tickets by status, priority, category, channel and source: one pass, grouped
+    by all five (at most a few thousand groups), each then summed up by one of them."""
+    fields = {
+        "status": v.STATUSES,
+        "priority": v.PRIORITIES,
+        "category": v.CATEGORIES,
+        "channel": v.CHANNELS,
+        "source": v.SOURCES,
+    }
     columns = [getattr(Ticket, name) for name in fields]
     counts = {name: dict.fromkeys(values, 0) for name, values in fields.items()}
     for *values, count in session.execute(select(*columns, func.count(Ticket.id)).group_by(*columns)).all():

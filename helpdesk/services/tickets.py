@@ -132,6 +132,8 @@ class TicketsService:
         inbound_mail_id: int | None = None,
         attachments: Sequence[NewAttachment] = (),
         acknowledge: bool = True,
+        source: str | None = None,
+        conversation_id: str | None = None,
     ) -> Ticket:
         """Store a new ticket with its first message and give it the next number.
 
@@ -140,6 +142,8 @@ class TicketsService:
         acknowledgment is queued in the same statement as the ticket, so it costs
         the locked counter row nothing (see `helpdesk.numbering`); `acknowledge`
         False leaves it out (mail a mailing list distributed: docs/mail-gateway.md).
+        `source` says who opened it (`v.SOURCES`); unsaid, the actor does: a customer,
+        an agent, or the system.
         """
         errors: dict[str, str] = {}
         subject = (subject or "").strip()
@@ -160,6 +164,9 @@ class TicketsService:
         category = self._check_choice("category", category or "support", errors)
         if channel not in v.CHANNELS:
             errors["channel"] = f"must be one of {', '.join(v.CHANNELS)}"
+        source = source or _source_of(actor)
+        if source not in v.SOURCES:
+            errors["source"] = f"must be one of {', '.join(v.SOURCES)}"
         if assignee_id is not None:
             self._check_assignee(assignee_id, errors)
         participants = self._participants(cc, email, errors)
@@ -178,6 +185,8 @@ class TicketsService:
             priority=priority,
             category=category,
             channel=channel,
+            source=source,
+            conversation_id=conversation_id,
             is_email_originated=is_email_originated,
             requester_id=requester.id,
             organization_id=organization_id or requester.organization_id,
@@ -493,3 +502,9 @@ class TicketsService:
         if ticket.assignee_id is None:
             set_committed_value(ticket, "assignee", None)
         return ticket
+
+
+def _source_of(actor: Actor) -> str:
+    if actor.is_customer:
+        return "customer"
+    return "agent" if actor.staff_id is not None else "system"

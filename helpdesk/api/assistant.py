@@ -1,0 +1,112 @@
+"""The assistant's tool calls over the API, for `assistant` integrations
+(docs/integrations.md): the tool definitions, and a batch of calls answered with
+one output per call, in order, in the shape a runtime submits as tool outputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from helpdesk import addresses, phones
+from helpdesk.api import bp
+from helpdesk.api.payload import json_object, unstorable
+from helpdesk.auth import integration_required
+from helpdesk.errors import ValidationError
+from helpdesk.extensions import db
+from helpdesk.services import contacts
+from helpdesk.services.assistant import TOOLS, AssistantService, Customer
+
+LANGUAGES = ("en", "es")
+MAX_CALLS = 20  # tool calls in one request
+ASSISTANT_CHANNELS = ("whatsapp", "chat")
+
+
+@bp.get("/assistant/tools")
+@integration_required("assistant")
+def assistant_tools() -> ResponseReturnValue:
+    return jsonify({"tools": TOOLS})
+
+
+@bp.post("/assistant/tool-calls")
+@integration_required("assistant")
+def assistant_tool_calls() -> ResponseReturnValue:
+    data = json_object(
+        {"customer": (dict,), "conversation_id": (str,), "channel": (str,), "tool_calls": (list,)},
+        required=("customer", "tool_calls"),
+    )
+    channel = data.get("channel", "whatsapp")
+    errors = {}
+    if channel not in ASSISTANT_CHANNELS:
+        errors["channel"] = f"must be one of {', '.join(ASSISTANT_CHANNELS)}"
+    calls = data["tool_calls"]
+    if not 1 <= len(calls) <= MAX_CALLS:
+        errors["tool_calls"] = f"must hold 1 to {MAX_CALLS} calls"
+    elif not all(_is_call(call) for call in calls):
+        errors["tool_calls"] = 'each must be {"id", "type": "function", "function": {"name", "arguments"}}'
+    if errors:
+        raise ValidationError(errors)
+    customer = named_customer(data["customer"])
+    db.session.commit()  # the contact, before any call can roll back
+    service = AssistantService(db.session, current_app.config)
+    outputs = [
+        {
+            "tool_call_id": call["id"],
+            "output": json.dumps(
+                service.call(customer, call["function"]["name"], call["function"].get("arguments"), channel),
+                ensure_ascii=False,
+            ),
+        }
+        for call in calls
+    ]
+    return jsonify({"tool_outputs": outputs})
+
+
+def _is_call(call: Any) -> bool:
+    """The runtime's envelope of a call (what the model chose, its name and
+    arguments, is judged per call, as an output)."""
+    return (
+        isinstance(call, dict)
+        and isinstance(call.get("id"), str)
+        and 0 < len(call["id"]) <= 200
+        and not unstorable(call["id"])
+        and call.get("type") == "function"
+        and isinstance(call.get("function"), dict)
+    )
+
+
+def named_customer(value: dict[str, Any]) -> Customer:
+    """The customer a request names: an email, a phone (E.164, a WhatsApp id) or
+    both, maybe a name and a language; found or created as one contact."""
+    errors: dict[str, str] = {}
+    known = {"email", "phone", "name", "language"}
+    for key, item in value.items():
+        if key not in known:
+            errors[f"customer.{key}"] = "is not a known field"
+        elif not isinstance(item, str) or unstorable(item):
+            errors[f"customer.{key}"] = "must be text"
+    if errors:
+        raise ValidationError(errors)
+    email = addresses.normalize(value.get("email")) or None
+    if email is not None and not addresses.is_valid(email):
+        errors["customer.email"] = addresses.INVALID
+    phone = None
+    if value.get("phone"):
+        phone = phones.normalize(value["phone"])
+        if phone is None:
+            errors["customer.phone"] = phones.INVALID
+    if email is None and phone is None and not errors:
+        errors["customer"] = "needs an email or a phone"
+    language = value.get("language", "")
+    language = language.strip().lower()[:2]
+    if language and language not in LANGUAGES:
+        language = ""  # a language we have no texts in: not an error, the default applies
+    if errors:
+        raise ValidationError(errors)
+    contact = contacts.for_customer(
+        db.session, email=email, phone=phone, name=value.get("name", "")[:200], language=language
+    )
+    language = contact.language or current_app.config["DEFAULT_LANGUAGE"]
+    return Customer(contact, language if language in LANGUAGES else "en")

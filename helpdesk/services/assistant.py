@@ -1,0 +1,313 @@
+"""Tools an assistant's language model calls for a customer (docs/integrations.md).
+
+The definitions below are the one source: `GET /api/v1/assistant/tools` returns
+them, and every call's arguments are validated against the same JSON Schema
+(jsonschema-rs) before a handler sees them. A call never fails as HTTP: whatever
+goes wrong is an output `{"success": false, "error", "userMessage"}` that the
+runtime passes back to the model, with `error` one of the fixed strings below and
+`userMessage` a sentence for the customer in their language.
+
+A customer only ever reaches their own tickets (as requester or CC participant);
+an unknown number and someone else's ticket get the same output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jsonschema_rs
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from helpdesk import numbering
+from helpdesk import vocabulary as v
+from helpdesk.clock import describe, now
+from helpdesk.errors import DomainError
+from helpdesk.models import Contact, Participant, Ticket
+from helpdesk.services import customer_limits
+from helpdesk.services.actors import Actor
+from helpdesk.services.tickets import MAX_SUBJECT, TicketsService
+
+MAX_TEXT = 20_000  # a description or a comment
+MAX_ARGUMENTS = 64 * 1024  # the arguments' JSON text
+LISTED = 20  # tickets `list_my_tickets` returns, newest first
+
+ASSISTANT_CATEGORIES = ("support", "technical", "billing", "sales", "complaint")
+
+
+def _function(
+    name: str, description: str, properties: dict[str, Any], required: Sequence[str]
+) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "required": list(required),
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+_TICKET_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "description": "The ticket number, e.g. TKT-000123",
+}
+
+TOOLS: list[dict[str, Any]] = [
+    _function(
+        "create_ticket_report",
+        "Open a support ticket for the customer about a problem they describe.",
+        {
+            "title": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_SUBJECT,
+                "description": "A short summary",
+            },
+            "description": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+            "category": {"type": "string", "enum": list(ASSISTANT_CATEGORIES)},
+            "priority": {"type": "string", "enum": list(v.PRIORITIES)},
+        },
+        ["title", "description"],
+    ),
+    _function(
+        "get_ticket_information",
+        "Look up one of the customer's tickets: status, priority, assigned agent, SLA.",
+        {"ticketId": _TICKET_ID},
+        ["ticketId"],
+    ),
+    _function("list_my_tickets", "List the customer's most recent tickets.", {}, []),
+    _function(
+        "add_ticket_comment",
+        "Add the customer's comment to one of their tickets.",
+        {"ticketId": _TICKET_ID, "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
+        ["ticketId", "text"],
+    ),
+]
+
+INVALID_ARGUMENTS = "Invalid arguments format"
+TOO_MANY = "Too many tickets created. Please try again later."
+
+# What the customer reads when a call fails, in the languages there are.
+_USER_MESSAGES = {
+    "en": {
+        "invalid": "Sorry, I could not understand that request. Could you rephrase it?",
+        "unknown": "Sorry, I cannot do that yet.",
+        "not_found": "The requested ticket was not found.",
+        "too_many": "You have opened many tickets recently. Please try again later.",
+        "refused": "Sorry, that could not be done: {reason}",
+    },
+    "es": {
+        "invalid": "Lo siento, no pude entender la solicitud. ¿Podrías reformularla?",
+        "unknown": "Lo siento, todavía no puedo hacer eso.",
+        "not_found": "No se encontró el ticket solicitado.",
+        "too_many": "Has abierto muchos tickets recientemente. Por favor, inténtalo más tarde.",
+        "refused": "Lo siento, no se pudo hacer: {reason}",
+    },
+}
+
+_VALIDATORS = {
+    tool["function"]["name"]: jsonschema_rs.validator_for(tool["function"]["parameters"]) for tool in TOOLS
+}
+
+
+@dataclass(frozen=True)
+class Customer:
+    """Who the integration acts for in this request."""
+
+    contact: Contact
+    language: str  # one of the languages there are user messages in
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.customer(self.contact.email, self.contact.name)
+
+
+class Failure(Exception):
+    """A call that fails as an output: the error string and the user message's key."""
+
+    def __init__(self, error: str, message: str, **values: str) -> None:
+        super().__init__(error)
+        self.error = error
+        self.message = message
+        self.values = values
+
+
+class AssistantService:
+    def __init__(self, session: Session, config: Mapping[str, Any]) -> None:
+        self.session = session
+        self.config = config
+        self.tickets = TicketsService.from_config(session, config)
+        self.handlers: dict[str, Callable[[Customer, dict[str, Any], str], dict[str, Any]]] = {
+            "create_ticket_report": self._create,
+            "get_ticket_information": self._information,
+            "list_my_tickets": self._list,
+            "add_ticket_comment": self._comment,
+        }
+
+    def call(self, customer: Customer, name: object, arguments: object, channel: str) -> dict[str, Any]:
+        """One tool call's output. Each call commits or rolls back on its own, so one
+        failing call in a batch does not undo another."""
+        try:
+            if not isinstance(name, str) or name not in self.handlers:
+                raise Failure(f"Unknown function: {str(name)[:100]}", "unknown")
+            output = self.handlers[name](customer, _arguments(name, arguments), channel)
+            self.session.commit()
+            return output
+        except Failure as failure:
+            self.session.rollback()
+            return self._failed(customer, failure)
+        except DomainError as exc:  # the service refused (a cancelled ticket, a closed one…)
+            self.session.rollback()
+            return self._failed(customer, Failure(str(exc), "refused", reason=str(exc)))
+
+    def _failed(self, customer: Customer, failure: Failure) -> dict[str, Any]:
+        template = _USER_MESSAGES[customer.language][failure.message]
+        return {"success": False, "error": failure.error, "userMessage": template.format(**failure.values)}
+
+    # -- the tools ----------------------------------------------------------------
+
+    def _create(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
+        if not customer_limits.may_open(self.session, customer.contact, self.config):
+            raise Failure(TOO_MANY, "too_many")
+        contact = customer.contact
+        ticket = self.tickets.open_ticket(
+            subject=arguments["title"],
+            description=arguments["description"],
+            requester_email=contact.email,
+            requester_name=contact.name,
+            channel=channel,
+            actor=customer.actor,
+            source="ai",
+            priority=arguments.get("priority"),
+            category=arguments.get("category"),
+        )
+        number = self._number(ticket.number)
+        return {
+            "success": True,
+            "ticketId": number,
+            "message": f"Ticket {number} created successfully",
+            "status": ticket.status,
+            "priority": ticket.priority,
+        }
+
+    def _information(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
+        ticket = self._own_ticket(customer, arguments["ticketId"])
+        agent = ticket.assignee
+        return {
+            "success": True,
+            "ticketId": self._number(ticket.number),
+            "status": ticket.status,
+            "priority": ticket.priority,
+            "category": ticket.category,
+            "title": ticket.subject,
+            "description": ticket.description,
+            "createdAt": _when(ticket.created_at),
+            "updatedAt": _when(ticket.updated_at),
+            "assignedAgent": {"name": agent.name, "email": agent.email} if agent is not None else None,
+            "sla": _sla(ticket),
+        }
+
+    def _list(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
+        tickets = self.session.execute(
+            select(Ticket).where(_belongs_to(customer.contact)).order_by(Ticket.number.desc()).limit(LISTED)
+        ).scalars()
+        return {
+            "success": True,
+            "tickets": [
+                {
+                    "ticketId": self._number(ticket.number),
+                    "title": ticket.subject,
+                    "status": ticket.status,
+                    "priority": ticket.priority,
+                    "updatedAt": _when(ticket.updated_at),
+                }
+                for ticket in tickets
+            ],
+        }
+
+    def _comment(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
+        ticket = self._own_ticket(customer, arguments["ticketId"])
+        self.tickets.add_message(ticket, body=arguments["text"], actor=customer.actor, channel=channel)
+        number = self._number(ticket.number)
+        return {"success": True, "ticketId": number, "message": f"Comment added to ticket {number}"}
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _own_ticket(self, customer: Customer, ticket_id: str) -> Ticket:
+        number = numbering.parse_number(ticket_id, self.config["TICKET_PREFIX"])
+        ticket = None
+        if number is not None:
+            ticket = self.session.execute(
+                select(Ticket).where(Ticket.number == number, _belongs_to(customer.contact))
+            ).scalar_one_or_none()
+        if ticket is None:
+            raise Failure(f"Ticket {ticket_id} not found or does not belong to this customer", "not_found")
+        return ticket
+
+    def _number(self, number: int) -> str:
+        return numbering.display_number(number, self.config)
+
+
+def _arguments(name: str, arguments: object) -> dict[str, Any]:
+    """The call's arguments: JSON text of an object that passes the tool's schema."""
+    if not isinstance(arguments, str) or len(arguments) > MAX_ARGUMENTS:
+        raise Failure(INVALID_ARGUMENTS, "invalid")
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError:
+        raise Failure(INVALID_ARGUMENTS, "invalid") from None
+    if not isinstance(parsed, dict) or not _VALIDATORS[name].is_valid(parsed) or _unstorable(parsed):
+        raise Failure(INVALID_ARGUMENTS, "invalid")
+    return parsed
+
+
+def _unstorable(arguments: dict[str, Any]) -> bool:
+    """NUL and lone surrogates pass a JSON Schema but no database stores them."""
+    for value in arguments.values():
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
+def _belongs_to(contact: Contact) -> Any:
+    participant = select(Participant.ticket_id).where(Participant.email == contact.email)
+    return or_(Ticket.requester_id == contact.id, Ticket.id.in_(participant))
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() + "Z" if moment is not None else None
+
+
+def _sla(ticket: Ticket) -> dict[str, Any] | None:
+    """`timeRemaining` until the resolution target, in words ("3 hours"), "overdue",
+    or None once resolved; None without targets (a cancelled ticket)."""
+    if ticket.resolution_due_at is None:
+        return None
+    first_met = None if ticket.first_response_breached is None else not ticket.first_response_breached
+    remaining = ticket.resolution_due_at - now()
+    if ticket.resolved_at is not None:
+        left = None
+    else:
+        left = describe(remaining) if remaining.total_seconds() > 0 else "overdue"
+    return {
+        "firstResponseMet": first_met,
+        "resolutionTarget": _when(ticket.resolution_due_at),
+        "timeRemaining": left,
+    }

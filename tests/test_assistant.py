@@ -1,0 +1,351 @@
+"""Integrations and the assistant's tool calls (docs/integrations.md): tokens, the
+customer a call acts for, every tool with valid, invalid and hostile arguments, and
+a recorded exchange in the shape an assistant runtime sends it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk import phones
+from helpdesk.extensions import db
+from helpdesk.models import Contact, Integration, Ticket
+from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.staff import StaffService
+from tests.support.app import login_tokens
+from tests.support.database import open_ticket
+
+WHATSAPP = {"phone": "whatsapp:+52 1 55 1234 5678", "name": "Lucía Pérez", "language": "es"}
+
+
+@pytest.fixture
+def token(app) -> str:  # type: ignore[no-untyped-def]
+    _integration, secret = IntegrationsService(db.session).add("whatsapp-bot", "assistant")
+    db.session.commit()
+    return secret
+
+
+def tool_calls(client, token: str, calls: list[tuple[str, object]], customer=None, **extra):  # type: ignore[no-untyped-def]
+    body = {
+        "customer": customer if customer is not None else WHATSAPP,
+        "tool_calls": [
+            {
+                "id": f"call_{n}",
+                "type": "function",
+                "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+            }
+            for n, (name, args) in enumerate(calls)
+        ],
+        **extra,
+    }
+    return client.post(
+        "/api/v1/assistant/tool-calls", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def outputs(response) -> list[dict]:  # type: ignore[no-untyped-def]
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = response.get_json()
+    assert [item["tool_call_id"] for item in answer["tool_outputs"]] == [
+        f"call_{n}" for n in range(len(answer["tool_outputs"]))
+    ]
+    return [json.loads(item["output"]) for item in answer["tool_outputs"]]
+
+
+# -- integrations -------------------------------------------------------------------------------
+
+
+def test_tokens_are_stored_hashed_shown_once_and_revoked_at_once(client, runner, app):
+    added = runner.invoke(args=["integrations", "add", "web-chat", "--kind", "chat"])
+    assert added.exit_code == 0, added.output
+    secret = added.output.split()[-1]
+    assert secret.startswith("hdi_") and len(secret) > 40
+    row = db.session.execute(select(Integration)).scalar_one()
+    assert secret not in (row.token_hash, row.name) and len(row.token_hash) == 64
+    listing = runner.invoke(args=["integrations", "list"]).output
+    assert "web-chat" in listing and "active" in listing and secret not in listing
+    assistant = runner.invoke(args=["integrations", "add", "bot", "--kind", "assistant"]).output.split()[-1]
+    headers = {"Authorization": f"Bearer {assistant}"}
+    assert client.get("/api/v1/assistant/tools", headers=headers).status_code == 200
+    # A chat integration is not an assistant; a staff token is no integration token.
+    assert (
+        client.get("/api/v1/assistant/tools", headers={"Authorization": f"Bearer {secret}"}).status_code
+        == 403
+    )
+    assert runner.invoke(args=["integrations", "revoke", "bot"]).exit_code == 0
+    assert client.get("/api/v1/assistant/tools", headers=headers).status_code == 401
+    assert runner.invoke(args=["integrations", "revoke", "nobody"]).exit_code == 1
+    again = runner.invoke(args=["integrations", "add", "web-chat", "--kind", "chat"])
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_an_integration_never_gets_staff_powers_nor_staff_an_integrations(client, token, agent):
+    staff = login_tokens(client, agent.email, "agent-password-1")["access_token"]
+    assert client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert (
+        client.get("/api/v1/assistant/tools", headers={"Authorization": f"Bearer {staff}"}).status_code == 401
+    )
+    assert client.get("/api/v1/assistant/tools").status_code == 401
+
+
+def test_the_tool_definitions_are_the_schemas_calls_are_checked_against(client, token):
+    answer = client.get("/api/v1/assistant/tools", headers={"Authorization": f"Bearer {token}"}).get_json()
+    tools = {tool["function"]["name"]: tool for tool in answer["tools"]}
+    assert {"create_ticket_report", "get_ticket_information", "list_my_tickets", "add_ticket_comment"} <= set(
+        tools
+    )
+    create = tools["create_ticket_report"]
+    assert create["type"] == "function"
+    parameters = create["function"]["parameters"]
+    assert parameters["required"] == ["title", "description"]
+    assert parameters["properties"]["category"]["enum"] == [
+        "support",
+        "technical",
+        "billing",
+        "sales",
+        "complaint",
+    ]
+    assert parameters["properties"]["priority"]["enum"] == ["low", "medium", "high", "urgent"]
+    assert tools["get_ticket_information"]["function"]["parameters"]["required"] == ["ticketId"]
+
+
+# -- phones and contacts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("+52 1 55 1234 5678", "+5215512345678"),
+        ("5215512345678", "+5215512345678"),  # a WhatsApp id
+        ("whatsapp:+5215512345678", "+5215512345678"),
+        ("0034 (91) 123-45-67", "+34911234567"),
+        ("tel:+1.415.555.0100", "+14155550100"),
+        ("555-1234", None),  # no country code
+        ("+0123456789", None),
+        ("+1234567890123456", None),  # 16 digits
+        ("+५२१५५१२३४५६७८", None),  # not ASCII digits
+        ("", None),
+        ("+" + "1" * 100, None),
+    ],
+)
+def test_phone_numbers_are_read_as_e164(text, expected):
+    assert phones.normalize(text) == expected
+
+
+def test_one_person_is_one_contact_by_phone_or_email(client, token):
+    outputs(tool_calls(client, token, [("list_my_tickets", {})], customer={"phone": "+5215512345678"}))
+    phone_only = db.session.execute(select(Contact)).scalar_one()
+    assert (phone_only.phone, phone_only.email) == ("+5215512345678", "5215512345678@phone.invalid")
+    created = outputs(
+        tool_calls(
+            client,
+            token,
+            [("create_ticket_report", {"title": "Sin internet", "description": "Desde ayer."})],
+            customer={"phone": "5215512345678"},
+        )
+    )
+    assert created[0]["success"] is True
+    # Now the same person gives an email, which mail already knows: one contact.
+    db.session.add(Contact(email="lucia@example.com", name="Lucía"))
+    db.session.commit()
+    listed = outputs(
+        tool_calls(
+            client,
+            token,
+            [("list_my_tickets", {})],
+            customer={"phone": "+52 1 5512345678", "email": "Lucia@Example.com"},
+        )
+    )
+    assert [t["ticketId"] for t in listed[0]["tickets"]] == ["TKT-000001"]
+    lucia = db.session.execute(select(Contact).where(Contact.email == "lucia@example.com")).scalar_one()
+    assert lucia.phone == "+5215512345678"
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert ticket.requester_id == lucia.id
+
+
+# -- the tools ------------------------------------------------------------------------------------
+
+
+def test_a_recorded_exchange_creates_and_looks_up_a_ticket(client, token):
+    """The shape a runtime sends (OpenAI-style tool calls), our outputs parsed back."""
+    created = outputs(
+        tool_calls(
+            client,
+            token,
+            [
+                (
+                    "create_ticket_report",
+                    {
+                        "title": "Internet lento",
+                        "description": "La velocidad es de 2 Mbps y contraté 100.",
+                        "category": "technical",
+                        "priority": "high",
+                    },
+                )
+            ],
+            conversation_id="wa-conv-778",
+        )
+    )
+    assert created == [
+        {
+            "success": True,
+            "ticketId": "TKT-000001",
+            "message": "Ticket TKT-000001 created successfully",
+            "status": "new",
+            "priority": "high",
+        }
+    ]
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert (ticket.channel, ticket.source, ticket.category) == ("whatsapp", "ai", "technical")
+    looked = outputs(tool_calls(client, token, [("get_ticket_information", {"ticketId": "tkt-1"})]))[0]
+    assert looked["success"] is True and looked["ticketId"] == "TKT-000001"
+    assert (looked["status"], looked["priority"], looked["category"]) == ("new", "high", "technical")
+    assert looked["title"] == "Internet lento" and looked["assignedAgent"] is None
+    assert looked["sla"]["firstResponseMet"] is None and looked["sla"]["timeRemaining"]
+    assert looked["createdAt"].endswith("Z")
+
+
+def test_comments_and_lists_reach_only_the_customers_tickets(client, token, service):
+    open_ticket(service, requester_email="other@example.com", subject="Someone else's")
+    mine = outputs(
+        tool_calls(client, token, [("create_ticket_report", {"title": "Mío", "description": "."})])
+    )
+    assert mine[0]["ticketId"] == "TKT-000002"
+    answers = outputs(
+        tool_calls(
+            client,
+            token,
+            [
+                ("add_ticket_comment", {"ticketId": "TKT-000002", "text": "Sigue igual."}),
+                ("add_ticket_comment", {"ticketId": "TKT-000001", "text": "Hola"}),
+                ("get_ticket_information", {"ticketId": "TKT-000001"}),
+                ("get_ticket_information", {"ticketId": "TKT-000999"}),
+                ("list_my_tickets", {}),
+            ],
+        )
+    )
+    assert answers[0] == {
+        "success": True,
+        "ticketId": "TKT-000002",
+        "message": "Comment added to ticket TKT-000002",
+    }
+    for answer, number in (
+        (answers[1], "TKT-000001"),
+        (answers[2], "TKT-000001"),
+        (answers[3], "TKT-000999"),
+    ):
+        assert answer == {
+            "success": False,
+            "error": f"Ticket {number} not found or does not belong to this customer",
+            "userMessage": "No se encontró el ticket solicitado.",
+        }
+    assert [t["ticketId"] for t in answers[4]["tickets"]] == ["TKT-000002"]
+    other = db.session.execute(select(Ticket).where(Ticket.number == 1)).scalar_one()
+    assert [m.body for m in other.messages] == [other.description]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        "not json",
+        "[1, 2]",
+        '"a string"',
+        json.dumps({"title": "x"}),  # description missing
+        json.dumps({"title": 5, "description": "."}),
+        json.dumps({"title": "x", "description": ".", "category": "feature_request"}),
+        json.dumps({"title": "x", "description": ".", "priority": "critical"}),
+        json.dumps({"title": "x", "description": ".", "extra": 1}),
+        json.dumps({"title": "x" * 501, "description": "."}),
+        json.dumps({"title": "x", "description": "." * 20_001}),
+        json.dumps({"title": "nul\u0000", "description": "."}),
+        '{"title": "\\ud800", "description": "."}',
+        json.dumps({"title": "", "description": "."}),
+    ],
+)
+def test_invalid_arguments_are_an_output_not_an_error(client, token, arguments):
+    (answer,) = outputs(tool_calls(client, token, [("create_ticket_report", arguments)]))
+    assert answer == {
+        "success": False,
+        "error": "Invalid arguments format",
+        "userMessage": "Lo siento, no pude entender la solicitud. ¿Podrías reformularla?",
+    }
+    assert db.session.execute(select(Ticket)).first() is None
+
+
+def test_an_unknown_function_is_named_and_answered_in_english_by_default(client, token):
+    (answer,) = outputs(
+        tool_calls(client, token, [("delete_everything", {})], customer={"email": "bob@example.com"})
+    )
+    assert answer == {
+        "success": False,
+        "error": "Unknown function: delete_everything",
+        "userMessage": "Sorry, I cannot do that yet.",
+    }
+
+
+def test_too_many_tickets_in_an_hour_is_an_output(client, app, token):
+    app.config["CUSTOMER_MAX_TICKETS_PER_HOUR"] = 3
+    calls = [("create_ticket_report", {"title": f"Falla {n}", "description": "."}) for n in range(4)]
+    answers = outputs(tool_calls(client, token, calls))
+    assert [a["success"] for a in answers] == [True, True, True, False]
+    assert answers[3]["error"] == "Too many tickets created. Please try again later."
+    assert db.session.execute(select(Ticket.number)).scalars().all() == [1, 2, 3]
+
+
+def test_staff_opening_tickets_for_the_customer_are_not_limited(client, app, token, service, agent):
+    app.config["CUSTOMER_MAX_OPEN_TICKETS"] = 1
+    outputs(tool_calls(client, token, [("create_ticket_report", {"title": "Uno", "description": "."})]))
+    lucia = db.session.execute(select(Contact)).scalar_one()
+    from helpdesk.services import Actor
+
+    open_ticket(service, Actor.staff(agent), requester_email=lucia.email)
+    (answer,) = outputs(
+        tool_calls(client, token, [("create_ticket_report", {"title": "Dos", "description": "."})])
+    )
+    assert answer["success"] is False and answer["error"].startswith("Too many tickets")
+    assert len(db.session.execute(select(Ticket)).all()) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "customer": {},
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "list_my_tickets"}}],
+        },
+        {"customer": {"phone": "12"}, "tool_calls": [{"id": "c", "type": "function", "function": {}}]},
+        {"customer": {"email": "not an address"}, "tool_calls": []},
+        {"customer": {"email": "a@b.co", "role": "admin"}, "tool_calls": []},
+        {"customer": {"email": "a@b.co"}, "tool_calls": [{"type": "function"}]},
+        {
+            "customer": {"email": "a@b.co"},
+            "tool_calls": [{"id": "c", "type": "function", "function": {}}] * 21,
+        },
+        {"customer": {"email": "a@b.co"}, "channel": "email", "tool_calls": []},
+        {"tool_calls": []},
+    ],
+)
+def test_a_malformed_request_is_refused_as_a_whole(client, token, body):
+    response = client.post(
+        "/api/v1/assistant/tool-calls", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert db.session.execute(select(Ticket)).first() is None
+
+
+def test_staff_accounts_are_untouched_by_a_customer_claiming_a_staff_address(client, token, agent):
+    """The integration names customers; naming a staff address makes a contact, not staff."""
+    (answer,) = outputs(
+        tool_calls(
+            client,
+            token,
+            [("create_ticket_report", {"title": "Hola", "description": "."})],
+            customer={"email": agent.email},
+        )
+    )
+    assert answer["success"] is True
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert ticket.source == "ai" and ticket.assignee_id is None
+    assert StaffService(db.session).by_email(agent.email).role == "agent"
