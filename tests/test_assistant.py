@@ -349,3 +349,31 @@ def test_staff_accounts_are_untouched_by_a_customer_claiming_a_staff_address(cli
     ticket = db.session.execute(select(Ticket)).scalar_one()
     assert ticket.source == "ai" and ticket.assignee_id is None
     assert StaffService(db.session).by_email(agent.email).role == "agent"
+
+
+def test_admins_add_and_revoke_integrations_in_the_portal(client, admin_portal):
+    page = admin_portal.get("/admin/integrations")
+    assert page.status_code == 200 and b"No integrations yet" in page.data
+    shown = admin_portal.post(
+        "/admin/integrations", {"name": "wa-bot", "kind": "assistant"}, page="/admin/integrations"
+    )
+    assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"
+    [token] = [
+        line.split(">")[1].split("<")[0]
+        for line in shown.get_data(as_text=True).splitlines()
+        if 'id="new-token"' in line
+    ]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/assistant/tools", headers=headers).status_code == 200
+    listing = admin_portal.get("/admin/integrations").get_data(as_text=True)
+    assert "wa-bot" in listing and token not in listing
+    bad = admin_portal.post("/admin/integrations", {"name": "x", "kind": "root"}, page="/admin/integrations")
+    assert bad.status_code == 302
+    item = db.session.execute(select(Integration).where(Integration.name == "wa-bot")).scalar_one()
+    admin_portal.post(f"/admin/integrations/{item.id}/revoke", page="/admin/integrations")
+    assert client.get("/api/v1/assistant/tools", headers=headers).status_code == 401
+
+
+def test_agents_cannot_manage_integrations(portal):
+    assert portal.get("/admin/integrations").status_code == 403
+    assert portal.post("/admin/integrations", {"name": "x", "kind": "chat"}).status_code == 403

@@ -512,7 +512,9 @@ def test_the_ticket_page_shows_the_reviewer_why_a_staff_mail_is_unverified(gatew
 
 
 def _cost(raw: bytes) -> float:
-    """Seconds to read a mail and decide whether a machine wrote it (best of 3)."""
+    """Seconds to read a mail and decide whether a machine wrote it (best of 3).
+    Compared as a ratio to ordinary mail in the same run, never as a duration (see
+    test_linear_patterns for why these few timed checks are tests)."""
     times = []
     for _ in range(3):
         started = time.perf_counter()

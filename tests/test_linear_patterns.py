@@ -13,6 +13,11 @@ that anyway. A quadratic pattern fails both by orders of magnitude at this size.
 
 `test_every_pattern_is_covered` finds the patterns by looking at the modules, so a
 new one without a case here fails the suite.
+
+These are the suite's only timed assertions, on purpose: a ratio within one run,
+not a duration, failing only by orders of magnitude, and a security regression
+(one mail holding a listener for minutes) that must fail CI rather than show up
+in a benchmark table.
 """
 
 from __future__ import annotations

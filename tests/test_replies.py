@@ -248,7 +248,9 @@ HOSTILE = {
 
 def _best_of_three(*texts: str) -> list[float]:
     """The least time of three rounds for each text, the texts taking turns in each
-    round: a busy machine slows the hostile and the benign input alike."""
+    round: a busy machine slows the hostile and the benign input alike. Compared as
+    a ratio, never as a duration (see test_linear_patterns for why these few timed
+    checks are tests)."""
     best = [float("inf")] * len(texts)
     for _ in range(3):
         for index, text in enumerate(texts):

@@ -1,4 +1,4 @@
-"""Administration, admins only: authorized senders and staff accounts."""
+"""Administration, admins only: authorized senders, staff accounts, integrations."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from sqlalchemy import select
 from helpdesk import vocabulary as v
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
-from helpdesk.models import StaffUser
+from helpdesk.models import Integration, StaffUser
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
+from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 
@@ -119,12 +120,59 @@ def _staff_member(user_id: int) -> StaffUser:
 
 
 def _show_password(heading: str, user: StaffUser, password: str) -> ResponseReturnValue:
-    """A generated password, in this response only: never in the flash cookie (a
-    signed cookie is readable, not encrypted) and never cached."""
-    response = make_response(
+    return _shown_once(
         render_template(
             "portal/password_shown.html", nav="staff", heading=heading, user=user, password=password
         )
     )
+
+
+def _shown_once(page: str) -> ResponseReturnValue:
+    """A secret (a generated password, an integration's token), in this response
+    only: never in the flash cookie (a signed cookie is readable, not encrypted) and
+    never cached."""
+    response = make_response(page)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/admin/integrations")
+@login_required("admin")
+def integrations() -> ResponseReturnValue:
+    return render_template(
+        "portal/integrations.html",
+        nav="integrations",
+        integrations=IntegrationsService(db.session).list(),
+        kinds=v.INTEGRATION_KINDS,
+    )
+
+
+@bp.post("/admin/integrations")
+@login_required("admin")
+def add_integration() -> ResponseReturnValue:
+    try:
+        integration, token = IntegrationsService(db.session).add(
+            request.form.get("name", ""), request.form.get("kind", "")
+        )
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("portal.integrations"))
+    db.session.commit()
+    return _shown_once(
+        render_template("portal/token_shown.html", nav="integrations", integration=integration, token=token)
+    )
+
+
+@bp.post("/admin/integrations/<int(max=2147483647):integration_id>/revoke")
+@login_required("admin")
+def revoke_integration(integration_id: int) -> ResponseReturnValue:
+    integration = db.session.get(Integration, integration_id)
+    if integration is None:
+        abort(404)
+
+    def revoke() -> str:
+        IntegrationsService(db.session).revoke(integration.name)
+        return f"Integration {integration.name} revoked: its token no longer works."
+
+    return perform(revoke, url_for("portal.integrations"))
