@@ -23,3 +23,9 @@ def describe(duration: timedelta) -> str:
             return f"{count} {unit}{'s' if count != 1 else ''}"
     minutes = max(1, round(seconds / 60))
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A stored (naive UTC) time as the API and the integrations write it: ISO 8601
+    to the second, with `Z`."""
+    return None if moment is None else moment.isoformat(timespec="seconds") + "Z"

@@ -58,7 +58,8 @@ def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, ag
     )
     db.session.commit()
     token = login_tokens(client, agent.email, "agent-password-1")["access_token"]
-    _integration, integration_token = IntegrationsService(db.session).add("fuzz-bot", "assistant")
+    integrations = IntegrationsService(db.session)
+    integration_tokens = {kind: integrations.add(f"fuzz-{kind}", kind)[1] for kind in ("assistant", "chat")}
     db.session.commit()
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     generation = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE
@@ -68,7 +69,7 @@ def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, ag
         operation = result.ok()
         if operation.path == "/auth/logout":
             continue  # revoking the fuzzer's own token would leave only the 401 path
-        secret = integration_token if operation.path.startswith("/assistant/") else token
+        secret = integration_tokens.get(operation.path.split("/")[1], token)
         bearer = {"Authorization": f"Bearer {secret}"}
 
         @settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))

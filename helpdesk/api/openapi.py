@@ -45,6 +45,41 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 STAFF: list[dict[str, list[str]]] = [{"bearer": []}]
 INTEGRATION: list[dict[str, list[str]]] = [{"integration": []}]
+CHAT_CUSTOMER = {
+    "type": "object",
+    "properties": {
+        "email": {"type": "string"},
+        "name": {"type": "string"},
+        "phone": {"type": "string"},
+        "language": {"type": "string"},
+    },
+    "required": ["email"],
+    "additionalProperties": False,
+}
+CARD = {
+    "type": "object",
+    "properties": {
+        "number": {"type": "string"},
+        "subject": {"type": "string"},
+        "status": {"type": "string"},
+        "priority": {"type": "string"},
+        "category": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "sentence": {"type": "string"},
+        "conversation_id": {"type": "string"},
+    },
+    "required": [
+        "number",
+        "subject",
+        "status",
+        "priority",
+        "category",
+        "created_at",
+        "updated_at",
+        "sentence",
+    ],
+}
 TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 NULLABLE_NUMBER = {"type": "number", "nullable": True}
@@ -564,6 +599,37 @@ PATHS: dict[str, Any] = {
                         ["tool_outputs"],
                     )
                 ),
+                **_errors(400, 401, 403, 413, 422),
+            },
+        }
+    },
+    "/chat/tickets": {
+        "post": {
+            "summary": "A chat conversation becomes a ticket (channel chat) for the customer named",
+            "security": INTEGRATION,
+            "requestBody": _body(
+                _object(
+                    {
+                        "conversation_id": {"type": "string"},
+                        "customer": CHAT_CUSTOMER,
+                        "subject": {"type": "string"},
+                        "transcript": {"type": "string"},
+                    },
+                    ["conversation_id", "customer", "transcript"],
+                )
+            ),
+            "responses": {"201": _json(CARD), **_errors(400, 401, 403, 413, 422, 429)},
+        }
+    },
+    "/chat/lookup": {
+        "post": {
+            "summary": "Status cards for the customer's tickets whose numbers a chat message mentions",
+            "security": INTEGRATION,
+            "requestBody": _body(
+                _object({"customer": CHAT_CUSTOMER, "text": {"type": "string"}}, ["customer", "text"])
+            ),
+            "responses": {
+                "200": _json(_object({"tickets": {"type": "array", "items": CARD}}, ["tickets"])),
                 **_errors(400, 401, 403, 413, 422),
             },
         }

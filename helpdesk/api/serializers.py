@@ -6,19 +6,15 @@ Times are ISO 8601 in UTC with a `Z`; ticket numbers are shown formatted
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import current_app
 
 from helpdesk import lifecycle, sla
+from helpdesk.clock import iso as when
 from helpdesk.clock import now
 from helpdesk.models import Attachment, Message, StaffUser, Ticket, TicketHistory
 from helpdesk.numbering import display_number
-
-
-def when(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds") + "Z"
 
 
 def number(ticket: Ticket) -> str:

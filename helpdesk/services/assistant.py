@@ -16,19 +16,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import jsonschema_rs
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk import numbering
 from helpdesk import vocabulary as v
-from helpdesk.clock import describe, now
+from helpdesk.clock import describe, iso, now
 from helpdesk.errors import DomainError
-from helpdesk.models import Contact, Participant, Ticket
-from helpdesk.services import customer_limits
+from helpdesk.models import Contact, Ticket
+from helpdesk.services import contacts, customer_limits
 from helpdesk.services.actors import Actor
 from helpdesk.services.tickets import MAX_SUBJECT, TicketsService
 
@@ -213,15 +212,18 @@ class AssistantService:
             "category": ticket.category,
             "title": ticket.subject,
             "description": ticket.description,
-            "createdAt": _when(ticket.created_at),
-            "updatedAt": _when(ticket.updated_at),
+            "createdAt": iso(ticket.created_at),
+            "updatedAt": iso(ticket.updated_at),
             "assignedAgent": {"name": agent.name, "email": agent.email} if agent is not None else None,
             "sla": _sla(ticket),
         }
 
     def _list(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         tickets = self.session.execute(
-            select(Ticket).where(_belongs_to(customer.contact)).order_by(Ticket.number.desc()).limit(LISTED)
+            select(Ticket)
+            .where(contacts.tickets_of(customer.contact))
+            .order_by(Ticket.number.desc())
+            .limit(LISTED)
         ).scalars()
         return {
             "success": True,
@@ -231,7 +233,7 @@ class AssistantService:
                     "title": ticket.subject,
                     "status": ticket.status,
                     "priority": ticket.priority,
-                    "updatedAt": _when(ticket.updated_at),
+                    "updatedAt": iso(ticket.updated_at),
                 }
                 for ticket in tickets
             ],
@@ -250,7 +252,7 @@ class AssistantService:
         ticket = None
         if number is not None:
             ticket = self.session.execute(
-                select(Ticket).where(Ticket.number == number, _belongs_to(customer.contact))
+                select(Ticket).where(Ticket.number == number, contacts.tickets_of(customer.contact))
             ).scalar_one_or_none()
         if ticket is None:
             raise Failure(f"Ticket {ticket_id} not found or does not belong to this customer", "not_found")
@@ -286,15 +288,6 @@ def _unstorable(arguments: dict[str, Any]) -> bool:
     return False
 
 
-def _belongs_to(contact: Contact) -> Any:
-    participant = select(Participant.ticket_id).where(Participant.email == contact.email)
-    return or_(Ticket.requester_id == contact.id, Ticket.id.in_(participant))
-
-
-def _when(moment: datetime | None) -> str | None:
-    return moment.isoformat() + "Z" if moment is not None else None
-
-
 def _sla(ticket: Ticket) -> dict[str, Any] | None:
     """`timeRemaining` until the resolution target, in words ("3 hours"), "overdue",
     or None once resolved; None without targets (a cancelled ticket)."""
@@ -308,6 +301,6 @@ def _sla(ticket: Ticket) -> dict[str, Any] | None:
         left = describe(remaining) if remaining.total_seconds() > 0 else "overdue"
     return {
         "firstResponseMet": first_met,
-        "resolutionTarget": _when(ticket.resolution_due_at),
+        "resolutionTarget": iso(ticket.resolution_due_at),
         "timeRemaining": left,
     }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from typing import Any
+
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
 from helpdesk.clock import now
-from helpdesk.models import Contact, Message, Ticket
+from helpdesk.models import Contact, Message, Participant, Ticket
 
 # Built once: every new ticket looks its requester up, and composing the statement
 # anew cost as much as running it.
@@ -87,6 +89,13 @@ def _merge(session: Session, phone_only: Contact, contact: Contact) -> None:
     contact.phone = phone
     if not contact.language:
         contact.language = phone_only.language
+
+
+def tickets_of(contact: Contact) -> Any:
+    """The condition on tickets a customer may see: theirs, or ones they are a CC
+    participant of (assistant tools, chat lookups)."""
+    participant = select(Participant.ticket_id).where(Participant.email == contact.email)
+    return or_(Ticket.requester_id == contact.id, Ticket.id.in_(participant))
 
 
 def mark_undeliverable(session: Session, email: str) -> Contact:

@@ -1,0 +1,63 @@
+"""A live-chat widget's backend, for `chat` integrations (docs/integrations.md): a
+conversation becomes a ticket, and numbers typed in the chat get status cards."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from helpdesk.api import bp
+from helpdesk.api.customers import named_customer
+from helpdesk.api.payload import json_object
+from helpdesk.auth import integration_required
+from helpdesk.errors import ValidationError
+from helpdesk.extensions import db
+from helpdesk.http_errors import error_response
+from helpdesk.services import chat, customer_limits
+from helpdesk.services.tickets import TicketsService
+
+MAX_CONVERSATION_ID = 200
+MAX_LOOKUP_TEXT = 10_000
+
+
+@bp.post("/chat/tickets")
+@integration_required("chat")
+def chat_ticket() -> ResponseReturnValue:
+    data = json_object(
+        {"conversation_id": (str,), "customer": (dict,), "subject": (str,), "transcript": (str,)},
+        required=("conversation_id", "customer", "transcript"),
+    )
+    conversation = data["conversation_id"].strip()
+    if not conversation or len(conversation) > MAX_CONVERSATION_ID:
+        raise ValidationError({"conversation_id": f"must be 1 to {MAX_CONVERSATION_ID} characters"})
+    customer = named_customer(data["customer"], email_required=True)
+    db.session.commit()  # the contact, whatever happens to the ticket
+    if not customer_limits.may_open(db.session, customer.contact, current_app.config):
+        db.session.rollback()
+        return error_response(429, "too_many_tickets", "Too many tickets created. Please try again later.")
+    contact = customer.contact
+    ticket = TicketsService.from_config(db.session, current_app.config).open_ticket(
+        subject=data.get("subject") or chat.subject_of(data["transcript"]),
+        description=data["transcript"],
+        requester_email=contact.email,
+        requester_name=contact.name,
+        channel="chat",
+        actor=customer.actor,
+        conversation_id=conversation,
+    )
+    db.session.commit()
+    return jsonify(
+        {**chat.card(ticket, customer.language, current_app.config), "conversation_id": conversation}
+    ), 201
+
+
+@bp.post("/chat/lookup")
+@integration_required("chat")
+def chat_lookup() -> ResponseReturnValue:
+    data = json_object({"customer": (dict,), "text": (str,)}, required=("customer", "text"))
+    if len(data["text"]) > MAX_LOOKUP_TEXT:
+        raise ValidationError({"text": f"must be at most {MAX_LOOKUP_TEXT} characters"})
+    customer = named_customer(data["customer"], email_required=True)
+    db.session.commit()
+    cards = chat.lookup(db.session, customer.contact, data["text"], customer.language, current_app.config)
+    return jsonify({"tickets": cards})

@@ -1,0 +1,55 @@
+"""The customer an integration acts for, as a request names them
+(docs/integrations.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+
+from helpdesk import addresses, phones
+from helpdesk.api.payload import unstorable
+from helpdesk.errors import ValidationError
+from helpdesk.extensions import db
+from helpdesk.services import contacts
+from helpdesk.services.assistant import Customer
+
+LANGUAGES = ("en", "es")  # the languages there are texts in
+
+
+def named_customer(value: dict[str, Any], *, email_required: bool = False) -> Customer:
+    """The customer a request names: an email, a phone (E.164, a WhatsApp id) or
+    both, maybe a name and a language; found or created as one contact. The chat
+    names customers by email; the assistant may know only the phone."""
+    errors: dict[str, str] = {}
+    known = {"email", "phone", "name", "language"}
+    for key, item in value.items():
+        if key not in known:
+            errors[f"customer.{key}"] = "is not a known field"
+        elif not isinstance(item, str) or unstorable(item):
+            errors[f"customer.{key}"] = "must be text"
+    if errors:
+        raise ValidationError(errors)
+    email = addresses.normalize(value.get("email")) or None
+    if email is not None and not addresses.is_valid(email):
+        errors["customer.email"] = addresses.INVALID
+    phone = None
+    if value.get("phone"):
+        phone = phones.normalize(value["phone"])
+        if phone is None:
+            errors["customer.phone"] = phones.INVALID
+    if email is None and phone is None and not errors:
+        errors["customer"] = "needs an email or a phone"
+    if email_required and email is None and "customer.email" not in errors:
+        errors["customer.email"] = "is required"
+    language = value.get("language", "")
+    language = language.strip().lower()[:2]
+    if language and language not in LANGUAGES:
+        language = ""  # a language we have no texts in: not an error, the default applies
+    if errors:
+        raise ValidationError(errors)
+    contact = contacts.for_customer(
+        db.session, email=email, phone=phone, name=value.get("name", "")[:200], language=language
+    )
+    language = contact.language or current_app.config["DEFAULT_LANGUAGE"]
+    return Customer(contact, language if language in LANGUAGES else "en")
