@@ -12,10 +12,11 @@ from flask.typing import ResponseReturnValue
 
 from helpdesk.api import bp
 from helpdesk.api.customers import named_customer
-from helpdesk.api.payload import json_object, unstorable
+from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
+from helpdesk.inputs import unstorable
 from helpdesk.services.assistant import TOOLS, AssistantService
 
 MAX_CALLS = 20  # tool calls in one request

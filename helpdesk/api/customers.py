@@ -8,9 +8,9 @@ from typing import Any
 from flask import current_app
 
 from helpdesk import addresses, phones
-from helpdesk.api.payload import unstorable
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
+from helpdesk.inputs import unstorable
 from helpdesk.services import contacts
 from helpdesk.services.assistant import Customer
 

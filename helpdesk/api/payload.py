@@ -10,6 +10,7 @@ from typing import Any
 from flask import request
 
 from helpdesk.errors import DomainError, ValidationError
+from helpdesk.inputs import unstorable
 
 # A field's allowed JSON types; `None` in the tuple admits null.
 Spec = Mapping[str, tuple[type | None, ...]]
@@ -67,22 +68,3 @@ def _is_one_of(value: Any, types: tuple[type | None, ...]) -> bool:
 def _describe(types: tuple[type | None, ...]) -> str:
     names: dict[type | None, str] = {str: "a string", bool: "true or false", int: "an integer", None: "null"}
     return " or ".join(names.get(kind) or str(getattr(kind, "__name__", "?")) for kind in types)
-
-
-def unstorable(value: Any) -> bool:
-    """Text no database stores: NUL (PostgreSQL refuses it) or a lone surrogate
-    (JSON's `\\ud800` escape decodes to one, and no database encoding takes it).
-    Refused as input, not at the database."""
-    if isinstance(value, str):
-        return "\x00" in value or not _encodable(value)
-    if isinstance(value, list):
-        return any(unstorable(item) for item in value)
-    return False
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

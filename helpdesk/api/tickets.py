@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from helpdesk import addresses
 from helpdesk.api import bp
-from helpdesk.api.payload import json_object, unstorable
+from helpdesk.api.payload import json_object
 from helpdesk.api.serializers import message_json, ticket_json
 from helpdesk.auth import current_actor, staff_required
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
-from helpdesk.inputs import positive_int
+from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import StaffUser, Ticket
 from helpdesk.services import QueueService, TicketFilters, TicketsService
 from helpdesk.services.stats import ticket_stats

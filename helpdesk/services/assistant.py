@@ -26,6 +26,7 @@ from helpdesk import numbering
 from helpdesk import vocabulary as v
 from helpdesk.clock import describe, iso, now
 from helpdesk.errors import DomainError
+from helpdesk.inputs import unstorable
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts, customer_limits
 from helpdesk.services.actors import Actor
@@ -270,22 +271,13 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
         parsed = json.loads(arguments or "{}")
     except ValueError:
         raise Failure(INVALID_ARGUMENTS, "invalid") from None
-    if not isinstance(parsed, dict) or not _VALIDATORS[name].is_valid(parsed) or _unstorable(parsed):
+    if (
+        not isinstance(parsed, dict)
+        or not _VALIDATORS[name].is_valid(parsed)
+        or unstorable(list(parsed.values()))
+    ):
         raise Failure(INVALID_ARGUMENTS, "invalid")
     return parsed
-
-
-def _unstorable(arguments: dict[str, Any]) -> bool:
-    """NUL and lone surrogates pass a JSON Schema but no database stores them."""
-    for value in arguments.values():
-        if isinstance(value, str):
-            if "\x00" in value:
-                return True
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-    return False
 
 
 def _sla(ticket: Ticket) -> dict[str, Any] | None:
