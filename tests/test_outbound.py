@@ -8,10 +8,8 @@ SMTP listener of the gateway, so the whole round trip runs over sockets.
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from tests.support.outbox import Clock, deliver, html_of, make_sender, run, text
 from tests.support.pgserver import free_port
 from tests.support.processes import run_processes
 from tests.support.sink import Sink
+from tests.support.tls import OpensslMissing, self_signed_certificate
 from tests.support.waiting import wait_until
 
 MESSAGE_ID = re.compile(r"^<tkt\.(\d+)\.(\d+)\.[0-9a-f]{24}@helpdesk\.helpdesk\.test>$")
@@ -759,33 +758,10 @@ class Certificate:
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     """A self-signed certificate for 127.0.0.1 (the `openssl` tool comes with the
     PostgreSQL packages `make test` installs; missing, it is a failure)."""
-    folder = tmp_path_factory.mktemp("tls")
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.fail("the openssl command is missing (Debian package openssl)")
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            str(folder / "key.pem"),
-            "-out",
-            str(folder / "cert.pem"),
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return Certificate(folder / "cert.pem", folder / "key.pem")
+    try:
+        return Certificate(*self_signed_certificate(tmp_path_factory.mktemp("tls")))
+    except OpensslMissing as exc:
+        pytest.fail(str(exc))
 
 
 def relay_login(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]

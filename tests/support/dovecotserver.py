@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from tests.support.pgserver import free_port
+from tests.support.tls import OpensslMissing, self_signed_certificate
 from tests.support.waiting import wait_until
 
 USER = "support@helpdesk.test"
@@ -135,31 +136,10 @@ class DovecotServer:
         return self.root / "tls" / "cert.pem"
 
     def _make_certificate(self) -> None:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise DovecotUnavailable("the openssl command is missing (Debian package openssl)")
-        subprocess.run(
-            [
-                openssl,
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-keyout",
-                str(self.root / "tls" / "key.pem"),
-                "-out",
-                str(self.certificate),
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        try:
+            self_signed_certificate(self.root / "tls")
+        except OpensslMissing as exc:
+            raise DovecotUnavailable(str(exc)) from None
 
     def url(self, mailbox: str = "INBOX", tls: str = "") -> str:
         """`imap://` (plain), with `tls="starttls"` upgraded, or `tls="imaps"` on the
