@@ -377,3 +377,18 @@ def test_admins_add_and_revoke_integrations_in_the_portal(client, admin_portal):
 def test_agents_cannot_manage_integrations(portal):
     assert portal.get("/admin/integrations").status_code == 403
     assert portal.post("/admin/integrations", {"name": "x", "kind": "chat"}).status_code == 403
+
+
+def test_an_action_the_helpdesk_refuses_is_an_output_with_its_reason(client, token, service, agent):
+    from helpdesk.services import Actor
+
+    outputs(tool_calls(client, token, [("create_ticket_report", {"title": "Uno", "description": "."})]))
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    service.change_status(ticket, "cancelled", actor=Actor.staff(agent), reason="duplicate")
+    db.session.commit()
+    (answer,) = outputs(
+        tool_calls(client, token, [("add_ticket_comment", {"ticketId": "TKT-000001", "text": "¿?"})])
+    )
+    assert answer["success"] is False and "cancelled" in answer["error"]
+    assert answer["userMessage"].startswith("Lo siento, no se pudo hacer: ")
+    assert len(db.session.execute(select(Ticket)).scalar_one().messages) == 1
