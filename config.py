@@ -126,6 +126,8 @@ class Config:
     OUTBOUND_SMTP_URL = os.environ.get("OUTBOUND_SMTP_URL", "smtp://127.0.0.1:25").strip()
     OUTBOUND_FROM = _env("OUTBOUND_FROM", f"Helpdesk <{SUPPORT_ADDRESSES[0]}>")
     PORTAL_URL = _env("PORTAL_URL", "http://127.0.0.1:5000").rstrip("/")
+    # How long the status and rating links in customer mail keep working (helpdesk.customer_links).
+    CUSTOMER_LINK_MAX_AGE = parse_duration(_env("CUSTOMER_LINK_MAX_AGE", "180d"))
     MAIL_TEMPLATES_DIR = _env("MAIL_TEMPLATES_DIR", str(INSTANCE_DIR / "mail_templates"))
     OUTBOUND_POLL_SECONDS = float(_env("OUTBOUND_POLL_SECONDS", "2"))
     OUTBOUND_BATCH_SIZE = _env_int("OUTBOUND_BATCH_SIZE", 20)

@@ -193,6 +193,8 @@ class Ticket(Model):
     participants: Mapped[list[Participant]] = relationship(
         back_populates="ticket", order_by="Participant.id", cascade="all, delete-orphan"
     )
+    # Read-only here: ratings are written by helpdesk.services.satisfaction.
+    satisfaction: Mapped[Optional[SatisfactionRating]] = relationship(viewonly=True)
 
 
 class Participant(Model):
@@ -404,6 +406,30 @@ class ImapMailboxState(Model):
     # gateway at a time per mailbox, another takes over when the lease runs out.
     owner: Mapped[str] = mapped_column(String(200), default="", server_default="")
     lease_until: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+
+class SatisfactionRating(Model):
+    """The customer's rating of a resolved ticket (docs/integrations.md): one per
+    ticket, changeable until the ticket closes. `agent_id` is whoever held the
+    ticket when it was rated, so statistics credit the agent who resolved it even
+    if it is reassigned later."""
+
+    __tablename__ = "satisfaction_ratings"
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="rating"),
+        _one_of("via", v.RATING_CHANNELS, "via"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    via: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+    agent: Mapped[Optional[StaffUser]] = relationship()
 
 
 class Integration(Model):

@@ -31,6 +31,9 @@ SOURCES = ("customer", "agent", "ai", "system")
 ROLES = ("admin", "agent")
 # Other systems that call the API for customers, never as staff (docs/integrations.md).
 INTEGRATION_KINDS = ("assistant", "chat", "workflow")
+# How a customer rated a ticket: the link in the resolution mail, or an assistant's
+# `rate_ticket` tool call.
+RATING_CHANNELS = ("link", "assistant")
 MESSAGE_KINDS = ("reply", "note")
 # "sla": a target ran out (helpdesk.sla; recorded once per breach by the SLA check).
 HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla")

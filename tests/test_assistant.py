@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from helpdesk import phones
 from helpdesk.extensions import db
-from helpdesk.models import Contact, Integration, Ticket
+from helpdesk.models import Contact, Integration, SatisfactionRating, Ticket
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
 from tests.support.app import login_tokens
-from tests.support.database import open_ticket
+from tests.support.database import open_ticket, resolve
 
 WHATSAPP = {"phone": "whatsapp:+52 1 55 1234 5678", "name": "Lucía Pérez", "language": "es"}
 
@@ -392,3 +392,45 @@ def test_an_action_the_helpdesk_refuses_is_an_output_with_its_reason(client, tok
     assert answer["success"] is False and "cancelled" in answer["error"]
     assert answer["userMessage"].startswith("Lo siento, no se pudo hacer: ")
     assert len(db.session.execute(select(Ticket)).scalar_one().messages) == 1
+
+
+def test_rate_ticket_through_the_assistant_rates_the_customers_own_resolved_ticket(
+    app, service, agent_actor, agent, client, token
+):
+    own = open_ticket(service, requester_email="ana@example.com", requester_name="Ana")
+    service.assign(own, agent.id, actor=agent_actor)
+    resolve(service, own, agent_actor)
+    someone_elses = open_ticket(service, requester_email="eve@example.com")
+    resolve(service, someone_elses, agent_actor)
+    unresolved = open_ticket(service, requester_email="ana@example.com")
+    answers = outputs(
+        tool_calls(
+            client,
+            token,
+            [
+                ("rate_ticket", {"ticketId": "TKT-000001", "rating": 4, "comment": "Gracias"}),
+                ("rate_ticket", {"ticketId": "TKT-000002", "rating": 1}),
+                ("rate_ticket", {"ticketId": "TKT-000003", "rating": 5}),
+                ("rate_ticket", {"ticketId": "TKT-000001", "rating": 6}),
+                ("rate_ticket", {"ticketId": "TKT-000001", "rating": "5"}),
+                ("rate_ticket", {"ticketId": "TKT-000001", "rating": 3.5}),
+            ],
+            customer={"email": "ana@example.com", "language": "es"},
+        )
+    )
+    assert answers[0] == {
+        "success": True,
+        "ticketId": "TKT-000001",
+        "rating": 4,
+        "message": "Rating 4 recorded for ticket TKT-000001",
+    }
+    assert answers[1]["error"] == "Ticket TKT-000002 not found or does not belong to this customer"
+    assert answers[1]["userMessage"] == "No se encontró el ticket solicitado."
+    assert answers[2]["success"] is False
+    assert answers[2]["error"] == "A ticket can be rated once it is resolved."
+    assert [output["error"] for output in answers[3:]] == ["Invalid arguments format"] * 3
+    rows = db.session.execute(select(SatisfactionRating)).scalars().all()
+    assert [(row.ticket_id, row.rating, row.comment, row.via, row.agent_id) for row in rows] == [
+        (own.id, 4, "Gracias", "assistant", agent.id)
+    ]
+    assert unresolved.id not in {row.ticket_id for row in rows}

@@ -221,6 +221,20 @@ SCHEMAS: dict[str, Any] = {
                     "closed_at": NULLABLE_TIME,
                     "messages": {"type": "array", "items": _ref("Message")},
                     "history": {"type": "array", "items": _ref("History")},
+                    "satisfaction": {
+                        **_object(
+                            {
+                                "rating": {"type": "integer", "minimum": 1, "maximum": 5},
+                                "comment": {"type": "string"},
+                                "via": {"type": "string", "enum": list(v.RATING_CHANNELS)},
+                                "agent": {"allOf": [_ref("Staff")], "nullable": True},
+                                "rated_at": TIME,
+                            },
+                            ["rating", "comment", "via", "agent", "rated_at"],
+                        ),
+                        "nullable": True,
+                        "description": "the customer's satisfaction rating, once given",
+                    },
                 },
                 ["messages", "history"],
                 extra=True,
@@ -339,8 +353,15 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": _object({"status": {"type": "string"}, "created_at": TIME}),
             },
+            "satisfaction": {
+                **_object(
+                    {"rating": {"type": "integer"}, "comment": {"type": "string"}}, ["rating", "comment"]
+                ),
+                "nullable": True,
+                "description": "the customer's rating, once given",
+            },
         },
-        ["number", "subject", "status", "replies", "timeline"],
+        ["number", "subject", "status", "replies", "timeline", "satisfaction"],
     ),
 }
 

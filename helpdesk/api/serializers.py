@@ -13,7 +13,7 @@ from flask import current_app
 from helpdesk import lifecycle, sla
 from helpdesk.clock import iso as when
 from helpdesk.clock import now
-from helpdesk.models import Attachment, Message, StaffUser, Ticket, TicketHistory
+from helpdesk.models import Attachment, Message, SatisfactionRating, StaffUser, Ticket, TicketHistory
 from helpdesk.numbering import display_number
 
 
@@ -63,8 +63,21 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
             closed_at=when(ticket.closed_at),
             messages=[message_json(m) for m in ticket.messages],
             history=[history_json(h) for h in ticket.history],
+            satisfaction=rating_json(ticket.satisfaction),
         )
     return data
+
+
+def rating_json(rating: SatisfactionRating | None) -> dict[str, Any] | None:
+    if rating is None:
+        return None
+    return {
+        "rating": rating.rating,
+        "comment": rating.comment,
+        "via": rating.via,
+        "agent": staff_json(rating.agent),
+        "rated_at": when(rating.updated_at),
+    }
 
 
 def message_json(message: Message) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from helpdesk import addresses, sla
+from helpdesk import addresses, customer_links, sla
 from helpdesk.clock import describe
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
@@ -56,6 +56,7 @@ STATUS_LABELS = {
 }
 # Staff should see at a glance that an alert is not customer mail.
 SUBJECT_PREFIXES = {"sla_breach": "SLA breach: "}
+STAFF_KINDS = ("sla_breach",)
 _THREAD_OUTCOMES = ("created", "appended")
 _SENT_STATES = ("sending", "sent", "bounced")
 
@@ -170,7 +171,15 @@ class Composer:
             "waiting_for_you": row.new_status == "pending_customer",
             "reason": row.status_reason,
             "ticket_url": f"{self.portal_url}/tickets/{number}",
+            "status_url": self._link("status", ticket, row),
+            "rating_url": self._link("rating", ticket, row) if row.kind == "resolved" else None,
         }
+
+    def _link(self, purpose: str, ticket: Ticket, row: OutboxMessage) -> str | None:
+        """A customer's tokenized link (helpdesk.customer_links); staff alerts get none."""
+        if row.kind in STAFF_KINDS:
+            return None
+        return customer_links.url(self.config, purpose, ticket.id, row.to_address)
 
     def _first_response(self, priority: str) -> str:
         """The first-response target as the acknowledgment promises it."""

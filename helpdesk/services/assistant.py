@@ -28,7 +28,7 @@ from helpdesk.clock import describe, iso, now
 from helpdesk.errors import DomainError
 from helpdesk.inputs import unstorable
 from helpdesk.models import Contact, Ticket
-from helpdesk.services import contacts, customer_limits
+from helpdesk.services import contacts, customer_limits, satisfaction
 from helpdesk.services.actors import Actor
 from helpdesk.services.tickets import MAX_SUBJECT, TicketsService
 
@@ -94,6 +94,16 @@ TOOLS: list[dict[str, Any]] = [
         {"ticketId": _TICKET_ID, "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
         ["ticketId", "text"],
     ),
+    _function(
+        "rate_ticket",
+        "Record how satisfied the customer is with one of their resolved tickets: 1 (poor) to 5 (excellent).",
+        {
+            "ticketId": _TICKET_ID,
+            "rating": {"type": "integer", "minimum": 1, "maximum": 5},
+            "comment": {"type": "string", "maxLength": satisfaction.MAX_COMMENT},
+        },
+        ["ticketId", "rating"],
+    ),
 ]
 
 INVALID_ARGUMENTS = "Invalid arguments format"
@@ -154,6 +164,7 @@ class AssistantService:
             "get_ticket_information": self._information,
             "list_my_tickets": self._list,
             "add_ticket_comment": self._comment,
+            "rate_ticket": self._rate,
         }
 
     def call(self, customer: Customer, name: object, arguments: object, channel: str) -> dict[str, Any]:
@@ -245,6 +256,19 @@ class AssistantService:
         self.tickets.add_message(ticket, body=arguments["text"], actor=customer.actor, channel=channel)
         number = self._number(ticket.number)
         return {"success": True, "ticketId": number, "message": f"Comment added to ticket {number}"}
+
+    def _rate(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
+        ticket = self._own_ticket(customer, arguments["ticketId"])
+        rated = satisfaction.rate(
+            self.session, ticket, arguments["rating"], arguments.get("comment", ""), via="assistant"
+        )
+        number = self._number(ticket.number)
+        return {
+            "success": True,
+            "ticketId": number,
+            "rating": rated.rating,
+            "message": f"Rating {rated.rating} recorded for ticket {number}",
+        }
 
     # -- helpers ------------------------------------------------------------------
 

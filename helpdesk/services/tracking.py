@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from helpdesk import addresses, numbering
 from helpdesk.errors import NotFound
 from helpdesk.models import Contact, Message, Participant, Ticket
+from helpdesk.services import satisfaction
 
 NOT_FOUND = "No ticket matches this number and email address."
 
@@ -41,6 +42,12 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class Rating:
+    rating: int
+    comment: str
+
+
+@dataclass(frozen=True)
 class CustomerView:
     number: str
     subject: str
@@ -51,6 +58,7 @@ class CustomerView:
     updated_at: datetime
     replies: list[PublicReply]
     timeline: list[StatusChange]
+    satisfaction: Rating | None
 
 
 # The longest spelling of a number a person types; longer text is not a number. The
@@ -90,7 +98,7 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
     return session.execute(select(Ticket).where(Ticket.number == number)).scalar_one()
 
 
-def customer_view(ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:
+def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:
     cc_names = {participant.email: participant.name for participant in ticket.participants}
     replies = [
         PublicReply(
@@ -105,6 +113,7 @@ def customer_view(ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:
     timeline = [
         StatusChange(row.new_value or "", row.created_at) for row in ticket.history if row.field == "status"
     ]
+    rated = satisfaction.rating_of(session, ticket)
     return CustomerView(
         number=numbering.display_number(ticket.number, config),
         subject=ticket.subject,
@@ -115,6 +124,7 @@ def customer_view(ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:
         updated_at=ticket.updated_at,
         replies=replies,
         timeline=timeline,
+        satisfaction=Rating(rated.rating, rated.comment) if rated is not None else None,
     )
 
 

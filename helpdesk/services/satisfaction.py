@@ -1,0 +1,109 @@
+"""Customer satisfaction ratings (docs/integrations.md, "Satisfaction").
+
+A customer rates a ticket once it is resolved: 1 to 5 and an optional comment,
+from the link in the resolution mail or through an assistant's `rate_ticket`. One
+rating per ticket; rating again changes it, until the ticket is closed. A closed
+ticket nobody rated still takes a first rating (customers read their mail late,
+and auto-close does not wait for them), but never a changed one: a closed ticket's
+rating is what the statistics counted.
+
+The rating remembers the ticket's assignee at that moment, so statistics credit
+the agent who resolved it even if the ticket is reassigned afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from helpdesk import vocabulary as v
+from helpdesk.clock import now
+from helpdesk.errors import Conflict, ValidationError
+from helpdesk.inputs import unstorable
+from helpdesk.models import SatisfactionRating, StaffUser, Ticket
+
+RATINGS = (1, 2, 3, 4, 5)
+MAX_COMMENT = 2000
+RATEABLE = ("resolved", "closed")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Average and count of ratings, overall or for one agent."""
+
+    count: int
+    average: float | None
+
+
+def rating_of(session: Session, ticket: Ticket) -> SatisfactionRating | None:
+    return session.execute(
+        select(SatisfactionRating).where(SatisfactionRating.ticket_id == ticket.id)
+    ).scalar_one_or_none()
+
+
+def may_rate(ticket: Ticket, existing: SatisfactionRating | None) -> bool:
+    """Whether a rating can be given (or changed) now; see the module's rule."""
+    if ticket.status == "resolved":
+        return True
+    return ticket.status == "closed" and existing is None
+
+
+def rate(session: Session, ticket: Ticket, rating: object, comment: object, via: str) -> SatisfactionRating:
+    """Store the customer's rating of `ticket`, or change the one there is.
+
+    Raises ValidationError for a rating outside 1-5 or an unusable comment, and
+    Conflict when the ticket cannot be rated (not resolved; closed and rated).
+    """
+    if not isinstance(rating, int) or isinstance(rating, bool) or rating not in RATINGS:
+        raise ValidationError({"rating": "must be a whole number from 1 to 5"})
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT or unstorable(comment):
+        raise ValidationError({"comment": f"must be text of at most {MAX_COMMENT} characters"})
+    if via not in v.RATING_CHANNELS:
+        raise ValueError(f"unknown rating channel {via!r}")
+    # Two clicks at once on PostgreSQL: the second waits here and then changes the
+    # first one's row instead of failing on the unique ticket id.
+    session.execute(select(Ticket.id).where(Ticket.id == ticket.id).with_for_update())
+    existing = rating_of(session, ticket)
+    if not may_rate(ticket, existing):
+        if ticket.status == "closed":
+            raise Conflict("This ticket is closed; its rating can no longer be changed.")
+        raise Conflict("A ticket can be rated once it is resolved.")
+    moment = now()
+    if existing is None:
+        existing = SatisfactionRating(ticket_id=ticket.id, created_at=moment)
+        session.add(existing)
+    existing.rating = rating
+    existing.comment = comment.strip()
+    existing.via = via
+    existing.agent_id = ticket.assignee_id
+    existing.updated_at = moment
+    session.flush()
+    return existing
+
+
+def summary(session: Session) -> Summary:
+    count, average = session.execute(
+        select(func.count(SatisfactionRating.id), func.avg(SatisfactionRating.rating))
+    ).one()
+    return Summary(count, _rounded(average))
+
+
+def per_agent(session: Session) -> dict[int, Summary]:
+    """Rating count and average by the staff id the ratings credit."""
+    rows = session.execute(
+        select(
+            SatisfactionRating.agent_id,
+            func.count(SatisfactionRating.id),
+            func.avg(SatisfactionRating.rating),
+        )
+        .join(StaffUser, StaffUser.id == SatisfactionRating.agent_id)
+        .group_by(SatisfactionRating.agent_id)
+    ).all()
+    return {agent_id: Summary(count, _rounded(average)) for agent_id, count, average in rows}
+
+
+def _rounded(average: Any) -> float | None:
+    return None if average is None else round(float(average), 2)

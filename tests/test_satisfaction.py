@@ -1,0 +1,216 @@
+"""Customer satisfaction: the rating link of the resolution mail, the status link of
+every customer mail, `rate_ticket`, and where ratings show (docs/integrations.md)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from helpdesk import customer_links
+from helpdesk.errors import Conflict, ValidationError
+from helpdesk.extensions import db
+from helpdesk.models import SatisfactionRating, StaffUser, Ticket
+from helpdesk.services import Actor, TicketsService, satisfaction
+from tests.support.app import Portal
+from tests.support.database import open_ticket, resolve
+from tests.support.outbox import deliver, html_of, text_of
+from tests.support.sink import Sink
+
+_LINK = re.compile(r"http://helpdesk\.test(/(?:track|rate)/[A-Za-z0-9_.\-]+)")
+
+
+def _links(text: str) -> dict[str, str]:
+    """The site-relative status and rating links of a mail, by purpose."""
+    found = {"track" if path.startswith("/track/") else "rate": path for path in _LINK.findall(text)}
+    return found
+
+
+def _path(config: object, purpose: str, ticket: Ticket, address: str) -> str:
+    return urlsplit(customer_links.url(config, purpose, ticket.id, address)).path  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def resolved(app: Flask, service: TicketsService, agent: StaffUser, agent_actor: Actor) -> Ticket:
+    ticket = open_ticket(service, subject="Internet cortado desde ayer")
+    service.assign(ticket, agent.id, actor=agent_actor)
+    resolve(service, ticket, agent_actor)
+    return ticket
+
+
+def _rate(client, path: str, rating: str, comment: str = ""):  # type: ignore[no-untyped-def]
+    return client.post(
+        path, data={"rating": rating, "comment": comment, "csrf_token": Portal(client).token("/track")}
+    )
+
+
+def test_every_customer_mail_links_to_the_ticket_and_the_resolution_mail_to_a_rating(
+    app, service, agent_actor, sink: Sink, client
+):
+    ticket = open_ticket(service)
+    service.add_message(ticket, body="We are on it.", actor=agent_actor, channel="web")
+    resolve(service, ticket, agent_actor)
+    mails = deliver(app, sink)
+    kinds = ["created", "reply", "status", "resolved"]
+    assert len(mails) == len(kinds)
+    for kind, mail in zip(kinds, mails, strict=True):
+        for body in (text_of(mail), html_of(mail)):
+            links = _links(body)
+            opened = customer_links.open_link(
+                db.session, app.config, "status", links["track"][len("/track/") :]
+            )
+            assert opened.ticket.id == ticket.id, kind
+            assert ("rate" in links) == (kind == "resolved"), kind
+    status_page = client.get(_links(text_of(mails[0]))["track"])
+    assert status_page.status_code == 200
+    assert b"VPN drops every hour" in status_page.data
+    assert b"We are on it." in status_page.data
+    # The HTML mail offers the five choices, each preselecting one on the page.
+    rate_path = _links(html_of(mails[-1]))["rate"]
+    for choice in range(1, 6):
+        assert f"{rate_path}?rating={choice}" in html_of(mails[-1])
+    page = client.get(f"{rate_path}?rating=4")
+    assert page.status_code == 200
+    assert b'value="4" required\n      checked' in page.data
+
+
+def test_opening_the_rating_page_rates_nothing_and_the_form_rates_once_per_ticket(
+    app, resolved: Ticket, client, agent: StaffUser
+):
+    path = _path(app.config, "rating", resolved, "ann@example.com")
+    assert client.get(f"{path}?rating=1").status_code == 200  # a mail scanner following the link
+    assert db.session.execute(select(SatisfactionRating)).first() is None
+    answer = _rate(client, path, "2", "Tardaron mucho.")
+    assert answer.status_code == 303
+    assert answer.headers["Location"].startswith("/track/")
+    # Reusing the link changes the rating; it never adds a second one.
+    assert _rate(client, path, "5", "  Al final, excelente.  ").status_code == 303
+    rows = db.session.execute(select(SatisfactionRating)).scalars().all()
+    assert [(row.rating, row.comment, row.via, row.agent_id) for row in rows] == [
+        (5, "Al final, excelente.", "link", agent.id)
+    ]
+    shown = client.get(answer.headers["Location"])
+    assert b"Thank you for your rating." in shown.data
+    assert b"Your rating: <strong>5 of 5</strong>" in shown.data
+
+
+@pytest.mark.parametrize("rating", ["0", "6", "", "3.5", "-1", "٣", "99999999999999999999"])
+def test_a_rating_outside_one_to_five_is_refused_with_the_form_again(app, resolved, client, rating):
+    path = _path(app.config, "rating", resolved, "ann@example.com")
+    answer = _rate(client, path, rating)
+    assert answer.status_code == 422
+    assert b"Choose a rating from 1 to 5" in answer.data
+    assert db.session.execute(select(SatisfactionRating)).first() is None
+
+
+def test_a_comment_too_long_or_with_a_nul_is_refused(app, resolved, client):
+    path = _path(app.config, "rating", resolved, "ann@example.com")
+    assert _rate(client, path, "3", "x" * (satisfaction.MAX_COMMENT + 1)).status_code == 422
+    assert _rate(client, path, "3", "bien\x00").status_code == 422
+    assert db.session.execute(select(SatisfactionRating)).first() is None
+
+
+def test_the_rating_form_needs_its_csrf_token(app, resolved, client):
+    path = _path(app.config, "rating", resolved, "ann@example.com")
+    client.get(path)
+    answer = client.post(path, data={"rating": "1"})
+    assert answer.status_code == 400
+    assert db.session.execute(select(SatisfactionRating)).first() is None
+
+
+def test_forged_altered_expired_and_crossed_links_open_nothing(clock, app, resolved, service, client):
+    other = open_ticket(service, requester_email="eve@example.com", requester_name="Eve")
+    good = _path(app.config, "rating", resolved, "ann@example.com")
+    token = good.rsplit("/", 1)[1]
+    forged = [
+        good[:-2] + ("AA" if not good.endswith("AA") else "BB"),  # signature altered
+        "/rate/" + "A" * 40,  # made up
+        "/rate/" + "x" * 5000,  # huge
+        _path(app.config, "status", resolved, "ann@example.com").replace(
+            "/track/", "/rate/"
+        ),  # other purpose
+        _path(app.config, "rating", resolved, "eve@example.com"),  # signed, but Eve may not read it
+        _path(app.config, "rating", other, "ann@example.com"),  # Ann's link to Eve's ticket
+        "/track/" + token,  # a rating token is no status link
+    ]
+    for path in forged:
+        answers = [client.get(path)] + ([_rate(client, path, "1")] if path.startswith("/rate/") else [])
+        for answer in answers:
+            assert answer.status_code == 404, path
+            assert customer_links.INVALID.encode() in answer.data
+    clock.shift(app.config["CUSTOMER_LINK_MAX_AGE"].total_seconds() + 60)
+    assert client.get(good).status_code == 404
+    assert db.session.execute(select(SatisfactionRating)).first() is None
+
+
+def test_a_cc_participant_rates_with_their_own_link_until_they_are_removed(app, service, agent_actor, client):
+    ticket = open_ticket(service)
+    service.add_participant(ticket, "bob@example.com", "Bob")
+    resolve(service, ticket, agent_actor)
+    path = _path(app.config, "rating", ticket, "bob@example.com")
+    assert _rate(client, path, "4").status_code == 303
+    for participant in list(ticket.participants):
+        db.session.delete(participant)
+    db.session.commit()
+    assert client.get(path).status_code == 404
+
+
+def test_a_ticket_not_yet_resolved_cannot_be_rated_and_a_closed_one_keeps_its_rating(
+    app, service, agent_actor, client
+):
+    ticket = open_ticket(service)
+    path = _path(app.config, "rating", ticket, "ann@example.com")
+    page = client.get(path)
+    assert b"ratings are taken once it is resolved" in page.data
+    assert _rate(client, path, "5").status_code == 409
+    resolve(service, ticket, agent_actor)
+    assert _rate(client, path, "3").status_code == 303
+    service.change_status(ticket, "closed", actor=agent_actor)
+    db.session.commit()
+    assert _rate(client, path, "1").status_code == 409
+    assert b"your rating was 3 of 5" in client.get(path).data
+    assert db.session.execute(select(SatisfactionRating.rating)).scalars().all() == [3]
+
+
+def test_a_closed_ticket_nobody_rated_still_takes_a_first_rating(app, service, agent_actor):
+    ticket = open_ticket(service)
+    resolve(service, ticket, agent_actor)
+    service.change_status(ticket, "closed", actor=agent_actor)
+    satisfaction.rate(db.session, ticket, 4, "", via="link")
+    with pytest.raises(Conflict):
+        satisfaction.rate(db.session, ticket, 5, "", via="link")
+    with pytest.raises(ValidationError):
+        satisfaction.rate(db.session, ticket, True, "", via="link")
+
+
+def test_the_ticket_page_the_api_and_the_tracker_show_the_rating(app, resolved, client, portal, api, agent):
+    path = _path(app.config, "rating", resolved, "ann@example.com")
+    assert _rate(client, path, "2", "Lento <b>pero</b> resuelto").status_code == 303
+    page = portal.get("/tickets/TKT-000001")
+    assert b"Customer rating</strong><br>2 of 5" in page.data
+    assert "“Lento &lt;b&gt;pero&lt;/b&gt; resuelto”".encode() in page.data
+    token = Portal(client).token("/track")
+    tracker = client.post(
+        "/track", data={"ticket_number": "TKT-000001", "email": "ann@example.com", "csrf_token": token}
+    )
+    assert b"Your rating: <strong>2 of 5</strong>" in tracker.data
+    public = client.post("/api/v1/public/track", json={"ticket_number": "1", "email": "ann@example.com"})
+    assert public.get_json()["satisfaction"] == {"rating": 2, "comment": "Lento <b>pero</b> resuelto"}
+    detail = api.get("/tickets/TKT-000001").get_json()
+    assert detail["satisfaction"]["rating"] == 2
+    assert detail["satisfaction"]["via"] == "link"
+    assert detail["satisfaction"]["agent"]["id"] == agent.id
+
+
+def test_the_status_link_offers_the_rating_only_while_it_can_be_given(app, service, agent_actor, client):
+    ticket = open_ticket(service)
+    status = _path(app.config, "status", ticket, "ann@example.com")
+    assert b"Rate this ticket" not in client.get(status).data
+    resolve(service, ticket, agent_actor)
+    rate_link = re.search(rb'href="(/rate/[^"]+)"', client.get(status).data)
+    assert rate_link is not None
+    assert _rate(client, rate_link.group(1).decode(), "5").status_code == 303
+    assert b"Change your rating" in client.get(status).data
