@@ -172,7 +172,8 @@ def transaction() -> Iterator[Session]:
 def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Which schema objects Alembic compares with the models.
 
-    The trigram search indexes exist only on PostgreSQL and only in migration 0006
-    (the models cannot describe an index one dialect lacks), so they are left out.
+    The trigram search indexes exist only on PostgreSQL and only in migrations 0006
+    and 0015 (the models cannot describe an index one dialect lacks), so they are
+    left out.
     """
     return not (type_ == "index" and reflected and (name or "").endswith("_trgm"))

@@ -130,6 +130,7 @@ class Ticket(Model):
         _one_of("category", v.CATEGORIES, "category"),
         _one_of("channel", v.CHANNELS, "channel"),
         _one_of("source", v.SOURCES, "source"),
+        _one_of("ticket_type", v.TICKET_TYPES, "ticket_type"),
         Index("ix_tickets_status_created_at", "status", "created_at"),
         # The SLA check's two scans (helpdesk.sla): only undecided, running tickets.
         Index(
@@ -155,6 +156,11 @@ class Ticket(Model):
     category: Mapped[str] = mapped_column(String(20), default="support", index=True)
     channel: Mapped[str] = mapped_column(String(10))
     source: Mapped[str] = mapped_column(String(10), index=True)
+    # The ISP's service fields (helpdesk.service_fields; docs/isp-operations.md).
+    ticket_type: Mapped[str] = mapped_column(String(30), default="general_inquiry", index=True)
+    service_address: Mapped[str] = mapped_column(String(500), default="")
+    affected_services: Mapped[str] = mapped_column(String(40), default="")  # `internet,tv`
+    device_serials: Mapped[str] = mapped_column(Text, default="")  # one per line
     # The chat or assistant conversation it came from, as the integration names it.
     conversation_id: Mapped[Optional[str]] = mapped_column(String(200))
     is_email_originated: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -25,6 +25,24 @@ CATEGORIES = (
     "other",
 )
 CHANNELS = ("web", "api", "email", "chat", "whatsapp", "phone", "system")
+# What an ISP's ticket is about (docs/isp-operations.md), beside its category. Mail,
+# chat and the assistant open `general_inquiry` until staff say otherwise.
+TICKET_TYPES = (
+    "general_inquiry",
+    "billing_issue",
+    "technical_support",
+    "installation_request",
+    "outage_report",
+    "service_upgrade",
+    "service_downgrade",
+    "cancellation_request",
+    "equipment_issue",
+    "speed_issue",
+    "network_issue",
+    "connectivity_issue",
+)
+# The services a ticket can affect, stored as a comma-separated subset in this order.
+SERVICES = ("internet", "voip", "tv")
 # Who opened a ticket, whatever the channel: the customer, an agent for them, an
 # assistant's language model (a tool call), or the system (a workflow, a job).
 SOURCES = ("customer", "agent", "ai", "system")
@@ -36,7 +54,7 @@ INTEGRATION_KINDS = ("assistant", "chat", "workflow")
 RATING_CHANNELS = ("link", "assistant")
 MESSAGE_KINDS = ("reply", "note")
 # "sla": a target ran out (helpdesk.sla; recorded once per breach by the SLA check).
-HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla")
+HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla", "ticket_type")
 INBOUND_CHANNELS = ("smtp", "imap")
 INBOUND_OUTCOMES = (
     "created",

@@ -61,10 +61,7 @@ def test_existing_tickets_get_their_source_from_their_channel(empty_database_url
     with app.app_context():
         flask_migrate.upgrade(revision="0011")
         with db.engine.begin() as connection:
-            connection.execute(
-                text("INSERT INTO contacts (email, name, created_at) VALUES ('ann@example.com', '', :now)"),
-                {"now": "2026-01-01 00:00:00"},
-            )
+            _insert_contact(connection)
             for number, channel in enumerate(("web", "api", "email", "chat", "system"), start=1):
                 connection.execute(
                     text(
@@ -88,3 +85,47 @@ def test_existing_tickets_get_their_source_from_their_channel(empty_database_url
         }
         flask_migrate.downgrade(revision="0011")
         db.engine.dispose()
+
+
+def test_existing_tickets_become_general_inquiries_and_the_downgrade_drops_type_history(empty_database_url):
+    """Migration 0015: service fields start empty; a type change's history rows go with it."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0014")
+        with db.engine.begin() as connection:
+            _insert_contact(connection)
+            connection.execute(
+                text(
+                    "INSERT INTO tickets (number, subject, description, status, priority, category, "
+                    "channel, source, is_email_originated, requester_id, created_at, updated_at, "
+                    "pending_seconds) VALUES (1, 's', '', 'new', 'medium', 'support', 'email', "
+                    "'customer', false, (SELECT id FROM contacts), :now, :now, 0)"
+                ),
+                {"now": "2026-01-01 00:00:00"},
+            )
+        flask_migrate.upgrade()
+        with db.engine.begin() as connection:
+            row = connection.execute(
+                text("SELECT ticket_type, service_address, affected_services, device_serials FROM tickets")
+            ).one()
+            assert tuple(row) == ("general_inquiry", "", "", "")
+            connection.execute(
+                text(
+                    "INSERT INTO ticket_history (ticket_id, field, old_value, new_value, actor_label, "
+                    "reason, automated, created_at) VALUES ((SELECT id FROM tickets), 'ticket_type', "
+                    "'general_inquiry', 'outage_report', 'Agnes', '', false, :now)"
+                ),
+                {"now": "2026-01-01 00:00:00"},
+            )
+        flask_migrate.downgrade(revision="0014")
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM ticket_history")).scalar() == 0
+            assert connection.execute(text("SELECT count(*) FROM tickets")).scalar() == 1
+        db.engine.dispose()
+
+
+def _insert_contact(connection) -> None:  # type: ignore[no-untyped-def]
+    connection.execute(
+        text("INSERT INTO contacts (email, name, created_at) VALUES ('ann@example.com', '', :now)"),
+        {"now": "2026-01-01 00:00:00"},
+    )

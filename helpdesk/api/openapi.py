@@ -81,6 +81,13 @@ CARD = {
     ],
 }
 TIME = {"type": "string", "format": "date-time"}
+# What a ticket's creation and change take of an ISP's service fields (helpdesk.service_fields).
+SERVICE_FIELDS: dict[str, Any] = {
+    "ticket_type": {"type": "string", "enum": list(v.TICKET_TYPES)},
+    "service_address": {"type": "string", "maxLength": 500},
+    "affected_services": {"type": "array", "items": {"type": "string", "enum": list(v.SERVICES)}},
+    "device_serials": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+}
 NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 NULLABLE_NUMBER = {"type": "number", "nullable": True}
 COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
@@ -148,6 +155,10 @@ SCHEMAS: dict[str, Any] = {
             "channel": {"type": "string", "enum": list(v.CHANNELS)},
             "source": {"type": "string", "enum": list(v.SOURCES)},
             "conversation_id": {"type": "string", "nullable": True},
+            "ticket_type": {"type": "string", "enum": list(v.TICKET_TYPES)},
+            "service_address": {"type": "string"},
+            "affected_services": {"type": "array", "items": {"type": "string", "enum": list(v.SERVICES)}},
+            "device_serials": {"type": "array", "items": {"type": "string"}},
             "is_email_originated": {"type": "boolean"},
             "requester_email": {"type": "string"},
             "requester_name": {"type": "string"},
@@ -166,6 +177,10 @@ SCHEMAS: dict[str, Any] = {
             "category",
             "channel",
             "source",
+            "ticket_type",
+            "service_address",
+            "affected_services",
+            "device_serials",
             "is_email_originated",
             "requester_email",
             "requester_name",
@@ -380,8 +395,13 @@ LIST_PARAMETERS = [
         ("category", _list_of(v.CATEGORIES), "comma-separated categories"),
         ("channel", _list_of(v.CHANNELS), "comma-separated channels"),
         ("source", _list_of(v.SOURCES), "comma-separated sources: customer, agent, ai, system"),
+        ("ticket_type", _list_of(v.TICKET_TYPES), "comma-separated ticket types"),
         ("assignee", {"type": "string"}, "staff id or email, `me` or `none`"),
-        ("q", {"type": "string"}, "matches number, subject, description, requester"),
+        (
+            "q",
+            {"type": "string"},
+            "matches number, subject, description, service address, device serial, requester",
+        ),
         ("sla", {"type": "string", "enum": ["", *sla.STATES]}, "SLA state; empty means any"),
         ("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "page number"),
         (
@@ -468,6 +488,7 @@ PATHS: dict[str, Any] = {
                         },
                         "category": {"type": "string", "nullable": True, "enum": [*v.CATEGORIES, None]},
                         "cc": {"type": "array", "items": {"type": "string"}, "nullable": True},
+                        **SERVICE_FIELDS,
                     },
                     ["subject", "description", "requester_email"],
                 )
@@ -483,13 +504,14 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json(_ref("TicketDetail")), **_errors(401, 404)},
         },
         "patch": {
-            "summary": "Change priority, category or assignee",
+            "summary": "Change priority, category, assignee, ticket type or service fields",
             "security": STAFF,
             "requestBody": _body(
                 _object(
                     {
                         "priority": {"type": "string"},
                         "category": {"type": "string"},
+                        **SERVICE_FIELDS,
                         "assignee": {
                             "oneOf": [{"type": "integer"}, {"type": "string"}],
                             "nullable": True,

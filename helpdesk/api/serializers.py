@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import current_app
 
-from helpdesk import lifecycle, sla
+from helpdesk import lifecycle, service_fields, sla
 from helpdesk.clock import iso as when
 from helpdesk.clock import now
 from helpdesk.models import Attachment, Message, SatisfactionRating, StaffUser, Ticket, TicketHistory
@@ -38,6 +38,10 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
         "channel": ticket.channel,
         "source": ticket.source,
         "conversation_id": ticket.conversation_id,
+        "ticket_type": ticket.ticket_type,
+        "service_address": ticket.service_address,
+        "affected_services": service_fields.as_list(ticket.affected_services, ","),
+        "device_serials": service_fields.as_list(ticket.device_serials, "\n"),
         "is_email_originated": ticket.is_email_originated,
         "requester_email": ticket.requester.email,
         "requester_name": ticket.requester.name,

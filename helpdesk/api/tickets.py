@@ -19,22 +19,18 @@ from helpdesk.extensions import db
 from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import StaffUser, Ticket
 from helpdesk.services import QueueService, TicketFilters, TicketsService
+from helpdesk.services.queue import CHOICE_FILTERS
 from helpdesk.services.stats import ticket_stats
 
-LIST_PARAMETERS = (
-    "status",
-    "priority",
-    "category",
-    "channel",
-    "source",
-    "assignee",
-    "q",
-    "sla",
-    "page",
-    "per_page",
-    "sort",
-)
+LIST_PARAMETERS = (*CHOICE_FILTERS, "assignee", "q", "sla", "page", "per_page", "sort")
 MAX_PAGE = 1_000_000
+# The ISP's service fields, as JSON gives them (read by helpdesk.service_fields).
+SERVICE_FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
+    "ticket_type": (str,),
+    "service_address": (str,),
+    "affected_services": (list,),
+    "device_serials": (list,),
+}
 
 
 def _service() -> TicketsService:
@@ -61,12 +57,9 @@ def list_tickets() -> ResponseReturnValue:
         raise ValidationError(errors)
     page = _integer("page", 1)
     per_page = _integer("per_page", 25)
+    chosen: dict[str, Any] = {name: _list(name) for name in CHOICE_FILTERS}
     filters = TicketFilters(
-        status=_list("status"),
-        priority=_list("priority"),
-        category=_list("category"),
-        channel=_list("channel"),
-        source=_list("source"),
+        **chosen,
         assignee=_assignee_filter(args.get("assignee")),
         q=args.get("q") or None,
         sla=args.get("sla") or None,
@@ -96,6 +89,7 @@ def create_ticket() -> ResponseReturnValue:
             "priority": (str, None),
             "category": (str, None),
             "cc": (list, None),
+            **SERVICE_FIELD_TYPES,
         },
         required=("subject", "description", "requester_email"),
     )
@@ -112,6 +106,10 @@ def create_ticket() -> ResponseReturnValue:
         channel="api",
         actor=current_actor(),
         cc=[(address, "") for address in cc],
+        ticket_type=data.get("ticket_type"),
+        service_address=data.get("service_address") or "",
+        affected_services=data.get("affected_services") or (),
+        device_serials=data.get("device_serials") or (),
     )
     body = ticket_json(ticket)  # before the commit expires it: no reload afterwards
     db.session.commit()
@@ -127,9 +125,13 @@ def get_ticket(number: str) -> ResponseReturnValue:
 @bp.patch("/tickets/<number>")
 @staff_required()
 def update_ticket(number: str) -> ResponseReturnValue:
-    data = json_object({"priority": (str,), "category": (str,), "assignee": (int, str, None)})
+    data = json_object(
+        {"priority": (str,), "category": (str,), "assignee": (int, str, None), **SERVICE_FIELD_TYPES}
+    )
     ticket = _ticket(number)
-    changes: dict[str, Any] = {"priority": data.get("priority"), "category": data.get("category")}
+    changes: dict[str, Any] = {
+        name: data.get(name) for name in ("priority", "category", *SERVICE_FIELD_TYPES)
+    }
     if "assignee" in data:
         changes["assignee_id"] = _assignee_id(data["assignee"])
     _service().update(ticket, actor=current_actor(), **changes)

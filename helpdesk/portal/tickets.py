@@ -20,6 +20,7 @@ from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
 from helpdesk.services import QueueService, TicketFilters, TicketsService
+from helpdesk.services.queue import CHOICE_FILTERS
 
 SORTS = {
     "-updated_at": "Recently updated",
@@ -69,7 +70,7 @@ def words_filter(value: str) -> str:
     return (value or "").replace("_", " ")
 
 
-QUEUE_PARAMETERS = ("status", "priority", "category", "channel", "source", "assignee", "q", "sla", "sort")
+QUEUE_PARAMETERS = (*CHOICE_FILTERS, "assignee", "q", "sla", "sort")
 
 
 @bp.get("/tickets")
@@ -79,24 +80,14 @@ def queue() -> ResponseReturnValue:
     assignee: Any = args.get("assignee") or None
     if assignee == "mine":
         assignee = actor().staff_id
-    choose = {
-        "status": v.STATUSES,
-        "priority": v.PRIORITIES,
-        "category": v.CATEGORIES,
-        "channel": v.CHANNELS,
-        "source": v.SOURCES,
-    }
-    picked = {
-        name: [value for value in args.getlist(name) if value in allowed] for name, allowed in choose.items()
+    picked: dict[str, Any] = {
+        name: [value for value in args.getlist(name) if value in allowed]
+        for name, allowed in CHOICE_FILTERS.items()
     }
     sort = args.get("sort") or ""
     sort = sort if sort in SORTS else "-updated_at"
     filters = TicketFilters(
-        status=picked["status"],
-        priority=picked["priority"],
-        category=picked["category"],
-        channel=picked["channel"],
-        source=picked["source"],
+        **picked,
         assignee=assignee if assignee in (None, "none") else positive_int(assignee),
         q=(args.get("q") or "").strip()[:200] or None,
         sla=args.get("sla") if args.get("sla") in sla.STATES else None,
@@ -141,6 +132,7 @@ def new_ticket() -> ResponseReturnValue:
                 assignee_id=positive_int(assignee),
                 channel="web",
                 actor=actor(),
+                **_service_fields(form),
             )
             db.session.commit()
         except ValidationError as exc:
@@ -216,12 +208,25 @@ def update(number: str) -> ResponseReturnValue:
     }
     if "assignee" in form:
         changes["assignee_id"] = positive_int(assignee)
+    if "ticket_type" in form:
+        changes.update(_service_fields(form))
 
     def save() -> str:
         _service().update(record, actor=actor(), **changes)
         return "Saved."
 
     return perform(save, _page(record))
+
+
+def _service_fields(form: Any) -> dict[str, Any]:
+    """The service fields of a ticket form: services are checkboxes, serials a
+    textarea with one per line (helpdesk.service_fields reads both)."""
+    return {
+        "ticket_type": form.get("ticket_type") or None,
+        "service_address": form.get("service_address", ""),
+        "affected_services": form.getlist("affected_services"),
+        "device_serials": form.get("device_serials", ""),
+    }
 
 
 def _page(record: Ticket) -> str:

@@ -24,6 +24,16 @@ from helpdesk.models import Contact, Ticket
 MAX_PER_PAGE = 100
 _PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
 _SORTABLE = ("number", "created_at", "updated_at", "priority", "status", "subject")
+# The filters that pick from a vocabulary, with their allowed values: the portal's
+# queue and the API read the same names.
+CHOICE_FILTERS: dict[str, tuple[str, ...]] = {
+    "status": v.STATUSES,
+    "priority": v.PRIORITIES,
+    "category": v.CATEGORIES,
+    "channel": v.CHANNELS,
+    "source": v.SOURCES,
+    "ticket_type": v.TICKET_TYPES,
+}
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ class TicketFilters:
     category: Sequence[str] = ()
     channel: Sequence[str] = ()
     source: Sequence[str] = ()
+    ticket_type: Sequence[str] = ()
     assignee: int | str | None = None
     requester_email: str | None = None
     q: str | None = None
@@ -80,13 +91,7 @@ class QueueService:
         key = sort.lstrip("-")
         if key not in _SORTABLE:
             errors["sort"] = f"must be one of {', '.join(_SORTABLE)} (prefix - for descending)"
-        for name, allowed in (
-            ("status", v.STATUSES),
-            ("priority", v.PRIORITIES),
-            ("category", v.CATEGORIES),
-            ("channel", v.CHANNELS),
-            ("source", v.SOURCES),
-        ):
+        for name, allowed in CHOICE_FILTERS.items():
             bad = [value for value in getattr(filters, name) if value not in allowed]
             if bad:
                 errors[name] = f"unknown value {bad[0]!r}; one of {', '.join(allowed)}"
@@ -125,16 +130,10 @@ class QueueService:
         return Page(list(items), page, per_page, total)
 
     def _filtered(self, query: Select[Any], filters: TicketFilters) -> Select[Any]:
-        if filters.status:
-            query = query.where(Ticket.status.in_(filters.status))
-        if filters.priority:
-            query = query.where(Ticket.priority.in_(filters.priority))
-        if filters.category:
-            query = query.where(Ticket.category.in_(filters.category))
-        if filters.channel:
-            query = query.where(Ticket.channel.in_(filters.channel))
-        if filters.source:
-            query = query.where(Ticket.source.in_(filters.source))
+        for name in CHOICE_FILTERS:
+            chosen = getattr(filters, name)
+            if chosen:
+                query = query.where(getattr(Ticket, name).in_(chosen))
         if filters.assignee == "none":
             query = query.where(Ticket.assignee_id.is_(None))
         elif filters.assignee is not None:
@@ -152,11 +151,12 @@ class QueueService:
         return query
 
     def _search(self, term: str) -> Any:
-        """Number, subject, description or requester (address or name) contain `term`.
+        """Number, subject, description, service address, a device serial or the
+        requester (address or name) contain `term`.
 
-        On PostgreSQL the substring matches use trigram indexes (migration 0006), and
-        the matching requesters are collected once into an array, so the whole
-        condition is one bitmap scan instead of a join over every ticket.
+        On PostgreSQL the substring matches use trigram indexes (migrations 0006 and
+        0015), and the matching requesters are collected once into an array, so the
+        whole condition is one bitmap scan instead of a join over every ticket.
         """
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         requesters = select(Contact.id).where(
@@ -169,6 +169,8 @@ class QueueService:
         matches = [
             Ticket.subject.ilike(pattern, escape="\\"),
             Ticket.description.ilike(pattern, escape="\\"),
+            Ticket.service_address.ilike(pattern, escape="\\"),
+            Ticket.device_serials.ilike(pattern, escape="\\"),
             by_requester,
         ]
         number = numbering.parse_number(term, self.prefix)

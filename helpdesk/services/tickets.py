@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from helpdesk import addresses, lifecycle, numbering, sla
+from helpdesk import addresses, lifecycle, numbering, service_fields, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.database import adopt
@@ -134,6 +134,10 @@ class TicketsService:
         acknowledge: bool = True,
         source: str | None = None,
         conversation_id: str | None = None,
+        ticket_type: str | None = None,
+        service_address: object = "",
+        affected_services: object = (),
+        device_serials: object = (),
     ) -> Ticket:
         """Store a new ticket with its first message and give it the next number.
 
@@ -143,7 +147,8 @@ class TicketsService:
         the locked counter row nothing (see `helpdesk.numbering`); `acknowledge`
         False leaves it out (mail a mailing list distributed: docs/mail-gateway.md).
         `source` says who opened it (`v.SOURCES`); unsaid, the actor does: a customer,
-        an agent, or the system.
+        an agent, or the system. The service fields are read by `service_fields`
+        from whatever shape the channel has (form text or JSON lists).
         """
         errors: dict[str, str] = {}
         subject = (subject or "").strip()
@@ -169,6 +174,12 @@ class TicketsService:
             errors["source"] = f"must be one of {', '.join(v.SOURCES)}"
         if assignee_id is not None:
             self._check_assignee(assignee_id, errors)
+        service = dict(
+            ticket_type=service_fields.ticket_type(ticket_type or "general_inquiry", errors),
+            service_address=service_fields.service_address(service_address, errors),
+            affected_services=service_fields.affected_services(affected_services, errors),
+            device_serials=service_fields.device_serials(device_serials, errors),
+        )
         participants = self._participants(cc, email, errors)
         if errors:
             raise ValidationError(errors)
@@ -187,6 +198,7 @@ class TicketsService:
             channel=channel,
             source=source,
             conversation_id=conversation_id,
+            **service,
             is_email_originated=is_email_originated,
             requester_id=requester.id,
             organization_id=organization_id or requester.organization_id,
@@ -350,8 +362,13 @@ class TicketsService:
         priority: str | None = None,
         category: str | None = None,
         assignee_id: int | None | str = "unchanged",
+        ticket_type: str | None = None,
+        service_address: object = None,
+        affected_services: object = None,
+        device_serials: object = None,
     ) -> Ticket:
-        """Change priority, category and/or assignee (`assignee_id=None` unassigns)."""
+        """Change priority, category, assignee (`assignee_id=None` unassigns), the
+        ticket type and/or the service fields; None leaves a field as it is."""
         errors: dict[str, str] = {}
         if priority is not None:
             priority = self._check_choice("priority", priority, errors)
@@ -359,8 +376,23 @@ class TicketsService:
             category = self._check_choice("category", category, errors)
         if assignee_id not in ("unchanged", None):
             self._check_assignee(assignee_id, errors)
+        if ticket_type is not None:
+            ticket_type = service_fields.ticket_type(ticket_type, errors)
+        service: dict[str, str] = {}
+        for name, value, read in (
+            ("service_address", service_address, service_fields.service_address),
+            ("affected_services", affected_services, service_fields.affected_services),
+            ("device_serials", device_serials, service_fields.device_serials),
+        ):
+            if value is not None:
+                service[name] = read(value, errors)
         if errors:
             raise ValidationError(errors)
+        if ticket_type is not None and ticket_type != ticket.ticket_type:
+            self._record(ticket, "ticket_type", ticket.ticket_type, ticket_type, actor)
+            ticket.ticket_type = ticket_type
+        for name, stored in service.items():
+            setattr(ticket, name, stored)
         if priority is not None and priority != ticket.priority:
             self._record(ticket, "priority", ticket.priority, priority, actor)
             ticket.priority = priority
