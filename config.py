@@ -18,6 +18,10 @@ INSTANCE_DIR = Path(os.environ.get("HELPDESK_INSTANCE_DIR", BASE_DIR / "instance
 
 load_dotenv(BASE_DIR / ".env")
 
+# Which tickets agents see (helpdesk.services.visibility): all, their teams' (and
+# team-less) ones and their own, or only their own. Admins see all.
+VISIBILITY_MODES = ("all", "team", "own")
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
@@ -26,6 +30,13 @@ def _env(name: str, default: str) -> str:
 
 def _env_int(name: str, default: int) -> int:
     return int(_env(name, str(default)))
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _env(name, default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def _env_list(name: str, default: str) -> list[str]:
@@ -144,6 +155,7 @@ class Config:
     # (docs/integrations.md); staff opening tickets for them are not limited.
     CUSTOMER_MAX_TICKETS_PER_HOUR = _env_int("CUSTOMER_MAX_TICKETS_PER_HOUR", 10)
     CUSTOMER_MAX_OPEN_TICKETS = _env_int("CUSTOMER_MAX_OPEN_TICKETS", 10)
+    AGENT_VISIBILITY = _env_choice("AGENT_VISIBILITY", "all", VISIBILITY_MODES)
     # The language of customers who did not say theirs (`en` or `es`).
     DEFAULT_LANGUAGE = _env("DEFAULT_LANGUAGE", "en")
 

@@ -19,12 +19,14 @@ from helpdesk.services import Actor, lifecycle_jobs, notifications
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
+from helpdesk.services.teams import TeamsService
 
 senders_cli = AppGroup("senders", help="Authorized senders: addresses or @domains.")
 tickets_cli = AppGroup("tickets", help="Ticket numbering.")
 quarantine_cli = AppGroup("quarantine", help="Review mail held by the gateway.")
 outbox_cli = AppGroup("outbox", help="Notifications waiting, sent, failed or skipped.")
 integrations_cli = AppGroup("integrations", help="Systems that call the API for customers.")
+teams_cli = AppGroup("teams", help="Teams, their members, and which ticket types go to which team.")
 CLI_REVIEWER = Actor.system("cli")
 
 
@@ -260,6 +262,68 @@ def integrations_revoke(name: str) -> None:
     click.echo(f"Integration {name} revoked.")
 
 
+@teams_cli.command("list")
+def teams_list() -> None:
+    """Every team with its members, then the routing table."""
+    with transaction() as session:
+        service = TeamsService(session)
+        for team in service.teams():
+            members = ", ".join(user.email for user in team.members) or "no members"
+            click.echo(f"{team.name:<24} {members}")
+        click.echo("Routing:")
+        for ticket_type, routed in service.routes().items():
+            click.echo(f"  {ticket_type:<24} → {routed.name if routed else 'no team'}")
+
+
+@teams_cli.command("add")
+@click.argument("name")
+@_domain_errors
+def teams_add(name: str) -> None:
+    with transaction() as session:
+        team = TeamsService(session).add(name)
+        click.echo(f"Team {team.name} added.")
+
+
+@teams_cli.command("remove")
+@click.argument("name")
+@_domain_errors
+def teams_remove(name: str) -> None:
+    """Delete a team that has no tickets and no ticket types routed to it."""
+    with transaction() as session:
+        TeamsService(session).remove(name)
+    click.echo(f"Team {name} removed.")
+
+
+@teams_cli.command("member")
+@click.argument("action", type=click.Choice(("add", "remove")))
+@click.argument("team")
+@click.argument("email")
+@_domain_errors
+def teams_member(action: str, team: str, email: str) -> None:
+    """Add a staff member to a team, or take them out."""
+    with transaction() as session:
+        user = StaffService(session).by_email(email)
+        if user is None:
+            raise click.ClickException(f"No staff member {_shown(email)}.")
+        service = TeamsService(session)
+        if action == "add":
+            service.add_member(team, user.id)
+        else:
+            service.remove_member(team, user.id)
+    click.echo(f"{email} {'added to' if action == 'add' else 'removed from'} {team}.")
+
+
+@teams_cli.command("route")
+@click.argument("ticket_type", type=click.Choice(v.TICKET_TYPES))
+@click.argument("team")
+@_domain_errors
+def teams_route(ticket_type: str, team: str) -> None:
+    """Send new tickets of a type to a team (`none`: to no team)."""
+    with transaction() as session:
+        TeamsService(session).set_route(ticket_type, None if team == "none" else team)
+    click.echo(f"New {ticket_type} tickets go to {team}.")
+
+
 def init_app(app: Flask) -> None:
     for command in (
         create_staff,
@@ -269,6 +333,7 @@ def init_app(app: Flask) -> None:
         quarantine_cli,
         outbox_cli,
         integrations_cli,
+        teams_cli,
         sla_check,
         auto_close,
     ):

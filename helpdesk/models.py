@@ -113,6 +113,37 @@ class StaffUser(Model):
         return check_password_hash(self.password_hash, password)
 
 
+class Team(Model):
+    """A group of agents that tickets are routed to (docs/isp-operations.md)."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+    members: Mapped[list[StaffUser]] = relationship(
+        secondary="team_members", order_by="StaffUser.name", viewonly=True
+    )
+
+
+class TeamMember(Model):
+    __tablename__ = "team_members"
+
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), primary_key=True, index=True)
+
+
+class TeamRoute(Model):
+    """Where new tickets of one type go; a type without a row goes to no team."""
+
+    __tablename__ = "team_routes"
+    __table_args__ = (_one_of("ticket_type", v.TICKET_TYPES, "ticket_type"),)
+
+    ticket_type: Mapped[str] = mapped_column(String(30), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+
+
 class TicketCounter(Model):
     """The one row that hands out ticket numbers (see `helpdesk.numbering`)."""
 
@@ -167,6 +198,7 @@ class Ticket(Model):
     requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"), index=True)
     assignee_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    team_id: Mapped[Optional[int]] = mapped_column(ForeignKey("teams.id"), index=True)
     linked_ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now, index=True)
@@ -189,6 +221,7 @@ class Ticket(Model):
     requester: Mapped[Contact] = relationship(lazy="joined")
     organization: Mapped[Optional[Organization]] = relationship()
     assignee: Mapped[Optional[StaffUser]] = relationship(lazy="joined")
+    team: Mapped[Optional[Team]] = relationship(lazy="joined")
     linked_ticket: Mapped[Optional[Ticket]] = relationship(remote_side=[id])
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"

@@ -54,7 +54,7 @@ INTEGRATION_KINDS = ("assistant", "chat", "workflow")
 RATING_CHANNELS = ("link", "assistant")
 MESSAGE_KINDS = ("reply", "note")
 # "sla": a target ran out (helpdesk.sla; recorded once per breach by the SLA check).
-HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla", "ticket_type")
+HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla", "ticket_type", "team")
 INBOUND_CHANNELS = ("smtp", "imap")
 INBOUND_OUTCOMES = (
     "created",

@@ -30,6 +30,7 @@ from tests.support.app import (
     login_tokens,
     make_app,
     migrate_database,
+    reset_database,
 )
 from tests.support.dovecotserver import DovecotServer, DovecotUnavailable, TestMailbox
 from tests.support.mail import Gateway, start_gateway
@@ -100,14 +101,21 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def migrated(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated database for the session: a template file (SQLite) or a URL."""
+    """A migrated database for the session: a template file (SQLite) or a URL. Emptied
+    of the rows migrations seed (the default teams), so every test on either backend
+    starts from the same empty database."""
     if backend == "sqlite":
         template = tmp_path_factory.mktemp("sqlite-template") / "template.db"
         migrate_database(f"sqlite:///{template}")
+        app = make_app(f"sqlite:///{template}")
+        with app.app_context():
+            reset_database()
+            db.engine.dispose()
         return str(template)
     server: PostgresServer = request.getfixturevalue("pg_server")
     url = server.create_database("helpdesk_test")
     migrate_database(url)
+    _truncate(url)
     return url
 
 

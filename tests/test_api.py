@@ -154,6 +154,7 @@ STAFF_ENDPOINTS = [
     ("PATCH", "/tickets/TKT-000001", {"priority": "high"}),
     ("POST", "/tickets/TKT-000001/status", {"status": "open"}),
     ("POST", "/tickets/TKT-000001/replies", {"body": "hi"}),
+    ("GET", "/tickets/TKT-000001/share", None),
     ("GET", "/stats", None),
     ("POST", "/auth/logout", None),
 ]

@@ -81,6 +81,14 @@ def _flash(page) -> str:  # type: ignore[no-untyped-def]
     return page.locator(".flash").first.inner_text()
 
 
+def _log_in(page, live_portal: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{live_portal}/login")
+    page.fill("#email", ADMIN_EMAIL)
+    page.fill("#password", "admin-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_portal}/tickets")
+
+
 def test_a_support_day_in_a_real_browser(app, admin, gateway, live_portal, browser_page):
     service = TicketsService.from_config(db.session, app.config)
     for subject, priority in (("Printer on fire", "urgent"), ("Invoice question", "low")):
@@ -212,14 +220,67 @@ def test_xss_in_mail_does_not_run_in_the_portal(app, admin, live_portal, browser
     page = browser_page
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.goto(f"{live_portal}/login")
-    page.fill("#email", ADMIN_EMAIL)
-    page.fill("#password", "admin-password-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_portal}/tickets")
+    _log_in(page, live_portal)
     page.goto(f"{live_portal}/tickets/{number}")
     page.click("summary")  # show the sanitized HTML version
     page.click("text=click")
     page.wait_for_timeout(300)
     assert page.title() != "pwned" and not dialogs
     assert "<script>document.title" in page.locator("article .body").first.inner_text()
+
+
+# Stands in for a browser without the clipboard API (an older one, or a page that is
+# no secure context), and records what the script's fallback copies: the command and
+# the text selected in the focused field at that moment.
+WITHOUT_CLIPBOARD_API = """
+Object.defineProperty(Navigator.prototype, "clipboard", {get: () => undefined});
+window.copyCommands = [];
+const execCommand = document.execCommand.bind(document);
+document.execCommand = (command, ...rest) => {
+  const field = document.activeElement;
+  window.copyCommands.push([command, field.value.slice(field.selectionStart, field.selectionEnd)]);
+  return execCommand(command, ...rest);
+};
+"""
+
+
+@pytest.mark.parametrize("clipboard", ["clipboard_api", "fallback"])
+def test_the_share_text_copy_button_copies_it(app, admin, live_portal, browser_page, clipboard):
+    service = TicketsService.from_config(db.session, app.config)
+    ticket = service.open_ticket(
+        subject="Internet lento desde ayer",
+        description="Tengo 2 Mbps y contraté 100.",
+        requester_email="lucia@example.com",
+        requester_name="Lucía Pérez",
+        priority="high",
+        category="technical",
+        channel="chat",
+        actor=Actor.customer("lucia@example.com", "Lucía Pérez"),
+    )
+    ticket.requester.language = "es"
+    db.session.commit()
+    db.session.rollback()
+    page = browser_page
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda entry: problems.append(entry.text) if "Content Security Policy" in entry.text else None,
+    )
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    if clipboard == "fallback":
+        page.add_init_script(WITHOUT_CLIPBOARD_API)
+    else:
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_portal)
+    _log_in(page, live_portal)
+    page.goto(f"{live_portal}/tickets/TKT-000001")
+    page.click("summary:has-text('Message for the customer')")
+    text = page.input_value("#share-text")
+    assert "Referencia: TKT-000001" in text and "Estado: Abierto" in text
+    page.click("button[data-copy=share-text]")
+    status = page.locator("[data-copy-status=share-text]")
+    status.filter(has_text="Copied.").wait_for()
+    if clipboard == "fallback":
+        assert page.evaluate("window.copyCommands") == [["copy", text]]
+    else:
+        assert page.evaluate("navigator.clipboard.readText()") == text
+    assert problems == []

@@ -1,14 +1,18 @@
 """The live-chat widget's backend (docs/integrations.md): conversations become
 tickets, numbers typed in the chat every way get status cards of the customer's
-own tickets only, and the per-customer limit answers 429."""
+own tickets only, the per-customer limit answers 429, and staff get a ticket's
+share text in the customer's language."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
 
+from helpdesk import addresses, languages
+from helpdesk import vocabulary as v
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
+from helpdesk.services.chat import SHARE_TEXTS, STATUS_SENTENCES
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.database import open_ticket
 
@@ -118,3 +122,125 @@ def test_an_assistant_token_is_not_a_chat_token(client, app):
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 403
+
+
+# -- the share text ----------------------------------------------------------------------
+
+
+def _share(api, number: str = "TKT-000001") -> str:  # type: ignore[no-untyped-def]
+    response = api.get(f"/tickets/{number}/share")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["text"]
+
+
+def test_the_share_text_names_the_ticket_and_how_to_follow_up(api, service):
+    open_ticket(
+        service,
+        subject="Router blinks red",
+        priority="high",
+        category="technical",
+        cc=[("bo@example.com", "Bo")],
+    )
+    assert _share(api) == (
+        "We have received your ticket and an agent will pick it up soon.\n"
+        "\n"
+        "Reference: TKT-000001\n"
+        "Title: Router blinks red\n"
+        "Status: New\n"
+        "Priority: High\n"
+        "Category: Technical support\n"
+        "Requester: Ann Example <ann@example.com>\n"
+        "\n"
+        "Quote TKT-000001 whenever you contact us about this ticket.\n"
+        "To add anything, reply to our email or write to support@helpdesk.test "
+        "with TKT-000001 in the subject.\n"
+        "Follow it at http://helpdesk.test/track with the reference and your email address."
+    )  # the CC participant is not named: the text is for the requester
+
+
+def test_the_share_text_is_in_the_customers_language(api, service):
+    ticket = open_ticket(service, subject="Internet lento", priority="high", category="technical")
+    ticket.requester.language = "es"
+    db.session.commit()
+    assert _share(api).splitlines() == [
+        "Recibimos tu ticket y un agente lo atenderá pronto.",
+        "",
+        "Referencia: TKT-000001",
+        "Título: Internet lento",
+        "Estado: Nuevo",
+        "Prioridad: Alta",
+        "Categoría: Soporte técnico",
+        "Solicitante: Ann Example <ann@example.com>",
+        "",
+        "Menciona TKT-000001 siempre que nos contactes sobre este ticket.",
+        "Para añadir algo, responde a nuestro correo o escribe a support@helpdesk.test "
+        "con TKT-000001 en el asunto.",
+        "Consulta su avance en http://helpdesk.test/track con la referencia y tu correo electrónico.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("contact_language", "default", "status_line"),
+    [
+        ("", "es", "Estado: Nuevo"),  # no language of their own: DEFAULT_LANGUAGE
+        ("en", "es", "Status: New"),  # theirs wins over the default
+        ("", "de", "Status: New"),  # a default there are no texts in: English
+    ],
+)
+def test_the_share_text_falls_back_to_the_default_language(
+    app, api, service, contact_language, default, status_line
+):
+    app.config["DEFAULT_LANGUAGE"] = default
+    ticket = open_ticket(service)
+    ticket.requester.language = contact_language
+    db.session.commit()
+    assert status_line in _share(api).splitlines()
+
+
+def test_control_characters_in_a_subject_stay_on_the_title_line(api, service):
+    open_ticket(service, subject="Router\r\nStatus: Resolved\x1b[2J\u2028Priority:\tLow\x85end")
+    lines = _share(api).splitlines()
+    assert len(lines) == 12
+    assert lines[3] == "Title: Router Status: Resolved [2J Priority: Low end"
+    assert lines[4:6] == ["Status: New", "Priority: Medium"]
+
+
+def test_a_customer_known_by_phone_only_is_told_to_quote_the_number(api, service):
+    ticket = open_ticket(
+        service, requester_email=addresses.for_phone("+5215512345678"), requester_name="Lucía"
+    )
+    ticket.requester.phone = "+5215512345678"
+    db.session.commit()
+    text = _share(api)
+    assert "Requester: Lucía (+5215512345678)" in text.splitlines()
+    assert text.endswith("Quote TKT-000001 whenever you contact us about this ticket.")
+    assert "phone.invalid" not in text and "/track" not in text  # no mail, no tracker for them
+
+
+@pytest.mark.parametrize("number", ["tkt-1", "1", "TKT-000001", "[TKT-1]"])
+def test_the_share_text_takes_numbers_as_people_type_them(api, service, number):
+    open_ticket(service)
+    assert "Reference: TKT-000001" in _share(api, number)
+
+
+def test_the_share_text_is_for_staff_only(api, service):
+    open_ticket(service)
+    _integration, chat_token = IntegrationsService(db.session).add("site-chat", "chat")
+    db.session.commit()
+    assert api.get("/tickets/TKT-000001/share", token="").status_code == 401
+    assert api.get("/tickets/TKT-000001/share", token=chat_token).status_code == 401
+    unknown = api.get("/tickets/TKT-000099/share")
+    assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "not_found"
+
+
+def test_every_value_has_its_words_in_every_language():
+    for table, values in (
+        (languages.STATUS_LABELS, v.STATUSES),
+        (languages.PRIORITY_LABELS, v.PRIORITIES),
+        (languages.CATEGORY_LABELS, v.CATEGORIES),
+        (STATUS_SENTENCES, v.STATUSES),
+    ):
+        assert {language: set(words) for language, words in table.items()} == {
+            language: set(values) for language in languages.LANGUAGES
+        }
+    assert set(SHARE_TEXTS) == set(languages.LANGUAGES)

@@ -94,15 +94,7 @@ def test_existing_tickets_become_general_inquiries_and_the_downgrade_drops_type_
         flask_migrate.upgrade(revision="0014")
         with db.engine.begin() as connection:
             _insert_contact(connection)
-            connection.execute(
-                text(
-                    "INSERT INTO tickets (number, subject, description, status, priority, category, "
-                    "channel, source, is_email_originated, requester_id, created_at, updated_at, "
-                    "pending_seconds) VALUES (1, 's', '', 'new', 'medium', 'support', 'email', "
-                    "'customer', false, (SELECT id FROM contacts), :now, :now, 0)"
-                ),
-                {"now": "2026-01-01 00:00:00"},
-            )
+            _insert_ticket(connection, "")
         flask_migrate.upgrade()
         with db.engine.begin() as connection:
             row = connection.execute(
@@ -124,8 +116,52 @@ def test_existing_tickets_become_general_inquiries_and_the_downgrade_drops_type_
         db.engine.dispose()
 
 
+def _insert_ticket(connection, columns: str, values: str = "") -> None:  # type: ignore[no-untyped-def]
+    """Ticket 1 of Ann as a revision after 0012 stores it, with `columns`/`values` more."""
+    connection.execute(
+        text(
+            "INSERT INTO tickets (number, subject, description, status, priority, category, channel, "
+            "source, is_email_originated, requester_id, created_at, updated_at, pending_seconds"
+            f"{columns}) VALUES (1, 's', '', 'new', 'medium', 'support', 'email', 'customer', false, "
+            f"(SELECT id FROM contacts), :now, :now, 0{values})"
+        ),
+        {"now": "2026-01-01 00:00:00"},
+    )
+
+
 def _insert_contact(connection) -> None:  # type: ignore[no-untyped-def]
     connection.execute(
         text("INSERT INTO contacts (email, name, created_at) VALUES ('ann@example.com', '', :now)"),
         {"now": "2026-01-01 00:00:00"},
     )
+
+
+def test_a_new_install_starts_with_three_teams_and_installations_routed_to_field_ops(empty_database_url):
+    """Migration 0016 seeds the teams and the routing table; existing tickets get their type's team."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0015")
+        with db.engine.begin() as connection:
+            _insert_contact(connection)
+            _insert_ticket(connection, ", ticket_type", ", 'installation_request'")
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            teams = connection.execute(text("SELECT name FROM teams ORDER BY id")).scalars().all()
+            routes = dict(
+                connection.execute(
+                    text("SELECT ticket_type, name FROM team_routes JOIN teams ON teams.id = team_id")
+                ).all()
+            )
+            ticket_team = connection.execute(
+                text("SELECT name FROM tickets JOIN teams ON teams.id = tickets.team_id")
+            ).scalar_one()
+        assert teams == ["support_team", "onboarding_team", "field_ops"]
+        assert routes["installation_request"] == "field_ops"
+        assert set(routes.values()) == {"support_team", "field_ops"} and len(routes) == 12
+        assert ticket_team == "field_ops"
+        with db.engine.begin() as connection:  # a team added later gets the next id
+            connection.execute(
+                text("INSERT INTO teams (name, created_at) VALUES ('noc', :now)"), {"now": "2026-01-01"}
+            )
+        flask_migrate.downgrade(revision="0015")
+        db.engine.dispose()

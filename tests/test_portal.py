@@ -179,6 +179,24 @@ def test_opening_a_new_ticket_moves_it_to_open(portal, service):
     assert (ticket.history[-1].new_value, ticket.history[-1].automated) == ("open", True)
 
 
+def test_the_ticket_page_offers_the_share_text_with_a_copy_button(portal, service, client):
+    ticket = opened(service, subject="</textarea><b>Router</b>", requester_name="Ann")
+    ticket.requester.language = "es"
+    db.session.commit()
+    page = portal.get("/tickets/TKT-000001").get_data(as_text=True)
+    assert 'Message for the customer <span class="muted">(es)</span>' in page
+    assert (
+        '<textarea id="share-text" readonly rows="14">Un agente ya vio tu ticket.\n\n'
+        "Referencia: TKT-000001\nTítulo: &lt;/textarea&gt;&lt;b&gt;Router&lt;/b&gt;\nEstado: Abierto\n"
+    ) in page  # opening the page moved it to open; the subject stays inside the field
+    # Without JavaScript the button stays hidden and the text is there to select.
+    assert '<button type="button" class="secondary" data-copy="share-text" hidden>Copy</button>' in page
+    assert '<script src="/static/copy.js" defer></script>' in page
+    script = client.get("/static/copy.js")
+    assert script.status_code == 200 and script.mimetype == "text/javascript"
+    assert "navigator.clipboard.writeText" in script.get_data(as_text=True)
+
+
 def test_reply_note_status_and_properties_from_the_ticket_page(portal, service, agent, admin):
     ticket = opened(service)
     portal.get("/tickets/TKT-000001")

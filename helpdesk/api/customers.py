@@ -7,14 +7,12 @@ from typing import Any
 
 from flask import current_app
 
-from helpdesk import addresses, phones
+from helpdesk import addresses, languages, phones
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import unstorable
 from helpdesk.services import contacts
 from helpdesk.services.assistant import Customer
-
-LANGUAGES = ("en", "es")  # the languages there are texts in
 
 
 def named_customer(value: dict[str, Any], *, email_required: bool = False) -> Customer:
@@ -44,12 +42,11 @@ def named_customer(value: dict[str, Any], *, email_required: bool = False) -> Cu
         errors["customer.email"] = "is required"
     language = value.get("language", "")
     language = language.strip().lower()[:2]
-    if language and language not in LANGUAGES:
+    if language and language not in languages.LANGUAGES:
         language = ""  # a language we have no texts in: not an error, the default applies
     if errors:
         raise ValidationError(errors)
     contact = contacts.for_customer(
         db.session, email=email, phone=phone, name=value.get("name", "")[:200], language=language
     )
-    language = contact.language or current_app.config["DEFAULT_LANGUAGE"]
-    return Customer(contact, language if language in LANGUAGES else "en")
+    return Customer(contact, languages.of_contact(contact, current_app.config))

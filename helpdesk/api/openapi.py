@@ -163,6 +163,7 @@ SCHEMAS: dict[str, Any] = {
             "requester_email": {"type": "string"},
             "requester_name": {"type": "string"},
             "assignee": {"allOf": [_ref("Staff")], "nullable": True},
+            "team": {"type": "string", "nullable": True},
             "created_at": TIME,
             "updated_at": TIME,
             "allowed_transitions": {"type": "array", "items": {"type": "string"}},
@@ -397,6 +398,7 @@ LIST_PARAMETERS = [
         ("source", _list_of(v.SOURCES), "comma-separated sources: customer, agent, ai, system"),
         ("ticket_type", _list_of(v.TICKET_TYPES), "comma-separated ticket types"),
         ("assignee", {"type": "string"}, "staff id or email, `me` or `none`"),
+        ("team", {"type": "string"}, "a team's name, or `none` for tickets of no team"),
         (
             "q",
             {"type": "string"},
@@ -488,6 +490,11 @@ PATHS: dict[str, Any] = {
                         },
                         "category": {"type": "string", "nullable": True, "enum": [*v.CATEGORIES, None]},
                         "cc": {"type": "array", "items": {"type": "string"}, "nullable": True},
+                        "team": {
+                            "type": "string",
+                            "nullable": True,
+                            "description": "a team's name; unsaid, the ticket type's team",
+                        },
                         **SERVICE_FIELDS,
                     },
                     ["subject", "description", "requester_email"],
@@ -504,13 +511,18 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json(_ref("TicketDetail")), **_errors(401, 404)},
         },
         "patch": {
-            "summary": "Change priority, category, assignee, ticket type or service fields",
+            "summary": "Change priority, category, assignee, team, ticket type or service fields",
             "security": STAFF,
             "requestBody": _body(
                 _object(
                     {
                         "priority": {"type": "string"},
                         "category": {"type": "string"},
+                        "team": {
+                            "type": "string",
+                            "nullable": True,
+                            "description": "a team's name; null for none",
+                        },
                         **SERVICE_FIELDS,
                         "assignee": {
                             "oneOf": [{"type": "integer"}, {"type": "string"}],
@@ -549,6 +561,17 @@ PATHS: dict[str, Any] = {
                 _object({"body": {"type": "string"}, "internal": {"type": "boolean"}}, ["body"])
             ),
             "responses": {"201": _json(_ref("Message"), "Created"), **_errors(*STAFF_ERRORS)},
+        },
+    },
+    "/tickets/{number}/share": {
+        "parameters": [NUMBER_PARAM],
+        "get": {
+            "summary": "The message an agent pastes to the customer, in the customer's language",
+            "security": STAFF,
+            "responses": {
+                "200": _json(_object({"text": {"type": "string"}}, ["text"])),
+                **_errors(401, 404),
+            },
         },
     },
     "/stats": {

@@ -46,6 +46,7 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
         "requester_email": ticket.requester.email,
         "requester_name": ticket.requester.name,
         "assignee": staff_json(ticket.assignee),
+        "team": ticket.team.name if ticket.team else None,
         "created_at": when(ticket.created_at),
         "updated_at": when(ticket.updated_at),
         "allowed_transitions": list(lifecycle.allowed_targets(ticket.status)),

@@ -19,10 +19,11 @@ from helpdesk.extensions import db
 from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import StaffUser, Ticket
 from helpdesk.services import QueueService, TicketFilters, TicketsService
+from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS
 from helpdesk.services.stats import ticket_stats
 
-LIST_PARAMETERS = (*CHOICE_FILTERS, "assignee", "q", "sla", "page", "per_page", "sort")
+LIST_PARAMETERS = (*CHOICE_FILTERS, "assignee", "team", "q", "sla", "page", "per_page", "sort")
 MAX_PAGE = 1_000_000
 # The ISP's service fields, as JSON gives them (read by helpdesk.service_fields).
 SERVICE_FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
@@ -38,7 +39,7 @@ def _service() -> TicketsService:
 
 
 def _ticket(number: str) -> Ticket:
-    return _service().get(number)
+    return _service().get(number, viewer=current_actor())
 
 
 @bp.get("/tickets")
@@ -61,11 +62,16 @@ def list_tickets() -> ResponseReturnValue:
     filters = TicketFilters(
         **chosen,
         assignee=_assignee_filter(args.get("assignee")),
+        team=args.get("team") or None,
         q=args.get("q") or None,
         sla=args.get("sla") or None,
     )
     result = QueueService.from_config(db.session, current_app.config).list_tickets(
-        filters, page=page, per_page=per_page, sort=args.get("sort") or "-created_at"
+        filters,
+        page=page,
+        per_page=per_page,
+        sort=args.get("sort") or "-created_at",
+        viewer=current_actor(),
     )
     return jsonify(
         {
@@ -89,6 +95,7 @@ def create_ticket() -> ResponseReturnValue:
             "priority": (str, None),
             "category": (str, None),
             "cc": (list, None),
+            "team": (str, None),
             **SERVICE_FIELD_TYPES,
         },
         required=("subject", "description", "requester_email"),
@@ -110,6 +117,7 @@ def create_ticket() -> ResponseReturnValue:
         service_address=data.get("service_address") or "",
         affected_services=data.get("affected_services") or (),
         device_serials=data.get("device_serials") or (),
+        team=data.get("team"),
     )
     body = ticket_json(ticket)  # before the commit expires it: no reload afterwards
     db.session.commit()
@@ -126,7 +134,13 @@ def get_ticket(number: str) -> ResponseReturnValue:
 @staff_required()
 def update_ticket(number: str) -> ResponseReturnValue:
     data = json_object(
-        {"priority": (str,), "category": (str,), "assignee": (int, str, None), **SERVICE_FIELD_TYPES}
+        {
+            "priority": (str,),
+            "category": (str,),
+            "assignee": (int, str, None),
+            "team": (str, None),
+            **SERVICE_FIELD_TYPES,
+        }
     )
     ticket = _ticket(number)
     changes: dict[str, Any] = {
@@ -134,6 +148,8 @@ def update_ticket(number: str) -> ResponseReturnValue:
     }
     if "assignee" in data:
         changes["assignee_id"] = _assignee_id(data["assignee"])
+    if "team" in data:
+        changes["team"] = data["team"] or ""  # null: no team
     _service().update(ticket, actor=current_actor(), **changes)
     db.session.commit()
     return jsonify(ticket_json(ticket, detail=True))
@@ -159,6 +175,13 @@ def add_reply(number: str) -> ResponseReturnValue:
     )
     db.session.commit()
     return jsonify(message_json(message)), 201
+
+
+@bp.get("/tickets/<number>/share")
+@staff_required()
+def share_ticket(number: str) -> ResponseReturnValue:
+    """The text an agent pastes to the customer (docs/integrations.md, "Chat")."""
+    return jsonify({"text": share_text(_ticket(number), current_app.config)})
 
 
 @bp.get("/stats")

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, object_session
 
 from helpdesk import addresses, customer_links, sla
 from helpdesk.clock import describe
+from helpdesk.languages import CATEGORY_LABELS, PRIORITY_LABELS, STATUS_LABELS
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import display_number
@@ -44,16 +45,8 @@ from helpdesk.numbering import display_number
 BUILT_IN_TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 MAX_REFERENCES = 10
 
-STATUS_LABELS = {
-    "new": "New",
-    "open": "Open",
-    "in_progress": "In progress",
-    "pending_customer": "Waiting for your answer",
-    "resolved": "Resolved",
-    "closed": "Closed",
-    "reopened": "Reopened",
-    "cancelled": "Cancelled",
-}
+# Mail is not translated yet: it uses the English words (helpdesk.languages).
+MAIL_LANGUAGE = "en"
 # Staff should see at a glance that an alert is not customer mail.
 SUBJECT_PREFIXES = {"sla_breach": "SLA breach: "}
 STAFF_KINDS = ("sla_breach",)
@@ -158,16 +151,16 @@ class Composer:
         return {
             "number": number,
             "subject": ticket.subject,
-            "priority": ticket.priority.capitalize(),
-            "category": ticket.category.replace("_", " ").capitalize(),
+            "priority": PRIORITY_LABELS[MAIL_LANGUAGE][ticket.priority],
+            "category": CATEGORY_LABELS[MAIL_LANGUAGE][ticket.category],
             "recipient_name": self._recipient_name(ticket, row),
             "track_url": f"{self.portal_url}/track",
             "reply_address": self.reply_address(number),
             "first_response": self._first_response(ticket.priority),
             "auto_close_after": describe(self.auto_close_after),
             "reply": reply,
-            "old_status": STATUS_LABELS.get(row.old_status or "", row.old_status or ""),
-            "new_status": STATUS_LABELS.get(row.new_status or "", row.new_status or ""),
+            "old_status": STATUS_LABELS[MAIL_LANGUAGE].get(row.old_status or "", row.old_status or ""),
+            "new_status": STATUS_LABELS[MAIL_LANGUAGE].get(row.new_status or "", row.new_status or ""),
             "waiting_for_you": row.new_status == "pending_customer",
             "reason": row.status_reason,
             "ticket_url": f"{self.portal_url}/tickets/{number}",

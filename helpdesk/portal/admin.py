@@ -1,4 +1,4 @@
-"""Administration, admins only: authorized senders, staff accounts, integrations."""
+"""Administration, admins only: authorized senders, staff accounts, teams, integrations."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from helpdesk import vocabulary as v
-from helpdesk.errors import DomainError
+from helpdesk.errors import DomainError, ValidationError
 from helpdesk.extensions import db
+from helpdesk.inputs import positive_int
 from helpdesk.models import Integration, StaffUser
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
@@ -16,6 +17,7 @@ from helpdesk.portal.session import actor, login_required
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
+from helpdesk.services.teams import TeamsService
 
 
 @bp.get("/admin/senders")
@@ -134,6 +136,71 @@ def _shown_once(page: str) -> ResponseReturnValue:
     response = make_response(page)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/admin/teams")
+@login_required("admin")
+def teams() -> ResponseReturnValue:
+    service = TeamsService(db.session)
+    users = db.session.execute(select(StaffUser).where(StaffUser.is_active).order_by(StaffUser.name))
+    return render_template(
+        "portal/teams.html",
+        nav="teams",
+        teams=service.teams(),
+        routes=service.routes(),
+        staff_list=users.scalars().all(),
+    )
+
+
+@bp.post("/admin/teams")
+@login_required("admin")
+def add_team() -> ResponseReturnValue:
+    def add() -> str:
+        team = TeamsService(db.session).add(request.form.get("name", ""))
+        return f"Team {team.name} added."
+
+    return perform(add, url_for("portal.teams"))
+
+
+@bp.post("/admin/teams/remove")
+@login_required("admin")
+def remove_team() -> ResponseReturnValue:
+    def remove() -> str:
+        TeamsService(db.session).remove(request.form.get("name", ""))
+        return "Team removed."
+
+    return perform(remove, url_for("portal.teams"))
+
+
+@bp.post("/admin/teams/members")
+@login_required("admin")
+def team_member() -> ResponseReturnValue:
+    form = request.form
+    staff_id = positive_int(form.get("staff_id", ""))
+
+    def change() -> str:
+        service = TeamsService(db.session)
+        if staff_id is None:
+            raise ValidationError({"staff_id": "is not a staff member"})
+        if form.get("action") == "remove":
+            service.remove_member(form.get("team", ""), staff_id)
+            return "Removed from the team."
+        service.add_member(form.get("team", ""), staff_id)
+        return "Added to the team."
+
+    return perform(change, url_for("portal.teams"))
+
+
+@bp.post("/admin/teams/routes")
+@login_required("admin")
+def team_routes() -> ResponseReturnValue:
+    def save() -> str:
+        service = TeamsService(db.session)
+        for ticket_type in v.TICKET_TYPES:
+            service.set_route(ticket_type, request.form.get(ticket_type) or None)
+        return "Routing saved."
+
+    return perform(save, url_for("portal.teams"))
 
 
 @bp.get("/admin/integrations")

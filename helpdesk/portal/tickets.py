@@ -8,7 +8,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from helpdesk import lifecycle, sla
+from helpdesk import languages, lifecycle, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import NotFound, ValidationError
@@ -19,8 +19,10 @@ from helpdesk.numbering import display_number
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
-from helpdesk.services import QueueService, TicketFilters, TicketsService
+from helpdesk.services import QueueService, TicketFilters, TicketsService, visibility
+from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS
+from helpdesk.services.teams import TeamsService
 
 SORTS = {
     "-updated_at": "Recently updated",
@@ -50,7 +52,7 @@ def _active_staff() -> list[StaffUser]:
 
 def _ticket_or_404(number: str) -> Ticket:
     try:
-        return _service().get(number)
+        return _service().get(number, viewer=actor())
     except NotFound:
         abort(404)
 
@@ -70,7 +72,7 @@ def words_filter(value: str) -> str:
     return (value or "").replace("_", " ")
 
 
-QUEUE_PARAMETERS = (*CHOICE_FILTERS, "assignee", "q", "sla", "sort")
+QUEUE_PARAMETERS = (*CHOICE_FILTERS, "assignee", "team", "q", "sla", "sort")
 
 
 @bp.get("/tickets")
@@ -86,15 +88,18 @@ def queue() -> ResponseReturnValue:
     }
     sort = args.get("sort") or ""
     sort = sort if sort in SORTS else "-updated_at"
+    team_list = TeamsService(db.session).teams()
+    team = args.get("team") or None
     filters = TicketFilters(
         **picked,
         assignee=assignee if assignee in (None, "none") else positive_int(assignee),
+        team=team if team in {"none", *(t.name for t in team_list)} else None,
         q=(args.get("q") or "").strip()[:200] or None,
         sla=args.get("sla") if args.get("sla") in sla.STATES else None,
     )
     page_number = positive_int(args.get("page", "1"), maximum=100_000) or 1
     result = QueueService.from_config(db.session, current_app.config).list_tickets(
-        filters, page=page_number, per_page=25, sort=sort
+        filters, page=page_number, per_page=25, sort=sort, viewer=actor()
     )
     return render_template(
         "portal/queue.html",
@@ -106,6 +111,7 @@ def queue() -> ResponseReturnValue:
         sort=sort,
         sorts=SORTS,
         staff_list=_active_staff(),
+        team_list=team_list,
         vocabulary=v,
         sla_states=sla.STATES,
         # The pager's links keep the filters, and only them: url_for reads `_anchor`,
@@ -133,6 +139,7 @@ def new_ticket() -> ResponseReturnValue:
                 channel="web",
                 actor=actor(),
                 **_service_fields(form),
+                team=form.get("team") or None,
             )
             db.session.commit()
         except ValidationError as exc:
@@ -148,6 +155,7 @@ def new_ticket() -> ResponseReturnValue:
         form=form,
         vocabulary=v,
         staff_list=_active_staff(),
+        team_list=TeamsService(db.session).teams(),
     ), 422 if errors else 200
 
 
@@ -164,7 +172,10 @@ def ticket(number: str) -> ResponseReturnValue:
         allowed=lifecycle.allowed_targets(record.status),
         vocabulary=v,
         staff_list=_active_staff(),
+        team_list=TeamsService(db.session).teams(),
         sla_state=sla.state(record, now()),
+        share_text=share_text(record, current_app.config),
+        share_language=languages.of_contact(record.requester, current_app.config),
     )
 
 
@@ -210,6 +221,8 @@ def update(number: str) -> ResponseReturnValue:
         changes["assignee_id"] = positive_int(assignee)
     if "ticket_type" in form:
         changes.update(_service_fields(form))
+    if "team" in form:
+        changes["team"] = form.get("team", "")
 
     def save() -> str:
         _service().update(record, actor=actor(), **changes)
@@ -238,7 +251,9 @@ def _page(record: Ticket) -> str:
 def attachment(attachment_id: int) -> ResponseReturnValue:
     """Always a download, never rendered: mail attachments are untrusted content."""
     item = db.session.get(Attachment, attachment_id)
-    if item is None:
+    if item is None or not visibility.may_see(
+        db.session, actor(), current_app.config["AGENT_VISIBILITY"], item.message.ticket_id
+    ):
         abort(404)
     response = current_app.response_class(item.data, mimetype="application/octet-stream")
     response.headers.set("Content-Disposition", "attachment", filename=item.filename)

@@ -1,5 +1,6 @@
 """A live-chat widget's backend (docs/integrations.md): a conversation becomes a
-ticket, and ticket numbers typed in the chat are answered with status cards.
+ticket, ticket numbers typed in the chat are answered with status cards, and an
+agent gets a ticket's share text to paste to the customer.
 
 Cards show only the customer's own tickets (as requester or CC participant);
 numbers of other tickets, and numbers that do not exist, are left out without a
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import numbering
+from helpdesk import addresses, languages, numbering
 from helpdesk.clock import iso
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts
@@ -43,6 +44,36 @@ STATUS_SENTENCES = {
         "closed": "Tu ticket está cerrado.",
         "reopened": "Tu ticket fue reabierto y volvió con un agente.",
         "cancelled": "Tu ticket fue cancelado.",
+    },
+}
+
+# The share text's words; the follow-up lines say how to reach this ticket again:
+# quoting the number always, and for a customer with a real address (not a
+# phone-only stand-in) mail with the number in the subject, which threads it
+# (docs/mail-gateway.md), and the tracker, which asks for number and address.
+SHARE_TEXTS = {
+    "en": {
+        "reference": "Reference",
+        "title": "Title",
+        "status": "Status",
+        "priority": "Priority",
+        "category": "Category",
+        "requester": "Requester",
+        "quote": "Quote {number} whenever you contact us about this ticket.",
+        "mail": "To add anything, reply to our email or write to {support} with {number} in the subject.",
+        "track": "Follow it at {track_url} with the reference and your email address.",
+    },
+    "es": {
+        "reference": "Referencia",
+        "title": "Título",
+        "status": "Estado",
+        "priority": "Prioridad",
+        "category": "Categoría",
+        "requester": "Solicitante",
+        "quote": "Menciona {number} siempre que nos contactes sobre este ticket.",
+        "mail": "Para añadir algo, responde a nuestro correo o escribe a {support} "
+        "con {number} en el asunto.",
+        "track": "Consulta su avance en {track_url} con la referencia y tu correo electrónico.",
     },
 }
 
@@ -82,3 +113,42 @@ def lookup(
         ).scalars()
     }
     return [card(found[number], language, config) for number in numbers if number in found]
+
+
+def share_text(ticket: Ticket, config: Mapping[str, Any]) -> str:
+    """The message an agent pastes to the ticket's requester, in their language.
+
+    It names the requester only, never a CC participant: it is for one person.
+    Subject and name are folded to one line each (control characters and line
+    breaks become spaces), so a subject cannot add lines that pass for ours.
+    """
+    requester = ticket.requester
+    language = languages.of_contact(requester, config)
+    words = SHARE_TEXTS[language]
+    number = numbering.display_number(ticket.number, config)
+    lines = [
+        STATUS_SENTENCES[language][ticket.status],
+        "",
+        f"{words['reference']}: {number}",
+        f"{words['title']}: {addresses.display_name(ticket.subject)}",
+        f"{words['status']}: {languages.STATUS_LABELS[language][ticket.status]}",
+        f"{words['priority']}: {languages.PRIORITY_LABELS[language][ticket.priority]}",
+        f"{words['category']}: {languages.CATEGORY_LABELS[language][ticket.category]}",
+        f"{words['requester']}: {_requester(requester)}",
+        "",
+        words["quote"].format(number=number),
+    ]
+    if not addresses.is_reserved_invalid(requester.email):
+        lines.append(words["mail"].format(support=config["SUPPORT_ADDRESSES"][0], number=number))
+        lines.append(words["track"].format(track_url=f"{config['PORTAL_URL']}/track"))
+    return "\n".join(lines)
+
+
+def _requester(contact: Contact) -> str:
+    """`Name <address>`, or for someone known by phone only `Name (+52…)`: their
+    stand-in address is nothing to show them."""
+    name = addresses.display_name(contact.name)
+    if addresses.is_reserved_invalid(contact.email):
+        phone = contact.phone or ""
+        return f"{name} ({phone})" if name and phone else name or phone
+    return f"{name} <{contact.email}>" if name else contact.email

@@ -20,6 +20,8 @@ from helpdesk.clock import now
 from helpdesk.errors import ValidationError
 from helpdesk.inputs import positive_int
 from helpdesk.models import Contact, Ticket
+from helpdesk.services import teams, visibility
+from helpdesk.services.actors import Actor
 
 MAX_PER_PAGE = 100
 _PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
@@ -47,6 +49,7 @@ class TicketFilters:
     source: Sequence[str] = ()
     ticket_type: Sequence[str] = ()
     assignee: int | str | None = None
+    team: str | None = None  # a team's name, or "none" for tickets of no team
     requester_email: str | None = None
     q: str | None = None
     sla: str | None = None  # one of helpdesk.sla.STATES
@@ -65,13 +68,14 @@ class Page:
 
 
 class QueueService:
-    def __init__(self, session: Session, *, prefix: str = "TKT-") -> None:
+    def __init__(self, session: Session, *, prefix: str = "TKT-", visibility_mode: str = "all") -> None:
         self.session = session
         self.prefix = prefix
+        self.visibility_mode = visibility_mode
 
     @classmethod
     def from_config(cls, session: Session, config: Any) -> QueueService:
-        return cls(session, prefix=config["TICKET_PREFIX"])
+        return cls(session, prefix=config["TICKET_PREFIX"], visibility_mode=config["AGENT_VISIBILITY"])
 
     def list_tickets(
         self,
@@ -80,8 +84,10 @@ class QueueService:
         page: int = 1,
         per_page: int = 25,
         sort: str = "-created_at",
+        viewer: Actor | None = None,
     ) -> Page:
-        """One page of the queue; `per_page` is capped at 100 (docs/web.md)."""
+        """One page of the queue; `per_page` is capped at 100 (docs/web.md). With a
+        `viewer`, only the tickets they may see (`visibility`)."""
         errors: dict[str, str] = {}
         if page < 1:
             errors["page"] = "must be 1 or more"
@@ -99,11 +105,14 @@ class QueueService:
             errors["sla"] = f"unknown value {filters.sla!r}; one of {', '.join(sla.STATES)}"
         if filters.assignee not in (None, "none") and positive_int(filters.assignee) is None:
             errors["assignee"] = "must be a staff id or none"
+        team_id = self._team_id(filters.team, errors)
         if errors:
             raise ValidationError(errors)
-
-        ids = self._filtered(select(Ticket.id), filters)
-        total = self.session.execute(self._filtered(select(func.count(Ticket.id)), filters)).scalar_one()
+        scope = visibility.clause(viewer, self.visibility_mode)
+        ids = self._filtered(select(Ticket.id), filters, team_id, scope)
+        total = self.session.execute(
+            self._filtered(select(func.count(Ticket.id)), filters, team_id, scope)
+        ).scalar_one()
         column: Any = getattr(Ticket, key)
         if key == "priority":
             column = case(_PRIORITY_RANK, value=Ticket.priority)
@@ -129,7 +138,24 @@ class QueueService:
         )
         return Page(list(items), page, per_page, total)
 
-    def _filtered(self, query: Select[Any], filters: TicketFilters) -> Select[Any]:
+    def _team_id(self, name: str | None, errors: dict[str, str]) -> int | None:
+        """The team filter's id; 0 for "none" (tickets of no team)."""
+        if name is None or name == "none":
+            return 0 if name == "none" else None
+        team_id = teams.team_id(self.session, name)
+        if team_id is None:
+            errors["team"] = "is not a team (or none)"
+        return team_id
+
+    def _filtered(
+        self, query: Select[Any], filters: TicketFilters, team_id: int | None, scope: Any
+    ) -> Select[Any]:
+        if scope is not None:
+            query = query.where(scope)
+        if team_id == 0:
+            query = query.where(Ticket.team_id.is_(None))
+        elif team_id is not None:
+            query = query.where(Ticket.team_id == team_id)
         for name in CHOICE_FILTERS:
             chosen = getattr(filters, name)
             if chosen:

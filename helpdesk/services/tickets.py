@@ -33,10 +33,11 @@ from helpdesk.models import (
     OutboxMessage,
     Participant,
     StaffUser,
+    Team,
     Ticket,
     TicketHistory,
 )
-from helpdesk.services import contacts, notifications
+from helpdesk.services import contacts, notifications, teams, visibility
 from helpdesk.services.actors import Actor
 
 MAX_SUBJECT = 500
@@ -74,11 +75,13 @@ class TicketsService:
         prefix: str = "TKT-",
         width: int = 6,
         sla_policy: sla.Policy = sla.DEFAULT_POLICY,
+        visibility_mode: str = "all",
     ) -> None:
         self.session = session
         self.prefix = prefix
         self.width = width
         self.sla = sla_policy
+        self.visibility_mode = visibility_mode
 
     @classmethod
     def from_config(cls, session: Session, config: Any) -> TicketsService:
@@ -87,6 +90,7 @@ class TicketsService:
             prefix=config["TICKET_PREFIX"],
             width=config["TICKET_NUMBER_WIDTH"],
             sla_policy=sla.policy_from_config(config),
+            visibility_mode=config["AGENT_VISIBILITY"],
         )
 
     # -- numbers -------------------------------------------------------------
@@ -96,8 +100,11 @@ class TicketsService:
             raise ValueError("ticket has no number before its creation is complete")
         return numbering.format_number(ticket.number, self.prefix, self.width)
 
-    def get(self, number_text: str | int) -> Ticket:
-        """Find a ticket by number as a person types it (`tkt-78`, `[TKT-000078]`)."""
+    def get(self, number_text: str | int, *, viewer: Actor | None = None) -> Ticket:
+        """Find a ticket by number as a person types it (`tkt-78`, `[TKT-000078]`).
+
+        With a `viewer`, a ticket they may not see (`visibility`) is not found either.
+        """
         number = (
             number_text
             if isinstance(number_text, int)
@@ -105,7 +112,10 @@ class TicketsService:
         )
         ticket = None
         if number is not None and number > 0:
-            ticket = self.session.execute(select(Ticket).where(Ticket.number == number)).scalar_one_or_none()
+            query = visibility.restrict(
+                select(Ticket).where(Ticket.number == number), viewer, self.visibility_mode
+            )
+            ticket = self.session.execute(query).scalar_one_or_none()
         if ticket is None:
             raise NotFound(f"No ticket {number_text}.")
         return ticket
@@ -138,6 +148,7 @@ class TicketsService:
         service_address: object = "",
         affected_services: object = (),
         device_serials: object = (),
+        team: str | None = None,
     ) -> Ticket:
         """Store a new ticket with its first message and give it the next number.
 
@@ -148,7 +159,8 @@ class TicketsService:
         False leaves it out (mail a mailing list distributed: docs/mail-gateway.md).
         `source` says who opened it (`v.SOURCES`); unsaid, the actor does: a customer,
         an agent, or the system. The service fields are read by `service_fields`
-        from whatever shape the channel has (form text or JSON lists).
+        from whatever shape the channel has (form text or JSON lists). The ticket
+        goes to the `team` named, else to the one its type routes to (`teams`).
         """
         errors: dict[str, str] = {}
         subject = (subject or "").strip()
@@ -181,8 +193,11 @@ class TicketsService:
             device_serials=service_fields.device_serials(device_serials, errors),
         )
         participants = self._participants(cc, email, errors)
+        team_id = self._team_id(team, errors) if team is not None else None
         if errors:
             raise ValidationError(errors)
+        if team is None:
+            team_id = teams.route(self.session, service["ticket_type"])
 
         requester = self._contact(email, requester_name)
         if actor.is_customer and actor.email == email:
@@ -203,6 +218,7 @@ class TicketsService:
             requester_id=requester.id,
             organization_id=organization_id or requester.organization_id,
             assignee_id=assignee_id,
+            team_id=team_id,
             linked_ticket_id=linked_ticket.id if linked_ticket else None,
             created_at=created,
             updated_at=created,
@@ -366,9 +382,11 @@ class TicketsService:
         service_address: object = None,
         affected_services: object = None,
         device_serials: object = None,
+        team: str | None = None,
     ) -> Ticket:
         """Change priority, category, assignee (`assignee_id=None` unassigns), the
-        ticket type and/or the service fields; None leaves a field as it is."""
+        ticket type, the service fields and/or the team (a name; "" for none);
+        None leaves a field as it is."""
         errors: dict[str, str] = {}
         if priority is not None:
             priority = self._check_choice("priority", priority, errors)
@@ -378,6 +396,7 @@ class TicketsService:
             self._check_assignee(assignee_id, errors)
         if ticket_type is not None:
             ticket_type = service_fields.ticket_type(ticket_type, errors)
+        team_id = self._team_id(team, errors) if team else None
         service: dict[str, str] = {}
         for name, value, read in (
             ("service_address", service_address, service_fields.service_address),
@@ -393,6 +412,17 @@ class TicketsService:
             ticket.ticket_type = ticket_type
         for name, stored in service.items():
             setattr(ticket, name, stored)
+        if team is not None and team_id != ticket.team_id:
+            new_team = self.session.get(Team, team_id) if team_id is not None else None
+            self._record(
+                ticket,
+                "team",
+                ticket.team.name if ticket.team else None,
+                new_team.name if new_team else None,
+                actor,
+            )
+            ticket.team_id = team_id
+            ticket.team = new_team
         if priority is not None and priority != ticket.priority:
             self._record(ticket, "priority", ticket.priority, priority, actor)
             ticket.priority = priority
@@ -497,6 +527,12 @@ class TicketsService:
         if value not in allowed:
             errors[name] = f"must be one of {', '.join(allowed)}"
         return value
+
+    def _team_id(self, name: object, errors: dict[str, str]) -> int | None:
+        team_id = teams.team_id(self.session, name)
+        if team_id is None:
+            errors["team"] = "is not a team"
+        return team_id
 
     def _check_assignee(self, assignee_id: Any, errors: dict[str, str]) -> None:
         valid_id = isinstance(assignee_id, int) and positive_int(assignee_id) is not None

@@ -1,0 +1,115 @@
+"""Teams, their members, and the routing table from ticket type to team
+(docs/isp-operations.md, "Teams").
+
+Admins manage them (portal page, `flask teams …`). Every channel's new ticket
+asks `route` for its team when none is named, so a mailed installation request
+lands with field operations just like one opened in the portal.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from helpdesk import vocabulary as v
+from helpdesk.errors import Conflict, NotFound, ValidationError
+from helpdesk.models import StaffUser, Team, TeamMember, TeamRoute, Ticket
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,49}")
+NAME_RULE = "must be 1-50 lowercase letters, digits and underscores, starting with a letter"
+
+
+def route(session: Session, ticket_type: str) -> int | None:
+    """The team new tickets of this type go to, if any."""
+    return session.execute(
+        select(TeamRoute.team_id).where(TeamRoute.ticket_type == ticket_type)
+    ).scalar_one_or_none()
+
+
+def team_id(session: Session, name: object) -> int | None:
+    """The id of the team called `name` (as people type it), or None."""
+    if not isinstance(name, str) or len(name) > 50:
+        return None
+    return session.execute(select(Team.id).where(Team.name == name.strip().lower())).scalar()
+
+
+def member_of(session: Session, staff_id: int) -> list[int]:
+    return list(session.execute(select(TeamMember.team_id).where(TeamMember.staff_id == staff_id)).scalars())
+
+
+class TeamsService:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def teams(self) -> list[Team]:
+        return list(self.session.execute(select(Team).order_by(Team.name)).scalars())
+
+    def get(self, name: object) -> Team:
+        team = None
+        if isinstance(name, str):
+            team = self.session.execute(select(Team).where(Team.name == name.strip().lower())).scalar()
+        if team is None:
+            raise NotFound(f"No team {str(name)[:60]!r}.")
+        return team
+
+    def add(self, name: str) -> Team:
+        name = (name or "").strip().lower()
+        if not _NAME.fullmatch(name):
+            raise ValidationError({"name": NAME_RULE})
+        if self.session.execute(select(Team.id).where(Team.name == name)).first():
+            raise Conflict(f"There is already a team {name}.")
+        team = Team(name=name)
+        self.session.add(team)
+        self.session.flush()
+        return team
+
+    def remove(self, name: str) -> None:
+        """Delete a team nothing points at any more (no tickets, no routes)."""
+        team = self.get(name)
+        if self.session.execute(select(Ticket.id).where(Ticket.team_id == team.id).limit(1)).first():
+            raise Conflict(f"Team {team.name} still has tickets; move them to another team first.")
+        if self.session.execute(select(TeamRoute.ticket_type).where(TeamRoute.team_id == team.id)).first():
+            raise Conflict(f"Ticket types are routed to {team.name}; route them elsewhere first.")
+        self.session.execute(delete(TeamMember).where(TeamMember.team_id == team.id))
+        self.session.delete(team)
+        self.session.flush()
+
+    def add_member(self, name: str, staff_id: int) -> None:
+        team = self.get(name)
+        user = self.session.get(StaffUser, staff_id)
+        if user is None:
+            raise NotFound(f"No staff member {staff_id}.")
+        if self.session.get(TeamMember, (team.id, staff_id)) is None:
+            self.session.add(TeamMember(team_id=team.id, staff_id=staff_id))
+            self.session.flush()
+        self.session.expire(team, ["members"])
+
+    def remove_member(self, name: str, staff_id: int) -> None:
+        team = self.get(name)
+        self.session.execute(
+            delete(TeamMember).where(TeamMember.team_id == team.id, TeamMember.staff_id == staff_id)
+        )
+        self.session.flush()
+        self.session.expire(team, ["members"])
+
+    def routes(self) -> dict[str, Team | None]:
+        """Every ticket type with the team it goes to (None: no team)."""
+        rows = self.session.execute(select(TeamRoute.ticket_type, Team).join(Team)).all()
+        routed = {ticket_type: team for ticket_type, team in rows}
+        return {ticket_type: routed.get(ticket_type) for ticket_type in v.TICKET_TYPES}
+
+    def set_route(self, ticket_type: str, name: str | None) -> None:
+        """Route new tickets of `ticket_type` to the team `name`, or to none."""
+        if ticket_type not in v.TICKET_TYPES:
+            raise ValidationError({"ticket_type": f"must be one of {', '.join(v.TICKET_TYPES)}"})
+        existing = self.session.get(TeamRoute, ticket_type)
+        if name is None:
+            if existing is not None:
+                self.session.delete(existing)
+        elif existing is None:
+            self.session.add(TeamRoute(ticket_type=ticket_type, team_id=self.get(name).id))
+        else:
+            existing.team_id = self.get(name).id
+        self.session.flush()

@@ -1,0 +1,47 @@
+"""Which tickets a staff member may see and touch (`AGENT_VISIBILITY`;
+docs/isp-operations.md, "Visibility").
+
+- `all`: every ticket (the default).
+- `team`: the tickets of the agent's teams, the tickets of no team (routed
+  nowhere, someone must pick them up), and the tickets assigned to them.
+- `own`: the tickets assigned to them.
+
+Admins see everything whatever the mode; so do the system's own actors (the
+gateway, the jobs). A hidden ticket is answered exactly like one that does not
+exist — the portal, the API, search, statistics and attachment downloads all ask
+this module — so nobody learns that a number is taken by probing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.orm import Session
+
+from helpdesk.models import TeamMember, Ticket
+from helpdesk.services.actors import Actor
+
+
+def clause(actor: Actor | None, mode: str) -> ColumnElement[bool] | None:
+    """The condition on `tickets` that keeps what `actor` may see; None when nothing is hidden."""
+    if actor is None or not actor.is_staff or actor.role == "admin" or mode == "all":
+        return None
+    own = Ticket.assignee_id == actor.staff_id
+    if mode == "own":
+        return own
+    teams = select(TeamMember.team_id).where(TeamMember.staff_id == actor.staff_id)
+    return or_(Ticket.team_id.is_(None), Ticket.team_id.in_(teams), own)
+
+
+def restrict(query: Any, actor: Actor | None, mode: str) -> Any:
+    """`query` (a SELECT over tickets) narrowed to what `actor` may see."""
+    condition = clause(actor, mode)
+    return query if condition is None else query.where(condition)
+
+
+def may_see(session: Session, actor: Actor | None, mode: str, ticket_id: int) -> bool:
+    condition = clause(actor, mode)
+    if condition is None:
+        return True
+    return session.execute(select(Ticket.id).where(Ticket.id == ticket_id, condition)).first() is not None

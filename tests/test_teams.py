@@ -1,0 +1,307 @@
+"""Teams, routing by ticket type on every channel, the team filter, and
+AGENT_VISIBILITY on every route that reads or changes a ticket
+(docs/isp-operations.md)."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from helpdesk.errors import Conflict, ValidationError
+from helpdesk.extensions import db
+from helpdesk.models import StaffUser, Ticket, TicketHistory
+from helpdesk.services import TicketsService
+from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.staff import StaffService
+from helpdesk.services.teams import TeamsService
+from helpdesk.services.tickets import NewAttachment
+from tests.support.app import ApiClient, login_tokens
+from tests.support.database import open_ticket
+from tests.support.mail import message
+
+
+@pytest.fixture
+def teams(app: Flask) -> TeamsService:
+    """The teams and routes migration 0016 gives a new install (the test database is
+    emptied between tests, so they are made again here)."""
+    service = TeamsService(db.session)
+    for name in ("support_team", "onboarding_team", "field_ops"):
+        service.add(name)
+    service.set_route("general_inquiry", "support_team")
+    service.set_route("outage_report", "support_team")
+    service.set_route("installation_request", "field_ops")
+    db.session.commit()
+    return service
+
+
+@pytest.fixture
+def field_agent(app: Flask, teams: TeamsService) -> StaffUser:
+    user, _ = StaffService(db.session).create(
+        email="felipe@helpdesk.test", name="Felipe Field", role="agent", password="field-password-1"
+    )
+    teams.add_member("field_ops", user.id)
+    db.session.commit()
+    return user
+
+
+def _team_of(number: str) -> str | None:
+    db.session.expire_all()
+    ticket = db.session.execute(select(Ticket).where(Ticket.number == int(number[-6:]))).scalar_one()
+    return ticket.team.name if ticket.team else None
+
+
+def test_every_channel_routes_a_new_ticket_by_its_type(teams, api, portal, gateway, senders, client):
+    installation = api.post(
+        "/tickets",
+        {
+            "subject": "Alta",
+            "description": "Nueva instalación",
+            "requester_email": "lucia@example.com",
+            "ticket_type": "installation_request",
+        },
+    ).get_json()
+    assert installation["team"] == "field_ops"
+    named = api.post(
+        "/tickets",
+        {
+            "subject": "Alta",
+            "description": "?",
+            "requester_email": "lucia@example.com",
+            "ticket_type": "installation_request",
+            "team": "onboarding_team",
+        },
+    ).get_json()
+    assert named["team"] == "onboarding_team"
+    untyped = api.post("/tickets", {"subject": "?", "description": "?", "requester_email": "a@example.com"})
+    assert untyped.get_json()["team"] == "support_team"
+    unrouted = api.post(
+        "/tickets",
+        {
+            "subject": "?",
+            "description": "?",
+            "requester_email": "a@example.com",
+            "ticket_type": "speed_issue",
+        },
+    )
+    assert unrouted.get_json()["team"] is None
+    code, _ = gateway.send(message(subject="Sin internet", body="Desde ayer."))
+    assert code == 250
+    assert _team_of("TKT-000005") == "support_team"
+    form = {
+        "requester_email": "mario@example.com",
+        "subject": "Instalación",
+        "description": "x",
+        "ticket_type": "installation_request",
+    }
+    assert portal.post("/tickets/new", form, page="/tickets/new").status_code == 302
+    assert _team_of("TKT-000006") == "field_ops"
+    _integration, token = IntegrationsService(db.session).add("widget", "chat")
+    db.session.commit()
+    chat = client.post(
+        "/api/v1/chat/tickets",
+        json={"conversation_id": "c-1", "customer": {"email": "rosa@example.com"}, "transcript": "Hola"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert chat.status_code == 201, chat.get_json()
+    assert _team_of(chat.get_json()["number"]) == "support_team"
+    unknown = api.post(
+        "/tickets", {"subject": "?", "description": "?", "requester_email": "a@example.com", "team": "nobody"}
+    )
+    assert unknown.status_code == 422
+    assert "team" in unknown.get_json()["error"]["fields"]
+
+
+def test_moving_a_ticket_to_another_team_is_recorded(teams, api, portal):
+    number = api.post("/tickets", {"subject": "?", "description": "?", "requester_email": "a@example.com"})
+    number = number.get_json()["number"]
+    moved = api.patch(f"/tickets/{number}", {"team": "field_ops"}).get_json()
+    assert moved["team"] == "field_ops"
+    assert api.patch(f"/tickets/{number}", {"team": None}).get_json()["team"] is None
+    assert api.patch(f"/tickets/{number}", {"team": "nobody"}).status_code == 422
+    answer = portal.post(f"/tickets/{number}/update", {"team": "onboarding_team"}, page=f"/tickets/{number}")
+    assert answer.status_code == 302
+    rows = db.session.execute(
+        select(TicketHistory.old_value, TicketHistory.new_value)
+        .where(TicketHistory.field == "team")
+        .order_by(TicketHistory.id)
+    ).all()
+    assert [tuple(row) for row in rows] == [
+        ("support_team", "field_ops"),
+        ("field_ops", None),
+        (None, "onboarding_team"),
+    ]
+
+
+def test_the_queue_and_the_api_filter_by_team(teams, api, portal):
+    for ticket_type in ("installation_request", "general_inquiry", "speed_issue"):
+        api.post(
+            "/tickets",
+            {
+                "subject": ticket_type,
+                "description": "?",
+                "requester_email": "a@example.com",
+                "ticket_type": ticket_type,
+            },
+        )
+
+    def numbers(query: str) -> list[str]:
+        return [item["number"] for item in api.get(f"/tickets?{query}").get_json()["items"]]
+
+    assert numbers("team=field_ops") == ["TKT-000001"]
+    assert numbers("team=SUPPORT_TEAM") == ["TKT-000002"]
+    assert numbers("team=none") == ["TKT-000003"]
+    assert api.get("/tickets?team=nobody").status_code == 422
+    page = portal.get("/tickets?team=field_ops").get_data(as_text=True)
+    assert "TKT-000001" in page and "TKT-000002" not in page
+    assert "TKT-000002" in portal.get("/tickets?team=nobody").get_data(as_text=True)  # ignored
+
+
+def test_teams_service_rules(teams, agent):
+    with pytest.raises(ValidationError):
+        teams.add("Field Ops!")
+    with pytest.raises(Conflict):
+        teams.add("field_ops")
+    teams.add_member("support_team", agent.id)
+    teams.add_member("support_team", agent.id)  # twice is once
+    assert [user.email for user in teams.get("support_team").members] == [agent.email]
+    with pytest.raises(Conflict):
+        teams.remove("field_ops")  # installation requests are routed there
+    teams.set_route("installation_request", None)
+    open_ticket(TicketsService(db.session), team="field_ops")
+    with pytest.raises(Conflict):
+        teams.remove("field_ops")  # it has a ticket
+    teams.remove("onboarding_team")
+    assert [team.name for team in teams.teams()] == ["field_ops", "support_team"]
+    assert teams.routes()["installation_request"] is None
+
+
+# -- visibility ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hidden(app, teams, agent, field_agent) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Under AGENT_VISIBILITY=team the agent (support_team) sees support tickets,
+    team-less ones and their own; the field_ops ticket is hidden from them."""
+    teams.add_member("support_team", agent.id)
+    service = TicketsService.from_config(db.session, app.config)
+    field = open_ticket(
+        service,
+        ticket_type="installation_request",
+        device_serials=["ZTEGC8A1B2C3"],
+        attachments=[NewAttachment("plano.pdf", "application/pdf", b"%PDF-1.4 plano")],
+    )
+    support = open_ticket(service, subject="Factura duplicada")
+    teamless = open_ticket(service, ticket_type="speed_issue")
+    own = open_ticket(service, ticket_type="installation_request", assignee_id=agent.id)
+    app.config["AGENT_VISIBILITY"] = "team"
+    attachment = field.messages[0].attachments[0].id
+    db.session.commit()
+    return {
+        "field": service.display_number(field),
+        "support": service.display_number(support),
+        "teamless": service.display_number(teamless),
+        "own": service.display_number(own),
+        "attachment": str(attachment),
+    }
+
+
+def test_a_hidden_ticket_answers_404_on_every_api_route(api, hidden):
+    number = hidden["field"]
+    calls = [
+        api.get(f"/tickets/{number}"),
+        api.patch(f"/tickets/{number}", {"priority": "high"}),
+        api.post(f"/tickets/{number}/status", {"status": "open"}),
+        api.post(f"/tickets/{number}/replies", {"body": "Hola"}),
+        api.get(f"/tickets/{number}/share"),
+    ]
+    unknown = api.get("/tickets/TKT-999999").get_json()
+    for answer in calls:
+        assert answer.status_code == 404, answer.request.path
+        assert answer.get_json()["error"]["code"] == unknown["error"]["code"]
+    for visible in ("support", "teamless", "own"):
+        assert api.get(f"/tickets/{hidden[visible]}").status_code == 200
+    listed = [item["number"] for item in api.get("/tickets?per_page=100").get_json()["items"]]
+    assert sorted(listed) == sorted([hidden["support"], hidden["teamless"], hidden["own"]])
+    assert api.get("/tickets?q=ZTEGC8A1").get_json()["items"] == []
+    assert api.get("/tickets?team=field_ops").get_json()["items"][0]["number"] == hidden["own"]
+    ticket = db.session.execute(select(Ticket).where(Ticket.number == int(number[-6:]))).scalar_one()
+    assert (ticket.priority, ticket.status, len(ticket.messages)) == ("medium", "new", 1)
+
+
+def test_a_hidden_ticket_answers_404_on_every_portal_route(portal, hidden, client):
+    number = hidden["field"]
+    page = f"/tickets/{hidden['support']}"
+    answers = [
+        portal.get(f"/tickets/{number}"),
+        portal.post(f"/tickets/{number}/reply", {"body": "Hola"}, page=page),
+        portal.post(f"/tickets/{number}/status", {"status": "open"}, page=page),
+        portal.post(f"/tickets/{number}/update", {"priority": "high"}, page=page),
+        portal.get(f"/attachments/{hidden['attachment']}"),
+    ]
+    for answer in answers:
+        assert answer.status_code == 404, answer.request.path
+    queue = portal.get("/tickets").get_data(as_text=True)
+    assert number not in queue and hidden["support"] in queue and hidden["own"] in queue
+    assert number not in portal.get("/tickets?q=ZTEGC8A1").get_data(as_text=True)
+
+
+def test_admins_see_everything_and_own_mode_shows_only_assigned_tickets(app, hidden, client, admin, agent):
+    admin_api = ApiClient(client, login_tokens(client, admin.email, "admin-password-1")["access_token"])
+    assert admin_api.get(f"/tickets/{hidden['field']}").status_code == 200
+    assert admin_api.get("/tickets").get_json()["total"] == 4
+    app.config["AGENT_VISIBILITY"] = "own"
+    agent_api = ApiClient(client, login_tokens(client, agent.email, "agent-password-1")["access_token"])
+    assert [item["number"] for item in agent_api.get("/tickets").get_json()["items"]] == [hidden["own"]]
+    assert agent_api.get(f"/tickets/{hidden['support']}").status_code == 404
+    app.config["AGENT_VISIBILITY"] = "all"
+    assert agent_api.get("/tickets").get_json()["total"] == 4
+
+
+def test_the_field_agent_sees_the_installation_but_not_the_billing_ticket(app, hidden, client, field_agent):
+    field_api = ApiClient(client, login_tokens(client, field_agent.email, "field-password-1")["access_token"])
+    assert field_api.get(f"/tickets/{hidden['field']}").status_code == 200
+    assert field_api.get(f"/tickets/{hidden['own']}").status_code == 200  # field_ops, assigned to another
+    assert field_api.get(f"/tickets/{hidden['support']}").status_code == 404
+    assert field_api.get(f"/tickets/{hidden['teamless']}").status_code == 200
+
+
+# -- administration -----------------------------------------------------------------------------
+
+
+def test_admins_manage_teams_and_routing_in_the_portal(admin_portal, teams, agent, client):
+    assert admin_portal.post("/admin/teams", {"name": "billing_team"}, page="/admin/teams").status_code == 302
+    admin_portal.post(
+        "/admin/teams/members",
+        {"team": "billing_team", "staff_id": str(agent.id), "action": "add"},
+        page="/admin/teams",
+    )
+    routes = {ticket_type: "" for ticket_type in ("general_inquiry",)} | {"billing_issue": "billing_team"}
+    admin_portal.post("/admin/teams/routes", routes, page="/admin/teams")
+    page = admin_portal.get("/admin/teams").get_data(as_text=True)
+    assert "billing team" in page and agent.email in page
+    service = TeamsService(db.session)
+    db.session.expire_all()
+    assert [user.id for user in service.get("billing_team").members] == [agent.id]
+    routed = service.routes()
+    assert routed["billing_issue"].name == "billing_team"  # type: ignore[union-attr]
+    assert routed["general_inquiry"] is None and routed["installation_request"] is None
+    shown = admin_portal.post("/admin/teams", {"name": "Bad Name"}, page="/admin/teams")
+    assert "lowercase letters" in admin_portal.get(shown.headers["Location"]).get_data(as_text=True)
+
+
+def test_agents_cannot_manage_teams(portal):
+    assert portal.get("/admin/teams").status_code == 403
+    assert portal.post("/admin/teams", {"name": "mine"}, page="/tickets").status_code == 403
+
+
+def test_teams_on_the_command_line(runner, teams, agent):
+    assert runner.invoke(args=["teams", "add", "noc"]).exit_code == 0
+    assert runner.invoke(args=["teams", "member", "add", "noc", agent.email]).exit_code == 0
+    assert runner.invoke(args=["teams", "route", "outage_report", "noc"]).exit_code == 0
+    listed = runner.invoke(args=["teams", "list"]).output
+    assert f"noc                      {agent.email}" in listed
+    assert "outage_report            → noc" in listed
+    refused = runner.invoke(args=["teams", "member", "add", "noc", "ghost@example.com"])
+    assert refused.exit_code == 1 and "No staff member" in refused.output
+    assert runner.invoke(args=["teams", "remove", "noc"]).exit_code == 1  # routed to
