@@ -155,6 +155,8 @@ class Config:
     # (docs/integrations.md); staff opening tickets for them are not limited.
     CUSTOMER_MAX_TICKETS_PER_HOUR = _env_int("CUSTOMER_MAX_TICKETS_PER_HOUR", 10)
     CUSTOMER_MAX_OPEN_TICKETS = _env_int("CUSTOMER_MAX_OPEN_TICKETS", 10)
+    # An SLA breach also raises the ticket's priority one step (helpdesk.services.lifecycle_jobs).
+    SLA_BREACH_RAISES_PRIORITY = _env("SLA_BREACH_RAISES_PRIORITY", "false").lower() in ("1", "true", "yes")
     AGENT_VISIBILITY = _env_choice("AGENT_VISIBILITY", "all", VISIBILITY_MODES)
     # The language of customers who did not say theirs (`en` or `es`).
     DEFAULT_LANGUAGE = _env("DEFAULT_LANGUAGE", "en")

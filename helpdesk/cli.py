@@ -217,7 +217,7 @@ def outbox_retry(row_id: int) -> None:
 def sla_check() -> None:
     """Mark SLA breaches (each once) and queue their alerts; safe from cron."""
     with transaction() as session:
-        result = lifecycle_jobs.check_sla(session)
+        result = lifecycle_jobs.check_sla(session, current_app.config)
     click.echo(result.summary())
 
 

@@ -162,6 +162,7 @@ class Ticket(Model):
         _one_of("channel", v.CHANNELS, "channel"),
         _one_of("source", v.SOURCES, "source"),
         _one_of("ticket_type", v.TICKET_TYPES, "ticket_type"),
+        _one_of("escalation_level", v.ESCALATION_LEVELS, "escalation_level"),
         Index("ix_tickets_status_created_at", "status", "created_at"),
         # The SLA check's two scans (helpdesk.sla): only undecided, running tickets.
         Index(
@@ -199,6 +200,10 @@ class Ticket(Model):
     organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"), index=True)
     assignee_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"), index=True)
     team_id: Mapped[Optional[int]] = mapped_column(ForeignKey("teams.id"), index=True)
+    # Escalation (helpdesk.services.tickets.escalate): the level, since when, to whom.
+    escalation_level: Mapped[str] = mapped_column(String(2), default="L1", index=True)
+    escalated_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    escalated_to_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"))
     linked_ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now, index=True)
@@ -220,8 +225,9 @@ class Ticket(Model):
 
     requester: Mapped[Contact] = relationship(lazy="joined")
     organization: Mapped[Optional[Organization]] = relationship()
-    assignee: Mapped[Optional[StaffUser]] = relationship(lazy="joined")
+    assignee: Mapped[Optional[StaffUser]] = relationship(lazy="joined", foreign_keys=[assignee_id])
     team: Mapped[Optional[Team]] = relationship(lazy="joined")
+    escalated_to: Mapped[Optional[StaffUser]] = relationship(foreign_keys=[escalated_to_id])
     linked_ticket: Mapped[Optional[Ticket]] = relationship(remote_side=[id])
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"

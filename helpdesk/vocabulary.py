@@ -54,7 +54,9 @@ INTEGRATION_KINDS = ("assistant", "chat", "workflow")
 RATING_CHANNELS = ("link", "assistant")
 MESSAGE_KINDS = ("reply", "note")
 # "sla": a target ran out (helpdesk.sla; recorded once per breach by the SLA check).
-HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla", "ticket_type", "team")
+HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla", "ticket_type", "team", "escalation")
+# Support levels, first to third (docs/isp-operations.md, "Escalation"); tickets start at L1.
+ESCALATION_LEVELS = ("L1", "L2", "L3")
 INBOUND_CHANNELS = ("smtp", "imap")
 INBOUND_OUTCOMES = (
     "created",
@@ -79,7 +81,7 @@ QUARANTINE_STATES = ("pending", "approved", "rejected", "spam")
 OUTBOX_STATES = ("pending", "sending", "sent", "failed", "skipped", "bounced")
 # What an outbox row announces (docs/outbound-mail.md); each has its templates in
 # helpdesk/outbound/templates/mail/. `sla_breach` goes to staff, the others to customers.
-NOTIFICATION_KINDS = ("created", "reply", "status", "resolved", "sla_breach")
+NOTIFICATION_KINDS = ("created", "reply", "status", "resolved", "sla_breach", "escalation")
 # Mail that only staff receive: a staff member's mail reply to one of these is about
 # the ticket, not to the customer, so it becomes an internal note.
-STAFF_NOTIFICATION_KINDS = ("sla_breach",)
+STAFF_NOTIFICATION_KINDS = ("sla_breach", "escalation")

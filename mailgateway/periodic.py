@@ -33,7 +33,7 @@ class LifecycleJobs(Loop):
         super().__init__(stopping, idle_seconds=app.config["LIFECYCLE_JOBS_INTERVAL"].total_seconds())
         self.app = app
         self.jobs: tuple[tuple[str, Callable[[], Any]], ...] = (
-            ("sla-check", lambda: lifecycle_jobs.check_sla(db.session)),
+            ("sla-check", lambda: lifecycle_jobs.check_sla(db.session, app.config)),
             ("auto-close", lambda: lifecycle_jobs.auto_close(db.session, app.config)),
         )
 

@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import time_machine
+from flask import current_app
 from sqlalchemy import func, select
 
 from helpdesk.clock import now
@@ -48,7 +49,7 @@ def alerts() -> list[tuple[int, str, str]]:
 
 
 def run_check():  # type: ignore[no-untyped-def]
-    result = check_sla(db.session)
+    result = check_sla(db.session, current_app.config)
     db.session.commit()
     db.session.expire_all()
     return result
@@ -254,7 +255,7 @@ def test_cli_commands_run_the_jobs_and_say_what_they_did(app, runner, service, a
     result = runner.invoke(args=["sla-check"])
     assert result.exit_code == 0, result.output
     assert result.output == (
-        "sla-check: 1 first-response and 1 resolution breaches marked, 1 alerts queued\n"
+        "sla-check: 1 first-response and 1 resolution breaches marked, 1 alerts queued, 0 priorities raised\n"
     )
     assert runner.invoke(args=["sla-check"]).output.startswith("sla-check: 0 first-response")
     result = runner.invoke(args=["auto-close"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from flask import current_app
 
 from config import parse_targets
 from helpdesk import sla
@@ -163,7 +164,7 @@ def test_time_waiting_for_the_customer_does_not_count_against_resolution(service
     clock.shift(timedelta(hours=1))
     work(service, ticket, agent_actor, "open", "in_progress", "pending_customer")
     clock.shift(timedelta(days=2))  # the original due time passes while waiting
-    assert check_sla(db.session).breaches == ()
+    assert check_sla(db.session, current_app.config).breaches == ()
     db.session.commit()
     service.add_message(ticket, body="Version 7.", actor=CUSTOMER, channel="email")
     db.session.commit()
@@ -188,13 +189,15 @@ def test_reopened_ticket_keeps_the_resolution_time_it_had_left(service, agent_ac
     db.session.commit()
     assert (ticket.status, ticket.resolution_breached) == ("reopened", None)
     assert ticket.resolution_due_at == now() + timedelta(hours=3)  # 3 of 4 hours were left
-    assert check_sla(db.session).breaches == ()
+    assert check_sla(db.session, current_app.config).breaches == ()
 
 
 def test_a_recorded_breach_survives_a_lowered_priority(service, agent_actor, clock):
     ticket = open_ticket(service, priority="urgent")
     clock.shift(timedelta(minutes=30))
-    assert [b.target for b in check_sla(db.session).breaches] == ["first_response_breached"]
+    assert [b.target for b in check_sla(db.session, current_app.config).breaches] == [
+        "first_response_breached"
+    ]
     db.session.commit()
     db.session.expire_all()
     service.update(ticket, actor=agent_actor, priority="low")

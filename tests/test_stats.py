@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from flask import current_app
 
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
@@ -104,7 +105,7 @@ def story(service, agent, admin, clock):  # type: ignore[no-untyped-def]
     service.add_message(b, body="Not fixed.", actor=ANN, channel="email")
     db.session.commit()
     at(clock, 39)
-    assert len(check_sla(db.session).breaches) == 2  # C: both targets
+    assert len(check_sla(db.session, current_app.config).breaches) == 2  # C: both targets
     db.session.commit()
     return {"agent": agent, "admin": admin}
 

@@ -214,6 +214,7 @@ def test_a_hidden_ticket_answers_404_on_every_api_route(api, hidden):
         api.post(f"/tickets/{number}/status", {"status": "open"}),
         api.post(f"/tickets/{number}/replies", {"body": "Hola"}),
         api.get(f"/tickets/{number}/share"),
+        api.post(f"/tickets/{number}/escalate", {"level": "L2", "reason": "x"}),
     ]
     unknown = api.get("/tickets/TKT-999999").get_json()
     for answer in calls:
@@ -226,7 +227,12 @@ def test_a_hidden_ticket_answers_404_on_every_api_route(api, hidden):
     assert api.get("/tickets?q=ZTEGC8A1").get_json()["items"] == []
     assert api.get("/tickets?team=field_ops").get_json()["items"][0]["number"] == hidden["own"]
     ticket = db.session.execute(select(Ticket).where(Ticket.number == int(number[-6:]))).scalar_one()
-    assert (ticket.priority, ticket.status, len(ticket.messages)) == ("medium", "new", 1)
+    assert (ticket.priority, ticket.status, len(ticket.messages), ticket.escalation_level) == (
+        "medium",
+        "new",
+        1,
+        "L1",
+    )
 
 
 def test_a_hidden_ticket_answers_404_on_every_portal_route(portal, hidden, client):
@@ -237,6 +243,7 @@ def test_a_hidden_ticket_answers_404_on_every_portal_route(portal, hidden, clien
         portal.post(f"/tickets/{number}/reply", {"body": "Hola"}, page=page),
         portal.post(f"/tickets/{number}/status", {"status": "open"}, page=page),
         portal.post(f"/tickets/{number}/update", {"priority": "high"}, page=page),
+        portal.post(f"/tickets/{number}/escalate", {"level": "L2", "reason": "x"}, page=page),
         portal.get(f"/attachments/{hidden['attachment']}"),
     ]
     for answer in answers:

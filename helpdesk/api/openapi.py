@@ -164,6 +164,8 @@ SCHEMAS: dict[str, Any] = {
             "requester_name": {"type": "string"},
             "assignee": {"allOf": [_ref("Staff")], "nullable": True},
             "team": {"type": "string", "nullable": True},
+            "escalation_level": {"type": "string", "enum": list(v.ESCALATION_LEVELS)},
+            "escalated_at": NULLABLE_TIME,
             "created_at": TIME,
             "updated_at": TIME,
             "allowed_transitions": {"type": "array", "items": {"type": "string"}},
@@ -250,6 +252,11 @@ SCHEMAS: dict[str, Any] = {
                         ),
                         "nullable": True,
                         "description": "the customer's satisfaction rating, once given",
+                    },
+                    "escalated_to": {
+                        "allOf": [_ref("Staff")],
+                        "nullable": True,
+                        "description": "who the last escalation handed the ticket to",
                     },
                 },
                 ["messages", "history"],
@@ -533,6 +540,29 @@ PATHS: dict[str, Any] = {
                 )
             ),
             "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS)},
+        },
+    },
+    "/tickets/{number}/escalate": {
+        "parameters": [NUMBER_PARAM],
+        "post": {
+            "summary": "Raise the support level (L1-L3), optionally handing the ticket to someone, who is "
+            "told by mail; 409 when the ticket is finished or already at that level or higher",
+            "security": STAFF,
+            "requestBody": _body(
+                _object(
+                    {
+                        "level": {"type": "string", "enum": list(v.ESCALATION_LEVELS)},
+                        "assignee": {
+                            "oneOf": [{"type": "integer"}, {"type": "string"}],
+                            "nullable": True,
+                            "description": "staff id or email; unsaid, the assignee stays",
+                        },
+                        "reason": {"type": "string"},
+                    },
+                    ["level", "reason"],
+                )
+            ),
+            "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS, 409)},
         },
     },
     "/tickets/{number}/status": {

@@ -47,6 +47,8 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
         "requester_name": ticket.requester.name,
         "assignee": staff_json(ticket.assignee),
         "team": ticket.team.name if ticket.team else None,
+        "escalation_level": ticket.escalation_level,
+        "escalated_at": when(ticket.escalated_at),
         "created_at": when(ticket.created_at),
         "updated_at": when(ticket.updated_at),
         "allowed_transitions": list(lifecycle.allowed_targets(ticket.status)),
@@ -69,6 +71,7 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
             messages=[message_json(m) for m in ticket.messages],
             history=[history_json(h) for h in ticket.history],
             satisfaction=rating_json(ticket.satisfaction),
+            escalated_to=staff_json(ticket.escalated_to),
         )
     return data
 

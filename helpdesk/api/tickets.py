@@ -165,6 +165,24 @@ def change_status(number: str) -> ResponseReturnValue:
     return jsonify(ticket_json(ticket, detail=True))
 
 
+@bp.post("/tickets/<number>/escalate")
+@staff_required()
+def escalate(number: str) -> ResponseReturnValue:
+    """Raise the support level, optionally to someone at it (docs/isp-operations.md)."""
+    data = json_object(
+        {"level": (str,), "assignee": (int, str, None), "reason": (str,)}, required=("level", "reason")
+    )
+    ticket = _ticket(number)
+    assignee: int | None | str = "unchanged"
+    if data.get("assignee") is not None:
+        assignee = _assignee_id(data["assignee"])
+    _service().escalate(
+        ticket, data["level"], actor=current_actor(), reason=data["reason"], assignee_id=assignee
+    )
+    db.session.commit()
+    return jsonify(ticket_json(ticket, detail=True))
+
+
 @bp.post("/tickets/<number>/replies")
 @staff_required()
 def add_reply(number: str) -> ResponseReturnValue:

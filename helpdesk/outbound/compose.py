@@ -1,8 +1,8 @@
 """Notification mail as it leaves the helpdesk (docs/outbound-mail.md).
 
 Content comes from templates, plain text plus an HTML alternative, one pair per
-kind (`created`, `reply`, `status`, `resolved`, and `sla_breach`, the alert to
-staff) in `helpdesk/outbound/templates/mail/`;
+kind (`created`, `reply`, `status`, `resolved`, and the staff mail `sla_breach`
+and `escalation`) in `helpdesk/outbound/templates/mail/`;
 a file of the same name in `MAIL_TEMPLATES_DIR` overrides the built-in one.
 
 Headers:
@@ -36,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from helpdesk import addresses, customer_links, sla
+from helpdesk import vocabulary as v
 from helpdesk.clock import describe
 from helpdesk.languages import CATEGORY_LABELS, PRIORITY_LABELS, STATUS_LABELS
 from helpdesk.message_ids import Signer
@@ -48,8 +49,7 @@ MAX_REFERENCES = 10
 # Mail is not translated yet: it uses the English words (helpdesk.languages).
 MAIL_LANGUAGE = "en"
 # Staff should see at a glance that an alert is not customer mail.
-SUBJECT_PREFIXES = {"sla_breach": "SLA breach: "}
-STAFF_KINDS = ("sla_breach",)
+SUBJECT_PREFIXES = {"sla_breach": "SLA breach: ", "escalation": "Escalated: "}
 _THREAD_OUTCOMES = ("created", "appended")
 _SENT_STATES = ("sending", "sent", "bounced")
 
@@ -170,7 +170,7 @@ class Composer:
 
     def _link(self, purpose: str, ticket: Ticket, row: OutboxMessage) -> str | None:
         """A customer's tokenized link (helpdesk.customer_links); staff alerts get none."""
-        if row.kind in STAFF_KINDS:
+        if row.kind in v.STAFF_NOTIFICATION_KINDS:
             return None
         return customer_links.url(self.config, purpose, ticket.id, row.to_address)
 
@@ -186,7 +186,7 @@ class Composer:
         for participant in ticket.participants:
             if participant.email == row.to_address:
                 return participant.name
-        if row.kind == "sla_breach":  # alerts go to staff
+        if row.kind in v.STAFF_NOTIFICATION_KINDS:
             session = object_session(ticket)
             if session is not None:
                 return (

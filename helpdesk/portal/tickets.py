@@ -207,6 +207,21 @@ def change_status(number: str) -> ResponseReturnValue:
     return perform(move, _page(record))
 
 
+@bp.post("/tickets/<number>/escalate")
+@login_required()
+def escalate(number: str) -> ResponseReturnValue:
+    record = _ticket_or_404(number)
+    form = request.form
+    assignee: int | None | str = positive_int(form.get("assignee", "")) or "unchanged"
+    level = form.get("level", "")
+
+    def raise_level() -> str:
+        _service().escalate(record, level, actor=actor(), reason=form.get("reason", ""), assignee_id=assignee)
+        return f"Escalated to {level}."
+
+    return perform(raise_level, _page(record))
+
+
 @bp.post("/tickets/<number>/update")
 @login_required()
 def update(number: str) -> ResponseReturnValue:

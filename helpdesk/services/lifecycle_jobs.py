@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk import sla, sla_queries
+from helpdesk import vocabulary as v
 from helpdesk.clock import describe, now
 from helpdesk.models import Ticket, TicketHistory
 from helpdesk.services import notifications
@@ -37,6 +38,7 @@ SLA_CHECK_LOCK = 0x736C61
 AUTO_CLOSE_LOCK = 0x6163
 SLA_CHECK_ACTOR = Actor.system("sla-check")
 AUTO_CLOSE_ACTOR = Actor.system("auto-close")
+_NEXT_PRIORITY = dict(zip(v.PRIORITIES[:-1], v.PRIORITIES[1:], strict=True))
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class SlaCheckResult:
     ran: bool  # False: another process held the lock and did the work
     breaches: tuple[sla.Breach, ...] = ()
     alerts: int = 0
+    raised: int = 0  # tickets whose priority went up (SLA_BREACH_RAISES_PRIORITY)
 
     def summary(self) -> str:
         if not self.ran:
@@ -51,7 +54,7 @@ class SlaCheckResult:
         first = sum(1 for b in self.breaches if b.target == sla.FIRST_RESPONSE_BREACHED)
         return (
             f"sla-check: {first} first-response and {len(self.breaches) - first} "
-            f"resolution breaches marked, {self.alerts} alerts queued"
+            f"resolution breaches marked, {self.alerts} alerts queued, {self.raised} priorities raised"
         )
 
 
@@ -66,9 +69,11 @@ class AutoCloseResult:
         return f"auto-close: {len(self.closed)} resolved tickets closed"
 
 
-def check_sla(session: Session) -> SlaCheckResult:
+def check_sla(session: Session, config: Any) -> SlaCheckResult:
     """Mark every target that ran out since the last run as breached, once: a
-    history row per breach and an alert per ticket and recipient.
+    history row per breach and an alert per ticket and recipient. With
+    `SLA_BREACH_RAISES_PRIORITY`, each breached ticket's priority also goes up one
+    step per check that found a breach (`_raise_priority`).
 
     Set-based, so it stays fast at 100,000 open tickets: one UPDATE per target
     over a partial index of the undecided tickets, then bulk inserts for exactly
@@ -113,7 +118,8 @@ def check_sla(session: Session) -> SlaCheckResult:
         ],
     )
     alerts = notifications.queue_sla_alerts(session, breaches, moment)
-    return SlaCheckResult(ran=True, breaches=tuple(breaches), alerts=alerts)
+    raised = _raise_priority(session, breaches, moment) if config["SLA_BREACH_RAISES_PRIORITY"] else 0
+    return SlaCheckResult(ran=True, breaches=tuple(breaches), alerts=alerts, raised=raised)
 
 
 def auto_close(session: Session, config: Any) -> AutoCloseResult:
@@ -158,6 +164,43 @@ def _mark(session: Session, flag: str, due: str, unmarked: Any, target: str) -> 
         .returning(table.c.id, table.c.assignee_id, table.c[due])
     ).all()
     return [sla.Breach(ticket_id, assignee_id, target, due_at) for ticket_id, assignee_id, due_at in rows]
+
+
+def _raise_priority(session: Session, breaches: Sequence[sla.Breach], moment: Any) -> int:
+    """One step up (low → medium → high → urgent) for each breached ticket, once per
+    check even when both its targets ran out, with an automated history row.
+
+    The due times stay as they were: the breach has happened, and the higher
+    priority is for the queue's order and the people watching it, not a new,
+    tighter target to miss again.
+    """
+    table = Ticket.__table__
+    ids = sorted({breach.ticket_id for breach in breaches})
+    rows = session.execute(
+        update(table)
+        .where(table.c.id.in_(ids), table.c.priority != v.PRIORITIES[-1])
+        .values(priority=case(_NEXT_PRIORITY, value=table.c.priority), updated_at=moment)
+        .returning(table.c.id, table.c.priority)
+    ).all()
+    if rows:
+        session.execute(
+            insert(TicketHistory.__table__),
+            [
+                dict(
+                    ticket_id=ticket_id,
+                    field="priority",
+                    old_value=v.PRIORITIES[v.PRIORITIES.index(priority) - 1],
+                    new_value=priority,
+                    actor_staff_id=None,
+                    actor_label=SLA_CHECK_ACTOR.label,
+                    reason="SLA breached (SLA_BREACH_RAISES_PRIORITY)",
+                    automated=True,
+                    created_at=moment,
+                )
+                for ticket_id, priority in rows
+            ],
+        )
+    return len(rows)
 
 
 def _exclusive(session: Session, key: int) -> bool:

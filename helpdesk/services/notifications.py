@@ -25,6 +25,10 @@ The rules:
   alerts once by construction, and an alert dropped by a limit would be an SLA
   failure nobody hears of.
 
+- `escalation`: a ticket escalated to someone (`TicketsService.escalate`) tells
+  them, with the levels, who escalated it and why; not when they escalated it to
+  themselves. Staff mail, not rate-limited, like the SLA alerts.
+
 Whether a queued row is really sent (undeliverable, machine or own address, rate
 limit) is decided when it is sent, with the newest knowledge: see
 `mailgateway.outbound`.
@@ -138,6 +142,22 @@ def queue_sla_alerts(session: Session, breaches: Sequence[Breach], moment: datet
     if rows:
         session.execute(insert(OutboxMessage.__table__), rows)
     return len(rows)
+
+
+def queue_escalation(
+    session: Session, ticket: Ticket, old_level: str, actor: Actor, reason: str, moment: datetime
+) -> None:
+    """Tell the ticket's new assignee it was escalated to them, unless they did it
+    themselves. Like SLA alerts, never rate-limited: each escalation mails once."""
+    assignee = session.get(StaffUser, ticket.escalated_to_id) if ticket.escalated_to_id else None
+    if assignee is None or not assignee.is_active or assignee.id == actor.staff_id:
+        return
+    summary = f"Escalated from {old_level} to {ticket.escalation_level} by {actor.label}:\n{reason}"
+    session.add(
+        OutboxMessage(
+            ticket_id=ticket.id, **_row_values("escalation", assignee.email, moment, status_reason=summary)
+        )
+    )
 
 
 def record_bounce(session: Session, row: OutboxMessage, reason: str) -> None:

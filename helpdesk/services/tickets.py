@@ -23,7 +23,7 @@ from helpdesk import addresses, lifecycle, numbering, service_fields, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.database import adopt
-from helpdesk.errors import InvalidTransition, NotFound, ValidationError
+from helpdesk.errors import Conflict, InvalidTransition, NotFound, ValidationError
 from helpdesk.inputs import positive_int
 from helpdesk.models import (
     Attachment,
@@ -42,6 +42,9 @@ from helpdesk.services.actors import Actor
 
 MAX_SUBJECT = 500
 MAX_NAME = 200
+MAX_REASON = 2000
+# Escalation works on tickets someone is still working on.
+UNESCALATED_STATUSES = ("resolved", "closed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -437,6 +440,49 @@ class TicketsService:
             ticket.assignee_id = assignee_id  # type: ignore[assignment]
             ticket.assignee = new_user
         ticket.updated_at = now()
+        self.session.flush()
+        return ticket
+
+    def escalate(
+        self,
+        ticket: Ticket,
+        level: object,
+        *,
+        actor: Actor,
+        reason: object,
+        assignee_id: int | None | str = "unchanged",
+    ) -> Ticket:
+        """Raise the ticket to a higher support level (docs/isp-operations.md,
+        "Escalation"), optionally handing it to someone at that level, who is told
+        by mail. Escalation only goes up, and only while the ticket is being worked
+        on; the reason is required, since the next level starts by reading it."""
+        errors: dict[str, str] = {}
+        if level not in v.ESCALATION_LEVELS:
+            errors["level"] = f"must be one of {', '.join(v.ESCALATION_LEVELS)}"
+        if not isinstance(reason, str) or not reason.strip():
+            errors["reason"] = "is required"
+        elif len(reason) > MAX_REASON:
+            errors["reason"] = f"must be at most {MAX_REASON} characters"
+        if assignee_id not in ("unchanged", None):
+            self._check_assignee(assignee_id, errors)
+        if errors:
+            raise ValidationError(errors)
+        level, reason = str(level), str(reason).strip()
+        number = self.display_number(ticket)
+        if ticket.status in UNESCALATED_STATUSES:
+            raise Conflict(f"{number} is {ticket.status.replace('_', ' ')}; only open tickets are escalated.")
+        if v.ESCALATION_LEVELS.index(level) <= v.ESCALATION_LEVELS.index(ticket.escalation_level):
+            raise Conflict(f"{number} is already at {ticket.escalation_level}; escalation only goes up.")
+        if assignee_id != "unchanged":
+            self.update(ticket, actor=actor, assignee_id=assignee_id)
+        moment = now()
+        self._record(ticket, "escalation", ticket.escalation_level, level, actor, reason, moment=moment)
+        old_level, ticket.escalation_level = ticket.escalation_level, level
+        ticket.escalated_at = moment
+        ticket.escalated_to_id = ticket.assignee_id if assignee_id != "unchanged" else None
+        ticket.updated_at = moment
+        if ticket.escalated_to_id is not None:
+            notifications.queue_escalation(self.session, ticket, old_level, actor, reason, moment)
         self.session.flush()
         return ticket
 

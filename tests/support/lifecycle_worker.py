@@ -23,7 +23,7 @@ def check(url: str, barrier: Barrier, results: "object") -> None:
         db.session.rollback()
         barrier.wait()
         for _ in range(RUNS):
-            result = check_sla(db.session)
+            result = check_sla(db.session, app.config)
             db.session.commit()
             marked.extend((breach.ticket_id, breach.target) for breach in result.breaches)
         db.session.remove()

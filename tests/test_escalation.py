@@ -1,0 +1,171 @@
+"""Escalation L1-L3: the API call, the portal control, history, the mail to the new
+assignee, and SLA_BREACH_RAISES_PRIORITY (docs/isp-operations.md)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from helpdesk.extensions import db
+from helpdesk.models import OutboxMessage, StaffUser, Ticket, TicketHistory
+from helpdesk.services import TicketsService
+from helpdesk.services.lifecycle_jobs import check_sla
+from helpdesk.services.staff import StaffService
+from tests.support.database import open_ticket
+from tests.support.outbox import deliver, text_of
+from tests.support.sink import Sink
+
+
+@pytest.fixture
+def second_level(app: Flask) -> StaffUser:
+    user, _ = StaffService(db.session).create(
+        email="sol@helpdesk.test", name="Sol Segundo", role="agent", password="second-password-1"
+    )
+    db.session.commit()
+    return user
+
+
+def _opened(api) -> str:  # type: ignore[no-untyped-def]
+    body = api.post(
+        "/tickets", {"subject": "Caída en Col. Roma", "description": "?", "requester_email": "a@example.com"}
+    )
+    return body.get_json()["number"]
+
+
+def test_escalating_to_someone_records_it_and_mails_them(app, api, agent, second_level, sink: Sink):
+    number = _opened(api)
+    answer = api.post(
+        f"/tickets/{number}/escalate",
+        {"level": "L2", "assignee": second_level.email, "reason": "Three customers on the same OLT."},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert (body["escalation_level"], body["assignee"]["id"], body["escalated_to"]["id"]) == (
+        "L2",
+        second_level.id,
+        second_level.id,
+    )
+    assert body["escalated_at"] is not None
+    rows = [(h["field"], h["from"], h["to"], h["reason"]) for h in body["history"] if h["field"] != "status"]
+    assert rows == [
+        ("assignee", None, second_level.email, ""),
+        ("escalation", "L1", "L2", "Three customers on the same OLT."),
+    ]
+    mails = [mail for mail in deliver(app, sink) if mail["To"].endswith(second_level.email + ">")]
+    assert len(mails) == 1
+    assert mails[0]["Subject"] == f"[{number}] Escalated: Caída en Col. Roma"
+    text = text_of(mails[0])
+    assert "Escalated from L1 to L2 by Agnes Agent <agent@helpdesk.test>:" in text
+    assert "Three customers on the same OLT." in text
+    assert f"/tickets/{number}" in text
+    staff_rows = db.session.execute(
+        select(OutboxMessage.kind).where(OutboxMessage.kind == "escalation")
+    ).all()
+    assert len(staff_rows) == 1
+    # L2 → L3 without naming anyone: recorded, nobody in particular is told.
+    third = api.post(f"/tickets/{number}/escalate", {"level": "L3", "reason": "Needs the core network team."})
+    assert (third.get_json()["escalation_level"], third.get_json()["escalated_to"]) == ("L3", None)
+    assert third.get_json()["assignee"]["id"] == second_level.id
+    assert len(db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "escalation")).all()) == 1
+
+
+def test_escalating_to_oneself_mails_nobody(api, agent):
+    number = _opened(api)
+    answer = api.post(
+        f"/tickets/{number}/escalate", {"level": "L2", "assignee": agent.id, "reason": "Mine now."}
+    )
+    assert answer.status_code == 200
+    assert db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "escalation")).first() is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"level": "L4", "reason": "x"}, "level"),
+        ({"level": "l2", "reason": "x"}, "level"),
+        ({"level": "L2"}, "reason"),
+        ({"level": "L2", "reason": "   "}, "reason"),
+        ({"level": "L2", "reason": "x" * 2001}, "reason"),
+        ({"level": "L2", "reason": "x", "assignee": "ghost@example.com"}, "assignee"),
+        ({"level": "L2", "reason": "x", "assignee": 99999}, "assignee"),
+        ({"level": 2, "reason": "x"}, "level"),
+    ],
+)
+def test_a_bad_escalation_is_a_422_naming_the_field(api, body, field):
+    number = _opened(api)
+    answer = api.post(f"/tickets/{number}/escalate", body)
+    assert answer.status_code == 422
+    assert field in answer.get_json()["error"]["fields"]
+    assert api.get(f"/tickets/{number}").get_json()["escalation_level"] == "L1"
+
+
+def test_escalation_only_goes_up_and_only_while_the_ticket_is_worked_on(api, service, agent_actor):
+    number = _opened(api)
+    assert api.post(f"/tickets/{number}/escalate", {"level": "L1", "reason": "x"}).status_code == 409
+    assert api.post(f"/tickets/{number}/escalate", {"level": "L3", "reason": "x"}).status_code == 200
+    down = api.post(f"/tickets/{number}/escalate", {"level": "L2", "reason": "x"})
+    assert down.status_code == 409
+    assert "escalation only goes up" in down.get_json()["error"]["message"]
+    other = open_ticket(service)
+    service.change_status(other, "cancelled", actor=agent_actor, reason="spam")
+    db.session.commit()
+    refused = api.post("/tickets/TKT-000002/escalate", {"level": "L2", "reason": "x"})
+    assert refused.status_code == 409
+    assert "only open tickets are escalated" in refused.get_json()["error"]["message"]
+    assert api.post("/tickets/TKT-999999/escalate", {"level": "L2", "reason": "x"}).status_code == 404
+
+
+def test_the_portal_escalates_from_the_ticket_page(portal, service, second_level):
+    open_ticket(service)
+    page = portal.get("/tickets/TKT-000001").get_data(as_text=True)
+    assert 'aria-label="Escalation"' in page and '<option value="L2">' in page
+    answer = portal.post(
+        "/tickets/TKT-000001/escalate",
+        {"level": "L2", "assignee": str(second_level.id), "reason": "Fibra cortada"},
+        page="/tickets/TKT-000001",
+    )
+    assert answer.status_code == 302
+    page = portal.get("/tickets/TKT-000001").get_data(as_text=True)
+    assert "Escalated to L2." in page
+    assert "to Sol Segundo" in page
+    assert '<option value="L2">' not in page  # only higher levels are offered
+    refused = portal.post(
+        "/tickets/TKT-000001/escalate", {"level": "L2", "reason": "again"}, page="/tickets/TKT-000001"
+    )
+    assert "already at L2" in portal.get(refused.headers["Location"]).get_data(as_text=True)
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    db.session.refresh(ticket)
+    assert (ticket.escalation_level, ticket.escalated_to_id, ticket.assignee_id) == (
+        "L2",
+        second_level.id,
+        second_level.id,
+    )
+
+
+def test_a_breach_raises_the_priority_one_step_when_configured(app, service: TicketsService, clock):
+    app.config["SLA_BREACH_RAISES_PRIORITY"] = True
+    low = open_ticket(service, priority="low")
+    urgent = open_ticket(service, priority="urgent")
+    clock.shift(timedelta(days=8))  # every target of both has run out
+    result = check_sla(db.session, current_app.config)
+    db.session.commit()
+    assert len(result.breaches) == 4 and result.raised == 1
+    db.session.expire_all()
+    assert (low.priority, urgent.priority) == ("medium", "urgent")
+    rows = db.session.execute(
+        select(
+            TicketHistory.ticket_id, TicketHistory.old_value, TicketHistory.new_value, TicketHistory.automated
+        ).where(TicketHistory.field == "priority")
+    ).all()
+    assert [tuple(row) for row in rows] == [(low.id, "low", "medium", True)]
+    assert check_sla(db.session, current_app.config).raised == 0  # each breach raises once
+    app.config["SLA_BREACH_RAISES_PRIORITY"] = False
+    quiet = open_ticket(service, priority="low")
+    clock.shift(timedelta(days=8))
+    assert check_sla(db.session, current_app.config).raised == 0
+    db.session.commit()
+    db.session.refresh(quiet)
+    assert quiet.priority == "low"
