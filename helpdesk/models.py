@@ -113,6 +113,33 @@ class StaffUser(Model):
         return check_password_hash(self.password_hash, password)
 
 
+class Tag(Model):
+    """A label staff put on tickets to find them together (docs/isp-operations.md)."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+
+
+class TicketTag(Model):
+    __tablename__ = "ticket_tags"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), primary_key=True, index=True)
+
+
+class TicketLink(Model):
+    """Two related tickets, stored once with the smaller id first and read both ways."""
+
+    __tablename__ = "ticket_links"
+    __table_args__ = (CheckConstraint("low_id < high_id", name="ordered"),)
+
+    low_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    high_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
 class Team(Model):
     """A group of agents that tickets are routed to (docs/isp-operations.md)."""
 
@@ -205,6 +232,9 @@ class Ticket(Model):
     escalated_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     escalated_to_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"))
     linked_ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
+    # The ticket this one was merged into (helpdesk.services.merging): closed, and
+    # whatever comes for it goes there.
+    merged_into_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now, index=True)
 
@@ -228,7 +258,9 @@ class Ticket(Model):
     assignee: Mapped[Optional[StaffUser]] = relationship(lazy="joined", foreign_keys=[assignee_id])
     team: Mapped[Optional[Team]] = relationship(lazy="joined")
     escalated_to: Mapped[Optional[StaffUser]] = relationship(foreign_keys=[escalated_to_id])
-    linked_ticket: Mapped[Optional[Ticket]] = relationship(remote_side=[id])
+    linked_ticket: Mapped[Optional[Ticket]] = relationship(remote_side=[id], foreign_keys=[linked_ticket_id])
+    merged_into: Mapped[Optional[Ticket]] = relationship(remote_side=[id], foreign_keys=[merged_into_id])
+    tags: Mapped[list[Tag]] = relationship(secondary="ticket_tags", order_by="Tag.name", viewonly=True)
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
     )

@@ -54,7 +54,19 @@ INTEGRATION_KINDS = ("assistant", "chat", "workflow")
 RATING_CHANNELS = ("link", "assistant")
 MESSAGE_KINDS = ("reply", "note")
 # "sla": a target ran out (helpdesk.sla; recorded once per breach by the SLA check).
-HISTORY_FIELDS = ("status", "assignee", "priority", "category", "sla", "ticket_type", "team", "escalation")
+HISTORY_FIELDS = (
+    "status",
+    "assignee",
+    "priority",
+    "category",
+    "sla",
+    "ticket_type",
+    "team",
+    "escalation",
+    "merge",
+    "link",
+    "tags",
+)
 # Support levels, first to third (docs/isp-operations.md, "Escalation"); tickets start at L1.
 ESCALATION_LEVELS = ("L1", "L2", "L3")
 INBOUND_CHANNELS = ("smtp", "imap")
