@@ -29,11 +29,11 @@ from flask_jwt_extended import (
     verify_jwt_in_request,
 )
 from sqlalchemy import bindparam, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk import addresses
 from helpdesk.clock import now
+from helpdesk.database import insert_ignoring
 from helpdesk.extensions import db, jwt, limiter
 from helpdesk.http_errors import error_response
 from helpdesk.inputs import positive_int
@@ -123,13 +123,7 @@ def issue_tokens(user: StaffUser | TokenStaff, family: str | None = None) -> dic
 def revoke(jti: str, expires: datetime) -> None:
     """Refuse a token id (or a family's, `family:…`) until `expires` (naive UTC);
     the caller commits. Revoking twice is harmless."""
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    db.session.execute(
-        insert(RevokedToken)
-        .values(jti=jti, expires_at=expires)
-        .on_conflict_do_nothing(index_elements=["jti"])
-    )
+    db.session.execute(insert_ignoring(db.session, RevokedToken, ["jti"]).values(jti=jti, expires_at=expires))
 
 
 def revoke_token(claims: dict[str, Any]) -> None:

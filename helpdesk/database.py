@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from flask import Flask
 from sqlalchemy import event, exc, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -177,3 +178,11 @@ def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: b
     left out.
     """
     return not (type_ == "index" and reflected and (name or "").endswith("_trgm"))
+
+
+def insert_ignoring(session: Session, model: Any, unique: list[str]) -> Any:
+    """`INSERT … ON CONFLICT (unique) DO NOTHING` in the session's dialect: the way
+    to create a row another transaction may be creating at the same moment (the
+    caller reads the winner's row back)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(model).on_conflict_do_nothing(index_elements=unique)

@@ -12,7 +12,17 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def init_app(app: Flask) -> None:
-    from helpdesk.api import assistant, chat, errors, health, openapi, public, tickets, tokens  # noqa: F401
+    from helpdesk.api import (  # noqa: F401  (each registers its routes)
+        assistant,
+        chat,
+        errors,
+        health,
+        openapi,
+        public,
+        ticket_relations,
+        tickets,
+        tokens,
+    )
     from helpdesk.extensions import csrf
 
     csrf.exempt(bp)

@@ -164,6 +164,8 @@ SCHEMAS: dict[str, Any] = {
             "requester_name": {"type": "string"},
             "assignee": {"allOf": [_ref("Staff")], "nullable": True},
             "team": {"type": "string", "nullable": True},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "merged_into": {"type": "string", "nullable": True, "description": "the survivor, once merged"},
             "escalation_level": {"type": "string", "enum": list(v.ESCALATION_LEVELS)},
             "escalated_at": NULLABLE_TIME,
             "created_at": TIME,
@@ -257,6 +259,11 @@ SCHEMAS: dict[str, Any] = {
                         "allOf": [_ref("Staff")],
                         "nullable": True,
                         "description": "who the last escalation handed the ticket to",
+                    },
+                    "related": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "linked tickets",
                     },
                 },
                 ["messages", "history"],
@@ -406,6 +413,7 @@ LIST_PARAMETERS = [
         ("ticket_type", _list_of(v.TICKET_TYPES), "comma-separated ticket types"),
         ("assignee", {"type": "string"}, "staff id or email, `me` or `none`"),
         ("team", {"type": "string"}, "a team's name, or `none` for tickets of no team"),
+        ("tag", {"type": "string"}, "tickets carrying this tag"),
         (
             "q",
             {"type": "string"},
@@ -540,6 +548,52 @@ PATHS: dict[str, Any] = {
                 )
             ),
             "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS)},
+        },
+    },
+    "/tickets/{number}/tags": {
+        "parameters": [NUMBER_PARAM],
+        "put": {
+            "summary": "Replace the ticket's tags (letters, digits, - and _, at most 40 characters; 20 tags)",
+            "security": STAFF,
+            "requestBody": _body(_object({"tags": {"type": "array", "items": {"type": "string"}}}, ["tags"])),
+            "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS)},
+        },
+    },
+    "/tickets/{number}/links": {
+        "parameters": [NUMBER_PARAM],
+        "post": {
+            "summary": "Link a related ticket (both ways)",
+            "security": STAFF,
+            "requestBody": _body(
+                _object({"ticket": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}, ["ticket"])
+            ),
+            "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS)},
+        },
+    },
+    "/tickets/{number}/links/{other}": {
+        "parameters": [NUMBER_PARAM, {**NUMBER_PARAM, "name": "other"}],
+        "delete": {
+            "summary": "Remove the link between two tickets",
+            "security": STAFF,
+            "responses": {"200": _json(_ref("TicketDetail")), **_errors(401, 404)},
+        },
+    },
+    "/tickets/{number}/merge": {
+        "parameters": [NUMBER_PARAM],
+        "post": {
+            "summary": "Merge this ticket into another: it closes pointing at the survivor, which answers; "
+            "409 when either is cancelled or this one is already merged",
+            "security": STAFF,
+            "requestBody": _body(
+                _object(
+                    {
+                        "into": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                        "reason": {"type": "string", "nullable": True},
+                    },
+                    ["into"],
+                )
+            ),
+            "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS, 409)},
         },
     },
     "/tickets/{number}/escalate": {

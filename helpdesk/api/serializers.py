@@ -13,8 +13,10 @@ from flask import current_app
 from helpdesk import lifecycle, service_fields, sla
 from helpdesk.clock import iso as when
 from helpdesk.clock import now
+from helpdesk.extensions import db
 from helpdesk.models import Attachment, Message, SatisfactionRating, StaffUser, Ticket, TicketHistory
 from helpdesk.numbering import display_number
+from helpdesk.services import links
 
 
 def number(ticket: Ticket) -> str:
@@ -47,6 +49,8 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
         "requester_name": ticket.requester.name,
         "assignee": staff_json(ticket.assignee),
         "team": ticket.team.name if ticket.team else None,
+        "tags": [tag.name for tag in ticket.tags],
+        "merged_into": number(ticket.merged_into) if ticket.merged_into else None,
         "escalation_level": ticket.escalation_level,
         "escalated_at": when(ticket.escalated_at),
         "created_at": when(ticket.created_at),
@@ -72,6 +76,7 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
             history=[history_json(h) for h in ticket.history],
             satisfaction=rating_json(ticket.satisfaction),
             escalated_to=staff_json(ticket.escalated_to),
+            related=[number(other) for other in links.related(db.session, ticket)],
         )
     return data
 

@@ -23,7 +23,7 @@ from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS
 from helpdesk.services.stats import ticket_stats
 
-LIST_PARAMETERS = (*CHOICE_FILTERS, "assignee", "team", "q", "sla", "page", "per_page", "sort")
+LIST_PARAMETERS = (*CHOICE_FILTERS, "assignee", "team", "tag", "q", "sla", "page", "per_page", "sort")
 MAX_PAGE = 1_000_000
 # The ISP's service fields, as JSON gives them (read by helpdesk.service_fields).
 SERVICE_FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
@@ -63,6 +63,7 @@ def list_tickets() -> ResponseReturnValue:
         **chosen,
         assignee=_assignee_filter(args.get("assignee")),
         team=args.get("team") or None,
+        tag=args.get("tag") or None,
         q=args.get("q") or None,
         sla=args.get("sla") or None,
     )

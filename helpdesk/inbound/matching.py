@@ -14,7 +14,7 @@ that, so a stranger who types a ticket number never lands in someone else's tick
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,6 +25,7 @@ from helpdesk.inbound.parser import InboundMail
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import Ticket
+from helpdesk.services.tickets import survivor
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,18 @@ def find_ticket(
     prefix: str,
     signer: Signer,
 ) -> Match | None:
+    """The ticket the mail answers — or, when that one was merged, its survivor."""
     by_id = _by_message_ids(session, mail, signer)
     if by_id is not None:
-        return by_id
+        return replace(by_id, ticket=survivor(session, by_id.ticket))
     for number in numbering.find_numbers(mail.subject, prefix):
         ticket = _by_number(session, number)
         if ticket is not None:
-            return Match(ticket, "subject")
+            return Match(survivor(session, ticket), "subject")
     for number in plus_address_numbers(recipients, prefix):
         ticket = _by_number(session, number)
         if ticket is not None:
-            return Match(ticket, "plus-address")
+            return Match(survivor(session, ticket), "plus-address")
     return None
 
 
@@ -80,7 +82,10 @@ def answers_mail_sent_to(
     and mail to others never quotes it), so knowing it proves the sender reads it."""
     for message_id, _method in _candidate_ids(mail):
         row = message_ids.sent_row(session, signer, message_id)
-        if row is not None and row.ticket_id == ticket.id and row.to_address == address:
+        if row is None or row.to_address != address:
+            continue
+        about = session.get(Ticket, row.ticket_id)
+        if about is not None and survivor(session, about).id == ticket.id:
             return True
     return False
 

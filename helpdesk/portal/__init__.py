@@ -13,7 +13,14 @@ bp = Blueprint("portal", __name__, template_folder="templates")
 
 
 def init_app(app: Flask) -> None:
-    from helpdesk.portal import account, admin, dashboard, quarantine, tickets  # noqa: F401
+    from helpdesk.portal import (  # noqa: F401  (each registers its routes)
+        account,
+        admin,
+        dashboard,
+        quarantine,
+        ticket_relations,
+        tickets,
+    )
     from helpdesk.portal.session import current_staff
 
     app.register_blueprint(bp)

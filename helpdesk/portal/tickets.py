@@ -19,7 +19,7 @@ from helpdesk.numbering import display_number
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
-from helpdesk.services import QueueService, TicketFilters, TicketsService, visibility
+from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, visibility
 from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS
 from helpdesk.services.teams import TeamsService
@@ -72,7 +72,7 @@ def words_filter(value: str) -> str:
     return (value or "").replace("_", " ")
 
 
-QUEUE_PARAMETERS = (*CHOICE_FILTERS, "assignee", "team", "q", "sla", "sort")
+QUEUE_PARAMETERS = (*CHOICE_FILTERS, "assignee", "team", "tag", "q", "sla", "sort")
 
 
 @bp.get("/tickets")
@@ -94,6 +94,7 @@ def queue() -> ResponseReturnValue:
         **picked,
         assignee=assignee if assignee in (None, "none") else positive_int(assignee),
         team=team if team in {"none", *(t.name for t in team_list)} else None,
+        tag=(args.get("tag") or "").strip()[: tags.MAX_TAG] or None,
         q=(args.get("q") or "").strip()[:200] or None,
         sla=args.get("sla") if args.get("sla") in sla.STATES else None,
     )
@@ -176,6 +177,7 @@ def ticket(number: str) -> ResponseReturnValue:
         sla_state=sla.state(record, now()),
         share_text=share_text(record, current_app.config),
         share_language=languages.of_contact(record.requester, current_app.config),
+        related=links.related(db.session, record),
     )
 
 

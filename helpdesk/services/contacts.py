@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
 from helpdesk.clock import now
+from helpdesk.database import insert_ignoring
 from helpdesk.models import Contact, Message, Participant, Ticket
 
 # Built once: every new ticket looks its requester up, and composing the statement
@@ -27,12 +27,8 @@ def find_or_create(session: Session, email: str, name: str = "") -> Contact:
         if name and not contact.name:
             contact.name = name
         return contact
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
-        insert(Contact)
-        .values(email=email, name=name or "", created_at=now())
-        .on_conflict_do_nothing(index_elements=["email"])
+        insert_ignoring(session, Contact, ["email"]).values(email=email, name=name or "", created_at=now())
     )
     return session.execute(_BY_EMAIL, {"email": email}).scalar_one()
 

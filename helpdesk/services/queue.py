@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, case, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from helpdesk import addresses, numbering, sla, sla_queries
 from helpdesk import vocabulary as v
@@ -20,7 +20,7 @@ from helpdesk.clock import now
 from helpdesk.errors import ValidationError
 from helpdesk.inputs import positive_int
 from helpdesk.models import Contact, Ticket
-from helpdesk.services import teams, visibility
+from helpdesk.services import tags, teams, visibility
 from helpdesk.services.actors import Actor
 
 MAX_PER_PAGE = 100
@@ -50,6 +50,7 @@ class TicketFilters:
     ticket_type: Sequence[str] = ()
     assignee: int | str | None = None
     team: str | None = None  # a team's name, or "none" for tickets of no team
+    tag: str | None = None
     requester_email: str | None = None
     q: str | None = None
     sla: str | None = None  # one of helpdesk.sla.STATES
@@ -130,7 +131,10 @@ class QueueService:
         page_ids = ids.order_by(order, tie).limit(per_page).offset((page - 1) * per_page)
         items = (
             self.session.execute(
-                select(Ticket).where(Ticket.id.in_(page_ids.scalar_subquery())).order_by(order, tie)
+                select(Ticket)
+                .where(Ticket.id.in_(page_ids.scalar_subquery()))
+                .options(selectinload(Ticket.tags))
+                .order_by(order, tie)
             )
             .unique()
             .scalars()
@@ -152,6 +156,8 @@ class QueueService:
     ) -> Select[Any]:
         if scope is not None:
             query = query.where(scope)
+        if filters.tag:
+            query = query.where(tags.tagged(filters.tag))
         if team_id == 0:
             query = query.where(Ticket.team_id.is_(None))
         elif team_id is not None:

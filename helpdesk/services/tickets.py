@@ -37,12 +37,13 @@ from helpdesk.models import (
     Ticket,
     TicketHistory,
 )
-from helpdesk.services import contacts, notifications, teams, visibility
+from helpdesk.services import contacts, history, notifications, teams, visibility
 from helpdesk.services.actors import Actor
 
 MAX_SUBJECT = 500
 MAX_NAME = 200
 MAX_REASON = 2000
+MAX_MERGE_CHAIN = 20  # merges cannot loop; this only bounds the walk
 # Escalation works on tickets someone is still working on.
 UNESCALATED_STATUSES = ("resolved", "closed", "cancelled")
 
@@ -411,14 +412,15 @@ class TicketsService:
         if errors:
             raise ValidationError(errors)
         if ticket_type is not None and ticket_type != ticket.ticket_type:
-            self._record(ticket, "ticket_type", ticket.ticket_type, ticket_type, actor)
+            history.record(self.session, ticket.id, "ticket_type", ticket.ticket_type, ticket_type, actor)
             ticket.ticket_type = ticket_type
         for name, stored in service.items():
             setattr(ticket, name, stored)
         if team is not None and team_id != ticket.team_id:
             new_team = self.session.get(Team, team_id) if team_id is not None else None
-            self._record(
-                ticket,
+            history.record(
+                self.session,
+                ticket.id,
                 "team",
                 ticket.team.name if ticket.team else None,
                 new_team.name if new_team else None,
@@ -427,16 +429,18 @@ class TicketsService:
             ticket.team_id = team_id
             ticket.team = new_team
         if priority is not None and priority != ticket.priority:
-            self._record(ticket, "priority", ticket.priority, priority, actor)
+            history.record(self.session, ticket.id, "priority", ticket.priority, priority, actor)
             ticket.priority = priority
             self._set_due_times(ticket)
         if category is not None and category != ticket.category:
-            self._record(ticket, "category", ticket.category, category, actor)
+            history.record(self.session, ticket.id, "category", ticket.category, category, actor)
             ticket.category = category
         if assignee_id != "unchanged" and assignee_id != ticket.assignee_id:
             old = ticket.assignee.email if ticket.assignee else None
             new_user = self.session.get(StaffUser, assignee_id) if assignee_id else None
-            self._record(ticket, "assignee", old, new_user.email if new_user else None, actor)
+            history.record(
+                self.session, ticket.id, "assignee", old, new_user.email if new_user else None, actor
+            )
             ticket.assignee_id = assignee_id  # type: ignore[assignment]
             ticket.assignee = new_user
         ticket.updated_at = now()
@@ -476,7 +480,16 @@ class TicketsService:
         if assignee_id != "unchanged":
             self.update(ticket, actor=actor, assignee_id=assignee_id)
         moment = now()
-        self._record(ticket, "escalation", ticket.escalation_level, level, actor, reason, moment=moment)
+        history.record(
+            self.session,
+            ticket.id,
+            "escalation",
+            ticket.escalation_level,
+            level,
+            actor,
+            reason,
+            moment=moment,
+        )
         old_level, ticket.escalation_level = ticket.escalation_level, level
         ticket.escalated_at = moment
         ticket.escalated_to_id = ticket.assignee_id if assignee_id != "unchanged" else None
@@ -485,6 +498,61 @@ class TicketsService:
             notifications.queue_escalation(self.session, ticket, old_level, actor, reason, moment)
         self.session.flush()
         return ticket
+
+    def merge(self, source: Ticket, target: Ticket, *, actor: Actor, reason: object = "") -> Ticket:
+        """Merge `source` into `target` (docs/isp-operations.md, "Merge and links")
+        and return the survivor: `target`, or the ticket it was itself merged into.
+
+        The merged ticket closes pointing at the survivor; its requester and CC
+        participants become CC participants of the survivor, so they keep hearing
+        about it and their later mail is theirs to write there. Both tickets get a
+        history row; messages stay where they were written, numbers are untouched.
+        """
+        if not isinstance(reason, str) or len(reason) > MAX_REASON:
+            raise ValidationError({"reason": f"must be text of at most {MAX_REASON} characters"})
+        target = survivor(self.session, target)
+        merged, into = self.display_number(source), self.display_number(target)
+        if source.merged_into_id is not None:
+            raise Conflict(
+                f"{merged} is already merged into {self.display_number(survivor(self.session, source))}."
+            )
+        if source.id == target.id:
+            raise Conflict(f"{merged} cannot be merged into itself.")
+        if "cancelled" in (source.status, target.status):
+            raise Conflict("A cancelled ticket is final; it cannot be merged or merged into.")
+        moment = now()
+        people = [(source.requester.email, source.requester.name)]
+        people += [(participant.email, participant.name) for participant in source.participants]
+        for email, name in people:
+            if not addresses.is_reserved_invalid(email):  # a customer known by phone only has no mail
+                self.add_participant(target, email, name)
+        reason = reason.strip()
+        history.record(
+            self.session,
+            source.id,
+            "merge",
+            None,
+            into,
+            actor,
+            f"merged into {into}. {reason}".strip(),
+            moment=moment,
+        )
+        history.record(
+            self.session,
+            target.id,
+            "merge",
+            None,
+            merged,
+            actor,
+            f"{merged} merged into this ticket. {reason}".strip(),
+            moment=moment,
+        )
+        if source.status != "closed":
+            self._move(source, "closed", actor, f"merged into {into}", automated=False)
+        source.merged_into_id = target.id
+        source.updated_at = target.updated_at = moment
+        self.session.flush()
+        return target
 
     def assign(self, ticket: Ticket, assignee_id: int | None, *, actor: Actor) -> Ticket:
         return self.update(ticket, actor=actor, assignee_id=assignee_id)
@@ -504,7 +572,9 @@ class TicketsService:
 
     def _move(self, ticket: Ticket, target: str, actor: Actor, reason: str, automated: bool) -> None:
         moment = now()
-        self._record(ticket, "status", ticket.status, target, actor, reason, automated, moment)
+        history.record(
+            self.session, ticket.id, "status", ticket.status, target, actor, reason, automated, moment
+        )
         # The resolution clock stands still while the ticket waits for the customer
         # and while it is resolved or closed (helpdesk.sla): resume it by pushing the
         # resolution due time back by the paused time.
@@ -535,31 +605,6 @@ class TicketsService:
         """Due times from the creation time, the priority's targets and the paused time."""
         ticket.first_response_due_at, ticket.resolution_due_at = self.sla.due_times(
             ticket.priority, ticket.created_at, timedelta(seconds=ticket.pending_seconds or 0)
-        )
-
-    def _record(
-        self,
-        ticket: Ticket,
-        field_name: str,
-        old: str | None,
-        new: str | None,
-        actor: Actor,
-        reason: str = "",
-        automated: bool = False,
-        moment: Any = None,
-    ) -> None:
-        self.session.add(
-            TicketHistory(
-                ticket_id=ticket.id,
-                field=field_name,
-                old_value=old,
-                new_value=new,
-                actor_staff_id=actor.staff_id,
-                actor_label=actor.label,
-                reason=reason or "",
-                automated=automated,
-                created_at=moment or now(),
-            )
         )
 
     def _check_choice(self, name: str, value: Any, errors: dict[str, str]) -> str:
@@ -616,6 +661,19 @@ class TicketsService:
         if ticket.assignee_id is None:
             set_committed_value(ticket, "assignee", None)
         return ticket
+
+
+def survivor(session: Session, ticket: Ticket) -> Ticket:
+    """The ticket that carries on for `ticket`: itself, or the one it was merged
+    into (and so on: a survivor may itself be merged later)."""
+    for _ in range(MAX_MERGE_CHAIN):
+        if ticket.merged_into_id is None:
+            return ticket
+        merged_into = session.get(Ticket, ticket.merged_into_id)
+        if merged_into is None:
+            return ticket
+        ticket = merged_into
+    return ticket
 
 
 def _source_of(actor: Actor) -> str:

@@ -23,6 +23,7 @@ from helpdesk import addresses, numbering
 from helpdesk.errors import NotFound
 from helpdesk.models import Contact, Message, Participant, Ticket
 from helpdesk.services import satisfaction
+from helpdesk.services.tickets import survivor
 
 NOT_FOUND = "No ticket matches this number and email address."
 
@@ -86,7 +87,8 @@ def requested_number(text: object, prefix: str) -> int | None:
 
 
 def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
-    """The ticket if `email` is its requester or a CC participant, else NotFound."""
+    """The ticket if `email` is its requester or a CC participant, else NotFound. A
+    merged ticket's lookup shows its survivor, where its people are participants."""
     number = requested_number(number_text, prefix)
     allowed = session.execute(_ALLOWED, {"number": number or 0}).scalars().all()
     address = addresses.normalize(email)
@@ -95,7 +97,7 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
         matched |= hmac.compare_digest(candidate.encode(), address.encode())
     if not matched or not address:
         raise NotFound(NOT_FOUND)
-    return session.execute(select(Ticket).where(Ticket.number == number)).scalar_one()
+    return survivor(session, session.execute(select(Ticket).where(Ticket.number == number)).scalar_one())
 
 
 def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:

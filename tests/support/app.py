@@ -90,6 +90,12 @@ class ApiClient:
     def patch(self, path: str, json: object = None, **kwargs: object):  # type: ignore[no-untyped-def]
         return self.call("PATCH", path, json, **kwargs)
 
+    def put(self, path: str, json: object = None, **kwargs: object):  # type: ignore[no-untyped-def]
+        return self.call("PUT", path, json, **kwargs)
+
+    def delete(self, path: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        return self.call("DELETE", path, **kwargs)
+
 
 def login_tokens(client, email: str, password: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     response = client.post("/api/v1/auth/login", json={"email": email, "password": password})

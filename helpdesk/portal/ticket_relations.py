@@ -1,0 +1,66 @@
+"""The ticket page's tags, related tickets and merge forms (docs/isp-operations.md).
+Thin like the other ticket views; the other ticket of a link or a merge is looked
+up as the staff member sees tickets, so a hidden one is not found either."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from flask.typing import ResponseReturnValue
+
+from helpdesk.extensions import db
+from helpdesk.models import Ticket
+from helpdesk.portal import bp
+from helpdesk.portal.actions import perform
+from helpdesk.portal.session import actor, login_required
+from helpdesk.portal.tickets import _page, _service, _ticket_or_404
+from helpdesk.services import links, tags
+
+
+def _other(number: str) -> Ticket:
+    """The other ticket named in a form; NotFound (shown as a message) if it is not one."""
+    return _service().get(number.strip()[:64], viewer=actor())
+
+
+@bp.post("/tickets/<number>/tags")
+@login_required()
+def set_tags(number: str) -> ResponseReturnValue:
+    record = _ticket_or_404(number)
+
+    def save() -> str:
+        tags.set_tags(db.session, record, request.form.get("tags", ""), actor())
+        return "Tags saved."
+
+    return perform(save, _page(record))
+
+
+@bp.post("/tickets/<number>/links")
+@login_required()
+def link(number: str) -> ResponseReturnValue:
+    record = _ticket_or_404(number)
+    form = request.form
+
+    def change() -> str:
+        other = _other(form.get("ticket", ""))
+        if form.get("action") == "remove":
+            links.unlink(db.session, record, other, actor(), current_app.config)
+            return "Link removed."
+        links.link(db.session, record, other, actor(), current_app.config)
+        return "Linked."
+
+    return perform(change, _page(record))
+
+
+@bp.post("/tickets/<number>/merge")
+@login_required()
+def merge(number: str) -> ResponseReturnValue:
+    """Back to the merged ticket's page, which now points at the survivor."""
+    record = _ticket_or_404(number)
+    form = request.form
+
+    def merge_it() -> str:
+        survivor = _service().merge(
+            record, _other(form.get("into", "")), actor=actor(), reason=form.get("reason", "")
+        )
+        return f"Merged into {_service().display_number(survivor)}."
+
+    return perform(merge_it, _page(record))

@@ -1,0 +1,65 @@
+"""Related tickets (docs/isp-operations.md, "Merge and links"): two tickets that
+are about connected things (an outage and the complaints it caused) point at each
+other. A link is stored once, smaller id first, and read from both sides; linking
+and unlinking are history rows on both tickets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from helpdesk.clock import now
+from helpdesk.database import insert_ignoring
+from helpdesk.errors import ValidationError
+from helpdesk.models import Ticket, TicketLink
+from helpdesk.numbering import display_number
+from helpdesk.services import history
+from helpdesk.services.actors import Actor
+
+
+def related(session: Session, ticket: Ticket) -> list[Ticket]:
+    """The tickets linked to `ticket`, by number."""
+    other = (
+        select(TicketLink.high_id)
+        .where(TicketLink.low_id == ticket.id)
+        .union(select(TicketLink.low_id).where(TicketLink.high_id == ticket.id))
+    )
+    return list(session.execute(select(Ticket).where(Ticket.id.in_(other)).order_by(Ticket.number)).scalars())
+
+
+def link(session: Session, ticket: Ticket, other: Ticket, actor: Actor, config: Mapping[str, Any]) -> None:
+    if ticket.id == other.id:
+        raise ValidationError({"ticket": "is this ticket itself"})
+    low, high = sorted((ticket.id, other.id))
+    added = session.execute(
+        insert_ignoring(session, TicketLink, ["low_id", "high_id"])
+        .values(low_id=low, high_id=high, created_at=now())
+        .returning(TicketLink.low_id)
+    ).first()
+    if added is not None:
+        _record_both(session, ticket, other, actor, config, linked=True)
+    session.flush()
+
+
+def unlink(session: Session, ticket: Ticket, other: Ticket, actor: Actor, config: Mapping[str, Any]) -> None:
+    low, high = sorted((ticket.id, other.id))
+    removed = session.execute(
+        delete(TicketLink)
+        .where(TicketLink.low_id == low, TicketLink.high_id == high)
+        .returning(TicketLink.low_id)
+    ).first()
+    if removed is not None:
+        _record_both(session, ticket, other, actor, config, linked=False)
+    session.flush()
+
+
+def _record_both(
+    session: Session, ticket: Ticket, other: Ticket, actor: Actor, config: Mapping[str, Any], *, linked: bool
+) -> None:
+    for one, two in ((ticket, other), (other, ticket)):
+        number = display_number(two.number, config)
+        history.record(session, one.id, "link", None if linked else number, number if linked else None, actor)

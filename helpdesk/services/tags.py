@@ -1,0 +1,111 @@
+"""Tags on tickets (docs/isp-operations.md, "Tags"): short labels staff put on
+tickets to find them together (`fibra`, `olt-norte`, `cliente-vip`).
+
+A tag is letters (any script), digits, `-` and `_`, at most 40 characters, kept
+in lower case, so `Fibra` and `fibra` are one tag. Tags exist while a ticket
+carries them; the set of a ticket changes as a whole, with one history row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import ColumnElement, delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from helpdesk.database import insert_ignoring
+from helpdesk.errors import ValidationError
+from helpdesk.models import Tag, Ticket, TicketTag
+from helpdesk.services import history
+from helpdesk.services.actors import Actor
+
+MAX_TAG = 40
+MAX_TAGS = 20  # on one ticket
+_TAG = re.compile(r"[^\W_][\w-]*")
+RULE = f"each must be letters, digits, - and _ (at most {MAX_TAG} characters), at most {MAX_TAGS} tags"
+
+
+def read(names: object) -> list[str]:
+    """A list of tags (or text separated by commas or spaces), normalized and
+    deduplicated; ValidationError when one is not a tag."""
+    if isinstance(names, str):
+        if len(names) > MAX_TAGS * (MAX_TAG + 2):
+            raise ValidationError({"tags": RULE})
+        names = names.replace(",", " ").split()
+    if not isinstance(names, (list, tuple)) or len(names) > MAX_TAGS * 2:
+        raise ValidationError({"tags": RULE})
+    cleaned = []
+    for name in names:
+        if not isinstance(name, str):
+            raise ValidationError({"tags": RULE})
+        name = name.strip().lower()
+        if len(name) > MAX_TAG or not _TAG.fullmatch(name):
+            raise ValidationError({"tags": RULE})
+        cleaned.append(name)
+    distinct = list(dict.fromkeys(cleaned))
+    if len(distinct) > MAX_TAGS:
+        raise ValidationError({"tags": RULE})
+    return distinct
+
+
+def set_tags(session: Session, ticket: Ticket, names: object, actor: Actor) -> None:
+    """Make `names` the ticket's tags."""
+    wanted = read(names)
+    current = [tag.name for tag in ticket.tags]
+    if set(wanted) == set(current):
+        return
+    session.execute(delete(TicketTag).where(TicketTag.ticket_id == ticket.id))
+    ids = _ids(session, wanted)
+    if ids:
+        session.execute(insert(TicketTag), [{"ticket_id": ticket.id, "tag_id": tag_id} for tag_id in ids])
+    old, new = ", ".join(current) or None, ", ".join(sorted(wanted)) or None
+    history.record(session, ticket.id, "tags", old, new, actor)
+    session.flush()
+    session.expire(ticket, ["tags"])
+
+
+def add_to(session: Session, tickets: Sequence[Ticket], names: object, actor: Actor) -> int:
+    """Add tags to many tickets at once (bulk tagging); returns how many tickets changed."""
+    wanted = read(names)
+    changed = 0
+    for ticket in tickets:
+        current = [tag.name for tag in ticket.tags]
+        new = [name for name in wanted if name not in current]
+        if not new:
+            continue
+        if len(current) + len(new) > MAX_TAGS:
+            raise ValidationError({"tags": RULE})
+        set_tags(session, ticket, current + new, actor)
+        changed += 1
+    return changed
+
+
+def in_use(session: Session) -> list[tuple[str, int]]:
+    """Every tag with the number of tickets carrying it, most used first."""
+    rows = session.execute(
+        select(Tag.name, func.count(TicketTag.ticket_id))
+        .join(TicketTag, TicketTag.tag_id == Tag.id)
+        .group_by(Tag.name)
+        .order_by(func.count(TicketTag.ticket_id).desc(), Tag.name)
+    ).all()
+    return [(name, count) for name, count in rows]
+
+
+def tagged(name: str) -> ColumnElement[bool]:
+    """The condition on tickets: carries the tag `name`."""
+    named = select(TicketTag.ticket_id).join(Tag, Tag.id == TicketTag.tag_id)
+    return Ticket.id.in_(named.where(Tag.name == name.strip().lower()))
+
+
+def _ids(session: Session, names: Iterable[str]) -> list[int]:
+    """The tags' ids, creating the ones that do not exist yet."""
+    names = list(names)
+    if not names:
+        return []
+    known = dict(session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names))).all())
+    missing = [name for name in names if name not in known]
+    if missing:
+        session.execute(insert_ignoring(session, Tag, ["name"]), [{"name": name} for name in missing])
+        known = dict(session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names))).all())
+    return [known[name] for name in names]

@@ -1,0 +1,180 @@
+"""Merging tickets (later mail, replies by number and tracker lookups lead to the
+survivor), related-ticket links and tags (docs/isp-operations.md)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk.extensions import db
+from helpdesk.models import Tag, Ticket, TicketHistory
+from helpdesk.services.teams import TeamsService
+from tests.support.app import Portal
+from tests.support.database import open_ticket, tickets
+from tests.support.mail import message
+
+
+def _open(api, subject: str = "Sin internet", email: str = "a@example.com") -> str:  # type: ignore[no-untyped-def]
+    answer = api.post("/tickets", {"subject": subject, "description": "?", "requester_email": email})
+    assert answer.status_code == 201
+    return answer.get_json()["number"]
+
+
+def _history(number: str, field: str) -> list[tuple[str | None, str | None]]:
+    ticket = db.session.execute(select(Ticket).where(Ticket.number == int(number[-6:]))).scalar_one()
+    rows = db.session.execute(
+        select(TicketHistory.old_value, TicketHistory.new_value)
+        .where(TicketHistory.ticket_id == ticket.id, TicketHistory.field == field)
+        .order_by(TicketHistory.id)
+    ).all()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+# -- tags ----------------------------------------------------------------------------------------
+
+
+def test_tags_are_set_normalized_recorded_and_filtered_on(api, portal):
+    first, second, _third = _open(api), _open(api), _open(api)
+    answer = api.put(f"/tickets/{first}/tags", {"tags": ["Fibra", "olt-norte", "fibra", "fibra-óptica"]})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["tags"] == ["fibra", "fibra-óptica", "olt-norte"]
+    api.put(f"/tickets/{second}/tags", {"tags": ["fibra"]})
+    listed = api.get("/tickets?tag=FIBRA").get_json()["items"]
+    assert [(item["number"], item["tags"]) for item in listed] == [
+        (second, ["fibra"]),
+        (first, ["fibra", "fibra-óptica", "olt-norte"]),
+    ]
+    assert api.get("/tickets?tag=olt-norte").get_json()["total"] == 1
+    assert api.get("/tickets?tag=nothing").get_json()["total"] == 0
+    api.put(f"/tickets/{first}/tags", {"tags": ["olt-norte"]})
+    assert _history(first, "tags") == [
+        (None, "fibra, fibra-óptica, olt-norte"),
+        ("fibra, fibra-óptica, olt-norte", "olt-norte"),
+    ]
+    page = portal.get("/tickets?tag=fibra").get_data(as_text=True)
+    assert second in page and first not in page
+    saved = portal.post(f"/tickets/{second}/tags", {"tags": "vip, fibra  norte"}, page=f"/tickets/{second}")
+    assert saved.status_code == 302
+    assert api.get(f"/tickets/{second}").get_json()["tags"] == ["fibra", "norte", "vip"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [["has space"], ["<b>"], ["x" * 41], [f"t{n}" for n in range(21)], [7], "fibra", ["_lead"], ["a\x00"]],
+)
+def test_a_bad_tag_is_a_422_and_changes_nothing(api, value):
+    number = _open(api)
+    answer = api.put(f"/tickets/{number}/tags", {"tags": value})
+    assert answer.status_code == 422
+    assert api.get(f"/tickets/{number}").get_json()["tags"] == []
+    assert db.session.execute(select(Tag)).first() is None
+
+
+# -- links ---------------------------------------------------------------------------------------
+
+
+def test_links_go_both_ways_once_and_are_recorded_on_both(api, portal):
+    outage, complaint = _open(api, "Caída OLT norte"), _open(api, "Sin servicio")
+    linked = api.post(f"/tickets/{complaint}/links", {"ticket": outage.lower()})
+    assert linked.status_code == 200
+    assert linked.get_json()["related"] == [outage]
+    assert api.get(f"/tickets/{outage}").get_json()["related"] == [complaint]
+    assert api.post(f"/tickets/{outage}/links", {"ticket": complaint}).status_code == 200  # already: once
+    assert _history(outage, "link") == [(None, complaint)]
+    assert _history(complaint, "link") == [(None, outage)]
+    assert api.post(f"/tickets/{outage}/links", {"ticket": outage}).status_code == 422
+    assert api.post(f"/tickets/{outage}/links", {"ticket": "TKT-999999"}).status_code == 404
+    page = portal.get(f"/tickets/{outage}").get_data(as_text=True)
+    assert f">{complaint}</a> Sin servicio" in page
+    removed = portal.post(
+        f"/tickets/{outage}/links", {"ticket": complaint, "action": "remove"}, page=f"/tickets/{outage}"
+    )
+    assert removed.status_code == 302
+    assert api.get(f"/tickets/{complaint}").get_json()["related"] == []
+    assert _history(complaint, "link") == [(None, outage), (outage, None)]
+    assert api.delete(f"/tickets/{outage}/links/{complaint}").status_code == 200  # not linked: nothing to do
+
+
+def test_a_ticket_the_agent_may_not_see_cannot_be_linked_or_merged_into(app, api, agent, service):
+    teams = TeamsService(db.session)
+    teams.add("field_ops")
+    db.session.commit()
+    hidden = open_ticket(service, team="field_ops")
+    visible = _open(api)
+    app.config["AGENT_VISIBILITY"] = "team"
+    number = service.display_number(hidden)
+    assert api.post(f"/tickets/{visible}/links", {"ticket": number}).status_code == 404
+    assert api.post(f"/tickets/{visible}/merge", {"into": number}).status_code == 404
+    assert api.get(f"/tickets/{visible}").get_json()["status"] == "new"
+
+
+# -- merge ---------------------------------------------------------------------------------------
+
+
+def test_a_merged_ticket_closes_and_its_customer_follows_the_survivor(api, portal):
+    duplicate = _open(api, "Internet lento", "rosa@example.com")
+    survivor = _open(api, "Caída OLT norte", "mario@example.com")
+    answer = api.post(f"/tickets/{duplicate}/merge", {"into": survivor, "reason": "Same outage"})
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert body["number"] == survivor
+    assert body["cc"] == ["rosa@example.com"]
+    merged = api.get(f"/tickets/{duplicate}").get_json()
+    assert (merged["status"], merged["merged_into"]) == ("closed", survivor)
+    assert _history(duplicate, "merge") == [(None, survivor)]
+    assert _history(survivor, "merge") == [(None, duplicate)]
+    page = portal.get(f"/tickets/{duplicate}").get_data(as_text=True)
+    assert "Merged into" in page and f">{survivor}</a>" in page
+    assert "Merge and close this ticket" not in page
+    # Numbering is untouched: the next ticket takes the next number.
+    assert _open(api) == "TKT-000003"
+
+
+def test_merging_refuses_itself_twice_and_cancelled_tickets_and_follows_a_merged_target(
+    api, service, agent_actor
+):
+    a, b, c = _open(api), _open(api), _open(api)
+    assert api.post(f"/tickets/{a}/merge", {"into": a}).status_code == 409
+    assert api.post(f"/tickets/{b}/merge", {"into": c}).status_code == 200
+    # Into b, which lives on as c: the survivor is c.
+    assert api.post(f"/tickets/{a}/merge", {"into": b}).get_json()["number"] == c
+    again = api.post(f"/tickets/{a}/merge", {"into": c})
+    assert again.status_code == 409 and "already merged into" in again.get_json()["error"]["message"]
+    assert api.post(f"/tickets/{c}/merge", {"into": a}).status_code == 409  # a lives on as c itself
+    cancelled = open_ticket(service)
+    service.change_status(cancelled, "cancelled", actor=agent_actor, reason="spam")
+    db.session.commit()
+    assert api.post(f"/tickets/{c}/merge", {"into": "TKT-000004"}).status_code == 409
+    assert api.post(f"/tickets/{c}/merge", {"into": "TKT-999999"}).status_code == 404
+    assert api.post(f"/tickets/{c}/merge", {"into": "x", "reason": "r" * 2001}).status_code in (404, 422)
+
+
+def test_later_mail_and_tracker_lookups_of_a_merged_number_reach_the_survivor(
+    gateway, senders, api, client, service
+):
+    assert gateway.send(message(subject="Internet lento", body="Desde ayer."))[0] == 250  # ann
+    first_mail = db.session.execute(select(Ticket)).scalar_one().messages[0].inbound_mail
+    assert first_mail is not None and first_mail.message_id
+    survivor = _open(api, "Caída OLT norte", "zed@other.example")
+    assert api.post("/tickets/TKT-000001/merge", {"into": survivor}).status_code == 200
+    code, text = gateway.send(message(subject="Re: [TKT-000001] Internet lento", body="Sigue igual."))
+    assert code == 250 and b"TKT-000002" in text
+    reply = message(
+        subject="Re: Internet lento",
+        body="¿Alguna novedad?",
+        in_reply_to=f"<{first_mail.message_id}>",
+    )
+    assert gateway.send(reply)[0] == 250
+    merged, kept = tickets()
+    assert [m.body for m in merged.messages] == ["Desde ayer."]
+    assert [m.body for m in kept.messages][-2:] == ["Sigue igual.", "¿Alguna novedad?"]
+    token = Portal(client).token("/track")
+    page = client.post(
+        "/track", data={"ticket_number": "TKT-000001", "email": "ann@example.com", "csrf_token": token}
+    ).get_data(as_text=True)
+    assert "TKT-000002 · Caída OLT norte" in page
+    assert "Sigue igual." in page
+    stranger = client.post(
+        "/track", data={"ticket_number": "TKT-000001", "email": "eve@example.com", "csrf_token": token}
+    )
+    assert stranger.status_code == 404
