@@ -550,6 +550,44 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json(_ref("TicketDetail")), **_errors(*STAFF_ERRORS)},
         },
     },
+    "/tickets/bulk": {
+        "post": {
+            "summary": "Assign, move or tag up to 100 tickets; each is changed on its own and the answer "
+            "lists what was done and what was refused, with why",
+            "security": STAFF,
+            "requestBody": _body(
+                _object(
+                    {
+                        "tickets": {"type": "array", "items": {"type": "string"}, "maxItems": 100},
+                        "action": {"type": "string", "enum": ["assign", "status", "tag"]},
+                        "assignee": {"oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True},
+                        "status": {"type": "string", "enum": list(v.STATUSES)},
+                        "reason": {"type": "string", "nullable": True},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    },
+                    ["tickets", "action"],
+                )
+            ),
+            "responses": {
+                "200": _json(
+                    _object(
+                        {
+                            "done": {"type": "array", "items": {"type": "string"}},
+                            "refused": {
+                                "type": "array",
+                                "items": _object(
+                                    {"ticket": {"type": "string"}, "error": {"type": "string"}},
+                                    ["ticket", "error"],
+                                ),
+                            },
+                        },
+                        ["done", "refused"],
+                    )
+                ),
+                **_errors(400, 401, 413, 422),
+            },
+        },
+    },
     "/tickets/{number}/tags": {
         "parameters": [NUMBER_PARAM],
         "put": {

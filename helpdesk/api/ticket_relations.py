@@ -1,6 +1,6 @@
-"""Tags, related-ticket links and merging over the API (docs/isp-operations.md,
-"Merge and links", "Tags"). Thin, like helpdesk.api.tickets: the rules live in
-the services. Both tickets of a link or a merge must be ones the caller may see."""
+"""Tags, related-ticket links, merging and bulk actions over the API
+(docs/isp-operations.md). Thin, like helpdesk.api.tickets: the rules live in the
+services. Every ticket named must be one the caller may see."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from flask.typing import ResponseReturnValue
 from helpdesk.api import bp
 from helpdesk.api.payload import json_object
 from helpdesk.api.serializers import ticket_json
-from helpdesk.api.tickets import _service, _ticket
+from helpdesk.api.tickets import _assignee_id, _service, _ticket
 from helpdesk.auth import current_actor, staff_required
 from helpdesk.extensions import db
-from helpdesk.services import links, tags
+from helpdesk.services import bulk, links, tags
 
 
 @bp.put("/tickets/<number>/tags")
@@ -53,3 +53,36 @@ def merge(number: str) -> ResponseReturnValue:
     survivor = _service().merge(source, target, actor=current_actor(), reason=data.get("reason") or "")
     db.session.commit()
     return jsonify(ticket_json(survivor, detail=True))
+
+
+@bp.post("/tickets/bulk")
+@staff_required()
+def bulk_action() -> ResponseReturnValue:
+    """`{tickets, action: assign|status|tag, assignee?, status?, reason?, tags?}` →
+    what was done and what was refused, ticket by ticket."""
+    data = json_object(
+        {
+            "tickets": (list,),
+            "action": (str,),
+            "assignee": (int, str, None),
+            "status": (str,),
+            "reason": (str, None),
+            "tags": (list,),
+        },
+        required=("tickets", "action"),
+    )
+    result = bulk.apply(
+        db.session,
+        _service(),
+        data["tickets"],
+        data["action"],
+        current_actor(),
+        assignee_id=_assignee_id(data.get("assignee")),
+        status=data.get("status"),
+        reason=data.get("reason") or "",
+        tag_names=data.get("tags"),
+    )
+    db.session.commit()
+    return jsonify(
+        {"done": result.done, "refused": [{"ticket": n, "error": why} for n, why in result.refused]}
+    )

@@ -7,13 +7,15 @@ from __future__ import annotations
 from flask import current_app, request
 from flask.typing import ResponseReturnValue
 
+from helpdesk.errors import Conflict
 from helpdesk.extensions import db
+from helpdesk.inputs import positive_int
 from helpdesk.models import Ticket
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
-from helpdesk.portal.session import actor, login_required
+from helpdesk.portal.session import actor, login_required, safe_next
 from helpdesk.portal.tickets import _page, _service, _ticket_or_404
-from helpdesk.services import links, tags
+from helpdesk.services import bulk, links, tags
 
 
 def _other(number: str) -> Ticket:
@@ -48,6 +50,33 @@ def link(number: str) -> ResponseReturnValue:
         return "Linked."
 
     return perform(change, _page(record))
+
+
+@bp.post("/tickets/bulk")
+@login_required()
+def bulk_action() -> ResponseReturnValue:
+    """The queue's bulk form; back to the queue as it was, with what was refused."""
+    form = request.form
+    back = safe_next(form.get("back"))
+    action = form.get("action", "")
+
+    def apply() -> str:
+        result = bulk.apply(
+            db.session,
+            _service(),
+            form.getlist("tickets"),
+            action,
+            actor(),
+            assignee_id=positive_int(form.get("assignee", "")),
+            status=form.get("status"),
+            reason="bulk action",
+            tag_names=form.get("tags", ""),
+        )
+        if result.refused and not result.done:
+            raise Conflict(result.summary())
+        return result.summary()
+
+    return perform(apply, back)
 
 
 @bp.post("/tickets/<number>/merge")

@@ -1,0 +1,118 @@
+"""Bulk actions on the queue and the API: assign, move (each move checked against
+the lifecycle, refused ones listed), tag (docs/isp-operations.md)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk.extensions import db
+from helpdesk.models import Ticket, TicketHistory
+from helpdesk.services.teams import TeamsService
+from tests.support.database import open_ticket
+
+
+def _open(api, n: int) -> list[str]:  # type: ignore[no-untyped-def]
+    return [
+        api.post(
+            "/tickets", {"subject": f"Caída {i}", "description": "?", "requester_email": "a@example.com"}
+        ).get_json()["number"]
+        for i in range(n)
+    ]
+
+
+def _tickets() -> dict[str, Ticket]:
+    db.session.expire_all()
+    return {f"TKT-{t.number:06d}": t for t in db.session.execute(select(Ticket)).scalars()}
+
+
+def test_bulk_assign_status_and_tag_through_the_api(api, agent):
+    numbers = _open(api, 3)
+    assigned = api.post("/tickets/bulk", {"tickets": numbers, "action": "assign", "assignee": agent.email})
+    assert assigned.status_code == 200, assigned.get_json()
+    assert assigned.get_json() == {"done": numbers, "refused": []}
+    assert {t.assignee_id for t in _tickets().values()} == {agent.id}
+    # new → open is allowed, so is open → in_progress: the second call moves each once.
+    api.post("/tickets/bulk", {"tickets": numbers[:2], "action": "status", "status": "open"})
+    moved = api.post(
+        "/tickets/bulk",
+        {"tickets": numbers, "action": "status", "status": "in_progress", "reason": "Cuadrilla"},
+    ).get_json()
+    assert moved["done"] == numbers[:2]
+    assert [r["ticket"] for r in moved["refused"]] == [numbers[2]]
+    assert "new" in moved["refused"][0]["error"]
+    statuses = {n: t.status for n, t in _tickets().items()}
+    assert statuses == {numbers[0]: "in_progress", numbers[1]: "in_progress", numbers[2]: "new"}
+    tagged = api.post(
+        "/tickets/bulk", {"tickets": numbers + ["TKT-999999"], "action": "tag", "tags": ["olt-norte"]}
+    )
+    assert tagged.get_json()["done"] == numbers
+    assert tagged.get_json()["refused"][0]["ticket"] == "TKT-999999"
+    assert api.get("/tickets?tag=olt-norte").get_json()["total"] == 3
+    rows = db.session.execute(select(TicketHistory).where(TicketHistory.field == "assignee")).scalars().all()
+    assert len(rows) == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tickets": [], "action": "assign"},
+        {"tickets": [f"TKT-{n}" for n in range(101)], "action": "assign"},
+        {"tickets": ["TKT-1"], "action": "delete"},
+        {"tickets": ["TKT-1"], "action": "status"},
+        {"tickets": ["TKT-1"], "action": "tag", "tags": ["no good"]},
+        {"tickets": ["TKT-1"], "action": "assign", "assignee": 99999},
+        {"tickets": "TKT-1", "action": "assign"},
+    ],
+)
+def test_a_bad_bulk_request_is_refused_whole(api, body):
+    _open(api, 1)
+    answer = api.post("/tickets/bulk", body)
+    assert answer.status_code == 422
+    ticket = _tickets()["TKT-000001"]
+    assert (ticket.assignee_id, ticket.status, ticket.tags) == (None, "new", [])
+
+
+def test_hidden_tickets_are_refused_as_not_found(app, api, service, agent):
+    TeamsService(db.session).add("field_ops")
+    db.session.commit()
+    hidden = open_ticket(service, team="field_ops")
+    visible = _open(api, 1)[0]
+    app.config["AGENT_VISIBILITY"] = "team"
+    number = service.display_number(hidden)
+    answer = api.post(
+        "/tickets/bulk", {"tickets": [visible, number], "action": "assign", "assignee": agent.id}
+    )
+    body = answer.get_json()
+    assert body["done"] == [visible]
+    assert body["refused"] == [{"ticket": number, "error": f"No ticket {number}."}]
+    assert _tickets()[number].assignee_id is None
+
+
+def test_the_queue_bulk_form_applies_to_the_selected_tickets(portal, api, agent):
+    numbers = _open(api, 3)
+    page = portal.get("/tickets").get_data(as_text=True)
+    assert f'name="tickets" value="{numbers[0]}" form="bulk"' in page
+    answer = portal.post(
+        "/tickets/bulk",
+        {
+            "tickets": numbers[1],
+            "action": "assign",
+            "assignee": str(agent.id),
+            "back": "/tickets?sort=subject",
+        },
+        page="/tickets",
+    )
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/tickets?sort=subject"
+    assert "1 ticket changed." in portal.get(answer.headers["Location"]).get_data(as_text=True)
+    assert [n for n, t in _tickets().items() if t.assignee_id == agent.id] == [numbers[1]]
+    refused = portal.post(
+        "/tickets/bulk",
+        {"tickets": numbers[0], "action": "status", "status": "closed", "back": "//evil.example"},
+        page="/tickets",
+    )
+    assert refused.headers["Location"] == "/tickets"  # never another site
+    shown = portal.get("/tickets").get_data(as_text=True)
+    assert "0 tickets changed. Refused: TKT-000001" in shown
+    assert _tickets()[numbers[0]].status == "new"
