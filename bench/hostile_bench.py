@@ -74,6 +74,7 @@ from flask import Flask
 
 from bench.postgres import admin, migrate, server_settings
 from bench.report import markdown_table, plain_table, positive_counts
+from bench.smtp_bench import CUSTOMER_LIMITS_NEVER_REACHED
 from config import TestingConfig
 from helpdesk import create_app
 from helpdesk.extensions import db
@@ -173,7 +174,7 @@ class Bench:
         self.senders = "unknown"
         url = server.create_database(f"bench_hostile_{size}")
         migrate(url)
-        self.app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
+        self.app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, **CUSTOMER_LIMITS_NEVER_REACHED)
         with self.app.app_context():
             SendersService(db.session).add("@customer.example", "Customer")
             StaffService(db.session).create(

@@ -41,7 +41,7 @@ from sqlalchemy import func, select
 
 from bench.postgres import server_settings
 from bench.report import markdown_table, plain_table, positive_counts
-from bench.smtp_bench import prepare_database
+from bench.smtp_bench import CUSTOMER_LIMITS_NEVER_REACHED, prepare_database
 from config import TestingConfig
 from helpdesk import create_app
 from helpdesk.extensions import db
@@ -124,6 +124,7 @@ def drain_with_poller(url: str, mailbox: TestMailbox, threads: int) -> float:
         IMAP_INGEST_THREADS=threads,
         IMAP_PROCESSED_FOLDER=mailbox.processed,
         IMAP_FAILED_FOLDER=mailbox.failed,
+        **CUSTOMER_LIMITS_NEVER_REACHED,
     )
     (source,) = parse_imap_urls(mailbox.url)
     poller = ImapPoller(app, source, threading.Event())

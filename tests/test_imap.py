@@ -279,6 +279,18 @@ def test_quarantine_by_policy_counts_as_processed(app, mailbox):
     assert mailbox.count(mailbox.processed) == 1 and mailbox.count(mailbox.failed) == 0
 
 
+def test_mail_held_by_a_customer_limit_counts_as_processed(app, senders, mailbox):
+    mailbox.append(raw(1, "limit"), raw(2, "limit"))
+    poller = poller_for(app, mailbox, IMAP_INGEST_THREADS=1, CUSTOMER_MAX_TICKETS_PER_HOUR=1)
+    first, second = [result for _uid, result in drain(poller)]
+    assert [(r.outcome, r.failed) for r in (first, second)] == [
+        (Outcome.CREATED, False),
+        (Outcome.QUARANTINED, False),
+    ]
+    assert second.reason.startswith("customer limit: 1 ticket opened in the last hour")
+    assert mailbox.count(mailbox.processed) == 2 and mailbox.count(mailbox.failed) == 0
+
+
 def test_unprocessable_mail_is_quarantined_raw_and_filed_as_failed(app, mailbox):
     depth = 1200
     nested = (
@@ -374,21 +386,26 @@ def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, sende
     expected: list[str] = []
     for i in range(12):
         original = f"<batch-{i}@client.example>"
-        mails.append(raw(i, "batch"))
+        customer = f"c{i}@corp.example"  # a customer each: the per-customer limits are not tested here
+        mails.append(raw(i, "batch", sender=customer))
         mails.append(
             message(
+                customer,
                 subject=f"Mail {i} (forgot the attachment)",
                 body="Here it is.",
                 message_id=f"<batch-{i}-again@client.example>",
                 in_reply_to=original,
             ).as_bytes(policy=SMTP_POLICY)
         )
-        mails.append(raw(100 + i, "batch"))
+        mails.append(raw(100 + i, "batch", sender=customer))
         expected += ["created", "appended", "created"]
-    mails.append(raw(0, "batch"))  # a second copy of the first mail
+    mails.append(raw(0, "batch", sender="c0@corp.example"))  # a second copy of the first mail
     mails.append(
         message(
-            subject="Re: [TKT-000001] more", body="By number.", message_id="<batch-by-number@client.example>"
+            "c0@corp.example",
+            subject="Re: [TKT-000001] more",
+            body="By number.",
+            message_id="<batch-by-number@client.example>",
         ).as_bytes(policy=SMTP_POLICY)
     )
     expected += ["duplicate", "appended"]
@@ -532,7 +549,7 @@ def test_database_down_mid_batch_moves_nothing_unrecorded(pg_app, pg_server, mai
     db.session.commit()
     total = 150
     expected = {f"dbdown-{i}@client.example" for i in range(total)}
-    mailbox.append(*(raw(i, "dbdown") for i in range(total)))
+    mailbox.append(*(raw(i, "dbdown", sender=f"user{i}@example.com") for i in range(total)))
     poller = poller_for(pg_app, mailbox)
     with running(poller):
         wait_until(lambda: inbound_count() >= 20)
@@ -559,7 +576,7 @@ def test_kill_9_mid_batch_then_restart_processes_every_message_once(app, databas
     db.session.commit()
     total = 300
     expected = {f"kill-{i}@client.example" for i in range(total)}
-    mailbox.append(*(raw(i, "kill", sender=f"user{i % 7}@example.com") for i in range(total)))
+    mailbox.append(*(raw(i, "kill", sender=f"user{i}@example.com") for i in range(total)))
     env = mailbox.gateway_settings()
     db.session.remove()
     process = start(database_url, free_port(), tmp_path, **env)
@@ -609,13 +626,13 @@ def test_two_gateways_on_one_mailbox_poll_it_one_at_a_time(app, database_url, ma
         wait_until(lambda: f":{first.pid}:" in _owner(), what="the first gateway taking the mailbox")
         second = start(database_url, free_port(), tmp_path / "host-b", second_log, **env)
         wait_until(lambda: any("held by" in line for line in second_log), what="the second one waiting")
-        mailbox.append(*(raw(i, "turns") for i in range(10)))
+        mailbox.append(*(raw(i, "turns", sender=f"user{i}@example.com") for i in range(10)))
         wait_until(lambda: mailbox.count(mailbox.processed) == 10)
         assert f":{first.pid}:" in _owner()
         assert not any("connected (UIDVALIDITY" in line for line in second_log), "both polled"
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
-        mailbox.append(*(raw(i, "turns") for i in range(10, 15)))
+        mailbox.append(*(raw(i, "turns", sender=f"user{i}@example.com") for i in range(10, 15)))
         wait_until(lambda: mailbox.count(mailbox.processed) == 15, timeout=60)
         assert f":{second.pid}:" in _owner()
     finally:

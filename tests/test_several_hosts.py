@@ -107,7 +107,11 @@ def test_two_web_servers_and_two_gateways_share_one_postgresql_through_pgbouncer
 
         def through_mail(host: str) -> list[int]:
             start_line.wait(30)
-            return [send(ports[host], message(subject=f"Mail {host} {n}"))[0] for n in range(EACH)]
+            # A customer each: more than CUSTOMER_MAX_TICKETS_PER_HOUR from one would be held.
+            return [
+                send(ports[host], message(f"user-{host}{n}@example.com", f"Mail {host} {n}"))[0]
+                for n in range(EACH)
+            ]
 
         with ThreadPoolExecutor(4) as pool:
             answers = [
@@ -129,7 +133,9 @@ def test_two_web_servers_and_two_gateways_share_one_postgresql_through_pgbouncer
         other = "b" if holder == "a" else "a"
         mailbox.append(
             *(
-                message(subject=f"IMAP {n}", message_id=f"<imap-{n}@client.example>").as_bytes()
+                message(
+                    f"imap{n}@example.com", f"IMAP {n}", message_id=f"<imap-{n}@client.example>"
+                ).as_bytes()
                 for n in range(3)
             )
         )
@@ -139,7 +145,9 @@ def test_two_web_servers_and_two_gateways_share_one_postgresql_through_pgbouncer
         gateways[holder].wait(timeout=10)
         mailbox.append(
             *(
-                message(subject=f"IMAP {n}", message_id=f"<imap-{n}@client.example>").as_bytes()
+                message(
+                    f"imap{n}@example.com", f"IMAP {n}", message_id=f"<imap-{n}@client.example>"
+                ).as_bytes()
                 for n in range(3, 5)
             )
         )

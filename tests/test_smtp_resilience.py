@@ -60,7 +60,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_mail(app, database_url, tmp_pat
             n += 1
             mid = f"<crash-{index}-{n}@client.example>"
             try:
-                code, _ = send(port, message(sender=f"user{index}@example.com", message_id=mid))
+                code, _ = send(port, message(sender=f"user{index}.{n}@example.com", message_id=mid))
             except (OSError, smtplib.SMTPException):
                 time.sleep(0.05)
                 continue

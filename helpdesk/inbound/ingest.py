@@ -44,7 +44,7 @@ from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
 from helpdesk.numbering import display_number
-from helpdesk.services import Actor, TicketsService, notifications
+from helpdesk.services import Actor, TicketsService, contacts, customer_limits, notifications
 from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT
 
 log = logging.getLogger("helpdesk.inbound.ingest")
@@ -376,7 +376,7 @@ def _fit(text: str | None, column: Column[Any]) -> str:
 def _process_new(
     session: Session, mail: InboundMail, key: str, envelope: Envelope, config: Mapping[str, Any]
 ) -> Result:
-    decision = decide(session, mail, envelope, config)
+    decision = _within_customer_limits(session, mail, decide(session, mail, envelope, config), config)
     # A reply's ticket is known already: insert the row pointing at it (apply's
     # assignment then changes nothing), instead of an UPDATE after the insert.
     appended_to = (
@@ -389,6 +389,29 @@ def _process_new(
     record_id = session.execute(_INSERT_RECORD, values).scalar_one()
     record = adopt(session, InboundRecord(id=record_id, **values))
     return apply(session, mail, record, decision, config)
+
+
+def _within_customer_limits(
+    session: Session, mail: InboundMail, decision: Decision, config: Mapping[str, Any]
+) -> Decision:
+    """Hold a new ticket mailed in by a customer who reached a per-customer limit
+    (docs/mail-gateway.md, "Per-customer limits"); held, so never acknowledged.
+
+    Replies are never limited, and quarantine approval skips this step: a reviewer
+    approving is staff opening the ticket for the customer. It runs before the
+    mail's record is written, so the record says why it was held; the contact's
+    row lock taken here (PostgreSQL) lasts until the commit that creates the
+    ticket, so two gateways counting for one customer count one after the other.
+    """
+    if decision.outcome is not Outcome.CREATED:
+        return decision
+    contact = contacts.find_or_create(session, mail.from_address, mail.from_name[:MAX_NAME])
+    reached = customer_limits.reached_limit(session, contact, config)
+    if reached is None:
+        return decision
+    return Decision(
+        Outcome.QUARANTINED, f"customer limit: {reached}; approving opens the ticket ({decision.reason})"
+    )
 
 
 def decide(

@@ -25,6 +25,15 @@ FINISHED = ("resolved", "closed", "cancelled")
 
 
 def may_open(session: Session, contact: Contact, config: Mapping[str, Any]) -> bool:
+    """Whether `contact` may open another ticket now (see `reached_limit`)."""
+    return reached_limit(session, contact, config) is None
+
+
+def reached_limit(session: Session, contact: Contact, config: Mapping[str, Any]) -> str | None:
+    """The limit `contact` has reached, in words (mail held for it shows them to
+    staff), or None while they may open another ticket. On PostgreSQL the lock holds
+    until the caller's commit or rollback, so the caller creates the ticket in the
+    same transaction or the count means nothing."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
     hour_ago = now() - timedelta(hours=1)
@@ -34,6 +43,16 @@ def may_open(session: Session, contact: Contact, config: Mapping[str, Any]) -> b
             func.count(Ticket.id).filter(Ticket.status.not_in(FINISHED)),
         ).where(Ticket.requester_id == contact.id)
     ).one()
-    return bool(
-        recent < config["CUSTOMER_MAX_TICKETS_PER_HOUR"] and unfinished < config["CUSTOMER_MAX_OPEN_TICKETS"]
-    )
+    per_hour, at_once = config["CUSTOMER_MAX_TICKETS_PER_HOUR"], config["CUSTOMER_MAX_OPEN_TICKETS"]
+    if recent >= per_hour:
+        return (
+            f"{_counted(recent, 'ticket')} opened in the last hour "
+            f"(CUSTOMER_MAX_TICKETS_PER_HOUR is {per_hour})"
+        )
+    if unfinished >= at_once:
+        return f"{_counted(unfinished, 'open ticket')} (CUSTOMER_MAX_OPEN_TICKETS is {at_once})"
+    return None
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
