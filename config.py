@@ -157,6 +157,8 @@ class Config:
     CUSTOMER_MAX_OPEN_TICKETS = _env_int("CUSTOMER_MAX_OPEN_TICKETS", 10)
     # An SLA breach also raises the ticket's priority one step (helpdesk.services.lifecycle_jobs).
     SLA_BREACH_RAISES_PRIORITY = _env("SLA_BREACH_RAISES_PRIORITY", "false").lower() in ("1", "true", "yes")
+    # How often the queue and ticket pages ask whether something changed (helpdesk.portal.live).
+    LIVE_POLL_SECONDS = _env_int("LIVE_POLL_SECONDS", 10)
     AGENT_VISIBILITY = _env_choice("AGENT_VISIBILITY", "all", VISIBILITY_MODES)
     # The language of customers who did not say theirs (`en` or `es`).
     DEFAULT_LANGUAGE = _env("DEFAULT_LANGUAGE", "en")

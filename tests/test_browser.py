@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,13 @@ LAUNCH_ARGS = [
 @pytest.fixture
 def live_portal(database_url: str) -> Iterator[str]:
     """The portal on a real server thread, with the cookie flags of production."""
-    app = create_app(PortalConfig, SQLALCHEMY_DATABASE_URI=database_url, SECURE_COOKIES=True)
+    with _served(database_url) as url:
+        yield url
+
+
+@contextmanager
+def _served(database_url: str, **overrides: object) -> Iterator[str]:
+    app = create_app(PortalConfig, SQLALCHEMY_DATABASE_URI=database_url, SECURE_COOKIES=True, **overrides)
     server = make_server("127.0.0.1", free_port(), app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -283,4 +290,43 @@ def test_the_share_text_copy_button_copies_it(app, admin, live_portal, browser_p
         assert page.evaluate("window.copyCommands") == [["copy", text]]
     else:
         assert page.evaluate("navigator.clipboard.readText()") == text
+    assert problems == []
+
+
+def test_a_ticket_mailed_in_appears_in_an_open_queue_page_without_a_reload(
+    app, admin, gateway, senders, database_url, browser_page
+):
+    """Live updates (docs/web.md): the queue page polls and swaps the new row in."""
+    problems: list[str] = []
+    page = browser_page
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on(
+        "console",
+        lambda entry: problems.append(entry.text) if "Content Security Policy" in entry.text else None,
+    )
+    page.on(
+        "response",
+        lambda answer: (
+            problems.append(f"{answer.status} {answer.url}")
+            if answer.status >= 400 and not answer.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    with _served(database_url, LIVE_POLL_SECONDS=1) as portal_url:
+        _log_in(page, portal_url)
+        assert page.locator("#live-queue").inner_text().count("TKT-") == 0
+        page.locator("[data-live-url]").wait_for(state="attached")
+        url_before = page.url
+        code, _ = gateway.send(message(sender="ann@example.com", subject="Sin señal en Col. Roma"))
+        assert code == 250
+        db.session.rollback()
+        page.locator("#live-queue", has_text="Sin señal en Col. Roma").wait_for(timeout=15_000)
+        assert page.url == url_before  # no navigation: the row was swapped in
+        assert "TKT-000001" in page.locator("#live-queue").inner_text()
+        # A ticked box survives the next swap.
+        page.locator("input[name=tickets][value=TKT-000001]").check()
+        gateway.send(message(sender="mario@corp.example", subject="Lentitud"))
+        db.session.rollback()
+        page.locator("#live-queue", has_text="Lentitud").wait_for(timeout=15_000)
+        assert page.locator("input[name=tickets][value=TKT-000001]").is_checked()
     assert problems == []

@@ -17,6 +17,7 @@ def init_app(app: Flask) -> None:
         account,
         admin,
         dashboard,
+        live,
         quarantine,
         ticket_relations,
         tickets,

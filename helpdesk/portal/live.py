@@ -1,0 +1,68 @@
+"""Live updates of the queue and the ticket page (docs/web.md, "Live updates").
+
+Short polling, no new server process: the pages' small script
+(`helpdesk/static/live.js`) asks every `LIVE_POLL_SECONDS` whether anything the
+staff member may see changed since the time the server gave it last, and only
+then fetches the page again and swaps the changed parts in. One indexed query per
+poll (`tickets.updated_at`, every change of a ticket moves it), narrowed by
+`AGENT_VISIBILITY` like every other read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from helpdesk.clock import iso, now
+from helpdesk.extensions import db
+from helpdesk.models import Ticket
+from helpdesk.portal import bp
+from helpdesk.portal.session import actor, login_required
+from helpdesk.portal.tickets import _ticket_or_404
+from helpdesk.services import visibility
+
+
+@bp.app_template_global("live_cursor")
+def live_cursor() -> str | None:
+    """The time a page is rendered at, where its script starts polling from."""
+    return iso(now())
+
+
+@bp.get("/live/queue")
+@login_required()
+def live_queue() -> ResponseReturnValue:
+    """`{changed, now}`: whether any ticket the staff member sees changed since `since`."""
+    since, moment = _since(), now()
+    query = visibility.restrict(
+        select(Ticket.id).where(Ticket.updated_at > since).limit(1),
+        actor(),
+        current_app.config["AGENT_VISIBILITY"],
+    )
+    return _answer(db.session.execute(query).first() is not None, moment)
+
+
+@bp.get("/live/tickets/<number>")
+@login_required()
+def live_ticket(number: str) -> ResponseReturnValue:
+    """`{changed, now}` for one ticket; 404 like its page when it is not visible."""
+    since, moment = _since(), now()
+    return _answer(_ticket_or_404(number).updated_at > since, moment)
+
+
+def _since() -> datetime:
+    """The client's cursor (what this endpoint answered as `now` last time). Unreadable
+    or missing: the epoch, so the first poll says "changed" and the page refreshes."""
+    text = request.args.get("since", "")[:40].removesuffix("Z")
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        return datetime(1970, 1, 1)
+
+
+def _answer(changed: bool, moment: datetime) -> ResponseReturnValue:
+    response = jsonify({"changed": changed, "now": iso(moment)})
+    response.headers["Cache-Control"] = "no-store"
+    return response
