@@ -25,6 +25,8 @@ from helpdesk import create_app
 from helpdesk.extensions import db
 from helpdesk.models import AuthorizedSender, Message, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
+from helpdesk.services.staff import StaffService
+from helpdesk.services.teams import TeamsService
 from tests.support.mail import message
 from tests.support.pgserver import free_port
 
@@ -330,3 +332,74 @@ def test_a_ticket_mailed_in_appears_in_an_open_queue_page_without_a_reload(
         page.locator("#live-queue", has_text="Lentitud").wait_for(timeout=15_000)
         assert page.locator("input[name=tickets][value=TKT-000001]").is_checked()
     assert problems == []
+
+
+def test_an_isp_day_routing_escalation_merge_and_bulk_tags(
+    app, admin, gateway, senders, live_portal, browser_page
+):
+    """docs/isp-operations.md in a real browser: a new installation goes to field
+    operations, an outage is escalated to L2, its duplicate merged, both tagged."""
+    teams = TeamsService(db.session)
+    for name in ("support_team", "field_ops"):
+        teams.add(name)
+    teams.set_route("general_inquiry", "support_team")
+    teams.set_route("installation_request", "field_ops")
+    second, _ = StaffService(db.session).create(
+        email="sol@helpdesk.test", name="Sol Segundo", role="agent", password="second-password-1"
+    )
+    db.session.commit()
+    second_id = second.id  # read now: the test thread must hold no SQLite lock later
+    gateway.send(message(sender="ann@example.com", subject="Sin internet en Col. Roma"))
+    gateway.send(message(sender="zed@other.example", subject="Sin internet"))
+    db.session.rollback()
+    page = browser_page
+    _log_in(page, live_portal)
+
+    # A new installation: routed to field operations by its type.
+    page.click("nav >> text=New ticket")
+    page.fill("#requester_email", "lucia@example.com")
+    page.fill("#subject", "Instalación fibra 300 Mbps")
+    page.fill("#description", "Cliente nuevo.")
+    page.select_option("#ticket_type", "installation_request")
+    page.fill("#service_address", "Av. Insurgentes Sur 1602, CDMX")
+    page.check("input[name=affected_services][value=internet]")
+    page.click("button:has-text('Open ticket')")
+    assert _flash(page) == "Opened TKT-000003."
+    details = page.locator("#live-details").inner_text()
+    assert "field ops" in details and "Av. Insurgentes Sur 1602, CDMX" in details
+
+    # The outage goes to the second level, to Sol, with the reason.
+    page.goto(f"{live_portal}/tickets/TKT-000001")
+    page.select_option("#level", "L2")
+    page.select_option("#escalate-assignee", str(second_id))
+    page.fill("#escalate-reason", "Tres clientes en la misma OLT.")
+    page.click("button:has-text('Escalate')")
+    assert _flash(page) == "Escalated to L2."
+    assert page.locator("section[aria-label=Escalation] .badge").inner_text() == "L2"
+    page.screenshot(path=str(ARTIFACTS / "isp-ticket.png"), full_page=True)
+
+    # Its duplicate is merged into it.
+    page.goto(f"{live_portal}/tickets/TKT-000002")
+    page.fill("#merge-into", "tkt-1")
+    page.click("button:has-text('Merge and close this ticket')")
+    assert _flash(page) == "Merged into TKT-000001."
+    assert "Merged into" in page.locator("main").inner_text()
+
+    # Both outage tickets get a tag at once from the queue.
+    page.goto(f"{live_portal}/tickets")
+    page.check("input[name=tickets][value=TKT-000001]")
+    page.check("input[name=tickets][value=TKT-000002]")
+    page.select_option("#bulk-action", "tag")
+    page.fill("#bulk-tags", "olt-roma")
+    page.click("button:has-text('Apply to selected')")
+    assert _flash(page) == "2 tickets changed."
+    page.goto(f"{live_portal}/tickets?tag=olt-roma")
+    assert page.locator("#live-queue tbody tr").count() == 2
+    page.goto(f"{live_portal}/tickets?team=field_ops")
+    assert page.locator("#live-queue tbody tr").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "isp-queue.png"), full_page=True)
+    page.click("nav >> text=Teams")
+    page.screenshot(path=str(ARTIFACTS / "teams.png"), full_page=True)
+    db.session.rollback()
+    outage = db.session.execute(select(Ticket).where(Ticket.number == 1)).scalar_one()
+    assert (outage.escalation_level, outage.assignee_id) == ("L2", second_id)
