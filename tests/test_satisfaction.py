@@ -214,3 +214,22 @@ def test_the_status_link_offers_the_rating_only_while_it_can_be_given(app, servi
     assert rate_link is not None
     assert _rate(client, rate_link.group(1).decode(), "5").status_code == 303
     assert b"Change your rating" in client.get(status).data
+
+
+def test_statistics_and_the_dashboard_give_the_average_overall_and_per_agent(
+    app, service, agent, agent_actor, admin, api, portal
+):
+    other = Actor.staff(admin)
+    for n, (rating, staff) in enumerate(((5, agent), (2, agent), (4, admin))):
+        ticket = open_ticket(service, requester_email=f"c{n}@example.com")
+        service.assign(ticket, staff.id, actor=agent_actor if staff is agent else other)
+        resolve(service, ticket, agent_actor)
+        satisfaction.rate(db.session, ticket, rating, "", via="link")
+    db.session.commit()
+    stats = api.get("/stats").get_json()
+    assert stats["satisfaction"] == {"count": 3, "average": 3.67}
+    by_agent = {row["email"]: row["satisfaction"] for row in stats["by_agent"]}
+    assert by_agent == {agent.email: {"count": 2, "average": 3.5}, admin.email: {"count": 1, "average": 4.0}}
+    page = portal.get("/dashboard").get_data(as_text=True)
+    assert "3.67 / 5" in page and "3 ratings" in page
+    assert "3.5 / 5" in page

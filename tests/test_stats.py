@@ -146,6 +146,7 @@ def expected(story) -> dict[str, object]:  # type: ignore[no-untyped-def]
         },
         "created_per_day": days,
         "reopens": {"count": 1, "tickets": 1},
+        "satisfaction": {"count": 0, "average": None},
         "by_agent": [
             {
                 "id": story["admin"].id,
@@ -153,6 +154,7 @@ def expected(story) -> dict[str, object]:  # type: ignore[no-untyped-def]
                 "email": "admin@helpdesk.test",
                 "open": 0,
                 "resolved": 0,
+                "satisfaction": {"count": 0, "average": None},
             },
             {
                 "id": story["agent"].id,
@@ -160,6 +162,7 @@ def expected(story) -> dict[str, object]:  # type: ignore[no-untyped-def]
                 "email": "agent@helpdesk.test",
                 "open": 1,
                 "resolved": 2,
+                "satisfaction": {"count": 0, "average": None},
             },
         ],
     }

@@ -280,6 +280,10 @@ SCHEMAS: dict[str, Any] = {
         },
         ["items", "page", "per_page", "total"],
     ),
+    "Satisfaction": _object(
+        {"count": {"type": "integer"}, "average": NULLABLE_NUMBER},
+        ["count", "average"],
+    ),
     "Durations": _object(
         {
             "average_seconds": NULLABLE_NUMBER,
@@ -326,6 +330,7 @@ SCHEMAS: dict[str, Any] = {
                     ["date", "count"],
                 ),
             },
+            "satisfaction": _ref("Satisfaction"),
             "reopens": _object(
                 {"count": {"type": "integer"}, "tickets": {"type": "integer"}}, ["count", "tickets"]
             ),
@@ -338,8 +343,9 @@ SCHEMAS: dict[str, Any] = {
                         "email": {"type": "string"},
                         "open": {"type": "integer"},
                         "resolved": {"type": "integer"},
+                        "satisfaction": _ref("Satisfaction"),
                     },
-                    ["id", "name", "email", "open", "resolved"],
+                    ["id", "name", "email", "open", "resolved", "satisfaction"],
                 ),
             },
         },
@@ -355,6 +361,7 @@ SCHEMAS: dict[str, Any] = {
             "sla",
             "created_per_day",
             "reopens",
+            "satisfaction",
             "by_agent",
         ],
         extra=True,

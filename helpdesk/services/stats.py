@@ -17,11 +17,14 @@ creation (to the first response, to the resolution); days are UTC days.
 - Reopens count the `→ reopened` history rows (events) and the tickets they hit.
 - Per agent: every active staff member and anyone who still holds tickets, with
   the tickets assigned to them that are open (not resolved, closed or cancelled)
-  and resolved (resolved or closed).
+  and resolved (resolved or closed), and the customers' ratings credited to them.
+- Satisfaction: the count and average of the customers' ratings (1-5), overall
+  and per agent (`helpdesk.services.satisfaction`).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -32,6 +35,7 @@ from helpdesk import sla, sla_queries
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.models import StaffUser, Ticket, TicketHistory
+from helpdesk.services import satisfaction
 
 CREATED_DAYS = 30
 _DONE = ("resolved", "closed")
@@ -97,6 +101,7 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
         },
         "created_per_day": _created_per_day(session, moment.date()),
         "reopens": _reopens(session),
+        "satisfaction": asdict(satisfaction.summary(session)),
         "by_agent": _by_agent(session),
     }
 
@@ -181,6 +186,8 @@ def _by_agent(session: Session) -> list[dict[str, Any]]:
         .where(or_(StaffUser.is_active, assigned.c.staff_id.is_not(None)))
         .order_by(StaffUser.name, StaffUser.id)
     ).all()
+    ratings = satisfaction.per_agent(session)
+    no_ratings = satisfaction.Summary(0, None)
     return [
         {
             "id": staff_id,
@@ -188,6 +195,7 @@ def _by_agent(session: Session) -> list[dict[str, Any]]:
             "email": email,
             "open": int(open_ or 0),
             "resolved": int(resolved or 0),
+            "satisfaction": asdict(ratings.get(staff_id, no_ratings)),
         }
         for staff_id, name, email, open_, resolved in rows
     ]
