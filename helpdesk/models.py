@@ -124,9 +124,12 @@ class Tag(Model):
 
 class TicketTag(Model):
     __tablename__ = "ticket_tags"
+    # A tag's tickets straight from the index (the queue's tag filter), as the
+    # primary key gives a ticket's tags.
+    __table_args__ = (Index("ix_ticket_tags_tag_id_ticket_id", "tag_id", "ticket_id"),)
 
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
-    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), primary_key=True, index=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), primary_key=True)
 
 
 class TicketLink(Model):

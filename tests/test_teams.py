@@ -312,3 +312,12 @@ def test_teams_on_the_command_line(runner, teams, agent):
     refused = runner.invoke(args=["teams", "member", "add", "noc", "ghost@example.com"])
     assert refused.exit_code == 1 and "No staff member" in refused.output
     assert runner.invoke(args=["teams", "remove", "noc"]).exit_code == 1  # routed to
+
+
+def test_statistics_count_only_what_the_agent_may_see(app, api, portal, hidden, client, admin):
+    stats = api.get("/stats").get_json()
+    assert stats["total"] == 3
+    assert sum(stats["by_status"].values()) == 3
+    assert '<div class="stat">3</div>' in portal.get("/dashboard").get_data(as_text=True)
+    admin_api = ApiClient(client, login_tokens(client, admin.email, "admin-password-1")["access_token"])
+    assert admin_api.get("/stats").get_json()["total"] == 4

@@ -18,7 +18,7 @@ from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import StaffUser, Ticket
-from helpdesk.services import QueueService, TicketFilters, TicketsService
+from helpdesk.services import QueueService, TicketFilters, TicketsService, visibility
 from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS
 from helpdesk.services.stats import ticket_stats
@@ -206,7 +206,8 @@ def share_ticket(number: str) -> ResponseReturnValue:
 @bp.get("/stats")
 @staff_required()
 def stats() -> ResponseReturnValue:
-    return jsonify(ticket_stats(db.session))
+    scope = visibility.clause(db.session, current_actor(), current_app.config["AGENT_VISIBILITY"])
+    return jsonify(ticket_stats(db.session, scope=scope))
 
 
 def _integer(name: str, default: int) -> int:

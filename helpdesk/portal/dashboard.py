@@ -8,7 +8,8 @@ from flask.typing import ResponseReturnValue
 
 from helpdesk.extensions import db
 from helpdesk.portal import bp
-from helpdesk.portal.session import login_required
+from helpdesk.portal.session import actor, login_required
+from helpdesk.services import visibility
 from helpdesk.services.mailflow import mail_flow
 from helpdesk.services.stats import ticket_stats
 from helpdesk.vocabulary import INBOUND_OUTCOMES
@@ -17,7 +18,10 @@ from helpdesk.vocabulary import INBOUND_OUTCOMES
 @bp.get("/dashboard")
 @login_required()
 def dashboard() -> ResponseReturnValue:
-    return render_template("portal/dashboard.html", nav="dashboard", stats=ticket_stats(db.session))
+    scope = visibility.clause(db.session, actor(), current_app.config["AGENT_VISIBILITY"])
+    return render_template(
+        "portal/dashboard.html", nav="dashboard", stats=ticket_stats(db.session, scope=scope)
+    )
 
 
 @bp.get("/mail")

@@ -37,6 +37,7 @@ def live_queue() -> ResponseReturnValue:
     """`{changed, now}`: whether any ticket the staff member sees changed since `since`."""
     since, moment = _since(), now()
     query = visibility.restrict(
+        db.session,
         select(Ticket.id).where(Ticket.updated_at > since).limit(1),
         actor(),
         current_app.config["AGENT_VISIBILITY"],

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from helpdesk import addresses, numbering, sla, sla_queries
@@ -106,13 +106,23 @@ class QueueService:
             errors["sla"] = f"unknown value {filters.sla!r}; one of {', '.join(sla.STATES)}"
         if filters.assignee not in (None, "none") and positive_int(filters.assignee) is None:
             errors["assignee"] = "must be a staff id or none"
-        team_id = self._team_id(filters.team, errors)
+        by_team = self._team(filters.team, errors)
         if errors:
             raise ValidationError(errors)
-        scope = visibility.clause(viewer, self.visibility_mode)
-        ids = self._filtered(select(Ticket.id), filters, team_id, scope)
+        # Conditions that need a lookup first (who sees what, a team's, a tag's id):
+        # read once for the page and its count.
+        looked_up = [
+            condition
+            for condition in (
+                visibility.clause(self.session, viewer, self.visibility_mode),
+                by_team,
+                tags.tagged(self.session, filters.tag) if filters.tag else None,
+            )
+            if condition is not None
+        ]
+        ids = self._filtered(select(Ticket.id), filters).where(*looked_up)
         total = self.session.execute(
-            self._filtered(select(func.count(Ticket.id)), filters, team_id, scope)
+            self._filtered(select(func.count(Ticket.id)), filters).where(*looked_up)
         ).scalar_one()
         column: Any = getattr(Ticket, key)
         if key == "priority":
@@ -142,26 +152,18 @@ class QueueService:
         )
         return Page(list(items), page, per_page, total)
 
-    def _team_id(self, name: str | None, errors: dict[str, str]) -> int | None:
-        """The team filter's id; 0 for "none" (tickets of no team)."""
-        if name is None or name == "none":
-            return 0 if name == "none" else None
+    def _team(self, name: str | None, errors: dict[str, str]) -> ColumnElement[bool] | None:
+        """The team filter's condition ("none": tickets of no team)."""
+        if name is None:
+            return None
+        if name == "none":
+            return Ticket.team_id.is_(None)
         team_id = teams.team_id(self.session, name)
         if team_id is None:
             errors["team"] = "is not a team (or none)"
-        return team_id
+        return Ticket.team_id == team_id
 
-    def _filtered(
-        self, query: Select[Any], filters: TicketFilters, team_id: int | None, scope: Any
-    ) -> Select[Any]:
-        if scope is not None:
-            query = query.where(scope)
-        if filters.tag:
-            query = query.where(tags.tagged(filters.tag))
-        if team_id == 0:
-            query = query.where(Ticket.team_id.is_(None))
-        elif team_id is not None:
-            query = query.where(Ticket.team_id == team_id)
+    def _filtered(self, query: Select[Any], filters: TicketFilters) -> Select[Any]:
         for name in CHOICE_FILTERS:
             chosen = getattr(filters, name)
             if chosen:

@@ -84,14 +84,17 @@ def rate(session: Session, ticket: Ticket, rating: object, comment: object, via:
     return existing
 
 
-def summary(session: Session) -> Summary:
+def summary(session: Session, scope: Any) -> Summary:
+    """Rating count and average over the tickets `scope` (a condition on tickets) keeps."""
     count, average = session.execute(
         select(func.count(SatisfactionRating.id), func.avg(SatisfactionRating.rating))
+        .join(Ticket, Ticket.id == SatisfactionRating.ticket_id)
+        .where(scope)
     ).one()
     return Summary(count, _rounded(average))
 
 
-def per_agent(session: Session) -> dict[int, Summary]:
+def per_agent(session: Session, scope: Any) -> dict[int, Summary]:
     """Rating count and average by the staff id the ratings credit."""
     rows = session.execute(
         select(
@@ -100,6 +103,8 @@ def per_agent(session: Session) -> dict[int, Summary]:
             func.avg(SatisfactionRating.rating),
         )
         .join(StaffUser, StaffUser.id == SatisfactionRating.agent_id)
+        .join(Ticket, Ticket.id == SatisfactionRating.ticket_id)
+        .where(scope)
         .group_by(SatisfactionRating.agent_id)
     ).all()
     return {agent_id: Summary(count, _rounded(average)) for agent_id, count, average in rows}

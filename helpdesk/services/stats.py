@@ -28,7 +28,7 @@ from dataclasses import asdict
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import case, distinct, func, or_, select
+from sqlalchemy import case, distinct, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from helpdesk import sla, sla_queries
@@ -48,9 +48,12 @@ def seconds_between(session: Session, start: Any, end: Any) -> Any:
     return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
-def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, Any]:
+def ticket_stats(session: Session, moment: datetime | None = None, scope: Any = None) -> dict[str, Any]:
+    """`scope`: a condition on tickets (`visibility.clause`) every figure keeps to,
+    so an agent who sees only their team's tickets counts only those."""
     moment = moment or now()
-    counts = _counts(session)
+    seen = scope if scope is not None else true()
+    counts = _counts(session, seen)
 
     first_response = seconds_between(session, Ticket.created_at, Ticket.first_responded_at)
     resolution = seconds_between(session, Ticket.created_at, Ticket.resolved_at)
@@ -67,7 +70,7 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
             _count(Ticket.resolution_breached.is_(True)),
             _count(Ticket.resolution_breached.is_(False)),
             *(_count(sla_queries.state_clause(name, moment)) for name in states),
-        )
+        ).where(seen)
     ).one()
     avg_first, avg_resolution = row[1], row[3]
     total, n_first, n_resolution = int(row[0] or 0), int(row[2] or 0), int(row[4] or 0)
@@ -83,12 +86,12 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
         "first_response": {
             "average_seconds": _seconds(avg_first),
             "count": n_first,
-            "median_seconds": _seconds(_median(session, first_response, n_first)),
+            "median_seconds": _seconds(_median(session, first_response, n_first, seen)),
         },
         "resolution": {
             "average_seconds": _seconds(avg_resolution),
             "count": n_resolution,
-            "median_seconds": _seconds(_median(session, resolution, n_resolution)),
+            "median_seconds": _seconds(_median(session, resolution, n_resolution, seen)),
         },
         "sla": {
             "first_response_breached": fr_breached,
@@ -99,10 +102,10 @@ def ticket_stats(session: Session, moment: datetime | None = None) -> dict[str, 
             "first_response_met_percent": _percent(fr_met, fr_met + fr_breached),
             "resolution_met_percent": _percent(res_met, res_met + res_breached),
         },
-        "created_per_day": _created_per_day(session, moment.date()),
-        "reopens": _reopens(session),
-        "satisfaction": asdict(satisfaction.summary(session)),
-        "by_agent": _by_agent(session),
+        "created_per_day": _created_per_day(session, moment.date(), seen),
+        "reopens": _reopens(session, seen),
+        "satisfaction": asdict(satisfaction.summary(session, seen)),
+        "by_agent": _by_agent(session, seen),
     }
 
 
@@ -110,7 +113,7 @@ def _count(condition: Any) -> Any:
     return func.sum(case((condition, 1), else_=0))
 
 
-def _counts(session: Session) -> dict[str, dict[str, int]]:
+def _counts(session: Session, seen: Any) -> dict[str, dict[str, int]]:
     """Tickets by status, priority, category, channel and source: one pass, grouped
     by all five (at most a few thousand groups), each then summed up by one of them."""
     fields = {
@@ -122,20 +125,21 @@ def _counts(session: Session) -> dict[str, dict[str, int]]:
     }
     columns = [getattr(Ticket, name) for name in fields]
     counts = {name: dict.fromkeys(values, 0) for name, values in fields.items()}
-    for *values, count in session.execute(select(*columns, func.count(Ticket.id)).group_by(*columns)).all():
+    grouped = select(*columns, func.count(Ticket.id)).where(seen).group_by(*columns)
+    for *values, count in session.execute(grouped).all():
         for name, value in zip(fields, values, strict=True):
             counts[name][value] += int(count)
     return counts
 
 
-def _median(session: Session, duration: Any, known: int) -> Any:
+def _median(session: Session, duration: Any, known: int, seen: Any) -> Any:
     """The median of `duration` over the `known` tickets where it is known: the
     middle one or two of the sorted durations (SQLite has no percentile_cont)."""
     if known == 0:
         return None
     middle = (
         select(duration.label("value"))
-        .where(duration.is_not(None))
+        .where(duration.is_not(None), seen)
         .order_by(duration)
         .offset((known - 1) // 2)
         .limit(2 - known % 2)
@@ -144,7 +148,7 @@ def _median(session: Session, duration: Any, known: int) -> Any:
     return session.execute(select(func.avg(middle.c.value))).scalar()
 
 
-def _created_per_day(session: Session, today: date) -> list[dict[str, Any]]:
+def _created_per_day(session: Session, today: date, seen: Any) -> list[dict[str, Any]]:
     """Tickets created on each of the last 30 UTC days, today included, oldest first."""
     first = today - timedelta(days=CREATED_DAYS - 1)
     day = func.date(Ticket.created_at)
@@ -152,7 +156,7 @@ def _created_per_day(session: Session, today: date) -> list[dict[str, Any]]:
         str(when): int(count)
         for when, count in session.execute(
             select(day, func.count(Ticket.id))
-            .where(Ticket.created_at >= datetime.combine(first, time()))
+            .where(Ticket.created_at >= datetime.combine(first, time()), seen)
             .group_by(day)
         ).all()
     }
@@ -160,23 +164,23 @@ def _created_per_day(session: Session, today: date) -> list[dict[str, Any]]:
     return [{"date": d.isoformat(), "count": found.get(d.isoformat(), 0)} for d in days]
 
 
-def _reopens(session: Session) -> dict[str, int]:
+def _reopens(session: Session, seen: Any) -> dict[str, int]:
     count, tickets = session.execute(
-        select(func.count(TicketHistory.id), func.count(distinct(TicketHistory.ticket_id))).where(
-            TicketHistory.field == "status", TicketHistory.new_value == "reopened"
-        )
+        select(func.count(TicketHistory.id), func.count(distinct(TicketHistory.ticket_id)))
+        .join(Ticket, Ticket.id == TicketHistory.ticket_id)
+        .where(TicketHistory.field == "status", TicketHistory.new_value == "reopened", seen)
     ).one()
     return {"count": int(count or 0), "tickets": int(tickets or 0)}
 
 
-def _by_agent(session: Session) -> list[dict[str, Any]]:
+def _by_agent(session: Session, seen: Any) -> list[dict[str, Any]]:
     assigned = (
         select(
             Ticket.assignee_id.label("staff_id"),
             _count(Ticket.status.not_in((*_DONE, "cancelled"))).label("open"),
             _count(Ticket.status.in_(_DONE)).label("resolved"),
         )
-        .where(Ticket.assignee_id.is_not(None))
+        .where(Ticket.assignee_id.is_not(None), seen)
         .group_by(Ticket.assignee_id)
         .subquery()
     )
@@ -186,7 +190,7 @@ def _by_agent(session: Session) -> list[dict[str, Any]]:
         .where(or_(StaffUser.is_active, assigned.c.staff_id.is_not(None)))
         .order_by(StaffUser.name, StaffUser.id)
     ).all()
-    ratings = satisfaction.per_agent(session)
+    ratings = satisfaction.per_agent(session, seen)
     no_ratings = satisfaction.Summary(0, None)
     return [
         {

@@ -117,7 +117,7 @@ class TicketsService:
         ticket = None
         if number is not None and number > 0:
             query = visibility.restrict(
-                select(Ticket).where(Ticket.number == number), viewer, self.visibility_mode
+                self.session, select(Ticket).where(Ticket.number == number), viewer, self.visibility_mode
             )
             ticket = self.session.execute(query).scalar_one_or_none()
         if ticket is None:

@@ -44,7 +44,7 @@ def upgrade():
         sa.PrimaryKeyConstraint("ticket_id", "tag_id", name=op.f("pk_ticket_tags")),
     )
     with op.batch_alter_table("ticket_tags", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_ticket_tags_tag_id"), ["tag_id"], unique=False)
+        batch_op.create_index("ix_ticket_tags_tag_id_ticket_id", ["tag_id", "ticket_id"], unique=False)
     op.create_table(
         "ticket_links",
         sa.Column("low_id", sa.Integer(), nullable=False),
