@@ -3,6 +3,8 @@ CSRF, escaping, every page and form (the browser test drives the same in Chromiu
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -355,6 +357,55 @@ def test_dashboard_shows_counts(portal, service):
     page = portal.get("/dashboard").data.decode()
     assert '<div class="stat">2</div>' in page
     assert "urgent</a> <strong>1</strong>" in page
+
+
+@pytest.mark.parametrize(
+    "query, days",
+    [
+        ("", 30),
+        ("?days=30", 30),
+        ("?days=90", 90),
+        ("?days=7", 30),
+        ("?days=ninety", 30),
+        ("?days=", 30),
+        ("?days=90.0", 30),
+        ("?days=-90", 30),
+    ],
+)
+def test_dashboard_charts_cover_30_or_90_days_and_nothing_else(clock, portal, service, query, days):
+    # `clock` first: a login before the clock went back would be one from the future.
+    opened(service)
+    response = portal.get(f"/dashboard{query}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert page.count('class="chart-svg"') == 6
+    first = date(2026, 3, 2) - timedelta(days=days - 1)
+    assert page.count(f"per day from {first} to 2026-03-02") == 6
+    assert f'aria-current="page">{days} days</a>' in page
+    # Today in the created-and-resolved chart's table: one created, none resolved.
+    assert '<th scope="row" class="nowrap">2026-03-02</th><td>1</td><td>0</td></tr>' in page
+
+
+def test_dashboard_narrowed_to_a_channel(clock, portal, service):
+    opened(service)  # by email
+    service.open_ticket(
+        subject="Sin señal desde ayer",
+        description="No tengo internet.",
+        requester_email="lucia@example.com",
+        channel="whatsapp",
+        actor=Actor.customer("lucia@example.com"),
+    )
+    db.session.commit()
+    page = portal.get("/dashboard?channel=whatsapp&days=90").get_data(as_text=True)
+    assert "<h1>Dashboard · whatsapp</h1>" in page and '<div class="stat">1</div>' in page
+    assert 'aria-current="page">whatsapp</a>' in page and 'aria-current="page">90 days</a>' in page
+    # Created per day by channel (web, api, email, chat, whatsapp, phone, system), today.
+    today = "".join(f"<td>{n}</td>" for n in (0, 0, 0, 0, 1, 0, 0))
+    assert f'<th scope="row" class="nowrap">2026-03-02</th>{today}</tr>' in page
+    assert 'href="/tickets?channel=whatsapp&amp;priority=medium"' in page  # the queue, as narrowed
+    everything = portal.get("/dashboard?channel=fax").get_data(as_text=True)
+    assert "<h1>Dashboard</h1>" in everything and '<div class="stat">2</div>' in everything
+    assert 'aria-current="page">All channels</a>' in everything
 
 
 def test_tracker_page_shows_the_customer_view(client, service, agent):

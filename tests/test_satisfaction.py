@@ -15,6 +15,7 @@ from helpdesk.errors import Conflict, ValidationError
 from helpdesk.extensions import db
 from helpdesk.models import SatisfactionRating, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService, satisfaction
+from helpdesk.services.trends import daily_trends
 from tests.support.app import Portal
 from tests.support.database import open_ticket, resolve
 from tests.support.outbox import deliver, html_of, text_of
@@ -233,3 +234,6 @@ def test_statistics_and_the_dashboard_give_the_average_overall_and_per_agent(
     page = portal.get("/dashboard").get_data(as_text=True)
     assert "3.67 / 5" in page and "3 ratings" in page
     assert "3.5 / 5" in page
+    assert "Customer satisfaction per day" in page
+    trend = daily_trends(db.session, 30).satisfaction_average
+    assert trend[-1] == 3.67 and trend[:-1] == [None] * 29

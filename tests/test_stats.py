@@ -12,11 +12,22 @@ hand, on both databases. The story, in hours after Monday 2026-03-02 08:00 UTC:
 
 First responses 600, 1800, 3600, 7200, 36000: average 9840, median 3600.
 Resolutions 3600, 36000, 72000 (B was reopened): average 37200, median 36000.
+
+Per day (`trends`; the clock ends at T0 + 39 h, so today is 2026-03-03):
+
+- 02-27: E created (email), answered in time (100 %) after 36000 s; 1 open at the end.
+- 02-28: E resolved in time (100 %); 0 open.
+- 03-02: A, D (email), B (api), C, F (web) created; F and A resolved, D cancelled: 2
+  open (B, C). First responses: A, D, F met, B, C breached (due that day): 60 %;
+  resolutions: A, F met, C breached: 66.7 %; answers after 600, 1800, 3600 and 7200 s:
+  median 2700.
+- 03-03: B resolved late and reopened: 2 open (B, C). Its resolution was due at
+  T0 + 26 h, + 1 h paused while it lay resolved: 03-03 11:00, breached: 0 %.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from flask import current_app
@@ -26,6 +37,8 @@ from helpdesk.models import Ticket
 from helpdesk.services import Actor
 from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.stats import ticket_stats
+from helpdesk.services.trends import daily_trends
+from helpdesk.vocabulary import CHANNELS
 from tests.support.app import CLOCK_START
 from tests.support.database import open_ticket
 
@@ -188,11 +201,13 @@ def test_dashboard_shows_medians_sla_percentages_days_and_agents(story, portal):
         "66.7 %",
         "60.0 %",
         "1 reopenings of 1 tickets",
-        '<meter class="bar" min="0" max="5" value="5">5</meter>',
-        "2026-03-02",
+        # 2026-03-02 in the tables of the charts: web 2, api 1, email 2; created 5, resolved 2.
+        '<th scope="row" class="nowrap">2026-03-02</th><td>2</td><td>1</td><td>2</td><td>0</td>',
+        '<th scope="row" class="nowrap">2026-03-02</th><td>5</td><td>2</td></tr>',
         "Agnes Agent</a></td><td>1</td><td>2</td>",
     ):
         assert figure in page, figure
+    assert page.count('class="chart-svg"') == 6
     assert "style=" not in page and "<script" not in page  # the CSP allows neither inline
 
 
@@ -206,3 +221,62 @@ def test_stats_of_an_empty_helpdesk_are_zeros_and_nulls(app, clock):
         "count": 0,
     }
     assert stats["by_agent"] == [] and stats["reopens"] == {"count": 0, "tickets": 0}
+
+
+def _ending(tail: list[object], before: object, length: int = 30) -> list[object]:
+    """A series of `length` days: `before` on every day up to the story's last six."""
+    return [before] * (length - len(tail)) + tail
+
+
+STORY_TRENDS = {  # the last six days, 2026-02-26 to 2026-03-03 (see the table above)
+    "resolved": [0, 0, 1, 0, 2, 1],
+    "backlog": [0, 1, 0, 0, 2, 2],
+    "first_response_met_percent": [None, 100.0, None, None, 60.0, None],
+    "resolution_met_percent": [None, None, 100.0, None, 66.7, 0.0],
+    "median_first_response_seconds": [None, 36000.0, None, None, 2700.0, None],
+}
+STORY_CREATED = {"web": [0, 0, 0, 0, 2, 0], "api": [0, 0, 0, 0, 1, 0], "email": [0, 1, 0, 0, 2, 0]}
+
+
+@pytest.mark.parametrize("length", [30, 90])
+def test_trends_per_day_match_the_hand_computed_story(story, length):
+    trends = daily_trends(db.session, length)
+    assert len(trends.days) == length
+    assert trends.days[-1] == date(2026, 3, 3)
+    assert trends.days[0] == date(2026, 3, 3) - timedelta(days=length - 1)
+    assert list(trends.created) == list(CHANNELS)  # chat, whatsapp… too, with nothing created
+    for channel, values in trends.created.items():
+        assert values == _ending(STORY_CREATED.get(channel, [0] * 6), 0, length), channel
+    assert trends.created_total == _ending([0, 1, 0, 0, 5, 0], 0, length)
+    for name, tail in STORY_TRENDS.items():
+        before = 0 if name in ("resolved", "backlog") else None
+        assert getattr(trends, name) == _ending(tail, before, length), name
+    # Today's backlog is what is open now: B (reopened) and C (new).
+    assert trends.backlog[-1] == sum(ticket_stats(db.session)["by_status"][s] for s in ("new", "reopened"))
+
+
+def test_trends_keep_to_the_scope(story):
+    email = daily_trends(db.session, 30, scope=Ticket.channel == "email")
+    assert email.created["email"] == _ending([0, 1, 0, 0, 2, 0], 0)
+    assert email.created["web"] == [0] * 30
+    assert email.resolved == _ending([0, 0, 1, 0, 1, 0], 0)  # E, then A
+    assert email.backlog == _ending([0, 1, 0, 0, 0, 0], 0)  # D cancelled, A resolved
+    assert email.first_response_met_percent == _ending([None, 100.0, None, None, 100.0, None], None)
+    assert email.resolution_met_percent == _ending([None, None, 100.0, None, 100.0, None], None)
+    assert email.median_first_response_seconds == _ending([None, 36000.0, None, None, 2700.0, None], None)
+
+
+def test_trends_up_to_a_past_day_count_the_backlog_back_from_now(story):
+    """Up to 2026-03-01, the changes of the two days after come off today's backlog."""
+    trends = daily_trends(db.session, 30, moment=datetime(2026, 3, 1, 12, 0))
+    assert trends.days[-1] == date(2026, 3, 1)
+    assert trends.backlog[-4:] == [0, 1, 0, 0]
+    assert trends.resolved[-4:] == [0, 0, 1, 0]
+
+
+def test_trends_of_an_empty_helpdesk_are_zeros_and_nulls(app, clock):
+    trends = daily_trends(db.session, 30)
+    assert trends.days[-1] == date(2026, 3, 2)
+    assert trends.created_total == trends.resolved == trends.backlog == [0] * 30
+    assert list(trends.created) == list(CHANNELS)
+    assert trends.first_response_met_percent == trends.median_first_response_seconds == [None] * 30

@@ -1,27 +1,124 @@
-"""The dashboard (counts by status and priority, SLA state, response times) and the
-mail-flow page."""
+"""The dashboard (counts by status and priority, SLA state, response times, the
+daily trends as charts) and the mail-flow page."""
 
 from __future__ import annotations
 
-from flask import current_app, render_template
-from flask.typing import ResponseReturnValue
+import math
 
+from flask import current_app, render_template, request
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+from sqlalchemy import and_
+
+from helpdesk.clock import now
 from helpdesk.extensions import db
+from helpdesk.models import Ticket
 from helpdesk.portal import bp
+from helpdesk.portal.charts import Series, daily_chart
 from helpdesk.portal.session import actor, login_required
 from helpdesk.services import visibility
 from helpdesk.services.mailflow import mail_flow
 from helpdesk.services.stats import ticket_stats
-from helpdesk.vocabulary import INBOUND_OUTCOMES
+from helpdesk.services.trends import Trends, daily_trends
+from helpdesk.vocabulary import CHANNELS, INBOUND_OUTCOMES
+
+PERIODS = (30, 90)  # days the charts can cover; the first is the default
+# Durations in the largest unit that keeps them readable: (below, seconds per unit, name).
+DURATION_UNITS = ((3600, 60, "min"), (172800, 3600, "h"), (math.inf, 86400, "days"))
 
 
 @bp.get("/dashboard")
 @login_required()
 def dashboard() -> ResponseReturnValue:
-    scope = visibility.clause(db.session, actor(), current_app.config["AGENT_VISIBILITY"])
+    """`?days=` 30 or 90 (anything else: 30) and `?channel=` one channel (anything
+    else: all) narrow the page; the figures keep to what the agent may see."""
+    days = request.args.get("days", type=int)
+    days = days if days in PERIODS else PERIODS[0]
+    channel = request.args.get("channel")
+    channel = channel if channel in CHANNELS else None
+    conditions = [
+        visibility.clause(db.session, actor(), current_app.config["AGENT_VISIBILITY"]),
+        Ticket.channel == channel if channel else None,
+    ]
+    kept = [condition for condition in conditions if condition is not None]
+    scope = and_(*kept) if kept else None
+    moment = now()
     return render_template(
-        "portal/dashboard.html", nav="dashboard", stats=ticket_stats(db.session, scope=scope)
+        "portal/dashboard.html",
+        nav="dashboard",
+        stats=ticket_stats(db.session, moment, scope),
+        charts=_charts(daily_trends(db.session, days, moment, scope)),
+        days=days,
+        channel=channel,
+        periods=PERIODS,
+        channels=CHANNELS,
     )
+
+
+def _charts(trends: Trends) -> list[Markup]:
+    """The dashboard's charts, in order (docs/web.md, "Dashboard")."""
+    medians = trends.median_first_response_seconds
+    size, name = duration_unit(max((m for m in medians if m is not None), default=0))
+    return [
+        daily_chart(
+            "created",
+            "Tickets created per day, by channel",
+            trends.days,
+            [Series(channel, values) for channel, values in trends.created.items()],
+            stacked=True,
+        ),
+        daily_chart(
+            "flow",
+            "Created and resolved per day",
+            trends.days,
+            [Series("Created", trends.created_total), Series("Resolved", trends.resolved)],
+        ),
+        daily_chart(
+            "backlog",
+            "Open backlog at the end of each day",
+            trends.days,
+            [Series("Open", trends.backlog)],
+        ),
+        daily_chart(
+            "sla",
+            "SLA met per day, of the targets decided that day",
+            trends.days,
+            [
+                Series("First response", trends.first_response_met_percent),
+                Series("Resolution", trends.resolution_met_percent),
+            ],
+            unit="%",
+            top=100,
+        ),
+        daily_chart(
+            "first-response",
+            "Median first response per day",
+            trends.days,
+            [Series("Median", [None if m is None else m / size for m in medians])],
+            unit=name,
+        ),
+        daily_chart(
+            "satisfaction",
+            "Customer satisfaction per day (average rating, 1-5)",
+            trends.days,
+            [Series("Average rating", trends.satisfaction_average)],
+            top=5,
+        ),
+    ]
+
+
+def duration_unit(seconds: float) -> tuple[int, str]:
+    """The unit `seconds` reads best in: seconds per unit and its name."""
+    return next((size, name) for below, size, name in DURATION_UNITS if seconds < below)
+
+
+@bp.app_template_filter("duration")
+def duration(seconds: float | None) -> str:
+    """12600 → "3.5 h"; None (nothing measured yet) → "—"."""
+    if seconds is None:
+        return "—"
+    size, name = duration_unit(seconds)
+    return f"{round(seconds / size, 1)} {name}"
 
 
 @bp.get("/mail")

@@ -20,13 +20,16 @@ creation (to the first response, to the resolution); days are UTC days.
   and resolved (resolved or closed), and the customers' ratings credited to them.
 - Satisfaction: the count and average of the customers' ratings (1-5), overall
   and per agent (`helpdesk.services.satisfaction`).
+
+The same figures day by day, for the dashboard's charts, are `helpdesk.services.trends`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import case, distinct, func, or_, select, true
 from sqlalchemy.orm import Session
@@ -38,6 +41,7 @@ from helpdesk.models import StaffUser, Ticket, TicketHistory
 from helpdesk.services import satisfaction
 
 CREATED_DAYS = 30
+Value = TypeVar("Value")
 _DONE = ("resolved", "closed")
 
 
@@ -65,11 +69,11 @@ def ticket_stats(session: Session, moment: datetime | None = None, scope: Any = 
             func.count(Ticket.first_responded_at),
             func.avg(resolution),
             func.count(Ticket.resolved_at),
-            _count(Ticket.first_response_breached.is_(True)),
-            _count(Ticket.first_response_breached.is_(False)),
-            _count(Ticket.resolution_breached.is_(True)),
-            _count(Ticket.resolution_breached.is_(False)),
-            *(_count(sla_queries.state_clause(name, moment)) for name in states),
+            count_where(Ticket.first_response_breached.is_(True)),
+            count_where(Ticket.first_response_breached.is_(False)),
+            count_where(Ticket.resolution_breached.is_(True)),
+            count_where(Ticket.resolution_breached.is_(False)),
+            *(count_where(sla_queries.state_clause(name, moment)) for name in states),
         ).where(seen)
     ).one()
     avg_first, avg_resolution = row[1], row[3]
@@ -99,8 +103,8 @@ def ticket_stats(session: Session, moment: datetime | None = None, scope: Any = 
             "by_state": by_sla,
             "first_response_met": fr_met,
             "resolution_met": res_met,
-            "first_response_met_percent": _percent(fr_met, fr_met + fr_breached),
-            "resolution_met_percent": _percent(res_met, res_met + res_breached),
+            "first_response_met_percent": percent(fr_met, fr_met + fr_breached),
+            "resolution_met_percent": percent(res_met, res_met + res_breached),
         },
         "created_per_day": _created_per_day(session, moment.date(), seen),
         "reopens": _reopens(session, seen),
@@ -109,7 +113,8 @@ def ticket_stats(session: Session, moment: datetime | None = None, scope: Any = 
     }
 
 
-def _count(condition: Any) -> Any:
+def count_where(condition: Any) -> Any:
+    """SQL: how many rows of the group meet `condition`."""
     return func.sum(case((condition, 1), else_=0))
 
 
@@ -150,18 +155,28 @@ def _median(session: Session, duration: Any, known: int, seen: Any) -> Any:
 
 def _created_per_day(session: Session, today: date, seen: Any) -> list[dict[str, Any]]:
     """Tickets created on each of the last 30 UTC days, today included, oldest first."""
-    first = today - timedelta(days=CREATED_DAYS - 1)
+    days = utc_days(today, CREATED_DAYS)
     day = func.date(Ticket.created_at)
-    found = {
-        str(when): int(count)
-        for when, count in session.execute(
-            select(day, func.count(Ticket.id))
-            .where(Ticket.created_at >= datetime.combine(first, time()), seen)
-            .group_by(day)
-        ).all()
-    }
-    days = [first + timedelta(days=offset) for offset in range(CREATED_DAYS)]
-    return [{"date": d.isoformat(), "count": found.get(d.isoformat(), 0)} for d in days]
+    rows = session.execute(
+        select(day, func.count(Ticket.id))
+        .where(Ticket.created_at >= datetime.combine(days[0], time()), seen)
+        .group_by(day)
+    ).all()
+    counts = per_day(days, ((when, int(count)) for when, count in rows), 0)
+    return [{"date": d.isoformat(), "count": count} for d, count in zip(days, counts, strict=True)]
+
+
+def utc_days(today: date, count: int) -> list[date]:
+    """The `count` UTC days up to `today`, oldest first."""
+    return [today - timedelta(days=back) for back in range(count - 1, -1, -1)]
+
+
+def per_day(days: list[date], rows: Iterable[tuple[Any, Value]], missing: Value) -> list[Value]:
+    """(day, value) rows of a GROUP BY `date()` as one value per day of `days`,
+    `missing` for the days without a row. SQL's `date()` gives a day back as a date
+    (PostgreSQL) or as text (SQLite); `str()` of either is ISO text."""
+    found = {str(day): value for day, value in rows}
+    return [found.get(day.isoformat(), missing) for day in days]
 
 
 def _reopens(session: Session, seen: Any) -> dict[str, int]:
@@ -177,8 +192,8 @@ def _by_agent(session: Session, seen: Any) -> list[dict[str, Any]]:
     assigned = (
         select(
             Ticket.assignee_id.label("staff_id"),
-            _count(Ticket.status.not_in((*_DONE, "cancelled"))).label("open"),
-            _count(Ticket.status.in_(_DONE)).label("resolved"),
+            count_where(Ticket.status.not_in((*_DONE, "cancelled"))).label("open"),
+            count_where(Ticket.status.in_(_DONE)).label("resolved"),
         )
         .where(Ticket.assignee_id.is_not(None), seen)
         .group_by(Ticket.assignee_id)
@@ -209,5 +224,6 @@ def _seconds(value: Any) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
-def _percent(part: int, whole: int) -> float | None:
+def percent(part: int, whole: int) -> float | None:
+    """`part` of `whole` in percent to one decimal; None when there is no whole."""
     return None if whole == 0 else round(100.0 * part / whole, 1)
