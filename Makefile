@@ -50,6 +50,7 @@ bench: $(VENV)/.dev servers
 	$(PY) -m bench.hostile_bench
 	$(PY) -m bench.imap_bench
 	$(PY) -m bench.web_bench
+	$(PY) -m bench.assistant_bench
 	$(PY) -m bench.queue_visibility_bench
 	$(PY) -m bench.lifecycle_bench
 	$(PY) -m bench.outbound_bench

@@ -434,3 +434,19 @@ def test_rate_ticket_through_the_assistant_rates_the_customers_own_resolved_tick
         (own.id, 4, "Gracias", "assistant", agent.id)
     ]
     assert unresolved.id not in {row.ticket_id for row in rows}
+
+
+def test_a_ticket_the_assistant_opens_keeps_the_conversation_it_came_from(client, token):
+    answers = outputs(
+        tool_calls(
+            client,
+            token,
+            [("create_ticket_report", {"title": "Sin señal", "description": "Desde ayer."})],
+            conversation_id="  wa-conv-778  ",
+        )
+    )
+    assert answers[0]["success"] is True
+    assert db.session.execute(select(Ticket.conversation_id)).scalar_one() == "wa-conv-778"
+    too_long = tool_calls(client, token, [("list_my_tickets", "{}")], conversation_id="c" * 201)
+    assert too_long.status_code == 422
+    assert "conversation_id" in too_long.get_json()["error"]["fields"]

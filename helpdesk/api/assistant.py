@@ -11,7 +11,7 @@ from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from helpdesk.api import bp
-from helpdesk.api.customers import named_customer
+from helpdesk.api.customers import MAX_CONVERSATION_ID, named_customer
 from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
 from helpdesk.errors import ValidationError
@@ -40,6 +40,9 @@ def assistant_tool_calls() -> ResponseReturnValue:
     errors = {}
     if channel not in ASSISTANT_CHANNELS:
         errors["channel"] = f"must be one of {', '.join(ASSISTANT_CHANNELS)}"
+    conversation = data.get("conversation_id")
+    if conversation is not None and not 1 <= len(conversation.strip()) <= MAX_CONVERSATION_ID:
+        errors["conversation_id"] = f"must be 1 to {MAX_CONVERSATION_ID} characters"
     calls = data["tool_calls"]
     if not 1 <= len(calls) <= MAX_CALLS:
         errors["tool_calls"] = f"must hold 1 to {MAX_CALLS} calls"
@@ -49,7 +52,9 @@ def assistant_tool_calls() -> ResponseReturnValue:
         raise ValidationError(errors)
     customer = named_customer(data["customer"])
     db.session.commit()  # the contact, before any call can roll back
-    service = AssistantService(db.session, current_app.config)
+    service = AssistantService(
+        db.session, current_app.config, conversation_id=conversation.strip() if conversation else None
+    )
     outputs = [
         {
             "tool_call_id": call["id"],

@@ -7,7 +7,7 @@ from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from helpdesk.api import bp
-from helpdesk.api.customers import named_customer
+from helpdesk.api.customers import MAX_CONVERSATION_ID, named_customer
 from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
 from helpdesk.errors import ValidationError
@@ -16,7 +16,6 @@ from helpdesk.http_errors import error_response
 from helpdesk.services import chat, customer_limits
 from helpdesk.services.tickets import TicketsService
 
-MAX_CONVERSATION_ID = 200
 MAX_LOOKUP_TEXT = 10_000
 
 

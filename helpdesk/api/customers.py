@@ -14,6 +14,9 @@ from helpdesk.inputs import unstorable
 from helpdesk.services import contacts
 from helpdesk.services.assistant import Customer
 
+# The longest conversation id a chat or assistant request may name (tickets.conversation_id).
+MAX_CONVERSATION_ID = 200
+
 
 def named_customer(value: dict[str, Any], *, email_required: bool = False) -> Customer:
     """The customer a request names: an email, a phone (E.164, a WhatsApp id) or

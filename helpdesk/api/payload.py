@@ -1,6 +1,7 @@
-"""Reading API input: a JSON object with known fields of known types, or an error
-that names what is wrong (docs/web.md: malformed JSON, wrong types and unknown fields
-are 400/422, never a 500)."""
+"""Reading API input: a JSON object with known fields of known types (or the same
+fields as multipart/form-data, where files come along), or an error that names what
+is wrong (docs/web.md: malformed JSON, wrong types and unknown fields are 400/422,
+never a 500)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def json_object(spec: Spec, required: tuple[str, ...] = ()) -> dict[str, Any]:
     if not request.get_data(cache=True):
         data: Any = {}
     else:
-        data = request.get_json(silent=True, force=True)
+        try:
+            data = request.get_json(silent=True, force=True)
+        except RecursionError:  # nested deeper than the parser recurses: not JSON we take
+            raise MalformedJSON() from None
         if data is None:
             raise MalformedJSON()
     if not isinstance(data, dict):
@@ -49,6 +53,38 @@ def json_object(spec: Spec, required: tuple[str, ...] = ()) -> dict[str, Any]:
             errors[name] = f"must be {_describe(types)}"
         elif unstorable(value):
             errors[name] = "must not contain NUL characters or lone surrogates"
+    if errors:
+        raise ValidationError(errors)
+    return data
+
+
+def form_object(spec: Spec, required: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A multipart/form-data request's fields, checked as `json_object` checks JSON:
+    each field at most once, text, `true` or `false` for a boolean, unknown fields
+    refused, and files only under the names in `files` (the caller reads them)."""
+    form = request.form
+    errors: dict[str, str] = {
+        name: "is not a known file field" for name in request.files if name not in files
+    }
+    data: dict[str, Any] = {}
+    for name in form:
+        if name not in spec:
+            errors[name] = "is not a known field"
+        elif len(form.getlist(name)) > 1:
+            errors[name] = "must be given once"
+    for name, types in spec.items():
+        value = form.get(name)
+        if value is None:
+            if name in required:
+                errors.setdefault(name, "is required")
+        elif bool in types:
+            if value not in ("true", "false"):
+                errors.setdefault(name, "must be true or false")
+            data[name] = value == "true"
+        elif unstorable(value):
+            errors.setdefault(name, "must not contain NUL characters or lone surrogates")
+        else:
+            data[name] = value
     if errors:
         raise ValidationError(errors)
     return data

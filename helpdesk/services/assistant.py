@@ -155,9 +155,14 @@ class Failure(Exception):
 
 
 class AssistantService:
-    def __init__(self, session: Session, config: Mapping[str, Any]) -> None:
+    def __init__(
+        self, session: Session, config: Mapping[str, Any], *, conversation_id: str | None = None
+    ) -> None:
+        """`conversation_id`: the runtime's conversation the calls come from, kept on
+        the tickets they open (shown on the ticket page)."""
         self.session = session
         self.config = config
+        self.conversation_id = conversation_id
         self.tickets = TicketsService.from_config(session, config)
         self.handlers: dict[str, Callable[[Customer, dict[str, Any], str], dict[str, Any]]] = {
             "create_ticket_report": self._create,
@@ -201,6 +206,7 @@ class AssistantService:
             channel=channel,
             actor=customer.actor,
             source="ai",
+            conversation_id=self.conversation_id,
             priority=arguments.get("priority"),
             category=arguments.get("category"),
         )
@@ -293,7 +299,7 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
         raise Failure(INVALID_ARGUMENTS, "invalid")
     try:
         parsed = json.loads(arguments or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # the parser recurses per level: 64 KiB of `[` is too deep
         raise Failure(INVALID_ARGUMENTS, "invalid") from None
     if (
         not isinstance(parsed, dict)
