@@ -40,6 +40,12 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class Forbidden(DomainError):
+    """The actor's role does not allow it (an agent managing shared canned replies)."""
+
+    code = "forbidden"
+
+
 class Conflict(DomainError):
     """The request is valid but clashes with stored state (e.g. set-next too low)."""
 

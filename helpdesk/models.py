@@ -174,6 +174,20 @@ class TeamRoute(Model):
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
 
 
+class CannedReply(Model):
+    """A reply staff insert on the ticket page and adapt (helpdesk.services.canned):
+    personal to its owner, or shared by everyone when `owner_id` is NULL."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
+
+
 class TicketCounter(Model):
     """The one row that hands out ticket numbers (see `helpdesk.numbering`)."""
 

@@ -23,6 +23,7 @@ from helpdesk.models import StaffUser
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
+from helpdesk.services.teams import TeamsService
 from tests.support.app import (
     CLOCK_START,
     ApiClient,
@@ -207,6 +208,20 @@ def senders(app: Flask) -> None:
     service.add("@corp.example", "Corp")
     service.add("zed@other.example", "Other Inc")
     db.session.commit()
+
+
+@pytest.fixture
+def teams(app: Flask) -> TeamsService:
+    """The teams and routes migration 0016 gives a new install (the test database is
+    emptied of them, so tests that route tickets make them again)."""
+    service = TeamsService(db.session)
+    for name in ("support_team", "onboarding_team", "field_ops"):
+        service.add(name)
+    service.set_route("general_inquiry", "support_team")
+    service.set_route("outage_report", "support_team")
+    service.set_route("installation_request", "field_ops")
+    db.session.commit()
+    return service
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
+from helpdesk import vocabulary as v
 from helpdesk.api.openapi import DOCUMENT
 from helpdesk.extensions import db
 from helpdesk.services import Actor
@@ -48,7 +49,7 @@ def test_document_is_served_and_valid(client):
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
-def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, agent, service, mode):
+def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, agent, service, teams, mode):
     service.open_ticket(
         subject="Fuzz target",
         description="x",
@@ -59,7 +60,7 @@ def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, ag
     db.session.commit()
     token = login_tokens(client, agent.email, "agent-password-1")["access_token"]
     integrations = IntegrationsService(db.session)
-    integration_tokens = {kind: integrations.add(f"fuzz-{kind}", kind)[1] for kind in ("assistant", "chat")}
+    integration_tokens = {kind: integrations.add(f"fuzz-{kind}", kind)[1] for kind in v.INTEGRATION_KINDS}
     db.session.commit()
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     generation = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE

@@ -22,20 +22,6 @@ from tests.support.mail import message
 
 
 @pytest.fixture
-def teams(app: Flask) -> TeamsService:
-    """The teams and routes migration 0016 gives a new install (the test database is
-    emptied between tests, so they are made again here)."""
-    service = TeamsService(db.session)
-    for name in ("support_team", "onboarding_team", "field_ops"):
-        service.add(name)
-    service.set_route("general_inquiry", "support_team")
-    service.set_route("outage_report", "support_team")
-    service.set_route("installation_request", "field_ops")
-    db.session.commit()
-    return service
-
-
-@pytest.fixture
 def field_agent(app: Flask, teams: TeamsService) -> StaffUser:
     user, _ = StaffService(db.session).create(
         email="felipe@helpdesk.test", name="Felipe Field", role="agent", password="field-password-1"

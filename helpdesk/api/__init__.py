@@ -14,6 +14,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 def init_app(app: Flask) -> None:
     from helpdesk.api import (  # noqa: F401  (each registers its routes)
         assistant,
+        canned,
         chat,
         errors,
         health,
@@ -22,6 +23,7 @@ def init_app(app: Flask) -> None:
         ticket_relations,
         tickets,
         tokens,
+        workflow,
     )
     from helpdesk.extensions import csrf
 

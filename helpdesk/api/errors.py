@@ -13,6 +13,7 @@ from helpdesk.api import bp
 from helpdesk.errors import (
     Conflict,
     DomainError,
+    Forbidden,
     InvalidTransition,
     NotFound,
     ValidationError,
@@ -31,6 +32,8 @@ def _domain_error(exc: DomainError) -> tuple[Response, int]:
         return error_response(409, exc.code, str(exc), {"status": str(exc), "allowed": list(exc.allowed)})
     if isinstance(exc, NotFound):
         return error_response(404, exc.code, str(exc))
+    if isinstance(exc, Forbidden):
+        return error_response(403, exc.code, str(exc))
     if isinstance(exc, Conflict):
         return error_response(409, exc.code, str(exc))
     return error_response(400, exc.code, str(exc))

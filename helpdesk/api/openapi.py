@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from helpdesk import sla
 from helpdesk import vocabulary as v
 from helpdesk.api import bp
+from helpdesk.services.workflow import PRIORITIES as WORKFLOW_PRIORITIES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -366,6 +367,19 @@ SCHEMAS: dict[str, Any] = {
         ],
         extra=True,
     ),
+    "CannedReply": _object(
+        {
+            "id": {"type": "integer"},
+            "title": {"type": "string"},
+            "body": {
+                "type": "string",
+                "description": "as written: {customer_name}, {ticket_number}, {agent_name} unfilled",
+            },
+            "shared": {"type": "boolean", "description": "false: the caller's own"},
+            "updated_at": TIME,
+        },
+        ["id", "title", "body", "shared", "updated_at"],
+    ),
     "CustomerView": _object(
         {
             "number": {"type": "string"},
@@ -684,13 +698,60 @@ PATHS: dict[str, Any] = {
     "/tickets/{number}/replies": {
         "parameters": [NUMBER_PARAM],
         "post": {
-            "summary": "A public reply (mailed to requester and CCs) or internal note",
+            "summary": "A public reply (mailed to requester and CCs, with its attachments) or internal "
+            "note; files come as multipart/form-data under `attachments`, within MAX_ATTACHMENTS, "
+            "MAX_ATTACHMENT_BYTES and MAX_ATTACHMENTS_TOTAL_BYTES (422) and MAX_REQUEST_BYTES (413)",
             "security": STAFF,
-            "requestBody": _body(
-                _object({"body": {"type": "string"}, "internal": {"type": "boolean"}}, ["body"])
-            ),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {"body": {"type": "string"}, "internal": {"type": "boolean"}}, ["body"]
+                        )
+                    },
+                    "multipart/form-data": {
+                        "schema": _object(
+                            {
+                                "body": {"type": "string"},
+                                "internal": {"type": "string", "enum": ["true", "false"]},
+                                "attachments": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                },
+                            },
+                            ["body"],
+                        )
+                    },
+                },
+            },
             "responses": {"201": _json(_ref("Message"), "Created"), **_errors(*STAFF_ERRORS)},
         },
+    },
+    "/tickets/{number}/canned-replies/{reply_id}": {
+        "parameters": [
+            NUMBER_PARAM,
+            {"name": "reply_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+        ],
+        "get": {
+            "summary": "A canned reply filled in for this ticket, written by the caller; 404 for a reply "
+            "that is neither shared nor the caller's",
+            "security": STAFF,
+            "responses": {
+                "200": _json(_object({"text": {"type": "string"}}, ["text"])),
+                **_errors(401, 404),
+            },
+        },
+    },
+    "/canned-replies": {
+        "get": {
+            "summary": "The canned replies the caller may use: the shared ones and their own, as written",
+            "security": STAFF,
+            "responses": {
+                "200": _json(_object({"items": {"type": "array", "items": _ref("CannedReply")}}, ["items"])),
+                **_errors(401),
+            },
+        }
     },
     "/tickets/{number}/share": {
         "parameters": [NUMBER_PARAM],
@@ -825,6 +886,105 @@ PATHS: dict[str, Any] = {
             ),
             "responses": {
                 "200": _json(_object({"tickets": {"type": "array", "items": CARD}}, ["tickets"])),
+                **_errors(400, 401, 403, 413, 422),
+            },
+        }
+    },
+    "/workflow/tickets": {
+        "post": {
+            "summary": "An ISP workflow (onboarding, installation) opens a ticket for a customer named by "
+            "customer_id or customer_email, exactly one (workflow integrations; docs/isp-operations.md)",
+            "security": INTEGRATION,
+            "requestBody": _body(
+                {
+                    **_object(
+                        {
+                            "title": {"type": "string"},
+                            "description": {"type": "string"},
+                            "customer_id": {
+                                "type": "integer",
+                                "nullable": True,
+                                "description": "a customer's id, as an earlier answer gave it (its digits as "
+                                "a string are taken too); unknown: 422 `Invalid customer_id: X`",
+                            },
+                            "customer_email": {
+                                "type": "string",
+                                "format": "email",
+                                "nullable": True,
+                                "description": "the customer, found or created by address",
+                            },
+                            "priority": {
+                                "type": "string",
+                                "enum": list(WORKFLOW_PRIORITIES),
+                                "nullable": True,
+                            },
+                            "assigned_team": {
+                                "type": "string",
+                                "nullable": True,
+                                "description": "a team's name; unsaid, the team the type is routed to",
+                            },
+                            "ticket_type": {**SERVICE_FIELDS["ticket_type"], "nullable": True},
+                            "service_address": {**SERVICE_FIELDS["service_address"], "nullable": True},
+                        },
+                        ["title", "description"],
+                    ),
+                    "oneOf": [{"required": ["customer_id"]}, {"required": ["customer_email"]}],
+                }
+            ),
+            "responses": {
+                "201": _json(
+                    _object(
+                        {
+                            "ticket_id": {"type": "integer", "description": "the helpdesk's internal id"},
+                            "ticket_number": {"type": "string", "example": "TKT-000123"},
+                            "title": {"type": "string"},
+                            "description": {"type": "string"},
+                            "customer_id": {"type": "integer"},
+                            "origin_type": {"type": "string", "enum": ["customer"]},
+                            "target_type": {"type": "string", "enum": ["tenant"]},
+                            "priority": {"type": "string", "enum": list(WORKFLOW_PRIORITIES)},
+                            "ticket_type": {"type": "string", "enum": list(v.TICKET_TYPES)},
+                            "status": {"type": "string", "enum": list(v.STATUSES)},
+                            "assigned_team": {"type": "string", "nullable": True},
+                            "service_address": {"type": "string", "nullable": True},
+                            "sla_due_date": {**TIME, "description": "the resolution target"},
+                            "context": _object(
+                                {
+                                    "assigned_team": {"type": "string", "nullable": True},
+                                    "routing": _object(
+                                        {
+                                            "team": {
+                                                "type": "string",
+                                                "nullable": True,
+                                                "description": "the team the type is routed to",
+                                            }
+                                        },
+                                        ["team"],
+                                    ),
+                                },
+                                ["assigned_team", "routing"],
+                            ),
+                            "created_at": TIME,
+                        },
+                        [
+                            "ticket_id",
+                            "ticket_number",
+                            "title",
+                            "description",
+                            "customer_id",
+                            "origin_type",
+                            "target_type",
+                            "priority",
+                            "ticket_type",
+                            "status",
+                            "assigned_team",
+                            "service_address",
+                            "sla_due_date",
+                            "context",
+                            "created_at",
+                        ],
+                    )
+                ),
                 **_errors(400, 401, 403, 413, 422),
             },
         }

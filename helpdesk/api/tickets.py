@@ -11,14 +11,15 @@ from sqlalchemy import select
 
 from helpdesk import addresses
 from helpdesk.api import bp
-from helpdesk.api.payload import json_object
+from helpdesk.api.payload import Spec, form_object, json_object
 from helpdesk.api.serializers import message_json, ticket_json
 from helpdesk.auth import current_actor, staff_required
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
+from helpdesk.inbound.limits import MailLimits
 from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import StaffUser, Ticket
-from helpdesk.services import QueueService, TicketFilters, TicketsService, visibility
+from helpdesk.services import QueueService, TicketFilters, TicketsService, uploads, visibility
 from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS
 from helpdesk.services.stats import ticket_stats
@@ -187,10 +188,23 @@ def escalate(number: str) -> ResponseReturnValue:
 @bp.post("/tickets/<number>/replies")
 @staff_required()
 def add_reply(number: str) -> ResponseReturnValue:
-    data = json_object({"body": (str,), "internal": (bool,)}, required=("body",))
+    """JSON `{body, internal?}`, or the same fields as multipart/form-data with files
+    under `attachments` (helpdesk.services.uploads; docs/web.md)."""
+    spec: Spec = {"body": (str,), "internal": (bool,)}
+    if request.mimetype == "multipart/form-data":
+        data = form_object(spec, required=("body",), files=(uploads.FIELD,))
+    else:
+        data = json_object(spec, required=("body",))
+    limits = MailLimits.from_config(current_app.config)
+    files = uploads.attachments(request.files.getlist(uploads.FIELD), limits)
     ticket = _ticket(number)
     message = _service().add_message(
-        ticket, body=data["body"], actor=current_actor(), channel="api", internal=data.get("internal", False)
+        ticket,
+        body=data["body"],
+        actor=current_actor(),
+        channel="api",
+        internal=data.get("internal", False),
+        attachments=files,
     )
     db.session.commit()
     return jsonify(message_json(message)), 201

@@ -806,12 +806,8 @@ class _Content:
         index = len(self.attachments) + 1
         self.attachments.append(
             Attachment(
-                filename=_safe_filename(name, content_type, index),
-                content_type=(
-                    clean(content_type)
-                    if len(content_type) <= _MAX_TYPE_LENGTH
-                    else "application/octet-stream"
-                ),
+                filename=safe_filename(name, content_type, index),
+                content_type=safe_content_type(content_type),
                 data=data,
                 content_id=content_id,
                 is_inline=inline,
@@ -954,8 +950,11 @@ def _content_id(part: Message, hint: str | None) -> str | None:
     return content_id if 0 < len(content_id) <= _MAX_TYPE_LENGTH else None
 
 
-def _safe_filename(name: str, content_type: str, index: int) -> str:
-    """A name safe to show and store: basename only, no controls, bounded, never empty."""
+def safe_filename(name: str, content_type: str, index: int) -> str:
+    """A name safe to show and store: basename only, no controls, bounded, never empty.
+
+    Also the name of a file staff attach to a reply (helpdesk.services.uploads):
+    whoever names a file, mail or browser, the stored name follows one rule."""
     name = "".join(
         char
         for char in unicodedata.normalize("NFC", name)
@@ -975,6 +974,12 @@ def _safe_filename(name: str, content_type: str, index: int) -> str:
     if dot and stem and 0 < len(extension) <= 16:
         return stem[: MAX_FILENAME_LENGTH - len(extension) - 1].rstrip(" .") + "." + extension
     return name[:MAX_FILENAME_LENGTH].rstrip(" .")
+
+
+def safe_content_type(content_type: str) -> str:
+    """A sender's content type as stored: shown, never trusted (downloads are
+    `application/octet-stream`); one that does not fit its column is no type."""
+    return clean(content_type) if len(content_type) <= _MAX_TYPE_LENGTH else "application/octet-stream"
 
 
 def _html_to_text(markup: str) -> str:

@@ -19,11 +19,16 @@ Headers:
   automatic mail). Every mail carries `X-Auto-Response-Suppress: All` (Exchange's
   out-of-office replies stay quiet) and `X-Loop: <support address>`, which
   `automail` recognises when our own mail comes back.
+
+A public reply's attachments (files staff attached, helpdesk.services.uploads) go
+with it, under their stored names; the type they were uploaded with is only used
+when it is a plain `type/subtype` that is no MIME structure of its own.
 """
 
 from __future__ import annotations
 
 import email.policy
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -51,6 +56,8 @@ MAIL_LANGUAGE = "en"
 # Staff should see at a glance that an alert is not customer mail.
 SUBJECT_PREFIXES = {"sla_breach": "SLA breach: ", "escalation": "Escalated: "}
 _THREAD_OUTCOMES = ("created", "appended")
+_MIME_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+_STRUCTURAL_TYPES = ("multipart", "message")  # a body of parts, which a file is not
 _SENT_STATES = ("sending", "sent", "bounced")
 
 
@@ -128,6 +135,10 @@ class Composer:
         message.set_content(row.body_text or "")
         if row.body_html:
             message.add_alternative(row.body_html, subtype="html")
+        if row.reply is not None and row.reply.kind == "reply":  # a note is never mailed, nor its files
+            for item in row.reply.attachments:
+                maintype, subtype = _mail_type(item.content_type)
+                message.add_attachment(item.data, maintype=maintype, subtype=subtype, filename=item.filename)
         return message
 
     def reply_address(self, number: str) -> str:
@@ -230,3 +241,13 @@ class Composer:
         chain = ids[: (last_received if last_received is not None else len(ids) - 1) + 1]
         references = list(dict.fromkeys([chain[0], *chain[-(MAX_REFERENCES - 1) :]]))
         return chain[-1], references
+
+
+def _mail_type(content_type: str) -> tuple[str, str]:
+    """The attachment's type in the mail: as uploaded (mail programs pick a viewer by
+    it), unless malformed or structural, then `application/octet-stream`."""
+    maintype, _, subtype = content_type.lower().partition("/")
+    well_formed = _MIME_TOKEN.fullmatch(maintype) and _MIME_TOKEN.fullmatch(subtype)
+    if maintype in _STRUCTURAL_TYPES or not well_formed:
+        return "application", "octet-stream"
+    return maintype, subtype

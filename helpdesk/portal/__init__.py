@@ -16,6 +16,7 @@ def init_app(app: Flask) -> None:
     from helpdesk.portal import (  # noqa: F401  (each registers its routes)
         account,
         admin,
+        canned,
         dashboard,
         live,
         quarantine,

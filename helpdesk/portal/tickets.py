@@ -11,15 +11,17 @@ from sqlalchemy import select
 from helpdesk import languages, lifecycle, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
-from helpdesk.errors import NotFound, ValidationError
+from helpdesk.errors import DomainError, NotFound, ValidationError
 from helpdesk.extensions import db
+from helpdesk.inbound.limits import MailLimits
 from helpdesk.inputs import positive_int
 from helpdesk.models import Attachment, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
+from helpdesk.portal.canned import reply_box
 from helpdesk.portal.session import actor, login_required
-from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, visibility
+from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, uploads, visibility
 from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS
 from helpdesk.services.teams import TeamsService
@@ -164,8 +166,14 @@ def new_ticket() -> ResponseReturnValue:
 @login_required()
 def ticket(number: str) -> ResponseReturnValue:
     record = _ticket_or_404(number)
+    box = reply_box(record)  # `?canned=<id>`: that canned reply, filled in
     if _service().mark_viewed(record, actor=actor()):  # new → open (docs/lifecycle.md)
         db.session.commit()
+    return _ticket_page(record, box)
+
+
+def _ticket_page(record: Ticket, box: dict[str, Any]) -> str:
+    """The ticket page, with the reply box's canned replies and text (`reply_box`)."""
     return render_template(
         "portal/ticket.html",
         nav="queue",
@@ -178,22 +186,32 @@ def ticket(number: str) -> ResponseReturnValue:
         share_text=share_text(record, current_app.config),
         share_language=languages.of_contact(record.requester, current_app.config),
         related=links.related(db.session, record),
+        **box,
     )
 
 
 @bp.post("/tickets/<number>/reply")
 @login_required()
 def reply(number: str) -> ResponseReturnValue:
+    """A public reply or a note, with the files attached (helpdesk.services.uploads).
+    Refused, the page comes back with the text as typed; files are picked again."""
     record = _ticket_or_404(number)
     internal = request.form.get("kind") == "note"
-
-    def add() -> str:
-        _service().add_message(
-            record, body=request.form.get("body", ""), actor=actor(), channel="web", internal=internal
+    body = request.form.get("body", "")
+    try:
+        files = uploads.attachments(
+            request.files.getlist(uploads.FIELD), MailLimits.from_config(current_app.config)
         )
-        return "Note added." if internal else "Reply sent."
-
-    return perform(add, _page(record))
+        _service().add_message(
+            record, body=body, actor=actor(), channel="web", internal=internal, attachments=files
+        )
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return _ticket_page(record, reply_box(record, body)), 422
+    flash("Note added." if internal else "Reply sent.")
+    return redirect(_page(record))
 
 
 @bp.post("/tickets/<number>/status")

@@ -1,0 +1,38 @@
+"""The workflow API for `workflow` integrations (docs/isp-operations.md,
+"Workflows"): an ISP's onboarding or installation system opens a ticket for a
+customer. Thin: the rules live in `helpdesk.services.workflow`, which in-process
+workflows call directly."""
+
+from __future__ import annotations
+
+from flask import current_app, g, jsonify
+from flask.typing import ResponseReturnValue
+
+from helpdesk.api import bp
+from helpdesk.api.payload import json_object
+from helpdesk.auth import integration_required
+from helpdesk.extensions import db
+from helpdesk.services.workflow import open_workflow_ticket
+
+# Optional fields may be null, as if not given.
+FIELDS: dict[str, tuple[type | None, ...]] = {
+    "title": (str,),
+    "description": (str,),
+    "customer_id": (int, str, None),
+    "customer_email": (str, None),
+    "priority": (str, None),
+    "assigned_team": (str, None),
+    "ticket_type": (str, None),
+    "service_address": (str, None),
+}
+
+
+@bp.post("/workflow/tickets")
+@integration_required("workflow")
+def workflow_ticket() -> ResponseReturnValue:
+    data = json_object(FIELDS, required=("title", "description"))
+    answer = open_workflow_ticket(
+        db.session, current_app.config, **data, caller=f"{g.integration.name} (workflow)", channel="api"
+    )
+    db.session.commit()
+    return jsonify(answer), 201
