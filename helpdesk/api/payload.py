@@ -64,12 +64,12 @@ def form_object(spec: Spec, required: tuple[str, ...] = (), files: tuple[str, ..
     refused, and files only under the names in `files` (the caller reads them)."""
     form = request.form
     errors: dict[str, str] = {
-        name: "is not a known file field" for name in request.files if name not in files
+        _shown(name): "is not a known file field" for name in request.files if name not in files
     }
     data: dict[str, Any] = {}
     for name in form:
         if name not in spec:
-            errors[name] = "is not a known field"
+            errors[_shown(name)] = "is not a known field"
         elif len(form.getlist(name)) > 1:
             errors[name] = "must be given once"
     for name, types in spec.items():
@@ -88,6 +88,14 @@ def form_object(spec: Spec, required: tuple[str, ...] = (), files: tuple[str, ..
     if errors:
         raise ValidationError(errors)
     return data
+
+
+def _shown(name: object) -> str:
+    """A field name the client chose, as an error may name it: a part may have no
+    name at all, or one no database or terminal should see."""
+    if not isinstance(name, str) or not name or unstorable(name):
+        return "(unnamed field)"
+    return name[:100]
 
 
 def _is_one_of(value: Any, types: tuple[type | None, ...]) -> bool:
