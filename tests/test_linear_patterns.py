@@ -56,6 +56,12 @@ MAIL_MODULES = (
     "helpdesk.numbering",
     "helpdesk.addresses",
     "helpdesk.cli",
+    # Web input (forms, JSON, uploads) with patterns of their own.
+    "helpdesk.service_fields",
+    "helpdesk.services.tags",
+    "helpdesk.services.teams",
+    "helpdesk.services.canned",
+    "helpdesk.outbound.compose",
 )
 
 
@@ -100,6 +106,12 @@ CASES = [
     # names and terminal output (a name decoded from a header, a quarantined mail shown)
     Case("helpdesk.addresses", "_CONTROL", "sub", lambda n: rep("\r\n", n)),
     Case("helpdesk.cli", "_UNSHOWN", "sub", lambda n: rep("\x1b[31m", n)),
+    Case("helpdesk.service_fields", "_SERIAL", "fullmatch", lambda n: rep("A:", n, " ")),
+    Case("helpdesk.service_fields", "_SEPARATORS", "split", lambda n: rep(" ,;\t", n, "x")),
+    Case("helpdesk.services.tags", "_TAG", "fullmatch", lambda n: rep("a-", n, "!")),
+    Case("helpdesk.services.teams", "_NAME", "fullmatch", lambda n: rep("a_", n, "!")),
+    Case("helpdesk.services.canned", "_PLACEHOLDER", "sub", lambda n: rep("{customer_nam", n)),
+    Case("helpdesk.outbound.compose", "_MIME_TOKEN", "fullmatch", lambda n: rep("a.", n, "/")),
     # parser
     Case(P, "_HEADER_LINE", "match", lambda n: brep(b"!", n), binary=True),
     Case(P, "_BOUNDARY_LINE", "finditer", lambda n: brep(b"--" + b"x" * 199 + b"-\n", n), binary=True),
