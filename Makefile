@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test lint lock bench servers clean
+.PHONY: run test lint lock bench servers clean translations messages
 
 # requirements*.txt list every package of the tree with its hashes (`make lock`
 # compiles them from requirements*.in), so an install gets exactly what CI tested.
@@ -21,13 +21,26 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 ## Portal (gunicorn, http://127.0.0.1:5000) and gateway together; Ctrl-C stops both.
-run: $(VENV)/.runtime
+run: $(VENV)/.runtime translations
 	bash scripts/run.sh
 
 ## The whole suite, once against SQLite and once against a private PostgreSQL,
 ## with a private Dovecot for the IMAP poller and a headless Chromium for the portal.
-test: $(VENV)/.dev servers lint
+test: $(VENV)/.dev servers lint translations
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Compile the translation catalogs (helpdesk/translations/*/LC_MESSAGES/messages.po)
+## into the .mo files the app reads; `make run` and `make test` call it.
+translations: $(VENV)/.runtime
+	$(VENV)/bin/pybabel compile --statistics -d helpdesk/translations
+
+## After changing texts in code or templates: extract them and merge them into every
+## catalog (new entries come out empty, for a translator to fill; docs/languages.md).
+messages: $(VENV)/.runtime
+	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k N_ --no-location \
+		--sort-output --project helpdesk -o helpdesk/translations/messages.pot .
+	$(VENV)/bin/pybabel update --quiet --no-fuzzy-matching --ignore-obsolete \
+		-i helpdesk/translations/messages.pot -d helpdesk/translations
 
 ## The linter and formatter check (ruff) and the type checker (mypy on helpdesk/ and mailgateway/),
 ## both configured in pyproject.toml. `make test` runs them first.

@@ -21,6 +21,8 @@ load_dotenv(BASE_DIR / ".env")
 # Which tickets agents see (helpdesk.services.visibility): all, their teams' (and
 # team-less) ones and their own, or only their own. Admins see all.
 VISIBILITY_MODES = ("all", "team", "own")
+# The languages the product speaks (helpdesk.languages, docs/languages.md).
+LANGUAGES = ("en", "es")
 
 
 def _env(name: str, default: str) -> str:
@@ -160,8 +162,9 @@ class Config:
     # How often the queue and ticket pages ask whether something changed (helpdesk.portal.live).
     LIVE_POLL_SECONDS = _env_int("LIVE_POLL_SECONDS", 10)
     AGENT_VISIBILITY = _env_choice("AGENT_VISIBILITY", "all", VISIBILITY_MODES)
-    # The language of customers who did not say theirs (`en` or `es`).
-    DEFAULT_LANGUAGE = _env("DEFAULT_LANGUAGE", "en")
+    # The language of customers who did not say theirs, and of staff who did not
+    # choose one and whose browser asks for none we speak (`en` or `es`).
+    DEFAULT_LANGUAGE = _env_choice("DEFAULT_LANGUAGE", "en", LANGUAGES)
 
     TICKET_PREFIX = _env("TICKET_PREFIX", "TKT-")
     TICKET_NUMBER_WIDTH = _env_int("TICKET_NUMBER_WIDTH", 6)

@@ -6,9 +6,9 @@ The tickets are web_bench's 100,000 (the same seed), spread over three teams (on
 in ten with no team) and tagged: every other ticket carries one or two of twenty
 tags, so a tag matches about 7,500 tickets. One gunicorn with `AGENT_VISIBILITY=team`
 serves an admin (who sees everything whatever the mode) and an agent in one team;
-each page is requested one at a time over loopback, N times after a warm-up, and the
-table gives the median and p95. Goals: the agent's tag-filtered queue p95 < 100 ms
-and within 1.5× of the admin's unrestricted queue.
+the pages are requested one at a time over loopback, taking turns, N times each
+after a warm-up, and the table gives the median and p95. Goals: the agent's
+tag-filtered queue p95 < 100 ms and within 1.5× of the admin's unrestricted queue.
 
 Run from the project root:
     .venv/bin/python -m bench.queue_visibility_bench [--requests 200]
@@ -76,23 +76,27 @@ def prepare_teams(url: str) -> None:
 
 
 def measure(base: str, requests: int) -> list[tuple[str, float, float]]:
+    """Median and p95 of each page. The pages take turns, one request each, so load
+    from elsewhere on the machine falls on all of them alike: one page after another,
+    a burst during one page's turn decided the ratio."""
     openers = {
         "admin": portal_login(base, ADMIN_EMAIL, ADMIN_PASSWORD),
         "agent": portal_login(base, AGENT_EMAIL, AGENT_PASSWORD),
     }
-    results = []
-    for who, name, path in PAGES:
-        samples = []
-        for index in range(requests + 10):
+    samples: list[list[float]] = [[] for _ in PAGES]
+    for index in range(requests + 10):
+        for (who, _, path), taken in zip(PAGES, samples, strict=True):
             started = time.perf_counter()
             with openers[who].open(base + path) as answer:
                 answer.read()
                 if answer.status != 200:
                     raise RuntimeError(f"{who} {path}: {answer.status}")
-            if index >= 10:  # the first ten warm the caches and the workers
-                samples.append((time.perf_counter() - started) * 1000)
-        samples.sort()
-        results.append((f"{who}: {name}", statistics.median(samples), samples[int(len(samples) * 0.95) - 1]))
+            if index >= 10:  # the first ten rounds warm the caches and the workers
+                taken.append((time.perf_counter() - started) * 1000)
+    results = []
+    for (who, name, _), taken in zip(PAGES, samples, strict=True):
+        taken.sort()
+        results.append((f"{who}: {name}", statistics.median(taken), taken[int(len(taken) * 0.95) - 1]))
     return results
 
 

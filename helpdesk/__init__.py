@@ -27,6 +27,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
         cli,
         database,
         http_errors,
+        languages,
         limit_storage,
         metrics,
         portal,
@@ -46,6 +47,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
         compare_type=True,
         include_object=database.include_in_autogenerate,
     )
+    languages.init_app(app)
     security.init_app(app)
     csrf.init_app(app)
     limit_storage.init_app(app)

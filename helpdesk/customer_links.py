@@ -27,21 +27,24 @@ from sqlalchemy.orm import Session
 
 from helpdesk import addresses
 from helpdesk.errors import NotFound
+from helpdesk.languages import N_
 from helpdesk.models import Participant, Ticket
 
 PURPOSES = {"status": "/track/", "rating": "/rate/"}
 MAX_TOKEN = 200  # longer text is no token of ours; refused before any work
-INVALID = "This link is not valid (any more). Look the ticket up with its number and your email address."
+INVALID = N_("This link is not valid (any more). Look the ticket up with its number and your email address.")
 _DIGEST_PURPOSE = b"helpdesk customer link address v1"
 
 
 @dataclass(frozen=True)
 class Opened:
-    """A verified link: its ticket, and whose link it is (the address digest), so the
-    page it opens can link on to the same person's other page."""
+    """A verified link: its ticket, and whose link it is (the address digest, and
+    the address it matched), so the page it opens can link on to the same person's
+    other page and remember their language."""
 
     ticket: Ticket
     digest: str
+    address: str
 
     def token(self, config: Mapping[str, Any], purpose: str) -> str:
         return _token(config, purpose, self.ticket.id, self.digest)
@@ -49,8 +52,13 @@ class Opened:
 
 def url(config: Mapping[str, Any], purpose: str, ticket_id: int, address: str) -> str:
     """The full link for `address` to `ticket_id`'s page for `purpose`."""
-    token = _token(config, purpose, ticket_id, _digest(config, address))
-    return f"{config['PORTAL_URL']}{PURPOSES[purpose]}{token}"
+    return f"{config['PORTAL_URL']}{PURPOSES[purpose]}{token(config, purpose, ticket_id, address)}"
+
+
+def token(config: Mapping[str, Any], purpose: str, ticket_id: int, address: str) -> str:
+    """The token of that link (the tracker gives one to whoever just proved they may
+    read the ticket, for its language switch)."""
+    return _token(config, purpose, ticket_id, _digest(config, address))
 
 
 def open_link(session: Session, config: Mapping[str, Any], purpose: str, token: str) -> Opened:
@@ -77,9 +85,10 @@ def open_link(session: Session, config: Mapping[str, Any], purpose: str, token: 
     readers = [ticket.requester.email] + list(
         session.execute(select(Participant.email).where(Participant.ticket_id == ticket.id)).scalars()
     )
-    if not any(hmac.compare_digest(_digest(config, reader), digest) for reader in readers):
+    matched = [reader for reader in readers if hmac.compare_digest(_digest(config, reader), digest)]
+    if not matched:
         raise NotFound(INVALID)
-    return Opened(ticket, digest)
+    return Opened(ticket, digest, matched[0])
 
 
 def _token(config: Mapping[str, Any], purpose: str, ticket_id: int, digest: str) -> str:

@@ -18,16 +18,18 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from helpdesk.extensions import db
+from helpdesk.languages import N_
 
 log = logging.getLogger("helpdesk.api")
 
 API_PREFIX = "/api/"
 # What a person reads on an error page, per status; other statuses get Flask's own.
+# The page shows them in the reader's language (portal/error.html).
 PAGES = {
-    403: "You do not have access to this page.",
-    404: "There is nothing here.",
-    413: "That was too large.",
-    429: "Too many attempts. Wait a minute and try again.",
+    403: N_("You do not have access to this page."),
+    404: N_("There is nothing here."),
+    413: N_("That was too large."),
+    429: N_("Too many attempts. Wait a minute and try again."),
 }
 
 
@@ -77,5 +79,7 @@ def _csrf_error(exc: CSRFError) -> Any:
     return render_template(
         "portal/error.html",
         code=400,
-        message="The form expired or did not come from this site. Go back, reload the page and try again.",
+        message=N_(
+            "The form expired or did not come from this site. Go back, reload the page and try again."
+        ),
     ), 400

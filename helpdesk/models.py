@@ -105,6 +105,10 @@ class StaffUser(Model):
     # Portal sessions and API tokens carry the version they were issued under; moving
     # it ends them all (StaffService.end_sessions, docs/security.md).
     session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # What the portal is read in (helpdesk.languages): "" follows the browser, then
+    # DEFAULT_LANGUAGE; an IANA zone, "" for BUSINESS_TIMEZONE.
+    language: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
@@ -208,6 +212,9 @@ class Ticket(Model):
         _one_of("ticket_type", v.TICKET_TYPES, "ticket_type"),
         _one_of("escalation_level", v.ESCALATION_LEVELS, "escalation_level"),
         Index("ix_tickets_status_created_at", "status", "created_at"),
+        # A team's tickets, and the ids alone for counting them without the rows
+        # (the queue's count under AGENT_VISIBILITY=team, helpdesk.services.queue).
+        Index("ix_tickets_team_id_id", "team_id", "id"),
         # The SLA check's two scans (helpdesk.sla): only undecided, running tickets.
         Index(
             "ix_tickets_first_response_watch",
@@ -233,17 +240,20 @@ class Ticket(Model):
     channel: Mapped[str] = mapped_column(String(10))
     source: Mapped[str] = mapped_column(String(10), index=True)
     # The ISP's service fields (helpdesk.service_fields; docs/isp-operations.md).
-    ticket_type: Mapped[str] = mapped_column(String(30), default="general_inquiry", index=True)
+    ticket_type: Mapped[str] = mapped_column(String(30), default=v.DEFAULT_TICKET_TYPE, index=True)
     service_address: Mapped[str] = mapped_column(String(500), default="")
     affected_services: Mapped[str] = mapped_column(String(40), default="")  # `internet,tv`
     device_serials: Mapped[str] = mapped_column(Text, default="")  # one per line
     # The chat or assistant conversation it came from, as the integration names it.
     conversation_id: Mapped[Optional[str]] = mapped_column(String(200))
+    # The language its customer mail is written in, fixed by the first one so a
+    # thread keeps one language (helpdesk.languages); "" until then.
+    language: Mapped[str] = mapped_column(String(10), default="", server_default="")
     is_email_originated: Mapped[bool] = mapped_column(Boolean, default=False)
     requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"), index=True)
     assignee_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"), index=True)
-    team_id: Mapped[Optional[int]] = mapped_column(ForeignKey("teams.id"), index=True)
+    team_id: Mapped[Optional[int]] = mapped_column(ForeignKey("teams.id"))
     # Escalation (helpdesk.services.tickets.escalate): the level, since when, to whom.
     escalation_level: Mapped[str] = mapped_column(String(2), default="L1", index=True)
     escalated_at: Mapped[Optional[datetime]] = mapped_column(DateTime)

@@ -41,6 +41,7 @@ TICKET_TYPES = (
     "network_issue",
     "connectivity_issue",
 )
+DEFAULT_TICKET_TYPE = TICKET_TYPES[0]
 # The services a ticket can affect, stored as a comma-separated subset in this order.
 SERVICES = ("internet", "voip", "tv")
 # Who opened a ticket, whatever the channel: the customer, an agent for them, an
@@ -66,6 +67,7 @@ HISTORY_FIELDS = (
     "merge",
     "link",
     "tags",
+    "language",  # the customer's language, set by staff (TicketsService.set_language)
 )
 # Support levels, first to third (docs/isp-operations.md, "Escalation"); tickets start at L1.
 ESCALATION_LEVELS = ("L1", "L2", "L3")

@@ -137,7 +137,7 @@ def test_big_numbers_get_short_axis_labels_and_full_figures():
     series = [Series("Created", [1_250_000, 80_000, 3])]
     figure = parsed(daily_chart("big", "Big", DAYS, series))
     svg = svg_of(figure)
-    assert ticks(svg) == ["0", "500k", "1M", "1.5M"]
+    assert ticks(svg) == ["0", "500K", "1M", "1.5M"]
     assert rows(figure)[-1] == ["2026-03-01", "1,250,000"]
     inside(svg)
 

@@ -12,7 +12,7 @@ from helpdesk import addresses, languages
 from helpdesk import vocabulary as v
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
-from helpdesk.services.chat import SHARE_TEXTS, STATUS_SENTENCES
+from helpdesk.services.chat import SHARE_TEXTS, STATUS_SENTENCES, status_sentence
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.database import open_ticket
 
@@ -233,14 +233,38 @@ def test_the_share_text_is_for_staff_only(api, service):
     assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "not_found"
 
 
+# The status sentences as customers read them (the texts the per-language tables
+# held before the catalogs; the catalogs must keep saying exactly this).
+SENTENCES = {
+    "en": {
+        "new": "We have received your ticket and an agent will pick it up soon.",
+        "open": "An agent has seen your ticket.",
+        "in_progress": "An agent is working on your ticket.",
+        "pending_customer": "We are waiting for your answer to continue.",
+        "resolved": "We consider your ticket solved; reply if it is not.",
+        "closed": "Your ticket is closed.",
+        "reopened": "Your ticket was reopened and is back with an agent.",
+        "cancelled": "Your ticket was cancelled.",
+    },
+    "es": {
+        "new": "Recibimos tu ticket y un agente lo atenderá pronto.",
+        "open": "Un agente ya vio tu ticket.",
+        "in_progress": "Un agente está trabajando en tu ticket.",
+        "pending_customer": "Esperamos tu respuesta para continuar.",
+        "resolved": "Consideramos resuelto tu ticket; responde si no es así.",
+        "closed": "Tu ticket está cerrado.",
+        "reopened": "Tu ticket fue reabierto y volvió con un agente.",
+        "cancelled": "Tu ticket fue cancelado.",
+    },
+}
+
+
 def test_every_value_has_its_words_in_every_language():
-    for table, values in (
-        (languages.STATUS_LABELS, v.STATUSES),
-        (languages.PRIORITY_LABELS, v.PRIORITIES),
-        (languages.CATEGORY_LABELS, v.CATEGORIES),
-        (STATUS_SENTENCES, v.STATUSES),
-    ):
-        assert {language: set(words) for language, words in table.items()} == {
-            language: set(values) for language in languages.LANGUAGES
-        }
-    assert set(SHARE_TEXTS) == set(languages.LANGUAGES)
+    assert set(languages.STATUS_LABELS) == set(v.STATUSES)
+    assert set(languages.PRIORITY_LABELS) == set(v.PRIORITIES)
+    assert set(languages.CATEGORY_LABELS) == set(v.CATEGORIES)
+    assert set(STATUS_SENTENCES) == set(v.STATUSES) and set(SENTENCES) == set(languages.LANGUAGES)
+    for language, sentences in SENTENCES.items():
+        assert {status: status_sentence(status, language) for status in v.STATUSES} == sentences
+    for key, text in SHARE_TEXTS.items():  # every share text has its own Spanish words
+        assert languages.gettext_in("es", text) != text, key

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
+from helpdesk.languages import format_when
 from helpdesk.models import Message, OutboxMessage, Ticket, TicketHistory
 from helpdesk.services import Actor
 from helpdesk.services.lifecycle_jobs import auto_close, check_sla
@@ -142,7 +143,8 @@ def test_breach_alert_mail_names_the_target_and_is_never_rate_limited(app, servi
     assert alert["Auto-Submitted"] == "auto-generated"
     text = text_of(alert)
     assert text.startswith("Hello Agnes Agent,")
-    assert f"First response was due {ticket.created_at + timedelta(minutes=15):%Y-%m-%d %H:%M} UTC." in text
+    due = format_when(ticket.created_at + timedelta(minutes=15), "en", "UTC")  # the recipient's zone
+    assert f"First response was due {due}." in text
     assert "http://helpdesk.test/tickets/TKT-000001" in text
     assert "/track" not in text and "/track" not in html_of(alert)  # no customer footer
     states = dict(db.session.execute(select(OutboxMessage.kind, OutboxMessage.state)).all())

@@ -186,9 +186,9 @@ def test_the_ticket_page_offers_the_share_text_with_a_copy_button(portal, servic
     ticket.requester.language = "es"
     db.session.commit()
     page = portal.get("/tickets/TKT-000001").get_data(as_text=True)
-    assert 'Message for the customer <span class="muted">(es)</span>' in page
+    assert 'Message for the customer <span class="muted">(Español)</span>' in page
     assert (
-        '<textarea id="share-text" readonly rows="14">Un agente ya vio tu ticket.\n\n'
+        '<textarea id="share-text" readonly rows="14" lang="es">Un agente ya vio tu ticket.\n\n'
         "Referencia: TKT-000001\nTítulo: &lt;/textarea&gt;&lt;b&gt;Router&lt;/b&gt;\nEstado: Abierto\n"
     ) in page  # opening the page moved it to open; the subject stays inside the field
     # Without JavaScript the button stays hidden and the text is there to select.
@@ -211,14 +211,15 @@ def test_reply_note_status_and_properties_from_the_ticket_page(portal, service, 
     response = portal.post("/tickets/TKT-000001/status", {"status": "closed"})
     assert response.status_code == 302
     page = portal.get("/tickets/TKT-000001").data
-    assert b"Cannot move a ticket from in_progress to closed" in page
+    assert b"Cannot move a ticket from in progress to closed" in page
     portal.post("/tickets/TKT-000001/status", {"status": "resolved", "reason": "toner replaced"})
     ticket = db.session.get(Ticket, ticket.id)
     assert [m.kind for m in ticket.messages] == ["reply", "reply", "note"]
     assert (ticket.priority, ticket.category, ticket.assignee_id) == ("high", "technical", admin.id)
     assert ticket.status == "resolved" and ticket.history[-1].reason == "toner replaced"
     page = portal.get("/tickets/TKT-000001").data
-    assert b'class="message note' in page and b"Internal note" not in page  # label comes from CSS
+    # The note's label is shown by CSS from the header's data-label, in the reader's language.
+    assert b'class="message note' in page and b'<header data-label="Internal note">' in page
     assert b'value="closed"' in page and b'value="reopened"' in page
     assert b'value="in_progress"' not in page  # only allowed transitions are offered
 
@@ -356,7 +357,7 @@ def test_dashboard_shows_counts(portal, service):
     opened(service)
     page = portal.get("/dashboard").data.decode()
     assert '<div class="stat">2</div>' in page
-    assert "urgent</a> <strong>1</strong>" in page
+    assert "Urgent</a> <strong>1</strong>" in page
 
 
 @pytest.mark.parametrize(
@@ -397,8 +398,8 @@ def test_dashboard_narrowed_to_a_channel(clock, portal, service):
     )
     db.session.commit()
     page = portal.get("/dashboard?channel=whatsapp&days=90").get_data(as_text=True)
-    assert "<h1>Dashboard · whatsapp</h1>" in page and '<div class="stat">1</div>' in page
-    assert 'aria-current="page">whatsapp</a>' in page and 'aria-current="page">90 days</a>' in page
+    assert "<h1>Dashboard · WhatsApp</h1>" in page and '<div class="stat">1</div>' in page
+    assert 'aria-current="page">WhatsApp</a>' in page and 'aria-current="page">90 days</a>' in page
     # Created per day by channel (web, api, email, chat, whatsapp, phone, system), today.
     today = "".join(f"<td>{n}</td>" for n in (0, 0, 0, 0, 1, 0, 0))
     assert f'<th scope="row" class="nowrap">2026-03-02</th>{today}</tr>' in page

@@ -130,7 +130,7 @@ def test_the_queue_filters_by_type_and_search_finds_a_serial_or_an_address(api, 
     assert "TKT-000002" in page and "TKT-000001" not in page and "TKT-000003" not in page
     page = portal.get("/tickets?q=ZTEGC8A1").get_data(as_text=True)
     assert "TKT-000001" in page and "TKT-000002" not in page
-    assert "installation request" in page  # the queue names the type
+    assert "Installation request" in page  # the queue names the type
 
 
 def test_the_portal_opens_shows_and_edits_the_service_fields(portal):
@@ -146,7 +146,7 @@ def test_the_portal_opens_shows_and_edits_the_service_fields(portal):
     answer = portal.post("/tickets/new", form, page="/tickets/new")
     assert answer.status_code == 302
     page = portal.get("/tickets/TKT-000001").get_data(as_text=True)
-    assert "installation request" in page
+    assert "Installation request" in page
     assert "Av. Juárez 5, CDMX" in page
     assert "ZTEGC8A1B2C3, HWTC9F8E7D6C" in page
     ticket = db.session.execute(select(Ticket)).scalar_one()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, true
 
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.extensions import db
-from helpdesk.models import StaffUser, Ticket, TicketHistory
-from helpdesk.services import TicketsService
+from helpdesk.models import StaffUser, TeamMember, Ticket, TicketHistory
+from helpdesk.services import Actor, QueueService, TicketFilters, TicketsService, tags, visibility
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
@@ -257,6 +257,64 @@ def test_the_field_agent_sees_the_installation_but_not_the_billing_ticket(app, h
     assert field_api.get(f"/tickets/{hidden['own']}").status_code == 200  # field_ops, assigned to another
     assert field_api.get(f"/tickets/{hidden['support']}").status_code == 404
     assert field_api.get(f"/tickets/{hidden['teamless']}").status_code == 200
+
+
+def test_the_queue_counts_every_visible_ticket_once(app, hidden, agent, field_agent, admin):
+    """The queue counts an agent's tickets part by part (no team, their teams, theirs
+    in another team) when it filters by tag or team only, and with one condition
+    otherwise; a ticket within reach of two parts (team-less or their team's, and
+    assigned to them) counts once, and every count is the tickets the page lists."""
+    service = TicketsService.from_config(db.session, app.config)
+    loner, _ = StaffService(db.session).create(
+        email="nadia@helpdesk.test", name="Nadia Noteam", role="agent", password="noteam-password-1"
+    )
+    extra = [
+        open_ticket(service, ticket_type="speed_issue", assignee_id=agent.id),  # no team, theirs
+        open_ticket(service, subject="Corte de fibra", assignee_id=agent.id),  # their team, theirs
+        open_ticket(service, ticket_type="installation_request", assignee_id=field_agent.id),
+        open_ticket(service, ticket_type="installation_request", assignee_id=loner.id),
+    ]
+    numbers = {hidden[name] for name in ("field", "own")} | {service.display_number(t) for t in extra}
+    for ticket in db.session.execute(select(Ticket)).scalars():
+        if service.display_number(ticket) in numbers:
+            tags.set_tags(db.session, ticket, ["fibra"], Actor.system())
+    db.session.commit()
+    everything = db.session.execute(select(Ticket)).scalars().all()
+    filters = [
+        TicketFilters(),
+        TicketFilters(tag="fibra"),
+        TicketFilters(team="field_ops"),
+        TicketFilters(team="none", tag="fibra"),
+        TicketFilters(tag="no-such-tag"),
+        TicketFilters(status=["new"], tag="fibra"),  # these keep the one condition
+        TicketFilters(q="fibra"),
+        TicketFilters(assignee="none"),
+    ]
+    for mode in ("team", "own", "all"):
+        app.config["AGENT_VISIBILITY"] = mode
+        queue = QueueService.from_config(db.session, app.config)
+        for user in (agent, field_agent, loner, admin):
+            viewer = Actor.staff(user)
+            member_of = {
+                m.team_id for m in db.session.execute(select(TeamMember)).scalars() if m.staff_id == user.id
+            }
+            seen = {
+                t.id
+                for t in everything
+                if user.role == "admin"
+                or mode == "all"
+                or t.assignee_id == user.id
+                or (mode == "team" and (t.team_id is None or t.team_id in member_of))
+            }
+            parts = visibility.parts(db.session, viewer, mode) or [true()]
+            reached = [set(db.session.execute(select(Ticket.id).where(part)).scalars()) for part in parts]
+            assert sum(len(ids) for ids in reached) == len(seen) and set().union(*reached) == seen
+            for chosen in filters:
+                page = queue.list_tickets(chosen, per_page=100, viewer=viewer)
+                assert page.total == len(page.items), (mode, user.email, chosen)
+                assert {t.id for t in page.items} <= seen
+            tagged = queue.list_tickets(TicketFilters(tag="fibra"), per_page=100, viewer=viewer)
+            assert {t.id for t in tagged.items} == {t.id for t in everything if t.id in seen and t.tags}
 
 
 # -- administration -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
+from config import LANGUAGES
 from helpdesk import sla
 from helpdesk import vocabulary as v
 from helpdesk.api import bp
@@ -169,6 +170,13 @@ SCHEMAS: dict[str, Any] = {
             "merged_into": {"type": "string", "nullable": True, "description": "the survivor, once merged"},
             "escalation_level": {"type": "string", "enum": list(v.ESCALATION_LEVELS)},
             "escalated_at": NULLABLE_TIME,
+            "language": {
+                "type": "string",
+                "enum": list(LANGUAGES),
+                "nullable": True,
+                "description": "the language its customer mail is written in; null until the first "
+                "customer mail or staff fix it",
+            },
             "created_at": TIME,
             "updated_at": TIME,
             "allowed_transitions": {"type": "array", "items": {"type": "string"}},
@@ -547,7 +555,8 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json(_ref("TicketDetail")), **_errors(401, 404)},
         },
         "patch": {
-            "summary": "Change priority, category, assignee, team, ticket type or service fields",
+            "summary": "Change priority, category, assignee, team, ticket type, service fields or the "
+            "customer's language",
             "security": STAFF,
             "requestBody": _body(
                 _object(
@@ -564,6 +573,12 @@ PATHS: dict[str, Any] = {
                             "oneOf": [{"type": "integer"}, {"type": "string"}],
                             "nullable": True,
                             "description": "staff id or email; null unassigns",
+                        },
+                        "language": {
+                            "type": "string",
+                            "enum": list(LANGUAGES),
+                            "description": "the customer's language: this ticket's mail and their "
+                            "contact's (a history row records it)",
                         },
                     }
                 )

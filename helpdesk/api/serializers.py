@@ -52,6 +52,8 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
         "tags": [tag.name for tag in ticket.tags],
         "merged_into": number(ticket.merged_into) if ticket.merged_into else None,
         "escalation_level": ticket.escalation_level,
+        # The language its customer mail is written in; null until fixed (docs/languages.md).
+        "language": ticket.language or None,
         "escalated_at": when(ticket.escalated_at),
         "created_at": when(ticket.created_at),
         "updated_at": when(ticket.updated_at),

@@ -141,6 +141,7 @@ def update_ticket(number: str) -> ResponseReturnValue:
             "category": (str,),
             "assignee": (int, str, None),
             "team": (str, None),
+            "language": (str,),
             **SERVICE_FIELD_TYPES,
         }
     )
@@ -153,6 +154,8 @@ def update_ticket(number: str) -> ResponseReturnValue:
     if "team" in data:
         changes["team"] = data["team"] or ""  # null: no team
     _service().update(ticket, actor=current_actor(), **changes)
+    if "language" in data:  # the customer's, for this ticket's mail and their contact
+        _service().set_language(ticket, data["language"], actor=current_actor())
     db.session.commit()
     return jsonify(ticket_json(ticket, detail=True))
 

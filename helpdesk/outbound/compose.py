@@ -2,8 +2,16 @@
 
 Content comes from templates, plain text plus an HTML alternative, one pair per
 kind (`created`, `reply`, `status`, `resolved`, and the staff mail `sla_breach`
-and `escalation`) in `helpdesk/outbound/templates/mail/`;
-a file of the same name in `MAIL_TEMPLATES_DIR` overrides the built-in one.
+and `escalation`) in `helpdesk/outbound/templates/mail/`; a file of the same name
+in `MAIL_TEMPLATES_DIR/<language>/`, else in `MAIL_TEMPLATES_DIR`, overrides the
+built-in one.
+
+Each row is written in its reader's language (docs/languages.md): customer mail in
+the ticket's, which the first customer mail fixes (the requester's language then,
+else `DEFAULT_LANGUAGE`) so a thread never changes language halfway, with times in
+`BUSINESS_TIMEZONE`; staff mail in the recipient's chosen language and zone. The
+templates' texts come from the gettext catalogs (`jinja2.ext.i18n`, one
+environment per language).
 
 Headers:
 - Threading (RFC 5322 §3.6.4): a signed Message-ID (`message_ids`), In-Reply-To
@@ -30,20 +38,33 @@ from __future__ import annotations
 import email.policy
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from helpdesk import addresses, customer_links, sla
+from config import LANGUAGES
+from helpdesk import addresses, customer_links, languages, sla
 from helpdesk import vocabulary as v
-from helpdesk.clock import describe
-from helpdesk.languages import CATEGORY_LABELS, PRIORITY_LABELS, STATUS_LABELS
+from helpdesk.languages import (
+    CATEGORY_LABELS,
+    FALLBACK,
+    N_,
+    PRIORITY_LABELS,
+    STATUS_LABELS,
+    format_duration,
+    format_when,
+    gettext_in,
+    label,
+)
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import display_number
@@ -51,35 +72,60 @@ from helpdesk.numbering import display_number
 BUILT_IN_TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 MAX_REFERENCES = 10
 
-# Mail is not translated yet: it uses the English words (helpdesk.languages).
-MAIL_LANGUAGE = "en"
 # Staff should see at a glance that an alert is not customer mail.
-SUBJECT_PREFIXES = {"sla_breach": "SLA breach: ", "escalation": "Escalated: "}
+SUBJECT_PREFIXES = {"sla_breach": N_("SLA breach:"), "escalation": N_("Escalated:")}
+# The staff alerts' reasons are stored in English when queued (sla.Breach.describe,
+# notifications.queue_escalation); these read them back to write them in the
+# recipient's language and zone. A line that does not match is shown as stored.
+_BREACH_LINE = re.compile(r"(First response|Resolution) was due (\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC\.")
+_BREACH_WORDS = {
+    "First response": N_("First response was due %(when)s."),
+    "Resolution": N_("Resolution was due %(when)s."),
+}
+_ESCALATED_LINE = re.compile(r"Escalated from (\S+) to (\S+) by (.*):")
+_ESCALATED_WORDS = N_("Escalated from %(old)s to %(new)s by %(who)s:")
 _THREAD_OUTCOMES = ("created", "appended")
 _MIME_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _STRUCTURAL_TYPES = ("multipart", "message")  # a body of parts, which a file is not
 _SENT_STATES = ("sending", "sent", "bounced")
 
 
-def template_environment(override_dir: str) -> Environment:
-    """Operator templates first (when the folder exists), then the built-in ones."""
+@dataclass(frozen=True)
+class Reader:
+    """Whom a row is written for: the language and the time zone of its text."""
+
+    language: str
+    zone: str
+
+
+def template_environment(override_dir: str, language: str = FALLBACK) -> Environment:
+    """The templates of mail in `language`: the operator's for that language
+    (`<override_dir>/<language>/`), then the operator's for every language (when
+    the folder exists), then the built-in ones; `_()`, `pgettext()` and `{% trans %}`
+    translate into `language` through its catalog."""
     loaders = [FileSystemLoader(str(BUILT_IN_TEMPLATES))]
     if override_dir and Path(override_dir).is_dir():
         loaders.insert(0, FileSystemLoader(override_dir))
-    return Environment(
+        loaders.insert(0, FileSystemLoader(str(Path(override_dir) / language)))  # may not exist: skipped
+    environment = Environment(
         loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,  # a typo in an operator's template fails the row, visibly
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    # The i18n extension adds this method to the environment.
+    environment.install_gettext_translations(languages.catalog(language), newstyle=True)  # type: ignore[attr-defined]
+    return environment
 
 
 class Composer:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.signer = Signer.from_config(config)
-        self.templates = template_environment(config["MAIL_TEMPLATES_DIR"])
+        self.override_dir: str = config["MAIL_TEMPLATES_DIR"]
+        self.environments: dict[str, Environment] = {}  # by language, built when first needed
         self.config = config
         self.support: str = config["SUPPORT_ADDRESSES"][0]
         self.from_header: str = config["OUTBOUND_FROM"]
@@ -87,6 +133,13 @@ class Composer:
         self.portal_url: str = config["PORTAL_URL"]
         self.auto_close_after: timedelta = config["AUTO_CLOSE_AFTER"]
         self.sla = sla.policy_from_config(config)
+        self.default_language = _known_language(config["DEFAULT_LANGUAGE"], FALLBACK)
+        self.business_zone: str = config["BUSINESS_TIMEZONE"]
+
+    def templates(self, language: str) -> Environment:
+        if language not in self.environments:
+            self.environments[language] = template_environment(self.override_dir, language)
+        return self.environments[language]
 
     def render(self, session: Session, row: OutboxMessage) -> None:
         """Fill the row's subject, bodies and threading headers, once.
@@ -99,11 +152,14 @@ class Composer:
         if ticket is None:
             raise ValueError(f"outbox #{row.id} names no ticket")
         number = display_number(ticket.number, self.config)
-        context = self._context(session, ticket, row, number)
-        prefix = SUBJECT_PREFIXES.get(row.kind, "")
-        row.subject = f"[{number}] {prefix}{' '.join(ticket.subject.split())}"[:1000]
-        row.body_text = self.templates.get_template(f"{row.kind}.txt").render(context)
-        row.body_html = self.templates.get_template(f"{row.kind}.html").render(context)
+        reader = self.reader(session, ticket, row)
+        context = self._context(session, ticket, row, number, reader)
+        prefix = SUBJECT_PREFIXES.get(row.kind)
+        shown_prefix = f"{gettext_in(reader.language, prefix)} " if prefix else ""
+        row.subject = f"[{number}] {shown_prefix}{' '.join(ticket.subject.split())}"[:1000]
+        templates = self.templates(reader.language)
+        row.body_text = templates.get_template(f"{row.kind}.txt").render(context)
+        row.body_html = templates.get_template(f"{row.kind}.html").render(context)
         row.message_id = self.signer.make(ticket.id, row.id, row.to_address)
         parent, references = self._thread(session, row)
         row.in_reply_to = parent
@@ -154,26 +210,71 @@ class Composer:
             return "auto-replied"
         return "auto-generated"
 
-    def _context(self, session: Session, ticket: Ticket, row: OutboxMessage, number: str) -> dict[str, Any]:
+    def reader(self, session: Session, ticket: Ticket, row: OutboxMessage) -> Reader:
+        """Staff mail: the recipient's language and zone, else the defaults. Customer
+        mail: the ticket's language (fixed now if this is its first customer mail),
+        in `BUSINESS_TIMEZONE`."""
+        if row.kind in v.STAFF_NOTIFICATION_KINDS:
+            chosen = session.execute(
+                select(StaffUser.language, StaffUser.timezone).where(StaffUser.email == row.to_address)
+            ).first()
+            language, zone = chosen if chosen is not None else ("", "")
+            return Reader(_known_language(language, self.default_language), self._zone(zone))
+        return Reader(self._thread_language(session, ticket), self._zone(""))
+
+    def _thread_language(self, session: Session, ticket: Ticket) -> str:
+        """The language of the ticket's customer mail. The first customer mail fixes
+        it, in a statement that only writes an empty value: two senders rendering a
+        ticket's first mails at once agree on the one that was written first. Its
+        `updated_at` stays: nothing a person did changed the ticket."""
+        if not ticket.language:
+            session.execute(
+                update(Ticket)
+                .where(Ticket.id == ticket.id, Ticket.language == "")
+                .values(
+                    language=languages.of_contact(ticket.requester, self.config), updated_at=Ticket.updated_at
+                )
+                .execution_options(synchronize_session=False)
+            )
+            fixed = session.execute(select(Ticket.language).where(Ticket.id == ticket.id)).scalar_one()
+            set_committed_value(ticket, "language", fixed)
+        return _known_language(ticket.language, self.default_language)
+
+    def _zone(self, chosen: str) -> str:
+        """A staff member's zone when it is one, else `BUSINESS_TIMEZONE`."""
+        if chosen:
+            try:
+                ZoneInfo(chosen)
+                return chosen
+            except (ZoneInfoNotFoundError, ValueError):
+                pass
+        return self.business_zone
+
+    def _context(
+        self, session: Session, ticket: Ticket, row: OutboxMessage, number: str, reader: Reader
+    ) -> dict[str, Any]:
+        language = reader.language
         reply = None
         if row.reply is not None:
             author = row.reply.author_staff
             reply = {"body": row.reply.body, "author": author.name if author else row.reply.author_label}
         return {
+            "language": language,
             "number": number,
             "subject": ticket.subject,
-            "priority": PRIORITY_LABELS[MAIL_LANGUAGE][ticket.priority],
-            "category": CATEGORY_LABELS[MAIL_LANGUAGE][ticket.category],
+            "priority": label(PRIORITY_LABELS[ticket.priority], language),
+            "category": label(CATEGORY_LABELS[ticket.category], language),
+            "opened_at": format_when(ticket.created_at, language, reader.zone),
             "recipient_name": self._recipient_name(ticket, row),
             "track_url": f"{self.portal_url}/track",
             "reply_address": self.reply_address(number),
-            "first_response": self._first_response(ticket.priority),
-            "auto_close_after": describe(self.auto_close_after),
+            "first_response": self._first_response(ticket.priority, language),
+            "auto_close_after": format_duration(self.auto_close_after, language),
             "reply": reply,
-            "old_status": STATUS_LABELS[MAIL_LANGUAGE].get(row.old_status or "", row.old_status or ""),
-            "new_status": STATUS_LABELS[MAIL_LANGUAGE].get(row.new_status or "", row.new_status or ""),
+            "old_status": _status_words(row.old_status, language),
+            "new_status": _status_words(row.new_status, language),
             "waiting_for_you": row.new_status == "pending_customer",
-            "reason": row.status_reason,
+            "reason": _reason(row, reader),
             "ticket_url": f"{self.portal_url}/tickets/{number}",
             "status_url": self._link("status", ticket, row),
             "rating_url": self._link("rating", ticket, row) if row.kind == "resolved" else None,
@@ -185,10 +286,12 @@ class Composer:
             return None
         return customer_links.url(self.config, purpose, ticket.id, row.to_address)
 
-    def _first_response(self, priority: str) -> str:
+    def _first_response(self, priority: str, language: str) -> str:
         """The first-response target as the acknowledgment promises it."""
-        target = describe(self.sla.first_response[priority])
-        return target if self.sla.calendar is None else f"{target} (counted in business hours)"
+        target = format_duration(self.sla.first_response[priority], language)
+        if self.sla.calendar is None:
+            return target
+        return gettext_in(language, N_("%(duration)s (counted in business hours)"), duration=target)
 
     @staticmethod
     def _recipient_name(ticket: Ticket, row: OutboxMessage) -> str:
@@ -241,6 +344,41 @@ class Composer:
         chain = ids[: (last_received if last_received is not None else len(ids) - 1) + 1]
         references = list(dict.fromkeys([chain[0], *chain[-(MAX_REFERENCES - 1) :]]))
         return chain[-1], references
+
+
+def _known_language(language: str, otherwise: str) -> str:
+    return language if language in LANGUAGES else otherwise
+
+
+def _status_words(status: str | None, language: str) -> str:
+    return label(STATUS_LABELS[status], language) if status in STATUS_LABELS else status or ""
+
+
+def _reason(row: OutboxMessage, reader: Reader) -> str:
+    """The row's reason as its reader reads it. A customer's status mail shows what
+    staff wrote, as written; the staff alerts' own sentences are rewritten in the
+    recipient's language, their times in the recipient's zone."""
+    reason = row.status_reason or ""
+    if row.kind == "sla_breach":
+        return "\n".join(_breach_line(line, reader) for line in reason.split("\n"))
+    if row.kind == "escalation":
+        first, newline, rest = reason.partition("\n")
+        match = _ESCALATED_LINE.fullmatch(first)
+        if match:
+            old, new, who = match.groups()
+            first = gettext_in(reader.language, _ESCALATED_WORDS, old=old, new=new, who=who)
+        return first + newline + rest
+    return reason
+
+
+def _breach_line(line: str, reader: Reader) -> str:
+    match = _BREACH_LINE.fullmatch(line)
+    if match is None:
+        return line
+    target, due = match.groups()
+    moment = datetime.strptime(due, "%Y-%m-%d %H:%M")
+    shown = format_when(moment, reader.language, reader.zone)
+    return gettext_in(reader.language, _BREACH_WORDS[target], when=shown)
 
 
 def _mail_type(content_type: str) -> tuple[str, str]:

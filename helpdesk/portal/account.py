@@ -1,15 +1,22 @@
-"""Log in and out of the portal, and one's own account (the password)."""
+"""Log in and out of the portal, and one's own account: the password, and the
+language and time zone the portal is read in (docs/languages.md)."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
-from flask.typing import ResponseReturnValue
+from typing import Any
 
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext
+
+from config import LANGUAGES
+from helpdesk import languages
 from helpdesk.auth import check_credentials, login_rate_limit
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.portal import bp
 from helpdesk.portal.session import current_staff, log_in, log_out, login_required, safe_next
+from helpdesk.services.preferences import set_preferences, time_zones
 from helpdesk.services.staff import MAX_PASSWORD, StaffService
 
 
@@ -29,7 +36,7 @@ def login() -> ResponseReturnValue:
         if user is not None:
             log_in(user)
             return redirect(safe_next(request.args.get("next")))
-        error = "Wrong email or password."
+        error = gettext("Wrong email or password.")
     return render_template("portal/login.html", error=error), 401 if error else 200
 
 
@@ -43,7 +50,7 @@ def logout() -> ResponseReturnValue:
 @bp.get("/account")
 @login_required()
 def account() -> ResponseReturnValue:
-    return render_template("portal/account.html", nav="account", errors={})
+    return _account_page()
 
 
 @bp.post("/account/password")
@@ -60,8 +67,49 @@ def change_password() -> ResponseReturnValue:
         )
     except ValidationError as exc:
         db.session.rollback()
-        return render_template("portal/account.html", nav="account", errors=exc.fields), 400
+        return _account_page(errors=exc.fields), 400
     db.session.commit()
     log_in(user)
-    flash("Password changed. Your other sessions and API tokens have ended.")
+    flash(gettext("Password changed. Your other sessions and API tokens have ended."))
     return redirect(url_for("portal.account"))
+
+
+@bp.post("/account/preferences")
+@login_required()
+def change_preferences() -> ResponseReturnValue:
+    """The language and time zone this person reads the portal in ("" for either:
+    not chosen). Refused, the page comes back with what was picked and why."""
+    user = current_staff()
+    assert user is not None
+    language, zone = request.form.get("language", "")[:20], request.form.get("timezone", "")[:100]
+    try:
+        set_preferences(user, language, zone)
+    except ValidationError as exc:
+        db.session.rollback()
+        return _account_page(
+            preference_errors=exc.fields, picked={"language": language, "timezone": zone}
+        ), 422
+    db.session.commit()
+    languages.use(user.language, user.timezone)  # this answer's flash already in the new language
+    flash(gettext("Preferences saved."))
+    return redirect(url_for("portal.account"))
+
+
+def _account_page(
+    errors: dict[str, str] | None = None,
+    preference_errors: dict[str, str] | None = None,
+    picked: dict[str, str] | None = None,
+) -> str:
+    user = current_staff()
+    assert user is not None
+    chosen: dict[str, Any] = picked or {"language": user.language, "timezone": user.timezone}
+    return render_template(
+        "portal/account.html",
+        nav="account",
+        errors=errors or {},
+        preference_errors=preference_errors or {},
+        chosen=chosen,
+        languages=LANGUAGES,
+        zones=sorted(time_zones()),
+        business_zone=current_app.config["BUSINESS_TIMEZONE"],
+    )

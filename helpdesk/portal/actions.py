@@ -1,7 +1,9 @@
 """How every portal form ends: run one service call, commit, say what happened,
 and go back to the page it came from (post/redirect/get). A domain error (bad
 input, a refused transition) rolls back and is shown instead; nothing else is
-caught, so a bug is a bug."""
+caught, so a bug is a bug. Messages are in the reader's language: the success
+message comes translated from `change`, a domain error is read by
+`helpdesk.portal.wording`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
+from helpdesk.portal.wording import error_text
 
 
 def perform(change: Callable[[], str], back: str) -> Response:
@@ -22,5 +25,5 @@ def perform(change: Callable[[], str], back: str) -> Response:
         flash(done)
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(error_text(exc), "error")
     return redirect(back)

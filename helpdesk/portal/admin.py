@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from sqlalchemy import select
 
+from helpdesk import languages
 from helpdesk import vocabulary as v
 from helpdesk.errors import DomainError, ValidationError
 from helpdesk.extensions import db
@@ -14,6 +16,7 @@ from helpdesk.models import Integration, StaffUser
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
+from helpdesk.portal.wording import error_text, vocabulary_label
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
@@ -33,7 +36,11 @@ def add_sender() -> ResponseReturnValue:
         rule = SendersService(db.session).add(
             request.form.get("pattern", ""), request.form.get("organization", "")
         )
-        return f"Authorized {rule.pattern} for {rule.organization.name}."
+        return gettext(
+            "Authorized %(pattern)s for %(organization)s.",
+            pattern=rule.pattern,
+            organization=rule.organization.name,
+        )
 
     return perform(add, url_for("portal.senders"))
 
@@ -43,7 +50,7 @@ def add_sender() -> ResponseReturnValue:
 def remove_sender() -> ResponseReturnValue:
     def remove() -> str:
         SendersService(db.session).remove(request.form.get("pattern", ""))
-        return "Removed."
+        return gettext("Removed.")
 
     return perform(remove, url_for("portal.senders"))
 
@@ -68,12 +75,12 @@ def add_staff() -> ResponseReturnValue:
         )
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(error_text(exc), "error")
         return redirect(url_for("portal.staff"))
     db.session.commit()
     if generated:
-        return _show_password("Account created", user, generated)
-    flash(f"Created {user.role} {user.email}.")
+        return _show_password(gettext("Account created"), user, generated)
+    flash(gettext("Created %(role)s %(email)s.", role=_role(user.role), email=user.email))
     return redirect(url_for("portal.staff"))
 
 
@@ -83,12 +90,14 @@ def set_staff_active(user_id: int) -> ResponseReturnValue:
     user = _staff_member(user_id)
     active = request.form.get("active") == "1"
     if user.id == actor().staff_id and not active:
-        flash("You cannot deactivate yourself.", "error")
+        flash(gettext("You cannot deactivate yourself."), "error")
         return redirect(url_for("portal.staff"))
 
     def change() -> str:
         StaffService(db.session).set_active(user, active)
-        return f"{user.email} is now {'active' if active else 'deactivated'}."
+        if active:
+            return gettext("%(email)s is now active.", email=user.email)
+        return gettext("%(email)s is now deactivated.", email=user.email)
 
     return perform(change, url_for("portal.staff"))
 
@@ -100,7 +109,9 @@ def set_staff_role(user_id: int) -> ResponseReturnValue:
 
     def change() -> str:
         StaffService(db.session).set_role(user, request.form.get("role", ""))
-        return f"{user.email} is now {user.role}; their sessions have ended."
+        return gettext(
+            "%(email)s is now %(role)s; their sessions have ended.", email=user.email, role=_role(user.role)
+        )
 
     return perform(change, url_for("portal.staff"))
 
@@ -111,7 +122,12 @@ def reset_staff_password(user_id: int) -> ResponseReturnValue:
     user = _staff_member(user_id)
     password = StaffService(db.session).reset_password(user)
     db.session.commit()
-    return _show_password("Password reset", user, password)
+    return _show_password(gettext("Password reset"), user, password)
+
+
+def _role(role: str) -> str:
+    """A role as a sentence names it: "agent", "agente"."""
+    return vocabulary_label(languages.ROLE_LABELS, role).lower()
 
 
 def _staff_member(user_id: int) -> StaffUser:
@@ -157,7 +173,7 @@ def teams() -> ResponseReturnValue:
 def add_team() -> ResponseReturnValue:
     def add() -> str:
         team = TeamsService(db.session).add(request.form.get("name", ""))
-        return f"Team {team.name} added."
+        return gettext("Team %(name)s added.", name=team.name)
 
     return perform(add, url_for("portal.teams"))
 
@@ -167,7 +183,7 @@ def add_team() -> ResponseReturnValue:
 def remove_team() -> ResponseReturnValue:
     def remove() -> str:
         TeamsService(db.session).remove(request.form.get("name", ""))
-        return "Team removed."
+        return gettext("Team removed.")
 
     return perform(remove, url_for("portal.teams"))
 
@@ -184,9 +200,9 @@ def team_member() -> ResponseReturnValue:
             raise ValidationError({"staff_id": "is not a staff member"})
         if form.get("action") == "remove":
             service.remove_member(form.get("team", ""), staff_id)
-            return "Removed from the team."
+            return gettext("Removed from the team.")
         service.add_member(form.get("team", ""), staff_id)
-        return "Added to the team."
+        return gettext("Added to the team.")
 
     return perform(change, url_for("portal.teams"))
 
@@ -198,7 +214,7 @@ def team_routes() -> ResponseReturnValue:
         service = TeamsService(db.session)
         for ticket_type in v.TICKET_TYPES:
             service.set_route(ticket_type, request.form.get(ticket_type) or None)
-        return "Routing saved."
+        return gettext("Routing saved.")
 
     return perform(save, url_for("portal.teams"))
 
@@ -223,7 +239,7 @@ def add_integration() -> ResponseReturnValue:
         )
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(error_text(exc), "error")
         return redirect(url_for("portal.integrations"))
     db.session.commit()
     return _shown_once(
@@ -240,6 +256,6 @@ def revoke_integration(integration_id: int) -> ResponseReturnValue:
 
     def revoke() -> str:
         IntegrationsService(db.session).revoke(integration.name)
-        return f"Integration {integration.name} revoked: its token no longer works."
+        return gettext("Integration %(name)s revoked: its token no longer works.", name=integration.name)
 
     return perform(revoke, url_for("portal.integrations"))

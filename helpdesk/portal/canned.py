@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 
 from helpdesk.errors import Forbidden, NotFound, ValidationError
 from helpdesk.extensions import db
@@ -81,7 +82,7 @@ def edit_canned(reply_id: int) -> ResponseReturnValue:
         db.session.rollback()
         return _edit_page(reply, form.get("title", ""), form.get("body", ""), exc.fields), 422
     db.session.commit()
-    flash("Canned reply saved.")
+    flash(gettext("Canned reply saved."))
     return redirect(_list_url(reply))
 
 
@@ -93,7 +94,7 @@ def delete_canned(reply_id: int) -> ResponseReturnValue:
     back, title = _list_url(reply), reply.title
     service.delete(reply_id, actor())
     db.session.commit()
-    flash(f"Canned reply {title!r} deleted.")
+    flash(gettext("Canned reply “%(title)s” deleted.", title=title))
     return redirect(back)
 
 
@@ -114,7 +115,7 @@ def _add(*, shared: bool) -> ResponseReturnValue:
         db.session.rollback()
         return _list_page(shared=shared, errors=exc.fields, form=form), 422
     db.session.commit()
-    flash("Canned reply added.")
+    flash(gettext("Canned reply added."))
     return redirect(url_for("portal.shared_canned" if shared else "portal.personal_canned"))
 
 

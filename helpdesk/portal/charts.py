@@ -7,6 +7,11 @@ inline (helpdesk/security.py): colours are classes of static/style.css, `tone-0`
 to `tone-7` by the series' place. The numbers are text too: a <title> per day
 (shown on hover) and a table folded under <details>, for screen readers and for
 anyone who wants the figures.
+
+Words and numbers are the reader's (`language`): the chart's own texts come from
+the catalogs, numbers and the days along the axis are formatted by Babel. The
+dates of the table and the hover titles are ISO 8601 (2026-03-02), which every
+language reads and which sort as they read.
 """
 
 from __future__ import annotations
@@ -16,7 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from babel.dates import format_skeleton
+from babel.numbers import format_compact_decimal, format_decimal
+from babel.units import format_unit
 from markupsafe import Markup
+
+from helpdesk.languages import N_, gettext_in
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"  # optional in HTML; makes each chart valid XML too
 WIDTH, HEIGHT = 720, 220
@@ -25,6 +35,13 @@ TONES = 8  # classes tone-0 … tone-7 in static/style.css; more series repeat t
 GRIDLINES = 4  # at most, above zero
 DAY_LABELS = 6  # at most, along the bottom
 FLOAT_NOISE = 1e-9  # 1.1 / 0.1 is 11.000000000000002, which must not round up to 12
+FIGURE = "#,##0.#"  # a figure in the table: whole, or with one decimal
+TICK = "#,##0.##"  # an axis label: a gridline's value has at most two decimals
+# The chart's own words (the caller translates the title and the series' labels).
+NO_DAYS = N_("No days to show.")
+DESCRIPTION = N_("%(series)s per day from %(first)s to %(last)s; the figures are in the table below.")
+FIGURES = N_("Figures")
+DAY = N_("Day")
 
 
 @dataclass(frozen=True)
@@ -45,11 +62,14 @@ def daily_chart(
     unit: str = "",
     stacked: bool = False,
     top: float | None = None,
+    language: str = "en",
 ) -> Markup:
     """A <figure> with the chart of `series` over `days` (oldest first), its legend
     and its table. `key` makes the element ids unique on the page; `unit` follows
-    every number ("%", "h"); `stacked` draws bars stacked per day instead of lines;
-    `top` fixes the scale (100 for percentages) instead of rounding up the highest.
+    every number: a symbol ("%") or a CLDR unit, which has a hyphen ("duration-hour":
+    "3 hr", "3 h"); `stacked` draws bars stacked per day instead of lines; `top`
+    fixes the scale (100 for percentages) instead of rounding up the highest;
+    `language` is the reader's (`title` and the labels come translated).
 
     Raises ValueError when a series has not one value per day.
     """
@@ -61,6 +81,7 @@ def daily_chart(
     whole = all(float(value).is_integer() for value in known)
     axis_top, step = _scale(top if top is not None else max(known, default=0), whole)
     plot = _Plot(len(days), axis_top)
+    words = _Words(unit, language)
     marks = _bars(plot, series) if stacked else _lines(plot, series)
     svg = Markup(
         '<svg xmlns="{ns}" class="chart-svg" viewBox="0 0 {w} {h}" role="img"'
@@ -73,15 +94,41 @@ def daily_chart(
         h=HEIGHT,
         k=key,
         title=title,
-        desc=_description(days, series),
-        grid=_grid(plot, step, unit),
-        labels=_day_labels(plot, days),
+        desc=_description(days, series, language),
+        grid=_grid(plot, step, words),
+        labels=_day_labels(plot, days, language),
         marks=marks,
-        hover=_hover(plot, days, series, unit),
+        hover=_hover(plot, days, series, words),
     )
     return Markup(
         '<figure class="chart" id="chart-{k}"><figcaption>{title}</figcaption>{svg}{legend}{table}</figure>'
-    ).format(k=key, title=title, svg=svg, legend=_legend(series), table=_table(days, series, unit))
+    ).format(k=key, title=title, svg=svg, legend=_legend(series), table=_table(days, series, words))
+
+
+@dataclass(frozen=True)
+class _Words:
+    """Numbers as the reader writes them, with the chart's unit."""
+
+    unit: str
+    language: str
+
+    def figure(self, value: float) -> str:
+        """A figure as the table and the hover titles show it: 1,234 or 66.7 (es: 1.234,
+        66,7), with the unit."""
+        return self._with_unit(value, FIGURE, format_decimal(value, FIGURE, locale=self.language))
+
+    def tick(self, value: float) -> str:
+        """An axis label, short enough for the margin: 1.5M, 500K (1,5 M, 500 mil)."""
+        short = format_compact_decimal(value, format_type="short", fraction_digits=2, locale=self.language)
+        return self._with_unit(value, TICK, short)
+
+    def text(self, value: float | None) -> str:
+        return "—" if value is None else self.figure(value)
+
+    def _with_unit(self, value: float, pattern: str, number: str) -> str:
+        if "-" in self.unit:
+            return format_unit(value, self.unit, length="short", format=pattern, locale=self.language)
+        return f"{number} {self.unit}" if self.unit else number
 
 
 @dataclass(frozen=True)
@@ -127,28 +174,7 @@ def _scale(highest: float, whole: bool) -> tuple[float, float]:
     return step * math.ceil(highest / step - FLOAT_NOISE), step
 
 
-def _number(value: float, unit: str) -> str:
-    """A figure as the table and the hover titles show it: 1,234 or 66.7, with the unit."""
-    text = f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
-    return f"{text} {unit}" if unit else text
-
-
-def _short(value: float, unit: str) -> str:
-    """An axis label, short enough for the margin: 1.5k, 2M."""
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            text = f"{value / size:.3g}{suffix}"
-            break
-    else:
-        text = f"{value:.3g}"
-    return f"{text} {unit}" if unit else text
-
-
-def _text(value: float | None, unit: str) -> str:
-    return "—" if value is None else _number(value, unit)
-
-
-def _grid(plot: _Plot, step: float, unit: str) -> Markup:
+def _grid(plot: _Plot, step: float, words: _Words) -> Markup:
     parts = []
     for n in range(round(plot.top / step) + 1):
         value = round(n * step, 9)
@@ -160,18 +186,19 @@ def _grid(plot: _Plot, step: float, unit: str) -> Markup:
         )
         parts.append(
             Markup('<text class="tick" x="{x}" y="{y}" text-anchor="end">{label}</text>').format(
-                x=LEFT - 6, y=round(y + 4, 1), label=_short(value, unit)
+                x=LEFT - 6, y=round(y + 4, 1), label=words.tick(value)
             )
         )
     return Markup('<g class="axis">{}</g>').format(Markup("").join(parts))
 
 
-def _day_labels(plot: _Plot, days: Sequence[date]) -> Markup:
-    """Some days along the bottom, counted back from the last so it is always named."""
+def _day_labels(plot: _Plot, days: Sequence[date], language: str) -> Markup:
+    """Some days along the bottom, counted back from the last so it is always named
+    ("Mar 2", "2 mar")."""
     every = max(1, math.ceil(len(days) / DAY_LABELS))
     parts = [
         Markup('<text class="tick" x="{x}" y="{y}" text-anchor="middle">{label}</text>').format(
-            x=round(plot.x(index), 1), y=HEIGHT - 6, label=f"{day:%b} {day.day}"
+            x=round(plot.x(index), 1), y=HEIGHT - 6, label=format_skeleton("MMMd", day, locale=language)
         )
         for index, day in enumerate(days)
         if (len(days) - 1 - index) % every == 0
@@ -237,7 +264,7 @@ def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
     return runs
 
 
-def _hover(plot: _Plot, days: Sequence[date], series: Sequence[Series], unit: str) -> Markup:
+def _hover(plot: _Plot, days: Sequence[date], series: Sequence[Series], words: _Words) -> Markup:
     """A transparent column per day, titled with that day's figures (a tooltip)."""
     parts = [
         Markup(
@@ -248,7 +275,7 @@ def _hover(plot: _Plot, days: Sequence[date], series: Sequence[Series], unit: st
             w=round(plot.slot, 2),
             h=HEIGHT - TOP - BOTTOM,
             text=" · ".join(
-                [day.isoformat(), *(f"{one.label} {_text(one.values[index], unit)}" for one in series)]
+                [day.isoformat(), *(f"{one.label} {words.text(one.values[index])}" for one in series)]
             ),
         )
         for index, day in enumerate(days)
@@ -256,11 +283,13 @@ def _hover(plot: _Plot, days: Sequence[date], series: Sequence[Series], unit: st
     return Markup('<g class="hover">{}</g>').format(Markup("").join(parts))
 
 
-def _description(days: Sequence[date], series: Sequence[Series]) -> str:
+def _description(days: Sequence[date], series: Sequence[Series], language: str) -> str:
     if not days:
-        return "No days to show."
+        return gettext_in(language, NO_DAYS)
     labels = ", ".join(one.label for one in series)
-    return f"{labels} per day from {days[0]} to {days[-1]}; the figures are in the table below."
+    return gettext_in(
+        language, DESCRIPTION, series=labels, first=days[0].isoformat(), last=days[-1].isoformat()
+    )
 
 
 def _legend(series: Sequence[Series]) -> Markup:
@@ -274,19 +303,24 @@ def _legend(series: Sequence[Series]) -> Markup:
     return Markup('<ul class="legend">{}</ul>').format(Markup("").join(items))
 
 
-def _table(days: Sequence[date], series: Sequence[Series], unit: str) -> Markup:
+def _table(days: Sequence[date], series: Sequence[Series], words: _Words) -> Markup:
     """The figures as a table, newest day first."""
     head = Markup("").join(Markup('<th scope="col">{}</th>').format(one.label) for one in series)
     rows = [
         Markup('<tr><th scope="row" class="nowrap">{day}</th>{cells}</tr>').format(
             day=days[index].isoformat(),
             cells=Markup("").join(
-                Markup("<td>{}</td>").format(_text(one.values[index], unit)) for one in series
+                Markup("<td>{}</td>").format(words.text(one.values[index])) for one in series
             ),
         )
         for index in reversed(range(len(days)))
     ]
     return Markup(
-        '<details><summary>Figures</summary><table class="compact">'
-        '<thead><tr><th scope="col">Day</th>{head}</tr></thead><tbody>{rows}</tbody></table></details>'
-    ).format(head=head, rows=Markup("").join(rows))
+        '<details><summary>{figures}</summary><table class="compact">'
+        '<thead><tr><th scope="col">{day}</th>{head}</tr></thead><tbody>{rows}</tbody></table></details>'
+    ).format(
+        figures=gettext_in(words.language, FIGURES),
+        day=gettext_in(words.language, DAY),
+        head=head,
+        rows=Markup("").join(rows),
+    )

@@ -1,21 +1,29 @@
 """The dashboard (counts by status and priority, SLA state, response times, the
-daily trends as charts) and the mail-flow page."""
+daily trends as charts) and the mail-flow page. Figures are formatted by Babel in
+the reader's language ("3.5 hr", "3,5 h"; "66.7%", "66,7 %")."""
 
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
+from babel import Locale
+from babel.numbers import format_decimal, format_percent
+from babel.units import format_unit
 from flask import current_app, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, pgettext
 from markupsafe import Markup
 from sqlalchemy import and_
 
+from helpdesk import languages
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
 from helpdesk.portal import bp
 from helpdesk.portal.charts import Series, daily_chart
 from helpdesk.portal.session import actor, login_required
+from helpdesk.portal.wording import vocabulary_label
 from helpdesk.services import visibility
 from helpdesk.services.mailflow import mail_flow
 from helpdesk.services.stats import ticket_stats
@@ -23,8 +31,14 @@ from helpdesk.services.trends import Trends, daily_trends
 from helpdesk.vocabulary import CHANNELS, INBOUND_OUTCOMES
 
 PERIODS = (30, 90)  # days the charts can cover; the first is the default
-# Durations in the largest unit that keeps them readable: (below, seconds per unit, name).
-DURATION_UNITS = ((3600, 60, "min"), (172800, 3600, "h"), (math.inf, 86400, "days"))
+# Durations in the largest unit that keeps them readable: (below, seconds per unit,
+# the CLDR unit Babel names it by).
+DURATION_UNITS = (
+    (3600, 60, "duration-minute"),
+    (172800, 3600, "duration-hour"),
+    (math.inf, 86400, "duration-day"),
+)
+FIGURE = "#,##0.#"  # whole, or with one decimal
 
 
 @bp.get("/dashboard")
@@ -56,69 +70,100 @@ def dashboard() -> ResponseReturnValue:
 
 
 def _charts(trends: Trends) -> list[Markup]:
-    """The dashboard's charts, in order (docs/web.md, "Dashboard")."""
+    """The dashboard's charts, in order (docs/web.md, "Dashboard"), in the reader's language."""
     medians = trends.median_first_response_seconds
     size, name = duration_unit(max((m for m in medians if m is not None), default=0))
+    language = languages.current_language()
     return [
         daily_chart(
             "created",
-            "Tickets created per day, by channel",
+            gettext("Tickets created per day, by channel"),
             trends.days,
-            [Series(channel, values) for channel, values in trends.created.items()],
+            [
+                Series(vocabulary_label(languages.CHANNEL_LABELS, channel), values)
+                for channel, values in trends.created.items()
+            ],
             stacked=True,
+            language=language,
         ),
         daily_chart(
             "flow",
-            "Created and resolved per day",
+            gettext("Created and resolved per day"),
             trends.days,
-            [Series("Created", trends.created_total), Series("Resolved", trends.resolved)],
+            [
+                Series(pgettext("tickets", "Created"), trends.created_total),
+                Series(pgettext("tickets", "Resolved"), trends.resolved),
+            ],
+            language=language,
         ),
         daily_chart(
             "backlog",
-            "Open backlog at the end of each day",
+            gettext("Open backlog at the end of each day"),
             trends.days,
-            [Series("Open", trends.backlog)],
+            [Series(pgettext("tickets", "Open"), trends.backlog)],
+            language=language,
         ),
         daily_chart(
             "sla",
-            "SLA met per day, of the targets decided that day",
+            gettext("SLA met per day, of the targets decided that day"),
             trends.days,
             [
-                Series("First response", trends.first_response_met_percent),
-                Series("Resolution", trends.resolution_met_percent),
+                Series(gettext("First response"), trends.first_response_met_percent),
+                Series(gettext("Resolution"), trends.resolution_met_percent),
             ],
             unit="%",
             top=100,
+            language=language,
         ),
         daily_chart(
             "first-response",
-            "Median first response per day",
+            gettext("Median first response per day"),
             trends.days,
-            [Series("Median", [None if m is None else m / size for m in medians])],
+            [Series(gettext("Median"), [None if m is None else m / size for m in medians])],
             unit=name,
+            language=language,
         ),
         daily_chart(
             "satisfaction",
-            "Customer satisfaction per day (average rating, 1-5)",
+            gettext("Customer satisfaction per day (average rating, 1-5)"),
             trends.days,
-            [Series("Average rating", trends.satisfaction_average)],
+            [Series(gettext("Average rating"), trends.satisfaction_average)],
             top=5,
+            language=language,
         ),
     ]
 
 
 def duration_unit(seconds: float) -> tuple[int, str]:
-    """The unit `seconds` reads best in: seconds per unit and its name."""
+    """The unit `seconds` reads best in: seconds per unit and its CLDR name."""
     return next((size, name) for below, size, name in DURATION_UNITS if seconds < below)
 
 
 @bp.app_template_filter("duration")
 def duration(seconds: float | None) -> str:
-    """12600 → "3.5 h"; None (nothing measured yet) → "—"."""
+    """12600 → "3.5 hr" ("3,5 h"); None (nothing measured yet) → "—"."""
     if seconds is None:
         return "—"
     size, name = duration_unit(seconds)
-    return f"{round(seconds / size, 1)} {name}"
+    return format_unit(
+        round(seconds / size, 1), name, length="short", format=FIGURE, locale=languages.current_language()
+    )
+
+
+@bp.app_template_filter("percent")
+def percent(value: float | None) -> str:
+    """66.67 → "66.7%" ("66,7 %"): the locale's percent, with one decimal when there is one."""
+    if value is None:
+        return "—"
+    locale = Locale.parse(languages.current_language())
+    pattern = str(locale.percent_formats[None].pattern).replace("#,##0", FIGURE, 1)
+    return format_percent(Decimal(str(round(value, 1))) / 100, pattern, locale=locale)
+
+
+@bp.app_template_filter("figure")
+def figure(value: float | None, pattern: str = FIGURE) -> str:
+    """4.5 → "4.5" ("4,5"), in a Babel number `pattern`; None → "—"."""
+    return "—" if value is None else format_decimal(value, pattern, locale=languages.current_language())
 
 
 @bp.get("/mail")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from flask import abort, current_app, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 
-from helpdesk import vocabulary as v
+from helpdesk import languages
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.inbound import quarantine as review
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
+from helpdesk.portal.wording import vocabulary_label
 
 
 @bp.get("/quarantine")
@@ -28,9 +30,7 @@ def quarantine_item(item_id: int) -> ResponseReturnValue:
     except NotFound:
         abort(404)
     raw = item.inbound_mail.raw.decode("utf-8", "replace")
-    return render_template(
-        "portal/quarantine_item.html", nav="quarantine", item=item, raw=raw, sender_sources=v.SENDER_SOURCES
-    )
+    return render_template("portal/quarantine_item.html", nav="quarantine", item=item, raw=raw)
 
 
 @bp.post("/quarantine/<int(max=2147483647):item_id>/<decision>")
@@ -46,8 +46,14 @@ def decide(item_id: int, decision: str) -> ResponseReturnValue:
     def decide_item() -> str:
         if decision == "approve":
             result = review.approve(db.session, item_id, actor(), current_app.config)
-            return f"Approved: {result.outcome.value} {result.ticket_number or ''}".strip()
+            number = result.ticket_number or ""
+            if result.outcome.value == "created":
+                return gettext("Approved: created %(number)s", number=number)
+            if result.outcome.value == "appended":
+                return gettext("Approved: added to %(number)s", number=number)
+            outcome = vocabulary_label(languages.INBOUND_OUTCOME_LABELS, result.outcome.value)
+            return gettext("Approved: %(outcome)s", outcome=outcome)
         review.reject(db.session, item_id, actor(), spam=decision == "spam")
-        return "Marked as spam." if decision == "spam" else "Rejected."
+        return gettext("Marked as spam.") if decision == "spam" else gettext("Rejected.")
 
     return perform(decide_item, url_for("portal.quarantine"))

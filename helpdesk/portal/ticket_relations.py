@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
@@ -15,6 +16,7 @@ from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required, safe_next
 from helpdesk.portal.tickets import _page, _service, _ticket_or_404
+from helpdesk.portal.wording import refusal
 from helpdesk.services import bulk, links, tags
 
 
@@ -30,7 +32,7 @@ def set_tags(number: str) -> ResponseReturnValue:
 
     def save() -> str:
         tags.set_tags(db.session, record, request.form.get("tags", ""), actor())
-        return "Tags saved."
+        return gettext("Tags saved.")
 
     return perform(save, _page(record))
 
@@ -45,9 +47,9 @@ def link(number: str) -> ResponseReturnValue:
         other = _other(form.get("ticket", ""))
         if form.get("action") == "remove":
             links.unlink(db.session, record, other, actor(), current_app.config)
-            return "Link removed."
+            return gettext("Link removed.")
         links.link(db.session, record, other, actor(), current_app.config)
-        return "Linked."
+        return gettext("Linked.")
 
     return perform(change, _page(record))
 
@@ -73,10 +75,20 @@ def bulk_action() -> ResponseReturnValue:
             tag_names=form.get("tags", ""),
         )
         if result.refused and not result.done:
-            raise Conflict(result.summary())
-        return result.summary()
+            raise Conflict(_summary(result))
+        return _summary(result)
 
     return perform(apply, back)
+
+
+def _summary(result: bulk.BulkResult) -> str:
+    """BulkResult.summary in the reader's language: what changed, what was refused and why."""
+    done = len(result.done)
+    text = ngettext("%(num)d ticket changed.", "%(num)d tickets changed.", done)
+    if result.refused:
+        refused = "; ".join(f"{number}: {refusal(why)}" for number, why in result.refused)
+        text += " " + gettext("Refused: %(tickets)s", tickets=refused)
+    return text
 
 
 @bp.post("/tickets/<number>/merge")
@@ -90,6 +102,6 @@ def merge(number: str) -> ResponseReturnValue:
         survivor = _service().merge(
             record, _other(form.get("into", "")), actor=actor(), reason=form.get("reason", "")
         )
-        return f"Merged into {_service().display_number(survivor)}."
+        return gettext("Merged into %(number)s.", number=_service().display_number(survivor))
 
     return perform(merge_it, _page(record))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from babel.units import format_unit
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from sqlalchemy import select
 
+from config import LANGUAGES
 from helpdesk import languages, lifecycle, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
@@ -15,24 +18,26 @@ from helpdesk.errors import DomainError, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inputs import positive_int
+from helpdesk.languages import N_
 from helpdesk.models import Attachment, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.canned import reply_box
 from helpdesk.portal.session import actor, login_required
+from helpdesk.portal.wording import error_text, vocabulary_label
 from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, uploads, visibility
 from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS
 from helpdesk.services.teams import TeamsService
 
 SORTS = {
-    "-updated_at": "Recently updated",
-    "-created_at": "Newest",
-    "created_at": "Oldest",
-    "-priority": "Priority",
-    "-number": "Number (high → low)",
-    "subject": "Subject",
+    "-updated_at": N_("Recently updated"),
+    "-created_at": N_("Newest"),
+    "created_at": N_("Oldest"),
+    "-priority": N_("Priority"),
+    "-number": N_("Number (high → low)"),
+    "subject": N_("Subject"),
 }
 
 
@@ -72,6 +77,19 @@ def sla_state_filter(ticket: Ticket) -> str:
 @bp.app_template_filter("words")
 def words_filter(value: str) -> str:
     return (value or "").replace("_", " ")
+
+
+FILE_SIZES = (("digital-gigabyte", 10**9), ("digital-megabyte", 10**6), ("digital-kilobyte", 10**3))
+
+
+@bp.app_template_filter("file_size")
+def file_size_filter(size: int) -> str:
+    """1_500_000 → "1.5 MB" ("1,5 MB"); under a kilobyte, "512 bytes"."""
+    language = languages.current_language()
+    for unit, scale in FILE_SIZES:
+        if size >= scale:
+            return format_unit(size / scale, unit, length="short", format="#,##0.#", locale=language)
+    return format_unit(size, "digital-byte", length="long", locale=language)
 
 
 QUEUE_PARAMETERS = (*CHOICE_FILTERS, "assignee", "team", "tag", "q", "sla", "sort")
@@ -149,7 +167,7 @@ def new_ticket() -> ResponseReturnValue:
             db.session.rollback()
             errors = exc.fields
         else:
-            flash(f"Opened {_number(ticket)}.")
+            flash(gettext("Opened %(number)s.", number=_number(ticket)))
             return redirect(url_for("portal.ticket", number=_number(ticket)))
     return render_template(
         "portal/new_ticket.html",
@@ -185,6 +203,8 @@ def _ticket_page(record: Ticket, box: dict[str, Any]) -> str:
         sla_state=sla.state(record, now()),
         share_text=share_text(record, current_app.config),
         share_language=languages.of_contact(record.requester, current_app.config),
+        customer_language=record.language or languages.of_contact(record.requester, current_app.config),
+        languages=LANGUAGES,
         related=links.related(db.session, record),
         **box,
     )
@@ -208,9 +228,9 @@ def reply(number: str) -> ResponseReturnValue:
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(error_text(exc), "error")
         return _ticket_page(record, reply_box(record, body)), 422
-    flash("Note added." if internal else "Reply sent.")
+    flash(gettext("Note added.") if internal else gettext("Reply sent."))
     return redirect(_page(record))
 
 
@@ -222,7 +242,8 @@ def change_status(number: str) -> ResponseReturnValue:
 
     def move() -> str:
         _service().change_status(record, target, actor=actor(), reason=request.form.get("reason", "")[:2000])
-        return f"Status is now {target.replace('_', ' ')}."
+        status = vocabulary_label(languages.STAFF_STATUS_LABELS, target).lower()
+        return gettext("Status is now %(status)s.", status=status)
 
     return perform(move, _page(record))
 
@@ -237,9 +258,25 @@ def escalate(number: str) -> ResponseReturnValue:
 
     def raise_level() -> str:
         _service().escalate(record, level, actor=actor(), reason=form.get("reason", ""), assignee_id=assignee)
-        return f"Escalated to {level}."
+        return gettext("Escalated to %(level)s.", level=level)
 
     return perform(raise_level, _page(record))
+
+
+@bp.post("/tickets/<number>/language")
+@login_required()
+def set_language(number: str) -> ResponseReturnValue:
+    """The customer's language, set by staff (TicketsService.set_language)."""
+    record = _ticket_or_404(number)
+    language = request.form.get("language", "")[:20]
+
+    def save() -> str:
+        _service().set_language(record, language, actor=actor())
+        return gettext(
+            "The customer's language is now %(language)s.", language=languages.LANGUAGE_NAMES[language]
+        )
+
+    return perform(save, _page(record))
 
 
 @bp.post("/tickets/<number>/update")
@@ -261,7 +298,7 @@ def update(number: str) -> ResponseReturnValue:
 
     def save() -> str:
         _service().update(record, actor=actor(), **changes)
-        return "Saved."
+        return gettext("Saved.")
 
     return perform(save, _page(record))
 

@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 
 from helpdesk import numbering
 from helpdesk import vocabulary as v
-from helpdesk.clock import describe, iso, now
+from helpdesk.clock import iso, now
 from helpdesk.errors import DomainError
 from helpdesk.inputs import unstorable
+from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts, customer_limits, satisfaction
 from helpdesk.services.actors import Actor
@@ -109,22 +110,13 @@ TOOLS: list[dict[str, Any]] = [
 INVALID_ARGUMENTS = "Invalid arguments format"
 TOO_MANY = "Too many tickets created. Please try again later."
 
-# What the customer reads when a call fails, in the languages there are.
+# What the customer reads when a call fails (in their language: the catalogs).
 _USER_MESSAGES = {
-    "en": {
-        "invalid": "Sorry, I could not understand that request. Could you rephrase it?",
-        "unknown": "Sorry, I cannot do that yet.",
-        "not_found": "The requested ticket was not found.",
-        "too_many": "You have opened many tickets recently. Please try again later.",
-        "refused": "Sorry, that could not be done: {reason}",
-    },
-    "es": {
-        "invalid": "Lo siento, no pude entender la solicitud. ¿Podrías reformularla?",
-        "unknown": "Lo siento, todavía no puedo hacer eso.",
-        "not_found": "No se encontró el ticket solicitado.",
-        "too_many": "Has abierto muchos tickets recientemente. Por favor, inténtalo más tarde.",
-        "refused": "Lo siento, no se pudo hacer: {reason}",
-    },
+    "invalid": N_("Sorry, I could not understand that request. Could you rephrase it?"),
+    "unknown": N_("Sorry, I cannot do that yet."),
+    "not_found": N_("The requested ticket was not found."),
+    "too_many": N_("You have opened many tickets recently. Please try again later."),
+    "refused": N_("Sorry, that could not be done: %(reason)s"),
 }
 
 _VALIDATORS = {
@@ -137,7 +129,7 @@ class Customer:
     """Who the integration acts for in this request."""
 
     contact: Contact
-    language: str  # one of the languages there are user messages in
+    language: str  # one of the languages the product speaks
 
     @property
     def actor(self) -> Actor:
@@ -186,11 +178,14 @@ class AssistantService:
             return self._failed(customer, failure)
         except DomainError as exc:  # the service refused (a cancelled ticket, a closed one…)
             self.session.rollback()
-            return self._failed(customer, Failure(str(exc), "refused", reason=str(exc)))
+            # `error` as the API gives it; the customer reads the reason in their
+            # language where the catalogs have it (the rating rules' do).
+            reason = gettext_in(customer.language, str(exc)) if str(exc) else ""
+            return self._failed(customer, Failure(str(exc), "refused", reason=reason))
 
     def _failed(self, customer: Customer, failure: Failure) -> dict[str, Any]:
-        template = _USER_MESSAGES[customer.language][failure.message]
-        return {"success": False, "error": failure.error, "userMessage": template.format(**failure.values)}
+        message = gettext_in(customer.language, _USER_MESSAGES[failure.message], **failure.values)
+        return {"success": False, "error": failure.error, "userMessage": message}
 
     # -- the tools ----------------------------------------------------------------
 
@@ -233,7 +228,7 @@ class AssistantService:
             "createdAt": iso(ticket.created_at),
             "updatedAt": iso(ticket.updated_at),
             "assignedAgent": {"name": agent.name, "email": agent.email} if agent is not None else None,
-            "sla": _sla(ticket),
+            "sla": _sla(ticket, customer.language),
         }
 
     def _list(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
@@ -310,9 +305,10 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
     return parsed
 
 
-def _sla(ticket: Ticket) -> dict[str, Any] | None:
-    """`timeRemaining` until the resolution target, in words ("3 hours"), "overdue",
-    or None once resolved; None without targets (a cancelled ticket)."""
+def _sla(ticket: Ticket, language: str) -> dict[str, Any] | None:
+    """`timeRemaining` until the resolution target, in words in the customer's
+    language, rounded ("3 hours", "1 día"), "overdue" (a fixed value the model can
+    test for), or None once resolved; None without targets (a cancelled ticket)."""
     if ticket.resolution_due_at is None:
         return None
     first_met = None if ticket.first_response_breached is None else not ticket.first_response_breached
@@ -320,7 +316,7 @@ def _sla(ticket: Ticket) -> dict[str, Any] | None:
     if ticket.resolved_at is not None:
         left = None
     else:
-        left = describe(remaining) if remaining.total_seconds() > 0 else "overdue"
+        left = format_remaining(remaining, language) if remaining.total_seconds() > 0 else "overdue"
     return {
         "firstResponseMet": first_met,
         "resolutionTarget": iso(ticket.resolution_due_at),

@@ -17,34 +17,23 @@ from sqlalchemy.orm import Session
 
 from helpdesk import addresses, languages, numbering
 from helpdesk.clock import iso
+from helpdesk.languages import N_, gettext_in
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts
 
 MAX_CARDS = 10  # numbers answered from one message
 SUBJECT_FROM_TRANSCRIPT = 80  # characters of the first line, when no subject is given
 
-# One sentence per status, as the customer reads it.
+# One sentence per status, as the customer reads it (in their language: the catalogs).
 STATUS_SENTENCES = {
-    "en": {
-        "new": "We have received your ticket and an agent will pick it up soon.",
-        "open": "An agent has seen your ticket.",
-        "in_progress": "An agent is working on your ticket.",
-        "pending_customer": "We are waiting for your answer to continue.",
-        "resolved": "We consider your ticket solved; reply if it is not.",
-        "closed": "Your ticket is closed.",
-        "reopened": "Your ticket was reopened and is back with an agent.",
-        "cancelled": "Your ticket was cancelled.",
-    },
-    "es": {
-        "new": "Recibimos tu ticket y un agente lo atenderá pronto.",
-        "open": "Un agente ya vio tu ticket.",
-        "in_progress": "Un agente está trabajando en tu ticket.",
-        "pending_customer": "Esperamos tu respuesta para continuar.",
-        "resolved": "Consideramos resuelto tu ticket; responde si no es así.",
-        "closed": "Tu ticket está cerrado.",
-        "reopened": "Tu ticket fue reabierto y volvió con un agente.",
-        "cancelled": "Tu ticket fue cancelado.",
-    },
+    "new": N_("We have received your ticket and an agent will pick it up soon."),
+    "open": N_("An agent has seen your ticket."),
+    "in_progress": N_("An agent is working on your ticket."),
+    "pending_customer": N_("We are waiting for your answer to continue."),
+    "resolved": N_("We consider your ticket solved; reply if it is not."),
+    "closed": N_("Your ticket is closed."),
+    "reopened": N_("Your ticket was reopened and is back with an agent."),
+    "cancelled": N_("Your ticket was cancelled."),
 }
 
 # The share text's words; the follow-up lines say how to reach this ticket again:
@@ -52,30 +41,20 @@ STATUS_SENTENCES = {
 # phone-only stand-in) mail with the number in the subject, which threads it
 # (docs/mail-gateway.md), and the tracker, which asks for number and address.
 SHARE_TEXTS = {
-    "en": {
-        "reference": "Reference",
-        "title": "Title",
-        "status": "Status",
-        "priority": "Priority",
-        "category": "Category",
-        "requester": "Requester",
-        "quote": "Quote {number} whenever you contact us about this ticket.",
-        "mail": "To add anything, reply to our email or write to {support} with {number} in the subject.",
-        "track": "Follow it at {track_url} with the reference and your email address.",
-    },
-    "es": {
-        "reference": "Referencia",
-        "title": "Título",
-        "status": "Estado",
-        "priority": "Prioridad",
-        "category": "Categoría",
-        "requester": "Solicitante",
-        "quote": "Menciona {number} siempre que nos contactes sobre este ticket.",
-        "mail": "Para añadir algo, responde a nuestro correo o escribe a {support} "
-        "con {number} en el asunto.",
-        "track": "Consulta su avance en {track_url} con la referencia y tu correo electrónico.",
-    },
+    "reference": N_("Reference"),
+    "title": N_("Title"),
+    "status": N_("Status"),
+    "priority": N_("Priority"),
+    "category": N_("Category"),
+    "requester": N_("Requester"),
+    "quote": N_("Quote %(number)s whenever you contact us about this ticket."),
+    "mail": N_("To add anything, reply to our email or write to %(support)s with %(number)s in the subject."),
+    "track": N_("Follow it at %(track_url)s with the reference and your email address."),
 }
+
+
+def status_sentence(status: str, language: str) -> str:
+    return gettext_in(language, STATUS_SENTENCES[status])
 
 
 def subject_of(transcript: str) -> str:
@@ -95,7 +74,7 @@ def card(ticket: Ticket, language: str, config: Mapping[str, Any]) -> dict[str, 
         "category": ticket.category,
         "created_at": iso(ticket.created_at),
         "updated_at": iso(ticket.updated_at),
-        "sentence": STATUS_SENTENCES[language][ticket.status],
+        "sentence": status_sentence(ticket.status, language),
     }
 
 
@@ -124,23 +103,29 @@ def share_text(ticket: Ticket, config: Mapping[str, Any]) -> str:
     """
     requester = ticket.requester
     language = languages.of_contact(requester, config)
-    words = SHARE_TEXTS[language]
     number = numbering.display_number(ticket.number, config)
+
+    def words(key: str, **values: str) -> str:
+        return gettext_in(language, SHARE_TEXTS[key], **values)
+
+    def field(key: str, value: str) -> str:
+        return f"{words(key)}: {value}"
+
     lines = [
-        STATUS_SENTENCES[language][ticket.status],
+        status_sentence(ticket.status, language),
         "",
-        f"{words['reference']}: {number}",
-        f"{words['title']}: {addresses.display_name(ticket.subject)}",
-        f"{words['status']}: {languages.STATUS_LABELS[language][ticket.status]}",
-        f"{words['priority']}: {languages.PRIORITY_LABELS[language][ticket.priority]}",
-        f"{words['category']}: {languages.CATEGORY_LABELS[language][ticket.category]}",
-        f"{words['requester']}: {_requester(requester)}",
+        field("reference", number),
+        field("title", addresses.display_name(ticket.subject)),
+        field("status", languages.label(languages.STATUS_LABELS[ticket.status], language)),
+        field("priority", languages.label(languages.PRIORITY_LABELS[ticket.priority], language)),
+        field("category", languages.label(languages.CATEGORY_LABELS[ticket.category], language)),
+        field("requester", _requester(requester)),
         "",
-        words["quote"].format(number=number),
+        words("quote", number=number),
     ]
     if not addresses.is_reserved_invalid(requester.email):
-        lines.append(words["mail"].format(support=config["SUPPORT_ADDRESSES"][0], number=number))
-        lines.append(words["track"].format(track_url=f"{config['PORTAL_URL']}/track"))
+        lines.append(words("mail", support=config["SUPPORT_ADDRESSES"][0], number=number))
+        lines.append(words("track", track_url=f"{config['PORTAL_URL']}/track"))
     return "\n".join(lines)
 
 

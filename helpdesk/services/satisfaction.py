@@ -23,11 +23,16 @@ from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.inputs import unstorable
+from helpdesk.languages import N_
 from helpdesk.models import SatisfactionRating, StaffUser, Ticket
 
 RATINGS = (1, 2, 3, 4, 5)
 MAX_COMMENT = 2000
 RATEABLE = ("resolved", "closed")
+# Why a rating is refused; English for the API, marked for the tracker and the
+# assistant, which show them in the customer's language.
+CLOSED_AND_RATED = N_("This ticket is closed; its rating can no longer be changed.")
+NOT_RESOLVED = N_("A ticket can be rated once it is resolved.")
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,8 @@ def rate(session: Session, ticket: Ticket, rating: object, comment: object, via:
     existing = rating_of(session, ticket)
     if not may_rate(ticket, existing):
         if ticket.status == "closed":
-            raise Conflict("This ticket is closed; its rating can no longer be changed.")
-        raise Conflict("A ticket can be rated once it is resolved.")
+            raise Conflict(CLOSED_AND_RATED)
+        raise Conflict(NOT_RESOLVED)
     moment = now()
     if existing is None:
         existing = SatisfactionRating(ticket_id=ticket.id, created_at=moment)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from config import LANGUAGES
 from helpdesk import addresses, lifecycle, numbering, service_fields, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
@@ -191,7 +192,7 @@ class TicketsService:
         if assignee_id is not None:
             self._check_assignee(assignee_id, errors)
         service = dict(
-            ticket_type=service_fields.ticket_type(ticket_type or "general_inquiry", errors),
+            ticket_type=service_fields.ticket_type(ticket_type or v.DEFAULT_TICKET_TYPE, errors),
             service_address=service_fields.service_address(service_address, errors),
             affected_services=service_fields.affected_services(affected_services, errors),
             device_serials=service_fields.device_serials(device_serials, errors),
@@ -553,6 +554,23 @@ class TicketsService:
         source.updated_at = target.updated_at = moment
         self.session.flush()
         return target
+
+    def set_language(self, ticket: Ticket, language: object, *, actor: Actor) -> Ticket:
+        """The language staff say the customer reads (docs/languages.md): the ticket's
+        mail thread goes on in it, and so does whatever else is written to the
+        requester (their contact's). The ticket's history records the change."""
+        if not isinstance(language, str) or language not in LANGUAGES:
+            raise ValidationError({"language": f"must be one of {', '.join(LANGUAGES)}"})
+        requester = ticket.requester
+        if language == ticket.language and language == requester.language:
+            return ticket
+        if language != ticket.language:
+            history.record(self.session, ticket.id, "language", ticket.language or None, language, actor)
+            ticket.language = language
+            ticket.updated_at = now()
+        requester.language = language
+        self.session.flush()
+        return ticket
 
     def assign(self, ticket: Ticket, assignee_id: int | None, *, actor: Actor) -> Ticket:
         return self.update(ticket, actor=actor, assignee_id=assignee_id)

@@ -6,6 +6,9 @@ work (one statement reads who may look, whether or not the number exists; the
 address is always compared), so neither the answer nor its timing tells them apart.
 The view holds what the customer already knows or is owed: no internal notes, no
 e-mail address of staff or of other participants, no reasons.
+
+Texts here are English (the API answers in English) and marked with `N_`: the
+tracker shows them in the reader's language (docs/languages.md).
 """
 
 from __future__ import annotations
@@ -16,16 +19,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, union_all
+from sqlalchemy import bindparam, select, union_all, update
 from sqlalchemy.orm import Session
 
+from config import LANGUAGES
 from helpdesk import addresses, numbering
 from helpdesk.errors import NotFound
+from helpdesk.languages import N_
 from helpdesk.models import Contact, Message, Participant, Ticket
 from helpdesk.services import satisfaction
 from helpdesk.services.tickets import survivor
 
-NOT_FOUND = "No ticket matches this number and email address."
+NOT_FOUND = N_("No ticket matches this number and email address.")
+# Who wrote a reply when no name is known (`PublicReply.author`).
+SUPPORT = N_("Support")
+CUSTOMER = N_("Customer")
+UNNAMED_AUTHORS = (SUPPORT, CUSTOMER)
 
 
 @dataclass(frozen=True)
@@ -139,5 +148,16 @@ def _author(message: Message, cc_names: Mapping[str, str]) -> str:
         return message.author_staff.name
     contact = message.author_contact
     if contact is None:
-        return "Support"
-    return contact.name or cc_names.get(contact.email) or "Customer"
+        return SUPPORT
+    return contact.name or cc_names.get(contact.email) or CUSTOMER
+
+
+def set_language(session: Session, address: str, language: str) -> None:
+    """A customer chose the language they read (the tracker's switch, SPEC §13):
+    their contact's from now on, for mail of tickets that have no language yet, chat
+    and assistant answers. Someone who is only a CC participant has no contact to
+    keep it on; a language the product does not speak changes nothing."""
+    if language in LANGUAGES:
+        session.execute(
+            update(Contact).where(Contact.email == addresses.normalize(address)).values(language=language)
+        )

@@ -35,8 +35,6 @@ from helpdesk.services.tickets import TicketsService
 PRIORITIES = ("low", "normal", "high", "urgent")
 _STORED_PRIORITY = {name: v.PRIORITY_ALIASES.get(name, name) for name in PRIORITIES}
 _WORKFLOW_PRIORITY = {stored: name for name, stored in _STORED_PRIORITY.items()}
-# What a ticket without a type is (TicketsService gives mail and chat tickets the same).
-DEFAULT_TYPE = "general_inquiry"
 # TicketsService's field names for what the workflow calls otherwise, so a refusal
 # names the field the workflow sent.
 _FIELD_NAMES = {"subject": "title", "requester_email": "customer_email", "team": "assigned_team"}
@@ -73,7 +71,7 @@ def open_workflow_ticket(
     stored_priority = _STORED_PRIORITY.get(priority or "normal")
     if stored_priority is None:
         errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
-    kind = service_fields.ticket_type(ticket_type or DEFAULT_TYPE, errors)
+    kind = service_fields.ticket_type(ticket_type or v.DEFAULT_TICKET_TYPE, errors)
     team = _team(session, assigned_team, errors) if assigned_team else None
     contact = _customer(session, customer_id, customer_email or None, errors)
     if errors:

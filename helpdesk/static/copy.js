@@ -1,6 +1,7 @@
 /* Copy buttons (docs/web.md, "Ticket page"): <button data-copy="ID" hidden> copies
    the value of the field with that id, and says how it went in the element with
-   data-copy-status="ID".
+   data-copy-status="ID", in the words the server wrote there in the reader's language
+   (its data-copied and data-copy-failed attributes): no text of its own.
 
    Progressive enhancement: the text is on the page without this script, which only
    shows the buttons and gives them their action. It is a file of our own origin
@@ -40,7 +41,7 @@
     button.addEventListener("click", async function () {
       const copied = await copy(field);
       if (status) {
-        status.textContent = copied ? "Copied." : "Press Ctrl+C to copy the selected text.";
+        status.textContent = (copied ? status.dataset.copied : status.dataset.copyFailed) || "";
       }
     });
   }

@@ -1,18 +1,61 @@
+"""The tracker's pages: the lookup form, the status and rating links of customer
+mail, and the language switch (docs/web.md, docs/languages.md).
+
+A visitor reads the language they chose with the switch (kept in the session),
+else on a mail's link the ticket's language (the mail's), else their browser's
+`Accept-Language`, else `DEFAULT_LANGUAGE`; times in `BUSINESS_TIMEZONE`. A
+customer who switches while looking at their ticket (a link, or after a lookup)
+also sets their contact's language; the ticket's stays, so its mail thread keeps
+one language.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
+from flask_babel import format_number, gettext
 
-from helpdesk import customer_links
+from config import LANGUAGES
+from helpdesk import customer_links, languages, numbering
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
+from helpdesk.models import Ticket
 from helpdesk.services import satisfaction, tracking
 from helpdesk.tracker import bp
 from helpdesk.tracker.limits import limit_per_ip, limit_per_ticket
+
+CHOSEN = "tracker_language"  # the session key of the switch's choice
+_PAGES = {"status": "tracker.status_link", "rating": "tracker.rating_form"}
+
+
+@bp.before_request
+def _language() -> None:
+    languages.use(session.get(CHOSEN))
+
+
+@bp.context_processor
+def _words() -> dict[str, Any]:
+    return {
+        "STATUS_LABELS": languages.STATUS_LABELS,
+        "PRIORITY_LABELS": languages.PRIORITY_LABELS,
+        "CATEGORY_LABELS": languages.CATEGORY_LABELS,
+        "author_of": _author_of,
+        "example_number": numbering.display_number(78, current_app.config),
+    }
 
 
 @bp.get("/track")
@@ -32,10 +75,12 @@ def lookup() -> ResponseReturnValue:
     except NotFound as exc:
         shown = number[: tracking.MAX_NUMBER_TEXT]
         return render_template(
-            "tracker/track.html", view=None, error=str(exc), number=shown, email=email
+            "tracker/track.html", view=None, error=languages.label(str(exc)), number=shown, email=email
         ), 404
     view = tracking.customer_view(db.session, ticket, cfg)
-    return render_template("tracker/track.html", view=view, error=None, number=number, email=email)
+    # The visitor just proved they may read it: the switch on this page may set their language.
+    link = ("status", customer_links.token(cfg, "status", ticket.id, email))
+    return render_template("tracker/track.html", view=view, error=None, number=number, email=email, link=link)
 
 
 @bp.get("/track/<token>")
@@ -44,6 +89,7 @@ def status_link(token: str) -> ResponseReturnValue:
     cfg = current_app.config
     opened = _open(cfg, "status", token)
     ticket = opened.ticket
+    _read_as_mailed(ticket)
     existing = satisfaction.rating_of(db.session, ticket)
     rating_url = (
         url_for("tracker.rating_form", token=opened.token(cfg, "rating"))
@@ -52,7 +98,13 @@ def status_link(token: str) -> ResponseReturnValue:
     )
     view = tracking.customer_view(db.session, ticket, cfg)
     return render_template(
-        "tracker/track.html", view=view, error=None, number="", email="", rating_url=rating_url
+        "tracker/track.html",
+        view=view,
+        error=None,
+        number="",
+        email="",
+        rating_url=rating_url,
+        link=("status", token),
     )
 
 
@@ -62,11 +114,12 @@ def rating_form(token: str) -> ResponseReturnValue:
     scanners open every link in a mail, so only the form's POST rates."""
     cfg = current_app.config
     opened = _open(cfg, "rating", token)
+    _read_as_mailed(opened.ticket)
     existing = satisfaction.rating_of(db.session, opened.ticket)
     chosen = positive_int(request.args.get("rating", ""), maximum=5) or (
         existing.rating if existing else None
     )
-    return _rating_page(opened, chosen, existing.comment if existing else "")
+    return _rating_page(opened, token, chosen, existing.comment if existing else "")
 
 
 @bp.post("/rate/<token>")
@@ -74,6 +127,7 @@ def rating_form(token: str) -> ResponseReturnValue:
 def rate(token: str) -> ResponseReturnValue:
     cfg = current_app.config
     opened = _open(cfg, "rating", token)
+    _read_as_mailed(opened.ticket)
     rating = positive_int(request.form.get("rating", ""), maximum=5)
     comment = request.form.get("comment", "")
     try:
@@ -81,10 +135,37 @@ def rate(token: str) -> ResponseReturnValue:
     except (ValidationError, Conflict) as exc:
         db.session.rollback()
         status = 409 if isinstance(exc, Conflict) else 422
-        return _rating_page(opened, rating, comment[: satisfaction.MAX_COMMENT], error=_explain(exc)), status
+        page = _rating_page(opened, token, rating, comment[: satisfaction.MAX_COMMENT], error=_explain(exc))
+        return page, status
     db.session.commit()
-    flash("Thank you for your rating.", "success")
+    flash(gettext("Thank you for your rating."), "success")
     return redirect(url_for("tracker.status_link", token=opened.token(cfg, "status")), code=303)
+
+
+@bp.post("/track/language")
+def choose_language() -> ResponseReturnValue:
+    """The language switch: the visitor's choice for every tracker page from now on;
+    from a ticket's page (a link's token in the form) their contact's language too.
+    Back to the page it was used on; an unknown language changes nothing."""
+    language = request.form.get("language", "")
+    purpose = request.form.get("purpose", "")
+    token = request.form.get("token", "")
+    if language in LANGUAGES:
+        session[CHOSEN] = language
+        languages.use(language)
+    if purpose not in _PAGES or not token:
+        return redirect(url_for("tracker.form"), code=303)
+    opened = _open(current_app.config, purpose, token)
+    if language in LANGUAGES:
+        tracking.set_language(db.session, opened.address, language)
+        db.session.commit()
+    return redirect(url_for(_PAGES[purpose], token=token), code=303)
+
+
+def _read_as_mailed(ticket: Ticket) -> None:
+    """A mail's link opens in the mail's language unless the visitor chose one."""
+    if not session.get(CHOSEN):
+        languages.use(ticket.language)
 
 
 def _open(cfg: Mapping[str, Any], purpose: str, token: str) -> customer_links.Opened:
@@ -92,12 +173,14 @@ def _open(cfg: Mapping[str, Any], purpose: str, token: str) -> customer_links.Op
     try:
         return customer_links.open_link(db.session, cfg, purpose, token)
     except NotFound as exc:
-        page = render_template("tracker/track.html", view=None, error=str(exc), number="", email="")
+        page = render_template(
+            "tracker/track.html", view=None, error=languages.label(str(exc)), number="", email=""
+        )
         abort(make_response(page, 404))
 
 
 def _rating_page(
-    opened: customer_links.Opened, chosen: int | None, comment: str, error: str | None = None
+    opened: customer_links.Opened, token: str, chosen: int | None, comment: str, error: str | None = None
 ) -> str:
     ticket = opened.ticket
     cfg = current_app.config
@@ -112,12 +195,19 @@ def _rating_page(
         status_url=url_for("tracker.status_link", token=opened.token(cfg, "status")),
         choices=satisfaction.RATINGS,
         max_comment=satisfaction.MAX_COMMENT,
+        link=("rating", token),
     )
 
 
 def _explain(exc: ValidationError | Conflict) -> str:
     if isinstance(exc, ValidationError):
-        return (
-            f"Choose a rating from 1 to 5; the comment may be up to {satisfaction.MAX_COMMENT:,} characters."
+        return gettext(
+            "Choose a rating from 1 to 5; the comment may be up to %(limit)s characters.",
+            limit=format_number(satisfaction.MAX_COMMENT),
         )
-    return str(exc)
+    return languages.label(str(exc))
+
+
+def _author_of(reply: tracking.PublicReply) -> str:
+    """A reply's author: their name, or "Support"/"Customer" in the reader's language."""
+    return languages.label(reply.author) if reply.author in tracking.UNNAMED_AUTHORS else reply.author
