@@ -392,6 +392,7 @@ def test_an_action_the_helpdesk_refuses_is_an_output_with_its_reason(client, tok
     )
     assert answer["success"] is False and "cancelled" in answer["error"]
     assert answer["userMessage"].startswith("Lo siento, no se pudo hacer: ")
+    assert "cancelled" not in answer["userMessage"]  # the service's reason in Spanish too
     assert len(db.session.execute(select(Ticket)).scalar_one().messages) == 1
 
 

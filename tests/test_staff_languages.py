@@ -10,7 +10,7 @@ left out. The account page stores the choice and refuses what is not one; the
 browser's language counts when there is no choice; times are in the staff
 member's zone and say so; staff set a customer's language on the ticket page
 (and over the API). The services' English messages the portal shows are all
-known to helpdesk.portal.wording, checked by reading the services' source.
+known to helpdesk.wording, checked by reading the services' source.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from babel.messages.pofile import read_po
 from flask import Flask
 from sqlalchemy import select
 
-from helpdesk import languages
+from helpdesk import languages, wording
 from helpdesk.errors import InvalidTransition
 from helpdesk.extensions import db
 from helpdesk.models import (
@@ -42,7 +42,6 @@ from helpdesk.models import (
     Ticket,
     TicketHistory,
 )
-from helpdesk.portal import wording
 from helpdesk.services import Actor, TicketsService, links, satisfaction, tags
 from helpdesk.services.canned import CannedRepliesService
 from helpdesk.services.integrations import IntegrationsService
@@ -681,7 +680,7 @@ def test_every_message_the_portal_can_show_is_known_to_the_portal(app):
     assert len(texts) > 60  # the reading above finds them
     with app.test_request_context(headers=SPANISH_BROWSER):
         unknown = sorted(text for text in texts if wording.said(text) == text)
-    assert unknown == [], "add these to helpdesk.portal.wording.KNOWN and the catalog: " + repr(unknown)
+    assert unknown == [], "add these to helpdesk.wording.KNOWN and the catalog: " + repr(unknown)
 
 
 def test_a_known_text_keeps_its_values_and_an_unknown_one_stays_as_written(app):

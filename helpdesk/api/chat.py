@@ -36,7 +36,7 @@ def chat_ticket() -> ResponseReturnValue:
         return error_response(429, "too_many_tickets", "Too many tickets created. Please try again later.")
     contact = customer.contact
     ticket = TicketsService.from_config(db.session, current_app.config).open_ticket(
-        subject=data.get("subject") or chat.subject_of(data["transcript"]),
+        subject=data.get("subject") or chat.subject_of(data["transcript"], customer.language),
         description=data["transcript"],
         requester_email=contact.email,
         requester_name=contact.name,

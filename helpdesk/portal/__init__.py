@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
-from helpdesk import languages
+from helpdesk import languages, wording
 from helpdesk.html import sanitized
 
 bp = Blueprint("portal", __name__, template_folder="templates")
@@ -56,7 +56,6 @@ def init_app(app: Flask) -> None:
         quarantine,
         ticket_relations,
         tickets,
-        wording,
     )
     from helpdesk.portal.session import current_staff
 

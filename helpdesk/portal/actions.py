@@ -3,7 +3,7 @@ and go back to the page it came from (post/redirect/get). A domain error (bad
 input, a refused transition) rolls back and is shown instead; nothing else is
 caught, so a bug is a bug. Messages are in the reader's language: the success
 message comes translated from `change`, a domain error is read by
-`helpdesk.portal.wording`."""
+`helpdesk.wording`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
-from helpdesk.portal.wording import error_text
+from helpdesk.wording import error_text
 
 
 def perform(change: Callable[[], str], back: str) -> Response:

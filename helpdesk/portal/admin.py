@@ -16,11 +16,11 @@ from helpdesk.models import Integration, StaffUser
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
-from helpdesk.portal.wording import error_text, vocabulary_label
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
+from helpdesk.wording import error_text, vocabulary_label
 
 
 @bp.get("/admin/senders")

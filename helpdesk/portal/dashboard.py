@@ -23,12 +23,12 @@ from helpdesk.models import Ticket
 from helpdesk.portal import bp
 from helpdesk.portal.charts import Series, daily_chart
 from helpdesk.portal.session import actor, login_required
-from helpdesk.portal.wording import vocabulary_label
 from helpdesk.services import visibility
 from helpdesk.services.mailflow import mail_flow
 from helpdesk.services.stats import ticket_stats
 from helpdesk.services.trends import Trends, daily_trends
 from helpdesk.vocabulary import CHANNELS, INBOUND_OUTCOMES
+from helpdesk.wording import vocabulary_label
 
 PERIODS = (30, 90)  # days the charts can cover; the first is the default
 # Durations in the largest unit that keeps them readable: (below, seconds per unit,

@@ -13,7 +13,7 @@ from helpdesk.inbound import quarantine as review
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
-from helpdesk.portal.wording import vocabulary_label
+from helpdesk.wording import vocabulary_label
 
 
 @bp.get("/quarantine")

@@ -16,8 +16,8 @@ from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required, safe_next
 from helpdesk.portal.tickets import _page, _service, _ticket_or_404
-from helpdesk.portal.wording import refusal
 from helpdesk.services import bulk, links, tags
+from helpdesk.wording import refusal
 
 
 def _other(number: str) -> Ticket:

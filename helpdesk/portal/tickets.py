@@ -25,11 +25,11 @@ from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.canned import reply_box
 from helpdesk.portal.session import actor, login_required
-from helpdesk.portal.wording import error_text, vocabulary_label
 from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, uploads, visibility
 from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS
 from helpdesk.services.teams import TeamsService
+from helpdesk.wording import error_text, vocabulary_label
 
 SORTS = {
     "-updated_at": N_("Recently updated"),

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema_rs
+from flask_babel import force_locale
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import numbering
+from helpdesk import numbering, wording
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
 from helpdesk.errors import DomainError
@@ -179,8 +180,9 @@ class AssistantService:
         except DomainError as exc:  # the service refused (a cancelled ticket, a closed one…)
             self.session.rollback()
             # `error` as the API gives it; the customer reads the reason in their
-            # language where the catalogs have it (the rating rules' do).
-            reason = gettext_in(customer.language, str(exc)) if str(exc) else ""
+            # language, as staff read the same refusal in the portal.
+            with force_locale(customer.language):
+                reason = wording.error_text(exc)
             return self._failed(customer, Failure(str(exc), "refused", reason=reason))
 
     def _failed(self, customer: Customer, failure: Failure) -> dict[str, Any]:

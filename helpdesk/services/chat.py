@@ -57,12 +57,13 @@ def status_sentence(status: str, language: str) -> str:
     return gettext_in(language, STATUS_SENTENCES[status])
 
 
-def subject_of(transcript: str) -> str:
-    """A chat's subject when none is given: its first line that says something."""
+def subject_of(transcript: str, language: str) -> str:
+    """A chat's subject when none is given: its first line that says something, else
+    a title in the customer's language (their mail's subject carries it)."""
     for line in transcript.splitlines():
         if line.strip():
             return " ".join(line.split())[:SUBJECT_FROM_TRANSCRIPT]
-    return "Chat conversation"
+    return gettext_in(language, N_("Chat conversation"))
 
 
 def card(ticket: Ticket, language: str, config: Mapping[str, Any]) -> dict[str, Any]:

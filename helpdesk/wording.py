@@ -1,5 +1,6 @@
-"""What the services write in English, in the portal reader's language: a domain
-error's message, a form field's problem, a history row's reason and values
+"""What the services write in English, in the reader's language (the portal's
+staff; a customer whose assistant call a service refused): a domain error's
+message, a form field's problem, a history row's reason and values
 (docs/languages.md, "What the portal translates").
 
 The services speak English, with a stable `code` on every error: the API hands
@@ -93,6 +94,10 @@ KNOWN = (
     N_("Only admins change shared canned replies."),
     N_("Only staff have canned replies."),
     N_("Only admins add shared canned replies."),
+    # helpdesk.services.satisfaction (the assistant's rate_ticket tool passes them on)
+    N_("This ticket is closed; its rating can no longer be changed."),
+    N_("A ticket can be rated once it is resolved."),
+    N_("must be a whole number from 1 to 5"),
     # helpdesk.inbound.quarantine
     N_("No quarantine item %(id)s."),
     N_("Cannot approve item %(id)s: %(reason)s."),
