@@ -3,6 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# django-helpdesk for `make bench` to compare with, in a virtualenv of its own (ignored by git).
+PEER_VENV := bench/results/django-helpdesk
 
 .PHONY: run test lint lock bench servers clean translations messages
 
@@ -56,17 +58,24 @@ lock: $(VENV)/.dev
 	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 		--no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
 
-## Benchmarks (not part of `make test`): tables with ratios to a ceiling.
-bench: $(VENV)/.dev servers
+## Benchmarks (not part of `make test`): tables with ratios to a ceiling, and to
+## django-helpdesk run on the same mails (its own throwaway venv, under the ignored bench/results/).
+bench: $(VENV)/.dev servers $(PEER_VENV)/.installed
 	$(PY) -m bench.numbering_bench
-	$(PY) -m bench.smtp_bench
+	$(PY) -m bench.smtp_bench --peer-python $(PEER_VENV)/bin/python
 	$(PY) -m bench.hostile_bench
-	$(PY) -m bench.imap_bench
+	$(PY) -m bench.imap_bench --peer-python $(PEER_VENV)/bin/python
 	$(PY) -m bench.web_bench
 	$(PY) -m bench.assistant_bench
 	$(PY) -m bench.queue_visibility_bench
 	$(PY) -m bench.lifecycle_bench
 	$(PY) -m bench.outbound_bench
+
+$(PEER_VENV)/.installed: bench/peer-requirements.txt
+	rm -rf $(PEER_VENV)
+	python3 -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r bench/peer-requirements.txt
+	touch $@
 
 ## Debian packages the tests need, installed only when missing: PostgreSQL, PgBouncer
 ## and Dovecot (the harness starts its own servers on free loopback ports), Chromium (driven by

@@ -42,12 +42,30 @@ end shows what each party used per accepted mail (from /proc: the server process
 the postmaster and its backends, and the client processes' own CPU time), which is
 where the time goes.
 
+Then the mail shapes of `bench.realistic_mail` (today's short mail, a 4 KB plain
+mail and the realistic mix; `--shapes`): each shape is a fixed, seeded sequence of
+`--shape-mails` mails (1,000), sent through a fresh gateway over
+`--shape-connections` connections (4) that take the next mail of the sequence in
+turn, so replies arrive after the mail that opened their ticket; the first mail of
+each connection is its warm-up, the rest are timed, and rate = timed mails /
+elapsed. The database must then hold a created row and a ticket (numbers gap-free)
+for each new mail and an appended row for each reply. In the same run
+django-helpdesk 2.6.1 (`bench/peer.py`, given `--peer-python`) reads the same mails
+with its `get_email` from a local directory, the same first mails untimed, into a
+database of its own on the same PostgreSQL; the table gives both rates, ours ÷
+theirs, and the CPU per mail of the gateway, of the peer and of PostgreSQL under
+each. Last, the first `--stage-mails` mails (300) of each shape go through the
+pipeline in process to split the gateway's CPU per mail by stage
+(`bench.pipeline_stages`).
+
 `--py-spy DIR` additionally samples the gateway process with py-spy (if it is
 installed; it is not a project requirement) during each gateway run and writes
 collapsed stacks to DIR/gateway-N.folded; sampling costs a little CPU, so compare
 rates from runs without it.
 
 Run from the project root:  .venv/bin/python -m bench.smtp_bench [--seconds 5] [--connections 1,4,16]
+    [--only-shapes] [--shapes short,plain4k,realistic] [--shape-mails 1000] [--stage-mails 300]
+    [--peer-python bench/results/django-helpdesk/bin/python]
 """
 
 from __future__ import annotations
@@ -68,16 +86,21 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.policy import SMTP as SMTP_POLICY
+from functools import partial
 from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any, Literal
 
+from bench import peer, pipeline_stages
+from bench.cpu import postgres_cpu, tree_cpu
 from bench.postgres import admin, migrate, server_settings
+from bench.realistic_mail import SHAPES, SHORT_BODY, GeneratedMail, describe, generate, shape_names
 from bench.report import markdown_table, plain_table, positive_counts
 from config import Config, TestingConfig
 from helpdesk import create_app
@@ -96,11 +119,7 @@ CEILING = (
     "before answering 250"
 )
 GOAL = 0.3  # gateway / ceiling at 16 connections
-REFERENCE = "for comparison, django-helpdesk's get_email does ~50 mails/s"
-BODY = (
-    "Hello support,\n\nthe printer on floor 3 is out of toner again and the spare "
-    "cartridges are gone. Could someone order new ones?\n\nThanks,\nBench\n"
-)
+REFERENCE = f"{peer.NAME} on the same mails: the shapes table"
 PLACEHOLDER = b"N0000000000"  # the Message-ID counter, substituted per mail
 SERVER_THREADS = 8  # SupportHandler's default pool size
 SETUP_TIMEOUT = 300.0  # seconds for every worker to import, connect and warm up
@@ -109,6 +128,9 @@ STOP_TIMEOUT = 60.0
 # Every mail opens a ticket, many from one sender: the per-customer limits are
 # counted on every mail (their cost is measured) but never reached.
 CUSTOMER_LIMITS_NEVER_REACHED = {"CUSTOMER_MAX_TICKETS_PER_HOUR": 10**9, "CUSTOMER_MAX_OPEN_TICKETS": 10**9}
+SPAWN = mp.get_context("spawn")  # clients start clean, without the parent's app and connections
+TEMPLATE = "bench_template"  # migrated once per server, copied for every run (`prepare_database`)
+SHAPE_PATIENCE = 1800.0  # seconds for one shape's mails through the gateway
 
 
 @dataclass(frozen=True)
@@ -197,105 +219,121 @@ class Row:
 # -- client workers (run in spawned processes) -----------------------------------
 
 
-def _client(port: int, index: int, seconds: float, tag: str, barrier: Barrier) -> WorkerResult:
+class _Connection:
+    """One SMTP connection sending mail after mail on it, as a relaying MTA does."""
+
+    def __init__(self, port: int) -> None:
+        self.client = smtplib.SMTP("127.0.0.1", port, timeout=120)
+        self.client.ehlo("client.example")
+
+    def send(self, sender: str, raw: bytes) -> tuple[int, bytes]:
+        code, text = self.client.mail(sender)
+        if code != 250:
+            return code, text
+        code, text = self.client.rcpt(SUPPORT)
+        if code != 250:
+            return code, text
+        return self.client.data(raw)
+
+    def close(self) -> None:
+        try:
+            self.client.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        self.client.close()
+
+
+def _send_until(
+    connection: _Connection, barrier: Barrier, mails: Callable[[], tuple[str, bytes] | None]
+) -> WorkerResult:
+    """From the common start, send what `mails` hands out until it says None."""
+    barrier.wait(SETUP_TIMEOUT)
+    cpu = time.process_time()
+    started = time.monotonic()
+    accepted = refused = 0
+    first_refusal = ""
+    while (mail := mails()) is not None:
+        code, text = connection.send(*mail)
+        if code == 250:
+            accepted += 1
+        else:
+            refused += 1
+            first_refusal = first_refusal or f"{code} {text.decode(errors='replace')}"
+    finished = time.monotonic()
+    return WorkerResult(accepted, refused, started, finished, time.process_time() - cpu, first_refusal)
+
+
+def _client(port: int, index: int, barrier: Barrier, seconds: float, tag: str) -> WorkerResult:
+    """Today's short mail, again and again, for `seconds`; only the Message-ID changes."""
     sender = f"user{index}@example.com"
     raw = message(
         sender=sender,
         subject=f"Bench mail from worker {index}",
-        body=BODY,
+        body=SHORT_BODY,
         message_id=f"<{tag}-{index}-{PLACEHOLDER.decode()}@client.example>",
     ).as_bytes(policy=SMTP_POLICY)
     head, placeholder, tail = raw.partition(PLACEHOLDER)
     if not placeholder or PLACEHOLDER in tail:
         raise RuntimeError("the Message-ID placeholder must occur exactly once")
+    counter = itertools.count(1)
+    deadline = 0.0
 
-    client = smtplib.SMTP("127.0.0.1", port, timeout=120)
+    def next_mail() -> tuple[str, bytes] | None:
+        nonlocal deadline
+        now = time.monotonic()
+        deadline = deadline or now + seconds
+        return (sender, head + b"%010d" % next(counter) + tail) if now < deadline else None
+
+    connection = _Connection(port)
     try:
-        client.ehlo("client.example")
-
-        def send(n: int) -> tuple[int, bytes]:
-            code, text = client.mail(sender)
-            if code != 250:
-                return code, text
-            code, text = client.rcpt(SUPPORT)
-            if code != 250:
-                return code, text
-            return client.data(head + b"%010d" % n + tail)
-
-        code, text = send(0)  # warm-up, outside the timed window
+        code, text = connection.send(sender, head + b"%010d" % 0 + tail)  # warm-up, outside the timed window
         if code != 250:
             raise RuntimeError(f"warm-up mail got {code} {text!r}")
-        barrier.wait(SETUP_TIMEOUT)
-        cpu = time.process_time()
-        started = time.monotonic()
-        deadline = started + seconds
-        accepted = refused = 0
-        first_refusal = ""
-        n = 0
-        while time.monotonic() < deadline:
-            n += 1
-            code, text = send(n)
-            if code == 250:
-                accepted += 1
-            else:
-                refused += 1
-                first_refusal = first_refusal or f"{code} {text.decode(errors='replace')}"
-        finished = time.monotonic()
-        cpu = time.process_time() - cpu
-        try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
-            pass
-        return WorkerResult(accepted, refused, started, finished, cpu, first_refusal)
+        return _send_until(connection, barrier, next_mail)
     finally:
-        client.close()
+        connection.close()
+
+
+def _shape_client(
+    port: int, index: int, barrier: Barrier, files: Sequence[tuple[str, str]], taken: Synchronized[int]
+) -> WorkerResult:
+    """A fixed sequence of mails shared by all connections, taken in order.
+
+    Mail `index` of the sequence is this connection's warm-up; then each connection
+    takes the next mail not yet taken (`taken`, shared), so the mails go out in
+    sequence order, at most one per connection in flight, and a reply reaches the
+    gateway well after the mail that opened its ticket."""
+    mails = [(sender, Path(path).read_bytes()) for path, sender in files]
+
+    def next_mail() -> tuple[str, bytes] | None:
+        with taken.get_lock():
+            position = taken.value
+            taken.value += 1
+        return mails[position] if position < len(mails) else None
+
+    connection = _Connection(port)
+    try:
+        code, text = connection.send(*mails[index])
+        if code != 250:
+            raise RuntimeError(f"warm-up mail got {code} {text!r}")
+        return _send_until(connection, barrier, next_mail)
+    finally:
+        connection.close()
 
 
 def _worker_main(
+    job: Callable[..., WorkerResult],
     port: int,
     index: int,
-    seconds: float,
-    tag: str,
     barrier: Barrier,
     results: Queue[tuple[int, WorkerResult | str]],
+    *args: Any,
 ) -> None:
     try:
-        results.put((index, _client(port, index, seconds, tag, barrier)))
+        results.put((index, job(port, index, barrier, *args)))
     except BaseException:
         barrier.abort()  # release the others instead of leaving them at the start line
         results.put((index, traceback.format_exc()))
-
-
-# -- CPU accounting from /proc ---------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as handle:
-        text = handle.read()
-    return text[text.rindex(")") + 2 :].split()  # fields from "state" on
-
-
-def tree_cpu(root: int) -> float:
-    """CPU seconds of a process, its live children, and its reaped children."""
-    fields = _stat(root)
-    total = sum(int(fields[i]) for i in (11, 12, 13, 14))  # u, s, cu, cs
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            child = _stat(int(entry))
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-        if int(child[1]) == root:
-            total += int(child[11]) + int(child[12])
-    return total / _TICK
-
-
-def postgres_cpu(data_dir: Path) -> float:
-    """CPU seconds of the postmaster and its backends."""
-    return tree_cpu(int((data_dir / "postmaster.pid").read_text().split()[0]))
 
 
 # -- server subprocesses ---------------------------------------------------------
@@ -451,31 +489,32 @@ def measure(
     server: ServerProcess,
     port: int,
     connections: int,
-    seconds: float,
     pg_data: Path | None,
+    patience: float,
+    job: Callable[..., WorkerResult],
+    *job_args: Any,
 ) -> Run:
-    """Start `connections` client processes, let them go together, collect their counts.
+    """Start `connections` client processes running `job`, let them go together,
+    collect their counts; give up `patience` seconds after the start.
 
     The parent joins the start barrier too, so it reads the servers' CPU counters when
     the timed window opens (after the warm-up mails) and again when every client
     reported, before the server is stopped.
     """
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(connections + 1)
-    results: Queue[tuple[int, WorkerResult | str]] = ctx.Queue()
-    tag = f"{kind}{connections}-{os.getpid()}"
+    barrier = SPAWN.Barrier(connections + 1)
+    results: Queue[tuple[int, WorkerResult | str]] = SPAWN.Queue()
     processes = [
-        ctx.Process(
+        SPAWN.Process(
             target=_worker_main,
             name=f"bench-{kind}-{index}",
-            args=(port, index, seconds, tag, barrier, results),
+            args=(job, port, index, barrier, results, *job_args),
         )
         for index in range(connections)
     ]
     for process in processes:
         process.start()
     outcomes: dict[int, WorkerResult | str] = {}
-    give_up = time.monotonic() + SETUP_TIMEOUT + seconds + 300
+    give_up = time.monotonic() + SETUP_TIMEOUT + patience
     cpu_before: tuple[float, float] | None = None
     cpu_after = (0.0, 0.0)
 
@@ -531,15 +570,24 @@ def measure(
 
 
 def prepare_database(server: PostgresServer, name: str) -> str:
-    """A fresh database: migrated, with the `@example.com` rule, checkpointed."""
-    url = server.create_database(name)
-    migrate(url)
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
-    with app.app_context():
-        SendersService(db.session).add("@example.com", "Bench")
-        db.session.commit()
-        db.session.remove()
-        db.engine.dispose()
+    """A fresh database: migrated, with the `@example.com` rule, checkpointed.
+
+    A copy of a template database made that way on the server's first call, since
+    migrating takes seconds and the benchmarks make a database for every run."""
+    (exists,) = admin(server.url(), f"SELECT count(*) FROM pg_database WHERE datname = '{TEMPLATE}'")
+    if not exists or not exists[0]:
+        url = server.create_database(TEMPLATE)
+        migrate(url)
+        app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
+        with app.app_context():
+            SendersService(db.session).add("@example.com", "Bench")
+            db.session.commit()
+            db.session.remove()
+            db.engine.dispose()
+    admin(
+        server.url(), f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'
+    )
+    url = server.url(name)
     admin(url, "VACUUM ANALYZE", "CHECKPOINT")
     return url
 
@@ -606,7 +654,8 @@ def run_gateway(
         if py_spy_dir is not None:
             spy = start_py_spy(gateway.pid, py_spy_dir / f"gateway-{connections}.folded")
             time.sleep(1.0)  # let it attach
-        run = measure("gateway", gateway, port, connections, seconds, pg.data)
+        tag = f"gateway{connections}-{os.getpid()}"
+        run = measure("gateway", gateway, port, connections, pg.data, seconds + 300, _client, seconds, tag)
     finally:
         if spy is not None:
             stop_py_spy(spy)
@@ -619,12 +668,101 @@ def run_ceiling(connections: int, seconds: float, scratch: Path) -> tuple[Run, i
     port = free_port()
     ceiling = start_ceiling(port, directory)
     try:
-        run = measure("ceiling", ceiling, port, connections, seconds, None)
+        tag = f"ceiling{connections}-{os.getpid()}"
+        run = measure("ceiling", ceiling, port, connections, None, seconds + 300, _client, seconds, tag)
     finally:
         ceiling.stop()
     files = sum(1 for _ in directory.iterdir())
     shutil.rmtree(directory, ignore_errors=True)
     return run, files
+
+
+@dataclass(frozen=True)
+class ShapeRow:
+    shape: str
+    mix: str  # what the mails are (`realistic_mail.describe`)
+    gateway: Run
+    check: str
+    peer: peer.PeerRun | None
+    peer_check: str
+
+    @property
+    def ratio(self) -> float | None:
+        if self.peer is None or self.peer.rate == 0:
+            return None
+        return self.gateway.rate / self.peer.rate
+
+
+def run_shape(
+    pg: PostgresServer,
+    shape: str,
+    mails: Sequence[GeneratedMail],
+    connections: int,
+    scratch: Path,
+    processes: int,
+) -> tuple[Run, str]:
+    """One shape's mails through the gateway over `connections` connections, in
+    sequence order (`_shape_client`); the first `connections` of them warm it up."""
+    directory = scratch / f"shape-{shape}"
+    directory.mkdir()
+    files = []
+    for mail in mails:
+        path = directory / f"{mail.index:06d}.eml"
+        path.write_bytes(mail.raw)
+        files.append((str(path), mail.sender))
+    url = prepare_database(pg, f"bench_shape_{shape}")
+    port = free_port()
+    gateway = start_gateway(url, port, scratch / "instance", processes)
+    try:
+        taken = SPAWN.Value("i", connections)
+        run = measure(
+            "gateway", gateway, port, connections, pg.data, SHAPE_PATIENCE, _shape_client, files, taken
+        )
+    finally:
+        gateway.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    return run, check_shape(url, run, mails)
+
+
+def check_shape(url: str, run: Run, mails: Sequence[GeneratedMail]) -> str:
+    """Every mail answered 250 and recorded: a ticket for each new one (numbers
+    gap-free), an appended message for each reply."""
+    inbound, tickets = admin(
+        url,
+        "SELECT count(*) FILTER (WHERE outcome = 'created'), count(*) FILTER (WHERE outcome = 'appended'), "
+        "count(*) FROM inbound_mails",
+        "SELECT count(*), min(number), max(number) FROM tickets",
+    )
+    if inbound is None or tickets is None:
+        raise RuntimeError("count query returned no row")
+    created, appended, total = inbound
+    replies = sum(mail.is_reply for mail in mails)
+    ok = (
+        run.accepted + run.warmups == len(mails) == total
+        and created == len(mails) - replies == tickets[0]
+        and appended == replies
+        and tickets[1] == 1
+        and tickets[2] == tickets[0]
+    )
+    return ("yes" if ok else "NO") + (
+        f" ({created} created + {appended} appended of {total} rows, {run.accepted + run.warmups} × 250; "
+        f"mails: {len(mails) - replies} new + {replies} replies)"
+    )
+
+
+def run_stages(
+    pg: PostgresServer, shape: str, mails: Sequence[GeneratedMail], channel: str
+) -> pipeline_stages.StageSplit:
+    """The stage split of `mails` ingested in process, on a fresh database."""
+    url = prepare_database(pg, f"bench_stages_{shape}")
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, **CUSTOMER_LIMITS_NEVER_REACHED)
+    try:
+        return pipeline_stages.measure(
+            app, shape, mails, channel=channel, postgres_cpu=partial(postgres_cpu, pg.data)
+        )
+    finally:
+        with app.app_context():
+            db.engine.dispose()
 
 
 # -- output ----------------------------------------------------------------------
@@ -679,6 +817,49 @@ def _goal_line(rows: Sequence[Row]) -> str:
     return f"Goal: ratio ≥ {GOAL} at 16 connections: {ratio:.2f}, {verdict}; {REFERENCE}."
 
 
+SHAPE_HEADERS = (
+    "shape",
+    "mails timed",
+    "gateway mails/s",
+    f"{peer.NAME} mails/s",
+    "ours ÷ theirs",
+    "gateway: 250s and rows",
+    f"{peer.NAME}: tickets and follow-ups",
+)
+SHAPE_CPU_HEADERS = (
+    "shape",
+    "gateway CPU ms/mail",
+    "PostgreSQL CPU ms/mail",
+    "cores busy (gateway run)",
+    f"{peer.NAME} CPU ms/mail",
+    "its PostgreSQL CPU ms/mail",
+)
+
+
+def _shape_cells(row: ShapeRow) -> tuple[str, ...]:
+    return (
+        row.shape,
+        str(row.gateway.accepted + row.gateway.refused),
+        f"{row.gateway.rate:.1f}",
+        f"{row.peer.rate:.1f}" if row.peer else "not run",
+        f"{row.ratio:.2f}×" if row.ratio is not None else "–",
+        row.check,
+        row.peer_check,
+    )
+
+
+def _shape_cpu_cells(row: ShapeRow) -> tuple[str, ...]:
+    g, p = row.gateway, row.peer
+    return (
+        row.shape,
+        f"{g.per_mail_ms(g.server_cpu):.2f}",
+        f"{g.per_mail_ms(g.postgres_cpu):.2f}",
+        f"{g.cores_busy:.2f} of {os.cpu_count()}",
+        f"{p.per_mail_ms(p.cpu):.2f}" if p else "–",
+        f"{p.per_mail_ms(p.postgres_cpu):.2f}" if p else "–",
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.smtp_bench",
@@ -708,9 +889,47 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="sample the gateway with py-spy; collapsed stacks go to DIR",
     )
     parser.add_argument(
+        "--only-shapes",
+        action="store_true",
+        help="skip the connection-count runs beside the fsync ceiling",
+    )
+    parser.add_argument(
+        "--shapes",
+        type=shape_names,
+        default=list(SHAPES),
+        help=f"mail shapes sent as a fixed sequence, beside the peer ({','.join(SHAPES)}; '' for none)",
+    )
+    parser.add_argument(
+        "--shape-mails", type=int, default=1000, help="mails of each shape, warm-ups included (default 1000)"
+    )
+    parser.add_argument(
+        "--shape-connections", type=int, default=4, help="SMTP connections for the shapes (default 4)"
+    )
+    parser.add_argument(
+        "--stage-mails",
+        type=int,
+        default=300,
+        help="mails of each shape ingested in process for the stage split (default 300; 0: none)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="the mail generator's seed (default 1)")
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=os.environ.get("BENCH_PEER_PYTHON") or None,
+        help=f"python of a virtualenv with {peer.NAME} (bench/peer-requirements.txt; `make bench` "
+        "builds one); without it the peer is not run",
+    )
+    parser.add_argument(
         "--ceiling-server", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS
     )  # internal: run the ceiling server
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.shapes and args.shape_mails <= args.shape_connections:
+        parser.error("--shape-mails must exceed --shape-connections (the first ones are warm-ups)")
+    if args.shape_connections < 1 or args.stage_mails < 0:
+        parser.error("--shape-connections must be positive, --stage-mails not negative")
+    if args.peer_python is not None and not args.peer_python.exists():
+        parser.error(f"--peer-python {args.peer_python} does not exist (`make bench` builds it)")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -725,12 +944,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.py_spy is not None:
         args.py_spy.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
+    shape_rows: list[ShapeRow] = []
+    splits: list[pipeline_stages.StageSplit] = []
     scratch = Path(tempfile.mkdtemp(prefix="smtp-bench."))
     pg = PostgresServer(durable=True).start()
     try:
         settings = f"{server_settings(pg.url())}; gateway SMTP_PROCESSES={args.smtp_processes}"
         print(f"{settings}; {args.seconds:g} s per run", flush=True)
-        for connections in args.connections:
+        for connections in [] if args.only_shapes else args.connections:
             gateway, check = run_gateway(
                 pg, connections, args.seconds, scratch, args.py_spy, args.smtp_processes
             )
@@ -750,10 +971,62 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             rows.append(Row(connections, gateway, ceiling, check))
+        shape_rows, splits = run_shapes(args, pg, scratch)
     finally:
         pg.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
+    if rows:
+        print_connection_tables(args, settings, rows)
+    if shape_rows:
+        print_shape_tables(args, settings, shape_rows)
+    if splits:
+        print()
+        print(pipeline_stages.report(splits, args.stage_mails))
+    return 0
+
+
+def run_shapes(
+    args: argparse.Namespace, pg: PostgresServer, scratch: Path
+) -> tuple[list[ShapeRow], list[pipeline_stages.StageSplit]]:
+    """Each shape's fixed sequence through the gateway, then through the peer, then
+    (the first `--stage-mails`) through the pipeline in process."""
+    connections = args.shape_connections
+    the_peer = None
+    if args.shapes and args.peer_python is not None:
+        the_peer = peer.Peer(args.peer_python, pg, scratch, partial(postgres_cpu, pg.data))
+    elif args.shapes:
+        print(f"{peer.NAME}: not run (no --peer-python; `make bench` builds its virtualenv)", flush=True)
+    rows: list[ShapeRow] = []
+    splits: list[pipeline_stages.StageSplit] = []
+    for shape in args.shapes:
+        mails = generate(shape, args.shape_mails, seed=args.seed)
+        mix = describe(mails)
+        print(f"{shape}: {mix}", flush=True)
+        gateway, check = run_shape(pg, shape, mails, connections, scratch, args.smtp_processes)
+        print(
+            f"  gateway, {connections} connections: {gateway.accepted} × 250 in {gateway.elapsed:.2f} s = "
+            f"{gateway.rate:.1f}/s, {gateway.refused} refused; DB check: {check}",
+            flush=True,
+        )
+        peer_run, peer_check = None, "not run"
+        if the_peer is not None:
+            peer_run = the_peer.directory(shape, mails[:connections], mails[connections:])
+            replies = sum(mail.is_reply for mail in mails)
+            peer_check = peer_run.describe(len(mails) - replies, len(mails))
+            print(
+                f"  {peer.NAME} get_email from a directory: {peer_run.mails} in {peer_run.seconds:.2f} s = "
+                f"{peer_run.rate:.1f}/s; {peer_check}",
+                flush=True,
+            )
+        rows.append(ShapeRow(shape, mix, gateway, check, peer_run, peer_check))
+        if args.stage_mails:
+            splits.append(run_stages(pg, shape, mails[: args.stage_mails], "smtp"))
+            print(f"  stages: {' | '.join(splits[-1].cells()[2:])}", flush=True)
+    return rows, splits
+
+
+def print_connection_tables(args: argparse.Namespace, settings: str, rows: Sequence[Row]) -> None:
     print()
     print(f"Mails/s accepted through the SMTP gateway ({settings}; {args.seconds:g} s per run)")
     print(f"Ceiling: {CEILING}")
@@ -772,7 +1045,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown_table(HEADERS, [_cells(row) for row in rows]))
     print()
     print(markdown_table(CPU_HEADERS, [_cpu_cells(row) for row in rows]))
-    return 0
+
+
+def print_shape_tables(args: argparse.Namespace, settings: str, rows: Sequence[ShapeRow]) -> None:
+    goal = peer.goal_line({row.shape: row.ratio for row in rows})
+    print()
+    print(
+        f"Fixed sequences of {args.shape_mails} mails per shape (seed {args.seed}) through the SMTP "
+        f"gateway over {args.shape_connections} connections ({settings}), beside {peer.NAME}'s "
+        f"get_email reading the same mails from a directory; the first {args.shape_connections} "
+        "mails of each warm both up and are not timed."
+    )
+    for row in rows:
+        print(f"  {row.shape}: {row.mix}")
+    print(goal)
+    print()
+    print(plain_table(SHAPE_HEADERS, [_shape_cells(row) for row in rows]))
+    print()
+    print("Where the CPU goes (per timed mail):")
+    print(plain_table(SHAPE_CPU_HEADERS, [_shape_cpu_cells(row) for row in rows]))
+    print()
+    print(goal)
+    print()
+    print(markdown_table(SHAPE_HEADERS, [_shape_cells(row) for row in rows]))
+    print()
+    print(markdown_table(SHAPE_CPU_HEADERS, [_shape_cpu_cells(row) for row in rows]))
 
 
 if __name__ == "__main__":
