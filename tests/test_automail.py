@@ -783,6 +783,23 @@ def test_report_words_are_read_near_the_top_only() -> None:
     )
 
 
+class _Unsearchable:
+    def search(self, *args: object) -> None:
+        raise AssertionError("a person's mail was searched for report phrases")
+
+
+def test_a_persons_mail_is_never_searched_for_report_phrases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The phrases count only beside a mail-system sender or a bounce subject, so a
+    person's body is not read for them: that search cost 1.6 ms per 4 KB mail."""
+    from helpdesk.inbound import automail
+
+    monkeypatch.setattr(automail, "_BOUNCE_BODY", _Unsearchable())
+    monkeypatch.setattr(automail, "_LIST_NOTICE_BODY", _Unsearchable())
+    long_body = "Hello, the printer jams on every page. " * 2000
+    assert check(make_mail(text_body=long_body)) is None
+    assert not is_bounce(make_mail(text_body=long_body))
+
+
 @pytest.mark.parametrize(
     ("sender", "body"),
     [

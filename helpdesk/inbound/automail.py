@@ -524,26 +524,30 @@ def _bounce_body_corroborated(mail: InboundMail) -> bool:
     """A bounce text from something that also looks like a mail system.
 
     The subject is not loosely searched: `Fwd: Undelivered Mail Returned to Sender`
-    with the bounce pasted below is a customer asking for help.
+    with the bounce pasted below is a customer asking for help. The sender and the
+    subject are asked first: they are a few short strings, where the body's phrases
+    cost about 0.4 µs a character (1.6 ms for a person's 4 KB mail, which never
+    needed it).
     """
-    if not _BOUNCE_BODY.search(mail.text_body, 0, BODY_SCAN_CHARS):
+    if not (_looks_like_mail_system(mail) or _BOUNCE_SUBJECT.match(mail.subject)):
         return False
-    return _looks_like_mail_system(mail) or bool(_BOUNCE_SUBJECT.match(mail.subject))
+    return bool(_BOUNCE_BODY.search(mail.text_body, 0, BODY_SCAN_CHARS))
 
 
 def _list_notice(mail: InboundMail) -> bool:
-    """Mailing-list software answering a post: its subject, or its words from it."""
+    """Mailing-list software answering a post: its subject, or its words from it.
+
+    The sender is asked before the body is searched, as for bounce text."""
     if _LIST_NOTICE_SUBJECT.match(mail.subject):
         return True
-    if not _LIST_NOTICE_BODY.search(mail.text_body, 0, BODY_SCAN_CHARS):
-        return False
     local = _local_part(mail.from_address)
-    return (
+    from_list_software = (
         local.endswith(_LIST_SOFTWARE_SUFFIXES)
         or local.startswith("owner-")
         or _compact(local) in _LIST_SOFTWARE_LOCAL_PARTS
         or _looks_like_mail_system(mail)
     )
+    return from_list_software and bool(_LIST_NOTICE_BODY.search(mail.text_body, 0, BODY_SCAN_CHARS))
 
 
 def _embedded_message_id(data: bytes) -> str | None:
