@@ -23,7 +23,9 @@ marked with `N_` so extraction finds them, and translated when read (`label`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from gettext import NullTranslations
 from pathlib import Path
@@ -45,6 +47,8 @@ TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 LANGUAGE_NAMES = {"en": "English", "es": "Español"}  # each in its own words, for choosers
 
 babel = flask_babel.Babel()
+# The reader `reading` names, for what is written outside their request.
+_reader: ContextVar[tuple[str, str] | None] = ContextVar("reader", default=None)
 _DURATION_UNITS = (("duration-day", 86400), ("duration-hour", 3600), ("duration-minute", 60))
 
 
@@ -231,8 +235,28 @@ def use(language: str | None = None, zone: str | None = None) -> None:
     flask_babel.refresh()
 
 
+@contextmanager
+def reading(language: str, zone: str) -> Iterator[None]:
+    """Everything read inside is for one reader named here, in a request or out of
+    one: a staff alert's sentences in its recipient's language and zone, a tool's
+    refusal in its customer's. `translate`, `label` and the filters follow it."""
+    token = _reader.set((language, zone))
+    try:
+        yield
+    finally:
+        _reader.reset(token)
+
+
+def translate(message: str, **values: Any) -> str:
+    """`message` in the current reader's language (`gettext_in` for them)."""
+    return gettext_in(current_language(), message, **values)
+
+
 def current_language() -> str:
-    """The request's language (outside a request: the default)."""
+    """The reader's (`reading`), else the request's language (outside a request: the default)."""
+    chosen = _reader.get()
+    if chosen is not None:
+        return chosen[0]
     if not has_request_context():
         return str(current_app.config["DEFAULT_LANGUAGE"])
     locale = flask_babel.get_locale()
@@ -240,6 +264,9 @@ def current_language() -> str:
 
 
 def current_zone() -> str:
+    chosen = _reader.get()
+    if chosen is not None:
+        return chosen[1]
     return str(g.get("zone") or current_app.config["BUSINESS_TIMEZONE"])
 
 

@@ -26,8 +26,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask_babel import gettext
-
 from helpdesk import languages
 from helpdesk.errors import DomainError, ValidationError
 from helpdesk.languages import N_
@@ -114,6 +112,7 @@ KNOWN = (
     N_("bulk action"),
     "First response was due %(time)s UTC.",  # shown as SHOWN_AS says
     "Resolution was due %(time)s UTC.",
+    N_("Escalated from %(old)s to %(new)s by %(who)s:"),  # a staff alert's first line
     N_("no reply for %(duration)s after it was resolved"),
     N_("SLA breached (SLA_BREACH_RAISES_PRIORITY)"),
     # an author's label (helpdesk.services.actors)
@@ -228,7 +227,7 @@ def said(text: str) -> str:
         if values is not None:
             shown = {name: _VALUES.get(name, _as_is)(value) for name, value in values.items()}
             text = SHOWN_AS.get(shape.text, shape.text)
-            return gettext(text, **shown) if shown else gettext(text)
+            return languages.translate(text, **shown) if shown else languages.translate(text)
     return text
 
 
@@ -244,7 +243,7 @@ def error_text(exc: DomainError) -> str:
     if not isinstance(exc, ValidationError):
         return said(str(exc))
     problems = [
-        gettext("%(field)s: %(problem)s", field=field_name(name), problem=said(problem))
+        languages.translate("%(field)s: %(problem)s", field=field_name(name), problem=said(problem))
         for name, problem in exc.fields.items()
     ]
     return " ".join([said(exc.message), "; ".join(problems)]).strip()
@@ -258,7 +257,7 @@ def refusal(why: str) -> str:
         name, colon, problem = why[len(prefix) :].partition(": ")
         if colon and (name in FIELD_LABELS or name.replace(" ", "_") in FIELD_LABELS):
             field = field_name(name.replace(" ", "_"))
-            problem = gettext("%(field)s: %(problem)s", field=field, problem=said(problem))
+            problem = languages.translate("%(field)s: %(problem)s", field=field, problem=said(problem))
             return " ".join([said("Invalid input."), problem])
     return said(why)
 
@@ -293,7 +292,7 @@ def _status(value: str) -> str:
 
 def _statuses(value: str) -> str:
     if value == _FINAL:
-        return gettext(_FINAL)
+        return languages.translate(_FINAL)
     return ", ".join(_status(one) for one in value.split(", "))
 
 

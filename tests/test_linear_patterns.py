@@ -62,6 +62,8 @@ MAIL_MODULES = (
     "helpdesk.services.teams",
     "helpdesk.services.canned",
     "helpdesk.outbound.compose",
+    # Stored and service texts read back in the reader's language.
+    "helpdesk.wording",
 )
 
 
@@ -112,31 +114,7 @@ CASES = [
     Case("helpdesk.services.teams", "_NAME", "fullmatch", lambda n: rep("a_", n, "!")),
     Case("helpdesk.services.canned", "_PLACEHOLDER", "sub", lambda n: rep("{customer_nam", n)),
     Case("helpdesk.outbound.compose", "_MIME_TOKEN", "fullmatch", lambda n: rep("a.", n, "/")),
-    # the staff alerts' stored reasons, read back to write them in the recipient's language
-    Case(
-        "helpdesk.outbound.compose",
-        "_BREACH_LINE",
-        "fullmatch",
-        lambda n: "Resolution was due " + rep("1", n - 19),
-    ),
-    Case(
-        "helpdesk.outbound.compose",
-        "_ESCALATED_LINE",
-        "fullmatch",
-        lambda n: "Escalated from " + rep("a", n - 15),
-    ),
-    Case(
-        "helpdesk.outbound.compose",
-        "_ESCALATED_LINE",
-        "fullmatch",
-        lambda n: "Escalated from " + rep("a to ", n - 15),
-    ),
-    Case(
-        "helpdesk.outbound.compose",
-        "_ESCALATED_LINE",
-        "fullmatch",
-        lambda n: "Escalated from L1 to L2 by " + rep(":", n - 27, "x"),
-    ),
+    Case("helpdesk.wording", "_PLACEHOLDER", "split", lambda n: rep("%(aaaa", n)),
     # parser
     Case(P, "_HEADER_LINE", "match", lambda n: brep(b"!", n), binary=True),
     Case(P, "_BOUNDARY_LINE", "finditer", lambda n: brep(b"--" + b"x" * 199 + b"-\n", n), binary=True),

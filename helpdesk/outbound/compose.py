@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from config import LANGUAGES
-from helpdesk import addresses, customer_links, languages, sla
+from helpdesk import addresses, customer_links, languages, sla, wording
 from helpdesk import vocabulary as v
 from helpdesk.languages import (
     CATEGORY_LABELS,
@@ -74,16 +74,6 @@ MAX_REFERENCES = 10
 
 # Staff should see at a glance that an alert is not customer mail.
 SUBJECT_PREFIXES = {"sla_breach": N_("SLA breach:"), "escalation": N_("Escalated:")}
-# The staff alerts' reasons are stored in English when queued (sla.Breach.describe,
-# notifications.queue_escalation); these read them back to write them in the
-# recipient's language and zone. A line that does not match is shown as stored.
-_BREACH_LINE = re.compile(r"(First response|Resolution) was due (\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC\.")
-_BREACH_WORDS = {
-    "First response": N_("First response was due %(when)s."),
-    "Resolution": N_("Resolution was due %(when)s."),
-}
-_ESCALATED_LINE = re.compile(r"Escalated from (\S+) to (\S+) by (.*):")
-_ESCALATED_WORDS = N_("Escalated from %(old)s to %(new)s by %(who)s:")
 _THREAD_OUTCOMES = ("created", "appended")
 _MIME_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _STRUCTURAL_TYPES = ("multipart", "message")  # a body of parts, which a file is not
@@ -356,29 +346,18 @@ def _status_words(status: str | None, language: str) -> str:
 
 def _reason(row: OutboxMessage, reader: Reader) -> str:
     """The row's reason as its reader reads it. A customer's status mail shows what
-    staff wrote, as written; the staff alerts' own sentences are rewritten in the
-    recipient's language, their times in the recipient's zone."""
+    staff wrote, as written. The staff alerts' own sentences are stored in English
+    (sla.Breach.describe, notifications.queue_escalation) and read back by
+    helpdesk.wording, as the portal reads them, in the recipient's language and
+    zone; what staff typed below an escalation's first line stays as written."""
     reason = row.status_reason or ""
-    if row.kind == "sla_breach":
-        return "\n".join(_breach_line(line, reader) for line in reason.split("\n"))
-    if row.kind == "escalation":
-        first, newline, rest = reason.partition("\n")
-        match = _ESCALATED_LINE.fullmatch(first)
-        if match:
-            old, new, who = match.groups()
-            first = gettext_in(reader.language, _ESCALATED_WORDS, old=old, new=new, who=who)
-        return first + newline + rest
+    with languages.reading(reader.language, reader.zone):
+        if row.kind == "sla_breach":
+            return "\n".join(wording.said(line) for line in reason.split("\n"))
+        if row.kind == "escalation":
+            first, newline, rest = reason.partition("\n")
+            return wording.said(first) + newline + rest
     return reason
-
-
-def _breach_line(line: str, reader: Reader) -> str:
-    match = _BREACH_LINE.fullmatch(line)
-    if match is None:
-        return line
-    target, due = match.groups()
-    moment = datetime.strptime(due, "%Y-%m-%d %H:%M")
-    shown = format_when(moment, reader.language, reader.zone)
-    return gettext_in(reader.language, _BREACH_WORDS[target], when=shown)
 
 
 def _mail_type(content_type: str) -> tuple[str, str]:

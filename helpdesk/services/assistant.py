@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema_rs
-from flask_babel import force_locale
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import numbering, wording
+from helpdesk import languages, numbering, wording
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
 from helpdesk.errors import DomainError
@@ -181,7 +180,7 @@ class AssistantService:
             self.session.rollback()
             # `error` as the API gives it; the customer reads the reason in their
             # language, as staff read the same refusal in the portal.
-            with force_locale(customer.language):
+            with languages.reading(customer.language, self.config["BUSINESS_TIMEZONE"]):
                 reason = wording.error_text(exc)
             return self._failed(customer, Failure(str(exc), "refused", reason=reason))
 
