@@ -50,8 +50,10 @@ _IDENTIFY = text(
 )
 
 
-def may_reply(session: Session, ticket: Ticket, address: str) -> bool:
-    """Requester, CC participant, authorized sender of T's organization, or staff."""
+def may_reply(session: Session, ticket: Ticket, address: str, sender: Sender | None = None) -> bool:
+    """Requester, CC participant, authorized sender of T's organization, or staff.
+
+    `sender` is `identify(session, address)` when the caller has it already."""
     requester = session.get(Contact, ticket.requester_id)
     if requester is not None and requester.email == address:
         return True
@@ -60,7 +62,8 @@ def may_reply(session: Session, ticket: Ticket, address: str) -> bool:
     ).first()
     if participant is not None:
         return True
-    sender = identify(session, address)
+    if sender is None:
+        sender = identify(session, address)
     if sender.authorized and sender.organization_id == ticket.organization_id:
         return True
     return sender.staff_id is not None

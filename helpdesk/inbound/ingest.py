@@ -486,7 +486,7 @@ def _decide(
     if match is not None:
         ticket = match.ticket
         number = display_number(ticket.number, config)
-        if trusted and authorization.may_reply(session, ticket, sender):
+        if trusted and authorization.may_reply(session, ticket, sender, known):
             if known.staff_id is not None:
                 return _staff_mail(session, mail, match, known.staff_id, verdict, signer, number)
             if ticket.status == "cancelled":

@@ -15,22 +15,53 @@ from helpdesk.models import Contact, Message, Participant, Ticket
 # Built once: every new ticket looks its requester up, and composing the statement
 # anew cost as much as running it.
 _BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
+_LAST = "last contact found"  # the session's `info` key of `_remember`
 
 
 def find_or_create(session: Session, email: str, name: str = "") -> Contact:
     """Find or create the contact; safe against a concurrent creator (the insert
-    does nothing on conflict and the winner's row is read back)."""
+    does nothing on conflict and the winner's row is read back).
+
+    A new mail asks twice in one transaction (its per-customer limit, then the
+    ticket's requester): the second time is answered from the session, see
+    `_remembered`. A new contact comes back from its INSERT (RETURNING), not from
+    a second SELECT; only when another transaction inserted it first is it read."""
     email = addresses.normalize(email)
     name = addresses.display_name(name)
-    contact = session.execute(_BY_EMAIL, {"email": email}).scalar_one_or_none()
+    contact = _remembered(session, email)
+    if contact is None:
+        contact = session.execute(_BY_EMAIL, {"email": email}).scalar_one_or_none()
     if contact is not None:
         if name and not contact.name:
             contact.name = name
-        return contact
-    session.execute(
-        insert_ignoring(session, Contact, ["email"]).values(email=email, name=name or "", created_at=now())
-    )
-    return session.execute(_BY_EMAIL, {"email": email}).scalar_one()
+        return _remember(session, email, contact)
+    created = session.scalars(
+        insert_ignoring(session, Contact, ["email"])
+        .values(email=email, name=name or "", created_at=now())
+        .returning(Contact)
+    ).one_or_none()
+    return _remember(session, email, created or session.execute(_BY_EMAIL, {"email": email}).scalar_one())
+
+
+def _remembered(session: Session, email: str) -> Contact | None:
+    """The contact this session found last, if it was for `email`.
+
+    Only an object still in the session with its attributes loaded counts: a commit
+    or rollback expires it (or expunges it), and then the row is read again, so
+    nothing is answered from an earlier transaction. One is kept, not a map, so a
+    long-lived session does not grow with every address it meets."""
+    last = session.info.get(_LAST)
+    if last is None or last[0] != email:
+        return None
+    contact: Contact = last[1]
+    if contact not in session or contact.__dict__.get("email") != email:
+        return None
+    return contact
+
+
+def _remember(session: Session, email: str, contact: Contact) -> Contact:
+    session.info[_LAST] = (email, contact)
+    return contact
 
 
 def for_customer(

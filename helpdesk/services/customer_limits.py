@@ -15,13 +15,23 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from helpdesk.clock import now
 from helpdesk.models import Contact, Ticket
 
 FINISHED = ("resolved", "closed", "cancelled")
+
+# Built once with bind parameters: every new mail runs both, and composing them anew
+# cost more than running them (docs/benchmarks.md, the levers of issue 19). Two
+# statements, not one: the count must see what a transaction that held the lock
+# committed, so it needs a snapshot taken after the lock is granted.
+_LOCK = select(Contact.id).where(Contact.id == bindparam("contact")).with_for_update()
+_COUNTS = select(
+    func.count(Ticket.id).filter(Ticket.created_at >= bindparam("since")),
+    func.count(Ticket.id).filter(Ticket.status.not_in(FINISHED)),
+).where(Ticket.requester_id == bindparam("contact"))
 
 
 def may_open(session: Session, contact: Contact, config: Mapping[str, Any]) -> bool:
@@ -35,13 +45,9 @@ def reached_limit(session: Session, contact: Contact, config: Mapping[str, Any])
     until the caller's commit or rollback, so the caller creates the ticket in the
     same transaction or the count means nothing."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
-    hour_ago = now() - timedelta(hours=1)
+        session.execute(_LOCK, {"contact": contact.id})
     recent, unfinished = session.execute(
-        select(
-            func.count(Ticket.id).filter(Ticket.created_at >= hour_ago),
-            func.count(Ticket.id).filter(Ticket.status.not_in(FINISHED)),
-        ).where(Ticket.requester_id == contact.id)
+        _COUNTS, {"contact": contact.id, "since": now() - timedelta(hours=1)}
     ).one()
     per_hour, at_once = config["CUSTOMER_MAX_TICKETS_PER_HOUR"], config["CUSTOMER_MAX_OPEN_TICKETS"]
     if recent >= per_hour:

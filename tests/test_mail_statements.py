@@ -1,0 +1,77 @@
+"""What one mail asks of the database (docs/benchmarks.md, the levers of issue 19).
+
+Every statement is a round trip and PostgreSQL's work, on every mail: a question
+asked twice or a row read back right after its INSERT is measured cost. These
+tests name the questions a new ticket's mail and a reply ask, and fail when one is
+asked more than once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from tests.support.mail import SUPPORT, message
+
+
+@contextmanager
+def questions() -> Iterator[Counter[str]]:
+    """How often the block asked each of the questions below."""
+    asked: Counter[str] = Counter()
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        text = " ".join(statement.split())
+        if "FROM authorized_senders" in text:
+            asked["sender rule"] += 1
+        if text.startswith("SELECT contacts.id, contacts.email"):
+            asked["contact by address"] += 1
+        if text.startswith("INSERT INTO contacts"):
+            asked["new contact"] += 1
+        if text.startswith("SELECT count(tickets.id)"):
+            asked["customer's ticket counts"] += 1
+        if "ticket_counter" in text:
+            asked["number"] += 1
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield asked
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def mail(app, msg, sender):  # type: ignore[no-untyped-def]
+    return ingest(msg.as_bytes(), Envelope(sender, (SUPPORT,), "smtp"), app.config)
+
+
+def test_a_new_customers_first_mail_asks_each_question_once(app, senders):
+    with questions() as asked:
+        result = mail(app, message(sender="new@corp.example"), "new@corp.example")
+    assert result.outcome is Outcome.CREATED
+    assert asked == {
+        "sender rule": 1,
+        "contact by address": 1,  # the limit's check finds it; the ticket reuses it
+        "new contact": 1,  # and its INSERT returns the row: no second SELECT
+        "customer's ticket counts": 1,
+        "number": 1,
+    }
+
+
+def test_a_colleagues_reply_asks_the_sender_rule_once(app, senders):
+    """Not the requester, not a participant: allowed as an authorized sender of the
+    ticket's organization, which `identify` answered already."""
+    first = mail(app, message(sender="ann@corp.example", subject="VPN down"), "ann@corp.example")
+    db.session.remove()
+    with questions() as asked:
+        reply = mail(
+            app,
+            message(sender="bob@corp.example", subject=f"Re: VPN down [{first.ticket_number}]"),
+            "bob@corp.example",
+        )
+    assert (reply.outcome, reply.ticket_number) == (Outcome.APPENDED, first.ticket_number)
+    assert asked["sender rule"] == 1
+    assert asked["number"] == 0
