@@ -165,3 +165,45 @@ def test_a_new_install_starts_with_three_teams_and_installations_routed_to_field
             )
         flask_migrate.downgrade(revision="0015")
         db.engine.dispose()
+
+
+def test_mail_is_stored_with_lz4_and_read_back_byte_for_byte(empty_database_url):
+    """Migration 0022: on PostgreSQL the mail-sized columns compress new values with
+    lz4 (a mail stored before it stays readable: pglz); the downgrade gives them back
+    the server's default. SQLite stores the same bytes either way."""
+    from helpdesk.inbound.ingest import Envelope, ingest
+    from helpdesk.services.senders import SendersService
+    from tests.support.mail import SUPPORT, message
+
+    def store(n: int) -> None:
+        raw = message(subject=f"Router {n}", body="The router blinks red again.\n" * 300).as_bytes()
+        result = ingest(raw, Envelope("ann@example.com", (SUPPORT,), "smtp"), app.config)
+        db.session.remove()
+        with db.engine.connect() as connection:
+            stored = connection.execute(
+                text("SELECT raw FROM inbound_mails WHERE id = :id"), {"id": result.inbound_id}
+            ).scalar_one()
+        assert bytes(stored) == raw
+
+    def methods(table: str, column: str) -> list[str]:
+        query = text(f"SELECT pg_column_compression({column}) FROM {table} ORDER BY id")
+        with db.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0021")
+        SendersService(db.session).add("ann@example.com", "Example Ltd")
+        db.session.commit()
+        store(1)
+        flask_migrate.upgrade()
+        store(2)
+        if db.engine.dialect.name == "postgresql":
+            assert methods("inbound_mails", "raw") == ["pglz", "lz4"]
+            assert methods("tickets", "description") == ["pglz", "lz4"]
+            assert methods("messages", "body") == ["pglz", "lz4"]
+        flask_migrate.downgrade(revision="0021")
+        store(3)
+        if db.engine.dialect.name == "postgresql":
+            assert methods("inbound_mails", "raw") == ["pglz", "lz4", "pglz"]
+        db.engine.dispose()
