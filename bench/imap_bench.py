@@ -328,25 +328,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"mail shapes drained beside the peer (of {','.join(SHAPES)}; default plain4k,realistic, "
         "the goal's: the rounds cover short mail; '' for none)",
     )
-    parser.add_argument(
-        "--stage-mails",
-        type=int,
-        default=300,
-        help="mails of each shape ingested in process for the stage split (default 300; 0: none)",
-    )
-    parser.add_argument("--seed", type=int, default=1, help="the mail generator's seed (default 1)")
-    parser.add_argument(
-        "--peer-python",
-        type=Path,
-        default=os.environ.get("BENCH_PEER_PYTHON") or None,
-        help=f"python of a virtualenv with {peer.NAME} (bench/peer-requirements.txt; `make bench` "
-        "builds one); without it the peer is not run",
-    )
+    peer.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.messages < 1 or args.rounds < 0 or args.stage_mails < 0:
-        parser.error("--messages must be positive, --rounds and --stage-mails not negative")
-    if args.peer_python is not None and not args.peer_python.exists():
-        parser.error(f"--peer-python {args.peer_python} does not exist (`make bench` builds it)")
+    if args.messages < 1 or args.rounds < 0:
+        parser.error("--messages must be positive, --rounds not negative")
+    peer.check_arguments(parser, args)
     return args
 
 

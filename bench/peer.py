@@ -12,7 +12,9 @@ call; PostgreSQL's is read from /proc around the same call.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -175,3 +177,30 @@ def goal_line(ratios: Mapping[str, float | None]) -> str:
     return (
         f"Goal: ours ≥ {GOAL:g}× {NAME} on the realistic mix and the 4 KB plain shape: {'; '.join(verdicts)}."
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options the SMTP and IMAP benchmarks share for the shapes they feed
+    beside the peer: the stage split's size, the generator's seed, the peer's python."""
+    parser.add_argument(
+        "--stage-mails",
+        type=int,
+        default=300,
+        help="mails of each shape ingested in process for the stage split (default 300; 0: none)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="the mail generator's seed (default 1)")
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=os.environ.get("BENCH_PEER_PYTHON") or None,
+        help=f"python of a virtualenv with {NAME} (bench/peer-requirements.txt; `make bench` "
+        "builds one); without it the peer is not run",
+    )
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse what `add_arguments` cannot take (parser.error exits)."""
+    if args.stage_mails < 0:
+        parser.error("--stage-mails must not be negative")
+    if args.peer_python is not None and not args.peer_python.exists():
+        parser.error(f"--peer-python {args.peer_python} does not exist (`make bench` builds it)")

@@ -905,30 +905,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--shape-connections", type=int, default=4, help="SMTP connections for the shapes (default 4)"
     )
-    parser.add_argument(
-        "--stage-mails",
-        type=int,
-        default=300,
-        help="mails of each shape ingested in process for the stage split (default 300; 0: none)",
-    )
-    parser.add_argument("--seed", type=int, default=1, help="the mail generator's seed (default 1)")
-    parser.add_argument(
-        "--peer-python",
-        type=Path,
-        default=os.environ.get("BENCH_PEER_PYTHON") or None,
-        help=f"python of a virtualenv with {peer.NAME} (bench/peer-requirements.txt; `make bench` "
-        "builds one); without it the peer is not run",
-    )
+    peer.add_arguments(parser)
     parser.add_argument(
         "--ceiling-server", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS
     )  # internal: run the ceiling server
     args = parser.parse_args(argv)
     if args.shapes and args.shape_mails <= args.shape_connections:
         parser.error("--shape-mails must exceed --shape-connections (the first ones are warm-ups)")
-    if args.shape_connections < 1 or args.stage_mails < 0:
-        parser.error("--shape-connections must be positive, --stage-mails not negative")
-    if args.peer_python is not None and not args.peer_python.exists():
-        parser.error(f"--peer-python {args.peer_python} does not exist (`make bench` builds it)")
+    if args.shape_connections < 1:
+        parser.error("--shape-connections must be positive")
+    peer.check_arguments(parser, args)
     return args
 
 
