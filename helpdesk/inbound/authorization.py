@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
@@ -48,6 +48,10 @@ _IDENTIFY = text(
     "        WHERE pattern IN (:email, :domain) ORDER BY pattern = :email DESC LIMIT 1),"
     "       (SELECT id FROM staff_users WHERE email = :email AND is_active)"
 )
+# Built once for the same reason: every reply not from its requester asks it.
+_PARTICIPANT = select(Participant.id).where(
+    Participant.ticket_id == bindparam("ticket"), Participant.email == bindparam("email")
+)
 
 
 def may_reply(session: Session, ticket: Ticket, address: str, sender: Sender | None = None) -> bool:
@@ -57,9 +61,7 @@ def may_reply(session: Session, ticket: Ticket, address: str, sender: Sender | N
     requester = session.get(Contact, ticket.requester_id)
     if requester is not None and requester.email == address:
         return True
-    participant = session.execute(
-        select(Participant.id).where(Participant.ticket_id == ticket.id, Participant.email == address)
-    ).first()
+    participant = session.execute(_PARTICIPANT, {"ticket": ticket.id, "email": address}).first()
     if participant is not None:
         return True
     if sender is None:
