@@ -6,7 +6,8 @@ plus-addresses (`550 5.1.1` otherwise: not a relay); mail over
 `451 4.3.0` when the database cannot be reached or anything transient fails, so the
 sending server retries; `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`.
 The database work runs in a thread pool so one slow mail never stalls the event
-loop and the other connections.
+loop and the other connections. DATA is read in large pieces, not line by line
+(`smtp_data.py`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session as SMTPSession
 from flask import Flask
 
 from helpdesk import addresses
 from helpdesk.inbound.ingest import Envelope, Outcome, TransientError, ingest
+from mailgateway.smtp_data import read_data, unstuff
 
 log = logging.getLogger("mailgateway.smtp")
 
@@ -80,10 +82,59 @@ class SupportHandler:
 
 
 class LiberalSMTP(SMTP):
-    """Real senders exceed RFC 5322's 998-octet lines; accept them, and say 552
-    with its enhanced status code when a mail is too big."""
+    """Real senders exceed RFC 5322's 998-octet lines; accept them, read DATA in
+    large pieces, and say 552 with its enhanced status code when a mail is too big."""
 
+    # The longest command line, and the largest piece DATA is read in; no longer a
+    # limit on lines of the mail (docs/mail-gateway.md, "How DATA is read").
     line_length_limit = 1 << 20
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd 1.4.6's smtp_DATA with its line-by-line loop replaced by
+        `smtp_data.read_data`; the checks before `354` and every step after the mail
+        is read are aiosmtpd's, in its order."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            wire = await read_data(self._reader, self.data_size_limit)
+        except asyncio.CancelledError:  # aiosmtpd cancels the session on EOF or a reset
+            log.info("connection lost during DATA")  # aiosmtpd then logs the peer
+            self._writer.close()
+            raise
+        if wire is None:  # drained to its end, so the next command is read as one
+            await self.push("552 5.3.4 Message too big for this system")
+            self._set_post_data_state()
+            return
+        original_content = unstuff(wire)
+        del wire  # the stuffed copy, if there was a dot to remove: not kept while ingesting
+        content: str | bytes = original_content
+        if self._decode_data:
+            if self.enable_SMTPUTF8:
+                content = original_content.decode("utf-8", errors="surrogateescape")
+            else:
+                try:
+                    content = original_content.decode("ascii", errors="strict")
+                except UnicodeDecodeError:
+                    await self.push("500 Error: strict ASCII mode")
+                    return
+        self.envelope.content = content
+        self.envelope.original_content = original_content
+        # aiosmtpd's deprecated process_message() is not offered: SupportHandler has
+        # handle_DATA, and a handler without either gets aiosmtpd's "250 OK".
+        status = await self._call_handler_hook("DATA") if "DATA" in self._handle_hooks else MISSING
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     async def push(self, status: str) -> None:  # type: ignore[override]  # aiosmtpd pushes str
         if status.startswith("552 ") and not status.startswith("552 5.3.4"):
