@@ -11,12 +11,18 @@ header fields turn into lists when a header repeats. Its address grammar
 Encoded words are RFC 2047, parameters RFC 2231. Bytes that are not mail at all
 come back with `parse_error` set and the raw bytes kept, for the quarantine.
 
+The standard library's reader takes a body line by line, which made a 500 KB
+attachment cost 11 ms; each long base64 body is handed to it as one placeholder line
+instead and put back into the tree it builds (`_read_tree`: the same tree, or the
+mail is read again line by line), and decoded in one pass (`_decode_base64`).
+
 Every byte is the sender's choice, so the work is bounded (docs/mail-gateway.md): the MIME
 reader stops at the part and nesting caps of `helpdesk.inbound.limits`, the header is
-measured before it is read, no regular expression here can backtrack
-super-linearly, and control characters never leave header text (PostgreSQL
-refuses NUL, and a CR or LF in a name would break the mail we send back). A mail
-over a structural cap comes back with `over_limit` set and its header only.
+measured before it is read, the search for base64 bodies stops after twice the
+mail's bytes, no regular expression here can backtrack super-linearly, and control
+characters never leave header text (PostgreSQL refuses NUL, and a CR or LF in a
+name would break the mail we send back). A mail over a structural cap comes back
+with `over_limit` set and its header only.
 """
 
 from __future__ import annotations
@@ -29,14 +35,17 @@ import re
 import unicodedata
 from base64 import b64decode
 from binascii import Error as Base64Error
+from binascii import a2b_base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.errors import MessageError, StartBoundaryNotFoundDefect
-from email.feedparser import BytesFeedParser
+from email.feedparser import BytesFeedParser, FeedParser
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 from email.utils import getaddresses
 from itertools import islice
+from typing import Any
 
 import nh3
 from mailparser.exceptions import MailParserError
@@ -102,10 +111,12 @@ MAX_FILENAME_LENGTH = 150
 # ids (RFC 5322's line limit is 998).
 MAX_THREAD_IDS = 50
 MAX_ID_LENGTH = 998
-# An address field is read up to this many characters (about a thousand addresses),
-# all its repetitions together: mail-parser's address grammar costs some 30 µs an
-# address, and only MAX_CC_PARTICIPANTS of them are kept anyway.
-MAX_ADDRESS_CHARS = 32 * 1024
+# An address field is read up to this many characters (about 400 addresses as people
+# write them, 2,400 of the shortest), all its repetitions together: mail-parser's
+# address grammar costs some 20 µs an address, and only MAX_CC_PARTICIPANTS of them
+# are kept anyway. It was 32 KiB until attachments became cheap to read (issue 19):
+# a field of addresses then cost 30 times ordinary mail of its size (the goal: 20).
+MAX_ADDRESS_CHARS = 12 * 1024
 # Who sent a mail, where From names nobody (docs/mail-gateway.md): these headers in this
 # order, then the envelope (`vocabulary.SENDER_SOURCES`).
 SENDER_HEADERS = ("from", "sender", "reply-to", "return-path")
@@ -132,6 +143,20 @@ _UNSAFE_FILENAME_CHARS = re.compile(r'[<>:"|?*]')
 _PATH_SEPARATORS = re.compile(r"[/\\]")
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _ID_SEPARATORS = re.compile(r"[\s,]+")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+# The standard library's MIME reader takes a body line by line (a boundary test and
+# a list append each, then a regular-expression search over the whole body for its
+# last line break): 20 ms for a 1 MB attachment. A long base64 body is handed to
+# it as one placeholder line instead (`_base64_runs`, `_read_tree`).
+_BASE64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+# Where one may start: after a blank line, a line beginning as base64 lines do
+# (encoders write 60 to 76 characters a line), so that prose is passed over in C.
+_BASE64_START = re.compile(rb"\n\r?\n(?=[A-Za-z0-9+/]{40})")
+_LONG_RUN = 2048  # bytes; shorter bodies are left to the line-by-line reading
+_PROBE_LINES = 16  # lines a candidate run is first measured over
+_RUN_COST = 1024  # bytes charged for each candidate, against a mail made of candidates
+# No character of mail read as ASCII with surrogate escapes is U+E000 or U+E001.
+_PLACEHOLDER = re.compile("\ue000([0-9]{1,9})\ue001")
 _BLANK_LINES = re.compile(r"\n{3,}")
 # C0 and C1 controls (tab and line breaks included: header text is one line) and
 # lone surrogates.
@@ -365,8 +390,8 @@ def _unwrap(data: bytes) -> bytes:
 
 def header_block(data: bytes) -> bytes:
     """The top-level header of raw mail, its blank line included (all of it if none)."""
-    ends = [index + len(blank) for blank in (b"\n\n", b"\n\r\n") if (index := data.find(blank)) != -1]
-    return data[: min(ends, default=len(data))]
+    blank = _BLANK_LINE.search(data)  # stops there: a search for "\n\n" reads a CRLF mail whole
+    return data[: blank.end() if blank else len(data)]
 
 
 def _header_over_limit(data: bytes, limits: MailLimits) -> str | None:
@@ -412,6 +437,14 @@ class _Part(Message):
 
     depth = 0
     budget: _Budget
+    _payload: Any  # Message's own: the body as read (str), or the list of parts
+
+    def put_back(self, restore: Callable[[str | None], str | None]) -> None:
+        """Put the bodies `_read_tree` took out back into this part's own texts."""
+        if isinstance(self._payload, str):
+            self._payload = restore(self._payload)
+        self.preamble = restore(self.preamble)
+        self.epilogue = restore(self.epilogue)
 
     def attach(self, payload: Message) -> None:  # type: ignore[override]
         if isinstance(payload, _Part):
@@ -424,7 +457,14 @@ class _Part(Message):
 
 
 def _read_tree(data: bytes, budget: _Budget) -> Message:
-    """The standard library's MIME reader, stopped at the part and nesting caps."""
+    """The standard library's MIME reader, stopped at the part and nesting caps.
+
+    Each long base64 body reaches it as one placeholder line (`_base64_runs` says
+    why that reads the same) and is put back into the tree it built. Should a
+    placeholder not come back exactly once, the mail is read again the standard
+    library's way, every line through its loop.
+    """
+    parts_before = budget.parts
 
     def new_part() -> _Part:
         budget.parts += 1
@@ -434,9 +474,129 @@ def _read_tree(data: bytes, budget: _Budget) -> Message:
         part.budget = budget
         return part
 
+    runs = _base64_runs(data)
+    if runs:
+        text, bodies = _with_placeholders(data, runs)
+        text_parser = FeedParser(new_part, policy=compat32)
+        text_parser.feed(text)
+        message = text_parser.close()
+        if _put_back(message, bodies) == len(bodies):
+            return message
+        log.warning("base64 bodies not put back into the MIME tree; reading the mail line by line")
+        budget.parts = parts_before
     parser = BytesFeedParser(new_part, policy=compat32)
     parser.feed(data)
     return parser.close()
+
+
+def _base64_runs(data: bytes) -> list[tuple[int, int]]:
+    """Where `data` holds long base64 bodies: (start, end) of runs of whole lines, each
+    right after a blank line, every line nothing but base64 characters and all but the
+    last one as long as the first.
+
+    Such a run reads the same wherever it stands in a MIME tree: none of its lines is
+    a header field, a continuation, a blank line, a boundary or "From ", so a header
+    being read ends at its first line, and every line of it is then body, preamble or
+    epilogue text, kept whole. A placeholder line is all of these things too. The
+    search stops after looking at twice the mail's bytes (every candidate charged at
+    least `_RUN_COST`), so a mail built to keep it busy costs no more than that.
+    """
+    runs: list[tuple[int, int]] = []
+    allowance = 2 * len(data)
+    position = 0
+    dash = 0  # the next "-": no base64 line holds one, every boundary line does
+    while allowance > 0 and len(data) - position > _LONG_RUN:
+        blank = _BASE64_START.search(data, position)
+        if blank is None:
+            break
+        start = blank.end()
+        if dash < start:
+            dash = data.find(b"-", start)
+            dash = len(data) if dash == -1 else dash
+        end, examined = _base64_run(data, start, dash)
+        allowance -= start - position + examined + _RUN_COST
+        if end - start >= _LONG_RUN:
+            runs.append((start, end))
+        position = max(start, end) - 1  # the line break a blank line after it begins with
+    return runs
+
+
+def _base64_run(data: bytes, start: int, limit: int) -> tuple[int, int]:
+    """The end of the run of base64 lines from `start` up to `limit` (`start` itself
+    when there is none), and about how many bytes were looked at to find it."""
+    newline = data.find(b"\n", start, limit)
+    if newline == -1:
+        return start, 0
+    ending = b"\r\n" if data[newline - 1 : newline] == b"\r" else b"\n"
+    width = newline + 1 - start
+    if width <= len(ending) or data[start : newline + 1].translate(None, _BASE64_CHARS) != ending:
+        return start, width
+    # Whole lines of that width, in windows growing fourfold: a run costs its length.
+    lines, window = 0, _PROBE_LINES
+    while True:
+        stop = min(limit, start + (lines + window) * width)
+        more = _lines_of_width(data, start + lines * width, stop, width, ending)
+        lines += more
+        if more < window:
+            break
+        window *= 4
+    end = start + lines * width
+    examined = width + lines + window + end - start
+    # Every line ends at its width, and holds nothing but base64 characters.
+    if len(data[start:end].translate(None, _BASE64_CHARS)) != lines * len(ending):
+        return start, examined
+    # The last line, shorter.
+    newline = data.find(b"\n", end, min(limit, end + width))
+    if newline != -1 and newline + 1 - end > len(ending):
+        if data[end : newline + 1].translate(None, _BASE64_CHARS) == ending:
+            end = newline + 1
+    return end, examined + width
+
+
+def _lines_of_width(data: bytes, start: int, stop: int, width: int, ending: bytes) -> int:
+    """How many lines from `start` (ending before `stop`) have their line break at `width`."""
+    last = data[start + width - 1 : stop : width]
+    lines = len(last) - len(last.lstrip(b"\n"))
+    if ending == b"\r\n":
+        before = data[start + width - 2 : stop : width][:lines]
+        lines = len(before) - len(before.lstrip(b"\r"))
+    return lines
+
+
+def _with_placeholders(data: bytes, runs: list[tuple[int, int]]) -> tuple[str, list[str]]:
+    """`data` as feedparser reads it (ASCII, other bytes as surrogate escapes) with each
+    run one placeholder line, and each run's text without its last line break (the
+    reader takes that break off a body whose last line it is: RFC 2046 gives it to the
+    boundary)."""
+    pieces: list[str] = []
+    bodies: list[str] = []
+    previous = 0
+    for index, (start, end) in enumerate(runs):
+        ending = "\r\n" if data[end - 2 : end] == b"\r\n" else "\n"
+        pieces.append(data[previous:start].decode("ascii", "surrogateescape"))
+        pieces.append(f"\ue000{index}\ue001{ending}")
+        bodies.append(data[start : end - len(ending)].decode("ascii"))
+        previous = end
+    pieces.append(data[previous:].decode("ascii", "surrogateescape"))
+    return "".join(pieces), bodies
+
+
+def _put_back(message: Message, bodies: list[str]) -> int:
+    """Replace the placeholders in the tree's bodies, preambles and epilogues; how many."""
+    restored = 0
+
+    def restore(text: str | None) -> str | None:
+        nonlocal restored
+        if text is None or "\ue000" not in text:
+            return text
+        text, count = _PLACEHOLDER.subn(lambda match: bodies[int(match.group(1))], text)
+        restored += count
+        return text
+
+    for part in message.walk():
+        if isinstance(part, _Part):
+            part.put_back(restore)
+    return restored
 
 
 def _read_message(data: bytes, budget: _Budget) -> Message:
@@ -818,7 +978,8 @@ class _Content:
 def _payload_bytes(part: Message) -> bytes:
     """The part's body with its transfer encoding undone (the sender's 8-bit bytes kept)."""
     try:
-        data = part.get_payload(decode=True)
+        base64_data = _base64_payload(part)
+        data = base64_data if base64_data is not None else part.get_payload(decode=True)
     except _EMAIL_FAILURES as exc:
         log.info("undecodable part payload (%s); keeping it as sent", exc)
         data = None
@@ -826,6 +987,35 @@ def _payload_bytes(part: Message) -> bytes:
         if isinstance(payload, str):
             data = payload.encode("utf-8", "surrogateescape")
     return data if isinstance(data, bytes) else b""
+
+
+def _base64_payload(part: Message) -> bytes | None:
+    """What get_payload(decode=True) gives for a base64 body of ASCII text, without
+    splitting the body into a list of lines and joining them; None for any other body."""
+    if part.is_multipart() or str(part.get("content-transfer-encoding", "")).lower() != "base64":
+        return None
+    payload = part.get_payload()
+    if not isinstance(payload, str) or not payload.isascii():
+        return None
+    return _decode_base64(payload.encode("ascii"))
+
+
+def _decode_base64(text: bytes) -> bytes:
+    """The email package's lenient base64 (`email._encoded_words.decode_b` over the
+    body's lines joined), without joining them.
+
+    The email package tries strict decoding with the padding completed, then skipping
+    stray characters, then that with "==" added, and keeps the text itself when all
+    fail. Skipping stray characters skips line breaks too, leaving nothing to join;
+    and where the strict attempt succeeds, the first lenient one that does gives the
+    same bytes (it fails only where padding is missing, which "==" completes).
+    """
+    for attempt in (text, text + b"=="):
+        try:
+            return a2b_base64(attempt)
+        except Base64Error:
+            pass
+    return text.translate(None, b"\r\n")
 
 
 def _message_bytes(part: Message) -> bytes:
