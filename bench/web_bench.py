@@ -3,7 +3,8 @@ through the API beside the TicketsService ceiling.
 
 What it measures, against a private PostgreSQL (fsync on) holding 100,000 tickets
 (seeded with set-based SQL, numbers 1..100000, a realistic mix of statuses,
-priorities, categories, assignees and 2,000 requesters):
+priorities, categories, assignees and 2,000 requesters; descriptions are mail-sized
+letters of 1–8 KB, 500 of them repeated, from `bench.realistic_mail`):
 
 1. Latency, one request at a time through gunicorn (`wsgi:app`, sync workers) over
    loopback: the queue page (`/tickets`) unfiltered, filtered and searched, and
@@ -46,7 +47,10 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+
 from bench.postgres import admin, migrate, server_settings
+from bench.realistic_mail import generate
 from bench.report import markdown_table, plain_table
 from config import TestingConfig
 from helpdesk import create_app
@@ -58,6 +62,7 @@ from tests.support.pgserver import PostgresServer
 from tests.support.web_process import WebServer, api_token, portal_login
 
 TICKETS = 100_000
+LETTERS = 500  # distinct descriptions, repeated over the tickets
 EMAIL, PASSWORD = "bench-admin@helpdesk.test", "bench-password-1"
 QUEUE_GOAL_MS = 100.0
 CREATE_GOAL = 0.5
@@ -84,7 +89,7 @@ INSERT INTO tickets (number, subject, description, status, priority, category, c
 SELECT g,
        'Ticket ' || g || ' about the ' ||
            (ARRAY['printer', 'vpn', 'invoice', 'laptop', 'mailbox', 'badge'])[1 + g % 6],
-       'The customer reports a problem with item ' || g || '. Please look into it.',
+       (SELECT text FROM bench_letters WHERE id = g % {LETTERS}),
        (ARRAY['new', 'open', 'in_progress', 'pending_customer', 'resolved', 'closed',
               'reopened', 'cancelled'])[1 + (g * 7) % 8],
        (ARRAY['low', 'medium', 'high', 'urgent'])[1 + (g * 3) % 4],
@@ -100,6 +105,7 @@ SELECT g,
        now() - (({TICKETS} - g) || ' minutes')::interval + interval '3 days', 0
 FROM generate_series(1, {TICKETS}) g;
 UPDATE ticket_counter SET next_value = {TICKETS + 1} WHERE id = 1;
+DROP TABLE bench_letters;
 """
 
 PAGES = (
@@ -140,6 +146,7 @@ class Throughput:
 def prepare(pg: PostgresServer) -> str:
     url = pg.create_database("bench_web")
     migrate(url)
+    seed_letters(url)
     admin(url, SEED)
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url)
     with app.app_context():
@@ -149,6 +156,23 @@ def prepare(pg: PostgresServer) -> str:
         db.engine.dispose()
     admin(url, "VACUUM ANALYZE", "CHECKPOINT")
     return url
+
+
+def seed_letters(url: str) -> None:
+    """The texts the tickets' descriptions are taken from: the bodies of the realistic
+    mix's new tickets (`bench.realistic_mail`: letters of 1–8 KB in five languages), so
+    a search reads what a queue fed by mail holds, not a one-line stand-in."""
+    mails = [mail for mail in generate("realistic", 2 * LETTERS, seed=1) if not mail.is_reply]
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE bench_letters (id integer PRIMARY KEY, text text NOT NULL)")
+            cur.executemany(
+                "INSERT INTO bench_letters VALUES (%s, %s)",
+                [(index, mail.text) for index, mail in enumerate(mails[:LETTERS])],
+            )
+    finally:
+        conn.close()
 
 
 # -- latency ---------------------------------------------------------------------------
