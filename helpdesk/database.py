@@ -173,11 +173,11 @@ def transaction() -> Iterator[Session]:
 def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Which schema objects Alembic compares with the models.
 
-    The trigram search indexes exist only on PostgreSQL and only in migrations 0006
-    and 0015 (the models cannot describe an index one dialect lacks), so they are
-    left out.
+    The search indexes (trigrams, migrations 0006 and 0015; the description's words,
+    0023) exist only on PostgreSQL and only in migrations (the models cannot describe
+    an index one dialect lacks), so they are left out.
     """
-    return not (type_ == "index" and reflected and (name or "").endswith("_trgm"))
+    return not (type_ == "index" and reflected and (name or "").endswith(("_trgm", "_words")))
 
 
 def insert_ignoring(session: Session, model: Any, unique: list[str]) -> Any:

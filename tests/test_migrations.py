@@ -47,8 +47,9 @@ def test_upgrade_builds_schema_matching_models(empty_database_url):
         tickets = {ix["name"]: ix for ix in inspect(db.engine).get_indexes("tickets")}
         for column in ("status", "priority", "assignee_id", "requester_id", "created_at", "updated_at"):
             assert f"ix_tickets_{column}" in tickets
-        if db.engine.dialect.name == "postgresql":  # search indexes (migration 0006)
-            assert {"ix_tickets_subject_trgm", "ix_tickets_description_trgm"} <= set(tickets)
+        if db.engine.dialect.name == "postgresql":  # search indexes (migrations 0006, 0023)
+            assert {"ix_tickets_subject_trgm", "ix_tickets_description_words"} <= set(tickets)
+            assert "ix_tickets_description_trgm" not in tickets
         flask_migrate.downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()

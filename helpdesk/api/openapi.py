@@ -446,7 +446,8 @@ LIST_PARAMETERS = [
         (
             "q",
             {"type": "string"},
-            "matches number, subject, description, service address, device serial, requester",
+            "number, or a subject, service address, device serial or requester containing it, "
+            "or a description holding its words (each begins a word of the description)",
         ),
         ("sla", {"type": "string", "enum": ["", *sla.STATES]}, "SLA state; empty means any"),
         ("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "page number"),

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, cast, func, literal_column, or_, select, text, union_all
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session, selectinload
 
 from helpdesk import addresses, numbering, sla, sla_queries
@@ -26,6 +27,9 @@ from helpdesk.services import tags, teams, visibility
 from helpdesk.services.actors import Actor
 
 MAX_PER_PAGE = 100
+# How many of a search term's words the description must hold (docs/web.md, "Search"):
+# each is a prefix scan of the words index, so a term of a thousand words is cut here.
+MAX_SEARCH_WORDS = 16
 _PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
 _SORTABLE = ("number", "created_at", "updated_at", "priority", "status", "subject")
 # The filters that pick from a vocabulary, with their allowed values: the portal's
@@ -83,6 +87,7 @@ class QueueService:
         self.session = session
         self.prefix = prefix
         self.visibility_mode = visibility_mode
+        self._searched: tuple[str, Any] | None = None  # the last term and its condition
 
     @classmethod
     def from_config(cls, session: Session, config: Any) -> QueueService:
@@ -135,7 +140,7 @@ class QueueService:
         if key == "priority":
             column = case(_PRIORITY_RANK, value=Ticket.priority)
         elif filters.q:
-            # A search finds its rows through the trigram indexes; ordering by an
+            # A search finds its rows through the search indexes; ordering by an
             # indexed column would tempt the planner to walk that index and filter
             # every row, slow when few match. An expression it cannot index avoids it.
             column = func.coalesce(column, column)
@@ -172,7 +177,7 @@ class QueueService:
         2,600 that carry a tag (docs/benchmarks.md). When the other filters are only
         the tag and the team, the parts (`visibility.parts`, no ticket in two) are
         counted one by one from indexes alone and added up. Any other filter needs
-        the rows anyway and would be applied once per part (a search's trigram scan
+        the rows anyway and would be applied once per part (a search's index scans
         three times), so it keeps the OR.
         """
         if visible is not None and len(visible) > 1 and _only_indexed(filters):
@@ -223,29 +228,71 @@ class QueueService:
         return query
 
     def _search(self, term: str) -> Any:
-        """Number, subject, description, service address, a device serial or the
-        requester (address or name) contain `term`.
+        """Number, subject, service address, a device serial or the requester (address
+        or name) contain `term`, or the description holds its words (docs/web.md,
+        "Search").
 
         On PostgreSQL the substring matches use trigram indexes (migrations 0006 and
-        0015), and the matching requesters are collected once into an array, so the
-        whole condition is one bitmap scan instead of a join over every ticket.
+        0015), the description its words index (0023), and the matching requesters are
+        collected once into an array. Each field is asked on its own and the ticket ids
+        are put together: asked as one OR, PostgreSQL rechecks every part's condition
+        on each page a trigram index marked inexact, which means parsing the
+        description of most matching tickets again (3.7 s instead of 0.1 at 100,000
+        tickets, docs/benchmarks.md). SQLite matches the description as a substring
+        too, in one OR. The page and its count ask for the same term: built once.
         """
+        if self._searched is not None and self._searched[0] == term:
+            return self._searched[1]
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         requesters = select(Contact.id).where(
             or_(Contact.email.ilike(pattern, escape="\\"), Contact.name.ilike(pattern, escape="\\"))
         )
-        if self.session.get_bind().dialect.name == "postgresql":
+        postgresql = self.session.get_bind().dialect.name == "postgresql"
+        if postgresql:
             by_requester = Ticket.requester_id == func.any(func.array(requesters.scalar_subquery()))
         else:
             by_requester = Ticket.requester_id.in_(requesters)
         matches = [
             Ticket.subject.ilike(pattern, escape="\\"),
-            Ticket.description.ilike(pattern, escape="\\"),
             Ticket.service_address.ilike(pattern, escape="\\"),
             Ticket.device_serials.ilike(pattern, escape="\\"),
             by_requester,
         ]
+        if not postgresql:
+            matches.append(Ticket.description.ilike(pattern, escape="\\"))
+        elif (words := self._description_words(term)) is not None:
+            matches.append(words)
         number = numbering.parse_number(term, self.prefix)
         if number is not None:
             matches.append(Ticket.number == number)
-        return or_(*matches)
+        if postgresql:  # each its own statement on tickets, not a correlated subquery
+            asked = (select(Ticket.id).where(match).correlate(None) for match in matches)
+            condition: ColumnElement[bool] = Ticket.id.in_(union_all(*asked))
+        else:
+            condition = or_(*matches)
+        self._searched = (term, condition)
+        return condition
+
+    def _description_words(self, term: str) -> ColumnElement[bool] | None:
+        """PostgreSQL: every word of `term`, as the full-text parser reads it, begins
+        a word of the description (None when the term has no word).
+
+        The term's words come from PostgreSQL's own parser, so an address, an IP or a
+        hyphenated serial splits the same way in the term as in the text, and they
+        reach the query as a constant the planner can estimate. They are written into
+        the tsquery as quoted lexemes, never parsed as its operators.
+        """
+        lexemes = self.session.execute(_TERM_WORDS, {"term": term, "most": MAX_SEARCH_WORDS}).scalars().all()
+        if not lexemes:
+            return None
+        query = " & ".join("'" + word.replace("\\", "\\\\").replace("'", "''") + "':*" for word in lexemes)
+        return func.to_tsvector(_SIMPLE, Ticket.description).bool_op("@@")(cast(query, TSQUERY))
+
+
+# The text-search configuration of migration 0023's index (it must be this very
+# expression for the index to serve): lowercases and splits, the same in any language.
+_SIMPLE: ColumnElement[Any] = literal_column("'simple'::regconfig")
+# A term's distinct words in the order written, the first `most` of them.
+_TERM_WORDS = text(
+    "SELECT lexeme FROM unnest(to_tsvector('simple'::regconfig, :term)) ORDER BY positions[1] LIMIT :most"
+)

@@ -1,0 +1,147 @@
+"""Queue search over descriptions: by words on PostgreSQL (migration 0023's index), as a
+substring on SQLite (docs/web.md, "Search"); a term is the searcher's to choose, and
+none breaks the query."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select, text
+
+from helpdesk.extensions import db
+from helpdesk.models import Ticket
+from helpdesk.services import QueueService, TicketFilters, TicketsService
+from helpdesk.services.queue import MAX_SEARCH_WORDS
+from tests.support.database import open_ticket
+
+DESCRIPTIONS = (
+    "El módem de la instalación no enciende desde ayer.",
+    "Error ONT-1234 en la fibra; la IP 192.168.1.10 no tiene ruta.",
+    "Les escribo desde juan.perez@example.com por la factura de marzo.",
+    "Printer network down since the update to v2.5.1",
+)
+
+
+@pytest.fixture
+def described(service: TicketsService) -> None:
+    for index, description in enumerate(DESCRIPTIONS, start=1):
+        open_ticket(service, subject=f"Case {index}", description=description, requester_email="ana@isp.test")
+
+
+def found(service: TicketsService, term: str) -> list[int]:
+    queue = QueueService(service.session, prefix=service.prefix)
+    page = queue.list_tickets(TicketFilters(q=term), sort="number")
+    assert page.total == len(page.items)
+    return [ticket.number for ticket in page.items]
+
+
+def postgresql() -> bool:
+    return db.engine.dialect.name == "postgresql"
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("módem", [1]),
+        ("MODEM", []),  # an accent is a different letter to both
+        ("instalaci", [1]),  # the beginning of a word
+        ("no enciende", [1]),
+        ("ONT-1234", [2]),
+        ("ont", [2]),
+        ("192.168.1.10", [2]),
+        ("192.168", [2]),
+        ("juan.perez@example.com", [3]),
+        ("juan.perez", [3]),
+        ("Printer network", [4]),
+        ("v2.5", [4]),
+        ("la", [1, 2, 3]),
+        ("ruta.", [2]),
+        ("tarjeta", []),
+    ],
+)
+def test_a_description_is_found_by_its_words_on_both_databases(service, described, term, expected):
+    assert found(service, term) == expected
+
+
+@pytest.mark.parametrize(
+    ("term", "on_postgresql", "on_sqlite"),
+    [
+        # Words anywhere, in any order: PostgreSQL finds them; SQLite wants the substring.
+        ("enciende módem", [1], []),
+        ("factura juan", [3], []),
+        # The middle or end of a word: only a substring search finds it.
+        ("ciende", [], [1]),
+        ("work", [], [4]),
+        # SQLite's LIKE folds the case of ASCII letters only.
+        ("MÓDEM", [1], []),
+        # An address is one word to the parser, found from its start, not by its domain.
+        ("example.com", [], [3]),
+    ],
+)
+def test_where_words_and_substrings_differ(service, described, term, on_postgresql, on_sqlite):
+    assert found(service, term) == (on_postgresql if postgresql() else on_sqlite)
+
+
+def test_only_the_first_words_of_a_long_term_count(service, described):
+    """Each word is a scan of the index, so a term's words are cut at MAX_SEARCH_WORDS,
+    in the order written: a word after them no longer has to be in the description."""
+    words = [f"palabra{n}" for n in range(MAX_SEARCH_WORDS)]
+    open_ticket(service, subject="Case 5", description=" ".join(words), requester_email="ana@isp.test")
+    assert found(service, " ".join(words)) == [5]
+    assert found(service, " ".join([*words, "ausente"])) == ([5] if postgresql() else [])
+    assert found(service, " ".join(["ausente", *words])) == []
+
+
+@pytest.mark.parametrize(
+    ("term", "on_postgresql"),
+    [
+        ("'", []),
+        ("''", []),
+        ("\\", []),
+        ("\\'", []),
+        ("a & b | !c", []),
+        ("módem:*", [1]),
+        ("módem & !fibra", []),  # read as an operator, "!" would have found ticket 1
+        ("módem | fibra", []),  # and "|" tickets 1 and 2
+        ("<-> <2> (", []),
+        ("')) OR 1=1 --", []),
+        ("':* | '", []),
+        ("x" * 3000, []),
+        ("é " * 2000, []),
+        ("http://example.com/it's\\here", []),
+        ("C:\\Users\\juan\\factura's.pdf", []),
+        ("\u202e\u200b\ufeff", []),
+        ("🙂 módem", [1]),
+    ],
+)
+def test_an_attacker_term_is_only_words(service, described, term, on_postgresql):
+    """Operators, quotes and backslashes in a term are text: none reaches the query
+    as tsquery syntax or raises (a 500 in the portal and the API)."""
+    numbers = found(service, term)
+    if postgresql():
+        assert numbers == on_postgresql
+    else:
+        assert set(numbers) <= {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("written", ["http://example.com/it's\\here", "C:\\Users\\juan\\factura's.pdf"])
+def test_words_with_quotes_and_backslashes_find_their_ticket(service, written):
+    """The parser keeps a quote or a backslash inside a path's word; written into the
+    query quoted and escaped, that word still finds the text it came from."""
+    ticket = open_ticket(service, description=f"Adjunto: {written} (no abre)", requester_email="ana@isp.test")
+    assert found(service, written) == [ticket.number]
+
+
+def test_the_words_index_serves_the_search(service, described):
+    """The condition is the very expression migration 0023 indexed, or PostgreSQL
+    would read every description."""
+    queue = QueueService(service.session, prefix=service.prefix)
+    statement = queue._filtered(select(func.count(Ticket.id)), TicketFilters(q="módem"))
+    compiled = statement.compile(db.engine)
+    if not postgresql():  # no words index there: the description is one more LIKE
+        assert "lower(tickets.description) LIKE" in compiled.string
+        return
+    connection = db.session.connection()
+    connection.execute(text("SET LOCAL enable_seqscan = off"))
+    plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + compiled.string, compiled.params).scalars())
+    db.session.rollback()
+    assert "ix_tickets_description_words" in plan
