@@ -250,18 +250,18 @@ class QueueService:
         postgresql = self.session.get_bind().dialect.name == "postgresql"
         if postgresql:
             by_requester = Ticket.requester_id == func.any(func.array(requesters.scalar_subquery()))
+            by_description = self._description_words(term)
         else:
             by_requester = Ticket.requester_id.in_(requesters)
+            by_description = Ticket.description.ilike(pattern, escape="\\")
         matches = [
             Ticket.subject.ilike(pattern, escape="\\"),
             Ticket.service_address.ilike(pattern, escape="\\"),
             Ticket.device_serials.ilike(pattern, escape="\\"),
             by_requester,
         ]
-        if not postgresql:
-            matches.append(Ticket.description.ilike(pattern, escape="\\"))
-        elif (words := self._description_words(term)) is not None:
-            matches.append(words)
+        if by_description is not None:
+            matches.append(by_description)
         number = numbering.parse_number(term, self.prefix)
         if number is not None:
             matches.append(Ticket.number == number)
