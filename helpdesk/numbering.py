@@ -241,6 +241,9 @@ def _create_counter(session: Session) -> None:
 
 
 def peek_next(session: Session) -> int:
+    """The number the next ticket will get, as committed now. No ticket below it
+    can be created any more: a number is taken in the transaction that stores its
+    ticket, and `set_next` only moves the sequence up."""
     counter = session.get(TicketCounter, COUNTER_ID)
     if counter is not None:
         return counter.next_value

@@ -21,14 +21,15 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   (servers and middleboxes drop quieter connections after 10), polling otherwise;
   an outer reconnect loop with exponential backoff survives the server going away.
 - Backlogs are fetched in batches bounded by count and by bytes. Within a batch,
-  mail that cannot thread onto other mail (no In-Reply-To or References, no ticket
-  number in its subject or a plus-address) and is not a second copy of a mail
-  before it is ingested by `IMAP_INGEST_THREADS` threads side by side, so one
-  mail's database round trips overlap another's parsing; every other mail waits
-  until all mail before it has committed, so it finds what it answers, or the copy
-  it duplicates, exactly as in strict UID order. Only committed mail is moved, and
-  the remembered UID only passes a message once every message before it in the
-  batch committed too.
+  mail is ingested by `IMAP_INGEST_THREADS` threads side by side, so one mail's
+  database round trips overlap another's parsing, unless it could find something
+  different in strict UID order: a second copy of a mail before it, mail answering
+  a mail still in flight (In-Reply-To, References) or a ticket numbered from where
+  the batch's new tickets start (subject, plus-address), and an answer while
+  another answer is in flight. Such mail waits until all mail before it has
+  committed, so it finds what it answers, or the copy it duplicates, exactly as in
+  strict UID order. Only committed mail is moved, and the remembered UID only
+  passes a message once every message before it in the batch committed too.
 
 One poller per mailbox, even with several gateways configured alike (several
 hosts): two pollers would not lose or duplicate tickets (the dedup key sees to
@@ -64,6 +65,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
+from helpdesk import numbering
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.inbound import matching
@@ -153,6 +155,17 @@ def envelope_from_headers(raw_head: bytes) -> Envelope:
     return_path = addresses("Return-Path")
     recipients = addresses("Delivered-To", "X-Original-To", "Envelope-To")
     return Envelope(return_path[0] if return_path else "", tuple(dict.fromkeys(recipients)), "imap")
+
+
+@dataclass(frozen=True)
+class _Flight:
+    """A mail of a batch handed to the ingest threads, not yet settled, and what a
+    later mail of the batch could find of it."""
+
+    future: Future[Result]
+    key: str  # its dedup key
+    message_id: str  # "" when it has none: no mail answers that
+    answers: bool  # it has thread signs: it answers a ticket
 
 
 class LeaseLost(Exception):
@@ -325,20 +338,19 @@ class ImapPoller(Loop):
         results: dict[int, Result] = {}
         error: BaseException | None = None
         with ThreadPoolExecutor(self.threads, thread_name_prefix="imap-ingest") as pool:
-            in_flight: dict[int, Future[Result]] = {}
+            in_flight: dict[int, _Flight] = {}
 
-            def settle() -> None:
-                """Wait for the mail in flight; keep the first error."""
+            def settle(uids: Iterable[int] | None = None) -> None:
+                """Wait for the mail in flight, or for the mail of `uids`; keep the first error."""
                 nonlocal error
-                for uid, future in in_flight.items():
+                for uid in list(in_flight if uids is None else uids):
                     try:
-                        results[uid] = future.result()
+                        results[uid] = in_flight.pop(uid).future.result()
                     except BaseException as exc:  # re-raised below, after the moves
                         error = error or exc
-                in_flight.clear()
 
             try:
-                keys: set[str] = set()  # dedup keys met in this batch
+                next_number = self._next_number() if self.threads > 1 else 0
                 for uid in batch:
                     if self.stopping.is_set() or error is not None:
                         break
@@ -353,19 +365,27 @@ class ImapPoller(Loop):
                     raw = bytes(data[b"BODY[]"] or b"")
                     envelope = envelope_from_headers(header_block(raw))
                     mail = parse(raw, self.limits)
+                    if self.threads == 1:
+                        results[uid] = self._ingest(raw, envelope, mail)
+                        continue
                     key = dedup_key(mail)
-                    # A second copy of a mail in the batch must find the first one's
-                    # record, and a reply the ticket an earlier mail may open.
-                    alone = key in keys or matching.has_thread_signs(
+                    signs = matching.thread_signs(
                         mail, matching.recipients(mail, envelope.recipients), self.ticket_prefix
                     )
-                    keys.add(key)
-                    if self.threads > 1 and not alone:
-                        in_flight[uid] = pool.submit(self._ingest, raw, envelope, mail)
-                        continue
-                    settle()
-                    if error is None:
-                        results[uid] = self._ingest(raw, envelope, mail)
+                    flights = in_flight.values()
+                    if any(f.key == key for f in flights) or signs.may_point_into(
+                        {f.message_id for f in flights}, next_number
+                    ):
+                        # A second copy of a mail in flight must find the first one's
+                        # record, and an answer what mail in flight may create.
+                        settle()
+                    elif signs:
+                        # Answers keep their order among themselves: two may answer one ticket.
+                        settle([uid for uid, flight in in_flight.items() if flight.answers])
+                    if error is not None:
+                        break
+                    future = pool.submit(self._ingest, raw, envelope, mail)
+                    in_flight[uid] = _Flight(future, key, mail.message_id or "", bool(signs))
             except BaseException as exc:
                 error = error or exc
             finally:
@@ -388,6 +408,12 @@ class ImapPoller(Loop):
         if error is not None:
             raise error
         return [(uid, results[uid]) for uid in batch if uid in results]
+
+    def _next_number(self) -> int:
+        """Where the batch's new tickets will be numbered from: mail naming a ticket
+        below it answers one that no mail of the batch can create."""
+        with self.app.app_context():
+            return numbering.peek_next(db.session)
 
     def _ingest(self, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
         with self.app.app_context():

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.policy import SMTP as SMTP_POLICY
 from functools import partial
@@ -26,7 +26,8 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 
 from helpdesk.extensions import db
-from helpdesk.inbound.ingest import Outcome, Result, TransientError
+from helpdesk.inbound.ingest import Envelope, Outcome, Result, TransientError
+from helpdesk.inbound.parser import InboundMail as ParsedMail
 from helpdesk.models import ImapMailboxState, InboundMail, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
 from mailgateway.imap import (
@@ -377,10 +378,40 @@ def test_uidvalidity_change_rescans_without_duplicates(app, senders, mailbox):
     assert mailbox.count() == 0
 
 
+Span = tuple[float, float, str]  # when a mail's ingest started and ended (monotonic), in which thread
+
+
+def observe(poller: ImapPoller, pause: Callable[[ParsedMail], None] = lambda mail: None) -> dict[str, Span]:
+    """Record when and where the poller ingests each mail, by Message-ID; `pause`
+    runs first, in the same thread, to hold a mail in flight for a while."""
+    spans: dict[str, Span] = {}
+    ingest = poller._ingest
+
+    def observed(raw_mail: bytes, envelope: Envelope, mail: ParsedMail) -> Result:
+        started = time.monotonic()
+        try:
+            pause(mail)
+            return ingest(raw_mail, envelope, mail)
+        finally:
+            spans[mail.message_id or ""] = (started, time.monotonic(), threading.current_thread().name)
+
+    poller._ingest = observed  # type: ignore[method-assign]
+    return spans
+
+
+def started_after_all_before_it(
+    spans: dict[str, Span], results: list[tuple[int, Result]], message_id: str
+) -> bool:
+    order = [result.message_id or "" for _, result in results]
+    before = order[: order.index(message_id)]
+    return all(spans[message_id][0] >= spans[earlier][1] for earlier in before)
+
+
 def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, senders, mailbox, caplog):
-    """New conversations are ingested side by side; a follow-up, a reply by ticket
-    number and a second copy of a mail wait for everything before them, so each
-    gets what strict UID order would give it."""
+    """New conversations are ingested side by side; a follow-up of a mail in the
+    batch, a reply by the number of a ticket the batch opens and a second copy of a
+    mail in flight wait for everything before them, so each gets what strict UID
+    order would give it."""
     caplog.set_level(logging.INFO, logger="helpdesk.inbound.ingest")
     mails: list[bytes] = []
     expected: list[str] = []
@@ -399,7 +430,8 @@ def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, sende
         )
         mails.append(raw(100 + i, "batch", sender=customer))
         expected += ["created", "appended", "created"]
-    mails.append(raw(0, "batch", sender="c0@corp.example"))  # a second copy of the first mail
+    mails.append(raw(200, "batch", sender="c0@corp.example"))
+    mails.append(raw(200, "batch", sender="c0@corp.example"))  # a second copy, while the first is in flight
     mails.append(
         message(
             "c0@corp.example",
@@ -408,13 +440,15 @@ def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, sende
             message_id="<batch-by-number@client.example>",
         ).as_bytes(policy=SMTP_POLICY)
     )
-    expected += ["duplicate", "appended"]
+    expected += ["created", "duplicate", "appended"]
     mailbox.append(*mails)
-    results = drain(poller_for(app, mailbox, IMAP_INGEST_THREADS=4))
+    poller = poller_for(app, mailbox, IMAP_INGEST_THREADS=4)
+    spans = observe(poller, lambda mail: time.sleep(0.02))  # mail in flight long enough to be overtaken
+    results = drain(poller)
 
     assert outcomes(results) == expected
     subjects = {t.id: t.subject for t in tickets()}
-    assert len(subjects) == 24
+    assert len(subjects) == 25
     for i in range(12):
         original = db.session.execute(
             select(InboundMail).where(InboundMail.message_id == f"batch-{i}@client.example")
@@ -433,9 +467,103 @@ def test_mail_of_a_batch_that_may_thread_waits_for_the_mail_before_it(app, sende
     assert len({name for name in threads["created"] if name.startswith("imap-ingest")}) > 1, (
         "new conversations were not ingested side by side"
     )
-    assert not any(name.startswith("imap-ingest") for name in threads["appended"] | threads["duplicate"]), (
-        threads
+    waited = [
+        result.message_id or "" for _, result in results if result.outcome.value in ("appended", "duplicate")
+    ]
+    assert len(waited) == 14
+    for message_id in waited:
+        assert started_after_all_before_it(spans, results, message_id), message_id
+
+
+def test_answers_to_tickets_older_than_the_batch_run_beside_new_mail_one_at_a_time(app, senders, mailbox):
+    """An answer whose ticket no mail of its batch can create (a Message-ID received
+    before, a number below where the batch's tickets start) runs beside new
+    conversations, but never beside another answer: two may answer one ticket, whose
+    messages keep the order they were sent in."""
+    poller = poller_for(app, mailbox, IMAP_INGEST_THREADS=4)
+    mailbox.append(*(raw(i, "older", sender=f"o{i}@corp.example") for i in range(4)))
+    assert outcomes(drain(poller)) == ["created"] * 4
+    numbers = {t.subject: t.number for t in tickets()}  # not in UID order: the four ran side by side
+    mails: list[bytes] = []
+    for i in range(4):
+        mails.append(raw(10 + i, "newer", sender=f"n{i}@corp.example"))
+        by_id = i % 2 == 0
+        mails.append(
+            message(
+                f"o{i}@corp.example",
+                subject=f"Mail {i} again" if by_id else f"Re: [TKT-{numbers[f'Mail {i}']:06d}] Mail {i}",
+                body="Still broken.",
+                message_id=f"<answer-{i}@client.example>",
+                in_reply_to=f"<older-{i}@client.example>" if by_id else None,
+            ).as_bytes(policy=SMTP_POLICY)
+        )
+    mailbox.append(*mails)
+    answer_started = [threading.Event() for _ in range(4)]
+
+    def pause(mail: ParsedMail) -> None:
+        kind, _, n = (mail.message_id or "").partition("@")[0].partition("-")
+        if kind == "answer":
+            answer_started[int(n)].set()
+            time.sleep(0.05)  # answers that ran side by side would overlap
+        else:
+            answer_started[int(n) - 10].wait(5)  # the answer after this new mail runs meanwhile
+
+    spans = observe(poller, pause)
+    results = drain(poller)
+
+    assert outcomes(results) == ["created", "appended"] * 4
+    for i in range(4):
+        answer = db.session.execute(
+            select(InboundMail).where(InboundMail.message_id == f"answer-{i}@client.example")
+        ).scalar_one()
+        assert answer.ticket_id is not None
+        assert db.session.get(Ticket, answer.ticket_id).number == numbers[f"Mail {i}"]
+    for i in range(4):
+        new, answer = spans[f"newer-{10 + i}@client.example"], spans[f"answer-{i}@client.example"]
+        assert answer[0] < new[1], f"answer {i} waited for the new mail before it"
+    answers = sorted(span for mid, span in spans.items() if mid.startswith("answer-"))
+    for earlier, later in zip(answers, answers[1:], strict=False):
+        assert earlier[1] <= later[0], f"two answers ran side by side: {answers}"
+
+
+def test_answers_to_what_the_batch_may_create_wait_even_beside_older_tickets(app, senders, mailbox):
+    """Naming a ticket numbered from where the batch's tickets start, or a mail still
+    in flight, makes an answer wait for everything before it, also when it names an
+    older ticket too."""
+    poller = poller_for(app, mailbox, IMAP_INGEST_THREADS=4)
+    mailbox.append(raw(0, "before", sender="b0@corp.example"))
+    assert outcomes(drain(poller)) == ["created"]
+    mailbox.append(
+        raw(1, "fresh", sender="f1@corp.example"),  # TKT-000002
+        message(
+            "f1@corp.example",
+            subject="Re: [TKT-000002] Mail 1, and [TKT-000001]",
+            body="By number.",
+            message_id="<fresh-by-number@client.example>",
+        ).as_bytes(policy=SMTP_POLICY),
+        raw(2, "fresh", sender="f2@corp.example"),  # TKT-000003
+        message(
+            "f2@corp.example",
+            subject="Mail 2, once more",
+            body="By id.",
+            message_id="<fresh-by-id@client.example>",
+            in_reply_to="<fresh-2@client.example>",
+            references="<before-0@client.example> <fresh-2@client.example>",
+        ).as_bytes(policy=SMTP_POLICY),
     )
+    spans = observe(poller, lambda mail: time.sleep(0.2))  # new tickets slow to commit
+    results = drain(poller)
+
+    assert outcomes(results) == ["created", "appended", "created", "appended"]
+    numbers = {
+        row.message_id: db.session.get(Ticket, row.ticket_id).number
+        for row in db.session.execute(select(InboundMail)).scalars()
+        if row.ticket_id is not None
+    }
+    assert numbers["fresh-by-number@client.example"] == numbers["fresh-1@client.example"] == 2
+    assert numbers["fresh-by-id@client.example"] == numbers["fresh-2@client.example"] == 3
+    for message_id in ("fresh-by-number@client.example", "fresh-by-id@client.example"):
+        assert started_after_all_before_it(spans, results, message_id), message_id
 
 
 def test_one_ingest_thread_takes_mail_strictly_in_uid_order(app, senders, mailbox):

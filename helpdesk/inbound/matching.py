@@ -13,7 +13,7 @@ that, so a stranger who types a ticket number never lands in someone else's tick
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select
@@ -42,13 +42,33 @@ def recipients(mail: InboundMail, delivered_to: Iterable[str]) -> list[str]:
     return list(delivered_to) + [address for _, address in mail.to + mail.cc]
 
 
-def has_thread_signs(mail: InboundMail, recipients: Iterable[str], prefix: str) -> bool:
-    """Does the mail carry anything `find_ticket` looks for? Answered without the
+@dataclass(frozen=True)
+class ThreadSigns:
+    """What `find_ticket` would look a mail's ticket up by, read without the
     database, so the IMAP poller can tell which mail may run beside others."""
-    return bool(
-        _candidate_ids(mail)
-        or numbering.find_numbers(mail.subject, prefix)
-        or plus_address_numbers(recipients, prefix)
+
+    message_ids: frozenset[str]  # In-Reply-To and References
+    numbers: frozenset[int]  # ticket numbers in the subject and in plus-addresses
+
+    def __bool__(self) -> bool:
+        return bool(self.message_ids or self.numbers)
+
+    def may_point_into(self, uncommitted: Container[str], next_number: int) -> bool:
+        """Could what the mail answers be written by mail not yet committed: by a
+        mail whose Message-ID is in `uncommitted`, or as a ticket numbered
+        `next_number` (`numbering.peek_next` when that mail started) or later?
+        Nothing else it names can be: a Message-ID the helpdesk signs reaches
+        anyone only in mail sent after its commit."""
+        return any(mid in uncommitted for mid in self.message_ids) or any(
+            number >= next_number for number in self.numbers
+        )
+
+
+def thread_signs(mail: InboundMail, recipients: Iterable[str], prefix: str) -> ThreadSigns:
+    """Everything `find_ticket` looks for in the mail."""
+    return ThreadSigns(
+        frozenset(mid for mid, _ in _candidate_ids(mail)),
+        frozenset(numbering.find_numbers(mail.subject, prefix) + plus_address_numbers(recipients, prefix)),
     )
 
 
