@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
 from helpdesk.services import QueueService, TicketFilters, TicketsService
+from helpdesk.services.actors import Actor
 from helpdesk.services.queue import MAX_SEARCH_WORDS
 from tests.support.database import open_ticket
 
@@ -145,3 +146,28 @@ def test_the_words_index_serves_the_search(service, described):
     plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + compiled.string, compiled.params).scalars())
     db.session.rollback()
     assert "ix_tickets_description_words" in plan
+
+
+def test_a_search_counts_every_match_on_every_page(service, agent):
+    """A search's total comes with its page (a window count): the same on every page,
+    past the last one too, and only what the viewer may see."""
+    for index in range(9):
+        open_ticket(
+            service,
+            subject=f"Case {index}",
+            description="El router se reinicia cada hora." if index < 7 else "Sin señal.",
+            requester_email="ana@isp.test",
+            assignee_id=agent.id if index % 2 == 0 else None,
+        )
+    queue = QueueService(service.session, prefix=service.prefix)
+    router = TicketFilters(q="router")
+    pages = [queue.list_tickets(router, page=n, per_page=3, sort="number") for n in (1, 2, 3, 4)]
+    assert [len(page.items) for page in pages] == [3, 3, 1, 0]
+    assert [page.total for page in pages] == [7, 7, 7, 7]
+    assert [t.number for page in pages for t in page.items] == list(range(1, 8))
+    assert queue.list_tickets(TicketFilters(q="fibra")).total == 0
+    own = QueueService(service.session, prefix=service.prefix, visibility_mode="own")
+    mine = own.list_tickets(TicketFilters(q="router"), per_page=3, sort="number", viewer=Actor.staff(agent))
+    assert ([t.number for t in mine.items], mine.total) == ([1, 3, 5], 4)
+    past = own.list_tickets(TicketFilters(q="router"), page=3, per_page=3, viewer=Actor.staff(agent))
+    assert (past.items, past.total) == ([], 4)

@@ -87,7 +87,6 @@ class QueueService:
         self.session = session
         self.prefix = prefix
         self.visibility_mode = visibility_mode
-        self._searched: tuple[str, Any] | None = None  # the last term and its condition
 
     @classmethod
     def from_config(cls, session: Session, config: Any) -> QueueService:
@@ -135,7 +134,6 @@ class QueueService:
         ids = self._filtered(select(Ticket.id), filters).where(*looked_up)
         if visible is not None:
             ids = ids.where(or_(*visible))
-        total = self._count(filters, looked_up, visible)
         column: Any = getattr(Ticket, key)
         if key == "priority":
             column = case(_PRIORITY_RANK, value=Ticket.priority)
@@ -151,10 +149,23 @@ class QueueService:
         # was joined and sorted whole (at 100,000 tickets, a search matching one in
         # six took 40 ms instead of 23, page 200 of the queue 10 ms instead of 4).
         page_ids = ids.order_by(order, tie).limit(per_page).offset((page - 1) * per_page)
+        chosen: Any
+        if filters.q and filters.q.strip():
+            # A search's page sorts every matching row, so it counts them on the way
+            # (a window count) rather than in a second statement that reads them all
+            # again (docs/benchmarks.md, the portal at 100,000 tickets).
+            found = self.session.execute(page_ids.add_columns(func.count().over())).all()
+            chosen = [row[0] for row in found]
+            total = found[0][1] if found else 0
+            if not found and page > 1:  # past the last page: nothing was counted
+                total = self._count(filters, looked_up, visible)
+        else:
+            total = self._count(filters, looked_up, visible)
+            chosen = page_ids.scalar_subquery()
         items = (
             self.session.execute(
                 select(Ticket)
-                .where(Ticket.id.in_(page_ids.scalar_subquery()))
+                .where(Ticket.id.in_(chosen))
                 .options(selectinload(Ticket.tags))
                 .order_by(order, tie)
             )
@@ -239,10 +250,8 @@ class QueueService:
         on each page a trigram index marked inexact, which means parsing the
         description of most matching tickets again (3.7 s instead of 0.1 at 100,000
         tickets, docs/benchmarks.md). SQLite matches the description as a substring
-        too, in one OR. The page and its count ask for the same term: built once.
+        too, in one OR.
         """
-        if self._searched is not None and self._searched[0] == term:
-            return self._searched[1]
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         requesters = select(Contact.id).where(
             or_(Contact.email.ilike(pattern, escape="\\"), Contact.name.ilike(pattern, escape="\\"))
@@ -270,7 +279,6 @@ class QueueService:
             condition: ColumnElement[bool] = Ticket.id.in_(union_all(*asked))
         else:
             condition = or_(*matches)
-        self._searched = (term, condition)
         return condition
 
     def _description_words(self, term: str) -> ColumnElement[bool] | None:
