@@ -31,6 +31,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
         limit_storage,
         metrics,
         portal,
+        request_size,
         security,
         sla,
         tracker,
@@ -49,6 +50,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     )
     languages.init_app(app)
     security.init_app(app)
+    request_size.init_app(app)
     csrf.init_app(app)
     limit_storage.init_app(app)
     limiter.init_app(app)

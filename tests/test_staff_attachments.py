@@ -158,15 +158,38 @@ def test_files_over_the_mail_limits_are_refused_and_nothing_is_stored(
     assert _counts() == before
 
 
-def test_a_request_over_max_request_bytes_is_a_413(app, api, portal, service):
+def test_staff_replies_may_carry_the_attachments_limit_nothing_else_may(app, api, portal, service, client):
+    """MAX_REQUEST_BYTES bounds every body; a reply with files by a signed-in staff
+    member may add MAX_ATTACHMENTS_TOTAL_BYTES to it. Anyone else, and every other
+    route, is refused (413) before the body is read."""
     open_ticket(service)
-    app.config["MAX_CONTENT_LENGTH"] = 4000  # MAX_REQUEST_BYTES
+    app.config.update(MAX_CONTENT_LENGTH=4000, MAX_ATTACHMENT_BYTES=6000, MAX_ATTACHMENTS_TOTAL_BYTES=6000)
+    file = (b"x" * 5000, "big.bin", "application/octet-stream")
+    assert _api_reply(api, _files(file)).status_code == 201
+    assert _portal_reply(portal, _files(file)).status_code == 302
+    assert [row[2] for row in _stored()] == [5000, 5000]
     before = _counts()
-    answer = _api_reply(api, _files((b"x" * 5000, "big.bin", "application/octet-stream")))
+    over = (b"x" * 10_500, "bigger.bin", "application/octet-stream")  # past 4000 + 6000
+    answer = _api_reply(api, _files(over))
     assert answer.status_code == 413
     assert answer.get_json()["error"]["code"] == "request_entity_too_large"
-    refused = _portal_reply(portal, _files((b"x" * 5000, "big.bin", "application/octet-stream")))
-    assert refused.status_code == 413
+    assert _portal_reply(portal, _files(over)).status_code == 413
+    status = portal.client.post(
+        f"{PAGE}/status", data={"status": "open", "note": "x" * 5000, "csrf_token": portal.token(PAGE)}
+    )
+    assert status.status_code == 413
+    token = portal.token(PAGE)
+    portal.client.post("/logout", data={"csrf_token": token})
+    anonymous = client.post(
+        f"{PAGE}/reply", data={"body": "Hola", "csrf_token": token, "attachments": _files(file)}
+    )
+    assert anonymous.status_code == 413
+    forged = client.post(
+        f"/api/v1/tickets/{NUMBER}/replies",
+        data={"body": "Hola", "attachments": _files(file)},
+        headers={"Authorization": "Bearer not-a-token"},
+    )
+    assert forged.status_code == 401
     assert _counts() == before
 
 

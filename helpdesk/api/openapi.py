@@ -716,7 +716,8 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "A public reply (mailed to requester and CCs, with its attachments) or internal "
             "note; files come as multipart/form-data under `attachments`, within MAX_ATTACHMENTS, "
-            "MAX_ATTACHMENT_BYTES and MAX_ATTACHMENTS_TOTAL_BYTES (422) and MAX_REQUEST_BYTES (413)",
+            "MAX_ATTACHMENT_BYTES and MAX_ATTACHMENTS_TOTAL_BYTES (422); the whole body within "
+            "MAX_REQUEST_BYTES + MAX_ATTACHMENTS_TOTAL_BYTES (413)",
             "security": STAFF,
             "requestBody": {
                 "required": True,
