@@ -4,7 +4,8 @@
   nor the gateway: the services, the inbound pipeline and the models work the
   same under the portal, the gateway process and the CLI.
 - The web modules (`helpdesk.api`, `helpdesk.portal`, `helpdesk.tracker`,
-  `helpdesk.auth`, `helpdesk.http_errors`) never import the gateway.
+  `helpdesk.auth`, `helpdesk.http_errors`, `helpdesk.request_size`) never import
+  the gateway.
 - The gateway (`mailgateway`) uses the core, never the web modules.
 
 `helpdesk/__init__.py`, the app factory, is where web and core meet and may
@@ -20,7 +21,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WEB = ("helpdesk.api", "helpdesk.portal", "helpdesk.tracker", "helpdesk.auth", "helpdesk.http_errors")
+WEB = (
+    "helpdesk.api",
+    "helpdesk.portal",
+    "helpdesk.tracker",
+    "helpdesk.auth",
+    "helpdesk.http_errors",
+    "helpdesk.request_size",
+)
 FACTORY = "helpdesk"
 
 
