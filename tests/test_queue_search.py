@@ -171,3 +171,26 @@ def test_a_search_counts_every_match_on_every_page(service, agent):
     assert ([t.number for t in mine.items], mine.total) == ([1, 3, 5], 4)
     past = own.list_tickets(TicketFilters(q="router"), page=3, per_page=3, viewer=Actor.staff(agent))
     assert (past.items, past.total) == ([], 4)
+
+
+@pytest.mark.parametrize(("sort", "order"), [("-priority", "bca"), ("priority", "acb"), ("-number", "cba")])
+def test_a_ticket_found_by_several_fields_is_listed_once_in_order(service, sort, order):
+    """Each field is asked on its own on PostgreSQL; a ticket two of them find is one
+    ticket, sorted by its own key among the others."""
+    tickets = {
+        "a": open_ticket(
+            service, subject="Router caído", description="El router no enciende.", priority="low"
+        ),
+        "b": open_ticket(
+            service, subject="Sin señal", description="Cambié el router ayer.", priority="urgent"
+        ),
+        "c": open_ticket(
+            service, subject="Factura", description="x", requester_email="router@isp.test", priority="high"
+        ),
+    }
+    open_ticket(service, subject="Otro", description="Nada que ver.")
+    page = QueueService(service.session, prefix=service.prefix).list_tickets(
+        TicketFilters(q="router"), sort=sort
+    )
+    assert [ticket.number for ticket in page.items] == [tickets[name].number for name in order]
+    assert page.total == 3

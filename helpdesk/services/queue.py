@@ -10,10 +10,22 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, cast, func, literal_column, or_, select, text, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    union,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session, selectinload
 
@@ -131,37 +143,33 @@ class QueueService:
             for condition in (by_team, tags.tagged(self.session, filters.tag) if filters.tag else None)
             if condition is not None
         ]
-        ids = self._filtered(select(Ticket.id), filters).where(*looked_up)
-        if visible is not None:
-            ids = ids.where(or_(*visible))
+        where = looked_up if visible is None else [*looked_up, or_(*visible)]
         column: Any = getattr(Ticket, key)
         if key == "priority":
             column = case(_PRIORITY_RANK, value=Ticket.priority)
-        elif filters.q:
-            # A search finds its rows through the search indexes; ordering by an
-            # indexed column would tempt the planner to walk that index and filter
-            # every row, slow when few match. An expression it cannot index avoids it.
-            column = func.coalesce(column, column)
-        order = column.desc() if sort.startswith("-") else column.asc()
-        tie = Ticket.id.desc() if sort.startswith("-") else Ticket.id.asc()
-        # The page is picked from ticket ids alone and only its rows are loaded with
-        # their requester and assignee: loaded before the LIMIT, every matching ticket
-        # was joined and sorted whole (at 100,000 tickets, a search matching one in
-        # six took 40 ms instead of 23, page 200 of the queue 10 ms instead of 4).
-        page_ids = ids.order_by(order, tie).limit(per_page).offset((page - 1) * per_page)
+        descending = sort.startswith("-")
+        order = column.desc() if descending else column.asc()
+        tie = Ticket.id.desc() if descending else Ticket.id.asc()
+        term = (filters.q or "").strip()
         chosen: Any
-        if filters.q and filters.q.strip():
-            # A search's page sorts every matching row, so it counts them on the way
-            # (a window count) rather than in a second statement that reads them all
-            # again (docs/benchmarks.md, the portal at 100,000 tickets).
-            found = self.session.execute(page_ids.add_columns(func.count().over())).all()
-            chosen = [row[0] for row in found]
-            total = found[0][1] if found else 0
-            if not found and page > 1:  # past the last page: nothing was counted
+        if term:
+            chosen, total = self._search_page(term, filters, where, column, descending, page, per_page)
+            if not chosen and page > 1:  # past the last page: nothing was counted
                 total = self._count(filters, looked_up, visible)
         else:
             total = self._count(filters, looked_up, visible)
-            chosen = page_ids.scalar_subquery()
+            # The page is picked from ticket ids alone and only its rows are loaded
+            # with their requester and assignee: loaded before the LIMIT, every
+            # matching ticket was joined and sorted whole (page 200 of the queue at
+            # 100,000 tickets took 10 ms instead of 4).
+            chosen = (
+                self._filtered(select(Ticket.id), filters)
+                .where(*where)
+                .order_by(order, tie)
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+                .scalar_subquery()
+            )
         items = (
             self.session.execute(
                 select(Ticket)
@@ -238,14 +246,62 @@ class QueueService:
             query = query.where(self._search(filters.q.strip()))
         return query
 
-    def _search(self, term: str) -> Any:
+    def _search_page(
+        self,
+        term: str,
+        filters: TicketFilters,
+        where: list[ColumnElement[bool]],
+        column: Any,
+        descending: bool,
+        page: int,
+        per_page: int,
+    ) -> tuple[list[int], int]:
+        """The ids of a search's page, and how many tickets match in all.
+
+        The page has to sort every matching ticket, so it counts them on the way (a
+        window count) instead of a second statement reading them all again. On
+        PostgreSQL each field is asked on its own (`_matches`), and each of those
+        SELECTs returns the sort key beside the id, from the row it reads anyway:
+        looked up again by id, the 35,266 tickets `printer` matches at 100,000 cost
+        78 ms more (docs/benchmarks.md). The key is an expression no index holds, so
+        the planner never walks a sort index filtering every row (slow when few match).
+        """
+        matches, separately = self._matches(term)
+        others = replace(filters, q=None)
+        key = func.coalesce(column, column).label("key")
+        asked = [
+            self._filtered(select(Ticket.id, key), others).where(*where, match)
+            for match in (matches if separately else [or_(*matches)])
+        ]
+        found = (union(*asked) if len(asked) > 1 else asked[0]).subquery()
+        order = (
+            (found.c.key.desc(), found.c.id.desc()) if descending else (found.c.key.asc(), found.c.id.asc())
+        )
+        rows = self.session.execute(
+            select(found.c.id, func.count().over())
+            .order_by(*order)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        ).all()
+        return [row[0] for row in rows], rows[0][1] if rows else 0
+
+    def _search(self, term: str) -> ColumnElement[bool]:
+        """The condition a ticket matching `term` meets (`_matches`), for the count."""
+        matches, separately = self._matches(term)
+        if separately:  # each its own statement on tickets, not a correlated subquery
+            return Ticket.id.in_(
+                union_all(*(select(Ticket.id).where(match).correlate(None) for match in matches))
+            )
+        return or_(*matches)
+
+    def _matches(self, term: str) -> tuple[list[ColumnElement[bool]], bool]:
         """Number, subject, service address, a device serial or the requester (address
         or name) contain `term`, or the description holds its words (docs/web.md,
-        "Search").
+        "Search"); and whether they are to be asked one by one.
 
         On PostgreSQL the substring matches use trigram indexes (migrations 0006 and
         0015), the description its words index (0023), and the matching requesters are
-        collected once into an array. Each field is asked on its own and the ticket ids
+        collected once into an array. Each field is asked on its own and the tickets
         are put together: asked as one OR, PostgreSQL rechecks every part's condition
         on each page a trigram index marked inexact, which means parsing the
         description of most matching tickets again (3.7 s instead of 0.1 at 100,000
@@ -274,12 +330,7 @@ class QueueService:
         number = numbering.parse_number(term, self.prefix)
         if number is not None:
             matches.append(Ticket.number == number)
-        if postgresql:  # each its own statement on tickets, not a correlated subquery
-            asked = (select(Ticket.id).where(match).correlate(None) for match in matches)
-            condition: ColumnElement[bool] = Ticket.id.in_(union_all(*asked))
-        else:
-            condition = or_(*matches)
-        return condition
+        return matches, postgresql
 
     def _description_words(self, term: str) -> ColumnElement[bool] | None:
         """PostgreSQL: every word of `term`, as the full-text parser reads it, begins
