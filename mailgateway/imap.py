@@ -23,13 +23,14 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
 - Backlogs are fetched in batches bounded by count and by bytes. Within a batch,
   mail is ingested by `IMAP_INGEST_THREADS` threads side by side, so one mail's
   database round trips overlap another's parsing, unless it could find something
-  different in strict UID order: a second copy of a mail before it, mail answering
-  a mail still in flight (In-Reply-To, References) or a ticket numbered from where
-  the batch's new tickets start (subject, plus-address), and an answer while
-  another answer is in flight. Such mail waits until all mail before it has
-  committed, so it finds what it answers, or the copy it duplicates, exactly as in
-  strict UID order. Only committed mail is moved, and the remembered UID only
-  passes a message once every message before it in the batch committed too.
+  different in strict UID order: a second copy of a mail still in flight, and mail
+  answering a mail still in flight (In-Reply-To, References) or a ticket numbered
+  from where the batch's new tickets start (subject, plus-address). Such mail waits
+  until all mail before it has committed, so it finds what it answers, or the copy
+  it duplicates, exactly as in strict UID order; any other answer waits for the
+  answers before it only, since two may answer one ticket. Only committed mail is
+  moved, and the remembered UID only passes a message once every message before it
+  in the batch committed too.
 
 One poller per mailbox, even with several gateways configured alike (several
 hosts): two pollers would not lose or duplicate tickets (the dedup key sees to
