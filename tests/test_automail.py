@@ -17,6 +17,7 @@ import pytest
 
 from helpdesk.inbound.automail import (
     BODY_SCAN_CHARS,
+    MAX_BOUNCED_IDS,
     detect,
     is_bounce,
     is_machine_address,
@@ -631,6 +632,25 @@ def test_original_message_ids_from_headers_attachment_and_references() -> None:
         "tkt-000042.a@helpdesk.helpdesk.test",
         "tkt-000040.z@helpdesk.helpdesk.test",
     ]
+
+
+def test_a_forged_bounce_naming_thousands_of_ids_costs_a_bounded_number() -> None:
+    """Anyone can write a bounce; each ID it names costs ingest a database lookup, and
+    the old code read the whole body and dropped repeats with a list (quadratic: 40,000
+    IDs took 7 s). Only the first BODY_SCAN_CHARS are read, at most MAX_BOUNCED_IDS
+    come back, in order, without repeats."""
+    lines = "".join(f"Message-ID: <{n % 30000}@x.example>\n" for n in range(60_000))
+    mail = make_mail(
+        subject="Undelivered Mail Returned to Sender",
+        in_reply_to=["tkt-000042.a@helpdesk.helpdesk.test"],
+        text_body="Message-ID: <first@x.example>\nMessage-ID: <first@x.example>\n" + lines,
+    )
+    found = original_message_ids(mail)
+    assert found[:3] == ["first@x.example", "0@x.example", "1@x.example"]
+    assert len(found) == len(set(found)) == MAX_BOUNCED_IDS
+    late = "x" * BODY_SCAN_CHARS + "\nMessage-ID: <late@x.example>\n"
+    deep = make_mail(subject="failure notice", text_body=late)
+    assert original_message_ids(deep) == []
 
 
 def test_original_message_ids_empty_when_nothing_quoted() -> None:

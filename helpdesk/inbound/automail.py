@@ -127,6 +127,8 @@ _LIST_SOFTWARE_LOCAL_PARTS = frozenset(
 )
 _LIST_SOFTWARE_SUFFIXES = ("-owner", "-request", "-bounces", "-admin")
 BODY_SCAN_CHARS = 16 * 1024
+# Message-IDs a bounce may name for `original_message_ids` (docs/security.md).
+MAX_BOUNCED_IDS = 20
 
 # Subjects, anchored at the start. A colon (or the end of the subject) is required
 # where a person could plausibly start a sentence with the same words.
@@ -406,7 +408,9 @@ def original_message_ids(mail: InboundMail) -> list[str]:
     to the report (RFC 6522: message/rfc822 or text/rfc822-headers), at
     `Message-ID:` lines quoted in the body (qmail and Postfix quote the original),
     and at In-Reply-To/References, which Gmail and Exchange set on their reports.
-    The bounce's own Message-ID is never returned.
+    The bounce's own Message-ID is never returned. Anyone can write a bounce, so the
+    body is read as far as `BODY_SCAN_CHARS` and at most `MAX_BOUNCED_IDS` come back
+    (each one costs the caller a lookup); a real report names one message.
     """
     found: list[str] = []
     for attachment in mail.attachments:
@@ -414,16 +418,18 @@ def original_message_ids(mail: InboundMail) -> list[str]:
             message_id = _embedded_message_id(attachment.data)
             if message_id:
                 found.append(message_id)
-    found.extend(match.group(1) for match in _BODY_MESSAGE_ID.finditer(mail.text_body))
+    found.extend(match.group(1) for match in _BODY_MESSAGE_ID.finditer(mail.text_body, 0, BODY_SCAN_CHARS))
     found.extend(mail.in_reply_to)
     found.extend(mail.references)
 
-    result: list[str] = []
+    result: dict[str, None] = {}  # ordered, and a membership test in constant time
     for candidate in found:
         normalized = _normalize_message_id(candidate)
-        if normalized and normalized != mail.message_id and normalized not in result:
-            result.append(normalized)
-    return result
+        if normalized and normalized != mail.message_id:
+            result[normalized] = None
+            if len(result) == MAX_BOUNCED_IDS:
+                break
+    return list(result)
 
 
 def is_machine_address(address: str) -> bool:
