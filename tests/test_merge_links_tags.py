@@ -108,6 +108,27 @@ def test_a_ticket_the_agent_may_not_see_cannot_be_linked_or_merged_into(app, api
     assert api.get(f"/tickets/{visible}").get_json()["status"] == "new"
 
 
+def test_merging_into_a_visible_ticket_whose_survivor_is_hidden_is_not_found(app, api, agent, service):
+    """A visible ticket merged earlier into a hidden one leads there: the old code merged
+    into the hidden survivor, wrote the customer into it and answered with all of it,
+    internal notes included."""
+    TeamsService(db.session).add("field_ops")
+    db.session.commit()
+    hidden = open_ticket(service, subject="Gate code 4711", team="field_ops")
+    bridge, mine = _open(api, "Bridge"), _open(api, "Mine", "carl@example.com")
+    assert api.post(f"/tickets/{bridge}/merge", {"into": service.display_number(hidden)}).status_code == 200
+    app.config["AGENT_VISIBILITY"] = "team"
+    answer = api.post(f"/tickets/{mine}/merge", {"into": bridge})
+    assert answer.status_code == 404, answer.get_json()
+    assert "4711" not in answer.get_data(as_text=True)
+    assert api.get(f"/tickets/{mine}").get_json()["status"] == "new"
+    db.session.expire_all()
+    assert "carl@example.com" not in [p.email for p in db.session.get(Ticket, hidden.id).participants]
+    app.config["AGENT_VISIBILITY"] = "all"  # who may see the survivor merges into it
+    merged = api.post(f"/tickets/{mine}/merge", {"into": bridge}).get_json()
+    assert merged["number"] == service.display_number(hidden)
+
+
 # -- merge ---------------------------------------------------------------------------------------
 
 

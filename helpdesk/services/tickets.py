@@ -511,7 +511,13 @@ class TicketsService:
         """
         if not isinstance(reason, str) or len(reason) > MAX_REASON:
             raise ValidationError({"reason": f"must be text of at most {MAX_REASON} characters"})
+        named = target
         target = survivor(self.session, target)
+        mode = self.visibility_mode
+        if target.id != named.id and not visibility.may_see(self.session, actor, mode, target.id):
+            # The survivor of a ticket the actor sees may be one they may not: it does
+            # not exist for them, so neither does the merge (docs/isp-operations.md).
+            raise NotFound(f"No ticket {self.display_number(named)} to merge into.")
         merged, into = self.display_number(source), self.display_number(target)
         if source.merged_into_id is not None:
             raise Conflict(
