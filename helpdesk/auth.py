@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, exists, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk import addresses
+from helpdesk.api import payload
 from helpdesk.clock import now
 from helpdesk.database import insert_ignoring
 from helpdesk.extensions import db, jwt, limiter
@@ -45,6 +46,7 @@ from helpdesk.services.integrations import IntegrationsService
 F = TypeVar("F", bound=Callable[..., Any])
 
 ROLE_RANK = {"agent": 1, "admin": 2}
+MAX_LOGIN_EMAIL = 320  # characters of the address a login reads; an address is no longer
 
 
 def _per_address() -> str:
@@ -60,11 +62,14 @@ def _account_key() -> str:
     the limit runs before the form is checked, so the text is anything the client
     sent (a NUL that PostgreSQL refuses to store), and the counters need no
     addresses in them."""
-    data = request.get_json(silent=True) if request.is_json else request.form
+    data = payload.fields()
     email = data.get("email") if isinstance(data, dict) else None
     if not isinstance(email, str):
         return "account:?"
-    return "account:" + hashlib.sha256(addresses.normalize(email).encode("utf-8", "replace")).hexdigest()
+    # Cut where the login reads it, or padding after the address would name a new
+    # budget for the same account.
+    named = addresses.normalize(email[:MAX_LOGIN_EMAIL])
+    return "account:" + hashlib.sha256(named.encode("utf-8", "replace")).hexdigest()
 
 
 def _failed(response: Response) -> bool:
@@ -89,7 +94,7 @@ def check_credentials(email: str, password: str) -> StaffUser | None:
     """The active staff user with these credentials, or None. An unknown address
     costs the same hash check as a wrong password, so timing does not tell them apart."""
     user = db.session.execute(
-        select(StaffUser).where(StaffUser.email == addresses.normalize(email))
+        select(StaffUser).where(StaffUser.email == addresses.normalize(email[:MAX_LOGIN_EMAIL]))
     ).scalar_one_or_none()
     if user is None:
         check_password_hash(_decoy_hash(), password)

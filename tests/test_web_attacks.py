@@ -232,6 +232,35 @@ def test_wrong_passwords_for_one_account_from_many_addresses_lock_that_account(
     assert login(admin.email, "admin-password-1", "10.2.0.1") in (200, 302)
 
 
+@pytest.mark.parametrize("path", ["/login", "/api/v1/auth/login"])
+def test_padding_after_the_address_does_not_make_a_new_budget(client, app, agent, path):
+    """The login reads the first 320 characters; the old limit's key hashed them all,
+    so every padded spelling of one account started a budget of its own."""
+    app.config.update(LOGIN_RATE_LIMIT="1000 per minute", LOGIN_RATE_LIMIT_PER_ACCOUNT="5 per minute")
+
+    def login(email: str, password: str, n: int) -> int:
+        address = {"REMOTE_ADDR": f"10.3.0.{n + 1}"}
+        if path == "/login":
+            form = {"email": email, "password": password, "csrf_token": Portal(client).token()}
+            return client.post(path, data=form, environ_base=address).status_code
+        body = {"email": email, "password": password}
+        return client.post(path, json=body, environ_base=address).status_code
+
+    padded = [agent.email + " " * (320 - len(agent.email)) + f"{n}" for n in range(8)]
+    guesses = [login(email, f"guess-{n}", n) for n, email in enumerate(padded)]
+    assert guesses[:5] == [401] * 5 and set(guesses[5:]) == {429}, guesses
+    assert login(padded[0], "agent-password-1", 9) == 429
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/login", "/api/v1/public/track"])
+def test_json_nested_too_deep_for_the_parser_is_a_400_before_any_token(client, path):
+    """The rate limits' keys read the body before the view does; the old keys let the
+    parser's RecursionError out as a 500."""
+    response = client.post(path, data='{"a":' * 100_000, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)[:200]
+    assert response.get_json()["error"]["code"] == "invalid_json"
+
+
 @pytest.mark.parametrize("email", ["agent@helpdesk.test\x00", "\ud800@x.y", "a" * 5000, 7])
 def test_whatever_a_login_names_is_refused_cleanly_before_and_after_the_limit(client, agent, email):
     """The per-account limit reads the address before the form is checked."""

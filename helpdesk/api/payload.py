@@ -26,6 +26,18 @@ class MalformedJSON(DomainError):
         super().__init__("The request body is not valid JSON.")
 
 
+def fields() -> Any:
+    """The body's JSON value or the form, for a rate limit's key, which runs before the
+    view checks anything: None where the JSON is broken or nested too deep to parse
+    (the view then answers it)."""
+    if not request.is_json:
+        return request.form
+    try:
+        return request.get_json(silent=True, force=True)
+    except RecursionError:  # nested deeper than the parser recurses
+        return None
+
+
 def json_object(spec: Spec, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """The request's JSON object, checked against `spec` (unknown fields refused)."""
     if not request.get_data(cache=True):

@@ -31,7 +31,7 @@ def login() -> ResponseReturnValue:
     error = None
     if request.method == "POST":
         user = check_credentials(
-            request.form.get("email", "")[:320], request.form.get("password", "")[:MAX_PASSWORD]
+            request.form.get("email", ""), request.form.get("password", "")[:MAX_PASSWORD]
         )
         if user is not None:
             log_in(user)

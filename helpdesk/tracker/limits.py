@@ -9,8 +9,9 @@ see `helpdesk.limit_storage`).
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app
 
+from helpdesk.api import payload
 from helpdesk.extensions import limiter
 from helpdesk.services import tracking
 
@@ -25,7 +26,7 @@ def _per_ticket() -> str:
 
 def ticket_key() -> str:
     """The ticket number asked about, normalized, from a JSON body or a form."""
-    data = request.get_json(silent=True, force=True) if request.is_json else request.form
+    data = payload.fields()
     text = data.get("ticket_number") if isinstance(data, dict) else None
     number = tracking.requested_number(text, current_app.config["TICKET_PREFIX"])
     return f"ticket:{number if number is not None else '?'}"
