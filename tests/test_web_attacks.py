@@ -165,6 +165,30 @@ def test_a_line_break_in_a_requester_name_neither_stops_nor_forges_their_mail(ap
     assert sink.received[0].rcpt_tos == ["ann@example.com"]
 
 
+def test_encoded_word_text_in_a_subject_or_name_is_mailed_as_text_not_decoded_into_headers(app, api, sink):
+    """Text that reads as an RFC 2047 encoded word (a customer sends it double-encoded,
+    or types it) was decoded by the email package when composing: its line breaks
+    became header lines of our mail, and in a name they failed every mail to it."""
+    subject = "=?utf-8?q?Invoice=0D=0AX-Injected:_yes=0D=0A=0D=0A<h1>Pay_here</h1>?="
+    name = "=?utf-8?q?Ann=0D=0ABcc:_eve@evil.example?="
+    created = api.post(
+        "/tickets",
+        {
+            "subject": subject,
+            "description": ".",
+            "requester_email": "ann@example.com",
+            "requester_name": name,
+        },
+    )
+    assert created.status_code == 201, created.get_json()
+    (ack,) = deliver(app, sink)
+    assert ack["X-Injected"] is None and ack["Bcc"] is None
+    assert sink.received[0].rcpt_tos == ["ann@example.com"]
+    shown = str(ack["Subject"]).replace("\N{ZERO WIDTH SPACE}", "")
+    assert shown.endswith(subject) and "\n" not in str(ack["Subject"])
+    assert ack["To"].addresses[0].display_name.replace("\N{ZERO WIDTH SPACE}", "") == name
+
+
 def test_a_name_stored_with_a_line_break_before_the_fix_is_still_mailed(app, api, sink):
     """Rows written by an older version keep their name; composing cleans it."""
     created = api.post(

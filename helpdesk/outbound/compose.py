@@ -161,12 +161,12 @@ class Composer:
         message = EmailMessage(policy=email.policy.SMTP)
         message["From"] = self.from_header
         # Cleaned again here: rows stored before names were cleaned on the way in.
-        name = addresses.display_name(self._recipient_name(ticket, row))
+        name = _undecodable(addresses.display_name(self._recipient_name(ticket, row)))
         message["To"] = formataddr((name, row.to_address))
         if row.cc_addresses:
             message["Cc"] = row.cc_addresses
         message["Reply-To"] = self.reply_address(number)
-        message["Subject"] = row.subject or number
+        message["Subject"] = _undecodable(row.subject or number)
         message["Date"] = format_datetime(moment.replace(tzinfo=timezone.utc))
         message["Message-ID"] = f"<{row.message_id}>"
         if row.in_reply_to:
@@ -368,3 +368,13 @@ def _mail_type(content_type: str) -> tuple[str, str]:
     if maintype in _STRUCTURAL_TYPES or not well_formed:
         return "application", "octet-stream"
     return maintype, subtype
+
+
+def _undecodable(text: str) -> str:
+    """`text` as a header shows it, with nothing the email package would decode.
+
+    Assigning a header parses its value, and text that reads as an RFC 2047 encoded
+    word (`=?utf-8?b?…?=`, which a customer can send double-encoded) is decoded, line
+    breaks and all, into header lines of our mail (docs/security.md). A zero-width
+    space after each `=` before `?` keeps it text; readers see the same characters."""
+    return text.replace("=?", "=\N{ZERO WIDTH SPACE}?")
