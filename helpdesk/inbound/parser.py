@@ -42,7 +42,7 @@ from email.errors import MessageError, StartBoundaryNotFoundDefect
 from email.feedparser import BytesFeedParser, FeedParser
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import compat32
+from email.policy import Compat32, compat32
 from email.utils import getaddresses
 from itertools import islice
 from typing import Any
@@ -274,8 +274,21 @@ _MAILPARSER_FAILURES = (
 # The email package's own failures on broken parameters and structures (a malformed
 # RFC 2231 continuation makes get_param raise TypeError).
 _EMAIL_FAILURES = (MessageError, LookupError, UnicodeError, ValueError, TypeError, IndexError, AttributeError)
+
+
+class _Verbatim(Compat32):
+    """Writes an enclosed message's header fields as they came, never refolded.
+
+    compat32 sends every field through `email.header.Header.encode`, which re-measures
+    the line for each word: a field of many words costs the square of its length
+    (80,000 words in an attached message took two minutes; docs/security.md)."""
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        return f"{name}: {value}{self.linesep}"
+
+
 # Re-serialise enclosed messages without refolding their headers.
-_NO_REFOLD = compat32.clone(max_line_length=0)
+_NO_REFOLD = _Verbatim()
 
 
 class _NotMail(Exception):
