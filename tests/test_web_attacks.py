@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, select, update
 
 from helpdesk.extensions import db
-from helpdesk.models import Contact, QuarantineItem
+from helpdesk.models import Contact, QuarantineItem, Ticket
 from helpdesk.services import Actor
 from tests.support.app import Portal
 from tests.support.database import open_ticket
@@ -301,3 +301,23 @@ def test_staff_logging_in_behind_one_address_do_not_use_up_its_budget(client, ap
             "/api/v1/auth/login", json={"email": agent.email, "password": "agent-password-1"}
         )
         assert response.status_code == 200
+
+
+def test_a_nul_in_portal_input_is_refused_not_a_500(admin_portal, service):
+    """PostgreSQL refuses NUL in text; the API answered 422 where the portal let it
+    reach the database (500): the queue's search and tag filter, a reply or note,
+    a team named in a ticket's update and in the team admin."""
+    portal = admin_portal
+    ticket = open_ticket(service, subject="VPN down")
+    before = len(ticket.messages)
+    number = service.display_number(ticket)
+    page = f"/tickets/{number}"
+    for path in ("/tickets?q=%00", "/tickets?tag=a%00", "/tickets?q=vpn%00x"):
+        assert portal.get(path).status_code == 200, path
+    for kind in ("reply", "note"):
+        answer = portal.post(f"{page}/reply", {"body": "hola\x00", "kind": kind}, page=page)
+        assert answer.status_code < 500, kind
+    assert portal.post(f"{page}/update", {"team": "x\x00"}, page=page).status_code < 500
+    assert portal.post("/admin/teams/remove", {"name": "x\x00"}, page="/admin/teams").status_code < 500
+    db.session.expire_all()
+    assert len(db.session.get(Ticket, ticket.id).messages) == before

@@ -17,7 +17,7 @@ from helpdesk.clock import now
 from helpdesk.errors import DomainError, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
-from helpdesk.inputs import positive_int
+from helpdesk.inputs import positive_int, unstorable
 from helpdesk.languages import N_
 from helpdesk.models import Attachment, StaffUser, Ticket
 from helpdesk.numbering import display_number
@@ -114,8 +114,8 @@ def queue() -> ResponseReturnValue:
         **picked,
         assignee=assignee if assignee in (None, "none") else positive_int(assignee),
         team=team if team in {"none", *(t.name for t in team_list)} else None,
-        tag=(args.get("tag") or "").strip()[: tags.MAX_TAG] or None,
-        q=(args.get("q") or "").strip()[:200] or None,
+        tag=_typed(args.get("tag"), tags.MAX_TAG),
+        q=_typed(args.get("q"), 200),
         sla=args.get("sla") if args.get("sla") in sla.STATES else None,
     )
     page_number = positive_int(args.get("page", "1"), maximum=100_000) or 1
@@ -332,3 +332,10 @@ def attachment(attachment_id: int) -> ResponseReturnValue:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+def _typed(value: str | None, limit: int) -> str | None:
+    """A search or tag filter as typed, cut at `limit`; None for none, or for text no
+    database stores (a NUL in the query string was a 500 on PostgreSQL)."""
+    text = (value or "").strip()[:limit]
+    return text if text and not unstorable(text) else None

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk import vocabulary as v
 from helpdesk.errors import Conflict, NotFound, ValidationError
+from helpdesk.inputs import unstorable
 from helpdesk.models import StaffUser, Team, TeamMember, TeamRoute, Ticket
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,49}")
@@ -31,11 +32,20 @@ def route(session: Session, ticket_type: str) -> int | None:
 _ROUTE = select(TeamRoute.team_id).where(TeamRoute.ticket_type == bindparam("ticket_type"))
 
 
+def _spelled(name: object) -> str | None:
+    """A team's name as stored, from `name` as people type it; None for what no team
+    is called (not text, too long, or text no database stores: a NUL was a 500)."""
+    if not isinstance(name, str) or len(name) > 50 or unstorable(name):
+        return None
+    return name.strip().lower()
+
+
 def team_id(session: Session, name: object) -> int | None:
     """The id of the team called `name` (as people type it), or None."""
-    if not isinstance(name, str) or len(name) > 50:
+    spelled = _spelled(name)
+    if spelled is None:
         return None
-    return session.execute(select(Team.id).where(Team.name == name.strip().lower())).scalar()
+    return session.execute(select(Team.id).where(Team.name == spelled)).scalar()
 
 
 def member_of(session: Session, staff_id: int) -> list[int]:
@@ -51,8 +61,9 @@ class TeamsService:
 
     def get(self, name: object) -> Team:
         team = None
-        if isinstance(name, str):
-            team = self.session.execute(select(Team).where(Team.name == name.strip().lower())).scalar()
+        spelled = _spelled(name)
+        if spelled is not None:
+            team = self.session.execute(select(Team).where(Team.name == spelled)).scalar()
         if team is None:
             raise NotFound(f"No team {str(name)[:60]!r}.")
         return team

@@ -25,7 +25,7 @@ from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.database import adopt
 from helpdesk.errors import Conflict, InvalidTransition, NotFound, ValidationError
-from helpdesk.inputs import positive_int
+from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import (
     Attachment,
     Contact,
@@ -300,6 +300,8 @@ class TicketsService:
         """
         if not isinstance(body, str) or not body.strip():
             raise ValidationError({"body": "is required"})
+        if unstorable(body) or unstorable(body_html):  # a NUL: PostgreSQL refuses it
+            raise ValidationError({"body": "must be text"})
         if internal and actor.is_customer:
             raise ValidationError({"internal": "customers cannot write internal notes"})
         if ticket.status == "cancelled" and not internal:
