@@ -558,9 +558,13 @@ def test_an_attached_message_with_a_field_of_many_words_costs_what_ordinary_mail
         b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
         b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
         b"--b\r\nContent-Type: message/rfc822\r\n\r\n"
-        b"From: Bob <bob@example.com>\r\nSubject: inner\r\n" + field + b"\r\n\r\ninner body\r\n--b--\r\n"
+        b"From: Bob <bob@example.com>\r\nSubject: inner\r\n folded\r\n"
+        + field
+        + b"\r\n\r\ninner body\r\n--b--\r\n"
     )
     ordinary = min(_cost(ordinary_mail(len(raw), seed)) for seed in range(3))
     assert _cost(raw) <= 20 * ordinary
     (enclosed,) = [a for a in parse(raw).attachments if a.content_type == "message/rfc822"]
     assert field.rstrip() in enclosed.data and b"inner body" in enclosed.data
+    # One kind of line break, also inside a folded field.
+    assert b"Subject: inner\n folded\n" in enclosed.data and b"\r" not in enclosed.data

@@ -284,7 +284,10 @@ class _Verbatim(Compat32):
     (80,000 words in an attached message took two minutes; docs/security.md)."""
 
     def _fold(self, name: str, value: Any, sanitize: bool) -> str:
-        return f"{name}: {value}{self.linesep}"
+        # A folded field keeps its continuation lines, with the line breaks the rest of
+        # the message is written with.
+        lines = str(value).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        return f"{name}: {self.linesep.join(lines)}{self.linesep}"
 
 
 # Re-serialise enclosed messages without refolding their headers.
