@@ -65,8 +65,8 @@ class Contact(Model):
     organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"))
     undeliverable_since: Mapped[Optional[datetime]] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
-    # E.164 (helpdesk.phones); a WhatsApp id is one. Known only from chat, assistant
-    # and phone requests.
+    # E.164 (helpdesk.phones); a WhatsApp id is one. An identity: recorded only from
+    # a number the channel proves (docs/integrations.md, "Who the customer is").
     phone: Mapped[Optional[str]] = mapped_column(String(16), unique=True)
     # The language the customer reads (`es`, `en`…); "" until someone says.
     language: Mapped[str] = mapped_column(String(10), default="", server_default="")

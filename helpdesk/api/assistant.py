@@ -50,7 +50,7 @@ def assistant_tool_calls() -> ResponseReturnValue:
         errors["tool_calls"] = 'each must be {"id", "type": "function", "function": {"name", "arguments"}}'
     if errors:
         raise ValidationError(errors)
-    customer = named_customer(data["customer"])
+    customer = named_customer(data["customer"], phone_vouched=channel == "whatsapp")
     db.session.commit()  # the contact, before any call can roll back
     service = AssistantService(
         db.session, current_app.config, conversation_id=conversation.strip() if conversation else None

@@ -18,10 +18,12 @@ from helpdesk.services.assistant import Customer
 MAX_CONVERSATION_ID = 200
 
 
-def named_customer(value: dict[str, Any], *, email_required: bool = False) -> Customer:
+def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
     """The customer a request names: an email, a phone (E.164, a WhatsApp id) or
-    both, maybe a name and a language; found or created as one contact. The chat
-    names customers by email; the assistant may know only the phone."""
+    both, maybe a name and a language; found or created as one contact. Only a
+    phone the channel proves (`phone_vouched`: WhatsApp's sender) identifies
+    anyone; otherwise the email is required (docs/integrations.md, "Who the
+    customer is")."""
     errors: dict[str, str] = {}
     known = {"email", "phone", "name", "language"}
     for key, item in value.items():
@@ -32,8 +34,8 @@ def named_customer(value: dict[str, Any], *, email_required: bool = False) -> Cu
     if errors:
         raise ValidationError(errors)
     email = addresses.normalize(value.get("email")) or None
-    if email is not None and not addresses.is_valid(email):
-        errors["customer.email"] = addresses.INVALID
+    if email is not None and (not addresses.is_valid(email) or addresses.is_reserved_invalid(email)):
+        errors["customer.email"] = addresses.INVALID  # a stand-in is derived from a phone: no proof
     phone = None
     if value.get("phone"):
         phone = phones.normalize(value["phone"])
@@ -41,7 +43,7 @@ def named_customer(value: dict[str, Any], *, email_required: bool = False) -> Cu
             errors["customer.phone"] = phones.INVALID
     if email is None and phone is None and not errors:
         errors["customer"] = "needs an email or a phone"
-    if email_required and email is None and "customer.email" not in errors:
+    if not phone_vouched and email is None and "customer.email" not in errors:
         errors["customer.email"] = "is required"
     language = value.get("language", "")
     language = language.strip().lower()[:2]
@@ -50,6 +52,11 @@ def named_customer(value: dict[str, Any], *, email_required: bool = False) -> Cu
     if errors:
         raise ValidationError(errors)
     contact = contacts.for_customer(
-        db.session, email=email, phone=phone, name=value.get("name", "")[:200], language=language
+        db.session,
+        email=email,
+        phone=phone,
+        phone_vouched=phone_vouched,
+        name=value.get("name", "")[:200],
+        language=language,
     )
     return Customer(contact, languages.of_contact(contact, current_app.config))

@@ -65,41 +65,61 @@ def _remember(session: Session, email: str, contact: Contact) -> Contact:
 
 
 def for_customer(
-    session: Session, *, email: str | None, phone: str | None, name: str = "", language: str = ""
+    session: Session,
+    *,
+    email: str | None,
+    phone: str | None,
+    phone_vouched: bool,
+    name: str = "",
+    language: str = "",
 ) -> Contact:
-    """The one contact of a customer a chat, an assistant or a phone call names by
-    email, by phone (E.164, already normalized) or both.
+    """The one contact a chat, an assistant or a phone call acts for, named by email,
+    by phone (E.164, already normalized) or both (docs/integrations.md, "Who the
+    customer is").
 
-    By email it is the contact mail uses; a phone given with it is recorded there.
-    Someone known so far by phone only (their stand-in address) who now gives an
-    email is the same person: that contact's tickets and messages move to the
-    email's contact, which takes the phone. A phone that belongs to a contact with
-    another real address stays where it is.
+    A contact's phone is an identity: WhatsApp reaches that contact by it. So only a
+    number the channel proves (`phone_vouched`: the sender's WhatsApp id) is ever
+    recorded or followed; a phone typed into a chat is a claim and changes nothing.
+    A proven number already bound to a real address is that person, whatever email
+    the conversation gives now (else each new email would be a new customer, with
+    fresh limits). Someone known so far by that number only who gives an email is
+    the same person as the email's contact, which takes their tickets and number,
+    unless that contact already has another number: then the two stay apart.
     """
     by_phone = (
-        session.execute(select(Contact).where(Contact.phone == phone)).scalar_one_or_none() if phone else None
+        session.execute(select(Contact).where(Contact.phone == phone)).scalar_one_or_none()
+        if phone and phone_vouched
+        else None
     )
-    if email:
+    if by_phone is not None and not addresses.is_reserved_invalid(by_phone.email):
+        contact = by_phone
+    elif email:
         contact = find_or_create(session, email, name)
-        if phone and by_phone is None:
-            contact.phone = phone
-        elif (
-            by_phone is not None
-            and by_phone.id != contact.id
-            and addresses.is_reserved_invalid(by_phone.email)
-        ):
-            _merge(session, by_phone, contact)
+        if phone and phone_vouched:
+            if contact.phone is None:
+                if by_phone is None:
+                    contact.phone = phone
+                else:
+                    _merge(session, by_phone, contact)
+            elif contact.phone != phone:  # the email is someone reached by another number
+                contact = by_phone or _phone_only(session, phone, name)
     elif by_phone is not None:
         contact = by_phone
     else:
-        assert phone, "a customer needs an email or a phone"
-        contact = find_or_create(session, addresses.for_phone(phone), name)
-        contact.phone = phone
+        assert phone and phone_vouched, "a customer needs an email or a proven phone"
+        contact = _phone_only(session, phone, name)
     if name and not contact.name:
         contact.name = addresses.display_name(name)
     if language:
         contact.language = language
     session.flush()
+    return contact
+
+
+def _phone_only(session: Session, phone: str, name: str) -> Contact:
+    """Someone known by their number only, under its stand-in address."""
+    contact = find_or_create(session, addresses.for_phone(phone), name)
+    contact.phone = phone
     return contact
 
 

@@ -104,7 +104,9 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
     matched = False
     for candidate in allowed or ["-"]:
         matched |= hmac.compare_digest(candidate.encode(), address.encode())
-    if not matched or not address:
+    # A stand-in address is derived from a phone number, which is no proof
+    # (docs/integrations.md): someone known by phone only follows up on WhatsApp.
+    if not matched or not address or addresses.is_reserved_invalid(address):
         raise NotFound(NOT_FOUND)
     return survivor(session, session.execute(select(Ticket).where(Ticket.number == number)).scalar_one())
 

@@ -1,0 +1,171 @@
+"""Who a chat or assistant request acts for (docs/integrations.md, "Who the customer
+is"): a WhatsApp number the assistant's platform vouches for is the person; a phone
+typed into a chat is only a claim and never becomes anyone's identity; the stand-in
+address of someone known by phone is no address a customer may give."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk import addresses
+from helpdesk.extensions import db
+from helpdesk.models import Contact, Ticket
+from helpdesk.services.integrations import IntegrationsService
+from tests.support.database import open_ticket
+
+VICTIM_PHONE = "+5215512345678"
+ATTACKER_PHONE = "+5215587654321"
+
+
+@pytest.fixture
+def call(app, client):  # type: ignore[no-untyped-def]
+    """POST to an integration endpoint with a token of the kind it needs."""
+    tokens = {
+        kind: IntegrationsService(db.session).add(f"{kind}-1", kind)[1] for kind in ("chat", "assistant")
+    }
+    db.session.commit()
+
+    def post(path: str, body: object):  # type: ignore[no-untyped-def]
+        kind = "assistant" if path.startswith("assistant") else "chat"
+        return client.post(f"/api/v1/{path}", json=body, headers={"Authorization": f"Bearer {tokens[kind]}"})
+
+    return post
+
+
+def tools(call, customer: dict, *calls: tuple[str, dict], channel: str = "whatsapp") -> list[dict]:  # type: ignore[no-untyped-def]
+    response = call(
+        "assistant/tool-calls",
+        {
+            "customer": customer,
+            "channel": channel,
+            "tool_calls": [
+                {"id": f"c{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                for n, (name, args) in enumerate(calls)
+            ],
+        },
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [json.loads(item["output"]) for item in response.get_json()["tool_outputs"]]
+
+
+def whatsapp_customer(service, phone: str = VICTIM_PHONE) -> Ticket:  # type: ignore[no-untyped-def]
+    """Someone who wrote only by WhatsApp so far: a stand-in contact with a ticket."""
+    ticket = open_ticket(service, requester_email=addresses.for_phone(phone), requester_name="Lucía")
+    ticket.requester.phone = phone
+    db.session.commit()
+    return ticket
+
+
+def contact(email: str) -> Contact | None:
+    return db.session.execute(select(Contact).where(Contact.email == email)).scalar_one_or_none()
+
+
+def test_a_chat_naming_someones_whatsapp_number_gets_none_of_their_tickets(call, service):
+    ticket = whatsapp_customer(service)
+    answer = call(
+        "chat/lookup", {"customer": {"email": "mallory@example.com", "phone": VICTIM_PHONE}, "text": "TKT-1"}
+    )
+    assert answer.status_code == 200 and answer.get_json() == {"tickets": []}
+    db.session.expire_all()
+    assert ticket.requester.email == addresses.for_phone(VICTIM_PHONE)
+    assert ticket.requester.phone == VICTIM_PHONE
+    assert contact("mallory@example.com").phone is None  # type: ignore[union-attr]
+
+
+def test_a_phone_typed_into_a_chat_does_not_claim_that_number_for_later(call, service):
+    call("chat/lookup", {"customer": {"email": "mallory@example.com", "phone": VICTIM_PHONE}, "text": ""})
+    db.session.expire_all()
+    assert contact("mallory@example.com").phone is None  # type: ignore[union-attr]
+    # The number's owner writes on WhatsApp later: they are themselves, not Mallory.
+    (created,) = tools(
+        call, {"phone": VICTIM_PHONE}, ("create_ticket_report", {"title": "Sin red", "description": "."})
+    )
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert created["success"] and ticket.requester.email == addresses.for_phone(VICTIM_PHONE)
+
+
+def test_an_email_given_from_another_number_does_not_move_its_phone(call, service):
+    """Naming Lucía's email from Mallory's WhatsApp must not make Mallory's number
+    Lucía's: Lucía's own number keeps reaching her tickets, Mallory's none of them."""
+    lucia = open_ticket(service, requester_email="lucia@example.com").requester
+    lucia.phone = VICTIM_PHONE
+    db.session.commit()
+    listed = tools(call, {"email": "lucia@example.com", "phone": ATTACKER_PHONE}, ("list_my_tickets", {}))
+    assert listed[0]["tickets"] == []
+    db.session.expire_all()
+    assert contact("lucia@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
+    (own,) = tools(call, {"phone": VICTIM_PHONE}, ("list_my_tickets", {}))
+    assert [t["ticketId"] for t in own["tickets"]] == ["TKT-000001"]
+
+
+def test_a_whatsapp_number_is_one_customer_whatever_emails_it_gives(call, app):
+    """A new email on each call opened a fresh contact, and so a fresh hourly limit."""
+    app.config["CUSTOMER_MAX_TICKETS_PER_HOUR"] = 3
+    answers = [
+        tools(
+            call,
+            {"email": f"alias{n}@example.com", "phone": ATTACKER_PHONE},
+            ("create_ticket_report", {"title": f"Falla {n}", "description": "."}),
+        )[0]
+        for n in range(5)
+    ]
+    assert [a["success"] for a in answers] == [True, True, True, False, False]
+    requesters = db.session.execute(select(Contact.email).join(Ticket, Ticket.requester_id == Contact.id))
+    assert set(requesters.scalars()) == {"alias0@example.com"}
+
+
+def test_whatsapp_with_a_first_email_moves_the_number_s_tickets_there(call, service):
+    """The case the merge is for, still working: a WhatsApp-only customer gives their
+    email, and mail's contact takes their number and their tickets."""
+    ticket = whatsapp_customer(service)
+    listed = tools(call, {"email": "Lucia@Example.com", "phone": VICTIM_PHONE}, ("list_my_tickets", {}))
+    assert [t["ticketId"] for t in listed[0]["tickets"]] == ["TKT-000001"]
+    db.session.expire_all()
+    assert (ticket.requester.email, ticket.requester.phone) == ("lucia@example.com", VICTIM_PHONE)
+
+
+def test_an_assistant_in_a_web_chat_names_the_customer_by_email(call):
+    """Off WhatsApp the phone is typed by the visitor: it proves nothing."""
+    response = call(
+        "assistant/tool-calls",
+        {
+            "customer": {"phone": VICTIM_PHONE},
+            "channel": "chat",
+            "tool_calls": [
+                {"id": "c0", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+            ],
+        },
+    )
+    assert response.status_code == 422
+    assert response.get_json()["error"]["fields"] == {"customer.email": "is required"}
+
+
+@pytest.mark.parametrize("path", ["chat/lookup", "assistant/tool-calls"])
+def test_a_stand_in_address_is_no_email_a_customer_may_give(call, service, path):
+    whatsapp_customer(service)
+    stand_in = {"email": addresses.for_phone(VICTIM_PHONE)}
+    body = (
+        {"customer": stand_in, "text": "TKT-1"}
+        if path == "chat/lookup"
+        else {
+            "customer": stand_in,
+            "tool_calls": [
+                {"id": "c0", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+            ],
+        }
+    )
+    response = call(path, body)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["fields"] == {"customer.email": addresses.INVALID}
+
+
+def test_the_tracker_does_not_open_a_whatsapp_customers_ticket_by_the_stand_in(client, service):
+    whatsapp_customer(service)
+    response = client.post(
+        "/api/v1/public/track",
+        json={"ticket_number": "TKT-000001", "email": addresses.for_phone(VICTIM_PHONE)},
+    )
+    assert response.status_code == 404
