@@ -129,6 +129,21 @@ def test_merging_into_a_visible_ticket_whose_survivor_is_hidden_is_not_found(app
     assert merged["number"] == service.display_number(hidden)
 
 
+def test_a_related_ticket_the_agent_may_not_see_is_left_out_of_the_list(app, api, portal, service):
+    """The list showed a hidden ticket's subject and status to whoever could see the
+    other end of the link."""
+    TeamsService(db.session).add("field_ops")
+    db.session.commit()
+    hidden = open_ticket(service, subject="Gate code 4711", team="field_ops")
+    mine, other = _open(api, "Mine"), _open(api, "Other")
+    for number in (service.display_number(hidden), other):
+        assert api.post(f"/tickets/{mine}/links", {"ticket": number}).status_code == 200
+    app.config["AGENT_VISIBILITY"] = "team"
+    assert api.get(f"/tickets/{mine}").get_json()["related"] == [other]
+    page = portal.get(f"/tickets/{mine}").get_data(as_text=True)
+    assert "4711" not in page and f">{other}</a>" in page
+
+
 # -- merge ---------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from flask import current_app
 
 from helpdesk import lifecycle, service_fields, sla
+from helpdesk.auth import current_actor
 from helpdesk.clock import iso as when
 from helpdesk.clock import now
 from helpdesk.extensions import db
@@ -78,7 +79,12 @@ def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
             history=[history_json(h) for h in ticket.history],
             satisfaction=rating_json(ticket.satisfaction),
             escalated_to=staff_json(ticket.escalated_to),
-            related=[number(other) for other in links.related(db.session, ticket)],
+            related=[
+                number(other)
+                for other in links.related(
+                    db.session, ticket, current_actor(), current_app.config["AGENT_VISIBILITY"]
+                )
+            ],
         )
     return data
 

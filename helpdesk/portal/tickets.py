@@ -205,7 +205,7 @@ def _ticket_page(record: Ticket, box: dict[str, Any]) -> str:
         share_language=languages.of_contact(record.requester, current_app.config),
         customer_language=record.language or languages.of_contact(record.requester, current_app.config),
         languages=LANGUAGES,
-        related=links.related(db.session, record),
+        related=links.related(db.session, record, actor(), current_app.config["AGENT_VISIBILITY"]),
         **box,
     )
 

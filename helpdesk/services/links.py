@@ -17,18 +17,21 @@ from helpdesk.database import insert_ignoring
 from helpdesk.errors import ValidationError
 from helpdesk.models import Ticket, TicketLink
 from helpdesk.numbering import display_number
-from helpdesk.services import history
+from helpdesk.services import history, visibility
 from helpdesk.services.actors import Actor
 
 
-def related(session: Session, ticket: Ticket) -> list[Ticket]:
-    """The tickets linked to `ticket`, by number."""
+def related(session: Session, ticket: Ticket, viewer: Actor | None, mode: str) -> list[Ticket]:
+    """The tickets linked to `ticket` that `viewer` may see, by number: the list shows
+    each one's subject and status, and a hidden ticket is as if it did not exist
+    (`visibility`, mode `AGENT_VISIBILITY`)."""
     other = (
         select(TicketLink.high_id)
         .where(TicketLink.low_id == ticket.id)
         .union(select(TicketLink.low_id).where(TicketLink.high_id == ticket.id))
     )
-    return list(session.execute(select(Ticket).where(Ticket.id.in_(other)).order_by(Ticket.number)).scalars())
+    query = visibility.restrict(session, select(Ticket).where(Ticket.id.in_(other)), viewer, mode)
+    return list(session.execute(query.order_by(Ticket.number)).scalars())
 
 
 def link(session: Session, ticket: Ticket, other: Ticket, actor: Actor, config: Mapping[str, Any]) -> None:
