@@ -456,3 +456,37 @@ def test_a_ticket_the_assistant_opens_keeps_the_conversation_it_came_from(client
     too_long = tool_calls(client, token, [("list_my_tickets", "{}")], conversation_id="c" * 201)
     assert too_long.status_code == 422
     assert "conversation_id" in too_long.get_json()["error"]["fields"]
+
+
+def test_a_merged_ticket_s_comment_and_rating_go_to_its_survivor(service, agent_actor, client, token):
+    """A comment on the merged number reopened the closed duplicate (staff watch the
+    survivor), and the duplicate, closed by the merge and never resolved, could be
+    rated: both now act on the survivor, as mail to the merged number does."""
+    ana = {"email": "ana@example.com", "language": "es"}
+    duplicate = open_ticket(service, requester_email="ana@example.com")
+    kept = open_ticket(service, requester_email="olt@example.com", subject="Caída OLT norte")
+    service.merge(duplicate, kept, actor=agent_actor)
+    db.session.commit()
+    comment, rating, information = outputs(
+        tool_calls(
+            client,
+            token,
+            [
+                ("add_ticket_comment", {"ticketId": "TKT-000001", "text": "¿Hay novedades?"}),
+                ("rate_ticket", {"ticketId": "TKT-000001", "rating": 1}),
+                ("get_ticket_information", {"ticketId": "TKT-000001"}),
+            ],
+            customer=ana,
+        )
+    )
+    assert comment == {
+        "success": True,
+        "ticketId": "TKT-000002",
+        "message": "Comment added to ticket TKT-000002",
+    }
+    assert rating["success"] is False and rating["error"] == "A ticket can be rated once it is resolved."
+    assert (information["ticketId"], information["title"]) == ("TKT-000002", "Caída OLT norte")
+    db.session.expire_all()
+    assert db.session.get(Ticket, duplicate.id).status == "closed"
+    assert [m.body for m in db.session.get(Ticket, kept.id).messages][-1] == "¿Hay novedades?"
+    assert db.session.execute(select(SatisfactionRating)).first() is None

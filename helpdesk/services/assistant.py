@@ -31,7 +31,7 @@ from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts, customer_limits, satisfaction
 from helpdesk.services.actors import Actor
-from helpdesk.services.tickets import MAX_SUBJECT, TicketsService
+from helpdesk.services.tickets import MAX_SUBJECT, TicketsService, survivor
 
 MAX_TEXT = 20_000  # a description or a comment
 MAX_ARGUMENTS = 64 * 1024  # the arguments' JSON text
@@ -275,11 +275,20 @@ class AssistantService:
     # -- helpers ------------------------------------------------------------------
 
     def _own_ticket(self, customer: Customer, ticket_id: str) -> Ticket:
+        """The customer's ticket by the number they gave; a merged one's survivor, as
+        for their mail and the tracker (docs/isp-operations.md, "Merge and links"),
+        where the merge made them a participant — else it is not theirs to reach."""
         number = numbering.parse_number(ticket_id, self.config["TICKET_PREFIX"])
         ticket = None
         if number is not None:
             ticket = self.session.execute(
                 select(Ticket).where(Ticket.number == number, contacts.tickets_of(customer.contact))
+            ).scalar_one_or_none()
+        if ticket is not None and ticket.merged_into_id is not None:
+            ticket = self.session.execute(
+                select(Ticket).where(
+                    Ticket.id == survivor(self.session, ticket).id, contacts.tickets_of(customer.contact)
+                )
             ).scalar_one_or_none()
         if ticket is None:
             raise Failure(f"Ticket {ticket_id} not found or does not belong to this customer", "not_found")

@@ -28,7 +28,6 @@ from helpdesk.models import SatisfactionRating, StaffUser, Ticket
 
 RATINGS = (1, 2, 3, 4, 5)
 MAX_COMMENT = 2000
-RATEABLE = ("resolved", "closed")
 # Why a rating is refused; English for the API, marked for the tracker and the
 # assistant, which show them in the customer's language.
 CLOSED_AND_RATED = N_("This ticket is closed; its rating can no longer be changed.")
@@ -50,7 +49,10 @@ def rating_of(session: Session, ticket: Ticket) -> SatisfactionRating | None:
 
 
 def may_rate(ticket: Ticket, existing: SatisfactionRating | None) -> bool:
-    """Whether a rating can be given (or changed) now; see the module's rule."""
+    """Whether a rating can be given (or changed) now; see the module's rule. A
+    merged ticket was closed by the merge, never resolved: its survivor is rated."""
+    if ticket.merged_into_id is not None:
+        return False
     if ticket.status == "resolved":
         return True
     return ticket.status == "closed" and existing is None
@@ -73,7 +75,7 @@ def rate(session: Session, ticket: Ticket, rating: object, comment: object, via:
     session.execute(select(Ticket.id).where(Ticket.id == ticket.id).with_for_update())
     existing = rating_of(session, ticket)
     if not may_rate(ticket, existing):
-        if ticket.status == "closed":
+        if ticket.status == "closed" and existing is not None:
             raise Conflict(CLOSED_AND_RATED)
         raise Conflict(NOT_RESOLVED)
     moment = now()
