@@ -13,6 +13,7 @@ from helpdesk import create_app
 from helpdesk.extensions import db
 from helpdesk.models import AuthorizedSender, Message, QuarantineItem, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
+from helpdesk.services.staff import StaffService
 from helpdesk.services.tickets import NewAttachment
 from tests.support.app import Portal
 from tests.support.mail import message
@@ -350,6 +351,19 @@ def test_admin_manages_senders_and_staff(admin_portal, admin):
     assert neo.is_active is False
     admin_portal.post(f"/admin/staff/{admin.id}/active", {"active": "0"}, page="/admin/staff")
     assert db.session.get(StaffUser, admin.id).is_active is True
+
+
+def test_the_last_active_admin_cannot_step_down(admin_portal, admin):
+    """A deactivated admin counted as the other admin: the only one who could log in
+    could make themselves an agent and leave nobody to run the helpdesk."""
+    StaffService(db.session).create(email="old@helpdesk.test", name="Old Admin", role="admin")
+    old = db.session.execute(select(StaffUser).where(StaffUser.email == "old@helpdesk.test")).scalar_one()
+    StaffService(db.session).set_active(old, False)
+    db.session.commit()
+    admin_portal.post(f"/admin/staff/{admin.id}/role", {"role": "agent"}, page="/admin/staff")
+    page = admin_portal.get("/admin/staff").get_data(as_text=True)
+    assert "is the only admin; make someone else admin first." in page
+    assert db.session.get(StaffUser, admin.id).role == "admin"
 
 
 def test_dashboard_shows_counts(portal, service):

@@ -59,10 +59,11 @@ class StaffService:
             select(StaffUser).where(StaffUser.email == addresses.normalize(email))
         ).scalar_one_or_none()
 
-    def count_admins(self) -> int:
-        return self.session.execute(
-            select(func.count(StaffUser.id)).where(StaffUser.role == "admin")
-        ).scalar_one()
+    def count_admins(self, *, active_only: bool = False) -> int:
+        query = select(func.count(StaffUser.id)).where(StaffUser.role == "admin")
+        if active_only:
+            query = query.where(StaffUser.is_active.is_(True))
+        return self.session.execute(query).scalar_one()
 
     def set_active(self, user: StaffUser, active: bool) -> None:
         """Deactivated staff cannot log in, and their sessions and tokens end; their
@@ -77,7 +78,9 @@ class StaffService:
             raise ValidationError({"role": f"must be one of {', '.join(v.ROLES)}"})
         if user.role == role:
             return
-        if user.role == "admin" and self.count_admins() <= 1:
+        # A deactivated admin is no admin anyone can be: the last one who can log
+        # in stays one (a deactivated one counted, and the helpdesk lost its admin).
+        if user.role == "admin" and user.is_active and self.count_admins(active_only=True) <= 1:
             raise Conflict(f"{user.email} is the only admin; make someone else admin first.")
         user.role = role
         self.end_sessions(user)
