@@ -35,6 +35,7 @@ from helpdesk import addresses
 from helpdesk.api import payload
 from helpdesk.clock import now
 from helpdesk.database import insert_ignoring
+from helpdesk.errors import ValidationError
 from helpdesk.extensions import db, jwt, limiter
 from helpdesk.http_errors import error_response
 from helpdesk.inputs import positive_int
@@ -68,7 +69,11 @@ def _account_key() -> str:
         return "account:?"
     # Cut where the login reads it, or padding after the address would name a new
     # budget for the same account.
-    named = addresses.normalize(email[:MAX_LOGIN_EMAIL])
+    return _key_of(email[:MAX_LOGIN_EMAIL])
+
+
+def _key_of(email: str) -> str:
+    named = addresses.normalize(email)
     return "account:" + hashlib.sha256(named.encode("utf-8", "replace")).hexdigest()
 
 
@@ -88,6 +93,29 @@ _per_account_limit = limiter.shared_limit(
 
 def login_rate_limit(view: F) -> F:
     return cast(F, _per_address_limit(_per_account_limit(view)))
+
+
+def current_password_limit(caller_email: Callable[[], str]) -> Callable[[F], F]:
+    """For a password change, under the login check: a wrong current password is a
+    failed login of the caller's account, from the same budget, so a session or a
+    token does not give endless guesses at the password (docs/security.md). The view
+    reports a wrong one with `wrong_current_password`."""
+    return cast(
+        Callable[[F], F],
+        limiter.shared_limit(
+            _per_account,
+            scope="login-account",
+            key_func=lambda: _key_of(caller_email()),
+            methods=["POST"],
+            deduct_when=lambda _response: bool(g.get("wrong_current_password")),
+        ),
+    )
+
+
+def wrong_current_password(error: ValidationError) -> None:
+    """Note for `current_password_limit` whether a refused change named a wrong
+    current password (a too-short new one costs nothing)."""
+    g.wrong_current_password = "current_password" in error.fields
 
 
 def check_credentials(email: str, password: str) -> StaffUser | None:

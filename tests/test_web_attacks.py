@@ -16,7 +16,7 @@ from sqlalchemy import event, select, update
 from helpdesk.extensions import db
 from helpdesk.models import Contact, QuarantineItem, Ticket
 from helpdesk.services import Actor
-from tests.support.app import Portal
+from tests.support.app import ApiClient, Portal, login_tokens
 from tests.support.database import open_ticket
 from tests.support.mail import message
 from tests.support.outbox import deliver
@@ -274,6 +274,40 @@ def test_padding_after_the_address_does_not_make_a_new_budget(client, app, agent
     guesses = [login(email, f"guess-{n}", n) for n, email in enumerate(padded)]
     assert guesses[:5] == [401] * 5 and set(guesses[5:]) == {429}, guesses
     assert login(padded[0], "agent-password-1", 9) == 429
+
+
+@pytest.mark.parametrize("path", ["/account/password", "/api/v1/auth/password"])
+def test_guessing_the_current_password_through_a_password_change_uses_the_accounts_budget(
+    client, app, agent, path
+):
+    """Whoever holds a session or a token (a borrowed laptop, a leaked 15-minute token)
+    could try current passwords without end: each wrong one now counts as a failed
+    login of that account, and the right one is refused once the budget is used up."""
+    app.config.update(LOGIN_RATE_LIMIT="1000 per minute", LOGIN_RATE_LIMIT_PER_ACCOUNT="5 per minute")
+    if path.startswith("/api"):
+        api = ApiClient(client, login_tokens(client, agent.email, "agent-password-1")["access_token"])
+
+        def change(current: str) -> int:
+            return api.post(
+                "/auth/password", {"current_password": current, "new_password": "new-pass-word-9"}
+            ).status_code
+    else:
+        portal = Portal(client)
+        assert portal.login(agent.email, "agent-password-1").status_code == 302
+
+        def change(current: str) -> int:
+            form = {"current_password": current, "new_password": "new-pass-word-9"}
+            return portal.post(path, form, page="/account").status_code
+
+    wrong = [change(f"guess-{n}") for n in range(5)]
+    assert set(wrong) == {400 if path == "/account/password" else 422}, wrong
+    assert change("agent-password-1") == 429
+    assert (
+        client.post(
+            "/api/v1/auth/login", json={"email": agent.email, "password": "agent-password-1"}
+        ).status_code
+        == 429
+    )
 
 
 @pytest.mark.parametrize("path", ["/api/v1/auth/login", "/api/v1/public/track"])

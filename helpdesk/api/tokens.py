@@ -10,11 +10,14 @@ from helpdesk.api import bp
 from helpdesk.api.payload import json_object
 from helpdesk.auth import (
     check_credentials,
+    current_password_limit,
     issue_tokens,
     login_rate_limit,
     revoke_token,
     staff_required,
+    wrong_current_password,
 )
+from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
 from helpdesk.models import StaffUser
@@ -56,6 +59,7 @@ def logout() -> ResponseReturnValue:
 
 @bp.post("/auth/password")
 @staff_required()
+@current_password_limit(lambda: _caller().email)
 def change_password() -> ResponseReturnValue:
     """The caller's own password; every earlier token and session ends, and the
     answer carries a fresh pair."""
@@ -63,9 +67,13 @@ def change_password() -> ResponseReturnValue:
         {"current_password": (str,), "new_password": (str,)}, required=("current_password", "new_password")
     )
     user = _caller()
-    StaffService(db.session).change_password(
-        user, data["current_password"][:MAX_PASSWORD], data["new_password"][:MAX_PASSWORD]
-    )
+    try:
+        StaffService(db.session).change_password(
+            user, data["current_password"][:MAX_PASSWORD], data["new_password"][:MAX_PASSWORD]
+        )
+    except ValidationError as exc:
+        wrong_current_password(exc)
+        raise
     db.session.commit()
     return jsonify(issue_tokens(user))
 

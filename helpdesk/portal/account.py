@@ -11,9 +11,10 @@ from flask_babel import gettext
 
 from config import LANGUAGES
 from helpdesk import languages
-from helpdesk.auth import check_credentials, login_rate_limit
+from helpdesk.auth import check_credentials, current_password_limit, login_rate_limit, wrong_current_password
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
+from helpdesk.models import StaffUser
 from helpdesk.portal import bp
 from helpdesk.portal.session import current_staff, log_in, log_out, login_required, safe_next
 from helpdesk.services.preferences import set_preferences, time_zones
@@ -55,11 +56,11 @@ def account() -> ResponseReturnValue:
 
 @bp.post("/account/password")
 @login_required()
+@current_password_limit(lambda: _signed_in().email)
 def change_password() -> ResponseReturnValue:
     """The person's own password, proven with the current one. Every other session
     and token of theirs ends; this one goes on under the new session version."""
-    user = current_staff()
-    assert user is not None
+    user = _signed_in()
     form = request.form
     try:
         StaffService(db.session).change_password(
@@ -67,6 +68,7 @@ def change_password() -> ResponseReturnValue:
         )
     except ValidationError as exc:
         db.session.rollback()
+        wrong_current_password(exc)
         return _account_page(errors=exc.fields), 400
     db.session.commit()
     log_in(user)
@@ -79,8 +81,7 @@ def change_password() -> ResponseReturnValue:
 def change_preferences() -> ResponseReturnValue:
     """The language and time zone this person reads the portal in ("" for either:
     not chosen). Refused, the page comes back with what was picked and why."""
-    user = current_staff()
-    assert user is not None
+    user = _signed_in()
     language, zone = request.form.get("language", "")[:20], request.form.get("timezone", "")[:100]
     try:
         set_preferences(user, language, zone)
@@ -100,8 +101,7 @@ def _account_page(
     preference_errors: dict[str, str] | None = None,
     picked: dict[str, str] | None = None,
 ) -> str:
-    user = current_staff()
-    assert user is not None
+    user = _signed_in()
     chosen: dict[str, Any] = picked or {"language": user.language, "timezone": user.timezone}
     return render_template(
         "portal/account.html",
@@ -113,3 +113,9 @@ def _account_page(
         zones=sorted(time_zones()),
         business_zone=current_app.config["BUSINESS_TIMEZONE"],
     )
+
+
+def _signed_in() -> StaffUser:
+    user = current_staff()
+    assert user is not None, "login_required let the request in"
+    return user
