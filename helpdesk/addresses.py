@@ -18,8 +18,9 @@ have to learn them. The decision is written up in docs/mail-gateway.md.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Collection
+
+from helpdesk import inputs
 
 INVALID = "is not a valid email address"
 MAX_LENGTH = 254
@@ -29,16 +30,12 @@ MAX_LABEL_LENGTH = 63
 _NOT_IN_LOCAL_PART = frozenset('<>()[]\\,;:@"')
 
 
-# Control characters (line breaks among them) and Unicode's line and paragraph separators.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
 def display_name(name: str | None) -> str:
     """A person's name as stored and as put into a `To:` header: every control
     character a space, runs of spaces one. A name comes from a form, an API call or
     a mail's decoded header; one with a line break in it made every mail to that
     person fail to compose (and could have added header lines)."""
-    return " ".join(_CONTROL.sub(" ", name or "").split())
+    return inputs.one_line(name or "")
 
 
 # The stand-in address of a customer known by phone only (helpdesk.services.contacts):

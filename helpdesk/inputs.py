@@ -13,6 +13,8 @@ from typing import Any
 
 MAX_ID = 2**31 - 1
 _DIGITS = re.compile(r"[0-9]{1,10}")
+# Control characters (line breaks among them) and Unicode's line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def positive_int(text: object, maximum: int = MAX_ID) -> int | None:
@@ -45,3 +47,17 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def one_line(text: str) -> str:
+    """`text` as one line of plain text: every control character a space, runs of
+    spaces one. For what is shown as a line and put into mail headers (names,
+    subjects): a line break there made mail fail to compose, an escape sequence
+    reached terminals."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def has_control(text: str) -> bool:
+    """Whether `text` holds a control character or a line separator (`one_line`
+    would change more than spacing)."""
+    return _CONTROL.search(text) is not None

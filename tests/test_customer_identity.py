@@ -169,3 +169,47 @@ def test_the_tracker_does_not_open_a_whatsapp_customers_ticket_by_the_stand_in(c
         json={"ticket_number": "TKT-000001", "email": addresses.for_phone(VICTIM_PHONE)},
     )
     assert response.status_code == 404
+
+
+def test_control_characters_in_a_conversation_s_subject_become_spaces(call):
+    """Chat and assistant subjects reached the ticket (and every mail about it) with
+    escape sequences and line breaks in them; the mail path already made one line."""
+    chat = call(
+        "chat/tickets",
+        {
+            "conversation_id": "conv-1",
+            "customer": {"email": "ann@example.com"},
+            "subject": "Router\r\nStatus: Resolved\x1b[2J\u2028ok",
+            "transcript": "x",
+        },
+    )
+    assert chat.status_code == 201, chat.get_json()
+    (created,) = tools(
+        call,
+        {"phone": VICTIM_PHONE},
+        ("create_ticket_report", {"title": "Sin\x85red\x07 ya", "description": "."}),
+    )
+    assert created["success"], created
+    subjects = db.session.execute(select(Ticket.subject).order_by(Ticket.number)).scalars().all()
+    assert subjects == ["Router Status: Resolved [2J ok", "Sin red ya"]
+
+
+@pytest.mark.parametrize("conversation", ["conv\n1", "conv\x1b[2J", "\u2028"])
+def test_a_conversation_id_is_printable_text(call, conversation):
+    body = {"conversation_id": conversation, "customer": {"email": "ann@example.com"}, "transcript": "x"}
+    response = call("chat/tickets", body)
+    assert response.status_code == 422
+    assert "conversation_id" in response.get_json()["error"]["fields"]
+    response = call(
+        "assistant/tool-calls",
+        {
+            "customer": {"phone": VICTIM_PHONE},
+            "conversation_id": conversation,
+            "tool_calls": [
+                {"id": "c0", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+            ],
+        },
+    )
+    assert response.status_code == 422
+    assert "conversation_id" in response.get_json()["error"]["fields"]
+    assert db.session.execute(select(Ticket)).first() is None

@@ -11,7 +11,7 @@ from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from helpdesk.api import bp
-from helpdesk.api.customers import MAX_CONVERSATION_ID, named_customer
+from helpdesk.api.customers import conversation_id, named_customer
 from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
 from helpdesk.errors import ValidationError
@@ -40,9 +40,7 @@ def assistant_tool_calls() -> ResponseReturnValue:
     errors = {}
     if channel not in ASSISTANT_CHANNELS:
         errors["channel"] = f"must be one of {', '.join(ASSISTANT_CHANNELS)}"
-    conversation = data.get("conversation_id")
-    if conversation is not None and not 1 <= len(conversation.strip()) <= MAX_CONVERSATION_ID:
-        errors["conversation_id"] = f"must be 1 to {MAX_CONVERSATION_ID} characters"
+    conversation = conversation_id(data["conversation_id"], errors) if "conversation_id" in data else None
     calls = data["tool_calls"]
     if not 1 <= len(calls) <= MAX_CALLS:
         errors["tool_calls"] = f"must hold 1 to {MAX_CALLS} calls"
@@ -52,9 +50,7 @@ def assistant_tool_calls() -> ResponseReturnValue:
         raise ValidationError(errors)
     customer = named_customer(data["customer"], phone_vouched=channel == "whatsapp")
     db.session.commit()  # the contact, before any call can roll back
-    service = AssistantService(
-        db.session, current_app.config, conversation_id=conversation.strip() if conversation else None
-    )
+    service = AssistantService(db.session, current_app.config, conversation_id=conversation)
     outputs = [
         {
             "tool_call_id": call["id"],

@@ -7,7 +7,7 @@ from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from helpdesk.api import bp
-from helpdesk.api.customers import MAX_CONVERSATION_ID, named_customer
+from helpdesk.api.customers import conversation_id, named_customer
 from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
 from helpdesk.errors import ValidationError
@@ -26,9 +26,10 @@ def chat_ticket() -> ResponseReturnValue:
         {"conversation_id": (str,), "customer": (dict,), "subject": (str,), "transcript": (str,)},
         required=("conversation_id", "customer", "transcript"),
     )
-    conversation = data["conversation_id"].strip()
-    if not conversation or len(conversation) > MAX_CONVERSATION_ID:
-        raise ValidationError({"conversation_id": f"must be 1 to {MAX_CONVERSATION_ID} characters"})
+    errors: dict[str, str] = {}
+    conversation = conversation_id(data["conversation_id"], errors)
+    if errors:
+        raise ValidationError(errors)
     customer = named_customer(data["customer"], phone_vouched=False)
     db.session.commit()  # the contact, whatever happens to the ticket
     if not customer_limits.may_open(db.session, customer.contact, current_app.config):

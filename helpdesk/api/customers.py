@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import current_app
 
-from helpdesk import addresses, languages, phones
+from helpdesk import addresses, inputs, languages, phones
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import unstorable
@@ -16,6 +16,15 @@ from helpdesk.services.assistant import Customer
 
 # The longest conversation id a chat or assistant request may name (tickets.conversation_id).
 MAX_CONVERSATION_ID = 200
+
+
+def conversation_id(text: str, errors: dict[str, str]) -> str:
+    """A chat's or an assistant's conversation id, trimmed: 1 to MAX_CONVERSATION_ID
+    characters of one line (it is shown on the ticket page and kept as given)."""
+    text = text.strip()
+    if not 1 <= len(text) <= MAX_CONVERSATION_ID or inputs.has_control(text):
+        errors["conversation_id"] = f"must be 1 to {MAX_CONVERSATION_ID} characters of one line"
+    return text
 
 
 def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:

@@ -486,6 +486,8 @@ PATHS: dict[str, Any] = {
     "/auth/password": {
         "post": {
             "summary": "Change the caller's password; every earlier token and portal session ends",
+            "description": "A wrong current password counts as a failed login of the account; "
+            "429 once the account's budget is used up.",
             "security": STAFF,
             "requestBody": _body(
                 _object(
@@ -493,7 +495,7 @@ PATHS: dict[str, Any] = {
                     ["current_password", "new_password"],
                 )
             ),
-            "responses": {"200": _json(_ref("Tokens")), **_errors(400, 401, 413, 422)},
+            "responses": {"200": _json(_ref("Tokens")), **_errors(400, 401, 413, 422, 429)},
         }
     },
     "/auth/logout": {

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from config import LANGUAGES
-from helpdesk import addresses, lifecycle, numbering, service_fields, sla
+from helpdesk import addresses, inputs, lifecycle, numbering, service_fields, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.database import adopt
@@ -168,7 +168,7 @@ class TicketsService:
         goes to the `team` named, else to the one its type routes to (`teams`).
         """
         errors: dict[str, str] = {}
-        subject = (subject or "").strip()
+        subject = inputs.one_line(subject or "")  # as mail's subjects are: one line, no controls
         if not subject:
             errors["subject"] = "is required"
         elif len(subject) > MAX_SUBJECT:
