@@ -578,6 +578,9 @@ def test_rfc2047_subject_across_words_and_charsets() -> None:
     [
         ("=?us-ascii?Q?=93small_label=94?=", "“small label”"),
         ("=?x-unknown?Q?caf=C3=A9?=", "café"),
+        # Not UTF-8 under an unknown label: windows-1252 (detection read "cafй").
+        ("=?x-unknown?Q?caf=E9?=", "café"),
+        ("=?iso-8859-3?Q?=A5?=", "\ufffd"),  # a byte the declared charset lacks
         ("=?ks_c_5601-1987?B?" + base64.b64encode("안녕".encode("cp949")).decode() + "?=", "안녕"),
         ("=?utf-8?B?w6k?=", "é"),  # padding missing
         ("=?utf-8?Q?broken", "=?utf-8?Q?broken"),  # not an encoded word: left alone

@@ -736,7 +736,7 @@ def _decode_run(run: list[tuple[str, bytes]]) -> str:
         while index < len(run) and run[index][0].lower() == label.lower():
             chunks.append(run[index][1])
             index += 1
-        text.append(charsets.decode(b"".join(chunks), label))
+        text.append(charsets.decode(b"".join(chunks), label, detect=False))
     return "".join(text)
 
 
