@@ -269,6 +269,9 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
                 for _ in range(head_room // 32_000)
             ],
         ),
+        "header: raw 8-bit fields": lambda: _text(
+            b"hi\r\n", *[b"X-Note: " + b"caf\xe9 " * 30 for _ in range(min(990, head_room // 200))]
+        ),
         "header: many references": lambda: _text(
             b"hi\r\n", b"References: " + b" ".join(b"<%d@x.example>" % i for i in range(head_room // 16))
         ),
