@@ -7,6 +7,7 @@ SMTP listener of the gateway, so the whole round trip runs over sockets.
 
 from __future__ import annotations
 
+import base64
 import re
 import signal
 import ssl
@@ -14,13 +15,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from email.policy import SMTP as SMTP_POLICY
 from functools import partial
 from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk.extensions import db
@@ -327,6 +329,88 @@ def test_forged_message_id_does_not_thread(app, gateway, senders, sink, how):
     assert (code, text) == (250, b"2.0.0 OK created TKT-000002")
     first = db.session.execute(select(Ticket).where(Ticket.number == 1)).scalar_one()
     assert message_count(first) == 1
+
+
+# -- customers' Message-IDs in our threading headers -----------------------------------
+
+# Outlook's ids run past a 78-character line; other clients' longer still.
+OUTLOOK_ID = "AS8PR10MB7427D1B5C9A4F3E2C1B0A9F8E7D6C5B4A3F2E1@AS8PR10MB7427.EURPRD10.PROD.OUTLOOK.COM"
+LONGER_ID = "CAK" + "7q9fZ3xWm2LpT8vR4nB6yH1cJ5dG0sE" * 5 + "+x=Y@mail.gmail.com"
+
+
+def sent_field(data: bytes, name: str) -> list[bytes]:
+    """The lines of a header field as it was sent, folds and all."""
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    start = next(i for i, line in enumerate(head) if line.lower().startswith(name.lower().encode() + b":"))
+    end = next((i for i in range(start + 1, len(head)) if head[i][:1] not in (b" ", b"\t")), len(head))
+    return head[start:end]
+
+
+def test_long_message_ids_are_written_as_they_came_folded_only_between_ids(
+    app, gateway, senders, sink, service, agent_actor
+):
+    """The email package holds In-Reply-To and References as text and wrote an id
+    longer than a line as RFC 2047 encoded words, which no mail client threads on.
+    Each id must stay whole on one line; a fold may only come between two ids."""
+    gateway.send(message(message_id=f"<{OUTLOOK_ID}>"))
+    (ack,) = deliver(app, sink)
+    answer = message(subject="Re: it", in_reply_to=ack["Message-ID"], message_id=f"<{LONGER_ID}>")
+    assert gateway.send(answer) == (250, b"2.0.0 OK appended TKT-000001")
+    (ticket,) = db.session.execute(select(Ticket)).scalars()
+    service.add_message(ticket, body="On our way.", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    ack_data, reply_data = sink.received[0].data, sink.received[-1].data
+    assert sent_field(ack_data, "In-Reply-To") == [f"In-Reply-To: <{OUTLOOK_ID}>".encode()]
+    assert sent_field(reply_data, "In-Reply-To") == [f"In-Reply-To: <{LONGER_ID}>".encode()]
+    ids = [f"<{OUTLOOK_ID}>", ack["Message-ID"], f"<{LONGER_ID}>"]
+    lines = sent_field(reply_data, "References")
+    assert b" ".join(line.strip() for line in lines) == ("References: " + " ".join(ids)).encode()
+    for line in lines:  # whole ids only, each line as short as they allow
+        assert re.fullmatch(rb"(References:)? <[^<>\s]+>( <[^<>\s]+>)*", line), line
+        assert len(line) <= 78 or line.count(b"<") == 1
+    assert b"=?" not in reply_data.split(b"\r\n\r\n", 1)[0]
+
+
+def test_a_message_id_reading_as_an_encoded_word_adds_no_header_lines_to_our_mail(
+    app, gateway, senders, sink, service, agent_actor
+):
+    """A customer's Message-ID sent double-encoded is stored as encoded-word text; the
+    email package decoded it into our In-Reply-To, and its line breaks became header
+    lines (here of the copy staff's answer sends another participant)."""
+    hostile = "=?utf-8?q?x=0D=0AX-Injected:_yes=0D=0A=0D=0AForged_body?=@evil.example"
+    encoded = base64.b64encode(f"<{hostile}>".encode()).decode()
+    mail = message(cc="Bob <bob@example.com>")
+    del mail["Message-ID"]
+    raw = f"Message-ID: =?utf-8?b?{encoded}?=\r\n".encode() + mail.as_bytes(policy=SMTP_POLICY)
+    assert gateway.send(raw, mail_from="ann@example.com")[0] == 250
+    assert last_inbound().message_id == hostile
+    (ticket,) = db.session.execute(select(Ticket)).scalars()
+    service.add_message(ticket, body="On our way.", actor=agent_actor, channel="web")
+    db.session.commit()
+    for mail in deliver(app, sink):
+        assert mail["X-Injected"] is None
+        assert "Forged body" not in text_of(mail)
+    for received in sink.received:
+        assert sent_field(received.data, "In-Reply-To") == [f"In-Reply-To: <{hostile}>".encode()]
+
+
+@pytest.mark.parametrize("stored", ["ñandú@client.example", "x" * 980 + "@client.example"])
+def test_an_id_seven_bit_mail_cannot_carry_is_left_out_and_the_mail_still_goes(
+    app, gateway, senders, sink, service, agent_actor, stored
+):
+    """An id with non-ASCII characters (mail with 8-bit headers) or longer than a line
+    threads nowhere in the mail we send; leaving it out keeps the rest of the mail."""
+    gateway.send(message(message_id="<first@client.example>"))
+    db.session.execute(update(InboundMail).values(message_id=stored))
+    db.session.commit()
+    (ticket,) = db.session.execute(select(Ticket)).scalars()
+    service.add_message(ticket, body="On our way.", actor=agent_actor, channel="web")
+    db.session.commit()
+    ack, reply = deliver(app, sink)
+    assert [row.state for row in outbox()] == ["sent", "sent"]
+    for mail in (ack, reply):
+        assert mail["In-Reply-To"] is None and mail["References"] is None
 
 
 # -- delivery: outage, backoff, permanent failure, crash ------------------------------

@@ -17,6 +17,9 @@ Headers:
 - Threading (RFC 5322 §3.6.4): a signed Message-ID (`message_ids`), In-Reply-To
   the customer's last message on the ticket (or, with none, our previous mail to
   this recipient), References from the thread's first message to that parent.
+  Each id is written as it came, folded only between ids (`MessageIdList`): the
+  email package would write a long one (Outlook's) as RFC 2047 encoded words, and
+  an id 7-bit mail cannot carry is left out.
   Reply-To is the support address's plus-address for the ticket
   (`support+TKT-000078@…`), which the gateway matches even when a mail client
   drops the other headers; the subject carries `[TKT-000078]` too.
@@ -40,7 +43,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from typing import Any
@@ -78,6 +83,47 @@ _THREAD_OUTCOMES = ("created", "appended")
 _MIME_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _STRUCTURAL_TYPES = ("multipart", "message")  # a body of parts, which a file is not
 _SENT_STATES = ("sending", "sent", "bounced")
+MAX_LINE = 998  # RFC 5322 §2.1.1, CRLF not counted
+# A msg-id as we write it (RFC 5322 §3.6.4): printable ASCII but `<` and `>`, in angle
+# brackets, short enough to share a line with "In-Reply-To: ".
+_WRITABLE_ID = re.compile(r"<[!-;=?-~]{1,%d}>" % (MAX_LINE - len("In-Reply-To: <>")))
+
+
+class MessageIdList(BaseHeader):
+    """In-Reply-To and References as we write them: the `<id>` tokens as given, a fold
+    only between two ids (RFC 5322 §3.6.4), never inside one, so a long id stays whole.
+
+    The email package holds both fields as unstructured text: it wrote an id longer
+    than a line as RFC 2047 encoded words, which no mail client threads on, and it
+    decoded text in an id that reads as an encoded word, line breaks and all, into
+    header lines of our mail (docs/outbound-mail.md, docs/security.md)."""
+
+    max_count = 1
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        kwds["decoded"] = value  # nothing decoded
+        kwds["parse_tree"] = None  # nothing reads it: fold() writes the value
+
+    def fold(self, *, policy: Policy) -> str:
+        limit = policy.max_line_length or MAX_LINE
+        label = f"{self.name}:"
+        lines = [label]
+        for token in self.split():
+            if lines[-1] != label and len(lines[-1]) + 1 + len(token) > limit:
+                lines.append("")
+            lines[-1] += f" {token}"
+        return policy.linesep.join(lines) + policy.linesep
+
+
+def _header_factory() -> HeaderRegistry:
+    registry = HeaderRegistry()
+    for name in ("In-Reply-To", "References"):
+        registry.map_to_type(name, MessageIdList)
+    return registry
+
+
+MAIL_POLICY = email.policy.SMTP.clone(header_factory=_header_factory())
 
 
 @dataclass(frozen=True)
@@ -158,7 +204,7 @@ class Composer:
     def build(self, row: OutboxMessage, ticket: Ticket, moment: datetime) -> EmailMessage:
         """The mail for a rendered row."""
         number = display_number(ticket.number, self.config)
-        message = EmailMessage(policy=email.policy.SMTP)
+        message = EmailMessage(policy=MAIL_POLICY)
         message["From"] = self.from_header
         # Cleaned again here: rows stored before names were cleaned on the way in.
         name = _undecodable(addresses.display_name(self._recipient_name(ticket, row)))
@@ -169,10 +215,12 @@ class Composer:
         message["Subject"] = _undecodable(row.subject or number)
         message["Date"] = format_datetime(moment.replace(tzinfo=timezone.utc))
         message["Message-ID"] = f"<{row.message_id}>"
-        if row.in_reply_to:
-            message["In-Reply-To"] = f"<{row.in_reply_to}>"
-        if row.references:
-            message["References"] = row.references
+        parent = _writable_ids(f"<{row.in_reply_to}>" if row.in_reply_to else "")
+        if parent:
+            message["In-Reply-To"] = parent
+        references = _writable_ids(row.references or "")
+        if references:
+            message["References"] = references
         auto_submitted = self.auto_submitted(row.kind, ticket)
         if auto_submitted:
             message["Auto-Submitted"] = auto_submitted
@@ -368,6 +416,13 @@ def _mail_type(content_type: str) -> tuple[str, str]:
     if maintype in _STRUCTURAL_TYPES or not well_formed:
         return "application", "octet-stream"
     return maintype, subtype
+
+
+def _writable_ids(ids: str) -> str:
+    """The `<id>` tokens of `ids` that 7-bit mail carries as they are. An id from a
+    customer's mail with other characters (8-bit headers) or longer than a line is
+    left out: no reader could thread on it, and the rest of the mail still goes."""
+    return " ".join(token for token in ids.split() if _WRITABLE_ID.fullmatch(token))
 
 
 def _undecodable(text: str) -> str:
