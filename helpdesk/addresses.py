@@ -12,7 +12,11 @@ whitespace, control characters or the characters that delimit addresses in a
 header, a domain label that is no host name, or more than 254 characters (RFC
 5321 §4.5.3.1.3: the path limit). Quoted local parts (`"a b"@example.com`) are
 refused too: nobody uses them, and every place that splits address lists would
-have to learn them. The decision is written up in docs/mail-gateway.md.
+have to learn them. So is a local part holding `=?`, the start of an RFC 2047
+encoded word (`=?utf-8?q?a=0d=0ab?=@example.com`): `=` and `?` are legal, but the
+email package decodes such a word when it writes the address into a header, and
+every mail naming it failed (or named another address). The decision is written
+up in docs/mail-gateway.md.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ MAX_DOMAIN_LENGTH = 253
 MAX_LABEL_LENGTH = 63
 # Characters that end or delimit an address in a header, or cannot be in one.
 _NOT_IN_LOCAL_PART = frozenset('<>()[]\\,;:@"')
+_ENCODED_WORD_START = "=?"  # RFC 2047 §2
 
 
 def display_name(name: str | None) -> str:
@@ -99,8 +104,14 @@ def is_valid_domain(domain: str) -> bool:
 
 
 def _is_local_part(local: str) -> bool:
-    return bool(local) and all(
-        char.isprintable() and not char.isspace() and char not in _NOT_IN_LOCAL_PART for char in local
+    """No delimiter, no space, and no `=?`, which the email package would decode as
+    an encoded word when writing a header (see the module docstring)."""
+    return (
+        bool(local)
+        and _ENCODED_WORD_START not in local
+        and all(
+            char.isprintable() and not char.isspace() and char not in _NOT_IN_LOCAL_PART for char in local
+        )
     )
 
 

@@ -15,6 +15,8 @@ import base64
 import smtplib
 import threading
 import time
+from email.message import EmailMessage
+from email.policy import SMTP
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -293,6 +295,37 @@ def test_poison_mail_is_recorded_and_never_answered_451(gateway, senders, name):
         assert "\x00" not in ticket.subject
         for participant in db.session.execute(select(Participant)).scalars():
             assert len(participant.name) <= 200
+
+
+ENCODED_WORD_ADDRESS = "=?utf-8?q?a=0d=0ab?=@example.com"
+
+
+def with_field(mail: EmailMessage, name: str, value: str) -> bytes:
+    """The mail's bytes with `name` set to `value` as written (the email package
+    would decode an encoded word in it when the field is set)."""
+    del mail[name]
+    return f"{name}: {value}\r\n".encode() + mail.as_bytes(policy=SMTP)
+
+
+def test_mail_from_an_address_reading_as_an_encoded_word_names_no_sender_in_from(gateway, senders):
+    """Such an address is no address (`addresses.is_valid`): before, it was the
+    sender, and a ticket opened for it (by an approval or a sender rule) would have
+    had every mail to it fail to compose. Now `From` names nobody and the sender
+    comes from the envelope (which aiosmtpd hands over decoded, its line break
+    dropped): an unknown sender, held in quarantine with the raw mail."""
+    raw = with_field(message(), "From", f"Ann <{ENCODED_WORD_ADDRESS}>")
+    assert gateway.send(raw, mail_from=ENCODED_WORD_ADDRESS) == (250, b"2.0.0 OK quarantined")
+    record = last_record()
+    assert (record.from_address, record.from_source) == ("ab@example.com", "envelope")
+    assert record.reason == "unknown sender: ab@example.com" and record.raw == raw
+    assert tickets() == [] and db.session.execute(select(OutboxMessage)).first() is None
+
+
+def test_an_encoded_word_address_in_cc_becomes_no_participant(gateway, senders):
+    raw = with_field(message(), "Cc", f"{ENCODED_WORD_ADDRESS}, Bob <bob@example.com>")
+    assert gateway.send(raw, mail_from="ann@example.com") == (250, b"2.0.0 OK created TKT-000001")
+    (ticket,) = tickets()
+    assert [p.email for p in ticket.participants] == ["bob@example.com"]  # before, the other one too
 
 
 # -- the database refusing one mail as if it were unreachable -------------------------------
