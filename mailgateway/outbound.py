@@ -27,7 +27,8 @@ is lost and nothing else is sent twice.
 Recipient rules, checked at every claim so the newest knowledge wins; a refused
 row becomes `skipped` with the reason: machine addresses (noreply,
 mailer-daemon, postmaster…; `automail.is_machine_address`), addresses under the
-reserved `.invalid` domain (customers known by phone only), the helpdesk's own
+reserved `.invalid` domain (customers known by phone only), addresses
+`addresses.is_valid` refuses (stored before it did), the helpdesk's own
 addresses, addresses a bounce marked undeliverable; and, for automatic mail
 (acknowledgments, status notices) on its first claim, at most
 `OUTBOUND_MAX_AUTO_PER_RECIPIENT` per address and `OUTBOUND_MAX_AUTO_PER_TICKET`
@@ -262,6 +263,8 @@ class Sender(Loop):
             return "machine address (noreply, mailer-daemon, postmaster…): never mailed"
         if addresses.is_reserved_invalid(address):
             return "no mail address (a customer known by phone only): never mailed"
+        if not addresses.is_valid(address):
+            return f"the address {addresses.INVALID} (stored before the rule refused it): never mailed"
         if addresses.is_support_address(address, self.own_addresses) or (
             address.rpartition("@")[2] == self.composer.signer.domain
         ):

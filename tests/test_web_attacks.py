@@ -13,8 +13,9 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from sqlalchemy import event, select, update
 
+from helpdesk import addresses
 from helpdesk.extensions import db
-from helpdesk.models import Contact, QuarantineItem, Ticket
+from helpdesk.models import Contact, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services import Actor
 from tests.support.app import ApiClient, Portal, login_tokens
 from tests.support.database import open_ticket
@@ -200,6 +201,28 @@ def test_a_name_stored_with_a_line_break_before_the_fix_is_still_mailed(app, api
     db.session.commit()
     (ack,) = deliver(app, sink)
     assert str(ack["To"]) == "Ann Example <ann@example.com>"
+
+
+@pytest.mark.parametrize(
+    "stored", ["=?utf-8?q?a=0d=0ab?=@example.com", "=?utf-8?q?eve=40evil.example=2c?=@example.com"]
+)
+def test_a_cc_address_stored_before_encoded_words_were_refused_leaves_the_other_copies_whole(
+    app, service, agent_actor, sink, stored
+):
+    """A participant whose address reads as an RFC 2047 encoded word (taken before
+    `addresses.is_valid` refused one) made every copy of every staff reply on the
+    ticket fail to compose, or named another address in its Cc. It is left out of the
+    others' Cc, and its own copy is skipped."""
+    ticket = open_ticket(service, cc=[("bob@example.com", "Bob"), ("cy@example.com", "Cy")])
+    db.session.execute(update(Participant).where(Participant.email == "cy@example.com").values(email=stored))
+    db.session.commit()
+    service.add_message(ticket, body="On our way.", actor=agent_actor, channel="web")
+    db.session.commit()
+    _ack, to_ann, to_bob = deliver(app, sink)
+    assert (to_ann["Cc"], to_bob["Cc"]) == ("bob@example.com", "ann@example.com")
+    assert [r.rcpt_tos for r in sink.received[1:]] == [["ann@example.com"], ["bob@example.com"]]
+    (skipped,) = db.session.execute(select(OutboxMessage).where(OutboxMessage.to_address == stored)).scalars()
+    assert skipped.state == "skipped" and addresses.INVALID in skipped.last_error
 
 
 # -- the operator's terminal -------------------------------------------------------------------

@@ -39,6 +39,7 @@ when it is a plain `type/subtype` that is no MIME structure of its own.
 from __future__ import annotations
 
 import email.policy
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ from helpdesk.languages import (
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import display_number
+
+log = logging.getLogger(__name__)
 
 BUILT_IN_TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 MAX_REFERENCES = 10
@@ -209,8 +212,9 @@ class Composer:
         # Cleaned again here: rows stored before names were cleaned on the way in.
         name = _undecodable(addresses.display_name(self._recipient_name(ticket, row)))
         message["To"] = formataddr((name, row.to_address))
-        if row.cc_addresses:
-            message["Cc"] = row.cc_addresses
+        cc = _cc(row)
+        if cc:
+            message["Cc"] = cc
         message["Reply-To"] = self.reply_address(number)
         message["Subject"] = _undecodable(row.subject or number)
         message["Date"] = format_datetime(moment.replace(tzinfo=timezone.utc))
@@ -416,6 +420,20 @@ def _mail_type(content_type: str) -> tuple[str, str]:
     if maintype in _STRUCTURAL_TYPES or not well_formed:
         return "application", "octet-stream"
     return maintype, subtype
+
+
+def _cc(row: OutboxMessage) -> str:
+    """The row's CC list without the addresses `addresses.is_valid` refuses. A row
+    queued before the rule refused an address shaped as an RFC 2047 encoded word
+    holds one (docs/security.md): the email package decodes it when the header is
+    set, which failed every copy of the reply or named another address."""
+    kept = []
+    for address in filter(None, (part.strip() for part in row.cc_addresses.split(","))):
+        if addresses.is_valid(address):
+            kept.append(address)
+        else:
+            log.warning("outbox #%s: %r left out of Cc: it %s", row.id, address, addresses.INVALID)
+    return ", ".join(kept)
 
 
 def _writable_ids(ids: str) -> str:
