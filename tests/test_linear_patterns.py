@@ -55,6 +55,7 @@ MAIL_MODULES = (
     "mailgateway.smtp",
     "helpdesk.numbering",
     "helpdesk.addresses",
+    "helpdesk.inputs",
     "helpdesk.cli",
     # Web input (forms, JSON, uploads) with patterns of their own.
     "helpdesk.service_fields",
@@ -106,7 +107,8 @@ P, A, AU, C = (
 )
 CASES = [
     # names and terminal output (a name decoded from a header, a quarantined mail shown)
-    Case("helpdesk.addresses", "_CONTROL", "sub", lambda n: rep("\r\n", n)),
+    Case("helpdesk.inputs", "_CONTROL", "sub", lambda n: rep("\r\n", n)),
+    Case("helpdesk.inputs", "_DIGITS", "fullmatch", lambda n: rep("1", n, "x")),
     Case("helpdesk.cli", "_UNSHOWN", "sub", lambda n: rep("\x1b[31m", n)),
     Case("helpdesk.service_fields", "_SERIAL", "fullmatch", lambda n: rep("A:", n, " ")),
     Case("helpdesk.service_fields", "_SEPARATORS", "split", lambda n: rep(" ,;\t", n, "x")),
@@ -114,6 +116,7 @@ CASES = [
     Case("helpdesk.services.teams", "_NAME", "fullmatch", lambda n: rep("a_", n, "!")),
     Case("helpdesk.services.canned", "_PLACEHOLDER", "sub", lambda n: rep("{customer_nam", n)),
     Case("helpdesk.outbound.compose", "_MIME_TOKEN", "fullmatch", lambda n: rep("a.", n, "/")),
+    Case("helpdesk.outbound.compose", "_WRITABLE_ID", "fullmatch", lambda n: "<" + rep("a@", n, "<")),
     Case("helpdesk.wording", "_PLACEHOLDER", "split", lambda n: rep("%(aaaa", n)),
     # parser
     Case(P, "_HEADER_LINE", "match", lambda n: brep(b"!", n), binary=True),
