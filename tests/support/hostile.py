@@ -226,6 +226,13 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
                 for i in range(400)
             ]
         ),
+        "mime: long raw 8-bit filenames": lambda: _multipart(
+            [
+                b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+                b'filename="' + b"caf\xe9 " * 2000 + b'.pdf"\r\n\r\nxx\r\n'
+            ]
+            * (size // 10_200)
+        ),
         "mime: filenames of encoded words": lambda: _multipart(
             [
                 b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; "
