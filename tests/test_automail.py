@@ -502,6 +502,23 @@ def test_qmail_failure_notice() -> None:
 
 
 @pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Delivery Status Notification", "delivery notice subject"),  # Exchange, no outcome in it
+        ("Delivery Status Notification (Delay)", "delivery notice subject"),
+        ("Delivery Status Notification (Success)", "delivery notice subject"),
+        ("Delayed Mail (still being retried)", "delivery notice subject"),
+        ("Delivery status notification settings are wrong", None),  # a person
+    ],
+)
+def test_delivery_notice_subjects_without_headers_are_automatic_not_bounces(subject: str, expected) -> None:
+    """A bare "Delivery Status Notification" opened a ticket and was acknowledged."""
+    mail = make_mail(subject=subject, from_address="it@customer.example", from_name="IT")
+    assert check(mail) == expected
+    assert not is_bounce(mail)
+
+
+@pytest.mark.parametrize(
     "subject",
     [
         "Undeliverable: [TKT-000042] Printer",

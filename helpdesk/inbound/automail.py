@@ -212,7 +212,7 @@ _BOUNCE_SUBJECT = re.compile(
 )
 # Delivery reports that are not failures: automatic, but no reason to stop mailing.
 _DELAY_SUBJECT = re.compile(
-    r"^\s*(?:delivery status notification \((?:delay|success|relay)\)"  # Gmail, Exchange
+    r"^\s*(?:delivery status notification(?: \((?:delay|success|relay)\))?\s*$"  # Gmail, Exchange
     r"|delayed mail \(still being retried\)"  # Postfix
     r"|delivery delayed:"  # Exchange
     r"|warning: could not send message for past"  # Sendmail
