@@ -15,7 +15,8 @@ nothing is due.
 - **Mark** each row right after the server's answer, in its own transaction and
   only while the claim is still ours: `250` → `sent`; a `5xx` → `failed` for
   good (the reply is kept in `last_error`; `flask outbox retry ID` requeues);
-  a `4xx` or no connection → `pending` again after a backoff that doubles from
+  a `4xx`, no connection or a `5xx` about our session rather than the mail
+  (`_SETUP_CODES`, a refused `MAIL FROM`) → `pending` again after a backoff that doubles from
   `OUTBOUND_RETRY_FIRST` up to `OUTBOUND_RETRY_MAX`, until the row is older
   than `OUTBOUND_GIVE_UP_AFTER` → `failed`.
 
@@ -68,6 +69,10 @@ log = logging.getLogger("mailgateway.outbound")
 _SCHEMES = Schemes("OUTBOUND_SMTP_URL", "smtp", "smtps", 25, 465, credentials_required=False)
 _COUNTED_STATES = ("sending", "sent", "bounced")
 _MAX_BACKOFF_DOUBLINGS = 30
+# Replies about our session with the relay, not a mail (RFC 4954 §6, RFC 3207):
+# authentication required (530), too weak (534), refused (535), needs TLS (538).
+_SETUP_CODES = frozenset({530, 534, 535, 538})
+_TOO_BIG = 552  # at MAIL FROM, the SIZE we declared: this mail's fault (RFC 1870)
 
 
 def parse_outbound_url(value: str) -> ServerUrl | None:
@@ -313,6 +318,8 @@ class Sender(Loop):
                 except smtplib.SMTPRecipientsRefused as exc:
                     code, text = next(iter(exc.recipients.values()), (0, b"refused"))
                     self._answer(item, code, text)
+                except smtplib.SMTPSenderRefused as exc:  # MAIL FROM: about us, except the size
+                    self._answer(item, exc.smtp_code, exc.smtp_error, setup=exc.smtp_code != _TOO_BIG)
                 except smtplib.SMTPResponseException as exc:
                     self._answer(item, exc.smtp_code, exc.smtp_error)
                 except (smtplib.SMTPNotSupportedError, ValueError) as exc:
@@ -354,9 +361,16 @@ class Sender(Loop):
 
     # -- mark ----------------------------------------------------------------------
 
-    def _answer(self, item: Outgoing, code: int, text: bytes | str) -> None:
+    def _answer(self, item: Outgoing, code: int, text: bytes | str, *, setup: bool = False) -> None:
+        """Mark `item` by the relay's reply. A refusal of our session rather than of
+        this mail (`setup`, or an authentication code) waits for the setup to be
+        fixed: failing every row for good meant fixing the URL sent nothing."""
         reply = f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
-        if 500 <= code < 600:
+        if setup or code in _SETUP_CODES:
+            self._retry(
+                item, f"{reply} (the relay refuses our session, not this mail: check OUTBOUND_SMTP_URL)"
+            )
+        elif 500 <= code < 600:
             self._mark(item, "failed (permanent)", state="failed", last_error=reply[:2000])
         else:
             self._retry(item, reply)

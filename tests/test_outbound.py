@@ -912,6 +912,29 @@ def test_relay_refusing_login_or_certificate_is_retried_not_failed(
     assert tls_relay.received == []
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_relay_demanding_a_login_the_url_does_not_give_is_retried_not_failed(app, service):
+    """A relay that wants AUTH (OUTBOUND_SMTP_URL without user:password@) answers 530
+    to MAIL FROM: the setup's fault, not the mail's. Every row failed for good, so
+    fixing the URL sent nothing; now they wait, and go once the login is given."""
+    relay = Sink(authenticator=relay_login, auth_require_tls=False, auth_required=True).start()
+    try:
+        open_ticket(service)
+        clock = Clock()
+        app.config.update(OUTBOUND_SMTP_URL=relay.url)
+        run(Sender(app, clock=clock))
+        (row,) = outbox()
+        assert row.state == "pending", row.last_error
+        assert row.last_error.startswith("530") and "OUTBOUND_SMTP_URL" in row.last_error
+        app.config.update(OUTBOUND_SMTP_URL=f"smtp://notify:s3cret@127.0.0.1:{relay.port}")
+        clock.advance(minutes=1)
+        run(Sender(app, clock=clock))
+        assert outbox()[0].state == "sent"
+        assert [item.authenticated for item in relay.received] == [True]
+    finally:
+        relay.stop()
+
+
 # -- the gateway process runs the sender --------------------------------------------------
 
 
