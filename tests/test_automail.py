@@ -718,6 +718,15 @@ def test_corpus_plain_mail_is_a_person() -> None:
         ("bounces@lists.example", True),
         ("alice@customer.example", False),
         ("noreplyhelp@customer.example", False),
+        # A no-reply address with more after a separator: no person writes from it.
+        ("noreply-alerts@bank.example", True),
+        ("no-reply.billing@isp.example", True),
+        ("do_not_reply_2024@shop.example", True),
+        ("mailer-daemon.relay1@mx.example", True),
+        # A word that merely starts like one, or a person's name after a machine word, stays mailable.
+        ("noreplies@customer.example", False),
+        ("bounce.fitness@gym.example", False),
+        ("mailer.john@customer.example", False),
     ],
 )
 def test_is_machine_address(address: str, expected: bool) -> None:

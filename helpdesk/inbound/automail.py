@@ -112,6 +112,9 @@ _MACHINE_LOCAL_PARTS = _BOUNCE_LOCAL_PARTS | frozenset(
         "notreply",
     }
 )
+# Machine words that no person's address starts with, then a separator and more
+# (`is_machine_address`); `bounce.fitness@` and `mailer.john@` may be people.
+_NO_REPLY_PREFIXES = frozenset({"noreply", "donotreply", "notreply", "mailerdaemon"})
 # Mailing-list software, by the local parts it sends its notices from.
 _LIST_SOFTWARE_LOCAL_PARTS = frozenset(
     {
@@ -439,7 +442,11 @@ def is_machine_address(address: str) -> bool:
     For outbound mail (docs/outbound-mail.md: never notify such addresses). Inbound, only the
     bounce senders among them make mail automatic, see the module docstring.
     """
-    return _compact(_local_part(address)) in _MACHINE_LOCAL_PARTS
+    local = _local_part(address)
+    if _compact(local) in _MACHINE_LOCAL_PARTS:
+        return True
+    # `noreply-alerts@`, `no-reply.billing@`: a no-reply word, a separator, more.
+    return any(_compact(local[:end]) in _NO_REPLY_PREFIXES for end, char in enumerate(local) if char in "-_.")
 
 
 def _domain(message_id: str) -> str:
