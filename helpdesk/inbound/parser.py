@@ -1068,11 +1068,13 @@ def _flatten(message: Message) -> bytes:
 
 
 def _enclosed_subject(part: Message, hint: str | None) -> str:
+    """An attached message's subject, which names its file: only as much of it as a
+    file name can keep is decoded (an enclosed header is under no header cap)."""
     payload = part.get_payload()
     if isinstance(payload, list) and payload and isinstance(payload[0], Message):
         subject = _values(payload[0], "subject")
         if subject:
-            return _collapse(_header_text(subject[0], hint))
+            return _collapse(_header_text(subject[0][:_FILENAME_SCAN_BYTES], hint))
     return ""
 
 

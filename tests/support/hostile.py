@@ -248,6 +248,14 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
             ]
             * 20
         ),
+        "mime: attached messages with long subjects": lambda: _multipart(
+            [
+                b"Content-Type: message/rfc822\r\n\r\nFrom: a@x.example\r\nSubject: "
+                + b"=?utf-8?q?=C3=A9?=, " * (size // 20 // 21)
+                + b"\r\n\r\nx\r\n"
+            ]
+            * 20
+        ),
         "mime: long content type and id": lambda: _multipart(
             [
                 b"Content-Type: image/"
