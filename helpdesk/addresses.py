@@ -57,6 +57,24 @@ def is_reserved_invalid(address: str) -> bool:
     return address.rpartition("@")[2].rstrip(".").endswith(".invalid")
 
 
+def on_the_wire(address: str) -> str | None:
+    """`address` as SMTP and mail headers carry it: an internationalised domain in
+    its ASCII form (IDNA: `bücher.example` → `xn--bcher-kva.example`), the local
+    part as it is; None when the domain has no ASCII form (docs/outbound-mail.md)."""
+    local, at, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}{at}{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return None
+
+
+def needs_smtputf8(address: str) -> bool:
+    """A mailbox name beyond ASCII (`josé@…`) travels only as RFC 6531 mail."""
+    return not address.rpartition("@")[0].isascii()
+
+
 def normalize(address: str | None) -> str:
     """The form addresses are stored and compared in: trimmed, lower-case, and
     without the trailing dot of a fully qualified domain (`ann@example.com.` is

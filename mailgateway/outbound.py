@@ -94,7 +94,8 @@ class Outgoing:
     claimed_at: datetime
     created_at: datetime
     attempts: int
-    to_address: str
+    to_address: str  # as SMTP carries it (`addresses.on_the_wire`)
+    smtputf8: bool  # a mailbox name beyond ASCII: RFC 6531 mail
     data: bytes
     label: str  # for the log: "outbox #12 created to ann@example.com <tkt.…>"
 
@@ -243,12 +244,14 @@ class Sender(Loop):
             log.exception("outbox #%s: cannot render", row.id)
             row.state, row.last_error = "failed", f"cannot render: {type(exc).__name__}: {exc}"
             return None
+        recipient = cast(str, addresses.on_the_wire(row.to_address))  # `refusal` skipped None
         return Outgoing(
             row.id,
             moment,
             row.created_at,
             row.attempts,
-            row.to_address,
+            recipient,
+            addresses.needs_smtputf8(recipient),
             data,
             f"outbox #{row.id} {row.kind} to {row.to_address} <{row.message_id}>",
         )
@@ -270,6 +273,8 @@ class Sender(Loop):
             return "no mail address (a customer known by phone only): never mailed"
         if not addresses.is_valid(address):
             return f"the address {addresses.INVALID} (stored before the rule refused it): never mailed"
+        if addresses.on_the_wire(address) is None:
+            return "the domain has no ASCII form (IDNA) a relay could take: never mailed"
         if addresses.is_support_address(address, self.own_addresses) or (
             address.rpartition("@")[2] == self.composer.signer.domain
         ):
@@ -314,7 +319,12 @@ class Sender(Loop):
                     self._release(batch[index:])  # another sender may take them right away
                     return
                 try:
-                    connection.sendmail(self.composer.envelope_from, [item.to_address], item.data)
+                    connection.sendmail(
+                        self.composer.envelope_from,
+                        [item.to_address],
+                        item.data,
+                        mail_options=["SMTPUTF8"] if item.smtputf8 else [],
+                    )
                 except smtplib.SMTPRecipientsRefused as exc:
                     code, text = next(iter(exc.recipients.values()), (0, b"refused"))
                     self._answer(item, code, text)

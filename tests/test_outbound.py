@@ -783,6 +783,60 @@ def test_two_sender_processes_deliver_each_queued_mail_exactly_once(
     assert sorted(tuple(r.rcpt_tos) for r in sink.received) == sorted((row.to_address,) for row in rows)
 
 
+# -- internationalised addresses (RFC 5890, RFC 6531) -------------------------------------
+
+
+def test_an_internationalised_domain_is_mailed_in_its_ascii_form(app, service, sink, agent_actor):
+    """Every mail to `ana@bücher.example` failed to compose (the email package takes
+    ASCII addresses only); the domain has an ASCII form every relay takes."""
+    ticket = open_committed_ticket(
+        service, requester_email="ana@bücher.example", cc=[("luis@bücher.example", "")]
+    )
+    service.add_message(ticket, body="Ya está.", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    assert {row.state for row in outbox()} == {"sent"}
+    _ack, to_ana, to_luis = sink.received
+    assert (to_ana.rcpt_tos, to_luis.rcpt_tos) == (
+        ["ana@xn--bcher-kva.example"],
+        ["luis@xn--bcher-kva.example"],
+    )
+    assert to_ana.message["To"].addresses[0].addr_spec == "ana@xn--bcher-kva.example"
+    assert [a.addr_spec for a in to_ana.message["Cc"].addresses] == ["luis@xn--bcher-kva.example"]
+
+
+def test_a_non_ascii_mailbox_goes_where_the_relay_speaks_smtputf8_and_fails_clearly_elsewhere(app, service):
+    for smtputf8 in (True, False):
+        relay = Sink(enable_SMTPUTF8=smtputf8).start()
+        try:
+            db.session.execute(update(OutboxMessage).values(state="sent"))
+            db.session.commit()
+            open_committed_ticket(service, requester_email="josé@example.com", requester_name="José")
+            deliver(app, relay)
+            row = outbox()[-1]
+            if smtputf8:
+                (received,) = relay.received
+                assert (row.state, received.rcpt_tos) == ("sent", ["josé@example.com"])
+                assert "José <josé@example.com>".encode() in received.data
+            else:
+                assert relay.received == [] and row.state == "failed"
+                assert "SMTPUTF8" in row.last_error
+        finally:
+            relay.stop()
+
+
+def test_a_domain_without_an_ascii_form_is_never_mailed(app, service, sink):
+    long_label = "ü" * 60  # a label of 60 letters, but its ASCII form is longer than 63
+    db.session.add(Contact(email=f"ana@{long_label}.example", name="Ana"))
+    db.session.commit()
+    open_committed_ticket(service, requester_email=f"ana@{long_label}.example")
+    open_committed_ticket(service, requester_email="bob@example.com")
+    deliver(app, sink)
+    skipped, sent = outbox()
+    assert (skipped.state, sent.state) == ("skipped", "sent")
+    assert "ASCII form" in skipped.last_error
+
+
 # -- the relay: URL, TLS, AUTH ----------------------------------------------------------
 
 

@@ -44,7 +44,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime, formataddr, parseaddr
@@ -127,6 +127,9 @@ def _header_factory() -> HeaderRegistry:
 
 
 MAIL_POLICY = email.policy.SMTP.clone(header_factory=_header_factory())
+# RFC 6531 mail, for a recipient whose mailbox name is beyond ASCII (`josé@…`):
+# headers in UTF-8, sent only to a relay that offers SMTPUTF8.
+SMTPUTF8_POLICY = MAIL_POLICY.clone(utf8=True)
 
 
 @dataclass(frozen=True)
@@ -207,12 +210,18 @@ class Composer:
     def build(self, row: OutboxMessage, ticket: Ticket, moment: datetime) -> EmailMessage:
         """The mail for a rendered row."""
         number = display_number(ticket.number, self.config)
-        message = EmailMessage(policy=MAIL_POLICY)
+        recipient = addresses.on_the_wire(row.to_address)
+        if recipient is None:  # the sender skips these before building (docs/outbound-mail.md)
+            raise ValueError(f"{row.to_address} has no ASCII form")
+        utf8 = addresses.needs_smtputf8(recipient)
+        message = EmailMessage(policy=SMTPUTF8_POLICY if utf8 else MAIL_POLICY)
         message["From"] = self.from_header
         # Cleaned again here: rows stored before names were cleaned on the way in.
         name = _undecodable(addresses.display_name(self._recipient_name(ticket, row)))
-        message["To"] = formataddr((name, row.to_address))
-        cc = _cc(row)
+        # formataddr takes ASCII addresses only, and Address parses an addr_spec as ASCII.
+        local, _, domain = recipient.rpartition("@")
+        message["To"] = Address(name, local, domain) if utf8 else formataddr((name, recipient))
+        cc = _cc(row, utf8)
         if cc:
             message["Cc"] = cc
         message["Reply-To"] = self.reply_address(number)
@@ -422,17 +431,21 @@ def _mail_type(content_type: str) -> tuple[str, str]:
     return maintype, subtype
 
 
-def _cc(row: OutboxMessage) -> str:
-    """The row's CC list without the addresses `addresses.is_valid` refuses. A row
-    queued before the rule refused an address shaped as an RFC 2047 encoded word
-    holds one (docs/security.md): the email package decodes it when the header is
-    set, which failed every copy of the reply or named another address."""
+def _cc(row: OutboxMessage, utf8: bool) -> str:
+    """The row's CC list as the mail can carry it, each address on the wire
+    (`addresses.on_the_wire`). Left out: an address `addresses.is_valid` refuses —
+    a row queued before the rule refused an address shaped as an RFC 2047 encoded
+    word holds one (docs/security.md): the email package decodes it when the header
+    is set, which failed every copy of the reply or named another address — and one
+    with no ASCII form, or (in a mail that is not RFC 6531) with a mailbox name
+    beyond ASCII. Each participant still gets a copy of their own."""
     kept = []
     for address in filter(None, (part.strip() for part in row.cc_addresses.split(","))):
-        if addresses.is_valid(address):
-            kept.append(address)
+        wire = addresses.on_the_wire(address) if addresses.is_valid(address) else None
+        if wire is not None and (utf8 or not addresses.needs_smtputf8(wire)):
+            kept.append(wire)
         else:
-            log.warning("outbox #%s: %r left out of Cc: it %s", row.id, address, addresses.INVALID)
+            log.warning("outbox #%s: %r left out of Cc: it cannot be written in this mail", row.id, address)
     return ", ".join(kept)
 
 
