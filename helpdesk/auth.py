@@ -153,14 +153,20 @@ def issue_tokens(user: StaffUser | TokenStaff, family: str | None = None) -> dic
     }
 
 
-def revoke(jti: str, expires: datetime) -> None:
+def revoke(jti: str, expires: datetime) -> bool:
     """Refuse a token id (or a family's, `family:…`) until `expires` (naive UTC);
-    the caller commits. Revoking twice is harmless."""
-    db.session.execute(insert_ignoring(db.session, RevokedToken, ["jti"]).values(jti=jti, expires_at=expires))
+    the caller commits. Revoking twice is harmless; True when this call revoked it
+    (False: it was revoked already, maybe by a request running at the same time)."""
+    inserted = db.session.execute(
+        insert_ignoring(db.session, RevokedToken, ["jti"])
+        .values(jti=jti, expires_at=expires)
+        .returning(RevokedToken.jti)
+    ).first()
+    return inserted is not None
 
 
-def revoke_token(claims: dict[str, Any]) -> None:
-    revoke(claims["jti"], datetime.fromtimestamp(claims["exp"], timezone.utc).replace(tzinfo=None))
+def revoke_token(claims: dict[str, Any]) -> bool:
+    return revoke(claims["jti"], datetime.fromtimestamp(claims["exp"], timezone.utc).replace(tzinfo=None))
 
 
 def revoke_family(claims: dict[str, Any]) -> None:
@@ -301,9 +307,16 @@ def _expired(_header: dict[str, Any], _claims: dict[str, Any]) -> tuple[Response
 
 @jwt.revoked_token_loader
 def _revoked_answer(_header: dict[str, Any], claims: dict[str, Any]) -> tuple[Response, int]:
+    return reused_answer(claims)
+
+
+def reused_answer(claims: dict[str, Any]) -> tuple[Response, int]:
+    """The answer to a revoked token. A refresh token used after it was rotated away
+    was copied: whoever holds its family's other tokens may be the thief, so they all
+    end — also when the two uses came at once and only the revocation's insert saw
+    the other (docs/security.md)."""
     if claims.get("type") == "refresh":
-        # A refresh token used after it was rotated away was copied: whoever holds
-        # its family's other tokens may be the thief, so they all end.
+        db.session.rollback()
         revoke_family(claims)
         db.session.commit()
     return error_response(401, "token_revoked", "The token was revoked; log in again.")

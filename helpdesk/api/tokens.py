@@ -13,6 +13,7 @@ from helpdesk.auth import (
     current_password_limit,
     issue_tokens,
     login_rate_limit,
+    reused_answer,
     revoke_token,
     staff_required,
     wrong_current_password,
@@ -40,7 +41,8 @@ def refresh() -> ResponseReturnValue:
     """A new pair for a refresh token, which is used up: presented again, it ends
     its family (helpdesk.auth)."""
     claims = get_jwt()
-    revoke_token(claims)
+    if not revoke_token(claims):  # used at the same moment by another request
+        return reused_answer(claims)
     tokens = issue_tokens(current_user, family=claims.get("fam"))
     db.session.commit()
     return jsonify(tokens)
