@@ -66,7 +66,9 @@ def _outbox() -> list[OutboxMessage]:
 
 def _speaks(email: str, language: str) -> Contact:
     """A contact whose language an earlier chat or assistant request set."""
-    contact = contacts.for_customer(db.session, email=email, phone=None, name="", language=language)
+    contact = contacts.for_customer(
+        db.session, email=email, phone=None, phone_vouched=False, language=language
+    )
     db.session.commit()
     return contact
 
