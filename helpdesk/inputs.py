@@ -34,10 +34,14 @@ def unstorable(value: Any) -> bool:
     """Text no database stores: NUL (PostgreSQL refuses it) or a lone surrogate
     (JSON's `\\ud800` escape decodes to one, and no database encoding takes it).
     Refused as input, not at the database."""
-    if isinstance(value, str):
-        return "\x00" in value or not _encodable(value)
-    if isinstance(value, list):
-        return any(unstorable(item) for item in value)
+    pending = [value]  # not recursive: JSON nests lists deeper than Python recurses
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not _encodable(item):
+                return True
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 
