@@ -166,6 +166,19 @@ def test_a_merged_ticket_closes_and_its_customer_follows_the_survivor(api, porta
     assert _open(api) == "TKT-000003"
 
 
+def test_a_merged_ticket_is_not_worked_again_its_survivor_is(api):
+    """Reopened, moved on and escalated, a merged ticket was worked as a live one
+    (in the queue, its SLA clock running) while its mail went to the survivor."""
+    duplicate, kept = _open(api), _open(api)
+    assert api.post(f"/tickets/{duplicate}/merge", {"into": kept}).status_code == 200
+    for path, body in (("status", {"status": "reopened"}), ("escalate", {"level": "L2", "reason": "Fibra"})):
+        answer = api.post(f"/tickets/{duplicate}/{path}", body)
+        assert answer.status_code == 409, answer.get_json()
+        assert answer.get_json()["error"]["message"] == f"{duplicate} is already merged into {kept}."
+    merged = api.get(f"/tickets/{duplicate}").get_json()
+    assert (merged["status"], merged["merged_into"]) == ("closed", kept)
+
+
 def test_merging_refuses_itself_twice_and_cancelled_tickets_and_follows_a_merged_target(
     api, service, agent_actor
 ):

@@ -333,6 +333,45 @@ def test_guessing_the_current_password_through_a_password_change_uses_the_accoun
     )
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("post", "/tickets/bulk", "tickets"),
+        ("put", "/tickets/TKT-000001/tags", "tags"),
+        ("post", "/tickets", "cc"),
+        ("patch", "/tickets/TKT-000001", "device_serials"),
+    ],
+)
+def test_a_list_nested_deeper_than_the_checks_recurse_is_a_422_not_a_500(api, service, method, path, field):
+    """The JSON parser takes some 900 levels; the check for NUL in lists recursed per
+    level and raised RecursionError at about 500: a 500 on every list field."""
+    open_ticket(service)
+    nested: object = "x"
+    for _ in range(700):
+        nested = [nested]
+    response = getattr(api, method)(path, {field: nested})
+    assert response.status_code == 422, response.get_data(as_text=True)[:300]
+
+
+def test_a_status_reason_is_bounded_like_every_other_reason(api, service):
+    """Mailed to the customer and stored in the history: 900,000 characters were
+    taken through the API (the portal, bulk, escalation and merge cut at 2,000)."""
+    number = service.display_number(open_ticket(service))
+    answer = api.post(f"/tickets/{number}/status", {"status": "in_progress", "reason": "R" * 900_000})
+    assert answer.status_code == 422
+    assert answer.get_json()["error"]["fields"] == {"reason": "must be at most 2000 characters"}
+
+
+def test_bulk_names_tickets_by_number_only(api, service):
+    """Anything else was turned into text and echoed back as a refused "ticket"."""
+    open_ticket(service)
+    answer = api.post(
+        "/tickets/bulk", {"tickets": [{"a": 1}, None, True, 1.5], "action": "tag", "tags": ["x"]}
+    )
+    assert answer.status_code == 422
+    assert "tickets" in answer.get_json()["error"]["fields"]
+
+
 @pytest.mark.parametrize("path", ["/api/v1/auth/login", "/api/v1/public/track"])
 def test_json_nested_too_deep_for_the_parser_is_a_400_before_any_token(client, path):
     """The rate limits' keys read the body before the view does; the old keys let the
@@ -376,5 +415,27 @@ def test_a_nul_in_portal_input_is_refused_not_a_500(admin_portal, service):
         assert answer.status_code < 500, kind
     assert portal.post(f"{page}/update", {"team": "x\x00"}, page=page).status_code < 500
     assert portal.post("/admin/teams/remove", {"name": "x\x00"}, page="/admin/teams").status_code < 500
+    # A reason given with a status move, an escalation or a merge; a new ticket's
+    # description; a sender rule's organization (a later review).
+    other = service.display_number(open_ticket(service, subject="Other"))
+    service.change_status(ticket, "in_progress", actor=Actor.system("test"))
+    db.session.commit()
+    posts = [
+        (f"{page}/status", {"status": "pending", "reason": "x\x00y"}, page),
+        (f"{page}/escalate", {"level": "L2", "reason": "x\x00y"}, page),
+        (f"{page}/merge", {"into": other, "reason": "x\x00y"}, page),
+        (
+            "/tickets/new",
+            {"subject": "S", "requester_email": "a@example.com", "description": "d\x00"},
+            "/tickets/new",
+        ),
+        ("/admin/senders", {"pattern": "@org.example", "organization": "O\x00rg"}, "/admin/senders"),
+    ]
+    for path, form, form_page in posts:
+        assert portal.post(path, form, page=form_page).status_code < 500, path
     db.session.expire_all()
     assert len(db.session.get(Ticket, ticket.id).messages) == before
+    assert (db.session.get(Ticket, ticket.id).status, db.session.get(Ticket, ticket.id).merged_into_id) == (
+        "in_progress",
+        None,
+    )

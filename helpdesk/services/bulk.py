@@ -52,7 +52,11 @@ def apply(
     """Do `action` to every ticket named; the caller commits."""
     if action not in ACTIONS:
         raise ValidationError({"action": f"must be one of {', '.join(ACTIONS)}"})
-    if not isinstance(numbers, (list, tuple)) or not numbers or len(numbers) > MAX_TICKETS:
+    if (
+        not isinstance(numbers, (list, tuple))
+        or not 1 <= len(numbers) <= MAX_TICKETS
+        or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in numbers)
+    ):
         raise ValidationError({"tickets": f"must name 1 to {MAX_TICKETS} tickets"})
     # What is wrong with the request itself refuses it whole, not ticket by ticket.
     if action == "tag":

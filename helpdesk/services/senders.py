@@ -9,9 +9,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import addresses
+from helpdesk import addresses, inputs
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.models import AuthorizedSender, Organization
+
+MAX_ORGANIZATION = 200  # organizations.name
 
 
 def normalize_pattern(pattern: str) -> str:
@@ -36,10 +38,13 @@ class SendersService:
         self.session = session
 
     def organization(self, name: str) -> Organization:
-        """Find or create an organization by name."""
-        name = (name or "").strip()
+        """Find or create an organization by name: one line of text (a control
+        character, NUL among them, is a space; PostgreSQL refuses NUL)."""
+        name = inputs.one_line(name or "")
         if not name:
             raise ValidationError({"organization": "is required"})
+        if len(name) > MAX_ORGANIZATION:
+            raise ValidationError({"organization": f"must be at most {MAX_ORGANIZATION} characters"})
         org = self.session.execute(select(Organization).where(Organization.name == name)).scalar_one_or_none()
         if org is None:
             org = Organization(name=name)

@@ -173,7 +173,7 @@ class TicketsService:
             errors["subject"] = "is required"
         elif len(subject) > MAX_SUBJECT:
             errors["subject"] = f"must be at most {MAX_SUBJECT} characters"
-        if not isinstance(description, str):
+        if not isinstance(description, str) or unstorable(description):
             errors["description"] = "must be text"
         email = addresses.normalize(requester_email)
         if not email:
@@ -359,6 +359,10 @@ class TicketsService:
     ) -> Ticket:
         if target not in v.STATUSES:
             raise ValidationError({"status": f"must be one of {', '.join(v.STATUSES)}"})
+        problem = _reason_problem(reason)
+        if problem:
+            raise ValidationError({"reason": problem})
+        self._refuse_merged(ticket)
         if not lifecycle.can_move(ticket.status, target):
             raise InvalidTransition(ticket.status, target, lifecycle.allowed_targets(ticket.status))
         old = ticket.status
@@ -466,15 +470,15 @@ class TicketsService:
         errors: dict[str, str] = {}
         if level not in v.ESCALATION_LEVELS:
             errors["level"] = f"must be one of {', '.join(v.ESCALATION_LEVELS)}"
-        if not isinstance(reason, str) or not reason.strip():
-            errors["reason"] = "is required"
-        elif len(reason) > MAX_REASON:
-            errors["reason"] = f"must be at most {MAX_REASON} characters"
+        problem = _reason_problem(reason, required=True)
+        if problem:
+            errors["reason"] = problem
         if assignee_id not in ("unchanged", None):
             self._check_assignee(assignee_id, errors)
         if errors:
             raise ValidationError(errors)
         level, reason = str(level), str(reason).strip()
+        self._refuse_merged(ticket)
         number = self.display_number(ticket)
         if ticket.status in UNESCALATED_STATUSES:
             raise Conflict(f"{number} is {ticket.status.replace('_', ' ')}; only open tickets are escalated.")
@@ -511,8 +515,10 @@ class TicketsService:
         about it and their later mail is theirs to write there. Both tickets get a
         history row; messages stay where they were written, numbers are untouched.
         """
-        if not isinstance(reason, str) or len(reason) > MAX_REASON:
-            raise ValidationError({"reason": f"must be text of at most {MAX_REASON} characters"})
+        problem = _reason_problem(reason)
+        if problem:
+            raise ValidationError({"reason": problem})
+        assert isinstance(reason, str)
         named = target
         target = survivor(self.session, target)
         mode = self.visibility_mode
@@ -651,6 +657,14 @@ class TicketsService:
             errors["team"] = "is not a team"
         return team_id
 
+    def _refuse_merged(self, ticket: Ticket) -> None:
+        """A merged ticket lives on as its survivor: its status and level stay as the
+        merge left them (reopened, it was worked as a live ticket while its mail went
+        to the survivor; docs/isp-operations.md)."""
+        if ticket.merged_into_id is not None:
+            into = self.display_number(survivor(self.session, ticket))
+            raise Conflict(f"{self.display_number(ticket)} is already merged into {into}.")
+
     def _check_assignee(self, assignee_id: Any, errors: dict[str, str]) -> None:
         valid_id = isinstance(assignee_id, int) and positive_int(assignee_id) is not None
         user = self.session.get(StaffUser, assignee_id) if valid_id else None
@@ -687,6 +701,18 @@ class TicketsService:
         if ticket.assignee_id is None:
             set_committed_value(ticket, "assignee", None)
         return ticket
+
+
+def _reason_problem(reason: object, *, required: bool = False) -> str | None:
+    """What is wrong with the reason given for a status move, an escalation or a
+    merge (it is stored and mailed to the customer), or None."""
+    if not isinstance(reason, str) or unstorable(reason):
+        return "must be text"
+    if required and not reason.strip():
+        return "is required"
+    if len(reason) > MAX_REASON:
+        return f"must be at most {MAX_REASON} characters"
+    return None
 
 
 def survivor(session: Session, ticket: Ticket) -> Ticket:
