@@ -128,6 +128,9 @@ def test_an_unknown_customer_id_is_refused_in_the_words_workflows_match(workflow
         assert error["fields"]["customer_id"] == "is not a known customer"
     error = _refusal(workflow, {"title": "", "description": "?", "customer_id": "abc", "priority": "x"})
     assert error["message"] == "Invalid customer_id: abc"
+    # The id is echoed as one line: an escape sequence in it reached whoever reads logs.
+    escaped = _refusal(workflow, {**INSTALLATION, "customer_email": None, "customer_id": "\x1b]0;pwn\x07 9"})
+    assert escaped["message"] == "Invalid customer_id: ]0;pwn 9"
     assert set(error["fields"]) == {"customer_id", "priority"}
     assert db.session.execute(select(Ticket)).first() is None
     assert open_ticket(service).number == 1  # no number was taken
@@ -159,6 +162,8 @@ def test_the_customer_is_named_exactly_once(workflow, service, customer, field):
         ({"title": "  "}, "title"),
         ({"title": "x" * 501}, "title"),
         ({"customer_email": "not an address"}, "customer_email"),
+        # A stand-in of someone known by phone only is no address (docs/integrations.md).
+        ({"customer_email": "5215512345678@phone.invalid"}, "customer_email"),
         ({"service_address": "x" * 501}, "service_address"),
         ({"customer_email": None, "customer_id": True}, "customer_id"),
         ({"description": None}, "description"),

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from helpdesk import numbering, service_fields
+from helpdesk import addresses, inputs, numbering, service_fields
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso
 from helpdesk.errors import NotFound, ValidationError
@@ -129,6 +129,9 @@ def _customer(
     if customer_id is None or customer_id == "":
         if customer_email is None:
             errors["customer_id"] = "is required (or customer_email)"
+        elif addresses.is_reserved_invalid(addresses.normalize(customer_email)):
+            # The stand-in of someone known by phone only (docs/integrations.md).
+            errors["customer_email"] = addresses.INVALID
         return None
     if customer_email is not None:
         errors["customer_email"] = "must not be given with customer_id"
@@ -137,7 +140,7 @@ def _customer(
     contact = session.get(Contact, valid_id) if valid_id is not None else None
     if contact is None:
         errors["customer_id"] = "is not a known customer"
-        raise ValidationError(errors, f"Invalid customer_id: {str(customer_id)[:100]}")
+        raise ValidationError(errors, f"Invalid customer_id: {inputs.one_line(str(customer_id))[:100]}")
     return contact
 
 
