@@ -112,7 +112,6 @@ CASES = [
     Case("helpdesk.cli", "_UNSHOWN", "sub", lambda n: rep("\x1b[31m", n)),
     Case("helpdesk.service_fields", "_SERIAL", "fullmatch", lambda n: rep("A:", n, " ")),
     Case("helpdesk.service_fields", "_SEPARATORS", "split", lambda n: rep(" ,;\t", n, "x")),
-    Case("helpdesk.services.tags", "_TAG", "fullmatch", lambda n: rep("a-", n, "!")),
     Case("helpdesk.services.teams", "_NAME", "fullmatch", lambda n: rep("a_", n, "!")),
     Case("helpdesk.services.canned", "_PLACEHOLDER", "sub", lambda n: rep("{customer_nam", n)),
     Case("helpdesk.outbound.compose", "_MIME_TOKEN", "fullmatch", lambda n: rep("a.", n, "/")),

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.models import Tag, Ticket, TicketHistory
+from helpdesk.services import tags
 from helpdesk.services.teams import TeamsService
 from tests.support.app import Portal
 from tests.support.database import open_ticket, tickets
@@ -56,6 +57,21 @@ def test_tags_are_set_normalized_recorded_and_filtered_on(api, portal):
     saved = portal.post(f"/tickets/{second}/tags", {"tags": "vip, fibra  norte"}, page=f"/tickets/{second}")
     assert saved.status_code == 302
     assert api.get(f"/tickets/{second}").get_json()["tags"] == ["fibra", "norte", "vip"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("İzmir", "i\u0307zmir"),  # lower case of İ is i and a combining dot
+        ("फाइबर", "फाइबर"),  # Devanagari vowel signs are combining marks
+        ("ไฟเบอร์", "ไฟเบอร์"),
+        ("ফাইবার", "ফাইবার"),
+        ("cafe\u0301", "café"),  # decomposed, stored composed: one tag either way
+    ],
+)
+def test_tags_take_letters_of_any_script(typed, stored):
+    """Python's \\w leaves out combining marks, which many scripts' words need."""
+    assert tags.read([typed]) == [stored]
 
 
 @pytest.mark.parametrize(
