@@ -215,6 +215,9 @@ def test_the_status_link_offers_the_rating_only_while_it_can_be_given(app, servi
     assert rate_link is not None
     assert _rate(client, rate_link.group(1).decode(), "5").status_code == 303
     assert b"Change your rating" in client.get(status).data
+    # The customer's thread and rating: no shared cache or browser history keeps them.
+    for path in (status, rate_link.group(1).decode(), "/track"):
+        assert client.get(path).headers["Cache-Control"] == "private, no-store", path
 
 
 def test_statistics_and_the_dashboard_give_the_average_overall_and_per_agent(

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import (
+    Response,
     abort,
     current_app,
     flash,
@@ -45,6 +46,14 @@ _PAGES = {"status": "tracker.status_link", "rating": "tracker.rating_form"}
 @bp.before_request
 def _language() -> None:
     languages.use(session.get(CHOSEN))
+
+
+@bp.after_request
+def _private(response: Response) -> Response:
+    """The pages show a customer's thread, rating and address: no shared cache
+    keeps them, nor does the browser's history after the tab is gone."""
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @bp.context_processor
