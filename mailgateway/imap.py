@@ -20,8 +20,9 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
 - IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
   (servers and middleboxes drop quieter connections after 10), polling otherwise;
   an outer reconnect loop with exponential backoff survives the server going away.
-- Backlogs are fetched in batches bounded by count and by bytes. Within a batch,
-  mail is ingested by `IMAP_INGEST_THREADS` threads side by side, so one mail's
+- Backlogs are listed PENDING_CHUNK UIDs at a time, so no command outgrows a
+  server's line limit, and fetched in batches bounded by count and by bytes.
+  Within a batch, mail is ingested by `IMAP_INGEST_THREADS` threads side by side, so one mail's
   database round trips overlap another's parsing, unless it could find something
   different in strict UID order: a second copy of a mail still in flight, and mail
   answering a mail still in flight (In-Reply-To, References) or a ticket numbered
@@ -81,6 +82,12 @@ from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
 log = logging.getLogger("mailgateway.imap")
 
 BATCH_MESSAGES = 50
+# UIDs a pass takes up at a time. imapclient writes a UID list with commas, never
+# as ranges, and a server refuses a command line past its limit (Dovecot 64 KiB:
+# some 10,000 UIDs; RFC 7162 §4 asks clients to stay under 8,192 octets), so the
+# sizes of a deep backlog are asked for 500 UIDs (at most 5.5 KB) at a time
+# (docs/mail-gateway.md).
+PENDING_CHUNK = 500
 BATCH_BYTES = 32 * 1024 * 1024
 IDLE_RENEW_SECONDS = 540  # under 10 minutes
 SOCKET_TIMEOUT = 60.0
@@ -294,7 +301,8 @@ class ImapPoller(Loop):
     # -- taking mail ------------------------------------------------------------
 
     def drain(self, client: IMAPClient) -> list[tuple[int, Result]]:
-        """Process every message now in the mailbox, oldest UID first, in batches.
+        """Process every message now in the mailbox, oldest UID first, PENDING_CHUNK
+        at a time and each chunk in batches.
 
         Returns each message's UID and result. Raises `TransientError` (after moving
         what was committed) when the database cannot be reached.
@@ -316,7 +324,7 @@ class ImapPoller(Loop):
         return results
 
     def _pending_uids(self, client: IMAPClient) -> list[int]:
-        """UIDs above the last one taken.
+        """The first PENDING_CHUNK UIDs above the last one taken.
 
         Safe because `last_uid` only moves past a message after its outcome was
         committed and it was moved out, and new mail always gets a higher UID.
@@ -324,7 +332,7 @@ class ImapPoller(Loop):
         (RFC 3501 §6.4.8), hence the filter.
         """
         criteria = ["ALL"] if self.last_uid == 0 else ["UID", f"{self.last_uid + 1}:*"]
-        return sorted(uid for uid in client.search(criteria) if uid > self.last_uid)
+        return sorted(uid for uid in client.search(criteria) if uid > self.last_uid)[:PENDING_CHUNK]
 
     def _process_batch(
         self, client: IMAPClient, batch: list[int], sizes: Mapping[int, int]

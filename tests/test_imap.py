@@ -30,6 +30,7 @@ from helpdesk.inbound.ingest import Envelope, Outcome, Result, TransientError
 from helpdesk.inbound.parser import InboundMail as ParsedMail
 from helpdesk.models import ImapMailboxState, InboundMail, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
+from mailgateway import imap
 from mailgateway.imap import (
     ImapPoller,
     InvalidImapUrl,
@@ -354,6 +355,34 @@ def test_oversized_mail_is_recorded_and_filed_as_failed(app, senders, mailbox):
     assert b"Subject: Printer on fire" in record.raw and b"xxxx" not in record.raw
     assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 1
     assert len(tickets()) == 1
+
+
+def test_a_backlog_longer_than_a_command_line_is_taken_a_bounded_chunk_at_a_time(
+    app, senders, mailbox, monkeypatch
+):
+    """16,000 waiting mails: their UIDs as one comma list (about 95 KB) are past
+    Dovecot's 64 KiB command line, which refused the one FETCH of all their sizes
+    (BAD "Too long argument") on every pass, so none was ever taken."""
+    mailbox.deliver(*(raw(i, "backlog", f"customer{i}@corp.example") for i in range(16_000)))
+    poller = poller_for(app, mailbox)
+    taken = 0
+    ingest = poller._ingest
+
+    def ingest_some(*args):  # type: ignore[no-untyped-def]
+        nonlocal taken
+        taken += 1
+        if taken == 120:  # enough to show the way; ingesting all would take minutes
+            poller.stopping.set()
+        return ingest(*args)
+
+    monkeypatch.setattr(poller, "_ingest", ingest_some)
+    monkeypatch.setattr(imap, "PENDING_CHUNK", 50)  # and go on past a chunk or two
+    results = drain(poller)
+    assert len(results) >= 120 and set(outcomes(results)) == {"created"}
+    uids = [uid for uid, _result in results]
+    assert uids == list(range(1, len(uids) + 1))
+    assert mailbox.count(mailbox.processed) == len(results)
+    assert db.session.execute(select(ImapMailboxState.last_uid)).scalar_one() == uids[-1]
 
 
 def test_uidvalidity_change_rescans_without_duplicates(app, senders, mailbox):
