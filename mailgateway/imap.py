@@ -16,7 +16,10 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   again and `ingest` answers "duplicate" (Zammad #1662 made a second ticket there).
 - A transient failure (database unreachable) leaves the message where it is and
   the poller retries after a backoff; a message that cannot be processed for good
-  is quarantined by `ingest` with its raw bytes and filed in the failed folder.
+  is quarantined by `ingest` with its raw bytes and filed in the failed folder. A
+  message the server fails to hand over is asked for alone; after FETCH_ATTEMPTS
+  failures it is quarantined by its place and filed there too, unread, so it
+  never holds back the mail after it (SPEC §7).
 - IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
   (servers and middleboxes drop quieter connections after 10), polling otherwise;
   an outer reconnect loop with exponential backoff survives the server going away.
@@ -72,7 +75,14 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.inbound import matching
 from helpdesk.inbound.dedup import dedup_key
-from helpdesk.inbound.ingest import Envelope, Result, TransientError, ingest, refuse_oversized
+from helpdesk.inbound.ingest import (
+    Envelope,
+    Result,
+    TransientError,
+    ingest,
+    quarantine_unfetchable,
+    refuse_oversized,
+)
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail, header_block, parse
 from helpdesk.models import ImapMailboxState
@@ -88,6 +98,9 @@ BATCH_MESSAGES = 50
 # sizes of a deep backlog are asked for 500 UIDs (at most 5.5 KB) at a time
 # (docs/mail-gateway.md).
 PENDING_CHUNK = 500
+# Fetches of one message that may fail before it is filed as failed: as with a mail
+# the database keeps failing on (helpdesk.inbound.ingest), the second failure parks it.
+FETCH_ATTEMPTS = 2
 BATCH_BYTES = 32 * 1024 * 1024
 IDLE_RENEW_SECONDS = 540  # under 10 minutes
 SOCKET_TIMEOUT = 60.0
@@ -211,6 +224,11 @@ class ImapPoller(Loop):
             raise InvalidImapUrl(f"{source.key}: the mailbox cannot also be the processed or failed folder")
         self.last_uid = 0
         self.uidvalidity: int | None = None
+        # Failed fetches of one message alone, by UID (the server's words for each),
+        # and the UIDs up to which messages are fetched one at a time because a
+        # fetch of several failed: the server does not say which one it failed on.
+        self.fetch_failures: dict[int, list[str]] = {}
+        self.one_at_a_time_until = 0
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = float(config["IMAP_LEASE_SECONDS"])
         self.renewed_at = 0.0  # monotonic time of the last claim or renewal
@@ -289,6 +307,8 @@ class ImapPoller(Loop):
                 )
                 state.last_uid = 0
             state.uidvalidity = uidvalidity
+            if uidvalidity != self.uidvalidity:  # the UIDs name other messages now
+                self.fetch_failures, self.one_at_a_time_until = {}, 0
             self.uidvalidity, self.last_uid = uidvalidity, state.last_uid
             db.session.commit()
         log.info(
@@ -305,15 +325,23 @@ class ImapPoller(Loop):
         at a time and each chunk in batches.
 
         Returns each message's UID and result. Raises `TransientError` (after moving
-        what was committed) when the database cannot be reached.
+        what was committed) when the database cannot be reached, and the server's
+        error when a fetch fails (the next pass narrows it down to one message, which
+        is filed as failed once FETCH_ATTEMPTS fetches of it alone failed).
         """
         results: list[tuple[int, Result]] = []
         while not self.stopping.is_set():
             uids = self._pending_uids(client)
             if not uids:
                 break
+            if uids[0] <= self.one_at_a_time_until:
+                uids = uids[:1]
+                if len(self.fetch_failures.get(uids[0], ())) >= FETCH_ATTEMPTS:
+                    results.append((uids[0], self._give_up(client, uids[0])))
+                    continue
             sizes = {
-                uid: int(data[b"RFC822.SIZE"]) for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()
+                uid: int(data[b"RFC822.SIZE"])
+                for uid, data in self._fetch(client, uids, ["RFC822.SIZE"]).items()
             }
             for batch in _batches([uid for uid in uids if uid in sizes], sizes):
                 self.keep_lease()
@@ -341,9 +369,9 @@ class ImapPoller(Loop):
         large = [uid for uid in batch if sizes[uid] > self.max_bytes]
         fetched: dict[int, dict[bytes, Any]] = {}
         if small:
-            fetched.update(client.fetch(small, ["BODY.PEEK[]"]))
+            fetched.update(self._fetch(client, small, ["BODY.PEEK[]"]))
         if large:
-            fetched.update(client.fetch(large, ["BODY.PEEK[HEADER]"]))
+            fetched.update(self._fetch(client, large, ["BODY.PEEK[HEADER]"]))
         results: dict[int, Result] = {}
         error: BaseException | None = None
         with ThreadPoolExecutor(self.threads, thread_name_prefix="imap-ingest") as pool:
@@ -417,6 +445,32 @@ class ImapPoller(Loop):
         if error is not None:
             raise error
         return [(uid, results[uid]) for uid in batch if uid in results]
+
+    def _fetch(self, client: IMAPClient, uids: list[int], items: list[str]) -> dict[int, dict[bytes, Any]]:
+        """`client.fetch`; when the server fails it, the failure is noted against the
+        one message asked for, or, for several, the next pass asks for each alone.
+        Raised either way: a server may close the connection with it (Dovecot does)."""
+        try:
+            return client.fetch(uids, items)
+        except IMAPClientError as exc:
+            if len(uids) == 1:
+                self.fetch_failures.setdefault(uids[0], []).append(str(exc))
+            else:
+                self.one_at_a_time_until = max(self.one_at_a_time_until, uids[-1])
+            raise
+
+    def _give_up(self, client: IMAPClient, uid: int) -> Result:
+        """File the message of `uid`, the first one waiting, that its server failed
+        to hand over FETCH_ATTEMPTS times: quarantined with where it is, and moved to
+        the failed folder without another fetch, so the mail after it is taken."""
+        place = f"{self.source.key}, UIDVALIDITY {self.uidvalidity}, UID {uid}"
+        with self.app.app_context():
+            result = quarantine_unfetchable(place, self.fetch_failures[uid])
+        log.error("%s: UID %s could not be fetched; filed in %s", self.source.key, uid, self.failed_folder)
+        self._move(client, [uid], self.failed_folder)
+        del self.fetch_failures[uid]
+        self.last_uid = uid
+        return result
 
     def _next_number(self) -> int:
         """Where the batch's new tickets will be numbered from: mail naming a ticket

@@ -385,6 +385,27 @@ def test_a_backlog_longer_than_a_command_line_is_taken_a_bounded_chunk_at_a_time
     assert db.session.execute(select(ImapMailboxState.last_uid)).scalar_one() == uids[-1]
 
 
+def test_a_message_the_server_cannot_read_is_filed_as_failed_and_the_rest_goes_on(app, senders, mailbox):
+    """Dovecot believes the size in a maildir file's name (S=); one that is wrong
+    fails every FETCH that touches the message ("Internal error occurred") and
+    closes the connection. It failed the whole batch on every pass: nothing after
+    it (nor before it, in its batch) was ever taken."""
+    mailbox.deliver(*(raw(i, "before", f"before{i}@corp.example") for i in range(3)))
+    unreadable = raw(0, "unreadable")
+    mailbox.deliver(unreadable, size_tag=10)
+    mailbox.deliver(*(raw(i, "after", f"after{i}@corp.example") for i in range(3)))
+    poller = poller_for(app, mailbox)
+    with running(poller):
+        wait_until(lambda: mailbox.count() == 0, timeout=30, what="the mailbox emptied")
+    assert mailbox.count(mailbox.processed) == 6 and mailbox.count(mailbox.failed) == 1
+    assert len(tickets()) == 6
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert item.reason.startswith("could not be fetched from the mailbox after 2 attempts")
+    assert "UID 4" in item.reason and "Internal error occurred" in item.reason
+    state = db.session.execute(select(ImapMailboxState)).scalar_one()
+    assert state.last_uid == 7
+
+
 def test_uidvalidity_change_rescans_without_duplicates(app, senders, mailbox):
     first = [raw(i, "validity") for i in range(3)]
     mailbox.append(*first)

@@ -20,6 +20,7 @@ to a mail that fails the same way each time is how a poison mail blocks a queue.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -287,18 +288,18 @@ def _quarantine_after_failure(
     session.expunge_all()
     return _hold(
         session,
-        mail,
+        mail.message_id,
         _record(mail, key, envelope, Outcome.QUARANTINED, f"processing failed: {type(exc).__name__}: {exc}"),
     )
 
 
-def _hold(session: Session, mail: InboundMail, record: InboundRecord) -> Result:
+def _hold(session: Session, message_id: str | None, record: InboundRecord) -> Result:
     """Commit a quarantined record and its quarantine item."""
     session.add(record)
     session.flush()
     session.add(QuarantineItem(inbound_mail_id=record.id, reason=record.reason))
     session.commit()
-    return Result(Outcome.QUARANTINED, record.reason, mail.message_id, record.id, failed=True)
+    return Result(Outcome.QUARANTINED, record.reason, message_id, record.id, failed=True)
 
 
 def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope, why: str) -> Result:
@@ -319,8 +320,43 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope, why
         raw=mail.raw,
         received_at=now(),
     )
+    return _hold_fixed(session, mail.message_id, key, record)
+
+
+def quarantine_unfetchable(place: str, errors: list[str]) -> Result:
+    """Record a mail its IMAP server failed to hand over, each of `errors` a failed
+    fetch of it alone, so it is not lost unseen: nothing of it is known but where it
+    was, which the record names, and the poller files it in the failed folder for a
+    person to read there (docs/mail-gateway.md). Keyed by the place, so a second
+    record of it (a crash before the move) is a duplicate of the first."""
+    session = db.session
+    key = "unfetchable:" + hashlib.sha256(place.encode("utf-8", "replace")).hexdigest()
+    record = InboundRecord(
+        dedup_key=key,
+        message_id=None,
+        channel="imap",
+        mail_from="",
+        from_address="",
+        recipients="",
+        subject="",
+        size=0,
+        outcome=Outcome.QUARANTINED.value,
+        reason=clean(
+            f"could not be fetched from the mailbox after {len(errors)} attempts ({place}: "
+            f"{errors[-1]}); filed in the failed folder as it was"
+        ),
+        raw=b"",
+        received_at=now(),
+    )
+    return _hold_fixed(session, None, key, record)
+
+
+def _hold_fixed(session: Session, message_id: str | None, key: str, record: InboundRecord) -> Result:
+    """`_hold` a record of fixed words, which cannot fail on the mail: the key
+    recorded before answers with what became of it, and the database failing is
+    `TransientError`."""
     try:
-        return _hold(session, mail, record)
+        return _hold(session, message_id, record)
     except IntegrityError:
         earlier = _after_duplicate(session, key)
         if earlier is None:
