@@ -385,7 +385,9 @@ def test_a_backlog_longer_than_a_command_line_is_taken_a_bounded_chunk_at_a_time
     assert db.session.execute(select(ImapMailboxState.last_uid)).scalar_one() == uids[-1]
 
 
-def test_a_message_the_server_cannot_read_is_filed_as_failed_and_the_rest_goes_on(app, senders, mailbox):
+def test_a_message_the_server_cannot_read_is_filed_as_failed_and_the_rest_goes_on(
+    app, senders, mailbox, runner
+):
     """Dovecot believes the size in a maildir file's name (S=); one that is wrong
     fails every FETCH that touches the message ("Internal error occurred") and
     closes the connection. It failed the whole batch on every pass: nothing after
@@ -402,6 +404,10 @@ def test_a_message_the_server_cannot_read_is_filed_as_failed_and_the_rest_goes_o
     item = db.session.execute(select(QuarantineItem)).scalar_one()
     assert item.reason.startswith("could not be fetched from the mailbox after 2 attempts")
     assert "UID 4" in item.reason and "Internal error occurred" in item.reason
+    shown = runner.invoke(args=["quarantine", "show", str(item.id)])
+    assert shown.exit_code == 0 and "UID 4" in shown.output
+    approved = runner.invoke(args=["quarantine", "approve", str(item.id)])  # there is no mail to approve
+    assert approved.exit_code == 1 and "Cannot approve" in approved.stderr and len(tickets()) == 6
     state = db.session.execute(select(ImapMailboxState)).scalar_one()
     assert state.last_uid == 7
 

@@ -503,13 +503,11 @@ def _decide(
             reason += "; bounce of " + ", ".join(f"outbox #{row.id} to {row.to_address}" for row in bounced)
         return Decision(Outcome.IGNORED, reason, bounced=bounced)
     sender = mail.from_address
-    if not sender:
-        if approved_by is None:
-            return Decision(
-                Outcome.QUARANTINED,
-                "no sender address: none in From, Sender, Reply-To, Return-Path or the envelope",
-            )
-        raise ValueError("a mail without a sender address cannot become a ticket")
+    if not sender:  # approval refuses it too: no one to open a ticket for
+        return Decision(
+            Outcome.QUARANTINED,
+            "no sender address: none in From, Sender, Reply-To, Return-Path or the envelope",
+        )
     verdict = authentication.check(mail, config["TRUSTED_AUTHSERV_ID"])
     trusted = approved_by is not None or verdict.believed
     known = authorization.identify(session, sender) if trusted else authorization.UNKNOWN
