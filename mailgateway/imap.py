@@ -25,16 +25,16 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   an outer reconnect loop with exponential backoff survives the server going away.
 - Backlogs are listed PENDING_CHUNK UIDs at a time, so no command outgrows a
   server's line limit, and fetched in batches bounded by count and by bytes.
-  Within a batch, mail is ingested by `IMAP_INGEST_THREADS` threads side by side, so one mail's
-  database round trips overlap another's parsing, unless it could find something
-  different in strict UID order: a second copy of a mail still in flight, and mail
-  answering a mail still in flight (In-Reply-To, References) or a ticket numbered
-  from where the batch's new tickets start (subject, plus-address). Such mail waits
-  until all mail before it has committed, so it finds what it answers, or the copy
-  it duplicates, exactly as in strict UID order; any other answer waits for the
-  answers before it only, since two may answer one ticket. Only committed mail is
-  moved, and the remembered UID only passes a message once every message before it
-  in the batch committed too.
+  Within a batch, mail is ingested by `IMAP_INGEST_THREADS` threads side by side,
+  so one mail's database round trips overlap another's parsing, unless it could
+  find something different in strict UID order: a second copy of a mail still in
+  flight, and mail answering a mail still in flight (In-Reply-To, References) or a
+  ticket numbered from where the batch's new tickets start (subject,
+  plus-address). Such mail waits until all mail before it has committed, so it
+  finds what it answers, or the copy it duplicates, exactly as in strict UID
+  order; any other answer waits for the answers before it only, since two may
+  answer one ticket. Only committed mail is moved, and the remembered UID only
+  passes a message once every message before it in the batch committed too.
 
 One poller per mailbox, even with several gateways configured alike (several
 hosts): two pollers would not lose or duplicate tickets (the dedup key sees to
@@ -447,16 +447,15 @@ class ImapPoller(Loop):
         return [(uid, results[uid]) for uid in batch if uid in results]
 
     def _fetch(self, client: IMAPClient, uids: list[int], items: list[str]) -> dict[int, dict[bytes, Any]]:
-        """`client.fetch`; when the server fails it, the failure is noted against the
-        one message asked for, or, for several, the next pass asks for each alone.
-        Raised either way: a server may close the connection with it (Dovecot does)."""
+        """`client.fetch`; when the server fails it, the next pass asks for each of
+        `uids` alone, and a failure of one alone is noted against it. Raised either
+        way: a server may close the connection with it (Dovecot does)."""
         try:
             return client.fetch(uids, items)
         except IMAPClientError as exc:
+            self.one_at_a_time_until = max(self.one_at_a_time_until, uids[-1])
             if len(uids) == 1:
                 self.fetch_failures.setdefault(uids[0], []).append(str(exc))
-            else:
-                self.one_at_a_time_until = max(self.one_at_a_time_until, uids[-1])
             raise
 
     def _give_up(self, client: IMAPClient, uid: int) -> Result:

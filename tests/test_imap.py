@@ -412,6 +412,18 @@ def test_a_message_the_server_cannot_read_is_filed_as_failed_and_the_rest_goes_o
     assert state.last_uid == 7
 
 
+def test_a_lone_message_the_server_cannot_read_is_filed_as_failed_too(app, senders, mailbox):
+    """Every fetch asks for it alone, so no fetch of several comes first."""
+    mailbox.deliver(raw(0, "lone"), size_tag=10)
+    poller = poller_for(app, mailbox)
+    with running(poller):
+        wait_until(lambda: mailbox.count() == 0, timeout=30, what="the mailbox emptied")
+        mailbox.append(raw(1, "later"))
+        wait_until(lambda: mailbox.count() == 0 and inbound_count() == 2, what="the later mail taken")
+    assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 1
+    assert sorted(db.session.execute(select(InboundMail.outcome)).scalars()) == ["created", "quarantined"]
+
+
 def test_uidvalidity_change_rescans_without_duplicates(app, senders, mailbox):
     first = [raw(i, "validity") for i in range(3)]
     mailbox.append(*first)
