@@ -102,6 +102,9 @@ class Config:
     # each may hold 8 database connections (PostgreSQL's default limit is 100).
     SMTP_PROCESSES = _env_int("SMTP_PROCESSES", min(len(os.sched_getaffinity(0)), 4))
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
+    # Recipients of one mail: SMTP answers 452 past it, a record keeps at most this
+    # many (RFC 5321 4.5.3.1.8 asks that 100 be accepted; docs/security.md).
+    MAX_RECIPIENTS = _env_int("MAX_RECIPIENTS", 100)
     MAX_ATTACHMENT_BYTES = _env_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
     MAX_ATTACHMENTS_TOTAL_BYTES = _env_int("MAX_ATTACHMENTS_TOTAL_BYTES", 20 * 1024 * 1024)
     # Caps on the work one mail can cause (helpdesk.inbound.limits; docs/security.md):

@@ -1,7 +1,8 @@
 """The SMTP listener (aiosmtpd): status strings only; the pipeline decides.
 
 Replies (docs/mail-gateway.md): RCPT is accepted only for the support addresses and their
-plus-addresses (`550 5.1.1` otherwise: not a relay); mail over
+plus-addresses (`550 5.1.1` otherwise: not a relay), at most `MAX_RECIPIENTS` of
+them (`452 4.5.3` past it), none longer than 254 characters (`501 5.1.3`); mail over
 `MAX_MESSAGE_BYTES` gets `552 5.3.4`; `250` is sent only after `ingest` committed;
 `451 4.3.0` when the database cannot be reached or anything transient fails, so the
 sending server retries; `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`.
@@ -35,6 +36,7 @@ class SupportHandler:
         self.app = app
         self.support: list[str] = app.config["SUPPORT_ADDRESSES"]
         self.max_bytes: int = app.config["MAX_MESSAGE_BYTES"]
+        self.max_recipients: int = app.config["MAX_RECIPIENTS"]
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
 
     async def handle_RCPT(
@@ -45,9 +47,18 @@ class SupportHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        """Each recipient is kept for the record and for matching, so their count and
+        length are bounded (RFC 5321 4.5.3.1.3 and 4.5.3.1.8; docs/security.md)."""
+        if len(address) > addresses.MAX_LENGTH:
+            return "501 5.1.3 Path too long"
         if not addresses.is_support_address(address, self.support):
             return f"550 5.1.1 <{address}>: no such mailbox here (this is not a relay)"
-        envelope.rcpt_tos.append(address.lower())
+        address = address.lower()
+        if address in envelope.rcpt_tos:
+            return "250 2.1.5 OK"
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope) -> str:

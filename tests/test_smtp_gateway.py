@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import smtplib
+
 import pytest
 from sqlalchemy import func, select
 
 from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Envelope, ingest
 from helpdesk.models import Attachment, InboundMail, Message, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
 from tests.support.database import tickets
@@ -285,6 +288,37 @@ def test_foreign_recipient_is_refused_at_rcpt(gateway, senders):
     code, text = gateway.send(message(to="someone@else.example"), rcpt=["someone@else.example"])
     assert code == 550 and text.startswith(b"5.1.1")
     assert count(InboundMail) == 0
+
+
+def test_recipients_are_capped_deduplicated_and_bounded_in_length(gateway, senders):
+    """RFC 5321 4.5.3.1.8: 100 recipients must be accepted, more may get 452; a path
+    is at most 254 characters (4.5.3.1.3). Before, 200,000 pipelined RCPTs were
+    all accepted and stored (84.6 million characters in `recipients`)."""
+    plus = [f"support+{n}@helpdesk.test" for n in range(100)]
+    db.session.rollback()
+    with smtplib.SMTP("127.0.0.1", gateway.port, timeout=30) as client:
+        client.ehlo("client.example")
+        client.mail("ann@example.com")
+        assert client.rcpt(f"support+{'a' * 250}@helpdesk.test")[0] == 501
+        for address in plus:
+            assert client.rcpt(address)[0] == 250
+        assert client.rcpt(plus[0])[0] == 250  # a duplicate: accepted, not stored twice
+        assert client.rcpt("support+extra@helpdesk.test") == (452, b"4.5.3 Too many recipients")
+        code, _ = client.data(message().as_bytes())
+    assert code == 250
+    record = db.session.execute(select(InboundMail)).scalar_one()
+    assert record.recipients.split(",") == plus
+
+
+def test_ingest_keeps_a_bounded_list_of_recipients(app, senders):
+    """The IMAP poller reads the envelope from Delivered-To and the like: however
+    many a mail names, the record keeps the first MAX_RECIPIENTS that can be
+    addresses, once each."""
+    plus = tuple(f"support+{n}@helpdesk.test" for n in range(5000))
+    named = (SUPPORT, "x" * 300 + "@helpdesk.test", SUPPORT, *plus)
+    ingest(message().as_bytes(), Envelope("ann@example.com", named, "imap"), app.config)
+    record = db.session.execute(select(InboundMail)).scalar_one()
+    assert record.recipients.split(",") == [SUPPORT, *plus[:99]]
 
 
 def test_oversized_mail_is_refused(app, senders):

@@ -73,6 +73,13 @@ class Envelope:
     recipients: tuple[str, ...]
     channel: str  # "smtp" or "imap"
 
+    def within(self, most: int) -> Envelope:
+        """The first `most` distinct recipients that can be addresses (at most 254
+        characters): all the record keeps and matching reads, however many the IMAP
+        poller's Delivered-To fields or a caller named (docs/security.md)."""
+        fitting = dict.fromkeys(r for r in self.recipients if len(r) <= addresses.MAX_LENGTH)
+        return replace(self, recipients=tuple(fitting)[:most])
+
 
 @dataclass(frozen=True)
 class Result:
@@ -117,6 +124,7 @@ def ingest(
     when the same mail fails that way again while the database can still store
     its raw bytes, it is parked in quarantine instead, so that no mail is answered
     "try again later" forever. Every other failure quarantines the raw mail."""
+    envelope = envelope.within(config["MAX_RECIPIENTS"])
     mail = with_envelope_sender(
         parsed if parsed is not None else parse(raw, MailLimits.from_config(config)), envelope
     )
