@@ -219,6 +219,7 @@ class ImapPoller(Loop):
         self.max_bytes: int = config["MAX_MESSAGE_BYTES"]
         self.threads: int = max(1, int(config["IMAP_INGEST_THREADS"]))
         self.ticket_prefix: str = config["TICKET_PREFIX"]
+        self.support: list[str] = config["SUPPORT_ADDRESSES"]
         self.limits = MailLimits.from_config(config)
         if source.folder in (self.processed_folder, self.failed_folder):
             raise InvalidImapUrl(f"{source.key}: the mailbox cannot also be the processed or failed folder")
@@ -407,7 +408,7 @@ class ImapPoller(Loop):
                         continue
                     key = dedup_key(mail)
                     signs = matching.thread_signs(
-                        mail, matching.recipients(mail, envelope.recipients), self.ticket_prefix
+                        mail, matching.recipients(mail, envelope.recipients, self.support), self.ticket_prefix
                     )
                     flights = in_flight.values()
                     if any(f.key == key for f in flights) or signs.may_point_into(

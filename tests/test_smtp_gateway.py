@@ -122,6 +122,20 @@ def test_reply_threads_into_ticket(gateway, opened, how, kwargs):
     assert how in record.reason
 
 
+@pytest.mark.parametrize(
+    ("subject", "cc"),
+    [("New laptop please", "bob+1@partner.example"), ("Order #2 status", "orders+tkt-2@shop.example")],
+)
+def test_a_plus_address_that_is_not_ours_names_no_ticket(gateway, opened, subject, cc):
+    """Only the support addresses' plus-addresses carry our ticket numbers: a
+    partner's `bob+1@` or a shop's `orders+tkt-2@` in Cc appended a customer's new
+    request to TKT-000001 or TKT-000002."""
+    gateway.send(message(subject="Second ticket"))
+    code, text = gateway.send(message(subject=subject, cc=cc))
+    assert (code, text) == (250, b"2.0.0 OK created TKT-000003")
+    assert reply_count(opened) == 1
+
+
 def test_stranger_typing_a_number_never_lands_in_the_ticket(gateway, opened):
     code, text = gateway.send(
         message(sender="mallory@evil.example", subject="Re: [TKT-000001] give me the data")

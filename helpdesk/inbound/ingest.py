@@ -522,7 +522,11 @@ def _decide(
     customer = Actor.customer(sender, mail.from_name)
 
     match = matching.find_ticket(
-        session, mail, matching.recipients(mail, envelope.recipients), config["TICKET_PREFIX"], signer
+        session,
+        mail,
+        matching.recipients(mail, envelope.recipients, config["SUPPORT_ADDRESSES"]),
+        config["TICKET_PREFIX"],
+        signer,
     )
     organization_id = known.organization_id
     if match is not None:

@@ -4,7 +4,8 @@
    received for ticket T, or one it sent for T — the latter only when its HMAC
    verifies (`message_ids`), so a forged id in our domain threads nowhere;
 2. T's number in the subject;
-3. T's number in a plus-address (`support+TKT-000078@…`) among the recipients.
+3. T's number in a support address's plus-address (`support+TKT-000078@…`) among
+   the recipients.
 
 Finding T is not permission to write into it: `authorization.may_reply` decides
 that, so a stranger who types a ticket number never lands in someone else's ticket.
@@ -13,7 +14,7 @@ that, so a stranger who types a ticket number never lands in someone else's tick
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select
@@ -36,10 +37,13 @@ class Match:
     answers_staff_mail: bool = False
 
 
-def recipients(mail: InboundMail, delivered_to: Iterable[str]) -> list[str]:
-    """Every address the mail went to: the envelope's, then To and Cc (a
-    plus-address may be in either)."""
-    return list(delivered_to) + [address for _, address in mail.to + mail.cc]
+def recipients(mail: InboundMail, delivered_to: Iterable[str], support: Collection[str]) -> list[str]:
+    """The support addresses the mail went to: the envelope's, then To and Cc (a
+    plus-address may be in either). Only ours: a number after another mailbox's
+    `+` (`bob+1@partner.example`, `orders+tkt-2@shop.example`) is theirs, not a
+    ticket's (docs/mail-gateway.md)."""
+    every = list(delivered_to) + [address for _, address in mail.to + mail.cc]
+    return [address for address in every if addresses.is_support_address(address, support)]
 
 
 @dataclass(frozen=True)
