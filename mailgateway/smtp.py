@@ -5,7 +5,8 @@ plus-addresses (`550 5.1.1` otherwise: not a relay), at most `MAX_RECIPIENTS` of
 them (`452 4.5.3` past it), none longer than 254 characters (`501 5.1.3`); mail over
 `MAX_MESSAGE_BYTES` gets `552 5.3.4`; `250` is sent only after `ingest` committed;
 `451 4.3.0` when the database cannot be reached or anything transient fails, so the
-sending server retries; `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`.
+sending server retries; `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`, the
+same text whatever the reason.
 The database work runs in a thread pool so one slow mail never stalls the event
 loop and the other connections. DATA is read in large pieces, not line by line
 (`smtp_data.py`).
@@ -80,7 +81,9 @@ class SupportHandler:
             log.exception("451 for mail from %s", envelope.mail_from)
             return "451 4.3.0 Temporary failure processing the message; please retry"
         if result.outcome is Outcome.REJECTED:
-            return f"550 5.7.1 Sender not authorized to open tickets ({result.reason})"
+            # One text for every refusal: the reason says whether the ticket a
+            # stranger named exists, so it stays in the record (docs/security.md).
+            return "550 5.7.1 Sender not authorized to open tickets"
         detail = f" {result.ticket_number}" if result.ticket_number else ""
         return f"250 2.0.0 OK {result.outcome.value}{detail}"
 

@@ -61,6 +61,30 @@ def test_unknown_sender_rejected_under_reject_policy(app, senders):
         assert code == 250
 
 
+def test_a_refused_stranger_cannot_tell_whether_a_ticket_exists(app, senders):
+    """One 550 text for every refused stranger: naming TKT-000001 said "does not
+    belong on TKT-000001", a number that does not exist "unknown sender"."""
+    for gateway in start_gateway(app, UNKNOWN_SENDER_POLICY="reject"):
+        gateway.send(message(message_id="<first@client.example>", subject="Laptop broken"))
+        probes = [
+            message(sender="eve@evil.example", subject="Re: [TKT-000001] status?"),
+            message(sender="eve@evil.example", subject="Re: [TKT-000042] status?"),
+            message(sender="eve@evil.example", subject="status?", in_reply_to="<first@client.example>"),
+            message(sender="eve@evil.example", subject="status?", in_reply_to="<guess@client.example>"),
+        ]
+        replies = {gateway.send(probe) for probe in probes}
+        assert replies == {(550, b"5.7.1 Sender not authorized to open tickets")}
+        reasons = db.session.execute(
+            select(InboundMail.reason).where(InboundMail.outcome == "rejected").order_by(InboundMail.id)
+        ).scalars()
+        assert [reason.startswith("eve@evil.example does not belong") for reason in reasons] == [
+            True,
+            False,
+            True,
+            False,
+        ]
+
+
 def test_unknown_sender_accepted_under_accept_policy(app):
     for gateway in start_gateway(app, UNKNOWN_SENDER_POLICY="accept"):
         code, text = gateway.send(message(sender="New Person <new@nowhere.example>"))
