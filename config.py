@@ -101,6 +101,12 @@ class Config:
     # under one GIL per process, so one listener per core by default; at most 4, as
     # each may hold 8 database connections (PostgreSQL's default limit is 100).
     SMTP_PROCESSES = _env_int("SMTP_PROCESSES", min(len(os.sched_getaffinity(0)), 4))
+    # SMTP sessions one listener process holds at once, in all and from one client
+    # address; past either, 421 (docs/security.md). Each may hold a mail of up to
+    # MAX_MESSAGE_BYTES while it arrives. 20 per address: Postfix's default
+    # concurrency towards one destination, so a relay's deliveries are never refused.
+    SMTP_MAX_CONNECTIONS = _env_int("SMTP_MAX_CONNECTIONS", 100)
+    SMTP_MAX_CONNECTIONS_PER_IP = _env_int("SMTP_MAX_CONNECTIONS_PER_IP", 20)
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     # Recipients of one mail: SMTP answers 452 past it, a record keeps at most this
     # many (RFC 5321 4.5.3.1.8 asks that 100 be accepted; docs/security.md).

@@ -7,6 +7,8 @@ them (`452 4.5.3` past it), none longer than 254 characters (`501 5.1.3`); mail 
 `451 4.3.0` when the database cannot be reached or anything transient fails, so the
 sending server retries; `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`, the
 same text whatever the reason.
+Past `SMTP_MAX_CONNECTIONS` sessions in this process, or `SMTP_MAX_CONNECTIONS_PER_IP`
+from one client address, a new connection gets `421 4.3.2` and is closed.
 The database work runs in a thread pool so one slow mail never stalls the event
 loop and the other connections. DATA is read in large pieces, not line by line
 (`smtp_data.py`).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -95,6 +98,33 @@ class SupportHandler:
         self.executor.shutdown(wait=True)
 
 
+class ConnectionLimits:
+    """The sessions one listener process holds, in all and per client address.
+
+    Each session may hold a mail of up to MAX_MESSAGE_BYTES while it arrives (20
+    stopped mid-DATA took a listener from 127 to 601 MiB), so their number bounds
+    the listener's memory (docs/security.md). Used on the event loop only."""
+
+    def __init__(self, most: int, most_per_address: int) -> None:
+        self.most = most
+        self.most_per_address = most_per_address
+        self.total = 0
+        self.per_address: Counter[str] = Counter()
+
+    def admit(self, address: str) -> bool:
+        if self.total >= self.most or self.per_address[address] >= self.most_per_address:
+            return False
+        self.total += 1
+        self.per_address[address] += 1
+        return True
+
+    def release(self, address: str) -> None:
+        self.total -= 1
+        self.per_address[address] -= 1
+        if not self.per_address[address]:
+            del self.per_address[address]
+
+
 class LiberalSMTP(SMTP):
     """Real senders exceed RFC 5322's 998-octet lines; accept them, read DATA in
     large pieces, and say 552 with its enhanced status code when a mail is too big."""
@@ -102,6 +132,26 @@ class LiberalSMTP(SMTP):
     # The longest command line, and the largest piece DATA is read in; no longer a
     # limit on lines of the mail (docs/mail-gateway.md, "How DATA is read").
     line_length_limit = 1 << 20
+
+    def __init__(self, handler: SupportHandler, *, connections: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.connections = connections
+
+    async def _handle_client(self) -> None:
+        """aiosmtpd's session, or `421` instead of the greeting past the connection
+        limits (RFC 5321 3.1 allows a 421 greeting; the client retries later)."""
+        assert self.session is not None and self.transport is not None
+        peer = self.session.peer
+        address = str(peer[0] if isinstance(peer, tuple) else peer)
+        if not self.connections.admit(address):
+            log.warning("421 to %s: too many connections", address)
+            self._writer.write(b"421 4.3.2 Too many connections, try later\r\n")
+            self.transport.close()  # after the reply is written
+            return
+        try:
+            await super()._handle_client()
+        finally:  # the session ended however it ended: a reply, a timeout, a lost connection
+            self.connections.release(address)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -159,12 +209,20 @@ class LiberalSMTP(SMTP):
 class SupportController(Controller):
     """aiosmtpd's Controller, able to share its port with sibling processes."""
 
-    def __init__(self, handler: SupportHandler, *, reuse_port: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: SupportHandler,
+        *,
+        connections: ConnectionLimits,
+        reuse_port: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(handler, **kwargs)
+        self.connections = connections
         self.reuse_port = reuse_port
 
     def factory(self) -> SMTP:
-        return LiberalSMTP(self.handler, **self.SMTP_kwargs)
+        return LiberalSMTP(self.handler, connections=self.connections, **self.SMTP_kwargs)
 
     def _create_server(self) -> Any:
         return self.loop.create_server(
@@ -201,6 +259,9 @@ def make_controller(
         hostname=host or "127.0.0.1",
         port=int(port),
         server_hostname=app.config["MESSAGE_ID_DOMAIN"],
+        connections=ConnectionLimits(
+            app.config["SMTP_MAX_CONNECTIONS"], app.config["SMTP_MAX_CONNECTIONS_PER_IP"]
+        ),
         reuse_port=reuse_port,
         data_size_limit=app.config["MAX_MESSAGE_BYTES"],
         decode_data=False,

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.models import Attachment, InboundMail
-from mailgateway.smtp import LiberalSMTP, SupportController
+from mailgateway.smtp import ConnectionLimits, LiberalSMTP, SupportController
 from tests.support.mail import SUPPORT, message, start_gateway
 from tests.support.pgserver import free_port
 
@@ -388,7 +388,7 @@ def test_random_data_sections_read_as_aiosmtpd_read_them():
     kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "decode_data": False, "data_size_limit": 1 << 20}
     ours, upstream = Recorder(), Recorder()
     controllers = [
-        SupportController(ours, port=free_port(), **kwargs),
+        SupportController(ours, connections=ConnectionLimits(10, 10), port=free_port(), **kwargs),
         UpstreamController(upstream, port=free_port(), **kwargs),
     ]
     for controller in controllers:

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from helpdesk.extensions import db
@@ -17,7 +18,7 @@ from helpdesk.models import InboundMail, Ticket
 from helpdesk.services.senders import SendersService
 from tests.support.database import tickets
 from tests.support.gateway_process import refused_start, start  # noqa: F401  (refused_start: used below)
-from tests.support.mail import message, send, start_gateway
+from tests.support.mail import SUPPORT, message, send, start_gateway
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until
 
@@ -97,3 +98,43 @@ def test_kill_9_mid_stream_loses_no_acknowledged_mail(app, database_url, tmp_pat
     numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
     assert numbers == list(range(1, len(numbers) + 1))
     assert len(numbers) == len(stored)
+
+
+def test_sessions_past_the_connection_limits_get_421_and_the_open_ones_go_on(app, senders):
+    """20 connections each stopped mid-DATA took the listener from 127 to 601 MiB:
+    nothing bounded the sessions a process holds, in all or from one address."""
+
+    port = 0
+
+    def connect(source: str) -> smtplib.SMTP:
+        client = smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0))
+        client.ehlo("client.example")
+        return client
+
+    def refused(source: str) -> tuple[int, bytes]:
+        with pytest.raises(smtplib.SMTPConnectError) as error:
+            connect(source)
+        return error.value.smtp_code, error.value.smtp_error
+
+    def admitted(source: str) -> bool:
+        try:
+            connect(source).quit()
+        except smtplib.SMTPConnectError:
+            return False
+        return True
+
+    too_many = (421, b"4.3.2 Too many connections, try later")
+    for gateway in start_gateway(app, SMTP_MAX_CONNECTIONS=3, SMTP_MAX_CONNECTIONS_PER_IP=2):
+        db.session.rollback()
+        port = gateway.port
+        first, second = connect("127.0.0.1"), connect("127.0.0.1")
+        assert refused("127.0.0.1") == too_many  # that address's limit
+        other = connect("127.0.0.2")
+        assert refused("127.0.0.3") == too_many  # the process's limit
+        for client in (first, second, other):
+            assert client.sendmail("ann@example.com", [SUPPORT], message().as_bytes()) == {}
+        second.quit()
+        wait_until(lambda: admitted("127.0.0.3"), what="a session once one closed")
+        for client in (first, other):
+            client.quit()
+    assert len(tickets()) == 3
