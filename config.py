@@ -107,6 +107,10 @@ class Config:
     # concurrency towards one destination, so a relay's deliveries are never refused.
     SMTP_MAX_CONNECTIONS = _env_int("SMTP_MAX_CONNECTIONS", 100)
     SMTP_MAX_CONNECTIONS_PER_IP = _env_int("SMTP_MAX_CONNECTIONS_PER_IP", 20)
+    # A session is closed after SMTP_TIMEOUT without a command or, in DATA, without
+    # bytes (RFC 5321 4.5.3.2.7); one mail's DATA may take SMTP_DATA_TIMEOUT in all.
+    SMTP_TIMEOUT = parse_duration(_env("SMTP_TIMEOUT", "5m"))
+    SMTP_DATA_TIMEOUT = parse_duration(_env("SMTP_DATA_TIMEOUT", "10m"))
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     # Recipients of one mail: SMTP answers 452 past it, a record keeps at most this
     # many (RFC 5321 4.5.3.1.8 asks that 100 be accepted; docs/security.md).

@@ -98,6 +98,14 @@ class SupportHandler:
         self.executor.shutdown(wait=True)
 
 
+# How often a session may send each command (aiosmtpd's command_call_limit; past
+# it `421 4.7.0` and the connection is closed). Every command restarts the idle
+# timeout, so NOOP or RSET kept a session open forever. A relay sends MAIL, DATA and
+# RSET about once a mail and RCPT once a recipient: 1,000 mails a session
+# (docs/mail-gateway.md, "Timeouts").
+COMMAND_CALL_LIMITS = {"NOOP": 20, "MAIL": 1000, "RSET": 1000, "DATA": 1000, "RCPT": 100_000, "*": 20}
+
+
 class ConnectionLimits:
     """The sessions one listener process holds, in all and per client address.
 
@@ -133,9 +141,31 @@ class LiberalSMTP(SMTP):
     # limit on lines of the mail (docs/mail-gateway.md, "How DATA is read").
     line_length_limit = 1 << 20
 
-    def __init__(self, handler: SupportHandler, *, connections: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: SupportHandler, *, connections: ConnectionLimits, data_timeout: float, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self.connections = connections
+        self.data_timeout = data_timeout
+        self._data_since: float | None = None  # when the mail being read began
+        self._bytes_seen = 0.0  # when bytes last arrived
+
+    def data_received(self, data: bytes) -> None:
+        self._bytes_seen = self.loop.time()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        """aiosmtpd's idle timeout counts from the last command, so a mail arriving
+        steadily but slower than its size over SMTP_TIMEOUT was cut off every time.
+        While a mail is read it counts from the last bytes instead, within
+        SMTP_DATA_TIMEOUT for the whole mail (docs/mail-gateway.md, "Timeouts")."""
+        if self._data_since is not None:
+            until = min(self._bytes_seen + self._timeout_duration, self._data_since + self.data_timeout)
+            left = until - self.loop.time()
+            if left > 0:
+                self._reset_timeout(left)
+                return
+        super()._timeout_cb()
 
     async def _handle_client(self) -> None:
         """aiosmtpd's session, or `421` instead of the greeting past the connection
@@ -170,12 +200,16 @@ class LiberalSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._data_since = self.loop.time()
         try:
             wire = await read_data(self._reader, self.data_size_limit)
         except asyncio.CancelledError:  # aiosmtpd cancels the session on EOF or a reset
             log.info("connection lost during DATA")  # aiosmtpd then logs the peer
             self._writer.close()
             raise
+        finally:
+            self._data_since = None
+        self._reset_timeout()  # the idle time of the mail's sender ends with its last byte
         if wire is None:  # drained to its end, so the next command is read as one
             await self.push("552 5.3.4 Message too big for this system")
             self._set_post_data_state()
@@ -214,15 +248,19 @@ class SupportController(Controller):
         handler: SupportHandler,
         *,
         connections: ConnectionLimits,
+        data_timeout: float,
         reuse_port: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.connections = connections
+        self.data_timeout = data_timeout
         self.reuse_port = reuse_port
 
     def factory(self) -> SMTP:
-        return LiberalSMTP(self.handler, connections=self.connections, **self.SMTP_kwargs)
+        return LiberalSMTP(
+            self.handler, connections=self.connections, data_timeout=self.data_timeout, **self.SMTP_kwargs
+        )
 
     def _create_server(self) -> Any:
         return self.loop.create_server(
@@ -263,6 +301,9 @@ def make_controller(
             app.config["SMTP_MAX_CONNECTIONS"], app.config["SMTP_MAX_CONNECTIONS_PER_IP"]
         ),
         reuse_port=reuse_port,
+        data_timeout=app.config["SMTP_DATA_TIMEOUT"].total_seconds(),
+        timeout=app.config["SMTP_TIMEOUT"].total_seconds(),
+        command_call_limit=COMMAND_CALL_LIMITS,
         data_size_limit=app.config["MAX_MESSAGE_BYTES"],
         decode_data=False,
         enable_SMTPUTF8=True,

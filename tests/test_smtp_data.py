@@ -388,7 +388,9 @@ def test_random_data_sections_read_as_aiosmtpd_read_them():
     kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "decode_data": False, "data_size_limit": 1 << 20}
     ours, upstream = Recorder(), Recorder()
     controllers = [
-        SupportController(ours, connections=ConnectionLimits(10, 10), port=free_port(), **kwargs),
+        SupportController(
+            ours, connections=ConnectionLimits(10, 10), data_timeout=600, port=free_port(), **kwargs
+        ),
         UpstreamController(upstream, port=free_port(), **kwargs),
     ]
     for controller in controllers:

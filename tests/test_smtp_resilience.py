@@ -8,6 +8,7 @@ import signal
 import smtplib
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,47 @@ def test_sessions_past_the_connection_limits_get_421_and_the_open_ones_go_on(app
         for client in (first, other):
             client.quit()
     assert len(tickets()) == 3
+
+
+def _slow_data(client: smtplib.SMTP, pieces: int, pause: float) -> None:
+    """Start a mail and send its DATA in `pieces` writes, `pause` seconds apart."""
+    client.ehlo("client.example")
+    client.mail("ann@example.com")
+    client.rcpt(SUPPORT)
+    client.putcmd("data")
+    assert client.getreply()[0] == 354
+    head, body = message().as_bytes().split(b"\n\n", 1)
+    client.send(head.replace(b"\n", b"\r\n") + b"\r\n\r\n")
+    for _ in range(pieces):
+        time.sleep(pause)
+        client.send(b"More of the mail, as a slow sender sends it.\r\n")
+    client.send(body.replace(b"\n", b"\r\n") + b".\r\n")
+
+
+def test_a_slow_mail_that_keeps_arriving_is_not_cut_off(app, senders):
+    """The idle timeout counted from the DATA command: a 25 MiB mail slower than
+    about 85 KB/s was cut off every time, however steadily it arrived."""
+    for gateway in start_gateway(app, SMTP_TIMEOUT=timedelta(seconds=1)):
+        db.session.rollback()
+        with smtplib.SMTP("127.0.0.1", gateway.port, timeout=30) as client:
+            _slow_data(client, pieces=10, pause=0.3)
+            assert client.getreply()[0] == 250
+    assert len(tickets()) == 1
+
+
+def test_one_mail_has_smtp_data_timeout_in_all_and_noop_a_budget(app, senders):
+    """Bytes that keep coming keep a mail alive only up to SMTP_DATA_TIMEOUT, and
+    NOOP, which restarts the idle timeout, is allowed 20 times a session."""
+    for gateway in start_gateway(
+        app, SMTP_TIMEOUT=timedelta(seconds=1), SMTP_DATA_TIMEOUT=timedelta(seconds=2)
+    ):
+        db.session.rollback()
+        with smtplib.SMTP("127.0.0.1", gateway.port, timeout=30) as client:
+            began = time.monotonic()
+            with pytest.raises((smtplib.SMTPServerDisconnected, ConnectionError)):
+                _slow_data(client, pieces=100, pause=0.1)
+                client.getreply()
+            assert time.monotonic() - began < 5
+        with smtplib.SMTP("127.0.0.1", gateway.port, timeout=30) as client:
+            assert [client.noop()[0] for _ in range(21)] == [250] * 20 + [421]
+    assert tickets() == []
