@@ -103,8 +103,8 @@ class Config:
     SMTP_PROCESSES = _env_int("SMTP_PROCESSES", min(len(os.sched_getaffinity(0)), 4))
     # SMTP sessions one listener process holds at once, in all and from one client
     # address; past either, 421 (docs/security.md). Each may hold a mail of up to
-    # MAX_MESSAGE_BYTES while it arrives. 20 per address: Postfix's default
-    # concurrency towards one destination, so a relay's deliveries are never refused.
+    # MAX_MESSAGE_BYTES while it arrives, so these bound the listener's memory. 20 per
+    # address: the most a default Postfix opens towards one destination.
     SMTP_MAX_CONNECTIONS = _env_int("SMTP_MAX_CONNECTIONS", 100)
     SMTP_MAX_CONNECTIONS_PER_IP = _env_int("SMTP_MAX_CONNECTIONS_PER_IP", 20)
     # A session is closed after SMTP_TIMEOUT without a command or, in DATA, without

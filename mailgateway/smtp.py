@@ -135,7 +135,9 @@ class ConnectionLimits:
 
 class LiberalSMTP(SMTP):
     """Real senders exceed RFC 5322's 998-octet lines; accept them, read DATA in
-    large pieces, and say 552 with its enhanced status code when a mail is too big."""
+    large pieces, and say 552 with its enhanced status code when a mail is too big.
+    Sessions are bounded: their number (`ConnectionLimits`), their idle time, one
+    mail's time and each command's count (docs/mail-gateway.md, "Timeouts")."""
 
     # The longest command line, and the largest piece DATA is read in; no longer a
     # limit on lines of the mail (docs/mail-gateway.md, "How DATA is read").
@@ -169,7 +171,7 @@ class LiberalSMTP(SMTP):
 
     async def _handle_client(self) -> None:
         """aiosmtpd's session, or `421` instead of the greeting past the connection
-        limits (RFC 5321 3.1 allows a 421 greeting; the client retries later)."""
+        limits, as Postfix's smtpd answers (RFC 5321 3.8: the client retries later)."""
         assert self.session is not None and self.transport is not None
         peer = self.session.peer
         address = str(peer[0] if isinstance(peer, tuple) else peer)
