@@ -223,11 +223,20 @@ class _Connection:
     """One SMTP connection sending mail after mail on it, as a relaying MTA does."""
 
     def __init__(self, port: int) -> None:
-        self.client = smtplib.SMTP("127.0.0.1", port, timeout=120)
-        self.client.ehlo("client.example")
+        self.port = port
+        self.client = self._connect()
+
+    def _connect(self) -> smtplib.SMTP:
+        client = smtplib.SMTP("127.0.0.1", self.port, timeout=120)
+        client.ehlo("client.example")
+        return client
 
     def send(self, sender: str, raw: bytes) -> tuple[int, bytes]:
         code, text = self.client.mail(sender)
+        if code == 421:  # the session's MAIL budget (docs/mail-gateway.md, "Timeouts"): reconnect
+            self.close()
+            self.client = self._connect()
+            code, text = self.client.mail(sender)
         if code != 250:
             return code, text
         code, text = self.client.rcpt(SUPPORT)
