@@ -115,6 +115,8 @@ _MACHINE_LOCAL_PARTS = _BOUNCE_LOCAL_PARTS | frozenset(
 # Machine words that no person's address starts with, then a separator and more
 # (`is_machine_address`); `bounce.fitness@` and `mailer.john@` may be people.
 _NO_REPLY_PREFIXES = frozenset({"noreply", "donotreply", "notreply", "mailerdaemon"})
+_LONGEST_NO_REPLY = max(map(len, _NO_REPLY_PREFIXES))
+_SEPARATORS = "-_."  # the punctuation `_compact` drops
 # Mailing-list software, by the local parts it sends its notices from.
 _LIST_SOFTWARE_LOCAL_PARTS = frozenset(
     {
@@ -445,8 +447,18 @@ def is_machine_address(address: str) -> bool:
     local = _local_part(address)
     if _compact(local) in _MACHINE_LOCAL_PARTS:
         return True
-    # `noreply-alerts@`, `no-reply.billing@`: a no-reply word, a separator, more.
-    return any(_compact(local[:end]) in _NO_REPLY_PREFIXES for end, char in enumerate(local) if char in "-_.")
+    # `noreply-alerts@`, `no-reply.billing@`: a no-reply word, a separator, more. One
+    # pass, ending where the word read so far is longer than any of them (each
+    # prefix compacted anew cost the square of the length: 1 MB took 4 minutes).
+    word = ""
+    for char in local:
+        if char not in _SEPARATORS:
+            word += char
+            if len(word) > _LONGEST_NO_REPLY:
+                return False
+        elif word in _NO_REPLY_PREFIXES:
+            return True
+    return False
 
 
 def _domain(message_id: str) -> str:
