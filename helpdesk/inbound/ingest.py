@@ -314,19 +314,8 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope, why
     """The last resort: the raw bytes and fixed words only, nothing the mail chose
     but its dedup key (made safe by `dedup_key`), so this cannot fail on the mail."""
     session.expunge_all()
-    record = InboundRecord(
-        dedup_key=key,
-        message_id=None,
-        channel=envelope.channel,
-        mail_from="",
-        from_address="",
-        recipients="",
-        subject="",
-        size=len(mail.raw),
-        outcome=Outcome.QUARANTINED.value,
-        reason=f"processing failed ({why}); parked with its raw bytes for review",
-        raw=mail.raw,
-        received_at=now(),
+    record = _bare_record(
+        key, envelope.channel, f"processing failed ({why}); parked with its raw bytes for review", mail.raw
     )
     return _hold_fixed(session, mail.message_id, key, record)
 
@@ -339,24 +328,30 @@ def quarantine_unfetchable(place: str, errors: list[str]) -> Result:
     record of it (a crash before the move) is a duplicate of the first."""
     session = db.session
     key = "unfetchable:" + hashlib.sha256(place.encode("utf-8", "replace")).hexdigest()
-    record = InboundRecord(
+    reason = clean(
+        f"could not be fetched from the mailbox after {len(errors)} attempts ({place}: "
+        f"{errors[-1]}); filed in the failed folder as it was"
+    )
+    return _hold_fixed(session, None, key, _bare_record(key, "imap", reason, b""))
+
+
+def _bare_record(key: str, channel: str, reason: str, raw: bytes) -> InboundRecord:
+    """A quarantined record of fixed words and the raw bytes only: nothing read from
+    the mail that could make storing it fail."""
+    return InboundRecord(
         dedup_key=key,
         message_id=None,
-        channel="imap",
+        channel=channel,
         mail_from="",
         from_address="",
         recipients="",
         subject="",
-        size=0,
+        size=len(raw),
         outcome=Outcome.QUARANTINED.value,
-        reason=clean(
-            f"could not be fetched from the mailbox after {len(errors)} attempts ({place}: "
-            f"{errors[-1]}); filed in the failed folder as it was"
-        ),
-        raw=b"",
+        reason=reason,
+        raw=raw,
         received_at=now(),
     )
-    return _hold_fixed(session, None, key, record)
 
 
 def _hold_fixed(session: Session, message_id: str | None, key: str, record: InboundRecord) -> Result:
