@@ -174,6 +174,9 @@ class Config:
     SLA_BREACH_RAISES_PRIORITY = _env("SLA_BREACH_RAISES_PRIORITY", "false").lower() in ("1", "true", "yes")
     # How often the queue and ticket pages ask whether something changed (helpdesk.portal.live).
     LIVE_POLL_SECONDS = _env_int("LIVE_POLL_SECONDS", 10)
+    # How far behind the clock a poll's cursor stays, for changes written before it
+    # and committed after it (helpdesk.portal.live; docs/web.md).
+    LIVE_LAG_SECONDS = _env_int("LIVE_LAG_SECONDS", 30)
     AGENT_VISIBILITY = _env_choice("AGENT_VISIBILITY", "all", VISIBILITY_MODES)
     # The language of customers who did not say theirs, and of staff who did not
     # choose one and whose browser asks for none we speak (`en` or `es`).

@@ -61,3 +61,27 @@ def test_the_ticket_poll_follows_one_ticket_and_hides_what_the_agent_may_not_see
 
 def test_the_polls_need_a_login(client):
     assert client.get("/live/queue").status_code == 302
+
+
+def test_a_change_stamped_before_a_poll_but_committed_after_it_is_not_missed(clock, portal, service):
+    """A ticket's `updated_at` is taken when its transaction writes it, which can be
+    seconds before it commits (waiting for the numbering row, another host's clock).
+    A poll in between must not move the cursor past it (reported: every later poll
+    said "unchanged" and the new ticket never appeared)."""
+    stamped = now()
+    clock.shift(timedelta(seconds=3))
+    answer = portal.get(f"/live/queue?since={iso(stamped - timedelta(seconds=1))}").get_json()
+    assert answer["changed"] is False  # nothing committed yet
+    clock.shift(timedelta(seconds=-3))
+    open_ticket(service)  # written with the earlier time, committed only now
+    clock.shift(timedelta(seconds=3 + 10))
+    assert _changed(portal, "/live/queue", answer["now"])
+
+
+def test_the_page_s_own_cursor_leaves_room_for_transactions_still_running(app, clock):
+    from helpdesk.portal.live import live_cursor
+
+    with app.test_request_context():
+        cursor = live_cursor()
+    assert cursor is not None
+    assert cursor <= iso(now() - timedelta(seconds=app.config["LIVE_LAG_SECONDS"]))

@@ -6,11 +6,18 @@ staff member may see changed since the time the server gave it last, and only
 then fetches the page again and swaps the changed parts in. One indexed query per
 poll (`tickets.updated_at`, every change of a ticket moves it), narrowed by
 `AGENT_VISIBILITY` like every other read.
+
+`updated_at` is the time a transaction wrote the row, not the time it committed:
+a mail's transaction can wait seconds for the numbering row, and the writer may be
+another host with its own clock. So the cursor handed out stays `LIVE_LAG_SECONDS`
+behind the clock: a change written before a poll and committed after it is still
+newer than the next cursor. The price is that a change is reported for that long,
+and the page fetched again a few times, with nothing different to swap in.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -27,15 +34,16 @@ from helpdesk.services import visibility
 
 @bp.app_template_global("live_cursor")
 def live_cursor() -> str | None:
-    """The time a page is rendered at, where its script starts polling from."""
-    return iso(now())
+    """Where a page's script starts polling from: the time it is rendered at, less
+    the lag (a transaction still running may have written a change before it)."""
+    return iso(_cursor())
 
 
 @bp.get("/live/queue")
 @login_required()
 def live_queue() -> ResponseReturnValue:
     """`{changed, now}`: whether any ticket the staff member sees changed since `since`."""
-    since, moment = _since(), now()
+    since, moment = _since(), _cursor()
     query = visibility.restrict(
         db.session,
         select(Ticket.id).where(Ticket.updated_at > since).limit(1),
@@ -49,8 +57,13 @@ def live_queue() -> ResponseReturnValue:
 @login_required()
 def live_ticket(number: str) -> ResponseReturnValue:
     """`{changed, now}` for one ticket; 404 like its page when it is not visible."""
-    since, moment = _since(), now()
+    since, moment = _since(), _cursor()
     return _answer(_ticket_or_404(number).updated_at > since, moment)
+
+
+def _cursor() -> datetime:
+    """The cursor a poll answers with: now, less the time a change may wait to commit."""
+    return now() - timedelta(seconds=current_app.config["LIVE_LAG_SECONDS"])
 
 
 def _since() -> datetime:
