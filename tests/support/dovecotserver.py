@@ -244,6 +244,19 @@ class TestMailbox:
         with self.client() as client:  # UIDs now: a later call's come after these
             client.select_folder(self.folder, readonly=True)
 
+    def deliver_by_agent(self, raw: bytes, sender: str) -> None:
+        """Hand a message to Dovecot's own delivery agent (dovecot-lda), as an MTA
+        such as Postfix does: it stores what it is given, LF line endings and all;
+        the trace fields are the MTA's to prepend (LMTP would write its own)."""
+        lda = shutil.which("dovecot-lda") or "/usr/lib/dovecot/dovecot-lda"
+        subprocess.run(
+            [lda, "-c", str(self.server.config), "-d", USER, "-f", sender, "-m", self.folder],
+            input=raw,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
     def count(self, folder: str | None = None) -> int:
         """Messages in a folder (the polled one by default); 0 when it does not exist."""
         with self.client() as client:
