@@ -387,8 +387,9 @@ class TicketHistory(Model):
 class InboundMail(Model):
     """Every mail the gateway accepted, with what became of it.
 
-    `dedup_key` is the normalized Message-ID, or `sha256:<hex>` of the raw bytes
-    when the mail has none; its uniqueness is what makes a second delivery (SMTP
+    `dedup_key` is the normalized Message-ID, or `sha256:<hex>` of its content
+    (the raw bytes without the leading trace fields, `dedup.content_hash`) when the
+    mail has none; its uniqueness is what makes a second delivery (SMTP
     retry, IMAP re-scan, both channels) a no-op.
     """
 

@@ -244,6 +244,39 @@ def test_mail_delivered_by_smtp_and_by_imap_makes_one_ticket(app, gateway, sende
     assert mailbox.count() == 0 and mailbox.count(mailbox.processed) == 1
 
 
+# What the MTA prepends on its way into the mailbox (Dovecot LMTP's defaults; Postfix
+# before piping to dovecot-lda writes the same three), in a maildir's LF line endings.
+DELIVERY_TRACE = (
+    b"Return-Path: <ann@example.com>\n"
+    b"Delivered-To: support@helpdesk.test\n"
+    b"Received: from mx.helpdesk.test\n\tby imap.helpdesk.test with LMTP id x1\n"
+    b"\tfor <support@helpdesk.test>; Mon, 02 Mar 2026 08:00:01 +0000\n"
+)
+
+
+def without_message_id(date: str) -> bytes:
+    msg = message(subject="No id", body="My printer is on fire.", headers={"Date": date})
+    del msg["Message-ID"]
+    return msg.as_bytes(policy=SMTP_POLICY)
+
+
+def test_mail_without_message_id_by_smtp_and_delivered_into_the_mailbox_makes_one_ticket(
+    app, gateway, senders, mailbox
+):
+    """Keyed by its content, the copy the delivery agent stored (trace fields on top,
+    LF line endings) is the mail SMTP brought; the same text of another day is not."""
+    mail = without_message_id("Mon, 02 Mar 2026 08:00:00 +0000")
+    assert gateway.send(mail, mail_from="ann@example.com") == (250, b"2.0.0 OK created TKT-000001")
+    for copy in (mail, without_message_id("Tue, 03 Mar 2026 08:00:00 +0000")):
+        mailbox.deliver_by_agent(DELIVERY_TRACE + copy.replace(b"\r\n", b"\n"), "ann@example.com")
+    assert outcomes(drain(poller_for(app, mailbox))) == ["duplicate", "created"]
+    assert [ticket.number for ticket in tickets()] == [1, 2]
+    with mailbox.client() as client:
+        client.select_folder(mailbox.processed, readonly=True)
+        heads = client.fetch(client.search(["ALL"]), ["BODY.PEEK[HEADER]"]).values()
+    assert all(head[b"BODY[HEADER]"].startswith(DELIVERY_TRACE.replace(b"\n", b"\r\n")) for head in heads)
+
+
 def test_messages_already_seen_in_another_client_are_processed(app, senders, mailbox):
     mailbox.append(raw(1, "seen"), raw(2, "seen"), flags=(b"\\Seen",))
     mailbox.append(raw(3, "seen"))

@@ -35,6 +35,7 @@ import pytest
 from helpdesk import numbering
 from helpdesk.addresses import is_valid
 from helpdesk.inbound.automail import is_machine_address
+from helpdesk.inbound.dedup import content_hash
 from helpdesk.inbound.headerfields import strip_comments
 from tests.support.hostile import prose
 
@@ -272,6 +273,18 @@ def _number_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
         # Each prefix before a separator was compacted anew: 1 MB of `-` took 4 minutes.
         ("automail.is_machine_address", is_machine_address, lambda n: rep("-", n - 2, "@b")),
         ("automail.is_machine_address", is_machine_address, lambda n: rep("no-", n - 2, "@b")),
+        # The trace fields a content key leaves out: a line, or a fold, looked at once.
+        ("dedup.content_hash", lambda data: content_hash(data.encode()), lambda n: rep("Received: x\r\n", n)),
+        (
+            "dedup.content_hash",
+            lambda data: content_hash(data.encode()),
+            lambda n: "Received:" + rep("\n ", n - 9),
+        ),
+        (
+            "dedup.content_hash",
+            lambda data: content_hash(data.encode()),
+            lambda n: rep("ARC-Seal" + " " * 50 + ":\n", n),
+        ),
         (
             "strip_comments",
             lambda data: strip_comments(data, strict=False),

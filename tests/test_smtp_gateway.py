@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from email.policy import SMTP
 
 import pytest
 from sqlalchemy import func, select
@@ -255,6 +256,31 @@ def test_mail_without_message_id_is_deduplicated_by_content(gateway, senders):
     assert gateway.send(raw, mail_from="ann@example.com")[1].startswith(b"2.0.0 OK duplicate")
     assert len(tickets()) == 1
     assert db.session.execute(select(InboundMail.dedup_key)).scalar_one().startswith("sha256:")
+
+
+def test_mail_without_message_id_relayed_by_two_mx_hosts_makes_one_ticket(gateway, senders):
+    """Each relay prepends its own Received field; the mail under them is the same one
+    (and the same text sent the next day is another)."""
+    msg = message(headers={"Date": "Mon, 02 Mar 2026 08:00:00 +0000"})
+    del msg["Message-ID"]
+    raw = msg.as_bytes(policy=SMTP)
+
+    def relayed(mx: str, mail: bytes) -> bytes:
+        return f"Received: from client.example by {mx}; Mon, 02 Mar 2026 08:00:05 +0000\r\n".encode() + mail
+
+    assert gateway.send(relayed("mx1.helpdesk.test", raw), mail_from="ann@example.com") == (
+        250,
+        b"2.0.0 OK created TKT-000001",
+    )
+    assert gateway.send(relayed("mx2.helpdesk.test", raw), mail_from="ann@example.com")[1].startswith(
+        b"2.0.0 OK duplicate"
+    )
+    next_day = raw.replace(b"Mon, 02 Mar 2026", b"Tue, 03 Mar 2026")
+    assert gateway.send(relayed("mx1.helpdesk.test", next_day), mail_from="ann@example.com") == (
+        250,
+        b"2.0.0 OK created TKT-000002",
+    )
+    assert len(tickets()) == 2
 
 
 @pytest.mark.parametrize(

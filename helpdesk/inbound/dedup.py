@@ -1,11 +1,17 @@
 """Has this mail been received before? (docs/mail-gateway.md.)
 
-The key is the normalized Message-ID, or a hash of the raw bytes when there is none,
-and the inbound-mail table holds it under a unique constraint: a second delivery of
-the same mail — a sender's retry, the same mail to two support addresses, SMTP and
-IMAP both, a poller that crashed before moving it — is refused by that constraint
-when its record is inserted (`ingest` writes the record first), and then answered
-with what became of the first one, changing nothing.
+The key is the normalized Message-ID, or a hash of the mail's content when there is
+none, and the inbound-mail table holds it under a unique constraint: a second
+delivery of the same mail — a sender's retry, the same mail to two support
+addresses, SMTP and IMAP both, a poller that crashed before moving it — is refused
+by that constraint when its record is inserted (`ingest` writes the record first),
+and then answered with what became of the first one, changing nothing.
+
+The content is the mail as its sender's side wrote it: without the trace and
+delivery fields that receiving servers prepend (RFC 5321 §4.4, RFC 5322 §3.6.7 and
+their kin below), which differ with the way it came (each relay's Received, the
+delivery agent's Return-Path and Delivered-To above a mailbox's copy), and with CRLF
+and LF alike, as SMTP and a mailbox may store it either way.
 """
 
 from __future__ import annotations
@@ -23,9 +29,33 @@ from helpdesk.models import InboundMail as InboundRecord
 # and 900 characters of four-byte ones would be 3,600.
 MAX_KEY_BYTES = 900
 
+# The fields a receiving server or a forwarding hop writes at the top of a mail it
+# takes in, lower-case. Not the author's: the same mail has other ones, or none,
+# depending on the way it came. A forwarder may DKIM-sign too, and the author's own
+# signature is the same in every copy, so leaving it out changes nothing else.
+TRACE_FIELDS = frozenset(
+    {
+        b"return-path",  # RFC 5321 §4.4: the final delivery's MAIL FROM
+        b"received",  # RFC 5321 §4.4: one for each hop
+        b"delivered-to",  # RFC 9228: Postfix, Dovecot LMTP
+        b"x-original-to",  # Postfix: RCPT TO before aliases
+        b"envelope-to",  # Exim
+        b"authentication-results",  # RFC 8601
+        b"received-spf",  # RFC 7208 §9.1
+        b"arc-seal",  # RFC 8617: a forwarding hop's chain
+        b"arc-message-signature",
+        b"arc-authentication-results",
+        b"dkim-signature",  # RFC 6376
+    }
+)
+# A field's name is looked for this far into its line (the longest name, and room for
+# the spaces RFC 5322 §4.5's obsolete syntax allows before the colon).
+_NAME_SCAN = 64
+
 
 def dedup_key(mail: InboundMail) -> str:
-    """The normalized Message-ID, or a hash of the raw bytes when there is none.
+    """The normalized Message-ID, or a hash of the content (`content_hash`) when
+    there is none.
 
     The domain part of a Message-ID is case-insensitive, the local part is not. A
     longer id is keyed by its hash, so every key fits the unique index.
@@ -37,7 +67,37 @@ def dedup_key(mail: InboundMail) -> str:
         if len(encoded) <= MAX_KEY_BYTES:
             return key
         return "mid-sha256:" + hashlib.sha256(encoded).hexdigest()
-    return "sha256:" + hashlib.sha256(mail.raw).hexdigest()
+    return "sha256:" + content_hash(mail.raw)
+
+
+def content_hash(raw: bytes) -> str:
+    """SHA-256 (hex) of the mail without its leading trace fields, lines ending in LF,
+    line breaks at the very end left out: the same whichever way the mail came.
+
+    Only the block of `TRACE_FIELDS` at the top goes, up to the first other field:
+    a receiving server prepends, and what is below the author's first field is
+    content. Two mails of the same text that differ in Date (sent on two days) are
+    two. One of nothing but trace fields keeps them: they are all that tells it apart.
+    Each line is looked at once (a megabyte of folded Received is one pass).
+    """
+    text = raw.replace(b"\r\n", b"\n").rstrip(b"\r\n")
+    content = text[_after_trace(text) :]
+    return hashlib.sha256(content or text).hexdigest()
+
+
+def _after_trace(text: bytes) -> int:
+    """Where the mail starts below the leading trace fields (0 when it has none)."""
+    start = 0
+    while True:
+        colon = text.find(b":", start, start + _NAME_SCAN)
+        if colon < 0 or text[start:colon].rstrip(b" \t").lower() not in TRACE_FIELDS:
+            return start
+        end = text.find(b"\n", colon)
+        while end >= 0 and text[end + 1 : end + 2] in (b" ", b"\t"):  # folded onto the next line
+            end = text.find(b"\n", end + 1)
+        if end < 0:
+            return len(text)
+        start = end + 1
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,125 @@
+"""The dedup key of a mail without Message-ID (docs/mail-gateway.md, "Deduplicate").
+
+Such a mail is keyed by a hash of its content, and the same mail reaches the gateway
+with different bytes depending on the way it came: the servers that receive it
+prepend trace and delivery fields (Return-Path, Received, Delivered-To,
+Authentication-Results…), and SMTP speaks CRLF where a mailbox may store LF. None
+of that is the mail; the fields its author wrote and its body are.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from helpdesk.inbound.dedup import dedup_key
+from helpdesk.inbound.parser import parse
+
+AUTHOR = (
+    b"From: Ann <ann@example.com>\r\n"
+    b"To: support@helpdesk.test\r\n"
+    b"Subject: Printer\r\n"
+    b"Date: Mon, 02 Mar 2026 08:00:00 +0000\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"My printer is on fire.\r\n"
+)
+
+# What Dovecot LMTP (and LDA) prepends by default: lmtp_hdr_delivery_address=final,
+# lmtp_add_received_header=yes.
+LMTP = (
+    b"Return-Path: <ann@example.com>\r\n"
+    b"Delivered-To: support@helpdesk.test\r\n"
+    b"Received: from mx.helpdesk.test\r\n"
+    b"\tby imap.helpdesk.test with LMTP id x1\r\n"
+    b"\tfor <support@helpdesk.test>; Mon, 02 Mar 2026 08:00:01 +0000\r\n"
+)
+POSTFIX = (
+    b"Return-Path: <ann@example.com>\r\n"
+    b"X-Original-To: support@helpdesk.test\r\n"
+    b"Delivered-To: support@helpdesk.test\r\n"
+    b"Received: from mx2.helpdesk.test (mx2.helpdesk.test [192.0.2.2])\r\n"
+    b"        by mail.helpdesk.test (Postfix) with ESMTPS id 4QxY1;\r\n"
+    b"        Mon, 02 Mar 2026 08:00:03 +0000 (UTC)\r\n"
+)
+EXIM = b"Envelope-to: support@helpdesk.test\r\nReceived: from [192.0.2.9] by exim.helpdesk.test\r\n"
+AUTHENTICATED = (
+    b"ARC-Seal: i=1; a=rsa-sha256; d=relay.example; s=arc; cv=none; b=AbC\r\n"
+    b"ARC-Message-Signature: i=1; a=rsa-sha256; d=relay.example; s=arc; bh=x; b=Def\r\n"
+    b"ARC-Authentication-Results: i=1; relay.example; spf=pass\r\n"
+    b"Authentication-Results: mx.helpdesk.test; dmarc=pass header.from=example.com\r\n"
+    b"Received-SPF: pass (mx.helpdesk.test: domain of example.com designates 192.0.2.1)\r\n"
+    b"DKIM-Signature: v=1; a=rsa-sha256; d=relay.example; s=fwd; bh=x;\r\n\t b=Ghi\r\n"
+    b"Received: from mx1.example.com by mx.helpdesk.test with ESMTPS; Mon, 02 Mar 2026 08:00:02 +0000\r\n"
+)
+
+
+def key(raw: bytes) -> str:
+    return dedup_key(parse(raw))
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(LMTP + AUTHOR, id="dovecot-lmtp"),
+        pytest.param(POSTFIX + AUTHOR, id="postfix-local"),
+        pytest.param(EXIM + AUTHOR, id="exim"),
+        pytest.param(AUTHENTICATED + AUTHOR, id="authentication-and-arc"),
+        pytest.param(LMTP + AUTHENTICATED + AUTHOR, id="two-hops"),
+        pytest.param(AUTHOR.replace(b"\r\n", b"\n"), id="lf-line-endings"),
+        pytest.param((LMTP + AUTHOR).replace(b"\r\n", b"\n"), id="lmtp-in-a-maildir-with-lf"),
+        pytest.param(AUTHOR + b"\r\n", id="one-more-line-break-at-the-end"),
+        pytest.param(AUTHOR.rstrip(b"\r\n"), id="no-line-break-at-the-end"),
+        pytest.param(
+            b"RECEIVED : from mx.helpdesk.test\r\n" + AUTHOR, id="name-in-other-case-space-before-colon"
+        ),
+    ],
+)
+def test_the_same_mail_by_any_way_has_the_key_it_has_as_sent(variant: bytes) -> None:
+    assert key(variant) == key(AUTHOR)
+    assert re.fullmatch("sha256:[0-9a-f]{64}", key(variant))
+
+
+def test_the_same_mail_relayed_by_two_mx_hosts_is_one() -> None:
+    first = b"Received: from client by mx1.helpdesk.test; Mon, 02 Mar 2026 08:00:01 +0000\r\n" + AUTHOR
+    second = b"Received: from client by mx2.helpdesk.test; Mon, 02 Mar 2026 08:05:00 +0000\r\n" + AUTHOR
+    assert key(first) == key(second)
+
+
+def test_the_same_text_sent_on_another_day_is_another_mail() -> None:
+    other_day = AUTHOR.replace(b"Mon, 02 Mar 2026", b"Tue, 03 Mar 2026")
+    assert key(LMTP + other_day) != key(LMTP + AUTHOR)
+    assert key(AUTHOR.replace(b"on fire", b"on fire again")) != key(AUTHOR)
+
+
+def test_only_the_leading_trace_block_is_left_out() -> None:
+    """A Received field below the author's fields was not written by a receiving
+    hop at the top of the mail: it is content, and so is everything after the first
+    field that is not a trace field."""
+    below = AUTHOR.replace(b"Subject:", b"Received: from somewhere\r\nSubject:")
+    assert key(below) != key(AUTHOR)
+    after_other = b"X-Mailer: ticket-bot\r\nReceived: from mx1\r\n" + AUTHOR
+    assert key(after_other) != key(b"X-Mailer: ticket-bot\r\nReceived: from mx2\r\n" + AUTHOR)
+    # A line break in the body is the author's, CRLF or LF alike.
+    assert key(AUTHOR + b"\r\nP.S. and the fax\r\n") != key(AUTHOR)
+
+
+def test_a_mail_of_nothing_but_trace_fields_keeps_them_in_its_key() -> None:
+    """With nothing of an author's left, the trace is all that tells two such mails
+    apart: without it every one of them would be "a duplicate" and dropped."""
+    assert key(b"Received: from a\r\n") != key(b"Received: from b\r\n")
+    assert key(b"Received: from a\r\n\r\n") != key(b"Received: from b\r\n\r\n")
+
+
+def test_a_mail_with_message_id_is_keyed_by_it_whatever_its_trace() -> None:
+    with_id = AUTHOR.replace(b"MIME-Version", b"Message-ID: <Abc@Client.Example>\r\nMIME-Version")
+    assert key(with_id) == key(LMTP + with_id) == "Abc@client.example"
+
+
+def test_a_megabyte_of_trace_fields_is_read_in_one_pass() -> None:
+    """A hostile header block: each line is looked at once, whatever its shape."""
+    folded = b"Received: x" + b"\r\n y" * 200_000 + b"\r\n" + AUTHOR
+    many = b"Received: x\r\n" * 80_000 + AUTHOR
+    assert key(folded) == key(many) == key(AUTHOR)
