@@ -53,6 +53,14 @@ def for_phone(phone: str) -> str:
     return f"{phone.removeprefix('+')}@{PHONE_ONLY_DOMAIN}"
 
 
+def phone_of_stand_in(address: str) -> str | None:
+    """The E.164 number a stand-in address was made from (`for_phone`), else None."""
+    digits, at, domain = address.rpartition("@")
+    if at and domain == PHONE_ONLY_DOMAIN and digits.isascii() and digits.isdigit():
+        return f"+{digits}"
+    return None
+
+
 def is_reserved_invalid(address: str) -> bool:
     return address.rpartition("@")[2].rstrip(".").endswith(".invalid")
 

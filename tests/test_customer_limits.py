@@ -9,14 +9,24 @@ one customer on PostgreSQL, open exactly the limit's number of tickets between t
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
+from helpdesk import addresses
 from helpdesk.extensions import db
 from helpdesk.models import Contact, InboundMail, OutboxMessage, QuarantineItem, Ticket
+from helpdesk.services import contacts
+from helpdesk.services.assistant import TOO_MANY, AssistantService
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from tests.support.app import make_app, migrate_database
@@ -242,3 +252,246 @@ def test_two_gateways_and_a_chat_server_racing_for_one_customer_open_exactly_the
         assert outbox_to(RACER) == ["created"] * LIMIT
         db.session.remove()
         db.engine.dispose()
+
+
+# -- a WhatsApp number merging while a ticket is opened for it --------------------------
+
+PHONE = "+34600111222"
+EVA = "eva@example.com"
+LIMIT_BY_DEFAULT = 10  # CUSTOMER_MAX_TICKETS_PER_HOUR and CUSTOMER_MAX_OPEN_TICKETS
+
+
+def _tool_call(client: FlaskClient, token: str, customer: dict[str, str], name: str, **arguments: str) -> Any:
+    """One assistant tool call over the API on the WhatsApp channel, its output."""
+    body = {
+        "customer": customer,
+        "channel": "whatsapp",
+        "tool_calls": [
+            {"id": "1", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+        ],
+    }
+    response = client.post(
+        "/api/v1/assistant/tool-calls", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return json.loads(response.get_json()["tool_outputs"][0]["output"])
+
+
+def test_a_whatsapp_ticket_opened_while_the_number_merges_counts_for_and_stays_with_the_person(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reviewer's race, made to happen every run: a request by phone only knows
+    the customer as the phone-only contact and stops before its limit check; meanwhile
+    a request with the phone and an email merges that contact into the email's, and
+    more fill the person up to the limit. The late request then opened an eleventh
+    ticket under the merged-away contact, which no request by that phone could see."""
+    _integration, token = IntegrationsService(db.session).add("assistant-1", "assistant")
+    db.session.commit()
+    client = app.test_client()
+    first = _tool_call(
+        client, token, {"phone": PHONE}, "create_ticket_report", title="first", description="."
+    )
+    assert first["success"] is True
+
+    resolved, go_on = threading.Event(), threading.Event()
+    create = AssistantService._create
+
+    def late_create(self: AssistantService, customer: Any, arguments: dict[str, Any], channel: str) -> Any:
+        """The request's customer was found and committed; wait for the merge."""
+        if arguments["title"] == "late":
+            resolved.set()
+            assert go_on.wait(60)
+        return create(self, customer, arguments, channel)
+
+    monkeypatch.setattr(AssistantService, "_create", late_create)
+    late: list[Any] = []
+
+    def by_phone_only() -> None:
+        late.append(
+            _tool_call(
+                app.test_client(),
+                token,
+                {"phone": PHONE},
+                "create_ticket_report",
+                title="late",
+                description=".",
+            )
+        )
+
+    thread = threading.Thread(target=by_phone_only)
+    thread.start()
+    try:
+        assert resolved.wait(60), "the request by phone never reached its ticket"
+        merged = [
+            _tool_call(
+                client,
+                token,
+                {"phone": PHONE, "email": EVA},
+                "create_ticket_report",
+                title=f"{n}",
+                description=".",
+            )
+            for n in range(LIMIT_BY_DEFAULT - 1)
+        ]
+    finally:
+        go_on.set()
+        thread.join(60)
+    assert [output["success"] for output in merged] == [True] * (LIMIT_BY_DEFAULT - 1)
+    assert len(late) == 1, "the request by phone got no answer"
+    created = [output["ticketId"] for output in [first, *merged, *late] if output["success"]]
+
+    listed = _tool_call(client, token, {"phone": PHONE}, "list_my_tickets")
+    assert sorted(ticket["ticketId"] for ticket in listed["tickets"]) == sorted(created)
+    people = select(Contact.id).where(Contact.email.in_([EVA, addresses.for_phone(PHONE)]))
+    theirs = db.session.execute(select(func.count(Ticket.id)).where(Ticket.requester_id.in_(people)))
+    assert theirs.scalar_one() == len(created) <= LIMIT_BY_DEFAULT
+    assert late[0].get("error") == TOO_MANY
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_whatsapp_ticket_waits_for_a_merge_in_progress_and_counts_for_the_person(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge held open after moving the tickets: a request by phone only finds
+    the phone-only contact (the merge is not committed), and its ticket must wait
+    for the merge and then count the email's contact, which is at the limit with
+    the tickets it took. It used to wait, count the emptied contact and open an
+    eleventh ticket under it, out of the number's sight. PostgreSQL only: SQLite
+    lets no request read while the merge writes."""
+    _integration, token = IntegrationsService(db.session).add("assistant-1", "assistant")
+    db.session.commit()
+    client = app.test_client()
+    seeded = [
+        _tool_call(client, token, customer, "create_ticket_report", title=f"{n}", description=".")
+        for n, customer in enumerate([{"email": EVA}] * 6 + [{"phone": PHONE}] * 4)
+    ]
+    assert [output["success"] for output in seeded] == [True] * LIMIT_BY_DEFAULT
+
+    merging, go_on = threading.Event(), threading.Event()
+    merge = contacts._merge
+
+    def held_merge(session: Session, phone_only: Contact, contact: Contact) -> Any:
+        merged = merge(session, phone_only, contact)
+        session.flush()
+        merging.set()
+        assert go_on.wait(60)
+        return merged
+
+    monkeypatch.setattr(contacts, "_merge", held_merge)
+    answers: dict[str, Any] = {}
+
+    def request(key: str, customer: dict[str, str], name: str, **arguments: str) -> None:
+        answers[key] = _tool_call(app.test_client(), token, customer, name, **arguments)
+
+    with_email = threading.Thread(
+        target=request, args=("merge", {"phone": PHONE, "email": EVA}, "list_my_tickets")
+    )
+    by_phone = threading.Thread(
+        target=request,
+        args=("late", {"phone": PHONE}, "create_ticket_report"),
+        kwargs={"title": "late", "description": "."},
+    )
+    with_email.start()
+    try:
+        assert merging.wait(60), "the request with an email never merged"
+        by_phone.start()
+        assert _waiting_for_a_lock(), "the request by phone did not wait for the merge"
+    finally:
+        go_on.set()
+        with_email.join(60)
+        if by_phone.ident is not None:  # started
+            by_phone.join(60)
+    assert answers["merge"]["success"] is True, answers
+    assert (answers["late"]["success"], answers["late"].get("error")) == (False, TOO_MANY), answers
+
+    eva = db.session.execute(select(Contact).where(Contact.email == EVA)).scalar_one()
+    assert eva.phone == PHONE
+    people = select(Contact.id).where(Contact.email.in_([EVA, addresses.for_phone(PHONE)]))
+    theirs = db.session.execute(
+        select(Ticket.requester_id, func.count())
+        .where(Ticket.requester_id.in_(people))
+        .group_by(Ticket.requester_id)
+    )
+    assert {contact: count for contact, count in theirs} == {eva.id: LIMIT_BY_DEFAULT}
+    listed = _tool_call(client, token, {"phone": PHONE}, "list_my_tickets")
+    assert sorted(ticket["ticketId"] for ticket in listed["tickets"]) == sorted(o["ticketId"] for o in seeded)
+
+
+def _waiting_for_a_lock(timeout: float = 30) -> bool:
+    """Whether some session of this database waits for a lock within `timeout`
+    seconds (what another session sees of PostgreSQL's backends is a snapshot per
+    transaction, so each look is a transaction of its own)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = db.session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+        db.session.rollback()
+        if waiting:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_one_number_giving_two_emails_at_once_is_merged_once(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests from one WhatsApp number, each with another email, while the
+    first merges: the second waits for the merge and acts for the contact that took
+    the number (a number bound to a real address is that person). It used to move
+    the number to its own email's contact as well: a unique violation, a 500."""
+    _integration, token = IntegrationsService(db.session).add("assistant-1", "assistant")
+    db.session.commit()
+    client = app.test_client()
+    first = _tool_call(
+        client, token, {"phone": PHONE}, "create_ticket_report", title="first", description="."
+    )
+
+    merging, go_on = threading.Event(), threading.Event()
+    merge = contacts._merge
+
+    def held_merge(session: Session, phone_only: Contact, contact: Contact) -> Any:
+        merged = merge(session, phone_only, contact)
+        session.flush()
+        if contact.email == EVA:
+            merging.set()
+            assert go_on.wait(60)
+        return merged
+
+    monkeypatch.setattr(contacts, "_merge", held_merge)
+    statuses: dict[str, int] = {}
+    outputs: dict[str, Any] = {}
+
+    def list_tickets(email: str) -> None:
+        body = {
+            "customer": {"phone": PHONE, "email": email},
+            "tool_calls": [
+                {"id": "1", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+            ],
+        }
+        response = app.test_client().post(
+            "/api/v1/assistant/tool-calls", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        statuses[email] = response.status_code
+        if response.status_code == 200:
+            outputs[email] = json.loads(response.get_json()["tool_outputs"][0]["output"])
+
+    requests = [threading.Thread(target=list_tickets, args=(email,)) for email in (EVA, "eve@example.com")]
+    requests[0].start()
+    try:
+        assert merging.wait(60), "the request with an email never merged"
+        requests[1].start()
+        assert _waiting_for_a_lock(), "the second request did not wait for the merge"
+    finally:
+        go_on.set()
+        for thread in requests:
+            if thread.ident is not None:  # started
+                thread.join(60)
+    assert statuses == {EVA: 200, "eve@example.com": 200}
+    assert [t["ticketId"] for t in outputs["eve@example.com"]["tickets"]] == [first["ticketId"]]
+    phones = db.session.execute(select(Contact.email, Contact.phone).where(Contact.phone.is_not(None)))
+    assert phones.all() == [(EVA, PHONE)]

@@ -3,6 +3,8 @@ conversation becomes a ticket, and numbers typed in the chat get status cards.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -13,7 +15,7 @@ from helpdesk.auth import integration_required
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
-from helpdesk.services import chat, customer_limits
+from helpdesk.services import chat, contacts, customer_limits
 from helpdesk.services.tickets import TicketsService
 
 MAX_LOOKUP_TEXT = 10_000
@@ -32,10 +34,11 @@ def chat_ticket() -> ResponseReturnValue:
         raise ValidationError(errors)
     customer = named_customer(data["customer"], phone_vouched=False)
     db.session.commit()  # the contact, whatever happens to the ticket
-    if not customer_limits.may_open(db.session, customer.contact, current_app.config):
+    contact = contacts.current(db.session, customer.contact)  # as for the assistant's tickets
+    customer = replace(customer, contact=contact)
+    if not customer_limits.may_open(db.session, contact, current_app.config):
         db.session.rollback()
         return error_response(429, "too_many_tickets", "Too many tickets created. Please try again later.")
-    contact = customer.contact
     ticket = TicketsService.from_config(db.session, current_app.config).open_ticket(
         subject=data.get("subject") or chat.subject_of(data["transcript"], customer.language),
         description=data["transcript"],

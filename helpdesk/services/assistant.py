@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jsonschema_rs
@@ -191,9 +191,12 @@ class AssistantService:
     # -- the tools ----------------------------------------------------------------
 
     def _create(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
-        if not customer_limits.may_open(self.session, customer.contact, self.config):
+        # The customer was found in an earlier transaction: a merge since then moved
+        # them to another contact, which is the one to count and to open under.
+        contact = contacts.current(self.session, customer.contact)
+        customer = replace(customer, contact=contact)
+        if not customer_limits.may_open(self.session, contact, self.config):
             raise Failure(TOO_MANY, "too_many")
-        contact = customer.contact
         ticket = self.tickets.open_ticket(
             subject=arguments["title"],
             description=arguments["description"],

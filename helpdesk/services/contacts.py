@@ -15,6 +15,16 @@ from helpdesk.models import Contact, Message, Participant, Ticket
 # Built once: every new ticket looks its requester up, and composing the statement
 # anew cost as much as running it.
 _BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
+_BY_PHONE = select(Contact).where(Contact.phone == bindparam("phone"))
+# The row lock the per-customer limits take (helpdesk.services.customer_limits), with
+# the row read again under it: what was read before the lock may be stale. SQLite
+# renders no FOR UPDATE; its `BEGIN IMMEDIATE` already lets one writer in at a time.
+_LOCKED = (
+    select(Contact)
+    .where(Contact.id == bindparam("contact"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 _LAST = "last contact found"  # the session's `info` key of `_remember`
 
 
@@ -84,13 +94,18 @@ def for_customer(
     the conversation gives now (else each new email would be a new customer, with
     fresh limits). Someone known so far by that number only who gives an email is
     the same person as the email's contact, which takes their tickets and number,
-    unless that contact already has another number: then the two stay apart.
+    unless that contact already has another number: then the two stay apart. That
+    merge holds both rows' locks, so it waits for a ticket being opened for either.
     """
     by_phone = (
-        session.execute(select(Contact).where(Contact.phone == phone)).scalar_one_or_none()
-        if phone and phone_vouched
-        else None
+        session.execute(_BY_PHONE, {"phone": phone}).scalar_one_or_none() if phone and phone_vouched else None
     )
+    if by_phone is not None and email and addresses.is_reserved_invalid(by_phone.email):
+        # A merge may follow: lock the phone-only contact first, as `current` does,
+        # and see whether a concurrent request merged it already.
+        by_phone = current(session, by_phone)
+        if by_phone.phone != phone:  # lost its number, and no one holds it: no one to merge
+            by_phone = None
     if by_phone is not None and not addresses.is_reserved_invalid(by_phone.email):
         contact = by_phone
     elif email:
@@ -100,7 +115,7 @@ def for_customer(
                 if by_phone is None:
                     contact.phone = phone
                 else:
-                    _merge(session, by_phone, contact)
+                    contact = _merge(session, by_phone, contact)
             elif contact.phone != phone:  # the email is someone reached by another number
                 contact = by_phone or _phone_only(session, phone, name)
     elif by_phone is not None:
@@ -123,7 +138,18 @@ def _phone_only(session: Session, phone: str, name: str) -> Contact:
     return contact
 
 
-def _merge(session: Session, phone_only: Contact, contact: Contact) -> None:
+def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
+    """Move the phone-only contact's tickets, messages and number to `contact`, and
+    return the contact the customer is now.
+
+    Both rows are locked, the phone-only one first (the caller holds it already,
+    from `current`), the order every ticket creation takes them in, so a merge
+    waits for a ticket being opened for either contact and such a ticket moves
+    too. `contact` is read again under its lock: a concurrent request may have
+    given it another number meanwhile, and then the two stay apart."""
+    contact = _lock(session, contact)
+    if contact.phone is not None:  # given another number meanwhile (this one is locked)
+        return phone_only
     phone = phone_only.phone
     phone_only.phone = None
     session.flush()  # the phone is unique: free it before the other contact takes it
@@ -136,6 +162,33 @@ def _merge(session: Session, phone_only: Contact, contact: Contact) -> None:
     contact.phone = phone
     if not contact.language:
         contact.language = phone_only.language
+    return contact
+
+
+def current(session: Session, contact: Contact) -> Contact:
+    """The contact `contact`'s person is now, its row locked until the transaction
+    ends (PostgreSQL) and read again under the lock.
+
+    A request finds its customer in a transaction of its own and opens the ticket
+    in a later one; in between, a WhatsApp request that gave an email may have
+    merged the phone-only contact it found into the email's (`for_customer`). A
+    ticket opened under the merged-away contact would escape the person's limits
+    and be seen by no one asking by that number, so whoever counts and opens
+    tickets for a customer found earlier asks here first. A merged-away contact
+    keeps its stand-in address and loses its number; the number, spelled in the
+    address, leads to the contact that took it, locked after the first one: the
+    order `_merge` takes them in."""
+    contact = _lock(session, contact)
+    phone = addresses.phone_of_stand_in(contact.email) if contact.phone is None else None
+    if phone is None:
+        return contact
+    survivor = session.execute(_BY_PHONE, {"phone": phone}).scalar_one_or_none()
+    return contact if survivor is None else _lock(session, survivor)
+
+
+def _lock(session: Session, contact: Contact) -> Contact:
+    """`contact`, its row locked and read again (changes pending are flushed first)."""
+    return session.execute(_LOCKED, {"contact": contact.id}).scalar_one()
 
 
 def tickets_of(contact: Contact) -> Any:

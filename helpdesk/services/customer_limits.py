@@ -43,7 +43,9 @@ def reached_limit(session: Session, contact: Contact, config: Mapping[str, Any])
     """The limit `contact` has reached, in words (mail held for it shows them to
     staff), or None while they may open another ticket. On PostgreSQL the lock holds
     until the caller's commit or rollback, so the caller creates the ticket in the
-    same transaction or the count means nothing."""
+    same transaction or the count means nothing. A contact found in an earlier
+    transaction may have been merged away since: such a caller passes what
+    `contacts.current` makes of it, and opens the ticket under that."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(_LOCK, {"contact": contact.id})
     recent, unfinished = session.execute(
