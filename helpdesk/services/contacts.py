@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
@@ -187,8 +187,11 @@ def current(session: Session, contact: Contact) -> Contact:
 
 
 def _lock(session: Session, contact: Contact) -> Contact:
-    """`contact`, its row locked and read again (changes pending are flushed first)."""
-    return session.execute(_LOCKED, {"contact": contact.id}).scalar_one()
+    """`contact`, its row locked and read again (changes pending are flushed first).
+    Its id is taken from the session's identity key: `contact.id` on a contact a
+    commit expired would load the whole row first, only to read it again here."""
+    key = inspect(contact).identity
+    return session.execute(_LOCKED, {"contact": key[0] if key else contact.id}).scalar_one()
 
 
 def tickets_of(contact: Contact) -> Any:
