@@ -95,6 +95,7 @@ class Outgoing:
     created_at: datetime
     attempts: int
     to_address: str  # as SMTP carries it (`addresses.on_the_wire`)
+    mail_from: str  # the row's own signed envelope sender, so a bounce names it (`return_paths`)
     smtputf8: bool  # a mailbox name beyond ASCII: RFC 6531 mail
     data: bytes
     label: str  # for the log: "outbox #12 created to ann@example.com <tkt.…>"
@@ -251,6 +252,7 @@ class Sender(Loop):
             row.created_at,
             row.attempts,
             recipient,
+            self.composer.return_paths.make(row.id, row.to_address),
             addresses.needs_smtputf8(recipient),
             data,
             f"outbox #{row.id} {row.kind} to {row.to_address} <{row.message_id}>",
@@ -320,7 +322,7 @@ class Sender(Loop):
                     return
                 try:
                     connection.sendmail(
-                        self.composer.envelope_from,
+                        item.mail_from,
                         [item.to_address],
                         item.data,
                         mail_options=["SMTPUTF8"] if item.smtputf8 else [],

@@ -22,13 +22,18 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from helpdesk import return_paths
 from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Outcome, ingest
+from helpdesk.inbound.parser import header_block
 from helpdesk.message_ids import Signer
-from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Ticket
+from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Participant, Ticket
+from helpdesk.return_paths import ReturnPaths
 from helpdesk.services import Actor
+from mailgateway.imap import envelope_from_headers
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
 from tests.support import outbound_worker
@@ -46,6 +51,7 @@ from tests.support.tls import OpensslMissing, self_signed_certificate
 from tests.support.waiting import wait_until
 
 MESSAGE_ID = re.compile(r"^<tkt\.(\d+)\.(\d+)\.[0-9a-f]{24}@helpdesk\.helpdesk\.test>$")
+RETURN_PATH = re.compile(r"^support\+bounce-(\d+)-[0-9a-f]{24}@helpdesk\.test$")
 
 
 def outbox() -> list[OutboxMessage]:
@@ -107,7 +113,9 @@ def test_acknowledgment_of_mailed_ticket_has_number_threading_and_loop_headers(a
     ):
         assert expected in text
     assert "<strong>TKT-000001</strong>" in html_of(ack)
-    assert sink.received[0].mail_from == "support@helpdesk.test"  # bounces come back to us
+    # Bounces come back to us, to an address of this row's own (docs/outbound-mail.md, "Bounces").
+    assert RETURN_PATH.match(sink.received[0].mail_from)
+    assert sink.received[0].mail_from == ReturnPaths.from_config(app.config).make(row.id, "ann@example.com")
     assert sink.received[0].rcpt_tos == ["ann@example.com"]
 
 
@@ -154,6 +162,7 @@ def test_public_reply_goes_to_requester_and_each_cc_in_a_copy_of_their_own(
         assert "Agnes Agent" in text_of(mail)
         assert "agent@helpdesk.test" not in text_of(mail)
     assert [r.rcpt_tos for r in sink.received[1:]] == [["ann@example.com"], ["bob@example.com"]]
+    assert len({r.mail_from for r in sink.received}) == 3  # each copy its own return path
 
 
 def test_internal_notes_and_customer_messages_are_never_mailed(app, service, agent_actor, sink):
@@ -633,9 +642,15 @@ def test_our_own_mail_coming_back_is_ignored(app, gateway, senders, sink):
     assert len(outbox()) == 1
 
 
-def corpus_bounce(original_message_id: str, recipient: str, action: str = "failed") -> bytes:
-    """A real MailSite DSN from the shared corpus, rewritten to report on our mail."""
+def corpus_bounce(
+    original_message_id: str, recipient: str, action: str = "failed", return_path: str | None = None
+) -> bytes:
+    """A real MailSite DSN from the shared corpus, rewritten to report on our mail;
+    addressed (Delivered-To, To) to `return_path` as the reporting server addresses
+    it to the envelope sender, when given."""
     raw = (CORPUS / "mail-parser__tests_mails_mail_malformed_2").read_bytes()
+    if return_path is not None:
+        raw = raw.replace(b"To: tanya@infospacemail.com", f"To: {return_path}".encode())
     raw = raw.replace(b"<004801d1fc84$01c934ac$b247f0b7$@infospacemail.com>", original_message_id.encode())
     raw = raw.replace(b"abh@netpar.com.br", recipient.encode())
     return raw.replace(b"Action: failed", f"Action: {action}".encode())
@@ -644,11 +659,16 @@ def corpus_bounce(original_message_id: str, recipient: str, action: str = "faile
 def test_bounce_of_a_notification_marks_the_address_undeliverable(
     app, gateway, senders, sink, service, agent_actor
 ):
+    """Ann's server reports the acknowledgment failed, to the address it came from (the
+    row's return path, as a real MTA does): the row is bounced and Ann undeliverable."""
     gateway.send(message(subject="Printer on fire"))
     (ack,) = deliver(app, sink)
-    code, text = gateway.send(corpus_bounce(ack["Message-ID"], "ann@example.com"), mail_from="")
+    return_path = sink.received[0].mail_from
+    bounce = corpus_bounce(ack["Message-ID"], "ann@example.com", return_path=return_path)
+    code, text = gateway.send(bounce, mail_from="", rcpt=[return_path])
     assert (code, text) == (250, b"2.0.0 OK ignored")
     assert "bounce of outbox #1 to ann@example.com" in last_inbound().reason
+    assert last_inbound().recipients == return_path
     (row,) = outbox()
     assert row.state == "bounced" and row.bounced_at is not None
     assert "reported by inbound mail" in row.last_error
@@ -671,18 +691,199 @@ def test_bounce_of_a_notification_marks_the_address_undeliverable(
     assert len(deliver(app, sink)) == 2
 
 
-@pytest.mark.parametrize("variant", ["delay notice", "forged id"])
+def test_participant_cannot_silence_another_with_a_forged_bounce(
+    app, gateway, senders, sink, service, agent_actor
+):
+    """Bob's reply-all hands Ann the signed Message-ID of Bob's copy (in its
+    In-Reply-To and References). A "bounce" Ann writes naming it, from her own
+    server, must not mark Bob undeliverable: the Message-ID proves nothing about
+    who sends it (docs/security.md, "Bounces")."""
+    gateway.send(message(sender="Ann <ann@example.com>", cc="Bob <bob@corp.example>"))
+    deliver(app, sink)
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    service.add_message(ticket, body="We are on it.", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    bobs_copy = next(r.message for r in sink.received if r.rcpt_tos == ["bob@corp.example"])
+    bobs_reply = message(
+        sender="bob@corp.example",
+        to=str(bobs_copy["Reply-To"]),
+        cc="ann@example.com",
+        subject=f"Re: {bobs_copy['Subject']}",
+        in_reply_to=str(bobs_copy["Message-ID"]),
+        references=str(bobs_copy["Message-ID"]),
+    )
+    assert gateway.send(bobs_reply) == (250, b"2.0.0 OK appended TKT-000001")
+    leaked = str(bobs_reply["In-Reply-To"])  # what Ann reads in the copy Bob sent her
+
+    forged_bounce = message(
+        sender="Mail Delivery System <MAILER-DAEMON@example.com>",
+        subject="Undelivered Mail Returned to Sender",
+        body=f"User unknown.\n\nMessage-ID: {leaked}\n",
+        in_reply_to=leaked,
+        references=leaked,
+    )
+    for mail_from in ("ann@example.com", ""):
+        forged_bounce.replace_header("Message-ID", f"<forged-{mail_from or 'null'}@example.com>")
+        assert gateway.send(forged_bounce, mail_from=mail_from) == (250, b"2.0.0 OK ignored")
+        assert "bounce of" not in last_inbound().reason
+    assert db.session.execute(select(Contact.undeliverable_since)).scalars().all() == [None, None]
+    assert "bounced" not in {row.state for row in outbox()}
+
+    sink.received.clear()
+    service.add_message(ticket, body="Fixed, Bob please confirm.", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == ["ann@example.com", "bob@corp.example"]
+
+
+def forged_return_path(how: str, app: Flask) -> str:
+    """An address in the shape of outbox row 1's return path that is not its own."""
+    paths = ReturnPaths.from_config(app.config)
+    if how == "wrong mac":
+        return "support+bounce-1-" + "0" * 24 + "@helpdesk.test"
+    if how == "other secret":
+        return ReturnPaths(b"not the helpdesk's key", paths.base).make(1, "ann@example.com")
+    if how == "mac of another recipient":
+        return paths.make(1, "mallory@example.com")
+    if how == "mac of another row":  # row 2's MAC, given with row 1's id
+        return paths.make(2, "ann@example.com").replace("bounce-2-", "bounce-1-")
+    assert how == "unknown row"
+    return paths.make(1000, "ann@example.com")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "delay notice",
+        "genuine id, no return path",
+        "forged id",
+        "wrong mac",
+        "other secret",
+        "mac of another recipient",
+        "mac of another row",
+        "unknown row",
+    ],
+)
 def test_delay_notice_or_forged_bounce_marks_nothing(app, gateway, senders, sink, variant):
+    """Only a failure report sent to the row's own return path marks anything: a
+    delay notice does not, and neither does a report to the support address naming
+    our Message-ID nor one to an address whose MAC does not verify for the row."""
     gateway.send(message(subject="Printer on fire"))
     (ack,) = deliver(app, sink)
+    return_path = sink.received[0].mail_from
+    rcpt = [return_path]
     if variant == "delay notice":
-        raw = corpus_bounce(ack["Message-ID"], "ann@example.com", action="delayed")
-    else:
+        raw = corpus_bounce(ack["Message-ID"], "ann@example.com", "delayed", return_path)
+    elif variant == "genuine id, no return path":
+        raw, rcpt = corpus_bounce(ack["Message-ID"], "ann@example.com"), ["support@helpdesk.test"]
+    elif variant == "forged id":
         raw = corpus_bounce(forged(ack["Message-ID"], "wrong mac", app), "ann@example.com")
-    code, text = gateway.send(raw, mail_from="")
+        rcpt = ["support@helpdesk.test"]
+    else:
+        rcpt = [forged_return_path(variant, app)]
+        raw = corpus_bounce(ack["Message-ID"], "ann@example.com", return_path=rcpt[0])
+        assert rcpt != [return_path]
+    code, text = gateway.send(raw, mail_from="", rcpt=rcpt)
     assert (code, text) == (250, b"2.0.0 OK ignored")
+    assert "bounce of" not in last_inbound().reason
+    if variant not in ("delay notice", "forged id"):
+        assert "names outbox #1 to ann@example.com but was not addressed to its return path" in (
+            last_inbound().reason
+        )
     assert outbox()[0].state == "sent"
     assert db.session.execute(select(Contact.undeliverable_since)).scalar() is None
+
+
+def test_bounce_to_one_return_path_marks_only_that_rows_recipient(
+    app, gateway, senders, sink, service, agent_actor
+):
+    """A report sent to Bob's return path marks Bob, whatever it says inside: here it
+    quotes Ann's Message-ID and names her as the failed recipient."""
+    gateway.send(message(sender="Ann <ann@example.com>", cc="Bob <bob@corp.example>"))
+    deliver(app, sink)
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    service.add_message(ticket, body="We are on it.", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    to_ann = next(r for r in sink.received[1:] if r.rcpt_tos == ["ann@example.com"])
+    to_bob = next(r for r in sink.received if r.rcpt_tos == ["bob@corp.example"])
+    bounce = corpus_bounce(str(to_ann.message["Message-ID"]), "ann@example.com", return_path=to_bob.mail_from)
+    assert gateway.send(bounce, mail_from="", rcpt=[to_bob.mail_from]) == (250, b"2.0.0 OK ignored")
+    bobs_row = next(row for row in outbox() if row.to_address == "bob@corp.example")
+    assert f"bounce of outbox #{bobs_row.id} to bob@corp.example" in last_inbound().reason
+    assert {row.to_address: row.state for row in outbox() if row.kind == "reply"} == {
+        "ann@example.com": "sent",
+        "bob@corp.example": "bounced",
+    }
+    undeliverable = db.session.execute(
+        select(Contact.email).where(Contact.undeliverable_since.is_not(None))
+    ).scalars()
+    assert list(undeliverable) == ["bob@corp.example"]
+
+
+@pytest.mark.parametrize("header", ["Delivered-To", "X-Original-To", "Envelope-To", "To"])
+def test_bounce_fetched_by_imap_counts_by_the_return_path_in_its_headers(
+    app, senders, sink, service, agent_actor, header
+):
+    """Through IMAP there is no envelope: the return path is read from the delivery
+    headers the receiving server wrote, or from To (docs/outbound-mail.md)."""
+    open_ticket(service, agent_actor)
+    deliver(app, sink)
+    (ack,) = sink.received
+    bounce = corpus_bounce(str(ack.message["Message-ID"]), "ann@example.com")  # to someone else
+    if header in ("Delivered-To", "To"):
+        written = f"\n{header}: <{ack.mail_from}>".encode()
+        bounce = bounce.replace(f"\n{header}: tanya@infospacemail.com".encode(), written)
+        assert written in bounce
+    else:
+        bounce = f"{header}: {ack.mail_from}\r\n".encode() + bounce
+    db.session.rollback()
+    result = ingest(bounce, envelope_from_headers(header_block(bounce)), app.config)
+    assert result.outcome is Outcome.IGNORED and "bounce of outbox #1 to ann@example.com" in result.reason
+    db.session.expire_all()
+    assert outbox()[0].state == "bounced"
+
+
+def test_a_bounce_to_thousands_of_return_paths_costs_at_most_twenty_lookups(app, service, agent_actor, sink):
+    """Through IMAP a bounce's To is read for return paths, and each one in our shape
+    costs a lookup: a forged one naming thousands is looked at for its first
+    `MAX_CANDIDATES` only (docs/security.md), and a genuine one after them is not reached."""
+    open_ticket(service, agent_actor)
+    deliver(app, sink)
+    genuine = sink.received[0].mail_from
+    paths = ReturnPaths.from_config(app.config)
+    made_up = [f"support+bounce-{n}-{'0' * 24}@helpdesk.test" for n in range(2, 5002)]
+    support = ["support@helpdesk.test"]
+    lookups: list[str] = []
+
+    def count(connection, cursor, statement: str, *args: object) -> None:  # type: ignore[no-untyped-def]
+        if "FROM outbox" in statement:
+            lookups.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert return_paths.bounced_rows(db.session, paths, [*made_up, genuine], support) == []
+        assert len(lookups) == return_paths.MAX_CANDIDATES == 20
+        (row,) = return_paths.bounced_rows(db.session, paths, [genuine, *made_up], support)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert row.id == 1
+
+
+def test_return_paths_are_ours(app, gateway, senders, sink, service, agent_actor):
+    """A return path is a support plus-address: the listener takes it, it names no
+    ticket, it never becomes a participant, and mail from it is our own coming back."""
+    open_ticket(service, agent_actor)
+    deliver(app, sink)
+    return_path = sink.received[0].mail_from
+    assert RETURN_PATH.match(return_path).group(1) == "1"  # type: ignore[union-attr]
+    person = message(sender="bob@corp.example", subject="New laptop", to=return_path, cc=return_path)
+    assert gateway.send(person, rcpt=[return_path]) == (250, b"2.0.0 OK created TKT-000002")
+    assert db.session.execute(select(Participant.email)).scalars().all() == []
+    own = message(sender=return_path, subject="Re: [TKT-000001] Printer on fire")
+    assert gateway.send(own, mail_from=return_path) == (250, b"2.0.0 OK ignored")
+    assert last_inbound().reason == "own address"
 
 
 @pytest.mark.parametrize(
@@ -694,6 +895,7 @@ def test_delay_notice_or_forged_bounce_marks_nothing(app, gateway, senders, sink
         ("support@helpdesk.test", "own address"),
         ("support+TKT-000009@helpdesk.test", "own address"),
         ("robot@helpdesk.helpdesk.test", "own address"),
+        ("support+bounce-1-" + "0" * 24 + "@helpdesk.test", "own address"),  # a return path
     ],
 )
 def test_machine_and_own_addresses_are_never_mailed(app, service, agent_actor, sink, address, reason):

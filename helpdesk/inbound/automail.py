@@ -2,8 +2,10 @@
 
 Mail written by a machine must never open a ticket or trigger a notification:
 answering it is how mail loops start. `detect` returns the reason such mail is
-recorded as ignored; `is_bounce` and `original_message_ids` let the caller mark
-the address that bounced as undeliverable (docs/outbound-mail.md).
+recorded as ignored; `is_bounce` tells a failure report, which marks the address
+undeliverable when it came to a notification's signed return path
+(`helpdesk.return_paths`, docs/outbound-mail.md); `original_message_ids` finds
+which of our mails it names, for staff only: anyone can name a Message-ID.
 
 The signals, strongest first:
 
@@ -407,7 +409,8 @@ def is_bounce(mail: InboundMail) -> bool:
 
 
 def original_message_ids(mail: InboundMail) -> list[str]:
-    """Best-effort Message-IDs (without <>) of the message a bounce reports on.
+    """Best-effort Message-IDs (without <>) of the message a bounce reports on, to
+    show staff; never proof of which mail failed (docs/security.md).
 
     Looks, most reliable first, at the returned message or its headers attached
     to the report (RFC 6522: message/rfc822 or text/rfc822-headers), at

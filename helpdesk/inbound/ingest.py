@@ -5,9 +5,10 @@ whichever way it arrives (docs/mail-gateway.md).
 Steps, each in its own module: parse (`parser`, within `limits`) → deduplicate
 (`dedup`) → auto-mail (`automail`) → match a ticket (`matching`) → authorize
 (`authentication`, `authorization`) → store (`storage`) → create or append
-through TicketsService (which queues the notifications). An auto-mail that
-bounces one of our notifications marks that notification bounced and its address
-undeliverable, and is otherwise ignored like any auto-mail.
+through TicketsService (which queues the notifications). A failure report
+addressed to the signed envelope sender of one of our notifications
+(`return_paths`) marks that notification bounced and its address undeliverable,
+and is otherwise ignored like any auto-mail.
 
 Every mail is recorded in the inbound-mail table with its outcome in the same
 transaction as its effect, so a caller that acknowledges only after `ingest`
@@ -33,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from helpdesk import addresses, message_ids
+from helpdesk import addresses, message_ids, return_paths
 from helpdesk.clock import now
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
@@ -45,6 +46,7 @@ from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
 from helpdesk.numbering import display_number
+from helpdesk.return_paths import ReturnPaths
 from helpdesk.services import Actor, TicketsService, contacts, customer_limits, notifications
 from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT
 
@@ -501,9 +503,15 @@ def _decide(
         reason = "null reverse-path (bounce or auto-reply)"
     reason = reason or automail.detect(mail, own_addresses=support, own_message_id_domains=[signer.domain])
     if reason:
-        bounced = _bounced_notifications(session, mail, signer)
+        bounced, named = _bounced_notifications(session, mail, envelope, config, signer)
         if bounced:
             reason += "; bounce of " + ", ".join(f"outbox #{row.id} to {row.to_address}" for row in bounced)
+        if named:
+            reason += (
+                "; names "
+                + ", ".join(f"outbox #{row.id} to {row.to_address}" for row in named)
+                + " but was not addressed to its return path, so nothing was marked"
+            )
         return Decision(Outcome.IGNORED, reason, bounced=bounced)
     sender = mail.from_address
     if not sender:  # approval refuses it too: no one to open a ticket for
@@ -700,18 +708,33 @@ def _with_notes(text: str, notes: list[str]) -> str:
     return text if not notes else text + "\n\n" + "\n".join(f"[{note}]" for note in notes)
 
 
-def _bounced_notifications(session: Session, mail: InboundMail, signer: Signer) -> tuple[OutboxMessage, ...]:
-    """Our notifications that this automatic mail reports as failed (docs/outbound-mail.md).
+def _bounced_notifications(
+    session: Session, mail: InboundMail, envelope: Envelope, config: Mapping[str, Any], signer: Signer
+) -> tuple[tuple[OutboxMessage, ...], tuple[OutboxMessage, ...]]:
+    """Our notifications this automatic mail reports as failed, and those it only
+    names (docs/outbound-mail.md, "Bounces").
 
-    Only a real failure report counts (a delay notice does not), and only for
-    Message-IDs whose signature verifies, so a forged bounce cannot silence an
-    address the helpdesk never mailed it about.
+    Only a failure report counts (a delay notice does not), and only when it is
+    addressed to the signed envelope sender (`return_paths`) of the row it reports
+    on: through SMTP an envelope recipient, through IMAP a delivery header the server
+    wrote (the poller's envelope) or To. A Message-ID it quotes or answers proves
+    nothing: the one of Bob's copy reaches everyone Bob replies to, and a "bounce"
+    naming it silenced Bob. Such ids are only looked up to tell staff which
+    notification a bounce that marks nothing is about (a bounce of mail sent before
+    the return paths were signed, or a forgery).
     """
     if not automail.is_bounce(mail):
-        return ()
-    rows: dict[int, OutboxMessage] = {}
+        return (), ()
+    support = config["SUPPORT_ADDRESSES"]
+    addressed_to = list(envelope.recipients)
+    if envelope.channel != "smtp":
+        addressed_to += [address for _, address in mail.to]
+    paths = ReturnPaths.from_config(config)
+    proven = {row.id: row for row in return_paths.bounced_rows(session, paths, addressed_to, support)}
+    named: dict[int, OutboxMessage] = {}
     for message_id in automail.original_message_ids(mail):
         row = message_ids.sent_row(session, signer, message_id)
-        if row is not None and row.state != "bounced":
-            rows.setdefault(row.id, row)
-    return tuple(rows.values())
+        if row is not None and row.id not in proven:
+            named.setdefault(row.id, row)
+    bounced = tuple(row for row in proven.values() if row.state != "bounced")
+    return bounced, tuple(named.values())

@@ -74,6 +74,7 @@ from helpdesk.languages import (
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import display_number
+from helpdesk.return_paths import ReturnPaths
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,11 @@ class Composer:
         self.config = config
         self.support: str = config["SUPPORT_ADDRESSES"][0]
         self.from_header: str = config["OUTBOUND_FROM"]
+        # OUTBOUND_FROM's address: ours, never mailed. It is no longer the envelope
+        # sender: each row has its own, a signed plus-address of a support address
+        # (VERP), so a bounce proves which row failed (docs/outbound-mail.md).
         self.envelope_from = parseaddr(self.from_header)[1] or self.support
+        self.return_paths = ReturnPaths.from_config(config)
         self.portal_url: str = config["PORTAL_URL"]
         self.auto_close_after: timedelta = config["AUTO_CLOSE_AFTER"]
         self.sla = sla.policy_from_config(config)
