@@ -881,6 +881,8 @@ def test_return_paths_are_ours(app, gateway, senders, sink, service, agent_actor
     person = message(sender="bob@corp.example", subject="New laptop", to=return_path, cc=return_path)
     assert gateway.send(person, rcpt=[return_path]) == (250, b"2.0.0 OK created TKT-000002")
     assert db.session.execute(select(Participant.email)).scalars().all() == []
+    contacts = sorted(db.session.execute(select(Contact.email)).scalars())
+    assert contacts == ["ann@example.com", "bob@corp.example"]
     own = message(sender=return_path, subject="Re: [TKT-000001] Printer on fire")
     assert gateway.send(own, mail_from=return_path) == (250, b"2.0.0 OK ignored")
     assert last_inbound().reason == "own address"
