@@ -41,9 +41,14 @@ hosts): two pollers would not lose or duplicate tickets (the dedup key sees to
 that) but would race each other's moves. A poller polls only while it holds the
 mailbox's lease (its row in `imap_mailboxes`, taken with one conditional UPDATE,
 which works through PgBouncer in transaction mode where session advisory locks do
-not), renews it while it works, and gives it up when it stops; another gateway
-takes over within `IMAP_LEASE_SECONDS` of one dying. A poller that finds its lease
-taken (it stalled past it) stops before moving anything more.
+not), and gives it up when it stops; another gateway takes over within
+`IMAP_LEASE_SECONDS` of one dying. A thread renews the lease every third of it for
+as long as the poller is connected, so a batch held up by a slow database keeps the
+mailbox. Every move and every write of the mailbox's state first renews the lease
+with `WHERE owner = me`: a poller that stalled past its lease and finds it taken
+stops without moving anything (what it committed is a duplicate for the new
+holder, who moves it). Lease times are the database's clock on PostgreSQL, so
+hosts whose clocks disagree still agree on who holds a mailbox.
 """
 
 from __future__ import annotations
@@ -57,18 +62,20 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import or_, select, update
+from sqlalchemy import DateTime, func, literal_column, or_, select, type_coerce, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import ColumnElement
 
 from helpdesk import numbering
 from helpdesk.clock import now
@@ -232,7 +239,9 @@ class ImapPoller(Loop):
         self.one_at_a_time_until = 0
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = float(config["IMAP_LEASE_SECONDS"])
-        self.renewed_at = 0.0  # monotonic time of the last claim or renewal
+        # Set by the renewing thread (or a check before a move) when another gateway
+        # holds the mailbox now: the poller stops before moving anything more.
+        self.lease_lost = threading.Event()
         self.held_by = ""  # who else held it when we last looked, to log changes only
 
     # -- the outer loop --------------------------------------------------------
@@ -243,7 +252,7 @@ class ImapPoller(Loop):
         if not self.claim():
             self.stopping.wait(self.lease_seconds / 3)
             return False
-        with self.connect() as client:
+        with self._renewing(), self.connect() as client:
             self.prepare(client)
             while not self.stopping.is_set():
                 self.drain(client)
@@ -286,7 +295,8 @@ class ImapPoller(Loop):
         return client
 
     def prepare(self, client: IMAPClient) -> None:
-        """Create the folders, select the mailbox and check UIDVALIDITY."""
+        """Create the folders, select the mailbox and check UIDVALIDITY (raises
+        `LeaseLost` when another gateway holds the mailbox now)."""
         for folder in (self.processed_folder, self.failed_folder):
             if not client.folder_exists(folder):
                 try:
@@ -298,6 +308,7 @@ class ImapPoller(Loop):
         uidvalidity = int(selected[b"UIDVALIDITY"])
         with self.app.app_context():
             state = self._state()
+            last_uid = state.last_uid
             if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
                 log.warning(
                     "%s: UIDVALIDITY changed from %s to %s; rescanning the mailbox "
@@ -306,12 +317,13 @@ class ImapPoller(Loop):
                     state.uidvalidity,
                     uidvalidity,
                 )
-                state.last_uid = 0
-            state.uidvalidity = uidvalidity
-            if uidvalidity != self.uidvalidity:  # the UIDs name other messages now
-                self.fetch_failures, self.one_at_a_time_until = {}, 0
-            self.uidvalidity, self.last_uid = uidvalidity, state.last_uid
-            db.session.commit()
+                last_uid = 0
+            db.session.commit()  # the row, if `_state` just made it
+        if not self._write_state(uidvalidity=uidvalidity, last_uid=last_uid):
+            self._lost()
+        if uidvalidity != self.uidvalidity:  # the UIDs name other messages now
+            self.fetch_failures, self.one_at_a_time_until = {}, 0
+        self.uidvalidity, self.last_uid = uidvalidity, last_uid
         log.info(
             "%s: connected (UIDVALIDITY %s, %s messages waiting)",
             self.source.key,
@@ -326,7 +338,8 @@ class ImapPoller(Loop):
         at a time and each chunk in batches.
 
         Returns each message's UID and result. Raises `TransientError` (after moving
-        what was committed) when the database cannot be reached, and the server's
+        what was committed) when the database cannot be reached, `LeaseLost` (moving
+        nothing) when another gateway holds the mailbox now, and the server's
         error when a fetch fails (the next pass narrows it down to one message, which
         is filed as failed once FETCH_ATTEMPTS fetches of it alone failed).
         """
@@ -345,7 +358,7 @@ class ImapPoller(Loop):
                 for uid, data in self._fetch(client, uids, ["RFC822.SIZE"]).items()
             }
             for batch in _batches([uid for uid in uids if uid in sizes], sizes):
-                self.keep_lease()
+                self._check_lease()
                 results.extend(self._process_batch(client, batch, sizes))
                 if self.stopping.is_set():
                     break
@@ -390,7 +403,7 @@ class ImapPoller(Loop):
             try:
                 next_number = self._next_number() if self.threads > 1 else 0
                 for uid in batch:
-                    if self.stopping.is_set() or error is not None:
+                    if self.stopping.is_set() or error is not None or self.lease_lost.is_set():
                         break
                     data = fetched.get(uid)
                     if data is None:  # expunged by someone else meanwhile
@@ -428,17 +441,19 @@ class ImapPoller(Loop):
                 error = error or exc
             finally:
                 settle()
-                # Only what `ingest` committed is moved; on TransientError the rest stays.
-                self._move(
-                    client,
-                    [uid for uid in batch if uid in results and not results[uid].failed],
-                    self.processed_folder,
-                )
-                self._move(
-                    client,
-                    [uid for uid in batch if uid in results and results[uid].failed],
-                    self.failed_folder,
-                )
+        if results:
+            # Moved only by the holder of the lease: one that lost it leaves the mail to
+            # the new holder, whose pass finds what was committed here a duplicate.
+            self._confirm_lease()
+        # Only what `ingest` committed is moved; on TransientError the rest stays.
+        self._move(
+            client,
+            [uid for uid in batch if uid in results and not results[uid].failed],
+            self.processed_folder,
+        )
+        self._move(
+            client, [uid for uid in batch if uid in results and results[uid].failed], self.failed_folder
+        )
         for uid in batch:  # past every UID whose mail was committed (or had vanished)
             if uid not in results and uid in fetched:
                 break
@@ -464,9 +479,11 @@ class ImapPoller(Loop):
         to hand over FETCH_ATTEMPTS times: quarantined with where it is, and moved to
         the failed folder without another fetch, so the mail after it is taken."""
         place = f"{self.source.key}, UIDVALIDITY {self.uidvalidity}, UID {uid}"
+        self._confirm_lease()
         with self.app.app_context():
             result = quarantine_unfetchable(place, self.fetch_failures[uid])
         log.error("%s: UID %s could not be fetched; filed in %s", self.source.key, uid, self.failed_folder)
+        self._confirm_lease()
         self._move(client, [uid], self.failed_folder)
         del self.fetch_failures[uid]
         self.last_uid = uid
@@ -479,6 +496,7 @@ class ImapPoller(Loop):
             return numbering.peek_next(db.session)
 
     def _ingest(self, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
+        self._check_lease()  # mail still queued when the lease went is left to the new holder
         with self.app.app_context():
             return ingest(raw, envelope, self.app.config, parsed=mail)
 
@@ -507,7 +525,7 @@ class ImapPoller(Loop):
         if not client.has_capability("IDLE"):
             deadline = time.monotonic() + self.poll_seconds
             while time.monotonic() < deadline and not self.stopping.wait(min(1.0, self.lease_seconds / 3)):
-                self.keep_lease()
+                self._check_lease()
             if not self.stopping.is_set():
                 client.noop()
             return
@@ -515,7 +533,7 @@ class ImapPoller(Loop):
         try:
             deadline = time.monotonic() + min(self.poll_seconds, IDLE_RENEW_SECONDS)
             while not self.stopping.is_set() and time.monotonic() < deadline:
-                self.keep_lease()
+                self._check_lease()
                 responses = client.idle_check(timeout=1)
                 if any(_is_new_mail(response) for response in responses):
                     return
@@ -527,10 +545,11 @@ class ImapPoller(Loop):
     # -- the lease ----------------------------------------------------------------
 
     def claim(self) -> bool:
-        """Take or renew the mailbox's lease: it must be ours already, free, or run out."""
+        """Take or renew the mailbox's lease: it must be ours already, free, or run out
+        by the database's clock."""
         with self.app.app_context():
             self._state()
-            moment = now()
+            moment, until = self._lease_times()
             table = ImapMailboxState.__table__.c
             taken = db.session.execute(
                 update(ImapMailboxState)
@@ -538,7 +557,7 @@ class ImapPoller(Loop):
                     table.key == self.source.key,
                     or_(table.owner == self.owner, table.lease_until.is_(None), table.lease_until < moment),
                 )
-                .values(owner=self.owner, lease_until=moment + timedelta(seconds=self.lease_seconds))
+                .values(owner=self.owner, lease_until=until)
             ).rowcount  # type: ignore[attr-defined]
             holder = (
                 ""
@@ -547,7 +566,6 @@ class ImapPoller(Loop):
             )
             db.session.commit()
         if taken:
-            self.renewed_at = time.monotonic()
             if self.held_by:
                 log.info("%s: taken over from %s", self.source.key, self.held_by)
             self.held_by = ""
@@ -556,12 +574,72 @@ class ImapPoller(Loop):
             log.info("%s: held by %s; waiting for its lease to run out", self.source.key, self.held_by)
         return bool(taken)
 
-    def keep_lease(self) -> None:
-        """Renew the lease a third of the way through; lost, stop working the mailbox."""
-        if time.monotonic() - self.renewed_at < self.lease_seconds / 3:
+    def renew(self) -> bool:
+        """Extend the lease if this poller still holds it (one UPDATE … WHERE owner =
+        me, so nothing comes between the check and the renewal); False when another
+        gateway holds the mailbox now."""
+        return self._write_state()
+
+    @contextmanager
+    def _renewing(self) -> Iterator[None]:
+        """Renew the lease from a thread of its own while the block runs: the poller's
+        thread may wait on the database or the server for longer than the lease."""
+        self.lease_lost.clear()
+        done = threading.Event()
+        thread = threading.Thread(
+            target=self._renew_until, args=(done,), name=f"imap-lease {self.source.key}", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _renew_until(self, done: threading.Event) -> None:
+        """Every third of the lease until `done`. A database that cannot be reached
+        is tried again at the next turn (the lease may run out meanwhile, and the
+        poller then finds it taken before its next move)."""
+        while not done.wait(self.lease_seconds / 3):
+            try:
+                if self.renew():
+                    continue
+                log.warning("%s: another gateway holds the mailbox now; stopping", self.source.key)
+            except DBAPIError as exc:
+                log.warning("%s: could not renew the lease: %s", self.source.key, exc.orig or exc)
+                continue
+            except Exception:  # a bug: stop working the mailbox rather than risk two holders
+                log.exception("%s: renewing the lease failed", self.source.key)
+            self.lease_lost.set()
             return
-        if not self.claim():
-            raise LeaseLost(f"{self.source.key}: the lease passed to {self.held_by}")
+
+    def _check_lease(self) -> None:
+        """Raise `LeaseLost` once the renewing thread found the mailbox taken."""
+        if self.lease_lost.is_set():
+            self._lost()
+
+    def _confirm_lease(self) -> None:
+        """Before a move or a write of the mailbox's state: renew the lease, or raise
+        `LeaseLost` when another gateway holds it now."""
+        self._check_lease()
+        if not self.renew():
+            self._lost()
+
+    def _lost(self) -> NoReturn:
+        """A renewal found another gateway holding the mailbox: stop working it."""
+        self.lease_lost.set()
+        raise LeaseLost(f"{self.source.key}: another gateway holds the mailbox now")
+
+    def _lease_times(self) -> tuple[datetime | ColumnElement[datetime], datetime | ColumnElement[datetime]]:
+        """Now and the end of a lease taken now, by the database's clock on PostgreSQL
+        (naive UTC, as stored times are), so one host's clock running ahead cannot
+        take a held mailbox; SQLite serves one host, whose clock is the only one."""
+        length = timedelta(seconds=self.lease_seconds)
+        if db.session.get_bind().dialect.name == "postgresql":
+            moment = type_coerce(func.timezone(literal_column("'UTC'"), func.clock_timestamp()), DateTime())
+            return moment, moment + length
+        local = now()
+        return local, local + length
 
     def release(self) -> None:
         """Give the mailbox up at once on a clean stop: the next gateway need not wait."""
@@ -589,26 +667,39 @@ class ImapPoller(Loop):
             db.session.flush()
         return state
 
-    def _save_state(self, *, success: bool, error: str = "") -> None:
+    def _write_state(self, **values: object) -> bool:
+        """Write the mailbox's state if this poller holds its lease, renewing it in the
+        same UPDATE; False (nothing written) when another gateway holds it."""
         with self.app.app_context():
-            try:
-                state = self._state()
-                moment = now()
-                state.last_poll_at = moment
-                if success:
-                    state.last_success_at = moment
-                    state.last_uid = self.last_uid
-                    if self.uidvalidity is not None:
-                        state.uidvalidity = self.uidvalidity
-                else:
-                    state.last_error, state.last_error_at = error[:2000], moment
-                db.session.commit()
-            except DBAPIError:
-                db.session.rollback()
-                if success:
-                    raise
-                # Recording an error while the database is down is best effort.
-                log.warning("%s: could not record the error (database unreachable)", self.source.key)
+            _moment, until = self._lease_times()
+            table = ImapMailboxState.__table__.c
+            written = db.session.execute(
+                update(ImapMailboxState)
+                .where(table.key == self.source.key, table.owner == self.owner)
+                .values(lease_until=until, **values)
+            ).rowcount  # type: ignore[attr-defined]
+            db.session.commit()
+        return bool(written)
+
+    def _save_state(self, *, success: bool, error: str = "") -> None:
+        """Record a pass (or its error) on the mailbox, as its holder only: a poller that
+        lost the lease must not set back the new holder's `last_uid`."""
+        moment = now()
+        try:
+            if success:
+                values: dict[str, object] = {"last_poll_at": moment, "last_success_at": moment}
+                values["last_uid"] = self.last_uid
+                if self.uidvalidity is not None:
+                    values["uidvalidity"] = self.uidvalidity
+                if not self._write_state(**values):
+                    self._lost()
+            elif not self._write_state(last_poll_at=moment, last_error=error[:2000], last_error_at=moment):
+                log.debug("%s: not the mailbox's holder; the error is not recorded on it", self.source.key)
+        except DBAPIError:
+            if success:
+                raise
+            # Recording an error while the database is down is best effort.
+            log.warning("%s: could not record the error (database unreachable)", self.source.key)
 
     def _note_error(self, exc: BaseException) -> None:
         text = f"{type(exc).__name__}: {exc}"

@@ -2,7 +2,8 @@
 
 Every scenario where other helpdesks lose or duplicate mail at the IMAP step:
 mail already read in another client, a crash between commit and move, a server
-restart, a recreated mailbox (new UIDVALIDITY), the database going away mid-batch.
+restart, a recreated mailbox (new UIDVALIDITY), the database going away mid-batch,
+two gateways on one mailbox while a batch is held up.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from email.policy import SMTP as SMTP_POLICY
 from functools import partial
 
 import pytest
+import time_machine
 from flask import Flask
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, Result, TransientError
 from helpdesk.inbound.parser import InboundMail as ParsedMail
@@ -62,11 +66,16 @@ def poller_for(app: Flask, mailbox: TestMailbox, url: str | None = None, **confi
 
 
 def drain(poller: ImapPoller) -> list[tuple[int, Result]]:
-    """One connection, one pass over the mailbox, as the running poller does it."""
+    """One connection, one pass over the mailbox, as the running poller does it
+    (holding the mailbox's lease, given up at the end)."""
     db.session.rollback()  # hold no SQLite lock while the poller writes
-    with poller.connect() as client:
-        poller.prepare(client)
-        results = poller.drain(client)
+    assert poller.claim(), "another poller holds the mailbox"
+    try:
+        with poller.connect() as client:
+            poller.prepare(client)
+            results = poller.drain(client)
+    finally:
+        poller.release()
     db.session.expire_all()
     return results
 
@@ -874,3 +883,143 @@ def test_two_gateways_on_one_mailbox_poll_it_one_at_a_time(app, database_url, ma
     assert _owner() == "", "a gateway that stops gives the mailbox up"
     numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
     assert numbers == list(range(1, 16))
+
+
+# Short enough that holding a batch up for two leases takes seconds; long enough that
+# a renewal every third of it survives two busy cores.
+LEASE = 2
+
+
+def _two_pollers(app: Flask, mailbox: TestMailbox) -> tuple[ImapPoller, ImapPoller]:
+    """Two gateways configured alike on one mailbox, as on two hosts (each its own owner)."""
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    first = poller_for(app, mailbox, IMAP_LEASE_SECONDS=LEASE)
+    return first, poller_for(app, mailbox, IMAP_LEASE_SECONDS=LEASE)
+
+
+def _held(
+    real: Callable[..., Result], held: threading.Event, go: threading.Event, *, after: bool
+) -> Callable[..., Result]:
+    """`real` (a poller's `_ingest`) held up until `go`, before it runs (a slow
+    database) or after it committed (a poller stalled between commit and move)."""
+
+    def ingest(*args: object) -> Result:
+        if not after:
+            held.set()
+            assert go.wait(30), "never let go"
+        result = real(*args)
+        if after:
+            held.set()
+            assert go.wait(30), "never let go"
+        return result
+
+    return ingest
+
+
+def test_a_poller_held_up_in_a_batch_keeps_the_mailbox_and_the_other_waits(app, mailbox, monkeypatch):
+    """A slow database holds the first poller's batch up for two leases: its lease is
+    renewed while the batch runs, so the second gateway never fetches or ingests
+    anything, and each mail is one ticket, moved once, by the first."""
+    first, second = _two_pollers(app, mailbox)
+    held, go = threading.Event(), threading.Event()
+    monkeypatch.setattr(first, "_ingest", _held(first._ingest, held, go, after=False))
+    seen_by_second: list[object] = []
+    fetch, ingest = second._fetch, second._ingest
+
+    def second_fetches(client, uids, items):  # type: ignore[no-untyped-def]
+        seen_by_second.append(("fetch", uids))
+        return fetch(client, uids, items)
+
+    def second_ingests(*args):  # type: ignore[no-untyped-def]
+        seen_by_second.append("ingest")
+        return ingest(*args)
+
+    monkeypatch.setattr(second, "_fetch", second_fetches)
+    monkeypatch.setattr(second, "_ingest", second_ingests)
+    total = 4
+    expected = sorted(f"slow-{i}@client.example" for i in range(total))
+    with running(first):
+        try:
+            wait_until(lambda: _owner() == first.owner, what="the first poller taking the mailbox")
+            with running(second):
+                wait_until(lambda: second.held_by == first.owner, what="the second one waiting")
+                mailbox.append(*(raw(i, "slow", sender=f"user{i}@example.com") for i in range(total)))
+                assert held.wait(30), "the first poller never started its batch"
+                time.sleep(2 * LEASE)
+                assert _owner() == first.owner, "the lease ran out under a batch still running"
+                assert seen_by_second == [], "the second gateway worked the mailbox beside the first"
+                go.set()
+                wait_until(lambda: mailbox.count(mailbox.processed) == total, timeout=30)
+                assert seen_by_second == []
+        finally:
+            go.set()  # before the poller is stopped: it is waiting on it
+    assert mailbox.count() == 0
+    assert sorted(mailbox.message_ids(mailbox.processed)) == expected
+    assert sorted(db.session.execute(select(InboundMail.message_id)).scalars()) == expected
+    assert [t.number for t in tickets()] == list(range(1, total + 1))
+
+
+def test_a_poller_that_lost_the_mailbox_mid_batch_moves_nothing(app, mailbox, monkeypatch):
+    """The first poller stalls between its commits and its moves until the lease has
+    passed to the second gateway (handed over here, as when a paused machine's lease
+    runs out). Woken, it moves nothing; the second reads the mail again, the first's
+    committed mail as duplicates, and moves each message once."""
+    first, second = _two_pollers(app, mailbox)
+    held, go = threading.Event(), threading.Event()
+    monkeypatch.setattr(first, "_ingest", _held(first._ingest, held, go, after=True))
+    moved_by_first: list[tuple[list[int], str]] = []
+    batches_done = threading.Semaphore(0)
+    move, process_batch = first._move, first._process_batch
+
+    def first_moves(client, uids, folder):  # type: ignore[no-untyped-def]
+        if uids:
+            moved_by_first.append((list(uids), folder))
+        return move(client, uids, folder)
+
+    def first_processes(*args):  # type: ignore[no-untyped-def]
+        try:
+            return process_batch(*args)
+        finally:
+            batches_done.release()
+
+    monkeypatch.setattr(first, "_move", first_moves)
+    monkeypatch.setattr(first, "_process_batch", first_processes)
+    total = 4
+    expected = sorted(f"lost-{i}@client.example" for i in range(total))
+    with running(first):
+        try:
+            wait_until(lambda: _owner() == first.owner, what="the first poller taking the mailbox")
+            mailbox.append(*(raw(i, "lost", sender=f"user{i}@example.com") for i in range(total)))
+            assert held.wait(30), "the first poller never committed a mail"
+            # While it stalls its lease runs out and the second gateway takes the mailbox.
+            db.session.execute(
+                update(ImapMailboxState).values(owner=second.owner, lease_until=now() + timedelta(minutes=1))
+            )
+            db.session.commit()
+            with running(second):
+                wait_until(lambda: mailbox.count(mailbox.processed) == total, timeout=30)
+                go.set()
+                assert batches_done.acquire(timeout=30), "the first poller never came out of its batch"
+                assert moved_by_first == [], "a poller that lost the mailbox moved mail"
+                assert _owner() == second.owner
+        finally:
+            go.set()  # before the poller is stopped: it is waiting on it
+    assert moved_by_first == []
+    assert mailbox.count() == 0 and mailbox.count(mailbox.failed) == 0
+    assert sorted(mailbox.message_ids(mailbox.processed)) == expected
+    assert sorted(db.session.execute(select(InboundMail.message_id)).scalars()) == expected
+    assert [t.number for t in tickets()] == list(range(1, total + 1))
+    assert db.session.execute(select(ImapMailboxState.last_uid)).scalar_one() == total
+
+
+def test_a_gateway_whose_clock_runs_ahead_cannot_take_a_held_mailbox(pg_app, mailbox):
+    """On PostgreSQL the lease is timed by the database's clock: a host whose clock
+    runs an hour ahead still sees the other's lease as running, not long run out.
+    (SQLite is one host, with one clock.)"""
+    first, second = _two_pollers(pg_app, mailbox)
+    db.session.rollback()
+    assert first.claim()
+    with time_machine.travel(now() + timedelta(hours=1), tick=True):
+        assert not second.claim(), "a clock an hour ahead took a held mailbox"
+    assert _owner() == first.owner
