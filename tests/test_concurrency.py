@@ -1,15 +1,37 @@
-"""Gap-free numbering under real concurrency: two OS processes (channels `web` and
-`email`), several threads each, about 10 % of creations rolled back after taking
-their number. Afterwards the stored numbers must be exactly 1..N."""
+"""Real concurrency on one database.
+
+Gap-free numbering: two OS processes (channels `web` and `email`), several threads
+each, about 10 % of creations rolled back after taking their number. Afterwards the
+stored numbers must be exactly 1..N.
+
+Two changes to one ticket at once (docs/lifecycle.md, "Concurrent changes"): the
+second is judged against the first one's result, so the ticket ends in a status the
+transition table allows, with a history and a `resolved_at` that agree with it."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any
 
+import pytest
+from flask import current_app
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from helpdesk import lifecycle
 from helpdesk.extensions import db
-from helpdesk.models import Ticket
+from helpdesk.inbound import matching
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from helpdesk.models import StaffUser, Ticket, TicketHistory
+from helpdesk.services import Actor, TicketsService
 from tests.support import concurrency_worker
+from tests.support.app import ApiClient, make_app
+from tests.support.mail import SUPPORT, message
 from tests.support.processes import run_processes
+from tests.support.waiting import wait_until
 
 # backend: (threads per process, tickets per thread, least channel switches).
 # SQLite's busy handler is not fair (a process that just released the write lock
@@ -41,3 +63,269 @@ def test_numbers_are_gap_free_across_processes_and_threads(app, backend, databas
     channels = [channel for _, channel in rows]
     switches = sum(1 for a, b in zip(channels, channels[1:], strict=False) if a != b)
     assert switches >= least_switches, f"the two processes did not interleave ({switches} switches)"
+
+
+# -- two changes to one ticket at the same moment -------------------------------
+#
+# Each scenario forces the race on every run: both workers load the ticket, the first
+# changes it and holds its transaction open until the second is seen waiting for a
+# row lock (pg_stat_activity), then commits. The second must then validate against
+# the first one's result (docs/lifecycle.md, "Concurrent changes"). On SQLite a
+# transaction holds the write lock from its first read (helpdesk.database), so the
+# second worker could not even load the ticket: the race cannot happen there.
+
+on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+WAIT = 30  # seconds; a ceiling for a broken run, never reached by a working one
+
+
+class Interleaving:
+    """The order two worker threads are held to: both load, the first changes the
+    ticket and waits, the second goes on until it waits for the first one's row lock,
+    and only then does the first commit."""
+
+    def __init__(self) -> None:
+        self.loaded = threading.Barrier(2, timeout=WAIT)
+        self.first_changed = threading.Event()
+        self.release = threading.Event()
+        self.results: dict[str, object] = {}
+
+    def after_load(self, role: str) -> None:
+        self.loaded.wait()
+        if role == "second":
+            assert self.first_changed.wait(WAIT), "the first change never happened"
+
+    def after_first_change(self) -> None:
+        self.first_changed.set()
+        assert self.release.wait(WAIT), "the second worker was never seen waiting"
+
+    def run(self, first: Callable[[], object], second: Callable[[], object]) -> dict[str, object]:
+        """Run both workers and return what each returned (or raised)."""
+
+        def work(role: str, job: Callable[[], object]) -> None:
+            try:
+                self.results[role] = job()
+            except Exception as exc:  # reported to the test below, never swallowed
+                self.results[role] = exc
+
+        threads = [
+            threading.Thread(target=work, args=(role, job), name=role)
+            for role, job in (("first", first), ("second", second))
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            assert self.first_changed.wait(WAIT), f"the first change never happened: {self.results}"
+            wait_until(
+                _someone_waits_for_a_lock,
+                timeout=WAIT,
+                between=db.session.rollback,
+                what=lambda: f"the second worker waiting for the ticket's row lock ({self.results})",
+            )
+        finally:
+            self.release.set()
+            for thread in threads:
+                thread.join(WAIT)
+        assert not any(thread.is_alive() for thread in threads), "a worker never finished"
+        return self.results
+
+
+def _someone_waits_for_a_lock() -> bool:
+    waiting = db.session.execute(
+        text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+    ).scalar_one()
+    return bool(waiting)
+
+
+Change = Callable[[str], str]
+
+
+def _customer_reply(status: str) -> str:
+    return lifecycle.ON_CUSTOMER_REPLY.get(status, status)
+
+
+def _staff_move(target: str) -> Change:
+    """A staff member's move: refused (nothing changes) when the table forbids it."""
+    return lambda status: target if lifecycle.can_move(status, target) else status
+
+
+def _legal_finals(start: str, *changes: Change) -> set[str]:
+    """Every status the table allows after applying `changes` to `start` in some order."""
+    finals = set()
+    for order in itertools.permutations(changes):
+        status = start
+        for change in order:
+            status = change(status)
+        finals.add(status)
+    return finals
+
+
+def _assert_consistent(number: int, legal: set[str]) -> Ticket:
+    """The stored ticket ended in a legal status, its history is one chain of moves
+    the table allows ending there, and `resolved_at` agrees with the status."""
+    db.session.rollback()
+    ticket = db.session.execute(
+        select(Ticket).where(Ticket.number == number).execution_options(populate_existing=True)
+    ).scalar_one()
+    assert ticket.status in legal, f"final status {ticket.status}, legal: {sorted(legal)}"
+    moves = db.session.execute(
+        select(TicketHistory.old_value, TicketHistory.new_value)
+        .where(TicketHistory.ticket_id == ticket.id, TicketHistory.field == "status")
+        .order_by(TicketHistory.id)
+    ).all()
+    assert moves[0] == (None, "new")
+    for (_, before), (old, new) in itertools.pairwise(moves):
+        assert old == before, f"a move out of {old} after the ticket went to {before}: {moves}"
+        assert lifecycle.can_move(old, new), f"{old} -> {new} is not in the table: {moves}"
+    assert moves[-1][1] == ticket.status
+    assert (ticket.resolved_at is not None) == (ticket.status in ("resolved", "closed")), (
+        f"{ticket.status} with resolved_at {ticket.resolved_at}"
+    )
+    return ticket
+
+
+def _pending_ticket(agent: StaffUser) -> int:
+    """A committed ticket of ann@example.com's, waiting for her (pending_customer)."""
+    service = TicketsService.from_config(db.session, current_app.config)
+    actor = Actor.staff(agent)
+    ticket = service.open_ticket(
+        subject="Router keeps rebooting",
+        description="Every hour or so.",
+        requester_email="ann@example.com",
+        channel="api",
+        actor=actor,
+    )
+    db.session.commit()
+    for target in ("open", "in_progress", "pending_customer"):
+        service.change_status(service.get(ticket.number), target, actor=actor)
+        db.session.commit()
+    assert ticket.number is not None
+    return ticket.number
+
+
+@on_postgresql
+@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
+def test_mail_reply_racing_a_resolution_reopens_the_resolved_ticket(
+    app, agent, database_url, route, request, monkeypatch
+):
+    """The reviewer's race: an agent resolves a ticket waiting for the customer while
+    her mail reply, which loaded the ticket before, is being taken in. The reply must
+    see `resolved` and reopen it, not move a `pending_customer` that is gone."""
+    number = _pending_ticket(agent)
+    url = database_url
+    if route == "pgbouncer":
+        url = request.getfixturevalue("pgbouncer").url(make_url(database_url).database)
+    workers = make_app(url)
+    order = Interleaving()
+    find_ticket = matching.find_ticket
+
+    def find_then_wait(*args: object, **kwargs: object) -> object:
+        found = find_ticket(*args, **kwargs)  # type: ignore[arg-type]
+        order.after_load("second")
+        return found
+
+    monkeypatch.setattr(matching, "find_ticket", find_then_wait)
+
+    def agent_resolves() -> str:
+        with workers.app_context():
+            service = TicketsService.from_config(db.session, workers.config)
+            ticket = service.get(number)
+            order.after_load("first")
+            staff = db.session.get(StaffUser, agent.id)
+            assert staff is not None
+            service.change_status(ticket, "resolved", actor=Actor.staff(staff), reason="fixed the firmware")
+            order.after_first_change()
+            status = ticket.status  # read before the commit expires it
+            db.session.commit()
+            return status
+
+    def customer_replies() -> Outcome:
+        with workers.app_context():
+            mail = message(subject=f"Re: [TKT-{number:06d}] Router keeps rebooting", body="Still rebooting.")
+            return ingest(
+                mail.as_bytes(), Envelope("ann@example.com", (SUPPORT,), "smtp"), workers.config
+            ).outcome
+
+    try:
+        results = order.run(agent_resolves, customer_replies)
+    finally:
+        with workers.app_context():
+            db.engine.dispose()
+    assert results == {"first": "resolved", "second": Outcome.APPENDED}
+
+    ticket = _assert_consistent(
+        number, _legal_finals("pending_customer", _staff_move("resolved"), _customer_reply)
+    )
+    assert ticket.status == "reopened"  # the reply came after the resolution's commit
+
+
+@on_postgresql
+def test_two_status_changes_through_the_api_the_second_sees_the_first(app, agent, api, monkeypatch):
+    """Two agents move one `pending_customer` ticket at once, one to `resolved`, one
+    (a moment later) to `in_progress`. The later one must be judged against
+    `resolved` and refused with 409, as if the two had clicked one after the other."""
+    number = _pending_ticket(agent)
+    order = Interleaving()
+    get, change_status = TicketsService.get, TicketsService.change_status
+
+    def get_then_wait(self: TicketsService, *args: Any, **kwargs: Any) -> Ticket:
+        ticket = get(self, *args, **kwargs)
+        order.after_load(threading.current_thread().name)
+        return ticket
+
+    def change_then_wait(self: TicketsService, *args: Any, **kwargs: Any) -> Ticket:
+        ticket = change_status(self, *args, **kwargs)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+        return ticket
+
+    monkeypatch.setattr(TicketsService, "get", get_then_wait)
+    monkeypatch.setattr(TicketsService, "change_status", change_then_wait)
+
+    def move_to(target: str) -> Callable[[], object]:
+        def request() -> object:
+            client = ApiClient(app.test_client(), api.token)
+            response = client.post(f"/tickets/{number}/status", {"status": target})
+            return response.status_code, response.get_json()
+
+        return request
+
+    results = order.run(move_to("resolved"), move_to("in_progress"))
+    monkeypatch.undo()
+
+    assert results["first"][0] == 200, results  # type: ignore[index]
+    status, body = results["second"]  # type: ignore[misc]
+    assert status == 409, results
+    assert "resolved" in str(body)
+    _assert_consistent(
+        number, _legal_finals("pending_customer", _staff_move("resolved"), _staff_move("in_progress"))
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_on_sqlite_a_second_worker_cannot_even_read_a_ticket_being_changed(app, agent, database_url):
+    """Why SQLite needs no row lock: a transaction holds the write lock from its first
+    statement (`BEGIN IMMEDIATE`), so a second worker waits before it has read the
+    ticket at all (here past a short busy timeout, so it fails instead of waiting)."""
+    number = _pending_ticket(agent)
+    TicketsService.from_config(db.session, app.config).get(number)  # the first worker's read
+    impatient = make_app(database_url, SQLITE_BUSY_TIMEOUT_MS=200)
+    outcome: list[BaseException | Ticket] = []
+
+    def second_reads() -> None:
+        with impatient.app_context():
+            try:
+                outcome.append(TicketsService.from_config(db.session, impatient.config).get(number))
+            except OperationalError as exc:
+                outcome.append(exc)
+            db.session.remove()
+            db.engine.dispose()
+
+    worker = threading.Thread(target=second_reads)
+    worker.start()
+    worker.join(WAIT)
+    db.session.rollback()
+    assert len(outcome) == 1 and isinstance(outcome[0], OperationalError), outcome
+    assert "database is locked" in str(outcome[0])

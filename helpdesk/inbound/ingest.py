@@ -48,7 +48,7 @@ from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.return_paths import ReturnPaths
 from helpdesk.services import Actor, TicketsService, contacts, customer_limits, notifications
-from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT
+from helpdesk.services.tickets import MAX_MERGE_CHAIN, MAX_NAME, MAX_SUBJECT, lock_for_change, survivor
 
 log = logging.getLogger("helpdesk.inbound.ingest")
 
@@ -533,6 +533,7 @@ def _decide(
     )
     organization_id = known.organization_id
     if match is not None:
+        match = replace(match, ticket=_locked(session, match.ticket))
         ticket = match.ticket
         number = display_number(ticket.number, config)
         if trusted and authorization.may_reply(session, ticket, sender, known):
@@ -565,6 +566,19 @@ def _decide(
         )
     why = "unknown sender" if trusted else "From not authenticated"
     return _unknown_sender(config, f"{why}: {sender}", None, customer)
+
+
+def _locked(session: Session, ticket: Ticket) -> Ticket:
+    """The matched ticket locked for change until the mail's commit, as it is now
+    (docs/lifecycle.md, "Concurrent changes"): a resolution, a cancellation or a
+    merge committed since the match is seen before anything is judged by the
+    ticket's status or people. Merged meanwhile, its survivor is taken (and locked)."""
+    for _ in range(MAX_MERGE_CHAIN):
+        lock_for_change(session, ticket)
+        if ticket.merged_into_id is None:
+            break
+        ticket = survivor(session, ticket)
+    return ticket
 
 
 def _staff_mail(

@@ -25,6 +25,7 @@ from helpdesk.errors import Conflict, ValidationError
 from helpdesk.inputs import unstorable
 from helpdesk.languages import N_
 from helpdesk.models import SatisfactionRating, StaffUser, Ticket
+from helpdesk.services.tickets import lock_for_change
 
 RATINGS = (1, 2, 3, 4, 5)
 MAX_COMMENT = 2000
@@ -71,8 +72,9 @@ def rate(session: Session, ticket: Ticket, rating: object, comment: object, via:
     if via not in v.RATING_CHANNELS:
         raise ValueError(f"unknown rating channel {via!r}")
     # Two clicks at once on PostgreSQL: the second waits here and then changes the
-    # first one's row instead of failing on the unique ticket id.
-    session.execute(select(Ticket.id).where(Ticket.id == ticket.id).with_for_update())
+    # first one's row instead of failing on the unique ticket id. The ticket is
+    # reloaded too, so a reopening or closing committed meanwhile is judged here.
+    lock_for_change(session, ticket)
     existing = rating_of(session, ticket)
     if not may_rate(ticket, existing):
         if ticket.status == "closed" and existing is not None:

@@ -5,6 +5,10 @@ the transition table, history rows, customer-reply moves — hold everywhere. It
 flushes but never commits: the caller's transaction decides. `open_ticket` takes
 the ticket's number, which locks the counter until commit, so the caller should
 commit right after it (see `helpdesk.numbering`).
+
+Every change to an existing ticket first locks its row and reloads it
+(`lock_for_change`), so two changes at once run one after the other and the second
+is judged against the first one's result (docs/lifecycle.md, "Concurrent changes").
 """
 
 from __future__ import annotations
@@ -304,6 +308,7 @@ class TicketsService:
             raise ValidationError({"body": "must be text"})
         if internal and actor.is_customer:
             raise ValidationError({"internal": "customers cannot write internal notes"})
+        lock_for_change(self.session, ticket)
         if ticket.status == "cancelled" and not internal:
             raise ValidationError({"status": "the ticket is cancelled; only notes can be added"})
         created = now()
@@ -362,6 +367,7 @@ class TicketsService:
         problem = _reason_problem(reason)
         if problem:
             raise ValidationError({"reason": problem})
+        lock_for_change(self.session, ticket)
         self._refuse_merged(ticket)
         if not lifecycle.can_move(ticket.status, target):
             raise InvalidTransition(ticket.status, target, lifecycle.allowed_targets(ticket.status))
@@ -376,6 +382,9 @@ class TicketsService:
     def mark_viewed(self, ticket: Ticket, *, actor: Actor) -> bool:
         """An agent opening a `new` ticket moves it to `open` (automated, docs/lifecycle.md)."""
         if ticket.status != "new" or not actor.is_staff:
+            return False  # every view of a ticket but its first takes no lock
+        lock_for_change(self.session, ticket)
+        if ticket.status != "new":  # another agent opened it a moment ago
             return False
         self._move(ticket, "open", actor, "opened by an agent", automated=True)
         self.session.flush()
@@ -418,6 +427,7 @@ class TicketsService:
                 service[name] = read(value, errors)
         if errors:
             raise ValidationError(errors)
+        lock_for_change(self.session, ticket)
         if ticket_type is not None and ticket_type != ticket.ticket_type:
             history.record(self.session, ticket.id, "ticket_type", ticket.ticket_type, ticket_type, actor)
             ticket.ticket_type = ticket_type
@@ -478,6 +488,7 @@ class TicketsService:
         if errors:
             raise ValidationError(errors)
         level, reason = str(level), str(reason).strip()
+        lock_for_change(self.session, ticket)
         self._refuse_merged(ticket)
         number = self.display_number(ticket)
         if ticket.status in UNESCALATED_STATUSES:
@@ -520,7 +531,10 @@ class TicketsService:
             raise ValidationError({"reason": problem})
         assert isinstance(reason, str)
         named = target
+        lock_for_change(self.session, source, target)
         target = survivor(self.session, target)
+        if target.id != named.id:  # merged meanwhile: its survivor is changed too
+            lock_for_change(self.session, source, target)
         mode = self.visibility_mode
         if target.id != named.id and not visibility.may_see(self.session, actor, mode, target.id):
             # The survivor of a ticket the actor sees may be one they may not: it does
@@ -575,6 +589,7 @@ class TicketsService:
         requester (their contact's). The ticket's history records the change."""
         if not isinstance(language, str) or language not in LANGUAGES:
             raise ValidationError({"language": f"must be one of {', '.join(LANGUAGES)}"})
+        lock_for_change(self.session, ticket)
         requester = ticket.requester
         if language == ticket.language and language == requester.language:
             return ticket
@@ -701,6 +716,33 @@ class TicketsService:
         if ticket.assignee_id is None:
             set_committed_value(ticket, "assignee", None)
         return ticket
+
+
+def lock_for_change(session: Session, *tickets: Ticket) -> None:
+    """Lock the tickets' rows until the transaction ends and reload them, in id order.
+
+    Every read-validate-write of a ticket starts here: a change made meanwhile by
+    another worker is waited for and then seen (`populate_existing` overwrites the
+    session's copy), so the checks that follow (the transition table, merged,
+    cancelled) judge the ticket as it is, and the UPDATE overwrites nothing unseen.
+    PostgreSQL: `FOR NO KEY UPDATE` (what an UPDATE takes anyway), which does not stop
+    other transactions from inserting rows that point at the ticket, such as
+    messages, history or a new ticket linked to it while the number counter is
+    locked. SQLite renders no lock: a transaction holds the database's write lock
+    from its first statement (`helpdesk.database`). Locking a ticket again in the same
+    transaction costs one query and waits for nothing.
+    """
+    _lock(session, Ticket.id.in_(sorted({ticket.id for ticket in tickets})))
+
+
+def _lock(session: Session, condition: Any) -> None:
+    session.execute(
+        select(Ticket)
+        .where(condition)
+        .order_by(Ticket.id)
+        .with_for_update(of=Ticket, key_share=True)
+        .execution_options(populate_existing=True)
+    ).unique().scalars().all()
 
 
 def _reason_problem(reason: object, *, required: bool = False) -> str | None:
