@@ -26,7 +26,7 @@ from helpdesk.extensions import db
 from helpdesk.inbound import matching
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.models import StaffUser, Ticket, TicketHistory
-from helpdesk.services import Actor, TicketsService
+from helpdesk.services import Actor, TicketsService, bulk
 from tests.support import concurrency_worker
 from tests.support.app import ApiClient, make_app
 from tests.support.mail import SUPPORT, message
@@ -329,3 +329,66 @@ def test_on_sqlite_a_second_worker_cannot_even_read_a_ticket_being_changed(app, 
     db.session.rollback()
     assert len(outcome) == 1 and isinstance(outcome[0], OperationalError), outcome
     assert "database is locked" in str(outcome[0])
+
+
+@on_postgresql
+def test_two_bulk_actions_naming_tickets_in_opposite_orders_both_finish(app, agent, monkeypatch):
+    """Agent A assigns TKT-1 and TKT-2, agent B the same two named the other way
+    round, at once. Changed in the order named, each would hold the ticket the other
+    waits for, and PostgreSQL would abort one of them as a deadlock; locked up front
+    in id order, B waits for A and then both are done."""
+    numbers = [_pending_ticket(agent), _pending_ticket(agent)]
+    changed: dict[str, threading.Event] = {"a": threading.Event(), "b": threading.Event()}
+    go = threading.Event()
+    update = TicketsService.update
+
+    def update_then_wait(self: TicketsService, *args: Any, **kwargs: Any) -> Ticket:
+        ticket = update(self, *args, **kwargs)
+        role = threading.current_thread().name
+        if not changed[role].is_set():  # after each one's first ticket
+            changed[role].set()
+            assert go.wait(WAIT), "never let go"
+        return ticket
+
+    monkeypatch.setattr(TicketsService, "update", update_then_wait)
+    results: dict[str, object] = {}
+
+    def assign(role: str, order: list[int]) -> None:
+        with app.app_context():
+            try:
+                service = TicketsService.from_config(db.session, app.config)
+                staff = db.session.get(StaffUser, agent.id)
+                assert staff is not None
+                done = bulk.apply(
+                    db.session, service, order, "assign", Actor.staff(staff), assignee_id=agent.id
+                )
+                db.session.commit()
+                results[role] = done.done
+            except Exception as exc:  # a deadlock, reported below
+                results[role] = exc
+
+    threads = [
+        threading.Thread(target=assign, args=("a", numbers), name="a"),
+        threading.Thread(target=assign, args=("b", numbers[::-1]), name="b"),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        # Both hold their first ticket (the deadlock to come), or one waits for the other.
+        wait_until(
+            lambda: (
+                all(event.is_set() for event in changed.values())
+                or (any(event.is_set() for event in changed.values()) and _someone_waits_for_a_lock())
+            ),
+            timeout=WAIT,
+            between=db.session.rollback,
+            what=lambda: f"both bulk actions under way ({results})",
+        )
+    finally:
+        go.set()
+        for thread in threads:
+            thread.join(WAIT)
+    monkeypatch.undo()
+
+    names = [f"TKT-{number:06d}" for number in numbers]
+    assert results == {"a": names, "b": names[::-1]}

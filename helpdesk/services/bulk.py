@@ -84,7 +84,12 @@ def apply(
             return tags.add_to(session, [ticket], tag_names, actor)
 
     result = BulkResult()
-    for number in dict.fromkeys(str(n)[:64] for n in numbers):
+    named = list(dict.fromkeys(str(n)[:64] for n in numbers))
+    # All of them locked first, in id order (each change would lock its ticket in the
+    # order named: two bulk actions naming the same tickets in another order would
+    # each hold one the other waits for). The locks outlast the savepoints below.
+    service.lock_numbers(named)
+    for number in named:
         try:
             with session.begin_nested():
                 ticket = service.get(number, viewer=actor)

@@ -11,7 +11,9 @@ runs them every `LIFECYCLE_JOBS_INTERVAL` (`mailgateway.periodic`), cron may run
 - Beyond the lock, every change is guarded by the row's own state, so even two
   runs that overlapped could not mark a breach twice or close a ticket twice:
   the SLA check marks with `UPDATE … WHERE <flag> IS NULL … RETURNING`, and
-  auto-close re-selects `resolved` tickets `FOR UPDATE`.
+  auto-close re-selects `resolved` tickets `FOR NO KEY UPDATE` (skipping any
+  another change holds: a customer's reply being taken in may reopen it), as
+  every change of a ticket locks it (`tickets.lock_for_change`).
 
 The caller owns the transaction (flush, never commit), as with every service.
 """
@@ -141,7 +143,7 @@ def auto_close(session: Session, config: Any) -> AutoCloseResult:
                 ),
             )
             .order_by(Ticket.id)
-            .with_for_update(of=Ticket, skip_locked=True)
+            .with_for_update(of=Ticket, key_share=True, skip_locked=True)
         )
         .unique()
         .scalars()

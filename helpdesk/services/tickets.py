@@ -129,6 +129,20 @@ class TicketsService:
             raise NotFound(f"No ticket {number_text}.")
         return ticket
 
+    def lock_numbers(self, numbers: Iterable[object]) -> None:
+        """Lock the tickets named (as `get` reads numbers; others are ignored) for
+        change, in id order: a caller about to change several tickets takes them all
+        first, so two such callers cannot each hold one the other waits for."""
+        wanted = {
+            number
+            for number in (
+                n if isinstance(n, int) else numbering.parse_number(str(n), self.prefix) for n in numbers
+            )
+            if number is not None and number > 0
+        }
+        if wanted:
+            _lock(self.session, Ticket.number.in_(wanted))
+
     # -- creation ------------------------------------------------------------
 
     def open_ticket(
