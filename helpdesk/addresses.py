@@ -78,6 +78,16 @@ def on_the_wire(address: str) -> str | None:
         return None
 
 
+def mailbox(address: str) -> str:
+    """The mailbox `address` reaches, as one key for counting mail to it: the
+    detail dropped, lower-case, the domain in the form the relay sees
+    (`Robot+t7@ｃｏｒｐ.example` → `robot@corp.example`). A bot answering from a
+    new plus-address or spelling every time is still one recipient for the rate
+    limit (docs/outbound-mail.md)."""
+    bare = without_detail(address)
+    return on_the_wire(bare) or bare
+
+
 def needs_smtputf8(address: str) -> bool:
     """A mailbox name beyond ASCII (`josé@…`) travels only as RFC 6531 mail."""
     return not address.rpartition("@")[0].isascii()

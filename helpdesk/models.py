@@ -455,13 +455,16 @@ class OutboxMessage(Model):
         _one_of("state", v.OUTBOX_STATES, "state"),
         _one_of("kind", v.NOTIFICATION_KINDS, "kind"),
         Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
-        Index("ix_outbox_to_address_claimed_at", "to_address", "claimed_at"),
+        Index("ix_outbox_to_mailbox_claimed_at", "to_mailbox", "claimed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"), index=True)
     kind: Mapped[str] = mapped_column(String(30))
     to_address: Mapped[str] = mapped_column(String(320))
+    # The mailbox `to_address` reaches (`addresses.mailbox`), written at each claim:
+    # the per-recipient limit counts by it, so plus-addresses and spellings are one.
+    to_mailbox: Mapped[Optional[str]] = mapped_column(String(320))
     # The other recipients of the same notification, shown in the Cc header only:
     # each recipient gets its own copy with its own signed Message-ID.
     cc_addresses: Mapped[str] = mapped_column(Text, default="")

@@ -33,7 +33,9 @@ reserved `.invalid` domain (customers known by phone only), addresses
 addresses, addresses a bounce marked undeliverable; and, for automatic mail
 (acknowledgments, status notices) on its first claim, at most
 `OUTBOUND_MAX_AUTO_PER_RECIPIENT` per address and `OUTBOUND_MAX_AUTO_PER_TICKET`
-per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresaw.
+per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresaw;
+an address is counted by the mailbox it reaches (`addresses.mailbox`: no
+detail, lower-case, the domain's IDNA form), so plus-addresses are one.
 Several senders count each other's committed claims only, so under concurrency
 a limit can be passed by a batch at most.
 """
@@ -229,6 +231,7 @@ class Sender(Loop):
         # then written in one UPDATE at the next row's first query or the commit.
         refusal = self.refusal(session, row, moment, first_claim, undeliverable)
         row.state, row.claimed_at, row.attempts = "sending", moment, row.attempts + 1
+        row.to_mailbox = addresses.mailbox(row.to_address)  # what the limit per recipient counts
         if refusal:
             row.state, row.last_error = "skipped", refusal
             log.info("outbox #%s %s to %s: skipped (%s)", row.id, row.kind, row.to_address, refusal)
@@ -288,7 +291,9 @@ class Sender(Loop):
         return None
 
     def _rate_limited(self, session: Session, row: OutboxMessage, moment: datetime) -> str | None:
-        to_address = OutboxMessage.to_address == row.to_address
+        """Over a limit on automatic mail? The recipient is counted by mailbox
+        (`addresses.mailbox`): a bot answering from `robot+t1@`, `robot+t2@`… is one."""
+        to_address = OutboxMessage.to_mailbox == addresses.mailbox(row.to_address)
         on_ticket = OutboxMessage.ticket_id == row.ticket_id
         to_recipient, for_ticket = session.execute(
             select(func.count().filter(to_address), func.count().filter(on_ticket)).where(

@@ -915,6 +915,36 @@ def test_automatic_mail_is_rate_limited_per_recipient(app, service, agent_actor,
     assert "rate limit: 3 automatic mails to this address within 1 hour" in outbox()[3].last_error
 
 
+def test_an_auto_responder_writing_from_plus_addresses_is_rate_limited_per_mailbox(
+    app, gateway, senders, sink
+):
+    """A bot on an authorized domain answers each of our mails from a fresh
+    `robot+t<N>@corp.example` with a fresh subject and no RFC 3834 headers: each
+    answer opens a ticket. The limit counted the exact address, so 60 rounds got 60
+    acknowledgments; it counts the mailbox, and the ping-pong stops at the limit."""
+    gateway.send(message(sender="robot@corp.example", subject="Hello"))
+    for round_ in range(10):
+        sent = len(sink.received)
+        if len(deliver(app, sink, OUTBOUND_MAX_AUTO_PER_RECIPIENT=3)) == sent:
+            break
+        gateway.send(message(sender=f"robot+t{round_}@corp.example", subject=f"Thank you #{round_}"))
+    assert len(sink.received) == 3
+    assert [row.state for row in outbox()] == ["sent", "sent", "sent", "skipped"]
+    assert "rate limit: 3 automatic mails to this address" in outbox()[3].last_error
+
+
+def test_the_rate_limit_counts_the_mailbox_whatever_its_case_or_domain_form(app, service, agent_actor, sink):
+    """Detail, case and a domain written in fullwidth letters (IDNA maps it to
+    `corp.example` on the wire) all name one mailbox."""
+    for n, address in enumerate(
+        ["robot+a@corp.example", "ROBOT+b@Corp.Example", "robot@\uff43\uff4f\uff52\uff50.example"]
+    ):
+        open_ticket(service, agent_actor, requester_email=address, subject=f"Request {n}")
+    deliver(app, sink, OUTBOUND_MAX_AUTO_PER_RECIPIENT=2)
+    assert [row.state for row in outbox()] == ["sent", "sent", "skipped"]
+    assert [item.rcpt_tos for item in sink.received] == [["robot+a@corp.example"], ["robot+b@corp.example"]]
+
+
 def test_automatic_mail_is_rate_limited_per_ticket_but_replies_are_not(app, service, agent_actor, sink):
     ticket = open_ticket(service, agent_actor)
     service.change_status(ticket, "open", actor=agent_actor)
