@@ -36,8 +36,10 @@ addresses, addresses a bounce marked undeliverable; and, for automatic mail
 per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresaw;
 an address is counted by the mailbox it reaches (`addresses.mailbox`: no
 detail, lower-case, the domain's IDNA form), so plus-addresses are one.
-Several senders count each other's committed claims only, so under concurrency
-a limit can be passed by a batch at most.
+A row that passed counts until it is sent or given up, retries included (a row
+waiting for one is `pending` again, rendered). Several senders count each
+other's committed claims only, so under concurrency a limit can be passed by a
+batch at most.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ from mailgateway.serverurl import InvalidServerUrl, Schemes, ServerUrl, parse_se
 log = logging.getLogger("mailgateway.outbound")
 
 _SCHEMES = Schemes("OUTBOUND_SMTP_URL", "smtp", "smtps", 25, 465, credentials_required=False)
-_COUNTED_STATES = ("sending", "sent", "bounced")
+# What the rate limits count: rows that passed the check at their first claim (and
+# were rendered then) and are not given up — a row waiting for a retry is `pending`
+# again, and still a mail on its way.
+_COUNTED_STATES = ("pending", "sending", "sent", "bounced")
 _MAX_BACKOFF_DOUBLINGS = 30
 # Replies about our session with the relay, not a mail (RFC 4954 §6, RFC 3207):
 # authentication required (530), too weak (534), refused (535), needs TLS (538).
@@ -299,6 +304,7 @@ class Sender(Loop):
             select(func.count().filter(to_address), func.count().filter(on_ticket)).where(
                 OutboxMessage.kind.in_(AUTOMATIC_KINDS),
                 OutboxMessage.state.in_(_COUNTED_STATES),
+                OutboxMessage.message_id.is_not(None),
                 OutboxMessage.claimed_at >= moment - self.rate_window,
                 OutboxMessage.id != row.id,
                 or_(to_address, on_ticket),

@@ -945,6 +945,43 @@ def test_the_rate_limit_counts_the_mailbox_whatever_its_case_or_domain_form(app,
     assert [item.rcpt_tos for item in sink.received] == [["robot+a@corp.example"], ["robot+b@corp.example"]]
 
 
+def test_rate_limits_hold_when_rows_wait_for_a_retry(app, service, agent_actor, sink):
+    """The limits counted rows sending, sent or bounced only: with the relay down,
+    every row passed its first claim (the earlier ones were `pending` again, waiting
+    for a retry), so 10 acknowledgments to one address went within the hour with a
+    limit of 3. A row that passed the check counts until it is sent or given up."""
+    for n in range(10):
+        open_ticket(service, agent_actor, subject=f"Request {n}")
+    sink.stop()
+    clock = Clock()
+    sender = make_sender(app, sink, clock, OUTBOUND_MAX_AUTO_PER_RECIPIENT=3, OUTBOUND_BATCH_SIZE=2)
+    while run(sender):
+        pass
+    sink.start()
+    for _ in range(20):
+        clock.advance(minutes=2)
+        run(sender)
+    assert len(sink.received) == 3
+    assert [row.state for row in outbox()] == ["sent"] * 3 + ["skipped"] * 7
+
+
+def test_the_limit_per_ticket_holds_when_rows_wait_for_a_retry(app, service, agent_actor, sink):
+    ticket = open_ticket(service, agent_actor)
+    for status in ("open", "in_progress", "pending_customer", "in_progress"):
+        service.change_status(ticket, status, actor=agent_actor)
+    db.session.commit()
+    sink.stop()
+    clock = Clock()
+    sender = make_sender(app, sink, clock, OUTBOUND_MAX_AUTO_PER_TICKET=2, OUTBOUND_BATCH_SIZE=1)
+    while run(sender):
+        pass
+    sink.start()
+    for _ in range(10):
+        clock.advance(minutes=2)
+        run(sender)
+    assert [row.state for row in outbox()] == ["sent", "sent", "skipped", "skipped", "skipped"]
+
+
 def test_automatic_mail_is_rate_limited_per_ticket_but_replies_are_not(app, service, agent_actor, sink):
     ticket = open_ticket(service, agent_actor)
     service.change_status(ticket, "open", actor=agent_actor)
