@@ -16,9 +16,10 @@ nothing is due.
   only while the claim is still ours: `250` → `sent`; a `5xx` → `failed` for
   good (the reply is kept in `last_error`; `flask outbox retry ID` requeues);
   a `4xx`, no connection or a `5xx` about our session rather than the mail
-  (`_SETUP_CODES`, a refused `MAIL FROM`) → `pending` again after a backoff that doubles from
-  `OUTBOUND_RETRY_FIRST` up to `OUTBOUND_RETRY_MAX`, until the row is older
-  than `OUTBOUND_GIVE_UP_AFTER` → `failed`.
+  (`_SETUP_CODES`, a refused `MAIL FROM`, a refused EHLO/HELO) → `pending`
+  again after a backoff that doubles from `OUTBOUND_RETRY_FIRST` up to
+  `OUTBOUND_RETRY_MAX`, until the row is older than `OUTBOUND_GIVE_UP_AFTER` →
+  `failed`.
 
 At-least-once: a crash (or a lost database) between the server's `250` and the
 mark leaves that one row `sending`; when its lease runs out it is sent again, with
@@ -377,6 +378,11 @@ class Sender(Loop):
                 connection.starttls(context=ssl.create_default_context())
             if server.username is not None:
                 connection.login(server.username, server.password or "")
+            # Greet now, not lazily inside `sendmail`: there a refused EHLO and HELO
+            # (SMTPHeloError, a 5xx about our session) read as a refusal of the mail,
+            # and every row of the batch failed for good; here it is a failed
+            # connection, and the rows wait for the relay to take us.
+            connection.ehlo_or_helo_if_needed()
         except BaseException:
             _close(connection)
             raise

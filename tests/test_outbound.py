@@ -1237,6 +1237,29 @@ def test_relay_refusing_login_or_certificate_is_retried_not_failed(
     assert tls_relay.received == []
 
 
+def test_relay_refusing_our_helo_is_retried_not_failed(app, service, sink):
+    """A relay that refuses our EHLO and HELO (`550 5.7.1 Helo command rejected:
+    Host not found`) refuses our session, not a mail. smtplib greets lazily inside
+    `sendmail`, and its SMTPHeloError was taken for a 5xx about the mail: every row
+    of the batch failed for good. They wait for the relay to be fixed."""
+    for n in range(3):
+        open_ticket(service, requester_email=f"c{n}@example.com")
+    sink.helo_reply = "550 5.7.1 <helpdesk.helpdesk.test>: Helo command rejected: Host not found"
+    clock = Clock()
+    sender = make_sender(app, sink, clock)
+    for _ in range(5):
+        run(sender)
+        clock.advance(minutes=10)
+    rows = outbox()
+    assert {row.state for row in rows} == {"pending"}
+    assert all("Helo command rejected" in row.last_error for row in rows)
+    sink.helo_reply = None
+    clock.advance(hours=1)
+    run(sender)
+    assert {row.state for row in outbox()} == {"sent"}
+    assert len(sink.received) == 3
+
+
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_relay_demanding_a_login_the_url_does_not_give_is_retried_not_failed(app, service):
     """A relay that wants AUTH (OUTBOUND_SMTP_URL without user:password@) answers 530

@@ -1,7 +1,7 @@
 """A real SMTP server (aiosmtpd) standing in for the outbound relay (RECIPES.md).
 
-It collects every mail the helpdesk sends; it can refuse recipients or data with
-a given reply, be stopped (the relay is down) and started again on the same
+It collects every mail the helpdesk sends; it can refuse our EHLO/HELO,
+recipients or data with a given reply, be stopped (the relay is down) and started again on the same
 port, and speak TLS or require AUTH.
 """
 
@@ -38,6 +38,20 @@ class _Handler:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        if self.sink.helo_reply:
+            return [self.sink.helo_reply]
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str) -> str:
+        if self.sink.helo_reply:
+            return self.sink.helo_reply
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
@@ -70,6 +84,7 @@ class Sink:
         self.received: list[Received] = []
         self.refuse_rcpt: dict[str, str] = {}  # address -> reply, e.g. "550 5.1.1 ..."
         self.data_reply: str | None = None  # e.g. "554 5.6.0 ..." for every DATA
+        self.helo_reply: str | None = None  # e.g. "550 5.7.1 ..." for every EHLO and HELO
         self.lock = threading.Lock()
         self.controller: Controller | None = None
 
