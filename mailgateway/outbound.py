@@ -124,7 +124,10 @@ class Sender(Loop):
         self.clock = clock
         self.server = parse_outbound_url(config["OUTBOUND_SMTP_URL"])
         self.composer = Composer(config)
-        self.own_addresses = [*config["SUPPORT_ADDRESSES"], self.composer.envelope_from.lower()]
+        # Compared as the relay sees them (`addresses.on_the_wire`), like the recipient.
+        self.own_addresses = [
+            _wire(own) for own in (*config["SUPPORT_ADDRESSES"], self.composer.envelope_from.lower())
+        ]
         self.batch_size = int(config["OUTBOUND_BATCH_SIZE"])
         self.timeout = float(config["OUTBOUND_TIMEOUT_SECONDS"])
         self.lease = config["OUTBOUND_LEASE"]
@@ -188,7 +191,11 @@ class Sender(Loop):
             outgoing = [
                 item
                 for row in rows
-                if (item := self._prepare(session, row, moment, tickets, undeliverable.get(row.to_address)))
+                if (
+                    item := self._prepare(
+                        session, row, moment, tickets, undeliverable.get(_wire(row.to_address))
+                    )
+                )
             ]
             session.commit()
         except BaseException:
@@ -204,7 +211,9 @@ class Sender(Loop):
         """What every row of a batch needs, read once for the batch: the tickets with
         requester and CC participants (held here: the session's identity map keeps
         only objects someone refers to, and rendering looks them up), and since when
-        each bounced recipient is undeliverable (the claim changes neither)."""
+        each bounced recipient is undeliverable (the claim changes neither), by the
+        address as the relay sees it: a bounce names `ana@xn--bcher-kva.example`,
+        the same mailbox as a row's `ana@bücher.example`."""
         tickets = (
             session.execute(
                 select(Ticket)
@@ -214,12 +223,14 @@ class Sender(Loop):
             .scalars()
             .all()
         )
+        either_form = {row.to_address for row in rows} | {_wire(row.to_address) for row in rows}
         undeliverable = session.execute(
             select(Contact.email, Contact.undeliverable_since).where(
-                Contact.email.in_({row.to_address for row in rows}), Contact.undeliverable_since.is_not(None)
+                Contact.email.in_(either_form), Contact.undeliverable_since.is_not(None)
             )
         ).all()
-        return ({ticket.id: ticket for ticket in tickets}, dict(undeliverable))  # type: ignore[arg-type]
+        since = {_wire(email): moment for email, moment in undeliverable if moment is not None}
+        return ({ticket.id: ticket for ticket in tickets}, since)
 
     def _prepare(
         self,
@@ -277,14 +288,16 @@ class Sender(Loop):
     ) -> str | None:
         """Why this row must not be mailed, or None (see the module docstring);
         `undeliverable`: since when a bounce marked the recipient undeliverable."""
-        address = row.to_address
+        # Every rule reads the address as the relay will see it: our own domain in
+        # fullwidth letters is stored as written, but IDNA makes it ours on the wire.
+        address = _wire(row.to_address)
         if automail.is_machine_address(address):
             return "machine address (noreply, mailer-daemon, postmaster…): never mailed"
         if addresses.is_reserved_invalid(address):
             return "no mail address (a customer known by phone only): never mailed"
-        if not addresses.is_valid(address):
+        if not addresses.is_valid(row.to_address):
             return f"the address {addresses.INVALID} (stored before the rule refused it): never mailed"
-        if addresses.on_the_wire(address) is None:
+        if addresses.on_the_wire(row.to_address) is None:
             return "the domain has no ASCII form (IDNA) a relay could take: never mailed"
         if addresses.is_support_address(address, self.own_addresses) or (
             address.rpartition("@")[2] == self.composer.signer.domain
@@ -456,6 +469,12 @@ class Sender(Loop):
 
     def _where(self) -> str:
         return f"{self.server.host}:{self.server.port}" if self.server else "nowhere"
+
+
+def _wire(address: str) -> str:
+    """`address` as the relay will see it (`addresses.on_the_wire`), or as stored
+    when its domain has no ASCII form (such a row is never mailed)."""
+    return addresses.on_the_wire(address) or address
 
 
 def _describe_error(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk import return_paths
+from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Outcome, ingest
 from helpdesk.inbound.parser import header_block
@@ -898,6 +899,15 @@ def test_return_paths_are_ours(app, gateway, senders, sink, service, agent_actor
         ("support+TKT-000009@helpdesk.test", "own address"),
         ("robot@helpdesk.helpdesk.test", "own address"),
         ("support+bounce-1-" + "0" * 24 + "@helpdesk.test", "own address"),  # a return path
+        # Our domain in fullwidth letters: IDNA maps it to ours on the wire, and the
+        # relay got RCPT TO:<support@helpdesk.test>.
+        ("support@\uff48\uff45\uff4c\uff50\uff44\uff45\uff53\uff4b.test", "own address"),
+        (
+            "support+TKT-000001@\uff48\uff45\uff4c\uff50\uff44\uff45\uff53\uff4b.\uff54\uff45\uff53\uff54",
+            "own address",
+        ),
+        ("robot@\uff48\uff45\uff4c\uff50\uff44\uff45\uff53\uff4b.helpdesk.test", "own address"),
+        ("noreply@\uff53\uff48\uff4f\uff50.example", "machine address"),
     ],
 )
 def test_machine_and_own_addresses_are_never_mailed(app, service, agent_actor, sink, address, reason):
@@ -905,6 +915,19 @@ def test_machine_and_own_addresses_are_never_mailed(app, service, agent_actor, s
     assert deliver(app, sink) == []
     (row,) = outbox()
     assert row.state == "skipped" and reason in row.last_error
+
+
+def test_an_address_marked_undeliverable_is_skipped_in_either_form_of_its_domain(
+    app, service, agent_actor, sink
+):
+    """A bounce (or a refusal at RCPT) names the address as the relay saw it; the
+    same mailbox stored with its Unicode domain is just as undeliverable."""
+    db.session.add(Contact(email="ana@xn--bcher-kva.example", name="Ana", undeliverable_since=now()))
+    db.session.commit()
+    open_ticket(service, agent_actor, requester_email="ana@b\u00fccher.example")
+    assert deliver(app, sink) == []
+    (row,) = outbox()
+    assert row.state == "skipped" and "undeliverable since" in row.last_error
 
 
 def test_automatic_mail_is_rate_limited_per_recipient(app, service, agent_actor, sink):
