@@ -31,7 +31,8 @@ row becomes `skipped` with the reason: machine addresses (noreply,
 mailer-daemon, postmaster…; `automail.is_machine_address`), addresses under the
 reserved `.invalid` domain (customers known by phone only), addresses
 `addresses.is_valid` refuses (stored before it did), the helpdesk's own
-addresses, addresses a bounce marked undeliverable; and, for automatic mail
+addresses, addresses a bounce (or a 5.1.x refusal at RCPT, `_BAD_MAILBOX`)
+marked undeliverable; and, for automatic mail
 (acknowledgments, status notices) on its first claim, at most
 `OUTBOUND_MAX_AUTO_PER_RECIPIENT` per address and `OUTBOUND_MAX_AUTO_PER_TICKET`
 per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresaw;
@@ -46,6 +47,7 @@ batch at most.
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 import threading
@@ -65,6 +67,7 @@ from helpdesk.extensions import db
 from helpdesk.inbound import automail
 from helpdesk.models import Contact, OutboxMessage, Ticket
 from helpdesk.outbound.compose import Composer
+from helpdesk.services import contacts
 from helpdesk.services.notifications import AUTOMATIC_KINDS
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, ServerUrl, parse_server_url
@@ -81,6 +84,11 @@ _MAX_BACKOFF_DOUBLINGS = 30
 # authentication required (530), too weak (534), refused (535), needs TLS (538).
 _SETUP_CODES = frozenset({530, 534, 535, 538})
 _TOO_BIG = 552  # at MAIL FROM, the SIZE we declared: this mail's fault (RFC 1870)
+# Enhanced codes (RFC 3463, RFC 7505) saying the recipient's mailbox or domain does
+# not exist: bad mailbox (5.1.1), bad system (5.1.2), bad address syntax (5.1.3),
+# mailbox moved (5.1.6), null MX (5.1.10). Not the other 5.1.x: 5.1.7 and 5.1.8
+# are about our sender, 5.1.0 and 5.1.4 say too little.
+_BAD_MAILBOX = re.compile(r"5\.1\.(?:1|2|3|6|10)(?!\d)")
 
 
 def parse_outbound_url(value: str) -> ServerUrl | None:
@@ -354,7 +362,7 @@ class Sender(Loop):
                     )
                 except smtplib.SMTPRecipientsRefused as exc:
                     code, text = next(iter(exc.recipients.values()), (0, b"refused"))
-                    self._answer(item, code, text)
+                    self._answer(item, code, text, at_rcpt=True)
                 except smtplib.SMTPSenderRefused as exc:  # MAIL FROM: about us, except the size
                     self._answer(item, exc.smtp_code, exc.smtp_error, setup=exc.smtp_code != _TOO_BIG)
                 except smtplib.SMTPResponseException as exc:
@@ -403,17 +411,29 @@ class Sender(Loop):
 
     # -- mark ----------------------------------------------------------------------
 
-    def _answer(self, item: Outgoing, code: int, text: bytes | str, *, setup: bool = False) -> None:
+    def _answer(
+        self, item: Outgoing, code: int, text: bytes | str, *, setup: bool = False, at_rcpt: bool = False
+    ) -> None:
         """Mark `item` by the relay's reply. A refusal of our session rather than of
         this mail (`setup`, or an authentication code) waits for the setup to be
-        fixed: failing every row for good meant fixing the URL sent nothing."""
-        reply = f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
+        fixed: failing every row for good meant fixing the URL sent nothing. A
+        recipient refused `at_rcpt` as a bad mailbox or domain (`_BAD_MAILBOX`) is
+        a bounce that came at once, and marks the address as a bounce does."""
+        words = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        reply = f"{code} {words}"
         if setup or code in _SETUP_CODES:
             self._retry(
                 item, f"{reply} (the relay refuses our session, not this mail: check OUTBOUND_SMTP_URL)"
             )
         elif 500 <= code < 600:
-            self._mark(item, "failed (permanent)", state="failed", last_error=reply[:2000])
+            gone = at_rcpt and _BAD_MAILBOX.match(words.lstrip()) is not None
+            self._mark(
+                item,
+                "failed (permanent; address marked undeliverable)" if gone else "failed (permanent)",
+                undeliverable=gone,
+                state="failed",
+                last_error=reply[:2000],
+            )
         else:
             self._retry(item, reply)
 
@@ -444,9 +464,10 @@ class Sender(Loop):
                 attempts=OutboxMessage.attempts - 1,
             )
 
-    def _mark(self, item: Outgoing, outcome: str, **values: object) -> None:
+    def _mark(self, item: Outgoing, outcome: str, *, undeliverable: bool = False, **values: object) -> None:
         """Record the outcome, only while the claim is ours (a sender that outlived
-        its lease must not overwrite the newer claim's result)."""
+        its lease must not overwrite the newer claim's result); `undeliverable`
+        marks the row's address too, in the same transaction."""
         session = db.session
         try:
             result = session.execute(
@@ -457,12 +478,16 @@ class Sender(Loop):
                     OutboxMessage.claimed_at == item.claimed_at,
                 )
                 .values(**values)
+                .returning(OutboxMessage.to_address)
             )
+            address = result.scalar_one_or_none()
+            if undeliverable and address is not None:
+                contacts.mark_undeliverable(session, address)
             session.commit()
         except BaseException:
             session.rollback()
             raise
-        if result.rowcount == 0:  # type: ignore[attr-defined]
+        if address is None:
             log.warning("%s: %s, but its claim was lost (lease expired)", item.label, outcome)
         else:
             log.info("%s: %s", item.label, outcome)

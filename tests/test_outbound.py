@@ -540,6 +540,35 @@ def test_permanent_failure_stops_retries_and_is_shown(app, service, sink, runner
     assert "gone@example.com" in listing.output and expected in listing.output
 
 
+@pytest.mark.parametrize(
+    ("reply", "undeliverable"),
+    [
+        ("550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown", True),
+        ("550 5.1.2 Host unknown", True),
+        ("550 5.1.10 Recipient address has null MX", True),
+        ("550 5.7.1 Relaying denied", False),  # about us, not the mailbox
+        ("553 5.1.8 Sender address rejected: Domain not found", False),  # our sender's
+        ("550 User unknown", False),  # no enhanced code: nothing proven
+    ],
+)
+def test_a_bad_mailbox_refused_at_rcpt_marks_the_address_undeliverable(
+    app, service, agent_actor, sink, reply, undeliverable
+):
+    """A 5.1.x refusal at RCPT is a bounce that comes at once: the address is marked
+    like after a bounce, and the ticket's next notices are not tried again."""
+    sink.refuse_rcpt["gone@example.com"] = reply
+    ticket = open_ticket(service, agent_actor, requester_email="gone@example.com")
+    deliver(app, sink)
+    service.add_message(ticket, body="Update", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    first, second = outbox()
+    assert first.state == "failed" and first.last_error.startswith(reply)
+    gone = db.session.execute(select(Contact).where(Contact.email == "gone@example.com")).scalar_one()
+    assert (gone.undeliverable_since is not None) is undeliverable
+    assert second.state == ("skipped" if undeliverable else "failed")
+
+
 def test_temporary_refusal_is_retried(app, service, sink):
     open_ticket(service)
     sink.refuse_rcpt["ann@example.com"] = "450 4.2.1 Mailbox busy, try later"
