@@ -65,6 +65,7 @@ from helpdesk import addresses
 from helpdesk.clock import describe, now
 from helpdesk.extensions import db
 from helpdesk.inbound import automail
+from helpdesk.instance import ConfigurationError
 from helpdesk.models import Contact, OutboxMessage, Ticket
 from helpdesk.outbound.compose import Composer
 from helpdesk.services import contacts
@@ -132,6 +133,7 @@ class Sender(Loop):
         self.clock = clock
         self.server = parse_outbound_url(config["OUTBOUND_SMTP_URL"])
         self.composer = Composer(config)
+        _check_outbound_from(self.composer.envelope_from, config["SUPPORT_ADDRESSES"])
         # Compared as the relay sees them (`addresses.on_the_wire`), like the recipient.
         self.own_addresses = [
             _wire(own) for own in (*config["SUPPORT_ADDRESSES"], self.composer.envelope_from.lower())
@@ -494,6 +496,20 @@ class Sender(Loop):
 
     def _where(self) -> str:
         return f"{self.server.host}:{self.server.port}" if self.server else "nowhere"
+
+
+def _check_outbound_from(address: str, support: list[str]) -> None:
+    """OUTBOUND_FROM must be a support address or a plus-address of one: mail to it
+    (answers, reports from servers that write to From) must reach the gateway, and
+    only those are taken at RCPT by the listener and recognised as our own mail
+    when they come back (another address was refused by our own listener, and mail
+    from it opened a ticket). Refusing to start says so at once (docs/operations.md)."""
+    if not addresses.is_support_address(addresses.normalize(address), support):
+        raise ConfigurationError(
+            f"OUTBOUND_FROM {address} is not one of SUPPORT_ADDRESSES ({', '.join(support)}) "
+            "or a plus-address of one: bounces to it would be refused and mail from it taken "
+            "for a stranger's; add it to SUPPORT_ADDRESSES or send from a support address"
+        )
 
 
 def _wire(address: str) -> str:

@@ -28,8 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from helpdesk import return_paths
 from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.inbound.ingest import Outcome, ingest
-from helpdesk.inbound.parser import header_block
+from helpdesk.instance import ConfigurationError
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Participant, Ticket
 from helpdesk.return_paths import ReturnPaths
@@ -1202,6 +1201,25 @@ def test_bad_outbound_urls_are_refused_with_a_reason(url: str, complaint: str) -
 def test_gateway_refuses_to_start_with_a_bad_outbound_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
     complaint = refused_start(tmp_path, OUTBOUND_SMTP_URL="smtp://notify@relay.example")
     assert "gateway: OUTBOUND_SMTP_URL needs user:password@" in complaint
+
+
+def test_gateway_refuses_to_start_when_outbound_from_is_not_a_support_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """OUTBOUND_FROM is the envelope sender too: bounces come back to it, and mail
+    from it is our own. `notifications@helpdesk.test`, not a support address, was
+    refused at RCPT by our own listener (the bounces were lost) and a mail from it
+    opened a ticket. It must be a support address or a plus-address of one."""
+    complaint = refused_start(tmp_path, OUTBOUND_FROM="Acme Helpdesk <notifications@helpdesk.test>")
+    assert "gateway: OUTBOUND_FROM notifications@helpdesk.test is not one of SUPPORT_ADDRESSES" in complaint
+
+
+def test_outbound_from_may_be_any_support_address_or_its_plus_address(app) -> None:  # type: ignore[no-untyped-def]
+    app.config.update(SUPPORT_ADDRESSES=["support@helpdesk.test", "notify@helpdesk.test"])
+    for setting in ("Acme <Notify@helpdesk.test>", "support+notices@helpdesk.test"):
+        app.config.update(OUTBOUND_FROM=setting)
+        Sender(app)
+    app.config.update(OUTBOUND_FROM="Acme <notifications@helpdesk.test>")
+    with pytest.raises(ConfigurationError, match="is not one of SUPPORT_ADDRESSES"):
+        Sender(app)
 
 
 @dataclass(frozen=True)
