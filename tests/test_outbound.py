@@ -28,6 +28,8 @@ from sqlalchemy.exc import IntegrityError
 from helpdesk import return_paths
 from helpdesk.clock import now
 from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Outcome, ingest
+from helpdesk.inbound.parser import header_block
 from helpdesk.instance import ConfigurationError
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Participant, Ticket
