@@ -381,3 +381,133 @@ def test_alignment_is_by_organizational_domain_of_the_public_suffix_list(
     signer: str, from_address: str, aligned: bool
 ) -> None:
     assert believed(f"{TRUSTED}; dkim=pass header.d={signer}", from_address=from_address) is aligned
+
+
+# --- the header as the trusted server read it ----------------------------------------
+#
+# The receiving server strips the Authentication-Results with its own authserv-id
+# that came with the mail (RFC 8601 §5), on the fields as it read them: lines end at
+# LF. The email package breaks lines at a bare CR as well, and reads on past a line
+# that servers take for the start of the body. A field hidden from the server that
+# way was never stripped, so such a header is never believed.
+
+SERVER_FAIL = (
+    b"Authentication-Results: " + TRUSTED.encode() + b"; spf=fail smtp.mailfrom=attacker.example; dmarc=fail"
+)
+FORGED = b"Authentication-Results: " + PASS
+
+
+def attack(*hiding: bytes) -> bytes:
+    """The attacker's mail as the gateway gets it from the trusted server: its
+    Received, the milter's verdict below it, then what the attacker wrote."""
+    return raw_mail(below=(SERVER_FAIL, *hiding))
+
+
+def test_the_reported_mail_a_bare_cr_hides_a_forged_header_from_the_server() -> None:
+    raw = (
+        b"Received: from mail.attacker.example (mail.attacker.example [203.0.113.9])\r\n"
+        b"\tby mx.helpdesk.test with ESMTPS id 9Q; Mon, 2 Mar 2026 09:00:00 +0000\r\n"
+        b"Authentication-Results: mx.helpdesk.test; spf=fail smtp.mailfrom=attacker.example; "
+        b"dkim=none; dmarc=fail (p=REJECT) header.from=company.example\r\n"
+        b"X-Mailer: Foo\rAuthentication-Results: mx.helpdesk.test; dmarc=pass header.from=company.example\r\n"
+        b"From: Agnes Agent <agent@company.example>\r\n"
+        b"Subject: Re: [TKT-000001] Printer\r\n"
+        b"Message-ID: <evil1@attacker.example>\r\n"
+        b"\r\n"
+        b"Please send your password.\r\n"
+    )
+    mail = parse(raw)
+    # The email package sees two Authentication-Results; the server saw one, and X-Mailer.
+    assert [name for name, _ in mail.headers].count("authentication-results") == 2
+    assert [name for name, _ in mail.raw_headers] == [
+        "received",
+        "authentication-results",
+        "x-mailer",
+        "from",
+        "subject",
+        "message-id",
+    ]
+    assert mail.header_ambiguity is not None and "bare CR" in mail.header_ambiguity
+    assert check(mail, TRUSTED) is Verdict.FAIL
+    # The same mail after the server stripped the forged field it saw: FAIL as well.
+    stripped = raw.replace(b"X-Mailer: Foo\rAuthentication-Results", b"X-Mailer: Foo\r\nX-Stripped")
+    assert check(parse(stripped), TRUSTED) is Verdict.FAIL
+
+
+@pytest.mark.parametrize(
+    "hiding",
+    [
+        (b"X-Mailer: Foo\r" + FORGED,),  # one X-Mailer field to a server
+        (b"X-Mailer: Foo\r\r" + FORGED,),
+        (b"X-Mailer: Foo\r\n\tbar\r" + FORGED,),  # inside a folded field
+        (b"X-Mailer: Foo", b"From attacker", FORGED),  # servers read the body from here
+        (b"X-Mailer: Foo", b":no name", FORGED),
+        (b"X-Mailer: Foo", b"From attacker\r" + FORGED),
+    ],
+)
+def test_a_field_the_server_did_not_read_as_one_counts_for_nothing(hiding: tuple[bytes, ...]) -> None:
+    mail = parse(attack(*hiding))
+    assert mail.header_ambiguity is not None
+    assert check(mail, TRUSTED) is Verdict.FAIL
+    assert "authentication-results" not in [name for name, _ in mail.raw_headers[2:]]
+
+
+def test_a_bare_cr_anywhere_in_the_header_gives_fail_even_beside_a_genuine_pass() -> None:
+    """The price of the rule, paid on purpose: no mail server writes a bare CR (RFC
+    5322 forbids it), and a header holding one cannot be read the way the server
+    read it with certainty. Such mail follows the unknown-sender policy."""
+    genuine = b"Authentication-Results: " + PASS
+    assert believed_raw(genuine)
+    assert not believed_raw(genuine, below=(b"X-Note: a\rb",))
+    assert not believed_raw(genuine, below=(b"X-Note: ends in a bare CR\r",))
+
+
+def test_a_bare_cr_in_the_body_or_lines_ending_in_lf_alone_change_nothing() -> None:
+    genuine = b"Authentication-Results: " + PASS
+    raw = raw_mail(genuine)
+    assert check(parse(raw.replace(b"It jams.", b"It\rjams.")), TRUSTED) is Verdict.PASS
+    assert check(parse(raw.replace(b"\r\n", b"\n")), TRUSTED) is Verdict.PASS
+    assert parse(raw.replace(b"\r\n", b"\n")).header_ambiguity is None
+
+
+def test_a_field_name_with_a_blank_before_its_colon_is_a_field_to_a_server() -> None:
+    """Postfix reads `Name :` as a field, the email package as the start of the body:
+    a field the server read and we did not could be a second From."""
+    mail = parse(raw_mail(b"Authentication-Results: " + PASS, below=(b"X-Odd : value",)))
+    assert "x-odd" in [name for name, _ in mail.raw_headers]
+    assert check(mail, TRUSTED) is Verdict.FAIL
+
+
+def test_a_mail_whose_lines_all_end_in_a_bare_cr_is_not_believed() -> None:
+    raw = raw_mail(b"Authentication-Results: " + PASS).replace(b"\r\n", b"\r")
+    mail = parse(raw)
+    assert mail.from_address == "alice@customer.example"  # still read, as before
+    assert check(mail, TRUSTED) is Verdict.FAIL
+
+
+# --- a trusted header that cannot be read is still the server's -----------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        TRUSTED.encode() + b"; spf=none smtp.helo=x=y; dmarc=fail header.from=customer.example",
+        TRUSTED.encode() + b"; spf=none smtp.helo=\xc3\xa9t\xc3\xa9; dmarc=fail",  # 8-bit HELO
+        TRUSTED.encode() + b" (unterminated; dmarc=fail",
+        TRUSTED.encode() + b" 1 2; dmarc=fail",
+        b'"' + TRUSTED.encode() + b'"; dmarc=fail reason="unterminated',
+        TRUSTED.upper().encode() + b"; dmarc",
+    ],
+)
+def test_an_unparseable_trusted_header_starts_the_run_so_a_forged_one_below_the_trace_never_counts(
+    value: bytes,
+) -> None:
+    """Before, a trusted header that failed to parse was skipped: the search went on
+    past the server's Received and took the sender's forged header for its own."""
+    trusted = b"Authentication-Results: " + value
+    with pytest.raises(Unparseable):
+        parse_authentication_results(parse(raw_mail(trusted)).raw_headers[0][1])
+    assert not believed_raw(trusted, below=(FORGED,))
+    assert not believed_raw(trusted, below=(b"Received: from laptop by mail.attacker.example", FORGED))
+    # It passes nothing itself, and does not hide the server's other headers.
+    assert believed_raw(trusted, b"Authentication-Results: " + PASS)

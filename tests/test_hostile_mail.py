@@ -12,6 +12,7 @@ through `ingest` on both databases.
 from __future__ import annotations
 
 import base64
+import hashlib
 import smtplib
 import threading
 import time
@@ -117,6 +118,68 @@ def test_a_signed_id_sent_to_the_customer_is_no_proof_for_a_staff_address(app, g
     assert mailed_replies() == []
 
 
+def test_a_staff_copy_names_nobody_in_cc_so_a_reply_all_cannot_hand_its_proof_to_the_customer(
+    app, gateway, senders, agent, admin, service, sink
+):  # noqa: F811
+    """A customer put a staff address in Cc, so it is a CC participant. Its copy of a
+    colleague's public reply used to name the customer in Cc: one Reply-All, and the
+    customer held the staff member's signed Message-ID in its In-Reply-To, enough to
+    write as that staff member."""
+    from helpdesk.services import Actor
+
+    gateway.send(message(subject="Printer", cc=f"Agnes Agent <{agent.email}>"))
+    (ticket,) = tickets()
+    assert [p.email for p in ticket.participants] == [agent.email]
+    service.add_message(ticket, body="Which model?", actor=Actor.staff(admin), channel="web")
+    db.session.commit()
+    mails = deliver(app, sink)
+    (to_agent,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == agent.email]
+    (to_ann,) = [
+        mail for mail in mails if mail["To"].addresses[0].addr_spec == "ann@example.com" and mail["Cc"]
+    ]
+    assert to_agent["Cc"] is None
+    assert str(to_ann["Cc"]) == agent.email  # the customers' copies still say who else got one
+    # What a Reply-All to the staff copy is addressed to: its Reply-To, To and Cc but oneself.
+    reply_all = {
+        address.addr_spec
+        for field in ("Reply-To", "To", "Cc")
+        if to_agent[field] is not None
+        for address in to_agent[field].addresses
+    } - {agent.email}
+    assert reply_all == {"support+TKT-000001@helpdesk.test"}
+
+
+def test_a_signed_id_from_a_staff_copy_that_named_customers_in_cc_is_no_proof(
+    app, gateway, senders, agent, admin, service, sink
+):  # noqa: F811
+    """A copy queued before staff copies stopped naming the customers (or sent to an
+    address that became a staff account since) may have reached them: its id proves
+    nothing, and mail answering it is an unverified note."""
+    from helpdesk.services import Actor
+
+    ticket = open_ticket(service, cc=[(agent.email, "Agnes Agent")])
+    service.add_message(ticket, body="Which model?", actor=Actor.staff(admin), channel="web")
+    db.session.commit()
+    row = db.session.execute(
+        select(OutboxMessage).where(OutboxMessage.kind == "reply", OutboxMessage.to_address == agent.email)
+    ).scalar_one()
+    assert row.cc_addresses == ""
+    row.cc_addresses = "ann@example.com"  # as queued before
+    db.session.commit()
+    (to_agent,) = [mail for mail in deliver(app, sink) if mail["To"].addresses[0].addr_spec == agent.email]
+    assert str(to_agent["Cc"]) == "ann@example.com"
+    forged = message(
+        sender=agent.email,
+        subject="Re: " + str(to_agent["Subject"]),
+        body="Refund approved; send your card number.",
+        in_reply_to=to_agent["Message-ID"],
+    )
+    assert gateway.send(forged) == (250, b"2.0.0 OK appended TKT-000001")
+    last = messages(ticket)[-1]
+    assert (last.kind, last.author_staff_id) == ("note", None)
+    assert "no proof" in last_record().reason
+
+
 @pytest.mark.parametrize(
     ("results", "outcome", "kind"),
     [
@@ -167,17 +230,155 @@ def test_approving_mail_from_a_staff_address_does_not_make_it_staff(app, service
     assert mailed_replies() == []
 
 
+@pytest.fixture
+def corp_ticket(app, senders) -> Ticket:
+    """TKT-000001, opened by cy@corp.example (authenticated) with bob@partner.example in Cc."""
+    app.config.update(TRUSTED_AUTHSERV_ID=TRUSTED)
+    raw = raw_mail(
+        b"Authentication-Results: " + TRUSTED.encode() + b"; dmarc=pass header.from=corp.example",
+        RECEIVED,
+        sender=b"Cy <cy@corp.example>",
+        extra=(b"Cc: Bob <bob@partner.example>",),
+    )
+    assert ingest(raw, Envelope("cy@corp.example", (SUPPORT,), "smtp"), app.config).outcome is Outcome.CREATED
+    db.session.commit()
+    (ticket,) = tickets()
+    return ticket
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["cy@corp.example", "bob@partner.example", "dee@corp.example"],
+    ids=["requester", "cc participant", "authorized sender of its organization"],
+)
+def test_approving_a_forged_from_of_someone_who_belongs_on_the_ticket_opens_a_linked_ticket(
+    app, agent, corp_ticket, sender
+):
+    """The trusted server says the From did not authenticate: whoever wrote the mail,
+    it is not shown to be the requester, a CC participant or a colleague. Approving
+    it vouches for opening a ticket, not for the From: it never lands in TKT-000001
+    (before, it was appended there as the person it named)."""
+    from helpdesk.inbound import quarantine
+    from helpdesk.services import Actor
+
+    domain = sender.partition("@")[2].encode()
+
+    def reply(result: bytes, tag: bytes) -> bytes:
+        return raw_mail(
+            b"Authentication-Results: " + TRUSTED.encode() + b"; dmarc=" + result + b" header.from=" + domain,
+            RECEIVED,
+            sender=sender.encode(),
+            subject=b"Re: [TKT-000001] Invoice question",
+            extra=(b"X-Tag: " + tag,),
+        )
+
+    envelope = Envelope("x@attacker.example", (SUPPORT,), "smtp")
+    # Authenticated, the sender belongs on the ticket: appended.
+    assert ingest(reply(b"pass", b"genuine"), envelope, app.config).outcome is Outcome.APPENDED
+    db.session.commit()
+    assert len(messages(corp_ticket)) == 2
+    forged = ingest(reply(b"fail", b"forged"), envelope, app.config)
+    assert forged.outcome is Outcome.QUARANTINED
+    assert forged.reason.startswith("From not authenticated (")
+    assert f"{sender} may not write into TKT-000001" in forged.reason
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert item.reason == forged.reason  # what the reviewer reads
+    result = quarantine.approve(db.session, item.id, Actor.staff(agent), app.config)
+    db.session.commit()
+    assert (result.outcome, result.ticket_number) == (Outcome.CREATED, "TKT-000002")
+    assert "new ticket linked to it" in result.reason
+    first, new = tickets()
+    assert len(messages(first)) == 2  # the genuine reply only
+    assert new.linked_ticket_id == first.id and new.requester.email == sender
+
+
+# -- a field hidden from the trusted server by a bare CR (or a line it ends the header at) --
+
+
+def hidden_pass(sender: bytes, domain: bytes, hiding: bytes = b"X-Mailer: Foo\r") -> bytes:
+    """The reported mail: the trusted server's Received and its verdict (fail), then a
+    forged pass the server read as part of the field before it, so never stripped."""
+    return raw_mail(
+        b"Received: from mail.attacker.example (mail.attacker.example [203.0.113.9])\r\n"
+        b"\tby mx.helpdesk.test with ESMTPS id 9Q; Mon, 2 Mar 2026 09:00:00 +0000",
+        b"Authentication-Results: "
+        + TRUSTED.encode()
+        + b"; spf=fail smtp.mailfrom=attacker.example; dkim=none; dmarc=fail (p=REJECT) header.from="
+        + domain,
+        hiding + b"Authentication-Results: " + TRUSTED.encode() + b"; dmarc=pass header.from=" + domain,
+        sender=sender,
+        subject=b"Re: [TKT-000001] Invoice question",
+    )
+
+
+def opened_by_ann(app) -> Ticket:  # type: ignore[no-untyped-def]
+    genuine = raw_mail(b"Authentication-Results: " + PASS, RECEIVED)
+    assert (
+        ingest(genuine, Envelope("ann@example.com", (SUPPORT,), "smtp"), app.config).outcome
+        is Outcome.CREATED
+    )
+    db.session.commit()
+    (ticket,) = tickets()
+    return ticket
+
+
+@pytest.mark.parametrize("hiding", [b"X-Mailer: Foo\r", b"X-Mailer: Foo\r\nFrom attacker\r\n"])
+def test_a_forged_pass_hidden_from_the_trusted_server_never_makes_a_staff_reply(app, senders, agent, hiding):
+    app.config.update(TRUSTED_AUTHSERV_ID=TRUSTED)
+    ticket = opened_by_ann(app)
+    forged = hidden_pass(b"Agnes Agent <" + agent.email.encode() + b">", b"helpdesk.test", hiding)
+    result = ingest(forged, Envelope("bounce@attacker.example", (SUPPORT,), "smtp"), app.config)
+    db.session.commit()
+    assert result.outcome is Outcome.QUARANTINED  # before: appended as Agnes's public reply
+    assert result.reason.startswith(
+        "From not authenticated (mx.helpdesk.test's Authentication-Results are not taken"
+    )
+    assert len(messages(ticket)) == 1
+    assert mailed_replies() == []
+
+
+def test_a_forged_pass_hidden_behind_a_bare_cr_through_the_smtp_listener(app, senders, agent):
+    """The same bytes over a real SMTP session, bare CR and all (smtplib would have
+    turned it into CRLF): a staff address, then a customer's."""
+    ticket = opened_by_ann(app)
+    for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
+        as_staff = hidden_pass(b"Agnes Agent <" + agent.email.encode() + b">", b"helpdesk.test")
+        assert b"Foo\rAuthentication-Results" in as_staff
+        assert gateway.send_verbatim(as_staff, mail_from="bounce@attacker.example") == (
+            250,
+            b"2.0.0 OK quarantined",
+        )
+        assert b"X-Mailer: Foo\rAuthentication-Results" in last_record().raw  # stored as it came
+        as_ann = hidden_pass(b"Ann <ann@example.com>", b"example.com")
+        assert gateway.send_verbatim(as_ann, mail_from="bounce@attacker.example") == (
+            250,
+            b"2.0.0 OK quarantined",
+        )
+    assert len(messages(ticket)) == 1 and len(tickets()) == 1
+    assert mailed_replies() == []
+    reasons = db.session.execute(select(QuarantineItem.reason).order_by(QuarantineItem.id)).scalars().all()
+    assert all("bare CR" in reason for reason in reasons) and len(reasons) == 2
+
+
 # -- Authentication-Results is read as the trusted server wrote it --------------------------
 
 
-def raw_mail(*head: bytes, sender: bytes = b"Ann <ann@example.com>") -> bytes:
+def raw_mail(
+    *head: bytes,
+    sender: bytes = b"Ann <ann@example.com>",
+    subject: bytes = b"Invoice question",
+    extra: tuple[bytes, ...] = (),
+) -> bytes:
     return b"\r\n".join(
         [
             *head,
             b"From: " + sender,
             b"To: " + SUPPORT.encode(),
-            b"Subject: Invoice question",
-            b"Message-ID: <" + base64.b16encode(b"".join(head))[:40] + b"@client.example>",
+            *extra,
+            b"Subject: " + subject,
+            b"Message-ID: <"
+            + hashlib.sha256(b"\n".join((*head, sender, subject, *extra))).hexdigest()[:40].encode()
+            + b"@client.example>",
             b"",
             b"Where is my invoice?",
             b"",

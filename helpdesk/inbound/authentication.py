@@ -18,7 +18,23 @@ Which headers count, and how they are read, is where such checks are fooled:
 - Only the trusted server's own headers count: from the top of the header, the
   first run of headers carrying its authserv-id, ended by the first `Received`
   below them, the trace header the mail arrived with (RFC 8601 §5). A header with
-  the trusted id further down came with the mail: the sender wrote it.
+  the trusted id further down came with the mail: the sender wrote it. A header
+  whose authserv-id is the trusted one belongs to the run even when its results
+  cannot be read (a server writes what it was told: `smtp.helo=x=y`); it passes
+  nothing, but it starts the run and so ends the search at the next `Received`,
+  where a header the sender placed below would otherwise be taken for the
+  server's.
+- The header fields are the ones the server read: lines end at LF only, as in
+  Postfix, Exim and their milters (`parser.header_as_servers_read`). The email
+  package also breaks lines at a bare CR, and reads on past a line such as
+  `From x` that a server takes for the start of the body; a field the sender
+  hid that way (`X-Mailer: x<CR>Authentication-Results: <trusted-id>; dmarc=pass`
+  is one X-Mailer field to the server) was never stripped by the server, and the
+  From the email package reads may not be the From the server checked. Such a
+  header (`InboundMail.header_ambiguity`: any bare CR in the header block, or
+  fields the two readings do not agree on) gives FAIL whatever it says: no mail
+  server writes a bare CR, RFC 5322 forbids it, and a sender who writes one gets
+  the unknown-sender policy, not our belief.
 
 That is only safe together with the stripping RFC 8601 §5 requires of the
 receiving server: it removes headers carrying its own authserv-id from incoming
@@ -51,6 +67,7 @@ from publicsuffixlist import PublicSuffixList
 
 from helpdesk.inbound.headerfields import Malformed, strip_comments
 from helpdesk.inbound.parser import InboundMail
+from helpdesk.vocabulary import SENDER_SOURCES
 
 _KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
 _PAIR = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9_.\-/]*)\s*=\s*(\"(?:[^\"\\]|\\.)*+\"|[^\s\"=]+)")
@@ -83,24 +100,47 @@ class Result:
     properties: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Assessment:
+    verdict: Verdict
+    reason: str  # why the From is not believed, for staff; "" when it is
+
+
 def check(mail: InboundMail, trusted_authserv_id: str) -> Verdict:
     """What the trusted server says of the From address, see the module docstring.
 
     UNCHECKED when no trusted server is configured. FAIL when the sender is not a
-    From address (`InboundMail.from_source`), none of the trusted server's own
+    From address (`InboundMail.from_source`), the header may not be the one the
+    server read (`InboundMail.header_ambiguity`), none of the trusted server's own
     headers exists, or none of their results passes aligned with the From domain.
-    A trusted header that cannot be parsed counts for nothing (and so, alone,
-    gives FAIL).
+    A trusted header that cannot be parsed passes nothing (and so, alone, gives
+    FAIL), but it is one of the server's own headers all the same.
     """
+    return assess(mail, trusted_authserv_id).verdict
+
+
+def assess(mail: InboundMail, trusted_authserv_id: str) -> Assessment:
+    """`check`'s verdict, with the reason a FAIL has."""
     if not trusted_authserv_id:
-        return Verdict.UNCHECKED
+        return Assessment(Verdict.UNCHECKED, "")
+    trusted = trusted_authserv_id.strip().lower()
     from_domain = _address_domain(mail.from_address)
-    if not from_domain or mail.from_source != "from":
-        return Verdict.FAIL
-    for results in _trusted_results(mail, trusted_authserv_id.strip().lower()):
+    if not from_domain:
+        return Assessment(Verdict.FAIL, "the sender address has no domain")
+    if mail.from_source != "from":
+        where = SENDER_SOURCES.get(mail.from_source, mail.from_source)
+        return Assessment(Verdict.FAIL, f"the sender was read from {where}, not From")
+    if mail.header_ambiguity:
+        return Assessment(
+            Verdict.FAIL, f"{trusted}'s Authentication-Results are not taken: {mail.header_ambiguity}"
+        )
+    own = _trusted_results(mail, trusted)
+    for results in own:
         if any(_passes_aligned(result, from_domain) for result in results):
-            return Verdict.PASS
-    return Verdict.FAIL
+            return Assessment(Verdict.PASS, "")
+    if not own:
+        return Assessment(Verdict.FAIL, f"no Authentication-Results of {trusted}")
+    return Assessment(Verdict.FAIL, f"{trusted} records no aligned pass for {from_domain}")
 
 
 def sender_is_authenticated(mail: InboundMail, trusted_authserv_id: str) -> bool:
@@ -109,12 +149,12 @@ def sender_is_authenticated(mail: InboundMail, trusted_authserv_id: str) -> bool
 
 
 def _trusted_results(mail: InboundMail, trusted: str) -> list[list[Result]]:
-    """The results of the trusted server's own headers (the first run from the top)."""
+    """The results of the trusted server's own headers (the first run from the top),
+    [] for each of them that cannot be read."""
     found: list[list[Result]] = []
-    started = False
     for name, value in mail.raw_headers:
         if name == "received":
-            if started:
+            if found:
                 break
             continue
         if name != "authentication-results":
@@ -122,11 +162,19 @@ def _trusted_results(mail: InboundMail, trusted: str) -> list[list[Result]]:
         try:
             authserv_id, results = parse_authentication_results(value)
         except Unparseable:
-            continue
+            authserv_id, results = _loose_authserv_id(value), []
         if authserv_id == trusted:
-            started = True
             found.append(results)
     return found
+
+
+def _loose_authserv_id(value: str) -> str:
+    """The authserv-id a header that does not follow RFC 8601 starts with, read as
+    leniently as can be (lower-case; "" when none): it says whose header it is,
+    whatever is wrong further on."""
+    parts = _split_semicolons(strip_comments(value, strict=False))
+    head = parts[0].split()
+    return _unquote(head[0]).lower() if head else ""
 
 
 def parse_authentication_results(value: str) -> tuple[str, list[Result]]:

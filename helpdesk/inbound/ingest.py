@@ -466,10 +466,13 @@ def decide(
 
     `approved_by` is a staff member who vouched for the mail in quarantine review.
     That vouches for the sender as a customer who may open a ticket, exactly as if
-    a rule had matched, and for nothing more: a sender who does not belong on the
-    ticket the mail names still gets a new ticket linked to it, and a staff address
-    still needs its proof (docs/mail-gateway.md). A new ticket from mail a list
-    distributed is not acknowledged (`automail.via_mailing_list`).
+    a rule had matched, and for nothing more. It does not vouch for the From
+    address: only a From the trusted server authenticated (`authentication`) is
+    the requester, CC participant or colleague who may write into the ticket the
+    mail names, so an approved mail whose From was not believed opens a new ticket
+    linked to that one, as does a sender who does not belong on it; a staff
+    address still needs its proof (docs/mail-gateway.md). A new ticket from mail
+    a list distributed is not acknowledged (`automail.via_mailing_list`).
     """
     decision = _decide(session, mail, envelope, config, approved_by)
     listed = automail.via_mailing_list(mail)
@@ -519,10 +522,19 @@ def _decide(
             Outcome.QUARANTINED,
             "no sender address: none in From, Sender, Reply-To, Return-Path or the envelope",
         )
-    verdict = authentication.check(mail, config["TRUSTED_AUTHSERV_ID"])
-    trusted = approved_by is not None or verdict.believed
-    known = authorization.identify(session, sender) if trusted else authorization.UNKNOWN
+    assessment = authentication.assess(mail, config["TRUSTED_AUTHSERV_ID"])
+    verdict = assessment.verdict
+    believed = verdict.believed
+    # Who the From address is. What it may do rests on the From being believed: an
+    # approval vouches for opening a ticket, never for the From (`decide`).
+    identified = (
+        authorization.identify(session, sender)
+        if believed or approved_by is not None
+        else authorization.UNKNOWN
+    )
+    known = identified if believed else authorization.UNKNOWN
     customer = Actor.customer(sender, mail.from_name)
+    unauthenticated = f"From not authenticated ({assessment.reason})"
 
     match = matching.find_ticket(
         session,
@@ -531,12 +543,12 @@ def _decide(
         config["TICKET_PREFIX"],
         signer,
     )
-    organization_id = known.organization_id
+    organization_id = identified.organization_id
     if match is not None:
         match = replace(match, ticket=_locked(session, match.ticket))
         ticket = match.ticket
         number = display_number(ticket.number, config)
-        if trusted and authorization.may_reply(session, ticket, sender, known):
+        if believed and authorization.may_reply(session, ticket, sender, known):
             if known.staff_id is not None:
                 return _staff_mail(session, mail, match, known.staff_id, verdict, signer, number)
             if ticket.status == "cancelled":
@@ -548,15 +560,19 @@ def _decide(
                     customer,
                 )
             return Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket, actor=customer)
+        if approved_by is not None and identified.staff_id is not None:
+            # A staff address acts as staff only with its own proof, approved or not;
+            # without it the mail is an unverified internal note, never mailed.
+            return _staff_mail(session, mail, match, identified.staff_id, verdict, signer, number)
+        if believed:
+            stranger = f"{sender} does not belong on {number}"
+        else:
+            stranger = f"{unauthenticated}: {sender} may not write into {number}"
         if known.authorized or approved_by is not None:
             return Decision(
-                Outcome.CREATED,
-                f"{sender} does not belong on {number}; new ticket linked to it",
-                ticket,
-                organization_id,
-                customer,
+                Outcome.CREATED, f"{stranger}; new ticket linked to it", ticket, organization_id, customer
             )
-        return _unknown_sender(config, f"{sender} does not belong on {number}", ticket, customer)
+        return _unknown_sender(config, stranger, ticket, customer)
     if known.authorized or approved_by is not None:
         return Decision(
             Outcome.CREATED,
@@ -564,7 +580,7 @@ def _decide(
             organization_id=organization_id,
             actor=customer,
         )
-    why = "unknown sender" if trusted else "From not authenticated"
+    why = "unknown sender" if believed else unauthenticated
     return _unknown_sender(config, f"{why}: {sender}", None, customer)
 
 

@@ -103,10 +103,15 @@ def answers_mail_sent_to(
 ) -> bool:
     """Does the mail answer a signed Message-ID the helpdesk sent to `address` about
     `ticket`? Only that mailbox received the id (the MAC binds it to its recipient,
-    and mail to others never quotes it), so knowing it proves the sender reads it."""
+    and mail to others never quotes it), so knowing it proves the sender reads it.
+
+    Only mail that named nobody in Cc counts: the id of a copy that did (a reply
+    queued before staff copies stopped naming the customers, or to an address that
+    became a staff account since) reaches the people in Cc with one Reply-All, in
+    its In-Reply-To (`notifications.queue_reply`)."""
     for message_id, _method in _candidate_ids(mail):
         row = message_ids.sent_row(session, signer, message_id)
-        if row is None or row.to_address != address:
+        if row is None or row.to_address != address or row.cc_addresses.strip():
             continue
         about = session.get(Ticket, row.ticket_id)
         if about is not None and survivor(session, about).id == ticket.id:

@@ -84,9 +84,14 @@ class InboundMail:
     cc: list[tuple[str, str]] = field(default_factory=list)
     # (lower-case name, decoded value), in order, duplicates kept
     headers: list[tuple[str, str]] = field(default_factory=list)
-    # The same fields as sent: unfolded, nothing decoded or normalised (8-bit bytes as
-    # surrogate escapes), for values whose bytes matter (Authentication-Results).
+    # The same fields as mail servers read them (`header_as_servers_read`): unfolded,
+    # nothing decoded or normalised (8-bit bytes as surrogate escapes), for values
+    # whose bytes matter (Authentication-Results).
     raw_headers: list[tuple[str, str]] = field(default_factory=list)
+    # Why the header may not be the one the receiving mail server read, when it may
+    # not (a bare CR; a line a server ends the header at and the email package reads
+    # past): what that server wrote about the mail is then not taken (`authentication`).
+    header_ambiguity: str | None = None
     content_type: str = "text/plain"  # top-level, lower-case
     text_body: str = ""
     html_body: str | None = None  # as sent (NOT sanitized here)
@@ -151,6 +156,10 @@ _PATH_SEPARATORS = re.compile(r"[/\\]")
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _ID_SEPARATORS = re.compile(r"[\s,]+")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
+# A header field's first line as mail servers recognise one (Postfix's is_header): a
+# name of visible characters other than the colon, blanks allowed before the colon.
+_SERVER_FIELD = re.compile(rb"([^\x00-\x20\x7f:]+)[ \t]*:")
+_BARE_CR = re.compile(rb"\r(?!\n)")
 # The standard library's MIME reader takes a body line by line (a boundary test and
 # a list append each, then a regular-expression search over the whole body for its
 # last line break): 20 ms for a 1 MB attachment. A long base64 body is handed to
@@ -327,7 +336,8 @@ def parse(raw: bytes, limits: MailLimits = DEFAULT_LIMITS) -> InboundMail:
 
 
 def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
-    data = _unwrap(bytes(raw))
+    unwrapped = _strip_wrapping(bytes(raw))
+    data = _lines_of(unwrapped)
     if not data.strip():
         raise _NotMail("empty message")
     if data.startswith(_OLE2_MAGIC):
@@ -367,6 +377,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
 
     from_name, from_address, from_source, sender_notes = _sender(message, hint)
     subject = _values(message, "subject")
+    servers_read = header_as_servers_read(unwrapped, limits)
     return InboundMail(
         raw=raw,
         message_id=_message_id(_values(message, "message-id"), hint),
@@ -381,10 +392,8 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         headers=[
             (name.strip().lower(), _header_text(str(value), hint)) for name, value in message.raw_items()
         ],
-        raw_headers=[
-            (name.strip().lower(), _unfolded(str(value)).strip(" \t\r\n"))
-            for name, value in message.raw_items()
-        ],
+        raw_headers=servers_read.fields,
+        header_ambiguity=servers_read.ambiguity(message),
         content_type=_header_view(message).get_content_type().lower(),
         text_body=text_body,
         html_body=html_body,
@@ -396,6 +405,11 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
 
 def _unwrap(data: bytes) -> bytes:
     """Strip what real senders put around a message: BOM, mbox `From ` line, CR-only lines."""
+    return _lines_of(_strip_wrapping(data))
+
+
+def _strip_wrapping(data: bytes) -> bytes:
+    """The message without a byte-order mark, leading blank lines or mbox `From ` line."""
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -407,9 +421,71 @@ def _unwrap(data: bytes) -> bytes:
         stripped = data.lstrip(b" \t\r\n")
     if _HEADER_LINE.match(stripped):
         data = stripped
-    if b"\n" not in data and b"\r" in data:
-        data = data.replace(b"\r", b"\n")
     return data
+
+
+def _lines_of(data: bytes) -> bytes:
+    """A message whose lines all end in a bare CR (old Mac files) with LF line ends."""
+    if b"\n" not in data and b"\r" in data:
+        return data.replace(b"\r", b"\n")
+    return data
+
+
+@dataclass(frozen=True)
+class ServersReading:
+    """The top-level header as a mail server reads it (`header_as_servers_read`)."""
+
+    fields: list[tuple[str, str]]  # (lower-case name, raw value unfolded)
+    bare_cr: bool  # a CR not followed by LF somewhere in the header block
+
+    def ambiguity(self, message: Message) -> str | None:
+        """Why `message` (the email package's reading of the same bytes) may hold
+        other header fields than the server read, or None when both agree."""
+        if self.bare_cr:
+            return (
+                "its header holds a bare CR (a carriage return without a line feed), which "
+                "mail servers read as part of a line and this reader as a line break"
+            )
+        ours = [name.strip().lower() for name, _ in message.raw_items()]
+        if ours != [name for name, _ in self.fields]:
+            return (
+                "its header has a line mail servers take for the start of the body "
+                "(or read as a field where this reader does not)"
+            )
+        return None
+
+
+def header_as_servers_read(data: bytes, limits: MailLimits = DEFAULT_LIMITS) -> ServersReading:
+    """The top-level header fields the way mail servers and their milters read them:
+    lines end at LF (a CR right before it belongs to the line end, any other CR is
+    a character of the line), a line beginning with a space or tab continues the
+    field above, and the header ends at the first line that is empty or is not a
+    field (`name:`, blanks allowed before the colon as Postfix allows them).
+
+    The trust in the receiving server's `Authentication-Results` rests on it
+    removing the headers with its own authserv-id that came with the mail (RFC
+    8601 §5), which it does on the fields as it read them; the email package reads
+    some bytes into other fields (it also breaks lines at a bare CR, and reads on
+    past a line such as `From x` or `:x` that a server takes for the body), and a
+    header the server never saw as one was never stripped (docs/security.md).
+    Bounded like the header itself: `MAX_HEADER_BYTES`, `MAX_HEADER_FIELDS`."""
+    head = header_block(data)[: limits.header_bytes]
+    fields: list[tuple[str, list[str]]] = []
+    for line in head.split(b"\n"):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][1].append(line.decode("ascii", "surrogateescape"))
+            continue
+        match = _SERVER_FIELD.match(line)
+        if match is None or len(fields) >= limits.header_fields:
+            break
+        name = match.group(1).decode("ascii", "surrogateescape").lower()
+        fields.append((name, [line[match.end() :].decode("ascii", "surrogateescape")]))
+    return ServersReading(
+        fields=[(name, "".join(parts).strip(" \t")) for name, parts in fields],
+        bare_cr=_BARE_CR.search(head) is not None,
+    )
 
 
 def header_block(data: bytes) -> bytes:

@@ -1,8 +1,11 @@
 """Quarantine review: held mail waits for a person (docs/mail-gateway.md).
 
 Approving runs the stored raw mail through the same pipeline steps as on arrival,
-with the reviewer vouching for the sender, so it creates the ticket (next number)
-or appends the reply exactly as the pipeline would have. Rejecting (or marking as
+with the reviewer vouching for the sender as a customer who may open a ticket, so
+it creates the ticket (next number) or appends the reply exactly as the pipeline
+would have. It does not vouch for the From address (`ingest.decide`): a mail whose
+From was not authenticated opens a new ticket linked to the one it names rather
+than landing in it. Rejecting (or marking as
 spam) keeps the raw mail and the decision for the record.
 """
 

@@ -10,6 +10,11 @@ The rules:
   opened the ticket (nobody asked, so nobody is answered).
 - `reply`: a public reply by staff (or the system) goes to the requester and to
   every CC participant, each in a copy of their own; its author is left out.
+  Each copy names the other recipients in Cc, except a staff member's copy
+  (a customer who put a staff address in Cc, or a staff requester): its signed
+  Message-ID is that staff member's proof for mail from their address, and a
+  Reply-All to a copy that named the customers would send it to them
+  (docs/security.md).
   Internal notes are never mailed, and neither is a customer's own message:
   echoing mail back to people who just wrote is how helpdesks feed loops.
 - `status` / `resolved`: a status change someone made goes to the requester;
@@ -79,9 +84,13 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
     author = addresses.normalize(actor.email or "")
     recipients = [ticket.requester.email] + [p.email for p in ticket.participants]
     recipients = [a for a in dict.fromkeys(recipients) if a and a != author]
+    staff = _staff_addresses(session, recipients) if len(recipients) > 1 else set()
     moment = now()
     for address in recipients:
-        others = ", ".join(a for a in recipients if a != address)
+        # A staff member's copy names nobody in Cc: its signed Message-ID proves
+        # mail from that address (`matching.answers_mail_sent_to`), and one
+        # Reply-All to a copy that listed the customers would hand it to them.
+        others = "" if address in staff else ", ".join(a for a in recipients if a != address)
         session.add(
             OutboxMessage(
                 ticket_id=ticket.id,
@@ -89,6 +98,12 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
                 **_row_values("reply", address, moment, cc_addresses=others),
             )
         )
+
+
+def _staff_addresses(session: Session, candidates: Sequence[str]) -> set[str]:
+    """Which of `candidates` are staff accounts' addresses, deactivated ones too (an
+    account can be activated again, and its proof with it)."""
+    return set(session.execute(select(StaffUser.email).where(StaffUser.email.in_(candidates))).scalars())
 
 
 def queue_status_change(

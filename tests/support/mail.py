@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -76,6 +77,39 @@ def send(
         return client.data(raw)
 
 
+def send_verbatim(port: int, raw: bytes, *, mail_from: str, rcpt: str = SUPPORT) -> tuple[int, bytes]:
+    """Send `raw` over a real SMTP session exactly as written: smtplib turns every bare
+    CR and bare LF into CRLF, which a sender's own program need not do. `raw` holds
+    no line that is a lone "." and ends without a line break."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        replies = sock.makefile("rb")
+
+        def reply() -> tuple[int, bytes]:
+            lines = []
+            while True:
+                line = replies.readline()
+                if not line:
+                    raise ConnectionError(f"closed after {lines!r}")
+                lines.append(line.rstrip(b"\r\n"))
+                if line[3:4] != b"-":
+                    return int(line[:3]), b"\n".join(entry[4:] for entry in lines)
+
+        assert reply()[0] == 220
+        for command in (
+            b"EHLO client.example",
+            f"MAIL FROM:<{mail_from}>".encode(),
+            f"RCPT TO:<{rcpt}>".encode(),
+        ):
+            sock.sendall(command + b"\r\n")
+            assert reply()[0] == 250
+        sock.sendall(b"DATA\r\n")
+        assert reply()[0] == 354
+        sock.sendall(raw.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
+        answer = reply()
+        sock.sendall(b"QUIT\r\n")
+        return answer
+
+
 @dataclass
 class Gateway:
     app: Flask
@@ -84,6 +118,12 @@ class Gateway:
     def send(self, msg, **kwargs) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
         db.session.rollback()  # never hold a transaction (SQLite lock) while the gateway writes
         reply = send(self.port, msg, **kwargs)
+        db.session.expire_all()
+        return reply
+
+    def send_verbatim(self, raw: bytes, **kwargs) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+        db.session.rollback()
+        reply = send_verbatim(self.port, raw, **kwargs)
         db.session.expire_all()
         return reply
 
