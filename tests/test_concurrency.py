@@ -392,3 +392,72 @@ def test_two_bulk_actions_naming_tickets_in_opposite_orders_both_finish(app, age
 
     names = [f"TKT-{number:06d}" for number in numbers]
     assert results == {"a": names, "b": names[::-1]}
+
+
+# -- two reviewers approving one held mail at the same moment -------------------
+
+
+@on_postgresql
+def test_two_reviewers_approving_one_held_mail_at_once_open_one_ticket(app, agent, monkeypatch):
+    """Two staff members approve the same quarantined mail at once. Each read the item
+    as `pending` and ran it through the pipeline: two tickets, two acknowledgments,
+    both reviewers told "created" (reported on PostgreSQL; SQLite serialises the two
+    from their first read). The item's row is locked before its state is judged, so
+    the second waits and is then told it was approved already."""
+    from helpdesk.inbound import quarantine
+    from helpdesk.models import QuarantineItem
+
+    held = ingest(
+        message(sender="stranger@unknown.example", subject="Let me in").as_bytes(),
+        Envelope("stranger@unknown.example", (SUPPORT,), "smtp"),
+        app.config,
+    )
+    assert held.outcome is Outcome.QUARANTINED
+    item_id = db.session.execute(select(QuarantineItem.id)).scalar_one()
+    first_decided, release = threading.Event(), threading.Event()
+    decide_item = quarantine._decide
+
+    def decide_then_wait(*args: Any) -> None:
+        decide_item(*args)
+        if threading.current_thread().name == "first":
+            first_decided.set()
+            assert release.wait(WAIT), "never let go"
+
+    monkeypatch.setattr(quarantine, "_decide", decide_then_wait)
+    results: dict[str, object] = {}
+
+    def approve(role: str) -> None:
+        if role == "second":
+            assert first_decided.wait(WAIT), "the first approval never happened"
+        with app.app_context():
+            try:
+                staff = db.session.get(StaffUser, agent.id)
+                assert staff is not None
+                result = quarantine.approve(db.session, item_id, Actor.staff(staff), app.config)
+                db.session.commit()
+                results[role] = (result.outcome, result.ticket_number)
+            except Exception as exc:  # the refusal, checked below
+                db.session.rollback()
+                results[role] = exc
+
+    threads = [threading.Thread(target=approve, args=(role,), name=role) for role in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    try:
+        assert first_decided.wait(WAIT), f"the first approval never happened: {results}"
+        wait_until(
+            _someone_waits_for_a_lock,
+            timeout=WAIT,
+            between=db.session.rollback,
+            what=lambda: f"the second approval waiting for the first ({results})",
+        )
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(WAIT)
+    monkeypatch.undo()
+
+    assert results["first"] == (Outcome.CREATED, "TKT-000001"), results
+    assert "already approved" in str(results["second"]), results
+    db.session.rollback()
+    assert db.session.execute(select(Ticket.number)).scalars().all() == [1]

@@ -66,7 +66,20 @@ def reject(session: Session, item_id: int, reviewer: Actor, *, spam: bool = Fals
 
 
 def _pending(session: Session, item_id: int) -> QuarantineItem:
-    item = get(session, item_id)
+    """The item, locked until the transaction ends, if it still waits for a decision.
+
+    Two reviewers (or a reviewer and the CLI) deciding one item at once: the second
+    waits for the first one's row lock and then reads its decision, so a held mail
+    becomes one ticket however many people approve it (docs/mail-gateway.md). On
+    SQLite the transaction holds the write lock from its first read anyway."""
+    item = session.execute(
+        select(QuarantineItem)
+        .where(QuarantineItem.id == item_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if item is None:
+        raise NotFound(f"No quarantine item {item_id}.")
     if item.state != "pending":
         raise Conflict(f"Quarantine item {item_id} was already {item.state}.")
     return item
