@@ -439,3 +439,43 @@ def test_a_nul_in_portal_input_is_refused_not_a_500(admin_portal, service):
         "in_progress",
         None,
     )
+
+
+@pytest.mark.parametrize("assignee", ["abc", "99999999999", "-1", "0", "１"])
+def test_a_portal_assignee_that_names_nobody_is_refused_not_read_as_unassign(
+    portal, service, agent, agent_actor, assignee
+):
+    """The portal's forms read the assignee with `positive_int`, and anything that is
+    not an id became None, which means "nobody": `assignee=abc` on the queue's bulk
+    form unassigned every selected ticket (up to 100), on the ticket page it
+    unassigned the ticket, and on the escalation form it dropped the handover asked
+    for without a word. The API answers 422 for the same values; so does the portal
+    now (the form's own "nobody" is the empty value), and nothing changes."""
+    tickets = [open_ticket(service, agent_actor) for _ in range(2)]
+    for ticket in tickets:
+        service.update(ticket, actor=agent_actor, assignee_id=agent.id)
+    db.session.commit()
+    page = "/tickets/TKT-000001"
+    attempts = [
+        (
+            "/tickets/bulk",
+            {"tickets": ["TKT-000001", "TKT-000002"], "action": "assign", "assignee": assignee},
+        ),
+        (f"{page}/update", {"priority": "low", "assignee": assignee}),
+        (f"{page}/escalate", {"level": "L2", "reason": "needs L2", "assignee": assignee}),
+    ]
+    for path, form in attempts:
+        answer = portal.post(path, form, page="/tickets" if path == "/tickets/bulk" else page)
+        assert answer.status_code in (302, 422), (path, answer.status_code)
+        shown = portal.get(answer.headers.get("Location", page)).get_data(as_text=True)
+        assert "is not a staff member" in shown, path
+    db.session.expire_all()
+    stored = db.session.execute(select(Ticket).order_by(Ticket.id)).scalars().all()
+    assert [(t.assignee_id, t.priority, t.escalation_level) for t in stored] == [
+        (agent.id, "medium", "L1"),
+        (agent.id, "medium", "L1"),
+    ]
+    # The form's own "nobody" still unassigns.
+    portal.post(f"{page}/update", {"priority": "medium", "assignee": ""}, page=page)
+    db.session.expire_all()
+    assert db.session.get(Ticket, stored[0].id).assignee_id is None

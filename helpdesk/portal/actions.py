@@ -12,8 +12,9 @@ from collections.abc import Callable
 from flask import flash, redirect
 from werkzeug.wrappers import Response
 
-from helpdesk.errors import DomainError
+from helpdesk.errors import DomainError, ValidationError
 from helpdesk.extensions import db
+from helpdesk.inputs import positive_int
 from helpdesk.wording import error_text
 
 
@@ -27,3 +28,17 @@ def perform(change: Callable[[], str], back: str) -> Response:
         db.session.rollback()
         flash(error_text(exc), "error")
     return redirect(back)
+
+
+def form_assignee(value: str) -> int | None:
+    """A form's assignee: the empty choice is nobody, anything else must be a staff id.
+
+    Read with `positive_int` alone, a value that is not an id (`abc`, an id past the
+    column's range) became None, which means "nobody": a bulk assign unassigned every
+    selected ticket. Refused as the API refuses it (docs/web.md)."""
+    if value == "":
+        return None
+    number = positive_int(value)
+    if number is None:
+        raise ValidationError({"assignee": "is not a staff member"})
+    return number

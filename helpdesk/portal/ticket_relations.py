@@ -10,10 +10,9 @@ from flask_babel import gettext, ngettext
 
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
-from helpdesk.inputs import positive_int
 from helpdesk.models import Ticket
 from helpdesk.portal import bp
-from helpdesk.portal.actions import perform
+from helpdesk.portal.actions import form_assignee, perform
 from helpdesk.portal.session import actor, login_required, safe_next
 from helpdesk.portal.tickets import _page, _service, _ticket_or_404
 from helpdesk.services import bulk, links, tags
@@ -69,7 +68,7 @@ def bulk_action() -> ResponseReturnValue:
             form.getlist("tickets"),
             action,
             actor(),
-            assignee_id=positive_int(form.get("assignee", "")),
+            assignee_id=form_assignee(form.get("assignee", "")),
             status=form.get("status"),
             reason="bulk action",
             tag_names=form.get("tags", ""),

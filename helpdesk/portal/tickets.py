@@ -22,7 +22,7 @@ from helpdesk.languages import N_
 from helpdesk.models import Attachment, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.portal import bp
-from helpdesk.portal.actions import perform
+from helpdesk.portal.actions import form_assignee, perform
 from helpdesk.portal.canned import reply_box
 from helpdesk.portal.session import actor, login_required
 from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, uploads, visibility
@@ -156,7 +156,7 @@ def new_ticket() -> ResponseReturnValue:
                 requester_name=form.get("requester_name", ""),
                 priority=form.get("priority") or None,
                 category=form.get("category") or None,
-                assignee_id=positive_int(assignee),
+                assignee_id=form_assignee(assignee),
                 channel="web",
                 actor=actor(),
                 **_service_fields(form),
@@ -253,10 +253,10 @@ def change_status(number: str) -> ResponseReturnValue:
 def escalate(number: str) -> ResponseReturnValue:
     record = _ticket_or_404(number)
     form = request.form
-    assignee: int | None | str = positive_int(form.get("assignee", "")) or "unchanged"
     level = form.get("level", "")
 
     def raise_level() -> str:
+        assignee: int | None | str = form_assignee(form.get("assignee", "")) or "unchanged"
         _service().escalate(record, level, actor=actor(), reason=form.get("reason", ""), assignee_id=assignee)
         return gettext("Escalated to %(level)s.", level=level)
 
@@ -284,19 +284,18 @@ def set_language(number: str) -> ResponseReturnValue:
 def update(number: str) -> ResponseReturnValue:
     record = _ticket_or_404(number)
     form = request.form
-    assignee = form.get("assignee", "")
     changes: dict[str, Any] = {
         "priority": form.get("priority") or None,
         "category": form.get("category") or None,
     }
-    if "assignee" in form:
-        changes["assignee_id"] = positive_int(assignee)
     if "ticket_type" in form:
         changes.update(_service_fields(form))
     if "team" in form:
         changes["team"] = form.get("team", "")
 
     def save() -> str:
+        if "assignee" in form:
+            changes["assignee_id"] = form_assignee(form.get("assignee", ""))
         _service().update(record, actor=actor(), **changes)
         return gettext("Saved.")
 
