@@ -123,3 +123,17 @@ def test_a_megabyte_of_trace_fields_is_read_in_one_pass() -> None:
     folded = b"Received: x" + b"\r\n y" * 200_000 + b"\r\n" + AUTHOR
     many = b"Received: x\r\n" * 80_000 + AUTHOR
     assert key(folded) == key(many) == key(AUTHOR)
+
+
+def test_a_mail_without_date_is_keyed_by_its_bytes_as_it_came() -> None:
+    """An alert from a device that writes neither Date nor Message-ID ("Toner low")
+    arrives again a week later with the same text: its content alone cannot tell the
+    two apart, and taken for a duplicate the second would be dropped for good. Only
+    a Date makes the content the mail's own; without one the key is the bytes as they
+    came, trace included (what it was before: a relay's retry is the same bytes)."""
+    dateless = re.sub(rb"Date: [^\r]*\r\n", b"", AUTHOR)
+    monday = b"Received: from printer by mx.helpdesk.test; Mon, 02 Mar 2026 08:00:01 +0000\r\n" + dateless
+    a_week_later = monday.replace(b"Mon, 02 Mar", b"Mon, 09 Mar")
+    assert key(monday) != key(a_week_later)
+    assert key(monday) == key(monday)  # the same delivery again (a retry) is one
+    assert key(LMTP + AUTHOR) == key(AUTHOR)  # with a Date, the trace still does not count

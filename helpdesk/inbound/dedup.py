@@ -55,7 +55,13 @@ _NAME_SCAN = 64
 
 def dedup_key(mail: InboundMail) -> str:
     """The normalized Message-ID, or a hash of the content (`content_hash`) when
-    there is none.
+    there is none, or of the bytes as they came when there is no Date either.
+
+    Without a Date, the same text is not the same mail: a device that writes
+    neither field sends "Toner low" again next week, and keyed by its content that
+    one would be taken for a duplicate and dropped. Its trace (the relay's Received
+    with its time) is then all that tells the two apart; the cost is that such a
+    mail through both SMTP and the mailbox makes two tickets, which staff can merge.
 
     The domain part of a Message-ID is case-insensitive, the local part is not. A
     longer id is keyed by its hash, so every key fits the unique index.
@@ -77,22 +83,46 @@ def content_hash(raw: bytes) -> str:
     Only the block of `TRACE_FIELDS` at the top goes, up to the first other field:
     a receiving server prepends, and what is below the author's first field is
     content. Two mails of the same text that differ in Date (sent on two days) are
-    two. One of nothing but trace fields keeps them: they are all that tells it apart.
-    Each line is looked at once (a megabyte of folded Received is one pass).
+    two. Without a Date the same text is not the same mail (a device that writes
+    neither Date nor Message-ID sends "Toner low" again next week; keyed by its
+    content, that one would be dropped as a duplicate), so such a mail, and one of
+    nothing but trace fields, is hashed as it came, trace and all: only a retry of
+    the same delivery is one (the same mail through both SMTP and the mailbox then
+    makes two tickets, which staff can merge). Each line is looked at once (a
+    megabyte of folded Received is one pass).
     """
     text = raw.replace(b"\r\n", b"\n").rstrip(b"\r\n")
-    content = text[_after_trace(text) :]
-    return hashlib.sha256(content or text).hexdigest()
+    start = _after_trace(text)
+    if not _has_date(text, start):
+        return hashlib.sha256(raw).hexdigest()
+    return hashlib.sha256(text[start:]).hexdigest()
+
+
+def _field_name(text: bytes, start: int) -> bytes | None:
+    """The lower-case name of the field whose line starts at `start`, or None."""
+    colon = text.find(b":", start, start + _NAME_SCAN)
+    return None if colon < 0 else text[start:colon].rstrip(b" \t").lower()
+
+
+def _has_date(text: bytes, start: int) -> bool:
+    """Whether the header from `start` to its blank line has a Date field."""
+    while start < len(text) and text[start : start + 1] != b"\n":  # a blank line ends the header
+        if text[start : start + 1] not in (b" ", b"\t") and _field_name(text, start) == b"date":
+            return True
+        end = text.find(b"\n", start)
+        if end < 0:
+            return False
+        start = end + 1
+    return False
 
 
 def _after_trace(text: bytes) -> int:
     """Where the mail starts below the leading trace fields (0 when it has none)."""
     start = 0
     while True:
-        colon = text.find(b":", start, start + _NAME_SCAN)
-        if colon < 0 or text[start:colon].rstrip(b" \t").lower() not in TRACE_FIELDS:
+        if _field_name(text, start) not in TRACE_FIELDS:
             return start
-        end = text.find(b"\n", colon)
+        end = text.find(b"\n", start)
         while end >= 0 and text[end + 1 : end + 2] in (b" ", b"\t"):  # folded onto the next line
             end = text.find(b"\n", end + 1)
         if end < 0:
