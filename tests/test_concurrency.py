@@ -98,8 +98,12 @@ class Interleaving:
         self.first_changed.set()
         assert self.release.wait(WAIT), "the second worker was never seen waiting"
 
-    def run(self, first: Callable[[], object], second: Callable[[], object]) -> dict[str, object]:
-        """Run both workers and return what each returned (or raised)."""
+    def run(
+        self, first: Callable[[], object], second: Callable[[], object], *, second_may_finish: bool = False
+    ) -> dict[str, object]:
+        """Run both workers and return what each returned (or raised). With
+        `second_may_finish` the second worker finishing without a wait lets the first
+        go on too: where the fix is that the second no longer waits for the first."""
 
         def work(role: str, job: Callable[[], object]) -> None:
             try:
@@ -116,7 +120,7 @@ class Interleaving:
         try:
             assert self.first_changed.wait(WAIT), f"the first change never happened: {self.results}"
             wait_until(
-                _someone_waits_for_a_lock,
+                lambda: (second_may_finish and "second" in self.results) or _someone_waits_for_a_lock(),
                 timeout=WAIT,
                 between=db.session.rollback,
                 what=lambda: f"the second worker waiting for the ticket's row lock ({self.results})",
@@ -461,3 +465,65 @@ def test_two_reviewers_approving_one_held_mail_at_once_open_one_ticket(app, agen
     assert "already approved" in str(results["second"]), results
     db.session.rollback()
     assert db.session.execute(select(Ticket.number)).scalars().all() == [1]
+
+
+# -- a customer's contact and a ticket of theirs at the same moment -------------
+
+
+@on_postgresql
+def test_a_chat_ticket_and_an_agents_ticket_for_one_contact_both_open(app, agent):
+    """A chat opens a ticket for Ann (her contact locked by `contacts.current`, then
+    the number counter) while an agent opens one for her (the counter, then the
+    foreign key's KEY SHARE lock on her contact). With the contact locked FOR UPDATE
+    the agent held the counter waiting for the contact and the chat waited for the
+    counter: PostgreSQL aborted one as a deadlock, and every ticket creation stalled
+    meanwhile. FOR NO KEY UPDATE serialises the customer's requests without blocking
+    a ticket that merely points at the contact."""
+    from helpdesk.models import Contact
+    from helpdesk.services import contacts, customer_limits
+
+    agent_id = agent.id  # read here: the workers must not load it through this session
+    ann_id = contacts.find_or_create(db.session, "ann@example.com", "Ann").id
+    db.session.commit()
+    order = Interleaving()
+
+    def chat_opens() -> str | None:
+        with app.app_context():
+            found = db.session.get(Contact, ann_id)
+            assert found is not None
+            order.after_load("first")
+            ann = contacts.current(db.session, found)
+            order.after_first_change()
+            assert customer_limits.may_open(db.session, ann, app.config)
+            service = TicketsService.from_config(db.session, app.config)
+            ticket = service.open_ticket(
+                subject="Chat: no signal",
+                description="Since this morning.",
+                requester_email=ann.email,
+                channel="chat",
+                actor=Actor.customer(ann.email, ann.name),
+            )
+            db.session.commit()
+            return ticket.subject
+
+    def agent_opens() -> str | None:
+        with app.app_context():
+            order.after_load("second")
+            staff = db.session.get(StaffUser, agent_id)
+            assert staff is not None
+            service = TicketsService.from_config(db.session, app.config)
+            ticket = service.open_ticket(
+                subject="Phone: no signal",
+                description="She called.",
+                requester_email="ann@example.com",
+                channel="api",
+                actor=Actor.staff(staff),
+            )
+            db.session.commit()
+            return ticket.subject
+
+    results = order.run(chat_opens, agent_opens, second_may_finish=True)
+    assert results == {"first": "Chat: no signal", "second": "Phone: no signal"}, results
+    db.session.rollback()
+    opened = db.session.execute(select(Ticket.subject, Ticket.requester_id).order_by(Ticket.number)).all()
+    assert sorted(opened) == [("Chat: no signal", ann_id), ("Phone: no signal", ann_id)]

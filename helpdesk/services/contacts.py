@@ -17,12 +17,16 @@ from helpdesk.models import Contact, Message, Participant, Ticket
 _BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
 _BY_PHONE = select(Contact).where(Contact.phone == bindparam("phone"))
 # The row lock the per-customer limits take (helpdesk.services.customer_limits), with
-# the row read again under it: what was read before the lock may be stale. SQLite
-# renders no FOR UPDATE; its `BEGIN IMMEDIATE` already lets one writer in at a time.
+# the row read again under it: what was read before the lock may be stale. FOR NO KEY
+# UPDATE, not FOR UPDATE: a ticket inserted for the contact takes KEY SHARE on it for
+# its foreign key while holding the number counter, and FOR UPDATE would make it wait
+# there, holding the counter, for a request that needs the counter next (a deadlock;
+# docs/lifecycle.md, "Concurrent changes"). SQLite renders no FOR UPDATE; its
+# `BEGIN IMMEDIATE` already lets one writer in at a time.
 _LOCKED = (
     select(Contact)
     .where(Contact.id == bindparam("contact"))
-    .with_for_update()
+    .with_for_update(key_share=True)
     .execution_options(populate_existing=True)
 )
 _LAST = "last contact found"  # the session's `info` key of `_remember`

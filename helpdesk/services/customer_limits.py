@@ -26,8 +26,11 @@ FINISHED = ("resolved", "closed", "cancelled")
 # Built once with bind parameters: every new mail runs both, and composing them anew
 # cost more than running them (docs/benchmarks.md, the levers of issue 19). Two
 # statements, not one: the count must see what a transaction that held the lock
-# committed, so it needs a snapshot taken after the lock is granted.
-_LOCK = select(Contact.id).where(Contact.id == bindparam("contact")).with_for_update()
+# committed, so it needs a snapshot taken after the lock is granted. FOR NO KEY
+# UPDATE, as `contacts.current` takes: it serialises the counting, yet a ticket
+# inserted for the contact meanwhile (its foreign key takes KEY SHARE while the number
+# counter is held) does not wait for it (docs/lifecycle.md, "Concurrent changes").
+_LOCK = select(Contact.id).where(Contact.id == bindparam("contact")).with_for_update(key_share=True)
 _COUNTS = select(
     func.count(Ticket.id).filter(Ticket.created_at >= bindparam("since")),
     func.count(Ticket.id).filter(Ticket.status.not_in(FINISHED)),
