@@ -527,3 +527,133 @@ def test_a_chat_ticket_and_an_agents_ticket_for_one_contact_both_open(app, agent
     db.session.rollback()
     opened = db.session.execute(select(Ticket.subject, Ticket.requester_id).order_by(Ticket.number)).all()
     assert sorted(opened) == [("Chat: no signal", ann_id), ("Phone: no signal", ann_id)]
+
+
+@on_postgresql
+def test_a_whatsapp_merge_and_a_language_change_on_its_ticket_both_finish(app, agent, monkeypatch):
+    """Someone known by their WhatsApp number only has a ticket; an agent sets its
+    language (the ticket locked, then the requester's contact written) while the
+    customer gives an email on WhatsApp (`for_customer` merges the phone-only contact
+    into the email's: it locked both contacts, then moved the tickets). Each held what
+    the other waited for. Tickets are locked before contacts everywhere, so the merge
+    waits for the ticket, then moves it with the language the agent set."""
+    from helpdesk.models import Contact
+    from helpdesk.services import contacts
+    from helpdesk.services import tickets as tickets_module
+
+    phone = "+5215512345678"
+    agent_id = agent.id  # read here: the workers must not load it through this session
+    phone_only = contacts.for_customer(db.session, email=None, phone=phone, phone_vouched=True, name="Ann")
+    db.session.commit()
+    service = TicketsService.from_config(db.session, app.config)
+    ticket = service.open_ticket(
+        subject="No signal",
+        description="Since this morning.",
+        requester_email=phone_only.email,
+        channel="api",
+        actor=Actor.staff(agent),
+    )
+    db.session.commit()
+    number, phone_only_id = ticket.number, phone_only.id
+    order = Interleaving()
+    lock_for_change = tickets_module.lock_for_change
+
+    def lock_then_wait(session: Any, *tickets: Ticket) -> None:
+        lock_for_change(session, *tickets)
+        if threading.current_thread().name == "first" and not order.first_changed.is_set():
+            order.after_first_change()
+
+    monkeypatch.setattr(tickets_module, "lock_for_change", lock_then_wait)
+
+    def agent_sets_language() -> str | None:
+        with app.app_context():
+            staff = db.session.get(StaffUser, agent_id)
+            assert staff is not None
+            service = TicketsService.from_config(db.session, app.config)
+            found = service.get(number)
+            order.after_load("first")
+            language = service.set_language(found, "es", actor=Actor.staff(staff)).language
+            db.session.commit()
+            return language
+
+    def customer_gives_email() -> str:
+        with app.app_context():
+            order.after_load("second")
+            contact = contacts.for_customer(
+                db.session, email="ann@example.com", phone=phone, phone_vouched=True, name="Ann"
+            )
+            db.session.commit()
+            return contact.email
+
+    results = order.run(agent_sets_language, customer_gives_email)
+    monkeypatch.undo()
+    assert results == {"first": "es", "second": "ann@example.com"}, results
+    db.session.rollback()
+    ann = db.session.execute(select(Contact).where(Contact.email == "ann@example.com")).scalar_one()
+    assert (ann.phone, ann.language) == (phone, "es")
+    moved = db.session.execute(select(Ticket).where(Ticket.number == number)).scalar_one()
+    assert (moved.requester_id, moved.language) == (ann.id, "es")
+    assert db.session.get(Contact, phone_only_id).phone is None  # type: ignore[union-attr]
+
+
+@on_postgresql
+def test_a_ticket_opened_for_a_phone_only_contact_during_its_merge_moves_too(app, agent):
+    """A WhatsApp ticket is being opened for someone known by number only (their
+    contact locked by `contacts.current`) when they give an email: the merge locks
+    the contact's tickets, then waits for the contact; the new ticket appears once it
+    is granted. The merge gives the contact back, locks the new ticket too, and
+    moves both, so no ticket is locked after a contact and none is left behind."""
+    from helpdesk.models import Contact
+    from helpdesk.services import contacts
+
+    phone = "+5215512345678"
+    agent_id = agent.id  # read here: the workers must not load it through this session
+    phone_only = contacts.for_customer(db.session, email=None, phone=phone, phone_vouched=True, name="Ann")
+    db.session.commit()
+    service = TicketsService.from_config(db.session, app.config)
+    service.open_ticket(
+        subject="No signal",
+        description="Since this morning.",
+        requester_email=phone_only.email,
+        channel="api",
+        actor=Actor.staff(agent),
+    )
+    db.session.commit()
+    phone_only_id = phone_only.id
+    order = Interleaving()
+
+    def whatsapp_opens() -> str | None:
+        with app.app_context():
+            found = db.session.get(Contact, phone_only_id)
+            assert found is not None
+            order.after_load("first")
+            locked = contacts.current(db.session, found)
+            order.after_first_change()
+            staff = db.session.get(StaffUser, agent_id)
+            assert staff is not None
+            ticket = TicketsService.from_config(db.session, app.config).open_ticket(
+                subject="Still no signal",
+                description="Nothing works.",
+                requester_email=locked.email,
+                channel="whatsapp",
+                actor=Actor.staff(staff),
+            )
+            db.session.commit()
+            return ticket.subject
+
+    def customer_gives_email() -> str:
+        with app.app_context():
+            order.after_load("second")
+            contact = contacts.for_customer(
+                db.session, email="ann@example.com", phone=phone, phone_vouched=True, name="Ann"
+            )
+            db.session.commit()
+            return contact.email
+
+    results = order.run(whatsapp_opens, customer_gives_email)
+    assert results == {"first": "Still no signal", "second": "ann@example.com"}, results
+    db.session.rollback()
+    ann = db.session.execute(select(Contact).where(Contact.email == "ann@example.com")).scalar_one()
+    requesters = db.session.execute(select(Ticket.requester_id).order_by(Ticket.number)).scalars().all()
+    assert requesters == [ann.id, ann.id]
+    assert ann.phone == phone

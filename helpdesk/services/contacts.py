@@ -29,6 +29,11 @@ _LOCKED = (
     .with_for_update(key_share=True)
     .execution_options(populate_existing=True)
 )
+# The tickets a merge moves, locked as `tickets.lock_for_change` locks a ticket (FOR
+# NO KEY UPDATE, id order) and before any contact: tickets before contacts is the
+# lock order everywhere (docs/lifecycle.md, "Concurrent changes").
+_TICKETS_OF = select(Ticket.id).where(Ticket.requester_id == bindparam("contact")).order_by(Ticket.id)
+_TICKETS_LOCKED = _TICKETS_OF.with_for_update(key_share=True)
 _LAST = "last contact found"  # the session's `info` key of `_remember`
 
 
@@ -105,9 +110,10 @@ def for_customer(
         session.execute(_BY_PHONE, {"phone": phone}).scalar_one_or_none() if phone and phone_vouched else None
     )
     if by_phone is not None and email and addresses.is_reserved_invalid(by_phone.email):
-        # A merge may follow: lock the phone-only contact first, as `current` does,
-        # and see whether a concurrent request merged it already.
-        by_phone = current(session, by_phone)
+        # A merge may follow: lock the phone-only contact's tickets, then the contact
+        # itself, as `current` does, and see whether a concurrent request merged it
+        # already.
+        by_phone = _lock_with_tickets(session, by_phone)
         if by_phone.phone != phone:  # lost its number, and no one holds it: no one to merge
             by_phone = None
     if by_phone is not None and not addresses.is_reserved_invalid(by_phone.email):
@@ -142,14 +148,39 @@ def _phone_only(session: Session, phone: str, name: str) -> Contact:
     return contact
 
 
+def _lock_with_tickets(session: Session, phone_only: Contact) -> Contact:
+    """`current(phone_only)`, with the tickets `_merge` would move locked before it.
+
+    Tickets come before contacts in the lock order: a change of a ticket (an agent
+    setting its language) locks the ticket and then writes its requester, so a merge
+    that locked the contacts first and then moved the tickets deadlocked with it. A
+    ticket opened for the contact while its tickets were being locked (its creator
+    held the contact) shows up once the contact's lock is granted; then the
+    contact's lock is given back (rolling back to a savepoint) and both are taken
+    again, so no ticket is ever locked after a contact. SQLite lets one writer in at
+    a time anyway: there it is `current` alone."""
+    if session.get_bind().dialect.name != "postgresql":
+        return current(session, phone_only)
+    contact_id = _id_of(phone_only)
+    while True:
+        moving = set(session.scalars(_TICKETS_LOCKED, {"contact": contact_id}))
+        savepoint = session.begin_nested()
+        contact = current(session, phone_only)
+        if contact.id != contact_id or set(session.scalars(_TICKETS_OF, {"contact": contact_id})) <= moving:
+            savepoint.commit()
+            return contact
+        savepoint.rollback()
+
+
 def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
     """Move the phone-only contact's tickets, messages and number to `contact`, and
     return the contact the customer is now.
 
-    Both rows are locked, the phone-only one first (the caller holds it already,
-    from `current`), the order every ticket creation takes them in, so a merge
-    waits for a ticket being opened for either contact and such a ticket moves
-    too. `contact` is read again under its lock: a concurrent request may have
+    The phone-only contact's tickets are locked first, then both contacts' rows,
+    the phone-only one first (the caller holds them already, from
+    `_lock_with_tickets`), the order every ticket creation takes contacts in, so a
+    merge waits for a ticket being opened for either contact and such a ticket
+    moves too. `contact` is read again under its lock: a concurrent request may have
     given it another number meanwhile, and then the two stay apart."""
     contact = _lock(session, contact)
     if contact.phone is not None:  # given another number meanwhile (this one is locked)
@@ -194,8 +225,12 @@ def _lock(session: Session, contact: Contact) -> Contact:
     """`contact`, its row locked and read again (changes pending are flushed first).
     Its id is taken from the session's identity key: `contact.id` on a contact a
     commit expired would load the whole row first, only to read it again here."""
+    return session.execute(_LOCKED, {"contact": _id_of(contact)}).scalar_one()
+
+
+def _id_of(contact: Contact) -> int:
     key = inspect(contact).identity
-    return session.execute(_LOCKED, {"contact": key[0] if key else contact.id}).scalar_one()
+    return int(key[0]) if key else contact.id
 
 
 def tickets_of(contact: Contact) -> Any:
