@@ -398,6 +398,150 @@ def test_two_bulk_actions_naming_tickets_in_opposite_orders_both_finish(app, age
     assert results == {"a": names, "b": names[::-1]}
 
 
+@on_postgresql
+def test_merge_into_a_merged_ticket_and_a_bulk_action_on_its_survivor_both_finish(app, agent, monkeypatch):
+    """TKT-2 is merged into TKT-1; an agent merges TKT-3 into TKT-2 while another
+    bulk-assigns TKT-1 and TKT-3. The merge locked TKT-2 and TKT-3, found the survivor
+    TKT-1 and then locked it while holding TKT-3; the bulk action held TKT-1 and
+    waited for TKT-3, so PostgreSQL aborted one as a deadlock (the reviewer's
+    reproduction). Locking source, named target and survivor in one id-ordered
+    statement, the bulk action waits for the merge and then both are done."""
+    from helpdesk.services import tickets as tickets_module
+
+    one, two, three = (_pending_ticket(agent) for _ in range(3))
+    service = TicketsService.from_config(db.session, app.config)
+    service.merge(service.get(two), service.get(one), actor=Actor.staff(agent), reason="same outage")
+    db.session.commit()
+    merge_locked, go = threading.Event(), threading.Event()
+    lock_for_change = tickets_module.lock_for_change
+
+    def lock_then_wait(session: Any, *tickets: Ticket) -> None:
+        lock_for_change(session, *tickets)
+        if threading.current_thread().name == "merge" and not merge_locked.is_set():
+            merge_locked.set()  # after the merge's first lock
+            assert go.wait(WAIT), "never let go"
+
+    monkeypatch.setattr(tickets_module, "lock_for_change", lock_then_wait)
+    results: dict[str, object] = {}
+
+    def run(role: str, job: Callable[[TicketsService, Actor], object]) -> None:
+        with app.app_context():
+            try:
+                service = TicketsService.from_config(db.session, app.config)
+                staff = db.session.get(StaffUser, agent.id)
+                assert staff is not None
+                results[role] = job(service, Actor.staff(staff))
+                db.session.commit()
+            except Exception as exc:  # a deadlock, reported below
+                db.session.rollback()
+                results[role] = exc
+
+    def merge(service: TicketsService, actor: Actor) -> object:
+        merged = service.merge(service.get(three), service.get(two), actor=actor, reason="same outage")
+        return service.display_number(merged)
+
+    def assign(service: TicketsService, actor: Actor) -> object:
+        done = bulk.apply(db.session, service, [one, three], "assign", actor, assignee_id=agent.id)
+        return done.done, done.refused
+
+    threads = [
+        threading.Thread(target=run, args=("merge", merge), name="merge"),
+        threading.Thread(target=run, args=("bulk", assign), name="bulk"),
+    ]
+    threads[0].start()
+    try:
+        assert merge_locked.wait(WAIT), f"the merge never locked its tickets ({results})"
+        threads[1].start()
+        wait_until(
+            _someone_waits_for_a_lock,
+            timeout=WAIT,
+            between=db.session.rollback,
+            what=lambda: f"the bulk action waiting for the merge ({results})",
+        )
+    finally:
+        go.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(WAIT)
+    monkeypatch.undo()
+
+    names = [f"TKT-{number:06d}" for number in (one, two, three)]
+    assert results == {"merge": names[0], "bulk": ([names[0], names[2]], [])}, results
+    db.session.rollback()
+    stored = {
+        ticket.number: ticket
+        for ticket in db.session.execute(select(Ticket).execution_options(populate_existing=True)).scalars()
+    }
+    assert stored[three].merged_into_id == stored[one].id
+    assert stored[three].status == "closed"
+    assert stored[one].assignee_id == stored[three].assignee_id == agent.id
+
+
+@on_postgresql
+def test_a_merge_whose_survivor_moves_before_its_locks_gives_them_back_and_locks_the_new_one(
+    app, agent, monkeypatch
+):
+    """An agent merges TKT-4 into TKT-3; after the merge read the chain (TKT-3 is its
+    own survivor) but before it locked anything, TKT-3 is merged into TKT-1. Under its
+    locks the merge sees the survivor moved to a ticket with a lower id than it holds,
+    so it must give its locks back before taking TKT-1 (locking it on top would be out
+    of id order): the rows it held are free again, then it merges into TKT-1."""
+    from helpdesk.services import tickets as tickets_module
+
+    one, _, three, four = (_pending_ticket(agent) for _ in range(4))
+    read_survivor, lock_for_change = tickets_module.survivor, tickets_module.lock_for_change
+    merged_meanwhile = threading.Event()
+    locks: list[tuple[list[int], bool]] = []  # (ids, could another worker take TKT-4)
+
+    def merge_three_into_one() -> None:
+        with app.app_context():
+            service = TicketsService.from_config(db.session, app.config)
+            service.merge(service.get(three), service.get(one), actor=Actor.staff(agent), reason="outage")
+            db.session.commit()
+
+    def survivor_then_merge(session: Any, ticket: Ticket) -> Ticket:
+        found = read_survivor(session, ticket)
+        if not merged_meanwhile.is_set():
+            merged_meanwhile.set()
+            other = threading.Thread(target=merge_three_into_one, name="other")
+            other.start()
+            other.join(WAIT)
+        return found
+
+    def four_is_free() -> bool:
+        with db.engine.connect() as connection:
+            try:
+                connection.execute(
+                    text("SELECT id FROM tickets WHERE number = :n FOR NO KEY UPDATE NOWAIT"), {"n": four}
+                )
+            except OperationalError:
+                return False
+            finally:
+                connection.rollback()
+        return True
+
+    def lock_and_record(session: Any, *tickets: Ticket) -> None:
+        if threading.current_thread().name != "other":
+            locks.append((sorted(t.number for t in tickets), four_is_free()))
+        lock_for_change(session, *tickets)
+
+    monkeypatch.setattr(tickets_module, "survivor", survivor_then_merge)
+    monkeypatch.setattr(tickets_module, "lock_for_change", lock_and_record)
+    service = TicketsService.from_config(db.session, app.config)
+    into = service.merge(service.get(four), service.get(three), actor=Actor.staff(agent), reason="outage")
+    db.session.commit()
+    monkeypatch.undo()
+
+    assert into.number == one
+    assert locks == [([three, four], True), ([one, three, four], True)], locks
+    db.session.rollback()
+    merged = db.session.execute(
+        select(Ticket.number, Ticket.merged_into_id).where(Ticket.merged_into_id.is_not(None))
+    ).all()
+    one_id = service.get(one).id
+    assert sorted(merged) == [(three, one_id), (four, one_id)]
+
+
 # -- two reviewers approving one held mail at the same moment -------------------
 
 

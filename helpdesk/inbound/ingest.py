@@ -48,7 +48,7 @@ from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.return_paths import ReturnPaths
 from helpdesk.services import Actor, TicketsService, contacts, customer_limits, notifications
-from helpdesk.services.tickets import MAX_MERGE_CHAIN, MAX_NAME, MAX_SUBJECT, lock_for_change, survivor
+from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT, lock_with_survivor
 
 log = logging.getLogger("helpdesk.inbound.ingest")
 
@@ -588,13 +588,10 @@ def _locked(session: Session, ticket: Ticket) -> Ticket:
     """The matched ticket locked for change until the mail's commit, as it is now
     (docs/lifecycle.md, "Concurrent changes"): a resolution, a cancellation or a
     merge committed since the match is seen before anything is judged by the
-    ticket's status or people. Merged meanwhile, its survivor is taken (and locked)."""
-    for _ in range(MAX_MERGE_CHAIN):
-        lock_for_change(session, ticket)
-        if ticket.merged_into_id is None:
-            break
-        ticket = survivor(session, ticket)
-    return ticket
+    ticket's status or people. Merged meanwhile, its survivor is taken, locked in the
+    same id-ordered statement (`lock_with_survivor`): locked after the matched ticket,
+    a survivor with a lower id could deadlock with a bulk action naming both."""
+    return lock_with_survivor(session, ticket)
 
 
 def _staff_mail(

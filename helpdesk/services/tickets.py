@@ -545,10 +545,9 @@ class TicketsService:
             raise ValidationError({"reason": problem})
         assert isinstance(reason, str)
         named = target
-        lock_for_change(self.session, source, target)
-        target = survivor(self.session, target)
-        if target.id != named.id:  # merged meanwhile: its survivor is changed too
-            lock_for_change(self.session, source, target)
+        # The survivor is changed too; locked in the same id-ordered statement as
+        # both tickets named, never after them (docs/lifecycle.md).
+        target = lock_with_survivor(self.session, named, source)
         mode = self.visibility_mode
         if target.id != named.id and not visibility.may_see(self.session, actor, mode, target.id):
             # The survivor of a ticket the actor sees may be one they may not: it does
@@ -747,6 +746,35 @@ def lock_for_change(session: Session, *tickets: Ticket) -> None:
     transaction costs one query and waits for nothing.
     """
     _lock(session, Ticket.id.in_(sorted({ticket.id for ticket in tickets})))
+
+
+def lock_with_survivor(session: Session, ticket: Ticket, *others: Ticket) -> Ticket:
+    """Lock `ticket`, the ticket that carries on for it (`survivor`) and `others` for
+    change, in one id-ordered statement, and return the survivor as it is now.
+
+    Every other change takes its tickets in id order (`lock_for_change`,
+    `lock_numbers`). Locking the survivor in a second statement, after tickets with
+    higher ids, held one of them while waiting for it: a bulk action naming the
+    survivor and one of those tickets deadlocked with it on PostgreSQL. So the chain
+    is read without locks first and checked again under them; if a merge committed
+    in between moved the survivor on, the locks just taken are given back (rolled
+    back to their savepoint, which releases the row locks taken in it) and the new
+    set is taken, again in id order. Locks the caller held before stay held.
+    """
+    for _ in range(MAX_MERGE_CHAIN):
+        wanted = {ticket, survivor(session, ticket), *others}
+        savepoint = session.begin_nested()
+        try:
+            lock_for_change(session, *wanted)
+            found = survivor(session, ticket)
+        except BaseException:
+            savepoint.rollback()
+            raise
+        if found in wanted:
+            savepoint.commit()
+            return found
+        savepoint.rollback()  # merged again meanwhile: lock the new chain instead
+    raise Conflict("The tickets were merged again while being changed; try again.")
 
 
 def _lock(session: Session, condition: Any) -> None:
