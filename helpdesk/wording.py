@@ -76,6 +76,7 @@ KNOWN = (
     N_("%(number)s is already merged into %(into)s."),
     N_("%(number)s cannot be merged into itself."),
     N_("A cancelled ticket is final; it cannot be merged or merged into."),
+    N_("The tickets were merged again while being changed; try again."),
     # helpdesk.services.senders, staff, teams, integrations, canned
     N_("%(pattern)s is already authorized."),
     N_("No rule %(pattern)s."),
