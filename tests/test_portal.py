@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from config import TestingConfig as ProductionLikeConfig
 from helpdesk import create_app
@@ -470,3 +471,38 @@ def test_tracker_and_login_forms_are_rate_limited_with_a_page(client, app, agent
     assert blocked.status_code == 429
     assert blocked.mimetype == "text/html"
     assert b"Too many attempts" in blocked.data
+
+
+class _DatabaseSaid(Exception):
+    """What psycopg2 raises, reduced to the SQLSTATE `is_transient` reads."""
+
+    def __init__(self, pgcode: str) -> None:
+        super().__init__(f"SQLSTATE {pgcode}")
+        self.pgcode = pgcode
+
+
+def test_a_form_the_database_fails_now_is_undone_and_asked_again_not_a_500(portal, service, monkeypatch):
+    """A deadlock or a serialization failure PostgreSQL still reports (docs/lifecycle.md,
+    "Concurrent changes") was a 500 page; the API answers it 503. The form's change is
+    rolled back and the page it came from says to try again. A database error that
+    is not transient (an index row too large) is still a bug, never hidden."""
+    duplicate, kept = opened(service), opened(service)
+    merge = TicketsService.merge
+
+    def merge_then_fail(self: TicketsService, *args: object, **kwargs: object) -> Ticket:
+        merge(self, *args, **kwargs)  # type: ignore[arg-type]
+        raise OperationalError("SELECT ... FOR NO KEY UPDATE", {}, _DatabaseSaid(sqlstate))
+
+    monkeypatch.setattr(TicketsService, "merge", merge_then_fail)
+    sqlstate = "40P01"  # deadlock detected
+    page = f"/tickets/{service.display_number(duplicate)}"
+    response = portal.post(f"{page}/merge", {"into": service.display_number(kept)}, page=page)
+    assert response.status_code == 302 and response.location.endswith(page)
+    said = portal.get(page).data
+    assert b"The database could not do this just now; nothing was changed. Try again." in said
+    db.session.rollback()
+    assert db.session.get(Ticket, duplicate.id, populate_existing=True).merged_into_id is None
+
+    sqlstate = "54000"  # program limit exceeded: the same form would fail again
+    with pytest.raises(OperationalError):
+        portal.post(f"{page}/merge", {"into": service.display_number(kept)}, page=page)

@@ -1,25 +1,37 @@
 """How every portal form ends: run one service call, commit, say what happened,
 and go back to the page it came from (post/redirect/get). A domain error (bad
-input, a refused transition) rolls back and is shown instead; nothing else is
-caught, so a bug is a bug. Messages are in the reader's language: the success
-message comes translated from `change`, a domain error is read by
+input, a refused transition) rolls back and is shown instead, and so is the
+database failing to do the work now (`helpdesk.database.is_transient`: a deadlock,
+a serialization failure, a restart), as "try again", where the API answers 503;
+nothing else is caught, so a bug is a bug. Messages are in the reader's language:
+the success message comes translated from `change`, a domain error is read by
 `helpdesk.wording`."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from flask import flash, redirect
+from flask_babel import gettext
+from sqlalchemy.exc import DBAPIError
 from werkzeug.wrappers import Response
 
+from helpdesk.database import is_transient
 from helpdesk.errors import DomainError, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
 from helpdesk.wording import error_text
 
+log = logging.getLogger("helpdesk.portal")
+
 
 def perform(change: Callable[[], str], back: str) -> Response:
-    """`change` does the work and returns the message to show on success."""
+    """`change` does the work and returns the message to show on success.
+
+    A transient database error was a 500 page, though nothing of the change was
+    kept and the same form sent again would do it (docs/lifecycle.md, "Concurrent
+    changes"); any other database error still is one."""
     try:
         done = change()
         db.session.commit()
@@ -27,6 +39,12 @@ def perform(change: Callable[[], str], back: str) -> Response:
     except DomainError as exc:
         db.session.rollback()
         flash(error_text(exc), "error")
+    except DBAPIError as exc:
+        if not is_transient(exc):
+            raise
+        db.session.rollback()
+        log.warning("database failed a portal change, the user is asked to retry: %s", exc.orig)
+        flash(gettext("The database could not do this just now; nothing was changed. Try again."), "error")
     return redirect(back)
 
 
