@@ -542,6 +542,74 @@ def test_a_merge_whose_survivor_moves_before_its_locks_gives_them_back_and_locks
     assert sorted(merged) == [(three, one_id), (four, one_id)]
 
 
+@on_postgresql
+def test_a_mail_whose_ticket_is_merged_after_matching_locks_the_survivor_in_id_order(app, agent, monkeypatch):
+    """A customer's reply matched TKT-3; before the gateway locked it, TKT-3 was merged
+    into TKT-1. The gateway locked TKT-3 and then, holding it, TKT-1: out of id order,
+    the deadlock a bulk action on both gives the merge (see above). It must give
+    TKT-3 back before it takes TKT-1 with it, and the reply lands on TKT-1. Seen at
+    the database: every row lock on tickets the mail takes, and whether another
+    worker could take TKT-3 at that moment."""
+    from sqlalchemy import event
+
+    one, _, three = (_pending_ticket(agent) for _ in range(3))
+    ids = {
+        n: db.session.execute(select(Ticket.id).where(Ticket.number == n)).scalar_one() for n in (one, three)
+    }
+    find_ticket = matching.find_ticket
+
+    def merge_three_into_one() -> None:
+        with app.app_context():
+            service = TicketsService.from_config(db.session, app.config)
+            service.merge(service.get(three), service.get(one), actor=Actor.staff(agent), reason="outage")
+            db.session.commit()
+
+    def find_then_merge(*args: object, **kwargs: object) -> object:
+        found = find_ticket(*args, **kwargs)  # type: ignore[arg-type]
+        other = threading.Thread(target=merge_three_into_one, name="other")
+        other.start()
+        other.join(WAIT)
+        return found
+
+    def three_is_free() -> bool:
+        with db.engine.connect() as connection:
+            try:
+                connection.execute(
+                    text("SELECT id FROM tickets WHERE id = :id FOR NO KEY UPDATE NOWAIT"), {"id": ids[three]}
+                )
+            except OperationalError:
+                return False
+            finally:
+                connection.rollback()
+        return True
+
+    locks: list[tuple[list[int], bool]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if (
+            threading.current_thread().name == "MainThread"
+            and "FROM tickets" in statement
+            and "FOR NO KEY UPDATE" in statement
+            and "NOWAIT" not in statement
+        ):
+            locks.append((sorted(v for v in parameters.values() if isinstance(v, int)), three_is_free()))
+
+    monkeypatch.setattr(matching, "find_ticket", find_then_merge)
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        mail = message(subject=f"Re: [TKT-{three:06d}] Router keeps rebooting", body="Still rebooting.")
+        result = ingest(mail.as_bytes(), Envelope("ann@example.com", (SUPPORT,), "smtp"), app.config)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+        monkeypatch.undo()
+
+    assert result.outcome is Outcome.APPENDED, result
+    assert result.ticket_number == f"TKT-{one:06d}", result
+    assert locks[:2] == [([ids[three]], True), (sorted(ids.values()), True)], locks
+    # Later changes lock again only what the mail holds already.
+    assert all(set(locked) <= set(ids.values()) for locked, _ in locks[2:]), locks
+
+
 # -- two reviewers approving one held mail at the same moment -------------------
 
 
