@@ -545,7 +545,11 @@ def _decide(
     )
     organization_id = identified.organization_id
     if match is not None:
-        match = replace(match, ticket=_locked(session, match.ticket))
+        # Locked for change until the mail's commit, as it is now: a resolution, a
+        # cancellation or a merge committed since the match is seen before anything
+        # is judged by the ticket's status or people; merged meanwhile, the survivor
+        # is taken (docs/lifecycle.md, "Concurrent changes").
+        match = replace(match, ticket=lock_with_survivor(session, match.ticket))
         ticket = match.ticket
         number = display_number(ticket.number, config)
         if believed and authorization.may_reply(session, ticket, sender, known):
@@ -582,16 +586,6 @@ def _decide(
         )
     why = "unknown sender" if believed else unauthenticated
     return _unknown_sender(config, f"{why}: {sender}", None, customer)
-
-
-def _locked(session: Session, ticket: Ticket) -> Ticket:
-    """The matched ticket locked for change until the mail's commit, as it is now
-    (docs/lifecycle.md, "Concurrent changes"): a resolution, a cancellation or a
-    merge committed since the match is seen before anything is judged by the
-    ticket's status or people. Merged meanwhile, its survivor is taken, locked in the
-    same id-ordered statement (`lock_with_survivor`): locked after the matched ticket,
-    a survivor with a lower id could deadlock with a bulk action naming both."""
-    return lock_with_survivor(session, ticket)
 
 
 def _staff_mail(
