@@ -741,6 +741,45 @@ def test_a_chat_ticket_and_an_agents_ticket_for_one_contact_both_open(app, agent
     assert sorted(opened) == [("Chat: no signal", ann_id), ("Phone: no signal", ann_id)]
 
 
+PHONE = "+5215512345678"
+
+
+def _phone_only_customer_with_a_ticket(agent: StaffUser) -> tuple[int, int]:
+    """The id of a contact known by their WhatsApp number only, and the number of the
+    committed ticket they have."""
+    from helpdesk.services import contacts
+
+    phone_only = contacts.for_customer(db.session, email=None, phone=PHONE, phone_vouched=True, name="Ann")
+    db.session.commit()
+    ticket = TicketsService.from_config(db.session, current_app.config).open_ticket(
+        subject="No signal",
+        description="Since this morning.",
+        requester_email=phone_only.email,
+        channel="api",
+        actor=Actor.staff(agent),
+    )
+    db.session.commit()
+    assert ticket.number is not None
+    return phone_only.id, ticket.number
+
+
+def _customer_gives_email(app: Any, order: Interleaving) -> Callable[[], str]:
+    """The second worker: the customer gives an email from that number on WhatsApp,
+    and `for_customer` merges the phone-only contact into the email's."""
+    from helpdesk.services import contacts
+
+    def gives_email() -> str:
+        with app.app_context():
+            order.after_load("second")
+            contact = contacts.for_customer(
+                db.session, email="ann@example.com", phone=PHONE, phone_vouched=True, name="Ann"
+            )
+            db.session.commit()
+            return contact.email
+
+    return gives_email
+
+
 @on_postgresql
 def test_a_whatsapp_merge_and_a_language_change_on_its_ticket_both_finish(app, agent, monkeypatch):
     """Someone known by their WhatsApp number only has a ticket; an agent sets its
@@ -750,23 +789,10 @@ def test_a_whatsapp_merge_and_a_language_change_on_its_ticket_both_finish(app, a
     the other waited for. Tickets are locked before contacts everywhere, so the merge
     waits for the ticket, then moves it with the language the agent set."""
     from helpdesk.models import Contact
-    from helpdesk.services import contacts
     from helpdesk.services import tickets as tickets_module
 
-    phone = "+5215512345678"
     agent_id = agent.id  # read here: the workers must not load it through this session
-    phone_only = contacts.for_customer(db.session, email=None, phone=phone, phone_vouched=True, name="Ann")
-    db.session.commit()
-    service = TicketsService.from_config(db.session, app.config)
-    ticket = service.open_ticket(
-        subject="No signal",
-        description="Since this morning.",
-        requester_email=phone_only.email,
-        channel="api",
-        actor=Actor.staff(agent),
-    )
-    db.session.commit()
-    number, phone_only_id = ticket.number, phone_only.id
+    phone_only_id, number = _phone_only_customer_with_a_ticket(agent)
     order = Interleaving()
     lock_for_change = tickets_module.lock_for_change
 
@@ -788,21 +814,12 @@ def test_a_whatsapp_merge_and_a_language_change_on_its_ticket_both_finish(app, a
             db.session.commit()
             return language
 
-    def customer_gives_email() -> str:
-        with app.app_context():
-            order.after_load("second")
-            contact = contacts.for_customer(
-                db.session, email="ann@example.com", phone=phone, phone_vouched=True, name="Ann"
-            )
-            db.session.commit()
-            return contact.email
-
-    results = order.run(agent_sets_language, customer_gives_email)
+    results = order.run(agent_sets_language, _customer_gives_email(app, order))
     monkeypatch.undo()
     assert results == {"first": "es", "second": "ann@example.com"}, results
     db.session.rollback()
     ann = db.session.execute(select(Contact).where(Contact.email == "ann@example.com")).scalar_one()
-    assert (ann.phone, ann.language) == (phone, "es")
+    assert (ann.phone, ann.language) == (PHONE, "es")
     moved = db.session.execute(select(Ticket).where(Ticket.number == number)).scalar_one()
     assert (moved.requester_id, moved.language) == (ann.id, "es")
     assert db.session.get(Contact, phone_only_id).phone is None  # type: ignore[union-attr]
@@ -818,20 +835,8 @@ def test_a_ticket_opened_for_a_phone_only_contact_during_its_merge_moves_too(app
     from helpdesk.models import Contact
     from helpdesk.services import contacts
 
-    phone = "+5215512345678"
     agent_id = agent.id  # read here: the workers must not load it through this session
-    phone_only = contacts.for_customer(db.session, email=None, phone=phone, phone_vouched=True, name="Ann")
-    db.session.commit()
-    service = TicketsService.from_config(db.session, app.config)
-    service.open_ticket(
-        subject="No signal",
-        description="Since this morning.",
-        requester_email=phone_only.email,
-        channel="api",
-        actor=Actor.staff(agent),
-    )
-    db.session.commit()
-    phone_only_id = phone_only.id
+    phone_only_id, _number = _phone_only_customer_with_a_ticket(agent)
     order = Interleaving()
 
     def whatsapp_opens() -> str | None:
@@ -853,19 +858,10 @@ def test_a_ticket_opened_for_a_phone_only_contact_during_its_merge_moves_too(app
             db.session.commit()
             return ticket.subject
 
-    def customer_gives_email() -> str:
-        with app.app_context():
-            order.after_load("second")
-            contact = contacts.for_customer(
-                db.session, email="ann@example.com", phone=phone, phone_vouched=True, name="Ann"
-            )
-            db.session.commit()
-            return contact.email
-
-    results = order.run(whatsapp_opens, customer_gives_email)
+    results = order.run(whatsapp_opens, _customer_gives_email(app, order))
     assert results == {"first": "Still no signal", "second": "ann@example.com"}, results
     db.session.rollback()
     ann = db.session.execute(select(Contact).where(Contact.email == "ann@example.com")).scalar_one()
     requesters = db.session.execute(select(Ticket.requester_id).order_by(Ticket.number)).scalars().all()
     assert requesters == [ann.id, ann.id]
-    assert ann.phone == phone
+    assert ann.phone == PHONE

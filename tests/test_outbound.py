@@ -722,6 +722,18 @@ def test_bounce_of_a_notification_marks_the_address_undeliverable(
     assert len(deliver(app, sink)) == 2
 
 
+def _ann_and_bob_get_a_reply(app, gateway, sink, service, agent_actor) -> Ticket:  # type: ignore[no-untyped-def]
+    """Ann writes with Bob in Cc and staff answer: each gets a copy of their own,
+    with its own signed Message-ID and return path."""
+    gateway.send(message(sender="Ann <ann@example.com>", cc="Bob <bob@corp.example>"))
+    deliver(app, sink)
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    service.add_message(ticket, body="We are on it.", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    return ticket
+
+
 def test_participant_cannot_silence_another_with_a_forged_bounce(
     app, gateway, senders, sink, service, agent_actor
 ):
@@ -729,12 +741,7 @@ def test_participant_cannot_silence_another_with_a_forged_bounce(
     In-Reply-To and References). A "bounce" Ann writes naming it, from her own
     server, must not mark Bob undeliverable: the Message-ID proves nothing about
     who sends it (docs/security.md, "Bounces")."""
-    gateway.send(message(sender="Ann <ann@example.com>", cc="Bob <bob@corp.example>"))
-    deliver(app, sink)
-    ticket = db.session.execute(select(Ticket)).scalar_one()
-    service.add_message(ticket, body="We are on it.", actor=agent_actor, channel="web")
-    db.session.commit()
-    deliver(app, sink)
+    ticket = _ann_and_bob_get_a_reply(app, gateway, sink, service, agent_actor)
     bobs_copy = next(r.message for r in sink.received if r.rcpt_tos == ["bob@corp.example"])
     bobs_reply = message(
         sender="bob@corp.example",
@@ -831,12 +838,7 @@ def test_bounce_to_one_return_path_marks_only_that_rows_recipient(
 ):
     """A report sent to Bob's return path marks Bob, whatever it says inside: here it
     quotes Ann's Message-ID and names her as the failed recipient."""
-    gateway.send(message(sender="Ann <ann@example.com>", cc="Bob <bob@corp.example>"))
-    deliver(app, sink)
-    ticket = db.session.execute(select(Ticket)).scalar_one()
-    service.add_message(ticket, body="We are on it.", actor=agent_actor, channel="web")
-    db.session.commit()
-    deliver(app, sink)
+    _ann_and_bob_get_a_reply(app, gateway, sink, service, agent_actor)
     to_ann = next(r for r in sink.received[1:] if r.rcpt_tos == ["ann@example.com"])
     to_bob = next(r for r in sink.received if r.rcpt_tos == ["bob@corp.example"])
     bounce = corpus_bounce(str(to_ann.message["Message-ID"]), "ann@example.com", return_path=to_bob.mail_from)
