@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ from helpdesk.inbound.automail import is_machine_address
 from helpdesk.inbound.dedup import content_hash
 from helpdesk.inbound.headerfields import strip_comments
 from tests.support.hostile import prose
+from tests.support.timing import least_cpu
 
 SIZE = 1_000_000
 RATIO = 20
@@ -219,26 +219,17 @@ def benign(case: Case, n: int) -> Any:
     return text.encode() if case.binary else text
 
 
-def best(run: Callable[[], object], repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 def baseline(data: Any) -> float:
     """One linear pass over the text: the least reading any mail costs."""
     collapse = re.compile(rb"\s+" if isinstance(data, bytes) else r"\s+")
-    return best(lambda: collapse.sub(b" " if isinstance(data, bytes) else " ", data))
+    return least_cpu(lambda: collapse.sub(b" " if isinstance(data, bytes) else " ", data))
 
 
 def assert_linear(label: str, work: Callable[[Any], object], bad: Callable[[int], Any], good: Any) -> None:
     big, small = bad(SIZE), bad(SIZE // 4)
-    t_big = best(lambda: work(big))
-    t_small = best(lambda: work(small))
-    t_good = max(best(lambda: work(good)), baseline(good))
+    t_big = least_cpu(lambda: work(big))
+    t_small = least_cpu(lambda: work(small))
+    t_good = max(least_cpu(lambda: work(good)), baseline(good))
     assert t_big <= RATIO * t_good, (
         f"{label}: {t_big * 1e3:.1f} ms on 1 MB of pathological input, "
         f"{t_good * 1e3:.2f} ms on benign input of the same size"
