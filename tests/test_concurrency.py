@@ -25,8 +25,8 @@ from helpdesk import lifecycle
 from helpdesk.extensions import db
 from helpdesk.inbound import matching
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
-from helpdesk.models import StaffUser, Ticket, TicketHistory
-from helpdesk.services import Actor, TicketsService, bulk
+from helpdesk.models import StaffUser, Tag, Ticket, TicketHistory, TicketTag
+from helpdesk.services import Actor, TicketsService, bulk, tags
 from tests.support import concurrency_worker
 from tests.support.app import ApiClient, make_app
 from tests.support.mail import SUPPORT, message
@@ -306,6 +306,70 @@ def test_two_status_changes_through_the_api_the_second_sees_the_first(app, agent
     _assert_consistent(
         number, _legal_finals("pending_customer", _staff_move("resolved"), _staff_move("in_progress"))
     )
+
+
+@on_postgresql
+@pytest.mark.parametrize(
+    ("start", "first", "second"),
+    [
+        ((), ["vip"], ["olt-norte"]),  # the second saved as if the first had not happened
+        (("fibra",), ["fibra", "vip"], ["fibra", "olt-norte"]),  # both wrote fibra: a 500
+    ],
+)
+def test_two_agents_setting_tags_on_one_ticket_at_once_the_second_sees_the_first(
+    app, agent, api, monkeypatch, start, first, second
+):
+    """Two agents save a ticket's tags at once (the ticket page, the API's PUT), both
+    having read it before either saved. Unlocked, the second read the tags as they were
+    before the first save: it left the first one's tags beside its own while its
+    history row said they were gone, or it wrote a tag the first had just written too
+    and failed on the primary key. The ticket's lock makes the second save wait, then
+    see the first one's tags: its set is the one kept, and the history is one chain."""
+    number = _pending_ticket(agent)
+    if start:
+        service = TicketsService.from_config(db.session, app.config)
+        tags.set_tags(db.session, service.get(number), list(start), Actor.staff(agent))
+        db.session.commit()
+    order = Interleaving()
+    get, set_tags = TicketsService.get, tags.set_tags
+
+    def get_then_wait(self: TicketsService, *args: Any, **kwargs: Any) -> Ticket:
+        ticket = get(self, *args, **kwargs)
+        order.after_load(threading.current_thread().name)
+        return ticket
+
+    def set_then_wait(*args: Any, **kwargs: Any) -> None:
+        set_tags(*args, **kwargs)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+
+    monkeypatch.setattr(TicketsService, "get", get_then_wait)
+    monkeypatch.setattr(tags, "set_tags", set_then_wait)
+
+    def save(names: list[str]) -> Callable[[], object]:
+        def request() -> object:
+            response = ApiClient(app.test_client(), api.token).put(f"/tickets/{number}/tags", {"tags": names})
+            return response.status_code, response.get_json()["tags"]
+
+        return request
+
+    results = order.run(save(first), save(second), second_may_finish=True)
+    monkeypatch.undo()
+
+    assert results == {"first": (200, first), "second": (200, second)}, results
+    db.session.rollback()
+    ticket_id = TicketsService.from_config(db.session, app.config).get(number).id
+    stored = db.session.execute(
+        select(Tag.name).join(TicketTag, TicketTag.tag_id == Tag.id).where(TicketTag.ticket_id == ticket_id)
+    ).scalars()
+    assert sorted(stored) == second
+    changes = db.session.execute(
+        select(TicketHistory.old_value, TicketHistory.new_value)
+        .where(TicketHistory.ticket_id == ticket_id, TicketHistory.field == "tags")
+        .order_by(TicketHistory.id)
+    ).all()
+    saved = [", ".join(names) or None for names in (start, first, second)]
+    assert changes[-2:] == [(saved[0], saved[1]), (saved[1], saved[2])], changes
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -19,6 +19,7 @@ from helpdesk.errors import ValidationError
 from helpdesk.models import Tag, Ticket, TicketTag
 from helpdesk.services import history
 from helpdesk.services.actors import Actor
+from helpdesk.services.tickets import lock_for_change
 
 MAX_TAG = 40
 MAX_TAGS = 20  # on one ticket
@@ -66,8 +67,40 @@ def _is_tag(name: str) -> bool:
 
 
 def set_tags(session: Session, ticket: Ticket, names: object, actor: Actor) -> None:
-    """Make `names` the ticket's tags."""
+    """Make `names` the ticket's tags.
+
+    The set is replaced whole, so it is judged against the tags the ticket carries
+    now: the ticket is locked and reloaded first, as for every change of it
+    (`tickets.lock_for_change`). Judged against tags read before another agent's
+    save, it kept that agent's tags beside its own while its history row said they
+    were gone, or wrote one of them a second time (a unique violation on PostgreSQL).
+    """
     wanted = read(names)
+    lock_for_change(session, ticket)
+    _replace(session, ticket, wanted, actor)
+
+
+def add_to(session: Session, tickets: Sequence[Ticket], names: object, actor: Actor) -> int:
+    """Add tags to many tickets at once (bulk tagging); returns how many tickets changed.
+    The tickets are locked first, in id order, as `set_tags` locks its one."""
+    wanted = read(names)
+    lock_for_change(session, *tickets)
+    changed = 0
+    for ticket in tickets:
+        current = [tag.name for tag in ticket.tags]
+        new = [name for name in wanted if name not in current]
+        if not new:
+            continue
+        if len(current) + len(new) > MAX_TAGS:
+            raise ValidationError({"tags": RULE})
+        _replace(session, ticket, current + new, actor)
+        changed += 1
+    return changed
+
+
+def _replace(session: Session, ticket: Ticket, wanted: list[str], actor: Actor) -> None:
+    """Store `wanted` (tags as `read` gives them) as the tags of a ticket the caller
+    has locked, with one history row; nothing when they are the tags it has."""
     current = [tag.name for tag in ticket.tags]
     if set(wanted) == set(current):
         return
@@ -79,22 +112,6 @@ def set_tags(session: Session, ticket: Ticket, names: object, actor: Actor) -> N
     history.record(session, ticket.id, "tags", old, new, actor)
     session.flush()
     session.expire(ticket, ["tags"])
-
-
-def add_to(session: Session, tickets: Sequence[Ticket], names: object, actor: Actor) -> int:
-    """Add tags to many tickets at once (bulk tagging); returns how many tickets changed."""
-    wanted = read(names)
-    changed = 0
-    for ticket in tickets:
-        current = [tag.name for tag in ticket.tags]
-        new = [name for name in wanted if name not in current]
-        if not new:
-            continue
-        if len(current) + len(new) > MAX_TAGS:
-            raise ValidationError({"tags": RULE})
-        set_tags(session, ticket, current + new, actor)
-        changed += 1
-    return changed
 
 
 def in_use(session: Session) -> list[tuple[str, int]]:
