@@ -152,7 +152,7 @@ def make_overdue(url: str, count: int) -> None:
 def time_check(app: Any) -> tuple[float, int]:
     with app.app_context():
         started = time.perf_counter()
-        result = check_sla(db.session)
+        result = check_sla(db.session, app.config)
         db.session.commit()
         elapsed = time.perf_counter() - started
         db.session.remove()

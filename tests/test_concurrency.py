@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from helpdesk import lifecycle
+from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.inbound import matching
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
@@ -133,14 +135,15 @@ class Interleaving:
         return self.results
 
 
-def _someone_waits_for_a_lock() -> bool:
+def _someone_waits_for_a_lock(at_least: int = 1) -> bool:
+    """Whether `at_least` sessions of the test database wait for a lock right now."""
     waiting = db.session.execute(
         text(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
     ).scalar_one()
-    return bool(waiting)
+    return bool(waiting >= at_least)
 
 
 Change = Callable[[str], str]
@@ -672,6 +675,116 @@ def test_a_mail_whose_ticket_is_merged_after_matching_locks_the_survivor_in_id_o
     assert locks[:2] == [([ids[three]], True), (sorted(ids.values()), True)], locks
     # Later changes lock again only what the mail holds already.
     assert all(set(locked) <= set(ids.values()) for locked, _ in locks[2:]), locks
+
+
+# -- the SLA check and a bulk action at the same moment --------------------------
+
+
+@on_postgresql
+def test_the_sla_check_and_a_bulk_action_on_its_overdue_tickets_both_finish(app, agent):
+    """TKT-1 and TKT-2 are overdue for a first response; an agent's change holds
+    TKT-1, and a bulk assign of both waits for it (tickets are locked in id order).
+    The SLA check marked them with one UPDATE, which locked its rows in the order its
+    plan visits them: TKT-2 first (due earlier by the watch index, and before TKT-1's
+    rewritten row in the table), then it waited for TKT-1 too. When the agent
+    committed, the bulk action took TKT-1 and waited for TKT-2: PostgreSQL aborted one
+    of the two as a deadlock. The check now takes its rows in id order and skips the
+    ones someone holds: it marks TKT-2 and waits for nothing, the bulk action waits
+    for it, and the next run marks TKT-1."""
+    from sqlalchemy import update
+
+    from helpdesk.services.lifecycle_jobs import check_sla
+
+    agent_id = agent.id  # read here: the workers must not load it through this session
+    service = TicketsService.from_config(db.session, app.config)
+    numbers = []
+    for subject in ("No signal", "Slow line"):
+        opened = service.open_ticket(
+            subject=subject,
+            description="Since this morning.",
+            requester_email="ann@example.com",
+            channel="api",
+            actor=Actor.staff(agent),
+        )
+        db.session.commit()
+        assert opened.number is not None
+        numbers.append(opened.number)
+    one, two = numbers
+    for number, hours in ((two, 3), (one, 2)):  # TKT-2 due first, TKT-1 written last
+        db.session.execute(
+            update(Ticket)
+            .where(Ticket.number == number)
+            .values(first_response_due_at=now() - timedelta(hours=hours))
+        )
+        db.session.commit()
+    agent_holds, release = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def run(role: str, job: Callable[[TicketsService, Actor], object]) -> None:
+        with app.app_context():
+            try:
+                staff = db.session.get(StaffUser, agent_id)
+                assert staff is not None
+                results[role] = job(TicketsService.from_config(db.session, app.config), Actor.staff(staff))
+                db.session.commit()
+            except Exception as exc:  # a deadlock, reported below
+                db.session.rollback()
+                results[role] = exc
+
+    def agent_assigns_one(service: TicketsService, actor: Actor) -> object:
+        assigned = service.assign(service.get(one), agent_id, actor=actor)
+        agent_holds.set()
+        assert release.wait(WAIT), "never let go"
+        return service.display_number(assigned)
+
+    def bulk_assigns_both(service: TicketsService, actor: Actor) -> object:
+        return bulk.apply(db.session, service, [one, two], "assign", actor, assignee_id=agent_id).done
+
+    def sla_check(service: TicketsService, actor: Actor) -> object:
+        return [breach.ticket_id for breach in check_sla(db.session, app.config).breaches]
+
+    threads = {
+        role: threading.Thread(target=run, args=(role, job), name=role)
+        for role, job in (("agent", agent_assigns_one), ("bulk", bulk_assigns_both), ("sla", sla_check))
+    }
+    try:
+        threads["agent"].start()
+        assert agent_holds.wait(WAIT), f"the agent's change never happened ({results})"
+        threads["bulk"].start()
+        wait_until(
+            _someone_waits_for_a_lock,
+            timeout=WAIT,
+            between=db.session.rollback,
+            what=lambda: f"the bulk action waiting for the agent ({results})",
+        )
+        threads["sla"].start()
+        wait_until(
+            lambda: "sla" in results or _someone_waits_for_a_lock(at_least=2),
+            timeout=WAIT,
+            between=db.session.rollback,
+            what=lambda: f"the SLA check done or waiting ({results})",
+        )
+    finally:
+        release.set()
+        for thread in threads.values():
+            if thread.is_alive():
+                thread.join(WAIT)
+
+    ids = dict(db.session.execute(select(Ticket.number, Ticket.id)).all())
+    names = [f"TKT-{number:06d}" for number in (one, two)]
+    assert results == {"agent": names[0], "bulk": names, "sla": [ids[two]]}, results
+    db.session.rollback()
+    later = check_sla(db.session, app.config)  # the next run marks the ticket skipped
+    db.session.commit()
+    assert [breach.ticket_id for breach in later.breaches] == [ids[one]]
+    marked = db.session.execute(
+        select(Ticket.number, Ticket.first_response_breached, Ticket.assignee_id).order_by(Ticket.number)
+    ).all()
+    assert marked == [(one, True, agent_id), (two, True, agent_id)]
+    history = db.session.execute(
+        select(TicketHistory.ticket_id).where(TicketHistory.field == "sla")
+    ).scalars()
+    assert sorted(history) == sorted(ids.values())
 
 
 # -- two reviewers approving one held mail at the same moment -------------------

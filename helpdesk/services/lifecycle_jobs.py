@@ -11,9 +11,11 @@ runs them every `LIFECYCLE_JOBS_INTERVAL` (`mailgateway.periodic`), cron may run
 - Beyond the lock, every change is guarded by the row's own state, so even two
   runs that overlapped could not mark a breach twice or close a ticket twice:
   the SLA check marks with `UPDATE … WHERE <flag> IS NULL … RETURNING`, and
-  auto-close re-selects `resolved` tickets `FOR NO KEY UPDATE` (skipping any
-  another change holds: a customer's reply being taken in may reopen it), as
-  every change of a ticket locks it (`tickets.lock_for_change`).
+  auto-close re-selects `resolved` tickets. Both lock the tickets they change
+  `FOR NO KEY UPDATE` in id order, as every change of a ticket locks it
+  (`tickets.lock_for_change`), and skip any another change holds (a customer's
+  reply being taken in may reopen it; an agent may be answering it): the next run
+  takes those, and the jobs never wait for a ticket, so never deadlock on one.
 
 The caller owns the transaction (flush, never commit), as with every service.
 """
@@ -78,8 +80,8 @@ def check_sla(session: Session, config: Any) -> SlaCheckResult:
     step per check that found a breach (`_raise_priority`).
 
     Set-based, so it stays fast at 100,000 open tickets: one UPDATE per target
-    over a partial index of the undecided tickets, then bulk inserts for exactly
-    the rows that UPDATE returned.
+    over a partial index of the undecided tickets (`_mark`), then bulk inserts for
+    exactly the rows that UPDATE returned.
     """
     if not _exclusive(session, SLA_CHECK_LOCK):
         return SlaCheckResult(ran=False)
@@ -157,11 +159,28 @@ def auto_close(session: Session, config: Any) -> AutoCloseResult:
 
 
 def _mark(session: Session, flag: str, due: str, unmarked: Any, target: str) -> Sequence[sla.Breach]:
-    """Set `flag` on the tickets `unmarked` selects; the ones it returns are new breaches."""
+    """Set `flag` on the tickets `unmarked` selects; the ones it returns are new breaches.
+
+    The rows are locked by a subquery in id order, skipping any that another
+    transaction holds, and only those are updated: an UPDATE alone locks its rows in
+    whatever order its plan visits them (the due time's index, the table's pages),
+    so it held a ticket with a higher id while waiting for a lower one that a bulk
+    action held while waiting for it, and PostgreSQL aborted one as a deadlock. A
+    skipped ticket keeps its flag unset, so the next run marks it unless the change
+    that held it decided the target itself, as it would have had the check waited.
+    Still one statement over the partial index, as auto-close skips what is held.
+    """
     table = Ticket.__table__
+    targets = (
+        select(table.c.id)
+        .where(unmarked)
+        .order_by(table.c.id)
+        .with_for_update(key_share=True, skip_locked=True)
+        .correlate(None)  # its own `tickets`, not the UPDATE's
+    )
     rows = session.execute(
         update(table)
-        .where(unmarked)
+        .where(table.c.id.in_(targets))
         .values({flag: True})
         .returning(table.c.id, table.c.assignee_id, table.c[due])
     ).all()
