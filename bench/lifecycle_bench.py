@@ -121,8 +121,8 @@ def seed(url: str, count: int) -> None:
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
-                "INSERT INTO contacts (email, name, created_at) "
-                "VALUES ('bench@example.com', 'Bench', %s) RETURNING id",
+                "INSERT INTO contacts (email, mailbox, name, created_at) "
+                "VALUES ('bench@example.com', 'bench@example.com', 'Bench', %s) RETURNING id",
                 (now(),),
             )
             requester = cur.fetchone()[0]  # type: ignore[index]

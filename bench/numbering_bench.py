@@ -42,7 +42,7 @@ from bench.postgres import admin, migrate, server_settings
 from bench.report import markdown_table, plain_table, positive_counts
 from bench.workers import Run, WorkerResult
 from config import TestingConfig
-from helpdesk import create_app, sla
+from helpdesk import addresses, create_app, sla
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.services import Actor, TicketsService
@@ -271,8 +271,9 @@ def create_raw_requester(url: str) -> int:
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
-                "INSERT INTO contacts (email, name, created_at) VALUES (%s, %s, %s) RETURNING id",
-                (RAW_REQUESTER, "Raw Bench", now()),
+                "INSERT INTO contacts (email, mailbox, name, created_at) "
+                "VALUES (%s, %s, %s, %s) RETURNING id",
+                (RAW_REQUESTER, addresses.mailbox(RAW_REQUESTER), "Raw Bench", now()),
             )
             return int(_one(cur.fetchone()))
     finally:

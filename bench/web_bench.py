@@ -76,8 +76,8 @@ def gunicorn(url: str, scratch: Path, **options: Any) -> WebServer:
 
 SEED = f"""
 INSERT INTO organizations (name, created_at) VALUES ('Bench Org', now());
-INSERT INTO contacts (email, name, organization_id, created_at)
-SELECT 'customer' || g || '@example.com', 'Customer ' || g,
+INSERT INTO contacts (email, mailbox, name, organization_id, created_at)
+SELECT 'customer' || g || '@example.com', 'customer' || g || '@example.com', 'Customer ' || g,
        (SELECT id FROM organizations LIMIT 1), now()
 FROM generate_series(1, 2000) g;
 INSERT INTO staff_users (email, name, role, password_hash, is_active, created_at)

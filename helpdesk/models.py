@@ -8,7 +8,7 @@ the database so a bad write from anywhere fails loudly.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import (
     BigInteger,
@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from helpdesk import sla
+from helpdesk import addresses, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.extensions import Model
@@ -49,6 +49,12 @@ class Organization(Model):
     sender_rules: Mapped[list[AuthorizedSender]] = relationship(back_populates="organization")
 
 
+def _mailbox_of_email(context: Any) -> str | None:
+    """`Contact.mailbox` of the row being inserted, from its address."""
+    email = context.get_current_parameters().get("email")
+    return addresses.mailbox(email) if email else None
+
+
 class Contact(Model):
     """A customer, known by email address (stored lower-case) and maybe by phone.
 
@@ -61,6 +67,12 @@ class Contact(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    # The mailbox `email` reaches (`addresses.mailbox`: no +detail, lower-case, the
+    # domain's IDNA form), written with the row: the per-customer limits count the
+    # tickets of every contact of one mailbox, so `robot+t1@` and `robot+t2@` are one
+    # customer there (helpdesk.services.customer_limits). A stand-in address is a
+    # mailbox of its own. An address never changes, so neither does this.
+    mailbox: Mapped[Optional[str]] = mapped_column(String(320), index=True, default=_mailbox_of_email)
     name: Mapped[str] = mapped_column(String(200), default="")
     organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"))
     undeliverable_since: Mapped[Optional[datetime]] = mapped_column(DateTime)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from flask import current_app
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -916,6 +916,54 @@ def test_a_chat_ticket_and_an_agents_ticket_for_one_contact_both_open(app, agent
     db.session.rollback()
     opened = db.session.execute(select(Ticket.subject, Ticket.requester_id).order_by(Ticket.number)).all()
     assert sorted(opened) == [("Chat: no signal", ann_id), ("Phone: no signal", ann_id)]
+
+
+@on_postgresql
+def test_two_plus_addresses_of_one_mailbox_at_once_cannot_both_take_its_last_slot(app, monkeypatch):
+    """The limits count a mailbox (`robot+t2@`, `robot+t3@` are one), so the lock that
+    serialises the counting must cover the mailbox: each plus-address is a contact of
+    its own, and locking the sender's contact alone let two mails at once both count
+    one ticket and both open a second, with a limit of 2. The first mail is held after
+    its count; the second must wait for it, and then finds the mailbox full."""
+    from helpdesk.services import customer_limits
+    from helpdesk.services.senders import SendersService
+
+    SendersService(db.session).add("@corp.example", "Corp")
+    db.session.commit()
+    app.config.update(CUSTOMER_MAX_TICKETS_PER_HOUR=2)
+    first_mail = ingest(
+        message(sender="robot+t1@corp.example", subject="Alert 1").as_bytes(),
+        Envelope("robot+t1@corp.example", (SUPPORT,), "smtp"),
+        app.config,
+    )
+    assert first_mail.outcome is Outcome.CREATED
+    db.session.remove()
+    order = Interleaving()
+    reached_limit = customer_limits.reached_limit
+
+    def count_then_hold(*args: Any) -> str | None:
+        reached = reached_limit(*args)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+        return reached
+
+    monkeypatch.setattr(customer_limits, "reached_limit", count_then_hold)
+
+    def mail_from(role: str, sender: str) -> Callable[[], object]:
+        def mail() -> object:
+            with app.app_context():
+                order.after_load(role)
+                raw = message(sender=sender, subject=f"Alert from {sender}").as_bytes()
+                return ingest(raw, Envelope(sender, (SUPPORT,), "smtp"), app.config).outcome
+
+        return mail
+
+    results = order.run(
+        mail_from("first", "robot+t2@corp.example"), mail_from("second", "robot+t3@corp.example")
+    )
+    assert results == {"first": Outcome.CREATED, "second": Outcome.QUARANTINED}, results
+    db.session.rollback()
+    assert db.session.execute(select(func.count(Ticket.id))).scalar_one() == 2
 
 
 PHONE = "+5215512345678"

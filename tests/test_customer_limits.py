@@ -5,6 +5,8 @@ the reason, answered `250` and never acknowledged; replies still land on their
 tickets; staff approving the held mail, or opening a ticket for the customer, are
 not limited; and two gateway processes and a chat endpoint in gunicorn, racing for
 one customer on PostgreSQL, open exactly the limit's number of tickets between them.
+A customer is a mailbox: the plus-addresses of one (`robot+t1@`, `robot+t2@`…) share
+one count on every channel, while someone known by phone only is counted alone.
 """
 
 from __future__ import annotations
@@ -153,6 +155,142 @@ def test_staff_opening_a_ticket_for_a_customer_over_the_limit_are_not_limited(ap
         )
         assert response.status_code == 201, response.get_json()
         assert len(tickets()) == 2
+
+
+# -- one mailbox, many addresses ----------------------------------------------------------
+
+ROBOT = "robot@corp.example"  # `@corp.example` is an authorized domain (the `senders` fixture)
+
+
+def _robot(n: int) -> str:
+    """The n-th plus-address of one mailbox: a new contact for each, one sender."""
+    return f"robot+t{n}@corp.example"
+
+
+def test_plus_addresses_of_one_mailbox_share_the_hourly_limit(app, senders):
+    """An auto-responder (or a hostile sender on an authorized domain) writing from a
+    new plus-address every time was a new contact each time, with fresh limits: it
+    opened a ticket, and got an acknowledgment, for every mail."""
+    for gateway in start_gateway(app, CUSTOMER_MAX_TICKETS_PER_HOUR=3):
+        replies = [gateway.send(message(sender=_robot(n), subject=f"Alert {n}")) for n in range(1, 7)]
+        assert (
+            replies
+            == [(250, f"2.0.0 OK created TKT-{n:06d}".encode()) for n in range(1, 4)]
+            + [(250, b"2.0.0 OK quarantined")] * 3
+        )
+        # Spellings of the mailbox itself count for it too.
+        for sender in ("Robot@Corp.Example", "ROBOT+T7@CORP.EXAMPLE"):
+            assert gateway.send(message(sender=sender, subject="Alert")) == (250, b"2.0.0 OK quarantined")
+        assert len(tickets()) == 3
+        reasons = [item.reason for item in held()]
+        assert len(reasons) == 5
+        assert all(
+            reason.startswith(
+                "customer limit: 3 tickets opened in the last hour (CUSTOMER_MAX_TICKETS_PER_HOUR is 3)"
+            )
+            for reason in reasons
+        ), reasons
+        acknowledged = db.session.execute(select(OutboxMessage.to_address).order_by(OutboxMessage.id))
+        assert acknowledged.scalars().all() == [_robot(1), _robot(2), _robot(3)]  # none for the held
+        # Another mailbox of the same domain has limits of its own.
+        assert gateway.send(message(sender="bob@corp.example", subject="Mine")) == (
+            250,
+            b"2.0.0 OK created TKT-000004",
+        )
+        assert gateway.send(message(sender="bob+x@corp.example", subject="Mine too")) == (
+            250,
+            b"2.0.0 OK created TKT-000005",
+        )
+
+
+def test_plus_addresses_of_one_mailbox_share_the_open_tickets_limit(app, senders, agent_actor, service):
+    for gateway in start_gateway(app, CUSTOMER_MAX_OPEN_TICKETS=3):
+        replies = [gateway.send(message(sender=_robot(n), subject=f"Alert {n}")) for n in range(1, 7)]
+        assert [text.decode().split()[2] for _, text in replies] == ["created"] * 3 + ["quarantined"] * 3
+        reasons = [item.reason for item in held()]
+        assert all(
+            reason.startswith("customer limit: 3 open tickets (CUSTOMER_MAX_OPEN_TICKETS is 3)")
+            for reason in reasons
+        ), reasons
+        assert db.session.execute(select(func.count(OutboxMessage.id))).scalar_one() == 3
+        assert gateway.send(message(sender="ann@corp.example", subject="Mine")) == (
+            250,
+            b"2.0.0 OK created TKT-000004",
+        )
+        resolve(service, tickets()[0], agent_actor)  # robot+t1's: a slot for the mailbox
+        assert gateway.send(message(sender=_robot(9), subject="Alert 9")) == (
+            250,
+            b"2.0.0 OK created TKT-000005",
+        )
+        assert gateway.send(message(sender=ROBOT, subject="Alert 10")) == (250, b"2.0.0 OK quarantined")
+
+
+def test_a_contact_written_without_its_mailbox_gets_it_when_it_asks(app, senders):
+    """A row written by hand (SQL, a bench's seed) has no mailbox: its own next
+    request still counts its tickets, and writes the mailbox, so its plus-addresses
+    count them from then on."""
+    for gateway in start_gateway(app, CUSTOMER_MAX_TICKETS_PER_HOUR=2):
+        for n in (1, 2):
+            gateway.send(message(sender=_robot(1), subject=f"Alert {n}"))
+        db.session.execute(text("UPDATE contacts SET mailbox = NULL"))
+        db.session.commit()
+        assert gateway.send(message(sender=_robot(1), subject="Alert 3")) == (250, b"2.0.0 OK quarantined")
+        assert gateway.send(message(sender=_robot(2), subject="Alert 4")) == (250, b"2.0.0 OK quarantined")
+        db.session.expire_all()
+        mailboxes = db.session.execute(select(Contact.email, Contact.mailbox).order_by(Contact.id)).all()
+        assert [tuple(row) for row in mailboxes] == [(_robot(1), ROBOT), (_robot(2), ROBOT)]
+
+
+def test_chat_and_the_assistant_count_the_mailbox_with_the_mail(app, senders, client):
+    """Every channel that limits customers counts the mailbox: two tickets by mail,
+    one by the assistant, and then the chat and the assistant are refused for
+    other plus-addresses of it."""
+    _integration, chat_token = IntegrationsService(db.session).add("site-chat", "chat")
+    _integration, assistant_token = IntegrationsService(db.session).add("assistant-1", "assistant")
+    db.session.commit()
+    for gateway in start_gateway(app, CUSTOMER_MAX_TICKETS_PER_HOUR=3):
+        for n in (1, 2):
+            gateway.send(message(sender=_robot(n), subject=f"Alert {n}"))
+
+        def chat(email: str) -> int:
+            body = {"conversation_id": email, "customer": {"email": email}, "transcript": "Help"}
+            headers = {"Authorization": f"Bearer {chat_token}"}
+            return client.post("/api/v1/chat/tickets", json=body, headers=headers).status_code
+
+        def assistant(email: str) -> Any:
+            return _tool_call(
+                client, assistant_token, {"email": email}, "create_ticket_report", title="t", description="."
+            )
+
+        assert assistant(_robot(3))["success"] is True
+        refused = assistant(_robot(4))
+        assert (refused["success"], refused["error"]) == (False, TOO_MANY)
+        assert chat(_robot(5)) == 429
+        assert chat("Robot@corp.example") == 429
+        assert chat("ann@corp.example") == 201
+        assert len(tickets()) == 4
+
+
+def test_a_phone_only_contact_is_counted_on_its_own(app):
+    """Someone known by a WhatsApp number only has no mailbox: their tickets count
+    for their contact alone, as before, and another number's do not count for them."""
+    _integration, token = IntegrationsService(db.session).add("assistant-1", "assistant")
+    db.session.commit()
+    app.config.update(CUSTOMER_MAX_TICKETS_PER_HOUR=2)
+    client = app.test_client()
+
+    def report(phone: str) -> Any:
+        return _tool_call(client, token, {"phone": phone}, "create_ticket_report", title="t", description=".")
+
+    assert [report(PHONE)["success"] for _ in range(2)] == [True, True]
+    assert report(PHONE)["error"] == TOO_MANY
+    assert [report("+34600111333")["success"] for _ in range(3)] == [True, True, False]
+    stand_ins = select(Contact.email).where(Contact.phone.is_not(None)).order_by(Contact.email)
+    assert db.session.execute(stand_ins).scalars().all() == [
+        addresses.for_phone(PHONE),
+        addresses.for_phone("+34600111333"),
+    ]
+    assert len(tickets()) == 4
 
 
 # -- two processes, one customer, PostgreSQL ----------------------------------------------

@@ -186,6 +186,13 @@ def test_mail_is_stored_with_lz4_and_read_back_byte_for_byte(empty_database_url)
             ).scalar_one()
         assert bytes(stored) == raw
 
+    def todays_contacts(alter: str) -> None:
+        """Today's code reads and writes `contacts.mailbox` (0025): the column is
+        added by hand while the schema is older, so a mail can be stored, and dropped
+        again before the migrations add it."""
+        with db.engine.begin() as connection:
+            connection.execute(text(f"ALTER TABLE contacts {alter}"))
+
     def methods(table: str, column: str) -> list[str]:
         query = text(f"SELECT pg_column_compression({column}) FROM {table} ORDER BY id")
         with db.engine.connect() as connection:
@@ -196,7 +203,9 @@ def test_mail_is_stored_with_lz4_and_read_back_byte_for_byte(empty_database_url)
         flask_migrate.upgrade(revision="0021")
         SendersService(db.session).add("ann@example.com", "Example Ltd")
         db.session.commit()
+        todays_contacts("ADD COLUMN mailbox VARCHAR(320)")
         store(1)
+        todays_contacts("DROP COLUMN mailbox")
         flask_migrate.upgrade()
         store(2)
         if db.engine.dialect.name == "postgresql":
@@ -204,7 +213,42 @@ def test_mail_is_stored_with_lz4_and_read_back_byte_for_byte(empty_database_url)
             assert methods("tickets", "description") == ["pglz", "lz4"]
             assert methods("messages", "body") == ["pglz", "lz4"]
         flask_migrate.downgrade(revision="0021")
+        todays_contacts("ADD COLUMN mailbox VARCHAR(320)")
         store(3)
         if db.engine.dialect.name == "postgresql":
             assert methods("inbound_mails", "raw") == ["pglz", "lz4", "pglz"]
+        db.engine.dispose()
+
+
+def test_existing_contacts_get_the_mailbox_their_address_reaches(empty_database_url):
+    """Migration 0025: the per-customer limits count a mailbox, so the contacts there
+    before it get theirs (`addresses.mailbox`), or their tickets would not count for
+    a plus-address of them that writes later."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0024")
+        emails = [
+            "robot+t1@corp.example",
+            "robot@corp.example",
+            "ana@bücher.example",
+            "34600111222@phone.invalid",
+        ]
+        with db.engine.begin() as connection:
+            for email in emails:
+                connection.execute(
+                    text("INSERT INTO contacts (email, name, created_at) VALUES (:email, '', :now)"),
+                    {"email": email, "now": "2026-01-01 00:00:00"},
+                )
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            mailboxes = connection.execute(text("SELECT email, mailbox FROM contacts ORDER BY id")).all()
+        assert [tuple(row) for row in mailboxes] == [
+            ("robot+t1@corp.example", "robot@corp.example"),
+            ("robot@corp.example", "robot@corp.example"),
+            ("ana@bücher.example", "ana@xn--bcher-kva.example"),
+            ("34600111222@phone.invalid", "34600111222@phone.invalid"),
+        ]
+        flask_migrate.downgrade(revision="0024")
+        with db.engine.connect() as connection:
+            assert "mailbox" not in {column["name"] for column in inspect(connection).get_columns("contacts")}
         db.engine.dispose()
