@@ -144,6 +144,7 @@ def drain_with_poller(
     postgres = pg_cpu()
     cpu = time.process_time()
     started = time.perf_counter()
+    assert poller.claim(), "another poller holds the mailbox"  # prepare and drain write as its holder
     with poller.connect() as client:
         poller.prepare(client)
         poller.drain(client)

@@ -44,7 +44,10 @@ which works through PgBouncer in transaction mode where session advisory locks d
 not), and gives it up when it stops; another gateway takes over within
 `IMAP_LEASE_SECONDS` of one dying. A thread renews the lease every third of it for
 as long as the poller is connected, so a batch held up by a slow database keeps the
-mailbox. Every move and every write of the mailbox's state first renews the lease
+mailbox; a renewal that gets no database connection (the pool busy, the database
+restarting) is tried again at the next turn, and the poller stops only once the
+lease has run out unrenewed, by its own reckoning, which never comes after the
+database's. Every move and every write of the mailbox's state first renews the lease
 with `WHERE owner = me`: a poller that stalled past its lease and finds it taken
 stops without moving anything (what it committed is a duplicate for the new
 holder, who moves it). Lease times are the database's clock on PostgreSQL, so
@@ -75,6 +78,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import DateTime, func, literal_column, or_, select, type_coerce, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.sql.elements import ColumnElement
 
 from helpdesk import numbering
@@ -113,6 +117,9 @@ IDLE_RENEW_SECONDS = 540  # under 10 minutes
 SOCKET_TIMEOUT = 60.0
 # Errors of the connection or the server: reconnect after a backoff.
 _CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
+# The database away or busy: no connection from the pool in time, or a statement
+# failed. Says nothing about who holds a mailbox.
+_DATABASE_ERRORS = (DBAPIError, PoolTimeout)
 
 
 class InvalidImapUrl(InvalidServerUrl):
@@ -197,14 +204,15 @@ class _Flight:
 
 
 class LeaseLost(Exception):
-    """Another gateway holds the mailbox now: this one stalled past its lease."""
+    """Another gateway holds the mailbox now (this one stalled past its lease), or
+    may: the lease ran out before it could be renewed."""
 
 
 class ImapPoller(Loop):
     """Polls one mailbox until `stopping` is set; `run` never raises."""
 
     # The database or the server away: noted on the mailbox's state, then retried.
-    failed_quietly = (TransientError, DBAPIError, LeaseLost, *_CONNECTION_ERRORS)
+    failed_quietly = (TransientError, *_DATABASE_ERRORS, LeaseLost, *_CONNECTION_ERRORS)
 
     def __init__(
         self,
@@ -242,6 +250,11 @@ class ImapPoller(Loop):
         # Set by the renewing thread (or a check before a move) when another gateway
         # holds the mailbox now: the poller stops before moving anything more.
         self.lease_lost = threading.Event()
+        # When the lease runs out by this host's monotonic clock: the start of the last
+        # claim or renewal that succeeded, plus its length. The database stamped that
+        # renewal later than it began, so this comes no later than the stored end.
+        self.lease_ends = 0.0
+        self._lease_lock = threading.Lock()
         self.held_by = ""  # who else held it when we last looked, to log changes only
 
     # -- the outer loop --------------------------------------------------------
@@ -549,6 +562,7 @@ class ImapPoller(Loop):
         by the database's clock."""
         with self.app.app_context():
             self._state()
+            started = time.monotonic()
             moment, until = self._lease_times()
             table = ImapMailboxState.__table__.c
             taken = db.session.execute(
@@ -566,6 +580,7 @@ class ImapPoller(Loop):
             )
             db.session.commit()
         if taken:
+            self._renewed(started)
             if self.held_by:
                 log.info("%s: taken over from %s", self.source.key, self.held_by)
             self.held_by = ""
@@ -597,26 +612,42 @@ class ImapPoller(Loop):
             thread.join()
 
     def _renew_until(self, done: threading.Event) -> None:
-        """Every third of the lease until `done`. A database that cannot be reached
-        is tried again at the next turn (the lease may run out meanwhile, and the
-        poller then finds it taken before its next move)."""
+        """Every third of the lease until `done`. A renewal that gets no database
+        connection (none free in the pool in time, the database restarting) says
+        nothing about who holds the mailbox: it is tried again at the next turn. If
+        none succeeds before the lease runs out, the poller's `_check_lease` stops
+        the round; only an UPDATE that finds another owner stops it here."""
         while not done.wait(self.lease_seconds / 3):
             try:
                 if self.renew():
                     continue
                 log.warning("%s: another gateway holds the mailbox now; stopping", self.source.key)
-            except DBAPIError as exc:
-                log.warning("%s: could not renew the lease: %s", self.source.key, exc.orig or exc)
+            except _DATABASE_ERRORS as exc:
+                log.warning(
+                    "%s: could not renew the lease (trying again): %s",
+                    self.source.key,
+                    getattr(exc, "orig", None) or exc,
+                )
                 continue
             except Exception:  # a bug: stop working the mailbox rather than risk two holders
                 log.exception("%s: renewing the lease failed", self.source.key)
             self.lease_lost.set()
             return
 
+    def _renewed(self, started: float) -> None:
+        """A claim or renewal begun at `started` (monotonic) succeeded: the lease runs
+        until a lease's length after that, at the earliest. Any thread may renew, so
+        the later end wins."""
+        with self._lease_lock:
+            self.lease_ends = max(self.lease_ends, started + self.lease_seconds)
+
     def _check_lease(self) -> None:
-        """Raise `LeaseLost` once the renewing thread found the mailbox taken."""
+        """Raise `LeaseLost` once the renewing thread found the mailbox taken, or once
+        the lease ran out with no renewal since: another gateway may hold it by now."""
         if self.lease_lost.is_set():
             self._lost()
+        if time.monotonic() >= self.lease_ends:
+            self._lost("the lease ran out before it could be renewed")
 
     def _confirm_lease(self) -> None:
         """Before a move or a write of the mailbox's state: renew the lease, or raise
@@ -625,10 +656,11 @@ class ImapPoller(Loop):
         if not self.renew():
             self._lost()
 
-    def _lost(self) -> NoReturn:
-        """A renewal found another gateway holding the mailbox: stop working it."""
+    def _lost(self, why: str = "another gateway holds the mailbox now") -> NoReturn:
+        """Stop working the mailbox: a renewal found another gateway holding it, or
+        (`why`) the lease ran out unrenewed."""
         self.lease_lost.set()
-        raise LeaseLost(f"{self.source.key}: another gateway holds the mailbox now")
+        raise LeaseLost(f"{self.source.key}: {why}")
 
     def _lease_times(self) -> tuple[datetime | ColumnElement[datetime], datetime | ColumnElement[datetime]]:
         """Now and the end of a lease taken now, by the database's clock on PostgreSQL
@@ -652,8 +684,10 @@ class ImapPoller(Loop):
                     .values(owner="", lease_until=None)
                 )
                 db.session.commit()
-        except DBAPIError as exc:  # the lease runs out by itself
-            log.warning("%s: could not give up the lease: %s", self.source.key, exc.orig or exc)
+        except _DATABASE_ERRORS as exc:  # the lease runs out by itself
+            log.warning(
+                "%s: could not give up the lease: %s", self.source.key, getattr(exc, "orig", None) or exc
+            )
 
     # -- state --------------------------------------------------------------------
 
@@ -671,6 +705,7 @@ class ImapPoller(Loop):
         """Write the mailbox's state if this poller holds its lease, renewing it in the
         same UPDATE; False (nothing written) when another gateway holds it."""
         with self.app.app_context():
+            started = time.monotonic()
             _moment, until = self._lease_times()
             table = ImapMailboxState.__table__.c
             written = db.session.execute(
@@ -679,6 +714,8 @@ class ImapPoller(Loop):
                 .values(lease_until=until, **values)
             ).rowcount  # type: ignore[attr-defined]
             db.session.commit()
+        if written:
+            self._renewed(started)
         return bool(written)
 
     def _save_state(self, *, success: bool, error: str = "") -> None:
@@ -695,7 +732,7 @@ class ImapPoller(Loop):
                     self._lost()
             elif not self._write_state(last_poll_at=moment, last_error=error[:2000], last_error_at=moment):
                 log.debug("%s: not the mailbox's holder; the error is not recorded on it", self.source.key)
-        except DBAPIError:
+        except _DATABASE_ERRORS:
             if success:
                 raise
             # Recording an error while the database is down is best effort.

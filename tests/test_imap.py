@@ -26,7 +26,7 @@ import pytest
 import time_machine
 from flask import Flask
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import func, select, update
+from sqlalchemy import exc, func, select, update
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
@@ -1023,3 +1023,123 @@ def test_a_gateway_whose_clock_runs_ahead_cannot_take_a_held_mailbox(pg_app, mai
     with time_machine.travel(now() + timedelta(hours=1), tick=True):
         assert not second.claim(), "a clock an hour ahead took a held mailbox"
     assert _owner() == first.owner
+
+
+# -- renewals that fail ---------------------------------------------------------------------
+
+
+class RefusedRenewals:
+    """The lease-renewing thread of one poller gets no database connection from the
+    pool while `refusing` is set: "pool timeout" (every pooled connection busy for the
+    pool's whole timeout) or "connection refused" (the database restarting). Every
+    other thread's connections are real. `refused` holds each refusal's monotonic time."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, poller: ImapPoller, refusal: str, *, times: int
+    ) -> None:
+        self.refusal = refusal
+        self.times = times
+        self.refused: list[float] = []
+        self.renewers: set[int] = set()
+        renew_until = poller._renew_until
+        connect = db.engine.pool.connect
+
+        def renewing(done: threading.Event) -> None:
+            self.renewers.add(threading.get_ident())
+            try:
+                renew_until(done)
+            finally:
+                self.renewers.discard(threading.get_ident())
+
+        def connect_or_refuse():  # type: ignore[no-untyped-def]
+            if threading.get_ident() in self.renewers and len(self.refused) < self.times:
+                self.refused.append(time.monotonic())
+                raise self.error()
+            return connect()
+
+        monkeypatch.setattr(poller, "_renew_until", renewing)
+        monkeypatch.setattr(db.engine.pool, "connect", connect_or_refuse)
+
+    def error(self) -> Exception:
+        if self.refusal == "pool timeout":
+            return exc.TimeoutError(
+                "QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00"
+            )
+        return db.engine.dialect.loaded_dbapi.OperationalError("connection refused (for the test)")
+
+    def stop(self) -> None:
+        self.times = len(self.refused)
+
+
+def _connections(
+    monkeypatch: pytest.MonkeyPatch, poller: ImapPoller, before: Callable[[int], object] = lambda made: None
+) -> list[float]:
+    """The monotonic time of each connection `poller` makes (one per round);
+    `before(n)` runs before the n-th (counted from 1) is made."""
+    made: list[float] = []
+    connect = poller.connect
+
+    def counted():  # type: ignore[no-untyped-def]
+        made.append(time.monotonic())
+        before(len(made))
+        return connect()
+
+    monkeypatch.setattr(poller, "connect", counted)
+    return made
+
+
+def _last_error() -> str:
+    error = db.session.execute(select(ImapMailboxState.last_error)).scalar_one()
+    db.session.rollback()
+    return error
+
+
+@pytest.mark.parametrize("refusal", ["pool timeout", "connection refused"])
+def test_a_renewal_that_gets_no_database_connection_is_tried_again_and_the_round_goes_on(
+    app, senders, mailbox, monkeypatch, refusal
+):
+    """The renewing thread gets no connection once: it waited in vain for a pooled one
+    (the ingest threads had them all) or the database refused it for a moment. That
+    says nothing about who holds the mailbox: the next turn renews the lease, and the
+    poller keeps its connection, its lease and its mail, with no error noted."""
+    # It waits in IDLE between passes: only the renewing thread renews the lease.
+    poller = poller_for(app, mailbox, IMAP_LEASE_SECONDS=LEASE, IMAP_POLL_SECONDS=60)
+    connections = _connections(monkeypatch, poller)
+    renewals = RefusedRenewals(monkeypatch, poller, refusal, times=1)
+    with running(poller):
+        wait_until(lambda: renewals.refused, what="a renewal refused its connection")
+        time.sleep(1.5 * LEASE)  # past the lease the failed renewal would have given
+        assert _owner() == poller.owner
+        mailbox.append(raw(1, "renewed"))
+        wait_until(lambda: mailbox.count(mailbox.processed) == 1, timeout=30)
+        assert len(connections) == 1, "the round ended over a renewal that got no connection"
+        assert _last_error() == ""
+        assert _owner() == poller.owner
+    assert [t.number for t in tickets()] == [1]
+
+
+def test_a_lease_that_runs_out_unrenewed_ends_the_round(app, senders, mailbox, monkeypatch):
+    """The renewing thread gets no connection for longer than the lease, while the
+    poller waits for mail: once the lease has run out the poller stops working the
+    mailbox (another gateway may hold it by now), not before, and takes the lease
+    anew before it goes on."""
+    # It waits in IDLE between passes: only the renewing thread renews the lease.
+    poller = poller_for(app, mailbox, IMAP_LEASE_SECONDS=LEASE, IMAP_POLL_SECONDS=60)
+    renewals = RefusedRenewals(monkeypatch, poller, "connection refused", times=1000)
+
+    def next_round(made: int) -> None:
+        if made == 2:  # the mail waits for the next round's first pass
+            renewals.stop()
+            mailbox.append(raw(1, "expired"))
+
+    connections = _connections(monkeypatch, poller, before=next_round)
+    with running(poller):
+        wait_until(lambda: renewals.refused, what="a renewal refused its connection")
+        wait_until(lambda: len(connections) == 2, timeout=5 * LEASE, what="the round ending")
+        # The lease was taken when the round began and renewed by nobody since.
+        assert connections[1] - connections[0] >= LEASE
+        assert "ran out" in _last_error()
+        wait_until(lambda: mailbox.count(mailbox.processed) == 1, timeout=30)
+        assert _owner() == poller.owner
+        assert len(connections) == 2
+    assert [t.number for t in tickets()] == [1]
