@@ -3,15 +3,44 @@
 Times are stored as naive UTC on both SQLite (which has no time zones) and
 PostgreSQL, so comparisons behave the same on both; tests move this clock with
 time-machine instead of sleeping.
+
+A time one host stamps and another host judges (a lease, a claim, the last good
+poll of a mailbox) is stamped and judged by `database_clock` instead: on
+PostgreSQL that is the database server's clock, which every host reads alike, so
+two hosts whose clocks disagree still agree on what has run out.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import DateTime, func, literal_column, select, type_coerce
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
 
 def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def database_clock(session: Session) -> datetime | ColumnElement[datetime]:
+    """Now for a statement to stamp or compare with, by the clock every host shares:
+    on PostgreSQL the server's `clock_timestamp()` as naive UTC, as stored times are
+    (a host whose clock runs ahead could otherwise take over another's lease, or
+    find a healthy gateway stuck); on SQLite, which serves one host, that host's
+    `now()`."""
+    if session.get_bind().dialect.name == "postgresql":
+        return type_coerce(func.timezone(literal_column("'UTC'"), func.clock_timestamp()), DateTime())
+    return now()
+
+
+def database_now(session: Session) -> datetime:
+    """`database_clock` as a value, for a time to be compared in Python or written
+    more than once (one round trip on PostgreSQL)."""
+    moment = database_clock(session)
+    if isinstance(moment, datetime):
+        return moment
+    return session.execute(select(moment)).scalar_one()
 
 
 def describe(duration: timedelta) -> str:

@@ -5,21 +5,24 @@ for the operator (one line per part). It asks from outside, as a client would: t
 database answers a query; the SMTP listener answers a connection with its `220`
 banner; each configured mailbox had a successful poll within `IMAP_STUCK_AFTER`,
 by this host or whichever gateway holds its lease; the outbox has not backed up
-(`OUTBOX_BACKLOG_AFTER`). Mail that failed for good is counted, not judged: it
-stays failed until someone looks, and a probe must not fail for it forever. See
-docs/operations.md.
+(`OUTBOX_BACKLOG_AFTER`). Those times are judged by the database's clock
+(`clock.database_now`), not this host's: a host whose clock runs ahead found a
+healthy gateway on another host stuck. Mail that failed for good is counted, not
+judged: it stays failed until someone looks, and a probe must not fail for it
+forever. See docs/operations.md.
 """
 
 from __future__ import annotations
 
 import smtplib
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import Flask
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from helpdesk.clock import now
+from helpdesk.clock import database_now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
 from helpdesk.services.mailflow import mail_flow
@@ -46,8 +49,9 @@ def check(app: Flask) -> list[Finding]:
         except DBAPIError as exc:
             return [Finding("database", False, str(exc.orig or exc).strip().splitlines()[0]), *findings]
         findings.insert(0, Finding("database", True, "answers"))
-        findings.extend(_mailboxes(app))
-        findings.append(_outbox(app))
+        moment = database_now(db.session)
+        findings.extend(_mailboxes(app, moment))
+        findings.append(_outbox(app, moment))
         db.session.rollback()
     return findings
 
@@ -66,10 +70,9 @@ def _listener(app: Flask) -> Finding:
     return Finding("smtp listener", True, f"{listen} answers")
 
 
-def _mailboxes(app: Flask) -> list[Finding]:
+def _mailboxes(app: Flask, moment: datetime) -> list[Finding]:
     sources = parse_imap_urls(str(app.config["IMAP_URL"] or ""))
     stuck_after = app.config["IMAP_STUCK_AFTER"]
-    moment = now()
     states = {
         state.key: state
         for state in db.session.execute(
@@ -92,11 +95,12 @@ def _mailboxes(app: Flask) -> list[Finding]:
     return findings
 
 
-def _outbox(app: Flask) -> Finding:
+def _outbox(app: Flask, moment: datetime) -> Finding:
     flow = mail_flow(
         db.session,
         stuck_after=app.config["IMAP_STUCK_AFTER"],
         backlog_after=app.config["OUTBOX_BACKLOG_AFTER"],
+        moment=moment,
     )
     detail = f"{flow.outbox['pending']} pending, {flow.outbox['failed']} failed"
     if flow.outbox_backed_up:

@@ -76,13 +76,13 @@ from typing import Any, NoReturn
 from flask import Flask
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import DateTime, func, literal_column, or_, select, type_coerce, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.sql.elements import ColumnElement
 
 from helpdesk import numbering
-from helpdesk.clock import now
+from helpdesk.clock import database_clock
 from helpdesk.extensions import db
 from helpdesk.inbound import matching
 from helpdesk.inbound.dedup import dedup_key
@@ -663,15 +663,11 @@ class ImapPoller(Loop):
         raise LeaseLost(f"{self.source.key}: {why}")
 
     def _lease_times(self) -> tuple[datetime | ColumnElement[datetime], datetime | ColumnElement[datetime]]:
-        """Now and the end of a lease taken now, by the database's clock on PostgreSQL
-        (naive UTC, as stored times are), so one host's clock running ahead cannot
-        take a held mailbox; SQLite serves one host, whose clock is the only one."""
-        length = timedelta(seconds=self.lease_seconds)
-        if db.session.get_bind().dialect.name == "postgresql":
-            moment = type_coerce(func.timezone(literal_column("'UTC'"), func.clock_timestamp()), DateTime())
-            return moment, moment + length
-        local = now()
-        return local, local + length
+        """Now and the end of a lease taken now, by the database's clock
+        (`clock.database_clock`), so one host's clock running ahead cannot take a
+        held mailbox."""
+        moment = database_clock(db.session)
+        return moment, moment + timedelta(seconds=self.lease_seconds)
 
     def release(self) -> None:
         """Give the mailbox up at once on a clean stop: the next gateway need not wait."""
@@ -701,17 +697,19 @@ class ImapPoller(Loop):
             db.session.flush()
         return state
 
-    def _write_state(self, **values: object) -> bool:
+    def _write_state(self, *, stamped: Iterable[str] = (), **values: object) -> bool:
         """Write the mailbox's state if this poller holds its lease, renewing it in the
-        same UPDATE; False (nothing written) when another gateway holds it."""
+        same UPDATE; False (nothing written) when another gateway holds it. The
+        columns named in `stamped` get the lease's "now": the database's clock, which
+        the health check on another host reads its times by."""
         with self.app.app_context():
             started = time.monotonic()
-            _moment, until = self._lease_times()
+            moment, until = self._lease_times()
             table = ImapMailboxState.__table__.c
             written = db.session.execute(
                 update(ImapMailboxState)
                 .where(table.key == self.source.key, table.owner == self.owner)
-                .values(lease_until=until, **values)
+                .values(lease_until=until, **dict.fromkeys(stamped, moment), **values)
             ).rowcount  # type: ignore[attr-defined]
             db.session.commit()
         if written:
@@ -721,16 +719,14 @@ class ImapPoller(Loop):
     def _save_state(self, *, success: bool, error: str = "") -> None:
         """Record a pass (or its error) on the mailbox, as its holder only: a poller that
         lost the lease must not set back the new holder's `last_uid`."""
-        moment = now()
         try:
             if success:
-                values: dict[str, object] = {"last_poll_at": moment, "last_success_at": moment}
-                values["last_uid"] = self.last_uid
+                values: dict[str, object] = {"last_uid": self.last_uid}
                 if self.uidvalidity is not None:
                     values["uidvalidity"] = self.uidvalidity
-                if not self._write_state(**values):
+                if not self._write_state(stamped=("last_poll_at", "last_success_at"), **values):
                     self._lost()
-            elif not self._write_state(last_poll_at=moment, last_error=error[:2000], last_error_at=moment):
+            elif not self._write_state(stamped=("last_poll_at", "last_error_at"), last_error=error[:2000]):
                 log.debug("%s: not the mailbox's holder; the error is not recorded on it", self.source.key)
         except _DATABASE_ERRORS:
             if success:

@@ -7,8 +7,10 @@ nothing is due.
 
 - **Claim**, in one short transaction: due rows — `pending` whose
   `next_attempt_at` has come, or `sending` whose lease (`OUTBOUND_LEASE`) ran out
-  because their sender died — are selected `FOR UPDATE SKIP LOCKED` on
-  PostgreSQL (on SQLite, `BEGIN IMMEDIATE` lets one writer in at a time), marked
+  because their sender died, both by the database's clock (`clock.database_now`:
+  a sender whose host clock runs ahead must not take over a live claim) — are
+  selected `FOR UPDATE SKIP LOCKED` on PostgreSQL (on SQLite, `BEGIN IMMEDIATE`
+  lets one writer in at a time), marked
   `sending` with `claimed_at`, checked against the recipient rules below and,
   on their first claim, rendered (`compose`). Two senders never hold one row.
 - **Send** outside any transaction, one SMTP connection per batch.
@@ -51,6 +53,7 @@ import re
 import smtplib
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,7 +65,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from helpdesk import addresses
-from helpdesk.clock import describe, now
+from helpdesk.clock import database_now, describe
 from helpdesk.extensions import db
 from helpdesk.inbound import automail
 from helpdesk.instance import ConfigurationError
@@ -122,15 +125,21 @@ class Sender(Loop):
     name = "outbound sender"
 
     def __init__(
-        self, app: Flask, stopping: threading.Event | None = None, *, clock: Callable[[], datetime] = now
+        self,
+        app: Flask,
+        stopping: threading.Event | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """`clock` (tests move one) stands for the database's, which claims, retries
+        and sent times are stamped by, since other hosts' senders judge them."""
         config = app.config
         poll = float(config["OUTBOUND_POLL_SECONDS"])
         # A failed round (the database away, a bug) is tried again at the next poll:
         # rows wait for their lease either way.
         super().__init__(stopping, idle_seconds=poll, first_backoff=poll, max_backoff=poll)
         self.app = app
-        self.clock = clock
+        self.clock = clock or (lambda: database_now(db.session))
         self.server = parse_outbound_url(config["OUTBOUND_SMTP_URL"])
         self.composer = Composer(config)
         _check_outbound_from(self.composer.envelope_from, config["SUPPORT_ADDRESSES"])
@@ -165,9 +174,10 @@ class Sender(Loop):
         """Claim one batch and deliver it; returns how many rows were claimed."""
         with self.app.app_context():
             try:
+                started = time.monotonic()
                 claimed, outgoing = self.claim()
                 if outgoing:
-                    self.deliver(outgoing)
+                    self.deliver(outgoing, started)
                 return claimed
             finally:
                 db.session.remove()  # type: ignore[attr-defined]  # the scoped session's
@@ -343,7 +353,10 @@ class Sender(Loop):
 
     # -- send ----------------------------------------------------------------------
 
-    def deliver(self, batch: list[Outgoing]) -> None:
+    def deliver(self, batch: list[Outgoing], claimed: float) -> None:
+        """Send a batch claimed at `claimed` (this host's monotonic clock: how long
+        the batch has been held needs no database, and no host's wall clock). Past
+        half the lease the rest is handed back before another sender may take it."""
         try:
             connection = self.connect()
         except (OSError, smtplib.SMTPException) as exc:
@@ -352,7 +365,7 @@ class Sender(Loop):
             return
         try:
             for index, item in enumerate(batch):
-                if self.stopping.is_set() or self.clock() - item.claimed_at > self.lease / 2:
+                if self.stopping.is_set() or time.monotonic() - claimed > self.lease.total_seconds() / 2:
                     self._release(batch[index:])  # another sender may take them right away
                     return
                 try:

@@ -8,11 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import time_machine
+
+from helpdesk.clock import now
 from helpdesk.extensions import db
+from helpdesk.models import ImapMailboxState
 from helpdesk.services.senders import SendersService
+from mailgateway.health import check
 from tests.support.gateway_process import ROOT, SECRETS, start
 from tests.support.outbox import outbox_row
 from tests.support.pgserver import free_port
@@ -86,3 +91,50 @@ def test_an_unreachable_database_fails_the_check_in_one_line(tmp_path):
     assert code == 1
     assert lines[0].startswith("FAIL database: ") and "FAIL smtp listener" in lines[1], lines
     assert len(lines) == 2
+
+
+def test_a_host_whose_clock_is_off_judges_the_gateway_by_the_databases_clock(pg_app):
+    """`--check` on a host whose clock runs a minute ahead of the database's, about a
+    gateway on another host: its mailbox was polled 90 s ago and its outbox holds a
+    mail queued 90 s ago, both within the two minutes allowed. Judged by this host's
+    clock both looked 150 s old: stuck and backed up. By the database's clock, which
+    every host reads alike, they are healthy; and a mailbox really stuck still is,
+    on a host whose clock runs behind. (SQLite serves one host, with one clock.)"""
+    key = "support@imap.example:143/INBOX"
+    pg_app.config.update(
+        IMAP_URL="imap://support:secret@imap.example:143/INBOX,imap://stuck:secret@imap.example:143/INBOX",
+        IMAP_STUCK_AFTER=timedelta(minutes=2),
+        OUTBOX_BACKLOG_AFTER=timedelta(minutes=2),
+    )
+    db.session.add_all(
+        [
+            ImapMailboxState(
+                key=key,
+                last_uid=0,
+                last_error="",
+                owner="other-host:4242:0a1b2c3d",
+                last_success_at=now() - timedelta(seconds=90),
+            ),
+            ImapMailboxState(
+                key="stuck@imap.example:143/INBOX",
+                last_uid=0,
+                last_error="OSError: refused",
+                last_success_at=now() - timedelta(minutes=3),
+            ),
+            outbox_row("pending", timedelta(seconds=90)),
+        ]
+    )
+    db.session.commit()
+
+    def verdicts(skew: timedelta) -> dict[str, bool]:
+        with time_machine.travel(datetime.now(timezone.utc) + skew, tick=True):
+            findings = check(pg_app)
+        return {finding.part: finding.healthy for finding in findings if finding.part != "smtp listener"}
+
+    assert verdicts(timedelta(minutes=1)) == {
+        "database": True,
+        f"mailbox {key}": True,
+        "mailbox stuck@imap.example:143/INBOX": False,
+        "outbox": True,
+    }
+    assert verdicts(timedelta(minutes=-2))["mailbox stuck@imap.example:143/INBOX"] is False

@@ -18,7 +18,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from email.policy import SMTP as SMTP_POLICY
 from functools import partial
 
@@ -26,7 +26,7 @@ import pytest
 import time_machine
 from flask import Flask
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import exc, func, select, update
+from sqlalchemy import exc, func, select, text, update
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
@@ -1023,6 +1023,19 @@ def test_a_gateway_whose_clock_runs_ahead_cannot_take_a_held_mailbox(pg_app, mai
     with time_machine.travel(now() + timedelta(hours=1), tick=True):
         assert not second.claim(), "a clock an hour ahead took a held mailbox"
     assert _owner() == first.owner
+
+
+def test_a_gateway_whose_clock_runs_behind_stamps_its_polls_by_the_databases_clock(pg_app, mailbox):
+    """The last good poll is judged on other hosts (`--check`, the Mail page): a gateway
+    whose clock runs 20 minutes behind stamps it by the database's clock, not as 20
+    minutes old already."""
+    poller = poller_for(pg_app, mailbox)
+    with time_machine.travel(datetime.now(timezone.utc) - timedelta(minutes=20), tick=True):
+        drain(poller)
+    state = db.session.execute(select(ImapMailboxState)).scalar_one()
+    database_now = db.session.execute(text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()
+    for stamp in (state.last_poll_at, state.last_success_at):
+        assert stamp is not None and abs(database_now - stamp) < timedelta(minutes=1)
 
 
 # -- renewals that fail ---------------------------------------------------------------------

@@ -14,12 +14,13 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from email.policy import SMTP as SMTP_POLICY
 from functools import partial
 from pathlib import Path
 
 import pytest
+import time_machine
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from flask import Flask
 from sqlalchemy import event, func, select, update
@@ -34,7 +35,7 @@ from helpdesk.instance import ConfigurationError
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Participant, Ticket
 from helpdesk.return_paths import ReturnPaths
-from helpdesk.services import Actor
+from helpdesk.services import Actor, TicketsService
 from mailgateway.imap import envelope_from_headers
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
@@ -1105,6 +1106,29 @@ def test_two_sender_processes_deliver_each_queued_mail_exactly_once(
     assert {row.state for row in rows} == {"sent"}
     assert set(counts) == {f"<{row.message_id}>" for row in rows}
     assert sorted(tuple(r.rcpt_tos) for r in sink.received) == sorted((row.to_address,) for row in rows)
+
+
+def test_a_sender_whose_clock_runs_ahead_leaves_a_live_claim_alone(pg_app, sink):
+    """Two gateways on two hosts share the outbox. The first has just claimed a mail
+    and is sending it; the second's clock runs 11 minutes ahead, more than
+    OUTBOUND_LEASE (10 minutes): by its clock the claim ran out long ago. Claims are
+    stamped and judged by the database's clock, so it leaves the claim alone and the
+    mail is not sent twice. (SQLite serves one host, whose clock is the only one.)"""
+    service = TicketsService.from_config(db.session, pg_app.config)
+    open_ticket(service)
+    pg_app.config.update(OUTBOUND_SMTP_URL=sink.url)
+    first, second = Sender(pg_app), Sender(pg_app)
+    db.session.rollback()
+    with pg_app.app_context():
+        claimed, _outgoing = first.claim()
+    assert claimed == 1
+    (row,) = outbox()
+    claim = (row.state, row.claimed_at)
+    db.session.rollback()
+    with time_machine.travel(datetime.now(timezone.utc) + timedelta(minutes=11), tick=True):
+        assert run(second) == 0, "a host whose clock runs ahead took over a live claim"
+    assert [(row.state, row.claimed_at) for row in outbox()] == [claim]
+    assert sink.received == []
 
 
 # -- internationalised addresses (RFC 5890, RFC 6531) -------------------------------------

@@ -3,7 +3,9 @@ each IMAP mailbox is being polled, and whether the outbox is draining.
 
 All aggregates in SQL. A mailbox is *stuck* when it has not had a successful poll
 for `IMAP_STUCK_AFTER`; the outbox is *backed up* when its oldest pending row has
-waited longer than `OUTBOX_BACKLOG_AFTER`. Both show on the portal's Mail page and
+waited longer than `OUTBOX_BACKLOG_AFTER`, both by the database's clock (the
+times were stamped on other hosts, whose clocks may disagree with this one's;
+`clock.database_clock`). Both show on the portal's Mail page and
 on `/metrics`. Deduplicated deliveries are not rows (that is the point of
 deduplication): they appear only in the gateway's log.
 """
@@ -17,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from helpdesk import vocabulary as v
-from helpdesk.clock import now
+from helpdesk.clock import database_now
 from helpdesk.models import ImapMailboxState, InboundMail, OutboxMessage
 
 
@@ -44,7 +46,7 @@ class MailFlow:
 def mail_flow(
     session: Session, *, stuck_after: timedelta, backlog_after: timedelta, moment: datetime | None = None
 ) -> MailFlow:
-    moment = moment or now()
+    moment = moment or database_now(session)
     counts = _inbound(session, None)
     recent = _inbound(session, moment - timedelta(days=1))
     mailboxes = [
