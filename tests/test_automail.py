@@ -309,6 +309,7 @@ def test_otrs_x_loop_true_alone_is_automatic() -> None:
         "Support@Helpdesk.Test",
         "support+TKT-000001@helpdesk.test",
         "billing@helpdesk.test",
+        "support@\uff48\uff45\uff4c\uff50\uff44\uff45\uff53\uff4b.test",  # fullwidth: IDNA maps it to ours
     ],
 )
 def test_mail_from_our_own_address_is_a_loop(sender: str) -> None:
@@ -333,6 +334,7 @@ def test_our_own_message_id_coming_back_is_a_loop() -> None:
         "support@helpdesk.test",
         "<support@helpdesk.test>",
         "Support+TKT-000009@helpdesk.test",
+        "support@\uff48\uff45\uff4c\uff50\uff44\uff45\uff53\uff4b.test",  # IDNA maps it to ours
     ],
 )
 def test_x_loop_naming_our_address_is_a_loop(value: str) -> None:

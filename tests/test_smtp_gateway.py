@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, ingest
-from helpdesk.models import Attachment, InboundMail, Message, QuarantineItem, Ticket
+from helpdesk.models import Attachment, InboundMail, Message, OutboxMessage, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
 from tests.support.database import tickets
 from tests.support.mail import SUPPORT, message, send, start_gateway
@@ -333,6 +333,39 @@ def test_auto_mail_is_ignored_and_recorded(gateway, senders, headers, sender, su
     assert tickets() == []
     record = db.session.execute(select(InboundMail)).scalar_one()
     assert (record.outcome, record.reason) == ("ignored", reason)
+
+
+# Our support address with its domain in fullwidth letters: IDNA (and so every relay)
+# maps it to support@helpdesk.test.
+FULLWIDTH_SUPPORT = "support@\uff48\uff45\uff4c\uff50\uff44\uff45\uff53\uff4b.test"
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        FULLWIDTH_SUPPORT,
+        "SUPPORT@HELPDESK.TEST",
+        "Support+TKT-000001@\uff28\uff25\uff2c\uff30\uff24\uff25\uff33\uff2b.\uff34\uff25\uff33\uff34",
+    ],
+)
+def test_mail_from_our_own_address_spelled_otherwise_is_a_loop_like_our_own(app, senders, sender):
+    """Mail From our support address in another spelling comes from the mailbox a
+    relay (and our own outbound rules) see as ours. Compared as written, the
+    fullwidth one was a stranger's: where strangers may open tickets it opened one,
+    and its acknowledgment was queued to ourselves. It is answered and recorded
+    exactly as mail From support@helpdesk.test: ignored as our own, never a ticket,
+    never answered."""
+    for gateway in start_gateway(app, UNKNOWN_SENDER_POLICY="accept"):
+        answers = []
+        for from_ in (SUPPORT, sender):
+            raw = message(sender=SUPPORT, subject="Loop").as_bytes(policy=SMTP)
+            raw = raw.replace(f"From: {SUPPORT}".encode(), f"From: {from_}".encode())
+            code, text = gateway.send(raw, mail_from="mallory@evil.example")
+            record = db.session.execute(select(InboundMail).order_by(InboundMail.id.desc())).scalars().first()
+            answers.append((code, text, record.outcome, record.reason))
+        assert answers[1] == answers[0] == (250, b"2.0.0 OK ignored", "ignored", "own address")
+    assert tickets() == []
+    assert count(OutboxMessage) == 0
 
 
 def test_null_reverse_path_is_ignored(gateway, senders):

@@ -317,10 +317,13 @@ def detect(
     first because they are the dangerous case; after that the first matching
     signal wins.
     """
-    own = {address.strip().lower() for address in own_addresses}
+    # Our addresses as the relay sees them (`addresses.mailbox`, as the outbound loop
+    # rules compare): `support@ｈｅｌｐｄｅｓｋ.test` in fullwidth letters is our mailbox
+    # once IDNA maps its domain, and mail From it is our own mail coming back.
+    own = {addresses.mailbox(address.strip()) for address in own_addresses}
     own_domains = {domain.strip().lower().rstrip(".") for domain in own_message_id_domains}
 
-    if mail.from_address and addresses.without_detail(mail.from_address) in own:
+    if mail.from_address and addresses.mailbox(mail.from_address) in own:
         return "own address"
     if mail.message_id and _domain(mail.message_id) in own_domains:
         return "own message-id domain"
@@ -328,8 +331,7 @@ def detect(
         if value.strip().lower() in {"yes", "true"}:
             return "x-loop"
         if any(
-            "@" in token and addresses.without_detail(token) in own
-            for token in _ADDRESS_SEPARATORS.split(value)
+            "@" in token and addresses.mailbox(token) in own for token in _ADDRESS_SEPARATORS.split(value)
         ):
             return "x-loop: own address"
 
