@@ -181,7 +181,7 @@ def quarantine_reject(item_id: int, spam: bool) -> None:
     from helpdesk.inbound import quarantine
 
     with transaction() as session:
-        quarantine.reject(session, item_id, CLI_REVIEWER, spam=spam)
+        quarantine.reject(session, item_id, CLI_REVIEWER, current_app.config["AGENT_VISIBILITY"], spam=spam)
     click.echo(f"{'Marked as spam' if spam else 'Rejected'}: {item_id}")
 
 

@@ -10,13 +10,13 @@ from sqlalchemy import select, true
 
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.extensions import db
-from helpdesk.models import StaffUser, TeamMember, Ticket, TicketHistory
+from helpdesk.models import QuarantineItem, StaffUser, TeamMember, Ticket, TicketHistory
 from helpdesk.services import Actor, QueueService, TicketFilters, TicketsService, tags, visibility
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
 from helpdesk.services.tickets import NewAttachment
-from tests.support.app import ApiClient, login_tokens
+from tests.support.app import ApiClient, Portal, login_tokens
 from tests.support.database import open_ticket
 from tests.support.mail import message
 
@@ -365,3 +365,57 @@ def test_statistics_count_only_what_the_agent_may_see(app, api, portal, hidden, 
     assert '<div class="stat">3</div>' in portal.get("/dashboard").get_data(as_text=True)
     admin_api = ApiClient(client, login_tokens(client, admin.email, "admin-password-1")["access_token"])
     assert admin_api.get("/stats").get_json()["total"] == 4
+
+
+def _held(gateway, subject: str, sender: str = "mallory@nowhere.example") -> QuarantineItem:  # type: ignore[no-untyped-def]
+    gateway.send(message(sender=sender, subject=subject, body=f"Secret words about {subject}"))
+    return db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id.desc())).scalars().first()
+
+
+def test_held_mail_naming_a_hidden_ticket_is_hidden_like_the_ticket(app, hidden, portal, gateway, runner):
+    """Under AGENT_VISIBILITY=team the quarantine shows the agent the intake review
+    (held mail that names no ticket) and mail held for tickets they may see; a reply
+    held for the field team's ticket is answered on every route as a held mail that
+    does not exist, as the ticket itself is, and stays held. The operator's terminal
+    (`flask quarantine`) still sees everything."""
+    field = _held(gateway, f"Re: [{hidden['field']}] where is my technician")
+    support = _held(gateway, f"Re: [{hidden['support']}] the invoice again")
+    intake = _held(gateway, "Please call me back")
+    listed = portal.get("/quarantine").get_data(as_text=True)
+    assert "the invoice again" in listed and "Please call me back" in listed
+    assert "where is my technician" not in listed and hidden["field"] not in listed
+    unknown = portal.get("/quarantine/999999")
+    assert unknown.status_code == 404
+    shown = portal.get(f"/quarantine/{field.id}")
+    assert (shown.status_code, shown.get_data()) == (404, unknown.get_data())
+    for decision in ("approve", "reject", "spam"):
+        refused = portal.post(f"/quarantine/{field.id}/{decision}", page="/quarantine")
+        assert refused.status_code == 404, decision
+    db.session.expire_all()
+    assert db.session.get(QuarantineItem, field.id).state == "pending"
+    assert "the invoice again" in portal.get(f"/quarantine/{support.id}").get_data(as_text=True)
+    portal.post(f"/quarantine/{intake.id}/reject", page="/quarantine")
+    db.session.expire_all()
+    assert db.session.get(QuarantineItem, intake.id).state == "rejected"
+    listing = runner.invoke(args=["quarantine", "list"])
+    assert "where is my technician" in listing.output and "the invoice again" in listing.output
+
+
+def test_admins_and_own_mode_in_the_quarantine(app, hidden, client, admin, agent, gateway):
+    """Admins review every held mail; under `own` an agent sees the intake review
+    and mail held for tickets assigned to them only."""
+    field = _held(gateway, f"Re: [{hidden['field']}] where is my technician")
+    own = _held(gateway, f"Re: [{hidden['own']}] any news")
+    support = _held(gateway, f"Re: [{hidden['support']}] the invoice again")
+    portal = Portal(client)
+    portal.login(admin.email, "admin-password-1")
+    listed = portal.get("/quarantine").get_data(as_text=True)
+    assert all(words in listed for words in ("where is my technician", "any news", "the invoice again"))
+    assert portal.get(f"/quarantine/{field.id}").status_code == 200
+    portal.post("/logout", page="/tickets")
+    app.config["AGENT_VISIBILITY"] = "own"
+    portal.login(agent.email, "agent-password-1")
+    listed = portal.get("/quarantine").get_data(as_text=True)
+    assert "any news" in listed and "the invoice again" not in listed
+    assert portal.get(f"/quarantine/{support.id}").status_code == 404
+    assert portal.get(f"/quarantine/{own.id}").status_code == 200

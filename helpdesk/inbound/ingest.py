@@ -451,7 +451,9 @@ def _within_customer_limits(
     if reached is None:
         return decision
     return Decision(
-        Outcome.QUARANTINED, f"customer limit: {reached}; approving opens the ticket ({decision.reason})"
+        Outcome.QUARANTINED,
+        f"customer limit: {reached}; approving opens the ticket ({decision.reason})",
+        decision.ticket,
     )
 
 
@@ -655,7 +657,7 @@ def _unknown_sender(
         return Decision(Outcome.REJECTED, reason)
     if policy == "accept":
         return Decision(Outcome.CREATED, f"{reason}; accepted by policy", linked, actor=customer)
-    return Decision(Outcome.QUARANTINED, reason)
+    return Decision(Outcome.QUARANTINED, reason, linked)  # held for review by who may see `linked`
 
 
 def apply(
@@ -666,7 +668,9 @@ def apply(
     limits = MailLimits.from_config(config)
     number = None
     if decision.outcome is Outcome.QUARANTINED:
-        session.add(QuarantineItem(inbound_mail_id=record.id, reason=decision.reason))
+        # The ticket it names decides who may review it (`quarantine`, AGENT_VISIBILITY).
+        named = decision.ticket.id if decision.ticket is not None else None
+        session.add(QuarantineItem(inbound_mail_id=record.id, reason=decision.reason, ticket_id=named))
     elif decision.outcome is Outcome.IGNORED:
         for row in decision.bounced:
             notifications.record_bounce(session, row, f"reported by inbound mail #{record.id}")

@@ -7,6 +7,13 @@ would have. It does not vouch for the From address (`ingest.decide`): a mail who
 From was not authenticated opens a new ticket linked to the one it names rather
 than landing in it. Rejecting (or marking as
 spam) keeps the raw mail and the decision for the record.
+
+Who may review what (`AGENT_VISIBILITY`, `services.visibility`): a held mail that
+names a ticket (a reply held for it; `QuarantineItem.ticket_id`, the ticket it
+became once approved) is shown to, and decided by, only the staff who may see that
+ticket; to anyone else it does not exist, as the ticket does not. Held mail that
+names no ticket is the intake review, open to every agent. Admins and the
+operator's terminal (a system actor) see everything.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from helpdesk.clock import now
@@ -23,27 +30,43 @@ from helpdesk.errors import Conflict, NotFound
 from helpdesk.inbound.ingest import Envelope, Outcome, Result, apply, decide, with_envelope_sender
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
-from helpdesk.models import QuarantineItem
-from helpdesk.services import Actor
+from helpdesk.models import QuarantineItem, Ticket
+from helpdesk.services import Actor, visibility
 
 
-def pending(session: Session) -> list[QuarantineItem]:
-    return list(
-        session.execute(
-            select(QuarantineItem).where(QuarantineItem.state == "pending").order_by(QuarantineItem.id)
-        ).scalars()
-    )
+def pending(session: Session, viewer: Actor | None = None, mode: str = "all") -> list[QuarantineItem]:
+    """The held mail waiting for a decision that `viewer` may review under `mode`."""
+    query = select(QuarantineItem).where(QuarantineItem.state == "pending").order_by(QuarantineItem.id)
+    return list(session.execute(_visible(session, query, viewer, mode)).scalars())
 
 
-def get(session: Session, item_id: int) -> QuarantineItem:
-    item = session.get(QuarantineItem, item_id)
+def get(session: Session, item_id: int, viewer: Actor | None = None, mode: str = "all") -> QuarantineItem:
+    """The item, in any state; NotFound as well when `viewer` may not see its ticket."""
+    query = select(QuarantineItem).where(QuarantineItem.id == item_id)
+    item = session.execute(_visible(session, query, viewer, mode)).scalar_one_or_none()
     if item is None:
         raise NotFound(f"No quarantine item {item_id}.")
     return item
 
 
+def _visible(
+    session: Session, query: Select[QuarantineItem], viewer: Actor | None, mode: str
+) -> Select[QuarantineItem]:
+    """`query` narrowed to the items `viewer` may see: those that name no ticket, and
+    those whose ticket `visibility` lets them see (the whole mail, the ticket's
+    number in its reason included, is the ticket's content)."""
+    condition = visibility.clause(session, viewer, mode)
+    if condition is None:
+        return query
+    return query.outerjoin(Ticket, QuarantineItem.ticket_id == Ticket.id).where(
+        or_(QuarantineItem.ticket_id.is_(None), condition)
+    )
+
+
 def approve(session: Session, item_id: int, reviewer: Actor, config: Mapping[str, Any]) -> Result:
-    item = _pending(session, item_id)
+    """Run the held mail through the pipeline with `reviewer` vouching for its
+    sender; NotFound when the reviewer may not see the ticket it names."""
+    item = _pending(session, item_id, reviewer, config["AGENT_VISIBILITY"])
     record = item.inbound_mail
     envelope = Envelope(record.mail_from, tuple(filter(None, record.recipients.split(","))), record.channel)
     mail = with_envelope_sender(parse(record.raw, MailLimits.from_config(config)), envelope)
@@ -60,13 +83,16 @@ def approve(session: Session, item_id: int, reviewer: Actor, config: Mapping[str
     return result
 
 
-def reject(session: Session, item_id: int, reviewer: Actor, *, spam: bool = False) -> None:
-    _decide(_pending(session, item_id), "spam" if spam else "rejected", reviewer)
+def reject(session: Session, item_id: int, reviewer: Actor, mode: str, *, spam: bool = False) -> None:
+    """Keep the held mail out for good; NotFound when `reviewer` may not see (under
+    `AGENT_VISIBILITY` `mode`) the ticket it names."""
+    _decide(_pending(session, item_id, reviewer, mode), "spam" if spam else "rejected", reviewer)
     session.flush()
 
 
-def _pending(session: Session, item_id: int) -> QuarantineItem:
-    """The item, locked until the transaction ends, if it still waits for a decision.
+def _pending(session: Session, item_id: int, reviewer: Actor, mode: str) -> QuarantineItem:
+    """The item, locked until the transaction ends, if it still waits for a decision
+    and `reviewer` may see it (else NotFound, before its state is told).
 
     Two reviewers (or a reviewer and the CLI) deciding one item at once: the second
     waits for the first one's row lock and then reads its decision, so a held mail
@@ -78,7 +104,11 @@ def _pending(session: Session, item_id: int) -> QuarantineItem:
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-    if item is None:
+    # `may_see` after the lock, not `_visible` in it: PostgreSQL refuses FOR UPDATE
+    # on the nullable side of an outer join.
+    if item is None or (
+        item.ticket_id is not None and not visibility.may_see(session, reviewer, mode, item.ticket_id)
+    ):
         raise NotFound(f"No quarantine item {item_id}.")
     if item.state != "pending":
         raise Conflict(f"Quarantine item {item_id} was already {item.state}.")

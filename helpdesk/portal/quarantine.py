@@ -19,14 +19,15 @@ from helpdesk.wording import vocabulary_label
 @bp.get("/quarantine")
 @login_required()
 def quarantine() -> ResponseReturnValue:
-    return render_template("portal/quarantine.html", nav="quarantine", items=review.pending(db.session))
+    items = review.pending(db.session, actor(), current_app.config["AGENT_VISIBILITY"])
+    return render_template("portal/quarantine.html", nav="quarantine", items=items)
 
 
 @bp.get("/quarantine/<int(max=2147483647):item_id>")
 @login_required()
 def quarantine_item(item_id: int) -> ResponseReturnValue:
     try:
-        item = review.get(db.session, item_id)
+        item = review.get(db.session, item_id, actor(), current_app.config["AGENT_VISIBILITY"])
     except NotFound:
         abort(404)
     raw = item.inbound_mail.raw.decode("utf-8", "replace")
@@ -38,8 +39,9 @@ def quarantine_item(item_id: int) -> ResponseReturnValue:
 def decide(item_id: int, decision: str) -> ResponseReturnValue:
     if decision not in ("approve", "reject", "spam"):
         abort(404)
+    mode = current_app.config["AGENT_VISIBILITY"]
     try:
-        review.get(db.session, item_id)
+        review.get(db.session, item_id, actor(), mode)
     except NotFound:
         abort(404)
 
@@ -53,7 +55,7 @@ def decide(item_id: int, decision: str) -> ResponseReturnValue:
                 return gettext("Approved: added to %(number)s", number=number)
             outcome = vocabulary_label(languages.INBOUND_OUTCOME_LABELS, result.outcome.value)
             return gettext("Approved: %(outcome)s", outcome=outcome)
-        review.reject(db.session, item_id, actor(), spam=decision == "spam")
+        review.reject(db.session, item_id, actor(), mode, spam=decision == "spam")
         return gettext("Marked as spam.") if decision == "spam" else gettext("Rejected.")
 
     return perform(decide_item, url_for("portal.quarantine"))
