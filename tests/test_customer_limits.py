@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from helpdesk import addresses
 from helpdesk.extensions import db
 from helpdesk.models import Contact, InboundMail, OutboxMessage, QuarantineItem, Ticket
-from helpdesk.services import contacts
+from helpdesk.services import contacts, customer_limits
 from helpdesk.services.assistant import TOO_MANY, AssistantService
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
@@ -633,3 +633,23 @@ def test_one_number_giving_two_emails_at_once_is_merged_once(
     assert [t["ticketId"] for t in outputs["eve@example.com"]["tickets"]] == [first["ticketId"]]
     phones = db.session.execute(select(Contact.email, Contact.phone).where(Contact.phone.is_not(None)))
     assert phones.all() == [(EVA, PHONE)]
+
+
+# A valid address (254 characters) whose domain's ASCII form is longer than any
+# address may be: 363 characters once IDNA has written out its ten CJK labels.
+LONG_IDN = "x" * 60 + "@" + ".".join(["中文" * 9] * 10) + ".cn"
+
+
+def test_an_address_too_long_in_its_ascii_form_is_a_mailbox_of_its_own(app):
+    """Its mailbox was that ASCII form, longer than the column holds: on PostgreSQL
+    every mail, chat or assistant request from it failed when its contact was
+    written, and migration 0025 failed on a database holding one. An address that has
+    no ASCII form short enough is its own mailbox, as written."""
+    assert addresses.is_valid(addresses.normalize(LONG_IDN))
+    assert addresses.on_the_wire(addresses.normalize(LONG_IDN)) is None  # SMTP cannot carry it either
+    config = {**app.config, "CUSTOMER_MAX_TICKETS_PER_HOUR": 1}
+    contact = contacts.find_or_create(db.session, LONG_IDN)
+    assert contact.mailbox == addresses.normalize(LONG_IDN)
+    assert customer_limits.reached_limit(db.session, contact, config) is None
+    db.session.commit()
+    assert db.session.execute(select(Contact.mailbox)).scalar_one() == addresses.normalize(LONG_IDN)

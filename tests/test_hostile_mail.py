@@ -772,6 +772,9 @@ def _cost(raw: bytes) -> float:
         "header: many cc fields",
         "mime: long raw 8-bit filenames",
         "mime: attached messages with long subjects",
+        "x-loop: an address with one long international domain",
+        "x-loop: many addresses with international labels",
+        "from: an address with a long international domain",
     ],
 )
 def test_the_reported_cpu_attacks_cost_what_ordinary_mail_of_their_size_costs(name):

@@ -129,6 +129,11 @@ def _html(body: bytes) -> bytes:
     return header(b"Content-Type: text/html") + body
 
 
+def _cjk_label(length: int) -> bytes:
+    """A domain label of `length` CJK characters, in UTF-8."""
+    return "".join(chr(0x4E00 + i % 20_000) for i in range(length)).encode()
+
+
 def _text(body: bytes, *fields: bytes, **kwargs: bytes) -> bytes:
     return header(b"Content-Type: text/plain; charset=utf-8", *fields, **kwargs) + body
 
@@ -183,6 +188,18 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
             b"hi\r\n", b"Auto-Submitted: " + b"(" * (head_room // 2) + b"x" + b")" * (head_room // 2)
         ),
         "x-loop: one long token": lambda: _text(b"hi\r\n", b"X-Loop: " + b"a" * head_room),
+        # International domains: IDNA's punycode step costs the square of a label's
+        # length, and one label of 16,000 CJK characters took 30 s to encode.
+        "x-loop: an address with one long international domain": lambda: _text(
+            b"hi\r\n", b"X-Loop: a@" + _cjk_label(head_room // 3 - 20) + b".example"
+        ),
+        "x-loop: many addresses with international labels": lambda: _text(
+            b"hi\r\n",
+            b"X-Loop: " + b", ".join([b"a@" + _cjk_label(63) + b".example"] * (head_room // 210)),
+        ),
+        "from: an address with a long international domain": lambda: _text(
+            b"hi\r\n", sender=b"Ann <a@" + _cjk_label(4000) + b".example>"
+        ),
         "body: message-id line of at signs": lambda: _text(
             (b"Message-ID: " + b"a@" * 400 + b" x\r\n") * (size // 815),
             sender=b"MAILER-DAEMON <mailer-daemon@attacker.example>",
