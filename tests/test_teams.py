@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, true
+from sqlalchemy import event, select, true
+from sqlalchemy.exc import DataError
 
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Envelope, ingest
 from helpdesk.models import QuarantineItem, StaffUser, TeamMember, Ticket, TicketHistory
 from helpdesk.services import Actor, QueueService, TicketFilters, TicketsService, tags, visibility
 from helpdesk.services.integrations import IntegrationsService
@@ -18,7 +20,7 @@ from helpdesk.services.teams import TeamsService
 from helpdesk.services.tickets import NewAttachment
 from tests.support.app import ApiClient, Portal, login_tokens
 from tests.support.database import open_ticket
-from tests.support.mail import message
+from tests.support.mail import SUPPORT, message
 
 
 @pytest.fixture
@@ -419,3 +421,80 @@ def test_admins_and_own_mode_in_the_quarantine(app, hidden, client, admin, agent
     assert "any news" in listed and "the invoice again" not in listed
     assert portal.get(f"/quarantine/{support.id}").status_code == 404
     assert portal.get(f"/quarantine/{own.id}").status_code == 200
+
+
+def _held_reply(gateway, app, subject: str, reason: str) -> QuarantineItem:  # type: ignore[no-untyped-def]
+    """A reply naming the ticket in `subject`, held for `reason` (a cap it is over, no
+    sender, or a processing failure): the Subject comes before whatever breaks the mail."""
+    mail = message(sender="ann@example.com", subject=subject, body=f"Secret words about {subject}")
+    if reason == "header fields":
+        app.config["MAX_HEADER_FIELDS"] = 12
+        for index in range(20):
+            mail[f"X-Filler-{index}"] = "x"
+    elif reason == "header bytes":
+        app.config["MAX_HEADER_BYTES"] = 2000
+        mail["X-Long"] = "word " * 800
+    elif reason == "mime parts":
+        app.config["MAX_MIME_PARTS"] = 3
+        for index in range(6):
+            mail.add_attachment(b"x", maintype="application", subtype="octet-stream", filename=f"{index}.bin")
+    if reason == "no sender":
+        # Fetched by the IMAP poller: no header names a sender, and nor does the envelope.
+        del mail["From"]
+        ingest(mail.as_bytes(), Envelope("", (SUPPORT,), "imap"), app.config)
+    elif reason != "processing failure":
+        gateway.send(mail)
+    else:
+        # The database refuses to store the reply (Ann is the ticket's requester), as it
+        # refuses a value it cannot store: injected at the driver's boundary.
+        refused: list[str] = []
+
+        def refuse(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            if statement.lstrip().upper().startswith("INSERT INTO MESSAGES") and not refused:
+                refused.append(statement)
+                raise DataError(statement, parameters, Exception("value refused by the database"))
+
+        event.listen(db.engine, "before_cursor_execute", refuse)
+        try:
+            gateway.send(mail)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", refuse)
+        assert refused
+    db.session.expire_all()
+    item = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id.desc())).scalars().first()
+    assert item is not None and item.state == "pending"
+    expected = {"processing failure": "processing failed", "no sender": "no sender address"}.get(
+        reason, "over a limit"
+    )
+    assert expected in item.reason, item.reason
+    return item
+
+
+@pytest.mark.parametrize(
+    "reason", ["header fields", "header bytes", "mime parts", "no sender", "processing failure"]
+)
+def test_mail_held_for_any_reason_naming_a_hidden_ticket_is_hidden_like_the_ticket(
+    app, hidden, portal, gateway, field_agent, admin, reason
+):  # type: ignore[no-untyped-def]
+    """A reply held for the field team's ticket because it is over a cap, names no
+    sender or failed to be stored names that ticket in what could be read of it: under
+    AGENT_VISIBILITY=team the support agent is answered on every route as if it did
+    not exist, while the field team and admins review it."""
+    subject = f"Re: [{hidden['field']}] where is my technician"
+    item = _held_reply(gateway, app, subject, reason)
+    listed = portal.get("/quarantine").get_data(as_text=True)
+    assert "where is my technician" not in listed and hidden["field"] not in listed
+    unknown = portal.get("/quarantine/999999")
+    shown = portal.get(f"/quarantine/{item.id}")
+    assert (shown.status_code, shown.get_data()) == (404, unknown.get_data())
+    for decision in ("approve", "reject", "spam"):
+        refused = portal.post(f"/quarantine/{item.id}/{decision}", page="/quarantine")
+        assert refused.status_code == 404, decision
+    db.session.expire_all()
+    assert db.session.get(QuarantineItem, item.id).state == "pending"
+    for reviewer, password in ((field_agent, "field-password-1"), (admin, "admin-password-1")):
+        other = Portal(app.test_client())
+        assert other.login(reviewer.email, password).status_code == 302
+        assert "where is my technician" in other.get("/quarantine").get_data(as_text=True)
+        page = other.get(f"/quarantine/{item.id}")
+        assert page.status_code == 200 and "Secret words about" in page.get_data(as_text=True)

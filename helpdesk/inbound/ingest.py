@@ -103,7 +103,8 @@ class Decision:
 
     outcome: Outcome
     reason: str
-    ticket: Ticket | None = None  # the ticket to append to, or to link a new one to
+    # The ticket to append to, or to link a new one to; held, the ticket it names.
+    ticket: Ticket | None = None
     organization_id: int | None = None
     actor: Actor | None = None
     failed: bool = False
@@ -147,7 +148,7 @@ def ingest(
             result = earlier
     except Exception as exc:  # sorted below: the database's trouble, or the mail's
         session.rollback()
-        result = _after_failure(session, mail, key, envelope, exc)
+        result = _after_failure(session, mail, key, envelope, config, exc)
     _deferred.forget(key)
     log.info(
         "mail %s via %s: %s%s%s",
@@ -238,7 +239,12 @@ _deferred = _RecentlyDeferred()
 
 
 def _after_failure(
-    session: Session, mail: InboundMail, key: str, envelope: Envelope, exc: Exception
+    session: Session,
+    mail: InboundMail,
+    key: str,
+    envelope: Envelope,
+    config: Mapping[str, Any],
+    exc: Exception,
 ) -> Result:
     """What to answer for a mail whose processing raised `exc` (rolled back already)."""
     if is_transient(exc):
@@ -252,7 +258,7 @@ def _after_failure(
         if previous is not None:
             return previous
         log.error("processing failed for %s; quarantining", key, exc_info=exc)
-        return _quarantine_after_failure(session, mail, key, envelope, exc)
+        return _quarantine_after_failure(session, mail, key, envelope, config, exc)
     except Exception as second:  # the quarantine path itself
         session.rollback()
         if is_transient(second):
@@ -291,23 +297,51 @@ def _previous(session: Session, key: str) -> Result | None:
 
 
 def _quarantine_after_failure(
-    session: Session, mail: InboundMail, key: str, envelope: Envelope, exc: Exception
+    session: Session,
+    mail: InboundMail,
+    key: str,
+    envelope: Envelope,
+    config: Mapping[str, Any],
+    exc: Exception,
 ) -> Result:
     # Rows adopted by the rolled-back attempt are still in the session, expired; a
     # new row may get one of their ids again (SQLite reuses them).
     session.expunge_all()
+    named = _named_after_failure(session, mail, envelope, config)
     return _hold(
         session,
         mail.message_id,
         _record(mail, key, envelope, Outcome.QUARANTINED, f"processing failed: {type(exc).__name__}: {exc}"),
+        named.id if named is not None else None,
     )
 
 
-def _hold(session: Session, message_id: str | None, record: InboundRecord) -> Result:
-    """Commit a quarantined record and its quarantine item."""
+def _named_after_failure(
+    session: Session, mail: InboundMail, envelope: Envelope, config: Mapping[str, Any]
+) -> Ticket | None:
+    """The ticket a mail whose processing failed names, matched again in this
+    transaction (the failed attempt's match was rolled back with it). When matching
+    is what fails, the mail is still held with its reason, naming none: the
+    database failing raises, as it does everywhere in `ingest`."""
+    try:
+        return _named_ticket(session, mail, envelope, config)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.error("matching failed again for a mail being quarantined", exc_info=exc)
+        session.rollback()
+        session.expunge_all()
+        return None
+
+
+def _hold(
+    session: Session, message_id: str | None, record: InboundRecord, ticket_id: int | None = None
+) -> Result:
+    """Commit a quarantined record and its quarantine item, which names `ticket_id`
+    (who may review it: `quarantine`, AGENT_VISIBILITY)."""
     session.add(record)
     session.flush()
-    session.add(QuarantineItem(inbound_mail_id=record.id, reason=record.reason))
+    session.add(QuarantineItem(inbound_mail_id=record.id, reason=record.reason, ticket_id=ticket_id))
     session.commit()
     return Result(Outcome.QUARANTINED, record.reason, message_id, record.id, failed=True)
 
@@ -496,9 +530,11 @@ def _decide(
 ) -> Decision:
     """The outcome by auto-mail, thread, sender and policy, see `decide`."""
     if mail.parse_error and approved_by is None:
-        return Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}", failed=True)
+        held_for = _named_ticket(session, mail, envelope, config)
+        return Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}", held_for, failed=True)
     if mail.over_limit and approved_by is None:
-        return Decision(Outcome.QUARANTINED, f"over a limit: {mail.over_limit}", failed=True)
+        held_for = _named_ticket(session, mail, envelope, config)
+        return Decision(Outcome.QUARANTINED, f"over a limit: {mail.over_limit}", held_for, failed=True)
     support = config["SUPPORT_ADDRESSES"]
     signer = Signer.from_config(config)
     reason = None
@@ -523,6 +559,7 @@ def _decide(
         return Decision(
             Outcome.QUARANTINED,
             "no sender address: none in From, Sender, Reply-To, Return-Path or the envelope",
+            _named_ticket(session, mail, envelope, config),
         )
     assessment = authentication.assess(mail, config["TRUSTED_AUTHSERV_ID"])
     verdict = assessment.verdict
@@ -538,13 +575,7 @@ def _decide(
     customer = Actor.customer(sender, mail.from_name)
     unauthenticated = f"From not authenticated ({assessment.reason})"
 
-    match = matching.find_ticket(
-        session,
-        mail,
-        matching.recipients(mail, envelope.recipients, config["SUPPORT_ADDRESSES"]),
-        config["TICKET_PREFIX"],
-        signer,
-    )
+    match = _match(session, mail, envelope, config, signer)
     organization_id = identified.organization_id
     if match is not None:
         # Locked for change until the mail's commit, as it is now: a resolution, a
@@ -588,6 +619,35 @@ def _decide(
         )
     why = "unknown sender" if believed else unauthenticated
     return _unknown_sender(config, f"{why}: {sender}", None, customer)
+
+
+def _match(
+    session: Session, mail: InboundMail, envelope: Envelope, config: Mapping[str, Any], signer: Signer
+) -> matching.Match | None:
+    """The ticket the mail answers, by `matching` on what was read of it and the
+    support addresses it was delivered to."""
+    return matching.find_ticket(
+        session,
+        mail,
+        matching.recipients(mail, envelope.recipients, config["SUPPORT_ADDRESSES"]),
+        config["TICKET_PREFIX"],
+        signer,
+    )
+
+
+def _named_ticket(
+    session: Session, mail: InboundMail, envelope: Envelope, config: Mapping[str, Any]
+) -> Ticket | None:
+    """The ticket a mail held for any reason names, so the quarantine shows it only
+    to who may see that ticket (AGENT_VISIBILITY): a reply held for being over a cap,
+    unreadable or failing is that ticket's content as much as one held for its sender.
+
+    The same matching as a reply's, on what the capped parse read (`parser`: the
+    first header fields within the caps; nothing but the envelope of an unparseable
+    mail), so the work on hostile mail is bounded as a reply's is. Not locked: it
+    decides who reviews the mail, not what becomes of it."""
+    match = _match(session, mail, envelope, config, Signer.from_config(config))
+    return match.ticket if match is not None else None
 
 
 def _staff_mail(
