@@ -445,6 +445,10 @@ class QuarantineItem(Model):
     decided_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_users.id"))
     decided_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
+    # No ticket_id, and no telling that it names none: the mail could not be read
+    # whole (unparseable, over a cap) or matched, so only admins review it under
+    # AGENT_VISIBILITY team or own (`inbound.quarantine`).
+    ticket_unknown: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
     inbound_mail: Mapped[InboundMail] = relationship()

@@ -252,3 +252,45 @@ def test_existing_contacts_get_the_mailbox_their_address_reaches(empty_database_
         with db.engine.connect() as connection:
             assert "mailbox" not in {column["name"] for column in inspect(connection).get_columns("contacts")}
         db.engine.dispose()
+
+
+def test_held_mail_that_was_never_matched_gets_its_ticket_unknown(empty_database_url):
+    """Migration 0026: mail held before it was matched (over a cap, unparseable, no
+    sender, a failure) names no ticket only because nobody looked, so it becomes
+    admins' to review under AGENT_VISIBILITY team or own; mail held for its sender,
+    which was matched, stays the intake review."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0025")
+        reasons = [
+            "over a limit: about 28 header fields, more than MAX_HEADER_FIELDS (12)",
+            "unparseable mail: no mail headers",
+            "processing failed (RuntimeError, then RuntimeError while quarantining); parked",
+            "unknown sender: mallory@nowhere.example",
+        ]
+        with db.engine.begin() as connection:
+            for number, reason in enumerate(reasons, 1):
+                connection.execute(
+                    text(
+                        "INSERT INTO inbound_mails (id, dedup_key, channel, mail_from, from_address,"
+                        " from_source, recipients, subject, size, outcome, reason, received_at, raw)"
+                        " VALUES (:id, :key, 'smtp', '', '', '', '', '', 0, 'quarantined', :reason,"
+                        " :now, :raw)"
+                    ),
+                    {"id": number, "key": f"k{number}", "reason": reason, "now": "2026-01-01", "raw": b""},
+                )
+                connection.execute(
+                    text(
+                        "INSERT INTO quarantine_items (inbound_mail_id, reason, state, created_at)"
+                        " VALUES (:id, :reason, 'pending', :now)"
+                    ),
+                    {"id": number, "reason": reason, "now": "2026-01-01"},
+                )
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            marked = connection.execute(
+                text("SELECT ticket_unknown FROM quarantine_items ORDER BY inbound_mail_id")
+            ).scalars()
+            assert list(marked) == [True, True, True, False]
+        flask_migrate.downgrade(revision="0025")
+        db.engine.dispose()

@@ -244,6 +244,7 @@ def test_a_mail_the_pipeline_chokes_on_is_kept_in_quarantine_once(gateway, sende
     assert gateway.send(boom) == (250, b"2.0.0 OK duplicate")  # not a second item, not a 451
     item = db.session.execute(select(QuarantineItem)).scalar_one()
     assert item.reason == "processing failed: RuntimeError: a bug nobody foresaw"
+    assert (item.ticket_id, item.ticket_unknown) == (None, True)  # matching is what failed
     assert b"boom@client.example" in item.inbound_mail.raw
     assert tickets() == []
     assert gateway.send(message(subject="fine"))[1] == b"2.0.0 OK created TKT-000001"

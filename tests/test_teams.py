@@ -498,3 +498,33 @@ def test_mail_held_for_any_reason_naming_a_hidden_ticket_is_hidden_like_the_tick
         assert "where is my technician" in other.get("/quarantine").get_data(as_text=True)
         page = other.get(f"/quarantine/{item.id}")
         assert page.status_code == 200 and "Secret words about" in page.get_data(as_text=True)
+
+
+def test_held_mail_whose_ticket_is_unknown_is_reviewed_by_admins_only(app, hidden, portal, gateway, admin):
+    """A held mail that could not be read far enough to tell which ticket it names
+    (unparseable, or the Subject past MAX_HEADER_FIELDS) may be a reply to a hidden
+    ticket: under `team` or `own` only admins review it. Under `all` every agent does."""
+    number = hidden["field"]
+    unparseable = b"Re: " + number.encode() + b" where is my technician\r\n\r\nSecret words\r\n"
+    assert gateway.send(unparseable, mail_from="ann@example.com")[1] == b"2.0.0 OK quarantined"
+    app.config["MAX_HEADER_FIELDS"] = 12
+    late = message(subject=f"Re: [{number}] where is my technician", body="Secret words")
+    del late["Subject"]
+    for index in range(20):
+        late[f"X-Filler-{index}"] = "x"
+    late["Subject"] = f"Re: [{number}] where is my technician"
+    gateway.send(late)
+    items = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars().all()
+    assert [(item.ticket_id, item.ticket_unknown) for item in items] == [(None, True), (None, True)]
+    for item in items:
+        assert portal.get(f"/quarantine/{item.id}").status_code == 404
+        assert portal.post(f"/quarantine/{item.id}/reject", page="/quarantine").status_code == 404
+    listed = portal.get("/quarantine").get_data(as_text=True)
+    assert "unparseable mail" not in listed and "over a limit" not in listed
+    admin_portal = Portal(app.test_client())
+    assert admin_portal.login(admin.email, "admin-password-1").status_code == 302
+    listed = admin_portal.get("/quarantine").get_data(as_text=True)
+    assert "unparseable mail" in listed and "over a limit" in listed
+    assert all(admin_portal.get(f"/quarantine/{item.id}").status_code == 200 for item in items)
+    app.config["AGENT_VISIBILITY"] = "all"
+    assert all(portal.get(f"/quarantine/{item.id}").status_code == 200 for item in items)

@@ -307,41 +307,57 @@ def _quarantine_after_failure(
     # Rows adopted by the rolled-back attempt are still in the session, expired; a
     # new row may get one of their ids again (SQLite reuses them).
     session.expunge_all()
-    named = _named_after_failure(session, mail, envelope, config)
+    named, unknown = _named_after_failure(session, mail, envelope, config)
     return _hold(
         session,
         mail.message_id,
         _record(mail, key, envelope, Outcome.QUARANTINED, f"processing failed: {type(exc).__name__}: {exc}"),
-        named.id if named is not None else None,
+        ticket_id=named.id if named is not None else None,
+        ticket_unknown=unknown,
     )
 
 
 def _named_after_failure(
     session: Session, mail: InboundMail, envelope: Envelope, config: Mapping[str, Any]
-) -> Ticket | None:
+) -> tuple[Ticket | None, bool]:
     """The ticket a mail whose processing failed names, matched again in this
-    transaction (the failed attempt's match was rolled back with it). When matching
-    is what fails, the mail is still held with its reason, naming none: the
-    database failing raises, as it does everywhere in `ingest`."""
+    transaction (the failed attempt's match was rolled back with it), and whether
+    which one it names is unknown. When matching is what fails, the mail is still
+    held with its reason, its ticket unknown; the database failing raises, as it
+    does everywhere in `ingest`."""
     try:
-        return _named_ticket(session, mail, envelope, config)
+        named = _named_ticket(session, mail, envelope, config)
     except Exception as exc:
         if is_transient(exc):
             raise
         log.error("matching failed again for a mail being quarantined", exc_info=exc)
         session.rollback()
         session.expunge_all()
-        return None
+        return None, True
+    return named, named is None and _read_in_part(mail)
 
 
 def _hold(
-    session: Session, message_id: str | None, record: InboundRecord, ticket_id: int | None = None
+    session: Session,
+    message_id: str | None,
+    record: InboundRecord,
+    *,
+    ticket_id: int | None,
+    ticket_unknown: bool,
 ) -> Result:
     """Commit a quarantined record and its quarantine item, which names `ticket_id`
-    (who may review it: `quarantine`, AGENT_VISIBILITY)."""
+    or, `ticket_unknown`, may name a ticket nobody could tell (who may review it:
+    `quarantine`, AGENT_VISIBILITY)."""
     session.add(record)
     session.flush()
-    session.add(QuarantineItem(inbound_mail_id=record.id, reason=record.reason, ticket_id=ticket_id))
+    session.add(
+        QuarantineItem(
+            inbound_mail_id=record.id,
+            reason=record.reason,
+            ticket_id=ticket_id,
+            ticket_unknown=ticket_unknown,
+        )
+    )
     session.commit()
     return Result(Outcome.QUARANTINED, record.reason, message_id, record.id, failed=True)
 
@@ -393,9 +409,9 @@ def _bare_record(key: str, channel: str, reason: str, raw: bytes) -> InboundReco
 def _hold_fixed(session: Session, message_id: str | None, key: str, record: InboundRecord) -> Result:
     """`_hold` a record of fixed words, which cannot fail on the mail: the key
     recorded before answers with what became of it, and the database failing is
-    `TransientError`."""
+    `TransientError`. Nothing of the mail was matched, so its ticket is unknown."""
     try:
-        return _hold(session, message_id, record)
+        return _hold(session, message_id, record, ticket_id=None, ticket_unknown=True)
     except IntegrityError:
         earlier = _after_duplicate(session, key)
         if earlier is None:
@@ -650,6 +666,12 @@ def _named_ticket(
     return match.ticket if match is not None else None
 
 
+def _read_in_part(mail: InboundMail) -> bool:
+    """Whether matching saw only part of the mail, or none of it but the envelope
+    (unparseable, over a cap): its naming no ticket then proves nothing."""
+    return mail.parse_error is not None or mail.over_limit is not None
+
+
 def _staff_mail(
     session: Session,
     mail: InboundMail,
@@ -730,7 +752,12 @@ def apply(
     if decision.outcome is Outcome.QUARANTINED:
         # The ticket it names decides who may review it (`quarantine`, AGENT_VISIBILITY).
         named = decision.ticket.id if decision.ticket is not None else None
-        session.add(QuarantineItem(inbound_mail_id=record.id, reason=decision.reason, ticket_id=named))
+        unknown = named is None and _read_in_part(mail)
+        session.add(
+            QuarantineItem(
+                inbound_mail_id=record.id, reason=decision.reason, ticket_id=named, ticket_unknown=unknown
+            )
+        )
     elif decision.outcome is Outcome.IGNORED:
         for row in decision.bounced:
             notifications.record_bounce(session, row, f"reported by inbound mail #{record.id}")

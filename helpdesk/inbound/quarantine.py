@@ -12,7 +12,9 @@ Who may review what (`AGENT_VISIBILITY`, `services.visibility`): a held mail tha
 names a ticket (a reply held for it; `QuarantineItem.ticket_id`, the ticket it
 became once approved) is shown to, and decided by, only the staff who may see that
 ticket; to anyone else it does not exist, as the ticket does not. Held mail that
-names no ticket is the intake review, open to every agent. Admins and the
+names no ticket is the intake review, open to every agent, unless which ticket it
+names is unknown (`QuarantineItem.ticket_unknown`: it could not be read whole or
+matched), which only admins review under `team` or `own`. Admins and the
 operator's terminal (a system actor) see everything.
 """
 
@@ -22,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from helpdesk.clock import now
@@ -52,14 +54,19 @@ def get(session: Session, item_id: int, viewer: Actor | None = None, mode: str =
 def _visible(
     session: Session, query: Select[QuarantineItem], viewer: Actor | None, mode: str
 ) -> Select[QuarantineItem]:
-    """`query` narrowed to the items `viewer` may see: those that name no ticket, and
-    those whose ticket `visibility` lets them see (the whole mail, the ticket's
+    """`query` narrowed to the items `viewer` may see: those known to name no ticket,
+    and those whose ticket `visibility` lets them see (the whole mail, the ticket's
     number in its reason included, is the ticket's content)."""
     condition = visibility.clause(session, viewer, mode)
     if condition is None:
         return query
+    # The ticket's own condition only where there is a ticket: on the outer join's
+    # empty side "no team" holds for an item whose ticket is unknown.
     return query.outerjoin(Ticket, QuarantineItem.ticket_id == Ticket.id).where(
-        or_(QuarantineItem.ticket_id.is_(None), condition)
+        or_(
+            and_(QuarantineItem.ticket_id.is_(None), QuarantineItem.ticket_unknown.is_(False)),
+            and_(QuarantineItem.ticket_id.is_not(None), condition),
+        )
     )
 
 
@@ -106,13 +113,18 @@ def _pending(session: Session, item_id: int, reviewer: Actor, mode: str) -> Quar
     ).scalar_one_or_none()
     # `may_see` after the lock, not `_visible` in it: PostgreSQL refuses FOR UPDATE
     # on the nullable side of an outer join.
-    if item is None or (
-        item.ticket_id is not None and not visibility.may_see(session, reviewer, mode, item.ticket_id)
-    ):
+    if item is None or not _may_review(session, item, reviewer, mode):
         raise NotFound(f"No quarantine item {item_id}.")
     if item.state != "pending":
         raise Conflict(f"Quarantine item {item_id} was already {item.state}.")
     return item
+
+
+def _may_review(session: Session, item: QuarantineItem, reviewer: Actor, mode: str) -> bool:
+    """`_visible` for one item already read."""
+    if item.ticket_id is not None:
+        return visibility.may_see(session, reviewer, mode, item.ticket_id)
+    return not item.ticket_unknown or visibility.clause(session, reviewer, mode) is None
 
 
 def _decide(item: QuarantineItem, state: str, reviewer: Actor) -> None:
