@@ -4,10 +4,12 @@ Times are stored as naive UTC on both SQLite (which has no time zones) and
 PostgreSQL, so comparisons behave the same on both; tests move this clock with
 time-machine instead of sleeping.
 
-A time one host stamps and another host judges (a lease, a claim, the last good
-poll of a mailbox) is stamped and judged by `database_clock` instead: on
-PostgreSQL that is the database server's clock, which every host reads alike, so
-two hosts whose clocks disagree still agree on what has run out.
+A time one host stamps and another host judges (a lease, every time on an outbox
+row, the last good poll of a mailbox) is stamped and judged by `database_clock`
+instead: on PostgreSQL that is the database server's clock, which every host
+reads alike, so two hosts whose clocks disagree still agree on what has run out
+or is due. Never mix the two on one comparison: a time stamped by a host's clock
+and judged by the database's is off by the host's error.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# One expression, so statements that write it in as SQL can cache its text.
+_SERVER_CLOCK: ColumnElement[datetime] = type_coerce(
+    func.timezone(literal_column("'UTC'"), func.clock_timestamp()), DateTime()
+)
+
+
 def database_clock(session: Session) -> datetime | ColumnElement[datetime]:
     """Now for a statement to stamp or compare with, by the clock every host shares:
     on PostgreSQL the server's `clock_timestamp()` as naive UTC, as stored times are
@@ -30,7 +38,7 @@ def database_clock(session: Session) -> datetime | ColumnElement[datetime]:
     find a healthy gateway stuck); on SQLite, which serves one host, that host's
     `now()`."""
     if session.get_bind().dialect.name == "postgresql":
-        return type_coerce(func.timezone(literal_column("'UTC'"), func.clock_timestamp()), DateTime())
+        return _SERVER_CLOCK
     return now()
 
 

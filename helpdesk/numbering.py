@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnDefault, Integer, Table, TextualSelect, column, func, select, text
+from sqlalchemy import ColumnDefault, Dialect, Integer, Table, TextualSelect, column, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ClauseElement
 
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.models import Ticket, TicketCounter
@@ -95,8 +96,9 @@ def insert_numbered(
     attached = [(table, _with_defaults(table, values)) for table, values in attached]
     for _attempt in range(2):
         row: Sequence[Any] | None
-        if session.get_bind().dialect.name == "postgresql":
-            row = session.execute(*_pg_insert_all(ticket, dependents, linked, attached)).first()
+        dialect = session.get_bind().dialect
+        if dialect.name == "postgresql":
+            row = session.execute(*_pg_insert_all(dialect, ticket, dependents, linked, attached)).first()
         else:
             row = _insert_in_order(session, ticket, dependents, linked, attached)
         if row is not None:
@@ -144,6 +146,7 @@ def _parent_key(child: Table, parent: Table) -> str:
 
 
 def _pg_insert_all(
+    dialect: Dialect,
     ticket: Row,
     dependents: Sequence[tuple[Table, Row]],
     linked: Sequence[tuple[Table, int]],
@@ -151,32 +154,29 @@ def _pg_insert_all(
 ) -> tuple[Any, Row]:
     params: Row = {"counter": COUNTER_ID}
     columns = list(ticket)
-    params.update({f"t_{name}": value for name, value in ticket.items()})
     parts = [
         "WITH c AS (UPDATE ticket_counter SET next_value = next_value + 1 "
         "WHERE id = :counter RETURNING next_value - 1 AS n)",
         f", t AS (INSERT INTO tickets (number, {', '.join(columns)}) "
-        f"SELECT c.n, {', '.join(':t_' + name for name in columns)} FROM c RETURNING id, number)",
+        f"SELECT c.n, {_values(dialect, 't', ticket, columns, params)} FROM c RETURNING id, number)",
     ]
     for index, (table, values) in enumerate(dependents):
         names = [name for name in values if name != "ticket_id"]
-        params.update({f"d{index}_{name}": values[name] for name in names})
         parts.append(
             f", d{index} AS (INSERT INTO {table.name} (ticket_id, {', '.join(names)}) "
-            f"SELECT t.id, {', '.join(f':d{index}_{name}' for name in names)} FROM t"
+            f"SELECT t.id, {_values(dialect, f'd{index}', values, names, params)} FROM t"
             f"{' RETURNING id' if index == 0 and attached else ''})"
         )
     for index, (table, values) in enumerate(attached):
         key = _parent_key(table, dependents[0][0])
         names = [name for name in values if name != key]
-        params.update({f"a{index}_{name}": values[name] for name in names})
         # Each reads the one row its predecessor returned: PostgreSQL runs the
         # sub-statements of a WITH in no set order, and this keeps the rows' ids in
         # the order given (attachments are listed by id).
         after = f", a{index - 1}" if index else ""
         parts.append(
             f", a{index} AS (INSERT INTO {table.name} ({key}, {', '.join(names)}) "
-            f"SELECT d0.id, {', '.join(f':a{index}_{name}' for name in names)} "
+            f"SELECT d0.id, {_values(dialect, f'a{index}', values, names, params)} "
             f"FROM d0{after} RETURNING {table.name}.id)"
         )
     for index, (table, row_id) in enumerate(linked):
@@ -187,6 +187,27 @@ def _pg_insert_all(
         )
     parts.append(" SELECT id, number FROM t")
     return _statement("".join(parts)), params
+
+
+def _values(dialect: Dialect, prefix: str, values: Row, names: Sequence[str], params: Row) -> str:
+    """The values of one row in the text statement: a bind parameter each (added to
+    `params`), except a SQL expression, written in as SQL (the database's clock,
+    `clock.database_clock`, which the outbox's times are stamped by)."""
+    written = []
+    for name in names:
+        value = values[name]
+        if isinstance(value, ClauseElement):
+            written.append(_inline(value, dialect))
+        else:
+            params[f"{prefix}_{name}"] = value
+            written.append(f":{prefix}_{name}")
+    return ", ".join(written)
+
+
+@lru_cache(maxsize=8)
+def _inline(expression: ClauseElement, dialect: Dialect) -> str:
+    """An expression without parameters as SQL text (the few there are recur)."""
+    return str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 @lru_cache(maxsize=64)

@@ -7,8 +7,7 @@ nothing is due.
 
 - **Claim**, in one short transaction: due rows — `pending` whose
   `next_attempt_at` has come, or `sending` whose lease (`OUTBOUND_LEASE`) ran out
-  because their sender died, both by the database's clock (`clock.database_now`:
-  a sender whose host clock runs ahead must not take over a live claim) — are
+  because their sender died, both by the database's clock (see One clock) — are
   selected `FOR UPDATE SKIP LOCKED` on PostgreSQL (on SQLite, `BEGIN IMMEDIATE`
   lets one writer in at a time), marked
   `sending` with `claimed_at`, checked against the recipient rules below and,
@@ -22,6 +21,18 @@ nothing is due.
   again after a backoff that doubles from `OUTBOUND_RETRY_FIRST` up to
   `OUTBOUND_RETRY_MAX`, until the row is older than `OUTBOUND_GIVE_UP_AFTER` →
   `failed`.
+
+One clock: every time on an outbox row is stamped by the database's clock
+(`clock.database_clock`), by whichever host writes it (a SQL expression in the
+INSERT or UPDATE, no extra round trip), and judged by it: queued and due
+(`created_at`, `next_attempt_at`: the web app, the gateway, the SLA check,
+`flask outbox retry`), claimed (`claimed_at`), sent, bounced. A host whose clock
+runs ahead neither takes over a live claim nor queues mail that waits for its
+clock; one behind queues none that looks overdue (given up early, the outbox
+"backed up" for `--check` and the Mail page). The sender reads that clock once a
+batch, at the claim (`clock.database_now`): a retry's backoff and the give-up
+age count from it. How long it has held its batch it measures on its monotonic
+clock.
 
 At-least-once: a crash (or a lost database) between the server's `250` and the
 mark leaves that one row `sending`; when its lease runs out it is sent again, with
@@ -65,7 +76,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from helpdesk import addresses
-from helpdesk.clock import database_now, describe
+from helpdesk.clock import database_clock, database_now, describe
 from helpdesk.extensions import db
 from helpdesk.inbound import automail
 from helpdesk.instance import ConfigurationError
@@ -131,8 +142,8 @@ class Sender(Loop):
         *,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        """`clock` (tests move one) stands for the database's, which claims, retries
-        and sent times are stamped by, since other hosts' senders judge them."""
+        """`clock` (tests move one) stands for the database's (see One clock), read
+        once a batch: the claim and the batch's retries are timed by it."""
         config = app.config
         poll = float(config["OUTBOUND_POLL_SECONDS"])
         # A failed round (the database away, a bug) is tried again at the next poll:
@@ -389,7 +400,7 @@ class Sender(Loop):
                         self._retry(rest, f"connection to {self._where()} lost: {_describe_error(exc)}")
                     return
                 else:
-                    self._mark(item, "sent", state="sent", sent_at=self.clock(), last_error="")
+                    self._mark(item, "sent", state="sent", sent_at=database_clock(db.session), last_error="")
         finally:
             _close(connection)
 
@@ -453,7 +464,10 @@ class Sender(Loop):
             self._retry(item, reply)
 
     def _retry(self, item: Outgoing, error: str) -> None:
-        moment = self.clock()
+        """Due again after a backoff, or failed for good once the row is older than
+        `OUTBOUND_GIVE_UP_AFTER`: both counted from the batch's claim (the database's
+        clock, read once a batch), not read again per mail."""
+        moment = item.claimed_at
         if moment - item.created_at >= self.give_up_after:
             error = f"gave up after {item.attempts} attempts: {error}"
             self._mark(item, "failed (gave up)", state="failed", last_error=error[:2000])
@@ -469,13 +483,14 @@ class Sender(Loop):
         )
 
     def _release(self, items: list[Outgoing]) -> None:
-        """Hand unsent claimed rows back at once, as if never claimed."""
+        """Hand unsent claimed rows back at once, as if never claimed (due since their
+        claim, so due now)."""
         for item in items:
             self._mark(
                 item,
                 "released",
                 state="pending",
-                next_attempt_at=self.clock(),
+                next_attempt_at=item.claimed_at,
                 attempts=OutboxMessage.attempts - 1,
             )
 

@@ -16,8 +16,10 @@ import time_machine
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
+from helpdesk.services import TicketsService
 from helpdesk.services.senders import SendersService
 from mailgateway.health import check
+from tests.support.database import open_ticket
 from tests.support.gateway_process import ROOT, SECRETS, start
 from tests.support.outbox import outbox_row
 from tests.support.pgserver import free_port
@@ -138,3 +140,17 @@ def test_a_host_whose_clock_is_off_judges_the_gateway_by_the_databases_clock(pg_
         "outbox": True,
     }
     assert verdicts(timedelta(minutes=-2))["mailbox stuck@imap.example:143/INBOX"] is False
+
+
+def test_mail_queued_on_a_host_whose_clock_runs_behind_is_not_taken_for_a_backlog(pg_app):
+    """A mail just queued on a host whose clock runs 11 minutes behind the database's
+    was stamped as 11 minutes old, and `--check` (and the Mail page, by the same
+    `mail_flow`) judged the outbox backed up at once. Outbox rows are stamped by the
+    database's clock, which judges them. (SQLite serves one host, with one clock.)"""
+    pg_app.config.update(OUTBOX_BACKLOG_AFTER=timedelta(minutes=2))
+    service = TicketsService.from_config(db.session, pg_app.config)
+    with time_machine.travel(datetime.now(timezone.utc) - timedelta(minutes=11), tick=True):
+        open_ticket(service)
+    (outbox,) = [finding for finding in check(pg_app) if finding.part == "outbox"]
+    assert outbox.healthy, outbox.detail
+    assert outbox.detail.startswith("1 pending")

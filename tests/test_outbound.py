@@ -27,7 +27,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk import return_paths
-from helpdesk.clock import now
+from helpdesk.clock import database_clock, now
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Outcome, ingest
 from helpdesk.inbound.parser import header_block
@@ -35,7 +35,7 @@ from helpdesk.instance import ConfigurationError
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Participant, Ticket
 from helpdesk.return_paths import ReturnPaths
-from helpdesk.services import Actor, TicketsService
+from helpdesk.services import Actor, TicketsService, notifications
 from mailgateway.imap import envelope_from_headers
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
@@ -1129,6 +1129,56 @@ def test_a_sender_whose_clock_runs_ahead_leaves_a_live_claim_alone(pg_app, sink)
         assert run(second) == 0, "a host whose clock runs ahead took over a live claim"
     assert [(row.state, row.claimed_at) for row in outbox()] == [claim]
     assert sink.received == []
+
+
+@pytest.mark.parametrize("skew", [timedelta(minutes=11), timedelta(minutes=-11)], ids=["ahead", "behind"])
+def test_mail_queued_on_a_host_whose_clock_is_off_is_claimed_at_once(pg_app, sink, skew):
+    """One application host, whose clock runs 11 minutes off the database's, opens a
+    ticket and later an operator there retries a failed mail. The sender claims by
+    the database's clock, so a row stamped by the host's clock waited the 11 minutes
+    (ahead), or was given up and counted as backed up 11 minutes early (behind).
+    Every time on an outbox row is the database's: both are claimed at once, and
+    the row's age is the database's. (SQLite serves one host, with one clock.)"""
+    pg_app.config.update(OUTBOUND_SMTP_URL=sink.url)
+    service = TicketsService.from_config(db.session, pg_app.config)
+    with time_machine.travel(datetime.now(timezone.utc) + skew, tick=True):
+        open_ticket(service)
+        sender = Sender(pg_app)
+        assert run(sender) == 1, "a mail queued on this host waited for the database's clock"
+        (row,) = outbox()
+        assert row.state == "sent"
+        row.state = "failed"
+        db.session.commit()
+        notifications.retry(db.session, row.id)
+        db.session.commit()
+        assert run(sender) == 1, "a mail retried on this host waited for the database's clock"
+    (row,) = outbox()
+    database_now = db.session.execute(select(database_clock(db.session))).scalar_one()
+    for stamp in (row.created_at, row.next_attempt_at, row.claimed_at, row.sent_at):
+        assert stamp is not None and abs(database_now - stamp) < timedelta(minutes=1)
+    assert len(sink.received) == 2
+
+
+def test_a_batch_reads_the_databases_clock_once(pg_app, sink):
+    """The sender asks the database for the time once a batch, at the claim; each
+    sent time is written by its UPDATE (a SELECT per mail made a batch of 5 cost 6)."""
+    pg_app.config.update(OUTBOUND_SMTP_URL=sink.url)
+    service = TicketsService.from_config(db.session, pg_app.config)
+    for _ in range(5):
+        open_ticket(service)
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT TIMEZONE('UTC', CLOCK_TIMESTAMP())"):
+            reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert run(Sender(pg_app)) == 5
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(sink.received) == 5 and len(reads) == 1
+    assert all(row.state == "sent" and row.sent_at is not None for row in outbox())
 
 
 # -- internationalised addresses (RFC 5890, RFC 6531) -------------------------------------

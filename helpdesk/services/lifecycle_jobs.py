@@ -121,7 +121,7 @@ def check_sla(session: Session, config: Any) -> SlaCheckResult:
             for breach in breaches
         ],
     )
-    alerts = notifications.queue_sla_alerts(session, breaches, moment)
+    alerts = notifications.queue_sla_alerts(session, breaches)
     raised = _raise_priority(session, breaches, moment) if config["SLA_BREACH_RAISES_PRIORITY"] else 0
     return SlaCheckResult(ran=True, breaches=tuple(breaches), alerts=alerts, raised=raised)
 

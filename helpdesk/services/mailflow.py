@@ -3,9 +3,9 @@ each IMAP mailbox is being polled, and whether the outbox is draining.
 
 All aggregates in SQL. A mailbox is *stuck* when it has not had a successful poll
 for `IMAP_STUCK_AFTER`; the outbox is *backed up* when its oldest pending row has
-waited longer than `OUTBOX_BACKLOG_AFTER`, both by the database's clock (the
-times were stamped on other hosts, whose clocks may disagree with this one's;
-`clock.database_clock`). Both show on the portal's Mail page and
+waited longer than `OUTBOX_BACKLOG_AFTER`, both by the database's clock, which
+stamped those times on whichever host wrote them (the hosts' own clocks may
+disagree; `clock.database_clock`). Both show on the portal's Mail page and
 on `/metrics`. Deduplicated deliveries are not rows (that is the point of
 deduplication): they appear only in the gateway's log.
 """

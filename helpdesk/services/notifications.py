@@ -36,7 +36,9 @@ The rules:
 
 Whether a queued row is really sent (undeliverable, machine or own address, rate
 limit) is decided when it is sent, with the newest knowledge: see
-`mailgateway.outbound`.
+`mailgateway.outbound`. A row's times (queued, due) are the database's clock
+(`clock.database_clock`, written into the INSERT or UPDATE: no extra round trip),
+as every time on an outbox row is, since the sender judges them on another host.
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from helpdesk import addresses
 from helpdesk import vocabulary as v
-from helpdesk.clock import now
+from helpdesk.clock import database_clock
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.models import Message, OutboxMessage, StaffUser, Ticket
 from helpdesk.services import contacts
@@ -64,7 +67,7 @@ UNMAILED_STATUSES = frozenset({"cancelled"})
 RETRYABLE_STATES = ("failed", "skipped")
 
 
-def acknowledgment(requester_email: str, actor: Actor, moment: datetime) -> dict[str, Any] | None:
+def acknowledgment(session: Session, requester_email: str, actor: Actor) -> dict[str, Any] | None:
     """The acknowledgment's outbox row as plain values, or None when none is due.
 
     Plain values, not an object, so `open_ticket` can write it in the same
@@ -74,7 +77,7 @@ def acknowledgment(requester_email: str, actor: Actor, moment: datetime) -> dict
     """
     if actor.kind == "system":
         return None
-    return _row_values("created", addresses.normalize(requester_email), moment)
+    return _row_values("created", addresses.normalize(requester_email), database_clock(session))
 
 
 def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor) -> None:
@@ -85,7 +88,7 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
     recipients = [ticket.requester.email] + [p.email for p in ticket.participants]
     recipients = [a for a in dict.fromkeys(recipients) if a and a != author]
     staff = _staff_addresses(session, recipients) if len(recipients) > 1 else set()
-    moment = now()
+    moment = database_clock(session)
     for address in recipients:
         # A staff member's copy names nobody in Cc: its signed Message-ID proves
         # mail from that address (`matching.answers_mail_sent_to`), and one
@@ -125,16 +128,16 @@ def queue_status_change(
             ticket_id=ticket.id,
             old_status=old,
             new_status=new,
-            **_row_values(kind, ticket.requester.email, now(), status_reason=reason or ""),
+            **_row_values(kind, ticket.requester.email, database_clock(session), status_reason=reason or ""),
         )
     )
 
 
-def queue_sla_alerts(session: Session, breaches: Sequence[Breach], moment: datetime) -> int:
+def queue_sla_alerts(session: Session, breaches: Sequence[Breach]) -> int:
     """Queue the alerts for breaches just marked; returns how many rows were queued.
 
     Written with one multi-row INSERT, since a check after an outage may find
-    thousands of breaches at once.
+    thousands of breaches at once; its times are in the statement, one for all rows.
     """
     staff = session.execute(
         select(StaffUser.id, StaffUser.email, StaffUser.role).where(StaffUser.is_active)
@@ -151,17 +154,16 @@ def queue_sla_alerts(session: Session, breaches: Sequence[Breach], moment: datet
             rows.append(
                 dict(
                     ticket_id=ticket_id,
-                    **_row_values("sla_breach", address, moment, status_reason="\n".join(lines)),
+                    **_row_values("sla_breach", address, None, status_reason="\n".join(lines)),
                 )
             )
     if rows:
-        session.execute(insert(OutboxMessage.__table__), rows)
+        stamp = database_clock(session)
+        session.execute(insert(OutboxMessage.__table__).values(next_attempt_at=stamp, created_at=stamp), rows)
     return len(rows)
 
 
-def queue_escalation(
-    session: Session, ticket: Ticket, old_level: str, actor: Actor, reason: str, moment: datetime
-) -> None:
+def queue_escalation(session: Session, ticket: Ticket, old_level: str, actor: Actor, reason: str) -> None:
     """Tell the ticket's new assignee it was escalated to them, unless they did it
     themselves. Like SLA alerts, never rate-limited: each escalation mails once."""
     assignee = session.get(StaffUser, ticket.escalated_to_id) if ticket.escalated_to_id else None
@@ -170,7 +172,8 @@ def queue_escalation(
     summary = f"Escalated from {old_level} to {ticket.escalation_level} by {actor.label}:\n{reason}"
     session.add(
         OutboxMessage(
-            ticket_id=ticket.id, **_row_values("escalation", assignee.email, moment, status_reason=summary)
+            ticket_id=ticket.id,
+            **_row_values("escalation", assignee.email, database_clock(session), status_reason=summary),
         )
     )
 
@@ -178,7 +181,7 @@ def queue_escalation(
 def record_bounce(session: Session, row: OutboxMessage, reason: str) -> None:
     """A bounce came back for `row`: show it on the row, and stop mailing the address."""
     row.state = "bounced"
-    row.bounced_at = now()
+    row.bounced_at = database_clock(session)
     row.last_error = f"bounced: {reason}"[:2000]
     contacts.mark_undeliverable(session, row.to_address)
 
@@ -202,14 +205,23 @@ def retry(session: Session, row_id: int) -> OutboxMessage:
         raise Conflict(
             f"Outbox row {row_id} is {row.state}; only {' or '.join(RETRYABLE_STATES)} rows can be retried."
         )
-    row.state, row.next_attempt_at, row.last_error = "pending", now(), ""
+    row.state, row.next_attempt_at, row.last_error = "pending", database_clock(session), ""
     session.flush()
     return row
 
 
 def _row_values(
-    kind: str, address: str, moment: datetime, *, cc_addresses: str = "", status_reason: str = ""
+    kind: str,
+    address: str,
+    stamp: datetime | ColumnElement[datetime] | None,
+    *,
+    cc_addresses: str = "",
+    status_reason: str = "",
 ) -> dict[str, Any]:
+    """A new row's values, queued and due at `stamp` (`clock.database_clock`: on
+    PostgreSQL a SQL expression the INSERT evaluates); None leaves both times to
+    the statement, which names them once for many rows."""
+    times = {} if stamp is None else dict(next_attempt_at=stamp, created_at=stamp)
     return dict(
         kind=kind,
         to_address=address,
@@ -217,7 +229,6 @@ def _row_values(
         status_reason=status_reason,
         state="pending",
         attempts=0,
-        next_attempt_at=moment,
         last_error="",
-        created_at=moment,
+        **times,
     )

@@ -29,8 +29,10 @@ class Clock:
 
 
 def make_sender(app: Flask, sink: Sink, clock: Clock | None = None, **config: object) -> Sender:
+    """Without a `clock`, the sender's own: the database's, which stamped the rows (on
+    PostgreSQL time-machine does not move it; SQLite's is the host's)."""
     app.config.update(OUTBOUND_SMTP_URL=sink.url, **config)
-    return Sender(app, clock=clock or now)
+    return Sender(app, clock=clock)
 
 
 def run(sender: Sender) -> int:
