@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from helpdesk.clock import iso, now
 from helpdesk.extensions import db
+from helpdesk.services import tags
 from helpdesk.services.teams import TeamsService
-from tests.support.database import open_ticket
+from tests.support.database import open_ticket, tickets
 
 
 def _changed(portal, path: str, since: str | None) -> bool:  # type: ignore[no-untyped-def]
@@ -85,3 +86,23 @@ def test_the_page_s_own_cursor_leaves_room_for_transactions_still_running(app, c
         cursor = live_cursor()
     assert cursor is not None
     assert cursor <= iso(now() - timedelta(seconds=app.config["LIVE_LAG_SECONDS"]))
+
+
+def test_a_colleague_s_tags_show_on_the_ticket_page_live(clock, portal, service, agent_actor):
+    """Tags are shown on the ticket page and in the queue, and the polls ask
+    `updated_at`: a tag change that did not move it was never reported."""
+    open_ticket(service)
+    clock.shift(timedelta(minutes=1))
+    since = iso(now())
+    clock.shift(timedelta(minutes=1))
+    (ticket,) = tickets()
+    tags.set_tags(db.session, ticket, ["fibra"], agent_actor)
+    db.session.commit()
+    assert _changed(portal, "/live/tickets/TKT-000001", since)
+    assert _changed(portal, "/live/queue", since)
+    clock.shift(timedelta(minutes=1))
+    since = iso(now())
+    clock.shift(timedelta(minutes=1))
+    tags.add_to(db.session, [ticket], ["vip"], agent_actor)
+    db.session.commit()
+    assert _changed(portal, "/live/tickets/TKT-000001", since)

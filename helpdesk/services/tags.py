@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import ColumnElement, delete, false, func, insert, select
 from sqlalchemy.orm import Session
 
+from helpdesk.clock import now
 from helpdesk.database import insert_ignoring
 from helpdesk.errors import ValidationError
 from helpdesk.models import Tag, Ticket, TicketTag
@@ -110,6 +111,9 @@ def _replace(session: Session, ticket: Ticket, wanted: list[str], actor: Actor) 
         session.execute(insert(TicketTag), [{"ticket_id": ticket.id, "tag_id": tag_id} for tag_id in ids])
     old, new = ", ".join(current) or None, ", ".join(sorted(wanted)) or None
     history.record(session, ticket.id, "tags", old, new, actor)
+    # A change of the ticket like any other: the queue's order and the live polls
+    # of colleagues' pages read `updated_at` (helpdesk.portal.live).
+    ticket.updated_at = now()
     session.flush()
     session.expire(ticket, ["tags"])
 
