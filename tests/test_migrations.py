@@ -255,10 +255,13 @@ def test_existing_contacts_get_the_mailbox_their_address_reaches(empty_database_
 
 
 def test_held_mail_that_was_never_matched_gets_its_ticket_unknown(empty_database_url):
-    """Migration 0026: mail held before it was matched (over a cap, unparseable, no
-    sender, a failure) names no ticket only because nobody looked, so it becomes
-    admins' to review under AGENT_VISIBILITY team or own; mail held for its sender,
-    which was matched, stays the intake review."""
+    """Migration 0026: no item held before the visibility rule recorded the ticket its
+    mail names: not mail held before it was matched (over a cap, unparseable, no
+    sender, a failure), and not a stranger's or an unauthenticated reply held for
+    its sender either (reported: marking only the first kind left a pending "may not
+    write into TKT-000001" open to every agent of every team). So every one of them
+    becomes admins' to review under AGENT_VISIBILITY team or own, whatever its state
+    (a decided item's page shows the mail too)."""
     app = make_app(empty_database_url)
     with app.app_context():
         flask_migrate.upgrade(revision="0025")
@@ -267,6 +270,9 @@ def test_held_mail_that_was_never_matched_gets_its_ticket_unknown(empty_database
             "unparseable mail: no mail headers",
             "processing failed (RuntimeError, then RuntimeError while quarantining); parked",
             "unknown sender: mallory@nowhere.example",
+            "From not authenticated (dmarc=fail): ann@example.com may not write into TKT-000001",
+            "customer limit: 10 tickets opened in the last hour; approving opens the ticket "
+            "(stranger: bob@example.com does not belong on TKT-000002)",
         ]
         with db.engine.begin() as connection:
             for number, reason in enumerate(reasons, 1):
@@ -282,15 +288,20 @@ def test_held_mail_that_was_never_matched_gets_its_ticket_unknown(empty_database
                 connection.execute(
                     text(
                         "INSERT INTO quarantine_items (inbound_mail_id, reason, state, created_at)"
-                        " VALUES (:id, :reason, 'pending', :now)"
+                        " VALUES (:id, :reason, :state, :now)"
                     ),
-                    {"id": number, "reason": reason, "now": "2026-01-01"},
+                    {
+                        "id": number,
+                        "reason": reason,
+                        "now": "2026-01-01",
+                        "state": ("pending", "rejected")[number % 2],
+                    },
                 )
         flask_migrate.upgrade()
         with db.engine.connect() as connection:
             marked = connection.execute(
                 text("SELECT ticket_unknown FROM quarantine_items ORDER BY inbound_mail_id")
             ).scalars()
-            assert list(marked) == [True, True, True, False]
+            assert list(marked) == [True] * len(reasons)
         flask_migrate.downgrade(revision="0025")
         db.engine.dispose()

@@ -334,7 +334,7 @@ def _named_after_failure(
         session.rollback()
         session.expunge_all()
         return None, True
-    return named, named is None and _read_in_part(mail)
+    return named, _read_in_part(mail)
 
 
 def _hold(
@@ -668,7 +668,9 @@ def _named_ticket(
 
 def _read_in_part(mail: InboundMail) -> bool:
     """Whether matching saw only part of the mail, or none of it but the envelope
-    (unparseable, over a cap): its naming no ticket then proves nothing."""
+    (unparseable, over a cap): what it names then proves nothing, neither no ticket
+    nor the one found, since the part nobody read may name another (an In-Reply-To
+    past the cap, which matching ranks before the Subject)."""
     return mail.parse_error is not None or mail.over_limit is not None
 
 
@@ -752,7 +754,7 @@ def apply(
     if decision.outcome is Outcome.QUARANTINED:
         # The ticket it names decides who may review it (`quarantine`, AGENT_VISIBILITY).
         named = decision.ticket.id if decision.ticket is not None else None
-        unknown = named is None and _read_in_part(mail)
+        unknown = _read_in_part(mail)
         session.add(
             QuarantineItem(
                 inbound_mail_id=record.id, reason=decision.reason, ticket_id=named, ticket_unknown=unknown

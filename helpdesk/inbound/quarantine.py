@@ -12,9 +12,10 @@ Who may review what (`AGENT_VISIBILITY`, `services.visibility`): a held mail tha
 names a ticket (a reply held for it; `QuarantineItem.ticket_id`, the ticket it
 became once approved) is shown to, and decided by, only the staff who may see that
 ticket; to anyone else it does not exist, as the ticket does not. Held mail that
-names no ticket is the intake review, open to every agent, unless which ticket it
-names is unknown (`QuarantineItem.ticket_unknown`: it could not be read whole or
-matched), which only admins review under `team` or `own`. Admins and the
+names no ticket is the intake review, open to every agent. Held mail whose ticket
+is unknown (`QuarantineItem.ticket_unknown`: it could not be read whole or
+matched, so the part nobody read may name another ticket than the one found, if
+any) only admins review under `team` or `own`. Admins and the
 operator's terminal (a system actor) see everything.
 """
 
@@ -63,10 +64,8 @@ def _visible(
     # The ticket's own condition only where there is a ticket: on the outer join's
     # empty side "no team" holds for an item whose ticket is unknown.
     return query.outerjoin(Ticket, QuarantineItem.ticket_id == Ticket.id).where(
-        or_(
-            and_(QuarantineItem.ticket_id.is_(None), QuarantineItem.ticket_unknown.is_(False)),
-            and_(QuarantineItem.ticket_id.is_not(None), condition),
-        )
+        QuarantineItem.ticket_unknown.is_(False),
+        or_(QuarantineItem.ticket_id.is_(None), and_(QuarantineItem.ticket_id.is_not(None), condition)),
     )
 
 
@@ -122,9 +121,11 @@ def _pending(session: Session, item_id: int, reviewer: Actor, mode: str) -> Quar
 
 def _may_review(session: Session, item: QuarantineItem, reviewer: Actor, mode: str) -> bool:
     """`_visible` for one item already read."""
+    if item.ticket_unknown:
+        return visibility.clause(session, reviewer, mode) is None
     if item.ticket_id is not None:
         return visibility.may_see(session, reviewer, mode, item.ticket_id)
-    return not item.ticket_unknown or visibility.clause(session, reviewer, mode) is None
+    return True
 
 
 def _decide(item: QuarantineItem, state: str, reviewer: Actor) -> None:

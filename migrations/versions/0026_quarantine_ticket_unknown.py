@@ -4,9 +4,10 @@ Under AGENT_VISIBILITY team or own a held mail is reviewed by those who may see
 the ticket it names, and one naming none by every agent. A mail that could not be
 read whole (unparseable, over a cap) or matched (its matching failed, parked) may
 name a hidden ticket in the part nobody read: such an item is now reviewed by
-admins only (docs/isp-operations.md, "Visibility"). Items held before are marked
-by the fixed words their reason begins with, when they name no ticket: none of
-them was matched then but those held for their sender or a customer limit.
+admins only (docs/isp-operations.md, "Visibility"). Every item held before that
+names no ticket is marked: none recorded the ticket its mail names, not even a
+stranger's reply held for its sender ("… may not write into TKT-000001"), so none
+can be shown by the ticket's visibility.
 
 Revision ID: 0026
 Revises: 0025
@@ -20,15 +21,6 @@ down_revision = "0025"
 branch_labels = None
 depends_on = None
 
-# The reasons `helpdesk.inbound.ingest` gave mail it held before matching it.
-_UNMATCHED_REASONS = (
-    "unparseable mail:%",
-    "over a limit:%",
-    "no sender address:%",
-    "processing failed%",
-    "could not be fetched%",
-)
-
 
 def upgrade():
     with op.batch_alter_table("quarantine_items", schema=None) as batch_op:
@@ -36,18 +28,9 @@ def upgrade():
             sa.Column("ticket_unknown", sa.Boolean(), nullable=False, server_default=sa.false())
         )
     items = sa.table(
-        "quarantine_items",
-        sa.column("ticket_id", sa.Integer),
-        sa.column("reason", sa.Text),
-        sa.column("ticket_unknown", sa.Boolean),
+        "quarantine_items", sa.column("ticket_id", sa.Integer), sa.column("ticket_unknown", sa.Boolean)
     )
-    op.get_bind().execute(
-        sa.update(items)
-        .where(
-            items.c.ticket_id.is_(None), sa.or_(*(items.c.reason.like(words) for words in _UNMATCHED_REASONS))
-        )
-        .values(ticket_unknown=True)
-    )
+    op.get_bind().execute(sa.update(items).where(items.c.ticket_id.is_(None)).values(ticket_unknown=True))
     with op.batch_alter_table("quarantine_items", schema=None) as batch_op:
         batch_op.alter_column("ticket_unknown", existing_type=sa.Boolean(), server_default=None)
 
