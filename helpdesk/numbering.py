@@ -62,10 +62,18 @@ def parse_number(value: str, prefix: str) -> int | None:
     return number if number > 0 else None
 
 
-def find_numbers(text_: str, prefix: str) -> list[int]:
-    """Every ticket number mentioned in free text (a subject line), in order."""
-    found = (int(m.group(1)) for m in _patterns(prefix)[1].finditer(text_ or ""))
-    return list(dict.fromkeys(n for n in found if n > 0))
+def find_numbers(text_: str, prefix: str, limit: int | None = None) -> list[int]:
+    """Every ticket number mentioned in free text (a subject line), in order, each
+    once; only the first `limit` of them when given, and the text is read no further
+    (a Subject of mail can name 20,000)."""
+    found: dict[int, None] = {}
+    for match in _patterns(prefix)[1].finditer(text_ or ""):
+        if limit is not None and len(found) >= limit:
+            break
+        number = int(match.group(1))
+        if number > 0:
+            found[number] = None
+    return list(found)
 
 
 Row = dict[str, Any]

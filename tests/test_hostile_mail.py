@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import smtplib
 import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.policy import SMTP
+from functools import partial
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from helpdesk.extensions import db
 from helpdesk.inbound.automail import detect
@@ -35,7 +40,7 @@ from tests.support.database import open_ticket, refused_as_unreachable, tickets
 from tests.support.hostile import hostile_mails, ordinary_mail
 from tests.support.mail import SUPPORT, message, send, start_gateway
 from tests.support.outbox import deliver
-from tests.support.timing import least_cpu
+from tests.support.timing import cpu_seconds, least_cpu
 
 TRUSTED = "mx.helpdesk.test"
 
@@ -834,3 +839,81 @@ def test_text_its_charset_cannot_read_costs_what_utf8_text_costs(name, word, utf
     (raw,) = [mail.raw for mail in hostile_mails(256 * 1024) if mail.name == name]
     assert raw.count(word) > 8000
     assert _cost(raw) <= 5 * _cost(raw.replace(word, utf8_word))
+
+
+# -- the tickets a mail names: looked up at once, however many it names --------------------
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every statement the block sent to the database."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def number_lookups(sent: list[str]) -> int:
+    """How many of `sent` looked tickets up by number."""
+    return sum("WHERE tickets.number" in statement for statement in sent)
+
+
+def as_another_mail(raw: bytes, n: int) -> bytes:
+    """`raw` with a Message-ID of its own (the same one again is a duplicate)."""
+    return raw.replace(b"Message-ID: <", b"Message-ID: <%d." % n, 1)
+
+
+def naming_one_ticket(raw: bytes) -> bytes:
+    """The same mail naming only the first of its ticket numbers."""
+    first = rb"(?m)^(Subject: TKT-\d+|Cc: support\+TKT-\d+@helpdesk\.test)[^\r\n]*"
+    return re.sub(first, rb"\1", raw, count=1)
+
+
+def ingest_cpu(raws: list[bytes], envelope: Envelope, config: Mapping[str, Any]) -> float:
+    """The least CPU seconds one of `raws` took to ingest: different mails, as the
+    same one again is a duplicate and costs less (see `least_cpu`)."""
+    return min(cpu_seconds(partial(ingest, raw, envelope, config)) for raw in raws)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "name", ["subject: thousands of ticket numbers", "cc: thousands of plus-addresses naming tickets"]
+)
+@pytest.mark.parametrize("held", [False, True], ids=["from a stranger", "naming no sender"])
+def test_a_mail_naming_thousands_of_tickets_looks_them_up_in_one_statement(app, service, name, held):
+    """Each ticket number named in the Subject or a support plus-address was a SELECT
+    of its own until one existed: 20,000 in one Subject were 20,002 statements and
+    14 s of a gateway thread on PostgreSQL, for any mail from anyone, and since
+    132af74 for mail held with no sender or over a cap too (`ingest._named_ticket`).
+    Now the first `matching.MAX_NAMED_NUMBERS` of each are looked up in one
+    statement; the existing tickets this mail names last are past them."""
+    open_ticket(service)
+    open_ticket(service)  # TKT-000001 and TKT-000002, named last
+    (raw,) = [mail.raw for mail in hostile_mails(256 * 1024) if mail.name == name]
+    if held:
+        raw = raw.split(b"\r\n", 1)[1]  # `header` writes From first
+    envelope = Envelope("" if held else "mallory@attacker.example", (SUPPORT,), "imap" if held else "smtp")
+    one = naming_one_ticket(raw)
+    assert len(one) * 10 < len(raw)
+
+    with statements() as sent:
+        result = ingest(raw, envelope, app.config)
+    with statements() as sent_for_one:
+        ingest(as_another_mail(one, 0), envelope, app.config)
+
+    assert result.outcome is Outcome.QUARANTINED
+    item = db.session.execute(
+        select(QuarantineItem).where(QuarantineItem.inbound_mail_id == result.inbound_id)
+    ).scalar_one()
+    assert (item.ticket_id, item.ticket_unknown) == (None, False)
+    assert number_lookups(sent) == 1
+    assert len(sent) == len(sent_for_one)
+    hostile = ingest_cpu([as_another_mail(raw, n) for n in (1, 2, 3)], envelope, app.config)
+    ordinary = ingest_cpu([ordinary_mail(len(raw), seed) for seed in range(3)], envelope, app.config)
+    assert hostile <= 10 * ordinary

@@ -54,6 +54,12 @@ def test_find_numbers_in_subjects_is_case_insensitive_and_ordered():
     assert numbering.find_numbers("Ticket HD#7 done", "HD#") == [7]
 
 
+def test_find_numbers_stops_at_the_limit_of_distinct_numbers():
+    subject = "Re: TKT-3 TKT-000003 TKT-1 TKT-000 TKT-2 TKT-4"
+    assert numbering.find_numbers(subject, "TKT-", limit=3) == [3, 1, 2]
+    assert numbering.find_numbers(subject, "TKT-") == [3, 1, 2, 4]
+
+
 def _open(service: TicketsService, channel: str = "web"):
     return service.open_ticket(
         subject="Printer on fire",

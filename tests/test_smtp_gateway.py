@@ -147,6 +147,54 @@ def test_reply_threads_into_ticket(gateway, opened, how, kwargs):
     assert how in record.reason
 
 
+def numbers(first: int, count: int, *, then: str, form: str = "TKT-{}", sep: str = " ") -> str:
+    """`count` numbers of no ticket from `first` on, written in `form`, then `then`."""
+    return sep.join([form.format(n) for n in range(first, first + count)] + [then])
+
+
+PLUS = "support+TKT-{}@helpdesk.test"
+
+
+@pytest.mark.parametrize(
+    ("subject", "to", "found"),
+    [
+        ("Re: [TKT-000042] and [TKT-000002]", SUPPORT, "TKT-000002 by subject"),
+        ("TKT-000003, TKT-000002", SUPPORT, "TKT-000003 by subject"),
+        ("Re: TKT-000042", f"{SUPPORT}, {PLUS.format('000002')}", "TKT-000002 by plus-address"),
+        ("Re: TKT-000003", PLUS.format("000002"), "TKT-000003 by subject"),
+        (
+            "Re: TKT-000042",
+            numbers(50, 9, then=PLUS.format(2), form=PLUS, sep=", "),
+            "TKT-000002 by plus-address",
+        ),
+        (numbers(50, 9, then="TKT-000002"), SUPPORT, "TKT-000002 by subject"),
+        # Past the first MAX_NAMED_NUMBERS of each, nothing is read.
+        (numbers(50, 10, then="TKT-000002"), SUPPORT, None),
+        ("Re: TKT-000042", numbers(50, 10, then=PLUS.format(2), form=PLUS, sep=", "), None),
+    ],
+    ids=[
+        "the first that exists",
+        "the first named",
+        "a plus-address when the subject names none",
+        "the subject before a plus-address",
+        "the tenth plus-address",
+        "the tenth in the subject",
+        "the eleventh in the subject",
+        "the eleventh plus-address",
+    ],
+)
+def test_the_first_ticket_named_that_exists_is_matched(gateway, senders, subject, to, found):
+    for title in ("Laptop broken", "Printer jammed", "VPN down"):
+        gateway.send(message(subject=title))
+    code, text = gateway.send(message(subject=subject, to=to), rcpt=[SUPPORT])
+    record = db.session.execute(select(InboundMail).order_by(InboundMail.id.desc())).scalars().first()
+    if found is None:
+        assert (code, text) == (250, b"2.0.0 OK created TKT-000004")
+    else:
+        assert (code, text) == (250, b"2.0.0 OK appended " + found.split()[0].encode())
+        assert record.reason == f"matched {found}"
+
+
 @pytest.mark.parametrize(
     ("subject", "cc"),
     [("New laptop please", "bob+1@partner.example"), ("Order #2 status", "orders+tkt-2@shop.example")],

@@ -7,6 +7,9 @@
 3. T's number in a support address's plus-address (`support+TKT-000078@…`) among
    the recipients.
 
+Of 2 and 3 the first `MAX_NAMED_NUMBERS` numbers each are read, and all of them
+looked up in one statement (docs/security.md, "Bounded work").
+
 Finding T is not permission to write into it: `authorization.may_reply` decides
 that, so a stranger who types a ticket number never lands in someone else's ticket.
 `answers_mail_sent_to` is the proof a staff address needs (docs/mail-gateway.md).
@@ -27,6 +30,13 @@ from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import Ticket
 from helpdesk.services.tickets import survivor
+
+MAX_NAMED_NUMBERS = 10
+"""How many distinct ticket numbers are read from the subject, and how many from the
+plus-addresses: the first named of each. A reply names one, seldom a few; the
+sender chooses how many, and each was a SELECT of its own (20,000 in one Subject
+took 14 s of a gateway thread). Among those read the first named that exists wins,
+as before; a number named after them matches nothing."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +80,9 @@ class ThreadSigns:
 
 def thread_signs(mail: InboundMail, recipients: Iterable[str], prefix: str) -> ThreadSigns:
     """Everything `find_ticket` looks for in the mail."""
+    in_subject, in_plus_addresses = named_numbers(mail, recipients, prefix)
     return ThreadSigns(
-        frozenset(mid for mid, _ in _candidate_ids(mail)),
-        frozenset(numbering.find_numbers(mail.subject, prefix) + plus_address_numbers(recipients, prefix)),
+        frozenset(mid for mid, _ in _candidate_ids(mail)), frozenset(in_subject + in_plus_addresses)
     )
 
 
@@ -87,15 +97,23 @@ def find_ticket(
     by_id = _by_message_ids(session, mail, signer)
     if by_id is not None:
         return replace(by_id, ticket=survivor(session, by_id.ticket))
-    for number in numbering.find_numbers(mail.subject, prefix):
-        ticket = _by_number(session, number)
-        if ticket is not None:
-            return Match(survivor(session, ticket), "subject")
-    for number in plus_address_numbers(recipients, prefix):
-        ticket = _by_number(session, number)
-        if ticket is not None:
-            return Match(survivor(session, ticket), "plus-address")
+    in_subject, in_plus_addresses = named_numbers(mail, recipients, prefix)
+    found = _by_numbers(session, in_subject + in_plus_addresses)
+    for numbers, method in ((in_subject, "subject"), (in_plus_addresses, "plus-address")):
+        for number in numbers:
+            if number in found:
+                return Match(survivor(session, found[number]), method)
     return None
+
+
+def named_numbers(mail: InboundMail, recipients: Iterable[str], prefix: str) -> tuple[list[int], list[int]]:
+    """The ticket numbers the mail names, each list in the order its numbers count:
+    the subject's and the support plus-addresses', the first `MAX_NAMED_NUMBERS`
+    of each."""
+    return (
+        numbering.find_numbers(mail.subject, prefix, limit=MAX_NAMED_NUMBERS),
+        plus_address_numbers(recipients, prefix),
+    )
 
 
 def answers_mail_sent_to(
@@ -120,14 +138,17 @@ def answers_mail_sent_to(
 
 
 def plus_address_numbers(recipients: Iterable[str], prefix: str) -> list[int]:
-    numbers = []
+    """The numbers in the plus-addresses of `recipients`, in order, each once: the
+    first `MAX_NAMED_NUMBERS` (To and Cc can hold some 800 addresses)."""
+    found: dict[int, None] = {}
     for address in recipients:
+        if len(found) >= MAX_NAMED_NUMBERS:
+            break
         plus = addresses.detail(address)
-        if plus is not None:
-            number = numbering.parse_number(plus, prefix)
-            if number is not None:
-                numbers.append(number)
-    return numbers
+        number = numbering.parse_number(plus, prefix) if plus is not None else None
+        if number is not None:
+            found[number] = None
+    return list(found)
 
 
 def _candidate_ids(mail: InboundMail) -> list[tuple[str, str]]:
@@ -166,5 +187,10 @@ def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Matc
     return None
 
 
-def _by_number(session: Session, number: int) -> Ticket | None:
-    return session.execute(select(Ticket).where(Ticket.number == number)).scalar_one_or_none()
+def _by_numbers(session: Session, numbers: Collection[int]) -> dict[int, Ticket]:
+    """The tickets of those `numbers` that exist, by number: one statement, none
+    when there are no numbers."""
+    if not numbers:
+        return {}
+    tickets = session.execute(select(Ticket).where(Ticket.number.in_(sorted(set(numbers))))).scalars()
+    return {ticket.number: ticket for ticket in tickets}
