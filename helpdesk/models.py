@@ -426,6 +426,7 @@ class InboundMail(Model):
     outcome: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
     ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"), index=True)
+    # By the database's clock (`ingest`): threading orders it with the outbox's times.
     received_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
     raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
 

@@ -29,7 +29,8 @@ INSERT or UPDATE, no extra round trip), and judged by it: queued and due
 `flask outbox retry`), claimed (`claimed_at`), sent, bounced. A host whose clock
 runs ahead neither takes over a live claim nor queues mail that waits for its
 clock; one behind queues none that looks overdue (given up early, the outbox
-"backed up" for `--check` and the Mail page). The sender reads that clock once a
+"backed up" for `--check` and the Mail page). The customer's mails a row is
+threaded onto are received by that clock too (`ingest`, `compose`). The sender reads that clock once a
 batch, at the claim (`clock.database_now`): a retry's backoff and the give-up
 age count from it. How long it has held its batch it measures on its monotonic
 clock.

@@ -29,13 +29,15 @@ from sqlalchemy.exc import IntegrityError
 from helpdesk import return_paths
 from helpdesk.clock import database_clock, now
 from helpdesk.extensions import db
-from helpdesk.inbound.ingest import Outcome, ingest
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.inbound.parser import header_block
 from helpdesk.instance import ConfigurationError
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Participant, Ticket
 from helpdesk.return_paths import ReturnPaths
 from helpdesk.services import Actor, TicketsService, notifications
+from helpdesk.services.senders import SendersService
+from helpdesk.services.staff import StaffService
 from mailgateway.imap import envelope_from_headers
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
@@ -1157,6 +1159,32 @@ def test_mail_queued_on_a_host_whose_clock_is_off_is_claimed_at_once(pg_app, sin
     for stamp in (row.created_at, row.next_attempt_at, row.claimed_at, row.sent_at):
         assert stamp is not None and abs(database_now - stamp) < timedelta(minutes=1)
     assert len(sink.received) == 2
+
+
+def test_mail_received_on_a_host_whose_clock_runs_ahead_is_answered_in_its_thread(pg_app, sink):
+    """The gateway and the web app run on a host 11 minutes ahead of the database.
+    The customer's mail was stamped received by that host's clock, the notices were
+    queued by the database's: the mail looked newer than both, so the acknowledgment
+    answered nothing and the staff reply answered our acknowledgment. The mail is
+    stamped by the database's clock too. (SQLite serves one host, with one clock.)"""
+    SendersService(db.session).add("ann@example.com", "Example Ltd")
+    agent, _ = StaffService(db.session).create(
+        email="agent@helpdesk.test", name="Agnes Agent", role="agent", password="agent-password-1"
+    )
+    db.session.commit()
+    service = TicketsService.from_config(db.session, pg_app.config)
+    mail = message(sender="Ann Example <ann@example.com>", message_id="<first@client.example>")
+    envelope = Envelope("ann@example.com", ("support@helpdesk.test",), "smtp")
+    with time_machine.travel(datetime.now(timezone.utc) + timedelta(minutes=11), tick=True):
+        assert ingest(mail.as_bytes(), envelope, pg_app.config).outcome is Outcome.CREATED
+        (ack,) = deliver(pg_app, sink)
+        ticket = db.session.execute(select(Ticket)).scalar_one()
+        service.add_message(ticket, body="Which model is it?", actor=Actor.staff(agent), channel="web")
+        db.session.commit()
+        _ack, reply = deliver(pg_app, sink)
+    assert ack["In-Reply-To"] == "<first@client.example>"
+    assert reply["In-Reply-To"] == "<first@client.example>"
+    assert reply["References"] == "<first@client.example>"
 
 
 def test_a_batch_reads_the_databases_clock_once(pg_app, sink):

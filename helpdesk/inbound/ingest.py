@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk import addresses, message_ids, return_paths
-from helpdesk.clock import now
+from helpdesk.clock import database_clock
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
 from helpdesk.inbound import authentication, authorization, automail, matching, storage
@@ -52,8 +52,10 @@ from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT, lock_with_survivor
 
 log = logging.getLogger("helpdesk.inbound.ingest")
 
-_INSERT_RECORD = InboundRecord.__table__.insert().returning(InboundRecord.__table__.c.id)
 _COLUMNS = InboundRecord.__table__.c
+# The received time is the database's (`clock.database_clock`), written into the
+# statement, and returned with the id: no round trip of its own.
+_INSERT_RECORD = InboundRecord.__table__.insert().returning(_COLUMNS.id, _COLUMNS.received_at)
 
 
 class Outcome(str, enum.Enum):
@@ -194,7 +196,7 @@ def refuse_oversized(head: bytes, size: int, envelope: Envelope, config: Mapping
         session.rollback()
         if previous is not None:
             return previous
-        record = _record(mail, key, envelope, Outcome.REJECTED, reason)
+        record = _record(session, mail, key, envelope, Outcome.REJECTED, reason)
         record.size = size
         session.add(record)
         session.commit()
@@ -311,7 +313,14 @@ def _quarantine_after_failure(
     return _hold(
         session,
         mail.message_id,
-        _record(mail, key, envelope, Outcome.QUARANTINED, f"processing failed: {type(exc).__name__}: {exc}"),
+        _record(
+            session,
+            mail,
+            key,
+            envelope,
+            Outcome.QUARANTINED,
+            f"processing failed: {type(exc).__name__}: {exc}",
+        ),
         ticket_id=named.id if named is not None else None,
         ticket_unknown=unknown,
     )
@@ -367,7 +376,11 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope, why
     but its dedup key (made safe by `dedup_key`), so this cannot fail on the mail."""
     session.expunge_all()
     record = _bare_record(
-        key, envelope.channel, f"processing failed ({why}); parked with its raw bytes for review", mail.raw
+        session,
+        key,
+        envelope.channel,
+        f"processing failed ({why}); parked with its raw bytes for review",
+        mail.raw,
     )
     return _hold_fixed(session, mail.message_id, key, record)
 
@@ -384,12 +397,13 @@ def quarantine_unfetchable(place: str, errors: list[str]) -> Result:
         f"could not be fetched from the mailbox after {len(errors)} attempts ({place}: "
         f"{errors[-1]}); filed in the failed folder as it was"
     )
-    return _hold_fixed(session, None, key, _bare_record(key, "imap", reason, b""))
+    return _hold_fixed(session, None, key, _bare_record(session, key, "imap", reason, b""))
 
 
-def _bare_record(key: str, channel: str, reason: str, raw: bytes) -> InboundRecord:
+def _bare_record(session: Session, key: str, channel: str, reason: str, raw: bytes) -> InboundRecord:
     """A quarantined record of fixed words and the raw bytes only: nothing read from
-    the mail that could make storing it fail."""
+    the mail that could make storing it fail. Received by the database's clock, as
+    every inbound record is (see `_record`)."""
     return InboundRecord(
         dedup_key=key,
         message_id=None,
@@ -402,7 +416,7 @@ def _bare_record(key: str, channel: str, reason: str, raw: bytes) -> InboundReco
         outcome=Outcome.QUARANTINED.value,
         reason=reason,
         raw=raw,
-        received_at=now(),
+        received_at=database_clock(session),
     )
 
 
@@ -423,6 +437,7 @@ def _hold_fixed(session: Session, message_id: str | None, key: str, record: Inbo
 
 
 def _record(
+    session: Session,
     mail: InboundMail,
     key: str,
     envelope: Envelope,
@@ -430,7 +445,12 @@ def _record(
     reason: str,
     ticket_id: int | None = None,
 ) -> InboundRecord:
-    return InboundRecord(**_record_values(mail, key, envelope, outcome, reason, ticket_id))
+    """An inbound record received by the database's clock (`clock.database_clock`),
+    as the outbox rows that answer it are queued: threading (`compose`) orders the
+    two, stamped on different hosts; a mail held here may be approved and threaded."""
+    return InboundRecord(
+        **_record_values(mail, key, envelope, outcome, reason, ticket_id), received_at=database_clock(session)
+    )
 
 
 def _record_values(
@@ -474,10 +494,10 @@ def _process_new(
         decision.ticket.id if decision.outcome is Outcome.APPENDED and decision.ticket is not None else None
     )
     values = _record_values(mail, key, envelope, decision.outcome, decision.reason, appended_to)
-    values["received_at"] = now()
     # Written with Core and adopted: the unit of work's flush cost more than the
     # INSERT itself, on every mail.
-    record_id = session.execute(_INSERT_RECORD, values).scalar_one()
+    statement = _INSERT_RECORD.values(received_at=database_clock(session))
+    record_id, values["received_at"] = session.execute(statement, values).one()
     record = adopt(session, InboundRecord(id=record_id, **values))
     return apply(session, mail, record, decision, config)
 

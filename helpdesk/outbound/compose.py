@@ -369,7 +369,13 @@ class Composer:
         """In-Reply-To and References: the customer's last mail on the ticket before
         this row was queued is the parent; our earlier mail to the same recipient
         fills the thread (and is the parent when the customer never mailed, e.g. a
-        portal ticket). References keep the first message and the newest ones."""
+        portal ticket). References keep the first message and the newest ones.
+
+        The customer's mails and our rows are two tables, so only their times can
+        order them: both are stamped by the database's clock (`clock.database_clock`;
+        the mail's in `ingest`), whichever host wrote them. A mail stamped by a host
+        11 minutes ahead looked newer than the notices that answer it, and was left
+        out of their thread."""
         received = session.execute(
             select(InboundMail.received_at, InboundMail.message_id).where(
                 InboundMail.ticket_id == row.ticket_id,
