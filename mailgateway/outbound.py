@@ -30,10 +30,13 @@ INSERT or UPDATE, no extra round trip), and judged by it: queued and due
 runs ahead neither takes over a live claim nor queues mail that waits for its
 clock; one behind queues none that looks overdue (given up early, the outbox
 "backed up" for `--check` and the Mail page). The customer's mails a row is
-threaded onto are received by that clock too (`ingest`, `compose`). The sender reads that clock once a
-batch, at the claim (`clock.database_now`): a retry's backoff and the give-up
-age count from it. How long it has held its batch it measures on its monotonic
-clock.
+threaded onto are received by that clock too (`ingest`, `compose`). The sender
+reads that clock once a batch, at the claim (`clock.database_now`), which judges
+what is due and a failed row's age (so a row is given up at most half a lease
+late, never early). A retry's due time, its backoff counted from the failure,
+and the sent time are that clock in the row's UPDATE (counted from the claim, a
+retry late in a slow batch was due at once). How long it has held its batch it
+measures on its monotonic clock.
 
 At-least-once: a crash (or a lost database) between the server's `250` and the
 mark leaves that one row `sending`; when its lease runs out it is sent again, with
@@ -75,6 +78,7 @@ from flask import Flask
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
 from helpdesk import addresses
 from helpdesk.clock import database_clock, database_now, describe
@@ -143,8 +147,8 @@ class Sender(Loop):
         *,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        """`clock` (tests move one) stands for the database's (see One clock), read
-        once a batch: the claim and the batch's retries are timed by it."""
+        """`clock` (tests move one) stands for the database's (see One clock): read
+        once a batch for the claim, and written into the UPDATEs that mark a row."""
         config = app.config
         poll = float(config["OUTBOUND_POLL_SECONDS"])
         # A failed round (the database away, a bug) is tried again at the next poll:
@@ -152,6 +156,7 @@ class Sender(Loop):
         super().__init__(stopping, idle_seconds=poll, first_backoff=poll, max_backoff=poll)
         self.app = app
         self.clock = clock or (lambda: database_now(db.session))
+        self._given_clock = clock
         self.server = parse_outbound_url(config["OUTBOUND_SMTP_URL"])
         self.composer = Composer(config)
         _check_outbound_from(self.composer.envelope_from, config["SUPPORT_ADDRESSES"])
@@ -401,7 +406,7 @@ class Sender(Loop):
                         self._retry(rest, f"connection to {self._where()} lost: {_describe_error(exc)}")
                     return
                 else:
-                    self._mark(item, "sent", state="sent", sent_at=database_clock(db.session), last_error="")
+                    self._mark(item, "sent", state="sent", sent_at=self._stamp(), last_error="")
         finally:
             _close(connection)
 
@@ -465,11 +470,12 @@ class Sender(Loop):
             self._retry(item, reply)
 
     def _retry(self, item: Outgoing, error: str) -> None:
-        """Due again after a backoff, or failed for good once the row is older than
-        `OUTBOUND_GIVE_UP_AFTER`: both counted from the batch's claim (the database's
-        clock, read once a batch), not read again per mail."""
-        moment = item.claimed_at
-        if moment - item.created_at >= self.give_up_after:
+        """Due again after a backoff counted from this failure (`_stamp`: a failure
+        late in a batch held for minutes by a slow relay waits its backoff too), or
+        failed for good once the row was older than `OUTBOUND_GIVE_UP_AFTER` at the
+        batch's claim: at most half a lease late, never early, and no read of the
+        clock per mail."""
+        if item.claimed_at - item.created_at >= self.give_up_after:
             error = f"gave up after {item.attempts} attempts: {error}"
             self._mark(item, "failed (gave up)", state="failed", last_error=error[:2000])
             return
@@ -479,9 +485,15 @@ class Sender(Loop):
             item,
             f"retry in {describe(delay)} ({error})",
             state="pending",
-            next_attempt_at=moment + delay,
+            next_attempt_at=self._stamp() + delay,
             last_error=error[:2000],
         )
+
+    def _stamp(self) -> datetime | ColumnElement[datetime]:
+        """Now for the UPDATE that marks a row (sent, due again): the database's
+        clock written into the statement (`clock.database_clock`), no round trip;
+        the given clock when a test moves one."""
+        return self._given_clock() if self._given_clock is not None else database_clock(db.session)
 
     def _release(self, items: list[Outgoing]) -> None:
         """Hand unsent claimed rows back at once, as if never claimed (due since their

@@ -588,6 +588,34 @@ def test_temporary_refusal_is_retried(app, service, sink):
     assert len(sink.received) == 1
 
 
+def test_a_retry_late_in_a_slow_batch_waits_its_backoff_from_the_failure(app, service, sink, monkeypatch):
+    """A relay takes 3 minutes over the first mail of a batch (a batch may be held
+    for half of OUTBOUND_LEASE) and greylists the second. Its retry was due a minute
+    after the batch's claim, so due at once: while a relay was slow the backoff
+    vanished. It waits its minute from the failure, by the sender's clock."""
+    open_ticket(service, requester_email="ann@example.com")
+    open_ticket(service, requester_email="bob@example.com")
+    sink.refuse_rcpt["bob@example.com"] = "451 4.7.1 Greylisted, try again later"
+    clock = Clock()
+    handler = sink.controller.handler
+    take = handler.handle_DATA
+
+    async def slowly(server, session, envelope):  # type: ignore[no-untyped-def]
+        clock.advance(minutes=3)
+        return await take(server, session, envelope)
+
+    monkeypatch.setattr(handler, "handle_DATA", slowly)
+    sender = make_sender(app, sink, clock)
+    claimed_at = clock()
+    assert run(sender) == 2
+    ann, bob = outbox()
+    assert (ann.state, bob.state) == ("sent", "pending")
+    assert bob.next_attempt_at == claimed_at + timedelta(minutes=4)
+    assert run(sender) == 0, "a retry was due at once: no backoff"
+    clock.advance(minutes=1)
+    assert run(sender) == 1
+
+
 def test_failed_row_can_be_retried_by_an_operator(app, service, sink, runner):
     open_ticket(service)
     sink.refuse_rcpt["ann@example.com"] = "550 5.7.1 Relaying denied"
@@ -1207,6 +1235,30 @@ def test_a_batch_reads_the_databases_clock_once(pg_app, sink):
         event.remove(db.engine, "before_cursor_execute", count)
     assert len(sink.received) == 5 and len(reads) == 1
     assert all(row.state == "sent" and row.sent_at is not None for row in outbox())
+
+
+def test_a_retry_is_due_by_the_databases_clock_written_in_its_update(pg_app, sink):
+    """A greylisted mail is due again the backoff after its failure by the
+    database's clock, which its UPDATE writes: the batch still reads it once."""
+    pg_app.config.update(OUTBOUND_SMTP_URL=sink.url)
+    service = TicketsService.from_config(db.session, pg_app.config)
+    open_ticket(service, requester_email="bob@example.com")
+    sink.refuse_rcpt["bob@example.com"] = "451 4.7.1 Greylisted, try again later"
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if "CLOCK_TIMESTAMP()" in statement.upper():
+            reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert run(Sender(pg_app)) == 1
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    (row,) = outbox()
+    assert row.state == "pending" and len(reads) == 2  # the claim's read, the retry's UPDATE
+    assert reads[1].lstrip().upper().startswith("UPDATE OUTBOX")
+    assert row.next_attempt_at - row.claimed_at >= timedelta(minutes=1)
 
 
 # -- internationalised addresses (RFC 5890, RFC 6531) -------------------------------------
