@@ -11,8 +11,8 @@ Each database is fresh (one per size), has an authorized-sender rule for
 (agent@helpdesk.test) and ticket TKT-000001, opened first by an ordinary mail, so
 that the forged-staff mail has a ticket to aim at.
 
-The hostile mails are `tests.support.hostile.hostile_mails(size)`: about 40 pathological
-mails (regular-expression bait, MIME bombs, header bombs, values the database
+The hostile mails are `tests.support.hostile.hostile_mails(size)`: about 50 pathological
+mails (regular-expression bait, MIME bombs, header bombs, IDNA and lookup bait, values the database
 refuses, forged headers), each about `size` bytes except the header-borne ones
 (at most 200 KB of header) and the small forgeries. Whatever outcome a mail gets
 is part of its cost. Each is ingested `--repeat` times and the best of those is
