@@ -83,7 +83,7 @@ def lookup(
     session: Session, contact: Contact, text: str, language: str, config: Mapping[str, Any]
 ) -> list[dict]:
     """Cards for the customer's tickets whose numbers `text` mentions, in order."""
-    numbers = numbering.find_numbers(text, config["TICKET_PREFIX"])[:MAX_CARDS]
+    numbers = numbering.find_numbers(text, config["TICKET_PREFIX"], limit=MAX_CARDS)
     if not numbers:
         return []
     found = {
