@@ -333,7 +333,10 @@ def _named_after_failure(
     transaction (the failed attempt's match was rolled back with it), and whether
     which one it names is unknown. When matching is what fails, the mail is still
     held with its reason, its ticket unknown; the database failing raises, as it
-    does everywhere in `ingest`."""
+    does everywhere in `ingest`. A mail read in part is not matched at all: its
+    ticket is unknown whatever the part read names (`_read_in_part`)."""
+    if _read_in_part(mail):
+        return None, True
     try:
         named = _named_ticket(session, mail, envelope, config)
     except Exception as exc:
@@ -343,7 +346,7 @@ def _named_after_failure(
         session.rollback()
         session.expunge_all()
         return None, True
-    return named, _read_in_part(mail)
+    return named, False
 
 
 def _hold(
@@ -566,11 +569,9 @@ def _decide(
 ) -> Decision:
     """The outcome by auto-mail, thread, sender and policy, see `decide`."""
     if mail.parse_error and approved_by is None:
-        held_for = _named_ticket(session, mail, envelope, config)
-        return Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}", held_for, failed=True)
+        return Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}", failed=True)
     if mail.over_limit and approved_by is None:
-        held_for = _named_ticket(session, mail, envelope, config)
-        return Decision(Outcome.QUARANTINED, f"over a limit: {mail.over_limit}", held_for, failed=True)
+        return Decision(Outcome.QUARANTINED, f"over a limit: {mail.over_limit}", failed=True)
     support = config["SUPPORT_ADDRESSES"]
     signer = Signer.from_config(config)
     reason = None
@@ -678,10 +679,10 @@ def _named_ticket(
     to who may see that ticket (AGENT_VISIBILITY): a reply held for being over a cap,
     unreadable or failing is that ticket's content as much as one held for its sender.
 
-    The same matching as a reply's, on what the capped parse read (`parser`: the
-    first header fields within the caps; nothing but the envelope of an unparseable
-    mail), so the work on hostile mail is bounded as a reply's is. Not locked: it
-    decides who reviews the mail, not what becomes of it."""
+    The same matching as a reply's, so the work is bounded as a reply's is. Only for
+    mail read whole: one read in part (unparseable, over a cap) is held before
+    matching, its ticket unknown whatever the part read names (`_read_in_part`).
+    Not locked: it decides who reviews the mail, not what becomes of it."""
     match = _match(session, mail, envelope, config, Signer.from_config(config))
     return match.ticket if match is not None else None
 
