@@ -131,7 +131,7 @@ class Outgoing:
     created_at: datetime
     attempts: int
     to_address: str  # as SMTP carries it (`addresses.on_the_wire`)
-    mail_from: str  # the row's own signed envelope sender, so a bounce names it (`return_paths`)
+    mail_from: str  # the row's own signed envelope sender, so a bounce names it (`return_paths.make`)
     smtputf8: bool  # a mailbox name beyond ASCII: RFC 6531 mail
     data: bytes
     label: str  # for the log: "outbox #12 created to ann@example.com <tkt.…>"
@@ -182,6 +182,14 @@ class Sender(Loop):
     def started(self) -> None:
         assert self.server is not None
         log.info("outbound sender delivering to %s:%s", self.server.host, self.server.port)
+        unsigned = self.composer.return_paths.first_unsigned_row()
+        if unsigned is not None:
+            log.warning(
+                "outbox rows from #%s on are sent from %s itself: its local part leaves no room for "
+                "a return path within 64 octets, so their bounces mark nothing (docs/outbound-mail.md)",
+                unsigned,
+                self.composer.return_paths.base,
+            )
 
     def round(self) -> bool:
         """A full batch was claimed: more may be waiting."""

@@ -8,6 +8,9 @@ SMTP listener of the gateway, so the whole round trip runs over sockets.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import logging
 import re
 import signal
 import ssl
@@ -47,7 +50,7 @@ from tests.support.database import CUSTOMER
 from tests.support.database import open_ticket as open_committed_ticket
 from tests.support.gateway_process import refused_start
 from tests.support.gateway_process import start as start_gateway_process
-from tests.support.mail import message, send
+from tests.support.mail import message, send, start_gateway
 from tests.support.outbox import Clock, deliver, html_of, make_sender, run, text_of
 from tests.support.pgserver import free_port
 from tests.support.processes import run_processes
@@ -56,7 +59,7 @@ from tests.support.tls import OpensslMissing, self_signed_certificate
 from tests.support.waiting import wait_until
 
 MESSAGE_ID = re.compile(r"^<tkt\.(\d+)\.(\d+)\.[0-9a-f]{24}@helpdesk\.helpdesk\.test>$")
-RETURN_PATH = re.compile(r"^support\+bounce-(\d+)-[0-9a-f]{24}@helpdesk\.test$")
+RETURN_PATH = re.compile(r"^support\+b-([0-9a-v]+)-[0-9a-v]{16}@helpdesk\.test$")
 
 
 def outbox() -> list[OutboxMessage]:
@@ -810,15 +813,29 @@ def forged_return_path(how: str, app: Flask) -> str:
     """An address in the shape of outbox row 1's return path that is not its own."""
     paths = ReturnPaths.from_config(app.config)
     if how == "wrong mac":
-        return "support+bounce-1-" + "0" * 24 + "@helpdesk.test"
+        return "support+b-1-" + "0" * 16 + "@helpdesk.test"
     if how == "other secret":
         return ReturnPaths(b"not the helpdesk's key", paths.base).make(1, "ann@example.com")
     if how == "mac of another recipient":
         return paths.make(1, "mallory@example.com")
     if how == "mac of another row":  # row 2's MAC, given with row 1's id
-        return paths.make(2, "ann@example.com").replace("bounce-2-", "bounce-1-")
+        return paths.make(2, "ann@example.com").replace("b-2-", "b-1-")
+    if how == "previous shape, wrong mac":
+        return "support+bounce-1-" + "0" * 24 + "@helpdesk.test"
+    if how == "previous shape, mac of another row":
+        return previous_return_path(app, 2, "ann@example.com").replace("bounce-2-", "bounce-1-")
+    if how == "previous shape, compact mac":  # row 1's own MAC, in the other shape
+        return paths.make(1, "ann@example.com").replace("+b-", "+bounce-")
     assert how == "unknown row"
     return paths.make(1000, "ann@example.com")
+
+
+def previous_return_path(app: Flask, row_id: int, recipient: str) -> str:
+    """Row `row_id`'s return path as it was made before the compact shape:
+    `support+bounce-{row}-{24 hex digits}@`, HMAC-SHA256 of `{row}.{recipient}`."""
+    key = ReturnPaths.from_config(app.config).key
+    mac = hmac.new(key, f"{row_id}.{recipient}".encode(), hashlib.sha256).hexdigest()[:24]
+    return f"support+bounce-{row_id}-{mac}@helpdesk.test"
 
 
 @pytest.mark.parametrize(
@@ -831,6 +848,9 @@ def forged_return_path(how: str, app: Flask) -> str:
         "other secret",
         "mac of another recipient",
         "mac of another row",
+        "previous shape, wrong mac",
+        "previous shape, mac of another row",
+        "previous shape, compact mac",
         "unknown row",
     ],
 )
@@ -917,7 +937,8 @@ def test_a_bounce_to_thousands_of_return_paths_costs_at_most_twenty_lookups(app,
     deliver(app, sink)
     genuine = sink.received[0].mail_from
     paths = ReturnPaths.from_config(app.config)
-    made_up = [f"support+bounce-{n}-{'0' * 24}@helpdesk.test" for n in range(2, 5002)]
+    made_up = [f"support+b-{n}-{'0' * 16}@helpdesk.test" for n in range(2, 2502)]
+    made_up += [f"support+bounce-{n}-{'0' * 24}@helpdesk.test" for n in range(2, 2502)]  # the previous shape
     support = ["support@helpdesk.test"]
     lookups: list[str] = []
 
@@ -952,6 +973,147 @@ def test_return_paths_are_ours(app, gateway, senders, sink, service, agent_actor
     assert last_inbound().reason == "own address"
 
 
+# A support address of a Spanish-speaking ISP: 24 characters of local part.
+LONG_SUPPORT = "soporte-tecnico-clientes@isp.example"
+# The largest id PostgreSQL's outbox.id (INTEGER) holds.
+LARGEST_ROW = 2**31 - 1
+
+
+def local_part_octets(address: str) -> int:
+    return len(address.rpartition("@")[0].encode())
+
+
+def test_return_paths_of_a_long_support_address_stay_within_64_octets(app):
+    """RFC 5321 §4.5.3.1.1 allows 64 octets of local part and a strict relay refuses
+    a longer MAIL FROM: every return path of a 24-character support local part fits,
+    up to the largest row id a BIGINT holds, and still names its row."""
+    paths = ReturnPaths(ReturnPaths.from_config(app.config).key, LONG_SUPPORT)
+    assert paths.first_unsigned_row() is None
+    for row_id in (1, 31, 32, 10**6, LARGEST_ROW, 10**18 - 1, 2**63 - 1):
+        address = paths.make(row_id, "ann@example.com")
+        assert local_part_octets(address) <= 64, address
+        parsed = paths.parse(address, [LONG_SUPPORT])
+        assert parsed is not None and parsed[0] == row_id
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        "b-01-" + "0" * 16,  # a leading zero
+        "b--" + "0" * 16,  # no row
+        "b-1_0-" + "0" * 16,  # int(text, 32) would read these three
+        "b- 10-" + "0" * 16,
+        "b-+10-" + "0" * 16,
+        "b-w-" + "0" * 16,  # not a base32hex digit
+        "b-" + "v" * 13 + "-" + "0" * 16,  # past a BIGINT
+        "b-" + "1" * 14 + "-" + "0" * 16,
+        "b-1-" + "0" * 15,
+        "b-1-" + "0" * 17,
+        "b-1-" + "0" * 15 + "w",
+        "b-1-" + "0" * 24,  # the previous shape's MAC in the compact shape
+        "bounce-1-" + "0" * 16,  # and the other way round
+        "bounce-0-" + "0" * 24,
+        "bounce-" + "1" * 19 + "-" + "0" * 24,
+        "bounce-1-" + "0" * 23 + "g",
+        "bounce-\uff11-" + "0" * 24,  # a fullwidth 1 is a digit to str.isdigit
+        "b-1-" + "0" * 16 + "-",
+        "TKT-000001",
+    ],
+)
+def test_only_return_paths_in_their_exact_shape_are_read(app, detail):
+    paths = ReturnPaths.from_config(app.config)
+    assert paths.parse(f"support+{detail}@helpdesk.test", ["support@helpdesk.test"]) is None
+
+
+def test_return_paths_are_read_in_either_shape_and_either_case(app):
+    paths = ReturnPaths.from_config(app.config)
+    support = ["support@helpdesk.test"]
+    compact = paths.make(2**40 + 7, "ann@example.com")
+    assert paths.parse(compact.upper(), support) == (2**40 + 7, compact.split("-")[-1].split("@")[0], False)
+    previous = paths.parse(previous_return_path(app, 10**17, "ann@example.com").upper(), support)
+    assert previous is not None and previous.outbox_id == 10**17 and previous.previous
+    assert paths.verifies(previous, "Ann@Example.com")
+    assert not paths.verifies(previous._replace(previous=False), "ann@example.com")
+
+
+def _with_row_id(row_id: int) -> None:
+    """The one queued outbox row gets `row_id`, as after years of mail."""
+    db.session.execute(update(OutboxMessage).values(id=row_id))
+    db.session.commit()
+
+
+def test_bounce_to_the_return_path_of_a_long_support_address_and_a_large_row_marks_that_row(
+    app, senders, sink, service, agent_actor
+):
+    """With `soporte-tecnico-clientes@` and row 2,147,483,647 the return path was
+    67 octets of local part: a strict relay refused MAIL FROM and the mail never went
+    out. Now it is sent, and the report to its return path still marks that row."""
+    sink.max_local_part = 64
+    for gateway in start_gateway(
+        app, SUPPORT_ADDRESSES=[LONG_SUPPORT], OUTBOUND_FROM=f"Soporte <{LONG_SUPPORT}>"
+    ):
+        open_ticket(service, agent_actor)
+        _with_row_id(LARGEST_ROW)
+        (ack,) = deliver(app, sink)
+        return_path = sink.received[0].mail_from
+        assert local_part_octets(return_path) <= 64
+        assert return_path.startswith("soporte-tecnico-clientes+") and return_path.endswith("@isp.example")
+        bounce = corpus_bounce(ack["Message-ID"], "ann@example.com", return_path=return_path)
+        assert gateway.send(bounce, mail_from="", rcpt=[return_path]) == (250, b"2.0.0 OK ignored")
+        assert f"bounce of outbox #{LARGEST_ROW} to ann@example.com" in last_inbound().reason
+        (row,) = outbox()
+        assert (row.id, row.state) == (LARGEST_ROW, "bounced")
+
+
+def test_a_support_address_too_long_for_a_return_path_sends_from_itself(
+    app, senders, sink, service, agent_actor, caplog
+):
+    """When even the compact return path of a row would pass 64 octets, the row is
+    sent from the plain support address: a strict relay takes it, and a report to it
+    marks nothing (it proves no row), only names the notification its Message-ID is
+    of (docs/outbound-mail.md, "Bounces")."""
+    longest = "atencion-al-cliente-soporte-tecnico-isp1@isp.example"
+    assert local_part_octets(longest) == 40
+    sink.max_local_part = 64
+    for gateway in start_gateway(app, SUPPORT_ADDRESSES=[longest], OUTBOUND_FROM=longest):
+        open_ticket(service, agent_actor)
+        _with_row_id(LARGEST_ROW)
+        (ack,) = deliver(app, sink)
+        assert sink.received[0].mail_from == longest
+        bounce = corpus_bounce(ack["Message-ID"], "ann@example.com", return_path=longest)
+        assert gateway.send(bounce, mail_from="", rcpt=[longest]) == (250, b"2.0.0 OK ignored")
+        assert f"names outbox #{LARGEST_ROW} to ann@example.com but was not addressed to its return path" in (
+            last_inbound().reason
+        )
+        assert outbox()[0].state == "sent"
+        assert db.session.execute(select(Contact.undeliverable_since)).scalar() is None
+        # Rows up to 32**4 of the same address still get a return path of their own,
+        # and the sender warns at start from which row on they do not.
+        paths = ReturnPaths.from_config(app.config)
+        assert paths.first_unsigned_row() == 32**4
+        assert paths.parse(paths.make(32**4 - 1, "ann@example.com"), [longest]) is not None
+        assert paths.make(32**4, "ann@example.com") == longest
+        with caplog.at_level(logging.WARNING, logger="mailgateway.outbound"):
+            make_sender(app, sink).started()
+        assert f"outbox rows from #{32**4} on are sent from {longest} itself" in caplog.text
+
+
+def test_bounce_to_a_return_path_of_the_previous_shape_still_marks_its_row(
+    app, gateway, senders, sink, service, agent_actor
+):
+    """Mail sent before the return paths were made compact went out from
+    `support+bounce-{row}-{24 hex digits}@`, and its reports come days later: they
+    still prove their row."""
+    open_ticket(service, agent_actor)
+    (ack,) = deliver(app, sink)
+    previous = previous_return_path(app, 1, "ann@example.com")
+    assert sink.received[0].mail_from != previous
+    bounce = corpus_bounce(ack["Message-ID"], "ann@example.com", return_path=previous)
+    assert gateway.send(bounce, mail_from="", rcpt=[previous]) == (250, b"2.0.0 OK ignored")
+    assert "bounce of outbox #1 to ann@example.com" in last_inbound().reason
+    assert outbox()[0].state == "bounced"
+
+
 @pytest.mark.parametrize(
     ("address", "reason"),
     [
@@ -961,7 +1123,8 @@ def test_return_paths_are_ours(app, gateway, senders, sink, service, agent_actor
         ("support@helpdesk.test", "own address"),
         ("support+TKT-000009@helpdesk.test", "own address"),
         ("robot@helpdesk.helpdesk.test", "own address"),
-        ("support+bounce-1-" + "0" * 24 + "@helpdesk.test", "own address"),  # a return path
+        ("support+b-1-" + "0" * 16 + "@helpdesk.test", "own address"),  # a return path
+        ("support+bounce-1-" + "0" * 24 + "@helpdesk.test", "own address"),  # one of the previous shape
         # Our domain in fullwidth letters: IDNA maps it to ours on the wire, and the
         # relay got RCPT TO:<support@helpdesk.test>.
         ("support@\uff48\uff45\uff4c\uff50\uff44\uff45\uff53\uff4b.test", "own address"),

@@ -1,6 +1,7 @@
 """A real SMTP server (aiosmtpd) standing in for the outbound relay (RECIPES.md).
 
-It collects every mail the helpdesk sends; it can refuse our EHLO/HELO,
+It collects every mail the helpdesk sends; it can refuse our EHLO/HELO, an
+envelope sender whose local part is over RFC 5321's 64 octets (as strict relays do),
 recipients or data with a given reply, be stopped (the relay is down) and started again on the same
 port, and speak TLS or require AUTH.
 """
@@ -52,6 +53,16 @@ class _Handler:
         session.host_name = hostname
         return f"250 {server.hostname}"
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        limit = self.sink.max_local_part
+        if limit is not None and len(address.rpartition("@")[0].encode()) > limit:
+            return "501 5.1.7 Bad sender address syntax: local part longer than 64 octets"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
@@ -85,6 +96,7 @@ class Sink:
         self.refuse_rcpt: dict[str, str] = {}  # address -> reply, e.g. "550 5.1.1 ..."
         self.data_reply: str | None = None  # e.g. "554 5.6.0 ..." for every DATA
         self.helo_reply: str | None = None  # e.g. "550 5.7.1 ..." for every EHLO and HELO
+        self.max_local_part: int | None = None  # 64: refuse MAIL FROM over RFC 5321 §4.5.3.1.1
         self.lock = threading.Lock()
         self.controller: Controller | None = None
 
