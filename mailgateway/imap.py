@@ -23,6 +23,10 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
 - IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
   (servers and middleboxes drop quieter connections after 10), polling otherwise;
   an outer reconnect loop with exponential backoff survives the server going away.
+  The server tells a connection about new mail once (EXISTS), and mail delivered
+  just before the IDLE is told before it: with the last SEARCH's answer, which does
+  not include it yet, or with IDLE's continuation. The poller acts on both, so no
+  mail waits for the IDLE's renewal.
 - Backlogs are listed PENDING_CHUNK UIDs at a time, so no command outgrows a
   server's line limit, and fetched in batches bounded by count and by bytes.
   Within a batch, mail is ingested by `IMAP_INGEST_THREADS` threads side by side,
@@ -387,6 +391,7 @@ class ImapPoller(Loop):
         (RFC 3501 §6.4.8), hence the filter.
         """
         criteria = ["ALL"] if self.last_uid == 0 else ["UID", f"{self.last_uid + 1}:*"]
+        _mail_announced(client)  # this SEARCH sees the mail announced so far
         return sorted(uid for uid in client.search(criteria) if uid > self.last_uid)[:PENDING_CHUNK]
 
     def _process_batch(
@@ -534,8 +539,17 @@ class ImapPoller(Loop):
     # -- waiting ----------------------------------------------------------------
 
     def wait_for_mail(self, client: IMAPClient) -> None:
-        """IDLE until the server reports new mail (or the renewal time), else sleep."""
-        if not client.has_capability("IDLE"):
+        """IDLE until the server reports new mail (or the renewal time), else sleep.
+
+        A server reports new mail to a connection once, and may have done so before
+        the IDLE: with the answer to the last SEARCH, which did not see that mail
+        yet, or in the same packet as IDLE's continuation. Either report sends the
+        poller back to search at once; IDLE would tell it nothing more.
+        """
+        idle = client.has_capability("IDLE")
+        if _mail_announced(client):
+            return
+        if not idle:
             deadline = time.monotonic() + self.poll_seconds
             while time.monotonic() < deadline and not self.stopping.wait(min(1.0, self.lease_seconds / 3)):
                 self._check_lease()
@@ -544,6 +558,8 @@ class ImapPoller(Loop):
             return
         client.idle()
         try:
+            if _announced_with_idle(client):
+                return
             deadline = time.monotonic() + min(self.poll_seconds, IDLE_RENEW_SECONDS)
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 self._check_lease()
@@ -753,6 +769,51 @@ def _batches(uids: list[int], sizes: Mapping[int, int]) -> Iterator[list[int]]:
         total += size
     if batch:
         yield batch
+
+
+def _mail_announced(client: IMAPClient) -> bool:
+    """Whether the server announced new mail (EXISTS) since the last call, by the
+    responses imaplib collected with the commands' answers; forgets them.
+
+    imapclient keeps no EXISTS but SELECT's: Dovecot announces mail delivered since
+    a connection's last command with the answer to the next one, a SEARCH's too,
+    whose results do not include it yet, and never again. RECENT and EXPUNGE, which
+    the poller does not act on, are dropped with them, or imaplib would keep every
+    one for the connection's life.
+    """
+    imap = client._imap  # imaplib.IMAP4: `response` pops what it collected of a kind
+    _, exists = imap.response("EXISTS")
+    imap.response("RECENT")
+    imap.response("EXPUNGE")
+    return exists != [None]
+
+
+def _announced_with_idle(client: IMAPClient) -> bool:
+    """Whether the server announced new mail right after entering IDLE, in the
+    same packet as IDLE's continuation (Dovecot reports at once mail delivered since
+    the last command). imapclient's `idle` reads the continuation line only and
+    `idle_check` waits on the socket, so what came with it sits in imaplib's
+    buffered reader, unseen until the IDLE ends. Those untagged lines are read here
+    (a non-blocking look at the reader, no command); anything else is left to
+    `idle_check` and `idle_done`. A BYE among them ends the connection.
+    """
+    imap = client._imap
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    while True:
+        sock.setblocking(False)  # `peek` reads the socket when the buffer is empty: never wait
+        try:
+            held = imap.file.peek()
+        except (BlockingIOError, ssl.SSLWantReadError):
+            held = b""
+        finally:
+            sock.settimeout(timeout)
+        if not held.startswith(b"* ") or b"\n" not in held:
+            break
+        imap._get_response()  # one response (with its literal, if any) into imaplib's collection
+    if imap.response("BYE")[1] != [None]:
+        raise ConnectionError("server closed the connection (BYE)")
+    return _mail_announced(client)
 
 
 def _is_new_mail(response: Iterable[Any]) -> bool:

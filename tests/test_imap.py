@@ -706,6 +706,39 @@ def test_idle_takes_new_mail_within_seconds(app, senders, mailbox):
     assert mailbox.count(mailbox.processed) == 1
 
 
+@pytest.mark.parametrize("command", ["search", "idle"])
+def test_mail_delivered_between_the_last_search_and_idle_is_taken_within_seconds(
+    app, senders, mailbox, command
+):
+    """Dovecot tells a connection about new mail once: mail delivered just before the
+    poller's SEARCH is announced with the SEARCH's answer (EXISTS) but not in its
+    results, and mail delivered just before IDLE comes in the same packet as IDLE's
+    continuation, which imapclient's idle_check never looks at. Either way IDLE
+    reports nothing more, and the mail waited for the IDLE renewal (60 s here)."""
+    poller = poller_for(app, mailbox, IMAP_POLL_SECONDS=60)
+    connect = poller.connect
+    delivered = threading.Event()
+
+    def connect_delivering_before_the_command() -> imap.IMAPClient:
+        client = connect()
+        real = getattr(client, command)
+
+        def deliver_first(*args: object, **kwargs: object) -> object:
+            if not delivered.is_set():  # the first one: the mailbox is empty so far
+                mailbox.append(raw(1, "window"))  # committed by Dovecot when APPEND returns
+                delivered.set()
+            return real(*args, **kwargs)
+
+        setattr(client, command, deliver_first)
+        return client
+
+    poller.connect = connect_delivering_before_the_command  # type: ignore[method-assign]
+    with running(poller):
+        wait_until_any(delivered.is_set, timeout=10, what="the delivery in the window")
+        wait_until(lambda: inbound_count() == 1, timeout=5, what="the mail taken (the IDLE renewal is 60 s)")
+    assert mailbox.count(mailbox.processed) == 1
+
+
 def test_server_without_idle_is_polled(app, senders, mailbox):
     poller = poller_for(app, mailbox, IMAP_POLL_SECONDS=1)
     connect = poller.connect
