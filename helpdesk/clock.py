@@ -9,16 +9,21 @@ row, the last good poll of a mailbox) is stamped and judged by `database_clock`
 instead: on PostgreSQL that is the database server's clock, which every host
 reads alike, so two hosts whose clocks disagree still agree on what has run out
 or is due. Never mix the two on one comparison: a time stamped by a host's clock
-and judged by the database's is off by the host's error.
+and judged by the database's is off by the host's error. Columns holding such a
+time default to `DatabaseClock`, so a writer that names none still stamps it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import DateTime, func, literal_column, select, type_coerce
+from sqlalchemy import DateTime, bindparam, func, literal_column, select, type_coerce
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 
 def now() -> datetime:
@@ -40,6 +45,30 @@ def database_clock(session: Session) -> datetime | ColumnElement[datetime]:
     if session.get_bind().dialect.name == "postgresql":
         return _SERVER_CLOCK
     return now()
+
+
+class DatabaseClock(FunctionElement[datetime]):
+    """`database_clock` as a column default (`default=DatabaseClock()`), for a row
+    whose time one host stamps and another judges: a writer that names no time
+    still stamps the database's, never the host's. Compiled per database when the
+    statement is: PostgreSQL's server clock, SQLite's host `now()` as a parameter
+    read at each execution (so a cached statement is never stale, and tests that
+    move the host's clock move it). Being SQL, not a value, the ORM writes rows
+    that leave it to this default in one multi-row INSERT."""
+
+    type = DateTime()
+    name = "database_clock"
+    inherit_cache = True
+
+
+@compiles(DatabaseClock)
+def _host_clock(element: DatabaseClock, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(bindparam("database_clock", callable_=now, type_=DateTime()), **kw)
+
+
+@compiles(DatabaseClock, "postgresql")
+def _server_clock(element: DatabaseClock, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(_SERVER_CLOCK, **kw)
 
 
 def database_now(session: Session) -> datetime:

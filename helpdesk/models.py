@@ -30,7 +30,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk import addresses, sla
 from helpdesk import vocabulary as v
-from helpdesk.clock import now
+from helpdesk.clock import DatabaseClock, now
 from helpdesk.extensions import Model
 
 
@@ -497,10 +497,13 @@ class OutboxMessage(Model):
     references: Mapped[Optional[str]] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    # Every time on the row is the database's clock (docs/outbound-mail.md, One
+    # clock): the sender judges them on another host. A writer names them or leaves
+    # them to this default, never the host's `now()`.
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=DatabaseClock())
     claimed_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=DatabaseClock())
     sent_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     bounced_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
 

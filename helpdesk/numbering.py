@@ -124,7 +124,8 @@ def _with_defaults(table: Table, values: Row) -> Row:
     if not missing:
         return values
     # SQLAlchemy wraps a callable default to take an execution context; the models'
-    # defaults (`clock.now`) use none.
+    # defaults (`clock.now`) use none. A SQL-expression default (`clock.DatabaseClock`)
+    # is kept as SQL, which the statement writes in (`_values`).
     return {
         **values,
         **{name: default.arg(None) if default.is_callable else default.arg for name, default in missing},
@@ -133,16 +134,16 @@ def _with_defaults(table: Table, values: Row) -> Row:
 
 @lru_cache(maxsize=32)
 def _defaults(table: Table) -> tuple[tuple[str, ColumnDefault], ...]:
-    """Each column's Python-side default (a value or a function)."""
+    """Each column's Python-side default (a value, a function or a SQL expression)."""
     found: list[tuple[str, ColumnDefault]] = []
     for col in table.c:
         default = col.default
         if default is None:
             continue
-        if not isinstance(default, ColumnDefault) or not (default.is_scalar or default.is_callable):
-            raise TypeError(
-                f"{table.name}.{col.name}: a SQL-expression default cannot be applied to the numbered insert"
-            )
+        if not isinstance(default, ColumnDefault) or not (
+            default.is_scalar or default.is_callable or default.is_clause_element
+        ):
+            raise TypeError(f"{table.name}.{col.name}: this default cannot be applied to the numbered insert")
         found.append((col.name, default))
     return tuple(found)
 

@@ -23,7 +23,8 @@ nothing is due.
   `failed`.
 
 One clock: every time on an outbox row is stamped by the database's clock
-(`clock.database_clock`), by whichever host writes it (a SQL expression in the
+(`clock.database_clock`; a new row's times are the model's default,
+`clock.DatabaseClock`), by whichever host writes it (a SQL expression in the
 INSERT or UPDATE, no extra round trip), and judged by it: queued and due
 (`created_at`, `next_attempt_at`: the web app, the gateway, the SLA check,
 `flask outbox retry`), claimed (`claimed_at`), sent, bounced. A host whose clock

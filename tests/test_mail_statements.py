@@ -16,6 +16,7 @@ from sqlalchemy import event
 
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from tests.support.database import open_ticket
 from tests.support.mail import SUPPORT, message
 
 
@@ -75,3 +76,26 @@ def test_a_colleagues_reply_asks_the_sender_rule_once(app, senders):
     assert (reply.outcome, reply.ticket_number) == (Outcome.APPENDED, first.ticket_number)
     assert asked["sender rule"] == 1
     assert asked["number"] == 0
+
+
+def test_a_staff_reply_to_three_recipients_is_queued_in_one_insert(app, backend, service, agent_actor):
+    """The copies of a reply leave their times to the model's default, the database's
+    clock as SQL in the INSERT, so PostgreSQL gets them in one statement: each held
+    that SQL as a value of its own, which the ORM writes one INSERT a row. (SQLite's
+    driver is handed one row at a time either way.)"""
+    ticket = open_ticket(
+        service, requester_email="ann@example.com", cc=[("bob@example.com", ""), ("cy@example.com", "")]
+    )
+    inserts: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().startswith("INSERT INTO outbox"):
+            inserts.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        service.add_message(ticket, body="Which model is it?", actor=agent_actor, channel="web")
+        db.session.commit()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len(inserts) == (1 if backend == "postgresql" else 3)

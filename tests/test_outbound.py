@@ -30,7 +30,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk import return_paths
-from helpdesk.clock import database_clock, now
+from helpdesk.clock import database_clock, database_now, now
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.inbound.parser import header_block
@@ -1376,6 +1376,23 @@ def test_mail_received_on_a_host_whose_clock_runs_ahead_is_answered_in_its_threa
     assert ack["In-Reply-To"] == "<first@client.example>"
     assert reply["In-Reply-To"] == "<first@client.example>"
     assert reply["References"] == "<first@client.example>"
+
+
+def test_an_outbox_row_queued_without_its_times_is_stamped_by_the_databases_clock(app):
+    """Every writer names the queued and due times today; one that forgets, on a host
+    11 minutes ahead of the database, must still queue by the database's clock. The
+    model's default was this host's clock: the sender, judging by the database's,
+    would have left the mail waiting 11 minutes and counted its age wrong. (On
+    SQLite the database's clock is the host's, moved here: each row has its own.)"""
+    expected = []
+    for skew in (timedelta(minutes=11), timedelta(minutes=22)):
+        with time_machine.travel(datetime.now(timezone.utc) + skew, tick=True):
+            db.session.add(OutboxMessage(kind="created", to_address="ann@example.com"))
+            db.session.commit()
+            expected.append(database_now(db.session))
+    for row, moment in zip(outbox(), expected, strict=True):
+        for stamp in (row.created_at, row.next_attempt_at):
+            assert abs(moment - stamp) < timedelta(minutes=1)
 
 
 def test_a_batch_reads_the_databases_clock_once(pg_app, sink):

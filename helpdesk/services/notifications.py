@@ -36,20 +36,20 @@ The rules:
 
 Whether a queued row is really sent (undeliverable, machine or own address, rate
 limit) is decided when it is sent, with the newest knowledge: see
-`mailgateway.outbound`. A row's times (queued, due) are the database's clock
-(`clock.database_clock`, written into the INSERT or UPDATE: no extra round trip),
-as every time on an outbox row is, since the sender judges them on another host.
+`mailgateway.outbound`. A row's times (queued, due) are the database's clock, as
+every time on an outbox row is, since the sender judges them on another host: a
+new row leaves them to the model's default (`clock.DatabaseClock`, SQL in the
+INSERT, so a reply's copies are one INSERT), an UPDATE writes `clock.database_clock`;
+no extra round trip either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from helpdesk import addresses
 from helpdesk import vocabulary as v
@@ -67,17 +67,17 @@ UNMAILED_STATUSES = frozenset({"cancelled"})
 RETRYABLE_STATES = ("failed", "skipped")
 
 
-def acknowledgment(session: Session, requester_email: str, actor: Actor) -> dict[str, Any] | None:
+def acknowledgment(requester_email: str, actor: Actor) -> dict[str, Any] | None:
     """The acknowledgment's outbox row as plain values, or None when none is due.
 
     Plain values, not an object, so `open_ticket` can write it in the same
-    statement as the ticket (`numbering.insert_numbered` fills in `ticket_id`):
-    the counter row stays locked no longer than before. Every NOT NULL column is
-    given because that statement does not apply the model's defaults.
+    statement as the ticket (`numbering.insert_numbered` fills in `ticket_id`, and
+    the model's defaults: its times, the database's clock): the counter row stays
+    locked no longer than before.
     """
     if actor.kind == "system":
         return None
-    return _row_values("created", addresses.normalize(requester_email), database_clock(session))
+    return _row_values("created", addresses.normalize(requester_email))
 
 
 def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor) -> None:
@@ -88,7 +88,6 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
     recipients = [ticket.requester.email] + [p.email for p in ticket.participants]
     recipients = [a for a in dict.fromkeys(recipients) if a and a != author]
     staff = _staff_addresses(session, recipients) if len(recipients) > 1 else set()
-    moment = database_clock(session)
     for address in recipients:
         # A staff member's copy names nobody in Cc: its signed Message-ID proves
         # mail from that address (`matching.answers_mail_sent_to`), and one
@@ -98,7 +97,7 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
             OutboxMessage(
                 ticket_id=ticket.id,
                 reply=message,
-                **_row_values("reply", address, moment, cc_addresses=others),
+                **_row_values("reply", address, cc_addresses=others),
             )
         )
 
@@ -128,7 +127,7 @@ def queue_status_change(
             ticket_id=ticket.id,
             old_status=old,
             new_status=new,
-            **_row_values(kind, ticket.requester.email, database_clock(session), status_reason=reason or ""),
+            **_row_values(kind, ticket.requester.email, status_reason=reason or ""),
         )
     )
 
@@ -137,7 +136,8 @@ def queue_sla_alerts(session: Session, breaches: Sequence[Breach]) -> int:
     """Queue the alerts for breaches just marked; returns how many rows were queued.
 
     Written with one multi-row INSERT, since a check after an outage may find
-    thousands of breaches at once; its times are in the statement, one for all rows.
+    thousands of breaches at once; its times are the model's default, SQL in the
+    statement.
     """
     staff = session.execute(
         select(StaffUser.id, StaffUser.email, StaffUser.role).where(StaffUser.is_active)
@@ -154,12 +154,11 @@ def queue_sla_alerts(session: Session, breaches: Sequence[Breach]) -> int:
             rows.append(
                 dict(
                     ticket_id=ticket_id,
-                    **_row_values("sla_breach", address, None, status_reason="\n".join(lines)),
+                    **_row_values("sla_breach", address, status_reason="\n".join(lines)),
                 )
             )
     if rows:
-        stamp = database_clock(session)
-        session.execute(insert(OutboxMessage.__table__).values(next_attempt_at=stamp, created_at=stamp), rows)
+        session.execute(insert(OutboxMessage.__table__), rows)
     return len(rows)
 
 
@@ -173,7 +172,7 @@ def queue_escalation(session: Session, ticket: Ticket, old_level: str, actor: Ac
     session.add(
         OutboxMessage(
             ticket_id=ticket.id,
-            **_row_values("escalation", assignee.email, database_clock(session), status_reason=summary),
+            **_row_values("escalation", assignee.email, status_reason=summary),
         )
     )
 
@@ -211,17 +210,11 @@ def retry(session: Session, row_id: int) -> OutboxMessage:
 
 
 def _row_values(
-    kind: str,
-    address: str,
-    stamp: datetime | ColumnElement[datetime] | None,
-    *,
-    cc_addresses: str = "",
-    status_reason: str = "",
+    kind: str, address: str, *, cc_addresses: str = "", status_reason: str = ""
 ) -> dict[str, Any]:
-    """A new row's values, queued and due at `stamp` (`clock.database_clock`: on
-    PostgreSQL a SQL expression the INSERT evaluates); None leaves both times to
-    the statement, which names them once for many rows."""
-    times = {} if stamp is None else dict(next_attempt_at=stamp, created_at=stamp)
+    """A new row's values. Its times are left to the model's default, the database's
+    clock in the INSERT (`clock.DatabaseClock`): a time named here would be a value
+    per row, and the ORM writes rows holding SQL one INSERT each."""
     return dict(
         kind=kind,
         to_address=address,
@@ -230,5 +223,4 @@ def _row_values(
         state="pending",
         attempts=0,
         last_error="",
-        **times,
     )

@@ -280,7 +280,7 @@ class TicketsService:
         dependents = [(Message.__table__, message), (TicketHistory.__table__, history)]
         for cc_email, cc_name in participants:
             dependents.append((Participant.__table__, dict(email=cc_email, name=cc_name)))
-        acknowledgment = notifications.acknowledgment(self.session, email, actor) if acknowledge else None
+        acknowledgment = notifications.acknowledgment(email, actor) if acknowledge else None
         if acknowledgment is not None:
             dependents.append((OutboxMessage.__table__, acknowledgment))
         # The inbound mail it came from is pointed at the ticket in the same statement:
