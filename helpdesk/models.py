@@ -450,7 +450,9 @@ class QuarantineItem(Model):
     # whole (unparseable, over a cap) or matched, so only admins review it under
     # AGENT_VISIBILITY team or own (`inbound.quarantine`).
     ticket_unknown: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    # Held since, by the database's clock as its mail's `received_at`: items held on
+    # different hosts are listed and compared together.
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=DatabaseClock())
 
     inbound_mail: Mapped[InboundMail] = relationship()
     ticket: Mapped[Optional[Ticket]] = relationship()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import smtplib
+from datetime import datetime, timedelta, timezone
 from email.policy import SMTP
 
 import pytest
+import time_machine
 from sqlalchemy import func, select
 
+from helpdesk.clock import database_now
 from helpdesk.extensions import db
-from helpdesk.inbound.ingest import Envelope, ingest
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.models import Attachment, InboundMail, Message, OutboxMessage, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
 from tests.support.database import tickets
@@ -619,6 +622,36 @@ def test_a_mail_naming_no_sender_at_all_is_held(gateway, senders):
     record = db.session.execute(select(InboundMail)).scalar_one()
     assert (record.from_address, record.from_source) == ("", "")
     assert record.reason.startswith("no sender address")
+
+
+def test_held_mail_is_held_since_the_databases_clock(app, monkeypatch):
+    """The gateway's host runs 11 minutes ahead of the database. A held mail's item
+    was stamped by that host's clock while its mail was received by the
+    database's: the held-mail list showed it held 11 minutes after it arrived, out
+    of order with mail held on other hosts. Both ways of holding a mail (a decision
+    to hold it, a pipeline that failed on it) stamp the database's clock. (On SQLite
+    that is the host's, moved here.)"""
+    from helpdesk.inbound import matching
+
+    real = matching.find_ticket
+
+    def choke(session, mail, *args):  # type: ignore[no-untyped-def]
+        if mail.subject == "boom":
+            raise RuntimeError("a bug nobody foresaw")
+        return real(session, mail, *args)
+
+    monkeypatch.setattr(matching, "find_ticket", choke)
+    envelope = Envelope("stranger@nowhere.example", (SUPPORT,), "smtp")
+    with time_machine.travel(datetime.now(timezone.utc) + timedelta(minutes=11), tick=True):
+        for subject in ("Printer on fire", "boom"):
+            mail = message(sender="stranger@nowhere.example", subject=subject)
+            assert ingest(mail.as_bytes(), envelope, app.config).outcome is Outcome.QUARANTINED
+        moment = database_now(db.session)
+    items = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars().all()
+    assert [item.reason.startswith("processing failed") for item in items] == [False, True]
+    for item in items:
+        assert abs(moment - item.created_at) < timedelta(minutes=1)
+        assert abs(item.inbound_mail.received_at - item.created_at) < timedelta(seconds=10)
 
 
 def test_quarantine_reject_and_spam(gateway, senders, runner):
