@@ -73,7 +73,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Literal, cast, overload
 
 from flask import Flask
 from sqlalchemy import and_, func, or_, select, update
@@ -148,16 +148,15 @@ class Sender(Loop):
         *,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        """`clock` (tests move one) stands for the database's (see One clock): read
-        once a batch for the claim, and written into the UPDATEs that mark a row."""
+        """`clock` (tests move one) stands for the database's (see One clock) in
+        every answer `_now` gives."""
         config = app.config
         poll = float(config["OUTBOUND_POLL_SECONDS"])
         # A failed round (the database away, a bug) is tried again at the next poll:
         # rows wait for their lease either way.
         super().__init__(stopping, idle_seconds=poll, first_backoff=poll, max_backoff=poll)
         self.app = app
-        self.clock = clock or (lambda: database_now(db.session))
-        self._given_clock = clock
+        self._test_clock = clock
         self.server = parse_outbound_url(config["OUTBOUND_SMTP_URL"])
         self.composer = Composer(config)
         _check_outbound_from(self.composer.envelope_from, config["SUPPORT_ADDRESSES"])
@@ -212,7 +211,7 @@ class Sender(Loop):
 
     def claim(self) -> tuple[int, list[Outgoing]]:
         session = db.session
-        moment = self.clock()
+        moment = self._now()
         try:
             rows = (
                 session.execute(
@@ -415,7 +414,7 @@ class Sender(Loop):
                         self._retry(rest, f"connection to {self._where()} lost: {_describe_error(exc)}")
                     return
                 else:
-                    self._mark(item, "sent", state="sent", sent_at=self._stamp(), last_error="")
+                    self._mark(item, "sent", state="sent", sent_at=self._now(written=True), last_error="")
         finally:
             _close(connection)
 
@@ -479,7 +478,7 @@ class Sender(Loop):
             self._retry(item, reply)
 
     def _retry(self, item: Outgoing, error: str) -> None:
-        """Due again after a backoff counted from this failure (`_stamp`: a failure
+        """Due again after a backoff counted from this failure (`_now`: a failure
         late in a batch held for minutes by a slow relay waits its backoff too), or
         failed for good once the row was older than `OUTBOUND_GIVE_UP_AFTER` at the
         batch's claim: at most half a lease late, never early, and no read of the
@@ -494,15 +493,25 @@ class Sender(Loop):
             item,
             f"retry in {describe(delay)} ({error})",
             state="pending",
-            next_attempt_at=self._stamp() + delay,
+            next_attempt_at=self._now(written=True) + delay,
             last_error=error[:2000],
         )
 
-    def _stamp(self) -> datetime | ColumnElement[datetime]:
-        """Now for the UPDATE that marks a row (sent, due again): the database's
-        clock written into the statement (`clock.database_clock`), no round trip;
-        the given clock when a test moves one."""
-        return self._given_clock() if self._given_clock is not None else database_clock(db.session)
+    @overload
+    def _now(self, *, written: Literal[False] = False) -> datetime: ...
+
+    @overload
+    def _now(self, *, written: Literal[True]) -> datetime | ColumnElement[datetime]: ...
+
+    def _now(self, *, written: bool = False) -> datetime | ColumnElement[datetime]:
+        """Now, by the one clock the sender answers to: the test's clock when one was
+        given, else the database's (see One clock). As a value, read once a batch at
+        the claim (`clock.database_now`, a round trip on PostgreSQL); `written`, for
+        the UPDATE that marks a row (sent, due again), as SQL the statement evaluates
+        (`clock.database_clock`, no round trip)."""
+        if self._test_clock is not None:
+            return self._test_clock()
+        return database_clock(db.session) if written else database_now(db.session)
 
     def _release(self, items: list[Outgoing]) -> None:
         """Hand unsent claimed rows back at once, as if never claimed (due since their
