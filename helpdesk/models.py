@@ -427,7 +427,9 @@ class InboundMail(Model):
     reason: Mapped[str] = mapped_column(Text, default="")
     ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"), index=True)
     # By the database's clock (`ingest`): threading orders it with the outbox's times.
-    received_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+    # The database's clock, as the outbox rows that answer it are queued: threading
+    # orders the two (`compose`), and a writer that names no time still stamps it.
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=DatabaseClock(), index=True)
     raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
 
     ticket: Mapped[Optional[Ticket]] = relationship()

@@ -1395,6 +1395,18 @@ def test_an_outbox_row_queued_without_its_times_is_stamped_by_the_databases_cloc
             assert abs(moment - stamp) < timedelta(minutes=1)
 
 
+def test_an_inbound_record_written_without_its_time_is_received_by_the_databases_clock(app):
+    """Threading orders a customer's mail and our notices by time (`compose`), so an
+    inbound record is received by the database's clock as outbox rows are queued.
+    `ingest` names that time today; a writer that forgets, on a host 11 minutes
+    ahead, stamped the host's by the model's default."""
+    with time_machine.travel(datetime.now(timezone.utc) + timedelta(minutes=11), tick=True):
+        db.session.add(InboundMail(dedup_key="k", channel="smtp", size=0, outcome="ignored", raw=b""))
+        db.session.commit()
+        moment = database_now(db.session)
+    assert abs(moment - last_inbound().received_at) < timedelta(minutes=1)
+
+
 def test_a_batch_reads_the_databases_clock_once(pg_app, sink):
     """The sender asks the database for the time once a batch, at the claim; each
     sent time is written by its UPDATE (a SELECT per mail made a batch of 5 cost 6)."""
