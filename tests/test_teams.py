@@ -18,7 +18,7 @@ from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
 from helpdesk.services.tickets import NewAttachment
-from tests.support.app import ApiClient, Portal, login_tokens
+from tests.support.app import ApiClient, Portal, login_tokens, page_text
 from tests.support.database import open_ticket
 from tests.support.mail import SUPPORT, message
 
@@ -389,7 +389,7 @@ def test_held_mail_naming_a_hidden_ticket_is_hidden_like_the_ticket(app, hidden,
     unknown = portal.get("/quarantine/999999")
     assert unknown.status_code == 404
     shown = portal.get(f"/quarantine/{field.id}")
-    assert (shown.status_code, shown.get_data()) == (404, unknown.get_data())
+    assert (shown.status_code, page_text(shown)) == (404, page_text(unknown))
     for decision in ("approve", "reject", "spam"):
         refused = portal.post(f"/quarantine/{field.id}/{decision}", page="/quarantine")
         assert refused.status_code == 404, decision
@@ -486,7 +486,7 @@ def test_mail_held_for_any_reason_naming_a_hidden_ticket_is_hidden_like_the_tick
     assert "where is my technician" not in listed and hidden["field"] not in listed
     unknown = portal.get("/quarantine/999999")
     shown = portal.get(f"/quarantine/{item.id}")
-    assert (shown.status_code, shown.get_data()) == (404, unknown.get_data())
+    assert (shown.status_code, page_text(shown)) == (404, page_text(unknown))
     for decision in ("approve", "reject", "spam"):
         refused = portal.post(f"/quarantine/{item.id}/{decision}", page="/quarantine")
         assert refused.status_code == 404, decision

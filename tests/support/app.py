@@ -106,6 +106,12 @@ def login_tokens(client, email: str, password: str) -> dict[str, str]:  # type: 
 _CSRF = re.compile(rb'name="csrf_token" value="([^"]+)"')
 
 
+def page_text(response) -> bytes:  # type: ignore[no-untyped-def]
+    """A page's bytes with its CSRF token blanked, to compare two pages: the token
+    carries the second it was made in, so two requests a tick apart differ there."""
+    return _CSRF.sub(b'name="csrf_token" value=""', response.get_data())
+
+
 class Portal:
     """A logged-in browser session on the test client, posting forms with their token."""
 
