@@ -15,6 +15,10 @@ MAX_ID = 2**31 - 1
 _DIGITS = re.compile(r"[0-9]{1,10}")
 # Control characters (line breaks among them) and Unicode's line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What an echo of caller text must not carry: the above, and lone surrogates (a
+# surrogate pair is one character once JSON is decoded, so any left is alone).
+_UNECHOED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+MAX_ECHO = 100  # characters of caller text an answer repeats
 
 
 def positive_int(text: object, maximum: int = MAX_ID) -> int | None:
@@ -51,6 +55,16 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def echoed(value: object, limit: int = MAX_ECHO) -> str:
+    """Caller text an answer repeats (an unknown tool's or field's name, a ticket
+    number not found), cut to `limit` characters, each control character or lone
+    surrogate U+FFFD. JSON's `\\ud800` escape decodes to a lone surrogate, and
+    an answer repeating it is refused whole by strict decoders (serde, Go), so
+    nothing the caller sent goes back out unclean; not text: its `str()`."""
+    text = value if isinstance(value, str) else str(value)
+    return _UNECHOED.sub("\ufffd", text[:limit])
 
 
 def one_line(text: str) -> str:

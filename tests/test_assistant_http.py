@@ -600,7 +600,7 @@ def test_nul_characters_are_refused_wherever_they_are(site: Site) -> None:
     )
     assert answers == [INVALID_EN] * 4
     (unknown,) = site.tool_calls(customer, [("list\u0000tickets", "{}")])
-    assert unknown["error"] == "Unknown function: list\u0000tickets"  # echoed as JSON's escape, harmless
+    assert unknown["error"] == "Unknown function: list\ufffdtickets"  # echoed clean (inputs.echoed)
     call: dict[str, Any] = {
         "id": "c",
         "type": "function",
@@ -633,6 +633,88 @@ def test_nul_characters_are_refused_wherever_they_are(site: Site) -> None:
         )
         == []
     )
+
+
+def strictly_decoded(answer: Answer) -> Any:
+    """The body as a strict decoder reads it (serde_json, Go's encoding/json): JSON
+    whose every string is Unicode text, a lone surrogate's escape refused; the tool
+    outputs inside it too."""
+
+    def check(value: Any) -> Any:
+        pending = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str):
+                item.encode("utf-8")  # raises on a lone surrogate
+            elif isinstance(item, dict):
+                pending.extend(item)
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+        return value
+
+    body = check(answer.json())
+    for item in body.get("tool_outputs", []):
+        check(json.loads(item["output"]))
+    return body
+
+
+def test_caller_text_an_answer_names_is_clean_and_bounded(site: Site) -> None:
+    """An unknown tool's name, a ticket number that is not found and an unknown
+    field are echoed, as text a strict JSON decoder takes: a lone surrogate or a
+    control character the caller sent is U+FFFD, and the echo is cut."""
+    customer = {"email": "echo@example.com"}
+
+    def call(name: str, arguments: str) -> dict[str, Any]:
+        return {"id": "c", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+    calls = [
+        call("\ud800x", "{}"),  # a lone surrogate, sent as JSON's escape
+        call("list\u0000tickets\u001b[2J\u2028", "{}"),
+        call("\udfff" * 10_000, "{}"),
+        call("get_ticket_information", json.dumps({"ticketId": "TKT-1\u001b[31m\u0085"})),
+    ]
+    body = json.dumps({"customer": customer, "tool_calls": calls}).encode()  # ASCII: escapes stay escapes
+    answer = site.send(TOOL_CALLS, body, site.assistant)
+    assert answer.status == 200
+    outputs = [json.loads(item["output"]) for item in strictly_decoded(answer)["tool_outputs"]]
+    assert [output["error"] for output in outputs] == [
+        "Unknown function: \ufffdx",
+        "Unknown function: list\ufffdtickets\ufffd[2J\ufffd",
+        "Unknown function: " + "\ufffd" * 100,
+        "Ticket TKT-1\ufffd[31m\ufffd not found or does not belong to this customer",
+    ]
+
+    # The fields of a request refused as a whole: the envelope's, the customer's, the chat's.
+    unknown = "\ud800" + "k" * 10_000
+    refused = [
+        site.send(
+            TOOL_CALLS,
+            json.dumps(
+                {"customer": customer, "tool_calls": [call("list_my_tickets", "{}")], unknown: 1}
+            ).encode(),
+            site.assistant,
+        ),
+        site.send(
+            TOOL_CALLS,
+            json.dumps(
+                {"customer": {**customer, unknown: "x"}, "tool_calls": [call("list_my_tickets", "{}")]}
+            ).encode(),
+            site.assistant,
+        ),
+        site.send(
+            "/api/v1/chat/lookup",
+            json.dumps({"customer": customer, "text": "TKT-1", unknown: 1}).encode(),
+            site.chat,
+        ),
+    ]
+    assert [(a.status, a.content_type) for a in refused] == [(422, "application/json")] * 3
+    shown = "\ufffd" + "k" * 99
+    assert [strictly_decoded(a)["error"]["fields"] for a in refused] == [
+        {shown: "is not a known field"},
+        {f"customer.{shown}": "is not a known field"},
+        {shown: "is not a known field"},
+    ]
 
 
 def test_deeply_nested_arguments_are_invalid_not_a_crash(site: Site) -> None:

@@ -1,10 +1,10 @@
-"""Ids typed by people: ASCII digits in range only."""
+"""Ids typed by people: ASCII digits in range only; caller text an answer repeats."""
 
 from __future__ import annotations
 
 import pytest
 
-from helpdesk.inputs import MAX_ID, positive_int
+from helpdesk.inputs import MAX_ID, echoed, positive_int
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,23 @@ def test_positive_int(text, expected):
 
 def test_positive_int_respects_a_lower_maximum():
     assert positive_int("100", maximum=99) is None and positive_int("99", maximum=99) == 99
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("delete_ticket", "delete_ticket"),
+        ("Avería ñ 😀", "Avería ñ 😀"),  # text, a non-BMP character among it, is kept
+        ("\ud800x", "\ufffdx"),  # a lone surrogate, as JSON's escape decodes
+        ("a\udfff\ud800b", "a\ufffd\ufffdb"),
+        ("nul\x00 esc\x1b[2J csi\x9b nl\n ls\u2028", "nul\ufffd esc\ufffd[2J csi\ufffd nl\ufffd ls\ufffd"),
+        ("z" * 10_000, "z" * 100),
+        ("😀" * 150, "😀" * 100),  # characters, not UTF-16 units
+        (42, "42"),
+        (None, "None"),
+    ],
+)
+def test_echoed_text_is_clean_and_cut(value, expected):
+    shown = echoed(value)
+    assert shown == expected
+    shown.encode("utf-8")  # what a strict decoder needs: Unicode text

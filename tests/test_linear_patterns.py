@@ -113,6 +113,7 @@ CASES = [
     # names and terminal output (a name decoded from a header, a quarantined mail shown)
     Case("helpdesk.inputs", "_CONTROL", "sub", lambda n: rep("\r\n", n)),
     Case("helpdesk.inputs", "_DIGITS", "fullmatch", lambda n: rep("1", n, "x")),
+    Case("helpdesk.inputs", "_UNECHOED", "sub", lambda n: rep("\ud800\x1b\u2028", n)),
     Case("helpdesk.cli", "_UNSHOWN", "sub", lambda n: rep("\x1b[31m", n)),
     Case("helpdesk.service_fields", "_SERIAL", "fullmatch", lambda n: rep("A:", n, " ")),
     Case("helpdesk.service_fields", "_SEPARATORS", "split", lambda n: rep(" ,;\t", n, "x")),

@@ -37,7 +37,7 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
     known = {"email", "phone", "name", "language"}
     for key, item in value.items():
         if key not in known:
-            errors[f"customer.{key}"] = "is not a known field"
+            errors[f"customer.{inputs.echoed(key)}"] = "is not a known field"
         elif not isinstance(item, str) or unstorable(item):
             errors[f"customer.{key}"] = "must be text"
     if errors:

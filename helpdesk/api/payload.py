@@ -11,7 +11,7 @@ from typing import Any
 from flask import request
 
 from helpdesk.errors import DomainError, ValidationError
-from helpdesk.inputs import unstorable
+from helpdesk.inputs import echoed, unstorable
 
 # A field's allowed JSON types; `None` in the tuple admits null.
 Spec = Mapping[str, tuple[type | None, ...]]
@@ -54,7 +54,7 @@ def json_object(spec: Spec, required: tuple[str, ...] = ()) -> dict[str, Any]:
     errors: dict[str, str] = {}
     for name in data:
         if name not in spec:
-            errors[name] = "is not a known field"
+            errors[_shown(name)] = "is not a known field"
     for name, types in spec.items():
         if name not in data:
             if name in required:
@@ -104,10 +104,10 @@ def form_object(spec: Spec, required: tuple[str, ...] = (), files: tuple[str, ..
 
 def _shown(name: object) -> str:
     """A field name the client chose, as an error may name it: a part may have no
-    name at all, or one no database or terminal should see."""
-    if not isinstance(name, str) or not name or unstorable(name):
+    name at all, or one no decoder or terminal should see (`inputs.echoed`)."""
+    if not isinstance(name, str) or not name:
         return "(unnamed field)"
-    return name[:100]
+    return echoed(name)
 
 
 def _is_one_of(value: Any, types: tuple[type | None, ...]) -> bool:

@@ -26,7 +26,7 @@ from helpdesk import languages, numbering, wording
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
 from helpdesk.errors import DomainError
-from helpdesk.inputs import unstorable
+from helpdesk.inputs import echoed, unstorable
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts, customer_limits, satisfaction
@@ -169,7 +169,7 @@ class AssistantService:
         failing call in a batch does not undo another."""
         try:
             if not isinstance(name, str) or name not in self.handlers:
-                raise Failure(f"Unknown function: {str(name)[:100]}", "unknown")
+                raise Failure(f"Unknown function: {echoed(name)}", "unknown")
             output = self.handlers[name](customer, _arguments(name, arguments), channel)
             self.session.commit()
             return output
@@ -294,7 +294,9 @@ class AssistantService:
                 )
             ).scalar_one_or_none()
         if ticket is None:
-            raise Failure(f"Ticket {ticket_id} not found or does not belong to this customer", "not_found")
+            raise Failure(
+                f"Ticket {echoed(ticket_id)} not found or does not belong to this customer", "not_found"
+            )
         return ticket
 
     def _number(self, number: int) -> str:
