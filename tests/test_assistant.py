@@ -490,3 +490,34 @@ def test_a_merged_ticket_s_comment_and_rating_go_to_its_survivor(service, agent_
     assert db.session.get(Ticket, duplicate.id).status == "closed"
     assert [m.body for m in db.session.get(Ticket, kept.id).messages][-1] == "¿Hay novedades?"
     assert db.session.execute(select(SatisfactionRating)).first() is None
+
+
+def test_a_whole_rating_written_as_a_float_is_that_integer(app, service, agent_actor, client, token):
+    """JSON Schema's `integer` is any number with no fraction, so `5.0` passes the
+    published schema, as in the runtimes that check arguments against it: it is
+    read as 5 (satisfaction.rate refused it with a reason of its own, unlike any
+    other argument the schema takes); `3.5` is not an integer."""
+    own = open_ticket(service, requester_email="ana@example.com")
+    resolve(service, own, agent_actor)
+    whole, exponent, fraction = outputs(
+        tool_calls(
+            client,
+            token,
+            [
+                ("rate_ticket", '{"ticketId": "TKT-000001", "rating": 5.0}'),
+                ("rate_ticket", '{"ticketId": "TKT-000001", "rating": 2e0, "comment": "Lento"}'),
+                ("rate_ticket", '{"ticketId": "TKT-000001", "rating": 3.5}'),
+            ],
+            customer={"email": "ana@example.com"},
+        )
+    )
+    assert whole == {
+        "success": True,
+        "ticketId": "TKT-000001",
+        "rating": 5,
+        "message": "Rating 5 recorded for ticket TKT-000001",
+    }
+    assert exponent["message"] == "Rating 2 recorded for ticket TKT-000001"
+    assert fraction["error"] == "Invalid arguments format"
+    (rating,) = db.session.execute(select(SatisfactionRating)).scalars().all()
+    assert (rating.rating, type(rating.rating), rating.comment) == (2, int, "Lento")

@@ -122,6 +122,17 @@ _USER_MESSAGES = {
 _VALIDATORS = {
     tool["function"]["name"]: jsonschema_rs.validator_for(tool["function"]["parameters"]) for tool in TOOLS
 }
+# Each tool's `integer` arguments. JSON Schema's integer is any number without a
+# fraction, so `5.0` passes the schema (and the runtimes checking against it): it
+# is read as the int it equals, for the handlers and the database.
+_INTEGERS = {
+    tool["function"]["name"]: tuple(
+        key
+        for key, schema in tool["function"]["parameters"]["properties"].items()
+        if schema.get("type") == "integer"
+    )
+    for tool in TOOLS
+}
 
 
 @dataclass(frozen=True)
@@ -317,6 +328,9 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
         or unstorable(list(parsed.values()))
     ):
         raise Failure(INVALID_ARGUMENTS, "invalid")
+    for key in _INTEGERS[name]:
+        if isinstance(parsed.get(key), float):  # whole and in range: the schema said so
+            parsed[key] = int(parsed[key])
     return parsed
 
 
