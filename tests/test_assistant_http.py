@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.models import Contact, Message, Ticket
+from helpdesk.services.assistant import MAX_ARGUMENTS
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.app import make_app, migrate_database
 from tests.support.web_process import WebServer
@@ -555,8 +556,8 @@ def test_huge_strings_are_kept_whole_or_refused_never_cut(site: Site) -> None:
         customer,
         [
             ("create_ticket_report", args(title="t" * 500, description=longest)),
-            ("create_ticket_report", args(title="x", description="a" * 70_000)),  # over 64 KiB of text
-            ("create_ticket_report", '{"title": "' + "x" * 70_000 + '"'),  # over it, and not even JSON
+            ("create_ticket_report", args(title="x", description="a" * 70_000)),  # over 20,000 characters
+            ("create_ticket_report", '{"title": "' + "x" * MAX_ARGUMENTS + '"'),  # over the cap, not JSON
         ],
     )
     assert created["success"] is True
@@ -585,6 +586,53 @@ def test_huge_strings_are_kept_whole_or_refused_never_cut(site: Site) -> None:
         {"id": "i" * 201, "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
     ]
     assert site.post(TOOL_CALLS, {"customer": customer, "tool_calls": envelope}, site.assistant).status == 422
+
+
+def test_the_longest_arguments_fit_the_cap_in_any_encoder_s_escapes(site: Site) -> None:
+    """Runtimes whose JSON encoder escapes non-ASCII (Python's default, many others)
+    write a character outside the BMP as two `\\uXXXX` escapes, 12 characters: a
+    description within the schema's 20,000 characters was refused as invalid when
+    it had accents or emoji, by the raw cap alone (64 KiB). The cap is now the
+    longest valid arguments in that encoding (MAX_ARGUMENTS); past it, refused."""
+    customer = {"email": "escaped@example.com", "language": "es"}
+    spanish = ("¿Señal? 📶😢😢😢 ñÑ " * 2000)[:20_000]
+    spanish_arguments = json.dumps({"title": "Sin señal", "description": spanish})  # ensure_ascii
+    assert len(spanish_arguments) > 64 * 1024
+    longest = {
+        "title": "📶" * 500,
+        "description": "😀" * 20_000,
+        "category": "complaint",
+        "priority": "urgent",
+    }
+    escaped = json.dumps(longest, ensure_ascii=True, indent=2)
+    assert len(escaped) > 240_000
+    padded = escaped + " " * (MAX_ARGUMENTS - len(escaped))  # JSON whitespace: still valid
+    spanish_created, longest_created, at_cap, over_cap = site.tool_calls(
+        customer,
+        [
+            ("create_ticket_report", spanish_arguments),
+            ("create_ticket_report", escaped),
+            ("create_ticket_report", padded),
+            ("create_ticket_report", padded + " "),
+        ],
+    )
+    assert [spanish_created["success"], longest_created["success"], at_cap["success"]] == [True] * 3
+    assert over_cap == {
+        "success": False,
+        "error": "Invalid arguments format",
+        "userMessage": "Lo siento, no pude entender la solicitud. ¿Podrías reformularla?",
+    }
+    looked = site.tool_calls(
+        customer,
+        [
+            ("get_ticket_information", args(ticketId=spanish_created["ticketId"])),
+            ("get_ticket_information", args(ticketId=longest_created["ticketId"])),
+        ],
+    )
+    assert [(a["title"], a["description"]) for a in looked] == [
+        ("Sin señal", spanish),
+        (longest["title"], longest["description"]),
+    ]
 
 
 def test_nul_characters_are_refused_wherever_they_are(site: Site) -> None:
@@ -719,7 +767,7 @@ def test_caller_text_an_answer_names_is_clean_and_bounded(site: Site) -> None:
 
 def test_deeply_nested_arguments_are_invalid_not_a_crash(site: Site) -> None:
     customer = {"email": "nested@example.com", "language": "es"}
-    deepest = "[" * 30_000 + "]" * 30_000  # within 64 KiB, far past any parser's recursion
+    deepest = "[" * 30_000 + "]" * 30_000  # within MAX_ARGUMENTS, far past any parser's recursion
     answers = site.tool_calls(
         customer,
         [

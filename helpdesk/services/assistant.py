@@ -34,7 +34,6 @@ from helpdesk.services.actors import Actor
 from helpdesk.services.tickets import MAX_SUBJECT, TicketsService, survivor
 
 MAX_TEXT = 20_000  # a description or a comment
-MAX_ARGUMENTS = 64 * 1024  # the arguments' JSON text
 LISTED = 20  # tickets `list_my_tickets` returns, newest first
 
 ASSISTANT_CATEGORIES = ("support", "technical", "billing", "sales", "complaint")
@@ -106,6 +105,42 @@ TOOLS: list[dict[str, Any]] = [
         ["ticketId", "rating"],
     ),
 ]
+
+# JSON text of a value, in the worst encoding a valid call may come in: every
+# character escaped, one outside the BMP as two `\uXXXX` escapes (12 characters;
+# Python's json.dumps and many runtimes escape all non-ASCII), a number as long as
+# a double's shortest text (24), and room for an encoder's punctuation and
+# indentation around each member.
+_ESCAPED_CHARACTER = 12
+_NUMBER = 24
+_MEMBER = 32
+
+
+def _longest_arguments(parameters: Mapping[str, Any]) -> int:
+    """The longest JSON text of arguments `parameters` takes, in characters. A
+    property without a bound (a string with no maxLength, a type not known here)
+    fails the import: the cap on arguments must follow from the schema."""
+    total = 2  # the braces
+    for key, schema in parameters["properties"].items():
+        total += _MEMBER + len(key) * _ESCAPED_CHARACTER + 2
+        if "enum" in schema:
+            longest = max(len(str(choice)) for choice in schema["enum"])
+            total += longest * _ESCAPED_CHARACTER + 2
+        elif schema["type"] == "string":
+            total += schema["maxLength"] * _ESCAPED_CHARACTER + 2
+        elif schema["type"] == "integer":
+            total += _NUMBER
+        else:
+            raise ValueError(f"no bound for {key!r} of type {schema['type']!r}")
+    return total
+
+
+# The cap on a call's arguments (the JSON text, in characters; checked before it is
+# parsed): the longest arguments any tool takes, each string at its maxLength in
+# the worst escapes (about 240,000 for a 20,000-character description), so whether
+# valid arguments pass never depends on the caller's JSON encoder; bounded by the
+# schema's limits, and a request by MAX_REQUEST_BYTES anyway.
+MAX_ARGUMENTS = max(_longest_arguments(tool["function"]["parameters"]) for tool in TOOLS)
 
 INVALID_ARGUMENTS = "Invalid arguments format"
 TOO_MANY = "Too many tickets created. Please try again later."
@@ -320,7 +355,7 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
         raise Failure(INVALID_ARGUMENTS, "invalid")
     try:
         parsed = json.loads(arguments or "{}")
-    except (ValueError, RecursionError):  # the parser recurses per level: 64 KiB of `[` is too deep
+    except (ValueError, RecursionError):  # the parser recurses per level: 240,000 `[` are too deep
         raise Failure(INVALID_ARGUMENTS, "invalid") from None
     if (
         not isinstance(parsed, dict)
