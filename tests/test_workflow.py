@@ -211,6 +211,12 @@ def test_in_process_workflows_get_the_same_dictionary(app, workflow, teams, cloc
     assert (second.channel, second.source) == ("system", "system")
     with pytest.raises(ValidationError, match="Invalid customer_id: 999"):
         open_workflow_ticket(db.session, app.config, title="x", description="y", customer_id=999)
+    with pytest.raises(ValidationError) as refused:  # in process, nothing refused the surrogate before
+        open_workflow_ticket(
+            db.session, app.config, title="x", description="y", customer_id="\ud800" + "9" * 300
+        )
+    assert refused.value.message == "Invalid customer_id: \ufffd" + "9" * 99
+    refused.value.message.encode()
 
 
 def test_workflow_tickets_take_their_numbers_from_the_one_sequence(app, workflow, portal, teams):

@@ -140,7 +140,9 @@ def _customer(
     contact = session.get(Contact, valid_id) if valid_id is not None else None
     if contact is None:
         errors["customer_id"] = "is not a known customer"
-        raise ValidationError(errors, f"Invalid customer_id: {inputs.one_line(str(customer_id))[:100]}")
+        raise ValidationError(
+            errors, f"Invalid customer_id: {inputs.echoed(inputs.one_line(str(customer_id)))}"
+        )
     return contact
 
 
