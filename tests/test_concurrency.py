@@ -11,6 +11,7 @@ transition table allows, with a history and a `resolved_at` that agree with it."
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -675,6 +676,78 @@ def test_a_mail_whose_ticket_is_merged_after_matching_locks_the_survivor_in_id_o
     assert locks[:2] == [([ids[three]], True), (sorted(ids.values()), True)], locks
     # Later changes lock again only what the mail holds already.
     assert all(set(locked) <= set(ids.values()) for locked, _ in locks[2:]), locks
+
+
+@on_postgresql
+@pytest.mark.parametrize("writer", ["customer", "agent"])
+def test_a_message_on_a_ticket_merged_after_it_was_read_follows_the_merge(app, agent, monkeypatch, writer):
+    """Ann's assistant comments on TKT-3 (an agent notes on it); after the assistant
+    read TKT-3 as hers and unmerged, but before the comment locked it, TKT-3 is
+    merged into TKT-1. The comment was written on TKT-3 and reopened it (closed →
+    reopened), a merged ticket worked as a live one while its mail went to TKT-1. A
+    customer's message follows the merge to the survivor, as a later one would; an
+    agent's note stays on the ticket they wrote on, as it would a moment later, and
+    moves nothing (docs/lifecycle.md, "Concurrent changes")."""
+    from helpdesk.models import Contact, Message
+    from helpdesk.services import tickets as tickets_module
+    from helpdesk.services.assistant import AssistantService, Customer
+
+    one, _, three = (_pending_ticket(agent) for _ in range(3))
+    ids = {
+        n: db.session.execute(select(Ticket.id).where(Ticket.number == n)).scalar_one() for n in (one, three)
+    }
+    lock_for_change = tickets_module.lock_for_change
+    merged = threading.Event()
+
+    def merge_three_into_one() -> None:
+        with app.app_context():
+            service = TicketsService.from_config(db.session, app.config)
+            service.merge(service.get(three), service.get(one), actor=Actor.staff(agent), reason="outage")
+            db.session.commit()
+
+    def merge_then_lock(session: Any, *tickets: Ticket) -> None:
+        if threading.current_thread().name != "other" and not merged.is_set():
+            merged.set()  # the writer read TKT-3 unmerged; the merge commits now
+            other = threading.Thread(target=merge_three_into_one, name="other")
+            other.start()
+            other.join(WAIT)
+        lock_for_change(session, *tickets)
+
+    monkeypatch.setattr(tickets_module, "lock_for_change", merge_then_lock)
+    if writer == "customer":
+        ann = db.session.execute(select(Contact).where(Contact.email == "ann@example.com")).scalar_one()
+        output = AssistantService(db.session, app.config).call(
+            Customer(ann, "en"),
+            "add_ticket_comment",
+            json.dumps({"ticketId": f"TKT-{three:06d}", "text": "Still rebooting."}),
+            "chat",
+        )
+        assert output == {
+            "success": True,
+            "ticketId": f"TKT-{one:06d}",
+            "message": f"Comment added to ticket TKT-{one:06d}",
+        }, output
+    else:
+        service = TicketsService.from_config(db.session, app.config)
+        service.add_message(
+            service.get(three),
+            body="Still rebooting.",
+            actor=Actor.staff(agent),
+            channel="web",
+            internal=True,
+        )
+        db.session.commit()
+    monkeypatch.undo()
+
+    assert merged.is_set()
+    db.session.rollback()
+    written = db.session.execute(select(Message.ticket_id).where(Message.body == "Still rebooting.")).all()
+    assert written == [(ids[one] if writer == "customer" else ids[three],)], written
+    stored = dict(
+        db.session.execute(select(Ticket.number, Ticket.status).where(Ticket.number.in_([one, three]))).all()
+    )
+    assert stored[three] == "closed", stored
+    assert stored[one] == ("in_progress" if writer == "customer" else "pending_customer"), stored
 
 
 # -- the SLA check and a bulk action at the same moment --------------------------

@@ -821,7 +821,7 @@ def apply(
         number = service.display_number(ticket)
     elif decision.outcome is Outcome.APPENDED and decision.ticket is not None:
         files, notes = storage.attachments(mail, limits)
-        service.add_message(
+        written = service.add_message(
             decision.ticket,
             body=_with_notes(storage.display_text(mail) or "(no text)", mail.notes + notes),
             actor=decision.actor or Actor.customer(mail.from_address),
@@ -831,8 +831,9 @@ def apply(
             inbound_mail_id=record.id,
             attachments=files,
         )
-        record.ticket_id = decision.ticket.id
-        number = service.display_number(decision.ticket)
+        # The ticket it was written on: a customer's follows a merge (add_message).
+        record.ticket_id = written.ticket_id
+        number = service.display_number(written.ticket)
     session.flush()
     return Result(
         decision.outcome, decision.reason, mail.message_id, record.id, number, failed=decision.failed

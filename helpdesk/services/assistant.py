@@ -304,8 +304,19 @@ class AssistantService:
 
     def _comment(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         ticket = self._own_ticket(customer, arguments["ticketId"])
-        self.tickets.add_message(ticket, body=arguments["text"], actor=customer.actor, channel=channel)
-        number = self._number(ticket.number)
+        message = self.tickets.add_message(
+            ticket, body=arguments["text"], actor=customer.actor, channel=channel
+        )
+        if message.ticket_id != ticket.id:
+            # A merge committed since `_own_ticket` read the ticket sent the comment to
+            # the survivor: judged as `_own_ticket` judges a survivor (a phone-only
+            # customer is not made its participant), rolled back if it is not theirs.
+            found = self.session.execute(
+                select(Ticket.id).where(Ticket.id == message.ticket_id, contacts.tickets_of(customer.contact))
+            ).scalar_one_or_none()
+            if found is None:
+                raise _not_theirs(arguments["ticketId"])
+        number = self._number(message.ticket.number)
         return {"success": True, "ticketId": number, "message": f"Comment added to ticket {number}"}
 
     def _rate(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
@@ -340,9 +351,7 @@ class AssistantService:
                 )
             ).scalar_one_or_none()
         if ticket is None:
-            raise Failure(
-                f"Ticket {echoed(ticket_id)} not found or does not belong to this customer", "not_found"
-            )
+            raise _not_theirs(ticket_id)
         return ticket
 
     def _number(self, number: int) -> str:
@@ -386,3 +395,8 @@ def _sla(ticket: Ticket, language: str) -> dict[str, Any] | None:
         "resolutionTarget": iso(ticket.resolution_due_at),
         "timeRemaining": left,
     }
+
+
+def _not_theirs(ticket_id: str) -> Failure:
+    """The one answer for a ticket the customer may not reach, found or not."""
+    return Failure(f"Ticket {echoed(ticket_id)} not found or does not belong to this customer", "not_found")

@@ -309,12 +309,18 @@ class TicketsService:
         inbound_mail_id: int | None = None,
         attachments: Sequence[NewAttachment] = (),
     ) -> Message:
-        """Append a public reply or an internal note.
+        """Append a public reply or an internal note; the message returned names the
+        ticket it was written on.
 
         A customer's reply moves `pending_customer → in_progress` and
         `resolved`/`closed → reopened` (automated); the first public staff reply
         marks the first response and, like every public staff reply, is queued for
         the requester and the CC participants (`services.notifications`).
+
+        A customer's message to a merged ticket is written on its survivor, judged
+        under the lock: a merge committed after the caller read the ticket must not
+        reopen the merged one (docs/lifecycle.md, "Concurrent changes"), whichever
+        channel it came by. Staff write on the ticket they name, merged or not.
         """
         if not isinstance(body, str) or not body.strip():
             raise ValidationError({"body": "is required"})
@@ -322,7 +328,10 @@ class TicketsService:
             raise ValidationError({"body": "must be text"})
         if internal and actor.is_customer:
             raise ValidationError({"internal": "customers cannot write internal notes"})
-        lock_for_change(self.session, ticket)
+        if actor.is_customer:
+            ticket = lock_with_survivor(self.session, ticket)
+        else:
+            lock_for_change(self.session, ticket)
         if ticket.status == "cancelled" and not internal:
             raise ValidationError({"status": "the ticket is cancelled; only notes can be added"})
         created = now()
