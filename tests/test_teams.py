@@ -559,3 +559,75 @@ def test_held_mail_whose_ticket_is_unknown_is_reviewed_by_admins_only(app, hidde
     assert all(admin_portal.get(f"/quarantine/{item.id}").status_code == 200 for item in items)
     app.config["AGENT_VISIBILITY"] = "all"
     assert all(portal.get(f"/quarantine/{item.id}").status_code == 200 for item in items)
+
+
+def _approved_where(item_id: int) -> tuple[str, list[int]]:
+    """The item's state and the tickets its mail was written on."""
+    from helpdesk.models import Message
+
+    db.session.expire_all()
+    item = db.session.get(QuarantineItem, item_id)
+    written = db.session.execute(
+        select(Message.ticket_id).where(Message.inbound_mail_id == item.inbound_mail_id)
+    ).scalars()
+    return item.state, list(written)
+
+
+def test_approving_held_mail_that_now_lands_in_a_hidden_ticket_is_refused(app, portal, admin, agent):
+    """Under `own`, Kim's mail M1 and her follow-up M2 (In-Reply-To M1) are both held;
+    M2 names no ticket yet, so any agent reviews it. An admin approves M1 into a
+    ticket the agent may not see; approving M2 then matched it there: the agent added
+    a customer's message to a hidden ticket and was told its number. The approval
+    judges the ticket the mail would land in, as the item's own ticket is judged:
+    404, nothing written, M2 still held; an admin approves it into M1's ticket."""
+    from helpdesk.inbound import quarantine
+
+    app.config["AGENT_VISIBILITY"] = "own"
+    envelope = Envelope("kim@stranger.example", (SUPPORT,), "smtp")
+    first = message(sender="kim@stranger.example", subject="router dead", message_id="<m1@stranger.example>")
+    second = message(
+        sender="kim@stranger.example",
+        subject="Re: router dead",
+        body="forgot: serial ABC",
+        message_id="<m2@stranger.example>",
+        in_reply_to="<m1@stranger.example>",
+    )
+    for mail in (first, second):
+        ingest(mail.as_bytes(), envelope, app.config)
+    one, two = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars().all()
+    assert two.ticket_id is None and not two.ticket_unknown
+    reviewer = Actor.staff(db.session.get(StaffUser, admin.id))
+    made = quarantine.approve(db.session, one.id, reviewer, app.config)
+    db.session.commit()
+    ticket_id = db.session.get(QuarantineItem, one.id).ticket_id
+    assert ticket_id is not None and not visibility.may_see(db.session, Actor.staff(agent), "own", ticket_id)
+
+    refused = portal.post(f"/quarantine/{two.id}/approve", page="/quarantine")
+    assert refused.status_code == 404
+    assert made.ticket_number not in refused.get_data(as_text=True)
+    assert _approved_where(two.id) == ("pending", [])
+    quarantine.approve(db.session, two.id, reviewer, app.config)
+    db.session.commit()
+    assert _approved_where(two.id) == ("approved", [ticket_id])
+
+
+def test_approving_held_mail_whose_ticket_was_merged_into_a_hidden_one_is_refused(
+    app, hidden, portal, admin, gateway
+):
+    """A stranger's reply held for a support ticket the agent sees; the ticket is then
+    merged into the field team's, hidden from them. Approving followed the merge into
+    the hidden survivor (a new ticket linked to it, its number in the reason): now
+    404, as for a reply held for the hidden ticket itself, and the mail stays held."""
+    item = _held(gateway, f"Re: [{hidden['support']}] the invoice again")
+    assert portal.get(f"/quarantine/{item.id}").status_code == 200
+    service = TicketsService.from_config(db.session, app.config)
+    staff = Actor.staff(db.session.get(StaffUser, admin.id))
+    service.merge(service.get(hidden["support"]), service.get(hidden["field"]), actor=staff)
+    db.session.commit()
+    tickets_before = db.session.execute(select(Ticket.id)).scalars().all()
+
+    refused = portal.post(f"/quarantine/{item.id}/approve", page="/quarantine")
+    assert refused.status_code == 404
+    assert hidden["field"] not in refused.get_data(as_text=True)
+    assert _approved_where(item.id) == ("pending", [])
+    assert db.session.execute(select(Ticket.id)).scalars().all() == tickets_before

@@ -11,7 +11,9 @@ spam) keeps the raw mail and the decision for the record.
 Who may review what (`AGENT_VISIBILITY`, `services.visibility`): a held mail that
 names a ticket (a reply held for it; `QuarantineItem.ticket_id`, the ticket it
 became once approved) is shown to, and decided by, only the staff who may see that
-ticket; to anyone else it does not exist, as the ticket does not. Held mail that
+ticket; to anyone else it does not exist, as the ticket does not. Approval matches
+the mail again and is refused the same way when the ticket it would land in now is
+hidden from the reviewer (`approve`). Held mail that
 names no ticket is the intake review, open to every agent. Held mail whose ticket
 is unknown (`QuarantineItem.ticket_unknown`: it could not be read whole or
 matched, so the part nobody read may name another ticket than the one found, if
@@ -71,12 +73,23 @@ def _visible(
 
 def approve(session: Session, item_id: int, reviewer: Actor, config: Mapping[str, Any]) -> Result:
     """Run the held mail through the pipeline with `reviewer` vouching for its
-    sender; NotFound when the reviewer may not see the ticket it names."""
-    item = _pending(session, item_id, reviewer, config["AGENT_VISIBILITY"])
+    sender; NotFound when the reviewer may not see the ticket it names, or the one
+    it is matched to now.
+
+    The mail is matched again here, and may name another ticket than when it was
+    held: a follow-up held with the mail it answers named none then, and lands in
+    the ticket that mail became once approved; a named ticket may have been merged
+    into another since. The reviewer must see that ticket as well, else they would
+    write into a ticket hidden from them and learn its number. Nothing is written
+    before the check; the caller rolls back the locks the match took."""
+    mode = config["AGENT_VISIBILITY"]
+    item = _pending(session, item_id, reviewer, mode)
     record = item.inbound_mail
     envelope = Envelope(record.mail_from, tuple(filter(None, record.recipients.split(","))), record.channel)
     mail = with_envelope_sender(parse(record.raw, MailLimits.from_config(config)), envelope)
     decision = decide(session, mail, envelope, config, approved_by=reviewer)
+    if decision.ticket is not None and not visibility.may_see(session, reviewer, mode, decision.ticket.id):
+        raise NotFound(f"No quarantine item {item_id}.")
     if decision.outcome not in (Outcome.CREATED, Outcome.APPENDED):
         raise Conflict(f"Cannot approve item {item_id}: {decision.reason}.")
     decision = replace(decision, reason=f"approved by {reviewer.label}: {decision.reason}")

@@ -47,7 +47,11 @@ def decide(item_id: int, decision: str) -> ResponseReturnValue:
 
     def decide_item() -> str:
         if decision == "approve":
-            result = review.approve(db.session, item_id, actor(), current_app.config)
+            try:
+                result = review.approve(db.session, item_id, actor(), current_app.config)
+            except NotFound:  # it would land in a ticket hidden from the reviewer
+                db.session.rollback()
+                abort(404)
             number = result.ticket_number or ""
             if result.outcome.value == "created":
                 return gettext("Approved: created %(number)s", number=number)
