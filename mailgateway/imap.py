@@ -271,10 +271,14 @@ class ImapPoller(Loop):
             return False
         with self._renewing(), self.connect() as client:
             self.prepare(client)
+            heed = True
             while not self.stopping.is_set():
-                self.drain(client)
+                taken = self.drain(client)
                 self.recovered()
-                self.wait_for_mail(client)
+                # An announcement the last pass followed and found nothing for is not
+                # followed at once again: a server repeating EXISTS unchanged (RFC
+                # 3501 allows it) would keep the poller searching without end.
+                heed = not self.wait_for_mail(client, heed_announcements=heed or bool(taken))
         return False
 
     def run(self) -> None:
@@ -538,38 +542,42 @@ class ImapPoller(Loop):
 
     # -- waiting ----------------------------------------------------------------
 
-    def wait_for_mail(self, client: IMAPClient) -> None:
-        """IDLE until the server reports new mail (or the renewal time), else sleep.
+    def wait_for_mail(self, client: IMAPClient, *, heed_announcements: bool = True) -> bool:
+        """IDLE until the server reports new mail (or the renewal time), else sleep;
+        whether it returned for mail announced before the wait began.
 
         A server reports new mail to a connection once, and may have done so before
         the IDLE: with the answer to the last SEARCH, which did not see that mail
         yet, or in the same packet as IDLE's continuation. Either report sends the
-        poller back to search at once; IDLE would tell it nothing more.
+        poller back to search at once; IDLE would tell it nothing more. Unless
+        `heed_announcements` is false (the last such search found nothing): then
+        they are dropped, and the wait is a whole one.
         """
         idle = client.has_capability("IDLE")
-        if _mail_announced(client):
-            return
+        if _mail_announced(client) and heed_announcements:
+            return True
         if not idle:
             deadline = time.monotonic() + self.poll_seconds
             while time.monotonic() < deadline and not self.stopping.wait(min(1.0, self.lease_seconds / 3)):
                 self._check_lease()
             if not self.stopping.is_set():
                 client.noop()
-            return
+            return False
         client.idle()
         try:
-            if _announced_with_idle(client):
-                return
+            if _announced_with_idle(client) and heed_announcements:
+                return True
             deadline = time.monotonic() + min(self.poll_seconds, IDLE_RENEW_SECONDS)
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 self._check_lease()
                 responses = client.idle_check(timeout=1)
                 if any(_is_new_mail(response) for response in responses):
-                    return
+                    return False
                 if any(_is_bye(response) for response in responses):
                     raise ConnectionError("server closed the connection (BYE)")
         finally:
             client.idle_done()
+        return False
 
     # -- the lease ----------------------------------------------------------------
 

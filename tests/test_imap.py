@@ -739,6 +739,45 @@ def test_mail_delivered_between_the_last_search_and_idle_is_taken_within_seconds
     assert mailbox.count(mailbox.processed) == 1
 
 
+@pytest.mark.parametrize("command", ["search", "idle"])
+def test_a_server_repeating_an_unchanged_exists_does_not_keep_the_poller_searching(
+    app, senders, mailbox, command
+):
+    """RFC 3501 lets a server send EXISTS at any time, changed or not. A server that
+    sent one with every SEARCH answer (or IDLE continuation) sent the poller back to
+    search at once, for ever: about 20 searches and state saves a second. Dovecot
+    does not do it, so its client is given the announcement here, as imaplib
+    collects it, after each real command."""
+    poller = poller_for(app, mailbox, IMAP_POLL_SECONDS=60)
+    connect = poller.connect
+    searches = []
+
+    def connect_repeating_exists() -> imap.IMAPClient:
+        client = connect()
+        real_search = client.search
+
+        def search(*args: object, **kwargs: object) -> object:
+            searches.append(time.monotonic())
+            return real_search(*args, **kwargs)
+
+        client.search = search  # type: ignore[method-assign]
+        real = getattr(client, command)
+
+        def announcing(*args: object, **kwargs: object) -> object:
+            answer = real(*args, **kwargs)
+            client._imap.untagged_responses.setdefault("EXISTS", []).append(b"0")
+            return answer
+
+        setattr(client, command, announcing)
+        return client
+
+    poller.connect = connect_repeating_exists  # type: ignore[method-assign]
+    with running(poller):
+        wait_until_any(lambda: len(searches) >= 1, timeout=10, what="the first search")
+        time.sleep(2)
+    assert len(searches) <= 3, f"{len(searches)} searches in 2 s of an empty mailbox"
+
+
 def test_server_without_idle_is_polled(app, senders, mailbox):
     poller = poller_for(app, mailbox, IMAP_POLL_SECONDS=1)
     connect = poller.connect
