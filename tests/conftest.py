@@ -149,6 +149,9 @@ def _truncate(url: str) -> None:
     of the 25 tables, and truncating an empty table still replaces its files."""
     with _cleaner(url).begin() as connection:
         names = [table.name for table in db.metadata.sorted_tables]
+        # Wait for any writer still open (a thread or process the test left behind),
+        # as truncating every table did, so its rows are seen and go too.
+        connection.execute(text(f"LOCK TABLE {', '.join(names)} IN SHARE MODE"))
         filled = (
             connection.execute(
                 text(
