@@ -15,6 +15,7 @@ from helpdesk.models import Participant, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, login_tokens, make_app
+from tests.support.hostile import distinct_words
 
 NEW = {
     "subject": "VPN down",
@@ -202,6 +203,14 @@ def test_create_ticket_shares_the_one_sequence_with_mail(api, service):
     db.session.commit()
     assert create(api, subject="again")["number"] == "TKT-000003"
     assert first["sla"]["state"] == "on_track" and first["sla"]["first_response_due_at"]
+
+
+def test_a_description_of_more_words_than_a_tsvector_holds_is_created(api):
+    """PostgreSQL refused the numbering statement before migration 0027 ("string is
+    too long for tsvector"), answered 503 "retry": the client retried forever."""
+    description = distinct_words(140_000)
+    assert create(api, description=description)["number"] == "TKT-000001"
+    assert db.session.execute(select(Ticket.description)).scalar_one() == description
 
 
 def test_create_accepts_priority_category_and_cc(api):

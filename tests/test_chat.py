@@ -15,6 +15,7 @@ from helpdesk.models import Ticket
 from helpdesk.services.chat import SHARE_TEXTS, STATUS_SENTENCES, status_sentence
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.database import open_ticket
+from tests.support.hostile import distinct_words
 
 ANN = {"email": "ann@example.com", "name": "Ann Example"}
 
@@ -51,6 +52,15 @@ def test_a_conversation_becomes_a_chat_ticket_with_its_id(chat, portal):
     ticket = db.session.execute(select(Ticket)).scalar_one()
     assert (ticket.channel, ticket.source, ticket.conversation_id) == ("chat", "customer", "conv-42")
     assert "conversation conv-42" in portal.get("/tickets/TKT-000001").get_data(as_text=True)
+
+
+def test_a_transcript_of_more_words_than_a_tsvector_holds_becomes_a_ticket(chat):
+    """Answered 503 "retry" on PostgreSQL before migration 0027: the widget retried
+    forever."""
+    transcript = distinct_words(140_000)
+    response = chat("tickets", {"conversation_id": "c1", "customer": ANN, "transcript": transcript})
+    assert response.status_code == 201, response.get_json()
+    assert db.session.execute(select(Ticket.description)).scalar_one() == transcript
 
 
 @pytest.mark.parametrize(

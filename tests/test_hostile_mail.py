@@ -37,7 +37,7 @@ from helpdesk.inbound.parser import parse
 from helpdesk.models import InboundMail, Message, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
 from tests.support.database import open_ticket, refused_as_unreachable, tickets
-from tests.support.hostile import hostile_mails, ordinary_mail
+from tests.support.hostile import distinct_words, hostile_mails, ordinary_mail
 from tests.support.mail import SUPPORT, message, send, start_gateway
 from tests.support.outbox import deliver
 from tests.support.timing import cpu_seconds, least_cpu
@@ -591,6 +591,33 @@ def test_html_only_mail_beyond_the_text_cap_is_read_in_part_with_a_note(app, sen
     assert ticket.description.startswith("start word")
     assert len(ticket.description) < 1500
     assert "Only the first 1000 characters of the HTML" in ticket.description
+
+
+# -- a pasted log: more words than a full-text vector holds --------------------------------
+
+# 1.3 MB of different words, whose whole tsvector would be some 2 MB (PostgreSQL's
+# limit is 1 MB): the description's words index reads only its beginning (0027).
+PASTED_LOG = "impresora " + distinct_words(260_000)
+
+
+def test_a_mail_of_more_words_than_a_tsvector_holds_becomes_a_ticket_with_its_acknowledgment(
+    gateway, senders, portal
+):
+    """Before migration 0027 PostgreSQL refused the numbering statement ("string is too
+    long for tsvector"): held as failed processing, no acknowledgment, and approving
+    it was a 500 every time."""
+    assert gateway.send(message(subject="log", body=PASTED_LOG)) == (250, b"2.0.0 OK created TKT-000001")
+    (ticket,) = tickets()
+    assert ticket.description.startswith("impresora aaaa") and ticket.description.rstrip().endswith(
+        PASTED_LOG[-20:]
+    )
+    assert [row.kind for row in db.session.execute(select(OutboxMessage)).scalars()] == ["created"]
+    held = gateway.send(message(sender="stranger@nowhere.example", subject="log", body=PASTED_LOG))
+    assert held == (250, b"2.0.0 OK quarantined")
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert portal.post(f"/quarantine/{item.id}/approve", page="/quarantine").status_code == 302
+    db.session.expire_all()
+    assert [t.number for t in tickets()] == [1, 2] and item.state == "approved"
 
 
 # -- the generator of pathological mail, through the listener, beside ordinary mail ---------

@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
 
 from helpdesk.database import include_in_autogenerate
 from helpdesk.extensions import db
@@ -304,4 +305,47 @@ def test_held_mail_that_was_never_matched_gets_its_ticket_unknown(empty_database
             ).scalars()
             assert list(marked) == [True] * len(reasons)
         flask_migrate.downgrade(revision="0025")
+        db.engine.dispose()
+
+
+def test_the_description_words_index_reads_only_the_searched_characters(empty_database_url):
+    """Migration 0027: on PostgreSQL the words index of 0023 took the whole description,
+    and a pasted log of different words passed the 1 MB tsvector limit: no ticket could
+    hold it. It now reads the first SEARCHED_DESCRIPTION_CHARS characters, the very
+    expression the search asks; the downgrade gives back 0023's index. SQLite has no
+    such index and stores the description either way."""
+    from helpdesk.services.queue import SEARCHED_DESCRIPTION_CHARS
+    from tests.support.hostile import distinct_words
+
+    def definition() -> str:
+        with db.engine.connect() as connection:
+            return connection.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tickets_description_words'")
+            ).scalar_one()
+
+    def store(description: str) -> None:
+        with db.engine.begin() as connection:
+            _insert_ticket(connection, "")
+            connection.execute(text("UPDATE tickets SET description = :d"), {"d": description})
+            connection.execute(text("DELETE FROM tickets"))
+
+    log = distinct_words(140_000)
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0026")
+        with db.engine.begin() as connection:
+            _insert_contact(connection)
+        postgresql = db.engine.dialect.name == "postgresql"
+        if postgresql:
+            assert definition().endswith("to_tsvector('simple'::regconfig, description))")
+            with pytest.raises(OperationalError, match="string is too long for tsvector"):
+                store(log)
+        flask_migrate.upgrade()
+        store(log)
+        if postgresql:
+            prefix = f'"left"(description, {SEARCHED_DESCRIPTION_CHARS})'
+            assert definition().endswith(f"to_tsvector('simple'::regconfig, {prefix}))")
+        flask_migrate.downgrade(revision="0026")
+        if postgresql:
+            assert definition().endswith("to_tsvector('simple'::regconfig, description))")
         db.engine.dispose()

@@ -18,6 +18,7 @@ from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.tickets import NewAttachment
 from tests.support.app import Portal
+from tests.support.hostile import distinct_words
 from tests.support.mail import message
 
 
@@ -285,6 +286,20 @@ def test_new_ticket_form(portal, agent):
     assert (ticket.channel, ticket.priority, ticket.assignee_id) == ("web", "high", agent.id)
     bad = portal.post("/tickets/new", {"subject": "", "requester_email": "nope"}, page="/tickets/new")
     assert bad.status_code == 422 and b"Subject is required" in bad.data
+
+
+def test_a_description_of_more_words_than_a_tsvector_holds_opens_its_ticket(portal):
+    """700,000 characters of different words, under the request cap: PostgreSQL refused
+    the numbering statement (the description's words index, before migration 0027),
+    a 500 page."""
+    description = distinct_words(140_000)
+    response = portal.post(
+        "/tickets/new",
+        {"subject": "Log", "description": description, "requester_email": "carl@example.com"},
+        page="/tickets/new",
+    )
+    assert response.headers["Location"] == "/tickets/TKT-000001"
+    assert db.session.execute(select(Ticket.description)).scalar_one() == description
 
 
 def test_attachments_download_never_render(portal, service):

@@ -11,8 +11,9 @@ from helpdesk.extensions import db
 from helpdesk.models import Ticket
 from helpdesk.services import QueueService, TicketFilters, TicketsService
 from helpdesk.services.actors import Actor
-from helpdesk.services.queue import MAX_SEARCH_WORDS
+from helpdesk.services.queue import MAX_SEARCH_WORDS, SEARCHED_DESCRIPTION_CHARS
 from tests.support.database import open_ticket
+from tests.support.hostile import distinct_words
 
 DESCRIPTIONS = (
     "El módem de la instalación no enciende desde ayer.",
@@ -133,19 +134,51 @@ def test_words_with_quotes_and_backslashes_find_their_ticket(service, written):
 
 
 def test_the_words_index_serves_the_search(service, described):
-    """The condition is the very expression migration 0023 indexed, or PostgreSQL
-    would read every description."""
+    """The condition is the very expression migration 0027 indexed (the words of the
+    description's first SEARCHED_DESCRIPTION_CHARS characters), or PostgreSQL would
+    read every description."""
     queue = QueueService(service.session, prefix=service.prefix)
     statement = queue._filtered(select(func.count(Ticket.id)), TicketFilters(q="módem"))
     compiled = statement.compile(db.engine)
     if not postgresql():  # no words index there: the description is one more LIKE
-        assert "lower(tickets.description) LIKE" in compiled.string
+        assert f"lower(substr(tickets.description, ?, {SEARCHED_DESCRIPTION_CHARS})) LIKE" in compiled.string
         return
     connection = db.session.connection()
     connection.execute(text("SET LOCAL enable_seqscan = off"))
     plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + compiled.string, compiled.params).scalars())
     db.session.rollback()
     assert "ix_tickets_description_words" in plan
+    assert f"left(description, {SEARCHED_DESCRIPTION_CHARS})" in compiled.string.replace("tickets.", "")
+
+
+def test_a_description_is_searched_in_its_first_characters_only(service):
+    """The words index reads a description's first SEARCHED_DESCRIPTION_CHARS characters
+    (migration 0027: a whole one could pass PostgreSQL's 1 MB tsvector limit and no
+    ticket was opened); SQLite searches the same characters, the ticket keeps them all."""
+    head = "impresora " + "relleno " * (SEARCHED_DESCRIPTION_CHARS // 8)
+    tail = distinct_words(140_000)
+    ticket = open_ticket(service, description=f"{head} tardanza {tail}", requester_email="ana@isp.test")
+    assert len(head) >= SEARCHED_DESCRIPTION_CHARS and "tardanza" in ticket.description
+    assert found(service, "impresora") == [ticket.number]
+    assert found(service, "relleno") == [ticket.number]
+    assert found(service, "tardanza") == []
+    assert found(service, tail[-4:]) == []
+
+
+def test_the_densest_text_measured_fills_under_half_a_tsvector(service):
+    """Different single 4-byte letters in hyphenated words (each letter a word of its
+    own and part of a longer one) make the largest vector measured, 8.7 bytes a
+    character: the searched characters of it stay far from PostgreSQL's 1,048,575
+    bytes (the bound, 18 bytes a character, is in migration 0027)."""
+    letters = [chr(code) for code in range(0x20000, 0x2A6E0)]  # CJK Extension B
+    dense = " ".join("-".join(letters[i : i + 20]) for i in range(0, len(letters), 20))
+    assert len(dense) > SEARCHED_DESCRIPTION_CHARS
+    ticket = open_ticket(service, description=dense, requester_email="ana@isp.test")
+    assert found(service, letters[0]) == [ticket.number]
+    if postgresql():
+        size = text("SELECT pg_column_size(to_tsvector('simple', left(:d, :n)))")
+        bytes_ = db.session.execute(size, {"d": dense, "n": SEARCHED_DESCRIPTION_CHARS}).scalar_one()
+        assert bytes_ < 1_048_575 / 2
 
 
 def test_a_search_counts_every_match_on_every_page(service, agent):

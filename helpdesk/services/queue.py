@@ -42,6 +42,11 @@ MAX_PER_PAGE = 100
 # How many of a search term's words the description must hold (docs/web.md, "Search"):
 # each is a prefix scan of the words index, so a term of a thousand words is cut here.
 MAX_SEARCH_WORDS = 16
+# How much of a description search reads (docs/web.md, "Search"): migration 0027
+# indexes the words of this many first characters, because a whole description could
+# pass PostgreSQL's 1 MB tsvector limit and refuse the ticket. The migration writes
+# the number itself; the two must agree or the index no longer serves the search.
+SEARCHED_DESCRIPTION_CHARS = 50_000
 _PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
 _SORTABLE = ("number", "created_at", "updated_at", "priority", "status", "subject")
 # The filters that pick from a vocabulary, with their allowed values: the portal's
@@ -306,7 +311,8 @@ class QueueService:
         on each page a trigram index marked inexact, which means parsing the
         description of most matching tickets again (3.7 s instead of 0.1 at 100,000
         tickets, docs/benchmarks.md). SQLite matches the description as a substring
-        too, in one OR.
+        too, in one OR. Both read only the description's first
+        SEARCHED_DESCRIPTION_CHARS characters (migration 0027).
         """
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         requesters = select(Contact.id).where(
@@ -318,7 +324,7 @@ class QueueService:
             by_description = self._description_words(term)
         else:
             by_requester = Ticket.requester_id.in_(requesters)
-            by_description = Ticket.description.ilike(pattern, escape="\\")
+            by_description = func.substr(Ticket.description, 1, _SEARCHED).ilike(pattern, escape="\\")
         matches = [
             Ticket.subject.ilike(pattern, escape="\\"),
             Ticket.service_address.ilike(pattern, escape="\\"),
@@ -345,12 +351,16 @@ class QueueService:
         if not lexemes:
             return None
         query = " & ".join("'" + word.replace("\\", "\\\\").replace("'", "''") + "':*" for word in lexemes)
-        return func.to_tsvector(_SIMPLE, Ticket.description).bool_op("@@")(cast(query, TSQUERY))
+        words = func.to_tsvector(_SIMPLE, func.left(Ticket.description, _SEARCHED))
+        return words.bool_op("@@")(cast(query, TSQUERY))
 
 
-# The text-search configuration of migration 0023's index (it must be this very
-# expression for the index to serve): lowercases and splits, the same in any language.
+# The text-search configuration of migration 0023's index, on the first characters
+# of 0027 (it must be this very expression for the index to serve): lowercases and
+# splits, the same in any language. The length is written into the SQL, as in the
+# index, not sent as a parameter.
 _SIMPLE: ColumnElement[Any] = literal_column("'simple'::regconfig")
+_SEARCHED: ColumnElement[Any] = literal_column(str(SEARCHED_DESCRIPTION_CHARS))
 # A term's distinct words in the order written, the first `most` of them.
 _TERM_WORDS = text(
     "SELECT lexeme FROM unnest(to_tsvector('simple'::regconfig, :term)) ORDER BY positions[1] LIMIT :most"

@@ -74,6 +74,15 @@ def prose(size: int, rng: random.Random | None = None) -> str:
     return "\n".join(lines)[:size]
 
 
+def distinct_words(count: int) -> str:
+    """`count` different words of four lower-case letters (aaaa, aaab, …; at most
+    26**4), one space apart: a pasted log's shape, whose full-text vector is some
+    8 bytes a word (140,000 of them, 700,000 characters, passed PostgreSQL's
+    1 MB tsvector limit before migration 0027)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return " ".join("".join(letters[i // 26**place % 26] for place in (3, 2, 1, 0)) for i in range(count))
+
+
 def ordinary_mail(size: int, seed: int = 0) -> bytes:
     """A customer mail of about `size` bytes: text and HTML alternatives of the same
     words (a few KB each), and an attachment (a photo of the router) for the rest."""
