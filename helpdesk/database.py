@@ -113,6 +113,16 @@ _TRANSIENT_SQLITE_ERRORS = (
 )
 
 
+def is_program_limit(error: BaseException) -> bool:
+    """Did PostgreSQL refuse the statement for the size of what it was to store
+    (SQLSTATE class 54, program limit exceeded: a text too long for a tsvector, an
+    index row too large)? The input caused it and the same input fails again, so it
+    is refused as input (API 422, a form's error), never "retry" (docs/web.md)."""
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    return str(getattr(error.orig, "pgcode", None) or "").startswith("54")
+
+
 def is_transient(error: BaseException) -> bool:
     """Did the database fail to do the work now (unreachable, shutting down, out of
     resources, a deadlock), so that the same work may succeed later? Any other error

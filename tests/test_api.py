@@ -15,6 +15,7 @@ from helpdesk.models import Participant, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, login_tokens, make_app
+from tests.support.database import refused_by_database
 from tests.support.hostile import distinct_words
 
 NEW = {
@@ -211,6 +212,17 @@ def test_a_description_of_more_words_than_a_tsvector_holds_is_created(api):
     description = distinct_words(140_000)
     assert create(api, description=description)["number"] == "TKT-000001"
     assert db.session.execute(select(Ticket.description)).scalar_one() == description
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_input_the_database_refuses_as_too_large_is_422_never_retry(api):
+    """SQLSTATE class 54 (a text too long for an index) is the input's fault: it was
+    answered 503 "database unavailable; retry", and the client retried forever."""
+    with refused_by_database("poison", "54000", "tickets", "description"):
+        error = envelope(api.post("/tickets", {**NEW, "description": "poison"}), 422, "too_large")
+    assert "larger than the database can store" in error["message"]
+    assert db.session.execute(select(Ticket)).first() is None
+    assert create(api)["number"] == "TKT-000001"
 
 
 def test_create_accepts_priority_category_and_cc(api):

@@ -36,7 +36,7 @@ from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
 from helpdesk.models import InboundMail, Message, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
-from tests.support.database import open_ticket, refused_as_unreachable, tickets
+from tests.support.database import open_ticket, refused_as_unreachable, refused_by_database, tickets
 from tests.support.hostile import distinct_words, hostile_mails, ordinary_mail
 from tests.support.mail import SUPPORT, message, send, start_gateway
 from tests.support.outbox import deliver
@@ -550,6 +550,19 @@ def test_a_mail_failing_as_if_the_database_were_down_gets_451_once_then_is_parke
     record = db.session.execute(select(InboundMail).where(InboundMail.message_id.is_(None))).scalar_one()
     assert b"poison pill" in record.raw and "failed twice" in record.reason
     assert gateway.send(poison) == (250, "2.0.0 OK duplicate".encode())
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_mail_the_database_refuses_as_too_large_is_held_at_once_never_451(gateway, senders):
+    """SQLSTATE class 54 (a text too long for an index) is the mail's own fault: held
+    with the database's reason at the first delivery, and a retry is the duplicate."""
+    poison = message(subject="log", body="poison pill")
+    with refused_by_database("poison", "54000", "tickets", "description"):
+        assert gateway.send(poison) == (250, b"2.0.0 OK quarantined")
+        assert gateway.send(poison) == (250, b"2.0.0 OK duplicate")
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert item.reason.startswith("processing failed") and "refused for the test" in item.reason
+    assert tickets() == []
 
 
 # -- over a cap: recorded, never dropped ----------------------------------------------------

@@ -13,13 +13,15 @@ from sqlalchemy.exc import OperationalError
 from config import TestingConfig as ProductionLikeConfig
 from helpdesk import create_app
 from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.models import AuthorizedSender, Message, QuarantineItem, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.tickets import NewAttachment
 from tests.support.app import Portal
+from tests.support.database import refused_by_database
 from tests.support.hostile import distinct_words
-from tests.support.mail import message
+from tests.support.mail import SUPPORT, message
 
 
 def opened(service: TicketsService, subject: str = "Printer on fire", **kwargs: object) -> Ticket:
@@ -302,6 +304,32 @@ def test_a_description_of_more_words_than_a_tsvector_holds_opens_its_ticket(port
     assert db.session.execute(select(Ticket.description)).scalar_one() == description
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_input_the_database_refuses_as_too_large_is_refused_on_the_form(app, portal):
+    """SQLSTATE class 54 (a text too long for an index) from the new-ticket form and
+    from approving a held mail was a 500 page; it is refused like bad input, and the
+    held mail stays pending."""
+    refused = b"This is larger than the database can store; nothing was changed."
+    with refused_by_database("poison", "54000", "tickets", "description"):
+        response = portal.post(
+            "/tickets/new",
+            {"subject": "Log", "description": "poison", "requester_email": "carl@example.com"},
+            page="/tickets/new",
+        )
+        assert response.status_code == 422 and refused in response.data
+        held = ingest(
+            message(sender="stranger@nowhere.example", body="poison").as_bytes(),
+            Envelope("stranger@nowhere.example", (SUPPORT,), "smtp"),
+            app.config,
+        )
+        assert held.outcome is Outcome.QUARANTINED
+        item = db.session.execute(select(QuarantineItem)).scalar_one()
+        assert portal.post(f"/quarantine/{item.id}/approve", page="/quarantine").status_code == 302
+        assert refused in portal.get("/quarantine").data
+    db.session.expire_all()
+    assert item.state == "pending" and db.session.execute(select(Ticket)).first() is None
+
+
 def test_attachments_download_never_render(portal, service):
     ticket = opened(
         service, attachments=[NewAttachment("evil.html", "text/html", b"<script>alert(1)</script>")]
@@ -507,8 +535,10 @@ class _DatabaseSaid(Exception):
 def test_a_form_the_database_fails_now_is_undone_and_asked_again_not_a_500(portal, service, monkeypatch):
     """A deadlock or a serialization failure PostgreSQL still reports (docs/lifecycle.md,
     "Concurrent changes") was a 500 page; the API answers it 503. The form's change is
-    rolled back and the page it came from says to try again. A database error that
-    is not transient (an index row too large) is still a bug, never hidden."""
+    rolled back and the page it came from says to try again. Input larger than the
+    database can store (SQLSTATE class 54, an index row too large) is refused as the
+    input's fault, rolled back too; any other database error (an undefined column) is
+    still a bug, never hidden."""
     duplicate, kept = opened(service), opened(service)
     merge = TicketsService.merge
 
@@ -527,5 +557,12 @@ def test_a_form_the_database_fails_now_is_undone_and_asked_again_not_a_500(porta
     assert db.session.get(Ticket, duplicate.id, populate_existing=True).merged_into_id is None
 
     sqlstate = "54000"  # program limit exceeded: the same form would fail again
+    response = portal.post(f"{page}/merge", {"into": service.display_number(kept)}, page=page)
+    assert response.status_code == 302 and response.location.endswith(page)
+    assert b"This is larger than the database can store; nothing was changed." in portal.get(page).data
+    db.session.rollback()
+    assert db.session.get(Ticket, duplicate.id, populate_existing=True).merged_into_id is None
+
+    sqlstate = "42703"  # undefined column: a bug
     with pytest.raises(OperationalError):
         portal.post(f"{page}/merge", {"into": service.display_number(kept)}, page=page)

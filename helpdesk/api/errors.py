@@ -10,6 +10,7 @@ from flask import Response
 from sqlalchemy.exc import OperationalError
 
 from helpdesk.api import bp
+from helpdesk.database import is_program_limit
 from helpdesk.errors import (
     Conflict,
     DomainError,
@@ -41,6 +42,11 @@ def _domain_error(exc: DomainError) -> tuple[Response, int]:
 
 @bp.errorhandler(OperationalError)
 def _database_unavailable(exc: OperationalError) -> tuple[Response, int]:
+    """503 "retry" for the database failing; 422 for input larger than it can store
+    (`is_program_limit`), which would fail again however often the client retried."""
     db.session.rollback()
+    if is_program_limit(exc):
+        log.warning("database refused the input as too large: %s", exc.orig)
+        return error_response(422, "too_large", "The input is larger than the database can store.")
     log.warning("database unavailable: %s", exc.orig)
     return error_response(503, "database_unavailable", "The database cannot be reached; retry.")

@@ -2,7 +2,8 @@
 and go back to the page it came from (post/redirect/get). A domain error (bad
 input, a refused transition) rolls back and is shown instead, and so is the
 database failing to do the work now (`helpdesk.database.is_transient`: a deadlock,
-a serialization failure, a restart), as "try again", where the API answers 503;
+a serialization failure, a restart), as "try again", where the API answers 503, and
+input larger than the database can store (`is_program_limit`), where it answers 422;
 nothing else is caught, so a bug is a bug. Messages are in the reader's language:
 the success message comes translated from `change`, a domain error is read by
 `helpdesk.wording`."""
@@ -17,7 +18,7 @@ from flask_babel import gettext
 from sqlalchemy.exc import DBAPIError
 from werkzeug.wrappers import Response
 
-from helpdesk.database import is_transient
+from helpdesk.database import is_program_limit, is_transient
 from helpdesk.errors import DomainError, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
@@ -31,7 +32,9 @@ def perform(change: Callable[[], str], back: str) -> Response:
 
     A transient database error was a 500 page, though nothing of the change was
     kept and the same form sent again would do it (docs/lifecycle.md, "Concurrent
-    changes"); any other database error still is one."""
+    changes"); so was input larger than the database can store (a held mail's text
+    before migration 0027), which is refused like bad input; any other database
+    error still is one."""
     try:
         done = change()
         db.session.commit()
@@ -40,12 +43,21 @@ def perform(change: Callable[[], str], back: str) -> Response:
         db.session.rollback()
         flash(error_text(exc), "error")
     except DBAPIError as exc:
-        if not is_transient(exc):
+        if not (is_program_limit(exc) or is_transient(exc)):
             raise
         db.session.rollback()
+        if is_program_limit(exc):
+            log.warning("database refused a portal change as too large: %s", exc.orig)
+            flash(too_large(), "error")
+            return redirect(back)
         log.warning("database failed a portal change, the user is asked to retry: %s", exc.orig)
         flash(gettext("The database could not do this just now; nothing was changed. Try again."), "error")
     return redirect(back)
+
+
+def too_large() -> str:
+    """What a form says when the database refused its input as too large to store."""
+    return gettext("This is larger than the database can store; nothing was changed.")
 
 
 def form_assignee(value: str) -> int | None:

@@ -9,11 +9,13 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from config import LANGUAGES
 from helpdesk import languages, lifecycle, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
+from helpdesk.database import is_program_limit
 from helpdesk.errors import DomainError, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
@@ -22,7 +24,7 @@ from helpdesk.languages import N_
 from helpdesk.models import Attachment, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.portal import bp
-from helpdesk.portal.actions import form_assignee, perform
+from helpdesk.portal.actions import form_assignee, perform, too_large
 from helpdesk.portal.canned import reply_box
 from helpdesk.portal.session import actor, login_required
 from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, uploads, visibility
@@ -145,6 +147,7 @@ def queue() -> ResponseReturnValue:
 @login_required()
 def new_ticket() -> ResponseReturnValue:
     errors: dict[str, str] = {}
+    refused = False  # the database could not store the input (too large)
     form = request.form
     if request.method == "POST":
         assignee = form.get("assignee", "")
@@ -166,6 +169,12 @@ def new_ticket() -> ResponseReturnValue:
         except ValidationError as exc:
             db.session.rollback()
             errors = exc.fields
+        except DBAPIError as exc:
+            if not is_program_limit(exc):
+                raise
+            db.session.rollback()
+            flash(too_large(), "error")
+            refused = True
         else:
             flash(gettext("Opened %(number)s.", number=_number(ticket)))
             return redirect(url_for("portal.ticket", number=_number(ticket)))
@@ -177,7 +186,7 @@ def new_ticket() -> ResponseReturnValue:
         vocabulary=v,
         staff_list=_active_staff(),
         team_list=TeamsService(db.session).teams(),
-    ), 422 if errors else 200
+    ), 422 if errors or refused else 200
 
 
 @bp.get("/tickets/<number>")

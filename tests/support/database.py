@@ -48,18 +48,29 @@ def refused_as_unreachable(word: str) -> Iterator[None]:
     """PostgreSQL refuses any message whose body holds `word` with SQLSTATE 08006
     (connection failure) while it serves everything else: a poison mail that a
     "transient" error class cannot tell apart from an outage."""
+    with refused_by_database(word, "08006"):
+        yield
+
+
+@contextmanager
+def refused_by_database(
+    word: str, sqlstate: str, table: str = "messages", column: str = "body"
+) -> Iterator[None]:
+    """PostgreSQL refuses any row of `table` whose `column` holds `word` with
+    `sqlstate` (54000: program limit exceeded, as a text too long for an index),
+    while it serves everything else."""
     db.session.rollback()
     db.session.execute(
         text(
             "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
-            f"IF NEW.body LIKE '%{word}%' THEN "
-            "RAISE EXCEPTION 'refused for the test' USING ERRCODE = '08006'; END IF; "
+            f"IF NEW.{column} LIKE '%{word}%' THEN "
+            f"RAISE EXCEPTION 'refused for the test' USING ERRCODE = '{sqlstate}'; END IF; "
             "RETURN NEW; END $$ LANGUAGE plpgsql"
         )
     )
     db.session.execute(
         text(
-            "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages "
+            f"CREATE TRIGGER refuse_poison BEFORE INSERT ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
         )
     )
@@ -68,6 +79,6 @@ def refused_as_unreachable(word: str) -> Iterator[None]:
         yield
     finally:
         db.session.rollback()
-        db.session.execute(text("DROP TRIGGER refuse_poison ON messages"))
+        db.session.execute(text(f"DROP TRIGGER refuse_poison ON {table}"))
         db.session.execute(text("DROP FUNCTION refuse_poison()"))
         db.session.commit()
