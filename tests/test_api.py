@@ -280,6 +280,23 @@ def test_unknown_ticket_is_404(api, number):
     envelope(api.get(f"/tickets/{number}"), 404, "not_found")
 
 
+def test_a_ticket_not_found_is_named_clean_and_cut(api):
+    """The 404 repeats the number asked for: through `inputs.echoed`, like every
+    answer repeating caller text (docs/security.md), not 200,000 characters with a
+    terminal's escape sequences in them."""
+    number = create(api)["number"]
+    junk = "TKT-\x1b[2J\x1b]0;pwned\x07" + "A" * 200_000
+    answers = [
+        api.post(f"/tickets/{number}/links", {"ticket": junk}),
+        api.post(f"/tickets/{number}/merge", {"into": junk}),
+        api.get("/tickets/TKT-%1B%5B2J%07"),
+    ]
+    for answer in answers:
+        message = envelope(answer, 404, "not_found")["message"]
+        assert message.startswith("No ticket TKT-\ufffd[2J") and len(message) <= 120, message[:200]
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in message), message[:200]
+
+
 def test_patch_changes_priority_category_and_assignee(api, agent, admin):
     number = create(api)["number"]
     response = api.patch(

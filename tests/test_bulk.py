@@ -89,6 +89,16 @@ def test_hidden_tickets_are_refused_as_not_found(app, api, service, agent):
     assert _tickets()[number].assignee_id is None
 
 
+def test_a_refused_number_is_repeated_clean_and_cut(api, agent):
+    """The refusals name each ticket as asked for: cleaned and cut as every answer
+    repeating caller text is (docs/security.md), escape sequences included."""
+    junk = "TKT-\x1b[2J\x07" + "9" * 500
+    body = api.post("/tickets/bulk", {"tickets": [junk], "action": "assign", "assignee": agent.id}).get_json()
+    ((refused,),) = [[entry["ticket"] for entry in body["refused"]]]
+    assert refused == "TKT-\ufffd[2J\ufffd" + "9" * 55
+    assert body["refused"][0]["error"] == f"No ticket {refused}."
+
+
 def test_the_queue_bulk_form_applies_to_the_selected_tickets(portal, api, agent):
     numbers = _open(api, 3)
     page = portal.get("/tickets").get_data(as_text=True)

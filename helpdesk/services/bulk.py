@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from helpdesk.errors import DomainError, ValidationError
+from helpdesk.inputs import echoed
 from helpdesk.models import StaffUser, Ticket
 from helpdesk.services import tags
 from helpdesk.services.actors import Actor
@@ -84,7 +85,8 @@ def apply(
             return tags.add_to(session, [ticket], tag_names, actor)
 
     result = BulkResult()
-    named = list(dict.fromkeys(str(n)[:64] for n in numbers))
+    # As named, cleaned and cut: the refusals repeat them (no valid number is changed).
+    named = list(dict.fromkeys(echoed(n, 64) for n in numbers))
     # All of them locked first, in id order (each change would lock its ticket in the
     # order named: two bulk actions naming the same tickets in another order would
     # each hold one the other waits for). The locks outlast the savepoints below.

@@ -29,7 +29,7 @@ from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.database import adopt
 from helpdesk.errors import Conflict, InvalidTransition, NotFound, ValidationError
-from helpdesk.inputs import positive_int, unstorable
+from helpdesk.inputs import echoed, positive_int, unstorable
 from helpdesk.models import (
     Attachment,
     Contact,
@@ -126,7 +126,7 @@ class TicketsService:
             )
             ticket = self.session.execute(query).scalar_one_or_none()
         if ticket is None:
-            raise NotFound(f"No ticket {number_text}.")
+            raise NotFound(f"No ticket {echoed(number_text)}.")  # caller text: cleaned, cut
         return ticket
 
     def lock_numbers(self, numbers: Iterable[object]) -> None:
