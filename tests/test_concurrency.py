@@ -750,6 +750,63 @@ def test_a_message_on_a_ticket_merged_after_it_was_read_follows_the_merge(app, a
     assert stored[one] == ("in_progress" if writer == "customer" else "pending_customer"), stored
 
 
+@on_postgresql
+def test_a_comment_refused_on_a_strangers_survivor_is_answered_as_not_found(app, agent, monkeypatch):
+    """Lu, known by phone only, comments through WhatsApp on her TKT-2; after the
+    assistant read it as hers, an agent merges it into Ann's TKT-1 and cancels that.
+    The comment was refused for the survivor's status ("the ticket is cancelled"):
+    Lu learned the state of a ticket that is not hers (a merge does not make a
+    phone-only customer its participant). The answer is the one she gets a moment
+    later, without the race: not found."""
+    from helpdesk.models import Message
+    from helpdesk.services import contacts
+    from helpdesk.services import tickets as tickets_module
+    from helpdesk.services.assistant import AssistantService, Customer
+
+    one = _pending_ticket(agent)
+    lu = contacts.for_customer(
+        db.session, email=None, phone="+5215512345678", phone_vouched=True, name="Lu", language="es"
+    )
+    db.session.commit()
+    assistant = AssistantService(db.session, app.config)
+    created = assistant.call(
+        Customer(lu, "es"),
+        "create_ticket_report",
+        json.dumps({"title": "Sin internet", "description": "x"}),
+        "whatsapp",
+    )
+    two = created["ticketId"]
+    lock_for_change = tickets_module.lock_for_change
+    done = threading.Event()
+
+    def merge_and_cancel() -> None:
+        with app.app_context():
+            service = TicketsService.from_config(db.session, app.config)
+            staff = Actor.staff(agent)
+            service.merge(service.get(two), service.get(one), actor=staff, reason="same line")
+            db.session.commit()
+            service.change_status(service.get(one), "cancelled", actor=staff, reason="wrong account")
+            db.session.commit()
+
+    def merge_then_lock(session: Any, *tickets: Ticket) -> None:
+        if threading.current_thread().name != "other" and not done.is_set():
+            done.set()
+            other = threading.Thread(target=merge_and_cancel, name="other")
+            other.start()
+            other.join(WAIT)
+        lock_for_change(session, *tickets)
+
+    comment = json.dumps({"ticketId": two, "text": "¿Hola?"})
+    monkeypatch.setattr(tickets_module, "lock_for_change", merge_then_lock)
+    raced = assistant.call(Customer(lu, "es"), "add_ticket_comment", comment, "whatsapp")
+    monkeypatch.undo()
+    assert done.is_set()
+    db.session.rollback()
+    later = assistant.call(Customer(lu, "es"), "add_ticket_comment", comment, "whatsapp")
+    assert raced == later and "cancel" not in json.dumps(raced), raced
+    assert db.session.execute(select(Message.id).where(Message.body == "¿Hola?")).all() == []
+
+
 # -- the SLA check and a bulk action at the same moment --------------------------
 
 

@@ -304,20 +304,32 @@ class AssistantService:
 
     def _comment(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         ticket = self._own_ticket(customer, arguments["ticketId"])
-        message = self.tickets.add_message(
-            ticket, body=arguments["text"], actor=customer.actor, channel=channel
-        )
-        if message.ticket_id != ticket.id:
-            # A merge committed since `_own_ticket` read the ticket sent the comment to
-            # the survivor: judged as `_own_ticket` judges a survivor (a phone-only
-            # customer is not made its participant), rolled back if it is not theirs.
-            found = self.session.execute(
-                select(Ticket.id).where(Ticket.id == message.ticket_id, contacts.tickets_of(customer.contact))
-            ).scalar_one_or_none()
-            if found is None:
-                raise _not_theirs(arguments["ticketId"])
+        # A merge committed since `_own_ticket` read the ticket sends the comment to
+        # the survivor (`add_message`), judged as `_own_ticket` judges a survivor (a
+        # phone-only customer is not made its participant): if it is not theirs,
+        # neither the comment (rolled back) nor a refusal telling its state (a
+        # cancelled survivor) is theirs.
+        try:
+            message = self.tickets.add_message(
+                ticket, body=arguments["text"], actor=customer.actor, channel=channel
+            )
+        except DomainError:
+            self.session.refresh(ticket)
+            if not self._theirs(customer, survivor(self.session, ticket).id):
+                raise _not_theirs(arguments["ticketId"]) from None
+            raise
+        if message.ticket_id != ticket.id and not self._theirs(customer, message.ticket_id):
+            raise _not_theirs(arguments["ticketId"])
         number = self._number(message.ticket.number)
         return {"success": True, "ticketId": number, "message": f"Comment added to ticket {number}"}
+
+    def _theirs(self, customer: Customer, ticket_id: int) -> bool:
+        return (
+            self.session.execute(
+                select(Ticket.id).where(Ticket.id == ticket_id, contacts.tickets_of(customer.contact))
+            ).scalar_one_or_none()
+            is not None
+        )
 
     def _rate(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         ticket = self._own_ticket(customer, arguments["ticketId"])
