@@ -742,3 +742,31 @@ def test_approving_held_mail_whose_ticket_was_merged_into_a_hidden_one_is_refuse
     assert hidden["field"] not in refused.get_data(as_text=True)
     assert _approved_where(item.id) == ("pending", [])
     assert db.session.execute(select(Ticket.id)).scalars().all() == tickets_before
+
+
+def test_held_mail_whose_ticket_is_merged_into_a_hidden_one_follows_the_survivor(
+    app, hidden, portal, admin, gateway
+):
+    """The merge moves a held reply to the survivor as it moves the ticket's future
+    mail: the reply names the field team's ticket from then on, so the agent no longer
+    lists, reads or rejects it (it used to be theirs while only its approval was
+    refused); an admin still approves it into a ticket linked to the survivor."""
+    from helpdesk.inbound import quarantine
+
+    item = _held(gateway, f"Re: [{hidden['support']}] the invoice again")
+    service = TicketsService.from_config(db.session, app.config)
+    staff = Actor.staff(db.session.get(StaffUser, admin.id))
+    survivor = service.get(hidden["field"])
+    service.merge(service.get(hidden["support"]), survivor, actor=staff)
+    db.session.commit()
+
+    db.session.expire_all()
+    assert db.session.get(QuarantineItem, item.id).ticket_id == survivor.id
+    assert "the invoice again" not in portal.get("/quarantine").get_data(as_text=True)
+    assert portal.get(f"/quarantine/{item.id}").status_code == 404
+    for decision in ("reject", "spam"):
+        assert portal.post(f"/quarantine/{item.id}/{decision}", page="/quarantine").status_code == 404
+    assert _approved_where(item.id) == ("pending", [])
+    quarantine.approve(db.session, item.id, staff, app.config)
+    db.session.commit()
+    assert _approved_where(item.id)[0] == "approved"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -37,6 +37,7 @@ from helpdesk.models import (
     Message,
     OutboxMessage,
     Participant,
+    QuarantineItem,
     StaffUser,
     Team,
     Ticket,
@@ -602,6 +603,7 @@ class TicketsService:
             self._move(source, "closed", actor, f"merged into {into}", automated=False)
         source.merged_into_id = target.id
         source.updated_at = target.updated_at = moment
+        _held_mail_follows(self.session, source, target)
         self.session.flush()
         return target
 
@@ -806,6 +808,26 @@ def _reason_problem(reason: object, *, required: bool = False) -> str | None:
     if len(reason) > MAX_REASON:
         return f"must be at most {MAX_REASON} characters"
     return None
+
+
+def _held_mail_follows(session: Session, source: Ticket, target: Ticket) -> None:
+    """Held mail naming the merged ticket names the survivor from now on: approving it
+    lands there, so it is the survivor's content and is reviewed by who may see the
+    survivor (`inbound.quarantine`, docs/isp-operations.md "Visibility"). Items a
+    reviewer is deciding at this moment are skipped, not waited for (the approval
+    locks its item before the tickets, the merge has the tickets): that decision
+    judges the item as it found it, and an approval is judged by the survivor anyway."""
+    moved = (
+        select(QuarantineItem.id)
+        .where(QuarantineItem.ticket_id == source.id, QuarantineItem.state == "pending")
+        .with_for_update(skip_locked=True)
+    )
+    session.execute(
+        update(QuarantineItem)
+        .where(QuarantineItem.id.in_(moved))
+        .values(ticket_id=target.id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def survivor(session: Session, ticket: Ticket) -> Ticket:
