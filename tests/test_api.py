@@ -470,8 +470,11 @@ def test_track_unknown_number_and_wrong_email_are_indistinguishable(client, api)
         "/api/v1/public/track", json={"ticket_number": "TKT-000777", "email": "ann@example.com"}
     )
     garbage = client.post("/api/v1/public/track", json={"ticket_number": "x", "email": ""})
-    assert wrong_email.status_code == unknown.status_code == garbage.status_code == 404
-    assert wrong_email.get_json() == unknown.get_json() == garbage.get_json()
+    # The lookup compares with a stand-in when nobody may see the number: found by
+    # the fuzzer, the stand-in itself as the address was a 500.
+    dash = client.post("/api/v1/public/track", json={"ticket_number": "TKT-000777", "email": "-"})
+    assert wrong_email.status_code == unknown.status_code == garbage.status_code == dash.status_code == 404
+    assert wrong_email.get_json() == unknown.get_json() == garbage.get_json() == dash.get_json()
 
 
 def test_track_is_rate_limited_per_ip(client, app, api):

@@ -102,11 +102,12 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
     allowed = session.execute(_ALLOWED, {"number": number or 0}).scalars().all()
     address = addresses.normalize(email)
     matched = False
-    for candidate in allowed or ["-"]:
+    for candidate in allowed or ["-"]:  # a comparison either way: the same cost
         matched |= hmac.compare_digest(candidate.encode(), address.encode())
-    # A stand-in address is derived from a phone number, which is no proof
-    # (docs/integrations.md): someone known by phone only follows up on WhatsApp.
-    if not matched or not address or addresses.is_reserved_invalid(address):
+    # The stand-in "-" matches nobody, though an address of "-" equals it. A stand-in
+    # address is derived from a phone number, which is no proof (docs/integrations.md):
+    # someone known by phone only follows up on WhatsApp.
+    if not (allowed and matched) or not address or addresses.is_reserved_invalid(address):
         raise NotFound(NOT_FOUND)
     return survivor(session, session.execute(select(Ticket).where(Ticket.number == number)).scalar_one())
 
