@@ -986,64 +986,6 @@ def test_two_reviewers_approving_one_held_mail_at_once_open_one_ticket(app, agen
     assert db.session.execute(select(Ticket.number)).scalars().all() == [1]
 
 
-@on_postgresql
-def test_an_approval_does_not_wait_for_a_held_follow_up_being_decided(app, admin):
-    """Approving Kim's held mail matches again her other held mail (its follow-up may
-    now name the new ticket). A reviewer deciding that follow-up holds its row; the
-    approval skips it rather than wait (that reviewer's own approval may wait for
-    the ticket locks this one holds: a deadlock), and the follow-up is judged as
-    that reviewer found it."""
-    from helpdesk.inbound import quarantine
-    from helpdesk.models import QuarantineItem
-
-    kim = Envelope("kim@stranger.example", (SUPPORT,), "smtp")
-    for mail in (
-        message(sender="kim@stranger.example", subject="router dead", message_id="<m1@stranger.example>"),
-        message(
-            sender="kim@stranger.example",
-            subject="Re: router dead",
-            message_id="<m2@stranger.example>",
-            in_reply_to="<m1@stranger.example>",
-        ),
-    ):
-        assert ingest(mail.as_bytes(), kim, app.config).outcome is Outcome.QUARANTINED
-    first, second = db.session.execute(select(QuarantineItem.id).order_by(QuarantineItem.id)).scalars().all()
-    locked, release = threading.Event(), threading.Event()
-    results: dict[str, object] = {}
-
-    def hold_the_follow_up() -> None:
-        with app.app_context():
-            db.session.execute(select(QuarantineItem).where(QuarantineItem.id == second).with_for_update())
-            locked.set()
-            assert release.wait(WAIT), "never let go"
-            db.session.rollback()
-
-    def approve_the_first() -> None:
-        with app.app_context():
-            staff = db.session.get(StaffUser, admin.id)
-            assert staff is not None
-            results["approved"] = quarantine.approve(
-                db.session, first, Actor.staff(staff), app.config
-            ).outcome
-            db.session.commit()
-
-    holder = threading.Thread(target=hold_the_follow_up)
-    holder.start()
-    try:
-        assert locked.wait(WAIT), "the follow-up was never locked"
-        approval = threading.Thread(target=approve_the_first)
-        approval.start()
-        approval.join(WAIT)
-        assert not approval.is_alive(), "the approval waited for the follow-up's lock"
-    finally:
-        release.set()
-        holder.join(WAIT)
-    assert results == {"approved": Outcome.CREATED}
-    db.session.rollback()
-    follow_up = db.session.get(QuarantineItem, second)
-    assert (follow_up.state, follow_up.ticket_id) == ("pending", None)
-
-
 # -- a customer's contact and a ticket of theirs at the same moment -------------
 
 

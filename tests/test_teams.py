@@ -573,37 +573,6 @@ def _approved_where(item_id: int) -> tuple[str, list[int]]:
     return item.state, list(written)
 
 
-_KIM = Envelope("kim@stranger.example", (SUPPORT,), "smtp")
-_FIRST = "<m1@stranger.example>"
-
-
-def _kims_follow_up(body: str = "forgot: serial ABC", sender: str = "kim@stranger.example") -> bytes:
-    """A follow-up M2 to Kim's mail M1 (In-Reply-To M1), by Kim unless said."""
-    return message(
-        sender=sender,
-        subject="Re: router dead",
-        body=body,
-        message_id="<m2@stranger.example>",
-        in_reply_to=_FIRST,
-    ).as_bytes()
-
-
-def _approve_kims_first_mail(app: Flask, admin: StaffUser, agent: StaffUser) -> tuple[str | None, int]:
-    """Under `own`, an admin approves Kim's held mail M1 into a new ticket hidden from
-    `agent`: its number and id."""
-    from helpdesk.inbound import quarantine
-
-    first = message(sender="kim@stranger.example", subject="router dead", message_id=_FIRST)
-    ingest(first.as_bytes(), _KIM, app.config)
-    one = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id.desc())).scalars().first()
-    reviewer = Actor.staff(db.session.get(StaffUser, admin.id))
-    made = quarantine.approve(db.session, one.id, reviewer, app.config)
-    db.session.commit()
-    ticket_id = db.session.get(QuarantineItem, one.id).ticket_id
-    assert ticket_id is not None and not visibility.may_see(db.session, Actor.staff(agent), "own", ticket_id)
-    return made.ticket_number, ticket_id
-
-
 def test_approving_held_mail_that_now_lands_in_a_hidden_ticket_is_refused(app, portal, admin, agent):
     """Under `own`, Kim's mail M1 and her follow-up M2 (In-Reply-To M1) are both held;
     M2 names no ticket yet, so any agent reviews it. An admin approves M1 into a
@@ -614,112 +583,32 @@ def test_approving_held_mail_that_now_lands_in_a_hidden_ticket_is_refused(app, p
     from helpdesk.inbound import quarantine
 
     app.config["AGENT_VISIBILITY"] = "own"
-    ingest(_kims_follow_up(), _KIM, app.config)
-    two = db.session.execute(select(QuarantineItem)).scalar_one()
+    envelope = Envelope("kim@stranger.example", (SUPPORT,), "smtp")
+    first = message(sender="kim@stranger.example", subject="router dead", message_id="<m1@stranger.example>")
+    second = message(
+        sender="kim@stranger.example",
+        subject="Re: router dead",
+        body="forgot: serial ABC",
+        message_id="<m2@stranger.example>",
+        in_reply_to="<m1@stranger.example>",
+    )
+    for mail in (first, second):
+        ingest(mail.as_bytes(), envelope, app.config)
+    one, two = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars().all()
     assert two.ticket_id is None and not two.ticket_unknown
-    number, ticket_id = _approve_kims_first_mail(app, admin, agent)
+    reviewer = Actor.staff(db.session.get(StaffUser, admin.id))
+    made = quarantine.approve(db.session, one.id, reviewer, app.config)
+    db.session.commit()
+    ticket_id = db.session.get(QuarantineItem, one.id).ticket_id
+    assert ticket_id is not None and not visibility.may_see(db.session, Actor.staff(agent), "own", ticket_id)
 
     refused = portal.post(f"/quarantine/{two.id}/approve", page="/quarantine")
     assert refused.status_code == 404
-    assert number is not None and number not in refused.get_data(as_text=True)
+    assert made.ticket_number not in refused.get_data(as_text=True)
     assert _approved_where(two.id) == ("pending", [])
-    quarantine.approve(db.session, two.id, Actor.staff(db.session.get(StaffUser, admin.id)), app.config)
+    quarantine.approve(db.session, two.id, reviewer, app.config)
     db.session.commit()
     assert _approved_where(two.id) == ("approved", [ticket_id])
-
-
-def test_held_follow_up_is_hidden_once_the_mail_it_answers_lands_in_a_hidden_ticket(
-    app, portal, admin, agent
-):
-    """Kim's follow-up M2, held with M1 and naming no ticket then, was the intake
-    review's; once an admin approves M1 into a ticket hidden from the agent, M2 is
-    that ticket's content. The agent still listed it, read it and could reject it or
-    mark it spam (only its approval was refused). The approval re-matches the held
-    mail answering M1, and M2 now names M1's ticket: to the agent it is gone (list,
-    page, every decision 404, still held); the ticket's assignee reviews it, and an
-    admin approves it into that ticket."""
-    from helpdesk.inbound import quarantine
-
-    app.config["AGENT_VISIBILITY"] = "own"
-    ingest(_kims_follow_up(body="SECRET-FOLLOWUP the serial is ABC"), _KIM, app.config)
-    two = db.session.execute(select(QuarantineItem)).scalar_one()
-    assert "SECRET-FOLLOWUP" in portal.get(f"/quarantine/{two.id}").get_data(as_text=True)
-    _number, ticket_id = _approve_kims_first_mail(app, admin, agent)
-
-    db.session.expire_all()
-    assert db.session.get(QuarantineItem, two.id).ticket_id == ticket_id
-    assert f"/quarantine/{two.id}" not in portal.get("/quarantine").get_data(as_text=True)
-    assert portal.get(f"/quarantine/{two.id}").status_code == 404
-    for decision in ("reject", "spam", "approve"):
-        assert portal.post(f"/quarantine/{two.id}/{decision}", page="/quarantine").status_code == 404
-    assert _approved_where(two.id) == ("pending", [])
-
-    colleague, _ = StaffService(db.session).create(
-        email="cora@helpdesk.test", name="Cora Colleague", role="agent", password="cora-password-1"
-    )
-    db.session.get(Ticket, ticket_id).assignee_id = colleague.id
-    db.session.commit()
-    assignee = Portal(app.test_client())
-    assert assignee.login(colleague.email, "cora-password-1").status_code == 302
-    assert f"/quarantine/{two.id}" in assignee.get("/quarantine").get_data(as_text=True)
-    assert "SECRET-FOLLOWUP" in assignee.get(f"/quarantine/{two.id}").get_data(as_text=True)
-    quarantine.approve(db.session, two.id, Actor.staff(db.session.get(StaffUser, admin.id)), app.config)
-    db.session.commit()
-    assert _approved_where(two.id) == ("approved", [ticket_id])
-
-
-def test_held_mail_past_the_rematch_cap_is_left_to_admins(app, portal, admin, agent, monkeypatch):
-    """One approval matches again at most `MAX_REMATCHED` held mails of the senders it
-    concerns (Kim's and the people her mail went to, a reply-all from Cc); past them
-    the rest may as well answer the hidden ticket, so they are marked as naming a
-    ticket nobody can tell and go to admins rather than stay open to every agent."""
-    from helpdesk.inbound import quarantine
-
-    monkeypatch.setattr(quarantine, "MAX_REMATCHED", 1)
-    app.config["AGENT_VISIBILITY"] = "own"
-    ingest(_kims_follow_up(), _KIM, app.config)
-    ingest(
-        message(
-            sender="kim@stranger.example", subject="another router", message_id="<m3@stranger.example>"
-        ).as_bytes(),
-        _KIM,
-        app.config,
-    )
-    ingest(
-        message(
-            sender="eve@elsewhere.example", subject="hello", message_id="<m4@elsewhere.example>"
-        ).as_bytes(),
-        Envelope("eve@elsewhere.example", (SUPPORT,), "smtp"),
-        app.config,
-    )
-    _number, ticket_id = _approve_kims_first_mail(app, admin, agent)
-
-    db.session.expire_all()
-    items = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars().all()
-    assert [(item.ticket_id, item.ticket_unknown, item.state) for item in items] == [
-        (ticket_id, False, "pending"),
-        (None, True, "pending"),
-        (None, False, "pending"),
-        (ticket_id, False, "approved"),
-    ]
-    assert portal.get(f"/quarantine/{items[1].id}").status_code == 404
-    assert portal.get(f"/quarantine/{items[2].id}").status_code == 200
-
-
-def test_follow_up_held_after_the_mail_it_answers_was_approved_names_its_ticket(app, portal, admin, agent):
-    """The other order: M1 is approved into a ticket hidden from the agent first, and a
-    follow-up is held after (Kim's colleague, a stranger to the ticket, answers M1).
-    Holding matches it (In-Reply-To M1, whose record now has the ticket), so it names
-    that ticket from the start and the agent never sees it."""
-    app.config["AGENT_VISIBILITY"] = "own"
-    _number, ticket_id = _approve_kims_first_mail(app, admin, agent)
-    dan = Envelope("dan@stranger.example", (SUPPORT,), "smtp")
-    ingest(_kims_follow_up(sender="dan@stranger.example"), dan, app.config)
-    two = db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id.desc())).scalars().first()
-    assert (two.state, two.ticket_id, two.ticket_unknown) == ("pending", ticket_id, False)
-    assert f"/quarantine/{two.id}" not in portal.get("/quarantine").get_data(as_text=True)
-    assert portal.get(f"/quarantine/{two.id}").status_code == 404
-    assert portal.post(f"/quarantine/{two.id}/reject", page="/quarantine").status_code == 404
 
 
 def test_approving_held_mail_whose_ticket_was_merged_into_a_hidden_one_is_refused(

@@ -335,8 +335,10 @@ def _named_after_failure(
     held with its reason, its ticket unknown; the database failing raises, as it
     does everywhere in `ingest`. A mail read in part is not matched at all: its
     ticket is unknown whatever the part read names (`_read_in_part`)."""
+    if _read_in_part(mail):
+        return None, True
     try:
-        return named_ticket(session, mail, envelope, config)
+        named = _named_ticket(session, mail, envelope, config)
     except Exception as exc:
         if is_transient(exc):
             raise
@@ -344,18 +346,7 @@ def _named_after_failure(
         session.rollback()
         session.expunge_all()
         return None, True
-
-
-def named_ticket(
-    session: Session, mail: InboundMail, envelope: Envelope, config: Mapping[str, Any]
-) -> tuple[Ticket | None, bool]:
-    """The ticket a held mail names, and whether which one it names is unknown: a
-    mail read in part is not matched (`_read_in_part`). Holding records it, and an
-    approval asks again for the held mail that may answer the approved one
-    (`quarantine`); matching failing raises."""
-    if _read_in_part(mail):
-        return None, True
-    return _named_ticket(session, mail, envelope, config), False
+    return named, False
 
 
 def _hold(
