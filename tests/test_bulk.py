@@ -99,6 +99,15 @@ def test_a_refused_number_is_repeated_clean_and_cut(api, agent):
     assert body["refused"][0]["error"] == f"No ticket {refused}."
 
 
+def test_a_number_with_spaces_around_it_is_still_that_ticket(api, agent):
+    """A number read as a single ticket page reads it (tabs and line breaks around
+    it) names the same ticket in a bulk action; only the refusals are cleaned."""
+    numbers = _open(api, 2)
+    sent = [f"{numbers[0]}\r\n", f"\t{numbers[1]}"]
+    body = api.post("/tickets/bulk", {"tickets": sent, "action": "assign", "assignee": agent.id}).get_json()
+    assert (body["done"], body["refused"]) == (numbers, []), body
+
+
 def test_the_queue_bulk_form_applies_to_the_selected_tickets(portal, api, agent):
     numbers = _open(api, 3)
     page = portal.get("/tickets").get_data(as_text=True)

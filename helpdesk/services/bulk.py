@@ -85,8 +85,7 @@ def apply(
             return tags.add_to(session, [ticket], tag_names, actor)
 
     result = BulkResult()
-    # As named, cleaned and cut: the refusals repeat them (no valid number is changed).
-    named = list(dict.fromkeys(echoed(n, 64) for n in numbers))
+    named = list(dict.fromkeys(str(n)[:64] for n in numbers))
     # All of them locked first, in id order (each change would lock its ticket in the
     # order named: two bulk actions naming the same tickets in another order would
     # each hold one the other waits for). The locks outlast the savepoints below.
@@ -97,7 +96,7 @@ def apply(
                 ticket = service.get(number, viewer=actor)
                 change(ticket)
         except DomainError as exc:
-            result.refused.append((number, str(exc)))
+            result.refused.append((echoed(number), str(exc)))  # caller text: cleaned
         else:
             result.done.append(service.display_number(ticket))
     return result
