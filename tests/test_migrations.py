@@ -349,3 +349,39 @@ def test_the_description_words_index_reads_only_the_searched_characters(empty_da
         if postgresql:
             assert definition().endswith("to_tsvector('simple'::regconfig, description))")
         db.engine.dispose()
+
+
+def test_held_mail_held_before_follows_no_other(empty_database_url):
+    """Migration 0028: a held item records the held mail it follows only from now on
+    (nothing of the mail is read again); items held before follow none and are
+    reviewed as before. The column refers to an item; the downgrade drops it."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0027")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO inbound_mails (id, dedup_key, channel, mail_from, from_address,"
+                    " from_source, recipients, subject, size, outcome, reason, received_at, raw)"
+                    " VALUES (1, 'k1', 'smtp', '', '', '', '', '', 0, 'quarantined', 'held',"
+                    " '2026-01-01', :raw)"
+                ),
+                {"raw": b""},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO quarantine_items (inbound_mail_id, reason, state, ticket_unknown,"
+                    " created_at) VALUES (1, 'held', 'pending', false, '2026-01-01')"
+                )
+            )
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            assert connection.execute(
+                text("SELECT follows_item_id FROM quarantine_items")
+            ).scalars().all() == [None]
+        foreign = inspect(db.engine).get_foreign_keys("quarantine_items")
+        assert any(key["constrained_columns"] == ["follows_item_id"] for key in foreign)
+        flask_migrate.downgrade(revision="0027")
+        columns = [column["name"] for column in inspect(db.engine).get_columns("quarantine_items")]
+        assert "follows_item_id" not in columns
+        db.engine.dispose()

@@ -611,6 +611,115 @@ def test_approving_held_mail_that_now_lands_in_a_hidden_ticket_is_refused(app, p
     assert _approved_where(two.id) == ("approved", [ticket_id])
 
 
+def _held_thread(app, *mails) -> list[QuarantineItem]:
+    """Each (envelope sender, mail) held in order; all the items, oldest first."""
+    for sender, mail in mails:
+        ingest(mail.as_bytes(), Envelope(sender, (SUPPORT,), "smtp"), app.config)
+    return list(db.session.execute(select(QuarantineItem).order_by(QuarantineItem.id)).scalars())
+
+
+def test_a_held_follow_up_is_reviewed_like_the_held_mail_it_answers(app, portal, admin, agent):
+    """Under `own`, Kim's M1 and her follow-up M2 are held; M2 names no ticket, so its
+    approval was refused once an admin approved M1 into a ticket hidden from the agent
+    (beb84ae), but the agent still listed M2, read it and could reject it or mark it
+    spam. M2 records the held mail it follows when held, and is shown to who may see
+    that mail's ticket: 404 everywhere for the agent, still held; an admin approves it
+    into M1's ticket."""
+    from helpdesk.inbound import quarantine
+
+    app.config["AGENT_VISIBILITY"] = "own"
+    kim = "kim@stranger.example"
+    one, two = _held_thread(
+        app,
+        (kim, message(sender=kim, subject="router dead", message_id="<m1@stranger.example>")),
+        (
+            kim,
+            message(
+                sender=kim,
+                subject="Re: router dead",
+                body="SECRET-FOLLOWUP serial ABC",
+                message_id="<m2@stranger.example>",
+                in_reply_to="<m1@stranger.example>",
+            ),
+        ),
+    )
+    assert two.ticket_id is None and two.follows_item_id == one.id
+    assert portal.get(f"/quarantine/{two.id}").status_code == 200
+    reviewer = Actor.staff(db.session.get(StaffUser, admin.id))
+    quarantine.approve(db.session, one.id, reviewer, app.config)
+    db.session.commit()
+    ticket_id = db.session.get(QuarantineItem, one.id).ticket_id
+    assert ticket_id is not None and not visibility.may_see(db.session, Actor.staff(agent), "own", ticket_id)
+
+    assert f"/quarantine/{two.id}" not in portal.get("/quarantine").get_data(as_text=True)
+    assert portal.get(f"/quarantine/{two.id}").status_code == 404
+    for decision in ("approve", "reject", "spam"):
+        assert portal.post(f"/quarantine/{two.id}/{decision}", page="/quarantine").status_code == 404
+    assert _approved_where(two.id) == ("pending", [])
+    assert [item.id for item in quarantine.pending(db.session, reviewer, "own")] == [two.id]
+    quarantine.approve(db.session, two.id, reviewer, app.config)
+    db.session.commit()
+    assert _approved_where(two.id) == ("approved", [ticket_id])
+
+
+def test_a_strangers_mail_following_someone_elses_held_mail_changes_nothing_of_it(app, portal, admin, agent):
+    """A stranger answers Kim's held Message-ID: their own mail follows Kim's and is
+    reviewed like it, Kim's is not touched (the agent still reviews it); once Kim's
+    lands in a ticket hidden from the agent, the stranger's mail is hidden with it."""
+    from helpdesk.inbound import quarantine
+
+    app.config["AGENT_VISIBILITY"] = "own"
+    kim, eve = "kim@stranger.example", "eve@elsewhere.example"
+    victim, follower = _held_thread(
+        app,
+        (kim, message(sender=kim, subject="router dead", message_id="<m1@stranger.example>")),
+        (
+            eve,
+            message(
+                sender=eve,
+                subject="Re: router dead",
+                message_id="<e1@elsewhere.example>",
+                in_reply_to="<m1@stranger.example>",
+            ),
+        ),
+    )
+    assert follower.follows_item_id == victim.id and victim.follows_item_id is None
+    listed = portal.get("/quarantine").get_data(as_text=True)
+    assert f"/quarantine/{victim.id}" in listed and f"/quarantine/{follower.id}" in listed
+    assert portal.get(f"/quarantine/{victim.id}").status_code == 200
+
+    quarantine.approve(db.session, victim.id, Actor.staff(db.session.get(StaffUser, admin.id)), app.config)
+    db.session.commit()
+    assert portal.get(f"/quarantine/{follower.id}").status_code == 404
+
+
+def test_a_held_follow_up_of_a_held_follow_up_follows_the_first_mail(app, portal, admin, agent):
+    """M3 answers M2, which answers M1, all held: M3 records M1 (the root), so one
+    step decides who reviews it, and M1's ticket hides M3 as it hides M2."""
+    from helpdesk.inbound import quarantine
+
+    app.config["AGENT_VISIBILITY"] = "own"
+    kim = "kim@stranger.example"
+    mails = [message(sender=kim, subject="router dead", message_id="<m1@stranger.example>")]
+    for n in (2, 3):
+        mails.append(
+            message(
+                sender=kim,
+                subject="Re: router dead",
+                message_id=f"<m{n}@stranger.example>",
+                in_reply_to=f"<m{n - 1}@stranger.example>",
+                references=" ".join(f"<m{k}@stranger.example>" for k in range(1, n)),
+            )
+        )
+    one, two, three = _held_thread(app, *((kim, mail) for mail in mails))
+    assert (two.follows_item_id, three.follows_item_id) == (one.id, one.id)
+
+    quarantine.approve(db.session, one.id, Actor.staff(db.session.get(StaffUser, admin.id)), app.config)
+    db.session.commit()
+    for item in (two, three):
+        assert portal.get(f"/quarantine/{item.id}").status_code == 404
+
+
 def test_approving_held_mail_whose_ticket_was_merged_into_a_hidden_one_is_refused(
     app, hidden, portal, admin, gateway
 ):

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from sqlalchemy import Column, String
+from sqlalchemy import Column, String, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -309,7 +309,7 @@ def _quarantine_after_failure(
     # Rows adopted by the rolled-back attempt are still in the session, expired; a
     # new row may get one of their ids again (SQLite reuses them).
     session.expunge_all()
-    named, unknown = _named_after_failure(session, mail, envelope, config)
+    named, unknown, follows = _named_after_failure(session, mail, envelope, config)
     return _hold(
         session,
         mail.message_id,
@@ -323,30 +323,33 @@ def _quarantine_after_failure(
         ),
         ticket_id=named.id if named is not None else None,
         ticket_unknown=unknown,
+        follows_item_id=follows,
     )
 
 
 def _named_after_failure(
     session: Session, mail: InboundMail, envelope: Envelope, config: Mapping[str, Any]
-) -> tuple[Ticket | None, bool]:
+) -> tuple[Ticket | None, bool, int | None]:
     """The ticket a mail whose processing failed names, matched again in this
-    transaction (the failed attempt's match was rolled back with it), and whether
-    which one it names is unknown. When matching is what fails, the mail is still
+    transaction (the failed attempt's match was rolled back with it), whether
+    which one it names is unknown, and, naming none, the held item it follows
+    (`_followed_item`). When matching is what fails, the mail is still
     held with its reason, its ticket unknown; the database failing raises, as it
     does everywhere in `ingest`. A mail read in part is not matched at all: its
     ticket is unknown whatever the part read names (`_read_in_part`)."""
     if _read_in_part(mail):
-        return None, True
+        return None, True, None
     try:
         named = _named_ticket(session, mail, envelope, config)
+        follows = _followed_item(session, mail, config) if named is None else None
     except Exception as exc:
         if is_transient(exc):
             raise
         log.error("matching failed again for a mail being quarantined", exc_info=exc)
         session.rollback()
         session.expunge_all()
-        return None, True
-    return named, False
+        return None, True, None
+    return named, False, follows
 
 
 def _hold(
@@ -356,10 +359,11 @@ def _hold(
     *,
     ticket_id: int | None,
     ticket_unknown: bool,
+    follows_item_id: int | None = None,
 ) -> Result:
     """Commit a quarantined record and its quarantine item, which names `ticket_id`
-    or, `ticket_unknown`, may name a ticket nobody could tell (who may review it:
-    `quarantine`, AGENT_VISIBILITY)."""
+    or, `ticket_unknown`, may name a ticket nobody could tell, or follows the held
+    item `follows_item_id` (who may review it: `quarantine`, AGENT_VISIBILITY)."""
     session.add(record)
     session.flush()
     session.add(
@@ -368,6 +372,7 @@ def _hold(
             reason=record.reason,
             ticket_id=ticket_id,
             ticket_unknown=ticket_unknown,
+            follows_item_id=follows_item_id,
         )
     )
     session.commit()
@@ -687,6 +692,35 @@ def _named_ticket(
     return match.ticket if match is not None else None
 
 
+def _followed_item(session: Session, mail: InboundMail, config: Mapping[str, Any]) -> int | None:
+    """The held item a mail naming no ticket follows: that of the first mail received
+    it answers (In-Reply-To, then References newest first, as matching ranks them)
+    that was held, in any state; the root that item follows, if it follows one, so
+    one step always reaches it. Reviewed like that item (`quarantine`), a follow-up
+    held beside the mail it answers is hidden with it once it lands in a hidden ticket.
+
+    Held twice under one Message-ID, the first held counts: a later mail reusing the
+    id cannot draw the thread's follow-ups to itself. A sender links only their own
+    mail this way: it is then reviewed by fewer staff or the same, never more than
+    who sees the item it follows (`quarantine._visible`). One statement over the
+    bounded ids matching reads (`matching.received_ids`), read when held, not when
+    viewed."""
+    received = matching.received_ids(mail, Signer.from_config(config))
+    if not received:
+        return None
+    held: dict[str, int] = {}
+    rows = session.execute(
+        select(InboundRecord.message_id, QuarantineItem.id, QuarantineItem.follows_item_id)
+        .join(QuarantineItem, QuarantineItem.inbound_mail_id == InboundRecord.id)
+        .where(InboundRecord.message_id.in_(received))
+        .order_by(QuarantineItem.id)
+    )
+    for message_id, item_id, root_id in rows:
+        if message_id is not None:
+            held.setdefault(message_id, root_id if root_id is not None else item_id)
+    return next((held[mid] for mid in received if mid in held), None)
+
+
 def _read_in_part(mail: InboundMail) -> bool:
     """Whether matching saw only part of the mail, or none of it but the envelope
     (unparseable, over a cap): what it names then proves nothing, neither no ticket
@@ -776,9 +810,14 @@ def apply(
         # The ticket it names decides who may review it (`quarantine`, AGENT_VISIBILITY).
         named = decision.ticket.id if decision.ticket is not None else None
         unknown = _read_in_part(mail)
+        follows = _followed_item(session, mail, config) if named is None and not unknown else None
         session.add(
             QuarantineItem(
-                inbound_mail_id=record.id, reason=decision.reason, ticket_id=named, ticket_unknown=unknown
+                inbound_mail_id=record.id,
+                reason=decision.reason,
+                ticket_id=named,
+                ticket_unknown=unknown,
+                follows_item_id=follows,
             )
         )
     elif decision.outcome is Outcome.IGNORED:

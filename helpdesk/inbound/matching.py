@@ -158,12 +158,18 @@ def _candidate_ids(mail: InboundMail) -> list[tuple[str, str]]:
     return [(mid, method) for mid, method in candidates if mid and mid != mail.message_id]
 
 
+def received_ids(mail: InboundMail, signer: Signer) -> list[str]:
+    """The Message-IDs it answers that are not the helpdesk's own, in the order they
+    count: those of mail received, at most the parser's MAX_THREAD_IDS of each header."""
+    return [mid for mid, _ in _candidate_ids(mail) if not signer.is_ours(mid)]
+
+
 def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Match | None:
     candidates = _candidate_ids(mail)
     if not candidates:
         return None
     known: dict[str, int] = {}
-    received = [mid for mid, _ in candidates if not signer.is_ours(mid)]
+    received = received_ids(mail, signer)
     if received:
         for message_id, ticket_id in session.execute(
             select(InboundRecord.message_id, InboundRecord.ticket_id).where(

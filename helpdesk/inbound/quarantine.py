@@ -13,8 +13,10 @@ names a ticket (a reply held for it; `QuarantineItem.ticket_id`, the ticket it
 became once approved) is shown to, and decided by, only the staff who may see that
 ticket; to anyone else it does not exist, as the ticket does not. Approval matches
 the mail again and is refused the same way when the ticket it would land in now is
-hidden from the reviewer (`approve`). Held mail that
-names no ticket is the intake review, open to every agent. Held mail whose ticket
+hidden from the reviewer (`approve`). Held mail that names no ticket but answers
+other held mail (`QuarantineItem.follows_item_id`, recorded when held) is reviewed
+like that mail: hidden with it once it is approved into a hidden ticket. Other held
+mail that names no ticket is the intake review, open to every agent. Held mail whose ticket
 is unknown (`QuarantineItem.ticket_unknown`: it could not be read whole or
 matched, so the part nobody read may name another ticket than the one found, if
 any) only admins review under `team` or `own`. Admins and the
@@ -27,8 +29,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, NotFound
@@ -59,15 +61,24 @@ def _visible(
 ) -> Select[QuarantineItem]:
     """`query` narrowed to the items `viewer` may see: those known to name no ticket,
     and those whose ticket `visibility` lets them see (the whole mail, the ticket's
-    number in its reason included, is the ticket's content)."""
+    number in its reason included, is the ticket's content). An item naming none
+    that follows another (`follows_item_id`, the root of its thread) is judged by
+    that item's ticket and ticket_unknown: one step, the root stored when held."""
     condition = visibility.clause(session, viewer, mode)
     if condition is None:
         return query
+    followed = aliased(QuarantineItem)
+    judged = func.coalesce(QuarantineItem.ticket_id, followed.ticket_id)
     # The ticket's own condition only where there is a ticket: on the outer join's
     # empty side "no team" holds for an item whose ticket is unknown.
-    return query.outerjoin(Ticket, QuarantineItem.ticket_id == Ticket.id).where(
-        QuarantineItem.ticket_unknown.is_(False),
-        or_(QuarantineItem.ticket_id.is_(None), and_(QuarantineItem.ticket_id.is_not(None), condition)),
+    return (
+        query.outerjoin(followed, QuarantineItem.follows_item_id == followed.id)
+        .outerjoin(Ticket, judged == Ticket.id)
+        .where(
+            QuarantineItem.ticket_unknown.is_(False),
+            or_(followed.id.is_(None), followed.ticket_unknown.is_(False)),
+            or_(judged.is_(None), and_(judged.is_not(None), condition)),
+        )
     )
 
 
@@ -133,11 +144,26 @@ def _pending(session: Session, item_id: int, reviewer: Actor, mode: str) -> Quar
 
 
 def _may_review(session: Session, item: QuarantineItem, reviewer: Actor, mode: str) -> bool:
-    """`_visible` for one item already read."""
-    if item.ticket_unknown:
+    """`_visible` for one item already read (locked by `_pending`).
+
+    The item it follows is read under a share lock: an approval of that item in
+    progress (which holds its row) is waited for, so the ticket it lands in is
+    judged, not the one it had before."""
+    judged = item
+    if item.ticket_id is None and item.follows_item_id is not None:
+        judged = (
+            session.execute(
+                select(QuarantineItem)
+                .where(QuarantineItem.id == item.follows_item_id)
+                .with_for_update(read=True)
+                .execution_options(populate_existing=True)
+            ).scalar_one_or_none()
+            or item
+        )
+    if item.ticket_unknown or judged.ticket_unknown:
         return visibility.clause(session, reviewer, mode) is None
-    if item.ticket_id is not None:
-        return visibility.may_see(session, reviewer, mode, item.ticket_id)
+    if judged.ticket_id is not None:
+        return visibility.may_see(session, reviewer, mode, judged.ticket_id)
     return True
 
 
