@@ -986,6 +986,83 @@ def test_two_reviewers_approving_one_held_mail_at_once_open_one_ticket(app, agen
     assert db.session.execute(select(Ticket.number)).scalars().all() == [1]
 
 
+@on_postgresql
+def test_rejecting_a_held_follow_up_waits_for_the_approval_of_the_mail_it_follows(
+    app, agent, admin, monkeypatch
+):
+    """Under `own`, an admin approves Kim's held mail M1 into a ticket hidden from the
+    agent while the agent rejects her held follow-up M2. The agent's check read M1's
+    row before the approval committed (no ticket yet) and rejected a message of the
+    hidden ticket; it now reads it under a share lock, waits for the approval and is
+    told not found, M2 still held."""
+    from helpdesk.errors import NotFound
+    from helpdesk.inbound import quarantine
+    from helpdesk.models import QuarantineItem
+
+    app.config["AGENT_VISIBILITY"] = "own"
+    kim = "kim@stranger.example"
+    envelope = Envelope(kim, (SUPPORT,), "smtp")
+    ingest(message(sender=kim, message_id="<m1@stranger.example>").as_bytes(), envelope, app.config)
+    ingest(message(sender=kim, in_reply_to="<m1@stranger.example>").as_bytes(), envelope, app.config)
+    one, two = db.session.execute(select(QuarantineItem.id).order_by(QuarantineItem.id)).scalars().all()
+    approving, release = threading.Event(), threading.Event()
+    decide_item = quarantine._decide
+
+    def decide_then_wait(*args: Any) -> None:
+        decide_item(*args)
+        if threading.current_thread().name == "admin":
+            approving.set()
+            assert release.wait(WAIT), "never let go"
+
+    monkeypatch.setattr(quarantine, "_decide", decide_then_wait)
+    results: dict[str, object] = {}
+
+    def admin_approves() -> None:
+        with app.app_context():
+            staff = db.session.get(StaffUser, admin.id)
+            assert staff is not None
+            results["admin"] = quarantine.approve(db.session, one, Actor.staff(staff), app.config).outcome
+            db.session.commit()
+
+    def agent_rejects() -> None:
+        assert approving.wait(WAIT), "the approval never happened"
+        with app.app_context():
+            try:
+                staff = db.session.get(StaffUser, agent.id)
+                assert staff is not None
+                quarantine.reject(db.session, two, Actor.staff(staff), "own")
+                db.session.commit()
+                results["agent"] = "rejected"
+            except NotFound as exc:
+                db.session.rollback()
+                results["agent"] = exc
+
+    threads = [
+        threading.Thread(target=admin_approves, name="admin"),
+        threading.Thread(target=agent_rejects, name="agent"),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        assert approving.wait(WAIT), f"the approval never happened: {results}"
+        wait_until(
+            _someone_waits_for_a_lock,
+            timeout=WAIT,
+            between=db.session.rollback,
+            what=lambda: f"the agent waiting for the approval ({results})",
+        )
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(WAIT)
+    monkeypatch.undo()
+
+    assert results["admin"] is Outcome.CREATED, results
+    assert isinstance(results["agent"], NotFound), results
+    db.session.rollback()
+    assert db.session.get(QuarantineItem, two).state == "pending"
+
+
 # -- a customer's contact and a ticket of theirs at the same moment -------------
 
 

@@ -720,6 +720,31 @@ def test_a_held_follow_up_of_a_held_follow_up_follows_the_first_mail(app, portal
         assert portal.get(f"/quarantine/{item.id}").status_code == 404
 
 
+def test_a_held_follow_up_of_mail_whose_ticket_is_unknown_is_for_admins(app, portal, admin, agent):
+    """The followed item's ticket_unknown carries over: a follow-up of held mail that
+    may name a ticket nobody could tell is reviewed by admins only under `own`, as
+    that mail is (listed, read and decided alike)."""
+    from helpdesk.inbound import quarantine
+
+    app.config["AGENT_VISIBILITY"] = "own"
+    kim = "kim@stranger.example"
+    one, two = _held_thread(
+        app,
+        (kim, message(sender=kim, subject="router dead", message_id="<m1@stranger.example>")),
+        (kim, message(sender=kim, subject="Re: router dead", in_reply_to="<m1@stranger.example>")),
+    )
+    assert two.follows_item_id == one.id
+    one.ticket_unknown = True
+    db.session.commit()
+
+    assert f"/quarantine/{two.id}" not in portal.get("/quarantine").get_data(as_text=True)
+    assert portal.get(f"/quarantine/{two.id}").status_code == 404
+    assert portal.post(f"/quarantine/{two.id}/reject", page="/quarantine").status_code == 404
+    assert _approved_where(two.id) == ("pending", [])
+    staff = Actor.staff(db.session.get(StaffUser, admin.id))
+    assert two.id in [item.id for item in quarantine.pending(db.session, staff, "own")]
+
+
 def test_approving_held_mail_whose_ticket_was_merged_into_a_hidden_one_is_refused(
     app, hidden, portal, admin, gateway
 ):
