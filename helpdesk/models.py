@@ -409,6 +409,11 @@ class InboundMail(Model):
     __table_args__ = (
         _one_of("outcome", v.INBOUND_OUTCOMES, "outcome"),
         _one_of("channel", v.INBOUND_CHANNELS, "channel"),
+        # Replies and held follow-ups look up the mail they answer by Message-ID
+        # (`matching`, `ingest`). A hash index on PostgreSQL: equality is all they
+        # ask, and a b-tree refuses entries past a third of a page, which a long
+        # non-ASCII Message-ID can reach (migration 0029).
+        Index("ix_inbound_mails_message_id", "message_id", postgresql_using="hash"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,10 +12,12 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy import event, select, text
 
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from helpdesk.models import InboundMail
 from tests.support.database import open_ticket
 from tests.support.mail import SUPPORT, message
 
@@ -99,3 +101,18 @@ def test_a_staff_reply_to_three_recipients_is_queued_in_one_insert(app, backend,
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     assert len(inserts) == (1 if backend == "postgresql" else 3)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_mail_answering_received_mail_finds_it_through_an_index(app):
+    """Matching and holding look received mail up by Message-ID (In-Reply-To,
+    References): with no index on `inbound_mails.message_id` every such mail read
+    the whole table, the longer the helpdesk ran the slower, and a flood of held
+    mail naming 50 References each made a scan apiece. Asked with sequential scans
+    off, PostgreSQL's plan shows whether an index can serve the lookup at all."""
+    lookup = select(InboundMail.ticket_id).where(InboundMail.message_id.in_(["<a@x>", "<b@x>"]))
+    compiled = lookup.compile(db.engine, compile_kwargs={"literal_binds": True})
+    db.session.execute(text("SET LOCAL enable_seqscan = off"))
+    plan = "\n".join(db.session.execute(text(f"EXPLAIN {compiled}")).scalars())
+    db.session.rollback()
+    assert "ix_inbound_mails_message_id" in plan, plan
