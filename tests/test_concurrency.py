@@ -1297,3 +1297,64 @@ def test_a_ticket_opened_for_a_phone_only_contact_during_its_merge_moves_too(app
     requesters = db.session.execute(select(Ticket.requester_id).order_by(Ticket.number)).scalars().all()
     assert requesters == [ann.id, ann.id]
     assert ann.phone == PHONE
+
+
+@on_postgresql
+def test_the_gateway_holding_a_follow_up_does_not_wait_for_an_approval_of_what_it_follows(
+    app, admin, senders, monkeypatch
+):
+    """Ann is over her hourly limit, so her second mail M1 is held. An admin approves
+    M1 (its item locked) while the gateway holds Ann's reply to M1, an item that
+    follows M1's: its foreign key asks KEY SHARE of M1's row, which the approval's
+    FOR UPDATE refused, so the gateway waited for the reviewer's whole decision,
+    holding Ann's contact and mailbox locks. Decisions lock items FOR NO KEY UPDATE."""
+    from helpdesk.inbound import quarantine
+    from helpdesk.models import QuarantineItem
+
+    app.config["CUSTOMER_MAX_TICKETS_PER_HOUR"] = 1
+    envelope = Envelope("ann@example.com", (SUPPORT,), "smtp")
+    ingest(message(subject="first").as_bytes(), envelope, app.config)
+    second = message(subject="second", message_id="<m1@example.com>")
+    assert ingest(second.as_bytes(), envelope, app.config).outcome is Outcome.QUARANTINED
+    (held,) = db.session.execute(select(QuarantineItem.id)).scalars().all()
+    db.session.commit()
+    locked, release = threading.Event(), threading.Event()
+    may_review = quarantine._may_review
+
+    def hold_the_lock(*args: Any) -> bool:
+        allowed = may_review(*args)
+        if threading.current_thread().name == "admin":
+            locked.set()
+            assert release.wait(WAIT)
+        return allowed
+
+    monkeypatch.setattr(quarantine, "_may_review", hold_the_lock)
+
+    def approve() -> None:
+        with app.app_context():
+            staff = db.session.get(StaffUser, admin.id)
+            quarantine.approve(db.session, held, Actor.staff(staff), app.config)
+            db.session.commit()
+
+    approving = threading.Thread(target=approve, name="admin")
+    approving.start()
+    try:
+        assert locked.wait(WAIT)
+        reply = message(subject="Re: second", message_id="<m3@example.com>", in_reply_to="<m1@example.com>")
+        outcome: list[Outcome] = []
+        holding = threading.Thread(
+            target=lambda: outcome.append(
+                _in_context(app, lambda: ingest(reply.as_bytes(), envelope, app.config).outcome)
+            )
+        )
+        holding.start()
+        holding.join(5)
+        assert outcome == [Outcome.QUARANTINED], "the gateway waited for the reviewer's decision"
+    finally:
+        release.set()
+        approving.join(WAIT)
+
+
+def _in_context(app: Any, work: Callable[[], Any]) -> Any:
+    with app.app_context():
+        return work()

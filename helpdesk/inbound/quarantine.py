@@ -127,11 +127,13 @@ def _pending(session: Session, item_id: int, reviewer: Actor, mode: str) -> Quar
     Two reviewers (or a reviewer and the CLI) deciding one item at once: the second
     waits for the first one's row lock and then reads its decision, so a held mail
     becomes one ticket however many people approve it (docs/mail-gateway.md). On
-    SQLite the transaction holds the write lock from its first read anyway."""
+    SQLite the transaction holds the write lock from its first read anyway. FOR NO
+    KEY UPDATE: an item's key never changes, and a plain FOR UPDATE made the gateway
+    holding a follow-up of it (its foreign key asks KEY SHARE) wait for the decision."""
     item = session.execute(
         select(QuarantineItem)
         .where(QuarantineItem.id == item_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     # `may_see` after the lock, not `_visible` in it: PostgreSQL refuses FOR UPDATE
