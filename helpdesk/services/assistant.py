@@ -323,14 +323,6 @@ class AssistantService:
         number = self._number(message.ticket.number)
         return {"success": True, "ticketId": number, "message": f"Comment added to ticket {number}"}
 
-    def _theirs(self, customer: Customer, ticket_id: int) -> bool:
-        return (
-            self.session.execute(
-                select(Ticket.id).where(Ticket.id == ticket_id, contacts.tickets_of(customer.contact))
-            ).scalar_one_or_none()
-            is not None
-        )
-
     def _rate(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         ticket = self._own_ticket(customer, arguments["ticketId"])
         rated = satisfaction.rate(
@@ -357,14 +349,21 @@ class AssistantService:
                 select(Ticket).where(Ticket.number == number, contacts.tickets_of(customer.contact))
             ).scalar_one_or_none()
         if ticket is not None and ticket.merged_into_id is not None:
-            ticket = self.session.execute(
-                select(Ticket).where(
-                    Ticket.id == survivor(self.session, ticket).id, contacts.tickets_of(customer.contact)
-                )
-            ).scalar_one_or_none()
+            found = survivor(self.session, ticket)
+            ticket = found if self._theirs(customer, found.id) else None
         if ticket is None:
             raise _not_theirs(ticket_id)
         return ticket
+
+    def _theirs(self, customer: Customer, ticket_id: int) -> bool:
+        """Whether the customer reaches this ticket (a survivor of theirs included only
+        where the merge made them a participant: `contacts.tickets_of`)."""
+        return (
+            self.session.execute(
+                select(Ticket.id).where(Ticket.id == ticket_id, contacts.tickets_of(customer.contact))
+            ).scalar_one_or_none()
+            is not None
+        )
 
     def _number(self, number: int) -> str:
         return numbering.display_number(number, self.config)
