@@ -678,6 +678,27 @@ def test_a_mail_whose_ticket_is_merged_after_matching_locks_the_survivor_in_id_o
     assert all(set(locked) <= set(ids.values()) for locked, _ in locks[2:]), locks
 
 
+def _before_the_first_lock(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -> threading.Event:
+    """Run `meanwhile` to its end in another thread when this thread first locks
+    tickets for a change (`lock_for_change`), after it read them: a change another
+    session commits between a writer's read and its lock. The event is set once it ran."""
+    from helpdesk.services import tickets as tickets_module
+
+    lock_for_change = tickets_module.lock_for_change
+    ran = threading.Event()
+
+    def meanwhile_then_lock(session: Any, *tickets: Ticket) -> None:
+        if threading.current_thread().name != "meanwhile" and not ran.is_set():
+            ran.set()
+            other = threading.Thread(target=meanwhile, name="meanwhile")
+            other.start()
+            other.join(WAIT)
+        lock_for_change(session, *tickets)
+
+    monkeypatch.setattr(tickets_module, "lock_for_change", meanwhile_then_lock)
+    return ran
+
+
 @on_postgresql
 @pytest.mark.parametrize("writer", ["customer", "agent"])
 def test_a_message_on_a_ticket_merged_after_it_was_read_follows_the_merge(app, agent, monkeypatch, writer):
@@ -689,15 +710,12 @@ def test_a_message_on_a_ticket_merged_after_it_was_read_follows_the_merge(app, a
     agent's note stays on the ticket they wrote on, as it would a moment later, and
     moves nothing (docs/lifecycle.md, "Concurrent changes")."""
     from helpdesk.models import Contact, Message
-    from helpdesk.services import tickets as tickets_module
     from helpdesk.services.assistant import AssistantService, Customer
 
     one, _, three = (_pending_ticket(agent) for _ in range(3))
     ids = {
         n: db.session.execute(select(Ticket.id).where(Ticket.number == n)).scalar_one() for n in (one, three)
     }
-    lock_for_change = tickets_module.lock_for_change
-    merged = threading.Event()
 
     def merge_three_into_one() -> None:
         with app.app_context():
@@ -705,15 +723,8 @@ def test_a_message_on_a_ticket_merged_after_it_was_read_follows_the_merge(app, a
             service.merge(service.get(three), service.get(one), actor=Actor.staff(agent), reason="outage")
             db.session.commit()
 
-    def merge_then_lock(session: Any, *tickets: Ticket) -> None:
-        if threading.current_thread().name != "other" and not merged.is_set():
-            merged.set()  # the writer read TKT-3 unmerged; the merge commits now
-            other = threading.Thread(target=merge_three_into_one, name="other")
-            other.start()
-            other.join(WAIT)
-        lock_for_change(session, *tickets)
-
-    monkeypatch.setattr(tickets_module, "lock_for_change", merge_then_lock)
+    # The writer read TKT-3 unmerged; the merge commits before it locks.
+    merged = _before_the_first_lock(monkeypatch, merge_three_into_one)
     if writer == "customer":
         ann = db.session.execute(select(Contact).where(Contact.email == "ann@example.com")).scalar_one()
         output = AssistantService(db.session, app.config).call(
@@ -760,7 +771,6 @@ def test_a_comment_refused_on_a_strangers_survivor_is_answered_as_not_found(app,
     later, without the race: not found."""
     from helpdesk.models import Message
     from helpdesk.services import contacts
-    from helpdesk.services import tickets as tickets_module
     from helpdesk.services.assistant import AssistantService, Customer
 
     one = _pending_ticket(agent)
@@ -776,8 +786,6 @@ def test_a_comment_refused_on_a_strangers_survivor_is_answered_as_not_found(app,
         "whatsapp",
     )
     two = created["ticketId"]
-    lock_for_change = tickets_module.lock_for_change
-    done = threading.Event()
 
     def merge_and_cancel() -> None:
         with app.app_context():
@@ -788,16 +796,8 @@ def test_a_comment_refused_on_a_strangers_survivor_is_answered_as_not_found(app,
             service.change_status(service.get(one), "cancelled", actor=staff, reason="wrong account")
             db.session.commit()
 
-    def merge_then_lock(session: Any, *tickets: Ticket) -> None:
-        if threading.current_thread().name != "other" and not done.is_set():
-            done.set()
-            other = threading.Thread(target=merge_and_cancel, name="other")
-            other.start()
-            other.join(WAIT)
-        lock_for_change(session, *tickets)
-
     comment = json.dumps({"ticketId": two, "text": "¿Hola?"})
-    monkeypatch.setattr(tickets_module, "lock_for_change", merge_then_lock)
+    done = _before_the_first_lock(monkeypatch, merge_and_cancel)
     raced = assistant.call(Customer(lu, "es"), "add_ticket_comment", comment, "whatsapp")
     monkeypatch.undo()
     assert done.is_set()
