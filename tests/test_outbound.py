@@ -321,6 +321,41 @@ def test_staff_reply_from_api_or_portal_reaches_the_customer_and_the_answer_thre
     assert ticket.status == ("new" if where == "api" else "open")
 
 
+def test_a_customer_of_a_merged_ticket_is_answered_in_the_thread_they_wrote_from(
+    app, client, gateway, senders, sink, agent
+):
+    """After a merge each customer's copy of a reply threads under their own mail and
+    our earlier mail to them, never under another customer's Message-ID: their client
+    keeps the conversation together, and nobody is sent an id of someone else's mail
+    (docs/outbound-mail.md, "Threading")."""
+    from tests.support.app import ApiClient, login_tokens
+
+    ann = message(subject="Sin internet en Col. Roma", message_id="<ann-1@client.example>")
+    assert gateway.send(ann)[0] == 250
+    bob = message("bob@corp.example", "Sin internet", message_id="<bob-1@client.example>")
+    assert gateway.send(bob)[0] == 250
+    acks = {mail["To"]: mail for mail in deliver(app, sink)}
+    api = ApiClient(client, login_tokens(client, agent.email, "agent-password-1")["access_token"])
+    assert api.post("/tickets/TKT-000002/merge", {"into": "TKT-000001"}).status_code == 200
+    assert api.post("/tickets/TKT-000001/replies", {"body": "Servicio restablecido."}).status_code == 201
+    replies = {mail["To"]: mail for mail in deliver(app, sink) if "Servicio restablecido." in text_of(mail)}
+    assert set(replies) == {"ann@example.com", "bob@corp.example"}
+    assert replies["ann@example.com"]["In-Reply-To"] == "<ann-1@client.example>"
+    to_bob = replies["bob@corp.example"]
+    assert to_bob["In-Reply-To"] == "<bob-1@client.example>"
+    assert "<bob-1@client.example>" in to_bob["References"]
+    assert "ann-1@client.example" not in str(to_bob["References"])
+    answer = message(
+        "bob@corp.example", "Re: Sin internet", body="Gracias, ya funciona.", in_reply_to=to_bob["Message-ID"]
+    )
+    assert gateway.send(answer) == (250, b"2.0.0 OK appended TKT-000001")
+    assert acks["bob@corp.example"]["Message-ID"]
+    assert api.post("/tickets/TKT-000001/replies", {"body": "Gracias a ti."}).status_code == 201
+    again = {mail["To"]: mail for mail in deliver(app, sink) if "Gracias a ti." in text_of(mail)}
+    assert again["bob@corp.example"]["In-Reply-To"] == answer["Message-ID"]
+    assert again["ann@example.com"]["In-Reply-To"] == "<ann-1@client.example>"
+
+
 def forged(genuine: str, how: str, app: Flask) -> str:
     ticket_id, row_id = (int(part) for part in MESSAGE_ID.match(genuine).groups())  # type: ignore[union-attr]
     if how == "wrong mac":

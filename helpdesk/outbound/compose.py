@@ -53,7 +53,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -72,7 +72,7 @@ from helpdesk.languages import (
     label,
 )
 from helpdesk.message_ids import Signer
-from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
+from helpdesk.models import Contact, InboundMail, OutboxMessage, Participant, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.return_paths import ReturnPaths
 
@@ -375,10 +375,22 @@ class Composer:
         order them: both are stamped by the database's clock (`clock.database_clock`;
         the mail's in `ingest`), whichever host wrote them. A mail stamped by a host
         11 minutes ahead looked newer than the notices that answer it, and was left
-        out of their thread."""
+        out of their thread.
+
+        On a ticket others were merged into, each recipient's thread is their own:
+        their mail here, and the mail of the merged ticket they took part in, where
+        they began. The customers' mail of one conversation is no longer one thread,
+        and nobody is sent the Message-ID of someone else's mail."""
+        survivor, home = self._merged_home(session, row)
+        ours = InboundMail.ticket_id == row.ticket_id
+        if survivor:
+            ours = or_(
+                InboundMail.ticket_id.in_(home),
+                and_(ours, func.lower(InboundMail.from_address) == row.to_address.lower()),
+            )
         received = session.execute(
             select(InboundMail.received_at, InboundMail.message_id).where(
-                InboundMail.ticket_id == row.ticket_id,
+                ours,
                 InboundMail.message_id.is_not(None),
                 InboundMail.outcome.in_(_THREAD_OUTCOMES),
                 InboundMail.received_at <= row.created_at,
@@ -386,7 +398,7 @@ class Composer:
         ).all()
         sent = session.execute(
             select(OutboxMessage.created_at, OutboxMessage.message_id).where(
-                OutboxMessage.ticket_id == row.ticket_id,
+                OutboxMessage.ticket_id.in_([row.ticket_id, *home]),
                 OutboxMessage.to_address == row.to_address,
                 OutboxMessage.id != row.id,
                 OutboxMessage.message_id.is_not(None),
@@ -406,6 +418,24 @@ class Composer:
         chain = ids[: (last_received if last_received is not None else len(ids) - 1) + 1]
         references = list(dict.fromkeys([chain[0], *chain[-(MAX_REFERENCES - 1) :]]))
         return chain[-1], references
+
+    @staticmethod
+    def _merged_home(session: Session, row: OutboxMessage) -> tuple[bool, list[int]]:
+        """Whether tickets were merged straight into the row's ticket, and those its
+        recipient took part in (requester or CC). A merge of a merge is not followed:
+        its customers are answered from their own mail on the survivor."""
+        address = row.to_address.lower()
+        cc = (
+            select(Participant.id)
+            .where(Participant.ticket_id == Ticket.id, func.lower(Participant.email) == address)
+            .exists()
+        )
+        merged = session.execute(
+            select(Ticket.id, or_(func.lower(Contact.email) == address, cc))
+            .join(Contact, Contact.id == Ticket.requester_id)
+            .where(Ticket.merged_into_id == row.ticket_id)
+        ).all()
+        return bool(merged), [ticket_id for ticket_id, theirs in merged if theirs]
 
 
 def _known_language(language: str, otherwise: str) -> str:
