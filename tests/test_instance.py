@@ -121,6 +121,29 @@ def test_with_postgresql_a_process_refuses_to_start_without_explicit_keys(tmp_pa
         text=True,
         timeout=60,
     )
-    assert web.returncode == 1 and web.stderr.count("\n") == 1, web.stderr
+    assert web.returncode == 3 and web.stderr.count("\n") == 1, web.stderr
     assert missing in web.stderr
     assert not (tmp_path / "instance" / missing.lower()).exists()
+
+
+def test_gunicorn_stops_when_the_app_refuses_to_start(tmp_path):
+    """A worker that cannot build the app must stop gunicorn, not be booted again for
+    ever behind a master that holds the port (docs/operations.md)."""
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    server = subprocess.run(
+        [str(gunicorn), "--bind", "127.0.0.1:0", "--workers", "1", "wsgi:app"],
+        cwd=ROOT,
+        env=dict(
+            os.environ,
+            DATABASE_URL="postgresql://u@127.0.0.1:1/d",
+            HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
+            SECRET_KEY="a-key-for-every-host",
+            JWT_SECRET_KEY="",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert server.returncode != 0
+    assert "JWT_SECRET_KEY" in server.stderr
+    assert server.stderr.count("Booting worker") == 1, server.stderr
