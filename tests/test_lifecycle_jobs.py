@@ -140,7 +140,7 @@ def test_breach_alert_mail_names_the_target_and_is_never_rate_limited(app, servi
     mails = deliver(app, sink, OUTBOUND_MAX_AUTO_PER_RECIPIENT=0, OUTBOUND_MAX_AUTO_PER_TICKET=0)
     (alert,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == agent.email]
     assert alert["Subject"] == "[TKT-000001] SLA breach: VPN drops every hour"
-    assert alert["Auto-Submitted"] == "auto-generated"
+    assert alert["Auto-Submitted"] == "auto-replied"
     text = text_of(alert)
     assert text.startswith("Hello Agnes Agent,")
     due = format_when(ticket.created_at + timedelta(minutes=15), "en", "UTC")  # the recipient's zone

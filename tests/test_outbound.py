@@ -127,12 +127,10 @@ def test_acknowledgment_of_mailed_ticket_has_number_threading_and_loop_headers(a
     assert sink.received[0].rcpt_tos == ["ann@example.com"]
 
 
-def test_acknowledgment_of_portal_ticket_is_auto_generated_without_in_reply_to(
-    app, service, agent_actor, sink
-):
+def test_acknowledgment_of_portal_ticket_is_automatic_without_in_reply_to(app, service, agent_actor, sink):
     open_ticket(service, agent_actor, priority="urgent", category="billing")
     (ack,) = deliver(app, sink)
-    assert ack["Auto-Submitted"] == "auto-generated"
+    assert ack["Auto-Submitted"] == "auto-replied"
     assert ack["In-Reply-To"] is None and ack["References"] is None
     assert "Priority:  Urgent" in text_of(ack) and "within 15 minutes" in text_of(ack)
 
@@ -202,7 +200,7 @@ def test_status_changes_are_mailed_and_resolution_says_how_to_reopen(app, servic
     assert "closed after 7 days" in text_of(resolved)
     previous = _ack
     for mail in (progress, pending, resolved):
-        assert mail["Auto-Submitted"] == "auto-generated"
+        assert mail["Auto-Submitted"] == "auto-replied"
         assert mail["Subject"] == "[TKT-000001] Printer on fire"
         # No mail from the customer on record: the thread is our own mail to them.
         assert mail["In-Reply-To"] == previous["Message-ID"]

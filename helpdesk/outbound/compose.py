@@ -23,13 +23,13 @@ Headers:
   Reply-To is the support address's plus-address for the ticket
   (`support+TKT-000078@…`), which the gateway matches even when a mail client
   drops the other headers; the subject carries `[TKT-000078]` too.
-- Loops (RFC 3834): `Auto-Submitted: auto-replied` on the acknowledgment of a
-  mailed request, `auto-generated` on other automatic mail (an acknowledgment of
-  a portal ticket answers no mail; status and resolution notices); none on a
-  public reply, which a person wrote (RFC 3834 §5 reserves the field for
-  automatic mail). Every mail carries `X-Auto-Response-Suppress: All` (Exchange's
-  out-of-office replies stay quiet) and `X-Loop: <support address>`, which
-  `automail` recognises when our own mail comes back.
+- Loops (RFC 3834): `Auto-Submitted: auto-replied` on every automatic mail, as
+  the product contract asks (docs/outbound-mail.md says why not `auto-generated`
+  for notices that answer no mail); none on a public reply, which a person wrote
+  (RFC 3834 §5 reserves the field for automatic mail). Every mail carries
+  `X-Auto-Response-Suppress: All` (Exchange's out-of-office replies stay quiet)
+  and `X-Loop: <support address>`, which `automail` recognises when our own mail
+  comes back.
 
 A public reply's attachments (files staff attached, helpdesk.services.uploads) go
 with it, under their stored names; the type they were uploaded with is only used
@@ -239,7 +239,7 @@ class Composer:
         references = _writable_ids(row.references or "")
         if references:
             message["References"] = references
-        auto_submitted = self.auto_submitted(row.kind, ticket)
+        auto_submitted = self.auto_submitted(row.kind)
         if auto_submitted:
             message["Auto-Submitted"] = auto_submitted
         message["X-Auto-Response-Suppress"] = "All"
@@ -258,13 +258,11 @@ class Composer:
         return f"{local}+{number}@{domain}"
 
     @staticmethod
-    def auto_submitted(kind: str, ticket: Ticket) -> str | None:
-        """RFC 3834 §5: auto-replied answers a message, auto-generated answers none."""
-        if kind == "reply":
-            return None
-        if kind == "created" and ticket.is_email_originated:
-            return "auto-replied"
-        return "auto-generated"
+    def auto_submitted(kind: str) -> str | None:
+        """Every automatic mail says `auto-replied` (the product contract; RFC 3834
+        would say `auto-generated` for a notice that answers no mail, and either keeps
+        a responder quiet); a person's reply says nothing."""
+        return None if kind == "reply" else "auto-replied"
 
     def reader(self, session: Session, ticket: Ticket, row: OutboxMessage) -> Reader:
         """Staff mail: the recipient's language and zone, else the defaults. Customer
