@@ -93,14 +93,33 @@ def on_the_wire(address: str) -> str | None:
     return wire if len(wire) <= MAX_LENGTH else None
 
 
+# Providers whose mailboxes ignore dots in the local part, each with the domain its
+# mailboxes are known by. Gmail delivers `v.ictim@`, `vi.ctim@` and `victim@` to one
+# inbox (Google's help page "Dots don't matter in Gmail addresses"), and
+# googlemail.com is the same service under the name it had in Germany and the UK,
+# still delivering to the same inboxes. Nothing else: Google Workspace domains keep
+# dots significant, other providers do or say nothing, and a wrong guess would count
+# two people as one customer (docs/integrations.md, "Per-customer limits").
+_DOTS_IGNORED = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
 def mailbox(address: str) -> str:
     """The mailbox `address` reaches, as one key for counting mail to it: the
     detail dropped, lower-case, the domain in the form the relay sees
-    (`Robot+t7@ｃｏｒｐ.example` → `robot@corp.example`). A bot answering from a
-    new plus-address or spelling every time is still one recipient for the rate
-    limit (docs/outbound-mail.md)."""
+    (`Robot+t7@ｃｏｒｐ.example` → `robot@corp.example`), and for Gmail
+    (`_DOTS_IGNORED`) no dots and one domain (`V.ictim@googlemail.com` →
+    `victim@gmail.com`). A bot answering from a new plus-address or spelling every
+    time, or a stranger writing as every spelling of one Gmail inbox, is still one
+    recipient for the rate limit and one customer for the per-customer limits
+    (docs/outbound-mail.md, docs/integrations.md). A key for counting (and for
+    knowing our own mailbox coming back, automail.detect) only: contacts,
+    authorization and display keep each address as written."""
     bare = without_detail(address)
-    return on_the_wire(bare) or bare
+    key = on_the_wire(bare) or bare
+    local, at, domain = key.rpartition("@")
+    if at and domain in _DOTS_IGNORED:
+        return f"{local.replace('.', '')}@{_DOTS_IGNORED[domain]}"
+    return key
 
 
 def needs_smtputf8(address: str) -> bool:

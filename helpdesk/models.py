@@ -68,10 +68,12 @@ class Contact(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     # The mailbox `email` reaches (`addresses.mailbox`: no +detail, lower-case, the
-    # domain's IDNA form), written with the row: the per-customer limits count the
-    # tickets of every contact of one mailbox, so `robot+t1@` and `robot+t2@` are one
-    # customer there (helpdesk.services.customer_limits). A stand-in address is a
-    # mailbox of its own. An address never changes, so neither does this.
+    # domain's IDNA form, Gmail's dots dropped), written with the row: the
+    # per-customer limits count the tickets of every contact of one mailbox, so
+    # `robot+t1@` and `robot+t2@` are one customer there
+    # (helpdesk.services.customer_limits). A stand-in address is a mailbox of its
+    # own. An address never changes, so neither does this but when the rule does
+    # (migration 0030 wrote the Gmail keys again).
     mailbox: Mapped[Optional[str]] = mapped_column(String(320), index=True, default=_mailbox_of_email)
     name: Mapped[str] = mapped_column(String(200), default="")
     organization_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organizations.id"))

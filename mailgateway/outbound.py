@@ -55,7 +55,8 @@ marked undeliverable; and, for automatic mail
 `OUTBOUND_MAX_AUTO_PER_RECIPIENT` per address and `OUTBOUND_MAX_AUTO_PER_TICKET`
 per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresaw;
 an address is counted by the mailbox it reaches (`addresses.mailbox`: no
-detail, lower-case, the domain's IDNA form), so plus-addresses are one.
+detail, lower-case, the domain's IDNA form, Gmail's dots dropped), so
+plus-addresses and the spellings of one Gmail inbox are one.
 A row that passed counts until it is sent or given up, retries included (a row
 waiting for one is `pending` again, rendered). Several senders count each
 other's committed claims only, so under concurrency a limit can be passed by a

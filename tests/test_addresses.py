@@ -177,3 +177,31 @@ def test_plus_addresses_deliver_to_their_mailbox(address: str, base: str, plus: 
     assert addresses.is_support_address(address, {"support@helpdesk.test"})
     assert not addresses.is_support_address(address, {"billing@helpdesk.test"})
     assert not addresses.is_support_address("support", {"support"})
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("v.ictim@gmail.com", "victim@gmail.com"),
+        ("Vi.C.tim+spam@GMail.com.", "victim@gmail.com"),
+        ("victim@googlemail.com", "victim@gmail.com"),
+        ("v.i.c.t.i.m@googlemail.com", "victim@gmail.com"),
+        ("victim@\uff47\uff4d\uff41\uff49\uff4c.com", "victim@gmail.com"),  # fullwidth: IDNA maps it
+        ("v.ictim@example.com", "v.ictim@example.com"),  # only providers known to ignore dots
+        ("v.ictim@mail.gmail.com", "v.ictim@mail.gmail.com"),
+        ("v.ictim@gmail.co", "v.ictim@gmail.co"),
+    ],
+)
+def test_gmail_ignores_dots_and_googlemail_is_gmail_so_one_mailbox(address: str, key: str) -> None:
+    """Gmail delivers `v.ictim@`, `vi.ctim@` and `victim@googlemail.com` to one inbox:
+    as different mailboxes, a stranger made each spelling a customer of its own and
+    flooded that inbox with acknowledgments past every per-mailbox limit."""
+    assert addresses.mailbox(address) == key
+
+
+def test_a_gmail_spelling_stays_its_own_address_for_everything_but_counting() -> None:
+    """The key counts; it grants nothing: `v.ictim@gmail.com` is stored, compared
+    and authorized as written, another contact than `victim@gmail.com`."""
+    assert addresses.normalize("V.ictim@Gmail.com") == "v.ictim@gmail.com"
+    assert addresses.without_detail("v.ictim+x@googlemail.com") == "v.ictim@googlemail.com"
+    assert not addresses.is_support_address("v.ictim@gmail.com", {"victim@gmail.com"})

@@ -225,6 +225,28 @@ def test_plus_addresses_of_one_mailbox_share_the_open_tickets_limit(app, senders
         assert gateway.send(message(sender=ROBOT, subject="Alert 10")) == (250, b"2.0.0 OK quarantined")
 
 
+def test_dot_and_googlemail_spellings_of_one_gmail_inbox_share_its_limits(app):
+    """Gmail ignores dots and googlemail.com is gmail.com: under
+    `UNKNOWN_SENDER_POLICY=accept` a stranger writing as `v.ictim@gmail.com`,
+    `vi.ctim@gmail.com`… opened a ticket, and got the inbox an acknowledgment, for
+    every spelling (31 of 31 with a limit of 3, found by review). Each spelling is
+    still a contact of its own: the key counts, it grants nothing."""
+    spellings = ["victim", "v.ictim", "vi.ctim", "vic.tim", "v.i.c.t.i.m", "vict.im"]
+    senders = [f"{local}@gmail.com" for local in spellings] + ["V.ictim+x@GoogleMail.com"]
+    for gateway in start_gateway(app, UNKNOWN_SENDER_POLICY="accept", CUSTOMER_MAX_TICKETS_PER_HOUR=3):
+        replies = [gateway.send(message(sender=s, subject=f"Spam {n}")) for n, s in enumerate(senders)]
+        assert [text.decode().split()[2] for _, text in replies] == ["created"] * 3 + ["quarantined"] * 4
+        acknowledged = db.session.execute(select(OutboxMessage.to_address).order_by(OutboxMessage.id))
+        assert acknowledged.scalars().all() == senders[:3]
+        requesters = db.session.execute(select(Contact.email, Contact.mailbox).order_by(Contact.id)).all()
+        assert [tuple(row) for row in requesters][:3] == [(s, "victim@gmail.com") for s in senders[:3]]
+        # Another Gmail inbox has limits of its own.
+        assert gateway.send(message(sender="other.person@gmail.com", subject="Mine")) == (
+            250,
+            b"2.0.0 OK created TKT-000004",
+        )
+
+
 def test_a_contact_written_without_its_mailbox_gets_it_when_it_asks(app, senders):
     """A row written by hand (SQL, a bench's seed) has no mailbox: its own next
     request still counts its tickets, and writes the mailbox, so its plus-addresses

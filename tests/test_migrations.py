@@ -385,3 +385,55 @@ def test_held_mail_held_before_follows_no_other(empty_database_url):
         columns = [column["name"] for column in inspect(db.engine).get_columns("quarantine_items")]
         assert "follows_item_id" not in columns
         db.engine.dispose()
+
+
+def test_existing_gmail_keys_drop_their_dots_and_googlemail(empty_database_url):
+    """Migration 0030: Gmail ignores dots and googlemail.com is gmail.com, so the
+    per-mailbox limits count `v.ictim@gmail.com` as `victim@gmail.com` from now on;
+    the keys stored before (contacts.mailbox, outbox.to_mailbox) become that too, or
+    the tickets and acknowledgments of those spellings would not count. Addresses
+    stay as written, other domains keep their dots, a row without a key keeps none;
+    the downgrade writes the keys the code before it computes."""
+    app = make_app(empty_database_url)
+    old = {
+        "v.ictim@gmail.com": "v.ictim@gmail.com",
+        "vi.ctim+x@googlemail.com": "vi.ctim@googlemail.com",
+        "v.ictim@\uff47\uff4d\uff41\uff49\uff4c.com": "v.ictim@gmail.com",
+        "v.ictim@example.com": "v.ictim@example.com",
+    }
+    new = ["victim@gmail.com", "victim@gmail.com", "victim@gmail.com", "v.ictim@example.com"]
+    with app.app_context():
+        flask_migrate.upgrade(revision="0029")
+        with db.engine.begin() as connection:
+            for email, key in old.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO contacts (email, mailbox, name, created_at)"
+                        " VALUES (:email, :key, '', '2026-01-01')"
+                    ),
+                    {"email": email, "key": key},
+                )
+            for address, key in [*old.items(), ("never.claimed@gmail.com", None)]:
+                connection.execute(
+                    text(
+                        "INSERT INTO outbox (kind, to_address, to_mailbox, cc_addresses, status_reason,"
+                        " state, attempts, next_attempt_at, last_error, created_at)"
+                        " VALUES ('created', :address, :key, '', '', 'sent', 1, '2026-01-01', '',"
+                        " '2026-01-01')"
+                    ),
+                    {"address": address, "key": key},
+                )
+
+        def keys() -> tuple[list[tuple[str, str]], list[tuple[str, str | None]]]:
+            with db.engine.connect() as connection:
+                contacts = connection.execute(text("SELECT email, mailbox FROM contacts ORDER BY id"))
+                outbox = connection.execute(text("SELECT to_address, to_mailbox FROM outbox ORDER BY id"))
+                return [tuple(row) for row in contacts], [tuple(row) for row in outbox]
+
+        flask_migrate.upgrade()
+        upgraded = list(zip(old, new, strict=True))
+        assert keys() == (upgraded, [*upgraded, ("never.claimed@gmail.com", None)])
+        flask_migrate.downgrade(revision="0029")
+        downgraded = list(old.items())
+        assert keys() == (downgraded, [*downgraded, ("never.claimed@gmail.com", None)])
+        db.engine.dispose()

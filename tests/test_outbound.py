@@ -1227,6 +1227,20 @@ def test_the_rate_limit_counts_the_mailbox_whatever_its_case_or_domain_form(app,
     assert [item.rcpt_tos for item in sink.received] == [["robot+a@corp.example"], ["robot+b@corp.example"]]
 
 
+def test_the_rate_limit_counts_one_gmail_inbox_whatever_its_dots_or_googlemail(
+    app, service, agent_actor, sink
+):
+    """Gmail delivers `v.ictim@gmail.com`, `vi.ctim@…` and `victim@googlemail.com`
+    to one inbox; counted as three recipients, that inbox got an acknowledgment for
+    every spelling a stranger wrote from. Each is still mailed as written."""
+    for n, address in enumerate(["v.ictim@gmail.com", "vi.ctim@gmail.com", "victim@googlemail.com"]):
+        open_ticket(service, agent_actor, requester_email=address, subject=f"Request {n}")
+    deliver(app, sink, OUTBOUND_MAX_AUTO_PER_RECIPIENT=2)
+    assert [row.state for row in outbox()] == ["sent", "sent", "skipped"]
+    assert [row.to_mailbox for row in outbox()] == ["victim@gmail.com"] * 3
+    assert [item.rcpt_tos for item in sink.received] == [["v.ictim@gmail.com"], ["vi.ctim@gmail.com"]]
+
+
 def test_rate_limits_hold_when_rows_wait_for_a_retry(app, service, agent_actor, sink):
     """The limits counted rows sending, sent or bounced only: with the relay down,
     every row passed its first claim (the earlier ones were `pending` again, waiting

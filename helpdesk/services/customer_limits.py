@@ -4,8 +4,9 @@
 
 A customer is counted by mailbox (`Contact.mailbox`, `addresses.mailbox`): the
 tickets of every contact whose address reaches the requester's mailbox count, so
-a sender writing from `robot+t1@`, `robot+t2@`… (each a contact of its own) has one
-count, not a fresh one per plus-address. Someone known by phone only has a stand-in
+a sender writing from `robot+t1@`, `robot+t2@`… (each a contact of its own), or
+from `v.ictim@gmail.com`, `vi.ctim@gmail.com`… (one Gmail inbox), has one count,
+not a fresh one per spelling. Someone known by phone only has a stand-in
 address, a mailbox of its own: their count is their contact's, as before.
 
 Counted in the database, so every web worker and gateway agrees. On PostgreSQL the
