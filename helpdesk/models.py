@@ -460,8 +460,8 @@ class QuarantineItem(Model):
     # AGENT_VISIBILITY team or own (`inbound.quarantine`).
     ticket_unknown: Mapped[bool] = mapped_column(Boolean, default=False)
     # Naming no ticket, the held mail it answers (In-Reply-To/References), recorded
-    # when held: the root of a thread of held mail, so one step reaches it. It is
-    # reviewed like that item (its ticket, once approved, or its ticket_unknown).
+    # when held: its direct parent (held by earlier versions: the thread's root). It is
+    # reviewed like the held mail up its thread (`inbound.quarantine._hiding`).
     follows_item_id: Mapped[Optional[int]] = mapped_column(ForeignKey("quarantine_items.id"), index=True)
     # Held since, by the database's clock as its mail's `received_at`: items held on
     # different hosts are listed and compared together.

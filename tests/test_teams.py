@@ -693,9 +693,9 @@ def test_a_strangers_mail_following_someone_elses_held_mail_changes_nothing_of_i
     assert portal.get(f"/quarantine/{follower.id}").status_code == 404
 
 
-def test_a_held_follow_up_of_a_held_follow_up_follows_the_first_mail(app, portal, admin, agent):
-    """M3 answers M2, which answers M1, all held: M3 records M1 (the root), so one
-    step decides who reviews it, and M1's ticket hides M3 as it hides M2."""
+def test_a_held_follow_up_of_a_held_follow_up_follows_the_mail_it_answers(app, portal, admin, agent):
+    """M3 answers M2, which answers M1, all held: M3 records M2, the mail it answers,
+    and M1's ticket hides M3 as it hides M2 (the thread is walked up)."""
     from helpdesk.inbound import quarantine
 
     app.config["AGENT_VISIBILITY"] = "own"
@@ -712,7 +712,7 @@ def test_a_held_follow_up_of_a_held_follow_up_follows_the_first_mail(app, portal
             )
         )
     one, two, three = _held_thread(app, *((kim, mail) for mail in mails))
-    assert (two.follows_item_id, three.follows_item_id) == (one.id, one.id)
+    assert (two.follows_item_id, three.follows_item_id) == (one.id, two.id)
 
     quarantine.approve(db.session, one.id, Actor.staff(db.session.get(StaffUser, admin.id)), app.config)
     db.session.commit()
@@ -743,6 +743,58 @@ def test_a_held_follow_up_of_mail_whose_ticket_is_unknown_is_for_admins(app, por
     assert _approved_where(two.id) == ("pending", [])
     staff = Actor.staff(db.session.get(StaffUser, admin.id))
     assert two.id in [item.id for item in quarantine.pending(db.session, staff, "own")]
+
+
+def _agent_may_not_touch(portal: Portal, item_id: int) -> None:
+    """The agent neither lists, reads nor decides the held item: 404 as an unknown one."""
+    assert f"/quarantine/{item_id}" not in portal.get("/quarantine").get_data(as_text=True)
+    assert portal.get(f"/quarantine/{item_id}").status_code == 404
+    for decision in ("approve", "reject", "spam"):
+        assert portal.post(f"/quarantine/{item_id}/{decision}", page="/quarantine").status_code == 404
+    assert _approved_where(item_id) == ("pending", [])
+
+
+def test_a_held_follow_up_is_hidden_by_the_middle_of_its_thread_landing_in_a_hidden_ticket(
+    app, portal, admin, agent
+):
+    """M3 (Lee's reply-all) answers M2, which answers M1, all held. An admin approves
+    M2 into a ticket hidden from the agent and rejects M1. M3 recorded the root M1 and
+    was judged by it alone, so the agent still listed, read and could reject M3, whose
+    approval is M2's ticket's (Lee's mail lands there, or in a ticket linked to it).
+    Every held mail up its thread counts now."""
+    from helpdesk.inbound import quarantine
+
+    app.config["AGENT_VISIBILITY"] = "own"
+    kim, lee = "kim@stranger.example", "lee@stranger.example"
+    mails = [(kim, message(sender=kim, subject="router dead", message_id="<m1@stranger.example>"))]
+    for n, sender in ((2, kim), (3, lee)):
+        mails.append(
+            (
+                sender,
+                message(
+                    sender=sender,
+                    subject="Re: router dead",
+                    body=f"SECRET-FOLLOWUP {n}",
+                    message_id=f"<m{n}@stranger.example>",
+                    in_reply_to=f"<m{n - 1}@stranger.example>",
+                    references=" ".join(f"<m{k}@stranger.example>" for k in range(1, n)),
+                ),
+            )
+        )
+    one, two, three = _held_thread(app, *mails)
+    assert portal.get(f"/quarantine/{three.id}").status_code == 200
+    reviewer = Actor.staff(db.session.get(StaffUser, admin.id))
+    quarantine.approve(db.session, two.id, reviewer, app.config)
+    quarantine.reject(db.session, one.id, reviewer, "own")
+    db.session.commit()
+    ticket_id = db.session.get(QuarantineItem, two.id).ticket_id
+    assert ticket_id is not None and not visibility.may_see(db.session, Actor.staff(agent), "own", ticket_id)
+
+    _agent_may_not_touch(portal, three.id)
+    assert [item.id for item in quarantine.pending(db.session, reviewer, "own")] == [three.id]
+    quarantine.approve(db.session, three.id, reviewer, app.config)
+    db.session.commit()
+    assert _approved_where(three.id)[0] == "approved"
 
 
 def test_approving_held_mail_whose_ticket_was_merged_into_a_hidden_one_is_refused(

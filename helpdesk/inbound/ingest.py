@@ -695,9 +695,10 @@ def _named_ticket(
 def _followed_item(session: Session, mail: InboundMail, config: Mapping[str, Any]) -> int | None:
     """The held item a mail naming no ticket follows: that of the first mail received
     it answers (In-Reply-To, then References newest first, as matching ranks them)
-    that was held, in any state; the root that item follows, if it follows one, so
-    one step always reaches it. Reviewed like that item (`quarantine`), a follow-up
-    held beside the mail it answers is hidden with it once it lands in a hidden ticket.
+    that was held, in any state; its direct parent, so a thread M3 → M2 → M1 is
+    walked back when judged and M3 lands where M2 did (`quarantine._hiding`). Reviewed
+    like the held mail up its thread, a follow-up held beside the mail it answers is
+    hidden with it once it lands in a hidden ticket.
 
     Held twice under one Message-ID, the first held counts: a later mail reusing the
     id cannot draw the thread's follow-ups to itself. A sender links only their own
@@ -710,14 +711,14 @@ def _followed_item(session: Session, mail: InboundMail, config: Mapping[str, Any
         return None
     held: dict[str, int] = {}
     rows = session.execute(
-        select(InboundRecord.message_id, QuarantineItem.id, QuarantineItem.follows_item_id)
+        select(InboundRecord.message_id, QuarantineItem.id)
         .join(QuarantineItem, QuarantineItem.inbound_mail_id == InboundRecord.id)
         .where(InboundRecord.message_id.in_(received))
         .order_by(QuarantineItem.id)
     )
-    for message_id, item_id, root_id in rows:
+    for message_id, item_id in rows:
         if message_id is not None:
-            held.setdefault(message_id, root_id if root_id is not None else item_id)
+            held.setdefault(message_id, item_id)
     return next((held[mid] for mid in received if mid in held), None)
 
 

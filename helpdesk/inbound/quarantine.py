@@ -15,7 +15,8 @@ ticket; to anyone else it does not exist, as the ticket does not. Approval match
 the mail again and is refused the same way when the ticket it would land in now is
 hidden from the reviewer (`approve`). Held mail that names no ticket but answers
 other held mail (`QuarantineItem.follows_item_id`, recorded when held) is reviewed
-like that mail: hidden with it once it is approved into a hidden ticket. Other held
+like the held mail up its thread: hidden once any of it is approved into a hidden
+ticket. Other held
 mail that names no ticket is the intake review, open to every agent. Held mail whose ticket
 is unknown (`QuarantineItem.ticket_unknown`: it could not be read whole or
 matched, so the part nobody read may name another ticket than the one found, if
@@ -25,11 +26,11 @@ operator's terminal (a system actor) see everything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, literal_column, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from helpdesk.clock import now
@@ -40,44 +41,85 @@ from helpdesk.inbound.parser import parse
 from helpdesk.models import QuarantineItem, Ticket
 from helpdesk.services import Actor, visibility
 
+MAX_FOLLOWED = 8  # held mail a follow-up is judged by, up its thread; past it, admins only
+
 
 def pending(session: Session, viewer: Actor | None = None, mode: str = "all") -> list[QuarantineItem]:
     """The held mail waiting for a decision that `viewer` may review under `mode`."""
-    query = select(QuarantineItem).where(QuarantineItem.state == "pending").order_by(QuarantineItem.id)
-    return list(session.execute(_visible(session, query, viewer, mode)).scalars())
+    query = _visible(session, lambda item: item.state == "pending", viewer, mode)
+    return list(session.execute(query.order_by(QuarantineItem.id)).scalars())
 
 
 def get(session: Session, item_id: int, viewer: Actor | None = None, mode: str = "all") -> QuarantineItem:
     """The item, in any state; NotFound as well when `viewer` may not see its ticket."""
-    query = select(QuarantineItem).where(QuarantineItem.id == item_id)
-    item = session.execute(_visible(session, query, viewer, mode)).scalar_one_or_none()
+    query = _visible(session, lambda item: item.id == item_id, viewer, mode)
+    item = session.execute(query).scalar_one_or_none()
     if item is None:
         raise NotFound(f"No quarantine item {item_id}.")
     return item
 
 
-def _visible(
-    session: Session, query: Select[QuarantineItem], viewer: Actor | None, mode: str
-) -> Select[QuarantineItem]:
-    """`query` narrowed to the items `viewer` may see: those known to name no ticket,
-    and those whose ticket `visibility` lets them see (the whole mail, the ticket's
-    number in its reason included, is the ticket's content). An item naming none
-    that follows another (`follows_item_id`, the root of its thread) is judged by
-    that item's ticket and ticket_unknown: one step, the root stored when held."""
+Which = Callable[[Any], ColumnElement[bool]]
+
+
+def _visible(session: Session, which: Which, viewer: Actor | None, mode: str) -> Select[QuarantineItem]:
+    """The items `which` picks (a condition on the item entity given) that `viewer`
+    may see: those known to name no ticket, and those whose ticket `visibility` lets
+    them see (the whole mail, the ticket's number in its reason included, is the
+    ticket's content). An item naming none that follows other held mail is hidden
+    too when anything up its thread hides it (`_hiding`)."""
+    query = select(QuarantineItem).where(which(QuarantineItem))
     condition = visibility.clause(session, viewer, mode)
     if condition is None:
         return query
-    followed = aliased(QuarantineItem)
-    judged = func.coalesce(QuarantineItem.ticket_id, followed.ticket_id)
     # The ticket's own condition only where there is a ticket: on the outer join's
-    # empty side "no team" holds for an item whose ticket is unknown.
+    # empty side "no team" holds for an item naming none.
+    return query.outerjoin(Ticket, QuarantineItem.ticket_id == Ticket.id).where(
+        QuarantineItem.ticket_unknown.is_(False),
+        or_(QuarantineItem.ticket_id.is_(None), and_(QuarantineItem.ticket_id.is_not(None), condition)),
+        QuarantineItem.id.not_in(_hiding(which, condition)),
+    )
+
+
+def _hiding(which: Which, condition: ColumnElement[bool]) -> Select[tuple[int]]:
+    """The ids of the items `which` picks that name no ticket and that the held mail
+    up their thread hides from whoever `condition` (on `tickets`) lets see tickets.
+
+    A follow-up records the held mail it answers (`follows_item_id`, the direct
+    parent; items held by earlier versions recorded the thread's root, a parent too), so
+    M3 → M2 → M1 is walked, at most MAX_FOLLOWED steps: M3 lands where M2 did once M2
+    is approved, whatever became of M1. Any item on the way whose ticket is hidden or
+    unknown hides the follow-up; so does a thread longer than the walk (admins only).
+    A recursive CTE over the primary key, the same SQL on SQLite and PostgreSQL: one
+    statement for the whole list, its work bounded by the items listed times the
+    bound (docs/isp-operations.md, "Visibility", measures it)."""
+    head = aliased(QuarantineItem)
+    parent = aliased(QuarantineItem)
+    up = (
+        select(
+            head.id.label("head_id"),
+            head.follows_item_id.label("item_id"),
+            literal_column("1", Integer).label("depth"),
+        )
+        .where(which(head), head.ticket_id.is_(None), head.follows_item_id.is_not(None))
+        .cte("thread", recursive=True)
+    )
+    up = up.union_all(
+        select(up.c.head_id, parent.follows_item_id, up.c.depth + literal_column("1", Integer)).where(
+            parent.id == up.c.item_id, parent.follows_item_id.is_not(None), up.c.depth < MAX_FOLLOWED
+        )
+    )
+    item = aliased(QuarantineItem)
+    seen = select(Ticket.id).where(Ticket.id == item.ticket_id, condition)
     return (
-        query.outerjoin(followed, QuarantineItem.follows_item_id == followed.id)
-        .outerjoin(Ticket, judged == Ticket.id)
+        select(up.c.head_id)
+        .join(item, item.id == up.c.item_id)
         .where(
-            QuarantineItem.ticket_unknown.is_(False),
-            or_(followed.id.is_(None), followed.ticket_unknown.is_(False)),
-            or_(judged.is_(None), and_(judged.is_not(None), condition)),
+            or_(
+                item.ticket_unknown.is_(True),
+                and_(item.ticket_id.is_not(None), ~seen.exists()),
+                and_(up.c.depth >= MAX_FOLLOWED, item.follows_item_id.is_not(None)),
+            )
         )
     )
 
@@ -146,27 +188,23 @@ def _pending(session: Session, item_id: int, reviewer: Actor, mode: str) -> Quar
 
 
 def _may_review(session: Session, item: QuarantineItem, reviewer: Actor, mode: str) -> bool:
-    """`_visible` for one item already read (locked by `_pending`).
+    """`_visible` for one item already read (locked by `_pending`): the same query.
 
-    The item it follows is read under a share lock: an approval of that item in
-    progress (which holds its row) is waited for, so the ticket it lands in is
-    judged, not the one it had before."""
-    judged = item
-    if item.ticket_id is None and item.follows_item_id is not None:
-        judged = (
-            session.execute(
-                select(QuarantineItem)
-                .where(QuarantineItem.id == item.follows_item_id)
-                .with_for_update(read=True)
-                .execution_options(populate_existing=True)
-            ).scalar_one_or_none()
-            or item
-        )
-    if item.ticket_unknown or judged.ticket_unknown:
-        return visibility.clause(session, reviewer, mode) is None
-    if judged.ticket_id is not None:
-        return visibility.may_see(session, reviewer, mode, judged.ticket_id)
-    return True
+    The held mail up its thread (at most MAX_FOLLOWED items, newest first as every
+    decision locks them) is read under a share lock first: an approval of any of it
+    in progress (which holds its row) is waited for, so the ticket it lands in is
+    judged, not the one it had before. The query after the locks sees it committed."""
+    followed = item.follows_item_id if item.ticket_id is None else None
+    for _ in range(MAX_FOLLOWED):
+        if followed is None:
+            break
+        followed = session.execute(
+            select(QuarantineItem.follows_item_id)
+            .where(QuarantineItem.id == followed)
+            .with_for_update(read=True)
+        ).scalar_one_or_none()
+    query = _visible(session, lambda candidate: candidate.id == item.id, reviewer, mode)
+    return session.execute(query.with_only_columns(QuarantineItem.id)).first() is not None
 
 
 def _decide(item: QuarantineItem, state: str, reviewer: Actor) -> None:
