@@ -436,4 +436,59 @@ def test_existing_gmail_keys_drop_their_dots_and_googlemail(empty_database_url):
         flask_migrate.downgrade(revision="0029")
         downgraded = list(old.items())
         assert keys() == (downgraded, [*downgraded, ("never.claimed@gmail.com", None)])
+
+
+def test_held_mail_of_tickets_merged_before_moves_to_the_survivor(empty_database_url):
+    """Migration 0031: held mail naming a ticket merged before, or approved into it,
+    in any state, names the survivor at the end of the merges (T1 → T2 → T3), as a
+    merge now moves it; held mail of a ticket not merged, or of none, stays."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0030")
+        with db.engine.begin() as connection:
+            _insert_contact(connection)
+            for number in (1, 2, 3, 4):
+                connection.execute(
+                    text(
+                        "INSERT INTO tickets (number, subject, description, status, priority, category,"
+                        " channel, source, is_email_originated, requester_id, created_at, updated_at,"
+                        " pending_seconds) VALUES (:number, 's', '', 'new', 'medium', 'support', 'email',"
+                        " 'customer', false, (SELECT id FROM contacts), :now, :now, 0)"
+                    ),
+                    {"number": number, "now": "2026-01-01 00:00:00"},
+                )
+            ids = dict(connection.execute(text("SELECT number, id FROM tickets")).all())
+            for merged, into in ((1, 2), (2, 3)):
+                connection.execute(
+                    text("UPDATE tickets SET merged_into_id = :into WHERE id = :merged"),
+                    {"into": ids[into], "merged": ids[merged]},
+                )
+            held = [(1, "approved"), (2, "pending"), (3, "rejected"), (4, "pending"), (None, "pending")]
+            for index, (number, state) in enumerate(held, start=1):
+                connection.execute(
+                    text(
+                        "INSERT INTO inbound_mails (id, dedup_key, channel, mail_from, from_address,"
+                        " from_source, recipients, subject, size, outcome, reason, received_at, raw)"
+                        " VALUES (:id, :key, 'smtp', '', '', '', '', '', 0, 'quarantined', 'held',"
+                        " '2026-01-01', :raw)"
+                    ),
+                    {"id": index, "key": f"k{index}", "raw": b""},
+                )
+                connection.execute(
+                    text(
+                        "INSERT INTO quarantine_items (inbound_mail_id, reason, state, ticket_id,"
+                        " ticket_unknown, created_at) VALUES (:id, 'held', :state, :ticket, false,"
+                        " '2026-01-01')"
+                    ),
+                    {"id": index, "state": state, "ticket": ids.get(number)},
+                )
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            named = (
+                connection.execute(text("SELECT ticket_id FROM quarantine_items ORDER BY inbound_mail_id"))
+                .scalars()
+                .all()
+            )
+        assert named == [ids[3], ids[3], ids[3], ids[4], None]
+        flask_migrate.downgrade(revision="0030")
         db.engine.dispose()

@@ -797,6 +797,48 @@ def test_a_held_follow_up_is_hidden_by_the_middle_of_its_thread_landing_in_a_hid
     assert _approved_where(three.id)[0] == "approved"
 
 
+def test_a_held_follow_up_of_mail_approved_into_a_ticket_merged_since_is_judged_by_the_survivor(
+    app, hidden, portal, admin, agent
+):
+    """Under `team`, Kim's M1 is approved into a new support ticket the agent sees,
+    and that ticket is merged into the field team's, hidden from them. Lee's held
+    reply-all M2 was judged by the merged ticket, so the agent listed, read and could
+    reject it, though its approval is the survivor's (it lands there, or in a ticket
+    linked to it): now it is judged there."""
+    from helpdesk.inbound import quarantine
+
+    kim, lee = "kim@stranger.example", "lee@stranger.example"
+    one, two = _held_thread(
+        app,
+        (kim, message(sender=kim, subject="router dead", message_id="<m1@stranger.example>")),
+        (
+            lee,
+            message(
+                sender=lee,
+                subject="Re: router dead",
+                body="SECRET-FOLLOWUP",
+                message_id="<m2@stranger.example>",
+                in_reply_to="<m1@stranger.example>",
+            ),
+        ),
+    )
+    staff = Actor.staff(db.session.get(StaffUser, admin.id))
+    quarantine.approve(db.session, one.id, staff, app.config)
+    db.session.commit()
+    merged = db.session.get(Ticket, db.session.get(QuarantineItem, one.id).ticket_id)
+    assert visibility.may_see(db.session, Actor.staff(agent), "team", merged.id)
+    assert portal.get(f"/quarantine/{two.id}").status_code == 200
+    service = TicketsService.from_config(db.session, app.config)
+    survivor = service.get(hidden["field"])
+    service.merge(merged, survivor, actor=staff)
+    db.session.commit()
+
+    _agent_may_not_touch(portal, two.id)
+    quarantine.approve(db.session, two.id, staff, app.config)
+    db.session.commit()
+    assert _approved_where(two.id)[0] == "approved"
+
+
 def test_approving_held_mail_whose_ticket_was_merged_into_a_hidden_one_is_refused(
     app, hidden, portal, admin, gateway
 ):

@@ -811,15 +811,18 @@ def _reason_problem(reason: object, *, required: bool = False) -> str | None:
 
 
 def _held_mail_follows(session: Session, source: Ticket, target: Ticket) -> None:
-    """Held mail naming the merged ticket names the survivor from now on: approving it
-    lands there, so it is the survivor's content and is reviewed by who may see the
-    survivor (`inbound.quarantine`, docs/isp-operations.md "Visibility"). Items a
-    reviewer is deciding at this moment are skipped, not waited for (the approval
-    locks its item before the tickets, the merge has the tickets): that decision
-    judges the item as it found it, and an approval is judged by the survivor anyway."""
+    """Held mail of the merged ticket is the survivor's from now on, in any state:
+    approving mail held naming it lands there, so it is the survivor's content and is
+    reviewed by who may see the survivor; and a held follow-up of mail approved into
+    it lands there too, so it is judged by the survivor (`inbound.quarantine._hiding`
+    reads the ticket of each held mail up a thread: no second walk of the merges).
+    Items a reviewer is deciding at this moment are skipped, not waited for (the
+    approval locks its item before the tickets, the merge has the tickets): that
+    decision judges the item as it found it, and an approval is judged by the
+    survivor and records the ticket it landed in anyway (docs/isp-operations.md)."""
     moved = (
         select(QuarantineItem.id)
-        .where(QuarantineItem.ticket_id == source.id, QuarantineItem.state == "pending")
+        .where(QuarantineItem.ticket_id == source.id)
         .with_for_update(skip_locked=True)
     )
     session.execute(
