@@ -463,6 +463,10 @@ class QuarantineItem(Model):
     # when held: its direct parent (held by earlier versions: the thread's root). It is
     # reviewed like the held mail up its thread (`inbound.quarantine._hiding`).
     follows_item_id: Mapped[Optional[int]] = mapped_column(ForeignKey("quarantine_items.id"), index=True)
+    # Whether that item's sender is this one's (`addresses.mailbox`): only one's own
+    # held mail passes on its named or unknown ticket; another sender's passes on only
+    # the ticket it was approved into, so nobody chooses who reviews others' mail.
+    follows_own: Mapped[bool] = mapped_column(Boolean, default=False)
     # Held since, by the database's clock as its mail's `received_at`: items held on
     # different hosts are listed and compared together.
     created_at: Mapped[datetime] = mapped_column(DateTime, default=DatabaseClock())

@@ -492,3 +492,40 @@ def test_held_mail_of_tickets_merged_before_moves_to_the_survivor(empty_database
         assert named == [ids[3], ids[3], ids[3], ids[4], None]
         flask_migrate.downgrade(revision="0030")
         db.engine.dispose()
+
+
+def test_held_follow_ups_held_before_learn_whether_they_follow_their_own_mail(empty_database_url):
+    """Migration 0031: a follow-up held before follows its own sender's mail when the
+    two From addresses reach one mailbox (detail and case aside); another sender's,
+    or a mail of no sender, is not its own. The downgrade drops the column."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0030")
+        senders = ["kim@stranger.example", "Kim+again@STRANGER.example", "eve@elsewhere.example", ""]
+        with db.engine.begin() as connection:
+            for index, sender in enumerate(senders, start=1):
+                connection.execute(
+                    text(
+                        "INSERT INTO inbound_mails (id, dedup_key, channel, mail_from, from_address,"
+                        " from_source, recipients, subject, size, outcome, reason, received_at, raw)"
+                        " VALUES (:id, :key, 'smtp', '', :sender, '', '', '', 0, 'quarantined', 'held',"
+                        " '2026-01-01', :raw)"
+                    ),
+                    {"id": index, "key": f"k{index}", "sender": sender, "raw": b""},
+                )
+                connection.execute(
+                    text(
+                        "INSERT INTO quarantine_items (id, inbound_mail_id, reason, state, ticket_unknown,"
+                        " follows_item_id, created_at) VALUES (:id, :id, 'held', 'pending', false,"
+                        " :follows, '2026-01-01')"
+                    ),
+                    {"id": index, "follows": 1 if index > 1 else None},
+                )
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            own = connection.execute(text("SELECT follows_own FROM quarantine_items ORDER BY id")).scalars()
+            assert [bool(value) for value in own] == [False, True, False, False]
+        flask_migrate.downgrade(revision="0030")
+        columns = [column["name"] for column in inspect(db.engine).get_columns("quarantine_items")]
+        assert "follows_own" not in columns
+        db.engine.dispose()

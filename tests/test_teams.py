@@ -733,7 +733,7 @@ def test_a_held_follow_up_of_mail_whose_ticket_is_unknown_is_for_admins(app, por
         (kim, message(sender=kim, subject="router dead", message_id="<m1@stranger.example>")),
         (kim, message(sender=kim, subject="Re: router dead", in_reply_to="<m1@stranger.example>")),
     )
-    assert two.follows_item_id == one.id
+    assert two.follows_item_id == one.id and two.follows_own
     one.ticket_unknown = True
     db.session.commit()
 
@@ -837,6 +837,49 @@ def test_a_held_follow_up_of_mail_approved_into_a_ticket_merged_since_is_judged_
     quarantine.approve(db.session, two.id, staff, app.config)
     db.session.commit()
     assert _approved_where(two.id)[0] == "approved"
+
+
+def test_a_stranger_holding_unreadable_mail_under_a_message_id_does_not_take_others_replies_from_agents(
+    app, portal, admin, agent
+):
+    """Eve knows a Message-ID Kim will answer and gets her own mail held under it
+    first, unreadable (over MAX_HEADER_FIELDS: its ticket unknown, admins only). Kim's
+    held reply followed it and was admins' only too: a stranger chose who reviews
+    another sender's mail. Another sender's unknown ticket carries over no more (one's
+    own does); the agent reviews Kim's mail as any intake mail, Eve's stays admins'."""
+    from helpdesk.inbound import quarantine
+
+    app.config["AGENT_VISIBILITY"] = "own"
+    app.config["MAX_HEADER_FIELDS"] = 12
+    eve, kim = "eve@elsewhere.example", "kim@stranger.example"
+    squat = message(sender=eve, subject="hello", message_id="<news-7@shop.example>")
+    for index in range(20):
+        squat[f"X-Filler-{index}"] = "x"
+    reply = message(
+        sender=kim, subject="Re: hello", body="SECRET-FOLLOWUP", in_reply_to="<news-7@shop.example>"
+    )
+    squatted, victim = _held_thread(app, (eve, squat), (kim, reply))
+    assert squatted.ticket_unknown and victim.follows_item_id == squatted.id and not victim.follows_own
+
+    assert portal.get(f"/quarantine/{squatted.id}").status_code == 404
+    assert f"/quarantine/{victim.id}" in portal.get("/quarantine").get_data(as_text=True)
+    assert "SECRET-FOLLOWUP" in portal.get(f"/quarantine/{victim.id}").get_data(as_text=True)
+    staff = Actor.staff(db.session.get(StaffUser, admin.id))
+    assert victim.id in [item.id for item in quarantine.pending(db.session, Actor.staff(agent), "own")]
+    assert squatted.id in [item.id for item in quarantine.pending(db.session, staff, "own")]
+
+    # Nor does Eve's mail held for a ticket hidden from the agent: only an approval
+    # (a reviewer's choice, and where Kim's reply then lands) carries over.
+    service = TicketsService.from_config(db.session, app.config)
+    hidden = service.display_number(open_ticket(service))
+    db.session.commit()
+    app.config["MAX_HEADER_FIELDS"] = 100
+    named = message(sender=eve, subject=f"Re: [{hidden}] hello", message_id="<news-8@shop.example>")
+    answer = message(sender=kim, subject="Re: hello", in_reply_to="<news-8@shop.example>")
+    squatted, victim = _held_thread(app, (eve, named), (kim, answer))[-2:]
+    assert squatted.ticket_id is not None and victim.follows_item_id == squatted.id
+    assert portal.get(f"/quarantine/{squatted.id}").status_code == 404
+    assert portal.get(f"/quarantine/{victim.id}").status_code == 200
 
 
 def test_approving_held_mail_whose_ticket_was_merged_into_a_hidden_one_is_refused(

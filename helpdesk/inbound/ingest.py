@@ -27,7 +27,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Column, String, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -323,13 +323,13 @@ def _quarantine_after_failure(
         ),
         ticket_id=named.id if named is not None else None,
         ticket_unknown=unknown,
-        follows_item_id=follows,
+        follows=follows,
     )
 
 
 def _named_after_failure(
     session: Session, mail: InboundMail, envelope: Envelope, config: Mapping[str, Any]
-) -> tuple[Ticket | None, bool, int | None]:
+) -> tuple[Ticket | None, bool, Followed | None]:
     """The ticket a mail whose processing failed names, matched again in this
     transaction (the failed attempt's match was rolled back with it), whether
     which one it names is unknown, and, naming none, the held item it follows
@@ -359,11 +359,11 @@ def _hold(
     *,
     ticket_id: int | None,
     ticket_unknown: bool,
-    follows_item_id: int | None = None,
+    follows: Followed | None = None,
 ) -> Result:
     """Commit a quarantined record and its quarantine item, which names `ticket_id`
     or, `ticket_unknown`, may name a ticket nobody could tell, or follows the held
-    item `follows_item_id` (who may review it: `quarantine`, AGENT_VISIBILITY)."""
+    item `follows` (who may review it: `quarantine`, AGENT_VISIBILITY)."""
     session.add(record)
     session.flush()
     session.add(
@@ -372,7 +372,8 @@ def _hold(
             reason=record.reason,
             ticket_id=ticket_id,
             ticket_unknown=ticket_unknown,
-            follows_item_id=follows_item_id,
+            follows_item_id=follows.item_id if follows is not None else None,
+            follows_own=follows is not None and follows.own,
         )
     )
     session.commit()
@@ -692,7 +693,14 @@ def _named_ticket(
     return match.ticket if match is not None else None
 
 
-def _followed_item(session: Session, mail: InboundMail, config: Mapping[str, Any]) -> int | None:
+class Followed(NamedTuple):
+    """The held item a mail follows, and whether it is the same sender's."""
+
+    item_id: int
+    own: bool
+
+
+def _followed_item(session: Session, mail: InboundMail, config: Mapping[str, Any]) -> Followed | None:
     """The held item a mail naming no ticket follows: that of the first mail received
     it answers (In-Reply-To, then References newest first, as matching ranks them)
     that was held, in any state; its direct parent, so a thread M3 → M2 → M1 is
@@ -701,24 +709,29 @@ def _followed_item(session: Session, mail: InboundMail, config: Mapping[str, Any
     hidden with it once it lands in a hidden ticket.
 
     Held twice under one Message-ID, the first held counts: a later mail reusing the
-    id cannot draw the thread's follow-ups to itself. A sender links only their own
-    mail this way: it is then reviewed by fewer staff or the same, never more than
-    who sees the item it follows (`quarantine._visible`). One statement over the
-    bounded ids matching reads (`matching.received_ids`), read when held, not when
-    viewed."""
+    id cannot draw the thread's follow-ups to itself. Whether the item is the same
+    sender's (`addresses.mailbox`, as contacts and the outbox count a sender) is
+    recorded too: another sender's held mail passes on only the ticket it was
+    approved into, so a stranger holding their mail first under a Message-ID a
+    customer will answer chooses nothing of who reviews the answer. A sender links
+    only their own mail this way: the other mail is untouched. One statement over
+    the bounded ids matching reads (`matching.received_ids`), read when held, not
+    when viewed."""
     received = matching.received_ids(mail, Signer.from_config(config))
     if not received:
         return None
-    held: dict[str, int] = {}
+    held: dict[str, Followed] = {}
     rows = session.execute(
-        select(InboundRecord.message_id, QuarantineItem.id)
+        select(InboundRecord.message_id, QuarantineItem.id, InboundRecord.from_address)
         .join(QuarantineItem, QuarantineItem.inbound_mail_id == InboundRecord.id)
         .where(InboundRecord.message_id.in_(received))
         .order_by(QuarantineItem.id)
     )
-    for message_id, item_id in rows:
-        if message_id is not None:
-            held.setdefault(message_id, item_id)
+    sender = addresses.mailbox(mail.from_address) if mail.from_address else None
+    for message_id, item_id, from_address in rows:
+        if message_id is not None and message_id not in held:
+            own = sender is not None and bool(from_address) and addresses.mailbox(from_address) == sender
+            held[message_id] = Followed(item_id, own)
     return next((held[mid] for mid in received if mid in held), None)
 
 
@@ -818,7 +831,8 @@ def apply(
                 reason=decision.reason,
                 ticket_id=named,
                 ticket_unknown=unknown,
-                follows_item_id=follows,
+                follows_item_id=follows.item_id if follows is not None else None,
+                follows_own=follows is not None and follows.own,
             )
         )
     elif decision.outcome is Outcome.IGNORED:

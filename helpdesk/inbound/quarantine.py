@@ -16,7 +16,7 @@ the mail again and is refused the same way when the ticket it would land in now 
 hidden from the reviewer (`approve`). Held mail that names no ticket but answers
 other held mail (`QuarantineItem.follows_item_id`, recorded when held) is reviewed
 like the held mail up its thread: hidden once any of it is approved into a hidden
-ticket. Other held
+ticket, or while the sender's own mail up it names a hidden ticket or an unknown one. Other held
 mail that names no ticket is the intake review, open to every agent. Held mail whose ticket
 is unknown (`QuarantineItem.ticket_unknown`: it could not be read whole or
 matched, so the part nobody read may name another ticket than the one found, if
@@ -86,10 +86,17 @@ def _hiding(which: Which, condition: ColumnElement[bool]) -> Select[tuple[int]]:
     up their thread hides from whoever `condition` (on `tickets`) lets see tickets.
 
     A follow-up records the held mail it answers (`follows_item_id`, the direct
-    parent; items held by earlier versions recorded the thread's root, a parent too), so
-    M3 → M2 → M1 is walked, at most MAX_FOLLOWED steps: M3 lands where M2 did once M2
-    is approved, whatever became of M1. Any item on the way whose ticket is hidden or
-    unknown hides the follow-up; so does a thread longer than the walk (admins only).
+    parent; items held by earlier versions recorded the thread's root, a parent too),
+    so M3 → M2 → M1 is walked, at most MAX_FOLLOWED steps: M3 lands where M2 did once
+    M2 is approved, whatever became of M1. An item on the way approved into a ticket
+    hidden from the viewer hides the follow-up, whoever sent it: the follow-up lands
+    there (or beside it). The ticket the item names when held, and its ticket being
+    unknown, count only while every step up is the sender's own mail
+    (`follows_own`): a stranger who gets their mail held first under a Message-ID a
+    customer answers must not choose who reviews the customer's mail. The sender's
+    own thread longer than the walk is admins' (nobody read its top); a thread of
+    others past the walk is judged by the items walked.
+
     A recursive CTE over the primary key, the same SQL on SQLite and PostgreSQL: one
     statement for the whole list, its work bounded by the items listed times the
     bound (docs/isp-operations.md, "Visibility", measures it)."""
@@ -100,25 +107,30 @@ def _hiding(which: Which, condition: ColumnElement[bool]) -> Select[tuple[int]]:
             head.id.label("head_id"),
             head.follows_item_id.label("item_id"),
             literal_column("1", Integer).label("depth"),
+            head.follows_own.label("own"),
         )
         .where(which(head), head.ticket_id.is_(None), head.follows_item_id.is_not(None))
         .cte("thread", recursive=True)
     )
     up = up.union_all(
-        select(up.c.head_id, parent.follows_item_id, up.c.depth + literal_column("1", Integer)).where(
-            parent.id == up.c.item_id, parent.follows_item_id.is_not(None), up.c.depth < MAX_FOLLOWED
-        )
+        select(
+            up.c.head_id,
+            parent.follows_item_id,
+            up.c.depth + literal_column("1", Integer),
+            and_(up.c.own, parent.follows_own),
+        ).where(parent.id == up.c.item_id, parent.follows_item_id.is_not(None), up.c.depth < MAX_FOLLOWED)
     )
     item = aliased(QuarantineItem)
     seen = select(Ticket.id).where(Ticket.id == item.ticket_id, condition)
+    own = up.c.own.is_(True)
     return (
         select(up.c.head_id)
         .join(item, item.id == up.c.item_id)
         .where(
             or_(
-                item.ticket_unknown.is_(True),
-                and_(item.ticket_id.is_not(None), ~seen.exists()),
-                and_(up.c.depth >= MAX_FOLLOWED, item.follows_item_id.is_not(None)),
+                and_(item.ticket_id.is_not(None), or_(own, item.state == "approved"), ~seen.exists()),
+                and_(own, item.ticket_unknown.is_(True)),
+                and_(own, up.c.depth >= MAX_FOLLOWED, item.follows_item_id.is_not(None)),
             )
         )
     )
