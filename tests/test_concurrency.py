@@ -987,14 +987,16 @@ def test_two_reviewers_approving_one_held_mail_at_once_open_one_ticket(app, agen
 
 
 @on_postgresql
+@pytest.mark.parametrize("length", [2, 3])
 def test_rejecting_a_held_follow_up_waits_for_the_approval_of_the_mail_it_follows(
-    app, agent, admin, monkeypatch
+    app, agent, admin, monkeypatch, length
 ):
     """Under `own`, an admin approves Kim's held mail M1 into a ticket hidden from the
     agent while the agent rejects her held follow-up M2. The agent's check read M1's
     row before the approval committed (no ticket yet) and rejected a message of the
     hidden ticket; it now reads it under a share lock, waits for the approval and is
-    told not found, M2 still held."""
+    told not found, M2 still held. So for M3 of M3 → M2 → M1: every held mail up the
+    thread is share-locked, not only the one M3 answers."""
     from helpdesk.errors import NotFound
     from helpdesk.inbound import quarantine
     from helpdesk.models import QuarantineItem
@@ -1003,8 +1005,13 @@ def test_rejecting_a_held_follow_up_waits_for_the_approval_of_the_mail_it_follow
     kim = "kim@stranger.example"
     envelope = Envelope(kim, (SUPPORT,), "smtp")
     ingest(message(sender=kim, message_id="<m1@stranger.example>").as_bytes(), envelope, app.config)
-    ingest(message(sender=kim, in_reply_to="<m1@stranger.example>").as_bytes(), envelope, app.config)
-    one, two = db.session.execute(select(QuarantineItem.id).order_by(QuarantineItem.id)).scalars().all()
+    for n in range(2, length + 1):
+        answer = message(
+            sender=kim, message_id=f"<m{n}@stranger.example>", in_reply_to=f"<m{n - 1}@stranger.example>"
+        )
+        ingest(answer.as_bytes(), envelope, app.config)
+    items = db.session.execute(select(QuarantineItem.id).order_by(QuarantineItem.id)).scalars().all()
+    one, two = items[0], items[-1]
     approving, release = threading.Event(), threading.Event()
     decide_item = quarantine._decide
 
