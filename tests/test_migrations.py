@@ -495,12 +495,12 @@ def test_held_mail_of_tickets_merged_before_moves_to_the_survivor(empty_database
 
 
 def test_held_follow_ups_held_before_learn_whether_they_follow_their_own_mail(empty_database_url):
-    """Migration 0031: a follow-up held before follows its own sender's mail when the
+    """Migration 0032: a follow-up held before follows its own sender's mail when the
     two From addresses reach one mailbox (detail and case aside); another sender's,
     or a mail of no sender, is not its own. The downgrade drops the column."""
     app = make_app(empty_database_url)
     with app.app_context():
-        flask_migrate.upgrade(revision="0030")
+        flask_migrate.upgrade(revision="0031")
         senders = ["kim@stranger.example", "Kim+again@STRANGER.example", "eve@elsewhere.example", ""]
         with db.engine.begin() as connection:
             for index, sender in enumerate(senders, start=1):
@@ -525,7 +525,7 @@ def test_held_follow_ups_held_before_learn_whether_they_follow_their_own_mail(em
         with db.engine.connect() as connection:
             own = connection.execute(text("SELECT follows_own FROM quarantine_items ORDER BY id")).scalars()
             assert [bool(value) for value in own] == [False, True, False, False]
-        flask_migrate.downgrade(revision="0030")
+        flask_migrate.downgrade(revision="0031")
         columns = [column["name"] for column in inspect(db.engine).get_columns("quarantine_items")]
         assert "follows_own" not in columns
         db.engine.dispose()

@@ -8,8 +8,8 @@ Items held before are filled in here by Python, as the app decides it when holdi
 (`helpdesk.addresses.mailbox` needs IDNA, which SQL does not have): the follow-ups
 only, in batches.
 
-Revision ID: 0031
-Revises: 0030
+Revision ID: 0032
+Revises: 0031
 """
 
 import sqlalchemy as sa
@@ -17,8 +17,8 @@ from alembic import op
 
 from helpdesk import addresses
 
-revision = "0031"
-down_revision = "0030"
+revision = "0032"
+down_revision = "0031"
 branch_labels = None
 depends_on = None
 
