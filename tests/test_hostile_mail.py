@@ -211,6 +211,81 @@ def test_staff_mail_is_public_when_the_trusted_server_says_dmarc_passed(
         assert (last.kind, last.author_staff_id) == (kind, agent.id)
 
 
+@pytest.mark.parametrize(
+    ("to", "subject", "rcpt"),
+    [
+        ("someone@attacker.example", "Re: lunch on Friday?", "support+TKT-000001@helpdesk.test"),
+        ("vendor@partner.example", "Re: [TKT-000001] VPN drops every hour", SUPPORT),
+        (SUPPORT, "Question about the new rota", "support+TKT-000001@helpdesk.test"),
+    ],
+    ids=[
+        "to someone else, ticket in the envelope",
+        "to someone else, ticket in the subject",
+        "ticket in the envelope only",
+    ],
+)
+def test_a_replayed_staff_mail_with_a_dmarc_pass_is_no_public_reply(
+    app, service, agent, sink, to, subject, rcpt
+):
+    """DKIM signs the header, never the envelope: a mail the agent once sent elsewhere
+    keeps its pass when the attacker replays it to a ticket's plus-address. The pass
+    proves the agent wrote it, not that they wrote it to this ticket: only a header
+    naming the support address (and, by plus-address, this ticket) makes it theirs."""
+    ticket = open_ticket(service)
+    acknowledged = len(deliver(app, sink))
+    for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
+        replay = message(
+            sender=agent.email,
+            to=to,
+            subject=subject,
+            body="Sounds good, see you at noon. The router firmware fix is not ready.",
+            headers={
+                "Authentication-Results": (
+                    f"{TRUSTED}; dkim=pass header.d=helpdesk.test; dmarc=pass header.from=helpdesk.test"
+                )
+            },
+        )
+        assert gateway.send(replay, mail_from="x@attacker.example", rcpt=[rcpt]) == (
+            250,
+            b"2.0.0 OK appended TKT-000001",
+        )
+    last = messages(ticket)[-1]
+    assert (last.kind, last.author_staff_id) == ("note", None)
+    assert "unverified" in last.author_label
+    assert "no proof" in last_record().reason
+    assert mailed_replies() == []
+    assert deliver(app, sink)[acknowledged:] == []  # the customer gets nothing
+    db.session.refresh(ticket)
+    assert ticket.first_responded_at is None
+
+
+@pytest.mark.parametrize(
+    ("to", "cc", "subject"),
+    [
+        ("support+TKT-000001@helpdesk.test", None, "Replaced"),
+        ("ann@example.com", SUPPORT, "Re: [TKT-000001] VPN drops every hour"),
+    ],
+    ids=["to the ticket's plus-address", "support in cc"],
+)
+def test_staff_mail_naming_the_support_address_in_its_header_is_public_with_a_dmarc_pass(
+    app, service, agent, to, cc, subject
+):
+    ticket = open_ticket(service)
+    for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
+        mail = message(
+            sender=agent.email,
+            to=to,
+            cc=cc,
+            subject=subject,
+            body="We replace the router today.",
+            headers={"Authentication-Results": f"{TRUSTED}; dmarc=pass header.from=helpdesk.test"},
+        )
+        rcpt = [to] if to.startswith("support") else [SUPPORT]
+        assert gateway.send(mail, rcpt=rcpt) == (250, b"2.0.0 OK appended TKT-000001")
+    last = messages(ticket)[-1]
+    assert (last.kind, last.author_staff_id) == ("reply", agent.id)
+
+
 # -- quarantine approval vouches for the sender, not for where the mail goes ---------------
 
 

@@ -630,7 +630,7 @@ def _decide(
         number = display_number(ticket.number, config)
         if believed and authorization.may_reply(session, ticket, sender, known):
             if known.staff_id is not None:
-                return _staff_mail(session, mail, match, known.staff_id, verdict, signer, number)
+                return _staff_mail(session, mail, match, known.staff_id, verdict, signer, number, config)
             if ticket.status == "cancelled":
                 return Decision(
                     Outcome.CREATED,
@@ -643,7 +643,7 @@ def _decide(
         if approved_by is not None and identified.staff_id is not None:
             # A staff address acts as staff only with its own proof, approved or not;
             # without it the mail is an unverified internal note, never mailed.
-            return _staff_mail(session, mail, match, identified.staff_id, verdict, signer, number)
+            return _staff_mail(session, mail, match, identified.staff_id, verdict, signer, number, config)
         if believed:
             stranger = f"{sender} does not belong on {number}"
         else:
@@ -751,30 +751,45 @@ def _staff_mail(
     verdict: authentication.Verdict,
     signer: Signer,
     number: str,
+    config: Mapping[str, Any],
 ) -> Decision:
     """A mail whose From is a staff address, on the ticket it matched.
 
     It acts as the staff member only with proof: it answers a signed Message-ID
     the helpdesk sent to that address, or the trusted server says its From passed
-    DMARC or aligned SPF/DKIM. Without proof anyone could have written it, so it is
+    DMARC or aligned SPF/DKIM and its own header names the support address and the
+    ticket (`matching.named_in_header`): a pass signs the header, never the
+    envelope, so a replayed mail the staff member sent elsewhere keeps it. Without
+    proof anyone could have written it, or written it for someone else, so it is
     kept as an internal note labelled unverified: never mailed to the customer,
     never the SLA's first response, never signed with the staff member's name.
     """
     ticket = match.ticket
     found = f"matched {number} by {match.method}"
     staff = session.get(StaffUser, staff_id)
+    passed = verdict is authentication.Verdict.PASS
     proven = staff is not None and (
-        verdict is authentication.Verdict.PASS
+        (
+            passed
+            and matching.named_in_header(mail, match, config["SUPPORT_ADDRESSES"], config["TICKET_PREFIX"])
+        )
         or matching.answers_mail_sent_to(session, mail, signer, ticket, mail.from_address)
     )
     if not proven:
+        if passed:
+            why = (
+                "the trusted Authentication-Results passed, but its header (To, Cc) names "
+                "no support address, or not this ticket's plus-address, so the pass does not "
+                "say it was written to this ticket"
+            )
+        else:
+            why = "no trusted Authentication-Results passed"
         return Decision(
             Outcome.APPENDED,
             f"{found}; From is the staff address "
             f"{mail.from_address} but the mail carries no proof (it answers no "
-            "mail the helpdesk sent to that address, and no trusted "
-            "Authentication-Results passed), so it is kept as an unverified "
-            "internal note",
+            f"mail the helpdesk sent to that address, and {why}), so it is kept as an "
+            "unverified internal note",
             ticket,
             actor=Actor.unverified(mail.from_address, mail.from_name),
             internal=True,

@@ -12,7 +12,9 @@ looked up in one statement (docs/security.md, "Bounded work").
 
 Finding T is not permission to write into it: `authorization.may_reply` decides
 that, so a stranger who types a ticket number never lands in someone else's ticket.
-`answers_mail_sent_to` is the proof a staff address needs (docs/mail-gateway.md).
+`answers_mail_sent_to` is the proof a staff address needs, or a DMARC pass on mail
+whose own header names the support address and the ticket (`named_in_header`;
+docs/mail-gateway.md).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Match:
     method: str  # "in-reply-to", "references", "subject" or "plus-address"
     # It answers mail that only staff received (an SLA alert): see ingest.decide.
     answers_staff_mail: bool = False
+    # The number the subject or plus-address named (the ticket may be its survivor).
+    number: int | None = None
 
 
 def recipients(mail: InboundMail, delivered_to: Iterable[str], support: Collection[str]) -> list[str]:
@@ -102,7 +106,7 @@ def find_ticket(
     for numbers, method in ((in_subject, "subject"), (in_plus_addresses, "plus-address")):
         for number in numbers:
             if number in found:
-                return Match(survivor(session, found[number]), method)
+                return Match(survivor(session, found[number]), method, number=number)
     return None
 
 
@@ -135,6 +139,23 @@ def answers_mail_sent_to(
         if about is not None and survivor(session, about).id == ticket.id:
             return True
     return False
+
+
+def named_in_header(mail: InboundMail, match: Match, support: Collection[str], prefix: str) -> bool:
+    """Does the mail's own header name a support address in To or Cc, and the ticket
+    it matched? Then a DMARC pass vouches for a staff mail on that ticket.
+
+    DKIM signs the header, not the SMTP envelope: a mail a staff member sent to a
+    vendor or a list, replayed by anyone to `support+TKT-000001@`, still passes. Its
+    header shows what its author wrote to: In-Reply-To, References and Subject are
+    header fields, but a plus-address counts only when the header's To or Cc holds
+    it, never the envelope's alone (docs/security.md)."""
+    written_to = recipients(mail, (), support)
+    if not written_to:
+        return False
+    if match.method != "plus-address":
+        return True
+    return match.number in plus_address_numbers(written_to, prefix)
 
 
 def plus_address_numbers(recipients: Iterable[str], prefix: str) -> list[int]:
