@@ -286,6 +286,43 @@ def test_staff_mail_naming_the_support_address_in_its_header_is_public_with_a_dm
     assert (last.kind, last.author_staff_id) == ("reply", agent.id)
 
 
+@pytest.mark.parametrize(
+    ("subject", "kind"),
+    [
+        ("Fwd: Quote for the new router", "note"),
+        ("RV: Presupuesto del router", "note"),
+        ("  wg : Angebot Router", "note"),
+        ("Re: Fwd: Quote for the new router", "reply"),
+        ("Information: the router ships today", "reply"),
+    ],
+    ids=["fwd", "spanish outlook", "german outlook, odd blanks", "answering a forward", "a colon later"],
+)
+def test_a_staff_forward_to_the_ticket_is_an_internal_note_even_when_dmarc_passed(
+    app, service, agent, subject, kind
+):
+    """A forward is written to colleagues ("can someone look at this?"): with its
+    proof it is the staff member's, but a note, never mailed to the customer. Only
+    the subject's first marker counts."""
+    ticket = open_ticket(service)
+    for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
+        mail = message(
+            sender=agent.email,
+            to="support+TKT-000001@helpdesk.test",
+            subject=subject,
+            body="Can someone check this quote before we answer?",
+            headers={"Authentication-Results": f"{TRUSTED}; dmarc=pass header.from=helpdesk.test"},
+        )
+        assert gateway.send(mail, rcpt=["support+TKT-000001@helpdesk.test"]) == (
+            250,
+            b"2.0.0 OK appended TKT-000001",
+        )
+    last = messages(ticket)[-1]
+    assert (last.kind, last.author_staff_id) == (kind, agent.id)
+    assert bool(mailed_replies()) is (kind == "reply")
+    if kind == "note":
+        assert "forward, written to colleagues" in last_record().reason
+
+
 # -- quarantine approval vouches for the sender, not for where the mail goes ---------------
 
 

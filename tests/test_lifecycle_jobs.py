@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 import time_machine
 from flask import current_app
 from sqlalchemy import func, select
@@ -22,9 +23,11 @@ from helpdesk.services.staff import StaffService
 from mailgateway.periodic import LifecycleJobs
 from tests.support import lifecycle_worker
 from tests.support.database import CUSTOMER, open_ticket
-from tests.support.mail import message
+from tests.support.mail import message, start_gateway
 from tests.support.outbox import deliver, html_of, text_of
 from tests.support.processes import run_processes
+
+TRUSTED = "mx.helpdesk.test"
 
 
 def sla_history() -> list[tuple[int, str, bool]]:
@@ -177,6 +180,48 @@ def test_staff_mail_answer_to_an_alert_is_an_internal_note_not_mailed_to_the_cus
         select(func.count(OutboxMessage.id)).where(OutboxMessage.kind == "reply")
     ).scalar_one()
     assert replies == 0  # nothing goes to the customer
+
+
+@pytest.mark.parametrize(
+    ("language", "marker"),
+    [("en", "Fwd: "), ("en", "FW: "), ("es", "RV: "), ("en", "Re: ")],
+    ids=["thunderbird forward", "outlook forward", "spanish outlook forward", "reply without its headers"],
+)
+def test_a_staff_mail_carrying_an_alert_subject_is_an_internal_note_even_when_dmarc_passed(
+    app, service, agent, clock, sink, language, marker
+):  # noqa: F811
+    """A forward (Thunderbird, Outlook) carries no In-Reply-To: matched by its subject,
+    with the trusted server's pass it was a public reply, and the customer got the
+    alert's due times and the note to colleagues."""
+    agent.language = language
+    db.session.commit()
+    ticket = open_ticket(service, priority="urgent", assignee_id=agent.id)
+    clock.shift(timedelta(minutes=16))
+    run_check()
+    mails = deliver(app, sink)
+    (alert,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == agent.email]
+    assert ("SLA breach:" if language == "en" else "SLA incumplido:") in str(alert["Subject"])
+    forward = message(
+        sender=agent.email,
+        subject=marker + str(alert["Subject"]),
+        body="Can someone take this one?\n\n-------- Forwarded Message --------\n" + text_of(alert),
+        headers={"Authentication-Results": f"{TRUSTED}; dmarc=pass header.from=helpdesk.test"},
+    )
+    for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
+        assert gateway.send(forward) == (250, b"2.0.0 OK appended TKT-000001")
+    last = (
+        db.session.execute(select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id.desc()))
+        .scalars()
+        .first()
+    )
+    assert (last.kind, last.author_staff_id) == ("note", agent.id)
+    replies = db.session.execute(
+        select(func.count(OutboxMessage.id)).where(OutboxMessage.kind == "reply")
+    ).scalar_one()
+    assert replies == 0  # nothing goes to the customer
+    assert not any("Can someone take this one?" in text_of(mail) for mail in deliver(app, sink)[len(mails) :])
+    db.session.refresh(ticket)
+    assert ticket.first_responded_at is None
 
 
 def test_two_processes_running_the_check_at_once_mark_each_breach_once(

@@ -796,12 +796,11 @@ def _staff_mail(
         )
     assert staff is not None  # `proven` says so
     actor = Actor.staff(staff)
-    if match.answers_staff_mail:
-        # A staff member answering an SLA alert writes to colleagues, not to the
-        # customer: a public reply would be mailed to the customer.
+    to_colleagues = _written_to_colleagues(match, mail.subject)
+    if to_colleagues is not None:
         return Decision(
             Outcome.APPENDED,
-            f"{found}; staff answer to a staff alert, kept as an internal note",
+            f"{found}; {to_colleagues}, kept as an internal note",
             ticket,
             actor=actor,
             internal=True,
@@ -815,6 +814,25 @@ def _staff_mail(
             internal=True,
         )
     return Decision(Outcome.APPENDED, found, ticket, actor=actor)
+
+
+def _written_to_colleagues(match: matching.Match, subject: str) -> str | None:
+    """Why a proven staff mail is written to colleagues, not to the customer, or None.
+
+    A public reply is mailed to the customer: an answer to an SLA alert or an
+    escalation, or a forward of one, would hand them the alert's due times and the
+    words meant for colleagues. A Message-ID match says for sure whether the mail
+    answers staff mail; matched by subject or plus-address, only the subject can (a
+    forward from Thunderbird or Outlook carries no In-Reply-To). A forward of any
+    mail is written to colleagues too (docs/mail-gateway.md, "Mail from a staff
+    address")."""
+    if match.answers_staff_mail:
+        return "staff answer to a staff alert"
+    if match.method in ("subject", "plus-address") and matching.names_staff_alert(subject):
+        return "its subject is a staff alert's"
+    if matching.is_forward(subject):
+        return "a staff member's forward, written to colleagues"
+    return None
 
 
 def _unknown_sender(

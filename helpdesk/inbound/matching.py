@@ -14,7 +14,8 @@ Finding T is not permission to write into it: `authorization.may_reply` decides
 that, so a stranger who types a ticket number never lands in someone else's ticket.
 `answers_mail_sent_to` is the proof a staff address needs, or a DMARC pass on mail
 whose own header names the support address and the ticket (`named_in_header`;
-docs/mail-gateway.md).
+docs/mail-gateway.md). `is_forward` and `names_staff_alert` read the subject for
+what a Message-ID cannot show: that a staff mail is written to colleagues.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from helpdesk.inbound.parser import InboundMail
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import Ticket
+from helpdesk.outbound.compose import staff_alert_prefixes
 from helpdesk.services.tickets import survivor
 
 MAX_NAMED_NUMBERS = 10
@@ -156,6 +158,33 @@ def named_in_header(mail: InboundMail, match: Match, support: Collection[str], p
     if match.method != "plus-address":
         return True
     return match.number in plus_address_numbers(written_to, prefix)
+
+
+# What mail clients put before a forwarded mail's subject: Thunderbird, Gmail and
+# Apple Mail write "Fwd:" in every language; Outlook "FW:", and in Spanish "RV:",
+# French "TR:", German "WG:", Portuguese "ENC:", Italian "I:", Dutch "Doorst:",
+# Swedish "VB:", Finnish "VL:", Polish "PD:". Casefolded, without the colon.
+FORWARD_MARKERS = frozenset({"fwd", "fw", "rv", "tr", "wg", "enc", "i", "doorst", "vb", "vl", "pd"})
+_LONGEST_MARKER = max(len(marker) for marker in FORWARD_MARKERS)
+
+
+def is_forward(subject: str) -> bool:
+    """Does the subject start with a forward marker (`FORWARD_MARKERS`)? Only the
+    first marker counts, the last thing its author did: "Fwd: Re: …" forwards a
+    reply, "Re: Fwd: …" answers a forward. Reads a few characters, whatever the
+    subject's length."""
+    head, colon, _ = subject.lstrip()[: _LONGEST_MARKER + 1].partition(":")
+    return bool(colon) and head.strip().casefold() in FORWARD_MARKERS
+
+
+def names_staff_alert(subject: str) -> bool:
+    """Does the subject carry an alert's (`[TKT-000001] SLA breach: …`, in any
+    language the helpdesk writes, `compose.staff_alert_prefixes`)? How a forward of
+    an alert, or an answer whose client dropped In-Reply-To, still shows it was
+    mail only staff received. Plain substring search over the subject with its
+    blanks collapsed: linear, no pattern."""
+    folded = " ".join(subject.split()).casefold()
+    return any(f"] {prefix}" in folded for prefix in staff_alert_prefixes())
 
 
 def plus_address_numbers(recipients: Iterable[str], prefix: str) -> list[int]:

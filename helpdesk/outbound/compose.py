@@ -39,6 +39,7 @@ when it is a plain `type/subtype` that is no MIME structure of its own.
 from __future__ import annotations
 
 import email.policy
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -83,6 +84,24 @@ MAX_REFERENCES = 10
 
 # Staff should see at a glance that an alert is not customer mail.
 SUBJECT_PREFIXES = {"sla_breach": N_("SLA breach:"), "escalation": N_("Escalated:")}
+
+
+@functools.cache
+def staff_alert_prefixes() -> tuple[str, ...]:
+    """Every `SUBJECT_PREFIXES` text in every language the helpdesk writes, casefolded:
+    how inbound mail recognises an alert's subject when it answers none of our
+    Message-IDs (a forward carries none; `matching.names_staff_alert`)."""
+    return tuple(
+        sorted(
+            {
+                gettext_in(language, prefix).casefold()
+                for language in LANGUAGES
+                for prefix in SUBJECT_PREFIXES.values()
+            }
+        )
+    )
+
+
 _THREAD_OUTCOMES = ("created", "appended")
 _MIME_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _STRUCTURAL_TYPES = ("multipart", "message")  # a body of parts, which a file is not
