@@ -65,7 +65,16 @@ def phone_of_stand_in(address: str) -> str | None:
 
 
 def is_reserved_invalid(address: str) -> bool:
-    return address.rpartition("@")[2].rstrip(".").endswith(".invalid")
+    """In the `.invalid` domain, reserved never to exist (RFC 2606): mail neither
+    reaches it nor comes from it, and the stand-in addresses (`for_phone`) live there.
+
+    Judged in the form a relay sees and the per-customer limits count by (`mailbox`),
+    not as written: `…@phone.ｉｎｖａｌｉｄ` (fullwidth letters, which IDNA folds),
+    `…@PHONE.INVALID.` and `…+x@phone.invalid` all are the stand-in's mailbox, and
+    one that passed as a customer's address shared, and could use up, the limits
+    of the WhatsApp customer that stand-in is (docs/integrations.md)."""
+    domain = mailbox(address).rpartition("@")[2].rstrip(".")
+    return domain == "invalid" or domain.endswith(".invalid")
 
 
 def on_the_wire(address: str) -> str | None:

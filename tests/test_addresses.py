@@ -205,3 +205,34 @@ def test_a_gmail_spelling_stays_its_own_address_for_everything_but_counting() ->
     assert addresses.normalize("V.ictim@Gmail.com") == "v.ictim@gmail.com"
     assert addresses.without_detail("v.ictim+x@googlemail.com") == "v.ictim@googlemail.com"
     assert not addresses.is_support_address("v.ictim@gmail.com", {"victim@gmail.com"})
+
+
+STAND_IN = "5215512345678@phone.invalid"  # addresses.for_phone("+5215512345678")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        STAND_IN,
+        "5215512345678@phone.ｉｎｖａｌｉｄ",  # fullwidth letters: IDNA folds them to ASCII
+        "5215512345678@phone．invalid",  # a fullwidth full stop: IDNA splits labels at it
+        "5215512345678@PHONE.INVALID",
+        "5215512345678@phone.invalid.",
+        "5215512345678+x@phone.invalid",
+        "５２１５５１２３４５６７８@phone.invalid",  # another local part, the same domain
+        "anyone@invalid",  # the reserved name itself (RFC 2606 §2)
+    ],
+)
+def test_every_spelling_of_the_reserved_invalid_domain_is_reserved(address: str) -> None:
+    """A stand-in address is judged as a relay and the per-customer limits see it:
+    `…@phone.ｉｎｖａｌｉｄ` passed as a customer's address while its mailbox (the
+    key the limits count by) was the WhatsApp customer's own stand-in, so someone
+    giving it shared, and used up, that customer's limits."""
+    assert addresses.is_reserved_invalid(address)
+
+
+@pytest.mark.parametrize(
+    "address", ["ann@invalid.example", "ann@invalidphone.example", "invalid@example.com"]
+)
+def test_a_domain_merely_naming_invalid_is_not_reserved(address: str) -> None:
+    assert not addresses.is_reserved_invalid(address)

@@ -162,6 +162,45 @@ def test_a_stand_in_address_is_no_email_a_customer_may_give(call, service, path)
     assert response.get_json()["error"]["fields"] == {"customer.email": addresses.INVALID}
 
 
+@pytest.mark.parametrize(
+    "lookalike",
+    [
+        "5215512345678@phone.ｉｎｖａｌｉｄ",  # fullwidth letters: the stand-in's mailbox on the wire
+        "5215512345678@PHONE.INVALID",
+        "5215512345678@phone.invalid.",
+        "5215512345678+x@phone.invalid",
+    ],
+)
+def test_no_spelling_of_a_stand_in_address_shares_its_customer_s_limits(call, app, lookalike):
+    """Given with one's own WhatsApp number, `…@phone.ｉｎｖａｌｉｄ` passed as an email,
+    and its mailbox (what the per-customer limits count by) was the WhatsApp
+    customer's own stand-in: nine tickets opened with it locked that customer out
+    until staff resolved them. Every spelling of a stand-in is refused now."""
+    app.config.update(CUSTOMER_MAX_TICKETS_PER_HOUR=2, CUSTOMER_MAX_OPEN_TICKETS=2)
+    report = ("create_ticket_report", {"title": "Sin red", "description": "."})
+    assert tools(call, {"phone": VICTIM_PHONE}, report)[0]["success"]
+    chat = call("chat/tickets", {"conversation_id": "c", "customer": {"email": lookalike}, "transcript": "x"})
+    assistant = call(
+        "assistant/tool-calls",
+        {
+            "customer": {"phone": ATTACKER_PHONE, "email": lookalike},
+            "tool_calls": [
+                {
+                    "id": "c0",
+                    "type": "function",
+                    "function": {"name": report[0], "arguments": json.dumps(report[1])},
+                }
+            ],
+        },
+    )
+    for response in (chat, assistant):
+        assert response.status_code == 422
+        assert response.get_json()["error"]["fields"] == {"customer.email": addresses.INVALID}
+    assert tools(call, {"phone": VICTIM_PHONE}, report)[0]["success"]
+    requesters = db.session.execute(select(Contact.email).join(Ticket, Ticket.requester_id == Contact.id))
+    assert requesters.scalars().all() == [addresses.for_phone(VICTIM_PHONE)] * 2
+
+
 def test_the_tracker_does_not_open_a_whatsapp_customers_ticket_by_the_stand_in(client, service):
     whatsapp_customer(service)
     response = client.post(

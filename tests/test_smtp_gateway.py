@@ -11,11 +11,13 @@ import time_machine
 from sqlalchemy import func, select
 
 from helpdesk.clock import database_now
+from helpdesk.errors import Conflict
 from helpdesk.extensions import db
+from helpdesk.inbound import quarantine
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.models import Attachment, InboundMail, Message, OutboxMessage, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
-from tests.support.database import tickets
+from tests.support.database import open_ticket, tickets
 from tests.support.mail import SUPPORT, message, send, start_gateway
 
 
@@ -94,6 +96,33 @@ def test_unknown_sender_accepted_under_accept_policy(app):
         code, text = gateway.send(message(sender="New Person <new@nowhere.example>"))
         assert (code, text) == (250, b"2.0.0 OK created TKT-000001")
         assert tickets()[0].requester.email == "new@nowhere.example"
+
+
+STAND_IN = "5215512345678@phone.invalid"  # someone known by WhatsApp only (docs/integrations.md)
+
+
+@pytest.mark.parametrize(
+    "sender", [STAND_IN, "5215512345678@phone.ｉｎｖａｌｉｄ", "Lucía <5215512345678+x@PHONE.INVALID.>"]
+)
+def test_mail_from_a_stand_in_address_is_held_and_cannot_be_approved(app, service, admin, sender):
+    """No mail comes from the reserved `.invalid` domain, so such a From is forged.
+    Believed (no trusted server configured), it wrote into a WhatsApp customer's
+    ticket as them, or opened tickets counted against their limits. It is held like
+    mail naming no sender, and approving it is refused too."""
+    app.config["UNKNOWN_SENDER_POLICY"] = "accept"
+    open_ticket(service, requester_email=STAND_IN, requester_name="Lucía")
+    envelope = Envelope("mallory@evil.example", (SUPPORT,), "smtp")
+    for n, subject in enumerate(("Re: [TKT-000001] VPN drops every hour", "Something new")):
+        head = f"From: {sender}\r\nTo: {SUPPORT}\r\nSubject: {subject}\r\nMessage-ID: <m{n}@evil.example>"
+        result = ingest(f"{head}\r\n\r\nHi.\r\n".encode(), envelope, app.config)
+        db.session.commit()
+        assert result.outcome is Outcome.QUARANTINED, result.reason
+        assert "the reserved .invalid domain" in result.reason
+    for item in db.session.execute(select(QuarantineItem)).scalars().all():
+        with pytest.raises(Conflict):
+            quarantine.approve(db.session, item.id, Actor.staff(admin), app.config)
+        db.session.rollback()
+    assert len(tickets()) == 1 and count(Message) == 1
 
 
 PASS_AR = (

@@ -164,6 +164,7 @@ def test_the_customer_is_named_exactly_once(workflow, service, customer, field):
         ({"customer_email": "not an address"}, "customer_email"),
         # A stand-in of someone known by phone only is no address (docs/integrations.md).
         ({"customer_email": "5215512345678@phone.invalid"}, "customer_email"),
+        ({"customer_email": "5215512345678@phone.ｉｎｖａｌｉｄ"}, "customer_email"),  # the same on the wire
         ({"service_address": "x" * 501}, "service_address"),
         ({"customer_email": None, "customer_id": True}, "customer_id"),
         ({"description": None}, "description"),

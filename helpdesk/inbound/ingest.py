@@ -604,6 +604,15 @@ def _decide(
             "no sender address: none in From, Sender, Reply-To, Return-Path or the envelope",
             _named_ticket(session, mail, envelope, config),
         )
+    if addresses.is_reserved_invalid(sender):
+        # No mail comes from `.invalid` (RFC 2606): the From is forged, most likely as
+        # the stand-in of someone known by phone only, to write into their tickets or
+        # use up their limits. Held like mail naming no sender; approval refuses it.
+        return Decision(
+            Outcome.QUARANTINED,
+            f"the sender {sender} is in the reserved .invalid domain, which sends no mail",
+            _named_ticket(session, mail, envelope, config),
+        )
     assessment = authentication.assess(mail, config["TRUSTED_AUTHSERV_ID"])
     verdict = assessment.verdict
     believed = verdict.believed
