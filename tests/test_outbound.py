@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import re
 import signal
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from email.policy import SMTP as SMTP_POLICY
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -38,9 +40,11 @@ from helpdesk.instance import ConfigurationError
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Participant, Ticket
 from helpdesk.return_paths import ReturnPaths
-from helpdesk.services import Actor, TicketsService, notifications
+from helpdesk.services import Actor, TicketsService, contacts, notifications
+from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
+from helpdesk.services.workflow import open_workflow_ticket
 from mailgateway.imap import envelope_from_headers
 from mailgateway.outbound import Sender, parse_outbound_url
 from mailgateway.serverurl import InvalidServerUrl
@@ -787,6 +791,62 @@ def test_bounce_of_a_notification_marks_the_address_undeliverable(
     service.add_message(ticket, body="Welcome back.", actor=agent_actor, channel="web")
     db.session.commit()
     assert len(deliver(app, sink)) == 2
+
+
+def test_only_mail_from_a_bounced_address_clears_its_mark(app, client, senders, sink):
+    """docs/outbound-mail.md: mail from the address itself proves it works again. A
+    chat, an assistant or a workflow naming the address proves nothing (a typo stays
+    a typo): they cleared the mark too, and the next acknowledgment went to it."""
+    ann = contacts.mark_undeliverable(db.session, "ann@example.com")
+    tokens = {kind: IntegrationsService(db.session).add(kind, kind)[1] for kind in ("chat", "assistant")}
+    db.session.commit()
+
+    def post(kind: str, path: str, body: dict[str, object]) -> Any:
+        response = client.post(
+            f"/api/v1/{path}", json=body, headers={"Authorization": f"Bearer {tokens[kind]}"}
+        )
+        assert response.status_code in (200, 201), response.get_json()
+        return response.get_json()
+
+    customer = {"email": "ann@example.com"}
+    post("chat", "chat/tickets", {"conversation_id": "c1", "customer": customer, "transcript": "Hi"})
+    answer = post(
+        "assistant",
+        "assistant/tool-calls",
+        {
+            "customer": customer,
+            "channel": "chat",
+            "tool_calls": [
+                {
+                    "id": f"c{n}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(arguments)},
+                }
+                for n, (name, arguments) in enumerate(
+                    [
+                        ("create_ticket_report", {"title": "No line", "description": "."}),
+                        ("add_ticket_comment", {"ticketId": "TKT-000001", "text": "Still down."}),
+                    ]
+                )
+            ],
+        },
+    )
+    assert [json.loads(output["output"])["success"] for output in answer["tool_outputs"]] == [True, True]
+    open_workflow_ticket(
+        db.session, app.config, title="Visit", description=".", customer_email="ann@example.com"
+    )
+    db.session.commit()
+    assert db.session.get(Contact, ann.id).undeliverable_since is not None
+    assert len(db.session.execute(select(Message)).all()) == 4  # three tickets and the comment
+    assert deliver(app, sink) == []  # the acknowledgments skipped: the address bounced
+
+    envelope = Envelope("ann@example.com", ("support@helpdesk.test",), "smtp")
+    assert (
+        ingest(message(subject="Re: [TKT-000001]").as_bytes(), envelope, app.config).outcome
+        is Outcome.APPENDED
+    )
+    db.session.commit()
+    assert db.session.get(Contact, ann.id).undeliverable_since is None  # she wrote
 
 
 def _ann_and_bob_get_a_reply(app, gateway, sink, service, agent_actor) -> Ticket:  # type: ignore[no-untyped-def]

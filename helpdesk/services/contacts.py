@@ -248,8 +248,11 @@ def mark_undeliverable(session: Session, email: str) -> Contact:
     return contact
 
 
-def heard_from(contact: Contact) -> None:
-    """Mail from the address itself proves it works again (a full mailbox emptied,
-    a typo fixed by the customer's admin), so an earlier bounce stops counting."""
-    if contact.undeliverable_since is not None:
+def heard_from(contact: Contact, channel: str) -> None:
+    """The customer wrote by `channel` (a ticket's channel). Mail from the address
+    itself proves it works again (a full mailbox emptied, a typo fixed by the
+    customer's admin), so an earlier bounce stops counting. Nothing else does: a
+    chat, an assistant or a workflow naming the address says nothing of its
+    mailbox, and clearing the mark sent the next mail into the bounce again."""
+    if channel == "email" and contact.undeliverable_since is not None:
         contact.undeliverable_since = None

@@ -225,7 +225,7 @@ class TicketsService:
 
         requester = self._contact(email, requester_name)
         if actor.is_customer and actor.email == email:
-            contacts.heard_from(requester)
+            contacts.heard_from(requester, channel)
         created = now()
         first_due, resolution_due = self.sla.due_times(priority, created)
         values: dict[str, Any] = dict(
@@ -345,7 +345,7 @@ class TicketsService:
                 if requester is not None and requester.email == addresses.normalize(actor.email)
                 else self._contact(actor.email, "")
             )
-            contacts.heard_from(contact)
+            contacts.heard_from(contact, channel)
             contact_id = contact.id
         message = Message(
             ticket_id=ticket.id,
