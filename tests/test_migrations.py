@@ -497,11 +497,16 @@ def test_held_mail_of_tickets_merged_before_moves_to_the_survivor(empty_database
 def test_held_follow_ups_held_before_learn_whether_they_follow_their_own_mail(empty_database_url):
     """Migration 0032: a follow-up held before follows its own sender's mail when the
     two From addresses reach one mailbox (detail and case aside); another sender's,
-    or a mail of no sender, is not its own. The downgrade drops the column."""
+    or a mail of no sender, is not its own. Held before, a follow-up recorded its
+    thread's root: the pending followers of a root followed more than once (which
+    answers which is not known) go to admins, a root's only follower stays as it
+    was. The downgrade drops the column."""
     app = make_app(empty_database_url)
+    follows = {2: 1, 3: 1, 4: 1, 6: 5}
     with app.app_context():
         flask_migrate.upgrade(revision="0031")
         senders = ["kim@stranger.example", "Kim+again@STRANGER.example", "eve@elsewhere.example", ""]
+        senders += ["lee@stranger.example", "lee@stranger.example"]
         with db.engine.begin() as connection:
             for index, sender in enumerate(senders, start=1):
                 connection.execute(
@@ -519,12 +524,14 @@ def test_held_follow_ups_held_before_learn_whether_they_follow_their_own_mail(em
                         " follows_item_id, created_at) VALUES (:id, :id, 'held', 'pending', false,"
                         " :follows, '2026-01-01')"
                     ),
-                    {"id": index, "follows": 1 if index > 1 else None},
+                    {"id": index, "follows": follows.get(index)},
                 )
         flask_migrate.upgrade()
         with db.engine.connect() as connection:
             own = connection.execute(text("SELECT follows_own FROM quarantine_items ORDER BY id")).scalars()
-            assert [bool(value) for value in own] == [False, True, False, False]
+            assert [bool(value) for value in own] == [False, True, False, False, False, True]
+            unknown = connection.execute(text("SELECT ticket_unknown FROM quarantine_items ORDER BY id"))
+            assert [bool(value) for value in unknown.scalars()] == [False, True, True, True, False, False]
         flask_migrate.downgrade(revision="0031")
         columns = [column["name"] for column in inspect(db.engine).get_columns("quarantine_items")]
         assert "follows_own" not in columns

@@ -839,6 +839,45 @@ def test_a_held_follow_up_of_mail_approved_into_a_ticket_merged_since_is_judged_
     assert _approved_where(two.id)[0] == "approved"
 
 
+def test_held_mail_a_merge_skipped_is_admins_as_is_its_follow_up(app, hidden, portal, admin, agent):
+    """A merge moves held mail to the survivor but skips an item locked at that moment
+    (a reviewer deciding a follow-up share-locks it; the gateway holding a follow-up
+    key-shares it), which then keeps naming the merged ticket: the agent who saw that
+    ticket read and rejected the follow-ups of mail whose home is now the hidden
+    survivor (found by review). Left on a merged ticket, held mail is admins'."""
+    from helpdesk.inbound import quarantine
+
+    kim, lee = "kim@stranger.example", "lee@stranger.example"
+    one, two = _held_thread(
+        app,
+        (kim, message(sender=kim, subject="router dead", message_id="<m1@stranger.example>")),
+        (
+            lee,
+            message(
+                sender=lee,
+                subject="Re: router dead",
+                body="SECRET-FOLLOWUP",
+                message_id="<m2@stranger.example>",
+                in_reply_to="<m1@stranger.example>",
+            ),
+        ),
+    )
+    staff = Actor.staff(db.session.get(StaffUser, admin.id))
+    quarantine.approve(db.session, one.id, staff, app.config)
+    db.session.commit()
+    merged = db.session.get(Ticket, db.session.get(QuarantineItem, one.id).ticket_id)
+    service = TicketsService.from_config(db.session, app.config)
+    service.merge(merged, service.get(hidden["field"]), actor=staff)
+    db.session.commit()
+    # as a merge that found the approved item locked leaves it
+    db.session.get(QuarantineItem, one.id).ticket_id = merged.id
+    db.session.commit()
+
+    _agent_may_not_touch(portal, two.id)
+    assert portal.get(f"/quarantine/{one.id}").status_code == 404
+    assert quarantine.get(db.session, one.id, staff, "team").id == one.id
+
+
 def test_a_stranger_holding_unreadable_mail_under_a_message_id_does_not_take_others_replies_from_agents(
     app, portal, admin, agent
 ):

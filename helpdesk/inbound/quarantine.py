@@ -67,7 +67,10 @@ def _visible(session: Session, which: Which, viewer: Actor | None, mode: str) ->
     may see: those known to name no ticket, and those whose ticket `visibility` lets
     them see (the whole mail, the ticket's number in its reason included, is the
     ticket's content). An item naming none that follows other held mail is hidden
-    too when anything up its thread hides it (`_hiding`)."""
+    too when anything up its thread hides it (`_hiding`). A merge moves held mail to
+    the survivor but skips an item locked at that moment, which then keeps naming
+    the merged ticket: such an item, and anything following one, is admins' (it
+    belongs to a survivor nobody checked the viewer against)."""
     query = select(QuarantineItem).where(which(QuarantineItem))
     condition = visibility.clause(session, viewer, mode)
     if condition is None:
@@ -76,7 +79,10 @@ def _visible(session: Session, which: Which, viewer: Actor | None, mode: str) ->
     # empty side "no team" holds for an item naming none.
     return query.outerjoin(Ticket, QuarantineItem.ticket_id == Ticket.id).where(
         QuarantineItem.ticket_unknown.is_(False),
-        or_(QuarantineItem.ticket_id.is_(None), and_(QuarantineItem.ticket_id.is_not(None), condition)),
+        or_(
+            QuarantineItem.ticket_id.is_(None),
+            and_(QuarantineItem.ticket_id.is_not(None), Ticket.merged_into_id.is_(None), condition),
+        ),
         QuarantineItem.id.not_in(_hiding(which, condition)),
     )
 
@@ -121,7 +127,7 @@ def _hiding(which: Which, condition: ColumnElement[bool]) -> Select[tuple[int]]:
         ).where(parent.id == up.c.item_id, parent.follows_item_id.is_not(None), up.c.depth < MAX_FOLLOWED)
     )
     item = aliased(QuarantineItem)
-    seen = select(Ticket.id).where(Ticket.id == item.ticket_id, condition)
+    seen = select(Ticket.id).where(Ticket.id == item.ticket_id, Ticket.merged_into_id.is_(None), condition)
     own = up.c.own.is_(True)
     return (
         select(up.c.head_id)

@@ -8,6 +8,13 @@ Items held before are filled in here by Python, as the app decides it when holdi
 (`helpdesk.addresses.mailbox` needs IDNA, which SQL does not have): the follow-ups
 only, in batches.
 
+Items held since 0028 recorded the thread's root, not the mail they answer, so in
+M3 → M1 beside M2 → M1 the walk from M3 never meets M2: M2 approved into a ticket
+hidden from an agent left M3 open to them. Which of a root's followers answers
+which is not stored, so the pending followers of a root followed more than once go
+to admins (`ticket_unknown`: what they answer cannot be told); a root followed once
+is a direct parent and stays as it was.
+
 Revision ID: 0032
 Revises: 0031
 """
@@ -63,6 +70,24 @@ def upgrade():
         after = rows[-1][0]
     with op.batch_alter_table("quarantine_items", schema=None) as batch_op:
         batch_op.alter_column("follows_own", existing_type=sa.Boolean(), server_default=None)
+    states = sa.table(
+        "quarantine_items",
+        sa.column("id", sa.Integer),
+        sa.column("follows_item_id", sa.Integer),
+        sa.column("state", sa.String),
+        sa.column("ticket_unknown", sa.Boolean),
+    )
+    others = states.alias("others")
+    shared_root = (
+        sa.select(others.c.id)
+        .where(others.c.follows_item_id == states.c.follows_item_id, others.c.id != states.c.id)
+        .exists()
+    )
+    connection.execute(
+        sa.update(states)
+        .where(states.c.state == "pending", states.c.follows_item_id.is_not(None), shared_root)
+        .values(ticket_unknown=True)
+    )
 
 
 def downgrade():
