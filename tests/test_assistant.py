@@ -12,6 +12,7 @@ from sqlalchemy import select
 from helpdesk import phones
 from helpdesk.extensions import db
 from helpdesk.models import Contact, Integration, SatisfactionRating, Ticket
+from helpdesk.services import contacts
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
 from tests.support.app import login_tokens
@@ -336,19 +337,19 @@ def test_a_malformed_request_is_refused_as_a_whole(client, token, body):
     assert db.session.execute(select(Ticket)).first() is None
 
 
-def test_staff_accounts_are_untouched_by_a_customer_claiming_a_staff_address(client, token, agent):
-    """The integration names customers; naming a staff address makes a contact, not staff."""
-    (answer,) = outputs(
-        tool_calls(
-            client,
-            token,
-            [("create_ticket_report", {"title": "Hola", "description": "."})],
-            customer={"email": agent.email},
-        )
+def test_a_customer_claiming_a_staff_address_is_refused_and_staff_untouched(client, token, agent):
+    """The integration names customers, never staff: a staff address is refused
+    (it reached every ticket the agent was copied on); no contact, no ticket."""
+    response = tool_calls(
+        client,
+        token,
+        [("create_ticket_report", {"title": "Hola", "description": "."})],
+        customer={"email": agent.email},
     )
-    assert answer["success"] is True
-    ticket = db.session.execute(select(Ticket)).scalar_one()
-    assert ticket.source == "ai" and ticket.assignee_id is None
+    assert response.status_code == 422
+    assert response.get_json()["error"]["fields"] == {"customer.email": contacts.NOT_A_CUSTOMER}
+    assert db.session.execute(select(Ticket)).first() is None
+    assert db.session.execute(select(Contact)).first() is None
     assert StaffService(db.session).by_email(agent.email).role == "agent"
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from helpdesk import addresses
 from helpdesk.extensions import db
 from helpdesk.models import Contact, Ticket
+from helpdesk.services import contacts
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.database import open_ticket
 
@@ -24,12 +25,13 @@ ATTACKER_PHONE = "+5215587654321"
 def call(app, client):  # type: ignore[no-untyped-def]
     """POST to an integration endpoint with a token of the kind it needs."""
     tokens = {
-        kind: IntegrationsService(db.session).add(f"{kind}-1", kind)[1] for kind in ("chat", "assistant")
+        kind: IntegrationsService(db.session).add(f"{kind}-1", kind)[1]
+        for kind in ("chat", "assistant", "workflow")
     }
     db.session.commit()
 
     def post(path: str, body: object):  # type: ignore[no-untyped-def]
-        kind = "assistant" if path.startswith("assistant") else "chat"
+        kind = path.partition("/")[0] if path.startswith(("assistant", "workflow")) else "chat"
         return client.post(f"/api/v1/{path}", json=body, headers={"Authorization": f"Bearer {tokens[kind]}"})
 
     return post
@@ -252,3 +254,73 @@ def test_a_conversation_id_is_printable_text(call, conversation):
     assert response.status_code == 422
     assert "conversation_id" in response.get_json()["error"]["fields"]
     assert db.session.execute(select(Ticket)).first() is None
+
+
+# The helpdesk's own addresses and its staff's, as a request may spell them: case, a
+# plus-detail, the domain in fullwidth letters (IDNA maps it to ours), and anything at
+# MESSAGE_ID_DOMAIN (TestingConfig: support@helpdesk.test, helpdesk.helpdesk.test).
+NOT_CUSTOMERS = [
+    "agent@helpdesk.test",
+    "Agent+billing@HELPDESK.test",
+    "support@helpdesk.test",
+    "SUPPORT+TKT-000001@helpdesk.test",
+    "support@\uff48\uff45\uff4c\uff50\uff44\uff45\uff53\uff4b.test",
+    "tkt.1.1.abc@helpdesk.helpdesk.test",
+]
+
+
+def _naming(path: str, email: str) -> dict:
+    """A request to `path` naming `email` as its customer (on WhatsApp with a number
+    of its own, where the assistant is asked)."""
+    lists = {"id": "c0", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+    return {
+        "chat/lookup": {"customer": {"email": email}, "text": "TKT-1"},
+        "chat/tickets": {"conversation_id": "c1", "customer": {"email": email}, "transcript": "refund me"},
+        "assistant/tool-calls": {
+            "customer": {"email": email, "phone": ATTACKER_PHONE},
+            "tool_calls": [lists],
+        },
+        "workflow/tickets": {"title": "Install", "description": ".", "customer_email": email},
+    }[path]
+
+
+@pytest.mark.parametrize("email", NOT_CUSTOMERS)
+@pytest.mark.parametrize("path", ["chat/lookup", "chat/tickets", "assistant/tool-calls", "workflow/tickets"])
+def test_a_staff_or_helpdesk_address_is_no_customer_for_an_integration(call, service, agent, path, email):
+    """Naming Agnes's address listed every ticket she was copied on and let the caller
+    comment there; naming a support address opened tickets whose mail went to the
+    helpdesk itself. Refused as the field's problem; nothing is stored."""
+    carol = open_ticket(service, requester_email="carol@example.com", subject="Charged twice")
+    service.add_participant(carol, agent.email, agent.name)
+    db.session.commit()
+    response = call(path, _naming(path, email))
+    assert response.status_code == 422, response.get_data(as_text=True)
+    field = "customer_email" if path.startswith("workflow") else "customer.email"
+    assert response.get_json()["error"]["fields"] == {field: contacts.NOT_A_CUSTOMER}
+    db.session.rollback()
+    assert db.session.execute(select(func.count(Ticket.id))).scalar_one() == 1
+    stored = db.session.execute(select(Contact.email).order_by(Contact.id)).scalars().all()
+    assert stored == ["carol@example.com"]
+
+
+def test_a_staff_address_given_in_a_web_chat_to_the_assistant_is_refused(call, agent):
+    response = call(
+        "assistant/tool-calls",
+        {
+            "customer": {"email": agent.email.upper()},
+            "channel": "chat",
+            "tool_calls": [
+                {"id": "c0", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+            ],
+        },
+    )
+    assert response.status_code == 422
+    assert response.get_json()["error"]["fields"] == {"customer.email": contacts.NOT_A_CUSTOMER}
+
+
+def test_an_address_that_only_resembles_a_staff_one_is_a_customer(call, agent):
+    """The staff address is compared by mailbox, not by prefix: agent2@ and agent@
+    of another domain are customers like any other."""
+    for email in ("agent2@helpdesk.test", "agent@example.com", "agent.x@helpdesk.test"):
+        response = call("chat/lookup", {"customer": {"email": email}, "text": ""})
+        assert response.status_code == 200, (email, response.get_json())

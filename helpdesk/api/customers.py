@@ -45,6 +45,8 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
     email = addresses.normalize(value.get("email")) or None
     if email is not None and (not addresses.is_valid(email) or addresses.is_reserved_invalid(email)):
         errors["customer.email"] = addresses.INVALID  # a stand-in is derived from a phone: no proof
+    elif email is not None and contacts.is_ours(db.session, email, current_app.config):
+        errors["customer.email"] = contacts.NOT_A_CUSTOMER
     phone = None
     if value.get("phone"):
         phone = phones.normalize(value["phone"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, inspect, or_, select, update
@@ -10,7 +11,8 @@ from sqlalchemy.orm import Session
 from helpdesk import addresses
 from helpdesk.clock import now
 from helpdesk.database import insert_ignoring
-from helpdesk.models import Contact, Message, Participant, Ticket
+from helpdesk.message_ids import Signer
+from helpdesk.models import Contact, Message, Participant, StaffUser, Ticket
 
 # Built once: every new ticket looks its requester up, and composing the statement
 # anew cost as much as running it.
@@ -35,6 +37,35 @@ _LOCKED = (
 _TICKETS_OF = select(Ticket.id).where(Ticket.requester_id == bindparam("contact")).order_by(Ticket.id)
 _TICKETS_LOCKED = _TICKETS_OF.with_for_update(key_share=True)
 _LAST = "last contact found"  # the session's `info` key of `_remember`
+# Why an integration may not name an address as its customer (`is_ours`).
+NOT_A_CUSTOMER = "is the helpdesk's own address or a staff member's, not a customer's"
+
+
+def is_ours(session: Session, address: str, config: Mapping[str, Any]) -> bool:
+    """Whether `address` reaches the helpdesk itself or one of its staff: a support
+    address or a plus-address of one, anything at MESSAGE_ID_DOMAIN, a staff user's
+    address (active or not). No integration may name such an address as its
+    customer: a customer sees every ticket their address is copied on, and staff are
+    copied on other customers' tickets; mail to our own address loops back.
+
+    Compared by mailbox (`addresses.mailbox`: case, plus-detail and the domain's
+    IDNA form folded), as the outbound loop rules compare. Staff addresses are
+    stored normalized, so only those beginning with the mailbox's local part are
+    read and folded; one indexed prefix, not the whole staff table."""
+    box = addresses.mailbox(address)
+    local, _, domain = box.rpartition("@")
+    own_domain = addresses.mailbox(f"x@{Signer.from_config(config).domain}").rpartition("@")[2]
+    if domain == own_domain or box in {addresses.mailbox(own) for own in config["SUPPORT_ADDRESSES"]}:
+        return True
+    staff = session.scalars(
+        select(StaffUser.email).where(
+            or_(
+                StaffUser.email.startswith(f"{local}@", autoescape=True),
+                StaffUser.email.startswith(f"{local}+", autoescape=True),
+            )
+        )
+    )
+    return any(addresses.mailbox(email) == box for email in staff)
 
 
 def find_or_create(session: Session, email: str, name: str = "") -> Contact:

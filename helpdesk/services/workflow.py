@@ -26,7 +26,7 @@ from helpdesk.clock import iso
 from helpdesk.errors import NotFound, ValidationError
 from helpdesk.inputs import positive_int
 from helpdesk.models import Contact, Team
-from helpdesk.services import teams
+from helpdesk.services import contacts, teams
 from helpdesk.services.actors import Actor
 from helpdesk.services.teams import TeamsService
 from helpdesk.services.tickets import TicketsService
@@ -73,7 +73,7 @@ def open_workflow_ticket(
         errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
     kind = service_fields.ticket_type(ticket_type or v.DEFAULT_TICKET_TYPE, errors)
     team = _team(session, assigned_team, errors) if assigned_team else None
-    contact = _customer(session, customer_id, customer_email or None, errors)
+    contact = _customer(session, config, customer_id, customer_email or None, errors)
     if errors:
         raise ValidationError(errors)
     routed = _routed_team(session, kind)
@@ -120,7 +120,11 @@ def open_workflow_ticket(
 
 
 def _customer(
-    session: Session, customer_id: int | str | None, customer_email: str | None, errors: dict[str, str]
+    session: Session,
+    config: Mapping[str, Any],
+    customer_id: int | str | None,
+    customer_email: str | None,
+    errors: dict[str, str],
 ) -> Contact | None:
     """The contact `customer_id` names; None when the customer is named by email
     (TicketsService finds or creates that contact and checks the address). An
@@ -132,6 +136,10 @@ def _customer(
         elif addresses.is_reserved_invalid(addresses.normalize(customer_email)):
             # The stand-in of someone known by phone only (docs/integrations.md).
             errors["customer_email"] = addresses.INVALID
+        elif addresses.is_valid(addresses.normalize(customer_email)) and contacts.is_ours(
+            session, customer_email, config
+        ):
+            errors["customer_email"] = contacts.NOT_A_CUSTOMER
         return None
     if customer_email is not None:
         errors["customer_email"] = "must not be given with customer_id"
