@@ -1306,6 +1306,53 @@ def test_a_ticket_opened_for_a_phone_only_contact_during_its_merge_moves_too(app
     assert ann.phone == PHONE
 
 
+NEW_PHONE = "+5215511112222"
+OTHER_PHONE = "+5215533334444"
+
+
+def _whatsapp_request(
+    app: Any, order: Interleaving, role: str, phone: str, email: str | None
+) -> Callable[[], str]:
+    """A worker: a WhatsApp request from `phone` naming `email` (or none) finds its
+    customer (`contacts.for_customer`, as `named_customer` asks) and answers the
+    contact's address. The first holds its transaction open until the second waits."""
+    from helpdesk.services import contacts
+
+    def request() -> str:
+        with app.app_context():
+            order.after_load(role)
+            contact = contacts.for_customer(db.session, email=email, phone=phone, phone_vouched=True)
+            if role == "first":
+                order.after_first_change()
+            db.session.commit()
+            return contact.email
+
+    return request
+
+
+@on_postgresql
+def test_two_new_numbers_naming_one_address_at_once_bind_one(app):
+    """Two new numbers name bob@ (a contact without history) at once: both read his
+    contact without a number, both got 200 and the later write replaced the first
+    number, though a contact's number is never replaced (found by review). The bind
+    reads the contact again under its row lock: the second number finds it taken and
+    acts for a phone-only contact of its own."""
+    from helpdesk.models import Contact
+    from helpdesk.services import contacts
+
+    contacts.find_or_create(db.session, "bob@example.com", "Bob")
+    db.session.commit()
+    order = Interleaving()
+    results = order.run(
+        _whatsapp_request(app, order, "first", NEW_PHONE, "bob@example.com"),
+        _whatsapp_request(app, order, "second", OTHER_PHONE, "bob@example.com"),
+    )
+    assert results == {"first": "bob@example.com", "second": "5215533334444@phone.invalid"}, results
+    db.session.rollback()
+    phones = {email: phone for email, phone in db.session.execute(select(Contact.email, Contact.phone))}
+    assert phones == {"bob@example.com": NEW_PHONE, "5215533334444@phone.invalid": OTHER_PHONE}
+
+
 @on_postgresql
 def test_the_gateway_holding_a_follow_up_does_not_wait_for_an_approval_of_what_it_follows(
     app, admin, senders, monkeypatch

@@ -145,6 +145,77 @@ def test_an_assistant_in_a_web_chat_names_the_customer_by_email(call):
     assert response.get_json()["error"]["fields"] == {"customer.email": "is required"}
 
 
+def test_a_new_number_naming_an_email_with_tickets_gets_none_of_them(call, service):
+    """The reviewer's squat: any new WhatsApp number that named bob@ was bound to
+    Bob's contact for good, listed and read his tickets, and locked Bob's own number
+    out (a number is never replaced). Typing an address proves nothing: the number
+    acts for a contact of its own, and Bob's stays as mail left it."""
+    open_ticket(service, requester_email="bob@example.com", requester_name="Bob", subject="Router password")
+    db.session.commit()
+    squatter = {"phone": ATTACKER_PHONE, "email": "bob@example.com"}
+    listed, read = tools(
+        call, squatter, ("list_my_tickets", {}), ("get_ticket_information", {"ticketId": "TKT-000001"})
+    )
+    assert listed["tickets"] == [] and read["success"] is False and "description" not in read
+    db.session.expire_all()
+    assert contact("bob@example.com").phone is None  # type: ignore[union-attr]
+    assert contact(addresses.for_phone(ATTACKER_PHONE)).phone == ATTACKER_PHONE  # type: ignore[union-attr]
+    # Bob's own number is not locked out: it is not his mail contact either (no proof),
+    # but a customer of its own, free to open tickets.
+    (created,) = tools(
+        call,
+        {"phone": VICTIM_PHONE, "email": "bob@example.com"},
+        ("create_ticket_report", {"title": "x", "description": "."}),
+    )
+    assert created["success"] is True
+    db.session.expire_all()
+    assert contact(addresses.for_phone(VICTIM_PHONE)).phone == VICTIM_PHONE  # type: ignore[union-attr]
+
+
+def test_a_new_number_naming_an_address_copied_on_a_ticket_is_not_bound(call, service):
+    """No contact of bob@ yet, but he is copied on Carol's ticket: binding the number
+    would show it to whoever typed his address."""
+    carol = open_ticket(service, requester_email="carol@example.com", subject="Charged twice")
+    service.add_participant(carol, "bob@example.com", "Bob")
+    db.session.commit()
+    (listed,) = tools(call, {"phone": ATTACKER_PHONE, "email": "Bob@Example.com"}, ("list_my_tickets", {}))
+    assert listed["tickets"] == []
+    db.session.expire_all()
+    bob = contact("bob@example.com")
+    assert bob is None or bob.phone is None
+
+
+def test_a_whatsapp_customer_naming_an_email_with_tickets_stays_apart(call, service):
+    """The merge took the email's contact on the email's word: a WhatsApp-only
+    customer naming bob@ moved their tickets into Bob's contact and then read his.
+    Now each keeps their own; the number lists the phone-only contact's tickets."""
+    whatsapp_customer(service)
+    open_ticket(service, requester_email="bob@example.com", subject="Bob's")
+    db.session.commit()
+    (listed,) = tools(call, {"phone": VICTIM_PHONE, "email": "bob@example.com"}, ("list_my_tickets", {}))
+    assert [t["ticketId"] for t in listed["tickets"]] == ["TKT-000001"]
+    db.session.expire_all()
+    assert contact("bob@example.com").phone is None  # type: ignore[union-attr]
+    assert contact(addresses.for_phone(VICTIM_PHONE)).phone == VICTIM_PHONE  # type: ignore[union-attr]
+    requesters = db.session.execute(select(Contact.email).join(Ticket.requester).order_by(Ticket.number))
+    assert requesters.scalars().all() == [addresses.for_phone(VICTIM_PHONE), "bob@example.com"]
+
+
+def test_a_new_number_naming_a_known_address_without_history_is_bound(call):
+    """What still binds on the word of the conversation: an address nothing has
+    happened to yet (here a chat looked it up, which leaves a contact but no ticket)."""
+    assert call("chat/lookup", {"customer": {"email": "new@example.com"}, "text": ""}).status_code == 200
+    (created,) = tools(
+        call,
+        {"phone": VICTIM_PHONE, "email": "new@example.com"},
+        ("create_ticket_report", {"title": "x", "description": "."}),
+    )
+    assert created["success"] is True
+    db.session.expire_all()
+    assert contact("new@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
+    assert db.session.execute(select(Ticket)).scalar_one().requester.email == "new@example.com"
+
+
 @pytest.mark.parametrize("path", ["chat/lookup", "assistant/tool-calls"])
 def test_a_stand_in_address_is_no_email_a_customer_may_give(call, service, path):
     whatsapp_customer(service)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, inspect, or_, select, update
+from sqlalchemy import bindparam, exists, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
@@ -36,6 +36,14 @@ _LOCKED = (
 # lock order everywhere (docs/lifecycle.md, "Concurrent changes").
 _TICKETS_OF = select(Ticket.id).where(Ticket.requester_id == bindparam("contact")).order_by(Ticket.id)
 _TICKETS_LOCKED = _TICKETS_OF.with_for_update(key_share=True)
+# Whether anything happened to an address yet: a ticket it requests, one it is
+# copied on. A number naming such an address is not bound to it (`_bind`).
+_HISTORY = select(
+    or_(
+        exists().where(Ticket.requester_id == bindparam("contact")),
+        exists().where(Participant.email == bindparam("email")),
+    )
+)
 _LAST = "last contact found"  # the session's `info` key of `_remember`
 # Why an integration may not name an address as its customer (`is_ours`).
 NOT_A_CUSTOMER = "is the helpdesk's own address or a staff member's, not a customer's"
@@ -132,14 +140,12 @@ def for_customer(
     recorded or followed; a phone typed into a chat is a claim and changes nothing.
     A proven number already bound to a real address is that person, whatever email
     the conversation gives now (else each new email would be a new customer, with
-    fresh limits). Someone known so far by that number only who gives an email is
-    the same person as the email's contact, which takes their tickets and number,
-    unless that contact already has another number: then the two stay apart. That
-    merge holds both rows' locks, so it waits for a ticket being opened for either.
+    fresh limits). A number bound to no real address yet is bound to the email it
+    names only while nothing happened to that address (`_bind`): an email is a claim
+    too.
     """
-    by_phone = (
-        session.execute(_BY_PHONE, {"phone": phone}).scalar_one_or_none() if phone and phone_vouched else None
-    )
+    proven = phone if phone and phone_vouched else None
+    by_phone = session.execute(_BY_PHONE, {"phone": proven}).scalar_one_or_none() if proven else None
     if by_phone is not None and email and addresses.is_reserved_invalid(by_phone.email):
         # A merge may follow: lock the phone-only contact's tickets, then the contact
         # itself, as `current` does, and see whether a concurrent request merged it
@@ -149,27 +155,48 @@ def for_customer(
             by_phone = None
     if by_phone is not None and not addresses.is_reserved_invalid(by_phone.email):
         contact = by_phone
+    elif email and proven is not None:
+        contact = _bind(session, proven, by_phone, email, name)
     elif email:
         contact = find_or_create(session, email, name)
-        if phone and phone_vouched:
-            if contact.phone is None:
-                if by_phone is None:
-                    contact.phone = phone
-                else:
-                    contact = _merge(session, by_phone, contact)
-            elif contact.phone != phone:  # the email is someone reached by another number
-                contact = by_phone or _phone_only(session, phone, name)
     elif by_phone is not None:
         contact = by_phone
     else:
-        assert phone and phone_vouched, "a customer needs an email or a proven phone"
-        contact = _phone_only(session, phone, name)
+        assert proven is not None, "a customer needs an email or a proven phone"
+        contact = _phone_only(session, proven, name)
     if name and not contact.name:
         contact.name = addresses.display_name(name)
     if language:
         contact.language = language
     session.flush()
     return contact
+
+
+def _bind(session: Session, phone: str, phone_only: Contact | None, email: str, name: str) -> Contact:
+    """The contact a proven number that no real address has yet acts for when it
+    names `email`: the email's contact, which takes the number (and the phone-only
+    contact's tickets and messages, `_merge`), if it has no number and nothing
+    happened to the address yet (`_HISTORY`: no ticket it requests or is copied on);
+    else the number's own phone-only contact, and the email is not believed.
+
+    Typing an address into WhatsApp proves nothing: binding a new number to a
+    contact with tickets showed them to whoever named the address, for good, and
+    left the owner's own number a contact of its own (a number is never replaced).
+    The email's contact is read again under its row lock, after the phone-only
+    one's (the order `current` takes them in): a number another request bound to it
+    meanwhile stays, and a customer's ticket being opened for it (its creator holds
+    that lock, `current`) is waited for and then seen."""
+    contact = _lock(session, find_or_create(session, email))
+    taken = (
+        contact.phone is not None
+        or session.execute(_HISTORY, {"contact": contact.id, "email": contact.email}).scalar_one()
+    )
+    if taken:
+        return phone_only or _phone_only(session, phone, name)
+    if phone_only is None:
+        contact.phone = phone
+        return contact
+    return _merge(session, phone_only, contact)
 
 
 def _phone_only(session: Session, phone: str, name: str) -> Contact:
@@ -205,17 +232,13 @@ def _lock_with_tickets(session: Session, phone_only: Contact) -> Contact:
 
 def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
     """Move the phone-only contact's tickets, messages and number to `contact`, and
-    return the contact the customer is now.
+    return it.
 
     The phone-only contact's tickets are locked first, then both contacts' rows,
-    the phone-only one first (the caller holds them already, from
-    `_lock_with_tickets`), the order every ticket creation takes contacts in, so a
-    merge waits for a ticket being opened for either contact and such a ticket
-    moves too. `contact` is read again under its lock: a concurrent request may have
-    given it another number meanwhile, and then the two stay apart."""
-    contact = _lock(session, contact)
-    if contact.phone is not None:  # given another number meanwhile (this one is locked)
-        return phone_only
+    the phone-only one first (the caller holds them already: `_lock_with_tickets`,
+    then `_bind`), the order every ticket creation takes contacts in, so a merge
+    waits for a ticket being opened for either contact and such a ticket moves
+    too."""
     phone = phone_only.phone
     phone_only.phone = None
     session.flush()  # the phone is unique: free it before the other contact takes it
