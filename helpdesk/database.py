@@ -20,6 +20,7 @@ sees the transient error it already handles (SMTP 451, IMAP retry, HTTP 503).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -196,3 +197,11 @@ def insert_ignoring(session: Session, model: Any, unique: list[str]) -> Any:
     caller reads the winner's row back)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(model).on_conflict_do_nothing(index_elements=unique)
+
+
+def advisory_key(text: str) -> int:
+    """`text` as the second key of a two-key advisory lock, a signed 32-bit number
+    every process computes alike (Python's `hash` differs per process). Two texts
+    sharing a key only wait for each other now and then (a customer's mailbox,
+    `customer_limits`; a WhatsApp number, `contacts.for_customer`)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big", signed=True)

@@ -1331,6 +1331,34 @@ def _whatsapp_request(
 
 
 @on_postgresql
+@pytest.mark.parametrize(
+    ("first_email", "expected"),
+    [
+        (None, {"first": "5215511112222@phone.invalid", "second": "carol@example.com"}),
+        ("bob@example.com", {"first": "bob@example.com", "second": "bob@example.com"}),
+    ],
+)
+def test_two_first_requests_from_one_new_number_both_find_one_customer(app, first_email, expected):
+    """Two WhatsApp requests from a number no contact has yet, at once (two messages
+    of one customer, a model retrying): both found no contact with it and both wrote
+    it, and the second failed on the unique phone index, a 500 (found by review).
+    Requests from one number take its lock first now, so the second finds the first
+    one's customer: the phone-only contact, which carol@ (new, no history) takes;
+    or bob@, whose number it already is (carol@ is not believed then)."""
+    from helpdesk.models import Contact
+
+    order = Interleaving()
+    results = order.run(
+        _whatsapp_request(app, order, "first", NEW_PHONE, first_email),
+        _whatsapp_request(app, order, "second", NEW_PHONE, "carol@example.com"),
+    )
+    assert results == expected, results
+    db.session.rollback()
+    owner = db.session.execute(select(Contact).where(Contact.phone == NEW_PHONE)).scalar_one()
+    assert owner.email == expected["second"]
+
+
+@on_postgresql
 def test_two_new_numbers_naming_one_address_at_once_bind_one(app):
     """Two new numbers name bob@ (a contact without history) at once: both read his
     contact without a number, both got 200 and the later write replaced the first

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, exists, inspect, or_, select, update
+from sqlalchemy import Integer, bindparam, exists, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
 from helpdesk.clock import now
-from helpdesk.database import insert_ignoring
+from helpdesk.database import advisory_key, insert_ignoring
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, Message, Participant, StaffUser, Ticket
 
@@ -36,6 +36,15 @@ _LOCKED = (
 # lock order everywhere (docs/lifecycle.md, "Concurrent changes").
 _TICKETS_OF = select(Ticket.id).where(Ticket.requester_id == bindparam("contact")).order_by(Ticket.id)
 _TICKETS_LOCKED = _TICKETS_OF.with_for_update(key_share=True)
+# The first key of the advisory lock on a WhatsApp number (the second is the
+# number's hash, `database.advisory_key`), a space apart from the mailboxes' locks
+# (customer_limits.MAILBOX_LOCK). `for_customer` takes it first thing, before it
+# reads who has the number: two first requests from one new number both found no
+# one and both wrote it (a 500 on the unique index).
+NUMBER_LOCK = 0x706E6F  # "pno"
+_LOCK_NUMBER = select(
+    func.pg_advisory_xact_lock(bindparam("space", type_=Integer), bindparam("number_key", type_=Integer))
+)
 # Whether anything happened to an address yet: a ticket it requests, one it is
 # copied on. A number naming such an address is not bound to it (`_bind`).
 _HISTORY = select(
@@ -142,14 +151,17 @@ def for_customer(
     the conversation gives now (else each new email would be a new customer, with
     fresh limits). A number bound to no real address yet is bound to the email it
     names only while nothing happened to that address (`_bind`): an email is a claim
-    too.
+    too. Requests from one number are taken one at a time (its advisory lock, on
+    PostgreSQL; SQLite lets one writer in anyway), so two first requests from a new
+    number do not both write it.
     """
     proven = phone if phone and phone_vouched else None
+    if proven is not None and session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_NUMBER, {"space": NUMBER_LOCK, "number_key": advisory_key(proven)})
     by_phone = session.execute(_BY_PHONE, {"phone": proven}).scalar_one_or_none() if proven else None
     if by_phone is not None and email and addresses.is_reserved_invalid(by_phone.email):
         # A merge may follow: lock the phone-only contact's tickets, then the contact
-        # itself, as `current` does, and see whether a concurrent request merged it
-        # already.
+        # itself, as `current` does.
         by_phone = _lock_with_tickets(session, by_phone)
         if by_phone.phone != phone:  # lost its number, and no one holds it: no one to merge
             by_phone = None

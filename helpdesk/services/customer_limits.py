@@ -20,7 +20,6 @@ requests.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -30,11 +29,12 @@ from sqlalchemy.orm import Session
 
 from helpdesk import addresses
 from helpdesk.clock import now
+from helpdesk.database import advisory_key
 from helpdesk.models import Contact, Ticket
 
 FINISHED = ("resolved", "closed", "cancelled")
 # The first key of the advisory lock on a customer's mailbox (the second is the
-# mailbox's hash, `_mailbox_key`): two-key advisory locks are a space apart from the
+# mailbox's hash, `database.advisory_key`): two-key advisory locks are a space apart from the
 # one-key locks of the lifecycle jobs, and this key keeps them apart from any other.
 MAILBOX_LOCK = 0x6D6278  # "mbx"
 
@@ -80,7 +80,7 @@ def reached_limit(session: Session, contact: Contact, config: Mapping[str, Any])
         session.flush()
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
-            _LOCK, {"contact": contact.id, "space": MAILBOX_LOCK, "mailbox_key": _mailbox_key(mailbox)}
+            _LOCK, {"contact": contact.id, "space": MAILBOX_LOCK, "mailbox_key": advisory_key(mailbox)}
         )
     recent, unfinished = session.execute(
         _COUNTS, {"mailbox": mailbox, "since": now() - timedelta(hours=1)}
@@ -94,13 +94,6 @@ def reached_limit(session: Session, contact: Contact, config: Mapping[str, Any])
     if unfinished >= at_once:
         return f"{_counted(unfinished, 'open ticket')} (CUSTOMER_MAX_OPEN_TICKETS is {at_once})"
     return None
-
-
-def _mailbox_key(mailbox: str) -> int:
-    """The mailbox as the advisory lock's second key, a signed 32-bit number that
-    every process computes alike (Python's `hash` differs per process). Two mailboxes
-    sharing a key only wait for each other now and then; neither is miscounted."""
-    return int.from_bytes(hashlib.blake2b(mailbox.encode(), digest_size=4).digest(), "big", signed=True)
 
 
 def _counted(count: int, noun: str) -> str:
