@@ -15,6 +15,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts
 from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.staff import StaffService
 from tests.support.database import open_ticket
 
 VICTIM_PHONE = "+5215512345678"
@@ -387,6 +388,19 @@ def test_a_staff_address_given_in_a_web_chat_to_the_assistant_is_refused(call, a
     )
     assert response.status_code == 422
     assert response.get_json()["error"]["fields"] == {"customer.email": contacts.NOT_A_CUSTOMER}
+
+
+def test_a_former_or_plus_addressed_staff_member_is_no_customer_either(call, agent):
+    """A deactivated agent is still copied on tickets; a staff address stored with a
+    detail (`ops+helpdesk@`) is the mailbox `ops@` too."""
+    staff = StaffService(db.session)
+    staff.set_active(agent, False)
+    staff.create(email="ops+helpdesk@isp.example", name="Ops", role="agent", password="ops-password-1")
+    db.session.commit()
+    for email in (agent.email, "ops@isp.example", "OPS+x@isp.example"):
+        response = call("chat/lookup", {"customer": {"email": email}, "text": ""})
+        assert response.status_code == 422, email
+        assert response.get_json()["error"]["fields"] == {"customer.email": contacts.NOT_A_CUSTOMER}
 
 
 def test_an_address_that_only_resembles_a_staff_one_is_a_customer(call, agent):
