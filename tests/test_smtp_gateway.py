@@ -732,3 +732,23 @@ def test_banner_and_ehlo_name_the_configured_host_without_asking_dns(gateway, mo
         code, banner = connection.ehlo()
     assert code == 250
     assert banner.splitlines()[0] == b"helpdesk.helpdesk.test"
+
+
+@pytest.mark.parametrize(
+    ("subject", "alert"),
+    [
+        ("Fwd: [TKT-000001] SLA breach: VPN drops", True),
+        ("RE:  [tkt-1]   sla   BREACH: VPN drops", True),
+        ("[TKT-000001] SLA incumplido: VPN", True),
+        ("[Case 42] Escalated: invoice is wrong", False),
+        ("[Order 7] SLA breach: late parcel", False),
+        ("[TKT-x1] Escalated: no number", False),
+        ("Escalated: no reference at all", False),
+    ],
+)
+def test_only_our_own_ticket_reference_before_an_alert_prefix_makes_an_alert_subject(subject, alert):
+    """A customer's own subject "[Case 42] Escalated: …" is no alert of ours: a staff
+    answer to it was kept as a note the customer never got (found by review)."""
+    from helpdesk.inbound.matching import names_staff_alert
+
+    assert names_staff_alert(subject, "TKT-") is alert

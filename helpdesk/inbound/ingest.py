@@ -764,48 +764,48 @@ def _staff_mail(
 ) -> Decision:
     """A mail whose From is a staff address, on the ticket it matched.
 
-    It acts as the staff member only with proof: it answers a signed Message-ID
-    the helpdesk sent to that address, or the trusted server says its From passed
-    DMARC or aligned SPF/DKIM and its own header names the support address and the
-    ticket (`matching.named_in_header`): a pass signs the header, never the
-    envelope, so a replayed mail the staff member sent elsewhere keeps it. Without
-    proof anyone could have written it, or written it for someone else, so it is
-    kept as an internal note labelled unverified: never mailed to the customer,
-    never the SLA's first response, never signed with the staff member's name.
+    It acts as the staff member, a public reply mailed to the customer, only with
+    proof that it was written to this ticket: it answers a signed Message-ID the
+    helpdesk sent to that address. A trusted DMARC (or aligned SPF/DKIM) pass proves
+    who wrote the mail, not to whom: a signature covers only the header fields the
+    sender's server chose, so a mail the staff member once sent elsewhere, replayed
+    to `support+TKT-…@` with a To or Cc line added that no signature covers, passes
+    still (docs/security.md). Such a mail is kept as the staff member's internal
+    note, never mailed. Without either, anyone could have written it, or written it
+    for someone else: an internal note labelled unverified, never the SLA's first
+    response, never signed with the staff member's name.
     """
     ticket = match.ticket
     found = f"matched {number} by {match.method}"
     staff = session.get(StaffUser, staff_id)
     passed = verdict is authentication.Verdict.PASS
-    proven = staff is not None and (
-        (
-            passed
-            and matching.named_in_header(mail, match, config["SUPPORT_ADDRESSES"], config["TICKET_PREFIX"])
-        )
-        or matching.answers_mail_sent_to(session, mail, signer, ticket, mail.from_address)
-    )
-    if not proven:
+    if staff is not None and not matching.answers_mail_sent_to(
+        session, mail, signer, ticket, mail.from_address
+    ):
         if passed:
-            why = (
-                "the trusted Authentication-Results passed, but its header (To, Cc) names "
-                "no support address, or not this ticket's plus-address, so the pass does not "
-                "say it was written to this ticket"
+            return Decision(
+                Outcome.APPENDED,
+                f"{found}; the trusted Authentication-Results say {mail.from_address} wrote it, but "
+                "it answers no mail the helpdesk sent to that address, so nothing says it was "
+                "written to this ticket: kept as the staff member's internal note",
+                ticket,
+                actor=Actor.staff(staff),
+                internal=True,
             )
-        else:
-            why = "no trusted Authentication-Results passed"
+        staff = None
+    if staff is None:
         return Decision(
             Outcome.APPENDED,
             f"{found}; From is the staff address "
             f"{mail.from_address} but the mail carries no proof (it answers no "
-            f"mail the helpdesk sent to that address, and {why}), so it is kept as an "
-            "unverified internal note",
+            "mail the helpdesk sent to that address, and no trusted Authentication-Results "
+            "passed), so it is kept as an unverified internal note",
             ticket,
             actor=Actor.unverified(mail.from_address, mail.from_name),
             internal=True,
         )
-    assert staff is not None  # `proven` says so
     actor = Actor.staff(staff)
-    to_colleagues = _written_to_colleagues(match, mail.subject)
+    to_colleagues = _written_to_colleagues(match, mail.subject, config["TICKET_PREFIX"])
     if to_colleagues is not None:
         return Decision(
             Outcome.APPENDED,
@@ -825,7 +825,7 @@ def _staff_mail(
     return Decision(Outcome.APPENDED, found, ticket, actor=actor)
 
 
-def _written_to_colleagues(match: matching.Match, subject: str) -> str | None:
+def _written_to_colleagues(match: matching.Match, subject: str, prefix: str) -> str | None:
     """Why a proven staff mail is written to colleagues, not to the customer, or None.
 
     A public reply is mailed to the customer: an answer to an SLA alert or an
@@ -837,7 +837,7 @@ def _written_to_colleagues(match: matching.Match, subject: str) -> str | None:
     address")."""
     if match.answers_staff_mail:
         return "staff answer to a staff alert"
-    if match.method in ("subject", "plus-address") and matching.names_staff_alert(subject):
+    if match.method in ("subject", "plus-address") and matching.names_staff_alert(subject, prefix):
         return "its subject is a staff alert's"
     if matching.is_forward(subject):
         return "a staff member's forward, written to colleagues"

@@ -12,9 +12,8 @@ looked up in one statement (docs/security.md, "Bounded work").
 
 Finding T is not permission to write into it: `authorization.may_reply` decides
 that, so a stranger who types a ticket number never lands in someone else's ticket.
-`answers_mail_sent_to` is the proof a staff address needs, or a DMARC pass on mail
-whose own header names the support address and the ticket (`named_in_header`;
-docs/mail-gateway.md). `is_forward` and `names_staff_alert` read the subject for
+`answers_mail_sent_to` is the proof a staff address needs for a public reply
+(docs/mail-gateway.md). `is_forward` and `names_staff_alert` read the subject for
 what a Message-ID cannot show: that a staff mail is written to colleagues.
 """
 
@@ -49,8 +48,6 @@ class Match:
     method: str  # "in-reply-to", "references", "subject" or "plus-address"
     # It answers mail that only staff received (an SLA alert): see ingest.decide.
     answers_staff_mail: bool = False
-    # The number the subject or plus-address named (the ticket may be its survivor).
-    number: int | None = None
 
 
 def recipients(mail: InboundMail, delivered_to: Iterable[str], support: Collection[str]) -> list[str]:
@@ -108,7 +105,7 @@ def find_ticket(
     for numbers, method in ((in_subject, "subject"), (in_plus_addresses, "plus-address")):
         for number in numbers:
             if number in found:
-                return Match(survivor(session, found[number]), method, number=number)
+                return Match(survivor(session, found[number]), method)
     return None
 
 
@@ -143,29 +140,13 @@ def answers_mail_sent_to(
     return False
 
 
-def named_in_header(mail: InboundMail, match: Match, support: Collection[str], prefix: str) -> bool:
-    """Does the mail's own header name a support address in To or Cc, and the ticket
-    it matched? Then a DMARC pass vouches for a staff mail on that ticket.
-
-    DKIM signs the header, not the SMTP envelope: a mail a staff member sent to a
-    vendor or a list, replayed by anyone to `support+TKT-000001@`, still passes. Its
-    header shows what its author wrote to: In-Reply-To, References and Subject are
-    header fields, but a plus-address counts only when the header's To or Cc holds
-    it, never the envelope's alone (docs/security.md)."""
-    written_to = recipients(mail, (), support)
-    if not written_to:
-        return False
-    if match.method != "plus-address":
-        return True
-    return match.number in plus_address_numbers(written_to, prefix)
-
-
 # What mail clients put before a forwarded mail's subject: Thunderbird, Gmail and
 # Apple Mail write "Fwd:" in every language; Outlook "FW:", and in Spanish "RV:",
 # French "TR:", German "WG:", Portuguese "ENC:", Italian "I:", Dutch "Doorst:",
 # Swedish "VB:", Finnish "VL:", Polish "PD:". Casefolded, without the colon.
 FORWARD_MARKERS = frozenset({"fwd", "fw", "rv", "tr", "wg", "enc", "i", "doorst", "vb", "vl", "pd"})
 _LONGEST_MARKER = max(len(marker) for marker in FORWARD_MARKERS)
+_LONGEST_NUMBER = 18  # digits of a ticket number, as numbering reads them
 
 
 def is_forward(subject: str) -> bool:
@@ -177,14 +158,28 @@ def is_forward(subject: str) -> bool:
     return bool(colon) and head.strip().casefold() in FORWARD_MARKERS
 
 
-def names_staff_alert(subject: str) -> bool:
-    """Does the subject carry an alert's (`[TKT-000001] SLA breach: …`, in any
-    language the helpdesk writes, `compose.staff_alert_prefixes`)? How a forward of
-    an alert, or an answer whose client dropped In-Reply-To, still shows it was
-    mail only staff received. Plain substring search over the subject with its
-    blanks collapsed: linear, no pattern."""
+def names_staff_alert(subject: str, prefix: str) -> bool:
+    """Does the subject carry an alert's, right after one of our ticket references
+    (`[TKT-000001] SLA breach: …`, in any language the helpdesk writes,
+    `compose.staff_alert_prefixes`)? How a forward of an alert, or an answer whose
+    client dropped In-Reply-To, still shows it was mail only staff received. Only
+    after our own reference: a customer's subject "[Case 42] Escalated: …" is no
+    alert. Substring search over the subject with its blanks collapsed, each hit
+    looking back a bounded stretch: linear, no pattern."""
     folded = " ".join(subject.split()).casefold()
-    return any(f"] {prefix}" in folded for prefix in staff_alert_prefixes())
+    reference = f"[{prefix.casefold()}"
+    reach = len(reference) + _LONGEST_NUMBER + 1
+    for alert in staff_alert_prefixes():
+        marker = f"] {alert}"
+        at = folded.find(marker)
+        while at != -1:
+            opened = folded.rfind("[", max(0, at - reach), at)
+            if opened != -1 and folded.startswith(reference, opened):
+                digits = folded[opened + len(reference) : at]
+                if digits.isdigit() and digits.isascii():
+                    return True
+            at = folded.find(marker, at + 1)
+    return False
 
 
 def plus_address_numbers(recipients: Iterable[str], prefix: str) -> list[int]:
