@@ -16,8 +16,7 @@ import hashlib
 import re
 import smtplib
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.policy import SMTP
 from functools import partial
@@ -26,7 +25,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.inbound.automail import detect
@@ -36,7 +35,13 @@ from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
 from helpdesk.models import InboundMail, Message, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
-from tests.support.database import open_ticket, refused_as_unreachable, refused_by_database, tickets
+from tests.support.database import (
+    open_ticket,
+    refused_as_unreachable,
+    refused_by_database,
+    statements,
+    tickets,
+)
 from tests.support.hostile import distinct_words, hostile_mails, ordinary_mail
 from tests.support.mail import SUPPORT, message, send, start_gateway
 from tests.support.outbox import deliver
@@ -977,21 +982,6 @@ def test_text_its_charset_cannot_read_costs_what_utf8_text_costs(name, word, utf
 
 
 # -- the tickets a mail names: looked up at once, however many it names --------------------
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    """Every statement the block sent to the database."""
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        sent.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def number_lookups(sent: list[str]) -> int:

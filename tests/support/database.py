@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
@@ -82,3 +82,19 @@ def refused_by_database(
         db.session.execute(text(f"DROP TRIGGER refuse_poison ON {table}"))
         db.session.execute(text("DROP FUNCTION refuse_poison()"))
         db.session.commit()
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every statement the block sent to the database: what a page or a mail costs
+    in round trips, which must not grow with the rows it could have read."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
