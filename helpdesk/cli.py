@@ -15,8 +15,10 @@ from helpdesk import numbering
 from helpdesk import vocabulary as v
 from helpdesk.database import transaction
 from helpdesk.errors import DomainError
+from helpdesk.inputs import MAX_PAGE
 from helpdesk.services import Actor, lifecycle_jobs, notifications
 from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.queue import MAX_PER_PAGE
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
@@ -126,21 +128,27 @@ def tickets_set_next(next_value: int) -> None:
 
 
 @quarantine_cli.command("list")
-def quarantine_list() -> None:
-    """Mail waiting for review."""
+@click.option("--page", default=1, show_default=True, type=click.IntRange(min=1, max=MAX_PAGE))
+@click.option("--per-page", default=50, show_default=True, type=click.IntRange(min=1, max=MAX_PER_PAGE))
+def quarantine_list(page: int, per_page: int) -> None:
+    """Mail waiting for review, oldest first, a page at a time: anyone can get mail
+    held, and a terminal printing all of it buries the mail to review."""
     from helpdesk.inbound import quarantine
 
     with transaction() as session:
-        items = quarantine.pending(session)
-        if not items:
+        held = quarantine.pending(session, page=page, per_page=per_page)
+        if not held.total:
             click.echo("Quarantine is empty.")
-        for item in items:
+            return
+        for item in held.items:
             mail = item.inbound_mail
             click.echo(
                 f"{item.id:>6}  {item.created_at:%Y-%m-%d %H:%M}  "
                 f"{_shown(mail.from_address or mail.mail_from or '?'):<32} "
                 f"{mail.subject[:50]!r}  — {_shown(item.reason)}"
             )
+        more = f"; --page {page + 1} for more" if page < held.pages else ""
+        click.echo(f"Page {page} of {held.pages} ({held.total} waiting){more}.")
 
 
 @quarantine_cli.command("show")

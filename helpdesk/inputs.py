@@ -19,6 +19,7 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # surrogate pair is one character once JSON is decoded, so any left is alone).
 _UNECHOED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 MAX_ECHO = 100  # characters of caller text an answer repeats
+MAX_PAGE = 100_000  # the last page a portal list is asked for
 
 
 def positive_int(text: object, maximum: int = MAX_ID) -> int | None:
@@ -32,6 +33,13 @@ def positive_int(text: object, maximum: int = MAX_ID) -> int | None:
     else:
         return None
     return value if 1 <= value <= maximum else None
+
+
+def page_number(text: object) -> int:
+    """A portal list's page asked for in its query string (the queue's, the
+    quarantine's): 1 when `text` is not a page number. Bounded, so the OFFSET it
+    becomes stays an integer the database takes."""
+    return positive_int(text, maximum=MAX_PAGE) or 1
 
 
 def unstorable(value: Any) -> bool:

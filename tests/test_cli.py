@@ -9,6 +9,7 @@ from sqlalchemy import select
 from helpdesk.extensions import db
 from helpdesk.models import AuthorizedSender, StaffUser
 from helpdesk.services import Actor, TicketsService
+from tests.support.mail import hold_strangers
 
 
 def staff(email: str) -> StaffUser:
@@ -161,3 +162,22 @@ def test_tickets_set_next(app, runner):
     db.session.commit()
     assert service.display_number(ticket) == "TKT-000078"
     assert runner.invoke(args=["tickets", "set-next", "abc"]).exit_code == 2
+
+
+def test_quarantine_list_shows_a_page_at_a_time(app, runner):
+    """`flask quarantine list` printed every held mail, and anyone can get mail held:
+    it prints one page of the oldest (`--per-page`, 50 unless asked, at most the
+    pager's 100), says how many wait, and `--page` reaches the rest."""
+    hold_strangers(app.config, range(5))
+    first = runner.invoke(args=["quarantine", "list", "--per-page", "2"])
+    assert first.exit_code == 0, first.output
+    assert re.findall(r"Cheap pills \d", first.output) == ["Cheap pills 0", "Cheap pills 1"]
+    assert "Page 1 of 3 (5 waiting); --page 2 for more." in first.output
+    last = runner.invoke(args=["quarantine", "list", "--per-page", "2", "--page", "3"])
+    assert re.findall(r"Cheap pills \d", last.output) == ["Cheap pills 4"]
+    assert "Page 3 of 3 (5 waiting)." in last.output
+    assert len(re.findall(r"Cheap pills", runner.invoke(args=["quarantine", "list"]).output)) == 5
+    assert runner.invoke(args=["quarantine", "list", "--per-page", "101"]).exit_code == 2
+    assert runner.invoke(args=["quarantine", "list", "--page", "0"]).exit_code == 2
+    past = runner.invoke(args=["quarantine", "list", "--per-page", "2", "--page", "4"]).output
+    assert "Cheap pills" not in past and "Page 4 of 3 (5 waiting)." in past

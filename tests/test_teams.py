@@ -423,6 +423,38 @@ def test_admins_and_own_mode_in_the_quarantine(app, hidden, client, admin, agent
     assert portal.get(f"/quarantine/{own.id}").status_code == 200
 
 
+def test_an_agents_quarantine_count_and_pages_leave_out_what_is_hidden(hidden, portal, gateway, admin, agent):
+    """The quarantine is paged (`quarantine.pending`) and its heading counts the held
+    mail in SQL: the count and every page come from the one visibility filter, so
+    an agent under `team` never learns how much is held for tickets hidden from
+    them, the thread walk (`_hiding`) included, and paging reaches what they see."""
+    from helpdesk.inbound import quarantine
+
+    field = _held(gateway, f"Re: [{hidden['field']}] where is my technician")
+    support = _held(gateway, f"Re: [{hidden['support']}] the invoice again")
+    gateway.send(
+        message(
+            sender="mallory@nowhere.example",
+            subject="still waiting",
+            in_reply_to=field.inbound_mail.message_id,
+        )
+    )
+    newest = select(QuarantineItem).order_by(QuarantineItem.id.desc()).limit(1)
+    follow_up = db.session.execute(newest).scalar_one()
+    assert (follow_up.follows_item_id, follow_up.follows_own) == (field.id, True)
+    intake = _held(gateway, "Please call me back", sender="kim@stranger.example")
+    viewer = Actor.staff(db.session.get(StaffUser, agent.id))
+    first = quarantine.pending(db.session, viewer, "team", per_page=1)
+    assert (first.total, first.pages, [item.id for item in first.items]) == (2, 2, [support.id])
+    second = quarantine.pending(db.session, viewer, "team", page=2, per_page=1)
+    assert (second.total, [item.id for item in second.items]) == (2, [intake.id])
+    assert quarantine.pending(db.session, viewer, "team", page=3, per_page=1).items == []
+    assert "(2 waiting)" in portal.get("/quarantine").get_data(as_text=True)
+    everything = quarantine.pending(db.session, Actor.staff(db.session.get(StaffUser, admin.id)), "team")
+    assert everything.total == 4
+    assert [item.id for item in everything.items] == [field.id, support.id, follow_up.id, intake.id]
+
+
 def _held_reply(gateway, app, subject: str, reason: str) -> QuarantineItem:  # type: ignore[no-untyped-def]
     """A reply naming the ticket in `subject`, held for `reason` (a cap it is over, no
     sender, or a processing failure): the Subject comes before whatever breaks the mail."""
@@ -656,7 +688,7 @@ def test_a_held_follow_up_is_reviewed_like_the_held_mail_it_answers(app, portal,
     for decision in ("approve", "reject", "spam"):
         assert portal.post(f"/quarantine/{two.id}/{decision}", page="/quarantine").status_code == 404
     assert _approved_where(two.id) == ("pending", [])
-    assert [item.id for item in quarantine.pending(db.session, reviewer, "own")] == [two.id]
+    assert [item.id for item in quarantine.pending(db.session, reviewer, "own").items] == [two.id]
     quarantine.approve(db.session, two.id, reviewer, app.config)
     db.session.commit()
     assert _approved_where(two.id) == ("approved", [ticket_id])
@@ -742,7 +774,7 @@ def test_a_held_follow_up_of_mail_whose_ticket_is_unknown_is_for_admins(app, por
     assert portal.post(f"/quarantine/{two.id}/reject", page="/quarantine").status_code == 404
     assert _approved_where(two.id) == ("pending", [])
     staff = Actor.staff(db.session.get(StaffUser, admin.id))
-    assert two.id in [item.id for item in quarantine.pending(db.session, staff, "own")]
+    assert two.id in [item.id for item in quarantine.pending(db.session, staff, "own").items]
 
 
 def _agent_may_not_touch(portal: Portal, item_id: int) -> None:
@@ -791,7 +823,7 @@ def test_a_held_follow_up_is_hidden_by_the_middle_of_its_thread_landing_in_a_hid
     assert ticket_id is not None and not visibility.may_see(db.session, Actor.staff(agent), "own", ticket_id)
 
     _agent_may_not_touch(portal, three.id)
-    assert [item.id for item in quarantine.pending(db.session, reviewer, "own")] == [three.id]
+    assert [item.id for item in quarantine.pending(db.session, reviewer, "own").items] == [three.id]
     quarantine.approve(db.session, three.id, reviewer, app.config)
     db.session.commit()
     assert _approved_where(three.id)[0] == "approved"
@@ -904,8 +936,8 @@ def test_a_stranger_holding_unreadable_mail_under_a_message_id_does_not_take_oth
     assert f"/quarantine/{victim.id}" in portal.get("/quarantine").get_data(as_text=True)
     assert "SECRET-FOLLOWUP" in portal.get(f"/quarantine/{victim.id}").get_data(as_text=True)
     staff = Actor.staff(db.session.get(StaffUser, admin.id))
-    assert victim.id in [item.id for item in quarantine.pending(db.session, Actor.staff(agent), "own")]
-    assert squatted.id in [item.id for item in quarantine.pending(db.session, staff, "own")]
+    assert victim.id in [item.id for item in quarantine.pending(db.session, Actor.staff(agent), "own").items]
+    assert squatted.id in [item.id for item in quarantine.pending(db.session, staff, "own").items]
 
     # Nor does Eve's mail held for a ticket hidden from the agent: only an approval
     # (a reviewer's choice, and where Kim's reply then lands) carries over.

@@ -30,24 +30,65 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, literal_column, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Integer, Select, and_, func, literal_column, or_, select
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from helpdesk.clock import now
-from helpdesk.errors import Conflict, NotFound
+from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.inbound.ingest import Envelope, Outcome, Result, apply, decide, with_envelope_sender
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
 from helpdesk.models import QuarantineItem, Ticket
 from helpdesk.services import Actor, visibility
+from helpdesk.services.queue import MAX_PER_PAGE, Page
 
 MAX_FOLLOWED = 8  # held mail a follow-up is judged by, up its thread; past it, admins only
+PER_PAGE = 25  # held mail on a page of the portal's list, as tickets on the queue's
 
 
-def pending(session: Session, viewer: Actor | None = None, mode: str = "all") -> list[QuarantineItem]:
-    """The held mail waiting for a decision that `viewer` may review under `mode`."""
+def pending(
+    session: Session,
+    viewer: Actor | None = None,
+    mode: str = "all",
+    *,
+    page: int = 1,
+    per_page: int = PER_PAGE,
+) -> Page[QuarantineItem]:
+    """One page of the held mail waiting for a decision that `viewer` may review
+    under `mode`, oldest first, and how many wait in all; `per_page` is capped at
+    the queue's MAX_PER_PAGE (docs/web.md, "Quarantine").
+
+    Anyone on the internet gets mail held (UNKNOWN_SENDER_POLICY=quarantine), so
+    the list is never read whole: 2,000 held mails were 2,003 statements and 2.2 s
+    per view, each item's mail read on its own. Two statements now, whatever is
+    held (and the agent's teams under `team`): the count, and the page with its
+    inbound mail joined (its raw bytes stay deferred). Both ask the one visibility
+    query (`_visible`), so an agent's count never tells of held mail hidden from
+    them."""
+    asked = {"page": page, "per_page": per_page}
+    errors = {name: "must be 1 or more" for name, value in asked.items() if value < 1}
+    if errors:
+        raise ValidationError(errors)
+    per_page = min(per_page, MAX_PER_PAGE)
     query = _visible(session, lambda item: item.state == "pending", viewer, mode)
-    return list(session.execute(query.order_by(QuarantineItem.id)).scalars())
+    total = session.execute(query.with_only_columns(func.count(QuarantineItem.id))).scalar_one()
+    # The page is picked from item ids alone and only its rows are joined to their
+    # mail, as the queue picks its tickets: joined before the OFFSET, every item
+    # skipped was joined too (page 2,000 of 100,000 held: 228 ms instead of 29).
+    chosen = (
+        query.with_only_columns(QuarantineItem.id)
+        .order_by(QuarantineItem.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+        .scalar_subquery()
+    )
+    items = session.execute(
+        select(QuarantineItem)
+        .where(QuarantineItem.id.in_(chosen))
+        .options(joinedload(QuarantineItem.inbound_mail, innerjoin=True))
+        .order_by(QuarantineItem.id)
+    ).scalars()
+    return Page(list(items), page, per_page, total)
 
 
 def get(session: Session, item_id: int, viewer: Actor | None = None, mode: str = "all") -> QuarantineItem:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, render_template, url_for
+from flask import abort, current_app, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 
@@ -10,6 +10,7 @@ from helpdesk import languages
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.inbound import quarantine as review
+from helpdesk.inputs import page_number
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
@@ -19,8 +20,10 @@ from helpdesk.wording import vocabulary_label
 @bp.get("/quarantine")
 @login_required()
 def quarantine() -> ResponseReturnValue:
-    items = review.pending(db.session, actor(), current_app.config["AGENT_VISIBILITY"])
-    return render_template("portal/quarantine.html", nav="quarantine", items=items)
+    """One page of the held mail (`review.pending`); a page number that is not one is the first."""
+    mode = current_app.config["AGENT_VISIBILITY"]
+    page = review.pending(db.session, actor(), mode, page=page_number(request.args.get("page")))
+    return render_template("portal/quarantine.html", nav="quarantine", page=page)
 
 
 @bp.get("/quarantine/<int(max=2147483647):item_id>")

@@ -19,7 +19,7 @@ from helpdesk.database import is_program_limit
 from helpdesk.errors import DomainError, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
-from helpdesk.inputs import positive_int, unstorable
+from helpdesk.inputs import page_number, positive_int, unstorable
 from helpdesk.languages import N_
 from helpdesk.models import Attachment, StaffUser, Ticket
 from helpdesk.numbering import display_number
@@ -120,9 +120,8 @@ def queue() -> ResponseReturnValue:
         q=_typed(args.get("q"), 200),
         sla=args.get("sla") if args.get("sla") in sla.STATES else None,
     )
-    page_number = positive_int(args.get("page", "1"), maximum=100_000) or 1
     result = QueueService.from_config(db.session, current_app.config).list_tickets(
-        filters, page=page_number, per_page=25, sort=sort, viewer=actor()
+        filters, page=page_number(args.get("page")), per_page=25, sort=sort, viewer=actor()
     )
     return render_template(
         "portal/queue.html",

@@ -11,7 +11,7 @@ import functools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -87,9 +87,15 @@ def _only_indexed(filters: TicketFilters) -> bool:
     )
 
 
+T = TypeVar("T")
+
+
 @dataclass
-class Page:
-    items: list[Ticket]
+class Page(Generic[T]):
+    """One page of a list and how many items it has in all; the queue's, and the
+    quarantine's held mail (`inbound.quarantine.pending`)."""
+
+    items: list[T]
     page: int
     per_page: int
     total: int
@@ -117,7 +123,7 @@ class QueueService:
         per_page: int = 25,
         sort: str = "-created_at",
         viewer: Actor | None = None,
-    ) -> Page:
+    ) -> Page[Ticket]:
         """One page of the queue; `per_page` is capped at 100 (docs/web.md). With a
         `viewer`, only the tickets they may see (`visibility`)."""
         errors: dict[str, str] = {}

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import smtplib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import make_msgid
+from typing import Any
 
 from flask import Flask
 
 from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from mailgateway.smtp import SupportHandler, make_controller
 from tests.support.pgserver import free_port
 
@@ -49,6 +51,17 @@ def message(
     if html is not None:
         msg.add_alternative(html, subtype="html")
     return msg
+
+
+def hold_strangers(config: Mapping[str, Any], numbers: Iterable[int]) -> None:
+    """A stranger's mail ("Cheap pills <n>", from stranger<n>@spam.example) held for
+    each of `numbers`, as anyone on the internet gets mail held under the default
+    UNKNOWN_SENDER_POLICY=quarantine; straight through the pipeline, no listener."""
+    for n in numbers:
+        sender = f"stranger{n}@spam.example"
+        mail = message(sender=sender, subject=f"Cheap pills {n}", body="buy")
+        result = ingest(mail.as_bytes(), Envelope(sender, (SUPPORT,), "smtp"), config)
+        assert result.outcome is Outcome.QUARANTINED, result
 
 
 def send(
