@@ -54,8 +54,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy import Integer, and_, func, literal_column, or_, select, update
+from sqlalchemy.orm import Session, aliased, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from config import LANGUAGES
@@ -81,6 +81,7 @@ log = logging.getLogger(__name__)
 
 BUILT_IN_TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 MAX_REFERENCES = 10
+MAX_MERGE_DEPTH = 8  # merges of merges followed for a recipient's own thread
 
 # Staff should see at a glance that an alert is not customer mail.
 SUBJECT_PREFIXES = {"sla_breach": N_("SLA breach:"), "escalation": N_("Escalated:")}
@@ -438,10 +439,22 @@ class Composer:
 
     @staticmethod
     def _merged_home(session: Session, row: OutboxMessage) -> tuple[bool, list[int]]:
-        """Whether tickets were merged straight into the row's ticket, and those its
-        recipient took part in (requester or CC). A merge of a merge is not followed:
-        its customers are answered from their own mail on the survivor."""
+        """Whether tickets were merged into the row's ticket, and those of them its
+        recipient took part in (requester or CC), through merges of merges up to
+        MAX_MERGE_DEPTH deep: a customer whose ticket was merged into one merged
+        into this one began their thread there."""
         address = row.to_address.lower()
+        tree = (
+            select(Ticket.id.label("id"), literal_column("1", Integer).label("depth"))
+            .where(Ticket.merged_into_id == row.ticket_id)
+            .cte("merged", recursive=True)
+        )
+        below = aliased(Ticket)
+        tree = tree.union_all(
+            select(below.id, tree.c.depth + literal_column("1", Integer)).where(
+                below.merged_into_id == tree.c.id, tree.c.depth < MAX_MERGE_DEPTH
+            )
+        )
         cc = (
             select(Participant.id)
             .where(Participant.ticket_id == Ticket.id, func.lower(Participant.email) == address)
@@ -449,8 +462,8 @@ class Composer:
         )
         merged = session.execute(
             select(Ticket.id, or_(func.lower(Contact.email) == address, cc))
+            .join(tree, tree.c.id == Ticket.id)
             .join(Contact, Contact.id == Ticket.requester_id)
-            .where(Ticket.merged_into_id == row.ticket_id)
         ).all()
         return bool(merged), [ticket_id for ticket_id, theirs in merged if theirs]
 
