@@ -493,6 +493,52 @@ def test_a_merged_ticket_s_comment_and_rating_go_to_its_survivor(service, agent_
     assert db.session.execute(select(SatisfactionRating)).first() is None
 
 
+def test_a_whatsapp_customer_s_merged_ticket_leads_to_its_survivor(service, agent_actor, client, token):
+    """Lucía, known by phone only, opened TKT-2 on WhatsApp; it is merged into Ana's
+    TKT-1. The merge left her out of the survivor's participants (her stand-in
+    address is never mailed), so her merged number answered "not found" while
+    `list_my_tickets` listed it, where an email customer got the survivor. Now the
+    merge makes her a participant too; someone with no part in either stays out."""
+    kept = open_ticket(service, requester_email="ana@example.com", subject="Caída OLT Roma")
+    created = outputs(
+        tool_calls(client, token, [("create_ticket_report", {"title": "Sin internet", "description": "x"})])
+    )
+    duplicate = service.get(2)
+    assert created[0]["ticketId"] == "TKT-000002"
+    service.merge(duplicate, kept, actor=agent_actor)
+    db.session.commit()
+    information, comment, listed = outputs(
+        tool_calls(
+            client,
+            token,
+            [
+                ("get_ticket_information", {"ticketId": "TKT-000002"}),
+                ("add_ticket_comment", {"ticketId": "tkt-2", "text": "Sigo sin servicio"}),
+                ("list_my_tickets", {}),
+            ],
+        )
+    )
+    assert (information["success"], information["ticketId"]) == (True, "TKT-000001"), information
+    assert information["title"] == "Caída OLT Roma"
+    assert comment == {
+        "success": True,
+        "ticketId": "TKT-000001",
+        "message": "Comment added to ticket TKT-000001",
+    }
+    assert [t["ticketId"] for t in listed["tickets"]] == ["TKT-000002", "TKT-000001"]
+    db.session.expire_all()
+    assert [m.body for m in db.session.get(Ticket, kept.id).messages][-1] == "Sigo sin servicio"
+    stranger = outputs(
+        tool_calls(
+            client,
+            token,
+            [("get_ticket_information", {"ticketId": "TKT-000001"})],
+            customer={"phone": "+5215587654321"},
+        )
+    )
+    assert stranger[0]["error"] == "Ticket TKT-000001 not found or does not belong to this customer"
+
+
 def test_a_whole_rating_written_as_a_float_is_that_integer(app, service, agent_actor, client, token):
     """JSON Schema's `integer` is any number with no fraction, so `5.0` passes the
     published schema, as in the runtimes that check arguments against it: it is

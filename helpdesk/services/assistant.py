@@ -305,10 +305,10 @@ class AssistantService:
     def _comment(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         ticket = self._own_ticket(customer, arguments["ticketId"])
         # A merge committed since `_own_ticket` read the ticket sends the comment to
-        # the survivor (`add_message`), judged as `_own_ticket` judges a survivor (a
-        # phone-only customer is not made its participant): if it is not theirs,
-        # neither the comment (rolled back) nor a refusal telling its state (a
-        # cancelled survivor) is theirs.
+        # the survivor (`add_message`), judged as `_own_ticket` judges a survivor (one
+        # a merge from before phone-only customers became participants left them out
+        # of): if it is not theirs, neither the comment (rolled back) nor a refusal
+        # telling its state (a cancelled survivor) is theirs.
         try:
             message = self.tickets.add_message(
                 ticket, body=arguments["text"], actor=customer.actor, channel=channel

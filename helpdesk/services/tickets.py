@@ -547,7 +547,8 @@ class TicketsService:
 
         The merged ticket closes pointing at the survivor; its requester and CC
         participants become CC participants of the survivor, so they keep hearing
-        about it and their later mail is theirs to write there. Both tickets get a
+        about it, their later mail is theirs to write there and their assistant or
+        chat reaches it (a customer known by phone only as well). Both tickets get a
         history row; messages stay where they were written, numbers are untouched.
         """
         problem = _reason_problem(reason)
@@ -576,8 +577,10 @@ class TicketsService:
         people = [(source.requester.email, source.requester.name)]
         people += [(participant.email, participant.name) for participant in source.participants]
         for email, name in people:
-            if not addresses.is_reserved_invalid(email):  # a customer known by phone only has no mail
-                self.add_participant(target, email, name)
+            # A customer known by phone only joins under their stand-in address too:
+            # it is never mailed (the outbox skips it), but taking part is also who
+            # reaches the survivor by the merged number (`contacts.tickets_of`).
+            self.add_participant(target, email, name)
         reason = reason.strip()
         history.record(
             self.session,
