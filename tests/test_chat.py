@@ -54,6 +54,36 @@ def test_a_conversation_becomes_a_chat_ticket_with_its_id(chat, portal):
     assert "conversation conv-42" in portal.get("/tickets/TKT-000001").get_data(as_text=True)
 
 
+def test_a_chat_ticket_is_answered_as_the_api_s_ticket_with_its_card(chat, api):
+    """SPEC §11: `POST /chat/tickets` → 201 ticket. It answered the status card
+    alone, without `channel`, `description`, `requester_email`, `assignee`…; the
+    body is now the ticket as the staff API gives it, with the card's `sentence`."""
+    response = chat(
+        "tickets",
+        {"conversation_id": "conv-7", "customer": ANN, "subject": "Router", "transcript": "It blinks red."},
+    )
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    expected = api.get("/tickets/TKT-000001").get_json()
+    for key in ("messages", "history", "cc", "organization", "linked_ticket", "closed_at", "satisfaction"):
+        expected.pop(key)
+    for key in ("escalated_to", "related"):
+        expected.pop(key)
+    sentence = body.pop("sentence")
+    assert body == expected
+    assert (body["channel"], body["description"], body["conversation_id"]) == (
+        "chat",
+        "It blinks red.",
+        "conv-7",
+    )
+    assert (body["requester_email"], body["requester_name"], body["assignee"]) == (
+        "ann@example.com",
+        "Ann Example",
+        None,
+    )
+    assert sentence == "We have received your ticket and an agent will pick it up soon."
+
+
 def test_a_transcript_of_more_words_than_a_tsvector_holds_becomes_a_ticket(chat):
     """Answered 503 "retry" on PostgreSQL before migration 0027: the widget retried
     forever."""

@@ -1,5 +1,6 @@
 """A live-chat widget's backend, for `chat` integrations (docs/integrations.md): a
-conversation becomes a ticket, and numbers typed in the chat get status cards."""
+conversation becomes a ticket (answered as the API's ticket, with its status
+card's fields), and numbers typed in the chat get status cards."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from helpdesk.api import bp
 from helpdesk.api.customers import conversation_id, named_customer
 from helpdesk.api.payload import json_object
+from helpdesk.api.serializers import ticket_json
 from helpdesk.auth import integration_required
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
@@ -48,10 +50,11 @@ def chat_ticket() -> ResponseReturnValue:
         actor=customer.actor,
         conversation_id=conversation,
     )
+    # The ticket as the API gives it (SPEC §6), with the card's fields, which widgets
+    # read since it answered the card alone (the same values, plus `sentence`).
+    body = {**chat.card(ticket, customer.language, current_app.config), **ticket_json(ticket)}
     db.session.commit()
-    return jsonify(
-        {**chat.card(ticket, customer.language, current_app.config), "conversation_id": conversation}
-    ), 201
+    return jsonify(body), 201
 
 
 @bp.post("/chat/lookup")

@@ -69,7 +69,6 @@ CARD = {
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
         "sentence": {"type": "string"},
-        "conversation_id": {"type": "string"},
     },
     "required": [
         "number",
@@ -893,7 +892,23 @@ PATHS: dict[str, Any] = {
                     ["conversation_id", "customer", "transcript"],
                 )
             ),
-            "responses": {"201": _json(CARD), **_errors(400, 401, 403, 413, 422, 429)},
+            "responses": {
+                "201": _json(
+                    {
+                        "allOf": [
+                            _ref("Ticket"),
+                            _object(
+                                {"sentence": {"type": "string"}},
+                                ["sentence"],
+                                extra=True,
+                            ),
+                        ],
+                        "description": "the ticket, with its status card's one-line sentence",
+                    },
+                    "Created",
+                ),
+                **_errors(400, 401, 403, 413, 422, 429),
+            },
         }
     },
     "/chat/lookup": {
