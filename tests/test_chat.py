@@ -6,12 +6,12 @@ share text in the customer's language."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from helpdesk import addresses, languages
 from helpdesk import vocabulary as v
 from helpdesk.extensions import db
-from helpdesk.models import Ticket
+from helpdesk.models import Participant, Ticket
 from helpdesk.services.chat import SHARE_TEXTS, STATUS_SENTENCES, status_sentence
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.database import open_ticket
@@ -115,6 +115,34 @@ def test_other_peoples_and_unknown_numbers_are_left_out_silently(chat, service):
     open_ticket(service, requester_email="bo@example.com", cc=[("ann@example.com", "Ann")])  # Ann is CC
     answer = chat("lookup", {"customer": ANN, "text": "tkt-2, tkt-3, tkt-1 and TKT-999, mytkt-1"}).get_json()
     assert [card["number"] for card in answer["tickets"]] == ["TKT-000003", "TKT-000001"]
+
+
+def test_a_merged_number_shows_the_survivor_the_customer_takes_part_in(chat, service, agent_actor):
+    """Bo's TKT-2 is merged into Ann's TKT-1. His lookup of TKT-2 answered "Your
+    ticket is closed" with no word of TKT-1, where the assistant and the tracker
+    show him the survivor: now the card is the survivor's, naming the number he
+    typed (`merged_from`), once however often he names either. Someone with no part
+    in the survivor (a merge before its people became participants) gets nothing,
+    as the assistant answers them "not found"."""
+    kept = open_ticket(service, subject="Outage Roma")
+    duplicate = open_ticket(service, requester_email="bo@example.com", subject="Sin internet")
+    orphan = open_ticket(service, requester_email="cy@example.com", subject="Sin TV")
+    service.merge(duplicate, kept, actor=agent_actor)
+    service.merge(orphan, kept, actor=agent_actor)
+    db.session.execute(delete(Participant).where(Participant.email == "cy@example.com"))
+    db.session.commit()
+    bo = {"email": "bo@example.com", "language": "es"}
+    (card,) = chat("lookup", {"customer": bo, "text": "¿Y el TKT-000002? (tkt-1, tkt-2)"}).get_json()[
+        "tickets"
+    ]
+    assert (card["number"], card["subject"], card["status"]) == ("TKT-000001", "Outage Roma", "new")
+    assert card["merged_from"] == "TKT-000002"
+    assert card["sentence"] == "Recibimos tu ticket y un agente lo atenderá pronto."
+    assert chat("lookup", {"customer": {"email": "cy@example.com"}, "text": "TKT-3"}).get_json() == {
+        "tickets": []
+    }
+    (own,) = chat("lookup", {"customer": ANN, "text": "TKT-1"}).get_json()["tickets"]
+    assert own["number"] == "TKT-000001" and "merged_from" not in own
 
 
 def test_the_status_sentence_is_in_the_customers_language(chat, service):

@@ -69,6 +69,10 @@ CARD = {
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
         "sentence": {"type": "string"},
+        "merged_from": {
+            "type": "string",
+            "description": "the merged number asked for, when the card is its survivor's",
+        },
     },
     "required": [
         "number",

@@ -31,7 +31,7 @@ from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts, customer_limits, satisfaction
 from helpdesk.services.actors import Actor
-from helpdesk.services.tickets import MAX_SUBJECT, TicketsService, survivor
+from helpdesk.services.tickets import MAX_SUBJECT, TicketsService, customer_reaches, reached_by, survivor
 
 MAX_TEXT = 20_000  # a description or a comment
 LISTED = 20  # tickets `list_my_tickets` returns, newest first
@@ -315,10 +315,12 @@ class AssistantService:
             )
         except DomainError:
             self.session.refresh(ticket)
-            if not self._theirs(customer, survivor(self.session, ticket).id):
+            if not customer_reaches(self.session, customer.contact, survivor(self.session, ticket).id):
                 raise _not_theirs(arguments["ticketId"]) from None
             raise
-        if message.ticket_id != ticket.id and not self._theirs(customer, message.ticket_id):
+        if message.ticket_id != ticket.id and not customer_reaches(
+            self.session, customer.contact, message.ticket_id
+        ):
             raise _not_theirs(arguments["ticketId"])
         number = self._number(message.ticket.number)
         return {"success": True, "ticketId": number, "message": f"Comment added to ticket {number}"}
@@ -348,22 +350,11 @@ class AssistantService:
             ticket = self.session.execute(
                 select(Ticket).where(Ticket.number == number, contacts.tickets_of(customer.contact))
             ).scalar_one_or_none()
-        if ticket is not None and ticket.merged_into_id is not None:
-            found = survivor(self.session, ticket)
-            ticket = found if self._theirs(customer, found.id) else None
+        if ticket is not None:
+            ticket = reached_by(self.session, customer.contact, ticket)
         if ticket is None:
             raise _not_theirs(ticket_id)
         return ticket
-
-    def _theirs(self, customer: Customer, ticket_id: int) -> bool:
-        """Whether the customer reaches this ticket (a survivor of theirs included only
-        where the merge made them a participant: `contacts.tickets_of`)."""
-        return (
-            self.session.execute(
-                select(Ticket.id).where(Ticket.id == ticket_id, contacts.tickets_of(customer.contact))
-            ).scalar_one_or_none()
-            is not None
-        )
 
     def _number(self, number: int) -> str:
         return numbering.display_number(number, self.config)

@@ -20,6 +20,7 @@ from helpdesk.clock import iso
 from helpdesk.languages import N_, gettext_in
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts
+from helpdesk.services.tickets import reached_by
 
 MAX_CARDS = 10  # numbers answered from one message
 SUBJECT_FROM_TRANSCRIPT = 80  # characters of the first line, when no subject is given
@@ -82,7 +83,12 @@ def card(ticket: Ticket, language: str, config: Mapping[str, Any]) -> dict[str, 
 def lookup(
     session: Session, contact: Contact, text: str, language: str, config: Mapping[str, Any]
 ) -> list[dict]:
-    """Cards for the customer's tickets whose numbers `text` mentions, in order."""
+    """Cards for the customer's tickets whose numbers `text` mentions, in order.
+
+    A merged number is answered with its survivor's card, naming the number asked
+    (`merged_from`), under the assistant's rule (`tickets.reached_by`): only where
+    the customer takes part in the survivor. Its closed card alone told them nothing
+    of where their ticket went on. Each ticket is shown once."""
     numbers = numbering.find_numbers(text, config["TICKET_PREFIX"], limit=MAX_CARDS)
     if not numbers:
         return []
@@ -92,7 +98,15 @@ def lookup(
             select(Ticket).where(Ticket.number.in_(numbers), contacts.tickets_of(contact))
         ).scalars()
     }
-    return [card(found[number], language, config) for number in numbers if number in found]
+    cards: dict[int, dict[str, Any]] = {}
+    for asked in (found[number] for number in numbers if number in found):
+        reached = reached_by(session, contact, asked)
+        if reached is None or reached.id in cards:
+            continue
+        cards[reached.id] = card(reached, language, config)
+        if reached.id != asked.id:
+            cards[reached.id]["merged_from"] = numbering.display_number(asked.number, config)
+    return list(cards.values())
 
 
 def share_text(ticket: Ticket, config: Mapping[str, Any]) -> str:

@@ -849,6 +849,28 @@ def survivor(session: Session, ticket: Ticket) -> Ticket:
     return ticket
 
 
+def reached_by(session: Session, contact: Contact, ticket: Ticket) -> Ticket | None:
+    """The ticket a customer reaches by the number of `ticket`, one of theirs
+    (assistant tools, chat lookups): itself, or once merged its survivor where they
+    take part in it (`contacts.tickets_of`; the merge makes them a participant).
+    None for a survivor they have no part in (a merge before phone-only customers
+    became participants): it is a stranger's ticket, whose state is not theirs."""
+    if ticket.merged_into_id is None:
+        return ticket
+    found = survivor(session, ticket)
+    return found if customer_reaches(session, contact, found.id) else None
+
+
+def customer_reaches(session: Session, contact: Contact, ticket_id: int) -> bool:
+    """Whether the ticket is the customer's to reach: theirs, or one they take part in."""
+    return (
+        session.execute(
+            select(Ticket.id).where(Ticket.id == ticket_id, contacts.tickets_of(contact))
+        ).scalar_one_or_none()
+        is not None
+    )
+
+
 def _source_of(actor: Actor) -> str:
     if actor.is_customer:
         return "customer"
