@@ -5,6 +5,7 @@ a recorded exchange in the shape an assistant runtime sends it."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Contact, Integration, SatisfactionRating, Ticket
 from helpdesk.services import contacts
 from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.staff import StaffService
 from tests.support.app import login_tokens
 from tests.support.database import open_ticket, resolve
@@ -207,6 +209,40 @@ def test_a_recorded_exchange_creates_and_looks_up_a_ticket(client, token):
     # 24 hours less the moments the calls took: a day in Lucía's words, not "1440 minutes".
     assert looked["sla"]["firstResponseMet"] is None and looked["sla"]["timeRemaining"] == "1 día"
     assert looked["createdAt"].endswith("Z")
+
+
+def test_a_cancelled_ticket_has_no_sla_countdown(app, clock, client, token, service, agent_actor):
+    """Staff see a ticket cancelled in time as `void` (no target met or missed); the
+    assistant said "4 horas" left for it, then "overdue". Now `sla` is null for it,
+    as its docstring promised; a ticket breached before it was cancelled keeps the
+    breach on record, with no time left counting."""
+    fine = open_ticket(service, requester_email="ana@example.com", priority="urgent")
+    late = open_ticket(service, requester_email="ana@example.com", priority="urgent")
+    service.change_status(fine, "cancelled", actor=agent_actor, reason="duplicate")
+    db.session.commit()
+    clock.shift(timedelta(hours=2))  # past the urgent first-response target
+    check_sla(db.session, app.config)
+    db.session.commit()
+    service.change_status(service.get(late.number), "cancelled", actor=agent_actor, reason="duplicate")
+    db.session.commit()
+    clock.shift(timedelta(hours=5))
+    fine_sla, late_sla = (
+        answer["sla"]
+        for answer in outputs(
+            tool_calls(
+                client,
+                token,
+                [
+                    ("get_ticket_information", {"ticketId": "TKT-1"}),
+                    ("get_ticket_information", {"ticketId": "TKT-2"}),
+                ],
+                customer={"email": "ana@example.com", "language": "es"},
+            )
+        )
+    )
+    assert fine_sla is None
+    assert late_sla is not None
+    assert (late_sla["firstResponseMet"], late_sla["timeRemaining"]) == (False, None)
 
 
 def test_comments_and_lists_reach_only_the_customers_tickets(client, token, service):

@@ -22,7 +22,7 @@ import jsonschema_rs
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import languages, numbering, wording
+from helpdesk import languages, numbering, sla, wording
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
 from helpdesk.errors import DomainError
@@ -383,12 +383,16 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
 def _sla(ticket: Ticket, language: str) -> dict[str, Any] | None:
     """`timeRemaining` until the resolution target, in words in the customer's
     language, rounded ("3 hours", "1 día"), "overdue" (a fixed value the model can
-    test for), or None once resolved; None without targets (a cancelled ticket)."""
-    if ticket.resolution_due_at is None:
+    test for), or None once finished (resolved, closed, cancelled); None without
+    targets: a ticket cancelled in time, whose SLA staff see as `void`
+    (`sla.state`). A cancelled ticket keeps its due times, so the countdown ran on
+    for it ("4 horas", later "overdue")."""
+    moment = now()
+    if ticket.resolution_due_at is None or sla.state(ticket, moment) == "void":
         return None
     first_met = None if ticket.first_response_breached is None else not ticket.first_response_breached
-    remaining = ticket.resolution_due_at - now()
-    if ticket.resolved_at is not None:
+    remaining = ticket.resolution_due_at - moment
+    if ticket.resolved_at is not None or ticket.status in sla.FINISHED:
         left = None
     else:
         left = format_remaining(remaining, language) if remaining.total_seconds() > 0 else "overdue"
