@@ -25,6 +25,15 @@ class ValidationError(DomainError):
         return f"{self.message} {details}".strip()
 
 
+class TicketCancelled(ValidationError):
+    """A cancelled ticket is final: it takes internal notes, nothing else a person
+    writes. A ValidationError to the API and portal as before; its own class so the
+    assistant can tell the customer in words of their own (docs/integrations.md)."""
+
+    def __init__(self) -> None:
+        super().__init__({"status": "the ticket is cancelled; only notes can be added"})
+
+
 class InvalidTransition(DomainError):
     code = "invalid_transition"
 

@@ -417,20 +417,40 @@ def test_agents_cannot_manage_integrations(portal):
     assert portal.post("/admin/integrations", {"name": "x", "kind": "chat"}).status_code == 403
 
 
-def test_an_action_the_helpdesk_refuses_is_an_output_with_its_reason(client, token, service, agent):
+def test_a_comment_on_a_cancelled_ticket_says_so_in_the_customer_s_words(client, token, service, agent):
+    """The refusal was the service's validation text, in `error` ("Invalid input.
+    status: the ticket is cancelled; only notes can be added", none of the fixed
+    strings) and in `userMessage` ("Lo siento, no se pudo hacer: Datos no válidos.
+    estado: …"). The ticket is the customer's, so it is not "not found" either:
+    `error` is one fixed string, `userMessage` a sentence saying it was cancelled
+    and a new ticket can be opened, in their language."""
     from helpdesk.services import Actor
 
     outputs(tool_calls(client, token, [("create_ticket_report", {"title": "Uno", "description": "."})]))
-    ticket = db.session.execute(select(Ticket)).scalar_one()
-    service.change_status(ticket, "cancelled", actor=Actor.staff(agent), reason="duplicate")
+    bob = {"email": "bob@example.com", "language": "en"}
+    outputs(tool_calls(client, token, [("create_ticket_report", {"title": "Two", "description": "."})], bob))
+    for ticket in db.session.execute(select(Ticket)).scalars():
+        service.change_status(ticket, "cancelled", actor=Actor.staff(agent), reason="duplicate")
     db.session.commit()
-    (answer,) = outputs(
-        tool_calls(client, token, [("add_ticket_comment", {"ticketId": "TKT-000001", "text": "¿?"})])
+    (spanish,) = outputs(
+        tool_calls(client, token, [("add_ticket_comment", {"ticketId": "tkt-1", "text": "¿?"})])
     )
-    assert answer["success"] is False and "cancelled" in answer["error"]
-    assert answer["userMessage"].startswith("Lo siento, no se pudo hacer: ")
-    assert "cancelled" not in answer["userMessage"]  # the service's reason in Spanish too
-    assert len(db.session.execute(select(Ticket)).scalar_one().messages) == 1
+    (english,) = outputs(
+        tool_calls(client, token, [("add_ticket_comment", {"ticketId": "TKT-000002", "text": "?"})], bob)
+    )
+    assert spanish == {
+        "success": False,
+        "error": "Ticket tkt-1 is cancelled",
+        "userMessage": "Este ticket fue cancelado, así que ya no admite comentarios. "
+        "Si aún necesitas ayuda, puedo abrir un ticket nuevo.",
+    }
+    assert english == {
+        "success": False,
+        "error": "Ticket TKT-000002 is cancelled",
+        "userMessage": "This ticket was cancelled, so it takes no more comments. "
+        "If you still need help, I can open a new ticket.",
+    }
+    assert [len(ticket.messages) for ticket in db.session.execute(select(Ticket)).scalars()] == [1, 1]
 
 
 def test_rate_ticket_through_the_assistant_rates_the_customers_own_resolved_ticket(

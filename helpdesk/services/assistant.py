@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from helpdesk import languages, numbering, sla, wording
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
-from helpdesk.errors import DomainError
+from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inputs import echoed, unstorable
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
@@ -152,6 +152,10 @@ _USER_MESSAGES = {
     "not_found": N_("The requested ticket was not found."),
     "too_many": N_("You have opened many tickets recently. Please try again later."),
     "refused": N_("Sorry, that could not be done: %(reason)s"),
+    "cancelled": N_(
+        "This ticket was cancelled, so it takes no more comments. "
+        "If you still need help, I can open a new ticket."
+    ),
 }
 
 _VALIDATORS = {
@@ -313,10 +317,12 @@ class AssistantService:
             message = self.tickets.add_message(
                 ticket, body=arguments["text"], actor=customer.actor, channel=channel
             )
-        except DomainError:
+        except DomainError as exc:
             self.session.refresh(ticket)
             if not customer_reaches(self.session, customer.contact, survivor(self.session, ticket).id):
                 raise _not_theirs(arguments["ticketId"]) from None
+            if isinstance(exc, TicketCancelled):  # theirs, and final: say so, not the validation text
+                raise Failure(f"Ticket {echoed(arguments['ticketId'])} is cancelled", "cancelled") from None
             raise
         if message.ticket_id != ticket.id and not customer_reaches(
             self.session, customer.contact, message.ticket_id

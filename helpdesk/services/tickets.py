@@ -28,7 +28,7 @@ from helpdesk import addresses, inputs, lifecycle, numbering, service_fields, sl
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.database import adopt
-from helpdesk.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from helpdesk.errors import Conflict, InvalidTransition, NotFound, TicketCancelled, ValidationError
 from helpdesk.inputs import echoed, positive_int, unstorable
 from helpdesk.models import (
     Attachment,
@@ -334,7 +334,7 @@ class TicketsService:
         else:
             lock_for_change(self.session, ticket)
         if ticket.status == "cancelled" and not internal:
-            raise ValidationError({"status": "the ticket is cancelled; only notes can be added"})
+            raise TicketCancelled()
         created = now()
         contact_id = None
         if actor.is_customer and actor.email:
