@@ -270,11 +270,17 @@ def current_zone() -> str:
     return str(g.get("zone") or current_app.config["BUSINESS_TIMEZONE"])
 
 
+def browser_language() -> str | None:
+    """The language of the product the request's `Accept-Language` prefers, if it
+    names one (a browser asking for Portuguese only names none)."""
+    return request.accept_languages.best_match(LANGUAGES)
+
+
 def _select_language() -> str:
     chosen = g.get("language")
     if chosen:
         return str(chosen)
-    return request.accept_languages.best_match(LANGUAGES) or current_app.config["DEFAULT_LANGUAGE"]
+    return browser_language() or current_app.config["DEFAULT_LANGUAGE"]
 
 
 def _select_timezone() -> str:

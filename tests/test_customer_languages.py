@@ -21,7 +21,7 @@ from gettext import NullTranslations
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from helpdesk import customer_links, languages
 from helpdesk.extensions import db
@@ -536,6 +536,32 @@ def test_a_mails_status_link_opens_in_the_tickets_language(app, client, lucias_t
     db.session.commit()
     assert "Consulta tu ticket" in client.get(path, headers={"Accept-Language": "es"}).get_data(as_text=True)
     assert "Track your ticket" in client.get(path, headers={"Accept-Language": "en"}).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("browser", [None, "pt-BR,pt;q=0.9"])
+def test_without_a_browser_language_we_speak_the_tracker_reads_the_contacts(
+    app, client, lucias_ticket, browser
+):
+    """SPEC §13: the tracker speaks the browser's language or the contact's. A
+    visitor whose browser names none we speak read DEFAULT_LANGUAGE even after
+    proving they are Lucía, whose contact reads Spanish; now her lookup and her
+    status link (a ticket with no mail language yet) are in Spanish. A browser that
+    names a language we speak still wins, and before the lookup she is nobody."""
+    db.session.execute(update(Contact).where(Contact.email == "lucia@example.com").values(language="es"))
+    lucias_ticket.language = ""  # no mail language yet
+    db.session.commit()
+    headers = {"Accept-Language": browser} if browser else {}
+    token = Portal(client).token("/track")
+    data = {"ticket_number": "tkt-1", "email": "lucia@example.com", "csrf_token": token}
+    assert "Track your ticket" in client.get("/track", headers=headers).get_data(as_text=True)
+    looked_up = client.post("/track", data=data, headers=headers).get_data(as_text=True)
+    assert "Consulta tu ticket" in looked_up and "En progreso" in looked_up
+    path = "/track/" + customer_links.token(app.config, "status", lucias_ticket.id, "lucia@example.com")
+    linked = client.get(path, headers=headers).get_data(as_text=True)
+    assert "Consulta tu ticket" in linked and "En progreso" in linked
+    assert "In progress" in client.post("/track", data=data, headers={"Accept-Language": "en"}).get_data(
+        as_text=True
+    )
 
 
 def test_the_rating_page_and_its_answers_in_spanish(app, client, service, agent_actor, lucias_ticket):

@@ -155,6 +155,15 @@ def _author(message: Message, cc_names: Mapping[str, str]) -> str:
     return contact.name or cc_names.get(contact.email) or CUSTOMER
 
 
+def language_of(session: Session, address: str) -> str | None:
+    """The language the contact of `address` reads, when one is set (a CC
+    participant may have no contact at all)."""
+    language = session.execute(
+        select(Contact.language).where(Contact.email == addresses.normalize(address))
+    ).scalar_one_or_none()
+    return language or None
+
+
 def set_language(session: Session, address: str, language: str) -> None:
     """A customer chose the language they read (the tracker's switch, SPEC §13):
     their contact's from now on, for mail of tickets that have no language yet, chat

@@ -3,7 +3,8 @@ mail, and the language switch (docs/web.md, docs/languages.md).
 
 A visitor reads the language they chose with the switch (kept in the session),
 else on a mail's link the ticket's language (the mail's), else their browser's
-`Accept-Language`, else `DEFAULT_LANGUAGE`; times in `BUSINESS_TIMEZONE`. A
+`Accept-Language`, else — once they proved who they are (a lookup, a link) —
+their contact's, else `DEFAULT_LANGUAGE`; times in `BUSINESS_TIMEZONE`. A
 customer who switches while looking at their ticket (a link, or after a lookup)
 also sets their contact's language; the ticket's stays, so its mail thread keeps
 one language.
@@ -34,7 +35,6 @@ from helpdesk import customer_links, languages, numbering
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
-from helpdesk.models import Ticket
 from helpdesk.services import satisfaction, tracking
 from helpdesk.tracker import bp
 from helpdesk.tracker.limits import limit_per_ip, limit_per_ticket
@@ -86,6 +86,7 @@ def lookup() -> ResponseReturnValue:
         return render_template(
             "tracker/track.html", view=None, error=languages.label(str(exc)), number=shown, email=email
         ), 404
+    _read_as_contact(email)
     view = tracking.customer_view(db.session, ticket, cfg)
     # The visitor just proved they may read it: the switch on this page may set their language.
     link = ("status", customer_links.token(cfg, "status", ticket.id, email))
@@ -98,7 +99,7 @@ def status_link(token: str) -> ResponseReturnValue:
     cfg = current_app.config
     opened = _open(cfg, "status", token)
     ticket = opened.ticket
-    _read_as_mailed(ticket)
+    _read_as_mailed(opened)
     existing = satisfaction.rating_of(db.session, ticket)
     rating_url = (
         url_for("tracker.rating_form", token=opened.token(cfg, "rating"))
@@ -123,7 +124,7 @@ def rating_form(token: str) -> ResponseReturnValue:
     scanners open every link in a mail, so only the form's POST rates."""
     cfg = current_app.config
     opened = _open(cfg, "rating", token)
-    _read_as_mailed(opened.ticket)
+    _read_as_mailed(opened)
     existing = satisfaction.rating_of(db.session, opened.ticket)
     chosen = positive_int(request.args.get("rating", ""), maximum=5) or (
         existing.rating if existing else None
@@ -136,7 +137,7 @@ def rating_form(token: str) -> ResponseReturnValue:
 def rate(token: str) -> ResponseReturnValue:
     cfg = current_app.config
     opened = _open(cfg, "rating", token)
-    _read_as_mailed(opened.ticket)
+    _read_as_mailed(opened)
     rating = positive_int(request.form.get("rating", ""), maximum=5)
     comment = request.form.get("comment", "")
     try:
@@ -171,10 +172,24 @@ def choose_language() -> ResponseReturnValue:
     return redirect(url_for(_PAGES[purpose], token=token), code=303)
 
 
-def _read_as_mailed(ticket: Ticket) -> None:
-    """A mail's link opens in the mail's language unless the visitor chose one."""
-    if not session.get(CHOSEN):
-        languages.use(ticket.language)
+def _read_as_mailed(opened: customer_links.Opened) -> None:
+    """A mail's link opens in the mail's language unless the visitor chose one; a
+    ticket with no mail language yet as for a lookup (`_read_as_contact`)."""
+    if session.get(CHOSEN):
+        return
+    if opened.ticket.language:
+        languages.use(opened.ticket.language)
+    else:
+        _read_as_contact(opened.address)
+
+
+def _read_as_contact(address: str) -> None:
+    """Someone who proved they are `address` (a lookup, a link) and chose no language
+    with the switch reads their browser's, else their contact's (SPEC §13), before
+    DEFAULT_LANGUAGE: Lucía, whose contact reads Spanish, got English pages from a
+    browser asking for Portuguese only."""
+    if not session.get(CHOSEN) and languages.browser_language() is None:
+        languages.use(tracking.language_of(db.session, address))
 
 
 def _open(cfg: Mapping[str, Any], purpose: str, token: str) -> customer_links.Opened:
