@@ -358,6 +358,30 @@ def test_a_customer_of_a_merged_ticket_is_answered_in_the_thread_they_wrote_from
     assert again["ann@example.com"]["In-Reply-To"] == "<ann-1@client.example>"
 
 
+def test_a_customer_of_a_merge_of_a_merge_is_answered_in_her_own_thread(
+    app, client, gateway, senders, sink, agent
+):
+    """Cat's ticket is merged into Bob's, Bob's into Ann's: Cat's copy of a reply on
+    Ann's ticket threads under Cat's mail, not Bob's."""
+    from tests.support.app import ApiClient, login_tokens
+
+    for sender, subject, mid in (
+        ("ann@example.com", "Sin internet", "<ann-1@client.example>"),
+        ("bob@corp.example", "Sin internet", "<bob-1@client.example>"),
+        ("cat@corp.example", "Sin internet", "<cat-1@client.example>"),
+    ):
+        assert gateway.send(message(sender, subject, message_id=mid))[0] == 250
+    deliver(app, sink)
+    api = ApiClient(client, login_tokens(client, agent.email, "agent-password-1")["access_token"])
+    assert api.post("/tickets/TKT-000003/merge", {"into": "TKT-000002"}).status_code == 200
+    assert api.post("/tickets/TKT-000002/merge", {"into": "TKT-000001"}).status_code == 200
+    assert api.post("/tickets/TKT-000001/replies", {"body": "Servicio restablecido."}).status_code == 201
+    replies = {mail["To"]: mail for mail in deliver(app, sink) if "Servicio restablecido." in text_of(mail)}
+    assert replies["cat@corp.example"]["In-Reply-To"] == "<cat-1@client.example>"
+    assert "bob-1" not in str(replies["cat@corp.example"]["References"])
+    assert replies["bob@corp.example"]["In-Reply-To"] == "<bob-1@client.example>"
+
+
 def forged(genuine: str, how: str, app: Flask) -> str:
     ticket_id, row_id = (int(part) for part in MESSAGE_ID.match(genuine).groups())  # type: ignore[union-attr]
     if how == "wrong mac":

@@ -54,7 +54,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import Integer, and_, func, literal_column, or_, select, update
+from sqlalchemy import Integer, and_, func, literal_column, select, update
 from sqlalchemy.orm import Session, aliased, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -73,7 +73,7 @@ from helpdesk.languages import (
     label,
 )
 from helpdesk.message_ids import Signer
-from helpdesk.models import Contact, InboundMail, OutboxMessage, Participant, StaffUser, Ticket
+from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.return_paths import ReturnPaths
 
@@ -395,16 +395,16 @@ class Composer:
         11 minutes ahead looked newer than the notices that answer it, and was left
         out of their thread.
 
-        On a ticket others were merged into, each recipient's thread is their own:
-        their mail here, and the mail of the merged ticket they took part in, where
-        they began. The customers' mail of one conversation is no longer one thread,
-        and nobody is sent the Message-ID of someone else's mail."""
-        survivor, home = self._merged_home(session, row)
+        On a ticket others were merged into (through merges of merges), each
+        recipient's thread is their own: their own mail on those tickets and ours to
+        them. The customers' mail of one conversation is no longer one thread, and
+        nobody is sent the Message-ID of someone else's mail."""
+        merged = self._merged_tree(session, row)
         ours = InboundMail.ticket_id == row.ticket_id
-        if survivor:
-            ours = or_(
-                InboundMail.ticket_id.in_(home),
-                and_(ours, func.lower(InboundMail.from_address) == row.to_address.lower()),
+        if merged:
+            ours = and_(
+                InboundMail.ticket_id.in_([row.ticket_id, *merged]),
+                func.lower(InboundMail.from_address) == row.to_address.lower(),
             )
         received = session.execute(
             select(InboundMail.received_at, InboundMail.message_id).where(
@@ -416,7 +416,7 @@ class Composer:
         ).all()
         sent = session.execute(
             select(OutboxMessage.created_at, OutboxMessage.message_id).where(
-                OutboxMessage.ticket_id.in_([row.ticket_id, *home]),
+                OutboxMessage.ticket_id.in_([row.ticket_id, *merged]),
                 OutboxMessage.to_address == row.to_address,
                 OutboxMessage.id != row.id,
                 OutboxMessage.message_id.is_not(None),
@@ -438,12 +438,9 @@ class Composer:
         return chain[-1], references
 
     @staticmethod
-    def _merged_home(session: Session, row: OutboxMessage) -> tuple[bool, list[int]]:
-        """Whether tickets were merged into the row's ticket, and those of them its
-        recipient took part in (requester or CC), through merges of merges up to
-        MAX_MERGE_DEPTH deep: a customer whose ticket was merged into one merged
-        into this one began their thread there."""
-        address = row.to_address.lower()
+    def _merged_tree(session: Session, row: OutboxMessage) -> list[int]:
+        """The tickets merged into the row's ticket, through merges of merges up to
+        MAX_MERGE_DEPTH deep."""
         tree = (
             select(Ticket.id.label("id"), literal_column("1", Integer).label("depth"))
             .where(Ticket.merged_into_id == row.ticket_id)
@@ -455,17 +452,7 @@ class Composer:
                 below.merged_into_id == tree.c.id, tree.c.depth < MAX_MERGE_DEPTH
             )
         )
-        cc = (
-            select(Participant.id)
-            .where(Participant.ticket_id == Ticket.id, func.lower(Participant.email) == address)
-            .exists()
-        )
-        merged = session.execute(
-            select(Ticket.id, or_(func.lower(Contact.email) == address, cc))
-            .join(tree, tree.c.id == Ticket.id)
-            .join(Contact, Contact.id == Ticket.requester_id)
-        ).all()
-        return bool(merged), [ticket_id for ticket_id, theirs in merged if theirs]
+        return list(session.execute(select(tree.c.id)).scalars())
 
 
 def _known_language(language: str, otherwise: str) -> str:
