@@ -297,6 +297,18 @@ def test_a_ticket_not_found_is_named_clean_and_cut(api):
         assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in message), message[:200]
 
 
+def test_an_unknown_list_filter_is_named_clean_and_cut(api):
+    """A filter's unknown value is repeated through `inputs.echoed` too: 2,000
+    characters sent came back whole in the 422, escape sequences included."""
+    for query in ("status=" + "x" * 2000, "sla=" + "x" * 2000, "channel=%1B%5D0;pwned%07" + "y" * 2000):
+        fields = envelope(api.get(f"/tickets?{query}"), 422, "validation_error")["fields"]
+        (name,) = fields
+        message = fields[name]
+        assert message.startswith("unknown value") and len(message) <= 250, message[:300]
+        assert "x" * 101 not in message and "y" * 101 not in message
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in message), message[:300]
+
+
 def test_patch_changes_priority_category_and_assignee(api, agent, admin):
     number = create(api)["number"]
     response = api.patch(

@@ -33,7 +33,7 @@ from helpdesk import addresses, numbering, sla, sla_queries
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import ValidationError
-from helpdesk.inputs import positive_int
+from helpdesk.inputs import echoed, positive_int
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import tags, teams, visibility
 from helpdesk.services.actors import Actor
@@ -138,9 +138,9 @@ class QueueService:
         for name, allowed in CHOICE_FILTERS.items():
             bad = [value for value in getattr(filters, name) if value not in allowed]
             if bad:
-                errors[name] = f"unknown value {bad[0]!r}; one of {', '.join(allowed)}"
+                errors[name] = f"unknown value {echoed(bad[0])!r}; one of {', '.join(allowed)}"
         if filters.sla is not None and filters.sla not in sla.STATES:
-            errors["sla"] = f"unknown value {filters.sla!r}; one of {', '.join(sla.STATES)}"
+            errors["sla"] = f"unknown value {echoed(filters.sla)!r}; one of {', '.join(sla.STATES)}"
         if filters.assignee not in (None, "none") and positive_int(filters.assignee) is None:
             errors["assignee"] = "must be a staff id or none"
         by_team = self._team(filters.team, errors)
