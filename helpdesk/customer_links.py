@@ -5,7 +5,10 @@ A link's token is the ticket id and a keyed digest of the recipient's address,
 signed (itsdangerous) under a key derived from SECRET_KEY with one salt per
 purpose: a status link cannot rate, a rating link opens nothing else, and a token
 for one ticket names no other. Holding the mail is the proof, as with the reply
-address; so a token is honoured only while it is younger than
+address. The tracker form's answer gets a token too, of its own purpose `lookup`:
+typing a number and an address proves less than holding the mail, so it reopens
+the view only (`MAILED` names the purposes that prove the mail). A token is
+honoured only while it is younger than
 `CUSTOMER_LINK_MAX_AGE` and while its address may still read the ticket (its
 requester or a CC participant). Every way a token can fail gets the same NotFound.
 
@@ -30,7 +33,12 @@ from helpdesk.errors import NotFound
 from helpdesk.languages import N_
 from helpdesk.models import Participant, Ticket
 
-PURPOSES = {"status": "/track/", "rating": "/rate/"}
+PURPOSES = {"status": "/track/", "rating": "/rate/", "lookup": "/track/lookup/"}
+# The links customer mail carries: holding one proves holding the mail, which lets
+# its pages offer the rating and set the contact's language. A `lookup` token only
+# proves that someone typed a matching number and address (SPEC §11: rating is the
+# resolution mail's link and the assistant's `rate_ticket`).
+MAILED = frozenset({"status", "rating"})
 MAX_TOKEN = 200  # longer text is no token of ours; refused before any work
 INVALID = N_("This link is not valid (any more). Look the ticket up with its number and your email address.")
 _DIGEST_PURPOSE = b"helpdesk customer link address v1"
@@ -56,8 +64,9 @@ def url(config: Mapping[str, Any], purpose: str, ticket_id: int, address: str) -
 
 
 def token(config: Mapping[str, Any], purpose: str, ticket_id: int, address: str) -> str:
-    """The token of that link (the tracker gives one to whoever just proved they may
-    read the ticket, for its language switch)."""
+    """The token of that link (the tracker form gives a `lookup` one to whoever just
+    typed a matching number and address, so its language switch can show the ticket
+    again)."""
     return _token(config, purpose, ticket_id, _digest(config, address))
 
 

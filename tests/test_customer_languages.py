@@ -490,11 +490,10 @@ def test_the_switch_chooses_the_trackers_language_and_needs_its_token(client, lu
     assert "Consulta tu ticket" in client.get("/track").get_data(as_text=True)
 
 
-def test_switching_after_a_lookup_sets_the_contacts_language_not_the_tickets(client, lucias_ticket):
+def test_switching_on_a_status_link_sets_the_contacts_language_not_the_tickets(app, client, lucias_ticket):
     lucias_ticket.language = "en"  # its mail so far was English
     db.session.commit()
-    page = _look_up(client, "en").get_data(as_text=True)
-    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    token = customer_links.token(app.config, "status", lucias_ticket.id, "lucia@example.com")
     answer = client.post(
         "/track/language",
         data={
@@ -524,6 +523,28 @@ def test_switching_after_a_lookup_sets_the_contacts_language_not_the_tickets(cli
     )
     assert forged.status_code == 404
     assert "Este enlace no es válido" in forged.get_data(as_text=True)
+
+
+def test_switching_after_a_lookup_shows_the_ticket_again_and_leaves_the_contact(client, lucias_ticket):
+    """A lookup proves a number and an address, not the mail (docs/security.md,
+    "Customer links"): its switch changes the visitor's language only."""
+    page = _look_up(client, "en").get_data(as_text=True)
+    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    answer = client.post(
+        "/track/language",
+        data={
+            "language": "es",
+            "purpose": "lookup",
+            "token": token,
+            "csrf_token": Portal(client).token("/track"),
+        },
+    )
+    assert answer.status_code == 303 and answer.headers["Location"] == f"/track/lookup/{token}"
+    shown = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Consulta tu ticket" in shown and "Reinicia el módem, por favor." in shown
+    db.session.expire_all()
+    language = select(Contact.language).where(Contact.email == "lucia@example.com")
+    assert db.session.execute(language).scalar() == ""
 
 
 def test_a_mails_status_link_opens_in_the_tickets_language(app, client, lucias_ticket):

@@ -220,6 +220,49 @@ def test_the_status_link_offers_the_rating_only_while_it_can_be_given(app, servi
         assert client.get(path).headers["Cache-Control"] == "private, no-store", path
 
 
+def test_a_lookup_shows_the_ticket_but_neither_rates_nor_sets_the_contacts_language(app, resolved, client):
+    """The tracker form proves knowing a number and an address, not holding the mail:
+    its answer's token (purpose `lookup`) reopens the view only. It used to be a
+    status token, whose page offered the rating link: anyone who knew both rated the
+    ticket, overwrote the customer's rating and changed their contact's language."""
+    token = Portal(client).token("/track")
+    found = client.post(
+        "/track", data={"ticket_number": "TKT-000001", "email": "ann@example.com", "csrf_token": token}
+    ).get_data(as_text=True)
+    assert "Internet cortado desde ayer" in found and "/rate/" not in found
+    lookup = re.search(r'name="purpose" value="lookup">\s*<input [^>]*name="token" value="([^"]+)"', found)
+    assert lookup is not None, found
+    lookup_token = lookup.group(1)
+    # It opens no status, rating or language-setting page of a mailed link.
+    assert client.get(f"/track/{lookup_token}").status_code == 404
+    assert client.get(f"/rate/{lookup_token}").status_code == 404
+    assert _rate(client, f"/rate/{lookup_token}", "1", "awful").status_code == 404
+    switched = client.post(
+        "/track/language",
+        data={"language": "es", "purpose": "status", "token": lookup_token, "csrf_token": token},
+    )
+    assert switched.status_code == 404
+    # Its own page: the view again, in the language chosen, without a rating link.
+    switched = client.post(
+        "/track/language",
+        data={"language": "es", "purpose": "lookup", "token": lookup_token, "csrf_token": token},
+    )
+    assert switched.status_code == 303
+    assert switched.headers["Location"] == f"/track/lookup/{lookup_token}"
+    again = client.get(switched.headers["Location"])
+    page = again.get_data(as_text=True)
+    assert again.status_code == 200 and "Consulta tu ticket" in page and "Internet cortado desde ayer" in page
+    assert "/rate/" not in page and again.headers["Cache-Control"] == "private, no-store"
+    assert db.session.execute(select(SatisfactionRating)).first() is None
+    db.session.expire_all()
+    assert db.session.get(Ticket, resolved.id).requester.language in ("", None)
+    # A lookup token is refused where a mailed link is asked for, and the other way round.
+    status = _path(app.config, "status", resolved, "ann@example.com")
+    assert client.get("/track/lookup/" + status.rsplit("/", 1)[1]).status_code == 404
+    # The mailed status link still offers the rating, as before.
+    assert re.search(r'href="/rate/[^"]+"', client.get(status).get_data(as_text=True))
+
+
 def test_statistics_and_the_dashboard_give_the_average_overall_and_per_agent(
     app, service, agent, agent_actor, admin, api, portal
 ):

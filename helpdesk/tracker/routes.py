@@ -5,9 +5,10 @@ A visitor reads the language they chose with the switch (kept in the session),
 else on a mail's link the ticket's language (the mail's), else their browser's
 `Accept-Language`, else — once they proved who they are (a lookup, a link) —
 their contact's, else `DEFAULT_LANGUAGE`; times in `BUSINESS_TIMEZONE`. A
-customer who switches while looking at their ticket (a link, or after a lookup)
-also sets their contact's language; the ticket's stays, so its mail thread keeps
-one language.
+customer who switches on a mail's link also sets their contact's language; the
+ticket's stays, so its mail thread keeps one language. A lookup's answer proves
+less than the mail (`customer_links.MAILED`): its switch shows the ticket again
+in the chosen language, and neither rates nor sets the contact's.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from helpdesk.tracker import bp
 from helpdesk.tracker.limits import limit_per_ip, limit_per_ticket
 
 CHOSEN = "tracker_language"  # the session key of the switch's choice
-_PAGES = {"status": "tracker.status_link", "rating": "tracker.rating_form"}
+_PAGES = {"status": "tracker.status_link", "rating": "tracker.rating_form", "lookup": "tracker.found"}
 
 
 @bp.before_request
@@ -88,9 +89,20 @@ def lookup() -> ResponseReturnValue:
         ), 404
     _read_as_contact(email)
     view = tracking.customer_view(db.session, ticket, cfg)
-    # The visitor just proved they may read it: the switch on this page may set their language.
-    link = ("status", customer_links.token(cfg, "status", ticket.id, email))
+    # A token of its own purpose, so the language switch can show the ticket again:
+    # a status token's page offered the rating (customer_links.MAILED).
+    link = ("lookup", customer_links.token(cfg, "lookup", ticket.id, email))
     return render_template("tracker/track.html", view=view, error=None, number=number, email=email, link=link)
+
+
+@bp.get("/track/lookup/<token>")
+def found(token: str) -> ResponseReturnValue:
+    """A lookup's answer again, where its language switch leads: the view only."""
+    opened = _open(current_app.config, "lookup", token)
+    view = tracking.customer_view(db.session, opened.ticket, current_app.config)
+    return render_template(
+        "tracker/track.html", view=view, error=None, number="", email="", link=("lookup", token)
+    )
 
 
 @bp.get("/track/<token>")
@@ -155,7 +167,7 @@ def rate(token: str) -> ResponseReturnValue:
 @bp.post("/track/language")
 def choose_language() -> ResponseReturnValue:
     """The language switch: the visitor's choice for every tracker page from now on;
-    from a ticket's page (a link's token in the form) their contact's language too.
+    from a mailed link's page (its token in the form) their contact's language too.
     Back to the page it was used on; an unknown language changes nothing."""
     language = request.form.get("language", "")
     purpose = request.form.get("purpose", "")
@@ -166,7 +178,7 @@ def choose_language() -> ResponseReturnValue:
     if purpose not in _PAGES or not token:
         return redirect(url_for("tracker.form"), code=303)
     opened = _open(current_app.config, purpose, token)
-    if language in LANGUAGES:
+    if language in LANGUAGES and purpose in customer_links.MAILED:
         tracking.set_language(db.session, opened.address, language)
         db.session.commit()
     return redirect(url_for(_PAGES[purpose], token=token), code=303)
