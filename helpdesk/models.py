@@ -25,7 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+from sqlalchemy.orm import Mapped, deferred, mapped_column, query_expression, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk import addresses, sla
@@ -247,7 +247,13 @@ class Ticket(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int] = mapped_column(BigInteger, unique=True)  # see helpdesk.numbering
     subject: Mapped[str] = mapped_column(String(500))
-    description: Mapped[str] = mapped_column(Text, default="")
+    # A mail's whole text (up to MAX_MESSAGE_BYTES, 25 MB): read only where a ticket
+    # shows it, never by the lists that load many tickets (the queue, bulk actions,
+    # links, outbound batches). Accessing it costs one more query on that ticket.
+    description: Mapped[str] = deferred(mapped_column(Text, default=""))
+    # Set only where a query asks for it (`QueueService.list_tickets` for the API's
+    # list): the description's first characters, read in SQL (docs/web.md).
+    description_start: Mapped[Optional[str]] = query_expression()
     status: Mapped[str] = mapped_column(String(20), default="new", index=True)
     priority: Mapped[str] = mapped_column(String(10), default="medium", index=True)
     category: Mapped[str] = mapped_column(String(20), default="support", index=True)

@@ -16,6 +16,7 @@ from config import LANGUAGES
 from helpdesk import sla
 from helpdesk import vocabulary as v
 from helpdesk.api import bp
+from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
 from helpdesk.services.workflow import PRIORITIES as WORKFLOW_PRIORITIES
 
 
@@ -153,7 +154,15 @@ SCHEMAS: dict[str, Any] = {
         {
             "number": {"type": "string", "example": "TKT-000078"},
             "subject": {"type": "string"},
-            "description": {"type": "string"},
+            "description": {
+                "type": "string",
+                "description": f"in GET /tickets, its first {LISTED_DESCRIPTION_CHARS:,} characters; "
+                "whole elsewhere",
+            },
+            "description_truncated": {
+                "type": "boolean",
+                "description": "whether `description` is cut (only GET /tickets cuts it)",
+            },
             "status": {"type": "string", "enum": list(v.STATUSES)},
             "priority": {"type": "string", "enum": list(v.PRIORITIES)},
             "category": {"type": "string", "enum": list(v.CATEGORIES)},

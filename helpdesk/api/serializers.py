@@ -30,11 +30,26 @@ def staff_json(user: StaffUser | None) -> dict[str, Any] | None:
     return {"id": user.id, "name": user.name, "email": user.email}
 
 
-def ticket_json(ticket: Ticket, *, detail: bool = False) -> dict[str, Any]:
+# How much of each description `GET /tickets` carries (docs/web.md): a mail's may be
+# 25 MB, and a page of 100 such made an answer of gigabytes. The ticket's own GET
+# carries the whole.
+LISTED_DESCRIPTION_CHARS = 2_000
+
+
+def ticket_json(ticket: Ticket, *, detail: bool = False, listed: bool = False) -> dict[str, Any]:
+    """A ticket as the API shows it; `listed`: as `GET /tickets` lists it, its
+    description cut to LISTED_DESCRIPTION_CHARS from `Ticket.description_start`
+    (which `QueueService.list_tickets` loads; the whole one is never read)."""
+    if listed:
+        start = ticket.description_start or ""
+        description, cut = start[:LISTED_DESCRIPTION_CHARS], len(start) > LISTED_DESCRIPTION_CHARS
+    else:
+        description, cut = ticket.description, False
     data: dict[str, Any] = {
         "number": number(ticket),
         "subject": ticket.subject,
-        "description": ticket.description,
+        "description": description,
+        "description_truncated": cut,
         "status": ticket.status,
         "priority": ticket.priority,
         "category": ticket.category,

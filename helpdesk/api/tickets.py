@@ -12,7 +12,7 @@ from sqlalchemy import select
 from helpdesk import addresses
 from helpdesk.api import bp
 from helpdesk.api.payload import Spec, form_object, json_object
-from helpdesk.api.serializers import message_json, ticket_json
+from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS, message_json, ticket_json
 from helpdesk.auth import current_actor, staff_required
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
@@ -74,10 +74,11 @@ def list_tickets() -> ResponseReturnValue:
         per_page=per_page,
         sort=args.get("sort") or "-created_at",
         viewer=current_actor(),
+        description_chars=LISTED_DESCRIPTION_CHARS,
     )
     return jsonify(
         {
-            "items": [ticket_json(t) for t in result.items],
+            "items": [ticket_json(t, listed=True) for t in result.items],
             "page": result.page,
             "per_page": result.per_page,
             "total": result.total,
