@@ -482,3 +482,30 @@ def test_an_isp_day_routing_escalation_merge_and_bulk_tags(
     db.session.rollback()
     outage = db.session.execute(select(Ticket).where(Ticket.number == 1)).scalar_one()
     assert (outage.escalation_level, outage.assignee_id) == ("L2", second_id)
+
+
+def test_mail_html_makes_the_browser_ask_the_portal_for_nothing(app, admin, live_portal, browser_page):
+    """An <img> back to the portal loaded with the staff cookie (the CSP allows
+    `img-src 'self'`), even folded away in a closed <details>: GET /tickets/<number>
+    moved each named ticket from new to open in the viewer's name. The row is written
+    as it was stored before the fix: the ticket page cleans it again."""
+    service = TicketsService.from_config(db.session, app.config)
+    carrier = open_ticket(service, subject="Carrier")
+    victims = [open_ticket(service, subject=f"Victim {n}", requester_email=f"v{n}@x.test") for n in range(2)]
+    numbers = [service.display_number(victim) for victim in victims]
+    path = f"{live_portal}/tickets/{service.display_number(carrier)}"
+    carrier.messages[0].body_html = "".join(
+        f'<p>hi</p><img src="/tickets/{n}" alt=""><img src="{live_portal}/tickets/{n}" alt="">'
+        for n in numbers
+    )
+    db.session.commit()  # and nothing read until the page is done: SQLite's lock is the writer's
+    asked: list[str] = []
+    page = browser_page
+    page.on("request", lambda request: asked.append(request.url))
+    _log_in(page, live_portal)
+    page.goto(path)
+    page.click("details.html summary")
+    page.wait_for_load_state("networkidle")
+    assert not [url for url in asked if any(url.endswith(f"/tickets/{n}") for n in numbers)], asked
+    db.session.rollback()
+    assert [db.session.get(Ticket, victim.id).status for victim in victims] == ["new", "new"]
