@@ -227,3 +227,17 @@ def test_a_ticket_found_by_several_fields_is_listed_once_in_order(service, sort,
     )
     assert [ticket.number for ticket in page.items] == [tickets[name].number for name in order]
     assert page.total == 3
+
+
+def test_a_list_asking_for_descriptions_cuts_them_in_sql_and_reads_none_whole(service):
+    """The list reads `description_start`, the first characters and one more, in
+    SQL; a ticket the session holds already gets them anew (without
+    populate_existing it kept those of the first query that loaded it)."""
+    ticket = open_ticket(service, description="Sin señal desde el martes")
+    db.session.get(Ticket, ticket.id)  # in the session before the list
+    queue = QueueService(db.session)
+    (listed,) = queue.list_tickets(description_chars=9).items
+    assert listed.description_start == "Sin señal "
+    assert "description" not in db.inspect(listed).dict  # deferred: never read whole
+    (listed,) = queue.list_tickets(description_chars=100).items
+    assert listed.description_start == "Sin señal desde el martes"

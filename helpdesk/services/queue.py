@@ -189,8 +189,12 @@ class QueueService:
             )
         query = select(Ticket).where(Ticket.id.in_(chosen)).options(selectinload(Ticket.tags))
         if description_chars > 0:
+            # A query expression is set when a row is first loaded: a ticket the
+            # session holds already would keep what an earlier query gave it.
             start = func.substr(Ticket.description, 1, description_chars + 1)
-            query = query.options(with_expression(Ticket.description_start, start))
+            query = query.options(with_expression(Ticket.description_start, start)).execution_options(
+                populate_existing=True
+            )
         items = self.session.execute(query.order_by(order, tie)).unique().scalars().all()
         return Page(list(items), page, per_page, total)
 
