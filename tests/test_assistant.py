@@ -595,6 +595,41 @@ def test_a_whatsapp_customer_s_merged_ticket_leads_to_its_survivor(service, agen
     assert stranger[0]["error"] == "Ticket TKT-000001 not found or does not belong to this customer"
 
 
+def test_a_merged_whatsapp_customer_s_number_is_named_in_no_copy_and_no_stranger_cc_makes_one(
+    service, agent_actor, client, token
+):
+    """Lucía, known by phone only, takes part in the survivor under her stand-in
+    address, which carries her number: Ana's copy of a reply named it in Cc (found
+    by review). And a stranger writing a stand-in into a new ticket's Cc made that
+    ticket Lucía's to list and read on WhatsApp: a stand-in is never a new ticket's
+    CC."""
+    from helpdesk.models import OutboxMessage
+    from helpdesk.services import Actor
+
+    kept = open_ticket(service, requester_email="ana@example.com", subject="Caída OLT Roma")
+    report = ("create_ticket_report", {"title": "Sin internet", "description": "x"})
+    outputs(tool_calls(client, token, [report]))
+    service.merge(service.get(2), kept, actor=agent_actor)
+    db.session.commit()
+    service.add_message(kept, body="Ya volvió el servicio.", actor=agent_actor, channel="web")
+    db.session.commit()
+    rows = db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "reply")).scalars().all()
+    assert rows and all("phone.invalid" not in row.cc_addresses for row in rows)
+    lucia = db.session.execute(select(Contact).where(Contact.phone.is_not(None))).scalar_one()
+    pushed = service.open_ticket(
+        subject="Reembolso",
+        description="Llama al +1 555 0100 para tu reembolso",
+        requester_email="mallory@example.com",
+        channel="email",
+        actor=Actor.customer("mallory@example.com"),
+        cc=[(lucia.email, "")],
+    )
+    db.session.commit()
+    assert [p.email for p in pushed.participants] == []
+    (listed,) = outputs(tool_calls(client, token, [("list_my_tickets", {})]))
+    assert "TKT-000003" not in [t["ticketId"] for t in listed["tickets"]]
+
+
 def test_a_whole_rating_written_as_a_float_is_that_integer(app, service, agent_actor, client, token):
     """JSON Schema's `integer` is any number with no fraction, so `5.0` passes the
     published schema, as in the runtimes that check arguments against it: it is

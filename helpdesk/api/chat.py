@@ -23,6 +23,11 @@ from helpdesk.services.tickets import TicketsService
 MAX_LOOKUP_TEXT = 10_000
 
 
+# The staff API's ticket fields a customer's chat is not answered with: the team,
+# level and tags are the helpdesk's own sorting, the moves are staff's to make.
+STAFF_ONLY = frozenset({"team", "tags", "escalation_level", "escalated_at", "allowed_transitions"})
+
+
 @bp.post("/chat/tickets")
 @integration_required("chat")
 def chat_ticket() -> ResponseReturnValue:
@@ -51,8 +56,10 @@ def chat_ticket() -> ResponseReturnValue:
         conversation_id=conversation,
     )
     # The ticket as the API gives it (SPEC §6), with the card's fields, which widgets
-    # read since it answered the card alone (the same values, plus `sentence`).
-    body = {**chat.card(ticket, customer.language, current_app.config), **ticket_json(ticket)}
+    # read since it answered the card alone (the same values, plus `sentence`), but
+    # not what only staff work with: an integration acts for a customer.
+    shown = {key: value for key, value in ticket_json(ticket).items() if key not in STAFF_ONLY}
+    body = {**chat.card(ticket, customer.language, current_app.config), **shown}
     db.session.commit()
     return jsonify(body), 201
 

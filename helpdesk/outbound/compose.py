@@ -499,6 +499,8 @@ def _cc(row: OutboxMessage, utf8: bool) -> str:
     beyond ASCII. Each participant still gets a copy of their own."""
     kept = []
     for address in filter(None, (part.strip() for part in row.cc_addresses.split(","))):
+        if addresses.is_reserved_invalid(address):  # a stand-in: never mailed, a phone number
+            continue
         wire = addresses.on_the_wire(address) if addresses.is_valid(address) else None
         if wire is not None and (utf8 or not addresses.needs_smtputf8(wire)):
             kept.append(wire)

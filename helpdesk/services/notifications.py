@@ -92,7 +92,10 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
         # A staff member's copy names nobody in Cc: its signed Message-ID proves
         # mail from that address (`matching.answers_mail_sent_to`), and one
         # Reply-All to a copy that listed the customers would hand it to them.
-        others = "" if address in staff else ", ".join(a for a in recipients if a != address)
+        # A stand-in address (`…@phone.invalid`, a WhatsApp customer merged in) is
+        # never mailed and carries their phone number: no copy names it.
+        shown = [a for a in recipients if a != address and not addresses.is_reserved_invalid(a)]
+        others = "" if address in staff else ", ".join(shown)
         session.add(
             OutboxMessage(
                 ticket_id=ticket.id,
