@@ -512,6 +512,27 @@ def test_8bit_without_charset_reads_utf8_and_latin1() -> None:
     assert body_in(None, russian).text_body == "Привет, как дела? Всё хорошо, спасибо."
 
 
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [("Facturación", "Atención"), ("Inés", "Inés"), ("café", "Saludos, Begoña")],
+)
+def test_no_content_type_reads_short_8bit_text_as_us_ascii_does(subject: str, body: str) -> None:
+    """RFC 2045: no Content-Type is text/plain; charset=us-ascii, read as windows-1252
+    (after UTF-8), not detected: detection read "Facturaciуn" and "In閟"."""
+    raw = f"From: {subject} <a@example.com>\nSubject: {subject}\n\n{body}\n".encode("latin-1")
+    parsed = parse(raw)
+    assert (parsed.subject, parsed.from_name, parsed.text_body) == (subject, subject, body)
+    declared = parse(raw.replace(b"\n\n", b"\nContent-Type: text/plain; charset=us-ascii\n\n", 1))
+    assert (declared.subject, declared.text_body) == (subject, body)
+
+
+def test_no_content_type_still_reads_utf8_and_unlabelled_iso_2022_jp() -> None:
+    parsed = parse("From: a@example.com\nSubject: Año ✓\n\nAtención ✓\n".encode())
+    assert (parsed.subject, parsed.text_body) == ("Año ✓", "Atención ✓")
+    jis = parse(b"From: a@example.com\nSubject: s\n\n" + "こんにちは".encode("iso2022_jp"))
+    assert jis.text_body == "こんにちは"
+
+
 @pytest.mark.parametrize("label", ["utf-8", None])
 def test_replacement_character_only_for_the_bytes_nothing_decodes(label: str | None) -> None:
     text = "Съешь же ещё этих мягких французских булок. " * 20

@@ -735,11 +735,21 @@ def _values(message: Message, name: str) -> list[str]:
 
 
 def _first_charset(message: Message) -> str | None:
-    """The first declared text charset: the best guess for raw 8-bit header bytes."""
+    """The first declared text charset: the best guess for raw 8-bit header bytes,
+    and for body text that declares none.
+
+    A part with no Content-Type field at all declares us-ascii (RFC 2045 §5.2's
+    default, text/plain; charset=us-ascii), read like a declared us-ascii: UTF-8 when
+    valid, else windows-1252. Detection guessed Cyrillic or CJK for a short Latin-1
+    "Facturación" in mail that never declared anything.
+    """
     for part in islice(message.walk(), 50):
-        charset = _charset(_header_view(part))
+        view = _header_view(part)
+        charset = _charset(view)
         if charset:
             return charset
+        if "content-type" not in view and view.get_default_type() == "text/plain":
+            return "us-ascii"
     return None
 
 
