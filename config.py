@@ -14,9 +14,15 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent
-INSTANCE_DIR = Path(os.environ.get("HELPDESK_INSTANCE_DIR", BASE_DIR / "instance"))
+# The `.env` is read before any variable, HELPDESK_INSTANCE_DIR included; what the
+# environment already holds wins. HELPDESK_ENV_FILE names another file, or none when
+# empty: the suite sets it empty (tests/__init__.py) so a developer's `.env` never
+# reaches a test or the processes tests start.
+ENV_FILE = os.environ.get("HELPDESK_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    load_dotenv(ENV_FILE)
 
-load_dotenv(BASE_DIR / ".env")
+INSTANCE_DIR = Path(os.environ.get("HELPDESK_INSTANCE_DIR", BASE_DIR / "instance"))
 
 # Which tickets agents see (helpdesk.services.visibility): all, their teams' (and
 # team-less) ones and their own, or only their own. Admins see all.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,32 @@ def test_default_config_uses_instance_sqlite_and_a_shared_generated_secret(tmp_p
         SUPPORT_ADDRESSES="Help@A.example, desk@b.example",
     ).splitlines()
     assert overridden == ["postgresql+psycopg2://u@h/d", "s3", "['help@a.example', 'desk@b.example']"]
+
+
+def test_dotenv_beside_config_sets_the_instance_dir_too(tmp_path):
+    """SPEC §2: a `.env` is read, HELPDESK_INSTANCE_DIR included (it was read before
+    the file, so only the variables after it were honoured). The environment wins."""
+    shutil.copy(ROOT / "config.py", tmp_path / "config.py")
+    (tmp_path / ".env").write_text(f"HELPDESK_INSTANCE_DIR={tmp_path / 'envinst'}\nTICKET_PREFIX=INC-\n")
+    code = "import config; print(config.INSTANCE_DIR); print(config.Config.TICKET_PREFIX)"
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("HELPDESK_INSTANCE_DIR", "HELPDESK_ENV_FILE")
+    }
+
+    def run(**env: str) -> list[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env={**environment, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+
+    assert run() == [str(tmp_path / "envinst"), "INC-"]
+    assert run(HELPDESK_INSTANCE_DIR="/srv/hd", TICKET_PREFIX="T-") == ["/srv/hd", "T-"]
+    # The suite itself reads no .env (tests/__init__.py), nor does HELPDESK_ENV_FILE="".
+    assert run(HELPDESK_ENV_FILE="") == [str(tmp_path / "instance"), "TKT-"]
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
