@@ -29,6 +29,18 @@ INSTANCE_DIR = Path(os.environ.get("HELPDESK_INSTANCE_DIR", BASE_DIR / "instance
 VISIBILITY_MODES = ("all", "team", "own")
 # The languages the product speaks (helpdesk.languages, docs/languages.md).
 LANGUAGES = ("en", "es")
+# What a mail from an unknown sender opening a ticket becomes (helpdesk.inbound.ingest).
+SENDER_POLICIES = ("quarantine", "reject", "accept")
+# A yes/no setting: each word for yes, then its no.
+_FLAGS = ("true", "false", "1", "0", "yes", "no", "on", "off")
+# Settings outside their choices, read at import and refused when a Config is built
+# (`create_app`), where each entry point prints a ConfigurationError as one line.
+_REFUSED: list[str] = []
+
+
+class ConfigurationError(RuntimeError):
+    """A setting that keeps the process from starting; its text is the one line the
+    entry points print."""
 
 
 def _env(name: str, default: str) -> str:
@@ -41,10 +53,18 @@ def _env_int(name: str, default: int) -> int:
 
 
 def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`, whatever the case and spaces; another value is refused (a
+    mistyped `reject` must not quietly become the default)."""
     value = _env(name, default).strip().lower()
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-    return value
+    if value in choices:
+        return value
+    _REFUSED.append(f"{name} must be one of {', '.join(choices)}, not {os.environ[name]!r}")
+    return default
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    """A yes/no setting; a value that is neither is refused, not read as false."""
+    return _env_choice(name, "true" if default else "false", _FLAGS) in _FLAGS[::2]
 
 
 def _env_list(name: str, default: str) -> list[str]:
@@ -92,6 +112,11 @@ def normalize_database_url(url: str) -> str:
 
 
 class Config:
+    def __init__(self) -> None:
+        """Refuse the first enumerated setting that is none of its choices."""
+        if _REFUSED:
+            raise ConfigurationError(_REFUSED[0])
+
     DATABASE_URL = normalize_database_url(_env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'helpdesk.db'}"))
     SQLALCHEMY_DATABASE_URI = DATABASE_URL
     # Unset: generated into the instance folder on SQLite, refused with PostgreSQL
@@ -133,7 +158,7 @@ class Config:
     MAX_HTML_TO_TEXT_CHARS = _env_int("MAX_HTML_TO_TEXT_CHARS", 1024 * 1024)
     MAX_CC_PARTICIPANTS = _env_int("MAX_CC_PARTICIPANTS", 50)
     MAX_ATTACHMENTS = _env_int("MAX_ATTACHMENTS", 100)
-    UNKNOWN_SENDER_POLICY = _env("UNKNOWN_SENDER_POLICY", "quarantine")
+    UNKNOWN_SENDER_POLICY = _env_choice("UNKNOWN_SENDER_POLICY", "quarantine", SENDER_POLICIES)
     TRUSTED_AUTHSERV_ID = _env("TRUSTED_AUTHSERV_ID", "")
     # Right-hand side of the Message-IDs the helpdesk sends. A dedicated name, not the
     # support domain itself: colleagues' mail servers may use that one.
@@ -177,7 +202,7 @@ class Config:
     CUSTOMER_MAX_TICKETS_PER_HOUR = _env_int("CUSTOMER_MAX_TICKETS_PER_HOUR", 10)
     CUSTOMER_MAX_OPEN_TICKETS = _env_int("CUSTOMER_MAX_OPEN_TICKETS", 10)
     # An SLA breach also raises the ticket's priority one step (helpdesk.services.lifecycle_jobs).
-    SLA_BREACH_RAISES_PRIORITY = _env("SLA_BREACH_RAISES_PRIORITY", "false").lower() in ("1", "true", "yes")
+    SLA_BREACH_RAISES_PRIORITY = _env_flag("SLA_BREACH_RAISES_PRIORITY", False)
     # How often the queue and ticket pages ask whether something changed (helpdesk.portal.live).
     LIVE_POLL_SECONDS = _env_int("LIVE_POLL_SECONDS", 10)
     # How far behind the clock a poll's cursor stays, for changes written before it
@@ -212,7 +237,7 @@ class Config:
     MAX_CONTENT_LENGTH = _env_int("MAX_REQUEST_BYTES", 1024 * 1024)
     # Reverse proxies in front of gunicorn whose X-Forwarded-* headers are believed.
     PROXY_HOPS = _env_int("PROXY_HOPS", 0)
-    SECURE_COOKIES = _env("SECURE_COOKIES", "true").lower() in ("1", "true", "yes", "on")
+    SECURE_COOKIES = _env_flag("SECURE_COOKIES", True)
     PERMANENT_SESSION_LIFETIME = parse_duration(_env("STAFF_SESSION_LIFETIME", "12h"))
     WTF_CSRF_TIME_LIMIT = None  # a CSRF token lives as long as the session it belongs to
     # Failed logins per client address, and per account from any address.

@@ -18,14 +18,11 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+from config import ConfigurationError
+
 # Settings generated into a file of the same name, lower-case, when not given.
 GENERATED = ("SECRET_KEY", "JWT_SECRET_KEY")
 _SQLITE = "sqlite:///"
-
-
-class ConfigurationError(RuntimeError):
-    """A setting that keeps the process from starting; its text is the one line the
-    entry points print."""
 
 
 def prepare(folder: str, config: MutableMapping[str, Any]) -> None:

@@ -92,6 +92,48 @@ def test_default_config_uses_instance_sqlite_and_a_shared_generated_secret(tmp_p
     assert overridden == ["postgresql+psycopg2://u@h/d", "s3", "['help@a.example', 'desk@b.example']"]
 
 
+def test_enumerated_settings_are_read_whatever_their_case_and_spaces(tmp_path):
+    code = (
+        "from helpdesk import create_app; c = create_app().config; print(c['UNKNOWN_SENDER_POLICY'], "
+        "c['AGENT_VISIBILITY'], c['DEFAULT_LANGUAGE'], c['SECURE_COOKIES'], c['SLA_BREACH_RAISES_PRIORITY'])"
+    )
+    settings = dict(
+        UNKNOWN_SENDER_POLICY=" Reject ",
+        AGENT_VISIBILITY="Team",
+        DEFAULT_LANGUAGE="ES",
+        SECURE_COOKIES=" Off",
+        SLA_BREACH_RAISES_PRIORITY="On",
+    )
+    assert _run_python(code, tmp_path, **settings).split() == ["reject", "team", "es", "False", "True"]
+    assert _run_python(code, tmp_path, UNKNOWN_SENDER_POLICY="ACCEPT").split()[0] == "accept"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("UNKNOWN_SENDER_POLICY", "bogus", "quarantine, reject, accept"),
+        ("UNKNOWN_SENDER_POLICY", "rejected", "quarantine, reject, accept"),
+        ("AGENT_VISIBILITY", "everyone", "all, team, own"),
+        ("DEFAULT_LANGUAGE", "fr", "en, es"),
+        ("SECURE_COOKIES", "ture", "true, false, 1, 0, yes, no, on, off"),
+        ("SLA_BREACH_RAISES_PRIORITY", "maybe", "true, false, 1, 0, yes, no, on, off"),
+    ],
+)
+def test_an_unknown_enumerated_setting_stops_the_start_in_one_line(tmp_path, name, value, allowed):
+    """SPEC §2 lists the values; any other was silently `quarantine` (or false), a
+    mistyped `reject` holding every stranger's mail instead of refusing it."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY")
+    }
+    environment.update(HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **{name: value})
+    for command, prefix in (["-c", "import wsgi"], "helpdesk"), (["gateway.py", "--check"], "gateway"):
+        result = subprocess.run(
+            [sys.executable, *command], cwd=ROOT, env=environment, capture_output=True, text=True
+        )
+        assert result.returncode == 1
+        assert result.stderr == f"{prefix}: {name} must be one of {allowed}, not {value!r}\n"
+
+
 def test_dotenv_beside_config_sets_the_instance_dir_too(tmp_path):
     """SPEC §2: a `.env` is read, HELPDESK_INSTANCE_DIR included (it was read before
     the file, so only the variables after it were honoured). The environment wins."""
