@@ -99,3 +99,9 @@ NOTIFICATION_KINDS = ("created", "reply", "status", "resolved", "sla_breach", "e
 # Mail that only staff receive: a staff member's mail reply to one of these is about
 # the ticket, not to the customer, so it becomes an internal note.
 STAFF_NOTIFICATION_KINDS = ("sla_breach", "escalation")
+
+
+def unalias(name: str, value: str) -> str:
+    """The stored value `value` means for field `name`: `normal` is `medium` (SPEC §4)
+    wherever a priority is given, a ticket's or a queue filter's."""
+    return PRIORITY_ALIASES.get(value, value) if name == "priority" else value

@@ -383,6 +383,9 @@ def test_list_filters_search_sort_and_pages(api, agent):
     assert numbers("status=open") == ["TKT-000002"]
     assert numbers("status=new,open&sort=number") == ["TKT-000001", "TKT-000002", "TKT-000003"]
     assert numbers("priority=urgent") == ["TKT-000003"]
+    # SPEC §4: `normal` is accepted as `medium`, in the filter too (it was a 422).
+    assert numbers("priority=normal") == numbers("priority=medium") == ["TKT-000002"]
+    assert numbers("priority=low,Normal&sort=number") == ["TKT-000001", "TKT-000002"]
     assert numbers("category=billing") == ["TKT-000002"]
     assert numbers("assignee=me") == numbers(f"assignee={agent.id}") == ["TKT-000002"]
     assert numbers("assignee=agent@helpdesk.test") == ["TKT-000002"]

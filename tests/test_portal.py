@@ -242,7 +242,7 @@ def test_queue_filters_search_and_pages(portal, service, agent):
         opened(
             service,
             subject=f"Ticket {n}",
-            priority="urgent" if n == 7 else "low",
+            priority={7: "urgent", 8: "medium"}.get(n, "low"),
             category="billing" if n in (4, 5) else "support",
         )
     service.assign(service.get(3), agent.id, actor=Actor.staff(agent))
@@ -252,6 +252,8 @@ def test_queue_filters_search_and_pages(portal, service, agent):
     assert 'Tickets <span class="muted">(30)</span>' in page and "Page 1 of 2" in page
     assert "Ticket 7" in portal.get("/tickets?priority=urgent").data.decode()
     assert "(1)" in portal.get("/tickets?priority=urgent").data.decode()
+    # SPEC §4: `normal` is `medium` (the queue ignored it and listed all 30).
+    assert 'Tickets <span class="muted">(1)</span>' in portal.get("/tickets?priority=normal").data.decode()
     assert "(1)" in portal.get("/tickets?assignee=mine").data.decode()
     assert "(29)" in portal.get("/tickets?assignee=none").data.decode()
     assert "(1)" in portal.get("/tickets?q=Ticket+12").data.decode()

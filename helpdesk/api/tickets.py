@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from helpdesk import addresses
+from helpdesk import vocabulary as v
 from helpdesk.api import bp
 from helpdesk.api.payload import Spec, form_object, json_object
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS, message_json, ticket_json
@@ -239,9 +240,9 @@ def _integer(name: str, default: int) -> int:
 
 
 def _list(name: str) -> list[str]:
-    """`?status=new,open` or `?status=new&status=open`."""
+    """`?status=new,open` or `?status=new&status=open`; `priority=normal` is medium."""
     return [
-        part.strip().lower()
+        v.unalias(name, part.strip().lower())
         for value in request.args.getlist(name)
         for part in value.split(",")
         if part.strip()

@@ -105,7 +105,7 @@ def queue() -> ResponseReturnValue:
     if assignee == "mine":
         assignee = actor().staff_id
     picked: dict[str, Any] = {
-        name: [value for value in args.getlist(name) if value in allowed]
+        name: [value for value in (v.unalias(name, each) for each in args.getlist(name)) if value in allowed]
         for name, allowed in CHOICE_FILTERS.items()
     }
     sort = args.get("sort") or ""

@@ -690,9 +690,7 @@ class TicketsService:
         if not isinstance(value, str):
             errors[name] = "must be text"
             return ""
-        value = value.strip().lower()
-        if name == "priority":
-            value = v.PRIORITY_ALIASES.get(value, value)
+        value = v.unalias(name, value.strip().lower())
         if value not in allowed:
             errors[name] = f"must be one of {', '.join(allowed)}"
         return value
