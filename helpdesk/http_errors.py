@@ -42,11 +42,9 @@ def init_app(app: Flask) -> None:
 def error_response(
     status: int, code: str, message: str, fields: dict[str, Any] | None = None
 ) -> tuple[Response, int]:
-    """The API's JSON error envelope."""
-    body: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        body["fields"] = fields
-    return jsonify({"error": body}), status
+    """The API's JSON error envelope, always with its three keys (SPEC §6): `fields`
+    is `{}` when no field is at fault, so a client reads it without checking."""
+    return jsonify({"error": {"code": code, "message": message, "fields": fields or {}}}), status
 
 
 def _on_api() -> bool:

@@ -32,7 +32,9 @@ def envelope(response, status: int, code: str | None = None) -> dict:  # type: i
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/json"
     error = response.get_json()["error"]
-    assert set(error) <= {"code", "message", "fields"} and error["message"]
+    # SPEC §6: always the three keys, `fields` an object even when no field is at fault.
+    assert set(error) == {"code", "message", "fields"} and error["message"]
+    assert isinstance(error["fields"], dict)
     if code:
         assert error["code"] == code, error
     return error

@@ -125,7 +125,7 @@ SCHEMAS: dict[str, Any] = {
                     "message": {"type": "string"},
                     "fields": {"type": "object", "additionalProperties": True},
                 },
-                ["code", "message"],
+                ["code", "message", "fields"],
             )
         },
         ["error"],
