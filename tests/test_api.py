@@ -452,6 +452,17 @@ def test_list_refuses_bad_parameters(api, query):
     envelope(api.get(f"/tickets?{query}"), 422, "validation_error")
 
 
+def test_a_search_longer_than_the_portal_takes_is_a_422_never_a_retry(api):
+    """SQLite refuses a LIKE pattern over 50,000 bytes, which answered 503 "retry"
+    for a `q` that never works; the API takes what the portal's search box takes."""
+    create(api, subject="é" * 200)
+    found = api.get("/tickets", query_string={"q": "é" * 200})
+    assert found.status_code == 200 and found.get_json()["total"] == 1
+    for q in ("a" * 50_010, "%" * 25_000, "é" * 201):
+        error = envelope(api.get("/tickets", query_string={"q": q}), 422, "validation_error")
+        assert error["fields"] == {"q": "must be at most 200 characters"}
+
+
 def test_stats_counts(api):
     create(api, priority="high")
     number = create(api)["number"]

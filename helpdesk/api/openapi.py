@@ -17,6 +17,7 @@ from helpdesk import sla
 from helpdesk import vocabulary as v
 from helpdesk.api import bp
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
+from helpdesk.services.queue import MAX_SEARCH_CHARS
 from helpdesk.services.workflow import PRIORITIES as WORKFLOW_PRIORITIES
 
 
@@ -457,7 +458,7 @@ LIST_PARAMETERS = [
         ("tag", {"type": "string"}, "tickets carrying this tag"),
         (
             "q",
-            {"type": "string"},
+            {"type": "string", "maxLength": MAX_SEARCH_CHARS},
             "number, or a subject, service address, device serial or requester containing it, "
             "or a description holding its words (each begins a word of the description)",
         ),

@@ -22,7 +22,7 @@ from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import StaffUser, Ticket
 from helpdesk.services import QueueService, TicketFilters, TicketsService, uploads, visibility
 from helpdesk.services.chat import share_text
-from helpdesk.services.queue import CHOICE_FILTERS
+from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
 from helpdesk.services.stats import ticket_stats
 
 LIST_PARAMETERS = (*CHOICE_FILTERS, "assignee", "team", "tag", "q", "sla", "page", "per_page", "sort")
@@ -56,6 +56,8 @@ def list_tickets() -> ResponseReturnValue:
             if unstorable(args.getlist(name))
         }
     )
+    if len(args.get("q") or "") > MAX_SEARCH_CHARS:
+        errors["q"] = f"must be at most {MAX_SEARCH_CHARS} characters"
     if errors:
         raise ValidationError(errors)
     page = _integer("page", 1)

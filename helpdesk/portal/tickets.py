@@ -29,7 +29,7 @@ from helpdesk.portal.canned import reply_box
 from helpdesk.portal.session import actor, login_required
 from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, uploads, visibility
 from helpdesk.services.chat import share_text
-from helpdesk.services.queue import CHOICE_FILTERS
+from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
 from helpdesk.services.teams import TeamsService
 from helpdesk.wording import error_text, vocabulary_label
 
@@ -117,7 +117,7 @@ def queue() -> ResponseReturnValue:
         assignee=assignee if assignee in (None, "none") else positive_int(assignee),
         team=team if team in {"none", *(t.name for t in team_list)} else None,
         tag=_typed(args.get("tag"), tags.MAX_TAG),
-        q=_typed(args.get("q"), 200),
+        q=_typed(args.get("q"), MAX_SEARCH_CHARS),
         sla=args.get("sla") if args.get("sla") in sla.STATES else None,
     )
     result = QueueService.from_config(db.session, current_app.config).list_tickets(

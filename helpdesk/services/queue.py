@@ -42,6 +42,10 @@ MAX_PER_PAGE = 100
 # How many of a search term's words the description must hold (docs/web.md, "Search"):
 # each is a prefix scan of the words index, so a term of a thousand words is cut here.
 MAX_SEARCH_WORDS = 16
+# The longest search term: the portal's search box cuts there and the API refuses
+# more (422). SQLite refuses a LIKE pattern over 50,000 bytes, an error that reads
+# as the database being down; 200 characters escaped stay far below.
+MAX_SEARCH_CHARS = 200
 # How much of a description search reads (docs/web.md, "Search"): migration 0027
 # indexes the words of this many first characters, because a whole description could
 # pass PostgreSQL's 1 MB tsvector limit and refuse the ticket. The migration writes
