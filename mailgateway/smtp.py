@@ -30,9 +30,43 @@ from flask import Flask
 
 from helpdesk import addresses
 from helpdesk.inbound.ingest import Envelope, Outcome, TransientError, ingest
+from helpdesk.inbound.limits import MailLimits
+from helpdesk.inbound.parser import clean, header_as_servers_read
 from mailgateway.smtp_data import read_data, unstuff
 
 log = logging.getLogger("mailgateway.smtp")
+# What a log line says for a mail whose Message-ID was not read: a mail too big is
+# drained unread, and one may have no Message-ID field.
+NO_MESSAGE_ID = "(no Message-ID read)"
+_LOGGED_ID_CHARS = 200
+
+
+def log_unrecorded(
+    envelope: SMTPEnvelope, message_id: str, outcome: str, exc_info: BaseException | None = None
+) -> None:
+    """The one log line of a mail the pipeline did not record, so it wrote none
+    (SPEC §10: one line per mail, its Message-ID and outcome): a 552 or a 451.
+    The outcome is put on one line: a database's error text spans several. A bug's
+    traceback (`exc_info`) follows that line in the same record, logged as an error."""
+    log.log(
+        logging.ERROR if exc_info else logging.WARNING,
+        "mail %s via smtp from %s to %s: %s",
+        message_id,
+        envelope.mail_from,
+        ",".join(envelope.rcpt_tos),
+        " ".join(outcome.split()),
+        exc_info=exc_info,
+    )
+
+
+def logged_message_id(raw: bytes, limits: MailLimits) -> str:
+    """The Message-ID for a log line, read from the top-level header within
+    MAX_HEADER_BYTES and MAX_HEADER_FIELDS (`header_as_servers_read`), never the
+    whole mail; control characters removed and cut, as a log line must stay one."""
+    for name, value in header_as_servers_read(raw, limits).fields:
+        if name == "message-id":
+            return clean(value).strip(" <>")[:_LOGGED_ID_CHARS] or NO_MESSAGE_ID
+    return NO_MESSAGE_ID
 
 
 class SupportHandler:
@@ -41,6 +75,7 @@ class SupportHandler:
         self.support: list[str] = app.config["SUPPORT_ADDRESSES"]
         self.max_bytes: int = app.config["MAX_MESSAGE_BYTES"]
         self.max_recipients: int = app.config["MAX_RECIPIENTS"]
+        self.limits = MailLimits.from_config(app.config)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
 
     async def handle_RCPT(
@@ -70,6 +105,11 @@ class SupportHandler:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         if len(raw) > self.max_bytes:
+            log_unrecorded(
+                envelope,
+                logged_message_id(raw, self.limits),
+                f"552, larger than MAX_MESSAGE_BYTES ({self.max_bytes})",
+            )
             return "552 5.3.4 Message too big for this system"
         # aiosmtpd reports the null reverse-path as "<>"; the pipeline expects "".
         mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
@@ -78,10 +118,11 @@ class SupportHandler:
         try:
             result = await loop.run_in_executor(self.executor, self._ingest, raw, inbound)
         except TransientError as exc:
-            log.warning("451 for mail from %s: %s", envelope.mail_from, exc)
+            log_unrecorded(envelope, logged_message_id(raw, self.limits), f"451 ({exc})")
             return "451 4.3.0 Temporary failure storing the message; please retry"
-        except Exception:  # never a 250 for a mail that was not recorded
-            log.exception("451 for mail from %s", envelope.mail_from)
+        except Exception as exc:  # never a 250 for a mail that was not recorded
+            message_id = logged_message_id(raw, self.limits)
+            log_unrecorded(envelope, message_id, f"451 ({type(exc).__name__})", exc_info=exc)
             return "451 4.3.0 Temporary failure processing the message; please retry"
         if result.outcome is Outcome.REJECTED:
             # One text for every refusal: the reason says whether the ticket a
@@ -213,6 +254,9 @@ class LiberalSMTP(SMTP):
             self._data_since = None
         self._reset_timeout()  # the idle time of the mail's sender ends with its last byte
         if wire is None:  # drained to its end, so the next command is read as one
+            log_unrecorded(
+                self.envelope, NO_MESSAGE_ID, f"552, larger than MAX_MESSAGE_BYTES ({self.data_size_limit})"
+            )
             await self.push("552 5.3.4 Message too big for this system")
             self._set_post_data_state()
             return

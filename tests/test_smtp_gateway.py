@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.policy import SMTP
 
@@ -15,8 +16,10 @@ from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.inbound import quarantine
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
 from helpdesk.models import Attachment, InboundMail, Message, OutboxMessage, QuarantineItem, Ticket
 from helpdesk.services import Actor, TicketsService
+from mailgateway import smtp
 from tests.support.database import open_ticket, tickets
 from tests.support.mail import SUPPORT, message, send, start_gateway
 
@@ -504,11 +507,27 @@ def test_ingest_keeps_a_bounded_list_of_recipients(app, senders):
     assert record.recipients.split(",") == [SUPPORT, *plus[:99]]
 
 
-def test_oversized_mail_is_refused(app, senders):
+def test_oversized_mail_is_refused(app, senders, caplog):
     for gateway in start_gateway(app, MAX_MESSAGE_BYTES=20_000):
         code, text = gateway.send(message(body="x" * 30_000))
         assert code == 552 and text.startswith(b"5.3.4")
         assert count(InboundMail) == 0
+    # SPEC §10: a log line for the refusal too; the mail was drained unread, so
+    # its Message-ID is unknown, and the line says so.
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailgateway.smtp"]
+    assert lines == [
+        "mail (no Message-ID read) via smtp from ann@example.com to support@helpdesk.test: "
+        "552, larger than MAX_MESSAGE_BYTES (20000)"
+    ]
+
+
+def test_the_logged_message_id_is_read_from_a_bounded_header_on_one_line():
+    limits = replace(DEFAULT_LIMITS, header_fields=5)
+    assert smtp.logged_message_id(b"Subject: x\r\nMessage-ID:\r\n <a\x1b@b>\r\n\r\nbody", limits) == "a@b"
+    assert smtp.logged_message_id(b"Message-ID: <" + b"x" * 300 + b">\n\n", limits) == "x" * 200
+    assert smtp.logged_message_id(b"Subject: x\n\nMessage-ID: <in@body>\n", limits) == smtp.NO_MESSAGE_ID
+    late = b"X-A: 1\n" * 5 + b"Message-ID: <late@x>\n\n"  # past MAX_HEADER_FIELDS: not read
+    assert smtp.logged_message_id(late, limits) == smtp.NO_MESSAGE_ID
 
 
 def test_long_lines_and_8bit_without_8bitmime_are_accepted(gateway, senders):

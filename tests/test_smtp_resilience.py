@@ -26,7 +26,7 @@ from tests.support.waiting import wait_until
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_database_down_gives_451_then_the_resent_mail_is_accepted(pg_app, pg_server):
+def test_database_down_gives_451_then_the_resent_mail_is_accepted(pg_app, pg_server, caplog):
     server = pg_server
     SendersService(db.session).add("ann@example.com", "Example Ltd")
     db.session.commit()
@@ -42,6 +42,11 @@ def test_database_down_gives_451_then_the_resent_mail_is_accepted(pg_app, pg_ser
             assert code == 451 and text.startswith(b"4.3.0")
         finally:
             server.resume()
+        # SPEC §10: one line per mail with its Message-ID and outcome, the 451 too.
+        lines = [r.getMessage() for r in caplog.records if r.name == "mailgateway.smtp"]
+        assert len(lines) == 1 and "\n" not in lines[0]
+        assert lines[0].startswith("mail retry@client.example via smtp from ann@example.com to support@")
+        assert ": 451 (" in lines[0]
         code, text = gateway.send(retry)
         assert (code, text) == (250, b"2.0.0 OK created TKT-000002")
         assert [t.number for t in tickets()] == [1, 2]
