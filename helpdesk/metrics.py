@@ -113,6 +113,14 @@ class _DatabaseCollector(Collector):
             for outcome, count in outcomes.items():
                 inbound.add_metric([channel, outcome], count)
         yield inbound
+        duplicates = CounterMetricFamily(
+            "helpdesk_inbound_duplicates",
+            "Deliveries that were mail received before (deduplicated, no record), by channel.",
+            labels=["channel"],
+        )
+        for channel, count in flow.duplicates.items():
+            duplicates.add_metric([channel], count)
+        yield duplicates
         last_success = GaugeMetricFamily(
             "helpdesk_imap_last_success_timestamp_seconds", "Last good poll per mailbox.", labels=["mailbox"]
         )

@@ -536,6 +536,17 @@ class OutboxMessage(Model):
     reply: Mapped[Optional[Message]] = relationship()
 
 
+class InboundDuplicates(Model):
+    """Deliveries per channel that were a mail received before (an SMTP retry, the
+    IMAP copy of an SMTP mail): they write no `InboundMail`, so they are counted
+    here (SPEC §10), one row per channel (migration 0030)."""
+
+    __tablename__ = "inbound_duplicates"
+
+    channel: Mapped[str] = mapped_column(String(10), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 class ImapMailboxState(Model):
     """How far the IMAP poller got in one mailbox (`mailgateway.imap`).
 

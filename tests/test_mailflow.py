@@ -16,7 +16,10 @@ from tests.support.outbox import outbox_row
 
 
 def test_counts_outcomes_per_channel_and_flags_stuck_mailboxes_and_backlog(app, gateway, senders):
-    gateway.send(message(subject="one"))
+    one = message(subject="one", message_id="<one@client.example>")
+    gateway.send(one)
+    # SPEC §10 counts deduplicated mail too: a second delivery is no row of its own.
+    assert gateway.send(one) == (250, b"2.0.0 OK duplicate")
     gateway.send(message(sender="mallory@evil.example", subject="two"))
     gateway.send(message(headers={"Auto-Submitted": "auto-replied"}, subject="three"))
     db.session.add_all(
@@ -43,6 +46,7 @@ def test_counts_outcomes_per_channel_and_flags_stuck_mailboxes_and_backlog(app, 
     assert flow.inbound["smtp"]["created"] == 1
     assert flow.inbound["smtp"]["quarantined"] == 1 and flow.inbound["smtp"]["ignored"] == 1
     assert flow.inbound_last_day["smtp"]["created"] == 1 and flow.inbound["imap"]["created"] == 0
+    assert flow.duplicates == {"smtp": 1, "imap": 0}
     assert [(b.key, b.stuck) for b in flow.mailboxes] == [
         ("a@imap:143/INBOX", False),
         ("b@imap:143/INBOX", True),
@@ -63,6 +67,7 @@ def test_mail_page_shows_the_flow_and_the_alarms(portal, app):
     assert "stuck@imap:143/INBOX" in page and ">stuck<" in page
     assert "1 mailbox not polled successfully" in page
     assert "1 notification failed for good" in page
+    assert "Delivered again (duplicate)" in page
 
 
 def test_metrics_are_off_without_a_token_and_need_it_when_on(client, app, gateway, senders):
@@ -70,7 +75,9 @@ def test_metrics_are_off_without_a_token_and_need_it_when_on(client, app, gatewa
     app.config["METRICS_TOKEN"] = "s3cret-token"
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    gateway.send(message(subject="counted"))
+    counted = message(subject="counted", message_id="<counted@client.example>")
+    gateway.send(counted)
+    gateway.send(counted)
     response = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
     assert response.status_code == 200 and response.mimetype == "text/plain"
     samples = {
@@ -80,4 +87,6 @@ def test_metrics_are_off_without_a_token_and_need_it_when_on(client, app, gatewa
     }
     assert samples[("helpdesk_inbound_mails_total", (("channel", "smtp"), ("outcome", "created")))] == 1
     assert samples[("helpdesk_tickets", (("status", "new"),))] == 1
+    assert samples[("helpdesk_inbound_duplicates_total", (("channel", "smtp"),))] == 1
+    assert samples[("helpdesk_inbound_duplicates_total", (("channel", "imap"),))] == 0
     assert ("helpdesk_outbox_oldest_pending_seconds", ()) in samples

@@ -17,13 +17,18 @@ and LF alike, as SMTP and a mailbox may store it either way.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from helpdesk.inbound.parser import InboundMail
+from helpdesk.models import InboundDuplicates
 from helpdesk.models import InboundMail as InboundRecord
+
+log = logging.getLogger(__name__)
 
 # In UTF-8 bytes: PostgreSQL's unique index refuses a key over about 2,700 bytes,
 # and 900 characters of four-byte ones would be 3,600.
@@ -147,3 +152,28 @@ def earlier_delivery(session: Session, key: str) -> Earlier | None:
         )
     ).first()
     return None if row is None else Earlier(*row)
+
+
+def count_duplicate(session: Session, channel: str) -> None:
+    """One more delivery on `channel` that was a mail received before (SPEC §10),
+    committed: one UPDATE, paid by the duplicate alone. A failure is logged, not
+    raised: the mail is recorded already, and its `250 … duplicate` must not turn
+    into a 451 over a count."""
+    raise_count = (
+        update(InboundDuplicates)
+        .where(InboundDuplicates.channel == channel)
+        .values(count=InboundDuplicates.count + 1)
+    )
+    try:
+        if session.execute(raise_count).rowcount == 0:  # type: ignore[attr-defined]
+            # The channel's first: its row is inserted; a concurrent first wins the
+            # insert and this one raises the count it made.
+            try:
+                with session.begin_nested():
+                    session.add(InboundDuplicates(channel=channel, count=1))
+            except IntegrityError:
+                session.execute(raise_count)
+        session.commit()
+    except DBAPIError as exc:
+        session.rollback()
+        log.warning("a duplicate via %s was not counted: %s", channel, " ".join(str(exc).split()))

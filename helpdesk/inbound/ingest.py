@@ -39,7 +39,7 @@ from helpdesk.clock import database_clock
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
 from helpdesk.inbound import authentication, authorization, automail, matching, storage
-from helpdesk.inbound.dedup import dedup_key, earlier_delivery
+from helpdesk.inbound.dedup import count_duplicate, dedup_key, earlier_delivery
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail, clean, parse, sender_note
 from helpdesk.message_ids import Signer
@@ -152,6 +152,8 @@ def ingest(
         session.rollback()
         result = _after_failure(session, mail, key, envelope, config, exc)
     _deferred.forget(key)
+    if result.outcome is Outcome.DUPLICATE:
+        count_duplicate(session, envelope.channel)
     log.info(
         "mail %s via %s: %s%s%s",
         mail.message_id or key,

@@ -7,7 +7,7 @@ waited longer than `OUTBOX_BACKLOG_AFTER`, both by the database's clock, which
 stamped those times on whichever host wrote them (the hosts' own clocks may
 disagree; `clock.database_clock`). Both show on the portal's Mail page and
 on `/metrics`. Deduplicated deliveries are not rows (that is the point of
-deduplication): they appear only in the gateway's log.
+deduplication): each channel counts them (`dedup.count_duplicate`), all time only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk import vocabulary as v
 from helpdesk.clock import database_now
-from helpdesk.models import ImapMailboxState, InboundMail, OutboxMessage
+from helpdesk.models import ImapMailboxState, InboundDuplicates, InboundMail, OutboxMessage
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class MailboxHealth:
 class MailFlow:
     inbound: dict[str, dict[str, int]]  # channel -> outcome -> count
     inbound_last_day: dict[str, dict[str, int]]
+    duplicates: dict[str, int]  # channel -> deliveries that were mail received before
     mailboxes: list[MailboxHealth]
     outbox: dict[str, int]  # state -> count
     oldest_pending_at: datetime | None
@@ -67,9 +68,11 @@ def mail_flow(
     oldest = session.execute(
         select(func.min(OutboxMessage.created_at)).where(OutboxMessage.state == "pending")
     ).scalar()
+    duplicates = dict(session.execute(select(InboundDuplicates.channel, InboundDuplicates.count)).all())
     return MailFlow(
         inbound=counts,
         inbound_last_day=recent,
+        duplicates={channel: int(duplicates.get(channel, 0)) for channel in v.INBOUND_CHANNELS},
         mailboxes=mailboxes,
         outbox={state: int(found.get(state, 0)) for state in v.OUTBOX_STATES},
         oldest_pending_at=oldest,
