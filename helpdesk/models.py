@@ -539,7 +539,7 @@ class OutboxMessage(Model):
 class InboundDuplicates(Model):
     """Deliveries per channel that were a mail received before (an SMTP retry, the
     IMAP copy of an SMTP mail): they write no `InboundMail`, so they are counted
-    here (SPEC §10), one row per channel (migration 0030)."""
+    here (SPEC §10), one row per channel (migration 0033)."""
 
     __tablename__ = "inbound_duplicates"
 

@@ -5,15 +5,15 @@ SPEC §10 counts mail deduplicated; a second delivery writes no inbound_mails ro
 channel, raised by the delivery found to be a duplicate (`ingest`). New mail, the
 common case, writes nothing here.
 
-Revision ID: 0030
-Revises: 0029
+Revision ID: 0033
+Revises: 0032
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0030"
-down_revision = "0029"
+revision = "0033"
+down_revision = "0032"
 branch_labels = None
 depends_on = None
 
