@@ -250,7 +250,7 @@ class Ticket(Model):
     # A mail's whole text (up to MAX_MESSAGE_BYTES, 25 MB): read only where a ticket
     # shows it, never by the lists that load many tickets (the queue, bulk actions,
     # links, outbound batches). Accessing it costs one more query on that ticket.
-    description: Mapped[str] = deferred(mapped_column(Text, default=""))
+    description: Mapped[str] = mapped_column(Text, default="", deferred=True)
     # Set only where a query asks for it (`QueueService.list_tickets` for the API's
     # list): the description's first characters, read in SQL (docs/web.md).
     description_start: Mapped[Optional[str]] = query_expression()
