@@ -409,3 +409,35 @@ def test_an_address_that_only_resembles_a_staff_one_is_a_customer(call, agent):
     for email in ("agent2@helpdesk.test", "agent@example.com", "agent.x@helpdesk.test"):
         response = call("chat/lookup", {"customer": {"email": email}, "text": ""})
         assert response.status_code == 200, (email, response.get_json())
+
+
+@pytest.mark.parametrize(
+    "email", ["jane.doe@gmail.com", "janedoe@gmail.com", "j.a.n.e.doe@gmail.com", "Jane.Doe+x@googlemail.com"]
+)
+def test_a_staff_member_s_dotted_gmail_address_is_no_customer_in_any_spelling(call, app, service, email):
+    """Gmail ignores dots, so the mailbox of `jane.doe@gmail.com` is `janedoe@gmail.com`
+    and a search for staff rows beginning `janedoe@` never found hers: naming her
+    address, exactly as stored, listed the ticket she was copied on (found by review)."""
+    StaffService(db.session).create(
+        email="jane.doe@gmail.com", name="Jane", role="agent", password="jane-password-1"
+    )
+    carol = open_ticket(service, requester_email="carol@example.com", subject="Charged twice")
+    service.add_participant(carol, "jane.doe@gmail.com", "Jane")
+    db.session.commit()
+    assert contacts.is_ours(db.session, email, app.config) is True
+    for path in ("chat/lookup", "assistant/tool-calls", "workflow/tickets"):
+        response = call(path, _naming(path, email))
+        assert response.status_code == 422, (path, response.get_data(as_text=True))
+        field = "customer_email" if path.startswith("workflow") else "customer.email"
+        assert response.get_json()["error"]["fields"] == {field: contacts.NOT_A_CUSTOMER}
+
+
+def test_another_gmail_address_is_still_a_customer(call, service):
+    """Only the staff member's own mailbox is refused: another Gmail inbox is not."""
+    StaffService(db.session).create(
+        email="jane.doe@gmail.com", name="Jane", role="agent", password="jane-password-1"
+    )
+    db.session.commit()
+    for email in ("jane.doe2@gmail.com", "jane.doe@example.com", "janedo@googlemail.com"):
+        response = call("chat/lookup", {"customer": {"email": email}, "text": ""})
+        assert response.status_code == 200, (email, response.get_json())
