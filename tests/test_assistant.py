@@ -237,6 +237,7 @@ def test_a_cancelled_ticket_has_no_sla_countdown(app, clock, client, token, serv
                     ("get_ticket_information", {"ticketId": "TKT-2"}),
                 ],
                 customer={"email": "ana@example.com", "language": "es"},
+                channel="chat",
             )
         )
     )
@@ -314,7 +315,9 @@ def test_invalid_arguments_are_an_output_not_an_error(client, token, arguments):
 
 def test_an_unknown_function_is_named_and_answered_in_english_by_default(client, token):
     (answer,) = outputs(
-        tool_calls(client, token, [("delete_everything", {})], customer={"email": "bob@example.com"})
+        tool_calls(
+            client, token, [("delete_everything", {})], customer={"email": "bob@example.com"}, channel="chat"
+        )
     )
     assert answer == {
         "success": False,
@@ -381,6 +384,7 @@ def test_a_customer_claiming_a_staff_address_is_refused_and_staff_untouched(clie
         token,
         [("create_ticket_report", {"title": "Hola", "description": "."})],
         customer={"email": agent.email},
+        channel="chat",
     )
     assert response.status_code == 422
     assert response.get_json()["error"]["fields"] == {"customer.email": contacts.NOT_A_CUSTOMER}
@@ -428,7 +432,15 @@ def test_a_comment_on_a_cancelled_ticket_says_so_in_the_customer_s_words(client,
 
     outputs(tool_calls(client, token, [("create_ticket_report", {"title": "Uno", "description": "."})]))
     bob = {"email": "bob@example.com", "language": "en"}
-    outputs(tool_calls(client, token, [("create_ticket_report", {"title": "Two", "description": "."})], bob))
+    outputs(
+        tool_calls(
+            client,
+            token,
+            [("create_ticket_report", {"title": "Two", "description": "."})],
+            bob,
+            channel="chat",
+        )
+    )
     for ticket in db.session.execute(select(Ticket)).scalars():
         service.change_status(ticket, "cancelled", actor=Actor.staff(agent), reason="duplicate")
     db.session.commit()
@@ -436,7 +448,13 @@ def test_a_comment_on_a_cancelled_ticket_says_so_in_the_customer_s_words(client,
         tool_calls(client, token, [("add_ticket_comment", {"ticketId": "tkt-1", "text": "¿?"})])
     )
     (english,) = outputs(
-        tool_calls(client, token, [("add_ticket_comment", {"ticketId": "TKT-000002", "text": "?"})], bob)
+        tool_calls(
+            client,
+            token,
+            [("add_ticket_comment", {"ticketId": "TKT-000002", "text": "?"})],
+            bob,
+            channel="chat",
+        )
     )
     assert spanish == {
         "success": False,
@@ -475,6 +493,7 @@ def test_rate_ticket_through_the_assistant_rates_the_customers_own_resolved_tick
                 ("rate_ticket", {"ticketId": "TKT-000001", "rating": 3.5}),
             ],
             customer={"email": "ana@example.com", "language": "es"},
+            channel="chat",
         )
     )
     assert answers[0] == {
@@ -534,6 +553,7 @@ def test_a_merged_ticket_s_comment_and_rating_go_to_its_survivor(service, agent_
                 ("get_ticket_information", {"ticketId": "TKT-000001"}),
             ],
             customer=ana,
+            channel="chat",
         )
     )
     assert comment == {
@@ -647,6 +667,7 @@ def test_a_whole_rating_written_as_a_float_is_that_integer(app, service, agent_a
                 ("rate_ticket", '{"ticketId": "TKT-000001", "rating": 3.5}'),
             ],
             customer={"email": "ana@example.com"},
+            channel="chat",
         )
     )
     assert whole == {

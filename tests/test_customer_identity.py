@@ -225,7 +225,7 @@ def test_a_stand_in_address_is_no_email_a_customer_may_give(call, service, path)
         {"customer": stand_in, "text": "TKT-1"}
         if path == "chat/lookup"
         else {
-            "customer": stand_in,
+            "customer": {**stand_in, "phone": ATTACKER_PHONE},  # WhatsApp gives the sender's number
             "tool_calls": [
                 {"id": "c0", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
             ],
@@ -441,3 +441,22 @@ def test_another_gmail_address_is_still_a_customer(call, service):
     for email in ("jane.doe2@gmail.com", "jane.doe@example.com", "janedo@googlemail.com"):
         response = call("chat/lookup", {"customer": {"email": email}, "text": ""})
         assert response.status_code == 200, (email, response.get_json())
+
+
+def test_the_whatsapp_channel_needs_the_sender_s_number(call, service):
+    """WhatsApp (the default channel) proves a number, never an email: a request
+    there with Bob's email and no phone listed his tickets as a web chat would,
+    while with a phone it listed none (found by review). Refused as the chat
+    endpoints refuse a missing email; nothing is stored."""
+    open_ticket(service, requester_email="bob@example.com", subject="Bob's secret")
+    db.session.commit()
+    lists = {"id": "c0", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+    for body in (
+        {"customer": {"email": "bob@example.com"}, "tool_calls": [lists]},
+        {"customer": {"email": "bob@example.com"}, "channel": "whatsapp", "tool_calls": [lists]},
+    ):
+        response = call("assistant/tool-calls", body)
+        assert response.status_code == 422, response.get_data(as_text=True)
+        assert response.get_json()["error"]["fields"] == {"customer.phone": "is required"}
+    db.session.rollback()
+    assert db.session.execute(select(Contact.email)).scalars().all() == ["bob@example.com"]

@@ -280,8 +280,9 @@ def test_chat_and_the_assistant_count_the_mailbox_with_the_mail(app, senders, cl
             return client.post("/api/v1/chat/tickets", json=body, headers=headers).status_code
 
         def assistant(email: str) -> Any:
+            customer = {"email": email}  # in a web chat: WhatsApp needs the sender's number
             return _tool_call(
-                client, assistant_token, {"email": email}, "create_ticket_report", title="t", description="."
+                client, assistant_token, customer, "create_ticket_report", "chat", title="t", description="."
             )
 
         assert assistant(_robot(3))["success"] is True
@@ -421,11 +422,18 @@ EVA = "eva@example.com"
 LIMIT_BY_DEFAULT = 10  # CUSTOMER_MAX_TICKETS_PER_HOUR and CUSTOMER_MAX_OPEN_TICKETS
 
 
-def _tool_call(client: FlaskClient, token: str, customer: dict[str, str], name: str, **arguments: str) -> Any:
-    """One assistant tool call over the API on the WhatsApp channel, its output."""
+def _tool_call(
+    client: FlaskClient,
+    token: str,
+    customer: dict[str, str],
+    name: str,
+    channel: str = "whatsapp",
+    **arguments: str,
+) -> Any:
+    """One assistant tool call over the API, on the WhatsApp channel unless told, its output."""
     body = {
         "customer": customer,
-        "channel": "whatsapp",
+        "channel": channel,
         "tool_calls": [
             {"id": "1", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
         ],

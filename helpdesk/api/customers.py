@@ -31,8 +31,8 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
     """The customer a request names: an email, a phone (E.164, a WhatsApp id) or
     both, maybe a name and a language; found or created as one contact. Only a
     phone the channel proves (`phone_vouched`: WhatsApp's sender) identifies
-    anyone; otherwise the email is required (docs/integrations.md, "Who the
-    customer is")."""
+    anyone, and there it is required; otherwise the email is (docs/integrations.md,
+    "Who the customer is")."""
     errors: dict[str, str] = {}
     known = {"email", "phone", "name", "language"}
     for key, item in value.items():
@@ -52,8 +52,11 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
         phone = phones.normalize(value["phone"])
         if phone is None:
             errors["customer.phone"] = phones.INVALID
-    if email is None and phone is None and not errors:
-        errors["customer"] = "needs an email or a phone"
+    # What the channel can prove is what it must give: WhatsApp (`phone_vouched`) the
+    # sender's number, for an email typed there proves nothing (on its own it was
+    # believed as a web chat's); a chat the email its backend vouches for.
+    if phone_vouched and phone is None and "customer.phone" not in errors:
+        errors["customer.phone"] = "is required"
     if not phone_vouched and email is None and "customer.email" not in errors:
         errors["customer.email"] = "is required"
     language = value.get("language", "")

@@ -846,14 +846,17 @@ PATHS: dict[str, Any] = {
                     {
                         "customer": _object(
                             {
-                                "email": {"type": "string"},
-                                "phone": {"type": "string"},
+                                "email": {"type": "string", "description": "required on the chat channel"},
+                                "phone": {
+                                    "type": "string",
+                                    "description": "the sender's WhatsApp id: required on whatsapp",
+                                },
                                 "name": {"type": "string"},
                                 "language": {"type": "string"},
                             }
                         ),
                         "conversation_id": {"type": "string"},
-                        "channel": {"type": "string", "enum": ["whatsapp", "chat"]},
+                        "channel": {"type": "string", "enum": ["whatsapp", "chat"], "default": "whatsapp"},
                         "tool_calls": {
                             "type": "array",
                             "items": _object(
