@@ -460,3 +460,53 @@ def test_the_whatsapp_channel_needs_the_sender_s_number(call, service):
         assert response.get_json()["error"]["fields"] == {"customer.phone": "is required"}
     db.session.rollback()
     assert db.session.execute(select(Contact.email)).scalars().all() == ["bob@example.com"]
+
+
+@pytest.mark.parametrize(
+    "owner,claim",
+    [
+        ("bob@example.com", "bob+x@example.com"),
+        ("bob.smith@gmail.com", "bobsmith@googlemail.com"),
+        ("bob@example.com", "bob@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"),
+    ],
+)
+@pytest.mark.parametrize("history", ["requests", "copied"])
+def test_a_new_number_naming_another_spelling_of_a_used_mailbox_is_not_bound(
+    call, service, owner, claim, history
+):
+    """The history was judged by the exact address, the per-customer limits count by
+    mailbox: a number naming `bob+x@` (or `bobsmith@googlemail.com` for
+    `bob.smith@gmail.com`) was bound to that "unused" spelling, and its tickets used
+    up Bob's limits and sent acknowledgments to his inbox (found by review). Any
+    spelling of a mailbox with history is taken."""
+    if history == "requests":
+        open_ticket(service, requester_email=owner, requester_name="Bob")
+    else:
+        carol = open_ticket(service, requester_email="carol@example.com", subject="Charged twice")
+        service.add_participant(carol, owner, "Bob")
+    db.session.commit()
+    (created,) = tools(
+        call,
+        {"email": claim, "phone": ATTACKER_PHONE},
+        ("create_ticket_report", {"title": "x", "description": "."}),
+    )
+    assert created["success"] is True
+    db.session.expire_all()
+    claimed = contact(addresses.normalize(claim))
+    assert claimed is None or claimed.phone is None
+    ticket = db.session.execute(
+        select(Ticket).where(Ticket.number == int(created["ticketId"][4:]))
+    ).scalar_one()
+    assert ticket.requester.email == addresses.for_phone(ATTACKER_PHONE)
+
+
+def test_a_number_naming_another_spelling_of_an_address_copied_at_opening_is_not_bound(call, service):
+    """A CC named when the ticket is opened (the numbered insert) counts as one added later."""
+    open_ticket(service, requester_email="carol@example.com", cc=[("Bob.Smith@gmail.com", "Bob")])
+    db.session.commit()
+    (listed,) = tools(
+        call, {"email": "bobsmith@googlemail.com", "phone": ATTACKER_PHONE}, ("list_my_tickets", {})
+    )
+    assert listed["tickets"] == []
+    db.session.expire_all()
+    assert contact("bobsmith@googlemail.com").phone is None  # type: ignore[union-attr]

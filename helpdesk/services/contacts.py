@@ -45,12 +45,16 @@ NUMBER_LOCK = 0x706E6F  # "pno"
 _LOCK_NUMBER = select(
     func.pg_advisory_xact_lock(bindparam("space", type_=Integer), bindparam("number_key", type_=Integer))
 )
-# Whether anything happened to an address yet: a ticket it requests, one it is
-# copied on. A number naming such an address is not bound to it (`_bind`).
+# Whether anything happened to a mailbox yet, in any spelling of it (the key the
+# per-customer limits count by, `addresses.mailbox`): a contact of it with a number
+# or a ticket it requests, an address of it copied on a ticket. A number naming such
+# an address is not bound to it (`_bind`). Both mailbox columns are indexed.
+_OF_MAILBOX = select(Contact.id).where(Contact.mailbox == bindparam("mailbox"))
 _HISTORY = select(
     or_(
-        exists().where(Ticket.requester_id == bindparam("contact")),
-        exists().where(Participant.email == bindparam("email")),
+        exists().where(Contact.mailbox == bindparam("mailbox"), Contact.phone.is_not(None)),
+        exists().where(Ticket.requester_id.in_(_OF_MAILBOX.scalar_subquery())),
+        exists().where(Participant.mailbox == bindparam("mailbox")),
     )
 )
 _LAST = "last contact found"  # the session's `info` key of `_remember`
@@ -199,8 +203,11 @@ def _bind(session: Session, phone: str, phone_only: Contact | None, email: str, 
     """The contact a proven number that no real address has yet acts for when it
     names `email`: the email's contact, which takes the number (and the phone-only
     contact's tickets and messages, `_merge`), if it has no number and nothing
-    happened to the address yet (`_HISTORY`: no ticket it requests or is copied on);
-    else the number's own phone-only contact, and the email is not believed.
+    happened to its mailbox yet, in any spelling (`_HISTORY`: no contact of it with
+    a number or a ticket it requests, no address of it copied on a ticket); else the
+    number's own phone-only contact, and the email is not believed. Judged by the
+    mailbox because the per-customer limits count by it: a number bound to
+    `bob+x@`, "unused", opened tickets that used up Bob's limits.
 
     Typing an address into WhatsApp proves nothing: binding a new number to a
     contact with tickets showed them to whoever named the address, for good, and
@@ -210,10 +217,8 @@ def _bind(session: Session, phone: str, phone_only: Contact | None, email: str, 
     meanwhile stays, and a customer's ticket being opened for it (its creator holds
     that lock, `current`) is waited for and then seen."""
     contact = _lock(session, find_or_create(session, email))
-    taken = (
-        contact.phone is not None
-        or session.execute(_HISTORY, {"contact": contact.id, "email": contact.email}).scalar_one()
-    )
+    mailbox = contact.mailbox or addresses.mailbox(contact.email)
+    taken = contact.phone is not None or session.execute(_HISTORY, {"mailbox": mailbox}).scalar_one()
     if taken:
         return phone_only or _phone_only(session, phone, name)
     if phone_only is None:
