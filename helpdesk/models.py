@@ -332,7 +332,7 @@ class Participant(Model):
     email: Mapped[str] = mapped_column(String(320), index=True)
     # The mailbox `email` reaches (`addresses.mailbox`), as `Contact.mailbox`: a
     # WhatsApp number naming any spelling of an address copied on a ticket is not
-    # bound to it (helpdesk.services.contacts._bind). Filled by migration 0033.
+    # bound to it (helpdesk.services.contacts._bind). Filled by migration 0034.
     mailbox: Mapped[Optional[str]] = mapped_column(String(320), index=True, default=_mailbox_of_email)
     name: Mapped[str] = mapped_column(String(200), default="")
 

@@ -536,3 +536,39 @@ def test_held_follow_ups_held_before_learn_whether_they_follow_their_own_mail(em
         columns = [column["name"] for column in inspect(db.engine).get_columns("quarantine_items")]
         assert "follows_own" not in columns
         db.engine.dispose()
+
+
+def test_participants_held_before_learn_their_mailbox(empty_database_url):
+    """Migration 0034: each CC participant gets the mailbox its address reaches (the
+    key a WhatsApp number's binding asks whether an address was used, in any
+    spelling); the downgrade drops the column."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0033")
+        with db.engine.begin() as connection:
+            _insert_contact(connection)
+            connection.execute(
+                text(
+                    "INSERT INTO tickets (number, subject, description, status, priority, category,"
+                    " channel, source, is_email_originated, requester_id, created_at, updated_at,"
+                    " pending_seconds) VALUES (1, 's', '', 'new', 'medium', 'support', 'email',"
+                    " 'customer', false, (SELECT id FROM contacts), :now, :now, 0)"
+                ),
+                {"now": "2026-01-01 00:00:00"},
+            )
+            for email in ("Bob+x@Example.com", "b.o.b@googlemail.com", "carl@example.com"):
+                connection.execute(
+                    text(
+                        "INSERT INTO participants (ticket_id, email, name)"
+                        " VALUES ((SELECT id FROM tickets), :email, '')"
+                    ),
+                    {"email": email},
+                )
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            keys = connection.execute(text("SELECT mailbox FROM participants ORDER BY id")).scalars()
+            assert list(keys) == ["bob@example.com", "bob@gmail.com", "carl@example.com"]
+        flask_migrate.downgrade(revision="0033")
+        columns = [column["name"] for column in inspect(db.engine).get_columns("participants")]
+        assert "mailbox" not in columns
+        db.engine.dispose()

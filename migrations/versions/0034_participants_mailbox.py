@@ -8,8 +8,8 @@ copied on tickets, and the per-customer limits, which count by mailbox, counted
 its tickets against that customer's. The key is `helpdesk.addresses.mailbox`;
 it needs IDNA, so existing rows are filled here, in batches, by Python (as 0025).
 
-Revision ID: 0033
-Revises: 0032
+Revision ID: 0034
+Revises: 0033
 """
 
 import sqlalchemy as sa
@@ -17,8 +17,8 @@ from alembic import op
 
 from helpdesk import addresses
 
-revision = "0033"
-down_revision = "0032"
+revision = "0034"
+down_revision = "0033"
 branch_labels = None
 depends_on = None
 
