@@ -615,6 +615,30 @@ def test_a_whatsapp_customer_s_merged_ticket_leads_to_its_survivor(service, agen
     assert stranger[0]["error"] == "Ticket TKT-000001 not found or does not belong to this customer"
 
 
+def test_a_merged_whatsapp_customer_who_gives_an_email_still_reaches_the_survivor(
+    service, agent_actor, client, token
+):
+    """Lucía, known by phone only, takes part in Ana's survivor under her stand-in
+    address; once she gives an email, her contact merges into that address's, and
+    the participation has to follow, or her merged number answered "not found"
+    again (found by review)."""
+    from helpdesk.models import Participant
+
+    kept = open_ticket(service, requester_email="ana@example.com", subject="Caída OLT Roma")
+    report = ("create_ticket_report", {"title": "Sin internet", "description": "x"})
+    outputs(tool_calls(client, token, [report]))
+    service.merge(service.get(2), kept, actor=agent_actor)
+    db.session.commit()
+    with_email = {**WHATSAPP, "email": "lucia@example.com"}
+    asked = [("get_ticket_information", {"ticketId": "TKT-000002"})]
+    (information,) = outputs(tool_calls(client, token, asked, customer=with_email))
+    assert (information["success"], information["ticketId"]) == (True, "TKT-000001"), information
+    db.session.expire_all()
+    assert sorted(p.email for p in db.session.get(Ticket, kept.id).participants) == ["lucia@example.com"]
+    stand_ins = select(Participant).where(Participant.email.like("%phone.invalid"))
+    assert db.session.execute(stand_ins).first() is None
+
+
 def test_a_merged_whatsapp_customer_s_number_is_named_in_no_copy_and_no_stranger_cc_makes_one(
     service, agent_actor, client, token
 ):

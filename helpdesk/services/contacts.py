@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, exists, func, inspect, or_, select, update
+from sqlalchemy import Integer, bindparam, delete, exists, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
@@ -259,8 +259,8 @@ def _lock_with_tickets(session: Session, phone_only: Contact) -> Contact:
 
 
 def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
-    """Move the phone-only contact's tickets, messages and number to `contact`, and
-    return it.
+    """Move the phone-only contact's tickets, messages, participation and number to
+    `contact`, and return it.
 
     The phone-only contact's tickets are locked first, then both contacts' rows,
     the phone-only one first (the caller holds them already: `_lock_with_tickets`,
@@ -275,6 +275,25 @@ def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
     )
     session.execute(
         update(Message).where(Message.author_contact_id == phone_only.id).values(author_contact_id=contact.id)
+    )
+    # Where the phone-only contact took part (its ticket merged into another's), the
+    # email's contact takes part now, or the merged number would answer "not found"
+    # again: participants are kept by address. Where that address is there already
+    # (a CC, or the requester), the stand-in's row just goes.
+    there = or_(
+        Participant.ticket_id.in_(select(Participant.ticket_id).where(Participant.email == contact.email)),
+        Participant.ticket_id.in_(select(Ticket.id).where(Ticket.requester_id == contact.id)),
+    )
+    session.execute(
+        delete(Participant)
+        .where(Participant.email == phone_only.email, there)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Participant)
+        .where(Participant.email == phone_only.email)
+        .values(email=contact.email, mailbox=addresses.mailbox(contact.email))
+        .execution_options(synchronize_session=False)
     )
     contact.phone = phone
     if not contact.language:
