@@ -123,13 +123,26 @@ def _with_defaults(table: Table, values: Row) -> Row:
     missing = [(name, default) for name, default in _defaults(table) if name not in values]
     if not missing:
         return values
-    # SQLAlchemy wraps a callable default to take an execution context; the models'
-    # defaults (`clock.now`) use none. A SQL-expression default (`clock.DatabaseClock`)
-    # is kept as SQL, which the statement writes in (`_values`).
+    # SQLAlchemy wraps a callable default to take an execution context; most of the
+    # models' defaults (`clock.now`) use none, a row's mailbox key reads the row's
+    # address from it (`_RowContext`). A SQL-expression default
+    # (`clock.DatabaseClock`) is kept as SQL, which the statement writes in (`_values`).
+    context = _RowContext(values)
     return {
         **values,
-        **{name: default.arg(None) if default.is_callable else default.arg for name, default in missing},
+        **{name: default.arg(context) if default.is_callable else default.arg for name, default in missing},
     }
+
+
+class _RowContext:
+    """The part of SQLAlchemy's execution context a column default may ask for: the
+    values of the row being inserted (`get_current_parameters`)."""
+
+    def __init__(self, values: Row) -> None:
+        self.values = values
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> Row:
+        return self.values
 
 
 @lru_cache(maxsize=32)
