@@ -131,13 +131,6 @@ def mailbox(address: str) -> str:
     return key
 
 
-def ignores_dots(box: str) -> bool:
-    """Whether the mailbox `box` (`mailbox`'s key) is at a provider that ignores
-    dots: its local part then matches stored spellings with dots anywhere, which
-    no prefix of the key finds (helpdesk.services.contacts.is_ours)."""
-    return box.rpartition("@")[2] in _DOTS_IGNORED.values()
-
-
 def needs_smtputf8(address: str) -> bool:
     """A mailbox name beyond ASCII (`josé@…`) travels only as RFC 6531 mail."""
     return not address.rpartition("@")[0].isascii()

@@ -58,8 +58,7 @@ _HISTORY = select(
     )
 )
 _LAST = "last contact found"  # the session's `info` key of `_remember`
-# Every staff address, for a Gmail mailbox, which no prefix of a stored spelling
-# finds (`is_ours`).
+# Every staff address, folded by `is_ours`.
 _ALL_STAFF = select(StaffUser.email)
 # Why an integration may not name an address as its customer (`is_ours`).
 NOT_A_CUSTOMER = "is the helpdesk's own address or a staff member's, not a customer's"
@@ -74,29 +73,15 @@ def is_ours(session: Session, address: str, config: Mapping[str, Any]) -> bool:
 
     Compared by mailbox (`addresses.mailbox`: case, plus-detail and the domain's
     IDNA form folded, Gmail's dots dropped), as the outbound loop rules compare.
-    Staff addresses are stored normalized, so for most mailboxes only those
-    beginning with its local part are read and folded: one indexed prefix, not the
-    whole staff table. A Gmail mailbox has lost its dots, and `jane.doe@gmail.com`
-    does not begin with `janedoe@`: that prefix never found her, so for Gmail's
-    mailbox every staff row is folded (`_GMAIL_STAFF`; the staff table is a
-    helpdesk's staff, and a stored spelling of Gmail's domain, fullwidth letters
-    included, only shows as one once folded)."""
+    Every staff row is folded: the staff table is a helpdesk's staff, and no prefix
+    of a key finds every stored spelling (`jane.doe@gmail.com` is `janedoe@gmail.com`'s)."""
     box = addresses.mailbox(address)
-    local, _, domain = box.rpartition("@")
     own_domain = addresses.mailbox(f"x@{Signer.from_config(config).domain}").rpartition("@")[2]
-    if domain == own_domain or box in {addresses.mailbox(own) for own in config["SUPPORT_ADDRESSES"]}:
+    if box.rpartition("@")[2] == own_domain or box in {
+        addresses.mailbox(own) for own in config["SUPPORT_ADDRESSES"]
+    }:
         return True
-    if addresses.ignores_dots(box):
-        staff = session.scalars(_ALL_STAFF)
-    else:
-        staff = session.scalars(
-            select(StaffUser.email).where(
-                or_(
-                    StaffUser.email.startswith(f"{local}@", autoescape=True),
-                    StaffUser.email.startswith(f"{local}+", autoescape=True),
-                )
-            )
-        )
+    staff = session.scalars(_ALL_STAFF)
     return any(addresses.mailbox(email) == box for email in staff)
 
 
