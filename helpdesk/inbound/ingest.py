@@ -368,16 +368,7 @@ def _hold(
     item `follows` (who may review it: `quarantine`, AGENT_VISIBILITY)."""
     session.add(record)
     session.flush()
-    session.add(
-        QuarantineItem(
-            inbound_mail_id=record.id,
-            reason=record.reason,
-            ticket_id=ticket_id,
-            ticket_unknown=ticket_unknown,
-            follows_item_id=follows.item_id if follows is not None else None,
-            follows_own=follows is not None and follows.own,
-        )
-    )
+    session.add(_held_item(record.id, record.reason, ticket_id, ticket_unknown, follows))
     session.commit()
     return Result(Outcome.QUARANTINED, record.reason, message_id, record.id, failed=True)
 
@@ -711,6 +702,21 @@ class Followed(NamedTuple):
     own: bool
 
 
+def _held_item(
+    record_id: int, reason: str, ticket_id: int | None, unknown: bool, follows: Followed | None
+) -> QuarantineItem:
+    """The quarantine item of a held record: the ticket it names, or that nobody can
+    tell, or the held item it follows (who may review it: `quarantine`)."""
+    return QuarantineItem(
+        inbound_mail_id=record_id,
+        reason=reason,
+        ticket_id=ticket_id,
+        ticket_unknown=unknown,
+        follows_item_id=follows.item_id if follows is not None else None,
+        follows_own=follows is not None and follows.own,
+    )
+
+
 def _followed_item(session: Session, mail: InboundMail, config: Mapping[str, Any]) -> Followed | None:
     """The held item a mail naming no ticket follows: that of the first mail received
     it answers (In-Reply-To, then References newest first, as matching ranks them)
@@ -869,16 +875,7 @@ def apply(
         named = decision.ticket.id if decision.ticket is not None else None
         unknown = _read_in_part(mail)
         follows = _followed_item(session, mail, config) if named is None and not unknown else None
-        session.add(
-            QuarantineItem(
-                inbound_mail_id=record.id,
-                reason=decision.reason,
-                ticket_id=named,
-                ticket_unknown=unknown,
-                follows_item_id=follows.item_id if follows is not None else None,
-                follows_own=follows is not None and follows.own,
-            )
-        )
+        session.add(_held_item(record.id, decision.reason, named, unknown, follows))
     elif decision.outcome is Outcome.IGNORED:
         for row in decision.bounced:
             notifications.record_bounce(session, row, f"reported by inbound mail #{record.id}")
