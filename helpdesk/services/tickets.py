@@ -284,10 +284,7 @@ class TicketsService:
         )
         dependents = [(Message.__table__, message), (TicketHistory.__table__, history)]
         for cc_email, cc_name in participants:
-            # The mailbox is written here: the numbered insert calls a column's
-            # default without the context `models._mailbox_of_email` reads.
-            mailbox = addresses.mailbox(cc_email)
-            dependents.append((Participant.__table__, dict(email=cc_email, name=cc_name, mailbox=mailbox)))
+            dependents.append((Participant.__table__, dict(email=cc_email, name=cc_name)))
         acknowledgment = notifications.acknowledgment(email, actor) if acknowledge else None
         if acknowledgment is not None:
             dependents.append((OutboxMessage.__table__, acknowledgment))
