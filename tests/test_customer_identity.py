@@ -510,3 +510,25 @@ def test_a_number_naming_another_spelling_of_an_address_copied_at_opening_is_not
     assert listed["tickets"] == []
     db.session.expire_all()
     assert contact("bobsmith@googlemail.com").phone is None  # type: ignore[union-attr]
+
+
+def test_a_workflow_may_not_name_a_staff_member_s_contact_by_its_id(call, service, agent):
+    """`customer_email` was checked and `customer_id` was not: a contact row with a
+    staff address (a colleague who once wrote in as a customer, or was hired after)
+    opened a ticket whose requester was that colleague, who then saw it as their own
+    in the tracker and the assistant. Refused as `customer_id`'s problem."""
+    carol = open_ticket(service, requester_email="carol@example.com", subject="Charged twice")
+    colleague = contacts.find_or_create(db.session, agent.email.upper(), agent.name)
+    db.session.commit()
+    for customer_id in (colleague.id, str(colleague.id)):
+        response = call(
+            "workflow/tickets", {"title": "Install", "description": ".", "customer_id": customer_id}
+        )
+        assert response.status_code == 422, response.get_data(as_text=True)
+        assert response.get_json()["error"]["fields"] == {"customer_id": contacts.NOT_A_CUSTOMER}
+    db.session.rollback()
+    assert db.session.execute(select(func.count(Ticket.id))).scalar_one() == 1
+    response = call(
+        "workflow/tickets", {"title": "Install", "description": ".", "customer_id": carol.requester_id}
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)

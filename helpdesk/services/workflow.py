@@ -129,7 +129,8 @@ def _customer(
     """The contact `customer_id` names; None when the customer is named by email
     (TicketsService finds or creates that contact and checks the address). An
     unknown id is refused at once, with every error found so far, in the words
-    workflows match on (`Invalid customer_id: X`)."""
+    workflows match on (`Invalid customer_id: X`). A staff or helpdesk address is
+    no customer's however it is named (`contacts.is_ours`)."""
     if customer_id is None or customer_id == "":
         if customer_email is None:
             errors["customer_id"] = "is required (or customer_email)"
@@ -151,6 +152,10 @@ def _customer(
         raise ValidationError(
             errors, f"Invalid customer_id: {inputs.echoed(inputs.one_line(str(customer_id)))}"
         )
+    if contacts.is_ours(session, contact.email, config):
+        # A colleague's or the helpdesk's own contact row, named by id: as for an email.
+        errors["customer_id"] = contacts.NOT_A_CUSTOMER
+        return None
     return contact
 
 
