@@ -289,6 +289,17 @@ def test_mail_html_stored_before_the_fix_is_cleaned_again_when_shown(portal, ser
     assert 'src="/tickets/TKT-000002"' not in page and 'href="/tickets/TKT-000002"' not in page
 
 
+def test_mail_html_stored_before_the_fix_is_cleaned_again_in_the_api(api, service):
+    """The API handed such a row out as stored: an integration showing `body_html`
+    on a page of the portal's origin made the same request in its viewer's name."""
+    carrier = open_ticket(service, subject="Carrier")
+    back = "/tickets/TKT-000002"
+    carrier.messages[0].body_html = f'<p>hi</p><img src="{back}"><a href="{back}">x</a>'
+    db.session.commit()
+    [shown] = api.get("/tickets/TKT-000001").get_json()["messages"]
+    assert "<p>hi</p>" in shown["body_html"] and back not in shown["body_html"]
+
+
 # -- the operator's terminal -------------------------------------------------------------------
 
 

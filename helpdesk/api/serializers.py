@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import current_app
 
-from helpdesk import lifecycle, service_fields, sla
+from helpdesk import html, lifecycle, service_fields, sla
 from helpdesk.auth import current_actor
 from helpdesk.clock import iso as when
 from helpdesk.clock import now
@@ -126,7 +126,9 @@ def message_json(message: Message) -> dict[str, Any]:
         ),
         "channel": message.channel,
         "body": message.body,
-        "body_html": message.body_html,  # sanitized when stored (helpdesk.inbound.storage)
+        # Sanitized when stored, and again here as the portal does when it shows it,
+        # so rows an older version stored are served clean too (docs/security.md).
+        "body_html": html.clean(message.body_html) if message.body_html else message.body_html,
         "created_at": when(message.created_at),
         "attachments": [attachment_json(a) for a in message.attachments],
     }
