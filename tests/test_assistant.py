@@ -246,6 +246,30 @@ def test_a_cancelled_ticket_has_no_sla_countdown(app, clock, client, token, serv
     assert (late_sla["firstResponseMet"], late_sla["timeRemaining"]) == (False, None)
 
 
+def test_the_countdown_stands_still_while_the_ticket_waits_for_the_customer(
+    app, clock, client, token, service, agent_actor
+):
+    """The resolution clock stands still in `pending_customer` (docs/lifecycle.md), but
+    `timeRemaining` kept counting: a ticket waiting ten hours for the customer's
+    answer, with three of its four hours left when it began to wait, was "overdue"."""
+    ticket = open_ticket(service, requester_email="ana@example.com", priority="urgent")
+    db.session.commit()
+    clock.shift(timedelta(hours=1))
+    for status in ("open", "in_progress", "pending_customer"):
+        service.change_status(service.get(ticket.number), status, actor=agent_actor)
+    db.session.commit()
+    clock.shift(timedelta(hours=10))
+    ask = [("get_ticket_information", {"ticketId": "TKT-1"})]
+    customer = {"email": "ana@example.com", "language": "es"}
+    waiting = outputs(tool_calls(client, token, ask, customer=customer, channel="chat"))[0]["sla"]
+    assert waiting["timeRemaining"] == "3 horas"
+    service.change_status(service.get(ticket.number), "in_progress", actor=agent_actor)
+    db.session.commit()
+    clock.shift(timedelta(hours=1))
+    resumed = outputs(tool_calls(client, token, ask, customer=customer, channel="chat"))[0]["sla"]
+    assert resumed["timeRemaining"] == "2 horas"
+
+
 def test_comments_and_lists_reach_only_the_customers_tickets(client, token, service):
     open_ticket(service, requester_email="other@example.com", subject="Someone else's")
     mine = outputs(

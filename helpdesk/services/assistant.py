@@ -392,12 +392,15 @@ def _sla(ticket: Ticket, language: str) -> dict[str, Any] | None:
     test for), or None once finished (resolved, closed, cancelled); None without
     targets: a ticket cancelled in time, whose SLA staff see as `void`
     (`sla.state`). A cancelled ticket keeps its due times, so the countdown ran on
-    for it ("4 horas", later "overdue")."""
+    for it ("4 horas", later "overdue"). While the ticket waits for the customer the
+    resolution clock stands still (helpdesk.sla), so the time left is what it was
+    when the wait began."""
     moment = now()
     if ticket.resolution_due_at is None or sla.state(ticket, moment) == "void":
         return None
     first_met = None if ticket.first_response_breached is None else not ticket.first_response_breached
-    remaining = ticket.resolution_due_at - moment
+    stopped = ticket.pending_since if ticket.status == sla.WAITING else None
+    remaining = ticket.resolution_due_at - (stopped or moment)
     if ticket.resolved_at is not None or ticket.status in sla.FINISHED:
         left = None
     else:
