@@ -41,7 +41,7 @@ translations: $(VENV)/.runtime
 messages: $(VENV)/.runtime
 	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k N_ --no-location \
 		--sort-output --project helpdesk -o helpdesk/translations/messages.pot .
-	$(VENV)/bin/pybabel update --quiet --no-fuzzy-matching --ignore-obsolete \
+	$(VENV)/bin/pybabel update --no-wrap --no-fuzzy-matching --ignore-obsolete \
 		-i helpdesk/translations/messages.pot -d helpdesk/translations
 
 ## The linter and formatter check (ruff) and the type checker (mypy on helpdesk/ and mailgateway/),

@@ -130,13 +130,15 @@ def tickets_set_next(next_value: int) -> None:
 @quarantine_cli.command("list")
 @click.option("--page", default=1, show_default=True, type=click.IntRange(min=1, max=MAX_PAGE))
 @click.option("--per-page", default=50, show_default=True, type=click.IntRange(min=1, max=MAX_PER_PAGE))
-def quarantine_list(page: int, per_page: int) -> None:
-    """Mail waiting for review, oldest first, a page at a time: anyone can get mail
-    held, and a terminal printing all of it buries the mail to review."""
+@click.option("--newest", is_flag=True, help="Newest first.")
+def quarantine_list(page: int, per_page: int, newest: bool) -> None:
+    """Mail waiting for review, oldest first (`--newest`: the other way round), a page
+    at a time: anyone can get mail held, and a terminal printing all of it buries
+    the mail to review."""
     from helpdesk.inbound import quarantine
 
     with transaction() as session:
-        held = quarantine.pending(session, page=page, per_page=per_page)
+        held = quarantine.pending(session, page=page, per_page=per_page, newest=newest)
         if not held.total:
             click.echo("Quarantine is empty.")
             return
@@ -147,7 +149,7 @@ def quarantine_list(page: int, per_page: int) -> None:
                 f"{_shown(mail.from_address or mail.mail_from or '?'):<32} "
                 f"{mail.subject[:50]!r}  — {_shown(item.reason)}"
             )
-        more = f"; --page {page + 1} for more" if page < held.pages else ""
+        more = f"; --page {page + 1}{' --newest' if newest else ''} for more" if page < held.pages else ""
         click.echo(f"Page {page} of {held.pages} ({held.total} waiting){more}.")
 
 

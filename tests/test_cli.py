@@ -181,3 +181,6 @@ def test_quarantine_list_shows_a_page_at_a_time(app, runner):
     assert runner.invoke(args=["quarantine", "list", "--page", "0"]).exit_code == 2
     past = runner.invoke(args=["quarantine", "list", "--per-page", "2", "--page", "4"]).output
     assert "Cheap pills" not in past and "Page 4 of 3 (5 waiting)." in past
+    newest = runner.invoke(args=["quarantine", "list", "--per-page", "2", "--newest"]).output
+    assert re.findall(r"Cheap pills \d", newest) == ["Cheap pills 4", "Cheap pills 3"]
+    assert "Page 1 of 3 (5 waiting); --page 2 --newest for more." in newest

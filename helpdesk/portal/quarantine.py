@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort, current_app, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
@@ -16,14 +18,24 @@ from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
 from helpdesk.wording import vocabulary_label
 
+NEWEST = "newest"  # `?order=`: the list's one other order; any other value is the oldest first
+
+
+def _order() -> dict[str, Any]:
+    """The list's order as its links carry it: `{"order": "newest"}`, or nothing."""
+    return {"order": NEWEST} if request.args.get("order") == NEWEST else {}
+
 
 @bp.get("/quarantine")
 @login_required()
 def quarantine() -> ResponseReturnValue:
     """One page of the held mail (`review.pending`); a page number that is not one is the first."""
     mode = current_app.config["AGENT_VISIBILITY"]
-    page = review.pending(db.session, actor(), mode, page=page_number(request.args.get("page")))
-    return render_template("portal/quarantine.html", nav="quarantine", page=page)
+    order = _order()
+    page = review.pending(
+        db.session, actor(), mode, page=page_number(request.args.get("page")), newest=bool(order)
+    )
+    return render_template("portal/quarantine.html", nav="quarantine", page=page, order=order)
 
 
 @bp.get("/quarantine/<int(max=2147483647):item_id>")
@@ -65,4 +77,4 @@ def decide(item_id: int, decision: str) -> ResponseReturnValue:
         review.reject(db.session, item_id, actor(), mode, spam=decision == "spam")
         return gettext("Marked as spam.") if decision == "spam" else gettext("Rejected.")
 
-    return perform(decide_item, url_for("portal.quarantine"))
+    return perform(decide_item, url_for("portal.quarantine", **_order()))
