@@ -287,6 +287,13 @@ class Sender(Loop):
         undeliverable: datetime | None,
     ) -> Outgoing | None:
         if row.state == "sending":
+            if moment - row.created_at >= self.give_up_after:
+                # Giving up is otherwise decided after a failed attempt: a row whose
+                # sending kills its sender every time would be claimed for ever.
+                row.state, row.claimed_at = "failed", moment
+                row.last_error = f"gave up: its sender stopped while sending it (attempts: {row.attempts})"
+                log.warning("outbox #%s: %s", row.id, row.last_error)
+                return None
             log.warning("outbox #%s: lease expired (its sender stopped?); sending again", row.id)
         first_claim = row.message_id is None
         # The rate limits count the batch's earlier rows (flushed by this query); this

@@ -731,6 +731,36 @@ def test_crash_between_250_and_mark_resends_only_that_mail(app, service, sink):
     assert len({str(m["Message-ID"]) for m in sink.messages}) == 3
 
 
+def test_a_row_whose_sender_keeps_dying_is_given_up_like_any_other(app, service, sink):
+    """Giving up was decided only after a failed attempt, so a row whose sending
+    killed its sender every time (or a host restarted in a loop) was claimed again
+    after every lease, for ever, and sent again each time the crash came after the
+    relay's 250. A row claimed again after its lease is given up once it is older
+    than OUTBOUND_GIVE_UP_AFTER, as a failing one is; a younger one is sent."""
+    old = open_ticket(service, requester_email="old@example.com")
+    young = open_ticket(service, requester_email="young@example.com")
+    clock = Clock()
+
+    class DyingSender(Sender):
+        def deliver(self, batch, claimed):  # type: ignore[no-untyped-def]
+            raise Crash
+
+    app.config.update(OUTBOUND_SMTP_URL=sink.url)
+    db.session.rollback()
+    with pytest.raises(Crash):
+        DyingSender(app, clock=clock).run_once()
+    row = db.session.execute(select(OutboxMessage).where(OutboxMessage.ticket_id == old.id)).scalar_one()
+    row.created_at -= timedelta(days=3)
+    db.session.commit()
+    clock.advance(minutes=11)
+    assert run(make_sender(app, sink, clock)) == 2
+    db.session.expire_all()
+    rows = {row.ticket_id: row for row in outbox()}
+    assert (rows[old.id].state, rows[young.id].state) == ("failed", "sent")
+    assert rows[old.id].last_error == "gave up: its sender stopped while sending it (attempts: 1)"
+    assert [m["To"].addresses[0].addr_spec for m in sink.messages] == ["young@example.com"]
+
+
 # -- loops: auto-replies, bounces, machine and own addresses, rate limits -----------------
 
 
