@@ -42,6 +42,7 @@ from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Partic
 from helpdesk.return_paths import ReturnPaths
 from helpdesk.services import Actor, TicketsService, contacts, notifications
 from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.mailflow import mail_flow
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.workflow import open_workflow_ticket
@@ -548,6 +549,35 @@ def test_backoff_is_capped_and_gives_up_after_the_configured_age(app, service, s
     assert delays[-1] is None
     row = outbox()[0]
     assert row.state == "failed" and row.last_error.startswith(f"gave up after {row.attempts}")
+
+
+def test_a_given_up_row_retried_by_the_operator_gets_its_backoff_again(app, service, sink):
+    """`flask outbox retry` set a given-up row pending and kept its age and attempts,
+    so the first 4xx after it (the relay still warming up) failed it for good at
+    once, with no backoff, and the Mail page counted it backed up for days. A retry
+    starts the row's clock again: it is as old as the retry, and backs off from the
+    first delay."""
+    open_ticket(service)
+    sink.stop()
+    clock = Clock()
+    config = {"OUTBOUND_RETRY_MAX": timedelta(minutes=5), "OUTBOUND_GIVE_UP_AFTER": timedelta(minutes=30)}
+    sender = make_sender(app, sink, clock, **config)
+    while outbox()[0].state == "pending":
+        clock.moment = max(clock.moment, outbox()[0].next_attempt_at)
+        run(sender)
+    row = outbox()[0]
+    assert row.state == "failed"
+    row.created_at -= timedelta(hours=1)  # the test's clock moved, the database's did not
+    db.session.commit()
+    notifications.retry(db.session, row.id)
+    db.session.commit()
+    assert not mail_flow(
+        db.session, stuck_after=timedelta(hours=1), backlog_after=timedelta(minutes=30)
+    ).outbox_backed_up
+    assert run(make_sender(app, sink, None, **config)) == 1  # the database's clock, as the retry's stamp
+    row = outbox()[0]
+    assert (row.state, row.attempts) == ("pending", 1), row.last_error
+    assert timedelta(seconds=50) < row.next_attempt_at - row.claimed_at < timedelta(seconds=70)
 
 
 def test_sender_loop_rides_out_a_relay_outage(app, service, sink):

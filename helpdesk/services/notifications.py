@@ -199,7 +199,10 @@ def outbox(session: Session, state: str | None = None, limit: int = 50) -> list[
 
 
 def retry(session: Session, row_id: int) -> OutboxMessage:
-    """Send a failed or skipped row again, now (after the cause was fixed)."""
+    """Send a failed or skipped row again, now (after the cause was fixed). Its
+    clock starts again: as old as the retry and no attempts made, so it backs off
+    and is given up as a new row would be, and is not counted as backed up; with
+    its age kept, the first 4xx after the retry failed it for good at once."""
     row = session.get(OutboxMessage, row_id)
     if row is None:
         raise NotFound(f"No outbox row {row_id}.")
@@ -207,7 +210,14 @@ def retry(session: Session, row_id: int) -> OutboxMessage:
         raise Conflict(
             f"Outbox row {row_id} is {row.state}; only {' or '.join(RETRYABLE_STATES)} rows can be retried."
         )
-    row.state, row.next_attempt_at, row.last_error = "pending", database_clock(session), ""
+    moment = database_clock(session)
+    row.state, row.created_at, row.next_attempt_at, row.attempts, row.last_error = (
+        "pending",
+        moment,
+        moment,
+        0,
+        "",
+    )
     session.flush()
     return row
 
