@@ -159,6 +159,52 @@ def test_a_staff_copy_names_nobody_in_cc_so_a_reply_all_cannot_hand_its_proof_to
     assert reply_all == {"support+TKT-000001@helpdesk.test"}
 
 
+def test_a_cc_name_that_decodes_to_an_address_puts_nobody_else_in_the_staff_copy(
+    app, gateway, senders, agent, admin, service, sink
+):  # noqa: F811
+    """A customer named the staff member in Cc as `Agnès <attacker@evil.example>`,
+    encoded (RFC 2047). The name was stored decoded, and the staff copy of a public
+    reply went out as `To: =?utf-8?q?Agn=C3=A8s?= <attacker@evil.example>
+    <agent@…>`: mail readers address it to the attacker, a Reply-All handed the
+    attacker the copy's signed Message-ID, and mail forged from the staff address
+    answering it was a public staff reply. The copy names the staff member alone."""
+    from helpdesk.services import Actor
+
+    raw = (
+        b"From: Ann <ann@example.com>\r\n"
+        b"To: support@helpdesk.test\r\n"
+        b"Cc: =?utf-8?q?B=C3=B6b_=3Cattacker=40evil.example=3E?= <bob@corp.example>,\r\n"
+        b" =?utf-8?q?Agn=C3=A8s_=3Cattacker=40evil.example=3E?= <" + agent.email.encode() + b">\r\n"
+        b"Subject: Printer\r\nMessage-ID: <cc-names@client.example>\r\n"
+        b"Content-Type: text/plain\r\n\r\nIt is on fire.\r\n"
+    )
+    assert gateway.send(raw, mail_from="ann@example.com")[0] == 250
+    (ticket,) = tickets()
+    assert sorted(p.email for p in ticket.participants) == sorted([agent.email, "bob@corp.example"])
+    service.add_message(ticket, body="Which model?", actor=Actor.staff(admin), channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    replies = [item for item in sink.received if item.message["Auto-Submitted"] is None]
+    assert sorted(item.rcpt_tos[0] for item in replies) == sorted(
+        ["ann@example.com", "bob@corp.example", agent.email]
+    )
+    for item in replies:
+        mail = item.message
+        assert [a.addr_spec for a in mail["To"].addresses] == item.rcpt_tos
+        named = {
+            a.addr_spec for field in ("To", "Cc") if mail[field] is not None for a in mail[field].addresses
+        }
+        assert "attacker@evil.example" not in named
+    (to_agent,) = [item.message for item in replies if item.rcpt_tos == [agent.email]]
+    reply_all = {
+        address.addr_spec
+        for field in ("Reply-To", "To", "Cc")
+        if to_agent[field] is not None
+        for address in to_agent[field].addresses
+    } - {agent.email}
+    assert reply_all == {"support+TKT-000001@helpdesk.test"}
+
+
 def test_a_signed_id_from_a_staff_copy_that_named_customers_in_cc_is_no_proof(
     app, gateway, senders, agent, admin, service, sink
 ):  # noqa: F811

@@ -132,6 +132,27 @@ def test_acknowledgment_of_mailed_ticket_has_number_threading_and_loop_headers(a
     assert sink.received[0].rcpt_tos == ["ann@example.com"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Soporte T\u00e9cnico, Acme",
+        "Acme Support Desk, Customer Care, Billing and Field Service of the Northern Region, "
+        "noc@acme.example",
+        "Helpdesk (Acme; Northern Region) <noreply@acme.example>",
+    ],
+)
+def test_the_from_name_is_written_as_configured_and_names_only_our_address(app, service, sink, name):
+    """OUTBOUND_FROM's name is text, written as `To` names are: a quoted name longer
+    than a line lost its quotes when the email package folded it, and the From
+    named every comma-separated part as an address."""
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    open_ticket(service)
+    (ack,) = deliver(app, sink, OUTBOUND_FROM=f'"{quoted}" <support@helpdesk.test>')
+    (sender,) = ack["From"].addresses
+    assert sender.addr_spec == "support@helpdesk.test"
+    assert "".join(sender.display_name.split()) == "".join(name.split())
+
+
 def test_acknowledgment_of_portal_ticket_is_automatic_without_in_reply_to(app, service, agent_actor, sink):
     open_ticket(service, agent_actor, priority="urgent", category="billing")
     (ack,) = deliver(app, sink)

@@ -7,7 +7,10 @@ line break, escape sequences in a mail, query parameters Flask reserves for itse
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
+from email.utils import getaddresses
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -22,6 +25,7 @@ from tests.support.app import ApiClient, Portal, login_tokens
 from tests.support.database import open_ticket
 from tests.support.mail import message
 from tests.support.outbox import deliver
+from tests.support.sink import Received, Sink
 
 # -- the redirect after login --------------------------------------------------------------
 
@@ -202,6 +206,67 @@ def test_a_name_stored_with_a_line_break_before_the_fix_is_still_mailed(app, api
     db.session.commit()
     (ack,) = deliver(app, sink)
     assert str(ack["To"]) == "Ann Example <ann@example.com>"
+
+
+# Names that end the display name early, or read as more addresses once an encoded
+# word is decoded; the long ones are folded over several lines.
+HOSTILE_NAMES = [
+    "Jos\u00e9 <victim@attacker.example>",
+    "Jos\u00e9, victim@attacker.example",
+    'Zo\u00eb" <victim@attacker.example>, "x',
+    "B\u00f6ss (victim@attacker.example) <victim@attacker.example>",
+    "Ann; victim@attacker.example",
+    "undisclosed: victim@attacker.example;",
+    'Ann \\" <victim@attacker.example>',
+    "Ann, " + "a" * 150 + ", victim@attacker.example",
+    "\u00e9" * 150 + " <victim@attacker.example>",
+]
+
+
+def named(received: Received, field: str) -> tuple[list[str], list[str]]:
+    """The addresses `field` names, as a current mail reader (the email package's
+    default policy) and as an older one (compat32 and getaddresses) read them. The
+    mail is read as UTF-8: RFC 6531 mail carries its headers so."""
+    text = received.data.decode("utf-8")
+    header = email.message_from_string(text, policy=email.policy.default)[field]
+    modern = [address.addr_spec for address in header.addresses] if header is not None else []
+    older = getaddresses(email.message_from_string(text).get_all(field, []))
+    return modern, [address for _, address in older]
+
+
+@pytest.mark.parametrize("requester", ["ann@example.com", "jos\u00e9@example.com"])
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_display_name_never_adds_a_recipient_to_our_mail(app, service, agent_actor, name, requester):
+    """The email package decodes an encoded word when a header is set and wrote the
+    decoded name back unquoted: `José <victim@attacker.example>` left as
+    `To: =?utf-8?q?Jos=C3=A9?= <victim@attacker.example> <ann@example.com>`, and mail
+    readers took the mail as addressed to the attacker (a Reply-All went there). A
+    name longer than a line lost its quotes when folded. Each mail names exactly
+    its recipient in To and the other participants in Cc, in plain and in RFC 6531
+    mail (a mailbox name beyond ASCII)."""
+    relay = Sink(enable_SMTPUTF8=True).start()
+    try:
+        ticket = open_ticket(
+            service, requester_email=requester, requester_name=name, cc=[("bob@example.com", name)]
+        )
+        service.add_message(ticket, body="On our way.", actor=agent_actor, channel="web")
+        db.session.commit()
+        deliver(app, relay)
+    finally:
+        relay.stop()
+    assert [r.rcpt_tos for r in relay.received] == [[requester], [requester], ["bob@example.com"]]
+    ack, to_requester, to_bob = relay.received
+    # Bob's copy is plain mail, which cannot name `josé@…` (docs/outbound-mail.md).
+    cc_of_bob = [requester] if requester.isascii() else []
+    for received, cc in ((ack, []), (to_requester, ["bob@example.com"]), (to_bob, cc_of_bob)):
+        assert named(received, "To") == (received.rcpt_tos, received.rcpt_tos)
+        assert named(received, "Cc") == (cc, cc)
+        mail = email.message_from_string(received.data.decode(), policy=email.policy.default)
+        (shown,) = mail["To"].addresses
+        # The name as written; the email package reads a space between two encoded
+        # words, which RFC 2047 §6.2 drops, so spaces are not compared.
+        assert "".join(shown.display_name.split()) == "".join(name.split())
+        assert max(len(line) for line in received.data.split(b"\r\n")) <= 998
 
 
 @pytest.mark.parametrize(

@@ -38,17 +38,19 @@ when it is a plain `type/subtype` that is no MIME structure of its own.
 
 from __future__ import annotations
 
+import base64
 import email.policy
 import functools
 import logging
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import Policy
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -108,19 +110,20 @@ _MIME_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _STRUCTURAL_TYPES = ("multipart", "message")  # a body of parts, which a file is not
 _SENT_STATES = ("sending", "sent", "bounced")
 MAX_LINE = 998  # RFC 5322 §2.1.1, CRLF not counted
+# RFC 5322 §3.2.3 atext: a word of these is an atom, written as it is in a name.
+_ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+MAX_WORD = 75  # RFC 2047 §2: no encoded word is longer; no plain one either
+# UTF-8 octets per encoded word: 60 base64 characters, 72 with `=?utf-8?b?` and `?=`.
+_ENCODED_WORD_OCTETS = 45
 # A msg-id as we write it (RFC 5322 §3.6.4): printable ASCII but `<` and `>`, in angle
 # brackets, short enough to share a line with "In-Reply-To: ".
 _WRITABLE_ID = re.compile(r"<[!-;=?-~]{1,%d}>" % (MAX_LINE - len("In-Reply-To: <>")))
 
 
-class MessageIdList(BaseHeader):
-    """In-Reply-To and References as we write them: the `<id>` tokens as given, a fold
-    only between two ids (RFC 5322 §3.6.4), never inside one, so a long id stays whole.
-
-    The email package holds both fields as unstructured text: it wrote an id longer
-    than a line as RFC 2047 encoded words, which no mail client threads on, and it
-    decoded text in an id that reads as an encoded word, line breaks and all, into
-    header lines of our mail (docs/outbound-mail.md, docs/security.md)."""
+class Preformatted(BaseHeader):
+    """A header as we composed it: the words of its value as given, a fold only
+    between two words (a run of spaces), never inside one. Nothing is parsed, so
+    nothing is decoded or rewritten on the way out."""
 
     max_count = 1
 
@@ -140,10 +143,34 @@ class MessageIdList(BaseHeader):
         return policy.linesep.join(lines) + policy.linesep
 
 
+class MessageIdList(Preformatted):
+    """In-Reply-To and References as we write them: the `<id>` tokens as given, a fold
+    only between two ids (RFC 5322 §3.6.4), never inside one, so a long id stays whole.
+
+    The email package holds both fields as unstructured text: it wrote an id longer
+    than a line as RFC 2047 encoded words, which no mail client threads on, and it
+    decoded text in an id that reads as an encoded word, line breaks and all, into
+    header lines of our mail (docs/outbound-mail.md, docs/security.md)."""
+
+
+class AddressList(Preformatted):
+    """From, To, Cc and Reply-To as `_mailbox` writes them: each name in plain words
+    or RFC 2047 encoded words, each address whole.
+
+    The email package parses an address header when it is set: it decoded an encoded
+    word in a name (`formataddr` makes one of every name beyond ASCII) and wrote the
+    decoded text back unquoted, so a customer named `José <victim@attacker.example>`
+    was mailed `To: =?utf-8?q?Jos=C3=A9?= <victim@attacker.example> <ann@…>`, which
+    mail readers address to the attacker; and folding a quoted name longer than a
+    line dropped its quotes (docs/security.md, docs/outbound-mail.md)."""
+
+
 def _header_factory() -> HeaderRegistry:
     registry = HeaderRegistry()
     for name in ("In-Reply-To", "References"):
         registry.map_to_type(name, MessageIdList)
+    for name in ("From", "To", "Cc", "Reply-To"):
+        registry.map_to_type(name, AddressList)
     return registry
 
 
@@ -195,7 +222,9 @@ class Composer:
         # OUTBOUND_FROM's address: ours, never mailed. It is no longer the envelope
         # sender: each row has its own, a signed plus-address of a support address
         # (VERP), so a bounce proves which row failed (docs/outbound-mail.md).
-        self.envelope_from = parseaddr(self.from_header)[1] or self.support
+        from_name, from_address = parseaddr(self.from_header)
+        self.envelope_from = from_address or self.support
+        self.from_name = addresses.display_name(from_name)  # written as text (`_mailbox`)
         self.return_paths = ReturnPaths.from_config(config)
         self.portal_url: str = config["PORTAL_URL"]
         self.auto_close_after: timedelta = config["AUTO_CLOSE_AFTER"]
@@ -240,16 +269,14 @@ class Composer:
             raise ValueError(f"{row.to_address} has no ASCII form")
         utf8 = addresses.needs_smtputf8(recipient)
         message = EmailMessage(policy=SMTPUTF8_POLICY if utf8 else MAIL_POLICY)
-        message["From"] = self.from_header
+        message["From"] = _mailbox(self.from_name, _wire(self.envelope_from), utf8)
         # Cleaned again here: rows stored before names were cleaned on the way in.
-        name = _undecodable(addresses.display_name(self._recipient_name(ticket, row)))
-        # formataddr takes ASCII addresses only, and Address parses an addr_spec as ASCII.
-        local, _, domain = recipient.rpartition("@")
-        message["To"] = Address(name, local, domain) if utf8 else formataddr((name, recipient))
+        name = addresses.display_name(self._recipient_name(ticket, row))
+        message["To"] = _mailbox(name, recipient, utf8)
         cc = _cc(row, utf8)
         if cc:
             message["Cc"] = cc
-        message["Reply-To"] = self.reply_address(number)
+        message["Reply-To"] = _wire(self.reply_address(number))
         message["Subject"] = _undecodable(row.subject or number)
         message["Date"] = format_datetime(moment.replace(tzinfo=timezone.utc))
         message["Message-ID"] = f"<{row.message_id}>"
@@ -507,6 +534,49 @@ def _cc(row: OutboxMessage, utf8: bool) -> str:
         else:
             log.warning("outbox #%s: %r left out of Cc: it cannot be written in this mail", row.id, address)
     return ", ".join(kept)
+
+
+def _mailbox(name: str, address: str, utf8: bool) -> str:
+    """`name <address>` as an address header carries it (`AddressList`), or the bare
+    address without a name. Every reader sees exactly `name` and one address: the
+    name is written as plain words when each is an atom (RFC 5322 §3.2.3; in RFC 6531
+    mail also printable characters beyond ASCII, RFC 6532 §3.2), otherwise whole as
+    RFC 2047 encoded words, which a reader decodes into the name and never into
+    addresses. So is a name with `=?` in it, which a reader would otherwise decode
+    (docs/outbound-mail.md)."""
+    if not name:
+        return address
+    words = name.split()
+    plain = "=?" not in name and all(
+        len(word) <= MAX_WORD and all(_in_atom(char, utf8) for char in word) for word in words
+    )
+    phrase = " ".join(words) if plain else " ".join(_encoded_words(" ".join(words)))
+    return f"{phrase} <{address}>"
+
+
+def _in_atom(char: str, utf8: bool) -> bool:
+    return char in _ATEXT or (utf8 and not char.isascii() and char.isprintable() and not char.isspace())
+
+
+def _encoded_words(text: str) -> list[str]:
+    """`text` as RFC 2047 `B` encoded words of UTF-8, each at most 75 characters and
+    each holding whole characters (§5), in one pass over the text."""
+    chunks: list[bytes] = []
+    chunk = b""
+    for char in text:
+        octets = char.encode("utf-8", "replace")  # a lone surrogate has no UTF-8: `?`
+        if chunk and len(chunk) + len(octets) > _ENCODED_WORD_OCTETS:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += octets
+    chunks.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(part).decode('ascii')}?=" for part in chunks]
+
+
+def _wire(address: str) -> str:
+    """An address of ours (OUTBOUND_FROM's, a support address's) as headers carry it:
+    the domain in its ASCII form when it has one (`addresses.on_the_wire`)."""
+    return addresses.on_the_wire(address) or address
 
 
 def _writable_ids(ids: str) -> str:
