@@ -120,9 +120,9 @@ def mailbox(address: str) -> str:
     `victim@gmail.com`). A bot answering from a new plus-address or spelling every
     time, or a stranger writing as every spelling of one Gmail inbox, is still one
     recipient for the rate limit and one customer for the per-customer limits
-    (docs/outbound-mail.md, docs/integrations.md). A key for counting (and for
-    knowing our own mailbox coming back, automail.detect) only: contacts,
-    authorization and display keep each address as written."""
+    (docs/outbound-mail.md, docs/integrations.md). A key for counting and for
+    knowing our own mailbox (`is_support_address`) only: contacts, authorization
+    and display keep each address as written."""
     bare = without_detail(address)
     key = on_the_wire(bare) or bare
     local, at, domain = key.rpartition("@")
@@ -160,8 +160,18 @@ def detail(address: str) -> str | None:
 
 
 def is_support_address(address: str, support: Collection[str]) -> bool:
-    """One of the support addresses, or a plus-address of one (`support+TKT-78@…`)."""
-    return "@" in address and without_detail(address) in support
+    """Whether `address` reaches one of the support addresses' mailboxes (`mailbox`):
+    a plus-address of one (`support+TKT-78@…`), in any case, its domain in any form
+    IDNA maps to it, and, for a Gmail-hosted one, every spelling of that inbox
+    (`help.desk@gmail.com` is `helpdesk@googlemail.com`). The one rule for "ours":
+    the sender never mails it, a mail's To and Cc never make it a participant, the
+    listener takes it at RCPT, and mail from it is our own coming back (SPEC §8;
+    docs/mail-gateway.md). Only mail to the support inbox can use such a spelling,
+    so knowing it as ours grants nobody anything."""
+    if "@" not in address:
+        return False
+    box = mailbox(address)
+    return any(mailbox(own) == box for own in support)
 
 
 def is_valid(address: str) -> bool:

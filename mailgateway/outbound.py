@@ -161,10 +161,8 @@ class Sender(Loop):
         self.server = parse_outbound_url(config["OUTBOUND_SMTP_URL"])
         self.composer = Composer(config)
         _check_outbound_from(self.composer.envelope_from, config["SUPPORT_ADDRESSES"])
-        # Compared as the relay sees them (`addresses.on_the_wire`), like the recipient.
-        self.own_addresses = [
-            _wire(own) for own in (*config["SUPPORT_ADDRESSES"], self.composer.envelope_from.lower())
-        ]
+        # Compared by the mailbox they reach (`addresses.is_support_address`).
+        self.own_addresses = [*config["SUPPORT_ADDRESSES"], self.composer.envelope_from]
         self.batch_size = int(config["OUTBOUND_BATCH_SIZE"])
         self.timeout = float(config["OUTBOUND_TIMEOUT_SECONDS"])
         self.lease = config["OUTBOUND_LEASE"]

@@ -199,12 +199,38 @@ def test_gmail_ignores_dots_and_googlemail_is_gmail_so_one_mailbox(address: str,
     assert addresses.mailbox(address) == key
 
 
-def test_a_gmail_spelling_stays_its_own_address_for_everything_but_counting() -> None:
+def test_a_gmail_spelling_stays_its_own_address_for_everything_but_counting_and_our_own() -> None:
     """The key counts; it grants nothing: `v.ictim@gmail.com` is stored, compared
-    and authorized as written, another contact than `victim@gmail.com`."""
+    and authorized as written, another contact than `victim@gmail.com`. Only our own
+    mailbox is known by it (`is_support_address`): mail to a spelling of it reaches us."""
     assert addresses.normalize("V.ictim@Gmail.com") == "v.ictim@gmail.com"
     assert addresses.without_detail("v.ictim+x@googlemail.com") == "v.ictim@googlemail.com"
-    assert not addresses.is_support_address("v.ictim@gmail.com", {"victim@gmail.com"})
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "helpdesk@gmail.com",
+        "Help.Desk@googlemail.com",
+        "h.e.l.p.d.e.s.k+x@gmail.com",
+        "help.desk+TKT-000078@GMAIL.COM.",
+        "help.desk@\uff47\uff4d\uff41\uff49\uff4c.com",  # fullwidth: IDNA maps it
+    ],
+)
+def test_every_spelling_of_a_gmail_support_inbox_is_a_support_address(address: str) -> None:
+    """Gmail delivers each to the support inbox `help.desk@gmail.com`: the sender
+    mailed them and a mail's Cc made them participants, as strangers' addresses
+    (SPEC §8)."""
+    assert addresses.is_support_address(address, ["help.desk@gmail.com"])
+    assert addresses.is_support_address("help.desk@gmail.com", [address])
+
+
+@pytest.mark.parametrize(
+    "address", ["help.desk@gmail.co", "help.desk@mail.gmail.com", "helpdesk@example.com", "help.desk", ""]
+)
+def test_another_mailbox_is_no_support_address(address: str) -> None:
+    """Dots count outside Gmail, and a Workspace domain keeps them (`mailbox`)."""
+    assert not addresses.is_support_address(address, ["help.desk@gmail.com", "help.desk@example.com"])
 
 
 STAND_IN = "5215512345678@phone.invalid"  # addresses.for_phone("+5215512345678")

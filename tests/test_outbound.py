@@ -1341,6 +1341,49 @@ def test_machine_and_own_addresses_are_never_mailed(app, service, agent_actor, s
     assert row.state == "skipped" and reason in row.last_error
 
 
+GMAIL_SUPPORT = {
+    "SUPPORT_ADDRESSES": ["help.desk@gmail.com"],
+    "OUTBOUND_FROM": "Helpdesk <help.desk@gmail.com>",
+}
+# Other spellings of that one Gmail inbox: dots, case, googlemail.com, a detail.
+GMAIL_SPELLINGS = ["helpdesk@gmail.com", "Help.Desk@googlemail.com", "h.e.l.p.d.e.s.k+x@gmail.com"]
+
+
+@pytest.mark.parametrize("address", GMAIL_SPELLINGS)
+def test_every_spelling_of_a_gmail_support_inbox_is_our_own_address_never_mailed(
+    app, service, agent_actor, sink, address
+):
+    """Gmail delivers each spelling to the support inbox (SPEC §8: no mail to our own
+    addresses); the sender compared case and detail only and mailed them."""
+    open_ticket(service, agent_actor, requester_email=address)
+    assert deliver(app, sink, **GMAIL_SUPPORT) == []
+    (row,) = outbox()
+    assert row.state == "skipped" and "own address" in row.last_error
+
+
+def test_a_customer_copying_spellings_of_the_gmail_support_inbox_adds_no_participant(
+    app, senders, service, agent_actor, sink
+):
+    """A customer's mail copied other spellings of the support inbox: each became a
+    participant, and a staff reply mailed every one of them (to ourselves)."""
+    app.config.update(GMAIL_SUPPORT)
+    mail = message(to="help.desk@gmail.com", cc=", ".join(GMAIL_SPELLINGS + ["Bob <bob@example.com>"]))
+    result = ingest(
+        mail.as_bytes(), Envelope("ann@example.com", ("help.desk@gmail.com",), "smtp"), app.config
+    )
+    assert result.outcome is Outcome.CREATED
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert [p.email for p in ticket.participants] == ["bob@example.com"]
+    service.add_message(ticket, body="On our way.", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    assert sorted(rcpt for item in sink.received for rcpt in item.rcpt_tos) == [
+        "ann@example.com",
+        "ann@example.com",
+        "bob@example.com",
+    ]
+
+
 def test_an_address_marked_undeliverable_is_skipped_in_either_form_of_its_domain(
     app, service, agent_actor, sink
 ):

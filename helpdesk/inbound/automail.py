@@ -323,13 +323,12 @@ def detect(
     first because they are the dangerous case; after that the first matching
     signal wins.
     """
-    # Our addresses as the relay sees them (`addresses.mailbox`, as the outbound loop
-    # rules compare): `support@ｈｅｌｐｄｅｓｋ.test` in fullwidth letters is our mailbox
-    # once IDNA maps its domain, and mail From it is our own mail coming back.
-    own = {addresses.mailbox(address.strip()) for address in own_addresses}
+    # Our addresses by the mailbox they reach (`addresses.is_support_address`, as the
+    # outbound loop rules compare): `support@ｈｅｌｐｄｅｓｋ.test` in fullwidth letters
+    # is our mailbox once IDNA maps its domain, and mail From it is our own coming back.
     own_domains = {domain.strip().lower().rstrip(".") for domain in own_message_id_domains}
 
-    if mail.from_address and addresses.mailbox(mail.from_address) in own:
+    if mail.from_address and addresses.is_support_address(mail.from_address, own_addresses):
         return "own address"
     if mail.message_id and _domain(mail.message_id) in own_domains:
         return "own message-id domain"
@@ -341,7 +340,7 @@ def detect(
             if "@" not in token or looked_at == MAX_LOOP_ADDRESSES:
                 continue
             looked_at += 1
-            if addresses.mailbox(token) in own:
+            if addresses.is_support_address(token, own_addresses):
                 return "x-loop: own address"
 
     for value in mail.header_all("auto-submitted"):

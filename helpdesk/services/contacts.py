@@ -77,9 +77,9 @@ def is_ours(session: Session, address: str, config: Mapping[str, Any]) -> bool:
     of a key finds every stored spelling (`jane.doe@gmail.com` is `janedoe@gmail.com`'s)."""
     box = addresses.mailbox(address)
     own_domain = addresses.mailbox(f"x@{Signer.from_config(config).domain}").rpartition("@")[2]
-    if box.rpartition("@")[2] == own_domain or box in {
-        addresses.mailbox(own) for own in config["SUPPORT_ADDRESSES"]
-    }:
+    if box.rpartition("@")[2] == own_domain or addresses.is_support_address(
+        address, config["SUPPORT_ADDRESSES"]
+    ):
         return True
     staff = session.scalars(_ALL_STAFF)
     return any(addresses.mailbox(email) == box for email in staff)
