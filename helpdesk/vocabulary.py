@@ -94,11 +94,14 @@ QUARANTINE_STATES = ("pending", "approved", "rejected", "spam")
 # sent: undeliverable, machine or own address, rate limit) are final.
 OUTBOX_STATES = ("pending", "sending", "sent", "failed", "skipped", "bounced")
 # What an outbox row announces (docs/outbound-mail.md); each has its templates in
-# helpdesk/outbound/templates/mail/. `sla_breach` goes to staff, the others to customers.
-NOTIFICATION_KINDS = ("created", "reply", "status", "resolved", "sla_breach", "escalation")
+# helpdesk/outbound/templates/mail/. `sla_breach`, `sla_digest` (one SLA check's
+# breaches for one recipient in one mail, about no single ticket) and `escalation`
+# go to staff, the others to customers.
+NOTIFICATION_KINDS = ("created", "reply", "status", "resolved", "sla_breach", "escalation", "sla_digest")
 # Mail that only staff receive: a staff member's mail reply to one of these is about
-# the ticket, not to the customer, so it becomes an internal note.
-STAFF_NOTIFICATION_KINDS = ("sla_breach", "escalation")
+# the ticket, not to the customer, so it becomes an internal note (a digest's names
+# no ticket: docs/outbound-mail.md).
+STAFF_NOTIFICATION_KINDS = ("sla_breach", "escalation", "sla_digest")
 
 
 def unalias(name: str, value: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from helpdesk.database import include_in_autogenerate
 from helpdesk.extensions import db
@@ -571,4 +571,32 @@ def test_participants_held_before_learn_their_mailbox(empty_database_url):
         flask_migrate.downgrade(revision="0033")
         columns = [column["name"] for column in inspect(db.engine).get_columns("participants")]
         assert "mailbox" not in columns
+        db.engine.dispose()
+
+
+def test_outbox_takes_sla_digests_about_no_ticket(empty_database_url):
+    """Migration 0035: an outbox row may be an SLA digest, whose ticket is empty (it is
+    about many); the downgrade drops the digests and refuses the kind again."""
+    insert_digest = text(
+        "INSERT INTO outbox (ticket_id, kind, to_address, cc_addresses, status_reason, state,"
+        " attempts, next_attempt_at, last_error, created_at)"
+        " VALUES (NULL, 'sla_digest', 'ada@helpdesk.test', '', '4', 'pending', 0, :now, '', :now)"
+    )
+    now = {"now": "2026-01-01 00:00:00"}
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0034")
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(insert_digest, now)
+        flask_migrate.upgrade()
+        with db.engine.begin() as connection:
+            connection.execute(insert_digest, now)
+            assert connection.execute(text("SELECT kind, ticket_id FROM outbox")).all() == [
+                ("sla_digest", None)
+            ]
+        flask_migrate.downgrade(revision="0034")
+        with db.engine.begin() as connection:
+            assert connection.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 0
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(insert_digest, now)
         db.engine.dispose()
