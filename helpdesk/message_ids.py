@@ -10,7 +10,9 @@ A reply that names such an id in In-Reply-To/References proves which ticket and
 which recipient it answers. An id in our domain is trusted only when it is well
 formed, its MAC verifies for the recipient of the row it names, and that row
 stored exactly this id: a forged id (say, another ticket's number with a made-up
-MAC) threads nowhere. The domain must be used by nothing but the helpdesk,
+MAC) threads nowhere. An SLA digest is about no single ticket: its id names the
+ticket `NO_TICKET` (0, which no ticket has), so a reply to it proves its
+recipient but threads onto no ticket. The domain must be used by nothing but the helpdesk,
 because `automail` treats mail whose own Message-ID is in it as ours coming back.
 """
 
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session
 from helpdesk.models import OutboxMessage
 
 MAC_HEX_DIGITS = 24  # 96 bits
+NO_TICKET = 0  # the ticket a row about none names (an SLA digest, `outbox.ticket_id` empty)
 _KEY_PURPOSE = b"helpdesk outbound message-id v1"
 _LOCAL_PART = re.compile(r"^tkt\.(\d{1,18})\.(\d{1,18})\.([0-9a-f]{%d})$" % MAC_HEX_DIGITS)
 
@@ -89,7 +92,7 @@ def sent_row(session: Session, signer: Signer, message_id: str) -> OutboxMessage
     row = session.get(OutboxMessage, signed.outbox_id)
     if (
         row is None
-        or row.ticket_id != signed.ticket_id
+        or (row.ticket_id if row.ticket_id is not None else NO_TICKET) != signed.ticket_id
         or row.message_id is None
         or row.message_id.lower() != message_id.strip("<> ").lower()
         or not signer.verifies(signed, row.to_address)

@@ -50,7 +50,7 @@ mailer-daemon, postmaster…; `automail.is_machine_address`), addresses under th
 reserved `.invalid` domain (customers known by phone only), addresses
 `addresses.is_valid` refuses (stored before it did), the helpdesk's own
 addresses, addresses a bounce (or a 5.1.x refusal at RCPT, `_BAD_MAILBOX`)
-marked undeliverable; and, for automatic mail
+marked undeliverable; and, for automatic customer mail
 (acknowledgments, status notices) on its first claim, at most
 `OUTBOUND_MAX_AUTO_PER_RECIPIENT` per address and `OUTBOUND_MAX_AUTO_PER_TICKET`
 per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresaw;
@@ -262,7 +262,7 @@ class Sender(Loop):
             session.execute(
                 select(Ticket)
                 .options(selectinload(Ticket.participants))
-                .where(Ticket.id.in_({row.ticket_id for row in rows}))
+                .where(Ticket.id.in_({row.ticket_id for row in rows if row.ticket_id is not None}))
             )
             .scalars()
             .all()
@@ -308,8 +308,9 @@ class Sender(Loop):
             if first_claim:
                 with session.no_autoflush:
                     self.composer.render(session, row)
-            # Every outbox row is about a ticket (notifications are queued per ticket).
-            data = self.composer.build(row, tickets[cast(int, row.ticket_id)], moment).as_bytes()
+            # Every row is about a ticket but an SLA digest, which is about many.
+            ticket = tickets[row.ticket_id] if row.ticket_id is not None else None
+            data = self.composer.build(row, ticket, moment).as_bytes()
         except DBAPIError:
             raise
         except Exception as exc:  # a broken template or row: fail this row, visibly

@@ -39,7 +39,7 @@ from tests.test_browser import browser_page, live_portal  # noqa: F401  (fixture
 SUBJECT = "Sin internet en Col. Roma"
 DESCRIPTION = "No tengo señal desde ayer."
 # Words Spanish uses as they are: the product's terms and names, the clock's zone.
-SHARED_WORDS = frozenset({"ticket", "portal", "sla", "utc", "helpdesk"})
+SHARED_WORDS = frozenset({"ticket", "tickets", "portal", "sla", "utc", "helpdesk"})
 _WORD = re.compile(r"[^\W\d_]{2,}")
 _URL = re.compile(r"https?://\S+")
 _ADDRESS = re.compile(r"[\w.+-]+@[\w.-]+")
@@ -429,6 +429,41 @@ def lucias_ticket(service: TicketsService, agent_actor: Actor, clock) -> Ticket:
     service.change_status(ticket, "in_progress", actor=agent_actor)
     db.session.commit()
     return ticket
+
+
+def test_an_sla_digest_is_written_in_the_staff_members_language_and_zone(
+    app, service, lupe, agent, sink, clock
+):
+    tickets = [
+        open_ticket(service, subject=SUBJECT, priority="urgent", assignee_id=lupe.id) for _ in range(4)
+    ]
+    english = [
+        open_ticket(service, subject="Router down", priority="urgent", assignee_id=agent.id) for _ in range(4)
+    ]
+    clock.shift(timedelta(minutes=16))
+    check_sla(db.session, app.config)
+    db.session.commit()
+    mails = {
+        mail["To"].addresses[0].addr_spec: mail
+        for mail in deliver(app, sink)
+        if "helpdesk.test>" in mail["To"]
+    }
+
+    digest = mails[lupe.email]
+    assert digest["Subject"] == "SLA incumplido: 4 tickets"
+    due = format_when(tickets[0].created_at + timedelta(minutes=15), "es", "America/Mexico_City")
+    text = text_of(digest)
+    assert text.startswith("Hola, Lupe Ramírez:\n\nLa revisión de SLA acaba de encontrar 4 tickets")
+    assert f"TKT-000001  {SUBJECT}\n    La primera respuesta vencía el {due}.\n" in text
+    assert "Recibes una sola lista en lugar de una alerta por ticket" in text
+    english_digest = mails[agent.email]
+    assert english_digest["Subject"] == "SLA breaches: 4 tickets"
+    shared = [SUBJECT, "Router down", "Lupe Ramírez", "Agnes Agent", due]
+    shared += [f"TKT-{n:06d}" for n in range(1, 9)]
+    shared.append(format_when(english[0].created_at + timedelta(minutes=15), "en", "UTC"))
+    # "no" is a word of both ("belongs to no ticket" / "no pertenece").
+    assert english_left(text_of(english_digest), text, shared) <= {"no"}
+    assert english_left(html_of(english_digest), html_of(digest), shared) <= {"no"}
 
 
 def _look_up(client, language: str, email: str = "lucia@example.com", number: str = "tkt-1"):  # type: ignore[no-untyped-def]

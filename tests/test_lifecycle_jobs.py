@@ -17,7 +17,7 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.languages import format_when
 from helpdesk.models import Message, OutboxMessage, Ticket, TicketHistory
-from helpdesk.services import Actor
+from helpdesk.services import Actor, notifications
 from helpdesk.services.lifecycle_jobs import auto_close, check_sla
 from helpdesk.services.staff import StaffService
 from mailgateway.periodic import LifecycleJobs
@@ -48,6 +48,49 @@ def alerts() -> list[tuple[int, str, str]]:
             select(OutboxMessage.ticket_id, OutboxMessage.to_address, OutboxMessage.status_reason)
             .where(OutboxMessage.kind == "sla_breach")
             .order_by(OutboxMessage.id)
+        )
+    ]
+
+
+def digests() -> list[tuple[str, int, list[int]]]:
+    """Each SLA digest: its recipient, how many tickets it is about, the ids it lists."""
+    rows = db.session.execute(
+        select(OutboxMessage.ticket_id, OutboxMessage.to_address, OutboxMessage.status_reason)
+        .where(OutboxMessage.kind == "sla_digest")
+        .order_by(OutboxMessage.id)
+    ).all()
+    assert all(ticket_id is None for ticket_id, _, _ in rows)  # about no single ticket
+    return [
+        (address, total, list(entries))
+        for _, address, reason in rows
+        for total, entries in [notifications.digest_entries(reason)]
+    ]
+
+
+def alerted() -> list[tuple[str, int, str]]:
+    """Every target missed that a recipient was told of, by a ticket's alert or by a
+    digest listing it: (recipient, ticket id, the history row's reason)."""
+    found: list[tuple[str, int, str]] = []
+    for kind, ticket_id, address, reason in db.session.execute(
+        select(
+            OutboxMessage.kind, OutboxMessage.ticket_id, OutboxMessage.to_address, OutboxMessage.status_reason
+        )
+        .where(OutboxMessage.kind.in_(("sla_breach", "sla_digest")))
+        .order_by(OutboxMessage.id)
+    ):
+        if kind == "sla_breach":
+            found += [(address, ticket_id, line) for line in reason.split("\n")]
+        else:
+            _, entries = notifications.digest_entries(reason)
+            found += [(address, listed, line) for listed, lines in entries.items() for line in lines]
+    return found
+
+
+def breach_reasons() -> list[tuple[int, str]]:
+    return [
+        (ticket_id, reason)
+        for ticket_id, reason in db.session.execute(
+            select(TicketHistory.ticket_id, TicketHistory.reason).where(TicketHistory.field == "sla")
         )
     ]
 
@@ -224,6 +267,133 @@ def test_a_staff_mail_carrying_an_alert_subject_is_an_internal_note_even_when_dm
     assert ticket.first_responded_at is None
 
 
+def test_a_flood_of_breaches_mails_each_recipient_one_digest_not_a_mail_per_ticket(
+    app, service, agent, admin, clock, sink
+):
+    """SPEC §8: automatic mail is limited per recipient. Sixty tickets breaching at
+    once mailed the admin sixty alerts in one check (a review proved it); each breach
+    is still heard, in one digest that lists the first 50 and counts the rest."""
+    flood = [
+        open_ticket(service, priority="urgent", subject=f"Outage in street {n} " + "x" * 80)
+        for n in range(60)
+    ]
+    own = open_ticket(service, priority="urgent", assignee_id=agent.id, subject="Router dead")
+    clock.shift(timedelta(minutes=16))  # every first response is overdue
+
+    result = run_check()
+    assert len(result.breaches) == 61 and result.alerts == 2
+    assert len(sla_history()) == 61  # a history row per breach, as before
+    assert digests() == [(admin.email, 60, [ticket.id for ticket in flood[:50]])]
+    assert alerts() == [
+        (
+            own.id,
+            agent.email,
+            f"First response was due {own.created_at + timedelta(minutes=15):%Y-%m-%d %H:%M} UTC.",
+        )
+    ]
+
+    mails = deliver(app, sink)
+    (digest,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == admin.email]
+    assert digest["Subject"] == "SLA breaches: 60 tickets"  # no ticket's reference: it threads onto none
+    assert (digest["Auto-Submitted"], digest["X-Auto-Response-Suppress"], digest["X-Loop"]) == (
+        "auto-replied",
+        "All",
+        "support@helpdesk.test",
+    )
+    assert digest["Reply-To"] == "support@helpdesk.test"
+    assert digest["In-Reply-To"] is None and digest["References"] is None
+    assert str(digest["Message-ID"]).startswith("<tkt.0.")
+    text = text_of(digest)
+    assert text.startswith(
+        "Hello Ada Admin,\n\nThe SLA check has just found 60 tickets that missed a target:"
+    )
+    numbers = [f"TKT-{n:06d}" for n in range(1, 61)]
+    assert [number for number in numbers if number in text] == numbers[:50]
+    assert "TKT-000061" not in text  # the agent's own, mailed to the agent
+    subject = f"Outage in street 0 {'x' * 80}"[:59] + "…"
+    due = format_when(flood[0].created_at + timedelta(minutes=15), "en", "UTC")
+    assert (
+        f"TKT-000001  {subject}\n    First response was due {due}.\n    http://helpdesk.test/tickets/TKT-000001\n"
+        in text
+    )
+    assert "And 10 more tickets." in text
+    queue = "http://helpdesk.test/tickets?sla=breached&status=new&status=open&status=in_progress"
+    assert queue + "&status=pending_customer&status=reopened" in text
+    assert "You get one list instead of an alert per ticket" in text and "/track" not in text
+    page = html_of(digest)
+    assert '<a href="http://helpdesk.test/tickets/TKT-000050"><strong>TKT-000050</strong></a>' in page
+    assert "TKT-000051" not in page and "And 10 more tickets." in page
+    assert queue.replace("&", "&amp;") in page and "<title>SLA breaches: 60 tickets</title>" in page
+    (alert,) = [mail for mail in mails if mail["To"].addresses[0].addr_spec == agent.email]
+    assert alert["Subject"] == "[TKT-000061] SLA breach: Router dead"
+
+
+def test_up_to_three_tickets_keep_their_own_alerts_and_who_is_told_is_unchanged(service, agent, admin, clock):
+    """A digest goes to whom the tickets' alerts would have gone: the assignee, else
+    (none, or deactivated) every active admin."""
+    boss, _ = StaffService(db.session).create(
+        email="boss@helpdesk.test", name="Bo Boss", role="admin", password="boss-password-1"
+    )
+    gone, _ = StaffService(db.session).create(
+        email="gone@helpdesk.test", name="Gone Agent", role="agent", password="gone-password-1"
+    )
+    mine = [open_ticket(service, priority="urgent", assignee_id=agent.id) for _ in range(4)]
+    unassigned = [open_ticket(service, priority="urgent") for _ in range(2)]
+    orphaned = open_ticket(service, priority="urgent", assignee_id=gone.id)
+    gone.is_active = False
+    db.session.commit()
+    clock.shift(timedelta(minutes=16))
+
+    assert run_check().alerts == 1 + 3 + 3
+    assert digests() == [(agent.email, 4, [ticket.id for ticket in mine])]
+    assert sorted((ticket_id, address) for ticket_id, address, _ in alerts()) == sorted(
+        (ticket.id, address) for ticket in [*unassigned, orphaned] for address in (admin.email, boss.email)
+    )
+
+
+def test_the_next_check_digests_only_the_breaches_it_found_none_twice_none_lost(service, admin, clock):
+    first = [open_ticket(service, priority="urgent") for _ in range(5)]
+    clock.shift(timedelta(minutes=16))
+    run_check()
+    second = [open_ticket(service, priority="urgent") for _ in range(4)]
+    clock.shift(timedelta(minutes=16))
+    run_check()
+    assert run_check().alerts == 0
+    clock.shift(timedelta(hours=4))  # the resolution of all nine
+    run_check()
+
+    everyone = [ticket.id for ticket in first + second]
+    assert digests() == [
+        (admin.email, 5, [ticket.id for ticket in first]),
+        (admin.email, 4, [ticket.id for ticket in second]),
+        (admin.email, 9, everyone),
+    ]
+    assert sorted(alerted()) == sorted(
+        (admin.email, ticket_id, reason) for ticket_id, reason in breach_reasons()
+    )
+    assert len(alerted()) == len(set(alerted())) == 18
+
+
+def test_a_reply_to_a_digest_lands_on_no_ticket(app, service, admin, clock, sink, gateway):
+    """A digest is about many tickets: answering it must not write into one of them."""
+    tickets = [open_ticket(service, priority="urgent") for _ in range(4)]
+    clock.shift(timedelta(minutes=16))
+    run_check()
+    (digest,) = [mail for mail in deliver(app, sink) if mail["To"].addresses[0].addr_spec == admin.email]
+    answer = message(
+        sender=admin.email,
+        subject="Re: " + str(digest["Subject"]),
+        body="I'll take TKT-000001 and TKT-000002.",
+        in_reply_to=digest["Message-ID"],
+    )
+    # It names no ticket, so it goes as any such mail of a sender no rule authorizes.
+    assert gateway.send(answer) == (250, b"2.0.0 OK quarantined")
+    written = db.session.execute(
+        select(func.count(Message.id)).where(Message.ticket_id.in_([ticket.id for ticket in tickets]))
+    ).scalar_one()
+    assert written == len(tickets)  # each its opening message only
+
+
 def test_two_processes_running_the_check_at_once_mark_each_breach_once(
     app, backend, database_url, service, agent, admin
 ):
@@ -241,7 +411,11 @@ def test_two_processes_running_the_check_at_once_mark_each_breach_once(
     assert len(marked) == len(set(marked)) == 2 * lifecycle_worker.TICKETS
     db.session.expire_all()
     assert len(sla_history()) == len(set(sla_history())) == 2 * lifecycle_worker.TICKETS
-    assert len(alerts()) == lifecycle_worker.TICKETS  # one per ticket: both targets in one mail
+    # Each breach told once to its one recipient, by its ticket's alert or a digest
+    # (40 of the tickets are the agent's; no run lists fewer than it is about).
+    told = alerted()
+    assert len(told) == len(set(told)) == 2 * lifecycle_worker.TICKETS
+    assert all(total == len(listed) for _, total, listed in digests())
     assert (
         db.session.execute(
             select(func.count())

@@ -1,8 +1,8 @@
 """Notification mail as it leaves the helpdesk (docs/outbound-mail.md).
 
 Content comes from templates, plain text plus an HTML alternative, one pair per
-kind (`created`, `reply`, `status`, `resolved`, and the staff mail `sla_breach`
-and `escalation`) in `helpdesk/outbound/templates/mail/`; a file of the same name
+kind (`created`, `reply`, `status`, `resolved`, and the staff mail `sla_breach`,
+`sla_digest` and `escalation`) in `helpdesk/outbound/templates/mail/`; a file of the same name
 in `MAIL_TEMPLATES_DIR/<language>/`, else in `MAIL_TEMPLATES_DIR`, overrides the
 built-in one.
 
@@ -22,7 +22,9 @@ Headers:
   an id 7-bit mail cannot carry is left out.
   Reply-To is the support address's plus-address for the ticket
   (`support+TKT-000078@…`), which the gateway matches even when a mail client
-  drops the other headers; the subject carries `[TKT-000078]` too.
+  drops the other headers; the subject carries `[TKT-000078]` too. An SLA digest
+  is about many tickets and threads onto none: no In-Reply-To, no ticket in its
+  subject, Message-ID or Reply-To (the support address itself).
 - Loops (RFC 3834): `Auto-Submitted: auto-replied` on every automatic mail, as
   the product contract asks (docs/outbound-mail.md says why not `auto-generated`
   for notices that answer no mail); none on a public reply, which a person wrote
@@ -74,10 +76,11 @@ from helpdesk.languages import (
     gettext_in,
     label,
 )
-from helpdesk.message_ids import Signer
+from helpdesk.message_ids import NO_TICKET, Signer
 from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.return_paths import ReturnPaths
+from helpdesk.services import notifications
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,10 @@ MAX_MERGE_DEPTH = 8  # merges of merges followed for a recipient's own thread
 
 # Staff should see at a glance that an alert is not customer mail.
 SUBJECT_PREFIXES = {"sla_breach": N_("SLA breach:"), "escalation": N_("Escalated:")}
+DIGEST_SUBJECT_CHARS = 60  # of each ticket's subject in an SLA digest
+# The running statuses (`sla.FINISHED` are not): the digest's link to the queue
+# shows the breached tickets still being worked on.
+_RUNNING_STATUSES = tuple(status for status in v.STATUSES if status not in sla.FINISHED)
 
 
 @functools.cache
@@ -244,6 +251,9 @@ class Composer:
         no id or number yet when its acknowledgment is queued. Afterwards the row
         keeps what was rendered, so every retry sends the same mail.
         """
+        if row.kind == "sla_digest":
+            self._render_digest(session, row)
+            return
         ticket = session.get(Ticket, row.ticket_id)
         if ticket is None:
             raise ValueError(f"outbox #{row.id} names no ticket")
@@ -261,9 +271,48 @@ class Composer:
         row.in_reply_to = parent
         row.references = " ".join(f"<{mid}>" for mid in references) or None
 
-    def build(self, row: OutboxMessage, ticket: Ticket, moment: datetime) -> EmailMessage:
-        """The mail for a rendered row."""
-        number = display_number(ticket.number, self.config)
+    def _render_digest(self, session: Session, row: OutboxMessage) -> None:
+        """An SLA digest (`notifications.digest_reason`): the listed tickets as they
+        are now, each target missed in the recipient's language and zone, the count
+        of the rest, and the queue of breached tickets still being worked on."""
+        reader = self._staff_reader(session, row.to_address)
+        language = reader.language
+        total, entries = notifications.digest_entries(row.status_reason or "")
+        tickets = session.execute(select(Ticket).where(Ticket.id.in_(list(entries)))).scalars()
+        listed = []
+        with languages.reading(language, reader.zone):
+            for ticket in sorted(tickets, key=lambda ticket: ticket.number):
+                number = display_number(ticket.number, self.config)
+                listed.append(
+                    {
+                        "number": number,
+                        "subject": _cut(" ".join(ticket.subject.split()), DIGEST_SUBJECT_CHARS),
+                        "targets": [wording.said(line) for line in entries[ticket.id]],
+                        "url": f"{self.portal_url}/tickets/{number}",
+                    }
+                )
+        queue_filter = "&".join(["sla=breached", *(f"status={status}" for status in _RUNNING_STATUSES)])
+        row.subject = _digest_subject(language, total)
+        context = {
+            "language": language,
+            "title": row.subject,
+            "recipient_name": self._staff_name(session, row.to_address),
+            "count": total,
+            "tickets": listed,
+            "more": total - len(listed),
+            "over": notifications.SLA_DIGEST_OVER,
+            "queue_url": f"{self.portal_url}/tickets?{queue_filter}",
+        }
+        templates = self.templates(language)
+        row.body_text = templates.get_template("sla_digest.txt").render(context)
+        row.body_html = templates.get_template("sla_digest.html").render(context)
+        row.message_id = self.signer.make(NO_TICKET, row.id, row.to_address)
+        row.in_reply_to, row.references = None, None
+
+    def build(self, row: OutboxMessage, ticket: Ticket | None, moment: datetime) -> EmailMessage:
+        """The mail for a rendered row; `ticket` is None for a digest's, which is about
+        no single ticket."""
+        number = display_number(ticket.number, self.config) if ticket is not None else None
         recipient = addresses.on_the_wire(row.to_address)
         if recipient is None:  # the sender skips these before building (docs/outbound-mail.md)
             raise ValueError(f"{row.to_address} has no ASCII form")
@@ -276,8 +325,8 @@ class Composer:
         cc = _cc(row, utf8)
         if cc:
             message["Cc"] = cc
-        message["Reply-To"] = _wire(self.reply_address(number))
-        message["Subject"] = _undecodable(row.subject or number)
+        message["Reply-To"] = _wire(self.reply_address(number) if number is not None else self.support)
+        message["Subject"] = _undecodable(row.subject or number or "")
         message["Date"] = format_datetime(moment.replace(tzinfo=timezone.utc))
         message["Message-ID"] = f"<{row.message_id}>"
         parent = _writable_ids(f"<{row.in_reply_to}>" if row.in_reply_to else "")
@@ -316,12 +365,15 @@ class Composer:
         mail: the ticket's language (fixed now if this is its first customer mail),
         in `BUSINESS_TIMEZONE`."""
         if row.kind in v.STAFF_NOTIFICATION_KINDS:
-            chosen = session.execute(
-                select(StaffUser.language, StaffUser.timezone).where(StaffUser.email == row.to_address)
-            ).first()
-            language, zone = chosen if chosen is not None else ("", "")
-            return Reader(_known_language(language, self.default_language), self._zone(zone))
+            return self._staff_reader(session, row.to_address)
         return Reader(self._thread_language(session, ticket), self._zone(""))
+
+    def _staff_reader(self, session: Session, address: str) -> Reader:
+        chosen = session.execute(
+            select(StaffUser.language, StaffUser.timezone).where(StaffUser.email == address)
+        ).first()
+        language, zone = chosen if chosen is not None else ("", "")
+        return Reader(_known_language(language, self.default_language), self._zone(zone))
 
     def _thread_language(self, session: Session, ticket: Ticket) -> str:
         """The language of the ticket's customer mail. The first customer mail fixes
@@ -394,21 +446,23 @@ class Composer:
             return target
         return gettext_in(language, N_("%(duration)s (counted in business hours)"), duration=target)
 
-    @staticmethod
-    def _recipient_name(ticket: Ticket, row: OutboxMessage) -> str:
-        if row.to_address == ticket.requester.email:
-            return ticket.requester.name
-        for participant in ticket.participants:
-            if participant.email == row.to_address:
-                return participant.name
+    @classmethod
+    def _recipient_name(cls, ticket: Ticket | None, row: OutboxMessage) -> str:
+        if ticket is not None:
+            if row.to_address == ticket.requester.email:
+                return ticket.requester.name
+            for participant in ticket.participants:
+                if participant.email == row.to_address:
+                    return participant.name
         if row.kind in v.STAFF_NOTIFICATION_KINDS:
-            session = object_session(ticket)
+            session = object_session(row)
             if session is not None:
-                return (
-                    session.execute(select(StaffUser.name).where(StaffUser.email == row.to_address)).scalar()
-                    or ""
-                )
+                return cls._staff_name(session, row.to_address)
         return ""
+
+    @staticmethod
+    def _staff_name(session: Session, address: str) -> str:
+        return session.execute(select(StaffUser.name).where(StaffUser.email == address)).scalar() or ""
 
     def _thread(self, session: Session, row: OutboxMessage) -> tuple[str | None, list[str]]:
         """In-Reply-To and References: the customer's last mail on the ticket before
@@ -484,6 +538,19 @@ class Composer:
 
 def _known_language(language: str, otherwise: str) -> str:
     return language if language in LANGUAGES else otherwise
+
+
+def _digest_subject(language: str, count: int) -> str:
+    """No ticket reference in it: answered or forwarded, a digest names no ticket."""
+    text = languages.catalog(language).ngettext(
+        "SLA breaches: %(count)s ticket", "SLA breaches: %(count)s tickets", count
+    )
+    return text % {"count": count}
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\N{HORIZONTAL ELLIPSIS}"
 
 
 def _status_words(status: str | None, language: str) -> str:

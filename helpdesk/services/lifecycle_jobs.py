@@ -75,7 +75,8 @@ class AutoCloseResult:
 
 def check_sla(session: Session, config: Any) -> SlaCheckResult:
     """Mark every target that ran out since the last run as breached, once: a
-    history row per breach and an alert per ticket and recipient. With
+    history row per breach and an alert per ticket and recipient, or one digest
+    for a recipient of more than a few (`notifications.queue_sla_alerts`). With
     `SLA_BREACH_RAISES_PRIORITY`, each breached ticket's priority also goes up one
     step per check that found a breach (`_raise_priority`).
 

@@ -28,11 +28,15 @@ The rules:
   was deactivated), every active admin: one mail per ticket and recipient per
   check, listing the targets missed. Alerts are not rate-limited: each breach
   alerts once by construction, and an alert dropped by a limit would be an SLA
-  failure nobody hears of.
+  failure nobody hears of. They are bounded instead: a recipient one check
+  would alert about more than `SLA_DIGEST_OVER` tickets gets one `sla_digest`
+  instead, a row about no single ticket that lists the first
+  `SLA_DIGEST_LISTED` of them and counts the rest.
 
 - `escalation`: a ticket escalated to someone (`TicketsService.escalate`) tells
   them, with the levels, who escalated it and why; not when they escalated it to
-  themselves. Staff mail, not rate-limited, like the SLA alerts.
+  themselves. Staff mail, not rate-limited, like the SLA alerts; one per escalation
+  a person made, and a ticket escalates at most twice (L1 → L2 → L3).
 
 Whether a queued row is really sent (undeliverable, machine or own address, rate
 limit) is decided when it is sent, with the newest knowledge: see
@@ -61,8 +65,14 @@ from helpdesk.services.actors import Actor
 from helpdesk.sla import Breach
 
 # Customer mail that no person wrote: rate-limited by the sender. (RFC 3834 marks all
-# automatic mail, the staff alerts `sla_breach` too, but those are never limited.)
+# automatic mail, the staff alerts too, but those are never dropped by a limit: an
+# SLA check bounds what it mails each recipient itself, by a digest.)
 AUTOMATIC_KINDS = ("created", "status", "resolved")
+# One SLA check mails a recipient at most this many per-ticket alerts; beyond it, one
+# digest instead, which lists at most SLA_DIGEST_LISTED tickets and counts the rest
+# (docs/outbound-mail.md, "SLA alerts").
+SLA_DIGEST_OVER = 3
+SLA_DIGEST_LISTED = 50
 UNMAILED_STATUSES = frozenset({"cancelled"})
 RETRYABLE_STATES = ("failed", "skipped")
 
@@ -138,9 +148,10 @@ def queue_status_change(
 def queue_sla_alerts(session: Session, breaches: Sequence[Breach]) -> int:
     """Queue the alerts for breaches just marked; returns how many rows were queued.
 
-    Written with one multi-row INSERT, since a check after an outage may find
-    thousands of breaches at once; its times are the model's default, SQL in the
-    statement.
+    Each recipient gets a mail per ticket, listing its targets missed, or, when that
+    would be more than `SLA_DIGEST_OVER` mails, one digest (`digest_reason`). Written
+    with one multi-row INSERT, since a check after an outage may find thousands of
+    breaches at once; its times are the model's default, SQL in the statement.
     """
     staff = session.execute(
         select(StaffUser.id, StaffUser.email, StaffUser.role).where(StaffUser.is_active)
@@ -148,16 +159,24 @@ def queue_sla_alerts(session: Session, breaches: Sequence[Breach]) -> int:
     active = {user_id: email for user_id, email, _ in staff}
     admins = [email for _, email, role in staff if role == "admin"]
     per_ticket: dict[int, tuple[int | None, list[str]]] = {}
-    for breach in breaches:
+    for breach in sorted(breaches, key=lambda breach: breach.ticket_id):
         per_ticket.setdefault(breach.ticket_id, (breach.assignee_id, []))[1].append(breach.describe())
-    rows = []
-    for ticket_id, (assignee_id, lines) in per_ticket.items():
+    per_recipient: dict[str, list[int]] = {}
+    for ticket_id, (assignee_id, _) in per_ticket.items():
         assignee = active.get(assignee_id) if assignee_id is not None else None
         for address in [assignee] if assignee else admins:
+            per_recipient.setdefault(address, []).append(ticket_id)
+    rows = []
+    for address, ticket_ids in per_recipient.items():
+        if len(ticket_ids) > SLA_DIGEST_OVER:
+            reason = digest_reason({ticket_id: per_ticket[ticket_id][1] for ticket_id in ticket_ids})
+            rows.append(dict(ticket_id=None, **_row_values("sla_digest", address, status_reason=reason)))
+            continue
+        for ticket_id in ticket_ids:
+            lines = per_ticket[ticket_id][1]
             rows.append(
                 dict(
-                    ticket_id=ticket_id,
-                    **_row_values("sla_breach", address, status_reason="\n".join(lines)),
+                    ticket_id=ticket_id, **_row_values("sla_breach", address, status_reason="\n".join(lines))
                 )
             )
     if rows:
@@ -165,9 +184,35 @@ def queue_sla_alerts(session: Session, breaches: Sequence[Breach]) -> int:
     return len(rows)
 
 
+def digest_reason(lines: dict[int, list[str]]) -> str:
+    """A digest's stored text: how many tickets it is about, then, for the first
+    `SLA_DIGEST_LISTED` of them, a line per target missed, led by the ticket's id
+    (`12 First response was due 2026-03-02 10:00 UTC.`). The sender renders the
+    numbers, subjects and links from it when it claims the row
+    (`compose.Composer.render`); `digest_entries` reads it back."""
+    listed = list(lines.items())[:SLA_DIGEST_LISTED]
+    return "\n".join(
+        [str(len(lines)), *(f"{ticket_id} {line}" for ticket_id, said in listed for line in said)]
+    )
+
+
+def digest_entries(reason: str) -> tuple[int, dict[int, list[str]]]:
+    """What `digest_reason` wrote: how many tickets in all, and the listed tickets'
+    lines by ticket id, in order. A line of another shape is left out."""
+    head, _, rest = reason.partition("\n")
+    total = int(head) if head.isdigit() and head.isascii() else 0
+    entries: dict[int, list[str]] = {}
+    for line in rest.split("\n"):
+        ticket_id, _, said = line.partition(" ")
+        if ticket_id.isdigit() and ticket_id.isascii() and said:
+            entries.setdefault(int(ticket_id), []).append(said)
+    return max(total, len(entries)), entries
+
+
 def queue_escalation(session: Session, ticket: Ticket, old_level: str, actor: Actor, reason: str) -> None:
     """Tell the ticket's new assignee it was escalated to them, unless they did it
-    themselves. Like SLA alerts, never rate-limited: each escalation mails once."""
+    themselves. Like SLA alerts, never rate-limited: each escalation mails once, and
+    is a person's action (at most two per ticket: escalation only goes up)."""
     assignee = session.get(StaffUser, ticket.escalated_to_id) if ticket.escalated_to_id else None
     if assignee is None or not assignee.is_active or assignee.id == actor.staff_id:
         return
