@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 
 from helpdesk import create_app
-from mailgateway.process import STOP_SIGNALS, configure_process
+from mailgateway.process import configure_process, wait_for_stop_signal
 from mailgateway.smtp import SupportHandler, make_controller
 
 log = logging.getLogger("mailgateway.listeners")
@@ -105,12 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     controller.start()
     log.info("SMTP listener process on %s", app.config["SMTP_LISTEN"])
     try:
-        while (received := signal.sigtimedwait(STOP_SIGNALS, 1.0)) is None:
+        while (received := wait_for_stop_signal(1.0)) is None:
             if os.getppid() != parent:
                 log.warning("the gateway process %d is gone; stopping", parent)
                 break
         else:
-            log.info("received %s, stopping", signal.Signals(received.si_signo).name)
+            log.info("received %s, stopping", received.name)
     finally:
         controller.stop()
         handler.close()

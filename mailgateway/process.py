@@ -1,5 +1,6 @@
 """What every gateway process sets up before it starts work: logging, the GIL
-switch interval, and the stop signals blocked (waited for with `sigwait`)."""
+switch interval, and the stop signals blocked (waited for with
+`wait_for_stop_signal`)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,17 @@ def configure_process() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     # A process that seems stuck tells where: `kill -USR1 <pid>` dumps every stack.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def wait_for_stop_signal(seconds: float) -> signal.Signals | None:
+    """The stop signal that arrived within `seconds`, or None.
+
+    A process paused longer than `seconds` (SIGSTOP, Ctrl-Z, a paused container or
+    machine) and resumed gets from CPython 3.11's `sigtimedwait` a record of
+    uninitialised memory instead of None; taken for a stop signal, it shut the
+    gateway down. So only a record naming a stop signal counts (docs/mail-gateway.md).
+    """
+    received = signal.sigtimedwait(STOP_SIGNALS, seconds)
+    if received is None or received.si_signo not in STOP_SIGNALS:
+        return None
+    return signal.Signals(received.si_signo)

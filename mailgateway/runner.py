@@ -1,8 +1,9 @@
 """Starts the gateway's pieces and stops them on SIGTERM/SIGINT.
 
 The main thread starts everything, then waits for SIGTERM/SIGINT with
-`signal.sigtimedwait` (blocked by `process.configure_process`; no Python signal
-handler runs), looking after the extra SMTP listener processes once a second.
+`process.wait_for_stop_signal` (blocked by `process.configure_process`; no
+Python signal handler runs), looking after the extra SMTP listener processes
+once a second.
 
 The SMTP listener runs in its own thread (aiosmtpd's Controller), and
 `SMTP_PROCESSES - 1` more listen on the same port from their own processes
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import signal
 import threading
 
 from flask import Flask
@@ -30,7 +30,7 @@ from mailgateway.imap import ImapPoller, parse_imap_urls
 from mailgateway.listeners import ListenerProcesses
 from mailgateway.outbound import Sender
 from mailgateway.periodic import LifecycleJobs
-from mailgateway.process import STOP_SIGNALS
+from mailgateway.process import wait_for_stop_signal
 from mailgateway.smtp import SupportHandler, make_controller
 
 log = logging.getLogger("mailgateway")
@@ -70,9 +70,9 @@ def run(app: Flask) -> None:
             f"{outbound.host}:{outbound.port}" if outbound else "off",
             app.config["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
         )
-        while (received := signal.sigtimedwait(STOP_SIGNALS, 1.0)) is None:
+        while (received := wait_for_stop_signal(1.0)) is None:
             listeners.watch()
-        log.info("received %s, stopping", signal.Signals(received.si_signo).name)
+        log.info("received %s, stopping", received.name)
     finally:
         stopping.set()
         faulthandler.dump_traceback_later(SLOW_STOP_SECONDS)

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -112,3 +113,37 @@ def test_dead_listener_is_restarted_and_an_orphan_stops(app, database_url, tmp_p
     db.session.expire_all()
     numbers = db.session.execute(select(Ticket.number).order_by(Ticket.number)).scalars().all()
     assert numbers == list(range(1, 7))
+
+
+def test_a_gateway_paused_and_resumed_keeps_serving(app, database_url, tmp_path):
+    """Paused longer than its one-second wait for a stop signal (SIGSTOP, Ctrl-Z, a
+    paused container) and resumed, the gateway and its listener process got a
+    record of garbage from CPython's `sigtimedwait`, took it for a stop signal and
+    died of it (exit 1). Resumed, both keep serving and stop on SIGTERM alone."""
+    authorize_example_com()
+    port, log = free_port(), []
+    process = start(database_url, port, tmp_path, log, SMTP_PROCESSES="2")
+    try:
+        wait_for(log, listeners_up(1), "the second listener process")
+        [listener] = pids(log, "SMTP listener process on")
+        for pid in (process.pid, listener):
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.5)
+        for pid in (process.pid, listener):
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(1.5)  # each wait loop has come round at least once
+        assert process.poll() is None, "".join(log)
+        assert not pids(log, "SMTP listener process stopped|exited with code"), "".join(log)
+        for n in range(4):  # served whichever process the kernel picks
+            reply = send(port, message(sender="ann@example.com", message_id=f"<z-{n}@c.example>"))
+            assert reply[0] == 250, reply
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    assert code == 0, "".join(log)
+    wait_for(
+        log,
+        lambda lines: listener in pids(lines, "SMTP listener process stopped"),
+        "the listener's stop",
+    )
+    assert any(" received SIGTERM, stopping" in line for line in log if f" {listener} " in line)
