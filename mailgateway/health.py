@@ -9,17 +9,27 @@ by this host or whichever gateway holds its lease; the outbox has not backed up
 (`clock.database_now`), not this host's: a host whose clock runs ahead found a
 healthy gateway on another host stuck. Mail that failed for good is counted, not
 judged: it stays failed until someone looks, and a probe must not fail for it
-forever. See docs/operations.md.
+forever.
+
+Every part answers within `TIMEOUT` or fails; without a deadline a database that
+hangs (its server paused, PgBouncer holding queries while PostgreSQL is down)
+keeps the check from printing anything for minutes. The database's part runs in
+a thread of its own, beside the listener's, and is left behind when it does not
+answer in time. See docs/operations.md.
 """
 
 from __future__ import annotations
 
+import math
 import smtplib
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 
 from helpdesk.clock import database_now
@@ -28,7 +38,8 @@ from helpdesk.models import ImapMailboxState
 from helpdesk.services.mailflow import mail_flow
 from mailgateway.imap import parse_imap_urls
 
-CONNECT_TIMEOUT = 5.0
+#: Seconds each part (the database's queries together) has to answer.
+TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -41,19 +52,54 @@ class Finding:
         return f"{'ok  ' if self.healthy else 'FAIL'} {self.part}: {self.detail}"
 
 
-def check(app: Flask) -> list[Finding]:
-    findings = [_listener(app)]
+def check(app: Flask, timeout: float = TIMEOUT) -> list[Finding]:
+    answer: list[list[Finding]] = []
+    database = threading.Thread(
+        target=lambda: answer.append(_database(app, timeout)), name="health-database", daemon=True
+    )
+    deadline = time.monotonic() + timeout
+    database.start()
+    listener = _listener(app)
+    database.join(max(0.0, deadline - time.monotonic()))
+    if not answer:
+        # A thread that ended without an answer raised; its traceback is on stderr.
+        detail = f"no answer within {timeout:g} s" if database.is_alive() else "the check failed"
+        return [Finding("database", False, detail), listener]
+    [first, *rest] = answer[0]
+    return [first, listener, *rest]
+
+
+def _database(app: Flask, timeout: float) -> list[Finding]:
+    """The database line, then (when it answers) the mailboxes' and the outbox's."""
     with app.app_context():
+        engine = db.engine
+        if engine.dialect.name == "postgresql" and not event.contains(engine, "do_connect", _connect_timeout):
+            event.listen(engine, "do_connect", _connect_timeout)
         try:
+            if engine.dialect.name == "postgresql":
+                # Ends the check's queries on the server when they wait on a lock
+                # (a migration's). Local to the transaction, so it works through
+                # PgBouncer, which drops options given at connection.
+                db.session.execute(
+                    text("SELECT set_config('statement_timeout', :ms, true)"),
+                    {"ms": str(int(timeout * 1000))},
+                )
             db.session.execute(text("SELECT 1"))
+            moment = database_now(db.session)
+            return [
+                Finding("database", True, "answers"),
+                *_mailboxes(app, moment),
+                _outbox(app, moment),
+            ]
         except DBAPIError as exc:
-            return [Finding("database", False, str(exc.orig or exc).strip().splitlines()[0]), *findings]
-        findings.insert(0, Finding("database", True, "answers"))
-        moment = database_now(db.session)
-        findings.extend(_mailboxes(app, moment))
-        findings.append(_outbox(app, moment))
-        db.session.rollback()
-    return findings
+            return [Finding("database", False, str(exc.orig or exc).strip().splitlines()[0])]
+        finally:
+            db.session.rollback()
+
+
+def _connect_timeout(_dialect: object, _record: object, _args: object, parameters: dict[str, Any]) -> None:
+    """libpq waits for a server's answer to a new connection for ever without it."""
+    parameters.setdefault("connect_timeout", math.ceil(TIMEOUT))
 
 
 def _listener(app: Flask) -> Finding:
@@ -61,7 +107,7 @@ def _listener(app: Flask) -> Finding:
     host, _, port = listen.rpartition(":")
     host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host.strip("[]")
     try:
-        with smtplib.SMTP(timeout=CONNECT_TIMEOUT) as client:
+        with smtplib.SMTP(timeout=TIMEOUT) as client:
             code, banner = client.connect(host, int(port))
     except (OSError, smtplib.SMTPException) as exc:
         return Finding("smtp listener", False, f"{listen}: {exc}")

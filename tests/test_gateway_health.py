@@ -8,32 +8,37 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import time_machine
+from sqlalchemy import text
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
 from helpdesk.services import TicketsService
 from helpdesk.services.senders import SendersService
-from mailgateway.health import check
+from mailgateway.health import TIMEOUT, check
 from tests.support.database import open_ticket
 from tests.support.gateway_process import ROOT, SECRETS, start
+from tests.support.hung_database import HungDatabase
 from tests.support.outbox import outbox_row
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until
 
 
-def _check(env: dict[str, str]) -> tuple[int, list[str]]:
+def _check(env: dict[str, str], timeout: float = 60) -> tuple[int, list[str]]:
     done = subprocess.run(
         [sys.executable, "gateway.py", "--check"],
         cwd=ROOT,
         env={**os.environ, **SECRETS, **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
     return done.returncode, done.stdout.splitlines()
 
@@ -95,6 +100,26 @@ def test_an_unreachable_database_fails_the_check_in_one_line(tmp_path):
     assert len(lines) == 2
 
 
+@pytest.mark.parametrize("logs_in", [False, True], ids=["server-paused", "pgbouncer-waiting"])
+def test_a_hung_database_fails_the_check_within_its_timeout(tmp_path, logs_in):
+    """A database that takes the connection and never answers (every PostgreSQL
+    process stopped), or logs the client in and holds its queries (PgBouncer while
+    PostgreSQL is down, for two minutes), kept `--check` silent: nothing printed
+    after 45 s. It answers within its timeout, with the listener's line."""
+    with HungDatabase(logs_in=logs_in) as database:
+        started = time.monotonic()
+        code, lines = _check(_environment(database.url, free_port(), tmp_path), timeout=40)
+        took = time.monotonic() - started
+    assert code == 1
+    assert lines[0] in (
+        f"FAIL database: no answer within {TIMEOUT:g} s",
+        "FAIL database: timeout expired",  # libpq's connect_timeout, as long
+    ), lines
+    assert lines[1].startswith("FAIL smtp listener"), lines
+    assert len(lines) == 2, lines
+    assert took < TIMEOUT + 15, "the check's own deadline, plus starting Python and the app"
+
+
 def test_a_host_whose_clock_is_off_judges_the_gateway_by_the_databases_clock(pg_app):
     """`--check` on a host whose clock runs a minute ahead of the database's, about a
     gateway on another host: its mailbox was polled 90 s ago and its outbox holds a
@@ -154,3 +179,22 @@ def test_mail_queued_on_a_host_whose_clock_runs_behind_is_not_taken_for_a_backlo
     (outbox,) = [finding for finding in check(pg_app) if finding.part == "outbox"]
     assert outbox.healthy, outbox.detail
     assert outbox.detail.startswith("1 pending")
+
+
+def test_a_check_waiting_on_a_lock_is_ended_by_the_database(pg_app):
+    """A migration holding the outbox table: the check's query waits on the lock.
+    The check fails after its timeout, and the database ends the query then too
+    (a statement timeout for the check's transaction only, as PgBouncer allows),
+    so no query of it stays queued behind the migration."""
+    with db.engine.connect() as migration:
+        migration.execute(text("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE"))
+        findings = check(pg_app, timeout=1.0)
+        assert findings[0].part == "database" and not findings[0].healthy, findings
+        wait_until(
+            lambda: not any(thread.name == "health-database" for thread in threading.enumerate()),
+            timeout=10,
+            what="the check's database thread to end",
+        )
+        migration.rollback()
+    assert [finding.healthy for finding in check(pg_app) if finding.part != "smtp listener"] == [True, True]
+    assert db.session.execute(text("SHOW statement_timeout")).scalar() == "0"
