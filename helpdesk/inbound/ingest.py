@@ -216,7 +216,9 @@ def refuse_oversized(head: bytes, size: int, envelope: Envelope, config: Mapping
 
 class _RecentlyDeferred:
     """Dedup keys of mail this process answered "try again later", newest last and
-    at most `size` of them: a mail that comes back and fails again is parked."""
+    at most `size` of them: a mail that comes back and fails again is parked. Per
+    process on purpose: each listener process may defer a mail once before one
+    parks it (docs/mail-gateway.md, "SMTP replies")."""
 
     def __init__(self, size: int = 10_000) -> None:
         self._keys: OrderedDict[str, None] = OrderedDict()
