@@ -14,6 +14,10 @@ Fixed windows only, Flask-Limiter's default strategy. A hit is its own short
 transaction on a pooled connection, committed at once: a request that is refused,
 fails or rolls back has still been counted. Reading a window (the X-RateLimit
 headers) uses the request's own session rather than a second connection.
+
+The login budgets count an attempt before its password is checked and give the
+place back when the attempt did not fail (docs/security.md, "Password guessing"):
+`give_back` takes it back in whichever store holds the counters.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import time
 from typing import Any
 
 from flask import Flask
-from limits.storage import Storage
-from sqlalchemy import bindparam, case, delete, select
+from limits.storage import MemcachedStorage, Storage
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -64,6 +68,13 @@ _LIVE = select(COUNTERS.c.count, COUNTERS.c.expires_at).where(
     COUNTERS.c.key == bindparam("key"), COUNTERS.c.expires_at > bindparam("now")
 )
 _SWEEP = delete(COUNTERS).where(COUNTERS.c.expires_at <= bindparam("now"))
+# Never below nothing, never into a spent window or a key without one.
+_DECREMENT = (
+    update(COUNTERS)
+    .where(COUNTERS.c.key == bindparam("counter"), COUNTERS.c.expires_at > bindparam("now"))
+    .values(count=func.greatest(COUNTERS.c.count - bindparam("taken"), 0))
+    .returning(COUNTERS.c.count)
+)
 
 
 def init_app(app: Flask) -> None:
@@ -104,6 +115,14 @@ class DatabaseStorage(Storage):
             ).scalar_one()
         return int(count)
 
+    def decr(self, key: str, amount: int = 1) -> int:
+        """Take back from the key's current window (as the memory store's `decr`)."""
+        with db.engine.begin() as connection:
+            count = connection.execute(
+                _DECREMENT, {"counter": _stored(key), "taken": amount, "now": time.time()}
+            ).scalar_one_or_none()
+        return int(count or 0)
+
     def get(self, key: str) -> int:
         row = _live(key)
         return int(row.count) if row is not None else 0
@@ -127,6 +146,19 @@ class DatabaseStorage(Storage):
     def clear(self, key: str) -> None:
         with db.engine.begin() as connection:
             connection.execute(delete(COUNTERS).where(COUNTERS.c.key == _stored(key)))
+
+
+def give_back(storage: Storage, key: str, expiry: int, amount: int = 1) -> None:
+    """Take back `amount` of a hit from `key` in any store Flask-Limiter may use. The
+    memory store and this one have `decr` (never below 0, no new window); memcached's
+    own decr does the same; Redis and MongoDB take a negative increment."""
+    decrement = getattr(storage, "decr", None)
+    if decrement is not None:
+        decrement(key, amount)
+    elif isinstance(storage, MemcachedStorage):
+        storage.call_memcached_func(storage.storage.decr, key, amount, noreply=False)
+    else:
+        storage.incr(key, expiry, amount=-amount)
 
 
 def _live(key: str) -> Any:

@@ -8,10 +8,11 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
+from limits.storage import MemcachedStorage, MemoryStorage
 from sqlalchemy import func, select
 
 from helpdesk.extensions import db
-from helpdesk.limit_storage import DatabaseStorage
+from helpdesk.limit_storage import DatabaseStorage, give_back
 from helpdesk.models import RateLimitCounter, StaffUser
 from tests.support import limit_worker
 from tests.support.app import make_app
@@ -53,6 +54,45 @@ def test_counts_within_a_window_and_starts_again_after_it(app: Flask, clock) -> 
     storage.clear("k")
     assert storage.get("k") == 0 and storage.get("other") == 0  # "other" is spent too
     assert storage.check()
+
+
+@on_postgresql
+def test_a_place_given_back_never_goes_below_nothing_or_opens_a_window(app: Flask, clock) -> None:  # type: ignore[no-untyped-def]
+    """The login budgets give back the place of an attempt that did not fail
+    (docs/security.md): only from the key's current window, never below 0."""
+    storage = DatabaseStorage()
+    storage.incr("k", 60, amount=2)
+    assert storage.decr("k") == 1 and storage.decr("k", 5) == 0 and storage.get("k") == 0
+    assert storage.decr("unknown") == 0 and _rows() == 1  # no row made for it
+    storage.incr("k", 60)
+    clock.shift(timedelta(seconds=61))
+    assert storage.decr("k") == 0
+    assert storage.incr("k", 60) == 1  # the spent window was left alone: a new one starts at 1
+
+
+def test_a_place_is_given_back_in_the_stores_without_a_database() -> None:
+    """The memory store (SQLite) counts down with its own decr; memcached refuses a
+    negative increment, so its client's decr (which stops at 0) takes it back."""
+    memory = MemoryStorage()
+    memory.incr("k", 60, amount=2)
+    give_back(memory, "k", 60)
+    give_back(memory, "unknown", 60)
+    assert memory.get("k") == 1 and memory.get("unknown") == 0
+
+    class Client:
+        """pymemcache's client, of which only decr is called (pymemcache is not installed)."""
+
+        calls: list[tuple[str, int]] = []
+
+        def decr(self, key: str, value: int, noreply: bool | None = False) -> int | None:
+            self.calls.append((key, value))
+            return None
+
+    memcached = MemcachedStorage.__new__(MemcachedStorage)
+    memcached.local_storage = threading.local()
+    memcached.local_storage.storage = Client()
+    give_back(memcached, "k", 60)
+    assert Client.calls == [("k", 1)]
 
 
 @on_postgresql
