@@ -31,7 +31,7 @@ from flask_jwt_extended import (
 from sqlalchemy import bindparam, exists, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from helpdesk import addresses
+from helpdesk import addresses, limit_storage
 from helpdesk.api import payload
 from helpdesk.clock import now
 from helpdesk.database import insert_ignoring
@@ -77,22 +77,51 @@ def _key_of(email: str) -> str:
     return "account:" + hashlib.sha256(named.encode("utf-8", "replace")).hexdigest()
 
 
-def _failed(response: Response) -> bool:
-    return response.status_code == 401
-
-
 # The portal's login form and the API's login draw from the same budgets, which count
 # failed attempts only: per client address (many staff behind one NAT address log in
 # all morning without using it up) and per account (guessing one account's password
-# from many addresses stops there). See docs/security.md.
-_per_address_limit = limiter.shared_limit(_per_address, scope="login", methods=["POST"], deduct_when=_failed)
+# from many addresses stops there). Flask-Limiter counts an attempt before the view,
+# in one step of the shared store that also answers whether it was within the limit,
+# so attempts at the same moment each take their own place; `_failures_only` gives
+# the place back unless the attempt failed a password check. See docs/security.md.
+LOGIN_SCOPES = ("login", "login-account")
+_per_address_limit = limiter.shared_limit(_per_address, scope="login", methods=["POST"])
 _per_account_limit = limiter.shared_limit(
-    _per_account, scope="login-account", key_func=_account_key, methods=["POST"], deduct_when=_failed
+    _per_account, scope="login-account", key_func=_account_key, methods=["POST"]
 )
 
 
+def _failures_only(view: F) -> F:
+    """Keep this request's places in the login budgets only if a password check
+    failed in it (`failed_password`). A refused attempt (429), a success and a
+    request refused before any check give theirs back."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        finally:
+            if not g.get("failed_password"):
+                _give_back()
+
+    return cast(F, wrapper)
+
+
+def _give_back() -> None:
+    storage = limiter.limiter.storage
+    for taken in limiter.current_limits:
+        if taken.request_args[-1] in LOGIN_SCOPES:
+            limit_storage.give_back(storage, taken.key, taken.limit.get_expiry())
+
+
+def failed_password() -> None:
+    """Note that this request checked a password and it was wrong: its places in the
+    login budgets are kept."""
+    g.failed_password = True
+
+
 def login_rate_limit(view: F) -> F:
-    return cast(F, _per_address_limit(_per_account_limit(view)))
+    return _failures_only(cast(F, _per_address_limit(_per_account_limit(view))))
 
 
 def current_password_limit(caller_email: Callable[[], str]) -> Callable[[F], F]:
@@ -100,22 +129,21 @@ def current_password_limit(caller_email: Callable[[], str]) -> Callable[[F], F]:
     failed login of the caller's account, from the same budget, so a session or a
     token does not give endless guesses at the password (docs/security.md). The view
     reports a wrong one with `wrong_current_password`."""
-    return cast(
-        Callable[[F], F],
-        limiter.shared_limit(
-            _per_account,
-            scope="login-account",
-            key_func=lambda: _key_of(caller_email()),
-            methods=["POST"],
-            deduct_when=lambda _response: bool(g.get("wrong_current_password")),
-        ),
+    account_limit = limiter.shared_limit(
+        _per_account, scope="login-account", key_func=lambda: _key_of(caller_email()), methods=["POST"]
     )
+
+    def decorator(view: F) -> F:
+        return _failures_only(cast(F, account_limit(view)))
+
+    return decorator
 
 
 def wrong_current_password(error: ValidationError) -> None:
     """Note for `current_password_limit` whether a refused change named a wrong
     current password (a too-short new one costs nothing)."""
-    g.wrong_current_password = "current_password" in error.fields
+    if "current_password" in error.fields:
+        failed_password()
 
 
 def check_credentials(email: str, password: str) -> StaffUser | None:
@@ -126,8 +154,10 @@ def check_credentials(email: str, password: str) -> StaffUser | None:
     ).scalar_one_or_none()
     if user is None:
         check_password_hash(_decoy_hash(), password)
+        failed_password()
         return None
     if not user.check_password(password) or not user.is_active:
+        failed_password()
         return None
     return user
 
