@@ -16,7 +16,8 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   again and `ingest` answers "duplicate" (Zammad #1662 made a second ticket there).
 - A transient failure (database unreachable) leaves the message where it is and
   the poller retries after a backoff; a message that cannot be processed for good
-  is quarantined by `ingest` with its raw bytes and filed in the failed folder. A
+  is quarantined by `ingest` with its raw bytes and filed in the failed folder, and
+  so is one whose reading before `ingest` (its envelope, its parse) fails. A
   message the server fails to hand over is asked for alone; after FETCH_ATTEMPTS
   failures it is quarantined by its place and filed there too, unread, so it
   never holds back the mail after it (SPEC §7).
@@ -72,9 +73,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import getaddresses
 from typing import Any, NoReturn
 
 from flask import Flask
@@ -85,6 +83,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.sql.elements import ColumnElement
 
+from config import Config
 from helpdesk import numbering
 from helpdesk.clock import database_clock
 from helpdesk.extensions import db
@@ -96,10 +95,12 @@ from helpdesk.inbound.ingest import (
     TransientError,
     ingest,
     quarantine_unfetchable,
+    quarantine_unread,
     refuse_oversized,
 )
+from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
 from helpdesk.inbound.limits import MailLimits
-from helpdesk.inbound.parser import InboundMail, header_block, parse
+from helpdesk.inbound.parser import InboundMail, header_addresses, parse
 from helpdesk.models import ImapMailboxState
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
@@ -124,6 +125,10 @@ _CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EO
 # The database away or busy: no connection from the pool in time, or a statement
 # failed. Says nothing about who holds a mailbox.
 _DATABASE_ERRORS = (DBAPIError, PoolTimeout)
+# What reading one mail for the pipeline may raise that is not the mail's own
+# failure: the batch stops there, and the mail stays for the next pass. Anything
+# else is that mail's failure alone (`ImapPoller._unread`).
+_NOT_THE_MAILS = (TransientError, *_DATABASE_ERRORS)
 
 
 class InvalidImapUrl(InvalidServerUrl):
@@ -181,19 +186,20 @@ def _parse_url(url: str) -> MailboxSource:
     )
 
 
-def envelope_from_headers(raw_head: bytes) -> Envelope:
+def envelope_from_headers(
+    raw: bytes, limits: MailLimits = DEFAULT_LIMITS, most: int = Config.MAX_RECIPIENTS
+) -> Envelope:
     """What SMTP would have said, as far as the delivering server wrote it down:
     Return-Path for MAIL FROM, Delivered-To / X-Original-To / Envelope-To for RCPT
-    (which keeps a Bcc'd plus-address usable for matching)."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw_head)
+    (which keeps a Bcc'd plus-address usable for matching); at most `most`
+    (`MAX_RECIPIENTS`) of them.
 
-    def addresses(*names: str) -> list[str]:
-        values = [str(v) for name in names for v in (headers.get_all(name) or [])]
-        return [addr.lower() for _, addr in getaddresses(values) if addr]
-
-    return_path = addresses("Return-Path")
-    recipients = addresses("Delivered-To", "X-Original-To", "Envelope-To")
-    return Envelope(return_path[0] if return_path else "", tuple(dict.fromkeys(recipients)), "imap")
+    The sender can write these fields too, so they are read as the pipeline reads
+    addresses, from the header within its caps (`parser.header_addresses`); never
+    raises (docs/mail-gateway.md)."""
+    return_path = header_addresses(raw, ("return-path",), 1, limits)
+    recipients = header_addresses(raw, ("delivered-to", "x-original-to", "envelope-to"), most, limits)
+    return Envelope(return_path[0] if return_path else "", tuple(recipients), "imap")
 
 
 @dataclass(frozen=True)
@@ -236,6 +242,7 @@ class ImapPoller(Loop):
         self.failed_folder: str = config["IMAP_FAILED_FOLDER"]
         self.poll_seconds: float = float(config["IMAP_POLL_SECONDS"])
         self.max_bytes: int = config["MAX_MESSAGE_BYTES"]
+        self.max_recipients: int = config["MAX_RECIPIENTS"]
         self.threads: int = max(1, int(config["IMAP_INGEST_THREADS"]))
         self.ticket_prefix: str = config["TICKET_PREFIX"]
         self.support: list[str] = config["SUPPORT_ADDRESSES"]
@@ -433,18 +440,26 @@ class ImapPoller(Loop):
                     if b"BODY[]" not in data:  # too big: only its header was fetched
                         settle()
                         if error is None:
-                            results[uid] = self._refuse(data, sizes[uid])
+                            results[uid] = self._refuse(uid, data, sizes[uid])
                         continue
                     raw = bytes(data[b"BODY[]"] or b"")
-                    envelope = envelope_from_headers(header_block(raw))
-                    mail = parse(raw, self.limits)
+                    try:
+                        envelope = envelope_from_headers(raw, self.limits, self.max_recipients)
+                        mail = parse(raw, self.limits)
+                        if self.threads > 1:
+                            key = dedup_key(mail)
+                            recipients = matching.recipients(mail, envelope.recipients, self.support)
+                            signs = matching.thread_signs(mail, recipients, self.ticket_prefix)
+                    except _NOT_THE_MAILS:
+                        raise
+                    except Exception as exc:  # this mail's failure alone: the batch goes on
+                        settle()
+                        if error is None:
+                            results[uid] = self._unread(uid, raw, exc)
+                        continue
                     if self.threads == 1:
                         results[uid] = self._ingest(raw, envelope, mail)
                         continue
-                    key = dedup_key(mail)
-                    signs = matching.thread_signs(
-                        mail, matching.recipients(mail, envelope.recipients, self.support), self.ticket_prefix
-                    )
                     flights = in_flight.values()
                     if any(f.key == key for f in flights) or signs.may_point_into(
                         {f.message_id for f in flights}, next_number
@@ -522,10 +537,25 @@ class ImapPoller(Loop):
         with self.app.app_context():
             return ingest(raw, envelope, self.app.config, parsed=mail)
 
-    def _refuse(self, data: Mapping[bytes, Any], size: int) -> Result:
+    def _refuse(self, uid: int, data: Mapping[bytes, Any], size: int) -> Result:
+        """Record a mail over MAX_MESSAGE_BYTES by its header."""
         head = bytes(data.get(b"BODY[HEADER]") or b"")
+        try:
+            envelope = envelope_from_headers(head, self.limits, self.max_recipients)
+            with self.app.app_context():
+                return refuse_oversized(head, size, envelope, self.app.config)
+        except _NOT_THE_MAILS:
+            raise
+        except Exception as exc:  # this mail's failure alone: the batch goes on
+            return self._unread(uid, head, exc)
+
+    def _unread(self, uid: int, raw: bytes, exc: Exception) -> Result:
+        """A mail whose reading for the pipeline failed with `exc`, outside `ingest`'s
+        safety net: quarantined with its bytes and filed as failed, so it does not hold
+        back the mail after it (SPEC §7; docs/mail-gateway.md)."""
+        log.error("%s: UID %s could not be read; quarantining it", self.source.key, uid, exc_info=exc)
         with self.app.app_context():
-            return refuse_oversized(head, size, envelope_from_headers(head), self.app.config)
+            return quarantine_unread(raw, "imap", exc)
 
     def _move(self, client: IMAPClient, uids: list[int], folder: str) -> None:
         if not uids:

@@ -404,6 +404,21 @@ def quarantine_unfetchable(place: str, errors: list[str]) -> Result:
     return _hold_fixed(session, None, key, _bare_record(session, key, "imap", reason, b""))
 
 
+def quarantine_unread(raw: bytes, channel: str, exc: Exception) -> Result:
+    """Record a mail whose reading before `ingest` failed with `exc` (the IMAP
+    poller's envelope, parse or record of a mail too big: a bug, or bytes nobody
+    foresaw), so it neither is lost nor holds back the mail after it: its raw bytes
+    and fixed words, held as failed. Keyed by its bytes, so a second record of it (a
+    crash before the move) is a duplicate of the first."""
+    session = db.session
+    key = "unread:" + hashlib.sha256(raw).hexdigest()
+    reason = clean(
+        f"processing failed before the pipeline ({type(exc).__name__}: {str(exc)[:500]}); "
+        "parked with its raw bytes for review"
+    )
+    return _hold_fixed(session, None, key, _bare_record(session, key, channel, reason, raw))
+
+
 def _bare_record(session: Session, key: str, channel: str, reason: str, raw: bytes) -> InboundRecord:
     """A quarantined record of fixed words and the raw bytes only: nothing read from
     the mail that could make storing it fail. Received by the database's clock, as

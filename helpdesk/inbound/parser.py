@@ -488,6 +488,29 @@ def header_as_servers_read(data: bytes, limits: MailLimits = DEFAULT_LIMITS) -> 
     )
 
 
+def header_addresses(
+    data: bytes, names: tuple[str, ...], most: int, limits: MailLimits = DEFAULT_LIMITS
+) -> list[str]:
+    """The addresses of raw mail's top-level header fields `names` (lower-case), every
+    field of the first name before the next name's: at most `most`, from at most
+    `most` field values; never raises.
+
+    For the IMAP poller's envelope (Return-Path, Delivered-To and their kin), whose
+    fields the sender can write too: the header is read as servers read it, within
+    `MAX_HEADER_BYTES` and `MAX_HEADER_FIELDS` (`header_as_servers_read`), and the
+    values as From and To are (`_addresses`: `MAX_ADDRESS_CHARS` in all, and a grammar
+    that reads nested comments without recursing; the standard library's recursed
+    once per `(`, and 1,000 of them raised RecursionError: docs/security.md)."""
+    try:
+        with charsets.detection_budget(MAX_CHARSET_DETECTIONS):
+            fields = header_as_servers_read(data, limits).fields
+            values = [value for name in names for field, value in fields if field == name][:most]
+            return [address for _name, address in _addresses(values, None, first=most == 1)][:most]
+    except Exception:  # the safety net, as `parse` has one: no mail may stop its reader
+        log.exception("reading the addresses of %s failed", ", ".join(names))
+        return []
+
+
 def header_block(data: bytes) -> bytes:
     """The top-level header of raw mail, its blank line included (all of it if none)."""
     blank = _BLANK_LINE.search(data)  # stops there: a search for "\n\n" reads a CRLF mail whole
@@ -876,7 +899,7 @@ def _mailboxes(text: str) -> list[tuple[str, str]]:
         log.info("mail-parser address parsing failed (%s); using email.utils", exc)
     try:
         return getaddresses([text])
-    except _EMAIL_FAILURES:
+    except (*_EMAIL_FAILURES, RecursionError):  # it recurses once per nested comment
         return []
 
 
