@@ -414,7 +414,9 @@ class ImapPoller(Loop):
         if small:
             fetched.update(self._fetch(client, small, ["BODY.PEEK[]"]))
         if large:
-            fetched.update(self._fetch(client, large, ["BODY.PEEK[HEADER]"]))
+            # Its header only, and at most MAX_HEADER_BYTES of it: a mail without a
+            # blank line is all header.
+            fetched.update(self._fetch(client, large, [f"BODY.PEEK[HEADER]<0.{self.limits.header_bytes}>"]))
         results: dict[int, Result] = {}
         error: BaseException | None = None
         with ThreadPoolExecutor(self.threads, thread_name_prefix="imap-ingest") as pool:
@@ -538,8 +540,10 @@ class ImapPoller(Loop):
             return ingest(raw, envelope, self.app.config, parsed=mail)
 
     def _refuse(self, uid: int, data: Mapping[bytes, Any], size: int) -> Result:
-        """Record a mail over MAX_MESSAGE_BYTES by its header."""
-        head = bytes(data.get(b"BODY[HEADER]") or b"")
+        """Record a mail over MAX_MESSAGE_BYTES by the part of its header fetched."""
+        # imapclient names a partial fetch's answer with its origin: BODY[HEADER]<0>.
+        parts = [value for name, value in data.items() if name.startswith(b"BODY[HEADER]")]
+        head = bytes(parts[0] or b"") if parts else b""
         try:
             envelope = envelope_from_headers(head, self.limits, self.max_recipients)
             with self.app.app_context():

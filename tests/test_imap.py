@@ -443,6 +443,22 @@ def test_oversized_mail_is_recorded_and_filed_as_failed(app, senders, mailbox):
     assert len(tickets()) == 1
 
 
+def test_oversized_mail_that_is_all_header_is_stored_within_max_header_bytes(app, mailbox):
+    """The header of a mail without a blank line is the whole mail: 8.6 MB were
+    fetched and stored (and read for its envelope) for a limit of 1 MB, saying
+    "only its header was stored"."""
+    fields = b"".join(b"Delivered-To: u%d@example.com\r\n" % i for i in range(3000))
+    big = raw(1, "all-header").split(b"\r\n\r\n")[0] + b"\r\n" + fields
+    mailbox.deliver(big)
+    ((_uid, result),) = drain(poller_for(app, mailbox, MAX_MESSAGE_BYTES=20_000, MAX_HEADER_BYTES=8192))
+    assert (result.outcome, result.failed) == (Outcome.REJECTED, True)
+    record = db.session.execute(select(InboundMail)).scalar_one()
+    assert record.message_id == "all-header-1@client.example" and record.size == len(big)
+    assert 0 < len(record.raw) <= 8192 and big.startswith(record.raw)
+    assert "only the first 8192 bytes of its header were stored" in record.reason
+    assert mailbox.count(mailbox.failed) == 1 and mailbox.count() == 0
+
+
 @pytest.mark.parametrize("size", ["small", "oversized"])
 def test_a_mail_that_fails_before_the_pipeline_is_quarantined_raw_and_the_rest_goes_on(
     app, senders, mailbox, monkeypatch, size

@@ -184,14 +184,19 @@ def with_envelope_sender(mail: InboundMail, envelope: Envelope) -> InboundMail:
 
 def refuse_oversized(head: bytes, size: int, envelope: Envelope, config: Mapping[str, Any]) -> Result:
     """Record a mail too big to take (`MAX_MESSAGE_BYTES`) that is already in a
-    mailbox, so it cannot be refused the SMTP way (552): its header is kept and the
+    mailbox, so it cannot be refused the SMTP way (552): its header is kept, at most
+    `MAX_HEADER_BYTES` of it (a mail without a blank line is all header), and the
     outcome is `rejected`; the poller files the whole mail in the failed folder."""
-    mail = parse(head, MailLimits.from_config(config))
+    limits = MailLimits.from_config(config)
+    kept = head[: limits.header_bytes]
+    mail = parse(kept, limits)
     key = dedup_key(mail)
-    reason = (
-        f"{size} bytes, larger than MAX_MESSAGE_BYTES ({config['MAX_MESSAGE_BYTES']}); "
+    stored = (
         "only its header was stored"
+        if len(kept) < limits.header_bytes
+        else f"only the first {limits.header_bytes} bytes of its header were stored (MAX_HEADER_BYTES)"
     )
+    reason = f"{size} bytes, larger than MAX_MESSAGE_BYTES ({config['MAX_MESSAGE_BYTES']}); {stored}"
     session = db.session
     try:
         previous = _previous(session, key)
