@@ -13,7 +13,9 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
 - A message is moved to the processed folder only after `ingest` committed its
   outcome (FreeScout #1620 marked mail read first and lost it on error). A crash
   between the commit and the move is harmless: the next pass finds the message
-  again and `ingest` answers "duplicate" (Zammad #1662 made a second ticket there).
+  again and `ingest` answers "duplicate" (Zammad #1662 made a second ticket there),
+  failed if the first delivery failed, so it is filed where the first pass would
+  have filed it.
 - A transient failure (database unreachable) leaves the message where it is and
   the poller retries after a backoff; a message that cannot be processed for good
   is quarantined by `ingest` with its raw bytes and filed in the failed folder, and

@@ -398,6 +398,37 @@ def test_unprocessable_mail_is_quarantined_raw_and_filed_as_failed(app, mailbox)
     assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 0
 
 
+def test_failed_mail_found_again_after_a_crash_before_its_move_is_filed_as_failed(app, senders, mailbox):
+    """A crash between the commit and the move: the next pass finds each mail again
+    and is answered with the earlier record. Mail that failed (too big, unreadable)
+    was answered as if it had been taken, and filed as processed, though the
+    mailbox holds its only whole copy; mail held by policy is processed either way."""
+    big = message(message_id="<big@client.example>", body="x" * 6000).as_bytes(policy=SMTP_POLICY)
+    parts = (
+        b"From: ann@example.com\r\nMessage-ID: <parts@client.example>\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + b"--b\r\n\r\nx\r\n" * 30 + b"--b--\r\n"
+    )
+    mailbox.append(big, parts, raw(1, "crash"), raw(2, "crash", sender="mallory@evil.example"))
+    first = poller_for(app, mailbox, MAX_MESSAGE_BYTES=4000, MAX_MIME_PARTS=20)
+
+    def crash(client, uids, folder):  # type: ignore[no-untyped-def]
+        raise ConnectionError("the connection dropped before the move")
+
+    first._move = crash  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        drain(first)
+    assert mailbox.count() == 4
+    results = drain(poller_for(app, mailbox, MAX_MESSAGE_BYTES=4000, MAX_MIME_PARTS=20))
+    assert [(r.outcome, r.failed) for _uid, r in results] == [
+        (Outcome.REJECTED, True),
+        (Outcome.DUPLICATE, True),
+        (Outcome.DUPLICATE, False),
+        (Outcome.DUPLICATE, False),
+    ]
+    assert mailbox.count(mailbox.failed) == 2 and mailbox.count(mailbox.processed) == 2
+    assert sorted(mailbox.message_ids(mailbox.failed)) == ["big@client.example", "parts@client.example"]
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_mail_that_keeps_failing_goes_to_failed_and_quarantine_and_the_rest_goes_on(app, senders, mailbox):
     """The database refuses one mail with a connection-failure code while serving

@@ -142,12 +142,13 @@ class Earlier:
     inbound_id: int
     outcome: str
     message_id: str | None
+    reason: str
 
 
 def earlier_delivery(session: Session, key: str) -> Earlier | None:
     """The earlier delivery of this mail, if any."""
     row = session.execute(
-        select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id).where(
+        select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id, InboundRecord.reason).where(
             InboundRecord.dedup_key == key
         )
     ).first()

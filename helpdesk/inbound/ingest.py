@@ -67,6 +67,20 @@ class Outcome(str, enum.Enum):
     DUPLICATE = "duplicate"
 
 
+# How the reasons of mail that could not be processed begin (`Result.failed`), a
+# policy's reasons never so: a later delivery of such a mail (found again after a
+# crash between the commit and the IMAP move) is answered with the earlier record,
+# failed as it was, and the poller files it where the first pass would have
+# (docs/mail-gateway.md).
+_UNPARSEABLE = "unparseable mail: "
+_OVER_A_LIMIT = "over a limit: "
+_PROCESSING_FAILED = "processing failed"
+_UNFETCHABLE = "could not be fetched from the mailbox"
+_FAILED_HOLDS = (_UNPARSEABLE, _OVER_A_LIMIT, _PROCESSING_FAILED, _UNFETCHABLE)
+# A mail too big to take, refused by `refuse_oversized`: "{size}" and then this.
+_TOO_BIG = " bytes, larger than MAX_MESSAGE_BYTES ("
+
+
 class TransientError(Exception):
     """The mail could not be recorded now (database unreachable); ask for a retry."""
 
@@ -196,7 +210,7 @@ def refuse_oversized(head: bytes, size: int, envelope: Envelope, config: Mapping
         if len(kept) < limits.header_bytes
         else f"only the first {limits.header_bytes} bytes of its header were stored (MAX_HEADER_BYTES)"
     )
-    reason = f"{size} bytes, larger than MAX_MESSAGE_BYTES ({config['MAX_MESSAGE_BYTES']}); {stored}"
+    reason = f"{size}{_TOO_BIG}{config['MAX_MESSAGE_BYTES']}); {stored}"
     session = db.session
     try:
         previous = _previous(session, key)
@@ -294,17 +308,33 @@ def _after_duplicate(session: Session, key: str) -> Result | None:
 
 
 def _previous(session: Session, key: str) -> Result | None:
+    """What became of the earlier delivery of this mail, failed if it failed."""
     earlier = earlier_delivery(session, key)
     if earlier is None:
         return None
+    failed = _failed(earlier.outcome, earlier.reason)
     if earlier.outcome == Outcome.REJECTED.value:  # refuse again, the same way
-        return Result(Outcome.REJECTED, "already refused", earlier.message_id, earlier.inbound_id)
+        return Result(
+            Outcome.REJECTED, "already refused", earlier.message_id, earlier.inbound_id, failed=failed
+        )
     return Result(
         Outcome.DUPLICATE,
         f"already received as #{earlier.inbound_id} ({earlier.outcome})",
         earlier.message_id,
         earlier.inbound_id,
+        failed=failed,
     )
+
+
+def _failed(outcome: str, reason: str) -> bool:
+    """Whether a stored record is of mail that could not be processed (`Result.failed`):
+    held for a reason of `_FAILED_HOLDS`, or refused as too big by `refuse_oversized`."""
+    if outcome == Outcome.QUARANTINED.value:
+        return reason.startswith(_FAILED_HOLDS)
+    if outcome == Outcome.REJECTED.value:
+        size, too_big, _rest = reason.partition(_TOO_BIG)
+        return bool(too_big) and size.isdigit()
+    return False
 
 
 def _quarantine_after_failure(
@@ -328,7 +358,7 @@ def _quarantine_after_failure(
             key,
             envelope,
             Outcome.QUARANTINED,
-            f"processing failed: {type(exc).__name__}: {exc}",
+            f"{_PROCESSING_FAILED}: {type(exc).__name__}: {exc}",
         ),
         ticket_id=named.id if named is not None else None,
         ticket_unknown=unknown,
@@ -388,7 +418,7 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope, why
         session,
         key,
         envelope.channel,
-        f"processing failed ({why}); parked with its raw bytes for review",
+        f"{_PROCESSING_FAILED} ({why}); parked with its raw bytes for review",
         mail.raw,
     )
     return _hold_fixed(session, mail.message_id, key, record)
@@ -403,7 +433,7 @@ def quarantine_unfetchable(place: str, errors: list[str]) -> Result:
     session = db.session
     key = "unfetchable:" + hashlib.sha256(place.encode("utf-8", "replace")).hexdigest()
     reason = clean(
-        f"could not be fetched from the mailbox after {len(errors)} attempts ({place}: "
+        f"{_UNFETCHABLE} after {len(errors)} attempts ({place}: "
         f"{errors[-1]}); filed in the failed folder as it was"
     )
     return _hold_fixed(session, None, key, _bare_record(session, key, "imap", reason, b""))
@@ -418,7 +448,7 @@ def quarantine_unread(raw: bytes, channel: str, exc: Exception) -> Result:
     session = db.session
     key = "unread:" + hashlib.sha256(raw).hexdigest()
     reason = clean(
-        f"processing failed before the pipeline ({type(exc).__name__}: {str(exc)[:500]}); "
+        f"{_PROCESSING_FAILED} before the pipeline ({type(exc).__name__}: {str(exc)[:500]}); "
         "parked with its raw bytes for review"
     )
     return _hold_fixed(session, None, key, _bare_record(session, key, channel, reason, raw))
@@ -590,9 +620,9 @@ def _decide(
 ) -> Decision:
     """The outcome by auto-mail, thread, sender and policy, see `decide`."""
     if mail.parse_error and approved_by is None:
-        return Decision(Outcome.QUARANTINED, f"unparseable mail: {mail.parse_error}", failed=True)
+        return Decision(Outcome.QUARANTINED, f"{_UNPARSEABLE}{mail.parse_error}", failed=True)
     if mail.over_limit and approved_by is None:
-        return Decision(Outcome.QUARANTINED, f"over a limit: {mail.over_limit}", failed=True)
+        return Decision(Outcome.QUARANTINED, f"{_OVER_A_LIMIT}{mail.over_limit}", failed=True)
     support = config["SUPPORT_ADDRESSES"]
     signer = Signer.from_config(config)
     reason = None
