@@ -125,7 +125,11 @@ class StaffUser(Model):
     timezone: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = self.hash_password(password)
+
+    @staticmethod
+    def hash_password(password: str) -> str:
+        return generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

@@ -1445,3 +1445,165 @@ def test_the_gateway_holding_a_follow_up_does_not_wait_for_an_approval_of_what_i
 def _in_context(app: Any, work: Callable[[], Any]) -> Any:
     with app.app_context():
         return work()
+
+
+# -- one admin form sent twice at once (a double-click) ---------------------------
+#
+# The services looked for a duplicate and then inserted: both requests found none,
+# the unique index refused the second insert, and its IntegrityError was a 500. The
+# first request is held after its insert until the second is seen waiting for the
+# first one's index entry; the second must then get the "already exists" conflict a
+# sequential duplicate gets (or, where adding is idempotent, the first one's row).
+
+
+def _twice_at_once(app: Any, call: Callable[[], object]) -> dict[str, object]:
+    """`call` in two threads with their own sessions, the second racing the first."""
+    order = Interleaving()
+
+    def first() -> object:
+        with app.app_context():
+            result = call()
+            order.after_first_change()
+            db.session.commit()
+            return result
+
+    def second() -> object:
+        with app.app_context():
+            assert order.first_changed.wait(WAIT), "the first change never happened"
+            result = call()
+            db.session.commit()
+            return result
+
+    return order.run(first, second)
+
+
+def _refused_as_duplicate(results: dict[str, object], message: str) -> None:
+    from helpdesk.errors import Conflict
+
+    assert not isinstance(results["first"], Exception), results
+    assert isinstance(results["second"], Conflict), results
+    assert str(results["second"]) == message
+
+
+@on_postgresql
+def test_one_staff_account_created_twice_at_once_is_refused_once_as_a_duplicate(app):
+    from helpdesk.services.staff import StaffService
+
+    def create() -> int:
+        user, _ = StaffService(db.session).create(
+            email="bo@helpdesk.test", name="Bo", role="agent", password="bo-password-1"
+        )
+        return user.id
+
+    results = _twice_at_once(app, create)
+    _refused_as_duplicate(results, "A staff user bo@helpdesk.test already exists.")
+    db.session.rollback()
+    assert db.session.execute(select(func.count(StaffUser.id))).scalar_one() == 1
+
+
+@on_postgresql
+def test_one_team_added_twice_at_once_is_refused_once_as_a_duplicate(app):
+    from helpdesk.models import Team
+    from helpdesk.services.teams import TeamsService
+
+    results = _twice_at_once(app, lambda: TeamsService(db.session).add("field_ops").id)
+    _refused_as_duplicate(results, "There is already a team field_ops.")
+    db.session.rollback()
+    assert db.session.execute(select(func.count(Team.id))).scalar_one() == 1
+
+
+@on_postgresql
+def test_one_member_added_to_a_team_twice_at_once_is_a_member_once(app, agent):
+    from helpdesk.models import TeamMember
+    from helpdesk.services.teams import TeamsService
+
+    TeamsService(db.session).add("field_ops")
+    db.session.commit()
+    agent_id = agent.id
+
+    results = _twice_at_once(app, lambda: TeamsService(db.session).add_member("field_ops", agent_id))
+    assert results == {"first": None, "second": None}, results
+    db.session.rollback()
+    assert db.session.execute(select(func.count()).select_from(TeamMember)).scalar_one() == 1
+
+
+@on_postgresql
+def test_one_sender_rule_added_twice_at_once_is_refused_once_as_a_duplicate(app):
+    from helpdesk.models import AuthorizedSender
+    from helpdesk.services.senders import SendersService
+
+    SendersService(db.session).organization("Corp")  # so the rules collide, not their organization
+    db.session.commit()
+    results = _twice_at_once(app, lambda: SendersService(db.session).add("@corp.example", "Corp").id)
+    _refused_as_duplicate(results, "@corp.example is already authorized.")
+    db.session.rollback()
+    assert db.session.execute(select(func.count(AuthorizedSender.id))).scalar_one() == 1
+
+
+@on_postgresql
+def test_two_rules_for_one_new_organization_at_once_both_join_it(app):
+    """Two different patterns naming one organization that does not exist yet: both
+    created it, and the second insert of its name was a 500."""
+    from helpdesk.models import AuthorizedSender, Organization
+    from helpdesk.services.senders import SendersService
+
+    patterns = iter(["@corp.example", "@corp2.example"])
+    lock = threading.Lock()
+
+    def add() -> int:
+        with lock:
+            pattern = next(patterns)
+        return SendersService(db.session).add(pattern, "Corp").organization_id
+
+    results = _twice_at_once(app, add)
+    assert results["first"] == results["second"], results
+    db.session.rollback()
+    assert db.session.execute(select(func.count(Organization.id))).scalar_one() == 1
+    assert db.session.execute(select(func.count(AuthorizedSender.id))).scalar_one() == 2
+
+
+@on_postgresql
+def test_one_integration_added_twice_at_once_is_refused_once_as_a_duplicate(app):
+    from helpdesk.models import Integration
+    from helpdesk.services.integrations import IntegrationsService
+
+    results = _twice_at_once(app, lambda: IntegrationsService(db.session).add("Chat widget", "chat")[0].id)
+    _refused_as_duplicate(results, "An integration named Chat widget already exists.")
+    db.session.rollback()
+    assert db.session.execute(select(func.count(Integration.id))).scalar_one() == 1
+
+
+@on_postgresql
+def test_the_new_staff_form_sent_twice_at_once_flashes_the_duplicate_not_a_500(app, admin, monkeypatch):
+    """The portal's view of the race above: the second post is answered with the
+    flashed conflict, as a second click after the first finished is."""
+    from helpdesk.services.staff import StaffService
+    from tests.support.app import Portal
+
+    order = Interleaving()
+    create = StaffService.create
+
+    def held_create(self: StaffService, **fields: Any) -> Any:
+        created = create(self, **fields)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+        return created
+
+    monkeypatch.setattr(StaffService, "create", held_create)
+    browsers = []
+    for _ in range(2):
+        browser = Portal(app.test_client())
+        assert browser.login(admin.email, "admin-password-1").status_code == 302
+        browsers.append(browser)
+    form = {"email": "bo@helpdesk.test", "name": "Bo", "role": "agent", "password": "bo-password-1"}
+    tokens = [browser.token("/admin/staff") for browser in browsers]
+
+    def post(index: int) -> object:
+        if index == 1:
+            assert order.first_changed.wait(WAIT), "the first post never created the account"
+        response = browsers[index].client.post("/admin/staff", data={**form, "csrf_token": tokens[index]})
+        page = browsers[index].client.get("/admin/staff").get_data(as_text=True)
+        return response.status_code, "already exists" in page
+
+    results = order.run(lambda: post(0), lambda: post(1))
+    assert results == {"first": (302, False), "second": (302, True)}, results

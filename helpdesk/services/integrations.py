@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
+from helpdesk.database import insert_ignoring
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.models import Integration
 
@@ -43,12 +44,18 @@ class IntegrationsService:
             errors["kind"] = f"must be one of {', '.join(v.INTEGRATION_KINDS)}"
         if errors:
             raise ValidationError(errors)
+        duplicate = Conflict(f"An integration named {name} already exists.")
         if self._named(name) is not None:
-            raise Conflict(f"An integration named {name} already exists.")
+            raise duplicate
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        integration = Integration(name=name, kind=kind, token_hash=token_hash(token))
-        self.session.add(integration)
-        self.session.flush()
+        # The insert refuses what another request is adding at the same moment.
+        integration = self.session.scalars(
+            insert_ignoring(self.session, Integration, ["name"])
+            .values(name=name, kind=kind, token_hash=token_hash(token))
+            .returning(Integration)
+        ).one_or_none()
+        if integration is None:
+            raise duplicate
         return integration, token
 
     def revoke(self, name: str) -> Integration:

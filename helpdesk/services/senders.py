@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses, inputs
+from helpdesk.database import insert_ignoring
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.models import AuthorizedSender, Organization
 
@@ -45,20 +46,31 @@ class SendersService:
             raise ValidationError({"organization": "is required"})
         if len(name) > MAX_ORGANIZATION:
             raise ValidationError({"organization": f"must be at most {MAX_ORGANIZATION} characters"})
-        org = self.session.execute(select(Organization).where(Organization.name == name)).scalar_one_or_none()
+        named = select(Organization).where(Organization.name == name)
+        org = self.session.execute(named).scalar_one_or_none()
         if org is None:
-            org = Organization(name=name)
-            self.session.add(org)
-            self.session.flush()
-        return org
+            # Another request may be creating it at this moment: then theirs is read back.
+            org = self.session.scalars(
+                insert_ignoring(self.session, Organization, ["name"])
+                .values(name=name)
+                .returning(Organization)
+            ).one_or_none()
+        return org or self.session.execute(named).scalar_one()
 
     def add(self, pattern: str, organization_name: str) -> AuthorizedSender:
         value = normalize_pattern(pattern)
+        duplicate = Conflict(f"{value} is already authorized.")
         if self._find(value) is not None:
-            raise Conflict(f"{value} is already authorized.")
-        rule = AuthorizedSender(pattern=value, organization=self.organization(organization_name))
-        self.session.add(rule)
-        self.session.flush()
+            raise duplicate
+        organization = self.organization(organization_name)
+        # The insert refuses what another request is adding at the same moment.
+        rule = self.session.scalars(
+            insert_ignoring(self.session, AuthorizedSender, ["pattern"])
+            .values(pattern=value, organization_id=organization.id)
+            .returning(AuthorizedSender)
+        ).one_or_none()
+        if rule is None:
+            raise duplicate
         return rule
 
     def remove(self, pattern: str) -> None:

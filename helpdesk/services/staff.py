@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk import addresses
 from helpdesk import vocabulary as v
+from helpdesk.database import insert_ignoring
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.models import StaffUser
 
@@ -43,15 +44,27 @@ class StaffService:
             errors.update(_password_errors("password", password))
         if errors:
             raise ValidationError(errors)
+        duplicate = Conflict(f"A staff user {email} already exists.")
         if self.by_email(email) is not None:
-            raise Conflict(f"A staff user {email} already exists.")
+            raise duplicate
         generated = None
         if password is None:
             password = generated = _generated_password()
-        user = StaffUser(email=email, name=addresses.display_name(name), role=role, is_active=True)
-        user.set_password(password)
-        self.session.add(user)
-        self.session.flush()
+        # The insert, not the look above, is what refuses a duplicate: the same form
+        # sent twice at once passes the look twice (docs/web.md, "A form sent twice").
+        user = self.session.scalars(
+            insert_ignoring(self.session, StaffUser, ["email"])
+            .values(
+                email=email,
+                name=addresses.display_name(name),
+                role=role,
+                is_active=True,
+                password_hash=StaffUser.hash_password(password),
+            )
+            .returning(StaffUser)
+        ).one_or_none()
+        if user is None:
+            raise duplicate
         return user, generated
 
     def by_email(self, email: str) -> StaffUser | None:

@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from helpdesk import vocabulary as v
+from helpdesk.database import insert_ignoring
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.inputs import unstorable
 from helpdesk.models import StaffUser, Team, TeamMember, TeamRoute, Ticket
@@ -72,11 +73,15 @@ class TeamsService:
         name = (name or "").strip().lower()
         if not _NAME.fullmatch(name):
             raise ValidationError({"name": NAME_RULE})
+        duplicate = Conflict(f"There is already a team {name}.")
         if self.session.execute(select(Team.id).where(Team.name == name)).first():
-            raise Conflict(f"There is already a team {name}.")
-        team = Team(name=name)
-        self.session.add(team)
-        self.session.flush()
+            raise duplicate
+        # The insert refuses what another request is adding at the same moment.
+        team = self.session.scalars(
+            insert_ignoring(self.session, Team, ["name"]).values(name=name).returning(Team)
+        ).one_or_none()
+        if team is None:
+            raise duplicate
         return team
 
     def remove(self, name: str) -> None:
@@ -95,9 +100,12 @@ class TeamsService:
         user = self.session.get(StaffUser, staff_id)
         if user is None:
             raise NotFound(f"No staff member {staff_id}.")
-        if self.session.get(TeamMember, (team.id, staff_id)) is None:
-            self.session.add(TeamMember(team_id=team.id, staff_id=staff_id))
-            self.session.flush()
+        # Already a member (this very moment too, by another request) is no error.
+        self.session.execute(
+            insert_ignoring(self.session, TeamMember, ["team_id", "staff_id"]).values(
+                team_id=team.id, staff_id=staff_id
+            )
+        )
         self.session.expire(team, ["members"])
 
     def remove_member(self, name: str, staff_id: int) -> None:
