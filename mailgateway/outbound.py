@@ -570,6 +570,12 @@ def _check_outbound_from(address: str, support: list[str]) -> None:
     only those are taken at RCPT by the listener and recognised as our own mail
     when they come back (another address was refused by our own listener, and mail
     from it opened a ticket). Refusing to start says so at once (docs/operations.md)."""
+    for ours in (address, support[0]):  # From, and Reply-To's plus-address of the first
+        if not addresses.normalize(ours).rpartition("@")[0].isascii():
+            raise ConfigurationError(
+                f"{ours} has characters beyond ASCII before the @: our From and Reply-To "
+                "could not be written in mail to an ASCII address; use an ASCII local part"
+            )
     if not addresses.is_support_address(addresses.normalize(address), support):
         raise ConfigurationError(
             f"OUTBOUND_FROM {address} is not one of SUPPORT_ADDRESSES ({', '.join(support)}) "

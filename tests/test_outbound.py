@@ -1825,6 +1825,22 @@ def test_outbound_from_may_be_any_support_address_or_its_plus_address(app) -> No
         Sender(app)
 
 
+def test_a_support_address_beyond_ascii_before_the_at_refuses_to_start(app) -> None:  # type: ignore[no-untyped-def]
+    """Our From and Reply-To are the support address: with a local part beyond ASCII
+    (`sopórte@`) every mail to an ASCII recipient failed to render (7-bit mail cannot
+    carry it), and before that it went with a broken From. Refused at start, as a
+    bad OUTBOUND_FROM is; a domain beyond ASCII is written in its ASCII form."""
+    app.config.update(SUPPORT_ADDRESSES=["sopórte@helpdesk.test"], OUTBOUND_FROM="")
+    with pytest.raises(ConfigurationError, match="sopórte@helpdesk.test.*ASCII"):
+        Sender(app)
+    app.config.update(SUPPORT_ADDRESSES=["support@helpdesk.test", "sopórte@helpdesk.test"])
+    app.config.update(OUTBOUND_FROM="sopórte+notices@helpdesk.test")
+    with pytest.raises(ConfigurationError, match="ASCII"):
+        Sender(app)
+    app.config.update(SUPPORT_ADDRESSES=["support@hélpdesk.test"], OUTBOUND_FROM="")
+    Sender(app)
+
+
 @dataclass(frozen=True)
 class Certificate:
     cert: Path

@@ -132,8 +132,8 @@ def answers_mail_sent_to(
     its In-Reply-To (`notifications.queue_reply`)."""
     for message_id, _method in _candidate_ids(mail):
         row = message_ids.sent_row(session, signer, message_id)
-        if row is None or row.to_address != address or row.cc_addresses.strip():
-            continue
+        if row is None or row.to_address != address or row.cc_addresses.strip() or row.ticket_id is None:
+            continue  # an SLA digest is about no ticket
         about = session.get(Ticket, row.ticket_id)
         if about is not None and survivor(session, about).id == ticket.id:
             return True
