@@ -1607,3 +1607,49 @@ def test_the_new_staff_form_sent_twice_at_once_flashes_the_duplicate_not_a_500(a
 
     results = order.run(lambda: post(0), lambda: post(1))
     assert results == {"first": (302, False), "second": (302, True)}, results
+
+
+@on_postgresql
+@pytest.mark.parametrize("second_change", ["demote", "deactivate"])
+def test_two_admins_acting_at_once_leave_one_active_admin(app, admin, second_change):
+    """The last active admin may not become an agent (docs/web.md), but the count was
+    read without a lock and deactivation did not count at all: two admins demoting
+    each other at once, or one deactivating the other while being demoted, both
+    passed and left no admin. The active admins' rows are locked before counting, and
+    deactivation keeps the rule too."""
+    from helpdesk.errors import Conflict
+    from helpdesk.models import StaffUser
+    from helpdesk.services.staff import StaffService
+
+    other, _ = StaffService(db.session).create(
+        email="bea@helpdesk.test", name="Bea", role="admin", password="bea-password-1"
+    )
+    db.session.commit()
+    ada_id, bea_id = admin.id, other.id
+    order = Interleaving()
+
+    def first() -> object:
+        with app.app_context():
+            StaffService(db.session).set_role(db.session.get(StaffUser, bea_id), "agent")
+            db.session.flush()
+            order.after_first_change()
+            db.session.commit()
+            return None
+
+    def second() -> object:
+        with app.app_context():
+            assert order.first_changed.wait(WAIT), "the first change never happened"
+            staff = StaffService(db.session)
+            ada = db.session.get(StaffUser, ada_id)
+            if second_change == "demote":
+                staff.set_role(ada, "agent")
+            else:
+                staff.set_active(ada, False)
+            db.session.commit()
+            return None
+
+    results = order.run(first, second, second_may_finish=True)
+    assert results["first"] is None and isinstance(results["second"], Conflict), results
+    db.session.rollback()
+    active_admins = select(func.count(StaffUser.id)).where(StaffUser.role == "admin", StaffUser.is_active)
+    assert db.session.execute(active_admins).scalar_one() == 1

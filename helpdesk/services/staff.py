@@ -80,8 +80,10 @@ class StaffService:
 
     def set_active(self, user: StaffUser, active: bool) -> None:
         """Deactivated staff cannot log in, and their sessions and tokens end; their
-        name stays on what they wrote."""
+        name stays on what they wrote. The last active admin stays active."""
         if user.is_active != active:
+            if not active:
+                self._keep_an_admin(user)
             user.is_active = active
             self.end_sessions(user)
 
@@ -91,12 +93,24 @@ class StaffService:
             raise ValidationError({"role": f"must be one of {', '.join(v.ROLES)}"})
         if user.role == role:
             return
-        # A deactivated admin is no admin anyone can be: the last one who can log
-        # in stays one (a deactivated one counted, and the helpdesk lost its admin).
-        if user.role == "admin" and user.is_active and self.count_admins(active_only=True) <= 1:
-            raise Conflict(f"{user.email} is the only admin; make someone else admin first.")
+        self._keep_an_admin(user)
         user.role = role
         self.end_sessions(user)
+
+    def _keep_an_admin(self, user: StaffUser) -> None:
+        """Refuse to take the last active admin away (by role or deactivation). A
+        deactivated admin is no admin anyone can be, so only active ones count. Their
+        rows are locked before counting: two admins demoting (or deactivating) each
+        other at once both counted two, and the helpdesk was left with none."""
+        if user.role != "admin" or not user.is_active:
+            return
+        admins = self.session.execute(
+            select(StaffUser.id)
+            .where(StaffUser.role == "admin", StaffUser.is_active.is_(True))
+            .with_for_update()
+        ).all()
+        if len(admins) <= 1:
+            raise Conflict(f"{user.email} is the only admin; make someone else admin first.")
 
     def change_password(self, user: StaffUser, current: str, new: str) -> None:
         """The person's own change, proven with the current password."""
