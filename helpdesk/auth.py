@@ -14,6 +14,7 @@ envelope (docs/web.md), never flask-jwt-extended's own shapes.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,15 +92,22 @@ _per_account_limit = limiter.shared_limit(
 )
 
 
-def _failures_only(view: F) -> F:
-    """Keep this request's places in the login budgets only if a password check
-    failed in it (`failed_password`). A refused attempt (429), a success and a
-    request refused before any check give theirs back."""
+def _failures_only(limits: Callable[[F], F], view: F) -> F:
+    """`view` under `limits`, keeping this request's places in the login budgets only
+    if a password check failed in it (`failed_password`). A refused attempt (429), a
+    success and a request refused before any check give theirs back."""
+
+    @wraps(view)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        g.login_counted_at = time.time()  # the limits took their places just now
+        return view(*args, **kwargs)
+
+    limited = limits(cast(F, counted))
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return view(*args, **kwargs)
+            return limited(*args, **kwargs)
         finally:
             if not g.get("failed_password"):
                 _give_back()
@@ -108,10 +116,17 @@ def _failures_only(view: F) -> F:
 
 
 def _give_back() -> None:
+    """Give each place back to the window it was taken in, and to no later one: a
+    slow login crossing a window's end erased a failure of the next window."""
     storage = limiter.limiter.storage
+    counted_at = g.get("login_counted_at", time.time())  # unset: refused at once (429)
     for taken in limiter.current_limits:
-        if taken.request_args[-1] in LOGIN_SCOPES:
-            limit_storage.give_back(storage, taken.key, taken.limit.get_expiry())
+        if taken.request_args[-1] not in LOGIN_SCOPES:
+            continue
+        period = taken.limit.get_expiry()
+        if storage.get_expiry(taken.key) - period > counted_at:
+            continue  # the window it was taken in has ended; another began since
+        limit_storage.give_back(storage, taken.key, period)
 
 
 def failed_password() -> None:
@@ -121,7 +136,7 @@ def failed_password() -> None:
 
 
 def login_rate_limit(view: F) -> F:
-    return _failures_only(cast(F, _per_address_limit(_per_account_limit(view))))
+    return _failures_only(lambda counted: cast(F, _per_address_limit(_per_account_limit(counted))), view)
 
 
 def current_password_limit(caller_email: Callable[[], str]) -> Callable[[F], F]:
@@ -134,7 +149,7 @@ def current_password_limit(caller_email: Callable[[], str]) -> Callable[[F], F]:
     )
 
     def decorator(view: F) -> F:
-        return _failures_only(cast(F, account_limit(view)))
+        return _failures_only(lambda counted: cast(F, account_limit(counted)), view)
 
     return decorator
 

@@ -186,3 +186,24 @@ def test_a_refused_attempt_answers_as_before(app: Flask, agent: StaffUser) -> No
         assert 0 < int(refused.headers["Retry-After"]) <= 60
         assert refused.headers["X-RateLimit-Remaining"] == "0"
     assert _stored(f"{BUDGET} per minute", _key_of(agent.email), "login-account") == BUDGET
+
+
+def test_a_place_is_given_back_only_to_the_window_it_was_taken_in(
+    app: Flask, agent: StaffUser, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow right login counted in one window gave its place back in the next,
+    erasing a failure made there: a login crossing each window's end bought one
+    more guess (found by review). Only the window it was taken in gets it back."""
+    app.config.update(LOGIN_RATE_LIMIT=f"{BUDGET} per minute", LOGIN_RATE_LIMIT_PER_ACCOUNT="1000 per minute")
+    key = parse(f"{BUDGET} per minute").key_for("127.0.0.1", "login")
+    check = helpdesk.models.check_password_hash
+
+    def slow_check(*args: Any) -> bool:
+        clock.shift(61)  # the window the login was counted in ends while it is checked
+        limiter.limiter.storage.incr(key, 60)  # a failed guess in the new window
+        return check(*args)
+
+    monkeypatch.setattr(helpdesk.models, "check_password_hash", slow_check)
+    answer = app.test_client().post("/api/v1/auth/login", json={"email": agent.email, "password": PASSWORD})
+    assert answer.status_code == 200
+    assert _stored(f"{BUDGET} per minute", "127.0.0.1", "login") == 1
