@@ -50,7 +50,8 @@ mailer-daemon, postmaster…; `automail.is_machine_address`), addresses under th
 reserved `.invalid` domain (customers known by phone only), addresses
 `addresses.is_valid` refuses (stored before it did), the helpdesk's own
 addresses, addresses a bounce (or a 5.1.x refusal at RCPT, `_BAD_MAILBOX`)
-marked undeliverable; and, for automatic customer mail
+marked undeliverable, staff mail (SLA alerts, digests, escalations) to an address
+no active staff member has (deactivated since it was queued); and, for automatic customer mail
 (acknowledgments, status notices) on its first claim, at most
 `OUTBOUND_MAX_AUTO_PER_RECIPIENT` per address and `OUTBOUND_MAX_AUTO_PER_TICKET`
 per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresaw;
@@ -77,17 +78,18 @@ from datetime import datetime
 from typing import Literal, cast, overload
 
 from flask import Flask
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
 from helpdesk import addresses
+from helpdesk import vocabulary as v
 from helpdesk.clock import database_clock, database_now, describe
 from helpdesk.extensions import db
 from helpdesk.inbound import automail
 from helpdesk.instance import ConfigurationError
-from helpdesk.models import Contact, OutboxMessage, Ticket
+from helpdesk.models import Contact, OutboxMessage, StaffUser, Ticket
 from helpdesk.outbound.compose import Composer
 from helpdesk.services import contacts
 from helpdesk.services.notifications import AUTOMATIC_KINDS
@@ -111,6 +113,8 @@ _TOO_BIG = 552  # at MAIL FROM, the SIZE we declared: this mail's fault (RFC 187
 # mailbox moved (5.1.6), null MX (5.1.10). Not the other 5.1.x: 5.1.7 and 5.1.8
 # are about our sender, 5.1.0 and 5.1.4 say too little.
 _BAD_MAILBOX = re.compile(r"5\.1\.(?:1|2|3|6|10)(?!\d)")
+# Whether a staff alert's recipient is still an active staff member (`refusal`).
+_ACTIVE_STAFF = select(exists().where(StaffUser.email == bindparam("email"), StaffUser.is_active.is_(True)))
 
 
 def parse_outbound_url(value: str) -> ServerUrl | None:
@@ -357,6 +361,13 @@ class Sender(Loop):
             return "the helpdesk's own address: never mailed"
         if undeliverable is not None:
             return f"undeliverable since {undeliverable:%Y-%m-%d %H:%M} UTC (a mail to it bounced)"
+        if (
+            row.kind in v.STAFF_NOTIFICATION_KINDS
+            and not session.execute(_ACTIVE_STAFF, {"email": row.to_address}).scalar_one()
+        ):
+            # Ticket subjects and portal links are for staff: someone who left and
+            # was deactivated after the row was queued gets none.
+            return "no active staff member has this address (deactivated since it was queued)"
         if first_claim and row.kind in AUTOMATIC_KINDS:
             return self._rate_limited(session, row, moment)
         return None

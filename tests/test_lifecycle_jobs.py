@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.languages import format_when
-from helpdesk.models import Message, OutboxMessage, Ticket, TicketHistory
+from helpdesk.models import Message, OutboxMessage, StaffUser, Ticket, TicketHistory
 from helpdesk.services import Actor, notifications
 from helpdesk.services.lifecycle_jobs import auto_close, check_sla
 from helpdesk.services.staff import StaffService
@@ -195,6 +195,24 @@ def test_breach_alert_mail_names_the_target_and_is_never_rate_limited(app, servi
     assert "/track" not in text and "/track" not in html_of(alert)  # no customer footer
     states = dict(db.session.execute(select(OutboxMessage.kind, OutboxMessage.state)).all())
     assert states == {"created": "skipped", "sla_breach": "sent"}  # the customer's ack: limited
+
+
+def test_an_alert_queued_for_someone_deactivated_before_it_went_is_not_mailed(
+    app, service, agent, clock, sink
+):  # noqa: F811
+    """Staff mail (ticket subjects, portal links) was sent to whoever it was queued
+    for, even when that person left and was deactivated before it went: a former
+    employee's inbox kept getting them (found by review). The sender skips staff
+    mail to an address that is no active staff member's."""
+    open_ticket(service, priority="urgent", assignee_id=agent.id)
+    clock.shift(timedelta(minutes=16))
+    run_check()
+    StaffService(db.session).set_active(db.session.get(StaffUser, agent.id), False)
+    db.session.commit()
+    mails = deliver(app, sink)
+    assert [mail["To"].addresses[0].addr_spec for mail in mails] == ["ann@example.com"]
+    row = db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "sla_breach")).scalar_one()
+    assert row.state == "skipped" and "no active staff member" in row.last_error
 
 
 def test_staff_mail_answer_to_an_alert_is_an_internal_note_not_mailed_to_the_customer(
