@@ -159,6 +159,12 @@ def detail(address: str) -> str | None:
     return local.split("+", 1)[1] if "+" in local else None
 
 
+def wire_or_stored(address: str) -> str:
+    """`address` as `on_the_wire` gives it, or as stored when its domain has no ASCII
+    form: for comparing and for our own headers (such an address is never mailed)."""
+    return on_the_wire(address) or address
+
+
 def is_support_address(address: str, support: Collection[str]) -> bool:
     """Whether `address` reaches one of the support addresses' mailboxes (`mailbox`):
     a plus-address of one (`support+TKT-78@…`), in any case, its domain in any form

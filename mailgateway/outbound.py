@@ -241,7 +241,11 @@ class Sender(Loop):
                 for row in rows
                 if (
                     item := self._prepare(
-                        session, row, moment, tickets, undeliverable.get(_wire(row.to_address))
+                        session,
+                        row,
+                        moment,
+                        tickets,
+                        undeliverable.get(addresses.wire_or_stored(row.to_address)),
                     )
                 )
             ]
@@ -271,13 +275,17 @@ class Sender(Loop):
             .scalars()
             .all()
         )
-        either_form = {row.to_address for row in rows} | {_wire(row.to_address) for row in rows}
+        either_form = {row.to_address for row in rows} | {
+            addresses.wire_or_stored(row.to_address) for row in rows
+        }
         undeliverable = session.execute(
             select(Contact.email, Contact.undeliverable_since).where(
                 Contact.email.in_(either_form), Contact.undeliverable_since.is_not(None)
             )
         ).all()
-        since = {_wire(email): moment for email, moment in undeliverable if moment is not None}
+        since = {
+            addresses.wire_or_stored(email): moment for email, moment in undeliverable if moment is not None
+        }
         return ({ticket.id: ticket for ticket in tickets}, since)
 
     def _prepare(
@@ -346,7 +354,7 @@ class Sender(Loop):
         `undeliverable`: since when a bounce marked the recipient undeliverable."""
         # Every rule reads the address as the relay will see it: our own domain in
         # fullwidth letters is stored as written, but IDNA makes it ours on the wire.
-        address = _wire(row.to_address)
+        address = addresses.wire_or_stored(row.to_address)
         if automail.is_machine_address(address):
             return "machine address (noreply, mailer-daemon, postmaster…): never mailed"
         if addresses.is_reserved_invalid(address):
@@ -593,12 +601,6 @@ def _check_outbound_from(address: str, support: list[str]) -> None:
             "or a plus-address of one: bounces to it would be refused and mail from it taken "
             "for a stranger's; add it to SUPPORT_ADDRESSES or send from a support address"
         )
-
-
-def _wire(address: str) -> str:
-    """`address` as the relay will see it (`addresses.on_the_wire`), or as stored
-    when its domain has no ASCII form (such a row is never mailed)."""
-    return addresses.on_the_wire(address) or address
 
 
 def _describe_error(exc: BaseException) -> str:

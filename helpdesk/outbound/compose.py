@@ -318,14 +318,16 @@ class Composer:
             raise ValueError(f"{row.to_address} has no ASCII form")
         utf8 = addresses.needs_smtputf8(recipient)
         message = EmailMessage(policy=SMTPUTF8_POLICY if utf8 else MAIL_POLICY)
-        message["From"] = _mailbox(self.from_name, _wire(self.envelope_from), utf8)
+        message["From"] = _mailbox(self.from_name, addresses.wire_or_stored(self.envelope_from), utf8)
         # Cleaned again here: rows stored before names were cleaned on the way in.
         name = addresses.display_name(self._recipient_name(ticket, row))
         message["To"] = _mailbox(name, recipient, utf8)
         cc = _cc(row, utf8)
         if cc:
             message["Cc"] = cc
-        message["Reply-To"] = _wire(self.reply_address(number) if number is not None else self.support)
+        message["Reply-To"] = addresses.wire_or_stored(
+            self.reply_address(number) if number is not None else self.support
+        )
         message["Subject"] = _undecodable(row.subject or number or "")
         message["Date"] = format_datetime(moment.replace(tzinfo=timezone.utc))
         message["Message-ID"] = f"<{row.message_id}>"
@@ -638,12 +640,6 @@ def _encoded_words(text: str) -> list[str]:
         chunk += octets
     chunks.append(chunk)
     return [f"=?utf-8?b?{base64.b64encode(part).decode('ascii')}?=" for part in chunks]
-
-
-def _wire(address: str) -> str:
-    """An address of ours (OUTBOUND_FROM's, a support address's) as headers carry it:
-    the domain in its ASCII form when it has one (`addresses.on_the_wire`)."""
-    return addresses.on_the_wire(address) or address
 
 
 def _writable_ids(ids: str) -> str:
