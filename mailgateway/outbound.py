@@ -69,6 +69,7 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
+import socket
 import ssl
 import threading
 import time
@@ -107,6 +108,9 @@ _MAX_BACKOFF_DOUBLINGS = 30
 # Replies about our session with the relay, not a mail (RFC 4954 §6, RFC 3207):
 # authentication required (530), too weak (534), refused (535), needs TLS (538).
 _SETUP_CODES = frozenset({530, 534, 535, 538})
+# A batch is handed back at half the lease and its connection cut at this share of
+# it, leaving the rest to mark the rows while the claim is ours (`_Cutoff`).
+_CUT_AT = 0.75
 _TOO_BIG = 552  # at MAIL FROM, the SIZE we declared: this mail's fault (RFC 1870)
 # Enhanced codes (RFC 3463, RFC 7505) saying the recipient's mailbox or domain does
 # not exist: bad mailbox (5.1.1), bad system (5.1.2), bad address syntax (5.1.3),
@@ -407,13 +411,18 @@ class Sender(Loop):
     def deliver(self, batch: list[Outgoing], claimed: float) -> None:
         """Send a batch claimed at `claimed` (this host's monotonic clock: how long
         the batch has been held needs no database, and no host's wall clock). Past
-        half the lease the rest is handed back before another sender may take it."""
-        try:
-            connection = self.connect()
-        except (OSError, smtplib.SMTPException) as exc:
-            for item in batch:
-                self._retry(item, f"cannot connect to {self._where()}: {_describe_error(exc)}")
-            return
+        half the lease the rest is handed back before another sender may take it; at
+        three quarters the connection is cut (`_Cutoff`), whatever the relay is doing."""
+        with _Cutoff(claimed + self.lease.total_seconds() * _CUT_AT - time.monotonic()) as cutoff:
+            try:
+                connection = self.connect(cutoff)
+            except (OSError, smtplib.SMTPException) as exc:
+                for item in batch:
+                    self._retry(item, f"cannot connect to {self._where()}: {cutoff.explain(exc)}")
+                return
+            self._send(batch, claimed, connection, cutoff)
+
+    def _send(self, batch: list[Outgoing], claimed: float, connection: smtplib.SMTP, cutoff: _Cutoff) -> None:
         try:
             for index, item in enumerate(batch):
                 if self.stopping.is_set() or time.monotonic() - claimed > self.lease.total_seconds() / 2:
@@ -437,14 +446,16 @@ class Sender(Loop):
                     self._mark(item, "failed", state="failed", last_error=_describe_error(exc))
                 except (OSError, smtplib.SMTPException) as exc:  # the connection is gone
                     for rest in batch[index:]:
-                        self._retry(rest, f"connection to {self._where()} lost: {_describe_error(exc)}")
+                        self._retry(rest, f"connection to {self._where()} lost: {cutoff.explain(exc)}")
                     return
                 else:
                     self._mark(item, "sent", state="sent", sent_at=self._now(written=True), last_error="")
         finally:
             _close(connection)
 
-    def connect(self) -> smtplib.SMTP:
+    def connect(self, cutoff: _Cutoff) -> smtplib.SMTP:
+        """A greeted connection to the relay; `cutoff` watches it from before the
+        greeting (a relay can drip that too)."""
         server = self.server
         if server is None:
             raise smtplib.SMTPException("OUTBOUND_SMTP_URL is empty")
@@ -452,15 +463,16 @@ class Sender(Loop):
         connection: smtplib.SMTP
         if server.tls:
             connection = smtplib.SMTP_SSL(
-                server.host,
-                server.port,
-                local_hostname=helo,
-                timeout=self.timeout,
-                context=ssl.create_default_context(),
+                local_hostname=helo, timeout=self.timeout, context=ssl.create_default_context()
             )
         else:
-            connection = smtplib.SMTP(server.host, server.port, local_hostname=helo, timeout=self.timeout)
+            connection = smtplib.SMTP(local_hostname=helo, timeout=self.timeout)
+        cutoff.watch(connection)
+        # Built unconnected so the cutoff watches the greeting too; the constructor is
+        # what names the host TLS checks the certificate against (SMTP_SSL, STARTTLS).
+        connection._host = server.host  # type: ignore[attr-defined]  # smtplib keeps it there
         try:
+            connection.connect(server.host, server.port)
             if server.starttls:
                 connection.starttls(context=ssl.create_default_context())
             if server.username is not None:
@@ -605,6 +617,46 @@ def _check_outbound_from(address: str, support: list[str]) -> None:
 
 def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+class _Cutoff:
+    """Shuts the relay connection down `seconds` from now (docs/outbound-mail.md, "A
+    relay that drips"). OUTBOUND_TIMEOUT_SECONDS bounds each read, not a mail: a
+    relay answering one continuation line at a time held the claim past its lease,
+    and another sender sent the row again. Cut, the read in progress fails as a lost
+    connection and the rows are retried while the claim is still ours."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._connection: smtplib.SMTP | None = None
+        self._timer = threading.Timer(max(seconds, 0.0), self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Cutoff:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, connection: smtplib.SMTP) -> None:
+        self._connection = connection
+
+    def explain(self, exc: BaseException) -> str:
+        if self.fired:
+            return "cut: the relay had not finished answering within three quarters of OUTBOUND_LEASE"
+        return _describe_error(exc)
+
+    def _cut(self) -> None:
+        sock = self._connection.sock if self._connection is not None else None
+        if sock is None:  # not connected yet, or closed already
+            return
+        self.fired = True
+        log.warning("cutting the connection to the relay: it has not finished answering")
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+        except OSError as exc:  # closed between the two lines: nothing left to cut
+            log.debug("the relay connection was closed already: %s", exc)
 
 
 def _close(connection: smtplib.SMTP) -> None:

@@ -53,6 +53,7 @@ from tests.support import outbound_worker
 from tests.support.corpus import CORPUS
 from tests.support.database import CUSTOMER
 from tests.support.database import open_ticket as open_committed_ticket
+from tests.support.dripping_relay import DrippingRelay
 from tests.support.gateway_process import refused_start
 from tests.support.gateway_process import start as start_gateway_process
 from tests.support.mail import message, send, start_gateway
@@ -729,6 +730,32 @@ def test_a_retry_late_in_a_slow_batch_waits_its_backoff_from_the_failure(app, se
     assert run(sender) == 0, "a retry was due at once: no backoff"
     clock.advance(minutes=1)
     assert run(sender) == 1
+
+
+@pytest.mark.parametrize("at", ["greeting", "data"])
+def test_a_relay_that_never_finishes_answering_is_cut_while_the_claim_is_ours(app, service, at):
+    """A relay (or something posing as one) answers one continuation line at a time,
+    each within OUTBOUND_TIMEOUT_SECONDS, and never a last line: the timeout is per
+    read, so the sender waited for ever, its row stayed `sending`, and once the lease
+    ran out another sender sent it again while this one could still get its 250.
+    The connection is cut at three quarters of the lease and the row waits for a
+    retry, marked by the claim that is still ours."""
+    open_ticket(service)
+    with DrippingRelay(at=at) as relay:
+        app.config.update(
+            OUTBOUND_SMTP_URL=relay.url, OUTBOUND_LEASE=timedelta(seconds=2), OUTBOUND_TIMEOUT_SECONDS=1
+        )
+        sender = Sender(app)
+        db.session.rollback()
+        thread = threading.Thread(target=sender.run_once, daemon=True)
+        thread.start()
+        thread.join(timeout=8)
+        assert not thread.is_alive(), "the sender still waits for the relay's last line"
+        assert relay.mails_taken == (1 if at == "data" else 0)
+    db.session.expire_all()
+    (row,) = outbox()
+    assert (row.state, row.attempts) == ("pending", 1)
+    assert "cut: the relay had not finished answering" in row.last_error, row.last_error
 
 
 def test_failed_row_can_be_retried_by_an_operator(app, service, sink, runner):
