@@ -15,6 +15,10 @@ MAX_ID = 2**31 - 1
 _DIGITS = re.compile(r"[0-9]{1,10}")
 # Control characters (line breaks among them) and Unicode's line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidirectional embeddings, overrides and isolates (docs/security.md, "One-line
+# text"): they make a line read other than it is written. The implicit marks
+# (U+200E, U+200F) and right-to-left letters are text and stay.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # What an echo of caller text must not carry: the above, and lone surrogates (a
 # surrogate pair is one character once JSON is decoded, so any left is alone).
 _UNECHOED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -77,13 +81,13 @@ def echoed(value: object, limit: int = MAX_ECHO) -> str:
 
 def one_line(text: str) -> str:
     """`text` as one line of plain text: every control character a space, runs of
-    spaces one. For what is shown as a line and put into mail headers (names,
-    subjects): a line break there made mail fail to compose, an escape sequence
-    reached terminals."""
-    return " ".join(_CONTROL.sub(" ", text).split())
+    spaces one, bidirectional controls dropped. For what is shown as a line and put
+    into mail headers (names, subjects): a line break there made mail fail to
+    compose, an escape sequence reached terminals, an override turned the line."""
+    return " ".join(_CONTROL.sub(" ", _BIDI.sub("", text)).split())
 
 
 def has_control(text: str) -> bool:
-    """Whether `text` holds a control character or a line separator (`one_line`
-    would change more than spacing)."""
-    return _CONTROL.search(text) is not None
+    """Whether `text` holds a control character, a line separator or a bidirectional
+    control (`one_line` would change more than spacing)."""
+    return _CONTROL.search(text) is not None or _BIDI.search(text) is not None

@@ -256,6 +256,17 @@ def test_create_refuses_bad_fields_by_name(api, changes, fields):
     assert set(error["fields"]) == fields
 
 
+def test_create_drops_bidirectional_controls_from_subject_and_name(api):
+    """As mail does (docs/security.md, "One-line text"): an override in a subject or
+    a name makes its line read other than it is; a subject of nothing else is none."""
+    ticket = create(api, subject="Factura \u202efdp.exe", requester_name="Ana\u2067 Ruiz\u2069")
+    detail = api.get(f"/tickets/{ticket['number']}").get_json()
+    assert detail["subject"] == "Factura fdp.exe"
+    assert detail["requester_name"] == "Ana Ruiz"
+    error = envelope(api.post("/tickets", {**NEW, "subject": "\u202e\u2066"}), 422, "validation_error")
+    assert set(error["fields"]) == {"subject"}
+
+
 def test_create_requires_the_three_fields(api):
     error = envelope(api.post("/tickets", {}), 422)
     assert set(error["fields"]) == {"subject", "description", "requester_email"}

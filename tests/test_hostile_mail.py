@@ -680,6 +680,30 @@ def test_an_encoded_word_address_in_cc_becomes_no_participant(gateway, senders):
     assert [p.email for p in ticket.participants] == ["bob@example.com"]  # before, the other one too
 
 
+# Bidirectional embeddings, overrides and isolates: text after U+202E is shown right
+# to left, so "Invoice \u202egpj.exe" reads as "Invoice exe.jpg".
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_bidirectional_controls_in_a_subject_or_name_are_dropped(gateway, senders, agent):
+    """A subject or a sender's name makes a line of the queue, the ticket, a mail's
+    header: one with an override read other than it was written (a customer named
+    "Support\u202e…" or a subject turning a file name round), and an unclosed one
+    turned the rest of the line it was shown in. They are dropped from one-line
+    text (`inputs.one_line`), whatever the channel; right-to-left letters stay."""
+    gateway.send(
+        message(
+            sender=f"Eve{BIDI_CONTROLS[4]}nimda <ann@example.com>",
+            subject=f"Invoice {BIDI_CONTROLS}fdp.exe \u05e9\u05dc\u05d5\u05dd",
+            cc=f"Bob{BIDI_CONTROLS[7]} <bob@example.com>",
+        )
+    )
+    (ticket,) = tickets()
+    assert ticket.subject == "Invoice fdp.exe \u05e9\u05dc\u05d5\u05dd"
+    assert ticket.requester.name == "Evenimda"
+    assert [p.name for p in ticket.participants] == ["Bob"]
+
+
 # -- the database refusing one mail as if it were unreachable -------------------------------
 
 

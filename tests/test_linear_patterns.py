@@ -112,6 +112,7 @@ P, A, AU, C = (
 CASES = [
     # names and terminal output (a name decoded from a header, a quarantined mail shown)
     Case("helpdesk.inputs", "_CONTROL", "sub", lambda n: rep("\r\n", n)),
+    Case("helpdesk.inputs", "_BIDI", "sub", lambda n: rep("\u202ea", n)),
     Case("helpdesk.inputs", "_DIGITS", "fullmatch", lambda n: rep("1", n, "x")),
     Case("helpdesk.inputs", "_UNECHOED", "sub", lambda n: rep("\ud800\x1b\u2028", n)),
     Case("helpdesk.cli", "_UNSHOWN", "sub", lambda n: rep("\x1b[31m", n)),
