@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnDefault, Dialect, Integer, Table, TextualSelect, column, func, select, text
+from sqlalchemy import ColumnDefault, Dialect, Integer, Table, Text, TextualSelect, column, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ClauseElement
@@ -25,6 +25,10 @@ from helpdesk.errors import Conflict, ValidationError
 from helpdesk.models import Ticket, TicketCounter
 
 COUNTER_ID = 1
+# How long PostgreSQL lets a session that took a number say nothing before it ends
+# the session (docs/numbering.md, "A host that freezes"): between the numbering
+# statement and the commit nothing runs, so silence that long is a frozen host.
+COUNTER_IDLE_LIMIT_MS = 10_000
 
 _TAKE = text(
     "UPDATE ticket_counter SET next_value = next_value + 1 WHERE id = :counter RETURNING next_value - 1"
@@ -207,7 +211,13 @@ def _pg_insert_all(
             f", u{index} AS (UPDATE {table.name} SET ticket_id = t.id FROM t "
             f"WHERE {table.name}.id = :u{index}_id)"
         )
-    parts.append(" SELECT id, number FROM t")
+    # Set in the statement that takes the lock, for this transaction only (PgBouncer's
+    # transaction mode keeps it), at no extra round trip.
+    params["idle_limit"] = str(COUNTER_IDLE_LIMIT_MS)
+    parts.append(
+        " SELECT id, number,"
+        " set_config('idle_in_transaction_session_timeout', :idle_limit, true) AS idle_limit FROM t"
+    )
     return _statement("".join(parts)), params
 
 
@@ -238,7 +248,7 @@ def _statement(sql: str) -> TextualSelect:
     parsing a statement's bind parameters again on every ticket costs more than
     running it. Its result columns are declared so SQLAlchemy can keep the result's
     description with the statement instead of reading it again on every ticket."""
-    return text(sql).columns(column("id", Integer), column("number", Integer))
+    return text(sql).columns(column("id", Integer), column("number", Integer), column("idle_limit", Text))
 
 
 def _insert_in_order(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from helpdesk import numbering
 from helpdesk.errors import Conflict, ValidationError
@@ -60,11 +63,11 @@ def test_find_numbers_stops_at_the_limit_of_distinct_numbers():
     assert numbering.find_numbers(subject, "TKT-") == [3, 1, 2, 4]
 
 
-def _open(service: TicketsService, channel: str = "web"):
+def _open(service: TicketsService, channel: str = "web", requester: str = "ann@example.com"):
     return service.open_ticket(
         subject="Printer on fire",
         description="Smoke everywhere",
-        requester_email="ann@example.com",
+        requester_email=requester,
         channel=channel,
         actor=Actor.system(),
     )
@@ -237,3 +240,39 @@ def test_every_model_default_is_applied_by_the_numbered_insert(service, backend)
             assert row[col.name] is not None, f"{table.name}.{col.name} got no default"
             if expected is not None:
                 assert row[col.name] == expected, f"{table.name}.{col.name}"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_creation_gone_quiet_holding_the_counter_is_ended_by_postgresql(app, service, monkeypatch):
+    """A host that took a number and then froze (a paused VM or container, a network
+    partition) held the counter row until its connection died, hours with the
+    kernel's TCP keepalive: no ticket could be opened on any channel meanwhile.
+    PostgreSQL ends such a session after COUNTER_IDLE_LIMIT_MS of silence; its
+    number is rolled back with it, so the next creation takes it: no gap."""
+    monkeypatch.setattr(numbering, "COUNTER_IDLE_LIMIT_MS", 500)
+    taken, resume = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def frozen() -> None:
+        with app.app_context():
+            try:
+                _open(TicketsService.from_config(db.session, app.config), requester="bob@example.com")
+                taken.set()
+                resume.wait(30)  # says nothing more, as a frozen host does
+                db.session.commit()
+                outcome.append("committed")
+            except OperationalError:
+                outcome.append("ended")
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=frozen)
+    thread.start()
+    assert taken.wait(10)
+    db.session.execute(text("SET LOCAL lock_timeout = '5s'"))  # the old code waited here for ever
+    ticket = _open(service)
+    db.session.commit()
+    resume.set()
+    thread.join(30)
+    assert (ticket.number, outcome) == (1, ["ended"])
+    assert db.session.execute(select(Ticket.number)).scalars().all() == [1]
