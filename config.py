@@ -237,6 +237,9 @@ class Config:
     MAX_CONTENT_LENGTH = _env_int("MAX_REQUEST_BYTES", 1024 * 1024)
     # Reverse proxies in front of gunicorn whose X-Forwarded-* headers are believed.
     PROXY_HOPS = _env_int("PROXY_HOPS", 0)
+    # Bits of an IPv6 address that name one client for the limits per address, 32 to
+    # 128 (checked by helpdesk.security): one host usually holds a whole /64.
+    RATE_LIMIT_IPV6_PREFIX = _env("RATE_LIMIT_IPV6_PREFIX", "64")
     SECURE_COOKIES = _env_flag("SECURE_COOKIES", True)
     PERMANENT_SESSION_LIFETIME = parse_duration(_env("STAFF_SESSION_LIFETIME", "12h"))
     WTF_CSRF_TIME_LIMIT = None  # a CSRF token lives as long as the session it belongs to

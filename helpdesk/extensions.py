@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import DeclarativeBase, Session
+
+from helpdesk.security import client_key
 
 # Named constraints let Alembic alter them later, including SQLite's batch mode.
 NAMING_CONVENTION = {
@@ -67,6 +68,7 @@ class DeclaredLimiter(Limiter):
         super()._check_request_limit(callable_name, in_middleware)
 
 
-# Limits are declared where they apply (login, tracker); none by default.
-limiter = DeclaredLimiter(key_func=get_remote_address, default_limits=[])
+# Limits are declared where they apply (login, tracker); none by default. A limit
+# keyed by nothing else counts the client's address, an IPv6 client's network.
+limiter = DeclaredLimiter(key_func=client_key, default_limits=[])
 csrf = CSRFProtect()

@@ -9,12 +9,19 @@ from the X-Forwarded-* headers those proxies append (werkzeug's ProxyFix, trusti
 exactly that many entries). Without it every client would share the proxy's address
 and so one login and tracker budget; with it on a directly exposed server, anyone
 could pick their own address by sending the header. So it is 0 unless set.
+
+Limits per client address count an IPv6 client by its network (`client_key`): one
+host holds a whole /64 and may take a new address for every request.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response
+import ipaddress
+
+from flask import Flask, Response, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import ConfigurationError
 
 CSP = "; ".join(
     (
@@ -31,6 +38,7 @@ CSP = "; ".join(
 
 
 def init_app(app: Flask) -> None:
+    app.config["RATE_LIMIT_IPV6_PREFIX"] = _ipv6_prefix(app.config["RATE_LIMIT_IPV6_PREFIX"])
     hops = int(app.config["PROXY_HOPS"])
     if hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -54,3 +62,37 @@ def init_app(app: Flask) -> None:
         if secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
+
+
+def client_key() -> str:
+    """Who a limit per client address counts (docs/security.md, "Limits per client
+    address"): an IPv4 address as it is, an IPv6 one as its network of
+    `RATE_LIMIT_IPV6_PREFIX` bits, an IPv4 address written as IPv6 (`::ffff:a.b.c.d`)
+    as that IPv4 address. The address is the one `PROXY_HOPS` lets us believe; one
+    that does not parse (a proxy may forward anything) is counted as it is written."""
+    return limit_key(request.remote_addr or "127.0.0.1", current_app.config["RATE_LIMIT_IPV6_PREFIX"])
+
+
+def limit_key(text: str, ipv6_prefix: int) -> str:
+    """`client_key` of the address `text`."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    # From the bytes: a zone (`fe80::1%eth0`) names no other network.
+    return str(ipaddress.IPv6Network((address.packed, ipv6_prefix), strict=False))
+
+
+def _ipv6_prefix(value: object) -> int:
+    """`RATE_LIMIT_IPV6_PREFIX` as bits, 32 to 128: a shorter prefix would count a
+    whole provider as one client, and an IPv6 address has 128."""
+    text = "" if isinstance(value, bool) else str(value).strip()  # True is no number of bits
+    if not (text.isascii() and text.isdigit() and len(text) <= 3 and 32 <= int(text) <= 128):
+        raise ConfigurationError(
+            f"RATE_LIMIT_IPV6_PREFIX must be a number of bits from 32 to 128, not {value!r}"
+        )
+    return int(text)

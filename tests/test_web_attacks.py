@@ -16,12 +16,13 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from sqlalchemy import event, select, update
 
+from config import ConfigurationError
 from helpdesk import addresses
 from helpdesk.extensions import db
 from helpdesk.html import clean
 from helpdesk.models import Contact, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services import Actor
-from tests.support.app import ApiClient, Portal, login_tokens
+from tests.support.app import ApiClient, Portal, login_tokens, make_app
 from tests.support.database import open_ticket
 from tests.support.mail import message
 from tests.support.outbox import deliver
@@ -96,6 +97,60 @@ def test_padding_a_number_opens_no_fresh_per_ticket_budget(client, app, service,
         for k in range(limit + 3)
     ]
     assert codes.count(200) <= limit, codes
+
+
+@pytest.mark.parametrize("path", ["/track", "/api/v1/public/track"])
+def test_one_ipv6_network_shares_one_per_ip_budget(client, app, path):
+    """An IPv6 host holds a whole /64 and may take a new address for every request:
+    counted per address, 60 numbers tried from 2001:db8:1:2::1 … ::3c were all
+    answered, never refused. Now the /64 is the client; another /64 has its own
+    budget, and an IPv4 address written as IPv6 (::ffff:a.b.c.d) is that IPv4
+    address."""
+    app.config["TRACK_RATE_LIMIT_PER_TICKET"] = "1000 per minute"
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
+    codes = [
+        _track(client, path, f"TKT-{100 + n:06d}", "a@b.cc", f"2001:db8:1:2::{n + 1:x}")
+        for n in range(limit + 1)
+    ]
+    assert codes == [404] * limit + [429], codes
+    assert _track(client, path, "TKT-000099", "a@b.cc", "2001:db8:1:2:ffff:ffff:ffff:ffff") == 429
+    assert _track(client, path, "TKT-000099", "a@b.cc", "2001:db8:1:3::1") == 404
+
+    for n in range(limit):
+        assert _track(client, path, f"TKT-{300 + n:06d}", "a@b.cc", "192.0.2.9") == 404
+    assert _track(client, path, "TKT-000099", "a@b.cc", "::ffff:192.0.2.9") == 429
+
+
+def test_the_ipv6_network_a_client_is_counted_by_is_a_setting(database_url):
+    """`RATE_LIMIT_IPV6_PREFIX`: 48 counts a whole site as one client."""
+    app = make_app(database_url, RATE_LIMIT_IPV6_PREFIX="48", TRACK_RATE_LIMIT_PER_TICKET="1000 per minute")
+    client = app.test_client()
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
+    path = "/api/v1/public/track"
+    codes = [
+        _track(client, path, f"TKT-{100 + n:06d}", "a@b.cc", f"2001:db8:1:{n:x}::1") for n in range(limit + 1)
+    ]
+    assert codes == [404] * limit + [429], codes
+    assert _track(client, path, "TKT-000099", "a@b.cc", "2001:db8:2::1") == 404
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("value", ["31", "129", "0", "-64", "64.5", "sixty-four", "", "٦٤", True])
+def test_an_ipv6_prefix_outside_32_to_128_bits_is_refused_at_start(database_url, value):
+    with pytest.raises(ConfigurationError, match="RATE_LIMIT_IPV6_PREFIX"):
+        make_app(database_url, RATE_LIMIT_IPV6_PREFIX=value)
+
+
+@pytest.mark.parametrize("path", ["/track", "/api/v1/public/track"])
+def test_a_client_address_that_is_no_address_is_counted_as_written(client, app, path):
+    """What a proxy (`PROXY_HOPS`) forwards is not always an address: it is counted as
+    it is, never a 500."""
+    app.config["TRACK_RATE_LIMIT_PER_TICKET"] = "1000 per minute"
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
+    codes = [_track(client, path, f"TKT-{100 + n:06d}", "a@b.cc", "unknown") for n in range(limit + 1)]
+    assert codes == [404] * limit + [429], codes
+    assert _track(client, path, "TKT-000099", "a@b.cc", "[2001:db8::1]:443") == 404
 
 
 def _statements(action) -> list[str]:  # type: ignore[no-untyped-def]
@@ -417,6 +472,25 @@ def test_wrong_passwords_for_one_account_from_many_addresses_lock_that_account(
     assert guesses == [failed] * 5
     assert login(agent.email, "agent-password-1", "10.2.1.1") == 429
     assert login(admin.email, "admin-password-1", "10.2.0.1") in (200, 302)
+
+
+@pytest.mark.parametrize("path", ["/login", "/api/v1/auth/login"])
+def test_failed_logins_from_one_ipv6_network_share_its_budget(client, app, agent, admin, path):
+    """The per-address budget counts an IPv6 client's /64, whatever address of it each
+    attempt comes from (docs/security.md, "Password guessing")."""
+    app.config.update(LOGIN_RATE_LIMIT="5 per minute", LOGIN_RATE_LIMIT_PER_ACCOUNT="1000 per minute")
+
+    def login(email: str, password: str, address: str) -> int:
+        if path == "/login":
+            form = {"email": email, "password": password, "csrf_token": Portal(client).token()}
+            return client.post(path, data=form, environ_base={"REMOTE_ADDR": address}).status_code
+        body = {"email": email, "password": password}
+        return client.post(path, json=body, environ_base={"REMOTE_ADDR": address}).status_code
+
+    guesses = [login(f"someone-{n}@example.com", "guess", f"2001:db8:5:6::{n + 1:x}") for n in range(5)]
+    assert guesses == [401] * 5
+    assert login(agent.email, "agent-password-1", "2001:db8:5:6:a:b:c:d") == 429
+    assert login(admin.email, "admin-password-1", "2001:db8:5:7::1") in (200, 302)
 
 
 @pytest.mark.parametrize("path", ["/login", "/api/v1/auth/login"])
