@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache, wraps
@@ -33,7 +33,6 @@ from sqlalchemy import bindparam, exists, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk import addresses, limit_storage
-from helpdesk.api import payload
 from helpdesk.clock import now
 from helpdesk.database import insert_ignoring
 from helpdesk.errors import ValidationError
@@ -59,13 +58,12 @@ def _per_account() -> str:
     return str(current_app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"])
 
 
-def _account_key() -> str:
-    """The account a login names, from the portal's form or the API's JSON, hashed:
-    the limit runs before the form is checked, so the text is anything the client
-    sent (a NUL that PostgreSQL refuses to store), and the counters need no
-    addresses in them."""
-    data = payload.fields()
-    email = data.get("email") if isinstance(data, dict) else None
+def _account_key(body: Any) -> str:
+    """The account a login names, from the body as its view reads it (the portal's
+    form, the API's JSON), hashed: the limit runs before the form is checked, so the
+    text is anything the client sent (a NUL that PostgreSQL refuses to store), and
+    the counters need no addresses in them."""
+    email = body.get("email") if isinstance(body, Mapping) else None
     if not isinstance(email, str):
         return "account:?"
     # Cut where the login reads it, or padding after the address would name a new
@@ -87,9 +85,6 @@ def _key_of(email: str) -> str:
 # the place back unless the attempt failed a password check. See docs/security.md.
 LOGIN_SCOPES = ("login", "login-account")
 _per_address_limit = limiter.shared_limit(_per_address, scope="login", methods=["POST"])
-_per_account_limit = limiter.shared_limit(
-    _per_account, scope="login-account", key_func=_account_key, methods=["POST"]
-)
 
 
 def _failures_only(limits: Callable[[F], F], view: F) -> F:
@@ -135,8 +130,19 @@ def failed_password() -> None:
     g.failed_password = True
 
 
-def login_rate_limit(view: F) -> F:
-    return _failures_only(lambda counted: cast(F, _per_address_limit(_per_account_limit(counted))), view)
+def login_rate_limit(read: Callable[[], Any]) -> Callable[[F], F]:
+    """The login budgets of a view that reads its body with `read` (the portal its
+    form, the API `payload.json_value`): the per-account key reads it the same way.
+    A key reading a form where the API read JSON sent as text/plain counted those
+    attempts under no account (docs/security.md, "Password guessing")."""
+    per_account_limit = limiter.shared_limit(
+        _per_account, scope="login-account", key_func=lambda: _account_key(read()), methods=["POST"]
+    )
+
+    def decorator(view: F) -> F:
+        return _failures_only(lambda counted: cast(F, _per_address_limit(per_account_limit(counted))), view)
+
+    return decorator
 
 
 def current_password_limit(caller_email: Callable[[], str]) -> Callable[[F], F]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 from email.utils import getaddresses
 from urllib.parse import urljoin, urlsplit
@@ -97,6 +98,31 @@ def test_padding_a_number_opens_no_fresh_per_ticket_budget(client, app, service,
         for k in range(limit + 3)
     ]
     assert codes.count(200) <= limit, codes
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-www-form-urlencoded"])
+def test_a_json_lookup_under_another_content_type_counts_against_the_tickets_budget(
+    client, app, service, content_type
+):
+    """The API reads any body as JSON; the per-ticket limit read a body that was not
+    labelled JSON as a form, found no number in it and counted it in a bucket of its
+    own, while the lookup went on to the real ticket: once ticket 1's budget was
+    spent, the same guesses sent as text/plain still found its address. The limit
+    now reads the body with the view's own function (`payload.json_value`)."""
+    open_ticket(service)
+    app.config["TRACK_RATE_LIMIT_PER_IP"] = "1000 per minute"
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_TICKET"].split()[0])
+    spent = [
+        _track(client, "/api/v1/public/track", "1", f"g{n}@example.com", f"10.7.0.{n + 1}")
+        for n in range(limit)
+    ]
+    assert spent == [404] * limit
+    body = json.dumps({"ticket_number": "TKT-000001", "email": "ann@example.com"})
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post(
+        "/api/v1/public/track", data=body, headers=headers, environ_base={"REMOTE_ADDR": "10.7.1.1"}
+    )
+    assert response.status_code == 429
 
 
 @pytest.mark.parametrize("path", ["/track", "/api/v1/public/track"])
@@ -491,6 +517,28 @@ def test_failed_logins_from_one_ipv6_network_share_its_budget(client, app, agent
     assert guesses == [401] * 5
     assert login(agent.email, "agent-password-1", "2001:db8:5:6:a:b:c:d") == 429
     assert login(admin.email, "admin-password-1", "2001:db8:5:7::1") in (200, 302)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+def test_a_json_login_under_another_content_type_counts_against_the_accounts_budget(
+    client, app, agent, content_type
+):
+    """The API reads any body as JSON; the per-account budget read a body not
+    labelled JSON as a form and counted it under no account, so the right password
+    sent as text/plain was let in after the account's budget was spent."""
+    app.config.update(LOGIN_RATE_LIMIT="1000 per minute", LOGIN_RATE_LIMIT_PER_ACCOUNT="5 per minute")
+    for n in range(5):
+        body = {"email": agent.email, "password": f"guess-{n}"}
+        response = client.post(
+            "/api/v1/auth/login", json=body, environ_base={"REMOTE_ADDR": f"10.8.0.{n + 1}"}
+        )
+        assert response.status_code == 401
+    body = json.dumps({"email": agent.email, "password": "agent-password-1"})
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post(
+        "/api/v1/auth/login", data=body, headers=headers, environ_base={"REMOTE_ADDR": "10.8.1.1"}
+    )
+    assert response.status_code == 429
 
 
 @pytest.mark.parametrize("path", ["/login", "/api/v1/auth/login"])

@@ -26,29 +26,25 @@ class MalformedJSON(DomainError):
         super().__init__("The request body is not valid JSON.")
 
 
-def fields() -> Any:
-    """The body's JSON value or the form, for a rate limit's key, which runs before the
-    view checks anything: None where the JSON is broken or nested too deep to parse
-    (the view then answers it)."""
-    if not request.is_json:
-        return request.form
+def json_value() -> Any:
+    """The body as the API's views read it: JSON whatever its content type says, {}
+    when there is none, None when it is not JSON or nested deeper than the parser
+    recurses. A rate limit's key that names what the view will look up reads the body
+    through this too, so the two cannot read different things (docs/security.md,
+    "Tracker numbers")."""
+    if not request.get_data(cache=True):
+        return {}
     try:
         return request.get_json(silent=True, force=True)
-    except RecursionError:  # nested deeper than the parser recurses
+    except RecursionError:  # nested deeper than the parser recurses: not JSON we take
         return None
 
 
 def json_object(spec: Spec, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """The request's JSON object, checked against `spec` (unknown fields refused)."""
-    if not request.get_data(cache=True):
-        data: Any = {}
-    else:
-        try:
-            data = request.get_json(silent=True, force=True)
-        except RecursionError:  # nested deeper than the parser recurses: not JSON we take
-            raise MalformedJSON() from None
-        if data is None:
-            raise MalformedJSON()
+    data = json_value()
+    if data is None:
+        raise MalformedJSON()
     if not isinstance(data, dict):
         raise ValidationError({"body": "must be a JSON object"})
     errors: dict[str, str] = {}

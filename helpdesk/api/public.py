@@ -8,7 +8,7 @@ from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from helpdesk.api import bp
-from helpdesk.api.payload import json_object
+from helpdesk.api.payload import json_object, json_value
 from helpdesk.api.serializers import when
 from helpdesk.extensions import db
 from helpdesk.services import tracking
@@ -17,7 +17,7 @@ from helpdesk.tracker.limits import limit_per_ip, limit_per_ticket
 
 @bp.post("/public/track")
 @limit_per_ip
-@limit_per_ticket
+@limit_per_ticket(json_value)
 def track() -> ResponseReturnValue:
     data = json_object({"ticket_number": (str,), "email": (str,)}, required=("ticket_number", "email"))
     cfg = current_app.config

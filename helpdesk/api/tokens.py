@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_jwt_extended import current_user, get_jwt
 
 from helpdesk.api import bp
-from helpdesk.api.payload import json_object
+from helpdesk.api.payload import json_object, json_value
 from helpdesk.auth import (
     check_credentials,
     current_password_limit,
@@ -26,7 +26,7 @@ from helpdesk.services.staff import MAX_PASSWORD, StaffService
 
 
 @bp.post("/auth/login")
-@login_rate_limit
+@login_rate_limit(json_value)
 def login() -> ResponseReturnValue:
     data = json_object({"email": (str,), "password": (str,)}, required=("email", "password"))
     user = check_credentials(data["email"], data["password"][:MAX_PASSWORD])

@@ -27,7 +27,7 @@ def home() -> ResponseReturnValue:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@login_rate_limit
+@login_rate_limit(lambda: request.form)
 def login() -> ResponseReturnValue:
     error = None
     if request.method == "POST":

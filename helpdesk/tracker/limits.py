@@ -9,9 +9,12 @@ see `helpdesk.limit_storage`).
 
 from __future__ import annotations
 
-from flask import current_app
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from helpdesk.api import payload
+from flask import current_app
+from flask_limiter import RouteLimit
+
 from helpdesk.extensions import limiter
 from helpdesk.services import tracking
 
@@ -24,16 +27,23 @@ def _per_ticket() -> str:
     return str(current_app.config["TRACK_RATE_LIMIT_PER_TICKET"])
 
 
-def ticket_key() -> str:
-    """The ticket number asked about, normalized, from a JSON body or a form."""
-    data = payload.fields()
-    text = data.get("ticket_number") if isinstance(data, dict) else None
+def ticket_key(body: Any) -> str:
+    """The ticket number asked about, normalized, from the body as the view reads it."""
+    text = body.get("ticket_number") if isinstance(body, Mapping) else None
     number = tracking.requested_number(text, current_app.config["TICKET_PREFIX"])
     return f"ticket:{number if number is not None else '?'}"
 
 
 # Shared limits: the page and the API draw from the same counters.
 limit_per_ip = limiter.shared_limit(_per_ip, scope="track-ip", methods=["POST"])
-limit_per_ticket = limiter.shared_limit(
-    _per_ticket, scope="track-ticket", key_func=ticket_key, methods=["POST"]
-)
+
+
+def limit_per_ticket(read: Callable[[], Any]) -> RouteLimit:
+    """The per-ticket limit of a view that reads its body with `read` (the page its
+    form, the API `payload.json_value`): the key reads it the same way, so it counts
+    the ticket the lookup finds. A key reading a form where the API read JSON sent
+    as text/plain counted such guesses in a bucket of no ticket (docs/security.md,
+    "Tracker numbers")."""
+    return limiter.shared_limit(
+        _per_ticket, scope="track-ticket", key_func=lambda: ticket_key(read()), methods=["POST"]
+    )

@@ -75,7 +75,7 @@ def form() -> ResponseReturnValue:
 
 @bp.post("/track")
 @limit_per_ip
-@limit_per_ticket
+@limit_per_ticket(lambda: request.form)
 def lookup() -> ResponseReturnValue:
     number = request.form.get("ticket_number", "")
     email = request.form.get("email", "")[:320]
