@@ -166,6 +166,33 @@ def test_the_per_customer_limit_answers_429(chat, app):
     assert len(db.session.execute(select(Ticket)).all()) == 2
 
 
+# -- a subject that says nothing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "subject"),
+    [
+        ({}, "My internet is down"),
+        ({"subject": ""}, "My internet is down"),
+        ({"subject": " "}, "My internet is down"),
+        ({"subject": "\t\n"}, "My internet is down"),
+        ({"subject": "\x07\x1b"}, "My internet is down"),
+        ({"subject": " \x1b[2J Router "}, "[2J Router"),
+        ({"transcript": "\x07\nMy internet is down"}, "My internet is down"),
+        ({"transcript": "\x1b\n\u2028\n  My internet\x07is down"}, "My internet is down"),
+        ({"transcript": "\x1b\n\x07"}, "Chat conversation"),
+    ],
+)
+def test_a_chat_whose_subject_says_nothing_takes_the_transcripts_first_line(chat, extra, subject):
+    """A lone control character was a line that said something (`str.strip`), and a
+    blank subject was taken as given: both became an empty subject, refused with
+    422 `subject: is required`, a field the widget never sent (found by review)."""
+    body = {"conversation_id": "c", "customer": ANN, "transcript": "My internet is down", **extra}
+    response = chat("tickets", body)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["subject"] == subject
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [

@@ -47,7 +47,7 @@ def chat_ticket() -> ResponseReturnValue:
         db.session.rollback()
         return error_response(429, "too_many_tickets", "Too many tickets created. Please try again later.")
     ticket = TicketsService.from_config(db.session, current_app.config).open_ticket(
-        subject=data.get("subject") or chat.subject_of(data["transcript"], customer.language),
+        subject=chat.subject_of(data.get("subject", ""), data["transcript"], customer.language),
         description=data["transcript"],
         requester_email=contact.email,
         requester_name=contact.name,

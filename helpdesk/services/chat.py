@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import addresses, languages, numbering
+from helpdesk import addresses, inputs, languages, numbering
 from helpdesk.clock import iso
 from helpdesk.languages import N_, gettext_in
 from helpdesk.models import Contact, Ticket
@@ -58,12 +58,19 @@ def status_sentence(status: str, language: str) -> str:
     return gettext_in(language, STATUS_SENTENCES[status])
 
 
-def subject_of(transcript: str, language: str) -> str:
-    """A chat's subject when none is given: its first line that says something, else
-    a title in the customer's language (their mail's subject carries it)."""
+def subject_of(given: str, transcript: str, language: str) -> str:
+    """A chat's subject: the one `given` where it says something, else the
+    transcript's first line that does, else a title in the customer's language
+    (their mail's subject carries it). Each is judged as the ticket stores it,
+    one line without control characters (docs/integrations.md, "Chat"): a line of
+    a lone `ESC`, or a subject of spaces, was taken and then refused as empty."""
+    subject = inputs.one_line(given)
+    if subject:
+        return subject
     for line in transcript.splitlines():
-        if line.strip():
-            return " ".join(line.split())[:SUBJECT_FROM_TRANSCRIPT]
+        said = inputs.one_line(line)
+        if said:
+            return said[:SUBJECT_FROM_TRANSCRIPT]
     return gettext_in(language, N_("Chat conversation"))
 
 
