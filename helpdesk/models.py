@@ -621,6 +621,23 @@ class Integration(Model):
     revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
 
 
+class ChatConversation(Model):
+    """The ticket a chat integration's conversation opened (docs/integrations.md,
+    "Chat"): one per integration and conversation id, so a widget posting the
+    conversation again gets that ticket back instead of a second one. The row is
+    claimed (`insert_ignoring`) before the ticket's number is taken and pointed at
+    the ticket in the numbered statement, so `ticket_id` is empty only inside the
+    transaction that opens the ticket."""
+
+    __tablename__ = "chat_conversations"
+    __table_args__ = (UniqueConstraint("integration_id", "conversation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
+    conversation_id: Mapped[str] = mapped_column(String(200))
+    ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
+
+
 class RevokedToken(Model):
     """An API token revoked before it expired (logout). Rows past `expires_at` are
     useless, since the token is refused as expired anyway, and may be deleted."""

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from helpdesk import addresses, languages
 from helpdesk import vocabulary as v
 from helpdesk.extensions import db
-from helpdesk.models import Participant, Ticket
+from helpdesk.models import Message, OutboxMessage, Participant, Ticket
 from helpdesk.services.chat import SHARE_TEXTS, STATUS_SENTENCES, status_sentence
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.database import open_ticket
@@ -164,6 +164,82 @@ def test_the_per_customer_limit_answers_429(chat, app):
     ]
     assert codes == [201, 201, 429]
     assert len(db.session.execute(select(Ticket)).all()) == 2
+
+
+# -- a widget's retry (docs/integrations.md, "Chat") ---------------------------------------
+
+
+def _acknowledgments() -> int:
+    return len(db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "created")).all())
+
+
+def test_a_retried_conversation_gets_its_ticket_back_and_no_second_acknowledgment(chat, service):
+    """A widget posts the conversation again after a lost answer or a 503: each post
+    opened a ticket and mailed an acknowledgment (3 posts, TKT-000001..3; found by
+    review). The repeat answers the same ticket, 200, and queues nothing; the next
+    number is still the next one."""
+    body = {"conversation_id": "conv-42", "customer": ANN, "transcript": "Ann: my internet is down"}
+    first = chat("tickets", body)
+    repeats = [chat("tickets", body) for _ in range(2)]
+    assert first.status_code == 201, first.get_json()
+    assert [response.status_code for response in repeats] == [200, 200]
+    assert all(response.get_json() == first.get_json() for response in repeats)
+    assert len(db.session.execute(select(Ticket)).all()) == 1
+    assert _acknowledgments() == 1
+    assert open_ticket(service).number == 2
+
+
+def test_a_conversation_that_went_on_gets_its_ticket_back_unchanged(chat):
+    """A repeat whose transcript grew is the same conversation: its ticket, with
+    nothing added (what a retry adds cannot be told from what was said since)."""
+    body = {"conversation_id": "conv-42", "customer": ANN, "transcript": "Ann: my internet is down"}
+    assert chat("tickets", body).status_code == 201
+    longer = {**body, "subject": "Other", "transcript": body["transcript"] + "\nAnn: still down"}
+    again = chat("tickets", longer)
+    assert again.status_code == 200, again.get_json()
+    assert (again.get_json()["number"], again.get_json()["description"]) == ("TKT-000001", body["transcript"])
+    assert len(db.session.execute(select(Message)).all()) == 1
+
+
+def test_a_repeat_does_not_spend_the_customers_tickets_per_hour(chat, app):
+    app.config["CUSTOMER_MAX_TICKETS_PER_HOUR"] = 1
+    body = {"conversation_id": "conv-42", "customer": ANN, "transcript": "help"}
+    codes = [chat("tickets", body).status_code for _ in range(3)]
+    other = chat("tickets", {**body, "conversation_id": "conv-43"}).status_code
+    assert (codes, other) == ([201, 200, 200], 429)
+
+
+def test_one_conversation_id_of_two_integrations_is_two_conversations(chat, client):
+    _integration, token = IntegrationsService(db.session).add("shop-chat", "chat")
+    db.session.commit()
+    body = {"conversation_id": "1", "customer": ANN, "transcript": "help"}
+    assert chat("tickets", body).status_code == 201
+    other = client.post("/api/v1/chat/tickets", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert (other.status_code, other.get_json()["number"]) == (201, "TKT-000002")
+
+
+def test_a_conversation_id_naming_another_customer_is_refused(chat):
+    """A conversation's ticket is its customer's: the same id naming someone else
+    gets 409, not the other customer's ticket, and opens nothing."""
+    body = {"conversation_id": "conv-42", "customer": ANN, "transcript": "help"}
+    assert chat("tickets", body).status_code == 201
+    other = chat("tickets", {**body, "customer": {"email": "bob@example.com"}})
+    assert other.status_code == 409, other.get_json()
+    assert other.get_json()["error"]["code"] == "conflict"
+    assert len(db.session.execute(select(Ticket)).all()) == 1
+    assert _acknowledgments() == 1
+
+
+def test_a_repeat_of_a_merged_conversation_answers_the_survivor(chat, service, agent_actor):
+    body = {"conversation_id": "conv-42", "customer": ANN, "transcript": "help"}
+    assert chat("tickets", body).status_code == 201
+    survivor = open_ticket(service, requester_email=ANN["email"])
+    merged = db.session.execute(select(Ticket).where(Ticket.number == 1)).scalar_one()
+    service.merge(merged, survivor, actor=agent_actor)
+    db.session.commit()
+    again = chat("tickets", body)
+    assert again.status_code == 200, again.get_json()
+    assert (again.get_json()["number"], again.get_json()["merged_from"]) == ("TKT-000002", "TKT-000001")
 
 
 # -- a subject that says nothing ------------------------------------------------------------

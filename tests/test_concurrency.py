@@ -1653,3 +1653,105 @@ def test_two_admins_acting_at_once_leave_one_active_admin(app, admin, second_cha
     db.session.rollback()
     active_admins = select(func.count(StaffUser.id)).where(StaffUser.role == "admin", StaffUser.is_active)
     assert db.session.execute(active_admins).scalar_one() == 1
+
+
+# -- one chat conversation posted twice at once (a widget retrying) ----------------
+#
+# A widget posts a conversation again when it lost the answer or got a 503, and may
+# do so before the first post has finished. Each post opened a ticket and mailed an
+# acknowledgment (docs/integrations.md, "Chat").
+
+
+def _chat_post(app: Any, token: str, order: Interleaving, role: str, email: str) -> Callable[[], object]:
+    def post() -> object:
+        order.after_load(role)
+        body = {"conversation_id": "conv-42", "customer": {"email": email}, "transcript": "No signal"}
+        response = app.test_client().post(
+            "/api/v1/chat/tickets", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        return response.status_code, response.get_json().get("number")
+
+    return post
+
+
+def _chat_token() -> str:
+    from helpdesk.services.integrations import IntegrationsService
+
+    _integration, token = IntegrationsService(db.session).add("site-chat", "chat")
+    db.session.commit()
+    return token
+
+
+def _opened_and_acknowledged() -> tuple[list[tuple[int, str]], int]:
+    from helpdesk.models import Contact, OutboxMessage
+
+    db.session.rollback()
+    tickets = select(Ticket.number, Contact.email).join(Contact, Contact.id == Ticket.requester_id)
+    acknowledgments = select(func.count(OutboxMessage.id)).where(OutboxMessage.kind == "created")
+    return (
+        [tuple(row) for row in db.session.execute(tickets.order_by(Ticket.number))],
+        db.session.execute(acknowledgments).scalar_one(),
+    )
+
+
+@on_postgresql
+def test_one_chat_conversation_posted_twice_at_once_opens_one_ticket(app, monkeypatch):
+    """The first post is held after the customer's count, its locks taken; the
+    second waits for them and then finds the first one's ticket: 200, the same
+    number, one acknowledgment (it opened TKT-000002 and mailed twice)."""
+    from helpdesk.services import customer_limits
+
+    token = _chat_token()
+    order = Interleaving()
+    reached_limit = customer_limits.reached_limit
+
+    def count_then_hold(*args: Any) -> str | None:
+        reached = reached_limit(*args)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+        return reached
+
+    monkeypatch.setattr(customer_limits, "reached_limit", count_then_hold)
+    results = order.run(
+        _chat_post(app, token, order, "first", "ann@example.com"),
+        _chat_post(app, token, order, "second", "ann@example.com"),
+    )
+    assert results == {"first": (201, "TKT-000001"), "second": (200, "TKT-000001")}, results
+    assert _opened_and_acknowledged() == ([(1, "ann@example.com")], 1)
+
+
+@on_postgresql
+@pytest.mark.parametrize("first_ends", ["commits", "fails"])
+def test_a_conversation_claimed_at_once_under_another_customer_waits_for_the_claim(
+    app, monkeypatch, first_ends
+):
+    """Two customers' locks do not serialise their posts: the second post's claim of
+    the conversation waits for the first one's. Committed, the second is refused
+    (409, another customer's conversation), never a 500; rolled back (the database
+    failed, 503), the second claims it and opens the ticket with the number the
+    first one never kept: the sequence has no gap."""
+    from helpdesk.services import chat
+
+    token = _chat_token()
+    order = Interleaving()
+    claim = chat.claim
+
+    def claim_then_hold(*args: Any) -> int | None:
+        claimed = claim(*args)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+            if first_ends == "fails":
+                raise OperationalError("INSERT", {}, Exception("connection lost"))
+        return claimed
+
+    monkeypatch.setattr(chat, "claim", claim_then_hold)
+    results = order.run(
+        _chat_post(app, token, order, "first", "ann@example.com"),
+        _chat_post(app, token, order, "second", "bob@example.com"),
+    )
+    if first_ends == "commits":
+        assert results == {"first": (201, "TKT-000001"), "second": (409, None)}, results
+        assert _opened_and_acknowledged() == ([(1, "ann@example.com")], 1)
+    else:
+        assert results == {"first": (503, None), "second": (201, "TKT-000001")}, results
+        assert _opened_and_acknowledged() == ([(1, "bob@example.com")], 1)

@@ -5,10 +5,12 @@ card's fields), and numbers typed in the chat get status cards."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
-from flask import current_app, jsonify
+from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
+from helpdesk import numbering
 from helpdesk.api import bp
 from helpdesk.api.customers import conversation_id, named_customer
 from helpdesk.api.payload import json_object
@@ -17,8 +19,9 @@ from helpdesk.auth import integration_required
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
+from helpdesk.models import Ticket
 from helpdesk.services import chat, contacts, customer_limits
-from helpdesk.services.tickets import TicketsService
+from helpdesk.services.tickets import TicketsService, reached_by
 
 MAX_LOOKUP_TEXT = 10_000
 
@@ -43,7 +46,23 @@ def chat_ticket() -> ResponseReturnValue:
     db.session.commit()  # the contact, whatever happens to the ticket
     contact = contacts.current(db.session, customer.contact)  # as for the assistant's tickets
     customer = replace(customer, contact=contact)
-    if not customer_limits.may_open(db.session, contact, current_app.config):
+    allowed = customer_limits.may_open(db.session, contact, current_app.config)
+    # A conversation posted again (a widget retrying after a lost answer or a 503)
+    # is answered its ticket, 200, and opens and mails nothing, whatever the limits
+    # say now (docs/integrations.md, "Chat"). Read after the customer's locks: a
+    # repeat of theirs committed meanwhile is seen.
+    integration = g.integration.id
+    ticket = chat.opened(db.session, integration, conversation, contact)
+    claimed = None
+    if ticket is None and allowed:
+        claimed = chat.claim(db.session, integration, conversation)
+        if claimed is None:  # posted at once under another customer's locks, committed first
+            ticket = chat.opened(db.session, integration, conversation, contact)
+    if ticket is not None:
+        body = _answer(reached_by(db.session, contact, ticket) or ticket, ticket, customer.language)
+        db.session.commit()
+        return jsonify(body), 200
+    if not allowed:
         db.session.rollback()
         return error_response(429, "too_many_tickets", "Too many tickets created. Please try again later.")
     ticket = TicketsService.from_config(db.session, current_app.config).open_ticket(
@@ -54,14 +73,24 @@ def chat_ticket() -> ResponseReturnValue:
         channel="chat",
         actor=customer.actor,
         conversation_id=conversation,
+        chat_conversation=claimed,
     )
-    # The ticket as the API gives it (SPEC §6), with the card's fields, which widgets
-    # read since it answered the card alone (the same values, plus `sentence`), but
-    # not what only staff work with: an integration acts for a customer.
-    shown = {key: value for key, value in ticket_json(ticket).items() if key not in STAFF_ONLY}
-    body = {**chat.card(ticket, customer.language, current_app.config), **shown}
+    body = _answer(ticket, ticket, customer.language)
     db.session.commit()
     return jsonify(body), 201
+
+
+def _answer(ticket: Ticket, asked: Ticket, language: str) -> dict[str, Any]:
+    """The ticket as the API gives it (SPEC §6), with the card's fields, which widgets
+    read since it answered the card alone (the same values, plus `sentence`), but
+    not what only staff work with: an integration acts for a customer. A repeat of
+    a conversation whose ticket was merged since gets the survivor, naming the
+    ticket it opened (`merged_from`), as a lookup does."""
+    shown = {key: value for key, value in ticket_json(ticket).items() if key not in STAFF_ONLY}
+    body = {**chat.card(ticket, language, current_app.config), **shown}
+    if asked.id != ticket.id:
+        body["merged_from"] = numbering.display_number(asked.number, current_app.config)
+    return body
 
 
 @bp.post("/chat/lookup")

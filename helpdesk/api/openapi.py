@@ -117,6 +117,21 @@ def _object(
     return schema
 
 
+# A chat's ticket: the API's ticket with its status card's sentence (and, answering a
+# repeat of a conversation whose ticket was merged, the number it opened).
+CHAT_TICKET = {
+    "allOf": [
+        _ref("Ticket"),
+        _object(
+            {"sentence": {"type": "string"}, "merged_from": {"type": "string"}},
+            ["sentence"],
+            extra=True,
+        ),
+    ],
+    "description": "the ticket, with its status card's one-line sentence",
+}
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object(
         {
@@ -910,21 +925,13 @@ PATHS: dict[str, Any] = {
                 )
             ),
             "responses": {
-                "201": _json(
-                    {
-                        "allOf": [
-                            _ref("Ticket"),
-                            _object(
-                                {"sentence": {"type": "string"}},
-                                ["sentence"],
-                                extra=True,
-                            ),
-                        ],
-                        "description": "the ticket, with its status card's one-line sentence",
-                    },
-                    "Created",
+                "201": _json(CHAT_TICKET, "Created"),
+                "200": _json(
+                    CHAT_TICKET,
+                    "The conversation was posted before (a retry): the ticket it opened, or"
+                    " its survivor with `merged_from`; nothing is created or mailed",
                 ),
-                **_errors(400, 401, 403, 413, 422, 429),
+                **_errors(400, 401, 403, 409, 413, 422, 429),
             },
         }
     },

@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 
 from helpdesk import addresses, inputs, languages, numbering
 from helpdesk.clock import iso
+from helpdesk.database import insert_ignoring
+from helpdesk.errors import Conflict
 from helpdesk.languages import N_, gettext_in
-from helpdesk.models import Contact, Ticket
+from helpdesk.models import ChatConversation, Contact, Ticket
 from helpdesk.services import contacts
-from helpdesk.services.tickets import reached_by
+from helpdesk.services.tickets import customer_reaches, reached_by
 
 MAX_CARDS = 10  # numbers answered from one message
 SUBJECT_FROM_TRANSCRIPT = 80  # characters of the first line, when no subject is given
@@ -72,6 +74,39 @@ def subject_of(given: str, transcript: str, language: str) -> str:
         if said:
             return said[:SUBJECT_FROM_TRANSCRIPT]
     return gettext_in(language, N_("Chat conversation"))
+
+
+def opened(session: Session, integration_id: int, conversation_id: str, contact: Contact) -> Ticket | None:
+    """The ticket this integration's conversation opened, None while it opened none
+    (docs/integrations.md, "Chat": a widget retries a post whose answer it lost).
+
+    It is the customer's own (`customer_reaches`); the conversation id naming someone
+    else is a Conflict, not their ticket: whoever picks the id picks no one's ticket."""
+    ticket = session.execute(
+        select(Ticket)
+        .join(ChatConversation, ChatConversation.ticket_id == Ticket.id)
+        .where(
+            ChatConversation.integration_id == integration_id,
+            ChatConversation.conversation_id == conversation_id,
+        )
+    ).scalar_one_or_none()
+    if ticket is not None and not customer_reaches(session, contact, ticket.id):
+        raise Conflict("This conversation opened a ticket for another customer.")
+    return ticket
+
+
+def claim(session: Session, integration_id: int, conversation_id: str) -> int | None:
+    """Claim the conversation for the ticket about to be opened: the claim's id, to
+    pass to `open_ticket` (`chat_conversation`), or None where another request
+    claimed it first. On PostgreSQL a claim not yet committed makes this wait for
+    that transaction: its ticket is then there to read (`opened`), or, rolled back,
+    the claim is ours. Taken after the customer's locks and before the number
+    counter (docs/lifecycle.md, "Lock order"), so a claim lost takes no number."""
+    return session.execute(
+        insert_ignoring(session, ChatConversation, ["integration_id", "conversation_id"])
+        .values(integration_id=integration_id, conversation_id=conversation_id)
+        .returning(ChatConversation.id)
+    ).scalar_one_or_none()
 
 
 def card(ticket: Ticket, language: str, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from helpdesk.errors import Conflict, InvalidTransition, NotFound, TicketCancell
 from helpdesk.inputs import echoed, positive_int, unstorable
 from helpdesk.models import (
     Attachment,
+    ChatConversation,
     Contact,
     InboundMail,
     Message,
@@ -168,6 +169,7 @@ class TicketsService:
         acknowledge: bool = True,
         source: str | None = None,
         conversation_id: str | None = None,
+        chat_conversation: int | None = None,
         ticket_type: str | None = None,
         service_address: object = "",
         affected_services: object = (),
@@ -185,6 +187,8 @@ class TicketsService:
         an agent, or the system. The service fields are read by `service_fields`
         from whatever shape the channel has (form text or JSON lists). The ticket
         goes to the `team` named, else to the one its type routes to (`teams`).
+        `chat_conversation` is the id of the `chat_conversations` row the caller
+        claimed for it (`services.chat.claim`), pointed at the ticket as a mail is.
         """
         errors: dict[str, str] = {}
         subject = inputs.one_line(subject or "")  # as mail's subjects are: one line, no controls
@@ -291,6 +295,8 @@ class TicketsService:
         # The inbound mail it came from is pointed at the ticket in the same statement:
         # nothing may run between taking the number and the caller's commit.
         linked = [(InboundMail.__table__, inbound_mail_id)] if inbound_mail_id else []
+        if chat_conversation is not None:
+            linked.append((ChatConversation.__table__, chat_conversation))
         ticket_id, number = numbering.insert_numbered(
             self.session,
             values,
