@@ -17,7 +17,7 @@ from helpdesk.models import SatisfactionRating, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService, satisfaction
 from helpdesk.services.trends import daily_trends
 from tests.support.app import Portal
-from tests.support.database import open_ticket, resolve
+from tests.support.database import CUSTOMER, open_ticket, resolve
 from tests.support.outbox import deliver, html_of, text_of
 from tests.support.sink import Sink
 
@@ -157,6 +157,33 @@ def test_a_cc_participant_rates_with_their_own_link_until_they_are_removed(app, 
         db.session.delete(participant)
     db.session.commit()
     assert client.get(path).status_code == 404
+
+
+def test_a_reopened_ticket_keeps_its_rating_and_its_page_says_it_can_change_once_resolved_again(
+    app, service, agent_actor, client
+):
+    ticket = open_ticket(service)
+    resolve(service, ticket, agent_actor)
+    path = _path(app.config, "rating", ticket, "ann@example.com")
+    assert _rate(client, path, "3").status_code == 303
+    service.add_message(ticket, body="It dropped again.", actor=CUSTOMER, channel="email")
+    db.session.commit()
+    assert ticket.status == "reopened"
+    page = client.get(path).get_data(as_text=True)
+    assert "This ticket is closed" not in page
+    assert "Your rating was 3 of 5. The ticket was reopened" in page
+    assert "once it is resolved again" in page
+    client.post(
+        "/track/language",
+        data={
+            "language": "es",
+            "purpose": "rating",
+            "token": path.rsplit("/", 1)[1],
+            "csrf_token": Portal(client).token("/track"),
+        },
+    )
+    page = client.get(path).get_data(as_text=True)
+    assert "cerrado" not in page and "Tu calificación fue 3 de 5" in page
 
 
 def test_a_ticket_not_yet_resolved_cannot_be_rated_and_a_closed_one_keeps_its_rating(
