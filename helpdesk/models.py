@@ -584,7 +584,9 @@ class SatisfactionRating(Model):
     """The customer's rating of a resolved ticket (docs/integrations.md): one per
     ticket, changeable until the ticket closes. `agent_id` is whoever held the
     ticket when it was rated, so statistics credit the agent who resolved it even
-    if it is reassigned later."""
+    if it is reassigned later. `participant_email` is the CC participant who rated,
+    or empty when the requester did (every rating from before migration 0037 is
+    theirs): only the one who rated sees the comment (docs/security.md)."""
 
     __tablename__ = "satisfaction_ratings"
     __table_args__ = (
@@ -598,6 +600,7 @@ class SatisfactionRating(Model):
     rating: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str] = mapped_column(Text, default="")
     via: Mapped[str] = mapped_column(String(10))
+    participant_email: Mapped[Optional[str]] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 

@@ -96,6 +96,7 @@ KNOWN = (
     # helpdesk.services.satisfaction (the assistant's rate_ticket tool passes them on)
     N_("This ticket is closed; its rating can no longer be changed."),
     N_("A ticket can be rated once it is resolved."),
+    N_("Someone else on this ticket has rated it; their rating stands."),
     N_("must be a whole number from 1 to 5"),
     # helpdesk.inbound.quarantine
     N_("No quarantine item %(id)s."),

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from helpdesk import phones
 from helpdesk.extensions import db
 from helpdesk.models import Contact, Integration, SatisfactionRating, Ticket
-from helpdesk.services import contacts
+from helpdesk.services import contacts, satisfaction
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.staff import StaffService
@@ -591,6 +591,47 @@ def test_a_merged_ticket_s_comment_and_rating_go_to_its_survivor(service, agent_
     assert db.session.get(Ticket, duplicate.id).status == "closed"
     assert [m.body for m in db.session.get(Ticket, kept.id).messages][-1] == "¿Hay novedades?"
     assert db.session.execute(select(SatisfactionRating)).first() is None
+
+
+def test_a_participant_rating_through_the_assistant_never_replaces_the_requesters(
+    service, agent_actor, client, token
+):
+    """Ana takes part in TKT-2 since her duplicate was merged into it: her
+    `rate_ticket` rates it as a participant, and the requester's rating stands
+    (docs/integrations.md, "Satisfaction")."""
+    ana = {"email": "ana@example.com", "language": "es"}
+    duplicate = open_ticket(service, requester_email="ana@example.com")
+    kept = open_ticket(service, requester_email="olt@example.com", subject="Caída OLT norte")
+    service.merge(duplicate, kept, actor=agent_actor)
+    resolve(service, kept, agent_actor)
+    (first,) = outputs(
+        tool_calls(
+            client,
+            token,
+            [("rate_ticket", {"ticketId": "TKT-000001", "rating": 2})],
+            customer=ana,
+            channel="chat",
+        )
+    )
+    assert first["success"] is True and first["ticketId"] == "TKT-000002"
+    rated = db.session.execute(select(SatisfactionRating)).scalar_one()
+    assert (rated.rating, rated.participant_email) == (2, "ana@example.com")
+    satisfaction.rate(db.session, kept, 5, "Muy bien", via="link", by="olt@example.com")
+    db.session.commit()
+    (second,) = outputs(
+        tool_calls(
+            client,
+            token,
+            [("rate_ticket", {"ticketId": "TKT-000002", "rating": 1})],
+            customer=ana,
+            channel="chat",
+        )
+    )
+    assert second["success"] is False
+    assert second["error"] == "Someone else on this ticket has rated it; their rating stands."
+    db.session.expire_all()
+    rated = db.session.execute(select(SatisfactionRating)).scalar_one()
+    assert (rated.rating, rated.comment, rated.participant_email) == (5, "Muy bien", None)
 
 
 def test_a_whatsapp_customer_s_merged_ticket_leads_to_its_survivor(service, agent_actor, client, token):

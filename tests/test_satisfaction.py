@@ -159,6 +159,105 @@ def test_a_cc_participant_rates_with_their_own_link_until_they_are_removed(app, 
     assert client.get(path).status_code == 404
 
 
+def _lookup(client, email: str):  # type: ignore[no-untyped-def]
+    token = Portal(client).token("/track")
+    return client.post("/track", data={"ticket_number": "TKT-000001", "email": email, "csrf_token": token})
+
+
+def test_only_who_rated_sees_their_comment_and_a_participant_cannot_replace_the_requesters_rating(
+    app, service, agent_actor, client, api
+):
+    """The ticket's one rating was shown to every CC participant's links and lookups
+    as "Your rating", comment included, and a participant's rating page came filled
+    with it: sending that form without the comment erased the requester's."""
+    ticket = open_ticket(service)
+    service.add_participant(ticket, "carol@example.com", "Carol")
+    db.session.commit()
+    resolve(service, ticket, agent_actor)
+    ann = _path(app.config, "rating", ticket, "ann@example.com")
+    carol = _path(app.config, "rating", ticket, "carol@example.com")
+    assert _rate(client, ann, "1", "Carol keeps breaking the VPN").status_code == 303
+    # Carol's status link, rating link, lookup and the public API: rated, no more.
+    pages = {
+        "status": client.get(_path(app.config, "status", ticket, "carol@example.com")),
+        "rating": client.get(carol),
+        "lookup": _lookup(client, "carol@example.com"),
+    }
+    for name, page in pages.items():
+        text = page.get_data(as_text=True)
+        assert page.status_code == 200, name
+        assert "Carol keeps breaking" not in text and "Your rating:" not in text, name
+        assert "1 of 5" not in text and "checked" not in text, name
+        assert "Someone else on this ticket has rated it." in text, name
+        assert "/rate/" not in text and "<textarea" not in text, name
+    public = client.post("/api/v1/public/track", json={"ticket_number": "1", "email": "carol@example.com"})
+    assert public.get_json()["satisfaction"] is None
+    assert public.get_json()["rated"] is True
+    # Her form, sent anyway, changes nothing.
+    refused = _rate(client, carol, "5")
+    assert refused.status_code == 409
+    assert b"their rating stands" in refused.data and b"Carol keeps breaking" not in refused.data
+    assert db.session.execute(select(SatisfactionRating.rating, SatisfactionRating.comment)).all() == [
+        (1, "Carol keeps breaking the VPN")
+    ]
+    # Ann still sees hers, everywhere.
+    own = client.get(_path(app.config, "status", ticket, "ann@example.com")).get_data(as_text=True)
+    assert "Your rating: <strong>1 of 5</strong>" in own and "Carol keeps breaking the VPN" in own
+    assert "Carol keeps breaking the VPN" in client.get(ann).get_data(as_text=True)
+    public = client.post("/api/v1/public/track", json={"ticket_number": "1", "email": "ANN@example.com"})
+    assert public.get_json()["satisfaction"] == {"rating": 1, "comment": "Carol keeps breaking the VPN"}
+    assert api.get("/tickets/TKT-000001").get_json()["satisfaction"]["rated_by"] == "ann@example.com"
+
+
+def test_a_participants_rating_is_theirs_until_the_requester_rates(
+    app, service, agent_actor, client, api, portal
+):
+    ticket = open_ticket(service)
+    service.add_participant(ticket, "carol@example.com", "Carol")
+    service.add_participant(ticket, "bob@example.com", "Bob")
+    db.session.commit()
+    resolve(service, ticket, agent_actor)
+    ann = _path(app.config, "rating", ticket, "ann@example.com")
+    carol = _path(app.config, "rating", ticket, "carol@example.com")
+    bob = _path(app.config, "rating", ticket, "bob@example.com")
+    assert _rate(client, carol, "2", "Slow first answer").status_code == 303
+    assert _rate(client, carol, "3", "Slow first answer, good fix").status_code == 303  # hers to change
+    assert _rate(client, bob, "5").status_code == 409  # not Bob's
+    assert b"Slow first answer" in client.get(carol).data
+    assert b"Slow first answer" not in client.get(bob).data
+    # Staff see who rated.
+    detail = api.get("/tickets/TKT-000001").get_json()["satisfaction"]
+    assert (detail["rating"], detail["rated_by"]) == (3, "carol@example.com")
+    assert b"by carol@example.com" in portal.get("/tickets/TKT-000001").data
+    # The requester's page offers the form, empty, and says whose rating it replaces.
+    page = client.get(ann).get_data(as_text=True)
+    assert "<textarea" in page and "Slow first answer" not in page and "checked" not in page
+    assert "your rating will replace theirs" in page
+    status = client.get(_path(app.config, "status", ticket, "ann@example.com")).get_data(as_text=True)
+    assert "Someone else on this ticket has rated it." in status and "Slow first answer" not in status
+    assert "Rate this ticket" in status
+    # The requester's rating counts: it replaces Carol's, and Carol can no longer change it.
+    assert _rate(client, ann, "4", "Fine").status_code == 303
+    assert _rate(client, carol, "1").status_code == 409
+    rows = db.session.execute(
+        select(SatisfactionRating.rating, SatisfactionRating.comment, SatisfactionRating.participant_email)
+    ).all()
+    assert rows == [(4, "Fine", None)]
+    assert b"Fine" not in client.get(_path(app.config, "status", ticket, "carol@example.com")).data
+
+
+def test_the_service_records_who_rated_for_every_channel(app, service, agent_actor):
+    ticket = open_ticket(service)
+    service.add_participant(ticket, "carol@example.com", "Carol")
+    resolve(service, ticket, agent_actor)
+    satisfaction.rate(db.session, ticket, 2, "", via="assistant", by="Carol@Example.com")
+    assert satisfaction.rating_of(db.session, ticket).participant_email == "carol@example.com"
+    satisfaction.rate(db.session, ticket, 5, "", via="link", by="ANN@example.com")
+    assert satisfaction.rating_of(db.session, ticket).participant_email is None
+    with pytest.raises(Conflict, match="their rating stands"):
+        satisfaction.rate(db.session, ticket, 1, "", via="assistant", by="carol@example.com")
+
+
 def test_a_reopened_ticket_keeps_its_rating_and_its_page_says_it_can_change_once_resolved_again(
     app, service, agent_actor, client
 ):
@@ -207,11 +306,11 @@ def test_a_closed_ticket_nobody_rated_still_takes_a_first_rating(app, service, a
     ticket = open_ticket(service)
     resolve(service, ticket, agent_actor)
     service.change_status(ticket, "closed", actor=agent_actor)
-    satisfaction.rate(db.session, ticket, 4, "", via="link")
+    satisfaction.rate(db.session, ticket, 4, "", via="link", by="ann@example.com")
     with pytest.raises(Conflict):
-        satisfaction.rate(db.session, ticket, 5, "", via="link")
+        satisfaction.rate(db.session, ticket, 5, "", via="link", by="ann@example.com")
     with pytest.raises(ValidationError):
-        satisfaction.rate(db.session, ticket, True, "", via="link")
+        satisfaction.rate(db.session, ticket, True, "", via="link", by="ann@example.com")
 
 
 def test_the_ticket_page_the_api_and_the_tracker_show_the_rating(app, resolved, client, portal, api, agent):
@@ -298,7 +397,7 @@ def test_statistics_and_the_dashboard_give_the_average_overall_and_per_agent(
         ticket = open_ticket(service, requester_email=f"c{n}@example.com")
         service.assign(ticket, staff.id, actor=agent_actor if staff is agent else other)
         resolve(service, ticket, agent_actor)
-        satisfaction.rate(db.session, ticket, rating, "", via="link")
+        satisfaction.rate(db.session, ticket, rating, "", via="link", by=f"c{n}@example.com")
     db.session.commit()
     stats = api.get("/stats").get_json()
     assert stats["satisfaction"] == {"count": 3, "average": 3.67}

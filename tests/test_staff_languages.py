@@ -294,7 +294,7 @@ def _helpdesk_with_everything(app: Flask, ana: StaffUser, beto: StaffUser) -> No
     service.mark_viewed(second, actor=staff)
     service.change_status(second, "in_progress", actor=staff)
     service.change_status(second, "resolved", actor=staff, reason="Plan cambiado.")
-    satisfaction.rate(db.session, second, 4, "Rápido y amable.", "assistant")
+    satisfaction.rate(db.session, second, 4, "Rápido y amable.", "assistant", by="lucia@cliente.test")
     held = InboundMail(
         dedup_key="retenido",
         channel="smtp",

@@ -284,10 +284,14 @@ SCHEMAS: dict[str, Any] = {
                                 "rating": {"type": "integer", "minimum": 1, "maximum": 5},
                                 "comment": {"type": "string"},
                                 "via": {"type": "string", "enum": list(v.RATING_CHANNELS)},
+                                "rated_by": {
+                                    "type": "string",
+                                    "description": "who rated: the requester's address or a CC participant's",
+                                },
                                 "agent": {"allOf": [_ref("Staff")], "nullable": True},
                                 "rated_at": TIME,
                             },
-                            ["rating", "comment", "via", "agent", "rated_at"],
+                            ["rating", "comment", "via", "rated_by", "agent", "rated_at"],
                         ),
                         "nullable": True,
                         "description": "the customer's satisfaction rating, once given",
@@ -445,10 +449,12 @@ SCHEMAS: dict[str, Any] = {
                     {"rating": {"type": "integer"}, "comment": {"type": "string"}}, ["rating", "comment"]
                 ),
                 "nullable": True,
-                "description": "the customer's rating, once given",
+                "description": "the rating the address asked with gave, once given; "
+                "someone else's is never shown",
             },
+            "rated": {"type": "boolean", "description": "whether anyone on the ticket has rated it"},
         },
-        ["number", "subject", "status", "replies", "timeline", "satisfaction"],
+        ["number", "subject", "status", "replies", "timeline", "satisfaction", "rated"],
     ),
 }
 

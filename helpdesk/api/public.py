@@ -22,7 +22,7 @@ def track() -> ResponseReturnValue:
     data = json_object({"ticket_number": (str,), "email": (str,)}, required=("ticket_number", "email"))
     cfg = current_app.config
     ticket = tracking.find(db.session, data["ticket_number"], data["email"], cfg["TICKET_PREFIX"])
-    view = asdict(tracking.customer_view(db.session, ticket, cfg))
+    view = asdict(tracking.customer_view(db.session, ticket, cfg, data["email"]))
     for key in ("created_at", "updated_at"):
         view[key] = when(view[key])
     for item in view["replies"] + view["timeline"]:

@@ -92,7 +92,7 @@ def ticket_json(ticket: Ticket, *, detail: bool = False, listed: bool = False) -
             closed_at=when(ticket.closed_at),
             messages=[message_json(m) for m in ticket.messages],
             history=[history_json(h) for h in ticket.history],
-            satisfaction=rating_json(ticket.satisfaction),
+            satisfaction=rating_json(ticket.satisfaction, ticket),
             escalated_to=staff_json(ticket.escalated_to),
             related=[
                 number(other)
@@ -104,13 +104,15 @@ def ticket_json(ticket: Ticket, *, detail: bool = False, listed: bool = False) -
     return data
 
 
-def rating_json(rating: SatisfactionRating | None) -> dict[str, Any] | None:
+def rating_json(rating: SatisfactionRating | None, ticket: Ticket) -> dict[str, Any] | None:
     if rating is None:
         return None
     return {
         "rating": rating.rating,
         "comment": rating.comment,
         "via": rating.via,
+        # The CC participant who rated, else the requester (docs/integrations.md).
+        "rated_by": rating.participant_email or ticket.requester.email,
         "agent": staff_json(rating.agent),
         "rated_at": when(rating.updated_at),
     }

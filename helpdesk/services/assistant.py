@@ -334,7 +334,12 @@ class AssistantService:
     def _rate(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         ticket = self._own_ticket(customer, arguments["ticketId"])
         rated = satisfaction.rate(
-            self.session, ticket, arguments["rating"], arguments.get("comment", ""), via="assistant"
+            self.session,
+            ticket,
+            arguments["rating"],
+            arguments.get("comment", ""),
+            via="assistant",
+            by=customer.contact.email,
         )
         number = self._number(ticket.number)
         return {

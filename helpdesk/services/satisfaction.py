@@ -9,6 +9,12 @@ rating is what the statistics counted.
 
 The rating remembers the ticket's assignee at that moment, so statistics credit
 the agent who resolved it even if the ticket is reassigned afterwards.
+
+It also remembers who rated: the requester, or the CC participant whose link (or
+assistant conversation) it came from. Only they see its score and comment again;
+everyone else who reads the ticket learns only that it was rated. The requester's
+rating counts: theirs replaces a participant's, while a participant changes only
+their own and never replaces someone else's (docs/integrations.md, "Satisfaction").
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, ValidationError
@@ -33,6 +40,7 @@ MAX_COMMENT = 2000
 # assistant, which show them in the customer's language.
 CLOSED_AND_RATED = N_("This ticket is closed; its rating can no longer be changed.")
 NOT_RESOLVED = N_("A ticket can be rated once it is resolved.")
+RATED_BY_SOMEONE_ELSE = N_("Someone else on this ticket has rated it; their rating stands.")
 
 
 @dataclass(frozen=True)
@@ -49,21 +57,44 @@ def rating_of(session: Session, ticket: Ticket) -> SatisfactionRating | None:
     ).scalar_one_or_none()
 
 
-def may_rate(ticket: Ticket, existing: SatisfactionRating | None) -> bool:
-    """Whether a rating can be given (or changed) now; see the module's rule. A
-    merged ticket was closed by the merge, never resolved: its survivor is rated."""
+def participant_of(ticket: Ticket, by: str) -> str | None:
+    """What `SatisfactionRating.participant_email` records for a rating by `by`: the
+    address of a CC participant, None for the requester."""
+    address = addresses.normalize(by)
+    return None if address == addresses.normalize(ticket.requester.email) else address
+
+
+def is_theirs(ticket: Ticket, existing: SatisfactionRating | None, by: str) -> bool:
+    """Whether `existing` is the rating `by` gave (a rating from before raters were
+    recorded is the requester's)."""
+    return existing is not None and existing.participant_email == participant_of(ticket, by)
+
+
+def may_rate(ticket: Ticket, existing: SatisfactionRating | None, by: str) -> bool:
+    """Whether `by` (the requester or a CC participant) can give a rating, or change
+    the one there is, now; see the module's rule. A merged ticket was closed by the
+    merge, never resolved: its survivor is rated."""
     if ticket.merged_into_id is not None:
+        return False
+    someone_elses = existing is not None and not is_theirs(ticket, existing, by)
+    if someone_elses and participant_of(ticket, by) is not None:
         return False
     if ticket.status == "resolved":
         return True
     return ticket.status == "closed" and existing is None
 
 
-def rate(session: Session, ticket: Ticket, rating: object, comment: object, via: str) -> SatisfactionRating:
-    """Store the customer's rating of `ticket`, or change the one there is.
+def rate(
+    session: Session, ticket: Ticket, rating: object, comment: object, via: str, *, by: str
+) -> SatisfactionRating:
+    """Store `by`'s rating of `ticket`, or change the one there is.
 
-    Raises ValidationError for a rating outside 1-5 or an unusable comment, and
-    Conflict when the ticket cannot be rated (not resolved; closed and rated).
+    `by` is the address the rating comes from: the requester's or a CC
+    participant's (the rating link's recipient, the assistant's customer); the
+    caller has proved it may read the ticket. Raises ValidationError for a rating
+    outside 1-5 or an unusable comment, and Conflict when the ticket cannot be rated
+    (not resolved; closed and rated; rated by someone else who is not `by`'s to
+    replace).
     """
     if not isinstance(rating, int) or isinstance(rating, bool) or rating not in RATINGS:
         raise ValidationError({"rating": "must be a whole number from 1 to 5"})
@@ -76,9 +107,11 @@ def rate(session: Session, ticket: Ticket, rating: object, comment: object, via:
     # reloaded too, so a reopening or closing committed meanwhile is judged here.
     lock_for_change(session, ticket)
     existing = rating_of(session, ticket)
-    if not may_rate(ticket, existing):
+    if not may_rate(ticket, existing, by):
         if ticket.status == "closed" and existing is not None:
             raise Conflict(CLOSED_AND_RATED)
+        if existing is not None and not is_theirs(ticket, existing, by):
+            raise Conflict(RATED_BY_SOMEONE_ELSE)
         raise Conflict(NOT_RESOLVED)
     moment = now()
     if existing is None:
@@ -87,6 +120,7 @@ def rate(session: Session, ticket: Ticket, rating: object, comment: object, via:
     existing.rating = rating
     existing.comment = comment.strip()
     existing.via = via
+    existing.participant_email = participant_of(ticket, by)
     existing.agent_id = ticket.assignee_id
     existing.updated_at = moment
     session.flush()

@@ -5,7 +5,9 @@ with the wrong email get the same `NotFound`, with the same message, and the sam
 work (one statement reads who may look, whether or not the number exists; the
 address is always compared), so neither the answer nor its timing tells them apart.
 The view holds what the customer already knows or is owed: no internal notes, no
-e-mail address of staff or of other participants, no reasons.
+e-mail address of staff or of other participants, no reasons, and no one else's
+rating: a reader sees the score and comment of the rating they gave, and of one
+someone else gave only that there is one (docs/security.md, "Customer links").
 
 Texts here are English (the API answers in English) and marked with `N_`: the
 tracker shows them in the reader's language (docs/languages.md).
@@ -68,7 +70,8 @@ class CustomerView:
     updated_at: datetime
     replies: list[PublicReply]
     timeline: list[StatusChange]
-    satisfaction: Rating | None
+    satisfaction: Rating | None  # the reader's own rating
+    rated: bool  # whether anyone rated the ticket
 
 
 # The longest spelling of a number a person types; longer text is not a number. The
@@ -112,7 +115,9 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
     return survivor(session, session.execute(select(Ticket).where(Ticket.number == number)).scalar_one())
 
 
-def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any]) -> CustomerView:
+def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], reader: str) -> CustomerView:
+    """What `reader` (the requester or a CC participant, who proved it) sees of the
+    ticket."""
     cc_names = {participant.email: participant.name for participant in ticket.participants}
     replies = [
         PublicReply(
@@ -138,7 +143,12 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any]) -
         updated_at=ticket.updated_at,
         replies=replies,
         timeline=timeline,
-        satisfaction=Rating(rated.rating, rated.comment) if rated is not None else None,
+        satisfaction=(
+            Rating(rated.rating, rated.comment)
+            if rated is not None and satisfaction.is_theirs(ticket, rated, reader)
+            else None
+        ),
+        rated=rated is not None,
     )
 
 

@@ -88,7 +88,7 @@ def lookup() -> ResponseReturnValue:
             "tracker/track.html", view=None, error=languages.label(str(exc)), number=shown, email=email
         ), 404
     _read_as_contact(email)
-    view = tracking.customer_view(db.session, ticket, cfg)
+    view = tracking.customer_view(db.session, ticket, cfg, email)
     # A token of its own purpose, so the language switch can show the ticket again:
     # a status token's page offered the rating (customer_links.MAILED).
     link = ("lookup", customer_links.token(cfg, "lookup", ticket.id, email))
@@ -99,7 +99,7 @@ def lookup() -> ResponseReturnValue:
 def found(token: str) -> ResponseReturnValue:
     """A lookup's answer again, where its language switch leads: the view only."""
     opened = _open(current_app.config, "lookup", token)
-    view = tracking.customer_view(db.session, opened.ticket, current_app.config)
+    view = tracking.customer_view(db.session, opened.ticket, current_app.config, opened.address)
     return render_template(
         "tracker/track.html", view=view, error=None, number="", email="", link=("lookup", token)
     )
@@ -115,10 +115,10 @@ def status_link(token: str) -> ResponseReturnValue:
     existing = satisfaction.rating_of(db.session, ticket)
     rating_url = (
         url_for("tracker.rating_form", token=opened.token(cfg, "rating"))
-        if satisfaction.may_rate(ticket, existing)
+        if satisfaction.may_rate(ticket, existing, opened.address)
         else None
     )
-    view = tracking.customer_view(db.session, ticket, cfg)
+    view = tracking.customer_view(db.session, ticket, cfg, opened.address)
     return render_template(
         "tracker/track.html",
         view=view,
@@ -133,15 +133,15 @@ def status_link(token: str) -> ResponseReturnValue:
 @bp.get("/rate/<token>")
 def rating_form(token: str) -> ResponseReturnValue:
     """The rating page of the resolution mail. Showing it changes nothing: mail
-    scanners open every link in a mail, so only the form's POST rates."""
+    scanners open every link in a mail, so only the form's POST rates. The form
+    comes filled with the rating its recipient gave, never with someone else's."""
     cfg = current_app.config
     opened = _open(cfg, "rating", token)
     _read_as_mailed(opened)
     existing = satisfaction.rating_of(db.session, opened.ticket)
-    chosen = positive_int(request.args.get("rating", ""), maximum=5) or (
-        existing.rating if existing else None
-    )
-    return _rating_page(opened, token, chosen, existing.comment if existing else "")
+    own = existing if satisfaction.is_theirs(opened.ticket, existing, opened.address) else None
+    chosen = positive_int(request.args.get("rating", ""), maximum=5) or (own.rating if own else None)
+    return _rating_page(opened, token, chosen, own.comment if own else "")
 
 
 @bp.post("/rate/<token>")
@@ -153,7 +153,7 @@ def rate(token: str) -> ResponseReturnValue:
     rating = positive_int(request.form.get("rating", ""), maximum=5)
     comment = request.form.get("comment", "")
     try:
-        satisfaction.rate(db.session, opened.ticket, rating, comment, via="link")
+        satisfaction.rate(db.session, opened.ticket, rating, comment, via="link", by=opened.address)
     except (ValidationError, Conflict) as exc:
         db.session.rollback()
         status = 409 if isinstance(exc, Conflict) else 422
@@ -223,8 +223,8 @@ def _rating_page(
     existing = satisfaction.rating_of(db.session, ticket)
     return render_template(
         "tracker/rate.html",
-        view=tracking.customer_view(db.session, ticket, cfg),
-        open=satisfaction.may_rate(ticket, existing),
+        view=tracking.customer_view(db.session, ticket, cfg, opened.address),
+        open=satisfaction.may_rate(ticket, existing, opened.address),
         chosen=chosen,
         comment=comment,
         error=error,
