@@ -334,9 +334,11 @@ class Participant(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     email: Mapped[str] = mapped_column(String(320), index=True)
-    # The mailbox `email` reaches (`addresses.mailbox`), as `Contact.mailbox`: a
-    # WhatsApp number naming any spelling of an address copied on a ticket is not
-    # bound to it (helpdesk.services.contacts._bind). Filled by migration 0034.
+    # The mailbox `email` reaches (`addresses.mailbox`), as `Contact.mailbox`. It
+    # told whether a mailbox had history, when a WhatsApp number naming an unused
+    # address was bound to it on its word; nothing binds without a proof now
+    # (helpdesk.services.email_proofs), so it is written and indexed but not read.
+    # Filled by migration 0034.
     mailbox: Mapped[Optional[str]] = mapped_column(String(320), index=True, default=_mailbox_of_email)
     name: Mapped[str] = mapped_column(String(200), default="")
 
@@ -542,6 +544,27 @@ class OutboxMessage(Model):
 
     ticket: Mapped[Optional[Ticket]] = relationship()
     reply: Mapped[Optional[Message]] = relationship()
+
+
+class EmailProof(Model):
+    """A code mailed to an address a WhatsApp customer named, proving they read that
+    mailbox before their number is bound to it (docs/integrations.md, "Who the
+    customer is"; helpdesk.services.email_proofs). Only the code's keyed hash is
+    kept. A row is also a request: the limits per number and per mailbox count the
+    rows of the last hour, so spent rows stay until they are a day old."""
+
+    __tablename__ = "email_proofs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    mailbox: Mapped[str] = mapped_column(String(320), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    wrong_tries: Mapped[int] = mapped_column(Integer, default=0)
+    # Used, replaced by a newer request, or out of tries: never checked again.
+    spent: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class InboundDuplicates(Model):

@@ -96,8 +96,18 @@ OUTBOX_STATES = ("pending", "sending", "sent", "failed", "skipped", "bounced")
 # What an outbox row announces (docs/outbound-mail.md); each has its templates in
 # helpdesk/outbound/templates/mail/. `sla_breach`, `sla_digest` (one SLA check's
 # breaches for one recipient in one mail, about no single ticket) and `escalation`
-# go to staff, the others to customers.
-NOTIFICATION_KINDS = ("created", "reply", "status", "resolved", "sla_breach", "escalation", "sla_digest")
+# go to staff, the others to customers; `email_code` (the code that proves a
+# WhatsApp customer reads a mailbox, about no ticket) to an address a customer named.
+NOTIFICATION_KINDS = (
+    "created",
+    "reply",
+    "status",
+    "resolved",
+    "sla_breach",
+    "escalation",
+    "sla_digest",
+    "email_code",
+)
 # Mail that only staff receive: a staff member's mail reply to one of these is about
 # the ticket, not to the customer, so it becomes an internal note (a digest's names
 # no ticket: docs/outbound-mail.md).

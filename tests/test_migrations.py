@@ -600,3 +600,32 @@ def test_outbox_takes_sla_digests_about_no_ticket(empty_database_url):
         with pytest.raises(IntegrityError), db.engine.begin() as connection:
             connection.execute(insert_digest, now)
         db.engine.dispose()
+
+
+def test_outbox_takes_verification_codes_and_the_proofs_have_a_table(empty_database_url):
+    """Migration 0039: an outbox row may carry a WhatsApp customer's verification
+    code (about no ticket), and the codes' hashes have a table; the downgrade drops
+    both the rows of the kind and the table."""
+    insert_code = text(
+        "INSERT INTO outbox (ticket_id, kind, to_address, cc_addresses, status_reason, state,"
+        " attempts, next_attempt_at, last_error, created_at)"
+        " VALUES (NULL, 'email_code', 'bob@example.com', '', 'es 123456 15', 'pending', 0, :now, '', :now)"
+    )
+    now = {"now": "2026-01-01 00:00:00"}
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0035")
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(insert_code, now)
+        flask_migrate.upgrade(revision="0039")
+        with db.engine.begin() as connection:
+            connection.execute(insert_code, now)
+            assert connection.execute(text("SELECT kind FROM outbox")).scalars().all() == ["email_code"]
+            assert connection.execute(text("SELECT count(*) FROM email_proofs")).scalar_one() == 0
+        flask_migrate.downgrade(revision="0035")
+        with db.engine.begin() as connection:
+            assert connection.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 0
+        assert "email_proofs" not in inspect(db.engine).get_table_names()
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(insert_code, now)
+        db.engine.dispose()

@@ -1,8 +1,8 @@
 """Notification mail as it leaves the helpdesk (docs/outbound-mail.md).
 
 Content comes from templates, plain text plus an HTML alternative, one pair per
-kind (`created`, `reply`, `status`, `resolved`, and the staff mail `sla_breach`,
-`sla_digest` and `escalation`) in `helpdesk/outbound/templates/mail/`; a file of the same name
+kind (`created`, `reply`, `status`, `resolved`, `email_code`, and the staff mail
+`sla_breach`, `sla_digest` and `escalation`) in `helpdesk/outbound/templates/mail/`; a file of the same name
 in `MAIL_TEMPLATES_DIR/<language>/`, else in `MAIL_TEMPLATES_DIR`, overrides the
 built-in one.
 
@@ -254,6 +254,9 @@ class Composer:
         if row.kind == "sla_digest":
             self._render_digest(session, row)
             return
+        if row.kind == "email_code":
+            self._render_code(row)
+            return
         ticket = session.get(Ticket, row.ticket_id)
         if ticket is None:
             raise ValueError(f"outbox #{row.id} names no ticket")
@@ -309,9 +312,23 @@ class Composer:
         row.message_id = self.signer.make(NO_TICKET, row.id, row.to_address)
         row.in_reply_to, row.references = None, None
 
+    def _render_code(self, row: OutboxMessage) -> None:
+        """The code that proves a WhatsApp customer reads this mailbox, in the language
+        they spoke (`notifications.code_entries`). About no ticket: nothing to thread
+        onto, no ticket in its subject or Message-ID, no status link."""
+        language, code, minutes = notifications.code_entries(row.status_reason or "")
+        language = _known_language(language, self.default_language)
+        row.subject = gettext_in(language, N_("Your verification code: %(code)s"), code=code)
+        context = {"language": language, "title": row.subject, "code": code, "minutes": minutes}
+        templates = self.templates(language)
+        row.body_text = templates.get_template("email_code.txt").render(context)
+        row.body_html = templates.get_template("email_code.html").render(context)
+        row.message_id = self.signer.make(NO_TICKET, row.id, row.to_address)
+        row.in_reply_to, row.references = None, None
+
     def build(self, row: OutboxMessage, ticket: Ticket | None, moment: datetime) -> EmailMessage:
-        """The mail for a rendered row; `ticket` is None for a digest's, which is about
-        no single ticket."""
+        """The mail for a rendered row; `ticket` is None for a digest's or a code's,
+        which are about no single ticket."""
         number = display_number(ticket.number, self.config) if ticket is not None else None
         recipient = addresses.on_the_wire(row.to_address)
         if recipient is None:  # the sender skips these before building (docs/outbound-mail.md)

@@ -38,6 +38,11 @@ The rules:
   themselves. Staff mail, not rate-limited, like the SLA alerts; one per escalation
   a person made, and a ticket escalates at most twice (L1 → L2 → L3).
 
+- `email_code`: a WhatsApp customer asked to prove they read an address
+  (`helpdesk.services.email_proofs`): the code goes to that address, about no
+  ticket. Automatic mail, so it obeys the limit per recipient like an
+  acknowledgment; the requests themselves are limited per number and per mailbox.
+
 Whether a queued row is really sent (undeliverable, machine or own address, rate
 limit) is decided when it is sent, with the newest knowledge: see
 `mailgateway.outbound`. A row's times (queued, due) are the database's clock, as
@@ -67,7 +72,7 @@ from helpdesk.sla import Breach
 # Customer mail that no person wrote: rate-limited by the sender. (RFC 3834 marks all
 # automatic mail, the staff alerts too, but those are never dropped by a limit: an
 # SLA check bounds what it mails each recipient itself, by a digest.)
-AUTOMATIC_KINDS = ("created", "status", "resolved")
+AUTOMATIC_KINDS = ("created", "status", "resolved", "email_code")
 # One SLA check mails a recipient at most this many per-ticket alerts; beyond it, one
 # digest instead, which lists at most SLA_DIGEST_LISTED tickets and counts the rest
 # (docs/outbound-mail.md, "SLA alerts").
@@ -207,6 +212,24 @@ def digest_entries(reason: str) -> tuple[int, dict[int, list[str]]]:
         if ticket_id.isdigit() and ticket_id.isascii() and said:
             entries.setdefault(int(ticket_id), []).append(said)
     return max(total, len(entries)), entries
+
+
+def queue_email_code(session: Session, address: str, language: str, code: str, minutes: int) -> None:
+    """Queue the mail carrying a WhatsApp customer's verification code to `address`,
+    in their `language`; the sender renders it from `code_reason`'s text."""
+    reason = code_reason(language, code, minutes)
+    session.add(OutboxMessage(ticket_id=None, **_row_values("email_code", address, status_reason=reason)))
+
+
+def code_reason(language: str, code: str, minutes: int) -> str:
+    """A code mail's stored text: `es 123456 15` (language, code, minutes it works)."""
+    return f"{language} {code} {minutes}"
+
+
+def code_entries(reason: str) -> tuple[str, str, int]:
+    """What `code_reason` wrote: the language ("" if none), the code, the minutes."""
+    language, code, minutes = (reason.split(" ") + ["", "", ""])[:3]
+    return language, code, int(minutes) if minutes.isdigit() and minutes.isascii() else 0
 
 
 def queue_escalation(session: Session, ticket: Ticket, old_level: str, actor: Actor, reason: str) -> None:
