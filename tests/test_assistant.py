@@ -17,6 +17,7 @@ from helpdesk.services import contacts, satisfaction
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.staff import StaffService
+from tests.support import proofs
 from tests.support.app import login_tokens
 from tests.support.database import open_ticket, resolve
 
@@ -150,17 +151,19 @@ def test_one_person_is_one_contact_by_phone_or_email(client, token):
         )
     )
     assert created[0]["success"] is True
-    # Now the same person gives an email, which mail already knows: one contact.
+    # Now the same person gives an email, which mail already knows, and proves it
+    # with the code mailed there: one contact.
     db.session.add(Contact(email="lucia@example.com", name="Lucía"))
     db.session.commit()
-    listed = outputs(
-        tool_calls(
-            client,
-            token,
-            [("list_my_tickets", {})],
-            customer={"phone": "+52 1 5512345678", "email": "Lucia@Example.com"},
-        )
+    customer = {"phone": "+52 1 5512345678", "email": "Lucia@Example.com"}
+    confirmed = proofs.verify_by_tools(
+        lambda who, *calls: outputs(tool_calls(client, token, list(calls), customer=who)),
+        db.session,
+        customer,
+        "Lucia@Example.com",
     )
+    assert confirmed["verified"] is True, confirmed
+    listed = outputs(tool_calls(client, token, [("list_my_tickets", {})], customer=customer))
     assert [t["ticketId"] for t in listed[0]["tickets"]] == ["TKT-000001"]
     lucia = db.session.execute(select(Contact).where(Contact.email == "lucia@example.com")).scalar_one()
     assert lucia.phone == "+5215512345678"
@@ -695,6 +698,13 @@ def test_a_merged_whatsapp_customer_who_gives_an_email_still_reaches_the_survivo
     service.merge(service.get(2), kept, actor=agent_actor)
     db.session.commit()
     with_email = {**WHATSAPP, "email": "lucia@example.com"}
+    confirmed = proofs.verify_by_tools(
+        lambda who, *calls: outputs(tool_calls(client, token, list(calls), customer=who)),
+        db.session,
+        with_email,
+        "lucia@example.com",
+    )
+    assert confirmed["verified"] is True, confirmed
     asked = [("get_ticket_information", {"ticketId": "TKT-000002"})]
     (information,) = outputs(tool_calls(client, token, asked, customer=with_email))
     assert (information["success"], information["ticketId"]) == (True, "TKT-000001"), information

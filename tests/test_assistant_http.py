@@ -26,7 +26,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from helpdesk.extensions import db
-from helpdesk.models import Contact, Message, Ticket
+from helpdesk.models import Contact, Message, OutboxMessage, Ticket
 from helpdesk.services.assistant import MAX_ARGUMENTS
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.app import make_app, migrate_database
@@ -466,6 +466,15 @@ INVALID_CALLS: dict[str, list[object]] = {
         args(ticketId="<OWN>", text="x", internal=True),  # a customer never writes internal notes
         "not json",
     ],
+    "verify_email": [
+        "{}",
+        args(email=7),
+        args(email="not an address"),
+        args(email="<OWN>@phone.invalid"),
+        args(email="x@example.com", code=123456),
+        args(email="x@example.com", code=""),
+        args(email="x@example.com", phone="+5215512345678"),
+    ],
 }
 
 
@@ -483,9 +492,10 @@ def test_invalid_arguments_to_every_tool_are_outputs_and_change_nothing(site: Si
         .select_from(Ticket)
         .join(Message, Message.ticket_id == Ticket.id)
         .join(Contact, Ticket.requester_id == Contact.id)
-        .where(Contact.email == customer["email"])
+        .where(Contact.phone == customer["phone"])  # an email typed into WhatsApp binds nothing
     )
     assert (tickets, messages) == (1, 1)  # their one ticket, with its description only
+    assert site.read(select(OutboxMessage.id).where(OutboxMessage.kind == "email_code")) == []
 
 
 def test_an_unknown_tool_is_named_in_the_output(site: Site) -> None:

@@ -30,7 +30,7 @@ from helpdesk.inbound import matching
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.models import StaffUser, Tag, Ticket, TicketHistory, TicketTag
 from helpdesk.services import Actor, TicketsService, bulk, tags
-from tests.support import concurrency_worker
+from tests.support import concurrency_worker, proofs
 from tests.support.app import ApiClient, make_app
 from tests.support.mail import SUPPORT, message
 from tests.support.processes import run_processes
@@ -1208,16 +1208,17 @@ def _phone_only_customer_with_a_ticket(agent: StaffUser) -> tuple[int, int]:
 
 
 def _customer_gives_email(app: Any, order: Interleaving) -> Callable[[], str]:
-    """The second worker: the customer gives an email from that number on WhatsApp,
-    and `for_customer` merges the phone-only contact into the email's."""
-    from helpdesk.services import contacts
+    """The second worker: the customer proves an email from that number on WhatsApp
+    (the code mailed there, asked for now, given back in the worker), and
+    `contacts.bind_proven` merges the phone-only contact into the email's."""
+    from helpdesk.services import email_proofs
+
+    code = proofs.request(db.session, app.config, PHONE, "ann@example.com")
 
     def gives_email() -> str:
         with app.app_context():
             order.after_load("second")
-            contact = contacts.for_customer(
-                db.session, email="ann@example.com", phone=PHONE, phone_vouched=True, name="Ann"
-            )
+            contact = email_proofs.confirm(db.session, app.config, PHONE, "ann@example.com", code, "Ann")
             db.session.commit()
             return contact.email
 
@@ -1228,7 +1229,7 @@ def _customer_gives_email(app: Any, order: Interleaving) -> Callable[[], str]:
 def test_a_whatsapp_merge_and_a_language_change_on_its_ticket_both_finish(app, agent, monkeypatch):
     """Someone known by their WhatsApp number only has a ticket; an agent sets its
     language (the ticket locked, then the requester's contact written) while the
-    customer gives an email on WhatsApp (`for_customer` merges the phone-only contact
+    customer proves an email on WhatsApp (`bind_proven` merges the phone-only contact
     into the email's: it locked both contacts, then moved the tickets). Each held what
     the other waited for. Tickets are locked before contacts everywhere, so the merge
     waits for the ticket, then moves it with the language the agent set."""
@@ -1272,7 +1273,7 @@ def test_a_whatsapp_merge_and_a_language_change_on_its_ticket_both_finish(app, a
 @on_postgresql
 def test_a_ticket_opened_for_a_phone_only_contact_during_its_merge_moves_too(app, agent):
     """A WhatsApp ticket is being opened for someone known by number only (their
-    contact locked by `contacts.current`) when they give an email: the merge locks
+    contact locked by `contacts.current`) when they prove an email: the merge locks
     the contact's tickets, then waits for the contact; the new ticket appears once it
     is granted. The merge gives the contact back, locks the new ticket too, and
     moves both, so no ticket is locked after a contact and none is left behind."""
@@ -1336,20 +1337,13 @@ def _whatsapp_request(
 
 
 @on_postgresql
-@pytest.mark.parametrize(
-    ("first_email", "expected"),
-    [
-        (None, {"first": "5215511112222@phone.invalid", "second": "carol@example.com"}),
-        ("bob@example.com", {"first": "bob@example.com", "second": "bob@example.com"}),
-    ],
-)
-def test_two_first_requests_from_one_new_number_both_find_one_customer(app, first_email, expected):
+@pytest.mark.parametrize("first_email", [None, "bob@example.com"])
+def test_two_first_requests_from_one_new_number_both_find_one_customer(app, first_email):
     """Two WhatsApp requests from a number no contact has yet, at once (two messages
     of one customer, a model retrying): both found no contact with it and both wrote
     it, and the second failed on the unique phone index, a 500 (found by review).
     Requests from one number take its lock first now, so the second finds the first
-    one's customer: the phone-only contact, which carol@ (new, no history) takes;
-    or bob@, whose number it already is (carol@ is not believed then)."""
+    one's customer: the phone-only contact (an email typed there binds nothing)."""
     from helpdesk.models import Contact
 
     order = Interleaving()
@@ -1357,19 +1351,46 @@ def test_two_first_requests_from_one_new_number_both_find_one_customer(app, firs
         _whatsapp_request(app, order, "first", NEW_PHONE, first_email),
         _whatsapp_request(app, order, "second", NEW_PHONE, "carol@example.com"),
     )
-    assert results == expected, results
+    stand_in = "5215511112222@phone.invalid"
+    assert results == {"first": stand_in, "second": stand_in}, results
     db.session.rollback()
     owner = db.session.execute(select(Contact).where(Contact.phone == NEW_PHONE)).scalar_one()
-    assert owner.email == expected["second"]
+    assert owner.email == stand_in
+
+
+def _proving(app: Any, order: Interleaving, role: str, phone: str, email: str) -> Callable[[], str]:
+    """A worker: the code mailed to `email` for `phone` (asked for now) comes back;
+    answers the bound contact's address, or `taken`. The first holds its transaction
+    open until the second waits."""
+    from helpdesk.services import email_proofs
+
+    code = proofs.request(db.session, app.config, phone, email)
+
+    def confirm() -> str:
+        with app.app_context():
+            order.after_load(role)
+            try:
+                contact = email_proofs.confirm(db.session, app.config, phone, email, code)
+            except email_proofs.ProofRefused as refused:
+                db.session.rollback()
+                if role == "first":
+                    order.after_first_change()
+                return refused.reason
+            if role == "first":
+                order.after_first_change()
+            db.session.commit()
+            return contact.email
+
+    return confirm
 
 
 @on_postgresql
-def test_two_new_numbers_naming_one_address_at_once_bind_one(app):
-    """Two new numbers name bob@ (a contact without history) at once: both read his
-    contact without a number, both got 200 and the later write replaced the first
-    number, though a contact's number is never replaced (found by review). The bind
-    reads the contact again under its row lock: the second number finds it taken and
-    acts for a phone-only contact of its own."""
+def test_two_new_numbers_proving_one_address_at_once_bind_one(app):
+    """Two new numbers prove bob@ at once (his mailbox read on two phones): both read
+    his contact without a number, and the later write replaced the first number,
+    though a contact's number is never replaced (found by review, when a number was
+    bound on its word). The bind reads the contact again under its row lock: the
+    second number finds it taken and is refused."""
     from helpdesk.models import Contact
     from helpdesk.services import contacts
 
@@ -1377,13 +1398,13 @@ def test_two_new_numbers_naming_one_address_at_once_bind_one(app):
     db.session.commit()
     order = Interleaving()
     results = order.run(
-        _whatsapp_request(app, order, "first", NEW_PHONE, "bob@example.com"),
-        _whatsapp_request(app, order, "second", OTHER_PHONE, "bob@example.com"),
+        _proving(app, order, "first", NEW_PHONE, "bob@example.com"),
+        _proving(app, order, "second", OTHER_PHONE, "bob@example.com"),
     )
-    assert results == {"first": "bob@example.com", "second": "5215533334444@phone.invalid"}, results
+    assert results == {"first": "bob@example.com", "second": "taken"}, results
     db.session.rollback()
     phones = {email: phone for email, phone in db.session.execute(select(Contact.email, Contact.phone))}
-    assert phones == {"bob@example.com": NEW_PHONE, "5215533334444@phone.invalid": OTHER_PHONE}
+    assert phones == {"bob@example.com": NEW_PHONE}
 
 
 @on_postgresql

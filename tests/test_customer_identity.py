@@ -6,17 +6,22 @@ address of someone known by phone is no address a customer may give."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from functools import partial
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from helpdesk import addresses
+from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import Contact, Ticket
+from helpdesk.models import Contact, EmailProof, OutboxMessage, Ticket
 from helpdesk.services import contacts
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
+from tests.support import proofs
 from tests.support.database import open_ticket
+from tests.support.outbox import deliver, html_of, text_of
 
 VICTIM_PHONE = "+5215512345678"
 ATTACKER_PHONE = "+5215587654321"
@@ -117,14 +122,22 @@ def test_a_whatsapp_number_is_one_customer_whatever_emails_it_gives(call, app):
     ]
     assert [a["success"] for a in answers] == [True, True, True, False, False]
     requesters = db.session.execute(select(Contact.email).join(Ticket, Ticket.requester_id == Contact.id))
-    assert set(requesters.scalars()) == {"alias0@example.com"}
+    assert set(requesters.scalars()) == {addresses.for_phone(ATTACKER_PHONE)}  # no email proven
 
 
 def test_whatsapp_with_a_first_email_moves_the_number_s_tickets_there(call, service):
-    """The case the merge is for, still working: a WhatsApp-only customer gives their
+    """The case the merge is for, still working: a WhatsApp-only customer proves their
     email, and mail's contact takes their number and their tickets."""
     ticket = whatsapp_customer(service)
-    listed = tools(call, {"email": "Lucia@Example.com", "phone": VICTIM_PHONE}, ("list_my_tickets", {}))
+    lucia = {"email": "Lucia@Example.com", "phone": VICTIM_PHONE}
+    confirmed = proofs.verify_by_tools(partial(tools, call), db.session, lucia, "Lucia@Example.com")
+    assert confirmed == {
+        "success": True,
+        "verified": True,
+        "email": "lucia@example.com",
+        "message": "lucia@example.com is verified and linked to this number",
+    }
+    listed = tools(call, lucia, ("list_my_tickets", {}))
     assert [t["ticketId"] for t in listed[0]["tickets"]] == ["TKT-000001"]
     db.session.expire_all()
     assert (ticket.requester.email, ticket.requester.phone) == ("lucia@example.com", VICTIM_PHONE)
@@ -202,16 +215,19 @@ def test_a_whatsapp_customer_naming_an_email_with_tickets_stays_apart(call, serv
     assert requesters.scalars().all() == [addresses.for_phone(VICTIM_PHONE), "bob@example.com"]
 
 
-def test_a_new_number_naming_a_known_address_without_history_is_bound(call):
-    """What still binds on the word of the conversation: an address nothing has
-    happened to yet (here a chat looked it up, which leaves a contact but no ticket)."""
+def test_a_new_number_naming_a_known_address_without_history_is_bound_only_once_proven(call):
+    """An address nothing has happened to yet (here a chat looked it up, which leaves a
+    contact but no ticket) was bound on the word of the conversation; now only the
+    code mailed there binds it."""
     assert call("chat/lookup", {"customer": {"email": "new@example.com"}, "text": ""}).status_code == 200
-    (created,) = tools(
-        call,
-        {"phone": VICTIM_PHONE, "email": "new@example.com"},
-        ("create_ticket_report", {"title": "x", "description": "."}),
-    )
+    customer = {"phone": VICTIM_PHONE, "email": "new@example.com"}
+    report = ("create_ticket_report", {"title": "x", "description": "."})
+    (created,) = tools(call, customer, report)
     assert created["success"] is True
+    db.session.expire_all()
+    assert contact("new@example.com").phone is None  # type: ignore[union-attr]
+    assert db.session.execute(select(Ticket)).scalar_one().requester.phone == VICTIM_PHONE
+    assert proofs.verify_by_tools(partial(tools, call), db.session, customer, "new@example.com")["verified"]
     db.session.expire_all()
     assert contact("new@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
     assert db.session.execute(select(Ticket)).scalar_one().requester.email == "new@example.com"
@@ -509,7 +525,8 @@ def test_a_number_naming_another_spelling_of_an_address_copied_at_opening_is_not
     )
     assert listed["tickets"] == []
     db.session.expire_all()
-    assert contact("bobsmith@googlemail.com").phone is None  # type: ignore[union-attr]
+    bob = contact("bobsmith@googlemail.com")
+    assert bob is None or bob.phone is None
 
 
 def test_a_workflow_may_not_name_a_staff_member_s_contact_by_its_id(call, service, agent):
@@ -532,3 +549,193 @@ def test_a_workflow_may_not_name_a_staff_member_s_contact_by_its_id(call, servic
         "workflow/tickets", {"title": "Install", "description": ".", "customer_id": carol.requester_id}
     )
     assert response.status_code == 201, response.get_data(as_text=True)
+
+
+def test_a_number_naming_an_unused_address_does_not_see_its_later_mail(call, service):
+    """The squat that stayed possible: a number named bob@ before Bob ever wrote, was
+    bound to it, and then listed and read the tickets Bob's mail opened. A typed
+    address binds nothing without the mailbox's proof (`verify_email`)."""
+    squatter = {"phone": ATTACKER_PHONE, "email": "bob@example.com"}
+    (listed,) = tools(call, squatter, ("list_my_tickets", {}))
+    assert listed["tickets"] == []
+    open_ticket(service, requester_email="bob@example.com", requester_name="Bob", subject="Router password")
+    listed, read = tools(
+        call, squatter, ("list_my_tickets", {}), ("get_ticket_information", {"ticketId": "TKT-000001"})
+    )
+    assert listed["tickets"] == [] and read["success"] is False and "description" not in read
+    db.session.expire_all()
+    assert contact("bob@example.com").phone is None  # type: ignore[union-attr]
+
+
+# -- verify_email: the mailbox's proof -------------------------------------------------------------
+
+
+def _code_rows() -> list[OutboxMessage]:
+    query = select(OutboxMessage).where(OutboxMessage.kind == "email_code").order_by(OutboxMessage.id)
+    return list(db.session.execute(query).scalars())
+
+
+def test_a_proven_address_with_history_is_bound_and_lists_its_tickets(call, service):
+    """What the proof adds: someone with mail history who starts using WhatsApp is
+    one customer once the code mailed to their address comes back from their number."""
+    open_ticket(service, requester_email="bob@example.com", requester_name="Bob", subject="Router password")
+    bob = {"phone": VICTIM_PHONE, "email": "bob@example.com"}
+    (before,) = tools(call, bob, ("list_my_tickets", {}))
+    assert before["tickets"] == []
+    assert proofs.verify_by_tools(partial(tools, call), db.session, bob, "bob@example.com")["verified"]
+    (listed,) = tools(call, bob, ("list_my_tickets", {}))
+    assert [t["ticketId"] for t in listed["tickets"]] == ["TKT-000001"]
+    db.session.expire_all()
+    assert contact("bob@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
+
+
+def test_the_code_is_mailed_stored_hashed_and_only_the_asking_number_can_give_it(call):
+    squatter = {"phone": ATTACKER_PHONE, "email": "bob@example.com"}
+    (asked,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": "Bob@Example.com"}))
+    assert {k: asked[k] for k in ("success", "verified", "email", "expiresInMinutes")} == {
+        "success": True,
+        "verified": False,
+        "email": "bob@example.com",
+        "expiresInMinutes": 15,
+    }
+    (row,) = _code_rows()
+    assert (row.to_address, row.ticket_id, row.state) == ("bob@example.com", None, "pending")
+    code = proofs.mailed_code(db.session, "bob@example.com")
+    assert len(code) == 6 and code.isdigit()
+    proof = db.session.execute(select(EmailProof)).scalar_one()
+    assert code not in proof.code_hash and proof.phone == VICTIM_PHONE
+    # Another number giving the code (it saw the mail, say) proves nothing.
+    (stolen,) = tools(call, squatter, ("verify_email", {"email": "bob@example.com", "code": code}))
+    assert stolen["success"] is False and stolen["error"] == "Invalid or expired verification code"
+    (mine,) = tools(
+        call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": "bob@example.com", "code": code})
+    )
+    assert mine["verified"] is True
+    # A code works once.
+    (again,) = tools(call, squatter, ("verify_email", {"email": "bob@example.com", "code": code}))
+    assert again["error"] == "Invalid or expired verification code"
+    db.session.expire_all()
+    assert contact("bob@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
+
+
+def test_five_wrong_codes_kill_the_code(call):
+    customer = {"phone": ATTACKER_PHONE, "language": "es"}
+    tools(call, customer, ("verify_email", {"email": "bob@example.com"}))
+    code = proofs.mailed_code(db.session, "bob@example.com")
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    answers = tools(call, customer, *[("verify_email", {"email": "bob@example.com", "code": wrong})] * 5)
+    assert (
+        answers
+        == [
+            {
+                "success": False,
+                "error": "Invalid or expired verification code",
+                "userMessage": "Ese código no es válido o ya venció. Puedo enviarte uno nuevo.",
+            }
+        ]
+        * 5
+    )
+    (late,) = tools(call, customer, ("verify_email", {"email": "bob@example.com", "code": code}))
+    assert late["success"] is False
+    db.session.expire_all()
+    bob = contact("bob@example.com")
+    assert bob is None or bob.phone is None
+    assert db.session.execute(select(EmailProof.spent, EmailProof.wrong_tries)).one() == (True, 5)
+
+
+def test_a_new_request_replaces_the_code_and_an_old_code_expires(call):
+    customer = {"phone": VICTIM_PHONE}
+    tools(call, customer, ("verify_email", {"email": "lucia@example.com"}))
+    first = proofs.mailed_code(db.session, "lucia@example.com")
+    tools(call, customer, ("verify_email", {"email": "lucia@example.com"}))
+    second = proofs.mailed_code(db.session, "lucia@example.com")
+    if first != second:  # one in a million they are equal
+        (old,) = tools(call, customer, ("verify_email", {"email": "lucia@example.com", "code": first}))
+        assert old["success"] is False
+    db.session.execute(update(EmailProof).values(expires_at=now() - timedelta(seconds=1)))
+    db.session.commit()
+    (expired,) = tools(call, customer, ("verify_email", {"email": "lucia@example.com", "code": second}))
+    assert expired["error"] == "Invalid or expired verification code"
+    # A code proves the address it was mailed to, no other.
+    tools(call, customer, ("verify_email", {"email": "lucia@example.com"}))
+    third = proofs.mailed_code(db.session, "lucia@example.com")
+    (other,) = tools(call, customer, ("verify_email", {"email": "ana@example.com", "code": third}))
+    assert other["success"] is False
+
+
+def test_code_requests_are_limited_per_number_and_per_mailbox(call):
+    """Three an hour for a number and three for a mailbox, in any spelling: the
+    helpdesk cannot be made to flood an inbox."""
+    answers = tools(
+        call, {"phone": ATTACKER_PHONE}, *[("verify_email", {"email": f"a{n}@example.com"}) for n in range(4)]
+    )
+    assert [a["success"] for a in answers] == [True, True, True, False]
+    assert answers[3]["error"] == "Too many verification codes requested. Please try again later."
+    spellings = ["victim@gmail.com", "vic.tim@gmail.com", "victim+x@googlemail.com", "VICTIM@gmail.com"]
+    answered = [
+        tools(call, {"phone": f"+52155100000{n}"}, ("verify_email", {"email": email}))[0]
+        for n, email in enumerate(spellings)
+    ]
+    assert [a["success"] for a in answered] == [True, True, True, False]
+    assert len(_code_rows()) == 6
+
+
+def test_a_number_bound_to_an_address_proves_no_other_and_a_bound_address_keeps_its_number(call):
+    bob = {"phone": VICTIM_PHONE, "email": "bob@example.com"}
+    assert proofs.verify_by_tools(partial(tools, call), db.session, bob, "bob@example.com")["verified"]
+    (other,) = tools(call, bob, ("verify_email", {"email": "alice@example.com"}))
+    assert other["error"] == "Already linked to another number or email address"
+    (same,) = tools(call, bob, ("verify_email", {"email": "BOB@example.com"}))
+    assert same["verified"] is True
+    # Bob's mailbox, proven again from another number: his number is never replaced.
+    second = {"phone": ATTACKER_PHONE}
+    refused = proofs.verify_by_tools(partial(tools, call), db.session, second, "bob@example.com")
+    assert refused["error"] == "Already linked to another number or email address"
+    assert len(_code_rows()) == 2
+    db.session.expire_all()
+    assert contact("bob@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
+    assert contact(addresses.for_phone(ATTACKER_PHONE)).phone == ATTACKER_PHONE  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "email", ["not an address", "5215512345678@phone.invalid", "support@helpdesk.test", "x@\x00.com"]
+)
+def test_verify_email_takes_only_a_customer_s_address(call, email):
+    (answer,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": email}))
+    assert answer["error"] == "Invalid arguments format"
+    assert _code_rows() == []
+
+
+def test_verify_email_in_a_web_chat_changes_nothing(call):
+    """The chat's email is vouched for by the widget's backend: nothing to prove there."""
+    (answer,) = tools(
+        call,
+        {"email": "ana@example.com", "language": "es"},
+        ("verify_email", {"email": "ana@example.com"}),
+        channel="chat",
+    )
+    assert answer == {
+        "success": False,
+        "error": "Email verification is only for WhatsApp",
+        "userMessage": "Tu dirección de correo ya es conocida en este chat.",
+    }
+    assert _code_rows() == []
+
+
+def test_the_code_mail_is_in_the_customer_s_language_about_no_ticket(app, call, sink):
+    tools(call, {"phone": VICTIM_PHONE, "language": "es"}, ("verify_email", {"email": "lucia@example.com"}))
+    code = proofs.mailed_code(db.session, "lucia@example.com")
+    (mail,) = deliver(app, sink)
+    assert mail["Subject"] == f"Tu código de verificación: {code}"
+    assert mail["To"] == "lucia@example.com" and mail["Auto-Submitted"] == "auto-replied"
+    assert "In-Reply-To" not in mail and "TKT" not in mail["Message-ID"]
+    assert code in text_of(mail) and code in html_of(mail)
+    assert "15 minutos" in text_of(mail)
+
+
+def test_code_mail_is_limited_per_recipient_only(app, call, sink):
+    """A code mail is about no ticket: counting `ticket_id IS NULL` as its ticket
+    would make every other code mail its ticket's, under the per-ticket limit."""
+    for n in range(3):
+        tools(call, {"phone": f"+52155100000{n}"}, ("verify_email", {"email": f"c{n}@example.com"}))
+    assert len(deliver(app, sink, OUTBOUND_MAX_AUTO_PER_TICKET=1)) == 3

@@ -31,6 +31,7 @@ from helpdesk.services import contacts, customer_limits
 from helpdesk.services.assistant import TOO_MANY, AssistantService
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
+from tests.support import proofs
 from tests.support.app import make_app, migrate_database
 from tests.support.database import resolve, tickets
 from tests.support.gateway_process import start
@@ -450,8 +451,8 @@ def test_a_whatsapp_ticket_opened_while_the_number_merges_counts_for_and_stays_w
 ) -> None:
     """The reviewer's race, made to happen every run: a request by phone only knows
     the customer as the phone-only contact and stops before its limit check; meanwhile
-    a request with the phone and an email merges that contact into the email's, and
-    more fill the person up to the limit. The late request then opened an eleventh
+    a request proving the mailbox of an email merges that contact into the email's,
+    and more fill the person up to the limit. The late request then opened an eleventh
     ticket under the merged-away contact, which no request by that phone could see."""
     _integration, token = IntegrationsService(db.session).add("assistant-1", "assistant")
     db.session.commit()
@@ -490,6 +491,12 @@ def test_a_whatsapp_ticket_opened_while_the_number_merges_counts_for_and_stays_w
     thread.start()
     try:
         assert resolved.wait(60), "the request by phone never reached its ticket"
+        asked = _tool_call(client, token, {"phone": PHONE}, "verify_email", email=EVA)
+        assert asked["success"] is True, asked
+        code = proofs.mailed_code(db.session, EVA)
+        db.session.rollback()
+        proven = _tool_call(client, token, {"phone": PHONE}, "verify_email", email=EVA, code=code)
+        assert proven["verified"] is True, proven
         merged = [
             _tool_call(
                 client,
@@ -526,8 +533,8 @@ def test_a_whatsapp_ticket_waits_for_a_merge_in_progress_and_counts_for_the_pers
     the tickets it took. It used to wait, count the emptied contact and open an
     eleventh ticket under it, out of the number's sight. PostgreSQL only: SQLite
     lets no request read while the merge writes. (The phone-only contact holds all
-    the tickets: an email with tickets of its own takes no number, see
-    tests/test_customer_identity.py.)"""
+    the tickets; the merge is the proof of Eva's mailbox coming back, `verify_email`
+    with the code mailed to her.)"""
     _integration, token = IntegrationsService(db.session).add("assistant-1", "assistant")
     db.session.commit()
     client = app.test_client()
@@ -549,12 +556,15 @@ def test_a_whatsapp_ticket_waits_for_a_merge_in_progress_and_counts_for_the_pers
 
     monkeypatch.setattr(contacts, "_merge", held_merge)
     answers: dict[str, Any] = {}
+    assert _tool_call(client, token, {"phone": PHONE}, "verify_email", email=EVA)["success"] is True
+    code = proofs.mailed_code(db.session, EVA)
+    db.session.rollback()
 
     def request(key: str, customer: dict[str, str], name: str, **arguments: str) -> None:
         answers[key] = _tool_call(app.test_client(), token, customer, name, **arguments)
 
     with_email = threading.Thread(
-        target=request, args=("merge", {"phone": PHONE, "email": EVA}, "list_my_tickets")
+        target=request, args=("merge", {"phone": PHONE}, "verify_email"), kwargs={"email": EVA, "code": code}
     )
     by_phone = threading.Thread(
         target=request,
@@ -611,9 +621,10 @@ def test_one_number_giving_two_emails_at_once_is_merged_once(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two requests from one WhatsApp number, each with another email, while the
-    first merges: the second waits for the merge and acts for the contact that took
-    the number (a number bound to a real address is that person). It used to move
-    the number to its own email's contact as well: a unique violation, a 500."""
+    first merges (it proves Eva's mailbox): the second waits for the merge and acts
+    for the contact that took the number (a number bound to a real address is that
+    person), its email believed for nothing. It used to move the number to its own
+    email's contact as well: a unique violation, a 500."""
     _integration, token = IntegrationsService(db.session).add("assistant-1", "assistant")
     db.session.commit()
     client = app.test_client()
@@ -635,12 +646,17 @@ def test_one_number_giving_two_emails_at_once_is_merged_once(
     monkeypatch.setattr(contacts, "_merge", held_merge)
     statuses: dict[str, int] = {}
     outputs: dict[str, Any] = {}
+    assert _tool_call(client, token, {"phone": PHONE}, "verify_email", email=EVA)["success"] is True
+    code = proofs.mailed_code(db.session, EVA)
+    db.session.rollback()
 
     def list_tickets(email: str) -> None:
+        call = ("verify_email", json.dumps({"email": EVA, "code": code})) if email == EVA else None
+        name, arguments = call or ("list_my_tickets", "{}")
         body = {
             "customer": {"phone": PHONE, "email": email},
             "tool_calls": [
-                {"id": "1", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+                {"id": "1", "type": "function", "function": {"name": name, "arguments": arguments}}
             ],
         }
         response = app.test_client().post(
@@ -662,6 +678,7 @@ def test_one_number_giving_two_emails_at_once_is_merged_once(
             if thread.ident is not None:  # started
                 thread.join(60)
     assert statuses == {EVA: 200, "eve@example.com": 200}
+    assert outputs[EVA]["verified"] is True, outputs
     assert [t["ticketId"] for t in outputs["eve@example.com"]["tickets"]] == [first["ticketId"]]
     phones = db.session.execute(select(Contact.email, Contact.phone).where(Contact.phone.is_not(None)))
     assert phones.all() == [(EVA, PHONE)]

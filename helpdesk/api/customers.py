@@ -73,4 +73,5 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
         name=value.get("name", "")[:200],
         language=language,
     )
-    return Customer(contact, languages.of_contact(contact, current_app.config))
+    proven = phone if phone_vouched else None
+    return Customer(contact, languages.of_contact(contact, current_app.config), proven)

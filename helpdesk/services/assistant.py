@@ -22,14 +22,14 @@ import jsonschema_rs
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import languages, numbering, sla, wording
+from helpdesk import addresses, languages, numbering, sla, wording
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
 from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inputs import echoed, unstorable
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
-from helpdesk.services import contacts, customer_limits, satisfaction
+from helpdesk.services import contacts, customer_limits, email_proofs, satisfaction
 from helpdesk.services.actors import Actor
 from helpdesk.services.tickets import MAX_SUBJECT, TicketsService, customer_reaches, reached_by, survivor
 
@@ -104,6 +104,17 @@ TOOLS: list[dict[str, Any]] = [
         },
         ["ticketId", "rating"],
     ),
+    _function(
+        "verify_email",
+        "Link the customer's email address to this WhatsApp number, which lets them see the tickets "
+        "of that address. Call it with `email` alone to mail them a 6-digit code, then again with the "
+        "code they read in that mail. Until then an email they type is not believed.",
+        {
+            "email": {"type": "string", "minLength": 3, "maxLength": addresses.MAX_LENGTH},
+            "code": {"type": "string", "minLength": 1, "maxLength": 20},
+        },
+        ["email"],
+    ),
 ]
 
 # JSON text of a value, in the worst encoding a valid call may come in: every
@@ -144,6 +155,11 @@ MAX_ARGUMENTS = max(_longest_arguments(tool["function"]["parameters"]) for tool 
 
 INVALID_ARGUMENTS = "Invalid arguments format"
 TOO_MANY = "Too many tickets created. Please try again later."
+# `verify_email`'s failures (docs/integrations.md, "The assistant's tools").
+TOO_MANY_CODES = "Too many verification codes requested. Please try again later."
+WRONG_CODE = "Invalid or expired verification code"
+LINKED_ELSEWHERE = "Already linked to another number or email address"
+NOT_ON_CHAT = "Email verification is only for WhatsApp"
 
 # What the customer reads when a call fails (in their language: the catalogs).
 _USER_MESSAGES = {
@@ -156,6 +172,12 @@ _USER_MESSAGES = {
         "This ticket was cancelled, so it takes no more comments. "
         "If you still need help, I can open a new ticket."
     ),
+    "too_many_codes": N_(
+        "Too many codes were requested for this number or this address. Please try again later."
+    ),
+    "wrong_code": N_("That code is not valid or has expired. I can send you a new one."),
+    "taken": N_("This number or this email address is already linked to another one."),
+    "not_on_chat": N_("Your email address is already known in this chat."),
 }
 
 _VALIDATORS = {
@@ -180,6 +202,7 @@ class Customer:
 
     contact: Contact
     language: str  # one of the languages the product speaks
+    phone: str | None = None  # the number the channel proved (WhatsApp's sender), else None
 
     @property
     def actor(self) -> Actor:
@@ -212,11 +235,16 @@ class AssistantService:
             "list_my_tickets": self._list,
             "add_ticket_comment": self._comment,
             "rate_ticket": self._rate,
+            "verify_email": self._verify_email,
         }
+        # The contact a proof in this batch bound the number to: later calls act for it.
+        self.bound: Contact | None = None
 
     def call(self, customer: Customer, name: object, arguments: object, channel: str) -> dict[str, Any]:
         """One tool call's output. Each call commits or rolls back on its own, so one
         failing call in a batch does not undo another."""
+        if self.bound is not None:
+            customer = replace(customer, contact=self.bound)
         try:
             if not isinstance(name, str) or name not in self.handlers:
                 raise Failure(f"Unknown function: {echoed(name)}", "unknown")
@@ -348,6 +376,56 @@ class AssistantService:
             "rating": rated.rating,
             "message": f"Rating {rated.rating} recorded for ticket {number}",
         }
+
+    def _verify_email(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
+        """Prove the WhatsApp customer reads the mailbox they name, then bind their
+        number to it (helpdesk.services.email_proofs). Without `code`, mail one; with
+        it, check it. A number already bound to a real address is that person: no
+        other address is proven for it."""
+        if customer.phone is None:
+            raise Failure(NOT_ON_CHAT, "not_on_chat")
+        email = addresses.normalize(arguments["email"])
+        if (
+            not addresses.is_valid(email)
+            or addresses.is_reserved_invalid(email)
+            or contacts.is_ours(self.session, email, self.config)
+        ):
+            raise Failure(INVALID_ARGUMENTS, "invalid")
+        # Under the number's lock, whoever has the number stays who it is: every
+        # binding takes that lock first (contacts.lock_number), before any row.
+        contacts.lock_number(self.session, customer.phone)
+        contact = contacts.holder(self.session, customer.phone) or customer.contact
+        if not addresses.is_reserved_invalid(contact.email):
+            if contact.email != email:
+                raise Failure(LINKED_ELSEWHERE, "taken")
+            return self._verified(contact, f"{email} is already linked to this number")
+        try:
+            if "code" not in arguments:
+                email_proofs.request_code(self.session, self.config, customer.phone, email, customer.language)
+                minutes = int(email_proofs.CODE_LIFETIME.total_seconds() // 60)
+                return {
+                    "success": True,
+                    "verified": False,
+                    "email": email,
+                    "expiresInMinutes": minutes,
+                    "message": f"A verification code was mailed to {email}; ask the customer for it",
+                }
+            bound = email_proofs.confirm(
+                self.session, self.config, customer.phone, email, arguments["code"], contact.name
+            )
+        except email_proofs.ProofRefused as refused:
+            if refused.reason == "wrong_code":
+                self.session.commit()  # the wrong try counts
+                raise Failure(WRONG_CODE, "wrong_code") from None
+            if refused.reason == "too_many":
+                raise Failure(TOO_MANY_CODES, "too_many_codes") from None
+            raise Failure(LINKED_ELSEWHERE, "taken") from None
+        self.bound = bound
+        return self._verified(bound, f"{email} is verified and linked to this number")
+
+    @staticmethod
+    def _verified(contact: Contact, message: str) -> dict[str, Any]:
+        return {"success": True, "verified": True, "email": contact.email, "message": message}
 
     # -- helpers ------------------------------------------------------------------
 

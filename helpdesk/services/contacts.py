@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, exists, func, inspect, or_, select, update
+from sqlalchemy import Integer, bindparam, delete, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
@@ -44,18 +44,6 @@ _TICKETS_LOCKED = _TICKETS_OF.with_for_update(key_share=True)
 NUMBER_LOCK = 0x706E6F  # "pno"
 _LOCK_NUMBER = select(
     func.pg_advisory_xact_lock(bindparam("space", type_=Integer), bindparam("number_key", type_=Integer))
-)
-# Whether anything happened to a mailbox yet, in any spelling of it (the key the
-# per-customer limits count by, `addresses.mailbox`): a contact of it with a number
-# or a ticket it requests, an address of it copied on a ticket. A number naming such
-# an address is not bound to it (`_bind`). Both mailbox columns are indexed.
-_OF_MAILBOX = select(Contact.id).where(Contact.mailbox == bindparam("mailbox"))
-_HISTORY = select(
-    or_(
-        exists().where(Contact.mailbox == bindparam("mailbox"), Contact.phone.is_not(None)),
-        exists().where(Ticket.requester_id.in_(_OF_MAILBOX.scalar_subquery())),
-        exists().where(Participant.mailbox == bindparam("mailbox")),
-    )
 )
 _LAST = "last contact found"  # the session's `info` key of `_remember`
 # Every staff address, folded by `is_ours`.
@@ -147,35 +135,22 @@ def for_customer(
     A contact's phone is an identity: WhatsApp reaches that contact by it. So only a
     number the channel proves (`phone_vouched`: the sender's WhatsApp id) is ever
     recorded or followed; a phone typed into a chat is a claim and changes nothing.
-    A proven number already bound to a real address is that person, whatever email
-    the conversation gives now (else each new email would be a new customer, with
-    fresh limits). A number bound to no real address yet is bound to the email it
-    names only while nothing happened to that address (`_bind`): an email is a claim
-    too. Requests from one number are taken one at a time (its advisory lock, on
-    PostgreSQL; SQLite lets one writer in anyway), so two first requests from a new
-    number do not both write it.
+    A proven number is the contact that has it, else one of its own (phone-only),
+    whatever email the conversation gives: an email typed into WhatsApp is a claim
+    too, and binds the number to nothing until the mailbox proves it
+    (`bind_proven`, after `helpdesk.services.email_proofs`). Requests from one
+    number are taken one at a time (its advisory lock, on PostgreSQL; SQLite lets
+    one writer in anyway), so two first requests from a new number do not both
+    write it.
     """
     proven = phone if phone and phone_vouched else None
-    if proven is not None and session.get_bind().dialect.name == "postgresql":
-        session.execute(_LOCK_NUMBER, {"space": NUMBER_LOCK, "number_key": advisory_key(proven)})
-    by_phone = session.execute(_BY_PHONE, {"phone": proven}).scalar_one_or_none() if proven else None
-    if by_phone is not None and email and addresses.is_reserved_invalid(by_phone.email):
-        # A merge may follow: lock the phone-only contact's tickets, then the contact
-        # itself, as `current` does.
-        by_phone = _lock_with_tickets(session, by_phone)
-        if by_phone.phone != phone:  # lost its number, and no one holds it: no one to merge
-            by_phone = None
-    if by_phone is not None and not addresses.is_reserved_invalid(by_phone.email):
-        contact = by_phone
-    elif email and proven is not None:
-        contact = _bind(session, proven, by_phone, email, name)
-    elif email:
-        contact = find_or_create(session, email, name)
-    elif by_phone is not None:
-        contact = by_phone
+    if proven is not None:
+        lock_number(session, proven)
+        by_phone = session.execute(_BY_PHONE, {"phone": proven}).scalar_one_or_none()
+        contact = by_phone if by_phone is not None else _phone_only(session, proven, name)
     else:
-        assert proven is not None, "a customer needs an email or a proven phone"
-        contact = _phone_only(session, proven, name)
+        assert email, "a customer needs an email or a proven phone"
+        contact = find_or_create(session, email, name)
     if name and not contact.name:
         contact.name = addresses.display_name(name)
     if language:
@@ -184,32 +159,56 @@ def for_customer(
     return contact
 
 
-def _bind(session: Session, phone: str, phone_only: Contact | None, email: str, name: str) -> Contact:
-    """The contact a proven number that no real address has yet acts for when it
-    names `email`: the email's contact, which takes the number (and the phone-only
-    contact's tickets and messages, `_merge`), if it has no number and nothing
-    happened to its mailbox yet, in any spelling (`_HISTORY`: no contact of it with
-    a number or a ticket it requests, no address of it copied on a ticket); else the
-    number's own phone-only contact, and the email is not believed. Judged by the
-    mailbox because the per-customer limits count by it: a number bound to
-    `bob+x@`, "unused", opened tickets that used up Bob's limits.
+def lock_number(session: Session, phone: str) -> None:
+    """Take the number's advisory lock until the transaction ends (PostgreSQL; SQLite
+    lets one writer in at a time anyway): whoever finds, binds or proves a number
+    goes one at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_NUMBER, {"space": NUMBER_LOCK, "number_key": advisory_key(phone)})
 
-    Typing an address into WhatsApp proves nothing: binding a new number to a
-    contact with tickets showed them to whoever named the address, for good, and
-    left the owner's own number a contact of its own (a number is never replaced).
-    The email's contact is read again under its row lock, after the phone-only
-    one's (the order `current` takes them in): a number another request bound to it
-    meanwhile stays, and a customer's ticket being opened for it (its creator holds
-    that lock, `current`) is waited for and then seen."""
-    contact = _lock(session, find_or_create(session, email))
-    mailbox = contact.mailbox or addresses.mailbox(contact.email)
-    taken = contact.phone is not None or session.execute(_HISTORY, {"mailbox": mailbox}).scalar_one()
-    if taken:
-        return phone_only or _phone_only(session, phone, name)
-    if phone_only is None:
+
+def holder(session: Session, phone: str) -> Contact | None:
+    """The contact that has the number `phone`, if any (read, not locked)."""
+    return session.execute(_BY_PHONE, {"phone": phone}).scalar_one_or_none()
+
+
+def bind_proven(session: Session, phone: str, email: str, name: str = "") -> Contact | None:
+    """Bind the proven number `phone` to `email`'s contact, now that the customer
+    proved they read that mailbox (a code mailed there came back,
+    `helpdesk.services.email_proofs`); the bound contact, or None when the binding
+    would replace an identity: the number already is another real address's (a
+    number bound to a real address is that person), or the email's contact has
+    another number (a contact's number is never replaced).
+
+    With the proof, an address with history is bound too: the mailbox's owner asked.
+    From a number known by phone only, the email's contact takes its tickets,
+    messages, participation and number (`_merge`). The phone-only contact's tickets
+    are locked first, then its row, then the email's contact read again under its
+    lock (the order `current` takes them in): a number another request bound to it
+    meanwhile stays, and a ticket being opened for either (its creator holds that
+    contact, `current`) is waited for and then moves too."""
+    email = addresses.normalize(email)
+    lock_number(session, phone)
+    by_phone = session.execute(_BY_PHONE, {"phone": phone}).scalar_one_or_none()
+    if by_phone is not None and not addresses.is_reserved_invalid(by_phone.email):
+        return by_phone if by_phone.email == email else None
+    if by_phone is not None:
+        by_phone = _lock_with_tickets(session, by_phone)
+        if not addresses.is_reserved_invalid(by_phone.email):  # merged away meanwhile: its survivor
+            return by_phone if by_phone.email == email else None
+        if by_phone.phone != phone:  # lost its number, and no one holds it: no one to merge
+            by_phone = None
+    contact = _lock(session, find_or_create(session, email, name))
+    if contact.phone is not None:
+        return contact if contact.phone == phone else None
+    if by_phone is None:
         contact.phone = phone
-        return contact
-    return _merge(session, phone_only, contact)
+    else:
+        contact = _merge(session, by_phone, contact)
+    if name and not contact.name:
+        contact.name = addresses.display_name(name)
+    session.flush()
+    return contact
 
 
 def _phone_only(session: Session, phone: str, name: str) -> Contact:
@@ -220,7 +219,8 @@ def _phone_only(session: Session, phone: str, name: str) -> Contact:
 
 
 def _lock_with_tickets(session: Session, phone_only: Contact) -> Contact:
-    """`current(phone_only)`, with the tickets `_merge` would move locked before it.
+    """`current(phone_only)`, with the tickets `_merge` would move locked before it
+    (`bind_proven`).
 
     Tickets come before contacts in the lock order: a change of a ticket (an agent
     setting its language) locks the ticket and then writes its requester, so a merge
@@ -249,7 +249,7 @@ def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
 
     The phone-only contact's tickets are locked first, then both contacts' rows,
     the phone-only one first (the caller holds them already: `_lock_with_tickets`,
-    then `_bind`), the order every ticket creation takes contacts in, so a merge
+    then `bind_proven`), the order every ticket creation takes contacts in, so a merge
     waits for a ticket being opened for either contact and such a ticket moves
     too."""
     phone = phone_only.phone
@@ -292,7 +292,7 @@ def current(session: Session, contact: Contact) -> Contact:
 
     A request finds its customer in a transaction of its own and opens the ticket
     in a later one; in between, a WhatsApp request that gave an email may have
-    merged the phone-only contact it found into the email's (`for_customer`). A
+    merged the phone-only contact it found into the email's (`bind_proven`). A
     ticket opened under the merged-away contact would escape the person's limits
     and be seen by no one asking by that number, so whoever counts and opens
     tickets for a customer found earlier asks here first. A merged-away contact

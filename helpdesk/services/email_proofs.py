@@ -1,0 +1,147 @@
+"""Proof that a WhatsApp customer reads the mailbox they name (docs/integrations.md,
+"Who the customer is").
+
+An email typed into WhatsApp is a claim: binding the number to it on its word let
+whoever named an address before its owner wrote read the tickets the owner's mail
+opened later. So a number is bound to an address only after a code mailed there
+comes back from that number: `request_code` mails a fresh one (the assistant's
+`verify_email` without `code`), `confirm` checks it and binds
+(`contacts.bind_proven`).
+
+- A code is `CODE_DIGITS` random digits, good for `CODE_LIFETIME`, for the number
+  that asked and the address it was mailed to; a new request replaces the
+  number's earlier code. Only a keyed hash of it is stored (`EmailProof`), and it
+  is compared in constant time; `MAX_WRONG_TRIES` wrong tries kill it.
+- Requests are limited to `MAX_REQUESTS` per number and per mailbox
+  (`addresses.mailbox`: every spelling of one inbox) within `REQUEST_WINDOW`, so
+  the helpdesk cannot be made to flood an inbox; the mail is automatic outbox mail
+  (`email_code`), under the sender's recipient rules and limits as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Integer, bindparam, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from helpdesk import addresses
+from helpdesk.clock import now
+from helpdesk.database import advisory_key
+from helpdesk.models import Contact, EmailProof
+from helpdesk.services import contacts, notifications
+
+CODE_DIGITS = 6
+CODE_LIFETIME = timedelta(minutes=15)
+MAX_WRONG_TRIES = 5
+MAX_REQUESTS = 3  # per number and per mailbox, within REQUEST_WINDOW
+REQUEST_WINDOW = timedelta(hours=1)
+KEPT = timedelta(days=1)  # rows older than this are deleted by the next request
+
+# Two numbers asking for one mailbox at once take turns (PostgreSQL), so they cannot
+# both take its last request: the first key is this space, the second the mailbox's
+# hash (`database.advisory_key`), apart from the numbers' and the limits' spaces.
+PROOF_LOCK = 0x707266  # "prf"
+_LOCK_MAILBOX = select(
+    func.pg_advisory_xact_lock(bindparam("space", type_=Integer), bindparam("mailbox_key", type_=Integer))
+)
+_DIGEST_PURPOSE = b"helpdesk email proof v1"
+
+
+class ProofRefused(Exception):
+    """Why a request or a check fails: `too_many` (a limit), `wrong_code` (no live
+    code for this number and address, expired, or not this one), `taken` (binding
+    would replace a number or an address already linked)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def request_code(session: Session, config: Mapping[str, Any], phone: str, email: str, language: str) -> None:
+    """Mail a new code to `email` for the number `phone`, in `language`, replacing
+    the number's earlier one; `ProofRefused("too_many")` over a limit."""
+    email = addresses.normalize(email)
+    mailbox = addresses.mailbox(email)
+    contacts.lock_number(session, phone)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_MAILBOX, {"space": PROOF_LOCK, "mailbox_key": advisory_key(mailbox)})
+    moment = now()
+    session.execute(delete(EmailProof).where(EmailProof.created_at < moment - KEPT))
+    by_number = EmailProof.phone == phone
+    by_mailbox = EmailProof.mailbox == mailbox
+    numbered, mailed = session.execute(
+        select(func.count().filter(by_number), func.count().filter(by_mailbox)).where(
+            EmailProof.created_at >= moment - REQUEST_WINDOW, or_(by_number, by_mailbox)
+        )
+    ).one()
+    if numbered >= MAX_REQUESTS or mailed >= MAX_REQUESTS:
+        raise ProofRefused("too_many")
+    session.execute(
+        update(EmailProof).where(by_number, EmailProof.spent.is_(False)).values(spent=True),
+        execution_options={"synchronize_session": False},
+    )
+    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    proof = EmailProof(
+        phone=phone,
+        email=email,
+        mailbox=mailbox,
+        code_hash="",
+        wrong_tries=0,
+        spent=False,
+        created_at=moment,
+        expires_at=moment + CODE_LIFETIME,
+    )
+    session.add(proof)
+    session.flush()  # its id is in the hash
+    proof.code_hash = _digest(config, proof, code)
+    minutes = int(CODE_LIFETIME.total_seconds() // 60)
+    notifications.queue_email_code(session, email, language, code, minutes)
+    session.flush()
+
+
+def confirm(
+    session: Session, config: Mapping[str, Any], phone: str, email: str, code: str, name: str = ""
+) -> Contact:
+    """Check `code` for the number `phone` and `email`; right, bind the number to the
+    email's contact and return it. A wrong code counts a try, which the caller must
+    commit even though this raises `ProofRefused("wrong_code")`; the fifth kills
+    the code. `ProofRefused("taken")`: proven, but the binding would replace an
+    identity (`contacts.bind_proven`)."""
+    email = addresses.normalize(email)
+    contacts.lock_number(session, phone)
+    proof = session.execute(
+        select(EmailProof)
+        .where(EmailProof.phone == phone, EmailProof.spent.is_(False))
+        .order_by(EmailProof.id.desc())
+        .limit(1)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if proof is None or proof.expires_at <= now():
+        raise ProofRefused("wrong_code")
+    typed = "".join(code.split()).replace("-", "")
+    right = proof.email == email and hmac.compare_digest(proof.code_hash, _digest(config, proof, typed))
+    if not right:
+        proof.wrong_tries += 1
+        if proof.wrong_tries >= MAX_WRONG_TRIES:
+            proof.spent = True
+        session.flush()
+        raise ProofRefused("wrong_code")
+    proof.spent = True
+    contact = contacts.bind_proven(session, phone, email, name)
+    if contact is None:
+        raise ProofRefused("taken")
+    return contact
+
+
+def _digest(config: Mapping[str, Any], proof: EmailProof, code: str) -> str:
+    """The stored form of a code: keyed by the secret and bound to its row, number
+    and address, so neither a copied hash nor a code from another row matches."""
+    key = hmac.new(str(config["SECRET_KEY"]).encode(), _DIGEST_PURPOSE, hashlib.sha256).digest()
+    text = f"{proof.id}\n{proof.phone}\n{proof.email}\n{code}"
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
