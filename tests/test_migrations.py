@@ -603,7 +603,7 @@ def test_outbox_takes_sla_digests_about_no_ticket(empty_database_url):
 
 
 def test_outbox_takes_verification_codes_and_the_proofs_have_a_table(empty_database_url):
-    """Migration 0039: an outbox row may carry a WhatsApp customer's verification
+    """Migration 0038: an outbox row may carry a WhatsApp customer's verification
     code (about no ticket), and the codes' hashes have a table; the downgrade drops
     both the rows of the kind and the table."""
     insert_code = text(
@@ -614,15 +614,15 @@ def test_outbox_takes_verification_codes_and_the_proofs_have_a_table(empty_datab
     now = {"now": "2026-01-01 00:00:00"}
     app = make_app(empty_database_url)
     with app.app_context():
-        flask_migrate.upgrade(revision="0035")
+        flask_migrate.upgrade(revision="0037")
         with pytest.raises(IntegrityError), db.engine.begin() as connection:
             connection.execute(insert_code, now)
-        flask_migrate.upgrade(revision="0039")
+        flask_migrate.upgrade(revision="0038")
         with db.engine.begin() as connection:
             connection.execute(insert_code, now)
             assert connection.execute(text("SELECT kind FROM outbox")).scalars().all() == ["email_code"]
             assert connection.execute(text("SELECT count(*) FROM email_proofs")).scalar_one() == 0
-        flask_migrate.downgrade(revision="0035")
+        flask_migrate.downgrade(revision="0037")
         with db.engine.begin() as connection:
             assert connection.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 0
         assert "email_proofs" not in inspect(db.engine).get_table_names()

@@ -6,15 +6,15 @@ Each request is a row (the code's keyed hash, its tries, when it expires), count
 by number and by mailbox for the request limits; the mail is an outbox row of the
 new kind, about no ticket.
 
-Revision ID: 0039
-Revises: 0035
+Revision ID: 0038
+Revises: 0037
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0039"
-down_revision = "0035"
+revision = "0038"
+down_revision = "0037"
 branch_labels = None
 depends_on = None
 
