@@ -84,7 +84,12 @@ def one_line(text: str) -> str:
     spaces one, bidirectional controls dropped. For what is shown as a line and put
     into mail headers (names, subjects): a line break there made mail fail to
     compose, an escape sequence reached terminals, an override turned the line."""
-    return " ".join(_CONTROL.sub(" ", _BIDI.sub("", text)).split())
+    return " ".join(_CONTROL.sub(" ", without_bidi(text)).split())
+
+
+def without_bidi(text: str) -> str:
+    """`text` without bidirectional embeddings, overrides and isolates (see `_BIDI`)."""
+    return _BIDI.sub("", text)
 
 
 def has_control(text: str) -> bool:

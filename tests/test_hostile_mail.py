@@ -702,6 +702,10 @@ def test_bidirectional_controls_in_a_subject_or_name_are_dropped(gateway, sender
     assert ticket.subject == "Invoice fdp.exe \u05e9\u05dc\u05d5\u05dd"
     assert ticket.requester.name == "Evenimda"
     assert [p.name for p in ticket.participants] == ["Bob"]
+    # Mail held for a decision is listed by its subject too, where phishing waits.
+    code, _ = gateway.send(message(sender="mallory@evil.example", subject="Invoice \u202efdp.exe"))
+    assert code == 250
+    assert last_record().outcome == "quarantined" and last_record().subject == "Invoice fdp.exe"
 
 
 # -- the database refusing one mail as if it were unreachable -------------------------------

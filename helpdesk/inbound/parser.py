@@ -51,7 +51,7 @@ import nh3
 from mailparser.exceptions import MailParserError
 from mailparser.utils import as_string_safe, get_addresses
 
-from helpdesk import addresses
+from helpdesk import addresses, inputs
 from helpdesk.inbound import charsets
 from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
 from helpdesk.inbound.limits import MailLimits
@@ -383,7 +383,8 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         message_id=_message_id(_values(message, "message-id"), hint),
         in_reply_to=_id_list(_values(message, "in-reply-to"), hint),
         references=_id_list(_values(message, "references"), hint),
-        subject=_collapse(_header_text(subject[0], hint)) if subject else "",
+        # Shown as a line (the quarantine, the ticket): no bidirectional controls.
+        subject=_collapse(inputs.without_bidi(_header_text(subject[0], hint))) if subject else "",
         from_address=from_address,
         from_name=from_name,
         from_source=from_source,
@@ -1183,7 +1184,7 @@ def _enclosed_subject(part: Message, hint: str | None) -> str:
     if isinstance(payload, list) and payload and isinstance(payload[0], Message):
         subject = _values(payload[0], "subject")
         if subject:
-            return _collapse(_header_text(subject[0][:_FILENAME_SCAN_BYTES], hint))
+            return _collapse(inputs.without_bidi(_header_text(subject[0][:_FILENAME_SCAN_BYTES], hint)))
     return ""
 
 
