@@ -187,7 +187,9 @@ def test_someone_elses_personal_reply_does_not_exist_for_them(
 
 def test_staff_manage_their_own_replies_on_their_account(portal, agent):
     assert "Your canned replies" in portal.get("/account").get_data(as_text=True)
-    added = portal.post("/account/canned", {"title": "  Speed\ntest ", "body": "Run a test.\r\nThanks"})
+    added = portal.post(
+        "/account/canned", {"title": "  Speed\n\u202etest\x1b ", "body": "Run a test.\r\nThanks"}
+    )
     assert added.status_code == 302 and added.headers["Location"] == "/account/canned"
     (reply_id,) = db.session.execute(select(CannedReply.id)).scalars()
     assert _replies() == [("Speed test", "Run a test.\nThanks", agent.id)]

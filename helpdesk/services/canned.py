@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk import addresses, numbering
 from helpdesk.errors import Forbidden, NotFound, ValidationError
-from helpdesk.inputs import positive_int, unstorable
+from helpdesk.inputs import one_line, positive_int, unstorable
 from helpdesk.models import CannedReply, Ticket
 from helpdesk.services.actors import Actor, StaffMember
 
@@ -130,10 +130,10 @@ class CannedRepliesService:
 
 
 def _checked(title: object, body: object) -> tuple[str, str]:
-    """Title and body as stored: the title on one line, the body with its line
+    """Title and body as stored: the title on one line (`inputs.one_line`), the body with its line
     breaks as `\\n` (browsers send `\\r\\n`); ValidationError naming each bad field."""
     errors: dict[str, str] = {}
-    clean_title = " ".join(title.split()) if isinstance(title, str) else ""
+    clean_title = one_line(title) if isinstance(title, str) else ""
     clean_body = body.replace("\r\n", "\n").replace("\r", "\n") if isinstance(body, str) else ""
     for name, value, limit in (("title", clean_title, MAX_TITLE), ("body", clean_body, MAX_BODY)):
         if not value.strip():
