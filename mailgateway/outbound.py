@@ -111,6 +111,7 @@ _SETUP_CODES = frozenset({530, 534, 535, 538})
 # A batch is handed back at half the lease and its connection cut at this share of
 # it, leaving the rest to mark the rows while the claim is ours (`_Cutoff`).
 _CUT_AT = 0.75
+_CUT_RETRY_SECONDS = 0.05  # how soon a cut due before the connection existed looks again
 _TOO_BIG = 552  # at MAIL FROM, the SIZE we declared: this mail's fault (RFC 1870)
 # Enhanced codes (RFC 3463, RFC 7505) saying the recipient's mailbox or domain does
 # not exist: bad mailbox (5.1.1), bad system (5.1.2), bad address syntax (5.1.3),
@@ -626,20 +627,25 @@ class _Cutoff:
     relay that drips"). OUTBOUND_TIMEOUT_SECONDS bounds each read, not a mail: a
     relay answering one continuation line at a time held the claim past its lease,
     and another sender sent the row again. Cut, the read in progress fails as a lost
-    connection and the rows are retried while the claim is still ours."""
+    connection and the rows are retried while the claim is still ours. Due while the
+    connection is still opening (its TCP connect and TLS handshake are each bounded
+    by the timeout as a whole), the cut comes as soon as it has a socket."""
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
         self._connection: smtplib.SMTP | None = None
-        self._timer = threading.Timer(max(seconds, 0.0), self._cut)
-        self._timer.daemon = True
+        self._lock = threading.Lock()
+        self._ended = False
+        self._timer = self._arm(max(seconds, 0.0))
 
     def __enter__(self) -> _Cutoff:
         self._timer.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self._ended = True
+            self._timer.cancel()
 
     def watch(self, connection: smtplib.SMTP) -> None:
         self._connection = connection
@@ -649,11 +655,20 @@ class _Cutoff:
             return "cut: the relay had not finished answering within three quarters of OUTBOUND_LEASE"
         return _describe_error(exc)
 
+    def _arm(self, seconds: float) -> threading.Timer:
+        timer = threading.Timer(seconds, self._cut)
+        timer.daemon = True
+        return timer
+
     def _cut(self) -> None:
-        sock = self._connection.sock if self._connection is not None else None
-        if sock is None:  # not connected yet, or closed already
-            return
         self.fired = True
+        sock = self._connection.sock if self._connection is not None else None
+        if sock is None:  # not connected yet: look again in a moment, until the batch ends
+            with self._lock:
+                if not self._ended:
+                    self._timer = self._arm(_CUT_RETRY_SECONDS)
+                    self._timer.start()
+            return
         log.warning("cutting the connection to the relay: it has not finished answering")
         try:
             sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once

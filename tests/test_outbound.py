@@ -16,6 +16,7 @@ import re
 import signal
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -756,6 +757,33 @@ def test_a_relay_that_never_finishes_answering_is_cut_while_the_claim_is_ours(ap
     (row,) = outbox()
     assert (row.state, row.attempts) == ("pending", 1)
     assert "cut: the relay had not finished answering" in row.last_error, row.last_error
+
+
+def test_a_cut_due_before_the_connection_exists_comes_as_soon_as_it_does(app, service):
+    """The cut can come due while the connection is still opening (a slow connect
+    or TLS handshake, a claim that took long): it used to find no socket, give up
+    for good, and a relay dripping its greeting then held the row past its lease."""
+    open_ticket(service)
+    with DrippingRelay(at="greeting") as relay:
+        app.config.update(
+            OUTBOUND_SMTP_URL=relay.url, OUTBOUND_LEASE=timedelta(seconds=2), OUTBOUND_TIMEOUT_SECONDS=1
+        )
+        sender = Sender(app)
+        db.session.rollback()
+
+        def deliver_late() -> None:
+            with app.app_context():
+                _, outgoing = sender.claim()
+                sender.deliver(outgoing, time.monotonic() - 2)  # claimed a whole lease ago
+                db.session.remove()
+
+        thread = threading.Thread(target=deliver_late, daemon=True)
+        thread.start()
+        thread.join(timeout=8)
+        assert not thread.is_alive(), "the sender still reads the relay's greeting"
+    db.session.expire_all()
+    (row,) = outbox()
+    assert row.state == "pending" and "cut: the relay had not finished" in row.last_error, row.last_error
 
 
 def test_failed_row_can_be_retried_by_an_operator(app, service, sink, runner):
