@@ -242,6 +242,36 @@ def test_a_repeat_of_a_merged_conversation_answers_the_survivor(chat, service, a
     assert (again.get_json()["number"], again.get_json()["merged_from"]) == ("TKT-000002", "TKT-000001")
 
 
+def test_a_repeat_reaching_someone_elses_survivor_answers_its_card_alone(chat, service, agent_actor):
+    """Bo's conversation opened TKT-2, merged into Ann's TKT-1. His widget's repeat
+    answered the whole of Ann's ticket: her address, name, description, service
+    address and devices (found by review). Bo takes part in TKT-1 (the merge made
+    him a participant), as a CC does, and a lookup shows him its card: the repeat
+    answers that card, naming the number his conversation opened."""
+    open_ticket(
+        service,
+        subject="Outage",
+        description="My PIN is 4321, my contract ACC-99",
+        requester_name="Ann Private",
+        service_address="Via Roma 12, Milano",
+        device_serials=["SN-ANN-1"],
+    )
+    bo = {"email": "bo@example.com"}
+    body = {"conversation_id": "conv-bo", "customer": bo, "transcript": "no internet"}
+    assert chat("tickets", body).status_code == 201
+    kept, duplicate = db.session.execute(select(Ticket).order_by(Ticket.number)).scalars()
+    service.merge(duplicate, kept, actor=agent_actor)
+    db.session.commit()
+    again = chat("tickets", body)
+    assert again.status_code == 200, again.get_json()
+    (card,) = chat("lookup", {"customer": bo, "text": "TKT-2"}).get_json()["tickets"]
+    assert again.get_json() == card
+    assert (card["number"], card["merged_from"]) == ("TKT-000001", "TKT-000002")
+    said = str(again.get_json())
+    secrets = ("ann@example.com", "Ann Private", "4321", "Via Roma", "SN-ANN")
+    assert not any(secret in said for secret in secrets)
+
+
 # -- a subject that says nothing ------------------------------------------------------------
 
 

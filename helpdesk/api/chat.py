@@ -59,7 +59,11 @@ def chat_ticket() -> ResponseReturnValue:
         if claimed is None:  # posted at once under another customer's locks, committed first
             ticket = chat.opened(db.session, integration, conversation, contact)
     if ticket is not None:
-        body = _answer(reached_by(db.session, contact, ticket) or ticket, ticket, customer.language)
+        reached = reached_by(db.session, contact, ticket) or ticket
+        if reached.requester_id == contact.id:
+            body = _answer(reached, ticket, customer.language)
+        else:
+            body = _card(reached, ticket, customer.language)
         db.session.commit()
         return jsonify(body), 200
     if not allowed:
@@ -81,13 +85,23 @@ def chat_ticket() -> ResponseReturnValue:
 
 
 def _answer(ticket: Ticket, asked: Ticket, language: str) -> dict[str, Any]:
-    """The ticket as the API gives it (SPEC §6), with the card's fields, which widgets
-    read since it answered the card alone (the same values, plus `sentence`), but
-    not what only staff work with: an integration acts for a customer. A repeat of
-    a conversation whose ticket was merged since gets the survivor, naming the
-    ticket it opened (`merged_from`), as a lookup does."""
+    """The customer's own ticket (they are its requester) as the API gives it (SPEC
+    §6), with the card's fields, which widgets read since it answered the card alone
+    (the same values, plus `sentence`), but not what only staff work with: an
+    integration acts for a customer. A repeat of a conversation whose ticket was
+    merged since gets the survivor, naming the ticket it opened (`merged_from`), as
+    a lookup does."""
     shown = {key: value for key, value in ticket_json(ticket).items() if key not in STAFF_ONLY}
-    body = {**chat.card(ticket, language, current_app.config), **shown}
+    return {**_card(ticket, asked, language), **shown}
+
+
+def _card(ticket: Ticket, asked: Ticket, language: str) -> dict[str, Any]:
+    """The card a lookup shows of `ticket`, reached by the number of `asked`. A repeat
+    whose ticket was merged into someone else's, where the customer takes part as a
+    CC does, is answered this and no more: the requester's address, name,
+    description, service address and devices are not theirs to read
+    (docs/integrations.md, "Chat")."""
+    body = chat.card(ticket, language, current_app.config)
     if asked.id != ticket.id:
         body["merged_from"] = numbering.display_number(asked.number, current_app.config)
     return body
