@@ -15,12 +15,12 @@ from sqlalchemy import func, select, update
 from helpdesk import addresses
 from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import Contact, EmailProof, OutboxMessage, Ticket
+from helpdesk.models import Contact, EmailProof, OutboxMessage, SatisfactionRating, Ticket
 from helpdesk.services import contacts
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
 from tests.support import proofs
-from tests.support.database import open_ticket
+from tests.support.database import open_ticket, resolve
 from tests.support.outbox import deliver, html_of, text_of
 
 VICTIM_PHONE = "+5215512345678"
@@ -587,6 +587,46 @@ def test_a_proven_address_with_history_is_bound_and_lists_its_tickets(call, serv
     assert [t["ticketId"] for t in listed["tickets"]] == ["TKT-000001"]
     db.session.expire_all()
     assert contact("bob@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
+
+
+def test_a_whatsapp_customer_s_ratings_stay_theirs_once_their_email_is_proven(call, service, agent_actor):
+    """Lucía, known by her number only, takes part in Ann's TKT-1 and in TKT-2 of her
+    own address (her WhatsApp tickets were merged into them) and rated both. Proving
+    her email moved her participation to the address but left the ratings recorded
+    as her stand-in's: she was refused changing her own rating ("Someone else on this
+    ticket has rated it") and the tracker showed her "someone else rated" (found by
+    the fixes review). Now the merge moves them too: to her address where she takes
+    part, to the requester's where the ticket is hers (docs/integrations.md,
+    "Satisfaction")."""
+    stand_in = addresses.for_phone(VICTIM_PHONE)
+    anns = open_ticket(service, subject="Outage")
+    mine = open_ticket(service, requester_email="lucia@example.com", subject="Router")
+    for kept in (anns, mine):
+        duplicate = open_ticket(service, requester_email=stand_in, requester_name="Lucía")
+        duplicate.requester.phone = VICTIM_PHONE
+        service.merge(duplicate, kept, actor=agent_actor)
+        resolve(service, kept, agent_actor)
+    phone_only = {"phone": VICTIM_PHONE}
+    rated = tools(
+        call,
+        phone_only,
+        ("rate_ticket", {"ticketId": "TKT-000001", "rating": 2}),
+        ("rate_ticket", {"ticketId": "TKT-000002", "rating": 3}),
+    )
+    assert [output["success"] for output in rated] == [True, True], rated
+    lucia = {"phone": VICTIM_PHONE, "email": "lucia@example.com"}
+    assert proofs.verify_by_tools(partial(tools, call), db.session, lucia, "lucia@example.com")["verified"]
+    db.session.expire_all()
+    raters = db.session.execute(
+        select(Ticket.number, SatisfactionRating.participant_email)
+        .join(Ticket, Ticket.id == SatisfactionRating.ticket_id)
+        .order_by(Ticket.number)
+    ).all()
+    assert [tuple(row) for row in raters] == [(1, "lucia@example.com"), (2, None)]
+    changed = tools(call, lucia, ("rate_ticket", {"ticketId": "TKT-000001", "rating": 5, "comment": "Bien"}))
+    assert changed[0]["success"] is True, changed
+    db.session.expire_all()
+    assert db.session.get(Ticket, anns.id).satisfaction.rating == 5  # type: ignore[union-attr]
 
 
 def test_the_code_is_mailed_stored_hashed_and_only_the_asking_number_can_give_it(call):

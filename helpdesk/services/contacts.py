@@ -12,7 +12,7 @@ from helpdesk import addresses
 from helpdesk.clock import now
 from helpdesk.database import advisory_key, insert_ignoring
 from helpdesk.message_ids import Signer
-from helpdesk.models import Contact, Message, Participant, StaffUser, Ticket
+from helpdesk.models import Contact, Message, Participant, SatisfactionRating, StaffUser, Ticket
 
 # Built once: every new ticket looks its requester up, and composing the statement
 # anew cost as much as running it.
@@ -244,8 +244,8 @@ def _lock_with_tickets(session: Session, phone_only: Contact) -> Contact:
 
 
 def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
-    """Move the phone-only contact's tickets, messages, participation and number to
-    `contact`, and return it.
+    """Move the phone-only contact's tickets, messages, participation, ratings and
+    number to `contact`, and return it.
 
     The phone-only contact's tickets are locked first, then both contacts' rows,
     the phone-only one first (the caller holds them already: `_lock_with_tickets`,
@@ -280,10 +280,36 @@ def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
         .values(email=contact.email, mailbox=addresses.mailbox(contact.email))
         .execution_options(synchronize_session=False)
     )
+    _move_ratings(session, phone_only, contact)
     contact.phone = phone
     if not contact.language:
         contact.language = phone_only.language
     return contact
+
+
+def _move_ratings(session: Session, phone_only: Contact, contact: Contact) -> None:
+    """The ratings the phone-only contact gave as a participant become `contact`'s:
+    the requester's (None) on its tickets, its address's elsewhere. Left under the
+    stand-in, the person who gave them was refused changing their own rating and read
+    "someone else rated" (docs/integrations.md, "Satisfaction"). Written after
+    both contacts without locking the ratings' tickets: the only other writer of a
+    rating (`satisfaction.rate`) holds its row from after its ticket's lock to its
+    commit and waits for no contact meanwhile (docs/lifecycle.md, "Concurrent
+    changes")."""
+    by_stand_in = SatisfactionRating.participant_email == addresses.normalize(phone_only.email)
+    requested = SatisfactionRating.ticket_id.in_(select(Ticket.id).where(Ticket.requester_id == contact.id))
+    session.execute(
+        update(SatisfactionRating)
+        .where(by_stand_in, requested)
+        .values(participant_email=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(SatisfactionRating)
+        .where(by_stand_in)
+        .values(participant_email=addresses.normalize(contact.email))
+        .execution_options(synchronize_session=False)
+    )
 
 
 def current(session: Session, contact: Contact) -> Contact:
