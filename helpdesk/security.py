@@ -74,9 +74,11 @@ def client_key() -> str:
 
 
 def limit_key(text: str, ipv6_prefix: int) -> str:
-    """`client_key` of the address `text`."""
+    """`client_key` of the address `text`, also written as some proxies forward it:
+    in brackets, with a port (`[2001:db8::5]:443`, `192.0.2.9:5555`); counted as
+    written, a new source port or the brackets made a new client."""
     try:
-        address = ipaddress.ip_address(text)
+        address = ipaddress.ip_address(_without_port(text))
     except ValueError:
         return text
     if isinstance(address, ipaddress.IPv4Address):
@@ -85,6 +87,17 @@ def limit_key(text: str, ipv6_prefix: int) -> str:
         return str(address.ipv4_mapped)
     # From the bytes: a zone (`fe80::1%eth0`) names no other network.
     return str(ipaddress.IPv6Network((address.packed, ipv6_prefix), strict=False))
+
+
+def _without_port(text: str) -> str:
+    """`text` without the brackets of `[v6]` or `[v6]:port`, or the port of
+    `v4:port` (one colon: an IPv6 address has at least two)."""
+    if text.startswith("["):
+        end = text.find("]")
+        return text[1:end] if end > 0 else text
+    if text.count(":") == 1:
+        return text.partition(":")[0]
+    return text
 
 
 def _ipv6_prefix(value: object) -> int:

@@ -32,6 +32,7 @@ from helpdesk import addresses
 from helpdesk.inbound.ingest import Envelope, Outcome, TransientError, ingest
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import clean, header_as_servers_read
+from helpdesk.security import limit_key
 from mailgateway.smtp_data import read_data, unstuff
 
 log = logging.getLogger("mailgateway.smtp")
@@ -152,26 +153,31 @@ class ConnectionLimits:
 
     Each session may hold a mail of up to MAX_MESSAGE_BYTES while it arrives (20
     stopped mid-DATA took a listener from 127 to 601 MiB), so their number bounds
-    the listener's memory (docs/security.md). Used on the event loop only."""
+    the listener's memory (docs/security.md). A client address is counted as the
+    web's limits count it (`security.limit_key`: an IPv6 one by its network, a host
+    holds a whole /64). Used on the event loop only."""
 
-    def __init__(self, most: int, most_per_address: int) -> None:
+    def __init__(self, most: int, most_per_address: int, ipv6_prefix: int = 64) -> None:
         self.most = most
         self.most_per_address = most_per_address
+        self.ipv6_prefix = ipv6_prefix
         self.total = 0
         self.per_address: Counter[str] = Counter()
 
     def admit(self, address: str) -> bool:
-        if self.total >= self.most or self.per_address[address] >= self.most_per_address:
+        key = limit_key(address, self.ipv6_prefix)
+        if self.total >= self.most or self.per_address[key] >= self.most_per_address:
             return False
         self.total += 1
-        self.per_address[address] += 1
+        self.per_address[key] += 1
         return True
 
     def release(self, address: str) -> None:
+        key = limit_key(address, self.ipv6_prefix)
         self.total -= 1
-        self.per_address[address] -= 1
-        if not self.per_address[address]:
-            del self.per_address[address]
+        self.per_address[key] -= 1
+        if not self.per_address[key]:
+            del self.per_address[key]
 
 
 class LiberalSMTP(SMTP):
@@ -344,7 +350,9 @@ def make_controller(
         port=int(port),
         server_hostname=app.config["MESSAGE_ID_DOMAIN"],
         connections=ConnectionLimits(
-            app.config["SMTP_MAX_CONNECTIONS"], app.config["SMTP_MAX_CONNECTIONS_PER_IP"]
+            app.config["SMTP_MAX_CONNECTIONS"],
+            app.config["SMTP_MAX_CONNECTIONS_PER_IP"],
+            app.config["RATE_LIMIT_IPV6_PREFIX"],
         ),
         reuse_port=reuse_port,
         data_timeout=app.config["SMTP_DATA_TIMEOUT"].total_seconds(),

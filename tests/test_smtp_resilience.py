@@ -17,6 +17,7 @@ from sqlalchemy import select
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, Ticket
 from helpdesk.services.senders import SendersService
+from mailgateway.smtp import ConnectionLimits
 from tests.support.database import tickets
 from tests.support.gateway_process import refused_start, start  # noqa: F401  (refused_start: used below)
 from tests.support.mail import SUPPORT, message, send, start_gateway
@@ -144,6 +145,22 @@ def test_sessions_past_the_connection_limits_get_421_and_the_open_ones_go_on(app
         for client in (first, other):
             client.quit()
     assert len(tickets()) == 3
+
+
+def test_sessions_from_one_ipv6_network_share_the_per_address_limit():
+    """An IPv6 host holds a whole /64: counted per address, 30 sessions from one /64
+    were all admitted under a cap of 2, and it could take every session of the
+    listener (found by the review of the web's limits, which count it by network)."""
+    limits = ConnectionLimits(most=100, most_per_address=2, ipv6_prefix=64)
+    admitted = [limits.admit(f"2001:db8:1:2::{n + 1:x}") for n in range(30)]
+    assert admitted == [True, True] + [False] * 28
+    assert limits.admit("2001:db8:1:3::1") and limits.admit("192.0.2.9")
+    limits.release("2001:db8:1:2::1")
+    assert limits.admit("2001:db8:1:2::ffff")
+    assert (limits.total, dict(limits.per_address)) == (
+        4,
+        {"2001:db8:1:2::/64": 2, "2001:db8:1:3::/64": 1, "192.0.2.9": 1},
+    )
 
 
 def _slow_data(client: smtplib.SMTP, pieces: int, pause: float) -> None:

@@ -147,6 +147,26 @@ def test_one_ipv6_network_shares_one_per_ip_budget(client, app, path):
     assert _track(client, path, "TKT-000099", "a@b.cc", "::ffff:192.0.2.9") == 429
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        lambda n: f"[2001:db8:1:2::{n + 1:x}]",
+        lambda n: f"[2001:db8:1:2::{n + 1:x}]:{40000 + n}",
+        lambda n: f"192.0.2.9:{40000 + n}",
+    ],
+    ids=["brackets", "brackets and port", "ipv4 and port"],
+)
+def test_an_address_forwarded_with_brackets_or_a_port_is_counted_as_its_client(client, app, written):
+    """Some proxies forward `[v6]`, `[v6]:port` or `v4:port`: counted as written, the
+    brackets kept an IPv6 host out of its /64's budget and every source port was
+    a new client (found by the review of the fix)."""
+    app.config["TRACK_RATE_LIMIT_PER_TICKET"] = "1000 per minute"
+    limit = int(app.config["TRACK_RATE_LIMIT_PER_IP"].split()[0])
+    path = "/api/v1/public/track"
+    codes = [_track(client, path, f"TKT-{100 + n:06d}", "a@b.cc", written(n)) for n in range(limit + 1)]
+    assert codes == [404] * limit + [429], codes
+
+
 def test_the_ipv6_network_a_client_is_counted_by_is_a_setting(database_url):
     """`RATE_LIMIT_IPV6_PREFIX`: 48 counts a whole site as one client."""
     app = make_app(database_url, RATE_LIMIT_IPV6_PREFIX="48", TRACK_RATE_LIMIT_PER_TICKET="1000 per minute")
