@@ -185,9 +185,12 @@ def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: b
     """Which schema objects Alembic compares with the models.
 
     The search indexes (trigrams, migrations 0006 and 0015; the description's words,
-    0023) exist only on PostgreSQL and only in migrations (the models cannot describe
-    an index one dialect lacks), so they are left out.
+    0023) and the column holding those words (0036) exist only on PostgreSQL and only
+    in migrations (the models cannot describe what one dialect lacks), so they are
+    left out.
     """
+    if type_ == "column" and reflected and name == "description_words":
+        return getattr(getattr(obj, "table", None), "name", None) != "tickets"
     return not (type_ == "index" and reflected and (name or "").endswith(("_trgm", "_words")))
 
 

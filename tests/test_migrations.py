@@ -48,9 +48,11 @@ def test_upgrade_builds_schema_matching_models(empty_database_url):
         tickets = {ix["name"]: ix for ix in inspect(db.engine).get_indexes("tickets")}
         for column in ("status", "priority", "assignee_id", "requester_id", "created_at", "updated_at"):
             assert f"ix_tickets_{column}" in tickets
-        if db.engine.dialect.name == "postgresql":  # search indexes (migrations 0006, 0023)
+        if db.engine.dialect.name == "postgresql":  # search indexes (migrations 0006, 0023, 0036)
             assert {"ix_tickets_subject_trgm", "ix_tickets_description_words"} <= set(tickets)
             assert "ix_tickets_description_trgm" not in tickets
+            columns = {column["name"] for column in inspect(db.engine).get_columns("tickets")}
+            assert "description_words" in columns
         flask_migrate.downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()
@@ -340,11 +342,13 @@ def test_the_description_words_index_reads_only_the_searched_characters(empty_da
             assert definition().endswith("to_tsvector('simple'::regconfig, description))")
             with pytest.raises(OperationalError, match="string is too long for tsvector"):
                 store(log)
-        flask_migrate.upgrade()
+        flask_migrate.upgrade(revision="0027")
         store(log)
         if postgresql:
             prefix = f'"left"(description, {SEARCHED_DESCRIPTION_CHARS})'
             assert definition().endswith(f"to_tsvector('simple'::regconfig, {prefix}))")
+        flask_migrate.upgrade()
+        store(log)  # the stored words of 0036 read the same characters
         flask_migrate.downgrade(revision="0026")
         if postgresql:
             assert definition().endswith("to_tsvector('simple'::regconfig, description))")
@@ -628,4 +632,44 @@ def test_outbox_takes_verification_codes_and_the_proofs_have_a_table(empty_datab
         assert "email_proofs" not in inspect(db.engine).get_table_names()
         with pytest.raises(IntegrityError), db.engine.begin() as connection:
             connection.execute(insert_code, now)
+
+
+def test_tickets_stored_before_get_their_description_words(empty_database_url):
+    """Migration 0036: on PostgreSQL the words of each ticket's description are a
+    stored column (the search reads them instead of parsing every description it
+    reads), computed for the tickets already there too, and again when a description
+    changes; the words index is on the column. The downgrade drops the column and
+    gives back 0027's expression index. SQLite has neither."""
+
+    def words() -> list[str]:
+        with db.engine.connect() as connection:
+            return list(connection.execute(text("SELECT description_words::text FROM tickets")).scalars())
+
+    def definition() -> str:
+        with db.engine.connect() as connection:
+            return connection.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tickets_description_words'")
+            ).scalar_one()
+
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0035")
+        with db.engine.begin() as connection:
+            _insert_contact(connection)
+            _insert_ticket(connection, "")
+            connection.execute(text("UPDATE tickets SET description = 'El Módem no enciende'"))
+        flask_migrate.upgrade()
+        if db.engine.dialect.name != "postgresql":
+            flask_migrate.downgrade(revision="0035")
+            db.engine.dispose()
+            return
+        assert words() == ["'el':1 'enciende':4 'módem':2 'no':3"]
+        assert definition().endswith("USING gin (description_words)")
+        with db.engine.begin() as connection:
+            connection.execute(text("UPDATE tickets SET description = 'Sin señal'"))
+        assert words() == ["'señal':2 'sin':1"]
+        flask_migrate.downgrade(revision="0035")
+        columns = {column["name"] for column in inspect(db.engine).get_columns("tickets")}
+        assert "description_words" not in columns
+        assert definition().endswith("""to_tsvector('simple'::regconfig, "left"(description, 50000)))""")
         db.engine.dispose()

@@ -26,7 +26,7 @@ from sqlalchemy import (
     union,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
 from sqlalchemy.orm import Session, selectinload, with_expression
 
 from helpdesk import addresses, numbering, sla, sla_queries
@@ -46,10 +46,10 @@ MAX_SEARCH_WORDS = 16
 # more (422). SQLite refuses a LIKE pattern over 50,000 bytes, an error that reads
 # as the database being down; 200 characters escaped stay far below.
 MAX_SEARCH_CHARS = 200
-# How much of a description search reads (docs/web.md, "Search"): migration 0027
-# indexes the words of this many first characters, because a whole description could
-# pass PostgreSQL's 1 MB tsvector limit and refuse the ticket. The migration writes
-# the number itself; the two must agree or the index no longer serves the search.
+# How much of a description search reads (docs/web.md, "Search"): migration 0036
+# stores the words of this many first characters (as 0027 indexed them), because a
+# whole description could pass PostgreSQL's 1 MB tsvector limit and refuse the
+# ticket. The migration writes the number itself; the two must agree.
 SEARCHED_DESCRIPTION_CHARS = 50_000
 _PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
 _SORTABLE = ("number", "created_at", "updated_at", "priority", "status", "subject")
@@ -319,7 +319,7 @@ class QueueService:
         "Search"); and whether they are to be asked one by one.
 
         On PostgreSQL the substring matches use trigram indexes (migrations 0006 and
-        0015), the description its words index (0023), and the matching requesters are
+        0015), the description its stored words and their index (0036), and the matching requesters are
         collected once into an array. Each field is asked on its own and the tickets
         are put together: asked as one OR, PostgreSQL rechecks every part's condition
         on each page a trigram index marked inexact, which means parsing the
@@ -359,21 +359,25 @@ class QueueService:
         The term's words come from PostgreSQL's own parser, so an address, an IP or a
         hyphenated serial splits the same way in the term as in the text, and they
         reach the query as a constant the planner can estimate. They are written into
-        the tsquery as quoted lexemes, never parsed as its operators.
+        the tsquery as quoted lexemes, never parsed as its operators. The text's
+        words are read from the column migration 0036 stores them in, never computed
+        by the search: a plan reading many tickets parsed each description again
+        (1 s a search at 3,000 tickets, docs/benchmarks.md).
         """
         lexemes = self.session.execute(_TERM_WORDS, {"term": term, "most": MAX_SEARCH_WORDS}).scalars().all()
         if not lexemes:
             return None
         query = " & ".join("'" + word.replace("\\", "\\\\").replace("'", "''") + "':*" for word in lexemes)
-        words = func.to_tsvector(_SIMPLE, func.left(Ticket.description, _SEARCHED))
-        return words.bool_op("@@")(cast(query, TSQUERY))
+        return _DESCRIPTION_WORDS.bool_op("@@")(cast(query, TSQUERY))
 
 
-# The text-search configuration of migration 0023's index, on the first characters
-# of 0027 (it must be this very expression for the index to serve): lowercases and
-# splits, the same in any language. The length is written into the SQL, as in the
-# index, not sent as a parameter.
-_SIMPLE: ColumnElement[Any] = literal_column("'simple'::regconfig")
+# The words of the description's first SEARCHED_DESCRIPTION_CHARS characters, as the
+# 'simple' configuration reads them (lowercased and split, the same in any
+# language): a column PostgreSQL computes when the description is written (migration
+# 0036). Only PostgreSQL has it, so it is not in the model; the search names it on
+# the tickets table its statement reads.
+_DESCRIPTION_WORDS: ColumnElement[Any] = literal_column(f"{Ticket.__tablename__}.description_words", TSVECTOR)
+# SQLite's substring search reads as many characters; written into the SQL, not sent.
 _SEARCHED: ColumnElement[Any] = literal_column(str(SEARCHED_DESCRIPTION_CHARS))
 # A term's distinct words in the order written, the first `most` of them.
 _TERM_WORDS = text(
