@@ -136,8 +136,9 @@ def test_words_with_quotes_and_backslashes_find_their_ticket(service, written):
 
 def test_the_words_index_serves_the_search(service, described):
     """The condition reads the column migration 0036 stores the words in (those of
-    the description's first SEARCHED_DESCRIPTION_CHARS characters) and its index
-    serves it."""
+    the description's first SEARCHED_DESCRIPTION_CHARS characters, without their
+    positions, which a search never asks for and which took most of the room) and
+    its index serves it."""
     queue = QueueService(service.session, prefix=service.prefix)
     statement = queue._filtered(select(func.count(Ticket.id)), TicketFilters(q="módem"))
     compiled = statement.compile(db.engine)
@@ -157,7 +158,7 @@ def test_the_words_index_serves_the_search(service, described):
     )
     expression = db.session.execute(generated).scalar_one()
     searched = f'"left"(description, {SEARCHED_DESCRIPTION_CHARS})'
-    assert expression == f"to_tsvector('simple'::regconfig, {searched})"
+    assert expression == f"strip(to_tsvector('simple'::regconfig, {searched}))"
 
 
 def _tickets_nodes(plan: dict) -> list[dict]:

@@ -374,8 +374,9 @@ class QueueService:
 # The words of the description's first SEARCHED_DESCRIPTION_CHARS characters, as the
 # 'simple' configuration reads them (lowercased and split, the same in any
 # language): a column PostgreSQL computes when the description is written (migration
-# 0036). Only PostgreSQL has it, so it is not in the model; the search names it on
-# the tickets table its statement reads.
+# 0036). It holds no positions, so the query below must never ask for a phrase, a
+# distance or a weight (docs/web.md, "Search"). Only PostgreSQL has it, so it is not
+# in the model; the search names it on the tickets table its statement reads.
 _DESCRIPTION_WORDS: ColumnElement[Any] = literal_column(f"{Ticket.__tablename__}.description_words", TSVECTOR)
 # SQLite's substring search reads as many characters; written into the SQL, not sent.
 _SEARCHED: ColumnElement[Any] = literal_column(str(SEARCHED_DESCRIPTION_CHARS))
