@@ -185,7 +185,7 @@ def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: b
     """Which schema objects Alembic compares with the models.
 
     The search indexes (trigrams, migrations 0006 and 0015; the description's words,
-    0023) and the column holding those words (0036) exist only on PostgreSQL and only
+    0023) and the column holding those words (0039) exist only on PostgreSQL and only
     in migrations (the models cannot describe what one dialect lacks), so they are
     left out.
     """

@@ -48,7 +48,7 @@ def test_upgrade_builds_schema_matching_models(empty_database_url):
         tickets = {ix["name"]: ix for ix in inspect(db.engine).get_indexes("tickets")}
         for column in ("status", "priority", "assignee_id", "requester_id", "created_at", "updated_at"):
             assert f"ix_tickets_{column}" in tickets
-        if db.engine.dialect.name == "postgresql":  # search indexes (migrations 0006, 0023, 0036)
+        if db.engine.dialect.name == "postgresql":  # search indexes (migrations 0006, 0023, 0039)
             assert {"ix_tickets_subject_trgm", "ix_tickets_description_words"} <= set(tickets)
             assert "ix_tickets_description_trgm" not in tickets
             columns = {column["name"] for column in inspect(db.engine).get_columns("tickets")}
@@ -348,7 +348,7 @@ def test_the_description_words_index_reads_only_the_searched_characters(empty_da
             prefix = f'"left"(description, {SEARCHED_DESCRIPTION_CHARS})'
             assert definition().endswith(f"to_tsvector('simple'::regconfig, {prefix}))")
         flask_migrate.upgrade()
-        store(log)  # the stored words of 0036 read the same characters
+        store(log)  # the stored words of 0039 read the same characters
         flask_migrate.downgrade(revision="0026")
         if postgresql:
             assert definition().endswith("to_tsvector('simple'::regconfig, description))")
@@ -635,7 +635,7 @@ def test_outbox_takes_verification_codes_and_the_proofs_have_a_table(empty_datab
 
 
 def test_tickets_stored_before_get_their_description_words(empty_database_url):
-    """Migration 0036: on PostgreSQL the words of each ticket's description are a
+    """Migration 0039: on PostgreSQL the words of each ticket's description are a
     stored column (the search reads them instead of parsing every description it
     reads), computed for the tickets already there too, and again when a description
     changes, without their positions (the search never asks where a word is); the
@@ -654,14 +654,14 @@ def test_tickets_stored_before_get_their_description_words(empty_database_url):
 
     app = make_app(empty_database_url)
     with app.app_context():
-        flask_migrate.upgrade(revision="0035")
+        flask_migrate.upgrade(revision="0038")
         with db.engine.begin() as connection:
             _insert_contact(connection)
             _insert_ticket(connection, "")
             connection.execute(text("UPDATE tickets SET description = 'El Módem no enciende'"))
         flask_migrate.upgrade()
         if db.engine.dialect.name != "postgresql":
-            flask_migrate.downgrade(revision="0035")
+            flask_migrate.downgrade(revision="0038")
             db.engine.dispose()
             return
         assert words() == ["'el' 'enciende' 'módem' 'no'"]
@@ -669,7 +669,7 @@ def test_tickets_stored_before_get_their_description_words(empty_database_url):
         with db.engine.begin() as connection:
             connection.execute(text("UPDATE tickets SET description = 'Sin señal'"))
         assert words() == ["'señal' 'sin'"]
-        flask_migrate.downgrade(revision="0035")
+        flask_migrate.downgrade(revision="0038")
         columns = {column["name"] for column in inspect(db.engine).get_columns("tickets")}
         assert "description_words" not in columns
         assert definition().endswith("""to_tsvector('simple'::regconfig, "left"(description, 50000)))""")

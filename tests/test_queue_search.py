@@ -135,7 +135,7 @@ def test_words_with_quotes_and_backslashes_find_their_ticket(service, written):
 
 
 def test_the_words_index_serves_the_search(service, described):
-    """The condition reads the column migration 0036 stores the words in (those of
+    """The condition reads the column migration 0039 stores the words in (those of
     the description's first SEARCHED_DESCRIPTION_CHARS characters, without their
     positions, which a search never asks for and which took most of the room) and
     its index serves it."""
@@ -174,7 +174,7 @@ def test_no_search_plan_parses_descriptions_row_by_row(service, filters):
     """A term most descriptions hold (or a filter the planner prefers to the words
     index) made PostgreSQL parse the description of every ticket it read, on every
     search: 1 s at 3,000 mail-sized tickets (docs/benchmarks.md). The words are
-    stored beside the description (migration 0036), so no plan over tickets, whichever
+    stored beside the description (migration 0039), so no plan over tickets, whichever
     the planner picks, computes them: each statement the search sends is explained as
     it was sent."""
     bodies = [

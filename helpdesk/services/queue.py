@@ -46,7 +46,7 @@ MAX_SEARCH_WORDS = 16
 # more (422). SQLite refuses a LIKE pattern over 50,000 bytes, an error that reads
 # as the database being down; 200 characters escaped stay far below.
 MAX_SEARCH_CHARS = 200
-# How much of a description search reads (docs/web.md, "Search"): migration 0036
+# How much of a description search reads (docs/web.md, "Search"): migration 0039
 # stores the words of this many first characters (as 0027 indexed them), because a
 # whole description could pass PostgreSQL's 1 MB tsvector limit and refuse the
 # ticket. The migration writes the number itself; the two must agree.
@@ -319,7 +319,7 @@ class QueueService:
         "Search"); and whether they are to be asked one by one.
 
         On PostgreSQL the substring matches use trigram indexes (migrations 0006 and
-        0015), the description its stored words and their index (0036), and the matching requesters are
+        0015), the description its stored words and their index (0039), and the matching requesters are
         collected once into an array. Each field is asked on its own and the tickets
         are put together: asked as one OR, PostgreSQL rechecks every part's condition
         on each page a trigram index marked inexact, which means parsing the
@@ -360,7 +360,7 @@ class QueueService:
         hyphenated serial splits the same way in the term as in the text, and they
         reach the query as a constant the planner can estimate. They are written into
         the tsquery as quoted lexemes, never parsed as its operators. The text's
-        words are read from the column migration 0036 stores them in, never computed
+        words are read from the column migration 0039 stores them in, never computed
         by the search: a plan reading many tickets parsed each description again
         (1 s a search at 3,000 tickets, docs/benchmarks.md).
         """
@@ -374,7 +374,7 @@ class QueueService:
 # The words of the description's first SEARCHED_DESCRIPTION_CHARS characters, as the
 # 'simple' configuration reads them (lowercased and split, the same in any
 # language): a column PostgreSQL computes when the description is written (migration
-# 0036). It holds no positions, so the query below must never ask for a phrase, a
+# 0039). It holds no positions, so the query below must never ask for a phrase, a
 # distance or a weight (docs/web.md, "Search"). Only PostgreSQL has it, so it is not
 # in the model; the search names it on the tickets table its statement reads.
 _DESCRIPTION_WORDS: ColumnElement[Any] = literal_column(f"{Ticket.__tablename__}.description_words", TSVECTOR)

@@ -29,15 +29,15 @@ words' room (20,000 tickets: 79 MB to 110 MB). The downgrade drops the column (n
 rewrite) and builds 0027's expression index again, which parses every description
 once with the table locked for writes: 10-24 s at the same 20,000.
 
-Revision ID: 0036
-Revises: 0035
+Revision ID: 0039
+Revises: 0038
 """
 
 from alembic import op
 from sqlalchemy import text
 
-revision = "0036"
-down_revision = "0035"
+revision = "0039"
+down_revision = "0038"
 branch_labels = None
 depends_on = None
 
