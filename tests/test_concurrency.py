@@ -1312,6 +1312,81 @@ def test_a_ticket_opened_for_a_phone_only_contact_during_its_merge_moves_too(app
     assert ann.phone == PHONE
 
 
+@on_postgresql
+@pytest.mark.parametrize("tool", ["rate_ticket", "add_ticket_comment"])
+def test_a_rating_or_comment_given_while_the_customer_s_email_is_proven_is_the_proven_contact_s(
+    app, agent, monkeypatch, tool
+):
+    """Lucía, known by her WhatsApp number only, takes part in Ann's resolved TKT-1
+    (her own WhatsApp ticket was merged into it). One request proves her email (the
+    merge moves her participation, messages and ratings to lucia@) while another
+    from her number, whose customer was found before, rates TKT-1 or comments on
+    it. The merge did not lock the tickets she only takes part in, so the rating was
+    written after its UPDATE, under her stand-in address, and she could never change
+    it; the comment waited for her stand-in's row and was then written as the
+    stand-in's (found by review). The merge locks those tickets now, before the
+    contacts; the call waits for the ticket and acts for the contact she is then."""
+    from helpdesk.models import Contact, Message, SatisfactionRating
+    from helpdesk.services import contacts, email_proofs
+    from helpdesk.services.assistant import AssistantService, Customer
+    from tests.support.database import open_ticket, resolve
+
+    service = TicketsService.from_config(db.session, app.config)
+    actor = Actor.staff(agent)
+    anns = open_ticket(service, subject="Outage")
+    duplicate = open_ticket(service, requester_email="5215512345678@phone.invalid", requester_name="Lucía")
+    duplicate.requester.phone = PHONE
+    service.merge(duplicate, anns, actor=actor)
+    db.session.commit()
+    resolve(service, anns, actor)
+    stand_in_id = duplicate.requester_id
+    code = proofs.request(db.session, app.config, PHONE, "lucia@example.com")
+    order = Interleaving()
+    move_ratings = contacts._move_ratings
+
+    def move_then_wait(session: Any, *args: Any) -> None:
+        move_ratings(session, *args)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+
+    monkeypatch.setattr(contacts, "_move_ratings", move_then_wait)
+
+    def proves() -> str:
+        with app.app_context():
+            order.after_load("first")
+            bound = email_proofs.confirm(db.session, app.config, PHONE, "lucia@example.com", code, "Lucía")
+            db.session.commit()
+            return bound.email
+
+    arguments = {"rate_ticket": {"rating": 2}, "add_ticket_comment": {"text": "Works again, thanks."}}[tool]
+
+    def calls() -> object:
+        with app.app_context():
+            found = db.session.get(Contact, stand_in_id)  # the request's customer, found before
+            assert found is not None
+            customer = Customer(found, "en", PHONE)
+            order.after_load("second")
+            assistant = AssistantService(db.session, app.config)
+            return assistant.call(
+                customer, tool, json.dumps({"ticketId": "TKT-000001", **arguments}), "whatsapp"
+            )
+
+    results = order.run(proves, calls, second_may_finish=True)
+    monkeypatch.undo()
+    assert results["first"] == "lucia@example.com", results
+    assert results["second"]["success"] is True, results  # type: ignore[index]
+    db.session.rollback()
+    lucia = db.session.execute(select(Contact).where(Contact.email == "lucia@example.com")).scalar_one()
+    if tool == "rate_ticket":
+        rater = db.session.execute(select(SatisfactionRating.participant_email)).scalar_one()
+        assert rater == "lucia@example.com"
+    else:
+        author = db.session.execute(
+            select(Message.author_contact_id).where(Message.body == arguments["text"])
+        ).scalar_one()
+        assert author == lucia.id
+
+
 NEW_PHONE = "+5215511112222"
 OTHER_PHONE = "+5215533334444"
 

@@ -31,7 +31,15 @@ from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts, customer_limits, email_proofs, satisfaction
 from helpdesk.services.actors import Actor
-from helpdesk.services.tickets import MAX_SUBJECT, TicketsService, customer_reaches, reached_by, survivor
+from helpdesk.services.tickets import (
+    MAX_SUBJECT,
+    TicketsService,
+    customer_reaches,
+    lock_for_change,
+    lock_with_survivor,
+    reached_by,
+    survivor,
+)
 
 MAX_TEXT = 20_000  # a description or a comment
 LISTED = 20  # tickets `list_my_tickets` returns, newest first
@@ -340,8 +348,13 @@ class AssistantService:
         # the survivor (`add_message`), judged as `_own_ticket` judges a survivor (one
         # a merge from before phone-only customers became participants left them out
         # of): if it is not theirs, neither the comment (rolled back) nor a refusal
-        # telling its state (a cancelled survivor) is theirs.
+        # telling its state (a cancelled survivor) is theirs. The ticket is locked
+        # before the comment is written, so a proof of the customer's email merging
+        # them meanwhile is waited for, and the comment is the merged contact's
+        # (`_as_now`), not the stand-in's under messages that moved before it.
         try:
+            lock_with_survivor(self.session, ticket)
+            customer = self._as_now(customer)
             message = self.tickets.add_message(
                 ticket, body=arguments["text"], actor=customer.actor, channel=channel
             )
@@ -361,6 +374,15 @@ class AssistantService:
 
     def _rate(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         ticket = self._own_ticket(customer, arguments["ticketId"])
+        # Locked first (`satisfaction.rate` locks it again, waiting for nothing): a
+        # proof merging the customer meanwhile is waited for, and the rating is the
+        # merged contact's, if it still reaches the ticket, not one under the
+        # stand-in address, written after the merge moved its ratings (which its
+        # owner could never change again).
+        lock_for_change(self.session, ticket)
+        customer = self._as_now(customer)
+        if not customer_reaches(self.session, customer.contact, ticket.id):
+            raise _not_theirs(arguments["ticketId"])
         rated = satisfaction.rate(
             self.session,
             ticket,
@@ -428,6 +450,17 @@ class AssistantService:
         return {"success": True, "verified": True, "email": contact.email, "message": message}
 
     # -- helpers ------------------------------------------------------------------
+
+    def _as_now(self, customer: Customer) -> Customer:
+        """The customer as they are once the call holds its ticket's lock: someone
+        known by number only, found before a proof of their email merged them into
+        that address's contact, is that contact now (`contacts.current`). The merge
+        locks the tickets the stand-in has or takes part in before any contact, so by
+        now it has committed or waits for this call; the contacts are locked after
+        the ticket, in the lock order (docs/lifecycle.md, "Concurrent changes")."""
+        if not addresses.is_reserved_invalid(customer.contact.email):
+            return customer  # only a stand-in is ever merged away
+        return replace(customer, contact=contacts.current(self.session, customer.contact))
 
     def _own_ticket(self, customer: Customer, ticket_id: str) -> Ticket:
         """The customer's ticket by the number they gave; a merged one's survivor, as

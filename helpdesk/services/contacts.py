@@ -31,10 +31,23 @@ _LOCKED = (
     .with_for_update(key_share=True)
     .execution_options(populate_existing=True)
 )
-# The tickets a merge moves, locked as `tickets.lock_for_change` locks a ticket (FOR
+# The tickets a merge changes, locked as `tickets.lock_for_change` locks a ticket (FOR
 # NO KEY UPDATE, id order) and before any contact: tickets before contacts is the
-# lock order everywhere (docs/lifecycle.md, "Concurrent changes").
-_TICKETS_OF = select(Ticket.id).where(Ticket.requester_id == bindparam("contact")).order_by(Ticket.id)
+# lock order everywhere (docs/lifecycle.md, "Concurrent changes"). Those it moves (the
+# contact's as requester) and those its stand-in address only takes part in: their
+# participation, the ratings and the messages given there change hands too, and a
+# rating or a comment written there meanwhile must wait for the merge and then be
+# the merged contact's, not land under the stand-in after its rows moved.
+_TICKETS_OF = (
+    select(Ticket.id)
+    .where(
+        or_(
+            Ticket.requester_id == bindparam("contact"),
+            Ticket.id.in_(select(Participant.ticket_id).where(Participant.email == bindparam("email"))),
+        )
+    )
+    .order_by(Ticket.id)
+)
 _TICKETS_LOCKED = _TICKETS_OF.with_for_update(key_share=True)
 # The first key of the advisory lock on a WhatsApp number (the second is the
 # number's hash, `database.advisory_key`), a space apart from the mailboxes' locks
@@ -219,25 +232,26 @@ def _phone_only(session: Session, phone: str, name: str) -> Contact:
 
 
 def _lock_with_tickets(session: Session, phone_only: Contact) -> Contact:
-    """`current(phone_only)`, with the tickets `_merge` would move locked before it
-    (`bind_proven`).
+    """`current(phone_only)`, with the tickets `_merge` would change locked before it
+    (`bind_proven`): the contact's and those its stand-in address takes part in.
 
     Tickets come before contacts in the lock order: a change of a ticket (an agent
     setting its language) locks the ticket and then writes its requester, so a merge
     that locked the contacts first and then moved the tickets deadlocked with it. A
-    ticket opened for the contact while its tickets were being locked (its creator
-    held the contact) shows up once the contact's lock is granted; then the
+    ticket opened for the contact, or merged into one it takes part in, while its
+    tickets were being locked (its creator held the contact) shows up once the
+    contact's lock is granted; then the
     contact's lock is given back (rolling back to a savepoint) and both are taken
     again, so no ticket is ever locked after a contact. SQLite lets one writer in at
     a time anyway: there it is `current` alone."""
     if session.get_bind().dialect.name != "postgresql":
         return current(session, phone_only)
-    contact_id = _id_of(phone_only)
+    keys = {"contact": _id_of(phone_only), "email": phone_only.email}
     while True:
-        moving = set(session.scalars(_TICKETS_LOCKED, {"contact": contact_id}))
+        moving = set(session.scalars(_TICKETS_LOCKED, keys))
         savepoint = session.begin_nested()
         contact = current(session, phone_only)
-        if contact.id != contact_id or set(session.scalars(_TICKETS_OF, {"contact": contact_id})) <= moving:
+        if contact.id != keys["contact"] or set(session.scalars(_TICKETS_OF, keys)) <= moving:
             savepoint.commit()
             return contact
         savepoint.rollback()
@@ -247,7 +261,8 @@ def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
     """Move the phone-only contact's tickets, messages, participation, ratings and
     number to `contact`, and return it.
 
-    The phone-only contact's tickets are locked first, then both contacts' rows,
+    The phone-only contact's tickets (and those it takes part in) are locked first,
+    then both contacts' rows,
     the phone-only one first (the caller holds them already: `_lock_with_tickets`,
     then `bind_proven`), the order every ticket creation takes contacts in, so a merge
     waits for a ticket being opened for either contact and such a ticket moves
@@ -291,10 +306,11 @@ def _move_ratings(session: Session, phone_only: Contact, contact: Contact) -> No
     """The ratings the phone-only contact gave as a participant become `contact`'s:
     the requester's (None) on its tickets, its address's elsewhere. Left under the
     stand-in, the person who gave them was refused changing their own rating and read
-    "someone else rated" (docs/integrations.md, "Satisfaction"). Written after
-    both contacts without locking the ratings' tickets: the only other writer of a
-    rating (`satisfaction.rate`) holds its row from after its ticket's lock to its
-    commit and waits for no contact meanwhile (docs/lifecycle.md, "Concurrent
+    "someone else rated" (docs/integrations.md, "Satisfaction"). Their tickets are
+    locked already (`_lock_with_tickets`): a rating being given there by the
+    stand-in is waited for and moved, and one given after it waits for the merge and
+    is given by the merged contact (the assistant's `_rate`), not by the stand-in
+    under rows that moved before it was written (docs/lifecycle.md, "Concurrent
     changes")."""
     by_stand_in = SatisfactionRating.participant_email == addresses.normalize(phone_only.email)
     requested = SatisfactionRating.ticket_id.in_(select(Ticket.id).where(Ticket.requester_id == contact.id))
