@@ -92,7 +92,7 @@ from helpdesk.inbound import automail
 from helpdesk.instance import ConfigurationError
 from helpdesk.models import Contact, OutboxMessage, StaffUser, Ticket
 from helpdesk.outbound.compose import Composer
-from helpdesk.services import contacts
+from helpdesk.services import contacts, notifications
 from helpdesk.services.notifications import AUTOMATIC_KINDS
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, ServerUrl, parse_server_url
@@ -319,6 +319,7 @@ class Sender(Loop):
         row.to_mailbox = addresses.mailbox(row.to_address)  # what the limit per recipient counts
         if refusal:
             row.state, row.last_error = "skipped", refusal
+            notifications.forget_code(row)  # never rendered: its code goes unmailed
             log.info("outbox #%s %s to %s: skipped (%s)", row.id, row.kind, row.to_address, refusal)
             return None
         try:
@@ -333,6 +334,7 @@ class Sender(Loop):
         except Exception as exc:  # a broken template or row: fail this row, visibly
             log.exception("outbox #%s: cannot render", row.id)
             row.state, row.last_error = "failed", f"cannot render: {type(exc).__name__}: {exc}"
+            notifications.forget_code(row)
             return None
         recipient = cast(str, addresses.on_the_wire(row.to_address))  # `refusal` skipped None
         return Outgoing(

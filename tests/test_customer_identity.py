@@ -773,6 +773,23 @@ def test_the_code_mail_is_in_the_customer_s_language_about_no_ticket(app, call, 
     assert "15 minutos" in text_of(mail)
 
 
+def test_the_code_leaves_its_row_once_rendered_or_skipped(app, call, sink):
+    """The row keeps the code as text only until the sender renders it (the mail
+    keeps its own copy): it stayed in `status_reason` for good, and a row skipped
+    unrendered kept it too (found by review; docs/outbound-mail.md, "Verification
+    codes")."""
+    contacts.mark_undeliverable(db.session, "gone@example.com")
+    db.session.commit()
+    tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": "lucia@example.com"}))
+    tools(call, {"phone": ATTACKER_PHONE}, ("verify_email", {"email": "gone@example.com"}))
+    code = proofs.mailed_code(db.session, "lucia@example.com")
+    (mail,) = deliver(app, sink)
+    assert code in text_of(mail)
+    db.session.expire_all()
+    rows = [(row.to_address, row.state, row.status_reason) for row in _code_rows()]
+    assert rows == [("lucia@example.com", "sent", ""), ("gone@example.com", "skipped", "")]
+
+
 def test_code_mail_is_limited_per_recipient_only(app, call, sink):
     """A code mail is about no ticket: counting `ticket_id IS NULL` as its ticket
     would make every other code mail its ticket's, under the per-ticket limit."""

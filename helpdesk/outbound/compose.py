@@ -315,8 +315,10 @@ class Composer:
     def _render_code(self, row: OutboxMessage) -> None:
         """The code that proves a WhatsApp customer reads this mailbox, in the language
         they spoke (`notifications.code_entries`). About no ticket: nothing to thread
-        onto, no ticket in its subject or Message-ID, no status link."""
+        onto, no ticket in its subject or Message-ID, no status link. The row's
+        stored text goes once read: the rendered mail is the only copy kept."""
         language, code, minutes = notifications.code_entries(row.status_reason or "")
+        notifications.forget_code(row)
         language = _known_language(language, self.default_language)
         row.subject = gettext_in(language, N_("Your verification code: %(code)s"), code=code)
         context = {"language": language, "title": row.subject, "code": code, "minutes": minutes}

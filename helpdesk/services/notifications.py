@@ -226,6 +226,15 @@ def code_reason(language: str, code: str, minutes: int) -> str:
     return f"{language} {code} {minutes}"
 
 
+def forget_code(row: OutboxMessage) -> None:
+    """Drop a code mail's stored text (`code_reason`) once the sender is done with
+    it: rendered (the mail keeps its own copy), skipped or failed unrendered. The
+    code is kept as text only until then (docs/outbound-mail.md, "Verification
+    codes")."""
+    if row.kind == "email_code":
+        row.status_reason = ""
+
+
 def code_entries(reason: str) -> tuple[str, str, int]:
     """What `code_reason` wrote: the language ("" if none), the code, the minutes."""
     language, code, minutes = (reason.split(" ") + ["", "", ""])[:3]
