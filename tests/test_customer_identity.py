@@ -703,9 +703,22 @@ def test_a_new_request_replaces_the_code_and_an_old_code_expires(call):
     assert other["success"] is False
 
 
+def _an_hour_passes() -> None:
+    """Every code asked so far was asked an hour and a minute earlier."""
+    _earlier(timedelta(minutes=61))
+
+
+def _earlier(age: timedelta) -> None:
+    """Every code asked so far was asked `age` earlier (in Python: SQLite stores the
+    moments as text, which SQL arithmetic would turn into a number)."""
+    for proof in db.session.execute(select(EmailProof)).scalars():
+        proof.created_at -= age
+    db.session.commit()
+
+
 def test_code_requests_are_limited_per_number_and_per_mailbox(call):
-    """Three an hour for a number and three for a mailbox, in any spelling: the
-    helpdesk cannot be made to flood an inbox."""
+    """Three an hour for a number, ten for a mailbox in any spelling from every
+    number together: the helpdesk cannot be made to flood an inbox."""
     answers = tools(
         call, {"phone": ATTACKER_PHONE}, *[("verify_email", {"email": f"a{n}@example.com"}) for n in range(4)]
     )
@@ -713,11 +726,80 @@ def test_code_requests_are_limited_per_number_and_per_mailbox(call):
     assert answers[3]["error"] == "Too many verification codes requested. Please try again later."
     spellings = ["victim@gmail.com", "vic.tim@gmail.com", "victim+x@googlemail.com", "VICTIM@gmail.com"]
     answered = [
-        tools(call, {"phone": f"+52155100000{n}"}, ("verify_email", {"email": email}))[0]
-        for n, email in enumerate(spellings)
+        tools(call, {"phone": f"+5215510000{n:02d}"}, ("verify_email", {"email": spellings[n % 4]}))[0]
+        for n in range(11)
     ]
-    assert [a["success"] for a in answered] == [True, True, True, False]
-    assert len(_code_rows()) == 6
+    assert [a["success"] for a in answered] == [True] * 10 + [False]
+    assert answered[10]["error"] == "Too many verification codes requested. Please try again later."
+    assert len(_code_rows()) == 13
+
+
+def test_one_number_asking_for_a_mailbox_every_hour_does_not_lock_its_owner_out(call):
+    """A number's three requests an hour were the mailbox's three an hour: one
+    attacker's number asking codes for bob@ every hour kept Bob's own number refused
+    for ever (found by review). A mailbox takes ten an hour now, and a number can
+    spend only its own three on it: it takes four numbers, each spending every
+    request on that mailbox every hour, to keep the owner out."""
+    attackers = ["+5215587654321", "+5215587654322", "+5215587654323"]
+    bob = {"phone": VICTIM_PHONE}
+    for hour in range(2):
+        if hour:
+            _an_hour_passes()
+        for number in attackers:
+            asked = tools(call, {"phone": number}, *[("verify_email", {"email": "Bob+x@Example.com"})] * 3)
+            assert [a["success"] for a in asked] == [True] * 3
+        (mine,) = tools(call, bob, ("verify_email", {"email": "bob@example.com"}))
+        assert mine["success"] is True, mine
+    (fourth,) = tools(call, {"phone": "+5215587654324"}, ("verify_email", {"email": "bob@example.com"}))
+    assert fourth["error"] == "Too many verification codes requested. Please try again later."
+    code = proofs.mailed_code(db.session, "bob@example.com")
+    (proven,) = tools(call, bob, ("verify_email", {"email": "bob@example.com", "code": code}))
+    assert proven["verified"] is True
+
+
+def _wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def test_a_mailbox_takes_twenty_wrong_codes_a_day_and_then_one_per_number(call):
+    """Five wrong tries a code, fifteen an hour from one number, without end: about
+    12 % a year to guess a code for one mailbox (found by review). A mailbox takes
+    20 wrong codes a day; after that, a number that gave a wrong code for it that
+    day gives none more and asks for none, while a number that gave none (its owner's,
+    who reads the code) still may: a guesser gets one try a day per number it has."""
+    guesser = {"phone": ATTACKER_PHONE}
+    for _code in range(4):
+        tools(call, guesser, ("verify_email", {"email": "bob@example.com"}))
+        code = proofs.mailed_code(db.session, "bob@example.com")
+        answers = tools(
+            call, guesser, *[("verify_email", {"email": "bob@example.com", "code": _wrong(code)})] * 5
+        )
+        assert {a["error"] for a in answers} == {"Invalid or expired verification code"}
+        _an_hour_passes()
+    (refused,) = tools(call, guesser, ("verify_email", {"email": "bob@example.com"}))
+    assert refused["error"] == "Too many wrong verification codes. Please try again tomorrow."
+    tools(call, guesser, ("verify_email", {"email": "other@example.com"}))  # other mailboxes are not its
+    # Another number gets one try, and then neither tries nor codes.
+    second = {"phone": "+5215587650000", "language": "es"}
+    tools(call, second, ("verify_email", {"email": "bob@example.com"}))
+    code = proofs.mailed_code(db.session, "bob@example.com")
+    answers = tools(call, second, *[("verify_email", {"email": "bob@example.com", "code": _wrong(code)})] * 2)
+    assert [a["error"] for a in answers] == [
+        "Invalid or expired verification code",
+        "Too many wrong verification codes. Please try again tomorrow.",
+    ]
+    assert (
+        answers[1]["userMessage"]
+        == "Se dieron demasiados códigos incorrectos para esta dirección. Inténtalo de nuevo mañana."
+    )
+    (late,) = tools(call, second, ("verify_email", {"email": "bob@example.com", "code": code}))
+    assert late["error"] == "Too many wrong verification codes. Please try again tomorrow."
+    # Bob's own number still proves his mailbox, and a day later the guessers may again.
+    bob = {"phone": VICTIM_PHONE}
+    assert proofs.verify_by_tools(partial(tools, call), db.session, bob, "bob@example.com")["verified"]
+    _earlier(timedelta(days=1))
+    (again,) = tools(call, second, ("verify_email", {"email": "bob@example.com"}))
+    assert again["success"] is True
 
 
 def test_a_number_bound_to_an_address_proves_no_other_and_a_bound_address_keeps_its_number(call):

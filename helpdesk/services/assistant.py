@@ -165,6 +165,7 @@ INVALID_ARGUMENTS = "Invalid arguments format"
 TOO_MANY = "Too many tickets created. Please try again later."
 # `verify_email`'s failures (docs/integrations.md, "The assistant's tools").
 TOO_MANY_CODES = "Too many verification codes requested. Please try again later."
+TOO_MANY_WRONG = "Too many wrong verification codes. Please try again tomorrow."
 WRONG_CODE = "Invalid or expired verification code"
 LINKED_ELSEWHERE = "Already linked to another number or email address"
 NOT_ON_CHAT = "Email verification is only for WhatsApp"
@@ -183,6 +184,7 @@ _USER_MESSAGES = {
     "too_many_codes": N_(
         "Too many codes were requested for this number or this address. Please try again later."
     ),
+    "too_many_wrong": N_("Too many wrong codes were given for this address. Please try again tomorrow."),
     "wrong_code": N_("That code is not valid or has expired. I can send you a new one."),
     "taken": N_("This number or this email address is already linked to another one."),
     "not_on_chat": N_("Your email address is already known in this chat."),
@@ -441,6 +443,8 @@ class AssistantService:
                 raise Failure(WRONG_CODE, "wrong_code") from None
             if refused.reason == "too_many":
                 raise Failure(TOO_MANY_CODES, "too_many_codes") from None
+            if refused.reason == "too_many_wrong":
+                raise Failure(TOO_MANY_WRONG, "too_many_wrong") from None
             raise Failure(LINKED_ELSEWHERE, "taken") from None
         self.bound = bound
         return self._verified(bound, f"{email} is verified and linked to this number")

@@ -12,10 +12,19 @@ comes back from that number: `request_code` mails a fresh one (the assistant's
   that asked and the address it was mailed to; a new request replaces the
   number's earlier code. Only a keyed hash of it is stored (`EmailProof`), and it
   is compared in constant time; `MAX_WRONG_TRIES` wrong tries kill it.
-- Requests are limited to `MAX_REQUESTS` per number and per mailbox
-  (`addresses.mailbox`: every spelling of one inbox) within `REQUEST_WINDOW`, so
-  the helpdesk cannot be made to flood an inbox; the mail is automatic outbox mail
-  (`email_code`), under the sender's recipient rules and limits as well.
+- Requests are limited to `MAX_REQUESTS` per number (whatever mailboxes it names)
+  and `MAILBOX_MAX_REQUESTS` per mailbox (`addresses.mailbox`: every spelling of
+  one inbox, from every number together) within `REQUEST_WINDOW`, so the helpdesk
+  cannot be made to flood an inbox; the mail is automatic outbox mail
+  (`email_code`), under the sender's recipient rules and limits as well. The
+  mailbox's limit is well above a number's, so no one number (it took one, when
+  they were equal) keeps the owner's number from asking: it takes four spending
+  every request on that mailbox every hour (docs/security.md, "Proving an email").
+- Wrong codes are limited per mailbox: once `MAILBOX_MAX_WRONG` were given for it
+  within `WRONG_WINDOW`, a number that gave one of them neither checks nor asks
+  for a code for it until the window moves on. A number that gave none (the
+  owner's, reading the code) still may, so guessers cannot lock the owner out,
+  and each further guess costs them a number a day.
 """
 
 from __future__ import annotations
@@ -38,13 +47,17 @@ from helpdesk.services import contacts, notifications
 
 CODE_DIGITS = 6
 CODE_LIFETIME = timedelta(minutes=15)
-MAX_WRONG_TRIES = 5
-MAX_REQUESTS = 3  # per number and per mailbox, within REQUEST_WINDOW
+MAX_WRONG_TRIES = 5  # per code
+MAX_REQUESTS = 3  # per number, within REQUEST_WINDOW
+MAILBOX_MAX_REQUESTS = 10  # per mailbox, from every number together, within REQUEST_WINDOW
 REQUEST_WINDOW = timedelta(hours=1)
-KEPT = timedelta(days=1)  # rows older than this are deleted by the next request
+MAILBOX_MAX_WRONG = 20  # wrong codes per mailbox within WRONG_WINDOW, then one per number
+WRONG_WINDOW = timedelta(days=1)  # counted by the code's request time
+KEPT = WRONG_WINDOW  # rows older than this are deleted by the next request
 
-# Two numbers asking for one mailbox at once take turns (PostgreSQL), so they cannot
-# both take its last request: the first key is this space, the second the mailbox's
+# Two numbers asking for one mailbox, or giving codes for it, at once take turns
+# (PostgreSQL), so they cannot both take its last request or its last wrong try
+# before the limit: the first key is this space, the second the mailbox's
 # hash (`database.advisory_key`), apart from the numbers' and the limits' spaces.
 PROOF_LOCK = 0x707266  # "prf"
 _LOCK_MAILBOX = select(
@@ -54,7 +67,8 @@ _DIGEST_PURPOSE = b"helpdesk email proof v1"
 
 
 class ProofRefused(Exception):
-    """Why a request or a check fails: `too_many` (a limit), `wrong_code` (no live
+    """Why a request or a check fails: `too_many` (a request limit), `too_many_wrong`
+    (the mailbox's wrong codes, and this number gave some), `wrong_code` (no live
     code for this number and address, expired, or not this one), `taken` (binding
     would replace a number or an address already linked)."""
 
@@ -69,18 +83,22 @@ def request_code(session: Session, config: Mapping[str, Any], phone: str, email:
     email = addresses.normalize(email)
     mailbox = addresses.mailbox(email)
     contacts.lock_number(session, phone)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_LOCK_MAILBOX, {"space": PROOF_LOCK, "mailbox_key": advisory_key(mailbox)})
+    _lock_mailbox(session, mailbox)
     moment = now()
     session.execute(delete(EmailProof).where(EmailProof.created_at < moment - KEPT))
     by_number = EmailProof.phone == phone
     by_mailbox = EmailProof.mailbox == mailbox
-    numbered, mailed = session.execute(
-        select(func.count().filter(by_number), func.count().filter(by_mailbox)).where(
-            EmailProof.created_at >= moment - REQUEST_WINDOW, or_(by_number, by_mailbox)
-        )
+    recent = EmailProof.created_at >= moment - REQUEST_WINDOW
+    numbered, mailed, wrong, wrong_here = session.execute(
+        select(
+            func.count().filter(by_number, recent),
+            func.count().filter(by_mailbox, recent),
+            *_wrong_tries(by_number, by_mailbox),
+        ).where(EmailProof.created_at >= moment - WRONG_WINDOW, or_(by_number, by_mailbox))
     ).one()
-    if numbered >= MAX_REQUESTS or mailed >= MAX_REQUESTS:
+    if wrong >= MAILBOX_MAX_WRONG and wrong_here:
+        raise ProofRefused("too_many_wrong")  # a code it may not check
+    if numbered >= MAX_REQUESTS or mailed >= MAILBOX_MAX_REQUESTS:
         raise ProofRefused("too_many")
     session.execute(
         update(EmailProof).where(by_number, EmailProof.spent.is_(False)).values(spent=True),
@@ -111,10 +129,15 @@ def confirm(
     """Check `code` for the number `phone` and `email`; right, bind the number to the
     email's contact and return it. A wrong code counts a try, which the caller must
     commit even though this raises `ProofRefused("wrong_code")`; the fifth kills
-    the code. `ProofRefused("taken")`: proven, but the binding would replace an
-    identity (`contacts.bind_proven`)."""
+    the code. `ProofRefused("too_many_wrong")`, nothing checked: the mailbox's wrong
+    codes are spent and this number gave some of them. `ProofRefused("taken")`:
+    proven, but the binding would replace an identity (`contacts.bind_proven`).
+
+    Under the mailbox's lock (after the number's, as `request_code`), so two numbers
+    checking at once cannot both take its last wrong try."""
     email = addresses.normalize(email)
     contacts.lock_number(session, phone)
+    _lock_mailbox(session, addresses.mailbox(email))
     proof = session.execute(
         select(EmailProof)
         .where(EmailProof.phone == phone, EmailProof.spent.is_(False))
@@ -122,8 +145,17 @@ def confirm(
         .limit(1)
         .with_for_update()
     ).scalar_one_or_none()
-    if proof is None or proof.expires_at <= now():
+    moment = now()
+    if proof is None or proof.expires_at <= moment:
         raise ProofRefused("wrong_code")
+    by_number, by_mailbox = EmailProof.phone == phone, EmailProof.mailbox == proof.mailbox
+    wrong, wrong_here = session.execute(
+        select(*_wrong_tries(by_number, by_mailbox)).where(
+            EmailProof.created_at >= moment - WRONG_WINDOW, by_mailbox
+        )
+    ).one()
+    if wrong >= MAILBOX_MAX_WRONG and wrong_here:
+        raise ProofRefused("too_many_wrong")
     typed = "".join(code.split()).replace("-", "")
     right = proof.email == email and hmac.compare_digest(proof.code_hash, _digest(config, proof, typed))
     if not right:
@@ -137,6 +169,23 @@ def confirm(
     if contact is None:
         raise ProofRefused("taken")
     return contact
+
+
+def _lock_mailbox(session: Session, mailbox: str) -> None:
+    """Take the mailbox's proof lock until the transaction ends (PostgreSQL; SQLite
+    lets one writer in at a time anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_MAILBOX, {"space": PROOF_LOCK, "mailbox_key": advisory_key(mailbox)})
+
+
+def _wrong_tries(by_number: Any, by_mailbox: Any) -> tuple[Any, Any]:
+    """The wrong codes given for a mailbox, and those of them this number gave (of
+    the rows the query keeps)."""
+    tries = EmailProof.wrong_tries
+    return (
+        func.coalesce(func.sum(tries).filter(by_mailbox), 0),
+        func.coalesce(func.sum(tries).filter(by_mailbox, by_number), 0),
+    )
 
 
 def _digest(config: Mapping[str, Any], proof: EmailProof, code: str) -> str:
