@@ -19,7 +19,8 @@ comes back from that number: `request_code` mails a fresh one (the assistant's
   (`email_code`), under the sender's recipient rules and limits as well. The
   mailbox's limit is well above a number's, so no one number (it took one, when
   they were equal) keeps the owner's number from asking: it takes four spending
-  every request on that mailbox every hour (docs/security.md, "Proving an email").
+  every request on that mailbox every hour (docs/security.md, "An email typed
+  into WhatsApp").
 - Wrong codes are limited per mailbox: once `MAILBOX_MAX_WRONG` were given for it
   within `WRONG_WINDOW`, a number that gave one of them neither checks nor asks
   for a code for it until the window moves on. A number that gave none (the
