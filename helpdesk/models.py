@@ -50,7 +50,7 @@ class Organization(Model):
 
 
 def _mailbox_of_email(context: Any) -> str | None:
-    """`Contact.mailbox` (or `Participant.mailbox`) of the row being inserted, from its address."""
+    """`Contact.mailbox` of the row being inserted, from its address."""
     email = context.get_current_parameters().get("email")
     return addresses.mailbox(email) if email else None
 
@@ -334,12 +334,6 @@ class Participant(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     email: Mapped[str] = mapped_column(String(320), index=True)
-    # The mailbox `email` reaches (`addresses.mailbox`), as `Contact.mailbox`. It
-    # told whether a mailbox had history, when a WhatsApp number naming an unused
-    # address was bound to it on its word; nothing binds without a proof now
-    # (helpdesk.services.email_proofs), so it is written and indexed but not read.
-    # Filled by migration 0034.
-    mailbox: Mapped[Optional[str]] = mapped_column(String(320), index=True, default=_mailbox_of_email)
     name: Mapped[str] = mapped_column(String(200), default="")
 
     ticket: Mapped[Ticket] = relationship(back_populates="participants")

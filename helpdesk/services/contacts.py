@@ -292,7 +292,7 @@ def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
     session.execute(
         update(Participant)
         .where(Participant.email == phone_only.email)
-        .values(email=contact.email, mailbox=addresses.mailbox(contact.email))
+        .values(email=contact.email)
         .execution_options(synchronize_session=False)
     )
     _move_ratings(session, phone_only, contact)
