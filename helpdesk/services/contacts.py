@@ -240,16 +240,19 @@ def _lock_with_tickets(session: Session, phone_only: Contact) -> Contact:
     that locked the contacts first and then moved the tickets deadlocked with it. A
     ticket opened for the contact, or merged into one it takes part in, while its
     tickets were being locked (its creator held the contact) shows up once the
-    contact's lock is granted; then the
-    contact's lock is given back (rolling back to a savepoint) and both are taken
-    again, so no ticket is ever locked after a contact. SQLite lets one writer in at
+    contact's lock is granted; then every lock of the round, tickets and contact, is
+    given back (rolling back to a savepoint) and the new set taken again in id order,
+    so no ticket is ever locked after a contact or after a higher ticket. SQLite lets one writer in at
     a time anyway: there it is `current` alone."""
     if session.get_bind().dialect.name != "postgresql":
         return current(session, phone_only)
     keys = {"contact": _id_of(phone_only), "email": phone_only.email}
     while True:
-        moving = set(session.scalars(_TICKETS_LOCKED, keys))
+        # Ticket locks inside the savepoint too: a new ticket (an agent's merge made
+        # the stand-in a CC of a lower one) is locked with the rest in id order, not
+        # after a higher one still held (a bulk action waiting for both deadlocked).
         savepoint = session.begin_nested()
+        moving = set(session.scalars(_TICKETS_LOCKED, keys))
         contact = current(session, phone_only)
         if contact.id != keys["contact"] or set(session.scalars(_TICKETS_OF, keys)) <= moving:
             savepoint.commit()
