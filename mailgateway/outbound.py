@@ -663,7 +663,6 @@ class _Cutoff:
         return timer
 
     def _cut(self) -> None:
-        self.fired = True
         sock = self._connection.sock if self._connection is not None else None
         if sock is None:  # not connected yet: look again in a moment, until the batch ends
             with self._lock:
@@ -671,6 +670,7 @@ class _Cutoff:
                     self._timer = self._arm(_CUT_RETRY_SECONDS)
                     self._timer.start()
             return
+        self.fired = True  # only a cut explains the error it causes (`explain`)
         log.warning("cutting the connection to the relay: it has not finished answering")
         try:
             sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once

@@ -14,9 +14,10 @@ from sqlalchemy import func, select, update
 
 from helpdesk import addresses
 from helpdesk.clock import now
+from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.models import Contact, EmailProof, OutboxMessage, SatisfactionRating, Ticket
-from helpdesk.services import contacts
+from helpdesk.services import contacts, notifications
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
 from tests.support import proofs
@@ -870,6 +871,29 @@ def test_the_code_leaves_its_row_once_rendered_or_skipped(app, call, sink):
     db.session.expire_all()
     rows = [(row.to_address, row.state, row.status_reason) for row in _code_rows()]
     assert rows == [("lucia@example.com", "sent", ""), ("gone@example.com", "skipped", "")]
+
+
+def test_a_code_row_never_mailed_cannot_be_retried_and_is_never_mailed_without_its_code(app, call, sink):
+    """A row skipped before it was rendered no longer holds its code: `flask outbox
+    retry` of it mailed "Your verification code: " with no code, valid "for 0
+    minutes" (found by the second review of the fixes). It is refused, the customer
+    asks for a new code; and a code row found without its code fails visibly."""
+    contacts.mark_undeliverable(db.session, "gone@example.com")
+    db.session.commit()
+    tools(call, {"phone": ATTACKER_PHONE}, ("verify_email", {"email": "gone@example.com"}))
+    assert deliver(app, sink) == []
+    (row,) = _code_rows()
+    db.session.execute(update(Contact).values(undeliverable_since=None))
+    db.session.commit()
+    with pytest.raises(Conflict, match="never mailed"):
+        notifications.retry(db.session, row.id)
+    db.session.rollback()
+    row.state, row.next_attempt_at = "pending", now()  # as if retried by hand in the database
+    db.session.commit()
+    assert deliver(app, sink) == []
+    db.session.expire_all()
+    (row,) = _code_rows()
+    assert row.state == "failed" and "verification code is gone" in row.last_error, row.last_error
 
 
 def test_code_mail_is_limited_per_recipient_only(app, call, sink):

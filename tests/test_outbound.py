@@ -786,6 +786,26 @@ def test_a_cut_due_before_the_connection_exists_comes_as_soon_as_it_does(app, se
     assert row.state == "pending" and "cut: the relay had not finished" in row.last_error, row.last_error
 
 
+def test_a_cut_due_before_a_connection_that_fails_leaves_its_own_error(app, service):
+    """A cut that came due before any socket existed cut nothing: a refused
+    connection was recorded as a dripping relay, sending operators the wrong way
+    (found by the second review of the fixes)."""
+    open_ticket(service)
+    app.config.update(
+        OUTBOUND_SMTP_URL=f"smtp://127.0.0.1:{free_port()}",  # nobody listens
+        OUTBOUND_LEASE=timedelta(seconds=2),
+    )
+    sender = Sender(app)
+    db.session.rollback()
+    with app.app_context():
+        _, outgoing = sender.claim()
+        sender.deliver(outgoing, time.monotonic() - 2)
+        db.session.remove()
+    db.session.expire_all()
+    (row,) = outbox()
+    assert row.state == "pending" and "ConnectionRefusedError" in row.last_error, row.last_error
+
+
 def test_failed_row_can_be_retried_by_an_operator(app, service, sink, runner):
     open_ticket(service)
     sink.refuse_rcpt["ann@example.com"] = "550 5.7.1 Relaying denied"

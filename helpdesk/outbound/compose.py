@@ -318,6 +318,8 @@ class Composer:
         onto, no ticket in its subject or Message-ID, no status link. The row's
         stored text goes once read: the rendered mail is the only copy kept."""
         language, code, minutes = notifications.code_entries(row.status_reason or "")
+        if not code:  # emptied by an earlier skip: a mail without its code proves nothing
+            raise ValueError("the verification code is gone from the row; the customer asks for a new one")
         notifications.forget_code(row)
         language = _known_language(language, self.default_language)
         row.subject = gettext_in(language, N_("Your verification code: %(code)s"), code=code)

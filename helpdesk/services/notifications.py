@@ -287,6 +287,12 @@ def retry(session: Session, row_id: int) -> OutboxMessage:
         raise Conflict(
             f"Outbox row {row_id} is {row.state}; only {' or '.join(RETRYABLE_STATES)} rows can be retried."
         )
+    if row.kind == "email_code" and row.message_id is None:
+        # Its code left the row when it was skipped (`forget_code`): nothing to mail.
+        raise Conflict(
+            f"Outbox row {row_id} is a verification code that was never mailed and no longer "
+            "holds its code; the customer asks the assistant for a new one."
+        )
     moment = database_clock(session)
     row.state, row.created_at, row.next_attempt_at, row.attempts, row.last_error = (
         "pending",
