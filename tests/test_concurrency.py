@@ -136,15 +136,15 @@ class Interleaving:
         return self.results
 
 
+# How many sessions of the test database wait for a lock right now.
+_LOCK_WAITERS = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+)
+
+
 def _someone_waits_for_a_lock(at_least: int = 1) -> bool:
     """Whether `at_least` sessions of the test database wait for a lock right now."""
-    waiting = db.session.execute(
-        text(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-    ).scalar_one()
-    return bool(waiting >= at_least)
+    return bool(db.session.execute(_LOCK_WAITERS).scalar_one() >= at_least)
 
 
 Change = Callable[[str], str]
@@ -1922,12 +1922,7 @@ def test_a_proof_whose_customer_is_merged_into_a_lower_ticket_meanwhile_locks_in
 
 
 def _waiting_elsewhere(at_least: int) -> bool:
-    """`_someone_waits_for_a_lock` from a session of its own (a worker thread's)."""
+    """`_someone_waits_for_a_lock` on a connection of its own: a worker holding locks
+    cannot roll its session back to see the activity anew."""
     with db.engine.connect() as connection:
-        waiting = connection.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-        ).scalar_one()
-    return bool(waiting >= at_least)
+        return bool(connection.execute(_LOCK_WAITERS).scalar_one() >= at_least)
