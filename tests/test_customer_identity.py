@@ -896,6 +896,22 @@ def test_a_code_row_never_mailed_cannot_be_retried_and_is_never_mailed_without_i
     assert row.state == "failed" and "verification code is gone" in row.last_error, row.last_error
 
 
+def test_a_code_row_that_cannot_be_rendered_keeps_no_copy_of_its_code(app, call, sink, tmp_path):
+    """A broken operator template failed the row after its subject, holding the code,
+    was written: the code never went out and stayed in the row (found by the third
+    review of the fixes). The row is written only once all of it rendered."""
+    (tmp_path / "email_code.txt").write_text("{% include 'no-such-template.txt' %}\n")
+    app.config["MAIL_TEMPLATES_DIR"] = str(tmp_path)
+    tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": "lucia@example.com"}))
+    code = proofs.mailed_code(db.session, "lucia@example.com")
+    assert deliver(app, sink) == []
+    db.session.expire_all()
+    (row,) = _code_rows()
+    assert row.state == "failed" and row.last_error.startswith("cannot render"), row.last_error
+    kept = [row.status_reason, row.subject, row.body_text, row.body_html]
+    assert not any(code in (value or "") for value in kept), kept
+
+
 def test_code_mail_is_limited_per_recipient_only(app, call, sink):
     """A code mail is about no ticket: counting `ticket_id IS NULL` as its ticket
     would make every other code mail its ticket's, under the per-ticket limit."""

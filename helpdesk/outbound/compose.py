@@ -322,11 +322,14 @@ class Composer:
             raise ValueError("the verification code is gone from the row; the customer asks for a new one")
         notifications.forget_code(row)
         language = _known_language(language, self.default_language)
-        row.subject = gettext_in(language, N_("Your verification code: %(code)s"), code=code)
-        context = {"language": language, "title": row.subject, "code": code, "minutes": minutes}
+        subject = gettext_in(language, N_("Your verification code: %(code)s"), code=code)
+        context = {"language": language, "title": subject, "code": code, "minutes": minutes}
         templates = self.templates(language)
-        row.body_text = templates.get_template("email_code.txt").render(context)
-        row.body_html = templates.get_template("email_code.html").render(context)
+        # Written to the row only once all of it rendered: a template that fails
+        # leaves no copy of a code that never went out.
+        text = templates.get_template("email_code.txt").render(context)
+        html = templates.get_template("email_code.html").render(context)
+        row.subject, row.body_text, row.body_html = subject, text, html
         row.message_id = self.signer.make(NO_TICKET, row.id, row.to_address)
         row.in_reply_to, row.references = None, None
 

@@ -27,7 +27,8 @@ them; the same with positions or without), and 1,000 of 44 KB 6 s; 100,000 ticke
 would wait one to two minutes, so run it when mail is quiet. The table grows by the
 words' room (20,000 tickets: 79 MB to 110 MB). The downgrade drops the column (no
 rewrite) and builds 0027's expression index again, which parses every description
-once with the table locked for writes: 10-24 s at the same 20,000.
+once while the drop's lock is held, so reads of the table wait too (the staff
+queue): 10-24 s at the same 20,000, 29 s at 40,000 of 4.5 KB.
 
 Revision ID: 0039
 Revises: 0038
