@@ -821,7 +821,17 @@ def test_a_number_bound_to_an_address_proves_no_other_and_a_bound_address_keeps_
 
 
 @pytest.mark.parametrize(
-    "email", ["not an address", "5215512345678@phone.invalid", "support@helpdesk.test", "x@\x00.com"]
+    "email",
+    [
+        "not an address",
+        "5215512345678@phone.invalid",
+        "support@helpdesk.test",
+        "x@\x00.com",
+        # The outbox never mails a machine address: the customer was told a code
+        # was mailed that never would be (found by the review of the proof).
+        "noreply@example.com",
+        "mailer-daemon@example.com",
+    ],
 )
 def test_verify_email_takes_only_a_customer_s_address(call, email):
     (answer,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": email}))

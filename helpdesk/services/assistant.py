@@ -26,6 +26,7 @@ from helpdesk import addresses, languages, numbering, sla, wording
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
 from helpdesk.errors import DomainError, TicketCancelled
+from helpdesk.inbound import automail
 from helpdesk.inputs import echoed, unstorable
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
@@ -413,6 +414,7 @@ class AssistantService:
             not addresses.is_valid(email)
             or addresses.is_reserved_invalid(email)
             or contacts.is_ours(self.session, email, self.config)
+            or automail.is_machine_address(email)  # the outbox never mails one
         ):
             raise Failure(INVALID_ARGUMENTS, "invalid")
         # Under the number's lock, whoever has the number stays who it is: every
