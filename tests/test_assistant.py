@@ -58,6 +58,15 @@ def outputs(response) -> list[dict]:  # type: ignore[no-untyped-def]
     return [json.loads(item["output"]) for item in answer["tool_outputs"]]
 
 
+def prove(client, token: str, customer: dict[str, str], email: str) -> dict:  # type: ignore[no-untyped-def]
+    """`verify_email` for `email` asked and answered over HTTP with the mailed code."""
+
+    def call(who: dict[str, str], *calls: tuple[str, object]) -> list[dict]:
+        return outputs(tool_calls(client, token, list(calls), customer=who))
+
+    return proofs.verify_by_tools(call, db.session, customer, email)
+
+
 # -- integrations -------------------------------------------------------------------------------
 
 
@@ -156,12 +165,7 @@ def test_one_person_is_one_contact_by_phone_or_email(client, token):
     db.session.add(Contact(email="lucia@example.com", name="Lucía"))
     db.session.commit()
     customer = {"phone": "+52 1 5512345678", "email": "Lucia@Example.com"}
-    confirmed = proofs.verify_by_tools(
-        lambda who, *calls: outputs(tool_calls(client, token, list(calls), customer=who)),
-        db.session,
-        customer,
-        "Lucia@Example.com",
-    )
+    confirmed = prove(client, token, customer, "Lucia@Example.com")
     assert confirmed["verified"] is True, confirmed
     listed = outputs(tool_calls(client, token, [("list_my_tickets", {})], customer=customer))
     assert [t["ticketId"] for t in listed[0]["tickets"]] == ["TKT-000001"]
@@ -698,12 +702,7 @@ def test_a_merged_whatsapp_customer_who_gives_an_email_still_reaches_the_survivo
     service.merge(service.get(2), kept, actor=agent_actor)
     db.session.commit()
     with_email = {**WHATSAPP, "email": "lucia@example.com"}
-    confirmed = proofs.verify_by_tools(
-        lambda who, *calls: outputs(tool_calls(client, token, list(calls), customer=who)),
-        db.session,
-        with_email,
-        "lucia@example.com",
-    )
+    confirmed = prove(client, token, with_email, "lucia@example.com")
     assert confirmed["verified"] is True, confirmed
     asked = [("get_ticket_information", {"ticketId": "TKT-000002"})]
     (information,) = outputs(tool_calls(client, token, asked, customer=with_email))
