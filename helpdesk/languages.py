@@ -38,6 +38,7 @@ from babel.dates import format_date, format_time, format_timedelta, get_timezone
 from babel.support import Translations
 from babel.units import format_unit
 from flask import Flask, current_app, g, has_request_context, request
+from werkzeug.datastructures import LanguageAccept
 
 from config import LANGUAGES
 from helpdesk.models import Contact
@@ -272,8 +273,11 @@ def current_zone() -> str:
 
 def browser_language() -> str | None:
     """The language of the product the request's `Accept-Language` prefers, if it
-    names one (a browser asking for Portuguese only names none)."""
-    return request.accept_languages.best_match(LANGUAGES)
+    names one (a browser asking for Portuguese only names none). A wildcard (`*`,
+    "anything else") names none either: taken as a match, it chose the first
+    language we speak over the contact's (docs/languages.md)."""
+    named = [(tag, quality) for tag, quality in request.accept_languages if tag != "*"]
+    return LanguageAccept(named).best_match(LANGUAGES)
 
 
 def _select_language() -> str:

@@ -594,7 +594,7 @@ def test_a_mails_status_link_opens_in_the_tickets_language(app, client, lucias_t
     assert "Track your ticket" in client.get(path, headers={"Accept-Language": "en"}).get_data(as_text=True)
 
 
-@pytest.mark.parametrize("browser", [None, "pt-BR,pt;q=0.9"])
+@pytest.mark.parametrize("browser", [None, "pt-BR,pt;q=0.9", "pt-BR,pt;q=0.9,*;q=0.1", "*"])
 def test_without_a_browser_language_we_speak_the_tracker_reads_the_contacts(
     app, client, lucias_ticket, browser
 ):
@@ -602,7 +602,8 @@ def test_without_a_browser_language_we_speak_the_tracker_reads_the_contacts(
     visitor whose browser names none we speak read DEFAULT_LANGUAGE even after
     proving they are Lucía, whose contact reads Spanish; now her lookup and her
     status link (a ticket with no mail language yet) are in Spanish. A browser that
-    names a language we speak still wins, and before the lookup she is nobody."""
+    names a language we speak still wins, and before the lookup she is nobody. A
+    wildcard (`*`, "anything else") names none: it made the tracker English."""
     db.session.execute(update(Contact).where(Contact.email == "lucia@example.com").values(language="es"))
     lucias_ticket.language = ""  # no mail language yet
     db.session.commit()
