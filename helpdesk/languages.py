@@ -23,6 +23,7 @@ marked with `N_` so extraction finds them, and translated when read (`label`).
 from __future__ import annotations
 
 import functools
+import zoneinfo
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -40,7 +41,7 @@ from babel.units import format_unit
 from flask import Flask, current_app, g, has_request_context, request
 from werkzeug.datastructures import LanguageAccept
 
-from config import LANGUAGES
+from config import LANGUAGES, ConfigurationError
 from helpdesk.models import Contact
 
 FALLBACK = "en"  # the source language: the texts as written, no catalog
@@ -173,6 +174,11 @@ SENDER_SOURCE_LABELS = {
 
 def init_app(app: Flask) -> None:
     check_catalogs()
+    zone = app.config["BUSINESS_TIMEZONE"]
+    if zone not in time_zones():  # read by every time shown, not only by BUSINESS_HOURS
+        raise ConfigurationError(
+            f"BUSINESS_TIMEZONE must be an IANA time zone such as America/Mexico_City, not {zone!r}"
+        )
     babel.init_app(
         app,
         locale_selector=_select_language,
@@ -184,6 +190,14 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(label, "label")
     app.jinja_env.globals["current_language"] = current_language
     app.jinja_env.globals["LANGUAGE_NAMES"] = LANGUAGE_NAMES
+
+
+@functools.cache
+def time_zones() -> frozenset[str]:
+    """The IANA zones this machine knows (read from the system once): the ones a
+    staff member may choose and BUSINESS_TIMEZONE may name, so every time can be
+    formatted later without failing."""
+    return frozenset(zoneinfo.available_timezones())
 
 
 def check_catalogs() -> None:

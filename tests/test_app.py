@@ -137,6 +137,39 @@ def test_an_unknown_enumerated_setting_stops_the_start_in_one_line(tmp_path, nam
         assert result.stderr == f"{prefix}: {name} must be one of {allowed}, not {value!r}\n"
 
 
+def test_an_unknown_business_timezone_stops_the_start_in_one_line(tmp_path):
+    """A mistyped zone started the app, then every page showing a time and every
+    customer mail failed on it (ZoneInfoNotFoundError); it was read only with
+    BUSINESS_HOURS set (found by the languages review)."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY")
+    }
+    environment.update(
+        HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), BUSINESS_TIMEZONE="America/Mexico City"
+    )
+    for command, prefix, code in (
+        (["-c", "import wsgi"], "helpdesk", 3),
+        (["gateway.py", "--check"], "gateway", 1),
+    ):
+        result = subprocess.run(
+            [sys.executable, *command], cwd=ROOT, env=environment, capture_output=True, text=True
+        )
+        assert result.returncode == code, result.stderr
+        assert result.stderr == (
+            f"{prefix}: BUSINESS_TIMEZONE must be an IANA time zone such as America/Mexico_City, "
+            "not 'America/Mexico City'\n"
+        )
+    environment["BUSINESS_TIMEZONE"] = "America/Mexico_City"
+    started = subprocess.run(
+        [sys.executable, "-c", "import wsgi; print(wsgi.app.config['BUSINESS_TIMEZONE'])"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert started.stdout == "America/Mexico_City\n", started.stderr
+
+
 def test_dotenv_beside_config_sets_the_instance_dir_too(tmp_path):
     """SPEC §2: a `.env` is read, HELPDESK_INSTANCE_DIR included (it was read before
     the file, so only the variables after it were honoured). The environment wins."""

@@ -14,10 +14,11 @@ from helpdesk import languages
 from helpdesk.auth import check_credentials, current_password_limit, login_rate_limit, wrong_current_password
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
+from helpdesk.languages import time_zones
 from helpdesk.models import StaffUser
 from helpdesk.portal import bp
 from helpdesk.portal.session import current_staff, log_in, log_out, login_required, safe_next
-from helpdesk.services.preferences import set_preferences, time_zones
+from helpdesk.services.preferences import set_preferences
 from helpdesk.services.staff import MAX_PASSWORD, StaffService
 
 

@@ -9,18 +9,10 @@ formatted later without failing.
 
 from __future__ import annotations
 
-import functools
-import zoneinfo
-
 from config import LANGUAGES
 from helpdesk.errors import ValidationError
+from helpdesk.languages import time_zones
 from helpdesk.models import StaffUser
-
-
-@functools.cache
-def time_zones() -> frozenset[str]:
-    """The IANA zones a staff member may choose (read from the system once)."""
-    return frozenset(zoneinfo.available_timezones())
 
 
 def set_preferences(user: StaffUser, language: object, zone: object) -> None:
