@@ -52,7 +52,8 @@ reserved `.invalid` domain (customers known by phone only), addresses
 addresses, addresses a bounce (or a 5.1.x refusal at RCPT, `_BAD_MAILBOX`)
 marked undeliverable, staff mail (SLA alerts, digests, escalations) to an address
 no active staff member has (deactivated since it was queued); and, for automatic customer mail
-(acknowledgments, status notices, verification codes) on its first claim, at most
+(acknowledgments, status notices; not verification codes, which `email_proofs`
+bounds where they are asked for) on its first claim, at most
 `OUTBOUND_MAX_AUTO_PER_RECIPIENT` per address and `OUTBOUND_MAX_AUTO_PER_TICKET`
 per ticket within `OUTBOUND_RATE_WINDOW` — the brake on any loop nobody foresaw;
 an address is counted by the mailbox it reaches (`addresses.mailbox`: no
@@ -391,8 +392,8 @@ class Sender(Loop):
         """Over a limit on automatic mail? The recipient is counted by mailbox
         (`addresses.mailbox`): a bot answering from `robot+t1@`, `robot+t2@`… is one."""
         to_address = OutboxMessage.to_mailbox == addresses.mailbox(row.to_address)
-        # A row about no ticket (a verification code) is counted per recipient only:
-        # `ticket_id == NULL` would count every other such row as its ticket's.
+        # A row about no ticket is counted per recipient only: `ticket_id == NULL`
+        # would count every other such row as its ticket's.
         on_ticket = OutboxMessage.ticket_id == row.ticket_id if row.ticket_id is not None else false()
         to_recipient, for_ticket = session.execute(
             select(func.count().filter(to_address), func.count().filter(on_ticket)).where(

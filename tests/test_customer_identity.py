@@ -17,7 +17,7 @@ from helpdesk.clock import now
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.models import Contact, EmailProof, OutboxMessage, SatisfactionRating, Ticket
-from helpdesk.services import contacts, notifications
+from helpdesk.services import contacts, email_proofs, notifications
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
 from tests.support import proofs
@@ -922,9 +922,53 @@ def test_a_code_row_that_cannot_be_rendered_keeps_no_copy_of_its_code(app, call,
     assert not any(code in (value or "") for value in kept), kept
 
 
-def test_code_mail_is_limited_per_recipient_only(app, call, sink):
+def test_code_mail_is_under_neither_outbox_limit_on_automatic_mail(app, call, sink):
     """A code mail is about no ticket: counting `ticket_id IS NULL` as its ticket
-    would make every other code mail its ticket's, under the per-ticket limit."""
+    would make every other code mail its ticket's, under the per-ticket limit. Nor is
+    it under the limit per recipient: `email_proofs` bounds the codes a mailbox gets
+    (docs/outbound-mail.md, "Verification codes")."""
     for n in range(3):
-        tools(call, {"phone": f"+52155100000{n}"}, ("verify_email", {"email": f"c{n}@example.com"}))
-    assert len(deliver(app, sink, OUTBOUND_MAX_AUTO_PER_TICKET=1)) == 3
+        tools(call, {"phone": f"+52155100000{n}"}, ("verify_email", {"email": f"c+{n}@example.com"}))
+    limits = {"OUTBOUND_MAX_AUTO_PER_TICKET": 1, "OUTBOUND_MAX_AUTO_PER_RECIPIENT": 1}
+    assert len(deliver(app, sink, **limits)) == 3
+
+
+def test_the_owner_s_code_is_mailed_whatever_other_mail_filled_the_address_s_budget(
+    app, call, service, agent_actor, sink
+):
+    """Acknowledgments (of mail forged with Bob's From, say) filled the outbox's
+    automatic mail per recipient, and the code Bob's own number asked for was skipped
+    by that limit while the assistant told him it was mailed (found by review). A code
+    neither counts toward that budget nor is skipped by it; the codes are bounded by
+    their own limits, and the acknowledgments by the budget, as before."""
+    limits = {"OUTBOUND_MAX_AUTO_PER_RECIPIENT": 3}
+    # Codes first: they do not spend the acknowledgments' budget.
+    for number in ("+5215587650001", "+5215587650002"):
+        tools(call, {"phone": number}, ("verify_email", {"email": "bob+x@example.com"}))
+    for n in range(4):
+        open_ticket(service, agent_actor, requester_email="bob@example.com", subject=f"Forged {n}")
+    deliver(app, sink, **limits)
+    acknowledgments = db.session.execute(
+        select(OutboxMessage.state).where(OutboxMessage.kind == "created").order_by(OutboxMessage.id)
+    ).scalars()
+    assert list(acknowledgments) == ["sent", "sent", "sent", "skipped"]
+    assert [row.state for row in _code_rows()] == ["sent", "sent"]
+    # The budget is full: Bob's own code still goes, and proves his mailbox.
+    bob = {"phone": VICTIM_PHONE}
+    (asked,) = tools(call, bob, ("verify_email", {"email": "bob@example.com"}))
+    assert asked["success"] is True
+    code = proofs.mailed_code(db.session, "bob@example.com")
+    mails = deliver(app, sink, **limits)
+    assert len(mails) == 6 and code in text_of(mails[-1]), [m["Subject"] for m in mails]
+    (proven,) = tools(call, bob, ("verify_email", {"email": "bob@example.com", "code": code}))
+    assert proven["verified"] is True
+    # The codes cannot flood it either: ten an hour for the mailbox, every number together.
+    strangers = [f"+52155876510{n:02d}" for n in range(4)]
+    answers = [
+        answer
+        for number in strangers
+        for answer in tools(call, {"phone": number}, *[("verify_email", {"email": "Bob@example.com"})] * 3)
+    ]
+    assert [a["success"] for a in answers] == [True] * 7 + [False] * 5
+    assert len(deliver(app, sink, **limits)) == 3 + email_proofs.MAILBOX_MAX_REQUESTS
+    assert {row.state for row in _code_rows()} == {"sent"}

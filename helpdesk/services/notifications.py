@@ -40,8 +40,9 @@ The rules:
 
 - `email_code`: a WhatsApp customer asked to prove they read an address
   (`helpdesk.services.email_proofs`): the code goes to that address, about no
-  ticket. Automatic mail, so it obeys the limit per recipient like an
-  acknowledgment; the requests themselves are limited per number and per mailbox.
+  ticket. Automatic mail, but outside the sender's limits on it: the requests
+  are limited per number and per mailbox before the row is written, and other
+  mail to the address must not skip the code its owner asked for.
 
 Whether a queued row is really sent (undeliverable, machine or own address, rate
 limit) is decided when it is sent, with the newest knowledge: see
@@ -71,8 +72,11 @@ from helpdesk.sla import Breach
 
 # Customer mail that no person wrote: rate-limited by the sender. (RFC 3834 marks all
 # automatic mail, the staff alerts too, but those are never dropped by a limit: an
-# SLA check bounds what it mails each recipient itself, by a digest.)
-AUTOMATIC_KINDS = ("created", "status", "resolved", "email_code")
+# SLA check bounds what it mails each recipient itself, by a digest. A verification
+# code is not here either: `email_proofs` bounds the codes a mailbox gets where they
+# are asked for, and other mail filling the budget skipped the owner's own code;
+# docs/outbound-mail.md, "Verification codes".)
+AUTOMATIC_KINDS = ("created", "status", "resolved")
 # One SLA check mails a recipient at most this many per-ticket alerts; beyond it, one
 # digest instead, which lists at most SLA_DIGEST_LISTED tickets and counts the rest
 # (docs/outbound-mail.md, "SLA alerts").
