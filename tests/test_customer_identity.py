@@ -810,14 +810,66 @@ def test_a_number_bound_to_an_address_proves_no_other_and_a_bound_address_keeps_
     assert other["error"] == "Already linked to another number or email address"
     (same,) = tools(call, bob, ("verify_email", {"email": "BOB@example.com"}))
     assert same["verified"] is True
-    # Bob's mailbox, proven again from another number: his number is never replaced.
+    # Bob's mailbox, asked for from another number: no code is mailed (his number is
+    # never replaced, so none could bind it), and none given binds it.
     second = {"phone": ATTACKER_PHONE}
-    refused = proofs.verify_by_tools(partial(tools, call), db.session, second, "bob@example.com")
-    assert refused["error"] == "Already linked to another number or email address"
-    assert len(_code_rows()) == 2
+    (asked,) = tools(call, second, ("verify_email", {"email": "bob@example.com"}))
+    assert asked["success"] is True
+    (given,) = tools(call, second, ("verify_email", {"email": "bob@example.com", "code": "123456"}))
+    assert given["error"] == "Invalid or expired verification code"
+    assert len(_code_rows()) == 1
     db.session.expire_all()
     assert contact("bob@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
     assert contact(addresses.for_phone(ATTACKER_PHONE)).phone == ATTACKER_PHONE  # type: ignore[union-attr]
+
+
+def test_no_code_is_mailed_for_an_address_linked_to_another_number_and_the_asker_cannot_tell(call):
+    """Bob's address has his number, which is never replaced: a code another number
+    asked for was still mailed to him, on a stranger's request, and refused only when
+    it came back (found by review). No code is mailed now, but the number that asked
+    is answered as for any address, counted against the same limits, and any code it
+    gives is a wrong one: whether an address is linked is nobody's to learn there."""
+    bob = {"phone": VICTIM_PHONE}
+    assert proofs.verify_by_tools(partial(tools, call), db.session, bob, "bob@example.com")["verified"]
+    _an_hour_passes()
+    mailed = len(_code_rows())
+    stranger = {"phone": ATTACKER_PHONE, "language": "es"}
+    (linked,) = tools(call, stranger, ("verify_email", {"email": "Bob@Example.com"}))
+    (normal,) = tools(
+        call, {"phone": "+5215587650000", "language": "es"}, ("verify_email", {"email": "ann@example.com"})
+    )
+    assert linked == json.loads(json.dumps(normal).replace("ann@example.com", "bob@example.com"))
+    assert [row.to_address for row in _code_rows()[mailed:]] == ["ann@example.com"]
+    # Any code is a wrong one, counted as every wrong try is; never "linked elsewhere".
+    answers = tools(
+        call,
+        stranger,
+        *[("verify_email", {"email": "bob@example.com", "code": f"{n:06d}"}) for n in range(2)],
+    )
+    assert {a["error"] for a in answers} == {"Invalid or expired verification code"}
+    wrong = db.session.execute(
+        select(EmailProof.wrong_tries).where(EmailProof.phone == ATTACKER_PHONE)
+    ).scalar_one()
+    assert wrong == 2
+    # The number's three requests an hour are spent alike.
+    asked = tools(
+        call,
+        stranger,
+        *[("verify_email", {"email": "bob@example.com"})] * 2,
+        ("verify_email", {"email": "ann@example.com"}),
+    )
+    assert [a["success"] for a in asked] == [True, True, False]
+    assert asked[2]["error"] == "Too many verification codes requested. Please try again later."
+    # And the mailbox's ten, every number together.
+    answered = [
+        tools(call, {"phone": f"+52155100000{n:02d}"}, ("verify_email", {"email": "bob@example.com"}))[0]
+        for n in range(8)
+    ]
+    assert [a["success"] for a in answered] == [True] * 7 + [False]
+    assert answered[7]["error"] == "Too many verification codes requested. Please try again later."
+    assert [row.to_address for row in _code_rows()[mailed:]] == ["ann@example.com"]
+    db.session.expire_all()
+    assert contact("bob@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

@@ -185,6 +185,13 @@ def holder(session: Session, phone: str) -> Contact | None:
     return session.execute(_BY_PHONE, {"phone": phone}).scalar_one_or_none()
 
 
+def has_another_number(session: Session, email: str, phone: str) -> bool:
+    """Whether `email`'s contact has a number, and not `phone`: `bind_proven` would
+    never bind `phone` to it (a contact's number is never replaced). Read, not locked."""
+    contact = session.execute(_BY_EMAIL, {"email": addresses.normalize(email)}).scalar_one_or_none()
+    return contact is not None and contact.phone is not None and contact.phone != phone
+
+
 def bind_proven(session: Session, phone: str, email: str, name: str = "") -> Contact | None:
     """Bind the proven number `phone` to `email`'s contact, now that the customer
     proved they read that mailbox (a code mailed there came back,

@@ -21,6 +21,11 @@ comes back from that number: `request_code` mails a fresh one (the assistant's
   they were equal) keeps the owner's number from asking: it takes four spending
   every request on that mailbox every hour (docs/security.md, "An email typed
   into WhatsApp").
+- No code is mailed for an address whose contact has another number: a
+  contact's number is never replaced, so it could bind nothing, and its owner
+  would get mail on a stranger's request. The request is answered, counted and
+  stored as any other (with a code no one can type), so the number that asked
+  cannot learn whether the address is linked.
 - Wrong codes are limited per mailbox: once `MAILBOX_MAX_WRONG` were given for it
   within `WRONG_WINDOW`, a number that gave one of them neither checks nor asks
   for a code for it until the window moves on. A number that gave none (the
@@ -80,7 +85,8 @@ class ProofRefused(Exception):
 
 def request_code(session: Session, config: Mapping[str, Any], phone: str, email: str, language: str) -> None:
     """Mail a new code to `email` for the number `phone`, in `language`, replacing
-    the number's earlier one; `ProofRefused("too_many")` over a limit."""
+    the number's earlier one; `ProofRefused("too_many")` over a limit. An address
+    whose contact has another number gets no mail, and the caller cannot tell."""
     email = addresses.normalize(email)
     mailbox = addresses.mailbox(email)
     contacts.lock_number(session, phone)
@@ -118,6 +124,14 @@ def request_code(session: Session, config: Mapping[str, Any], phone: str, email:
     )
     session.add(proof)
     session.flush()  # its id is in the hash
+    if contacts.has_another_number(session, email, phone):
+        # No code could bind it, so none is mailed to its owner on a stranger's
+        # request; the row is written and counted all the same, holding a code no
+        # one can type (`confirm` drops every space), so the number is answered as
+        # for any address (docs/security.md, "An email typed into WhatsApp").
+        proof.code_hash = _digest(config, proof, f"never mailed {secrets.token_hex(16)}")
+        session.flush()
+        return
     proof.code_hash = _digest(config, proof, code)
     minutes = int(CODE_LIFETIME.total_seconds() // 60)
     notifications.queue_email_code(session, email, language, code, minutes)
