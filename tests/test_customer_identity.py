@@ -704,6 +704,42 @@ def test_a_new_request_replaces_the_code_and_an_old_code_expires(call):
     assert other["success"] is False
 
 
+_ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+_FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+@pytest.mark.parametrize(
+    "keyboard",
+    [
+        lambda code: code.translate(_ARABIC_INDIC),
+        lambda code: code.translate(_FULLWIDTH),
+        lambda code: f"{code[:3].translate(_FULLWIDTH)} - {code[3:].translate(_ARABIC_INDIC)}",
+    ],
+    ids=["arabic-indic", "fullwidth", "mixed"],
+)
+def test_a_code_typed_in_another_script_s_digits_is_read_as_those_digits(call, keyboard):
+    """A phone keyboard in Arabic types '١٢٣٤٥٦', a Japanese one '１２３４５６': they
+    were wrong tries, and the customer was told the code they read was not valid
+    (found by review). Unicode decimal digits are read as the digits they are;
+    anything else, a superscript '²' too, is still a wrong code."""
+    customer = {"phone": VICTIM_PHONE}
+    tools(call, customer, ("verify_email", {"email": "lucia@example.com"}))
+    code = proofs.mailed_code(db.session, "lucia@example.com")
+    wrong = tools(
+        call,
+        customer,
+        ("verify_email", {"email": "lucia@example.com", "code": keyboard(_wrong(code))}),
+        ("verify_email", {"email": "lucia@example.com", "code": keyboard(code)[:-1] + "²"}),
+    )
+    assert {a["error"] for a in wrong} == {"Invalid or expired verification code"}
+    db.session.expire_all()
+    assert db.session.execute(select(EmailProof.wrong_tries)).scalar_one() == 2
+    (right,) = tools(call, customer, ("verify_email", {"email": "lucia@example.com", "code": keyboard(code)}))
+    assert right["verified"] is True, right
+    db.session.expire_all()
+    assert contact("lucia@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
+
+
 def _an_hour_passes() -> None:
     """Every code asked so far was asked an hour and a minute earlier."""
     _earlier(timedelta(minutes=61))
@@ -1012,8 +1048,6 @@ def test_the_owner_s_code_is_mailed_whatever_other_mail_filled_the_address_s_bud
     code = proofs.mailed_code(db.session, "bob@example.com")
     mails = deliver(app, sink, **limits)
     assert len(mails) == 6 and code in text_of(mails[-1]), [m["Subject"] for m in mails]
-    (proven,) = tools(call, bob, ("verify_email", {"email": "bob@example.com", "code": code}))
-    assert proven["verified"] is True
     # The codes cannot flood it either: ten an hour for the mailbox, every number together.
     strangers = [f"+52155876510{n:02d}" for n in range(4)]
     answers = [
@@ -1024,3 +1058,5 @@ def test_the_owner_s_code_is_mailed_whatever_other_mail_filled_the_address_s_bud
     assert [a["success"] for a in answers] == [True] * 7 + [False] * 5
     assert len(deliver(app, sink, **limits)) == 3 + email_proofs.MAILBOX_MAX_REQUESTS
     assert {row.state for row in _code_rows()} == {"sent"}
+    (proven,) = tools(call, bob, ("verify_email", {"email": "bob@example.com", "code": code}))
+    assert proven["verified"] is True

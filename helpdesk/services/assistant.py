@@ -120,7 +120,7 @@ TOOLS: list[dict[str, Any]] = [
         "code they read in that mail. Until then an email they type is not believed.",
         {
             "email": {"type": "string", "minLength": 3, "maxLength": addresses.MAX_LENGTH},
-            "code": {"type": "string", "minLength": 1, "maxLength": 20},
+            "code": {"type": "string", "minLength": 1, "maxLength": email_proofs.MAX_CODE_TEXT},
         },
         ["email"],
     ),

@@ -26,6 +26,8 @@ comes back from that number: `request_code` mails a fresh one (the assistant's
   would get mail on a stranger's request. The request is answered, counted and
   stored as any other (with a code no one can type), so the number that asked
   cannot learn whether the address is linked.
+- A code may be typed in any script's decimal digits (Arabic-Indic, fullwidth…):
+  each is read as its ASCII digit; spaces and dashes are ignored.
 - Wrong codes are limited per mailbox: once `MAILBOX_MAX_WRONG` were given for it
   within `WRONG_WINDOW`, a number that gave one of them neither checks nor asks
   for a code for it until the window moves on. A number that gave none (the
@@ -38,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -52,6 +55,8 @@ from helpdesk.models import Contact, EmailProof
 from helpdesk.services import contacts, notifications
 
 CODE_DIGITS = 6
+MAX_CODE_TEXT = 20  # characters of a code as given, spaces and dashes included (the tool's schema)
+_ASCII_DIGITS = "0123456789"
 CODE_LIFETIME = timedelta(minutes=15)
 MAX_WRONG_TRIES = 5  # per code
 MAX_REQUESTS = 3  # per number, within REQUEST_WINDOW
@@ -171,7 +176,7 @@ def confirm(
     ).one()
     if wrong >= MAILBOX_MAX_WRONG and wrong_here:
         raise ProofRefused("too_many_wrong")
-    typed = "".join(code.split()).replace("-", "")
+    typed = _as_typed(code)
     right = proof.email == email and hmac.compare_digest(proof.code_hash, _digest(config, proof, typed))
     if not right:
         proof.wrong_tries += 1
@@ -184,6 +189,20 @@ def confirm(
     if contact is None:
         raise ProofRefused("taken")
     return contact
+
+
+def _as_typed(code: str) -> str:
+    """The code as the customer meant it: spaces and dashes dropped, and each Unicode
+    decimal digit (an Arabic or Persian keyboard's '١٢٣', a fullwidth '１２３') read
+    as its ASCII digit; anything else is kept, so it makes a wrong code. Text longer
+    than `MAX_CODE_TEXT` (the tool's schema refuses it) is no code, and is not read."""
+    if len(code) > MAX_CODE_TEXT:
+        return ""
+    kept = "".join(code.split()).replace("-", "")
+    return "".join(
+        _ASCII_DIGITS[value] if (value := unicodedata.decimal(char, None)) is not None else char
+        for char in kept
+    )
 
 
 def _lock_mailbox(session: Session, mailbox: str) -> None:
