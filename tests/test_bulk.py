@@ -8,8 +8,10 @@ from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.models import Ticket, TicketHistory
+from helpdesk.services import Actor
 from helpdesk.services.teams import TeamsService
 from tests.support.database import open_ticket
+from tests.support.outbox import deliver, html_of, text_of
 
 
 def _open(api, n: int) -> list[str]:  # type: ignore[no-untyped-def]
@@ -135,3 +137,47 @@ def test_the_queue_bulk_form_applies_to_the_selected_tickets(portal, api, agent)
     shown = portal.get("/tickets").get_data(as_text=True)
     assert "0 tickets changed. Refused: TKT-000001" in shown
     assert _tickets()[numbers[0]].status == "new"
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_the_queue_bulk_form_mails_the_customer_no_words_of_the_history(
+    app, portal, service, agent, sink, language
+):
+    """The bulk form records "bulk action" as its reason in the history, for staff;
+    the requester's status mail showed it as if staff had written it to them, in
+    English whatever their language (found by the languages review). What staff
+    type as a reason on the API's bulk call is still mailed."""
+    app.config["DEFAULT_LANGUAGE"] = language
+    first = open_ticket(service, subject="Caída", requester_email="lucia@example.com")
+    second = open_ticket(service, subject="Lenta", requester_email="lucia@example.com")
+    db.session.commit()
+    for ticket in (first, second):
+        for status in ("open", "in_progress"):
+            service.change_status(ticket, status, actor=Actor.staff(agent))
+    db.session.commit()
+    before = len(deliver(app, sink))  # the acknowledgments
+    answer = portal.post(
+        "/tickets/bulk",
+        {
+            "tickets": ["TKT-000001", "TKT-000002"],
+            "action": "status",
+            "status": "resolved",
+            "back": "/tickets",
+        },
+        page="/tickets",
+    )
+    assert answer.status_code == 302
+    shown = portal.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "2 tickets changed." in shown or "2 tickets modificados." in shown
+    mails = deliver(app, sink)[before:]
+    assert len(mails) == 2
+    for mail in mails:
+        text = text_of(mail) + html_of(mail)
+        assert "resolved" in text or "resuelto" in text
+        assert "bulk action" not in text and "acción en lote" not in text, text
+    reasons = db.session.execute(
+        select(TicketHistory.reason).where(
+            TicketHistory.field == "status", TicketHistory.new_value == "resolved"
+        )
+    ).scalars()
+    assert list(reasons) == ["bulk action", "bulk action"]  # the history keeps it for staff
