@@ -12,7 +12,17 @@ from sqlalchemy.exc import DataError
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, ingest
-from helpdesk.models import QuarantineItem, StaffUser, TeamMember, Ticket, TicketHistory
+from helpdesk.models import (
+    InboundMail,
+    Message,
+    OutboxMessage,
+    Participant,
+    QuarantineItem,
+    StaffUser,
+    TeamMember,
+    Ticket,
+    TicketHistory,
+)
 from helpdesk.services import Actor, QueueService, TicketFilters, TicketsService, tags, visibility
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
@@ -20,7 +30,8 @@ from helpdesk.services.teams import TeamsService
 from helpdesk.services.tickets import NewAttachment
 from tests.support.app import ApiClient, Portal, login_tokens, page_text
 from tests.support.database import open_ticket
-from tests.support.mail import SUPPORT, message
+from tests.support.mail import SUPPORT, message, start_gateway
+from tests.support.outbox import deliver
 
 
 @pytest.fixture
@@ -595,8 +606,6 @@ def test_held_mail_whose_ticket_is_unknown_is_reviewed_by_admins_only(app, hidde
 
 def _approved_where(item_id: int) -> tuple[str, list[int]]:
     """The item's state and the tickets its mail was written on."""
-    from helpdesk.models import Message
-
     db.session.expire_all()
     item = db.session.get(QuarantineItem, item_id)
     written = db.session.execute(
@@ -1001,3 +1010,133 @@ def test_held_mail_whose_ticket_is_merged_into_a_hidden_one_follows_the_survivor
     quarantine.approve(db.session, item.id, staff, app.config)
     db.session.commit()
     assert _approved_where(item.id)[0] == "approved"
+
+
+# -- mail from staff who may not see the ticket ------------------------------------------------
+
+TRUSTED = "mx.helpdesk.test"
+
+
+def _passed(gateway, sender: str, subject: str, **kwargs) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+    """A mail the trusted server says passed DMARC for the From's domain."""
+    domain = sender.rsplit("@", 1)[1]
+    results = {"Authentication-Results": f"{TRUSTED}; dmarc=pass header.from={domain}"}
+    return gateway.send(message(sender=sender, subject=subject, headers=results, **kwargs))
+
+
+def _messages(number: str) -> list[Message]:
+    db.session.expire_all()
+    return list(
+        db.session.execute(
+            select(Message).join(Ticket).where(Ticket.number == int(number[-6:])).order_by(Message.id)
+        ).scalars()
+    )
+
+
+def _reply_rows() -> list[OutboxMessage]:
+    return list(db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "reply")).scalars())
+
+
+def _held_from(sender: str) -> QuarantineItem:
+    return (
+        db.session.execute(
+            select(QuarantineItem)
+            .join(InboundMail, InboundMail.id == QuarantineItem.inbound_mail_id)
+            .where(InboundMail.from_address == sender)
+            .order_by(QuarantineItem.id.desc())
+        )
+        .scalars()
+        .first()
+    )
+
+
+@pytest.mark.parametrize("mode", ["team", "own"])
+def test_a_staff_members_proven_note_on_a_ticket_hidden_from_them_is_held_like_a_strangers(
+    app, hidden, portal, agent, admin, mode
+):
+    """The field team's ticket answers the agent 404 on every route, yet their mail
+    `[TKT-…] note`, DMARC passed, was kept on it as their internal note, and the
+    `appended TKT-…` told them the ticket exists. A staff member is trusted as staff
+    only on a ticket they may see: elsewhere their mail is a stranger's, held for
+    who may see the ticket, answered as a stranger's and as a ticket that does not
+    exist would be (docs/isp-operations.md, "Visibility"); approved, it opens a new
+    ticket linked to that one, as a stranger's does."""
+    from helpdesk.inbound import quarantine
+
+    app.config["AGENT_VISIBILITY"] = mode
+    number = hidden["field"]
+    for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
+        stranger = _passed(gateway, "mallory@nowhere.example", f"[{number}] hello")
+        nowhere = _passed(gateway, agent.email, "[TKT-999999] the technician is late")
+        written = _passed(gateway, agent.email, f"[{number}] the technician is late")
+    assert written == stranger == nowhere == (250, b"2.0.0 OK quarantined")
+    assert len(_messages(number)) == 1
+    item = _held_from(agent.email)
+    assert item.ticket_id == _messages(number)[0].ticket_id
+    assert f"may not see {number}" in item.reason
+    assert portal.get(f"/quarantine/{item.id}").status_code == 404
+    approved = quarantine.approve(db.session, item.id, Actor.staff(admin), app.config)
+    db.session.commit()
+    assert approved.ticket_number not in (None, number)
+    assert len(_messages(number)) == 1
+
+
+@pytest.mark.parametrize(("mode", "visible"), [("team", "support"), ("own", "own")])
+def test_a_staff_members_proven_note_on_a_ticket_they_see_and_an_admins_on_any_are_kept(
+    app, hidden, agent, admin, mode, visible
+):
+    app.config["AGENT_VISIBILITY"] = mode
+    for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
+        for sender, number in ((agent, hidden[visible]), (admin, hidden["field"])):
+            answer = _passed(gateway, sender.email, f"[{number}] the technician is late")
+            assert answer == (250, f"2.0.0 OK appended {number}".encode())
+            note = _messages(number)[-1]
+            assert (note.kind, note.author_staff_id) == ("note", sender.id)
+
+
+def test_staff_who_lost_sight_of_a_ticket_cannot_answer_its_mail_as_staff(
+    app, service, agent, admin, field_agent, sink
+):
+    """Under `own` the agent, in Cc of Ann's ticket, got the copy of a public reply
+    while it was assigned to them; it was handed to a colleague since. Answering the
+    copy (its signed Message-ID the proof) was still a public staff reply, mailed to
+    Ann, on a ticket the agent may no longer see. Now the agent writes there as the
+    participant they are, as a customer would, never mailed; removed from Cc as
+    well, their answer is a stranger's, held. Without any proof, the From of a staff
+    address is an unverified note, as it is for whoever forges it."""
+    app.config["AGENT_VISIBILITY"] = "own"
+    staff = Actor.staff(admin)
+    ticket = open_ticket(service, cc=[(agent.email, "Agnes Agent")], assignee_id=agent.id)
+    service.add_message(ticket, body="Which model?", actor=staff, channel="web")
+    db.session.commit()
+    (copy,) = [mail for mail in deliver(app, sink) if mail["To"].addresses[0].addr_spec == agent.email]
+    service.assign(ticket, field_agent.id, actor=staff)
+    db.session.commit()
+    mailed = len(_reply_rows())
+
+    def answer(gateway, body: str) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+        subject = "Re: " + str(copy["Subject"])
+        return gateway.send(
+            message(sender=agent.email, subject=subject, body=body, in_reply_to=copy["Message-ID"])
+        )
+
+    for gateway in start_gateway(app):
+        assert answer(gateway, "Refund approved.") == (250, b"2.0.0 OK appended TKT-000001")
+        last = _messages("TKT-000001")[-1]
+        assert (last.kind, last.author_staff_id) == ("reply", None)
+        assert last.author_contact_id is not None  # the participant's, as a customer's
+        assert len(_reply_rows()) == mailed
+
+        forged = message(sender=agent.email, subject="[TKT-000001] note", body="No proof.")
+        assert gateway.send(forged) == (250, b"2.0.0 OK appended TKT-000001")
+        last = _messages("TKT-000001")[-1]
+        assert (last.kind, last.author_staff_id) == ("note", None)
+        assert "unverified" in last.author_label
+
+        db.session.execute(Participant.__table__.delete().where(Participant.ticket_id == ticket.id))
+        db.session.commit()
+        written = len(_messages("TKT-000001"))
+        assert answer(gateway, "Refund approved, again.") == (250, b"2.0.0 OK quarantined")
+        assert len(_messages("TKT-000001")) == written
+        assert _held_from(agent.email).ticket_id == ticket.id
+    assert len(_reply_rows()) == mailed

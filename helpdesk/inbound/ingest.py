@@ -47,7 +47,7 @@ from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.return_paths import ReturnPaths
-from helpdesk.services import Actor, TicketsService, contacts, customer_limits, notifications
+from helpdesk.services import Actor, TicketsService, contacts, customer_limits, notifications, visibility
 from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT, lock_with_survivor
 
 log = logging.getLogger("helpdesk.inbound.ingest")
@@ -682,23 +682,41 @@ def _decide(
         match = replace(match, ticket=lock_with_survivor(session, match.ticket))
         ticket = match.ticket
         number = display_number(ticket.number, config)
+        # `identified` names a staff account only when the From is believed or the mail
+        # approved. A staff address acts as staff only with its own proof, approved or
+        # not; without it the mail is an unverified internal note, never mailed.
+        hidden = ""
+        if identified.staff_id is not None:
+            as_staff = _staff_mail(session, mail, match, identified.staff_id, verdict, signer, number, config)
+            if as_staff is not None:
+                return as_staff
+            # Proven staff who may not see the ticket: no staff there, decided as their
+            # address would be were it no staff account's (docs/isp-operations.md).
+            hidden = (
+                f"{sender} is staff but may not see {number} (AGENT_VISIBILITY={config['AGENT_VISIBILITY']})"
+            )
+            known = replace(known, staff_id=None)
         if believed and authorization.may_reply(session, ticket, sender, known):
-            if known.staff_id is not None:
-                return _staff_mail(session, mail, match, known.staff_id, verdict, signer, number, config)
             if ticket.status == "cancelled":
                 return Decision(
                     Outcome.CREATED,
-                    f"reply to cancelled {number}; new ticket",
+                    _joined(f"reply to cancelled {number}; new ticket", hidden),
                     ticket,
                     organization_id or ticket.organization_id,
                     customer,
                 )
-            return Decision(Outcome.APPENDED, f"matched {number} by {match.method}", ticket, actor=customer)
-        if approved_by is not None and identified.staff_id is not None:
-            # A staff address acts as staff only with its own proof, approved or not;
-            # without it the mail is an unverified internal note, never mailed.
-            return _staff_mail(session, mail, match, identified.staff_id, verdict, signer, number, config)
-        if believed:
+            return Decision(
+                Outcome.APPENDED,
+                _joined(
+                    f"matched {number} by {match.method}",
+                    hidden and f"{hidden}: written as {sender}, not as staff",
+                ),
+                ticket,
+                actor=customer,
+            )
+        if hidden:
+            stranger = f"{hidden}, and does not belong on it otherwise"
+        elif believed:
             stranger = f"{sender} does not belong on {number}"
         else:
             stranger = f"{unauthenticated}: {sender} may not write into {number}"
@@ -821,8 +839,9 @@ def _staff_mail(
     signer: Signer,
     number: str,
     config: Mapping[str, Any],
-) -> Decision:
-    """A mail whose From is a staff address, on the ticket it matched.
+) -> Decision | None:
+    """A mail whose From is a staff address, on the ticket it matched; None when the
+    staff member proved it is theirs but may not see the ticket (`visibility`).
 
     It acts as the staff member, a public reply mailed to the customer, only with
     proof that it was written to this ticket: it answers a signed Message-ID the
@@ -834,26 +853,21 @@ def _staff_mail(
     note, never mailed. Without either, anyone could have written it, or written it
     for someone else: an internal note labelled unverified, never the SLA's first
     response, never signed with the staff member's name.
+
+    Proof makes the mail the staff member's, and a staff member writes only into a
+    ticket they may see (AGENT_VISIBILITY; every portal and API route answers them
+    404 for the others): on a hidden one the caller decides the mail as the address
+    would be were it no staff account's (docs/isp-operations.md, "Visibility"). The
+    unverified note is not theirs, and is what anyone forging the From gets.
     """
     ticket = match.ticket
     found = f"matched {number} by {match.method}"
     staff = session.get(StaffUser, staff_id)
     passed = verdict is authentication.Verdict.PASS
-    if staff is not None and not matching.answers_mail_sent_to(
+    answers = staff is not None and matching.answers_mail_sent_to(
         session, mail, signer, ticket, mail.from_address
-    ):
-        if passed:
-            return Decision(
-                Outcome.APPENDED,
-                f"{found}; the trusted Authentication-Results say {mail.from_address} wrote it, but "
-                "it answers no mail the helpdesk sent to that address, so nothing says it was "
-                "written to this ticket: kept as the staff member's internal note",
-                ticket,
-                actor=Actor.staff(staff),
-                internal=True,
-            )
-        staff = None
-    if staff is None:
+    )
+    if staff is None or not (answers or passed):
         return Decision(
             Outcome.APPENDED,
             f"{found}; From is the staff address "
@@ -865,6 +879,18 @@ def _staff_mail(
             internal=True,
         )
     actor = Actor.staff(staff)
+    if not visibility.may_see(session, actor, config["AGENT_VISIBILITY"], ticket.id):
+        return None
+    if not answers:
+        return Decision(
+            Outcome.APPENDED,
+            f"{found}; the trusted Authentication-Results say {mail.from_address} wrote it, but "
+            "it answers no mail the helpdesk sent to that address, so nothing says it was "
+            "written to this ticket: kept as the staff member's internal note",
+            ticket,
+            actor=actor,
+            internal=True,
+        )
     to_colleagues = _written_to_colleagues(match, mail.subject, config["TICKET_PREFIX"])
     if to_colleagues is not None:
         return Decision(
@@ -985,6 +1011,10 @@ def apply(
     return Result(
         decision.outcome, decision.reason, mail.message_id, record.id, number, failed=decision.failed
     )
+
+
+def _joined(reason: str, more: str) -> str:
+    return f"{reason}; {more}" if more else reason
 
 
 def _with_notes(text: str, notes: list[str]) -> str:
