@@ -49,7 +49,22 @@ def page_number(text: object) -> int:
 def unstorable(value: Any) -> bool:
     """Text no database stores: NUL (PostgreSQL refuses it) or a lone surrogate
     (JSON's `\\ud800` escape decodes to one, and no database encoding takes it).
-    Refused as input, not at the database."""
+    Refused as input, not at the database. Looks into lists, not into objects: an
+    object's reader names each of its fields (`api.payload.json_object`,
+    `api.customers.named_customer`, which echo an unknown one); for a JSON value
+    read whole, keys included, see `unstorable_json`."""
+    return _unstorable(value, objects=False)
+
+
+def unstorable_json(value: Any) -> bool:
+    """`unstorable` anywhere in a parsed JSON value, an object's keys included:
+    for a value handed whole to code that may encode any of its text (a schema
+    validator does: a lone surrogate in a key made jsonschema-rs raise
+    UnicodeEncodeError; docs/security.md, "Keys of a tool call's arguments")."""
+    return _unstorable(value, objects=True)
+
+
+def _unstorable(value: Any, *, objects: bool) -> bool:
     pending = [value]  # not recursive: JSON nests lists deeper than Python recurses
     while pending:
         item = pending.pop()
@@ -58,6 +73,9 @@ def unstorable(value: Any) -> bool:
                 return True
         elif isinstance(item, list):
             pending.extend(item)
+        elif objects and isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
     return False
 
 

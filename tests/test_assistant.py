@@ -344,6 +344,32 @@ def test_invalid_arguments_are_an_output_not_an_error(client, token, arguments):
     assert db.session.execute(select(Ticket)).first() is None
 
 
+def test_a_lone_surrogate_in_an_argument_s_name_is_an_output_and_the_batch_is_answered(client, token):
+    """A lone surrogate in a key (JSON's `\\ud800` escape) made the schema
+    validator raise: the whole batch answered 500 after its first call had opened a
+    ticket and queued its acknowledgment, and a runtime retrying the batch opened
+    another each time. It is `Invalid arguments format`, the batch answered."""
+    invalid = {
+        "success": False,
+        "error": "Invalid arguments format",
+        "userMessage": "Lo siento, no pude entender la solicitud. ¿Podrías reformularla?",
+    }
+    calls = [
+        ("create_ticket_report", {"title": "Sin internet", "description": "No hay servicio"}),
+        ("list_my_tickets", '{"\\ud800": 1}'),
+        ("get_ticket_information", '{"ticketId": "TKT-000001", "\\udfff": "x"}'),
+        ("add_ticket_comment", '{"ticketId": "TKT-000001", "text": "a", "\\udc00\\ud800": 1}'),
+        ("get_ticket_information", '{"ticketId": "TKT-000001", "x": {"\\ud800": 1}}'),
+        ("get_ticket_information", '{"ticketId": "TKT-000001", "x": [{"a": "\\ud800"}]}'),
+        ("list_my_tickets", '{"\\ud800": 1}'),
+    ]
+    answers = outputs(tool_calls(client, token, calls))
+    assert answers[0]["success"] is True
+    assert answers[1:] == [invalid] * (len(calls) - 1)
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert [m.body for m in ticket.messages] == ["No hay servicio"]
+
+
 def test_an_unknown_function_is_named_and_answered_in_english_by_default(client, token):
     (answer,) = outputs(
         tool_calls(

@@ -27,7 +27,7 @@ from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
 from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inbound import automail
-from helpdesk.inputs import echoed, unstorable
+from helpdesk.inputs import echoed, unstorable_json
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts, customer_limits, email_proofs, satisfaction
@@ -496,11 +496,9 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
         parsed = json.loads(arguments or "{}")
     except (ValueError, RecursionError):  # the parser recurses per level: 240,000 `[` are too deep
         raise Failure(INVALID_ARGUMENTS, "invalid") from None
-    if (
-        not isinstance(parsed, dict)
-        or not _VALIDATORS[name].is_valid(parsed)
-        or unstorable(list(parsed.values()))
-    ):
+    # Unstorable text anywhere, keys included, before the validator sees it: it
+    # encodes every key, and a lone surrogate in one raised (docs/security.md).
+    if not isinstance(parsed, dict) or unstorable_json(parsed) or not _VALIDATORS[name].is_valid(parsed):
         raise Failure(INVALID_ARGUMENTS, "invalid")
     for key in _INTEGERS[name]:
         if isinstance(parsed.get(key), float):  # whole and in range: the schema said so
