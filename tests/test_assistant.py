@@ -417,6 +417,23 @@ def test_staff_opening_tickets_for_the_customer_are_not_limited(client, app, tok
         {"customer": {"email": "not an address"}, "tool_calls": []},
         {"customer": {"email": "a@b.co", "role": "admin"}, "tool_calls": []},
         {"customer": {"email": "a@b.co"}, "tool_calls": [{"type": "function"}]},
+        # A function without a name (a KeyError, 500, after the calls before it had
+        # committed): refused with the envelope, before any call runs.
+        {
+            "customer": {"email": "a@b.co"},
+            "channel": "chat",
+            "tool_calls": [
+                {
+                    "id": "c0",
+                    "type": "function",
+                    "function": {
+                        "name": "create_ticket_report",
+                        "arguments": '{"title": "T", "description": "D"}',
+                    },
+                },
+                {"id": "c1", "type": "function", "function": {"arguments": "{}"}},
+            ],
+        },
         {
             "customer": {"email": "a@b.co"},
             "tool_calls": [{"id": "c", "type": "function", "function": {}}] * 21,

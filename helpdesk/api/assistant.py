@@ -65,8 +65,9 @@ def assistant_tool_calls() -> ResponseReturnValue:
 
 
 def _is_call(call: Any) -> bool:
-    """The runtime's envelope of a call (what the model chose, its name and
-    arguments, is judged per call, as an output)."""
+    """The runtime's envelope of a call, its function's `name` field included (what
+    the model chose, the name's value and the arguments, is judged per call, as an
+    output; docs/integrations.md)."""
     return (
         isinstance(call, dict)
         and isinstance(call.get("id"), str)
@@ -74,4 +75,5 @@ def _is_call(call: Any) -> bool:
         and not unstorable(call["id"])
         and call.get("type") == "function"
         and isinstance(call.get("function"), dict)
+        and "name" in call["function"]
     )
