@@ -332,6 +332,14 @@ def test_comments_and_lists_reach_only_the_customers_tickets(client, token, serv
         json.dumps({"title": "nul\u0000", "description": "."}),
         '{"title": "\\ud800", "description": "."}',
         json.dumps({"title": "", "description": "."}),
+        # Nothing to read once on one line (`inputs.one_line`): blank, control
+        # characters, a bidirectional override. The service's refusal named a field
+        # the model never sent ("Invalid input. subject: is required").
+        json.dumps({"title": "   ", "description": "."}),
+        json.dumps({"title": "\u0007\t\u2028", "description": "."}),
+        json.dumps({"title": "\u202e", "description": "."}),
+        json.dumps({"title": "x", "description": " \n\t "}),
+        json.dumps({"title": "x", "description": "\u0007"}),
     ],
 )
 def test_invalid_arguments_are_an_output_not_an_error(client, token, arguments):
@@ -368,6 +376,26 @@ def test_a_lone_surrogate_in_an_argument_s_name_is_an_output_and_the_batch_is_an
     assert answers[1:] == [invalid] * (len(calls) - 1)
     ticket = db.session.execute(select(Ticket)).scalar_one()
     assert [m.body for m in ticket.messages] == ["No hay servicio"]
+
+
+def test_a_comment_with_nothing_to_read_is_an_output_and_adds_nothing(client, token):
+    """A comment of spaces passed the schema (`minLength: 1`) and the service's
+    refusal was the output: "Invalid input. body: is required", none of the fixed
+    strings, naming a field the model never sent."""
+    outputs(tool_calls(client, token, [("create_ticket_report", {"title": "Uno", "description": "."})]))
+    answers = outputs(
+        tool_calls(
+            client,
+            token,
+            [
+                ("add_ticket_comment", {"ticketId": "TKT-000001", "text": "   "}),
+                ("add_ticket_comment", {"ticketId": "TKT-000001", "text": "\n\u0007\u202e"}),
+            ],
+        )
+    )
+    assert {a["error"] for a in answers} == {"Invalid arguments format"}
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert [m.body for m in ticket.messages] == ["."]
 
 
 def test_an_unknown_function_is_named_and_answered_in_english_by_default(client, token):

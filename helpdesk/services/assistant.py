@@ -27,7 +27,7 @@ from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
 from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inbound import automail
-from helpdesk.inputs import echoed, unstorable_json
+from helpdesk.inputs import echoed, one_line, unstorable_json
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import contacts, customer_limits, email_proofs, satisfaction
@@ -194,6 +194,13 @@ _USER_MESSAGES = {
 _VALIDATORS = {
     tool["function"]["name"]: jsonschema_rs.validator_for(tool["function"]["parameters"]) for tool in TOOLS
 }
+# Required text that must hold something to read once on one line (`one_line`:
+# not only spaces, control characters or bidirectional controls), which the
+# schema's `minLength` cannot say (a `pattern` would not see control characters).
+# Such text passed the schema and the service's refusal was the output, "Invalid
+# input. subject: is required", naming a field the model never sent
+# (docs/integrations.md).
+_READABLE = {"create_ticket_report": ("title", "description"), "add_ticket_comment": ("text",)}
 # Each tool's `integer` arguments. JSON Schema's integer is any number without a
 # fraction, so `5.0` passes the schema (and the runtimes checking against it): it
 # is read as the int it equals, for the handlers and the database.
@@ -499,6 +506,8 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
     # Unstorable text anywhere, keys included, before the validator sees it: it
     # encodes every key, and a lone surrogate in one raised (docs/security.md).
     if not isinstance(parsed, dict) or unstorable_json(parsed) or not _VALIDATORS[name].is_valid(parsed):
+        raise Failure(INVALID_ARGUMENTS, "invalid")
+    if any(not one_line(parsed[key]) for key in _READABLE.get(name, ())):
         raise Failure(INVALID_ARGUMENTS, "invalid")
     for key in _INTEGERS[name]:
         if isinstance(parsed.get(key), float):  # whole and in range: the schema said so
