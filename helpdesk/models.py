@@ -658,6 +658,24 @@ class ChatConversation(Model):
     ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
 
 
+class AssistantCall(Model):
+    """The ticket an assistant integration's `create_ticket_report` call opened
+    (docs/integrations.md, "The assistant's tools"): one per integration and tool
+    call id, so a runtime submitting the call again (the same arguments, within a
+    day) gets that ticket back instead of a second one. Claimed and pointed at the
+    ticket as `ChatConversation` is."""
+
+    __tablename__ = "assistant_calls"
+    __table_args__ = (UniqueConstraint("integration_id", "call_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
+    call_id: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the call's arguments
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
+
+
 class RevokedToken(Model):
     """An API token revoked before it expired (logout). Rows past `expires_at` are
     useless, since the token is refused as expired anyway, and may be deleted."""

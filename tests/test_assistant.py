@@ -636,6 +636,56 @@ def test_a_ticket_the_assistant_opens_keeps_the_conversation_it_came_from(client
     assert "conversation_id" in too_long.get_json()["error"]["fields"]
 
 
+def test_a_batch_submitted_again_answers_the_tickets_it_opened_and_mails_nothing(client, app, token, clock):
+    """A runtime retrying a batch (its answer lost, or a 503) opened every ticket in
+    it again and mailed each acknowledgment again. A `create_ticket_report` with a
+    call id this integration used before, with the same arguments, within a day,
+    answers the ticket it opened, even past the customer's limits; other
+    arguments, another customer or a day later are no repeat."""
+    from helpdesk.models import OutboxMessage
+
+    batch = [
+        ("create_ticket_report", {"title": "Sin internet", "description": "No hay servicio"}),
+        ("create_ticket_report", {"title": "Factura", "description": "Cobro doble", "category": "billing"}),
+    ]
+    first = outputs(tool_calls(client, token, batch))
+    assert [a["ticketId"] for a in first] == ["TKT-000001", "TKT-000002"]
+    app.config["CUSTOMER_MAX_TICKETS_PER_HOUR"] = 2
+    assert outputs(tool_calls(client, token, batch)) == first
+    # One id twice in a batch: the second answers the first one's ticket.
+    twice = {
+        "customer": WHATSAPP,
+        "tool_calls": [
+            {"id": "call_x", "type": "function", "function": {"name": name, "arguments": json.dumps(a)}}
+            for name, a in [batch[0], batch[0]]
+        ],
+    }
+    app.config["CUSTOMER_MAX_TICKETS_PER_HOUR"] = 10
+    response = client.post(
+        "/api/v1/assistant/tool-calls", json=twice, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert [json.loads(o["output"])["ticketId"] for o in response.get_json()["tool_outputs"]] == [
+        "TKT-000003",
+        "TKT-000003",
+    ]
+    # call_0 again, other arguments: a runtime numbering its calls afresh each turn.
+    (other,) = outputs(
+        tool_calls(client, token, [("create_ticket_report", {"title": "Otra", "description": "."})])
+    )
+    assert other["ticketId"] == "TKT-000004"
+    # Another customer's call_0, the same arguments: theirs is no repeat, nothing of it shown.
+    (bobs,) = outputs(tool_calls(client, token, batch[:1], customer={"phone": "+5215599990000"}))
+    assert bobs["ticketId"] == "TKT-000005"
+    clock.shift(timedelta(days=1, seconds=1))
+    (later,) = outputs(tool_calls(client, token, batch[:1]))
+    assert later["ticketId"] == "TKT-000006"
+    acknowledged = db.session.execute(
+        select(OutboxMessage.ticket_id).where(OutboxMessage.kind == "created")
+    ).scalars()
+    assert len(list(acknowledged)) == 6
+    assert len(db.session.execute(select(Ticket)).all()) == 6
+
+
 def test_a_merged_ticket_s_comment_and_rating_go_to_its_survivor(service, agent_actor, client, token):
     """A comment on the merged number reopened the closed duplicate (staff watch the
     survivor), and the duplicate, closed by the merge and never resolved, could be

@@ -1853,6 +1853,93 @@ def test_a_conversation_claimed_at_once_under_another_customer_waits_for_the_cla
         assert _opened_and_acknowledged() == ([(1, "bob@example.com")], 1)
 
 
+def _assistant_post(app: Any, token: str, order: Interleaving, role: str, phone: str) -> Callable[[], object]:
+    def post() -> object:
+        order.after_load(role)
+        arguments = json.dumps({"title": "Sin internet", "description": "No hay servicio"})
+        body = {
+            "customer": {"phone": phone},
+            "tool_calls": [
+                {
+                    "id": "call_Qm3v8XkT",
+                    "type": "function",
+                    "function": {"name": "create_ticket_report", "arguments": arguments},
+                }
+            ],
+        }
+        response = app.test_client().post(
+            "/api/v1/assistant/tool-calls", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code != 200:
+            return response.status_code, None
+        return response.status_code, json.loads(response.get_json()["tool_outputs"][0]["output"])["ticketId"]
+
+    return post
+
+
+def _assistant_token() -> str:
+    from helpdesk.services.integrations import IntegrationsService
+
+    _integration, token = IntegrationsService(db.session).add("whatsapp-bot", "assistant")
+    db.session.commit()
+    return token
+
+
+@on_postgresql
+def test_one_assistant_call_submitted_twice_at_once_opens_one_ticket(app, monkeypatch):
+    """A runtime submitting a batch again while the first is still running: the
+    first is held after the customer's count, its locks taken; the second waits for
+    them and then answers the first one's ticket: one ticket, one acknowledgment."""
+    from helpdesk.services import customer_limits
+
+    token = _assistant_token()
+    order = Interleaving()
+    reached_limit = customer_limits.reached_limit
+
+    def count_then_hold(*args: Any) -> str | None:
+        reached = reached_limit(*args)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+        return reached
+
+    monkeypatch.setattr(customer_limits, "reached_limit", count_then_hold)
+    results = order.run(
+        _assistant_post(app, token, order, "first", "+5215512345678"),
+        _assistant_post(app, token, order, "second", "+5215512345678"),
+    )
+    assert results == {"first": (200, "TKT-000001"), "second": (200, "TKT-000001")}, results
+    assert _opened_and_acknowledged() == ([(1, "5215512345678@phone.invalid")], 1)
+
+
+@on_postgresql
+def test_one_assistant_call_id_of_two_customers_at_once_opens_two_tickets(app, monkeypatch):
+    """Two customers' locks do not serialise their calls: the second one's claim of
+    the call id waits for the first one's; once it is committed the second is no
+    repeat of someone else's call and opens its own ticket, never a 500."""
+    from helpdesk.services.assistant import AssistantService
+
+    token = _assistant_token()
+    order = Interleaving()
+    claim = AssistantService._claim
+
+    def claim_then_hold(self: Any, *args: Any) -> int | None:
+        claimed = claim(self, *args)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+        return claimed
+
+    monkeypatch.setattr(AssistantService, "_claim", claim_then_hold)
+    results = order.run(
+        _assistant_post(app, token, order, "first", "+5215512345678"),
+        _assistant_post(app, token, order, "second", "+5215599990000"),
+    )
+    assert results == {"first": (200, "TKT-000001"), "second": (200, "TKT-000002")}, results
+    assert _opened_and_acknowledged() == (
+        [(1, "5215512345678@phone.invalid"), (2, "5215599990000@phone.invalid")],
+        2,
+    )
+
+
 @on_postgresql
 def test_a_proof_whose_customer_is_merged_into_a_lower_ticket_meanwhile_locks_in_order(app, agent):
     """A WhatsApp customer proves her email (the merge locks the tickets her

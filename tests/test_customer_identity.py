@@ -6,6 +6,7 @@ address of someone known by phone is no address a customer may give."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from functools import partial
 
@@ -51,8 +52,14 @@ def tools(call, customer: dict, *calls: tuple[str, dict], channel: str = "whatsa
             "customer": customer,
             "channel": channel,
             "tool_calls": [
-                {"id": f"c{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-                for n, (name, args) in enumerate(calls)
+                # A fresh id per call, as runtimes give: one submitted again with the
+                # same arguments is answered the ticket it opened (docs/integrations.md).
+                {
+                    "id": f"call_{uuid.uuid4().hex}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(args)},
+                }
+                for name, args in calls
             ],
         },
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, jsonify
+from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from helpdesk.api import bp
@@ -50,12 +50,20 @@ def assistant_tool_calls() -> ResponseReturnValue:
         raise ValidationError(errors)
     customer = named_customer(data["customer"], phone_vouched=channel == "whatsapp")
     db.session.commit()  # the contact, before any call can roll back
-    service = AssistantService(db.session, current_app.config, conversation_id=conversation)
+    service = AssistantService(
+        db.session, current_app.config, conversation_id=conversation, integration_id=g.integration.id
+    )
     outputs = [
         {
             "tool_call_id": call["id"],
             "output": json.dumps(
-                service.call(customer, call["function"]["name"], call["function"].get("arguments"), channel),
+                service.call(
+                    customer,
+                    call["function"]["name"],
+                    call["function"].get("arguments"),
+                    channel,
+                    call_id=call["id"],
+                ),
                 ensure_ascii=False,
             ),
         }

@@ -13,9 +13,11 @@ an unknown number and someone else's ticket get the same output.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import jsonschema_rs
@@ -25,11 +27,12 @@ from sqlalchemy.orm import Session
 from helpdesk import addresses, languages, numbering, sla, wording
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
+from helpdesk.database import insert_ignoring
 from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inbound import automail
 from helpdesk.inputs import echoed, one_line, unstorable_json
 from helpdesk.languages import N_, format_remaining, gettext_in
-from helpdesk.models import Contact, Ticket
+from helpdesk.models import AssistantCall, Contact, Ticket
 from helpdesk.services import contacts, customer_limits, email_proofs, satisfaction
 from helpdesk.services.actors import Actor
 from helpdesk.services.tickets import (
@@ -44,6 +47,8 @@ from helpdesk.services.tickets import (
 
 MAX_TEXT = 20_000  # a description or a comment
 LISTED = 20  # tickets `list_my_tickets` returns, newest first
+# How long a `create_ticket_report` submitted again is answered the ticket it opened.
+REPEAT_WINDOW = timedelta(days=1)
 
 ASSISTANT_CATEGORIES = ("support", "technical", "billing", "sales", "complaint")
 
@@ -239,13 +244,22 @@ class Failure(Exception):
 
 class AssistantService:
     def __init__(
-        self, session: Session, config: Mapping[str, Any], *, conversation_id: str | None = None
+        self,
+        session: Session,
+        config: Mapping[str, Any],
+        *,
+        conversation_id: str | None = None,
+        integration_id: int | None = None,
     ) -> None:
         """`conversation_id`: the runtime's conversation the calls come from, kept on
-        the tickets they open (shown on the ticket page)."""
+        the tickets they open (shown on the ticket page). `integration_id`: the
+        integration calling, whose call ids a repeated `create_ticket_report` is
+        known by (`_create`); None remembers none."""
         self.session = session
         self.config = config
         self.conversation_id = conversation_id
+        self.integration_id = integration_id
+        self.call_id: str | None = None  # the id of the call running
         self.tickets = TicketsService.from_config(session, config)
         self.handlers: dict[str, Callable[[Customer, dict[str, Any], str], dict[str, Any]]] = {
             "create_ticket_report": self._create,
@@ -258,11 +272,15 @@ class AssistantService:
         # The contact a proof in this batch bound the number to: later calls act for it.
         self.bound: Contact | None = None
 
-    def call(self, customer: Customer, name: object, arguments: object, channel: str) -> dict[str, Any]:
+    def call(
+        self, customer: Customer, name: object, arguments: object, channel: str, call_id: str | None = None
+    ) -> dict[str, Any]:
         """One tool call's output. Each call commits or rolls back on its own, so one
-        failing call in a batch does not undo another."""
+        failing call in a batch does not undo another. `call_id`: the runtime's id of
+        the call, the same when it submits the call again."""
         if self.bound is not None:
             customer = replace(customer, contact=self.bound)
+        self.call_id = call_id
         try:
             if not isinstance(name, str) or name not in self.handlers:
                 raise Failure(f"Unknown function: {echoed(name)}", "unknown")
@@ -291,7 +309,22 @@ class AssistantService:
         # them to another contact, which is the one to count and to open under.
         contact = contacts.current(self.session, customer.contact)
         customer = replace(customer, contact=contact)
-        if not customer_limits.may_open(self.session, contact, self.config):
+        allowed = customer_limits.may_open(self.session, contact, self.config)
+        # A call submitted again (a runtime retrying a batch after a lost answer or a
+        # 503, or one id twice in a batch) is answered the ticket it opened, and
+        # opens and mails nothing, whatever the limits say now (docs/integrations.md,
+        # "The assistant's tools"). Read after the customer's locks, claimed before
+        # the number is taken, as a chat's conversation is (`services.chat`).
+        digest = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()
+        repeated = self._opened(contact, digest)
+        claimed = None
+        if repeated is None and allowed and self.integration_id is not None and self.call_id is not None:
+            claimed = self._claim(self.integration_id, self.call_id, digest)
+            if claimed is None:  # submitted at once under another customer's locks, committed first
+                repeated = self._opened(contact, digest)
+        if repeated is not None:
+            return self._created(repeated)
+        if not allowed:
             raise Failure(TOO_MANY, "too_many")
         ticket = self.tickets.open_ticket(
             subject=arguments["title"],
@@ -304,7 +337,43 @@ class AssistantService:
             conversation_id=self.conversation_id,
             priority=arguments.get("priority"),
             category=arguments.get("category"),
+            assistant_call=claimed,
         )
+        return self._created(ticket)
+
+    def _opened(self, contact: Contact, digest: str) -> Ticket | None:
+        """The ticket this call id of this integration opened with these arguments
+        (`digest`) within `REPEAT_WINDOW`, as the customer reaches it now (a merged
+        one's survivor), or None. A call id used before for other arguments, long
+        ago, or for someone else (whose ticket a call id picks for no one) is no
+        repeat: the call opens a ticket, unremembered."""
+        if self.integration_id is None or self.call_id is None:
+            return None
+        ticket = self.session.execute(
+            select(Ticket)
+            .join(AssistantCall, AssistantCall.ticket_id == Ticket.id)
+            .where(
+                AssistantCall.integration_id == self.integration_id,
+                AssistantCall.call_id == self.call_id,
+                AssistantCall.digest == digest,
+                AssistantCall.created_at >= now() - REPEAT_WINDOW,
+            )
+        ).scalar_one_or_none()
+        if ticket is None or not customer_reaches(self.session, contact, ticket.id):
+            return None
+        return reached_by(self.session, contact, ticket) or ticket
+
+    def _claim(self, integration_id: int, call_id: str, digest: str) -> int | None:
+        """Claim the call id for the ticket about to be opened (`chat.claim`'s rule):
+        the claim's id, or None where another request claimed it first; on
+        PostgreSQL a claim not yet committed is waited for."""
+        return self.session.execute(
+            insert_ignoring(self.session, AssistantCall, ["integration_id", "call_id"])
+            .values(integration_id=integration_id, call_id=call_id, digest=digest, created_at=now())
+            .returning(AssistantCall.id)
+        ).scalar_one_or_none()
+
+    def _created(self, ticket: Ticket) -> dict[str, Any]:
         number = self._number(ticket.number)
         return {
             "success": True,

@@ -31,6 +31,7 @@ from helpdesk.database import adopt
 from helpdesk.errors import Conflict, InvalidTransition, NotFound, TicketCancelled, ValidationError
 from helpdesk.inputs import echoed, positive_int, unstorable
 from helpdesk.models import (
+    AssistantCall,
     Attachment,
     ChatConversation,
     Contact,
@@ -170,6 +171,7 @@ class TicketsService:
         source: str | None = None,
         conversation_id: str | None = None,
         chat_conversation: int | None = None,
+        assistant_call: int | None = None,
         ticket_type: str | None = None,
         service_address: object = "",
         affected_services: object = (),
@@ -188,7 +190,8 @@ class TicketsService:
         from whatever shape the channel has (form text or JSON lists). The ticket
         goes to the `team` named, else to the one its type routes to (`teams`).
         `chat_conversation` is the id of the `chat_conversations` row the caller
-        claimed for it (`services.chat.claim`), pointed at the ticket as a mail is.
+        claimed for it (`services.chat.claim`), pointed at the ticket as a mail is;
+        `assistant_call` likewise the `assistant_calls` row (`services.assistant`).
         """
         errors: dict[str, str] = {}
         subject = inputs.one_line(subject or "")  # as mail's subjects are: one line, no controls
@@ -297,6 +300,8 @@ class TicketsService:
         linked = [(InboundMail.__table__, inbound_mail_id)] if inbound_mail_id else []
         if chat_conversation is not None:
             linked.append((ChatConversation.__table__, chat_conversation))
+        if assistant_call is not None:
+            linked.append((AssistantCall.__table__, assistant_call))
         ticket_id, number = numbering.insert_numbered(
             self.session,
             values,
