@@ -12,14 +12,14 @@ assistant opened, as `chat_conversations` has per chat ticket. Tickets opened
 before this revision have no row: a repeat of one of those opens a new ticket, as
 every repeat did.
 
-Revision ID: 0044
+Revision ID: 0041
 Revises: 0040
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0044"
+revision = "0041"
 down_revision = "0040"
 branch_labels = None
 depends_on = None
