@@ -357,18 +357,24 @@ class QueueService:
         a word of the description (None when the term has no word).
 
         The term's words come from PostgreSQL's own parser, so an address, an IP or a
-        hyphenated serial splits the same way in the term as in the text, and they
-        reach the query as a constant the planner can estimate. They are written into
-        the tsquery as quoted lexemes, never parsed as its operators. The text's
-        words are read from the column migration 0039 stores them in, never computed
-        by the search: a plan reading many tickets parsed each description again
-        (1 s a search at 3,000 tickets, docs/benchmarks.md).
+        hyphenated serial splits the same way in the term as in the text. They are
+        written into the tsquery as quoted lexemes, never parsed as its operators. The
+        text's words are read from the column migration 0039 stores them in, never
+        computed by the search: a plan reading many tickets parsed each description
+        again (1 s a search at 3,000 tickets, docs/benchmarks.md).
+
+        The tsquery is the value of a subquery, which the planner does not look into:
+        it prices every term as a rare one and reads the words index, whose answer for
+        word beginnings is exact, so no ticket's words are read. Given the words as a
+        constant, for a term half the tickets hold it read every ticket's words from
+        TOAST instead, a cost it does not see (140-210 ms a page at 20,000 tickets
+        against 30-40; docs/web.md, "Search").
         """
         lexemes = self.session.execute(_TERM_WORDS, {"term": term, "most": MAX_SEARCH_WORDS}).scalars().all()
         if not lexemes:
             return None
         query = " & ".join("'" + word.replace("\\", "\\\\").replace("'", "''") + "':*" for word in lexemes)
-        return _DESCRIPTION_WORDS.bool_op("@@")(cast(query, TSQUERY))
+        return _DESCRIPTION_WORDS.bool_op("@@")(select(cast(query, TSQUERY)).scalar_subquery())
 
 
 # The words of the description's first SEARCHED_DESCRIPTION_CHARS characters, as the
