@@ -89,30 +89,35 @@ def insert_numbered(
     dependents: Sequence[tuple[Table, Row]] = (),
     linked: Sequence[tuple[Table, int]] = (),
     attached: Sequence[tuple[Table, Row]] = (),
+    following: Sequence[tuple[Table, Row]] = (),
 ) -> tuple[int, int]:
     """Insert a ticket with the next number, plus rows that point at it (its first
     message, history, participants: their `ticket_id` is filled in), rows that
     point at the first of those (`attached`, e.g. the first message's attachments:
-    their foreign key to that table is filled in), and point existing rows at it
-    (`linked`: table and id, e.g. the inbound mail it came from); returns
-    `(id, number)`. Nothing is committed: the caller's transaction decides.
+    their foreign key to that table is filled in), rows that point at the ticket
+    and are written after the first of those, in order (`following`, e.g. the mail
+    gateway's note after the first message: their ids come after its), and point
+    existing rows at it (`linked`: table and id, e.g. the inbound mail it came from);
+    returns `(id, number)`. Nothing is committed: the caller's transaction decides.
 
     PostgreSQL gets everything in one statement, so the counter row is locked for
     that statement and the commit only. SQLite serializes writers with its database
     lock anyway, so plain statements in order do the same there.
     """
-    if attached and not dependents:
-        raise ValueError("attached rows need a first dependent to point at")
+    if (attached or following) and not dependents:
+        raise ValueError("attached and following rows need a first dependent")
     ticket = _with_defaults(Ticket.__table__, ticket)
     dependents = [(table, _with_defaults(table, values)) for table, values in dependents]
     attached = [(table, _with_defaults(table, values)) for table, values in attached]
+    following = [(table, _with_defaults(table, values)) for table, values in following]
     for _attempt in range(2):
         row: Sequence[Any] | None
         dialect = session.get_bind().dialect
         if dialect.name == "postgresql":
-            row = session.execute(*_pg_insert_all(dialect, ticket, dependents, linked, attached)).first()
+            statement = _pg_insert_all(dialect, ticket, dependents, linked, attached, following)
+            row = session.execute(*statement).first()
         else:
-            row = _insert_in_order(session, ticket, dependents, linked, attached)
+            row = _insert_in_order(session, ticket, dependents, linked, attached, following)
         if row is not None:
             return int(row[0]), int(row[1])
         _create_counter(session)
@@ -177,6 +182,7 @@ def _pg_insert_all(
     dependents: Sequence[tuple[Table, Row]],
     linked: Sequence[tuple[Table, int]],
     attached: Sequence[tuple[Table, Row]],
+    following: Sequence[tuple[Table, Row]] = (),
 ) -> tuple[Any, Row]:
     params: Row = {"counter": COUNTER_ID}
     columns = list(ticket)
@@ -191,7 +197,7 @@ def _pg_insert_all(
         parts.append(
             f", d{index} AS (INSERT INTO {table.name} (ticket_id, {', '.join(names)}) "
             f"SELECT t.id, {_values(dialect, f'd{index}', values, names, params)} FROM t"
-            f"{' RETURNING id' if index == 0 and attached else ''})"
+            f"{' RETURNING id' if index == 0 and (attached or following) else ''})"
         )
     for index, (table, values) in enumerate(attached):
         key = _parent_key(table, dependents[0][0])
@@ -204,6 +210,15 @@ def _pg_insert_all(
             f", a{index} AS (INSERT INTO {table.name} ({key}, {', '.join(names)}) "
             f"SELECT d0.id, {_values(dialect, f'a{index}', values, names, params)} "
             f"FROM d0{after} RETURNING {table.name}.id)"
+        )
+    for index, (table, values) in enumerate(following):
+        names = [name for name in values if name != "ticket_id"]
+        # Reading the row before it returned, as the attachments do: written after it.
+        before = f"f{index - 1}" if index else "d0"
+        parts.append(
+            f", f{index} AS (INSERT INTO {table.name} (ticket_id, {', '.join(names)}) "
+            f"SELECT t.id, {_values(dialect, f'f{index}', values, names, params)} "
+            f"FROM t, {before} RETURNING {table.name}.id)"
         )
     for index, (table, row_id) in enumerate(linked):
         params[f"u{index}_id"] = row_id
@@ -257,6 +272,7 @@ def _insert_in_order(
     dependents: Sequence[tuple[Table, Row]],
     linked: Sequence[tuple[Table, int]],
     attached: Sequence[tuple[Table, Row]],
+    following: Sequence[tuple[Table, Row]] = (),
 ) -> tuple[int, int] | None:
     number = session.execute(_TAKE, {"counter": COUNTER_ID}).scalar()
     if number is None:
@@ -274,6 +290,8 @@ def _insert_in_order(
     for table, values in attached:
         key = _parent_key(table, dependents[0][0])
         session.execute(table.insert().values({**values, key: first_id}))
+    for table, values in following:
+        session.execute(table.insert().values({**values, "ticket_id": ticket_id}))
     for table, row_id in linked:
         session.execute(table.update().where(table.c.id == row_id).values(ticket_id=ticket_id))
     return ticket_id, number

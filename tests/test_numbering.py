@@ -211,6 +211,61 @@ def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
     assert db.session.get(InboundMail, inbound.id).ticket_id == ticket.id
 
 
+def test_a_note_for_staff_is_written_after_the_first_message_in_the_same_statement(service, backend):
+    """The mail gateway's note on what it left out of a new ticket's mail
+    (docs/mail-gateway.md, "What is stored") is written by the numbering statement
+    too, after the first message: the counter row is locked for nothing more."""
+    from sqlalchemy import event
+
+    from helpdesk.models import Attachment, Message
+    from helpdesk.services.tickets import NewAttachment
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        ticket = service.open_ticket(
+            subject="Printer",
+            description="see the photo",
+            requester_email="a@b.example",
+            channel="email",
+            actor=Actor.customer("a@b.example"),
+            attachments=[NewAttachment("photo.jpg", "image/jpeg", b"jpeg")],
+            note=(Actor.system("mail gateway"), "big.jpg (9 bytes) not stored"),
+        )
+        db.session.flush()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    db.session.commit()
+    taking = [i for i, sql in enumerate(statements) if "ticket_counter" in sql]
+    if backend == "postgresql":
+        assert taking == [len(statements) - 1], statements[taking[0] :]
+    rows = db.session.execute(select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id))
+    first, note = rows.scalars()
+    assert (first.kind, first.body, first.author_label) == ("reply", "see the photo", "a@b.example")
+    assert (note.kind, note.body, note.author_label) == (
+        "note",
+        "big.jpg (9 bytes) not stored",
+        "mail gateway",
+    )
+    assert (note.author_staff_id, note.author_contact_id, note.inbound_mail_id) == (None, None, None)
+    assert note.created_at == first.created_at
+    [photo] = db.session.execute(select(Attachment)).scalars()
+    assert photo.message_id == first.id
+    with pytest.raises(ValidationError):
+        service.open_ticket(
+            subject="Printer",
+            description="x",
+            requester_email="a@b.example",
+            channel="email",
+            actor=Actor.customer("a@b.example"),
+            note=(Actor.system("mail gateway"), " "),
+        )
+
+
 def test_every_model_default_is_applied_by_the_numbered_insert(service, backend):
     """The PostgreSQL insert is one text statement: a model column whose default it
     skipped would break ticket creation there only. Rows given nothing but their

@@ -177,6 +177,7 @@ class TicketsService:
         affected_services: object = (),
         device_serials: object = (),
         team: str | None = None,
+        note: tuple[Actor, str] | None = None,
     ) -> Ticket:
         """Store a new ticket with its first message and give it the next number.
 
@@ -192,6 +193,9 @@ class TicketsService:
         `chat_conversation` is the id of the `chat_conversations` row the caller
         claimed for it (`services.chat.claim`), pointed at the ticket as a mail is;
         `assistant_call` likewise the `assistant_calls` row (`services.assistant`).
+        `note` is an internal note (its author, its text) written right after the
+        first message, in the same statement: the mail gateway's for staff on what it
+        left out of the mail (docs/mail-gateway.md, "What is stored").
         """
         errors: dict[str, str] = {}
         subject = inputs.one_line(subject or "")  # as mail's subjects are: one line, no controls
@@ -201,6 +205,8 @@ class TicketsService:
             errors["subject"] = f"must be at most {MAX_SUBJECT} characters"
         if not isinstance(description, str) or unstorable(description):
             errors["description"] = "must be text"
+        if note is not None and (not note[1].strip() or unstorable(note[1])):
+            errors["body"] = "must be text"
         email = addresses.normalize(requester_email)
         if not email:
             errors["requester_email"] = "is required"
@@ -302,12 +308,23 @@ class TicketsService:
             linked.append((ChatConversation.__table__, chat_conversation))
         if assistant_call is not None:
             linked.append((AssistantCall.__table__, assistant_call))
+        following = []
+        if note is not None:
+            author, body = note
+            following.append(
+                (
+                    Message.__table__,
+                    dict(message, kind="note", author_staff_id=author.staff_id, author_contact_id=None)
+                    | dict(author_label=author.label, body=body, body_html=None, inbound_mail_id=None),
+                )
+            )
         ticket_id, number = numbering.insert_numbered(
             self.session,
             values,
             dependents,
             linked,
             [(Attachment.__table__, item.row()) for item in attachments],
+            following,
         )
         return self._persistent(Ticket(id=ticket_id, number=number, **values), requester)
 
