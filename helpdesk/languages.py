@@ -42,7 +42,7 @@ from flask import Flask, current_app, g, has_request_context, request
 from werkzeug.datastructures import LanguageAccept
 
 from config import LANGUAGES, ConfigurationError
-from helpdesk.models import Contact
+from helpdesk.models import Contact, Ticket
 
 FALLBACK = "en"  # the source language: the texts as written, no catalog
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
@@ -237,6 +237,14 @@ def of_contact(contact: Contact, config: Mapping[str, Any]) -> str:
     default (a value no texts exist in falls back to English rather than failing)."""
     language = contact.language or config["DEFAULT_LANGUAGE"]
     return language if language in LANGUAGES else FALLBACK
+
+
+def of_ticket(ticket: Ticket, config: Mapping[str, Any]) -> str:
+    """The language of a ticket's customer mail: its own once its first customer
+    mail fixed it, else the one that mail will fix (`of_contact` of its requester)."""
+    if ticket.language in LANGUAGES:
+        return ticket.language
+    return of_contact(ticket.requester, config)
 
 
 def use(language: str | None = None, zone: str | None = None) -> None:

@@ -117,8 +117,28 @@ KNOWN = (
     N_("Escalated from %(old)s to %(new)s by %(who)s:"),  # a staff alert's first line
     N_("no reply for %(duration)s after it was resolved"),
     N_("SLA breached (SLA_BREACH_RAISES_PRIORITY)"),
-    # an author's label (helpdesk.services.actors)
+    # an author's label (helpdesk.services.actors), the gateway's among them
     N_("%(who)s (unverified sender)"),
+    N_("mail gateway"),
+    # the lines of the gateway's note for staff on a mail (helpdesk.inbound.parser,
+    # storage, ingest; docs/mail-gateway.md, "What is stored")
+    N_("%(name)s (%(size)s bytes) not stored: larger than %(limit)s bytes; it is in the original mail."),
+    N_(
+        "%(name)s (%(size)s bytes) not stored: attachments exceed %(limit)s bytes in total; "
+        "it is in the original mail."
+    ),
+    N_(
+        "%(count)s more attachments not stored: more than %(limit)s in one mail (MAX_ATTACHMENTS); "
+        "they are in the original mail."
+    ),
+    N_(
+        "%(count)s more To/Cc addresses were not added as participants: more than %(limit)s "
+        "(MAX_CC_PARTICIPANTS)."
+    ),
+    N_("Only the header of this mail was read: %(reason)s. The whole mail is kept as it arrived."),
+    N_("Only the first %(count)s characters of the HTML were read as text (MAX_HTML_TO_TEXT_CHARS)."),
+    N_("The sender was taken from %(where)s: the mail has no From header."),
+    N_("The sender was taken from %(where)s: the From header (%(from)s) names no address."),
 )
 # Known texts shown otherwise than they are written: a time the service wrote in
 # UTC is shown in the reader's zone, which names itself.
@@ -338,6 +358,7 @@ _VALUES: dict[str, Callable[[str], str]] = {
     "state": lambda value: vocabulary_label(languages.QUARANTINE_STATE_LABELS, value),
     "time": _time,
     "duration": _duration,
+    "where": languages.translate,  # a header's name as it is, "the SMTP envelope (MAIL FROM)" translated
 }
 # Every vocabulary value with a label, for a list of choices (a value means the same
 # in every table it is in: "system", "chat", "pending").

@@ -17,10 +17,12 @@ import html
 import re
 from collections.abc import Iterable
 from datetime import timedelta
+from email.message import EmailMessage
 from gettext import NullTranslations
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from helpdesk import customer_links, languages
@@ -280,6 +282,92 @@ def test_a_spanish_speaking_contacts_thread_stays_spanish_through_the_gateway(
     new_ack = deliver(app, sink)[-1]
     assert new_ack["Subject"] == "[TKT-000002] Factura duplicada"
     assert "we have received your request and opened ticket TKT-000002." in text_of(new_ack)
+
+
+def _tracker_text(app: Flask, client: FlaskClient, ticket: Ticket, address: str) -> str:
+    """The words of the tracker page a mail's status link opens, markup taken out."""
+    path = "/track/" + customer_links.token(app.config, "status", ticket.id, address)
+    page = client.get(path, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    return " ".join(html.unescape(_MARKUP.sub(" ", page)).split())
+
+
+def _bare_mail(sender: str, *, big: bool, **headers: str) -> EmailMessage:
+    """A mail with no subject and no text; `big`: with a photo over the 100-byte limit."""
+    mail = message(sender=sender, body="", headers=headers)
+    del mail["Subject"]
+    if big:
+        mail.add_attachment(b"\xff" * 150, maintype="image", subtype="jpeg", filename="modem.jpg")
+    return mail
+
+
+def test_a_spanish_customers_bare_mail_reads_spanish_and_keeps_our_notes_for_staff(
+    app, gateway, senders, sink, client
+):
+    """A Spanish-speaking contact mails no subject, no text and a photo over the
+    limit, then answers with no text: the placeholders are stored in the ticket's
+    language, the acknowledgment's subject and title and the tracker say them in
+    Spanish, and the gateway's note on the photo is an internal note for staff,
+    not words of ours in the customer's own message (docs/mail-gateway.md, "What is
+    stored")."""
+    app.config.update(MAX_ATTACHMENT_BYTES=100)
+    _speaks("lucia@corp.example", "es")
+    assert gateway.send(_bare_mail("Lucía Pérez <lucia@corp.example>", big=True))[0] == 250
+    (ack,) = deliver(app, sink)
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert (ticket.subject, ticket.description, ticket.language) == ("(sin asunto)", "(sin texto)", "es")
+    assert ack["Subject"] == "[TKT-000001] (sin asunto)"
+    assert "Título:    (sin asunto)" in text_of(ack)
+    assert "(sin asunto)" in html_of(ack)
+    for mail_text in (text_of(ack), html_of(ack)):
+        assert "no subject" not in mail_text and "not stored" not in mail_text
+
+    answer = _bare_mail("Lucía Pérez <lucia@corp.example>", big=False, **{"In-Reply-To": ack["Message-ID"]})
+    assert gateway.send(answer) == (250, b"2.0.0 OK appended TKT-000001")
+    db.session.expire_all()
+    ticket = db.session.get(Ticket, ticket.id)
+    assert [(m.kind, m.body) for m in ticket.messages] == [
+        ("reply", "(sin texto)"),
+        ("note", "modem.jpg (150 bytes) not stored: larger than 100 bytes; it is in the original mail."),
+        ("reply", "(sin texto)"),
+    ]
+    tracker = _tracker_text(app, client, ticket, "lucia@corp.example")
+    assert "Consulta tu ticket" in tracker and tracker.count("(sin texto)") == 2
+    for english in ("no subject", "no text", "not stored", "modem.jpg", "original mail"):
+        assert english not in tracker, english
+
+
+def test_an_english_customers_bare_mail_keeps_the_english_placeholders(app, gateway, senders, sink, client):
+    app.config.update(MAX_ATTACHMENT_BYTES=100)
+    assert gateway.send(_bare_mail("Ann <ann@example.com>", big=True))[0] == 250
+    (ack,) = deliver(app, sink)
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert (ticket.subject, ticket.description, ticket.language) == ("(no subject)", "(no text)", "en")
+    assert ack["Subject"] == "[TKT-000001] (no subject)"
+    assert "Title:     (no subject)" in text_of(ack)
+    assert [(m.kind, m.body) for m in ticket.messages] == [
+        ("reply", "(no text)"),
+        ("note", "modem.jpg (150 bytes) not stored: larger than 100 bytes; it is in the original mail."),
+    ]
+    tracker = _tracker_text(app, client, ticket, "ann@example.com")
+    assert "(no text)" in tracker and "not stored" not in tracker
+
+
+def test_a_reply_with_no_text_is_written_in_the_tickets_language_not_the_contacts_new_one(
+    app, gateway, senders, sink
+):
+    """The thread keeps its language: a contact who switched to English after their
+    Spanish ticket's first mail still answers it with a Spanish placeholder."""
+    contact = _speaks("lucia@corp.example", "es")
+    assert gateway.send(message(sender="lucia@corp.example", subject="Sin señal"))[0] == 250
+    (ack,) = deliver(app, sink)
+    contact = db.session.get(Contact, contact.id)
+    contact.language = "en"
+    db.session.commit()
+    answer = _bare_mail("lucia@corp.example", big=False, **{"In-Reply-To": ack["Message-ID"]})
+    assert gateway.send(answer) == (250, b"2.0.0 OK appended TKT-000001")
+    db.session.expire_all()
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert ticket.messages[-1].body == "(sin texto)"
 
 
 def test_a_contact_without_a_language_gets_the_default_and_keeps_it(app, service, agent_actor, sink):

@@ -274,7 +274,8 @@ def test_the_delivery_agents_return_path_names_the_sender_of_mail_without_one(ap
     assert (record.from_address, record.from_source) == ("jorge@tecnicos.example", "return-path")
     ticket = db.session.execute(select(Ticket)).scalar_one()
     assert ticket.requester.email == "jorge@tecnicos.example"
-    assert "The sender was taken from Return-Path" in ticket.messages[0].body
+    note = ticket.messages[-1]  # for staff: an internal note by the gateway
+    assert note.kind == "note" and "The sender was taken from Return-Path" in note.body
 
 
 def test_mail_delivered_by_smtp_and_by_imap_makes_one_ticket(app, gateway, senders, mailbox):

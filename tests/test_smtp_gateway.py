@@ -571,12 +571,20 @@ def test_attachments_over_the_limits_are_left_in_the_raw_mail_with_a_note(app, g
     ticket = tickets()[0]
     stored = db.session.execute(select(Attachment.filename, Attachment.size).order_by(Attachment.id)).all()
     assert [tuple(row) for row in stored] == [("a.txt", 50), ("d.txt", 60)]
-    assert (
-        "[big.bin (150 bytes) not stored: larger than 100 bytes; it is in the original mail.]"
-    ) in ticket.description
-    assert (
-        "[c.txt (80 bytes) not stored: attachments exceed 120 bytes in total; it is in the original mail.]"
-    ) in ticket.description
+    assert ticket.description == "The printer on floor 3 is on fire."  # the customer's words only
+    # What was left out is told to staff: an internal note by the gateway, never mailed.
+    note = ticket.messages[1]
+    assert (note.kind, note.author_label, note.author_staff_id, note.author_contact_id) == (
+        "note",
+        "mail gateway",
+        None,
+        None,
+    )
+    assert note.body == (
+        "big.bin (150 bytes) not stored: larger than 100 bytes; it is in the original mail.\n"
+        "c.txt (80 bytes) not stored: attachments exceed 120 bytes in total; it is in the original mail."
+    )
+    assert len(ticket.messages) == 2
     assert ticket.messages[0].inbound_mail.raw.count(b'filename="') == 4
 
 
@@ -655,7 +663,7 @@ def test_a_mail_naming_its_sender_only_in_the_envelope_follows_the_sender_policy
     assert first.requester.email == "ann@example.com"
     assert (
         "The sender was taken from the SMTP envelope (MAIL FROM): the mail has no From "
-        "header." in first.messages[0].body
+        "header." in first.messages[-1].body
     )
     code, text = gateway.send(raw.replace(b"no from", b"still no from"), mail_from="stranger@nowhere.example")
     assert code == 250 and b"quarantined" in text

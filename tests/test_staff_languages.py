@@ -21,6 +21,7 @@ import importlib
 import inspect
 import re
 from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from sqlalchemy import select
 from helpdesk import languages, wording
 from helpdesk.errors import InvalidTransition
 from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.models import (
     Contact,
     ImapMailboxState,
@@ -70,6 +72,7 @@ ENGLISH_ONLY_WORDS = frozenset(
     "into only will there here these those".split()
 )
 _WORDS = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")  # "Reply-To" is one
+_SETTING = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")  # a setting's name (MAX_HTML_TO_TEXT_CHARS)
 _READ_ATTRIBUTES = ("title", "placeholder", "aria-label", "alt", "label", "data-label", "data-copied")
 _VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 _PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]")
@@ -157,7 +160,8 @@ def english_left(page: str) -> list[str]:
     """What of the product's English a page meant to be Spanish still shows."""
     text = read_text(page)
     left = [phrase for phrase in english_phrases() if re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text)]
-    left += sorted({word for word in _WORDS.findall(text) if word.lower() in ENGLISH_ONLY_WORDS})
+    words = _WORDS.findall(_SETTING.sub(" ", text))
+    left += sorted({word for word in words if word.lower() in ENGLISH_ONLY_WORDS})
     return left
 
 
@@ -574,6 +578,53 @@ def test_the_api_reads_and_sets_a_tickets_language_in_english(app, client, beto)
     }  # English, for programs
     assert api.patch("/tickets/TKT-000001", {"language": 7}).status_code == 422
     assert db.session.execute(select(Ticket.language)).scalar_one() == "es"
+
+
+# -- the gateway's notes for staff ------------------------------------------------------
+
+
+def test_the_gateway_notes_what_it_left_out_in_the_staff_members_language(app, client, ana):
+    """What the gateway left out of a mail (docs/mail-gateway.md, "What is stored")
+    is an internal note for staff, each line in the reader's language."""
+    SendersService(db.session).add("@cliente.test", "Cliente SA")
+    db.session.commit()
+    app.config.update(
+        MAX_ATTACHMENT_BYTES=100,
+        MAX_ATTACHMENTS_TOTAL_BYTES=120,
+        MAX_ATTACHMENTS=3,
+        MAX_CC_PARTICIPANTS=1,
+        MAX_HTML_TO_TEXT_CHARS=1000,
+    )
+    mail = EmailMessage()
+    mail["From"] = '"Lucía Pérez"'
+    mail["Reply-To"] = "lucia@cliente.test"
+    mail["To"] = "support@helpdesk.test"
+    mail["Cc"] = "a@cliente.test, b@cliente.test, c@cliente.test"
+    mail["Subject"] = "Fotos del módem"
+    mail.set_content("<p>" + "señal " * 400 + "</p>", subtype="html")
+    for name, size in (("foto1.jpg", 50), ("foto2.jpg", 150), ("foto3.jpg", 80), ("foto4.jpg", 10)):
+        mail.add_attachment(b"x" * size, maintype="image", subtype="jpeg", filename=name)
+    envelope = Envelope("lucia@cliente.test", ("support@helpdesk.test",), "smtp")
+    assert ingest(mail.as_bytes(), envelope, app.config).outcome is Outcome.CREATED
+    bare = b"To: support@helpdesk.test\r\nSubject: Sin remitente\r\n\r\nHola.\r\n"
+    assert ingest(bare, envelope, app.config).outcome is Outcome.CREATED
+    portal = _login(client, ana)
+    first = portal.get("/tickets/TKT-000001").get_data(as_text=True)
+    second = portal.get("/tickets/TKT-000002").get_data(as_text=True)
+    assert english_left(first) == [] and english_left(second) == []
+    assert "pasarela de correo" in read_text(first)
+    for line in (
+        "El remitente se leyó en Reply-To: el encabezado From (Lucía Pérez) no nombra ninguna dirección.",
+        "Solo se leyeron como texto los primeros 1000 caracteres del HTML (MAX_HTML_TO_TEXT_CHARS).",
+        "foto2.jpg (150 bytes) no se guardó: pesa más de 100 bytes; está en el correo original.",
+        "foto3.jpg (80 bytes) no se guardó: los adjuntos pasan de 120 bytes en total; "
+        "está en el correo original.",
+        "1 adjuntos más no se guardaron: más de 3 en un correo (MAX_ATTACHMENTS); "
+        "están en el correo original.",
+        "2 direcciones más de Para/Cc no se añadieron como participantes: más de 1 (MAX_CC_PARTICIPANTS).",
+    ):
+        assert line in read_text(first), line
+    assert "El remitente se leyó en el sobre SMTP (MAIL FROM): el correo no tiene encabezado From." in second
 
 
 # -- every English message the portal can show is known -------------------------------

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from helpdesk import addresses, message_ids, return_paths
+from helpdesk import addresses, languages, message_ids, return_paths
 from helpdesk.clock import database_clock
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
@@ -42,6 +42,7 @@ from helpdesk.inbound import authentication, authorization, automail, matching, 
 from helpdesk.inbound.dedup import count_duplicate, dedup_key, earlier_delivery
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail, clean, parse, sender_note
+from helpdesk.languages import N_, gettext_in
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
 from helpdesk.models import OutboxMessage, QuarantineItem, StaffUser, Ticket
@@ -51,6 +52,13 @@ from helpdesk.services import Actor, TicketsService, contacts, customer_limits, 
 from helpdesk.services.tickets import MAX_NAME, MAX_SUBJECT, lock_with_survivor
 
 log = logging.getLogger("helpdesk.inbound.ingest")
+
+# What a mail with no subject, or no text, is stored with: in the language of the
+# ticket's mail (docs/languages.md), as the customer reads it in every mail of the thread.
+NO_SUBJECT = N_("(no subject)")
+NO_TEXT = N_("(no text)")
+# Who writes the gateway's notes for staff (`_note_for_staff`, open_ticket's `note`).
+GATEWAY = Actor.system("mail gateway")
 
 _COLUMNS = InboundRecord.__table__.c
 # The received time is the database's (`clock.database_clock`), written into the
@@ -972,9 +980,19 @@ def apply(
                 "(MAX_CC_PARTICIPANTS)."
             )
             cc = cc[: limits.cc_participants]
+        subject, text = mail.subject, storage.display_text(mail)
+        if not subject or not text:
+            # In the language the ticket's mail will be in: its requester's (what its
+            # first customer mail fixes), asked for as open_ticket asks (answered from
+            # the session the second time).
+            language = languages.of_contact(
+                contacts.find_or_create(session, mail.from_address, mail.from_name[:MAX_NAME]), config
+            )
+            subject = subject or gettext_in(language, NO_SUBJECT)
+            text = text or gettext_in(language, NO_TEXT)
         ticket = service.open_ticket(
-            subject=(mail.subject or "(no subject)")[:MAX_SUBJECT],
-            description=_with_notes(storage.display_text(mail) or "(no text)", mail.notes + notes),
+            subject=subject[:MAX_SUBJECT],
+            description=text,
             requester_email=mail.from_address,
             requester_name=mail.from_name[:MAX_NAME],
             channel="email",
@@ -987,6 +1005,8 @@ def apply(
             inbound_mail_id=record.id,
             attachments=files,
             acknowledge=decision.acknowledge,
+            # In the numbering statement too: nothing runs while the counter is locked.
+            note=(GATEWAY, "\n".join(mail.notes + notes)) if mail.notes or notes else None,
         )
         # open_ticket pointed the row at the ticket in its numbering statement; no
         # second UPDATE while the counter row is locked.
@@ -996,7 +1016,8 @@ def apply(
         files, notes = storage.attachments(mail, limits)
         written = service.add_message(
             decision.ticket,
-            body=_with_notes(storage.display_text(mail) or "(no text)", mail.notes + notes),
+            body=storage.display_text(mail)
+            or gettext_in(languages.of_ticket(decision.ticket, config), NO_TEXT),
             actor=decision.actor or Actor.customer(mail.from_address),
             channel="email",
             internal=decision.internal,
@@ -1006,6 +1027,7 @@ def apply(
         )
         # The ticket it was written on: a customer's follows a merge (add_message).
         record.ticket_id = written.ticket_id
+        _note_for_staff(service, written.ticket, mail.notes + notes)
         number = service.display_number(written.ticket)
     session.flush()
     return Result(
@@ -1017,8 +1039,13 @@ def _joined(reason: str, more: str) -> str:
     return f"{reason}; {more}" if more else reason
 
 
-def _with_notes(text: str, notes: list[str]) -> str:
-    return text if not notes else text + "\n\n" + "\n".join(f"[{note}]" for note in notes)
+def _note_for_staff(service: TicketsService, ticket: Ticket, notes: list[str]) -> None:
+    """The gateway's notes on a mail appended to a ticket (what it left out, where it
+    found the sender) are for staff: one internal note by the gateway after the
+    mail's message, never words of ours in the customer's own (docs/mail-gateway.md,
+    "What is stored"). A new ticket's is written by open_ticket (`note`)."""
+    if notes:
+        service.add_message(ticket, body="\n".join(notes), actor=GATEWAY, channel="email", internal=True)
 
 
 def _bounced_notifications(
