@@ -38,7 +38,7 @@ from helpdesk.database import insert_ignoring
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db, jwt, limiter
 from helpdesk.http_errors import error_response
-from helpdesk.inputs import positive_int
+from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import RevokedToken, StaffUser
 from helpdesk.services import Actor
 from helpdesk.services.actors import StaffMember
@@ -169,10 +169,17 @@ def wrong_current_password(error: ValidationError) -> None:
 
 def check_credentials(email: str, password: str) -> StaffUser | None:
     """The active staff user with these credentials, or None. An unknown address
-    costs the same hash check as a wrong password, so timing does not tell them apart."""
-    user = db.session.execute(
-        select(StaffUser).where(StaffUser.email == addresses.normalize(email[:MAX_LOGIN_EMAIL]))
-    ).scalar_one_or_none()
+    costs the same hash check as a wrong password, so timing does not tell them apart.
+    An address no database can hold (a NUL: PostgreSQL refuses the text, a 500 from
+    the portal's form) is an unknown one, never looked up."""
+    email = email[:MAX_LOGIN_EMAIL]
+    user = (
+        None
+        if unstorable(email)
+        else db.session.execute(
+            select(StaffUser).where(StaffUser.email == addresses.normalize(email))
+        ).scalar_one_or_none()
+    )
     if user is None:
         check_password_hash(_decoy_hash(), password)
         failed_password()

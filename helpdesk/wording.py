@@ -43,6 +43,7 @@ KNOWN = (
     N_("must be text"),
     N_("must be at most %(count)s characters"),
     N_("must be at least %(count)s characters"),
+    N_("must not contain control characters"),
     N_("must be text of at most %(count)s characters"),
     N_("must be 1 to %(count)s printable characters"),
     N_("must be one of %(choices)s"),

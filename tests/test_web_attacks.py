@@ -761,3 +761,43 @@ def test_a_portal_assignee_that_names_nobody_is_refused_not_read_as_unassign(
     portal.post(f"{page}/update", {"priority": "medium", "assignee": ""}, page=page)
     db.session.expire_all()
     assert db.session.get(Ticket, stored[0].id).assignee_id is None
+
+
+def test_a_nul_in_the_portal_login_s_email_is_an_unknown_account_not_a_500(client, agent):
+    """The API refuses a NUL with 422 before looking; the portal form reached the
+    staff lookup, and PostgreSQL refused the text: a 500 (found by the auth review).
+    It is an unknown account now, the decoy's hash checked and the attempt counted."""
+    portal = Portal(client)
+    for address in (agent.email + "\x00", "\x00", "a\x00" * 200):
+        assert portal.login(address, "agent-password-1").status_code == 401, repr(address)
+
+
+@pytest.mark.parametrize("padding", ["\x00" * 9, "\x00\x01\x02\x03\x04\x05\x06\x07\x08", "\x7f" * 9])
+def test_a_new_password_padded_with_control_characters_is_refused(
+    app, client, portal, admin_portal, agent, padding
+):
+    """scrypt keys an HMAC with the password, and HMAC pads a short key with zero
+    bytes: 'a' and 'a' + 9 NULs hash alike, so a portal form (the API refuses NUL)
+    set a password of one character past the 10-character minimum (found by the auth
+    review). Control characters are refused in a new password on every form."""
+    app.config.update(LOGIN_RATE_LIMIT="1000 per minute", LOGIN_RATE_LIMIT_PER_ACCOUNT="1000 per minute")
+
+    def login_status(email: str, password: str) -> int:
+        return client.post("/api/v1/auth/login", json={"email": email, "password": password}).status_code
+
+    changed = portal.post(
+        "/account/password",
+        {"current_password": "agent-password-1", "new_password": "a" + padding},
+        page="/account",
+    )
+    assert changed.status_code == 400
+    created = admin_portal.post(
+        "/admin/staff",
+        {"email": "weak@helpdesk.test", "name": "Weak", "role": "admin", "password": "x" + padding},
+        page="/admin/staff",
+    )
+    assert created.status_code == 302
+    for password in ("a", "x", "a" + padding, "x" + padding):
+        assert login_status("weak@helpdesk.test", password) in (401, 422)  # 422: NUL in JSON
+        assert login_status(agent.email, password) in (401, 422)
+    assert login_status(agent.email, "agent-password-1") == 200

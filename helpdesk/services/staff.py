@@ -17,6 +17,7 @@ from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.database import insert_ignoring
 from helpdesk.errors import Conflict, ValidationError
+from helpdesk.inputs import has_control, unstorable
 from helpdesk.models import StaffUser
 
 MIN_PASSWORD = 10
@@ -135,6 +136,12 @@ class StaffService:
 
 
 def _password_errors(field: str, password: str) -> dict[str, str]:
+    """Why `password` cannot be a new password, if it cannot. Control characters are
+    refused: scrypt keys an HMAC with the password, which pads a short key with zero
+    bytes, so 'a' and 'a' followed by nine NULs were one password that passed the
+    minimum (docs/security.md, "Passwords")."""
+    if unstorable(password) or has_control(password):
+        return {field: "must not contain control characters"}
     if len(password) < MIN_PASSWORD:
         return {field: f"must be at least {MIN_PASSWORD} characters"}
     if len(password) > MAX_PASSWORD:
