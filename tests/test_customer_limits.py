@@ -15,6 +15,7 @@ import json
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -431,12 +432,18 @@ def _tool_call(
     channel: str = "whatsapp",
     **arguments: str,
 ) -> Any:
-    """One assistant tool call over the API, on the WhatsApp channel unless told, its output."""
+    """One assistant tool call over the API, on the WhatsApp channel unless told, its
+    output. Each call has an id of its own, as a runtime's have: one id sent again
+    with the same arguments is a repeat, answered by the ticket it opened."""
     body = {
         "customer": customer,
         "channel": channel,
         "tool_calls": [
-            {"id": "1", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+            {
+                "id": uuid.uuid4().hex,
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+            }
         ],
     }
     response = client.post(

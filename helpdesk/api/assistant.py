@@ -49,9 +49,12 @@ def assistant_tool_calls() -> ResponseReturnValue:
     if errors:
         raise ValidationError(errors)
     customer = named_customer(data["customer"], phone_vouched=channel == "whatsapp")
+    # Read before the commit expires it: read after, it began a transaction of its
+    # own, which on SQLite holds the write lock until the first call ends.
+    integration_id = g.integration.id
     db.session.commit()  # the contact, before any call can roll back
     service = AssistantService(
-        db.session, current_app.config, conversation_id=conversation, integration_id=g.integration.id
+        db.session, current_app.config, conversation_id=conversation, integration_id=integration_id
     )
     outputs = [
         {
