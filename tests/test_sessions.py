@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -249,3 +250,25 @@ def test_the_session_version_moves_only_when_sessions_must_end(app, agent):
     assert user.session_version == before
     service.set_active(user, False)
     assert user.session_version == before + 1
+
+
+def test_a_portal_login_ends_after_its_lifetime_however_often_it_is_used(app, clock, client, agent):
+    """STAFF_SESSION_LIFETIME is how long a login lasts. Every response signed the
+    cookie afresh (Flask refreshes a permanent session), so a tab's live poll, or a
+    stolen cookie replayed twice a day, kept a login for ever (found by the auth
+    review). The login's time is in the session, and after the lifetime it ends,
+    used or not; a new login starts again."""
+    lifetime = app.config["PERMANENT_SESSION_LIFETIME"]
+    portal = Portal(client)
+    assert portal.login(agent.email, "agent-password-1").status_code == 302
+    thief = _copy_of(client, app)
+    for _ in range(3):
+        clock.shift(lifetime / 4)
+        assert _logged_in(client.get("/tickets"))
+        assert _logged_in(thief.get("/tickets"))
+    clock.shift(lifetime / 4 + timedelta(seconds=1))
+    assert client.get("/tickets").status_code == 302
+    assert thief.get("/tickets").status_code == 302
+    assert client.get("/live/queue").status_code in (302, 401)
+    assert Portal(client).login(agent.email, "agent-password-1").status_code == 302
+    assert _logged_in(client.get("/tickets"))

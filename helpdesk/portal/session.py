@@ -4,6 +4,9 @@ and the session version it was issued under.
 The user is re-read on every request and the version compared, so logging out,
 changing a password or a role, and deactivation end every session of that person
 at the next click, copied cookies included (the cookie itself cannot be recalled).
+A login lasts STAFF_SESSION_LIFETIME from the moment it was made, however often it
+is used: every response signs the cookie afresh, so the cookie's own expiry only
+ends an idle one (docs/security.md, "Sessions").
 Every staff view is wrapped in `login_required`; admin views ask for
 `role="admin"` (agents get 403).
 """
@@ -11,12 +14,14 @@ Every staff view is wrapped in `login_required`; admin views ask for
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timezone
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import abort, redirect, request, session, url_for
+from flask import abort, current_app, redirect, request, session, url_for
 
 from helpdesk.auth import ROLE_RANK
+from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import StaffUser
 from helpdesk.services import Actor
@@ -29,6 +34,7 @@ def log_in(user: StaffUser) -> None:
     session.clear()  # a fresh session: no fixation of a pre-login cookie
     session["staff_id"] = user.id
     session["version"] = user.session_version
+    session["since"] = _moment()
     session.permanent = True
 
 
@@ -46,10 +52,19 @@ def current_staff() -> StaffUser | None:
     staff_id = session.get("staff_id")
     if not isinstance(staff_id, int):
         return None
+    since = session.get("since")
+    lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
+    if not isinstance(since, int) or _moment() - since > lifetime:
+        return None
     user = db.session.get(StaffUser, staff_id)
     if user is None or not user.is_active or session.get("version") != user.session_version:
         return None
     return user
+
+
+def _moment() -> int:
+    """Now, in whole seconds since the epoch (the session is JSON)."""
+    return int(now().replace(tzinfo=timezone.utc).timestamp())
 
 
 def actor() -> Actor:
