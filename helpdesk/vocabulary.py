@@ -112,6 +112,9 @@ NOTIFICATION_KINDS = (
 # the ticket, not to the customer, so it becomes an internal note (a digest's names
 # no ticket: docs/outbound-mail.md).
 STAFF_NOTIFICATION_KINDS = ("sla_breach", "escalation", "sla_digest")
+# The reason the queue's bulk form records with each change: words for the history,
+# which staff read, never mailed to the customer as if written to them.
+BULK_FORM_REASON = "bulk action"
 
 
 def unalias(name: str, value: str) -> str:

@@ -243,11 +243,6 @@ def _shapes() -> tuple[_Shape, ...]:
     return tuple(sorted(shapes, key=lambda shape: -shape.weight))
 
 
-def is_known(text: str) -> bool:
-    """Whether `text` is one the helpdesk writes (one of KNOWN's shapes), not a person."""
-    return any(shape.values(text) is not None for shape in _shapes())
-
-
 def said(text: str) -> str:
     """`text` in the reader's language if it is one of KNOWN, else as it is."""
     for shape in _shapes():

@@ -585,13 +585,10 @@ def _status_words(status: str | None, language: str) -> str:
 
 def _reason(row: OutboxMessage, reader: Reader) -> str:
     """The row's reason as its reader reads it. A customer's status mail shows what
-    staff wrote, as written, and nothing the helpdesk wrote for its history (the
-    queue's bulk form records "bulk action": mailed, it reached customers as if
-    written to them, in English; docs/outbound-mail.md). The staff alerts' own
-    sentences are stored in English (sla.Breach.describe,
-    notifications.queue_escalation) and read back by helpdesk.wording, as the
-    portal reads them, in the recipient's language and zone; what staff typed
-    below an escalation's first line stays as written."""
+    staff wrote, as written. The staff alerts' own sentences are stored in English
+    (sla.Breach.describe, notifications.queue_escalation) and read back by
+    helpdesk.wording, as the portal reads them, in the recipient's language and
+    zone; what staff typed below an escalation's first line stays as written."""
     reason = row.status_reason or ""
     with languages.reading(reader.language, reader.zone):
         if row.kind == "sla_breach":
@@ -599,7 +596,7 @@ def _reason(row: OutboxMessage, reader: Reader) -> str:
         if row.kind == "escalation":
             first, newline, rest = reason.partition("\n")
             return wording.said(first) + newline + rest
-    return "" if wording.is_known(reason) else reason
+    return reason
 
 
 def _mail_type(content_type: str) -> tuple[str, str]:

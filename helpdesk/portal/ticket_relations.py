@@ -8,6 +8,7 @@ from flask import current_app, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext, ngettext
 
+from helpdesk import vocabulary as v
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
@@ -70,7 +71,7 @@ def bulk_action() -> ResponseReturnValue:
             actor(),
             assignee_id=form_assignee(form.get("assignee", "")),
             status=form.get("status"),
-            reason="bulk action",
+            reason=v.BULK_FORM_REASON,
             tag_names=form.get("tags", ""),
         )
         if result.refused and not result.done:

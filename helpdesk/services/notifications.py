@@ -149,7 +149,13 @@ def queue_status_change(
             ticket_id=ticket.id,
             old_status=old,
             new_status=new,
-            **_row_values(kind, ticket.requester.email, status_reason=reason or ""),
+            # The bulk form's reason is the history's, not words to the customer
+            # (docs/outbound-mail.md); what staff typed is mailed as written.
+            **_row_values(
+                kind,
+                ticket.requester.email,
+                status_reason="" if reason == v.BULK_FORM_REASON else reason or "",
+            ),
         )
     )
 
