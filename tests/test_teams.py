@@ -1081,6 +1081,38 @@ def test_a_staff_members_proven_note_on_a_ticket_hidden_from_them_is_held_like_a
     assert len(_messages(number)) == 1
 
 
+@pytest.mark.parametrize("policy", ["quarantine", "reject", "accept"])
+def test_staff_of_an_authorized_domain_write_into_no_hidden_ticket_of_their_organization(app, policy):
+    """An internal helpdesk: `@corp.example` is an authorized sender of Corp, and the
+    agents write from it too. A staff member's proven mail on a Corp ticket hidden
+    from them was appended as a customer's reply, `appended TKT-…`, where a number
+    that does not exist opened a ticket (found by the review of the day's fixes).
+    Hidden from them, only the requester or a CC participant belongs on it: an
+    authorized sender's mail opens a new ticket linked to it, answered as a number
+    that does not exist is."""
+    from helpdesk.services.senders import SendersService
+
+    SendersService(db.session).add("@corp.example", "Corp")
+    StaffService(db.session).create(
+        email="tech@corp.example", name="Tech", role="agent", password="tech-password-1"
+    )
+    db.session.commit()
+    app.config.update(AGENT_VISIBILITY="own", UNKNOWN_SENDER_POLICY=policy)
+    for gateway in start_gateway(app, TRUSTED_AUTHSERV_ID=TRUSTED):
+        assert _passed(gateway, "dave@corp.example", "Payroll laptop") == (
+            250,
+            b"2.0.0 OK created TKT-000001",
+        )
+        written = _passed(gateway, "tech@corp.example", "[TKT-000001] hello")
+        nowhere = _passed(gateway, "tech@corp.example", "[TKT-000777] hello")
+    assert (written, nowhere) == (
+        (250, b"2.0.0 OK created TKT-000002"),
+        (250, b"2.0.0 OK created TKT-000003"),
+    )
+    assert len(_messages("TKT-000001")) == 1
+    assert _messages("TKT-000002")[0].author_staff_id is None
+
+
 @pytest.mark.parametrize(("mode", "visible"), [("team", "support"), ("own", "own")])
 def test_a_staff_members_proven_note_on_a_ticket_they_see_and_an_admins_on_any_are_kept(
     app, hidden, agent, admin, mode, visible

@@ -694,6 +694,7 @@ def _decide(
         # approved. A staff address acts as staff only with its own proof, approved or
         # not; without it the mail is an unverified internal note, never mailed.
         hidden = ""
+        replying = known
         if identified.staff_id is not None:
             as_staff = _staff_mail(session, mail, match, identified.staff_id, verdict, signer, number, config)
             if as_staff is not None:
@@ -704,7 +705,11 @@ def _decide(
                 f"{sender} is staff but may not see {number} (AGENT_VISIBILITY={config['AGENT_VISIBILITY']})"
             )
             known = replace(known, staff_id=None)
-        if believed and authorization.may_reply(session, ticket, sender, known):
+            # On it only as its requester or a CC participant: as an authorized sender
+            # of the ticket's organization (staff writing from the customer's domain,
+            # an internal helpdesk) they wrote into it and learnt it exists.
+            replying = authorization.UNKNOWN
+        if believed and authorization.may_reply(session, ticket, sender, replying):
             if ticket.status == "cancelled":
                 return Decision(
                     Outcome.CREATED,
