@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from io import BytesIO
+from urllib.parse import quote, unquote
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from helpdesk.inbound.parser import MAX_FILENAME_LENGTH
 from helpdesk.models import Attachment, Message, OutboxMessage
 from tests.support.database import open_ticket
 from tests.support.outbox import deliver, text_of
+from tests.support.web_process import WebServer, portal_login
 
 NUMBER = "TKT-000001"
 PAGE = f"/tickets/{NUMBER}"
@@ -256,3 +258,38 @@ def test_an_internal_notes_files_are_never_mailed(app, api, portal, service, sin
     assert len(_stored()) == 2
     assert db.session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one() == 1  # the ack
     assert len(deliver(app, sink)) == 1  # still only the acknowledgment
+
+
+def test_a_file_named_in_any_script_downloads_under_its_name_through_gunicorn(
+    database_url, portal, service, agent, tmp_path
+):
+    """The name went into Content-Disposition as raw text: gunicorn refused a name
+    outside Latin-1 ('Presupuesto – 2026.pdf', as Word writes an en dash; '請求書.pdf')
+    with a 500, and a Latin-1 one ('résumé.pdf') went out as bytes no browser reads
+    as UTF-8, so it was saved as the attachment's id (found by review; Flask's test
+    client never encodes headers). The name is sent as RFC 6266 asks: an ASCII
+    `filename` and the whole name in `filename*`."""
+    names = ["factura_año.pdf", "Presupuesto – 2026.pdf", "請求書.pdf", "résumé.pdf", "plain.pdf"]
+    open_ticket(service)
+    answer = _portal_reply(portal, _files(*((PDF, name, "application/pdf") for name in names)))
+    assert answer.status_code == 302
+    stored = {row.filename: row.id for row in db.session.execute(select(Attachment)).scalars()}
+    assert sorted(stored) == sorted(names)
+    email = agent.email
+    db.session.rollback()  # on SQLite an open transaction holds the write lock gunicorn needs
+    server = WebServer(database_url, tmp_path)
+    try:
+        browser = portal_login(server.base, email, "agent-password-1")
+        for name, attachment_id in stored.items():
+            with browser.open(f"{server.base}/attachments/{attachment_id}") as download:
+                assert download.status == 200, name
+                assert download.read() == PDF
+                disposition = download.headers["Content-Disposition"]
+            assert disposition.isascii(), disposition
+            if name.isascii():
+                assert disposition == f"attachment; filename={name}"
+            else:
+                assert f"filename*=UTF-8''{quote(name)}" in disposition, disposition
+                assert unquote(disposition.split("filename*=UTF-8''")[1]) == name
+    finally:
+        server.stop()

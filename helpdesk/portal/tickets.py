@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
+from urllib.parse import quote
 
 from babel.units import format_unit
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
@@ -10,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
+from werkzeug.http import dump_options_header
 
 from config import LANGUAGES
 from helpdesk import languages, lifecycle, sla
@@ -335,10 +338,23 @@ def attachment(attachment_id: int) -> ResponseReturnValue:
     ):
         abort(404)
     response = current_app.response_class(item.data, mimetype="application/octet-stream")
-    response.headers.set("Content-Disposition", "attachment", filename=item.filename)
+    response.headers["Content-Disposition"] = _disposition(item.filename)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+def _disposition(name: str) -> str:
+    """`attachment` naming the file as RFC 6266 asks: a name outside ASCII in
+    `filename*` (UTF-8, percent-encoded) beside an ASCII `filename` for old
+    clients. Written raw, a name outside Latin-1 made gunicorn answer 500, and a
+    Latin-1 one was saved under the attachment's id (docs/web.md)."""
+    if name.isascii():
+        return dump_options_header("attachment", {"filename": name})
+    fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return dump_options_header(
+        "attachment", {"filename": fallback or "attachment", "filename*": "UTF-8''" + quote(name, safe="")}
+    )
 
 
 def _typed(value: str | None, limit: int) -> str | None:
