@@ -27,7 +27,7 @@ from config import TestingConfig as PortalConfig
 from helpdesk import create_app
 from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import AuthorizedSender, Message, QuarantineItem, Ticket
+from helpdesk.models import AuthorizedSender, Message, QuarantineItem, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
@@ -509,3 +509,34 @@ def test_mail_html_makes_the_browser_ask_the_portal_for_nothing(app, admin, live
     assert not [url for url in asked if any(url.endswith(f"/tickets/{n}") for n in numbers)], asked
     db.session.rollback()
     assert [db.session.get(Ticket, victim.id).status for victim in victims] == ["new", "new"]
+
+
+def test_an_opened_formatted_version_stays_open_through_a_live_refresh(
+    app, admin, database_url, browser_page
+):
+    """The live refresh swapped the thread in whole and folded up the "Formatted
+    version" a staff member had just opened; opening a new ticket is a change, so it
+    happened on every first look (found by review). Open details stay open, as ticked
+    boxes stay ticked."""
+    service = TicketsService.from_config(db.session, app.config)
+    ticket = open_ticket(service, subject="Factura")
+    ticket.messages[0].body_html = "<p>Adjunto la <b>factura</b>.</p>"
+    path, ticket_id, admin_id = service.display_number(ticket), ticket.id, admin.id
+    db.session.commit()  # and nothing read until the page is done: SQLite's lock is the writer's
+    page = browser_page
+    with _served(database_url, LIVE_POLL_SECONDS=1) as portal_url:
+        _log_in(page, portal_url)
+        page.goto(f"{portal_url}/tickets/{path}")
+        page.locator("[data-live-url]").wait_for(state="attached")
+        page.click("details.html summary")
+        assert page.locator("details.html").get_attribute("open") is not None
+        service.add_message(
+            db.session.get(Ticket, ticket_id),
+            body="Mirando.",
+            actor=Actor.staff(db.session.get(StaffUser, admin_id)),
+            internal=True,
+            channel="web",
+        )
+        db.session.commit()
+        page.locator("#live-thread", has_text="Mirando.").wait_for(timeout=15_000)
+        assert page.locator("details.html").get_attribute("open") is not None
