@@ -14,7 +14,7 @@ from helpdesk.models import OutboxMessage, StaffUser, Ticket, TicketHistory
 from helpdesk.services import TicketsService
 from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.staff import StaffService
-from tests.support.database import open_ticket
+from tests.support.database import CUSTOMER, open_ticket
 from tests.support.outbox import deliver, text_of
 from tests.support.sink import Sink
 
@@ -169,3 +169,48 @@ def test_a_breach_raises_the_priority_one_step_when_configured(app, service: Tic
     db.session.commit()
     db.session.refresh(quiet)
     assert quiet.priority == "low"
+
+
+@pytest.mark.parametrize("pause", ["pending_customer", "reopened"])
+def test_a_raised_priority_sets_no_tighter_target_when_a_pause_ends(
+    app, service: TicketsService, agent_actor, clock, pause
+):
+    """The raise leaves the due times as they were, yet ending a pause (the customer
+    answering a pending ticket, a reopen) computed them again from the creation time
+    with the raised priority: a low ticket breached on its first answer became
+    medium, got medium's 3-day resolution target for its 7-day one, breached it on
+    day 3 and was raised to high (found by the SLA review). A pause moves the due
+    time on by the paused time; only staff choosing a priority sets new targets."""
+    app.config["SLA_BREACH_RAISES_PRIORITY"] = True
+    ticket = open_ticket(service, priority="low")
+    service.mark_viewed(ticket, actor=agent_actor)
+    service.change_status(ticket, "in_progress", actor=agent_actor)
+    db.session.commit()
+    resolution_due = ticket.resolution_due_at
+    clock.shift(timedelta(hours=25))  # low's first answer is due in 24 hours
+    assert check_sla(db.session, current_app.config).raised == 1
+    db.session.commit()
+    db.session.refresh(ticket)
+    assert (ticket.priority, ticket.resolution_due_at) == ("medium", resolution_due)
+    service.add_message(ticket, body="¿Me manda el registro?", actor=agent_actor, channel="web")
+    if pause == "pending_customer":
+        service.change_status(ticket, "pending_customer", actor=agent_actor)
+        db.session.commit()
+        clock.shift(timedelta(minutes=10))
+        service.add_message(ticket, body="Aquí está.", actor=CUSTOMER, channel="email")
+    else:
+        service.change_status(ticket, "resolved", actor=agent_actor)
+        db.session.commit()
+        clock.shift(timedelta(minutes=10))
+        service.change_status(ticket, "reopened", actor=CUSTOMER)
+    db.session.commit()
+    db.session.refresh(ticket)
+    assert ticket.resolution_due_at == resolution_due + timedelta(minutes=10)
+    clock.shift(timedelta(days=2))  # day 3: medium's target, far from low's 7 days
+    assert not check_sla(db.session, current_app.config).breaches
+    db.session.commit()
+    db.session.refresh(ticket)
+    assert (ticket.priority, ticket.resolution_breached) == ("medium", None)
+    service.update(ticket, actor=agent_actor, priority="high")  # staff choose: new targets
+    db.session.commit()
+    assert ticket.resolution_due_at == ticket.created_at + timedelta(hours=24, minutes=10)

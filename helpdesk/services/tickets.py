@@ -683,16 +683,22 @@ class TicketsService:
         )
         # The resolution clock stands still while the ticket waits for the customer
         # and while it is resolved or closed (helpdesk.sla): resume it by pushing the
-        # resolution due time back by the paused time.
+        # resolution due time back by the paused time. Pushed, not computed again from
+        # the priority: one the SLA check raised sets no tighter target (a low ticket
+        # raised to medium got medium's 3 days for its 7 and breached again;
+        # docs/lifecycle.md).
         paused_since = None
         if ticket.status == sla.WAITING and ticket.pending_since is not None:
             paused_since, ticket.pending_since = ticket.pending_since, None
         elif target == "reopened" and ticket.resolved_at is not None:
             paused_since = ticket.resolved_at
         if paused_since is not None:
-            paused = self.sla.clock_time(paused_since, moment)
+            paused = timedelta(seconds=int(self.sla.clock_time(paused_since, moment).total_seconds()))
             ticket.pending_seconds = (ticket.pending_seconds or 0) + int(paused.total_seconds())
-            self._set_due_times(ticket)
+            if ticket.resolution_due_at is None:
+                self._set_due_times(ticket)
+            else:
+                ticket.resolution_due_at = self.sla.add(ticket.resolution_due_at, paused)
         if target == sla.WAITING:
             ticket.pending_since = moment
         if target == "resolved":
