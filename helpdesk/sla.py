@@ -185,10 +185,11 @@ def record_reopening(ticket: Ticket) -> None:
 
 def state(ticket: Ticket, moment: datetime) -> str:
     """`breached`, `due_soon` (within an hour), `on_track`, `met` (finished in time) or
-    `void` (cancelled in time)."""
+    `void` (cancelled or merged in time: spam and duplicates neither met nor missed a
+    target)."""
     if ticket.first_response_breached or ticket.resolution_breached:
         return "breached"
-    if ticket.status == "cancelled":
+    if ticket.status == "cancelled" or ticket.merged_into_id is not None:
         return "void"
     if ticket.status in FINISHED:
         return "met"

@@ -55,10 +55,11 @@ def state_clause(wanted: str, moment: datetime) -> Any:
     breached = or_(flagged, overdue_by(moment))
     if wanted == "breached":
         return breached
+    voided = or_(Ticket.status == "cancelled", Ticket.merged_into_id.is_not(None))
     if wanted == "met":
-        return and_(not_(flagged), not_(running), Ticket.status != "cancelled")
+        return and_(not_(flagged), not_(running), not_(voided))
     if wanted == "void":
-        return and_(not_(flagged), Ticket.status == "cancelled")
+        return and_(not_(flagged), voided)
     due_soon = and_(running, not_(breached), overdue_by(moment + DUE_SOON))
     if wanted == "due_soon":
         return due_soon

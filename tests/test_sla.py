@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 
 import pytest
 from flask import current_app
+from sqlalchemy import select
 
 from config import parse_targets
-from helpdesk import sla
+from helpdesk import sla, sla_queries
 from helpdesk.business_hours import BusinessCalendar
 from helpdesk.clock import now
 from helpdesk.extensions import db
@@ -264,3 +265,29 @@ def test_waiting_time_is_measured_in_business_hours(app, agent_actor, clock):
     assert ticket.pending_seconds == 2 * 3600
     # 24 working hours = three days from Monday 09:00, plus the two paused hours.
     assert ticket.resolution_due_at == utc("2026-03-05T10:00")
+
+
+def test_a_merged_duplicate_neither_met_nor_missed_its_targets(service: TicketsService, agent_actor):
+    """docs/lifecycle.md: spam and duplicates neither met nor missed a target, so they
+    do not inflate `met`; a cancelled ticket was `void`, but a duplicate merged into
+    its original (SPEC §12's way with duplicates), closed unanswered, counted as met,
+    in the ticket's state and in the queue's and statistics' SQL alike (found by the
+    SLA review). A breach recorded before the merge still counts."""
+    original = open_ticket(service)
+    duplicate = open_ticket(service)
+    late = open_ticket(service)
+    late.first_response_breached = True
+    for ticket in (duplicate, late):
+        service.merge(ticket, original, actor=agent_actor)
+    db.session.commit()
+    moment = now()
+    assert [sla.state(ticket, moment) for ticket in (original, duplicate, late)] == [
+        "on_track",
+        "void",
+        "breached",
+    ]
+    for wanted, expected in (("void", [duplicate.id]), ("met", []), ("breached", [late.id])):
+        found = db.session.execute(
+            select(Ticket.id).where(sla_queries.state_clause(wanted, moment))
+        ).scalars()
+        assert sorted(found) == expected, wanted
