@@ -62,6 +62,22 @@ def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return default
 
 
+def _env_duration(name: str, default: str, *, zero: bool = False) -> timedelta:
+    """A positive duration (`parse_duration`), or `0` where `zero` says it means
+    something; another value is refused, not read: a mistyped `AUTO_CLOSE_AFTER=-7d`
+    or `0` closed every resolved ticket at the next run, and `7 days` stopped the
+    start with a traceback."""
+    text = _env(name, default)
+    try:
+        duration = parse_duration(text)
+    except (ValueError, OverflowError):  # "7 days", "nan"; "inf", "1e20d"
+        duration = timedelta(0)
+    if duration > timedelta(0) or (zero and duration == timedelta(0) and text.strip() in ("0", "0s")):
+        return duration
+    _REFUSED.append(f"{name} must be a positive duration such as 7d, 36h, 90m or 45s, not {text!r}")
+    return parse_duration(default)
+
+
 def _env_flag(name: str, default: bool) -> bool:
     """A yes/no setting; a value that is neither is refused, not read as false."""
     return _env_choice(name, "true" if default else "false", _FLAGS) in _FLAGS[::2]
@@ -123,8 +139,8 @@ class Config:
     # (helpdesk.instance).
     SECRET_KEY = os.environ.get("SECRET_KEY") or None
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or None
-    JWT_ACCESS_TOKEN_EXPIRES = parse_duration(_env("JWT_ACCESS_TOKEN_EXPIRES", "15m"))
-    JWT_REFRESH_TOKEN_EXPIRES = parse_duration(_env("JWT_REFRESH_TOKEN_EXPIRES", "30d"))
+    JWT_ACCESS_TOKEN_EXPIRES = _env_duration("JWT_ACCESS_TOKEN_EXPIRES", "15m")
+    JWT_REFRESH_TOKEN_EXPIRES = _env_duration("JWT_REFRESH_TOKEN_EXPIRES", "30d")
 
     SUPPORT_ADDRESSES = _env_list("SUPPORT_ADDRESSES", "support@helpdesk.test")
     SMTP_LISTEN = _env("SMTP_LISTEN", "127.0.0.1:2525")
@@ -140,8 +156,8 @@ class Config:
     SMTP_MAX_CONNECTIONS_PER_IP = _env_int("SMTP_MAX_CONNECTIONS_PER_IP", 20)
     # A session is closed after SMTP_TIMEOUT without a command or, in DATA, without
     # bytes (RFC 5321 4.5.3.2.7); one mail's DATA may take SMTP_DATA_TIMEOUT in all.
-    SMTP_TIMEOUT = parse_duration(_env("SMTP_TIMEOUT", "5m"))
-    SMTP_DATA_TIMEOUT = parse_duration(_env("SMTP_DATA_TIMEOUT", "10m"))
+    SMTP_TIMEOUT = _env_duration("SMTP_TIMEOUT", "5m")
+    SMTP_DATA_TIMEOUT = _env_duration("SMTP_DATA_TIMEOUT", "10m")
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     # Recipients of one mail: SMTP answers 452 past it, a record keeps at most this
     # many (RFC 5321 4.5.3.1.8 asks that 100 be accepted; docs/security.md).
@@ -170,11 +186,11 @@ class Config:
     IMAP_FAILED_FOLDER = _env("IMAP_FAILED_FOLDER", "Failed")
     IMAP_MAX_BACKOFF_SECONDS = _env_int("IMAP_MAX_BACKOFF_SECONDS", 60)
     IMAP_INGEST_THREADS = _env_int("IMAP_INGEST_THREADS", 2)
-    IMAP_STUCK_AFTER = parse_duration(_env("IMAP_STUCK_AFTER", "15m"))
+    IMAP_STUCK_AFTER = _env_duration("IMAP_STUCK_AFTER", "15m")
     # How long a gateway's hold on a mailbox lasts unless renewed: with several
     # gateways on one mailbox, the most a dead one delays the others.
     IMAP_LEASE_SECONDS = _env_int("IMAP_LEASE_SECONDS", 60)
-    OUTBOX_BACKLOG_AFTER = parse_duration(_env("OUTBOX_BACKLOG_AFTER", "30m"))
+    OUTBOX_BACKLOG_AFTER = _env_duration("OUTBOX_BACKLOG_AFTER", "30m")
     METRICS_TOKEN = _env("METRICS_TOKEN", "")
 
     # Outbound notifications (mailgateway.outbound). An empty URL turns the sender
@@ -184,16 +200,16 @@ class Config:
     OUTBOUND_FROM = _env("OUTBOUND_FROM", f"Helpdesk <{SUPPORT_ADDRESSES[0]}>")
     PORTAL_URL = _env("PORTAL_URL", "http://127.0.0.1:5000").rstrip("/")
     # How long the status and rating links in customer mail keep working (helpdesk.customer_links).
-    CUSTOMER_LINK_MAX_AGE = parse_duration(_env("CUSTOMER_LINK_MAX_AGE", "180d"))
+    CUSTOMER_LINK_MAX_AGE = _env_duration("CUSTOMER_LINK_MAX_AGE", "180d")
     MAIL_TEMPLATES_DIR = _env("MAIL_TEMPLATES_DIR", str(INSTANCE_DIR / "mail_templates"))
     OUTBOUND_POLL_SECONDS = float(_env("OUTBOUND_POLL_SECONDS", "2"))
     OUTBOUND_BATCH_SIZE = _env_int("OUTBOUND_BATCH_SIZE", 20)
     OUTBOUND_TIMEOUT_SECONDS = float(_env("OUTBOUND_TIMEOUT_SECONDS", "30"))
-    OUTBOUND_RETRY_FIRST = parse_duration(_env("OUTBOUND_RETRY_FIRST", "1m"))
-    OUTBOUND_RETRY_MAX = parse_duration(_env("OUTBOUND_RETRY_MAX", "1h"))
-    OUTBOUND_GIVE_UP_AFTER = parse_duration(_env("OUTBOUND_GIVE_UP_AFTER", "3d"))
-    OUTBOUND_LEASE = parse_duration(_env("OUTBOUND_LEASE", "10m"))
-    OUTBOUND_RATE_WINDOW = parse_duration(_env("OUTBOUND_RATE_WINDOW", "1h"))
+    OUTBOUND_RETRY_FIRST = _env_duration("OUTBOUND_RETRY_FIRST", "1m")
+    OUTBOUND_RETRY_MAX = _env_duration("OUTBOUND_RETRY_MAX", "1h")
+    OUTBOUND_GIVE_UP_AFTER = _env_duration("OUTBOUND_GIVE_UP_AFTER", "3d")
+    OUTBOUND_LEASE = _env_duration("OUTBOUND_LEASE", "10m")
+    OUTBOUND_RATE_WINDOW = _env_duration("OUTBOUND_RATE_WINDOW", "1h")
     OUTBOUND_MAX_AUTO_PER_RECIPIENT = _env_int("OUTBOUND_MAX_AUTO_PER_RECIPIENT", 20)
     OUTBOUND_MAX_AUTO_PER_TICKET = _env_int("OUTBOUND_MAX_AUTO_PER_TICKET", 10)
 
@@ -215,7 +231,7 @@ class Config:
 
     TICKET_PREFIX = _env("TICKET_PREFIX", "TKT-")
     TICKET_NUMBER_WIDTH = _env_int("TICKET_NUMBER_WIDTH", 6)
-    AUTO_CLOSE_AFTER = parse_duration(_env("AUTO_CLOSE_AFTER", "7d"))
+    AUTO_CLOSE_AFTER = _env_duration("AUTO_CLOSE_AFTER", "7d")
 
     # SLA (helpdesk.sla): overrides of the default targets (docs/lifecycle.md), and the business-hours
     # calendar the due times are counted in (unset: around the clock).
@@ -226,7 +242,7 @@ class Config:
     BUSINESS_HOLIDAYS = _env_list("BUSINESS_HOLIDAYS", "")
     # How often the gateway runs the SLA check and auto-close; 0 turns them off
     # there (run them from cron with `flask sla-check` / `flask auto-close`).
-    LIFECYCLE_JOBS_INTERVAL = parse_duration(_env("LIFECYCLE_JOBS_INTERVAL", "1m"))
+    LIFECYCLE_JOBS_INTERVAL = _env_duration("LIFECYCLE_JOBS_INTERVAL", "1m", zero=True)
 
     SQLITE_BUSY_TIMEOUT_MS = _env_int("SQLITE_BUSY_TIMEOUT_MS", 30000)
     # PostgreSQL connections per process: kept, and opened beyond that under load.
@@ -241,7 +257,7 @@ class Config:
     # 128 (checked by helpdesk.security): one host usually holds a whole /64.
     RATE_LIMIT_IPV6_PREFIX = _env("RATE_LIMIT_IPV6_PREFIX", "64")
     SECURE_COOKIES = _env_flag("SECURE_COOKIES", True)
-    PERMANENT_SESSION_LIFETIME = parse_duration(_env("STAFF_SESSION_LIFETIME", "12h"))
+    PERMANENT_SESSION_LIFETIME = _env_duration("STAFF_SESSION_LIFETIME", "12h")
     WTF_CSRF_TIME_LIMIT = None  # a CSRF token lives as long as the session it belongs to
     # Failed logins per client address, and per account from any address.
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "10 per minute")

@@ -137,6 +137,45 @@ def test_an_unknown_enumerated_setting_stops_the_start_in_one_line(tmp_path, nam
         assert result.stderr == f"{prefix}: {name} must be one of {allowed}, not {value!r}\n"
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTO_CLOSE_AFTER", "-7d"),
+        ("AUTO_CLOSE_AFTER", "0"),
+        ("AUTO_CLOSE_AFTER", "7 days"),
+        ("OUTBOUND_LEASE", "inf"),
+        ("STAFF_SESSION_LIFETIME", "nan"),
+        ("LIFECYCLE_JOBS_INTERVAL", "-1m"),
+    ],
+)
+def test_a_duration_that_is_not_positive_stops_the_start_in_one_line(tmp_path, name, value):
+    """`AUTO_CLOSE_AFTER=-7d` (or `0`) started, and the next run closed every resolved
+    ticket; `7 days` or `inf` stopped the start with a traceback (found by the SLA
+    review). `LIFECYCLE_JOBS_INTERVAL=0` still leaves the jobs to cron."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY")
+    }
+    environment.update(HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **{name: value})
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == (
+        f"helpdesk: {name} must be a positive duration such as 7d, 36h, 90m or 45s, not {value!r}\n"
+    )
+    environment[name] = "0" if name == "LIFECYCLE_JOBS_INTERVAL" else "36h"
+    setting = {"STAFF_SESSION_LIFETIME": "PERMANENT_SESSION_LIFETIME"}.get(name, name)
+    started = subprocess.run(
+        [sys.executable, "-c", f"import wsgi; print(wsgi.app.config[{setting!r}].total_seconds())"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    expected = 0 if name == "LIFECYCLE_JOBS_INTERVAL" else 36 * 3600
+    assert started.stdout == f"{float(expected)}\n", started.stderr
+
+
 def test_an_unknown_business_timezone_stops_the_start_in_one_line(tmp_path):
     """A mistyped zone started the app, then every page showing a time and every
     customer mail failed on it (ZoneInfoNotFoundError); it was read only with
