@@ -904,3 +904,18 @@ def test_without_a_readable_from_the_sender_comes_from_the_next_header(
 def test_a_mail_naming_no_sender_anywhere_has_none() -> None:
     mail = parse(b"From: Ann <ann at example.com>\r\nReturn-Path: <>\r\nSubject: s\r\n\r\nbody\r\n")
     assert (mail.from_name, mail.from_address, mail.from_source, mail.notes) == ("", "", "", [])
+
+
+def test_html_only_mail_reads_a_blockquote_as_quoted_lines():
+    # As a text client quotes, so quote stripping tells answers between the quotes apart.
+    html = (
+        "<div>Yes.</div><blockquote><p>Did it work?</p><blockquote>First<br>Second</blockquote></blockquote>"
+        "<div>Thanks &gt; all</div>" + "<blockquote>" * 20 + "deep" + "</blockquote>" * 20
+    )
+    raw = (
+        "From: ann@example.com\nSubject: x\nMIME-Version: 1.0\n"
+        f"Content-Type: text/html; charset=utf-8\n\n{html}"
+    ).encode()
+    assert parse(raw).text_body == (
+        "Yes.\n\n> Did it work?\n\n>> First\n>> Second\n\nThanks > all\n\n>>>>>>>> deep"
+    )

@@ -223,6 +223,9 @@ _INVISIBLE_TAGS = {"script", "style", "head", "title"}
 # A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
 # only start at a tag and never looks further than its 12 characters.
 _CANONICAL_TAG = re.compile(r"<(/?[a-z0-9]{1,10})>")
+# A line in a <blockquote> begins with one ">" a level, as far as this depth: the
+# text stays linear in the markup however deep the nesting.
+_QUOTE_DEPTH = 8
 
 # A header-less body whose first line happens to look like "Word: text" is not mail:
 # real mail carries at least one of these.
@@ -1331,6 +1334,41 @@ def _html_to_text(markup: str) -> str:
         clean_content_tags=_INVISIBLE_TAGS,
         link_rel=None,
     )
-    text = html.unescape(_CANONICAL_TAG.sub(lambda tag: _TAG_TEXT.get(tag.group(1), ""), layout))
+    text = html.unescape(_layout_text(layout))
     lines = [_collapse(line.replace("\xa0", " ")) for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def _layout_text(layout: str) -> str:
+    """nh3's layout-only markup with each tag replaced by the line break or space it
+    stands for, and each line of text in a <blockquote> begun with "> " (">> " a level
+    deeper), as a text client quotes: quote stripping then tells an HTML reply's quote
+    from the answers between its quotes, as in a text reply (docs/mail-gateway.md)."""
+    pieces: list[str] = []
+    depth = 0
+    line_start = True
+    at = 0
+    for tag in _CANONICAL_TAG.finditer(layout):
+        line_start = _add_text(pieces, layout[at : tag.start()], depth, line_start)
+        name = tag.group(1)
+        if name == "blockquote":
+            depth += 1
+        elif name == "/blockquote" and depth:
+            depth -= 1
+        replacement = _TAG_TEXT.get(name, "")
+        pieces.append(replacement)
+        line_start = line_start or "\n" in replacement
+        at = tag.end()
+    _add_text(pieces, layout[at:], depth, line_start)
+    return "".join(pieces)
+
+
+def _add_text(pieces: list[str], text: str, depth: int, line_start: bool) -> bool:
+    """Append `text`, quoted `depth` levels deep if it begins a line; whether a line still begins."""
+    if not text or text.isspace():
+        pieces.append(text)
+        return line_start
+    if depth and line_start:
+        pieces.append(">" * min(depth, _QUOTE_DEPTH) + " ")
+    pieces.append(text)
+    return False
