@@ -76,8 +76,30 @@ def test_attributions_in_other_languages(attribution):
 
 
 def test_attribution_followed_by_unquoted_history():
-    # HTML mail turned into text loses the ">" marks: the attribution alone ends the reply.
+    # HTML mail without <blockquote>, or an app, loses the ">" marks: an attribution
+    # naming an address, as clients write it, ends the reply anyway.
     text = "Done.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@helpdesk.test> wrote:\nOld text"
+    assert latest_reply(text) == "Done."
+    wrapped = "Done.\n\nOn Wed, May 18, 2016 at 11:10 PM Support <support@helpdesk.test>\nwrote:\n\nOld text"
+    assert latest_reply(wrapped) == "Done."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Buenas tardes:\n\nEl 3 de marzo su compañero Pedro me escribió:\n"Mañana."\n\nNo vino nadie.',
+        "Hi,\nOn 3 March at 9:00 the technician came and wrote:\n- router broken\nAnn",
+        "Hello,\n\nOn 3 March your colleague Pedro wrote:\n",
+    ],
+)
+def test_attribution_without_address_or_quote_below_is_the_customers_text(text):
+    # A customer pasting what someone wrote them keeps it.
+    assert latest_reply(text) == text.strip()
+
+
+def test_attribution_followed_by_an_outlook_header_block():
+    text = "Done.\n\nOn Mon, 1 Jan 2024 at 10:00, Support wrote:\n\n" + "From: Support <s@helpdesk.test>\n"
+    text += "Sent: Monday\nTo: Alice\n\nOld text"
     assert latest_reply(text) == "Done."
 
 
@@ -109,11 +131,26 @@ def test_outlook_original_message_separator():
         "-----Původní zpráva-----",
         "-----Oprindelig meddelelse-----",
         "-------- Original Message --------",
-        "_" * 32,
     ],
 )
 def test_outlook_separators_in_other_languages(separator):
     assert latest_reply(f"Erledigt.\n\n{separator}\nOld text\n") == "Erledigt."
+
+
+def test_a_line_of_underscores_is_a_separator_only_above_a_header_block():
+    # Outlook writes its header block below the line; a form or a list draws one too.
+    line = "_" * 32
+    assert latest_reply(f"Erledigt.\n\n{line}\n" + OUTLOOK_HEADERS) == "Erledigt."
+    assert latest_reply(
+        f"Hecho.\n{line}\n\n*De:* Soporte\n*Enviado el:* lunes\n*Para:* Ana\n*Asunto:* Router\n"
+    ) == ("Hecho.")
+    form = f"Rellené el formulario:\n{line}\nNombre: Ana López\nDNI: 12345678Z\nMotivo: baja"
+    assert latest_reply(form) == form
+    assert latest_reply(f"Erledigt.\n\n{line}\nOld text") == f"Erledigt.\n\n{line}\nOld text"
+    mailman = (
+        "_" * 47 + "\nriak-users mailing list\nriak-users@lists.example\nhttp://lists.example/listinfo\n"
+    )
+    assert latest_reply("How do I clear a bucket?\n\n" + mailman) == "How do I clear a bucket?"
 
 
 @pytest.mark.parametrize(
@@ -131,6 +168,12 @@ def test_outlook_separators_in_other_languages(separator):
         "Från: Support\nSkickat: den 1 januari 2024 10:00\nTill: Alice\nÄmne: Faktura\n",
         "Od: Support\nOdesláno: pondělí 1. ledna 2024 10:00\nKomu: Alice\nPředmět: Faktura\n",
         "发件人: Support <support@helpdesk.test>\n发送时间: 2024年1月1日 10:00\n收件人: Alice\n主题: 发票\n",
+        # Desktop Outlook in Spanish and Portuguese, plain and bold.
+        "De: Soporte [mailto:support@helpdesk.test] \nEnviado el: lunes, 2 de marzo de 2026 10:00\n"
+        "Para: Ana López <ana@example.com>\nAsunto: [TKT-000001] Router\n",
+        "*De:* Soporte <support@helpdesk.test>\n*Enviado el:* lunes, 2 de marzo de 2026 10:00\n*Para:* Ana\n",
+        "De: Suporte\nEnviado em: segunda-feira, 2 de março de 2026 10:00\nPara: Ana\nAssunto: Fatura\n",
+        "De: Soporte <support@helpdesk.test>\nFecha: lunes, 2 de marzo de 2026 10:00\nPara: Ana\n",
     ],
 )
 def test_outlook_header_block(headers):
@@ -141,6 +184,18 @@ def test_signature_delimiter():
     text = "Please reset my password.\n\n-- \nAlice Example\nACME Corp\n+1 555 0100\n"
     assert latest_reply(text) == "Please reset my password."
     assert latest_reply("Please reset my password.\n--\nAlice") == "Please reset my password."
+    signature = "Thanks.\n-- \n" + "Alice\n" * 10
+    assert latest_reply(signature + "\nOn Mon, 1 Jan 2024, Support wrote:\n" + QUOTE) == "Thanks."
+
+
+def test_dashes_that_are_no_signature_delimiter():
+    # Twice, they are dividers; with more than ten lines below, the text is the customer's.
+    twice = (
+        "Mis datos para el alta:\n--\nCuenta: ES12 3456 7890\nDirección: Calle Mayor 5\n--\nQuiero 600 Mb."
+    )
+    assert latest_reply(twice) == twice
+    long = "The log:\n--\n" + "line\n" * 11 + "Please help."
+    assert latest_reply(long) == long.strip()
 
 
 @pytest.mark.parametrize(
@@ -157,6 +212,11 @@ def test_signature_delimiter():
         "Skickat från min iPhone",
         "Wysłano z mojego telefonu",
         "Odesláno z mého iPhonu",
+        "Enviado desde mi móvil",
+        "Enviado desde mi smartphone Samsung Galaxy.",
+        "Sent from my Verizon, Samsung Galaxy smartphone",
+        "Obtener Outlook para Android",
+        "Wysłane z iPhone'a",
     ],
 )
 def test_phone_footers(footer):
@@ -222,6 +282,11 @@ def test_salutations_and_names_stay():
         "Sent from my work account because the other one is locked.\nPlease reply there.",
         "The log says:\n--- begin ---\nerror 42\n--- end ---",
         "> 100 errors a day is what we see.\nPlease help.",
+        "Pagué:\nDe: cuenta ES12 3456\nFecha: 3 de marzo de 2026\nImporte: 45,90 €\nGracias.",
+        "Trip:\nFrom: Paris\nDate: 3 May\nTo: London\nThe router stayed at home.",  # no address
+        "Hola, no me llega la factura.\n\nEnviado desde mi casa porque en la oficina no tengo conexión.",
+        "Here is another email\n\nSent from my desk, is much easier then my mobile phone.",
+        "Hi.\n\nSent from my flat",
     ],
 )
 def test_customer_sentences_that_look_like_markers_are_kept(text):
@@ -244,6 +309,10 @@ HOSTILE = {
     "on-x-wrote": "On x wrote\n" * 90_909,
     "on-x-wrote-colon": "On x wrote:\n" * 83_333,
     "attribution-answered": "On 1 x wrote:\n> q\nz\n" * 50_000,
+    "header-block-almost": "From: x\nSent: x\nTo: x\nz\n" * 35_714,
+    "attribution-header-almost": "On 1 x wrote:\nFrom: x\nSent: x\nz\n" * 31_250,
+    "underscores-lines": ("_" * 32 + "\n") * 30_303,
+    "dash-lines": "--\nx\n" * 200_000,
 }
 
 
