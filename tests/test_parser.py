@@ -919,3 +919,44 @@ def test_html_only_mail_reads_a_blockquote_as_quoted_lines():
     assert parse(raw).text_body == (
         "Yes.\n\n> Did it work?\n\n>> First\n>> Second\n\nThanks > all\n\n>>>>>>>> deep"
     )
+
+
+# -- fidelity: what the sender wrote is what staff read (docs/mail-gateway.md, step 1) --
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Gracias, José",
+        "Hola, me llamo José y tengo un problema con la facturación de este mes: me han "
+        "cobrado dos veces el recibo. ¿Pueden revisarlo? Gracias.",
+        "Año",
+        "Nombre: Ana\nMensaje: Quiero darme de baja.\nCiudad: Cádiz",
+        "Précisément, ça marche pas",
+        "€50, “ok” – don’t",
+        "Grüße aus München",
+    ],
+)
+def test_content_type_without_charset_reads_latin_text_as_windows_1252(text: str) -> None:
+    """RFC 2045 §5.2: no charset parameter is us-ascii; 8-bit text that reads as
+    ordinary Western text in windows-1252 is read so (detection read 'Josй', 'żPueden')."""
+    raw = mail(
+        "From: a@example.com\nMIME-Version: 1.0\nContent-Type: text/plain\nContent-Transfer-Encoding: 8bit",
+        text.encode("cp1252") + b"\n",
+    ).replace(b"MIME-Version", b"Subject: " + "Consulta de José".encode("cp1252") + b"\nMIME-Version")
+    parsed = parse(raw)
+    assert parsed.text_body == text
+    assert parsed.subject == "Consulta de José"
+
+
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [
+        ("Привет, как дела? Всё хорошо, спасибо.", "cp1251"),
+        ("Zażółć gęślą jaźń", "iso8859-2"),
+        ("Zażółć gęślą jaźń, proszę o pomoc z fakturą.", "cp1250"),
+        ("您好，我的发票有问题，请帮忙查看。", "gbk"),
+    ],
+)
+def test_content_type_without_charset_still_detects_what_is_not_western(text: str, codec: str) -> None:
+    assert body_in(None, text.encode(codec)).text_body == text

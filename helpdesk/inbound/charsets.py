@@ -10,10 +10,11 @@ Three deliberate departures, because mail is not a browser:
   script injection, while here the text is only stored and later sanitized;
 - text declared in a legacy charset that is valid UTF-8 is read as UTF-8
   (mislabelled UTF-8 is common, and legacy text is almost never valid UTF-8);
-- unknown or broken labels, and 8-bit text without a label, go to detection
-  (charset-normalizer, limited to the WHATWG encodings and, among near ties, to
-  the charset mail uses most). U+FFFD appears only for bytes no plausible charset
-  decodes: a long text that its codec reads but for a stray byte keeps that codec.
+- unknown or broken labels, and 8-bit text without a label, that is neither
+  UTF-8 nor ordinary Western text in windows-1252 (`_plausibly_windows_1252`) go to
+  detection (charset-normalizer, limited to the WHATWG encodings and, among near
+  ties, to the charset mail uses most). U+FFFD appears only for bytes no plausible
+  charset decodes: a long text that its codec reads but for a stray byte keeps that codec.
 
 Decoded text never carries NUL or lone surrogates: PostgreSQL refuses both.
 """
@@ -218,6 +219,22 @@ _detections_left: ContextVar[int | None] = ContextVar("detections_left", default
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ASCII = bytes(range(0x80))
+# Undeclared 8-bit text is read as windows-1252 without detection unless one of these
+# says it is not Western text (`_plausibly_windows_1252`): a byte windows-1252 leaves
+# undefined; three 8-bit letters in a row (Western languages put one or two accented
+# letters between plain ones; Cyrillic, Greek, Hebrew and CJK text in their 8-bit
+# charsets reads as runs of them); or a sign that is no letter between two letters
+# ('Za\xbf\xf3\xb3\xe6' is Polish "Zażółć" in ISO-8859-2), apostrophes, the middle
+# dot, dashes and the soft hyphen excepted. Every branch is one to three bytes long:
+# a search is linear.
+_CP1252_LETTERS = b"\x83\x8a\x8c\x8e\x9a\x9c\x9e\x9f\xaa\xb5\xba\xc0-\xd6\xd8-\xf6\xf8-\xff"
+_CP1252_SIGNS = (
+    b"\x80\x82\x84-\x89\x8b\x93-\x95\x98\x99\x9b\xa0-\xa9\xab\xac\xae-\xb3\xb6\xb8\xb9\xbb-\xbf\xd7\xf7"
+)
+_NOT_WINDOWS_1252 = re.compile(
+    b"[\x81\x8d\x8f\x90\x9d]|[" + _CP1252_LETTERS + b"]{3}"
+    b"|[A-Za-z" + _CP1252_LETTERS + b"][" + _CP1252_SIGNS + b"][A-Za-z" + _CP1252_LETTERS + b"]"
+)
 
 
 def _c1_passthrough(exc: UnicodeError) -> tuple[str, int]:
@@ -333,9 +350,22 @@ def _undeclared(data: bytes, hint: str | None, detect: bool) -> str:
         if text is not None:
             return text
     text = _mostly(data, "utf-8")
+    if text is None and _plausibly_windows_1252(data):
+        text = _windows_1252(data)
     if text is None:
         text = _detect_text(data) if _may_detect(detect) else _windows_1252(data)
     return text or data.decode("utf-8", "replace")
+
+
+def _plausibly_windows_1252(data: bytes) -> bool:
+    """Whether undeclared 8-bit text reads as ordinary Western text in windows-1252.
+
+    RFC 2045 §5.2 makes a text part without a charset us-ascii, and 8-bit bytes in
+    it are, in practice, windows-1252 from a web form or script: detection, which
+    guesses from letter statistics, read a short "Gracias, José" as "Josй" and
+    "¿Pueden revisarlo?" as "żPueden". Text this rejects (`_NOT_WINDOWS_1252`) still
+    goes to detection; docs/mail-gateway.md, step 1 of the pipeline."""
+    return _NOT_WINDOWS_1252.search(data) is None
 
 
 def _windows_1252(data: bytes) -> str | None:
