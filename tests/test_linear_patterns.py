@@ -128,6 +128,7 @@ CASES = [
     Case(P, "_BOUNDARY_LINE", "finditer", lambda n: brep(b"--" + b"x" * 199 + b"-\n", n), binary=True),
     Case(P, "_ENCODED_WORD", "finditer", lambda n: rep("=?utf-8?B?", n)),
     Case(P, "_ENCODED_WORD", "finditer", lambda n: rep("=?", n)),
+    Case(P, "_WORD", "finditer", lambda n: rep("a ", n)),
     Case(P, "_QP_ESCAPE", "sub", lambda n: brep(b"=", n), binary=True),
     Case(P, "_FOLD", "sub", lambda n: rep("\r\n", n)),
     Case(P, "_LINE_BREAK", "sub", lambda n: rep("\r", n)),

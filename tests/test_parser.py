@@ -924,6 +924,86 @@ def test_html_only_mail_reads_a_blockquote_as_quoted_lines():
 # -- fidelity: what the sender wrote is what staff read (docs/mail-gateway.md, step 1) --
 
 
+def test_html_body_beside_a_list_footer_is_the_text() -> None:
+    """An HTML-only message with a plain-text list footer (Mailman, antivirus) added
+    after it: the message is the text, the footer follows it."""
+    parsed = parse(
+        multipart(
+            b"Content-Type: text/html; charset=utf-8\n\n"
+            b"<html><body><p>Hola, el pedido 4411 no ha llegado.</p><p>Ana</p></body></html>",
+            b"Content-Type: text/plain; charset=us-ascii\nContent-Disposition: inline\n\n"
+            b"____\nCompras mailing list\nhttps://lists.example.com/mailman/listinfo/compras",
+        )
+    )
+    assert parsed.text_body == (
+        "Hola, el pedido 4411 no ha llegado.\n\nAna\n\n"
+        "____\nCompras mailing list\nhttps://lists.example.com/mailman/listinfo/compras"
+    )
+    assert parsed.html_body is not None and "4411" in parsed.html_body
+
+
+def test_body_parts_add_up_in_order_and_an_alternative_gives_one_of_them() -> None:
+    alternative = (
+        b'Content-Type: multipart/alternative; boundary="ALT"\n\n'
+        b"--ALT\nContent-Type: text/plain; charset=utf-8\n\nplain one\n"
+        b"--ALT\nContent-Type: text/html; charset=utf-8\n\n<p>html one</p>\n--ALT--\n"
+    )
+    html_only_alternative = (
+        b'Content-Type: multipart/alternative; boundary="ALT2"\n\n'
+        b"--ALT2\nContent-Type: text/html; charset=utf-8\n\n<p>html two</p>\n--ALT2--\n"
+    )
+    parsed = parse(
+        multipart(
+            alternative,
+            b"Content-Type: image/png; name=a.png\nContent-Disposition: inline\n\nPNG",
+            b"Content-Type: text/html; charset=utf-8\n\n<p>after the image</p>",
+            html_only_alternative,
+            b"Content-Type: text/plain; charset=utf-8\n\nlast words",
+        )
+    )
+    assert parsed.text_body == "plain one\n\nafter the image\n\nhtml two\n\nlast words"
+    assert [a.filename for a in parsed.attachments] == ["a.png"]
+
+
+def test_a_plain_placeholder_for_the_html_gives_way_to_the_html_text() -> None:
+    """A plain alternative that is short and says something else than the HTML
+    (the placeholder of some mailers) is not the text; a short real one is."""
+    placeholder = parse(
+        multipart(
+            b"Content-Type: text/plain; charset=utf-8\n\n"
+            b"To view this message, please use an HTML-capable mail client.",
+            b"Content-Type: text/html; charset=utf-8\n\n"
+            b"<p>Mi router no funciona desde el lunes. Cliente 12345.</p>",
+            subtype="alternative",
+        )
+    )
+    assert placeholder.text_body == "Mi router no funciona desde el lunes. Cliente 12345."
+    short = parse(
+        multipart(
+            b"Content-Type: text/plain; charset=utf-8\n\nS\xc3\xad, gracias.\n\nAna",
+            b"Content-Type: text/html; charset=utf-8\n\n<div>S\xc3\xad, gracias.</div>"
+            b"<div>Ana L\xc3\xb3pez<br>Departamento de compras<br>Tel. 600 123 456</div>",
+            subtype="alternative",
+        )
+    )
+    assert short.text_body == "Sí, gracias.\n\nAna"
+
+
+def test_alternative_nested_under_its_parents_boundary_still_gives_one_text() -> None:
+    """A reused boundary flattens the alternative: its parts read as siblings after an
+    empty multipart/alternative (Outlook for Mac); the text is not said twice."""
+    parsed = parse(
+        multipart(
+            b"Content-Type: multipart/alternative; boundary=BOUND\n",
+            b"Content-Type: text/plain; charset=utf-8\n\n--Sent from my iPhone",
+            b"Content-Type: text/html; charset=utf-8\n\n<div>--Sent from my iPhone</div>",
+            b"Content-Type: application/zip; name=a.zip\n\nPK",
+        )
+    )
+    assert parsed.text_body == "--Sent from my iPhone"
+    assert [a.filename for a in parsed.attachments] == ["a.zip"]
+
+
 @pytest.mark.parametrize(
     "text",
     [

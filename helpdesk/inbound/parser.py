@@ -220,6 +220,11 @@ _TAG_TEXT = {
     "/th": " ",
 }
 _INVISIBLE_TAGS = {"script", "style", "head", "title"}
+# A plain alternative this short may be a placeholder for the HTML one ("To view this
+# message, please use an HTML-capable mail client"): `_Content._unless_placeholder`.
+_PLACEHOLDER_CHARS = 200
+_BODY_TYPES = ("text/plain", "text/html")
+_WORD = re.compile(r"\w+")
 # A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
 # only start at a tag and never looks further than its 12 characters.
 _CANONICAL_TAG = re.compile(r"<(/?[a-z0-9]{1,10})>")
@@ -367,16 +372,8 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         notes.append(
             f"Only the header of this mail was read: {over_limit}. The whole mail is kept as it arrived."
         )
-    plain = [text.rstrip() for text in content.plain if text.strip()]
     html_body = "\n".join(html for html in content.html if html.strip()) or None
-    text_body = "\n\n".join(plain)
-    if not text_body and html_body:
-        if len(html_body) > limits.html_text_chars:
-            notes.append(
-                f"Only the first {limits.html_text_chars} characters of the HTML "
-                "were read as text (MAX_HTML_TO_TEXT_CHARS)."
-            )
-        text_body = _html_to_text(html_body[: limits.html_text_chars])
+    text_body = _body_text(content.body, limits, notes)
 
     from_name, from_address, from_source, sender_notes = _sender(message, hint)
     subject = _values(message, "subject")
@@ -1023,13 +1020,40 @@ def _latin1_bytes(text: str) -> bytes:
     return text.encode("latin-1", "replace")
 
 
+def _body_text(body: list[tuple[str, str]], limits: MailLimits, notes: list[str]) -> str:
+    """The mail's text: its body parts in order, HTML ones read as text, at most
+    `MAX_HTML_TO_TEXT_CHARS` of HTML in all (docs/mail-gateway.md, step 1)."""
+    texts: list[str] = []
+    html_left = limits.html_text_chars
+    for content_type, text in body:
+        if not text.strip():
+            continue
+        if content_type == "text/html":
+            if html_left <= 0:
+                continue
+            if len(text) > html_left:
+                notes.append(
+                    f"Only the first {limits.html_text_chars} characters of the HTML "
+                    "were read as text (MAX_HTML_TO_TEXT_CHARS)."
+                )
+            markup, html_left = text[:html_left], html_left - len(text)
+            text = _html_to_text(markup)
+        if text.strip():
+            texts.append(text.rstrip())
+    return "\n\n".join(texts)
+
+
 @dataclass
 class _Content:
-    """Body texts and attachments collected while walking the MIME tree."""
+    """Body texts and attachments collected while walking the MIME tree.
+
+    `body` holds the body parts that make the mail's text, in order, as
+    (content type, text): within a multipart/alternative only the alternative
+    chosen (`_choose`); `html` every HTML body part, the formatted version."""
 
     hint: str | None
     budget: _Budget
-    plain: list[str] = field(default_factory=list)
+    body: list[tuple[str, str]] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
 
@@ -1047,9 +1071,16 @@ class _Content:
             self._attach(part, view, content_type, parent)
         elif part.is_multipart():
             inside = in_attachment or view.get_content_disposition() == "attachment"
+            start = len(self.body)
+            children: list[tuple[int, Message]] = []  # each with where its body parts begin
             for child in [*part.get_payload(), *_epilogue_parts(part, self.budget)]:
                 if isinstance(child, Message):
+                    children.append((len(self.body), child))
                     self.walk(child, parent=content_type, in_attachment=inside, depth=depth + 1)
+            if content_type == "multipart/alternative":
+                self.body[start:] = self._choose([begin for begin, _ in children], len(self.body))
+            else:
+                self._regroup_flattened(children)
         elif content_type.startswith("multipart/"):
             salvaged = _salvage_multipart(part, content_type, self.budget)
             if salvaged is not None:
@@ -1057,12 +1088,71 @@ class _Content:
             elif in_attachment:
                 self._attach(part, view, content_type, parent)
             else:
-                self.plain.append(self._text(part, view, "text/plain"))
+                self.body.append(("text/plain", self._text(part, view, "text/plain")))
         elif self._is_body(view, content_type, in_attachment):
-            target = self.html if content_type == "text/html" else self.plain
-            target.append(self._text(part, view, content_type))
+            text = self._text(part, view, content_type)
+            self.body.append((content_type, text))
+            if content_type == "text/html":
+                self.html.append(text)
         else:
             self._attach(part, view, content_type, parent)
+
+    def _choose(self, starts: list[int], end: int) -> list[tuple[str, str]]:
+        """The body parts of one alternative of a multipart/alternative whose children's
+        parts begin at `starts` and end at `end` (RFC 2046 §5.1.4): the first one with
+        plain text, else the last one with any text, the sender's most faithful version."""
+        spans = [self.body[begin:stop] for begin, stop in zip(starts, [*starts[1:], end], strict=True)]
+        for index, span in enumerate(spans):
+            if any(kind == "text/plain" and text.strip() for kind, text in span):
+                return self._unless_placeholder(span, spans[index + 1 :])
+        for span in reversed(spans):
+            if any(text.strip() for _, text in span):
+                return span
+        return []
+
+    def _unless_placeholder(
+        self, plain: list[tuple[str, str]], later: list[list[tuple[str, str]]]
+    ) -> list[tuple[str, str]]:
+        """The plain alternative, unless it is a short placeholder for a later HTML one:
+        at most `_PLACEHOLDER_CHARS` characters, fewer than half of its words in the
+        HTML's text, and that text at least half as many words long (an HTML of images
+        alone says nothing). Only such short plain texts cost the HTML's reading (at
+        most `MAX_HTML_TO_TEXT_CHARS` of it)."""
+        text = "\n".join(part for kind, part in plain if kind == "text/plain").strip()
+        if len(text) > _PLACEHOLDER_CHARS:
+            return plain
+        markup = next(
+            (part for span in reversed(later) for kind, part in span if kind == "text/html" and part.strip()),
+            None,
+        )
+        if markup is None:
+            return plain
+        words = set(_WORD.findall(text.lower()))
+        shown = set(_WORD.findall(_html_to_text(markup[: self.budget.limits.html_text_chars]).lower()))
+        if 2 * len(shown) < len(words) or 2 * len(words & shown) >= len(words):
+            return plain
+        return [("text/html", markup)]
+
+    def _regroup_flattened(self, children: list[tuple[int, Message]]) -> None:
+        """An alternative nested with its parent's boundary (Outlook for Mac, some phones)
+        reads as an empty multipart/alternative followed by its parts as siblings: the
+        text parts right after it are its alternatives, and one of them is the text."""
+        runs: list[tuple[int, int]] = []  # (first child, child after the last) per flattened one
+        index = 0
+        while index < len(children):
+            child = children[index][1]
+            index += 1
+            if child.get_content_type() != "multipart/alternative" or child.is_multipart():
+                continue
+            first = index
+            while index < len(children) and children[index][1].get_content_type() in _BODY_TYPES:
+                index += 1
+            if index - first > 1:
+                runs.append((first, index))
+        for first, after in reversed(runs):
+            end = children[after][0] if after < len(children) else len(self.body)
+            starts = [begin for begin, _ in children[first:after]]
+            self.body[starts[0] : end] = self._choose(starts, end)
 
     def _is_body(self, view: Message, content_type: str, in_attachment: bool) -> bool:
         """text/plain and text/html are the body unless marked (or named) as a file.
