@@ -1040,3 +1040,32 @@ def test_content_type_without_charset_reads_latin_text_as_windows_1252(text: str
 )
 def test_content_type_without_charset_still_detects_what_is_not_western(text: str, codec: str) -> None:
     assert body_in(None, text.encode(codec)).text_body == text
+
+
+def test_format_flowed_is_unflowed() -> None:
+    """RFC 3676: a line ending in a space continues on the next; delsp=yes drops that
+    space; a leading space was stuffed; quotes and the signature line stay lines."""
+    delsp = parse(
+        mail(
+            "From: a@example.com\nContent-Type: text/plain; charset=utf-8; format=flowed; delsp=yes",
+            "お世話になっております。再起動しまし \nたが、まだ直りません。\n"
+            "Mi contraseña es supercalifragilisticoexpialido \nso123 y no funciona.\n".encode(),
+        )
+    )
+    assert delsp.text_body == (
+        "お世話になっております。再起動しましたが、まだ直りません。\n"
+        "Mi contraseña es supercalifragilisticoexpialidoso123 y no funciona."
+    )
+    flowed = parse(
+        mail(
+            'From: a@example.com\nContent-Type: text/plain; charset="utf-8"; Format="Flowed"',
+            b"Esta es una linea muy \nlarga que fluye.\n From the start\n\n"
+            b"> quoted and \n> flowed\n>> deeper\n-- \nAna \nLopez\n",
+        )
+    )
+    assert flowed.text_body == (
+        "Esta es una linea muy larga que fluye.\nFrom the start\n\n"
+        "> quoted and flowed\n>> deeper\n-- \nAna Lopez"
+    )
+    fixed = parse(mail("From: a@example.com\nContent-Type: text/plain; charset=utf-8", b"one \ntwo\n"))
+    assert fixed.text_body == "one \ntwo"

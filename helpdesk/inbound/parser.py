@@ -1173,7 +1173,10 @@ class _Content:
         if label is None and content_type == "text/html":
             meta = _META_CHARSET.search(data[:4096])
             label = meta.group(1).decode("ascii") if meta else None
-        return _LINE_BREAK.sub("\n", charsets.decode(data, label, hint=self.hint))
+        text = _LINE_BREAK.sub("\n", charsets.decode(data, label, hint=self.hint))
+        if content_type == "text/plain" and _param_text(view, "format") == "flowed":
+            text = _unflowed(text, delete_space=_param_text(view, "delsp") == "yes")
+        return text
 
     def _attach(self, part: Message, view: Message, content_type: str, parent: str) -> None:
         name = _filename(view, self.hint)
@@ -1200,6 +1203,50 @@ class _Content:
                 is_inline=inline,
             )
         )
+
+
+def _param_text(view: Message, name: str) -> str:
+    """A Content-Type parameter, lower-case; "" when absent or unreadable."""
+    value = _param(view, name, "content-type")
+    if isinstance(value, tuple):
+        value = value[2]
+    return value.strip().lower() if isinstance(value, str) else ""
+
+
+def _unflowed(text: str, *, delete_space: bool) -> str:
+    """format=flowed text (RFC 3676 §4) as the lines its writer meant.
+
+    A line ending in a space goes on in the next line of the same quote depth (with
+    delsp=yes that space was added by the sender's mail program and goes); one
+    leading space after the quote marks was stuffed in and goes; the signature
+    separator "-- " is never flowed. Quoted lines keep their marks ("> " once the
+    depth is read). One pass over the lines."""
+    lines: list[str] = []
+    paragraph: list[str] = []
+    paragraph_depth = 0
+    for line in text.split("\n"):
+        content = line.lstrip(">")
+        depth = len(line) - len(content)
+        if content.startswith(" "):
+            content = content[1:]
+        if paragraph and depth != paragraph_depth:
+            lines.append(_quoted(paragraph_depth, "".join(paragraph)))
+            paragraph = []
+        flowed = content.endswith(" ") and content != "-- "
+        if flowed and delete_space:
+            content = content[:-1]
+        paragraph.append(content)
+        paragraph_depth = depth
+        if not flowed:
+            lines.append(_quoted(depth, "".join(paragraph)))
+            paragraph = []
+    if paragraph:
+        lines.append(_quoted(paragraph_depth, "".join(paragraph)))
+    return "\n".join(lines)
+
+
+def _quoted(depth: int, text: str) -> str:
+    return ">" * depth + (" " + text if text else "") if depth else text
 
 
 def _payload_bytes(part: Message) -> bytes:
