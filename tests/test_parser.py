@@ -1069,3 +1069,31 @@ def test_format_flowed_is_unflowed() -> None:
     )
     fixed = parse(mail("From: a@example.com\nContent-Type: text/plain; charset=utf-8", b"one \ntwo\n"))
     assert fixed.text_body == "one \ntwo"
+
+
+def test_slashes_inside_a_filename_are_kept_apart_from_paths() -> None:
+    pdf = b"Content-Type: application/pdf\nContent-Disposition: attachment; "
+    parsed = parse(
+        multipart(
+            b"Content-Type: text/plain\n\nfacturas",
+            pdf + b'filename="Factura 01/2026.pdf"\n\n%PDF',
+            pdf + b'filename="Factura 02/2026.pdf"\n\n%PDF',
+            pdf + b'filename="Informe A\\\\B.pdf"\n\n%PDF',
+            pdf + b'filename="/home/ana/factura.pdf"\n\n%PDF',
+            pdf + b'filename="C:\\\\Users\\\\ana\\\\Desktop\\\\oferta.pdf"\n\n%PDF',
+            pdf + b'filename="docs/../../etc/passwd"\n\n%PDF',
+            pdf + b'filename="./notas.pdf"\n\n%PDF',
+        )
+    )
+    names = [attachment.filename for attachment in parsed.attachments]
+    assert names == [
+        "Factura 01_2026.pdf",
+        "Factura 02_2026.pdf",
+        "Informe A_B.pdf",
+        "factura.pdf",
+        "oferta.pdf",
+        "passwd",
+        "notas.pdf",
+    ]
+    for name in names:
+        assert_safe_filename(name)

@@ -1420,10 +1420,14 @@ def _content_id(part: Message, hint: str | None) -> str | None:
 
 
 def safe_filename(name: str, content_type: str, index: int) -> str:
-    """A name safe to show and store: basename only, no controls, bounded, never empty.
+    """A name safe to show and store: no path, no controls, bounded, never empty.
 
     Also the name of a file staff attach to a reply (helpdesk.services.uploads):
     whoever names a file, mail or browser, the stored name follows one rule.
+
+    A name that is a path (`_is_path`: absolute, a drive, `.`, `..` or `~` in it)
+    keeps its last part; in any other name a slash or backslash is a character of
+    the name ("Factura 01/2026.pdf") and becomes "_" (docs/mail-gateway.md, step 6).
 
     Only the name's last `_FILENAME_SCAN` characters are read: the kept part (the
     last path component, its extension) is there, and cleaning reads every
@@ -1434,8 +1438,12 @@ def safe_filename(name: str, content_type: str, index: int) -> str:
         for char in unicodedata.normalize("NFC", name[-_FILENAME_SCAN:])
         if unicodedata.category(char) not in ("Cc", "Cf", "Cs")
     )
-    components = [item for item in _PATH_SEPARATORS.split(name) if item.strip(" .")]
-    name = components[-1] if components else ""
+    components = _PATH_SEPARATORS.split(name)
+    if _is_path(components):
+        kept = [item for item in components if item.strip(" .")]
+        name = kept[-1] if kept else ""
+    else:
+        name = "_".join(components)
     name = _collapse(_UNSAFE_FILENAME_CHARS.sub("_", name)).strip(" .")
     if not name:
         extension = (
@@ -1448,6 +1456,17 @@ def safe_filename(name: str, content_type: str, index: int) -> str:
     if dot and stem and 0 < len(extension) <= 16:
         return stem[: MAX_FILENAME_LENGTH - len(extension) - 1].rstrip(" .") + "." + extension
     return name[:MAX_FILENAME_LENGTH].rstrip(" .")
+
+
+def _is_path(components: list[str]) -> bool:
+    """Whether a name split at its slashes and backslashes is a path: it starts at a
+    root or a drive (`/`, `\\server`, `C:`), or goes through `.`, `..` or `~`."""
+    if len(components) < 2:
+        return False
+    first = components[0].strip()
+    if not first or (len(first) == 2 and first[1] == ":" and first[0].isascii() and first[0].isalpha()):
+        return True
+    return any(item.strip() in (".", "..", "~") for item in components)
 
 
 def safe_content_type(content_type: str) -> str:
