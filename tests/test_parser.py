@@ -1097,3 +1097,18 @@ def test_slashes_inside_a_filename_are_kept_apart_from_paths() -> None:
     ]
     for name in names:
         assert_safe_filename(name)
+
+
+def test_encoded_words_in_one_charset_spelled_two_ways_join_and_names_keep_inner_quotes() -> None:
+    parsed = parse(
+        mail(
+            "From: =?utf-8?q?Ana_=22La_Jefa=22?= <ana@example.com>\n"
+            "Cc: 'Bob' <bob@example.com>, \"O'Brien\" <ob@example.com>\n"
+            "Subject: =?utf-8?q?Caf=C3?= =?UTF8?q?=A9?="
+        )
+    )
+    assert parsed.subject == "Café"
+    assert parsed.from_name == 'Ana "La Jefa"'
+    assert parsed.cc == [("Bob", "bob@example.com"), ("O'Brien", "ob@example.com")]
+    liberal = parse(b'From: "Smith, Ann ann@example.com\nSubject: s\n\nbody\n')
+    assert (liberal.from_name, liberal.from_address) == ("Smith, Ann", "ann@example.com")

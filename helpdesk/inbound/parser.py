@@ -844,14 +844,23 @@ def _encoded_word_bytes(encoding: str, text: str) -> bytes | None:
 
 
 def _decode_run(run: list[tuple[str, bytes]]) -> str:
-    """Decode adjacent encoded words, concatenating bytes of words in the same charset."""
+    """Decode adjacent encoded words, concatenating bytes of words in the same charset
+    however its label is spelled (`utf-8`, `UTF8`): a character split between them
+    is whole again."""
+    known: dict[str, object] = {}
+
+    def charset(label: str) -> object:
+        if label not in known:
+            known[label] = charsets.lookup(label) or label.lower()
+        return known[label]
+
     text: list[str] = []
     index = 0
     while index < len(run):
         label, data = run[index]
         chunks = [data]
         index += 1
-        while index < len(run) and run[index][0].lower() == label.lower():
+        while index < len(run) and charset(run[index][0]) == charset(label):
             chunks.append(run[index][1])
             index += 1
         text.append(charsets.decode(b"".join(chunks), label, detect=False))
@@ -886,11 +895,26 @@ def _addresses(values: list[str], hint: str | None, first: bool = False) -> list
             if address in seen:
                 continue
             seen.add(address)
-            name = _collapse(clean(_decode_encoded_words(name))).strip("\"'<> ")
+            name = _display_name(_collapse(clean(_decode_encoded_words(name))))
             result.append(("" if name.lower() == address else name, address))
         if first and result:
             break
     return result[:1] if first else result
+
+
+def _display_name(name: str) -> str:
+    """A display name without the quotes around it: a pair enclosing it, or a quote
+    left alone at an end (a liberal reading cut it from its partner). Quotes inside
+    it stay: 'Ana "La Jefa"' lost its closing one to a strip of every quote."""
+    name = name.strip("<> ")
+    if name[:1] in ('"', "'"):
+        quote = name[0]
+        pairs = min(len(name) - len(name.lstrip(quote)), len(name) - len(name.rstrip(quote)))
+        name = name[pairs : len(name) - pairs].strip("<> ")
+    for quote in "\"'":
+        if name.count(quote) % 2:
+            name = name.strip(quote).strip("<> ")
+    return name
 
 
 def _mailboxes(text: str) -> list[tuple[str, str]]:
