@@ -543,6 +543,29 @@ def test_long_lines_and_8bit_without_8bitmime_are_accepted(gateway, senders):
     assert "café" in body and len(body) > 2000
 
 
+def test_what_the_customer_wrote_is_the_ticket_s_text(gateway, senders):
+    """An HTML message before a list footer, and Latin-1 text under a Content-Type
+    without charset, reach the ticket as written (docs/mail-gateway.md, step 1)."""
+    footer = (
+        b"From: ann@example.com\r\nTo: support@helpdesk.test\r\nSubject: Pedido\r\n"
+        b"Message-ID: <footer@client.example>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="==1=="\r\n\r\n'
+        b"--==1==\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<p>El pedido 4411 no ha llegado.</p>\r\n"
+        b"--==1==\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Disposition: inline\r\n\r\n"
+        b"Compras mailing list\r\n--==1==--\r\n"
+    )
+    latin1 = (
+        b"From: ann@example.com\r\nTo: support@helpdesk.test\r\nSubject: Consulta\r\n"
+        b"Message-ID: <latin1@client.example>\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGracias, Jos\xe9\r\n"
+    )
+    assert gateway.send(footer, mail_from="ann@example.com")[0] == 250
+    assert gateway.send(latin1, mail_from="ann@example.com")[0] == 250
+    descriptions = sorted(ticket.description for ticket in tickets())
+    assert descriptions == ["El pedido 4411 no ha llegado.\n\nCompras mailing list", "Gracias, José"]
+
+
 def test_html_is_sanitized_and_filenames_are_safe(gateway, senders):
     msg = message(
         html='<p onclick="steal()">Hi<script>alert(1)</script>'
