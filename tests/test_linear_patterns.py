@@ -211,9 +211,6 @@ CASES = [
     # charsets
     Case(C, "_JIS_ESCAPE", "split", lambda n: brep(b"\x1b(", n), binary=True),
     Case(C, "_SURROGATE", "sub", lambda n: rep("\ud800", n)),
-    # two 8-bit letters, then a plain one: every branch tried at every byte, none found
-    Case(C, "_NOT_WINDOWS_1252", "search", lambda n: brep(b"\xe9\xe9a", n), binary=True),
-    Case(C, "_NOT_WINDOWS_1252", "search", lambda n: brep(b"a\xe9\x92", n), binary=True),
     # message ids
     Case("helpdesk.message_ids", "_LOCAL_PART", "match", lambda n: "tkt." + rep("1", n - 4)),
     Case("mailgateway.outbound", "_BAD_MAILBOX", "match", lambda n: rep("5.1.1", n, "0")),

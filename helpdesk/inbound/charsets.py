@@ -225,16 +225,26 @@ _ASCII = bytes(range(0x80))
 # letters between plain ones; Cyrillic, Greek, Hebrew and CJK text in their 8-bit
 # charsets reads as runs of them); or a sign that is no letter between two letters
 # ('Za\xbf\xf3\xb3\xe6' is Polish "Zażółć" in ISO-8859-2), apostrophes, the middle
-# dot, dashes and the soft hyphen excepted. Every branch is one to three bytes long:
-# a search is linear.
-_CP1252_LETTERS = b"\x83\x8a\x8c\x8e\x9a\x9c\x9e\x9f\xaa\xb5\xba\xc0-\xd6\xd8-\xf6\xf8-\xff"
-_CP1252_SIGNS = (
-    b"\x80\x82\x84-\x89\x8b\x93-\x95\x98\x99\x9b\xa0-\xa9\xab\xac\xae-\xb3\xb6\xb8\xb9\xbb-\xbf\xd7\xf7"
-)
-_NOT_WINDOWS_1252 = re.compile(
-    b"[\x81\x8d\x8f\x90\x9d]|[" + _CP1252_LETTERS + b"]{3}"
-    b"|[A-Za-z" + _CP1252_LETTERS + b"][" + _CP1252_SIGNS + b"][A-Za-z" + _CP1252_LETTERS + b"]"
-)
+# dot, dashes and the soft hyphen excepted. Each byte is translated to its class
+# (a: ASCII letter, L: 8-bit letter, S: 8-bit sign, U: undefined, -: anything else)
+# and the classes are searched for these sequences, in C: a regular expression
+# took 40 ms a megabyte.
+_CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")
+_CP1252_NEUTRAL = frozenset(b"\x91\x92\x96\x97\xad\xb4\xb7")  # quotes, dashes, ´, ·
+
+
+def _cp1252_class(byte: int) -> int:
+    if byte < 0x80:
+        return ord("a") if chr(byte).isalpha() else ord("-")
+    if byte in _CP1252_UNDEFINED:
+        return ord("U")
+    if byte in _CP1252_NEUTRAL:
+        return ord("-")
+    return ord("L") if bytes([byte]).decode("cp1252").isalpha() else ord("S")
+
+
+_CP1252_CLASSES = bytes(_cp1252_class(byte) for byte in range(256))
+_NOT_WINDOWS_1252 = (b"U", b"LLL", b"aSa", b"aSL", b"LSa", b"LSL")
 
 
 def _c1_passthrough(exc: UnicodeError) -> tuple[str, int]:
@@ -365,7 +375,8 @@ def _plausibly_windows_1252(data: bytes) -> bool:
     guesses from letter statistics, read a short "Gracias, José" as "Josй" and
     "¿Pueden revisarlo?" as "żPueden". Text this rejects (`_NOT_WINDOWS_1252`) still
     goes to detection; docs/mail-gateway.md, step 1 of the pipeline."""
-    return _NOT_WINDOWS_1252.search(data) is None
+    classes = data.translate(_CP1252_CLASSES)
+    return not any(sequence in classes for sequence in _NOT_WINDOWS_1252)
 
 
 def _windows_1252(data: bytes) -> str | None:
