@@ -1057,6 +1057,32 @@ def test_text_its_charset_cannot_read_costs_what_utf8_text_costs(name, word, utf
     assert _cost(raw) <= 5 * _cost(raw.replace(word, utf8_word))
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("name", "plain_reading", "ratio"),
+    [
+        # every plain alternative short, so each HTML is read to see whether it is a
+        # placeholder; the baseline reads every HTML part as body text
+        (
+            "mime: alternatives with placeholder plain parts",
+            (b"multipart/alternative", b"multipart/mixed"),
+            2,
+        ),
+        ("body: format=flowed lines", (b"; format=flowed; delsp=yes", b""), 4),
+        ("charset: 8-bit text without a charset", (b"text/plain", b"text/plain; charset=windows-1252"), 3),
+    ],
+)
+def test_the_fidelity_readings_cost_what_the_same_mail_read_plainly_costs(name, plain_reading, ratio):
+    """The placeholder check, unflowing format=flowed and the windows-1252 check for
+    text without a charset (docs/mail-gateway.md, step 1) are linear and bounded:
+    each costs a small factor of the same mail without it. (Such mail is not held
+    to ordinary mail of its size: a megabyte of HTML paragraphs read as an HTML-only
+    mail costs 45 times that, and short lines cost what any reading of lines does.)"""
+    (raw,) = [mail.raw for mail in hostile_mails(1_000_000) if mail.name == name]
+    assert raw.count(plain_reading[0]) >= 1
+    assert _cost(raw) <= ratio * _cost(raw.replace(*plain_reading))
+
+
 # -- the tickets a mail names: looked up at once, however many it names --------------------
 
 

@@ -373,7 +373,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
             f"Only the header of this mail was read: {over_limit}. The whole mail is kept as it arrived."
         )
     html_body = "\n".join(html for html in content.html if html.strip()) or None
-    text_body = _body_text(content.body, limits, notes)
+    text_body = _body_text(content.body, content.html_left, limits, notes)
 
     from_name, from_address, from_source, sender_notes = _sender(message, hint)
     subject = _values(message, "subject")
@@ -1044,11 +1044,11 @@ def _latin1_bytes(text: str) -> bytes:
     return text.encode("latin-1", "replace")
 
 
-def _body_text(body: list[tuple[str, str]], limits: MailLimits, notes: list[str]) -> str:
+def _body_text(body: list[tuple[str, str]], html_left: int, limits: MailLimits, notes: list[str]) -> str:
     """The mail's text: its body parts in order, HTML ones read as text, at most
-    `MAX_HTML_TO_TEXT_CHARS` of HTML in all (docs/mail-gateway.md, step 1)."""
+    `MAX_HTML_TO_TEXT_CHARS` of HTML in all, `html_left` of it still unread
+    (docs/mail-gateway.md, step 1)."""
     texts: list[str] = []
-    html_left = limits.html_text_chars
     for content_type, text in body:
         if not text.strip():
             continue
@@ -1080,6 +1080,10 @@ class _Content:
     body: list[tuple[str, str]] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
+    html_left: int = 0  # of MAX_HTML_TO_TEXT_CHARS, for the whole mail
+
+    def __post_init__(self) -> None:
+        self.html_left = self.budget.limits.html_text_chars
 
     def walk(self, part: Message, *, parent: str, in_attachment: bool, depth: int) -> str:
         """Sort a part into body text or attachment; enclosed messages stay whole.
@@ -1143,10 +1147,11 @@ class _Content:
         self, plain: list[tuple[str, str]], later: list[list[tuple[str, str]]]
     ) -> list[tuple[str, str]]:
         """The plain alternative, unless it is a short placeholder for a later HTML one:
-        at most `_PLACEHOLDER_CHARS` characters, fewer than half of its words in the
-        HTML's text, and that text at least half as many words long (an HTML of images
-        alone says nothing). Only such short plain texts cost the HTML's reading (at
-        most `MAX_HTML_TO_TEXT_CHARS` of it)."""
+        at most `_PLACEHOLDER_CHARS` characters, fewer than half of its words found in
+        the HTML's text, and that text at least half as many words long (an HTML of images
+        alone says nothing). Only such short plain texts cost the HTML's reading, and
+        only while the mail's `MAX_HTML_TO_TEXT_CHARS` hold the whole HTML: what is
+        read here is not read again."""
         text = "\n".join(part for kind, part in plain if kind == "text/plain").strip()
         if len(text) > _PLACEHOLDER_CHARS:
             return plain
@@ -1154,13 +1159,19 @@ class _Content:
             (part for span in reversed(later) for kind, part in span if kind == "text/html" and part.strip()),
             None,
         )
-        if markup is None:
+        if markup is None or len(markup) > self.html_left:
             return plain
+        self.html_left -= len(markup)
+        html_text = _html_to_text(markup)
+        shown = html_text.lower()
         words = set(_WORD.findall(text.lower()))
-        shown = set(_WORD.findall(_html_to_text(markup[: self.budget.limits.html_text_chars]).lower()))
-        if 2 * len(shown) < len(words) or 2 * len(words & shown) >= len(words):
+        # Its first words are enough to count, and a word is found as C finds a
+        # substring: a plain alternative of 200 characters has at most 100 words.
+        if 2 * sum(1 for _ in islice(_WORD.finditer(shown), (len(words) + 1) // 2)) < len(words):
             return plain
-        return [("text/html", markup)]
+        if 2 * sum(1 for word in words if word in shown) >= len(words):
+            return plain
+        return [("text/plain", html_text)]
 
     def _regroup_flattened(self, children: list[tuple[int, str, bool]]) -> None:
         """An alternative nested with its parent's boundary (Outlook for Mac, some phones)
@@ -1254,26 +1265,33 @@ def _unflowed(text: str, *, delete_space: bool) -> str:
     delsp=yes that space was added by the sender's mail program and goes); one
     leading space after the quote marks was stuffed in and goes; the signature
     separator "-- " is never flowed. Quoted lines keep their marks ("> " once the
-    depth is read). One pass over the lines."""
+    depth is read). One pass over the lines, and none where no line ends in a space
+    and none is quoted or stuffed."""
+    if " \n" not in text and "\n>" not in text and "\n " not in text and text[:1] not in (">", " "):
+        return text
     lines: list[str] = []
     paragraph: list[str] = []
     paragraph_depth = 0
     for line in text.split("\n"):
-        content = line.lstrip(">")
-        depth = len(line) - len(content)
-        if content.startswith(" "):
+        if line[:1] == ">":
+            content = line.lstrip(">")
+            depth = len(line) - len(content)
+        else:
+            content, depth = line, 0
+        if content[:1] == " ":
             content = content[1:]
         if paragraph and depth != paragraph_depth:
             lines.append(_quoted(paragraph_depth, "".join(paragraph)))
             paragraph = []
-        flowed = content.endswith(" ") and content != "-- "
-        if flowed and delete_space:
-            content = content[:-1]
-        paragraph.append(content)
-        paragraph_depth = depth
-        if not flowed:
+        if content[-1:] == " " and content != "-- ":
+            paragraph.append(content[:-1] if delete_space else content)
+            paragraph_depth = depth
+        elif paragraph:
+            paragraph.append(content)
             lines.append(_quoted(depth, "".join(paragraph)))
             paragraph = []
+        else:
+            lines.append(">" * depth + (" " + content if content else "") if depth else content)
     if paragraph:
         lines.append(_quoted(paragraph_depth, "".join(paragraph)))
     return "\n".join(lines)

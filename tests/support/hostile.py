@@ -247,6 +247,24 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
         ),
         # MIME trees that cost memory per part or time per level.
         "mime: flat multipart of tiny parts": lambda: _multipart([b"\r\nx\r\n"] * (size // 10)),
+        # Each short plain alternative makes the parser read its HTML (a placeholder?).
+        "mime: alternatives with placeholder plain parts": lambda: _multipart(
+            [
+                b'Content-Type: multipart/alternative; boundary="a%d"\r\n\r\n' % i
+                + b"--a%d\r\nContent-Type: text/plain\r\n\r\nView it in a browser.\r\n" % i
+                + b"--a%d\r\nContent-Type: text/html\r\n\r\n" % i
+                + b"<p>other words</p>" * (size // 160 // 18)
+                + b"\r\n--a%d--\r\n" % i
+                for i in range(150)
+            ]
+        ),
+        "body: format=flowed lines": lambda: (
+            header(b"Content-Type: text/plain; charset=utf-8; format=flowed; delsp=yes")
+            + b">> flowed \r\n" * (size // 13)
+        ),
+        "charset: 8-bit text without a charset": lambda: (
+            header(b"Content-Type: text/plain") + b"caf\xe9 cr\xe8me " * (size // 12)
+        ),
         "mime: deep multipart nesting": lambda: _deep_multipart(size),
         "mime: deep message/rfc822 nesting": lambda: _deep_rfc822(size),
         "mime: wrong boundary with many delimiter lines": lambda: (
