@@ -8,6 +8,8 @@ from __future__ import annotations
 import nh3
 from markupsafe import Markup
 
+from helpdesk import html_depth
+
 URL_SCHEMES = {"http", "https", "mailto", "cid"}
 # What an image may show: a part of the same mail. The portal is the page's origin,
 # so any other source it could load (a relative URL, or the portal's own address)
@@ -19,9 +21,11 @@ IMAGE_SCHEMES = ("cid:",)
 def clean(html: str) -> str:
     """Scripts, event handlers, styles and `javascript:` URLs removed; links get
     `rel="noopener noreferrer nofollow"`. Relative URLs are dropped (in customer mail
-    they point nowhere but into the portal), and an image keeps only a `cid:` source."""
+    they point nowhere but into the portal), and an image keeps only a `cid:` source.
+    Nesting deeper than `html_depth.MAX_DEPTH` is flattened first: the parser's work
+    grows with its square (docs/security.md, "Bounded work")."""
     return nh3.clean(
-        html,
+        html_depth.bounded(html),
         url_schemes=URL_SCHEMES,
         url_relative="deny",
         attribute_filter=_image_source,

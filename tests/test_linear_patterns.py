@@ -31,11 +31,13 @@ from typing import Any
 
 import pytest
 
-from helpdesk import numbering
+from helpdesk import html_depth, numbering
 from helpdesk.addresses import is_valid
+from helpdesk.html import clean
 from helpdesk.inbound.automail import is_machine_address
 from helpdesk.inbound.dedup import content_hash
 from helpdesk.inbound.headerfields import strip_comments
+from helpdesk.inbound.parser import _html_to_text
 from tests.support.hostile import prose
 from tests.support.timing import least_cpu
 
@@ -69,6 +71,8 @@ MAIL_MODULES = (
     "mailgateway.outbound",
     # Stored and service texts read back in the reader's language.
     "helpdesk.wording",
+    # Mail HTML's tags, read before nh3 reads them.
+    "helpdesk.html_depth",
 )
 
 
@@ -103,11 +107,12 @@ def brep(unit: bytes, n: int, tail: bytes = b"") -> bytes:
     return (unit * (n // len(unit) + 1))[: n - len(tail)] + tail
 
 
-P, A, AU, C = (
+P, A, AU, C, H = (
     "helpdesk.inbound.parser",
     "helpdesk.inbound.automail",
     "helpdesk.inbound.authentication",
     "helpdesk.inbound.charsets",
+    "helpdesk.html_depth",
 )
 CASES = [
     # names and terminal output (a name decoded from a header, a quarantined mail shown)
@@ -215,6 +220,20 @@ CASES = [
     Case("helpdesk.message_ids", "_LOCAL_PART", "match", lambda n: "tkt." + rep("1", n - 4)),
     Case("mailgateway.outbound", "_BAD_MAILBOX", "match", lambda n: rep("5.1.1", n, "0")),
     Case("mailgateway.outbound", "_BAD_MAILBOX", "match", lambda n: "5.1." + rep("1", n - 4)),
+    # html_depth: one tag's attributes, whatever quotes and equals signs they hold
+    Case(H, "_MARKUP", "search", lambda n: "<a" + rep(" b", n - 2)),
+    Case(H, "_MARKUP", "search", lambda n: "<a" + rep(" b = ", n - 2)),
+    Case(H, "_MARKUP", "search", lambda n: "<a" + rep(' b="c"', n - 2)),
+    Case(H, "_MARKUP", "search", lambda n: "<a" + rep(' b="', n - 2)),
+    Case(H, "_MARKUP", "search", lambda n: "<a" + rep(" =/'", n - 2)),
+    Case(H, "_MARKUP", "search", lambda n: rep("<", n)),
+    Case(H, "_MARKUP", "search", lambda n: rep("</ ", n)),
+    Case(H, "_TAG_TAIL", "match", lambda n: rep(" b =", n)),
+    Case(H, "_TAG_TAIL", "match", lambda n: rep("\t\n", n)),
+    Case(H, "_TAG_TAIL", "match", lambda n: rep("a=b/", n)),
+    Case(H, "_COMMENT_END", "search", lambda n: rep("--!", n)),
+    Case(H, "_COMMENT_END", "search", lambda n: rep("-", n)),
+    Case(H, "_START_TAG", "finditer", lambda n: rep("<a", n)),
 ]
 
 
@@ -306,6 +325,42 @@ def test_pattern_built_at_run_time_or_one_pass_function_runs_in_linear_time(
     label: str, work: Callable[[Any], object], bad: Callable[[int], str]
 ) -> None:
     assert_linear(label, work, bad, prose(SIZE))
+
+
+# A newsletter's layout, none of it closed: each cell opens the next list.
+NESTINGS = ["<div>", "<details>", "<div><ul><li><table><tr><td><p>"]
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("unit", NESTINGS)
+@pytest.mark.parametrize(
+    "reader", [html_depth.bounded, clean, _html_to_text], ids=["bounded", "html.clean", "html_to_text"]
+)
+def test_nested_html_costs_what_flat_html_of_its_size_costs(reader: Callable[[str], str], unit: str) -> None:
+    """nh3's HTML5 tree builder looks through its stack of open elements for each
+    start tag: 100,000 unclosed `<div>` took 19 s, a 1 MB HTML-only mail 188 s of the
+    gateway's CPU before anyone knew who sent it. Nesting past `html_depth.MAX_DEPTH`
+    is flattened before nh3 reads it (docs/security.md, "Bounded work"); the benign
+    input here is flat HTML of the same size, which costs more than prose."""
+    flat = rep("<p>A line of the mail.</p>\n", SIZE)
+    assert_linear(f"{reader.__name__} on {unit}", reader, lambda n: rep(unit, n), flat)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda n: rep("<style></styl", n),
+        lambda n: rep("<script></script", n),
+        lambda n: "<textarea>" + rep("</textarea", n - 10),
+        lambda n: rep("<!--<div>-", n),
+        lambda n: rep("<![CDATA[<div>", n),
+        lambda n: rep("<a b='</div>'>", n),
+        lambda n: "<svg>" + rep("<![CDATA[<div>]]>", n - 5),
+        lambda n: "<div>" * 300 + rep("<<div>", n - 1500),
+    ],
+)
+def test_the_nesting_bound_reads_any_markup_in_one_pass(bad: Callable[[int], str]) -> None:
+    assert_linear("html_depth.bounded", html_depth.bounded, bad, prose(SIZE))
 
 
 def test_every_pattern_is_covered() -> None:

@@ -51,7 +51,7 @@ import nh3
 from mailparser.exceptions import MailParserError
 from mailparser.utils import as_string_safe, get_addresses
 
-from helpdesk import addresses, inputs
+from helpdesk import addresses, html_depth, inputs
 from helpdesk.inbound import charsets
 from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
 from helpdesk.inbound.limits import MailLimits
@@ -1532,11 +1532,12 @@ def _html_to_text(markup: str) -> str:
 
     nh3 (an HTML5 parser, linear in its input) keeps only the layout tags, without
     attributes and in one canonical spelling, with every other `<` escaped; each
-    kept tag is then replaced by the line break or space it stands for.
+    kept tag is then replaced by the line break or space it stands for. Nesting past
+    `html_depth.MAX_DEPTH` is flattened first (docs/mail-gateway.md, "HTML-only mail").
     """
     flat = _WHITESPACE.sub(" ", markup)
     layout = nh3.clean(
-        flat,
+        html_depth.bounded(flat),
         tags=set(_TAG_TEXT) - {"/" + tag for tag in _TAG_TEXT},
         attributes={},
         clean_content_tags=_INVISIBLE_TAGS,

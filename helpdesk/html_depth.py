@@ -1,0 +1,270 @@
+"""HTML nested deeper than any mail needs is flattened before an HTML5 parser reads it.
+
+nh3 (html5ever, the HTML5 tree builder of the WHATWG specification) looks through
+its stack of open elements for each start tag, so the cost of a document grows with
+the square of its nesting: 40,000 `<div>` with no closing tag took 3 s, a 1 MB mail
+minutes. `bounded` is one forward pass over the markup that keeps an estimate of
+that stack and drops each start tag that would take it past `MAX_DEPTH`; both
+sanitizers (`helpdesk.html.clean`, the parser's HTML-to-text) call it first
+(docs/security.md, "Bounded work").
+
+The estimate may only err upward (a flatter result, never a deeper tree):
+- tags are found the way the HTML5 tokenizer finds them (attribute values, comments,
+  bogus comments, the raw text of `<style>`, `<script>`, `<textarea>`…);
+- an element leaves the estimate only on a token the tree builder certainly closes
+  it with, when it is the last one opened, or behind the few elements that close
+  with it (`</tr>` over an unclosed `<td>`); any other unclosed element stays counted;
+- where the tokenizer's state depends on the tree (raw text or CDATA inside SVG,
+  MathML, a `<select>` or a `<template>`), every `<` followed by a letter from there
+  on counts as an element that is never closed, and past the bound becomes `&lt;`.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_DEPTH = 256
+
+# The HTML5 tokenizer's tag (tag open, tag name, attribute and self-closing states):
+# a name, then attributes, to the first `>` outside a quoted value. The groups are
+# atomic and their quantifiers possessive: one pass, no backtracking. Every
+# character but `>` is consumed, so no `>` group means the tag runs to the end.
+_WS = r"\t\n\f\r "
+_ATTRIBUTE = (
+    rf"(?>[^{_WS}/>][^{_WS}/>=]*+"
+    rf"(?:[{_WS}]*+=[{_WS}]*+(?:\"[^\"]*+\"?|'[^']*+'?|[^{_WS}>\"'][^{_WS}>]*+)?)?)"
+)
+_TAIL = rf"(?>(?:[{_WS}]++|/|{_ATTRIBUTE})*+)(>)?"
+_MARKUP = re.compile(rf"<(?:(/?)([A-Za-z][^{_WS}/>]*+){_TAIL}|!--|!|\?|/)")
+_TAG_TAIL = re.compile(_TAIL)
+_COMMENT_END = re.compile(r"--!?>")
+_START_TAG = re.compile(r"<(?=[A-Za-z])")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+_VOID = frozenset(
+    "area base basefont bgsound br col embed frame hr image img input keygen link meta "
+    "param source track wbr".split()
+)
+# Never pushed by a fragment parser (ammonia's): their start tags are ignored.
+_UNCOUNTED = frozenset({"html", "head", "body"})
+# Elements whose content the tokenizer reads as text up to their own end tag.
+_RAW_TEXT = frozenset("style xmp iframe noembed noframes noscript textarea title script plaintext".split())
+_NOT_PUSHED = _VOID | _UNCOUNTED | _RAW_TEXT  # void ones are, inside SVG or MathML
+_FOREIGN = frozenset({"svg", "math"})
+_WATCHED = _FOREIGN | {"select", "template"}
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+# Start tags that close an open <p> ("close a p element" in the specification).
+_CLOSE_P = (
+    frozenset(
+        "address article aside blockquote center details dialog dir div dl fieldset figcaption "
+        "figure footer header hgroup main menu nav ol p section summary ul pre listing "
+        "xmp hr li dd dt plaintext".split()
+    )
+    | _HEADINGS
+)
+_P = frozenset({"p"})
+_CELLS = frozenset({"td", "th"})
+_SECTIONS = frozenset({"tbody", "thead", "tfoot"})
+# A start tag's implied end tags, each undone only when it is the last element open,
+# in this order.
+_IMPLIED: dict[str, tuple[frozenset[str], ...]] = {
+    "li": (frozenset({"p"}), frozenset({"li"})),
+    "dd": (frozenset({"p"}), frozenset({"dd", "dt"})),
+    "dt": (frozenset({"p"}), frozenset({"dd", "dt"})),
+    **{heading: (frozenset({"p"}), _HEADINGS) for heading in _HEADINGS},
+    "td": (frozenset({"p"}), _CELLS),
+    "th": (frozenset({"p"}), _CELLS),
+    "tr": (frozenset({"p"}), _CELLS, frozenset({"tr"})),
+    **{section: (frozenset({"p"}), _CELLS, frozenset({"tr"}), _SECTIONS) for section in _SECTIONS},
+    "option": (frozenset({"option"}),),
+    "optgroup": (frozenset({"option"}),),
+    "a": (frozenset({"a"}),),
+    "nobr": (frozenset({"nobr"}),),
+    "button": (frozenset({"button"}),),
+    "select": (frozenset({"select"}),),
+}
+_RULED = frozenset(_IMPLIED) | _CLOSE_P | _WATCHED  # start tags with more to do than a push
+# An end tag also closes these when they are all that stands above its element.
+_BLOCKS = (
+    "address article aside blockquote center details dialog dir div fieldset figcaption figure "
+    "footer header hgroup main menu nav pre listing section summary caption td th li dd dt"
+).split()
+_CLOSES_OVER: dict[str, frozenset[str]] = {
+    **{name: frozenset({"p"}) for name in (*_BLOCKS, *_HEADINGS)},
+    "ul": frozenset({"p", "li"}),
+    "ol": frozenset({"p", "li"}),
+    "dl": frozenset({"p", "dd", "dt"}),
+    "tr": frozenset({"p"}) | _CELLS,
+    **{section: frozenset({"p", "tr"}) | _CELLS for section in _SECTIONS},
+    "table": frozenset({"p", "tr", "caption", "colgroup"}) | _CELLS | _SECTIONS,
+}
+_LONGEST_CLOSE = 6  # elements an end tag is looked for behind
+
+
+class _Depth:
+    """The estimated stack of open elements (names, innermost last)."""
+
+    def __init__(self) -> None:
+        self.open: list[str] = []
+        self.watched = dict.fromkeys(_WATCHED, 0)
+
+    def pop_to(self, index: int) -> None:
+        for name in self.open[index:]:
+            if name in self.watched:
+                self.watched[name] -= 1
+        del self.open[index:]
+
+    @property
+    def foreign(self) -> bool:
+        return self.watched["svg"] > 0 or self.watched["math"] > 0
+
+    def start(self, name: str) -> None:
+        implied = _IMPLIED.get(name)
+        if implied is None and name in _CLOSE_P:
+            implied = (_P,)
+        for names in implied or ():
+            if self.open and self.open[-1] in names:
+                self.pop_to(len(self.open) - 1)
+        self.open.append(name)
+        if name in self.watched:
+            self.watched[name] += 1
+
+    def end(self, name: str) -> None:
+        if not self.open:
+            return
+        if self.open[-1] == name:
+            self.pop_to(len(self.open) - 1)
+            return
+        over = _CLOSES_OVER.get(name)
+        if over is None:
+            return
+        index = len(self.open) - 1
+        stop = max(index - _LONGEST_CLOSE, -1)
+        while index > stop and self.open[index] in over:
+            index -= 1
+        if index > stop and self.open[index] == name:
+            self.pop_to(index)
+
+
+def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
+    """`markup` with the start tags that would nest deeper than `limit` removed; the
+    same string when none would (so ordinary mail is sanitized exactly as before)."""
+    if markup.count("<") < limit:
+        return markup  # fewer tags than the bound
+    depth = _Depth()
+    pieces: list[str] = []
+    kept = 0  # markup[:kept] is in pieces
+    lowered: str | None = None
+    position = 0
+    opened, watched = depth.open, depth.watched
+    while (match := _MARKUP.search(markup, position)) is not None:
+        start, position = match.span()
+        closing, name, whole = match.groups()
+        if name is None:
+            found = _skip_declaration(markup, start, depth.foreign)
+            if found is None:
+                break
+            if found < 0:
+                return _uncertain(markup, pieces, kept, start, limit - len(opened))
+            position = found
+            continue
+        if whole is None:
+            break  # a tag the end of the markup cuts: the parser reads nothing more
+        name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
+        if closing:
+            if opened and opened[-1] == name:
+                opened.pop()
+                if name in watched:
+                    watched[name] -= 1
+            elif name not in _UNCOUNTED:
+                depth.end(name)
+            continue
+        if name in _NOT_PUSHED:
+            if name in _RAW_TEXT:
+                if depth.foreign or watched["template"] or (name != "script" and watched["select"]):
+                    # Raw text only for an HTML element the tree builder does not ignore
+                    # (as it does in a <select>, or after a <col> in a <template>).
+                    return _uncertain(markup, pieces, kept, start, limit - len(opened))
+                if name == "plaintext":
+                    break  # the rest is text
+                if lowered is None:
+                    lowered = markup.translate(_ASCII_LOWER)
+                end = _raw_text_end(markup, lowered, name, position)
+                if end is None:
+                    break
+                if end < 0:
+                    return _uncertain(markup, pieces, kept, start, limit - len(opened))
+                position = end
+                continue
+            if name in _UNCOUNTED or not depth.foreign:
+                continue
+        if len(opened) >= limit:
+            pieces.append(markup[kept:start])
+            if start and markup[start - 1] == "<" and kept < start:
+                pieces.append(" ")  # "<" and the text after the tag must not make a tag
+            kept = position
+            continue
+        if name in _RULED:
+            depth.start(name)
+        else:
+            opened.append(name)
+    if not pieces:
+        return markup
+    pieces.append(markup[kept:])
+    return "".join(pieces)
+
+
+def _skip_declaration(markup: str, start: int, foreign: bool) -> int | None:
+    """Where a comment, bogus comment, doctype or `</…` not followed by a letter that
+    starts at `start` ends; None when it runs to the end, -1 for CDATA inside SVG or
+    MathML (a section there, a bogus comment elsewhere)."""
+    if markup.startswith("<!--", start):
+        after = start + 4
+        if markup.startswith(">", after):
+            return after + 1
+        if markup.startswith("->", after):
+            return after + 2
+        comment_end = _COMMENT_END.search(markup, after)
+        return comment_end.end() if comment_end else None
+    if markup.startswith("</", start):
+        if markup.startswith(">", start + 2):
+            return start + 3
+        if start + 2 >= len(markup):
+            return None
+    elif foreign and markup.startswith("<![CDATA[", start):
+        return -1
+    close = markup.find(">", start + 2)
+    return close + 1 if close >= 0 else None
+
+
+def _raw_text_end(markup: str, lowered: str, name: str, position: int) -> int | None:
+    """Where the raw text of `name` opened at `position` ends (after its end tag); None
+    when it runs to the end; -1 when a `<script>` may hold a nested script that the
+    tokenizer's escaped states would read differently."""
+    closing = "</" + name
+    search = position
+    while (found := lowered.find(closing, search)) >= 0:
+        after = found + len(closing)
+        if after < len(markup) and markup[after] in "\t\n\f\r />":
+            if name == "script" and "<script" in lowered[position:found]:
+                return -1
+            tail = _TAG_TAIL.match(markup, after)
+            if tail is None or tail.group(1) is None:
+                return None
+            return tail.end()
+        search = after
+    return None
+
+
+def _uncertain(markup: str, pieces: list[str], kept: int, start: int, room: int) -> str:
+    """From `start` on the tokenizer's state is not known: each `<` followed by a letter
+    counts as an element that stays open, and past the bound becomes text."""
+    for count, tag in enumerate(_START_TAG.finditer(markup, start)):
+        if count >= room:
+            pieces.append(markup[kept : tag.start()])
+            pieces.append("&lt;")
+            kept = tag.start() + 1
+    if not pieces:
+        return markup
+    pieces.append(markup[kept:])
+    return "".join(pieces)
