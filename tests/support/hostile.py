@@ -134,6 +134,10 @@ def ordinary_mail(size: int, seed: int = 0) -> bytes:
     return head + body + b"\r\n--" + boundary + b"--\r\n"
 
 
+# A newsletter's layout, none of it closed: each cell opens the next list.
+NESTED_LAYOUT = "<div><ul><li><table><tr><td><p>"
+
+
 def _html(body: bytes) -> bytes:
     return header(b"Content-Type: text/html") + body
 
@@ -193,6 +197,10 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
         "html: unclosed <meta": lambda: _html(b"<meta" * (size // 5)),
         "html: nested formatting tags": lambda: _html(b"<b><i><u>" * (size // 9)),
         "html: unclosed comment and quotes": lambda: _html(b'<!--<a href="' * (size // 13)),
+        # nh3's tree builder looks through its open elements for each start tag.
+        "html: nested <div>": lambda: _html(b"<div>" * (size // 5)),
+        "html: nested <details>": lambda: _html(b"<details>" * (size // 9)),
+        "html: nested layout": lambda: _html(NESTED_LAYOUT.encode() * (size // len(NESTED_LAYOUT))),
         "auto-submitted: nested comments": lambda: _text(
             b"hi\r\n", b"Auto-Submitted: " + b"(" * (head_room // 2) + b"x" + b")" * (head_room // 2)
         ),
