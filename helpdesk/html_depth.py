@@ -24,6 +24,9 @@ from __future__ import annotations
 import re
 
 MAX_DEPTH = 256
+# html5ever compares each attribute's name with those before it in the tag.
+MAX_ATTRIBUTES = 256
+_SHORT_TAG = 2048  # too short to hold more attributes than that
 
 # The HTML5 tokenizer's tag (tag open, tag name, attribute and self-closing states):
 # a name, then attributes, to the first `>` outside a quoted value. The groups are
@@ -37,6 +40,7 @@ _ATTRIBUTE = (
 _TAIL = rf"(?>(?:[{_WS}]++|/|{_ATTRIBUTE})*+)(>)?"
 _MARKUP = re.compile(rf"<(?:(/?)([A-Za-z][^{_WS}/>]*+){_TAIL}|!--|!|\?|/)")
 _TAG_TAIL = re.compile(_TAIL)
+_NEXT_ATTRIBUTE = re.compile(rf"(?>(?:[{_WS}]++|/)*+){_ATTRIBUTE}")
 _COMMENT_END = re.compile(r"--!?>")
 _START_TAG = re.compile(r"<(?=[A-Za-z])")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -149,8 +153,6 @@ class _Depth:
 def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
     """`markup` with the start tags that would nest deeper than `limit` removed; the
     same string when none would (so ordinary mail is sanitized exactly as before)."""
-    if markup.count("<") < limit:
-        return markup  # fewer tags than the bound
     depth = _Depth()
     pieces: list[str] = []
     kept = 0  # markup[:kept] is in pieces
@@ -171,6 +173,16 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
         if whole is None:
             break  # a tag the end of the markup cuts: the parser reads nothing more
         name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
+        # A tag that is kept ends after its first MAX_ATTRIBUTES.
+        cut = _attributes_end(markup, match.end(2)) if position - start > _SHORT_TAG else None
+        if cut is not None and (
+            closing
+            or name in _RAW_TEXT
+            or len(opened) < limit
+            or (name in _NOT_PUSHED and (name in _UNCOUNTED or not depth.foreign))
+        ):
+            pieces += (markup[kept:cut], ">")
+            kept = position
         if closing:
             if opened and opened[-1] == name:
                 opened.pop()
@@ -184,7 +196,9 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
                 if depth.foreign or watched["template"] or (name != "script" and watched["select"]):
                     # Raw text only for an HTML element the tree builder does not ignore
                     # (as it does in a <select>, or after a <col> in a <template>).
-                    return _uncertain(markup, pieces, kept, start, limit - len(opened))
+                    # This tag counts too when it was written cut (`kept` is past it).
+                    room = limit - len(opened) - (kept > start)
+                    return _uncertain(markup, pieces, kept, max(start, kept), room)
                 if name == "plaintext":
                     break  # the rest is text
                 if lowered is None:
@@ -212,6 +226,17 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
         return markup
     pieces.append(markup[kept:])
     return "".join(pieces)
+
+
+def _attributes_end(markup: str, position: int) -> int | None:
+    """Where the `MAX_ATTRIBUTES`-th attribute of the tag whose name ends at `position`
+    ends, when the tag has more; else None."""
+    for _ in range(MAX_ATTRIBUTES):
+        attribute = _NEXT_ATTRIBUTE.match(markup, position)
+        if attribute is None:
+            return None
+        position = attribute.end()
+    return position if _NEXT_ATTRIBUTE.match(markup, position) else None
 
 
 def _skip_declaration(markup: str, start: int, foreign: bool) -> int | None:

@@ -170,3 +170,18 @@ def test_past_an_uncertain_point_every_tag_counts_and_then_becomes_text() -> Non
 def test_html_only_mail_nested_past_the_bound_is_still_read_as_text() -> None:
     text = _html_to_text("<div>" * 5000 + "Hello" + "</div>" * 5000 + "<p>Regards</p>")
     assert text.split() == ["Hello", "Regards"]
+
+
+def test_a_tag_keeps_its_first_attributes() -> None:
+    """html5ever compares each attribute's name with the tag's others, so a tag keeps
+    its first `MAX_ATTRIBUTES`; what the rest hold (a quoted `>`) is not read as text."""
+    names = " ".join(f"a{i}" for i in range(1000))
+    markup = f'<p title=x {names} class="<b>">text</p>'
+    bounded = html_depth.bounded(markup)
+    assert (
+        bounded
+        == "<p title=x " + " ".join(f"a{i}" for i in range(html_depth.MAX_ATTRIBUTES - 1)) + ">text</p>"
+    )
+    assert clean(markup) == '<p title="x">text</p>'
+    ordinary = '<td style="color: red" class="x" width="10">' * 100
+    assert html_depth.bounded(ordinary) is ordinary

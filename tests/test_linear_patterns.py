@@ -234,6 +234,9 @@ CASES = [
     Case(H, "_COMMENT_END", "search", lambda n: rep("--!", n)),
     Case(H, "_COMMENT_END", "search", lambda n: rep("-", n)),
     Case(H, "_START_TAG", "finditer", lambda n: rep("<a", n)),
+    Case(H, "_NEXT_ATTRIBUTE", "match", lambda n: rep(" /", n)),
+    Case(H, "_NEXT_ATTRIBUTE", "match", lambda n: " a" + rep(" =", n - 2)),
+    Case(H, "_NEXT_ATTRIBUTE", "match", lambda n: " a=" + rep("b", n - 3)),
 ]
 
 
@@ -344,6 +347,24 @@ def test_nested_html_costs_what_flat_html_of_its_size_costs(reader: Callable[[st
     input here is flat HTML of the same size, which costs more than prose."""
     flat = rep("<p>A line of the mail.</p>\n", SIZE)
     assert_linear(f"{reader.__name__} on {unit}", reader, lambda n: rep(unit, n), flat)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    "reader", [html_depth.bounded, clean, _html_to_text], ids=["bounded", "html.clean", "html_to_text"]
+)
+def test_a_tag_of_many_attributes_costs_what_flat_html_of_its_size_costs(
+    reader: Callable[[str], str],
+) -> None:
+    """html5ever compares each attribute's name with the tag's others: one tag of
+    200,000 distinct attributes (1.5 MB) took 8 s. A tag keeps its first
+    `html_depth.MAX_ATTRIBUTES` (docs/security.md, "Bounded work")."""
+    flat = rep("<p>A line of the mail.</p>\n", SIZE)
+
+    def attributes(n: int) -> str:
+        return rep("<a " + " ".join(f"a{i}" for i in range(n // 4)), n - 1) + ">"
+
+    assert_linear(f"{reader.__name__} on one tag's attributes", reader, attributes, flat)
 
 
 @pytest.mark.parametrize(
