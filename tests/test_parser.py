@@ -910,14 +910,14 @@ def test_html_only_mail_reads_a_blockquote_as_quoted_lines():
     # As a text client quotes, so quote stripping tells answers between the quotes apart.
     html = (
         "<div>Yes.</div><blockquote><p>Did it work?</p><blockquote>First<br>Second</blockquote></blockquote>"
-        "<div>Thanks &gt; all</div>" + "<blockquote>" * 20 + "deep" + "</blockquote>" * 20
+        "<div>Thanks &gt; all</div>" + "<blockquote>" * 20 + "deep" + "</blockquote>" * 20 + "<div>End.</div>"
     )
     raw = (
         "From: ann@example.com\nSubject: x\nMIME-Version: 1.0\n"
         f"Content-Type: text/html; charset=utf-8\n\n{html}"
     ).encode()
     assert parse(raw).text_body == (
-        "Yes.\n\n> Did it work?\n\n>> First\n>> Second\n\nThanks > all\n\n>>>>>>>> deep"
+        "Yes.\n\n> Did it work?\n\n>> First\n>> Second\n\nThanks > all\n\n>>>>>>>> deep\n\nEnd."
     )
 
 

@@ -112,6 +112,21 @@ def test_html_answers_between_the_quotes_are_kept(app):
     )
 
 
+def test_an_html_only_mail_ending_in_an_indented_block_keeps_it(app):
+    """Gmail's "indent more" writes a <blockquote>: read as "> " lines, a block
+    nothing follows was the final quoted block and was cut, the address with it
+    (found by the review of the day's fixes). A blockquote is quoted only when the
+    customer's own text follows it."""
+    body = (
+        "<div>Please install the line at our new address:</div>"
+        '<blockquote style="margin:0 0 0 40px;border:none;padding:0px">'
+        "<div>Calle Mayor 12, 3B</div><div>28013 Madrid</div></blockquote>"
+    )
+    assert stored(app, body, "text/html") == (
+        "Please install the line at our new address:\n\nCalle Mayor 12, 3B\n\n28013 Madrid"
+    )
+
+
 def test_html_bottom_post_is_kept(app):
     body = (
         f"<div>{ATTRIBUTION}<blockquote>¿Ha reiniciado el router?</blockquote></div>"

@@ -1550,17 +1550,26 @@ def _html_to_text(markup: str) -> str:
 
 def _layout_text(layout: str) -> str:
     """nh3's layout-only markup with each tag replaced by the line break or space it
-    stands for, and each line of text in a <blockquote> begun with "> " (">> " a level
-    deeper), as a text client quotes: quote stripping then tells an HTML reply's quote
-    from the answers between its quotes, as in a text reply (docs/mail-gateway.md)."""
+    stands for, and each line of text in a <blockquote> that text outside any quote
+    follows begun with "> " (">> " a level deeper), as a text client quotes: quote
+    stripping then tells an HTML reply's quote from the answers between its quotes,
+    as in a text reply. A blockquote nothing follows is left unmarked: it is an
+    indented paragraph as often as a quote (Gmail's "indent more"), and marked, the
+    final quoted block was cut, the customer's text with it; a quoted history there
+    is cut by its attribution (docs/mail-gateway.md, "HTML-only mail")."""
+    last_outside = _last_text_outside_quotes(layout)
     pieces: list[str] = []
     depth = 0
+    marked = False
     line_start = True
     at = 0
     for tag in _CANONICAL_TAG.finditer(layout):
-        line_start = _add_text(pieces, layout[at : tag.start()], depth, line_start)
+        text = layout[at : tag.start()]
+        line_start = _add_text(pieces, text, depth if marked else 0, line_start)
         name = tag.group(1)
         if name == "blockquote":
+            if depth == 0:
+                marked = tag.start() < last_outside
             depth += 1
         elif name == "/blockquote" and depth:
             depth -= 1
@@ -1568,8 +1577,28 @@ def _layout_text(layout: str) -> str:
         pieces.append(replacement)
         line_start = line_start or "\n" in replacement
         at = tag.end()
-    _add_text(pieces, layout[at:], depth, line_start)
+    _add_text(pieces, layout[at:], depth if marked else 0, line_start)
     return "".join(pieces)
+
+
+def _last_text_outside_quotes(layout: str) -> int:
+    """Where the last text outside every <blockquote> begins (-1: none), so a quote
+    can be told from a trailing indented block in one more pass."""
+    depth = 0
+    last = -1
+    at = 0
+    for tag in _CANONICAL_TAG.finditer(layout):
+        if depth == 0 and not layout[at : tag.start()].isspace() and tag.start() > at:
+            last = at
+        name = tag.group(1)
+        if name == "blockquote":
+            depth += 1
+        elif name == "/blockquote" and depth:
+            depth -= 1
+        at = tag.end()
+    if depth == 0 and layout[at:].strip():
+        last = at
+    return last
 
 
 def _add_text(pieces: list[str], text: str, depth: int, line_start: bool) -> bool:
