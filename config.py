@@ -62,6 +62,11 @@ def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return default
 
 
+# The longest duration a setting may name: added to a date, more overflowed (a
+# 3000000d session lifetime failed every login).
+_LONGEST = timedelta(days=36500)
+
+
 def _env_duration(name: str, default: str, *, zero: bool = False) -> timedelta:
     """A positive duration (`parse_duration`), or `0` where `zero` says it means
     something; another value is refused, not read: a mistyped `AUTO_CLOSE_AFTER=-7d`
@@ -72,9 +77,13 @@ def _env_duration(name: str, default: str, *, zero: bool = False) -> timedelta:
         duration = parse_duration(text)
     except (ValueError, OverflowError):  # "7 days", "nan"; "inf", "1e20d"
         duration = timedelta(0)
-    if duration > timedelta(0) or (zero and duration == timedelta(0) and text.strip() in ("0", "0s")):
+    if timedelta(0) < duration <= _LONGEST or (
+        zero and duration == timedelta(0) and text.strip() in ("0", "0s")
+    ):
         return duration
-    _REFUSED.append(f"{name} must be a positive duration such as 7d, 36h, 90m or 45s, not {text!r}")
+    _REFUSED.append(
+        f"{name} must be a positive duration of at most 100 years, such as 7d, 36h, 90m or 45s, not {text!r}"
+    )
     return parse_duration(default)
 
 

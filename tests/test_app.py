@@ -146,12 +146,14 @@ def test_an_unknown_enumerated_setting_stops_the_start_in_one_line(tmp_path, nam
         ("OUTBOUND_LEASE", "inf"),
         ("STAFF_SESSION_LIFETIME", "nan"),
         ("LIFECYCLE_JOBS_INTERVAL", "-1m"),
+        ("STAFF_SESSION_LIFETIME", "3000000d"),
     ],
 )
 def test_a_duration_that_is_not_positive_stops_the_start_in_one_line(tmp_path, name, value):
     """`AUTO_CLOSE_AFTER=-7d` (or `0`) started, and the next run closed every resolved
     ticket; `7 days` or `inf` stopped the start with a traceback (found by the SLA
-    review). `LIFECYCLE_JOBS_INTERVAL=0` still leaves the jobs to cron."""
+    review); `3000000d` started and overflowed every login (found by the review of
+    the fix). `LIFECYCLE_JOBS_INTERVAL=0` still leaves the jobs to cron."""
     environment = {
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY")
     }
@@ -161,7 +163,8 @@ def test_a_duration_that_is_not_positive_stops_the_start_in_one_line(tmp_path, n
     )
     assert result.returncode == 3, result.stderr
     assert result.stderr == (
-        f"helpdesk: {name} must be a positive duration such as 7d, 36h, 90m or 45s, not {value!r}\n"
+        f"helpdesk: {name} must be a positive duration of at most 100 years, such as 7d, 36h, 90m or 45s, "
+        f"not {value!r}\n"
     )
     environment[name] = "0" if name == "LIFECYCLE_JOBS_INTERVAL" else "36h"
     setting = {"STAFF_SESSION_LIFETIME": "PERMANENT_SESSION_LIFETIME"}.get(name, name)
