@@ -352,8 +352,12 @@ def _disposition(name: str) -> str:
     if name.isascii():
         return dump_options_header("attachment", {"filename": name})
     fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    stem, dot, extension = fallback.rpartition(".")
+    if not any(character.isalnum() for character in (stem if dot else fallback)):
+        # '請求書.pdf' kept only '.pdf', a hidden file's name to a client without filename*
+        fallback = "attachment" + (dot + extension if dot else "")
     return dump_options_header(
-        "attachment", {"filename": fallback or "attachment", "filename*": "UTF-8''" + quote(name, safe="")}
+        "attachment", {"filename": fallback, "filename*": "UTF-8''" + quote(name, safe="")}
     )
 
 
