@@ -147,6 +147,22 @@ def _someone_waits_for_a_lock(at_least: int = 1) -> bool:
     return bool(db.session.execute(_LOCK_WAITERS).scalar_one() >= at_least)
 
 
+def _hold_first_after_count(monkeypatch: pytest.MonkeyPatch, order: Interleaving) -> None:
+    """Hold the first worker right after its customer's limits were counted, with the
+    locks that count takes (`customer_limits.reached_limit`)."""
+    from helpdesk.services import customer_limits
+
+    reached_limit = customer_limits.reached_limit
+
+    def count_then_hold(*args: Any) -> str | None:
+        reached = reached_limit(*args)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+        return reached
+
+    monkeypatch.setattr(customer_limits, "reached_limit", count_then_hold)
+
+
 Change = Callable[[str], str]
 
 
@@ -1144,7 +1160,6 @@ def test_two_plus_addresses_of_one_mailbox_at_once_cannot_both_take_its_last_slo
     its own, and locking the sender's contact alone let two mails at once both count
     one ticket and both open a second, with a limit of 2. The first mail is held after
     its count; the second must wait for it, and then finds the mailbox full."""
-    from helpdesk.services import customer_limits
     from helpdesk.services.senders import SendersService
 
     SendersService(db.session).add("@corp.example", "Corp")
@@ -1158,15 +1173,7 @@ def test_two_plus_addresses_of_one_mailbox_at_once_cannot_both_take_its_last_slo
     assert first_mail.outcome is Outcome.CREATED
     db.session.remove()
     order = Interleaving()
-    reached_limit = customer_limits.reached_limit
-
-    def count_then_hold(*args: Any) -> str | None:
-        reached = reached_limit(*args)
-        if threading.current_thread().name == "first":
-            order.after_first_change()
-        return reached
-
-    monkeypatch.setattr(customer_limits, "reached_limit", count_then_hold)
+    _hold_first_after_count(monkeypatch, order)
 
     def mail_from(role: str, sender: str) -> Callable[[], object]:
         def mail() -> object:
@@ -1795,19 +1802,10 @@ def test_one_chat_conversation_posted_twice_at_once_opens_one_ticket(app, monkey
     """The first post is held after the customer's count, its locks taken; the
     second waits for them and then finds the first one's ticket: 200, the same
     number, one acknowledgment (it opened TKT-000002 and mailed twice)."""
-    from helpdesk.services import customer_limits
 
     token = _chat_token()
     order = Interleaving()
-    reached_limit = customer_limits.reached_limit
-
-    def count_then_hold(*args: Any) -> str | None:
-        reached = reached_limit(*args)
-        if threading.current_thread().name == "first":
-            order.after_first_change()
-        return reached
-
-    monkeypatch.setattr(customer_limits, "reached_limit", count_then_hold)
+    _hold_first_after_count(monkeypatch, order)
     results = order.run(
         _chat_post(app, token, order, "first", "ann@example.com"),
         _chat_post(app, token, order, "second", "ann@example.com"),
@@ -1890,19 +1888,10 @@ def test_one_assistant_call_submitted_twice_at_once_opens_one_ticket(app, monkey
     """A runtime submitting a batch again while the first is still running: the
     first is held after the customer's count, its locks taken; the second waits for
     them and then answers the first one's ticket: one ticket, one acknowledgment."""
-    from helpdesk.services import customer_limits
 
     token = _assistant_token()
     order = Interleaving()
-    reached_limit = customer_limits.reached_limit
-
-    def count_then_hold(*args: Any) -> str | None:
-        reached = reached_limit(*args)
-        if threading.current_thread().name == "first":
-            order.after_first_change()
-        return reached
-
-    monkeypatch.setattr(customer_limits, "reached_limit", count_then_hold)
+    _hold_first_after_count(monkeypatch, order)
     results = order.run(
         _assistant_post(app, token, order, "first", "+5215512345678"),
         _assistant_post(app, token, order, "second", "+5215512345678"),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
 from helpdesk import numbering
@@ -13,6 +15,21 @@ from helpdesk.errors import Conflict, ValidationError
 from helpdesk.extensions import db
 from helpdesk.models import Ticket, TicketCounter
 from helpdesk.services import Actor, TicketsService
+
+
+@contextmanager
+def _recorded() -> Iterator[list[str]]:
+    """The SQL statements sent while the block runs, in order."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
 
 
 @pytest.mark.parametrize(
@@ -148,8 +165,6 @@ def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
     """The counter row stays locked from the numbering statement to the commit, so a
     new ticket's first message, its attachments and the inbound mail it came from are
     written in that one statement on PostgreSQL (SQLite has one writer anyway)."""
-    from sqlalchemy import event
-
     from helpdesk.models import Attachment, InboundMail, Message
     from helpdesk.services.tickets import NewAttachment
 
@@ -168,14 +183,7 @@ def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
     )
     db.session.add(inbound)
     db.session.flush()
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with _recorded() as statements:
         ticket = service.open_ticket(
             subject="Printer",
             description="see the photo",
@@ -189,8 +197,6 @@ def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
             ],
         )
         db.session.flush()
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     db.session.commit()
     taking = [i for i, sql in enumerate(statements) if "ticket_counter" in sql]
     assert taking, statements
@@ -215,18 +221,10 @@ def test_a_note_for_staff_is_written_after_the_first_message_in_the_same_stateme
     """The mail gateway's note on what it left out of a new ticket's mail
     (docs/mail-gateway.md, "What is stored") is written by the numbering statement
     too, after the first message: the counter row is locked for nothing more."""
-    from sqlalchemy import event
-
     from helpdesk.models import Attachment, Message
     from helpdesk.services.tickets import NewAttachment
 
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with _recorded() as statements:
         ticket = service.open_ticket(
             subject="Printer",
             description="see the photo",
@@ -237,8 +235,6 @@ def test_a_note_for_staff_is_written_after_the_first_message_in_the_same_stateme
             note=(Actor.system("mail gateway"), "big.jpg (9 bytes) not stored"),
         )
         db.session.flush()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
     db.session.commit()
     taking = [i for i, sql in enumerate(statements) if "ticket_counter" in sql]
     if backend == "postgresql":
