@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
 from helpdesk import numbering
@@ -15,21 +13,7 @@ from helpdesk.errors import Conflict, ValidationError
 from helpdesk.extensions import db
 from helpdesk.models import Ticket, TicketCounter
 from helpdesk.services import Actor, TicketsService
-
-
-@contextmanager
-def _recorded() -> Iterator[list[str]]:
-    """The SQL statements sent while the block runs, in order."""
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+from tests.support.database import statements as recorded_statements
 
 
 @pytest.mark.parametrize(
@@ -183,7 +167,7 @@ def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
     )
     db.session.add(inbound)
     db.session.flush()
-    with _recorded() as statements:
+    with recorded_statements() as statements:
         ticket = service.open_ticket(
             subject="Printer",
             description="see the photo",
@@ -224,7 +208,7 @@ def test_a_note_for_staff_is_written_after_the_first_message_in_the_same_stateme
     from helpdesk.models import Attachment, Message
     from helpdesk.services.tickets import NewAttachment
 
-    with _recorded() as statements:
+    with recorded_statements() as statements:
         ticket = service.open_ticket(
             subject="Printer",
             description="see the photo",
