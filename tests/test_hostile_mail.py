@@ -980,6 +980,13 @@ def _cost(raw: bytes) -> float:
     return least_cpu(read)
 
 
+# The email package parses every one of these 955 X-Loop addresses, which is honest
+# work for the 190 KB header they fill: 16-17 times a short ordinary mail of that size
+# on a quiet machine, 26 seen under a loaded suite. Unfixed, each address was put into
+# its IDNA form (about 1 ms each, 700 times ordinary); 50 still fails that by far.
+_CPU_RATIO_LIMITS = {"x-loop: many addresses with international labels": 50}
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "name",
@@ -1001,7 +1008,7 @@ def _cost(raw: bytes) -> float:
 def test_the_reported_cpu_attacks_cost_what_ordinary_mail_of_their_size_costs(name):
     (raw,) = [mail.raw for mail in hostile_mails(1_000_000) if mail.name == name]
     ordinary = min(_cost(ordinary_mail(len(raw), seed)) for seed in range(3))
-    assert _cost(raw) <= 20 * ordinary
+    assert _cost(raw) <= _CPU_RATIO_LIMITS.get(name, 20) * ordinary
 
 
 @pytest.mark.timeout(300)
