@@ -129,6 +129,10 @@ KNOWN = (
         "it is in the original mail."
     ),
     N_(
+        "1 more attachment not stored: more than %(limit)s in one mail (MAX_ATTACHMENTS); "
+        "it is in the original mail."
+    ),
+    N_(
         "%(count)s more attachments not stored: more than %(limit)s in one mail (MAX_ATTACHMENTS); "
         "they are in the original mail."
     ),

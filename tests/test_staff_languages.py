@@ -619,8 +619,7 @@ def test_the_gateway_notes_what_it_left_out_in_the_staff_members_language(app, c
         "foto2.jpg (150 bytes) no se guardó: pesa más de 100 bytes; está en el correo original.",
         "foto3.jpg (80 bytes) no se guardó: los adjuntos pasan de 120 bytes en total; "
         "está en el correo original.",
-        "1 adjuntos más no se guardaron: más de 3 en un correo (MAX_ATTACHMENTS); "
-        "están en el correo original.",
+        "1 adjunto más no se guardó: más de 3 en un correo (MAX_ATTACHMENTS); está en el correo original.",
         "2 direcciones más de Para/Cc no se añadieron como participantes: más de 1 (MAX_CC_PARTICIPANTS).",
     ):
         assert line in read_text(first), line

@@ -58,7 +58,12 @@ def attachments(mail: InboundMail, limits: MailLimits) -> tuple[list[NewAttachme
         kept.append(
             NewAttachment(item.filename, item.content_type, item.data, item.content_id, item.is_inline)
         )
-    if beyond_count:
+    if len(beyond_count) == 1:
+        notes.append(
+            f"1 more attachment not stored: more than {limits.attachments} in one mail "
+            "(MAX_ATTACHMENTS); it is in the original mail."
+        )
+    elif beyond_count:
         notes.append(
             f"{len(beyond_count)} more attachments not stored: more than "
             f"{limits.attachments} in one mail (MAX_ATTACHMENTS); they are in the "
