@@ -686,6 +686,40 @@ def test_a_batch_submitted_again_answers_the_tickets_it_opened_and_mails_nothing
     assert len(db.session.execute(select(Ticket)).all()) == 6
 
 
+def test_a_repeat_says_when_its_ticket_was_merged_or_cancelled_since(service, agent_actor, client, token):
+    """A batch submitted again after staff merged one of its tickets and cancelled
+    the other answered "Ticket … created successfully" for both, the merged one
+    under its survivor's number: the model told the customer a new ticket was
+    open. The repeat says what became of them (docs/integrations.md)."""
+    batch = [
+        ("create_ticket_report", {"title": "Sin internet", "description": "No hay servicio"}),
+        ("create_ticket_report", {"title": "Factura", "description": "Cobro doble"}),
+    ]
+    outputs(tool_calls(client, token, batch))
+    duplicate, cancelled = db.session.execute(select(Ticket).order_by(Ticket.number)).scalars()
+    kept = open_ticket(service, requester_email="olt@example.com", subject="Caída OLT norte")
+    service.merge(duplicate, kept, actor=agent_actor)
+    service.change_status(cancelled, "cancelled", actor=agent_actor)
+    db.session.commit()
+    merged, gone = outputs(tool_calls(client, token, batch))
+    assert merged == {
+        "success": True,
+        "ticketId": "TKT-000003",
+        "mergedFrom": "TKT-000001",
+        "message": "Ticket TKT-000001 was created earlier and merged into TKT-000003",
+        "status": "new",
+        "priority": "medium",
+    }
+    assert gone == {
+        "success": True,
+        "ticketId": "TKT-000002",
+        "message": "Ticket TKT-000002 was created earlier and is now cancelled",
+        "status": "cancelled",
+        "priority": "medium",
+    }
+    assert len(db.session.execute(select(Ticket)).all()) == 3
+
+
 def test_a_merged_ticket_s_comment_and_rating_go_to_its_survivor(service, agent_actor, client, token):
     """A comment on the merged number reopened the closed duplicate (staff watch the
     survivor), and the duplicate, closed by the merge and never resolved, could be

@@ -323,7 +323,7 @@ class AssistantService:
             if claimed is None:  # submitted at once under another customer's locks, committed first
                 repeated = self._opened(contact, digest)
         if repeated is not None:
-            return self._created(repeated)
+            return self._repeated(*repeated)
         if not allowed:
             raise Failure(TOO_MANY, "too_many")
         ticket = self.tickets.open_ticket(
@@ -341,12 +341,12 @@ class AssistantService:
         )
         return self._created(ticket)
 
-    def _opened(self, contact: Contact, digest: str) -> Ticket | None:
+    def _opened(self, contact: Contact, digest: str) -> tuple[Ticket, Ticket] | None:
         """The ticket this call id of this integration opened with these arguments
-        (`digest`) within `REPEAT_WINDOW`, as the customer reaches it now (a merged
-        one's survivor), or None. A call id used before for other arguments, long
-        ago, or for someone else (whose ticket a call id picks for no one) is no
-        repeat: the call opens a ticket, unremembered."""
+        (`digest`) within `REPEAT_WINDOW`, and the one the customer reaches by it now
+        (a merged one's survivor, else itself), or None. A call id used before for
+        other arguments, long ago, or for someone else (whose ticket a call id picks
+        for no one) is no repeat: the call opens a ticket, unremembered."""
         if self.integration_id is None or self.call_id is None:
             return None
         ticket = self.session.execute(
@@ -361,7 +361,7 @@ class AssistantService:
         ).scalar_one_or_none()
         if ticket is None or not customer_reaches(self.session, contact, ticket.id):
             return None
-        return reached_by(self.session, contact, ticket) or ticket
+        return ticket, reached_by(self.session, contact, ticket) or ticket
 
     def _claim(self, integration_id: int, call_id: str, digest: str) -> int | None:
         """Claim the call id for the ticket about to be opened (`chat.claim`'s rule):
@@ -372,6 +372,23 @@ class AssistantService:
             .values(integration_id=integration_id, call_id=call_id, digest=digest, created_at=now())
             .returning(AssistantCall.id)
         ).scalar_one_or_none()
+
+    def _repeated(self, opened: Ticket, reached: Ticket) -> dict[str, Any]:
+        """A repeat's answer: the first one's while the ticket is as it was opened,
+        else what became of it, so the model does not announce a new ticket that was
+        merged away or cancelled since (docs/integrations.md, "A batch submitted
+        again"): merged, the survivor's number with `mergedFrom`, as a lookup
+        answers it; finished, its status."""
+        answer = self._created(reached)
+        number = self._number(opened.number)
+        if reached.id != opened.id:
+            answer["mergedFrom"] = number
+            answer["message"] = f"Ticket {number} was created earlier and merged into {answer['ticketId']}"
+            if reached.status in sla.FINISHED:
+                answer["message"] += f", which is now {reached.status}"
+        elif reached.status in sla.FINISHED:
+            answer["message"] = f"Ticket {number} was created earlier and is now {reached.status}"
+        return answer
 
     def _created(self, ticket: Ticket) -> dict[str, Any]:
         number = self._number(ticket.number)
