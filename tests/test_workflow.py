@@ -15,7 +15,8 @@ from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.models import Contact, OutboxMessage, Ticket, TicketHistory
 from helpdesk.services.integrations import IntegrationsService
-from helpdesk.services.workflow import open_workflow_ticket
+from helpdesk.services import contacts
+from helpdesk.services.workflow import MACHINE_ADDRESS, open_workflow_ticket
 from tests.support.app import ApiClient
 from tests.support.database import open_ticket
 from tests.support.web_process import WebServer, api_call
@@ -168,6 +169,13 @@ def test_the_customer_is_named_exactly_once(workflow, service, customer, field):
         ({"service_address": "x" * 501}, "service_address"),
         ({"customer_email": None, "customer_id": True}, "customer_id"),
         ({"description": None}, "description"),
+        # Nothing to work from: the description is the ticket's first message.
+        ({"description": ""}, "description"),
+        ({"description": " \n\t "}, "description"),
+        # A machine's mailbox reads nothing staff write to the customer (docs/isp-operations.md).
+        ({"customer_email": "noreply@isp.example"}, "customer_email"),
+        ({"customer_email": "MAILER-DAEMON@isp.example"}, "customer_email"),
+        ({"customer_email": "no-reply.billing@isp.example"}, "customer_email"),
         ({"team": "field_ops"}, "team"),
     ],
 )
@@ -176,6 +184,16 @@ def test_invalid_fields_are_refused_naming_the_workflows_field(workflow, teams, 
     assert set(error["fields"]) == {field}, error
     assert db.session.execute(select(Ticket)).first() is None
     assert db.session.execute(select(Contact)).first() is None
+
+
+def test_a_machine_s_contact_named_by_id_is_no_workflow_customer(workflow):
+    """A contact at `noreply@` (mail from it made one once) named by its id was the
+    customer as an address would be refused for (docs/isp-operations.md)."""
+    robot = contacts.find_or_create(db.session, "no-reply@billing.example", "")
+    db.session.commit()
+    body = {"title": "Alta", "description": "Instalar", "customer_id": robot.id}
+    assert _refusal(workflow, body)["fields"] == {"customer_id": MACHINE_ADDRESS}
+    assert db.session.execute(select(Ticket)).first() is None
 
 
 def test_a_missing_title_is_refused_like_the_rest_of_the_api(workflow):

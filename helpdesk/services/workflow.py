@@ -24,6 +24,7 @@ from helpdesk import addresses, inputs, numbering, service_fields
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso
 from helpdesk.errors import NotFound, ValidationError
+from helpdesk.inbound import automail
 from helpdesk.inputs import positive_int
 from helpdesk.models import Contact, Team
 from helpdesk.services import contacts, teams
@@ -38,6 +39,9 @@ _WORKFLOW_PRIORITY = {stored: name for name, stored in _STORED_PRIORITY.items()}
 # TicketsService's field names for what the workflow calls otherwise, so a refusal
 # names the field the workflow sent.
 _FIELD_NAMES = {"subject": "title", "requester_email": "customer_email", "team": "assigned_team"}
+# A customer at a machine's mailbox (`automail.is_machine_address`) reads nothing
+# staff write on the ticket: the outbox never mails it (docs/isp-operations.md).
+MACHINE_ADDRESS = "is an automatic mailbox (noreply, mailer-daemon…), not a customer's"
 
 
 def open_workflow_ticket(
@@ -68,6 +72,9 @@ def open_workflow_ticket(
     locked until then (docs/numbering.md).
     """
     errors: dict[str, str] = {}
+    if isinstance(description, str) and not inputs.one_line(description):
+        # The ticket's first message: staff work from it (docs/isp-operations.md).
+        errors["description"] = "is required"
     stored_priority = _STORED_PRIORITY.get(priority or "normal")
     if stored_priority is None:
         errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
@@ -130,7 +137,8 @@ def _customer(
     (TicketsService finds or creates that contact and checks the address). An
     unknown id is refused at once, with every error found so far, in the words
     workflows match on (`Invalid customer_id: X`). A staff or helpdesk address is
-    no customer's however it is named (`contacts.is_ours`)."""
+    no customer's however it is named (`contacts.is_ours`), nor a machine's
+    mailbox (`automail.is_machine_address`)."""
     if customer_id is None or customer_id == "":
         if customer_email is None:
             errors["customer_id"] = "is required (or customer_email)"
@@ -141,6 +149,8 @@ def _customer(
             session, customer_email, config
         ):
             errors["customer_email"] = contacts.NOT_A_CUSTOMER
+        elif automail.is_machine_address(addresses.normalize(customer_email)):
+            errors["customer_email"] = MACHINE_ADDRESS
         return None
     if customer_email is not None:
         errors["customer_email"] = "must not be given with customer_id"
@@ -155,6 +165,9 @@ def _customer(
     if contacts.is_ours(session, contact.email, config):
         # A colleague's or the helpdesk's own contact row, named by id: as for an email.
         errors["customer_id"] = contacts.NOT_A_CUSTOMER
+        return None
+    if automail.is_machine_address(contact.email):  # a contact mail from noreply@ once made
+        errors["customer_id"] = MACHINE_ADDRESS
         return None
     return contact
 
