@@ -110,7 +110,17 @@ def without_bidi(text: str) -> str:
     return _BIDI.sub("", text)
 
 
-def has_control(text: str) -> bool:
+# What text of several lines holds besides its characters (`has_control(lines=True)`).
+_LINE_LAYOUT = frozenset("\t\n\r")
+
+
+def has_control(text: str, *, lines: bool = False) -> bool:
     """Whether `text` holds a control character, a line separator or a bidirectional
-    control (`one_line` would change more than spacing)."""
-    return _CONTROL.search(text) is not None or _BIDI.search(text) is not None
+    control (`one_line` would change more than spacing). `lines`: text of several
+    lines typed by staff (a reason), where tab, line feed and carriage return (a
+    form's CRLF) are text, and every other control still counts (docs/security.md)."""
+    if _BIDI.search(text) is not None:
+        return True
+    if not lines:
+        return _CONTROL.search(text) is not None
+    return any(found.group() not in _LINE_LAYOUT for found in _CONTROL.finditer(text))

@@ -81,6 +81,25 @@ def test_escalating_to_oneself_mails_nobody(api, agent):
     assert db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "escalation")).first() is None
 
 
+def test_a_reason_with_control_characters_is_refused_and_lines_are_kept(app, api, second_level, sink: Sink):
+    """An escape sequence or a bell typed in the reason was stored in the history and
+    reached the escalation mail's text, where a terminal acts on it; refused as a
+    password holding one is (docs/isp-operations.md). Lines and tabs are text."""
+    number = _opened(api)
+    for reason in ("Fibra\x1b[2J cortada", "Urgente\x07", "Caída\x9b31m norte", "OLT \u202enorte"):
+        body = {"level": "L2", "assignee": second_level.id, "reason": reason}
+        refused = api.post(f"/tickets/{number}/escalate", body)
+        assert refused.get_json()["error"]["fields"] == {"reason": "must not contain control characters"}
+    assert db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "escalation")).first() is None
+    # The one rule for reasons: a status move's, mailed to the customer, too.
+    moved = api.post(f"/tickets/{number}/status", {"status": "cancelled", "reason": "Spam\x1b]0;x\x07"})
+    assert moved.get_json()["error"]["fields"] == {"reason": "must not contain control characters"}
+    body = {"level": "L2", "assignee": second_level.id, "reason": "Tres clientes:\r\n\tOLT norte"}
+    assert api.post(f"/tickets/{number}/escalate", body).status_code == 200
+    (mail,) = [mail for mail in deliver(app, sink) if mail["To"].endswith(second_level.email + ">")]
+    assert "Tres clientes:\n\tOLT norte" in text_of(mail)
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

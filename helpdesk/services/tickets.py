@@ -29,7 +29,7 @@ from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.database import adopt
 from helpdesk.errors import Conflict, InvalidTransition, NotFound, TicketCancelled, ValidationError
-from helpdesk.inputs import echoed, positive_int, unstorable
+from helpdesk.inputs import echoed, has_control, positive_int, unstorable
 from helpdesk.models import (
     AssistantCall,
     Attachment,
@@ -839,9 +839,13 @@ def _lock(session: Session, condition: Any) -> None:
 
 def _reason_problem(reason: object, *, required: bool = False) -> str | None:
     """What is wrong with the reason given for a status move, an escalation or a
-    merge (it is stored and mailed to the customer), or None."""
+    merge (it is stored and mailed to the customer), or None. Control characters
+    other than tabs and line breaks are refused, as in a password (an escape
+    sequence reached the mail's text; docs/lifecycle.md)."""
     if not isinstance(reason, str) or unstorable(reason):
         return "must be text"
+    if has_control(reason, lines=True):
+        return "must not contain control characters"
     if required and not reason.strip():
         return "is required"
     if len(reason) > MAX_REASON:
