@@ -721,8 +721,11 @@ _FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
         lambda code: code.translate(_ARABIC_INDIC),
         lambda code: code.translate(_FULLWIDTH),
         lambda code: f"{code[:3].translate(_FULLWIDTH)} - {code[3:].translate(_ARABIC_INDIC)}",
+        # Format characters a phone or a copy from a right-to-left chat adds: RLM, LRM,
+        # zero-width space and joiner, BOM. Not typed by the customer, so not read.
+        lambda code: f"\ufeff\u200f{code[:2]}\u200b{code[2:4]}\u200d{code[4:]}\u200e",
     ],
-    ids=["arabic-indic", "fullwidth", "mixed"],
+    ids=["arabic-indic", "fullwidth", "mixed", "format-characters"],
 )
 def test_a_code_typed_in_another_script_s_digits_is_read_as_those_digits(call, keyboard):
     """A phone keyboard in Arabic types '١٢٣٤٥٦', a Japanese one '１２３４５６': they

@@ -27,7 +27,8 @@ comes back from that number: `request_code` mails a fresh one (the assistant's
   stored as any other (with a code no one can type), so the number that asked
   cannot learn whether the address is linked.
 - A code may be typed in any script's decimal digits (Arabic-Indic, fullwidth…):
-  each is read as its ASCII digit; spaces and dashes are ignored.
+  each is read as its ASCII digit; spaces, dashes and invisible format characters
+  (RLM, zero-width space, BOM…) are ignored.
 - Wrong codes are limited per mailbox: once `MAILBOX_MAX_WRONG` were given for it
   within `WRONG_WINDOW`, a number that gave one of them neither checks nor asks
   for a code for it until the window moves on. A number that gave none (the
@@ -192,7 +193,9 @@ def confirm(
 
 
 def _as_typed(code: str) -> str:
-    """The code as the customer meant it: spaces and dashes dropped, and each Unicode
+    """The code as the customer meant it: spaces, dashes and invisible format
+    characters (Unicode's category Cf: the RLM and LRM a right-to-left chat or a
+    copy adds, zero-width spaces and joiners, a BOM) dropped, and each Unicode
     decimal digit (an Arabic or Persian keyboard's '١٢٣', a fullwidth '１２３') read
     as its ASCII digit; anything else is kept, so it makes a wrong code. Text longer
     than `MAX_CODE_TEXT` (the tool's schema refuses it) is no code, and is not read."""
@@ -202,6 +205,7 @@ def _as_typed(code: str) -> str:
     return "".join(
         _ASCII_DIGITS[value] if (value := unicodedata.decimal(char, None)) is not None else char
         for char in kept
+        if unicodedata.category(char) != "Cf"
     )
 
 
