@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.models import Contact, OutboxMessage, Ticket, TicketHistory
-from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services import contacts
+from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.workflow import MACHINE_ADDRESS, open_workflow_ticket
 from tests.support.app import ApiClient
 from tests.support.database import open_ticket
