@@ -964,7 +964,11 @@ PATHS: dict[str, Any] = {
                     **_object(
                         {
                             "title": {"type": "string"},
-                            "description": {"type": "string"},
+                            "description": {
+                                "type": "string",
+                                "description": "the ticket's first message; blank (only spaces or line "
+                                "breaks): 422",
+                            },
                             "customer_id": {
                                 "type": "integer",
                                 "nullable": True,
@@ -975,7 +979,8 @@ PATHS: dict[str, Any] = {
                                 "type": "string",
                                 "format": "email",
                                 "nullable": True,
-                                "description": "the customer, found or created by address",
+                                "description": "the customer, found or created by address; a machine's "
+                                "mailbox (noreply@, mailer-daemon@…): 422",
                             },
                             "priority": {
                                 "type": "string",
