@@ -511,3 +511,67 @@ def test_an_unparseable_trusted_header_starts_the_run_so_a_forged_one_below_the_
     assert not believed_raw(trusted, below=(b"Received: from laptop by mail.attacker.example", FORGED))
     # It passes nothing itself, and does not hide the server's other headers.
     assert believed_raw(trusted, b"Authentication-Results: " + PASS)
+
+
+# --- one From, and a DMARC fail that stands ---------------------------------------------
+#
+# RFC 5322 allows one From field naming one address (two need a Sender). A DKIM
+# signature covers the bottom-most From field it names (RFC 6376 §5.4.2), while this
+# gateway and many readers take the first: a sender signed by its own mailbox provider
+# puts a customer of the same provider in a From field above its own.
+
+SIGNED_BY_THE_PROVIDER = (
+    f"Authentication-Results: {TRUSTED}; dkim=pass header.d=customer.example header.s=s1; "
+    "dmarc=pass header.from=customer.example"
+).encode()
+
+
+@pytest.mark.parametrize(
+    "froms",
+    [
+        (b"From: Victim <victim@customer.example>", b"From: Eve <eve@customer.example>"),
+        (b"From: Victim <victim@customer.example>, Eve <eve@customer.example>",),
+        (b"From: victim@customer.example eve@customer.example",),  # read liberally: two words
+        (b"From: Victim <victim@customer.example>", b"From: nobody"),
+    ],
+)
+def test_a_header_with_more_than_one_from_is_not_believed(froms: tuple[bytes, ...]) -> None:
+    mail = parse(raw_mail(SIGNED_BY_THE_PROVIDER, below=froms, from_address=""))
+    assert (mail.from_address, mail.from_source) == ("victim@customer.example", "from")
+    assert mail.header_ambiguity is not None and "From" in mail.header_ambiguity
+    assert check(mail, TRUSTED) is Verdict.FAIL
+    assert check(mail, "") is Verdict.UNCHECKED  # nothing configured: taken as written
+
+
+def test_one_from_naming_one_address_twice_is_one_address() -> None:
+    raw = raw_mail(
+        SIGNED_BY_THE_PROVIDER,
+        below=(b"From: Alice <alice@customer.example>, alice@customer.example",),
+        from_address="",
+    )
+    assert check(parse(raw), TRUSTED) is Verdict.PASS
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        (f"{TRUSTED}; dkim=pass header.d=customer.example; dmarc=fail header.from=customer.example",),
+        (f"{TRUSTED}; spf=pass smtp.mailfrom=alice@customer.example; dmarc=fail",),
+        # One header per milter (OpenDKIM, OpenDMARC): the fail still stands.
+        (
+            f"{TRUSTED}; dkim=pass header.d=mail.customer.example",
+            f"{TRUSTED}; dmarc=fail (p=REJECT adkim=s) header.from=customer.example",
+        ),
+        (f"{TRUSTED}; dmarc=pass header.from=customer.example; dmarc=fail header.from=customer.example",),
+    ],
+)
+def test_a_trusted_dmarc_fail_is_not_overridden_by_an_aligned_pass(results: tuple[str, ...]) -> None:
+    """DMARC is the From domain's own policy (a strict alignment, say): the relaxed
+    alignment of a DKIM or SPF pass cannot overrule the server that evaluated it."""
+    assert not believed(*results)
+
+
+@pytest.mark.parametrize("result", ["none", "temperror", "permerror"])
+def test_no_dmarc_verdict_leaves_the_decision_to_an_aligned_pass(result: str) -> None:
+    # `none`: the domain publishes no policy; the errors: none could be read.
+    assert believed(f"{TRUSTED}; dkim=pass header.d=customer.example; dmarc={result}")

@@ -601,6 +601,41 @@ def test_alignment_uses_the_public_suffix_list(app, signer, outcome):
         assert text.split()[2].decode() == outcome
 
 
+def test_a_from_its_providers_signature_does_not_cover_never_writes_as_a_customer(app, senders):
+    """Eve and Ann have mailboxes at one provider, which signs Eve's mail (d=example.com)
+    without oversigning From. Eve puts `From: Ann` above her own signed From: DKIM
+    covers the bottom From, the gateway read the top one (RFC 6376 §5.4.2). Before, it
+    was appended to Ann's ticket as Ann, even beside the server's own DMARC fail."""
+    app.config.update(TRUSTED_AUTHSERV_ID=TRUSTED)
+    ticket = opened_by_ann(app)
+    provider = (
+        b"Authentication-Results: " + TRUSTED.encode() + b"; dkim=pass header.d=example.com header.s=s1"
+    )
+    ann, eve = b"Ann <ann@example.com>", b"From: Eve <eve@example.com>"
+    envelope = Envelope("eve@example.com", (SUPPORT,), "smtp")
+    for head, sender, extra in [
+        (provider + b"; dmarc=pass header.from=example.com", ann, (eve,)),
+        (provider + b"; dmarc=fail header.from=example.com", ann, (eve,)),
+        (provider + b"; dmarc=pass header.from=example.com", ann + b", Eve <eve@example.com>", ()),
+        (provider + b"; dmarc=fail (p=REJECT adkim=s) header.from=example.com", ann, ()),  # one From
+    ]:
+        raw = raw_mail(
+            head, RECEIVED, sender=sender, subject=b"Re: [TKT-000001] Invoice question", extra=extra
+        )
+        result = ingest(raw, envelope, app.config)
+        db.session.commit()
+        assert result.outcome is Outcome.QUARANTINED, (head, sender, extra)
+        assert result.reason.startswith("From not authenticated (")
+    assert len(messages(ticket)) == 1
+    # The control: one From, the provider's signature and no DMARC policy.
+    control = raw_mail(
+        provider + b"; dmarc=none header.from=example.com",
+        RECEIVED,
+        subject=b"Re: [TKT-000001] Invoice question",
+    )
+    assert ingest(control, envelope, app.config).outcome is Outcome.APPENDED
+
+
 # -- poison mail: stored, or quarantined with its raw bytes, never 451 ---------------------
 
 

@@ -35,6 +35,13 @@ Which headers count, and how they are read, is where such checks are fooled:
   fields the two readings do not agree on) gives FAIL whatever it says: no mail
   server writes a bare CR, RFC 5322 forbids it, and a sender who writes one gets
   the unknown-sender policy, not our belief.
+- One From, naming one address (RFC 5322), or no belief either (`header_ambiguity`
+  again): a DKIM signature covers the bottom-most From field (RFC 6376 §5.4.2) and
+  we read the first, so a sender whose own provider signs its mail could put a
+  fellow customer's From above its own and borrow the provider's pass; with several
+  addresses in one From a DMARC module may have judged another (RFC 7489 §6.6.1).
+- A DMARC fail in the trusted server's headers stands: no aligned SPF or DKIM pass
+  beside it overrules the From domain's own policy.
 
 That is only safe together with the stripping RFC 8601 §5 requires of the
 receiving server: it removes headers carrying its own authserv-id from incoming
@@ -111,10 +118,14 @@ def check(mail: InboundMail, trusted_authserv_id: str) -> Verdict:
 
     UNCHECKED when no trusted server is configured. FAIL when the sender is not a
     From address (`InboundMail.from_source`), the header may not be the one the
-    server read (`InboundMail.header_ambiguity`), none of the trusted server's own
-    headers exists, or none of their results passes aligned with the From domain.
+    server read or holds more than one From (`InboundMail.header_ambiguity`), none
+    of the trusted server's own headers exists, or none of their results passes
+    aligned with the From domain.
     A trusted header that cannot be parsed passes nothing (and so, alone, gives
-    FAIL), but it is one of the server's own headers all the same.
+    FAIL), but it is one of the server's own headers all the same. A DMARC fail
+    among them is FAIL whatever else passed: DMARC applies the From domain's own
+    policy (strict alignment, say), which a relaxed-aligned SPF or DKIM pass must
+    not overrule; `none` (no policy) and the errors leave the decision to those.
     """
     return assess(mail, trusted_authserv_id).verdict
 
@@ -135,11 +146,13 @@ def assess(mail: InboundMail, trusted_authserv_id: str) -> Assessment:
             Verdict.FAIL, f"{trusted}'s Authentication-Results are not taken: {mail.header_ambiguity}"
         )
     own = _trusted_results(mail, trusted)
-    for results in own:
-        if any(_passes_aligned(result, from_domain) for result in results):
-            return Assessment(Verdict.PASS, "")
     if not own:
         return Assessment(Verdict.FAIL, f"no Authentication-Results of {trusted}")
+    results = [result for header in own for result in header]
+    if any(result.method == "dmarc" and result.result == "fail" for result in results):
+        return Assessment(Verdict.FAIL, f"{trusted} records dmarc=fail, which no SPF or DKIM pass overrules")
+    if any(_passes_aligned(result, from_domain) for result in results):
+        return Assessment(Verdict.PASS, "")
     return Assessment(Verdict.FAIL, f"{trusted} records no aligned pass for {from_domain}")
 
 

@@ -90,7 +90,8 @@ class InboundMail:
     raw_headers: list[tuple[str, str]] = field(default_factory=list)
     # Why the header may not be the one the receiving mail server read, when it may
     # not (a bare CR; a line a server ends the header at and the email package reads
-    # past): what that server wrote about the mail is then not taken (`authentication`).
+    # past), or its From not the one the server's checks were about (two From fields,
+    # or two addresses in one): what that server wrote is then not taken (`authentication`).
     header_ambiguity: str | None = None
     content_type: str = "text/plain"  # top-level, lower-case
     text_body: str = ""
@@ -394,7 +395,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
             (name.strip().lower(), _header_text(str(value), hint)) for name, value in message.raw_items()
         ],
         raw_headers=servers_read.fields,
-        header_ambiguity=servers_read.ambiguity(message),
+        header_ambiguity=servers_read.ambiguity(message) or _from_ambiguity(message, hint),
         content_type=_header_view(message).get_content_type().lower(),
         text_body=text_body,
         html_body=html_body,
@@ -972,6 +973,23 @@ def _sender(message: Message, hint: str | None) -> tuple[str, str, str, list[str
             notes = [] if header == "from" else [sender_note(header, from_text)]
             return name, address, header, notes
     return "", "", "", []
+
+
+def _from_ambiguity(message: Message, hint: str | None) -> str | None:
+    """Why the From read here (`_sender`: the first address of the first From field)
+    may not be the From a DKIM signature or the receiving server's DMARC check was
+    about, or None. RFC 5322 allows one From field, and more than one address in it
+    only with a Sender; a signature covers the bottom-most From field (RFC 6376
+    §5.4.2), so a sender signed by its own provider could put someone else's address
+    above its own, and a DMARC module may judge another of several addresses (RFC 7489
+    §6.6.1). docs/security.md. Each address has an `@` of its own in the raw value,
+    so a value with one at most is read no second time."""
+    values = _values(message, "from")
+    if len(values) > 1:
+        return f"its header has {len(values)} From fields (RFC 5322 allows one)"
+    if values and values[0].count("@") > 1 and len(_addresses(values, hint)) > 1:
+        return "its From names more than one address"
+    return None
 
 
 def sender_note(source: str, from_text: str | None) -> str:
