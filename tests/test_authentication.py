@@ -575,3 +575,34 @@ def test_a_trusted_dmarc_fail_is_not_overridden_by_an_aligned_pass(results: tupl
 def test_no_dmarc_verdict_leaves_the_decision_to_an_aligned_pass(result: str) -> None:
     # `none`: the domain publishes no policy; the errors: none could be read.
     assert believed(f"{TRUSTED}; dkim=pass header.d=customer.example; dmarc={result}")
+
+
+# --- internationalised domains: compared as DNS names them ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("result", "from_address", "aligned"),
+    [
+        ("dkim=pass header.d=xn--bcher-kva.example", "ana@bücher.example", True),
+        ("dmarc=pass header.from=xn--bcher-kva.example", "ana@bücher.example", True),
+        ("spf=pass smtp.mailfrom=ana@XN--BCHER-KVA.example", "ana@bücher.example", True),
+        ("dkim=pass header.d=xn--bcher-kva.example", "ana@eu.bücher.example", True),
+        ("dkim=pass header.d=xn--e1afmkfd.xn--p1ai", "ana@пример.рф", True),
+        ("dkim=pass header.d=xn--p1ai", "ana@пример.рф", False),  # a public suffix is nobody's
+        ("dmarc=pass header.from=xn--bcher-kva.example", "ana@xn--bcher-kva.example", True),
+        # IDNA 2003 maps these to other names (ß → ss, fullwidth → ASCII); IDNA 2008
+        # and the domain's owner may not: never the same domain here.
+        ("dkim=pass header.d=fussball.example", "ana@fußball.example", False),
+        ("dkim=pass header.d=xn--bcher-kva.example", "ana@ｂücher.example", False),
+        ("dmarc=pass header.from=bücher.example", "ana@bücher.example", False),  # not ASCII
+        (
+            "dkim=pass header.d=xn--bcher-kva.example; dmarc=fail header.from=xn--bcher-kva.example",
+            "ana@bücher.example",
+            False,
+        ),
+    ],
+)
+def test_an_internationalised_from_domain_aligns_in_its_ascii_form(
+    result: str, from_address: str, aligned: bool
+) -> None:
+    assert believed(f"{TRUSTED}; {result}", from_address=from_address) is aligned

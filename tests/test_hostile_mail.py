@@ -636,6 +636,18 @@ def test_a_from_its_providers_signature_does_not_cover_never_writes_as_a_custome
     assert ingest(control, envelope, app.config).outcome is Outcome.APPENDED
 
 
+def test_a_customer_at_an_internationalised_domain_is_authenticated(app):
+    """The trusted server names the domain as DNS does (`xn--bcher-kva.example`), the
+    From as its sender wrote it (`bücher.example`): the same domain. Before, never."""
+    SendersService(db.session).add("@bücher.example", "Bücher GmbH")
+    db.session.commit()
+    app.config.update(TRUSTED_AUTHSERV_ID=TRUSTED)
+    head = b"Authentication-Results: " + TRUSTED.encode() + b"; dkim=pass header.d=xn--bcher-kva.example"
+    raw = raw_mail(head, RECEIVED, sender="Ana <ana@bücher.example>".encode())
+    result = ingest(raw, Envelope("ana@xn--bcher-kva.example", (SUPPORT,), "smtp"), app.config)
+    assert (result.outcome, result.reason) == (Outcome.CREATED, "authorized sender")
+
+
 # -- poison mail: stored, or quarantined with its raw bytes, never 451 ---------------------
 
 

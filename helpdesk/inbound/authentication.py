@@ -61,7 +61,9 @@ unknown-sender policy, and a staff address needs its signed-reply proof.
 Alignment is RFC 7489's relaxed alignment: the organizational domains (the Public
 Suffix List's registrable domain, `publicsuffixlist`) are equal, so
 `mail.customer.example` aligns with `customer.example` and `evil.github.io` does
-not align with `github.io`.
+not align with `github.io`. Domains are compared, and looked up in the list, as DNS
+names them: an internationalised From domain in its ASCII form (`_dns_domain`),
+as the server's results write it.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from dataclasses import dataclass, field
 
 from publicsuffixlist import PublicSuffixList
 
+from helpdesk import addresses
 from helpdesk.inbound.headerfields import Malformed, strip_comments
 from helpdesk.inbound.parser import InboundMail
 from helpdesk.vocabulary import SENDER_SOURCES
@@ -151,7 +154,12 @@ def assess(mail: InboundMail, trusted_authserv_id: str) -> Assessment:
     results = [result for header in own for result in header]
     if any(result.method == "dmarc" and result.result == "fail" for result in results):
         return Assessment(Verdict.FAIL, f"{trusted} records dmarc=fail, which no SPF or DKIM pass overrules")
-    if any(_passes_aligned(result, from_domain) for result in results):
+    named = _dns_domain(mail.from_address)
+    if named is None:
+        return Assessment(
+            Verdict.FAIL, f"{from_domain} has no ASCII form of its own for {trusted} to have checked"
+        )
+    if any(_passes_aligned(result, named) for result in results):
         return Assessment(Verdict.PASS, "")
     return Assessment(Verdict.FAIL, f"{trusted} records no aligned pass for {from_domain}")
 
@@ -264,6 +272,27 @@ def _aligned(domain: str, from_domain: str) -> bool:
 def _organizational(domain: str) -> str:
     """The registrable domain (RFC 7489 §3.2); a public suffix is its own."""
     return _PSL.privatesuffix(domain) or domain
+
+
+def _dns_domain(address: str) -> str | None:
+    """The domain of the (normalized) From address as DNS names it, and so the
+    trusted server's results: an internationalised one in its ASCII form
+    (`bücher.example` → `xn--bcher-kva.example`, `addresses.on_the_wire`, whose cost
+    is bounded before IDNA runs). None when it has none, or when that form reads
+    back as another name: Python's codec is IDNA 2003, which folds `ß` into `ss`
+    and fullwidth letters into ASCII, and `fußball.example` (IDNA 2008's
+    `xn--fuball-cta.example`) is no domain of the owner of `fussball.example`."""
+    domain = _address_domain(address)
+    if domain.isascii():
+        return domain
+    wire = addresses.on_the_wire(address)
+    if wire is None:
+        return None
+    named = _address_domain(wire)
+    try:
+        return named if named.encode("ascii").decode("idna") == domain else None
+    except UnicodeError:
+        return None
 
 
 def _address_domain(value: str) -> str:
