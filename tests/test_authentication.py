@@ -360,6 +360,10 @@ def test_a_trusted_header_below_the_trace_header_that_ends_the_servers_own_came_
     # same place a forged header the sender put on top of its mail ends up in. Only
     # the receiving server's stripping (RFC 8601 §5) tells those apart.
     assert believed_raw(below=(forged,))
+    # So, with nothing of the server's above, is one below a Received the sender wrote
+    # (the search passes trace headers: later hops add theirs on top). A placement rule
+    # would not help: the sender drops that Received. docs/security.md.
+    assert believed_raw(below=(earlier_hop, forged))
 
 
 def test_later_hops_inside_the_organisation_do_not_hide_the_trusted_headers() -> None:

@@ -48,7 +48,12 @@ receiving server: it removes headers carrying its own authserv-id from incoming
 mail before adding its own (Postfix with OpenDKIM/OpenDMARC, rspamd and Exchange
 Online do). Milters insert their header just below the server's own `Received`,
 so a forged header the sender put at the very top of its mail sits next to the
-genuine ones, and only stripping tells them apart. If the receiving server does
+genuine ones, and only stripping tells them apart. When the server wrote none of
+its own, a forged one anywhere in the sender's header counts, even below a
+`Received` the sender wrote: the search passes trace headers, since hops after
+the server add theirs on top, and no placement rule could do better than the
+sender putting it at the top. The server must strip on every path, and the
+gateway take mail only through it (docs/security.md). If the receiving server does
 not strip, leave `TRUSTED_AUTHSERV_ID` unset rather than believe what the sender
 wrote.
 
