@@ -1004,6 +1004,49 @@ def test_alternative_nested_under_its_parents_boundary_still_gives_one_text() ->
     assert [a.filename for a in parsed.attachments] == ["a.zip"]
 
 
+FLATTENED = b"Content-Type: multipart/alternative; boundary=BOUND\n"
+
+
+def plain_part(text: bytes, extra: bytes = b"") -> bytes:
+    return b"Content-Type: text/plain; charset=utf-8\n" + extra + b"\n" + text
+
+
+def html_part(markup: bytes) -> bytes:
+    return b"Content-Type: text/html; charset=utf-8\n\n" + markup
+
+
+@pytest.mark.parametrize(
+    ("parts", "text"),
+    [
+        ([plain_part(b"Hello"), html_part(b"<p>Hello</p>"), plain_part(b"More text")], "Hello\n\nMore text"),
+        (
+            [
+                plain_part(b"Hello"),
+                html_part(b"<p>Hello</p>"),
+                plain_part(b"More text", b"Content-Disposition: inline\n"),
+            ],
+            "Hello\n\nMore text",
+        ),
+        (
+            [plain_part(b"Hello"), html_part(b"<p>Hello</p>"), html_part(b"<p>More text</p>")],
+            "Hello\n\nMore text",
+        ),
+        ([html_part(b"<p>Hello</p>"), plain_part(b"Hello"), plain_part(b"More text")], "Hello\n\nMore text"),
+        ([plain_part(b"Hello"), plain_part(b"More text")], "Hello\n\nMore text"),
+        (
+            [plain_part(b"Hello"), html_part(b"<p>Hello</p>"), plain_part(b"___\nCompras mailing list")],
+            "Hello\n\n___\nCompras mailing list",
+        ),
+    ],
+    ids=["plain", "inline-plain", "html", "html-first", "plain-only", "list-footer"],
+)
+def test_text_after_a_flattened_alternative_is_kept(parts: list[bytes], text: str) -> None:
+    """A flattened alternative holds each version once: the body part that repeats a
+    type is the mail's next text, not another alternative (it was lost, or the
+    alternative's own text gave way to it)."""
+    assert parse(multipart(FLATTENED, *parts)).text_body == text
+
+
 @pytest.mark.parametrize(
     "text",
     [

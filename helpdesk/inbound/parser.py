@@ -224,7 +224,7 @@ _INVISIBLE_TAGS = {"script", "style", "head", "title"}
 # A plain alternative this short may be a placeholder for the HTML one ("To view this
 # message, please use an HTML-capable mail client"): `_Content._unless_placeholder`.
 _PLACEHOLDER_CHARS = 200
-_BODY_TYPES = ("text/plain", "text/html")
+_BODY_TYPES = frozenset(("text/plain", "text/html"))
 _WORD = re.compile(r"\w+")
 # A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
 # only start at a tag and never looks further than its 12 characters.
@@ -1194,7 +1194,9 @@ class _Content:
     def _regroup_flattened(self, children: list[tuple[int, str, bool]]) -> None:
         """An alternative nested with its parent's boundary (Outlook for Mac, some phones)
         reads as an empty multipart/alternative followed by its parts as siblings: the
-        text parts right after it are its alternatives, and one of them is the text."""
+        text parts right after it are its alternatives, and one of them is the text.
+        An alternative holds each version once, so a part whose type came already is
+        the parent's next text, not an alternative (docs/mail-gateway.md, step 1)."""
         runs: list[tuple[int, int]] = []  # (first child, child after the last) per flattened one
         index = 0
         while index < len(children):
@@ -1203,7 +1205,9 @@ class _Content:
             if not empty_alternative:
                 continue
             first = index
-            while index < len(children) and children[index][1] in _BODY_TYPES:
+            taken: set[str] = set()
+            while index < len(children) and children[index][1] in _BODY_TYPES - taken:
+                taken.add(children[index][1])
                 index += 1
             if index - first > 1:
                 runs.append((first, index))
