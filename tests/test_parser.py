@@ -1114,6 +1114,20 @@ def test_format_flowed_is_unflowed() -> None:
     assert fixed.text_body == "one \ntwo"
 
 
+def test_a_flowed_line_before_the_signature_separator_does_not_swallow_it() -> None:
+    """RFC 3676 §4.3: the "-- " line is never joined, so a flowed line before it
+    ends there (the signature read as part of the text)."""
+    parsed = parse(
+        mail(
+            "From: a@example.com\nContent-Type: text/plain; charset=utf-8; format=flowed",
+            b"El router no funciona desde el \nlunes. Gracias \n-- \nAna Lopez\n> cita \n> -- \n> Bob\n",
+        )
+    )
+    assert parsed.text_body == (
+        "El router no funciona desde el lunes. Gracias \n-- \nAna Lopez\n> cita \n> -- \n> Bob"
+    )
+
+
 def test_slashes_inside_a_filename_are_kept_apart_from_paths() -> None:
     pdf = b"Content-Type: application/pdf\nContent-Disposition: attachment; "
     parsed = parse(

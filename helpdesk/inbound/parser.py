@@ -1286,7 +1286,7 @@ def _unflowed(text: str, *, delete_space: bool) -> str:
     A line ending in a space goes on in the next line of the same quote depth (with
     delsp=yes that space was added by the sender's mail program and goes); one
     leading space after the quote marks was stuffed in and goes; the signature
-    separator "-- " is never flowed. Quoted lines keep their marks ("> " once the
+    separator "-- " is never flowed nor flowed into. Quoted lines keep their marks ("> " once the
     depth is read). One pass over the lines, and none where no line ends in a space
     and none is quoted or stuffed."""
     if " \n" not in text and "\n>" not in text and "\n " not in text and text[:1] not in (">", " "):
@@ -1302,7 +1302,9 @@ def _unflowed(text: str, *, delete_space: bool) -> str:
             content, depth = line, 0
         if content[:1] == " ":
             content = content[1:]
-        if paragraph and depth != paragraph_depth:
+        # A paragraph ends at a change of depth and before the signature separator,
+        # which is never joined (RFC 3676 §4.3).
+        if paragraph and (depth != paragraph_depth or content == "-- "):
             lines.append(_quoted(paragraph_depth, "".join(paragraph)))
             paragraph = []
         if content[-1:] == " " and content != "-- ":
