@@ -1047,6 +1047,20 @@ def test_text_after_a_flattened_alternative_is_kept(parts: list[bytes], text: st
     assert parse(multipart(FLATTENED, *parts)).text_body == text
 
 
+def test_a_plain_and_an_html_copy_of_one_text_read_once() -> None:
+    """Some clients put both copies in a multipart/mixed, not an alternative: the
+    part that says word for word what the part before it said is not said again."""
+    parsed = parse(
+        multipart(
+            plain_part(b"Hola,\nel pedido 4411 no ha llegado.\n\nAna"),
+            b"Content-Type: image/png; name=a.png\n\nPNG",
+            html_part(b"<div>Hola,<br>el pedido 4411 no ha llegado.</div><div><br></div><div>Ana</div>"),
+            html_part(b"<p>Ana L\xc3\xb3pez</p>"),
+        )
+    )
+    assert parsed.text_body == "Hola,\nel pedido 4411 no ha llegado.\n\nAna\n\nAna López"
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -1064,9 +1064,11 @@ def _latin1_bytes(text: str) -> bytes:
 
 def _body_text(body: list[tuple[str, str]], html_left: int, limits: MailLimits, notes: list[str]) -> str:
     """The mail's text: its body parts in order, HTML ones read as text, at most
-    `MAX_HTML_TO_TEXT_CHARS` of HTML in all, `html_left` of it still unread
-    (docs/mail-gateway.md, step 1)."""
+    `MAX_HTML_TO_TEXT_CHARS` of HTML in all, `html_left` of it still unread; a part
+    that says word for word what the part before it said (a plain and an HTML copy
+    side by side) is said once (docs/mail-gateway.md, step 1)."""
     texts: list[str] = []
+    words_before: str | None = None  # the last text's words, read once a second one comes
     for content_type, text in body:
         if not text.strip():
             continue
@@ -1080,8 +1082,16 @@ def _body_text(body: list[tuple[str, str]], html_left: int, limits: MailLimits, 
                 )
             markup, html_left = text[:html_left], html_left - len(text)
             text = _html_to_text(markup)
-        if text.strip():
-            texts.append(text.rstrip())
+        if not text.strip():
+            continue
+        if texts:
+            if words_before is None:
+                words_before = " ".join(texts[-1].split())
+            words = " ".join(text.split())
+            if words == words_before:
+                continue
+            words_before = words
+        texts.append(text.rstrip())
     return "\n\n".join(texts)
 
 
