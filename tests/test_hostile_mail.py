@@ -1137,6 +1137,43 @@ def test_an_attached_message_with_a_field_of_many_words_costs_what_ordinary_mail
     assert b"Subject: inner\n folded\n" in enclosed.data and b"\r" not in enclosed.data
 
 
+def _mixed(parts: list[bytes]) -> bytes:
+    return (
+        b"From: Ann <ann@example.com>\r\nTo: support@helpdesk.test\r\nSubject: fwd\r\n"
+        b"Message-ID: <fwd-cost@example.com>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        + b"".join(b"--b\r\n" + part for part in parts)
+        + b"--b--\r\n"
+    )
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("shape", ["many enclosed HTML messages", "a forward of a forward, 15 deep"])
+def test_forwarded_messages_read_as_text_cost_what_the_same_text_of_the_mails_own_costs(shape):
+    """A mail with no text of its own reads as the messages it encloses (forward as
+    attachment, docs/mail-gateway.md step 1): each once, their HTML within the mail's
+    one MAX_HTML_TO_TEXT_CHARS, forwards of forwards within MAX_MIME_DEPTH. The
+    baseline is the same text as the mail's own body parts (1 MB of HTML read as
+    text costs more than ordinary mail of the size)."""
+    if shape == "many enclosed HTML messages":
+        html = [
+            b"Content-Type: text/html\r\n\r\n<p>%d " % n + b"word " * 800 + b"</p>\r\n" for n in range(240)
+        ]
+        forward = _mixed(
+            [b"Content-Type: message/rfc822\r\n\r\nFrom: b@x.example\r\n" + part for part in html]
+        )
+        own = _mixed(html)
+    else:
+        text = b"Content-Type: text/plain\r\n\r\n" + b"word " * 200_000 + b"\r\n"
+        enclosed = b"From: b@x.example\r\n" + text
+        for _ in range(15):
+            enclosed = b"From: b@x.example\r\nContent-Type: message/rfc822\r\n\r\n" + enclosed
+        forward = _mixed([b"Content-Type: message/rfc822\r\n\r\n" + enclosed])
+        own = _mixed([text])
+    assert parse(forward).text_body.count("word") == parse(own).text_body.count("word") > 100_000
+    assert _cost(forward) <= 3 * _cost(own)
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("name", "word", "utf8_word"),

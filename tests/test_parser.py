@@ -1047,6 +1047,56 @@ def test_text_after_a_flattened_alternative_is_kept(parts: list[bytes], text: st
     assert parse(multipart(FLATTENED, *parts)).text_body == text
 
 
+ENCLOSED = (
+    b"From: Bob Customer <bob@example.org>\nTo: ann@example.com\n"
+    b"Date: Mon, 2 Nov 2026 10:00:00 +0100\nSubject: =?utf-8?q?Pedido_4411_no_lleg=C3=B3?=\n"
+    b"Content-Type: text/plain; charset=utf-8\n\nEl pedido 4411 no ha llegado.\n\nBob\n"
+)
+ENCLOSED_TEXT = (
+    "From: Bob Customer <bob@example.org>\nDate: Mon, 2 Nov 2026 10:00:00 +0100\n"
+    "Subject: Pedido 4411 no lleg\u00f3\n\nEl pedido 4411 no ha llegado.\n\nBob"
+)
+
+
+def test_a_mail_that_only_forwards_a_message_reads_as_that_message() -> None:
+    """Forward as attachment: no text of its own, so its text is the enclosed
+    message's, after a short header block; the message stays an attachment."""
+    attached = parse(
+        multipart(
+            plain_part(b"\n"),
+            b'Content-Type: message/rfc822\nContent-Disposition: attachment; filename="Pedido.eml"\n\n'
+            + ENCLOSED,
+        )
+    )
+    assert attached.text_body == ENCLOSED_TEXT
+    assert [(a.filename, a.content_type) for a in attached.attachments] == [("Pedido.eml", "message/rfc822")]
+    whole = parse(mail("From: a@example.com\nSubject: Fwd\nContent-Type: message/rfc822", ENCLOSED))
+    assert whole.text_body == ENCLOSED_TEXT
+    assert [a.content_type for a in whole.attachments] == ["message/rfc822"]
+
+
+def test_a_forwarded_message_reads_as_its_html_or_its_own_forward_and_nothing_else() -> None:
+    """The enclosed message's text is read as the mail's would be (its HTML as text,
+    its own enclosed message when it has no text); its files stay in the .eml."""
+    html_only = (
+        b'From: bob@example.org\nSubject: Hi\nContent-Type: multipart/mixed; boundary="IN"\n\n'
+        b"--IN\nContent-Type: text/html; charset=utf-8\n\n<p>Mi router no funciona.</p>\n"
+        b"--IN\nContent-Type: application/pdf; name=f.pdf\n\n%PDF\n--IN--\n"
+    )
+    parsed = parse(multipart(b"Content-Type: message/rfc822\n\n" + html_only))
+    assert parsed.text_body == "From: bob@example.org\nSubject: Hi\n\nMi router no funciona."
+    assert [a.content_type for a in parsed.attachments] == ["message/rfc822"]
+    twice = parse(
+        multipart(
+            b"Content-Type: message/rfc822\n\nFrom: c@example.com\nContent-Type: message/rfc822\n\n"
+            + ENCLOSED
+        )
+    )
+    assert twice.text_body == "From: c@example.com\n\n" + ENCLOSED_TEXT
+    own_text = parse(multipart(plain_part(b"See below."), b"Content-Type: message/rfc822\n\n" + ENCLOSED))
+    assert own_text.text_body == "See below."
+
+
 def test_a_plain_and_an_html_copy_of_one_text_read_once() -> None:
     """Some clients put both copies in a multipart/mixed, not an alternative: the
     part that says word for word what the part before it said is not said again."""

@@ -566,6 +566,28 @@ def test_what_the_customer_wrote_is_the_ticket_s_text(gateway, senders):
     assert descriptions == ["El pedido 4411 no ha llegado.\n\nCompras mailing list", "Gracias, José"]
 
 
+def test_a_mail_that_only_forwards_a_message_opens_a_ticket_with_its_text(app, senders):
+    """Forward as attachment: the ticket's description is the enclosed message (a
+    short header block, then its text), not "(no text)"; the .eml is kept as a file."""
+    raw = (
+        b"From: ann@example.com\r\nTo: support@helpdesk.test\r\nSubject: Fwd: Pedido\r\n"
+        b"Message-ID: <fwd@client.example>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="==1=="\r\n\r\n'
+        b"--==1==\r\nContent-Type: message/rfc822\r\n"
+        b'Content-Disposition: attachment; filename="Pedido.eml"\r\n\r\n'
+        b"From: Bob <bob@example.org>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0100\r\nSubject: Pedido 4411\r\n\r\n"
+        b"El pedido 4411 no ha llegado.\r\n\r\nBob\r\n--==1==--\r\n"
+    )
+    result = ingest(raw, Envelope("ann@example.com", (SUPPORT,), "smtp"), app.config)
+    assert result.outcome is Outcome.CREATED
+    ticket = tickets()[0]
+    assert ticket.description == (
+        "From: Bob <bob@example.org>\nDate: Mon, 2 Nov 2026 10:00:00 +0100\nSubject: Pedido 4411\n\n"
+        "El pedido 4411 no ha llegado.\n\nBob"
+    )
+    assert [a.filename for a in db.session.execute(select(Attachment)).scalars()] == ["Pedido.eml"]
+
+
 def test_html_is_sanitized_and_filenames_are_safe(gateway, senders):
     msg = message(
         html='<p onclick="steal()">Hi<script>alert(1)</script>'

@@ -225,6 +225,8 @@ _INVISIBLE_TAGS = {"script", "style", "head", "title"}
 # message, please use an HTML-capable mail client"): `_Content._unless_placeholder`.
 _PLACEHOLDER_CHARS = 200
 _BODY_TYPES = frozenset(("text/plain", "text/html"))
+_ENCLOSED_TYPES = ("message/rfc822", "message/global")
+_ENCLOSED_FIELD_CHARS = 998  # of an enclosed From, Date or Subject shown (RFC 5322's line)
 _WORD = re.compile(r"\w+")
 # A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
 # only start at a tag and never looks further than its 12 characters.
@@ -374,7 +376,9 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
             f"Only the header of this mail was read: {over_limit}. The whole mail is kept as it arrived."
         )
     html_body = "\n".join(html for html in content.html if html.strip()) or None
-    text_body = _body_text(content.body, content.html_left, limits, notes)
+    text_body, html_left = _body_text(content.body, content.html_left, limits, notes)
+    if not text_body and content.enclosed:
+        text_body = _enclosed_text(content, html_left, notes)
 
     from_name, from_address, from_source, sender_notes = _sender(message, hint)
     subject = _values(message, "subject")
@@ -1062,11 +1066,14 @@ def _latin1_bytes(text: str) -> bytes:
     return text.encode("latin-1", "replace")
 
 
-def _body_text(body: list[tuple[str, str]], html_left: int, limits: MailLimits, notes: list[str]) -> str:
+def _body_text(
+    body: list[tuple[str, str]], html_left: int, limits: MailLimits, notes: list[str]
+) -> tuple[str, int]:
     """The mail's text: its body parts in order, HTML ones read as text, at most
     `MAX_HTML_TO_TEXT_CHARS` of HTML in all, `html_left` of it still unread; a part
     that says word for word what the part before it said (a plain and an HTML copy
-    side by side) is said once (docs/mail-gateway.md, step 1)."""
+    side by side) is said once (docs/mail-gateway.md, step 1). Also the HTML then
+    left unread."""
     texts: list[str] = []
     words_before: str | None = None  # the last text's words, read once a second one comes
     for content_type, text in body:
@@ -1092,6 +1099,37 @@ def _body_text(body: list[tuple[str, str]], html_left: int, limits: MailLimits, 
                 continue
             words_before = words
         texts.append(text.rstrip())
+    return "\n\n".join(texts), html_left
+
+
+def _enclosed_text(content: _Content, html_left: int, notes: list[str]) -> str:
+    """The text of a mail that has none of its own but encloses messages (forward as
+    attachment): each enclosed message's From, Date and Subject, then its text read
+    as a mail's is (its own enclosed messages when it has none), within what is left
+    of the mail's `MAX_HTML_TO_TEXT_CHARS`; its files stay in the .eml kept as an
+    attachment (docs/mail-gateway.md, step 1). "" past a cap."""
+    texts: list[str] = []
+    limits = content.budget.limits
+    for message, depth in content.enclosed:
+        hint = _first_charset(message) or content.hint
+        inner = _Content(hint, content.budget, files=False)
+        inner.html_left = html_left
+        try:
+            inner.walk(message, parent="message/rfc822", in_attachment=False, depth=depth)
+        except _OverLimit:
+            return ""
+        text, html_left = _body_text(inner.body, inner.html_left, limits, notes)
+        if not text and inner.enclosed:
+            text = _enclosed_text(inner, html_left, notes)
+        fields: list[str] = []
+        for label in ("From", "Date", "Subject"):
+            raw = next(iter(_values(message, label.lower())), "")[:_ENCLOSED_FIELD_CHARS]
+            value = _collapse(inputs.without_bidi(_header_text(raw, hint)))
+            if value:
+                fields.append(f"{label}: {value}")
+        block = "\n".join(fields)
+        if block or text:
+            texts.append(f"{block}\n\n{text}".strip("\n"))
     return "\n\n".join(texts)
 
 
@@ -1101,13 +1139,18 @@ class _Content:
 
     `body` holds the body parts that make the mail's text, in order, as
     (content type, text): within a multipart/alternative only the alternative
-    chosen (`_choose`); `html` every HTML body part, the formatted version."""
+    chosen (`_choose`); `html` every HTML body part, the formatted version;
+    `enclosed` each message/rfc822 or message/global met, with its depth, whose
+    text is the mail's when it has none (`_enclosed_text`). Without `files` it
+    collects no attachments: an enclosed message's are kept whole in its .eml."""
 
     hint: str | None
     budget: _Budget
+    files: bool = True
     body: list[tuple[str, str]] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
+    enclosed: list[tuple[Message, int]] = field(default_factory=list)
     html_left: int = 0  # of MAX_HTML_TO_TEXT_CHARS, for the whole mail
 
     def __post_init__(self) -> None:
@@ -1125,6 +1168,10 @@ class _Content:
         view = _header_view(part)
         content_type = view.get_content_type().lower()
         if content_type.startswith("message/"):
+            payload = part.get_payload()
+            if content_type in _ENCLOSED_TYPES and isinstance(payload, list) and payload:
+                if isinstance(payload[0], Message):
+                    self.enclosed.append((payload[0], depth + 1))
             self._attach(part, view, content_type, parent)
         elif part.is_multipart():
             inside = in_attachment or view.get_content_disposition() == "attachment"
@@ -1251,10 +1298,12 @@ class _Content:
         return text
 
     def _attach(self, part: Message, view: Message, content_type: str, parent: str) -> None:
+        if not self.files:
+            return
         name = _filename(view, self.hint)
         if content_type.startswith("message/"):
             data = _message_bytes(part)
-            if not name and content_type in ("message/rfc822", "message/global"):
+            if not name and content_type in _ENCLOSED_TYPES:
                 name = _enclosed_subject(part, self.hint)
                 name = f"{name}.eml" if name else ""
         else:
