@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import quopri
 import random
 import re
 import unicodedata
@@ -1095,6 +1096,17 @@ def test_a_forwarded_message_reads_as_its_html_or_its_own_forward_and_nothing_el
     assert twice.text_body == "From: c@example.com\n\n" + ENCLOSED_TEXT
     own_text = parse(multipart(plain_part(b"See below."), b"Content-Type: message/rfc822\n\n" + ENCLOSED))
     assert own_text.text_body == "See below."
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_a_forwarded_message_sent_with_a_transfer_encoding_reads_decoded(encoding: str) -> None:
+    """RFC 2046 §5.2.1 allows a message/rfc822 no base64 or quoted-printable, yet
+    some servers send it so: its text is read decoded, not as base64."""
+    data = base64.encodebytes(ENCLOSED) if encoding == "base64" else quopri.encodestring(ENCLOSED)
+    parsed = parse(
+        multipart(f"Content-Type: message/rfc822\nContent-Transfer-Encoding: {encoding}\n\n".encode() + data)
+    )
+    assert parsed.text_body == ENCLOSED_TEXT
 
 
 def test_a_plain_and_an_html_copy_of_one_text_read_once() -> None:

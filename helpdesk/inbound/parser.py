@@ -35,7 +35,7 @@ import re
 import unicodedata
 from base64 import b64decode
 from binascii import Error as Base64Error
-from binascii import a2b_base64
+from binascii import a2b_base64, a2b_qp
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.errors import MessageError, StartBoundaryNotFoundDefect
@@ -1110,11 +1110,14 @@ def _enclosed_text(content: _Content, html_left: int, notes: list[str]) -> str:
     attachment (docs/mail-gateway.md, step 1). "" past a cap."""
     texts: list[str] = []
     limits = content.budget.limits
-    for message, depth in content.enclosed:
-        hint = _first_charset(message) or content.hint
-        inner = _Content(hint, content.budget, files=False)
-        inner.html_left = html_left
+    for part, depth in content.enclosed:
         try:
+            message = _enclosed_message(part, content.budget)
+            if message is None:
+                continue
+            hint = _first_charset(message) or content.hint
+            inner = _Content(hint, content.budget, files=False)
+            inner.html_left = html_left
             inner.walk(message, parent="message/rfc822", in_attachment=False, depth=depth)
         except _OverLimit:
             return ""
@@ -1140,8 +1143,9 @@ class _Content:
     `body` holds the body parts that make the mail's text, in order, as
     (content type, text): within a multipart/alternative only the alternative
     chosen (`_choose`); `html` every HTML body part, the formatted version;
-    `enclosed` each message/rfc822 or message/global met, with its depth, whose
-    text is the mail's when it has none (`_enclosed_text`). Without `files` it
+    `enclosed` each message/rfc822 or message/global part met, with the depth of
+    the message it encloses, whose text is the mail's when it has none
+    (`_enclosed_text`). Without `files` it
     collects no attachments: an enclosed message's are kept whole in its .eml."""
 
     hint: str | None
@@ -1150,7 +1154,7 @@ class _Content:
     body: list[tuple[str, str]] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
-    enclosed: list[tuple[Message, int]] = field(default_factory=list)
+    enclosed: list[tuple[Message, int]] = field(default_factory=list)  # (part, depth)
     html_left: int = 0  # of MAX_HTML_TO_TEXT_CHARS, for the whole mail
 
     def __post_init__(self) -> None:
@@ -1168,10 +1172,8 @@ class _Content:
         view = _header_view(part)
         content_type = view.get_content_type().lower()
         if content_type.startswith("message/"):
-            payload = part.get_payload()
-            if content_type in _ENCLOSED_TYPES and isinstance(payload, list) and payload:
-                if isinstance(payload[0], Message):
-                    self.enclosed.append((payload[0], depth + 1))
+            if content_type in _ENCLOSED_TYPES:
+                self.enclosed.append((part, depth + 1))
             self._attach(part, view, content_type, parent)
         elif part.is_multipart():
             inside = in_attachment or view.get_content_disposition() == "attachment"
@@ -1450,6 +1452,21 @@ def _flatten(message: Message) -> bytes:
     except _EMAIL_FAILURES as exc:
         log.warning("enclosed message left out, it cannot be serialised: %s", exc)
         return b""
+
+
+def _enclosed_message(part: Message, budget: _Budget) -> Message | None:
+    """The message a message/rfc822 or message/global part encloses. RFC 2046 §5.2.1
+    allows it no transfer encoding but 7bit, 8bit or binary, yet some servers send
+    it base64 or quoted-printable, which the email package reads as a message of
+    encoded text: that is decoded and read again, within the mail's budget."""
+    payload = part.get_payload()
+    if not isinstance(payload, list) or not payload or not isinstance(payload[0], Message):
+        return None
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    if encoding not in ("base64", "quoted-printable"):
+        return payload[0]
+    data = _flatten(payload[0])
+    return _reread(_lines_of(_decode_base64(data) if encoding == "base64" else a2b_qp(data)), budget)
 
 
 def _enclosed_subject(part: Message, hint: str | None) -> str:
