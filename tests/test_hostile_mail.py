@@ -1148,7 +1148,10 @@ def _mixed(parts: list[bytes]) -> bytes:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("shape", ["many enclosed HTML messages", "a forward of a forward, 15 deep"])
+@pytest.mark.parametrize(
+    "shape",
+    ["many enclosed HTML messages", "many enclosed messages in base64", "a forward of a forward, 15 deep"],
+)
 def test_forwarded_messages_read_as_text_cost_what_the_same_text_of_the_mails_own_costs(shape):
     """A mail with no text of its own reads as the messages it encloses (forward as
     attachment, docs/mail-gateway.md step 1): each once, their HTML within the mail's
@@ -1163,6 +1166,12 @@ def test_forwarded_messages_read_as_text_cost_what_the_same_text_of_the_mails_ow
             [b"Content-Type: message/rfc822\r\n\r\nFrom: b@x.example\r\n" + part for part in html]
         )
         own = _mixed(html)
+    elif shape == "many enclosed messages in base64":
+        texts = [b"Content-Type: text/plain\r\n\r\n%d " % n + b"word " * 2000 + b"\r\n" for n in range(100)]
+        encoded = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        forward = _mixed([encoded + base64.encodebytes(b"From: b@x.example\r\n" + part) for part in texts])
+        # decoded and read a second time: held to the same messages sent as they should be
+        own = _mixed([b"Content-Type: message/rfc822\r\n\r\nFrom: b@x.example\r\n" + part for part in texts])
     else:
         text = b"Content-Type: text/plain\r\n\r\n" + b"word " * 200_000 + b"\r\n"
         enclosed = b"From: b@x.example\r\n" + text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import quopri
 import random
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpdesk.inbound import charsets
+from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
 from helpdesk.inbound.parser import MAX_FILENAME_LENGTH, Attachment, InboundMail, parse
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
@@ -1101,12 +1103,16 @@ def test_a_forwarded_message_reads_as_its_html_or_its_own_forward_and_nothing_el
 @pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
 def test_a_forwarded_message_sent_with_a_transfer_encoding_reads_decoded(encoding: str) -> None:
     """RFC 2046 §5.2.1 allows a message/rfc822 no base64 or quoted-printable, yet
-    some servers send it so: its text is read decoded, not as base64."""
+    some servers send it so: its text is read decoded, not as base64; each read
+    again counts in MAX_MIME_PARTS, and a cap met keeps the messages read before it."""
     data = base64.encodebytes(ENCLOSED) if encoding == "base64" else quopri.encodestring(ENCLOSED)
-    parsed = parse(
-        multipart(f"Content-Type: message/rfc822\nContent-Transfer-Encoding: {encoding}\n\n".encode() + data)
-    )
-    assert parsed.text_body == ENCLOSED_TEXT
+    part = f"Content-Type: message/rfc822\nContent-Transfer-Encoding: {encoding}\n\n".encode() + data
+    assert parse(multipart(part)).text_body == ENCLOSED_TEXT
+    capped = parse(multipart(part, part, part), dataclasses.replace(DEFAULT_LIMITS, mime_parts=8))
+    assert capped.text_body == ENCLOSED_TEXT and capped.over_limit is None
+    assert capped.notes == [
+        "The enclosed messages were read as text up to a cap: more than MAX_MIME_PARTS (8) MIME parts."
+    ]
 
 
 def test_a_plain_and_an_html_copy_of_one_text_read_once() -> None:

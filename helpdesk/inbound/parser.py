@@ -378,7 +378,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
     html_body = "\n".join(html for html in content.html if html.strip()) or None
     text_body, html_left = _body_text(content.body, content.html_left, limits, notes)
     if not text_body and content.enclosed:
-        text_body = _enclosed_text(content, html_left, notes)
+        text_body, _ = _enclosed_text(content, html_left, notes)
 
     from_name, from_address, from_source, sender_notes = _sender(message, hint)
     subject = _values(message, "subject")
@@ -1102,12 +1102,13 @@ def _body_text(
     return "\n\n".join(texts), html_left
 
 
-def _enclosed_text(content: _Content, html_left: int, notes: list[str]) -> str:
+def _enclosed_text(content: _Content, html_left: int, notes: list[str]) -> tuple[str, int]:
     """The text of a mail that has none of its own but encloses messages (forward as
     attachment): each enclosed message's From, Date and Subject, then its text read
     as a mail's is (its own enclosed messages when it has none), within what is left
     of the mail's `MAX_HTML_TO_TEXT_CHARS`; its files stay in the .eml kept as an
-    attachment (docs/mail-gateway.md, step 1). "" past a cap."""
+    attachment (docs/mail-gateway.md, step 1). The messages before a cap is met,
+    with a note; and the HTML left unread."""
     texts: list[str] = []
     limits = content.budget.limits
     for part, depth in content.enclosed:
@@ -1119,11 +1120,12 @@ def _enclosed_text(content: _Content, html_left: int, notes: list[str]) -> str:
             inner = _Content(hint, content.budget, files=False)
             inner.html_left = html_left
             inner.walk(message, parent="message/rfc822", in_attachment=False, depth=depth)
-        except _OverLimit:
-            return ""
+        except _OverLimit as exc:
+            notes.append(f"The enclosed messages were read as text up to a cap: {exc}.")
+            break
         text, html_left = _body_text(inner.body, inner.html_left, limits, notes)
         if not text and inner.enclosed:
-            text = _enclosed_text(inner, html_left, notes)
+            text, html_left = _enclosed_text(inner, html_left, notes)
         fields: list[str] = []
         for label in ("From", "Date", "Subject"):
             raw = next(iter(_values(message, label.lower())), "")[:_ENCLOSED_FIELD_CHARS]
@@ -1133,7 +1135,7 @@ def _enclosed_text(content: _Content, html_left: int, notes: list[str]) -> str:
         block = "\n".join(fields)
         if block or text:
             texts.append(f"{block}\n\n{text}".strip("\n"))
-    return "\n\n".join(texts)
+    return "\n\n".join(texts), html_left
 
 
 @dataclass
@@ -1465,7 +1467,13 @@ def _enclosed_message(part: Message, budget: _Budget) -> Message | None:
     encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
     if encoding not in ("base64", "quoted-printable"):
         return payload[0]
-    data = _flatten(payload[0])
+    body = payload[0].get_payload()
+    # Base64 lines are no header: the whole is the body, taken without writing it out.
+    data = (
+        _flatten(payload[0])
+        if payload[0].keys() or not isinstance(body, str)
+        else body.encode("utf-8", "surrogateescape")
+    )
     return _reread(_lines_of(_decode_base64(data) if encoding == "base64" else a2b_qp(data)), budget)
 
 
