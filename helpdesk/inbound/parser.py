@@ -1147,8 +1147,8 @@ class _Content:
     chosen (`_choose`); `html` every HTML body part, the formatted version;
     `enclosed` each message/rfc822 or message/global part met, with the depth of
     the message it encloses, whose text is the mail's when it has none
-    (`_enclosed_text`). Without `files` it
-    collects no attachments: an enclosed message's are kept whole in its .eml."""
+    (`_enclosed_text`). Without `files` it collects no attachments: an enclosed
+    message's are kept whole in its .eml."""
 
     hint: str | None
     budget: _Budget
@@ -1349,9 +1349,9 @@ def _unflowed(text: str, *, delete_space: bool) -> str:
     A line ending in a space goes on in the next line of the same quote depth (with
     delsp=yes that space was added by the sender's mail program and goes); one
     leading space after the quote marks was stuffed in and goes; the signature
-    separator "-- " is never flowed nor flowed into. Quoted lines keep their marks ("> " once the
-    depth is read). One pass over the lines, and none where no line ends in a space
-    and none is quoted or stuffed."""
+    separator "-- " is never flowed nor flowed into. Quoted lines keep their marks
+    ("> " once the depth is read). One pass over the lines, and none where no line
+    ends in a space and none is quoted or stuffed."""
     if " \n" not in text and "\n>" not in text and "\n " not in text and text[:1] not in (">", " "):
         return text
     lines: list[str] = []
