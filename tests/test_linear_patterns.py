@@ -165,6 +165,9 @@ CASES = [
     Case(P, "_CANONICAL_TAG", "finditer", lambda n: rep("</", n)),
     Case(P, "_CANONICAL_TAG", "finditer", lambda n: "<" + rep("a", n - 1)),
     Case(P, "_CANONICAL_TAG", "finditer", lambda n: rep("<blockquote>", n)),
+    Case(P, "_CANONICAL_TAG", "finditer", lambda n: rep('<a href="', n)),
+    Case(P, "_CANONICAL_TAG", "finditer", lambda n: '<a href="' + rep("a", n - 9)),
+    Case(P, "_CANONICAL_TAG", "finditer", lambda n: rep('<a href="x"', n)),
     # automail
     Case(A, "_BOUNCE_SENDER_NAMES", "match", lambda n: "mailer-daemon" + rep(" ", n - 13, "x")),
     Case(A, "_OUT_OF_OFFICE_SUBJECT", "match", lambda n: "automatic reply" + rep(" ", n - 15, "x")),

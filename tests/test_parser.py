@@ -924,6 +924,34 @@ def test_html_only_mail_reads_a_blockquote_as_quoted_lines():
     )
 
 
+def html_only(html: str) -> bytes:
+    return (
+        "From: ann@example.com\nSubject: x\nMIME-Version: 1.0\n"
+        f"Content-Type: text/html; charset=utf-8\n\n{html}"
+    ).encode()
+
+
+def test_html_only_mail_keeps_preformatted_lines_list_numbers_and_link_addresses():
+    """A pasted router log keeps its lines, steps keep their numbers, and a link its
+    address after the text (docs/mail-gateway.md, "HTML-only mail")."""
+    html = (
+        "<p>The router\nsays:</p><pre>\nWAN down\n  PPPoE timeout\r\nretry 3</pre>"
+        "<ol><li>Unplug it</li><li>Wait<ul><li>ten seconds</li></ul></li><li>Plug it</li></ol>"
+        '<blockquote><pre>old\nlog</pre></blockquote><p>See <a href="https://speedtest.net/result/123">my'
+        ' result</a>, <a href="https://speedtest.net/">speedtest.net</a>, <a href="mailto:ana@example.com">'
+        'ana@example.com</a>, <a href="javascript:alert(1)">this</a>, <a href="/faq">the FAQ</a>,'
+        ' <a href="https://x.example/?a=1&amp;b=2">&nbsp;<img src="logo.png"></a>and'
+        ' <a href="https://x.example/"><table><tr><td>a whole</td><td>cell</td></tr></table></a></p>'
+        '<p lang="es" title="t">Gracias</p>'
+    )
+    assert parse(html_only(html)).text_body == (
+        "The router says:\n\nWAN down\nPPPoE timeout\nretry 3\n\n"
+        "1. Unplug it\n\n2. Wait\n\nten seconds\n\n3. Plug it\n\n> old\n> log\n\n"
+        "See my result (https://speedtest.net/result/123), speedtest.net, ana@example.com, this,"
+        " the FAQ, and\n\na whole cell\n\nGracias"
+    )
+
+
 # -- fidelity: what the sender wrote is what staff read (docs/mail-gateway.md, step 1) --
 
 

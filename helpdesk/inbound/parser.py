@@ -229,8 +229,12 @@ _ENCLOSED_TYPES = ("message/rfc822", "message/global")
 _ENCLOSED_FIELD_CHARS = 998  # of an enclosed From, Date or Subject shown (RFC 5322's line)
 _WORD = re.compile(r"\w+")
 # A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
-# only start at a tag and never looks further than its 12 characters.
-_CANONICAL_TAG = re.compile(r"<(/?[a-z0-9]{1,10})>")
+# only start at a tag, and looks no further than its 12 characters or, for a link,
+# its `href` value (a `"` in it is written `&quot;`).
+_CANONICAL_TAG = re.compile(r'<(/?[a-z0-9]{1,10})(?: href="([^"]*+)")?>')
+# A link's address is written after its text (docs/mail-gateway.md, "HTML-only mail").
+_LINK_SCHEMES = ("http://", "https://", "mailto:")
+_LINK_TEXT_PIECES = 8  # a link whose text is the address is one piece of text
 # A line in a <blockquote> begins with one ">" a level, as far as this depth: the
 # text stays linear in the markup however deep the nesting.
 _QUOTE_DEPTH = 8
@@ -1643,11 +1647,13 @@ def _html_to_text(markup: str) -> str:
     kept tag is then replaced by the line break or space it stands for. Nesting past
     `html_depth.MAX_DEPTH` is flattened first (docs/mail-gateway.md, "HTML-only mail").
     """
-    flat = _WHITESPACE.sub(" ", markup)
     layout = nh3.clean(
-        html_depth.bounded(flat),
-        tags=set(_TAG_TEXT) - {"/" + tag for tag in _TAG_TEXT},
-        attributes={},
+        html_depth.bounded(markup),
+        tags=set(_TAG_TEXT) - {"/" + tag for tag in _TAG_TEXT} | {"a"},
+        # No attribute but a link's address (nh3 keeps `lang` and `title` on every
+        # tag unless told, and such a tag was left in the text as written).
+        attributes={"*": set(), "a": {"href"}},
+        url_schemes=set(scheme.rstrip(":/") for scheme in _LINK_SCHEMES),
         clean_content_tags=_INVISIBLE_TAGS,
         link_rel=None,
     )
@@ -1664,15 +1670,25 @@ def _layout_text(layout: str) -> str:
     as in a text reply. A blockquote nothing follows is left unmarked: it is an
     indented paragraph as often as a quote (Gmail's "indent more"), and marked, the
     final quoted block was cut, the customer's text with it; a quoted history there
-    is cut by its attribution (docs/mail-gateway.md, "HTML-only mail")."""
+    is cut by its attribution (docs/mail-gateway.md, "HTML-only mail").
+
+    Whitespace is one space, as a browser shows it, but inside a <pre> a line
+    break stays one; an item of an ordered list begins with its number ("2. "); a
+    link's http, https or mailto address follows its text in parentheses, unless
+    that text is the address."""
     last_outside = _last_text_outside_quotes(layout)
     pieces: list[str] = []
     depth = 0
     marked = False
     line_start = True
+    preformatted = 0
+    lists: list[int] = []  # the items of each open list so far, -1 for an unordered one
+    links: list[tuple[int, str]] = []  # (first piece of its text, address or "")
     at = 0
     for tag in _CANONICAL_TAG.finditer(layout):
         text = layout[at : tag.start()]
+        if not preformatted:
+            text = _WHITESPACE.sub(" ", text)
         line_start = _add_text(pieces, text, depth if marked else 0, line_start)
         name = tag.group(1)
         if name == "blockquote":
@@ -1681,12 +1697,58 @@ def _layout_text(layout: str) -> str:
             depth += 1
         elif name == "/blockquote" and depth:
             depth -= 1
+        elif name == "pre":
+            preformatted += 1
+        elif name == "/pre" and preformatted:
+            preformatted -= 1
+        elif name in ("ol", "ul"):
+            lists.append(0 if name == "ol" else -1)
+        elif name in ("/ol", "/ul") and lists:
+            lists.pop()
+        elif name == "a":
+            links.append((len(pieces), _link_address(tag.group(2))))
+        elif name == "/a" and links:
+            first, address = links.pop()
+            if address and _address_adds(pieces, first, address):
+                pieces.append(f" ({address})")
         replacement = _TAG_TEXT.get(name, "")
         pieces.append(replacement)
         line_start = line_start or "\n" in replacement
+        if name == "li" and lists and lists[-1] >= 0:
+            lists[-1] += 1
+            line_start = _add_text(pieces, f"{lists[-1]}. ", depth if marked else 0, line_start)
         at = tag.end()
-    _add_text(pieces, layout[at:], depth if marked else 0, line_start)
+    text = layout[at:] if preformatted else _WHITESPACE.sub(" ", layout[at:])
+    _add_text(pieces, text, depth if marked else 0, line_start)
     return "".join(pieces)
+
+
+def _link_address(href: str | None) -> str:
+    """The address of a link as nh3 wrote it (escaped, as the text is), when it is
+    one to show: http, https or mailto, on one line."""
+    if not href or not href.lower().startswith(_LINK_SCHEMES):
+        return ""
+    return _WHITESPACE.sub(" ", href).strip()
+
+
+def _address_adds(pieces: list[str], first: int, address: str) -> bool:
+    """Whether a link's address says more than its text, written in `pieces` from
+    `first` on: a text of one line that is not the address (with or without the
+    scheme or a trailing slash). An image link has no text, and a link around
+    blocks (a whole table cell of a newsletter) has several lines or more than a
+    few pieces: the address alone on a line would say nothing of what it is."""
+    if len(pieces) - first > _LINK_TEXT_PIECES:
+        return False
+    text = html.unescape("".join(pieces[first:])).strip().lower()  # "&nbsp;" is no text
+    if not text or "\n" in text:
+        return False
+    address = html.unescape(address).lower()
+    for scheme in _LINK_SCHEMES:
+        if address.startswith(scheme):
+            address = address[len(scheme) :]
+            text = text.removeprefix(scheme)
+            break
+    return text.rstrip("/") != address.rstrip("/")
 
 
 def _last_text_outside_quotes(layout: str) -> int:
@@ -1710,11 +1772,22 @@ def _last_text_outside_quotes(layout: str) -> int:
 
 
 def _add_text(pieces: list[str], text: str, depth: int, line_start: bool) -> bool:
-    """Append `text`, quoted `depth` levels deep if it begins a line; whether a line still begins."""
+    """Append `text`, each of its lines that begins a line quoted `depth` levels deep
+    (a <pre> keeps its line breaks); whether a line still begins."""
     if not text or text.isspace():
         pieces.append(text)
-        return line_start
-    if depth and line_start:
-        pieces.append(">" * min(depth, _QUOTE_DEPTH) + " ")
-    pieces.append(text)
-    return False
+        return line_start or (depth > 0 and "\n" in text)
+    if not depth:
+        pieces.append(text)
+        return text.endswith("\n")
+    mark = ">" * min(depth, _QUOTE_DEPTH) + " "
+    for index, line in enumerate(text.split("\n")):
+        if index:
+            pieces.append("\n")
+            line_start = True
+        if line and not line.isspace():
+            if line_start:
+                pieces.append(mark)
+            line_start = False
+        pieces.append(line)
+    return line_start
