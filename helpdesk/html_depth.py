@@ -14,9 +14,20 @@ The estimate may only err upward (a flatter result, never a deeper tree):
 - an element leaves the estimate only on a token the tree builder certainly closes
   it with, when it is the last one opened, or behind the few elements that close
   with it (`</tr>` over an unclosed `<td>`); any other unclosed element stays counted;
-- where the tokenizer's state depends on the tree (raw text or CDATA inside SVG,
-  MathML, a `<select>` or a `<template>`), every `<` followed by a letter from there
-  on counts as an element that is never closed, and past the bound becomes `&lt;`.
+- inside `<svg>` or `<math>` the stack is known exactly for as long as every token
+  is one the tree builder handles as SVG or MathML (not in a `<select>` or a
+  `<template>`): there a start tag ending in `/>` opens and closes its element
+  (an inline logo of hundreds of `<path/>`), `<style>`, `<title>` and the like hold
+  markup rather than raw text, CDATA is a section of text, and an end tag closes
+  the innermost element of its name. An HTML element (a `<p>`, or any tag inside
+  a `<title>` or `<foreignObject>`), an end tag with no such element, and text in
+  such an integration point while a formatting element is counted (the tree
+  builder may open those again before the text) end the exactness: from there
+  on the rules above and below apply, with the elements still counted;
+- where the tokenizer's state depends on the tree otherwise (raw text or CDATA
+  inside SVG, MathML, a `<select>` or a `<template>`), every `<` followed by a
+  letter from there on counts as an element that is never closed, and past the
+  bound becomes `&lt;`.
 """
 
 from __future__ import annotations
@@ -37,7 +48,9 @@ _ATTRIBUTE = (
     rf"(?>[^{_WS}/>][^{_WS}/>=]*+"
     rf"(?:[{_WS}]*+=[{_WS}]*+(?:\"[^\"]*+\"?|'[^']*+'?|[^{_WS}>\"'][^{_WS}>]*+)?)?)"
 )
-_TAIL = rf"(?>(?:[{_WS}]++|/|{_ATTRIBUTE})*+)(>)?"
+# A `/` right before the `>` ends the tag as `/>`, the self-closing flag (a `/` in an
+# unquoted value is the value's).
+_TAIL = rf"(?>(?:[{_WS}]++|/(?!>)|{_ATTRIBUTE})*+)(/?>)?"
 _MARKUP = re.compile(rf"<(?:(/?)([A-Za-z][^{_WS}/>]*+){_TAIL}|!--|!|\?|/)")
 _TAG_TAIL = re.compile(_TAIL)
 _NEXT_ATTRIBUTE = re.compile(rf"(?>(?:[{_WS}]++|/)*+){_ATTRIBUTE}")
@@ -56,6 +69,19 @@ _RAW_TEXT = frozenset("style xmp iframe noembed noframes noscript textarea title
 _NOT_PUSHED = _VOID | _UNCOUNTED | _RAW_TEXT  # void ones are, inside SVG or MathML
 _FOREIGN = frozenset({"svg", "math"})
 _WATCHED = _FOREIGN | {"select", "template"}
+# Inside SVG or MathML these start tags leave it for HTML ("breakout"; `font` only
+# with some attributes, taken as always).
+_BREAKOUT = frozenset(
+    "b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr i img "
+    "li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt u ul var "
+    "font".split()
+)
+# SVG's and MathML's elements whose content is read as HTML (both sets, whichever
+# the namespace: taking one for the other only makes the pass stop trusting sooner).
+_INTEGRATION_POINTS = frozenset("foreignobject desc title mi mo mn ms mtext annotation-xml".split())
+# What the tree builder keeps in its list of active formatting elements, and may
+# open again before text.
+_FORMATTING = frozenset("a b big code em font i nobr s small strike strong tt u".split())
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 # Start tags that close an open <p> ("close a p element" in the specification).
 _CLOSE_P = (
@@ -87,6 +113,7 @@ _IMPLIED: dict[str, tuple[frozenset[str], ...]] = {
     "button": (frozenset({"button"}),),
     "select": (frozenset({"select"}),),
 }
+_COUNTED = _WATCHED | _FORMATTING  # the elements `_Depth.watched` keeps a count of
 _RULED = frozenset(_IMPLIED) | _CLOSE_P | _WATCHED  # start tags with more to do than a push
 # An end tag also closes these when they are all that stands above its element.
 _BLOCKS = (
@@ -110,7 +137,7 @@ class _Depth:
 
     def __init__(self) -> None:
         self.open: list[str] = []
-        self.watched = dict.fromkeys(_WATCHED, 0)
+        self.watched = dict.fromkeys(_COUNTED, 0)
 
     def pop_to(self, index: int) -> None:
         for name in self.open[index:]:
@@ -121,6 +148,26 @@ class _Depth:
     @property
     def foreign(self) -> bool:
         return self.watched["svg"] > 0 or self.watched["math"] > 0
+
+    @property
+    def formatting(self) -> bool:
+        return any(self.watched[name] for name in _FORMATTING)
+
+    def push(self, name: str) -> None:
+        """An element opened with nothing implied (inside SVG or MathML)."""
+        self.open.append(name)
+        if name in self.watched:
+            self.watched[name] += 1
+
+    def close_foreign(self, name: str, exact: int) -> bool:
+        """An end tag inside SVG or MathML whose elements from `exact` on are known:
+        the tree builder closes the innermost of them with its name and all above it
+        (looking no further while they are not HTML); whether one had it."""
+        for index in range(len(self.open) - 1, exact - 1, -1):
+            if self.open[index] == name:
+                self.pop_to(index)
+                return True
+        return False
 
     def start(self, name: str) -> None:
         implied = _IMPLIED.get(name)
@@ -159,10 +206,23 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
     lowered: str | None = None
     position = 0
     opened, watched = depth.open, depth.watched
+    # From this index on, `opened` is the tree builder's stack as it is, all SVG or
+    # MathML (-1: not known so).
+    exact = -1
     while (match := _MARKUP.search(markup, position)) is not None:
+        previous = position
         start, position = match.span()
         closing, name, whole = match.groups()
+        if exact >= 0 and (start > previous or name is None) and opened[-1] in _INTEGRATION_POINTS:
+            if depth.formatting:
+                exact = -1  # HTML text there first opens again formatting elements closed before
         if name is None:
+            if exact >= 0 and markup.startswith("<![CDATA[", start):
+                section_end = markup.find("]]>", start + 9)
+                if section_end < 0:
+                    break
+                position = section_end + 3
+                continue
             found = _skip_declaration(markup, start, depth.foreign)
             if found is None:
                 break
@@ -175,14 +235,31 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
         name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
         # A tag that is kept ends after its first MAX_ATTRIBUTES.
         cut = _attributes_end(markup, match.end(2)) if position - start > _SHORT_TAG else None
+        if exact >= 0 and not closing and (opened[-1] in _INTEGRATION_POINTS or name in _BREAKOUT):
+            exact = -1  # an HTML element; where it goes, the general rules tell
         if cut is not None and (
             closing
-            or name in _RAW_TEXT
             or len(opened) < limit
-            or (name in _NOT_PUSHED and (name in _UNCOUNTED or not depth.foreign))
+            or (exact < 0 and name in _RAW_TEXT)
+            or (exact < 0 and name in _NOT_PUSHED and (name in _UNCOUNTED or not depth.foreign))
         ):
-            pieces += (markup[kept:cut], ">")
+            pieces += (markup[kept:cut], " />" if whole == "/>" else ">")
             kept = position
+        if exact >= 0:
+            if closing:
+                if name not in ("p", "br") and depth.close_foreign(name, exact):
+                    if len(opened) <= exact:
+                        exact = -1
+                    continue
+                exact = -1  # it closes something below: the general rules
+            else:
+                # An SVG or MathML element, whatever its name: `/>` closes it at once,
+                # and its content is read as markup (no raw text).
+                if len(opened) >= limit:
+                    kept = _drop(markup, pieces, kept, start, position)
+                elif whole != "/>":
+                    depth.push(name)
+                continue
         if closing:
             if opened and opened[-1] == name:
                 opened.pop()
@@ -213,19 +290,30 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
             if name in _UNCOUNTED or not depth.foreign:
                 continue
         if len(opened) >= limit:
-            pieces.append(markup[kept:start])
-            if start and markup[start - 1] == "<" and kept < start:
-                pieces.append(" ")  # "<" and the text after the tag must not make a tag
-            kept = position
+            kept = _drop(markup, pieces, kept, start, position)
             continue
+        if name in _FOREIGN and whole == "/>":
+            continue  # opened and closed at once (or ignored, in a <select>)
         if name in _RULED:
             depth.start(name)
         else:
             opened.append(name)
+            if name in watched:
+                watched[name] += 1
+        if name in _FOREIGN and not watched["select"] and not watched["template"]:
+            exact = len(opened) - 1
     if not pieces:
         return markup
     pieces.append(markup[kept:])
     return "".join(pieces)
+
+
+def _drop(markup: str, pieces: list[str], kept: int, start: int, end: int) -> int:
+    """Leave out the tag from `start` to `end`; where the markup is kept from."""
+    pieces.append(markup[kept:start])
+    if start and markup[start - 1] == "<" and kept < start:
+        pieces.append(" ")  # "<" and the text after the tag must not make a tag
+    return end
 
 
 def _attributes_end(markup: str, position: int) -> int | None:

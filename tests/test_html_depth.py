@@ -30,7 +30,7 @@ _SHOWN = {
     "div", "p", "li", "ul", "ol", "dl", "dd", "dt", "td", "th", "tr", "table", "tbody", "caption",
     "colgroup", "b", "i", "a", "span", "font", "select", "option", "optgroup", "h1", "h2", "button",
     "details", "summary", "nobr", "form", "object", "template", "svg", "math", "mi", "path",
-    "foreignobject", "desc", "blockquote", "section", "center", "marquee", "applet", "pre", "listing",
+    "foreignobject", "desc", "blockquote", "section", "center", "marquee", "applet", "pre", "listing", "g",
 }  # fmt: skip
 _SOUP = [
     *(f"<{name}>" for name in sorted(_SHOWN)),
@@ -38,6 +38,7 @@ _SOUP = [
     *"<style> </style> <textarea> </textarea> <script> </script> <title> <xmp> <plaintext>".split(),
     *"<br> </br> <col> <img> <image> <hr> <input> <html> <body> <head> <frameset> <frame>".split(),
     *["<path/>", "<div/>", "<![CDATA[", "]]>", "<!--", "-->", "--!>", "<!x>", "<?x>", "</>", "</ x>"],
+    *["<svg/>", "<g/>", "<path d=a/>", "<g title='/>'>", "<title>", "</title>", "<title>x</title>", "</p>"],
     *["x", "<", "</", ">", '"', "'", "=", "<a title='</div>'>", '<a title="<div>">', "<a =\"'><div>'\">"],
 ]
 
@@ -120,6 +121,13 @@ def test_the_html_of_real_mail_is_sanitized_as_before() -> None:
         "<div><script><!--<script></div></script>",
         "<div></ div>",
         "<div><a =\"'></div>'\">",
+        "<svg><path d=a/>",
+        "<svg><g title='/>'>",
+        "<svg><title>x</title><g>",
+        "<svg><g></svg><g>",
+        "<p><b></p><svg><title>x</title></svg><path/>",
+        "<svg><foreignObject><path/>",
+        "<math><mi>x</mi><g>",
     ],
 )
 def test_repeated_nesting_stays_within_the_bound(unit: str) -> None:
@@ -162,9 +170,34 @@ def test_start_tags_past_the_bound_are_dropped_and_the_text_kept() -> None:
 
 
 def test_past_an_uncertain_point_every_tag_counts_and_then_becomes_text() -> None:
-    markup = "<svg><![CDATA[" + "<b>" * 20
+    # Past a <p> inside SVG the pass no longer knows whether SVG is still open.
+    markup = "<svg><p><![CDATA[" + "<b>" * 20
     bounded = html_depth.bounded(markup, LIMIT)
-    assert bounded.count("<b>") == LIMIT - 1 and bounded.count("&lt;b>") == 20 - (LIMIT - 1)
+    assert bounded.count("<b>") == LIMIT - 2 and bounded.count("&lt;b>") == 20 - (LIMIT - 2)
+    # Right inside SVG it knows: CDATA, a section of text.
+    known = "<svg><![CDATA[" + "<b>" * 20
+    assert html_depth.bounded(known, LIMIT) is known
+
+
+def test_an_svg_logo_of_many_shapes_is_not_flattened() -> None:
+    """An ordinary signature with its logo as inline SVG (a title, a style sheet,
+    hundreds of `<path/>`, each closed by its `/>`): the depth estimate counted each
+    shape, and the raw text of <style> and <title> inside SVG made every later tag
+    count, so the signature's markup past the bound was shown as text
+    (docs/security.md, "Bounded work")."""
+    shapes = "".join(f'<path class="a" d="M{i} 0h1v1h-1z"/>' for i in range(400))
+    style = "<defs><style>.a{fill:#05a}</style></defs>"
+    logo = f"<svg viewBox='0 0 400 20'><title>ACME</title>{style}{shapes}</svg>"
+    markup = f"<div><p>El router se reinicia.</p></div><table><tr><td>{logo}</td></tr></table>"
+    markup += "<p>Saludos,<br><b>Ana</b> | <a href='https://acme.example'>acme.example</a></p>"
+    assert html_depth.bounded(markup) is markup
+    assert clean(markup).endswith(
+        '<p>Saludos,<br><b>Ana</b> | <a href="https://acme.example" rel="noopener noreferrer nofollow">'
+        "acme.example</a></p>"
+    )
+    assert _html_to_text(markup) == "El router se reinicia.\n\nSaludos,\nAna | acme.example"
+    # A `/` in an unquoted value is the value's: that shape stays open.
+    assert tree_depth("<svg>" + "<path d=a/>" * 50) <= LIMIT + 1
 
 
 def test_html_only_mail_nested_past_the_bound_is_still_read_as_text() -> None:
