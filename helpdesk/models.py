@@ -414,7 +414,9 @@ class InboundMail(Model):
     `dedup_key` is the normalized Message-ID, or `sha256:<hex>` of its content
     (the raw bytes without the leading trace fields, `dedup.content_hash`) when the
     mail has none; its uniqueness is what makes a second delivery (SMTP
-    retry, IMAP re-scan, both channels) a no-op.
+    retry, IMAP re-scan, both channels) a no-op. Another mail under a key already
+    taken gets its own, that key and the hash of its content (`dedup.beside_key`,
+    docs/mail-gateway.md "Duplicates"), so two rows may share a Message-ID.
     """
 
     __tablename__ = "inbound_mails"

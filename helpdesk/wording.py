@@ -144,6 +144,10 @@ KNOWN = (
     N_("Only the first %(count)s characters of the HTML were read as text (MAX_HTML_TO_TEXT_CHARS)."),
     N_("The sender was taken from %(where)s: the mail has no From header."),
     N_("The sender was taken from %(where)s: the From header (%(from)s) names no address."),
+    N_(
+        "The Message-ID of this mail was already used by another mail (inbound mail #%(id)s); "
+        "it was kept as a mail of its own, not as a duplicate."
+    ),
 )
 # Known texts shown otherwise than they are written: a time the service wrote in
 # UTC is shown in the reader's zone, which names itself.

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from helpdesk.inbound.dedup import dedup_key
+from helpdesk.inbound.dedup import beside_key, dedup_key
 from helpdesk.inbound.parser import parse
 
 AUTHOR = (
@@ -137,3 +137,18 @@ def test_a_mail_without_date_is_keyed_by_its_bytes_as_it_came() -> None:
     assert key(monday) != key(a_week_later)
     assert key(monday) == key(monday)  # the same delivery again (a retry) is one
     assert key(LMTP + AUTHOR) == key(AUTHOR)  # with a Date, the trace still does not count
+
+
+def test_a_mail_kept_beside_another_has_one_key_by_any_way_and_no_message_id_can_claim_it() -> None:
+    """A mail under a Message-ID another mail holds is kept under `beside_key`
+    (docs/mail-gateway.md, "Duplicates"): the same for its SMTP and mailbox copies,
+    with a Date or without, and with a space, which no Message-ID key has."""
+    undated = AUTHOR.replace(b"Date: Mon, 02 Mar 2026 08:00:00 +0000\r\n", b"")
+    for mail in (AUTHOR, undated):
+        keys = {
+            beside_key("id@example.com", raw) for raw in (mail, LMTP + mail, mail.replace(b"\r\n", b"\n"))
+        }
+        assert len(keys) == 1
+    assert beside_key("id@example.com", AUTHOR) != beside_key("id@example.com", undated)
+    assert " " in beside_key("id@example.com", AUTHOR)
+    assert " " not in key(b"Message-ID: < a b @ Example.COM >\r\n" + AUTHOR)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from helpdesk.clock import database_now
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
+from helpdesk.inbound import ingest as ingest_module
 from helpdesk.inbound import quarantine
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
@@ -370,6 +371,105 @@ def test_mail_without_message_id_relayed_by_two_mx_hosts_makes_one_ticket(gatewa
         b"2.0.0 OK created TKT-000002",
     )
     assert len(tickets()) == 2
+
+
+# -- a Message-ID used by another mail first (docs/mail-gateway.md, "Duplicates") ------------
+
+CLAIMED = "<CAB1234-ann@mail.example.com>"
+# What Dovecot LMTP prepends to the mailbox's copy of a mail SMTP brought too.
+LMTP = (
+    b"Return-Path: <ann@example.com>\r\n"
+    b"Delivered-To: support@helpdesk.test\r\n"
+    b"Received: from mx.helpdesk.test by imap.helpdesk.test with LMTP; Mon, 02 Mar 2026 08:00:01 +0000\r\n"
+)
+
+
+def _by(sender: str, channel: str = "smtp") -> Envelope:
+    return Envelope(sender, (SUPPORT,), channel)
+
+
+def _eve_first(app) -> bytes:  # type: ignore[no-untyped-def]
+    """A stranger's mail under Ann's Message-ID, recorded (held) first: its raw bytes."""
+    raw = message(sender="eve@evil.example", subject="hello", body="nothing", message_id=CLAIMED).as_bytes(
+        policy=SMTP
+    )
+    assert ingest(raw, _by("eve@evil.example"), app.config).outcome is Outcome.QUARANTINED
+    return raw
+
+
+def _anns_mail(dated: bool = True) -> bytes:
+    headers = {"Date": "Mon, 02 Mar 2026 07:59:00 +0000"} if dated else {}
+    mail = message(subject="Server room flooded", body="Send someone.", message_id=CLAIMED, headers=headers)
+    return mail.as_bytes(policy=SMTP)
+
+
+@pytest.mark.parametrize("dated", [True, False], ids=["dated", "without Date"])
+def test_a_stranger_who_uses_a_customers_message_id_first_does_not_make_her_mail_vanish(app, senders, dated):
+    """Eve, in Cc of Ann's mail or on its list, mails the gateway under Ann's
+    Message-ID before Ann's mail arrives (greylisted, deferred): Ann's mail was then
+    answered `250 … duplicate` and stored nowhere. A mail under a used Message-ID is
+    a duplicate only when it is the same mail; Ann's is kept under a key of its own,
+    which its own retries and its mailbox copy find again (with a Date or without)."""
+    eve_raw = _eve_first(app)
+
+    ann = ingest(_anns_mail(dated), _by("ann@example.com"), app.config)
+
+    assert (ann.outcome, ann.ticket_number) == (Outcome.CREATED, "TKT-000001")
+    (ticket,) = tickets()
+    description, note = ticket.messages
+    assert description.body == "Send someone."
+    assert note.kind == "note" and "(inbound mail #1)" in note.body
+    assert "#1" in ann.reason
+    for raw, envelope, first in (
+        (eve_raw, _by("eve@evil.example"), 1),
+        (_anns_mail(dated), _by("ann@example.com"), ann.inbound_id),
+        (LMTP + _anns_mail(dated), _by("ann@example.com", "imap"), ann.inbound_id),
+    ):
+        again = ingest(raw, envelope, app.config)
+        assert (again.outcome, again.inbound_id) == (Outcome.DUPLICATE, first)
+    assert count(InboundMail) == 2 and len(tickets()) == 1
+    reply = message(subject="Any news?", in_reply_to=CLAIMED)
+    assert (
+        ingest(reply.as_bytes(policy=SMTP), _by("ann@example.com"), app.config).ticket_number == "TKT-000001"
+    )
+
+
+def test_another_mail_under_a_used_message_id_is_kept_and_said_so(app, senders):
+    """The other way round: Ann's mail first, then Eve's under its Message-ID. Eve's
+    is kept too (held, as a stranger's is), its reason naming the mail whose id it
+    reused, and replies naming the id still thread to the mail received first."""
+    assert ingest(_anns_mail(), _by("ann@example.com"), app.config).outcome is Outcome.CREATED
+    eve = message(sender="eve@evil.example", subject="Re: flood", body="Pay here.", message_id=CLAIMED)
+    held = ingest(eve.as_bytes(policy=SMTP), _by("eve@evil.example"), app.config)
+    assert held.outcome is Outcome.QUARANTINED and held.inbound_id != 1
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert item.reason.startswith("unknown sender: eve@evil.example") and "#1" in item.reason
+    reply = message(subject="Any news?", in_reply_to=CLAIMED)
+    result = ingest(reply.as_bytes(policy=SMTP), _by("ann@example.com"), app.config)
+    assert (result.outcome, result.ticket_number) == (Outcome.APPENDED, "TKT-000001")
+
+
+def test_a_mail_the_pipeline_chokes_on_under_a_used_message_id_is_held_as_its_own(app, senders, monkeypatch):
+    """A failure before the mail's record is written looked up the key too ("an
+    earlier delivery met the same fate"): another mail holding it is not this one."""
+    _eve_first(app)
+    _choke_on_boom(monkeypatch)
+    boom = message(subject="boom", message_id=CLAIMED).as_bytes(policy=SMTP)
+    held = ingest(boom, _by("ann@example.com"), app.config)
+    assert held.outcome is Outcome.QUARANTINED and held.inbound_id != 1
+    assert held.reason.startswith("processing failed: RuntimeError") and "#1" in held.reason
+    assert ingest(boom, _by("ann@example.com"), app.config).inbound_id == held.inbound_id
+
+
+def test_a_mail_too_big_under_a_used_message_id_is_recorded_as_its_own(app, senders):
+    """The IMAP poller's record of a mail too big to take looked its key up first."""
+    _eve_first(app)
+    head = _anns_mail().split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    size = app.config["MAX_MESSAGE_BYTES"] + 1
+    refused = ingest_module.refuse_oversized(head, size, _by("ann@example.com", "imap"), app.config)
+    assert (refused.outcome, refused.failed) == (Outcome.REJECTED, True) and refused.inbound_id != 1
+    again = ingest_module.refuse_oversized(head, size, _by("ann@example.com", "imap"), app.config)
+    assert (again.outcome, again.inbound_id) == (Outcome.REJECTED, refused.inbound_id)
 
 
 @pytest.mark.parametrize(

@@ -626,6 +626,25 @@ def test_the_gateway_notes_what_it_left_out_in_the_staff_members_language(app, c
     assert "El remitente se leyó en el sobre SMTP (MAIL FROM): el correo no tiene encabezado From." in second
 
 
+def test_the_gateway_notes_a_reused_message_id_in_the_staff_members_language(app, client, ana):
+    """A mail under a Message-ID another mail used first is kept as its own
+    (docs/mail-gateway.md, "Duplicates"), and its ticket says so to staff."""
+    SendersService(db.session).add("@cliente.test", "Cliente SA")
+    db.session.commit()
+    for sender, subject in (("eva@otro.test", "hola"), ("lucia@cliente.test", "Sin red")):
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = sender, "support@helpdesk.test", subject
+        mail["Message-ID"] = "<reusado@cliente.test>"
+        mail.set_content("Texto.")
+        ingest(mail.as_bytes(), Envelope(sender, ("support@helpdesk.test",), "smtp"), app.config)
+    page = _login(client, ana).get("/tickets/TKT-000001").get_data(as_text=True)
+    assert english_left(page) == []
+    assert (
+        "Otro correo ya había usado el Message-ID de este correo (correo entrante n.º 1); "
+        "se guardó como un correo aparte, no como un duplicado."
+    ) in read_text(page)
+
+
 # -- every English message the portal can show is known -------------------------------
 
 # The modules whose messages reach the portal: the services its views call.

@@ -7,6 +7,12 @@ addresses, SMTP and IMAP both, a poller that crashed before moving it — is ref
 by that constraint when its record is inserted (`ingest` writes the record first),
 and then answered with what became of the first one, changing nothing.
 
+A key is a claim anyone can make: whoever saw a Message-ID (in Cc, on a list) can
+mail under it first. So a second mail under a used key is a duplicate only when it
+is the same mail, the same as `written_hash` reads it; another mail is kept under
+a key of its own beside the first (`beside_key`), which its own retries and copies
+find again (docs/mail-gateway.md, "Duplicates").
+
 The content is the mail as its sender's side wrote it: without the trace and
 delivery fields that receiving servers prepend (RFC 5321 §4.4, RFC 5322 §3.6.7 and
 their kin below), which differ with the way it came (each relay's Received, the
@@ -103,6 +109,31 @@ def content_hash(raw: bytes) -> str:
     return hashlib.sha256(text[start:]).hexdigest()
 
 
+def written_hash(raw: bytes) -> str:
+    """SHA-256 (hex) of the mail as its author wrote it: without its leading trace
+    fields, lines ending in LF, line breaks at the very end left out, whether or
+    not it has a Date. What tells a second delivery under a used key from another
+    mail (`earlier_delivery`): the key, a Message-ID, tells mails apart already, so
+    the same text without a Date is the same mail here (unlike `content_hash`), and
+    a mail with no Date through SMTP and the mailbox is one."""
+    text = raw.replace(b"\r\n", b"\n").rstrip(b"\r\n")
+    return hashlib.sha256(text[_after_trace(text) :]).hexdigest()
+
+
+# Between a key and the hash of the mail kept beside the one holding it (`beside_key`).
+# No other key has a space: a Message-ID has its whitespace taken out (`parser`), and
+# the keys made here and by `ingest` are names and hex digits.
+_BESIDE = " sha256:"
+
+
+def beside_key(key: str, raw: bytes) -> str:
+    """The key of a mail whose key another mail holds: that key and `written_hash`.
+    Its retries and its other copies have it too, so they are duplicates of it; it
+    has a space, so no mail can claim it first with a Message-ID. At most 900 bytes
+    (`MAX_KEY_BYTES`) and 72 more: it fits the column and the unique index."""
+    return key + _BESIDE + written_hash(raw)
+
+
 def _field_name(text: bytes, start: int) -> bytes | None:
     """The lower-case name of the field whose line starts at `start`, or None."""
     colon = text.find(b":", start, start + _NAME_SCAN)
@@ -137,22 +168,31 @@ def _after_trace(text: bytes) -> int:
 
 @dataclass(frozen=True)
 class Earlier:
-    """The first delivery of a mail: its inbound row and what became of it."""
+    """The mail recorded under a key: its inbound row, what became of it, and whether
+    it is the mail asked about (else another mail holds its key)."""
 
     inbound_id: int
     outcome: str
     message_id: str | None
     reason: str
+    same_mail: bool
 
 
-def earlier_delivery(session: Session, key: str) -> Earlier | None:
-    """The earlier delivery of this mail, if any."""
-    row = session.execute(
-        select(InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id, InboundRecord.reason).where(
-            InboundRecord.dedup_key == key
-        )
-    ).first()
-    return None if row is None else Earlier(*row)
+def earlier_delivery(session: Session, key: str, raw: bytes) -> Earlier | None:
+    """The mail recorded under `key`, if any, and whether it is the one of `raw`:
+    the same `written_hash`, or any under a `beside_key`, which names its hash.
+
+    Only a mail whose key is taken pays for this: the earlier raw bytes are read
+    and both hashed. The record keeps the raw bytes of every mail, so no column of
+    hashes is needed (a record of only a header, `ingest.refuse_oversized`, is
+    compared by that header, as its own retries are recorded)."""
+    columns = (InboundRecord.id, InboundRecord.outcome, InboundRecord.message_id, InboundRecord.reason)
+    row = session.execute(select(*columns, InboundRecord.raw).where(InboundRecord.dedup_key == key)).first()
+    if row is None:
+        return None
+    inbound_id, outcome, message_id, reason, earlier_raw = row
+    same = _BESIDE in key or written_hash(earlier_raw or b"") == written_hash(raw)
+    return Earlier(inbound_id, outcome, message_id, reason, same)
 
 
 def count_duplicate(session: Session, channel: str) -> None:

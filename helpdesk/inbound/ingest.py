@@ -39,7 +39,7 @@ from helpdesk.clock import database_clock
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
 from helpdesk.inbound import authentication, authorization, automail, matching, storage
-from helpdesk.inbound.dedup import count_duplicate, dedup_key, earlier_delivery
+from helpdesk.inbound.dedup import beside_key, count_duplicate, dedup_key, earlier_delivery
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail, clean, parse, sender_note
 from helpdesk.languages import N_, gettext_in
@@ -155,24 +155,8 @@ def ingest(
     mail = with_envelope_sender(
         parsed if parsed is not None else parse(raw, MailLimits.from_config(config)), envelope
     )
-    key = dedup_key(mail)
     session = db.session
-    try:
-        try:
-            # No lookup first: the mail's record is inserted before anything else is
-            # written, and the dedup key's unique constraint refuses a second delivery
-            # (earlier or concurrent) there. A statement saved on every new mail; a
-            # duplicate, which is rare, pays for reading what the first one became.
-            result = _process_new(session, mail, key, envelope, config)
-            session.commit()
-        except IntegrityError:
-            earlier = _after_duplicate(session, key)
-            if earlier is None:
-                raise
-            result = earlier
-    except Exception as exc:  # sorted below: the database's trouble, or the mail's
-        session.rollback()
-        result = _after_failure(session, mail, key, envelope, config, exc)
+    result, key = _ingest_under(session, mail, dedup_key(mail), envelope, config)
     _deferred.forget(key)
     if result.outcome is Outcome.DUPLICATE:
         count_duplicate(session, envelope.channel)
@@ -185,6 +169,62 @@ def ingest(
         f" ({result.reason})" if result.reason else "",
     )
     return result
+
+
+class _Taken(NamedTuple):
+    """Another mail holds the key (`dedup.Earlier.same_mail` false): this one is kept
+    under a key of its own beside it (`dedup.beside_key`), as any new mail, and
+    staff are told (docs/mail-gateway.md, "Duplicates")."""
+
+    key: str
+    earlier_id: int
+
+    @property
+    def reason(self) -> str:
+        """Added to the reason of this mail's record (the quarantine's reviewers read it)."""
+        return f"Message-ID already used by another mail, #{self.earlier_id}"
+
+    def noted(self, mail: InboundMail) -> InboundMail:
+        """`mail` with a line for staff saying so (`apply`'s gateway note, wording.KNOWN)."""
+        note = (
+            f"The Message-ID of this mail was already used by another mail (inbound mail "
+            f"#{self.earlier_id}); it was kept as a mail of its own, not as a duplicate."
+        )
+        return replace(mail, notes=[*mail.notes, note])
+
+
+def _ingest_under(
+    session: Session,
+    mail: InboundMail,
+    key: str,
+    envelope: Envelope,
+    config: Mapping[str, Any],
+    taken: str = "",
+) -> tuple[Result, str]:
+    """`ingest` under `key`: the result, and the key the mail is recorded under, its
+    own beside another mail's when that one holds `key` (`taken`: the reason's words
+    for it then). A key beside another is never taken, so this goes one level down
+    at most."""
+    try:
+        try:
+            # No lookup first: the mail's record is inserted before anything else is
+            # written, and the dedup key's unique constraint refuses a second delivery
+            # (earlier or concurrent) there. A statement saved on every new mail; a
+            # duplicate, which is rare, pays for reading what the first one became.
+            result: Result | _Taken = _process_new(session, mail, key, envelope, config, taken)
+            session.commit()
+        except IntegrityError:
+            earlier = _after_duplicate(session, key, mail.raw)
+            if earlier is None:
+                raise
+            result = earlier
+    except Exception as exc:  # sorted below: the database's trouble, or the mail's
+        session.rollback()
+        result = _after_failure(session, mail, key, envelope, config, exc, taken)
+    if isinstance(result, _Taken):
+        _deferred.forget(key)
+        return _ingest_under(session, result.noted(mail), result.key, envelope, config, result.reason)
+    return result, key
 
 
 def with_envelope_sender(mail: InboundMail, envelope: Envelope) -> InboundMail:
@@ -212,33 +252,43 @@ def refuse_oversized(head: bytes, size: int, envelope: Envelope, config: Mapping
     limits = MailLimits.from_config(config)
     kept = head[: limits.header_bytes]
     mail = parse(kept, limits)
-    key = dedup_key(mail)
     stored = (
         "only its header was stored"
         if len(kept) < limits.header_bytes
         else f"only the first {limits.header_bytes} bytes of its header were stored (MAX_HEADER_BYTES)"
     )
     reason = f"{size}{_TOO_BIG}{config['MAX_MESSAGE_BYTES']}); {stored}"
-    session = db.session
+    return _refuse_under(db.session, mail, dedup_key(mail), envelope, size, reason)
+
+
+def _refuse_under(
+    session: Session, mail: InboundMail, key: str, envelope: Envelope, size: int, reason: str
+) -> Result:
+    """`refuse_oversized` under `key`, or under the mail's own key beside another
+    mail's that holds it (compared by the header kept, as its retries are)."""
     try:
-        previous = _previous(session, key)
-        session.rollback()
-        if previous is not None:
-            return previous
-        record = _record(session, mail, key, envelope, Outcome.REJECTED, reason)
-        record.size = size
-        session.add(record)
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        return Result(Outcome.DUPLICATE, "recorded concurrently", mail.message_id)
+        try:
+            previous = _previous(session, key, mail.raw)
+            session.rollback()
+            if previous is None:
+                record = _record(session, mail, key, envelope, Outcome.REJECTED, reason)
+                record.size = size
+                session.add(record)
+                session.commit()
+                log.info("mail %s via %s: rejected (%s)", mail.message_id or key, envelope.channel, reason)
+                return Result(Outcome.REJECTED, reason, mail.message_id, record.id, failed=True)
+        except IntegrityError:
+            previous = _after_duplicate(session, key, mail.raw) or Result(
+                Outcome.DUPLICATE, "recorded concurrently", mail.message_id
+            )
     except DBAPIError as exc:
         session.rollback()
         if is_transient(exc):
             raise TransientError(str(exc.orig or exc)) from exc
         return _park(session, mail, key, envelope, f"{type(exc).__name__} while recording it as too big")
-    log.info("mail %s via %s: rejected (%s)", mail.message_id or key, envelope.channel, reason)
-    return Result(Outcome.REJECTED, reason, mail.message_id, record.id, failed=True)
+    if isinstance(previous, _Taken):
+        return _refuse_under(session, mail, previous.key, envelope, size, _joined(reason, previous.reason))
+    return previous
 
 
 class _RecentlyDeferred:
@@ -278,20 +328,28 @@ def _after_failure(
     envelope: Envelope,
     config: Mapping[str, Any],
     exc: Exception,
-) -> Result:
-    """What to answer for a mail whose processing raised `exc` (rolled back already)."""
+    taken: str = "",
+) -> Result | _Taken:
+    """What to answer for a mail whose processing raised `exc` (rolled back already);
+    `taken` as `_ingest_under` has it."""
     if is_transient(exc):
         if not _deferred.failed_before(key):
             raise TransientError(str(getattr(exc, "orig", None) or exc)) from exc
         log.warning("mail %s failed again (%s); parking it in quarantine", key, exc)
-        return _park(session, mail, key, envelope, f"failed twice: {type(exc).__name__}")
+        return _park(session, mail, key, envelope, _joined(f"failed twice: {type(exc).__name__}", taken))
     try:
-        previous = _previous(session, key)  # an earlier delivery met the same fate
+        # An earlier delivery met the same fate; or another mail holds the key, and
+        # this one is processed again under its own (which fails the same way, or not).
+        previous = _previous(session, key, mail.raw)
         session.rollback()
+        if isinstance(previous, _Taken):
+            # As before a quarantine (`_quarantine_after_failure`): rows the failed
+            # attempt adopted stay in the session, and SQLite may give their ids again.
+            session.expunge_all()
         if previous is not None:
             return previous
         log.error("processing failed for %s; quarantining", key, exc_info=exc)
-        return _quarantine_after_failure(session, mail, key, envelope, config, exc)
+        return _quarantine_after_failure(session, mail, key, envelope, config, exc, taken)
     except Exception as second:  # the quarantine path itself
         session.rollback()
         if is_transient(second):
@@ -302,24 +360,28 @@ def _after_failure(
             mail,
             key,
             envelope,
-            f"{type(exc).__name__}, then {type(second).__name__} while quarantining",
+            _joined(f"{type(exc).__name__}, then {type(second).__name__} while quarantining", taken),
         )
 
 
-def _after_duplicate(session: Session, key: str) -> Result | None:
+def _after_duplicate(session: Session, key: str, raw: bytes) -> Result | _Taken | None:
     """After the dedup key's constraint refused an insert: what became of the
-    earlier delivery, read in a fresh transaction (None: it was another constraint)."""
+    earlier delivery, or that another mail holds the key, read in a fresh
+    transaction (None: it was another constraint)."""
     session.rollback()
-    earlier = _previous(session, key)
+    earlier = _previous(session, key, raw)
     session.rollback()
     return earlier
 
 
-def _previous(session: Session, key: str) -> Result | None:
-    """What became of the earlier delivery of this mail, failed if it failed."""
-    earlier = earlier_delivery(session, key)
+def _previous(session: Session, key: str, raw: bytes) -> Result | _Taken | None:
+    """What became of the earlier delivery of this mail (`raw`), failed if it failed;
+    or, when the mail under `key` is another one, the key this one goes under."""
+    earlier = earlier_delivery(session, key, raw)
     if earlier is None:
         return None
+    if not earlier.same_mail:
+        return _Taken(beside_key(key, raw), earlier.inbound_id)
     failed = _failed(earlier.outcome, earlier.reason)
     if earlier.outcome == Outcome.REJECTED.value:  # refuse again, the same way
         return Result(
@@ -352,6 +414,7 @@ def _quarantine_after_failure(
     envelope: Envelope,
     config: Mapping[str, Any],
     exc: Exception,
+    taken: str = "",
 ) -> Result:
     # Rows adopted by the rolled-back attempt are still in the session, expired; a
     # new row may get one of their ids again (SQLite reuses them).
@@ -366,7 +429,7 @@ def _quarantine_after_failure(
             key,
             envelope,
             Outcome.QUARANTINED,
-            f"{_PROCESSING_FAILED}: {type(exc).__name__}: {exc}",
+            _joined(f"{_PROCESSING_FAILED}: {type(exc).__name__}: {exc}", taken),
         ),
         ticket_id=named.id if named is not None else None,
         ticket_unknown=unknown,
@@ -422,14 +485,8 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope, why
     """The last resort: the raw bytes and fixed words only, nothing the mail chose
     but its dedup key (made safe by `dedup_key`), so this cannot fail on the mail."""
     session.expunge_all()
-    record = _bare_record(
-        session,
-        key,
-        envelope.channel,
-        f"{_PROCESSING_FAILED} ({why}); parked with its raw bytes for review",
-        mail.raw,
-    )
-    return _hold_fixed(session, mail.message_id, key, record)
+    reason = f"{_PROCESSING_FAILED} ({why}); parked with its raw bytes for review"
+    return _hold_fixed(session, mail.message_id, key, envelope.channel, reason, mail.raw)
 
 
 def quarantine_unfetchable(place: str, errors: list[str]) -> Result:
@@ -444,7 +501,7 @@ def quarantine_unfetchable(place: str, errors: list[str]) -> Result:
         f"{_UNFETCHABLE} after {len(errors)} attempts ({place}: "
         f"{errors[-1]}); filed in the failed folder as it was"
     )
-    return _hold_fixed(session, None, key, _bare_record(session, key, "imap", reason, b""))
+    return _hold_fixed(session, None, key, "imap", reason, b"")
 
 
 def quarantine_unread(raw: bytes, channel: str, exc: Exception) -> Result:
@@ -459,7 +516,7 @@ def quarantine_unread(raw: bytes, channel: str, exc: Exception) -> Result:
         f"{_PROCESSING_FAILED} before the pipeline ({type(exc).__name__}: {str(exc)[:500]}); "
         "parked with its raw bytes for review"
     )
-    return _hold_fixed(session, None, key, _bare_record(session, key, channel, reason, raw))
+    return _hold_fixed(session, None, key, channel, reason, raw)
 
 
 def _bare_record(session: Session, key: str, channel: str, reason: str, raw: bytes) -> InboundRecord:
@@ -482,16 +539,24 @@ def _bare_record(session: Session, key: str, channel: str, reason: str, raw: byt
     )
 
 
-def _hold_fixed(session: Session, message_id: str | None, key: str, record: InboundRecord) -> Result:
-    """`_hold` a record of fixed words, which cannot fail on the mail: the key
-    recorded before answers with what became of it, and the database failing is
-    `TransientError`. Nothing of the mail was matched, so its ticket is unknown."""
+def _hold_fixed(
+    session: Session, message_id: str | None, key: str, channel: str, reason: str, raw: bytes
+) -> Result:
+    """`_hold` a record of fixed words and `raw` (`_bare_record`), which cannot fail
+    on the mail: the key recorded before answers with what became of it (held
+    under the mail's own key when another mail holds it), and the database failing
+    is `TransientError`. Nothing of the mail was matched, so its ticket is unknown."""
+    record = _bare_record(session, key, channel, reason, raw)
     try:
         return _hold(session, message_id, record, ticket_id=None, ticket_unknown=True)
     except IntegrityError:
-        earlier = _after_duplicate(session, key)
+        earlier = _after_duplicate(session, key, raw)
         if earlier is None:
             raise
+        if isinstance(earlier, _Taken):
+            return _hold_fixed(
+                session, message_id, earlier.key, channel, _joined(reason, earlier.reason), raw
+            )
         return earlier
     except DBAPIError as exc:
         session.rollback()
@@ -547,9 +612,16 @@ def _fit(text: str | None, column: Column[Any]) -> str:
 
 
 def _process_new(
-    session: Session, mail: InboundMail, key: str, envelope: Envelope, config: Mapping[str, Any]
+    session: Session,
+    mail: InboundMail,
+    key: str,
+    envelope: Envelope,
+    config: Mapping[str, Any],
+    taken: str = "",
 ) -> Result:
     decision = _within_customer_limits(session, mail, decide(session, mail, envelope, config), config)
+    if taken:  # the reason says which mail held its key (`_ingest_under`)
+        decision = replace(decision, reason=_joined(decision.reason, taken))
     # A reply's ticket is known already: insert the row pointing at it (apply's
     # assignment then changes nothing), instead of an UPDATE after the insert.
     appended_to = (

@@ -216,10 +216,12 @@ def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Matc
     known: dict[str, int] = {}
     received = received_ids(mail, signer)
     if received:
+        # Two mails may share a Message-ID (docs/mail-gateway.md, "Duplicates"): the
+        # one received first counts, so a later one reusing the id draws no replies.
         for message_id, ticket_id in session.execute(
-            select(InboundRecord.message_id, InboundRecord.ticket_id).where(
-                InboundRecord.message_id.in_(received), InboundRecord.ticket_id.is_not(None)
-            )
+            select(InboundRecord.message_id, InboundRecord.ticket_id)
+            .where(InboundRecord.message_id.in_(received), InboundRecord.ticket_id.is_not(None))
+            .order_by(InboundRecord.id)
         ):
             if message_id is not None and ticket_id is not None:  # the query says so
                 known.setdefault(message_id, ticket_id)
