@@ -2005,3 +2005,57 @@ def _waiting_elsewhere(at_least: int) -> bool:
     cannot roll its session back to see the activity anew."""
     with db.engine.connect() as connection:
         return bool(connection.execute(_LOCK_WAITERS).scalar_one() >= at_least)
+
+
+@on_postgresql
+def test_two_copies_of_a_mail_under_another_mails_message_id_at_once_are_recorded_once(app, monkeypatch):
+    """Another mail holds the Message-ID (docs/mail-gateway.md, "Duplicates"); the
+    SMTP and the mailbox copy of the mail that used it too come at once. Both find
+    the key taken and go for the mail's own key beside it, where its unique
+    constraint lets one in and answers the other as a duplicate: one record. (On
+    SQLite a transaction that read holds the database: the two cannot overlap.)"""
+    from helpdesk.inbound import ingest as ingest_module
+    from helpdesk.models import InboundMail
+    from helpdesk.services.senders import SendersService
+
+    SendersService(db.session).add("@corp.example", "Corp")
+    db.session.commit()
+    claimed = "<claimed@corp.example>"
+    eve = message(sender="eve@evil.example", subject="hello", message_id=claimed).as_bytes()
+    assert (
+        ingest(eve, Envelope("eve@evil.example", (SUPPORT,), "smtp"), app.config).outcome
+        is Outcome.QUARANTINED
+    )
+    db.session.remove()
+    both_found_it_taken = threading.Barrier(2, timeout=30)
+    real = ingest_module.beside_key
+
+    def beside_key(key: str, raw: bytes) -> str:
+        both_found_it_taken.wait()
+        return real(key, raw)
+
+    monkeypatch.setattr(ingest_module, "beside_key", beside_key)
+    ann = message(
+        sender="ann@corp.example", message_id=claimed, headers={"Date": "Mon, 02 Mar 2026 08:00:00 +0000"}
+    )
+    lmtp = b"Return-Path: <ann@corp.example>\r\nDelivered-To: support@helpdesk.test\r\n"
+    results: dict[str, Outcome] = {}
+
+    def copy(channel: str, raw: bytes) -> None:
+        with app.app_context():
+            results[channel] = ingest(
+                raw, Envelope("ann@corp.example", (SUPPORT,), channel), app.config
+            ).outcome
+            db.session.remove()
+
+    threads = [
+        threading.Thread(target=copy, args=("smtp", ann.as_bytes())),
+        threading.Thread(target=copy, args=("imap", lmtp + ann.as_bytes())),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results.values()) == [Outcome.CREATED, Outcome.DUPLICATE], results
+    assert db.session.execute(select(func.count(InboundMail.id))).scalar_one() == 2
+    assert db.session.execute(select(func.count(Ticket.id))).scalar_one() == 1
