@@ -1143,6 +1143,32 @@ def test_a_forwarded_message_sent_with_a_transfer_encoding_reads_decoded(encodin
     ]
 
 
+# A Received line longer than a quoted-printable line: its encoder breaks it with a soft
+# line break ("=" at the end), which the email package reads as the end of a header.
+RECEIVED = (
+    b"Received: from mail.example.org (mail.example.org [192.0.2.7]) by mx.example.com with ESMTPS id 4411;\n"
+    b"\tMon, 2 Nov 2026 10:00:01 +0100\n"
+)
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_a_forwarded_message_sent_with_a_transfer_encoding_is_kept_decoded_under_its_subject(
+    encoding: str,
+) -> None:
+    """The .eml of an enclosed message sent base64 or quoted-printable held that text
+    itself (base64 lines after a blank line: no mail client opens it as a message),
+    named attachment-1.eml or after the still encoded Subject; it holds the message
+    as it was enclosed, named after its Subject as any enclosed message is."""
+    enclosed = RECEIVED + ENCLOSED
+    data = base64.encodebytes(enclosed) if encoding == "base64" else quopri.encodestring(enclosed)
+    header = f"Content-Type: message/rfc822\nContent-Transfer-Encoding: {encoding}"
+    kept = [("Pedido 4411 no lleg\u00f3.eml", "message/rfc822", enclosed)]
+    for raw in (multipart(header.encode() + b"\n\n" + data), mail(f"From: a@example.com\n{header}", data)):
+        parsed = parse(raw)
+        assert [(a.filename, a.content_type, a.data) for a in parsed.attachments] == kept
+        assert parsed.text_body == ENCLOSED_TEXT  # the soft line break ended its header
+
+
 def test_a_plain_and_an_html_copy_of_one_text_read_once() -> None:
     """Some clients put both copies in a multipart/mixed, not an alternative: the
     part that says word for word what the part before it said is not said again."""

@@ -38,7 +38,7 @@ from binascii import Error as Base64Error
 from binascii import a2b_base64, a2b_qp
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.errors import MessageError, StartBoundaryNotFoundDefect
+from email.errors import MessageError, MissingHeaderBodySeparatorDefect, StartBoundaryNotFoundDefect
 from email.feedparser import BytesFeedParser, FeedParser
 from email.message import Message
 from email.parser import BytesParser
@@ -1115,9 +1115,9 @@ def _enclosed_text(content: _Content, html_left: int, notes: list[str]) -> tuple
     with a note; and the HTML left unread."""
     texts: list[str] = []
     limits = content.budget.limits
-    for part, depth in content.enclosed:
+    for part, decoded, depth in content.enclosed:
         try:
-            message = _enclosed_message(part, content.budget)
+            message = _enclosed_message(part, decoded, content.budget)
             if message is None:
                 continue
             hint = _first_charset(message) or content.hint
@@ -1149,8 +1149,9 @@ class _Content:
     `body` holds the body parts that make the mail's text, in order, as
     (content type, text): within a multipart/alternative only the alternative
     chosen (`_choose`); `html` every HTML body part, the formatted version;
-    `enclosed` each message/rfc822 or message/global part met, with the depth of
-    the message it encloses, whose text is the mail's when it has none
+    `enclosed` each message/rfc822 or message/global part met, with the message
+    decoded when it was sent base64 or quoted-printable (`_decoded_enclosure`) and
+    the depth of the message it encloses, whose text is the mail's when it has none
     (`_enclosed_text`). Without `files` it collects no attachments: an enclosed
     message's are kept whole in its .eml."""
 
@@ -1160,7 +1161,7 @@ class _Content:
     body: list[tuple[str, str]] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
-    enclosed: list[tuple[Message, int]] = field(default_factory=list)  # (part, depth)
+    enclosed: list[tuple[Message, bytes | None, int]] = field(default_factory=list)  # (part, decoded, depth)
     html_left: int = 0  # of MAX_HTML_TO_TEXT_CHARS, for the whole mail
 
     def __post_init__(self) -> None:
@@ -1178,9 +1179,10 @@ class _Content:
         view = _header_view(part)
         content_type = view.get_content_type().lower()
         if content_type.startswith("message/"):
+            decoded = _decoded_enclosure(part) if content_type in _ENCLOSED_TYPES else None
             if content_type in _ENCLOSED_TYPES:
-                self.enclosed.append((part, depth + 1))
-            self._attach(part, view, content_type, parent)
+                self.enclosed.append((part, decoded, depth + 1))
+            self._attach(part, view, content_type, parent, decoded)
         elif part.is_multipart():
             inside = in_attachment or view.get_content_disposition() == "attachment"
             start = len(self.body)
@@ -1305,14 +1307,18 @@ class _Content:
             text = _unflowed(text, delete_space=_param_text(view, "delsp") == "yes")
         return text
 
-    def _attach(self, part: Message, view: Message, content_type: str, parent: str) -> None:
+    def _attach(
+        self, part: Message, view: Message, content_type: str, parent: str, decoded: bytes | None = None
+    ) -> None:
+        """Keep a part as a file; an enclosed message sent base64 or quoted-printable
+        as `decoded`, the message as it was enclosed (docs/mail-gateway.md, step 1)."""
         if not self.files:
             return
         name = _filename(view, self.hint)
         if content_type.startswith("message/"):
-            data = _message_bytes(part)
+            data = _message_bytes(part) if decoded is None else decoded
             if not name and content_type in _ENCLOSED_TYPES:
-                name = _enclosed_subject(part, self.hint)
+                name = _enclosed_subject(part, decoded, self.hint)
                 name = f"{name}.eml" if name else ""
         else:
             data = _payload_bytes(part)
@@ -1460,31 +1466,60 @@ def _flatten(message: Message) -> bytes:
         return b""
 
 
-def _enclosed_message(part: Message, budget: _Budget) -> Message | None:
-    """The message a message/rfc822 or message/global part encloses. RFC 2046 §5.2.1
-    allows it no transfer encoding but 7bit, 8bit or binary, yet some servers send
-    it base64 or quoted-printable, which the email package reads as a message of
-    encoded text: that is decoded and read again, within the mail's budget."""
+def _decoded_enclosure(part: Message) -> bytes | None:
+    """The message a message/rfc822 or message/global part encloses, decoded, when the
+    part was sent base64 or quoted-printable; None for any other part. RFC 2046 §5.2.1
+    allows it no transfer encoding but 7bit, 8bit or binary, yet some servers send it
+    so, and the email package reads the encoded text as a message."""
     payload = part.get_payload()
     if not isinstance(payload, list) or not payload or not isinstance(payload[0], Message):
         return None
     encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
     if encoding not in ("base64", "quoted-printable"):
-        return payload[0]
-    body = payload[0].get_payload()
-    # Base64 lines are no header: the whole is the body, taken without writing it out.
-    data = (
-        _flatten(payload[0])
-        if payload[0].keys() or not isinstance(body, str)
-        else body.encode("utf-8", "surrogateescape")
-    )
-    return _reread(_lines_of(_decode_base64(data) if encoding == "base64" else a2b_qp(data)), budget)
+        return None
+    data = _encoded_text(payload[0])
+    return _lines_of(_decode_base64(data) if encoding == "base64" else a2b_qp(data))
 
 
-def _enclosed_subject(part: Message, hint: str | None) -> str:
-    """An attached message's subject, which names its file: only as much of it as a
-    file name can keep is decoded (an enclosed header is under no header cap)."""
+def _encoded_text(message: Message) -> bytes:
+    """The encoded text the email package read as `message`, its line breaks as they
+    came. Base64 lines are no header: all of it is the body, taken as it is. Quoted-
+    printable lines read as a header up to a line that is none (a soft line break in
+    a long field), which became the body's first: no blank line is put before it.
+    The fields are written as they came (`_NO_REFOLD`), never refolded."""
+    body = message.get_payload()
+    if not isinstance(body, str):
+        return _flatten(message)
+    first = body.find("\n")
+    policy = _NO_REFOLD.clone(linesep="\r\n") if first > 0 and body[first - 1] == "\r" else _NO_REFOLD
+    unixfrom = message.get_unixfrom()
+    lines = [unixfrom + policy.linesep] if unixfrom else []
+    lines += [policy.fold(name, value) for name, value in message.raw_items()]
+    if not any(isinstance(defect, MissingHeaderBodySeparatorDefect) for defect in message.defects):
+        lines.append(policy.linesep)  # the blank line that ended the header
+    return ("".join(lines) + body).encode("utf-8", "surrogateescape")
+
+
+def _enclosed_message(part: Message, decoded: bytes | None, budget: _Budget) -> Message | None:
+    """The message a message/rfc822 or message/global part encloses; one sent base64
+    or quoted-printable (`decoded`) is read again, within the mail's budget."""
     payload = part.get_payload()
+    if not isinstance(payload, list) or not payload or not isinstance(payload[0], Message):
+        return None
+    return payload[0] if decoded is None else _reread(decoded, budget)
+
+
+def _enclosed_subject(part: Message, decoded: bytes | None, hint: str | None) -> str:
+    """An attached message's subject, which names its file: only as much of it as a
+    file name can keep is decoded (an enclosed header is under no header cap). Of a
+    message sent base64 or quoted-printable, the header of the `decoded` bytes alone
+    is read (not the whole message, and not from the budget its text is read with)."""
+    payload = part.get_payload()
+    if decoded is not None:
+        try:
+            payload = [BytesParser(policy=compat32).parsebytes(header_block(decoded), headersonly=True)]
+        except _EMAIL_FAILURES:
+            return ""
     if isinstance(payload, list) and payload and isinstance(payload[0], Message):
         subject = _values(payload[0], "subject")
         if subject:
