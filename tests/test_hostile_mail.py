@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import quopri
 import re
 import smtplib
 import threading
@@ -1150,7 +1151,12 @@ def _mixed(parts: list[bytes]) -> bytes:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "shape",
-    ["many enclosed HTML messages", "many enclosed messages in base64", "a forward of a forward, 15 deep"],
+    [
+        "many enclosed HTML messages",
+        "many enclosed messages in base64",
+        "many enclosed messages of 50 fields in quoted-printable",
+        "a forward of a forward, 15 deep",
+    ],
 )
 def test_forwarded_messages_read_as_text_cost_what_the_same_text_of_the_mails_own_costs(shape):
     """A mail with no text of its own reads as the messages it encloses (forward as
@@ -1172,6 +1178,13 @@ def test_forwarded_messages_read_as_text_cost_what_the_same_text_of_the_mails_ow
         forward = _mixed([encoded + base64.encodebytes(b"From: b@x.example\r\n" + part) for part in texts])
         # decoded and read a second time: held to the same messages sent as they should be
         own = _mixed([b"Content-Type: message/rfc822\r\n\r\nFrom: b@x.example\r\n" + part for part in texts])
+    elif shape == "many enclosed messages of 50 fields in quoted-printable":
+        # their fields written back one by one, each decoded .eml's header read for its name
+        header = b"From: b@x.example\r\n" + b"X-Field: value\r\n" * 50
+        texts = [b"Content-Type: text/plain\r\n\r\n%d " % n + b"word " * 2000 + b"\r\n" for n in range(100)]
+        encoded = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        forward = _mixed([encoded + quopri.encodestring(header + part) for part in texts])
+        own = _mixed([b"Content-Type: message/rfc822\r\n\r\n" + header + part for part in texts])
     else:
         text = b"Content-Type: text/plain\r\n\r\n" + b"word " * 200_000 + b"\r\n"
         enclosed = b"From: b@x.example\r\n" + text

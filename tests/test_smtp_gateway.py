@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import quopri
 import smtplib
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from email.policy import SMTP
+from email import message_from_bytes
+from email.policy import SMTP, default
 
 import pytest
 import time_machine
@@ -686,6 +689,97 @@ def test_a_mail_that_only_forwards_a_message_opens_a_ticket_with_its_text(app, s
         "El pedido 4411 no ha llegado.\n\nBob"
     )
     assert [a.filename for a in db.session.execute(select(Attachment)).scalars()] == ["Pedido.eml"]
+
+
+# As Outlook sends a customer's mail: CRLF, a Received line longer than a
+# quoted-printable line, a Subject in encoded words, 8-bit text.
+PEDIDO = (
+    b"Received: from mail.example.org (mail.example.org [192.0.2.7]) by mx.example.com with ESMTPS;\r\n"
+    b"\tMon, 2 Nov 2026 10:00:01 +0100\r\nFrom: Bob <bob@example.org>\r\nTo: ann@example.com\r\n"
+    b"Date: Mon, 2 Nov 2026 10:00:00 +0100\r\nSubject: =?utf-8?q?Pedido_4411_no_lleg=C3=B3?=\r\n"
+    b"Message-ID: <pedido-4411@example.org>\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    + "El pedido 4411 no ha llegado. Ma\u00f1ana llamo.\r\n\r\nBob\r\n".encode()
+    + b"Bob Customer, Compras\r\n" * 40
+)
+
+
+def _forward(number: int, part: bytes) -> bytes:
+    return (
+        b"From: ann@example.com\r\nTo: support@helpdesk.test\r\nSubject: Fwd: Pedido\r\n"
+        b"Message-ID: <fwd-%d@client.example>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="==1=="\r\n\r\n'
+        b"--==1==\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\r\n"
+        b"--==1==\r\n%b\r\n--==1==--\r\n" % (number, part)
+    )
+
+
+def test_a_forwarded_message_downloads_as_a_mail_that_opens_as_the_message_enclosed(app, senders, portal):
+    """What staff download for a message forwarded as attachment opens in a mail
+    client as that message: its bytes begin with its header. Sent base64 or
+    quoted-printable (RFC 2046 §5.2.1 allows neither; some servers do it), the .eml
+    held the encoded text after a blank line, named attachment-1.eml or after the
+    Subject still encoded; now the message decoded, named after its Subject."""
+    encoded = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: "
+    based = base64.encodebytes(PEDIDO).replace(b"\n", b"\r\n")
+    nested = b"From: Carla <carla@example.org>\r\nSubject: Fwd: Pedido 4411\r\n"
+    nested += b"Content-Type: message/rfc822\r\n\r\n" + PEDIDO
+    shapes = {  # name: (the part, the file kept, the Subject it opens with, a line of its text)
+        "Thunderbird": (
+            b'Content-Type: message/rfc822; charset=UTF-8; name="Pedido 4411.eml"\r\n'
+            b'Content-Disposition: attachment; filename="Pedido 4411.eml"\r\n'
+            b"Content-Transfer-Encoding: 7bit\r\n\r\n" + PEDIDO,
+            "Pedido 4411.eml",
+            "Pedido 4411 no lleg\u00f3",
+            "Bob Customer, Compras",
+        ),
+        "Outlook": (
+            b"Content-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n" + PEDIDO,
+            "Pedido 4411 no lleg\u00f3.eml",
+            "Pedido 4411 no lleg\u00f3",
+            "Bob Customer, Compras",
+        ),
+        "nested": (
+            b"Content-Type: message/rfc822\r\n\r\n" + nested,
+            "Fwd_ Pedido 4411.eml",
+            "Fwd: Pedido 4411",
+            "Bob Customer, Compras",
+        ),
+        "base64": (
+            encoded + b"base64\r\n\r\n" + based,
+            "Pedido 4411 no lleg\u00f3.eml",
+            "Pedido 4411 no lleg\u00f3",
+            "Bob Customer, Compras",
+        ),
+        "quoted-printable": (
+            encoded + b"quoted-printable\r\n\r\n" + quopri.encodestring(PEDIDO),
+            "Pedido 4411 no lleg\u00f3.eml",
+            "Pedido 4411 no lleg\u00f3",
+            "Bob Customer, Compras",
+        ),
+        "truncated base64": (
+            # cut one letter into a line: no padding completes it (the email package
+            # keeps such base64 as the text itself)
+            encoded + b"base64\r\n\r\n" + based[: based.index(b"\r\n", len(based) // 2) + 3],
+            "Pedido 4411 no lleg\u00f3.eml",
+            "Pedido 4411 no lleg\u00f3",
+            "Ma\u00f1ana llamo.",
+        ),
+    }
+    for number, (shape, (part, name, subject, line)) in enumerate(shapes.items(), 1):
+        result = ingest(_forward(number, part), Envelope("ann@example.com", (SUPPORT,), "smtp"), app.config)
+        assert result.outcome is Outcome.CREATED, shape
+        (kept,) = tickets()[-1].messages[0].attachments
+        assert (kept.filename, kept.content_type) == (name, "message/rfc822"), shape
+        download = portal.get(f"/attachments/{kept.id}")
+        assert download.status_code == 200, shape
+        assert download.data == kept.data and download.data.startswith((b"Received: ", b"From: ")), shape
+        opened = message_from_bytes(download.data, policy=default)
+        assert (opened["Subject"], opened.defects) == (subject, []), shape
+        inner = opened.get_body() if shape != "nested" else opened.get_payload()[0].get_body()
+        assert line in inner.get_content(), shape
+        if shape in ("base64", "quoted-printable"):
+            assert download.data == PEDIDO  # as it was enclosed
 
 
 def test_html_is_sanitized_and_filenames_are_safe(gateway, senders):

@@ -226,6 +226,10 @@ _INVISIBLE_TAGS = {"script", "style", "head", "title"}
 _PLACEHOLDER_CHARS = 200
 _BODY_TYPES = frozenset(("text/plain", "text/html"))
 _ENCLOSED_TYPES = ("message/rfc822", "message/global")
+# What base64 skips, to count the letters of a text that ends one letter into a group.
+_NOT_BASE64_LETTERS = bytes(
+    set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+)
 _ENCLOSED_FIELD_CHARS = 998  # of an enclosed From, Date or Subject shown (RFC 5322's line)
 _WORD = re.compile(r"\w+")
 # A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
@@ -1423,9 +1427,12 @@ def _base64_payload(part: Message) -> bytes | None:
     return _decode_base64(payload.encode("ascii"))
 
 
-def _decode_base64(text: bytes) -> bytes:
+def _decode_base64(text: bytes, whole_groups: bool = False) -> bytes:
     """The email package's lenient base64 (`email._encoded_words.decode_b` over the
-    body's lines joined), without joining them.
+    body's lines joined), without joining them. With `whole_groups`, base64 cut one
+    letter into a group of four (which no padding completes) gives its whole groups
+    decoded instead of the text itself: an enclosed message cut short is kept as the
+    message it begins with (docs/mail-gateway.md, step 1).
 
     The email package tries strict decoding with the padding completed, then skipping
     stray characters, then that with "==" added, and keeps the text itself when all
@@ -1438,6 +1445,9 @@ def _decode_base64(text: bytes) -> bytes:
             return a2b_base64(attempt)
         except Base64Error:
             pass
+    if whole_groups:
+        letters = text.translate(None, _NOT_BASE64_LETTERS)
+        return a2b_base64(letters[: len(letters) - len(letters) % 4])
     return text.translate(None, b"\r\n")
 
 
@@ -1478,7 +1488,7 @@ def _decoded_enclosure(part: Message) -> bytes | None:
     if encoding not in ("base64", "quoted-printable"):
         return None
     data = _encoded_text(payload[0])
-    return _lines_of(_decode_base64(data) if encoding == "base64" else a2b_qp(data))
+    return _lines_of(_decode_base64(data, whole_groups=True) if encoding == "base64" else a2b_qp(data))
 
 
 def _encoded_text(message: Message) -> bytes:
