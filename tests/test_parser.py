@@ -952,6 +952,16 @@ def test_html_only_mail_keeps_preformatted_lines_list_numbers_and_link_addresses
     )
 
 
+def test_html_only_mail_shows_a_quoted_link_s_address_once():
+    """A quoted line that is a link whose text is its address: the quote mark is
+    not part of the text compared (docs/mail-gateway.md, "HTML-only mail")."""
+    html = (
+        '<blockquote><p><a href="https://status.isp.example/incident/77">'
+        "https://status.isp.example/incident/77</a></p></blockquote><p>Still no line.</p>"
+    )
+    assert parse(html_only(html)).text_body == "> https://status.isp.example/incident/77\n\nStill no line."
+
+
 # -- fidelity: what the sender wrote is what staff read (docs/mail-gateway.md, step 1) --
 
 

@@ -1784,7 +1784,10 @@ def _address_adds(pieces: list[str], first: int, address: str) -> bool:
     few pieces: the address alone on a line would say nothing of what it is."""
     if len(pieces) - first > _LINK_TEXT_PIECES:
         return False
-    text = html.unescape("".join(pieces[first:])).strip().lower()  # "&nbsp;" is no text
+    # A piece that begins with ">" is a line's quote mark, not the link's text: nh3
+    # writes every ">" of the text "&gt;".
+    text = "".join(piece for piece in pieces[first:] if not piece.startswith(">"))
+    text = html.unescape(text).strip().lower()  # "&nbsp;" is no text
     if not text or "\n" in text:
         return False
     address = html.unescape(address).lower()
