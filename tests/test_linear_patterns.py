@@ -168,6 +168,13 @@ CASES = [
     Case(P, "_CANONICAL_TAG", "finditer", lambda n: rep('<a href="', n)),
     Case(P, "_CANONICAL_TAG", "finditer", lambda n: '<a href="' + rep("a", n - 9)),
     Case(P, "_CANONICAL_TAG", "finditer", lambda n: rep('<a href="x"', n)),
+    Case(P, "_CANONICAL_TAG", "finditer", lambda n: rep('<ol start="1" reversed=""', n)),
+    Case(P, "_CANONICAL_TAG", "finditer", lambda n: "<ol" + rep(' a=""', n - 3)),
+    Case(P, "_CANONICAL_TAG", "finditer", lambda n: rep('<ol a=" b="', n)),
+    Case(P, "_TAG_ATTRIBUTE", "findall", lambda n: rep(' start="', n)),
+    Case(P, "_TAG_ATTRIBUTE", "findall", lambda n: ' href="' + rep("a", n - 7)),
+    Case(P, "_TAG_ATTRIBUTE", "findall", lambda n: rep(" aaaaaaaa=", n)),
+    Case(P, "_LIST_NUMBER", "fullmatch", lambda n: rep("1", n, "x")),
     # automail
     Case(A, "_BOUNCE_SENDER_NAMES", "match", lambda n: "mailer-daemon" + rep(" ", n - 13, "x")),
     Case(A, "_OUT_OF_OFFICE_SUBJECT", "match", lambda n: "automatic reply" + rep(" ", n - 15, "x")),

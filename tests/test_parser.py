@@ -945,7 +945,7 @@ def test_html_only_mail_keeps_preformatted_lines_list_numbers_and_link_addresses
         '<p lang="es" title="t">Gracias</p>'
     )
     assert parse(html_only(html)).text_body == (
-        "The router says:\n\nWAN down\nPPPoE timeout\nretry 3\n\n"
+        "The router says:\n\nWAN down\n  PPPoE timeout\nretry 3\n\n"
         "1. Unplug it\n\n2. Wait\n\nten seconds\n\n3. Plug it\n\n> old\n> log\n\n"
         "See my result (https://speedtest.net/result/123), speedtest.net, ana@example.com, this,"
         " the FAQ, and\n\na whole cell\n\nGracias"
@@ -960,6 +960,48 @@ def test_html_only_mail_shows_a_quoted_link_s_address_once():
         "https://status.isp.example/incident/77</a></p></blockquote><p>Still no line.</p>"
     )
     assert parse(html_only(html)).text_body == "> https://status.isp.example/incident/77\n\nStill no line."
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ('<ol start="3"><li>Reboot</li><li>Call</li></ol>', "3. Reboot\n\n4. Call"),
+        ('<ol><li>One</li><li value="7">Seven</li><li>Eight</li></ol>', "1. One\n\n7. Seven\n\n8. Eight"),
+        ("<ol reversed><li>c</li><li>b</li><li>a</li></ol>", "3. c\n\n2. b\n\n1. a"),
+        # Only the list's own items count, not those of a list inside one.
+        (
+            "<ol reversed><li>b<ol><li>x</li><li>y</li></ol></li><li>a</li></ol>",
+            "2. b\n\n1. x\n\n2. y\n\n1. a",
+        ),
+        ('<ol reversed start="10"><li>a</li><li value="4">b</li><li>c</li></ol>', "10. a\n\n4. b\n\n3. c"),
+        ('<ol start="0" type="a"><li>a</li></ol>', "0. a"),  # the type is not shown: digits
+        # Not a number of 0 to 1,000,000: as if not said.
+        (
+            '<ol start="-2"><li>a</li><li value="1e3">b</li><li value="1000001">c</li></ol>',
+            "1. a\n\n2. b\n\n3. c",
+        ),
+        ('<ol start=" 5 " reversed=reversed><li value="">a</li><li>b</li></ol>', "5. a\n\n4. b"),
+        ('<ol reversed start="x"><li value="">a</li><li>b</li></ol>', "2. a\n\n1. b"),
+    ],
+)
+def test_html_only_mail_numbers_an_ordered_list_as_its_attributes_say(html, text):
+    """`start`, `value` and `reversed` number the items as a browser does; the
+    steps of `<ol start="3">` read 1., 2. (docs/mail-gateway.md, "HTML-only mail")."""
+    assert parse(html_only(html)).text_body == text
+
+
+def test_html_only_mail_keeps_a_preformatted_block_s_lines_as_they_are():
+    """A traceback or a router's table keeps its indentation, columns and blank
+    lines; only spaces at a line's end go (docs/mail-gateway.md, "HTML-only mail")."""
+    html = (
+        "<pre>    Port   State\n    eth0\tup  \n\n\n  File &quot;x.py&quot;,&nbsp; line 1</pre>"
+        "<p>Regards,   Ann</p>"
+        "<blockquote><pre>  a\n    b</pre></blockquote><p>reply</p>"
+    )
+    assert parse(html_only(html)).text_body == (
+        '    Port   State\n    eth0\tup\n\n\n  File "x.py",  line 1\n\n'
+        "Regards, Ann\n\n>   a\n>     b\n\nreply"
+    )
 
 
 # -- fidelity: what the sender wrote is what staff read (docs/mail-gateway.md, step 1) --

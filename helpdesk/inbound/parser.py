@@ -44,7 +44,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import Compat32, compat32
 from email.utils import getaddresses
-from itertools import islice
+from itertools import islice, pairwise
 from typing import Any
 
 import nh3
@@ -233,9 +233,20 @@ _NOT_BASE64_LETTERS = bytes(
 _ENCLOSED_FIELD_CHARS = 998  # of an enclosed From, Date or Subject shown (RFC 5322's line)
 _WORD = re.compile(r"\w+")
 # A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
-# only start at a tag, and looks no further than its 12 characters or, for a link,
-# its `href` value (a `"` in it is written `&quot;`).
-_CANONICAL_TAG = re.compile(r'<(/?[a-z0-9]{1,10})(?: href="([^"]*+)")?>')
+# only start at a tag, and looks no further than its 12 characters and its at most
+# two attributes kept (a link's `href`, a list's `start` and `reversed`, an item's
+# `value`), each value up to its closing `"` (a `"` in it is written `&quot;`).
+_CANONICAL_TAG = re.compile(r'<(/?[a-z0-9]{1,10})((?: [a-z]{1,8}="[^"]*+"){0,2}+)>')
+_TAG_ATTRIBUTE = re.compile(r' ([a-z]{1,8})="([^"]*+)"')
+# What nh3 keeps of each tag: nothing but these (docs/mail-gateway.md, "HTML-only mail").
+_KEPT_ATTRIBUTES: dict[str, set[str]] = {
+    "*": set(),
+    "a": {"href"},
+    "ol": {"start", "reversed"},
+    "li": {"value"},
+}
+_LIST_NUMBER = re.compile(r"[0-9]{1,7}")
+_MAX_LIST_NUMBER = 1_000_000  # a `start` or `value` past it is not read
 # A link's address is written after its text (docs/mail-gateway.md, "HTML-only mail").
 _LINK_SCHEMES = ("http://", "https://", "mailto:")
 _LINK_TEXT_PIECES = 8  # a link whose text is the address is one piece of text
@@ -1695,19 +1706,27 @@ def _html_to_text(markup: str) -> str:
     layout = nh3.clean(
         html_depth.bounded(markup),
         tags=set(_TAG_TEXT) - {"/" + tag for tag in _TAG_TEXT} | {"a"},
-        # No attribute but a link's address (nh3 keeps `lang` and `title` on every
-        # tag unless told, and such a tag was left in the text as written).
-        attributes={"*": set(), "a": {"href"}},
+        # No attribute but a link's address and a list's numbering (nh3 keeps `lang`
+        # and `title` on every tag unless told, and such a tag was left in the text
+        # as written).
+        attributes=_KEPT_ATTRIBUTES,
         url_schemes=set(scheme.rstrip(":/") for scheme in _LINK_SCHEMES),
         clean_content_tags=_INVISIBLE_TAGS,
         link_rel=None,
     )
-    text = html.unescape(_layout_text(layout))
-    lines = [_collapse(line.replace("\xa0", " ")) for line in text.split("\n")]
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    texts: list[str] = []
+    for run, text in enumerate(_layout_text(layout)):
+        lines = html.unescape(text).replace("\xa0", " ").split("\n")
+        if run % 2:  # a <pre>'s lines as written, but for spaces at their end
+            text = "\n".join(line.rstrip() for line in lines).strip("\n")
+        else:
+            text = _BLANK_LINES.sub("\n\n", "\n".join(_collapse(line) for line in lines)).strip("\n")
+        if text:
+            texts.append(text)
+    return "\n\n".join(texts)  # a <pre> is a paragraph of its own
 
 
-def _layout_text(layout: str) -> str:
+def _layout_text(layout: str) -> list[str]:
     """nh3's layout-only markup with each tag replaced by the line break or space it
     stands for, and each line of text in a <blockquote> that text outside any quote
     follows begun with "> " (">> " a level deeper), as a text client quotes: quote
@@ -1717,17 +1736,22 @@ def _layout_text(layout: str) -> str:
     final quoted block was cut, the customer's text with it; a quoted history there
     is cut by its attribution (docs/mail-gateway.md, "HTML-only mail").
 
-    Whitespace is one space, as a browser shows it, but inside a <pre> a line
-    break stays one; an item of an ordered list begins with its number ("2. "); a
-    link's http, https or mailto address follows its text in parentheses, unless
-    that text is the address."""
+    Whitespace is one space, as a browser shows it, but inside a <pre> it stays
+    as written; an item of an ordered list begins with its number ("2. ", as the
+    list's `start`, `reversed` and the item's `value` say); a link's http, https or
+    mailto address follows its text in parentheses, unless that text is the
+    address. The text comes in runs, still escaped, every second one (the second,
+    the fourth…) a <pre>'s, each run beginning and ending a line."""
     last_outside = _last_text_outside_quotes(layout)
+    # Items of each reversed list with no `start`: it counts down from them.
+    items = _list_items(layout) if ' reversed="' in layout else {}
     pieces: list[str] = []
+    runs: list[int] = []  # where each <pre> run begins and ends in `pieces`
     depth = 0
     marked = False
     line_start = True
     preformatted = 0
-    lists: list[int] = []  # the items of each open list so far, -1 for an unordered one
+    lists: list[tuple[int, int] | None] = []  # (next number, step) of each open list; None: unordered
     links: list[tuple[int, str]] = []  # (first piece of its text, address or "")
     at = 0
     for tag in _CANONICAL_TAG.finditer(layout):
@@ -1742,16 +1766,23 @@ def _layout_text(layout: str) -> str:
             depth += 1
         elif name == "/blockquote" and depth:
             depth -= 1
-        elif name == "pre":
-            preformatted += 1
         elif name == "/pre" and preformatted:
             preformatted -= 1
-        elif name in ("ol", "ul"):
-            lists.append(0 if name == "ol" else -1)
+            if not preformatted:
+                runs.append(len(pieces))
+        elif name == "ol":
+            attributes = dict(_TAG_ATTRIBUTE.findall(tag.group(2)))
+            start = _list_number(attributes.get("start"))
+            if "reversed" in attributes:
+                lists.append((items.get(tag.start(), 0) if start is None else start, -1))
+            else:
+                lists.append((1 if start is None else start, 1))
+        elif name == "ul":
+            lists.append(None)
         elif name in ("/ol", "/ul") and lists:
             lists.pop()
         elif name == "a":
-            links.append((len(pieces), _link_address(tag.group(2))))
+            links.append((len(pieces), _link_address(dict(_TAG_ATTRIBUTE.findall(tag.group(2))).get("href"))))
         elif name == "/a" and links:
             first, address = links.pop()
             if address and _address_adds(pieces, first, address):
@@ -1759,13 +1790,49 @@ def _layout_text(layout: str) -> str:
         replacement = _TAG_TEXT.get(name, "")
         pieces.append(replacement)
         line_start = line_start or "\n" in replacement
-        if name == "li" and lists and lists[-1] >= 0:
-            lists[-1] += 1
-            line_start = _add_text(pieces, f"{lists[-1]}. ", depth if marked else 0, line_start)
+        if name == "pre":
+            preformatted += 1
+            if preformatted == 1:
+                runs.append(len(pieces))
+        elif name == "li" and lists and (numbering := lists[-1]) is not None:
+            value = _list_number(dict(_TAG_ATTRIBUTE.findall(tag.group(2))).get("value"))
+            number = numbering[0] if value is None else value
+            lists[-1] = (number + numbering[1], numbering[1])
+            line_start = _add_text(pieces, f"{number}. ", depth if marked else 0, line_start)
         at = tag.end()
     text = layout[at:] if preformatted else _WHITESPACE.sub(" ", layout[at:])
     _add_text(pieces, text, depth if marked else 0, line_start)
-    return "".join(pieces)
+    bounds = [0, *runs, len(pieces)]
+    return ["".join(pieces[start:end]) for start, end in pairwise(bounds)]
+
+
+def _list_number(text: str | None) -> int | None:
+    """A list's `start` or an item's `value` as nh3 wrote it, when it is a number
+    of 0 to `_MAX_LIST_NUMBER` (spaces around it as a browser skips them); anything
+    else is as if not said."""
+    if text is None:
+        return None
+    text = text.strip(" \t\n\r\f")
+    if not _LIST_NUMBER.fullmatch(text) or int(text) > _MAX_LIST_NUMBER:
+        return None
+    return int(text)
+
+
+def _list_items(layout: str) -> dict[int, int]:
+    """The items of each ordered list, by where its tag begins in `layout`; an item
+    of a list inside an item is that inner list's (HTML's numbering of a reversed
+    list with no `start` counts down from it)."""
+    items: dict[int, int] = {}
+    lists: list[int] = []  # where each open list begins; -1 for an unordered one
+    for tag in _CANONICAL_TAG.finditer(layout):
+        name = tag.group(1)
+        if name in ("ol", "ul"):
+            lists.append(tag.start() if name == "ol" else -1)
+        elif name in ("/ol", "/ul") and lists:
+            lists.pop()
+        elif name == "li" and lists and lists[-1] >= 0:
+            items[lists[-1]] = items.get(lists[-1], 0) + 1
+    return items
 
 
 def _link_address(href: str | None) -> str:
