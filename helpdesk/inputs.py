@@ -9,6 +9,7 @@ overflow past 2**31 - 1. Only ASCII digits within range are ids.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 MAX_ID = 2**31 - 1
@@ -23,6 +24,9 @@ _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # surrogate pair is one character once JSON is decoded, so any left is alone).
 _UNECHOED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 MAX_ECHO = 100  # characters of caller text an answer repeats
+# Unicode's categories of characters that take no place on the page: controls, and
+# format characters (zero-width spaces and joiners, bidirectional marks, a BOM).
+_UNSHOWN = frozenset(("Cc", "Cf"))
 MAX_PAGE = 100_000  # the last page a portal list is asked for
 
 
@@ -103,6 +107,15 @@ def one_line(text: str) -> str:
     into mail headers (names, subjects): a line break there made mail fail to
     compose, an escape sequence reached terminals, an override turned the line."""
     return " ".join(_CONTROL.sub(" ", without_bidi(text)).split())
+
+
+def nothing_to_read(text: str) -> bool:
+    """Whether `text` shows nothing: only whitespace, control characters and
+    Unicode's format characters (category Cf: zero-width spaces and joiners, the
+    bidirectional marks and controls, a BOM, a soft hyphen), which take no place
+    on the page. For text that must say something: a workflow's description
+    (docs/isp-operations.md). Reads up to the first character that shows."""
+    return all(char.isspace() or unicodedata.category(char) in _UNSHOWN for char in text)
 
 
 def without_bidi(text: str) -> str:

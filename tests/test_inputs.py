@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpdesk.inputs import MAX_ID, echoed, positive_int
+from helpdesk.inputs import MAX_ID, echoed, nothing_to_read, positive_int
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,18 @@ def test_echoed_text_is_clean_and_cut(value, expected):
     shown = echoed(value)
     assert shown == expected
     shown.encode("utf-8")  # what a strict decoder needs: Unicode text
+
+
+@pytest.mark.parametrize(
+    ("text", "empty"),
+    [
+        ("", True),
+        (" \n\t\x1b\u3000", True),
+        ("\u200b\u200f\u2066\ufeff\u00ad", True),  # zero-width, bidirectional, BOM, soft hyphen
+        ("\u200bx", False),
+        ("\u0645", False),  # a right-to-left letter is text
+        (".", False),
+    ],
+)
+def test_nothing_to_read_is_only_what_takes_no_place(text, empty):
+    assert nothing_to_read(text) is empty

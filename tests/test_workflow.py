@@ -172,6 +172,9 @@ def test_the_customer_is_named_exactly_once(workflow, service, customer, field):
         # Nothing to work from: the description is the ticket's first message.
         ({"description": ""}, "description"),
         ({"description": " \n\t "}, "description"),
+        # Only invisible format characters (zero-width space, bidirectional marks): nothing to read.
+        ({"description": "\u200b"}, "description"),
+        ({"description": "\u200f\u2066 \u00ad\ufeff"}, "description"),
         # A machine's mailbox reads nothing staff write to the customer (docs/isp-operations.md).
         ({"customer_email": "noreply@isp.example"}, "customer_email"),
         ({"customer_email": "MAILER-DAEMON@isp.example"}, "customer_email"),

@@ -72,7 +72,7 @@ def open_workflow_ticket(
     locked until then (docs/numbering.md).
     """
     errors: dict[str, str] = {}
-    if isinstance(description, str) and not inputs.one_line(description):
+    if isinstance(description, str) and inputs.nothing_to_read(description):
         # The ticket's first message: staff work from it (docs/isp-operations.md).
         errors["description"] = "is required"
     stored_priority = _STORED_PRIORITY.get(priority or "normal")
