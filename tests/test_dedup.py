@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from helpdesk.inbound.dedup import beside_key, dedup_key
+from helpdesk.inbound.dedup import beside_key, dedup_key, same_header, written_hash
 from helpdesk.inbound.parser import parse
 
 AUTHOR = (
@@ -152,3 +152,70 @@ def test_a_mail_kept_beside_another_has_one_key_by_any_way_and_no_message_id_can
     assert beside_key("id@example.com", AUTHOR) != beside_key("id@example.com", undated)
     assert " " in beside_key("id@example.com", AUTHOR)
     assert " " not in key(b"Message-ID: < a b @ Example.COM >\r\n" + AUTHOR)
+
+
+# Stamps servers and filters put among the trace fields of their copy of a mail:
+# amavis between two Received, Gmail's X-Received and X-Google-Smtp-Source, Exchange
+# Online's X-MS-Exchange-*, SpamAssassin's X-Spam-* (folded).
+STAMPED = (
+    b"Received: from mx1.helpdesk.test by gw.helpdesk.test; Mon, 02 Mar 2026 08:00:01 +0000\r\n"
+    b"X-Virus-Scanned: amavisd-new at mx1.helpdesk.test\r\n"
+    b"X-Spam-Status: No, score=-1.0 required=5.0\r\n\ttests=DKIM_SIGNED,DKIM_VALID\r\n"
+    b"Received: from mx1.example.com by mx1.helpdesk.test; Mon, 02 Mar 2026 08:00:00 +0000\r\n"
+    b"X-Received: by 2002:a17:906:1234 with SMTP id xyz; Mon, 02 Mar 2026 08:00:04 -0800\r\n"
+    b"X-Google-Smtp-Source: AGHT+IFabc\r\n"
+    b"X-MS-Exchange-Organization-SCL: 1\r\n"
+)
+
+
+def test_copies_of_one_mail_are_the_same_written_mail_whatever_the_servers_add() -> None:
+    """Under a Message-ID another record holds, a mail is a duplicate when its
+    author's fields and body are the same (docs/mail-gateway.md, "Duplicates"):
+    any other field, wherever a server put it, is the way it came; the fields are
+    read unfolded, whitespace runs as one space, names in any case."""
+    author, body = AUTHOR.split(b"\r\n\r\n", 1)
+    subject = b"Subject: Printer\r\n"
+    stamped_between = author.replace(subject, subject + b"X-MS-Exchange-Transport: x\r\n")
+    refolded = author.replace(subject, b"SUBJECT:   Printer\r\n").replace(
+        b"To: support@helpdesk.test", b"To:\r\n support@helpdesk.test"
+    )
+    copies = {
+        written_hash(raw)
+        for raw in (
+            AUTHOR,
+            LMTP + AUTHOR,
+            STAMPED + AUTHOR,
+            LMTP + STAMPED + AUTHOR,
+            stamped_between + b"\r\n\r\n" + body,
+            refolded + b"\r\n\r\n" + body,
+            AUTHOR.replace(b"\r\n", b"\n"),
+        )
+    }
+    assert len(copies) == 1
+    others = [
+        AUTHOR.replace(b"Subject: Printer", b"Subject: [EXTERNAL] Printer"),
+        AUTHOR.replace(b"on fire.", b"on fire!"),
+        AUTHOR.replace(b"From: Ann <ann@example.com>", b"From: Eve <eve@evil.example>"),
+        AUTHOR.replace(subject, subject + b"Auto-Submitted: auto-replied\r\n"),
+        AUTHOR.replace(b"Printer\r\n", b"Print\r\n er\r\n"),  # a space inside is another subject
+    ]
+    assert {written_hash(raw) for raw in others}.isdisjoint(copies)
+    assert len({written_hash(raw) for raw in others}) == len(others)
+
+
+def test_a_header_cut_short_is_the_same_as_the_whole_one_up_to_its_cut() -> None:
+    """A mail too big to take is recorded by its header, cut at MAX_HEADER_BYTES:
+    two copies with trace blocks of other lengths are cut at other places in the
+    author's fields, and are still one mail; a cut header of other author's fields
+    is another, and so is one cut before any field of the author's."""
+    head = AUTHOR.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    long_trace = LMTP + STAMPED
+    assert same_header(head, head) and same_header(LMTP + head, STAMPED + head)
+    cut_early = (long_trace + head)[: len(long_trace) + 60]  # in the Subject
+    cut_late = (LMTP + head)[: len(LMTP) + 120]  # in MIME-Version
+    assert same_header(cut_early, cut_late) and same_header(cut_late, cut_early)
+    assert same_header(cut_late, AUTHOR) and same_header(AUTHOR, cut_early)
+    assert not same_header(head.replace(b"Printer", b"Scanner"), head)
+    assert not same_header(cut_late.replace(b"Ann", b"Eve"), head)
+    assert not same_header(cut_late, head.replace(b"Printer", b"Scanner"))
+    assert not same_header(long_trace[:300], head)

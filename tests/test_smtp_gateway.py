@@ -475,6 +475,79 @@ def test_a_mail_too_big_under_a_used_message_id_is_recorded_as_its_own(app, send
     assert (again.outcome, again.inbound_id) == (Outcome.REJECTED, refused.inbound_id)
 
 
+# The copies of one mail that reach the gateway by three ways: SMTP behind amavis, the
+# mailbox behind another MX, and a Gmail-hosted mailbox. Only what the servers wrote
+# above the author's fields differs, not always in one block of trace fields.
+THROUGH_SMTP = (
+    b"Received: from mx1.helpdesk.test (mx1 [10.0.0.1]) by gw; Mon, 2 Mar 2026 08:00:01 +0000\r\n"
+    b"X-Virus-Scanned: amavisd-new at mx1.helpdesk.test\r\n"
+    b"Received: from mail.example.com by mx1.helpdesk.test; Mon, 2 Mar 2026 08:00:00 +0000\r\n"
+)
+THROUGH_MAILBOX = (
+    LMTP + b"X-Virus-Scanned: amavisd-new at mx2.helpdesk.test\r\n"
+    b"X-Spam-Status: No, score=-0.1 required=5.0\r\n\ttests=DKIM_SIGNED autolearn=ham\r\n"
+    b"Received: from mail.example.com by mx2.helpdesk.test; Mon, 2 Mar 2026 08:00:02 +0000\r\n"
+)
+THROUGH_GMAIL = (
+    b"Delivered-To: support@helpdesk.test\r\n"
+    b"Received: by 2002:a05:6a10:1234 with SMTP id abc; Mon, 2 Mar 2026 08:00:04 -0800 (PST)\r\n"
+    b"X-Received: by 2002:a17:906:1234 with SMTP id xyz; Mon, 2 Mar 2026 08:00:04 -0800 (PST)\r\n"
+    b"ARC-Seal: i=1; a=rsa-sha256; t=1772467204; cv=none; d=google.com; s=arc-20240605; b=AbC\r\n"
+    b"Return-Path: <ann@example.com>\r\n"
+    b"Received: from mail.example.com by mx.google.com; Mon, 2 Mar 2026 08:00:03 -0800 (PST)\r\n"
+    b"X-Google-Smtp-Source: AGHT+IFabc\r\n"
+)
+
+
+def test_one_mail_through_smtp_and_two_mailboxes_with_filters_stamps_is_one_ticket(app, senders):
+    """SPEC section 7: through SMTP and IMAP, one ticket. A filter's field between
+    two Received (amavis, SpamAssassin, Gmail's X-Received) made each copy "another
+    mail" under the Message-ID: three tickets, three acknowledgments. A collision
+    compares the author's fields and the body only (docs/mail-gateway.md, "Duplicates")."""
+    first = ingest(THROUGH_SMTP + _anns_mail(), _by("ann@example.com"), app.config)
+    assert first.outcome is Outcome.CREATED
+    for route in (THROUGH_MAILBOX, THROUGH_GMAIL):
+        copy = ingest(
+            route + _anns_mail().replace(b"\r\n", b"\n"), _by("ann@example.com", "imap"), app.config
+        )
+        assert (copy.outcome, copy.inbound_id) == (Outcome.DUPLICATE, first.inbound_id)
+    assert count(InboundMail) == 1 and len(tickets()) == 1
+    assert count(OutboxMessage) == 1  # one acknowledgment
+
+
+@pytest.mark.parametrize("stranger_first", [False, True], ids=["alone", "beside a stranger's"])
+def test_a_copy_too_big_for_the_poller_of_a_mail_smtp_took_is_a_duplicate(app, senders, stranger_first):
+    """The mailbox's copy is bigger than SMTP's by its servers' fields: near
+    MAX_MESSAGE_BYTES one fits and the other is refused by its header. That header is
+    compared by the author's fields only (the body was not fetched): no record of its
+    own, neither for the mail SMTP took nor for a mail kept beside a stranger's."""
+    if stranger_first:
+        _eve_first(app)
+    taken = ingest(_anns_mail(), _by("ann@example.com"), app.config)
+    assert taken.outcome is Outcome.CREATED
+    head = THROUGH_MAILBOX + _anns_mail().split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    size = app.config["MAX_MESSAGE_BYTES"] + 1
+    records = count(InboundMail)
+    refused = ingest_module.refuse_oversized(head, size, _by("ann@example.com", "imap"), app.config)
+    assert (refused.outcome, refused.inbound_id) == (Outcome.DUPLICATE, taken.inbound_id)
+    assert count(InboundMail) == records
+
+
+def test_two_copies_too_big_cut_at_max_header_bytes_in_other_places_are_one(app, senders):
+    """Both copies too big, their headers stored up to MAX_HEADER_BYTES: trace blocks
+    of other lengths cut them at other places among the author's fields (past the
+    Message-ID), which made the second "another mail" with a record of its own."""
+    size = app.config["MAX_MESSAGE_BYTES"] + 1
+    head = _anns_mail().split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    config = {**app.config, "MAX_HEADER_BYTES": len(THROUGH_MAILBOX) + 200}
+    refused = ingest_module.refuse_oversized(THROUGH_MAILBOX + head, size, _by("ann@example.com"), config)
+    assert refused.outcome is Outcome.REJECTED and "MAX_HEADER_BYTES" in refused.reason
+    longer = THROUGH_MAILBOX + b"X-Spam-Score: 0.5\r\n"
+    again = ingest_module.refuse_oversized(longer + head, size, _by("ann@example.com", "imap"), config)
+    assert (again.outcome, again.inbound_id) == (Outcome.REJECTED, refused.inbound_id)
+    assert count(InboundMail) == 1
+
+
 @pytest.mark.parametrize(
     ("headers", "sender", "subject", "reason"),
     [

@@ -265,10 +265,13 @@ def _refuse_under(
     session: Session, mail: InboundMail, key: str, envelope: Envelope, size: int, reason: str
 ) -> Result:
     """`refuse_oversized` under `key`, or under the mail's own key beside another
-    mail's that holds it (compared by the header kept, as its retries are)."""
+    mail's that holds it: compared by the author's fields of the header kept
+    (`dedup.earlier_delivery`'s `head_of`), with the record under `key` and those
+    beside it, as its copies and retries are."""
+    head_of = _fit(mail.message_id, _COLUMNS.message_id)
     try:
         try:
-            previous = _previous(session, key, mail.raw)
+            previous = _previous(session, key, mail.raw, head_of)
             session.rollback()
             if previous is None:
                 record = _record(session, mail, key, envelope, Outcome.REJECTED, reason)
@@ -278,7 +281,7 @@ def _refuse_under(
                 log.info("mail %s via %s: rejected (%s)", mail.message_id or key, envelope.channel, reason)
                 return Result(Outcome.REJECTED, reason, mail.message_id, record.id, failed=True)
         except IntegrityError:
-            previous = _after_duplicate(session, key, mail.raw) or Result(
+            previous = _after_duplicate(session, key, mail.raw, head_of) or Result(
                 Outcome.DUPLICATE, "recorded concurrently", mail.message_id
             )
     except DBAPIError as exc:
@@ -364,20 +367,24 @@ def _after_failure(
         )
 
 
-def _after_duplicate(session: Session, key: str, raw: bytes) -> Result | _Taken | None:
+def _after_duplicate(
+    session: Session, key: str, raw: bytes, head_of: str | None = None
+) -> Result | _Taken | None:
     """After the dedup key's constraint refused an insert: what became of the
     earlier delivery, or that another mail holds the key, read in a fresh
-    transaction (None: it was another constraint)."""
+    transaction (None: it was another constraint). `head_of` as `_previous` has it."""
     session.rollback()
-    earlier = _previous(session, key, raw)
+    earlier = _previous(session, key, raw, head_of)
     session.rollback()
     return earlier
 
 
-def _previous(session: Session, key: str, raw: bytes) -> Result | _Taken | None:
+def _previous(session: Session, key: str, raw: bytes, head_of: str | None = None) -> Result | _Taken | None:
     """What became of the earlier delivery of this mail (`raw`), failed if it failed;
-    or, when the mail under `key` is another one, the key this one goes under."""
-    earlier = earlier_delivery(session, key, raw)
+    or, when the mail under `key` is another one, the key this one goes under.
+    `head_of`: `raw` is the header of a mail too big to take with that Message-ID
+    (`dedup.earlier_delivery`)."""
+    earlier = earlier_delivery(session, key, raw, head_of=head_of)
     if earlier is None:
         return None
     if not earlier.same_mail:
