@@ -548,6 +548,27 @@ def test_two_copies_too_big_cut_at_max_header_bytes_in_other_places_are_one(app,
     assert count(InboundMail) == 1
 
 
+def test_a_reply_naming_a_shared_message_id_goes_where_its_sender_belongs(app, senders):
+    """Zed (another customer's authorized sender) used Ann's Message-ID first; Ann's
+    mail, Cc Bob, is kept beside it. Bob's reply to Ann's mail went to the mail
+    received first, Zed's ticket, where Bob does not belong: held, naming it. The
+    ticket the sender belongs on is taken; the first received when none."""
+    zed = message(sender="zed@other.example", subject="hello", body="nothing", message_id=CLAIMED)
+    assert (
+        ingest(zed.as_bytes(policy=SMTP), _by("zed@other.example"), app.config).ticket_number == "TKT-000001"
+    )
+    ann = message(subject="Flooded", message_id=CLAIMED, cc="Bob <bob@example.com>")
+    assert ingest(ann.as_bytes(policy=SMTP), _by("ann@example.com"), app.config).ticket_number == "TKT-000002"
+    bob = message(
+        sender="bob@example.com", subject="Re: Flooded", body="Door code 4711.", in_reply_to=CLAIMED
+    )
+    result = ingest(bob.as_bytes(policy=SMTP), _by("bob@example.com"), app.config)
+    assert (result.outcome, result.ticket_number) == (Outcome.APPENDED, "TKT-000002")
+    again = message(sender="zed@other.example", subject="Re: hello", body="more", in_reply_to=CLAIMED)
+    result = ingest(again.as_bytes(policy=SMTP), _by("zed@other.example"), app.config)
+    assert (result.outcome, result.ticket_number) == (Outcome.APPENDED, "TKT-000001")
+
+
 @pytest.mark.parametrize(
     ("headers", "sender", "subject", "reason"),
     [

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk import addresses, message_ids, numbering
 from helpdesk import vocabulary as v
+from helpdesk.inbound import authorization
 from helpdesk.inbound.parser import InboundMail
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
@@ -213,18 +214,18 @@ def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Matc
     candidates = _candidate_ids(mail)
     if not candidates:
         return None
-    known: dict[str, int] = {}
+    known: dict[str, list[int]] = {}
     received = received_ids(mail, signer)
     if received:
-        # Two mails may share a Message-ID (docs/mail-gateway.md, "Duplicates"): the
-        # one received first counts, so a later one reusing the id draws no replies.
         for message_id, ticket_id in session.execute(
             select(InboundRecord.message_id, InboundRecord.ticket_id)
             .where(InboundRecord.message_id.in_(received), InboundRecord.ticket_id.is_not(None))
             .order_by(InboundRecord.id)
         ):
             if message_id is not None and ticket_id is not None:  # the query says so
-                known.setdefault(message_id, ticket_id)
+                tickets = known.setdefault(message_id, [])
+                if ticket_id not in tickets:
+                    tickets.append(ticket_id)
     for message_id, method in candidates:
         staff_mail = False
         if signer.is_ours(message_id):
@@ -233,11 +234,28 @@ def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Matc
             ticket_id = row.ticket_id if row is not None else None
             staff_mail = row is not None and row.kind in v.STAFF_NOTIFICATION_KINDS
         else:
-            ticket_id = known.get(message_id)
+            ticket_id = _shared_by(session, mail, known.get(message_id, []))
         ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
         if ticket is not None:
             return Match(ticket, method, answers_staff_mail=staff_mail)
     return None
+
+
+def _shared_by(session: Session, mail: InboundMail, tickets: list[int]) -> int | None:
+    """Of the tickets of the mails received under one Message-ID, in the order
+    received, the one a reply naming it goes to. Two mails may share an id
+    (docs/mail-gateway.md, "Duplicates"), the first received being a stranger's who
+    used it first by construction: the first ticket its sender belongs on
+    (`authorization.may_reply`), else the first received. Only a shared id pays."""
+    if len(tickets) < 2 or not mail.from_address:
+        return tickets[0] if tickets else None
+    for ticket_id in tickets:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is not None and authorization.may_reply(
+            session, survivor(session, ticket), mail.from_address
+        ):
+            return ticket_id
+    return tickets[0]
 
 
 def _by_numbers(session: Session, numbers: Collection[int]) -> dict[int, Ticket]:
