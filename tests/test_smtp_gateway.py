@@ -569,6 +569,26 @@ def test_a_reply_naming_a_shared_message_id_goes_where_its_sender_belongs(app, s
     assert (result.outcome, result.ticket_number) == (Outcome.APPENDED, "TKT-000001")
 
 
+def test_approving_a_mail_kept_under_a_used_message_id_keeps_saying_so(app, senders, agent):
+    """Approval rewrote the record's reason and read the raw mail again without the
+    gateway's note: the record and the ticket no longer said that another mail had
+    used its Message-ID first."""
+    _eve_first(app)
+    stranger = message(sender="cy@nowhere.example", subject="Outage", message_id=CLAIMED)
+    held = ingest(stranger.as_bytes(policy=SMTP), _by("cy@nowhere.example"), app.config)
+    assert held.outcome is Outcome.QUARANTINED
+    item = db.session.execute(select(QuarantineItem).filter_by(inbound_mail_id=held.inbound_id)).scalar_one()
+    result = quarantine.approve(db.session, item.id, Actor.staff(agent), app.config)
+    db.session.commit()
+    assert result.outcome is Outcome.CREATED
+    record = db.session.get(InboundMail, held.inbound_id)
+    assert record.reason.startswith("approved by") and record.reason.endswith(
+        "Message-ID already used by another mail, #1"
+    )
+    (ticket,) = tickets()
+    assert any(m.kind == "note" and "(inbound mail #1)" in m.body for m in ticket.messages)
+
+
 @pytest.mark.parametrize(
     ("headers", "sender", "subject", "reason"),
     [

@@ -249,6 +249,12 @@ def beside_key(key: str, raw: bytes) -> str:
     return key + _BESIDE + written_hash(raw)
 
 
+def beside_of(key: str) -> str | None:
+    """The key a `beside_key` was made beside (another mail's), or None for any other."""
+    taken, beside, _hash = key.partition(_BESIDE)
+    return taken if beside else None
+
+
 def _field_name(text: bytes, start: int) -> bytes | None:
     """The lower-case name of the field whose line starts at `start`, or None."""
     colon = text.find(b":", start, start + _NAME_SCAN)

@@ -39,7 +39,7 @@ from helpdesk.clock import database_clock
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
 from helpdesk.inbound import authentication, authorization, automail, matching, storage
-from helpdesk.inbound.dedup import beside_key, count_duplicate, dedup_key, earlier_delivery
+from helpdesk.inbound.dedup import beside_key, beside_of, count_duplicate, dedup_key, earlier_delivery
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail, clean, parse, sender_note
 from helpdesk.languages import N_, gettext_in
@@ -191,6 +191,18 @@ class _Taken(NamedTuple):
             f"#{self.earlier_id}); it was kept as a mail of its own, not as a duplicate."
         )
         return replace(mail, notes=[*mail.notes, note])
+
+
+def kept_beside(session: Session, key: str) -> _Taken | None:
+    """What the record under `key` says of the mail that held its key when it was
+    kept beside it (`dedup.beside_key`), or None: for quarantine approval, which
+    reads the raw mail again and writes the reason anew (docs/mail-gateway.md,
+    "Duplicates")."""
+    taken = beside_of(key)
+    if taken is None:
+        return None
+    earlier_id = session.scalar(select(InboundRecord.id).where(InboundRecord.dedup_key == taken))
+    return None if earlier_id is None else _Taken(key, earlier_id)
 
 
 def _ingest_under(

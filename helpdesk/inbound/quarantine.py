@@ -35,7 +35,15 @@ from sqlalchemy.orm import Session, aliased, joinedload
 
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, NotFound, ValidationError
-from helpdesk.inbound.ingest import Envelope, Outcome, Result, apply, decide, with_envelope_sender
+from helpdesk.inbound.ingest import (
+    Envelope,
+    Outcome,
+    Result,
+    apply,
+    decide,
+    kept_beside,
+    with_envelope_sender,
+)
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
 from helpdesk.models import QuarantineItem, Ticket
@@ -202,12 +210,19 @@ def approve(session: Session, item_id: int, reviewer: Actor, config: Mapping[str
     record = item.inbound_mail
     envelope = Envelope(record.mail_from, tuple(filter(None, record.recipients.split(","))), record.channel)
     mail = with_envelope_sender(parse(record.raw, MailLimits.from_config(config)), envelope)
+    # Kept beside another mail that used its Message-ID first: the reason and the
+    # gateway's note keep saying so (docs/mail-gateway.md, "Duplicates").
+    beside = kept_beside(session, record.dedup_key)
+    if beside is not None:
+        mail = beside.noted(mail)
     decision = decide(session, mail, envelope, config, approved_by=reviewer)
     if decision.ticket is not None and not visibility.may_see(session, reviewer, mode, decision.ticket.id):
         raise NotFound(f"No quarantine item {item_id}.")
     if decision.outcome not in (Outcome.CREATED, Outcome.APPENDED):
         raise Conflict(f"Cannot approve item {item_id}: {decision.reason}.")
     decision = replace(decision, reason=f"approved by {reviewer.label}: {decision.reason}")
+    if beside is not None:
+        decision = replace(decision, reason=f"{decision.reason}; {beside.reason}")
     result = apply(session, mail, record, decision, config)
     record.outcome = result.outcome.value
     record.reason = decision.reason
