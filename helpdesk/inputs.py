@@ -27,6 +27,16 @@ MAX_ECHO = 100  # characters of caller text an answer repeats
 # Unicode's categories of characters that take no place on the page: controls, and
 # format characters (zero-width spaces and joiners, bidirectional marks, a BOM).
 _UNSHOWN = frozenset(("Cc", "Cf"))
+# Characters outside those categories that show nothing either: Unicode's
+# Default_Ignorable_Code_Point characters that are letters or marks (the Hangul
+# fillers, the combining grapheme joiner, the Khmer inherent vowels, the Mongolian
+# and other variation selectors) and the blank braille pattern, which screen
+# readers and fonts draw as nothing. A fixed list, not a rule over a category.
+_BLANK_MARKS = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u2800\u3164\uffa0"
+    + "".join(chr(code) for code in range(0xFE00, 0xFE10))
+    + "".join(chr(code) for code in range(0xE0100, 0xE01F0))
+)
 MAX_PAGE = 100_000  # the last page a portal list is asked for
 
 
@@ -110,12 +120,16 @@ def one_line(text: str) -> str:
 
 
 def nothing_to_read(text: str) -> bool:
-    """Whether `text` shows nothing: only whitespace, control characters and
+    """Whether `text` shows nothing: only whitespace, control characters,
     Unicode's format characters (category Cf: zero-width spaces and joiners, the
-    bidirectional marks and controls, a BOM, a soft hyphen), which take no place
-    on the page. For text that must say something: a workflow's description
-    (docs/isp-operations.md). Reads up to the first character that shows."""
-    return all(char.isspace() or unicodedata.category(char) in _UNSHOWN for char in text)
+    bidirectional marks and controls, a BOM, a soft hyphen) and the letters and
+    marks that show nothing (`_BLANK_MARKS`: Hangul fillers, the blank braille
+    pattern, variation selectors), which take no place on the page. For text that
+    must say something: a workflow's description (docs/isp-operations.md). Reads up
+    to the first character that shows."""
+    return all(
+        char.isspace() or char in _BLANK_MARKS or unicodedata.category(char) in _UNSHOWN for char in text
+    )
 
 
 def without_bidi(text: str) -> str:

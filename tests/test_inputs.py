@@ -62,6 +62,15 @@ def test_echoed_text_is_clean_and_cut(value, expected):
         ("", True),
         (" \n\t\x1b\u3000", True),
         ("\u200b\u200f\u2066\ufeff\u00ad", True),  # zero-width, bidirectional, BOM, soft hyphen
+        # Letters and marks that show nothing (Unicode's default-ignorable code points
+        # outside Cf: Hangul fillers, the grapheme joiner, variation selectors, the
+        # Mongolian and Khmer ones), and the blank braille pattern.
+        ("\u3164", True),
+        ("\u115f\u1160\uffa0", True),
+        ("\u2800", True),
+        ("\u034f\ufe0f\U000e0100\u180b\u17b4", True),
+        ("\u3164\u3131", False),  # a Hangul filler before a letter
+        ("\u2801", False),  # a braille pattern with a dot shows
         ("\u200bx", False),
         ("\u0645", False),  # a right-to-left letter is text
         (".", False),

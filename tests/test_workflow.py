@@ -175,6 +175,10 @@ def test_the_customer_is_named_exactly_once(workflow, service, customer, field):
         # Only invisible format characters (zero-width space, bidirectional marks): nothing to read.
         ({"description": "\u200b"}, "description"),
         ({"description": "\u200f\u2066 \u00ad\ufeff"}, "description"),
+        # Letters and marks that show nothing: Hangul fillers, the blank braille
+        # pattern, the combining grapheme joiner, a variation selector.
+        ({"description": "\u3164"}, "description"),
+        ({"description": "\u115f\u1160\uffa0 \u2800\u034f\ufe0f"}, "description"),
         # A machine's mailbox reads nothing staff write to the customer (docs/isp-operations.md).
         ({"customer_email": "noreply@isp.example"}, "customer_email"),
         ({"customer_email": "MAILER-DAEMON@isp.example"}, "customer_email"),
