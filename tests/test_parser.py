@@ -1195,6 +1195,44 @@ def test_a_forwarded_message_sent_with_a_transfer_encoding_reads_decoded(encodin
     ]
 
 
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_a_forward_of_a_forward_both_sent_with_a_transfer_encoding_reads_the_innermost_text(
+    encoding: str,
+) -> None:
+    """Each enclosure decoded is read again within the mail's budget for reading
+    enclosed messages again; it was the mail's own size, the first level's decoded
+    text used nearly all of it and the innermost message (2 KB of text) was left out
+    with no note."""
+    innermost = ENCLOSED + b"x" * 2000 + b"\n"
+
+    def forward(sender: bytes, enclosed: bytes) -> bytes:
+        data = base64.encodebytes(enclosed) if encoding == "base64" else quopri.encodestring(enclosed)
+        header = f"Content-Type: message/rfc822\nContent-Transfer-Encoding: {encoding}\n\n".encode()
+        return multipart(plain_part(b"\n"), header + data).replace(b"a@example.com", sender, 1)
+
+    middle = forward(b"carla@example.org", innermost).replace(b"BOUND", b"MIDDLE")  # its own boundary
+    parsed = parse(forward(b"ann@example.com", middle))
+    assert "El pedido 4411 no ha llegado." in parsed.text_body, parsed.text_body
+    assert parsed.notes == []
+
+
+def test_an_enclosed_message_not_read_again_for_the_budget_says_so() -> None:
+    """Quoted-printable keeps plain text its size, so each level of a chain of such
+    forwards is read again at nearly the mail's size: the levels the budget for
+    reading enclosed messages again has no room for are left out of the text with
+    a note to staff."""
+    enclosed = b"From: bob@example.org\nSubject: Pedido\n\nINNERMOST\n" + b"word\n" * 400
+    header = b"From: c@example.com\nContent-Type: message/rfc822\nContent-Transfer-Encoding: quoted-printable"
+    for _ in range(6):
+        enclosed = header + b"\n\n" + quopri.encodestring(enclosed)
+    parsed = parse(b"Subject: Fwd\n" + enclosed)  # the outermost forward is the mail
+    assert "INNERMOST" not in parsed.text_body and parsed.text_body.startswith("From: c@example.com")
+    assert parsed.notes == [
+        "An enclosed message was not read as text: the mail's budget for reading enclosed"
+        " messages again (three times its size) was spent. It is kept as an attachment."
+    ]
+
+
 # A Received line longer than a quoted-printable line: its encoder breaks it with a soft
 # line break ("=" at the end), which the email package reads as the end of a header.
 RECEIVED = (

@@ -230,6 +230,17 @@ _ENCLOSED_TYPES = ("message/rfc822", "message/global")
 _NOT_BASE64_LETTERS = bytes(
     set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 )
+# Enclosed messages sent base64 or quoted-printable are decoded and read again, up
+# to this many times the mail's size in all (docs/mail-gateway.md, step 1). Each one
+# decodes to no more than its encoded text, which lies in the message enclosing it,
+# so one level of them is at most the mail's size: base64 shrinks each level to 3/4,
+# so a forward of a forward of base64 to any depth sums under three times, and
+# quoted-printable, which keeps plain text its size, reads three levels of it.
+_ENCLOSED_REREADS = 3
+ENCLOSED_NOT_READ = (
+    "An enclosed message was not read as text: the mail's budget for reading enclosed"
+    " messages again (three times its size) was spent. It is kept as an attachment."
+)
 _ENCLOSED_FIELD_CHARS = 998  # of an enclosed From, Date or Subject shown (RFC 5322's line)
 _WORD = re.compile(r"\w+")
 # A tag as nh3 writes it: every `<` of the text itself is escaped, so a match can
@@ -372,7 +383,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         raise _NotMail("empty message")
     if data.startswith(_OLE2_MAGIC):
         raise _NotMail("Outlook .msg (OLE2) file, not RFC 5322 mail")
-    budget = _Budget(limits, len(data))
+    budget = _Budget(limits, len(data), _ENCLOSED_REREADS * len(data))
     over_limit = _header_over_limit(data, limits)
     try:
         if over_limit is not None:
@@ -575,7 +586,8 @@ class _Budget:
     multiparts read again (`_salvage_multipart`) included."""
 
     limits: MailLimits
-    reread_bytes: int  # bytes that may be read a second time
+    reread_bytes: int  # bytes of broken multiparts and epilogues read again: the mail's size
+    enclosed_bytes: int  # bytes of decoded enclosed messages read again (`_ENCLOSED_REREADS`)
     parts: int = 0
 
 
@@ -1132,6 +1144,10 @@ def _enclosed_text(content: _Content, html_left: int, notes: list[str]) -> tuple
     limits = content.budget.limits
     for part, decoded, depth in content.enclosed:
         try:
+            if decoded is not None and len(decoded) > content.budget.enclosed_bytes:
+                if ENCLOSED_NOT_READ not in notes:
+                    notes.append(ENCLOSED_NOT_READ)
+                continue
             message = _enclosed_message(part, decoded, content.budget)
             if message is None:
                 continue
@@ -1523,11 +1539,20 @@ def _encoded_text(message: Message) -> bytes:
 
 def _enclosed_message(part: Message, decoded: bytes | None, budget: _Budget) -> Message | None:
     """The message a message/rfc822 or message/global part encloses; one sent base64
-    or quoted-printable (`decoded`) is read again, within the mail's budget."""
+    or quoted-printable (`decoded`) is read again, within the mail's budget for it
+    (`_ENCLOSED_REREADS`; `_enclosed_text` notes one it has no room for)."""
     payload = part.get_payload()
     if not isinstance(payload, list) or not payload or not isinstance(payload[0], Message):
         return None
-    return payload[0] if decoded is None else _reread(decoded, budget)
+    if decoded is None:
+        return payload[0]
+    if len(decoded) > budget.enclosed_bytes:
+        return None
+    budget.enclosed_bytes -= len(decoded)
+    try:
+        return _read_tree(decoded, budget)
+    except _EMAIL_FAILURES:
+        return None
 
 
 def _enclosed_subject(part: Message, decoded: bytes | None, hint: str | None) -> str:
