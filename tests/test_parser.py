@@ -1233,6 +1233,18 @@ def test_an_enclosed_message_not_read_again_for_the_budget_says_so() -> None:
     ]
 
 
+@pytest.mark.parametrize("pad", [b"", b"x", b"xy", b"xyz"])
+def test_a_forwarded_message_labelled_base64_but_written_plain_is_kept_as_written(pad: bytes) -> None:
+    """A plain message under `Content-Transfer-Encoding: base64` (its fields read as a
+    header, which base64 never is, and not strict base64) is kept and read as it came,
+    named after its Subject; it was decoded into bytes of no meaning."""
+    enclosed = ENCLOSED.replace(b"llegado.", b"llegado" + pad + b".")
+    header = b"Content-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n"
+    parsed = parse(multipart(header + enclosed))
+    assert [(a.filename, a.data) for a in parsed.attachments] == [("Pedido 4411 no lleg\u00f3.eml", enclosed)]
+    assert parsed.text_body == ENCLOSED_TEXT.replace("llegado.", "llegado" + pad.decode() + ".")
+
+
 # A Received line longer than a quoted-printable line: its encoder breaks it with a soft
 # line break ("=" at the end), which the email package reads as the end of a header.
 RECEIVED = (

@@ -1507,7 +1507,11 @@ def _decoded_enclosure(part: Message) -> bytes | None:
     """The message a message/rfc822 or message/global part encloses, decoded, when the
     part was sent base64 or quoted-printable; None for any other part. RFC 2046 §5.2.1
     allows it no transfer encoding but 7bit, 8bit or binary, yet some servers send it
-    so, and the email package reads the encoded text as a message."""
+    so, and the email package reads the encoded text as a message. A part labelled
+    base64 that is a message written plain (the email package found header fields
+    in it, which base64 lines never are, and it is no strict base64) is no
+    encoded text: None, and it is kept and read as it came, not decoded into bytes
+    of no meaning."""
     payload = part.get_payload()
     if not isinstance(payload, list) or not payload or not isinstance(payload[0], Message):
         return None
@@ -1515,7 +1519,20 @@ def _decoded_enclosure(part: Message) -> bytes | None:
     if encoding not in ("base64", "quoted-printable"):
         return None
     data = _encoded_text(payload[0])
-    return _lines_of(_decode_base64(data, whole_groups=True) if encoding == "base64" else a2b_qp(data))
+    if encoding == "quoted-printable":
+        return _lines_of(a2b_qp(data))
+    if any(_is_mail_header(name) for name in payload[0].keys()) and not _strict_base64(data):
+        return None
+    return _lines_of(_decode_base64(data, whole_groups=True))
+
+
+def _strict_base64(data: bytes) -> bool:
+    """Whether `data` is base64 and nothing else once its line breaks are left out."""
+    try:
+        a2b_base64(data.translate(None, b"\r\n"), strict_mode=True)
+    except Base64Error:
+        return False
+    return True
 
 
 def _encoded_text(message: Message) -> bytes:
