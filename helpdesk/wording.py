@@ -142,6 +142,10 @@ KNOWN = (
     ),
     N_("Only the header of this mail was read: %(reason)s. The whole mail is kept as it arrived."),
     N_("Only the first %(count)s characters of the HTML were read as text (MAX_HTML_TO_TEXT_CHARS)."),
+    N_(
+        "An enclosed message was not read as text: the mail's budget for reading enclosed "
+        "messages again (three times its size) was spent. It is kept as an attachment."
+    ),
     N_("The sender was taken from %(where)s: the mail has no From header."),
     N_("The sender was taken from %(where)s: the From header (%(from)s) names no address."),
     N_(

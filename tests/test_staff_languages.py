@@ -35,6 +35,7 @@ from helpdesk import languages, wording
 from helpdesk.errors import InvalidTransition
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from helpdesk.inbound.parser import ENCLOSED_NOT_READ
 from helpdesk.models import (
     Contact,
     ImapMailboxState,
@@ -745,6 +746,7 @@ def test_every_message_the_portal_can_show_is_known_to_the_portal(app):
         Breach(1, None, "resolution_breached", datetime(2026, 3, 2, 8, 15)).describe(),
         Actor.unverified("ana@soporte.test", "Ana").label,
         "Invalid input.",
+        ENCLOSED_NOT_READ,  # a gateway note for staff (docs/mail-gateway.md)
     }
     assert len(texts) > 60  # the reading above finds them
     with app.test_request_context(headers=SPANISH_BROWSER):
