@@ -79,7 +79,7 @@ def line_by_line(raw: bytes, limits: MailLimits = DEFAULT) -> InboundMail:
 
 def tree(raw: bytes) -> list[tuple[Any, ...]]:
     """Everything the MIME reader put into each part, as it put it there."""
-    message = parser._read_tree(raw, parser._Budget(DEFAULT, len(raw)))
+    message = parser._read_tree(raw, parser._Budget.of(DEFAULT, len(raw)))
     return [
         (
             part.get_unixfrom(),

@@ -383,7 +383,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         raise _NotMail("empty message")
     if data.startswith(_OLE2_MAGIC):
         raise _NotMail("Outlook .msg (OLE2) file, not RFC 5322 mail")
-    budget = _Budget(limits, len(data), _ENCLOSED_REREADS * len(data))
+    budget = _Budget.of(limits, len(data))
     over_limit = _header_over_limit(data, limits)
     try:
         if over_limit is not None:
@@ -589,6 +589,11 @@ class _Budget:
     reread_bytes: int  # bytes of broken multiparts and epilogues read again: the mail's size
     enclosed_bytes: int  # bytes of decoded enclosed messages read again (`_ENCLOSED_REREADS`)
     parts: int = 0
+
+    @classmethod
+    def of(cls, limits: MailLimits, size: int) -> _Budget:
+        """The budget of a mail of `size` bytes."""
+        return cls(limits, size, _ENCLOSED_REREADS * size)
 
 
 class _Part(Message):
