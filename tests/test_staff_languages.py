@@ -429,6 +429,26 @@ def test_what_the_portal_says_after_each_form_is_spanish_too(clock, app, client,
     after("/quarantine/1/spam", {}, page="/quarantine")
 
 
+
+def test_a_secret_shown_once_is_marked_as_not_to_translate(app, client, ana):
+    """A generated token or password is random letters, not Spanish: a browser's
+    translator must leave it as it is (a token "translated" is a token that fails), and
+    it is the reason the finder above once saw "OF" in a token and "by" in a password."""
+    portal = _login(client, ana)
+    shown = {
+        "new-token": portal.post(
+            "/admin/integrations", {"name": "widget", "kind": "chat"}, page="/admin/integrations"
+        ),
+        "new-password": portal.post(
+            "/admin/staff", {"name": "Carla", "email": "carla@soporte.test", "role": "agent"}, page="/admin/staff"
+        ),
+    }
+    for element, response in shown.items():
+        page = response.get_data(as_text=True)
+        [secret] = re.findall(rf'id="{element}"[^>]*>([^<]+)<', page)
+        assert len(secret) >= 16 and secret not in read_text(page), element
+
+
 # -- choosing a language and a zone ---------------------------------------------------
 
 
