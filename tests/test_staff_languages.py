@@ -429,7 +429,6 @@ def test_what_the_portal_says_after_each_form_is_spanish_too(clock, app, client,
     after("/quarantine/1/spam", {}, page="/quarantine")
 
 
-
 def test_a_secret_shown_once_is_marked_as_not_to_translate(app, client, ana):
     """A generated token or password is random letters, not Spanish: a browser's
     translator must leave it as it is (a token "translated" is a token that fails), and
@@ -440,7 +439,9 @@ def test_a_secret_shown_once_is_marked_as_not_to_translate(app, client, ana):
             "/admin/integrations", {"name": "widget", "kind": "chat"}, page="/admin/integrations"
         ),
         "new-password": portal.post(
-            "/admin/staff", {"name": "Carla", "email": "carla@soporte.test", "role": "agent"}, page="/admin/staff"
+            "/admin/staff",
+            {"name": "Carla", "email": "carla@soporte.test", "role": "agent"},
+            page="/admin/staff",
         ),
     }
     for element, response in shown.items():

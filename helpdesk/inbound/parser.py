@@ -410,7 +410,9 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
     if not text_body and content.enclosed:
         text_body, _ = _enclosed_text(content, html_left, notes)
 
-    from_name, from_address, from_source, sender_notes = _sender(message, hint)
+    from_values = _values(message, "from")
+    from_found = _from_addresses(from_values, hint)
+    from_name, from_address, from_source, sender_notes = _sender(message, hint, from_values, from_found)
     subject = _values(message, "subject")
     servers_read = header_as_servers_read(unwrapped, limits)
     return InboundMail(
@@ -429,7 +431,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
             (name.strip().lower(), _header_text(str(value), hint)) for name, value in message.raw_items()
         ],
         raw_headers=servers_read.fields,
-        header_ambiguity=servers_read.ambiguity(message) or _from_ambiguity(message, hint),
+        header_ambiguity=servers_read.ambiguity(message) or _from_ambiguity(from_values, from_found),
         content_type=_header_view(message).get_content_type().lower(),
         text_body=text_body,
         html_body=html_body,
@@ -998,16 +1000,27 @@ def _liberal_mailboxes(text: str, first: bool = False) -> list[tuple[str, str]]:
     ]
 
 
-def _sender(message: Message, hint: str | None) -> tuple[str, str, str, list[str]]:
+def _from_addresses(values: list[str], hint: str | None) -> list[tuple[str, str]]:
+    """The addresses of the From fields: every one when the first field may name more
+    than one (each address has an `@` of its own in the raw value), else the first.
+    Read once for both the sender (`_sender`) and the question whether it is the
+    From a signature was about (`_from_ambiguity`): a 200 KB From of invalid address
+    words read twice cost 21 times ordinary mail of its size (the limit is 20)."""
+    return _addresses(values, hint, first=not (values and values[0].count("@") > 1))
+
+
+def _sender(
+    message: Message, hint: str | None, from_values: list[str], from_found: list[tuple[str, str]]
+) -> tuple[str, str, str, list[str]]:
     """(display name, address, the header it was read from, notes) of the person who
-    sent the mail: From, else Sender, Reply-To, Return-Path, in that order (docs/mail-gateway.md
+    sent the mail: From (`from_found`, its addresses as `_from_addresses` read them),
+    else Sender, Reply-To, Return-Path, in that order (docs/mail-gateway.md
     step 5), with a note for staff when it is not From; empty strings when none
     names an address. The envelope, the last fallback, is the pipeline's
     (`helpdesk.inbound.ingest.with_envelope_sender`)."""
-    from_values = _values(message, "from")
     from_text = _header_text(from_values[0], hint) if from_values else None
     for header in SENDER_HEADERS:
-        found = _addresses(from_values if header == "from" else _values(message, header), hint, first=True)
+        found = from_found if header == "from" else _addresses(_values(message, header), hint, first=True)
         if found:
             name, address = found[0]
             notes = [] if header == "from" else [sender_note(header, from_text)]
@@ -1015,19 +1028,18 @@ def _sender(message: Message, hint: str | None) -> tuple[str, str, str, list[str
     return "", "", "", []
 
 
-def _from_ambiguity(message: Message, hint: str | None) -> str | None:
+def _from_ambiguity(values: list[str], found: list[tuple[str, str]]) -> str | None:
     """Why the From read here (`_sender`: the first address of the first From field)
     may not be the From a DKIM signature or the receiving server's DMARC check was
     about, or None. RFC 5322 allows one From field, and more than one address in it
     only with a Sender; a signature covers the bottom-most From field (RFC 6376
     §5.4.2), so a sender signed by its own provider could put someone else's address
     above its own, and a DMARC module may judge another of several addresses (RFC 7489
-    §6.6.1). docs/security.md. Each address has an `@` of its own in the raw value,
-    so a value with one at most is read no second time."""
-    values = _values(message, "from")
+    §6.6.1). docs/security.md. `values`: the From fields; `found`: their addresses
+    (`_from_addresses`)."""
     if len(values) > 1:
         return f"its header has {len(values)} From fields (RFC 5322 allows one)"
-    if values and values[0].count("@") > 1 and len(_addresses(values, hint)) > 1:
+    if len(found) > 1:
         return "its From names more than one address"
     return None
 
