@@ -946,7 +946,7 @@ def test_html_only_mail_keeps_preformatted_lines_list_numbers_and_link_addresses
     )
     assert parse(html_only(html)).text_body == (
         "The router says:\n\nWAN down\n  PPPoE timeout\nretry 3\n\n"
-        "1. Unplug it\n\n2. Wait\n\nten seconds\n\n3. Plug it\n\n> old\n> log\n\n"
+        "1. Unplug it\n\n2. Wait\n\n- ten seconds\n\n3. Plug it\n\n> old\n> log\n\n"
         "See my result (https://speedtest.net/result/123), speedtest.net, ana@example.com, this,"
         " the FAQ, and\n\na whole cell\n\nGracias"
     )
@@ -988,6 +988,21 @@ def test_html_only_mail_numbers_an_ordered_list_as_its_attributes_say(html, text
     """`start`, `value` and `reversed` number the items as a browser does; the
     steps of `<ol start="3">` read 1., 2. (docs/mail-gateway.md, "HTML-only mail")."""
     assert parse(html_only(html)).text_body == text
+
+
+def test_html_only_mail_marks_an_unordered_list_s_items():
+    """A list of bullets reads as one in text: each item begins with "- ", as the
+    ordered list's begin with their numbers, and they were paragraphs like any other
+    (docs/mail-gateway.md, "HTML-only mail")."""
+    html = "<p>Tried:</p><ul><li>reboot</li><li>other cable<ol><li>first</li></ol></li></ul><li>stray</li>"
+    assert parse(html_only(html)).text_body == "Tried:\n\n- reboot\n\n- other cable\n\n1. first\n\nstray"
+
+
+def test_html_only_mail_reads_a_carriage_return_reference_as_a_browser_shows_it():
+    """`&#13;` is a space on the page (CSS treats a carriage return as one), also in
+    a <pre>; it reached the text as a lone carriage return."""
+    html = "<pre>a&#13;b&#13;&#10;c</pre><p>x&#13;y</p>"
+    assert parse(html_only(html)).text_body == "a b\nc\n\nx y"
 
 
 def test_html_only_mail_keeps_a_preformatted_block_s_lines_as_they_are():

@@ -1775,7 +1775,8 @@ def _html_to_text(markup: str) -> str:
     )
     texts: list[str] = []
     for run, text in enumerate(_layout_text(layout)):
-        lines = html.unescape(text).replace("\xa0", " ").split("\n")
+        # A carriage return written `&#13;` is a space on the page, in a <pre> too.
+        lines = html.unescape(text).replace("\xa0", " ").replace("\r", " ").split("\n")
         if run % 2:  # a <pre>'s lines as written, but for spaces at their end
             text = "\n".join(line.rstrip() for line in lines).strip("\n")
         else:
@@ -1797,7 +1798,8 @@ def _layout_text(layout: str) -> list[str]:
 
     Whitespace is one space, as a browser shows it, but inside a <pre> it stays
     as written; an item of an ordered list begins with its number ("2. ", as the
-    list's `start`, `reversed` and the item's `value` say); a link's http, https or
+    list's `start`, `reversed` and the item's `value` say), one of an unordered
+    list with "- "; a link's http, https or
     mailto address follows its text in parentheses, unless that text is the
     address. The text comes in runs, still escaped, every second one (the second,
     the fourth…) a <pre>'s, each run beginning and ending a line."""
@@ -1858,6 +1860,8 @@ def _layout_text(layout: str) -> list[str]:
             number = numbering[0] if value is None else value
             lists[-1] = (number + numbering[1], numbering[1])
             line_start = _add_text(pieces, f"{number}. ", depth if marked else 0, line_start)
+        elif name == "li" and lists:
+            line_start = _add_text(pieces, "- ", depth if marked else 0, line_start)
         at = tag.end()
     text = layout[at:] if preformatted else _WHITESPACE.sub(" ", layout[at:])
     _add_text(pieces, text, depth if marked else 0, line_start)
