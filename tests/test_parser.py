@@ -406,6 +406,17 @@ def test_mime_nested_beyond_the_cap_is_read_as_a_header_only() -> None:
     assert (parsed.from_address, parsed.text_body, parsed.attachments) == ("a@example.com", "", [])
 
 
+@pytest.mark.parametrize(("subject", "filename"), [("..", "attachment-1.eml"), ("Factura. ", "Factura.eml")])
+def test_an_enclosed_message_named_from_its_subject_keeps_its_extension(subject, filename) -> None:
+    """A Subject of dots (or ending in one) is no name: ".." was stored as a file
+    named "eml", without its extension."""
+    raw = mail(
+        "From: a@example.com\nSubject: fwd\nContent-Type: message/rfc822",
+        f"From: c@example.com\nSubject: {subject}\n\nthe text\n".encode(),
+    )
+    assert [a.filename for a in parse(raw).attachments] == [filename]
+
+
 # -- mail-parser wrapped ---------------------------------------------------------------
 
 FORWARD_WITHOUT_START_BOUNDARY = mail(

@@ -1366,7 +1366,7 @@ class _Content:
         if content_type.startswith("message/"):
             data = _message_bytes(part) if decoded is None else decoded
             if not name and content_type in _ENCLOSED_TYPES:
-                name = _enclosed_subject(part, decoded, self.hint)
+                name = _enclosed_subject(part, decoded, self.hint).rstrip(" .")  # ".." is no name
                 name = f"{name}.eml" if name else ""
         else:
             data = _payload_bytes(part)
