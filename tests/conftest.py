@@ -40,6 +40,7 @@ from tests.support.mail import Gateway, start_gateway
 from tests.support.passwords import remembered
 from tests.support.pgbouncer import PgBouncer, PgBouncerUnavailable
 from tests.support.pgserver import PostgresServer, PostgresUnavailable
+from tests.support.routes import shared
 from tests.support.sink import Sink
 
 BACKENDS = ("sqlite", "postgresql")
@@ -51,6 +52,14 @@ def _password_hashes_remembered() -> Iterator[None]:
     (tests/support/passwords.py): scrypt's cost is the point in production and
     a fifth of the suite's time here."""
     with remembered():
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _url_builders_shared() -> Iterator[None]:
+    """Each route's URL builder is made once a session (tests/support/routes.py):
+    most of the cost of building an app, which every test does."""
+    with shared():
         yield
 
 
