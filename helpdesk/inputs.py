@@ -125,11 +125,23 @@ def nothing_to_read(text: str) -> bool:
     bidirectional marks and controls, a BOM, a soft hyphen) and the letters and
     marks that show nothing (`_BLANK_MARKS`: Hangul fillers, the blank braille
     pattern, variation selectors), which take no place on the page. For text that
-    must say something: a workflow's description (docs/isp-operations.md). Reads up
-    to the first character that shows."""
+    must say something: a ticket's description and a message's body
+    (`TicketsService`), a subject (`readable_line`). Reads up to the first
+    character that shows."""
     return all(
         char.isspace() or char in _BLANK_MARKS or unicodedata.category(char) in _UNSHOWN for char in text
     )
+
+
+def readable_line(text: str) -> str:
+    """`text` as a subject is stored (`one_line`), or "" where that line has nothing
+    to read (`nothing_to_read`): a subject of zero-width spaces, joiners, Hangul
+    fillers or blank braille is no subject, answered as an empty one is (required,
+    or a channel's stand-in: docs/security.md, "One-line text"). A line with
+    something to read keeps every character, invisible ones among them (the joiner
+    inside an emoji sequence)."""
+    line = one_line(text)
+    return "" if nothing_to_read(line) else line
 
 
 def without_bidi(text: str) -> str:

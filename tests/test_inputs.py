@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpdesk.inputs import MAX_ID, echoed, nothing_to_read, positive_int
+from helpdesk.inputs import MAX_ID, echoed, nothing_to_read, positive_int, readable_line
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,22 @@ def test_echoed_text_is_clean_and_cut(value, expected):
 )
 def test_nothing_to_read_is_only_what_takes_no_place(text, empty):
     assert nothing_to_read(text) is empty
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("", ""),
+        (" \t\x1b ", ""),
+        # Only characters that show nothing: no subject, however many of them.
+        ("\u200b", ""),
+        ("\u200d\ufeff\u00ad \u3164\u2800\ufe0f", ""),
+        # Something to read keeps every character it came with, invisible ones among them.
+        ("\u200bVPN\u200b", "\u200bVPN\u200b"),
+        ("\U0001f469\u200d\U0001f4bb down", "\U0001f469\u200d\U0001f4bb down"),
+        ("Router\n  \x07reboots", "Router reboots"),
+    ],
+)
+def test_a_line_with_nothing_to_read_is_no_line(text, line):
+    """The subject rule every channel shares (docs/security.md, "One-line text")."""
+    assert readable_line(text) == line
