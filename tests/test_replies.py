@@ -256,6 +256,13 @@ def test_quote_only_mail_is_kept_whole():
     assert latest_reply(forward) == forward.strip()
 
 
+def test_a_quote_under_nothing_to_read_is_kept_whole():
+    """A zero-width space above the quote was kept as the new text: a reply showing
+    nothing, which the service refuses (docs/mail-gateway.md, "What is stored")."""
+    text = "\u200b\u3164\n\n> Please restart the router.\n> Support"
+    assert latest_reply(text) == text
+
+
 def test_line_endings_are_normalised():
     text = "Yes.\r\n\r\nSecond line.\r\nOn Mon, 1 Jan 2024 at 10:00, Support wrote:\r\n> old\r\n"
     assert latest_reply(text) == "Yes.\n\nSecond line."

@@ -47,6 +47,34 @@ def test_authorized_address_opens_ticket(gateway, senders):
     assert ticket.messages[0].inbound_mail_id == record.id
 
 
+def _invisible_mail(subject: str, message_id: str) -> bytes:
+    """A mail whose text is a zero-width space and a Hangul filler (UTF-8, 8bit)."""
+    return (
+        f"From: Ann <ann@example.com>\r\nTo: {SUPPORT}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{message_id}@client.example>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n\u200b\u3164\r\n"
+    ).encode()
+
+
+def test_a_mail_with_nothing_to_read_gets_the_placeholders_of_an_empty_one(app, senders):
+    """A Subject of a zero-width space (RFC 2047) and a text of invisible characters
+    were stored as they came: a ticket with an empty-looking subject in the queue and
+    in our mail's subjects. They are no subject and no text (docs/mail-gateway.md,
+    "What is stored"); the mail is never refused for them."""
+    created = ingest(_invisible_mail("=?utf-8?q?=E2=80=8B?=", "first"), _by("ann@example.com"), app.config)
+    assert (created.outcome, created.ticket_number) == (Outcome.CREATED, "TKT-000001")
+    appended = ingest(
+        _invisible_mail("=?utf-8?q?Re=3A_=5BTKT-000001=5D_=E2=80=8B?=", "second"),
+        _by("ann@example.com"),
+        app.config,
+    )
+    assert (appended.outcome, appended.ticket_number) == (Outcome.APPENDED, "TKT-000001")
+    (ticket,) = tickets()
+    assert (ticket.subject, ticket.description) == ("(no subject)", "(no text)")
+    assert [m.body for m in ticket.messages] == ["(no text)", "(no text)"]
+
+
 def test_authorized_domain_opens_ticket(gateway, senders):
     code, _ = gateway.send(message(sender="Cy <cy@corp.example>"))
     assert code == 250

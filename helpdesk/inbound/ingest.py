@@ -1076,7 +1076,7 @@ def apply(
                 "(MAX_CC_PARTICIPANTS)."
             )
             cc = cc[: limits.cc_participants]
-        subject, text = mail.subject, storage.display_text(mail)
+        subject, text = storage.display_subject(mail), storage.display_text(mail)
         if not subject or not text:
             # In the language the ticket's mail will be in: its requester's (what its
             # first customer mail fixes), asked for as open_ticket asks (answered from

@@ -42,6 +42,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from itertools import compress
 
+from helpdesk.inputs import nothing_to_read
+
 MAX_MARKER_LINE = 400  # a longer line is never a marker: bounds the work on each line
 MAX_FOOTER_LINE = 80  # a phone footer is a short line of its own
 MAX_FOOTER_WORDS = 6  # "Sent from my Verizon, Samsung Galaxy smartphone"; more is a sentence
@@ -226,8 +228,9 @@ _DEVICES = frozenset(
 def latest_reply(text: str) -> str:
     """The newest part of a mail body, without quoted history and signature.
 
-    The whole text (stripped) when nothing would be left: a mail that is only a
-    quote is still worth reading.
+    The whole text (stripped) when nothing would be left, or nothing to read (only
+    invisible characters: `inputs.nothing_to_read`): a mail that is only a quote is
+    still worth reading.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     stripped = list(map(str.strip, lines))
@@ -240,7 +243,8 @@ def latest_reply(text: str) -> str:
     if end is None:
         end = rows[quoted_from] if quoted_from < len(rows) else len(lines)
     end = _before_footer(stripped, rows, end)
-    return "\n".join(lines[:end]).strip() or "\n".join(lines).strip()
+    newest = "\n".join(lines[:end]).strip()
+    return "\n".join(lines).strip() if nothing_to_read(newest) else newest
 
 
 def _history_start(stripped: list[str], rows: list[int], quoted_from: int) -> int | None:

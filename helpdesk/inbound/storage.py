@@ -10,21 +10,32 @@ they are still in the raw mail.
 
 from __future__ import annotations
 
-from helpdesk import html
+from helpdesk import html, inputs
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail
 from helpdesk.inbound.replies import latest_reply
-from helpdesk.services.tickets import NewAttachment
+from helpdesk.services.tickets import MAX_SUBJECT, NewAttachment
+
+
+def display_subject(mail: InboundMail) -> str:
+    """The subject a ticket opened by the mail gets: one line, cut to what a ticket
+    holds, and "" where that shows nothing, only spaces or invisible characters (a
+    zero-width space), so the mail gets the stand-in an empty Subject gets
+    (docs/mail-gateway.md, "What is stored"). Cut before it is judged: what is kept
+    must show something."""
+    return inputs.readable_line(mail.subject[:MAX_SUBJECT])
 
 
 def display_text(mail: InboundMail) -> str:
-    """The new text of the mail: quoted history and signature removed.
+    """The new text of the mail: quoted history and signature removed; "" where it
+    has nothing to read (`inputs.nothing_to_read`: only invisible characters), as
+    for a mail without text.
 
     Falls back to the whole text when stripping would leave nothing (a mail that
     is only a forwarded quote is still worth reading).
     """
     text = mail.text_body.strip()
-    if not text:
+    if inputs.nothing_to_read(text):
         return ""
     return latest_reply(text)
 
