@@ -287,6 +287,13 @@ def test_a_repeat_reaching_someone_elses_survivor_answers_its_card_alone(chat, s
         ({"transcript": "\x07\nMy internet is down"}, "My internet is down"),
         ({"transcript": "\x1b\n\u2028\n  My internet\x07is down"}, "My internet is down"),
         ({"transcript": "\x1b\n\x07"}, "Chat conversation"),
+        # Only characters that show nothing (zero-width space, BOM, Hangul filler,
+        # blank braille, a variation selector) say nothing either.
+        ({"subject": "\u200b\ufeff"}, "My internet is down"),
+        ({"subject": "\u3164", "transcript": "\u2800\ufe0f\nMy internet is down"}, "My internet is down"),
+        ({"subject": "\u200b", "transcript": "\u200b"}, "Chat conversation"),
+        # A line is cut to 80 characters before it is judged: these 80 show nothing.
+        ({"transcript": "\u200b" * 80 + "x\nMy internet is down"}, "My internet is down"),
     ],
 )
 def test_a_chat_whose_subject_says_nothing_takes_the_transcripts_first_line(chat, extra, subject):

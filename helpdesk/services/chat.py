@@ -64,15 +64,16 @@ def subject_of(given: str, transcript: str, language: str) -> str:
     """A chat's subject: the one `given` where it says something, else the
     transcript's first line that does, else a title in the customer's language
     (their mail's subject carries it). Each is judged as the ticket stores it,
-    one line without control characters (docs/integrations.md, "Chat"): a line of
-    a lone `ESC`, or a subject of spaces, was taken and then refused as empty."""
-    subject = inputs.one_line(given)
+    one line with something to read (`inputs.readable_line`; docs/integrations.md,
+    "Chat"): a line of a lone `ESC`, or a subject of spaces, was taken and then
+    refused as empty, and one of zero-width spaces was a subject showing nothing."""
+    subject = inputs.readable_line(given)
     if subject:
         return subject
     for line in transcript.splitlines():
-        said = inputs.one_line(line)
-        if said:
-            return said[:SUBJECT_FROM_TRANSCRIPT]
+        said = inputs.readable_line(line)[:SUBJECT_FROM_TRANSCRIPT]
+        if not inputs.nothing_to_read(said):  # judged as cut: what it keeps must show
+            return said
     return gettext_in(language, N_("Chat conversation"))
 
 
