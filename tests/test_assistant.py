@@ -340,6 +340,11 @@ def test_comments_and_lists_reach_only_the_customers_tickets(client, token, serv
         json.dumps({"title": "\u202e", "description": "."}),
         json.dumps({"title": "x", "description": " \n\t "}),
         json.dumps({"title": "x", "description": "\u0007"}),
+        # Only characters that show nothing (`inputs.nothing_to_read`): a zero-width
+        # space, a BOM, a Hangul filler, the blank braille pattern, a variation selector.
+        json.dumps({"title": "\u200b", "description": "."}),
+        json.dumps({"title": "\ufeff\u3164\u2800\ufe0f", "description": "."}),
+        json.dumps({"title": "x", "description": "\u200b\n\u200d"}),
     ],
 )
 def test_invalid_arguments_are_an_output_not_an_error(client, token, arguments):
@@ -390,6 +395,7 @@ def test_a_comment_with_nothing_to_read_is_an_output_and_adds_nothing(client, to
             [
                 ("add_ticket_comment", {"ticketId": "TKT-000001", "text": "   "}),
                 ("add_ticket_comment", {"ticketId": "TKT-000001", "text": "\n\u0007\u202e"}),
+                ("add_ticket_comment", {"ticketId": "TKT-000001", "text": "\u200b\u3164"}),
             ],
         )
     )

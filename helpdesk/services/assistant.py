@@ -30,7 +30,7 @@ from helpdesk.clock import iso, now
 from helpdesk.database import insert_ignoring
 from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inbound import automail
-from helpdesk.inputs import echoed, one_line, unstorable_json
+from helpdesk.inputs import echoed, nothing_to_read, unstorable_json
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import AssistantCall, Contact, Ticket
 from helpdesk.services import contacts, customer_limits, email_proofs, satisfaction
@@ -199,9 +199,10 @@ _USER_MESSAGES = {
 _VALIDATORS = {
     tool["function"]["name"]: jsonschema_rs.validator_for(tool["function"]["parameters"]) for tool in TOOLS
 }
-# Required text that must hold something to read once on one line (`one_line`:
-# not only spaces, control characters or bidirectional controls), which the
-# schema's `minLength` cannot say (a `pattern` would not see control characters).
+# Required text that must hold something to read (`nothing_to_read`: not only
+# spaces, control characters, bidirectional controls or characters that show
+# nothing, such as a zero-width space), which the schema's `minLength` cannot say
+# (a `pattern` would not see control characters).
 # Such text passed the schema and the service's refusal was the output, "Invalid
 # input. subject: is required", naming a field the model never sent
 # (docs/integrations.md).
@@ -593,7 +594,7 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
     # encodes every key, and a lone surrogate in one raised (docs/security.md).
     if not isinstance(parsed, dict) or unstorable_json(parsed) or not _VALIDATORS[name].is_valid(parsed):
         raise Failure(INVALID_ARGUMENTS, "invalid")
-    if any(not one_line(parsed[key]) for key in _READABLE.get(name, ())):
+    if any(nothing_to_read(parsed[key]) for key in _READABLE.get(name, ())):
         raise Failure(INVALID_ARGUMENTS, "invalid")
     for key in _INTEGERS[name]:
         if isinstance(parsed.get(key), float):  # whole and in range: the schema said so
