@@ -267,6 +267,32 @@ def test_create_drops_bidirectional_controls_from_subject_and_name(api):
     assert set(error["fields"]) == {"subject"}
 
 
+# Characters that show nothing: a zero-width space, a joiner, a BOM and a soft hyphen,
+# a Hangul filler, the blank braille pattern, a variation selector.
+INVISIBLE = "\u200b\u200d\ufeff\u00ad\u3164\u2800\ufe0f"
+
+
+@pytest.mark.parametrize("field", ["subject", "description"])
+def test_a_subject_or_description_with_nothing_to_read_is_required(api, field):
+    """Only invisible characters were taken: a ticket listed with an empty-looking
+    subject, or with nothing to work from (docs/web.md, "The JSON API")."""
+    for nothing in ("\u200b", INVISIBLE, ""):
+        error = envelope(api.post("/tickets", {**NEW, field: nothing}), 422, "validation_error")
+        assert error["fields"] == {field: "is required"}
+    assert db.session.execute(select(Ticket)).first() is None
+    assert create(api, subject="\u200bVPN\u200b")["subject"] == "\u200bVPN\u200b"  # something to read: kept
+
+
+def test_a_reply_with_nothing_to_read_is_required(api):
+    number = create(api)["number"]
+    for internal in (False, True):
+        error = envelope(
+            api.post(f"/tickets/{number}/replies", {"body": INVISIBLE, "internal": internal}), 422
+        )
+        assert error["fields"] == {"body": "is required"}
+    assert [m["body"] for m in api.get(f"/tickets/{number}").get_json()["messages"]] == [NEW["description"]]
+
+
 def test_create_requires_the_three_fields(api):
     error = envelope(api.post("/tickets", {}), 422)
     assert set(error["fields"]) == {"subject", "description", "requester_email"}

@@ -325,6 +325,22 @@ def test_new_ticket_form(portal, agent):
     assert bad.status_code == 422 and b"Subject is required" in bad.data
 
 
+def test_a_new_ticket_or_reply_with_nothing_to_read_is_refused_as_an_empty_one(portal, service):
+    """Only invisible characters (zero-width space, joiner, Hangul filler, blank
+    braille) were a subject and a description: the queue listed an empty-looking
+    ticket. They are none given (docs/web.md, "The staff portal")."""
+    invisible = "\u200b\u200d\u3164\u2800"
+    form = {"subject": invisible, "description": invisible, "requester_email": "carl@example.com"}
+    bad = portal.post("/tickets/new", form, page="/tickets/new")
+    assert bad.status_code == 422
+    assert b"Subject is required" in bad.data and b"Description is required" in bad.data
+    assert db.session.execute(select(Ticket)).first() is None
+    opened(service)
+    refused = portal.post("/tickets/TKT-000001/reply", {"body": invisible, "kind": "note"})
+    assert refused.status_code == 422 and b"body: is required" in refused.data
+    assert len(db.session.execute(select(Message)).all()) == 1
+
+
 def test_a_description_of_more_words_than_a_tsvector_holds_opens_its_ticket(portal):
     """700,000 characters of different words, under the request cap: PostgreSQL refused
     the numbering statement (the description's words index, before migration 0027),

@@ -161,6 +161,8 @@ def test_the_customer_is_named_exactly_once(workflow, service, customer, field):
         ({"ticket_type": "installation"}, "ticket_type"),
         ({"assigned_team": "noc"}, "assigned_team"),
         ({"title": "  "}, "title"),
+        # A title of characters that show nothing (zero-width space, Hangul filler) is none.
+        ({"title": "\u200b\u3164"}, "title"),
         ({"title": "x" * 501}, "title"),
         ({"customer_email": "not an address"}, "customer_email"),
         # A stand-in of someone known by phone only is no address (docs/integrations.md).

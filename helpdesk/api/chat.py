@@ -78,6 +78,7 @@ def chat_ticket() -> ResponseReturnValue:
         actor=customer.actor,
         conversation_id=conversation,
         chat_conversation=claimed,
+        description_required=False,  # a transcript may say nothing: the subject stands in
     )
     body = _answer(ticket, ticket, customer.language)
     db.session.commit()

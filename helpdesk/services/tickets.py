@@ -178,6 +178,7 @@ class TicketsService:
         device_serials: object = (),
         team: str | None = None,
         note: tuple[Actor, str] | None = None,
+        description_required: bool = True,
     ) -> Ticket:
         """Store a new ticket with its first message and give it the next number.
 
@@ -196,15 +197,23 @@ class TicketsService:
         `note` is an internal note (its author, its text) written right after the
         first message, in the same statement: the mail gateway's for staff on what it
         left out of the mail (docs/mail-gateway.md, "What is stored").
+
+        A subject or a description with nothing to read (only spaces, control or
+        invisible characters: `inputs.nothing_to_read`) is none, whatever the
+        channel: "is required". `description_required` False takes one that says
+        nothing (a chat's transcript, whose subject stands in: docs/integrations.md).
         """
         errors: dict[str, str] = {}
-        subject = inputs.one_line(subject or "")  # as mail's subjects are: one line, no controls
+        # As mail's subjects are: one line, no controls; one showing nothing is none.
+        subject = inputs.readable_line(subject or "")
         if not subject:
             errors["subject"] = "is required"
         elif len(subject) > MAX_SUBJECT:
             errors["subject"] = f"must be at most {MAX_SUBJECT} characters"
         if not isinstance(description, str) or unstorable(description):
             errors["description"] = "must be text"
+        elif description_required and inputs.nothing_to_read(description):
+            errors["description"] = "is required"
         if note is not None and (not note[1].strip() or unstorable(note[1])):
             errors["body"] = "must be text"
         email = addresses.normalize(requester_email)
@@ -355,7 +364,7 @@ class TicketsService:
         reopen the merged one (docs/lifecycle.md, "Concurrent changes"), whichever
         channel it came by. Staff write on the ticket they name, merged or not.
         """
-        if not isinstance(body, str) or not body.strip():
+        if not isinstance(body, str) or inputs.nothing_to_read(body):  # only invisible characters: none
             raise ValidationError({"body": "is required"})
         if unstorable(body) or unstorable(body_html):  # a NUL: PostgreSQL refuses it
             raise ValidationError({"body": "must be text"})
