@@ -412,9 +412,9 @@ class InboundMail(Model):
     """Every mail the gateway accepted, with what became of it.
 
     `dedup_key` is the normalized Message-ID, or `sha256:<hex>` of its content
-    (the raw bytes without the leading trace fields, `dedup.content_hash`) when the
-    mail has none; its uniqueness is what makes a second delivery (SMTP
-    retry, IMAP re-scan, both channels) a no-op. Another mail under a key already
+    (the author's fields and the body when it has a Date, else the raw bytes,
+    `dedup.dedup_key`) when the mail has none; its uniqueness is what makes a second
+    delivery (SMTP retry, IMAP re-scan, both channels) a no-op. Another mail under a key already
     taken gets its own, that key and the hash of its content (`dedup.beside_key`,
     docs/mail-gateway.md "Duplicates"), so two rows may share a Message-ID.
     """

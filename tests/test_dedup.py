@@ -9,12 +9,13 @@ of that is the mail; the fields its author wrote and its body are.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
 
-from helpdesk.inbound.dedup import beside_key, dedup_key, same_header, written_hash
-from helpdesk.inbound.parser import parse
+from helpdesk.inbound.dedup import beside_key, dedup_key, dedup_keys, same_header, written_hash
+from helpdesk.inbound.parser import InboundMail, parse
 
 AUTHOR = (
     b"From: Ann <ann@example.com>\r\n"
@@ -94,16 +95,35 @@ def test_the_same_text_sent_on_another_day_is_another_mail() -> None:
     assert key(AUTHOR.replace(b"on fire", b"on fire again")) != key(AUTHOR)
 
 
-def test_only_the_leading_trace_block_is_left_out() -> None:
-    """A Received field below the author's fields was not written by a receiving
-    hop at the top of the mail: it is content, and so is everything after the first
-    field that is not a trace field."""
+def test_every_field_but_the_authors_is_left_out_wherever_it_stands() -> None:
+    """A dated mail without Message-ID is keyed by its author's fields and body
+    (`written_hash`): a server's or a filter's field below the trace block, between
+    two Received or among the author's fields, is the way it came. The bytes below
+    the leading trace block made each of those copies another mail."""
     below = AUTHOR.replace(b"Subject:", b"Received: from somewhere\r\nSubject:")
-    assert key(below) != key(AUTHOR)
+    assert key(below) == key(AUTHOR) == key(STAMPED + AUTHOR) == key(LMTP + STAMPED + AUTHOR)
     after_other = b"X-Mailer: ticket-bot\r\nReceived: from mx1\r\n" + AUTHOR
-    assert key(after_other) != key(b"X-Mailer: ticket-bot\r\nReceived: from mx2\r\n" + AUTHOR)
-    # A line break in the body is the author's, CRLF or LF alike.
+    assert key(after_other) == key(b"X-Mailer: ticket-bot\r\nReceived: from mx2\r\n" + AUTHOR)
+    # A line break in the body is the author's, CRLF or LF alike; so is a subject's tag.
     assert key(AUTHOR + b"\r\nP.S. and the fax\r\n") != key(AUTHOR)
+    assert key(AUTHOR.replace(b"Subject: ", b"Subject: [EXTERNAL] ")) != key(AUTHOR)
+
+
+def before(mail: InboundMail) -> str | None:
+    return dedup_keys(mail).before_upgrade
+
+
+def test_the_key_from_before_the_upgrade_is_the_content_below_the_trace_block() -> None:
+    """Looked up once by `ingest`, so that a copy of a mail recorded before the key
+    changed is its duplicate; none where the key did not change (no Date, or a
+    Message-ID)."""
+    below = AUTHOR.replace(b"\r\n", b"\n").rstrip(b"\n")
+    assert before(parse(LMTP + AUTHOR)) == "sha256:" + hashlib.sha256(below).hexdigest()
+    assert before(parse(STAMPED + AUTHOR)) != before(parse(AUTHOR))
+    dateless = AUTHOR.replace(b"Date: Mon, 02 Mar 2026 08:00:00 +0000\r\n", b"")
+    with_id = AUTHOR.replace(b"MIME-Version", b"Message-ID: <a@b.example>\r\nMIME-Version")
+    assert before(parse(LMTP + dateless)) is None
+    assert before(parse(with_id)) is None
 
 
 def test_a_mail_of_nothing_but_trace_fields_keeps_them_in_its_key() -> None:

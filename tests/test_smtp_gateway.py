@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import quopri
 import smtplib
 from dataclasses import replace
@@ -541,6 +542,68 @@ def test_one_mail_through_smtp_and_two_mailboxes_with_filters_stamps_is_one_tick
         assert (copy.outcome, copy.inbound_id) == (Outcome.DUPLICATE, first.inbound_id)
     assert count(InboundMail) == 1 and len(tickets()) == 1
     assert count(OutboxMessage) == 1  # one acknowledgment
+
+
+def _alert(date: str | None = "Mon, 02 Mar 2026 07:59:00 +0000") -> bytes:
+    """Ann's mail as a device writes it: no Message-ID, a Date or none."""
+    mail = message(subject="Toner low", body="Tray 2.", headers={"Date": date} if date else {})
+    del mail["Message-ID"]
+    return mail.as_bytes(policy=SMTP)
+
+
+# The SMTP copy with nothing but Received fields above the author's.
+TRACE_ONLY = (
+    b"Received: from mx1.helpdesk.test (mx1 [10.0.0.1]) by gw; Mon, 2 Mar 2026 08:00:01 +0000\r\n"
+    b"Received: from mail.example.com by mx1.helpdesk.test; Mon, 2 Mar 2026 08:00:00 +0000\r\n"
+)
+
+
+def test_mail_without_message_id_through_smtp_and_mailboxes_with_filter_stamps_is_one_ticket(app, senders):
+    """A mail without Message-ID is keyed by its author's fields and body when it has
+    a Date (docs/mail-gateway.md, "Deduplicate"): the bytes below the leading block of
+    trace fields made the copies whose servers wrote amavis', SpamAssassin's or
+    Gmail's stamps between two Received three mails, three tickets. The same text
+    with another Date is another mail."""
+    first = ingest(TRACE_ONLY + _alert(), _by("ann@example.com"), app.config)
+    assert (first.outcome, first.ticket_number) == (Outcome.CREATED, "TKT-000001")
+    for route in (THROUGH_MAILBOX, THROUGH_GMAIL, THROUGH_SMTP):
+        copy = ingest(route + _alert().replace(b"\r\n", b"\n"), _by("ann@example.com", "imap"), app.config)
+        assert (copy.outcome, copy.inbound_id) == (Outcome.DUPLICATE, first.inbound_id)
+    assert count(InboundMail) == 1 and count(OutboxMessage) == 1  # one acknowledgment
+    next_week = ingest(
+        THROUGH_MAILBOX + _alert("Mon, 09 Mar 2026 07:59:00 +0000"), _by("ann@example.com"), app.config
+    )
+    assert (next_week.outcome, next_week.ticket_number) == (Outcome.CREATED, "TKT-000002")
+    assert len(tickets()) == 2
+
+
+def test_mail_with_neither_message_id_nor_date_is_keyed_by_its_bytes_as_they_came(app, senders):
+    """Without a Date the same text is not the same mail ("Toner low" again next
+    week): only the same bytes are, a retry of the same delivery; another way with
+    other servers' fields makes another ticket, which staff merge."""
+    dateless = TRACE_ONLY + _alert(None)
+    assert ingest(dateless, _by("ann@example.com"), app.config).ticket_number == "TKT-000001"
+    again = ingest(dateless, _by("ann@example.com"), app.config)
+    assert (again.outcome, again.inbound_id) == (Outcome.DUPLICATE, 1)
+    other_way = ingest(THROUGH_MAILBOX + _alert(None), _by("ann@example.com", "imap"), app.config)
+    assert (other_way.outcome, other_way.ticket_number) == (Outcome.CREATED, "TKT-000002")
+    next_week = ingest(dateless.replace(b"Mon, 2 Mar", b"Mon, 9 Mar"), _by("ann@example.com"), app.config)
+    assert (next_week.outcome, next_week.ticket_number) == (Outcome.CREATED, "TKT-000003")
+
+
+def test_a_copy_of_a_mail_recorded_under_its_key_from_before_the_upgrade_is_its_duplicate(app, senders):
+    """Before, a mail without Message-ID was keyed by its bytes below the leading
+    block of trace fields, and stored keys are not rewritten: the mailbox's copy of a
+    mail SMTP brought just before the upgrade, or a retry after it, looks that key up
+    too (docs/mail-gateway.md, "Decisions"), and is no second ticket."""
+    first = ingest(TRACE_ONLY + _alert(), _by("ann@example.com"), app.config)
+    below_trace = _alert().replace(b"\r\n", b"\n").rstrip(b"\n")
+    record = db.session.get(InboundMail, first.inbound_id)
+    record.dedup_key = "sha256:" + hashlib.sha256(below_trace).hexdigest()  # as recorded before
+    db.session.commit()
+    copy = ingest(LMTP + _alert(), _by("ann@example.com", "imap"), app.config)
+    assert (copy.outcome, copy.inbound_id) == (Outcome.DUPLICATE, first.inbound_id)
+    assert count(InboundMail) == 1 and len(tickets()) == 1
 
 
 @pytest.mark.parametrize("stranger_first", [False, True], ids=["alone", "beside a stranger's"])

@@ -14,11 +14,12 @@ body, whatever the servers on its way added); another mail is kept under a key o
 its own beside the first (`beside_key`), which its own retries and copies find
 again (docs/mail-gateway.md, "Duplicates").
 
-The content is the mail as its sender's side wrote it: without the trace and
-delivery fields that receiving servers prepend (RFC 5321 §4.4, RFC 5322 §3.6.7 and
-their kin below), which differ with the way it came (each relay's Received, the
-delivery agent's Return-Path and Delivered-To above a mailbox's copy), and with CRLF
-and LF alike, as SMTP and a mailbox may store it either way.
+The content of a mail without Message-ID is read the same way, when it has a Date:
+the author's fields and the body (`written_hash`), without what receiving servers
+and filters write, wherever they write it (each relay's Received, the delivery
+agent's Return-Path and Delivered-To above a mailbox's copy, amavis' and
+SpamAssassin's stamps between them), CRLF and LF alike, as SMTP and a mailbox may
+store it either way.
 """
 
 from __future__ import annotations
@@ -43,9 +44,8 @@ log = logging.getLogger(__name__)
 MAX_KEY_BYTES = 900
 
 # The fields a receiving server or a forwarding hop writes at the top of a mail it
-# takes in, lower-case. Not the author's: the same mail has other ones, or none,
-# depending on the way it came. A forwarder may DKIM-sign too, and the author's own
-# signature is the same in every copy, so leaving it out changes nothing else.
+# takes in, lower-case: the block of them on top is what the key of a mail without
+# Message-ID left out before it was read by its author's fields (`Keys`).
 TRACE_FIELDS = frozenset(
     {
         b"return-path",  # RFC 5321 §4.4: the final delivery's MAIL FROM
@@ -67,14 +67,17 @@ _NAME_SCAN = 64
 
 
 def dedup_key(mail: InboundMail) -> str:
-    """The normalized Message-ID, or a hash of the content (`content_hash`) when
-    there is none, or of the bytes as they came when there is no Date either.
+    """The normalized Message-ID, or a hash of the content when there is none: of
+    the author's fields and the body (`written_hash`) when the mail has a Date, so
+    that its copies by any way are one mail, whatever the servers on each way wrote
+    into its header; of the bytes as they came when it has no Date.
 
     Without a Date, the same text is not the same mail: a device that writes
     neither field sends "Toner low" again next week, and keyed by its content that
     one would be taken for a duplicate and dropped. Its trace (the relay's Received
     with its time) is then all that tells the two apart; the cost is that such a
     mail through both SMTP and the mailbox makes two tickets, which staff can merge.
+    With a Date, the same text sent on another day is another mail.
 
     The domain part of a Message-ID is case-insensitive, the local part is not. A
     longer id is keyed by its hash, so every key fits the unique index.
@@ -86,29 +89,45 @@ def dedup_key(mail: InboundMail) -> str:
         if len(encoded) <= MAX_KEY_BYTES:
             return key
         return "mid-sha256:" + hashlib.sha256(encoded).hexdigest()
-    return "sha256:" + content_hash(mail.raw)
+    return _content_keys(mail.raw, before_upgrade=False).key
 
 
-def content_hash(raw: bytes) -> str:
-    """SHA-256 (hex) of the mail without its leading trace fields, lines ending in LF,
-    line breaks at the very end left out: the same whichever way the mail came.
+class Keys(NamedTuple):
+    """A mail's `dedup_key`, and the key it had before a mail without Message-ID was
+    keyed by its author's fields, when that was another (a Date, no Message-ID): the
+    hash of its bytes below the block of `TRACE_FIELDS` on top. Not what makes two
+    mails one (`written_hash` is): `ingest` looks it up once, so that a copy of a
+    mail recorded under it is still that mail's duplicate (docs/mail-gateway.md,
+    "Decisions")."""
 
-    Only the block of `TRACE_FIELDS` at the top goes, up to the first other field:
-    a receiving server prepends, and what is below the author's first field is
-    content. Two mails of the same text that differ in Date (sent on two days) are
-    two. Without a Date the same text is not the same mail (a device that writes
-    neither Date nor Message-ID sends "Toner low" again next week; keyed by its
-    content, that one would be dropped as a duplicate), so such a mail, and one of
-    nothing but trace fields, is hashed as it came, trace and all: only a retry of
-    the same delivery is one (the same mail through both SMTP and the mailbox then
-    makes two tickets, which staff can merge). Each line is looked at once (a
-    megabyte of folded Received is one pass).
-    """
-    text = raw.replace(b"\r\n", b"\n").rstrip(b"\r\n")
-    start = _after_trace(text)
-    if not _has_date(text, start):
-        return hashlib.sha256(raw).hexdigest()
-    return hashlib.sha256(text[start:]).hexdigest()
+    key: str
+    before_upgrade: str | None
+
+
+def dedup_keys(mail: InboundMail) -> Keys:
+    """`dedup_key` and the key before the upgrade (`Keys`), reading the header once."""
+    if mail.message_id:
+        return Keys(dedup_key(mail), None)
+    return _content_keys(mail.raw, before_upgrade=True)
+
+
+def _content_keys(raw: bytes, *, before_upgrade: bool) -> Keys:
+    """The keys of a mail without Message-ID (`dedup_key`, `Keys`); the one before the
+    upgrade only when asked for. Each line of the header is looked at once, by
+    `_written`, and those of the trace block on top once more."""
+    text = _lf(raw)
+    written = _written(text)
+    if not any(field.startswith(b"date:") for field in written.fields):
+        return Keys("sha256:" + hashlib.sha256(raw).hexdigest(), None)  # then as now
+    old = None
+    if before_upgrade:
+        old = "sha256:" + hashlib.sha256(memoryview(text)[_after_trace(text) :]).hexdigest()
+    return Keys("sha256:" + _written_digest(text, written), old)
+
+
+def _lf(raw: bytes) -> bytes:
+    """The mail with lines ending in LF and no line break at its very end."""
+    return raw.replace(b"\r\n", b"\n").rstrip(b"\r\n")
 
 
 # The fields that make a mail what its author wrote, lower-case, and those of its
@@ -207,11 +226,18 @@ def written_hash(raw: bytes) -> str:
     tells a second delivery under a used key from another mail (`earlier_delivery`):
     the same mail through SMTP and a mailbox, with whatever the servers on either
     way wrote into its header, is one; another text under its Message-ID is not.
-    With or without a Date (unlike `content_hash`): the key tells mails apart."""
-    text = raw.replace(b"\r\n", b"\n").rstrip(b"\r\n")
-    written = _written(text)
+    With or without a Date: the key tells mails apart (a Message-ID, or the Date's
+    presence for a mail without one, `dedup_key`)."""
+    text = _lf(raw)
+    return _written_digest(text, _written(text))
+
+
+def _written_digest(text: bytes, written: _Written) -> str:
+    """`written_hash` of `text` (lines ending in LF), whose `_written` this is."""
     # No field holds a line break, so the first blank line ends them here too.
-    return hashlib.sha256(b"\n".join(written.fields) + b"\n\n" + text[written.body :]).hexdigest()
+    digest = hashlib.sha256(b"\n".join(written.fields) + b"\n\n")
+    digest.update(memoryview(text)[written.body :])  # the body is not copied
+    return digest.hexdigest()
 
 
 def same_header(one: bytes, other: bytes) -> bool:
@@ -259,18 +285,6 @@ def _field_name(text: bytes, start: int) -> bytes | None:
     """The lower-case name of the field whose line starts at `start`, or None."""
     colon = text.find(b":", start, start + _NAME_SCAN)
     return None if colon < 0 else text[start:colon].rstrip(b" \t").lower()
-
-
-def _has_date(text: bytes, start: int) -> bool:
-    """Whether the header from `start` to its blank line has a Date field."""
-    while start < len(text) and text[start : start + 1] != b"\n":  # a blank line ends the header
-        if text[start : start + 1] not in (b" ", b"\t") and _field_name(text, start) == b"date":
-            return True
-        end = text.find(b"\n", start)
-        if end < 0:
-            return False
-        start = end + 1
-    return False
 
 
 def _after_trace(text: bytes) -> int:

@@ -39,7 +39,14 @@ from helpdesk.clock import database_clock
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
 from helpdesk.inbound import authentication, authorization, automail, matching, storage
-from helpdesk.inbound.dedup import beside_key, beside_of, count_duplicate, dedup_key, earlier_delivery
+from helpdesk.inbound.dedup import (
+    beside_key,
+    beside_of,
+    count_duplicate,
+    dedup_key,
+    dedup_keys,
+    earlier_delivery,
+)
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail, clean, parse, sender_note
 from helpdesk.languages import N_, gettext_in
@@ -156,7 +163,8 @@ def ingest(
         parsed if parsed is not None else parse(raw, MailLimits.from_config(config)), envelope
     )
     session = db.session
-    result, key = _ingest_under(session, mail, dedup_key(mail), envelope, config)
+    keys = dedup_keys(mail)
+    result, key = _ingest_under(session, mail, keys.key, envelope, config, before_upgrade=keys.before_upgrade)
     _deferred.forget(key)
     if result.outcome is Outcome.DUPLICATE:
         count_duplicate(session, envelope.channel)
@@ -212,19 +220,29 @@ def _ingest_under(
     envelope: Envelope,
     config: Mapping[str, Any],
     taken: str = "",
+    *,
+    before_upgrade: str | None = None,
 ) -> tuple[Result, str]:
     """`ingest` under `key`: the result, and the key the mail is recorded under, its
     own beside another mail's when that one holds `key` (`taken`: the reason's words
     for it then). A key beside another is never taken, so this goes one level down
-    at most."""
+    at most. `before_upgrade`: the key the mail had before (`dedup.Keys`), looked up
+    first."""
     try:
         try:
             # No lookup first: the mail's record is inserted before anything else is
             # written, and the dedup key's unique constraint refuses a second delivery
             # (earlier or concurrent) there. A statement saved on every new mail; a
             # duplicate, which is rare, pays for reading what the first one became.
-            result: Result | _Taken = _process_new(session, mail, key, envelope, config, taken)
-            session.commit()
+            # Only a dated mail without Message-ID looks up one key first, the one it
+            # had before the upgrade (docs/mail-gateway.md, "Decisions").
+            before = _recorded_before_upgrade(session, mail, before_upgrade) if before_upgrade else None
+            result: Result | _Taken
+            if before is not None:
+                result = before
+            else:
+                result = _process_new(session, mail, key, envelope, config, taken)
+                session.commit()
         except IntegrityError:
             earlier = _after_duplicate(session, key, mail.raw)
             if earlier is None:
@@ -237,6 +255,19 @@ def _ingest_under(
         _deferred.forget(key)
         return _ingest_under(session, result.noted(mail), result.key, envelope, config, result.reason)
     return result, key
+
+
+def _recorded_before_upgrade(session: Session, mail: InboundMail, old_key: str) -> Result | None:
+    """What became of this mail when a copy of it was recorded under `old_key`, the
+    key it had before (`dedup.Keys`), or None: one lookup, paid by a mail without
+    Message-ID that has a Date alone (docs/mail-gateway.md, "Decisions"). Another
+    mail under that key (a Message-ID written to look like one) is none of this
+    one's: this one is then keyed as any new mail."""
+    previous = _previous(session, old_key, mail.raw)
+    if not isinstance(previous, Result):
+        return None
+    session.rollback()
+    return previous
 
 
 def with_envelope_sender(mail: InboundMail, envelope: Envelope) -> InboundMail:
