@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from helpdesk import addresses
 from helpdesk.models import OutboxMessage
 
 MAC_HEX_DIGITS = 24  # 96 bits
@@ -50,10 +51,12 @@ class Signer:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Signer:
         """A key of its own, derived from SECRET_KEY, so a MAC made here can never be
-        mistaken for a session signature and vice versa."""
+        mistaken for a session signature and vice versa. The domain is kept in its
+        ASCII form (`ascii_domain`): it is written into every Message-ID and greets the
+        relay (EHLO), where nothing else goes."""
         secret = str(config["SECRET_KEY"]).encode()
         key = hmac.new(secret, _KEY_PURPOSE, hashlib.sha256).digest()
-        return cls(key, str(config["MESSAGE_ID_DOMAIN"]).strip().lower().rstrip("."))
+        return cls(key, ascii_domain(str(config["MESSAGE_ID_DOMAIN"])))
 
     def make(self, ticket_id: int, outbox_id: int, recipient: str) -> str:
         """The Message-ID, without angle brackets."""
@@ -79,6 +82,17 @@ class Signer:
     def _mac(self, ticket_id: int, outbox_id: int, recipient: str) -> str:
         message = f"{ticket_id}.{outbox_id}.{recipient.strip().lower()}".encode()
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:MAC_HEX_DIGITS]
+
+
+def ascii_domain(domain: str) -> str:
+    """`MESSAGE_ID_DOMAIN` as mail carries it: lower-case, no final dot, and beyond
+    ASCII in its IDNA form (`helpdesk.bücher.example` → `helpdesk.xn--bcher-kva.example`,
+    `addresses.on_the_wire`), as the default made of an internationalised support
+    domain is. A Message-ID and an EHLO are ASCII only: with the domain as written,
+    every mail failed to render (docs/outbound-mail.md). A domain with no ASCII form
+    stays as written, and the gateway refuses to start with it (`mailgateway.outbound`)."""
+    domain = domain.strip().lower().rstrip(".")
+    return addresses.wire_or_stored(f"x@{domain}").rpartition("@")[2]
 
 
 def sent_row(session: Session, signer: Signer, message_id: str) -> OutboxMessage | None:

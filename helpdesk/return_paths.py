@@ -87,18 +87,22 @@ class Signed(NamedTuple):
 @dataclass(frozen=True)
 class ReturnPaths:
     key: bytes
-    base: str  # the support address the plus-addresses are made of, lower-case
+    base: str  # the support address the plus-addresses are made of, lower-case, as on the wire
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ReturnPaths:
         """The base is `OUTBOUND_FROM`'s address when it is a support address, else the
         first support address: bounces must reach the gateway, and its listener takes
-        only support addresses and their plus-addresses (docs/mail-gateway.md)."""
+        only support addresses and their plus-addresses (docs/mail-gateway.md). It is
+        kept as SMTP carries it (`addresses.on_the_wire`): `MAIL FROM` is ASCII, and a
+        domain beyond ASCII made every mail fail for good (docs/outbound-mail.md);
+        the reports come back to that form, which `parse` knows as ours."""
         secret = str(config["SECRET_KEY"]).encode()
         key = hmac.new(secret, _KEY_PURPOSE, hashlib.sha256).digest()
         support = [addresses.normalize(address) for address in config["SUPPORT_ADDRESSES"]]
         outbound_from = addresses.normalize(parseaddr(str(config["OUTBOUND_FROM"]))[1])
-        return cls(key, outbound_from if outbound_from in support else support[0])
+        base = outbound_from if outbound_from in support else support[0]
+        return cls(key, addresses.wire_or_stored(base))
 
     def make(self, outbox_id: int, recipient: str) -> str:
         """The envelope sender of outbox row `outbox_id` mailed to `recipient` (as stored):

@@ -170,7 +170,9 @@ class Sender(Loop):
         self._test_clock = clock
         self.server = parse_outbound_url(config["OUTBOUND_SMTP_URL"])
         self.composer = Composer(config)
-        _check_outbound_from(self.composer.envelope_from, config["SUPPORT_ADDRESSES"])
+        _check_outbound_from(
+            self.composer.envelope_from, config["SUPPORT_ADDRESSES"], self.composer.signer.domain
+        )
         # Compared by the mailbox they reach (`addresses.is_support_address`).
         self.own_addresses = [*config["SUPPORT_ADDRESSES"], self.composer.envelope_from]
         self.batch_size = int(config["OUTBOUND_BATCH_SIZE"])
@@ -601,18 +603,29 @@ class Sender(Loop):
         return f"{self.server.host}:{self.server.port}" if self.server else "nowhere"
 
 
-def _check_outbound_from(address: str, support: list[str]) -> None:
+def _check_outbound_from(address: str, support: list[str], message_id_domain: str) -> None:
     """OUTBOUND_FROM must be a support address or a plus-address of one: mail to it
     (answers, reports from servers that write to From) must reach the gateway, and
     only those are taken at RCPT by the listener and recognised as our own mail
     when they come back (another address was refused by our own listener, and mail
-    from it opened a ticket). Refusing to start says so at once (docs/operations.md)."""
+    from it opened a ticket). Refusing to start says so at once (docs/operations.md).
+    Our addresses and MESSAGE_ID_DOMAIN (as `message_ids.ascii_domain` keeps it) go
+    out in their ASCII form: one without it could be written into no mail."""
     for ours in (address, support[0]):  # From, and Reply-To's plus-address of the first
         if not addresses.normalize(ours).rpartition("@")[0].isascii():
             raise ConfigurationError(
                 f"{ours} has characters beyond ASCII before the @: our From and Reply-To "
                 "could not be written in mail to an ASCII address; use an ASCII local part"
             )
+        if addresses.on_the_wire(addresses.normalize(ours)) is None:
+            raise ConfigurationError(
+                f"the domain of {ours} has no ASCII form (IDNA) that mail could carry; use a domain with one"
+            )
+    if not message_id_domain.isascii():
+        raise ConfigurationError(
+            f"MESSAGE_ID_DOMAIN {message_id_domain} has no ASCII form (IDNA) that a "
+            "Message-ID or EHLO could carry; use a domain with one"
+        )
     if not addresses.is_support_address(addresses.normalize(address), support):
         raise ConfigurationError(
             f"OUTBOUND_FROM {address} is not one of SUPPORT_ADDRESSES ({', '.join(support)}) "

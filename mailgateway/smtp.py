@@ -32,6 +32,7 @@ from helpdesk import addresses
 from helpdesk.inbound.ingest import Envelope, Outcome, TransientError, ingest
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import clean, header_as_servers_read
+from helpdesk.message_ids import ascii_domain
 from helpdesk.security import limit_key
 from mailgateway.smtp_data import read_data, unstuff
 
@@ -342,13 +343,13 @@ def make_controller(
 ) -> SupportController:
     host, _, port = app.config["SMTP_LISTEN"].rpartition(":")
     handler = handler or SupportHandler(app)
-    # The name in the banner and EHLO reply; without it aiosmtpd asks DNS
-    # (socket.getfqdn) on the event loop for every connection.
+    # The name in the banner and EHLO reply, in its ASCII form (docs/outbound-mail.md);
+    # without it aiosmtpd asks DNS (socket.getfqdn) on the event loop for every connection.
     return SupportController(
         handler,
         hostname=host or "127.0.0.1",
         port=int(port),
-        server_hostname=app.config["MESSAGE_ID_DOMAIN"],
+        server_hostname=ascii_domain(app.config["MESSAGE_ID_DOMAIN"]),
         connections=ConnectionLimits(
             app.config["SMTP_MAX_CONNECTIONS"],
             app.config["SMTP_MAX_CONNECTIONS_PER_IP"],

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import signal
+import smtplib
 import ssl
 import threading
 import time
@@ -1835,6 +1836,77 @@ def test_a_domain_without_an_ascii_form_is_never_mailed(app, service, sink):
     skipped, sent = outbox()
     assert (skipped.state, sent.state) == ("skipped", "sent")
     assert "ASCII form" in skipped.last_error
+
+
+# A support address whose domain is beyond ASCII, and its form on the wire (IDNA).
+IDN_SUPPORT = "support@b\u00fccher.example"
+IDN_SUPPORT_WIRE = "support@xn--bcher-kva.example"
+
+
+def test_an_internationalised_support_domain_goes_out_in_its_ascii_form_and_comes_back_as_ours(
+    app, senders, sink
+):
+    """`support@bücher.example` with MESSAGE_ID_DOMAIN at its default: the return path
+    (MAIL FROM) was built of the raw domain, which smtplib cannot write, and every
+    notification failed for good; the Message-ID could not be written either
+    (docs/outbound-mail.md, "Headers"). Every value we build of our own addresses is
+    now in its ASCII form: the mail goes, a reply to it threads, a bounce to its
+    return path marks its row, and our mail coming back is known as ours."""
+    for gateway in start_gateway(
+        app,
+        SUPPORT_ADDRESSES=[IDN_SUPPORT],
+        OUTBOUND_FROM=f"Helpdesk <{IDN_SUPPORT}>",
+        MESSAGE_ID_DOMAIN="helpdesk.b\u00fccher.example",
+    ):
+        with smtplib.SMTP("127.0.0.1", gateway.port, timeout=30) as client:  # its banner too
+            assert client.ehlo()[1].startswith(b"helpdesk.xn--bcher-kva.example")
+        assert gateway.send(message(to=IDN_SUPPORT_WIRE), rcpt=[IDN_SUPPORT_WIRE])[0] == 250
+        (ack,) = deliver(app, sink)
+        (row,) = outbox()
+        assert row.state == "sent", row.last_error
+        (received,) = sink.received
+        assert received.data.isascii()
+        assert received.mail_from == ReturnPaths.from_config(app.config).make(row.id, "ann@example.com")
+        assert received.mail_from.startswith("support+b-1-")
+        assert received.mail_from.endswith("@xn--bcher-kva.example")
+        assert set(sink.greetings) == {"helpdesk.xn--bcher-kva.example"}  # EHLO
+        assert ack["Message-ID"] == f"<{row.message_id}>"
+        assert row.message_id.endswith("@helpdesk.xn--bcher-kva.example")
+        assert ack["From"] == f"Helpdesk <{IDN_SUPPORT_WIRE}>"
+        assert ack["Reply-To"] == "support+TKT-000001@xn--bcher-kva.example"
+        assert ack["X-Loop"] == IDN_SUPPORT_WIRE
+
+        answer = message(subject="Thanks", in_reply_to=ack["Message-ID"], to=ack["Reply-To"])
+        assert gateway.send(answer, rcpt=[ack["Reply-To"]]) == (250, b"2.0.0 OK appended TKT-000001")
+        assert "by in-reply-to" in last_inbound().reason
+
+        code, text = gateway.send(received.data, mail_from="forwarder@example.com", rcpt=[IDN_SUPPORT_WIRE])
+        assert (code, text) == (250, b"2.0.0 OK ignored")
+        assert last_inbound().reason == "own address"
+        ack.replace_header("From", "ann@example.com")
+        ack.replace_header("Message-ID", "<fwd-1@example.com>")
+        forwarded = gateway.send(ack, mail_from="ann@example.com", rcpt=[IDN_SUPPORT_WIRE])
+        assert forwarded == (250, b"2.0.0 OK ignored")
+        assert last_inbound().reason == "x-loop: own address"
+
+        bounce = corpus_bounce(f"<{row.message_id}>", "ann@example.com", return_path=received.mail_from)
+        code, text = gateway.send(bounce, mail_from="", rcpt=[received.mail_from])
+        assert (code, text) == (250, b"2.0.0 OK ignored")
+        assert "bounce of outbox #1 to ann@example.com" in last_inbound().reason
+        assert outbox()[0].state == "bounced"
+
+
+def test_a_support_domain_or_message_id_domain_without_an_ascii_form_refuses_to_start(app) -> None:  # type: ignore[no-untyped-def]
+    """Nothing could be sent from them: refused at start, as a local part beyond ASCII is."""
+    no_ascii_form = "\u00fc" * 60 + ".example"  # its ASCII form is longer than a label may be
+    app.config.update(SUPPORT_ADDRESSES=[f"support@{no_ascii_form}"], OUTBOUND_FROM="")
+    with pytest.raises(ConfigurationError, match="no ASCII form"):
+        Sender(app)
+    app.config.update(
+        SUPPORT_ADDRESSES=["support@helpdesk.test"], MESSAGE_ID_DOMAIN=f"helpdesk.{no_ascii_form}"
+    )
+    with pytest.raises(ConfigurationError, match="MESSAGE_ID_DOMAIN.*no ASCII form"):
+        Sender(app)
 
 
 # -- the relay: URL, TLS, AUTH ----------------------------------------------------------

@@ -365,7 +365,7 @@ class Composer:
         if auto_submitted:
             message["Auto-Submitted"] = auto_submitted
         message["X-Auto-Response-Suppress"] = "All"
-        message["X-Loop"] = self.support
+        message["X-Loop"] = addresses.wire_or_stored(self.support)
         message.set_content(row.body_text or "")
         if row.body_html:
             message.add_alternative(row.body_html, subtype="html")

@@ -42,12 +42,14 @@ class _Handler:
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
+        self.sink.greetings.append(hostname)
         if self.sink.helo_reply:
             return [self.sink.helo_reply]
         session.host_name = hostname
         return responses
 
     async def handle_HELO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str) -> str:
+        self.sink.greetings.append(hostname)
         if self.sink.helo_reply:
             return self.sink.helo_reply
         session.host_name = hostname
@@ -93,6 +95,7 @@ class Sink:
         self.port = free_port()
         self.options = controller_options
         self.received: list[Received] = []
+        self.greetings: list[str] = []  # the host name of every EHLO and HELO, as sent
         self.refuse_rcpt: dict[str, str] = {}  # address -> reply, e.g. "550 5.1.1 ..."
         self.data_reply: str | None = None  # e.g. "554 5.6.0 ..." for every DATA
         self.helo_reply: str | None = None  # e.g. "550 5.7.1 ..." for every EHLO and HELO
