@@ -10,11 +10,14 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from helpdesk.extensions import db
-from helpdesk.models import OutboxMessage, StaffUser, Ticket, TicketHistory
-from helpdesk.services import TicketsService
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from helpdesk.models import Contact, OutboxMessage, StaffUser, Ticket, TicketHistory
+from helpdesk.services import TicketsService, contacts
 from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.staff import StaffService
+from tests.support.app import Portal
 from tests.support.database import CUSTOMER, open_ticket
+from tests.support.mail import message
 from tests.support.outbox import deliver, text_of
 from tests.support.sink import Sink
 
@@ -70,6 +73,87 @@ def test_escalating_to_someone_records_it_and_mails_them(app, api, agent, second
     assert (third.get_json()["escalation_level"], third.get_json()["escalated_to"]) == ("L3", None)
     assert third.get_json()["assignee"]["id"] == second_level.id
     assert len(db.session.execute(select(OutboxMessage).where(OutboxMessage.kind == "escalation")).all()) == 1
+
+
+TRUSTED = "mx.helpdesk.test"
+
+
+def _escalation_states() -> list[tuple[str, str]]:
+    rows = db.session.execute(
+        select(OutboxMessage.state, OutboxMessage.last_error)
+        .where(OutboxMessage.kind == "escalation")
+        .order_by(OutboxMessage.id)
+    )
+    return [(state, error.split(" ")[0]) for state, error in rows]
+
+
+def _sols_mark(second_level: StaffUser) -> object:
+    db.session.expire_all()
+    return db.session.execute(
+        select(Contact.undeliverable_since).where(Contact.email == second_level.email)
+    ).scalar()
+
+
+def test_a_staff_address_refused_once_is_shown_on_the_mail_page_and_cleared_by_its_proven_mail(
+    app, api, portal, second_level, sink: Sink
+):
+    """One 5.1.1 at RCPT (a directory sync) marks Sol's address undeliverable, and
+    every later escalation to Sol was skipped without a word: Sol's own mail was
+    handled as staff, which never cleared the mark (docs/outbound-mail.md, "Loop
+    rules"). The Mail page says so now, and Sol's mail with proof clears it; a mail
+    merely claiming Sol's address does not."""
+    number = _opened(api)
+    sink.refuse_rcpt[second_level.email] = "550 5.1.1 <sol@helpdesk.test>: unknown (directory sync)"
+    escalate = {"level": "L2", "assignee": second_level.id, "reason": "Three customers on one OLT."}
+    assert api.post(f"/tickets/{number}/escalate", escalate).status_code == 200
+    deliver(app, sink)
+    sink.refuse_rcpt.clear()
+    assert api.post(f"/tickets/{number}/escalate", {**escalate, "level": "L3"}).status_code == 200
+    deliver(app, sink)
+    assert _escalation_states() == [("failed", "550"), ("skipped", "undeliverable")]
+    page = portal.get("/mail").get_data(as_text=True)
+    assert "Alerts to these staff members are not mailed" in page
+    assert "Sol Segundo &lt;sol@helpdesk.test&gt;: marked undeliverable since" in page
+    assert "1 alert skipped since." in page
+
+    app.config.update(TRUSTED_AUTHSERV_ID=TRUSTED)
+    envelope = Envelope(second_level.email, ("support@helpdesk.test",), "smtp")
+    claimed = message(sender=second_level.email, subject=f"Re: [{number}] Caída en Col. Roma", body="Mine.")
+    ingest(claimed.as_bytes(), envelope, app.config)
+    db.session.commit()
+    assert _sols_mark(second_level) is not None  # no proof: anyone may write a From
+    claimed["Authentication-Results"] = f"{TRUSTED}; dmarc=pass header.from=helpdesk.test"
+    claimed.replace_header("Message-ID", "<sol-2@helpdesk.test>")
+    assert ingest(claimed.as_bytes(), envelope, app.config).outcome is Outcome.APPENDED
+    db.session.commit()
+    assert _sols_mark(second_level) is None
+    assert "Alerts to these staff members" not in portal.get("/mail").get_data(as_text=True)
+    again = _opened(api)
+    assert api.post(f"/tickets/{again}/escalate", escalate).status_code == 200
+    assert [mail["Subject"] for mail in deliver(app, sink) if second_level.email in mail["To"]] == [
+        f"[{again}] Escalated: Caída en Col. Roma"
+    ]
+
+
+def test_an_admin_clears_a_staff_addresss_undeliverable_mark_on_the_staff_page(
+    app, admin_portal, agent, second_level
+):
+    contacts.mark_undeliverable(db.session, second_level.email)
+    db.session.commit()
+    page = admin_portal.get("/admin/staff").get_data(as_text=True)
+    assert "alerts are not mailed" in page and f"/admin/staff/{second_level.id}/deliverable" in page
+    clear = f"/admin/staff/{second_level.id}/deliverable"
+    assert admin_portal.post(clear, csrf=False).status_code == 400
+    as_agent = Portal(app.test_client())
+    assert as_agent.login(agent.email, "agent-password-1").status_code == 302
+    assert as_agent.post(clear).status_code == 403
+    assert _sols_mark(second_level) is not None
+    done = admin_portal.post(clear, page="/admin/staff")
+    assert done.status_code == 302
+    assert _sols_mark(second_level) is None
+    page = admin_portal.get("/admin/staff").get_data(as_text=True)
+    assert "Alerts to sol@helpdesk.test are mailed again." in page
+    assert "alerts are not mailed" not in page
 
 
 def test_escalating_to_oneself_mails_nobody(api, agent):

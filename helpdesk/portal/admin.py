@@ -16,7 +16,9 @@ from helpdesk.models import Integration, StaffUser
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
+from helpdesk.services import contacts
 from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.mailflow import unmailed_staff
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
@@ -59,7 +61,13 @@ def remove_sender() -> ResponseReturnValue:
 @login_required("admin")
 def staff() -> ResponseReturnValue:
     users = db.session.execute(select(StaffUser).order_by(StaffUser.name)).scalars().all()
-    return render_template("portal/staff.html", nav="staff", users=users, roles=v.ROLES)
+    return render_template(
+        "portal/staff.html",
+        nav="staff",
+        users=users,
+        roles=v.ROLES,
+        undeliverable={member.email: member.since for member in unmailed_staff(db.session)},
+    )
 
 
 @bp.post("/admin/staff")
@@ -123,6 +131,21 @@ def reset_staff_password(user_id: int) -> ResponseReturnValue:
     password = StaffService(db.session).reset_password(user)
     db.session.commit()
     return _show_password(gettext("Password reset"), user, password)
+
+
+@bp.post("/admin/staff/<int(max=2147483647):user_id>/deliverable")
+@login_required("admin")
+def clear_staff_undeliverable(user_id: int) -> ResponseReturnValue:
+    """Mail to this staff member works again: their alerts are mailed from now on
+    (docs/outbound-mail.md, "Loop rules")."""
+    user = _staff_member(user_id)
+
+    def clear() -> str:
+        if contacts.clear_undeliverable(db.session, user.email):
+            return gettext("Alerts to %(email)s are mailed again.", email=user.email)
+        return gettext("%(email)s was not marked undeliverable.", email=user.email)
+
+    return perform(clear, url_for("portal.staff"))
 
 
 def _role(role: str) -> str:

@@ -24,7 +24,7 @@ from helpdesk.portal import bp
 from helpdesk.portal.charts import Series, daily_chart
 from helpdesk.portal.session import actor, login_required
 from helpdesk.services import visibility
-from helpdesk.services.mailflow import mail_flow
+from helpdesk.services.mailflow import mail_flow, unmailed_staff
 from helpdesk.services.stats import ticket_stats
 from helpdesk.services.trends import Trends, daily_trends
 from helpdesk.vocabulary import CHANNELS, INBOUND_OUTCOMES
@@ -174,4 +174,10 @@ def mail() -> ResponseReturnValue:
     flow = mail_flow(
         db.session, stuck_after=cfg["IMAP_STUCK_AFTER"], backlog_after=cfg["OUTBOX_BACKLOG_AFTER"]
     )
-    return render_template("portal/mail.html", nav="mail", flow=flow, outcomes=INBOUND_OUTCOMES)
+    return render_template(
+        "portal/mail.html",
+        nav="mail",
+        flow=flow,
+        outcomes=INBOUND_OUTCOMES,
+        unmailed_staff=unmailed_staff(db.session),
+    )

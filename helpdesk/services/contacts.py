@@ -386,6 +386,23 @@ def mark_undeliverable(session: Session, email: str) -> Contact:
     return contact
 
 
+def clear_undeliverable(session: Session, address: str) -> bool:
+    """Mail to `address` works again: notifications go to it from now on. Whether it
+    was marked. For a staff address, which `heard_from` never sees (a staff member's
+    mail is no customer's): their own mail with proof (`TicketsService.add_message`,
+    the `email` channel) and an admin (the Staff page) clear it. Nothing did, and
+    one 5.1.1 refusal during a directory sync silenced every later escalation and
+    SLA alert to them (docs/outbound-mail.md, "Loop rules")."""
+    cleared = session.scalars(
+        update(Contact)
+        .where(Contact.email == addresses.normalize(address), Contact.undeliverable_since.is_not(None))
+        .values(undeliverable_since=None)
+        .returning(Contact.id)
+        .execution_options(synchronize_session="fetch")
+    ).all()
+    return bool(cleared)
+
+
 def heard_from(contact: Contact, channel: str) -> None:
     """The customer wrote by `channel` (a ticket's channel). Mail from the address
     itself proves it works again (a full mailbox emptied, a typo fixed by the

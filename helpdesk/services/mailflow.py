@@ -20,7 +20,17 @@ from sqlalchemy.orm import Session
 
 from helpdesk import vocabulary as v
 from helpdesk.clock import database_now
-from helpdesk.models import ImapMailboxState, InboundDuplicates, InboundMail, OutboxMessage
+from helpdesk.models import (
+    Contact,
+    ImapMailboxState,
+    InboundDuplicates,
+    InboundMail,
+    OutboxMessage,
+    StaffUser,
+)
+
+# How the sender's refusal of a row to a marked address begins (`mailgateway.outbound`).
+UNDELIVERABLE_REASON = "undeliverable since"
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,52 @@ def mail_flow(
         outbox_backed_up=oldest is not None and oldest < moment - backlog_after,
         moment=moment,
     )
+
+
+@dataclass(frozen=True)
+class UnmailedStaff:
+    """An active staff member whose address is marked undeliverable: their alerts
+    (escalations, SLA alerts and digests) are skipped, `skipped` of them since the mark."""
+
+    staff_id: int
+    name: str
+    email: str
+    since: datetime
+    skipped: int
+
+
+def unmailed_staff(session: Session) -> list[UnmailedStaff]:
+    """Active staff whose alerts are not mailed because a bounce (or a 5.1.x refusal
+    at RCPT) marked their address undeliverable (docs/outbound-mail.md, "Loop rules").
+    Skipped silently, such an alert was a breach nobody heard of; the Mail page shows
+    each, with the count of alerts skipped since the mark."""
+    marked = session.execute(
+        select(StaffUser.id, StaffUser.name, StaffUser.email, Contact.undeliverable_since)
+        .join(Contact, Contact.email == StaffUser.email)
+        .where(StaffUser.is_active.is_(True), Contact.undeliverable_since.is_not(None))
+        .order_by(StaffUser.name, StaffUser.id)
+    ).all()
+    if not marked:
+        return []
+    skipped = dict(
+        session.execute(
+            select(OutboxMessage.to_address, func.count(OutboxMessage.id))
+            .join(Contact, Contact.email == OutboxMessage.to_address)
+            .where(
+                OutboxMessage.to_address.in_([email for _, _, email, _ in marked]),
+                OutboxMessage.kind.in_(v.STAFF_NOTIFICATION_KINDS),
+                OutboxMessage.state == "skipped",
+                OutboxMessage.last_error.startswith(UNDELIVERABLE_REASON, autoescape=True),
+                OutboxMessage.claimed_at >= Contact.undeliverable_since,
+            )
+            .group_by(OutboxMessage.to_address)
+        ).all()
+    )
+    return [
+        UnmailedStaff(staff_id, name, email, since, int(skipped.get(email, 0)))
+        for staff_id, name, email, since in marked
+        if since is not None
+    ]
 
 
 def _inbound(session: Session, since: datetime | None) -> dict[str, dict[str, int]]:
