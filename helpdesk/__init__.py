@@ -30,6 +30,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
         languages,
         limit_storage,
         metrics,
+        numbering,
         portal,
         request_size,
         security,
@@ -39,6 +40,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     from helpdesk.extensions import csrf, db, limiter, migrate
 
     database.init_app(app)
+    numbering.init_app(app)
     sla.init_app(app)
     migrate.init_app(
         app,

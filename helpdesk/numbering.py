@@ -12,19 +12,25 @@ PostgreSQL) and callers commit right after it.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import ColumnDefault, Dialect, Integer, Table, Text, TextualSelect, column, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ClauseElement
 
+from config import ConfigurationError
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.models import Ticket, TicketCounter
 
 COUNTER_ID = 1
+# What a TICKET_PREFIX may hold (`check_prefix`): RFC 5322 atext that a URL path
+# carries as it is, and dots, single ones (a dot-atom).
+_PREFIX_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.")
 # How long PostgreSQL lets a session that took a number say nothing before it ends
 # the session (docs/numbering.md, "A host that freezes"): between the numbering
 # statement and the commit nothing runs, so silence that long is a frozen host.
@@ -33,6 +39,28 @@ COUNTER_IDLE_LIMIT_MS = 10_000
 _TAKE = text(
     "UPDATE ticket_counter SET next_value = next_value + 1 WHERE id = :counter RETURNING next_value - 1"
 )
+
+
+def check_prefix(prefix: str) -> None:
+    """Refuse a `TICKET_PREFIX` a ticket number cannot carry everywhere it goes
+    (docs/operations.md): ASCII letters, digits, `-`, `_` and single dots only. The
+    number is the detail of our Reply-To (`support+TKT-000078@`), which RFC 5322
+    writes unquoted only as a dot-atom: with `Case `, mail clients read the address
+    as `"support+Case 000078"@…` and our listener refused the customers' replies
+    (550 5.1.1). It is also a path in the portal's links (`/tickets/TKT-000078`),
+    where `#`, `/`, `?` or `%` end or change the path, and a plain-text link ends at
+    a space."""
+    if prefix.isascii() and _PREFIX_CHARACTERS.issuperset(prefix) and ".." not in prefix:
+        return
+    raise ConfigurationError(
+        f"TICKET_PREFIX {prefix!r} must be ASCII letters, digits, '-', '_' or single dots (such as "
+        "TKT- or INC.): the ticket number goes into our Reply-To address (support+TKT-000078@…) "
+        "and into portal links, which cannot carry a space or other characters unquoted"
+    )
+
+
+def init_app(app: Flask) -> None:
+    check_prefix(app.config["TICKET_PREFIX"])
 
 
 def format_number(number: int, prefix: str, width: int) -> str:

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
+from config import ConfigurationError
 from helpdesk import numbering
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.extensions import db
@@ -143,6 +144,23 @@ def test_display_number_uses_configured_prefix_and_width(database_url):
         assert service.get("hd-1").id == ticket.id
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("prefix", ["Case ", "Ticket#", "T/", "Nº-", "INC..", "T?"])
+def test_a_ticket_prefix_our_reply_to_or_portal_links_cannot_carry_is_refused_at_start(database_url, prefix):
+    """`Case ` made the Reply-To `support+Case 000001@…`, which mail clients read as
+    `"support+Case 000001"@…`, and the gateway refused every customer's reply to it
+    (550 5.1.1); `#`, `/` and `?` break the portal link in every mail
+    (docs/operations.md)."""
+    from tests.support.app import make_app
+
+    with pytest.raises(ConfigurationError, match="TICKET_PREFIX"):
+        make_app(database_url, TICKET_PREFIX=prefix)
+
+
+@pytest.mark.parametrize("prefix", ["TKT-", "INC.", "hd_", "T1-", ""])
+def test_a_ticket_prefix_of_letters_digits_dashes_underscores_and_dots_is_taken(prefix):
+    numbering.check_prefix(prefix)
 
 
 def test_nothing_runs_between_taking_a_number_and_the_commit(service, backend):
