@@ -76,6 +76,7 @@ def test_every_staff_page_requires_login(client, path):
         "/admin/senders/remove",
         "/admin/staff",
         "/admin/staff/1/active",
+        "/admin/staff/1/deliverable",
         "/tickets/new",
     ],
 )
