@@ -215,6 +215,12 @@ class _Flight:
     answers: bool  # it has thread signs: it answers a ticket
 
 
+class ServerFault(IMAPClientError):
+    """The server left a message it still lists out of a FETCH answer, or refused to
+    move one: the pass ends, and the message is tried again after the backoff, its
+    attempts counted (docs/mail-gateway.md)."""
+
+
 class LeaseLost(Exception):
     """Another gateway holds the mailbox now (this one stalled past its lease), or
     may: the lease ran out before it could be renewed."""
@@ -371,7 +377,9 @@ class ImapPoller(Loop):
         what was committed) when the database cannot be reached, `LeaseLost` (moving
         nothing) when another gateway holds the mailbox now, and the server's
         error when a fetch fails (the next pass narrows it down to one message, which
-        is filed as failed once FETCH_ATTEMPTS fetches of it alone failed).
+        is filed as failed once FETCH_ATTEMPTS fetches of it alone failed), or
+        `ServerFault` when its answer left out a message it still lists (counted as
+        such a failure).
         """
         results: list[tuple[int, Result]] = []
         while not self.stopping.is_set():
@@ -386,12 +394,19 @@ class ImapPoller(Loop):
             sizes = {
                 uid: int(data[b"RFC822.SIZE"])
                 for uid, data in self._fetch(client, uids, ["RFC822.SIZE"]).items()
+                if b"RFC822.SIZE" in data
             }
-            for batch in _batches([uid for uid in uids if uid in sizes], sizes):
+            # A UID the answer left out and still listed is not passed: the mail before
+            # it is taken, then the pass ends, to ask for it alone after the backoff.
+            kept = self._left_out(client, [uid for uid in uids if uid not in sizes])
+            before = min(kept, default=uids[-1] + 1)
+            for batch in _batches([uid for uid in uids if uid in sizes and uid < before], sizes):
                 self._check_lease()
                 results.extend(self._process_batch(client, batch, sizes))
                 if self.stopping.is_set():
                     break
+            if kept:
+                raise ServerFault(f"{self.source.key}: the server's answer left out UID {kept[0]}")
         self._save_state(success=True)
         return results
 
@@ -419,6 +434,9 @@ class ImapPoller(Loop):
             # Its header only, and at most MAX_HEADER_BYTES of it: a mail without a
             # blank line is all header.
             fetched.update(self._fetch(client, large, [f"BODY.PEEK[HEADER]<0.{self.limits.header_bytes}>"]))
+        # Dovecot answers NIL for a message another client expunged meanwhile; a server
+        # may also leave one out. Gone, it is passed; still listed, it is not.
+        kept = self._left_out(client, [uid for uid in batch if _content(fetched.get(uid)) is None])
         results: dict[int, Result] = {}
         error: BaseException | None = None
         with ThreadPoolExecutor(self.threads, thread_name_prefix="imap-ingest") as pool:
@@ -439,14 +457,15 @@ class ImapPoller(Loop):
                     if self.stopping.is_set() or error is not None or self.lease_lost.is_set():
                         break
                     data = fetched.get(uid)
-                    if data is None:  # expunged by someone else meanwhile
+                    content = _content(data)
+                    if content is None:  # gone, or left out (counted by `_left_out`)
                         continue
-                    if b"BODY[]" not in data:  # too big: only its header was fetched
+                    if uid in large:  # too big: only its header was fetched
                         settle()
                         if error is None:
-                            results[uid] = self._refuse(uid, data, sizes[uid])
+                            results[uid] = self._refuse(uid, content, sizes[uid])
                         continue
-                    raw = bytes(data[b"BODY[]"] or b"")
+                    raw = content
                     try:
                         envelope = envelope_from_headers(raw, self.limits, self.max_recipients)
                         mail = parse(raw, self.limits)
@@ -495,10 +514,12 @@ class ImapPoller(Loop):
         self._move(
             client, [uid for uid in batch if uid in results and results[uid].failed], self.failed_folder
         )
-        for uid in batch:  # past every UID whose mail was committed (or had vanished)
-            if uid not in results and uid in fetched:
+        for uid in batch:  # past every UID whose mail was committed (or is gone)
+            if uid not in results and (uid in kept or _content(fetched.get(uid)) is not None):
                 break
             self.last_uid = max(self.last_uid, uid)
+        if error is None and kept:
+            error = ServerFault(f"{self.source.key}: the server's answer left out UID {kept[0]}")
         if error is not None:
             raise error
         return [(uid, results[uid]) for uid in batch if uid in results]
@@ -514,6 +535,29 @@ class ImapPoller(Loop):
             if len(uids) == 1:
                 self.fetch_failures.setdefault(uids[0], []).append(str(exc))
             raise
+
+    def _left_out(self, client: IMAPClient, uids: list[int]) -> list[int]:
+        """Of `uids`, which a FETCH answer left out or answered NIL, those the server
+        still lists (UID SEARCH): each counts as a failed fetch of it alone, and is
+        fetched alone from now on. The others are gone: another client expunged them
+        meanwhile (docs/mail-gateway.md)."""
+        if not uids:
+            return []
+        listed = set(client.search(["UID", ",".join(map(str, uids))]))
+        kept = [uid for uid in uids if uid in listed]
+        for uid in kept:
+            log.warning(
+                "%s: the server's FETCH answer left out UID %s, still in the mailbox", self.source.key, uid
+            )
+            self.fetch_failures.setdefault(uid, []).append("the server's FETCH answer left it out")
+            self.one_at_a_time_until = max(self.one_at_a_time_until, uid)
+        if len(kept) < len(uids):
+            log.info(
+                "%s: UIDs %s are gone (expunged by another client meanwhile)",
+                self.source.key,
+                ", ".join(str(uid) for uid in uids if uid not in listed),
+            )
+        return kept
 
     def _give_up(self, client: IMAPClient, uid: int) -> Result:
         """File the message of `uid`, the first one waiting, that its server failed
@@ -541,11 +585,8 @@ class ImapPoller(Loop):
         with self.app.app_context():
             return ingest(raw, envelope, self.app.config, parsed=mail)
 
-    def _refuse(self, uid: int, data: Mapping[bytes, Any], size: int) -> Result:
+    def _refuse(self, uid: int, head: bytes, size: int) -> Result:
         """Record a mail over MAX_MESSAGE_BYTES by the part of its header fetched."""
-        # imapclient names a partial fetch's answer with its origin: BODY[HEADER]<0>.
-        parts = [value for name, value in data.items() if name.startswith(b"BODY[HEADER]")]
-        head = bytes(parts[0] or b"") if parts else b""
         try:
             envelope = envelope_from_headers(head, self.limits, self.max_recipients)
             with self.app.app_context():
@@ -813,6 +854,16 @@ def _batches(uids: list[int], sizes: Mapping[int, int]) -> Iterator[list[int]]:
         total += size
     if batch:
         yield batch
+
+
+def _content(data: Mapping[bytes, Any] | None) -> bytes | None:
+    """The message (or header) a FETCH answer holds; None when it holds none: left
+    out, or NIL. imapclient names a partial fetch's answer with its origin, as
+    `BODY[]<0>` or `BODY[HEADER]<0>`."""
+    for name, value in (data or {}).items():
+        if name.startswith(b"BODY[") and value is not None:
+            return bytes(value)
+    return None
 
 
 def _mail_announced(client: IMAPClient) -> bool:

@@ -597,6 +597,35 @@ def test_a_lone_message_the_server_cannot_read_is_filed_as_failed_too(app, sende
     assert sorted(db.session.execute(select(InboundMail.outcome)).scalars()) == ["created", "quarantined"]
 
 
+def test_mail_another_client_expunges_during_a_batch_is_passed_not_quarantined(
+    app, senders, mailbox, monkeypatch
+):
+    """Another client expunges UIDs 2 and 4 between the poller's size FETCH and its
+    body FETCH. Dovecot answers `BODY[] NIL` for a message another session expunged
+    that this one was not told of yet: it was quarantined as "empty message" and
+    filed as failed, and the second was a duplicate of the first."""
+    mailbox.append(*(raw(i, "busy", sender=f"u{i}@corp.example") for i in range(1, 7)))
+    poller = poller_for(app, mailbox)
+    fetch, expunged = poller._fetch, []
+
+    def fetch_after_another_client(client, uids, items):  # type: ignore[no-untyped-def]
+        if "RFC822.SIZE" not in items and not expunged:
+            with mailbox.client() as other:
+                other.select_folder(mailbox.folder)
+                expunged.extend(other.delete_messages([2, 4]))
+                other.expunge()
+        return fetch(client, uids, items)
+
+    monkeypatch.setattr(poller, "_fetch", fetch_after_another_client)
+    results = drain(poller)
+    assert [uid for uid, _result in results] == [1, 3, 5, 6] and set(outcomes(results)) == {"created"}
+    assert expunged and db.session.execute(select(func.count(QuarantineItem.id))).scalar_one() == 0
+    assert (
+        mailbox.count() == 0 and mailbox.count(mailbox.failed) == 0 and mailbox.count(mailbox.processed) == 4
+    )
+    assert db.session.execute(select(ImapMailboxState.last_uid)).scalar_one() == 6
+
+
 def test_uidvalidity_change_rescans_without_duplicates(app, senders, mailbox):
     first = [raw(i, "validity") for i in range(3)]
     mailbox.append(*first)

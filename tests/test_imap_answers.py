@@ -1,0 +1,141 @@
+"""The IMAP poller against answers a real Dovecot never gives (tests/support/scriptedimap.py):
+a FETCH answer that leaves a message out, a FETCH that hangs or resets the connection,
+a MOVE refused for one message, a message longer than the size announced for it.
+
+What must hold whatever the server answers (docs/mail-gateway.md, "The IMAP poller"):
+no message still in the mailbox is passed unless its outcome was committed, or it
+was quarantined, or it was filed with a log line; one bad message holds back the
+mail after it for its bounded attempts only; memory stays within MAX_MESSAGE_BYTES.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from email.policy import SMTP as SMTP_POLICY
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from helpdesk.extensions import db
+from helpdesk.models import ImapMailboxState, QuarantineItem
+from mailgateway.imap import ImapPoller, parse_imap_urls
+from tests.support.database import tickets
+from tests.support.mail import message
+from tests.support.scriptedimap import ScriptedImap, Session
+
+REFUSED = b" NO [SERVERBUG] Internal error occurred.\r\n"
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedImap]]:
+    servers: list[ScriptedImap] = []
+
+    def start(messages: list[bytes], **script: object) -> ScriptedImap:
+        servers.append(ScriptedImap(messages, **script))  # type: ignore[arg-type]
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def raw(i: int, body: str = "") -> bytes:
+    return message(
+        subject=f"Mail {i}", body=body or f"Body {i}", message_id=f"<scripted-{i}@client.example>"
+    ).as_bytes(policy=SMTP_POLICY)
+
+
+def poller_for(app: Flask, server: ScriptedImap, **config: object) -> ImapPoller:
+    app.config.update(
+        {
+            "IMAP_PROCESSED_FOLDER": "Processed",
+            "IMAP_FAILED_FOLDER": "Failed",
+            "IMAP_POLL_SECONDS": 1,
+            **config,
+        }
+    )
+    (source,) = parse_imap_urls(server.url())
+    return ImapPoller(app, source, threading.Event(), max_backoff=0.5)
+
+
+def passes(poller: ImapPoller, count: int) -> list[Exception]:
+    """`count` passes, each on a connection of its own, as the poller's loop makes
+    them after an error (without its backoff); the errors it would note and retry."""
+    errors: list[Exception] = []
+    for _ in range(count):
+        db.session.rollback()  # hold no SQLite lock while the poller writes
+        assert poller.claim()
+        try:
+            with poller.connect() as client:
+                poller.prepare(client)
+                poller.drain(client)
+        except poller.failed_quietly as exc:
+            errors.append(exc)
+        finally:
+            poller.release()
+    db.session.expire_all()
+    return errors
+
+
+def last_uid() -> int:
+    return db.session.execute(select(ImapMailboxState.last_uid)).scalar_one()
+
+
+def answered_without(session: Session, tag: bytes, uids: list[int], items: str, left_out: int) -> None:
+    session.send(session.fetched([uid for uid in uids if uid != left_out], items) + tag + b" OK done\r\n")
+
+
+@pytest.mark.parametrize("times", [1, 99])
+def test_a_message_a_fetch_answer_leaves_out_is_taken_later_or_filed_never_passed(
+    app, senders, scripted, caplog, times
+):
+    """The server answers a FETCH of UIDs 1-3 with OK but no UID 2, still in the
+    mailbox. It was taken as expunged by another client: the poller went past it,
+    and it was never taken nor logged."""
+    left_out: list[list[int]] = []
+
+    def fetch(session: Session, tag: bytes, uids: list[int], items: str) -> bool:
+        if "BODY" not in items or 2 not in uids or len(left_out) >= times:
+            return False
+        left_out.append(uids)
+        answered_without(session, tag, uids, items, 2)
+        return True
+
+    server = scripted([raw(1), raw(2), raw(3)], fetch=fetch)
+    caplog.set_level(logging.WARNING, "mailgateway.imap")
+    passes(poller_for(app, server), 4)
+    assert server.messages == {} and last_uid() == 2  # UID 3 was moved out before it
+    assert "UID 2" in caplog.text and "left out" in caplog.text
+    if times == 1:
+        assert server.folders == {"Processed": [1, 3, 2]} and len(tickets()) == 3
+        assert db.session.execute(select(func.count(QuarantineItem.id))).scalar_one() == 0
+    else:
+        assert left_out == [[1, 2, 3], [2]]  # FETCH_ATTEMPTS, the second time alone
+        assert server.folders == {"Processed": [1, 3], "Failed": [2]} and len(tickets()) == 2
+        item = db.session.execute(select(QuarantineItem)).scalar_one()
+        assert "UID 2" in item.reason and "left it out" in item.reason
+
+
+def test_a_message_the_size_answer_leaves_out_is_filed_after_its_attempts(app, senders, scripted):
+    """The server lists UID 3 but leaves it out of every RFC822.SIZE answer. The pass
+    had no batch for it and searched again at once, without end: a hundred SEARCHes a
+    second, and UID 3 never taken."""
+
+    def fetch(session: Session, tag: bytes, uids: list[int], items: str) -> bool:
+        if "RFC822.SIZE" not in items:
+            return False
+        if sum("RFC822.SIZE" in command for command in server.commands) > 10:
+            poller.stopping.set()  # the old poller asked without end
+        answered_without(session, tag, uids, items, 3)
+        return True
+
+    server = scripted([raw(1), raw(2), raw(3)], fetch=fetch)
+    poller = poller_for(app, server)
+    passes(poller, 4)
+    assert not poller.stopping.is_set()
+    assert server.folders == {"Processed": [1, 2], "Failed": [3]} and server.messages == {}
+    assert sum("RFC822.SIZE" in command for command in server.commands) == 2
+    assert "left it out" in db.session.execute(select(QuarantineItem.reason)).scalar_one()
