@@ -525,15 +525,18 @@ class ImapPoller(Loop):
         return [(uid, results[uid]) for uid in batch if uid in results]
 
     def _fetch(self, client: IMAPClient, uids: list[int], items: list[str]) -> dict[int, dict[bytes, Any]]:
-        """`client.fetch`; when the server fails it, the next pass asks for each of
-        `uids` alone, and a failure of one alone is noted against it. Raised either
-        way: a server may close the connection with it (Dovecot does)."""
+        """`client.fetch`; when it fails, the next pass asks for each of `uids` alone,
+        and a failure of one alone is noted against it: the server's error, or the
+        connection's (a FETCH that times out, or that the server answers by resetting
+        the connection, fails the same way each time). Raised either way: a server may
+        close the connection with it (Dovecot does)."""
         try:
             return client.fetch(uids, items)
-        except IMAPClientError as exc:
+        except _CONNECTION_ERRORS as exc:
             self.one_at_a_time_until = max(self.one_at_a_time_until, uids[-1])
             if len(uids) == 1:
-                self.fetch_failures.setdefault(uids[0], []).append(str(exc))
+                said = str(exc) if isinstance(exc, IMAPClientError) else f"{type(exc).__name__}: {exc}"
+                self.fetch_failures.setdefault(uids[0], []).append(said)
             raise
 
     def _left_out(self, client: IMAPClient, uids: list[int]) -> list[int]:

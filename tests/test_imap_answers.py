@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState, QuarantineItem
+from mailgateway import imap
 from mailgateway.imap import ImapPoller, parse_imap_urls
 from tests.support.database import tickets
 from tests.support.mail import message
@@ -139,3 +140,29 @@ def test_a_message_the_size_answer_leaves_out_is_filed_after_its_attempts(app, s
     assert server.folders == {"Processed": [1, 2], "Failed": [3]} and server.messages == {}
     assert sum("RFC822.SIZE" in command for command in server.commands) == 2
     assert "left it out" in db.session.execute(select(QuarantineItem.reason)).scalar_one()
+
+
+@pytest.mark.parametrize("how", ["hang", "reset"])
+def test_a_message_whose_fetch_hangs_or_resets_the_connection_is_filed_and_the_rest_goes_on(
+    app, senders, scripted, monkeypatch, how
+):
+    """A FETCH of UID 2 never answered (the socket's timeout ends it) or answered by a
+    TCP reset. Only the server's error words were counted against a message: these
+    reconnected and fetched the same batch again on every pass, and nothing was ever
+    taken."""
+
+    def fetch(session: Session, tag: bytes, uids: list[int], items: str) -> bool:
+        if "BODY" not in items or 2 not in uids:
+            return False
+        if how == "reset":
+            session.reset()
+        return True  # unanswered
+
+    monkeypatch.setattr(imap, "SOCKET_TIMEOUT", 0.3)
+    server = scripted([raw(1), raw(2), raw(3)], fetch=fetch)
+    errors = passes(poller_for(app, server), 5)
+    assert len(errors) == 3
+    assert server.folders == {"Processed": [1, 3], "Failed": [2]} and server.messages == {}
+    assert len(tickets()) == 2 and last_uid() == 3
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert "UID 2" in item.reason
