@@ -79,7 +79,7 @@ from typing import Any, NoReturn
 
 from flask import Flask
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -119,6 +119,9 @@ PENDING_CHUNK = 500
 # Fetches of one message that may fail before it is filed as failed: as with a mail
 # the database keeps failing on (helpdesk.inbound.ingest), the second failure parks it.
 FETCH_ATTEMPTS = 2
+# Refused moves of one committed message before the poller goes past it, leaving it
+# in the mailbox: found again, it would only be a duplicate (docs/mail-gateway.md).
+MOVE_ATTEMPTS = 2
 BATCH_BYTES = 32 * 1024 * 1024
 IDLE_RENEW_SECONDS = 540  # under 10 minutes
 SOCKET_TIMEOUT = 60.0
@@ -264,6 +267,8 @@ class ImapPoller(Loop):
         # fetch of several failed: the server does not say which one it failed on.
         self.fetch_failures: dict[int, list[str]] = {}
         self.one_at_a_time_until = 0
+        # Refused moves of one message alone, by UIDVALIDITY and UID (`_move`).
+        self.move_refusals: dict[tuple[int | None, int], int] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = float(config["IMAP_LEASE_SECONDS"])
         # Set by the renewing thread (or a check before a move) when another gateway
@@ -506,20 +511,28 @@ class ImapPoller(Loop):
             # the new holder, whose pass finds what was committed here a duplicate.
             self._confirm_lease()
         # Only what `ingest` committed is moved; on TransientError the rest stays.
-        self._move(
+        refused = self._move(
             client,
             [uid for uid in batch if uid in results and not results[uid].failed],
             self.processed_folder,
-        )
-        self._move(
+        ) + self._move(
             client, [uid for uid in batch if uid in results and results[uid].failed], self.failed_folder
         )
-        for uid in batch:  # past every UID whose mail was committed (or is gone)
+        # A committed mail the server would not move is passed once it refused
+        # MOVE_ATTEMPTS times (found again, it would be a duplicate), never before.
+        unmoved = [uid for uid in refused if not self._may_pass_unmoved(uid)]
+        for uid in batch:  # past every UID whose mail was committed and moved (or is gone)
             if uid not in results and (uid in kept or _content(fetched.get(uid)) is not None):
                 break
+            if uid in unmoved:
+                break
             self.last_uid = max(self.last_uid, uid)
-        if error is None and kept:
-            error = ServerFault(f"{self.source.key}: the server's answer left out UID {kept[0]}")
+        if error is None and (kept or unmoved):
+            error = ServerFault(
+                f"{self.source.key}: the server's answer left out UID {kept[0]}"
+                if kept
+                else f"{self.source.key}: the server refused to move UID {unmoved[0]}"
+            )
         if error is not None:
             raise error
         return [(uid, results[uid]) for uid in batch if uid in results]
@@ -569,10 +582,14 @@ class ImapPoller(Loop):
         place = f"{self.source.key}, UIDVALIDITY {self.uidvalidity}, UID {uid}"
         self._confirm_lease()
         with self.app.app_context():
-            result = quarantine_unfetchable(place, self.fetch_failures[uid])
-        log.error("%s: UID %s could not be fetched; filed in %s", self.source.key, uid, self.failed_folder)
+            result = quarantine_unfetchable(place, self.fetch_failures[uid])  # once: keyed by the place
         self._confirm_lease()
-        self._move(client, [uid], self.failed_folder)
+        if not self._move(client, [uid], self.failed_folder):
+            log.error(
+                "%s: UID %s could not be fetched; filed in %s", self.source.key, uid, self.failed_folder
+            )
+        elif not self._may_pass_unmoved(uid):
+            raise ServerFault(f"{self.source.key}: the server refused to move UID {uid}")
         del self.fetch_failures[uid]
         self.last_uid = uid
         return result
@@ -607,9 +624,52 @@ class ImapPoller(Loop):
         with self.app.app_context():
             return quarantine_unread(raw, "imap", exc)
 
-    def _move(self, client: IMAPClient, uids: list[int], folder: str) -> None:
+    def _move(self, client: IMAPClient, uids: list[int], folder: str) -> list[int]:
+        """Move `uids` to `folder`; the UIDs the server refused to move (NO or BAD),
+        each counted against its message. When it refuses several, each is moved
+        alone, so one message it will not move holds back no other. A failure of the
+        connection is raised: what moved is unknown, and all is found again."""
         if not uids:
-            return
+            return []
+        try:
+            self._move_now(client, uids, folder)
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError as exc:
+            if len(uids) == 1:
+                key = (self.uidvalidity, uids[0])
+                self.move_refusals[key] = self.move_refusals.get(key, 0) + 1
+                log.warning(
+                    "%s: the server refused to move UID %s to %s: %s", self.source.key, uids[0], folder, exc
+                )
+                return uids
+            log.warning(
+                "%s: the server refused to move %s messages (%s); moving each alone",
+                self.source.key,
+                len(uids),
+                exc,
+            )
+            return [uid for uid in uids if self._move(client, [uid], folder)]
+        for uid in uids:
+            self.move_refusals.pop((self.uidvalidity, uid), None)
+        return []
+
+    def _may_pass_unmoved(self, uid: int) -> bool:
+        """Whether the poller may go past the message of `uid`, whose outcome it has
+        recorded, though the server refused to move it: after MOVE_ATTEMPTS refusals,
+        with a line in the log; it stays in the mailbox."""
+        if self.move_refusals.get((self.uidvalidity, uid), 0) < MOVE_ATTEMPTS:
+            return False
+        log.error(
+            "%s: the server refused %s times to move UID %s; its outcome is recorded, and it stays in the "
+            "mailbox, passed by the poller",
+            self.source.key,
+            MOVE_ATTEMPTS,
+            uid,
+        )
+        return True
+
+    def _move_now(self, client: IMAPClient, uids: list[int], folder: str) -> None:
         if client.has_capability("MOVE"):
             client.move(uids, folder)
             return

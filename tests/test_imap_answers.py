@@ -20,7 +20,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from helpdesk.extensions import db
-from helpdesk.models import ImapMailboxState, QuarantineItem
+from helpdesk.models import ImapMailboxState, InboundMail, QuarantineItem
 from mailgateway import imap
 from mailgateway.imap import ImapPoller, parse_imap_urls
 from tests.support.database import tickets
@@ -166,3 +166,48 @@ def test_a_message_whose_fetch_hangs_or_resets_the_connection_is_filed_and_the_r
     assert len(tickets()) == 2 and last_uid() == 3
     item = db.session.execute(select(QuarantineItem)).scalar_one()
     assert "UID 2" in item.reason
+
+
+def test_a_message_the_server_will_not_move_does_not_hold_back_the_mail_after_it(
+    app, senders, scripted, monkeypatch, caplog
+):
+    """The server takes every command but a MOVE of UID 2. The batch's move failed
+    before the poller went past any of it: each pass ingested that batch again (as
+    duplicates) and no later batch was ever taken."""
+
+    def move(session: Session, tag: bytes, uids: list[int], folder: str) -> bool:
+        if 2 in uids:
+            session.send(tag + REFUSED)
+            return True
+        return False
+
+    monkeypatch.setattr(imap, "BATCH_MESSAGES", 2)
+    server = scripted([raw(i) for i in range(1, 6)], move=move)
+    caplog.set_level(logging.WARNING, "mailgateway.imap")
+    errors = passes(poller_for(app, server), 3)
+    assert len(errors) == 1  # once more after a backoff, then passed
+    assert server.folders == {"Processed": [1, 3, 4, 5]} and list(server.messages) == [2]
+    assert len(tickets()) == 5 and last_uid() == 5
+    assert "UID 2" in caplog.text and "stays in the mailbox" in caplog.text
+    assert db.session.execute(select(func.count(InboundMail.id))).scalar_one() == 5
+
+
+def test_a_message_that_can_be_neither_fetched_nor_moved_is_never_said_filed(app, senders, scripted, caplog):
+    """FETCH and MOVE of UID 2 both refused (a store that must read a message to copy
+    it): it was logged "filed in Failed" before its move failed, and given up on again
+    on every pass while the mail after it waited."""
+
+    def refuse(session: Session, tag: bytes, uids: list[int], items: str) -> bool:
+        if 2 not in uids or "RFC822.SIZE" in items:
+            return False
+        session.send(tag + REFUSED)
+        return True
+
+    server = scripted([raw(1), raw(2), raw(3)], fetch=refuse, move=refuse)
+    caplog.set_level(logging.INFO, "mailgateway.imap")
+    passes(poller_for(app, server), 6)
+    assert server.folders == {"Processed": [1, 3]} and list(server.messages) == [2]
+    assert "filed in" not in caplog.text
+    assert "UID 2" in caplog.text and "stays in the mailbox" in caplog.text
+    assert db.session.execute(select(QuarantineItem.reason)).scalar_one().startswith("could not be fetched")
+    assert len(tickets()) == 2 and last_uid() == 3
