@@ -123,6 +123,8 @@ FETCH_ATTEMPTS = 2
 # in the mailbox: found again, it would only be a duplicate (docs/mail-gateway.md).
 MOVE_ATTEMPTS = 2
 BATCH_BYTES = 32 * 1024 * 1024
+# The longest literal accepted in an answer that should hold none (a size answer).
+UNASKED_LITERAL_BYTES = 64 * 1024
 IDLE_RENEW_SECONDS = 540  # under 10 minutes
 SOCKET_TIMEOUT = 60.0
 # Errors of the connection or the server: reconnect after a backoff.
@@ -434,7 +436,9 @@ class ImapPoller(Loop):
         large = [uid for uid in batch if sizes[uid] > self.max_bytes]
         fetched: dict[int, dict[bytes, Any]] = {}
         if small:
-            fetched.update(self._fetch(client, small, ["BODY.PEEK[]"]))
+            # At most one byte past the cap: the size a server announces may be wrong
+            # (Exchange's are), and a mail that is longer is too big, whatever it said.
+            fetched.update(self._fetch(client, small, [f"BODY.PEEK[]<0.{self.max_bytes + 1}>"]))
         if large:
             # Its header only, and at most MAX_HEADER_BYTES of it: a mail without a
             # blank line is all header.
@@ -465,10 +469,11 @@ class ImapPoller(Loop):
                     content = _content(data)
                     if content is None:  # gone, or left out (counted by `_left_out`)
                         continue
-                    if uid in large:  # too big: only its header was fetched
+                    if uid in large or len(content) > self.max_bytes:  # too big: refused by its header
                         settle()
                         if error is None:
-                            results[uid] = self._refuse(uid, content, sizes[uid])
+                            head = _head(content, self.limits.header_bytes)
+                            results[uid] = self._refuse(uid, head, max(sizes[uid], len(content)))
                         continue
                     raw = content
                     try:
@@ -544,7 +549,8 @@ class ImapPoller(Loop):
         the connection, fails the same way each time). Raised either way: a server may
         close the connection with it (Dovecot does)."""
         try:
-            return client.fetch(uids, items)
+            with _literals_within(client, _longest_literal(items)):
+                return client.fetch(uids, items)
         except _CONNECTION_ERRORS as exc:
             self.one_at_a_time_until = max(self.one_at_a_time_until, uids[-1])
             if len(uids) == 1:
@@ -917,6 +923,50 @@ def _batches(uids: list[int], sizes: Mapping[int, int]) -> Iterator[list[int]]:
         total += size
     if batch:
         yield batch
+
+
+def _longest_literal(items: list[str]) -> int:
+    """The longest literal an answer to a FETCH of `items` (the poller's own) may
+    hold: the N of a partial fetch (`BODY.PEEK[]<0.N>`), else a size answer's none,
+    with room for what a server adds unasked."""
+    asked = [int(item.rpartition(".")[2].rstrip(">")) for item in items if item.endswith(">")]
+    return max(asked, default=UNASKED_LITERAL_BYTES)
+
+
+@contextmanager
+def _literals_within(client: IMAPClient, each: int) -> Iterator[None]:
+    """Refuse, unread, a literal in an answer longer than `each` bytes, or past
+    BATCH_BYTES + `each` in all: imaplib reads (and first allocates) a literal of
+    whatever size the server announces, and a server may announce or send more than
+    it was asked for. The refusal is the connection's failure (`IMAPClientAbortError`):
+    the rest of the answer is never read (docs/mail-gateway.md)."""
+    imap = client._imap
+    read = imap.read
+    left = BATCH_BYTES + each
+
+    def bounded(size: int) -> bytes:
+        nonlocal left
+        most = min(each, left)
+        if size > most:
+            raise IMAPClientAbortError(
+                f"the server sent a literal of {size} bytes where at most {most} were asked for"
+            )
+        left -= size
+        return bytes(read(size))
+
+    imap.read = bounded
+    try:
+        yield
+    finally:
+        del imap.read  # the class's own again
+
+
+def _head(data: bytes, most: int) -> bytes:
+    """The header of a mail that begins with `data`: up to its first blank line (the
+    line included), at most `most` bytes. A mail without one is all header."""
+    data = data[:most]
+    ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := data.find(blank)) >= 0]
+    return data[: min(ends)] if ends else data
 
 
 def _content(data: Mapping[bytes, Any] | None) -> bytes | None:

@@ -211,3 +211,34 @@ def test_a_message_that_can_be_neither_fetched_nor_moved_is_never_said_filed(app
     assert "UID 2" in caplog.text and "stays in the mailbox" in caplog.text
     assert db.session.execute(select(QuarantineItem.reason)).scalar_one().startswith("could not be fetched")
     assert len(tickets()) == 2 and last_uid() == 3
+
+
+@pytest.mark.parametrize("partial", [True, False])
+def test_a_message_longer_than_its_announced_size_is_bounded_by_max_message_bytes(
+    app, senders, scripted, partial
+):
+    """The server announces 300 bytes and has 200 KB (MAX_MESSAGE_BYTES 4000). The
+    poller checked the announced size and read, stored and ingested the whole mail
+    (40 MB under a 1 MB cap in the review). It asks for MAX_MESSAGE_BYTES + 1 bytes
+    now: a server that sends that much has a mail too big; one that sends more than
+    it was asked for (`partial=False`) is not read at all."""
+    big = raw(1, "x" * 200_000)
+
+    def fetch(session: Session, tag: bytes, uids: list[int], items: str) -> bool:
+        if "RFC822.SIZE" in items:
+            session.send(b"* 1 FETCH (UID 1 RFC822.SIZE 300)\r\n" + tag + b" OK done\r\n")
+        else:
+            session.send(session.fetched(uids, items, partial=partial) + tag + b" OK done\r\n")
+        return True
+
+    server = scripted([big], fetch=fetch)
+    passes(poller_for(app, server, MAX_MESSAGE_BYTES=4000), 3)
+    assert server.folders == {"Failed": [1]} and tickets() == []
+    if partial:
+        record = db.session.execute(select(InboundMail)).scalar_one()
+        assert record.outcome == "rejected" and record.size > 4000 and "larger than" in record.reason
+        assert b"Subject: Mail 1" in record.raw and b"xxxx" not in record.raw
+    else:
+        item = db.session.execute(select(QuarantineItem)).scalar_one()
+        assert "UID 1" in item.reason and "where at most 4001 were asked for" in item.reason
+        assert all(len(raw) <= 4001 for raw in db.session.execute(select(InboundMail.raw)).scalars())
