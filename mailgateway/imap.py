@@ -407,6 +407,7 @@ class ImapPoller(Loop):
             # it is taken, then the pass ends, to ask for it alone after the backoff.
             kept = self._left_out(client, [uid for uid in uids if uid not in sizes])
             before = min(kept, default=uids[-1] + 1)
+            passed = self.last_uid
             for batch in _batches([uid for uid in uids if uid in sizes and uid < before], sizes):
                 self._check_lease()
                 results.extend(self._process_batch(client, batch, sizes))
@@ -414,6 +415,8 @@ class ImapPoller(Loop):
                     break
             if kept:
                 raise ServerFault(f"{self.source.key}: the server's answer left out UID {kept[0]}")
+            if self.last_uid == passed:  # all gone, though listed: searched again next pass, not now
+                break
         self._save_state(success=True)
         return results
 

@@ -142,6 +142,28 @@ def test_a_message_the_size_answer_leaves_out_is_filed_after_its_attempts(app, s
     assert "left it out" in db.session.execute(select(QuarantineItem.reason)).scalar_one()
 
 
+def test_a_server_listing_a_message_it_then_calls_gone_is_not_searched_without_end(app, senders, scripted):
+    """The server lists a UID 3 in the mailbox's SEARCH that it has not: no size for
+    it, and a SEARCH of UID 3 alone finds nothing. The pass searched again at once
+    without end, as for a size left out."""
+
+    def search(session: Session, tag: bytes, found: list[int], criteria: str) -> bool:
+        if criteria == "UID 3":
+            return False  # the honest answer: no UID 3
+        if sum("SEARCH" in command for command in server.commands) > 10:
+            poller.stopping.set()  # the old poller searched without end
+        session.send(
+            b"* SEARCH " + b" ".join(b"%d" % uid for uid in [*found, 3]) + b"\r\n" + tag + b" OK done\r\n"
+        )
+        return True
+
+    server = scripted([raw(1), raw(2)], search=search)
+    poller = poller_for(app, server)
+    assert passes(poller, 1) == []
+    assert not poller.stopping.is_set() and sum("SEARCH" in command for command in server.commands) == 4
+    assert server.folders == {"Processed": [1, 2]} and last_uid() == 2
+
+
 @pytest.mark.parametrize("how", ["hang", "reset"])
 def test_a_message_whose_fetch_hangs_or_resets_the_connection_is_filed_and_the_rest_goes_on(
     app, senders, scripted, monkeypatch, how

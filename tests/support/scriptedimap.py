@@ -5,8 +5,8 @@ claims one size and sends another, nor refuses to move one message of several.
 Other servers and middleboxes do (docs/mail-gateway.md, "The IMAP poller"). This
 server speaks just enough IMAP4rev1 for the poller (LOGIN, LIST, CREATE, SELECT,
 UID SEARCH, UID FETCH, UID MOVE, NOOP, LOGOUT) over plain sockets, one thread per
-connection, and a test scripts the odd answer: `fetch` and `move` get the command
-and return True once they answered it themselves. Everything Dovecot can show is
+connection, and a test scripts the odd answer: `search`, `fetch` and `move` get the
+command and return True once they answered it themselves. Everything Dovecot can show is
 tested against Dovecot (tests/test_imap.py).
 """
 
@@ -93,7 +93,8 @@ class Session(socketserver.StreamRequestHandler):
             )
         elif verb == "UID SEARCH":
             found = _matching(words[2:], sorted(server.messages))
-            self.send(b"* SEARCH " + " ".join(map(str, found)).encode() + b"\r\n" + done)
+            if not server.search(self, tag.encode(), found, " ".join(words[2:])):
+                self.send(b"* SEARCH " + " ".join(map(str, found)).encode() + b"\r\n" + done)
         elif verb == "UID FETCH":
             uids, items = [int(uid) for uid in words[2].split(",")], " ".join(words[3:])
             if not server.fetch(self, tag.encode(), uids, items):
@@ -133,7 +134,8 @@ def _matching(criteria: list[str], uids: list[int]) -> list[int]:
 
 class ScriptedImap(socketserver.ThreadingTCPServer):
     """`messages` get UIDs 1, 2, …; `folders` holds the UIDs moved to each folder;
-    `fetch` and `move` script their commands. Serves until `stop`."""
+    `search` (given the UIDs an honest server would list), `fetch` and `move` script
+    their commands. Serves until `stop`."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -142,6 +144,7 @@ class ScriptedImap(socketserver.ThreadingTCPServer):
         self,
         messages: list[bytes],
         *,
+        search: Script = _unanswered,
         fetch: Script = _unanswered,
         move: Script = _unanswered,
         capabilities: bytes = b"UIDPLUS MOVE",
@@ -151,6 +154,7 @@ class ScriptedImap(socketserver.ThreadingTCPServer):
         self.folders: dict[str, list[int]] = {}
         self.commands: list[str] = []
         self.fetch = fetch
+        self.search = search
         self.move = move
         self.capabilities = capabilities
         threading.Thread(target=self.serve_forever, name="scripted-imap", daemon=True).start()
