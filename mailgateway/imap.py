@@ -79,7 +79,7 @@ from typing import Any, NoReturn
 
 from flask import Flask
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -160,8 +160,15 @@ class MailboxSource:
 
     @property
     def key(self) -> str:
-        """Names the mailbox in logs and in the database; no password."""
-        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+        """Names the mailbox in logs and in the database (its lease); no password.
+        INBOX in any case is one mailbox (RFC 3501 §5.1), so it has one key."""
+        return f"{self.username}@{self.host}:{self.port}/{_mailbox_name(self.folder)}"
+
+
+def _mailbox_name(folder: str) -> str:
+    """`folder` as the server names it: INBOX is case-insensitive, every other name
+    is not. ASCII only: Python upper-cases a dotless ı to I (docs/mail-gateway.md)."""
+    return "INBOX" if folder.isascii() and folder.upper() == "INBOX" else folder
 
 
 def parse_imap_urls(value: str) -> list[MailboxSource]:
@@ -187,7 +194,7 @@ def _parse_url(url: str) -> MailboxSource:
         port=parsed.port,
         username=parsed.username or "",
         password=parsed.password or "",
-        folder=parsed.path or "INBOX",
+        folder=_mailbox_name(parsed.path or "INBOX"),
         tls=parsed.tls,
         starttls=parsed.starttls,
     )
@@ -328,7 +335,7 @@ class ImapPoller(Loop):
         try:
             if source.starttls:
                 client.starttls(ssl.create_default_context())
-            client.login(source.username, source.password)
+            self._login(client)
         except BaseException:
             try:
                 client.shutdown()
@@ -336,6 +343,22 @@ class ImapPoller(Loop):
                 log.debug("%s: socket already closed", source.key)
             raise  # the reason it failed (a certificate, a password), not the cleanup's
         return client
+
+    def _login(self, client: IMAPClient) -> None:
+        """LOGIN with the user name quoted too (imaplib quotes the password only: a
+        user name with a space was a BAD command). LOGIN's strings are ASCII, so other
+        credentials go by AUTHENTICATE PLAIN in UTF-8 (RFC 4616) where the server
+        offers it, and fail with the reason where it does not (docs/mail-gateway.md)."""
+        source = self.source
+        if source.username.isascii() and source.password.isascii():
+            client.login(_quoted(source.username), source.password)
+        elif client.has_capability("AUTH=PLAIN"):
+            client.plain_login(source.username, source.password)
+        else:
+            raise LoginError(
+                f"{source.key}: the server offers no AUTHENTICATE PLAIN, and LOGIN cannot send "
+                "a user name or password that is not ASCII"
+            )
 
     def prepare(self, client: IMAPClient) -> None:
         """Create the folders, select the mailbox and check UIDVALIDITY (raises
@@ -980,6 +1003,12 @@ def _content(data: Mapping[bytes, Any] | None) -> bytes | None:
         if name.startswith(b"BODY[") and value is not None:
             return bytes(value)
     return None
+
+
+def _quoted(text: str) -> str:
+    """An IMAP quoted string (RFC 3501 §4.3) of ASCII `text` without line ends (the
+    URL's reader refuses control characters)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _mail_announced(client: IMAPClient) -> bool:

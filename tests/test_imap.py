@@ -26,7 +26,8 @@ from functools import partial
 import pytest
 import time_machine
 from flask import Flask
-from imapclient.exceptions import IMAPClientError
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
 from sqlalchemy import exc, func, select, text, update
 
 from helpdesk.clock import now
@@ -47,7 +48,7 @@ from mailgateway.imap import (
 from tests.support.app import reset_database
 from tests.support.corpus import CORPUS, SAMPLES, corpus, on_the_wire
 from tests.support.database import refused_as_unreachable, tickets
-from tests.support.dovecotserver import TestMailbox
+from tests.support.dovecotserver import ACCOUNTS, TestMailbox
 from tests.support.gateway_process import refused_start, start
 from tests.support.mail import message, start_gateway
 from tests.support.pgserver import free_port
@@ -157,6 +158,37 @@ def test_imap_urls_are_read_with_their_options() -> None:
 def test_bad_imap_urls_are_refused_with_a_reason(url: str, complaint: str) -> None:
     with pytest.raises(InvalidImapUrl, match=complaint):
         parse_imap_urls(url)
+
+
+def test_inbox_is_one_mailbox_however_it_is_spelled(app, senders, dovecot_server):
+    """IMAP names INBOX case-insensitively (RFC 3501 §5.1): `.../inbox` and
+    `.../INBOX` were two keys, so `IMAP_URL` could name the mailbox twice and two
+    pollers held two leases on it at once. Other names keep their case, and a
+    dotless ı, which Python upper-cases to I, names another mailbox."""
+    user = "inbox-case@helpdesk.test"
+    urls = [dovecot_server.url(name, user=user) for name in ("INBOX", "inbox", "Inbox")]
+    with pytest.raises(InvalidImapUrl, match="twice"):
+        parse_imap_urls(f"{urls[0]} {urls[1]}")
+    sources = [source for url in urls for source in parse_imap_urls(url)]
+    assert {source.key for source in sources} == {f"{user}@127.0.0.1:{dovecot_server.port}/INBOX"}
+    assert MailboxSource("h", 143, "u", "p", "iNbOx", tls=False, starttls=False).key == "u@h:143/INBOX"
+    for other in ("Support", "\u0131nbox", "INBOX/Sub"):
+        assert parse_imap_urls(dovecot_server.url(other, user=user))[0].key.endswith(f"/{other}")
+    app.config.update(IMAP_PROCESSED_FOLDER="Processed", IMAP_FAILED_FOLDER="Failed")
+    lower, title = (ImapPoller(app, source, threading.Event(), max_backoff=0.5) for source in sources[1:])
+    with dovecot_server.client(user) as client:
+        client.append("INBOX", raw(1, "inbox-case"))
+    db.session.rollback()
+    assert lower.claim()
+    try:
+        assert not title.claim(), "a second poller took the same mailbox"
+        with lower.connect() as client:
+            lower.prepare(client)
+            assert outcomes(lower.drain(client)) == ["created"]
+    finally:
+        lower.release()
+    db.session.expire_all()
+    assert db.session.execute(select(ImapMailboxState.key)).scalars().all() == [sources[0].key]
 
 
 def test_gateway_refuses_to_start_with_a_bad_imap_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -964,6 +996,44 @@ def test_tls_connections_are_verified_and_work(app, senders, mailbox, dovecot_se
     mailbox.append(raw(1, tls))
     assert outcomes(drain(poller)) == ["created"]
     assert mailbox.message_ids(mailbox.processed) == [f"{tls}-1@client.example"]
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        "umlaut@helpdesk.test",  # pässwörd: UnicodeEncodeError, with its traceback, at every retry
+        "help desk@helpdesk.test",  # the user name went unquoted: BAD
+        "jürgen@helpdesk.test",
+    ],
+)
+def test_credentials_login_cannot_carry_log_in(app, dovecot_server, user):
+    """The percent-encoding of `IMAP_URL` carries any user name and password; LOGIN
+    does not (imaplib quotes the password only, and sends ASCII only). A user name
+    is quoted, and credentials that are not ASCII go by AUTHENTICATE PLAIN in UTF-8
+    (RFC 4616), which Dovecot offers."""
+    (source,) = parse_imap_urls(dovecot_server.url("INBOX", user=user))
+    assert (source.username, source.password) == (user, ACCOUNTS[user])
+    app.config.update(IMAP_PROCESSED_FOLDER="Processed", IMAP_FAILED_FOLDER="Failed")
+    poller = ImapPoller(app, source, threading.Event(), max_backoff=0.5)
+    with poller.connect() as client:
+        assert client.select_folder("INBOX")[b"UIDVALIDITY"]
+
+
+def test_credentials_that_are_not_ascii_without_authenticate_plain_fail_quietly_saying_why(
+    app, dovecot_server, monkeypatch
+):
+    """A server without AUTH=PLAIN leaves LOGIN, which cannot send them: a login
+    failure naming the reason, noted and retried as a connection failure (no
+    traceback at every retry, no command sent)."""
+    (source,) = parse_imap_urls(dovecot_server.url("INBOX", user="umlaut@helpdesk.test"))
+    offered = IMAPClient.capabilities
+    monkeypatch.setattr(
+        IMAPClient, "capabilities", lambda self: tuple(c for c in offered(self) if c != b"AUTH=PLAIN")
+    )
+    poller = ImapPoller(app, source, threading.Event(), max_backoff=0.5)
+    with pytest.raises(LoginError, match="AUTHENTICATE PLAIN") as refused:
+        poller.connect()
+    assert isinstance(refused.value, ImapPoller.failed_quietly)
 
 
 def test_several_mailboxes_are_polled_side_by_side(app, senders, dovecot_server):

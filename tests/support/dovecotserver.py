@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from tests.support.pgserver import free_port
 from tests.support.tls import OpensslMissing, self_signed_certificate
@@ -22,6 +23,16 @@ from tests.support.waiting import wait_until
 
 USER = "support@helpdesk.test"
 PASSWORD = "secret"
+# Accounts with their own INBOX, written when the server starts (Dovecot looks at its
+# passwd-file at most once a second, so one added later may be missed): credentials
+# LOGIN cannot carry as they are, and one for a test of INBOX itself.
+ACCOUNTS = {
+    USER: PASSWORD,
+    "umlaut@helpdesk.test": "pässwörd",
+    "help desk@helpdesk.test": 'a"b\\c',
+    "jürgen@helpdesk.test": "secret",
+    "inbox-case@helpdesk.test": "secret",
+}
 
 
 class DovecotUnavailable(RuntimeError):
@@ -40,6 +51,9 @@ ssl_key = <{root}/tls/key.pem
 ssl_dh = </usr/share/dovecot/dh.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# User names a real server may have (a space, ü): Dovecot's default
+# allows letters, digits and .-_@ only.
+auth_username_chars =
 mail_location = maildir:{root}/mail/%u/Maildir
 first_valid_uid = 1
 mail_max_userip_connections = 100
@@ -85,7 +99,10 @@ class DovecotServer:
             (self.root / name).mkdir()
         self._make_certificate()
         shutil.chown(self.root / "mail", "nobody", "nogroup")
-        (self.root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
+        (self.root / "users").write_text(
+            "".join(f"{user}:{{PLAIN}}{password}::::::\n" for user, password in ACCOUNTS.items()),
+            encoding="utf-8",
+        )
         self.config.write_text(CONFIG.format(root=self.root, port=self.port, tls_port=self.tls_port))
         self.resume()
         return self
@@ -142,14 +159,22 @@ class DovecotServer:
         except OpensslMissing as exc:
             raise DovecotUnavailable(str(exc)) from None
 
-    def url(self, mailbox: str = "INBOX", tls: str = "") -> str:
+    def url(self, mailbox: str = "INBOX", tls: str = "", *, user: str = USER) -> str:
         """`imap://` (plain), with `tls="starttls"` upgraded, or `tls="imaps"` on the
-        TLS port."""
-        user = USER.replace("@", "%40")
+        TLS port; as `user` (one of ACCOUNTS), percent-encoded."""
+        credentials = f"{quote(user, safe='')}:{quote(ACCOUNTS[user], safe='')}"
         if tls == "imaps":
-            return f"imaps://{user}:{PASSWORD}@127.0.0.1:{self.tls_port}/{mailbox}"
+            return f"imaps://{credentials}@127.0.0.1:{self.tls_port}/{mailbox}"
         query = "?starttls=true" if tls == "starttls" else ""
-        return f"imap://{user}:{PASSWORD}@127.0.0.1:{self.port}/{mailbox}{query}"
+        return f"imap://{credentials}@127.0.0.1:{self.port}/{mailbox}{query}"
+
+    def client(self, user: str = USER):  # type: ignore[no-untyped-def]
+        """A logged-in client as `user` (ASCII credentials: LOGIN)."""
+        from imapclient import IMAPClient
+
+        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=30)
+        client.login(user, ACCOUNTS[user])
+        return client
 
     def _wait_listening(self) -> None:
         import socket
