@@ -434,6 +434,7 @@ class ImapPoller(Loop):
             for batch in _batches([uid for uid in uids if uid in sizes and uid < before], sizes):
                 self._check_lease()
                 results.extend(self._process_batch(client, batch, sizes))
+                self._save_state(success=True)  # where it got to: a long backlog is no stuck mailbox
                 if self.stopping.is_set():
                     break
             if kept:
@@ -913,8 +914,10 @@ class ImapPoller(Loop):
         return bool(written)
 
     def _save_state(self, *, success: bool, error: str = "") -> None:
-        """Record a pass (or its error) on the mailbox, as its holder only: a poller that
-        lost the lease must not set back the new holder's `last_uid`."""
+        """Record a pass or a batch of one (or its error) on the mailbox, as its holder
+        only: a poller that lost the lease must not set back the new holder's
+        `last_uid`. A committed batch stamps a success, so the health check does not
+        call a mailbox stuck while it takes a backlog longer than `IMAP_STUCK_AFTER`."""
         try:
             if success:
                 values: dict[str, object] = {"last_uid": self.last_uid}

@@ -38,6 +38,7 @@ from helpdesk.inbound.parser import InboundMail as ParsedMail
 from helpdesk.models import ImapMailboxState, InboundMail, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
 from mailgateway import imap
+from mailgateway.health import check
 from mailgateway.imap import (
     ImapPoller,
     InvalidImapUrl,
@@ -588,6 +589,33 @@ def test_a_backlog_longer_than_a_command_line_is_taken_a_bounded_chunk_at_a_time
     assert uids == list(range(1, len(uids) + 1))
     assert mailbox.count(mailbox.processed) == len(results)
     assert db.session.execute(select(ImapMailboxState.last_uid)).scalar_one() == uids[-1]
+
+
+def test_a_mailbox_draining_a_backlog_is_healthy_from_its_first_batch(app, senders, mailbox, monkeypatch):
+    """The last good poll was stamped only when a whole pass ended: a poller taking
+    a backlog for longer than `IMAP_STUCK_AFTER` was reported stuck all along. Each
+    committed batch records where it got to (one write per batch)."""
+    app.config.update(IMAP_URL=mailbox.url, IMAP_STUCK_AFTER=timedelta(minutes=5), SMTP_LISTEN="127.0.0.1:1")
+    mailbox.deliver(*raw_many(4, "backlog", "customer{i}@corp.example"))
+    poller = poller_for(app, mailbox)
+    monkeypatch.setattr(imap, "BATCH_MESSAGES", 2)
+    db.session.rollback()
+    assert poller.claim()
+    db.session.execute(update(ImapMailboxState).values(last_success_at=now() - timedelta(hours=1)))
+    db.session.commit()
+    seen: list[tuple[bool, int]] = []
+    process_batch = poller._process_batch
+
+    def observed(client, batch, sizes):  # type: ignore[no-untyped-def]
+        (finding,) = [f for f in check(app) if f.part.startswith("mailbox")]
+        seen.append((finding.healthy, db.session.execute(select(ImapMailboxState.last_uid)).scalar_one()))
+        db.session.rollback()
+        return process_batch(client, batch, sizes)
+
+    monkeypatch.setattr(poller, "_process_batch", observed)
+    poller.release()
+    assert outcomes(drain(poller)) == ["created"] * 4
+    assert seen == [(False, 0), (True, 2)], "stuck an hour until the first batch, then healthy"
 
 
 def test_a_message_the_server_cannot_read_is_filed_as_failed_and_the_rest_goes_on(
