@@ -127,6 +127,15 @@ BATCH_BYTES = 32 * 1024 * 1024
 UNASKED_LITERAL_BYTES = 64 * 1024
 IDLE_RENEW_SECONDS = 540  # under 10 minutes
 SOCKET_TIMEOUT = 60.0
+# SOCKET_TIMEOUT bounds each recv, so a server dripping its answer a byte at a time
+# holds a read for ever. Each read of an answer (a line; a literal, at
+# READ_BYTES_PER_SECOND at least) must also end within READ_SECONDS of its start,
+# and within STOP_GRACE_SECONDS of a stop: past that the lease thread, which looks
+# every WATCH_SECONDS, cuts the connection (docs/mail-gateway.md).
+READ_SECONDS = 2 * SOCKET_TIMEOUT
+READ_BYTES_PER_SECOND = 16 * 1024
+STOP_GRACE_SECONDS = 2.0
+WATCH_SECONDS = 1.0
 # Errors of the connection or the server: reconnect after a backoff.
 _CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
 # The database away or busy: no connection from the pool in time, or a statement
@@ -243,6 +252,8 @@ class ImapPoller(Loop):
 
     # The database or the server away: noted on the mailbox's state, then retried.
     failed_quietly = (TransientError, *_DATABASE_ERRORS, LeaseLost, *_CONNECTION_ERRORS)
+    # The reads of the connection `connect` made last, watched by the lease thread.
+    reads: _ReadWatch | None = None
 
     def __init__(
         self,
@@ -332,6 +343,7 @@ class ImapPoller(Loop):
             ssl_context=ssl.create_default_context() if source.tls else None,
             timeout=SOCKET_TIMEOUT,
         )
+        self.reads = _ReadWatch(client)  # from the login on; the greeting is read already
         try:
             if source.starttls:
                 client.starttls(ssl.create_default_context())
@@ -813,8 +825,27 @@ class ImapPoller(Loop):
         connection (none free in the pool in time, the database restarting) says
         nothing about who holds the mailbox: it is tried again at the next turn. If
         none succeeds before the lease runs out, the poller's `_check_lease` stops
-        the round; only an UPDATE that finds another owner stops it here."""
-        while not done.wait(self.lease_seconds / 3):
+        the round; only an UPDATE that finds another owner stops it here.
+
+        Between renewals it watches the connection's reads: one past its deadline,
+        or still going once the poller is stopping, gets the connection cut (the read
+        fails and the round ends), and the lease is renewed no more: a server that
+        drips its answers must not hold the mailbox, or a stop, for ever."""
+        turn = self.lease_seconds / 3
+        renew_at = time.monotonic() + turn
+        while not done.wait(min(turn, WATCH_SECONDS)):
+            reads = self.reads
+            if reads is not None and reads.overdue(stopping=self.stopping.is_set()):
+                log.warning(
+                    "%s: cutting the connection: the server has not finished answering %s",
+                    self.source.key,
+                    "and the poller is stopping" if self.stopping.is_set() else "within its deadline",
+                )
+                reads.cut()
+                return
+            if time.monotonic() < renew_at:
+                continue
+            renew_at = time.monotonic() + turn
             try:
                 if self.renew():
                     continue
@@ -987,7 +1018,7 @@ def _literals_within(client: IMAPClient, each: int) -> Iterator[None]:
     try:
         yield
     finally:
-        del imap.read  # the class's own again
+        imap.read = read  # what it was: the read watch's timed read (`_ReadWatch`)
 
 
 def _head(data: bytes, most: int) -> bytes:
@@ -1006,6 +1037,56 @@ def _content(data: Mapping[bytes, Any] | None) -> bytes | None:
         if name.startswith(b"BODY[") and value is not None:
             return bytes(value)
     return None
+
+
+class _ReadWatch:
+    """When the read of a server's answer in progress on one connection (if any)
+    began and is due, for the lease thread to cut it (`ImapPoller._renew_until`).
+    imaplib reads every line and literal through `readline` and `read`, which it
+    documents as overridable; they are timed here."""
+
+    def __init__(self, client: IMAPClient) -> None:
+        self.client = client
+        self.started: float | None = None
+        self.due = 0.0
+        imap = client._imap
+        readline, read = imap.readline, imap.read
+
+        def timed_readline() -> bytes:
+            with self._reading(0):
+                line: bytes = readline()
+                return line
+
+        def timed_read(size: int) -> bytes:
+            with self._reading(size):
+                data: bytes = read(size)
+                return data
+
+        imap.readline = timed_readline
+        imap.read = timed_read
+
+    @contextmanager
+    def _reading(self, size: int) -> Iterator[None]:
+        started = time.monotonic()
+        self.due = started + READ_SECONDS + size / READ_BYTES_PER_SECOND
+        self.started = started
+        try:
+            yield
+        finally:
+            self.started = None
+
+    def overdue(self, *, stopping: bool) -> bool:
+        started, now = self.started, time.monotonic()
+        if started is None:
+            return False
+        return now >= self.due or (stopping and now - started >= STOP_GRACE_SECONDS)
+
+    def cut(self) -> None:
+        """The blocked read returns at once, as a lost connection."""
+        try:
+            self.client.socket().shutdown(socket.SHUT_RDWR)
+        except OSError as exc:  # closed meanwhile: nothing left to cut
+            log.debug("the IMAP connection was closed already: %s", exc)
 
 
 def _quoted(text: str) -> str:

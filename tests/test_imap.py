@@ -50,6 +50,7 @@ from tests.support.app import reset_database
 from tests.support.corpus import CORPUS, SAMPLES, corpus, on_the_wire
 from tests.support.database import refused_as_unreachable, tickets
 from tests.support.dovecotserver import ACCOUNTS, TestMailbox
+from tests.support.dripping_imap import DrippingImap
 from tests.support.gateway_process import refused_start, start
 from tests.support.mail import message, start_gateway
 from tests.support.pgserver import free_port
@@ -1062,6 +1063,45 @@ def test_credentials_that_are_not_ascii_without_authenticate_plain_fail_quietly_
     with pytest.raises(LoginError, match="AUTHENTICATE PLAIN") as refused:
         poller.connect()
     assert isinstance(refused.value, ImapPoller.failed_quietly)
+
+
+@pytest.mark.parametrize("ended_by", ["deadline", "stop"])
+def test_a_server_dripping_its_answer_is_cut_off(
+    app, senders, mailbox, dovecot_server, monkeypatch, ended_by
+):
+    """A server handing its FETCH answer over a byte at a time beats SOCKET_TIMEOUT,
+    which bounds each recv: the poller waited for as long as it dripped, kept
+    renewing the mailbox's lease all the while, and a stop waited for it too. The
+    read's deadline (READ_SECONDS), or a stop, cuts the connection; the round ends,
+    and the next one takes the mail."""
+    monkeypatch.setattr(imap, "SOCKET_TIMEOUT", 1.0)  # each byte comes well within it
+    # raising=False: on the old code the test fails on what it shows, not on a name
+    monkeypatch.setattr(imap, "READ_SECONDS", 1.0 if ended_by == "deadline" else 60.0, raising=False)
+    monkeypatch.setattr(imap, "STOP_GRACE_SECONDS", 0.5, raising=False)
+    monkeypatch.setattr(imap, "WATCH_SECONDS", 0.2, raising=False)
+    mailbox.append(raw(1, "drip"))
+    with DrippingImap(dovecot_server.port, trigger=b"BODY.PEEK[]", drip=0.2) as relay:
+        poller = poller_for(
+            app, mailbox, url=relay.url(mailbox.url, dovecot_server.port), IMAP_LEASE_SECONDS=3
+        )
+        db.session.rollback()
+        thread = threading.Thread(target=poller.run, name="test-imap-drip")
+        thread.start()
+        try:
+            assert relay.dripping.wait(10), "the FETCH was never sent"
+            started = time.monotonic()
+            if ended_by == "stop":
+                poller.stopping.set()
+                thread.join(timeout=3)
+                assert not thread.is_alive(), "a stop waited for the dripping answer"
+            else:
+                assert relay.cut.wait(3), "the drip was not cut"
+                wait_until(lambda: mailbox.count(mailbox.processed) == 1, timeout=30)
+            assert relay.cut.is_set() and time.monotonic() - started < 5
+        finally:
+            poller.stopping.set()
+            thread.join(timeout=30)
+    assert [t.subject for t in tickets()] == ([] if ended_by == "stop" else ["Mail 1"])
 
 
 def test_several_mailboxes_are_polled_side_by_side(app, senders, dovecot_server):
