@@ -407,6 +407,28 @@ def test_a_customer_of_a_merge_of_a_merge_is_answered_in_her_own_thread(
     assert replies["bob@corp.example"]["In-Reply-To"] == "<bob-1@client.example>"
 
 
+def test_a_reply_threads_onto_the_customers_mail_never_onto_a_staff_mail_kept_as_a_note(
+    app, gateway, senders, sink, service, agent_actor
+):
+    """A mail from a staff address with no proof is kept as an internal note (anyone can
+    write that From). It was the parent of the next mail to the customer: they were
+    sent its Message-ID (an internal host's name, and a hint that a note exists), and
+    a forger chose our In-Reply-To. The parent is the customer's last public mail."""
+    assert gateway.send(message(subject="Printer on fire", message_id="<ann-1@client.example>"))[0] == 250
+    deliver(app, sink)
+    note = message(
+        "agent@helpdesk.test", "Re: [TKT-000001] Printer on fire", message_id="<note-77@exch01.corp.internal>"
+    )
+    assert gateway.send(note) == (250, b"2.0.0 OK appended TKT-000001")
+    assert "unverified internal note" in last_inbound().reason
+    (ticket,) = db.session.execute(select(Ticket)).scalars()
+    service.add_message(ticket, body="We are on it.", actor=agent_actor, channel="web")
+    db.session.commit()
+    (reply,) = [mail for mail in deliver(app, sink) if "We are on it." in text_of(mail)]
+    assert reply["In-Reply-To"] == "<ann-1@client.example>"
+    assert "note-77" not in str(reply["References"])
+
+
 def forged(genuine: str, how: str, app: Flask) -> str:
     ticket_id, row_id = (int(part) for part in MESSAGE_ID.match(genuine).groups())  # type: ignore[union-attr]
     if how == "wrong mac":

@@ -77,7 +77,7 @@ from helpdesk.languages import (
     label,
 )
 from helpdesk.message_ids import NO_TICKET, Signer
-from helpdesk.models import InboundMail, OutboxMessage, StaffUser, Ticket
+from helpdesk.models import Attachment, InboundMail, Message, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.return_paths import ReturnPaths
 from helpdesk.services import notifications
@@ -495,6 +495,10 @@ class Composer:
         this row was queued is the parent; our earlier mail to the same recipient
         fills the thread (and is the parent when the customer never mailed, e.g. a
         portal ticket). References keep the first message and the newest ones.
+        A customer's mail is one filed as a customer's public message: a mail from
+        a staff address (kept as an internal note, with or without proof) is no
+        part of the customer's thread, and its Message-ID is never sent to them
+        (docs/outbound-mail.md).
 
         The customer's mails and our rows are two tables, so only their times can
         order them: both are stamped by the database's clock (`clock.database_clock`;
@@ -514,11 +518,20 @@ class Composer:
                 func.lower(InboundMail.from_address) == row.to_address.lower(),
             )
         received = session.execute(
-            select(InboundMail.received_at, InboundMail.message_id).where(
+            select(InboundMail.received_at, InboundMail.message_id)
+            .distinct()
+            .join(Message, Message.inbound_mail_id == InboundMail.id)
+            .where(
                 ours,
                 InboundMail.message_id.is_not(None),
                 InboundMail.outcome.in_(_THREAD_OUTCOMES),
                 InboundMail.received_at <= row.created_at,
+                # A customer's public message: never a staff member's mail, which
+                # is kept as an internal note (or a public reply the customer was
+                # sent our own mail for); with the ticket, so the index finds them.
+                Message.ticket_id.in_([row.ticket_id, *merged]),
+                Message.kind == "reply",
+                Message.author_staff_id.is_(None),
             )
         ).all()
         sent = session.execute(
