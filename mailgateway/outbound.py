@@ -244,6 +244,11 @@ class Sender(Loop):
                 .all()
             )
             tickets, undeliverable = self._batch_context(session, rows) if rows else ({}, {})
+            # Before any row is rendered, in ticket-id order (`Composer.fix_languages`).
+            self.composer.fix_languages(
+                session,
+                {tickets[row.ticket_id] for row in rows if _fixes_language(row) and row.ticket_id in tickets},
+            )
             outgoing = [
                 item
                 for row in rows
@@ -632,6 +637,12 @@ def _check_outbound_from(address: str, support: list[str], message_id_domain: st
             "or a plus-address of one: bounces to it would be refused and mail from it taken "
             "for a stranger's; add it to SUPPORT_ADDRESSES or send from a support address"
         )
+
+
+def _fixes_language(row: OutboxMessage) -> bool:
+    """Is this row its ticket's customer mail, to be rendered at this claim? The
+    first such row fixes the ticket's language (`Composer.fix_languages`)."""
+    return row.ticket_id is not None and row.message_id is None and row.kind not in v.STAFF_NOTIFICATION_KINDS
 
 
 def _describe_error(exc: BaseException) -> str:

@@ -28,12 +28,15 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.inbound import matching
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
-from helpdesk.models import StaffUser, Tag, Ticket, TicketHistory, TicketTag
+from helpdesk.models import OutboxMessage, StaffUser, Tag, Ticket, TicketHistory, TicketTag
+from helpdesk.outbound.compose import Composer
 from helpdesk.services import Actor, TicketsService, bulk, tags
+from mailgateway.outbound import Sender
 from tests.support import concurrency_worker, proofs
 from tests.support.app import ApiClient, make_app
 from tests.support.mail import SUPPORT, message
 from tests.support.processes import run_processes
+from tests.support.sink import Sink
 from tests.support.waiting import wait_until
 
 # backend: (threads per process, tickets per thread, least channel switches).
@@ -483,6 +486,73 @@ def test_two_bulk_actions_naming_tickets_in_opposite_orders_both_finish(app, age
 
     names = [f"TKT-{number:06d}" for number in numbers]
     assert results == {"a": names, "b": names[::-1]}
+
+
+@on_postgresql
+def test_two_senders_fixing_two_tickets_languages_in_opposite_orders_both_finish(app, agent, monkeypatch):
+    """A claim fixes the language of each ticket whose first customer mail it renders.
+    Sender A claims the acknowledgments of TKT-1 and TKT-2; sender B, skipping A's
+    rows, the replies on TKT-2 and TKT-1. Fixed in the batch's order, each held the
+    ticket the other waited for, and PostgreSQL aborted one claim as a deadlock (its
+    rows waited for the next round). Fixed in ticket-id order before anything is
+    rendered, B waits for A and both batches go."""
+    service = TicketsService.from_config(db.session, app.config)
+    actor = Actor.staff(agent)
+    first, second = (
+        service.open_ticket(
+            subject=f"T{n}", description="x", requester_email=email, channel="web", actor=actor
+        )
+        for n, email in ((1, "ann@example.com"), (2, "bob@example.com"))
+    )
+    db.session.commit()
+    for ticket in (second, first):
+        service.add_message(ticket, body="On it.", actor=actor, channel="web")
+        db.session.commit()
+    assert (first.language, second.language) == ("", "")  # fixed by the first customer mail
+    fixed: dict[str, threading.Event] = {"a": threading.Event(), "b": threading.Event()}
+    go = threading.Event()
+    thread_language = Composer._thread_language
+
+    def fix_then_wait(self: Composer, session: Any, ticket: Ticket) -> str:
+        language = thread_language(self, session, ticket)
+        role = threading.current_thread().name
+        if not fixed[role].is_set():  # after each one's first ticket
+            fixed[role].set()
+            assert go.wait(WAIT), "never let go"
+        return language
+
+    monkeypatch.setattr(Composer, "_thread_language", fix_then_wait)
+    relay = Sink().start()
+    app.config.update(OUTBOUND_SMTP_URL=relay.url, OUTBOUND_BATCH_SIZE=2)
+    results: dict[str, object] = {}
+
+    def send(role: str) -> None:
+        try:
+            results[role] = Sender(app).run_once()
+        except Exception as exc:  # a deadlock, reported below
+            results[role] = exc
+
+    threads = {role: threading.Thread(target=send, args=(role,), name=role) for role in fixed}
+    try:
+        threads["a"].start()
+        assert fixed["a"].wait(WAIT), "sender A never fixed a language"
+        threads["b"].start()  # A's rows are locked: B claims the other two
+        wait_until(
+            lambda: fixed["b"].is_set() or _someone_waits_for_a_lock(),
+            timeout=WAIT,
+            between=db.session.rollback,
+            what=lambda: f"both senders under way ({results})",
+        )
+    finally:
+        go.set()
+        for thread in threads.values():
+            thread.join(WAIT)
+        relay.stop()
+    monkeypatch.undo()
+    assert results == {"a": 2, "b": 2}
+    db.session.rollback()
+    states = db.session.execute(select(OutboxMessage.state)).scalars().all()
+    assert states == ["sent"] * 4 and len(relay.received) == 4
 
 
 @on_postgresql

@@ -46,7 +46,7 @@ import functools
 import logging
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.headerregistry import BaseHeader, HeaderRegistry
@@ -400,6 +400,15 @@ class Composer:
         ).first()
         language, zone = chosen if chosen is not None else ("", "")
         return Reader(_known_language(language, self.default_language), self._zone(zone))
+
+    def fix_languages(self, session: Session, tickets: Iterable[Ticket]) -> None:
+        """Fix the language of each of `tickets` whose first customer mail is about to
+        be rendered (`_thread_language`), in ticket-id order, before any is: two
+        senders fixing the same tickets then lock them in one order. Fixed as each
+        row was rendered, in the batch's order, each could hold a ticket the other
+        waited for, and PostgreSQL aborted one claim as a deadlock."""
+        for ticket in sorted(tickets, key=lambda ticket: ticket.id):
+            self._thread_language(session, ticket)
 
     def _thread_language(self, session: Session, ticket: Ticket) -> str:
         """The language of the ticket's customer mail. The first customer mail fixes
