@@ -11,8 +11,13 @@ nothing is due.
   selected `FOR UPDATE SKIP LOCKED` on PostgreSQL (on SQLite, `BEGIN IMMEDIATE`
   lets one writer in at a time), marked
   `sending` with `claimed_at`, checked against the recipient rules below and,
-  on their first claim, rendered (`compose`). Two senders never hold one row.
-- **Send** outside any transaction, one SMTP connection per batch.
+  on their first claim, rendered (`compose`); their tickets' languages are fixed
+  first, in ticket-id order (`Composer.fix_languages`). Two senders never hold
+  one row. Only what needs the database: each mail is built without its files,
+  and a batch takes rows up to `_BATCH_FILE_BYTES` of files.
+- **Send** outside any transaction, one SMTP connection per batch, one mail at a
+  time: its files are read and attached just before it is sent (`_data`), so the
+  claim stays short and the sender holds one mail's bytes at a time.
 - **Mark** each row right after the server's answer, in its own transaction and
   only while the claim is still ours: `250` → `sent`; a `5xx` → `failed` for
   good (the reply is kept in `last_error`; `flask outbox retry ID` requeues);
@@ -77,6 +82,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 from typing import Literal, cast, overload
 
 from flask import Flask
@@ -91,7 +97,7 @@ from helpdesk.clock import database_clock, database_now, describe
 from helpdesk.extensions import db
 from helpdesk.inbound import automail
 from helpdesk.instance import ConfigurationError
-from helpdesk.models import Contact, OutboxMessage, StaffUser, Ticket
+from helpdesk.models import Attachment, Contact, OutboxMessage, StaffUser, Ticket
 from helpdesk.outbound.compose import Composer
 from helpdesk.services import contacts, notifications
 from helpdesk.services.notifications import AUTOMATIC_KINDS
@@ -114,6 +120,10 @@ _SETUP_CODES = frozenset({530, 534, 535, 538})
 _CUT_AT = 0.75
 _CUT_RETRY_SECONDS = 0.05  # how soon a cut due before the connection existed looks again
 _TOO_BIG = 552  # at MAIL FROM, the SIZE we declared: this mail's fault (RFC 1870)
+# How many bytes of files a batch carries at most (one row at least): a reply's
+# files go to each recipient in a copy of its own, 20 MiB to 20 addresses are 20
+# copies, and a batch's rows are held `sending` until the last has gone.
+_BATCH_FILE_BYTES = 64 * 2**20
 # Enhanced codes (RFC 3463, RFC 7505) saying the recipient's mailbox or domain does
 # not exist: bad mailbox (5.1.1), bad system (5.1.2), bad address syntax (5.1.3),
 # mailbox moved (5.1.6), null MX (5.1.10). Not the other 5.1.x: 5.1.7 and 5.1.8
@@ -136,7 +146,8 @@ def parse_outbound_url(value: str) -> ServerUrl | None:
 @dataclass(frozen=True)
 class Outgoing:
     """A claimed, rendered row on its way to the server (no ORM object: the
-    claim's transaction is over while it is sent)."""
+    claim's transaction is over while it is sent). Its mail is built without the
+    reply's files, which are read and encoded just before it is sent (`_data`)."""
 
     row_id: int
     claimed_at: datetime
@@ -145,7 +156,8 @@ class Outgoing:
     to_address: str  # as SMTP carries it (`addresses.on_the_wire`)
     mail_from: str  # the row's own signed envelope sender, so a bounce names it (`return_paths.make`)
     smtputf8: bool  # a mailbox name beyond ASCII: RFC 6531 mail
-    data: bytes
+    mail: EmailMessage  # headers and bodies (`Composer.build`)
+    files_of: int | None  # the public reply whose files go with it (`Composer.files_of`)
     label: str  # for the log: "outbox #12 created to ann@example.com <tkt.…>"
 
 
@@ -243,7 +255,8 @@ class Sender(Loop):
                 .scalars()
                 .all()
             )
-            tickets, undeliverable = self._batch_context(session, rows) if rows else ({}, {})
+            tickets, undeliverable, file_bytes = self._batch_context(session, rows) if rows else ({}, {}, {})
+            rows = _within_bytes(rows, file_bytes)
             # Before any row is rendered, in ticket-id order (`Composer.fix_languages`).
             self.composer.fix_languages(
                 session,
@@ -272,13 +285,14 @@ class Sender(Loop):
     def _batch_context(
         session: Session,
         rows: Sequence[OutboxMessage],
-    ) -> tuple[dict[int, Ticket], dict[str, datetime]]:
+    ) -> tuple[dict[int, Ticket], dict[str, datetime], dict[int, int]]:
         """What every row of a batch needs, read once for the batch: the tickets with
         requester and CC participants (held here: the session's identity map keeps
-        only objects someone refers to, and rendering looks them up), and since when
+        only objects someone refers to, and rendering looks them up), since when
         each bounced recipient is undeliverable (the claim changes neither), by the
         address as the relay sees it: a bounce names `ana@xn--bcher-kva.example`,
-        the same mailbox as a row's `ana@bücher.example`."""
+        the same mailbox as a row's `ana@bücher.example`, and how many bytes of
+        files each reply of the batch has (`_within_bytes`)."""
         tickets = (
             session.execute(
                 select(Ticket)
@@ -299,7 +313,17 @@ class Sender(Loop):
         since = {
             addresses.wire_or_stored(email): moment for email, moment in undeliverable if moment is not None
         }
-        return ({ticket.id: ticket for ticket in tickets}, since)
+        replies = {row.reply_id for row in rows if row.reply_id is not None}
+        file_bytes = session.execute(
+            select(Attachment.message_id, func.sum(Attachment.size))
+            .where(Attachment.message_id.in_(replies))
+            .group_by(Attachment.message_id)
+        ).all()
+        return (
+            {ticket.id: ticket for ticket in tickets},
+            since,
+            {reply: int(size) for reply, size in file_bytes},
+        )
 
     def _prepare(
         self,
@@ -336,7 +360,7 @@ class Sender(Loop):
                     self.composer.render(session, row)
             # Every row is about a ticket but an SLA digest, which is about many.
             ticket = tickets[row.ticket_id] if row.ticket_id is not None else None
-            data = self.composer.build(row, ticket, moment).as_bytes()
+            mail = self.composer.build(row, ticket, moment)  # its files after the claim (`_data`)
         except DBAPIError:
             raise
         except Exception as exc:  # a broken template or row: fail this row, visibly
@@ -353,7 +377,8 @@ class Sender(Loop):
             recipient,
             self.composer.return_paths.make(row.id, row.to_address),
             addresses.needs_smtputf8(recipient),
-            data,
+            mail,
+            self.composer.files_of(row),
             f"outbox #{row.id} {row.kind} to {row.to_address} <{row.message_id}>",
         )
 
@@ -441,11 +466,14 @@ class Sender(Loop):
                 if self.stopping.is_set() or time.monotonic() - claimed > self.lease.total_seconds() / 2:
                     self._release(batch[index:])  # another sender may take them right away
                     return
+                data = self._data(item)
+                if data is None:
+                    continue
                 try:
                     connection.sendmail(
                         item.mail_from,
                         [item.to_address],
-                        item.data,
+                        data,
                         mail_options=["SMTPUTF8"] if item.smtputf8 else [],
                     )
                 except smtplib.SMTPRecipientsRefused as exc:
@@ -463,8 +491,29 @@ class Sender(Loop):
                     return
                 else:
                     self._mark(item, "sent", state="sent", sent_at=self._now(written=True), last_error="")
+                finally:
+                    del data  # gone before the next mail is made: one mail's bytes at a time
         finally:
             _close(connection)
+
+    def _data(self, item: Outgoing) -> bytes | None:
+        """The mail's bytes, made just before it is sent: the reply's files are read
+        in a transaction of their own, ended before they are encoded (on SQLite every
+        transaction holds the one write lock), so the claim stays short and a batch
+        holds one mail's bytes at a time. A mail that cannot be written fails, as a
+        row that cannot render does in the claim; None then."""
+        session = db.session
+        try:
+            files = self.composer.files(session, item.files_of)
+        finally:
+            session.rollback()  # a read: ends it
+        try:
+            return self.composer.with_files(item.mail, files).as_bytes()
+        except Exception as exc:  # a file or header the email package cannot write: this row only
+            log.exception("%s: cannot render", item.label)
+            error = f"cannot render: {type(exc).__name__}: {exc}"[:2000]
+            self._mark(item, "failed (cannot render)", state="failed", last_error=error)
+            return None
 
     def connect(self, cutoff: _Cutoff) -> smtplib.SMTP:
         """A greeted connection to the relay; `cutoff` watches it from before the
@@ -637,6 +686,17 @@ def _check_outbound_from(address: str, support: list[str], message_id_domain: st
             "or a plus-address of one: bounces to it would be refused and mail from it taken "
             "for a stranger's; add it to SUPPORT_ADDRESSES or send from a support address"
         )
+
+
+def _within_bytes(rows: Sequence[OutboxMessage], file_bytes: dict[int, int]) -> Sequence[OutboxMessage]:
+    """The first rows of a batch whose files come to at most `_BATCH_FILE_BYTES`, at
+    least one; the rest stay due for the next claim, untouched."""
+    total = 0
+    for index, row in enumerate(rows):
+        total += file_bytes.get(row.reply_id, 0) if row.reply_id is not None else 0
+        if index and total > _BATCH_FILE_BYTES:
+            return rows[:index]
+    return rows
 
 
 def _fixes_language(row: OutboxMessage) -> bool:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from functools import partial
 from pathlib import Path
@@ -30,8 +31,8 @@ import pytest
 import time_machine
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from flask import Flask
-from sqlalchemy import event, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from helpdesk import return_paths
 from helpdesk.clock import database_clock, database_now, now
@@ -47,6 +48,7 @@ from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.mailflow import mail_flow
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
+from helpdesk.services.tickets import NewAttachment
 from helpdesk.services.workflow import open_workflow_ticket
 from mailgateway.imap import envelope_from_headers
 from mailgateway.outbound import Sender, parse_outbound_url
@@ -841,6 +843,95 @@ def test_failed_row_can_be_retried_by_an_operator(app, service, sink, runner):
     assert outbox()[0].state == "sent"
     again = runner.invoke(args=["outbox", "retry", str(outbox()[0].id)])
     assert again.exit_code == 1 and "only failed or skipped" in again.output
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_batchs_files_are_encoded_one_mail_at_a_time_after_the_claim(
+    app, service, agent_actor, sink, database_url, monkeypatch
+):
+    """The claim built every mail of its batch, files and all, in its transaction: on
+    SQLite that holds the database's one write lock, and a reply with 20 MiB of files
+    to 20 recipients kept the portal, the API and the listener waiting ~30 s (then
+    failing), while the batch's 550 MiB were held at once. A mail's files are read
+    and encoded just before it is sent, after the claim: writers get in meanwhile,
+    and one mail's bytes are held at a time."""
+    ticket = open_ticket(service, cc=[("bob@example.com", "Bob")])
+    deliver(app, sink)  # the acknowledgment
+    files = [NewAttachment("log.txt", "text/plain", b"line\n" * 10)]
+    service.add_message(ticket, body="See attached.", actor=agent_actor, channel="web", attachments=files)
+    db.session.commit()
+    sink.received.clear()
+    other = create_engine(database_url, connect_args={"timeout": 1})  # another process's writer
+    encoded: list[tuple[int, str]] = []
+    add_attachment = EmailMessage.add_attachment
+
+    def encode_while_someone_writes(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            with other.begin() as connection:
+                connection.execute(update(Ticket).values(priority=Ticket.priority))
+            wrote = "wrote"
+        except OperationalError as exc:
+            wrote = str(exc.orig)
+        encoded.append((len(sink.received), wrote))  # how many mails went before this one's files
+        return add_attachment(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmailMessage, "add_attachment", encode_while_someone_writes)
+    try:
+        assert run(make_sender(app, sink)) == 2
+    finally:
+        other.dispose()
+    assert encoded == [(0, "wrote"), (1, "wrote")]
+    assert [[part.get_content() for part in mail.iter_attachments()] for mail in sink.messages] == [
+        ["line\n" * 10]
+    ] * 2
+    assert {row.state for row in outbox()} == {"sent"}
+
+
+def test_a_batch_carries_a_bounded_amount_of_files_and_at_least_one_mail(
+    app, service, agent_actor, sink, monkeypatch
+):
+    """Each recipient of a reply gets a copy of its files: a batch stops taking rows
+    once their files pass a bound (its first row goes whatever its size); the rest
+    are claimed by the next round."""
+    ticket = open_ticket(service, cc=[("bob@example.com", "Bob"), ("cat@example.com", "Cat")])
+    deliver(app, sink)  # the acknowledgment
+    files = [NewAttachment("log.txt", "text/plain", b"x" * 100)]
+    service.add_message(ticket, body="See attached.", actor=agent_actor, channel="web", attachments=files)
+    db.session.commit()
+    monkeypatch.setattr("mailgateway.outbound._BATCH_FILE_BYTES", 250)
+    sender = make_sender(app, sink)
+    assert [run(sender), run(sender), run(sender)] == [2, 1, 0]
+    monkeypatch.setattr("mailgateway.outbound._BATCH_FILE_BYTES", 50)
+    service.add_message(ticket, body="And again.", actor=agent_actor, channel="web", attachments=files)
+    db.session.commit()
+    assert [run(sender), run(sender), run(sender), run(sender)] == [1, 1, 1, 0]
+    assert len(sink.received) == 7 and {row.state for row in outbox()} == {"sent"}
+
+
+def test_a_mail_whose_files_cannot_be_written_fails_alone_with_the_reason(
+    app, service, agent_actor, sink, monkeypatch
+):
+    """Files are attached after the claim now; a mail the email package cannot write
+    then still fails for good with the reason, as a row that cannot render does, and
+    the rest of the batch goes."""
+    ticket = open_ticket(service)
+    deliver(app, sink)  # the acknowledgment
+    files = [NewAttachment("log.txt", "text/plain", b"x" * 100)]
+    service.add_message(ticket, body="See attached.", actor=agent_actor, channel="web", attachments=files)
+    service.change_status(ticket, "open", actor=agent_actor, reason="Looking into it.")
+    db.session.commit()
+
+    def refuse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("no such file type")
+
+    monkeypatch.setattr(EmailMessage, "add_attachment", refuse)
+    sink.received.clear()
+    assert run(make_sender(app, sink)) == 2
+    _ack, reply, status = outbox()
+    assert (reply.state, reply.last_error) == ("failed", "cannot render: ValueError: no such file type")
+    assert status.state == "sent" and [mail["Message-ID"] for mail in sink.messages] == [
+        f"<{status.message_id}>"
+    ]
 
 
 class Crash(BaseException):

@@ -34,13 +34,15 @@ Headers:
   comes back.
 
 A public reply's attachments (files staff attached, helpdesk.services.uploads) go
-with it, under their stored names; the type they were uploaded with is only used
+with it (`with_files`, by the sender just before the mail is sent), under their
+stored names; the type they were uploaded with is only used
 when it is a plain `type/subtype` that is no MIME structure of its own.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import email.policy
 import functools
 import logging
@@ -185,6 +187,15 @@ MAIL_POLICY = email.policy.SMTP.clone(header_factory=_header_factory())
 # RFC 6531 mail, for a recipient whose mailbox name is beyond ASCII (`josé@…`):
 # headers in UTF-8, sent only to a relay that offers SMTPUTF8.
 SMTPUTF8_POLICY = MAIL_POLICY.clone(utf8=True)
+
+
+@dataclass(frozen=True)
+class MailFile:
+    """A file that goes with a public reply's mail (`Composer.with_files`)."""
+
+    filename: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -369,10 +380,40 @@ class Composer:
         message.set_content(row.body_text or "")
         if row.body_html:
             message.add_alternative(row.body_html, subtype="html")
-        if row.reply is not None and row.reply.kind == "reply":  # a note is never mailed, nor its files
-            for item in row.reply.attachments:
-                maintype, subtype = _mail_type(item.content_type)
-                message.add_attachment(item.data, maintype=maintype, subtype=subtype, filename=item.filename)
+        return message
+
+    @staticmethod
+    def files_of(row: OutboxMessage) -> int | None:
+        """The message whose files go with the row's mail (`with_files`): a public
+        reply's; a note is never mailed, nor its files."""
+        return row.reply_id if row.reply is not None and row.reply.kind == "reply" else None
+
+    @staticmethod
+    def files(session: Session, reply_id: int | None) -> list[MailFile]:
+        """The files of the reply `reply_id` (`files_of`), bytes and all, in the order
+        they were attached."""
+        if reply_id is None:
+            return []
+        rows = session.execute(
+            select(Attachment.filename, Attachment.content_type, Attachment.data)
+            .where(Attachment.message_id == reply_id)
+            .order_by(Attachment.id)
+        ).all()
+        return [MailFile(filename, content_type, data) for filename, content_type, data in rows]
+
+    @staticmethod
+    def with_files(message: EmailMessage, files: list[MailFile]) -> EmailMessage:
+        """`message` as `build` made it, with `files` attached: a copy, so the built
+        mail stays as small as it was. The sender attaches one mail's files at a
+        time, just before sending it and after its claim committed: attached in the
+        claim, a batch's files held the database (on SQLite, its one write lock)
+        while they were encoded, and all their bytes at once (docs/outbound-mail.md)."""
+        if not files:
+            return message
+        message = copy.deepcopy(message)
+        for item in files:
+            maintype, subtype = _mail_type(item.content_type)
+            message.add_attachment(item.data, maintype=maintype, subtype=subtype, filename=item.filename)
         return message
 
     def reply_address(self, number: str) -> str:
