@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
+from flask_sqlalchemy.session import Session
 from sqlalchemy import select
 
 from helpdesk.extensions import db
@@ -139,6 +141,142 @@ def test_a_reset_password_is_shown_once_and_never_put_in_a_cookie(app, client, a
     assert password not in json.dumps(_session_data(app, client))
     assert password not in admin_portal.get("/admin/staff").get_data(as_text=True)
     assert Portal(app.test_client()).login(agent.email, password).status_code == 302
+
+
+# -- a password change and an admin's reset at the same moment ---------------------------------
+#
+# A phished account: whoever holds the password changes it to itself over and over (a
+# success gives its place in the login budget back) while an admin resets it. However
+# the two interleave, once the reset has answered no session or token from before it
+# works and the password it showed logs in (docs/security.md, "Sessions and tokens").
+
+WAIT = 30  # seconds; a ceiling for a broken run, never reached by a working one
+
+
+def _shown_password(response) -> str:  # type: ignore[no-untyped-def]
+    [password] = [
+        line.split(">")[1].split("<")[0]
+        for line in response.get_data(as_text=True).splitlines()
+        if 'id="new-password"' in line
+    ]
+    return password
+
+
+class _Changer:
+    """The person changing their own password (old = new), over the API or the portal,
+    in a thread of its own named "changer"."""
+
+    def __init__(self, app: Flask, email: str, where: str) -> None:
+        self.client, self.where, self.answer = app.test_client(), where, None
+        if where == "api":
+            self.tokens = login_tokens(self.client, email, "agent-password-1")
+        else:
+            portal = Portal(self.client)
+            assert portal.login(email, "agent-password-1").status_code == 302
+            self.csrf = portal.token("/account")
+
+    def change(self) -> None:
+        form = {"current_password": "agent-password-1", "new_password": "agent-password-1"}
+        if self.where == "api":
+            self.answer = self.client.post(
+                "/api/v1/auth/password",
+                json=form,
+                headers={"Authorization": f"Bearer {self.tokens['access_token']}"},
+            )
+        else:
+            self.answer = self.client.post("/account/password", data={**form, "csrf_token": self.csrf})
+
+    def race(self, app: Flask, victim: StaffUser, paused: threading.Event, go_on: threading.Event) -> str:
+        """Start the change; when it has `paused`, an admin resets the password, and
+        then it may `go_on`. Returns the password the reset showed."""
+        admin_client = app.test_client()
+        admin_portal = Portal(admin_client)
+        assert admin_portal.login("admin@helpdesk.test", "admin-password-1").status_code == 302
+        csrf = admin_portal.token("/admin/staff")
+        thread = threading.Thread(target=self.change, name="changer")
+        thread.start()
+        try:
+            assert paused.wait(WAIT), "the change never reached its pause"
+            reset = admin_client.post(f"/admin/staff/{victim.id}/password", data={"csrf_token": csrf})
+            assert reset.status_code == 200
+        finally:
+            go_on.set()
+            thread.join(WAIT)
+        assert not thread.is_alive()
+        return _shown_password(reset)
+
+    def still_in(self) -> bool:
+        """Does anything this person was handed before or by the change still work?"""
+        if self.where == "portal":
+            return _logged_in(self.client.get("/tickets"))
+        handed = [self.tokens["access_token"]]
+        if self.answer is not None and self.answer.status_code == 200:
+            handed.append(self.answer.get_json()["access_token"])
+        return any(ApiClient(self.client, token).get("/tickets").status_code == 200 for token in handed)
+
+
+@pytest.mark.parametrize("where", ["api", "portal"])
+def test_a_reset_committed_between_a_password_changes_commit_and_its_answer_ends_it(
+    app, admin, agent, monkeypatch, where
+):
+    """The change's answer (a token pair, the portal session's new version) read the
+    session version again after its commit, and by then it was the reset's: the
+    changer's new token and session outlived the reset (SQLite, PostgreSQL alike)."""
+    changer = _Changer(app, agent.email, where)
+    committed, reset_done = threading.Event(), threading.Event()
+    commit = Session.commit
+
+    def commit_then_wait(self: Session) -> None:
+        commit(self)
+        if threading.current_thread().name == "changer" and not committed.is_set():
+            committed.set()
+            assert reset_done.wait(WAIT)
+
+    monkeypatch.setattr(Session, "commit", commit_then_wait)
+    shown = changer.race(app, agent, committed, reset_done)
+    monkeypatch.undo()
+
+    assert changer.answer is not None and changer.answer.status_code in (200, 302)
+    assert not changer.still_in()
+    assert login_tokens(app.test_client(), agent.email, shown)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("where", ["api", "portal"])
+def test_a_password_change_that_read_the_account_before_a_reset_is_judged_after_it(
+    app, admin, agent, monkeypatch, where
+):
+    """The change checked the current password against the account as its request
+    had read it, before the reset committed, and wrote that hash back with the
+    same session version the reset wrote: the reset was undone and the changer's new
+    token worked (PostgreSQL, every time; on SQLite a request holds the write lock
+    from its first read, so the reset waits for the change instead)."""
+    changer = _Changer(app, agent.email, where)
+    loaded, reset_done = threading.Event(), threading.Event()
+    change_password = StaffService.change_password
+
+    def wait_then_change(self: StaffService, *args: Any) -> Any:
+        if threading.current_thread().name == "changer":
+            loaded.set()
+            assert reset_done.wait(WAIT)
+        return change_password(self, *args)
+
+    monkeypatch.setattr(StaffService, "change_password", wait_then_change)
+    shown = changer.race(app, agent, loaded, reset_done)
+    monkeypatch.undo()
+
+    # The current password was wrong by then; the portal's session had ended with it.
+    assert changer.answer is not None and changer.answer.status_code in (302, 422)
+    if where == "portal":
+        assert changer.answer.headers["Location"].startswith("/login")
+    assert not changer.still_in()
+    assert login_tokens(app.test_client(), agent.email, shown)
+    assert (
+        app.test_client()
+        .post("/api/v1/auth/login", json={"email": agent.email, "password": "agent-password-1"})
+        .status_code
+        == 401
+    )
 
 
 def test_a_generated_password_for_a_new_account_is_never_put_in_a_cookie(app, client, admin_portal):
@@ -272,3 +410,19 @@ def test_a_portal_login_ends_after_its_lifetime_however_often_it_is_used(app, cl
     assert client.get("/live/queue").status_code in (302, 401)
     assert Portal(client).login(agent.email, "agent-password-1").status_code == 302
     assert _logged_in(client.get("/tickets"))
+
+
+def test_a_password_change_keeps_the_portal_logins_time(app, clock, client, portal):
+    """The change logged the session in again, which started its lifetime afresh:
+    a stolen cookie's holder who knew the password could keep it for ever."""
+    lifetime = app.config["PERMANENT_SESSION_LIFETIME"]
+    clock.shift(lifetime / 2)
+    changed = portal.post(
+        "/account/password",
+        {"current_password": "agent-password-1", "new_password": "brand-new-pass-1"},
+        page="/account",
+    )
+    assert changed.status_code == 302
+    assert _logged_in(client.get("/tickets"))
+    clock.shift(lifetime / 2 + timedelta(seconds=1))
+    assert client.get("/tickets").status_code == 302

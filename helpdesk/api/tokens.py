@@ -76,8 +76,12 @@ def change_password() -> ResponseReturnValue:
     except ValidationError as exc:
         wrong_current_password(exc)
         raise
+    # Issued before the commit, under the row's lock, with the version this change
+    # wrote: read after it, the version may already be a later reset's, and the
+    # tokens would outlive that reset (docs/security.md, "Sessions and tokens").
+    tokens = issue_tokens(user)
     db.session.commit()
-    return jsonify(issue_tokens(user))
+    return jsonify(tokens)
 
 
 def _caller() -> StaffUser:

@@ -38,6 +38,15 @@ def log_in(user: StaffUser) -> None:
     session.permanent = True
 
 
+def go_on_under(version: int) -> None:
+    """Keep this login going under the session version its own request moved to (a
+    password change), which the request took from its change, not from the row
+    after the commit: by then a reset may have moved it again, and this session
+    would have outlived the reset. The login keeps its time: a new one restarted
+    STAFF_SESSION_LIFETIME at every change (docs/security.md, "Sessions and tokens")."""
+    session["version"] = version
+
+
 def log_out() -> None:
     """End this session and every other one of the same person (the caller commits)."""
     user = current_staff()

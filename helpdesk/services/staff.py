@@ -4,14 +4,20 @@ Whatever changes what a person may do or how they prove who they are (their
 password, their role, whether the account is active) ends every session and token
 they hold, as logging out does: `end_sessions` moves their session version, which
 every portal request and API call compares (docs/security.md).
+
+The version is moved on in SQL, never written back from the row as a request read
+it, and a password is checked and replaced under a lock of the row: two changes of
+one account at once (a change and an admin's reset) both count, in some order, and
+neither undoes the other (docs/security.md, "Sessions and tokens").
 """
 
 from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk import addresses
 from helpdesk import vocabulary as v
@@ -113,26 +119,50 @@ class StaffService:
         if len(admins) <= 1:
             raise Conflict(f"{user.email} is the only admin; make someone else admin first.")
 
-    def change_password(self, user: StaffUser, current: str, new: str) -> None:
-        """The person's own change, proven with the current password."""
+    def change_password(self, user: StaffUser, current: str, new: str) -> int:
+        """The person's own change, proven with the current password; returns the
+        session version the change moved to, the one its own session or token goes
+        on under. The check reads the row as committed, under its lock: checked
+        against the row as the request had read it, a change racing an admin's
+        reset passed with the password the reset had replaced, and wrote it back."""
+        self._lock(user)
         errors = {} if user.check_password(current) else {"current_password": "is wrong"}
         errors.update(_password_errors("new_password", new))
         if errors:
             raise ValidationError(errors)
         user.set_password(new)
-        self.end_sessions(user)
+        return self.end_sessions(user)
 
     def reset_password(self, user: StaffUser) -> str:
-        """An admin's reset: a generated password, returned to be shown once."""
+        """An admin's reset: a generated password, returned to be shown once. It
+        waits for a change of the same account under way, and lands after it."""
+        self._lock(user)
         password = _generated_password()
         user.set_password(password)
         self.end_sessions(user)
         return password
 
-    def end_sessions(self, user: StaffUser) -> None:
-        """End every portal session and API token of this person."""
-        user.session_version += 1
-        self.session.flush()
+    def end_sessions(self, user: StaffUser) -> int:
+        """End every portal session and API token of this person; returns their new
+        session version. Raised in the statement, so two requests ending them at
+        once raise it twice: raised in Python from the row each had read, both
+        wrote the same number, and what the later one issued under it lived on."""
+        version: int = self.session.execute(
+            update(StaffUser)
+            .where(StaffUser.id == user.id)
+            .values(session_version=StaffUser.session_version + 1)
+            .returning(StaffUser.session_version),
+            execution_options={"synchronize_session": False},
+        ).scalar_one()
+        set_committed_value(user, "session_version", version)
+        return version
+
+    def _lock(self, user: StaffUser) -> None:
+        """Read the person's row again, as committed, and keep others from changing
+        it until this transaction ends: `SELECT … FOR UPDATE` on PostgreSQL; SQLite
+        holds its write lock from the transaction's first statement anyway
+        (helpdesk.database)."""
+        self.session.refresh(user, with_for_update=True)
 
 
 def _password_errors(field: str, password: str) -> dict[str, str]:
