@@ -2,7 +2,8 @@
 
 Access tokens are short-lived (`JWT_ACCESS_TOKEN_EXPIRES`); refresh tokens last
 longer, can only mint tokens, and rotate: each use revokes the refresh token (by its
-`jti`) and hands out a new pair of the same family (a login starts one). A revoked
+`jti`) and hands out a new pair of the same family (a login starts one), which ends
+with the family's lifetime, counted from the login (`JWT_REFRESH_TOKEN_EXPIRES`). A revoked
 refresh token presented again was copied, so its whole family is revoked. Every
 token carries the staff member's session version; logout, a password change, a
 role change and deactivation move it on and so end every token and portal session
@@ -201,14 +202,30 @@ def init_app(app: Flask) -> None:
     jwt.init_app(app)
 
 
-def issue_tokens(user: StaffUser | TokenStaff, family: str | None = None) -> dict[str, str]:
-    """An access and a refresh token; a login starts a new family, a refresh goes on
-    with the family of the token it used."""
-    claims = {"role": user.role, "sv": user.session_version, "fam": family or uuid.uuid4().hex}
+def issue_tokens(user: StaffUser | TokenStaff, used: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """An access and a refresh token. A login starts a new family; a refresh goes on
+    with the family, and the login time, of the refresh token it `used`. No token of
+    a family lives past JWT_REFRESH_TOKEN_EXPIRES from the login that began it: a
+    refresh answering a full lifetime each time kept a stolen refresh token alive
+    for as long as it was used now and then (docs/security.md, "Sessions and tokens")."""
+    moment = datetime.now(timezone.utc)
+    login = _login_time(used) if used is not None else int(moment.timestamp())
+    config = current_app.config
+    left = datetime.fromtimestamp(login, timezone.utc) + config["JWT_REFRESH_TOKEN_EXPIRES"] - moment
+    family = (used or {}).get("fam") or uuid.uuid4().hex
+    claims = {"role": user.role, "sv": user.session_version, "fam": family, "auth_time": login}
+    access = min(config["JWT_ACCESS_TOKEN_EXPIRES"], left)
     return {
-        "access_token": create_access_token(identity=user, additional_claims=claims),
-        "refresh_token": create_refresh_token(identity=user, additional_claims=claims),
+        "access_token": create_access_token(identity=user, additional_claims=claims, expires_delta=access),
+        "refresh_token": create_refresh_token(identity=user, additional_claims=claims, expires_delta=left),
     }
+
+
+def _login_time(claims: Mapping[str, Any]) -> int:
+    """When the login that began a token's family was made (epoch seconds). A token
+    from before this release carries none, and counts from its own issue."""
+    login = claims.get("auth_time")
+    return login if type(login) is int else int(claims["iat"])
 
 
 def revoke(jti: str, expires: datetime) -> bool:

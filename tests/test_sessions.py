@@ -356,6 +356,27 @@ def test_one_refresh_token_presented_twice_at_once_ends_its_family(app, client, 
         assert ApiClient(client, pair["access_token"]).get("/tickets").status_code == 401
 
 
+def test_refreshing_never_takes_a_family_past_its_logins_lifetime(app, clock, client, agent):
+    """Each refresh answered a new refresh token of the full lifetime, so a stolen one
+    refreshed now and then lived until a logout or a password change. A family's
+    tokens now end JWT_REFRESH_TOKEN_EXPIRES after the login that began it."""
+    lifetime = app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    pair = login_tokens(client, agent.email, "agent-password-1")
+    clock.shift(lifetime / 2)
+    pair = ApiClient(client, pair["refresh_token"]).post("/auth/refresh").get_json()
+    clock.shift(lifetime / 2 - timedelta(minutes=1))
+    last = ApiClient(client, pair["refresh_token"]).post("/auth/refresh")
+    assert last.status_code == 200
+    pair = last.get_json()
+    assert ApiClient(client, pair["access_token"]).get("/tickets").status_code == 200
+    clock.shift(timedelta(minutes=1, seconds=1))
+    for token, path in ((pair["refresh_token"], "/auth/refresh"), (pair["access_token"], "/tickets")):
+        answer = ApiClient(client, token).call("POST" if path == "/auth/refresh" else "GET", path)
+        assert answer.status_code == 401
+        assert answer.get_json()["error"]["code"] == "token_expired"
+    assert login_tokens(client, agent.email, "agent-password-1")  # a new login starts again
+
+
 def test_changing_the_password_over_the_api(client, agent):
     tokens = login_tokens(client, agent.email, "agent-password-1")
     api = ApiClient(client, tokens["access_token"])

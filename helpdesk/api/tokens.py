@@ -43,7 +43,7 @@ def refresh() -> ResponseReturnValue:
     claims = get_jwt()
     if not revoke_token(claims):  # used at the same moment by another request
         return reused_answer(claims)
-    tokens = issue_tokens(current_user, family=claims.get("fam"))
+    tokens = issue_tokens(current_user, used=claims)
     db.session.commit()
     return jsonify(tokens)
 
