@@ -1040,6 +1040,7 @@ def _cost(raw: bytes) -> float:
 # on a quiet machine, 26 seen under a loaded suite. Unfixed, each address was put into
 # its IDNA form (about 1 ms each, 700 times ordinary); 50 still fails that by far.
 _CPU_RATIO_LIMITS = {"x-loop: many addresses with international labels": 50}
+_CPU_ROUNDS = 3
 
 
 @pytest.mark.timeout(120)
@@ -1062,8 +1063,14 @@ _CPU_RATIO_LIMITS = {"x-loop: many addresses with international labels": 50}
 )
 def test_the_reported_cpu_attacks_cost_what_ordinary_mail_of_their_size_costs(name):
     (raw,) = [mail.raw for mail in hostile_mails(1_000_000) if mail.name == name]
-    ordinary = min(_cost(ordinary_mail(len(raw), seed)) for seed in range(3))
-    assert _cost(raw) <= _CPU_RATIO_LIMITS.get(name, 20) * ordinary
+    # Each side's least over rounds apart in time: under a loaded suite a run of the
+    # flat multipart (31 ms alone, 9 times ordinary) cost 92 ms three times in a row
+    # while the ordinary mail's 3.5 ms runs found a quiet moment.
+    ordinary = attack = float("inf")
+    for _ in range(_CPU_ROUNDS):
+        ordinary = min(ordinary, *(_cost(ordinary_mail(len(raw), seed)) for seed in range(3)))
+        attack = min(attack, _cost(raw))
+    assert attack <= _CPU_RATIO_LIMITS.get(name, 20) * ordinary
 
 
 @pytest.mark.timeout(300)
