@@ -16,6 +16,15 @@ one: SQLAlchemy's `pool_pre_ping` pings on every checkout, one more round trip
 within `POOL_PING_IDLE_SECONDS` is not pinged; if the server went away in that
 instant, the statement fails, SQLAlchemy invalidates the whole pool, and the caller
 sees the transient error it already handles (SMTP 451, IMAP retry, HTTP 503).
+
+Every new PostgreSQL connection gets libpq's `CONNECTION_OPTIONS` unless the
+database URL gives its own: a deadline for the server's answer to the connection
+(libpq waits for ever without one, so a paused server held the gateway's ingest
+threads for good) and TCP keepalives and a user timeout, so a connection whose
+host or network vanished fails in about a minute instead of waiting on TCP's
+retries. No statement timeout: a migration or a mail with large attachments may
+rightly take longer, and one set at connection is not kept through PgBouncer
+(docs/operations.md, "When the database hangs").
 """
 
 from __future__ import annotations
@@ -52,8 +61,31 @@ def init_app(app: Flask) -> None:
         engine = db.engine
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
-    elif not options.get("pool_pre_ping"):
+        return
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "do_connect", _connection_options)
+    if not options.get("pool_pre_ping"):
         _ping_idle_connections(engine, POOL_PING_IDLE_SECONDS)
+
+
+# libpq's parameters for every new PostgreSQL connection (docs/operations.md, "When
+# the database hangs"): 5 s for the server to answer a new connection (the health
+# check's deadline too); a connection idle 30 s is probed every 10 s and dropped
+# after 3 unanswered probes; data the server's host has not acknowledged for 60 s
+# drops it as well. All are the client's own: PgBouncer sees none of them.
+CONNECTION_OPTIONS: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
+
+def _connection_options(_dialect: object, _record: object, _args: object, parameters: dict[str, Any]) -> None:
+    for name, value in CONNECTION_OPTIONS.items():
+        parameters.setdefault(name, value)
 
 
 # Under load a connection goes back to the pool and out again within milliseconds;

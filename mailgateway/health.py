@@ -20,16 +20,14 @@ answer in time. See docs/operations.md.
 
 from __future__ import annotations
 
-import math
 import smtplib
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from flask import Flask
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from helpdesk.clock import database_now
@@ -72,9 +70,9 @@ def check(app: Flask, timeout: float = TIMEOUT) -> list[Finding]:
 def _database(app: Flask, timeout: float) -> list[Finding]:
     """The database line, then (when it answers) the mailboxes' and the outbox's."""
     with app.app_context():
+        # A new connection that gets no answer fails within TIMEOUT: libpq's
+        # connect_timeout, set for every engine (helpdesk.database.CONNECTION_OPTIONS).
         engine = db.engine
-        if engine.dialect.name == "postgresql" and not event.contains(engine, "do_connect", _connect_timeout):
-            event.listen(engine, "do_connect", _connect_timeout)
         try:
             if engine.dialect.name == "postgresql":
                 # Ends the check's queries on the server when they wait on a lock
@@ -95,11 +93,6 @@ def _database(app: Flask, timeout: float) -> list[Finding]:
             return [Finding("database", False, str(exc.orig or exc).strip().splitlines()[0])]
         finally:
             db.session.rollback()
-
-
-def _connect_timeout(_dialect: object, _record: object, _args: object, parameters: dict[str, Any]) -> None:
-    """libpq waits for a server's answer to a new connection for ever without it."""
-    parameters.setdefault("connect_timeout", math.ceil(TIMEOUT))
 
 
 def _listener(app: Flask) -> Finding:

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import psycopg2
 import pytest
 from flask import Flask
-from sqlalchemy import exc, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.exc import DBAPIError
 
-from helpdesk.database import POOL_PING_IDLE_SECONDS
+from helpdesk.database import CONNECTION_OPTIONS, POOL_PING_IDLE_SECONDS
 from helpdesk.extensions import db
 from tests.support.app import make_app
 from tests.support.pgserver import PostgresServer
@@ -88,3 +88,31 @@ def test_the_pool_is_sized_by_the_settings(pg_server: PostgresServer) -> None:
                 connection.close()
         assert engine.pool.checkedin() == 2  # the overflow connection was closed, not kept
         engine.dispose()
+
+
+@pytest.mark.parametrize("own", [None, "connect_timeout=1&keepalives_idle=7"], ids=["defaults", "url-s-own"])
+def test_a_new_connection_has_a_deadline_and_keepalives(pg_server: PostgresServer, own: str | None) -> None:
+    """libpq waits for a server's answer to a new connection for ever, and for a
+    query's answer on a connection whose host vanished as long as TCP retries: the
+    gateway's ingest threads stuck in connect with a paused server, and the mails
+    they held got no answer. Every connection now has libpq's deadline and TCP
+    keepalives (docs/operations.md); a DATABASE_URL's own values win."""
+    url = pg_server.create_database("connect_options")
+    app = make_app(f"{url}?{own}" if own else url)
+    seen: list[dict[str, object]] = []
+    with app.app_context():
+        engine = db.engine
+        event.listen(engine, "do_connect", lambda _d, _r, _a, parameters: seen.append(dict(parameters)))
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+            raw = connection.connection.dbapi_connection
+            options = raw.get_dsn_parameters()  # type: ignore[union-attr]
+        engine.dispose()
+    expected = {"connect_timeout": "1", "keepalives_idle": "7"} if own else {}
+    assert {name: str(seen[0][name]) for name in CONNECTION_OPTIONS} == {
+        **{name: str(value) for name, value in CONNECTION_OPTIONS.items()},
+        **expected,
+    }
+    assert options["keepalives"] == "1" and options["tcp_user_timeout"] == str(
+        CONNECTION_OPTIONS["tcp_user_timeout"]
+    )
