@@ -9,8 +9,9 @@ listener; the kernel spreads new connections over the sockets. Every listener
 still says `250` only after its commit, and numbering is the database's, so
 nothing about the guarantees changes with the count.
 
-Stop: the gateway sends SIGTERM and waits; each listener finishes the mails in
-flight and exits. A listener whose gateway died (kill -9) notices within a second
+Stop: the gateway sends SIGTERM and waits; each listener closes its socket,
+answers the mails being stored (within `smtp.STOP_GRACE_SECONDS`) and exits.
+A listener whose gateway died (kill -9) notices within a second
 and stops the same way, so an orphan never keeps the port. A listener that dies is
 restarted after a pause (1 s, doubling up to a minute while it keeps dying); the
 connections it had not answered are dropped without a reply, so their senders
@@ -43,6 +44,7 @@ class _Listener:
     started: float
     pause: float = FIRST_PAUSE
     restart_at: float | None = None
+    terminated: bool = False
 
 
 class ListenerProcesses:
@@ -80,11 +82,16 @@ class ListenerProcesses:
                 listener.process, listener.started = self._spawn(), moment
                 listener.restart_at = None
 
+    def terminate(self) -> None:
+        """SIGTERM to every listener (once), which closes its socket and answers its mails."""
+        for listener in self.listeners:
+            if not listener.terminated and listener.process.poll() is None:
+                listener.process.send_signal(signal.SIGTERM)
+                listener.terminated = True
+
     def stop(self) -> None:
         """SIGTERM to every listener, then wait for each to finish its mails."""
-        for listener in self.listeners:
-            if listener.process.poll() is None:
-                listener.process.send_signal(signal.SIGTERM)
+        self.terminate()
         for listener in self.listeners:
             listener.process.wait()
 

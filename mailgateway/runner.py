@@ -14,8 +14,9 @@ every `LIFECYCLE_JOBS_INTERVAL`) another; those three are `loop.Loop`s, one stop
 event for all. On a stop signal the pollers finish the
 message in hand (committed and moved, or left in place) and log out, the sender
 finishes the mail in hand and hands the rest of its batch back to the outbox,
-the jobs finish the run in hand, the listeners stop after the mails in flight
-were committed, and the process exits.
+the jobs finish the run in hand, the listeners close their sockets and stop
+once the mails in flight were committed and answered (within
+`smtp.STOP_GRACE_SECONDS`), and the process exits.
 """
 
 from __future__ import annotations
@@ -76,11 +77,14 @@ def run(app: Flask) -> None:
     finally:
         stopping.set()
         faulthandler.dump_traceback_later(SLOW_STOP_SECONDS)
+        # The listening sockets close first, then the mails being stored are
+        # answered (docs/operations.md, "Stopping").
+        listeners.terminate()
+        controller.stop()
         listeners.stop()
         for thread in threads:
             if thread.ident is not None:
                 thread.join()
-        controller.stop()
         handler.close()
         faulthandler.cancel_dump_traceback_later()
         log.info("gateway stopped")

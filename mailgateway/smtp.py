@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -78,6 +80,9 @@ class SupportHandler:
         self.max_bytes: int = app.config["MAX_MESSAGE_BYTES"]
         self.max_recipients: int = app.config["MAX_RECIPIENTS"]
         self.limits = MailLimits.from_config(app.config)
+        # A mail not stored within this gets 451 (docs/mail-gateway.md, "When the
+        # database hangs"): before SMTP_TIMEOUT, which would close the session first.
+        self.deadline: float = INGEST_DEADLINE_SHARE * app.config["SMTP_TIMEOUT"].total_seconds()
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
 
     async def handle_RCPT(
@@ -118,7 +123,15 @@ class SupportHandler:
         inbound = Envelope(mail_from, tuple(envelope.rcpt_tos), "smtp")
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self.executor, self._ingest, raw, inbound)
+            # On the deadline a mail still queued is dropped; one being stored may
+            # still commit, and then the sender's retry is its duplicate (250).
+            result = await asyncio.wait_for(
+                loop.run_in_executor(self.executor, self._ingest, raw, inbound), self.deadline
+            )
+        except TimeoutError:
+            message_id = logged_message_id(raw, self.limits)
+            log_unrecorded(envelope, message_id, f"451, not recorded within {self.deadline:g} s")
+            return "451 4.3.0 Temporary failure storing the message; please retry"
         except TransientError as exc:
             log_unrecorded(envelope, logged_message_id(raw, self.limits), f"451 ({exc})")
             return "451 4.3.0 Temporary failure storing the message; please retry"
@@ -138,7 +151,18 @@ class SupportHandler:
             return ingest(raw, inbound, self.app.config)
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        """Wait for the mails being stored; those still queued lost their session
+        at the stop (no answer sent), so they are dropped, and their senders retry."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+# The share of SMTP_TIMEOUT a mail may take to be stored before its 451 (4.5 of 5
+# minutes by default): the rest is the margin before the idle timeout's close.
+INGEST_DEADLINE_SHARE = 0.9
+# How long a stop waits for the answers of the mails being stored (docs/operations.md).
+STOP_GRACE_SECONDS = 10.0
+# How long the sessions cancelled at a stop have to close their connections.
+SESSION_CLOSE_SECONDS = 1.0
 
 
 # How often a session may send each command (aiosmtpd's command_call_limit; past
@@ -181,6 +205,28 @@ class ConnectionLimits:
             del self.per_address[key]
 
 
+class Answers:
+    """The mails of one listener read to their end whose answer is not sent yet:
+    a stop waits for them before it cancels the sessions (docs/operations.md). Used
+    on the event loop only."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.none = asyncio.Event()
+        self.none.set()
+
+    @contextmanager
+    def pending(self) -> Iterator[None]:
+        self.count += 1
+        self.none.clear()
+        try:
+            yield
+        finally:
+            self.count -= 1
+            if not self.count:
+                self.none.set()
+
+
 class LiberalSMTP(SMTP):
     """Real senders exceed RFC 5322's 998-octet lines; accept them, read DATA in
     large pieces, and say 552 with its enhanced status code when a mail is too big.
@@ -192,10 +238,17 @@ class LiberalSMTP(SMTP):
     line_length_limit = 1 << 20
 
     def __init__(
-        self, handler: SupportHandler, *, connections: ConnectionLimits, data_timeout: float, **kwargs: Any
+        self,
+        handler: SupportHandler,
+        *,
+        connections: ConnectionLimits,
+        data_timeout: float,
+        answers: Answers | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.connections = connections
+        self.answers = answers or Answers()
         self.data_timeout = data_timeout
         self._data_since: float | None = None  # when the mail being read began
         self._bytes_seen = 0.0  # when bytes last arrived
@@ -283,9 +336,11 @@ class LiberalSMTP(SMTP):
         self.envelope.original_content = original_content
         # aiosmtpd's deprecated process_message() is not offered: SupportHandler has
         # handle_DATA, and a handler without either gets aiosmtpd's "250 OK".
-        status = await self._call_handler_hook("DATA") if "DATA" in self._handle_hooks else MISSING
-        self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
+        # A stop waits for this answer (`Answers`).
+        with self.answers.pending():
+            status = await self._call_handler_hook("DATA") if "DATA" in self._handle_hooks else MISSING
+            self._set_post_data_state()
+            await self.push("250 OK" if status is MISSING else status)
 
     async def push(self, status: str) -> None:  # type: ignore[override]  # aiosmtpd pushes str
         if status.startswith("552 ") and not status.startswith("552 5.3.4"):
@@ -309,11 +364,50 @@ class SupportController(Controller):
         self.connections = connections
         self.data_timeout = data_timeout
         self.reuse_port = reuse_port
+        self.answers = Answers()
+        self.stop_grace = STOP_GRACE_SECONDS
 
     def factory(self) -> SMTP:
         return LiberalSMTP(
-            self.handler, connections=self.connections, data_timeout=self.data_timeout, **self.SMTP_kwargs
+            self.handler,
+            connections=self.connections,
+            data_timeout=self.data_timeout,
+            answers=self.answers,
+            **self.SMTP_kwargs,
         )
+
+    def stop(self, no_assert: bool = False) -> None:
+        """Close the listening socket, so new connections go to a sibling process or
+        are refused (their senders retry); give the mails being stored `stop_grace`
+        to be answered; then cancel every session, as aiosmtpd's stop does. A mail
+        still being stored then is committed all the same (`SupportHandler.close`
+        waits for it), and its sender's retry is its duplicate."""
+        if self._thread is not None and self.server is not None:
+            answered = asyncio.run_coroutine_threadsafe(self._close_and_answer(), self.loop)
+            try:
+                answered.result(self.stop_grace + 5)
+            except TimeoutError:  # the event loop itself is stuck; cancel all the same
+                log.error("the SMTP listener did not close within %g s", self.stop_grace + 5)
+        super().stop(no_assert)
+
+    async def _close_and_answer(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        try:
+            await asyncio.wait_for(self.answers.none.wait(), self.stop_grace)
+        except TimeoutError:
+            log.warning(
+                "stopping with %d mail(s) unanswered after %g s; their senders will retry",
+                self.answers.count,
+                self.stop_grace,
+            )
+        # aiosmtpd's stop cancels the sessions and stops the loop at once, before
+        # they close their connections: a client then waited for its own timeout.
+        sessions = asyncio.all_tasks() - {asyncio.current_task()}
+        for session in sessions:
+            session.cancel()
+        if sessions:
+            await asyncio.wait(sessions, timeout=SESSION_CLOSE_SECONDS)
 
     def _create_server(self) -> Any:
         return self.loop.create_server(

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,9 +19,12 @@ from sqlalchemy import select
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, Ticket
 from helpdesk.services.senders import SendersService
-from mailgateway.smtp import ConnectionLimits
+from mailgateway import smtp
+from mailgateway.smtp import ConnectionLimits, SupportHandler, make_controller
+from tests.support.app import make_app
 from tests.support.database import tickets
 from tests.support.gateway_process import refused_start, start  # noqa: F401  (refused_start: used below)
+from tests.support.hung_database import HungDatabase
 from tests.support.mail import SUPPORT, message, send, start_gateway
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until
@@ -205,3 +210,104 @@ def test_one_mail_has_smtp_data_timeout_in_all_and_noop_a_budget(app, senders):
         with smtplib.SMTP("127.0.0.1", gateway.port, timeout=30) as client:
             assert [client.noop()[0] for _ in range(21)] == [250] * 20 + [421]
     assert tickets() == []
+
+
+def test_a_hung_database_gets_451_within_the_deadline_and_the_retry_250(pg_app, caplog):
+    """A database that takes the connection and never answers (its server paused):
+    the sender got no reply at all, its session closed by the idle timeout, and the
+    ingest thread waited in connect for ever. It gets 451 before SMTP_TIMEOUT; the
+    server resumed, the retry is 250, and the late commit, if any, is its duplicate."""
+    SendersService(db.session).add("ann@example.com", "Example Ltd")
+    db.session.commit()
+    db.session.remove()
+    mail = message(message_id="<while-hung@client.example>")
+    with HungDatabase(logs_in=False, forward_to=pg_app.config["SQLALCHEMY_DATABASE_URI"]) as hung:
+        gateway_app = make_app(hung.url)
+        for gateway in start_gateway(gateway_app, SMTP_TIMEOUT=timedelta(seconds=2)):
+            began = time.monotonic()
+            code, text = send(gateway.port, mail)
+            assert (code, text[:5]) == (451, b"4.3.0")
+            # A reply at all shows it came before SMTP_TIMEOUT closed the session.
+            assert time.monotonic() - began < 4.5, "before libpq's connect timeout (5 s) too"
+            assert "451, not recorded within 1.8 s" in caplog.text
+            hung.answer()
+            code, text = send(gateway.port, mail)
+            assert code == 250 and text.startswith((b"2.0.0 OK created", b"2.0.0 OK duplicate")), text
+        with gateway_app.app_context():
+            db.engine.dispose()
+    db.session.expire_all()
+    assert [t.number for t in tickets()] == [1]
+
+
+@pytest.fixture
+def held_ingest(monkeypatch) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Every mail's ingest waits, once begun, until the test sets `proceed`."""
+    began, proceed = threading.Event(), threading.Event()
+    real = smtp.ingest
+
+    def held(*args, **kwargs):  # type: ignore[no-untyped-def]
+        began.set()
+        assert proceed.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(smtp, "ingest", held)
+    yield began, proceed
+    proceed.set()
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except (ConnectionRefusedError, ConnectionResetError):  # reset: queued as it closed
+        return True
+    return False
+
+
+@pytest.mark.parametrize("in_time", [True, False], ids=["stored-within-the-grace", "stored-after-it"])
+def test_stopping_the_listener_answers_the_mails_being_stored(app, senders, held_ingest, in_time):
+    """A stop cancelled every session at once, the one waiting for its commit too:
+    the mail was stored and its sender got no 250, so it sent the mail again. The
+    stop now closes the listening socket first and waits (up to its grace) for the
+    answers of the mails being stored; past the grace the session is cut, and the
+    mail is still stored, so the sender's retry will be its duplicate."""
+    began, proceed = held_ingest
+    db.session.rollback()
+    app.config["SMTP_LISTEN"] = f"127.0.0.1:{free_port()}"
+    handler = SupportHandler(app, workers=2)
+    controller = make_controller(app, handler)
+    controller.stop_grace = 30.0 if in_time else 0.2
+    controller.start()
+    port = controller.port
+    replies: list[object] = []
+
+    def client() -> None:
+        try:
+            replies.append(send(port, message(message_id="<stopping@client.example>")))
+        except (OSError, smtplib.SMTPException) as error:
+            replies.append(type(error))
+
+    sending = threading.Thread(target=client)
+    sending.start()
+    stopping = threading.Thread(target=controller.stop)
+    try:
+        assert began.wait(30)
+        stopping.start()
+        wait_until(lambda: _refused(port), what="the listening socket closed while the mail is stored")
+        if in_time:
+            proceed.set()
+        stopping.join(10)
+        assert not stopping.is_alive()
+    finally:  # never leave the listener or its ingest behind for the next test
+        proceed.set()
+        if stopping.ident is None:
+            controller.stop()
+        else:
+            stopping.join(10)
+        handler.close()
+        sending.join(10)
+    if in_time:
+        assert replies == [(250, b"2.0.0 OK created TKT-000001")]
+    else:
+        assert replies == [smtplib.SMTPServerDisconnected]
+    db.session.expire_all()
+    assert [t.number for t in tickets()] == [1]

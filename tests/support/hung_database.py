@@ -3,7 +3,9 @@
 connections and nothing answers; or a PgBouncer whose PostgreSQL is down, which
 logs the client in and then holds every query until its `query_wait_timeout`
 (two minutes by default). Cheaper than pausing the harness's PostgreSQL, which
-other tests share."""
+other tests share. Given a real server (`forward_to`), it stands in for one paused
+and resumed: after `answer()` the connections it held, and every new one, are
+relayed to that server, as a resumed server answers what waited in its sockets."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import socket
 import struct
 import threading
 from types import TracebackType
+from urllib.parse import urlsplit
 
 # The requests for TLS and for GSSAPI encryption a client may send before its startup.
 _ENCRYPTION_REQUESTS = {80877103, 80877104}
@@ -43,18 +46,36 @@ _LOGGED_IN = b"".join(
 
 class HungDatabase:
     """Listens on 127.0.0.1; `logs_in` decides whether it completes the startup
-    (the PgBouncer case) or says nothing at all (the stopped PostgreSQL)."""
+    (the PgBouncer case) or says nothing at all (the stopped PostgreSQL).
+    `forward_to` (a database URL on 127.0.0.1) is the server `answer()` relays to;
+    only with `logs_in=False`, whose held connections are still unread."""
 
-    def __init__(self, *, logs_in: bool) -> None:
+    def __init__(self, *, logs_in: bool, forward_to: str | None = None) -> None:
+        assert not (logs_in and forward_to), "a connection it logged in cannot be relayed"
         self.logs_in = logs_in
+        self.forward_to = forward_to
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.connections: list[socket.socket] = []
+        self.answering = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def url(self) -> str:
+        if self.forward_to:
+            parts = urlsplit(self.forward_to)
+            return parts._replace(netloc=f"{parts.username}@127.0.0.1:{self.port}").geturl()
         return f"postgresql://helpdesk@127.0.0.1:{self.port}/helpdesk"
+
+    def answer(self) -> None:
+        """The server resumes: what it held, and every new connection, is relayed."""
+        assert self.forward_to
+        with self._lock:
+            self.answering = True
+            held = list(self.connections)
+        for connection in held:
+            self._relay(connection)
 
     def __enter__(self) -> HungDatabase:
         self._thread.start()
@@ -73,8 +94,12 @@ class HungDatabase:
                 connection, _ = self.server.accept()
             except OSError:  # closed by __exit__
                 return
-            self.connections.append(connection)
-            if self.logs_in:
+            with self._lock:
+                self.connections.append(connection)
+                answering = self.answering
+            if answering:
+                self._relay(connection)
+            elif self.logs_in:
                 threading.Thread(target=self._log_in, args=(connection,), daemon=True).start()
 
     def _log_in(self, connection: socket.socket) -> None:
@@ -88,6 +113,27 @@ class HungDatabase:
             connection.sendall(_LOGGED_IN)
         except OSError:  # the client gave up, or __exit__ closed the socket
             return
+
+    def _relay(self, connection: socket.socket) -> None:
+        assert self.forward_to
+        upstream = socket.create_connection(("127.0.0.1", urlsplit(self.forward_to).port or 5432))
+        self.connections.append(upstream)
+        for source, target in ((connection, upstream), (upstream, connection)):
+            threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+    except OSError:  # either side closed
+        pass
+    finally:
+        for side in (source, target):
+            try:
+                side.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _read(connection: socket.socket, size: int) -> bytes:
