@@ -10,13 +10,16 @@ same text whatever the reason.
 Past `SMTP_MAX_CONNECTIONS` sessions in this process, or `SMTP_MAX_CONNECTIONS_PER_IP`
 from one client address, a new connection gets `421 4.3.2` and is closed.
 The database work runs in a thread pool so one slow mail never stalls the event
-loop and the other connections. DATA is read in large pieces, not line by line
-(`smtp_data.py`).
+loop and the other connections; each session hands the loop on after every
+command, so a client pipelining them stalls none either, and a session whose
+answers go unread is aborted at its idle timeout (docs/mail-gateway.md, "Timeouts").
+DATA is read in large pieces, not line by line (`smtp_data.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import BOGUS_LIMIT, MISSING, SMTP, syntax
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session as SMTPSession
 from flask import Flask
@@ -171,6 +174,11 @@ SESSION_CLOSE_SECONDS = 1.0
 # RSET about once a mail and RCPT once a recipient: 1,000 mails a session
 # (docs/mail-gateway.md, "Timeouts").
 COMMAND_CALL_LIMITS = {"NOOP": 20, "MAIL": 1000, "RSET": 1000, "DATA": 1000, "RCPT": 100_000, "*": 20}
+# Lines that are no command (empty, not ASCII, longer than the command's limit) were
+# answered 500 without a budget: pipelined, they held a session and the event loop
+# until the idle timeout. Past this many a session, `421 4.7.0` and the connection is
+# closed (docs/mail-gateway.md, "Timeouts").
+BAD_LINE_LIMIT = 20
 
 
 class ConnectionLimits:
@@ -247,9 +255,12 @@ class LiberalSMTP(SMTP):
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
+        if self.tls_context or self._proxy_timeout is not None:
+            raise ValueError("LiberalSMTP's command loop has no STARTTLS or PROXY steps")
         self.connections = connections
         self.answers = answers or Answers()
         self.data_timeout = data_timeout
+        self._bad_line_budget = BAD_LINE_LIMIT
         self._data_since: float | None = None  # when the mail being read began
         self._bytes_seen = 0.0  # when bytes last arrived
 
@@ -268,7 +279,20 @@ class LiberalSMTP(SMTP):
             if left > 0:
                 self._reset_timeout(left)
                 return
-        super()._timeout_cb()
+        # aiosmtpd closes the transport, which waits for its send buffer to drain:
+        # a client that never reads its answers kept its session and its connection
+        # slot forever. Aborted, it loses both now (docs/mail-gateway.md, "Timeouts").
+        log.info("%r connection timeout", self.session.peer if self.session else None)
+        if self.transport is not None:
+            self._writer.transport.abort()
+
+    def _hang_up(self) -> None:
+        """Close once the answers written so far are sent; a close waits for the
+        client to read them, so the idle timeout, started again, aborts it if they
+        are not read by then."""
+        assert self.transport is not None
+        self.transport.close()
+        self._reset_timeout()
 
     async def _handle_client(self) -> None:
         """aiosmtpd's session, or `421` instead of the greeting past the connection
@@ -282,9 +306,119 @@ class LiberalSMTP(SMTP):
             self.transport.close()  # after the reply is written
             return
         try:
-            await super()._handle_client()
+            await self._serve()
         finally:  # the session ended however it ended: a reply, a timeout, a lost connection
             self.connections.release(address)
+
+    async def _serve(self) -> None:
+        """aiosmtpd 1.4.6's command loop (`SMTP._handle_client`) for this listener,
+        which takes no PROXY header or STARTTLS (`__init__` refuses them), with
+        three changes (docs/mail-gateway.md, "Timeouts"):
+
+        - the event loop runs once a command: aiosmtpd went back to it only when its
+          buffer was empty, so a client pipelining commands had up to 256 KB of them
+          answered in one turn while every other session waited;
+        - an empty, undecodable or over-long line costs one of `BAD_LINE_LIMIT`;
+        - a session closed for a budget ends there, instead of reading on what the
+          client had sent; it is aborted if its last answer is not read.
+        aiosmtpd's log line per command line is not written."""
+        assert self.session is not None
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+        call_limit: collections.defaultdict[str, int] = collections.defaultdict(
+            lambda: self._call_limit_default, self._call_limit_base if self._enforce_call_limit else {}
+        )
+        unknown_budget = BOGUS_LIMIT
+        self._bad_line_budget = BAD_LINE_LIMIT
+        while self.transport is not None:
+            try:
+                await asyncio.sleep(0)  # the other sessions' turn: one command each
+                line = await self._read_command_line()
+                if line is None:
+                    if await self._bad_line("500 Command line too long"):
+                        return
+                    continue
+                line = line.rstrip(b"\r\n")
+                if not line:
+                    if await self._bad_line("500 Error: bad syntax"):
+                        return
+                    continue
+                command_bytes, _, arg_bytes = line.partition(b" ")
+                try:
+                    command = command_bytes.upper().decode("ascii")
+                except UnicodeDecodeError:
+                    if await self._bad_line("500 Error: bad syntax"):
+                        return
+                    continue
+                # SMTPUTF8 is on: arguments are UTF-8, their bytes kept by surrogateescape
+                arg = str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None
+                limit = (
+                    self.command_size_limits[command]
+                    if self.session.extended_smtp
+                    else self.command_size_limit
+                )
+                if len(line) > limit:
+                    if await self._bad_line("500 Command line too long"):
+                        return
+                    continue
+                if self._enforce_call_limit:
+                    budget = call_limit[command]
+                    if budget < 1:
+                        log.warning("%r over limit for %s", self.session.peer, command)
+                        await self.push(f"421 4.7.0 {command} sent too many times")
+                        self._hang_up()
+                        return
+                    call_limit[command] = budget - 1
+                method = self._smtp_methods.get(command)
+                if method is None:
+                    log.warning("%r unrecognised: %s", self.session.peer, command)
+                    unknown_budget -= 1
+                    if unknown_budget < 1:
+                        log.warning("%r too many bogus commands", self.session.peer)
+                        await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
+                        self._hang_up()
+                        return
+                    await self.push(f'500 Error: command "{command}" not recognized')
+                    continue
+                self._reset_timeout()  # a valid command: the idle time starts again
+                await method(arg)
+            except (asyncio.CancelledError, ConnectionResetError):
+                log.info("%r connection lost during a session", self.session.peer)
+                self._writer.close()
+                raise
+            except Exception as error:  # aiosmtpd's: the handler's answer, else a 500
+                try:
+                    status = await self.handle_exception(error)
+                except Exception as inner_error:
+                    log.exception("%r exception in handle_exception()", self.session.peer)
+                    status = f"500 Error: ({inner_error.__class__.__name__}) {inner_error}"
+                await self.push(status)
+
+    async def _read_command_line(self) -> bytes | None:
+        """The next command line, or None for one longer than `line_length_limit`,
+        read to its end and dropped as aiosmtpd does."""
+        try:
+            return await self._reader.readuntil()
+        except asyncio.LimitOverrunError as error:
+            await self._reader.read(error.consumed)
+        while True:
+            try:
+                await self._reader.readuntil()
+                return None
+            except asyncio.LimitOverrunError as error:
+                await self._reader.read(error.consumed)
+
+    async def _bad_line(self, answer: str) -> bool:
+        """Answer a line that is no command (aiosmtpd's 500), or past
+        `BAD_LINE_LIMIT` of them hang up; True when the session is over."""
+        self._bad_line_budget -= 1
+        if self._bad_line_budget < 1:
+            assert self.session is not None
+            log.warning("%r too many bad command lines", self.session.peer)
+            await self.push("421 4.7.0 Too many bad command lines")
+            self._hang_up()
+            return True
+        await self.push(answer)
+        return False
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -343,9 +477,21 @@ class LiberalSMTP(SMTP):
             await self.push("250 OK" if status is MISSING else status)
 
     async def push(self, status: str) -> None:  # type: ignore[override]  # aiosmtpd pushes str
+        """aiosmtpd's push, with a deadline for the client to take the answer: past
+        SMTP_TIMEOUT with its send buffer full, the connection is aborted."""
         if status.startswith("552 ") and not status.startswith("552 5.3.4"):
             status = "552 5.3.4 Message too big for this system"
-        await super().push(status)
+        self._writer.write(status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n")
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+            await self._writer.drain()  # returns at once: nothing to wait for
+            return
+        try:
+            await asyncio.wait_for(self._writer.drain(), self._timeout_duration)
+        except TimeoutError:
+            log.info("%r answers not read: connection aborted", self.session.peer if self.session else None)
+            transport.abort()
+            raise ConnectionResetError("the client did not read its answers") from None
 
 
 class SupportController(Controller):

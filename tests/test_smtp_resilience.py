@@ -3,6 +3,7 @@ killed with SIGKILL mid-stream keeps every mail it answered 250 for."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import smtplib
@@ -311,3 +312,116 @@ def test_stopping_the_listener_answers_the_mails_being_stored(app, senders, held
         assert replies == [smtplib.SMTPServerDisconnected]
     db.session.expire_all()
     assert [t.number for t in tickets()] == [1]
+
+
+class _Flood:
+    """A client that pipelines `lines` after the greeting and reads the answers as
+    fast as they come, counting them, in threads of its own."""
+
+    def __init__(self, port: int, lines: bytes) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.received = b""
+        self.ended = threading.Event()
+        self.sock.recv(1024)  # the greeting
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._send, args=(lines,), daemon=True).start()
+
+    def _send(self, lines: bytes) -> None:
+        try:
+            self.sock.sendall(lines)
+        except OSError:
+            pass  # the listener closed the session
+
+    def _read(self) -> None:
+        try:
+            while piece := self.sock.recv(1 << 16):
+                self.received += piece
+        except OSError:
+            pass
+        self.ended.set()
+
+    def answers(self) -> int:
+        return self.received.count(b"\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _one_mail(port: int) -> float:
+    began = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", port, timeout=3) as client:
+        assert client.sendmail("ann@example.com", [SUPPORT], message().as_bytes()) == {}
+    return time.monotonic() - began
+
+
+@pytest.mark.parametrize(
+    "line", [b"\r\n", b"\xff\r\n", b"NOOP " + b"x" * 600 + b"\r\n"], ids=["empty", "not-ascii", "too-long"]
+)
+def test_a_flood_of_lines_that_are_no_command_is_cut_off_and_stalls_no_other_session(app, senders, line):
+    """Empty, undecodable and over-long lines were answered 500 without a budget or a
+    yield: 1 MB of them pipelined held the listener's event loop (a mail on another
+    connection took 30 s and more) until the idle timeout (smtp review 1)."""
+    for gateway in start_gateway(app, SMTP_TIMEOUT=timedelta(seconds=3)):
+        db.session.rollback()
+        flood = _Flood(gateway.port, line * (1_000_000 // len(line)))
+        assert _one_mail(gateway.port) < 1.5
+        assert flood.ended.wait(1), "the flood's session is still open"
+        assert flood.received.count(b"\r\n500 ") <= 20
+        assert flood.received.endswith(b"421 4.7.0 Too many bad command lines\r\n")
+        flood.close()
+    assert len(tickets()) == 1
+
+
+def test_a_client_pipelining_commands_gets_one_command_a_turn(app, senders):
+    """aiosmtpd's command loop never yields while a command waits in its buffer: a
+    client pipelining RCPTs (each within its budget) had up to 256 KB of them answered
+    at each turn of the event loop, so a mail on another connection waited a turn
+    for each of its commands (12 s under 100,000 RCPTs; smtp review 1)."""
+    count = 15_000
+    for gateway in start_gateway(app):
+        db.session.rollback()
+        flood = _Flood(
+            gateway.port,
+            b"EHLO x\r\nMAIL FROM:<a@example.com>\r\n" + b"RCPT TO:<nobody@elsewhere.example>\r\n" * count,
+        )
+        _one_mail(gateway.port)
+        assert flood.answers() < count // 2, "the mail waited for most of the flood"
+        flood.close()
+    assert len(tickets()) == 1
+
+
+def _greeted(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        return sock.recv(1024).startswith(b"220 ")
+
+
+def test_a_client_that_never_reads_its_answers_loses_its_session_and_slot(app, senders):
+    """A client pipelining commands and never reading the answers kept its session
+    and its connection slot forever: at the idle timeout aiosmtpd closed the
+    transport, which waits for a send buffer that never drains (smtp review 2)."""
+    for gateway in start_gateway(app, SMTP_TIMEOUT=timedelta(seconds=1), SMTP_MAX_CONNECTIONS_PER_IP=1):
+        db.session.rollback()
+        stuck = socket.socket()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect(("127.0.0.1", gateway.port))
+        stuck.setblocking(False)
+        # 30,000 answers of 300 bytes: more than the kernel's buffers hold (4 MiB)
+        lines = (
+            b"EHLO x\r\nMAIL FROM:<a@example.com>\r\n"
+            + b"RCPT TO:<%s@elsewhere.example>\r\n" % (b"n" * 230) * 30_000
+        )
+        blocked_since = None
+        while lines and (blocked_since is None or time.monotonic() - blocked_since < 0.3):
+            try:
+                lines = lines[stuck.send(lines) :]
+                blocked_since = None
+            except BlockingIOError:  # the listener stopped reading: its answers are not read
+                blocked_since = blocked_since or time.monotonic()
+                time.sleep(0.01)
+        began = time.monotonic()
+        wait_until(
+            functools.partial(_greeted, gateway.port), timeout=4, what="a new session from the same address"
+        )
+        assert time.monotonic() - began < 4
+        stuck.close()
+    assert tickets() == []
