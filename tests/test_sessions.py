@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask_sqlalchemy.session import Session
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from helpdesk.extensions import db
 from helpdesk.models import StaffUser
+from helpdesk.portal import account
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, Portal, login_tokens
 
@@ -277,6 +278,43 @@ def test_a_password_change_that_read_the_account_before_a_reset_is_judged_after_
         .status_code
         == 401
     )
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    ("path", "form", "judge"),
+    [
+        ("/account/preferences", {"language": "xx", "timezone": ""}, (account, "set_preferences")),
+    ],
+)
+def test_a_session_ended_while_its_form_was_judged_goes_to_the_login_page(
+    app, client, agent, monkeypatch, path, form, judge
+):
+    """A form refused after a reset (or a logout elsewhere) committed while it was
+    judged: the rollback makes the page read the account again, and the page found
+    nobody signed in and answered 500. It goes to the login page, as the next request
+    would (PostgreSQL: on SQLite a request holds the write lock from its first read,
+    so the reset waits for it)."""
+    portal = Portal(client)
+    assert portal.login(agent.email, "agent-password-1").status_code == 302
+    page = "/account" if path.startswith("/account") else path
+    owner, name = judge
+    real = getattr(owner, name)
+
+    def judged_while_reset(*args: Any, **kwargs: Any) -> Any:
+        with db.engine.begin() as other:  # another request's transaction, committed
+            other.execute(
+                update(StaffUser)
+                .where(StaffUser.id == agent.id)
+                .values(session_version=StaffUser.session_version + 1)
+            )
+        return real(*args, **kwargs)
+
+    token = portal.token(page)
+    monkeypatch.setattr(owner, name, judged_while_reset)
+    response = client.post(path, data={**form, "csrf_token": token})
+    monkeypatch.undo()
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
 
 
 def test_a_generated_password_for_a_new_account_is_never_put_in_a_cookie(app, client, admin_portal):

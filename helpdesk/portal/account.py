@@ -15,9 +15,16 @@ from helpdesk.auth import check_credentials, current_password_limit, login_rate_
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.languages import time_zones
-from helpdesk.models import StaffUser
 from helpdesk.portal import bp
-from helpdesk.portal.session import current_staff, go_on_under, log_in, log_out, login_required, safe_next
+from helpdesk.portal.session import (
+    current_staff,
+    go_on_under,
+    log_in,
+    log_out,
+    login_required,
+    safe_next,
+    signed_in,
+)
 from helpdesk.services.preferences import set_preferences
 from helpdesk.services.staff import MAX_PASSWORD, StaffService
 
@@ -57,11 +64,11 @@ def account() -> ResponseReturnValue:
 
 @bp.post("/account/password")
 @login_required()
-@current_password_limit(lambda: _signed_in().email)
+@current_password_limit(lambda: signed_in().email)
 def change_password() -> ResponseReturnValue:
     """The person's own password, proven with the current one. Every other session
     and token of theirs ends; this one goes on under the new session version."""
-    user = _signed_in()
+    user = signed_in()
     form = request.form
     try:
         version = StaffService(db.session).change_password(
@@ -84,7 +91,7 @@ def change_password() -> ResponseReturnValue:
 def change_preferences() -> ResponseReturnValue:
     """The language and time zone this person reads the portal in ("" for either:
     not chosen). Refused, the page comes back with what was picked and why."""
-    user = _signed_in()
+    user = signed_in()
     language, zone = request.form.get("language", "")[:20], request.form.get("timezone", "")[:100]
     try:
         set_preferences(user, language, zone)
@@ -104,7 +111,7 @@ def _account_page(
     preference_errors: dict[str, str] | None = None,
     picked: dict[str, str] | None = None,
 ) -> str:
-    user = _signed_in()
+    user = signed_in()
     chosen: dict[str, Any] = picked or {"language": user.language, "timezone": user.timezone}
     return render_template(
         "portal/account.html",
@@ -116,9 +123,3 @@ def _account_page(
         zones=sorted(time_zones()),
         business_zone=current_app.config["BUSINESS_TIMEZONE"],
     )
-
-
-def _signed_in() -> StaffUser:
-    user = current_staff()
-    assert user is not None, "login_required let the request in"
-    return user

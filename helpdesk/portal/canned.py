@@ -16,7 +16,7 @@ from helpdesk.errors import Forbidden, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.models import CannedReply, Ticket
 from helpdesk.portal import bp
-from helpdesk.portal.session import actor, current_staff, login_required
+from helpdesk.portal.session import actor, login_required, signed_in
 from helpdesk.services.canned import MAX_BODY, MAX_TITLE, PLACEHOLDERS, CannedRepliesService
 
 
@@ -36,9 +36,7 @@ def reply_box(record: Ticket, typed: str | None = None) -> dict[str, Any]:
             chosen = service.get_usable(request.args["canned"], me)
         except NotFound:
             abort(404)
-        user = current_staff()
-        assert user is not None  # under login_required
-        text = service.render(chosen, record, user)
+        text = service.render(chosen, record, signed_in())
     return {"canned_replies": service.usable(me), "reply_body": text or ""}
 
 

@@ -76,10 +76,19 @@ def _moment() -> int:
     return int(now().replace(tzinfo=timezone.utc).timestamp())
 
 
-def actor() -> Actor:
+def signed_in() -> StaffUser:
+    """The staff member of a request `login_required` let in. Their session may
+    have ended during the request (a reset or a logout elsewhere committed, and a
+    rollback made the account be read again): then the login page, as their next
+    request would get, not a 500."""
     user = current_staff()
-    assert user is not None, "actor() outside login_required"
-    return Actor.staff(user)
+    if user is None:
+        abort(redirect(url_for("portal.login")))
+    return user
+
+
+def actor() -> Actor:
+    return Actor.staff(signed_in())
 
 
 def login_required(role: str = "agent") -> Callable[[F], F]:
