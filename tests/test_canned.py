@@ -232,6 +232,8 @@ def test_only_admins_manage_shared_replies(portal, admin_session, service):
     [
         ({"title": "", "body": "text"}, "The title is required."),
         ({"title": "   ", "body": "text"}, "The title is required."),
+        ({"title": "\u200b\u3164", "body": "text"}, "The title is required."),  # nothing to read
+        ({"title": "Title", "body": "\u200b\n\u2800"}, "The body is required."),
         ({"title": "Title", "body": " \r\n "}, "The body is required."),
         (
             {"title": "x" * (MAX_TITLE + 1), "body": "text"},

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk import addresses, numbering
 from helpdesk.errors import Forbidden, NotFound, ValidationError
-from helpdesk.inputs import one_line, positive_int, unstorable
+from helpdesk.inputs import nothing_to_read, one_line, positive_int, unstorable
 from helpdesk.models import CannedReply, Ticket
 from helpdesk.services.actors import Actor, StaffMember
 
@@ -136,7 +136,7 @@ def _checked(title: object, body: object) -> tuple[str, str]:
     clean_title = one_line(title) if isinstance(title, str) else ""
     clean_body = body.replace("\r\n", "\n").replace("\r", "\n") if isinstance(body, str) else ""
     for name, value, limit in (("title", clean_title, MAX_TITLE), ("body", clean_body, MAX_BODY)):
-        if not value.strip():
+        if nothing_to_read(value):  # only spaces and invisible characters: as if not given
             errors[name] = "is required"
         elif len(value) > limit:
             errors[name] = f"must be at most {limit:,} characters"
