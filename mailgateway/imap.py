@@ -278,7 +278,7 @@ class ImapPoller(Loop):
         self.ticket_prefix: str = config["TICKET_PREFIX"]
         self.support: list[str] = config["SUPPORT_ADDRESSES"]
         self.limits = MailLimits.from_config(config)
-        if source.folder in (self.processed_folder, self.failed_folder):
+        if _mailbox_name(source.folder) in map(_mailbox_name, (self.processed_folder, self.failed_folder)):
             raise InvalidImapUrl(f"{source.key}: the mailbox cannot also be the processed or failed folder")
         self.last_uid = 0
         self.uidvalidity: int | None = None

@@ -162,6 +162,18 @@ def test_bad_imap_urls_are_refused_with_a_reason(url: str, complaint: str) -> No
         parse_imap_urls(url)
 
 
+@pytest.mark.parametrize("setting", ["IMAP_PROCESSED_FOLDER", "IMAP_FAILED_FOLDER"])
+def test_the_mailbox_cannot_be_its_own_processed_or_failed_folder_in_any_case(app, setting):
+    """INBOX in any case is one mailbox: a processed folder `inbox` beside the source
+    INBOX moved every mail back where it came from, and the check compared the names
+    as written."""
+    app.config.update(IMAP_PROCESSED_FOLDER="Processed", IMAP_FAILED_FOLDER="Failed")
+    app.config[setting] = "inbox"
+    source = MailboxSource("h", 143, "u", "p", "INBOX", tls=False, starttls=False)
+    with pytest.raises(InvalidImapUrl, match="processed or failed folder"):
+        ImapPoller(app, source, threading.Event(), max_backoff=0.5)
+
+
 def test_inbox_is_one_mailbox_however_it_is_spelled(app, senders, dovecot_server):
     """IMAP names INBOX case-insensitively (RFC 3501 §5.1): `.../inbox` and
     `.../INBOX` were two keys, so `IMAP_URL` could name the mailbox twice and two
