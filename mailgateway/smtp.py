@@ -255,6 +255,10 @@ class LiberalSMTP(SMTP):
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
+        # aiosmtpd keeps these in one dict of its class: each EHLO (which adds room
+        # for SIZE and SMTPUTF8 to MAIL's limit) raised it for every session, and each
+        # new connection emptied it. Each session has its own.
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
         if self.tls_context or self._proxy_timeout is not None:
             raise ValueError("LiberalSMTP's command loop has no STARTTLS or PROXY steps")
         self.connections = connections

@@ -1193,6 +1193,27 @@ def test_a_mail_waiting_on_the_database_does_not_stall_other_connections(gateway
     assert replies == [(250, b"2.0.0 OK created TKT-000001")]
 
 
+def test_each_session_has_its_own_command_line_limits(gateway):
+    """aiosmtpd keeps MAIL's line limit (512, and 36 more once EHLO has offered SIZE
+    and SMTPUTF8) in one dict shared by every session: each EHLO anywhere raised it
+    for all, and each new connection emptied it, so a MAIL line within the limit its
+    own EHLO set was refused as too long once someone else connected (no real path
+    is that long: RFC 5321 allows 256 octets; the limit must still be the session's)."""
+    import smtplib
+
+    mail_from = "a" * 60 + "@" + ".".join(letter * 60 for letter in "defghi") + "." + "j" * 40 + ".example"
+    line = f"MAIL FROM:<{mail_from}> SIZE=1000 BODY=8BITMIME SMTPUTF8"
+    assert 512 < len(line) + 2 <= 548
+    with smtplib.SMTP("127.0.0.1", gateway.port, timeout=5) as sender:
+        sender.ehlo("sender.example")
+        with smtplib.SMTP("127.0.0.1", gateway.port, timeout=5) as other:  # a new session
+            assert sender.docmd(line)[0] == 250
+            assert sender.docmd("RSET")[0] == 250
+            for _ in range(15):
+                other.ehlo("other.example")
+            assert sender.docmd(f"MAIL FROM:<{'x' * 900}@example.com>")[0] == 500
+
+
 def test_banner_and_ehlo_name_the_configured_host_without_asking_dns(gateway, monkeypatch):
     import smtplib
     import socket
