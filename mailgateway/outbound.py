@@ -100,6 +100,7 @@ from helpdesk.instance import ConfigurationError
 from helpdesk.models import Attachment, Contact, OutboxMessage, StaffUser, Ticket
 from helpdesk.outbound.compose import Composer
 from helpdesk.services import contacts, notifications
+from helpdesk.services.mailflow import UNDELIVERABLE_REASON
 from helpdesk.services.notifications import AUTOMATIC_KINDS
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, ServerUrl, parse_server_url
@@ -408,7 +409,7 @@ class Sender(Loop):
         ):
             return "the helpdesk's own address: never mailed"
         if undeliverable is not None:
-            return f"undeliverable since {undeliverable:%Y-%m-%d %H:%M} UTC (a mail to it bounced)"
+            return f"{UNDELIVERABLE_REASON} {undeliverable:%Y-%m-%d %H:%M} UTC (a mail to it bounced)"
         if (
             row.kind in v.STAFF_NOTIFICATION_KINDS
             and not session.execute(_ACTIVE_STAFF, {"email": row.to_address}).scalar_one()

@@ -29,7 +29,8 @@ from helpdesk.models import (
     StaffUser,
 )
 
-# How the sender's refusal of a row to a marked address begins (`mailgateway.outbound`).
+# How the sender's refusal of a row to a marked address begins: the sender writes it
+# (`mailgateway.outbound`), the Mail page counts the alerts it skipped by it.
 UNDELIVERABLE_REASON = "undeliverable since"
 
 
