@@ -167,6 +167,8 @@ class Config:
     # bytes (RFC 5321 4.5.3.2.7); one mail's DATA may take SMTP_DATA_TIMEOUT in all.
     SMTP_TIMEOUT = _env_duration("SMTP_TIMEOUT", "5m")
     SMTP_DATA_TIMEOUT = _env_duration("SMTP_DATA_TIMEOUT", "10m")
+    # A session's whole time: past it the next command gets 421 (docs/mail-gateway.md).
+    SMTP_SESSION_TIMEOUT = _env_duration("SMTP_SESSION_TIMEOUT", "1h")
     MAX_MESSAGE_BYTES = _env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     # Recipients of one mail: SMTP answers 452 past it, a record keeps at most this
     # many (RFC 5321 4.5.3.1.8 asks that 100 be accepted; docs/security.md).

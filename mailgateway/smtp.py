@@ -8,7 +8,8 @@ them (`452 4.5.3` past it), none longer than 254 characters (`501 5.1.3`); mail 
 sending server retries; `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`, the
 same text whatever the reason.
 Past `SMTP_MAX_CONNECTIONS` sessions in this process, or `SMTP_MAX_CONNECTIONS_PER_IP`
-from one client address, a new connection gets `421 4.3.2` and is closed.
+from one client address, a new connection gets `421 4.3.2` and is closed; a
+command after `SMTP_SESSION_TIMEOUT` gets `421 4.4.2` and ends its session.
 The database work runs in a thread pool so one slow mail never stalls the event
 loop and the other connections; each session hands the loop on after every
 command, so a client pipelining them stalls none either, and a session whose
@@ -251,6 +252,7 @@ class LiberalSMTP(SMTP):
         *,
         connections: ConnectionLimits,
         data_timeout: float,
+        session_timeout: float,
         answers: Answers | None = None,
         **kwargs: Any,
     ) -> None:
@@ -264,6 +266,7 @@ class LiberalSMTP(SMTP):
         self.connections = connections
         self.answers = answers or Answers()
         self.data_timeout = data_timeout
+        self.session_timeout = session_timeout
         self._bad_line_budget = BAD_LINE_LIMIT
         self._data_since: float | None = None  # when the mail being read began
         self._bytes_seen = 0.0  # when bytes last arrived
@@ -324,7 +327,10 @@ class LiberalSMTP(SMTP):
           answered in one turn while every other session waited;
         - an empty, undecodable or over-long line costs one of `BAD_LINE_LIMIT`;
         - a session closed for a budget ends there, instead of reading on what the
-          client had sent; it is aborted if its last answer is not read.
+          client had sent; it is aborted if its last answer is not read;
+        - a command past SMTP_SESSION_TIMEOUT is answered `421 4.4.2` and ends the
+          session: each command restarts the idle time, so budgets alone let a
+          client that sends one every few minutes keep its session for a year.
         aiosmtpd's log line per command line is not written."""
         assert self.session is not None
         await self.push(f"220 {self.hostname} {self.__ident__}")
@@ -333,10 +339,16 @@ class LiberalSMTP(SMTP):
         )
         unknown_budget = BOGUS_LIMIT
         self._bad_line_budget = BAD_LINE_LIMIT
+        ends = self.loop.time() + self.session_timeout
         while self.transport is not None:
             try:
                 await asyncio.sleep(0)  # the other sessions' turn: one command each
                 line = await self._read_command_line()
+                if self.loop.time() > ends:
+                    log.warning("%r session too long", self.session.peer)
+                    await self.push("421 4.4.2 Session too long, try again later")
+                    self._hang_up()
+                    return
                 if line is None:
                     if await self._bad_line("500 Command line too long"):
                         return
@@ -507,12 +519,14 @@ class SupportController(Controller):
         *,
         connections: ConnectionLimits,
         data_timeout: float,
+        session_timeout: float,
         reuse_port: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.connections = connections
         self.data_timeout = data_timeout
+        self.session_timeout = session_timeout
         self.reuse_port = reuse_port
         self.answers = Answers()
         self.stop_grace = STOP_GRACE_SECONDS
@@ -522,6 +536,7 @@ class SupportController(Controller):
             self.handler,
             connections=self.connections,
             data_timeout=self.data_timeout,
+            session_timeout=self.session_timeout,
             answers=self.answers,
             **self.SMTP_kwargs,
         )
@@ -601,6 +616,7 @@ def make_controller(
         ),
         reuse_port=reuse_port,
         data_timeout=app.config["SMTP_DATA_TIMEOUT"].total_seconds(),
+        session_timeout=app.config["SMTP_SESSION_TIMEOUT"].total_seconds(),
         timeout=app.config["SMTP_TIMEOUT"].total_seconds(),
         command_call_limit=COMMAND_CALL_LIMITS,
         data_size_limit=app.config["MAX_MESSAGE_BYTES"],

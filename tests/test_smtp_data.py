@@ -389,7 +389,12 @@ def test_random_data_sections_read_as_aiosmtpd_read_them():
     ours, upstream = Recorder(), Recorder()
     controllers = [
         SupportController(
-            ours, connections=ConnectionLimits(10, 10), data_timeout=600, port=free_port(), **kwargs
+            ours,
+            connections=ConnectionLimits(10, 10),
+            data_timeout=600,
+            session_timeout=3600,
+            port=free_port(),
+            **kwargs,
         ),
         UpstreamController(upstream, port=free_port(), **kwargs),
     ]

@@ -425,3 +425,36 @@ def test_a_client_that_never_reads_its_answers_loses_its_session_and_slot(app, s
         assert time.monotonic() - began < 4
         stuck.close()
     assert tickets() == []
+
+
+def test_a_session_ends_at_smtp_session_timeout_after_the_mail_it_is_reading(app, senders):
+    """Each accepted command restarts the idle time, and RCPT may be sent 100,000
+    times: a client sending one every few minutes held a session and its connection
+    slot for about a year (smtp review leftover). Past SMTP_SESSION_TIMEOUT the next
+    command is answered `421 4.4.2`; a mail being read then is still accepted."""
+    for gateway in start_gateway(
+        app, SMTP_TIMEOUT=timedelta(seconds=2), SMTP_SESSION_TIMEOUT=timedelta(seconds=1)
+    ):
+        db.session.rollback()
+        with smtplib.SMTP("127.0.0.1", gateway.port, timeout=30) as client:
+            _slow_data(client, pieces=5, pause=0.3)  # the limit passes while it arrives
+            assert client.getreply()[0] == 250
+            assert client.docmd("MAIL FROM:<ann@example.com>") == (
+                421,
+                b"4.4.2 Session too long, try again later",
+            )
+            with pytest.raises((smtplib.SMTPServerDisconnected, ConnectionError)):
+                client.noop()
+        with smtplib.SMTP("127.0.0.1", gateway.port, timeout=30) as client:
+            client.ehlo()
+            client.mail("ann@example.com")
+            codes = []
+            began = time.monotonic()
+            while time.monotonic() - began < 3:
+                code = client.docmd("RCPT TO:<nobody@elsewhere.example>")[0]
+                codes.append(code)
+                if code == 421:
+                    break
+                time.sleep(0.2)
+            assert codes[-1] == 421 and set(codes[:-1]) == {550} and 4 <= len(codes) <= 7
+    assert len(tickets()) == 1
