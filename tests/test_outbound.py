@@ -26,6 +26,7 @@ from email.policy import SMTP as SMTP_POLICY
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import time_machine
@@ -2227,6 +2228,38 @@ def test_relay_demanding_a_login_the_url_does_not_give_is_retried_not_failed(app
         clock.advance(minutes=1)
         run(Sender(app, clock=clock))
         assert outbox()[0].state == "sent"
+        assert [item.authenticated for item in relay.received] == [True]
+    finally:
+        relay.stop()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("user", ["notify", "notificación"])
+def test_a_relay_login_beyond_ascii_is_sent_in_utf8(app, service, user):
+    """smtplib encodes AUTH in ASCII: a password such as `contraseña` in
+    OUTBOUND_SMTP_URL raised UnicodeEncodeError at every batch, and no mail went.
+    AUTH PLAIN carries UTF-8 (RFC 4616), as the IMAP poller's login does; a wrong
+    one is the relay's 535, retried like any refused login."""
+    password = "contraseña-ü"
+
+    def login(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            user.encode(),
+            password.encode(),
+        )
+        return AuthResult(success=ok, handled=False)
+
+    relay = Sink(authenticator=login, auth_require_tls=False, auth_required=True).start()
+    try:
+        open_ticket(service)
+        clock = Clock()
+        for given, state, error in (("contraseña-x", "pending", "535"), (password, "sent", None)):
+            app.config.update(OUTBOUND_SMTP_URL=f"smtp://{quote(user)}:{quote(given)}@127.0.0.1:{relay.port}")
+            run(Sender(app, clock=clock))
+            (row,) = outbox()
+            assert row.state == state  # a wrong one: retried, not failed
+            assert error is None or error in row.last_error
+            clock.advance(minutes=10)
         assert [item.authenticated for item in relay.received] == [True]
     finally:
         relay.stop()
