@@ -63,6 +63,7 @@ hosts whose clocks disagree still agree on who holds a mailbox.
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import os
 import socket
@@ -336,14 +337,13 @@ class ImapPoller(Loop):
 
     def connect(self) -> IMAPClient:
         source = self.source
-        client = IMAPClient(
-            source.host,
-            port=source.port,
-            ssl=source.tls,
-            ssl_context=ssl.create_default_context() if source.tls else None,
-            timeout=SOCKET_TIMEOUT,
-        )
-        self.reads = _ReadWatch(client)  # from the login on; the greeting is read already
+        # Watched from the first byte: imaplib reads the greeting while it is built.
+        self.reads = reads = _ReadWatch()
+        with reads.whole():
+            client = _WatchedClient(
+                reads, source.host, source.port, ssl.create_default_context() if source.tls else None
+            )
+        reads.attach(client)
         try:
             if source.starttls:
                 client.starttls(ssl.create_default_context())
@@ -1043,12 +1043,33 @@ class _ReadWatch:
     """When the read of a server's answer in progress on one connection (if any)
     began and is due, for the lease thread to cut it (`ImapPoller._renew_until`).
     imaplib reads every line and literal through `readline` and `read`, which it
-    documents as overridable; they are timed here."""
+    documents as overridable; they are timed once the connection is built, and
+    building it (TCP, a TLS handshake, the greeting, which imaplib reads in its
+    constructor) is timed as one read (`whole`). The cut goes through a duplicate of
+    the TCP socket (`hold`), which neither TLS nor a STARTTLS swaps. (A TLS
+    handshake, at the start or after STARTTLS, is bounded by SOCKET_TIMEOUT as a
+    whole anyway: the ssl module gives each operation one deadline.)"""
 
-    def __init__(self, client: IMAPClient) -> None:
-        self.client = client
+    def __init__(self) -> None:
         self.started: float | None = None
         self.due = 0.0
+        self._spare: socket.socket | None = None
+
+    def hold(self, sock: socket.socket) -> None:
+        self._spare = sock.dup()
+
+    def release(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
+
+    @contextmanager
+    def whole(self) -> Iterator[None]:
+        """One deadline for a step of several reads imaplib makes unwatched."""
+        with self._reading(0):
+            yield
+
+    def attach(self, client: IMAPClient) -> None:
         imap = client._imap
         readline, read = imap.readline, imap.read
 
@@ -1083,10 +1104,53 @@ class _ReadWatch:
 
     def cut(self) -> None:
         """The blocked read returns at once, as a lost connection."""
+        spare = self._spare
+        if spare is None:
+            log.debug("the IMAP connection was closed already")
+            return
         try:
-            self.client.socket().shutdown(socket.SHUT_RDWR)
+            spare.shutdown(socket.SHUT_RDWR)
         except OSError as exc:  # closed meanwhile: nothing left to cut
             log.debug("the IMAP connection was closed already: %s", exc)
+
+
+class _WatchedClient(IMAPClient):
+    """IMAPClient on a connection whose TCP socket `reads` holds from before the
+    greeting (`_WatchedIMAP4`)."""
+
+    def __init__(self, reads: _ReadWatch, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+        self._reads = reads
+        super().__init__(host, port=port, ssl=tls is not None, ssl_context=tls, timeout=SOCKET_TIMEOUT)
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:  # noqa: N802  (imapclient's name)
+        return _WatchedIMAP4(self.host, self.port, self.ssl_context if self.ssl else None, self._reads)
+
+
+class _WatchedIMAP4(imaplib.IMAP4):
+    """imaplib's connection, TLS from the first byte when given a context (as
+    imapclient's own), handing its TCP socket to the read watch before the TLS
+    handshake and the greeting are read, and letting it go when closed."""
+
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, reads: _ReadWatch) -> None:
+        self.tls, self.reads = tls, reads
+        super().__init__(host, port, SOCKET_TIMEOUT)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout)
+        self.reads.hold(sock)
+        if self.tls is None:
+            return sock
+        try:
+            return self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:  # imaplib calls `shutdown` only once the socket exists
+            self.reads.release()
+            raise
+
+    def shutdown(self) -> None:
+        try:
+            super().shutdown()
+        finally:
+            self.reads.release()
 
 
 def _quoted(text: str) -> str:

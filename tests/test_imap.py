@@ -1116,6 +1116,50 @@ def test_a_server_dripping_its_answer_is_cut_off(
     assert [t.subject for t in tickets()] == ([] if ended_by == "stop" else ["Mail 1"])
 
 
+@pytest.mark.parametrize(
+    ("tls", "ended_by"),
+    [
+        ("", "deadline"),
+        ("", "stop"),
+        ("imaps", "deadline"),  # the TLS handshake (its own deadline), then the greeting
+    ],
+)
+def test_a_server_dripping_its_greeting_is_cut_off(
+    app, senders, mailbox, dovecot_server, monkeypatch, tls, ended_by
+):
+    """imaplib reads the greeting while the connection is built, before the read
+    watch existed: a server dripping it held the poller, its lease and a stop for as
+    long as it dripped (IMAP review leftover). Building the connection is watched."""
+    monkeypatch.setattr(imap, "SOCKET_TIMEOUT", 1.0)  # each byte comes well within it
+    monkeypatch.setattr(imap, "READ_SECONDS", 1.0 if ended_by == "deadline" else 60.0)
+    monkeypatch.setattr(imap, "STOP_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(imap, "WATCH_SECONDS", 0.2)
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot_server.certificate))
+    mailbox.append(raw(1, "greeting"))
+    port = dovecot_server.tls_port if tls == "imaps" else dovecot_server.port
+    with DrippingImap(port, trigger=None, drip=0.2) as relay:
+        url = relay.url(dovecot_server.url(mailbox.folder, tls), port)
+        poller = poller_for(app, mailbox, url=url, IMAP_LEASE_SECONDS=3)
+        db.session.rollback()
+        thread = threading.Thread(target=poller.run, name="test-imap-drip-connect")
+        thread.start()
+        try:
+            assert relay.dripping.wait(10), "the poller never connected"
+            started = time.monotonic()
+            if ended_by == "stop":
+                poller.stopping.set()
+                thread.join(timeout=3)
+                assert not thread.is_alive(), "a stop waited for the dripping server"
+            else:
+                assert relay.cut.wait(3), "the drip was not cut"
+                wait_until(lambda: mailbox.count(mailbox.processed) == 1, timeout=30)
+            assert relay.cut.is_set() and time.monotonic() - started < 5
+        finally:
+            poller.stopping.set()
+            thread.join(timeout=30)
+    assert [t.subject for t in tickets()] == ([] if ended_by == "stop" else ["Mail 1"])
+
+
 def test_several_mailboxes_are_polled_side_by_side(app, senders, dovecot_server):
     boxes = [TestMailbox(dovecot_server, "m" + uuid.uuid4().hex[:12]) for _ in range(2)]
     app.config.update(IMAP_PROCESSED_FOLDER="Processed", IMAP_FAILED_FOLDER="Failed", IMAP_POLL_SECONDS=2)

@@ -1,8 +1,9 @@
 """A relay in front of the test Dovecot that passes everything through until the
-client sends a command holding `trigger` (say `BODY.PEEK[]`), then hands on the
-server's answer one byte every `drip` seconds (docs/mail-gateway.md, "A server that
-drips"). Each byte answers a read within any per-read timeout, so only a deadline
-on the read as a whole ends it. Dovecot itself never answers that slowly."""
+client sends a command holding `trigger` (say `BODY.PEEK[]`; None: from the
+server's greeting on), then hands on the server's answer one byte every `drip`
+seconds (docs/mail-gateway.md, "A server that drips"). Each byte answers a read
+within any per-read timeout, so only a deadline on the read as a whole ends it.
+Dovecot itself never answers that slowly."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class DrippingImap:
     """Listens on 127.0.0.1 and relays to `port`; drips the answer to the first
     `times` commands holding `trigger`, then relays as it is."""
 
-    def __init__(self, port: int, *, trigger: bytes, drip: float = 0.2, times: int = 1) -> None:
+    def __init__(self, port: int, *, trigger: bytes | None, drip: float = 0.2, times: int = 1) -> None:
         self.target, self.trigger, self.drip, self.times = port, trigger, drip, times
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
@@ -65,6 +66,9 @@ class DrippingImap:
             upstream = socket.create_connection(("127.0.0.1", self.target))
             self._sockets += [client, upstream]
             drip = threading.Event()
+            if self.trigger is None and self.times > 0:
+                self.times -= 1
+                drip.set()
             self._start(self._requests, client, upstream, drip)
             self._start(self._answers, upstream, client, drip)
 
@@ -80,7 +84,7 @@ class DrippingImap:
                         self.cut.set()
                     upstream.close()
                     return
-                if self.trigger in data and self.times > 0:
+                if self.trigger is not None and self.trigger in data and self.times > 0:
                     self.times -= 1
                     drip.set()
                 upstream.sendall(data)
