@@ -1077,74 +1077,41 @@ def test_credentials_that_are_not_ascii_without_authenticate_plain_fail_quietly_
     assert isinstance(refused.value, ImapPoller.failed_quietly)
 
 
-@pytest.mark.parametrize("ended_by", ["deadline", "stop"])
-def test_a_server_dripping_its_answer_is_cut_off(
-    app, senders, mailbox, dovecot_server, monkeypatch, ended_by
+@pytest.mark.parametrize(
+    ("dripped", "tls", "ended_by"),
+    [
+        ("fetch", "", "deadline"),
+        ("fetch", "", "stop"),
+        ("greeting", "", "deadline"),
+        ("greeting", "", "stop"),
+        ("greeting", "imaps", "deadline"),  # the TLS handshake (its own deadline), then the greeting
+    ],
+)
+def test_a_server_dripping_is_cut_off(
+    app, senders, mailbox, dovecot_server, monkeypatch, dripped, tls, ended_by
 ):
     """A server handing its FETCH answer over a byte at a time beats SOCKET_TIMEOUT,
     which bounds each recv: the poller waited for as long as it dripped, kept
     renewing the mailbox's lease all the while, and a stop waited for it too. The
     read's deadline (READ_SECONDS), or a stop, cuts the connection; the round ends,
-    and the next one takes the mail."""
-    monkeypatch.setattr(imap, "SOCKET_TIMEOUT", 1.0)  # each byte comes well within it
-    # raising=False: on the old code the test fails on what it shows, not on a name
-    monkeypatch.setattr(imap, "READ_SECONDS", 1.0 if ended_by == "deadline" else 60.0, raising=False)
-    monkeypatch.setattr(imap, "STOP_GRACE_SECONDS", 0.5, raising=False)
-    monkeypatch.setattr(imap, "WATCH_SECONDS", 0.2, raising=False)
-    mailbox.append(raw(1, "drip"))
-    with DrippingImap(dovecot_server.port, trigger=b"BODY.PEEK[]", drip=0.2) as relay:
-        poller = poller_for(
-            app, mailbox, url=relay.url(mailbox.url, dovecot_server.port), IMAP_LEASE_SECONDS=3
-        )
-        db.session.rollback()
-        thread = threading.Thread(target=poller.run, name="test-imap-drip")
-        thread.start()
-        try:
-            assert relay.dripping.wait(10), "the FETCH was never sent"
-            started = time.monotonic()
-            if ended_by == "stop":
-                poller.stopping.set()
-                thread.join(timeout=3)
-                assert not thread.is_alive(), "a stop waited for the dripping answer"
-            else:
-                assert relay.cut.wait(3), "the drip was not cut"
-                wait_until(lambda: mailbox.count(mailbox.processed) == 1, timeout=30)
-            assert relay.cut.is_set() and time.monotonic() - started < 5
-        finally:
-            poller.stopping.set()
-            thread.join(timeout=30)
-    assert [t.subject for t in tickets()] == ([] if ended_by == "stop" else ["Mail 1"])
-
-
-@pytest.mark.parametrize(
-    ("tls", "ended_by"),
-    [
-        ("", "deadline"),
-        ("", "stop"),
-        ("imaps", "deadline"),  # the TLS handshake (its own deadline), then the greeting
-    ],
-)
-def test_a_server_dripping_its_greeting_is_cut_off(
-    app, senders, mailbox, dovecot_server, monkeypatch, tls, ended_by
-):
-    """imaplib reads the greeting while the connection is built, before the read
-    watch existed: a server dripping it held the poller, its lease and a stop for as
-    long as it dripped (IMAP review leftover). Building the connection is watched."""
+    and the next one takes the mail. The greeting, which imaplib reads while the
+    connection is built, before the read watch existed, held them too (IMAP review
+    leftover): building the connection is watched as one read."""
     monkeypatch.setattr(imap, "SOCKET_TIMEOUT", 1.0)  # each byte comes well within it
     monkeypatch.setattr(imap, "READ_SECONDS", 1.0 if ended_by == "deadline" else 60.0)
     monkeypatch.setattr(imap, "STOP_GRACE_SECONDS", 0.5)
     monkeypatch.setattr(imap, "WATCH_SECONDS", 0.2)
     monkeypatch.setenv("SSL_CERT_FILE", str(dovecot_server.certificate))
-    mailbox.append(raw(1, "greeting"))
+    mailbox.append(raw(1, "drip"))
     port = dovecot_server.tls_port if tls == "imaps" else dovecot_server.port
-    with DrippingImap(port, trigger=None, drip=0.2) as relay:
+    with DrippingImap(port, trigger=b"BODY.PEEK[]" if dripped == "fetch" else None, drip=0.2) as relay:
         url = relay.url(dovecot_server.url(mailbox.folder, tls), port)
         poller = poller_for(app, mailbox, url=url, IMAP_LEASE_SECONDS=3)
         db.session.rollback()
-        thread = threading.Thread(target=poller.run, name="test-imap-drip-connect")
+        thread = threading.Thread(target=poller.run, name="test-imap-drip")
         thread.start()
         try:
-            assert relay.dripping.wait(10), "the poller never connected"
+            assert relay.dripping.wait(10), f"the {dripped} was never dripped"
             started = time.monotonic()
             if ended_by == "stop":
                 poller.stopping.set()
