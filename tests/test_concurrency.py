@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from helpdesk import lifecycle
 from helpdesk.clock import now
+from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound import matching
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
@@ -1701,6 +1702,143 @@ def test_one_member_added_to_a_team_twice_at_once_is_a_member_once(app, agent):
     assert results == {"first": None, "second": None}, results
     db.session.rollback()
     assert db.session.execute(select(func.count()).select_from(TeamMember)).scalar_one() == 1
+
+
+# -- a team removed while something names it (docs/isp-operations.md, "Teams") -----
+#
+# Removal checked "no tickets, no routes" and then deleted: a ticket filed to the
+# team between the two held the team's row with its foreign key, the DELETE waited
+# for it and then failed on that key, a 500. Removal now locks the row first.
+
+
+@on_postgresql
+def test_a_team_removed_while_a_ticket_is_filed_to_it_is_refused_as_still_having_tickets(app, agent):
+    from helpdesk.errors import Conflict
+    from helpdesk.models import Team
+    from helpdesk.services.teams import TeamsService
+
+    TeamsService(db.session).add("night_ops")
+    db.session.commit()
+    agent_id = agent.id
+    order = Interleaving()
+
+    def file_a_ticket() -> str:
+        with app.app_context():
+            staff = db.session.get(StaffUser, agent_id)
+            assert staff is not None
+            ticket = TicketsService.from_config(db.session, app.config).open_ticket(
+                subject="Night install",
+                description="Fibre to the flat.",
+                requester_email="ann@example.com",
+                channel="web",
+                actor=Actor.staff(staff),
+                team="night_ops",
+            )
+            db.session.flush()
+            order.after_first_change()
+            db.session.commit()
+            return ticket.subject
+
+    def remove() -> None:
+        with app.app_context():
+            assert order.first_changed.wait(WAIT), "the ticket was never filed"
+            TeamsService(db.session).remove("night_ops")
+            db.session.commit()
+
+    results = order.run(file_a_ticket, remove)
+    assert results["first"] == "Night install", results
+    assert isinstance(results["second"], Conflict), results
+    assert str(results["second"]) == "Team night_ops still has tickets; move them to another team first."
+    db.session.rollback()
+    assert db.session.execute(select(Team.name)).scalars().all() == ["night_ops"]
+
+
+@on_postgresql
+@pytest.mark.parametrize("change", ["member", "route"])
+def test_a_member_or_route_added_to_a_team_being_removed_finds_no_team(app, agent, change):
+    from helpdesk.errors import NotFound
+    from helpdesk.models import Team, TeamMember, TeamRoute
+    from helpdesk.services.teams import TeamsService
+
+    TeamsService(db.session).add("night_ops")
+    db.session.commit()
+    agent_id = agent.id
+    order = Interleaving()
+
+    def remove() -> None:
+        with app.app_context():
+            TeamsService(db.session).remove("night_ops")
+            order.after_first_change()
+            db.session.commit()
+
+    def add() -> None:
+        with app.app_context():
+            assert order.first_changed.wait(WAIT), "the team was never removed"
+            service = TeamsService(db.session)
+            if change == "member":
+                service.add_member("night_ops", agent_id)
+            else:
+                service.set_route("installation_request", "night_ops")
+            db.session.commit()
+
+    results = order.run(remove, add)
+    assert results["first"] is None, results
+    assert isinstance(results["second"], NotFound), results
+    db.session.rollback()
+    assert db.session.execute(select(func.count(Team.id))).scalar_one() == 0
+    assert db.session.execute(select(func.count()).select_from(TeamMember)).scalar_one() == 0
+    assert db.session.execute(select(func.count()).select_from(TeamRoute)).scalar_one() == 0
+
+
+@on_postgresql
+@pytest.mark.parametrize("named", [True, False], ids=["named", "routed"])
+def test_a_ticket_filed_to_a_team_being_removed_opens_without_it_or_is_refused(app, agent, named):
+    """The ticket names the team (a 422 on `team`, as for any unknown team) or its
+    type is routed there until the removal (it opens with no team)."""
+    from helpdesk.models import Team
+    from helpdesk.services.teams import TeamsService
+
+    TeamsService(db.session).add("night_ops")
+    TeamsService(db.session).set_route("installation_request", "night_ops")
+    db.session.commit()
+    agent_id = agent.id
+    order = Interleaving()
+
+    def remove() -> None:
+        with app.app_context():
+            service = TeamsService(db.session)
+            service.set_route("installation_request", None)
+            service.remove("night_ops")
+            order.after_first_change()
+            db.session.commit()
+
+    def file_a_ticket() -> object:
+        with app.app_context():
+            assert order.first_changed.wait(WAIT), "the team was never removed"
+            staff = db.session.get(StaffUser, agent_id)
+            assert staff is not None
+            ticket = TicketsService.from_config(db.session, app.config).open_ticket(
+                subject="Night install",
+                description="Fibre to the flat.",
+                requester_email="ann@example.com",
+                channel="web",
+                actor=Actor.staff(staff),
+                ticket_type="installation_request",
+                team="night_ops" if named else None,
+            )
+            db.session.commit()
+            return ticket.team_id
+
+    results = order.run(remove, file_a_ticket)
+    assert results["first"] is None, results
+    if named:
+        assert isinstance(results["second"], ValidationError), results
+        assert results["second"].fields == {"team": "is not a team"}
+    else:
+        assert results["second"] is None, results
+    db.session.rollback()
+    assert db.session.execute(select(func.count(Team.id))).scalar_one() == 0
+    assert db.session.execute(select(Ticket.team_id)).scalars().all() == ([] if named else [None])
 
 
 @on_postgresql

@@ -24,13 +24,20 @@ NAME_RULE = "must be 1-50 lowercase letters, digits and underscores, starting wi
 
 
 def route(session: Session, ticket_type: str) -> int | None:
-    """The team new tickets of this type go to, if any."""
+    """The team new tickets of this type go to, if any; its row key-share locked
+    until the transaction ends, as `team_id(lock=True)` does, for the ticket about
+    to name it (a team removed meanwhile is none)."""
     return session.execute(_ROUTE, {"ticket_type": ticket_type}).scalar_one_or_none()
 
 
 # Built once: every new ticket asks, and composing it anew cost 0.07 ms of the
 # 0.17 ms the question takes (docs/benchmarks.md, the levers of issue 19).
-_ROUTE = select(TeamRoute.team_id).where(TeamRoute.ticket_type == bindparam("ticket_type"))
+_ROUTE = (
+    select(TeamRoute.team_id)
+    .join(Team, Team.id == TeamRoute.team_id)
+    .where(TeamRoute.ticket_type == bindparam("ticket_type"))
+    .with_for_update(of=Team, key_share=True)
+)
 
 
 def _spelled(name: object) -> str | None:
@@ -41,12 +48,17 @@ def _spelled(name: object) -> str | None:
     return name.strip().lower()
 
 
-def team_id(session: Session, name: object) -> int | None:
-    """The id of the team called `name` (as people type it), or None."""
+def team_id(session: Session, name: object, *, lock: bool = False) -> int | None:
+    """The id of the team called `name` (as people type it), or None. With `lock`,
+    for a row about to name the team, its row is key-share locked until the
+    transaction ends (PostgreSQL): a removal waits for that row and then refuses,
+    and a team a removal holds is waited for and then is no team, where the row's
+    foreign key failed after the removal (a 500; docs/isp-operations.md, "Teams")."""
     spelled = _spelled(name)
     if spelled is None:
         return None
-    return session.execute(select(Team.id).where(Team.name == spelled)).scalar()
+    query = select(Team.id).where(Team.name == spelled)
+    return session.execute(query.with_for_update(key_share=True) if lock else query).scalar()
 
 
 def member_of(session: Session, staff_id: int) -> list[int]:
@@ -60,11 +72,18 @@ class TeamsService:
     def teams(self) -> list[Team]:
         return list(self.session.execute(select(Team).order_by(Team.name)).scalars())
 
-    def get(self, name: object) -> Team:
+    def get(self, name: object, *, for_removal: bool = False) -> Team:
+        """The team called `name`, its row locked until the transaction ends
+        (PostgreSQL): against removal (KEY SHARE, what a row naming the team takes
+        anyway), or `for_removal` against anything naming it (docs/isp-operations.md,
+        "Teams"). A team removed meanwhile is no team: NotFound, never a foreign-key
+        error on the row that would have named it."""
         team = None
         spelled = _spelled(name)
         if spelled is not None:
-            team = self.session.execute(select(Team).where(Team.name == spelled)).scalar()
+            query = select(Team).where(Team.name == spelled)
+            locked = query.with_for_update() if for_removal else query.with_for_update(key_share=True)
+            team = self.session.execute(locked).scalar()
         if team is None:
             raise NotFound(f"No team {str(name)[:60]!r}.")
         return team
@@ -85,8 +104,12 @@ class TeamsService:
         return team
 
     def remove(self, name: str) -> None:
-        """Delete a team nothing points at any more (no tickets, no routes)."""
-        team = self.get(name)
+        """Delete a team nothing points at any more (no tickets, no routes). The
+        team's row is locked first: a ticket, route or member being added for it
+        holds a key-share lock on it until its commit, so the checks below see it
+        (a Conflict), and whatever names the team after this waits, then finds no
+        team (docs/isp-operations.md, "Teams")."""
+        team = self.get(name, for_removal=True)
         if self.session.execute(select(Ticket.id).where(Ticket.team_id == team.id).limit(1)).first():
             raise Conflict(f"Team {team.name} still has tickets; move them to another team first.")
         if self.session.execute(select(TeamRoute.ticket_type).where(TeamRoute.team_id == team.id)).first():

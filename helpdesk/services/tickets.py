@@ -743,7 +743,7 @@ class TicketsService:
         return value
 
     def _team_id(self, name: object, errors: dict[str, str]) -> int | None:
-        team_id = teams.team_id(self.session, name)
+        team_id = teams.team_id(self.session, name, lock=True)
         if team_id is None:
             errors["team"] = "is not a team"
         return team_id
