@@ -205,6 +205,26 @@ def test_a_machine_s_contact_named_by_id_is_no_workflow_customer(workflow):
     assert db.session.execute(select(Ticket)).first() is None
 
 
+def test_a_whatsapp_customer_named_by_the_id_of_a_contact_merged_since_gets_the_ticket_as_they_are_now(
+    workflow,
+):
+    """Marta wrote from WhatsApp (a phone-only contact the workflow kept the id of),
+    then proved her address: that contact was merged into her email's. The ticket
+    is hers as she is now, where it went to the merged-away row no one reaches."""
+    known_by_phone = contacts._phone_only(db.session, "+5215512345678", "Lucía")
+    merged_away = contacts._phone_only(db.session, "+5215587654321", "Marta")
+    db.session.commit()
+    ids = (known_by_phone.id, merged_away.id)
+    marta = contacts.bind_proven(db.session, "+5215587654321", "marta@example.com")
+    db.session.commit()
+    assert marta is not None and marta.id not in ids
+
+    answers = [_open(workflow, customer_email=None, customer_id=customer_id) for customer_id in ids]
+    assert [answer["customer_id"] for answer in answers] == [ids[0], marta.id]
+    requesters = db.session.execute(select(Ticket.requester_id).order_by(Ticket.number)).scalars().all()
+    assert requesters == [ids[0], marta.id]
+
+
 def test_a_missing_title_is_refused_like_the_rest_of_the_api(workflow):
     body = {key: value for key, value in INSTALLATION.items() if key != "title"}
     assert _refusal(workflow, body)["fields"] == {"title": "is required"}

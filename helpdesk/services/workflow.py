@@ -136,9 +136,10 @@ def _customer(
     """The contact `customer_id` names; None when the customer is named by email
     (TicketsService finds or creates that contact and checks the address). An
     unknown id is refused at once, with every error found so far, in the words
-    workflows match on (`Invalid customer_id: X`). A staff or helpdesk address is
-    no customer's however it is named (`contacts.is_ours`), nor a machine's
-    mailbox (`automail.is_machine_address`)."""
+    workflows match on (`Invalid customer_id: X`); a known one is the person as
+    they are now (`contacts.current`: a contact merged away is its survivor). A
+    staff or helpdesk address is no customer's however it is named
+    (`contacts.is_ours`), nor a machine's mailbox (`automail.is_machine_address`)."""
     if customer_id is None or customer_id == "":
         if customer_email is None:
             errors["customer_id"] = "is required (or customer_email)"
@@ -162,6 +163,10 @@ def _customer(
         raise ValidationError(
             errors, f"Invalid customer_id: {inputs.echoed(inputs.one_line(str(customer_id)))}"
         )
+    # The id may be of a WhatsApp customer's phone-only contact merged since into
+    # the address they proved: the ticket is the person's as they are now, locked
+    # until it is opened (docs/isp-operations.md, "Workflows").
+    contact = contacts.current(session, contact)
     if contacts.is_ours(session, contact.email, config):
         # A colleague's or the helpdesk's own contact row, named by id: as for an email.
         errors["customer_id"] = contacts.NOT_A_CUSTOMER
