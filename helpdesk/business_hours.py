@@ -18,6 +18,7 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS_GROUP = re.compile(r"^(?P<days>[a-z,\-\s]+?)\s+(?P<times>[\d:,\-\s]+)$")
 _MINUTES_PER_DAY = 24 * 60
 _SEARCH_DAYS = 3660  # a calendar with no working time in ten years is a mistake
+_SECOND = timedelta(seconds=1)
 
 
 class CalendarError(ValueError):
@@ -88,21 +89,53 @@ class BusinessCalendar:
         return total
 
     def _working(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
-        """Working intervals as naive-UTC pairs, in order, clipped to begin at `start`."""
+        """Working intervals as naive-UTC pairs, in order, clipped to begin at `start`.
+
+        Each begins no earlier than the one before ended, and an empty one is
+        skipped: across a daylight-saving change two local times may meet at one
+        instant (`_utc`), and no instant is worked twice (docs/lifecycle.md)."""
         first_day = start.replace(tzinfo=timezone.utc).astimezone(self.zone).date()
+        previous_end = start
         for offset in range(_SEARCH_DAYS):
             day = first_day + timedelta(days=offset)
             if day in self.holidays:
                 continue
             for opens, closes in self.hours.get(day.weekday(), ()):
-                begin, end = self._utc(day, opens), self._utc(day, closes)
-                if end > start:
-                    yield max(begin, start), end
+                begin, end = max(self._utc(day, opens), previous_end), self._utc(day, closes)
+                if end > begin:
+                    previous_end = end
+                    yield begin, end
         raise CalendarError(f"no working time within {_SEARCH_DAYS} days of {start:%Y-%m-%d}")
 
     def _utc(self, day: date, minutes: int) -> datetime:
+        """The instant local time `minutes` after `day`'s midnight is, naive UTC.
+
+        A time the clocks skip (02:30 where they go from 02:00 to 03:00) is the
+        instant the gap ends (03:00 new time): read with the offset from before the
+        change, as zoneinfo does, it was that much after the gap's end, past the
+        next interval's start. A time that comes twice (falling back) is its first
+        occurrence (docs/lifecycle.md, "Business hours")."""
         local = datetime.combine(day, time()) + timedelta(minutes=minutes)
-        return local.replace(tzinfo=self.zone).astimezone(timezone.utc).replace(tzinfo=None)
+        instant = local.replace(tzinfo=self.zone).astimezone(timezone.utc)
+        if instant.astimezone(self.zone).replace(tzinfo=None) != local:
+            instant = self._gap_end(local)
+        return instant.replace(tzinfo=None)
+
+    def _gap_end(self, local: datetime) -> datetime:
+        """The instant the clocks skip past `local`, a time in a gap: the first one
+        whose local time is after it. The gap lies between `local` read with the
+        offsets after and before the change (zoneinfo's fold 1 and 0); halved down
+        to the second (a gap is at most a day: 17 steps)."""
+        low = local.replace(tzinfo=self.zone, fold=1).astimezone(timezone.utc)  # before the gap
+        high = local.replace(tzinfo=self.zone, fold=0).astimezone(timezone.utc)  # after it
+        while high - low > _SECOND:
+            middle = low + (high - low) / 2
+            middle = middle.replace(microsecond=0)
+            if middle.astimezone(self.zone).replace(tzinfo=None) > local:
+                high = middle
+            else:
+                low = middle
+        return high
 
 
 def _weekdays(text: str) -> list[int]:

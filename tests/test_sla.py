@@ -233,6 +233,49 @@ def test_calendar_follows_daylight_saving_time():
     assert calendar.add(friday_1600, timedelta(hours=2)) == utc("2026-03-30T08:00")  # Mon 10:00 CEST
 
 
+def test_a_working_interval_edge_in_a_spring_forward_gap_is_the_moment_the_gap_ends():
+    """New York skips 02:00-03:00 on 8 March 2026 (07:00 UTC). A local time in that
+    gap was read with the offset before the change, an hour after the gap's end:
+    02:30 became 07:30 UTC, after 03:00 (07:00 UTC)."""
+    new_york = BusinessCalendar.parse("Sun 00:00-02:30,03:00-06:00", "America/New_York")
+    midnight, six = utc("2026-03-08T05:00"), utc("2026-03-08T10:00")
+    assert new_york.between(midnight, six) == timedelta(hours=5)  # was 5:30 of work in 5 h
+    assert new_york.add(midnight, timedelta(hours=4)) == utc("2026-03-08T09:00")  # 05:00 EDT
+    # 02:45 became 07:45 UTC, after 03:15 (07:15 UTC): a negative interval, and a
+    # target landing in it went on to the next Sunday.
+    split = BusinessCalendar.parse("Sun 01:00-02:30,02:45-03:15", "America/New_York")
+    one = utc("2026-03-08T06:00")
+    assert split.between(one, utc("2026-03-08T07:15")) == timedelta(hours=1, minutes=15)
+    assert split.add(one, timedelta(minutes=65)) == utc("2026-03-08T07:05")  # 03:05 EDT
+    assert split.add(one, timedelta(minutes=80)) == utc("2026-03-15T05:05")  # next Sunday 01:05 EST
+    # An interval wholly inside the gap is no working time that day.
+    gone = BusinessCalendar.parse("Sun 02:10-02:40; Mon 09:00-10:00", "America/New_York")
+    assert gone.add(midnight, timedelta(minutes=10)) == utc("2026-03-09T13:10")  # Mon 09:10 EDT
+
+
+@pytest.mark.parametrize(
+    ("zone", "hours", "start", "end", "minutes"),
+    [
+        # Santiago and Asunción move from 00:00 to 01:00: midnight does not exist.
+        ("America/Santiago", "Sat 20:00-24:00; Sun 00:00-02:00", "2026-09-05T23:00", "2026-09-06T05:00", 300),
+        ("America/Asuncion", "Sat 22:00-24:00; Sun 00:00-03:00", "2024-10-06T01:00", "2024-10-06T06:00", 240),
+        ("America/Asuncion", "Sun 00:30-03:00", "2024-10-06T03:00", "2024-10-06T06:00", 120),
+        ("Europe/Madrid", "Sun 01:00-02:30,02:45-04:00", "2026-03-29T00:00", "2026-03-29T02:00", 120),
+        # Falling back, the hour that comes twice is worked twice; a time in it is
+        # its first occurrence (Madrid's break, 02:30-02:45, is in summer time).
+        ("America/Santiago", "Sat 22:00-24:00", "2026-04-05T01:00", "2026-04-05T04:00", 180),
+        ("America/New_York", "Sun 00:00-04:00", "2026-11-01T04:00", "2026-11-01T09:00", 300),
+        ("Europe/Madrid", "Sun 01:00-02:30,02:45-04:00", "2026-10-24T23:00", "2026-10-25T03:00", 225),
+    ],
+)
+def test_working_time_across_a_clock_change_is_the_time_that_passes(zone, hours, start, end, minutes):
+    """Worked from `start` to `end` (UTC), which close the day's last interval."""
+    calendar = BusinessCalendar.parse(hours, zone)
+    begin, finish = utc(start), utc(end)
+    assert calendar.between(begin, finish) == timedelta(minutes=minutes)
+    assert calendar.add(begin, timedelta(minutes=minutes)) == finish
+
+
 def test_calendar_reads_day_lists_ranges_around_the_week_and_split_days():
     calendar = BusinessCalendar.parse("Sun-Tue 08:00-12:00, 13:00-24:00; fri 10:00-11:00")
     assert calendar.hours == {
