@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from helpdesk import addresses
+from helpdesk import inputs
 from helpdesk import vocabulary as v
 
 MAX_ADDRESS = 500
@@ -31,11 +31,13 @@ def ticket_type(value: object, errors: dict[str, str]) -> str:
 
 
 def service_address(value: object, errors: dict[str, str]) -> str:
-    """One line: control characters and line breaks become spaces."""
+    """One line: control characters and line breaks become spaces. An address with
+    nothing to read (zero-width spaces, Hangul fillers…: `inputs.nothing_to_read`)
+    is no address, stored empty as a blank one is (docs/isp-operations.md)."""
     if not isinstance(value, str):
         errors["service_address"] = "must be text"
         return ""
-    cleaned = addresses.display_name(value)
+    cleaned = inputs.readable_line(value)
     if len(cleaned) > MAX_ADDRESS:
         errors["service_address"] = f"must be at most {MAX_ADDRESS} characters"
     return cleaned

@@ -202,3 +202,22 @@ def test_text_and_lists_read_alike():
     assert errors == {}
     service_fields.device_serials("x" * 10_000_000, errors)
     assert "device_serials" in errors
+
+
+@pytest.mark.parametrize("invisible", ["\u200b\u200b", "\u3164", "\u2800 \ufeff"])
+def test_a_service_address_with_nothing_to_read_is_no_address(api, invisible):
+    """As blank text always was, and as a subject of such characters is no subject
+    (`inputs.readable_line`): stored empty, not echoed back as an address that
+    shows nothing (docs/isp-operations.md)."""
+    errors: dict[str, str] = {}
+    assert service_fields.service_address(invisible, errors) == ""
+    assert service_fields.service_address("Calle\u200b 5 \u200b", errors) == "Calle\u200b 5 \u200b"
+    assert errors == {}
+    answer = api.post("/tickets", {**INSTALLATION, "service_address": invisible})
+    assert answer.status_code == 201, answer.get_json()
+    assert answer.get_json()["service_address"] == ""
+    number = api.post("/tickets", INSTALLATION).get_json()["number"]
+    changed = api.patch(f"/tickets/{number}", {"service_address": invisible})
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json()["service_address"] == ""
+    assert db.session.execute(select(Ticket.service_address)).scalars().all() == ["", ""]
