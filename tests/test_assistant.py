@@ -848,6 +848,32 @@ def test_a_whatsapp_customer_s_merged_ticket_leads_to_its_survivor(service, agen
     assert stranger[0]["error"] == "Ticket TKT-000001 not found or does not belong to this customer"
 
 
+def test_a_merged_in_customer_reads_the_survivor_without_its_requester_s_description(
+    service, agent_actor, client, token
+):
+    """Lucía's TKT-2 merged into Ana's TKT-1: her number leads her to the survivor,
+    but Ana's description was in the answer, which the chat's repeat of a merged
+    conversation leaves out (found by review). One rule for both channels: the
+    whole ticket only to its requester; the others get `description` null."""
+    kept = open_ticket(
+        service, requester_email="ana@example.com", subject="Caída OLT", description="Mi PIN es 4321"
+    )
+    outputs(tool_calls(client, token, [("create_ticket_report", {"title": "Sin red", "description": "x"})]))
+    service.merge(service.get(2), kept, actor=agent_actor)
+    db.session.commit()
+    asked = [("get_ticket_information", {"ticketId": "TKT-000002"})]
+    (lucia,) = outputs(tool_calls(client, token, asked))
+    assert (lucia["ticketId"], lucia["title"], lucia["description"]) == ("TKT-000001", "Caída OLT", None)
+    assert set(lucia) >= {"status", "priority", "category", "createdAt", "updatedAt", "assignedAgent", "sla"}
+    ana = {"email": "ana@example.com"}
+    (own,) = outputs(
+        tool_calls(
+            client, token, [("get_ticket_information", {"ticketId": "TKT-1"})], customer=ana, channel="chat"
+        )
+    )
+    assert own["description"] == "Mi PIN es 4321"
+
+
 def test_a_merged_whatsapp_customer_who_gives_an_email_still_reaches_the_survivor(
     service, agent_actor, client, token
 ):

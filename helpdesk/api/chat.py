@@ -60,7 +60,7 @@ def chat_ticket() -> ResponseReturnValue:
             ticket = chat.opened(db.session, integration, conversation, contact)
     if ticket is not None:
         reached = reached_by(db.session, contact, ticket) or ticket
-        if reached.requester_id == contact.id:
+        if chat.answers_whole(contact, reached):
             body = _answer(reached, ticket, customer.language)
         else:
             body = _card(reached, ticket, customer.language)

@@ -33,7 +33,7 @@ from helpdesk.inbound import automail
 from helpdesk.inputs import echoed, nothing_to_read, unstorable_json
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import AssistantCall, Contact, Ticket
-from helpdesk.services import contacts, customer_limits, email_proofs, satisfaction
+from helpdesk.services import chat, contacts, customer_limits, email_proofs, satisfaction
 from helpdesk.services.actors import Actor
 from helpdesk.services.tickets import (
     MAX_SUBJECT,
@@ -404,6 +404,9 @@ class AssistantService:
     def _information(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         ticket = self._own_ticket(customer, arguments["ticketId"])
         agent = ticket.assignee
+        # The requester's own text only to the requester, as the chat answers a
+        # merged-in customer its card (docs/integrations.md, "The assistant's tools").
+        description = ticket.description if chat.answers_whole(customer.contact, ticket) else None
         return {
             "success": True,
             "ticketId": self._number(ticket.number),
@@ -411,7 +414,7 @@ class AssistantService:
             "priority": ticket.priority,
             "category": ticket.category,
             "title": ticket.subject,
-            "description": ticket.description,
+            "description": description,
             "createdAt": iso(ticket.created_at),
             "updatedAt": iso(ticket.updated_at),
             "assignedAgent": {"name": agent.name, "email": agent.email} if agent is not None else None,

@@ -110,6 +110,16 @@ def claim(session: Session, integration_id: int, conversation_id: str) -> int | 
     ).scalar_one_or_none()
 
 
+def answers_whole(contact: Contact, ticket: Ticket) -> bool:
+    """Whether `contact` is answered the whole ticket rather than its card: only its
+    requester is. Anyone else who reaches it takes part as a CC participant does (a
+    merge of their ticket into it made them one), and the requester's address,
+    name, description, service address and devices are not theirs to read. The one
+    rule for the chat's repeat of a conversation and the assistant's
+    `get_ticket_information` (docs/integrations.md, "Chat")."""
+    return ticket.requester_id == contact.id
+
+
 def card(ticket: Ticket, language: str, config: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "number": numbering.display_number(ticket.number, config),
