@@ -55,7 +55,8 @@ mailer-daemon, postmaster…; `automail.is_machine_address`), addresses under th
 reserved `.invalid` domain (customers known by phone only), addresses
 `addresses.is_valid` refuses (stored before it did), the helpdesk's own
 addresses, addresses a bounce (or a 5.1.x refusal at RCPT, `_BAD_MAILBOX`)
-marked undeliverable, staff mail (SLA alerts, digests, escalations) to an address
+marked undeliverable (but for a verification code, which its owner asked for),
+staff mail (SLA alerts, digests, escalations) to an address
 no active staff member has (deactivated since it was queued); and, for automatic customer mail
 (acknowledgments, status notices; not verification codes, which `email_proofs`
 bounds where they are asked for) on its first claim, at most
@@ -409,7 +410,10 @@ class Sender(Loop):
             address.rpartition("@")[2] == self.composer.signer.domain
         ):
             return "the helpdesk's own address: never mailed"
-        if undeliverable is not None:
+        # A verification code goes even so: its owner asked for it on purpose, and
+        # only a mail can clear the mark, which a code given back does
+        # (docs/outbound-mail.md, "Verification codes"); a new bounce marks it again.
+        if undeliverable is not None and row.kind != "email_code":
             return f"{UNDELIVERABLE_REASON} {undeliverable:%Y-%m-%d %H:%M} UTC (a mail to it bounced)"
         if (
             row.kind in v.STAFF_NOTIFICATION_KINDS

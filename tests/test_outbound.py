@@ -44,7 +44,7 @@ from helpdesk.instance import ConfigurationError
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, InboundMail, Message, OutboxMessage, Participant, Ticket
 from helpdesk.return_paths import ReturnPaths
-from helpdesk.services import Actor, TicketsService, contacts, notifications
+from helpdesk.services import Actor, TicketsService, contacts, email_proofs, notifications
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.mailflow import mail_flow
 from helpdesk.services.senders import SendersService
@@ -1585,6 +1585,29 @@ def test_an_address_marked_undeliverable_is_skipped_in_either_form_of_its_domain
     assert deliver(app, sink) == []
     (row,) = outbox()
     assert row.state == "skipped" and "undeliverable since" in row.last_error
+
+
+def test_a_verification_code_goes_to_an_address_marked_undeliverable_and_its_proof_clears_the_mark(
+    app, service, agent_actor, sink
+):
+    """A WhatsApp customer whose address bounced once asked for a code: the assistant
+    said it was mailed, the sender skipped it as undeliverable, and only mail from
+    the address cleared the mark, so the address could never be proven (found by
+    review). The owner asks on purpose: the code goes, other mail stays skipped,
+    and the right code given back proves the mailbox reads our mail again."""
+    from tests.support import proofs
+
+    contacts.mark_undeliverable(db.session, "lucia@example.com")
+    db.session.commit()
+    code = proofs.request(db.session, app.config, "+5215512345678", "lucia@example.com")
+    open_ticket(service, agent_actor, requester_email="lucia@example.com")
+    (mail,) = deliver(app, sink)
+    assert mail["To"] == "lucia@example.com" and code in text_of(mail)
+    assert [row.state for row in outbox()] == ["sent", "skipped"]
+    email_proofs.confirm(db.session, app.config, "+5215512345678", "lucia@example.com", code)
+    db.session.commit()
+    marked = select(Contact.undeliverable_since).where(Contact.email == "lucia@example.com")
+    assert db.session.execute(marked).scalar_one() is None
 
 
 def test_automatic_mail_is_rate_limited_per_recipient(app, service, agent_actor, sink):

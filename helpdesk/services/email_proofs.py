@@ -15,8 +15,10 @@ comes back from that number: `request_code` mails a fresh one (the assistant's
 - Requests are limited to `MAX_REQUESTS` per number (whatever mailboxes it names)
   and `MAILBOX_MAX_REQUESTS` per mailbox (`addresses.mailbox`: every spelling of
   one inbox, from every number together) within `REQUEST_WINDOW`, so the helpdesk
-  cannot be made to flood an inbox; the mail is automatic outbox mail
-  (`email_code`), under the sender's recipient rules and limits as well. The
+  cannot be made to flood an inbox; the mail is outbox mail (`email_code`) under
+  the sender's recipient rules, but for two: neither its limits on automatic mail
+  nor an address's undeliverable mark hold it back (the owner asked for it), and
+  a right code clears that mark, being read from our mail. The
   mailbox's limit is well above a number's, so no one number (it took one, when
   they were equal) keeps the owner's number from asking: it takes four spending
   every request on that mailbox every hour (docs/security.md, "An email typed
@@ -189,6 +191,10 @@ def confirm(
     contact = contacts.bind_proven(session, phone, email, name)
     if contact is None:
         raise ProofRefused("taken")
+    # The code was read from our mail: the mailbox takes it again, whatever bounced
+    # before (docs/outbound-mail.md, "Verification codes"), in either form of its domain.
+    for form in {email, addresses.wire_or_stored(email)}:
+        contacts.clear_undeliverable(session, form)
     return contact
 
 
