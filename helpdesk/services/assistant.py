@@ -512,6 +512,7 @@ class AssistantService:
             or addresses.is_reserved_invalid(email)
             or contacts.is_ours(self.session, email, self.config)
             or automail.is_machine_address(email)  # the outbox never mails one
+            or addresses.on_the_wire(email) is None  # nor one no relay could take (no IDNA form)
         ):
             raise Failure(INVALID_ARGUMENTS, "invalid")
         # Under the number's lock, whoever has the number stays who it is: every
