@@ -665,7 +665,8 @@ class AssistantCall(Model):
     (docs/integrations.md, "The assistant's tools"): one per integration and tool
     call id, so a runtime submitting the call again (the same arguments, within a
     day) gets that ticket back instead of a second one. Claimed and pointed at the
-    ticket as `ChatConversation` is."""
+    ticket as `ChatConversation` is. A `verify_email` call that mailed a code is
+    kept too, with no ticket (its digest names the code's row)."""
 
     __tablename__ = "assistant_calls"
     __table_args__ = (UniqueConstraint("integration_id", "call_id"),)

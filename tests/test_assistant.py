@@ -692,6 +692,28 @@ def test_a_batch_submitted_again_answers_the_tickets_it_opened_and_mails_nothing
     assert len(db.session.execute(select(Ticket)).all()) == 6
 
 
+def test_a_batch_submitted_again_mails_no_second_verification_code(client, token):
+    """A runtime retrying a batch with `verify_email` mailed a second code, which
+    spent the first (the customer typing it made a wrong try) and one of the
+    number's 3 requests an hour (found by review). The call is remembered while its
+    code waits untouched; once the customer gave a code, the same id and arguments
+    (a runtime numbering its calls afresh) are a new request."""
+    from helpdesk.models import OutboxMessage
+
+    asked = [("verify_email", {"email": "lucia@example.com"})]
+    first = outputs(tool_calls(client, token, asked))
+    assert outputs(tool_calls(client, token, asked)) == first
+    codes = select(OutboxMessage).where(OutboxMessage.kind == "email_code")
+    assert len(db.session.execute(codes).all()) == 1
+    wrong = [("verify_email", {"email": "lucia@example.com", "code": "000000x"})]
+    assert outputs(tool_calls(client, token, wrong))[0]["success"] is False
+    outputs(tool_calls(client, token, asked))
+    assert len(db.session.execute(codes).all()) == 2
+    code = proofs.mailed_code(db.session, "lucia@example.com")
+    given = [("verify_email", {"email": "lucia@example.com", "code": code})]
+    assert outputs(tool_calls(client, token, given))[0]["verified"] is True
+
+
 def test_a_repeat_says_when_its_ticket_was_merged_or_cancelled_since(service, agent_actor, client, token):
     """A batch submitted again after staff merged one of its tickets and cancelled
     the other answered "Ticket … created successfully" for both, the merged one

@@ -316,7 +316,7 @@ class AssistantService:
         # opens and mails nothing, whatever the limits say now (docs/integrations.md,
         # "The assistant's tools"). Read after the customer's locks, claimed before
         # the number is taken, as a chat's conversation is (`services.chat`).
-        digest = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()
+        digest = _digest(arguments)
         repeated = self._opened(contact, digest)
         claimed = None
         if repeated is None and allowed and self.integration_id is not None and self.call_id is not None:
@@ -348,31 +348,53 @@ class AssistantService:
         (a merged one's survivor, else itself), or None. A call id used before for
         other arguments, long ago, or for someone else (whose ticket a call id picks
         for no one) is no repeat: the call opens a ticket, unremembered."""
+        call = self._remembered(digest)
+        ticket = None if call is None or call.ticket_id is None else self.session.get(Ticket, call.ticket_id)
+        if ticket is None or not customer_reaches(self.session, contact, ticket.id):
+            return None
+        return ticket, reached_by(self.session, contact, ticket) or ticket
+
+    def _claim(
+        self, integration_id: int, call_id: str, digest: str, ticket_id: int | None = None
+    ) -> int | None:
+        """Claim the call id for the ticket about to be opened (`chat.claim`'s rule),
+        or for what another tool's call did (`_remember`): the claim's id, or None
+        where another request claimed it first; on PostgreSQL a claim not yet
+        committed is waited for."""
+        return self.session.execute(
+            insert_ignoring(self.session, AssistantCall, ["integration_id", "call_id"])
+            .values(
+                integration_id=integration_id,
+                call_id=call_id,
+                digest=digest,
+                created_at=now(),
+                ticket_id=ticket_id,
+            )
+            .returning(AssistantCall.id)
+        ).scalar_one_or_none()
+
+    def _remembered(self, digest: str) -> AssistantCall | None:
+        """This integration's record of the call running, with `digest`, within
+        `REPEAT_WINDOW`: what makes a call submitted again a repeat. None without
+        an integration or a call id."""
         if self.integration_id is None or self.call_id is None:
             return None
-        ticket = self.session.execute(
-            select(Ticket)
-            .join(AssistantCall, AssistantCall.ticket_id == Ticket.id)
-            .where(
+        return self.session.execute(
+            select(AssistantCall).where(
                 AssistantCall.integration_id == self.integration_id,
                 AssistantCall.call_id == self.call_id,
                 AssistantCall.digest == digest,
                 AssistantCall.created_at >= now() - REPEAT_WINDOW,
             )
         ).scalar_one_or_none()
-        if ticket is None or not customer_reaches(self.session, contact, ticket.id):
-            return None
-        return ticket, reached_by(self.session, contact, ticket) or ticket
 
-    def _claim(self, integration_id: int, call_id: str, digest: str) -> int | None:
-        """Claim the call id for the ticket about to be opened (`chat.claim`'s rule):
-        the claim's id, or None where another request claimed it first; on
-        PostgreSQL a claim not yet committed is waited for."""
-        return self.session.execute(
-            insert_ignoring(self.session, AssistantCall, ["integration_id", "call_id"])
-            .values(integration_id=integration_id, call_id=call_id, digest=digest, created_at=now())
-            .returning(AssistantCall.id)
-        ).scalar_one_or_none()
+    def _remember(self, digest: str, ticket_id: int | None = None) -> None:
+        """Record the call running by its id and `digest`, so a repeat finds it
+        (`_remembered`). An id this integration used before (a runtime numbering
+        its calls afresh each turn) stays the earlier call's: this one is done,
+        unremembered, as a create is."""
+        if self.integration_id is not None and self.call_id is not None:
+            self._claim(self.integration_id, self.call_id, digest, ticket_id)
 
     def _repeated(self, opened: Ticket, reached: Ticket) -> dict[str, Any]:
         """A repeat's answer: the first one's while the ticket is as it was opened,
@@ -525,15 +547,30 @@ class AssistantService:
             return self._verified(contact, f"{email} is already linked to this number")
         try:
             if "code" not in arguments:
-                email_proofs.request_code(self.session, self.config, customer.phone, email, customer.language)
                 minutes = int(email_proofs.CODE_LIFETIME.total_seconds() // 60)
-                return {
+                answer = {
                     "success": True,
                     "verified": False,
                     "email": email,
                     "expiresInMinutes": minutes,
                     "message": f"A verification code was mailed to {email}; ask the customer for it",
                 }
+                # A call submitted again (a batch retried) while the code it mailed
+                # waits untouched is answered as it was and mails nothing: a second
+                # code would spend the first and one of the number's requests. The
+                # code's row is in the digest, so a code since asked, given or expired
+                # ends the memory (docs/integrations.md, "The assistant's tools").
+                waiting = email_proofs.waiting_code(self.session, customer.phone, email)
+                if (
+                    waiting is not None
+                    and self._remembered(_digest(arguments, ("proof", waiting.id))) is not None
+                ):
+                    return answer
+                proof = email_proofs.request_code(
+                    self.session, self.config, customer.phone, email, customer.language
+                )
+                self._remember(_digest(arguments, ("proof", proof.id)))
+                return answer
             bound = email_proofs.confirm(
                 self.session, self.config, customer.phone, email, arguments["code"], contact.name
             )
@@ -604,6 +641,14 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
         if isinstance(parsed.get(key), float):  # whole and in range: the schema said so
             parsed[key] = int(parsed[key])
     return parsed
+
+
+def _digest(arguments: dict[str, Any], made: tuple[str, int] | None = None) -> str:
+    """What a call is remembered by besides its id (`assistant_calls.digest`): the
+    SHA-256 of its arguments' JSON, keys sorted, and for a call whose repeat holds
+    only while what it made is unchanged, that thing (`made`: its kind and id)."""
+    text = json.dumps(arguments if made is None else [made[0], made[1], arguments], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _sla(ticket: Ticket, language: str) -> dict[str, Any] | None:

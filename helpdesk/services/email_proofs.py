@@ -91,10 +91,12 @@ class ProofRefused(Exception):
         self.reason = reason
 
 
-def request_code(session: Session, config: Mapping[str, Any], phone: str, email: str, language: str) -> None:
+def request_code(
+    session: Session, config: Mapping[str, Any], phone: str, email: str, language: str
+) -> EmailProof:
     """Mail a new code to `email` for the number `phone`, in `language`, replacing
-    the number's earlier one; `ProofRefused("too_many")` over a limit. An address
-    whose contact has another number gets no mail, and the caller cannot tell."""
+    the number's earlier one; its row. `ProofRefused("too_many")` over a limit. An
+    address whose contact has another number gets no mail, and the caller cannot tell."""
     email = addresses.normalize(email)
     mailbox = addresses.mailbox(email)
     contacts.lock_number(session, phone)
@@ -139,11 +141,32 @@ def request_code(session: Session, config: Mapping[str, Any], phone: str, email:
         # for any address (docs/security.md, "An email typed into WhatsApp").
         proof.code_hash = _digest(config, proof, f"never mailed {secrets.token_hex(16)}")
         session.flush()
-        return
+        return proof
     proof.code_hash = _digest(config, proof, code)
     minutes = int(CODE_LIFETIME.total_seconds() // 60)
     notifications.queue_email_code(session, email, language, code, minutes)
     session.flush()
+    return proof
+
+
+def waiting_code(session: Session, phone: str, email: str) -> EmailProof | None:
+    """The number's code for `email` that waits untouched: the newest it asked for,
+    not spent, not expired, no wrong try given; None else. What a request submitted
+    again is answered with instead of a new code (the assistant's `verify_email`)."""
+    proof = session.execute(
+        select(EmailProof)
+        .where(EmailProof.phone == phone, EmailProof.spent.is_(False))
+        .order_by(EmailProof.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if (
+        proof is None
+        or proof.email != addresses.normalize(email)
+        or proof.expires_at <= now()
+        or proof.wrong_tries
+    ):
+        return None
+    return proof
 
 
 def confirm(
