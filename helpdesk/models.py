@@ -666,7 +666,9 @@ class AssistantCall(Model):
     call id, so a runtime submitting the call again (the same arguments, within a
     day) gets that ticket back instead of a second one. Claimed and pointed at the
     ticket as `ChatConversation` is. A `verify_email` call that mailed a code is
-    kept too, with no ticket (its digest names the code's row)."""
+    kept too, with no ticket (its digest names the code's row), and an
+    `add_ticket_comment` call with the ticket its comment went to (its digest
+    names the message)."""
 
     __tablename__ = "assistant_calls"
     __table_args__ = (UniqueConstraint("integration_id", "call_id"),)

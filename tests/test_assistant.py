@@ -714,6 +714,30 @@ def test_a_batch_submitted_again_mails_no_second_verification_code(client, token
     assert outputs(tool_calls(client, token, given))[0]["verified"] is True
 
 
+def test_a_batch_submitted_again_adds_its_comment_once(service, agent_actor, client, token):
+    """A retried batch wrote its `add_ticket_comment` twice (found by review). The
+    call is remembered while its comment is the ticket's newest message; once
+    anything was written since (an agent's answer), the same id and arguments (a
+    runtime numbering its calls afresh) are a new comment."""
+    batch = [
+        ("create_ticket_report", {"title": "Sin red", "description": "x"}),
+        ("add_ticket_comment", {"ticketId": "TKT-1", "text": "Ya reinicié el router"}),
+    ]
+    first = outputs(tool_calls(client, token, batch))
+    assert outputs(tool_calls(client, token, batch)) == first
+    ticket = service.get(1)
+
+    def comments() -> int:
+        db.session.expire_all()
+        return [m.body for m in db.session.get(Ticket, ticket.id).messages].count("Ya reinicié el router")
+
+    assert comments() == 1
+    service.add_message(ticket, body="¿Sigue sin servicio?", actor=agent_actor, channel="web")
+    db.session.commit()
+    outputs(tool_calls(client, token, batch))
+    assert comments() == 2
+
+
 def test_a_repeat_says_when_its_ticket_was_merged_or_cancelled_since(service, agent_actor, client, token):
     """A batch submitted again after staff merged one of its tickets and cancelled
     the other answered "Ticket … created successfully" for both, the merged one

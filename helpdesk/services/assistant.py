@@ -32,7 +32,7 @@ from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inbound import automail
 from helpdesk.inputs import echoed, nothing_to_read, unstorable_json
 from helpdesk.languages import N_, format_remaining, gettext_in
-from helpdesk.models import AssistantCall, Contact, Ticket
+from helpdesk.models import AssistantCall, Contact, Message, Ticket
 from helpdesk.services import chat, contacts, customer_limits, email_proofs, satisfaction
 from helpdesk.services.actors import Actor
 from helpdesk.services.tickets import (
@@ -475,8 +475,21 @@ class AssistantService:
         # them meanwhile is waited for, and the comment is the merged contact's
         # (`_as_now`), not the stand-in's under messages that moved before it.
         try:
-            lock_with_survivor(self.session, ticket)
+            target = lock_with_survivor(self.session, ticket)
             customer = self._as_now(customer)
+            # A call submitted again (a batch retried) while the comment it wrote is
+            # still the newest message of the ticket it went to is answered as it
+            # was, and writes nothing; the message is in the digest, so anything
+            # written since ends the memory (docs/integrations.md).
+            newest = self.session.execute(
+                select(Message.id).where(Message.ticket_id == target.id).order_by(Message.id.desc()).limit(1)
+            ).scalar_one_or_none()
+            if (
+                newest is not None
+                and self._remembered(_digest(arguments, ("message", newest))) is not None
+                and customer_reaches(self.session, customer.contact, target.id)
+            ):
+                return self._commented(target)
             message = self.tickets.add_message(
                 ticket, body=arguments["text"], actor=customer.actor, channel=channel
             )
@@ -491,7 +504,11 @@ class AssistantService:
             self.session, customer.contact, message.ticket_id
         ):
             raise _not_theirs(arguments["ticketId"])
-        number = self._number(message.ticket.number)
+        self._remember(_digest(arguments, ("message", message.id)), message.ticket_id)
+        return self._commented(message.ticket)
+
+    def _commented(self, ticket: Ticket) -> dict[str, Any]:
+        number = self._number(ticket.number)
         return {"success": True, "ticketId": number, "message": f"Comment added to ticket {number}"}
 
     def _rate(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
