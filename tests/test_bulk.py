@@ -110,6 +110,21 @@ def test_a_number_with_spaces_around_it_is_still_that_ticket(api, agent):
     assert (body["done"], body["refused"]) == (numbers, []), body
 
 
+def test_one_ticket_named_in_several_spellings_is_changed_and_counted_once(api, portal, agent):
+    """TKT-000001, 1 and tkt-1 are one ticket: it was listed done three times (the
+    portal said "3 tickets changed."), and a status move was done for the first
+    spelling and refused for the next, as a move from the status it had just taken."""
+    (number,) = _open(api, 1)
+    spellings = [number, "1", "tkt-1", 1]
+    assigned = api.post("/tickets/bulk", {"tickets": spellings, "action": "assign", "assignee": agent.id})
+    assert assigned.get_json() == {"done": [number], "refused": []}
+    moved = api.post("/tickets/bulk", {"tickets": spellings, "action": "status", "status": "open"})
+    assert moved.get_json() == {"done": [number], "refused": []}
+    form = {"tickets": spellings[:3], "action": "tag", "tags": "vip", "csrf_token": portal.token("/tickets")}
+    assert portal.client.post("/tickets/bulk", data=form).status_code == 302
+    assert "1 ticket changed." in portal.get("/tickets").get_data(as_text=True)
+
+
 def test_the_queue_bulk_form_applies_to_the_selected_tickets(portal, api, agent):
     numbers = _open(api, 3)
     page = portal.get("/tickets").get_data(as_text=True)

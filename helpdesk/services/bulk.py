@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from helpdesk import numbering
 from helpdesk.errors import DomainError, ValidationError
 from helpdesk.inputs import echoed
 from helpdesk.models import StaffUser, Ticket
@@ -85,7 +86,7 @@ def apply(
             return tags.add_to(session, [ticket], tag_names, actor)
 
     result = BulkResult()
-    named = list(dict.fromkeys(str(n)[:64] for n in numbers))
+    named = _distinct(numbers, service.prefix)
     # All of them locked first, in id order (each change would lock its ticket in the
     # order named: two bulk actions naming the same tickets in another order would
     # each hold one the other waits for). The locks outlast the savepoints below.
@@ -100,3 +101,16 @@ def apply(
         else:
             result.done.append(service.display_number(ticket))
     return result
+
+
+def _distinct(numbers: Sequence[object], prefix: str) -> list[str]:
+    """The tickets named, each once, by the first spelling that names it: TKT-000001,
+    1 and tkt-1 are one ticket (it was changed, counted and listed once per spelling,
+    and a status move done for one spelling was refused for the next). Text naming no
+    ticket is kept once as written, to be refused as not found (docs/isp-operations.md)."""
+    first: dict[object, str] = {}
+    for item in numbers:
+        text = str(item)[:64]
+        number = numbering.parse_number(text, prefix)
+        first.setdefault(number if number is not None else text, text)
+    return list(first.values())
