@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from helpdesk.services.canned import MAX_BODY, MAX_TITLE, CannedRepliesService
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, Portal, login_tokens, make_app
 from tests.support.database import open_ticket
+from tests.support.waiting import wait_until
 
 NUMBER = "TKT-000001"
 PAGE = f"/tickets/{NUMBER}"
@@ -258,6 +260,57 @@ def test_a_bad_reply_gives_the_form_again_with_the_message(portal, admin_session
     answer = portal.post(f"/canned/{reply_id}/edit", form, page="/account/canned")
     assert answer.status_code == 422 and message in answer.get_data(as_text=True)
     assert _replies() == [("Kept", "Kept text", agent.id)]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("change", ["edit", "delete"])
+def test_a_shared_reply_deleted_while_another_admin_changes_it_is_not_found(
+    app, admin, admin_session, change
+):
+    """Two admins at once: Ada's delete of a shared reply holds its row, uncommitted,
+    when Bea saves an edit of it (or deletes it too). Bea's request read the reply
+    without waiting and then its UPDATE (DELETE) found no row once Ada committed:
+    StaleDataError, a 500. Read for change, the reply is waited for, then not found."""
+    shared = _canned(None)
+    token = admin_session.token("/admin/canned")
+    deleted, go = threading.Event(), threading.Event()
+    answers: dict[str, object] = {}
+
+    def delete_and_hold() -> None:
+        with app.app_context():
+            ada = db.session.get(StaffUser, admin.id)
+            assert ada is not None
+            CannedRepliesService(db.session).delete(shared, Actor.staff(ada))
+            deleted.set()
+            go.wait(30)
+            db.session.commit()
+
+    def change_it() -> None:
+        form = {"csrf_token": token, "title": "Outage over", "body": "Back."}
+        try:
+            answers[change] = admin_session.client.post(f"/canned/{shared}/{change}", data=form).status_code
+        except Exception as exc:  # the 500, reported below
+            answers[change] = exc
+
+    ada, bea = threading.Thread(target=delete_and_hold), threading.Thread(target=change_it)
+    ada.start()
+    try:
+        assert deleted.wait(30), "the first delete never ran"
+        bea.start()
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        wait_until(
+            lambda: db.session.execute(text(waiting + " AND datname = current_database()")).scalar_one(),
+            timeout=30,
+            between=db.session.rollback,
+            what="the second admin waiting for the reply's row",
+        )
+    finally:
+        go.set()
+        ada.join(30)
+        if bea.is_alive():
+            bea.join(30)
+    assert answers == {change: 404}, answers
+    assert _replies() == []
 
 
 def test_every_canned_form_needs_its_csrf_token(portal, admin_session, agent):

@@ -74,13 +74,26 @@ class CannedRepliesService:
         """A reply the actor may insert: a shared one or their own."""
         number = positive_int(reply_id)
         reply = self.session.get(CannedReply, number) if number is not None else None
-        if reply is None or (reply.owner_id is not None and reply.owner_id != actor.staff_id):
-            raise NotFound(f"No canned reply {str(reply_id)[:20]}.")
-        return reply
+        return _usable(reply, reply_id, actor)
 
     def get_editable(self, reply_id: object, actor: Actor) -> CannedReply:
-        """A reply the actor may change: their own, or a shared one if they are an admin."""
-        reply = self.get_usable(reply_id, actor)
+        """A reply the actor may change: their own, or a shared one if they are an admin.
+
+        Read for change (`FOR UPDATE`, reloaded) until the transaction ends: a shared
+        reply another admin is deleting is waited for and then not found. Read
+        without the lock, it was found, and the UPDATE (or DELETE) after the other
+        admin's commit matched no row: StaleDataError, a 500 (docs/isp-operations.md).
+        """
+        number = positive_int(reply_id)
+        reply = None
+        if number is not None:
+            reply = self.session.execute(
+                select(CannedReply)
+                .where(CannedReply.id == number)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).scalar_one_or_none()
+        reply = _usable(reply, reply_id, actor)
         if reply.owner_id is None and actor.role != "admin":
             raise Forbidden("Only admins change shared canned replies.")
         return reply
@@ -127,6 +140,13 @@ class CannedRepliesService:
     def _list(self, condition: ColumnElement[bool]) -> list[CannedReply]:
         query = select(CannedReply).where(condition).order_by(CannedReply.title, CannedReply.id)
         return list(self.session.execute(query).scalars())
+
+
+def _usable(reply: CannedReply | None, reply_id: object, actor: Actor) -> CannedReply:
+    """`reply` if it exists for the actor: shared, or their own (NotFound otherwise)."""
+    if reply is None or (reply.owner_id is not None and reply.owner_id != actor.staff_id):
+        raise NotFound(f"No canned reply {str(reply_id)[:20]}.")
+    return reply
 
 
 def _checked(title: object, body: object) -> tuple[str, str]:
