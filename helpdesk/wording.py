@@ -78,6 +78,7 @@ KNOWN = (
     N_("%(number)s cannot be merged into itself."),
     N_("A cancelled ticket is final; it cannot be merged or merged into."),
     N_("The tickets were merged again while being changed; try again."),
+    N_("The tickets' merges go on too long to follow; ask an admin to check them."),
     # helpdesk.services.senders, staff, teams, integrations, canned
     N_("%(pattern)s is already authorized."),
     N_("No rule %(pattern)s."),
@@ -112,6 +113,7 @@ KNOWN = (
     N_("merged into %(number)s. %(reason)s"),
     N_("%(number)s merged into this ticket."),
     N_("%(number)s merged into this ticket. %(reason)s"),
+    N_("%(number)s merged into %(into)s."),
     N_("bulk action"),
     "First response was due %(time)s UTC.",  # shown as SHOWN_AS says
     "Resolution was due %(time)s UTC.",

@@ -636,6 +636,89 @@ def test_merge_into_a_merged_ticket_and_a_bulk_action_on_its_survivor_both_finis
 
 
 @on_postgresql
+def test_a_merge_locks_the_tickets_merged_into_its_source_in_id_order(app, agent, monkeypatch):
+    """TKT-1 was merged into TKT-3; an agent merges TKT-3 into TKT-2, which moves TKT-1
+    to TKT-2 too (no chain of merges). Meanwhile Ann replies on TKT-1, which locks
+    TKT-1 and its survivor. Had the merge changed TKT-1 after locking TKT-2 and TKT-3,
+    it would wait for the reply holding TKT-1 while the reply waited for TKT-3: a
+    deadlock. TKT-1 is locked in the merge's id-ordered statement, so the reply
+    waits, then finds TKT-1's survivor moved on and lands on TKT-2."""
+    from helpdesk.models import Message
+    from helpdesk.services import tickets as tickets_module
+
+    one, two, three = (_pending_ticket(agent) for _ in range(3))
+    service = TicketsService.from_config(db.session, app.config)
+    service.merge(service.get(one), service.get(three), actor=Actor.staff(agent), reason="same outage")
+    db.session.commit()
+    ids = {n: service.get(n).id for n in (one, two, three)}
+    merge_locked, go = threading.Event(), threading.Event()
+    lock_for_change = tickets_module.lock_for_change
+
+    def lock_then_wait(session: Any, *tickets: Ticket) -> None:
+        lock_for_change(session, *tickets)
+        if threading.current_thread().name == "merge" and not merge_locked.is_set():
+            merge_locked.set()
+            assert go.wait(WAIT), "never let go"
+
+    monkeypatch.setattr(tickets_module, "lock_for_change", lock_then_wait)
+    results: dict[str, object] = {}
+
+    def run(role: str, job: Callable[[TicketsService, Actor], object]) -> None:
+        with app.app_context():
+            try:
+                service = TicketsService.from_config(db.session, app.config)
+                staff = db.session.get(StaffUser, agent.id)
+                assert staff is not None
+                results[role] = job(service, Actor.staff(staff))
+                db.session.commit()
+            except Exception as exc:  # a deadlock, reported below
+                db.session.rollback()
+                results[role] = exc
+
+    def merge(service: TicketsService, actor: Actor) -> object:
+        return service.display_number(service.merge(service.get(three), service.get(two), actor=actor))
+
+    def reply(service: TicketsService, actor: Actor) -> object:
+        ann = Actor.customer("ann@example.com")
+        written = service.add_message(service.get(one), body="Still down.", actor=ann, channel="email")
+        return service.display_number(written.ticket)
+
+    threads = [
+        threading.Thread(target=run, args=("merge", merge), name="merge"),
+        threading.Thread(target=run, args=("reply", reply), name="reply"),
+    ]
+    threads[0].start()
+    try:
+        assert merge_locked.wait(WAIT), f"the merge never locked its tickets ({results})"
+        threads[1].start()
+        wait_until(
+            _someone_waits_for_a_lock,
+            timeout=WAIT,
+            between=db.session.rollback,
+            what=lambda: f"the reply waiting for the merge ({results})",
+        )
+    finally:
+        go.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(WAIT)
+    monkeypatch.undo()
+
+    assert results == {"merge": f"TKT-{two:06d}", "reply": f"TKT-{two:06d}"}, results
+    db.session.rollback()
+    merged = dict(
+        db.session.execute(
+            select(Ticket.number, Ticket.merged_into_id).where(Ticket.merged_into_id.is_not(None))
+        ).all()
+    )
+    assert merged == {one: ids[two], three: ids[two]}, merged
+    written = (
+        db.session.execute(select(Message.ticket_id).where(Message.body == "Still down.")).scalars().all()
+    )
+    assert written == [ids[two]]
+
+
+@on_postgresql
 def test_a_merge_whose_survivor_moves_before_its_locks_gives_them_back_and_locks_the_new_one(
     app, agent, monkeypatch
 ):

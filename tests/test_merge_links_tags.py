@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.models import Tag, Ticket, TicketHistory
-from helpdesk.services import tags
+from helpdesk.services import Actor, tags
 from helpdesk.services.teams import TeamsService
+from helpdesk.services.tickets import MAX_MERGE_CHAIN, survivor
 from tests.support.app import Portal
 from tests.support.database import open_ticket, tickets
 from tests.support.mail import message
@@ -212,6 +214,46 @@ def test_merging_refuses_itself_twice_and_cancelled_tickets_and_follows_a_merged
     assert api.post(f"/tickets/{c}/merge", {"into": "TKT-000004"}).status_code == 409
     assert api.post(f"/tickets/{c}/merge", {"into": "TKT-999999"}).status_code == 404
     assert api.post(f"/tickets/{c}/merge", {"into": "x", "reason": "r" * 2001}).status_code in (404, 422)
+
+
+def test_a_merged_ticket_points_at_the_last_survivor_however_many_merges_follow(api, service, agent_actor):
+    """Each merge allowed alone, TKT-1 into TKT-2, TKT-2 into TKT-3, … TKT-21 into
+    TKT-22: the walk to the survivor stopped after MAX_MERGE_CHAIN steps at TKT-21,
+    itself merged, so a customer's message to TKT-1 reopened TKT-21 and a merge into
+    TKT-1 went into TKT-21. A merge now moves the tickets merged into the merged one
+    to its survivor: none is ever more than one step from it."""
+    chain = [open_ticket(service, requester_email=f"c{n}@example.com") for n in range(MAX_MERGE_CHAIN + 2)]
+    numbers = [service.display_number(ticket) for ticket in chain]
+    for merged, into in zip(numbers, numbers[1:], strict=False):
+        assert api.post(f"/tickets/{merged}/merge", {"into": into}).status_code == 200
+    last = numbers[-1]
+    assert {api.get(f"/tickets/{n}").get_json()["merged_into"] for n in numbers[:-1]} == {last}
+    assert _history(numbers[0], "merge") == [(None, numbers[1])] + [
+        (numbers[k], numbers[k + 1]) for k in range(1, MAX_MERGE_CHAIN + 1)
+    ]
+    first = service.get(numbers[0])
+    written = service.add_message(
+        first, body="Any news?", actor=Actor.customer("c0@example.com"), channel="email"
+    )
+    db.session.commit()
+    assert service.display_number(written.ticket) == last
+    statuses = {n: api.get(f"/tickets/{n}").get_json()["status"] for n in numbers}
+    assert set(list(statuses.values())[:-1]) == {"closed"}, statuses
+    late = _open(api)
+    assert api.post(f"/tickets/{late}/merge", {"into": numbers[0]}).get_json()["number"] == last
+
+
+def test_a_chain_of_merges_too_long_to_follow_is_a_conflict_not_a_merged_ticket(service):
+    """Stored before merges moved the tickets merged into the merged one (migration
+    0042 flattens those), a chain longer than MAX_MERGE_CHAIN ended the walk on a
+    ticket itself merged, which was then written on and merged into as the survivor."""
+    chain = [open_ticket(service) for _ in range(MAX_MERGE_CHAIN + 2)]
+    for merged, into in zip(chain, chain[1:], strict=False):
+        merged.merged_into_id = into.id
+    db.session.commit()
+    with pytest.raises(Conflict):
+        survivor(db.session, chain[0])
+    assert survivor(db.session, chain[2]) is chain[-1]
 
 
 def test_later_mail_and_tracker_lookups_of_a_merged_number_reach_the_survivor(

@@ -684,3 +684,39 @@ def test_tickets_stored_before_get_their_description_words(empty_database_url):
         assert "description_words" not in columns
         assert definition().endswith("""to_tsvector('simple'::regconfig, "left"(description, 50000)))""")
         db.engine.dispose()
+
+
+def test_tickets_merged_before_point_at_the_survivor_at_the_end_of_their_merges(empty_database_url):
+    """Migration 0042: a chain of merges stored before (T1 → T2 → T3 → T4, T5 → T3)
+    points each merged ticket at T4, the survivor; T6, not merged, stays so. The
+    downgrade leaves them there: the old code finds the survivor one step away."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0041")
+        with db.engine.begin() as connection:
+            _insert_contact(connection)
+            for number in range(1, 7):
+                connection.execute(
+                    text(
+                        "INSERT INTO tickets (number, subject, description, status, priority, category,"
+                        " channel, source, is_email_originated, requester_id, created_at, updated_at,"
+                        " pending_seconds) VALUES (:number, 's', '', 'closed', 'medium', 'support', 'email',"
+                        " 'customer', false, (SELECT id FROM contacts), :now, :now, 0)"
+                    ),
+                    {"number": number, "now": "2026-01-01 00:00:00"},
+                )
+            ids = dict(connection.execute(text("SELECT number, id FROM tickets")).all())
+            for merged, into in ((1, 2), (2, 3), (3, 4), (5, 3)):
+                connection.execute(
+                    text("UPDATE tickets SET merged_into_id = :into WHERE id = :merged"),
+                    {"into": ids[into], "merged": ids[merged]},
+                )
+        flask_migrate.upgrade()
+        merges = "SELECT number, merged_into_id FROM tickets ORDER BY number"
+        flat = [(n, ids[4] if n in (1, 2, 3, 5) else None) for n in range(1, 7)]
+        with db.engine.connect() as connection:
+            assert [tuple(row) for row in connection.execute(text(merges))] == flat
+        flask_migrate.downgrade(revision="0041")
+        with db.engine.connect() as connection:
+            assert [tuple(row) for row in connection.execute(text(merges))] == flat
+        db.engine.dispose()

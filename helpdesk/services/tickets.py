@@ -51,7 +51,10 @@ from helpdesk.services.actors import Actor
 MAX_SUBJECT = 500
 MAX_NAME = 200
 MAX_REASON = 2000
-MAX_MERGE_CHAIN = 20  # merges cannot loop; this only bounds the walk
+# Merges cannot loop, and a merge moves the tickets merged into the merged one to its
+# survivor, so a stored chain is one step long; this bounds the walk over a session's
+# older copies and the retries of `lock_with_survivor`.
+MAX_MERGE_CHAIN = 20
 # Escalation works on tickets someone is still working on.
 UNESCALATED_STATUSES = ("resolved", "closed", "cancelled")
 
@@ -595,15 +598,19 @@ class TicketsService:
         about it, their later mail is theirs to write there and their assistant or
         chat reaches it (a customer known by phone only as well). Both tickets get a
         history row; messages stay where they were written, numbers are untouched.
+        The tickets merged into `source` before point at the survivor from now on,
+        each with a history row: no merged ticket is more than one step from the
+        ticket that carries on for it (docs/isp-operations.md).
         """
         problem = _reason_problem(reason)
         if problem:
             raise ValidationError({"reason": problem})
         assert isinstance(reason, str)
         named = target
-        # The survivor is changed too; locked in the same id-ordered statement as
-        # both tickets named, never after them (docs/lifecycle.md).
-        target = lock_with_survivor(self.session, named, source)
+        # The survivor is changed too, and so are the tickets merged into the source;
+        # locked in the same id-ordered statement as both tickets named, never after
+        # them (docs/lifecycle.md).
+        target = lock_with_survivor(self.session, named, source, followers_of=source)
         mode = self.visibility_mode
         if target.id != named.id and not visibility.may_see(self.session, actor, mode, target.id):
             # The survivor of a ticket the actor sees may be one they may not: it does
@@ -651,6 +658,19 @@ class TicketsService:
             self._move(source, "closed", actor, f"merged into {into}", automated=False)
         source.merged_into_id = target.id
         source.updated_at = target.updated_at = moment
+        for follower in _merged_into(self.session, source):  # locked above
+            history.record(
+                self.session,
+                follower.id,
+                "merge",
+                merged,
+                into,
+                actor,
+                f"{merged} merged into {into}.",
+                moment=moment,
+            )
+            follower.merged_into_id = target.id
+            follower.updated_at = moment
         _held_mail_follows(self.session, source, target)
         self.session.flush()
         return target
@@ -811,9 +831,13 @@ def lock_for_change(session: Session, *tickets: Ticket) -> None:
     _lock(session, Ticket.id.in_(sorted({ticket.id for ticket in tickets})))
 
 
-def lock_with_survivor(session: Session, ticket: Ticket, *others: Ticket) -> Ticket:
+def lock_with_survivor(
+    session: Session, ticket: Ticket, *others: Ticket, followers_of: Ticket | None = None
+) -> Ticket:
     """Lock `ticket`, the ticket that carries on for it (`survivor`) and `others` for
-    change, in one id-ordered statement, and return the survivor as it is now.
+    change, in one id-ordered statement, and return the survivor as it is now. With
+    `followers_of`, the tickets merged into that one are locked in it too (a merge
+    moves them to its survivor).
 
     Every other change takes its tickets in id order (`lock_for_change`,
     `lock_numbers`). Locking the survivor in a second statement, after tickets with
@@ -825,15 +849,18 @@ def lock_with_survivor(session: Session, ticket: Ticket, *others: Ticket) -> Tic
     set is taken, again in id order. Locks the caller held before stay held.
     """
     for _ in range(MAX_MERGE_CHAIN):
-        wanted = {ticket, survivor(session, ticket), *others}
+        followers = _merged_into(session, followers_of) if followers_of is not None else []
+        wanted = {ticket, survivor(session, ticket), *others, *followers}
         savepoint = session.begin_nested()
         try:
             lock_for_change(session, *wanted)
             found = survivor(session, ticket)
+            if followers_of is not None:
+                followers = _merged_into(session, followers_of)
         except BaseException:
             savepoint.rollback()
             raise
-        if found in wanted:
+        if found in wanted and wanted.issuperset(followers):
             savepoint.commit()
             return found
         savepoint.rollback()  # merged again meanwhile: lock the new chain instead
@@ -891,7 +918,12 @@ def _held_mail_follows(session: Session, source: Ticket, target: Ticket) -> None
 
 def survivor(session: Session, ticket: Ticket) -> Ticket:
     """The ticket that carries on for `ticket`: itself, or the one it was merged
-    into (and so on: a survivor may itself be merged later)."""
+    into (one step as stored; a session's older copies may take a few more).
+
+    Never a ticket that is itself merged: should the walk end on one, this is a
+    Conflict. It returned that ticket, and a chain of more than MAX_MERGE_CHAIN
+    merges (each allowed alone, before merges moved the tickets merged into the
+    merged one) had a customer's message reopen it and merges go into it."""
     for _ in range(MAX_MERGE_CHAIN):
         if ticket.merged_into_id is None:
             return ticket
@@ -899,7 +931,14 @@ def survivor(session: Session, ticket: Ticket) -> Ticket:
         if merged_into is None:
             return ticket
         ticket = merged_into
-    return ticket
+    if ticket.merged_into_id is None:
+        return ticket
+    raise Conflict("The tickets' merges go on too long to follow; ask an admin to check them.")
+
+
+def _merged_into(session: Session, ticket: Ticket) -> list[Ticket]:
+    """The tickets merged into `ticket`, read now (not the session's copies)."""
+    return list(session.execute(select(Ticket).where(Ticket.merged_into_id == ticket.id)).scalars())
 
 
 def reached_by(session: Session, contact: Contact, ticket: Ticket) -> Ticket | None:
