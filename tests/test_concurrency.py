@@ -564,35 +564,10 @@ def test_merge_into_a_merged_ticket_and_a_bulk_action_on_its_survivor_both_finis
     waited for TKT-3, so PostgreSQL aborted one as a deadlock (the reviewer's
     reproduction). Locking source, named target and survivor in one id-ordered
     statement, the bulk action waits for the merge and then both are done."""
-    from helpdesk.services import tickets as tickets_module
-
     one, two, three = (_pending_ticket(agent) for _ in range(3))
     service = TicketsService.from_config(db.session, app.config)
     service.merge(service.get(two), service.get(one), actor=Actor.staff(agent), reason="same outage")
     db.session.commit()
-    merge_locked, go = threading.Event(), threading.Event()
-    lock_for_change = tickets_module.lock_for_change
-
-    def lock_then_wait(session: Any, *tickets: Ticket) -> None:
-        lock_for_change(session, *tickets)
-        if threading.current_thread().name == "merge" and not merge_locked.is_set():
-            merge_locked.set()  # after the merge's first lock
-            assert go.wait(WAIT), "never let go"
-
-    monkeypatch.setattr(tickets_module, "lock_for_change", lock_then_wait)
-    results: dict[str, object] = {}
-
-    def run(role: str, job: Callable[[TicketsService, Actor], object]) -> None:
-        with app.app_context():
-            try:
-                service = TicketsService.from_config(db.session, app.config)
-                staff = db.session.get(StaffUser, agent.id)
-                assert staff is not None
-                results[role] = job(service, Actor.staff(staff))
-                db.session.commit()
-            except Exception as exc:  # a deadlock, reported below
-                db.session.rollback()
-                results[role] = exc
 
     def merge(service: TicketsService, actor: Actor) -> object:
         merged = service.merge(service.get(three), service.get(two), actor=actor, reason="same outage")
@@ -602,27 +577,7 @@ def test_merge_into_a_merged_ticket_and_a_bulk_action_on_its_survivor_both_finis
         done = bulk.apply(db.session, service, [one, three], "assign", actor, assignee_id=agent.id)
         return done.done, done.refused
 
-    threads = [
-        threading.Thread(target=run, args=("merge", merge), name="merge"),
-        threading.Thread(target=run, args=("bulk", assign), name="bulk"),
-    ]
-    threads[0].start()
-    try:
-        assert merge_locked.wait(WAIT), f"the merge never locked its tickets ({results})"
-        threads[1].start()
-        wait_until(
-            _someone_waits_for_a_lock,
-            timeout=WAIT,
-            between=db.session.rollback,
-            what=lambda: f"the bulk action waiting for the merge ({results})",
-        )
-    finally:
-        go.set()
-        for thread in threads:
-            if thread.is_alive():
-                thread.join(WAIT)
-    monkeypatch.undo()
-
+    results = _behind_the_merge_s_first_lock(app, agent, monkeypatch, merge, ("bulk", assign))
     names = [f"TKT-{number:06d}" for number in (one, two, three)]
     assert results == {"merge": names[0], "bulk": ([names[0], names[2]], [])}, results
     db.session.rollback()
@@ -644,36 +599,12 @@ def test_a_merge_locks_the_tickets_merged_into_its_source_in_id_order(app, agent
     deadlock. TKT-1 is locked in the merge's id-ordered statement, so the reply
     waits, then finds TKT-1's survivor moved on and lands on TKT-2."""
     from helpdesk.models import Message
-    from helpdesk.services import tickets as tickets_module
 
     one, two, three = (_pending_ticket(agent) for _ in range(3))
     service = TicketsService.from_config(db.session, app.config)
     service.merge(service.get(one), service.get(three), actor=Actor.staff(agent), reason="same outage")
     db.session.commit()
     ids = {n: service.get(n).id for n in (one, two, three)}
-    merge_locked, go = threading.Event(), threading.Event()
-    lock_for_change = tickets_module.lock_for_change
-
-    def lock_then_wait(session: Any, *tickets: Ticket) -> None:
-        lock_for_change(session, *tickets)
-        if threading.current_thread().name == "merge" and not merge_locked.is_set():
-            merge_locked.set()
-            assert go.wait(WAIT), "never let go"
-
-    monkeypatch.setattr(tickets_module, "lock_for_change", lock_then_wait)
-    results: dict[str, object] = {}
-
-    def run(role: str, job: Callable[[TicketsService, Actor], object]) -> None:
-        with app.app_context():
-            try:
-                service = TicketsService.from_config(db.session, app.config)
-                staff = db.session.get(StaffUser, agent.id)
-                assert staff is not None
-                results[role] = job(service, Actor.staff(staff))
-                db.session.commit()
-            except Exception as exc:  # a deadlock, reported below
-                db.session.rollback()
-                results[role] = exc
 
     def merge(service: TicketsService, actor: Actor) -> object:
         return service.display_number(service.merge(service.get(three), service.get(two), actor=actor))
@@ -683,27 +614,7 @@ def test_a_merge_locks_the_tickets_merged_into_its_source_in_id_order(app, agent
         written = service.add_message(service.get(one), body="Still down.", actor=ann, channel="email")
         return service.display_number(written.ticket)
 
-    threads = [
-        threading.Thread(target=run, args=("merge", merge), name="merge"),
-        threading.Thread(target=run, args=("reply", reply), name="reply"),
-    ]
-    threads[0].start()
-    try:
-        assert merge_locked.wait(WAIT), f"the merge never locked its tickets ({results})"
-        threads[1].start()
-        wait_until(
-            _someone_waits_for_a_lock,
-            timeout=WAIT,
-            between=db.session.rollback,
-            what=lambda: f"the reply waiting for the merge ({results})",
-        )
-    finally:
-        go.set()
-        for thread in threads:
-            if thread.is_alive():
-                thread.join(WAIT)
-    monkeypatch.undo()
-
+    results = _behind_the_merge_s_first_lock(app, agent, monkeypatch, merge, ("reply", reply))
     assert results == {"merge": f"TKT-{two:06d}", "reply": f"TKT-{two:06d}"}, results
     db.session.rollback()
     merged = dict(
@@ -1794,6 +1705,20 @@ def test_one_member_added_to_a_team_twice_at_once_is_a_member_once(app, agent):
 # for it and then failed on that key, a 500. Removal now locks the row first.
 
 
+def _night_install(app: Any, agent_id: int, **fields: Any) -> Ticket:
+    """A ticket the agent opens for Ann, with `fields` (team, type)."""
+    staff = db.session.get(StaffUser, agent_id)
+    assert staff is not None
+    return TicketsService.from_config(db.session, app.config).open_ticket(
+        subject="Night install",
+        description="Fibre to the flat.",
+        requester_email="ann@example.com",
+        channel="web",
+        actor=Actor.staff(staff),
+        **fields,
+    )
+
+
 @on_postgresql
 def test_a_team_removed_while_a_ticket_is_filed_to_it_is_refused_as_still_having_tickets(app, agent):
     from helpdesk.errors import Conflict
@@ -1807,16 +1732,7 @@ def test_a_team_removed_while_a_ticket_is_filed_to_it_is_refused_as_still_having
 
     def file_a_ticket() -> str:
         with app.app_context():
-            staff = db.session.get(StaffUser, agent_id)
-            assert staff is not None
-            ticket = TicketsService.from_config(db.session, app.config).open_ticket(
-                subject="Night install",
-                description="Fibre to the flat.",
-                requester_email="ann@example.com",
-                channel="web",
-                actor=Actor.staff(staff),
-                team="night_ops",
-            )
+            ticket = _night_install(app, agent_id, team="night_ops")
             db.session.flush()
             order.after_first_change()
             db.session.commit()
@@ -1898,16 +1814,8 @@ def test_a_ticket_filed_to_a_team_being_removed_opens_without_it_or_is_refused(a
     def file_a_ticket() -> object:
         with app.app_context():
             assert order.first_changed.wait(WAIT), "the team was never removed"
-            staff = db.session.get(StaffUser, agent_id)
-            assert staff is not None
-            ticket = TicketsService.from_config(db.session, app.config).open_ticket(
-                subject="Night install",
-                description="Fibre to the flat.",
-                requester_email="ann@example.com",
-                channel="web",
-                actor=Actor.staff(staff),
-                ticket_type="installation_request",
-                team="night_ops" if named else None,
+            ticket = _night_install(
+                app, agent_id, ticket_type="installation_request", team="night_ops" if named else None
             )
             db.session.commit()
             return ticket.team_id
@@ -2350,3 +2258,62 @@ def test_two_copies_of_a_mail_under_another_mails_message_id_at_once_are_recorde
     assert sorted(results.values()) == [Outcome.CREATED, Outcome.DUPLICATE], results
     assert db.session.execute(select(func.count(InboundMail.id))).scalar_one() == 2
     assert db.session.execute(select(func.count(Ticket.id))).scalar_one() == 1
+
+
+Job = Callable[[TicketsService, Actor], object]
+
+
+def _behind_the_merge_s_first_lock(
+    app: Any, agent: StaffUser, monkeypatch: Any, merge: Job, other: tuple[str, Job]
+) -> dict[str, object]:
+    """Run `merge` as `agent` until its first ticket lock is taken, then the `other`
+    job until it waits for a lock, then let both finish; each job's answer (or
+    exception, a deadlock) by its role."""
+    from helpdesk.services import tickets as tickets_module
+
+    merge_locked, go = threading.Event(), threading.Event()
+    lock_for_change = tickets_module.lock_for_change
+
+    def lock_then_wait(session: Any, *tickets: Ticket) -> None:
+        lock_for_change(session, *tickets)
+        if threading.current_thread().name == "merge" and not merge_locked.is_set():
+            merge_locked.set()  # after the merge's first lock
+            assert go.wait(WAIT), "never let go"
+
+    monkeypatch.setattr(tickets_module, "lock_for_change", lock_then_wait)
+    results: dict[str, object] = {}
+
+    def run(role: str, job: Job) -> None:
+        with app.app_context():
+            try:
+                service = TicketsService.from_config(db.session, app.config)
+                staff = db.session.get(StaffUser, agent.id)
+                assert staff is not None
+                results[role] = job(service, Actor.staff(staff))
+                db.session.commit()
+            except Exception as exc:  # a deadlock, reported by the caller
+                db.session.rollback()
+                results[role] = exc
+
+    role, job = other
+    threads = [
+        threading.Thread(target=run, args=("merge", merge), name="merge"),
+        threading.Thread(target=run, args=(role, job), name=role),
+    ]
+    threads[0].start()
+    try:
+        assert merge_locked.wait(WAIT), f"the merge never locked its tickets ({results})"
+        threads[1].start()
+        wait_until(
+            _someone_waits_for_a_lock,
+            timeout=WAIT,
+            between=db.session.rollback,
+            what=lambda: f"the {role} waiting for the merge ({results})",
+        )
+    finally:
+        go.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(WAIT)
+    monkeypatch.undo()
+    return results

@@ -133,6 +133,29 @@ def _insert_ticket(connection, columns: str, values: str = "") -> None:  # type:
     )
 
 
+def _merged_tickets(connection, numbers, status, merges):  # type: ignore[no-untyped-def]
+    """A contact and tickets of `numbers` in `status`, each (merged, into) pair of
+    `merges` merged as the code of that revision stored it; their ids by number."""
+    _insert_contact(connection)
+    for number in numbers:
+        connection.execute(
+            text(
+                "INSERT INTO tickets (number, subject, description, status, priority, category,"
+                " channel, source, is_email_originated, requester_id, created_at, updated_at,"
+                " pending_seconds) VALUES (:number, 's', '', :status, 'medium', 'support', 'email',"
+                " 'customer', false, (SELECT id FROM contacts), :now, :now, 0)"
+            ),
+            {"number": number, "status": status, "now": "2026-01-01 00:00:00"},
+        )
+    ids = dict(connection.execute(text("SELECT number, id FROM tickets")).all())
+    for merged, into in merges:
+        connection.execute(
+            text("UPDATE tickets SET merged_into_id = :into WHERE id = :merged"),
+            {"into": ids[into], "merged": ids[merged]},
+        )
+    return ids
+
+
 def _insert_contact(connection) -> None:  # type: ignore[no-untyped-def]
     connection.execute(
         text("INSERT INTO contacts (email, name, created_at) VALUES ('ann@example.com', '', :now)"),
@@ -450,23 +473,7 @@ def test_held_mail_of_tickets_merged_before_moves_to_the_survivor(empty_database
     with app.app_context():
         flask_migrate.upgrade(revision="0030")
         with db.engine.begin() as connection:
-            _insert_contact(connection)
-            for number in (1, 2, 3, 4):
-                connection.execute(
-                    text(
-                        "INSERT INTO tickets (number, subject, description, status, priority, category,"
-                        " channel, source, is_email_originated, requester_id, created_at, updated_at,"
-                        " pending_seconds) VALUES (:number, 's', '', 'new', 'medium', 'support', 'email',"
-                        " 'customer', false, (SELECT id FROM contacts), :now, :now, 0)"
-                    ),
-                    {"number": number, "now": "2026-01-01 00:00:00"},
-                )
-            ids = dict(connection.execute(text("SELECT number, id FROM tickets")).all())
-            for merged, into in ((1, 2), (2, 3)):
-                connection.execute(
-                    text("UPDATE tickets SET merged_into_id = :into WHERE id = :merged"),
-                    {"into": ids[into], "merged": ids[merged]},
-                )
+            ids = _merged_tickets(connection, range(1, 5), "new", ((1, 2), (2, 3)))
             held = [(1, "approved"), (2, "pending"), (3, "rejected"), (4, "pending"), (None, "pending")]
             for index, (number, state) in enumerate(held, start=1):
                 connection.execute(
@@ -694,23 +701,7 @@ def test_tickets_merged_before_point_at_the_survivor_at_the_end_of_their_merges(
     with app.app_context():
         flask_migrate.upgrade(revision="0041")
         with db.engine.begin() as connection:
-            _insert_contact(connection)
-            for number in range(1, 7):
-                connection.execute(
-                    text(
-                        "INSERT INTO tickets (number, subject, description, status, priority, category,"
-                        " channel, source, is_email_originated, requester_id, created_at, updated_at,"
-                        " pending_seconds) VALUES (:number, 's', '', 'closed', 'medium', 'support', 'email',"
-                        " 'customer', false, (SELECT id FROM contacts), :now, :now, 0)"
-                    ),
-                    {"number": number, "now": "2026-01-01 00:00:00"},
-                )
-            ids = dict(connection.execute(text("SELECT number, id FROM tickets")).all())
-            for merged, into in ((1, 2), (2, 3), (3, 4), (5, 3)):
-                connection.execute(
-                    text("UPDATE tickets SET merged_into_id = :into WHERE id = :merged"),
-                    {"into": ids[into], "merged": ids[merged]},
-                )
+            ids = _merged_tickets(connection, range(1, 7), "closed", ((1, 2), (2, 3), (3, 4), (5, 3)))
         flask_migrate.upgrade()
         merges = "SELECT number, merged_into_id FROM tickets ORDER BY number"
         flat = [(n, ids[4] if n in (1, 2, 3, 5) else None) for n in range(1, 7)]
