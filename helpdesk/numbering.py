@@ -28,6 +28,9 @@ from helpdesk.errors import Conflict, ValidationError
 from helpdesk.models import Ticket, TicketCounter
 
 COUNTER_ID = 1
+# The largest ticket number: the patterns below read at most 18 digits, so a larger
+# one would never be recognised again, and the column is a BIGINT (docs/numbering.md).
+MAX_NUMBER = 10**18 - 1
 # What a TICKET_PREFIX may hold (`check_prefix`): RFC 5322 atext that a URL path
 # carries as it is, and dots, single ones (a dot-atom).
 _PREFIX_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.")
@@ -353,11 +356,14 @@ def set_next(session: Session, next_value: int) -> None:
     """Start the sequence at `next_value` (for an install migrated from elsewhere).
 
     Refuses a value at or below the highest number in use: that would hand out a
-    number twice. The counter row is locked first so no creation slips in between
-    the check and the write.
+    number twice; and one past `MAX_NUMBER`, which no reply would find again. The
+    counter row is locked first so no creation slips in between the check and the
+    write.
     """
     if next_value < 1:
         raise ValidationError({"next": "must be a positive integer"})
+    if next_value > MAX_NUMBER:
+        raise ValidationError({"next": f"must be below {MAX_NUMBER + 1} (18 digits at most)"})
     counter = session.execute(
         select(TicketCounter).where(TicketCounter.id == COUNTER_ID).with_for_update()
     ).scalar_one_or_none()

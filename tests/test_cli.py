@@ -162,6 +162,8 @@ def test_tickets_set_next(app, runner):
     db.session.commit()
     assert service.display_number(ticket) == "TKT-000078"
     assert runner.invoke(args=["tickets", "set-next", "abc"]).exit_code == 2
+    too_large = runner.invoke(args=["tickets", "set-next", str(10**19)])
+    assert too_large.exit_code == 1 and "below 1000000000000000000" in too_large.output
 
 
 def test_quarantine_list_shows_a_page_at_a_time(app, runner):

@@ -132,6 +132,19 @@ def test_set_next_refuses_non_positive(app):
         numbering.set_next(db.session, 0)
 
 
+@pytest.mark.parametrize("value", [10**18, 2**63])
+def test_set_next_refuses_numbers_past_eighteen_digits(app, value):
+    """Numbers are read back with at most 18 digits (`parse_number`, `find_numbers`):
+    10^18 started a sequence no reply or tracker lookup ever found again, and past
+    BIGINT the command ended in a traceback (conformance review)."""
+    with pytest.raises(ValidationError, match="below 1000000000000000000"):
+        numbering.set_next(db.session, value)
+    numbering.set_next(db.session, numbering.MAX_NUMBER)
+    assert numbering.parse_number(numbering.display_number(numbering.MAX_NUMBER, app.config), "TKT-") == (
+        numbering.MAX_NUMBER
+    )
+
+
 def test_display_number_uses_configured_prefix_and_width(database_url):
     from tests.support.app import make_app
 
