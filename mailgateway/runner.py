@@ -27,6 +27,7 @@ import threading
 
 from flask import Flask
 
+from config import ConfigurationError
 from mailgateway.imap import ImapPoller, parse_imap_urls
 from mailgateway.listeners import ListenerProcesses
 from mailgateway.outbound import Sender
@@ -49,7 +50,11 @@ def run(app: Flask) -> None:
     processes = max(1, app.config["SMTP_PROCESSES"])
     handler = SupportHandler(app)
     controller = make_controller(app, handler, reuse_port=processes > 1)
-    controller.start()
+    try:
+        controller.start()
+    except OSError as exc:  # the port in use, an address not of this host: one line
+        handler.close()
+        raise ConfigurationError(f"SMTP_LISTEN {app.config['SMTP_LISTEN']}: {exc.strerror or exc}") from exc
     listeners = ListenerProcesses(processes - 1)
     threads = [
         threading.Thread(target=poller.run, name=f"imap-{index}") for index, poller in enumerate(pollers)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -574,6 +575,13 @@ class SupportController(Controller):
         if sessions:
             await asyncio.wait(sessions, timeout=SESSION_CLOSE_SECONDS)
 
+    def _run(self, ready_event: threading.Event) -> None:
+        """aiosmtpd's, except that a failed bind (the port in use) wakes start() at
+        once: it waited out `ready_timeout` first (docs/operations.md)."""
+        super()._run(ready_event)
+        if self._thread_exception is not None:
+            ready_event.set()
+
     def _create_server(self) -> Any:
         return self.loop.create_server(
             self._factory_invoker,
@@ -590,6 +598,9 @@ class SupportController(Controller):
         hand that probe to a sibling process, and start() would time out. Build one
         in the event loop instead: the same check without a connection.
         """
+
+        if self._thread_exception is not None:  # the bind failed (`_run`)
+            raise self._thread_exception
 
         async def probe() -> None:
             self._factory_invoker()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -236,6 +237,24 @@ def test_dotenv_beside_config_sets_the_instance_dir_too(tmp_path):
     assert run(HELPDESK_INSTANCE_DIR="/srv/hd", TICKET_PREFIX="T-") == ["/srv/hd", "T-"]
     # The suite itself reads no .env (tests/__init__.py), nor does HELPDESK_ENV_FILE="".
     assert run(HELPDESK_ENV_FILE="") == [str(tmp_path / "instance"), "TKT-"]
+
+
+def test_a_gateway_that_cannot_bind_its_smtp_port_says_so_in_one_line(app):
+    """The port in use ended the gateway in a traceback, after aiosmtpd's five
+    seconds of waiting for a server that had already failed (conformance review)."""
+    from mailgateway import runner
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        app.config.update(SMTP_LISTEN=listen, SMTP_PROCESSES=1, IMAP_URL="", OUTBOUND_SMTP_URL="")
+        started = time.monotonic()
+        with pytest.raises(
+            config.ConfigurationError, match=f"^SMTP_LISTEN {listen}: .*address already in use$"
+        ):
+            runner.run(app)
+    assert time.monotonic() - started < 4
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
