@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from config import ConfigurationError
 from helpdesk import vocabulary as v
 from helpdesk.business_hours import BusinessCalendar
 
@@ -136,8 +137,13 @@ def _policy(
 
 
 def init_app(app: Flask) -> None:
-    """Read the SLA settings at startup, so a typo stops the process, not a request."""
-    policy_from_config(app.config)
+    """Read the SLA settings at startup, so a typo stops the process, not a request,
+    in one line (docs/operations.md): a ConfigurationError, which every entry point
+    prints as such, not the traceback a ValueError was."""
+    try:
+        policy_from_config(app.config)
+    except ValueError as exc:  # an unknown priority; CalendarError: BUSINESS_HOURS, _HOLIDAYS
+        raise ConfigurationError(str(exc)) from exc
 
 
 @dataclass(frozen=True)

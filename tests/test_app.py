@@ -213,6 +213,123 @@ def test_an_unknown_business_timezone_stops_the_start_in_one_line(tmp_path):
     assert started.stdout == "America/Mexico_City\n", started.stderr
 
 
+def _without_database(tmp_path: Path, **settings: str) -> dict[str, str]:
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY")
+    }
+    environment.update(HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **settings)
+    return environment
+
+
+_RATE = "a rate limit such as '10 per minute' or '10/minute;100/hour', " + (
+    "at least 1 in a window of at most 100 years"
+)
+_TARGETS = "priority=duration pairs such as urgent=15m,high=1h, each positive and at most 100 years"
+# Settings that started and then did harm, or stopped the start with a traceback
+# (conformance review), each with the line that now refuses it. Names are distinct:
+# one process reads them all.
+_UNREADABLE = {
+    "LOGIN_RATE_LIMIT": ("lots", _RATE),  # Flask-Limiter skipped it: no limit at all
+    "LOGIN_RATE_LIMIT_PER_ACCOUNT": ("ten per minute", _RATE),
+    "TRACK_RATE_LIMIT_PER_IP": ("30 a minute", _RATE),
+    "TRACK_RATE_LIMIT_PER_TICKET": ("0 per minute", _RATE),
+    "MAX_MESSAGE_BYTES": ("25MB", "a whole number from 1024 to 1073741824"),
+    "IMAP_POLL_SECONDS": ("0", "a whole number from 1 to 86400"),  # polled without a pause
+    "IMAP_LEASE_SECONDS": ("0", "a whole number from 1 to 3600"),  # renewed without a pause
+    "TICKET_NUMBER_WIDTH": ("-1", "a whole number from 1 to 18"),  # every creation a 500
+    "DB_POOL_SIZE": ("five", "a whole number from 1 to 1000"),
+    "OUTBOUND_POLL_SECONDS": ("0", "a number of seconds from 0.1 to 3600"),  # a core kept busy
+    "OUTBOUND_TIMEOUT_SECONDS": ("nan", "a number of seconds from 1 to 3600"),
+    "SLA_FIRST_RESPONSE": ("urgent", _TARGETS),
+    "SLA_RESOLUTION": ("high=-1h", _TARGETS),
+    "SUPPORT_ADDRESSES": (",", "one or more addresses such as support@example.com, separated by commas"),
+    "SMTP_LISTEN": (":99999", "host:port with a port from 1 to 65535, such as 127.0.0.1:2525"),
+}
+
+
+def test_every_setting_that_cannot_be_read_is_refused_in_one_line(tmp_path):
+    """Each of these stopped the start with a traceback (`25MB`, `five`, `urgent`, an
+    empty SUPPORT_ADDRESSES), or started and then broke: a rate limit Flask-Limiter
+    cannot read was dropped, so password guessing went unlimited; a width of -1
+    failed every creation; a poll interval of 0 kept a core busy."""
+    settings = {name: value for name, (value, _) in _UNREADABLE.items()}
+    result = subprocess.run(
+        [sys.executable, "-c", "import config; print(*config._REFUSED, sep='\\n')"],
+        cwd=ROOT,
+        env=_without_database(tmp_path, **settings),
+        capture_output=True,
+        text=True,
+    )
+    assert result.stderr == ""
+    assert sorted(result.stdout.splitlines()) == sorted(
+        f"{name} must be {complaint}, not {value!r}" for name, (value, complaint) in _UNREADABLE.items()
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "complaint"),
+    [("LOGIN_RATE_LIMIT", "10 per fortnight", _RATE)],
+)
+def test_a_setting_that_cannot_be_read_stops_every_entry_point_in_one_line(tmp_path, name, value, complaint):
+    for command, prefix, code in (
+        (["-c", "import wsgi"], "helpdesk", 3),
+        (["gateway.py", "--check"], "gateway", 1),
+    ):
+        result = subprocess.run(
+            [sys.executable, *command],
+            cwd=ROOT,
+            env=_without_database(tmp_path, **{name: value}),
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == code, result.stderr
+        assert result.stderr == f"{prefix}: {name} must be {complaint}, not {value!r}\n"
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [({"BUSINESS_HOURS": "bogus"}, "BUSINESS_HOURS: cannot read 'bogus'")],
+)
+def test_sla_settings_helpdesk_sla_refuses_stop_the_start_in_one_line(tmp_path, setting, complaint):
+    """The priorities and the calendar are read by helpdesk.sla (config.py cannot
+    import them): a ValueError there was a traceback (an unknown priority:
+    tests/test_sla.py)."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        env=_without_database(tmp_path, **setting),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 3
+    assert result.stderr.startswith(f"helpdesk: {complaint}") and result.stderr.count("\n") == 1
+
+
+def test_settings_within_their_bounds_are_taken(tmp_path):
+    code = (
+        "import wsgi; c = wsgi.app.config; print(c['LOGIN_RATE_LIMIT'], c['TICKET_NUMBER_WIDTH'], "
+        "c['OUTBOUND_POLL_SECONDS'], c['SMTP_LISTEN'], c['SUPPORT_ADDRESSES'], c['SLA_RESOLUTION'])"
+    )
+    settings = {
+        "LOGIN_RATE_LIMIT": "5/minute;50/hour",
+        "TICKET_NUMBER_WIDTH": "18",
+        "OUTBOUND_POLL_SECONDS": "0.5",
+        "SMTP_LISTEN": "[::1]:25",
+        "SUPPORT_ADDRESSES": "help@a.example,",
+        "SLA_RESOLUTION": "low=10d",
+    }
+    started = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_without_database(tmp_path, **settings),
+        capture_output=True,
+        text=True,
+    )
+    assert started.stdout == (
+        "5/minute;50/hour 18 0.5 [::1]:25 ['help@a.example'] {'low': datetime.timedelta(days=10)}\n"
+    ), started.stderr
+
+
 def test_dotenv_beside_config_sets_the_instance_dir_too(tmp_path):
     """SPEC §2: a `.env` is read, HELPDESK_INSTANCE_DIR included (it was read before
     the file, so only the variables after it were honoured). The environment wins."""

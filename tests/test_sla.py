@@ -10,7 +10,7 @@ import pytest
 from flask import current_app
 from sqlalchemy import select
 
-from config import parse_targets
+from config import ConfigurationError, parse_targets
 from helpdesk import sla, sla_queries
 from helpdesk.business_hours import BusinessCalendar
 from helpdesk.clock import now
@@ -108,7 +108,9 @@ def test_target_settings_are_read_as_priority_equals_duration():
     ],
 )
 def test_bad_sla_settings_stop_the_app_at_startup(setting, complaint):
-    with pytest.raises(ValueError, match=complaint):
+    """A ConfigurationError, which the entry points print in one line (a ValueError
+    was a traceback; conformance review)."""
+    with pytest.raises(ConfigurationError, match=complaint):
         make_app("sqlite://", **setting)
 
 
