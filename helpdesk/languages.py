@@ -39,7 +39,6 @@ from babel.dates import format_date, format_time, format_timedelta, get_timezone
 from babel.support import Translations
 from babel.units import format_unit
 from flask import Flask, current_app, g, has_request_context, request
-from werkzeug.datastructures import LanguageAccept
 
 from config import LANGUAGES, ConfigurationError
 from helpdesk.models import Contact, Ticket
@@ -51,6 +50,8 @@ LANGUAGE_NAMES = {"en": "English", "es": "Español"}  # each in its own words, f
 babel = flask_babel.Babel()
 # The reader `reading` names, for what is written outside their request.
 _reader: ContextVar[tuple[str, str] | None] = ContextVar("reader", default=None)
+# The Accept-Language entries read (`browser_language`): browsers send a handful.
+MAX_ACCEPTED_LANGUAGES = 32
 _DURATION_UNITS = (("duration-day", 86400), ("duration-hour", 3600), ("duration-minute", 60))
 
 
@@ -295,11 +296,40 @@ def current_zone() -> str:
 
 def browser_language() -> str | None:
     """The language of the product the request's `Accept-Language` prefers, if it
-    names one (a browser asking for Portuguese only names none). A wildcard (`*`,
-    "anything else") names none either: taken as a match, it chose the first
-    language we speak over the contact's (docs/languages.md)."""
-    named = [(tag, quality) for tag, quality in request.accept_languages if tag != "*"]
-    return LanguageAccept(named).best_match(LANGUAGES)
+    names one (a browser asking for Portuguese only names none): each tag counts
+    as its main language ("es-419" is "es") with its own q-value, the highest
+    q wins and, among equal ones, the one named first (docs/languages.md). A
+    wildcard (`*`, "anything else") names none: taken as a match, it chose the
+    first language we speak over the contact's. Only the first
+    `MAX_ACCEPTED_LANGUAGES` entries are read (a browser sends a handful)."""
+    header = request.headers.get("Accept-Language", "")
+    entries = header.split(",", MAX_ACCEPTED_LANGUAGES)[:MAX_ACCEPTED_LANGUAGES]
+    best: tuple[float, str] | None = None
+    for entry in entries:
+        tag, _, parameters = entry.partition(";")
+        language = tag.strip().partition("-")[0].lower()
+        if language not in LANGUAGES:
+            continue
+        quality = _quality(parameters)
+        if quality is not None and quality > 0 and (best is None or quality > best[0]):
+            best = (quality, language)
+    return best[1] if best else None
+
+
+def _quality(parameters: str) -> float | None:
+    """An entry's q-value (RFC 9110: 0 to 1, at most three decimals; none is 1),
+    or None for one that is not a number of that shape (the entry is ignored)."""
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() != "q":
+            continue
+        value = value.strip()
+        shaped = value[:1] in ("0", "1") and len(value) <= 5 and value.count(".") <= 1
+        if not shaped or value.strip("0123456789."):
+            return None
+        quality = float(value)
+        return quality if quality <= 1 else None
+    return 1.0
 
 
 def _select_language() -> str:

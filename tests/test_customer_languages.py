@@ -561,6 +561,29 @@ def _look_up(client, language: str, email: str = "lucia@example.com", number: st
     return client.post("/track", data=data, headers=headers)
 
 
+@pytest.mark.parametrize(
+    ("browser", "language"),
+    [
+        ("es-419,en;q=0.5", "es"),
+        ("es-AR,en;q=0.5", "es"),
+        ("es-MX,en-US;q=0.7,en;q=0.3", "es"),
+        ("en-US,es;q=0.5", "en"),
+        ("en-GB,es;q=0.3", "en"),
+        ("fr-FR, ES;q=0.2, en;q=0.1", "es"),
+        ("es;q=0, en-US", "en"),
+        (",".join(["fr"] * 40 + ["es"]), "en"),  # past the entries read
+    ],
+)
+def test_the_browsers_first_language_wins_whatever_its_region(client, browser, language):
+    """SPEC §13: the language the browser prefers, by its q-values. Werkzeug's
+    best_match took an exact tag ("en") before any main language ("es" of
+    "es-419"), whatever the q-values: "es-419,en;q=0.5" read English and
+    "en-US,es;q=0.5" Spanish, on the tracker, the login and the error pages."""
+    for path in ("/track", "/login", "/no-such-page"):
+        page = client.get(path, headers={"Accept-Language": browser}).get_data(as_text=True)
+        assert f'<html lang="{language}"' in page, path
+
+
 def test_the_tracker_speaks_the_browsers_language(client, lucias_ticket):
     form = client.get("/track", headers={"Accept-Language": "es-MX,es;q=0.9,en;q=0.5"}).get_data(as_text=True)
     assert "<h1>Consulta tu ticket</h1>" in form and "Número de ticket" in form
