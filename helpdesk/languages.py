@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 import flask_babel
 from babel import Locale
 from babel.dates import format_date, format_time, format_timedelta, get_timezone_gmt
+from babel.numbers import format_decimal
 from babel.support import Translations
 from babel.units import format_unit
 from flask import Flask, current_app, g, has_request_context, request
@@ -189,6 +190,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(when, "when")
     app.add_template_filter(duration_words, "duration_words")
     app.add_template_filter(label, "label")
+    app.add_template_filter(number, "number")
     app.jinja_env.globals["current_language"] = current_language
     app.jinja_env.globals["LANGUAGE_NAMES"] = LANGUAGE_NAMES
 
@@ -390,3 +392,8 @@ def when(moment: datetime | None) -> str:
 def duration_words(duration: timedelta) -> str:
     """Template filter: a duration in the request's language."""
     return format_duration(duration, current_language())
+
+
+def number(value: int) -> str:
+    """Template filter: a count in the reader's language ("1,234", "1.234")."""
+    return format_decimal(value, locale=current_language())

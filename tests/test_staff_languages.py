@@ -39,6 +39,7 @@ from helpdesk.inbound.parser import ENCLOSED_NOT_READ
 from helpdesk.models import (
     Contact,
     ImapMailboxState,
+    InboundDuplicates,
     InboundMail,
     QuarantineItem,
     StaffUser,
@@ -536,6 +537,28 @@ def test_a_staff_member_in_mexico_city_reads_local_times_that_name_their_zone(cl
     db.session.commit()
     english = read_text(client.get("/tickets/TKT-000001").get_data(as_text=True))
     assert "opened Mar 2, 2026, 2:00 AM CST" in english
+
+
+def test_counts_read_as_numbers_of_the_staff_members_language(app, client, monkeypatch, ana, beto):
+    """Numbers are Babel's for the reader's locale (docs/languages.md): the Mail
+    page's counts, the queue's total and the dashboard's cards printed 1234 in both
+    languages. The counts are made large without writing 1,234 rows."""
+    from helpdesk.portal import dashboard
+    from helpdesk.services.queue import QueueService
+
+    db.session.add(InboundDuplicates(channel="smtp", count=1234))
+    db.session.commit()
+    monkeypatch.setattr(QueueService, "_count", lambda *args, **kwargs: 1234)
+    counted = dashboard.ticket_stats
+    monkeypatch.setattr(dashboard, "ticket_stats", lambda *args: {**counted(*args), "total": 1234})
+    for user, shown in ((ana, "1.234"), (beto, "1,234")):
+        _login(client, user)
+        mail = client.get("/mail").get_data(as_text=True)
+        assert f"<td>{shown}</td>" in mail and ">1234<" not in mail
+        queue = client.get("/tickets").get_data(as_text=True)
+        assert f'<span class="muted">({shown})</span>' in queue
+        assert f'<div class="stat">{shown}</div>' in client.get("/dashboard").get_data(as_text=True)
+        client.post("/logout", data={"csrf_token": Portal(client).token("/tickets")})
 
 
 # -- a customer's language, set by staff ---------------------------------------------
