@@ -16,7 +16,7 @@ from helpdesk import vocabulary as v
 from helpdesk.database import transaction
 from helpdesk.errors import DomainError
 from helpdesk.inputs import MAX_PAGE
-from helpdesk.services import Actor, lifecycle_jobs, notifications
+from helpdesk.services import Actor, lifecycle_jobs, mailboxes, notifications
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.queue import MAX_PER_PAGE
 from helpdesk.services.senders import SendersService
@@ -29,6 +29,7 @@ quarantine_cli = AppGroup("quarantine", help="Review mail held by the gateway.")
 outbox_cli = AppGroup("outbox", help="Notifications waiting, sent, failed or skipped.")
 integrations_cli = AppGroup("integrations", help="Systems that call the API for customers.")
 teams_cli = AppGroup("teams", help="Teams, their members, and which ticket types go to which team.")
+mailboxes_cli = AppGroup("mailboxes", help="What the gateway remembers of each IMAP mailbox.")
 CLI_REVIEWER = Actor.system("cli")
 
 
@@ -334,6 +335,16 @@ def teams_route(ticket_type: str, team: str) -> None:
     click.echo(f"New {ticket_type} tickets go to {team}.")
 
 
+@mailboxes_cli.command("forget")
+@click.argument("key")
+@_domain_errors
+def mailboxes_forget(key: str) -> None:
+    """Forget a retired IMAP mailbox (KEY as the Mail page shows it: user@host:port/MAILBOX)."""
+    with transaction() as session:
+        mailboxes.forget(session, key)
+    click.echo(f"Forgot {_shown(key)}.")
+
+
 def init_app(app: Flask) -> None:
     for command in (
         create_staff,
@@ -344,6 +355,7 @@ def init_app(app: Flask) -> None:
         outbox_cli,
         integrations_cli,
         teams_cli,
+        mailboxes_cli,
         sla_check,
         auto_close,
     ):

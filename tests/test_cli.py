@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from sqlalchemy import select
 
+from helpdesk.clock import database_now
 from helpdesk.extensions import db
-from helpdesk.models import AuthorizedSender, StaffUser
+from helpdesk.models import AuthorizedSender, ImapMailboxState, StaffUser
 from helpdesk.services import Actor, TicketsService
 from tests.support.mail import hold_strangers
 
@@ -186,3 +188,27 @@ def test_quarantine_list_shows_a_page_at_a_time(app, runner):
     newest = runner.invoke(args=["quarantine", "list", "--per-page", "2", "--newest"]).output
     assert re.findall(r"Cheap pills \d", newest) == ["Cheap pills 4", "Cheap pills 3"]
     assert "Page 1 of 3 (5 waiting); --page 2 --newest for more." in newest
+
+
+def test_mailboxes_forget_removes_a_retired_mailbox_but_not_one_a_gateway_holds(app, runner):
+    """SPEC §10: a mailbox renamed or removed from IMAP_URL kept its row for ever,
+    so the Mail page and /metrics (helpdesk_imap_stuck) reported it stuck for good.
+    `mailboxes forget` removes it; a mailbox whose lease is held now is refused."""
+    moment = database_now(db.session)
+    retired = "support@imap.example.com:993/Old"
+    held = "support@imap.example.com:993/INBOX"
+    db.session.add(ImapMailboxState(key=retired, last_uid=7, last_error="", lease_until=moment))
+    db.session.add(
+        ImapMailboxState(
+            key=held, last_uid=3, last_error="", owner="gw:1", lease_until=moment + timedelta(minutes=5)
+        )
+    )
+    db.session.commit()
+    forgot = runner.invoke(args=["mailboxes", "forget", retired])
+    assert forgot.exit_code == 0 and f"Forgot {retired}" in forgot.output, forgot.output
+    refused = runner.invoke(args=["mailboxes", "forget", held])
+    assert refused.exit_code == 1 and "gw:1" in refused.output and len(refused.output.splitlines()) == 1
+    unknown = runner.invoke(args=["mailboxes", "forget", "nobody@imap.example.com:993/INBOX"])
+    assert unknown.exit_code == 1 and "No IMAP mailbox" in unknown.output
+    db.session.expire_all()
+    assert db.session.execute(select(ImapMailboxState.key)).scalars().all() == [held]

@@ -66,6 +66,7 @@ def test_mail_page_shows_the_flow_and_the_alarms(portal, app):
     page = portal.get("/mail").data.decode()
     assert "stuck@imap:143/INBOX" in page and ">stuck<" in page
     assert "1 mailbox not polled successfully" in page
+    assert "<code>flask --app wsgi mailboxes forget KEY</code> removes it" in page  # docs/operations.md
     assert "1 notification failed for good" in page
     assert "Delivered again (duplicate)" in page
 
