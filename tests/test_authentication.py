@@ -9,16 +9,19 @@ of the hop that brought the mail to it, then what the sender wrote.
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import pytest
 
 from helpdesk.inbound.authentication import (
     Unparseable,
     Verdict,
+    assess,
     check,
     parse_authentication_results,
     sender_is_authenticated,
 )
+from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
 from helpdesk.inbound.parser import InboundMail, parse
 
 TRUSTED = "mx.helpdesk.test"
@@ -545,6 +548,26 @@ def test_a_header_with_more_than_one_from_is_not_believed(froms: tuple[bytes, ..
     assert mail.header_ambiguity is not None and "From" in mail.header_ambiguity
     assert check(mail, TRUSTED) is Verdict.FAIL
     assert check(mail, "") is Verdict.UNCHECKED  # nothing configured: taken as written
+
+
+@pytest.mark.parametrize("cap", [{"header_fields": 20}, {"header_bytes": 1024}])
+def test_a_from_read_from_a_header_read_only_in_part_is_not_believed(cap: dict[str, int]) -> None:
+    """Past a header cap only the first fields are read: the victim's From on top
+    is seen, the sender's own From at the bottom (the one its provider signed) is
+    not, so the two-From rule above could not apply. Such a From is never believed."""
+    filler = tuple(b"X-Filler-%d: %s" % (n, b"x" * 40) for n in range(30))
+    raw = raw_mail(
+        SIGNED_BY_THE_PROVIDER,
+        below=(b"From: Victim <victim@customer.example>", *filler),
+        from_address="eve@customer.example",
+    )
+    mail = parse(raw, dataclasses.replace(DEFAULT_LIMITS, **cap))
+    assert mail.over_limit and mail.header_read_in_part and mail.from_address == "victim@customer.example"
+    assessment = assess(mail, TRUSTED)
+    assert assessment.verdict is Verdict.FAIL and "read only in part" in assessment.reason
+    assert check(mail, "") is Verdict.UNCHECKED  # nothing configured: taken as written
+    whole = parse(raw)  # within the default caps: both From fields seen
+    assert not whole.header_read_in_part and check(whole, TRUSTED) is Verdict.FAIL
 
 
 def test_one_from_naming_one_address_twice_is_one_address() -> None:

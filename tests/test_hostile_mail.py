@@ -444,6 +444,37 @@ def test_approving_a_forged_from_of_someone_who_belongs_on_the_ticket_opens_a_li
     assert new.linked_ticket_id == first.id and new.requester.email == sender
 
 
+def test_approving_mail_whose_header_was_read_in_part_never_believes_its_from(app, agent, corp_ticket):
+    """A header past MAX_HEADER_FIELDS is read only up to the cap and the mail held
+    "over a limit". The requester's address in a From on top, filler, and the
+    sender's own From (the one its provider signed) past the cap: the two-From
+    defence saw only the first, so approving it appended the mail to TKT-000001 as
+    the requester. A From read from part of a header is never believed."""
+    from helpdesk.inbound import quarantine
+    from helpdesk.services import Actor
+
+    app.config.update(MAX_HEADER_FIELDS=30)
+    raw = raw_mail(
+        b"Authentication-Results: " + TRUSTED.encode() + b"; dkim=pass header.d=corp.example; dmarc=pass"
+        b" header.from=corp.example",
+        RECEIVED,
+        b"From: Cy <cy@corp.example>",
+        b"Subject: Re: [TKT-000001] Invoice question",
+        *(b"X-Filler-%d: %d" % (n, n) for n in range(30)),
+        sender=b"Eve <eve@corp.example>",
+    )
+    held = ingest(raw, Envelope("eve@corp.example", (SUPPORT,), "smtp"), app.config)
+    assert held.outcome is Outcome.QUARANTINED and "MAX_HEADER_FIELDS" in held.reason
+    db.session.commit()
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    result = quarantine.approve(db.session, item.id, Actor.staff(agent), app.config)
+    db.session.commit()
+    assert (result.outcome, result.ticket_number) == (Outcome.CREATED, "TKT-000002")
+    assert "read only in part" in result.reason and "new ticket linked to it" in result.reason
+    first, new = tickets()
+    assert len(messages(first)) == 1 and new.linked_ticket_id == first.id
+
+
 # -- a field hidden from the trusted server by a bare CR (or a line it ends the header at) --
 
 

@@ -40,6 +40,10 @@ Which headers count, and how they are read, is where such checks are fooled:
   we read the first, so a sender whose own provider signs its mail could put a
   fellow customer's From above its own and borrow the provider's pass; with several
   addresses in one From a DMARC module may have judged another (RFC 7489 §6.6.1).
+  A header over `MAX_HEADER_FIELDS` or `MAX_HEADER_BYTES` is read only up to the
+  cap (`InboundMail.header_read_in_part`), so a second From past it is never seen:
+  its From is not believed either (FAIL), which matters once a reviewer approves
+  the mail held for being over a limit (docs/security.md).
 - A DMARC fail in the trusted server's headers stands: no aligned SPF or DKIM pass
   beside it overrules the From domain's own policy.
 
@@ -124,7 +128,8 @@ class Assessment:
 def check(mail: InboundMail, trusted_authserv_id: str) -> Verdict:
     """What the trusted server says of the From address, see the module docstring.
 
-    UNCHECKED when no trusted server is configured. FAIL when the sender is not a
+    UNCHECKED when no trusted server is configured. FAIL when the header was read
+    only in part (`InboundMail.header_read_in_part`), the sender is not a
     From address (`InboundMail.from_source`), the header may not be the one the
     server read or holds more than one From (`InboundMail.header_ambiguity`), none
     of the trusted server's own headers exists, or none of their results passes
@@ -143,6 +148,12 @@ def assess(mail: InboundMail, trusted_authserv_id: str) -> Assessment:
     if not trusted_authserv_id:
         return Assessment(Verdict.UNCHECKED, "")
     trusted = trusted_authserv_id.strip().lower()
+    if mail.header_read_in_part:
+        return Assessment(
+            Verdict.FAIL,
+            "its header was read only in part (over MAX_HEADER_FIELDS or MAX_HEADER_BYTES): "
+            "a From past the cap, the one a DKIM signature covers, was never seen",
+        )
     from_domain = _address_domain(mail.from_address)
     if not from_domain:
         return Assessment(Verdict.FAIL, "the sender address has no domain")

@@ -99,6 +99,9 @@ class InboundMail:
     attachments: list[Attachment] = field(default_factory=list)
     parse_error: str | None = None  # set when the bytes could not be read as mail at all
     over_limit: str | None = None  # a structural cap it exceeds: only its header was read
+    # The header itself is over MAX_HEADER_FIELDS or MAX_HEADER_BYTES: only its first
+    # fields were read, and a From further down was never seen (docs/security.md).
+    header_read_in_part: bool = False
     notes: list[str] = field(default_factory=list)  # what was left out, for the people reading it
 
     def header(self, name: str) -> str | None:
@@ -384,7 +387,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
     if data.startswith(_OLE2_MAGIC):
         raise _NotMail("Outlook .msg (OLE2) file, not RFC 5322 mail")
     budget = _Budget.of(limits, len(data))
-    over_limit = _header_over_limit(data, limits)
+    over_limit = header_cut = _header_over_limit(data, limits)
     try:
         if over_limit is not None:
             raise _OverLimit(over_limit)
@@ -437,6 +440,7 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         html_body=html_body,
         attachments=content.attachments,
         over_limit=over_limit,
+        header_read_in_part=header_cut is not None,
         notes=sender_notes + notes,
     )
 
