@@ -410,6 +410,47 @@ def test_a_customer_of_a_merge_of_a_merge_is_answered_in_her_own_thread(
     assert replies["bob@corp.example"]["In-Reply-To"] == "<bob-1@client.example>"
 
 
+def test_a_reply_after_a_merge_names_and_titles_only_each_customer_s_own_conversation(
+    app, sink, service, agent_actor
+):
+    """The outage: three customers in three domains, the duplicates merged into the
+    first. One reply used to Cc every customer to every other (a Reply-All wrote to
+    strangers) under the first customer's subject, in her words. Each copy names
+    the people of its recipient's own conversation and carries that conversation's
+    subject under the survivor's number; Bob, on two of the merged tickets, is in
+    both (docs/outbound-mail.md, "Merged tickets")."""
+    roma = "Sin internet en Col. Roma, cuenta 88812, Calle Durango 14"
+    opened = [
+        ("ann@a-corp.example", roma, [("carol@a-corp.example", "Carol")]),
+        ("bob@b-home.example", "No internet", [("dave@b-home.example", "Dave")]),
+        ("cy@c-isp.example", "Internet caído", [("bob@b-home.example", "Bob")]),
+    ]
+    survivor, *duplicates = (
+        open_committed_ticket(
+            service, agent_actor, subject=subject, requester_email=email, requester_name="", cc=cc
+        )
+        for email, subject, cc in opened
+    )
+    for duplicate in duplicates:
+        service.merge(duplicate, survivor, actor=agent_actor)
+    db.session.commit()
+    deliver(app, sink)
+    service.add_message(survivor, body="El servicio ya fue restablecido.", actor=agent_actor, channel="web")
+    db.session.commit()
+    copies = {
+        mail["To"]: (str(mail["Subject"]).strip(), sorted(str(mail["Cc"] or "").split(", ")))
+        for mail in deliver(app, sink)
+        if "restablecido" in text_of(mail)
+    }
+    assert copies == {
+        "ann@a-corp.example": (f"[TKT-000001] {roma}", ["carol@a-corp.example"]),
+        "Carol <carol@a-corp.example>": (f"[TKT-000001] {roma}", ["ann@a-corp.example"]),
+        "bob@b-home.example": ("[TKT-000001] No internet", ["cy@c-isp.example", "dave@b-home.example"]),
+        "Dave <dave@b-home.example>": ("[TKT-000001] No internet", ["bob@b-home.example"]),
+        "cy@c-isp.example": ("[TKT-000001] Internet caído", ["bob@b-home.example"]),
+    }
+
+
 def test_a_reply_threads_onto_the_customers_mail_never_onto_a_staff_mail_kept_as_a_note(
     app, gateway, senders, sink, service, agent_actor
 ):

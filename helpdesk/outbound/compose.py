@@ -273,10 +273,16 @@ class Composer:
             raise ValueError(f"outbox #{row.id} names no ticket")
         number = display_number(ticket.number, self.config)
         reader = self.reader(session, ticket, row)
-        context = self._context(session, ticket, row, number, reader)
+        # A customer whose ticket was merged into this one reads their own subject.
+        subject = (
+            ticket.subject
+            if row.kind in v.STAFF_NOTIFICATION_KINDS
+            else notifications.own_subject(session, ticket, row.to_address)
+        )
+        context = self._context(session, ticket, row, number, reader, subject)
         prefix = SUBJECT_PREFIXES.get(row.kind)
         shown_prefix = f"{gettext_in(reader.language, prefix)} " if prefix else ""
-        row.subject = f"[{number}] {shown_prefix}{' '.join(ticket.subject.split())}"[:1000]
+        row.subject = f"[{number}] {shown_prefix}{' '.join(subject.split())}"[:1000]
         templates = self.templates(reader.language)
         row.body_text = templates.get_template(f"{row.kind}.txt").render(context)
         row.body_html = templates.get_template(f"{row.kind}.html").render(context)
@@ -480,7 +486,7 @@ class Composer:
         return self.business_zone
 
     def _context(
-        self, session: Session, ticket: Ticket, row: OutboxMessage, number: str, reader: Reader
+        self, session: Session, ticket: Ticket, row: OutboxMessage, number: str, reader: Reader, subject: str
     ) -> dict[str, Any]:
         language = reader.language
         reply = None
@@ -490,7 +496,7 @@ class Composer:
         return {
             "language": language,
             "number": number,
-            "subject": ticket.subject,
+            "subject": subject,
             "priority": label(PRIORITY_LABELS[ticket.priority], language),
             "category": label(CATEGORY_LABELS[ticket.category], language),
             "opened_at": format_when(ticket.created_at, language, reader.zone),

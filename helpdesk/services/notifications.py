@@ -14,7 +14,9 @@ The rules:
   (a customer who put a staff address in Cc, or a staff requester): its signed
   Message-ID is that staff member's proof for mail from their address, and a
   Reply-All to a copy that named the customers would send it to them
-  (docs/security.md).
+  (docs/security.md). On a ticket others were merged into, a copy names only the
+  people of its recipient's own conversation (`companies`), and is sent under
+  that conversation's subject (`own_subject`).
   Internal notes are never mailed, and neither is a customer's own message:
   echoing mail back to people who just wrote is how helpdesks feed loops.
 - `status` / `resolved`: a status change someone made goes to the requester;
@@ -56,16 +58,17 @@ no extra round trip either way.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.clock import database_clock
 from helpdesk.errors import Conflict, NotFound, ValidationError
-from helpdesk.models import Message, OutboxMessage, StaffUser, Ticket
+from helpdesk.models import Contact, Message, OutboxMessage, Participant, StaffUser, Ticket
 from helpdesk.services import contacts
 from helpdesk.services.actors import Actor
 from helpdesk.sla import Breach
@@ -107,13 +110,15 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
     recipients = [ticket.requester.email] + [p.email for p in ticket.participants]
     recipients = [a for a in dict.fromkeys(recipients) if a and a != author]
     staff = _staff_addresses(session, recipients) if len(recipients) > 1 else set()
+    company = companies(session, ticket, recipients) if len(recipients) > 1 else {}
     for address in recipients:
         # A staff member's copy names nobody in Cc: its signed Message-ID proves
         # mail from that address (`matching.answers_mail_sent_to`), and one
         # Reply-All to a copy that listed the customers would hand it to them.
         # A stand-in address (`…@phone.invalid`, a WhatsApp customer merged in) is
-        # never mailed and carries their phone number: no copy names it.
-        shown = [a for a in recipients if a != address and not addresses.is_reserved_invalid(a)]
+        # never mailed and carries their phone number: no copy names it. Nor does
+        # a copy name anyone outside its recipient's own conversation (`companies`).
+        shown = [a for a in company.get(address, ()) if not addresses.is_reserved_invalid(a)]
         others = "" if address in staff else ", ".join(shown)
         session.add(
             OutboxMessage(
@@ -122,6 +127,88 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
                 **_row_values("reply", address, cc_addresses=others),
             )
         )
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A ticket merged into another, as its customers wrote it: its subject and its
+    people (requester and CC participants, whose rows stay with it after the merge)."""
+
+    ticket_id: int
+    subject: str
+    people: frozenset[str]
+
+
+def own_conversations(
+    address: str, requester: str, merged: Sequence[Conversation]
+) -> tuple[bool, list[Conversation]]:
+    """Which conversations of a ticket others were merged into are `address`'s own:
+    whether the survivor's (its requester, and anyone on none of the merged tickets:
+    a CC it had from the start) and which merged tickets (those it was the requester
+    or a CC participant of). The one rule for the Cc and the subject of every copy
+    (docs/outbound-mail.md, "Merged tickets"); a person on the survivor from the start
+    and on a merged ticket as well is read as the merged ticket's only."""
+    theirs = [conversation for conversation in merged if address in conversation.people]
+    return address == requester or not theirs, theirs
+
+
+def _merged_conversations(session: Session, ticket: Ticket, address: str | None = None) -> list[Conversation]:
+    """The tickets merged into `ticket`, oldest first, with their people; with
+    `address`, only those it took part in."""
+    merged = (
+        select(Ticket.id, Ticket.subject, Contact.email)
+        .join(Contact, Contact.id == Ticket.requester_id)
+        .where(Ticket.merged_into_id == ticket.id)
+    )
+    if address is not None:
+        took_part = select(Participant.ticket_id).where(Participant.email == address)
+        merged = merged.where(or_(Contact.email == address, Ticket.id.in_(took_part)))
+    found = session.execute(merged.order_by(Ticket.id)).all()
+    if not found:
+        return []
+    people = {ticket_id: {email} for ticket_id, _, email in found}
+    participants = select(Participant.ticket_id, Participant.email).where(
+        Participant.ticket_id.in_(merged.with_only_columns(Ticket.id))
+    )
+    for ticket_id, email in session.execute(participants):
+        people[ticket_id].add(email)
+    return [Conversation(ticket_id, subject, frozenset(people[ticket_id])) for ticket_id, subject, _ in found]
+
+
+def companies(session: Session, ticket: Ticket, recipients: Sequence[str]) -> dict[str, list[str]]:
+    """Whom each of `recipients` (a reply's, in their order) shares a conversation
+    with on `ticket`, in that order: on a ticket nobody was merged into, everyone
+    else; after a merge, the people of their own conversations only
+    (`own_conversations`). Each copy used to name every other recipient, so one
+    reply to an outage gave each customer the others' addresses, and a thousand
+    merged-in customers wrote a million addresses into the outbox."""
+    merged = _merged_conversations(session, ticket)
+    if not merged:
+        return {address: [a for a in recipients if a != address] for address in recipients}
+    order = {address: position for position, address in enumerate(recipients)}
+    requester = ticket.requester.email
+    elsewhere = frozenset().union(*(conversation.people for conversation in merged))
+    survivors = {requester, *(address for address in recipients if address not in elsewhere)}
+    found: dict[str, list[str]] = {}
+    for address in recipients:
+        on_survivor, theirs = own_conversations(address, requester, merged)
+        company = set(survivors) if on_survivor else set()
+        company = company.union(*(conversation.people for conversation in theirs))
+        found[address] = sorted(company.intersection(order) - {address}, key=order.__getitem__)
+    return found
+
+
+def own_subject(session: Session, ticket: Ticket, address: str) -> str:
+    """The subject of `address`'s own conversation on `ticket` (`own_conversations`):
+    a customer whose ticket was merged reads the words they wrote, under the
+    survivor's number, never another customer's (docs/outbound-mail.md)."""
+    requester = ticket.requester.email
+    if address == requester:
+        return ticket.subject
+    on_survivor, theirs = own_conversations(
+        address, requester, _merged_conversations(session, ticket, address)
+    )
+    return ticket.subject if on_survivor else theirs[0].subject
 
 
 def _staff_addresses(session: Session, candidates: Sequence[str]) -> set[str]:
