@@ -60,8 +60,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import Integer, and_, func, literal_column, select, update
-from sqlalchemy.orm import Session, aliased, object_session
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from config import LANGUAGES
@@ -88,7 +88,6 @@ log = logging.getLogger(__name__)
 
 BUILT_IN_TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 MAX_REFERENCES = 10
-MAX_MERGE_DEPTH = 8  # merges of merges followed for a recipient's own thread
 
 # Staff should see at a glance that an alert is not customer mail.
 SUBJECT_PREFIXES = {"sla_breach": N_("SLA breach:"), "escalation": N_("Escalated:")}
@@ -562,19 +561,27 @@ class Composer:
         11 minutes ahead looked newer than the notices that answer it, and was left
         out of their thread.
 
-        On a ticket others were merged into (through merges of merges), each
-        recipient's thread is their own: their own mail on those tickets and ours to
-        them. The customers' mail of one conversation is no longer one thread, and
-        nobody is sent the Message-ID of someone else's mail."""
-        merged = self._merged_tree(session, row)
-        ours = InboundMail.ticket_id == row.ticket_id
+        On a ticket others were merged into, each recipient's thread is their own:
+        their own mail on those tickets and ours to them. The customers' mail of one
+        conversation is no longer one thread, and nobody is sent the Message-ID of
+        someone else's mail.
+
+        Only the ids written are read: from each table its newest MAX_REFERENCES and,
+        when there are more, its oldest. Every mail and row of the ticket was read
+        for each copy, in the sender's claim (docs/outbound-mail.md)."""
+        merged = bool(session.execute(select(notifications.merged_into(row.ticket_id).exists())).scalar())
+
+        def on_tickets(column: Any) -> Any:
+            if not merged:
+                return column == row.ticket_id
+            return or_(column == row.ticket_id, column.in_(notifications.merged_into(row.ticket_id)))
+
+        ours = on_tickets(InboundMail.ticket_id)
         if merged:
-            ours = and_(
-                InboundMail.ticket_id.in_([row.ticket_id, *merged]),
-                func.lower(InboundMail.from_address) == row.to_address.lower(),
-            )
-        received = session.execute(
-            select(InboundMail.received_at, InboundMail.message_id)
+            ours = and_(ours, func.lower(InboundMail.from_address) == row.to_address.lower())
+        received = _ends(
+            session,
+            select(InboundMail.received_at, InboundMail.id, InboundMail.message_id)
             .distinct()
             .join(Message, Message.inbound_mail_id == InboundMail.id)
             .where(
@@ -585,50 +592,51 @@ class Composer:
                 # A customer's public message: never a staff member's mail, which
                 # is kept as an internal note (or a public reply the customer was
                 # sent our own mail for); with the ticket, so the index finds them.
-                Message.ticket_id.in_([row.ticket_id, *merged]),
+                on_tickets(Message.ticket_id),
                 Message.kind == "reply",
                 Message.author_staff_id.is_(None),
-            )
-        ).all()
-        sent = session.execute(
-            select(OutboxMessage.created_at, OutboxMessage.message_id).where(
-                OutboxMessage.ticket_id.in_([row.ticket_id, *merged]),
+            ),
+            InboundMail.received_at,
+            InboundMail.id,
+        )
+        # Our rows after the customer's last mail answer no mail of theirs yet: the
+        # thread ends at that mail.
+        until = max(received)[0] if received else row.created_at
+        sent = _ends(
+            session,
+            select(OutboxMessage.created_at, OutboxMessage.id, OutboxMessage.message_id).where(
+                on_tickets(OutboxMessage.ticket_id),
                 OutboxMessage.to_address == row.to_address,
                 OutboxMessage.id != row.id,
                 OutboxMessage.message_id.is_not(None),
                 OutboxMessage.state.in_(_SENT_STATES),
-                OutboxMessage.created_at <= row.created_at,
-            )
-        ).all()
-        # Both queries keep only rows with a Message-ID.
+                OutboxMessage.created_at <= until,
+            ),
+            OutboxMessage.created_at,
+            OutboxMessage.id,
+        )
+        # By time, then our row before the customer's mail of the same moment.
         thread = sorted(
-            [(at, 1, mid) for at, mid in received if mid is not None]
-            + [(at, 0, mid) for at, mid in sent if mid is not None]
+            [(at, 1, key, mid) for at, key, mid in received] + [(at, 0, key, mid) for at, key, mid in sent]
         )
         if not thread:
             return None, []
-        ids = [mid for _, _, mid in thread]
-        last_received = max((i for i, (_, inbound, _) in enumerate(thread) if inbound), default=None)
-        chain = ids[: (last_received if last_received is not None else len(ids) - 1) + 1]
-        references = list(dict.fromkeys([chain[0], *chain[-(MAX_REFERENCES - 1) :]]))
-        return chain[-1], references
+        ids = [mid for _, _, _, mid in thread]
+        references = list(dict.fromkeys([ids[0], *ids[-(MAX_REFERENCES - 1) :]]))
+        return ids[-1], references
 
-    @staticmethod
-    def _merged_tree(session: Session, row: OutboxMessage) -> list[int]:
-        """The tickets merged into the row's ticket, through merges of merges up to
-        MAX_MERGE_DEPTH deep."""
-        tree = (
-            select(Ticket.id.label("id"), literal_column("1", Integer).label("depth"))
-            .where(Ticket.merged_into_id == row.ticket_id)
-            .cte("merged", recursive=True)
-        )
-        below = aliased(Ticket)
-        tree = tree.union_all(
-            select(below.id, tree.c.depth + literal_column("1", Integer)).where(
-                below.merged_into_id == tree.c.id, tree.c.depth < MAX_MERGE_DEPTH
-            )
-        )
-        return list(session.execute(select(tree.c.id)).scalars())
+
+def _ends(session: Session, query: Any, at: Any, key: Any) -> list[tuple[datetime, int, str]]:
+    """The newest MAX_REFERENCES rows of `query` (time, id, Message-ID) by `at` then
+    `key`, and its oldest when there are more: what a thread's References keep."""
+    rows = [
+        tuple(found) for found in session.execute(query.order_by(at.desc(), key.desc()).limit(MAX_REFERENCES))
+    ]
+    if len(rows) == MAX_REFERENCES:
+        oldest = session.execute(query.order_by(at, key).limit(1)).first()
+        if oldest is not None and tuple(oldest) not in rows:
+            rows.append(tuple(oldest))
+    return rows
 
 
 def _known_language(language: str, otherwise: str) -> str:

@@ -61,7 +61,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Select, insert, or_, select
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
@@ -137,6 +137,13 @@ class Conversation:
     ticket_id: int
     subject: str
     people: frozenset[str]
+
+
+def merged_into(ticket_id: int | None) -> Select[Any]:
+    """The ids of the tickets merged into `ticket_id`. One step is all of them: a merge
+    moves the tickets merged into its source to the survivor, and migration 0042
+    flattened the chains stored before (docs/isp-operations.md, "Merge and links")."""
+    return select(Ticket.id).where(Ticket.merged_into_id == ticket_id)
 
 
 def own_conversations(
