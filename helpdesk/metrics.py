@@ -28,9 +28,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from helpdesk import vocabulary as v
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
-from helpdesk.services.mailflow import mail_flow
+from helpdesk.services.mailflow import SourceFlow, mail_flow
 
 bp = Blueprint("metrics", __name__)
 
@@ -104,22 +105,28 @@ class _DatabaseCollector(Collector):
         flow = mail_flow(
             db.session, stuck_after=cfg["IMAP_STUCK_AFTER"], backlog_after=cfg["OUTBOX_BACKLOG_AFTER"]
         )
+        # Per mailbox and listener (`source`, docs/web.md "Mail flow"); a channel with
+        # none yet, or mail recorded before migration 0043, is under source="", which
+        # Prometheus reads as no source label: the series these were before.
         inbound = CounterMetricFamily(
             "helpdesk_inbound_mails",
-            "Mail recorded by the gateway, by channel and outcome.",
-            labels=["channel", "outcome"],
+            "Mail recorded by the gateway, by channel, source (IMAP mailbox or SMTP listener) and outcome.",
+            labels=["channel", "source", "outcome"],
         )
-        for channel, outcomes in flow.inbound.items():
-            for outcome, count in outcomes.items():
-                inbound.add_metric([channel, outcome], count)
-        yield inbound
         duplicates = CounterMetricFamily(
             "helpdesk_inbound_duplicates",
-            "Deliveries that were mail received before (deduplicated, no record), by channel.",
-            labels=["channel"],
+            "Deliveries that were mail received before (deduplicated, no record), by channel and source.",
+            labels=["channel", "source"],
         )
-        for channel, count in flow.duplicates.items():
-            duplicates.add_metric([channel], count)
+        for channel in v.INBOUND_CHANNELS:
+            sources = [place for place in flow.sources if place.channel == channel] or [
+                SourceFlow(channel, "", dict.fromkeys(v.INBOUND_OUTCOMES, 0), {}, 0)
+            ]
+            for place in sources:
+                for outcome, count in place.inbound.items():
+                    inbound.add_metric([channel, place.source, outcome], count)
+                duplicates.add_metric([channel, place.source], place.duplicates)
+        yield inbound
         yield duplicates
         last_success = GaugeMetricFamily(
             "helpdesk_imap_last_success_timestamp_seconds", "Last good poll per mailbox.", labels=["mailbox"]

@@ -434,6 +434,11 @@ class InboundMail(Model):
     dedup_key: Mapped[str] = mapped_column(String(1000), unique=True)
     message_id: Mapped[Optional[str]] = mapped_column(String(1000))
     channel: Mapped[str] = mapped_column(String(10))
+    # Where it came in (SPEC §10, docs/web.md "Mail flow"): the IMAP mailbox's key
+    # (`user@host:port/MAILBOX`, no password) or the SMTP listener ("smtp " and its
+    # SMTP_LISTEN); NULL for mail recorded before migration 0043 and for mail no
+    # entry point named a source for.
+    source: Mapped[Optional[str]] = mapped_column(String(500))
     mail_from: Mapped[str] = mapped_column(String(320), default="")
     from_address: Mapped[str] = mapped_column(String(320), default="")
     # Which header the sender was read from, or "envelope"; "" when none named one
@@ -564,13 +569,16 @@ class EmailProof(Model):
 
 
 class InboundDuplicates(Model):
-    """Deliveries per channel that were a mail received before (an SMTP retry, the
-    IMAP copy of an SMTP mail): they write no `InboundMail`, so they are counted
-    here (SPEC §10), one row per channel (migration 0033)."""
+    """Deliveries per channel and source that were a mail received before (an SMTP
+    retry, the IMAP copy of an SMTP mail): they write no `InboundMail`, so they are
+    counted here (SPEC §10), one row per channel and source (migrations 0033, 0043).
+    `source` as `InboundMail.source`, "" where that is NULL: the count kept before
+    migration 0043, or deliveries no entry point named a source for."""
 
     __tablename__ = "inbound_duplicates"
 
     channel: Mapped[str] = mapped_column(String(10), primary_key=True)
+    source: Mapped[str] = mapped_column(String(500), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
 
 

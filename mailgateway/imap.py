@@ -211,19 +211,19 @@ def _parse_url(url: str) -> MailboxSource:
 
 
 def envelope_from_headers(
-    raw: bytes, limits: MailLimits = DEFAULT_LIMITS, most: int = Config.MAX_RECIPIENTS
+    raw: bytes, limits: MailLimits = DEFAULT_LIMITS, most: int = Config.MAX_RECIPIENTS, source: str = ""
 ) -> Envelope:
     """What SMTP would have said, as far as the delivering server wrote it down:
     Return-Path for MAIL FROM, Delivered-To / X-Original-To / Envelope-To for RCPT
     (which keeps a Bcc'd plus-address usable for matching); at most `most`
-    (`MAX_RECIPIENTS`) of them.
+    (`MAX_RECIPIENTS`) of them. `source` is the mailbox's key (`Envelope.source`).
 
     The sender can write these fields too, so they are read as the pipeline reads
     addresses, from the header within its caps (`parser.header_addresses`); never
     raises (docs/mail-gateway.md)."""
     return_path = header_addresses(raw, ("return-path",), 1, limits)
     recipients = header_addresses(raw, ("delivered-to", "x-original-to", "envelope-to"), most, limits)
-    return Envelope(return_path[0] if return_path else "", tuple(recipients), "imap")
+    return Envelope(return_path[0] if return_path else "", tuple(recipients), "imap", source)
 
 
 @dataclass(frozen=True)
@@ -516,7 +516,9 @@ class ImapPoller(Loop):
                         continue
                     raw = content
                     try:
-                        envelope = envelope_from_headers(raw, self.limits, self.max_recipients)
+                        envelope = envelope_from_headers(
+                            raw, self.limits, self.max_recipients, self.source.key
+                        )
                         mail = parse(raw, self.limits)
                         if self.threads > 1:
                             key = dedup_key(mail)
@@ -627,7 +629,9 @@ class ImapPoller(Loop):
         place = f"{self.source.key}, UIDVALIDITY {self.uidvalidity}, UID {uid}"
         self._confirm_lease()
         with self.app.app_context():
-            result = quarantine_unfetchable(place, self.fetch_failures[uid])  # once: keyed by the place
+            result = quarantine_unfetchable(
+                place, self.fetch_failures[uid], self.source.key
+            )  # once: keyed by the place
         self._confirm_lease()
         if not self._move(client, [uid], self.failed_folder):
             log.error(
@@ -653,7 +657,7 @@ class ImapPoller(Loop):
     def _refuse(self, uid: int, head: bytes, size: int) -> Result:
         """Record a mail over MAX_MESSAGE_BYTES by the part of its header fetched."""
         try:
-            envelope = envelope_from_headers(head, self.limits, self.max_recipients)
+            envelope = envelope_from_headers(head, self.limits, self.max_recipients, self.source.key)
             with self.app.app_context():
                 return refuse_oversized(head, size, envelope, self.app.config)
         except _NOT_THE_MAILS:
@@ -667,7 +671,7 @@ class ImapPoller(Loop):
         back the mail after it (SPEC §7; docs/mail-gateway.md)."""
         log.error("%s: UID %s could not be read; quarantining it", self.source.key, uid, exc_info=exc)
         with self.app.app_context():
-            return quarantine_unread(raw, "imap", exc)
+            return quarantine_unread(raw, "imap", exc, self.source.key)
 
     def _move(self, client: IMAPClient, uids: list[int], folder: str) -> list[int]:
         """Move `uids` to `folder`; the UIDs the server refused to move (NO or BAD),

@@ -78,10 +78,19 @@ def logged_message_id(raw: bytes, limits: MailLimits) -> str:
     return NO_MESSAGE_ID
 
 
+def listener_source(listen: str) -> str:
+    """The source an SMTP listener's mail is recorded and counted under: "smtp " and
+    its SMTP_LISTEN address, the same for every listener process sharing the port."""
+    return f"smtp {listen}"
+
+
 class SupportHandler:
     def __init__(self, app: Flask, workers: int = 8) -> None:
         self.app = app
         self.support: list[str] = app.config["SUPPORT_ADDRESSES"]
+        # Every listener process on the port records its mail under this one name
+        # (docs/web.md, "Mail flow").
+        self.source = listener_source(app.config["SMTP_LISTEN"])
         self.max_bytes: int = app.config["MAX_MESSAGE_BYTES"]
         self.max_recipients: int = app.config["MAX_RECIPIENTS"]
         self.limits = MailLimits.from_config(app.config)
@@ -125,7 +134,7 @@ class SupportHandler:
             return "552 5.3.4 Message too big for this system"
         # aiosmtpd reports the null reverse-path as "<>"; the pipeline expects "".
         mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
-        inbound = Envelope(mail_from, tuple(envelope.rcpt_tos), "smtp")
+        inbound = Envelope(mail_from, tuple(envelope.rcpt_tos), "smtp", self.source)
         loop = asyncio.get_running_loop()
         try:
             # On the deadline a mail still queued is dropped; one being stored may

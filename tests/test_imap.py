@@ -35,7 +35,7 @@ from helpdesk.extensions import db
 from helpdesk.inbound import limits
 from helpdesk.inbound.ingest import Envelope, Outcome, Result, TransientError
 from helpdesk.inbound.parser import InboundMail as ParsedMail
-from helpdesk.models import ImapMailboxState, InboundMail, QuarantineItem, Ticket
+from helpdesk.models import ImapMailboxState, InboundDuplicates, InboundMail, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
 from mailgateway import imap
 from mailgateway.health import check
@@ -331,6 +331,34 @@ def test_mail_delivered_by_smtp_and_by_imap_makes_one_ticket(app, gateway, sende
     assert outcomes(drain(poller_for(app, mailbox))) == ["duplicate"]
     assert len(tickets()) == 1
     assert mailbox.count() == 0 and mailbox.count(mailbox.processed) == 1
+
+
+def test_each_record_and_duplicate_names_the_mailbox_it_came_from(
+    app, gateway, senders, mailbox, monkeypatch
+):
+    """SPEC §10 counts per mailbox (docs/web.md, "Mail flow"): the mailbox's key on
+    mail taken, refused as too big and quarantined unread, and on the duplicate's
+    count; the SMTP copy stays its listener's."""
+    both = raw(1, "both")
+    gateway.send(both, mail_from="ann@example.com")
+    big = message(message_id="<big@client.example>", body="x" * 6000).as_bytes(policy=SMTP_POLICY)
+    bad = message(message_id="<unreadable@client.example>").as_bytes(policy=SMTP_POLICY)
+    original = imap.parse
+
+    def failing(data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if b"unreadable@client.example" in data:
+            raise RuntimeError("a bug nobody foresaw")
+        return original(data, *args, **kwargs)
+
+    monkeypatch.setattr(imap, "parse", failing)
+    mailbox.append(both, raw(2, "new"), big, bad)
+    poller = poller_for(app, mailbox, MAX_MESSAGE_BYTES=4000)
+    assert outcomes(drain(poller)) == ["duplicate", "created", "rejected", "quarantined"]
+    key = poller.source.key
+    sources = db.session.execute(select(InboundMail.source).order_by(InboundMail.id)).scalars().all()
+    assert sources == [f"smtp {app.config['SMTP_LISTEN']}", key, key, key]
+    counted = select(InboundDuplicates.channel, InboundDuplicates.source, InboundDuplicates.count)
+    assert [tuple(row) for row in db.session.execute(counted)] == [("imap", key, 1)]
 
 
 # What the MTA prepends on its way into the mailbox (Dovecot LMTP's defaults; Postfix

@@ -212,12 +212,18 @@ def test_mail_is_stored_with_lz4_and_read_back_byte_for_byte(empty_database_url)
             ).scalar_one()
         assert bytes(stored) == raw
 
-    def todays_contacts(alter: str) -> None:
-        """Today's code reads and writes `contacts.mailbox` (0025): the column is
-        added by hand while the schema is older, so a mail can be stored, and dropped
-        again before the migrations add it."""
+    def todays_columns(alter: str) -> None:
+        """Today's code reads and writes `contacts.mailbox` (0025) and writes
+        `inbound_mails.source` (0043): the columns are added by hand while the schema
+        is older, so a mail can be stored, and dropped again before the migrations
+        add them."""
         with db.engine.begin() as connection:
-            connection.execute(text(f"ALTER TABLE contacts {alter}"))
+            for table, column in (
+                ("contacts", "mailbox VARCHAR(320)"),
+                ("inbound_mails", "source VARCHAR(500)"),
+            ):
+                named = column if alter == "ADD" else column.split()[0]
+                connection.execute(text(f"ALTER TABLE {table} {alter} COLUMN {named}"))
 
     def methods(table: str, column: str) -> list[str]:
         query = text(f"SELECT pg_column_compression({column}) FROM {table} ORDER BY id")
@@ -229,9 +235,9 @@ def test_mail_is_stored_with_lz4_and_read_back_byte_for_byte(empty_database_url)
         flask_migrate.upgrade(revision="0021")
         SendersService(db.session).add("ann@example.com", "Example Ltd")
         db.session.commit()
-        todays_contacts("ADD COLUMN mailbox VARCHAR(320)")
+        todays_columns("ADD")
         store(1)
-        todays_contacts("DROP COLUMN mailbox")
+        todays_columns("DROP")
         flask_migrate.upgrade()
         store(2)
         if db.engine.dialect.name == "postgresql":
@@ -239,7 +245,7 @@ def test_mail_is_stored_with_lz4_and_read_back_byte_for_byte(empty_database_url)
             assert methods("tickets", "description") == ["pglz", "lz4"]
             assert methods("messages", "body") == ["pglz", "lz4"]
         flask_migrate.downgrade(revision="0021")
-        todays_contacts("ADD COLUMN mailbox VARCHAR(320)")
+        todays_columns("ADD")
         store(3)
         if db.engine.dialect.name == "postgresql":
             assert methods("inbound_mails", "raw") == ["pglz", "lz4", "pglz"]
@@ -710,4 +716,42 @@ def test_tickets_merged_before_point_at_the_survivor_at_the_end_of_their_merges(
         flask_migrate.downgrade(revision="0041")
         with db.engine.connect() as connection:
             assert [tuple(row) for row in connection.execute(text(merges))] == flat
+        db.engine.dispose()
+
+
+def test_mail_and_duplicates_counted_before_keep_no_source_and_the_downgrade_adds_them_up(empty_database_url):
+    """Migration 0043: a mail recorded before names no mailbox or listener (NULL, not
+    its channel), the duplicates counted before stay under the source ""; the
+    downgrade adds each channel's counts up again and drops the column."""
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0042")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO inbound_mails (dedup_key, channel, mail_from, from_address,"
+                    " from_source, recipients, subject, size, outcome, reason, received_at, raw)"
+                    " VALUES ('k', 'imap', '', '', '', '', '', 0, 'created', '', '2026-01-01', :raw)"
+                ),
+                {"raw": b""},
+            )
+            connection.execute(text("INSERT INTO inbound_duplicates (channel, count) VALUES ('smtp', 3)"))
+        flask_migrate.upgrade(revision="0043")
+        counts = "SELECT channel, source, count FROM inbound_duplicates ORDER BY channel, source"
+        with db.engine.begin() as connection:
+            assert connection.execute(text("SELECT source FROM inbound_mails")).scalars().all() == [None]
+            assert [tuple(row) for row in connection.execute(text(counts))] == [("smtp", "", 3)]
+            connection.execute(
+                text(
+                    "INSERT INTO inbound_duplicates (channel, source, count) VALUES"
+                    " ('smtp', 'smtp 0.0.0.0:25', 2), ('imap', 'u@h:993/INBOX', 1)"
+                )
+            )
+        flask_migrate.downgrade(revision="0042")
+        with db.engine.connect() as connection:
+            summed = connection.execute(
+                text("SELECT channel, count FROM inbound_duplicates ORDER BY channel")
+            )
+            assert [tuple(row) for row in summed] == [("imap", 1), ("smtp", 5)]
+        assert "source" not in [c["name"] for c in inspect(db.engine).get_columns("inbound_mails")]
         db.engine.dispose()

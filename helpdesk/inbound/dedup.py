@@ -352,23 +352,24 @@ def earlier_delivery(session: Session, key: str, raw: bytes, *, head_of: str | N
     return Earlier(inbound_id, outcome, message_id, reason, False)
 
 
-def count_duplicate(session: Session, channel: str) -> None:
-    """One more delivery on `channel` that was a mail received before (SPEC §10),
-    committed: one UPDATE, paid by the duplicate alone. A failure is logged, not
+def count_duplicate(session: Session, channel: str, source: str = "") -> None:
+    """One more delivery on `channel` by `source` (its mailbox or listener, "" when
+    none was named) that was a mail received before (SPEC §10, docs/web.md "Mail
+    flow"), committed: one UPDATE, paid by the duplicate alone. A failure is logged, not
     raised: the mail is recorded already, and its `250 … duplicate` must not turn
     into a 451 over a count."""
     raise_count = (
         update(InboundDuplicates)
-        .where(InboundDuplicates.channel == channel)
+        .where(InboundDuplicates.channel == channel, InboundDuplicates.source == source)
         .values(count=InboundDuplicates.count + 1)
     )
     try:
         if session.execute(raise_count).rowcount == 0:  # type: ignore[attr-defined]
-            # The channel's first: its row is inserted; a concurrent first wins the
+            # The source's first: its row is inserted; a concurrent first wins the
             # insert and this one raises the count it made.
             try:
                 with session.begin_nested():
-                    session.add(InboundDuplicates(channel=channel, count=1))
+                    session.add(InboundDuplicates(channel=channel, source=source, count=1))
             except IntegrityError:
                 session.execute(raise_count)
         session.commit()

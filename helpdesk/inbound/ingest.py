@@ -105,6 +105,9 @@ class Envelope:
     mail_from: str
     recipients: tuple[str, ...]
     channel: str  # "smtp" or "imap"
+    # The mailbox's key or the SMTP listener it came in by, kept on the record and
+    # counted per source (docs/web.md, "Mail flow"); "" when the caller names none.
+    source: str = ""
 
     def within(self, most: int) -> Envelope:
         """The first `most` distinct recipients that can be addresses (at most 254
@@ -167,7 +170,7 @@ def ingest(
     result, key = _ingest_under(session, mail, keys.key, envelope, config, before_upgrade=keys.before_upgrade)
     _deferred.forget(key)
     if result.outcome is Outcome.DUPLICATE:
-        count_duplicate(session, envelope.channel)
+        count_duplicate(session, envelope.channel, _fit(envelope.source, _COLUMNS.source))
     log.info(
         "mail %s via %s: %s%s%s",
         mail.message_id or key,
@@ -536,40 +539,43 @@ def _park(session: Session, mail: InboundMail, key: str, envelope: Envelope, why
     but its dedup key (made safe by `dedup_key`), so this cannot fail on the mail."""
     session.expunge_all()
     reason = f"{_PROCESSING_FAILED} ({why}); parked with its raw bytes for review"
-    return _hold_fixed(session, mail.message_id, key, envelope.channel, reason, mail.raw)
+    return _hold_fixed(session, mail.message_id, key, envelope.channel, envelope.source, reason, mail.raw)
 
 
-def quarantine_unfetchable(place: str, errors: list[str]) -> Result:
+def quarantine_unfetchable(place: str, errors: list[str], source: str = "") -> Result:
     """Record a mail its IMAP server failed to hand over, each of `errors` a failed
     fetch of it alone, so it is not lost unseen: nothing of it is known but where it
     was, which the record names, and the poller files it in the failed folder for a
     person to read there (docs/mail-gateway.md). Keyed by the place, so a second
-    record of it (a crash before the move) is a duplicate of the first."""
+    record of it (a crash before the move) is a duplicate of the first. `source`: the
+    mailbox's key, as `Envelope.source`."""
     session = db.session
     key = "unfetchable:" + hashlib.sha256(place.encode("utf-8", "replace")).hexdigest()
     reason = clean(
         f"{_UNFETCHABLE} after {len(errors)} attempts ({place}: "
         f"{errors[-1]}); filed in the failed folder as it was"
     )
-    return _hold_fixed(session, None, key, "imap", reason, b"")
+    return _hold_fixed(session, None, key, "imap", source, reason, b"")
 
 
-def quarantine_unread(raw: bytes, channel: str, exc: Exception) -> Result:
+def quarantine_unread(raw: bytes, channel: str, exc: Exception, source: str = "") -> Result:
     """Record a mail whose reading before `ingest` failed with `exc` (the IMAP
     poller's envelope, parse or record of a mail too big: a bug, or bytes nobody
     foresaw), so it neither is lost nor holds back the mail after it: its raw bytes
     and fixed words, held as failed. Keyed by its bytes, so a second record of it (a
-    crash before the move) is a duplicate of the first."""
+    crash before the move) is a duplicate of the first. `source` as `Envelope.source`."""
     session = db.session
     key = "unread:" + hashlib.sha256(raw).hexdigest()
     reason = clean(
         f"{_PROCESSING_FAILED} before the pipeline ({type(exc).__name__}: {str(exc)[:500]}); "
         "parked with its raw bytes for review"
     )
-    return _hold_fixed(session, None, key, channel, reason, raw)
+    return _hold_fixed(session, None, key, channel, source, reason, raw)
 
 
-def _bare_record(session: Session, key: str, channel: str, reason: str, raw: bytes) -> InboundRecord:
+def _bare_record(
+    session: Session, key: str, channel: str, source: str, reason: str, raw: bytes
+) -> InboundRecord:
     """A quarantined record of fixed words and the raw bytes only: nothing read from
     the mail that could make storing it fail. Received by the database's clock, as
     every inbound record is (see `_record`)."""
@@ -577,6 +583,7 @@ def _bare_record(session: Session, key: str, channel: str, reason: str, raw: byt
         dedup_key=key,
         message_id=None,
         channel=channel,
+        source=_fit(source, _COLUMNS.source) or None,
         mail_from="",
         from_address="",
         recipients="",
@@ -590,13 +597,13 @@ def _bare_record(session: Session, key: str, channel: str, reason: str, raw: byt
 
 
 def _hold_fixed(
-    session: Session, message_id: str | None, key: str, channel: str, reason: str, raw: bytes
+    session: Session, message_id: str | None, key: str, channel: str, source: str, reason: str, raw: bytes
 ) -> Result:
     """`_hold` a record of fixed words and `raw` (`_bare_record`), which cannot fail
     on the mail: the key recorded before answers with what became of it (held
     under the mail's own key when another mail holds it), and the database failing
     is `TransientError`. Nothing of the mail was matched, so its ticket is unknown."""
-    record = _bare_record(session, key, channel, reason, raw)
+    record = _bare_record(session, key, channel, source, reason, raw)
     try:
         return _hold(session, message_id, record, ticket_id=None, ticket_unknown=True)
     except IntegrityError:
@@ -605,7 +612,7 @@ def _hold_fixed(
             raise
         if isinstance(earlier, _Taken):
             return _hold_fixed(
-                session, message_id, earlier.key, channel, _joined(reason, earlier.reason), raw
+                session, message_id, earlier.key, channel, source, _joined(reason, earlier.reason), raw
             )
         return earlier
     except DBAPIError as exc:
@@ -644,6 +651,7 @@ def _record_values(
         dedup_key=key,
         message_id=_fit(mail.message_id, _COLUMNS.message_id) or None,
         channel=envelope.channel,
+        source=_fit(envelope.source, _COLUMNS.source) or None,
         mail_from=_fit(envelope.mail_from, _COLUMNS.mail_from),
         from_address=_fit(mail.from_address, _COLUMNS.from_address),
         from_source=mail.from_source,

@@ -208,7 +208,9 @@ def approve(session: Session, item_id: int, reviewer: Actor, config: Mapping[str
     mode = config["AGENT_VISIBILITY"]
     item = _pending(session, item_id, reviewer, mode)
     record = item.inbound_mail
-    envelope = Envelope(record.mail_from, tuple(filter(None, record.recipients.split(","))), record.channel)
+    # Its source too: approved, it is counted where it came in (docs/web.md, "Mail flow").
+    recipients = tuple(filter(None, record.recipients.split(",")))
+    envelope = Envelope(record.mail_from, recipients, record.channel, record.source or "")
     mail = with_envelope_sender(parse(record.raw, MailLimits.from_config(config)), envelope)
     # Kept beside another mail that used its Message-ID first: the reason and the
     # gateway's note keep saying so (docs/mail-gateway.md, "Duplicates").

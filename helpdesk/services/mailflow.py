@@ -1,5 +1,6 @@
-"""How mail is flowing (docs/web.md): what came in per channel and outcome, whether
-each IMAP mailbox is being polled, and whether the outbox is draining.
+"""How mail is flowing (docs/web.md): what came in per channel and outcome, and per
+mailbox and listener (SPEC §10), whether each IMAP mailbox is being polled, and
+whether the outbox is draining.
 
 All aggregates in SQL. A mailbox is *stuck* when it has not had a successful poll
 for `IMAP_STUCK_AFTER`; the outbox is *backed up* when its oldest pending row has
@@ -7,7 +8,9 @@ waited longer than `OUTBOX_BACKLOG_AFTER`, both by the database's clock, which
 stamped those times on whichever host wrote them (the hosts' own clocks may
 disagree; `clock.database_clock`). Both show on the portal's Mail page and
 on `/metrics`. Deduplicated deliveries are not rows (that is the point of
-deduplication): each channel counts them (`dedup.count_duplicate`), all time only.
+deduplication): each channel and source counts them (`dedup.count_duplicate`), all
+time only. A source is the IMAP mailbox's key or the SMTP listener ("smtp " and its
+SMTP_LISTEN); "" for mail recorded before sources were (migration 0043).
 """
 
 from __future__ import annotations
@@ -44,10 +47,25 @@ class MailboxHealth:
 
 
 @dataclass(frozen=True)
+class SourceFlow:
+    """What came in by one mailbox or listener: every outcome, all time and in the
+    last day, and the deliveries that were mail received before."""
+
+    channel: str
+    source: str  # "" for mail recorded before migration 0043 (or naming no source)
+    inbound: dict[str, int]  # outcome -> count
+    last_day: dict[str, int]
+    duplicates: int
+
+
+@dataclass(frozen=True)
 class MailFlow:
     inbound: dict[str, dict[str, int]]  # channel -> outcome -> count
     inbound_last_day: dict[str, dict[str, int]]
     duplicates: dict[str, int]  # channel -> deliveries that were mail received before
+    # The same split per mailbox and listener: each source that has counts, and each
+    # IMAP mailbox polled, by channel and source.
+    sources: list[SourceFlow]
     mailboxes: list[MailboxHealth]
     outbox: dict[str, int]  # state -> count
     oldest_pending_at: datetime | None
@@ -79,11 +97,32 @@ def mail_flow(
     oldest = session.execute(
         select(func.min(OutboxMessage.created_at)).where(OutboxMessage.state == "pending")
     ).scalar()
-    duplicates = dict(session.execute(select(InboundDuplicates.channel, InboundDuplicates.count)).all())
+    duplicates = {
+        (channel, source): int(count)
+        for channel, source, count in session.execute(
+            select(InboundDuplicates.channel, InboundDuplicates.source, InboundDuplicates.count)
+        )
+    }
+    places = sorted({*counts, *duplicates, *(("imap", box.key) for box in mailboxes)})
+    sources = [
+        SourceFlow(
+            channel,
+            source,
+            counts.get((channel, source), _none()),
+            recent.get((channel, source), _none()),
+            duplicates.get((channel, source), 0),
+        )
+        for channel, source in places
+        if channel in v.INBOUND_CHANNELS
+    ]
     return MailFlow(
-        inbound=counts,
-        inbound_last_day=recent,
-        duplicates={channel: int(duplicates.get(channel, 0)) for channel in v.INBOUND_CHANNELS},
+        inbound=_per_channel(counts),
+        inbound_last_day=_per_channel(recent),
+        duplicates={
+            channel: sum(count for (c, _source), count in duplicates.items() if c == channel)
+            for channel in v.INBOUND_CHANNELS
+        },
+        sources=sources,
         mailboxes=mailboxes,
         outbox={state: int(found.get(state, 0)) for state in v.OUTBOX_STATES},
         oldest_pending_at=oldest,
@@ -138,17 +177,30 @@ def unmailed_staff(session: Session) -> list[UnmailedStaff]:
     ]
 
 
-def _inbound(session: Session, since: datetime | None) -> dict[str, dict[str, int]]:
-    query = select(InboundMail.channel, InboundMail.outcome, func.count(InboundMail.id))
+def _inbound(session: Session, since: datetime | None) -> dict[tuple[str, str], dict[str, int]]:
+    """Mail recorded per channel and source, by outcome (every outcome, 0 when none);
+    since `since` when given. Mail naming no source is counted under ""."""
+    query = select(InboundMail.channel, InboundMail.source, InboundMail.outcome, func.count(InboundMail.id))
     if since is not None:
         query = query.where(InboundMail.received_at >= since)
-    found = {
-        (channel, outcome): count
-        for channel, outcome, count in session.execute(
-            query.group_by(InboundMail.channel, InboundMail.outcome)
-        )
-    }
-    return {
-        channel: {outcome: int(found.get((channel, outcome), 0)) for outcome in v.INBOUND_OUTCOMES}
-        for channel in v.INBOUND_CHANNELS
-    }
+    found: dict[tuple[str, str], dict[str, int]] = {}
+    for channel, source, outcome, count in session.execute(
+        query.group_by(InboundMail.channel, InboundMail.source, InboundMail.outcome)
+    ):
+        outcomes = found.setdefault((channel, source or ""), _none())
+        outcomes[outcome] = outcomes.get(outcome, 0) + int(count)
+    return found
+
+
+def _none() -> dict[str, int]:
+    return dict.fromkeys(v.INBOUND_OUTCOMES, 0)
+
+
+def _per_channel(counts: dict[tuple[str, str], dict[str, int]]) -> dict[str, dict[str, int]]:
+    """The sources' counts added up per channel, every channel and outcome named."""
+    totals = {channel: _none() for channel in v.INBOUND_CHANNELS}
+    for (channel, _source), outcomes in counts.items():
+        if channel in totals:
+            for outcome, count in outcomes.items():
+                totals[channel][outcome] = totals[channel].get(outcome, 0) + count
+    return totals
