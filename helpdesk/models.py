@@ -578,7 +578,7 @@ class InboundDuplicates(Model):
     __tablename__ = "inbound_duplicates"
 
     channel: Mapped[str] = mapped_column(String(10), primary_key=True)
-    source: Mapped[str] = mapped_column(String(500), primary_key=True)
+    source: Mapped[str] = mapped_column(String(500), primary_key=True, default="")
     count: Mapped[int] = mapped_column(BigInteger)
 
 
