@@ -309,13 +309,22 @@ def browser_language() -> str | None:
     best: tuple[float, str] | None = None
     for entry in entries:
         tag, _, parameters = entry.partition(";")
-        language = tag.strip().partition("-")[0].lower()
-        if language not in LANGUAGES:
+        language = main_language(tag)
+        if language is None:
             continue
         quality = _quality(parameters)
         if quality is not None and quality > 0 and (best is None or quality > best[0]):
             best = (quality, language)
     return best[1] if best else None
+
+
+def main_language(tag: str) -> str | None:
+    """The language of the product a language tag names by its main subtag
+    (`es-419`, `es_AR` and `ES` are `es`; BCP 47 and the POSIX spelling), or None
+    for one we do not speak. Its first two letters were read as the language
+    before: `esperanto` was Spanish (docs/languages.md)."""
+    language = tag.strip().replace("_", "-").partition("-")[0].lower()
+    return language if language in LANGUAGES else None
 
 
 def _quality(parameters: str) -> float | None:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from helpdesk import addresses, languages
 from helpdesk import vocabulary as v
 from helpdesk.extensions import db
-from helpdesk.models import Message, OutboxMessage, Participant, Ticket
+from helpdesk.models import Contact, Message, OutboxMessage, Participant, Ticket
 from helpdesk.services.chat import SHARE_TEXTS, STATUS_SENTENCES, status_sentence
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.database import open_ticket
@@ -154,6 +154,17 @@ def test_the_status_sentence_is_in_the_customers_language(chat, service):
     chat("tickets", {"conversation_id": "c", "customer": {**ANN, "language": "es"}, "transcript": "x"})
     cards = chat("lookup", {"customer": ANN, "text": "TKT-1 y TKT-2"}).get_json()["tickets"]
     assert [card["sentence"] for card in cards] == ["Recibimos tu ticket y un agente lo atenderá pronto."] * 2
+
+
+@pytest.mark.parametrize(
+    ("tag", "kept"), [("es-MX", "es"), ("ES_ar", "es"), ("esperanto", ""), ("english", ""), ("en", "en")]
+)
+def test_a_customer_s_language_is_the_main_language_of_its_tag(chat, tag, kept):
+    """A tag's first two letters were taken for its language: `esperanto` was
+    Spanish, `english` English by luck. Its main language (before `-` or `_`) is,
+    and one the product does not speak is none (the default applies)."""
+    chat("tickets", {"conversation_id": "c", "customer": {**ANN, "language": tag}, "transcript": "x"})
+    assert db.session.execute(select(Contact.language)).scalar_one() == kept
 
 
 def test_the_per_customer_limit_answers_429(chat, app):

@@ -59,10 +59,8 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
         errors["customer.phone"] = "is required"
     if not phone_vouched and email is None and "customer.email" not in errors:
         errors["customer.email"] = "is required"
-    language = value.get("language", "")
-    language = language.strip().lower()[:2]
-    if language and language not in languages.LANGUAGES:
-        language = ""  # a language we have no texts in: not an error, the default applies
+    # A language we have no texts in is not an error: the default applies.
+    language = languages.main_language(value.get("language", "")) or ""
     if errors:
         raise ValidationError(errors)
     contact = contacts.for_customer(
