@@ -9,7 +9,7 @@ VENV=${VENV:-.venv}
 "$VENV/bin/flask" --app wsgi create-first-admin
 
 "$VENV/bin/gunicorn" --bind "${WEB_LISTEN:-127.0.0.1:5000}" --workers "${WEB_WORKERS:-2}" \
-    --access-logfile - wsgi:app &
+    --access-logfile - --logger-class helpdesk.access_log.AccessLog wsgi:app &
 web=$!
 "$VENV/bin/python" gateway.py &
 gateway=$!

@@ -93,6 +93,18 @@ def test_make_run_serves_portal_api_and_gateway_then_stops(tmp_path):
             f"{base}/api/v1/auth/login", {"email": admin.group(1), "password": admin.group(2)}
         )
         assert status == 200 and tokens.get("access_token"), tokens
+        # A customer link's token is a secret: the access log leaves it out, in the
+        # request line and in the next request's Referer (docs/security.md).
+        secret = "status-link-token-that-must-stay-out-of-the-log"
+        link = urllib.request.Request(
+            f"{base}/track/{secret}", headers={"Referer": f"{base}/rate/{secret}?x=1"}
+        )
+        try:
+            urllib.request.urlopen(link, timeout=10)
+        except urllib.error.HTTPError as error:
+            assert error.code == 404  # no link of ours
+        wait_until(lambda: any("/track/[token]" in line for line in list(lines)), timeout=10, what=log)
+        assert secret not in log()
         with smtplib.SMTP("127.0.0.1", smtp, timeout=30) as client:
             reply = client.sendmail("ann@example.com", ["support@helpdesk.test"], message().as_bytes())
             assert reply == {}
