@@ -279,9 +279,47 @@ def test_later_mail_and_tracker_lookups_of_a_merged_number_reach_the_survivor(
     page = client.post(
         "/track", data={"ticket_number": "TKT-000001", "email": "ann@example.com", "csrf_token": token}
     ).get_data(as_text=True)
-    assert "TKT-000002 · Caída OLT norte" in page
+    # The survivor's number under Ann's own subject (below: her own conversation only).
+    assert "TKT-000002 · Internet lento" in page and "Caída OLT norte" not in page
     assert "Sigue igual." in page
     stranger = client.post(
         "/track", data={"ticket_number": "TKT-000001", "email": "eve@example.com", "csrf_token": token}
     )
     assert stranger.status_code == 404
+
+
+def test_the_tracker_shows_a_merged_in_customer_their_own_conversation_only(client, service, agent_actor):
+    """Bob's ticket is merged into Ann's outage ticket. The tracker (lookup, API, the
+    status link of every mail) showed him the survivor as Ann sees it: her subject
+    (account and street), her description and messages, and the staff reply written
+    to her before the merge; and showed Ann what Bob wrote since (files and customer
+    pages review). Each now reads their own conversation, as their mail does
+    (docs/outbound-mail.md, "Merged tickets"): its subject, its people's messages, and
+    the staff replies mailed to them."""
+    ann = open_ticket(service, subject="Sin internet, cuenta 88812, Durango 14", description="PIN 4321")
+    bob = Actor.customer("bob@example.org", "Bob")
+    duplicate = open_ticket(
+        service, actor=bob, requester_email="bob@example.org", subject="No internet", description="Desde ayer"
+    )
+    service.add_message(ann, body="Revisamos la cuenta 88812", actor=agent_actor, channel="web")
+    service.merge(duplicate, ann, actor=agent_actor)
+    service.add_message(duplicate, body="Mi tarjeta acaba en 9911", actor=bob, channel="email")
+    service.add_message(ann, body="Clave hunter2", actor=Actor.customer("ann@example.com"), channel="email")
+    service.add_message(ann, body="Estamos en ello", actor=agent_actor, channel="web")
+    db.session.commit()
+
+    def view(number: str, email: str) -> tuple[str, str, list[str]]:
+        body = {"ticket_number": number, "email": email}
+        answer = client.post("/api/v1/public/track", json=body).get_json()
+        return answer["number"], answer["subject"], [reply["body"] for reply in answer["replies"]]
+
+    assert view("TKT-000002", "bob@example.org") == (
+        "TKT-000001",
+        "No internet",
+        ["Mi tarjeta acaba en 9911", "Estamos en ello"],
+    )
+    assert view("TKT-000001", "ann@example.com") == (
+        "TKT-000001",
+        "Sin internet, cuenta 88812, Durango 14",
+        ["PIN 4321", "Revisamos la cuenta 88812", "Clave hunter2", "Estamos en ello"],
+    )

@@ -218,6 +218,35 @@ def own_subject(session: Session, ticket: Ticket, address: str) -> str:
     return ticket.subject if on_survivor else theirs[0].subject
 
 
+@dataclass(frozen=True)
+class OwnConversation:
+    """What of a ticket is one reader's to read again (`own_conversation`)."""
+
+    subject: str
+    # Whose messages are theirs to read: None for everyone's (nobody was merged in).
+    people: frozenset[str] | None
+    # The merged tickets that are their conversation; empty when the survivor's is.
+    merged_ids: tuple[int, ...]
+
+
+def own_conversation(session: Session, ticket: Ticket, address: str) -> OwnConversation:
+    """`address`'s own conversation on `ticket` (`own_conversations`), as the tracker
+    shows it again: the subject their mail carries, and the people whose messages
+    are theirs to read, the ones a reply's copy names in `Cc` and themselves
+    (docs/web.md, "The public tracker")."""
+    merged = _merged_conversations(session, ticket)
+    if not merged:
+        return OwnConversation(ticket.subject, None, ())
+    requester = ticket.requester.email
+    on_survivor, theirs = own_conversations(address, requester, merged)
+    people = frozenset({address}).union(*(conversation.people for conversation in theirs))
+    if not on_survivor:
+        return OwnConversation(theirs[0].subject, people, tuple(c.ticket_id for c in theirs))
+    elsewhere = frozenset().union(*(conversation.people for conversation in merged))
+    survivors = {requester, *(p.email for p in ticket.participants if p.email not in elsewhere)}
+    return OwnConversation(ticket.subject, people | survivors, ())
+
+
 def _staff_addresses(session: Session, candidates: Sequence[str]) -> set[str]:
     """Which of `candidates` are staff accounts' addresses, deactivated ones too (an
     account can be activated again, and its proof with it)."""

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, union_all, update
+from sqlalchemy import bindparam, func, select, union_all, update
 from sqlalchemy.orm import Session
 
 from config import LANGUAGES
 from helpdesk import addresses, numbering
 from helpdesk.errors import NotFound
 from helpdesk.languages import N_
-from helpdesk.models import Contact, Message, Participant, Ticket
-from helpdesk.services import satisfaction
+from helpdesk.models import Contact, Message, Participant, Ticket, TicketHistory
+from helpdesk.services import notifications, satisfaction
 from helpdesk.services.tickets import survivor
 
 NOT_FOUND = N_("No ticket matches this number and email address.")
@@ -117,7 +117,10 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
 
 def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], reader: str) -> CustomerView:
     """What `reader` (the requester or a CC participant, who proved it) sees of the
-    ticket."""
+    ticket: on a ticket others were merged into, their own conversation only
+    (`_theirs`)."""
+    own = notifications.own_conversation(session, ticket, addresses.normalize(reader))
+    since = _joined(session, own.merged_ids)
     cc_names = {participant.email: participant.name for participant in ticket.participants}
     replies = [
         PublicReply(
@@ -127,7 +130,7 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
             from_customer=message.author_contact_id is not None,
         )
         for message in ticket.messages
-        if message.kind == "reply"
+        if message.kind == "reply" and _theirs(message, own, since)
     ]
     timeline = [
         StatusChange(row.new_value or "", row.created_at) for row in ticket.history if row.field == "status"
@@ -135,7 +138,7 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
     rated = satisfaction.rating_of(session, ticket)
     return CustomerView(
         number=numbering.display_number(ticket.number, config),
-        subject=ticket.subject,
+        subject=own.subject,
         status=ticket.status,
         priority=ticket.priority,
         category=ticket.category,
@@ -150,6 +153,36 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
         ),
         rated=rated is not None,
     )
+
+
+def _joined(session: Session, merged_ids: tuple[int, ...]) -> datetime | None:
+    """When the first of a reader's merged tickets was merged into the ticket it
+    reads (each one's last merge: a ticket merged into one that was merged in turn
+    joined the survivor with the second); None for a reader of the survivor's own
+    conversation."""
+    if not merged_ids:
+        return None
+    last = (
+        select(func.max(TicketHistory.created_at))
+        .where(TicketHistory.ticket_id.in_(merged_ids), TicketHistory.field == "merge")
+        .group_by(TicketHistory.ticket_id)
+    )
+    moments = list(session.execute(last).scalars())
+    return min(moments) if moments else None
+
+
+def _theirs(message: Message, own: notifications.OwnConversation, since: datetime | None) -> bool:
+    """Whether a public reply on the ticket is `own`'s reader's to read: on a ticket
+    nobody was merged into, every one; after a merge, what their own conversation's
+    people wrote, and what staff wrote since it joined (mailed to them; what staff
+    wrote before went to the survivor's customers). A merged-in customer read the
+    survivor's subject, its customer's description and messages, and the replies to
+    them, and the survivor's customer read theirs (docs/web.md, "The public tracker")."""
+    if own.people is None:
+        return True
+    if message.author_contact is not None:
+        return message.author_contact.email in own.people
+    return since is None or message.created_at >= since
 
 
 def _author(message: Message, cc_names: Mapping[str, str]) -> str:
