@@ -195,6 +195,15 @@ def test_staff_replies_may_carry_the_attachments_limit_nothing_else_may(app, api
     assert _counts() == before
 
 
+def test_the_reply_box_names_the_limits_it_takes(portal, service):
+    """The reply box said "1 MB each, 1 MB in all" (each limit capped by
+    MAX_REQUEST_BYTES, the bound before staff replies got room for files) while it
+    took 10 MiB each and 20 MiB in all (files and customer pages review)."""
+    open_ticket(service)
+    page = portal.get(PAGE).get_data(as_text=True)
+    assert "(optional; up to 100 files, 10.5 MB each, 21 MB in all)" in page
+
+
 @pytest.mark.parametrize(
     ("name", "stored"),
     [
