@@ -114,6 +114,17 @@ def test_a_comment_too_long_or_with_a_nul_is_refused(app, resolved, client):
     assert db.session.execute(select(SatisfactionRating)).first() is None
 
 
+def test_a_comment_the_textarea_takes_is_taken_whatever_its_line_breaks(app, resolved, client):
+    """The textarea's maxlength counts a line break as one character and the browser
+    sends it as CR LF: a comment of 2,000 with line breaks in it was refused as too
+    long (files and customer pages review). Line breaks are stored as LF."""
+    path = _path(app.config, "rating", resolved, "ann@example.com")
+    comment = "x" * 999 + "\r\n" + "x" * 1000  # 2,000 characters in the textarea
+    assert _rate(client, path, "4", comment).status_code == 303
+    stored = db.session.execute(select(SatisfactionRating.comment)).scalar_one()
+    assert stored == comment.replace("\r\n", "\n")
+
+
 def test_the_rating_form_needs_its_csrf_token(app, resolved, client):
     path = _path(app.config, "rating", resolved, "ann@example.com")
     client.get(path)

@@ -98,6 +98,10 @@ def rate(
     """
     if not isinstance(rating, int) or isinstance(rating, bool) or rating not in RATINGS:
         raise ValidationError({"rating": "must be a whole number from 1 to 5"})
+    if isinstance(comment, str):
+        # A form sends a line break as CR LF; the page's textarea counted it as one
+        # character (docs/integrations.md, "Satisfaction").
+        comment = comment.replace("\r\n", "\n")
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT or unstorable(comment):
         raise ValidationError({"comment": f"must be text of at most {MAX_COMMENT} characters"})
     if via not in v.RATING_CHANNELS:
