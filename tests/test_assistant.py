@@ -800,7 +800,8 @@ def test_a_merged_ticket_s_comment_and_rating_go_to_its_survivor(service, agent_
         "message": "Comment added to ticket TKT-000002",
     }
     assert rating["success"] is False and rating["error"] == "A ticket can be rated once it is resolved."
-    assert (information["ticketId"], information["title"]) == ("TKT-000002", "Caída OLT norte")
+    # the survivor, under the subject Ana wrote (open_ticket's), not the OLT's
+    assert (information["ticketId"], information["title"]) == ("TKT-000002", duplicate.subject)
     db.session.expire_all()
     assert db.session.get(Ticket, duplicate.id).status == "closed"
     assert [m.body for m in db.session.get(Ticket, kept.id).messages][-1] == "¿Hay novedades?"
@@ -874,7 +875,7 @@ def test_a_whatsapp_customer_s_merged_ticket_leads_to_its_survivor(service, agen
         )
     )
     assert (information["success"], information["ticketId"]) == (True, "TKT-000001"), information
-    assert information["title"] == "Caída OLT Roma"
+    assert information["title"] == "Sin internet"  # her own words under the survivor's number
     assert comment == {
         "success": True,
         "ticketId": "TKT-000001",
@@ -900,17 +901,24 @@ def test_a_merged_in_customer_reads_the_survivor_without_its_requester_s_descrip
     """Lucía's TKT-2 merged into Ana's TKT-1: her number leads her to the survivor,
     but Ana's description was in the answer, which the chat's repeat of a merged
     conversation leaves out (found by review). One rule for both channels: the
-    whole ticket only to its requester; the others get `description` null."""
+    whole ticket only to its requester; the others get `description` null, and the
+    subject of their own conversation as the title."""
     kept = open_ticket(
         service, requester_email="ana@example.com", subject="Caída OLT", description="Mi PIN es 4321"
     )
     outputs(tool_calls(client, token, [("create_ticket_report", {"title": "Sin red", "description": "x"})]))
     service.merge(service.get(2), kept, actor=agent_actor)
     db.session.commit()
-    asked = [("get_ticket_information", {"ticketId": "TKT-000002"})]
-    (lucia,) = outputs(tool_calls(client, token, asked))
-    assert (lucia["ticketId"], lucia["title"], lucia["description"]) == ("TKT-000001", "Caída OLT", None)
+    asked = [("get_ticket_information", {"ticketId": "TKT-000002"}), ("list_my_tickets", {})]
+    lucia, listed = outputs(tool_calls(client, token, asked))
+    assert (lucia["ticketId"], lucia["title"], lucia["description"]) == ("TKT-000001", "Sin red", None)
     assert set(lucia) >= {"status", "priority", "category", "createdAt", "updatedAt", "assignedAgent", "sla"}
+    # Her own words under the survivor's number, never Ana's subject (as her mail and
+    # the tracker show her; found by the files review).
+    assert [(t["ticketId"], t["title"]) for t in listed["tickets"]] == [
+        ("TKT-000002", "Sin red"),
+        ("TKT-000001", "Sin red"),
+    ]
     ana = {"email": "ana@example.com"}
     (own,) = outputs(
         tool_calls(

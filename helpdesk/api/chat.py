@@ -19,7 +19,7 @@ from helpdesk.auth import integration_required
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
-from helpdesk.models import Ticket
+from helpdesk.models import Contact, Ticket
 from helpdesk.services import chat, contacts, customer_limits
 from helpdesk.services.tickets import TicketsService, reached_by
 
@@ -61,9 +61,9 @@ def chat_ticket() -> ResponseReturnValue:
     if ticket is not None:
         reached = reached_by(db.session, contact, ticket) or ticket
         if chat.answers_whole(contact, reached):
-            body = _answer(reached, ticket, customer.language)
+            body = _answer(reached, ticket, contact, customer.language)
         else:
-            body = _card(reached, ticket, customer.language)
+            body = _card(reached, ticket, contact, customer.language)
         db.session.commit()
         return jsonify(body), 200
     if not allowed:
@@ -80,12 +80,12 @@ def chat_ticket() -> ResponseReturnValue:
         chat_conversation=claimed,
         description_required=False,  # a transcript may say nothing: the subject stands in
     )
-    body = _answer(ticket, ticket, customer.language)
+    body = _answer(ticket, ticket, contact, customer.language)
     db.session.commit()
     return jsonify(body), 201
 
 
-def _answer(ticket: Ticket, asked: Ticket, language: str) -> dict[str, Any]:
+def _answer(ticket: Ticket, asked: Ticket, reader: Contact, language: str) -> dict[str, Any]:
     """The customer's own ticket (they are its requester) as the API gives it (SPEC
     §6), with the card's fields, which widgets read since it answered the card alone
     (the same values, plus `sentence`), but not what only staff work with: an
@@ -93,16 +93,16 @@ def _answer(ticket: Ticket, asked: Ticket, language: str) -> dict[str, Any]:
     merged since gets the survivor, naming the ticket it opened (`merged_from`), as
     a lookup does."""
     shown = {key: value for key, value in ticket_json(ticket).items() if key not in STAFF_ONLY}
-    return {**_card(ticket, asked, language), **shown}
+    return {**_card(ticket, asked, reader, language), **shown}
 
 
-def _card(ticket: Ticket, asked: Ticket, language: str) -> dict[str, Any]:
+def _card(ticket: Ticket, asked: Ticket, reader: Contact, language: str) -> dict[str, Any]:
     """The card a lookup shows of `ticket`, reached by the number of `asked`. A repeat
     whose ticket was merged into someone else's, where the customer takes part as a
     CC does, is answered this and no more: the requester's address, name,
     description, service address and devices are not theirs to read
     (docs/integrations.md, "Chat")."""
-    body = chat.card(ticket, language, current_app.config)
+    body = chat.card(db.session, ticket, reader, language, current_app.config)
     if asked.id != ticket.id:
         body["merged_from"] = numbering.display_number(asked.number, current_app.config)
     return body

@@ -33,7 +33,7 @@ from helpdesk.inbound import automail
 from helpdesk.inputs import echoed, nothing_to_read, unstorable_json
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import AssistantCall, Contact, Message, Ticket
-from helpdesk.services import chat, contacts, customer_limits, email_proofs, satisfaction
+from helpdesk.services import chat, contacts, customer_limits, email_proofs, notifications, satisfaction
 from helpdesk.services.actors import Actor
 from helpdesk.services.tickets import (
     MAX_SUBJECT,
@@ -435,7 +435,9 @@ class AssistantService:
             "status": ticket.status,
             "priority": ticket.priority,
             "category": ticket.category,
-            "title": ticket.subject,
+            # Their own conversation's subject: a merged-in customer's words, not
+            # the survivor's customer's (`notifications.own_subject`).
+            "title": notifications.own_subject(self.session, ticket, customer.contact.email),
             "description": description,
             "createdAt": iso(ticket.created_at),
             "updatedAt": iso(ticket.updated_at),
@@ -455,7 +457,7 @@ class AssistantService:
             "tickets": [
                 {
                     "ticketId": self._number(ticket.number),
-                    "title": ticket.subject,
+                    "title": notifications.own_subject(self.session, ticket, customer.contact.email),
                     "status": ticket.status,
                     "priority": ticket.priority,
                     "updatedAt": iso(ticket.updated_at),

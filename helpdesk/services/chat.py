@@ -21,7 +21,7 @@ from helpdesk.database import insert_ignoring
 from helpdesk.errors import Conflict
 from helpdesk.languages import N_, gettext_in
 from helpdesk.models import ChatConversation, Contact, Ticket
-from helpdesk.services import contacts
+from helpdesk.services import contacts, notifications
 from helpdesk.services.tickets import customer_reaches, reached_by
 
 MAX_CARDS = 10  # numbers answered from one message
@@ -120,10 +120,16 @@ def answers_whole(contact: Contact, ticket: Ticket) -> bool:
     return ticket.requester_id == contact.id
 
 
-def card(ticket: Ticket, language: str, config: Mapping[str, Any]) -> dict[str, Any]:
+def card(
+    session: Session, ticket: Ticket, reader: Contact, language: str, config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What a customer's card shows of `ticket` to `reader`: on a ticket others were
+    merged into, the subject of the reader's own conversation
+    (`notifications.own_subject`), as their mail and the tracker show it; the
+    survivor's gave a merged-in customer another customer's words (docs/integrations.md)."""
     return {
         "number": numbering.display_number(ticket.number, config),
-        "subject": ticket.subject,
+        "subject": notifications.own_subject(session, ticket, reader.email),
         "status": ticket.status,
         "priority": ticket.priority,
         "category": ticket.category,
@@ -156,7 +162,7 @@ def lookup(
         reached = reached_by(session, contact, asked)
         if reached is None or reached.id in cards:
             continue
-        cards[reached.id] = card(reached, language, config)
+        cards[reached.id] = card(session, reached, contact, language, config)
         if reached.id != asked.id:
             cards[reached.id]["merged_from"] = numbering.display_number(asked.number, config)
     return list(cards.values())
