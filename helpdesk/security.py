@@ -3,6 +3,9 @@
 The Content-Security-Policy allows scripts and styles only from our own origin (no
 `unsafe-inline`), images also as `data:`; no framing (`frame-ancestors 'none'`)
 and forms post only to ourselves. Mail HTML is shown sanitized (nh3) on top of it.
+Every answer but a static file is sent `Cache-Control: private, no-store` unless its
+view chose otherwise (docs/security.md, "Caching"): the ticket page, the API's
+ticket and a login's tokens are no one's to keep.
 
 Behind `PROXY_HOPS` reverse proxies the client's address, scheme and host are read
 from the X-Forwarded-* headers those proxies append (werkzeug's ProxyFix, trusting
@@ -36,6 +39,9 @@ CSP = "; ".join(
     )
 )
 
+# What a browser or a proxy may keep of an answer with private data: nothing.
+PRIVATE = "private, no-store"
+
 
 def init_app(app: Flask) -> None:
     app.config["RATE_LIMIT_IPV6_PREFIX"] = _ipv6_prefix(app.config["RATE_LIMIT_IPV6_PREFIX"])
@@ -59,6 +65,8 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", PRIVATE)
         if secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

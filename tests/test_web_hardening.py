@@ -1,0 +1,18 @@
+"""What every web answer carries beyond its body, tried as a hostile reviewer would
+(docs/security.md, "The portal, the tracker and the API"): caching of private
+pages, the headers an error keeps, how the API reads a JSON body."""
+
+from __future__ import annotations
+
+from tests.support.database import open_ticket
+
+
+def test_pages_and_api_answers_with_private_data_are_never_stored(portal, api, service):
+    """The tracker sent `private, no-store` so that no shared proxy or browser
+    history keeps a customer's thread; the staff ticket page showing the same thread,
+    and the API's ticket, were sent with no Cache-Control at all (webhard review)."""
+    open_ticket(service, description="The router password is hunter2.")
+    for answer in (portal.get("/tickets/TKT-000001"), api.get("/tickets/TKT-000001")):
+        assert b"hunter2" in answer.data
+        assert answer.headers["Cache-Control"] == "private, no-store"
+    assert portal.get("/static/style.css").headers.get("Cache-Control") != "private, no-store"
