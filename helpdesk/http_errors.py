@@ -54,7 +54,13 @@ def _on_api() -> bool:
 def _http_error(exc: HTTPException) -> Any:
     if _on_api():
         name = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, name, exc.description or exc.name)
+        response, status = error_response(exc.code or 500, name, exc.description or exc.name)
+        # The error's own headers but its HTML body's type: a 405's `Allow`, which
+        # RFC 9110 requires (docs/web.md, the JSON API's errors).
+        for key, value in exc.get_headers():
+            if key.lower() != "content-type":
+                response.headers[key] = value
+        return response, status
     message = PAGES.get(exc.code or 0)
     if message is None:
         return exc

@@ -16,3 +16,11 @@ def test_pages_and_api_answers_with_private_data_are_never_stored(portal, api, s
         assert b"hunter2" in answer.data
         assert answer.headers["Cache-Control"] == "private, no-store"
     assert portal.get("/static/style.css").headers.get("Cache-Control") != "private, no-store"
+
+
+def test_the_api_s_405_names_the_methods_the_url_takes(client):
+    """A 405 must carry `Allow` (RFC 9110); the portal's did, the API's JSON
+    envelope was built afresh and dropped it (webhard review)."""
+    answer = client.delete("/api/v1/public/track")
+    assert answer.status_code == 405 and answer.get_json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in answer.headers["Allow"]
