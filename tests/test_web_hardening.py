@@ -24,3 +24,18 @@ def test_the_api_s_405_names_the_methods_the_url_takes(client):
     answer = client.delete("/api/v1/public/track")
     assert answer.status_code == 405 and answer.get_json()["error"]["code"] == "method_not_allowed"
     assert "POST" in answer.headers["Allow"]
+
+
+def test_a_json_body_is_read_as_rfc_8259_json(client):
+    """A field named twice was taken with its last value, where a proxy or firewall
+    in front may read the first; `NaN` is no JSON either. JSON `null` is JSON, and
+    was answered "not valid JSON" (webhard review)."""
+    for body in (
+        '{"ticket_number": "TKT-000001", "ticket_number": "TKT-000002", "email": "a@example.com"}',
+        '{"ticket_number": NaN, "email": "a@example.com"}',
+    ):
+        answer = client.post("/api/v1/public/track", data=body, content_type="application/json")
+        assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "invalid_json", body
+    answer = client.post("/api/v1/public/track", data="null", content_type="application/json")
+    assert answer.status_code == 422
+    assert answer.get_json()["error"]["fields"] == {"body": "must be a JSON object"}

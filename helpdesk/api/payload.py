@@ -1,10 +1,12 @@
 """Reading API input: a JSON object with known fields of known types (or the same
 fields as multipart/form-data, where files come along), or an error that names what
 is wrong (docs/web.md: malformed JSON, wrong types and unknown fields are 400/422,
-never a 500)."""
+never a 500). JSON is RFC 8259's: an object naming a field twice, and `NaN` or
+`Infinity`, which Python's parser takes, are malformed (docs/security.md, "JSON")."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,22 +30,40 @@ class MalformedJSON(DomainError):
 
 def json_value() -> Any:
     """The body as the API's views read it: JSON whatever its content type says, {}
-    when there is none, None when it is not JSON or nested deeper than the parser
-    recurses. A rate limit's key that names what the view will look up reads the body
-    through this too, so the two cannot read different things (docs/security.md,
-    "Tracker numbers")."""
-    if not request.get_data(cache=True):
-        return {}
+    when there is none, None when it is not JSON (or is JSON `null`). A rate limit's
+    key that names what the view will look up reads the body through this too, so the
+    two cannot read different things (docs/security.md, "Tracker numbers")."""
+    parsed, value = _parsed()
+    return value if parsed else None
+
+
+def _parsed() -> tuple[bool, Any]:
+    """(True, the body's JSON value), {} for no body, or (False, None) when it is
+    not JSON as RFC 8259 has it or is nested deeper than the parser recurses."""
+    data = request.get_data(cache=True)
+    if not data:
+        return True, {}
     try:
-        return request.get_json(silent=True, force=True)
-    except RecursionError:  # nested deeper than the parser recurses: not JSON we take
-        return None
+        return True, json.loads(data, object_pairs_hook=_object, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        return False, None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("a name given twice in one object")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def json_object(spec: Spec, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """The request's JSON object, checked against `spec` (unknown fields refused)."""
-    data = json_value()
-    if data is None:
+    parsed, data = _parsed()
+    if not parsed:
         raise MalformedJSON()
     if not isinstance(data, dict):
         raise ValidationError({"body": "must be a JSON object"})
