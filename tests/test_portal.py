@@ -689,3 +689,43 @@ def test_a_form_the_database_fails_now_is_undone_and_asked_again_not_a_500(porta
     sqlstate = "42703"  # undefined column: a bug
     with pytest.raises(OperationalError):
         portal.post(f"{page}/merge", {"into": service.display_number(kept)}, page=page)
+
+
+def test_a_new_ticket_or_reply_the_database_fails_now_comes_back_as_typed_not_a_500(
+    portal, service, monkeypatch
+):
+    """The new-ticket form and the reply box do not go through `perform`: a deadlock,
+    a serialization failure or a dropped connection there was a 500 page and the text
+    typed was gone (review of writes under failure). Now 503, the form again with the
+    text as typed and "try again"; nothing was kept, so no number was taken."""
+    existing = opened(service)
+    open_ticket, add_message = TicketsService.open_ticket, TicketsService.add_message
+
+    def fails(write):  # type: ignore[no-untyped-def]
+        def written_then_failed(self: TicketsService, *args: object, **kwargs: object) -> object:
+            write(self, *args, **kwargs)
+            raise OperationalError("COMMIT", {}, _DatabaseSaid("40001"))  # serialization failure
+
+        return written_then_failed
+
+    monkeypatch.setattr(TicketsService, "open_ticket", fails(open_ticket))
+    monkeypatch.setattr(TicketsService, "add_message", fails(add_message))
+    again = b"The database could not do this just now; nothing was changed. Try again."
+    form = {
+        "subject": "Modem blinks",
+        "description": "Red light since noon",
+        "requester_email": "c@example.com",
+    }
+    response = portal.post("/tickets/new", form, page="/tickets/new")
+    assert response.status_code == 503 and again in response.data
+    assert b"Red light since noon" in response.data and b'value="Modem blinks"' in response.data
+    page = f"/tickets/{service.display_number(existing)}"
+    response = portal.post(f"{page}/reply", {"body": "Restart the ONT please", "kind": "reply"}, page=page)
+    assert response.status_code == 503 and again in response.data
+    assert b"Restart the ONT please" in response.data
+    db.session.rollback()
+    assert db.session.scalars(select(Ticket.number)).all() == [1]
+    assert len(db.session.scalars(select(Message)).all()) == 1
+    monkeypatch.undo()
+    response = portal.post("/tickets/new", form, page="/tickets/new")
+    assert response.headers["Location"] == "/tickets/TKT-000002"  # the number not taken before

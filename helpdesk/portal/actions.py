@@ -51,13 +51,36 @@ def perform(change: Callable[[], str], back: str) -> Response:
             flash(too_large(), "error")
             return redirect(back)
         log.warning("database failed a portal change, the user is asked to retry: %s", exc.orig)
-        flash(gettext("The database could not do this just now; nothing was changed. Try again."), "error")
+        flash(try_again(), "error")
     return redirect(back)
+
+
+def refused(exc: DBAPIError) -> int:
+    """For a form that shows itself again with what was typed (a new ticket, a
+    reply), not through `perform`: the database refused its change `exc` as input
+    too large to store (422) or failed to do it now (503, docs/lifecycle.md,
+    "Concurrent changes"). Rolled back and said on the page; any other database
+    error is raised again, a bug."""
+    if not (is_program_limit(exc) or is_transient(exc)):
+        raise exc
+    db.session.rollback()
+    if is_program_limit(exc):
+        log.warning("database refused a portal change as too large: %s", exc.orig)
+        flash(too_large(), "error")
+        return 422
+    log.warning("database failed a portal change, the user is asked to retry: %s", exc.orig)
+    flash(try_again(), "error")
+    return 503
 
 
 def too_large() -> str:
     """What a form says when the database refused its input as too large to store."""
     return gettext("This is larger than the database can store; nothing was changed.")
+
+
+def try_again() -> str:
+    """What a form says when the database failed to do its change now."""
+    return gettext("The database could not do this just now; nothing was changed. Try again.")
 
 
 def form_assignee(value: str) -> int | None:

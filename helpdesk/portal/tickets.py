@@ -18,7 +18,6 @@ from config import LANGUAGES
 from helpdesk import languages, lifecycle, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
-from helpdesk.database import is_program_limit
 from helpdesk.errors import DomainError, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
@@ -27,7 +26,7 @@ from helpdesk.languages import N_
 from helpdesk.models import Attachment, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.portal import bp
-from helpdesk.portal.actions import form_assignee, perform, too_large
+from helpdesk.portal.actions import form_assignee, perform, refused
 from helpdesk.portal.canned import reply_box
 from helpdesk.portal.session import actor, login_required
 from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, uploads, visibility
@@ -149,7 +148,7 @@ def queue() -> ResponseReturnValue:
 @login_required()
 def new_ticket() -> ResponseReturnValue:
     errors: dict[str, str] = {}
-    refused = False  # the database could not store the input (too large)
+    status = 200
     form = request.form
     if request.method == "POST":
         assignee = form.get("assignee", "")
@@ -171,12 +170,9 @@ def new_ticket() -> ResponseReturnValue:
         except ValidationError as exc:
             db.session.rollback()
             errors = exc.fields
+            status = 422
         except DBAPIError as exc:
-            if not is_program_limit(exc):
-                raise
-            db.session.rollback()
-            flash(too_large(), "error")
-            refused = True
+            status = refused(exc)  # too large, 422, or the database failing now, 503
         else:
             flash(gettext("Opened %(number)s.", number=_number(ticket)))
             return redirect(url_for("portal.ticket", number=_number(ticket)))
@@ -188,7 +184,7 @@ def new_ticket() -> ResponseReturnValue:
         vocabulary=v,
         staff_list=_active_staff(),
         team_list=TeamsService(db.session).teams(),
-    ), 422 if errors or refused else 200
+    ), status
 
 
 @bp.get("/tickets/<number>")
@@ -241,6 +237,9 @@ def reply(number: str) -> ResponseReturnValue:
         db.session.rollback()
         flash(error_text(exc), "error")
         return _ticket_page(record, reply_box(record, body)), 422
+    except DBAPIError as exc:  # too large, 422; the database failing now, 503: typed text kept
+        status = refused(exc)
+        return _ticket_page(record, reply_box(record, body)), status
     flash(gettext("Note added.") if internal else gettext("Reply sent."))
     return redirect(_page(record))
 
