@@ -213,6 +213,31 @@ def transaction() -> Iterator[Session]:
         raise
 
 
+def commit_or_found(session: Session, kept: Any) -> None:
+    """Commit a creation, and when the commit's answer is lost, look for what it
+    created: `kept` is a SELECT that finds its row (a ticket by id and number).
+    The connection dropping as the COMMIT goes leaves it unknown whether the
+    database kept the work; "retry" then made a client that retried a kept ticket
+    open a second one (docs/web.md, "A lost answer"). The row is looked for on a new
+    connection: found, the commit happened and the caller answers as it would have;
+    not found, or the database still unreachable, the first error is raised
+    (503, the retry takes the same number)."""
+    try:
+        session.commit()
+    except exc.DBAPIError as error:
+        session.rollback()
+        if not is_transient(error):
+            raise
+        try:
+            found = session.execute(kept).first() is not None
+        except exc.DBAPIError:
+            session.rollback()
+            raise error from None
+        session.rollback()
+        if not found:
+            raise
+
+
 def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Which schema objects Alembic compares with the models.
 

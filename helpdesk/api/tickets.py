@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from helpdesk import addresses
 from helpdesk import vocabulary as v
@@ -15,6 +15,7 @@ from helpdesk.api import bp
 from helpdesk.api.payload import Spec, form_object, json_object
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS, message_json, ticket_json
 from helpdesk.auth import current_actor, staff_required
+from helpdesk.database import commit_or_found
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
@@ -126,8 +127,13 @@ def create_ticket() -> ResponseReturnValue:
         team=data.get("team"),
     )
     body = ticket_json(ticket)  # before the commit expires it: no reload afterwards
-    db.session.commit()
+    commit_or_found(db.session, _same_ticket(ticket))
     return jsonify(body), 201
+
+
+def _same_ticket(ticket: Ticket) -> Select[int]:
+    """What finds `ticket` after its commit's answer was lost (`commit_or_found`)."""
+    return select(Ticket.id).where(Ticket.id == ticket.id, Ticket.number == ticket.number)
 
 
 @bp.get("/tickets/<number>")
