@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from flask import Flask
-from sqlalchemy import event, exc, inspect
+from sqlalchemy import Select, event, exc, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -213,7 +213,7 @@ def transaction() -> Iterator[Session]:
         raise
 
 
-def commit_or_found(session: Session, kept: Any) -> None:
+def commit_or_found(session: Session, kept: Select[Any]) -> None:
     """Commit a creation, and when the commit's answer is lost, look for what it
     created: `kept` is a SELECT that finds its row (a ticket by id and number).
     The connection dropping as the COMMIT goes leaves it unknown whether the

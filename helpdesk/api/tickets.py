@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
 from helpdesk import addresses
 from helpdesk import vocabulary as v
@@ -25,6 +25,7 @@ from helpdesk.services import QueueService, TicketFilters, TicketsService, uploa
 from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
 from helpdesk.services.stats import ticket_stats
+from helpdesk.services.tickets import kept_message, kept_ticket
 
 LIST_PARAMETERS = (*CHOICE_FILTERS, "assignee", "team", "tag", "q", "sla", "page", "per_page", "sort")
 MAX_PAGE = 1_000_000
@@ -127,13 +128,8 @@ def create_ticket() -> ResponseReturnValue:
         team=data.get("team"),
     )
     body = ticket_json(ticket)  # before the commit expires it: no reload afterwards
-    commit_or_found(db.session, _same_ticket(ticket))
+    commit_or_found(db.session, kept_ticket(ticket.id, ticket.number))
     return jsonify(body), 201
-
-
-def _same_ticket(ticket: Ticket) -> Select[int]:
-    """What finds `ticket` after its commit's answer was lost (`commit_or_found`)."""
-    return select(Ticket.id).where(Ticket.id == ticket.id, Ticket.number == ticket.number)
 
 
 @bp.get("/tickets/<number>")
@@ -219,8 +215,9 @@ def add_reply(number: str) -> ResponseReturnValue:
         internal=data.get("internal", False),
         attachments=files,
     )
-    db.session.commit()
-    return jsonify(message_json(message)), 201
+    body = message_json(message)  # before the commit expires it, as for a new ticket
+    commit_or_found(db.session, kept_message(message))  # a lost commit answer (docs/web.md)
+    return jsonify(body), 201
 
 
 @bp.get("/tickets/<number>/share")

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
 from helpdesk.api import bp
 from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
 from helpdesk.database import commit_or_found
 from helpdesk.extensions import db
-from helpdesk.models import Ticket
 from helpdesk.numbering import parse_number
+from helpdesk.services.tickets import kept_ticket
 from helpdesk.services.workflow import open_workflow_ticket
 
 # Optional fields may be null, as if not given.
@@ -38,9 +37,6 @@ def workflow_ticket() -> ResponseReturnValue:
     answer = open_workflow_ticket(
         db.session, current_app.config, **data, caller=f"{g.integration.name} (workflow)", channel="api"
     )
-    kept = select(Ticket.id).where(
-        Ticket.id == answer["ticket_id"],
-        Ticket.number == parse_number(answer["ticket_number"], current_app.config["TICKET_PREFIX"]),
-    )
-    commit_or_found(db.session, kept)  # a lost commit answer (docs/web.md)
+    number = parse_number(answer["ticket_number"], current_app.config["TICKET_PREFIX"])
+    commit_or_found(db.session, kept_ticket(answer["ticket_id"], number or 0))  # docs/web.md
     return jsonify(answer), 201

@@ -18,6 +18,7 @@ from config import LANGUAGES
 from helpdesk import languages, lifecycle, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
+from helpdesk.database import commit_or_found
 from helpdesk.errors import DomainError, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
@@ -33,6 +34,7 @@ from helpdesk.services import QueueService, TicketFilters, TicketsService, links
 from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
 from helpdesk.services.teams import TeamsService
+from helpdesk.services.tickets import kept_message, kept_ticket
 from helpdesk.wording import error_text, vocabulary_label
 
 SORTS = {
@@ -166,7 +168,7 @@ def new_ticket() -> ResponseReturnValue:
                 **_service_fields(form),
                 team=form.get("team") or None,
             )
-            db.session.commit()
+            commit_or_found(db.session, kept_ticket(ticket.id, ticket.number))  # docs/web.md
         except ValidationError as exc:
             db.session.rollback()
             errors = exc.fields
@@ -229,10 +231,10 @@ def reply(number: str) -> ResponseReturnValue:
         files = uploads.attachments(
             request.files.getlist(uploads.FIELD), MailLimits.from_config(current_app.config)
         )
-        _service().add_message(
+        message = _service().add_message(
             record, body=body, actor=actor(), channel="web", internal=internal, attachments=files
         )
-        db.session.commit()
+        commit_or_found(db.session, kept_message(message))  # a lost commit answer (docs/web.md)
     except DomainError as exc:
         db.session.rollback()
         flash(error_text(exc), "error")

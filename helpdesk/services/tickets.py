@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -812,6 +812,17 @@ class TicketsService:
         if ticket.assignee_id is None:
             set_committed_value(ticket, "assignee", None)
         return ticket
+
+
+def kept_ticket(ticket_id: int, number: int) -> Select[int]:
+    """What finds a new ticket again when its commit's answer was lost
+    (`database.commit_or_found`, docs/web.md "A lost answer"): its id and number."""
+    return select(Ticket.id).where(Ticket.id == ticket_id, Ticket.number == number)
+
+
+def kept_message(message: Message) -> Select[int]:
+    """As `kept_ticket`, for a message added to a ticket."""
+    return select(Message.id).where(Message.id == message.id, Message.ticket_id == message.ticket_id)
 
 
 def lock_for_change(session: Session, *tickets: Ticket) -> None:
