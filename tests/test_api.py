@@ -8,9 +8,7 @@ import jwt as pyjwt
 import pytest
 from flask_jwt_extended import create_access_token, current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import UserLookupError
-from sqlalchemy import event, select
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
 from helpdesk.extensions import db
@@ -20,6 +18,7 @@ from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, login_tokens, make_app
 from tests.support.database import open_ticket, refused_by_database
 from tests.support.hostile import distinct_words
+from tests.support.lost_commit import commit_answer_lost
 from tests.support.memory import peak_of
 
 NEW = {
@@ -661,31 +660,12 @@ def test_api_ticket_reply_counts_for_first_response(api, service):
     assert ticket.first_responded_at is not None and ticket.first_response_breached is False
 
 
-class _ConnectionLost(Exception):
-    """What psycopg2 raises when the server's answer never comes: no SQLSTATE."""
-
-
-def test_a_reply_whose_commit_answer_is_lost_but_was_kept_is_answered_201(api, service, monkeypatch):
+def test_a_reply_whose_commit_answer_is_lost_but_was_kept_is_answered_201(api, service):
     """The connection drops as the reply's COMMIT goes, and the database kept it
     (review of writes under failure): it was 503 "retry", and the retry mailed the
     customer the same reply twice. The message is looked for on a new connection
     (docs/web.md, "A lost answer")."""
     open_ticket(service)
-    commit, wrote = Session.commit, []
-
-    def noticed(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        wrote.append("INSERT INTO messages" in statement)
-
-    def commit_answer_lost(self: Session) -> None:
-        commit(self)
-        if any(wrote):
-            wrote.clear()
-            raise OperationalError("COMMIT", {}, _ConnectionLost("server closed the connection unexpectedly"))
-
-    monkeypatch.setattr(Session, "commit", commit_answer_lost)
-    event.listen(db.engine, "before_cursor_execute", noticed)
-    try:
+    with commit_answer_lost(lambda statement: "INSERT INTO messages" in statement):
         response = api.post("/tickets/TKT-000001/replies", {"body": "Restarted the ONT."})
-    finally:
-        event.remove(db.engine, "before_cursor_execute", noticed)
     assert response.status_code == 201 and response.get_json()["body"] == "Restarted the ONT."

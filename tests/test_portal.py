@@ -7,9 +7,8 @@ import re
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from config import TestingConfig as ProductionLikeConfig
 from helpdesk import create_app
@@ -23,6 +22,7 @@ from helpdesk.services.tickets import NewAttachment
 from tests.support.app import Portal
 from tests.support.database import refused_by_database, statements
 from tests.support.hostile import distinct_words
+from tests.support.lost_commit import commit_answer_lost
 from tests.support.mail import SUPPORT, hold_strangers, message
 from tests.support.memory import peak_of
 
@@ -732,35 +732,20 @@ def test_a_new_ticket_or_reply_the_database_fails_now_comes_back_as_typed_not_a_
     assert response.headers["Location"] == "/tickets/TKT-000002"  # the number not taken before
 
 
-class _ConnectionLost(Exception):
-    """What psycopg2 raises when the server's answer never comes: no SQLSTATE."""
-
-
-def test_a_new_ticket_or_reply_kept_though_its_commit_answer_was_lost_says_done(portal, service, monkeypatch):
+def test_a_new_ticket_or_reply_kept_though_its_commit_answer_was_lost_says_done(portal, service):
     """The connection drops as the COMMIT goes, and the database kept the ticket or
     the reply: the form must not say "nothing was changed, try again", which sent
     the same ticket or reply (to the customer) twice. The row is looked for on a new
     connection (docs/web.md, "A lost answer")."""
     existing = opened(service)
-    commit, wrote = Session.commit, []
 
-    def noticed(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        wrote.append(statement.startswith("INSERT INTO messages") or "INSERT INTO tickets" in statement)
+    def writes(statement: str) -> bool:
+        return statement.startswith("INSERT INTO messages") or "INSERT INTO tickets" in statement
 
-    def commit_answer_lost(self: Session) -> None:
-        commit(self)
-        if any(wrote):
-            wrote.clear()
-            raise OperationalError("COMMIT", {}, _ConnectionLost("server closed the connection unexpectedly"))
-
-    monkeypatch.setattr(Session, "commit", commit_answer_lost)
-    event.listen(db.engine, "before_cursor_execute", noticed)
-    try:
+    with commit_answer_lost(writes):
         form = {"subject": "Modem blinks", "description": "Red light", "requester_email": "c@example.com"}
         created = portal.post("/tickets/new", form, page="/tickets/new")
         page = f"/tickets/{service.display_number(existing)}"
         replied = portal.post(f"{page}/reply", {"body": "Restart the ONT please", "kind": "reply"}, page=page)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", noticed)
     assert created.status_code == 302 and created.headers["Location"] == "/tickets/TKT-000002"
     assert replied.status_code == 302

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
@@ -21,6 +19,7 @@ from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.workflow import MACHINE_ADDRESS, open_workflow_ticket
 from tests.support.app import ApiClient
 from tests.support.database import open_ticket
+from tests.support.lost_commit import commit_answer_lost
 from tests.support.web_process import WebServer, api_call
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,42 +328,18 @@ def test_a_workflow_opens_a_ticket_through_gunicorn(database_url, app, teams, tm
     assert refusal["error"]["message"] == "Invalid customer_id: 999"
 
 
-class _ConnectionLost(Exception):
-    """What psycopg2 raises when the server's answer never comes: no SQLSTATE."""
-
-
 @pytest.mark.parametrize("kept", [True, False], ids=["committed", "rolled-back"])
-def test_a_creation_whose_commit_answer_is_lost_is_answered_by_what_the_database_kept(
-    api, workflow, monkeypatch, kept
-):
+def test_a_creation_whose_commit_answer_is_lost_is_answered_by_what_the_database_kept(api, workflow, kept):
     """The connection drops as the COMMIT goes (review of writes under failure): the
     database may have kept the ticket or not. It was 503 "retry" either way, and a
     client that retried a kept one opened a second ticket (no idempotency key). The
     ticket is looked for on a new connection: kept, the answer is the 201 it would
     have been; not kept, 503, and the retry takes the same number."""
-    commit, wrote = Session.commit, []
-
-    def noticed(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        wrote.append("INSERT INTO tickets" in statement)
-
-    def commit_answer_lost(self: Session) -> None:
-        if not any(wrote):
-            return commit(self)
-        wrote.clear()
-        if kept:
-            commit(self)
-        raise OperationalError("COMMIT", {}, _ConnectionLost("server closed the connection unexpectedly"))
-
-    monkeypatch.setattr(Session, "commit", commit_answer_lost)
-    event.listen(db.engine, "before_cursor_execute", noticed)
-    try:
+    with commit_answer_lost(lambda statement: "INSERT INTO tickets" in statement, kept=kept):
         by_staff = api.post(
             "/tickets", {"subject": "Router", "description": "Down", "requester_email": "a@b.example"}
         )
         by_workflow = workflow.post("/workflow/tickets", INSTALLATION)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", noticed)
-    monkeypatch.undo()
     if kept:
         assert by_staff.status_code == 201 and by_staff.get_json()["number"] == "TKT-000001"
         assert by_workflow.status_code == 201 and by_workflow.get_json()["ticket_number"] == "TKT-000002"
