@@ -185,24 +185,22 @@ def _merged_conversations(session: Session, ticket: Ticket, address: str | None 
 def companies(session: Session, ticket: Ticket, recipients: Sequence[str]) -> dict[str, list[str]]:
     """Whom each of `recipients` (a reply's, in their order) shares a conversation
     with on `ticket`, in that order: on a ticket nobody was merged into, everyone
-    else; after a merge, the people of their own conversations only
-    (`own_conversations`). Each copy used to name every other recipient, so one
-    reply to an outage gave each customer the others' addresses, and a thousand
-    merged-in customers wrote a million addresses into the outbox."""
+    else; after a merge, the people of their own conversation only (`_own`). Each
+    copy used to name every other recipient, so one reply to an outage gave each
+    customer the others' addresses, and a thousand merged-in customers wrote a
+    million addresses into the outbox."""
     merged = _merged_conversations(session, ticket)
     if not merged:
         return {address: [a for a in recipients if a != address] for address in recipients}
     order = {address: position for position, address in enumerate(recipients)}
-    requester = ticket.requester.email
-    elsewhere = frozenset().union(*(conversation.people for conversation in merged))
-    survivors = {requester, *(address for address in recipients if address not in elsewhere)}
-    found: dict[str, list[str]] = {}
-    for address in recipients:
-        on_survivor, theirs = own_conversations(address, requester, merged)
-        company = set(survivors) if on_survivor else set()
-        company = company.union(*(conversation.people for conversation in theirs))
-        found[address] = sorted(company.intersection(order) - {address}, key=order.__getitem__)
-    return found
+    survivors = _survivors(ticket, merged)
+    return {
+        address: sorted(
+            (_own(address, ticket, merged, survivors).people or frozenset()).intersection(order) - {address},
+            key=order.__getitem__,
+        )
+        for address in recipients
+    }
 
 
 def own_subject(session: Session, ticket: Ticket, address: str) -> str:
@@ -233,18 +231,34 @@ def own_conversation(session: Session, ticket: Ticket, address: str) -> OwnConve
     """`address`'s own conversation on `ticket` (`own_conversations`), as the tracker
     shows it again: the subject their mail carries, and the people whose messages
     are theirs to read, the ones a reply's copy names in `Cc` and themselves
-    (docs/web.md, "The public tracker")."""
+    (docs/web.md, "The public tracker"); `people` None when nobody was merged in."""
     merged = _merged_conversations(session, ticket)
     if not merged:
         return OwnConversation(ticket.subject, None, ())
-    requester = ticket.requester.email
-    on_survivor, theirs = own_conversations(address, requester, merged)
+    return _own(address, ticket, merged, _survivors(ticket, merged))
+
+
+def _own(
+    address: str, ticket: Ticket, merged: Sequence[Conversation], survivors: frozenset[str]
+) -> OwnConversation:
+    """`address`'s conversation on a ticket others were merged into: a merged
+    ticket's subject and people, or the survivor's (`survivors`), by
+    `own_conversations`; the people include `address`."""
+    on_survivor, theirs = own_conversations(address, ticket.requester.email, merged)
     people = frozenset({address}).union(*(conversation.people for conversation in theirs))
-    if not on_survivor:
-        return OwnConversation(theirs[0].subject, people, tuple(c.ticket_id for c in theirs))
+    if on_survivor:
+        return OwnConversation(ticket.subject, people | survivors, ())
+    return OwnConversation(
+        theirs[0].subject, people, tuple(conversation.ticket_id for conversation in theirs)
+    )
+
+
+def _survivors(ticket: Ticket, merged: Sequence[Conversation]) -> frozenset[str]:
+    """The survivor's own people: its requester and the CC participants who are on
+    none of the tickets merged into it (a CC it had from the start)."""
     elsewhere = frozenset().union(*(conversation.people for conversation in merged))
-    survivors = {requester, *(p.email for p in ticket.participants if p.email not in elsewhere)}
-    return OwnConversation(ticket.subject, people | survivors, ())
+    shared = (participant.email for participant in ticket.participants if participant.email not in elsewhere)
+    return frozenset({ticket.requester.email, *shared})
 
 
 def _staff_addresses(session: Session, candidates: Sequence[str]) -> set[str]:
