@@ -4,6 +4,8 @@ The PostgreSQL server is started here on a free loopback port and stopped at the
 end, even on failure. A missing server is a failure, never a skip (`make test`
 installs it). The schema is built once per backend with the real migrations; each
 test then gets a fresh copy (SQLite) or a truncated database (PostgreSQL).
+Under pytest-xdist (`make test` runs two workers) each worker is a session of its
+own, with servers and schemas of its own on ports it picks itself.
 """
 
 from __future__ import annotations
