@@ -403,6 +403,16 @@ def duration_words(duration: timedelta) -> str:
     return format_duration(duration, current_language())
 
 
+def format_number(value: int, language: str) -> str:
+    """A count as a reader of `language` reads it: "1,234" / "1.234"."""
+    return format_decimal(value, locale=language)
+
+
 def number(value: int) -> str:
-    """Template filter: a count in the reader's language ("1,234", "1.234")."""
-    return format_decimal(value, locale=current_language())
+    """Template filter: a count in the reader's language ("1,234", "1.234").
+
+    A count inside a sentence that has a plural form is passed twice: `num`, the
+    number itself, chooses the form, and `count`, this figure, is what the
+    sentence shows, `{% trans num=n, count=n|number %}{{ count }} day{% pluralize num %}…`
+    or `ngettext(singular, plural, n, count=number(n))` (docs/languages.md)."""
+    return format_number(value, current_language())

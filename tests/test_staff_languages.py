@@ -561,6 +561,130 @@ def test_counts_read_as_numbers_of_the_staff_members_language(app, client, monke
         client.post("/logout", data={"csrf_token": Portal(client).token("/tickets")})
 
 
+def test_counts_inside_sentences_read_as_numbers_of_the_staff_members_language(
+    app, client, monkeypatch, ana, beto
+):
+    """A count inside a pluralized sentence is the reader's number too ("1.234
+    reaperturas", docs/languages.md): the count chooses the form, the figure shown
+    is Babel's. They printed 1234 in both languages. Counts are patched in, not
+    written as rows; 1 and 2 keep the singular and the plural."""
+    from helpdesk.portal import dashboard
+    from helpdesk.services.mailflow import UnmailedStaff
+
+    counted = dashboard.ticket_stats
+
+    def stats(*args):  # type: ignore[no-untyped-def]
+        real = counted(*args)
+        return {
+            **real,
+            "reopens": {"count": 1234, "tickets": 1},
+            "satisfaction": {**real["satisfaction"], "count": 2},
+        }
+
+    flowed = dashboard.mail_flow
+
+    def flow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real = flowed(*args, **kwargs)
+        real.outbox["failed"] = 1234
+        return real
+
+    since = datetime(2026, 3, 1, 12, 0)
+    skipped = [
+        UnmailedStaff(beto.id, beto.name, beto.email, since, 1),
+        UnmailedStaff(ana.id, ana.name, ana.email, since, 1234),
+    ]
+    monkeypatch.setattr(dashboard, "ticket_stats", stats)
+    monkeypatch.setattr(dashboard, "mail_flow", flow)
+    monkeypatch.setattr(dashboard, "unmailed_staff", lambda session: skipped)
+    expected = {
+        "es": (
+            "1.234 reaperturas en 1 ticket",
+            "2 calificaciones",
+            "1.234 notificaciones fallaron definitivamente",
+            "se omitió 1 alerta.",
+            "se omitieron 1.234 alertas.",
+        ),
+        "en": (
+            "1,234 reopenings of 1 ticket",
+            "2 ratings",
+            "1,234 notifications failed for good",
+            "1 alert skipped since.",
+            "1,234 alerts skipped since.",
+        ),
+    }
+    for user, language in ((ana, "es"), (beto, "en")):
+        _login(client, user)
+        shown = read_text(client.get("/dashboard").get_data(as_text=True))
+        shown += read_text(client.get("/mail").get_data(as_text=True))
+        for phrase in expected[language]:
+            assert phrase in shown, (language, phrase)
+        assert "1234" not in shown
+        client.post("/logout", data={"csrf_token": Portal(client).token("/tickets")})
+
+
+def test_every_pluralized_sentence_shows_its_count_as_a_number():
+    """Each `{% trans %}` with a plural, in the portal, the tracker and the mail,
+    chooses its form by `num` and shows `count` through the `number` filter
+    (docs/languages.md): a new one written `{% trans count=n %}` would print 1234."""
+    found = 0
+    for path in sorted((ROOT / "helpdesk").rglob("templates/**/*.*")):
+        source = path.read_text(encoding="utf-8")
+        for block in source.split("{% trans ")[1:]:
+            tag, _, body = block.partition("%}")
+            if "{% pluralize" not in body.partition("{% endtrans %}")[0]:
+                continue
+            found += 1
+            assigned = dict(part.strip().partition("=")[::2] for part in tag.split(", "))
+            assert "num" in assigned and assigned.get("count", "").endswith("|number"), (path.name, tag)
+            assert "{% pluralize num %}" in body, (path.name, tag)
+    assert found >= 10
+
+
+def test_a_bulk_actions_count_reads_as_a_number_of_the_staff_members_language(app):
+    """The bulk form's flash message: "1.234 tickets modificados.", "1 ticket changed."."""
+    from helpdesk.portal.ticket_relations import _summary
+    from helpdesk.services.bulk import BulkResult
+
+    for language, many, one in (
+        ("es", "1.234 tickets modificados.", "1 ticket modificado."),
+        ("en", "1,234 tickets changed.", "1 ticket changed."),
+    ):
+        with app.test_request_context():
+            languages.use(language)
+            assert _summary(BulkResult(done=["TKT-000001"] * 1234)) == many
+            assert _summary(BulkResult(done=["TKT-000001"])) == one
+
+
+def test_an_sla_digests_counts_read_as_numbers_of_its_reader(app, ana, beto):
+    """The SLA digest's subject and sentences count the tickets in the recipient's
+    numbers (docs/languages.md): "SLA incumplido: 1.234 tickets"; 1 is singular."""
+    from helpdesk.models import OutboxMessage
+    from helpdesk.outbound.compose import Composer
+
+    composer = Composer(app.config)
+    for user, total, subject, phrases in (
+        (ana, 1234, "SLA incumplido: 1.234 tickets", ("encontrar 1.234 tickets", "Y 1.234 tickets más.")),
+        (beto, 1234, "SLA breaches: 1,234 tickets", ("found 1,234 tickets", "And 1,234 more tickets.")),
+        (ana, 1, "SLA incumplido: 1 ticket", ("encontrar 1 ticket que", "Y 1 ticket más.")),
+        (beto, 1, "SLA breaches: 1 ticket", ("found 1 ticket that", "And 1 more ticket.")),
+    ):
+        row = OutboxMessage(
+            ticket_id=None,
+            kind="sla_digest",
+            to_address=user.email,
+            cc_addresses="",
+            status_reason=str(total),
+            state="pending",
+            attempts=0,
+        )
+        db.session.add(row)
+        db.session.flush()
+        composer.render(db.session, row)
+        assert row.subject == subject
+        for phrase in phrases:
+            assert phrase in row.body_text and phrase in (row.body_html or ""), phrase
+
+
 # -- a customer's language, set by staff ---------------------------------------------
 
 

@@ -225,6 +225,8 @@ def template_environment(override_dir: str, language: str = FALLBACK) -> Environ
     )
     # The i18n extension adds this method to the environment.
     environment.install_gettext_translations(languages.catalog(language), newstyle=True)  # type: ignore[attr-defined]
+    # A count as this language writes it, in a sentence too (`languages.number`).
+    environment.filters["number"] = functools.partial(languages.format_number, language=language)
     return environment
 
 
@@ -648,7 +650,7 @@ def _digest_subject(language: str, count: int) -> str:
     text = languages.catalog(language).ngettext(
         "SLA breaches: %(count)s ticket", "SLA breaches: %(count)s tickets", count
     )
-    return text % {"count": count}
+    return text % {"count": languages.format_number(count, language)}
 
 
 def _cut(text: str, limit: int) -> str:

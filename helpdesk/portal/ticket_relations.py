@@ -8,6 +8,7 @@ from flask import current_app, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext, ngettext
 
+from helpdesk import languages
 from helpdesk import vocabulary as v
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
@@ -84,7 +85,9 @@ def bulk_action() -> ResponseReturnValue:
 def _summary(result: bulk.BulkResult) -> str:
     """BulkResult.summary in the reader's language: what changed, what was refused and why."""
     done = len(result.done)
-    text = ngettext("%(num)d ticket changed.", "%(num)d tickets changed.", done)
+    text = ngettext(
+        "%(count)s ticket changed.", "%(count)s tickets changed.", done, count=languages.number(done)
+    )
     if result.refused:
         refused = "; ".join(f"{number}: {refusal(why)}" for number, why in result.refused)
         text += " " + gettext("Refused: %(tickets)s", tickets=refused)
