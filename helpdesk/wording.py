@@ -9,7 +9,7 @@ of a history row). The portal reads them back here. Each text a service writes
 is listed in KNOWN as the service writes it, `%(name)s` where the service puts a
 value, and marked for the catalogs; a text that has the shape of one is shown in
 the reader's language with its values as they were (a ticket status among them
-read as its label). Anything else, such as a reason someone typed, is shown as
+read as its label, a count as the reader's number). Anything else, such as a reason someone typed, is shown as
 written. tests/test_staff_languages.py reads the raise statements of the services
 the portal calls and fails on a text missing here, so a new message cannot slip
 through in English.
@@ -209,6 +209,7 @@ SLA_TARGET_LABELS = {
 }
 _FINAL = N_("none (final state)")  # InvalidTransition's "allowed" for a final status
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")  # applied to KNOWN only, never to input
+MAX_COUNT_CHARS = 32  # a count the services write is far shorter; longer is shown as written
 
 
 @dataclass(frozen=True)
@@ -358,6 +359,19 @@ def _duration(value: str) -> str:
     return languages.duration_words(timedelta(seconds=int(count) * size))
 
 
+def _count(value: str) -> str:
+    """A count the service wrote ("5000", "10,485,760") as the reader's number
+    ("5.000"); anything else, a grouping that is not English's among it, as it is
+    (docs/languages.md, "Counts in sentences")."""
+    digits = value.replace(",", "")
+    if not (digits.isascii() and digits.isdigit()) or len(value) > MAX_COUNT_CHARS:
+        return value
+    count = int(digits)
+    if "," in value and f"{count:,}" != value:
+        return value
+    return languages.number(count)
+
+
 _VALUES: dict[str, Callable[[str], str]] = {
     "choices": _choices,
     "status": _status,
@@ -368,6 +382,11 @@ _VALUES: dict[str, Callable[[str], str]] = {
     "state": lambda value: vocabulary_label(languages.QUARANTINE_STATE_LABELS, value),
     "time": _time,
     "duration": _duration,
+    # counts: a limit, a size in bytes, how many were left out (never an id: "item 1234")
+    "count": _count,
+    "size": _count,
+    "limit": _count,
+    "length": _count,
     "where": languages.translate,  # a header's name as it is, "the SMTP envelope (MAIL FROM)" translated
 }
 # Every vocabulary value with a label, for a list of choices (a value means the same

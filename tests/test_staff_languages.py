@@ -655,6 +655,21 @@ def test_a_bulk_actions_count_reads_as_a_number_of_the_staff_members_language(ap
             assert _summary(BulkResult(done=["TKT-000001"])) == one
 
 
+def test_counts_the_services_wrote_read_as_numbers_of_the_reader(app):
+    """A limit or a size inside a service's English text ("must be at most 5000
+    characters", "10,485,760 bytes") is shown as the reader's number; an id is not
+    a count and a value that is not a number is shown as written."""
+    with app.app_context():
+        for language, limit, size in (("es", "5.000", "10.485.760"), ("en", "5,000", "10,485,760")):
+            with languages.reading(language, "UTC"):
+                assert limit in wording.said("must be at most 5000 characters")
+                assert f" {size} bytes" in wording.said(
+                    "a.pdf is 10,485,760 bytes; a file may have at most 1,000"
+                )
+                assert "1234" in wording.said("No quarantine item 1234.")
+                assert "12,34" in wording.said("must be at most 12,34 characters")
+
+
 def test_an_sla_digests_counts_read_as_numbers_of_its_reader(app, ana, beto):
     """The SLA digest's subject and sentences count the tickets in the recipient's
     numbers (docs/languages.md): "SLA incumplido: 1.234 tickets"; 1 is singular."""
@@ -784,7 +799,7 @@ def test_the_gateway_notes_what_it_left_out_in_the_staff_members_language(app, c
     assert "pasarela de correo" in read_text(first)
     for line in (
         "El remitente se leyó en Reply-To: el encabezado From (Lucía Pérez) no nombra ninguna dirección.",
-        "Solo se leyeron como texto los primeros 1000 caracteres del HTML (MAX_HTML_TO_TEXT_CHARS).",
+        "Solo se leyeron como texto los primeros 1.000 caracteres del HTML (MAX_HTML_TO_TEXT_CHARS).",
         "foto2.jpg (150 bytes) no se guardó: pesa más de 100 bytes; está en el correo original.",
         "foto3.jpg (80 bytes) no se guardó: los adjuntos pasan de 120 bytes en total; "
         "está en el correo original.",
