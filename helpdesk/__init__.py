@@ -26,6 +26,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
         auth,
         cli,
         database,
+        form_data,
         http_errors,
         languages,
         limit_storage,
@@ -50,6 +51,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
         compare_type=True,
         include_object=database.include_in_autogenerate,
     )
+    form_data.init_app(app)
     languages.init_app(app)
     security.init_app(app)
     request_size.init_app(app)

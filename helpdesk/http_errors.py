@@ -18,6 +18,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from helpdesk.extensions import db
+from helpdesk.form_data import UnreadableForm
 from helpdesk.languages import N_
 
 log = logging.getLogger("helpdesk.api")
@@ -37,6 +38,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InternalServerError, _internal_error)
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(UnreadableForm, _unreadable_form)
 
 
 def error_response(
@@ -87,3 +89,12 @@ def _csrf_error(exc: CSRFError) -> Any:
             "The form expired or did not come from this site. Go back, reload the page and try again."
         ),
     ), 400
+
+
+def _unreadable_form(exc: UnreadableForm) -> Any:
+    """A form body not exactly readable (`helpdesk.form_data`): on the API a 400 as
+    malformed JSON is, on the portal a page; nothing of it was read."""
+    if _on_api():
+        return error_response(400, "invalid_form", exc.description or "")
+    message = N_("The form could not be read. Go back, reload the page and try again.")
+    return render_template("portal/error.html", code=400, message=message), 400

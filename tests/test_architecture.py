@@ -4,7 +4,7 @@
   nor the gateway: the services, the inbound pipeline and the models work the
   same under the portal, the gateway process and the CLI.
 - The web modules (`helpdesk.api`, `helpdesk.portal`, `helpdesk.tracker`,
-  `helpdesk.auth`, `helpdesk.http_errors`, `helpdesk.request_size`) never import
+  `helpdesk.auth`, `helpdesk.form_data`, `helpdesk.http_errors`, `helpdesk.request_size`) never import
   the gateway.
 - The gateway (`mailgateway`) uses the core, never the web modules.
 
@@ -26,6 +26,7 @@ WEB = (
     "helpdesk.portal",
     "helpdesk.tracker",
     "helpdesk.auth",
+    "helpdesk.form_data",
     "helpdesk.http_errors",
     "helpdesk.request_size",
 )

@@ -118,6 +118,64 @@ def test_a_bad_multipart_reply_is_a_422_naming_the_field(api, service, fields, f
     assert _counts() == before
 
 
+def _multipart(*parts: tuple[bytes, bytes]) -> bytes:
+    """A multipart/form-data body as a hostile client may write it (boundary `B`):
+    each part's header lines and its bytes, not necessarily UTF-8."""
+    body = b"".join(b"--B\r\n" + head + b"\r\n\r\n" + value + b"\r\n" for head, value in parts)
+    return body + b"--B--\r\n"
+
+
+def _field(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    return b'Content-Disposition: form-data; name="' + name + b'"', value
+
+
+UNREADABLE = {
+    "body not UTF-8": [_field(b"body", b"caf\xe9")],
+    "a name not UTF-8": [_field(b"body", b"Adjunto."), _field(b"intern\xe9l", b"true")],
+    "a filename not UTF-8": [
+        _field(b"body", b"Adjunto."),
+        (b'Content-Disposition: form-data; name="attachments"; filename="f\xe9.txt"', b"data"),
+    ],
+}
+
+
+@pytest.mark.parametrize("parts", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_a_multipart_reply_that_cannot_be_read_exactly_is_a_400_and_nothing_is_stored(api, service, parts):
+    """Werkzeug decoded a text part with U+FFFD for each bad byte (stored so) and,
+    for a header it could not decode, dropped the whole form: 422 "body is required"
+    for a body that was sent. Either is now 400, as malformed JSON is."""
+    open_ticket(service)
+    before = _counts()
+    answer = api.post(
+        f"/tickets/{NUMBER}/replies", data=_multipart(*parts), content_type="multipart/form-data; boundary=B"
+    )
+    assert answer.status_code == 400, answer.get_json()
+    assert answer.get_json()["error"]["code"] == "invalid_form"
+    assert _counts() == before
+
+
+def test_a_portal_form_that_cannot_be_read_exactly_is_a_400_page(portal, service):
+    """The reply box (multipart) stored U+FFFD for bytes not UTF-8; a form sent
+    urlencoded kept `%E9` as those three characters. Both are a 400 page now."""
+    open_ticket(service)
+    before = _counts()
+    token = portal.token(PAGE).encode()
+    multipart = portal.client.post(
+        f"{PAGE}/reply",
+        data=_multipart(_field(b"csrf_token", token), _field(b"kind", b"reply"), _field(b"body", b"caf\xe9")),
+        content_type="multipart/form-data; boundary=B",
+    )
+    urlencoded = portal.client.post(
+        f"{PAGE}/reply",
+        data=b"csrf_token=" + token + b"&kind=reply&body=caf%E9",
+        content_type="application/x-www-form-urlencoded",
+    )
+    for answer in (multipart, urlencoded):
+        assert answer.status_code == 400
+        assert "The form could not be read" in answer.get_data(as_text=True)
+    assert _counts() == before
+
+
 # -- limits --------------------------------------------------------------------------------------
 
 
