@@ -119,6 +119,14 @@ def one_line(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", without_bidi(text)).split())
 
 
+def typed_text(text: str) -> str:
+    """Text of several lines as the textarea it was typed into holds it: every line
+    break LF. A browser sends a line break as CR LF, while the textarea's
+    `maxlength` counts it as one character; a limit is counted on this text, and
+    it is what is stored (docs/web.md, "Text typed into a box")."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def nothing_to_read(text: str) -> bool:
     """Whether `text` shows nothing: only whitespace, control characters,
     Unicode's format characters (category Cf: zero-width spaces and joiners, the

@@ -207,6 +207,15 @@ def test_staff_manage_their_own_replies_on_their_account(portal, agent):
     assert deleted.status_code == 302 and _replies() == []
 
 
+def test_a_body_the_textarea_takes_is_taken_whatever_its_line_breaks(portal, agent):
+    """The textarea's maxlength counts a line break as one character; the browser
+    sends it as CR LF. A body of MAX_BODY characters with line breaks is taken and
+    stored with LF (`inputs.typed_text`, the rating comment's rule)."""
+    body = "x" * (MAX_BODY // 2 - 1) + "\r\n" + "x" * (MAX_BODY // 2)
+    assert portal.post("/account/canned", {"title": "Lines", "body": body}).status_code == 302
+    assert _replies() == [("Lines", body.replace("\r\n", "\n"), agent.id)]
+
+
 def test_only_admins_manage_shared_replies(portal, admin_session, service):
     open_ticket(service)
     assert "/admin/canned" not in portal.get("/account").get_data(as_text=True)  # no nav link for agents

@@ -125,6 +125,16 @@ def test_a_comment_the_textarea_takes_is_taken_whatever_its_line_breaks(app, res
     assert stored == comment.replace("\r\n", "\n")
 
 
+def test_a_comment_stores_every_line_break_as_lf_as_a_canned_reply_does(app, resolved, client):
+    """One rule for text typed into a textarea (`inputs.typed_text`): the rating
+    comment turned CR LF into LF but kept a lone CR, which a canned reply's body
+    stores as LF (and the textarea's own value has as LF)."""
+    path = _path(app.config, "rating", resolved, "ann@example.com")
+    assert _rate(client, path, "4", "Bien\rgracias\r\nAnn").status_code == 303
+    stored = db.session.execute(select(SatisfactionRating.comment)).scalar_one()
+    assert stored == "Bien\ngracias\nAnn"
+
+
 def test_the_rating_form_needs_its_csrf_token(app, resolved, client):
     path = _path(app.config, "rating", resolved, "ann@example.com")
     client.get(path)

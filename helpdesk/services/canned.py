@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk import addresses, numbering
 from helpdesk.errors import Forbidden, NotFound, ValidationError
-from helpdesk.inputs import nothing_to_read, one_line, positive_int, unstorable
+from helpdesk.inputs import nothing_to_read, one_line, positive_int, typed_text, unstorable
 from helpdesk.models import CannedReply, Ticket
 from helpdesk.services.actors import Actor, StaffMember
 
@@ -150,11 +150,12 @@ def _usable(reply: CannedReply | None, reply_id: object, actor: Actor) -> Canned
 
 
 def _checked(title: object, body: object) -> tuple[str, str]:
-    """Title and body as stored: the title on one line (`inputs.one_line`), the body with its line
-    breaks as `\\n` (browsers send `\\r\\n`); ValidationError naming each bad field."""
+    """Title and body as stored: the title on one line (`inputs.one_line`), the body
+    with its line breaks as `\\n` and counted as its textarea counts them
+    (`inputs.typed_text`); ValidationError naming each bad field."""
     errors: dict[str, str] = {}
     clean_title = one_line(title) if isinstance(title, str) else ""
-    clean_body = body.replace("\r\n", "\n").replace("\r", "\n") if isinstance(body, str) else ""
+    clean_body = typed_text(body) if isinstance(body, str) else ""
     for name, value, limit in (("title", clean_title, MAX_TITLE), ("body", clean_body, MAX_BODY)):
         if nothing_to_read(value):  # only spaces and invisible characters: as if not given
             errors[name] = "is required"

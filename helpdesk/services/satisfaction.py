@@ -29,7 +29,7 @@ from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, ValidationError
-from helpdesk.inputs import unstorable
+from helpdesk.inputs import typed_text, unstorable
 from helpdesk.languages import N_
 from helpdesk.models import SatisfactionRating, StaffUser, Ticket
 from helpdesk.services.tickets import lock_for_change
@@ -99,9 +99,7 @@ def rate(
     if not isinstance(rating, int) or isinstance(rating, bool) or rating not in RATINGS:
         raise ValidationError({"rating": "must be a whole number from 1 to 5"})
     if isinstance(comment, str):
-        # A form sends a line break as CR LF; the page's textarea counted it as one
-        # character (docs/integrations.md, "Satisfaction").
-        comment = comment.replace("\r\n", "\n")
+        comment = typed_text(comment)  # counted as its textarea counts it (docs/integrations.md)
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT or unstorable(comment):
         raise ValidationError({"comment": f"must be text of at most {MAX_COMMENT} characters"})
     if via not in v.RATING_CHANNELS:
