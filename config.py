@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 from limits import parse_many
+from limits.util import SEPARATORS, SINGLE_EXPR
 
 BASE_DIR = Path(__file__).resolve().parent
 # The `.env` is read before any variable, HELPDESK_INSTANCE_DIR included; what the
@@ -118,21 +119,36 @@ def _env_duration(name: str, default: str, *, zero: bool = False) -> timedelta:
 
 def _env_limit(name: str, default: str) -> str:
     """A rate limit in the `limits` syntax (`10 per minute`, `100/hour;1000/day`),
-    each at least 1 in a window of at most 100 years. Flask-Limiter skips a limit it
-    cannot read, so a typo (`ten per minute`, `30 a minute`) switched the limit off
-    without a word; it is refused instead (docs/operations.md)."""
+    each at least 1 in a window from 1 second to 100 years. Flask-Limiter skips a
+    limit it cannot read, so a typo (`ten per minute`, `30 a minute`) switched the
+    limit off without a word; it is refused instead (docs/operations.md)."""
     text = _env(name, default)
     try:
         items = parse_many(text)
     except ValueError:  # "lots", "30 a minute"
         items = []
-    if items and all(item.amount >= 1 and item.get_expiry() <= _LONGEST.total_seconds() for item in items):
+    if (
+        items
+        and not _zero_window(text)
+        and all(item.amount >= 1 and item.get_expiry() <= _LONGEST.total_seconds() for item in items)
+    ):
         return text
     _REFUSED.append(
         f"{name} must be a rate limit such as '10 per minute' or '10/minute;100/hour', "
-        f"at least 1 in a window of at most 100 years, not {text!r}"
+        f"at least 1 in a window from 1 second to 100 years, not {text!r}"
     )
     return default
+
+
+def _zero_window(text: str) -> bool:
+    """Whether a limit `parse_many` took names a window of 0 (`10 per 0 minutes`),
+    which it reads as a window of 1. The text is split and matched by the library's
+    own expressions, so each part is read as it read it."""
+    for part in SEPARATORS.split(text):
+        found = SINGLE_EXPR.match(part)
+        if found is not None and found.group(3) is not None and int(found.group(3)) == 0:
+            return True
+    return False
 
 
 def _env_targets(name: str) -> dict[str, timedelta]:

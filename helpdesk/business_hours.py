@@ -25,6 +25,16 @@ class CalendarError(ValueError):
     """BUSINESS_HOURS, BUSINESS_TIMEZONE or BUSINESS_HOLIDAYS cannot be read."""
 
 
+def read_holidays(holidays: tuple[str, ...]) -> frozenset[date]:
+    """BUSINESS_HOLIDAYS as dates (ISO, `2026-12-25`), blanks skipped; CalendarError
+    for one that is not a date. Read whether or not BUSINESS_HOURS is set, so a typo
+    stops the start instead of waiting for the day hours are set (docs/lifecycle.md)."""
+    try:
+        return frozenset(date.fromisoformat(text.strip()) for text in holidays if text.strip())
+    except ValueError as exc:
+        raise CalendarError(f"BUSINESS_HOLIDAYS: {exc} (expected YYYY-MM-DD)") from exc
+
+
 @dataclass(frozen=True)
 class BusinessCalendar:
     """Working hours per weekday in a time zone, minus holidays.
@@ -62,11 +72,7 @@ class BusinessCalendar:
             tz = ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise CalendarError(f"BUSINESS_TIMEZONE: unknown time zone {zone!r}") from exc
-        try:
-            days_off = frozenset(date.fromisoformat(text.strip()) for text in holidays if text.strip())
-        except ValueError as exc:
-            raise CalendarError(f"BUSINESS_HOLIDAYS: {exc} (expected YYYY-MM-DD)") from exc
-        return cls({day: tuple(spans) for day, spans in table.items()}, tz, days_off)
+        return cls({day: tuple(spans) for day, spans in table.items()}, tz, read_holidays(holidays))
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The moment `duration` of working time after `start` (naive UTC)."""

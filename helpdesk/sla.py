@@ -35,7 +35,7 @@ from flask import Flask
 
 from config import ConfigurationError
 from helpdesk import vocabulary as v
-from helpdesk.business_hours import BusinessCalendar
+from helpdesk.business_hours import BusinessCalendar, read_holidays
 
 if TYPE_CHECKING:
     from helpdesk.models import Ticket
@@ -132,6 +132,7 @@ def _policy(
                 raise ValueError(f"{name}: unknown priority {priority!r} (one of {', '.join(v.PRIORITIES)})")
             if duration <= timedelta(0):
                 raise ValueError(f"{name}: the {priority} target must be positive")
+    read_holidays(holidays)  # refused even unused: without BUSINESS_HOURS they count for nothing
     calendar = BusinessCalendar.parse(hours, zone, holidays) if hours.strip() else None
     return Policy({**FIRST_RESPONSE, **dict(first_response)}, {**RESOLUTION, **dict(resolution)}, calendar)
 

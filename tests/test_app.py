@@ -222,7 +222,7 @@ def _without_database(tmp_path: Path, **settings: str) -> dict[str, str]:
 
 
 _RATE = "a rate limit such as '10 per minute' or '10/minute;100/hour', " + (
-    "at least 1 in a window of at most 100 years"
+    "at least 1 in a window from 1 second to 100 years"
 )
 _TARGETS = "priority=duration pairs such as urgent=15m,high=1h, each positive and at most 100 years"
 # Settings that started and then did harm, or stopped the start with a traceback
@@ -266,6 +266,23 @@ def test_every_setting_that_cannot_be_read_is_refused_in_one_line(tmp_path):
     )
 
 
+def test_a_rate_limit_over_a_window_of_zero_is_refused(tmp_path):
+    """`limits` reads a window of 0 as a window of 1: "10 per 0 minutes" was taken
+    as 10 per minute, whatever the operator meant by it."""
+    settings = {"LOGIN_RATE_LIMIT": "10 per 0 minutes", "LOGIN_RATE_LIMIT_PER_ACCOUNT": "5/hour;10/00second"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import config; print(*config._REFUSED, sep='\\n')"],
+        cwd=ROOT,
+        env=_without_database(tmp_path, **settings),
+        capture_output=True,
+        text=True,
+    )
+    assert result.stderr == ""
+    assert sorted(result.stdout.splitlines()) == sorted(
+        f"{name} must be {_RATE}, not {value!r}" for name, value in settings.items()
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value", "complaint"),
     [("LOGIN_RATE_LIMIT", "10 per fortnight", _RATE)],
@@ -288,7 +305,12 @@ def test_a_setting_that_cannot_be_read_stops_every_entry_point_in_one_line(tmp_p
 
 @pytest.mark.parametrize(
     ("setting", "complaint"),
-    [({"BUSINESS_HOURS": "bogus"}, "BUSINESS_HOURS: cannot read 'bogus'")],
+    [
+        ({"BUSINESS_HOURS": "bogus"}, "BUSINESS_HOURS: cannot read 'bogus'"),
+        # Read only with BUSINESS_HOURS set: without, a typo started and was ignored.
+        ({"BUSINESS_HOLIDAYS": "2026-12-25,25/12/2026"}, "BUSINESS_HOLIDAYS: "),
+    ],
+    ids=["hours", "holidays without hours"],
 )
 def test_sla_settings_helpdesk_sla_refuses_stop_the_start_in_one_line(tmp_path, setting, complaint):
     """The priorities and the calendar are read by helpdesk.sla (config.py cannot
