@@ -9,6 +9,12 @@ listener; the kernel spreads new connections over the sockets. Every listener
 still says `250` only after its commit, and numbering is the database's, so
 nothing about the guarantees changes with the count.
 
+Start: the gateway waits until each listener says it listens (a line on a pipe,
+`--ready-fd`). One that cannot (its port taken, a setting it refuses) says why on
+that pipe instead, and the gateway stops what it started and does not start, in
+one line with the reason: it does not run with fewer listeners than
+`SMTP_PROCESSES` asks for (docs/operations.md, "Configuration").
+
 Stop: the gateway sends SIGTERM and waits; each listener closes its socket,
 answers the mails being stored (within `smtp.STOP_GRACE_SECONDS`) and exits.
 A listener whose gateway died (kill -9) notices within a second
@@ -23,19 +29,27 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
+from config import ConfigurationError
 from helpdesk import create_app
 from mailgateway.process import configure_process, wait_for_stop_signal
-from mailgateway.smtp import SupportHandler, make_controller
+from mailgateway.serverurl import InvalidServerUrl
+from mailgateway.smtp import SupportHandler, make_controller, start_listening
 
 log = logging.getLogger("mailgateway.listeners")
 
 FIRST_PAUSE, LONGEST_PAUSE = 1.0, 60.0
+#: How long the gateway waits at start for a listener to say it listens (building
+#: the app takes a second or two; a loaded machine, more).
+READY_SECONDS = 60.0
+_LISTENING = "listening"
+_MAX_ANSWER = 4096  # bytes of a listener's answer read; its reason is one line
 
 
 @dataclass
@@ -55,10 +69,38 @@ class ListenerProcesses:
         self.listeners: list[_Listener] = []
 
     def start(self) -> None:
-        self.listeners = [_Listener(self._spawn(), time.monotonic()) for _ in range(self.count)]
+        """Start the listeners and wait until each listens. ConfigurationError, one
+        line, when one cannot; the caller stops those started (`terminate`, `stop`)."""
+        pipes: list[int] = []
+        try:
+            for _ in range(self.count):
+                read, write = os.pipe()
+                pipes.append(read)
+                try:
+                    process = self._spawn(ready_fd=write)
+                finally:
+                    os.close(write)
+                self.listeners.append(_Listener(process, time.monotonic()))
+            deadline = time.monotonic() + READY_SECONDS
+            for number, (listener, read) in enumerate(zip(self.listeners, pipes, strict=True), start=2):
+                answer = _answer(read, deadline)
+                if answer != _LISTENING:
+                    code = _exit_code(listener.process)
+                    reason = answer or (
+                        f"exited with code {code}"
+                        if code is not None
+                        else f"not listening after {READY_SECONDS:g} s"
+                    )
+                    raise ConfigurationError(f"{reason} (SMTP listener process {number} of {self.count + 1})")
+        finally:
+            for read in pipes:
+                os.close(read)
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "mailgateway.listeners", "--parent", str(os.getpid())])
+    def _spawn(self, ready_fd: int | None = None) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "mailgateway.listeners", "--parent", str(os.getpid())]
+        if ready_fd is None:  # a restart: nobody waits, a failure is its own line on stderr
+            return subprocess.Popen(command)
+        return subprocess.Popen([*command, "--ready-fd", str(ready_fd)], pass_fds=(ready_fd,))
 
     def watch(self) -> None:
         """Restart listeners that died, pausing longer while they keep dying."""
@@ -96,6 +138,41 @@ class ListenerProcesses:
             listener.process.wait()
 
 
+def _answer(read: int, deadline: float) -> str:
+    """What a listener wrote on its pipe until it closed it (`_LISTENING`, or why
+    it cannot listen), "" when it wrote nothing before `deadline` or before dying."""
+    data = b""
+    while len(data) < _MAX_ANSWER and (left := deadline - time.monotonic()) > 0:
+        if not select.select([read], [], [], left)[0]:
+            break
+        chunk = os.read(read, _MAX_ANSWER - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def _exit_code(process: subprocess.Popen[bytes]) -> int | None:
+    """The code a listener that closed its pipe without a word exited with (it may
+    take a moment to be gone), None while it runs on."""
+    try:
+        return process.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _say(ready_fd: int | None, line: str) -> None:
+    """Tell the gateway waiting on `--ready-fd`, if one is, that this listener
+    listens or why it cannot; a gateway gone meanwhile hears nothing."""
+    if ready_fd is None:
+        return
+    try:
+        os.write(ready_fd, line.encode() + b"\n")
+    except OSError:  # the gateway is gone (EPIPE): the parent check below stops this one
+        pass
+    os.close(ready_fd)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="One more SMTP listener of a gateway.")
     parser.add_argument(
@@ -104,12 +181,25 @@ def main(argv: list[str] | None = None) -> None:
         required=True,
         help="the gateway's process id; the listener stops when it is gone",
     )
-    parent = parser.parse_args(argv).parent
+    parser.add_argument(
+        "--ready-fd",
+        type=int,
+        help="a pipe to say on that it listens, or why it cannot (the gateway waits for it)",
+    )
+    arguments = parser.parse_args(argv)
+    parent, ready_fd = arguments.parent, arguments.ready_fd
     configure_process()
-    app = create_app()
-    handler = SupportHandler(app)
-    controller = make_controller(app, handler, reuse_port=True)
-    controller.start()
+    try:
+        app = create_app()
+        handler = SupportHandler(app)
+        controller = make_controller(app, handler, reuse_port=True)
+        start_listening(controller, handler, app.config["SMTP_LISTEN"])
+    except (InvalidServerUrl, ConfigurationError) as exc:  # as gateway.py answers them: one line
+        if ready_fd is None:
+            sys.exit(f"gateway listener: {exc}")
+        _say(ready_fd, str(exc))  # the gateway says it
+        sys.exit(1)
+    _say(ready_fd, _LISTENING)
     log.info("SMTP listener process on %s", app.config["SMTP_LISTEN"])
     try:
         while (received := wait_for_stop_signal(1.0)) is None:

@@ -7,7 +7,8 @@ once a second.
 
 The SMTP listener runs in its own thread (aiosmtpd's Controller), and
 `SMTP_PROCESSES - 1` more listen on the same port from their own processes
-(`mailgateway.listeners`); each IMAP mailbox of `IMAP_URL` gets a poller thread,
+(`mailgateway.listeners`; all of them listen, or the gateway does not start);
+each IMAP mailbox of `IMAP_URL` gets a poller thread,
 the outbound sender (`outbound.Sender`, unless `OUTBOUND_SMTP_URL` is empty) one
 more, and the lifecycle jobs (`periodic.LifecycleJobs`: SLA check and auto-close
 every `LIFECYCLE_JOBS_INTERVAL`) another; those three are `loop.Loop`s, one stop
@@ -27,13 +28,12 @@ import threading
 
 from flask import Flask
 
-from config import ConfigurationError
 from mailgateway.imap import ImapPoller, parse_imap_urls
 from mailgateway.listeners import ListenerProcesses
 from mailgateway.outbound import Sender
 from mailgateway.periodic import LifecycleJobs
 from mailgateway.process import wait_for_stop_signal
-from mailgateway.smtp import SupportHandler, make_controller
+from mailgateway.smtp import SupportHandler, make_controller, start_listening
 
 log = logging.getLogger("mailgateway")
 
@@ -50,11 +50,7 @@ def run(app: Flask) -> None:
     processes = max(1, app.config["SMTP_PROCESSES"])
     handler = SupportHandler(app)
     controller = make_controller(app, handler, reuse_port=processes > 1)
-    try:
-        controller.start()
-    except OSError as exc:  # the port in use, an address not of this host: one line
-        handler.close()
-        raise ConfigurationError(f"SMTP_LISTEN {app.config['SMTP_LISTEN']}: {exc.strerror or exc}") from exc
+    start_listening(controller, handler, app.config["SMTP_LISTEN"])
     listeners = ListenerProcesses(processes - 1)
     threads = [
         threading.Thread(target=poller.run, name=f"imap-{index}") for index, poller in enumerate(pollers)
@@ -62,7 +58,7 @@ def run(app: Flask) -> None:
     threads.append(threading.Thread(target=sender.run, name="outbound"))
     threads.append(threading.Thread(target=LifecycleJobs(app, stopping).run, name="lifecycle"))
     try:
-        listeners.start()
+        listeners.start()  # each listening, or ConfigurationError and all of it stopped
         for thread in threads:
             thread.start()
         outbound = sender.server

@@ -35,6 +35,7 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session as SMTPSession
 from flask import Flask
 
+from config import ConfigurationError
 from helpdesk import addresses
 from helpdesk.inbound.ingest import Envelope, Outcome, TransientError, ingest
 from helpdesk.inbound.limits import MailLimits
@@ -615,6 +616,18 @@ class SupportController(Controller):
             self._factory_invoker()
 
         asyncio.run_coroutine_threadsafe(probe(), self.loop).result(self.ready_timeout)
+
+
+def start_listening(controller: SupportController, handler: SupportHandler, listen: str) -> None:
+    """Start `controller`, or ConfigurationError in one line when it cannot listen
+    on `listen` (SMTP_LISTEN): the port in use, an address not of this host, a
+    port below 1024 without the right to it. The same line from the gateway and
+    from its listener processes (docs/operations.md)."""
+    try:
+        controller.start()
+    except OSError as exc:
+        handler.close()
+        raise ConfigurationError(f"SMTP_LISTEN {listen}: {exc.strerror or exc}") from exc
 
 
 def make_controller(

@@ -7,12 +7,18 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
+from config import ConfigurationError
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
 from helpdesk.services.senders import SendersService
@@ -20,6 +26,8 @@ from tests.support.gateway_process import start
 from tests.support.mail import message, send
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_for(log: list[str], predicate: Callable[[list[str]], bool], what: str, seconds: float = 30) -> None:
@@ -147,3 +155,72 @@ def test_a_gateway_paused_and_resumed_keeps_serving(app, database_url, tmp_path)
         "the listener's stop",
     )
     assert any(" received SIGTERM, stopping" in line for line in log if f" {listener} " in line)
+
+
+def _listener_environment(tmp_path: Path, listen: str) -> dict[str, str]:
+    """What a listener process needs to build its app: no database is reached
+    before it binds, so the instance folder's own SQLite and secrets do."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY")
+    }
+    environment.update(HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), SMTP_LISTEN=listen)
+    return environment
+
+
+def test_a_listener_process_that_cannot_bind_says_so_in_one_line(tmp_path):
+    """The gateway's own listener said "SMTP_LISTEN …: address already in use" in
+    one line; a listener process said it with a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run(
+            [sys.executable, "-m", "mailgateway.listeners", "--parent", str(os.getpid())],
+            cwd=ROOT,
+            env=_listener_environment(tmp_path, listen),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.fullmatch(f"gateway listener: SMTP_LISTEN {listen}: .*address already in use\n", result.stderr)
+
+
+def test_a_gateway_whose_listener_process_cannot_bind_does_not_start(app, tmp_path, monkeypatch):
+    """A listener process that could not bind died, was restarted every minute and
+    died again, while the gateway ran on with fewer listeners than SMTP_PROCESSES
+    and said nothing but "exited with code 1". Now the gateway waits for each to
+    listen and, when one cannot, stops what it started and refuses to start, in one
+    line naming the reason. (The listener processes read SMTP_LISTEN from the
+    environment; here it names a port another socket holds, while the gateway's own
+    listener takes a free one.)"""
+    from mailgateway import runner
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        held = f"127.0.0.1:{taken.getsockname()[1]}"
+        for name, value in _listener_environment(tmp_path, held).items():
+            monkeypatch.setenv(name, value)
+        for name in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        own = free_port()
+        app.config.update(SMTP_LISTEN=f"127.0.0.1:{own}", SMTP_PROCESSES=2, IMAP_URL="", OUTBOUND_SMTP_URL="")
+        refused: list[str] = []
+
+        def gateway() -> None:
+            with pytest.raises(ConfigurationError) as raised:
+                runner.run(app)
+            refused.append(str(raised.value))
+
+        thread = threading.Thread(target=gateway, daemon=True)
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the gateway runs on with one SMTP listener of two"
+    assert len(refused) == 1
+    assert re.fullmatch(
+        f"SMTP_LISTEN {held}: .*address already in use \\(SMTP listener process 2 of 2\\)", refused[0]
+    )
+    with socket.socket() as again:  # the listener the gateway had started is closed
+        again.bind(("127.0.0.1", own))
