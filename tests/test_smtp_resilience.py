@@ -363,13 +363,16 @@ def test_a_flood_of_lines_that_are_no_command_is_cut_off_and_stalls_no_other_ses
     connection took 30 s and more) until the idle timeout (smtp review 1)."""
     for gateway in start_gateway(app, SMTP_TIMEOUT=timedelta(seconds=3)):
         db.session.rollback()
+        # A mail without the flood, in the same run: a loaded machine (CI beside other
+        # work) slows both, while a stalled loop takes the flood's 30 s and more.
+        quiet = _one_mail(gateway.port)
         flood = _Flood(gateway.port, line * (1_000_000 // len(line)))
-        assert _one_mail(gateway.port) < 1.5
+        assert _one_mail(gateway.port) < 1.5 + 3 * quiet
         assert flood.ended.wait(1), "the flood's session is still open"
         assert flood.received.count(b"\r\n500 ") <= 20
         assert flood.received.endswith(b"421 4.7.0 Too many bad command lines\r\n")
         flood.close()
-    assert len(tickets()) == 1
+    assert len(tickets()) == 2
 
 
 def test_a_client_pipelining_commands_gets_one_command_a_turn(app, senders):
