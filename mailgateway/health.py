@@ -2,14 +2,14 @@
 
 For a monitor or a load balancer's health probe (exit status 0 healthy, 1 not) and
 for the operator (one line per part). It asks from outside, as a client would: the
-database answers a query; the SMTP listener answers a connection with its `220`
-banner; each configured mailbox had a successful poll within `IMAP_STUCK_AFTER`,
-by this host or whichever gateway holds its lease; the outbox has not backed up
-(`OUTBOX_BACKLOG_AFTER`). Those times are judged by the database's clock
-(`clock.database_now`), not this host's: a host whose clock runs ahead found a
-healthy gateway on another host stuck. Mail that failed for good is counted, not
-judged: it stays failed until someone looks, and a probe must not fail for it
-forever.
+database answers a query, at a schema revision not behind this code's; the SMTP
+listener answers a connection with its `220` banner; each configured mailbox had a
+successful poll within `IMAP_STUCK_AFTER`, by this host or whichever gateway holds
+its lease; the outbox has not backed up (`OUTBOX_BACKLOG_AFTER`). Those times are
+judged by the database's clock (`clock.database_now`), not this host's: a host
+whose clock runs ahead found a healthy gateway on another host stuck. Mail that
+failed for good is counted, not judged: it stays failed until someone looks, and
+a probe must not fail for it forever.
 
 Every part answers within `TIMEOUT` or fails; without a deadline a database that
 hangs (its server paused, PgBouncer holding queries while PostgreSQL is down)
@@ -30,6 +30,7 @@ from flask import Flask
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from helpdesk import schema
 from helpdesk.clock import database_now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
@@ -82,10 +83,14 @@ def _database(app: Flask, timeout: float) -> list[Finding]:
                     text("SELECT set_config('statement_timeout', :ms, true)"),
                     {"ms": str(int(timeout * 1000))},
                 )
-            db.session.execute(text("SELECT 1"))
+            # The round trip reads the schema's revision: behind the code, the other
+            # parts' queries may fail on what it lacks, and the gateway would not start.
+            revisions = schema.read(app, db.session)
+            if revisions.behind:
+                return [Finding("database", False, revisions.describe())]
             moment = database_now(db.session)
             return [
-                Finding("database", True, "answers"),
+                Finding("database", True, f"answers, {revisions.describe()}"),
                 *_mailboxes(app, moment),
                 _outbox(app, moment),
             ]

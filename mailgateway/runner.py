@@ -28,6 +28,7 @@ import threading
 
 from flask import Flask
 
+from helpdesk import schema
 from mailgateway.imap import ImapPoller, parse_imap_urls
 from mailgateway.listeners import ListenerProcesses
 from mailgateway.outbound import Sender
@@ -47,6 +48,8 @@ def run(app: Flask) -> None:
     stopping = threading.Event()
     pollers = [ImapPoller(app, source, stopping) for source in parse_imap_urls(app.config["IMAP_URL"])]
     sender = Sender(app, stopping)
+    # After the settings above are judged, before any mail is taken (docs/operations.md).
+    schema.refuse_when_behind(app)
     processes = max(1, app.config["SMTP_PROCESSES"])
     handler = SupportHandler(app)
     controller = make_controller(app, handler, reuse_port=processes > 1)

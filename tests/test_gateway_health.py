@@ -24,10 +24,11 @@ from helpdesk.services import TicketsService
 from helpdesk.services.senders import SendersService
 from mailgateway.health import TIMEOUT, check
 from tests.support.database import open_ticket
-from tests.support.gateway_process import ROOT, SECRETS, start
+from tests.support.gateway_process import ROOT, SECRETS, refused_start, start
 from tests.support.hung_database import HungDatabase
 from tests.support.outbox import outbox_row
 from tests.support.pgserver import free_port
+from tests.support.revision import NEWER, head_and_previous, stamped
 from tests.support.waiting import wait_until
 
 
@@ -198,3 +199,45 @@ def test_a_check_waiting_on_a_lock_is_ended_by_the_database(pg_app):
         migration.rollback()
     assert [finding.healthy for finding in check(pg_app) if finding.part != "smtp listener"] == [True, True]
     assert db.session.execute(text("SHOW statement_timeout")).scalar() == "0"
+
+
+def test_a_gateway_refuses_to_start_on_a_schema_behind_its_code(app, database_url, tmp_path):
+    """`flask db upgrade` not run after an upgrade of the code (docs/operations.md,
+    "Upgrades and the schema revision"): the gateway started and answered every mail
+    451 for ever, or 250 and quarantined it, and `--check` found nothing wrong (or a
+    missing column, by chance). It refuses to start, in one line naming both
+    revisions and the command; `--check` fails its database line the same way."""
+    head, previous = head_and_previous()
+    with stamped(previous):
+        db.session.remove()
+        complaint = refused_start(
+            tmp_path, DATABASE_URL=database_url, SUPPORT_ADDRESSES="support@helpdesk.test"
+        )
+        findings = check(app, timeout=TIMEOUT)
+    assert complaint.count("\n") == 1, complaint  # one line, no traceback
+    assert complaint.startswith("gateway: ") and "flask --app wsgi db upgrade" in complaint
+    assert f"at revision {previous}, this code needs {head}" in complaint
+    database = findings[0]
+    assert (database.part, database.healthy) == ("database", False), findings
+    assert f"{previous}, this code needs {head}" in database.detail
+    assert [finding.part for finding in findings] == ["database", "smtp listener"], findings
+
+
+def test_a_gateway_starts_on_a_schema_ahead_of_its_code_and_says_so(app, database_url, tmp_path):
+    """A rolling deploy migrates for the new release while the old one still runs:
+    a revision this code does not know is a newer release's, and the release before
+    keeps working (docs/operations.md). A warning, no refusal; `--check` healthy."""
+    head, _ = head_and_previous()
+    log: list[str] = []
+    with stamped(NEWER):
+        db.session.remove()
+        process = start(database_url, free_port(), tmp_path, log)
+        try:
+            findings = check(app, timeout=TIMEOUT)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+    assert any(f"at revision {NEWER}, newer than this code's {head}" in line for line in log), log
+    database = findings[0]
+    assert (database.part, database.healthy) == ("database", True), findings
+    assert NEWER in database.detail

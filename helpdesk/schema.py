@@ -1,0 +1,109 @@
+"""The database's schema revision against the one this code was written for.
+
+Migrations are a deploy step (`flask --app wsgi db upgrade`), run from one host
+before new code starts. When that step was skipped, or ran on another database,
+new code met an older schema: every mail was answered 451 for ever, or 250 and
+quarantined, and the portal's pages failed, while the web's health answer said
+all was well and `--check` did too (or failed on a missing column by chance).
+The gateway now refuses to start on a schema behind its code, and both health
+checks report it; a schema ahead of the code (the next release migrated it
+first, as a rolling deploy does) is only noted. See docs/operations.md,
+"Upgrades and the schema revision".
+
+One query (the `alembic_version` row); the code's revisions are read from
+`migrations/versions` once a process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+from alembic.script import ScriptDirectory
+from flask import Flask
+from sqlalchemy import column, select, table
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from config import ConfigurationError
+from helpdesk.database import is_transient
+from helpdesk.extensions import db
+
+log = logging.getLogger("helpdesk.schema")
+
+_RUN = "run `flask --app wsgi db upgrade`"
+
+_VERSION = table("alembic_version", column("version_num"))
+
+
+@dataclass(frozen=True)
+class Revisions:
+    """The revisions the database is at (none when it was never migrated) and this
+    code's head, with every revision this code knows."""
+
+    database: tuple[str, ...]
+    head: tuple[str, ...]
+    known: frozenset[str]
+
+    @property
+    def ahead(self) -> bool:
+        """The database is at a revision this code does not know: a newer release's."""
+        return any(revision not in self.known for revision in self.database)
+
+    @property
+    def behind(self) -> bool:
+        """Migrations this code needs have not run (never migrated included)."""
+        return not self.ahead and set(self.database) != set(self.head)
+
+    def describe(self) -> str:
+        """One line for the operator, naming both revisions."""
+        database = ", ".join(self.database)
+        head = ", ".join(self.head)
+        if not self.database:
+            return f"the database was never migrated (no schema revision), this code needs {head}: {_RUN}"
+        if self.behind:
+            return f"the database's schema is at revision {database}, this code needs {head}: {_RUN}"
+        if self.ahead:
+            return (
+                f"the database's schema is at revision {database}, newer than this code's {head} "
+                "(a newer release migrated it)"
+            )
+        return f"schema at revision {head}"
+
+
+@lru_cache(maxsize=None)
+def _code(directory: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    script = ScriptDirectory(directory)
+    return tuple(script.get_heads()), frozenset(s.revision for s in script.walk_revisions())
+
+
+def read(app: Flask, session: Session) -> Revisions:
+    """The revisions of the database `session` reaches. The database failing now
+    (`is_transient`) raises; any other failure of the query is a database without
+    the revision table, never migrated (the session is rolled back then)."""
+    head, known = _code(app.extensions["migrate"].directory)
+    try:
+        database = tuple(sorted(session.execute(select(_VERSION.c.version_num)).scalars()))
+    except DBAPIError as exc:
+        if is_transient(exc):
+            raise
+        session.rollback()
+        database = ()
+    return Revisions(database, head, known)
+
+
+def refuse_when_behind(app: Flask) -> None:
+    """For the gateway's start: `ConfigurationError` (its one line on stderr) on a
+    schema behind the code; a warning on one ahead of it. A database that cannot be
+    reached now is left to the start as before (mail gets 451 until it answers)."""
+    with app.app_context():  # its end gives the session's connection back
+        try:
+            revisions = read(app, db.session)
+        except DBAPIError as exc:
+            log.warning("the schema revision could not be read (%s); starting anyway", exc.orig or exc)
+            return
+    if revisions.behind:
+        raise ConfigurationError(revisions.describe())
+    if revisions.ahead:
+        log.warning("%s; starting: migrations keep the release before working", revisions.describe())
