@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 import config
+from tests.support.app import make_app
 from tests.support.gateway_process import SECRETS
+from tests.support.revision import NEWER, head_and_previous, stamped
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,9 +25,40 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_health_endpoints(client):
     response = client.get("/api/v1/health")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "schema": "ok"}
     page = client.get("/")
     assert page.status_code == 302 and page.headers["Location"] == "/login"
+
+
+def test_health_fails_on_a_schema_behind_the_code_and_notes_one_ahead(client, tmp_path, monkeypatch, caplog):
+    """`flask db upgrade` skipped after an upgrade of the code: the health answer was
+    200 while new tickets and pages failed on the missing columns. It is 503 (the
+    load balancer takes the host out) naming both revisions and the command; a
+    schema ahead (a newer release migrated it first) keeps the host in
+    (docs/operations.md, "Upgrades and the schema revision")."""
+    from helpdesk.api import health
+
+    monkeypatch.setattr(health, "_logged", [""])
+    head, previous = head_and_previous()
+    with stamped(previous):
+        response = client.get("/api/v1/health")
+        assert client.get("/api/v1/health").status_code == 503
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert error["code"] == "schema_behind"
+    assert f"at revision {previous}, this code needs {head}" in error["message"]
+    assert "flask --app wsgi db upgrade" in error["message"]
+    with stamped(NEWER):
+        response = client.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok", "schema": "ahead"}
+    # Logged once a worker per change, not on every probe.
+    warnings = [r.getMessage() for r in caplog.records if r.name == "helpdesk.api"]
+    assert len(warnings) == 2 and f"{previous}, this code needs {head}" in warnings[0], warnings
+    assert f"at revision {NEWER}, newer than" in warnings[1], warnings
+    never_migrated = make_app(f"sqlite:///{tmp_path / 'empty.db'}").test_client().get("/api/v1/health")
+    assert never_migrated.status_code == 503
+    assert never_migrated.get_json()["error"]["code"] == "schema_behind"
 
 
 def test_api_unknown_route_is_json_not_html(client):

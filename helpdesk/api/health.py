@@ -1,20 +1,38 @@
 from __future__ import annotations
 
-from flask import jsonify
+import logging
+
+from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from helpdesk import schema
 from helpdesk.api import bp
 from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
 
+log = logging.getLogger("helpdesk.api")
+
+# What this worker last logged of the schema, so a probe every few seconds logs a
+# change once, not each time.
+_logged: list[str] = [""]
+
 
 @bp.get("/health")
 def health() -> ResponseReturnValue:
-    """Liveness plus a database round trip, for load balancers and `make run`."""
+    """Liveness plus a database round trip, for load balancers and `make run`: the
+    round trip reads the schema's revision, and a schema behind this code is a 503
+    (docs/operations.md, "Upgrades and the schema revision")."""
     try:
-        db.session.execute(text("SELECT 1"))
+        revisions = schema.read(current_app, db.session)
     except OperationalError:
         return error_response(503, "database_unavailable", "The database cannot be reached.")
-    return jsonify({"status": "ok", "database": "ok"})
+    state = "behind" if revisions.behind else "ahead" if revisions.ahead else "ok"
+    if state != _logged[0]:
+        _logged[0] = state
+        if state != "ok":
+            log.warning("health: %s", revisions.describe())
+    if revisions.behind:
+        message = revisions.describe()
+        return error_response(503, "schema_behind", message[0].upper() + message[1:] + ".")
+    return jsonify({"status": "ok", "database": "ok", "schema": state})

@@ -840,11 +840,23 @@ PATHS: dict[str, Any] = {
     },
     "/health": {
         "get": {
-            "summary": "Liveness and a database round trip",
+            "summary": "Liveness and a database round trip, which reads the schema's revision",
             "security": [],
             "responses": {
-                "200": _json(_object({"status": {"type": "string"}, "database": {"type": "string"}})),
-                "503": _json(_ref("Error"), "Database unreachable"),
+                "200": _json(
+                    _object(
+                        {
+                            "status": {"type": "string"},
+                            "database": {"type": "string"},
+                            "schema": {"type": "string", "enum": ["ok", "ahead"]},
+                        }
+                    )
+                ),
+                "503": _json(
+                    _ref("Error"),
+                    "Database unreachable (`database_unavailable`), or its schema behind this code's "
+                    "(`schema_behind`: run `flask --app wsgi db upgrade`)",
+                ),
             },
         }
     },
