@@ -689,6 +689,26 @@ class AssistantCall(Model):
     ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
 
 
+class IdempotencyKey(Model):
+    """An API call done under an `Idempotency-Key` header (docs/web.md,
+    "Idempotency keys"): one per caller (`staff:<id>` or `integration:<id>`) and
+    key, written in the transaction of the ticket or reply it made, so it exists
+    exactly when that write was committed. `digest` is SHA-256 of the call's method,
+    path and body; the same key with another digest is refused. Rows older than
+    `IDEMPOTENCY_KEY_LIFETIME` are spent: the gateway's lifecycle jobs delete them."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("caller", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=DatabaseClock(), index=True)
+    ticket_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tickets.id"))
+    message_id: Mapped[Optional[int]] = mapped_column(ForeignKey("messages.id"))
+
+
 class RevokedToken(Model):
     """An API token revoked before it expired (logout). Rows past `expires_at` are
     useless, since the token is refused as expired anyway, and may be deleted."""

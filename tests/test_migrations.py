@@ -755,3 +755,28 @@ def test_mail_and_duplicates_counted_before_keep_no_source_and_the_downgrade_add
             assert [tuple(row) for row in summed] == [("imap", 1), ("smtp", 5)]
         assert "source" not in [c["name"] for c in inspect(db.engine).get_columns("inbound_mails")]
         db.engine.dispose()
+
+
+def test_idempotency_keys_get_a_table_one_row_per_caller_and_key(empty_database_url):
+    """Migration 0044: the API's idempotency keys (docs/web.md), one per caller and
+    key whatever the digest, with their age indexed for the sweep; the downgrade
+    drops the table."""
+    insert = text(
+        "INSERT INTO idempotency_keys (caller, key, digest, created_at)"
+        " VALUES (:caller, 'retry-1', :digest, '2026-01-01 00:00:00')"
+    )
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0043")
+        assert "idempotency_keys" not in inspect(db.engine).get_table_names()
+        flask_migrate.upgrade()
+        with db.engine.begin() as connection:
+            connection.execute(insert, {"caller": "staff:1", "digest": "0" * 64})
+            connection.execute(insert, {"caller": "integration:1", "digest": "0" * 64})
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(insert, {"caller": "staff:1", "digest": "1" * 64})
+        indexes = {index["name"] for index in inspect(db.engine).get_indexes("idempotency_keys")}
+        assert "ix_idempotency_keys_created_at" in indexes
+        flask_migrate.downgrade(revision="0043")
+        assert "idempotency_keys" not in inspect(db.engine).get_table_names()
+        db.engine.dispose()
