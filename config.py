@@ -351,6 +351,9 @@ class Config:
     TICKET_PREFIX = _env("TICKET_PREFIX", "TKT-")
     TICKET_NUMBER_WIDTH = _env_int("TICKET_NUMBER_WIDTH", 6, 1, 18)
     AUTO_CLOSE_AFTER = _env_duration("AUTO_CLOSE_AFTER", "7d")
+    # How long an API call's Idempotency-Key is remembered: a retry within it is
+    # answered what the first call made (docs/web.md, "Idempotency keys").
+    IDEMPOTENCY_KEY_LIFETIME = _env_duration("IDEMPOTENCY_KEY_LIFETIME", "24h")
 
     # SLA (helpdesk.sla): overrides of the default targets (docs/lifecycle.md), and the business-hours
     # calendar the due times are counted in (unset: around the clock).

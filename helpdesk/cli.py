@@ -16,7 +16,7 @@ from helpdesk import vocabulary as v
 from helpdesk.database import transaction
 from helpdesk.errors import DomainError
 from helpdesk.inputs import MAX_PAGE
-from helpdesk.services import Actor, lifecycle_jobs, mailboxes, notifications
+from helpdesk.services import Actor, idempotency, lifecycle_jobs, mailboxes, notifications
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.queue import MAX_PER_PAGE
 from helpdesk.services.senders import SendersService
@@ -240,6 +240,14 @@ def auto_close() -> None:
     click.echo(result.summary())
 
 
+@click.command("idempotency-keys-sweep")
+def idempotency_keys_sweep() -> None:
+    """Delete API idempotency keys older than IDEMPOTENCY_KEY_LIFETIME; safe from cron."""
+    with transaction() as session:
+        result = idempotency.sweep(session, current_app.config["IDEMPOTENCY_KEY_LIFETIME"])
+    click.echo(result.summary())
+
+
 @integrations_cli.command("add")
 @click.argument("name")
 @click.option("--kind", required=True, type=click.Choice(v.INTEGRATION_KINDS))
@@ -358,5 +366,6 @@ def init_app(app: Flask) -> None:
         mailboxes_cli,
         sla_check,
         auto_close,
+        idempotency_keys_sweep,
     ):
         app.cli.add_command(command)

@@ -1,8 +1,9 @@
 """The lifecycle jobs in the gateway process: the SLA check and auto-close
-(`helpdesk.services.lifecycle_jobs`) every `LIFECYCLE_JOBS_INTERVAL` (1 minute
+(`helpdesk.services.lifecycle_jobs`), and deleting the API's spent idempotency
+keys (`helpdesk.services.idempotency`), every `LIFECYCLE_JOBS_INTERVAL` (1 minute
 by default; 0 turns them off here, for installs that run them from cron).
 
-A `Loop`: run both, each in its own transaction, at once on start (a gateway
+A `Loop`: run each in its own transaction, at once on start (a gateway
 restart catches up) and then every interval. A failing job is logged and retried
 at the next tick; it never stops the other job or the gateway. Several gateway
 processes may run this at once: the jobs lock, so the work is done once.
@@ -20,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from helpdesk.database import transaction
 from helpdesk.extensions import db
-from helpdesk.services import lifecycle_jobs
+from helpdesk.services import idempotency, lifecycle_jobs
 from mailgateway.loop import Loop
 
 log = logging.getLogger("mailgateway.periodic")
@@ -35,6 +36,10 @@ class LifecycleJobs(Loop):
         self.jobs: tuple[tuple[str, Callable[[], Any]], ...] = (
             ("sla-check", lambda: lifecycle_jobs.check_sla(db.session, app.config)),
             ("auto-close", lambda: lifecycle_jobs.auto_close(db.session, app.config)),
+            (
+                "idempotency-keys",
+                lambda: idempotency.sweep(db.session, app.config["IDEMPOTENCY_KEY_LIFETIME"]),
+            ),
         )
 
     def off(self) -> str | None:
@@ -56,7 +61,8 @@ class LifecycleJobs(Loop):
                     with transaction():
                         result = job()
                     results.append(result)
-                    if result.ran and (getattr(result, "breaches", ()) or getattr(result, "closed", ())):
+                    done = ("breaches", "closed", "deleted")
+                    if result.ran and any(getattr(result, name, None) for name in done):
                         log.info("%s", result.summary())
                 except DBAPIError as exc:
                     log.warning("%s: database unavailable, retrying later: %s", name, exc.orig or exc)

@@ -180,6 +180,7 @@ def test_an_unknown_enumerated_setting_stops_the_start_in_one_line(tmp_path, nam
         ("OUTBOUND_LEASE", "inf"),
         ("STAFF_SESSION_LIFETIME", "nan"),
         ("LIFECYCLE_JOBS_INTERVAL", "-1m"),
+        ("IDEMPOTENCY_KEY_LIFETIME", "0"),
         ("STAFF_SESSION_LIFETIME", "3000000d"),
     ],
 )

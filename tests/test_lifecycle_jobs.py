@@ -501,6 +501,13 @@ def test_cli_commands_run_the_jobs_and_say_what_they_did(app, runner, service, a
     assert (result.exit_code, result.output) == (0, "auto-close: 1 resolved tickets closed\n")
 
 
+def test_spent_idempotency_keys_can_be_swept_from_cron(runner):
+    """With LIFECYCLE_JOBS_INTERVAL=0 the gateway deletes no spent API idempotency
+    keys (docs/web.md, "Idempotency keys"): cron runs the command instead."""
+    result = runner.invoke(args=["idempotency-keys-sweep"])
+    assert (result.exit_code, result.output) == (0, "idempotency-keys: 0 spent keys deleted\n")
+
+
 def test_gateway_runs_the_jobs_then_stops_when_told(app, service, agent_actor, admin, clock):
     overdue = open_ticket(service, priority="urgent")
     resolved = open_ticket(service)
@@ -537,6 +544,10 @@ def test_gateway_job_failure_is_logged_and_the_next_job_still_runs(app, service,
 
     jobs.jobs = (("broken", broken), *jobs.jobs)
     results = jobs.run_once()
-    assert [type(result).__name__ for result in results] == ["SlaCheckResult", "AutoCloseResult"]
+    assert [type(result).__name__ for result in results] == [
+        "SlaCheckResult",
+        "AutoCloseResult",
+        "SweepResult",
+    ]
     assert "broken: unexpected error" in caplog.text
     assert len(sla_history()) == 2
