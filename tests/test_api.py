@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from io import BytesIO
 
 import jwt as pyjwt
 import pytest
 from flask_jwt_extended import create_access_token, current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import UserLookupError
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
 from helpdesk.extensions import db
-from helpdesk.models import Participant, StaffUser, Ticket
+from helpdesk.models import IdempotencyKey, Message, OutboxMessage, Participant, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, login_tokens, make_app
@@ -669,3 +670,147 @@ def test_a_reply_whose_commit_answer_is_lost_but_was_kept_is_answered_201(api, s
     with commit_answer_lost(lambda statement: "INSERT INTO messages" in statement):
         response = api.post("/tickets/TKT-000001/replies", {"body": "Restarted the ONT."})
     assert response.status_code == 201 and response.get_json()["body"] == "Restarted the ONT."
+
+
+# -- Idempotency-Key (docs/web.md, "Idempotency keys") ---------------------------------------
+
+
+def _written() -> tuple[int, int, int]:
+    """Tickets, messages and queued mails, as committed."""
+    db.session.rollback()
+    return tuple(  # type: ignore[return-value]
+        db.session.scalar(select(func.count()).select_from(model))
+        for model in (Ticket, Message, OutboxMessage)
+    )
+
+
+def test_a_ticket_sent_again_under_its_idempotency_key_is_opened_once(api):
+    """The client lost our 201 (a timeout, a proxy cutting the answer) and sent the
+    same request again, as it can only do: that opened a second ticket and mailed a
+    second acknowledgment. Now the retry is answered the first one's ticket."""
+    key = {"Idempotency-Key": "crm-4f1d9c2e-open"}
+    first = api.post("/tickets", NEW, headers=key)
+    again = api.post("/tickets", NEW, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201), again.get_json()
+    assert _written() == (1, 1, 1)  # one ticket, its first message, one acknowledgment
+    assert again.headers.get("Idempotent-Replayed") == "true" and "Idempotent-Replayed" not in first.headers
+    assert again.get_json() == first.get_json()
+
+
+def test_a_reply_sent_again_under_its_idempotency_key_is_added_and_mailed_once(api, service):
+    open_ticket(service)
+    before = _written()
+    key = {"Idempotency-Key": "reply-1"}
+    first = api.post("/tickets/TKT-000001/replies", {"body": "Restarted the ONT."}, headers=key)
+    again = api.post("/tickets/TKT-000001/replies", {"body": "Restarted the ONT."}, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201), again.get_json()
+    assert _written() == (before[0], before[1] + 1, before[2] + 1)  # one reply, mailed once
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.get_json() == first.get_json()
+
+
+def test_a_multipart_reply_sent_again_is_one_reply_whatever_its_boundary(api, service):
+    """Clients choose a new multipart boundary for each request: the key's digest is
+    of the parts, so the retry is the same request; another file is another one."""
+    open_ticket(service)
+    before = _written()
+
+    def send(content: bytes):  # type: ignore[no-untyped-def]
+        files = [(BytesIO(content), "speed.csv", "text/csv")]
+        return api.post(
+            "/tickets/TKT-000001/replies",
+            data={"body": "Adjunto.", "attachments": files},
+            headers={"Idempotency-Key": "upload-1"},
+        )
+
+    first, again, other = send(b"12 Mb/s\n"), send(b"12 Mb/s\n"), send(b"13 Mb/s\n")
+    assert (first.status_code, again.status_code) == (201, 201), again.get_json()
+    assert again.get_json() == first.get_json() and again.headers.get("Idempotent-Replayed") == "true"
+    envelope(other, 422, "idempotency_key_reused")
+    assert _written()[1] == before[1] + 1
+
+
+def test_an_idempotency_key_used_for_another_request_is_refused_and_nothing_is_written(api):
+    key = {"Idempotency-Key": "k1"}
+    number = api.post("/tickets", NEW, headers=key).get_json()["number"]
+    error = envelope(
+        api.post("/tickets", {**NEW, "subject": "Other"}, headers=key), 422, "idempotency_key_reused"
+    )
+    assert error["fields"] == {"Idempotency-Key": "was used for another request"}
+    # Another call (method and path) under the same key is another request too.
+    envelope(
+        api.post(f"/tickets/{number}/replies", {"body": "Hi"}, headers=key), 422, "idempotency_key_reused"
+    )
+    assert _written() == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Idempotency-Key", "")],
+        [("Idempotency-Key", "two words")],
+        [("Idempotency-Key", "x" * 256)],
+        [("Idempotency-Key", "clé")],
+        [("Idempotency-Key", "tab\there")],
+        [("Idempotency-Key", "a"), ("Idempotency-Key", "a")],
+    ],
+    ids=["empty", "space", "256", "non-ascii", "control", "twice"],
+)
+def test_a_malformed_idempotency_key_is_a_400_and_nothing_is_written(api, headers):
+    # Given as a list, so the key can be sent twice (ApiClient takes a dict).
+    bearer = [("Authorization", f"Bearer {api.token}")]
+    response = api.client.post("/api/v1/tickets", json=NEW, headers=bearer + headers)
+    assert "Idempotency-Key" in envelope(response, 400, "invalid_idempotency_key")["message"]
+    assert _written() == (0, 0, 0)
+
+
+def test_the_longest_idempotency_key_is_taken(api):
+    key = {"Idempotency-Key": "~" * 255}
+    api.post("/tickets", NEW, headers=key)
+    assert api.post("/tickets", NEW, headers=key).headers.get("Idempotent-Replayed") == "true"
+
+
+def test_the_same_idempotency_key_of_another_caller_is_theirs(api, admin_api):
+    key = {"Idempotency-Key": "shared-by-chance"}
+    mine, theirs = api.post("/tickets", NEW, headers=key), admin_api.post("/tickets", NEW, headers=key)
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert {mine.get_json()["number"], theirs.get_json()["number"]} == {"TKT-000001", "TKT-000002"}
+
+
+def test_a_ticket_whose_commit_answer_was_lost_is_replayed_to_the_retry_under_its_key(api):
+    """A lost COMMIT answer that was kept is still 201 (`commit_or_found`), and the
+    key was kept with the ticket: the client's retry opens nothing."""
+    key = {"Idempotency-Key": "lost-twice"}
+    with commit_answer_lost(lambda statement: "INSERT INTO tickets" in statement):
+        first = api.post("/tickets", NEW, headers=key)
+    again = api.post("/tickets", NEW, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.get_json()["number"] == first.get_json()["number"] == "TKT-000001"
+    assert _written() == (1, 1, 1)
+
+
+def test_spent_idempotency_keys_are_taken_afresh_and_swept_by_the_gateway(app, api):
+    """A key is remembered IDEMPOTENCY_KEY_LIFETIME: older, it is spent (the call
+    runs again), and the gateway's lifecycle jobs delete it."""
+    from mailgateway.periodic import LifecycleJobs
+
+    key = {"Idempotency-Key": "yesterday"}
+
+    def age() -> None:
+        lifetime = app.config["IDEMPOTENCY_KEY_LIFETIME"]
+        db.session.execute(update(IdempotencyKey).values(created_at=IdempotencyKey.created_at - lifetime))
+        db.session.commit()
+
+    api.post("/tickets", NEW, headers=key)
+    age()
+    again = api.post("/tickets", NEW, headers=key)
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert again.get_json()["number"] == "TKT-000002"
+    api.post("/tickets", {**NEW, "subject": "Fresh"}, headers={"Idempotency-Key": "today"})
+    age()  # both keys now spent: "yesterday" (again) and "today"
+    api.post("/tickets", NEW, headers={"Idempotency-Key": "now"})
+    results = LifecycleJobs(app).run_once()
+    assert [getattr(result, "deleted", None) for result in results][-1] == 2
+    assert db.session.scalars(select(IdempotencyKey.key)).all() == ["now"]

@@ -34,7 +34,7 @@ from helpdesk.outbound.compose import Composer
 from helpdesk.services import Actor, TicketsService, bulk, tags
 from mailgateway.outbound import Sender
 from tests.support import concurrency_worker, proofs
-from tests.support.app import ApiClient, make_app
+from tests.support.app import ApiClient, login_tokens, make_app
 from tests.support.mail import SUPPORT, message
 from tests.support.processes import run_processes
 from tests.support.sink import Sink
@@ -2129,6 +2129,60 @@ def test_one_assistant_call_id_of_two_customers_at_once_opens_two_tickets(app, m
         [(1, "5215512345678@phone.invalid"), (2, "5215599990000@phone.invalid")],
         2,
     )
+
+
+def _keyed_post(app: Any, token: str, order: Interleaving, role: str) -> Callable[[], object]:
+    """`POST /tickets` under one Idempotency-Key: (status, number, Idempotent-Replayed)."""
+
+    def post() -> object:
+        order.after_load(role)
+        response = app.test_client().post(
+            "/api/v1/tickets",
+            json={
+                "subject": "VPN down",
+                "description": "Nobody connects.",
+                "requester_email": "ann@example.com",
+            },
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "sent-twice"},
+        )
+        return (
+            response.status_code,
+            response.get_json().get("number"),
+            response.headers.get("Idempotent-Replayed"),
+        )
+
+    return post
+
+
+@on_postgresql
+@pytest.mark.parametrize("first_ends", ["commits", "fails"])
+def test_one_idempotency_key_sent_twice_at_once_opens_one_ticket(app, agent, monkeypatch, first_ends):
+    """A client retrying while its first request still runs (docs/web.md,
+    "Idempotency keys"): the first is held right after claiming the key; the
+    second's claim waits for it. Committed, the second is answered the first one's
+    ticket (201, replayed); rolled back (503), the second opens it itself, with the
+    number the first never kept. Never a 500, never two tickets or two mails."""
+    from helpdesk.services import idempotency
+
+    token = login_tokens(app.test_client(), agent.email, "agent-password-1")["access_token"]
+    order = Interleaving()
+    claim = idempotency.claim
+
+    def claim_then_hold(*args: Any) -> object:
+        claimed = claim(*args)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+            if first_ends == "fails":
+                raise OperationalError("INSERT", {}, Exception("connection lost"))
+        return claimed
+
+    monkeypatch.setattr(idempotency, "claim", claim_then_hold)
+    results = order.run(_keyed_post(app, token, order, "first"), _keyed_post(app, token, order, "second"))
+    if first_ends == "commits":
+        assert results == {"first": (201, "TKT-000001", None), "second": (201, "TKT-000001", "true")}, results
+    else:
+        assert results == {"first": (503, None, None), "second": (201, "TKT-000001", None)}, results
+    assert _opened_and_acknowledged() == ([(1, "ann@example.com")], 1)
 
 
 @on_postgresql

@@ -350,3 +350,26 @@ def test_a_creation_whose_commit_answer_is_lost_is_answered_by_what_the_database
     assert db.session.scalars(select(Ticket.number).order_by(Ticket.number)).all() == (
         [1, 2] if kept else [1]
     )
+
+
+def test_a_workflow_call_sent_again_under_its_idempotency_key_opens_one_ticket(client, workflow, teams):
+    """Workflows retry as a matter of course (SPEC §12): one whose 201 was lost on
+    the way back sent the call again and opened a second installation ticket. Under
+    the same key the retry is answered the first one's ticket; another workflow
+    integration's same key is its own (docs/web.md, "Idempotency keys")."""
+    key = {"Idempotency-Key": "install-42"}
+    first = workflow.post("/workflow/tickets", INSTALLATION, headers=key)
+    again = workflow.post("/workflow/tickets", INSTALLATION, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201), again.get_json()
+    assert db.session.scalar(select(func.count()).select_from(Ticket)) == 1
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.get_json() == first.get_json()
+    other = ApiClient(client, _integration("workflow", "crm-installations"))
+    theirs = other.post("/workflow/tickets", INSTALLATION, headers=key)
+    assert theirs.status_code == 201 and theirs.get_json()["ticket_number"] == "TKT-000002"
+    changed = workflow.post("/workflow/tickets", {**INSTALLATION, "priority": "high"}, headers=key)
+    assert changed.status_code == 422 and changed.get_json()["error"]["code"] == "idempotency_key_reused"
+    bad = workflow.post("/workflow/tickets", INSTALLATION, headers={"Idempotency-Key": "a b"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_idempotency_key"
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Ticket)) == 2

@@ -106,6 +106,30 @@ NUMBER_PARAM = {
     "schema": {"type": "string"},
 }
 STAFF_ERRORS = (400, 401, 404, 413, 422)
+# The creating calls' optional retry key (helpdesk.api.idempotency; docs/web.md,
+# "Idempotency keys").
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "The call is done at most once per caller and key (kept IDEMPOTENCY_KEY_LIFETIME, "
+    "a day by default): sent again, the same request is answered 201 with what the first one made, "
+    "read now, and `Idempotent-Replayed: true`; another request under the key is 422 "
+    "`idempotency_key_reused`; a malformed key is 400 `invalid_idempotency_key`",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+}
+
+
+def _created(schema: dict[str, Any]) -> dict[str, Any]:
+    """A 201, which a retry under its Idempotency-Key gets again, marked."""
+    answer = _json(schema, "Created (or, marked Idempotent-Replayed, made by an earlier call under the key)")
+    answer["headers"] = {
+        "Idempotent-Replayed": {
+            "description": "`true` when the answer is an earlier call's under the same Idempotency-Key",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    }
+    return answer
 
 
 def _object(
@@ -557,6 +581,7 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "Open a ticket (channel api)",
             "security": STAFF,
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body(
                 _object(
                     {
@@ -581,7 +606,7 @@ PATHS: dict[str, Any] = {
                     ["subject", "description", "requester_email"],
                 )
             ),
-            "responses": {"201": _json(_ref("Ticket"), "Created"), **_errors(400, 401, 413, 422)},
+            "responses": {"201": _created(_ref("Ticket")), **_errors(400, 401, 404, 409, 413, 422)},
         },
     },
     "/tickets/{number}": {
@@ -755,6 +780,7 @@ PATHS: dict[str, Any] = {
             "MAX_ATTACHMENT_BYTES and MAX_ATTACHMENTS_TOTAL_BYTES (422); the whole body within "
             "MAX_REQUEST_BYTES + MAX_ATTACHMENTS_TOTAL_BYTES (413)",
             "security": STAFF,
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": {
                 "required": True,
                 "content": {
@@ -778,7 +804,7 @@ PATHS: dict[str, Any] = {
                     },
                 },
             },
-            "responses": {"201": _json(_ref("Message"), "Created"), **_errors(*STAFF_ERRORS)},
+            "responses": {"201": _created(_ref("Message")), **_errors(*STAFF_ERRORS, 409)},
         },
     },
     "/tickets/{number}/canned-replies/{reply_id}": {
@@ -971,6 +997,7 @@ PATHS: dict[str, Any] = {
             "summary": "An ISP workflow (onboarding, installation) opens a ticket for a customer named by "
             "customer_id or customer_email, exactly one (workflow integrations; docs/isp-operations.md)",
             "security": INTEGRATION,
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body(
                 {
                     **_object(
@@ -1013,7 +1040,7 @@ PATHS: dict[str, Any] = {
                 }
             ),
             "responses": {
-                "201": _json(
+                "201": _created(
                     _object(
                         {
                             "ticket_id": {"type": "integer", "description": "the helpdesk's internal id"},
@@ -1066,7 +1093,7 @@ PATHS: dict[str, Any] = {
                         ],
                     )
                 ),
-                **_errors(400, 401, 403, 413, 422),
+                **_errors(400, 401, 403, 404, 409, 413, 422),
             },
         }
     },

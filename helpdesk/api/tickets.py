@@ -11,18 +11,19 @@ from sqlalchemy import select
 
 from helpdesk import addresses
 from helpdesk import vocabulary as v
-from helpdesk.api import bp
+from helpdesk.api import bp, idempotency
 from helpdesk.api.payload import Spec, form_object, json_object
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS, message_json, ticket_json
 from helpdesk.auth import current_actor, staff_required
 from helpdesk.database import commit_or_found
-from helpdesk.errors import ValidationError
+from helpdesk.errors import NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inputs import positive_int, unstorable
-from helpdesk.models import StaffUser, Ticket
+from helpdesk.models import Message, StaffUser, Ticket
 from helpdesk.services import QueueService, TicketFilters, TicketsService, uploads, visibility
 from helpdesk.services.chat import share_text
+from helpdesk.services.idempotency import Earlier, made
 from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
 from helpdesk.services.stats import ticket_stats
 from helpdesk.services.tickets import kept_message, kept_ticket
@@ -111,6 +112,9 @@ def create_ticket() -> ResponseReturnValue:
     cc = data.get("cc") or []
     if not all(isinstance(address, str) for address in cc):
         raise ValidationError({"cc": "must be a list of email addresses"})
+    claim = idempotency.claim(idempotency.staff_caller())  # a retry (docs/web.md, "Idempotency keys")
+    if isinstance(claim, Earlier):
+        return idempotency.replayed(ticket_json(_made_ticket(claim)))
     ticket = _service().open_ticket(
         subject=data["subject"],
         description=data["description"],
@@ -126,6 +130,7 @@ def create_ticket() -> ResponseReturnValue:
         affected_services=data.get("affected_services") or (),
         device_serials=data.get("device_serials") or (),
         team=data.get("team"),
+        idempotency_key=claim,
     )
     body = ticket_json(ticket)  # before the commit expires it: no reload afterwards
     commit_or_found(db.session, kept_ticket(ticket.id, ticket.number))
@@ -207,6 +212,9 @@ def add_reply(number: str) -> ResponseReturnValue:
     limits = MailLimits.from_config(current_app.config)
     files = uploads.attachments(request.files.getlist(uploads.FIELD), limits)
     ticket = _ticket(number)
+    claim = idempotency.claim(idempotency.staff_caller())  # a retry (docs/web.md, "Idempotency keys")
+    if isinstance(claim, Earlier):
+        return idempotency.replayed(message_json(_made_message(claim)))
     message = _service().add_message(
         ticket,
         body=data["body"],
@@ -215,6 +223,8 @@ def add_reply(number: str) -> ResponseReturnValue:
         internal=data.get("internal", False),
         attachments=files,
     )
+    if claim is not None:
+        made(db.session, claim, ticket_id=message.ticket_id, message_id=message.id)
     body = message_json(message)  # before the commit expires it, as for a new ticket
     commit_or_found(db.session, kept_message(message))  # a lost commit answer (docs/web.md)
     return jsonify(body), 201
@@ -232,6 +242,22 @@ def share_ticket(number: str) -> ResponseReturnValue:
 def stats() -> ResponseReturnValue:
     scope = visibility.clause(db.session, current_actor(), current_app.config["AGENT_VISIBILITY"])
     return jsonify(ticket_stats(db.session, scope=scope))
+
+
+def _made_ticket(earlier: Earlier) -> Ticket:
+    """The ticket an earlier call under the key opened, as it is now, if the caller
+    may still see it (`visibility`), else NotFound as for `GET /tickets/<number>`."""
+    ticket = db.session.get(Ticket, earlier.ticket_id) if earlier.ticket_id is not None else None
+    if ticket is None:
+        raise NotFound("The ticket this Idempotency-Key opened is gone.")
+    return _service().get(ticket.number, viewer=current_actor())
+
+
+def _made_message(earlier: Earlier) -> Message:
+    message = db.session.get(Message, earlier.message_id) if earlier.message_id is not None else None
+    if message is None:
+        raise NotFound("The reply this Idempotency-Key added is gone.")
+    return message
 
 
 def _integer(name: str, default: int) -> int:

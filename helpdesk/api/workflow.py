@@ -8,14 +8,17 @@ from __future__ import annotations
 from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
-from helpdesk.api import bp
+from helpdesk.api import bp, idempotency
 from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
 from helpdesk.database import commit_or_found
+from helpdesk.errors import NotFound
 from helpdesk.extensions import db
+from helpdesk.models import Ticket
 from helpdesk.numbering import parse_number
+from helpdesk.services.idempotency import Earlier
 from helpdesk.services.tickets import kept_ticket
-from helpdesk.services.workflow import open_workflow_ticket
+from helpdesk.services.workflow import open_workflow_ticket, workflow_answer
 
 # Optional fields may be null, as if not given.
 FIELDS: dict[str, tuple[type | None, ...]] = {
@@ -34,8 +37,19 @@ FIELDS: dict[str, tuple[type | None, ...]] = {
 @integration_required("workflow")
 def workflow_ticket() -> ResponseReturnValue:
     data = json_object(FIELDS, required=("title", "description"))
+    claim = idempotency.claim(idempotency.integration_caller())  # a retry (docs/web.md, "Idempotency keys")
+    if isinstance(claim, Earlier):
+        ticket = db.session.get(Ticket, claim.ticket_id) if claim.ticket_id is not None else None
+        if ticket is None:
+            raise NotFound("The ticket this Idempotency-Key opened is gone.")
+        return idempotency.replayed(workflow_answer(db.session, current_app.config, ticket))
     answer = open_workflow_ticket(
-        db.session, current_app.config, **data, caller=f"{g.integration.name} (workflow)", channel="api"
+        db.session,
+        current_app.config,
+        **data,
+        caller=f"{g.integration.name} (workflow)",
+        channel="api",
+        idempotency_key=claim,
     )
     number = parse_number(answer["ticket_number"], current_app.config["TICKET_PREFIX"])
     commit_or_found(db.session, kept_ticket(answer["ticket_id"], number or 0))  # docs/web.md

@@ -35,6 +35,7 @@ from helpdesk.models import (
     Attachment,
     ChatConversation,
     Contact,
+    IdempotencyKey,
     InboundMail,
     Message,
     OutboxMessage,
@@ -175,6 +176,7 @@ class TicketsService:
         conversation_id: str | None = None,
         chat_conversation: int | None = None,
         assistant_call: int | None = None,
+        idempotency_key: int | None = None,
         ticket_type: str | None = None,
         service_address: object = "",
         affected_services: object = (),
@@ -196,7 +198,9 @@ class TicketsService:
         goes to the `team` named, else to the one its type routes to (`teams`).
         `chat_conversation` is the id of the `chat_conversations` row the caller
         claimed for it (`services.chat.claim`), pointed at the ticket as a mail is;
-        `assistant_call` likewise the `assistant_calls` row (`services.assistant`).
+        `assistant_call` likewise the `assistant_calls` row (`services.assistant`),
+        and `idempotency_key` the `idempotency_keys` row of an API call
+        (`services.idempotency.claim`).
         `note` is an internal note (its author, its text) written right after the
         first message, in the same statement: the mail gateway's for staff on what it
         left out of the mail (docs/mail-gateway.md, "What is stored").
@@ -320,6 +324,8 @@ class TicketsService:
             linked.append((ChatConversation.__table__, chat_conversation))
         if assistant_call is not None:
             linked.append((AssistantCall.__table__, assistant_call))
+        if idempotency_key is not None:
+            linked.append((IdempotencyKey.__table__, idempotency_key))
         following = []
         if note is not None:
             author, body = note

@@ -26,7 +26,7 @@ from helpdesk.clock import iso
 from helpdesk.errors import NotFound, ValidationError
 from helpdesk.inbound import automail
 from helpdesk.inputs import positive_int
-from helpdesk.models import Contact, Team
+from helpdesk.models import Contact, Team, Ticket
 from helpdesk.services import contacts, teams
 from helpdesk.services.actors import Actor
 from helpdesk.services.teams import TeamsService
@@ -58,6 +58,7 @@ def open_workflow_ticket(
     service_address: str | None = None,
     caller: str = "workflow",
     channel: str = "system",
+    idempotency_key: int | None = None,
 ) -> dict[str, Any]:
     """Open a ticket for the customer named by `customer_id` (a contact's id) or
     `customer_email` (found or created), exactly one of them, and answer the
@@ -69,7 +70,8 @@ def open_workflow_ticket(
     unknown customer, team, type or priority is a `ValidationError` naming the
     workflow's field; nothing is stored then. Like every service it does not
     commit: commit right after, because the ticket's number keeps the counter
-    locked until then (docs/numbering.md).
+    locked until then (docs/numbering.md). `idempotency_key` is the claim of an API
+    call's key (`services.idempotency`), pointed at the ticket as it is opened.
     """
     errors: dict[str, str] = {}
     if isinstance(description, str) and inputs.nothing_to_read(description):
@@ -99,11 +101,25 @@ def open_workflow_ticket(
             ticket_type=kind,
             service_address=service_address or "",
             team=team.name if team is not None else None,
+            idempotency_key=idempotency_key,
         )
     except ValidationError as exc:
         fields = {_FIELD_NAMES.get(field, field): text for field, text in exc.fields.items()}
         raise ValidationError(fields, exc.message) from None
-    team_name = team.name if team is not None else None
+    return _answer(config, ticket, team.name if team is not None else None, routed)
+
+
+def workflow_answer(session: Session, config: Mapping[str, Any], ticket: Ticket) -> dict[str, Any]:
+    """The workflow's dictionary for a ticket opened earlier, as it is now: a call
+    sent again under its `Idempotency-Key` is answered so (docs/web.md)."""
+    team = session.get(Team, ticket.team_id) if ticket.team_id is not None else None
+    routed = _routed_team(session, ticket.ticket_type)
+    return _answer(config, ticket, team.name if team is not None else None, routed)
+
+
+def _answer(
+    config: Mapping[str, Any], ticket: Ticket, team_name: str | None, routed: Team | None
+) -> dict[str, Any]:
     return {
         "ticket_id": ticket.id,
         "ticket_number": numbering.display_number(ticket.number, config),
