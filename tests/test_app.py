@@ -287,6 +287,13 @@ def test_every_setting_that_cannot_be_read_is_refused_in_one_line(tmp_path):
     cannot read was dropped, so password guessing went unlimited; a width of -1
     failed every creation; a poll interval of 0 kept a core busy."""
     settings = {name: value for name, (value, _) in _UNREADABLE.items()}
+    assert _refusals(tmp_path, settings) == sorted(
+        f"{name} must be {complaint}, not {value!r}" for name, (value, complaint) in _UNREADABLE.items()
+    )
+
+
+def _refusals(tmp_path: Path, settings: dict[str, str]) -> list[str]:
+    """The lines `config` refuses under `settings`, read in a process of their own."""
     result = subprocess.run(
         [sys.executable, "-c", "import config; print(*config._REFUSED, sep='\\n')"],
         cwd=ROOT,
@@ -295,24 +302,14 @@ def test_every_setting_that_cannot_be_read_is_refused_in_one_line(tmp_path):
         text=True,
     )
     assert result.stderr == ""
-    assert sorted(result.stdout.splitlines()) == sorted(
-        f"{name} must be {complaint}, not {value!r}" for name, (value, complaint) in _UNREADABLE.items()
-    )
+    return sorted(result.stdout.splitlines())
 
 
 def test_a_rate_limit_over_a_window_of_zero_is_refused(tmp_path):
     """`limits` reads a window of 0 as a window of 1: "10 per 0 minutes" was taken
     as 10 per minute, whatever the operator meant by it."""
     settings = {"LOGIN_RATE_LIMIT": "10 per 0 minutes", "LOGIN_RATE_LIMIT_PER_ACCOUNT": "5/hour;10/00second"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import config; print(*config._REFUSED, sep='\\n')"],
-        cwd=ROOT,
-        env=_without_database(tmp_path, **settings),
-        capture_output=True,
-        text=True,
-    )
-    assert result.stderr == ""
-    assert sorted(result.stdout.splitlines()) == sorted(
+    assert _refusals(tmp_path, settings) == sorted(
         f"{name} must be {_RATE}, not {value!r}" for name, value in settings.items()
     )
 

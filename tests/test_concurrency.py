@@ -1987,6 +1987,24 @@ def _chat_token() -> str:
     return token
 
 
+def _first_holds(
+    claim: Callable[..., Any], order: Interleaving, *, fails: bool = False
+) -> Callable[..., Any]:
+    """`claim`, after which the thread named "first" holds its transaction open until
+    the second has started (`Interleaving`); with `fails`, that transaction then fails
+    as a lost connection does."""
+
+    def claim_then_hold(*args: Any) -> Any:
+        claimed = claim(*args)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+            if fails:
+                raise OperationalError("INSERT", {}, Exception("connection lost"))
+        return claimed
+
+    return claim_then_hold
+
+
 def _opened_and_acknowledged() -> tuple[list[tuple[int, str]], int]:
     from helpdesk.models import Contact, OutboxMessage
 
@@ -2030,17 +2048,7 @@ def test_a_conversation_claimed_at_once_under_another_customer_waits_for_the_cla
 
     token = _chat_token()
     order = Interleaving()
-    claim = chat.claim
-
-    def claim_then_hold(*args: Any) -> int | None:
-        claimed = claim(*args)
-        if threading.current_thread().name == "first":
-            order.after_first_change()
-            if first_ends == "fails":
-                raise OperationalError("INSERT", {}, Exception("connection lost"))
-        return claimed
-
-    monkeypatch.setattr(chat, "claim", claim_then_hold)
+    monkeypatch.setattr(chat, "claim", _first_holds(chat.claim, order, fails=first_ends == "fails"))
     results = order.run(
         _chat_post(app, token, order, "first", "ann@example.com"),
         _chat_post(app, token, order, "second", "bob@example.com"),
@@ -2111,15 +2119,7 @@ def test_one_assistant_call_id_of_two_customers_at_once_opens_two_tickets(app, m
 
     token = _assistant_token()
     order = Interleaving()
-    claim = AssistantService._claim
-
-    def claim_then_hold(self: Any, *args: Any) -> int | None:
-        claimed = claim(self, *args)
-        if threading.current_thread().name == "first":
-            order.after_first_change()
-        return claimed
-
-    monkeypatch.setattr(AssistantService, "_claim", claim_then_hold)
+    monkeypatch.setattr(AssistantService, "_claim", _first_holds(AssistantService._claim, order))
     results = order.run(
         _assistant_post(app, token, order, "first", "+5215512345678"),
         _assistant_post(app, token, order, "second", "+5215599990000"),
@@ -2166,17 +2166,9 @@ def test_one_idempotency_key_sent_twice_at_once_opens_one_ticket(app, agent, mon
 
     token = login_tokens(app.test_client(), agent.email, "agent-password-1")["access_token"]
     order = Interleaving()
-    claim = idempotency.claim
-
-    def claim_then_hold(*args: Any) -> object:
-        claimed = claim(*args)
-        if threading.current_thread().name == "first":
-            order.after_first_change()
-            if first_ends == "fails":
-                raise OperationalError("INSERT", {}, Exception("connection lost"))
-        return claimed
-
-    monkeypatch.setattr(idempotency, "claim", claim_then_hold)
+    monkeypatch.setattr(
+        idempotency, "claim", _first_holds(idempotency.claim, order, fails=first_ends == "fails")
+    )
     results = order.run(_keyed_post(app, token, order, "first"), _keyed_post(app, token, order, "second"))
     if first_ends == "commits":
         assert results == {"first": (201, "TKT-000001", None), "second": (201, "TKT-000001", "true")}, results
