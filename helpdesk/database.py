@@ -127,14 +127,19 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 
 # PostgreSQL (Appendix A of its manual): SQLSTATE classes of the database failing to
-# do the work now, whatever the work: connection exceptions, insufficient resources,
-# operator intervention (a shutdown), transaction rollback (deadlock, serialization
-# failure); and a lock that was not available. Class 54, program limit exceeded,
-# is also an OperationalError to psycopg2, but the data caused it (an index row
-# too large): the same statement would fail again.
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40"})
-_TRANSIENT_SQLSTATES = frozenset({"55P03"})
-# SQLite: busy or locked past the busy timeout, I/O, a full disk, an unopenable file.
+# do the work now, whatever the work: connection exceptions, insufficient resources
+# (a full disk), operator intervention (a shutdown), transaction rollback (deadlock,
+# serialization failure), system errors (an I/O error); a lock that was not
+# available; and a database that takes no writes now (a standby the connection
+# reached after a failover). Class 54, program limit exceeded, is also an
+# OperationalError to psycopg2, but the data caused it (an index row too large): the
+# same statement would fail again. So would any other class: a schema behind the
+# code (42), a constraint (23), a bug.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40", "58"})
+_TRANSIENT_SQLSTATES = frozenset({"55P03", "25006"})
+# SQLite: busy or locked past the busy timeout, I/O, a full disk, an unopenable or
+# read-only file. Its other OperationalErrors are the work's: "no such table", "no
+# such column" (SQLITE_ERROR), a schema behind the code as on PostgreSQL.
 _TRANSIENT_SQLITE_ERRORS = (
     "SQLITE_BUSY",
     "SQLITE_LOCKED",
@@ -143,6 +148,7 @@ _TRANSIENT_SQLITE_ERRORS = (
     "SQLITE_CANTOPEN",
     "SQLITE_NOMEM",
     "SQLITE_PROTOCOL",
+    "SQLITE_READONLY",
 )
 
 
@@ -158,8 +164,11 @@ def is_program_limit(error: BaseException) -> bool:
 
 def is_transient(error: BaseException) -> bool:
     """Did the database fail to do the work now (unreachable, shutting down, out of
-    resources, a deadlock), so that the same work may succeed later? Any other error
-    is about the work itself, and repeating it would fail the same way.
+    resources, a deadlock, taking no writes), so that the same work may succeed later?
+    Any other error is about the work itself (a schema behind the code, a constraint,
+    a bug), and repeating it would fail the same way. The one rule for "retry later":
+    the API's 503, the portal's "try again", the gateway's 451 (docs/web.md,
+    "Database errors").
 
     The mail gateway answers the first kind with "try again later" (SMTP 451) and
     must never answer the second kind so: the sender would retry the same bytes
@@ -169,11 +178,11 @@ def is_transient(error: BaseException) -> bool:
         return False
     if error.connection_invalidated:
         return True
+    sqlstate = getattr(error.orig, "pgcode", None)
+    if sqlstate:  # whatever psycopg2's class for it (a read-only database is an InternalError)
+        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES
     if not isinstance(error, (exc.OperationalError, exc.InterfaceError)):
         return False
-    sqlstate = getattr(error.orig, "pgcode", None)
-    if sqlstate:
-        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES
     sqlite_error = getattr(error.orig, "sqlite_errorname", None)
     if sqlite_error:
         return sqlite_error.startswith(_TRANSIENT_SQLITE_ERRORS)

@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg2
 import pytest
 from flask import Flask
-from sqlalchemy import event, exc, text
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.exc import DBAPIError
 
-from helpdesk.database import CONNECTION_OPTIONS, POOL_PING_IDLE_SECONDS
+from helpdesk.database import CONNECTION_OPTIONS, POOL_PING_IDLE_SECONDS, is_transient
 from helpdesk.extensions import db
 from tests.support.app import make_app
 from tests.support.pgserver import PostgresServer
@@ -116,3 +118,45 @@ def test_a_new_connection_has_a_deadline_and_keepalives(pg_server: PostgresServe
     assert options["keepalives"] == "1" and options["tcp_user_timeout"] == str(
         CONNECTION_OPTIONS["tcp_user_timeout"]
     )
+
+
+class _Said(Exception):
+    """What psycopg2 raises, reduced to the SQLSTATE `is_transient` reads."""
+
+    def __init__(self, pgcode: str) -> None:
+        super().__init__(f"SQLSTATE {pgcode}")
+        self.pgcode = pgcode
+
+
+def _sqlite_error(tmp_path: Path, statement: str, *, read_only: bool = False) -> DBAPIError:
+    path = tmp_path / "classified.db"
+    sqlite3.connect(path).close()
+    engine = create_engine(f"sqlite:///file:{path}?mode={'ro' if read_only else 'rw'}&uri=true")
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(statement)
+    except DBAPIError as error:
+        return error
+    finally:
+        engine.dispose()
+    raise AssertionError(f"{statement} did not fail")
+
+
+def test_which_database_errors_are_retried(tmp_path: Path) -> None:
+    """`is_transient`, the one rule for "retry later" (API 503, SMTP 451, a form's "try
+    again"): the database unable to do the work now, never the work itself. A schema
+    behind the code is an OperationalError on SQLite too, and is no retry; a database
+    that takes no writes now (a PostgreSQL standby after a failover, a read-only
+    SQLite file) or an I/O error is one: the mail gateway would otherwise refuse mail
+    for good that a moment later it could store (docs/operations.md)."""
+    assert not is_transient(_sqlite_error(tmp_path, "SELECT * FROM missing"))
+    assert is_transient(_sqlite_error(tmp_path, "CREATE TABLE u (a)", read_only=True))
+    transient = {"40P01": exc.OperationalError, "25006": exc.InternalError, "58030": exc.OperationalError}
+    for code, kind in transient.items():
+        assert is_transient(kind("INSERT", {}, _Said(code))), code
+    for code, kind in {
+        "42703": exc.ProgrammingError,
+        "23505": exc.IntegrityError,
+        "XX000": exc.InternalError,
+    }.items():
+        assert not is_transient(kind("INSERT", {}, _Said(code))), code
