@@ -9,7 +9,7 @@ import jwt as pyjwt
 import pytest
 from flask_jwt_extended import create_access_token, current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import UserLookupError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
 from helpdesk.extensions import db
@@ -814,3 +814,30 @@ def test_spent_idempotency_keys_are_taken_afresh_and_swept_by_the_gateway(app, a
     results = LifecycleJobs(app).run_once()
     assert [getattr(result, "deleted", None) for result in results][-1] == 2
     assert db.session.scalars(select(IdempotencyKey.key)).all() == ["now"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_schema_error_is_a_500_never_503_retry(api):
+    """SQLite reports a missing table or column as an OperationalError, which the API
+    answered 503 "database unavailable; retry" as if the database were down: a client
+    retried a request that fails the same way until the schema is upgraded."""
+    db.session.execute(text("ALTER TABLE canned_replies RENAME TO canned_replies_gone"))
+    db.session.commit()
+    envelope(api.get("/canned-replies"), 500, "internal_error")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_constraint_no_rule_foresaw_is_409_try_again_never_500(api):
+    """The services settle the races they know (a contact, a tag, a link created twice
+    at once) themselves; a unique or CHECK violation nobody foresaw was a 500."""
+    db.session.execute(
+        text(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON tickets WHEN NEW.description LIKE '%poison%' "
+            "BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
+        )
+    )
+    db.session.commit()
+    error = envelope(api.post("/tickets", {**NEW, "description": "poison"}), 409, "conflict")
+    assert "try again" in error["message"]
+    assert db.session.execute(select(Ticket)).first() is None
+    assert create(api)["number"] == "TKT-000001"

@@ -1,16 +1,16 @@
-"""The API blueprint's answers to domain errors and an unreachable database, in the
+"""The API blueprint's answers to domain errors and the database's errors, in the
 JSON envelope of `helpdesk.http_errors` (docs/web.md): never an HTML page, never a
-500 for input."""
+500 for input, and "retry" (503) only when the database failed to do the work now."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Response
-from sqlalchemy.exc import OperationalError
+from flask import Response, request
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from helpdesk.api import bp
-from helpdesk.database import is_program_limit
+from helpdesk.database import is_program_limit, is_transient
 from helpdesk.errors import (
     Conflict,
     DomainError,
@@ -40,13 +40,27 @@ def _domain_error(exc: DomainError) -> tuple[Response, int]:
     return error_response(400, exc.code, str(exc))
 
 
-@bp.errorhandler(OperationalError)
-def _database_unavailable(exc: OperationalError) -> tuple[Response, int]:
-    """503 "retry" for the database failing; 422 for input larger than it can store
-    (`is_program_limit`), which would fail again however often the client retried."""
+@bp.errorhandler(DBAPIError)
+def _database_error(exc: DBAPIError) -> tuple[Response, int]:
+    """What the database's refusal tells the client (docs/web.md, "Database errors"):
+    503 "retry" only for the database failing to do the work now (`is_transient`);
+    422 for input larger than it can store (`is_program_limit`); 409 "try again"
+    for a constraint the services did not settle themselves (a race they do not
+    foresee: the next try reads the row that won); 500 for the rest, a bug or a schema
+    behind the code (SQLite reports a missing table as an OperationalError, which was
+    answered 503 "retry"). Every answer but the first two is logged with its
+    traceback."""
     db.session.rollback()
     if is_program_limit(exc):
         log.warning("database refused the input as too large: %s", exc.orig)
         return error_response(422, "too_large", "The input is larger than the database can store.")
-    log.warning("database unavailable: %s", exc.orig)
-    return error_response(503, "database_unavailable", "The database cannot be reached; retry.")
+    if is_transient(exc):
+        log.warning("database unavailable: %s", exc.orig)
+        return error_response(503, "database_unavailable", "The database cannot be reached; retry.")
+    if isinstance(exc, IntegrityError):
+        log.error("a constraint refused %s %s", request.method, request.path, exc_info=exc)
+        return error_response(
+            409, "conflict", "The change clashed with another one made at the same time; try again."
+        )
+    log.error("unexpected database error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal_error", "Something went wrong on our side.")
