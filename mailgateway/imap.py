@@ -94,8 +94,10 @@ from helpdesk.inbound import matching
 from helpdesk.inbound.dedup import dedup_key
 from helpdesk.inbound.ingest import (
     Envelope,
+    Outcome,
     Result,
     TransientError,
+    UnstorableError,
     ingest,
     quarantine_unfetchable,
     quarantine_unread,
@@ -331,7 +333,7 @@ class ImapPoller(Loop):
     def failed(self, exc: Exception) -> None:
         """Noted on the mailbox's state either way; a bug also gets its traceback
         (the mail stays in place)."""
-        if not isinstance(exc, self.failed_quietly):
+        if not self.quiet(exc):
             log.error("%s: unexpected error", self.source.key, exc_info=exc)
         self._note_error(exc)
 
@@ -628,10 +630,13 @@ class ImapPoller(Loop):
         the failed folder without another fetch, so the mail after it is taken."""
         place = f"{self.source.key}, UIDVALIDITY {self.uidvalidity}, UID {uid}"
         self._confirm_lease()
-        with self.app.app_context():
-            result = quarantine_unfetchable(
-                place, self.fetch_failures[uid], self.source.key
-            )  # once: keyed by the place
+        try:
+            with self.app.app_context():
+                result = quarantine_unfetchable(
+                    place, self.fetch_failures[uid], self.source.key
+                )  # once: keyed by the place
+        except UnstorableError as exc:
+            result = self._unstorable(None, exc)
         self._confirm_lease()
         if not self._move(client, [uid], self.failed_folder):
             log.error(
@@ -651,8 +656,19 @@ class ImapPoller(Loop):
 
     def _ingest(self, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
         self._check_lease()  # mail still queued when the lease went is left to the new holder
-        with self.app.app_context():
-            return ingest(raw, envelope, self.app.config, parsed=mail)
+        try:
+            with self.app.app_context():
+                return ingest(raw, envelope, self.app.config, parsed=mail)
+        except UnstorableError as exc:
+            return self._unstorable(mail.message_id, exc)
+
+    def _unstorable(self, message_id: str | None, exc: UnstorableError) -> Result:
+        """A mail the database refused to record again, even as raw bytes (`ingest`'s
+        `UnstorableError`): filed in the failed folder without a record, where its only
+        copy waits for a person, so it does not hold back the mail after it for good
+        (docs/mail-gateway.md, "IMAP")."""
+        log.error("%s: mail %s could not be recorded (%s); filed as failed", self.source.key, message_id, exc)
+        return Result(Outcome.QUARANTINED, f"not recorded: {exc}", message_id, failed=True)
 
     def _refuse(self, uid: int, head: bytes, size: int) -> Result:
         """Record a mail over MAX_MESSAGE_BYTES by the part of its header fetched."""
@@ -670,8 +686,11 @@ class ImapPoller(Loop):
         safety net: quarantined with its bytes and filed as failed, so it does not hold
         back the mail after it (SPEC §7; docs/mail-gateway.md)."""
         log.error("%s: UID %s could not be read; quarantining it", self.source.key, uid, exc_info=exc)
-        with self.app.app_context():
-            return quarantine_unread(raw, "imap", exc, self.source.key)
+        try:
+            with self.app.app_context():
+                return quarantine_unread(raw, "imap", exc, self.source.key)
+        except UnstorableError as refused:
+            return self._unstorable(None, refused)
 
     def _move(self, client: IMAPClient, uids: list[int], folder: str) -> list[int]:
         """Move `uids` to `folder`; the UIDs the server refused to move (NO or BAD),

@@ -5,8 +5,10 @@ plus-addresses (`550 5.1.1` otherwise: not a relay), at most `MAX_RECIPIENTS` of
 them (`452 4.5.3` past it), none longer than 254 characters (`501 5.1.3`); mail over
 `MAX_MESSAGE_BYTES` gets `552 5.3.4`; `250` is sent only after `ingest` committed;
 `451 4.3.0` when the database cannot be reached or anything transient fails, so the
-sending server retries; `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`, the
-same text whatever the reason.
+sending server retries; `554 5.3.0` for a mail the database refused to record even
+as raw bytes a second time (`UnstorableError`), so its sender returns it at once;
+`550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`, the same text whatever the
+reason.
 Past `SMTP_MAX_CONNECTIONS` sessions in this process, or `SMTP_MAX_CONNECTIONS_PER_IP`
 from one client address, a new connection gets `421 4.3.2` and is closed; a
 command after `SMTP_SESSION_TIMEOUT` gets `421 4.4.2` and ends its session.
@@ -37,7 +39,7 @@ from flask import Flask
 
 from config import ConfigurationError
 from helpdesk import addresses
-from helpdesk.inbound.ingest import Envelope, Outcome, TransientError, ingest
+from helpdesk.inbound.ingest import Envelope, Outcome, TransientError, UnstorableError, ingest
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import clean, header_as_servers_read
 from helpdesk.message_ids import ascii_domain
@@ -150,6 +152,9 @@ class SupportHandler:
         except TransientError as exc:
             log_unrecorded(envelope, logged_message_id(raw, self.limits), f"451 ({exc})")
             return "451 4.3.0 Temporary failure storing the message; please retry"
+        except UnstorableError as exc:  # refused by the database again, not unreachable
+            log_unrecorded(envelope, logged_message_id(raw, self.limits), f"554 ({exc})")
+            return "554 5.3.0 The message could not be stored; it was not accepted"
         except Exception as exc:  # never a 250 for a mail that was not recorded
             message_id = logged_message_id(raw, self.limits)
             log_unrecorded(envelope, message_id, f"451 ({type(exc).__name__})", exc_info=exc)

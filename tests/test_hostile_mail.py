@@ -806,6 +806,26 @@ def test_a_mail_failing_as_if_the_database_were_down_gets_451_once_then_is_parke
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("sqlstate", ["23514", "22000"])  # a CHECK constraint; a value refused
+def test_a_mail_the_database_refuses_even_to_park_gets_451_once_then_554(gateway, senders, sqlstate):
+    """SPEC §7: the same bytes never get 451 twice for another reason than the database
+    being unreachable. A mail whose every record the database refused for a reason of
+    its own (here a trigger; a constraint nobody foresaw), its raw bytes parked with
+    fixed words included, was answered 451 at each delivery, for days, until the
+    sender gave up. Now the second delivery gets 554: the sender returns it to its
+    author at once, and the mail after it is taken as ever."""
+    poison = message(subject="VPN", body="poison pill", message_id=f"<refused-{sqlstate}@client.example>")
+    with refused_by_database("poison", sqlstate, "inbound_mails", "raw"):
+        first = gateway.send(poison)
+        again = gateway.send(poison)
+        after = gateway.send(message(subject="Printer", body="Ordinary."))
+    assert first[0] == 451
+    assert again == (554, b"5.3.0 The message could not be stored; it was not accepted")
+    assert after == (250, b"2.0.0 OK created TKT-000001")
+    assert db.session.execute(select(InboundMail).where(InboundMail.raw.contains(b"poison"))).first() is None
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_mail_the_database_refuses_as_too_large_is_held_at_once_never_451(gateway, senders):
     """SQLSTATE class 54 (a text too long for an index) is the mail's own fault: held
     with the database's reason at the first delivery, and a retry is the duplicate."""

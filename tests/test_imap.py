@@ -48,7 +48,7 @@ from mailgateway.imap import (
 )
 from tests.support.app import reset_database
 from tests.support.corpus import CORPUS, SAMPLES, corpus, on_the_wire
-from tests.support.database import refused_as_unreachable, tickets
+from tests.support.database import refused_as_unreachable, refused_by_database, tickets
 from tests.support.dovecotserver import ACCOUNTS, TestMailbox
 from tests.support.dripping_imap import DrippingImap
 from tests.support.gateway_process import refused_start, start
@@ -520,6 +520,26 @@ def test_mail_that_keeps_failing_goes_to_failed_and_quarantine_and_the_rest_goes
     assert sorted(db.session.execute(select(InboundMail.outcome)).scalars()) == ["created", "quarantined"]
     item = db.session.execute(select(QuarantineItem)).scalar_one()
     assert b"poison pill" in item.inbound_mail.raw
+    assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 1
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_mail_the_database_refuses_even_to_park_goes_to_failed_unrecorded_and_the_rest_goes_on(
+    app, senders, mailbox
+):
+    """The database refuses every record of one mail for a reason of its own (a
+    constraint nobody foresaw), its parked raw bytes included: the poller stopped at
+    it on every pass, for good, and the mail after it waited. It is tried once more,
+    then filed in the failed folder, where its only copy is, without a record."""
+    poison = message(subject="VPN", body="poison pill", message_id="<refused@client.example>")
+    mailbox.append(poison.as_bytes(policy=SMTP_POLICY), raw(1, "after"))
+    poller = poller_for(app, mailbox)
+    with refused_by_database("poison", "23514", "inbound_mails", "raw"):
+        with pytest.raises(TransientError):
+            drain(poller)
+        results = drain(poller)
+    assert [r.failed for _uid, r in results][0] is True
+    assert list(db.session.execute(select(InboundMail.outcome)).scalars()) == ["created"]
     assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 1
 
 

@@ -100,6 +100,16 @@ class TransientError(Exception):
     """The mail could not be recorded now (database unreachable); ask for a retry."""
 
 
+class UnstorableError(Exception):
+    """Not even the mail's raw bytes could be recorded, and not for the database being
+    unreachable (a constraint nobody foresaw, a schema behind the code): the same mail
+    fails the same way at each delivery. Raised from its second delivery to this
+    process on; the first is a `TransientError`, in case the reason is one
+    `is_transient` does not know. The SMTP listener refuses it for good (554), so its
+    sender returns it to its author instead of retrying for days (docs/mail-gateway.md,
+    "SMTP replies")."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     mail_from: str
@@ -606,10 +616,10 @@ def _hold_fixed(
     record = _bare_record(session, key, channel, source, reason, raw)
     try:
         return _hold(session, message_id, record, ticket_id=None, ticket_unknown=True)
-    except IntegrityError:
+    except IntegrityError as exc:
         earlier = _after_duplicate(session, key, raw)
-        if earlier is None:
-            raise
+        if earlier is None:  # another constraint than the dedup key's
+            raise _refused(key, exc) from exc
         if isinstance(earlier, _Taken):
             return _hold_fixed(
                 session, message_id, earlier.key, channel, source, _joined(reason, earlier.reason), raw
@@ -617,7 +627,19 @@ def _hold_fixed(
         return earlier
     except DBAPIError as exc:
         session.rollback()
-        raise TransientError(str(exc.orig or exc)) from exc
+        if is_transient(exc):
+            raise TransientError(str(exc.orig or exc)) from exc
+        raise _refused(key, exc) from exc
+
+
+def _refused(key: str, exc: DBAPIError) -> Exception:
+    """What to raise when the database refused the last resort's record of the mail
+    under `key` for a reason of its own (`exc`, not `is_transient`): "try again
+    later" the first time this process meets the mail, `UnstorableError` from then
+    on, so the same bytes never get 451 twice for it (SPEC §7)."""
+    log.error("the database refused even the raw bytes of %s", key, exc_info=exc)
+    said = str(exc.orig or exc)
+    return UnstorableError(said) if _deferred.failed_before(key) else TransientError(said)
 
 
 def _record(
