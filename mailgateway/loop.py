@@ -17,6 +17,8 @@ import threading
 
 from sqlalchemy.exc import DBAPIError
 
+from helpdesk.database import is_transient
+
 log = logging.getLogger("mailgateway")
 
 
@@ -53,9 +55,17 @@ class Loop:
         """One round of work; True when more is waiting (the next starts at once)."""
         raise NotImplementedError
 
+    def quiet(self, exc: Exception) -> bool:
+        """Whether `exc` is the outside being away (`failed_quietly`), not a bug: a
+        database error only when the database failed to do the work now (a schema
+        behind the code is an OperationalError on SQLite too; `is_transient`)."""
+        if isinstance(exc, DBAPIError) and not is_transient(exc):
+            return False
+        return isinstance(exc, self.failed_quietly)
+
     def failed(self, exc: Exception) -> None:
         """A round raised `exc`: say so (override to record it somewhere too)."""
-        if isinstance(exc, self.failed_quietly):
+        if self.quiet(exc):
             log.warning(
                 "%s: %s: %s; retrying", self.name, type(exc).__name__, getattr(exc, "orig", None) or exc
             )

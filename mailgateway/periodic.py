@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.exc import DBAPIError
 
-from helpdesk.database import transaction
+from helpdesk.database import is_transient, transaction
 from helpdesk.extensions import db
 from helpdesk.services import idempotency, lifecycle_jobs
 from mailgateway.loop import Loop
@@ -65,7 +65,10 @@ class LifecycleJobs(Loop):
                     if result.ran and any(getattr(result, name, None) for name in done):
                         log.info("%s", result.summary())
                 except DBAPIError as exc:
-                    log.warning("%s: database unavailable, retrying later: %s", name, exc.orig or exc)
+                    if not is_transient(exc):  # a schema behind the code, a bug
+                        log.exception("%s: the database refused the job", name)
+                    else:
+                        log.warning("%s: database unavailable, retrying later: %s", name, exc.orig or exc)
                 except Exception:  # a bug: keep the gateway alive, try again next tick
                     log.exception("%s: unexpected error", name)
                 finally:

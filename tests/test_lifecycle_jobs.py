@@ -5,13 +5,14 @@ from the CLI and periodically in the gateway."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from helpdesk.clock import now
 from helpdesk.extensions import db
@@ -551,3 +552,20 @@ def test_gateway_job_failure_is_logged_and_the_next_job_still_runs(app, service,
     ]
     assert "broken: unexpected error" in caplog.text
     assert len(sla_history()) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_job_failing_on_the_schema_is_logged_as_a_bug_not_the_database_away(app, caplog):
+    """SQLite says "no such table" with an OperationalError: the job's failure was
+    logged as "database unavailable, retrying later", one line, no traceback."""
+    jobs = LifecycleJobs(app)
+
+    def behind() -> None:
+        db.session.execute(text("SELECT * FROM a_table_of_a_later_release"))
+
+    jobs.jobs = (("behind", behind),)
+    with caplog.at_level(logging.WARNING, logger="mailgateway"):
+        assert jobs.run_once() == []
+    [record] = [r for r in caplog.records if r.name == "mailgateway.periodic"]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "database unavailable" not in caplog.text

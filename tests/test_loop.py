@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
 from mailgateway.loop import Loop
@@ -81,6 +82,21 @@ def test_the_outside_being_away_is_a_warning_without_traceback(caplog) -> None:
         Scripted([down], stopping).run()
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "connection refused" in warning.getMessage() and warning.exc_info is None
+
+
+def test_a_schema_error_is_a_bug_with_its_traceback_not_the_database_away(caplog) -> None:
+    """SQLite says "no such table" with an OperationalError, as it says "database is
+    locked": it was logged as the database being away, one line without a traceback
+    (helpdesk.database.is_transient tells the two apart)."""
+    try:
+        with create_engine("sqlite://").connect() as connection:
+            connection.exec_driver_sql("SELECT * FROM outbox")
+    except OperationalError as error:
+        missing = error
+    with caplog.at_level(logging.INFO, logger="mailgateway"):
+        Scripted([missing], Waits(rounds=1)).run()
+    [bug] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert bug.getMessage() == "scripted: unexpected error" and bug.exc_info is not None
 
 
 def test_the_first_round_runs_even_when_the_stop_came_first() -> None:
