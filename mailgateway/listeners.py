@@ -13,7 +13,9 @@ Start: the gateway waits until each listener says it listens (a line on a pipe,
 `--ready-fd`). One that cannot (its port taken, a setting it refuses) says why on
 that pipe instead, and the gateway stops what it started and does not start, in
 one line with the reason: it does not run with fewer listeners than
-`SMTP_PROCESSES` asks for (docs/operations.md, "Configuration").
+`SMTP_PROCESSES` asks for (docs/operations.md, "Configuration"). The listeners
+not heard to listen by then are killed: their stop signals are blocked until
+their loop takes them, so one hung in its start would outlive any SIGTERM.
 
 Stop: the gateway sends SIGTERM and waits; each listener closes its socket,
 answers the mails being stored (within `smtp.STOP_GRACE_SECONDS`) and exits.
@@ -91,6 +93,7 @@ class ListenerProcesses:
                         if code is not None
                         else f"not listening after {READY_SECONDS:g} s"
                     )
+                    _kill(self.listeners[number - 2 :])
                     raise ConfigurationError(f"{reason} (SMTP listener process {number} of {self.count + 1})")
         finally:
             for read in pipes:
@@ -150,6 +153,20 @@ def _answer(read: int, deadline: float) -> str:
             break
         data += chunk
     return data.decode(errors="replace").strip()
+
+
+def _kill(unheard: list[_Listener]) -> None:
+    """Kill the listeners not heard to listen when the start gives up. Their stop
+    signals are blocked from their first line (`configure_process`) until their loop
+    takes them, so one hung before it would never end on SIGTERM, and the gateway's
+    stop would wait on it for ever (docs/operations.md, "Configuration"). A mail one
+    took before it could say it listens loses its session, and its sender retries,
+    as when a listener dies."""
+    for listener in unheard:
+        if listener.process.poll() is None:
+            listener.process.kill()
+        listener.process.wait()
+        listener.terminated = True
 
 
 def _exit_code(process: subprocess.Popen[bytes]) -> int | None:

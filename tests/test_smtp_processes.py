@@ -224,3 +224,37 @@ def test_a_gateway_whose_listener_process_cannot_bind_does_not_start(app, tmp_pa
     )
     with socket.socket() as again:  # the listener the gateway had started is closed
         again.bind(("127.0.0.1", own))
+
+
+def test_a_listener_process_hung_before_it_listens_is_killed_and_the_gateway_refuses(monkeypatch):
+    """A listener that hangs before it listens (here right after `configure_process`,
+    as `listeners.main` begins) has its SIGTERM blocked until its loop takes it: the
+    start said "not listening after 60 s", and then the gateway's stop of what it had
+    started waited on that process for ever. Now a listener not heard to listen is
+    killed when the start gives up (docs/operations.md, "Configuration")."""
+    from mailgateway import listeners
+
+    hang = (
+        "from mailgateway.process import configure_process; configure_process(); import time; time.sleep(600)"
+    )
+
+    def spawn(self: listeners.ListenerProcesses, ready_fd: int | None = None) -> subprocess.Popen[bytes]:
+        fds = (ready_fd,) if ready_fd is not None else ()
+        return subprocess.Popen([sys.executable, "-c", hang], cwd=ROOT, pass_fds=fds)
+
+    monkeypatch.setattr(listeners, "READY_SECONDS", 0.5)
+    monkeypatch.setattr(listeners.ListenerProcesses, "_spawn", spawn)
+    started = listeners.ListenerProcesses(1)
+    try:
+        refused = r"not listening after 0.5 s \(SMTP listener process 2 of 2\)"
+        with pytest.raises(ConfigurationError, match=refused):
+            started.start()
+        started.terminate()  # as the gateway's stop does (mailgateway/runner.py)
+        stopping = threading.Thread(target=started.stop, daemon=True)
+        stopping.start()
+        stopping.join(timeout=5)
+        assert not stopping.is_alive(), "the gateway waits for ever on a listener that never listened"
+    finally:
+        for listener in started.listeners:
+            listener.process.kill()
+            listener.process.wait()
