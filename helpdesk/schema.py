@@ -45,6 +45,9 @@ class Revisions:
     database: tuple[str, ...]
     head: tuple[str, ...]
     known: frozenset[str]
+    #: Why the revision table could not be read, when it is there (the database's
+    #: own words: "permission denied for table alembic_version"); "" when it was read.
+    unreadable: str = ""
 
     @property
     def ahead(self) -> bool:
@@ -54,12 +57,21 @@ class Revisions:
     @property
     def behind(self) -> bool:
         """Migrations this code needs have not run (never migrated included)."""
-        return not self.ahead and set(self.database) != set(self.head)
+        return not self.unreadable and not self.ahead and set(self.database) != set(self.head)
+
+    @property
+    def state(self) -> str:
+        """In a word, as the web's health answer names it."""
+        if self.unreadable:
+            return "unknown"
+        return "behind" if self.behind else "ahead" if self.ahead else "ok"
 
     def describe(self) -> str:
         """One line for the operator, naming both revisions."""
         database = ", ".join(self.database)
         head = ", ".join(self.head)
+        if self.unreadable:
+            return f"the schema revision could not be read ({self.unreadable}); not compared with {head}"
         if not self.database:
             return f"the database was never migrated (no schema revision), this code needs {head}: {_RUN}"
         if self.behind:
@@ -80,8 +92,11 @@ def _code(directory: str) -> tuple[tuple[str, ...], frozenset[str]]:
 
 def read(app: Flask, session: Session) -> Revisions:
     """The revisions of the database `session` reaches. The database failing now
-    (`is_transient`) raises; any other failure of the query is a database without
-    the revision table, never migrated (the session is rolled back then)."""
+    (`is_transient`) raises; a database without the revision table was never
+    migrated; any other failure of the query (the application's role may not read
+    the table) leaves the revision `unreadable`, neither behind nor ahead: it was
+    taken for never migrated, and the gateway refused to start on a database at its
+    head. The session is rolled back after a failure."""
     head, known = _code(app.extensions["migrate"].directory)
     try:
         database = tuple(sorted(session.execute(select(_VERSION.c.version_num)).scalars()))
@@ -89,8 +104,19 @@ def read(app: Flask, session: Session) -> Revisions:
         if is_transient(exc):
             raise
         session.rollback()
+        if not _no_revision_table(exc):
+            said = (str(exc.orig or exc).strip().splitlines() or [type(exc.orig).__name__])[0]
+            return Revisions((), head, known, unreadable=said)
         database = ()
     return Revisions(database, head, known)
+
+
+def _no_revision_table(error: DBAPIError) -> bool:
+    """Is the failure the revision table missing (PostgreSQL's undefined_table,
+    SQLite's "no such table")?"""
+    if getattr(error.orig, "pgcode", None):
+        return bool(error.orig.pgcode == "42P01")  # type: ignore[union-attr]
+    return "no such table" in str(error.orig)
 
 
 def refuse_when_behind(app: Flask) -> None:
@@ -105,5 +131,7 @@ def refuse_when_behind(app: Flask) -> None:
             return
     if revisions.behind:
         raise ConfigurationError(revisions.describe())
-    if revisions.ahead:
+    if revisions.unreadable:
+        log.warning("%s; starting anyway", revisions.describe())
+    elif revisions.ahead:
         log.warning("%s; starting: migrations keep the release before working", revisions.describe())

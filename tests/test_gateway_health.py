@@ -23,6 +23,7 @@ from helpdesk.models import ImapMailboxState
 from helpdesk.services import TicketsService
 from helpdesk.services.senders import SendersService
 from mailgateway.health import TIMEOUT, check
+from tests.support.app import make_app
 from tests.support.database import open_ticket
 from tests.support.gateway_process import ROOT, SECRETS, refused_start, start
 from tests.support.hung_database import HungDatabase
@@ -241,3 +242,42 @@ def test_a_gateway_starts_on_a_schema_ahead_of_its_code_and_says_so(app, databas
     database = findings[0]
     assert (database.part, database.healthy) == ("database", True), findings
     assert NEWER in database.detail
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_revision_table_the_role_may_not_read_is_not_a_database_never_migrated(app, database_url):
+    """Migrations run as the tables' owner and the application as a role granted
+    the tables it uses: any failure to read `alembic_version` was taken for a
+    database never migrated, so on a database at its head the gateway refused to
+    start ("run flask db upgrade", which had nothing to do) and the web's health
+    answered 503. Only a missing table is never migrated; otherwise the revision is
+    unknown, said as such, and nothing is refused (docs/operations.md)."""
+    from sqlalchemy.engine import make_url
+
+    from helpdesk import schema
+
+    role = "helpdesk_no_revision"
+    with db.engine.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'"))
+        connection.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+        connection.execute(text(f"REVOKE SELECT ON alembic_version FROM {role}"))
+    restricted = make_app(make_url(database_url).set(username=role, password="pw").render_as_string(False))
+    try:
+        with restricted.app_context():
+            schema.refuse_when_behind(restricted)  # no ConfigurationError: the gateway starts
+            revisions = schema.read(restricted, db.session)
+            assert (revisions.behind, revisions.ahead, revisions.state) == (False, False, "unknown")
+            assert "permission denied for table alembic_version" in revisions.describe()
+            health = restricted.test_client().get("/api/v1/health")
+            assert health.status_code == 200, health.get_json()
+            assert health.get_json() == {"status": "ok", "database": "ok", "schema": "unknown"}
+            db.session.remove()
+        database = check(restricted, timeout=TIMEOUT)[0]
+        assert (database.part, database.healthy) == ("database", True), database
+        assert "could not be read (permission denied" in database.detail
+    finally:
+        with restricted.app_context():
+            db.engine.dispose()
+        with db.engine.begin() as connection:
+            connection.execute(text(f"DROP OWNED BY {role}"))
+            connection.execute(text(f"DROP ROLE {role}"))

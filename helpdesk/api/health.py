@@ -27,7 +27,7 @@ def health() -> ResponseReturnValue:
         revisions = schema.read(current_app, db.session)
     except OperationalError:
         return error_response(503, "database_unavailable", "The database cannot be reached.")
-    state = "behind" if revisions.behind else "ahead" if revisions.ahead else "ok"
+    state = revisions.state
     if state != _logged[0]:
         _logged[0] = state
         if state != "ok":
