@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from alembic.script import ScriptDirectory
 from flask import Flask
-from sqlalchemy import column, select, table
+from sqlalchemy import column, select, table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,12 @@ log = logging.getLogger("helpdesk.schema")
 _RUN = "run `flask --app wsgi db upgrade`"
 
 _VERSION = table("alembic_version", column("version_num"))
+
+#: How long reading the revision waits, on PostgreSQL, for a lock another session
+#: holds on its table (`VACUUM FULL`, `LOCK TABLE`, a migration altering it) before
+#: the revision is unknown. Unbounded, the gateway's start and every health probe
+#: waited as long as the lock was held (docs/operations.md).
+LOCK_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -94,14 +100,23 @@ def read(app: Flask, session: Session) -> Revisions:
     """The revisions of the database `session` reaches. The database failing now
     (`is_transient`) raises; a database without the revision table was never
     migrated; any other failure of the query (the application's role may not read
-    the table) leaves the revision `unreadable`, neither behind nor ahead: it was
-    taken for never migrated, and the gateway refused to start on a database at its
-    head. The session is rolled back after a failure."""
+    the table, or its table stayed locked `LOCK_WAIT_SECONDS`) leaves the revision
+    `unreadable`, neither behind nor ahead: it was taken for never migrated, and the
+    gateway refused to start on a database at its head. The session is rolled back
+    after a failure."""
     head, known = _code(app.extensions["migrate"].directory)
     try:
+        if session.get_bind().dialect.name == "postgresql":
+            # For this transaction only, as PgBouncer allows (the check's own queries
+            # after it, in `mailgateway.health`, wait no longer on a lock either).
+            session.execute(
+                text("SELECT set_config('lock_timeout', :ms, true)"),
+                {"ms": str(int(LOCK_WAIT_SECONDS * 1000))},
+            )
         database = tuple(sorted(session.execute(select(_VERSION.c.version_num)).scalars()))
     except DBAPIError as exc:
-        if is_transient(exc):
+        locked = getattr(exc.orig, "pgcode", None) == "55P03"  # lock_not_available: lock_timeout
+        if is_transient(exc) and not locked:
             raise
         session.rollback()
         if not _no_revision_table(exc):

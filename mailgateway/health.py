@@ -74,7 +74,8 @@ def _database(app: Flask, timeout: float) -> list[Finding]:
         # A new connection that gets no answer fails within TIMEOUT: libpq's
         # connect_timeout, set for every engine (helpdesk.database.CONNECTION_OPTIONS).
         engine = db.engine
-        try:
+
+        def bounded() -> None:
             if engine.dialect.name == "postgresql":
                 # Ends the check's queries on the server when they wait on a lock
                 # (a migration's). Local to the transaction, so it works through
@@ -83,11 +84,16 @@ def _database(app: Flask, timeout: float) -> list[Finding]:
                     text("SELECT set_config('statement_timeout', :ms, true)"),
                     {"ms": str(int(timeout * 1000))},
                 )
+
+        try:
+            bounded()
             # The round trip reads the schema's revision: behind the code, the other
             # parts' queries may fail on what it lacks, and the gateway would not start.
             revisions = schema.read(app, db.session)
             if revisions.behind:
                 return [Finding("database", False, revisions.describe())]
+            if revisions.unreadable:
+                bounded()  # the failed read rolled the transaction back, its bound too
             moment = database_now(db.session)
             return [
                 Finding("database", True, f"answers, {revisions.describe()}"),

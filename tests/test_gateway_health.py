@@ -281,3 +281,40 @@ def test_a_revision_table_the_role_may_not_read_is_not_a_database_never_migrated
         with db.engine.begin() as connection:
             connection.execute(text(f"DROP OWNED BY {role}"))
             connection.execute(text(f"DROP ROLE {role}"))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_locked_revision_table_holds_neither_the_gateways_start_nor_the_health_answer(
+    app, database_url, monkeypatch
+):
+    """Another session holding `alembic_version` (`VACUUM FULL`, `LOCK TABLE`, a
+    migration altering it): the gateway's start and every web health probe waited
+    as long as the lock, where before the revision check they read no table (a
+    probe is a worker held, a start a gateway not listening). The read waits
+    `schema.LOCK_WAIT_SECONDS`; then the revision is unknown, and nothing is
+    refused (docs/operations.md, "Upgrades and the schema revision")."""
+    from helpdesk import schema
+
+    monkeypatch.setattr(schema, "LOCK_WAIT_SECONDS", 0.2, raising=False)
+    answers: list[tuple[int, object]] = []
+    findings = []
+
+    def start_then_probe() -> None:
+        schema.refuse_when_behind(app)
+        health = app.test_client().get("/api/v1/health")
+        answers.append((health.status_code, health.get_json()))
+        findings.extend(check(app, timeout=TIMEOUT))
+
+    with db.engine.connect() as holder:
+        holder.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+        waiting = threading.Thread(target=start_then_probe, daemon=True)
+        waiting.start()
+        waiting.join(timeout=10)
+        held = waiting.is_alive()
+        holder.rollback()
+    waiting.join(timeout=10)
+    assert not held, "the start and the health probe wait as long as the lock"
+    assert answers == [(200, {"status": "ok", "database": "ok", "schema": "unknown"})]
+    database = findings[0]
+    assert database.healthy, database
+    assert "could not be read (canceling statement due to lock timeout" in database.detail
