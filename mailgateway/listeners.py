@@ -18,10 +18,12 @@ not heard to listen by then are killed: their stop signals are blocked until
 their loop takes them, so one hung in its start would outlive any SIGTERM.
 
 Stop: the gateway sends SIGTERM and waits; each listener closes its socket,
-answers the mails being stored (within `smtp.STOP_GRACE_SECONDS`) and exits.
+answers the mails being stored (within `smtp.STOP_GRACE_SECONDS`) and exits. One
+never heard to listen (a restart hung in its start) is killed instead.
 A listener whose gateway died (kill -9) notices within a second
 and stops the same way, so an orphan never keeps the port. A listener that dies is
-restarted after a pause (1 s, doubling up to a minute while it keeps dying); the
+restarted after a pause (1 s, doubling up to a minute while it keeps dying), and
+answers on a pipe as at the start (the gateway logs why one cannot listen); the
 connections it had not answered are dropped without a reply, so their senders
 retry, and the other listeners take the new ones meanwhile.
 """
@@ -61,6 +63,11 @@ class _Listener:
     pause: float = FIRST_PAUSE
     restart_at: float | None = None
     terminated: bool = False
+    #: It said it listens (at the start, or since its restart); one that has not by
+    #: the gateway's stop is killed, since its stop signals wait for its loop.
+    listening: bool = False
+    #: The pipe a restarted listener answers on, until it answered (`_hear`).
+    ready: int | None = None
 
 
 class ListenerProcesses:
@@ -86,7 +93,8 @@ class ListenerProcesses:
             deadline = time.monotonic() + READY_SECONDS
             for number, (listener, read) in enumerate(zip(self.listeners, pipes, strict=True), start=2):
                 answer = _answer(read, deadline)
-                if answer != _LISTENING:
+                listener.listening = answer == _LISTENING
+                if not listener.listening:
                     code = _exit_code(listener.process)
                     reason = answer or (
                         f"exited with code {code}"
@@ -99,16 +107,15 @@ class ListenerProcesses:
             for read in pipes:
                 os.close(read)
 
-    def _spawn(self, ready_fd: int | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, ready_fd: int) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "mailgateway.listeners", "--parent", str(os.getpid())]
-        if ready_fd is None:  # a restart: nobody waits, a failure is its own line on stderr
-            return subprocess.Popen(command)
         return subprocess.Popen([*command, "--ready-fd", str(ready_fd)], pass_fds=(ready_fd,))
 
     def watch(self) -> None:
         """Restart listeners that died, pausing longer while they keep dying."""
         moment = time.monotonic()
         for listener in self.listeners:
+            _hear(listener)
             code = listener.process.poll()
             if code is None:
                 continue
@@ -124,8 +131,14 @@ class ListenerProcesses:
                 listener.restart_at = moment + listener.pause
                 listener.pause = min(listener.pause * 2, LONGEST_PAUSE)
             elif moment >= listener.restart_at:
-                listener.process, listener.started = self._spawn(), moment
-                listener.restart_at = None
+                _hear(listener, closing=True)
+                read, write = os.pipe()
+                try:
+                    listener.process = self._spawn(ready_fd=write)
+                finally:
+                    os.close(write)
+                listener.started, listener.restart_at = moment, None
+                listener.listening, listener.ready = False, read
 
     def terminate(self) -> None:
         """SIGTERM to every listener (once), which closes its socket and answers its mails."""
@@ -135,9 +148,13 @@ class ListenerProcesses:
                 listener.terminated = True
 
     def stop(self) -> None:
-        """SIGTERM to every listener, then wait for each to finish its mails."""
+        """SIGTERM to every listener, then wait for each to finish its mails; one
+        never heard to listen (hung in its start since a restart) is killed."""
         self.terminate()
         for listener in self.listeners:
+            _hear(listener, closing=True)
+            if not listener.listening:
+                _kill([listener])
             listener.process.wait()
 
 
@@ -155,13 +172,32 @@ def _answer(read: int, deadline: float) -> str:
     return data.decode(errors="replace").strip()
 
 
+def _hear(listener: _Listener, closing: bool = False) -> None:
+    """Read a restarted listener's answer if it gave one (never waiting): it
+    listens, or why it cannot, logged as the gateway's own listener says it. The
+    listener writes its one line at once and closes the pipe. `closing`: close the
+    pipe whatever it holds (a restart again, the stop)."""
+    if listener.ready is None:
+        return
+    if select.select([listener.ready], [], [], 0)[0]:
+        said = os.read(listener.ready, _MAX_ANSWER).decode(errors="replace").strip()
+        if said == _LISTENING:
+            listener.listening = True
+        elif said:
+            log.error("gateway listener: %s (SMTP listener process %d)", said, listener.process.pid)
+        closing = True
+    if closing:
+        os.close(listener.ready)
+        listener.ready = None
+
+
 def _kill(unheard: list[_Listener]) -> None:
-    """Kill the listeners not heard to listen when the start gives up. Their stop
-    signals are blocked from their first line (`configure_process`) until their loop
-    takes them, so one hung before it would never end on SIGTERM, and the gateway's
-    stop would wait on it for ever (docs/operations.md, "Configuration"). A mail one
-    took before it could say it listens loses its session, and its sender retries,
-    as when a listener dies."""
+    """Kill listeners never heard to listen: when the start gives up, and at the stop
+    one restarted since. Their stop signals are blocked from their first line
+    (`configure_process`) until their loop takes them, so one hung before it would
+    never end on SIGTERM, and the gateway's stop would wait on it for ever
+    (docs/operations.md, "Configuration"). A mail one took before it could say it
+    listens loses its session, and its sender retries, as when a listener dies."""
     for listener in unheard:
         if listener.process.poll() is None:
             listener.process.kill()

@@ -258,3 +258,53 @@ def test_a_listener_process_hung_before_it_listens_is_killed_and_the_gateway_ref
         for listener in started.listeners:
             listener.process.kill()
             listener.process.wait()
+
+
+def test_a_listener_restarted_after_a_death_and_hung_in_its_start_does_not_hold_the_stop(
+    monkeypatch, tmp_path
+):
+    """The same hang in a listener restarted after a later death: nobody waited for
+    it to listen, and the gateway's stop waited on it for ever (until the init
+    system killed the gateway). A restart answers on a pipe too, and one not heard
+    to listen by the stop is killed; a restart that cannot listen is logged."""
+    from mailgateway import listeners
+
+    scripts = [
+        "import os, sys; os.write(int(sys.argv[1]), b'listening'); sys.exit(3)",  # listens, then dies
+        "import os, sys; os.write(int(sys.argv[1]), b'SMTP_LISTEN x: refused'); sys.exit(1)",
+        "from mailgateway.process import configure_process; configure_process(); "
+        "import sys, time; open(sys.argv[2], 'w').close(); time.sleep(600)",  # hangs in its start
+    ]
+
+    spawned: list[int] = []
+    hung = tmp_path / "hung"  # made once the hung one's stop signals are blocked
+
+    def spawn(self: listeners.ListenerProcesses, ready_fd: int | None = None) -> subprocess.Popen[bytes]:
+        script = scripts.pop(0)
+        if ready_fd is None:  # the code before: a restart had no pipe
+            script, ready_fd = script.replace("os.write(int(sys.argv[1]), ", "print("), 2
+        command = [sys.executable, "-c", script, str(ready_fd), str(hung)]
+        process = subprocess.Popen(command, cwd=ROOT, pass_fds=(ready_fd,))
+        spawned.append(process.pid)
+        return process
+
+    monkeypatch.setattr(listeners.ListenerProcesses, "_spawn", spawn)
+    started = listeners.ListenerProcesses(1)
+    try:
+        started.start()
+        [listener] = started.listeners
+        listener.pause = 0.05
+        errors: list[str] = []
+        monkeypatch.setattr(listeners.log, "error", lambda text, *args: errors.append(text % args))
+        wait_until(lambda: started.watch() or hung.exists(), timeout=20, what="two restarts, the last hung")
+        started.terminate()
+        stopping = threading.Thread(target=started.stop, daemon=True)
+        stopping.start()
+        stopping.join(timeout=5)
+        assert not stopping.is_alive(), "the gateway's stop waits for ever on a restart hung in its start"
+        said = [line for line in errors if line.startswith("gateway listener")]
+        assert said == ["gateway listener: SMTP_LISTEN x: refused (SMTP listener process %d)" % spawned[1]]
+    finally:
+        for listener in started.listeners:
+            listener.process.kill()
+            listener.process.wait()
