@@ -16,6 +16,7 @@ import hashlib
 from flask import Response, current_app, g, jsonify, request
 from flask_jwt_extended import current_user
 
+from helpdesk.api.payload import canonical_json
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
 from helpdesk.services import idempotency
@@ -75,9 +76,11 @@ def claim(caller: str) -> int | Earlier | None:
 
 def digest() -> str:
     """SHA-256 of what makes two calls the same call: the method, the path and
-    query, and the body as sent; for multipart/form-data, of its parts (each field's
-    name and value, each file's field name, filename, type and bytes), since the
-    boundary between them is chosen afresh by most clients for every request."""
+    query, and the body: its JSON in one spelling (`payload.canonical_json`: a
+    client re-serializing its retry may order or space it otherwise); for
+    multipart/form-data, of its parts (each field's name and value, each file's
+    field name, filename, type and bytes), since the boundary between them is
+    chosen afresh by most clients for every request."""
     hashed = hashlib.sha256()
 
     def part(data: bytes) -> None:
@@ -88,8 +91,9 @@ def digest() -> str:
         part(text.encode("utf-8", "surrogatepass"))
     part(request.query_string)
     if request.mimetype != "multipart/form-data":
-        part(b"body")
-        part(request.get_data(cache=True))
+        spelt = canonical_json()
+        part(b"body" if spelt is None else b"json")
+        part(request.get_data(cache=True) if spelt is None else spelt)
         return hashed.hexdigest()
     part(b"multipart")
     for name, value in request.form.items(multi=True):

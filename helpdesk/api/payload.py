@@ -37,6 +37,17 @@ def json_value() -> Any:
     return value if parsed else None
 
 
+def canonical_json() -> bytes | None:
+    """The body's JSON in one spelling (names sorted, no spaces, letters unescaped),
+    None when it is not JSON: two bodies that differ only in how they were written
+    are one request to an idempotency key (docs/web.md, "Idempotency keys")."""
+    parsed, value = _parsed()
+    if not parsed:
+        return None
+    spelt = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return spelt.encode("utf-8", "surrogatepass")
+
+
 def _parsed() -> tuple[bool, Any]:
     """(True, the body's JSON value), {} for no body, or (False, None) when it is
     not JSON as RFC 8259 has it or is nested deeper than the parser recurses."""
