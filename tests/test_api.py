@@ -712,6 +712,20 @@ def test_a_retry_spelling_the_same_json_otherwise_is_the_same_request(api):
     assert _written() == (1, 1, 1)
 
 
+def test_a_replay_of_a_ticket_the_caller_may_no_longer_see_is_404_by_its_number(app, api, admin):
+    """Under AGENT_VISIBILITY=own the ticket an agent opened and was then taken from
+    is not shown to the agent's retry, as `GET /tickets/<number>` does not show it;
+    the 404 named it "No ticket 1." (the database's integer), not as it is shown."""
+    key = {"Idempotency-Key": "taken-away"}
+    number = api.post("/tickets", NEW, headers=key).get_json()["number"]
+    app.config["AGENT_VISIBILITY"] = "own"
+    db.session.execute(update(Ticket).values(assignee_id=admin.id))
+    db.session.commit()
+    error = envelope(api.post("/tickets", NEW, headers=key), 404, "not_found")
+    assert error["message"] == f"No ticket {number}." == "No ticket TKT-000001."
+    assert _written() == (1, 1, 1)
+
+
 def test_a_reply_sent_again_under_its_idempotency_key_is_added_and_mailed_once(api, service):
     open_ticket(service)
     before = _written()

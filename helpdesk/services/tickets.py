@@ -133,6 +133,8 @@ class TicketsService:
             )
             ticket = self.session.execute(query).scalar_one_or_none()
         if ticket is None:
+            if isinstance(number_text, int):  # our own number (an idempotency key's replay): as shown
+                raise NotFound(f"No ticket {numbering.format_number(number_text, self.prefix, self.width)}.")
             raise NotFound(f"No ticket {echoed(number_text)}.")  # caller text: cleaned, cut
         return ticket
 
