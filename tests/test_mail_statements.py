@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
@@ -45,6 +46,22 @@ def questions() -> Iterator[Counter[str]]:
         yield asked
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def statements() -> Iterator[list[tuple[object, bool]]]:
+    """Each statement the block ran through a session, as the object it was, and
+    whether it went through the ORM's layers (it names a model)."""
+    ran: list[tuple[object, bool]] = []
+
+    def record(state: ORMExecuteState) -> None:
+        ran.append((state.statement, state.is_orm_statement))
+
+    event.listen(Session, "do_orm_execute", record)
+    try:
+        yield ran
+    finally:
+        event.remove(Session, "do_orm_execute", record)
 
 
 def mail(app, msg, sender):  # type: ignore[no-untyped-def]
@@ -116,3 +133,26 @@ def test_mail_answering_received_mail_finds_it_through_an_index(app):
     plan = "\n".join(db.session.execute(text(f"EXPLAIN {compiled}")).scalars())
     db.session.rollback()
     assert "ix_inbound_mails_message_id" in plan, plan
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_new_tickets_mail_runs_statements_built_once_and_loads_only_its_contact(app, senders):
+    """Every new mail runs the same statement objects: one composed per mail is keyed
+    for SQLAlchemy's compiled cache anew, and one naming a model runs through the
+    ORM's compiling and result layers though it loads no object. Each cost the
+    gateway's CPU on every mail (docs/benchmarks.md, "Issue 19: CPU per mail,
+    sixteenth session"); the contact is the one object the mail path loads.
+    PostgreSQL only: SQLite writes a ticket's rows one statement each, composed
+    per ticket (`numbering`), and no gateway runs on it under load."""
+    mail(app, message(sender="ann@corp.example", subject="Printer jammed"), "ann@corp.example")
+    db.session.remove()
+    with statements() as first:
+        mail(app, message(sender="ann@corp.example", subject="Scanner jammed"), "ann@corp.example")
+    db.session.remove()
+    with statements() as second:
+        mail(app, message(sender="ann@corp.example", subject="Fax jammed"), "ann@corp.example")
+    assert len(first) == len(second) >= 5
+    assert [ran for ran, _ in second if not any(ran is earlier for earlier, _ in first)] == []
+    assert [" ".join(str(ran).split())[:34] for ran, orm in second if orm] == [
+        "SELECT contacts.id, contacts.email"
+    ]

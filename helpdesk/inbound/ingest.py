@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from helpdesk import addresses, languages, message_ids, return_paths
-from helpdesk.clock import database_clock
+from helpdesk.clock import DatabaseClock, database_clock
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
 from helpdesk.inbound import authentication, authorization, automail, matching, storage
@@ -68,9 +68,16 @@ NO_TEXT = N_("(no text)")
 GATEWAY = Actor.system("mail gateway")
 
 _COLUMNS = InboundRecord.__table__.c
-# The received time is the database's (`clock.database_clock`), written into the
-# statement, and returned with the id: no round trip of its own.
-_INSERT_RECORD = InboundRecord.__table__.insert().returning(_COLUMNS.id, _COLUMNS.received_at)
+# The received time is the database's (`clock.DatabaseClock`), written into the
+# statement, and returned with the id: no round trip of its own. Built once, not per
+# mail: a statement composed anew is keyed for SQLAlchemy's cache anew, a third of
+# what the INSERT costs the gateway (docs/benchmarks.md, "Issue 19: CPU per mail,
+# sixteenth session").
+_INSERT_RECORD = (
+    InboundRecord.__table__.insert()
+    .values(received_at=DatabaseClock())
+    .returning(_COLUMNS.id, _COLUMNS.received_at)
+)
 
 
 class Outcome(str, enum.Enum):
@@ -710,8 +717,7 @@ def _process_new(
     values = _record_values(mail, key, envelope, decision.outcome, decision.reason, appended_to)
     # Written with Core and adopted: the unit of work's flush cost more than the
     # INSERT itself, on every mail.
-    statement = _INSERT_RECORD.values(received_at=database_clock(session))
-    record_id, values["received_at"] = session.execute(statement, values).one()
+    record_id, values["received_at"] = session.execute(_INSERT_RECORD, values).one()
     record = adopt(session, InboundRecord(id=record_id, **values))
     return apply(session, mail, record, decision, config)
 

@@ -27,16 +27,21 @@ def route(session: Session, ticket_type: str) -> int | None:
     """The team new tickets of this type go to, if any; its row key-share locked
     until the transaction ends, as `team_id(lock=True)` does, for the ticket about
     to name it (a team removed meanwhile is none)."""
+    session.flush()  # as the ORM flushed before its own statements: `_ROUTE` is Core
     return session.execute(_ROUTE, {"ticket_type": ticket_type}).scalar_one_or_none()
 
 
 # Built once: every new ticket asks, and composing it anew cost 0.07 ms of the
-# 0.17 ms the question takes (docs/benchmarks.md, the levers of issue 19).
+# 0.17 ms the question takes (docs/benchmarks.md, the levers of issue 19). On the
+# tables, not the models: naming a model sends it through the ORM's layers, a
+# third of what is left (docs/benchmarks.md, "Issue 19: CPU per mail, sixteenth session").
+_ROUTES = TeamRoute.__table__.c
+_TEAMS = Team.__table__
 _ROUTE = (
-    select(TeamRoute.team_id)
-    .join(Team, Team.id == TeamRoute.team_id)
-    .where(TeamRoute.ticket_type == bindparam("ticket_type"))
-    .with_for_update(of=Team, key_share=True)
+    select(_ROUTES.team_id)
+    .join(_TEAMS, _TEAMS.c.id == _ROUTES.team_id)
+    .where(_ROUTES.ticket_type == bindparam("ticket_type"))
+    .with_for_update(of=_TEAMS, key_share=True)
 )
 
 
