@@ -2,8 +2,9 @@
 per route (count and latency), and the mail flow and ticket counts read from the
 database at scrape time.
 
-Off unless `METRICS_TOKEN` is set; then the scraper sends it as a bearer token
-(Prometheus: `authorization: {credentials: …}`), compared in constant time.
+Off unless `METRICS_TOKEN` is set (404); then the scraper sends it as a bearer token
+(Prometheus: `authorization: {credentials: …}`), the scheme in any case (RFC 9110
+11.1), the token compared in constant time; anything else is 401 (docs/operations.md).
 
 Under gunicorn each worker counts its own requests; `gunicorn.conf.py` points
 `PROMETHEUS_MULTIPROC_DIR` at a private folder, so every worker writes its counts
@@ -27,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from werkzeug.datastructures import WWWAuthenticate
 
 from helpdesk import vocabulary as v
 from helpdesk.extensions import db
@@ -79,9 +81,11 @@ def metrics() -> Response:
     token = current_app.config["METRICS_TOKEN"]
     if not token:
         abort(404)
-    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(offered.encode(), token.encode()):
-        abort(401)
+    scheme, _, offered = request.headers.get("Authorization", "").strip().partition(" ")
+    # Compared whatever the scheme, so a wrong scheme costs what a wrong token does.
+    matches = hmac.compare_digest(offered.strip().encode(), token.encode())
+    if scheme.lower() != "bearer" or not matches:
+        abort(401, www_authenticate=WWWAuthenticate("Bearer"))
     return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
 
 

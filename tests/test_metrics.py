@@ -26,6 +26,28 @@ def _families(text: str) -> dict[str, list]:  # type: ignore[type-arg]
     return {family.name: family.samples for family in text_string_to_metric_families(text)}
 
 
+def test_the_bearer_scheme_is_read_in_any_case_and_required(client, app):
+    """RFC 9110 11.1: the scheme is case-insensitive, so `bearer` is a scraper's
+    Bearer; a bare token or another scheme is no bearer token (docs/operations.md)."""
+    app.config["METRICS_TOKEN"] = TOKEN
+    answers = {
+        header: client.get("/metrics", headers={"Authorization": header}).status_code
+        for header in (f"bearer {TOKEN}", f"BEARER {TOKEN}", TOKEN, f"Basic {TOKEN}", "Bearer wrong")
+    }
+    assert answers == {
+        f"bearer {TOKEN}": 200,
+        f"BEARER {TOKEN}": 200,
+        TOKEN: 401,
+        f"Basic {TOKEN}": 401,
+        "Bearer wrong": 401,
+    }
+    assert client.get("/metrics").headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_metrics_are_closed_without_a_token(client):
+    assert client.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 404
+
+
 def test_every_label_value_survives_the_format(client, app):
     """A mailbox key is read from IMAP_URL, percent-decoding included: quotes,
     backslashes and line breaks must come back out of the text format as they went in."""
