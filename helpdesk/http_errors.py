@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from helpdesk.database import is_transient
 from helpdesk.extensions import db
 from helpdesk.form_data import UnreadableForm
 from helpdesk.languages import N_
@@ -31,7 +33,11 @@ PAGES = {
     404: N_("There is nothing here."),
     413: N_("That was too large."),
     429: N_("Too many attempts. Wait a minute and try again."),
+    503: N_("The helpdesk cannot reach its database just now. Try again in a minute."),
 }
+# How long a client is asked to wait (`Retry-After`) when the database cannot do the
+# work now (docs/web.md, "Database errors").
+RETRY_AFTER_SECONDS = 30
 
 
 def init_app(app: Flask) -> None:
@@ -39,6 +45,14 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(InternalServerError, _internal_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(UnreadableForm, _unreadable_form)
+    app.register_error_handler(DBAPIError, _database_error)
+
+
+def retry_later(response: Response) -> Response:
+    """`response` (a 503 for a database that cannot do the work now) with the time
+    to wait before trying again."""
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def error_response(
@@ -78,6 +92,26 @@ def _internal_error(exc: InternalServerError) -> Any:
     db.session.rollback()
     log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc.original_exception)
     return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+def _database_error(exc: DBAPIError) -> Any:
+    """A database error no view handled. The database failing to do the work now
+    (`is_transient`: unreachable, restarting, out of connections) is 503 with
+    `Retry-After`, the error page on the portal and the tracker, the JSON envelope on
+    the API (whose blueprint answers its own views' errors first): it was Flask's
+    bare 500 page. Any other one is a bug, raised again to be the logged 500 it was.
+    The page is rendered without its staff member (`g.database_unavailable`): reading
+    them needs the database."""
+    if not is_transient(exc):
+        raise exc
+    db.session.rollback()
+    g.database_unavailable = True
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, exc.orig)
+    if _on_api():
+        response, _ = error_response(503, "database_unavailable", "The database cannot be reached; retry.")
+        return retry_later(response), 503
+    page = render_template("portal/error.html", code=503, message=PAGES[503])
+    return retry_later(make_response(page, 503))
 
 
 def _csrf_error(exc: CSRFError) -> Any:

@@ -4,7 +4,11 @@ pages, the headers an error keeps, how the API reads a JSON body."""
 
 from __future__ import annotations
 
+import time
+
+from tests.support.app import make_app
 from tests.support.database import open_ticket
+from tests.support.pgserver import free_port
 
 
 def test_pages_and_api_answers_with_private_data_are_never_stored(portal, api, service):
@@ -39,3 +43,22 @@ def test_a_json_body_is_read_as_rfc_8259_json(client):
     answer = client.post("/api/v1/public/track", data="null", content_type="application/json")
     assert answer.status_code == 422
     assert answer.get_json()["error"]["fields"] == {"body": "must be a JSON object"}
+
+
+def test_a_database_that_cannot_be_reached_is_503_with_retry_after_on_pages_and_api():
+    """With PostgreSQL down every portal page that reads the database was Flask's own
+    500 page in English, and the API's 503 said "retry" without saying when
+    (websusp review; docs/web.md, "Database errors"). A port nothing listens on is
+    a stopped server to psycopg2: refused, no SQLSTATE."""
+    app = make_app(f"postgresql://postgres@127.0.0.1:{free_port()}/none", PROPAGATE_EXCEPTIONS=False)
+    client = app.test_client()
+    with client.session_transaction() as session:  # a login the database would check
+        session.update(staff_id=1, version=1, since=int(time.time()))
+    page = client.get("/tickets")
+    answer = client.get("/api/v1/tickets", headers={"Authorization": "Bearer x.y.z"})
+    api_answer = client.post("/api/v1/auth/login", json={"email": "a@example.com", "password": "p" * 10})
+    assert page.status_code == 503 and page.headers["Retry-After"] == "30"
+    assert page.content_type.startswith("text/html") and b"Try again" in page.data
+    assert api_answer.status_code == 503 and api_answer.headers["Retry-After"] == "30"
+    assert api_answer.get_json()["error"]["code"] == "database_unavailable"
+    assert answer.status_code == 401  # a token that does not parse never reaches the database

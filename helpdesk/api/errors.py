@@ -20,7 +20,7 @@ from helpdesk.errors import (
     ValidationError,
 )
 from helpdesk.extensions import db
-from helpdesk.http_errors import error_response
+from helpdesk.http_errors import error_response, retry_later
 
 log = logging.getLogger("helpdesk.api")
 
@@ -43,7 +43,8 @@ def _domain_error(exc: DomainError) -> tuple[Response, int]:
 @bp.errorhandler(DBAPIError)
 def _database_error(exc: DBAPIError) -> tuple[Response, int]:
     """What the database's refusal tells the client (docs/web.md, "Database errors"):
-    503 "retry" only for the database failing to do the work now (`is_transient`);
+    503 "retry" only for the database failing to do the work now (`is_transient`),
+    with `Retry-After`;
     422 for input larger than it can store (`is_program_limit`); 409 "try again"
     for a constraint the services did not settle themselves (a race they do not
     foresee: the next try reads the row that won); 500 for the rest, a bug or a schema
@@ -56,7 +57,10 @@ def _database_error(exc: DBAPIError) -> tuple[Response, int]:
         return error_response(422, "too_large", "The input is larger than the database can store.")
     if is_transient(exc):
         log.warning("database unavailable: %s", exc.orig)
-        return error_response(503, "database_unavailable", "The database cannot be reached; retry.")
+        response, status = error_response(
+            503, "database_unavailable", "The database cannot be reached; retry."
+        )
+        return retry_later(response), status
     if isinstance(exc, IntegrityError):
         log.error("a constraint refused %s %s", request.method, request.path, exc_info=exc)
         return error_response(

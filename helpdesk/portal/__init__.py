@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, g
 
 from helpdesk import languages, wording
 from helpdesk.html import sanitized
@@ -71,4 +71,5 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _staff() -> dict[str, Any]:
-        return {"staff": current_staff()}
+        # None on the page for a database that cannot be reached (helpdesk.http_errors).
+        return {"staff": None if g.get("database_unavailable") else current_staff()}
