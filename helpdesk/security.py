@@ -51,11 +51,17 @@ def init_app(app: Flask) -> None:
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
         )
     secure = bool(app.config["SECURE_COOKIES"])
+    # Over HTTPS the `__Host-` name: a browser keeps such a cookie only when it is
+    # Secure, for Path=/ and without a Domain, so no sibling host can set one of
+    # the same name beside ours (docs/security.md, "Sessions and tokens"). Over
+    # plain http the prefix would be refused, so the name has none there.
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=secure,
-        SESSION_COOKIE_NAME="helpdesk_session",
+        SESSION_COOKIE_NAME="__Host-helpdesk_session" if secure else "helpdesk_session",
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
     )
 
     @app.after_request

@@ -128,7 +128,7 @@ def test_a_support_day_in_a_real_browser(app, admin, gateway, live_portal, brows
     page.fill("#password", "admin-password-1")
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_portal}/tickets")
-    session_cookie = next(c for c in page.context.cookies() if c["name"] == "helpdesk_session")
+    session_cookie = next(c for c in page.context.cookies() if c["name"] == "__Host-helpdesk_session")
     assert session_cookie["secure"] and session_cookie["httpOnly"]
 
     # Filter the queue.

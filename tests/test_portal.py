@@ -179,12 +179,18 @@ def test_security_headers_on_every_page(client):
 
 
 def test_production_cookie_flags(database_url):
+    """Over HTTPS the session cookie is `__Host-`: a browser takes it only Secure,
+    with Path=/ and no Domain, so a sibling host cannot set one beside it (a cookie of
+    the same name from `Domain=.example` was read first and logged a browser in as
+    whoever tossed it; websusp review, docs/security.md "Sessions and tokens")."""
     app = create_app(ProductionLikeConfig, SQLALCHEMY_DATABASE_URI=database_url, SECURE_COOKIES=True)
     client = app.test_client()
-    client.get("/login", base_url="https://localhost")
-    cookie = client.get_cookie("helpdesk_session", domain="localhost")
+    answer = client.get("/login", base_url="https://localhost")
+    cookie = client.get_cookie("__Host-helpdesk_session", domain="localhost")
     assert cookie is not None and cookie.secure and cookie.http_only
-    assert cookie.same_site == "Lax"
+    assert cookie.same_site == "Lax" and cookie.path == "/" and "Domain=" not in answer.headers["Set-Cookie"]
+    plain = create_app(ProductionLikeConfig, SQLALCHEMY_DATABASE_URI=database_url, SECURE_COOKIES=False)
+    assert plain.config["SESSION_COOKIE_NAME"] == "helpdesk_session"  # no prefix a browser would refuse
 
 
 def test_opening_a_new_ticket_moves_it_to_open(portal, service):
