@@ -165,6 +165,21 @@ def wire_or_stored(address: str) -> str:
     return on_the_wire(address) or address
 
 
+def either_form(address: str) -> set[str]:
+    """`address` as stored and in both forms of an internationalised domain: as the
+    relay sees it (`on_the_wire`) and in Unicode (`ana@xn--bcher-kva.example` →
+    `ana@bücher.example`); a bounce marks whichever form it names, and a mark on
+    either holds for both (docs/outbound-mail.md, "Loop rules")."""
+    forms = {address, wire_or_stored(address)}
+    local, at, domain = address.rpartition("@")
+    if at and domain.isascii() and len(domain) <= MAX_DOMAIN_LENGTH:
+        try:
+            forms.add(f"{local}@{domain.encode('ascii').decode('idna')}")
+        except UnicodeError:  # a label that is no punycode: the ASCII form is the only one
+            pass
+    return forms
+
+
 def is_support_address(address: str, support: Collection[str]) -> bool:
     """Whether `address` reaches one of the support addresses' mailboxes (`mailbox`):
     a plus-address of one (`support+TKT-78@…`), in any case, its domain in any form

@@ -11,12 +11,12 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from helpdesk import numbering
+from helpdesk import addresses, numbering
 from helpdesk import vocabulary as v
 from helpdesk.database import transaction
 from helpdesk.errors import DomainError
 from helpdesk.inputs import MAX_PAGE
-from helpdesk.services import Actor, idempotency, lifecycle_jobs, mailboxes, notifications
+from helpdesk.services import Actor, contacts, idempotency, lifecycle_jobs, mailboxes, notifications
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.queue import MAX_PER_PAGE
 from helpdesk.services.senders import SendersService
@@ -29,6 +29,7 @@ quarantine_cli = AppGroup("quarantine", help="Review mail held by the gateway.")
 outbox_cli = AppGroup("outbox", help="Notifications waiting, sent, failed or skipped.")
 integrations_cli = AppGroup("integrations", help="Systems that call the API for customers.")
 teams_cli = AppGroup("teams", help="Teams, their members, and which ticket types go to which team.")
+addresses_cli = AppGroup("addresses", help="Customers' and staff members' mail addresses.")
 mailboxes_cli = AppGroup("mailboxes", help="What the gateway remembers of each IMAP mailbox.")
 CLI_REVIEWER = Actor.system("cli")
 
@@ -353,6 +354,21 @@ def mailboxes_forget(key: str) -> None:
     click.echo(f"Forgot {_shown(key)}.")
 
 
+@addresses_cli.command("deliverable")
+@click.argument("address")
+def addresses_deliverable(address: str) -> None:
+    """Mail to ADDRESS works again: clear the mark a bounce set, so notifications go to it."""
+    normalized = addresses.normalize(address)
+    if not addresses.is_valid(normalized):
+        raise click.ClickException(f"{_shown(address)} {addresses.INVALID}.")
+    with transaction() as session:
+        cleared = contacts.mark_deliverable(session, normalized)
+    if cleared:
+        click.echo(f"Mail to {_shown(normalized)} goes again from now on.")
+    else:
+        click.echo(f"{_shown(normalized)} was not marked undeliverable; nothing to do.")
+
+
 def init_app(app: Flask) -> None:
     for command in (
         create_staff,
@@ -364,6 +380,7 @@ def init_app(app: Flask) -> None:
         integrations_cli,
         teams_cli,
         mailboxes_cli,
+        addresses_cli,
         sla_check,
         auto_close,
         idempotency_keys_sweep,

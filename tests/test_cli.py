@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from helpdesk.clock import database_now
+from helpdesk.clock import database_now, now
 from helpdesk.extensions import db
-from helpdesk.models import AuthorizedSender, ImapMailboxState, StaffUser
+from helpdesk.models import AuthorizedSender, Contact, ImapMailboxState, StaffUser
 from helpdesk.services import Actor, TicketsService
 from tests.support.mail import hold_strangers
 
@@ -212,3 +212,27 @@ def test_mailboxes_forget_removes_a_retired_mailbox_but_not_one_a_gateway_holds(
     assert unknown.exit_code == 1 and "No IMAP mailbox" in unknown.output
     db.session.expire_all()
     assert db.session.execute(select(ImapMailboxState.key)).scalars().all() == [held]
+
+
+def test_addresses_deliverable_clears_a_bounced_customers_mark_in_either_form_of_its_domain(runner):
+    """A bounce marked the customer's address; they fixed their mailbox and phoned.
+    Only mail from the address or a verification code cleared the mark, so the
+    operator could not resume their mail (docs/operations.md)."""
+    db.session.add_all(
+        [
+            Contact(email="ana@xn--bcher-kva.example", name="Ana", undeliverable_since=now()),
+            Contact(email="bob@example.com", name="Bob", undeliverable_since=now()),
+        ]
+    )
+    db.session.commit()
+    result = runner.invoke(args=["addresses", "deliverable", "Ana@B\u00fccher.example"])
+    assert result.exit_code == 0, result.output
+    assert "ana@bücher.example goes again" in result.output
+    db.session.expire_all()
+    marks = dict(db.session.execute(select(Contact.email, Contact.undeliverable_since)).all())
+    assert marks["ana@xn--bcher-kva.example"] is None
+    assert marks["bob@example.com"] is not None  # nobody else's
+    again = runner.invoke(args=["addresses", "deliverable", "ana@xn--bcher-kva.example"])
+    assert "was not marked undeliverable" in again.output
+    refused = runner.invoke(args=["addresses", "deliverable", "not an address"])
+    assert refused.exit_code == 1 and "is not a valid email address" in refused.output

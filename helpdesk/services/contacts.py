@@ -403,6 +403,16 @@ def clear_undeliverable(session: Session, address: str) -> bool:
     return bool(cleared)
 
 
+def mark_deliverable(session: Session, address: str) -> bool:
+    """An operator says mail to `address` works again (its owner fixed the mailbox and
+    told them by phone or chat): the mark a bounce set is cleared in every form of its
+    domain, so notifications go to it from now on. Whether it was marked. Without it
+    only mail from the address or a verification code given back cleared a
+    customer's mark (docs/operations.md, "Mail to an address that bounced")."""
+    cleared = [clear_undeliverable(session, form) for form in addresses.either_form(address)]
+    return any(cleared)
+
+
 def heard_from(contact: Contact, channel: str) -> None:
     """The customer wrote by `channel` (a ticket's channel). Mail from the address
     itself proves it works again (a full mailbox emptied, a typo fixed by the
