@@ -361,6 +361,8 @@ class Sender(Loop):
             if first_claim:
                 with session.no_autoflush:
                     self.composer.render(session, row)
+            else:
+                self.composer.sign_again_if_not_ascii(row)
             # Every row is about a ticket but an SLA digest, which is about many.
             ticket = tickets[row.ticket_id] if row.ticket_id is not None else None
             mail = self.composer.build(row, ticket, moment)  # its files after the claim (`_data`)

@@ -2120,6 +2120,32 @@ def test_an_internationalised_support_domain_goes_out_in_its_ascii_form_and_come
         assert outbox()[0].state == "bounced"
 
 
+def test_a_row_rendered_with_a_message_id_in_the_raw_idn_domain_goes_when_retried(app, service, sink):
+    """Before our ids were written in ASCII, a row stored `…@helpdesk.bücher.example`
+    and failed to render; `flask outbox retry` after the upgrade sent the stored id
+    again, and the row failed again for good. It is signed again in the ASCII form."""
+    app.config.update(
+        SUPPORT_ADDRESSES=[IDN_SUPPORT],
+        OUTBOUND_FROM=f"Helpdesk <{IDN_SUPPORT}>",
+        MESSAGE_ID_DOMAIN="helpdesk.b\u00fccher.example",
+    )
+    open_ticket(service)
+    deliver(app, sink)
+    (row,) = outbox()
+    made = row.message_id
+    old = made.replace("xn--bcher-kva", "b\u00fccher")
+    db.session.execute(update(OutboxMessage).values(state="failed", message_id=old))
+    db.session.commit()
+    notifications.retry(db.session, row.id)
+    db.session.commit()
+    sink.received.clear()
+    (mail,) = deliver(app, sink)
+    (row,) = outbox()
+    assert row.state == "sent", row.last_error
+    assert (row.message_id, mail["Message-ID"]) == (made, f"<{made}>")
+    assert sink.received[0].data.isascii()
+
+
 def test_a_support_domain_or_message_id_domain_without_an_ascii_form_refuses_to_start(app) -> None:  # type: ignore[no-untyped-def]
     """Nothing could be sent from them: refused at start, as a local part beyond ASCII is."""
     no_ascii_form = "\u00fc" * 60 + ".example"  # its ASCII form is longer than a label may be

@@ -292,6 +292,17 @@ class Composer:
         row.in_reply_to = parent
         row.references = " ".join(f"<{mid}>" for mid in references) or None
 
+    def sign_again_if_not_ascii(self, row: OutboxMessage) -> None:
+        """A row rendered before our Message-IDs were written in the ASCII form of an
+        internationalised `MESSAGE_ID_DOMAIN` holds one in the raw domain: it failed
+        to render then, and failed again at every `flask outbox retry`, since a
+        retry sends the row's stored id. It gets the id it is made with now (the
+        same row, recipient and ticket), which replies verify against; it was never
+        sent, so nobody holds the old one (docs/outbound-mail.md, "Headers")."""
+        if row.message_id is not None and not row.message_id.isascii():
+            ticket_id = row.ticket_id if row.ticket_id is not None else NO_TICKET
+            row.message_id = self.signer.make(ticket_id, row.id, row.to_address)
+
     def _render_digest(self, session: Session, row: OutboxMessage) -> None:
         """An SLA digest (`notifications.digest_reason`): the listed tickets as they
         are now, each target missed in the recipient's language and zone, the count
