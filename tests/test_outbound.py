@@ -592,7 +592,8 @@ def test_a_message_id_reading_as_an_encoded_word_adds_no_header_lines_to_our_mai
 ):
     """A customer's Message-ID sent double-encoded is stored as encoded-word text; the
     email package decoded it into our In-Reply-To, and its line breaks became header
-    lines (here of the copy staff's answer sends another participant)."""
+    lines (here of the copy staff's answer sends another participant). It is
+    written as no header now, and is no msg-id either: it is left out."""
     hostile = "=?utf-8?q?x=0D=0AX-Injected:_yes=0D=0A=0D=0AForged_body?=@evil.example"
     encoded = base64.b64encode(f"<{hostile}>".encode()).decode()
     mail = message(cc="Bob <bob@example.com>")
@@ -606,8 +607,8 @@ def test_a_message_id_reading_as_an_encoded_word_adds_no_header_lines_to_our_mai
     for mail in deliver(app, sink):
         assert mail["X-Injected"] is None
         assert "Forged body" not in text_of(mail)
-    for received in sink.received:
-        assert sent_field(received.data, "In-Reply-To") == [f"In-Reply-To: <{hostile}>".encode()]
+    for received in sink.received:  # no msg-id, and an encoded word: left out
+        assert hostile.encode() not in received.data
 
 
 @pytest.mark.parametrize("stored", ["ñandú@client.example", "x" * 980 + "@client.example"])
@@ -626,6 +627,36 @@ def test_an_id_seven_bit_mail_cannot_carry_is_left_out_and_the_mail_still_goes(
     assert [row.state for row in outbox()] == ["sent", "sent"]
     for mail in (ack, reply):
         assert mail["In-Reply-To"] is None and mail["References"] is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "kept"),
+    [
+        ("=?utf-8?q?caf=C3=A9?=@client.example", False),  # an encoded word: readers decode it
+        ("=?utf-8?q?a=0D=0AX-Injected=3A_yes?=@client.example", False),
+        ("a:b@client.example", False),  # no msg-id (RFC 5322 §3.6.4): `:` is no atext
+        ("a@b@client.example", False),
+        ('a"b@client.example', False),
+        ("no-at-sign.client.example", False),
+        ("CAF=x+y_z-1.2~{a}@mail.gmail.com", True),
+        ("12.34@[192.0.2.1]", True),
+    ],
+)
+def test_a_customer_id_is_copied_into_our_threading_only_when_it_is_a_msg_id(
+    app, gateway, senders, sink, stored, kept
+):
+    """A customer's Message-ID is copied into our In-Reply-To and References as it
+    came, so it must be one: `<id-left@id-right>` of RFC 5322's characters, and no
+    encoded word (RFC 2047 allows none there; a reader that decodes one found a
+    line break or a character beyond ASCII in our header). Any printable ASCII was
+    copied, encoded words and all."""
+    gateway.send(message(message_id="<first@client.example>"))
+    db.session.execute(update(InboundMail).values(message_id=stored))
+    db.session.commit()
+    (ack,) = deliver(app, sink)
+    assert outbox()[0].state == "sent"
+    assert ack["In-Reply-To"] == (f"<{stored}>" if kept else None)
+    assert (b"=?" in sink.received[0].data.split(b"\r\n\r\n", 1)[0]) is False
 
 
 # -- delivery: outage, backoff, permanent failure, crash ------------------------------

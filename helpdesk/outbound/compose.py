@@ -123,9 +123,14 @@ _ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
 MAX_WORD = 75  # RFC 2047 §2: no encoded word is longer; no plain one either
 # UTF-8 octets per encoded word: 60 base64 characters, 72 with `=?utf-8?b?` and `?=`.
 _ENCODED_WORD_OCTETS = 45
-# A msg-id as we write it (RFC 5322 §3.6.4): printable ASCII but `<` and `>`, in angle
-# brackets, short enough to share a line with "In-Reply-To: ".
-_WRITABLE_ID = re.compile(r"<[!-;=?-~]{1,%d}>" % (MAX_LINE - len("In-Reply-To: <>")))
+# A msg-id as we write it (RFC 5322 §3.6.4): `<id-left@id-right>` in angle brackets,
+# id-left atext and dots, id-right atext and dots or a `[literal]` of dtext; short
+# enough to share a line with "In-Reply-To: " (`_writable_ids`). No class holds `@`,
+# so there is one way to match and the match is linear.
+_ID_TEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+"
+_WRITABLE_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
+_MAX_ID = MAX_LINE - len("In-Reply-To: ")
+_ENCODED_WORD_START = "=?"  # RFC 2047 §2
 
 
 class Preformatted(BaseHeader):
@@ -757,10 +762,17 @@ def _encoded_words(text: str) -> list[str]:
 
 
 def _writable_ids(ids: str) -> str:
-    """The `<id>` tokens of `ids` that 7-bit mail carries as they are. An id from a
-    customer's mail with other characters (8-bit headers) or longer than a line is
-    left out: no reader could thread on it, and the rest of the mail still goes."""
-    return " ".join(token for token in ids.split() if _WRITABLE_ID.fullmatch(token))
+    """The `<id>` tokens of `ids` that are msg-ids 7-bit mail carries as they are. An
+    id from a customer's mail with other characters (8-bit headers), longer than a
+    line, not shaped as a msg-id (no `@`, two, a `:`) or holding an encoded word
+    (RFC 2047 allows none in a msg-id; a reader that decodes one finds a line break
+    or a character beyond ASCII in our header) is left out: the rest of the mail
+    still goes (docs/outbound-mail.md, "Headers")."""
+    return " ".join(
+        token
+        for token in ids.split()
+        if len(token) <= _MAX_ID and _ENCODED_WORD_START not in token and _WRITABLE_ID.fullmatch(token)
+    )
 
 
 def _undecodable(text: str) -> str:
