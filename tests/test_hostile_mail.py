@@ -790,13 +790,20 @@ def test_bidirectional_controls_in_a_subject_or_name_are_dropped(gateway, sender
 # -- the database refusing one mail as if it were unreachable -------------------------------
 
 
+def _twice_then_another(gateway, poison):  # type: ignore[no-untyped-def]
+    """The answers to `poison` delivered twice, then to an ordinary mail after it."""
+    return (
+        gateway.send(poison),
+        gateway.send(poison),
+        gateway.send(message(subject="Printer", body="Ordinary.")),
+    )
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_mail_failing_as_if_the_database_were_down_gets_451_once_then_is_parked(gateway, senders):
     poison = message(subject="VPN", body="poison pill", message_id="<poison@client.example>")
     with refused_as_unreachable("poison"):
-        first = gateway.send(poison)
-        again = gateway.send(poison)
-        after = gateway.send(message(subject="Printer", body="Ordinary."))
+        first, again, after = _twice_then_another(gateway, poison)
     assert first[0] == 451
     assert again == (250, b"2.0.0 OK quarantined")
     assert after == (250, b"2.0.0 OK created TKT-000001")
@@ -816,9 +823,7 @@ def test_a_mail_the_database_refuses_even_to_park_gets_451_once_then_554(gateway
     author at once, and the mail after it is taken as ever."""
     poison = message(subject="VPN", body="poison pill", message_id=f"<refused-{sqlstate}@client.example>")
     with refused_by_database("poison", sqlstate, "inbound_mails", "raw"):
-        first = gateway.send(poison)
-        again = gateway.send(poison)
-        after = gateway.send(message(subject="Printer", body="Ordinary."))
+        first, again, after = _twice_then_another(gateway, poison)
     assert first[0] == 451
     assert again == (554, b"5.3.0 The message could not be stored; it was not accepted")
     assert after == (250, b"2.0.0 OK created TKT-000001")
