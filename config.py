@@ -386,6 +386,8 @@ class Config:
     LOGIN_RATE_LIMIT_PER_ACCOUNT = _env_limit("LOGIN_RATE_LIMIT_PER_ACCOUNT", "10 per 10 minutes")
     TRACK_RATE_LIMIT_PER_IP = _env_limit("TRACK_RATE_LIMIT_PER_IP", "30 per minute")
     TRACK_RATE_LIMIT_PER_TICKET = _env_limit("TRACK_RATE_LIMIT_PER_TICKET", "10 per minute")
+    # API calls per proven caller: one staff member's tokens, one integration's (helpdesk.auth).
+    API_RATE_LIMIT = _env_limit("API_RATE_LIMIT", "600 per minute")
     # Unset: the database with PostgreSQL, memory with SQLite (helpdesk.limit_storage).
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "")
     RATELIMIT_HEADERS_ENABLED = True

@@ -15,6 +15,7 @@ envelope (docs/web.md), never flask-jwt-extended's own shapes.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from flask_jwt_extended import (
     current_user,
     verify_jwt_in_request,
 )
+from limits import RateLimitItem, parse_many
 from sqlalchemy import bindparam, exists, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -85,6 +87,7 @@ def _key_of(email: str) -> str:
 # so attempts at the same moment each take their own place; `_failures_only` gives
 # the place back unless the attempt failed a password check. See docs/security.md.
 LOGIN_SCOPES = ("login", "login-account")
+API_SCOPE = "api"  # the counters of the budget per API caller (`_over_api_budget`)
 _per_address_limit = limiter.shared_limit(_per_address, scope="login", methods=["POST"])
 
 
@@ -256,12 +259,16 @@ def _family(claims: dict[str, Any]) -> str:
 
 
 def staff_required(role: str = "agent", *, refresh: bool = False) -> Callable[[F], F]:
-    """A valid, unrevoked token of an active staff member with at least `role`."""
+    """A valid, unrevoked token of an active staff member with at least `role`; the
+    call is counted in the staff member's API budget once the token is proven."""
 
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             verify_jwt_in_request(refresh=refresh)
+            refused = _over_api_budget(staff_caller())
+            if refused is not None:
+                return refused
             if ROLE_RANK[current_user.role] < ROLE_RANK[role]:
                 return error_response(403, "forbidden", f"This needs the {role} role.")
             return view(*args, **kwargs)
@@ -271,10 +278,50 @@ def staff_required(role: str = "agent", *, refresh: bool = False) -> Callable[[F
     return decorator
 
 
+def staff_caller() -> str:
+    """Who a staff token's call is, for the API budget and for idempotency keys: the
+    staff member, whatever the token."""
+    return f"staff:{current_user.id}"
+
+
+def integration_caller() -> str:
+    """An integration, as `integration_required` proved it (`g.integration`)."""
+    return f"integration:{g.integration.id}"
+
+
+@lru_cache(maxsize=8)
+def _api_limits(text: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(text))  # config.py refused at start what it cannot read
+
+
+def _over_api_budget(caller: str) -> tuple[Response, int] | None:
+    """Count this call in its proven caller's budget (`API_RATE_LIMIT`); the 429 to
+    answer once the budget is spent, None while it lasts (docs/web.md, "Rate limits").
+    The counters are the limiter's, in its shared store (helpdesk.limit_storage), so
+    every web worker counts into the same budget. Called directly rather than as a
+    Flask-Limiter decorator: stacked decorators only check the innermost, and it
+    files limits under the view's name, not the caller's."""
+    if not limiter.enabled:
+        return None
+    strategy = limiter.limiter
+    # Under `RATELIMIT_KEY_PREFIX` as Flask-Limiter's own keys, when the operator set one.
+    names = [name for name in (limiter._key_prefix, caller, API_SCOPE) if name]
+    for item in _api_limits(str(current_app.config["API_RATE_LIMIT"])):
+        if not strategy.hit(item, *names):
+            reset, _ = strategy.get_window_stats(item, *names)
+            response, status = error_response(
+                429, "too_many_requests", f"Too many API calls from this caller ({item}); retry later."
+            )
+            response.headers["Retry-After"] = str(max(1, math.ceil(reset - time.time())))
+            return response, status
+    return None
+
+
 def integration_required(*kinds: str) -> Callable[[F], F]:
     """An active integration token of one of `kinds` (docs/integrations.md); the
     integration is `g.integration`. A staff token is no integration token, and an
-    integration token opens no staff endpoint (flask-jwt-extended refuses it)."""
+    integration token opens no staff endpoint (flask-jwt-extended refuses it). The
+    call is counted in the integration's API budget once its token is proven."""
 
     def decorator(view: F) -> F:
         @wraps(view)
@@ -288,9 +335,12 @@ def integration_required(*kinds: str) -> Callable[[F], F]:
                 return error_response(
                     401, "invalid_token", "The integration token is not valid or was revoked."
                 )
+            g.integration = integration
+            refused = _over_api_budget(integration_caller())
+            if refused is not None:
+                return refused
             if integration.kind not in kinds:
                 return error_response(403, "forbidden", f"This needs a {' or '.join(kinds)} integration.")
-            g.integration = integration
             return view(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import Response, current_app, g, jsonify, request
-from flask_jwt_extended import current_user
+from flask import Response, current_app, jsonify, request
 
 from helpdesk.api.payload import canonical_json
 from helpdesk.errors import DomainError
@@ -50,16 +49,6 @@ def key() -> str | None:
     if len(given) > 1 or not 1 <= len(value) <= MAX_KEY or not all("!" <= c <= "~" for c in value):
         raise InvalidKey()
     return value
-
-
-def staff_caller() -> str:
-    """Whose keys a staff token's calls use: the staff member's, whatever the token."""
-    return f"staff:{current_user.id}"
-
-
-def integration_caller() -> str:
-    """An integration's, as `integration_required` proved it (`g.integration`)."""
-    return f"integration:{g.integration.id}"
 
 
 def claim(caller: str) -> int | Earlier | None:

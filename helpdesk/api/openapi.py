@@ -1102,6 +1102,17 @@ PATHS: dict[str, Any] = {
     },
 }
 
+
+def _rate_limited(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every call made with a token may answer 429 once its caller's budget
+    (`API_RATE_LIMIT`) is spent; calls without one (`security: []`) are not counted."""
+    for item in paths.values():
+        for method, operation in item.items():
+            if method != "parameters" and operation.get("security", STAFF):
+                operation["responses"].setdefault("429", _errors(429)["429"])
+    return paths
+
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -1123,7 +1134,7 @@ DOCUMENT: dict[str, Any] = {
         },
         "schemas": SCHEMAS,
     },
-    "paths": PATHS,
+    "paths": _rate_limited(PATHS),
 }
 
 

@@ -14,7 +14,7 @@ from helpdesk import vocabulary as v
 from helpdesk.api import bp, idempotency
 from helpdesk.api.payload import Spec, form_object, json_object
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS, message_json, ticket_json
-from helpdesk.auth import current_actor, staff_required
+from helpdesk.auth import current_actor, staff_caller, staff_required
 from helpdesk.database import commit_or_found
 from helpdesk.errors import NotFound, ValidationError
 from helpdesk.extensions import db
@@ -112,7 +112,7 @@ def create_ticket() -> ResponseReturnValue:
     cc = data.get("cc") or []
     if not all(isinstance(address, str) for address in cc):
         raise ValidationError({"cc": "must be a list of email addresses"})
-    claim = idempotency.claim(idempotency.staff_caller())  # a retry (docs/web.md, "Idempotency keys")
+    claim = idempotency.claim(staff_caller())  # a retry (docs/web.md, "Idempotency keys")
     if isinstance(claim, Earlier):
         return idempotency.replayed(ticket_json(_made_ticket(claim)))
     ticket = _service().open_ticket(
@@ -212,7 +212,7 @@ def add_reply(number: str) -> ResponseReturnValue:
     limits = MailLimits.from_config(current_app.config)
     files = uploads.attachments(request.files.getlist(uploads.FIELD), limits)
     ticket = _ticket(number)
-    claim = idempotency.claim(idempotency.staff_caller())  # a retry (docs/web.md, "Idempotency keys")
+    claim = idempotency.claim(staff_caller())  # a retry (docs/web.md, "Idempotency keys")
     if isinstance(claim, Earlier):
         return idempotency.replayed(message_json(_made_message(claim)))
     message = _service().add_message(

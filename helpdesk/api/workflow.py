@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from helpdesk.api import bp, idempotency
 from helpdesk.api.payload import json_object
-from helpdesk.auth import integration_required
+from helpdesk.auth import integration_caller, integration_required
 from helpdesk.database import commit_or_found
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
@@ -37,7 +37,7 @@ FIELDS: dict[str, tuple[type | None, ...]] = {
 @integration_required("workflow")
 def workflow_ticket() -> ResponseReturnValue:
     data = json_object(FIELDS, required=("title", "description"))
-    claim = idempotency.claim(idempotency.integration_caller())  # a retry (docs/web.md, "Idempotency keys")
+    claim = idempotency.claim(integration_caller())  # a retry (docs/web.md, "Idempotency keys")
     if isinstance(claim, Earlier):
         ticket = db.session.get(Ticket, claim.ticket_id) if claim.ticket_id is not None else None
         if ticket is None:
