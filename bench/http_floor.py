@@ -32,7 +32,9 @@ with app.app_context():
     db.session.remove()
     db.engine.dispose()
 
-# The view reads its actor through this module-level name; here it is the fixed one.
+# The view reads its actor, and the caller its idempotency keys belong to, through
+# these module-level names; here they are the fixed staff member's.
 tickets_api.current_actor = lambda: _ACTOR
+tickets_api.staff_caller = lambda: f"staff:{_ACTOR.staff_id}"
 _view = csrf.exempt(tickets_api.create_ticket.__wrapped__)  # type: ignore[attr-defined]
 app.add_url_rule("/bench/tickets", "bench_tickets", _view, methods=["POST"])
