@@ -968,6 +968,33 @@ def test_the_code_mail_is_in_the_customer_s_language_about_no_ticket(app, call, 
     assert "15 minutos" in text_of(mail)
 
 
+def test_the_code_mails_minutes_have_a_plural_form_in_both_languages(app):
+    """A lifetime of 1 minute read "1 minutes" and "1 minutos" (found by review): the
+    minutes choose their form like every count in a sentence (docs/languages.md)."""
+    from helpdesk.outbound.compose import Composer
+
+    composer = Composer(app.config)
+    for language, minutes, phrase in (
+        ("en", 1, "works for 1 minute and"),
+        ("es", 1, "durante 1 minuto y"),
+        ("en", 1234, "works for 1,234 minutes and"),
+        ("es", 1234, "durante 1.234 minutos y"),
+    ):
+        row = OutboxMessage(
+            ticket_id=None,
+            kind="email_code",
+            to_address="lucia@example.com",
+            cc_addresses="",
+            status_reason=notifications.code_reason(language, "123456", minutes),
+            state="pending",
+            attempts=0,
+        )
+        db.session.add(row)
+        db.session.flush()
+        composer.render(db.session, row)
+        assert phrase in (row.body_text or "") and phrase in (row.body_html or ""), (phrase, row.body_text)
+
+
 def test_the_code_leaves_its_row_once_rendered_or_skipped(app, call, sink):
     """The row keeps the code as text only until the sender renders it (the mail
     keeps its own copy): it stayed in `status_reason` for good, and a row skipped
