@@ -11,12 +11,15 @@ first, as a rolling deploy does) is only noted. See docs/operations.md,
 "Upgrades and the schema revision".
 
 One query (the `alembic_version` row); the code's revisions are read from
-`migrations/versions` once a process.
+`migrations/versions` once a process. The gateway's start gives that query
+`READ_SECONDS`: a database that logs the client in and never answers held the
+start for as long (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -137,16 +140,76 @@ def _no_revision_table(error: DBAPIError) -> bool:
 def refuse_when_behind(app: Flask) -> None:
     """For the gateway's start: `ConfigurationError` (its one line on stderr) on a
     schema behind the code; a warning on one ahead of it. A database that cannot be
-    reached now is left to the start as before (mail gets 451 until it answers)."""
-    with app.app_context():  # its end gives the session's connection back
-        try:
-            revisions = read(app, db.session)
-        except DBAPIError as exc:
-            log.warning("the schema revision could not be read (%s); starting anyway", exc.orig or exc)
-            return
+    reached now, or gives no answer within `READ_SECONDS` (PgBouncer holding the
+    query while PostgreSQL is down, a server that hangs after the login), is left to
+    the start as before (mail gets 451 until it answers), with a warning."""
+    outcome = _read_within(app, READ_SECONDS)
+    if outcome is None:
+        log.warning(
+            "the schema revision was not read within %g s (the database took the connection and did "
+            "not answer); starting anyway",
+            READ_SECONDS,
+        )
+        return
+    if isinstance(outcome, DBAPIError):
+        log.warning("the schema revision could not be read (%s); starting anyway", outcome.orig or outcome)
+        return
+    revisions = outcome
     if revisions.behind:
         raise ConfigurationError(revisions.describe())
     if revisions.unreadable:
         log.warning("%s; starting anyway", revisions.describe())
     elif revisions.ahead:
         log.warning("%s; starting: migrations keep the release before working", revisions.describe())
+
+
+#: How long the gateway's start waits for the schema revision (the connection
+#: included: libpq's `connect_timeout` is 5 s). What neither `connect_timeout` nor
+#: `LOCK_WAIT_SECONDS` ends, a database that logs the client in and never answers,
+#: held the start for as long (docs/operations.md).
+READ_SECONDS = 10.0
+
+
+def _read_within(app: Flask, seconds: float) -> Revisions | DBAPIError | None:
+    """`read` in a thread of its own, None when it gave no answer within `seconds`.
+    The thread is left behind, waiting on the database: nothing else can end a wait
+    on a server that does not answer. On PostgreSQL the same bound is the read's
+    `statement_timeout` (that transaction only), so a server that is slow rather than
+    paused ends the read itself instead of running it on after the start went on.
+    A read that ends late and finds the schema behind logs that as an error, since
+    the start could not refuse."""
+    answer: list[Revisions | Exception] = []
+    lock = threading.Lock()
+    gave_up = False
+
+    def reading() -> None:
+        outcome: Revisions | Exception
+        with app.app_context():  # its end gives the session's connection back
+            try:
+                if db.session.get_bind().dialect.name == "postgresql":
+                    db.session.execute(
+                        text("SELECT set_config('statement_timeout', :ms, true)"),
+                        {"ms": str(max(1, int(seconds * 1000)))},
+                    )
+                outcome = read(app, db.session)
+            except Exception as exc:  # handed to the start, which raises what is no DBAPIError
+                outcome = exc
+        with lock:
+            answer.append(outcome)
+            late = gave_up
+        if not late:
+            return
+        if isinstance(outcome, Revisions) and outcome.behind:
+            log.error("read after the start went on: %s", outcome.describe())
+        elif isinstance(outcome, Exception) and not isinstance(outcome, DBAPIError):
+            log.error("reading the schema revision failed after the start went on", exc_info=outcome)
+
+    reader = threading.Thread(target=reading, name="schema-revision", daemon=True)
+    reader.start()
+    reader.join(seconds)
+    with lock:
+        gave_up = True
+        outcome = answer[0] if answer else None
+    if isinstance(outcome, Exception) and not isinstance(outcome, DBAPIError):
+        raise outcome
+    return outcome

@@ -318,3 +318,56 @@ def test_a_locked_revision_table_holds_neither_the_gateways_start_nor_the_health
     database = findings[0]
     assert database.healthy, database
     assert "could not be read (canceling statement due to lock timeout" in database.detail
+
+
+def test_a_database_that_logs_in_and_never_answers_holds_the_gateways_start_no_longer_than_its_deadline(
+    monkeypatch, caplog
+):
+    """PgBouncer holding the query while PostgreSQL is down (its `query_wait_timeout`,
+    two minutes by default, for ever when 0), or a server that hangs after the login:
+    the start's read of the schema revision waited as long, the gateway not listening
+    (found by review). The read has `schema.READ_SECONDS`; then the start says so and
+    goes on, as on a database it cannot reach (docs/operations.md, "Upgrades and the
+    schema revision")."""
+    from helpdesk import schema
+
+    monkeypatch.setattr(schema, "READ_SECONDS", 0.5, raising=False)
+    with HungDatabase(logs_in=True) as database:
+        hung = make_app(database.url)
+        starting = threading.Thread(target=schema.refuse_when_behind, args=(hung,), daemon=True)
+        began = time.monotonic()
+        starting.start()
+        starting.join(timeout=10)
+        assert not starting.is_alive(), "the start waits as long as the database"
+        assert time.monotonic() - began < 5
+    assert "the schema revision was not read within 0.5 s" in caplog.text, caplog.text
+    assert "starting anyway" in caplog.text
+
+
+def test_a_start_that_stopped_waiting_for_the_revision_leaves_no_read_on_the_server(
+    pg_app, monkeypatch, caplog
+):
+    """The start goes on after `schema.READ_SECONDS`; its read, still waiting on the
+    server (here on a lock held longer than that, `LOCK_WAIT_SECONDS` raised for it),
+    is ended by the database at the same bound, its statement timeout for that
+    transaction only: no query of a gateway that started stays queued."""
+    from helpdesk import schema
+
+    monkeypatch.setattr(schema, "LOCK_WAIT_SECONDS", 60.0, raising=False)
+    monkeypatch.setattr(schema, "READ_SECONDS", 0.5, raising=False)
+    db.session.rollback()
+    with db.engine.connect() as holder:
+        holder.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+        starting = threading.Thread(target=schema.refuse_when_behind, args=(pg_app,), daemon=True)
+        starting.start()
+        starting.join(timeout=10)
+        held = starting.is_alive()
+        wait_until(
+            lambda: not any(thread.name == "schema-revision" for thread in threading.enumerate()),
+            timeout=10,
+            what="the database to end the start's read",
+        )
+        holder.rollback()
+    starting.join(timeout=10)
+    assert not held, "the start waits as long as the lock"
+    assert "the schema revision was not read within 0.5 s" in caplog.text, caplog.text
