@@ -247,6 +247,20 @@ def commit_or_found(session: Session, kept: Select[Any]) -> None:
             raise
 
 
+def answer_lost(error: BaseException) -> bool:
+    """Did the database fail without an answer (the connection dropped or timed out),
+    rather than refuse the work with a reason (an SQLSTATE, SQLite's error name)?
+    Raised by a COMMIT, such a failure leaves it unknown whether the work was kept
+    (docs/web.md, "A lost answer"); a refusal with a reason kept nothing."""
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlite_errorname", None):
+        return False
+    return isinstance(error, (exc.OperationalError, exc.InterfaceError))
+
+
 def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Which schema objects Alembic compares with the models.
 

@@ -738,6 +738,24 @@ def test_a_new_ticket_or_reply_the_database_fails_now_comes_back_as_typed_not_a_
     assert response.headers["Location"] == "/tickets/TKT-000002"  # the number not taken before
 
 
+def test_a_ticket_action_whose_commit_answer_was_lost_says_the_outcome_is_unknown(portal, service):
+    """A status change whose COMMIT the database kept while its answer was lost: the
+    page said "nothing was changed. Try again." though the ticket had moved, and the
+    staff member did it again. The outcome is unknown; the page says so and to look
+    before doing it again (docs/web.md, "A lost answer")."""
+    ticket = opened(service)
+    page = f"/tickets/{service.display_number(ticket)}"
+    portal.get(page)  # opened by a person: `new` to `open`
+    with commit_answer_lost(lambda statement: statement.startswith("UPDATE tickets")):
+        response = portal.post(f"{page}/status", {"status": "in_progress"}, page=page)
+    assert response.status_code == 302 and response.location.endswith(page)
+    said = portal.get(page).get_data(as_text=True)
+    assert "nothing was changed" not in said
+    assert "may or may not have been saved" in said
+    db.session.rollback()
+    assert db.session.get(Ticket, ticket.id, populate_existing=True).status == "in_progress"
+
+
 def test_a_new_ticket_or_reply_kept_though_its_commit_answer_was_lost_says_done(portal, service):
     """The connection drops as the COMMIT goes, and the database kept the ticket or
     the reply: the form must not say "nothing was changed, try again", which sent

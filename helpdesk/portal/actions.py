@@ -4,6 +4,7 @@ input, a refused transition) rolls back and is shown instead, and so is the
 database failing to do the work now (`helpdesk.database.is_transient`: a deadlock,
 a serialization failure, a restart), as "try again", where the API answers 503, and
 input larger than the database can store (`is_program_limit`), where it answers 422;
+a COMMIT whose answer was lost (`answer_lost`) is said to have an unknown outcome;
 nothing else is caught, so a bug is a bug. Messages are in the reader's language:
 the success message comes translated from `change`, a domain error is read by
 `helpdesk.wording`."""
@@ -18,7 +19,7 @@ from flask_babel import gettext
 from sqlalchemy.exc import DBAPIError
 from werkzeug.wrappers import Response
 
-from helpdesk.database import is_program_limit, is_transient
+from helpdesk.database import answer_lost, is_program_limit, is_transient
 from helpdesk.errors import DomainError, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
@@ -34,15 +35,30 @@ def perform(change: Callable[[], str], back: str) -> Response:
     kept and the same form sent again would do it (docs/lifecycle.md, "Concurrent
     changes"); so was input larger than the database can store (a held mail's text
     before migration 0027), which is refused like bad input; any other database
-    error still is one."""
+    error still is one.
+
+    A COMMIT whose answer was lost (the connection dropped as it went) may have been
+    kept: that form said "nothing was changed. Try again." of a status change the
+    database had made, and the form was sent again. It now says the outcome
+    is unknown and to look first (docs/web.md, "A lost answer")."""
+    committing = False
     try:
         done = change()
+        db.session.flush()  # the change's own failures, before the COMMIT
+        committing = True
         db.session.commit()
         flash(done)
     except DomainError as exc:
         db.session.rollback()
         flash(error_text(exc), "error")
     except DBAPIError as exc:
+        if committing and answer_lost(exc):
+            db.session.rollback()
+            log.warning(
+                "the answer to a portal change's COMMIT was lost; it may or may not be kept: %s", exc.orig
+            )
+            flash(outcome_unknown(), "error")
+            return redirect(back)
         if not (is_program_limit(exc) or is_transient(exc)):
             raise
         db.session.rollback()
@@ -81,6 +97,14 @@ def too_large() -> str:
 def try_again() -> str:
     """What a form says when the database failed to do its change now."""
     return gettext("The database could not do this just now; nothing was changed. Try again.")
+
+
+def outcome_unknown() -> str:
+    """What a form says when the answer to its COMMIT was lost: kept or not, nobody knows."""
+    return gettext(
+        "The connection to the database broke as this change was saved: it may or may not have been "
+        "saved. Check before doing it again."
+    )
 
 
 def form_assignee(value: str) -> int | None:
