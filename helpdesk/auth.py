@@ -31,6 +31,7 @@ from flask_jwt_extended import (
     current_user,
     verify_jwt_in_request,
 )
+from flask_limiter import HeaderNames
 from limits import RateLimitItem, parse_many
 from sqlalchemy import bindparam, exists, select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -203,6 +204,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("JWT_TOKEN_LOCATION", ["headers"])
     app.config.setdefault("JWT_ERROR_MESSAGE_KEY", "message")
     jwt.init_app(app)
+    app.after_request(_budget_headers)
 
 
 def issue_tokens(user: StaffUser | TokenStaff, used: Mapping[str, Any] | None = None) -> dict[str, str]:
@@ -300,21 +302,57 @@ def _over_api_budget(caller: str) -> tuple[Response, int] | None:
     The counters are the limiter's, in its shared store (helpdesk.limit_storage), so
     every web worker counts into the same budget. Called directly rather than as a
     Flask-Limiter decorator: stacked decorators only check the innermost, and it
-    files limits under the view's name, not the caller's."""
+    files limits under the view's name, not the caller's. What is left of the budget
+    is kept for `_budget_headers` (`g.api_budget`)."""
     if not limiter.enabled:
         return None
-    strategy = limiter.limiter
+    storage = limiter.limiter.storage
     # Under `RATELIMIT_KEY_PREFIX` as Flask-Limiter's own keys, when the operator set one.
     names = [name for name in (limiter._key_prefix, caller, API_SCOPE) if name]
+    told: ApiBudget | None = None
     for item in _api_limits(str(current_app.config["API_RATE_LIMIT"])):
-        if not strategy.hit(item, *names):
-            reset, _ = strategy.get_window_stats(item, *names)
+        # A fixed window, as the limiter's default strategy `hit`s it, but with the
+        # count it returns kept: what remains needs no second read.
+        key = item.key_for(*names)
+        count = storage.incr(key, item.get_expiry())
+        budget = ApiBudget(item.amount, max(0, item.amount - count), storage.get_expiry(key))
+        if count > item.amount:
+            g.api_budget = budget
             response, status = error_response(
                 429, "too_many_requests", f"Too many API calls from this caller ({item}); retry later."
             )
-            response.headers["Retry-After"] = str(max(1, math.ceil(reset - time.time())))
+            response.headers["Retry-After"] = str(max(1, math.ceil(budget.reset - time.time())))
             return response, status
+        if told is None or budget.remaining < told.remaining:
+            told = budget
+    g.api_budget = told
     return None
+
+
+@dataclass(frozen=True)
+class ApiBudget:
+    """One limit of a caller's API budget as this call left it: its size, what is
+    left of it and when its window ends (epoch seconds)."""
+
+    limit: int
+    remaining: int
+    reset: float
+
+
+def _budget_headers(response: Response) -> Response:
+    """The X-RateLimit headers of the login's budgets (Flask-Limiter's, with its
+    names and its switch, RATELIMIT_HEADERS_ENABLED) on every call counted in an API
+    budget: the limit the call was refused by, or the one with least left. A view
+    under a login budget as well (a password change) tells that one, as the login
+    does: Flask-Limiter adds its own headers after these."""
+    budget: ApiBudget | None = g.get("api_budget")
+    if budget is None or not limiter._headers_enabled or limiter.current_limit is not None:
+        return response
+    names = limiter._header_mapping
+    response.headers[names[HeaderNames.LIMIT]] = str(budget.limit)
+    response.headers[names[HeaderNames.REMAINING]] = str(budget.remaining)
+    response.headers[names[HeaderNames.RESET]] = str(int(budget.reset + 1))  # as Flask-Limiter rounds it
+    return response
 
 
 def integration_required(*kinds: str) -> Callable[[F], F]:

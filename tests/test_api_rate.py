@@ -5,6 +5,9 @@ and calls without a valid token are not counted here."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from flask import Flask
 
 from helpdesk.api.openapi import DOCUMENT
@@ -56,3 +59,30 @@ def test_the_document_lists_the_429_on_every_call_made_with_a_token() -> None:
         for method, operation in item.items():
             if method != "parameters" and operation.get("security", DOCUMENT["security"]):
                 assert "429" in operation["responses"], (method, operation["summary"])
+
+
+def test_every_counted_call_tells_its_budget_as_the_login_does(app: Flask, agent: StaffUser) -> None:
+    """The API's 429 had only Retry-After, where the login's 429 has the
+    X-RateLimit headers too (found by review): a client could not see its budget
+    running out. Every counted call now carries them; the 429 its Retry-After."""
+    app.config.update(API_RATE_LIMIT=f"{BUDGET} per minute", LOGIN_RATE_LIMIT_PER_ACCOUNT="1 per minute")
+    client = app.test_client()
+    token = login_tokens(client, agent.email, "agent-password-1")["access_token"]
+    started = time.time()
+    answers = [client.get("/api/v1/tickets", headers=_bearer(token)) for _ in range(BUDGET + 1)]
+    assert [answer.headers.get("X-RateLimit-Remaining") for answer in answers] == ["1", "0", "0"]
+    for answer in answers:
+        assert answer.headers["X-RateLimit-Limit"] == str(BUDGET)
+        assert started < int(answer.headers["X-RateLimit-Reset"]) <= started + 62
+    assert "Retry-After" not in answers[0].headers
+    assert 0 < int(answers[-1].headers["Retry-After"]) <= 60
+
+    # The login's own 429 names the same headers.
+    client.post("/api/v1/auth/login", json={"email": agent.email, "password": "guess-guess"})
+    login = client.post("/api/v1/auth/login", json={"email": agent.email, "password": "guess-guess"})
+    assert login.status_code == 429
+    assert _rate_headers(login) == _rate_headers(answers[-1])
+
+
+def _rate_headers(answer: Any) -> set[str]:
+    return {name for name in answer.headers.keys() if name.startswith(("X-RateLimit-", "Retry-After"))}

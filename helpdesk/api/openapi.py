@@ -1110,7 +1110,18 @@ def _rate_limited(paths: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             if method != "parameters" and operation.get("security", STAFF):
                 operation["responses"].setdefault("429", _errors(429)["429"])
+                operation["responses"]["429"]["headers"] = RATE_HEADERS
     return paths
+
+
+_INTEGER = {"schema": {"type": "integer"}}
+# What a counted call says of its caller's budget (docs/web.md, "Rate limits").
+RATE_HEADERS = {
+    "Retry-After": {"description": "seconds until the budget's window ends", **_INTEGER},
+    "X-RateLimit-Limit": {"description": "the budget's size", **_INTEGER},
+    "X-RateLimit-Remaining": {"description": "calls left in this window", **_INTEGER},
+    "X-RateLimit-Reset": {"description": "when the window ends, in seconds since the epoch", **_INTEGER},
+}
 
 
 DOCUMENT: dict[str, Any] = {
