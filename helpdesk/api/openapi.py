@@ -35,10 +35,13 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing, invalid, expired or revoked token",
         403: "Role not allowed",
         404: "Not found",
-        409: "Conflict (e.g. transition)",
+        409: "Conflict: a transition the ticket's status does not allow, or `conflict`, a change "
+        "that clashed with another made at the same time (try again)",
         413: "Body too large",
         422: "Invalid fields",
         429: "Rate limited",
+        500: "`internal_error`: a bug on our side, logged with its traceback",
+        503: "`database_unavailable`: the database cannot do the work now; retry after `Retry-After`",
     }
     return {str(code): _json(_ref("Error"), text[code]) for code in codes}
 
@@ -1114,7 +1117,44 @@ def _rate_limited(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+# What a 400 names, per kind of input an operation reads (docs/web.md, the JSON API's errors).
+_MALFORMED = {
+    "application/json": "`invalid_json` (the body is not JSON)",
+    "multipart/form-data": "`invalid_form` (a multipart body not exactly readable as UTF-8 form data)",
+}
+
+
+def _generic_answers(paths: dict[str, Any]) -> dict[str, Any]:
+    """The answers any call can give, listed on each: 500 for a bug; 503 with
+    `Retry-After` when the database cannot do the work (all but this document, which
+    reads none); on a write, 409 `conflict` for a clash with a change made at the
+    same time; and a 400 that names what was malformed in the input it reads."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            answers = operation["responses"]
+            answers.setdefault("500", _errors(500)["500"])
+            if path != "/openapi.json":
+                if "503" not in answers:
+                    answers["503"] = {**_errors(503)["503"], "headers": {"Retry-After": RETRY_AFTER}}
+            if method in ("post", "put", "patch", "delete"):
+                answers.setdefault("409", _errors(409)["409"])
+            malformed = [text for kind, text in _MALFORMED.items() if kind in _content(operation)]
+            if IDEMPOTENCY_KEY in operation.get("parameters", []):
+                malformed.append("`invalid_idempotency_key` (a malformed Idempotency-Key)")
+            if malformed and "400" in answers:
+                answers["400"] = _json(_ref("Error"), "Malformed request: " + ", ".join(malformed))
+    return paths
+
+
+def _content(operation: dict[str, Any]) -> dict[str, Any]:
+    content: dict[str, Any] = operation.get("requestBody", {}).get("content", {})
+    return content
+
+
 _INTEGER = {"schema": {"type": "integer"}}
+RETRY_AFTER = {"description": "seconds to wait before trying again", **_INTEGER}
 # What a counted call says of its caller's budget (docs/web.md, "Rate limits").
 RATE_HEADERS = {
     "Retry-After": {"description": "seconds until the budget's window ends", **_INTEGER},
@@ -1145,7 +1185,7 @@ DOCUMENT: dict[str, Any] = {
         },
         "schemas": SCHEMAS,
     },
-    "paths": _rate_limited(PATHS),
+    "paths": _generic_answers(_rate_limited(PATHS)),
 }
 
 
