@@ -51,7 +51,6 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
         compare_type=True,
         include_object=database.include_in_autogenerate,
     )
-    form_data.init_app(app)
     languages.init_app(app)
     security.init_app(app)
     request_size.init_app(app)
@@ -64,5 +63,6 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     portal.init_app(app)
     tracker.init_app(app)
     metrics.init_app(app)
+    form_data.init_app(app)  # after the blueprints: it reads the query string after their hooks
     cli.init_app(app)
     return app

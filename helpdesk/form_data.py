@@ -8,17 +8,24 @@ made the helpdesk act on something other than what was sent: a reply stored with
 replacement characters, or "body is required" for a body that was there. Here the
 same parser is strict, and a body it cannot read is `UnreadableForm` (400): the
 API's error JSON, a page on the portal (`helpdesk.http_errors`).
+
+A URL's query string is form data too, and Werkzeug read it as leniently: `?q=caf%E9`
+searched for the four characters `caf%E9` and found nothing, and a raw byte that is
+not UTF-8 raised while decoding (a 500). Every request's query string is now read
+strictly before its view, and one that cannot be read is `UnreadableQuery` (400,
+`invalid_query` on the API). See docs/security.md, "Form data".
 """
 
 from __future__ import annotations
 
 import codecs
 import typing as t
+from functools import cached_property
 from urllib.parse import parse_qsl
 
-from flask import Flask
+from flask import Flask, request
 from flask.wrappers import Request
-from werkzeug.datastructures import Headers
+from werkzeug.datastructures import Headers, MultiDict
 from werkzeug.exceptions import BadRequest
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
@@ -46,6 +53,13 @@ class UnreadableForm(BadRequest):
     (answered by `helpdesk.http_errors`)."""
 
     description = "The form data could not be read: it is not well-formed UTF-8 form data."
+
+
+class UnreadableQuery(BadRequest):
+    """A query string that is not percent-encoded UTF-8: 400, nothing read from it
+    (answered by `helpdesk.http_errors`)."""
+
+    description = "The query string could not be read: it is not percent-encoded UTF-8."
 
 
 class _StrictMultiPartParser(MultiPartParser):
@@ -96,10 +110,40 @@ class _StrictFormDataParser(FormDataParser):
 
 
 class StrictRequest(Request):
-    """Flask's request, with forms read by `_StrictFormDataParser`."""
+    """Flask's request, with forms read by `_StrictFormDataParser` and the query
+    string read as strictly."""
 
     form_data_parser_class = _StrictFormDataParser
 
+    @cached_property
+    def args(self) -> MultiDict[str, str]:
+        # Werkzeug's own reading but strict: `+` is a space and `%C3%A9` "é" as
+        # before; `%E9` or a raw byte that is not UTF-8 is refused, not kept.
+        try:
+            items = parse_qsl(self.query_string.decode(), keep_blank_values=True, errors="strict")
+        except ValueError as exc:  # UnicodeDecodeError
+            raise UnreadableQuery() from exc
+        return self.parameter_storage_class(items)
+
 
 def init_app(app: Flask) -> None:
+    """The strict request. Call it once every blueprint is registered: the query
+    string is read after each blueprint's own hooks, which choose the reader's
+    language (the portal's staff member, the tracker's switch), so the 400 page is
+    in it; requests outside any blueprint (static files) read it first thing."""
     app.request_class = StrictRequest
+    app.before_request(_query_outside_blueprints)
+    for name, blueprint in app.blueprints.items():
+        if "." not in name:  # a nested blueprint runs its parent's hooks first
+            app.before_request_funcs.setdefault(blueprint.name, []).append(_read_query)
+
+
+def _read_query() -> None:
+    """Read the query string now (a refusal is `UnreadableQuery`), so every view,
+    whether it reads it or not, refuses one that cannot be read."""
+    request.args  # noqa: B018 (read for its refusal; kept for the view)
+
+
+def _query_outside_blueprints() -> None:
+    if not request.blueprints:
+        _read_query()

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from helpdesk.database import is_transient
 from helpdesk.extensions import db
-from helpdesk.form_data import UnreadableForm
+from helpdesk.form_data import UnreadableForm, UnreadableQuery
 from helpdesk.languages import N_
 
 log = logging.getLogger("helpdesk.api")
@@ -45,6 +45,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(InternalServerError, _internal_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(UnreadableForm, _unreadable_form)
+    app.register_error_handler(UnreadableQuery, _unreadable_query)
     app.register_error_handler(DBAPIError, _database_error)
 
 
@@ -131,4 +132,14 @@ def _unreadable_form(exc: UnreadableForm) -> Any:
     if _on_api():
         return error_response(400, "invalid_form", exc.description or "")
     message = N_("The form could not be read. Go back, reload the page and try again.")
+    return render_template("portal/error.html", code=400, message=message), 400
+
+
+def _unreadable_query(exc: UnreadableQuery) -> Any:
+    """A query string not exactly readable (`helpdesk.form_data`): on the API a 400
+    `invalid_query`, as an unreadable body is; elsewhere a page in the reader's
+    language. The view did not run."""
+    if _on_api():
+        return error_response(400, "invalid_query", exc.description or "")
+    message = N_("The address could not be read: part of it is not UTF-8 text. Check the link and try again.")
     return render_template("portal/error.html", code=400, message=message), 400

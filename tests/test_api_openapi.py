@@ -123,6 +123,7 @@ def test_document_lists_the_answers_any_call_can_give():
             assert "Retry-After" in answers["503"].get("headers", {}) or path == "/health", (method, path)
         if method in WRITES:
             assert "`conflict`" in answers["409"]["description"], (method, path)
+        assert "`invalid_query`" in answers["400"]["description"], (method, path)
         body = operation.get("requestBody", {}).get("content", {})
         if "multipart/form-data" in body:
             assert "`invalid_form`" in answers["400"]["description"], (method, path)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import time
 
-from tests.support.app import make_app
+import pytest
+
+from helpdesk.extensions import db
+from tests.support.app import Portal, make_app
 from tests.support.database import open_ticket
 from tests.support.pgserver import free_port
 
@@ -62,3 +65,44 @@ def test_a_database_that_cannot_be_reached_is_503_with_retry_after_on_pages_and_
     assert api_answer.status_code == 503 and api_answer.headers["Retry-After"] == "30"
     assert api_answer.get_json()["error"]["code"] == "database_unavailable"
     assert answer.status_code == 401  # a token that does not parse never reaches the database
+
+
+# A query string a browser never sends: `%E9` (Latin-1 "é") and the raw byte E9
+# (the WSGI server hands bytes over as Latin-1 characters), neither UTF-8.
+UNREADABLE_QUERIES = {"percent-encoded": {}, "raw byte": {"QUERY_STRING": "q=caf\xe9"}}
+
+
+@pytest.mark.parametrize("environ", UNREADABLE_QUERIES.values(), ids=UNREADABLE_QUERIES.keys())
+def test_a_query_string_that_is_not_utf_8_is_a_400_on_the_api_the_portal_and_the_tracker(
+    client, api, agent, environ
+):
+    """`?q=caf%E9` was kept as `caf%E9` and silently matched nothing, in the queue's
+    search, the API's filters and the tracker alike; the raw byte was a 500 (found
+    by review). Each is now a 400: the API's `invalid_query`, a page on the portal
+    and the tracker in its reader's language."""
+    answer = api.get("/tickets?q=caf%E9", environ_overrides=environ)
+    assert answer.status_code == 400, answer.data
+    assert answer.get_json()["error"]["code"] == "invalid_query"
+    assert api.get("/tickets?status=open&priority=%E9").status_code == 400
+
+    agent.language = "es"
+    db.session.commit()
+    portal = Portal(client)
+    portal.login(agent.email, "agent-password-1")
+    page = client.get("/tickets?q=caf%E9", environ_overrides=environ)
+    assert page.status_code == 400
+    assert "La dirección no se pudo leer" in page.get_data(as_text=True)
+
+    tracker = client.get("/track?number=%E9", headers={"Accept-Language": "es"}, environ_overrides=environ)
+    assert tracker.status_code == 400
+    assert "La dirección no se pudo leer" in tracker.get_data(as_text=True)
+
+
+def test_query_strings_as_browsers_send_them_are_read(api, portal, service):
+    """UTF-8 percent-encoded, raw UTF-8 and `+` for a space all still pass."""
+    open_ticket(service, subject="Café con leche")
+    for query in ("q=Caf%C3%A9+con", "q=Café+con", "q=Caf%C3%A9%20con"):
+        found = api.get(f"/tickets?{query}")
+        assert found.status_code == 200, found.data
+        assert [ticket["subject"] for ticket in found.get_json()["items"]] == ["Café con leche"]
+        assert "Café con leche" in portal.get(f"/tickets?{query}").get_data(as_text=True)

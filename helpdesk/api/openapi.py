@@ -1128,7 +1128,8 @@ def _generic_answers(paths: dict[str, Any]) -> dict[str, Any]:
     """The answers any call can give, listed on each: 500 for a bug; 503 with
     `Retry-After` when the database cannot do the work (all but this document, which
     reads none); on a write, 409 `conflict` for a clash with a change made at the
-    same time; and a 400 that names what was malformed in the input it reads."""
+    same time; and a 400 that names what was malformed in the input it reads, the
+    query string on every call (`helpdesk.form_data`)."""
     for path, item in paths.items():
         for method, operation in item.items():
             if method == "parameters":
@@ -1140,11 +1141,11 @@ def _generic_answers(paths: dict[str, Any]) -> dict[str, Any]:
                     answers["503"] = {**_errors(503)["503"], "headers": {"Retry-After": RETRY_AFTER}}
             if method in ("post", "put", "patch", "delete"):
                 answers.setdefault("409", _errors(409)["409"])
-            malformed = [text for kind, text in _MALFORMED.items() if kind in _content(operation)]
+            malformed = ["`invalid_query` (a query string that is not percent-encoded UTF-8)"]
+            malformed += [text for kind, text in _MALFORMED.items() if kind in _content(operation)]
             if IDEMPOTENCY_KEY in operation.get("parameters", []):
                 malformed.append("`invalid_idempotency_key` (a malformed Idempotency-Key)")
-            if malformed and "400" in answers:
-                answers["400"] = _json(_ref("Error"), "Malformed request: " + ", ".join(malformed))
+            answers["400"] = _json(_ref("Error"), "Malformed request: " + ", ".join(malformed))
     return paths
 
 
