@@ -78,15 +78,24 @@ def _answered(response: Response) -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    if not current_app.config["METRICS_TOKEN"]:
+        abort(404)
+    if not scraper_token_offered():
+        abort(401, www_authenticate=WWWAuthenticate("Bearer"))
+    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def scraper_token_offered() -> bool:
+    """Does the request carry `METRICS_TOKEN` as its bearer token? Never when no token
+    is set. The operator's monitoring holds it, so answers meant for the operator
+    (the health answer's schema revisions) are given to it too."""
     token = current_app.config["METRICS_TOKEN"]
     if not token:
-        abort(404)
+        return False
     scheme, _, offered = request.headers.get("Authorization", "").strip().partition(" ")
     # Compared whatever the scheme, so a wrong scheme costs what a wrong token does.
     matches = hmac.compare_digest(offered.strip().encode(), token.encode())
-    if scheme.lower() != "bearer" or not matches:
-        abort(401, www_authenticate=WWWAuthenticate("Bearer"))
-    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+    return scheme.lower() == "bearer" and matches
 
 
 def _registry() -> CollectorRegistry:

@@ -10,6 +10,7 @@ from helpdesk import schema
 from helpdesk.api import bp
 from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
+from helpdesk.metrics import scraper_token_offered
 
 log = logging.getLogger("helpdesk.api")
 
@@ -17,12 +18,16 @@ log = logging.getLogger("helpdesk.api")
 # change once, not each time.
 _logged: list[str] = [""]
 
+BEHIND = "The database's schema is behind this code: run `flask --app wsgi db upgrade`."
+
 
 @bp.get("/health")
 def health() -> ResponseReturnValue:
     """Liveness plus a database round trip, for load balancers and `make run`: the
     round trip reads the schema's revision, and a schema behind this code is a 503
-    (docs/operations.md, "Upgrades and the schema revision")."""
+    (docs/operations.md, "Upgrades and the schema revision"). Its status and code
+    are public, as load balancers read them; the revisions are named in the log and
+    to a caller with the metrics token."""
     try:
         revisions = schema.read(current_app, db.session)
     except OperationalError:
@@ -33,6 +38,10 @@ def health() -> ResponseReturnValue:
         if state != "ok":
             log.warning("health: %s", revisions.describe())
     if revisions.behind:
+        if not scraper_token_offered():
+            # The revisions say which release the host runs: for the operator only.
+            return error_response(503, "schema_behind", BEHIND)
         message = revisions.describe()
-        return error_response(503, "schema_behind", message[0].upper() + message[1:] + ".")
+        named = {"database_revision": list(revisions.database), "code_revision": list(revisions.head)}
+        return error_response(503, "schema_behind", message[0].upper() + message[1:] + ".", named)
     return jsonify({"status": "ok", "database": "ok", "schema": state})

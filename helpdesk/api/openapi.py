@@ -877,14 +877,16 @@ PATHS: dict[str, Any] = {
                         {
                             "status": {"type": "string"},
                             "database": {"type": "string"},
-                            "schema": {"type": "string", "enum": ["ok", "ahead"]},
+                            "schema": {"type": "string", "enum": ["ok", "ahead", "unknown"]},
                         }
                     )
                 ),
                 "503": _json(
                     _ref("Error"),
                     "Database unreachable (`database_unavailable`), or its schema behind this code's "
-                    "(`schema_behind`: run `flask --app wsgi db upgrade`)",
+                    "(`schema_behind`: run `flask --app wsgi db upgrade`); the schema's revisions are named "
+                    "(`fields.database_revision`, `fields.code_revision`) only to a caller sending the "
+                    "METRICS_TOKEN as its bearer token",
                 ),
             },
         }
