@@ -317,6 +317,34 @@ def test_unparseable_headers_are_not_believed(value: str) -> None:
     assert not believed(value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        # A DKIM signature whose d= is `customer.example(x)s=1.attack.example`, a name
+        # under the sender's own zone, verifies; a server that copies d= as written
+        # gives a value whose "comment" hides the sender's domain.
+        f"{TRUSTED}; dkim=pass header.d=customer.example(x)s=1.attack.example header.s=sel",
+        f"{TRUSTED}; dkim=pass header.d=customer.example (x) s=1.attack.example",
+        f"{TRUSTED}; dkim=pass header.d=customer.example(.attack.example header.s=x)",
+        f"{TRUSTED}; spf=pass smtp.mailfrom=a@customer.example(.attack.example header.x=y)",
+        f"{TRUSTED}; dkim=pass header.d=customer.example reason=a (x) s=1.attack.example",
+    ],
+)
+def test_a_comment_after_a_property_hides_nothing_of_the_value(value: str) -> None:
+    # Servers write comments after the authserv-id and after a result, never after a
+    # property, whose value the sender may have chosen (docs/mail-gateway.md).
+    with pytest.raises(Unparseable):
+        parse_authentication_results(value)
+    assert not believed(value)
+
+
+def test_comments_where_servers_write_them_are_read() -> None:
+    assert believed(
+        f'{TRUSTED} (amavisd-new); dkim=pass (2048-bit key; unprotected) reason="ok" (checked) '
+        "header.d=customer.example header.s=s1; dmarc=pass(p=REJECT) header.from=customer.example"
+    )
+
+
 def test_unparseable_trusted_header_does_not_hide_a_good_one() -> None:
     assert believed(
         f"{TRUSTED}; dmarc=pass (broken",

@@ -44,6 +44,11 @@ Which headers count, and how they are read, is where such checks are fooled:
   cap (`InboundMail.header_read_in_part`), so a second From past it is never seen:
   its From is not believed either (FAIL), which matters once a reviewer approves
   the mail held for being over a limit (docs/security.md).
+- Comments count where servers write them: after the authserv-id, after a result
+  or its `reason`. One after a property makes the resinfo unreadable (it passes
+  nothing): a property's value may be the sender's words copied by the server, and
+  `header.d=customer.example(x)s=1.attack.example` read without its comment was an
+  aligned pass for a domain the sender does not hold (docs/security.md).
 - A DMARC fail in the trusted server's headers stands: no aligned SPF or DKIM pass
   beside it overrules the From domain's own policy.
 
@@ -89,11 +94,14 @@ from helpdesk.inbound.parser import InboundMail
 from helpdesk.vocabulary import SENDER_SOURCES
 
 _KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
-_PAIR = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9_.\-/]*)\s*=\s*(\"(?:[^\"\\]|\\.)*+\"|[^\s\"=]+)")
+_PAIR = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9_.\-/]*)\s*=\s*(\"(?:[^\"\\]|\\.)*+\"|[^\s\"=\x00]+)")
 _QUOTED_PAIR = re.compile(r"\\(.)")
 # What a mail server writes: printable ASCII, folded with CR, LF and tab.
 _SERVER_TEXT = re.compile(r"[\t\r\n\x20-\x7e]*")
 _PSL = PublicSuffixList()
+# Where a comment was (`strip_comments`): a server's text never holds a NUL
+# (`_SERVER_TEXT`), so it marks the place without being mistaken for anything.
+_COMMENT = "\x00"
 
 
 class Unparseable(ValueError):
@@ -224,28 +232,46 @@ def parse_authentication_results(value: str) -> tuple[str, list[Result]]:
     if not _SERVER_TEXT.fullmatch(value):
         raise Unparseable("not printable ASCII")
     try:
-        parts = _split_semicolons(strip_comments(value))
+        parts = _split_semicolons(strip_comments(value, replacement=_COMMENT))
     except Malformed as exc:
         raise Unparseable(str(exc)) from None
-    head = parts[0].split()
+    head = _blank(parts[0]).split()
     if not head:
         raise Unparseable("no authserv-id")
     authserv_id = _unquote(head[0]).lower()
     if len(head) > 2 or (len(head) == 2 and not head[1].isdigit()):
-        raise Unparseable(f"unexpected text after authserv-id: {parts[0]!r}")
-    resinfos = [part for part in parts[1:] if part.strip()]
-    if len(resinfos) == 1 and resinfos[0].strip().lower() == "none":
+        raise Unparseable(f"unexpected text after authserv-id: {_blank(parts[0])!r}")
+    resinfos = [part for part in parts[1:] if _blank(part).strip()]
+    if len(resinfos) == 1 and _blank(resinfos[0]).strip().lower() == "none":
         return authserv_id, []
     return authserv_id, [_parse_resinfo(resinfo) for resinfo in resinfos]
 
 
+def _blank(text: str) -> str:
+    """`text` with the places of its comments as spaces."""
+    return text.replace(_COMMENT, " ")
+
+
 def _parse_resinfo(text: str) -> Result:
+    """One resinfo, its comments marked `_COMMENT`. A comment may follow the result
+    (`dkim=pass (2048-bit key)`) or a `reason`, where servers write them, but not a
+    property: its value may be the sender's (a DKIM `d=`, the envelope sender), and
+    a server that copies `customer.example(x)s=1.attack.example` as it came gives a
+    comment that hides the sender's own domain (docs/mail-gateway.md)."""
     pairs: list[tuple[str, str]] = []
     position = 0
-    while position < len(text.rstrip()):
+    end = len(text)
+    while True:
+        start = position
+        while position < end and (text[position].isspace() or text[position] == _COMMENT):
+            position += 1
+        if _COMMENT in text[start:position] and not _comment_may_follow(pairs):
+            raise Unparseable(f"a comment after the property {pairs[-1][0]}")
+        if position == end:
+            break
         match = _PAIR.match(text, position)
         if not match:
-            raise Unparseable(f"cannot read {text[position:]!r}")
+            raise Unparseable(f"cannot read {_blank(text[position:])!r}")
         pairs.append((match.group(1).lower(), _unquote(match.group(2))))
         position = match.end()
     if not pairs:
@@ -260,6 +286,13 @@ def _parse_resinfo(text: str) -> Result:
     for key, pvalue in pairs[1:]:
         properties.setdefault(key, pvalue)
     return Result(method=method, result=result.lower(), properties=properties)
+
+
+def _comment_may_follow(pairs: list[tuple[str, str]]) -> bool:
+    """Whether a comment may come after `pairs`, the start of a resinfo: before its
+    method, after its result, or after a `reason` right behind the result (RFC 8601
+    §2.2: methodspec, then reasonspec, then the properties)."""
+    return len(pairs) <= 1 or (len(pairs) == 2 and pairs[1][0] == "reason")
 
 
 def _passes_aligned(result: Result, from_domain: str) -> bool:

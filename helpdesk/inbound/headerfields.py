@@ -13,8 +13,9 @@ class Malformed(ValueError):
     """An unbalanced parenthesis or an unterminated comment or quoted string."""
 
 
-def strip_comments(value: str, *, strict: bool = True) -> str:
-    """The value with each comment replaced by one space, quoted strings kept.
+def strip_comments(value: str, *, strict: bool = True, replacement: str = " ") -> str:
+    """The value with each comment replaced by `replacement` (one space), quoted
+    strings kept.
 
     `strict` raises `Malformed` on unbalanced parentheses or an unterminated
     quoted string; otherwise a stray `)` is dropped and an unterminated comment
@@ -42,7 +43,7 @@ def strip_comments(value: str, *, strict: bool = True) -> str:
                 continue
             depth -= 1
             if depth == 0:
-                out.append(" ")
+                out.append(replacement)
         elif depth:
             continue
         else:
