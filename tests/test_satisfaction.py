@@ -279,6 +279,22 @@ def test_the_service_records_who_rated_for_every_channel(app, service, agent_act
         satisfaction.rate(db.session, ticket, 1, "", via="assistant", by="carol@example.com")
 
 
+def test_a_rating_moves_the_tickets_updated_at(app, service, agent_actor, clock, portal):
+    # What the ticket page and the API show changed: the live poll, the queue's
+    # "Recently updated" and an integration syncing by updated_at must see it
+    # (docs/lifecycle.md).
+    ticket = open_ticket(service)
+    resolve(service, ticket, agent_actor)
+    db.session.commit()
+    resolved_at = ticket.updated_at
+    clock.shift(60)
+    satisfaction.rate(db.session, ticket, 1, "", via="link", by="ann@example.com")
+    db.session.commit()
+    assert ticket.updated_at > resolved_at
+    since = resolved_at.isoformat()
+    assert portal.get(f"/live/tickets/TKT-000001?since={since}").get_json()["changed"] is True
+
+
 def test_a_reopened_ticket_keeps_its_rating_and_its_page_says_it_can_change_once_resolved_again(
     app, service, agent_actor, client
 ):

@@ -125,6 +125,9 @@ def rate(
     existing.participant_email = participant_of(ticket, by)
     existing.agent_id = ticket.assignee_id
     existing.updated_at = moment
+    # The ticket's page and the API show the rating: the ticket changed, for the live
+    # poll, the queue's "Recently updated" and whoever syncs by it (docs/lifecycle.md).
+    ticket.updated_at = moment
     session.flush()
     return existing
 
