@@ -245,6 +245,16 @@ def test_reply_note_status_and_properties_from_the_ticket_page(portal, service, 
     assert b'value="in_progress"' not in page  # only allowed transitions are offered
 
 
+def test_the_status_forms_reason_says_the_customer_reads_it(portal, service, agent):
+    # It is mailed to the requester as typed (docs/outbound-mail.md); the merge form's
+    # reason, only for the history, had the same label.
+    opened(service)
+    page = portal.get("/tickets/TKT-000001").data.decode()
+    status_form = page[page.index('/tickets/TKT-000001/status"') :]
+    label = status_form[: status_form.index("</label>")]
+    assert "Reason for the customer (optional; mailed with the new status, not with a cancellation)" in label
+
+
 def test_queue_filters_search_and_pages(portal, service, agent):
     for n in range(30):
         opened(
