@@ -370,6 +370,27 @@ def test_a_reply_with_no_text_is_written_in_the_tickets_language_not_the_contact
     assert ticket.messages[-1].body == "(sin texto)"
 
 
+def test_a_merged_in_customers_thread_keeps_its_own_language(app, service, agent_actor, sink, client):
+    # A Spanish customer's ticket merged into an English one: their mail and their
+    # status link go on in Spanish, the survivor's customer's in English
+    # (docs/isp-operations.md, "Merge and links").
+    contacts.find_or_create(db.session, "bob@example.com", "Bob").language = "es"
+    kept = open_ticket(service, subject="Internet down")
+    merged = open_ticket(service, subject="Sin internet", requester_email="bob@example.com")
+    deliver(app, sink)  # the acknowledgments fix the threads' languages: en, es
+    service.merge(merged, kept, actor=agent_actor)
+    service.add_message(kept, body="We are on it.", actor=agent_actor, channel="web")
+    db.session.commit()
+    mails = {str(mail["To"]).split("<")[-1].rstrip(">"): text_of(mail) for mail in deliver(app, sink)}
+    assert "just reply to this mail" in mails["ann@example.com"]
+    bobs = mails["bob@example.com"]
+    assert "just reply to this mail" not in bobs and "responde a este correo" in bobs, bobs
+    link = re.search(r"http://helpdesk\.test(/track/\S+)", bobs)
+    assert link is not None
+    assert 'lang="es"' in client.get(link.group(1)).data.decode()
+    assert (kept.language, merged.language) == ("en", "es")
+
+
 def test_a_contact_without_a_language_gets_the_default_and_keeps_it(app, service, agent_actor, sink):
     app.config["DEFAULT_LANGUAGE"] = "es"
     ticket = open_ticket(service, subject=SUBJECT)

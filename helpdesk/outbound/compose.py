@@ -278,13 +278,14 @@ class Composer:
         if ticket is None:
             raise ValueError(f"outbox #{row.id} names no ticket")
         number = display_number(ticket.number, self.config)
-        reader = self.reader(session, ticket, row)
-        # A customer whose ticket was merged into this one reads their own subject.
-        subject = (
-            ticket.subject
+        # A customer whose ticket was merged into this one reads their own subject, in
+        # their own thread's language.
+        subject, own_language = (
+            (ticket.subject, "")
             if row.kind in v.STAFF_NOTIFICATION_KINDS
-            else notifications.own_subject(session, ticket, row.to_address)
+            else notifications.own_thread(session, ticket, row.to_address)
         )
+        reader = self.reader(session, ticket, row, own_language)
         context = self._context(session, ticket, row, number, reader, subject)
         prefix = SUBJECT_PREFIXES.get(row.kind)
         shown_prefix = f"{gettext_in(reader.language, prefix)} " if prefix else ""
@@ -450,12 +451,15 @@ class Composer:
         a responder quiet); a person's reply says nothing."""
         return None if kind == "reply" else "auto-replied"
 
-    def reader(self, session: Session, ticket: Ticket, row: OutboxMessage) -> Reader:
+    def reader(self, session: Session, ticket: Ticket, row: OutboxMessage, own_language: str = "") -> Reader:
         """Staff mail: the recipient's language and zone, else the defaults. Customer
-        mail: the ticket's language (fixed now if this is its first customer mail),
-        in `BUSINESS_TIMEZONE`."""
+        mail: `own_language`, the language of a merged ticket whose conversation is
+        the recipient's (`notifications.own_thread`), else the ticket's (fixed now if
+        this is its first customer mail), in `BUSINESS_TIMEZONE`."""
         if row.kind in v.STAFF_NOTIFICATION_KINDS:
             return self._staff_reader(session, row.to_address)
+        if own_language:
+            return Reader(_known_language(own_language, self.default_language), self._zone(""))
         return Reader(self._thread_language(session, ticket), self._zone(""))
 
     def _staff_reader(self, session: Session, address: str) -> Reader:

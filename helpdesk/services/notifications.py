@@ -137,6 +137,8 @@ class Conversation:
     ticket_id: int
     subject: str
     people: frozenset[str]
+    # The language its mail was written in ("" when none was: docs/languages.md).
+    language: str = ""
 
 
 def merged_into(ticket_id: int | None) -> Select[Any]:
@@ -163,7 +165,7 @@ def _merged_conversations(session: Session, ticket: Ticket, address: str | None 
     """The tickets merged into `ticket`, oldest first, with their people; with
     `address`, only those it took part in."""
     merged = (
-        select(Ticket.id, Ticket.subject, Contact.email)
+        select(Ticket.id, Ticket.subject, Contact.email, Ticket.language)
         .join(Contact, Contact.id == Ticket.requester_id)
         .where(Ticket.merged_into_id == ticket.id)
     )
@@ -173,13 +175,16 @@ def _merged_conversations(session: Session, ticket: Ticket, address: str | None 
     found = session.execute(merged.order_by(Ticket.id)).all()
     if not found:
         return []
-    people = {ticket_id: {email} for ticket_id, _, email in found}
+    people = {ticket_id: {email} for ticket_id, _, email, _ in found}
     participants = select(Participant.ticket_id, Participant.email).where(
         Participant.ticket_id.in_(merged.with_only_columns(Ticket.id))
     )
     for ticket_id, email in session.execute(participants):
         people[ticket_id].add(email)
-    return [Conversation(ticket_id, subject, frozenset(people[ticket_id])) for ticket_id, subject, _ in found]
+    return [
+        Conversation(ticket_id, subject, frozenset(people[ticket_id]), language or "")
+        for ticket_id, subject, _, language in found
+    ]
 
 
 def companies(session: Session, ticket: Ticket, recipients: Sequence[str]) -> dict[str, list[str]]:
@@ -207,13 +212,22 @@ def own_subject(session: Session, ticket: Ticket, address: str) -> str:
     """The subject of `address`'s own conversation on `ticket` (`own_conversations`):
     a customer whose ticket was merged reads the words they wrote, under the
     survivor's number, never another customer's (docs/outbound-mail.md)."""
+    return own_thread(session, ticket, address)[0]
+
+
+def own_thread(session: Session, ticket: Ticket, address: str) -> tuple[str, str]:
+    """The subject and the language of `address`'s own conversation on `ticket`: a
+    merged ticket's, the language its mail was written in ("" when none was, or
+    when the survivor's conversation is theirs: the survivor's language then). A
+    Spanish customer merged into an English ticket went on in English
+    (docs/isp-operations.md, "Merge and links")."""
     requester = ticket.requester.email
     if address == requester:
-        return ticket.subject
+        return ticket.subject, ""
     on_survivor, theirs = own_conversations(
         address, requester, _merged_conversations(session, ticket, address)
     )
-    return ticket.subject if on_survivor else theirs[0].subject
+    return (ticket.subject, "") if on_survivor else (theirs[0].subject, theirs[0].language)
 
 
 @dataclass(frozen=True)

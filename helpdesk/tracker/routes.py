@@ -36,7 +36,7 @@ from helpdesk import customer_links, languages, numbering
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
-from helpdesk.services import satisfaction, tracking
+from helpdesk.services import notifications, satisfaction, tracking
 from helpdesk.tracker import bp
 from helpdesk.tracker.limits import limit_per_ip, limit_per_ticket
 
@@ -189,8 +189,11 @@ def _read_as_mailed(opened: customer_links.Opened) -> None:
     ticket with no mail language yet as for a lookup (`_read_as_contact`)."""
     if session.get(CHOSEN):
         return
-    if opened.ticket.language:
-        languages.use(opened.ticket.language)
+    # A customer whose ticket was merged into this one was mailed in their own
+    # thread's language (`notifications.own_thread`).
+    mailed = notifications.own_thread(db.session, opened.ticket, opened.address)[1] or opened.ticket.language
+    if mailed:
+        languages.use(mailed)
     else:
         _read_as_contact(opened.address)
 
