@@ -780,3 +780,34 @@ def test_idempotency_keys_get_a_table_one_row_per_caller_and_key(empty_database_
         flask_migrate.downgrade(revision="0043")
         assert "idempotency_keys" not in inspect(db.engine).get_table_names()
         db.engine.dispose()
+
+
+def test_the_ticket_indexes_of_mails_messages_and_rows_take_the_column_threading_reads(empty_database_url):
+    """Migration 0045: each index on ticket_id alone of inbound_mails, messages and
+    outbox becomes one on ticket_id and the column the sender's threading reads with
+    it (docs/benchmarks.md); the downgrade puts the old ones back."""
+    paired = {
+        "inbound_mails": ("ix_inbound_mails_ticket_id_received_at", ["ticket_id", "received_at"]),
+        "messages": ("ix_messages_ticket_id_inbound_mail_id", ["ticket_id", "inbound_mail_id"]),
+        "outbox": ("ix_outbox_ticket_id_created_at", ["ticket_id", "created_at"]),
+    }
+
+    def indexes(table: str) -> dict[str, list[str]]:
+        return {index["name"]: index["column_names"] for index in inspect(db.engine).get_indexes(table)}
+
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0044")
+        for table in paired:
+            assert indexes(table)[f"ix_{table}_ticket_id"] == ["ticket_id"]
+        flask_migrate.upgrade()
+        for table, (name, columns) in paired.items():
+            found = indexes(table)
+            assert found[name] == columns
+            assert f"ix_{table}_ticket_id" not in found
+        flask_migrate.downgrade(revision="0044")
+        for table, (name, _) in paired.items():
+            found = indexes(table)
+            assert found[f"ix_{table}_ticket_id"] == ["ticket_id"]
+            assert name not in found
+        db.engine.dispose()

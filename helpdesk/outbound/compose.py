@@ -590,7 +590,11 @@ class Composer:
 
         Only the ids written are read: from each table its newest MAX_REFERENCES and,
         when there are more, its oldest. Every mail and row of the ticket was read
-        for each copy, in the sender's claim (docs/outbound-mail.md)."""
+        for each copy, in the sender's claim (docs/outbound-mail.md). They are read
+        in order from the indexes on (ticket_id, received_at) and (ticket_id,
+        created_at), each mail's message looked up by (ticket_id, inbound_mail_id):
+        joined and made distinct, every mail of the ticket was fetched and sorted
+        first, some 70 ms at 20,000 mails (docs/benchmarks.md)."""
         merged = bool(session.execute(select(notifications.merged_into(row.ticket_id).exists())).scalar())
 
         def on_tickets(column: Any) -> Any:
@@ -601,22 +605,27 @@ class Composer:
         ours = on_tickets(InboundMail.ticket_id)
         if merged:
             ours = and_(ours, func.lower(InboundMail.from_address) == row.to_address.lower())
+        # A customer's public message: never a staff member's mail, which is kept
+        # as an internal note (or a public reply the customer was sent our own mail
+        # for); with the ticket, so the index on (ticket_id, inbound_mail_id) finds it.
+        filed_as_customers = (
+            select(Message.id)
+            .where(
+                Message.inbound_mail_id == InboundMail.id,
+                on_tickets(Message.ticket_id),
+                Message.kind == "reply",
+                Message.author_staff_id.is_(None),
+            )
+            .exists()
+        )
         received = _ends(
             session,
-            select(InboundMail.received_at, InboundMail.id, InboundMail.message_id)
-            .distinct()
-            .join(Message, Message.inbound_mail_id == InboundMail.id)
-            .where(
+            select(InboundMail.received_at, InboundMail.id, InboundMail.message_id).where(
                 ours,
                 InboundMail.message_id.is_not(None),
                 InboundMail.outcome.in_(_THREAD_OUTCOMES),
                 InboundMail.received_at <= row.created_at,
-                # A customer's public message: never a staff member's mail, which
-                # is kept as an internal note (or a public reply the customer was
-                # sent our own mail for); with the ticket, so the index finds them.
-                on_tickets(Message.ticket_id),
-                Message.kind == "reply",
-                Message.author_staff_id.is_(None),
+                filed_as_customers,
             ),
             InboundMail.received_at,
             InboundMail.id,
