@@ -507,7 +507,7 @@ def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def test_a_reply_s_threading_reads_the_ticket_s_rows_in_order_from_its_indexes(app, service, agent_actor):
     """The ids picked, every mail of the ticket and every row to the recipient was
     still fetched and sorted (the mails joined to their messages and made
-    distinct): about 70 ms of PostgreSQL's time a copy at 20,000 mails on one
+    distinct): 70–120 ms of PostgreSQL's time a copy at 20,000 mails on one
     ticket. Each of the four reads now takes its rows in order from an index led by
     the ticket (migration 0045, docs/benchmarks.md): asked with sorts, hashes and
     unordered scans discouraged, PostgreSQL finds a plan with none of them."""

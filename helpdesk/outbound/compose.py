@@ -594,7 +594,7 @@ class Composer:
         in order from the indexes on (ticket_id, received_at) and (ticket_id,
         created_at), each mail's message looked up by (ticket_id, inbound_mail_id):
         joined and made distinct, every mail of the ticket was fetched and sorted
-        first, some 70 ms at 20,000 mails (docs/benchmarks.md)."""
+        first, 70–120 ms at 20,000 mails (docs/benchmarks.md)."""
         merged = bool(session.execute(select(notifications.merged_into(row.ticket_id).exists())).scalar())
 
         def on_tickets(column: Any) -> Any:

@@ -4,7 +4,7 @@ The sender writes In-Reply-To and References from the customer's newest mails on
 the ticket and the newest rows we sent them (`compose`). With an index on
 `ticket_id` alone, each such read fetched every mail, message and outbox row of
 the ticket and sorted them: 20,000 mails on one ticket made a reply's threading
-read about 70 ms of PostgreSQL's time. Each index on `ticket_id` alone becomes one
+read 70–120 ms of PostgreSQL's time. Each index on `ticket_id` alone becomes one
 on `ticket_id` and the column read with it (`received_at`, `created_at`,
 `inbound_mail_id`), which answers what the old one answered too: a new mail
 writes as many index entries as before (docs/benchmarks.md, "Threading reads on
