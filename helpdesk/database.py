@@ -261,6 +261,28 @@ def answer_lost(error: BaseException) -> bool:
     return isinstance(error, (exc.OperationalError, exc.InterfaceError))
 
 
+class OutcomeUnknown(Exception):
+    """The answer to a COMMIT was lost (`answer_lost`): the database may or may not
+    have kept the work, and nobody here can tell. Answered as such, never as
+    "nothing was kept" (docs/web.md, "A lost answer")."""
+
+
+def commit_or_unknown(session: Session) -> None:
+    """Commit a change that has no row to look for afterwards (compare
+    `commit_or_found`), telling a lost answer apart: its own statements are flushed
+    first, so their failures still mean nothing was kept and raise as they are; the
+    COMMIT itself failing without an answer raises `OutcomeUnknown`. A database
+    error answered "retry" there made a client take a kept change for a lost one."""
+    session.flush()
+    try:
+        session.commit()
+    except exc.DBAPIError as error:
+        session.rollback()
+        if answer_lost(error):
+            raise OutcomeUnknown() from error
+        raise
+
+
 def include_in_autogenerate(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Which schema objects Alembic compares with the models.
 

@@ -18,7 +18,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from helpdesk.database import is_transient
+from helpdesk.database import OutcomeUnknown, is_transient
 from helpdesk.extensions import db
 from helpdesk.form_data import UnreadableForm, UnreadableQuery
 from helpdesk.languages import N_
@@ -35,6 +35,12 @@ PAGES = {
     429: N_("Too many attempts. Wait a minute and try again."),
     503: N_("The helpdesk cannot reach its database just now. Try again in a minute."),
 }
+# What a person reads when the answer to a change's COMMIT was lost: a form of the
+# portal (`portal.actions.perform` flashes it) or the tracker (docs/web.md, "A lost answer").
+OUTCOME_UNKNOWN = N_(
+    "The connection to the database broke as this change was saved: it may or may not have been "
+    "saved. Check before doing it again."
+)
 # How long a client is asked to wait (`Retry-After`) when the database cannot do the
 # work now (docs/web.md, "Database errors").
 RETRY_AFTER_SECONDS = 30
@@ -47,6 +53,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(UnreadableForm, _unreadable_form)
     app.register_error_handler(UnreadableQuery, _unreadable_query)
     app.register_error_handler(DBAPIError, _database_error)
+    app.register_error_handler(OutcomeUnknown, _outcome_unknown)
 
 
 def retry_later(response: Response) -> Response:
@@ -112,6 +119,24 @@ def _database_error(exc: DBAPIError) -> Any:
         response, _ = error_response(503, "database_unavailable", "The database cannot be reached; retry.")
         return retry_later(response), 503
     page = render_template("portal/error.html", code=503, message=PAGES[503])
+    return retry_later(make_response(page, 503))
+
+
+def _outcome_unknown(exc: OutcomeUnknown) -> Any:
+    """A change whose COMMIT's answer was lost (`database.commit_or_unknown`): the
+    database may have kept it. A page said the database was away, "try again in a
+    minute", and the change was made twice. Still 503 with `Retry-After` (the
+    database's connection did drop), but the page says it may or may not be saved,
+    check first (docs/web.md, "A lost answer"). Rendered without the staff member,
+    as the outage page is."""
+    g.database_unavailable = True
+    log.warning(
+        "the answer to the COMMIT of %s %s was lost; it may or may not be kept: %s",
+        request.method,
+        request.path,
+        exc.__cause__,
+    )
+    page = render_template("portal/error.html", code=503, message=OUTCOME_UNKNOWN)
     return retry_later(make_response(page, 503))
 
 

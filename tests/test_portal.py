@@ -766,6 +766,35 @@ def test_a_ticket_action_whose_commit_answer_was_lost_says_the_outcome_is_unknow
     assert db.session.get(Ticket, ticket.id, populate_existing=True).status == "in_progress"
 
 
+@pytest.mark.parametrize(
+    ("path", "form", "page", "table"),
+    [
+        (
+            "/account/canned",
+            {"title": "Restart", "body": "Restart the ONT."},
+            "/account/canned",
+            "canned_replies",
+        ),
+        ("/account/preferences", {"language": "", "timezone": "Europe/Madrid"}, "/account", "staff_users"),
+    ],
+)
+def test_a_form_outside_perform_whose_commit_answer_was_lost_says_the_outcome_is_unknown(
+    portal, path, form, page, table
+):
+    """Forms that commit by themselves (canned replies, the account page, the admin's
+    and the tracker's) showed "cannot reach its database. Try again" when the
+    COMMIT's answer was lost, of a change the database may have kept. They say what
+    `perform`'s forms say: it may or may not have been saved; check first
+    (docs/web.md, "A lost answer")."""
+    with commit_answer_lost(
+        lambda statement: statement.startswith(("INSERT INTO " + table, "UPDATE " + table))
+    ):
+        response = portal.post(path, form, page=page)
+    said = response.get_data(as_text=True)
+    assert response.status_code == 503 and "may or may not have been saved" in said
+    assert "cannot reach its database" not in said
+
+
 def test_a_new_ticket_or_reply_kept_though_its_commit_answer_was_lost_says_done(portal, service):
     """The connection drops as the COMMIT goes, and the database kept the ticket or
     the reply: the form must not say "nothing was changed, try again", which sent

@@ -18,6 +18,7 @@ from helpdesk.services import Actor, TicketsService, satisfaction
 from helpdesk.services.trends import daily_trends
 from tests.support.app import Portal
 from tests.support.database import CUSTOMER, open_ticket, resolve
+from tests.support.lost_commit import commit_answer_lost
 from tests.support.outbox import deliver, html_of, text_of
 from tests.support.sink import Sink
 
@@ -381,6 +382,19 @@ def test_the_status_link_offers_the_rating_only_while_it_can_be_given(app, servi
     # The customer's thread and rating: no shared cache or browser history keeps them.
     for path in (status, rate_link.group(1).decode(), "/track"):
         assert client.get(path).headers["Cache-Control"] == "private, no-store", path
+
+
+def test_a_rating_whose_commit_answer_was_lost_says_it_may_or_may_not_be_saved(app, resolved, client):
+    """The connection drops as the rating's COMMIT goes, and the database kept it:
+    the customer read "The helpdesk cannot reach its database just now. Try again",
+    of a rating given. The page says it may or may not have been saved, to check
+    first; the rating page shows the rating kept (docs/web.md, "A lost answer")."""
+    path = _path(app.config, "rating", resolved, "ann@example.com")
+    with commit_answer_lost(lambda statement: "INSERT INTO satisfaction_ratings" in statement):
+        response = _rate(client, path, "4")
+    assert response.status_code == 503 and b"may or may not have been saved" in response.data
+    assert b"cannot reach its database" not in response.data
+    assert b'value="4" required\n      checked' in client.get(path).data
 
 
 def test_a_lookup_shows_the_ticket_but_neither_rates_nor_sets_the_contacts_language(app, resolved, client):

@@ -12,6 +12,7 @@ from flask_babel import gettext
 from config import LANGUAGES
 from helpdesk import languages
 from helpdesk.auth import check_credentials, current_password_limit, login_rate_limit, wrong_current_password
+from helpdesk.database import commit_or_unknown
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.languages import time_zones
@@ -80,7 +81,7 @@ def change_password() -> ResponseReturnValue:
         if current_staff() is None:  # ended meanwhile: a reset the check was judged after
             return redirect(url_for("portal.login"))
         return _account_page(errors=exc.fields), 400
-    db.session.commit()
+    commit_or_unknown(db.session)
     go_on_under(version)
     flash(gettext("Password changed. Your other sessions and API tokens have ended."))
     return redirect(url_for("portal.account"))
@@ -100,7 +101,7 @@ def change_preferences() -> ResponseReturnValue:
         return _account_page(
             preference_errors=exc.fields, picked={"language": language, "timezone": zone}
         ), 422
-    db.session.commit()
+    commit_or_unknown(db.session)
     languages.use(user.language, user.timezone)  # this answer's flash already in the new language
     flash(gettext("Preferences saved."))
     return redirect(url_for("portal.account"))

@@ -4,10 +4,10 @@ input, a refused transition) rolls back and is shown instead, and so is the
 database failing to do the work now (`helpdesk.database.is_transient`: a deadlock,
 a serialization failure, a restart), as "try again", where the API answers 503, and
 input larger than the database can store (`is_program_limit`), where it answers 422;
-a COMMIT whose answer was lost (`answer_lost`) is said to have an unknown outcome;
-nothing else is caught, so a bug is a bug. Messages are in the reader's language:
-the success message comes translated from `change`, a domain error is read by
-`helpdesk.wording`."""
+a COMMIT whose answer was lost (`database.commit_or_unknown`) is said to have an
+unknown outcome; nothing else is caught, so a bug is a bug. Messages are in the
+reader's language: the success message comes translated from `change`, a domain
+error is read by `helpdesk.wording`."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from flask_babel import gettext
 from sqlalchemy.exc import DBAPIError
 from werkzeug.wrappers import Response
 
-from helpdesk.database import answer_lost, is_program_limit, is_transient
+from helpdesk.database import OutcomeUnknown, commit_or_unknown, is_program_limit, is_transient
 from helpdesk.errors import DomainError, ValidationError
 from helpdesk.extensions import db
+from helpdesk.http_errors import OUTCOME_UNKNOWN
 from helpdesk.inputs import positive_int
+from helpdesk.languages import label
 from helpdesk.wording import error_text
 
 log = logging.getLogger("helpdesk.portal")
@@ -41,24 +43,19 @@ def perform(change: Callable[[], str], back: str) -> Response:
     kept: that form said "nothing was changed. Try again." of a status change the
     database had made, and the form was sent again. It now says the outcome
     is unknown and to look first (docs/web.md, "A lost answer")."""
-    committing = False
     try:
         done = change()
-        db.session.flush()  # the change's own failures, before the COMMIT
-        committing = True
-        db.session.commit()
+        commit_or_unknown(db.session)  # the change's own failures first, then the COMMIT
         flash(done)
     except DomainError as exc:
         db.session.rollback()
         flash(error_text(exc), "error")
+    except OutcomeUnknown as exc:
+        log.warning(
+            "the answer to a portal change's COMMIT was lost; it may or may not be kept: %s", exc.__cause__
+        )
+        flash(outcome_unknown(), "error")
     except DBAPIError as exc:
-        if committing and answer_lost(exc):
-            db.session.rollback()
-            log.warning(
-                "the answer to a portal change's COMMIT was lost; it may or may not be kept: %s", exc.orig
-            )
-            flash(outcome_unknown(), "error")
-            return redirect(back)
         if not (is_program_limit(exc) or is_transient(exc)):
             raise
         db.session.rollback()
@@ -101,10 +98,7 @@ def try_again() -> str:
 
 def outcome_unknown() -> str:
     """What a form says when the answer to its COMMIT was lost: kept or not, nobody knows."""
-    return gettext(
-        "The connection to the database broke as this change was saved: it may or may not have been "
-        "saved. Check before doing it again."
-    )
+    return label(OUTCOME_UNKNOWN)  # the words of the page a form outside `perform` shows
 
 
 def form_assignee(value: str) -> int | None:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from helpdesk import languages
 from helpdesk import vocabulary as v
+from helpdesk.database import commit_or_unknown
 from helpdesk.errors import DomainError, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
@@ -85,7 +86,7 @@ def add_staff() -> ResponseReturnValue:
         db.session.rollback()
         flash(error_text(exc), "error")
         return redirect(url_for("portal.staff"))
-    db.session.commit()
+    commit_or_unknown(db.session)
     if generated:
         return _show_password(gettext("Account created"), user, generated)
     flash(gettext("Created %(role)s %(email)s.", role=_role(user.role), email=user.email))
@@ -129,7 +130,7 @@ def set_staff_role(user_id: int) -> ResponseReturnValue:
 def reset_staff_password(user_id: int) -> ResponseReturnValue:
     user = _staff_member(user_id)
     password = StaffService(db.session).reset_password(user)
-    db.session.commit()
+    commit_or_unknown(db.session)
     return _show_password(gettext("Password reset"), user, password)
 
 
@@ -264,7 +265,7 @@ def add_integration() -> ResponseReturnValue:
         db.session.rollback()
         flash(error_text(exc), "error")
         return redirect(url_for("portal.integrations"))
-    db.session.commit()
+    commit_or_unknown(db.session)
     return _shown_once(
         render_template("portal/token_shown.html", nav="integrations", integration=integration, token=token)
     )

@@ -12,6 +12,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 
+from helpdesk.database import commit_or_unknown
 from helpdesk.errors import Forbidden, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.models import CannedReply, Ticket
@@ -79,7 +80,7 @@ def edit_canned(reply_id: int) -> ResponseReturnValue:
     except ValidationError as exc:
         db.session.rollback()
         return _edit_page(reply, form.get("title", ""), form.get("body", ""), exc.fields), 422
-    db.session.commit()
+    commit_or_unknown(db.session)
     flash(gettext("Canned reply saved."))
     return redirect(_list_url(reply))
 
@@ -91,7 +92,7 @@ def delete_canned(reply_id: int) -> ResponseReturnValue:
     reply = _editable(service, reply_id)
     back, title = _list_url(reply), reply.title
     service.delete(reply_id, actor())
-    db.session.commit()
+    commit_or_unknown(db.session)
     flash(gettext("Canned reply “%(title)s” deleted.", title=title))
     return redirect(back)
 
@@ -112,7 +113,7 @@ def _add(*, shared: bool) -> ResponseReturnValue:
     except ValidationError as exc:
         db.session.rollback()
         return _list_page(shared=shared, errors=exc.fields, form=form), 422
-    db.session.commit()
+    commit_or_unknown(db.session)
     flash(gettext("Canned reply added."))
     return redirect(url_for("portal.shared_canned" if shared else "portal.personal_canned"))
 

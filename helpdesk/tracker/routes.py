@@ -33,6 +33,7 @@ from flask_babel import format_number, gettext
 
 from config import LANGUAGES
 from helpdesk import customer_links, languages, numbering
+from helpdesk.database import commit_or_unknown
 from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import positive_int
@@ -159,7 +160,7 @@ def rate(token: str) -> ResponseReturnValue:
         status = 409 if isinstance(exc, Conflict) else 422
         page = _rating_page(opened, token, rating, comment[: satisfaction.MAX_COMMENT], error=_explain(exc))
         return page, status
-    db.session.commit()
+    commit_or_unknown(db.session)
     flash(gettext("Thank you for your rating."), "success")
     return redirect(url_for("tracker.status_link", token=opened.token(cfg, "status")), code=303)
 

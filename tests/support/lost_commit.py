@@ -1,8 +1,8 @@
 """A COMMIT whose answer never comes (docs/web.md, "A lost answer"): the connection
 drops as the COMMIT goes, and the database may or may not have kept the work. The
 tests' stand-in wraps `Session.commit` while a statement matching `marks` was sent
-since the last commit: it commits (or not, with `kept=False`) and raises what
-psycopg2 raises then."""
+since the last commit, the commit's own flush included: it commits (or not, with
+`kept=False`) and raises what psycopg2 raises then."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def commit_answer_lost(marks: Callable[[str], bool], *, kept: bool = True) -> It
         wrote.append(marks(statement))
 
     def lost(self: Session) -> None:
+        self.flush()  # what the COMMIT's own flush would send, sent before it
         if not any(wrote):
             return commit(self)
         wrote.clear()
