@@ -124,9 +124,10 @@ def _database_error(exc: DBAPIError) -> Any:
 
 def _outcome_unknown(exc: OutcomeUnknown) -> Any:
     """A change whose COMMIT's answer was lost (`database.commit_or_unknown`): the
-    database may have kept it. A page said the database was away, "try again in a
-    minute", and the change was made twice. Still 503 with `Retry-After` (the
-    database's connection did drop), but the page says it may or may not be saved,
+    database may have kept it. It was answered as the database being away, 503
+    "retry" on the API, "try again in a minute" on a page, and the change was made
+    twice. Still 503 with `Retry-After` (the database's connection did drop), but
+    `outcome_unknown` on the API and a page saying it may or may not be saved,
     check first (docs/web.md, "A lost answer"). Rendered without the staff member,
     as the outage page is."""
     g.database_unavailable = True
@@ -136,6 +137,14 @@ def _outcome_unknown(exc: OutcomeUnknown) -> Any:
         request.path,
         exc.__cause__,
     )
+    if _on_api():
+        response, _ = error_response(
+            503,
+            "outcome_unknown",
+            "The connection to the database broke as the change was saved: it may have been saved "
+            "or not. Read what it changes before retrying.",
+        )
+        return retry_later(response), 503
     page = render_template("portal/error.html", code=503, message=OUTCOME_UNKNOWN)
     return retry_later(make_response(page, 503))
 

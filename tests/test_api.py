@@ -673,6 +673,22 @@ def test_a_reply_whose_commit_answer_is_lost_but_was_kept_is_answered_201(api, s
     assert response.status_code == 201 and response.get_json()["body"] == "Restarted the ONT."
 
 
+def test_a_change_whose_commit_answer_was_lost_is_503_outcome_unknown(api, service):
+    """The connection drops as a PATCH's COMMIT goes, and the database kept it: the
+    answer was 503 `database_unavailable`, which says nothing was kept, of a
+    priority the ticket now had. It is `outcome_unknown`, read the ticket before
+    retrying; a PATCH sets values, so sending it again is safe (docs/web.md, "A
+    lost answer")."""
+    open_ticket(service)
+    with commit_answer_lost(lambda statement: statement.startswith("UPDATE tickets")):
+        response = api.patch("/tickets/TKT-000001", {"priority": "urgent"})
+    error = envelope(response, 503, "outcome_unknown")
+    assert response.headers["Retry-After"] == "30" and "may have been saved" in error["message"]
+    assert api.get("/tickets/TKT-000001").get_json()["priority"] == "urgent"
+    again = api.patch("/tickets/TKT-000001", {"priority": "urgent"})
+    assert again.status_code == 200 and again.get_json()["priority"] == "urgent"
+
+
 # -- Idempotency-Key (docs/web.md, "Idempotency keys") ---------------------------------------
 
 

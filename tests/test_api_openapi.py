@@ -103,6 +103,15 @@ def test_fuzzing_the_api_finds_no_500_and_no_undocumented_answer(app, client, ag
 WRITES = {"post", "put", "patch", "delete"}
 
 
+# Writes that give no `outcome_unknown`: they commit nothing, or (with the calls
+# taking an Idempotency-Key) look for what they made when the COMMIT's answer is lost.
+LOOKING_OR_WRITING_NOTHING = {"/auth/login", "/public/track"}
+
+
+def _parameters(operation):  # type: ignore[no-untyped-def]
+    return [parameter.get("name") for parameter in operation.get("parameters", [])]
+
+
 def _operations():  # type: ignore[no-untyped-def]
     for path, item in DOCUMENT["paths"].items():
         for method, operation in item.items():
@@ -123,6 +132,9 @@ def test_document_lists_the_answers_any_call_can_give():
             assert "Retry-After" in answers["503"].get("headers", {}) or path == "/health", (method, path)
         if method in WRITES:
             assert "`conflict`" in answers["409"]["description"], (method, path)
+            # A lost COMMIT answer, where the call cannot look for what it made.
+            looks = path in LOOKING_OR_WRITING_NOTHING or "Idempotency-Key" in _parameters(operation)
+            assert ("`outcome_unknown`" in answers["503"]["description"]) is not looks, (method, path)
         assert "`invalid_query`" in answers["400"]["description"], (method, path)
         body = operation.get("requestBody", {}).get("content", {})
         if "multipart/form-data" in body:

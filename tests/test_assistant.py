@@ -20,6 +20,7 @@ from helpdesk.services.staff import StaffService
 from tests.support import proofs
 from tests.support.app import login_tokens
 from tests.support.database import open_ticket, resolve
+from tests.support.lost_commit import commit_answer_lost
 
 WHATSAPP = {"phone": "whatsapp:+52 1 55 1234 5678", "name": "Lucía Pérez", "language": "es"}
 
@@ -690,6 +691,20 @@ def test_a_batch_submitted_again_answers_the_tickets_it_opened_and_mails_nothing
     ).scalars()
     assert len(list(acknowledged)) == 6
     assert len(db.session.execute(select(Ticket)).all()) == 6
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_outcome_unknown_and_its_resubmission_safe(client, token):
+    """The connection drops as a call's COMMIT goes, and the database kept its
+    ticket: the runtime was told 503 `database_unavailable`, "nothing was kept". It
+    is told `outcome_unknown`; the batch submitted again answers the ticket and
+    opens none (docs/integrations.md, "A batch submitted again")."""
+    batch = [("create_ticket_report", {"title": "Sin internet", "description": "No hay servicio"})]
+    with commit_answer_lost(lambda statement: "INSERT INTO tickets" in statement):
+        lost = tool_calls(client, token, batch)
+    assert lost.status_code == 503 and lost.get_json()["error"]["code"] == "outcome_unknown"
+    (again,) = outputs(tool_calls(client, token, batch))
+    assert again["ticketId"] == "TKT-000001"
+    assert len(db.session.execute(select(Ticket)).all()) == 1
 
 
 def test_a_batch_submitted_again_mails_no_second_verification_code(client, token):

@@ -16,6 +16,7 @@ from helpdesk.services.chat import SHARE_TEXTS, STATUS_SENTENCES, status_sentenc
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.database import open_ticket
 from tests.support.hostile import distinct_words
+from tests.support.lost_commit import commit_answer_lost
 
 ANN = {"email": "ann@example.com", "name": "Ann Example"}
 
@@ -199,6 +200,20 @@ def test_a_retried_conversation_gets_its_ticket_back_and_no_second_acknowledgmen
     assert len(db.session.execute(select(Ticket)).all()) == 1
     assert _acknowledgments() == 1
     assert open_ticket(service).number == 2
+
+
+def test_a_conversation_whose_commit_answer_was_lost_is_outcome_unknown_and_its_repeat_its_ticket(chat):
+    """The connection drops as the ticket's COMMIT goes, and the database kept it:
+    the widget was told 503 `database_unavailable`, "nothing was kept". It is told
+    `outcome_unknown`; posting the conversation again, as it does, answers the
+    ticket (docs/integrations.md, "Chat")."""
+    body = {"conversation_id": "conv-lost", "customer": ANN, "transcript": "Ann: no internet"}
+    with commit_answer_lost(lambda statement: "INSERT INTO tickets" in statement):
+        lost = chat("tickets", body)
+    assert lost.status_code == 503 and lost.get_json()["error"]["code"] == "outcome_unknown"
+    again = chat("tickets", body)
+    assert again.status_code == 200 and again.get_json()["number"] == "TKT-000001"
+    assert _acknowledgments() == 1
 
 
 def test_a_conversation_that_went_on_gets_its_ticket_back_unchanged(chat):

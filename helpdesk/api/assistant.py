@@ -14,6 +14,7 @@ from helpdesk.api import bp
 from helpdesk.api.customers import conversation_id, named_customer
 from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
+from helpdesk.database import commit_or_unknown
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import unstorable
@@ -52,7 +53,7 @@ def assistant_tool_calls() -> ResponseReturnValue:
     # Read before the commit expires it: read after, it began a transaction of its
     # own, which on SQLite holds the write lock until the first call ends.
     integration_id = g.integration.id
-    db.session.commit()  # the contact, before any call can roll back
+    commit_or_unknown(db.session)  # the contact, before any call can roll back
     service = AssistantService(
         db.session, current_app.config, conversation_id=conversation, integration_id=integration_id
     )

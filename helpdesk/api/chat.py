@@ -16,6 +16,7 @@ from helpdesk.api.customers import conversation_id, named_customer
 from helpdesk.api.payload import json_object
 from helpdesk.api.serializers import ticket_json
 from helpdesk.auth import integration_required
+from helpdesk.database import commit_or_unknown
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
@@ -43,7 +44,7 @@ def chat_ticket() -> ResponseReturnValue:
     if errors:
         raise ValidationError(errors)
     customer = named_customer(data["customer"], phone_vouched=False)
-    db.session.commit()  # the contact, whatever happens to the ticket
+    commit_or_unknown(db.session)  # the contact, whatever happens to the ticket
     contact = contacts.current(db.session, customer.contact)  # as for the assistant's tickets
     customer = replace(customer, contact=contact)
     allowed = customer_limits.may_open(db.session, contact, current_app.config)
@@ -64,7 +65,7 @@ def chat_ticket() -> ResponseReturnValue:
             body = _answer(reached, ticket, contact, customer.language)
         else:
             body = _card(reached, ticket, contact, customer.language)
-        db.session.commit()
+        commit_or_unknown(db.session)
         return jsonify(body), 200
     if not allowed:
         db.session.rollback()
@@ -81,7 +82,7 @@ def chat_ticket() -> ResponseReturnValue:
         description_required=False,  # a transcript may say nothing: the subject stands in
     )
     body = _answer(ticket, ticket, contact, customer.language)
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(body), 201
 
 
@@ -115,6 +116,6 @@ def chat_lookup() -> ResponseReturnValue:
     if len(data["text"]) > MAX_LOOKUP_TEXT:
         raise ValidationError({"text": f"must be at most {MAX_LOOKUP_TEXT} characters"})
     customer = named_customer(data["customer"], phone_vouched=False)
-    db.session.commit()
+    commit_or_unknown(db.session)
     cards = chat.lookup(db.session, customer.contact, data["text"], customer.language, current_app.config)
     return jsonify({"tickets": cards})

@@ -1130,8 +1130,9 @@ def _generic_answers(paths: dict[str, Any]) -> dict[str, Any]:
     """The answers any call can give, listed on each: 500 for a bug; 503 with
     `Retry-After` when the database cannot do the work (all but this document, which
     reads none); on a write, 409 `conflict` for a clash with a change made at the
-    same time; and a 400 that names what was malformed in the input it reads, the
-    query string on every call (`helpdesk.form_data`)."""
+    same time, and `outcome_unknown` in the 503 where the answer to its COMMIT can
+    be lost with nothing to look for; and a 400 that names what was malformed in the
+    input it reads, the query string on every call (`helpdesk.form_data`)."""
     for path, item in paths.items():
         for method, operation in item.items():
             if method == "parameters":
@@ -1141,7 +1142,12 @@ def _generic_answers(paths: dict[str, Any]) -> dict[str, Any]:
             if path != "/openapi.json":
                 if "503" not in answers:
                     answers["503"] = {**_errors(503)["503"], "headers": {"Retry-After": RETRY_AFTER}}
-            if method in ("post", "put", "patch", "delete"):
+                if method in WRITES and _commits_blind(path, operation):
+                    answers["503"] = {
+                        **answers["503"],
+                        "description": answers["503"]["description"] + OUTCOME,
+                    }
+            if method in WRITES:
                 answers.setdefault("409", _errors(409)["409"])
             malformed = ["`invalid_query` (a query string that is not percent-encoded UTF-8)"]
             malformed += [text for kind, text in _MALFORMED.items() if kind in _content(operation)]
@@ -1149,6 +1155,24 @@ def _generic_answers(paths: dict[str, Any]) -> dict[str, Any]:
                 malformed.append("`invalid_idempotency_key` (a malformed Idempotency-Key)")
             answers["400"] = _json(_ref("Error"), "Malformed request: " + ", ".join(malformed))
     return paths
+
+
+WRITES = ("post", "put", "patch", "delete")
+# A write's 503 when the answer to its COMMIT was lost (helpdesk.database.commit_or_unknown;
+# docs/web.md, "A lost answer").
+OUTCOME = (
+    "; or `outcome_unknown`: the connection to the database broke as the change was saved, and it "
+    "may have been kept: read what the call changes before sending it again (a PUT or PATCH, which "
+    "sets values, is safe to send again; so is the chat's and the assistant's repeat)"
+)
+# Writes that keep nothing, or look for what they made when the answer is lost.
+WRITING_NOTHING = ("/auth/login", "/public/track")
+
+
+def _commits_blind(path: str, operation: dict[str, Any]) -> bool:
+    """Does this write commit a change with nothing to look for when the COMMIT's
+    answer is lost? The calls taking an `Idempotency-Key` look (`commit_or_found`)."""
+    return path not in WRITING_NOTHING and IDEMPOTENCY_KEY not in operation.get("parameters", [])
 
 
 def _content(operation: dict[str, Any]) -> dict[str, Any]:

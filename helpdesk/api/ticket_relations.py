@@ -12,6 +12,7 @@ from helpdesk.api.payload import json_object
 from helpdesk.api.serializers import ticket_json
 from helpdesk.api.tickets import _assignee_id, _service, _ticket
 from helpdesk.auth import current_actor, staff_required
+from helpdesk.database import commit_or_unknown
 from helpdesk.extensions import db
 from helpdesk.services import bulk, links, tags
 
@@ -22,7 +23,7 @@ def set_tags(number: str) -> ResponseReturnValue:
     data = json_object({"tags": (list,)}, required=("tags",))
     ticket = _ticket(number)
     tags.set_tags(db.session, ticket, data["tags"], current_actor())
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(ticket_json(ticket, detail=True))
 
 
@@ -32,7 +33,7 @@ def add_link(number: str) -> ResponseReturnValue:
     data = json_object({"ticket": (str, int)}, required=("ticket",))
     ticket, other = _ticket(number), _ticket(str(data["ticket"]))
     links.link(db.session, ticket, other, current_actor(), current_app.config)
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(ticket_json(ticket, detail=True))
 
 
@@ -41,7 +42,7 @@ def add_link(number: str) -> ResponseReturnValue:
 def remove_link(number: str, other: str) -> ResponseReturnValue:
     ticket = _ticket(number)
     links.unlink(db.session, ticket, _ticket(other), current_actor(), current_app.config)
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(ticket_json(ticket, detail=True))
 
 
@@ -51,7 +52,7 @@ def merge(number: str) -> ResponseReturnValue:
     data = json_object({"into": (str, int), "reason": (str, None)}, required=("into",))
     source, target = _ticket(number), _ticket(str(data["into"]))
     survivor = _service().merge(source, target, actor=current_actor(), reason=data.get("reason") or "")
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(ticket_json(survivor, detail=True))
 
 
@@ -82,7 +83,7 @@ def bulk_action() -> ResponseReturnValue:
         reason=data.get("reason") or "",
         tag_names=data.get("tags"),
     )
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(
         {"done": result.done, "refused": [{"ticket": n, "error": why} for n, why in result.refused]}
     )

@@ -15,7 +15,7 @@ from helpdesk.api import bp, idempotency
 from helpdesk.api.payload import Spec, form_object, json_object
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS, message_json, ticket_json
 from helpdesk.auth import current_actor, staff_caller, staff_required
-from helpdesk.database import commit_or_found
+from helpdesk.database import commit_or_found, commit_or_unknown
 from helpdesk.errors import NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
@@ -167,7 +167,7 @@ def update_ticket(number: str) -> ResponseReturnValue:
     _service().update(ticket, actor=current_actor(), **changes)
     if "language" in data:  # the customer's, for this ticket's mail and their contact
         _service().set_language(ticket, data["language"], actor=current_actor())
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(ticket_json(ticket, detail=True))
 
 
@@ -177,7 +177,7 @@ def change_status(number: str) -> ResponseReturnValue:
     data = json_object({"status": (str,), "reason": (str, None)}, required=("status",))
     ticket = _ticket(number)
     _service().change_status(ticket, data["status"], actor=current_actor(), reason=data.get("reason") or "")
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(ticket_json(ticket, detail=True))
 
 
@@ -195,7 +195,7 @@ def escalate(number: str) -> ResponseReturnValue:
     _service().escalate(
         ticket, data["level"], actor=current_actor(), reason=data["reason"], assignee_id=assignee
     )
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(ticket_json(ticket, detail=True))
 
 

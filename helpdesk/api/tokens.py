@@ -18,6 +18,7 @@ from helpdesk.auth import (
     staff_required,
     wrong_current_password,
 )
+from helpdesk.database import commit_or_unknown
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
@@ -44,7 +45,7 @@ def refresh() -> ResponseReturnValue:
     if not revoke_token(claims):  # used at the same moment by another request
         return reused_answer(claims)
     tokens = issue_tokens(current_user, used=claims)
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(tokens)
 
 
@@ -55,7 +56,7 @@ def logout() -> ResponseReturnValue:
     body, which older clients send, is accepted and not needed."""
     json_object({"refresh_token": (str,)})
     StaffService(db.session).end_sessions(_caller())
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify({"revoked": True})
 
 
@@ -80,7 +81,7 @@ def change_password() -> ResponseReturnValue:
     # wrote: read after it, the version may already be a later reset's, and the
     # tokens would outlive that reset (docs/security.md, "Sessions and tokens").
     tokens = issue_tokens(user)
-    db.session.commit()
+    commit_or_unknown(db.session)
     return jsonify(tokens)
 
 

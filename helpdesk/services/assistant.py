@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from helpdesk import addresses, languages, numbering, sla, wording
 from helpdesk import vocabulary as v
 from helpdesk.clock import iso, now
-from helpdesk.database import insert_ignoring
+from helpdesk.database import commit_or_unknown, insert_ignoring
 from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inbound import automail
 from helpdesk.inputs import echoed, nothing_to_read, unstorable_json
@@ -286,7 +286,7 @@ class AssistantService:
             if not isinstance(name, str) or name not in self.handlers:
                 raise Failure(f"Unknown function: {echoed(name)}", "unknown")
             output = self.handlers[name](customer, _arguments(name, arguments), channel)
-            self.session.commit()
+            commit_or_unknown(self.session)
             return output
         except Failure as failure:
             self.session.rollback()
@@ -595,7 +595,7 @@ class AssistantService:
             )
         except email_proofs.ProofRefused as refused:
             if refused.reason == "wrong_code":
-                self.session.commit()  # the wrong try counts
+                commit_or_unknown(self.session)  # the wrong try counts
                 raise Failure(WRONG_CODE, "wrong_code") from None
             if refused.reason == "too_many":
                 raise Failure(TOO_MANY_CODES, "too_many_codes") from None
