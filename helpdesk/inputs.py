@@ -141,6 +141,19 @@ def nothing_to_read(text: str) -> bool:
     )
 
 
+def has_invisible(text: str) -> bool:
+    """Whether `text` holds a character that shows nothing, or shows as a space and
+    is none: a control or format character (a zero-width space, a BOM, a soft
+    hyphen), a letter or mark that shows nothing (`_BLANK_MARKS`), or whitespace
+    other than the space (a no-break space). For a key that is compared as given
+    (a chat's conversation id): with one of these it reads as another key, or as
+    none (docs/integrations.md)."""
+    return any(
+        (char.isspace() and char != " ") or char in _BLANK_MARKS or unicodedata.category(char) in _UNSHOWN
+        for char in text
+    )
+
+
 def readable_line(text: str) -> str:
     """`text` as a subject is stored (`one_line`), or "" where that line has nothing
     to read (`nothing_to_read`): a subject of zero-width spaces, joiners, Hangul

@@ -245,6 +245,38 @@ def test_one_conversation_id_of_two_integrations_is_two_conversations(chat, clie
     assert (other.status_code, other.get_json()["number"]) == (201, "TKT-000002")
 
 
+@pytest.mark.parametrize(
+    "conversation", ["\u200b", "conv-42\u200b", "\ufeffconv-42", "conv\u00ad-42", "conv\u00a042"]
+)
+def test_a_conversation_id_with_an_invisible_character_is_refused(chat, client, conversation):
+    """A zero-width space, a BOM or a soft hyphen made an id that reads as
+    `conv-42` (or as nothing) another conversation: a second ticket beside the
+    first, under an id staff cannot tell from it. Refused on both endpoints that
+    take one; spaces around an id are trimmed as before (docs/integrations.md)."""
+    assert (
+        chat("tickets", {"conversation_id": " conv-42 ", "customer": ANN, "transcript": "help"}).status_code
+        == 201
+    )
+    refused = chat("tickets", {"conversation_id": conversation, "customer": ANN, "transcript": "help"})
+    assert refused.status_code == 422, refused.get_json()
+    assert "conversation_id" in refused.get_json()["error"]["fields"]
+    _integration, token = IntegrationsService(db.session).add("bot", "assistant")
+    db.session.commit()
+    body = {
+        "customer": ANN,
+        "channel": "chat",
+        "conversation_id": conversation,
+        "tool_calls": [
+            {"id": "c0", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+        ],
+    }
+    assistant = client.post(
+        "/api/v1/assistant/tool-calls", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert assistant.status_code == 422, assistant.get_json()
+    assert db.session.execute(select(Ticket.conversation_id)).scalars().all() == ["conv-42"]
+
+
 def test_a_conversation_id_naming_another_customer_is_refused(chat):
     """A conversation's ticket is its customer's: the same id naming someone else
     gets 409, not the other customer's ticket, and opens nothing."""

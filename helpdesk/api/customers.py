@@ -20,10 +20,14 @@ MAX_CONVERSATION_ID = 200
 
 def conversation_id(text: str, errors: dict[str, str]) -> str:
     """A chat's or an assistant's conversation id, trimmed: 1 to MAX_CONVERSATION_ID
-    characters of one line (it is shown on the ticket page and kept as given)."""
+    characters of one line (it is shown on the ticket page and kept as given), none
+    of them invisible (`inputs.has_invisible`): `conv-42` with a zero-width space
+    was another conversation that read as the same (docs/integrations.md)."""
     text = text.strip()
-    if not 1 <= len(text) <= MAX_CONVERSATION_ID or inputs.has_control(text):
-        errors["conversation_id"] = f"must be 1 to {MAX_CONVERSATION_ID} characters of one line"
+    if not 1 <= len(text) <= MAX_CONVERSATION_ID or inputs.has_control(text) or inputs.has_invisible(text):
+        errors["conversation_id"] = (
+            f"must be 1 to {MAX_CONVERSATION_ID} characters of one line, none of them invisible"
+        )
     return text
 
 
