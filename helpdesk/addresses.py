@@ -102,6 +102,33 @@ def on_the_wire(address: str) -> str | None:
     return wire if len(wire) <= MAX_LENGTH else None
 
 
+def folded(address: str) -> str:
+    """`address` with its domain as IDNA maps it, in Unicode: `ann@ｅｘａｍｐｌｅ.com`
+    and `ann@example．com` are `ann@example.com`, the mailbox a relay delivers them
+    to. For an address a customer names over the API (a chat, the assistant's
+    `verify_email`): as written, each spelling was a contact of its own for one
+    mailbox (docs/integrations.md, "Who the customer is"). Unchanged when the domain
+    is ASCII, has no ASCII form, or its mapped form is no host name."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    wire = on_the_wire(address)
+    if wire is None:
+        return address
+    try:
+        mapped = wire.rpartition("@")[2].encode("ascii").decode("idna")
+    except UnicodeError:
+        return address
+    return f"{local}@{mapped}" if is_valid_domain(mapped) else address
+
+
+def is_address_literal(address: str) -> bool:
+    """Whether `address` names a host by its IP address (`ann@[192.0.2.1]`): valid mail
+    syntax, but a relay mailing it connects to that host, whatever it is (its own
+    loopback, a server inside the network). No customer's address (docs/integrations.md)."""
+    return address.rpartition("@")[2].startswith("[")
+
+
 # Providers whose mailboxes ignore dots in the local part, each with the domain its
 # mailboxes are known by. Gmail delivers `v.ictim@`, `vi.ctim@` and `victim@` to one
 # inbox (Google's help page "Dots don't matter in Gmail addresses"), and

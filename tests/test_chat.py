@@ -277,6 +277,37 @@ def test_a_conversation_id_with_an_invisible_character_is_refused(chat, client, 
     assert db.session.execute(select(Ticket.conversation_id)).scalars().all() == ["conv-42"]
 
 
+@pytest.mark.parametrize("address", ["ann@[192.0.2.1]", "ann@[IPv6:2001:db8::1]"])
+def test_a_customer_at_an_address_literal_is_refused(chat, address):
+    """`ann@[192.0.2.1]` is valid mail syntax, but a relay mailing it connects to
+    that host, whatever it is (the relay's own loopback, an internal server): a
+    customer named by a chat gets 422, and nothing is mailed (docs/integrations.md)."""
+    refused = chat("tickets", {"conversation_id": "c1", "customer": {"email": address}, "transcript": "help"})
+    assert refused.status_code == 422, refused.get_json()
+    assert refused.get_json()["error"]["fields"] == {"customer.email": "is not a valid email address"}
+    assert db.session.execute(select(Contact)).first() is None
+    assert _acknowledgments() == 0
+
+
+def test_a_fullwidth_spelling_of_a_customer_s_domain_is_that_customer(chat):
+    """`ann@ｅｘａｍｐｌｅ.com` is mailed at ann@example.com (IDNA folds fullwidth
+    letters), but was a second contact beside ann@example.com's: another identity
+    for one mailbox, shown in the queue as if it were the customer's. The address
+    a chat names is taken with its domain as IDNA maps it (docs/integrations.md)."""
+    assert (
+        chat("tickets", {"conversation_id": "c1", "customer": ANN, "transcript": "help"}).status_code == 201
+    )
+    for n, address in enumerate(
+        ["ann@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com", "ann@example\uff0ecom"]
+    ):
+        twin = chat(
+            "tickets", {"conversation_id": f"c{n + 2}", "customer": {"email": address}, "transcript": "x"}
+        )
+        assert twin.status_code == 201, twin.get_json()
+        assert twin.get_json()["requester_email"] == "ann@example.com"
+    assert db.session.execute(select(Contact.email)).scalars().all() == ["ann@example.com"]
+
+
 def test_a_conversation_id_naming_another_customer_is_refused(chat):
     """A conversation's ticket is its customer's: the same id naming someone else
     gets 409, not the other customer's ticket, and opens nothing."""

@@ -933,12 +933,27 @@ def test_no_code_is_mailed_for_an_address_linked_to_another_number_and_the_asker
         # `ü` is valid, but 63 letters are too few for its IDNA form; found by the
         # chat review).
         "ana@" + "\u00fc" * 60 + ".example",
+        # An address literal: a relay mailing it connects to that host, whatever it
+        # is (its own loopback, an internal server); found by the inputs review.
+        "ana@[127.0.0.1]",
+        "ana@[IPv6:::1]",
     ],
 )
 def test_verify_email_takes_only_a_customer_s_address(call, email):
     (answer,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": email}))
     assert answer["error"] == "Invalid arguments format"
     assert _code_rows() == []
+
+
+def test_verify_email_takes_a_fullwidth_domain_as_the_mailbox_it_reaches(call):
+    """`ana@ｅｘａｍｐｌｅ.com` is mailed at ana@example.com (IDNA folds fullwidth
+    letters), but the proof bound the number to a second contact beside
+    ana@example.com's, another identity for one mailbox. The address is proven, and
+    the number bound, with its domain as IDNA maps it (docs/integrations.md)."""
+    fullwidth = "ana@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"
+    (asked,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": fullwidth}))
+    assert asked["success"] is True and asked["email"] == "ana@example.com", asked
+    assert [row.to_address for row in _code_rows()] == ["ana@example.com"]
 
 
 def test_verify_email_in_a_web_chat_changes_nothing(call):

@@ -547,10 +547,11 @@ class AssistantService:
         other address is proven for it."""
         if customer.phone is None:
             raise Failure(NOT_ON_CHAT, "not_on_chat")
-        email = addresses.normalize(arguments["email"])
+        email = addresses.folded(addresses.normalize(arguments["email"]))  # as api.customers takes it
         if (
             not addresses.is_valid(email)
             or addresses.is_reserved_invalid(email)
+            or addresses.is_address_literal(email)  # a relay would connect to that host
             or contacts.is_ours(self.session, email, self.config)
             or automail.is_machine_address(email)  # the outbox never mails one
             or addresses.on_the_wire(email) is None  # nor one no relay could take (no IDNA form)
