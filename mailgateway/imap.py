@@ -745,8 +745,22 @@ class ImapPoller(Loop):
         client.add_flags(uids, [b"\\Deleted"], silent=True)
         if client.has_capability("UIDPLUS"):
             client.expunge(uids)  # UID EXPUNGE: only these messages
-        else:
-            client.expunge()  # without UIDPLUS, EXPUNGE is all IMAP has
+            return
+        # Without UIDPLUS, EXPUNGE removes every message marked \Deleted: also one
+        # another client marked that the poller has not taken yet, which would be lost
+        # unread. Then ours stay marked, passed by `last_uid`, until an EXPUNGE that
+        # takes nothing untaken (docs/mail-gateway.md, "Moved only after the commit").
+        moving = set(uids)
+        untaken = [uid for uid in client.search(["DELETED"]) if uid > self.last_uid and uid not in moving]
+        if untaken:
+            log.info(
+                "%s: not expunging: UID %s, not taken yet, is marked \\Deleted by another client "
+                "(the server has no UIDPLUS); the moved messages stay marked until a later move",
+                self.source.key,
+                untaken[0],
+            )
+            return
+        client.expunge()
 
     # -- waiting ----------------------------------------------------------------
 

@@ -424,6 +424,38 @@ def test_server_without_move_gets_copy_delete_and_uid_expunge(app, senders, mail
     assert mailbox.count() == 0
 
 
+def test_without_uidplus_mail_another_client_marked_deleted_is_not_expunged_untaken(app, senders, mailbox):
+    """A server with neither MOVE nor UIDPLUS: the poller's bare EXPUNGE after its
+    COPY also removed a mail another client had marked \\Deleted that the poller had
+    not taken yet (it came after the pass's SEARCH): lost, never recorded."""
+    poller = poller_for(app, mailbox)
+    connect, pending = poller.connect, poller._pending_uids
+
+    def connect_without_move_or_uidplus():  # type: ignore[no-untyped-def]
+        client = connect()
+        real = client.has_capability
+        client.has_capability = lambda name: name.upper() not in ("MOVE", "UIDPLUS") and real(name)
+        return client
+
+    def then_another_client_marks_a_new_mail(client):  # type: ignore[no-untyped-def]
+        uids = pending(client)
+        if uids == [1]:
+            mailbox.append(raw(2, "marked", sender="bob@corp.example"), flags=(b"\\Deleted",))
+        return uids
+
+    poller.connect = connect_without_move_or_uidplus  # type: ignore[method-assign]
+    poller._pending_uids = then_another_client_marks_a_new_mail  # type: ignore[method-assign]
+    mailbox.append(raw(1, "marked"))
+    # UID 1 moved and left marked (no EXPUNGE while UID 2 waited), then UID 2 taken
+    # and both expunged.
+    assert outcomes(drain(poller)) == ["created", "created"]
+    assert mailbox.count() == 0 and len(tickets()) == 2
+    assert sorted(mailbox.message_ids(mailbox.processed)) == [
+        "marked-1@client.example",
+        "marked-2@client.example",
+    ]
+
+
 def test_quarantine_by_policy_counts_as_processed(app, mailbox):
     mailbox.append(raw(1, "stranger", sender="mallory@evil.example"))
     (result,) = [r for _uid, r in drain(poller_for(app, mailbox))]
