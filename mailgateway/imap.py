@@ -99,6 +99,7 @@ from helpdesk.inbound.ingest import (
     TransientError,
     UnstorableError,
     ingest,
+    note_unfetchable_unmoved,
     quarantine_unfetchable,
     quarantine_unread,
     refuse_oversized,
@@ -644,6 +645,9 @@ class ImapPoller(Loop):
             )
         elif not self._may_pass_unmoved(uid):
             raise ServerFault(f"{self.source.key}: the server refused to move UID {uid}")
+        else:  # its record said "filed in the failed folder": it stays here instead
+            with self.app.app_context():
+                note_unfetchable_unmoved(place)
         del self.fetch_failures[uid]
         self.last_uid = uid
         return result

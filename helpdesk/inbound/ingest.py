@@ -98,6 +98,13 @@ _UNPARSEABLE = "unparseable mail: "
 _OVER_A_LIMIT = "over a limit: "
 _PROCESSING_FAILED = "processing failed"
 _UNFETCHABLE = "could not be fetched from the mailbox"
+# How the reason of such a mail ends: filed, or, when the server refused every move,
+# left where it was (`note_unfetchable_unmoved`).
+_FILED_AS_IT_WAS = "filed in the failed folder as it was"
+_LEFT_IN_THE_MAILBOX = (
+    "the server refused to move it to the failed folder, so it stays in the mailbox as it was, "
+    "passed by the poller"
+)
 _FAILED_HOLDS = (_UNPARSEABLE, _OVER_A_LIMIT, _PROCESSING_FAILED, _UNFETCHABLE)
 # A mail too big to take, refused by `refuse_oversized`: "{size}" and then this.
 _TOO_BIG = " bytes, larger than MAX_MESSAGE_BYTES ("
@@ -567,12 +574,31 @@ def quarantine_unfetchable(place: str, errors: list[str], source: str = "") -> R
     record of it (a crash before the move) is a duplicate of the first. `source`: the
     mailbox's key, as `Envelope.source`."""
     session = db.session
-    key = "unfetchable:" + hashlib.sha256(place.encode("utf-8", "replace")).hexdigest()
-    reason = clean(
-        f"{_UNFETCHABLE} after {len(errors)} attempts ({place}: "
-        f"{errors[-1]}); filed in the failed folder as it was"
-    )
-    return _hold_fixed(session, None, key, "imap", source, reason, b"")
+    reason = clean(f"{_UNFETCHABLE} after {len(errors)} attempts ({place}: {errors[-1]}); {_FILED_AS_IT_WAS}")
+    return _hold_fixed(session, None, _unfetchable_key(place), "imap", source, reason, b"")
+
+
+def note_unfetchable_unmoved(place: str) -> None:
+    """The server refused to move the mail `quarantine_unfetchable` recorded at
+    `place` to the failed folder, for the last time: its record, and what the
+    quarantine shows, say that it stays in the mailbox rather than that it was filed
+    (docs/mail-gateway.md, "A message the server will not move")."""
+    session = db.session
+    record = session.execute(
+        select(InboundRecord).where(InboundRecord.dedup_key == _unfetchable_key(place))
+    ).scalar_one_or_none()
+    if record is None:
+        return
+    held = session.execute(
+        select(QuarantineItem).where(QuarantineItem.inbound_mail_id == record.id)
+    ).scalars()
+    for row in (record, *held):
+        row.reason = row.reason.replace(_FILED_AS_IT_WAS, _LEFT_IN_THE_MAILBOX)
+    session.commit()
+
+
+def _unfetchable_key(place: str) -> str:
+    return "unfetchable:" + hashlib.sha256(place.encode("utf-8", "replace")).hexdigest()
 
 
 def quarantine_unread(raw: bytes, channel: str, exc: Exception, source: str = "") -> Result:
