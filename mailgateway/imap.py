@@ -21,7 +21,8 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   is quarantined by `ingest` with its raw bytes and filed in the failed folder, and
   so is one whose reading before `ingest` (its envelope, its parse) fails. A
   message the server fails to hand over is asked for alone; after FETCH_ATTEMPTS
-  failures it is quarantined by its place and filed there too, unread, so it
+  refusals (FETCH_DROPS when only the connection dropped: a restart or a network
+  does that to any fetch) it is quarantined by its place and filed there too, unread, so it
   never holds back the mail after it (SPEC §7).
 - IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
   (servers and middleboxes drop quieter connections after 10), polling otherwise;
@@ -76,7 +77,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from flask import Flask
 from imapclient import IMAPClient
@@ -123,6 +124,11 @@ PENDING_CHUNK = 500
 # Fetches of one message that may fail before it is filed as failed: as with a mail
 # the database keeps failing on (helpdesk.inbound.ingest), the second failure parks it.
 FETCH_ATTEMPTS = 2
+# Fetches of one message that may end with the connection dropping (no word from the
+# server: EOF, a reset, a timeout) before it is filed as failed. A server restarting or
+# a network failing drops a connection once, whatever it was fetching; a message that
+# crashes the server or hangs its answer drops every one (docs/mail-gateway.md).
+FETCH_DROPS = 5
 # Refused moves of one committed message before the poller goes past it, leaving it
 # in the mailbox: found again, it would only be a duplicate (docs/mail-gateway.md).
 MOVE_ATTEMPTS = 2
@@ -240,6 +246,33 @@ class _Flight:
     answers: bool  # it has thread signs: it answers a ticket
 
 
+class _FetchFailure(NamedTuple):
+    """A failed fetch of one message alone: what was said, and whether it was only
+    the connection dropping (no word from the server)."""
+
+    said: str
+    dropped: bool
+
+
+class OversizedLiteral(IMAPClientAbortError):
+    """The server sent a literal longer than was asked for (`_literals_within`): the
+    message's failure, though the connection is given up."""
+
+
+def _dropped(client: IMAPClient, exc: BaseException) -> bool:
+    """Whether a failed command ended with the connection lost and nothing said by
+    the server: no tagged NO or BAD, no BYE with its reason, no literal refused
+    (docs/mail-gateway.md)."""
+    cause: BaseException | None = exc
+    while cause is not None:  # imaplib raises its own abort in place of the refusal
+        if isinstance(cause, OversizedLiteral):
+            return False
+        cause = cause.__context__
+    if isinstance(exc, IMAPClientAbortError):  # imaplib's: a BYE it read, or the socket failing
+        return not client._imap.untagged_responses.get("BYE")
+    return not isinstance(exc, IMAPClientError)
+
+
 class ServerFault(IMAPClientError):
     """The server left a message it still lists out of a FETCH answer, or refused to
     move one: the pass ends, and the message is tried again after the backoff, its
@@ -289,7 +322,7 @@ class ImapPoller(Loop):
         # Failed fetches of one message alone, by UID (the server's words for each),
         # and the UIDs up to which messages are fetched one at a time because a
         # fetch of several failed: the server does not say which one it failed on.
-        self.fetch_failures: dict[int, list[str]] = {}
+        self.fetch_failures: dict[int, list[_FetchFailure]] = {}
         self.one_at_a_time_until = 0
         # Refused moves of one message alone, by UIDVALIDITY and UID (`_move`).
         self.move_refusals: dict[tuple[int | None, int], int] = {}
@@ -433,7 +466,7 @@ class ImapPoller(Loop):
                 break
             if uids[0] <= self.one_at_a_time_until:
                 uids = uids[:1]
-                if len(self.fetch_failures.get(uids[0], ())) >= FETCH_ATTEMPTS:
+                if self._unfetchable(uids[0]):
                     results.append((uids[0], self._give_up(client, uids[0])))
                     continue
             sizes = {
@@ -599,8 +632,19 @@ class ImapPoller(Loop):
             self.one_at_a_time_until = max(self.one_at_a_time_until, uids[-1])
             if len(uids) == 1:
                 said = str(exc) if isinstance(exc, IMAPClientError) else f"{type(exc).__name__}: {exc}"
-                self.fetch_failures.setdefault(uids[0], []).append(said)
+                dropped = _dropped(client, exc)
+                if dropped:
+                    said = f"the connection dropped ({said})"
+                self.fetch_failures.setdefault(uids[0], []).append(_FetchFailure(said, dropped))
             raise
+
+    def _unfetchable(self, uid: int) -> bool:
+        """Whether the fetches of `uid` alone failed often enough to file it: the
+        server's own refusal FETCH_ATTEMPTS times, or any failure, the connection
+        dropping included, FETCH_DROPS times."""
+        failures = self.fetch_failures.get(uid, [])
+        refused = sum(not failure.dropped for failure in failures)
+        return refused >= FETCH_ATTEMPTS or len(failures) >= FETCH_DROPS
 
     def _left_out(self, client: IMAPClient, uids: list[int]) -> list[int]:
         """Of `uids`, which a FETCH answer left out or answered NIL, those the server
@@ -615,7 +659,9 @@ class ImapPoller(Loop):
             log.warning(
                 "%s: the server's FETCH answer left out UID %s, still in the mailbox", self.source.key, uid
             )
-            self.fetch_failures.setdefault(uid, []).append("the server's FETCH answer left it out")
+            self.fetch_failures.setdefault(uid, []).append(
+                _FetchFailure("the server's FETCH answer left it out", dropped=False)
+            )
             self.one_at_a_time_until = max(self.one_at_a_time_until, uid)
         if len(kept) < len(uids):
             log.info(
@@ -634,7 +680,7 @@ class ImapPoller(Loop):
         try:
             with self.app.app_context():
                 result = quarantine_unfetchable(
-                    place, self.fetch_failures[uid], self.source.key
+                    place, [failure.said for failure in self.fetch_failures[uid]], self.source.key
                 )  # once: keyed by the place
         except UnstorableError as exc:
             result = self._unstorable(None, exc)
@@ -1049,7 +1095,7 @@ def _literals_within(client: IMAPClient, each: int) -> Iterator[None]:
         nonlocal left
         most = min(each, left)
         if size > most:
-            raise IMAPClientAbortError(
+            raise OversizedLiteral(
                 f"the server sent a literal of {size} bytes where at most {most} were asked for"
             )
         left -= size

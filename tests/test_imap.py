@@ -738,6 +738,33 @@ def test_a_message_the_server_cannot_read_is_filed_as_failed_and_the_rest_goes_o
     assert state.last_uid == 7
 
 
+def test_a_connection_dropping_while_a_good_mail_is_fetched_is_not_that_mails_failure(
+    app, senders, mailbox, dovecot_server
+):
+    """The server's imap process dies (EOF, no BYE) while the one mail waiting is
+    fetched, on two passes. Each drop was counted against the mail as a failed fetch:
+    after FETCH_ATTEMPTS it was quarantined unread as "could not be fetched …
+    socket error: EOF" and filed as failed, and no ticket was made of it."""
+    mailbox.append(raw(1, "dropped"))
+    poller = poller_for(app, mailbox)
+    fetch, drops = poller._fetch, []
+
+    def dropping(client, uids, items):  # type: ignore[no-untyped-def]
+        if "RFC822.SIZE" not in items and len(drops) < imap.FETCH_ATTEMPTS:
+            drops.append(uids)
+            dovecot_server.kill_sessions()
+        return fetch(client, uids, items)
+
+    poller._fetch = dropping  # type: ignore[method-assign]
+    for _ in range(imap.FETCH_ATTEMPTS):
+        with pytest.raises(poller.failed_quietly):
+            drain(poller)
+    assert len(drops) == imap.FETCH_ATTEMPTS
+    assert outcomes(drain(poller)) == ["created"]
+    assert db.session.execute(select(func.count(QuarantineItem.id))).scalar_one() == 0
+    assert mailbox.count(mailbox.processed) == 1 and mailbox.count(mailbox.failed) == 0
+
+
 def test_a_lone_message_the_server_cannot_read_is_filed_as_failed_too(app, senders, mailbox):
     """Every fetch asks for it alone, so no fetch of several comes first."""
     mailbox.deliver(raw(0, "lone"), size_tag=10)
