@@ -294,6 +294,11 @@ class Config:
     MAX_CC_PARTICIPANTS = _env_int("MAX_CC_PARTICIPANTS", 50, 0, 10_000)
     MAX_ATTACHMENTS = _env_int("MAX_ATTACHMENTS", 100, 0, 100_000)
     UNKNOWN_SENDER_POLICY = _env_choice("UNKNOWN_SENDER_POLICY", "quarantine", SENDER_POLICIES)
+    # Held mail waiting for review, in mails and in raw bytes: past either, mail from
+    # senders nobody vouched for is refused for now (SMTP 452) instead of held; 0 turns
+    # the cap off (helpdesk.inbound.room; docs/mail-gateway.md, "Quarantine room").
+    QUARANTINE_MAX_MAILS = _env_int("QUARANTINE_MAX_MAILS", 100_000, 0, 100_000_000)
+    QUARANTINE_MAX_BYTES = _env_int("QUARANTINE_MAX_BYTES", 10 * _GIB, 0, 1024 * _GIB)
     TRUSTED_AUTHSERV_ID = _env("TRUSTED_AUTHSERV_ID", "")
     # Right-hand side of the Message-IDs the helpdesk sends. A dedicated name, not the
     # support domain itself: colleagues' mail servers may use that one.

@@ -32,6 +32,7 @@ from werkzeug.datastructures import WWWAuthenticate
 
 from helpdesk import vocabulary as v
 from helpdesk.extensions import db
+from helpdesk.inbound import room
 from helpdesk.models import Ticket
 from helpdesk.services.mailflow import SourceFlow, mail_flow
 
@@ -163,6 +164,22 @@ class _DatabaseCollector(Collector):
         oldest = (flow.moment - flow.oldest_pending_at).total_seconds() if flow.oldest_pending_at else 0
         yield GaugeMetricFamily(
             "helpdesk_outbox_oldest_pending_seconds", "Age of the oldest unsent mail.", value=oldest
+        )
+        # How full the quarantine is: past either cap strangers' mail is refused for
+        # now (`inbound.room`; docs/mail-gateway.md, "Quarantine room").
+        mails, size = room.held(db.session)
+        most_mails, most_bytes = cfg["QUARANTINE_MAX_MAILS"], cfg["QUARANTINE_MAX_BYTES"]
+        yield GaugeMetricFamily(
+            "helpdesk_quarantine_held_mails", "Mail held in quarantine waiting for review.", value=mails
+        )
+        yield GaugeMetricFamily(
+            "helpdesk_quarantine_held_bytes", "Raw bytes of the mail held waiting for review.", value=size
+        )
+        full = bool(most_mails and mails >= most_mails) or bool(most_bytes and size >= most_bytes)
+        yield GaugeMetricFamily(
+            "helpdesk_quarantine_full",
+            "1 when QUARANTINE_MAX_MAILS or QUARANTINE_MAX_BYTES is reached: strangers' mail is refused.",
+            value=int(full),
         )
         tickets = GaugeMetricFamily("helpdesk_tickets", "Tickets by status.", labels=["status"])
         for status, count in db.session.execute(

@@ -96,6 +96,7 @@ from helpdesk.inbound.dedup import dedup_key
 from helpdesk.inbound.ingest import (
     Envelope,
     Outcome,
+    QuarantineFull,
     Result,
     TransientError,
     UnstorableError,
@@ -711,6 +712,16 @@ class ImapPoller(Loop):
                 return ingest(raw, envelope, self.app.config, parsed=mail)
         except UnstorableError as exc:
             return self._unstorable(mail.message_id, exc)
+        except QuarantineFull as exc:
+            return self._no_room(mail.message_id, exc)
+
+    def _no_room(self, message_id: str | None, exc: QuarantineFull) -> Result:
+        """A stranger's mail the quarantine has no room for (`room`, logged there
+        once a minute): filed in the failed folder without a record. Left in the
+        mailbox it would hold back every mail after it, as the poller passes a UID
+        only once its mail is moved; a person moves it back to be taken again
+        (docs/mail-gateway.md, "Quarantine room")."""
+        return Result(Outcome.QUARANTINED, f"not recorded: quarantine full ({exc})", message_id, failed=True)
 
     def _unstorable(self, message_id: str | None, exc: UnstorableError) -> Result:
         """A mail the database refused to record again, even as raw bytes (`ingest`'s

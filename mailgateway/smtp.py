@@ -8,7 +8,8 @@ them (`452 4.5.3` past it), none longer than 254 characters (`501 5.1.3`); mail 
 sending server retries; `554 5.3.0` for a mail the database refused to record even
 as raw bytes a second time (`UnstorableError`), so its sender returns it at once;
 `550 5.7.1` only under `UNKNOWN_SENDER_POLICY=reject`, the same text whatever the
-reason.
+reason; `452 4.3.1` for a stranger's mail while the quarantine is full
+(`QuarantineFull`, "Quarantine room").
 Past `SMTP_MAX_CONNECTIONS` sessions in this process, or `SMTP_MAX_CONNECTIONS_PER_IP`
 from one client address, a new connection gets `421 4.3.2` and is closed; a
 command after `SMTP_SESSION_TIMEOUT` gets `421 4.4.2` and ends its session.
@@ -39,7 +40,14 @@ from flask import Flask
 
 from config import ConfigurationError
 from helpdesk import addresses
-from helpdesk.inbound.ingest import Envelope, Outcome, TransientError, UnstorableError, ingest
+from helpdesk.inbound.ingest import (
+    Envelope,
+    Outcome,
+    QuarantineFull,
+    TransientError,
+    UnstorableError,
+    ingest,
+)
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import clean, header_as_servers_read
 from helpdesk.message_ids import ascii_domain
@@ -145,6 +153,8 @@ class SupportHandler:
             result = await asyncio.wait_for(
                 loop.run_in_executor(self.executor, self._ingest, raw, inbound), self.deadline
             )
+        except QuarantineFull:  # a stranger's mail, no room to hold it: logged once a minute
+            return "452 4.3.1 Insufficient system storage, try again later"
         except TimeoutError:
             message_id = logged_message_id(raw, self.limits)
             log_unrecorded(envelope, message_id, f"451, not recorded within {self.deadline:g} s")

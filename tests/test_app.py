@@ -289,6 +289,8 @@ _UNREADABLE = {
     "SLA_RESOLUTION": ("high=-1h", _TARGETS),
     "SUPPORT_ADDRESSES": (",", "one or more addresses such as support@example.com, separated by commas"),
     "SMTP_LISTEN": (":99999", "host:port with a port from 1 to 65535, such as 127.0.0.1:2525"),
+    "QUARANTINE_MAX_MAILS": ("100k", "a whole number from 0 to 100000000"),
+    "QUARANTINE_MAX_BYTES": ("-1", "a whole number from 0 to 1099511627776"),
 }
 
 

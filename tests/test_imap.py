@@ -463,6 +463,27 @@ def test_quarantine_by_policy_counts_as_processed(app, mailbox):
     assert mailbox.count(mailbox.processed) == 1 and mailbox.count(mailbox.failed) == 0
 
 
+def test_strangers_mail_past_the_quarantines_room_is_filed_as_failed_unrecorded(app, senders, mailbox):
+    """Past QUARANTINE_MAX_MAILS a stranger's mail is not held. Left in the mailbox it
+    would hold back every mail after it (the poller passes a UID only once its mail
+    is moved), so it is filed in the failed folder without a record, and customers'
+    mail goes on (docs/mail-gateway.md, "Quarantine room")."""
+    mailbox.append(
+        raw(1, "stranger", sender="mallory@evil.example"),
+        raw(2, "stranger", sender="trudy@evil.example"),
+        raw(3, "customer"),
+    )
+    results = drain(poller_for(app, mailbox, IMAP_INGEST_THREADS=1, QUARANTINE_MAX_MAILS=1))
+    assert [(r.outcome.value, r.failed) for _uid, r in results] == [
+        ("quarantined", False),
+        ("quarantined", True),
+        ("created", False),
+    ]
+    assert db.session.execute(select(func.count(QuarantineItem.id))).scalar_one() == 1
+    assert inbound_count() == 2
+    assert mailbox.count(mailbox.processed) == 2 and mailbox.count(mailbox.failed) == 1
+
+
 def test_mail_held_by_a_customer_limit_counts_as_processed(app, senders, mailbox):
     mailbox.append(raw(1, "limit"), raw(2, "limit"))
     poller = poller_for(app, mailbox, IMAP_INGEST_THREADS=1, CUSTOMER_MAX_TICKETS_PER_HOUR=1)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from helpdesk.extensions import db
-from helpdesk.models import ImapMailboxState
+from helpdesk.inbound.ingest import Envelope, ingest
+from helpdesk.models import ImapMailboxState, InboundMail
 from tests.support.app import migrate_database
+from tests.support.mail import SUPPORT, message
 from tests.support.web_process import WebServer
 
 TOKEN = "s3cret-token"
@@ -57,6 +60,26 @@ def test_every_label_value_survives_the_format(client, app):
     db.session.commit()
     samples = _scrape(client)["helpdesk_imap_stuck"]
     assert [sample.labels["mailbox"] for sample in samples] == [key]
+
+
+def test_how_full_the_quarantine_is_is_a_gauge(client, app):
+    """Past QUARANTINE_MAX_MAILS or QUARANTINE_MAX_BYTES strangers' mail is refused for
+    now (docs/mail-gateway.md, "Quarantine room"): the monitoring sees it coming."""
+    app.config.update(METRICS_TOKEN=TOKEN, QUARANTINE_MAX_MAILS=1)
+    ingest(
+        message(sender="a@nowhere.example").as_bytes(),
+        Envelope("a@nowhere.example", (SUPPORT,), "smtp"),
+        app.config,
+    )
+    families = _scrape(client)
+    size = db.session.execute(select(InboundMail.size)).scalar_one()
+    assert [
+        (s.name, s.value) for name in ("mails", "bytes") for s in families[f"helpdesk_quarantine_held_{name}"]
+    ] == [
+        ("helpdesk_quarantine_held_mails", 1),
+        ("helpdesk_quarantine_held_bytes", size),
+    ]
+    assert [s.value for s in families["helpdesk_quarantine_full"]] == [1]
 
 
 def test_requests_are_counted_and_timed_per_route(client, app, portal):

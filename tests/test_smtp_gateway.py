@@ -13,7 +13,7 @@ from email.policy import SMTP, default
 
 import pytest
 import time_machine
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from helpdesk.clock import database_now
 from helpdesk.errors import Conflict
@@ -1164,6 +1164,38 @@ def test_quarantine_reject_and_spam(gateway, senders, runner):
     ] == ["rejected", "spam"]
     assert tickets() == []
     assert runner.invoke(args=["quarantine", "show", "999"]).exit_code == 1
+
+
+def test_unknown_senders_get_452_once_the_quarantine_is_full(app, senders):
+    """Anyone may mail the support address, and every stranger's mail was held: 300
+    mails of 64 KiB from 300 new addresses (each under every per-sender limit) put
+    19.7 MB in the quarantine in 3.5 s, without bound. Past QUARANTINE_MAX_MAILS
+    held mails waiting for review, a stranger's mail is answered 452 (its sender
+    retries); customers' mail and a copy of mail already held still get 250
+    (docs/mail-gateway.md, "Quarantine room")."""
+    for gateway in start_gateway(app, QUARANTINE_MAX_MAILS=2):
+        first = message(sender="a@nowhere.example", message_id="<held-1@nowhere.example>")
+        assert gateway.send(first) == (250, b"2.0.0 OK quarantined")
+        assert gateway.send(message(sender="b@nowhere.example"))[0] == 250
+        assert gateway.send(message(sender="c@nowhere.example")) == (
+            452,
+            b"4.3.1 Insufficient system storage, try again later",
+        )
+        assert gateway.send(first) == (250, b"2.0.0 OK duplicate")
+        assert gateway.send(message(sender="ann@example.com")) == (250, b"2.0.0 OK created TKT-000001")
+    assert count(QuarantineItem) == 2
+
+
+def test_the_quarantine_counts_its_bytes_too_and_has_room_again_once_reviewed(app, senders, monkeypatch):
+    for gateway in start_gateway(app, QUARANTINE_MAX_BYTES=1500):
+        assert gateway.send(message(sender="a@nowhere.example", body="x" * 900))[0] == 250
+        assert gateway.send(message(sender="b@nowhere.example", body="y" * 900))[0] == 452
+        from helpdesk.inbound import room
+
+        db.session.execute(update(QuarantineItem).values(state="rejected"))
+        db.session.commit()
+        monkeypatch.setattr(room, "RECOUNT_SECONDS", 0.0)  # counted again at once, not in 10 s
+        assert gateway.send(message(sender="b@nowhere.example", body="y" * 900))[0] == 250
 
 
 def test_a_mail_waiting_on_the_database_does_not_stall_other_connections(gateway, senders):

@@ -38,7 +38,7 @@ from helpdesk import addresses, languages, message_ids, return_paths
 from helpdesk.clock import DatabaseClock, database_clock
 from helpdesk.database import adopt, is_transient
 from helpdesk.extensions import db
-from helpdesk.inbound import authentication, authorization, automail, matching, storage
+from helpdesk.inbound import authentication, authorization, automail, matching, room, storage
 from helpdesk.inbound.dedup import (
     beside_key,
     beside_of,
@@ -49,6 +49,7 @@ from helpdesk.inbound.dedup import (
 )
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail, clean, parse, sender_note
+from helpdesk.inbound.room import QuarantineFull
 from helpdesk.languages import N_, gettext_in
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
@@ -170,6 +171,9 @@ class Decision:
     bounced: tuple[OutboxMessage, ...] = ()
     internal: bool = False  # append as an internal note, not a public reply
     acknowledge: bool = True  # a new ticket's requester gets the acknowledgment
+    # Held, and sent by nobody vouched for (an unknown sender, no sender, mail that
+    # could not be read): held only while the quarantine has room (`room`).
+    stranger: bool = False
 
 
 def ingest(
@@ -275,6 +279,9 @@ def _ingest_under(
             if earlier is None:
                 raise
             result = earlier
+    except QuarantineFull:  # nothing written: the caller refuses the mail for now
+        session.rollback()
+        raise
     except Exception as exc:  # sorted below: the database's trouble, or the mail's
         session.rollback()
         result = _after_failure(session, mail, key, envelope, config, exc, taken)
@@ -733,6 +740,8 @@ def _process_new(
     taken: str = "",
 ) -> Result:
     decision = _within_customer_limits(session, mail, decide(session, mail, envelope, config), config)
+    if decision.stranger and not _room_for(session, mail, key, config):
+        raise QuarantineFull(decision.reason)
     if taken:  # the reason says which mail held its key (`_ingest_under`)
         decision = replace(decision, reason=_joined(decision.reason, taken))
     # A reply's ticket is known already: insert the row pointing at it (apply's
@@ -746,6 +755,18 @@ def _process_new(
     record_id, values["received_at"] = session.execute(_INSERT_RECORD, values).one()
     record = adopt(session, InboundRecord(id=record_id, **values))
     return apply(session, mail, record, decision, config)
+
+
+def _room_for(session: Session, mail: InboundMail, key: str, config: Mapping[str, Any]) -> bool:
+    """Whether a stranger's mail may be held (`room`: QUARANTINE_MAX_MAILS and
+    QUARANTINE_MAX_BYTES); a copy of a mail recorded before always may, its record
+    then answering it as a duplicate (one lookup, paid only when there is no room)."""
+    most_mails, most_bytes = config["QUARANTINE_MAX_MAILS"], config["QUARANTINE_MAX_BYTES"]
+    if not most_mails and not most_bytes:
+        return True
+    if room.room_of(session).take(session, len(mail.raw), most_mails, most_bytes):
+        return True
+    return session.scalar(select(InboundRecord.id).where(InboundRecord.dedup_key == key)) is not None
 
 
 def _within_customer_limits(
@@ -812,9 +833,9 @@ def _decide(
 ) -> Decision:
     """The outcome by auto-mail, thread, sender and policy, see `decide`."""
     if mail.parse_error and approved_by is None:
-        return Decision(Outcome.QUARANTINED, f"{_UNPARSEABLE}{mail.parse_error}", failed=True)
+        return Decision(Outcome.QUARANTINED, f"{_UNPARSEABLE}{mail.parse_error}", failed=True, stranger=True)
     if mail.over_limit and approved_by is None:
-        return Decision(Outcome.QUARANTINED, f"{_OVER_A_LIMIT}{mail.over_limit}", failed=True)
+        return Decision(Outcome.QUARANTINED, f"{_OVER_A_LIMIT}{mail.over_limit}", failed=True, stranger=True)
     support = config["SUPPORT_ADDRESSES"]
     signer = Signer.from_config(config)
     reason = None
@@ -840,6 +861,7 @@ def _decide(
             Outcome.QUARANTINED,
             "no sender address: none in From, Sender, Reply-To, Return-Path or the envelope",
             _named_ticket(session, mail, envelope, config),
+            stranger=True,
         )
     if addresses.is_reserved_invalid(sender):
         # No mail comes from `.invalid` (RFC 2606): the From is forged, most likely as
@@ -849,6 +871,7 @@ def _decide(
             Outcome.QUARANTINED,
             f"the sender {sender} is in the reserved .invalid domain, which sends no mail",
             _named_ticket(session, mail, envelope, config),
+            stranger=True,
         )
     assessment = authentication.assess(mail, config["TRUSTED_AUTHSERV_ID"])
     verdict = assessment.verdict
@@ -1135,7 +1158,8 @@ def _unknown_sender(
         return Decision(Outcome.REJECTED, reason)
     if policy == "accept":
         return Decision(Outcome.CREATED, f"{reason}; accepted by policy", linked, actor=customer)
-    return Decision(Outcome.QUARANTINED, reason, linked)  # held for review by who may see `linked`
+    # Held for review by who may see `linked`, while the quarantine has room (`room`).
+    return Decision(Outcome.QUARANTINED, reason, linked, stranger=True)
 
 
 def apply(
