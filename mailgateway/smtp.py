@@ -65,7 +65,7 @@ def log_unrecorded(
     envelope: SMTPEnvelope, message_id: str, outcome: str, exc_info: BaseException | None = None
 ) -> None:
     """The one log line of a mail the pipeline did not record, so it wrote none
-    (SPEC §10: one line per mail, its Message-ID and outcome): a 552 or a 451.
+    (SPEC §10: one line per mail, its Message-ID and outcome): a 552, a 452 or a 451.
     The outcome is put on one line: a database's error text spans several. A bug's
     traceback (`exc_info`) follows that line in the same record, logged as an error."""
     log.log(
@@ -153,7 +153,8 @@ class SupportHandler:
             result = await asyncio.wait_for(
                 loop.run_in_executor(self.executor, self._ingest, raw, inbound), self.deadline
             )
-        except QuarantineFull:  # a stranger's mail, no room to hold it: logged once a minute
+        except QuarantineFull:  # a stranger's mail, no room to hold it (`room` sums them up a minute)
+            log_unrecorded(envelope, logged_message_id(raw, self.limits), "452, quarantine full")
             return "452 4.3.1 Insufficient system storage, try again later"
         except TimeoutError:
             message_id = logged_message_id(raw, self.limits)

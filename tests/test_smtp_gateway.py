@@ -1166,7 +1166,7 @@ def test_quarantine_reject_and_spam(gateway, senders, runner):
     assert runner.invoke(args=["quarantine", "show", "999"]).exit_code == 1
 
 
-def test_unknown_senders_get_452_once_the_quarantine_is_full(app, senders):
+def test_unknown_senders_get_452_once_the_quarantine_is_full(app, senders, caplog):
     """Anyone may mail the support address, and every stranger's mail was held: 300
     mails of 64 KiB from 300 new addresses (each under every per-sender limit) put
     19.7 MB in the quarantine in 3.5 s, without bound. Past QUARANTINE_MAX_MAILS
@@ -1177,13 +1177,21 @@ def test_unknown_senders_get_452_once_the_quarantine_is_full(app, senders):
         first = message(sender="a@nowhere.example", message_id="<held-1@nowhere.example>")
         assert gateway.send(first) == (250, b"2.0.0 OK quarantined")
         assert gateway.send(message(sender="b@nowhere.example"))[0] == 250
-        assert gateway.send(message(sender="c@nowhere.example")) == (
+        assert gateway.send(
+            message(sender="c@nowhere.example", message_id="<refused-1@nowhere.example>")
+        ) == (
             452,
             b"4.3.1 Insufficient system storage, try again later",
         )
         assert gateway.send(first) == (250, b"2.0.0 OK duplicate")
         assert gateway.send(message(sender="ann@example.com")) == (250, b"2.0.0 OK created TKT-000001")
     assert count(QuarantineItem) == 2
+    # SPEC §10: the refused mail has its own line, with its Message-ID and outcome.
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailgateway.smtp"]
+    assert [line for line in lines if "452, quarantine full" in line] == [
+        "mail refused-1@nowhere.example via smtp from c@nowhere.example to support@helpdesk.test: "
+        "452, quarantine full"
+    ]
 
 
 def test_the_quarantine_counts_its_bytes_too_and_has_room_again_once_reviewed(app, senders, monkeypatch):
