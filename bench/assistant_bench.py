@@ -7,8 +7,11 @@ workers, started as bench/web_bench.py starts it), requests per second for:
 
 1. `POST /api/v1/tickets` with a staff token (the API's own creation);
 2. `create_ticket_report` through `POST /api/v1/assistant/tool-calls` with an
-   assistant integration token, one call a request, the customer named by email,
-   name and language as a WhatsApp assistant names them;
+   assistant integration token, one call a request, each under a call id of its own
+   (as a runtime names its calls), the customer named by email, name and language as
+   an assistant in a web chat names them (`channel: chat`: on WhatsApp, the default,
+   the sender's number is required and an email alone is refused, 422;
+   docs/integrations.md, "Who the customer is");
 3. `get_ticket_information` the same way, on the customer's own tickets;
 4. `GET /api/v1/tickets/<number>` with the staff token.
 
@@ -173,8 +176,8 @@ def _tool_call(customer: dict[str, str], name: str, arguments: dict[str, str], c
     return json.dumps(
         {
             "customer": customer,
-            "conversation_id": f"wa-{call_id}",
-            "channel": "whatsapp",
+            "conversation_id": f"chat-{call_id}",
+            "channel": "chat",
             "tool_calls": [
                 {
                     "id": call_id,
@@ -191,7 +194,9 @@ def _requests(kind: str, index: int, label: str) -> Callable[[int], tuple[str, s
     """The n-th request of a client: method, path and body. Creating clients name a
     new customer every TICKETS_PER_CUSTOMER requests (the phase's label makes them
     new to the helpdesk); lookups pick the seeded tickets at random, the same
-    sequence for both kinds."""
+    sequence for both kinds. Each tool call's id is the run's only one: an id the
+    integration used before is claimed again and waited for on PostgreSQL while the
+    other request's claim is open, which no runtime numbering its calls does."""
     rng = random.Random(f"{kind[-6:]}-{index}-{label}")
     texts = [description(rng) for _ in range(64)]
 
@@ -218,7 +223,7 @@ def _requests(kind: str, index: int, label: str) -> Callable[[int], tuple[str, s
         return (
             "POST",
             "/api/v1/assistant/tool-calls",
-            _tool_call(customer, "create_ticket_report", arguments, f"call_{n}"),
+            _tool_call(customer, "create_ticket_report", arguments, f"call_{kind}-{label}-{index}-{n}"),
         )
 
     def lookup(n: int) -> tuple[str, str, bytes]:
@@ -230,7 +235,9 @@ def _requests(kind: str, index: int, label: str) -> Callable[[int], tuple[str, s
         return (
             "POST",
             "/api/v1/assistant/tool-calls",
-            _tool_call(customer, "get_ticket_information", {"ticketId": ticket}, f"call_{n}"),
+            _tool_call(
+                customer, "get_ticket_information", {"ticketId": ticket}, f"call_{kind}-{label}-{index}-{n}"
+            ),
         )
 
     return create if kind.endswith("create") else lookup
