@@ -16,7 +16,15 @@ from helpdesk import vocabulary as v
 from helpdesk.database import transaction
 from helpdesk.errors import DomainError
 from helpdesk.inputs import MAX_PAGE
-from helpdesk.services import Actor, contacts, idempotency, lifecycle_jobs, mailboxes, notifications
+from helpdesk.services import (
+    Actor,
+    assistant,
+    contacts,
+    idempotency,
+    lifecycle_jobs,
+    mailboxes,
+    notifications,
+)
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.queue import MAX_PER_PAGE
 from helpdesk.services.senders import SendersService
@@ -249,6 +257,14 @@ def idempotency_keys_sweep() -> None:
     click.echo(result.summary())
 
 
+@click.command("assistant-calls-sweep")
+def assistant_calls_sweep() -> None:
+    """Delete assistant call ids older than the repeat window (a day); safe from cron."""
+    with transaction() as session:
+        result = assistant.sweep_calls(session)
+    click.echo(result.summary())
+
+
 @integrations_cli.command("add")
 @click.argument("name")
 @click.option("--kind", required=True, type=click.Choice(v.INTEGRATION_KINDS))
@@ -384,5 +400,6 @@ def init_app(app: Flask) -> None:
         sla_check,
         auto_close,
         idempotency_keys_sweep,
+        assistant_calls_sweep,
     ):
         app.cli.add_command(command)

@@ -8,12 +8,14 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from helpdesk import phones
+from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import Contact, Integration, SatisfactionRating, Ticket
-from helpdesk.services import contacts, satisfaction
+from helpdesk.models import AssistantCall, Contact, Integration, SatisfactionRating, Ticket
+from helpdesk.services import assistant, contacts, satisfaction
+from helpdesk.services.assistant import REPEAT_WINDOW
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.staff import StaffService
@@ -691,6 +693,44 @@ def test_a_batch_submitted_again_answers_the_tickets_it_opened_and_mails_nothing
     ).scalars()
     assert len(list(acknowledged)) == 6
     assert len(db.session.execute(select(Ticket)).all()) == 6
+
+
+def test_calls_past_the_repeat_window_are_swept_in_batches_and_the_live_ones_kept(
+    client, app, token, runner, clock
+):
+    """`assistant_calls` kept a row for every remembered call for ever, though only
+    the last REPEAT_WINDOW's are ever read: nothing deleted them. The gateway's
+    lifecycle jobs (and `flask assistant-calls-sweep`) delete the older ones, a
+    batch per transaction, and keep the ones a repeat may still find
+    (docs/integrations.md, "A batch submitted again")."""
+    from mailgateway.periodic import LifecycleJobs
+
+    report = [("create_ticket_report", {"title": "Sin internet", "description": "No hay servicio"})]
+    integration_id = db.session.execute(select(Integration.id)).scalar_one()
+    db.session.execute(
+        insert(AssistantCall),
+        [
+            dict(integration_id=integration_id, call_id=f"old_{n}", digest="0" * 64, created_at=now())
+            for n in range(5)
+        ],
+    )
+    db.session.commit()
+    clock.shift(REPEAT_WINDOW + timedelta(seconds=1))
+    (opened,) = outputs(tool_calls(client, token, report))
+    db.session.commit()
+    assert assistant.sweep_calls(db.session, batch=2).deleted == 5
+    db.session.commit()
+    assert db.session.execute(select(AssistantCall.call_id)).scalars().all() == ["call_0"]
+    assert outputs(tool_calls(client, token, report)) == [opened]  # still a repeat
+    clock.shift(REPEAT_WINDOW + timedelta(seconds=1))
+    [result] = [r for r in LifecycleJobs(app).run_once() if isinstance(r, assistant.SweepResult)]
+    assert result.deleted == 1 and db.session.execute(select(AssistantCall)).first() is None
+    swept = runner.invoke(args=["assistant-calls-sweep"])
+    assert (swept.exit_code, swept.output) == (0, "assistant-calls: 0 spent calls deleted\n")
+    # The id is free again: the same call now opens a ticket and is remembered afresh.
+    (again,) = outputs(tool_calls(client, token, report))
+    assert again["ticketId"] == "TKT-000002"
+    assert outputs(tool_calls(client, token, report)) == [again]
 
 
 def test_a_batch_whose_commit_answer_was_lost_is_outcome_unknown_and_its_resubmission_safe(client, token):

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import jsonschema_rs
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses, languages, numbering, sla, wording
@@ -49,6 +49,7 @@ MAX_TEXT = 20_000  # a description or a comment
 LISTED = 20  # tickets `list_my_tickets` returns, newest first
 # How long a `create_ticket_report` submitted again is answered the ticket it opened.
 REPEAT_WINDOW = timedelta(days=1)
+SWEEP_BATCH = 500  # spent `assistant_calls` rows deleted per transaction (`sweep_calls`)
 
 ASSISTANT_CATEGORIES = ("support", "technical", "billing", "sales", "complaint")
 
@@ -641,6 +642,49 @@ class AssistantService:
 
     def _number(self, number: int) -> str:
         return numbering.display_number(number, self.config)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    ran: bool
+    deleted: int = 0
+
+    def summary(self) -> str:
+        return f"assistant-calls: {self.deleted} spent calls deleted"
+
+
+def sweep_calls(session: Session, batch: int = SWEEP_BATCH) -> SweepResult:
+    """Delete the remembered calls older than `REPEAT_WINDOW`, which no call reads
+    again (`_remembered`), so the table holds about a window's calls, not every call
+    ever (the gateway's lifecycle jobs, or `flask assistant-calls-sweep`;
+    docs/integrations.md, "A batch submitted again").
+
+    Oldest first by id, `batch` rows a transaction: each full batch is committed
+    here, so a first sweep of a large table never holds its rows (and a call
+    claiming one of their ids) in one long transaction; the last is the caller's
+    to commit. Ids are taken in the order calls are claimed, so the walk stops at
+    the first batch that meets a call still inside the window: no index on the
+    time is needed. A row claimed a moment out of order goes at the next sweep.
+    Nothing points at these rows; safe from several processes at once."""
+    oldest = now() - REPEAT_WINDOW
+    deleted, after = 0, 0
+    while True:
+        rows = session.execute(
+            select(AssistantCall.id, AssistantCall.created_at)
+            .where(AssistantCall.id > after)
+            .order_by(AssistantCall.id)
+            .limit(batch)
+        ).all()
+        spent = [call_id for call_id, created_at in rows if created_at < oldest]
+        if spent:
+            session.execute(
+                delete(AssistantCall).where(AssistantCall.id.in_(spent), AssistantCall.created_at < oldest)
+            )
+            deleted += len(spent)
+        if len(spent) < batch:
+            return SweepResult(ran=True, deleted=deleted)
+        session.commit()
+        after = rows[-1][0]
 
 
 def _arguments(name: str, arguments: object) -> dict[str, Any]:
