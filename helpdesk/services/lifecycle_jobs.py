@@ -17,7 +17,11 @@ runs them every `LIFECYCLE_JOBS_INTERVAL` (`mailgateway.periodic`), cron may run
   reply being taken in may reopen it; an agent may be answering it): the next run
   takes those, and the jobs never wait for a ticket, so never deadlock on one.
 
-The caller owns the transaction (flush, never commit), as with every service.
+The caller owns the transaction (flush, never commit), as with every service,
+with one exception: the SLA check marks at most `SLA_CHECK_BATCH` tickets a
+transaction and commits each full batch itself, so a mass breach never holds
+every breached ticket's lock for the whole run (docs/lifecycle.md, "A mass
+breach"); its last batch is the caller's to commit.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk import sla, sla_queries
@@ -37,6 +41,8 @@ from helpdesk.services import notifications
 from helpdesk.services.actors import Actor
 from helpdesk.services.tickets import TicketsService
 
+# Tickets the SLA check marks, records and alerts per transaction (`check_sla`).
+SLA_CHECK_BATCH = 500
 # Advisory lock keys (any bigint; these spell "sla" and "ac" in ASCII).
 SLA_CHECK_LOCK = 0x736C61
 AUTO_CLOSE_LOCK = 0x6163
@@ -80,31 +86,56 @@ def check_sla(session: Session, config: Any) -> SlaCheckResult:
     `SLA_BREACH_RAISES_PRIORITY`, each breached ticket's priority also goes up one
     step per check that found a breach (`_raise_priority`).
 
-    Set-based, so it stays fast at 100,000 open tickets: one UPDATE per target
-    over a partial index of the undecided tickets (`_mark`), then bulk inserts for
-    exactly the rows that UPDATE returned.
+    The overdue tickets are found first, unlocked (the partial indexes of the
+    undecided tickets), then handled `SLA_CHECK_BATCH` at a time in id order, a ticket's
+    two targets in the same batch: each batch marks, records, alerts and raises in
+    one transaction, committed here before the next, so a ticket is locked for
+    one batch's time, never the whole run's (100,000 tickets breaching at once
+    held every lock for 15 s or more, and a customer's reply to any of them waited
+    that long). Each full batch re-takes the job's lock; a run that finds it taken
+    stops there, the other run marks the rest. Set-based within a batch: one
+    UPDATE per target (`_mark`), then bulk inserts for exactly the rows returned.
     """
     if not _exclusive(session, SLA_CHECK_LOCK):
         return SlaCheckResult(ran=False)
     moment = now()
-    breaches = [
-        *_mark(
-            session,
-            "first_response_breached",
-            "first_response_due_at",
-            sla_queries.first_response_unmarked(moment),
-            sla.FIRST_RESPONSE_BREACHED,
-        ),
-        *_mark(
-            session,
-            "resolution_breached",
-            "resolution_due_at",
-            sla_queries.resolution_unmarked(moment),
-            sla.RESOLUTION_BREACHED,
-        ),
-    ]
-    if not breaches:
-        return SlaCheckResult(ran=True)
+    targets = (
+        ("first_response_breached", "first_response_due_at", sla_queries.first_response_unmarked(moment)),
+        ("resolution_breached", "resolution_due_at", sla_queries.resolution_unmarked(moment)),
+    )
+    overdue = sorted({ticket_id for *_, unmarked in targets for ticket_id in _ids(session, unmarked)})
+    batch = SLA_CHECK_BATCH
+    breaches: list[sla.Breach] = []
+    digests: dict[str, int] = {}  # this run's digest per recipient, joined by later batches
+    alerts = raised = 0
+    for start in range(0, len(overdue), batch):
+        if start:
+            session.commit()  # the batch before: its marks, history and alerts together
+            if not _exclusive(session, SLA_CHECK_LOCK):
+                break
+        chunk = overdue[start : start + batch]
+        marked = [
+            breach
+            for (flag, due, unmarked), target in zip(
+                targets, (sla.FIRST_RESPONSE_BREACHED, sla.RESOLUTION_BREACHED), strict=True
+            )
+            for breach in _mark(session, flag, due, and_(unmarked, Ticket.id.in_(chunk)), target)
+        ]
+        if marked:
+            alerts += _record(session, marked, moment, digests)
+            if config["SLA_BREACH_RAISES_PRIORITY"]:
+                raised += _raise_priority(session, marked, moment)
+            breaches.extend(marked)
+    return SlaCheckResult(ran=True, breaches=tuple(breaches), alerts=alerts, raised=raised)
+
+
+def _ids(session: Session, unmarked: Any) -> Sequence[int]:
+    return session.execute(select(Ticket.id).where(unmarked)).scalars().all()
+
+
+def _record(session: Session, breaches: Sequence[sla.Breach], moment: Any, digests: dict[str, int]) -> int:
+    """A history row per breach, and the alerts (`notifications.queue_sla_alerts`);
+    returns how many alert rows were queued."""
     session.execute(
         insert(TicketHistory.__table__),
         [
@@ -122,9 +153,7 @@ def check_sla(session: Session, config: Any) -> SlaCheckResult:
             for breach in breaches
         ],
     )
-    alerts = notifications.queue_sla_alerts(session, breaches)
-    raised = _raise_priority(session, breaches, moment) if config["SLA_BREACH_RAISES_PRIORITY"] else 0
-    return SlaCheckResult(ran=True, breaches=tuple(breaches), alerts=alerts, raised=raised)
+    return notifications.queue_sla_alerts(session, breaches, digests)
 
 
 def auto_close(session: Session, config: Any) -> AutoCloseResult:
@@ -169,7 +198,8 @@ def _mark(session: Session, flag: str, due: str, unmarked: Any, target: str) -> 
     action held while waiting for it, and PostgreSQL aborted one as a deadlock. A
     skipped ticket keeps its flag unset, so the next run marks it unless the change
     that held it decided the target itself, as it would have had the check waited.
-    Still one statement over the partial index, as auto-close skips what is held.
+    One statement per target and batch (`unmarked` names the batch's ids), as
+    auto-close skips what is held.
     """
     table = Ticket.__table__
     targets = (

@@ -61,7 +61,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, insert, or_, select
+from sqlalchemy import Select, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses
@@ -311,14 +311,22 @@ def queue_status_change(
     )
 
 
-def queue_sla_alerts(session: Session, breaches: Sequence[Breach]) -> int:
+def queue_sla_alerts(
+    session: Session, breaches: Sequence[Breach], digests: dict[str, int] | None = None
+) -> int:
     """Queue the alerts for breaches just marked; returns how many rows were queued.
 
     Each recipient gets a mail per ticket, listing its targets missed, or, when that
     would be more than `SLA_DIGEST_OVER` mails, one digest (`digest_reason`). Written
     with one multi-row INSERT, since a check after an outage may find thousands of
     breaches at once; its times are the model's default, SQL in the statement.
+
+    `digests` carries one SLA check's digests from batch to batch (address → its
+    outbox row): a later batch's breaches for that recipient join the digest while
+    the sender has not taken it yet (`_joined`), so a check marking 100,000 tickets
+    500 a transaction still mails each recipient one digest, not one per batch.
     """
+    digests = {} if digests is None else digests
     staff = session.execute(
         select(StaffUser.id, StaffUser.email, StaffUser.role).where(StaffUser.is_active)
     ).all()
@@ -333,33 +341,66 @@ def queue_sla_alerts(session: Session, breaches: Sequence[Breach]) -> int:
         for address in [assignee] if assignee else admins:
             per_recipient.setdefault(address, []).append(ticket_id)
     rows = []
+    digested = 0
     for address, ticket_ids in per_recipient.items():
-        if len(ticket_ids) > SLA_DIGEST_OVER:
-            reason = digest_reason({ticket_id: per_ticket[ticket_id][1] for ticket_id in ticket_ids})
-            rows.append(dict(ticket_id=None, **_row_values("sla_digest", address, status_reason=reason)))
+        lines = {ticket_id: per_ticket[ticket_id][1] for ticket_id in ticket_ids}
+        if address in digests and _joined(session, digests[address], lines):
             continue
-        for ticket_id in ticket_ids:
-            lines = per_ticket[ticket_id][1]
-            rows.append(
-                dict(
-                    ticket_id=ticket_id, **_row_values("sla_breach", address, status_reason="\n".join(lines))
+        if len(ticket_ids) > SLA_DIGEST_OVER:
+            digests[address] = session.execute(
+                insert(OutboxMessage.__table__)
+                .values(
+                    ticket_id=None, **_row_values("sla_digest", address, status_reason=digest_reason(lines))
                 )
+                .returning(OutboxMessage.__table__.c.id)
+            ).scalar_one()
+            digested += 1
+            continue
+        for ticket_id, said in lines.items():
+            rows.append(
+                dict(ticket_id=ticket_id, **_row_values("sla_breach", address, status_reason="\n".join(said)))
             )
     if rows:
         session.execute(insert(OutboxMessage.__table__), rows)
-    return len(rows)
+    return digested + len(rows)
 
 
-def digest_reason(lines: dict[int, list[str]]) -> str:
-    """A digest's stored text: how many tickets it is about, then, for the first
-    `SLA_DIGEST_LISTED` of them, a line per target missed, led by the ticket's id
-    (`12 First response was due 2026-03-02 10:00 UTC.`). The sender renders the
-    numbers, subjects and links from it when it claims the row
-    (`compose.Composer.render`); `digest_entries` reads it back."""
+def digest_reason(lines: dict[int, list[str]], total: int | None = None) -> str:
+    """A digest's stored text: how many tickets it is about (`total`, else as many
+    as `lines` names), then, for the first `SLA_DIGEST_LISTED` of them, a line per
+    target missed, led by the ticket's id (`12 First response was due 2026-03-02
+    10:00 UTC.`). The sender renders the numbers, subjects and links from it when
+    it claims the row (`compose.Composer.render`); `digest_entries` reads it back."""
     listed = list(lines.items())[:SLA_DIGEST_LISTED]
     return "\n".join(
-        [str(len(lines)), *(f"{ticket_id} {line}" for ticket_id, said in listed for line in said)]
+        [
+            str(len(lines) if total is None else total),
+            *(f"{ticket_id} {line}" for ticket_id, said in listed for line in said),
+        ]
     )
+
+
+def _joined(session: Session, digest_id: int, lines: dict[int, list[str]]) -> bool:
+    """Add `lines` (tickets and their targets missed) to the digest `digest_id` if
+    the sender has not taken it yet: still pending, never rendered, and not held by
+    a sender claiming it now (skipped, not waited for). False when it has: the
+    caller queues a new mail for these tickets."""
+    table = OutboxMessage.__table__
+    reason = session.execute(
+        select(table.c.status_reason)
+        .where(table.c.id == digest_id, table.c.state == "pending", table.c.message_id.is_(None))
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+    if reason is None:
+        return False
+    total, entries = digest_entries(reason)
+    merged = entries | {ticket_id: said for ticket_id, said in lines.items() if ticket_id not in entries}
+    session.execute(
+        update(table)
+        .where(table.c.id == digest_id)
+        .values(status_reason=digest_reason(merged, total + len(lines)))
+    )
+    return True
 
 
 def digest_entries(reason: str) -> tuple[int, dict[int, list[str]]]:
