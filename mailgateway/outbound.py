@@ -53,7 +53,8 @@ Recipient rules, checked at every claim so the newest knowledge wins; a refused
 row becomes `skipped` with the reason: machine addresses (noreply,
 mailer-daemon, postmaster…; `automail.is_machine_address`), addresses under the
 reserved `.invalid` domain (customers known by phone only), addresses
-`addresses.is_valid` refuses (stored before it did), the helpdesk's own
+`addresses.is_valid` refuses (stored before it did), address literals
+(`ann@[192.0.2.1]`: the relay would connect to that host), the helpdesk's own
 addresses, addresses a bounce (or a 5.1.x refusal at RCPT, `_BAD_MAILBOX`)
 marked undeliverable (but for a verification code, which its owner asked for),
 staff mail (SLA alerts, digests, escalations) to an address
@@ -406,6 +407,10 @@ class Sender(Loop):
             return "no mail address (a customer known by phone only): never mailed"
         if not addresses.is_valid(row.to_address):
             return f"the address {addresses.INVALID} (stored before the rule refused it): never mailed"
+        if addresses.is_address_literal(address):
+            # A relay mailing `ann@[127.0.0.1]` connects to that host: its own loopback,
+            # a server inside the network (docs/outbound-mail.md, "Loop rules").
+            return "an address literal (a host named by its IP address): never mailed"
         if addresses.on_the_wire(row.to_address) is None:
             return "the domain has no ASCII form (IDNA) a relay could take: never mailed"
         if addresses.is_support_address(address, self.own_addresses) or (

@@ -204,6 +204,25 @@ def test_public_reply_goes_to_requester_and_each_cc_in_a_copy_of_their_own(
     assert len({r.mail_from for r in sink.received}) == 3  # each copy its own return path
 
 
+def test_an_address_literal_kept_from_a_mail_is_never_mailed(
+    app, gateway, senders, sink, agent_actor, service
+):
+    """A mail's Cc is kept as written (docs/mail-gateway.md), `bob@[127.0.0.1]`
+    included, and a reply went to it: the relay, given that recipient, connects to
+    the host it names (its own loopback, a server inside the network). Its copy is
+    skipped with the reason, and the others' Cc leaves it out (docs/outbound-mail.md)."""
+    gateway.send(message(sender="Ann <ann@example.com>", cc="Bob <bob@[127.0.0.1]>"))
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    service.add_message(ticket, body="Switch it off and on again.", actor=agent_actor, channel="web")
+    db.session.commit()
+    _ack, to_ann = deliver(app, sink)
+    assert to_ann["Cc"] is None
+    assert [r.rcpt_tos for r in sink.received] == [["ann@example.com"], ["ann@example.com"]]
+    skipped = db.session.execute(select(OutboxMessage).where(OutboxMessage.state == "skipped")).scalar_one()
+    assert skipped.to_address == "bob@[127.0.0.1]"
+    assert skipped.last_error == "an address literal (a host named by its IP address): never mailed"
+
+
 def test_internal_notes_and_customer_messages_are_never_mailed(app, service, agent_actor, sink):
     ticket = open_ticket(service)
     deliver(app, sink)

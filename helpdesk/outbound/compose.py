@@ -724,11 +724,13 @@ def _cc(row: OutboxMessage, utf8: bool) -> str:
     word holds one (docs/security.md): the email package decodes it when the header
     is set, which failed every copy of the reply or named another address — and one
     with no ASCII form, or (in a mail that is not RFC 6531) with a mailbox name
-    beyond ASCII. Each participant still gets a copy of their own."""
+    beyond ASCII. Each participant still gets a copy of their own. Nor is an address
+    literal (`bob@[127.0.0.1]`, kept from a mail's Cc) named: its own copy is never
+    sent, and a Reply-All would have the customer's server connect to that host."""
     kept = []
     for address in filter(None, (part.strip() for part in row.cc_addresses.split(","))):
-        if addresses.is_reserved_invalid(address):  # a stand-in: never mailed, a phone number
-            continue
+        if addresses.is_reserved_invalid(address) or addresses.is_address_literal(address):
+            continue  # a stand-in (never mailed, a phone number) or a literal (never mailed)
         wire = addresses.on_the_wire(address) if addresses.is_valid(address) else None
         if wire is not None and (utf8 or not addresses.needs_smtputf8(wire)):
             kept.append(wire)
