@@ -129,6 +129,19 @@ def is_address_literal(address: str) -> bool:
     return address.rpartition("@")[2].startswith("[")
 
 
+def named(address: str | None) -> str | None:
+    """An address a person or a program names for a customer or a CC participant
+    (the staff API, the workflow API, the portal's forms, the chat and assistant
+    endpoints; not one read out of a mail, which is kept as written): normalized,
+    with its domain as IDNA maps it (`folded`), or None when it is no address
+    (`is_valid`) or an address literal (`is_address_literal`). The one rule every
+    such way in asks (docs/integrations.md, "Who the customer is")."""
+    email = normalize(folded(normalize(address)))
+    if not is_valid(email) or is_address_literal(email):
+        return None
+    return email
+
+
 # Providers whose mailboxes ignore dots in the local part, each with the domain its
 # mailboxes are known by. Gmail delivers `v.ictim@`, `vi.ctim@` and `victim@` to one
 # inbox (Google's help page "Dots don't matter in Gmail addresses"), and

@@ -259,6 +259,22 @@ def test_create_refuses_bad_fields_by_name(api, changes, fields):
     assert set(error["fields"]) == fields
 
 
+@pytest.mark.parametrize("field", ["requester_email", "cc"])
+def test_create_refuses_an_address_literal_and_folds_a_fullwidth_domain(api, field):
+    """`ann@[127.0.0.1]` is valid mail syntax, but a relay mailing it connects to
+    that host (its own loopback, a server inside the network): the staff API took it
+    as a requester or a CC and queued mail to it. A fullwidth domain was a second
+    contact for the mailbox it reaches (docs/integrations.md, "Who the customer is")."""
+    literal = "bob@[127.0.0.1]"
+    refused = api.post("/tickets", {**NEW, field: literal if field == "requester_email" else [literal]})
+    assert set(envelope(refused, 422, "validation_error")["fields"]) == {field}
+    assert db.session.execute(select(Ticket)).first() is None
+    fullwidth = "bob@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"
+    ticket = create(api, **{field: fullwidth if field == "requester_email" else [fullwidth]})
+    detail = api.get(f"/tickets/{ticket['number']}").get_json()
+    assert "bob@example.com" in (detail["requester_email"], *detail["cc"])
+
+
 def test_create_drops_bidirectional_controls_from_subject_and_name(api):
     """As mail does (docs/security.md, "One-line text"): an override in a subject or
     a name makes its line read other than it is; a subject of nothing else is none."""

@@ -343,6 +343,22 @@ def test_new_ticket_form(portal, agent):
     assert bad.status_code == 422 and b"Subject is required" in bad.data
 
 
+def test_a_new_ticket_for_an_address_literal_is_refused_in_the_readers_language(portal, agent):
+    """`carl@[127.0.0.1]` is valid mail syntax, but a relay mailing it connects to that
+    host: the form opened a ticket for it and queued its acknowledgment. A fullwidth
+    domain is the mailbox IDNA maps it to (docs/integrations.md, "Who the customer is")."""
+    agent.language = "es"
+    db.session.commit()
+    form = {"subject": "Llamada", "description": "Cliente", "requester_email": "carl@[127.0.0.1]"}
+    bad = portal.post("/tickets/new", form, page="/tickets/new")
+    assert bad.status_code == 422
+    assert "Correo del solicitante» no es una dirección de correo válida" in bad.get_data(as_text=True)
+    assert db.session.execute(select(Ticket)).first() is None
+    form["requester_email"] = "carl@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"
+    assert portal.post("/tickets/new", form, page="/tickets/new").status_code == 302
+    assert db.session.execute(select(Ticket)).scalar_one().requester.email == "carl@example.com"
+
+
 def test_a_new_ticket_or_reply_with_nothing_to_read_is_refused_as_an_empty_one(portal, service):
     """Only invisible characters (zero-width space, joiner, Hangul filler, blank
     braille) were a subject and a description: the queue listed an empty-looking

@@ -138,6 +138,15 @@ def test_an_unknown_customer_id_is_refused_in_the_words_workflows_match(workflow
     assert open_ticket(service).number == 1  # no number was taken
 
 
+def test_a_fullwidth_domain_is_the_customer_it_reaches(workflow):
+    """`lucia@ｅｘａｍｐｌｅ.com` reaches lucia@example.com's mailbox, but was a
+    second contact beside hers (docs/integrations.md, "Who the customer is")."""
+    first = _open(workflow)
+    again = _open(workflow, customer_email="lucia@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com")
+    assert again["customer_id"] == first["customer_id"]
+    assert db.session.execute(select(Contact.email)).scalars().all() == ["lucia@example.com"]
+
+
 @pytest.mark.parametrize(
     ("customer", "field"),
     [
@@ -187,6 +196,9 @@ def test_the_customer_is_named_exactly_once(workflow, service, customer, field):
         ({"customer_email": "MAILER-DAEMON@isp.example"}, "customer_email"),
         ({"customer_email": "no-reply.billing@isp.example"}, "customer_email"),
         ({"team": "field_ops"}, "team"),
+        # An address literal: a relay mailing it connects to that host (docs/integrations.md).
+        ({"customer_email": "lucia@[127.0.0.1]"}, "customer_email"),
+        ({"customer_email": "lucia@[IPv6:::1]"}, "customer_email"),
     ],
 )
 def test_invalid_fields_are_refused_naming_the_workflows_field(workflow, teams, change, field):

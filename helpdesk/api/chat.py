@@ -74,6 +74,7 @@ def chat_ticket() -> ResponseReturnValue:
         subject=chat.subject_of(data.get("subject", ""), data["transcript"], customer.language),
         description=data["transcript"],
         requester_email=contact.email,
+        requester_is_contact=True,
         requester_name=contact.name,
         channel="chat",
         actor=customer.actor,

@@ -46,13 +46,11 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
             errors[f"customer.{key}"] = "must be text"
     if errors:
         raise ValidationError(errors)
-    # Its domain as IDNA maps it: a fullwidth spelling is the customer it reaches.
-    email = addresses.folded(addresses.normalize(value.get("email"))) or None
-    if email is not None and (
-        not addresses.is_valid(email)
-        or addresses.is_reserved_invalid(email)
-        or addresses.is_address_literal(email)
-    ):
+    # Its domain as IDNA maps it (a fullwidth spelling is the customer it reaches), no
+    # address literal: the rule of every way in that names a customer.
+    given = addresses.normalize(value.get("email")) or None
+    email = addresses.named(given) if given is not None else None
+    if given is not None and (email is None or addresses.is_reserved_invalid(email)):
         errors["customer.email"] = addresses.INVALID  # a stand-in is derived from a phone: no proof
     elif email is not None and contacts.is_ours(db.session, email, current_app.config):
         errors["customer.email"] = contacts.NOT_A_CUSTOMER

@@ -332,6 +332,7 @@ class AssistantService:
             subject=arguments["title"],
             description=arguments["description"],
             requester_email=contact.email,
+            requester_is_contact=True,
             requester_name=contact.name,
             channel=channel,
             actor=customer.actor,
@@ -548,11 +549,10 @@ class AssistantService:
         other address is proven for it."""
         if customer.phone is None:
             raise Failure(NOT_ON_CHAT, "not_on_chat")
-        email = addresses.folded(addresses.normalize(arguments["email"]))  # as api.customers takes it
+        email = addresses.named(arguments["email"])  # as api.customers takes it: no address literal
         if (
-            not addresses.is_valid(email)
+            email is None
             or addresses.is_reserved_invalid(email)
-            or addresses.is_address_literal(email)  # a relay would connect to that host
             or contacts.is_ours(self.session, email, self.config)
             or automail.is_machine_address(email)  # the outbox never mails one
             or addresses.on_the_wire(email) is None  # nor one no relay could take (no IDNA form)

@@ -186,6 +186,7 @@ class TicketsService:
         team: str | None = None,
         note: tuple[Actor, str] | None = None,
         description_required: bool = True,
+        requester_is_contact: bool = False,
     ) -> Ticket:
         """Store a new ticket with its first message and give it the next number.
 
@@ -211,6 +212,13 @@ class TicketsService:
         invisible characters: `inputs.nothing_to_read`) is none, whatever the
         channel: "is required". `description_required` False takes one that says
         nothing (a chat's transcript, whose subject stands in: docs/integrations.md).
+
+        The requester's and the CCs' addresses are read by `_address`: as written
+        when they come from a mail (`is_email_originated`), else as
+        `addresses.named` takes an address someone names (an address literal is
+        refused, a fullwidth domain folded). `requester_is_contact` says the
+        requester's address is a contact's already (a chat's, the assistant's, a
+        workflow's customer named by id): taken as stored, that contact.
         """
         errors: dict[str, str] = {}
         # As mail's subjects are: one line, no controls; one showing nothing is none.
@@ -228,8 +236,10 @@ class TicketsService:
         email = addresses.normalize(requester_email)
         if not email:
             errors["requester_email"] = "is required"
-        elif not addresses.is_valid(email):
-            errors["requester_email"] = addresses.INVALID
+        else:
+            email = _address(email, as_written=is_email_originated or requester_is_contact) or ""
+            if not email:
+                errors["requester_email"] = addresses.INVALID
         if len(requester_name or "") > MAX_NAME:
             errors["requester_name"] = f"must be at most {MAX_NAME} characters"
         priority = self._check_choice("priority", priority or "medium", errors)
@@ -251,7 +261,7 @@ class TicketsService:
         # CC of a new ticket: whoever takes part reaches the ticket by that number,
         # and anyone can write one into a mail's Cc (docs/integrations.md).
         cc = [(address, name) for address, name in cc if not addresses.is_reserved_invalid(address)]
-        participants = self._participants(cc, email, errors)
+        participants = self._participants(cc, email, errors, as_written=is_email_originated)
         team_id = self._team_id(team, errors) if team is not None else None
         if errors:
             raise ValidationError(errors)
@@ -707,7 +717,8 @@ class TicketsService:
     def add_participant(self, ticket: Ticket, email: str, name: str = "") -> None:
         known = {p.email for p in ticket.participants}
         errors: dict[str, str] = {}
-        found = self._participants([(email, name)], ticket.requester.email, errors)
+        # Addresses a ticket already had (a merge moves them): kept as they are.
+        found = self._participants([(email, name)], ticket.requester.email, errors, as_written=True)
         if errors:
             raise ValidationError(errors)
         for address, display in found:
@@ -794,16 +805,17 @@ class TicketsService:
         return contacts.find_or_create(self.session, email, name)
 
     def _participants(
-        self, cc: Iterable[tuple[str, str]], exclude: str, errors: dict[str, str]
+        self, cc: Iterable[tuple[str, str]], exclude: str, errors: dict[str, str], *, as_written: bool
     ) -> list[tuple[str, str]]:
-        """Distinct CC addresses other than the requester's. One that is no address
-        is refused (in `errors`) with the message every channel gives; a CC's display
-        name is only shown, so a long one is cut to its column rather than refused."""
+        """Distinct CC addresses other than the requester's, read as `_address` reads
+        them. One that is no address is refused (in `errors`) with the message every
+        channel gives; a CC's display name is only shown, so a long one is cut to its
+        column rather than refused."""
         found: dict[str, str] = {}
-        for address, name in cc:
-            address = addresses.normalize(address)
-            if not addresses.is_valid(address):
-                errors["cc"] = f"{address[:100]!r} {addresses.INVALID}"
+        for given, name in cc:
+            address = _address(addresses.normalize(given), as_written=as_written)
+            if address is None:
+                errors["cc"] = f"{addresses.normalize(given)[:100]!r} {addresses.INVALID}"
             elif address != exclude and address not in found:
                 found[address] = addresses.display_name(name)[:MAX_NAME]
         return list(found.items())
@@ -820,6 +832,18 @@ class TicketsService:
         if ticket.assignee_id is None:
             set_committed_value(ticket, "assignee", None)
         return ticket
+
+
+def _address(address: str, *, as_written: bool) -> str | None:
+    """A requester's or a CC's (normalized) address as a ticket takes it, or None when
+    it is none. Read out of a mail, or a contact's already, it is kept as written
+    (`as_written`; docs/mail-gateway.md); named by a person or a program (the portal,
+    the staff and workflow APIs), it is taken as `addresses.named` takes it: the
+    domain as IDNA maps it, no address literal (docs/integrations.md, "Who the
+    customer is")."""
+    if as_written:
+        return address if addresses.is_valid(address) else None
+    return addresses.named(address)
 
 
 def kept_ticket(ticket_id: int, number: int) -> Select[int]:

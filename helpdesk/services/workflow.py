@@ -93,6 +93,7 @@ def open_workflow_ticket(
             subject=title,
             description=description,
             requester_email=email,
+            requester_is_contact=contact is not None,  # named by id: that contact as stored
             requester_name=name,
             priority=stored_priority,
             channel=channel,
