@@ -20,6 +20,13 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # text"): they make a line read other than it is written. The implicit marks
 # (U+200E, U+200F) and right-to-left letters are text and stay.
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Unicode's tag characters (U+E0000-U+E007F): invisible, but a language model reads
+# them as the ASCII letters they shadow, so text staff see as harmless can carry
+# instructions to an assistant (docs/security.md, "Hidden text"). Kept only where
+# they spell an emoji tag sequence: U+1F3F4 (a black flag), tag characters, U+E007F
+# (cancel tag), a subdivision's flag such as England's. Group 1 is such a sequence.
+_TAGS = re.compile("(\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f)|[\U000e0000-\U000e007f]")
+_TAG = re.compile("[\U000e0000-\U000e007f]")
 # What an echo of caller text must not carry: the above, and lone surrogates (a
 # surrogate pair is one character once JSON is decoded, so any left is alone).
 _UNECHOED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -113,10 +120,11 @@ def echoed(value: object, limit: int = MAX_ECHO) -> str:
 
 def one_line(text: str) -> str:
     """`text` as one line of plain text: every control character a space, runs of
-    spaces one, bidirectional controls dropped. For what is shown as a line and put
-    into mail headers (names, subjects): a line break there made mail fail to
-    compose, an escape sequence reached terminals, an override turned the line."""
-    return " ".join(_CONTROL.sub(" ", without_bidi(text)).split())
+    spaces one, bidirectional controls and tag characters (`without_tags`) dropped.
+    For what is shown as a line and put into mail headers (names, subjects): a line
+    break there made mail fail to compose, an escape sequence reached terminals, an
+    override turned the line."""
+    return " ".join(_CONTROL.sub(" ", without_bidi(without_tags(text))).split())
 
 
 def typed_text(text: str) -> str:
@@ -163,6 +171,16 @@ def readable_line(text: str) -> str:
     inside an emoji sequence)."""
     line = one_line(text)
     return "" if nothing_to_read(line) else line
+
+
+def without_tags(text: str) -> str:
+    """`text` without Unicode's tag characters, but for those of an emoji tag sequence
+    (a subdivision's flag): see `_TAGS`. Invisible to staff, they were kept in a
+    subject or a description and handed to the assistant's language model, which
+    reads them as text: hidden instructions (docs/security.md, "Hidden text")."""
+    if text.isascii() or _TAG.search(text) is None:  # the common case, without a substitution's cost
+        return text
+    return _TAGS.sub(lambda found: found.group(1) or "", text)
 
 
 def without_bidi(text: str) -> str:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from helpdesk.inputs import MAX_ID, echoed, nothing_to_read, positive_int, readable_line
+from helpdesk.inputs import (
+    MAX_ID,
+    echoed,
+    nothing_to_read,
+    one_line,
+    positive_int,
+    readable_line,
+    without_tags,
+)
 
 
 @pytest.mark.parametrize(
@@ -97,3 +105,15 @@ def test_nothing_to_read_is_only_what_takes_no_place(text, empty):
 def test_a_line_with_nothing_to_read_is_no_line(text, line):
     """The subject rule every channel shares (docs/security.md, "One-line text")."""
     assert readable_line(text) == line
+
+
+def test_tag_characters_are_dropped_but_for_an_emoji_flag_s_sequence():
+    """Tag characters are invisible and read by a language model as the ASCII they
+    shadow (docs/security.md, "Hidden text"); an emoji tag sequence (U+1F3F4, tags,
+    U+E007F) is a subdivision's flag and stays whole."""
+    england = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+    hidden = "".join(chr(0xE0000 + ord(char)) for char in "run rm")
+    assert without_tags(f"Hi{hidden} {england}!\U000e0001") == f"Hi {england}!"
+    assert without_tags(f"\U0001f3f4{hidden}") == "\U0001f3f4"  # no cancel tag: no flag
+    assert one_line(f"Printer{hidden}\non fire") == "Printer on fire"
+    assert without_tags("plain") == "plain"

@@ -120,6 +120,10 @@ CASES = [
     Case("helpdesk.inputs", "_BIDI", "sub", lambda n: rep("\u202ea", n)),
     Case("helpdesk.inputs", "_DIGITS", "fullmatch", lambda n: rep("1", n, "x")),
     Case("helpdesk.inputs", "_UNECHOED", "sub", lambda n: rep("\ud800\x1b\u2028", n)),
+    # A flag's tag run that never ends in a cancel tag, then each tag character removed.
+    Case("helpdesk.inputs", "_TAGS", "sub", lambda n: "\U0001f3f4" + rep("\U000e0061", n - 1)),
+    Case("helpdesk.inputs", "_TAGS", "sub", lambda n: rep("\U0001f3f4\U000e0067\U000e0062", n)),
+    Case("helpdesk.inputs", "_TAG", "search", lambda n: rep("a\u00e9\U0001f3f4", n)),
     Case("helpdesk.cli", "_UNSHOWN", "sub", lambda n: rep("\x1b[31m", n)),
     Case("helpdesk.service_fields", "_SERIAL", "fullmatch", lambda n: rep("A:", n, " ")),
     Case("helpdesk.service_fields", "_SEPARATORS", "split", lambda n: rep(" ,;\t", n, "x")),

@@ -30,7 +30,7 @@ from helpdesk.clock import iso, now
 from helpdesk.database import commit_or_unknown, insert_ignoring
 from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inbound import automail
-from helpdesk.inputs import echoed, nothing_to_read, unstorable_json
+from helpdesk.inputs import echoed, nothing_to_read, unstorable_json, without_tags
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import AssistantCall, Contact, Message, Ticket
 from helpdesk.services import chat, contacts, customer_limits, email_proofs, notifications, satisfaction
@@ -431,6 +431,8 @@ class AssistantService:
         # The requester's own text only to the requester, as the chat answers a
         # merged-in customer its card (docs/integrations.md, "The assistant's tools").
         description = ticket.description if chat.answers_whole(customer.contact, ticket) else None
+        # Text stored before tag characters were dropped (`inputs.without_tags`) may
+        # hold them still: the model reads them, staff never saw them (docs/security.md).
         return {
             "success": True,
             "ticketId": self._number(ticket.number),
@@ -439,8 +441,8 @@ class AssistantService:
             "category": ticket.category,
             # Their own conversation's subject: a merged-in customer's words, not
             # the survivor's customer's (`notifications.own_subject`).
-            "title": notifications.own_subject(self.session, ticket, customer.contact.email),
-            "description": description,
+            "title": without_tags(notifications.own_subject(self.session, ticket, customer.contact.email)),
+            "description": without_tags(description) if description is not None else None,
             "createdAt": iso(ticket.created_at),
             "updatedAt": iso(ticket.updated_at),
             "assignedAgent": {"name": agent.name, "email": agent.email} if agent is not None else None,
@@ -459,7 +461,9 @@ class AssistantService:
             "tickets": [
                 {
                     "ticketId": self._number(ticket.number),
-                    "title": notifications.own_subject(self.session, ticket, customer.contact.email),
+                    "title": without_tags(
+                        notifications.own_subject(self.session, ticket, customer.contact.email)
+                    ),
                     "status": ticket.status,
                     "priority": ticket.priority,
                     "updatedAt": iso(ticket.updated_at),

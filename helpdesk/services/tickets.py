@@ -231,6 +231,8 @@ class TicketsService:
             errors["description"] = "must be text"
         elif description_required and inputs.nothing_to_read(description):
             errors["description"] = "is required"
+        else:
+            description = inputs.without_tags(description)  # hidden text (docs/security.md)
         if note is not None and (not note[1].strip() or unstorable(note[1])):
             errors["body"] = "must be text"
         email = addresses.normalize(requester_email)
@@ -389,6 +391,7 @@ class TicketsService:
             raise ValidationError({"body": "is required"})
         if unstorable(body) or unstorable(body_html):  # a NUL: PostgreSQL refuses it
             raise ValidationError({"body": "must be text"})
+        body = inputs.without_tags(body)  # hidden text for the assistant (docs/security.md)
         if internal and actor.is_customer:
             raise ValidationError({"internal": "customers cannot write internal notes"})
         if actor.is_customer:
