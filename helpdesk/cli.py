@@ -24,6 +24,7 @@ from helpdesk.services import (
     lifecycle_jobs,
     mailboxes,
     notifications,
+    revoked_tokens,
 )
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.queue import MAX_PER_PAGE
@@ -265,6 +266,14 @@ def assistant_calls_sweep() -> None:
     click.echo(result.summary())
 
 
+@click.command("revoked-tokens-sweep")
+def revoked_tokens_sweep() -> None:
+    """Delete API token revocations an hour past their token's expiry; safe from cron."""
+    with transaction() as session:
+        result = revoked_tokens.sweep(session, current_app.config)
+    click.echo(result.summary())
+
+
 @integrations_cli.command("add")
 @click.argument("name")
 @click.option("--kind", required=True, type=click.Choice(v.INTEGRATION_KINDS))
@@ -401,5 +410,6 @@ def init_app(app: Flask) -> None:
         auto_close,
         idempotency_keys_sweep,
         assistant_calls_sweep,
+        revoked_tokens_sweep,
     ):
         app.cli.add_command(command)

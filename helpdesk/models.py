@@ -727,8 +727,11 @@ class IdempotencyKey(Model):
 
 
 class RevokedToken(Model):
-    """An API token revoked before it expired (logout). Rows past `expires_at` are
-    useless, since the token is refused as expired anyway, and may be deleted."""
+    """An API token revoked before it expired: a rotated refresh token (its `jti`,
+    until its expiry) or a family ended by a reused one (`family:<id>`, until the
+    longest a member can live). Rows past `expires_at` refuse nothing, since the
+    token is refused as expired first: the gateway's lifecycle jobs delete them an
+    hour later (`helpdesk.services.revoked_tokens`, docs/security.md)."""
 
     __tablename__ = "revoked_tokens"
 

@@ -1,7 +1,8 @@
 """The lifecycle jobs in the gateway process: the SLA check and auto-close
 (`helpdesk.services.lifecycle_jobs`), and deleting the API's spent idempotency
-keys (`helpdesk.services.idempotency`) and the assistant's spent call ids
-(`helpdesk.services.assistant.sweep_calls`), every `LIFECYCLE_JOBS_INTERVAL` (1 minute
+keys (`helpdesk.services.idempotency`), the assistant's spent call ids
+(`helpdesk.services.assistant.sweep_calls`) and the API's expired token revocations
+(`helpdesk.services.revoked_tokens`), every `LIFECYCLE_JOBS_INTERVAL` (1 minute
 by default; 0 turns them off here, for installs that run them from cron).
 
 A `Loop`: run each in its own transaction, at once on start (a gateway
@@ -22,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from helpdesk.database import is_transient, transaction
 from helpdesk.extensions import db
-from helpdesk.services import assistant, idempotency, lifecycle_jobs
+from helpdesk.services import assistant, idempotency, lifecycle_jobs, revoked_tokens
 from mailgateway.loop import Loop
 
 log = logging.getLogger("mailgateway.periodic")
@@ -42,6 +43,7 @@ class LifecycleJobs(Loop):
                 lambda: idempotency.sweep(db.session, app.config["IDEMPOTENCY_KEY_LIFETIME"]),
             ),
             ("assistant-calls", lambda: assistant.sweep_calls(db.session)),
+            ("revoked-tokens", lambda: revoked_tokens.sweep(db.session, app.config)),
         )
 
     def off(self) -> str | None:

@@ -588,6 +588,7 @@ def test_gateway_job_failure_is_logged_and_the_next_job_still_runs(app, service,
         "AutoCloseResult",
         "SweepResult",
         "SweepResult",
+        "SweepResult",
     ]
     assert "broken: unexpected error" in caplog.text
     assert len(sla_history()) == 2

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask_sqlalchemy.session import Session
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
+from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import StaffUser
+from helpdesk.models import RevokedToken, StaffUser
 from helpdesk.portal import account
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, Portal, login_tokens
@@ -413,6 +414,63 @@ def test_refreshing_never_takes_a_family_past_its_logins_lifetime(app, clock, cl
         assert answer.status_code == 401
         assert answer.get_json()["error"]["code"] == "token_expired"
     assert login_tokens(client, agent.email, "agent-password-1")  # a new login starts again
+
+
+def _swept(app: Flask) -> int:
+    """The gateway's lifecycle jobs, once: how many revocations their sweep deleted."""
+    from mailgateway.periodic import LifecycleJobs
+
+    [result] = [r for r in LifecycleJobs(app).run_once() if r.summary().startswith("revoked-tokens:")]
+    return int(result.deleted)
+
+
+def test_a_reused_refresh_token_ends_its_family_up_to_its_expiry_whatever_is_swept(
+    app, clock, client, agent, runner
+):
+    """`revoked_tokens` kept a row for every rotated refresh token and ended family
+    for ever. The gateway's lifecycle jobs (and `flask revoked-tokens-sweep`) now
+    delete a row an hour past its token's expiry: a rotated token presented again
+    still ends its family at its last second, also when the sweeping host's clock
+    runs up to that hour ahead of the web host's, and once its row is gone it is
+    refused as expired (docs/security.md, "Refresh tokens rotate")."""
+    from helpdesk.services.revoked_tokens import SKEW_MARGIN
+
+    lifetime = app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    second = timedelta(seconds=1)
+    first = login_tokens(client, agent.email, "agent-password-1")
+    rotated = ApiClient(client, first["refresh_token"]).post("/auth/refresh").get_json()
+    clock.shift(lifetime - second + SKEW_MARGIN - second)  # a sweeper almost an hour ahead
+    assert _swept(app) == 0
+    clock.shift(-(SKEW_MARGIN - second))  # the web host: the first token's last second
+    reused = ApiClient(client, first["refresh_token"]).post("/auth/refresh")
+    assert reused.get_json()["error"]["code"] == "token_revoked"
+    ended = ApiClient(client, rotated["refresh_token"]).post("/auth/refresh")  # the family's last second too
+    assert ended.get_json()["error"]["code"] == "token_revoked"
+    clock.shift(second + SKEW_MARGIN + second)
+    assert _swept(app) == 1  # the first token's; the family's outlives every member
+    expired = ApiClient(client, first["refresh_token"]).post("/auth/refresh")
+    assert expired.get_json()["error"]["code"] == "token_expired"
+    clock.shift(lifetime)
+    swept = runner.invoke(args=["revoked-tokens-sweep"])
+    assert (swept.exit_code, swept.output) == (0, "revoked-tokens: 1 expired revocations deleted\n")
+    assert db.session.scalars(select(RevokedToken)).first() is None
+
+
+def test_expired_revocations_are_swept_in_batches_and_the_live_ones_kept(app, clock):
+    """Soonest expiry first, a batch a transaction; a revocation is kept the margin
+    and any JWT_DECODE_LEEWAY past its token's expiry (docs/security.md)."""
+    from helpdesk.services import revoked_tokens
+
+    app.config["JWT_DECODE_LEEWAY"] = 10
+    spent = now() - revoked_tokens.SKEW_MARGIN - timedelta(seconds=11)
+    rows = [dict(jti=f"old-{n}", expires_at=spent) for n in range(5)]
+    db.session.execute(
+        insert(RevokedToken), [*rows, dict(jti="leeway", expires_at=spent + timedelta(seconds=2))]
+    )
+    db.session.commit()
+    assert revoked_tokens.sweep(db.session, app.config, batch=2).deleted == 5
+    db.session.commit()
+    assert db.session.scalars(select(RevokedToken.jti)).all() == ["leeway"]
 
 
 def test_changing_the_password_over_the_api(client, agent):
