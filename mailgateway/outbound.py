@@ -82,16 +82,17 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Literal, cast, overload
 
 from flask import Flask
-from sqlalchemy import and_, bindparam, exists, false, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
 from helpdesk import addresses
@@ -100,8 +101,8 @@ from helpdesk.clock import database_clock, database_now, describe
 from helpdesk.extensions import db
 from helpdesk.inbound import automail
 from helpdesk.instance import ConfigurationError
-from helpdesk.models import Attachment, Contact, OutboxMessage, StaffUser, Ticket
-from helpdesk.outbound.compose import Composer
+from helpdesk.models import Attachment, Contact, InboundMail, OutboxMessage, StaffUser, Ticket
+from helpdesk.outbound.compose import Composer, ThreadHint
 from helpdesk.services import contacts, notifications
 from helpdesk.services.mailflow import UNDELIVERABLE_REASON
 from helpdesk.services.notifications import AUTOMATIC_KINDS
@@ -259,8 +260,11 @@ class Sender(Loop):
                 .scalars()
                 .all()
             )
-            tickets, undeliverable, file_bytes = self._batch_context(session, rows) if rows else ({}, {}, {})
+            tickets, hints, undeliverable, file_bytes = (
+                self._batch_context(session, rows) if rows else ({}, {}, {}, {})
+            )
             rows = _within_bytes(rows, file_bytes)
+            counts = self._rate_counts(session, rows, moment)
             # Before any row is rendered, in ticket-id order (`Composer.fix_languages`).
             self.composer.fix_languages(
                 session,
@@ -276,6 +280,8 @@ class Sender(Loop):
                         moment,
                         tickets,
                         undeliverable.get(addresses.wire_or_stored(row.to_address)),
+                        hints.get(row.ticket_id) if row.ticket_id is not None else None,
+                        counts,
                     )
                 )
             ]
@@ -289,23 +295,44 @@ class Sender(Loop):
     def _batch_context(
         session: Session,
         rows: Sequence[OutboxMessage],
-    ) -> tuple[dict[int, Ticket], dict[str, datetime], dict[int, int]]:
+    ) -> tuple[dict[int, Ticket], dict[int, ThreadHint], dict[str, datetime], dict[int, int]]:
         """What every row of a batch needs, read once for the batch: the tickets with
         requester and CC participants (held here: the session's identity map keeps
-        only objects someone refers to, and rendering looks them up), since when
+        only objects someone refers to, and rendering looks them up), and whether
+        each has tickets merged into it or mail to thread to (`ThreadHint`; in the
+        same statement), since when
         each bounced recipient is undeliverable (the claim changes neither), by the
         address as the relay sees it: a bounce names `ana@xn--bcher-kva.example`,
         the same mailbox as a row's `ana@bücher.example`, and how many bytes of
         files each reply of the batch has (`_within_bytes`)."""
-        tickets = (
-            session.execute(
-                select(Ticket)
-                .options(selectinload(Ticket.participants))
-                .where(Ticket.id.in_({row.ticket_id for row in rows if row.ticket_id is not None}))
+        batch_ids = [row.id for row in rows]
+        merged_in = aliased(Ticket)
+        merged = select(merged_in.id).where(merged_in.merged_into_id == Ticket.id).exists()
+        mailed = or_(
+            select(InboundMail.id)
+            .where(InboundMail.ticket_id == Ticket.id, InboundMail.message_id.is_not(None))
+            .exists(),
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.ticket_id == Ticket.id,
+                OutboxMessage.message_id.is_not(None),
+                OutboxMessage.id.not_in(batch_ids),
             )
-            .scalars()
-            .all()
+            .exists(),
         )
+        found = session.execute(
+            select(Ticket, merged, mailed)
+            .options(selectinload(Ticket.participants))
+            .where(Ticket.id.in_({row.ticket_id for row in rows if row.ticket_id is not None}))
+        ).all()
+        tickets = [ticket for ticket, _, _ in found]
+        # Another row of the batch on the same ticket may be rendered first and be
+        # this one's thread: those tickets are read row by row, as before.
+        shared = Counter(row.ticket_id for row in rows)
+        hints = {
+            ticket.id: ThreadHint(merged=bool(is_merged), earlier=bool(has_mail) or shared[ticket.id] > 1)
+            for ticket, is_merged, has_mail in found
+        }
         either_form = {row.to_address for row in rows} | {
             addresses.wire_or_stored(row.to_address) for row in rows
         }
@@ -318,13 +345,18 @@ class Sender(Loop):
             addresses.wire_or_stored(email): moment for email, moment in undeliverable if moment is not None
         }
         replies = {row.reply_id for row in rows if row.reply_id is not None}
-        file_bytes = session.execute(
-            select(Attachment.message_id, func.sum(Attachment.size))
-            .where(Attachment.message_id.in_(replies))
-            .group_by(Attachment.message_id)
-        ).all()
+        file_bytes = (
+            session.execute(
+                select(Attachment.message_id, func.sum(Attachment.size))
+                .where(Attachment.message_id.in_(replies))
+                .group_by(Attachment.message_id)
+            ).all()
+            if replies
+            else []
+        )
         return (
             {ticket.id: ticket for ticket in tickets},
+            hints,
             since,
             {reply: int(size) for reply, size in file_bytes},
         )
@@ -336,7 +368,12 @@ class Sender(Loop):
         moment: datetime,
         tickets: dict[int, Ticket],
         undeliverable: datetime | None,
+        hint: ThreadHint | None,
+        counts: _RateCounts,
     ) -> Outgoing | None:
+        # The batch's earlier rows are written now, each in one UPDATE: this row's
+        # thread may be one of them (rendering reads without flushing).
+        session.flush()
         if row.state == "sending":
             if moment - row.created_at >= self.give_up_after:
                 # Giving up is otherwise decided after a failed attempt: a row whose
@@ -347,10 +384,9 @@ class Sender(Loop):
                 return None
             log.warning("outbox #%s: lease expired (its sender stopped?); sending again", row.id)
         first_claim = row.message_id is None
-        # The rate limits count the batch's earlier rows (flushed by this query); this
-        # row's claim and rendering need not be flushed before its own queries, and are
-        # then written in one UPDATE at the next row's first query or the commit.
-        refusal = self.refusal(session, row, moment, first_claim, undeliverable)
+        # This row's claim and rendering are written in one UPDATE, at the next row's
+        # flush or the commit.
+        refusal = self.refusal(session, row, moment, first_claim, undeliverable, counts)
         row.state, row.claimed_at, row.attempts = "sending", moment, row.attempts + 1
         row.to_mailbox = addresses.mailbox(row.to_address)  # what the limit per recipient counts
         if refusal:
@@ -361,7 +397,7 @@ class Sender(Loop):
         try:
             if first_claim:
                 with session.no_autoflush:
-                    self.composer.render(session, row)
+                    self.composer.render(session, row, hint)
             else:
                 self.composer.sign_again_if_not_ascii(row)
             # Every row is about a ticket but an SLA digest, which is about many.
@@ -395,9 +431,11 @@ class Sender(Loop):
         moment: datetime,
         first_claim: bool,
         undeliverable: datetime | None,
+        counts: _RateCounts | None = None,
     ) -> str | None:
         """Why this row must not be mailed, or None (see the module docstring);
-        `undeliverable`: since when a bounce marked the recipient undeliverable."""
+        `undeliverable`: since when a bounce marked the recipient undeliverable;
+        `counts`: the batch's rate-limit counts (`_rate_counts`), else read here."""
         # Every rule reads the address as the relay will see it: our own domain in
         # fullwidth letters is stored as written, but IDNA makes it ours on the wire.
         address = addresses.wire_or_stored(row.to_address)
@@ -430,26 +468,63 @@ class Sender(Loop):
             # was deactivated after the row was queued gets none.
             return "no active staff member has this address (deactivated since it was queued)"
         if first_claim and row.kind in AUTOMATIC_KINDS:
-            return self._rate_limited(session, row, moment)
+            if counts is None:
+                counts = self._rate_counts(session, [row], moment)
+            return self._rate_limited(row, moment, counts)
         return None
 
-    def _rate_limited(self, session: Session, row: OutboxMessage, moment: datetime) -> str | None:
-        """Over a limit on automatic mail? The recipient is counted by mailbox
-        (`addresses.mailbox`): a bot answering from `robot+t1@`, `robot+t2@`… is one."""
-        to_address = OutboxMessage.to_mailbox == addresses.mailbox(row.to_address)
-        # A row about no ticket is counted per recipient only: `ticket_id == NULL`
-        # would count every other such row as its ticket's.
-        on_ticket = OutboxMessage.ticket_id == row.ticket_id if row.ticket_id is not None else false()
-        to_recipient, for_ticket = session.execute(
-            select(func.count().filter(to_address), func.count().filter(on_ticket)).where(
+    def _rate_counts(self, session: Session, rows: Sequence[OutboxMessage], moment: datetime) -> _RateCounts:
+        """The rate limits' counts for a batch, in one statement: the counted rows
+        (`_COUNTED_STATES`, rendered, claimed within the window) outside the batch,
+        by mailbox and ticket. The batch's own rows are counted as they stand when
+        each row is judged (`_rate_limited`), as the row-by-row count read them."""
+        judged = [row for row in rows if row.message_id is None and row.kind in AUTOMATIC_KINDS]
+        if not judged:
+            return _RateCounts(rows)
+        mailboxes = {addresses.mailbox(row.to_address) for row in judged}
+        on_tickets = {row.ticket_id for row in judged if row.ticket_id is not None}
+        found = session.execute(
+            select(OutboxMessage.to_mailbox, OutboxMessage.ticket_id, func.count())
+            .where(
                 OutboxMessage.kind.in_(AUTOMATIC_KINDS),
                 OutboxMessage.state.in_(_COUNTED_STATES),
                 OutboxMessage.message_id.is_not(None),
                 OutboxMessage.claimed_at >= moment - self.rate_window,
-                OutboxMessage.id != row.id,
-                or_(to_address, on_ticket),
+                OutboxMessage.id.not_in([row.id for row in rows]),
+                or_(OutboxMessage.to_mailbox.in_(mailboxes), OutboxMessage.ticket_id.in_(on_tickets)),
             )
-        ).one()
+            .group_by(OutboxMessage.to_mailbox, OutboxMessage.ticket_id)
+        ).all()
+        counts = _RateCounts(rows)
+        for mailbox, ticket_id, count in found:
+            if mailbox is not None:
+                counts.by_mailbox[mailbox] += count
+            if ticket_id is not None:
+                counts.by_ticket[ticket_id] += count
+        return counts
+
+    def _rate_limited(self, row: OutboxMessage, moment: datetime, counts: _RateCounts) -> str | None:
+        """Over a limit on automatic mail? The recipient is counted by mailbox
+        (`addresses.mailbox`): a bot answering from `robot+t1@`, `robot+t2@`… is one.
+        A row about no ticket is counted per recipient only."""
+        mailbox = addresses.mailbox(row.to_address)
+        since = moment - self.rate_window
+        batch = [
+            other
+            for other in counts.batch
+            if other is not row
+            and other.kind in AUTOMATIC_KINDS
+            and other.state in _COUNTED_STATES
+            and other.message_id is not None
+            and other.claimed_at is not None
+            and other.claimed_at >= since
+        ]
+        to_recipient = counts.by_mailbox[mailbox] + sum(other.to_mailbox == mailbox for other in batch)
+        for_ticket = (
+            counts.by_ticket[row.ticket_id] + sum(other.ticket_id == row.ticket_id for other in batch)
+            if row.ticket_id is not None
+            else 0
+        )
         window = describe(self.rate_window)
         if to_recipient >= self.max_per_recipient:
             return f"rate limit: {self.max_per_recipient} automatic mails to this address within {window}"
@@ -668,6 +743,16 @@ class Sender(Loop):
 
     def _where(self) -> str:
         return f"{self.server.host}:{self.server.port}" if self.server else "nowhere"
+
+
+@dataclass
+class _RateCounts:
+    """The rate limits' counts of a batch (`Sender._rate_counts`): counted rows
+    outside it by mailbox and by ticket, and its own rows, read as they stand."""
+
+    batch: Sequence[OutboxMessage]
+    by_mailbox: Counter[str] = field(default_factory=Counter)
+    by_ticket: Counter[int] = field(default_factory=Counter)
 
 
 def _check_outbound_from(address: str, support: list[str], message_id_domain: str) -> None:

@@ -203,6 +203,18 @@ class MailFile:
 
 
 @dataclass(frozen=True)
+class ThreadHint:
+    """What the sender read of a row's ticket once for its batch: whether tickets
+    were merged into it, and whether it may have mail to thread to (a customer's
+    mail with a Message-ID, our own earlier row, or another row of the batch). A
+    ticket with neither has no thread, and `Composer._thread` reads nothing
+    (docs/outbound-mail.md, "Headers")."""
+
+    merged: bool
+    earlier: bool
+
+
+@dataclass(frozen=True)
 class Reader:
     """Whom a row is written for: the language and the time zone of its text."""
 
@@ -261,12 +273,13 @@ class Composer:
             self.environments[language] = template_environment(self.override_dir, language)
         return self.environments[language]
 
-    def render(self, session: Session, row: OutboxMessage) -> None:
+    def render(self, session: Session, row: OutboxMessage, hint: ThreadHint | None = None) -> None:
         """Fill the row's subject, bodies and threading headers, once.
 
         Done when a row is first claimed, not when it is queued: a new ticket has
         no id or number yet when its acknowledgment is queued. Afterwards the row
-        keeps what was rendered, so every retry sends the same mail.
+        keeps what was rendered, so every retry sends the same mail. `hint`: what
+        the sender's batch read says of the ticket's thread (`ThreadHint`).
         """
         if row.kind == "sla_digest":
             self._render_digest(session, row)
@@ -294,7 +307,7 @@ class Composer:
         row.body_text = templates.get_template(f"{row.kind}.txt").render(context)
         row.body_html = templates.get_template(f"{row.kind}.html").render(context)
         row.message_id = self.signer.make(ticket.id, row.id, row.to_address)
-        parent, references = self._thread(session, row)
+        parent, references = self._thread(session, row, hint)
         row.in_reply_to = parent
         row.references = " ".join(f"<{mid}>" for mid in references) or None
 
@@ -484,15 +497,17 @@ class Composer:
         ticket's first mails at once agree on the one that was written first. Its
         `updated_at` stays: nothing a person did changed the ticket."""
         if not ticket.language:
-            session.execute(
+            fixed = session.execute(
                 update(Ticket)
                 .where(Ticket.id == ticket.id, Ticket.language == "")
                 .values(
                     language=languages.of_contact(ticket.requester, self.config), updated_at=Ticket.updated_at
                 )
+                .returning(Ticket.language)
                 .execution_options(synchronize_session=False)
-            )
-            fixed = session.execute(select(Ticket.language).where(Ticket.id == ticket.id)).scalar_one()
+            ).scalar()
+            if fixed is None:  # another sender fixed it first: theirs holds
+                fixed = session.execute(select(Ticket.language).where(Ticket.id == ticket.id)).scalar_one()
             set_committed_value(ticket, "language", fixed)
         return _known_language(ticket.language, self.default_language)
 
@@ -567,7 +582,9 @@ class Composer:
     def _staff_name(session: Session, address: str) -> str:
         return session.execute(select(StaffUser.name).where(StaffUser.email == address)).scalar() or ""
 
-    def _thread(self, session: Session, row: OutboxMessage) -> tuple[str | None, list[str]]:
+    def _thread(
+        self, session: Session, row: OutboxMessage, hint: ThreadHint | None = None
+    ) -> tuple[str | None, list[str]]:
         """In-Reply-To and References: the customer's last mail on the ticket before
         this row was queued is the parent; our earlier mail to the same recipient
         fills the thread (and is the parent when the customer never mailed, e.g. a
@@ -594,8 +611,17 @@ class Composer:
         in order from the indexes on (ticket_id, received_at) and (ticket_id,
         created_at), each mail's message looked up by (ticket_id, inbound_mail_id):
         joined and made distinct, every mail of the ticket was fetched and sorted
-        first, 70–120 ms at 20,000 mails (docs/benchmarks.md)."""
-        merged = bool(session.execute(select(notifications.merged_into(row.ticket_id).exists())).scalar())
+        first, 70–120 ms at 20,000 mails (docs/benchmarks.md).
+
+        With a `hint` from the sender's batch read, merges are not asked again, and
+        a ticket with no mail to thread to is not read at all."""
+        if hint is not None and not hint.merged and not hint.earlier:
+            return None, []
+        merged = (
+            hint.merged
+            if hint is not None
+            else bool(session.execute(select(notifications.merged_into(row.ticket_id).exists())).scalar())
+        )
 
         def on_tickets(column: Any) -> Any:
             if not merged:
