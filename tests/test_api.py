@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text, update
 
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
 from helpdesk.extensions import db
-from helpdesk.models import IdempotencyKey, Message, OutboxMessage, Participant, StaffUser, Ticket
+from helpdesk.models import Contact, IdempotencyKey, Message, OutboxMessage, Participant, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, login_tokens, make_app
@@ -273,6 +273,20 @@ def test_create_refuses_an_address_literal_and_folds_a_fullwidth_domain(api, fie
     ticket = create(api, **{field: fullwidth if field == "requester_email" else [fullwidth]})
     detail = api.get(f"/tickets/{ticket['number']}").get_json()
     assert "bob@example.com" in (detail["requester_email"], *detail["cc"])
+
+
+def test_a_customer_stored_with_a_fullwidth_domain_is_still_found(api):
+    """A contact the API stored as written before it folded domains
+    (`ann@ｅｘａｍｐｌｅ.com`) is still that customer when named so again: folding
+    made a second contact, `ann@example.com`, beside theirs (docs/integrations.md,
+    "Who the customer is")."""
+    fullwidth = "ann@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"
+    create(api)
+    db.session.execute(update(Contact).values(email=fullwidth))  # as stored before
+    db.session.commit()
+    ticket = create(api, requester_email=fullwidth)
+    assert api.get(f"/tickets/{ticket['number']}").get_json()["requester_email"] == fullwidth
+    assert db.session.execute(select(Contact.email)).scalars().all() == [fullwidth]
 
 
 def test_create_drops_bidirectional_controls_from_subject_and_name(api):

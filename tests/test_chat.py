@@ -6,7 +6,7 @@ share text in the customer's language."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from helpdesk import addresses, languages
 from helpdesk import vocabulary as v
@@ -306,6 +306,19 @@ def test_a_fullwidth_spelling_of_a_customer_s_domain_is_that_customer(chat):
         assert twin.status_code == 201, twin.get_json()
         assert twin.get_json()["requester_email"] == "ann@example.com"
     assert db.session.execute(select(Contact.email)).scalars().all() == ["ann@example.com"]
+
+
+def test_a_customer_stored_with_a_fullwidth_domain_is_still_that_customer(chat):
+    """A contact a chat named before domains were folded keeps its spelling
+    (`ann@ｅｘａｍｐｌｅ.com`): named so again, it is that customer, with their
+    tickets, not a new contact at ann@example.com (docs/integrations.md)."""
+    fullwidth = "ann@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"
+    first = chat("tickets", {"conversation_id": "c1", "customer": ANN, "transcript": "help"})
+    db.session.execute(update(Contact).values(email=fullwidth))  # as stored before
+    db.session.commit()
+    again = chat("lookup", {"customer": {"email": fullwidth}, "text": first.get_json()["number"]})
+    assert [card["number"] for card in again.get_json()["tickets"]] == [first.get_json()["number"]]
+    assert db.session.execute(select(Contact.email)).scalars().all() == [fullwidth]
 
 
 def test_a_conversation_id_naming_another_customer_is_refused(chat):

@@ -956,6 +956,18 @@ def test_verify_email_takes_a_fullwidth_domain_as_the_mailbox_it_reaches(call):
     assert [row.to_address for row in _code_rows()] == ["ana@example.com"]
 
 
+def test_verify_email_of_a_number_bound_before_folding_is_that_address(call):
+    """A number proven for `ana@ｅｘａｍｐｌｅ.com` before domains were folded keeps
+    that contact: the same address named again is the one it is linked to, not
+    "linked elsewhere" (docs/integrations.md, "Who the customer is")."""
+    fullwidth = "ana@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"
+    contacts.find_or_create(db.session, fullwidth, "Ana").phone = VICTIM_PHONE  # as bound before
+    db.session.commit()
+    (asked,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": fullwidth}))
+    assert asked["success"] is True and asked["email"] == fullwidth, asked
+    assert _code_rows() == []
+
+
 def test_verify_email_in_a_web_chat_changes_nothing(call):
     """The chat's email is vouched for by the widget's backend: nothing to prove there."""
     (answer,) = tools(

@@ -54,6 +54,8 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
         errors["customer.email"] = addresses.INVALID  # a stand-in is derived from a phone: no proof
     elif email is not None and contacts.is_ours(db.session, email, current_app.config):
         errors["customer.email"] = contacts.NOT_A_CUSTOMER
+    elif email is not None and given is not None:  # a contact stored as written before folding
+        email = contacts.known_spelling(db.session, given, email)
     phone = None
     if value.get("phone"):
         phone = phones.normalize(value["phone"])

@@ -562,6 +562,8 @@ class AssistantService:
             or addresses.on_the_wire(email) is None  # nor one no relay could take (no IDNA form)
         ):
             raise Failure(INVALID_ARGUMENTS, "invalid")
+        # A contact stored as written before folding is still the address proven.
+        email = contacts.known_spelling(self.session, addresses.normalize(arguments["email"]), email)
         # Under the number's lock, whoever has the number stays who it is: every
         # binding takes that lock first (contacts.lock_number), before any row.
         contacts.lock_number(self.session, customer.phone)

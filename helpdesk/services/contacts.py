@@ -111,6 +111,22 @@ def find_or_create(session: Session, email: str, name: str = "") -> Contact:
     return _remember(session, email, created or session.execute(_BY_EMAIL, {"email": email}).scalar_one())
 
 
+def known_spelling(session: Session, given: str, named: str) -> str:
+    """The address a customer named as `given` (normalized) is known by: `named`
+    (`addresses.named`, its domain as IDNA maps it), unless only a contact stored
+    with `given` as written exists. Before domains were folded the API, the portal
+    and the chat stored `ann@ｅｘａｍｐｌｅ.com` as written; folding it found no one
+    and made a second contact at `ann@example.com` beside that customer, who lost
+    their tickets in a chat's lookup and was "linked elsewhere" to verify_email.
+    A contact at the folded form, when there is one, is the customer
+    (docs/integrations.md, "Who the customer is"). One read, only when folding
+    changed the address."""
+    if given == named:
+        return named
+    stored = session.execute(select(Contact.email).where(Contact.email.in_((given, named)))).scalars().all()
+    return given if stored == [given] else named
+
+
 def _remembered(session: Session, email: str) -> Contact | None:
     """The contact this session found last, if it was for `email`.
 
