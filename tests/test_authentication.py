@@ -331,11 +331,51 @@ def test_unparseable_headers_are_not_believed(value: str) -> None:
     ],
 )
 def test_a_comment_after_a_property_hides_nothing_of_the_value(value: str) -> None:
-    # Servers write comments after the authserv-id and after a result, never after a
-    # property, whose value the sender may have chosen (docs/mail-gateway.md).
-    with pytest.raises(Unparseable):
-        parse_authentication_results(value)
+    # A property's value may be the sender's words: after a comment there, the
+    # result keeps its method and result but none of its properties, so it aligns
+    # with nothing (docs/mail-gateway.md).
+    _authserv_id, (result,) = parse_authentication_results(value)
+    assert (result.method, result.result, result.properties, result.properties_read) == (
+        "dkim" if "dkim" in value else "spf",
+        "pass",
+        {},
+        False,
+    )
     assert not believed(value)
+
+
+# As OVH's and Fastmail's servers write them (Fastmail's authentication milter): a
+# comment after the dmarc result's policy properties, another after iprev's address.
+MILTER = (
+    f"{TRUSTED};\r\n    arc=none (no signatures found);\r\n"
+    "    dkim=pass (2048-bit rsa key sha256) header.d=customer.example header.i=@customer.example"
+    " header.b=DbYa7C9k header.a=rsa-sha256 header.s=smtp x-bits=2048;\r\n"
+    "    dmarc={dmarc} policy.published-domain-policy=quarantine policy.applied-disposition=none"
+    " policy.evaluated-disposition=none (p=quarantine,d=none,d.eval=none) policy.policy-from=p"
+    " header.from=customer.example;\r\n"
+    "    iprev=pass smtp.remote-ip=192.0.2.7 (mail.customer.example);\r\n"
+    "    spf=pass smtp.mailfrom=alice@customer.example smtp.helo=mail.customer.example"
+)
+
+
+def test_a_comment_after_a_property_leaves_the_other_results_of_the_header() -> None:
+    """Every mail through such a server was not believed: one result with a comment
+    after a property made the whole header unreadable, its aligned DKIM pass too."""
+    assert believed(MILTER.format(dmarc="pass"))
+    _authserv_id, results = parse_authentication_results(MILTER.format(dmarc="pass"))
+    assert [(r.method, r.result, r.properties_read) for r in results] == [
+        ("arc", "none", True),
+        ("dkim", "pass", True),
+        ("dmarc", "pass", False),
+        ("iprev", "pass", False),
+        ("spf", "pass", True),
+    ]
+
+
+def test_a_result_whose_properties_are_unread_still_fails_but_never_passes() -> None:
+    # DMARC's fail stands whatever its properties; a pass that names no From passes nothing.
+    assert not believed(MILTER.format(dmarc="fail"))
+    assert not believed(f"{TRUSTED}; dmarc=pass policy.policy-from=p (x) header.from=customer.example")
 
 
 def test_comments_where_servers_write_them_are_read() -> None:

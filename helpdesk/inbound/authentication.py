@@ -45,10 +45,12 @@ Which headers count, and how they are read, is where such checks are fooled:
   its From is not believed either (FAIL), which matters once a reviewer approves
   the mail held for being over a limit (docs/security.md).
 - Comments count where servers write them: after the authserv-id, after a result
-  or its `reason`. One after a property makes the resinfo unreadable (it passes
-  nothing): a property's value may be the sender's words copied by the server, and
-  `header.d=customer.example(x)s=1.attack.example` read without its comment was an
-  aligned pass for a domain the sender does not hold (docs/security.md).
+  or its `reason`. After a property, that result keeps none of its properties and
+  passes nothing (a `fail` still fails): a property's value may be the sender's
+  words copied by the server, and `header.d=customer.example(x)s=1.attack.example`
+  read without its comment was an aligned pass for a domain the sender does not
+  hold (docs/security.md). The header's other results still count: OVH's and
+  Fastmail's servers write a comment after dmarc's policy properties.
 - A DMARC fail in the trusted server's headers stands: no aligned SPF or DKIM pass
   beside it overrules the From domain's own policy.
 
@@ -125,6 +127,9 @@ class Result:
     method: str
     result: str
     properties: dict[str, str] = field(default_factory=dict)
+    # False when a comment came after one of its properties: none of them is kept,
+    # and such a result passes nothing (`_parse_resinfo`).
+    properties_read: bool = True
 
 
 @dataclass(frozen=True)
@@ -254,19 +259,24 @@ def _blank(text: str) -> str:
 
 def _parse_resinfo(text: str) -> Result:
     """One resinfo, its comments marked `_COMMENT`. A comment may follow the result
-    (`dkim=pass (2048-bit key)`) or a `reason`, where servers write them, but not a
-    property: its value may be the sender's (a DKIM `d=`, the envelope sender), and
-    a server that copies `customer.example(x)s=1.attack.example` as it came gives a
-    comment that hides the sender's own domain (docs/mail-gateway.md)."""
+    (`dkim=pass (2048-bit key)`) or a `reason`, where servers write them. After a
+    property, the result keeps its method and result but none of its properties
+    (`properties_read`): a value may be the sender's (a DKIM `d=`, the envelope
+    sender), and a server that copies `customer.example(x)s=1.attack.example` as
+    it came gives a comment that hides the sender's own domain; yet some servers
+    write a comment there (OVH's and Fastmail's after dmarc's policy), and their
+    other results still count (docs/mail-gateway.md)."""
     pairs: list[tuple[str, str]] = []
     position = 0
     end = len(text)
+    properties_read = True
     while True:
         start = position
         while position < end and (text[position].isspace() or text[position] == _COMMENT):
             position += 1
         if _COMMENT in text[start:position] and not _comment_may_follow(pairs):
-            raise Unparseable(f"a comment after the property {pairs[-1][0]}")
+            properties_read = False
+            break
         if position == end:
             break
         match = _PAIR.match(text, position)
@@ -283,9 +293,11 @@ def _parse_resinfo(text: str) -> Result:
     # Keys without a ptype (`action=none`, `compauth=pass` from Exchange Online)
     # are not RFC 8601 properties; they are kept but never consulted.
     properties: dict[str, str] = {}
-    for key, pvalue in pairs[1:]:
+    for key, pvalue in pairs[1:] if properties_read else ():
         properties.setdefault(key, pvalue)
-    return Result(method=method, result=result.lower(), properties=properties)
+    return Result(
+        method=method, result=result.lower(), properties=properties, properties_read=properties_read
+    )
 
 
 def _comment_may_follow(pairs: list[tuple[str, str]]) -> bool:
@@ -296,7 +308,7 @@ def _comment_may_follow(pairs: list[tuple[str, str]]) -> bool:
 
 
 def _passes_aligned(result: Result, from_domain: str) -> bool:
-    if result.result != "pass":
+    if result.result != "pass" or not result.properties_read:
         return False
     if result.method == "dmarc":
         header_from = result.properties.get("header.from")
