@@ -385,6 +385,25 @@ def test_a_mass_breach_is_committed_a_batch_at_a_time_and_each_recipient_gets_on
     assert len(alerted()) == len(set(alerted())) == 22
 
 
+def test_a_recipient_whose_breaches_are_spread_over_batches_gets_one_digest(
+    service, agent, admin, clock, monkeypatch
+):
+    """Each batch chose alerts or a digest by its own tickets alone: an agent's four
+    breached tickets, one in each batch of two, got four alerts, where one check
+    mails a recipient at most SLA_DIGEST_OVER (3) (docs/outbound-mail.md, "SLA
+    alerts"); a mass breach mailed such an agent a mail per ticket."""
+    monkeypatch.setattr(lifecycle_jobs, "SLA_CHECK_BATCH", 2, raising=False)
+    mine = []
+    for _ in range(4):
+        mine.append(open_ticket(service, priority="urgent", assignee_id=agent.id))
+        open_ticket(service, priority="urgent")  # the admin's, between the agent's
+    clock.shift(timedelta(minutes=20))  # first response only
+    run_check()
+    assert alerts() == []
+    assert [(address, total) for address, total, _ in digests()] == [(agent.email, 4), (admin.email, 4)]
+    assert digests()[0][2] == [ticket.id for ticket in mine]
+
+
 def test_up_to_three_tickets_keep_their_own_alerts_and_who_is_told_is_unchanged(service, agent, admin, clock):
     """A digest goes to whom the tickets' alerts would have gone: the assignee, else
     (none, or deactivated) every active admin."""

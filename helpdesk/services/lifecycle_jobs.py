@@ -103,10 +103,19 @@ def check_sla(session: Session, config: Any) -> SlaCheckResult:
         ("first_response_breached", "first_response_due_at", sla_queries.first_response_unmarked(moment)),
         ("resolution_breached", "resolution_due_at", sla_queries.resolution_unmarked(moment)),
     )
-    overdue = sorted({ticket_id for *_, unmarked in targets for ticket_id in _ids(session, unmarked)})
+    assignees = {
+        ticket_id: assignee for *_, unmarked in targets for ticket_id, assignee in _ids(session, unmarked)
+    }
+    overdue = sorted(assignees)
     batch = SLA_CHECK_BATCH
     breaches: list[sla.Breach] = []
-    digests: dict[str, int] = {}  # this run's digest per recipient, joined by later batches
+    # Who the run's alerts are for, counted over every batch: a recipient of more than
+    # a few gets one digest, whichever batches hold their tickets.
+    run = notifications.SlaRun(
+        expected=notifications.sla_recipients(session, list(assignees.values()))
+        if len(overdue) > batch
+        else {}
+    )
     alerts = raised = 0
     for start in range(0, len(overdue), batch):
         if start:
@@ -122,18 +131,20 @@ def check_sla(session: Session, config: Any) -> SlaCheckResult:
             for breach in _mark(session, flag, due, and_(unmarked, Ticket.id.in_(chunk)), target)
         ]
         if marked:
-            alerts += _record(session, marked, moment, digests)
+            alerts += _record(session, marked, moment, run)
             if config["SLA_BREACH_RAISES_PRIORITY"]:
                 raised += _raise_priority(session, marked, moment)
             breaches.extend(marked)
     return SlaCheckResult(ran=True, breaches=tuple(breaches), alerts=alerts, raised=raised)
 
 
-def _ids(session: Session, unmarked: Any) -> Sequence[int]:
-    return session.execute(select(Ticket.id).where(unmarked)).scalars().all()
+def _ids(session: Session, unmarked: Any) -> Sequence[tuple[int, int | None]]:
+    """The overdue tickets' ids and assignees (unlocked)."""
+    rows = session.execute(select(Ticket.id, Ticket.assignee_id).where(unmarked)).all()
+    return [(ticket_id, assignee) for ticket_id, assignee in rows]
 
 
-def _record(session: Session, breaches: Sequence[sla.Breach], moment: Any, digests: dict[str, int]) -> int:
+def _record(session: Session, breaches: Sequence[sla.Breach], moment: Any, run: notifications.SlaRun) -> int:
     """A history row per breach, and the alerts (`notifications.queue_sla_alerts`);
     returns how many alert rows were queued."""
     session.execute(
@@ -153,7 +164,7 @@ def _record(session: Session, breaches: Sequence[sla.Breach], moment: Any, diges
             for breach in breaches
         ],
     )
-    return notifications.queue_sla_alerts(session, breaches, digests)
+    return notifications.queue_sla_alerts(session, breaches, run)
 
 
 def auto_close(session: Session, config: Any) -> AutoCloseResult:

@@ -58,7 +58,7 @@ no extra round trip either way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, insert, or_, select, update
@@ -311,9 +311,41 @@ def queue_status_change(
     )
 
 
-def queue_sla_alerts(
-    session: Session, breaches: Sequence[Breach], digests: dict[str, int] | None = None
-) -> int:
+@dataclass
+class SlaRun:
+    """One SLA check's alerts from batch to batch (`queue_sla_alerts`): how many of
+    the tickets it found overdue each recipient would be told of (`sla_recipients`),
+    its digest per recipient (address → its outbox row), and the per-ticket alerts
+    queued per recipient so far."""
+
+    expected: dict[str, int] = field(default_factory=dict)
+    digests: dict[str, int] = field(default_factory=dict)
+    alerted: dict[str, int] = field(default_factory=dict)
+
+
+def _sla_staff(session: Session) -> tuple[dict[int, str], list[str]]:
+    """The active staff's addresses by id, and the active admins' addresses."""
+    staff = session.execute(
+        select(StaffUser.id, StaffUser.email, StaffUser.role).where(StaffUser.is_active)
+    ).all()
+    return {user_id: email for user_id, email, _ in staff}, [
+        email for _, email, role in staff if role == "admin"
+    ]
+
+
+def sla_recipients(session: Session, assignees: Sequence[int | None]) -> dict[str, int]:
+    """How many of the tickets assigned to `assignees` (one each, None for none) each
+    recipient's SLA alerts would be about: the assignee, else every active admin."""
+    active, admins = _sla_staff(session)
+    counts: dict[str, int] = {}
+    for assignee_id in assignees:
+        assignee = active.get(assignee_id) if assignee_id is not None else None
+        for address in [assignee] if assignee else admins:
+            counts[address] = counts.get(address, 0) + 1
+    return counts
+
+
+def queue_sla_alerts(session: Session, breaches: Sequence[Breach], run: SlaRun | None = None) -> int:
     """Queue the alerts for breaches just marked; returns how many rows were queued.
 
     Each recipient gets a mail per ticket, listing its targets missed, or, when that
@@ -321,17 +353,17 @@ def queue_sla_alerts(
     with one multi-row INSERT, since a check after an outage may find thousands of
     breaches at once; its times are the model's default, SQL in the statement.
 
-    `digests` carries one SLA check's digests from batch to batch (address → its
-    outbox row): a later batch's breaches for that recipient join the digest while
-    the sender has not taken it yet (`_joined`), so a check marking 100,000 tickets
-    500 a transaction still mails each recipient one digest, not one per batch.
+    `run` carries one SLA check's alerts from batch to batch (`SlaRun`): a recipient
+    of more than `SLA_DIGEST_OVER` of the tickets the check found overdue, or of
+    more than that many alerts over its batches, gets a digest, and a later batch's
+    breaches for that recipient join the digest while the sender has not taken it
+    yet (`_joined`). So a check marking 100,000 tickets 500 a transaction still mails
+    each recipient one digest, not one per batch, nor an alert per ticket when each
+    batch holds only a few of theirs (docs/outbound-mail.md, "SLA alerts").
     """
-    digests = {} if digests is None else digests
-    staff = session.execute(
-        select(StaffUser.id, StaffUser.email, StaffUser.role).where(StaffUser.is_active)
-    ).all()
-    active = {user_id: email for user_id, email, _ in staff}
-    admins = [email for _, email, role in staff if role == "admin"]
+    run = SlaRun() if run is None else run
+    digests = run.digests
+    active, admins = _sla_staff(session)
     per_ticket: dict[int, tuple[int | None, list[str]]] = {}
     for breach in sorted(breaches, key=lambda breach: breach.ticket_id):
         per_ticket.setdefault(breach.ticket_id, (breach.assignee_id, []))[1].append(breach.describe())
@@ -346,7 +378,8 @@ def queue_sla_alerts(
         lines = {ticket_id: per_ticket[ticket_id][1] for ticket_id in ticket_ids}
         if address in digests and _joined(session, digests[address], lines):
             continue
-        if len(ticket_ids) > SLA_DIGEST_OVER:
+        alerted = run.alerted.get(address, 0)
+        if max(run.expected.get(address, 0), alerted + len(ticket_ids)) > SLA_DIGEST_OVER:
             digests[address] = session.execute(
                 insert(OutboxMessage.__table__)
                 .values(
@@ -356,6 +389,7 @@ def queue_sla_alerts(
             ).scalar_one()
             digested += 1
             continue
+        run.alerted[address] = alerted + len(lines)
         for ticket_id, said in lines.items():
             rows.append(
                 dict(ticket_id=ticket_id, **_row_values("sla_breach", address, status_reason="\n".join(said)))
