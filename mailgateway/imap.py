@@ -811,8 +811,12 @@ class ImapPoller(Loop):
         # another client marked that the poller has not taken yet, which would be lost
         # unread. Then ours stay marked, passed by `last_uid`, until an EXPUNGE that
         # takes nothing untaken (docs/mail-gateway.md, "Moved only after the commit").
+        # Asked only above `last_uid`: the messages passed and left marked, which may be
+        # many, would come back at every move (`UID n:*` may name one below n, hence
+        # the filter; `_pending_uids`).
         moving = set(uids)
-        untaken = [uid for uid in client.search(["DELETED"]) if uid > self.last_uid and uid not in moving]
+        marked = client.search(["DELETED", "UID", f"{self.last_uid + 1}:*"])
+        untaken = [uid for uid in marked if uid > self.last_uid and uid not in moving]
         if untaken:
             log.info(
                 "%s: not expunging: UID %s, not taken yet, is marked \\Deleted by another client "
