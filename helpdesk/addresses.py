@@ -36,6 +36,8 @@ _ENCODED_WORD_START = "=?"  # RFC 2047 §2
 # The dots IDNA splits a domain's labels at besides ".": ideographic, fullwidth and
 # halfwidth ideographic full stops (RFC 3490 §3.1).
 _IDNA_DOTS = str.maketrans(dict.fromkeys("\u3002\uff0e\uff61", "."))
+# How an internationalised label starts in its ASCII form (RFC 5890 §2.3.2.5).
+_ACE_PREFIX = "xn--"
 
 
 def display_name(name: str | None) -> str:
@@ -206,18 +208,34 @@ def wire_or_stored(address: str) -> str:
 
 
 def either_form(address: str) -> set[str]:
-    """`address` as stored and in both forms of an internationalised domain: as the
-    relay sees it (`on_the_wire`) and in Unicode (`ana@xn--bcher-kva.example` →
-    `ana@bücher.example`); a bounce marks whichever form it names, and a mark on
-    either holds for both (docs/outbound-mail.md, "Loop rules")."""
-    forms = {address, wire_or_stored(address)}
+    """The (normalized) `address` in both spellings of an internationalised domain:
+    in Unicode and as the relay sees it (`on_the_wire`), `ana@bücher.example` and
+    `ana@xn--bcher-kva.example`, whichever was written. Whatever is stored by address
+    (a contact, a participant, an authorized sender's rule, a bounce's mark) is
+    looked up in both, so a domain typed in Unicode matches mail that writes it in
+    punycode (docs/mail-gateway.md, "One domain, two spellings"; docs/integrations.md, "Who
+    the customer is").
+
+    Only a pair that reads back into each other: a Unicode domain IDNA 2003 would
+    change on the way (fullwidth letters, `ß` → `ss`, which IDNA 2008 spells
+    `xn--fuball-cta`: maybe someone else's domain) and an `xn--` label that is no
+    punycode of a Unicode label are only themselves, as a homograph (a Cyrillic `а`
+    for the Latin `a`) is another domain (docs/security.md). An ASCII domain without
+    an `xn--` label, nearly every address, is only itself for one scan of the domain."""
     local, at, domain = address.rpartition("@")
-    if at and domain.isascii() and len(domain) <= MAX_DOMAIN_LENGTH:
-        try:
-            forms.add(f"{local}@{domain.encode('ascii').decode('idna')}")
-        except UnicodeError:  # a label that is no punycode: the ASCII form is the only one
-            pass
-    return forms
+    if not at or (domain.isascii() and _ACE_PREFIX not in domain.lower()):
+        return {address}
+    wire = on_the_wire(address)
+    if wire is None:
+        return {address}
+    wire_domain = wire.rpartition("@")[2]
+    try:
+        unicode = wire_domain.encode("ascii").decode("idna")
+    except UnicodeError:  # a label that is no punycode: the ASCII form is the only one
+        return {address}
+    if domain.isascii() or unicode == domain:
+        return {wire, f"{local}@{unicode}"}
+    return {address}
 
 
 def is_support_address(address: str, support: Collection[str]) -> bool:

@@ -17,6 +17,10 @@ from helpdesk.models import Contact, Message, Participant, SatisfactionRating, S
 # Built once: every new ticket looks its requester up, and composing the statement
 # anew cost as much as running it.
 _BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
+# An internationalised domain's every spelling (`by_email`), oldest contact first.
+_BY_SPELLINGS = (
+    select(Contact).where(Contact.email.in_(bindparam("emails", expanding=True))).order_by(Contact.id)
+)
 _BY_PHONE = select(Contact).where(Contact.phone == bindparam("phone"))
 # The row lock the per-customer limits take (helpdesk.services.customer_limits), with
 # the row read again under it: what was read before the lock may be stale. FOR NO KEY
@@ -98,7 +102,7 @@ def find_or_create(session: Session, email: str, name: str = "") -> Contact:
     name = addresses.display_name(name)
     contact = _remembered(session, email)
     if contact is None:
-        contact = session.execute(_BY_EMAIL, {"email": email}).scalar_one_or_none()
+        contact = by_email(session, email)
     if contact is not None:
         if name and not contact.name:
             contact.name = name
@@ -127,6 +131,20 @@ def known_spelling(session: Session, given: str, named: str) -> str:
     return given if stored == [given] else named
 
 
+def by_email(session: Session, email: str) -> Contact | None:
+    """The contact of the (normalized) address `email`, stored in any spelling of an
+    internationalised domain (`addresses.either_form`): `ann@bücher.example` is the
+    contact a mail from `ann@xn--bcher-kva.example` made. Rows were stored as each
+    way in wrote them, so both may exist: the one as written wins, else the oldest
+    (docs/integrations.md, "Who the customer is"). One statement either way; an
+    ASCII domain asks for its one spelling."""
+    forms = addresses.either_form(email)
+    if len(forms) == 1:
+        return session.execute(_BY_EMAIL, {"email": email}).scalar_one_or_none()
+    found = session.execute(_BY_SPELLINGS, {"emails": sorted(forms)}).scalars().all()
+    return next((contact for contact in found if contact.email == email), found[0] if found else None)
+
+
 def _remembered(session: Session, email: str) -> Contact | None:
     """The contact this session found last, if it was for `email`.
 
@@ -138,13 +156,14 @@ def _remembered(session: Session, email: str) -> Contact | None:
     if last is None or last[0] != email:
         return None
     contact: Contact = last[1]
-    if contact not in session or contact.__dict__.get("email") != email:
+    # Its address as found (another spelling of `email`'s domain, `by_email`).
+    if contact not in session or contact.__dict__.get("email") != last[2]:
         return None
     return contact
 
 
 def _remember(session: Session, email: str, contact: Contact) -> Contact:
-    session.info[_LAST] = (email, contact)
+    session.info[_LAST] = (email, contact, contact.email)
     return contact
 
 
@@ -204,7 +223,7 @@ def holder(session: Session, phone: str) -> Contact | None:
 def has_another_number(session: Session, email: str, phone: str) -> bool:
     """Whether `email`'s contact has a number, and not `phone`: `bind_proven` would
     never bind `phone` to it (a contact's number is never replaced). Read, not locked."""
-    contact = session.execute(_BY_EMAIL, {"email": addresses.normalize(email)}).scalar_one_or_none()
+    contact = by_email(session, addresses.normalize(email))
     return contact is not None and contact.phone is not None and contact.phone != phone
 
 
@@ -227,11 +246,11 @@ def bind_proven(session: Session, phone: str, email: str, name: str = "") -> Con
     lock_number(session, phone)
     by_phone = session.execute(_BY_PHONE, {"phone": phone}).scalar_one_or_none()
     if by_phone is not None and not addresses.is_reserved_invalid(by_phone.email):
-        return by_phone if by_phone.email == email else None
+        return by_phone if by_phone.email in addresses.either_form(email) else None
     if by_phone is not None:
         by_phone = _lock_with_tickets(session, by_phone)
         if not addresses.is_reserved_invalid(by_phone.email):  # merged away meanwhile: its survivor
-            return by_phone if by_phone.email == email else None
+            return by_phone if by_phone.email in addresses.either_form(email) else None
         if by_phone.phone != phone:  # lost its number, and no one holds it: no one to merge
             by_phone = None
     contact = _lock(session, find_or_create(session, email, name))

@@ -60,8 +60,9 @@ class SendersService:
     def add(self, pattern: str, organization_name: str) -> AuthorizedSender:
         value = normalize_pattern(pattern)
         duplicate = Conflict(f"{value} is already authorized.")
-        if self._find(value) is not None:
-            raise duplicate
+        existing = self._find(value)
+        if existing is not None:  # named as stored: it may be the domain's other spelling
+            raise Conflict(f"{existing.pattern} is already authorized.")
         organization = self.organization(organization_name)
         # The insert refuses what another request is adding at the same moment.
         rule = self.session.scalars(
@@ -86,6 +87,13 @@ class SendersService:
         )
 
     def _find(self, pattern: str) -> AuthorizedSender | None:
-        return self.session.execute(
-            select(AuthorizedSender).where(AuthorizedSender.pattern == pattern)
-        ).scalar_one_or_none()
+        """The rule `pattern` names, stored in any spelling of an internationalised
+        domain (`addresses.either_form`): the gateway matches a rule in all of them,
+        so `@xn--bcher-kva.example` beside `@bücher.example` would be a second rule
+        for one domain (docs/mail-gateway.md, "One domain, two spellings"). The
+        spelling given wins."""
+        forms = sorted(addresses.either_form(pattern))  # `@domain` too: no local part needed
+        rules = self.session.scalars(
+            select(AuthorizedSender).where(AuthorizedSender.pattern.in_(forms)).order_by(AuthorizedSender.id)
+        ).all()
+        return next((rule for rule in rules if rule.pattern == pattern), rules[0] if rules else None)

@@ -409,11 +409,13 @@ class TicketsService:
         created = now()
         contact_id = None
         if actor.is_customer and actor.email:
-            # Most replies come from the requester, who is loaded with the ticket.
+            # Most replies come from the requester, who is loaded with the ticket (in
+            # any spelling of an internationalised domain, `contacts.by_email`).
             requester = ticket.requester
             contact = (
                 requester
-                if requester is not None and requester.email == addresses.normalize(actor.email)
+                if requester is not None
+                and requester.email in addresses.either_form(addresses.normalize(actor.email))
                 else self._contact(actor.email, "")
             )
             contacts.heard_from(contact, channel)
@@ -731,7 +733,7 @@ class TicketsService:
         if errors:
             raise ValidationError(errors)
         for address, display in found:
-            if address not in known:
+            if known.isdisjoint(addresses.either_form(address)):  # in no spelling of its domain
                 ticket.participants.append(Participant(ticket_id=ticket.id, email=address, name=display))
         self.session.flush()
 
@@ -821,11 +823,13 @@ class TicketsService:
         channel gives; a CC's display name is only shown, so a long one is cut to its
         column rather than refused."""
         found: dict[str, str] = {}
+        # The requester in another spelling of an internationalised domain is the requester.
+        requester = addresses.either_form(exclude)
         for given, name in cc:
             address = _address(addresses.normalize(given), as_written=as_written)
             if address is None:
                 errors["cc"] = f"{addresses.normalize(given)[:100]!r} {addresses.INVALID}"
-            elif address != exclude and address not in found:
+            elif address not in requester and address not in found:
                 found[address] = addresses.display_name(name)[:MAX_NAME]
         return list(found.items())
 

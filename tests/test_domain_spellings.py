@@ -1,0 +1,163 @@
+"""One internationalised domain, two spellings: `bücher.example` as its owner types it
+and `xn--bcher-kva.example` as most mail programs write it in a From header (IDNA's
+ASCII form). Both are one mailbox, so one customer: an authorized-sender rule typed
+in either spelling lets mail in the other in, a contact is found by either, and a
+reply from the other spelling is the same customer's (docs/mail-gateway.md, "One
+domain, two spellings"; docs/integrations.md, "Who the customer is"). A homograph
+(a Cyrillic `а` for the Latin `a`) is another domain and stays one."""
+
+from __future__ import annotations
+
+from email.policy import SMTP
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk import addresses
+from helpdesk.errors import Conflict
+from helpdesk.extensions import db
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from helpdesk.models import Contact, Message, Ticket
+from helpdesk.services import contacts
+from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.senders import SendersService
+from tests.support.database import open_ticket
+from tests.support.mail import SUPPORT, message
+from tests.test_mail_statements import questions
+
+UNICODE, ASCII = "b\u00fccher.example", "xn--bcher-kva.example"
+# `bаnk.example` with a Cyrillic а: looks like bank.example, is another domain.
+HOMOGRAPH = "b\u0430nk.example"
+
+
+def mail(app, sender: str, subject: str = "Invoice question"):  # type: ignore[no-untyped-def]
+    raw = message(sender=sender, subject=subject).as_bytes(policy=SMTP.clone(utf8=True))
+    result = ingest(raw, Envelope(sender, (SUPPORT,), "smtp"), app.config)
+    db.session.remove()
+    return result
+
+
+def test_either_form_gives_the_two_spellings_of_one_domain() -> None:
+    assert addresses.either_form(f"ann@{UNICODE}") == {f"ann@{UNICODE}", f"ann@{ASCII}"}
+    assert addresses.either_form(f"ann@{ASCII}") == {f"ann@{UNICODE}", f"ann@{ASCII}"}
+    assert addresses.either_form(f"@{ASCII}") == {f"@{UNICODE}", f"@{ASCII}"}  # a domain rule
+    assert addresses.either_form("ann@example.com") == {"ann@example.com"}
+    assert addresses.either_form("ann@xn--zz.example") == {"ann@xn--zz.example"}  # no punycode
+    assert f"ann@{ASCII}" not in addresses.either_form(f"ann@{HOMOGRAPH}")
+    # Spellings IDNA 2003 changes on the way are only themselves: fullwidth letters,
+    # and `ß`, which it folds into `ss` and IDNA 2008 spells xn--fuball-cta.
+    for lookalike in ("ann@\uff42\u00fc\uff43\uff48\uff45\uff52.example", "ann@fu\u00dfball.example"):
+        assert addresses.either_form(lookalike) == {lookalike}
+    assert addresses.either_form("ann@xn--fuball-cta.example") == {"ann@xn--fuball-cta.example"}
+
+
+@pytest.mark.parametrize(
+    "rule,sender",
+    [
+        (f"@{UNICODE}", f"ann@{ASCII}"),
+        (f"@{ASCII}", f"ann@{UNICODE}"),
+        (f"ann@{UNICODE}", f"ann@{ASCII}"),
+        (f"ann@{ASCII}", f"ann@{UNICODE}"),
+    ],
+)
+def test_a_rule_in_one_spelling_lets_mail_in_the_other_open_a_ticket(app, rule, sender):
+    """Most mail programs write the domain as `xn--…` unless the mail is SMTPUTF8: a
+    rule typed in Unicode quarantined that customer's every mail."""
+    SendersService(db.session).add(rule, "B\u00fccher GmbH")
+    db.session.commit()
+    result = mail(app, sender)
+    assert (result.outcome, result.reason) == (Outcome.CREATED, "authorized sender")
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    assert ticket.organization.name == "B\u00fccher GmbH"
+
+
+def test_an_address_rule_in_the_other_spelling_wins_over_the_domain_rule(app):
+    senders = SendersService(db.session)
+    senders.add(f"@{ASCII}", "B\u00fccher GmbH")
+    senders.add(f"ann@{UNICODE}", "Ann's own shop")
+    db.session.commit()
+    assert mail(app, f"ann@{ASCII}").outcome is Outcome.CREATED
+    assert db.session.execute(select(Ticket)).scalar_one().organization.name == "Ann's own shop"
+
+
+def test_a_homograph_domain_is_not_the_rule_s_domain(app):
+    SendersService(db.session).add("@bank.example", "Bank")
+    db.session.commit()
+    assert mail(app, f"ann@{HOMOGRAPH}").outcome is Outcome.QUARANTINED
+
+
+def test_a_rule_is_one_rule_in_either_spelling(app):
+    """Two rules for one domain could name two organizations: which one a mail got
+    depended on how its program spelt the domain."""
+    senders = SendersService(db.session)
+    senders.add(f"@{UNICODE}", "B\u00fccher GmbH")
+    db.session.commit()
+    with pytest.raises(Conflict, match=f"@{UNICODE} is already authorized"):
+        senders.add(f"@{ASCII}", "Another")
+    senders.remove(f"@{ASCII}")
+    assert senders.list() == []
+
+
+def test_mail_in_both_spellings_is_one_customer(app):
+    SendersService(db.session).add(f"@{UNICODE}", "B\u00fccher GmbH")
+    db.session.commit()
+    assert mail(app, f"ann@{UNICODE}", "First").outcome is Outcome.CREATED
+    with questions() as asked:
+        assert mail(app, f"ann@{ASCII}", "Second").outcome is Outcome.CREATED
+    assert db.session.execute(select(Contact.email)).scalars().all() == [f"ann@{UNICODE}"]
+    assert len(set(db.session.execute(select(Ticket.requester_id)).scalars())) == 1
+    # The other spelling costs no statement more than the first (issue 19).
+    assert (asked["sender rule"], asked["contact by address"], asked["new contact"]) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("sender", [f"ann@{ASCII}", f"bob@{UNICODE}"])
+def test_a_reply_from_the_other_spelling_is_the_customer_s(app, service, sender):
+    """The requester (`ann@`, stored in Unicode) and a CC participant (`bob@`, stored
+    in punycode) answering from the other spelling belong on the ticket: they were
+    strangers to it, held or given a new ticket."""
+    ticket = open_ticket(service, requester_email=f"ann@{UNICODE}", cc=[(f"bob@{ASCII}", "Bob")])
+    number, requester_id = service.display_number(ticket), ticket.requester_id
+    reply = mail(app, sender, f"Re: [{number}] VPN drops every hour")
+    assert (reply.outcome, reply.ticket_number) == (Outcome.APPENDED, number), reply.reason
+    author = db.session.execute(select(Message).order_by(Message.id.desc())).scalars().first().author_contact
+    assert author is not None
+    if sender.startswith("ann@"):  # the requester's own contact, no second one
+        assert author.id == requester_id
+        assert db.session.execute(select(Contact.email)).scalars().all() == [f"ann@{UNICODE}"]
+
+
+def test_chat_and_the_api_name_the_mail_s_customer_in_the_other_spelling(app, client, api):
+    """A chat or the staff API names the domain as IDNA maps it (Unicode); the mail
+    came in punycode: one customer."""
+    SendersService(db.session).add(f"@{UNICODE}", "B\u00fccher GmbH")
+    db.session.commit()
+    assert mail(app, f"ann@{ASCII}").outcome is Outcome.CREATED
+    _integration, token = IntegrationsService(db.session).add("site-chat", "chat")
+    db.session.commit()
+    chatted = client.post(
+        "/api/v1/chat/tickets",
+        json={"conversation_id": "c1", "customer": {"email": f"ann@{UNICODE}"}, "transcript": "help"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert chatted.status_code == 201, chatted.get_json()
+    created = api.post(
+        "/tickets", {"subject": "VPN", "description": "Down.", "requester_email": f"Ann@{UNICODE}"}
+    )
+    assert created.status_code == 201, created.get_json()
+    db.session.remove()
+    assert db.session.execute(select(Contact.email)).scalars().all() == [f"ann@{ASCII}"]
+    assert len(db.session.execute(select(Ticket.id)).all()) == 3
+
+
+def test_a_contact_stored_in_each_spelling_before_keeps_its_own_mail(app):
+    """Rows written before either spelling found the other: each address finds its
+    own row. A fullwidth spelling, which IDNA maps only one way, is a contact of its
+    own, as before (docs/mail-gateway.md, "What an address is")."""
+    for email in (f"ann@{ASCII}", f"ann@{UNICODE}"):
+        db.session.add(Contact(email=email, name=""))
+        db.session.flush()
+    db.session.commit()
+    for email in (f"ann@{UNICODE}", f"ann@{ASCII}"):
+        assert contacts.find_or_create(db.session, email).email == email
+    fullwidth = "ann@\uff42\u00fc\uff43\uff48\uff45\uff52.example"
+    assert contacts.find_or_create(db.session, fullwidth).email == fullwidth
