@@ -1358,6 +1358,9 @@ def test_a_mail_naming_thousands_of_tickets_looks_them_up_in_one_statement(app, 
     envelope = Envelope("" if held else "mallory@attacker.example", (SUPPORT,), "imap" if held else "smtp")
     one = naming_one_ticket(raw)
     assert len(one) * 10 < len(raw)
+    # A stranger's first mail also counts the quarantine's room (`room`, at most once
+    # every RECOUNT_SECONDS): counted now, so both mails below run the same statements.
+    ingest(as_another_mail(one, 99), envelope, app.config)
 
     with statements() as sent:
         result = ingest(raw, envelope, app.config)
