@@ -471,6 +471,38 @@ def test_a_reply_after_a_merge_names_and_titles_only_each_customer_s_own_convers
     }
 
 
+def test_a_merge_of_a_merge_keeps_each_customer_in_their_own_conversation(app, sink, service, agent_actor):
+    """Cat's ticket is merged into Bob's, which makes her a CC participant of it, and
+    Bob's into Ann's. Read as Bob's too, Cat was named in Bob's copy and Bob in hers,
+    strangers to each other, and she was mailed in Bob's subject and language
+    (docs/outbound-mail.md, "Merged tickets")."""
+    contacts.find_or_create(db.session, "cat@c-isp.example", "Cat").language = "es"
+    opened = [
+        ("ann@a-corp.example", "Internet down"),
+        ("bob@b-home.example", "No internet"),
+        ("cat@c-isp.example", "Sin internet"),
+    ]
+    ann, bob, cat = (
+        open_committed_ticket(service, agent_actor, subject=subject, requester_email=email, requester_name="")
+        for email, subject in opened
+    )
+    deliver(app, sink)  # the acknowledgments fix the threads' languages: en, en, es
+    service.merge(cat, bob, actor=agent_actor)
+    service.merge(bob, ann, actor=agent_actor)
+    service.add_message(ann, body="Service is back.", actor=agent_actor, channel="web")
+    db.session.commit()
+    copies = {
+        mail["To"]: (str(mail["Subject"]), mail["Cc"], "responde a este correo" in text_of(mail))
+        for mail in deliver(app, sink)
+        if "Service is back." in text_of(mail)
+    }
+    assert copies == {
+        "ann@a-corp.example": ("[TKT-000001] Internet down", None, False),
+        "bob@b-home.example": ("[TKT-000001] No internet", None, False),
+        "Cat <cat@c-isp.example>": ("[TKT-000001] Sin internet", None, True),
+    }
+
+
 def test_a_reply_s_threading_reads_the_ids_it_writes_not_the_whole_ticket(app, service, agent_actor):
     """In-Reply-To and References need the thread's first id and its newest ones. Every
     customer mail of the ticket and every earlier row to the recipient was read, for

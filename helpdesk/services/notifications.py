@@ -68,7 +68,7 @@ from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.clock import database_clock
 from helpdesk.errors import Conflict, NotFound, ValidationError
-from helpdesk.models import Contact, Message, OutboxMessage, Participant, StaffUser, Ticket
+from helpdesk.models import Contact, Message, OutboxMessage, Participant, StaffUser, Ticket, TicketHistory
 from helpdesk.services import contacts
 from helpdesk.services.actors import Actor
 from helpdesk.sla import Breach
@@ -165,7 +165,7 @@ def _merged_conversations(session: Session, ticket: Ticket, address: str | None 
     """The tickets merged into `ticket`, oldest first, with their people; with
     `address`, only those it took part in."""
     merged = (
-        select(Ticket.id, Ticket.subject, Contact.email, Ticket.language)
+        select(Ticket.id, Ticket.subject, Contact.email, Ticket.language, Ticket.number)
         .join(Contact, Contact.id == Ticket.requester_id)
         .where(Ticket.merged_into_id == ticket.id)
     )
@@ -175,16 +175,41 @@ def _merged_conversations(session: Session, ticket: Ticket, address: str | None 
     found = session.execute(merged.order_by(Ticket.id)).all()
     if not found:
         return []
-    people = {ticket_id: {email} for ticket_id, _, email, _ in found}
+    people = {ticket_id: {email} for ticket_id, _, email, _, _ in found}
     participants = select(Participant.ticket_id, Participant.email).where(
         Participant.ticket_id.in_(merged.with_only_columns(Ticket.id))
     )
     for ticket_id, email in session.execute(participants):
         people[ticket_id].add(email)
+    _without_merged_in(session, found, people)
     return [
         Conversation(ticket_id, subject, frozenset(people[ticket_id]), language or "")
-        for ticket_id, subject, _, language in found
+        for ticket_id, subject, _, language, _ in found
     ]
+
+
+def _without_merged_in(session: Session, found: Sequence[Any], people: dict[int, set[str]]) -> None:
+    """A merged ticket's own people, as the survivor's are (`_survivors`): not those
+    its merge made CC participants of it, the people of the tickets merged into it
+    before, which moved to the survivor with it (A into B, then B into C). Each
+    moved ticket has a history row naming the ticket it pointed at before the move
+    (`TicketsService.merge`). Read as B's, Cat of A was named to every customer
+    merged into B and mailed in B's subject and language (docs/outbound-mail.md,
+    "Merged tickets")."""
+    by_number = {number: ticket_id for ticket_id, _, _, _, number in found if number is not None}
+    moves = session.execute(
+        select(TicketHistory.ticket_id, TicketHistory.old_value).where(
+            TicketHistory.ticket_id.in_(list(people)),
+            TicketHistory.field == "merge",
+            TicketHistory.old_value.is_not(None),
+        )
+    ).all()
+    requesters = {ticket_id: email for ticket_id, _, email, _, _ in found}
+    for moved, pointed_at in moves:
+        digits = pointed_at[len(pointed_at.rstrip("0123456789")) :]
+        through = by_number.get(int(digits)) if digits else None
+        if through is not None and through != moved:
+            people[through] -= people[moved] - {requesters[through]}
 
 
 def companies(session: Session, ticket: Ticket, recipients: Sequence[str]) -> dict[str, list[str]]:
