@@ -206,7 +206,7 @@ def _without_merged_in(session: Session, found: Sequence[Any], people: dict[int,
     ).all()
     requesters = {ticket_id: email for ticket_id, _, email, _, _ in found}
     for moved, pointed_at in moves:
-        digits = pointed_at[len(pointed_at.rstrip("0123456789")) :]
+        digits = (pointed_at or "")[len((pointed_at or "").rstrip("0123456789")) :]
         through = by_number.get(int(digits)) if digits else None
         if through is not None and through != moved:
             people[through] -= people[moved] - {requesters[through]}
