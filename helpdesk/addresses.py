@@ -24,6 +24,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Collection
 
+import idna
+
 from helpdesk import inputs
 
 INVALID = "is not a valid email address"
@@ -34,10 +36,73 @@ MAX_LABEL_LENGTH = 63
 _NOT_IN_LOCAL_PART = frozenset('<>()[]\\,;:@"')
 _ENCODED_WORD_START = "=?"  # RFC 2047 §2
 # The dots IDNA splits a domain's labels at besides ".": ideographic, fullwidth and
-# halfwidth ideographic full stops (RFC 3490 §3.1).
+# halfwidth ideographic full stops (RFC 3490 §3.1; UTS #46 maps them to ".").
 _IDNA_DOTS = str.maketrans(dict.fromkeys("\u3002\uff0e\uff61", "."))
-# How an internationalised label starts in its ASCII form (RFC 5890 §2.3.2.5).
-_ACE_PREFIX = "xn--"
+_ACE_PREFIX = "xn--"  # an A-label's (RFC 5890 §2.3.2.1)
+
+
+def _fits(domain: str) -> bool:
+    """Whether `domain` is short enough for IDNA to run on it: at most 253 characters,
+    no label (split at every IDNA dot) longer than 63. Nothing longer has an ASCII
+    form (each character needs at least one letter of it), and punycode costs the
+    square of a label's length: one label of 16,000 CJK characters took 30 s."""
+    return len(domain) <= MAX_DOMAIN_LENGTH and all(
+        len(label) <= MAX_LABEL_LENGTH for label in domain.translate(_IDNA_DOTS).split(".")
+    )
+
+
+def _labels(domain: str) -> tuple[list[str], str] | None:
+    """`domain`'s labels and its trailing dot ("" or "."); None for an empty label."""
+    dot = "." if domain.endswith(".") else ""
+    labels = domain.removesuffix(".").split(".")
+    return None if "" in labels else (labels, dot)
+
+
+def domain_to_ascii(domain: str) -> str | None:
+    """`domain` as DNS, SMTP and relays name it: IDNA 2008 (RFC 5891) after UTS #46
+    non-transitional mapping, as browsers, registries and mail servers do
+    (`bücher.example` → `xn--bcher-kva.example`, `ｅｘａｍｐｌｅ.com` → `example.com`,
+    `straße.de` → `xn--strae-oqa.de`, a domain of its own, not `strasse.de`). None
+    when IDNA 2008 refuses it, or when it or a label is too long (`_fits`, checked
+    before IDNA runs). An ASCII domain is as written, and so is an ASCII label of an
+    internationalised one once mapped (`mail_srv.bücher.example`), as DNS takes it.
+    The one way from a Unicode domain to its ASCII form: Python's `idna` codec is
+    IDNA 2003, which maps `ß` to `ss` (docs/outbound-mail.md, "Internationalised
+    domains")."""
+    if not _fits(domain):
+        return None
+    if not domain.isascii():
+        try:  # a character may map to several (U+FDFA to 18): bounded again
+            domain = idna.uts46_remap(domain, std3_rules=False, transitional=False)
+        except (idna.IDNAError, UnicodeError):
+            return None
+    parts = _labels(domain) if _fits(domain) else None
+    if parts is None:
+        return None
+    labels, dot = parts
+    try:
+        wire = ".".join(label if label.isascii() else idna.alabel(label).decode("ascii") for label in labels)
+    except (idna.IDNAError, UnicodeError):
+        return None
+    return wire + dot if _fits(wire) else None
+
+
+def domain_to_unicode(domain: str) -> str | None:
+    """An ASCII domain (`domain_to_ascii`'s form) with its A-labels in Unicode, lower-case
+    (`XN--STRAE-OQA.de` → `straße.de`), its other labels as written. None for a domain
+    beyond ASCII, too long, with an empty label, or with an A-label IDNA 2008 refuses
+    (no punycode, or punycode of what is no U-label)."""
+    if not domain.isascii() or not _fits(domain):
+        return None
+    parts = _labels(domain)
+    if parts is None:
+        return None
+    labels, dot = parts
+    try:
+        named = [idna.ulabel(label) if label.lower().startswith(_ACE_PREFIX) else label for label in labels]
+    except (idna.IDNAError, UnicodeError):
+        return None
+    return ".".join(named) + dot
 
 
 def display_name(name: str | None) -> str:
@@ -81,26 +146,17 @@ def is_reserved_invalid(address: str) -> bool:
 
 def on_the_wire(address: str) -> str | None:
     """`address` as SMTP and mail headers carry it: an internationalised domain in
-    its ASCII form (IDNA: `bücher.example` → `xn--bcher-kva.example`), the local
-    part as it is; None when the domain has no ASCII form (docs/outbound-mail.md),
-    or when that form is longer than an address may be.
-
-    The lengths are checked before encoding: IDNA's punycode step costs the square of
-    a label's length and only then finds it too long, so one X-Loop address with a
-    label of 16,000 CJK characters took 30 s. A label longer than 63 characters can
-    have no ASCII form (each character needs at least one letter of it), nor a domain
-    longer than 253."""
+    its ASCII form (`domain_to_ascii`: `bücher.example` → `xn--bcher-kva.example`),
+    the local part as it is; None when the domain has no ASCII form
+    (docs/outbound-mail.md), or when that form is longer than an address may be.
+    The lengths are checked before IDNA runs (`domain_to_ascii`)."""
     local, at, domain = address.rpartition("@")
     if domain.isascii():
         return address
-    if len(domain) > MAX_DOMAIN_LENGTH or any(
-        len(label) > MAX_LABEL_LENGTH for label in domain.translate(_IDNA_DOTS).split(".")
-    ):
+    ascii_domain = domain_to_ascii(domain)
+    if ascii_domain is None:
         return None
-    try:
-        wire = f"{local}{at}{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        return None
+    wire = f"{local}{at}{ascii_domain}"
     return wire if len(wire) <= MAX_LENGTH else None
 
 
@@ -117,11 +173,8 @@ def folded(address: str) -> str:
     wire = on_the_wire(address)
     if wire is None:
         return address
-    try:
-        mapped = wire.rpartition("@")[2].encode("ascii").decode("idna")
-    except UnicodeError:
-        return address
-    return f"{local}@{mapped}" if is_valid_domain(mapped) else address
+    mapped = domain_to_unicode(wire.rpartition("@")[2])
+    return f"{local}@{mapped}" if mapped is not None and is_valid_domain(mapped) else address
 
 
 def is_address_literal(address: str) -> bool:
@@ -216,11 +269,12 @@ def either_form(address: str) -> set[str]:
     punycode (docs/mail-gateway.md, "One domain, two spellings"; docs/integrations.md, "Who
     the customer is").
 
-    Only a pair that reads back into each other: a Unicode domain IDNA 2003 would
-    change on the way (fullwidth letters, `ß` → `ss`, which IDNA 2008 spells
-    `xn--fuball-cta`: maybe someone else's domain) and an `xn--` label that is no
-    punycode of a Unicode label are only themselves, as a homograph (a Cyrillic `а`
-    for the Latin `a`) is another domain (docs/security.md). An ASCII domain without
+    Only a pair that reads back into each other (`domain_to_ascii` and
+    `domain_to_unicode`, IDNA 2008): `fußball.example` and `xn--fuball-cta.example`
+    are one, but a Unicode domain the mapping changes on the way (fullwidth letters)
+    and an `xn--` label that is no punycode of a Unicode label are only themselves,
+    as a homograph (a Cyrillic `а` for the Latin `a`) is another domain
+    (docs/security.md). An ASCII domain without
     an `xn--` label, nearly every address, is only itself for one scan of the domain."""
     local, at, domain = address.rpartition("@")
     if not at or (domain.isascii() and _ACE_PREFIX not in domain.lower()):
@@ -228,10 +282,9 @@ def either_form(address: str) -> set[str]:
     wire = on_the_wire(address)
     if wire is None:
         return {address}
-    wire_domain = wire.rpartition("@")[2]
-    try:
-        unicode = wire_domain.encode("ascii").decode("idna")
-    except UnicodeError:  # a label that is no punycode: the ASCII form is the only one
+    # An A-label IDNA 2008 refuses (`domain_to_unicode` is None): the ASCII form is the only one.
+    unicode = domain_to_unicode(wire.rpartition("@")[2])
+    if unicode is None:
         return {address}
     if domain.isascii() or unicode == domain:
         return {wire, f"{local}@{unicode}"}

@@ -262,3 +262,70 @@ def test_every_spelling_of_the_reserved_invalid_domain_is_reserved(address: str)
 )
 def test_a_domain_merely_naming_invalid_is_not_reserved(address: str) -> None:
     assert not addresses.is_reserved_invalid(address)
+
+
+# --- IDNA 2008 (RFC 5891) with UTS #46 non-transitional mapping -------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "wire"),
+    [
+        ("hans@straße.de", "hans@xn--strae-oqa.de"),  # IDNA 2003: hans@strasse.de
+        ("eleni@ς.gr", "eleni@xn--3xa.gr"),  # final sigma; IDNA 2003: σ, xn--4xa
+        ("ana@bücher.example", "ana@xn--bcher-kva.example"),
+        ("ana@ｂücher．example", "ana@xn--bcher-kva.example"),  # UTS 46 maps fullwidth
+        ("ann@ｅｘａｍｐｌｅ.com", "ann@example.com"),
+        ("ops@mail_srv.bücher.example", "ops@mail_srv.xn--bcher-kva.example"),  # ASCII label as is
+    ],
+)
+def test_a_domain_goes_out_in_its_idna_2008_form(address: str, wire: str) -> None:
+    """`straße.de` (xn--strae-oqa.de) and `strasse.de` are two registrable domains:
+    Python's IDNA 2003 codec mailed a customer at the first to whoever owns the second."""
+    assert addresses.on_the_wire(address) == wire
+
+
+def test_sharp_s_and_ss_are_two_mailboxes_and_each_keeps_its_spelling() -> None:
+    assert addresses.mailbox("Hans+x@straße.de") == "hans@xn--strae-oqa.de"
+    assert addresses.mailbox("hans@strasse.de") == "hans@strasse.de"
+    assert not addresses.is_support_address("hans@straße.de", ["hans@strasse.de"])
+    assert addresses.folded("hans@straße.de") == "hans@straße.de"
+    assert addresses.folded("hans@ｓｔｒａßｅ.de") == "hans@straße.de"
+    assert addresses.named("Hans@STRAẞE.de") == "hans@straße.de"  # capital sharp s
+    assert addresses.either_form("hans@xn--strae-oqa.de") == {"hans@xn--strae-oqa.de", "hans@straße.de"}
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "\u200dü.example",  # a joiner outside its context (IDNA 2003 dropped it: ü.example)
+        "ab--ü.example",  # hyphens in the 3rd and 4th place of a U-label
+        "ü-.example",
+        "\u0301ü.example",  # a label starting with a combining mark
+        "ü" * 60 + ".example",  # 60 letters, but the A-label is longer than 63
+    ],
+)
+def test_a_domain_idna_2008_refuses_has_no_ascii_form(domain: str) -> None:
+    assert addresses.domain_to_ascii(domain) is None
+    assert addresses.on_the_wire(f"ana@{domain}") is None
+
+
+@pytest.mark.parametrize(
+    ("ascii_form", "unicode_form"),
+    [
+        ("xn--bcher-kva.example", "bücher.example"),
+        ("XN--STRAE-OQA.de", "straße.de"),
+        ("mail_srv.xn--bcher-kva.example.", "mail_srv.bücher.example."),
+        ("example.com", "example.com"),
+        ("xn--zz.example", None),  # no punycode
+        ("xn--tda-.example", None),
+        ("a..xn--bcher-kva.example", None),
+    ],
+)
+def test_an_ascii_form_reads_back_as_its_domain_or_none(ascii_form: str, unicode_form: str | None) -> None:
+    assert addresses.domain_to_unicode(ascii_form) == unicode_form
+
+
+def test_a_megabyte_domain_is_refused_before_idna_runs() -> None:
+    for domain in ("ü" * 1_000_000, "ü." * 500_000, "xn--" + "a" * 1_000_000, "a." * 500_000):
+        assert addresses.domain_to_ascii(domain) is None
+        assert addresses.domain_to_unicode(domain) is None

@@ -688,6 +688,7 @@ def test_no_dmarc_verdict_leaves_the_decision_to_an_aligned_pass(result: str) ->
         # IDNA 2003 maps these to other names (ß → ss, fullwidth → ASCII); IDNA 2008
         # and the domain's owner may not: never the same domain here.
         ("dkim=pass header.d=fussball.example", "ana@fußball.example", False),
+        ("dkim=pass header.d=xn--fuball-cta.example", "ana@fußball.example", True),
         ("dkim=pass header.d=xn--bcher-kva.example", "ana@ｂücher.example", False),
         ("dmarc=pass header.from=bücher.example", "ana@bücher.example", False),  # not ASCII
         (

@@ -2217,6 +2217,17 @@ def test_an_internationalised_domain_is_mailed_in_its_ascii_form(app, service, s
     assert [a.addr_spec for a in to_ana.message["Cc"].addresses] == ["luis@xn--bcher-kva.example"]
 
 
+def test_a_sharp_s_domain_is_mailed_at_itself_not_at_its_ss_spelling(app, service, sink):
+    """`hans@straße.de` went to `hans@strasse.de`: Python's IDNA 2003 codec folds `ß`
+    into `ss`, and `strasse.de` is another registrable domain (IDNA 2008 and every
+    registry give `straße.de` its own ASCII form, docs/outbound-mail.md)."""
+    open_committed_ticket(service, requester_email="hans@straße.de", requester_name="Hans")
+    deliver(app, sink)
+    (received,) = sink.received
+    assert received.rcpt_tos == ["hans@xn--strae-oqa.de"]
+    assert received.message["To"].addresses[0].addr_spec == "hans@xn--strae-oqa.de"
+
+
 def test_a_non_ascii_mailbox_goes_where_the_relay_speaks_smtputf8_and_fails_clearly_elsewhere(app, service):
     for smtputf8 in (True, False):
         relay = Sink(enable_SMTPUTF8=smtputf8).start()

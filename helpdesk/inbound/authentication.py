@@ -337,12 +337,13 @@ def _organizational(domain: str) -> str:
 
 def _dns_domain(address: str) -> str | None:
     """The domain of the (normalized) From address as DNS names it, and so the
-    trusted server's results: an internationalised one in its ASCII form
-    (`bücher.example` → `xn--bcher-kva.example`, `addresses.on_the_wire`, whose cost
-    is bounded before IDNA runs). None when it has none, or when that form reads
-    back as another name: Python's codec is IDNA 2003, which folds `ß` into `ss`
-    and fullwidth letters into ASCII, and `fußball.example` (IDNA 2008's
-    `xn--fuball-cta.example`) is no domain of the owner of `fussball.example`."""
+    trusted server's results: an internationalised one in its IDNA 2008 ASCII form
+    (`bücher.example` → `xn--bcher-kva.example`, `fußball.example` →
+    `xn--fuball-cta.example`; `addresses.on_the_wire`, whose cost is bounded before
+    IDNA runs). None when it has none, or when that form reads back as another
+    name (`addresses.domain_to_unicode`): UTS #46 maps fullwidth letters to ASCII,
+    and a From written `ｂücher.example` is not taken as `bücher.example`'s
+    (docs/security.md)."""
     domain = _address_domain(address)
     if domain.isascii():
         return domain
@@ -350,10 +351,7 @@ def _dns_domain(address: str) -> str | None:
     if wire is None:
         return None
     named = _address_domain(wire)
-    try:
-        return named if named.encode("ascii").decode("idna") == domain else None
-    except UnicodeError:
-        return None
+    return named if addresses.domain_to_unicode(named) == domain else None
 
 
 def _address_domain(value: str) -> str:
