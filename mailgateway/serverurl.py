@@ -19,6 +19,8 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from helpdesk import addresses
+
 _TRUE = {"1", "true", "yes", "on", "required"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -125,7 +127,8 @@ def _decoded(name: str, part: str, value: str | None) -> str | None:
 def _host(name: str, hostname: str | None, netloc: str) -> str:
     """The host as a resolver takes it: an IPv6 address in brackets (nothing but a
     port after them), or a name of letters, digits, `-`, `_` and dots in labels of
-    1-63 characters (IDNA)."""
+    1-63 characters, in its IDNA 2008 ASCII form (`addresses.domain_to_ascii`;
+    docs/operations.md)."""
     if not hostname:
         raise InvalidServerUrl(f"{name} has no host")
     invalid = InvalidServerUrl(f"{name} has an invalid host: {hostname!r}")
@@ -140,8 +143,9 @@ def _host(name: str, hostname: str | None, netloc: str) -> str:
         return hostname
     if not all(char.isalnum() or char in "-_." for char in hostname):
         raise invalid
-    try:
-        hostname.encode("idna")
-    except UnicodeError:
-        raise invalid from None
-    return hostname
+    # In its ASCII form: smtplib, imaplib and ssl would write a Unicode name with
+    # Python's IDNA 2003 codec, and connect to `strasse.example` for `straße.example`.
+    ascii_host = addresses.domain_to_ascii(hostname)
+    if ascii_host is None:
+        raise invalid
+    return ascii_host
