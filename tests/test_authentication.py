@@ -685,8 +685,8 @@ def test_no_dmarc_verdict_leaves_the_decision_to_an_aligned_pass(result: str) ->
         ("dkim=pass header.d=xn--e1afmkfd.xn--p1ai", "ana@пример.рф", True),
         ("dkim=pass header.d=xn--p1ai", "ana@пример.рф", False),  # a public suffix is nobody's
         ("dmarc=pass header.from=xn--bcher-kva.example", "ana@xn--bcher-kva.example", True),
-        # IDNA 2003 maps these to other names (ß → ss, fullwidth → ASCII); IDNA 2008
-        # and the domain's owner may not: never the same domain here.
+        # Never the same domain: `ß` is no `ss` (IDNA 2008), and a From in fullwidth
+        # letters is not taken for the domain UTS #46 maps it to.
         ("dkim=pass header.d=fussball.example", "ana@fußball.example", False),
         ("dkim=pass header.d=xn--fuball-cta.example", "ana@fußball.example", True),
         ("dkim=pass header.d=xn--bcher-kva.example", "ana@ｂücher.example", False),
