@@ -424,10 +424,10 @@ def test_server_without_move_gets_copy_delete_and_uid_expunge(app, senders, mail
     assert mailbox.count() == 0
 
 
-def test_without_uidplus_mail_another_client_marked_deleted_is_not_expunged_untaken(app, senders, mailbox):
-    """A server with neither MOVE nor UIDPLUS: the poller's bare EXPUNGE after its
-    COPY also removed a mail another client had marked \\Deleted that the poller had
-    not taken yet (it came after the pass's SEARCH): lost, never recorded."""
+def _without_move_or_uidplus_another_client_marking(app, mailbox, also=None):  # type: ignore[no-untyped-def]
+    """A poller whose server has neither MOVE nor UIDPLUS, and where another client
+    adds UID 2 marked \\Deleted once the poller has searched and found UID 1 only;
+    `also(client)` may wrap more of each connection."""
     poller = poller_for(app, mailbox)
     connect, pending = poller.connect, poller._pending_uids
 
@@ -435,6 +435,8 @@ def test_without_uidplus_mail_another_client_marked_deleted_is_not_expunged_unta
         client = connect()
         real = client.has_capability
         client.has_capability = lambda name: name.upper() not in ("MOVE", "UIDPLUS") and real(name)
+        if also is not None:
+            also(client)
         return client
 
     def then_another_client_marks_a_new_mail(client):  # type: ignore[no-untyped-def]
@@ -445,6 +447,14 @@ def test_without_uidplus_mail_another_client_marked_deleted_is_not_expunged_unta
 
     poller.connect = connect_without_move_or_uidplus  # type: ignore[method-assign]
     poller._pending_uids = then_another_client_marks_a_new_mail  # type: ignore[method-assign]
+    return poller
+
+
+def test_without_uidplus_mail_another_client_marked_deleted_is_not_expunged_untaken(app, senders, mailbox):
+    """A server with neither MOVE nor UIDPLUS: the poller's bare EXPUNGE after its
+    COPY also removed a mail another client had marked \\Deleted that the poller had
+    not taken yet (it came after the pass's SEARCH): lost, never recorded."""
+    poller = _without_move_or_uidplus_another_client_marking(app, mailbox)
     mailbox.append(raw(1, "marked"))
     # UID 1 moved and left marked (no EXPUNGE while UID 2 waited), then UID 2 taken
     # and both expunged.
@@ -462,32 +472,20 @@ def test_without_uidplus_the_search_for_deleted_mail_asks_only_above_the_last_ui
     0.6-0.8 MB an answer, a mail; from 125,000 to 170,000 the answer outgrew imaplib's
     line limit and every move failed). Only UIDs above the last taken are asked for
     (docs/mail-gateway.md, "Moved only after the commit")."""
-    poller = poller_for(app, mailbox)
-    connect, pending = poller.connect, poller._pending_uids
     answers: list[list[int]] = []
 
-    def connect_without_move_or_uidplus():  # type: ignore[no-untyped-def]
-        client = connect()
-        real, search = client.has_capability, client.search
-        client.has_capability = lambda name: name.upper() not in ("MOVE", "UIDPLUS") and real(name)
+    def recorded(client):  # type: ignore[no-untyped-def]
+        search = client.search
 
-        def recorded(criteria, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def recording(criteria, *args, **kwargs):  # type: ignore[no-untyped-def]
             found = search(criteria, *args, **kwargs)
             if "DELETED" in criteria:
                 answers.append(sorted(found))
             return found
 
-        client.search = recorded
-        return client
+        client.search = recording
 
-    def then_another_client_marks_a_new_mail(client):  # type: ignore[no-untyped-def]
-        uids = pending(client)
-        if uids == [1]:
-            mailbox.append(raw(2, "marked", sender="bob@corp.example"), flags=(b"\\Deleted",))
-        return uids
-
-    poller.connect = connect_without_move_or_uidplus  # type: ignore[method-assign]
-    poller._pending_uids = then_another_client_marks_a_new_mail  # type: ignore[method-assign]
+    poller = _without_move_or_uidplus_another_client_marking(app, mailbox, recorded)
     mailbox.append(raw(1, "marked"))
     # UID 1 moved and left marked while UID 2 waited; at UID 2's move, UID 1 is
     # passed and not asked about again.

@@ -503,6 +503,26 @@ def test_a_merge_of_a_merge_keeps_each_customer_in_their_own_conversation(app, s
     }
 
 
+def _customer_mail(service: Any, ticket: Ticket, customer: Actor, number: int, **recorded: Any) -> None:
+    """Ann's mail `m<number>@client.example` filed on `ticket`, as the gateway files a reply."""
+    mail = InboundMail(
+        dedup_key=f"k{number}",
+        message_id=f"m{number:02d}@client.example",
+        channel="smtp",
+        from_address="ann@example.com",
+        size=1,
+        outcome="appended",
+        ticket_id=ticket.id,
+        raw=b"",
+        **recorded,
+    )
+    db.session.add(mail)
+    db.session.flush()
+    service.add_message(
+        ticket, body=f"mail {number}", actor=customer, channel="email", inbound_mail_id=mail.id
+    )
+
+
 def test_a_reply_s_threading_reads_the_ids_it_writes_not_the_whole_ticket(app, service, agent_actor):
     """In-Reply-To and References need the thread's first id and its newest ones. Every
     customer mail of the ticket and every earlier row to the recipient was read, for
@@ -513,21 +533,7 @@ def test_a_reply_s_threading_reads_the_ids_it_writes_not_the_whole_ticket(app, s
     customer = Actor.customer("ann@example.com", "Ann")
     mails = 3 * MAX_REFERENCES
     for number in range(mails):
-        mail = InboundMail(
-            dedup_key=f"k{number}",
-            message_id=f"m{number:02d}@client.example",
-            channel="smtp",
-            from_address="ann@example.com",
-            size=1,
-            outcome="appended",
-            ticket_id=ticket.id,
-            raw=b"",
-        )
-        db.session.add(mail)
-        db.session.flush()
-        service.add_message(
-            ticket, body=f"mail {number}", actor=customer, channel="email", inbound_mail_id=mail.id
-        )
+        _customer_mail(service, ticket, customer, number)
     service.add_message(ticket, body="We are on it.", actor=agent_actor, channel="web")
     db.session.commit()
     (row,) = [row for row in outbox() if row.kind == "reply"]
@@ -565,22 +571,7 @@ def test_a_reply_s_threading_reads_the_ticket_s_rows_in_order_from_its_indexes(a
     ticket = open_committed_ticket(service, agent_actor, requester_email="ann@example.com")
     customer = Actor.customer("ann@example.com", "Ann")
     for number in range(MAX_REFERENCES + 1):
-        mail = InboundMail(
-            dedup_key=f"k{number}",
-            message_id=f"m{number:02d}@client.example",
-            channel="smtp",
-            from_address="ann@example.com",
-            size=1,
-            outcome="appended",
-            ticket_id=ticket.id,
-            received_at=datetime(2026, 1, 1, 12, number),
-            raw=b"",
-        )
-        db.session.add(mail)
-        db.session.flush()
-        service.add_message(
-            ticket, body=f"mail {number}", actor=customer, channel="email", inbound_mail_id=mail.id
-        )
+        _customer_mail(service, ticket, customer, number, received_at=datetime(2026, 1, 1, 12, number))
         sent = OutboxMessage(
             ticket_id=ticket.id,
             kind="reply",
