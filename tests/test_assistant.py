@@ -764,7 +764,7 @@ def test_calls_past_the_repeat_window_are_swept_in_batches_and_the_live_ones_kep
     assert db.session.execute(select(AssistantCall.call_id)).scalars().all() == ["call_0"]
     assert outputs(tool_calls(client, token, report)) == [opened]  # still a repeat
     clock.shift(REPEAT_WINDOW + timedelta(seconds=1))
-    [result] = [r for r in LifecycleJobs(app).run_once() if isinstance(r, assistant.SweepResult)]
+    [result] = [r for r in LifecycleJobs(app).run_once() if r.summary().startswith("assistant-calls:")]
     assert result.deleted == 1 and db.session.execute(select(AssistantCall)).first() is None
     swept = runner.invoke(args=["assistant-calls-sweep"])
     assert (swept.exit_code, swept.output) == (0, "assistant-calls: 0 spent calls deleted\n")

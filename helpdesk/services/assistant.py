@@ -35,6 +35,7 @@ from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import AssistantCall, Contact, Message, Ticket
 from helpdesk.services import chat, contacts, customer_limits, email_proofs, notifications, satisfaction
 from helpdesk.services.actors import Actor
+from helpdesk.services.sweeps import SweepResult
 from helpdesk.services.tickets import (
     MAX_SUBJECT,
     TicketsService,
@@ -650,15 +651,6 @@ class AssistantService:
         return numbering.display_number(number, self.config)
 
 
-@dataclass(frozen=True)
-class SweepResult:
-    ran: bool
-    deleted: int = 0
-
-    def summary(self) -> str:
-        return f"assistant-calls: {self.deleted} spent calls deleted"
-
-
 def sweep_calls(session: Session, batch: int = SWEEP_BATCH) -> SweepResult:
     """Delete the remembered calls older than `REPEAT_WINDOW`, which no call reads
     again (`_remembered`), so the table holds about a window's calls, not every call
@@ -688,7 +680,7 @@ def sweep_calls(session: Session, batch: int = SWEEP_BATCH) -> SweepResult:
             )
             deleted += len(spent)
         if len(spent) < batch:
-            return SweepResult(ran=True, deleted=deleted)
+            return SweepResult("assistant-calls", "spent calls", deleted)
         session.commit()
         after = rows[-1][0]
 

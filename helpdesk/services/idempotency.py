@@ -24,6 +24,7 @@ from helpdesk.clock import database_clock
 from helpdesk.database import insert_ignoring
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.models import IdempotencyKey
+from helpdesk.services.sweeps import SweepResult
 
 
 class KeyReused(ValidationError):
@@ -83,15 +84,6 @@ def made(session: Session, claimed: int, *, ticket_id: int, message_id: int | No
     )
 
 
-@dataclass(frozen=True)
-class SweepResult:
-    ran: bool
-    deleted: int = 0
-
-    def summary(self) -> str:
-        return f"idempotency-keys: {self.deleted} spent keys deleted"
-
-
 def sweep(session: Session, lifetime: timedelta) -> SweepResult:
     """Delete the keys older than `lifetime` (the gateway's lifecycle jobs, or
     `flask idempotency-keys-sweep`); safe from several processes at once. A spent
@@ -99,4 +91,4 @@ def sweep(session: Session, lifetime: timedelta) -> SweepResult:
     result = session.execute(
         delete(IdempotencyKey).where(IdempotencyKey.created_at < database_clock(session) - lifetime)
     )
-    return SweepResult(ran=True, deleted=max(result.rowcount or 0, 0))  # type: ignore[attr-defined]
+    return SweepResult("idempotency-keys", "spent keys", max(result.rowcount or 0, 0))  # type: ignore[attr-defined]

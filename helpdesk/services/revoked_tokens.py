@@ -13,7 +13,6 @@ The caller owns the transaction, as with every service.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,20 +21,12 @@ from sqlalchemy.orm import Session
 
 from helpdesk.clock import now
 from helpdesk.models import RevokedToken
+from helpdesk.services.sweeps import SweepResult
 
 # How far a sweeping host's clock may run ahead of a web host's (both NTP-synced)
 # before a revocation that web host still needs could go (docs/security.md).
 SKEW_MARGIN = timedelta(hours=1)
 SWEEP_BATCH = 500  # rows deleted per transaction
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    ran: bool
-    deleted: int = 0
-
-    def summary(self) -> str:
-        return f"revoked-tokens: {self.deleted} expired revocations deleted"
 
 
 def sweep(session: Session, config: Mapping[str, Any], batch: int = SWEEP_BATCH) -> SweepResult:
@@ -65,7 +56,7 @@ def sweep(session: Session, config: Mapping[str, Any], batch: int = SWEEP_BATCH)
             result = session.execute(delete(RevokedToken).where(RevokedToken.id.in_(ids), expired))
             deleted += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
         if len(ids) < batch:
-            return SweepResult(ran=True, deleted=deleted)
+            return SweepResult("revoked-tokens", "expired revocations", deleted)
         session.commit()
 
 
