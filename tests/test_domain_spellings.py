@@ -8,10 +8,12 @@ domain, two spellings"; docs/integrations.md, "Who the customer is"). A homograp
 
 from __future__ import annotations
 
+import threading
 from email.policy import SMTP
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from helpdesk import addresses
 from helpdesk.errors import Conflict
@@ -23,6 +25,7 @@ from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from tests.support.database import open_ticket
 from tests.support.mail import SUPPORT, message
+from tests.test_customer_limits import _waiting_for_a_lock
 from tests.test_mail_statements import questions
 
 UNICODE, ASCII = "b\u00fccher.example", "xn--bcher-kva.example"
@@ -165,3 +168,32 @@ def test_a_contact_stored_in_each_spelling_before_keeps_its_own_mail(app):
         assert contacts.find_or_create(db.session, email).email == email
     fullwidth = "ann@\uff42\u00fc\uff43\uff48\uff45\uff52.example"
     assert contacts.find_or_create(db.session, fullwidth).email == fullwidth
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_first_mails_in_both_spellings_at_once_make_one_customer(app):
+    """Two first mails of one new customer, one in each spelling, at the same moment:
+    the insert refuses only an identical address, so both found no one and both
+    made a contact, and the customer's tickets were two customers' for good
+    (`contacts.find_or_create`). PostgreSQL only: SQLite lets one writer in at a time."""
+    engine = db.engine
+    first = Session(engine)
+    found: list[str] = []
+
+    def second() -> None:
+        with Session(engine) as session:
+            found.append(contacts.find_or_create(session, f"ann@{ASCII}").email)
+            session.commit()
+
+    contacts.find_or_create(first, f"ann@{UNICODE}")  # inserted, not committed yet
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:  # the second has made its own contact, or waits for the first
+        while thread.is_alive() and not _waiting_for_a_lock(timeout=1):
+            pass
+    finally:
+        first.commit()
+        first.close()
+        thread.join(60)
+    assert found == [f"ann@{UNICODE}"]
+    assert db.session.execute(select(Contact.email)).scalars().all() == [f"ann@{UNICODE}"]

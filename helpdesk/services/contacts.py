@@ -62,6 +62,13 @@ NUMBER_LOCK = 0x706E6F  # "pno"
 _LOCK_NUMBER = select(
     func.pg_advisory_xact_lock(bindparam("space", type_=Integer), bindparam("number_key", type_=Integer))
 )
+# The first key of the advisory lock a new contact of an internationalised domain is
+# made under (the second is a hash of the domain's two spellings, `_made_meanwhile`),
+# a space apart from the numbers' and the mailboxes' locks.
+SPELLINGS_LOCK = 0x737067  # "spg"
+_LOCK_SPELLINGS = select(
+    func.pg_advisory_xact_lock(bindparam("space", type_=Integer), bindparam("spellings_key", type_=Integer))
+)
 _LAST = "last contact found"  # the session's `info` key of `_remember`
 # Every staff address, folded by `is_ours`.
 _ALL_STAFF = select(StaffUser.email)
@@ -102,7 +109,7 @@ def find_or_create(session: Session, email: str, name: str = "") -> Contact:
     name = addresses.display_name(name)
     contact = _remembered(session, email)
     if contact is None:
-        contact = by_email(session, email)
+        contact = by_email(session, email) or _made_meanwhile(session, email)
     if contact is not None:
         if name and not contact.name:
             contact.name = name
@@ -143,6 +150,23 @@ def by_email(session: Session, email: str) -> Contact | None:
         return session.execute(_BY_EMAIL, {"email": email}).scalar_one_or_none()
     found = session.execute(_BY_SPELLINGS, {"emails": sorted(forms)}).scalars().all()
     return next((contact for contact in found if contact.email == email), found[0] if found else None)
+
+
+def _made_meanwhile(session: Session, email: str) -> Contact | None:
+    """The contact another transaction made in the other spelling of `email`'s
+    internationalised domain while this one found none, once it committed; None when
+    there is none (or the domain is ASCII, or the database SQLite, which lets one
+    writer in at a time). The insert refuses only an identical address, so two first
+    mails of one customer at once, one in each spelling, both made a contact. A new
+    contact of such a domain is made under a lock on its two spellings (PostgreSQL,
+    an advisory lock held to the commit) and the spellings read again under it: two
+    statements, only before such a contact's insert (docs/integrations.md, "Who the
+    customer is"; docs/lifecycle.md, "Concurrent changes")."""
+    forms = addresses.either_form(email)
+    if len(forms) == 1 or session.get_bind().dialect.name != "postgresql":
+        return None
+    session.execute(_LOCK_SPELLINGS, {"space": SPELLINGS_LOCK, "spellings_key": advisory_key(min(forms))})
+    return by_email(session, email)
 
 
 def _remembered(session: Session, email: str) -> Contact | None:
