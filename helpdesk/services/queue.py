@@ -51,6 +51,9 @@ MAX_SEARCH_CHARS = 200
 # whole description could pass PostgreSQL's 1 MB tsvector limit and refuse the
 # ticket. The migration writes the number itself; the two must agree.
 SEARCHED_DESCRIPTION_CHARS = 50_000
+# Up to how many matching tickets a queue page (without a search) is sorted from
+# the matching rows alone rather than found along the sort column's index (docs/web.md).
+FEW_MATCHES = 1_000
 _PRIORITY_RANK = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
 _SORTABLE = ("number", "created_at", "updated_at", "priority", "status", "subject")
 # The filters that pick from a vocabulary, with their allowed values: the portal's
@@ -187,14 +190,19 @@ class QueueService:
             # with their requester and assignee: loaded before the LIMIT, every
             # matching ticket was joined and sorted whole (page 200 of the queue at
             # 100,000 tickets took 10 ms instead of 4).
-            chosen = (
-                self._filtered(select(Ticket.id), filters)
-                .where(*where)
-                .order_by(order, tie)
-                .limit(per_page)
-                .offset((page - 1) * per_page)
-                .scalar_subquery()
-            )
+            matching = self._filtered(select(Ticket.id), filters).where(*where)
+            if total <= FEW_MATCHES:
+                # Few match: read them all as the count did, then sort. Asked for
+                # with a LIMIT, PostgreSQL expects to find a page's worth soon and
+                # walks the sort column's index, reading each ticket's row until it
+                # has them, which for a few old tickets is the whole table
+                # (docs/web.md, "Queue"; docs/benchmarks.md).
+                found = matching.add_columns(column.label("key")).cte("matching").prefix_with("MATERIALIZED")
+                ordered = (found.c.key.desc(), found.c.id.desc()) if descending else (found.c.key, found.c.id)
+                chosen = select(found.c.id).order_by(*ordered)
+            else:
+                chosen = matching.order_by(order, tie)
+            chosen = chosen.limit(per_page).offset((page - 1) * per_page).scalar_subquery()
         query = select(Ticket).where(Ticket.id.in_(chosen)).options(selectinload(Ticket.tags))
         if description_chars > 0:
             # A query expression is set when a row is first loaded: a ticket the
