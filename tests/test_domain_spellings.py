@@ -20,11 +20,13 @@ from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.models import Contact, Message, Ticket
-from helpdesk.services import contacts
+from helpdesk.services import Actor, contacts
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
+from helpdesk.services.staff import StaffService
 from tests.support.database import open_ticket
 from tests.support.mail import SUPPORT, message
+from tests.support.outbox import deliver
 from tests.test_customer_limits import _waiting_for_a_lock
 from tests.test_mail_statements import questions
 
@@ -131,6 +133,37 @@ def test_a_reply_from_the_other_spelling_is_the_customer_s(app, service, sender)
     if sender.startswith("ann@"):  # the requester's own contact, no second one
         assert author.id == requester_id
         assert db.session.execute(select(Contact.email)).scalars().all() == [f"ann@{UNICODE}"]
+
+
+@pytest.mark.parametrize("stored,sender", [(UNICODE, ASCII), (ASCII, UNICODE)])
+def test_a_staff_member_answering_signed_mail_from_the_other_spelling_replies_publicly(
+    app, service, admin, sink, stored, sender
+):
+    """The signed Message-ID was sent to the staff address as stored; its owner's
+    program answers from the other spelling of the domain. The same mailbox: the
+    proof holds, and the answer is the staff member's public reply, not an
+    unverified internal note."""
+    jane, _ = StaffService(db.session).create(
+        email=f"jane@{stored}", name="Jane", role="agent", password="jane-password-1"
+    )
+    db.session.commit()
+    jane_id = jane.id
+    ticket = open_ticket(service, cc=[(f"jane@{stored}", "Jane")])
+    service.add_message(ticket, body="Which model?", actor=Actor.staff(admin), channel="web")
+    db.session.commit()
+    number = service.display_number(ticket)
+    (to_jane,) = [sent for sent in deliver(app, sink) if sent["To"].addresses[0].username == "jane"]
+    answer = message(
+        sender=f"jane@{sender}",
+        subject=f"Re: [{number}] VPN drops every hour",
+        body="It is the X-100; we replace it today.",
+        in_reply_to=to_jane["Message-ID"],
+    ).as_bytes(policy=SMTP.clone(utf8=True))
+    result = ingest(answer, Envelope(f"jane@{sender}", (SUPPORT,), "smtp"), app.config)
+    db.session.remove()
+    assert (result.outcome, result.ticket_number) == (Outcome.APPENDED, number), result.reason
+    last = db.session.execute(select(Message).order_by(Message.id.desc())).scalars().first()
+    assert (last.kind, last.author_staff_id) == ("reply", jane_id), result.reason
 
 
 def test_chat_and_the_api_name_the_mail_s_customer_in_the_other_spelling(app, client, api):

@@ -130,10 +130,21 @@ def answers_mail_sent_to(
     Only mail that named nobody in Cc counts: the id of a copy that did (a reply
     queued before staff copies stopped naming the customers, or to an address that
     became a staff account since) reaches the people in Cc with one Reply-All, in
-    its In-Reply-To (`notifications.queue_reply`)."""
+    its In-Reply-To (`notifications.queue_reply`).
+
+    `address` in either spelling of an internationalised domain is that mailbox
+    (`addresses.either_form`): the id was sent to the address as stored, and its
+    owner's program may answer from the other (docs/mail-gateway.md, "One domain,
+    two spellings"). The MAC still binds the id to that one mailbox."""
+    spellings = addresses.either_form(address)
     for message_id, _method in _candidate_ids(mail):
         row = message_ids.sent_row(session, signer, message_id)
-        if row is None or row.to_address != address or row.cc_addresses.strip() or row.ticket_id is None:
+        if (
+            row is None
+            or row.to_address not in spellings
+            or row.cc_addresses.strip()
+            or row.ticket_id is None
+        ):
             continue  # an SLA digest is about no ticket
         about = session.get(Ticket, row.ticket_id)
         if about is not None and survivor(session, about).id == ticket.id:
