@@ -811,3 +811,40 @@ def test_the_ticket_indexes_of_mails_messages_and_rows_take_the_column_threading
             assert found[f"ix_{table}_ticket_id"] == ["ticket_id"]
             assert name not in found
         db.engine.dispose()
+
+
+def test_contacts_at_internationalised_domains_get_their_idna_2008_mailbox_key(empty_database_url):
+    """Migration 0046: the mailbox key of `hans@straße.de` was computed with Python's
+    IDNA 2003 codec, `hans@strasse.de` (another domain's mailbox, counted with it by
+    the per-customer limits); it becomes `hans@xn--strae-oqa.de`. Keys the two rules
+    agree on stay, and an ASCII address is not even read: a key left stale on purpose
+    stays stale. The downgrade writes the IDNA 2003 keys back."""
+    app = make_app(empty_database_url)
+    before = {
+        "hans@stra\u00dfe.de": "hans@strasse.de",
+        "ann@b\u00fccher.example": "ann@xn--bcher-kva.example",
+        "jos\u00e9@example.com": "jos\u00e9@example.com",
+        "ann@xn--strae-oqa.de": "ann@xn--strae-oqa.de",
+        "b.ob@example.com": "stale@example.com",
+    }
+    with app.app_context():
+        flask_migrate.upgrade(revision="0045")
+        with db.engine.begin() as connection:
+            for email, key in before.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO contacts (email, mailbox, name, created_at)"
+                        " VALUES (:email, :key, '', '2026-01-01')"
+                    ),
+                    {"email": email, "key": key},
+                )
+
+        def keys() -> dict[str, str]:
+            with db.engine.connect() as connection:
+                return dict(connection.execute(text("SELECT email, mailbox FROM contacts")).all())
+
+        flask_migrate.upgrade()
+        assert keys() == {**before, "hans@stra\u00dfe.de": "hans@xn--strae-oqa.de"}
+        flask_migrate.downgrade(revision="0045")
+        assert keys() == before
+        db.engine.dispose()
