@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from helpdesk.database import include_in_autogenerate
@@ -438,14 +439,7 @@ def test_existing_gmail_keys_drop_their_dots_and_googlemail(empty_database_url):
     with app.app_context():
         flask_migrate.upgrade(revision="0029")
         with db.engine.begin() as connection:
-            for email, key in old.items():
-                connection.execute(
-                    text(
-                        "INSERT INTO contacts (email, mailbox, name, created_at)"
-                        " VALUES (:email, :key, '', '2026-01-01')"
-                    ),
-                    {"email": email, "key": key},
-                )
+            _contacts_keyed(connection, old)
             for address, key in [*old.items(), ("never.claimed@gmail.com", None)]:
                 connection.execute(
                     text(
@@ -830,14 +824,7 @@ def test_contacts_at_internationalised_domains_get_their_idna_2008_mailbox_key(e
     with app.app_context():
         flask_migrate.upgrade(revision="0045")
         with db.engine.begin() as connection:
-            for email, key in before.items():
-                connection.execute(
-                    text(
-                        "INSERT INTO contacts (email, mailbox, name, created_at)"
-                        " VALUES (:email, :key, '', '2026-01-01')"
-                    ),
-                    {"email": email, "key": key},
-                )
+            _contacts_keyed(connection, before)
 
         def keys() -> dict[str, str]:
             with db.engine.connect() as connection:
@@ -848,3 +835,15 @@ def test_contacts_at_internationalised_domains_get_their_idna_2008_mailbox_key(e
         flask_migrate.downgrade(revision="0045")
         assert keys() == before
         db.engine.dispose()
+
+
+def _contacts_keyed(connection: Connection, keys: dict[str, str]) -> None:
+    """A contact for each address with the mailbox key an older release stored."""
+    for email, key in keys.items():
+        connection.execute(
+            text(
+                "INSERT INTO contacts (email, mailbox, name, created_at)"
+                " VALUES (:email, :key, '', '2026-01-01')"
+            ),
+            {"email": email, "key": key},
+        )
