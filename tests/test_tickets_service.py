@@ -343,6 +343,21 @@ def test_a_page_the_count_leaves_empty_is_not_looked_for(service, queue, filters
     assert selects == ["SELECT count(tickets.id) AS count_1"]
 
 
+def _page_statement(service, filters: TicketFilters) -> str:  # type: ignore[no-untyped-def]
+    """The statement a queue page (sorted by last activity) picks its ids with."""
+    asked: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        asked.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        listed(service, filters, per_page=2, sort="-updated_at")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return [each for each in asked if "LIMIT" in each][0]
+
+
 def _walks_sort_index(service, filters: TicketFilters) -> bool | None:  # type: ignore[no-untyped-def]
     """Whether the part of a queue page's statement that picks the page's ids (sorted
     by last activity) walks `ix_tickets_updated_at`, with PostgreSQL told a sort costs
@@ -382,8 +397,11 @@ def test_a_page_of_few_matches_is_sorted_from_them_not_walked_to(service, queue,
     98 ms (docs/web.md, "Queue"; docs/benchmarks.md). Many matches keep the walk,
     which finds a page among the newest rows."""
     assert _walks_sort_index(service, TicketFilters(status=("new",))) in (False, None)
+    # Many matches keep the statement that lets the database walk the index; whether
+    # it does on a table of a few rows is its statistics' choice (a CI run once chose
+    # otherwise), so the statement is what is checked here.
     monkeypatch.setattr(queue_module, "FEW_MATCHES", 1)
-    assert _walks_sort_index(service, TicketFilters(status=("new",))) in (True, None)
+    assert "MATERIALIZED" not in _page_statement(service, TicketFilters(status=("new",)))
     assert numbers(listed(service, TicketFilters(status=("new",)), sort="-updated_at")) == [5, 1]
 
 
