@@ -123,6 +123,7 @@ CASES = [
     # A flag's tag run that never ends in a cancel tag, then each tag character removed.
     Case("helpdesk.inputs", "_TAGS", "sub", lambda n: "\U0001f3f4" + rep("\U000e0061", n - 1)),
     Case("helpdesk.inputs", "_TAGS", "sub", lambda n: rep("\U0001f3f4\U000e0067\U000e0062", n)),
+    Case("helpdesk.inputs", "_TAGS", "sub", lambda n: rep("\U0001f3f4" + "\U000e0061" * 100, n)),
     Case("helpdesk.inputs", "_TAG", "search", lambda n: rep("a\u00e9\U0001f3f4", n)),
     Case("helpdesk.cli", "_UNSHOWN", "sub", lambda n: rep("\x1b[31m", n)),
     Case("helpdesk.service_fields", "_SERIAL", "fullmatch", lambda n: rep("A:", n, " ")),
@@ -224,6 +225,9 @@ CASES = [
     Case(AU, "_KEYWORD", "fullmatch", lambda n: "a" + rep("-", n - 2, "!")),
     Case(AU, "_PAIR", "match", lambda n: rep("a", n)),
     Case(AU, "_PAIR", "match", lambda n: 'a="' + rep("\\a", n - 3)),
+    Case(AU, "_PAIR", "match", lambda n: rep("a", n // 2) + rep(" ", n - n // 2)),
+    Case(AU, "_PAIR", "match", lambda n: "a" + rep(" ", n // 2) + "=" + rep(" ", n - n // 2 - 2)),
+    Case(AU, "_PAIR", "match", lambda n: "a=" + rep("\x00", n - 2)),
     Case(AU, "_QUOTED_PAIR", "sub", lambda n: rep("\\", n)),
     Case(AU, "_SERVER_TEXT", "fullmatch", lambda n: rep(" ", n, "\xa0")),
     Case(AU, "_SERVER_TEXT", "fullmatch", lambda n: rep("a", n, "\x00")),
