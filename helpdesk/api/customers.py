@@ -49,13 +49,11 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
     # Its domain as IDNA maps it (a fullwidth spelling is the customer it reaches), no
     # address literal: the rule of every way in that names a customer.
     given = addresses.normalize(value.get("email")) or None
-    email = addresses.named(given) if given is not None else None
+    email = contacts.named_address(db.session, given) if given is not None else None
     if given is not None and (email is None or addresses.is_reserved_invalid(email)):
         errors["customer.email"] = addresses.INVALID  # a stand-in is derived from a phone: no proof
     elif email is not None and contacts.is_ours(db.session, email, current_app.config):
         errors["customer.email"] = contacts.NOT_A_CUSTOMER
-    elif email is not None and given is not None:  # a contact stored as written before folding
-        email = contacts.known_spelling(db.session, given, email)
     phone = None
     if value.get("phone"):
         phone = phones.normalize(value["phone"])

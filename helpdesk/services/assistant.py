@@ -554,7 +554,8 @@ class AssistantService:
         other address is proven for it."""
         if customer.phone is None:
             raise Failure(NOT_ON_CHAT, "not_on_chat")
-        email = addresses.named(arguments["email"])  # as api.customers takes it: no address literal
+        # As api.customers takes it (no address literal), in a stored contact's spelling.
+        email = contacts.named_address(self.session, arguments["email"])
         if (
             email is None
             or addresses.is_reserved_invalid(email)
@@ -563,8 +564,6 @@ class AssistantService:
             or addresses.on_the_wire(email) is None  # nor one no relay could take (no IDNA form)
         ):
             raise Failure(INVALID_ARGUMENTS, "invalid")
-        # A contact stored as written before folding is still the address proven.
-        email = contacts.known_spelling(self.session, addresses.normalize(arguments["email"]), email)
         # Under the number's lock, whoever has the number stays who it is: every
         # binding takes that lock first (contacts.lock_number), before any row.
         contacts.lock_number(self.session, customer.phone)

@@ -122,7 +122,17 @@ def find_or_create(session: Session, email: str, name: str = "") -> Contact:
     return _remember(session, email, created or session.execute(_BY_EMAIL, {"email": email}).scalar_one())
 
 
-def known_spelling(session: Session, given: str, named: str) -> str:
+def named_address(session: Session, address: str) -> str | None:
+    """An address a person or a program names for a customer (the staff and workflow
+    APIs, the portal's form, the chat and assistant endpoints) as `addresses.named`
+    takes it, None for no address or an address literal, in the spelling a stored
+    contact already has (`_known_spelling`). The one rule of every such way in."""
+    given = addresses.normalize(address)
+    named = addresses.named(given)
+    return None if named is None else _known_spelling(session, given, named)
+
+
+def _known_spelling(session: Session, given: str, named: str) -> str:
     """The address a customer named as `given` (normalized) is known by: `named`
     (`addresses.named`, its domain as IDNA maps it), unless only a contact stored
     with `given` as written exists. Before domains were folded the API, the portal

@@ -239,15 +239,14 @@ class TicketsService:
         if not email:
             errors["requester_email"] = "is required"
         else:
-            as_written = is_email_originated or requester_is_contact
-            named = _address(email, as_written=as_written)
+            named = (
+                _address(email, as_written=True)
+                if is_email_originated or requester_is_contact
+                else contacts.named_address(self.session, email)
+            )
             if named is None:
                 errors["requester_email"] = addresses.INVALID
-                email = ""
-            elif as_written:
-                email = named
-            else:  # a customer stored as written before domains were folded is still found
-                email = contacts.known_spelling(self.session, email, named)
+            email = named or ""
         if len(requester_name or "") > MAX_NAME:
             errors["requester_name"] = f"must be at most {MAX_NAME} characters"
         priority = self._check_choice("priority", priority or "medium", errors)
