@@ -364,10 +364,16 @@ def sla_recipients(session: Session, assignees: Sequence[int | None]) -> dict[st
     active, admins = _sla_staff(session)
     counts: dict[str, int] = {}
     for assignee_id in assignees:
-        assignee = active.get(assignee_id) if assignee_id is not None else None
-        for address in [assignee] if assignee else admins:
+        for address in _told_of(assignee_id, active, admins):
             counts[address] = counts.get(address, 0) + 1
     return counts
+
+
+def _told_of(assignee_id: int | None, active: dict[int, str], admins: list[str]) -> list[str]:
+    """Who is told of a ticket's SLA breach: its assignee while active, else every
+    active admin."""
+    assignee = active.get(assignee_id) if assignee_id is not None else None
+    return [assignee] if assignee else admins
 
 
 def queue_sla_alerts(session: Session, breaches: Sequence[Breach], run: SlaRun | None = None) -> int:
@@ -394,8 +400,7 @@ def queue_sla_alerts(session: Session, breaches: Sequence[Breach], run: SlaRun |
         per_ticket.setdefault(breach.ticket_id, (breach.assignee_id, []))[1].append(breach.describe())
     per_recipient: dict[str, list[int]] = {}
     for ticket_id, (assignee_id, _) in per_ticket.items():
-        assignee = active.get(assignee_id) if assignee_id is not None else None
-        for address in [assignee] if assignee else admins:
+        for address in _told_of(assignee_id, active, admins):
             per_recipient.setdefault(address, []).append(ticket_id)
     rows = []
     digested = 0
