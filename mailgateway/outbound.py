@@ -431,11 +431,11 @@ class Sender(Loop):
         moment: datetime,
         first_claim: bool,
         undeliverable: datetime | None,
-        counts: _RateCounts | None = None,
+        counts: _RateCounts,
     ) -> str | None:
         """Why this row must not be mailed, or None (see the module docstring);
         `undeliverable`: since when a bounce marked the recipient undeliverable;
-        `counts`: the batch's rate-limit counts (`_rate_counts`), else read here."""
+        `counts`: the batch's rate-limit counts (`_rate_counts`)."""
         # Every rule reads the address as the relay will see it: our own domain in
         # fullwidth letters is stored as written, but IDNA makes it ours on the wire.
         address = addresses.wire_or_stored(row.to_address)
@@ -468,8 +468,6 @@ class Sender(Loop):
             # was deactivated after the row was queued gets none.
             return "no active staff member has this address (deactivated since it was queued)"
         if first_claim and row.kind in AUTOMATIC_KINDS:
-            if counts is None:
-                counts = self._rate_counts(session, [row], moment)
             return self._rate_limited(row, moment, counts)
         return None
 
