@@ -622,6 +622,13 @@ class ImapMailboxState(Model):
     # gateway at a time per mailbox, another takes over when the lease runs out.
     owner: Mapped[str] = mapped_column(String(200), default="", server_default="")
     lease_until: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    # Mail begun and not finished, kept here because a mail that kills the gateway
+    # takes the poller's memory with it (migration 0047): the last UID of the batch
+    # begun last, and the message begun alone last with how many gateway processes
+    # began it (docs/mail-gateway.md, "A mail that kills the gateway").
+    taking_until: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    taking_uid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    taking_processes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class SatisfactionRating(Model):

@@ -24,6 +24,10 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   refusals (FETCH_DROPS when only the connection dropped: a restart or a network
   does that to any fetch) it is quarantined by its place and filed there too, unread, so it
   never holds back the mail after it (SPEC §7).
+- Those counts live in the process; a message that kills the process (or hangs it
+  until a restart) would take them along every time. So the mailbox's row keeps
+  the batch begun and the message begun alone with the processes that began it:
+  after TAKING_ATTEMPTS processes that never finished it, it is filed the same way.
 - IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
   (servers and middleboxes drop quieter connections after 10), polling otherwise;
   an outer reconnect loop with exponential backoff survives the server going away.
@@ -103,6 +107,7 @@ from helpdesk.inbound.ingest import (
     ingest,
     note_unfetchable_unmoved,
     quarantine_unfetchable,
+    quarantine_unfinished,
     quarantine_unread,
     refuse_oversized,
 )
@@ -130,6 +135,12 @@ FETCH_ATTEMPTS = 2
 # a network failing drops a connection once, whatever it was fetching; a message that
 # crashes the server or hangs its answer drops every one (docs/mail-gateway.md).
 FETCH_DROPS = 5
+# Gateway processes that may begin taking one message alone and stop before it is
+# recorded (the process killed, crashed or restarted after a hang) before it is filed
+# as failed unread: such a mail likely kills every process that reads it. Counted in
+# the database, since a dying process loses its memory (docs/mail-gateway.md, "A mail
+# that kills the gateway").
+TAKING_ATTEMPTS = 3
 # Refused moves of one committed message before the poller goes past it, leaving it
 # in the mailbox: found again, it would only be a duplicate (docs/mail-gateway.md).
 MOVE_ATTEMPTS = 2
@@ -325,6 +336,13 @@ class ImapPoller(Loop):
         # fetch of several failed: the server does not say which one it failed on.
         self.fetch_failures: dict[int, list[_FetchFailure]] = {}
         self.one_at_a_time_until = 0
+        # What the mailbox's row says of mail begun and not finished (`_begin`), as
+        # this poller last read or wrote it: the last UID of the batch begun last, and
+        # the message begun alone last with the processes that began it; and the
+        # messages this poller began alone itself (counted once, however often it tries).
+        self.taking_until = 0
+        self.taking_alone = (0, 0)
+        self.begun_alone: set[int] = set()
         # Refused moves of one message alone, by UIDVALIDITY and UID (`_move`).
         self.move_refusals: dict[tuple[int | None, int], int] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -424,6 +442,9 @@ class ImapPoller(Loop):
         with self.app.app_context():
             state = self._state()
             last_uid = state.last_uid
+            taking_until, taking_alone = state.taking_until, (state.taking_uid, state.taking_processes)
+            if state.uidvalidity != uidvalidity:  # the UIDs of mail begun name other messages now
+                taking_until, taking_alone = 0, (0, 0)
             if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
                 log.warning(
                     "%s: UIDVALIDITY changed from %s to %s; rescanning the mailbox "
@@ -434,11 +455,23 @@ class ImapPoller(Loop):
                 )
                 last_uid = 0
             db.session.commit()  # the row, if `_state` just made it
-        if not self._write_state(uidvalidity=uidvalidity, last_uid=last_uid):
+        written = self._write_state(
+            uidvalidity=uidvalidity,
+            last_uid=last_uid,
+            taking_until=taking_until,
+            taking_uid=taking_alone[0],
+            taking_processes=taking_alone[1],
+        )
+        if not written:
             self._lost()
         if uidvalidity != self.uidvalidity:  # the UIDs name other messages now
-            self.fetch_failures, self.one_at_a_time_until = {}, 0
+            self.fetch_failures, self.one_at_a_time_until, self.begun_alone = {}, 0, set()
         self.uidvalidity, self.last_uid = uidvalidity, last_uid
+        self.taking_until, self.taking_alone = taking_until, taking_alone
+        if taking_until > last_uid:
+            # A batch begun before was not finished: by a process that died on one of
+            # its messages, maybe. Each is taken alone, so the one that kills is counted.
+            self.one_at_a_time_until = max(self.one_at_a_time_until, taking_until)
         log.info(
             "%s: connected (UIDVALIDITY %s, %s messages waiting)",
             self.source.key,
@@ -467,7 +500,7 @@ class ImapPoller(Loop):
                 break
             if uids[0] <= self.one_at_a_time_until:
                 uids = uids[:1]
-                if self._unfetchable(uids[0]):
+                if self._unfetchable(uids[0]) or self._never_finished(uids[0]):
                     results.append((uids[0], self._give_up(client, uids[0])))
                     continue
             sizes = {
@@ -482,6 +515,7 @@ class ImapPoller(Loop):
             passed = self.last_uid
             for batch in _batches([uid for uid in uids if uid in sizes and uid < before], sizes):
                 self._check_lease()
+                self._begin(batch)
                 results.extend(self._process_batch(client, batch, sizes))
                 self._save_state(success=True)  # where it got to: a long backlog is no stuck mailbox
                 if self.stopping.is_set():
@@ -647,6 +681,35 @@ class ImapPoller(Loop):
         refused = sum(not failure.dropped for failure in failures)
         return refused >= FETCH_ATTEMPTS or len(failures) >= FETCH_DROPS
 
+    def _never_finished(self, uid: int) -> bool:
+        """Whether TAKING_ATTEMPTS gateway processes, this one not among them, began
+        taking `uid` alone and none finished: each died or was stopped on it."""
+        begun, processes = self.taking_alone
+        return begun == uid and processes >= TAKING_ATTEMPTS and uid not in self.begun_alone
+
+    def _begin(self, batch: list[int]) -> None:
+        """Write down, before its first byte is fetched, that `batch` is being taken
+        (one UPDATE a batch, which renews the lease too): a process that dies on a
+        message of it leaves the mark for the next one, which takes each of them
+        alone. A message begun alone counts the processes that began it, this one once
+        (docs/mail-gateway.md, "A mail that kills the gateway")."""
+        first = batch[0]
+        alone = len(batch) == 1 and first <= self.one_at_a_time_until and first not in self.begun_alone
+        if not alone and batch[-1] <= self.taking_until:
+            return
+        taking_until, taking_alone = max(self.taking_until, batch[-1]), self.taking_alone
+        if alone:
+            uid, processes = taking_alone
+            taking_alone = (first, processes + 1 if uid == first else 1)
+        written = self._write_state(
+            taking_until=taking_until, taking_uid=taking_alone[0], taking_processes=taking_alone[1]
+        )
+        if not written:
+            self._lost()
+        self.taking_until, self.taking_alone = taking_until, taking_alone
+        if alone:
+            self.begun_alone.add(first)
+
     def _left_out(self, client: IMAPClient, uids: list[int]) -> list[int]:
         """Of `uids`, which a FETCH answer left out or answered NIL, those the server
         still lists (UID SEARCH): each counts as a failed fetch of it alone, and is
@@ -674,15 +737,20 @@ class ImapPoller(Loop):
 
     def _give_up(self, client: IMAPClient, uid: int) -> Result:
         """File the message of `uid`, the first one waiting, that its server failed
-        to hand over FETCH_ATTEMPTS times: quarantined with where it is, and moved to
-        the failed folder without another fetch, so the mail after it is taken."""
+        to hand over FETCH_ATTEMPTS times, or that TAKING_ATTEMPTS processes began
+        and never finished: quarantined with where it is, and moved to the failed
+        folder without another fetch, so the mail after it is taken."""
         place = f"{self.source.key}, UIDVALIDITY {self.uidvalidity}, UID {uid}"
         self._confirm_lease()
         try:
-            with self.app.app_context():
-                result = quarantine_unfetchable(
-                    place, [failure.said for failure in self.fetch_failures[uid]], self.source.key
-                )  # once: keyed by the place
+            with self.app.app_context():  # once: keyed by the place
+                result = (
+                    quarantine_unfetchable(
+                        place, [failure.said for failure in self.fetch_failures[uid]], self.source.key
+                    )
+                    if self._unfetchable(uid)
+                    else quarantine_unfinished(place, self.taking_alone[1], self.source.key)
+                )
         except UnstorableError as exc:
             result = self._unstorable(None, exc)
         self._confirm_lease()
@@ -695,7 +763,7 @@ class ImapPoller(Loop):
         else:  # its record said "filed in the failed folder": it stays here instead
             with self.app.app_context():
                 note_unfetchable_unmoved(place)
-        del self.fetch_failures[uid]
+        self.fetch_failures.pop(uid, None)
         self.last_uid = uid
         return result
 

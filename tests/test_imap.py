@@ -1398,6 +1398,62 @@ def test_kill_9_mid_batch_then_restart_processes_every_message_once(app, databas
     assert sorted(in_processed) == sorted(expected), "the processed folder lost or doubled mail"
 
 
+class _Died(BaseException):
+    """Stands for the gateway process dying while it takes a mail (the kernel's
+    out-of-memory killer, a crash in C code, a restart after a hang): nothing in the
+    poller catches it, and what the poller kept in memory dies with it."""
+
+
+def _dying_at(poller: ImapPoller, message_id: str) -> ImapPoller:
+    """`poller`, whose process dies each time it takes the mail of `message_id`."""
+    take = poller._ingest
+
+    def ingest(raw: bytes, envelope: Envelope, mail: ParsedMail) -> Result:
+        if mail.message_id == message_id:
+            raise _Died(message_id)
+        return take(raw, envelope, mail)
+
+    poller._ingest = ingest  # type: ignore[method-assign]
+    return poller
+
+
+def test_a_mail_that_kills_the_gateway_each_time_is_filed_as_failed_and_the_rest_goes_on(
+    app, senders, mailbox, runner
+):
+    """A mail whose taking kills the gateway process every time. The counts of failed
+    attempts lived in the process's memory, so each new process (a restart, or the
+    gateway on another host taking the lease over) began again from nothing: the mail
+    was never filed, and the mail after it was never read. The attempts begun are
+    kept in the database: each process that begins taking the mail alone and never
+    finishes counts once, and after TAKING_ATTEMPTS of them it is quarantined by its
+    place and filed in the failed folder unread."""
+    mailbox.append(raw(0, "before"), raw(1, "deadly"), raw(2, "after"))
+    deaths = 0
+    for _process in range(6):  # each a new gateway process: nothing remembered
+        poller = _dying_at(poller_for(app, mailbox), "deadly-1@client.example")
+        try:
+            drain(poller)
+        except _Died:
+            deaths += 1
+            if deaths == 1:  # a mail of a later pass, never read while the deadly one blocks
+                mailbox.append(raw(3, "later"))
+            continue
+        break
+    assert mailbox.count() == 0, f"the mailbox is still blocked after {deaths} deaths"
+    assert deaths == 1 + imap.TAKING_ATTEMPTS  # its batch once, then each time alone
+    assert mailbox.count(mailbox.failed) == 1 and mailbox.count(mailbox.processed) == 3
+    assert sorted(mailbox.message_ids(mailbox.processed)) == [
+        "after-2@client.example",
+        "before-0@client.example",
+        "later-3@client.example",
+    ]
+    assert len(tickets()) == 3
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert "UID 2" in item.reason and "never finished" in item.reason
+    state = db.session.execute(select(ImapMailboxState)).scalar_one()
+    assert state.last_uid == 4
+
+
 # -- several gateways on one mailbox ------------------------------------------------------------
 
 

@@ -99,6 +99,7 @@ _UNPARSEABLE = "unparseable mail: "
 _OVER_A_LIMIT = "over a limit: "
 _PROCESSING_FAILED = "processing failed"
 _UNFETCHABLE = "could not be fetched from the mailbox"
+_UNFINISHED = "its taking from the mailbox never finished"
 # How the reason of such a mail ends: filed, or, when the server refused every move,
 # left where it was (`note_unfetchable_unmoved`).
 _FILED_AS_IT_WAS = "filed in the failed folder as it was"
@@ -106,7 +107,7 @@ _LEFT_IN_THE_MAILBOX = (
     "the server refused to move it to the failed folder, so it stays in the mailbox as it was, "
     "passed by the poller"
 )
-_FAILED_HOLDS = (_UNPARSEABLE, _OVER_A_LIMIT, _PROCESSING_FAILED, _UNFETCHABLE)
+_FAILED_HOLDS = (_UNPARSEABLE, _OVER_A_LIMIT, _PROCESSING_FAILED, _UNFETCHABLE, _UNFINISHED)
 # A mail too big to take, refused by `refuse_oversized`: "{size}" and then this.
 _TOO_BIG = " bytes, larger than MAX_MESSAGE_BYTES ("
 
@@ -580,16 +581,35 @@ def quarantine_unfetchable(place: str, errors: list[str], source: str = "") -> R
     person to read there (docs/mail-gateway.md). Keyed by the place, so a second
     record of it (a crash before the move) is a duplicate of the first. `source`: the
     mailbox's key, as `Envelope.source`."""
-    session = db.session
-    reason = clean(f"{_UNFETCHABLE} after {len(errors)} attempts ({place}: {errors[-1]}); {_FILED_AS_IT_WAS}")
-    return _hold_fixed(session, None, _unfetchable_key(place), "imap", source, reason, b"")
+    reason = f"{_UNFETCHABLE} after {len(errors)} attempts ({place}: {errors[-1]}); {_FILED_AS_IT_WAS}"
+    return _hold_in_place(place, reason, source)
+
+
+def quarantine_unfinished(place: str, processes: int, source: str = "") -> Result:
+    """Record a mail that `processes` gateway processes in turn began to take from its
+    mailbox and never finished: each died or was stopped first (an out-of-memory kill,
+    a crash, a hang ended by a restart), most likely on this very mail, so it is not
+    read again. Held and filed as `quarantine_unfetchable` holds and files a mail, by
+    its place (docs/mail-gateway.md, "A mail that kills the gateway")."""
+    reason = (
+        f"{_UNFINISHED}: {processes} gateway processes began it and each stopped first "
+        f"(a crash, a kill or a hang), so it was not read again ({place}); {_FILED_AS_IT_WAS}"
+    )
+    return _hold_in_place(place, reason, source)
+
+
+def _hold_in_place(place: str, reason: str, source: str) -> Result:
+    """Hold an IMAP message known only by its place, keyed by it: a second record of
+    it (a crash before its move) is a duplicate of the first."""
+    return _hold_fixed(db.session, None, _unfetchable_key(place), "imap", source, clean(reason), b"")
 
 
 def note_unfetchable_unmoved(place: str) -> None:
-    """The server refused to move the mail `quarantine_unfetchable` recorded at
-    `place` to the failed folder, for the last time: its record, and what the
-    quarantine shows, say that it stays in the mailbox rather than that it was filed
-    (docs/mail-gateway.md, "A message the server will not move")."""
+    """The server refused to move the mail `quarantine_unfetchable` (or
+    `quarantine_unfinished`) recorded at `place` to the failed folder, for the last
+    time: its record, and what the quarantine shows, say that it stays in the mailbox
+    rather than that it was filed (docs/mail-gateway.md, "A message the server will
+    not move")."""
     session = db.session
     record = session.execute(
         select(InboundRecord).where(InboundRecord.dedup_key == _unfetchable_key(place))
