@@ -406,6 +406,62 @@ def test_a_customer_of_a_merged_ticket_is_answered_in_the_thread_they_wrote_from
     assert again["ann@example.com"]["In-Reply-To"] == "<ann-1@client.example>"
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_merge_committed_during_the_senders_claim_threads_no_stranger_s_mail(
+    app, gateway, senders, sink, service, agent_actor, monkeypatch
+):
+    """A merge committed between the sender's batch read (`ThreadHint`: nothing merged
+    into the ticket yet) and the rendering of a row queued before it. On PostgreSQL
+    each statement of the claim sees what committed before it, so the row is rendered
+    after the merge with the hint from before: its thread is the one it had a moment
+    before the merge, every mail on its own ticket, the co-participant's included
+    (Carol, Cc'd on Ann's ticket from the start), as in any unmerged ticket. The mail
+    of the merged ticket's customer (Bob) is on his own ticket, which that thread
+    does not read: no id of a stranger's mail is sent (docs/outbound-mail.md,
+    "Merged tickets"). On SQLite the claim holds the write lock, so no merge commits
+    inside it."""
+    assert gateway.send(message(cc="carol@corp.example", message_id="<ann-1@client.example>"))[0] == 250
+    carol = message("carol@corp.example", "Re: [TKT-000001] On fire", message_id="<carol-1@c.example>")
+    assert gateway.send(carol) == (250, b"2.0.0 OK appended TKT-000001")
+    bob = message("bob@corp.example", "Paper jam", message_id="<bob-1@client.example>")
+    assert gateway.send(bob)[0] == 250
+    deliver(app, sink)
+    sink.messages.clear()
+    ann_ticket, bob_ticket = (service.get(number) for number in ("TKT-000001", "TKT-000002"))
+    service.add_message(ann_ticket, body="Fixed on floor 3.", actor=agent_actor, channel="web")
+    db.session.commit()
+    batch_context = Sender._batch_context
+
+    def merge_after_the_read(session, rows):  # type: ignore[no-untyped-def]
+        read = batch_context(session, rows)
+        assert not any(hint.merged for hint in read[1].values())
+
+        def merge() -> None:
+            with app.app_context():
+                tickets = TicketsService.from_config(db.session, app.config)
+                survivor = tickets.get(ann_ticket.number)
+                tickets.merge(tickets.get(bob_ticket.number), survivor, actor=agent_actor)
+                db.session.commit()
+
+        other = threading.Thread(target=merge)  # its own session and connection
+        other.start()
+        other.join(timeout=30)
+        return read
+
+    monkeypatch.setattr(Sender, "_batch_context", staticmethod(merge_after_the_read))
+    sender = make_sender(app, sink)
+    while run(sender):
+        pass
+    assert db.session.execute(select(Ticket.merged_into_id).where(Ticket.id == bob_ticket.id)).scalar_one()
+    copies = {mail["To"]: mail for mail in sink.messages if "Fixed on floor 3." in text_of(mail)}
+    assert set(copies) == {"ann@example.com", "carol@corp.example"}
+    for copy in copies.values():
+        assert "bob-1" not in f"{copy['In-Reply-To']} {copy['References']}"
+    # The thread from before the merge: Carol's mail on Ann's own ticket is the last.
+    assert copies["ann@example.com"]["In-Reply-To"] == "<carol-1@c.example>"
+    assert "<ann-1@client.example>" in copies["ann@example.com"]["References"]
+
+
 def test_a_customer_of_a_merge_of_a_merge_is_answered_in_her_own_thread(
     app, client, gateway, senders, sink, agent
 ):
