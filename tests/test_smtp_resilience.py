@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, Ticket
+from helpdesk.services.mailflow import mail_flow
 from helpdesk.services.senders import SendersService
 from mailgateway import smtp
 from mailgateway.smtp import ConnectionLimits, SupportHandler, make_controller
@@ -466,3 +467,42 @@ def test_a_session_ends_at_smtp_session_timeout_after_the_mail_it_is_reading(app
                 time.sleep(0.2)
             assert codes[-1] == 421 and set(codes[:-1]) == {550} and 4 <= len(codes) <= 7
     assert len(tickets()) == 1
+
+
+def test_gateways_on_two_hosts_with_one_smtp_listen_share_its_source_and_lose_or_double_nothing(app):
+    """Two gateway hosts configured alike, `SMTP_LISTEN=0.0.0.0:25` on both: their
+    listeners record and count mail under one source, "smtp 0.0.0.0:25" (here two
+    listeners on ports of their own stand for the two hosts). The source is a label
+    on the record and the counts and nothing else: deduplication is by the mail's
+    dedup key, the "451 once" rule by the key in each process, and quarantine
+    approval only keeps the source. So a mail and its retry through the other host
+    make one ticket and one duplicate, and the Mail page and /metrics add both hosts
+    up in one row; each host's listener is told apart by `gateway.py --check` on
+    that host (docs/web.md, "Mail flow")."""
+    SendersService(db.session).add("ann@example.com", "Example Ltd")
+    db.session.commit()
+    db.session.rollback()
+    app.config["SMTP_LISTEN"] = "0.0.0.0:25"
+    hosts = [SupportHandler(app, workers=1) for _host in "ab"]
+    controllers = []
+    for handler in hosts:
+        app.config["SMTP_LISTEN"] = f"127.0.0.1:{free_port()}"
+        controllers.append(make_controller(app, handler))
+        controllers[-1].start()
+    try:
+        first, other = (controller.port for controller in controllers)
+        assert send(first, message(message_id="<both@client.example>"))[0] == 250
+        assert send(other, message(message_id="<both@client.example>")) == (
+            250,
+            b"2.0.0 OK duplicate",
+        )
+        assert send(other, message(message_id="<other@client.example>"))[0] == 250
+    finally:
+        for controller in controllers:
+            controller.stop()
+            controller.handler.close()
+    assert [ticket.number for ticket in tickets()] == [1, 2]
+    flow = mail_flow(db.session, stuck_after=timedelta(hours=1), backlog_after=timedelta(hours=1))
+    assert [(s.channel, s.source, s.inbound["created"], s.duplicates) for s in flow.sources] == [
+        ("smtp", "smtp 0.0.0.0:25", 2, 1)
+    ]
