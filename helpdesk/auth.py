@@ -34,14 +34,15 @@ from flask_jwt_extended import (
 from flask_limiter import HeaderNames
 from limits import RateLimitItem, parse_many
 from sqlalchemy import bindparam, exists, select
+from sqlalchemy.exc import DBAPIError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk import addresses, limit_storage
 from helpdesk.clock import now
-from helpdesk.database import insert_ignoring
+from helpdesk.database import OutcomeUnknown, commit_or_unknown, insert_ignoring
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db, jwt, limiter
-from helpdesk.http_errors import error_response
+from helpdesk.http_errors import answer_database_error, answer_outcome_unknown, error_response
 from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import RevokedToken, StaffUser
 from helpdesk.services import Actor
@@ -473,15 +474,26 @@ def _revoked_answer(_header: dict[str, Any], claims: dict[str, Any]) -> tuple[Re
     return reused_answer(claims)
 
 
-def reused_answer(claims: dict[str, Any]) -> tuple[Response, int]:
+def reused_answer(claims: dict[str, Any]) -> Any:
     """The answer to a revoked token. A refresh token used after it was rotated away
     was copied: whoever holds its family's other tokens may be the thief, so they all
     end — also when the two uses came at once and only the revocation's insert saw
-    the other (docs/security.md)."""
+    the other (docs/security.md).
+
+    Mostly answered from flask-jwt-extended's error handler, where an exception is
+    handled no more: the family's commit failing was a 500. Its errors are answered
+    here as any change's are: `503 outcome_unknown` for a lost COMMIT answer, `503
+    database_unavailable` for the database failing now (docs/web.md, "A lost
+    answer"); presenting the token again ends the family, whichever happened."""
     if claims.get("type") == "refresh":
         db.session.rollback()
-        revoke_family(claims)
-        db.session.commit()
+        try:
+            revoke_family(claims)
+            commit_or_unknown(db.session)
+        except OutcomeUnknown as exc:
+            return answer_outcome_unknown(exc)
+        except DBAPIError as exc:
+            return answer_database_error(exc)
     return error_response(401, "token_revoked", "The token was revoked; log in again.")
 
 

@@ -52,8 +52,8 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(UnreadableForm, _unreadable_form)
     app.register_error_handler(UnreadableQuery, _unreadable_query)
-    app.register_error_handler(DBAPIError, _database_error)
-    app.register_error_handler(OutcomeUnknown, _outcome_unknown)
+    app.register_error_handler(DBAPIError, answer_database_error)
+    app.register_error_handler(OutcomeUnknown, answer_outcome_unknown)
 
 
 def retry_later(response: Response) -> Response:
@@ -102,14 +102,15 @@ def _internal_error(exc: InternalServerError) -> Any:
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
-def _database_error(exc: DBAPIError) -> Any:
+def answer_database_error(exc: DBAPIError) -> Any:
     """A database error no view handled. The database failing to do the work now
     (`is_transient`: unreachable, restarting, out of connections) is 503 with
     `Retry-After`, the error page on the portal and the tracker, the JSON envelope on
     the API (whose blueprint answers its own views' errors first): it was Flask's
     bare 500 page. Any other one is a bug, raised again to be the logged 500 it was.
     The page is rendered without its staff member (`g.database_unavailable`): reading
-    them needs the database."""
+    them needs the database. Called too by code that answers from inside another
+    error handler, where what it raises is handled no more (`auth.reused_answer`)."""
     if not is_transient(exc):
         raise exc
     db.session.rollback()
@@ -122,14 +123,15 @@ def _database_error(exc: DBAPIError) -> Any:
     return retry_later(make_response(page, 503))
 
 
-def _outcome_unknown(exc: OutcomeUnknown) -> Any:
+def answer_outcome_unknown(exc: OutcomeUnknown) -> Any:
     """A change whose COMMIT's answer was lost (`database.commit_or_unknown`): the
     database may have kept it. It was answered as the database being away, 503
     "retry" on the API, "try again in a minute" on a page, and the change was made
     twice. Still 503 with `Retry-After` (the database's connection did drop), but
     `outcome_unknown` on the API and a page saying it may or may not be saved,
     check first (docs/web.md, "A lost answer"). Rendered without the staff member,
-    as the outage page is."""
+    as the outage page is. Called too from inside another error handler
+    (`auth.reused_answer`), as `answer_database_error` is."""
     g.database_unavailable = True
     log.warning(
         "the answer to the COMMIT of %s %s was lost; it may or may not be kept: %s",

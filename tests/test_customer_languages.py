@@ -34,6 +34,7 @@ from helpdesk.services.lifecycle_jobs import check_sla
 from helpdesk.services.staff import StaffService
 from tests.support.app import Portal
 from tests.support.database import open_ticket
+from tests.support.lost_commit import commit_answer_lost
 from tests.support.mail import message
 from tests.support.outbox import deliver, html_of, text_of
 from tests.test_browser import browser_page, live_portal  # noqa: F401  (fixtures)
@@ -690,6 +691,31 @@ def test_switching_on_a_status_link_sets_the_contacts_language_not_the_tickets(a
     )
     assert forged.status_code == 404
     assert "Este enlace no es válido" in forged.get_data(as_text=True)
+
+
+def test_a_switch_whose_commit_answer_was_lost_says_it_may_or_may_not_be_saved(app, client, lucias_ticket):
+    """The connection drops as the contact's language is committed: the page said the
+    helpdesk cannot reach its database, try again, as if nothing had been kept. It
+    says what every form says of a lost answer, in the language just chosen, which
+    the visitor's session keeps either way (docs/web.md, "A lost answer")."""
+    token = customer_links.token(app.config, "status", lucias_ticket.id, "lucia@example.com")
+    form = {
+        "language": "es",
+        "purpose": "status",
+        "token": token,
+        "csrf_token": Portal(client).token("/track"),
+    }
+    with commit_answer_lost(lambda statement: statement.startswith("UPDATE contacts")):
+        answer = client.post("/track/language", data=form)
+    said = answer.get_data(as_text=True)
+    assert answer.status_code == 503 and "puede que se haya guardado o no" in said
+    assert "no puede acceder a su base de datos" not in said
+    assert "Consulta tu ticket" in client.get(f"/track/{token}").get_data(as_text=True)
+    db.session.expire_all()
+    assert (
+        db.session.execute(select(Contact.language).where(Contact.email == "lucia@example.com")).scalar()
+        == "es"
+    )
 
 
 def test_switching_after_a_lookup_shows_the_ticket_again_and_leaves_the_contact(client, lucias_ticket):

@@ -782,6 +782,26 @@ def test_a_ticket_action_whose_commit_answer_was_lost_says_the_outcome_is_unknow
     assert db.session.get(Ticket, ticket.id, populate_existing=True).status == "in_progress"
 
 
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_ticket_page_whose_move_to_open_lost_its_commit_answer_shows_the_ticket(portal, service, kept):
+    """Opening a new ticket moves it to open; the connection drops as that COMMIT
+    goes. Staff who only wanted to read the ticket got the outage page, "cannot reach
+    its database". The page is shown as the database has it, saying the move may or
+    may not have happened and that a reload settles it (docs/web.md, "A lost answer")."""
+    ticket = opened(service)
+    page = f"/tickets/{service.display_number(ticket)}"
+    with commit_answer_lost(lambda statement: statement.startswith("UPDATE tickets"), kept=kept):
+        response = portal.get(page)
+    said = response.get_data(as_text=True)
+    assert response.status_code == 200 and "it may or may not have moved" in said
+    assert "Printer on fire" in said and "cannot reach its database" not in said
+    shown = "open" if kept else "new"
+    assert f'<span class="badge {shown}">' in said
+    portal.get(page)  # the reload moves a ticket still new
+    db.session.rollback()
+    assert db.session.get(Ticket, ticket.id, populate_existing=True).status == "open"
+
+
 @pytest.mark.parametrize(
     ("path", "form", "page", "table"),
     [

@@ -26,6 +26,8 @@ from helpdesk.models import RevokedToken, StaffUser
 from helpdesk.portal import account
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, Portal, login_tokens
+from tests.support.database import refused_by_database
+from tests.support.lost_commit import commit_answer_lost
 
 
 def _copy_of(client, app: Flask):  # type: ignore[no-untyped-def]
@@ -56,6 +58,29 @@ def test_logout_ends_a_copied_session_cookie(app, client, portal):
     assert _logged_in(thief.get("/tickets"))
     portal.post("/logout")
     assert thief.get("/tickets").status_code == 302
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_logout_whose_commit_answer_was_lost_says_so_and_can_be_checked_and_sent_again(
+    app, client, portal, kept
+):
+    """The connection drops as the logout's COMMIT goes. The cookie was cleared before
+    the COMMIT, so this browser was signed out whatever the database did, and the
+    page said "cannot reach its database. Try again": sent again, the logout ended
+    nothing (nobody was signed in), and a copied cookie lived on if the database had
+    not kept it. The page now says it may or may not have been saved, and this
+    browser shows which at its next page: signed out if it was kept; still signed in,
+    and a second logout ends every session, if not (docs/web.md, "A lost answer")."""
+    copy = _copy_of(client, app)
+    with commit_answer_lost(lambda statement: statement.startswith("UPDATE staff_users"), kept=kept):
+        response = portal.post("/logout")
+    said = response.get_data(as_text=True)
+    assert response.status_code == 503 and "may or may not have been saved" in said
+    assert "cannot reach its database" not in said
+    assert _logged_in(client.get("/tickets")) is not kept
+    assert _logged_in(copy.get("/tickets")) is not kept
+    portal.post("/logout", page="/login")  # sent again: harmless if kept, done now if not
+    assert not _logged_in(client.get("/tickets")) and not _logged_in(copy.get("/tickets"))
 
 
 def test_portal_logout_ends_the_api_tokens_of_that_person(client, portal, agent):
@@ -364,6 +389,45 @@ def test_refresh_tokens_rotate_and_a_reused_one_ends_its_family(client, agent):
     # Another login of the same person is another family and goes on.
     assert ApiClient(client, other_login["access_token"]).get("/tickets").status_code == 200
     assert ApiClient(client, other_login["refresh_token"]).post("/auth/refresh").status_code == 200
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_reused_refresh_token_whose_family_revocation_lost_its_commit_answer_is_outcome_unknown(
+    client, agent, kept
+):
+    """A rotated refresh token presented again ends its family; the connection drops
+    as that revocation's COMMIT goes. It was answered from inside the token check's
+    error handler, where an error is no longer handled: a 500. It is `503
+    outcome_unknown` with `Retry-After`, as every change whose answer was lost; the
+    same token presented again ends the family for certain (docs/web.md, "A lost answer")."""
+    login = login_tokens(client, agent.email, "agent-password-1")
+    rotated = ApiClient(client, login["refresh_token"]).post("/auth/refresh").get_json()
+    with commit_answer_lost(lambda statement: statement.startswith("INSERT INTO revoked_tokens"), kept=kept):
+        lost = ApiClient(client, login["refresh_token"]).post("/auth/refresh")
+    assert lost.status_code == 503 and lost.get_json()["error"]["code"] == "outcome_unknown"
+    assert lost.headers["Retry-After"] == "30"
+    family_alive = ApiClient(client, rotated["access_token"]).get("/tickets").status_code == 200
+    assert family_alive is not kept
+    again = ApiClient(client, login["refresh_token"]).post("/auth/refresh")
+    assert again.status_code == 401 and again.get_json()["error"]["code"] == "token_revoked"
+    assert ApiClient(client, rotated["access_token"]).get("/tickets").status_code == 401
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_reused_refresh_token_whose_family_revocation_failed_now_is_503_database_unavailable(client, agent):
+    """The family's revocation refused for now (a serialization failure): raised from
+    the token check's error handler, it was a 500 of a retryable failure. It is `503
+    database_unavailable` with `Retry-After`, and the retry ends the family."""
+    login = login_tokens(client, agent.email, "agent-password-1")
+    rotated = ApiClient(client, login["refresh_token"]).post("/auth/refresh").get_json()
+    with refused_by_database("family:", "40001", "revoked_tokens", "jti"):
+        failed = ApiClient(client, login["refresh_token"]).post("/auth/refresh")
+    assert failed.status_code == 503 and failed.get_json()["error"]["code"] == "database_unavailable"
+    assert failed.headers["Retry-After"] == "30"
+    assert ApiClient(client, rotated["access_token"]).get("/tickets").status_code == 200
+    again = ApiClient(client, login["refresh_token"]).post("/auth/refresh")
+    assert again.get_json()["error"]["code"] == "token_revoked"
+    assert ApiClient(client, rotated["access_token"]).get("/tickets").status_code == 401
 
 
 def test_one_refresh_token_presented_twice_at_once_ends_its_family(app, client, agent):

@@ -53,7 +53,6 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
     log_out()
-    db.session.commit()
     return redirect(url_for("portal.login"))
 
 

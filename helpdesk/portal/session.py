@@ -22,6 +22,7 @@ from flask import abort, current_app, redirect, request, session, url_for
 
 from helpdesk.auth import ROLE_RANK
 from helpdesk.clock import now
+from helpdesk.database import commit_or_unknown
 from helpdesk.extensions import db
 from helpdesk.models import StaffUser
 from helpdesk.services import Actor
@@ -48,10 +49,16 @@ def go_on_under(version: int) -> None:
 
 
 def log_out() -> None:
-    """End this session and every other one of the same person (the caller commits)."""
+    """End this session and every other one of the same person, committed, and only
+    then forget this browser's cookie. Forgotten first, a COMMIT that failed or
+    whose answer was lost left the other sessions open while this browser, signed
+    out, could no longer send the logout again. Kept, a failure leaves it signed in
+    until the logout is done; a lost answer (`OutcomeUnknown`) shows at the next
+    page, signed out if the database kept it (docs/web.md, "A lost answer")."""
     user = current_staff()
     if user is not None:
         StaffService(db.session).end_sessions(user)
+        commit_or_unknown(db.session)
     session.clear()
 
 

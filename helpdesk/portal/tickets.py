@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +19,7 @@ from config import LANGUAGES
 from helpdesk import languages, lifecycle, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
-from helpdesk.database import commit_or_found
+from helpdesk.database import OutcomeUnknown, commit_or_found, commit_or_unknown
 from helpdesk.errors import DomainError, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
@@ -36,6 +37,8 @@ from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
 from helpdesk.services.teams import TeamsService
 from helpdesk.services.tickets import kept_message, kept_ticket
 from helpdesk.wording import error_text, vocabulary_label
+
+log = logging.getLogger("helpdesk.portal")
 
 SORTS = {
     "-updated_at": N_("Recently updated"),
@@ -195,7 +198,21 @@ def ticket(number: str) -> ResponseReturnValue:
     record = _ticket_or_404(number)
     box = reply_box(record)  # `?canned=<id>`: that canned reply, filled in
     if _service().mark_viewed(record, actor=actor()):  # new → open (docs/lifecycle.md)
-        db.session.commit()
+        try:
+            commit_or_unknown(db.session)
+        except OutcomeUnknown as exc:
+            # Nobody asked for the move, and a reload is harmless (it moves a ticket
+            # still new): the page is shown as the database has it, read again, with
+            # the outage page only if that read fails too (docs/web.md, "A lost answer").
+            log.warning("the answer to the COMMIT of a ticket's move to open was lost: %s", exc.__cause__)
+            flash(
+                gettext(
+                    "The connection to the database broke as opening this ticket moved it from new to "
+                    "open: it may or may not have moved. Reload the page to see; a reload moves it if it "
+                    "has not."
+                ),
+                "error",
+            )
     return _ticket_page(record, box)
 
 

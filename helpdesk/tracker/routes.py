@@ -169,7 +169,10 @@ def rate(token: str) -> ResponseReturnValue:
 def choose_language() -> ResponseReturnValue:
     """The language switch: the visitor's choice for every tracker page from now on;
     from a mailed link's page (its token in the form) their contact's language too.
-    Back to the page it was used on; an unknown language changes nothing."""
+    Back to the page it was used on; an unknown language changes nothing. The
+    visitor's choice is kept in their session whatever the database does; a COMMIT
+    of the contact's whose answer was lost says the change may or may not be saved,
+    as every form does, not that the database is away."""
     language = request.form.get("language", "")
     purpose = request.form.get("purpose", "")
     token = request.form.get("token", "")
@@ -181,7 +184,7 @@ def choose_language() -> ResponseReturnValue:
     opened = _open(current_app.config, purpose, token)
     if language in LANGUAGES and purpose in customer_links.MAILED:
         tracking.set_language(db.session, opened.address, language)
-        db.session.commit()
+        commit_or_unknown(db.session)  # docs/web.md, "A lost answer"
     return redirect(url_for(_PAGES[purpose], token=token), code=303)
 
 
