@@ -333,12 +333,13 @@ class Sender(Loop):
             ticket.id: ThreadHint(merged=bool(is_merged), earlier=bool(has_mail) or shared[ticket.id] > 1)
             for ticket, is_merged, has_mail in found
         }
-        either_form = {row.to_address for row in rows} | {
-            addresses.wire_or_stored(row.to_address) for row in rows
-        }
+        # Both spellings of each row's domain (`addresses.either_form`): a row's
+        # `ana@xn--bcher-kva.example` (a CC as its mail wrote it) is the mailbox of the
+        # contact `ana@bücher.example` a bounce marked.
+        spellings = set().union(*(addresses.either_form(row.to_address) for row in rows))
         undeliverable = session.execute(
             select(Contact.email, Contact.undeliverable_since).where(
-                Contact.email.in_(either_form), Contact.undeliverable_since.is_not(None)
+                Contact.email.in_(sorted(spellings)), Contact.undeliverable_since.is_not(None)
             )
         ).all()
         since = {

@@ -317,3 +317,28 @@ def test_a_raised_priority_sets_no_tighter_target_when_a_pause_ends(
     service.update(ticket, actor=agent_actor, priority="high")  # staff choose: new targets
     db.session.commit()
     assert ticket.resolution_due_at == ticket.created_at + timedelta(hours=24, minutes=10)
+
+
+def test_a_staff_address_marked_in_its_other_spelling_is_shown_and_cleared(app, admin_portal):
+    """A bounce marks the contact it finds in either spelling of an internationalised
+    domain, and the sender skips alerts for a mark in either: Jana's account is
+    `jana@bücher.example`, the contact she once mailed in from
+    `jana@xn--bcher-kva.example`. Her alerts were skipped while the Mail and Staff
+    pages named nobody, and the admin's button cleared only the account's spelling
+    (found by review)."""
+    user, _ = StaffService(db.session).create(
+        email="jana@b\u00fccher.example", name="Jana Brandt", role="agent", password="jana-password-1"
+    )
+    db.session.add(Contact(email="jana@xn--bcher-kva.example", name="Jana Brandt"))
+    db.session.commit()
+    contacts.mark_undeliverable(db.session, user.email)
+    db.session.commit()
+    assert "Jana Brandt &lt;jana@b\u00fccher.example&gt;: marked undeliverable since" in (
+        admin_portal.get("/mail").get_data(as_text=True)
+    )
+    clear = f"/admin/staff/{user.id}/deliverable"
+    assert clear in admin_portal.get("/admin/staff").get_data(as_text=True)
+    assert admin_portal.post(clear, page="/admin/staff").status_code == 302
+    db.session.expire_all()
+    assert db.session.execute(select(Contact.undeliverable_since)).scalars().all() == [None]
+    assert "not mailed" not in admin_portal.get("/mail").get_data(as_text=True)

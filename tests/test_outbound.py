@@ -1922,6 +1922,22 @@ def test_an_address_marked_undeliverable_is_skipped_in_either_form_of_its_domain
     assert row.state == "skipped" and "undeliverable since" in row.last_error
 
 
+def test_a_mark_on_the_unicode_spelling_skips_a_row_naming_the_ascii_one(app, service, agent_actor, sink):
+    """The other way round: a bounce marked the contact `ana@bücher.example`, and a CC
+    participant's row names her mailbox as her mail wrote it, `ana@xn--bcher-kva.example`.
+    The sender looked the mark up under the row's address and its ASCII form, both the
+    `xn--` spelling, and mailed a mailbox known to bounce at every reply (found by review)."""
+    db.session.add(Contact(email="ana@b\u00fccher.example", name="Ana", undeliverable_since=now()))
+    db.session.commit()
+    ticket = open_ticket(service, agent_actor, cc=[("ana@xn--bcher-kva.example", "Ana")])
+    service.add_message(ticket, body="On our way.", actor=agent_actor, channel="web")
+    db.session.commit()
+    assert deliver(app, sink)
+    assert {rcpt for item in sink.received for rcpt in item.rcpt_tos} == {"ann@example.com"}
+    (row,) = [row for row in outbox() if row.to_address == "ana@xn--bcher-kva.example"]
+    assert row.state == "skipped" and "undeliverable since" in row.last_error
+
+
 def test_a_verification_code_goes_to_an_address_marked_undeliverable_and_its_proof_clears_the_mark(
     app, service, agent_actor, sink
 ):
@@ -1943,6 +1959,21 @@ def test_a_verification_code_goes_to_an_address_marked_undeliverable_and_its_pro
     db.session.commit()
     marked = select(Contact.undeliverable_since).where(Contact.email == "lucia@example.com")
     assert db.session.execute(marked).scalar_one() is None
+
+
+def test_a_code_proven_from_the_ascii_spelling_clears_the_mark_of_the_unicode_one(app):
+    """The contact a bounce marked is `lucia@bücher.example`; the customer names her
+    address as `lucia@xn--bcher-kva.example`, and the code proves it. The proof is
+    bound to that contact (`contacts.by_email`), but only the ASCII spelling's mark
+    was cleared, so every mail to her stayed skipped (found by review)."""
+    from tests.support import proofs
+
+    db.session.add(Contact(email="lucia@b\u00fccher.example", undeliverable_since=now()))
+    db.session.commit()
+    contact = proofs.prove(db.session, app.config, "+5215512345678", "lucia@xn--bcher-kva.example")
+    assert contact.email == "lucia@b\u00fccher.example"
+    db.session.expire_all()
+    assert db.session.execute(select(Contact.undeliverable_since)).scalars().all() == [None]
 
 
 def test_automatic_mail_is_rate_limited_per_recipient(app, service, agent_actor, sink):

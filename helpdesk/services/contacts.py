@@ -457,29 +457,28 @@ def mark_undeliverable(session: Session, email: str) -> Contact:
 
 def clear_undeliverable(session: Session, address: str) -> bool:
     """Mail to `address` works again: notifications go to it from now on. Whether it
-    was marked. For a staff address, which `heard_from` never sees (a staff member's
-    mail is no customer's): their own mail with proof (`TicketsService.add_message`,
-    the `email` channel) and an admin (the Staff page) clear it. Nothing did, and
-    one 5.1.1 refusal during a directory sync silenced every later escalation and
-    SLA alert to them (docs/outbound-mail.md, "Loop rules")."""
+    was marked. The mark is cleared in either spelling of an internationalised
+    domain (`addresses.either_form`): a bounce marks the contact found in either
+    (`mark_undeliverable`, `by_email`), and the sender skips a mark found in either,
+    so clearing only the spelling given left `ana@bücher.example`'s mark standing
+    for every mail to `ana@xn--bcher-kva.example` (docs/outbound-mail.md, "Loop rules").
+
+    Who clears it: mail from the address itself (`heard_from`); for a staff address,
+    which `heard_from` never sees, their own mail with proof (`TicketsService.add_message`,
+    the `email` channel) and an admin (the Staff page); a verification code given
+    back (`email_proofs.confirm`); an operator who hears it works again (the
+    `addresses deliverable` command, docs/operations.md, "Mail to an address that
+    bounced"). Nothing cleared a staff member's mark once, and one 5.1.1 refusal
+    during a directory sync silenced every later escalation and SLA alert to them."""
+    spellings = sorted(addresses.either_form(addresses.normalize(address)))
     cleared = session.scalars(
         update(Contact)
-        .where(Contact.email == addresses.normalize(address), Contact.undeliverable_since.is_not(None))
+        .where(Contact.email.in_(spellings), Contact.undeliverable_since.is_not(None))
         .values(undeliverable_since=None)
         .returning(Contact.id)
         .execution_options(synchronize_session="fetch")
     ).all()
     return bool(cleared)
-
-
-def mark_deliverable(session: Session, address: str) -> bool:
-    """An operator says mail to `address` works again (its owner fixed the mailbox and
-    told them by phone or chat): the mark a bounce set is cleared in every form of its
-    domain, so notifications go to it from now on. Whether it was marked. Without it
-    only mail from the address or a verification code given back cleared a
-    customer's mark (docs/operations.md, "Mail to an address that bounced")."""
-    cleared = [clear_undeliverable(session, form) for form in addresses.either_form(address)]
-    return any(cleared)
 
 
 def heard_from(contact: Contact, channel: str) -> None:

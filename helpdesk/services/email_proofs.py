@@ -216,8 +216,7 @@ def confirm(
         raise ProofRefused("taken")
     # The code was read from our mail: the mailbox takes it again, whatever bounced
     # before (docs/outbound-mail.md, "Verification codes"), in either form of its domain.
-    for form in {email, addresses.wire_or_stored(email)}:
-        contacts.clear_undeliverable(session, form)
+    contacts.clear_undeliverable(session, email)
     return contact
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.clock import database_now
 from helpdesk.models import (
@@ -147,25 +148,48 @@ def unmailed_staff(session: Session) -> list[UnmailedStaff]:
     """Active staff whose alerts are not mailed because a bounce (or a 5.1.x refusal
     at RCPT) marked their address undeliverable (docs/outbound-mail.md, "Loop rules").
     Skipped silently, such an alert was a breach nobody heard of; the Mail page shows
-    each, with the count of alerts skipped since the mark."""
-    marked = session.execute(
-        select(StaffUser.id, StaffUser.name, StaffUser.email, Contact.undeliverable_since)
-        .join(Contact, Contact.email == StaffUser.email)
-        .where(StaffUser.is_active.is_(True), Contact.undeliverable_since.is_not(None))
+    each, with the count of alerts skipped since the mark.
+
+    The mark is the contact's of either spelling of the address's internationalised
+    domain (`addresses.either_form`), as the sender reads it: a bounce marks the
+    contact it finds in either (`contacts.mark_undeliverable`), and compared as
+    written `jane@bücher.example`'s alerts were skipped for the mark on
+    `jane@xn--bcher-kva.example` while this page named nobody. The staff table is
+    a helpdesk's staff, read whole as `contacts.is_ours` reads it."""
+    staff = session.execute(
+        select(StaffUser.id, StaffUser.name, StaffUser.email)
+        .where(StaffUser.is_active.is_(True))
         .order_by(StaffUser.name, StaffUser.id)
     ).all()
+    spellings = {email: addresses.either_form(email) for _, _, email in staff}
+    every: set[str] = set().union(*spellings.values())
+    marks = dict(
+        session.execute(
+            select(Contact.email, Contact.undeliverable_since).where(
+                Contact.email.in_(sorted(every)), Contact.undeliverable_since.is_not(None)
+            )
+        ).all()
+    )
+    marked = [
+        (staff_id, name, email, min(since))
+        for staff_id, name, email in staff
+        if (since := [marks[form] for form in spellings[email] if marks.get(form) is not None])
+    ]
     if not marked:
         return []
     skipped = dict(
         session.execute(
             select(OutboxMessage.to_address, func.count(OutboxMessage.id))
-            .join(Contact, Contact.email == OutboxMessage.to_address)
             .where(
-                OutboxMessage.to_address.in_([email for _, _, email, _ in marked]),
+                or_(
+                    *(
+                        and_(OutboxMessage.to_address == email, OutboxMessage.claimed_at >= since)
+                        for _, _, email, since in marked
+                    )
+                ),
                 OutboxMessage.kind.in_(v.STAFF_NOTIFICATION_KINDS),
                 OutboxMessage.state == "skipped",
                 OutboxMessage.last_error.startswith(UNDELIVERABLE_REASON, autoescape=True),
-                OutboxMessage.claimed_at >= Contact.undeliverable_since,
             )
             .group_by(OutboxMessage.to_address)
         ).all()
@@ -173,7 +197,6 @@ def unmailed_staff(session: Session) -> list[UnmailedStaff]:
     return [
         UnmailedStaff(staff_id, name, email, since, int(skipped.get(email, 0)))
         for staff_id, name, email, since in marked
-        if since is not None
     ]
 
 
