@@ -135,6 +135,25 @@ def test_a_reply_from_the_other_spelling_is_the_customer_s(app, service, sender)
         assert db.session.execute(select(Contact.email)).scalars().all() == [f"ann@{UNICODE}"]
 
 
+def test_a_cc_naming_one_mailbox_in_both_spellings_is_one_participant(app, service, admin, sink):
+    """A Cc of `bob@bücher.example` and `bob@xn--bcher-kva.example` (a mail program
+    writing one, a colleague's the other) named one mailbox: each became a
+    participant, and Bob got every reply twice (found by review). The first
+    spelling is kept; a later Cc in the other spelling adds no one either."""
+    ticket = open_ticket(service, cc=[(f"bob@{UNICODE}", "Bob"), (f"bob@{ASCII}", "Bob B.")])
+    assert [p.email for p in ticket.participants] == [f"bob@{UNICODE}"]
+    service.add_participant(ticket, f"bob@{ASCII}")
+    service.add_message(ticket, body="Which model?", actor=Actor.staff(admin), channel="web")
+    db.session.commit()
+    assert [p.email for p in ticket.participants] == [f"bob@{UNICODE}"]
+    deliver(app, sink)
+    assert sorted(rcpt for sent in sink.received for rcpt in sent.rcpt_tos) == [
+        "ann@example.com",
+        "ann@example.com",
+        f"bob@{ASCII}",
+    ]
+
+
 @pytest.mark.parametrize("stored,sender", [(UNICODE, ASCII), (ASCII, UNICODE)])
 def test_a_staff_member_answering_signed_mail_from_the_other_spelling_replies_publicly(
     app, service, admin, sink, stored, sender

@@ -268,7 +268,7 @@ class TicketsService:
         # CC of a new ticket: whoever takes part reaches the ticket by that number,
         # and anyone can write one into a mail's Cc (docs/integrations.md).
         cc = [(address, name) for address, name in cc if not addresses.is_reserved_invalid(address)]
-        participants = self._participants(cc, email, errors, as_written=is_email_originated)
+        participants = self._participants(cc, (email,), errors, as_written=is_email_originated)
         team_id = self._team_id(team, errors) if team is not None else None
         if errors:
             raise ValidationError(errors)
@@ -725,15 +725,14 @@ class TicketsService:
         return self.update(ticket, actor=actor, assignee_id=assignee_id)
 
     def add_participant(self, ticket: Ticket, email: str, name: str = "") -> None:
-        known = {p.email for p in ticket.participants}
+        there = [ticket.requester.email, *(p.email for p in ticket.participants)]
         errors: dict[str, str] = {}
         # Addresses a ticket already had (a merge moves them): kept as they are.
-        found = self._participants([(email, name)], ticket.requester.email, errors, as_written=True)
+        found = self._participants([(email, name)], there, errors, as_written=True)
         if errors:
             raise ValidationError(errors)
         for address, display in found:
-            if known.isdisjoint(addresses.either_form(address)):  # in no spelling of its domain
-                ticket.participants.append(Participant(ticket_id=ticket.id, email=address, name=display))
+            ticket.participants.append(Participant(ticket_id=ticket.id, email=address, name=display))
         self.session.flush()
 
     # -- internals -----------------------------------------------------------
@@ -815,21 +814,30 @@ class TicketsService:
         return contacts.find_or_create(self.session, email, name)
 
     def _participants(
-        self, cc: Iterable[tuple[str, str]], exclude: str, errors: dict[str, str], *, as_written: bool
+        self,
+        cc: Iterable[tuple[str, str]],
+        there: Iterable[str],
+        errors: dict[str, str],
+        *,
+        as_written: bool,
     ) -> list[tuple[str, str]]:
-        """Distinct CC addresses other than the requester's, read as `_address` reads
-        them. One that is no address is refused (in `errors`) with the message every
-        channel gives; a CC's display name is only shown, so a long one is cut to its
-        column rather than refused."""
+        """Distinct CC addresses other than those `there` already (the requester's,
+        the ticket's participants'), read as `_address` reads them. Distinct as
+        mailboxes: an address in either spelling of an internationalised domain
+        (`addresses.either_form`) is one, so a Cc naming `bob@bücher.example` and
+        `bob@xn--bcher-kva.example` makes one participant, not two mailed each
+        reply. One that is no address is refused (in `errors`) with the message
+        every channel gives; a CC's display name is only shown, so a long one is
+        cut to its column rather than refused."""
         found: dict[str, str] = {}
-        # The requester in another spelling of an internationalised domain is the requester.
-        requester = addresses.either_form(exclude)
+        taken: set[str] = set().union(*(addresses.either_form(address) for address in there))
         for given, name in cc:
             address = _address(addresses.normalize(given), as_written=as_written)
             if address is None:
                 errors["cc"] = f"{addresses.normalize(given)[:100]!r} {addresses.INVALID}"
-            elif address not in requester and address not in found:
+            elif address not in taken:
                 found[address] = addresses.display_name(name)[:MAX_NAME]
+                taken |= addresses.either_form(address)
         return list(found.items())
 
     def _store_attachments(self, message_id: int, attachments: Sequence[NewAttachment]) -> None:
