@@ -22,7 +22,7 @@ up in docs/mail-gateway.md.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 import idna
 
@@ -289,6 +289,22 @@ def either_form(address: str) -> set[str]:
     if domain.isascii() or unicode == domain:
         return {wire, f"{local}@{unicode}"}
     return {address}
+
+
+def one_spelling_each(found: Iterable[str], taken: Iterable[str] = ()) -> list[str]:
+    """The (normalized) addresses of `found` in order, each mailbox once: an
+    internationalised domain's first spelling (`either_form`), and none that is a
+    spelling of one of `taken` (a ticket's requester and participants, a reply's
+    author). Compared as written, `bob@bücher.example` and `bob@xn--bcher-kva.example`
+    in one Cc were two participants, each mailed every reply (docs/mail-gateway.md,
+    "One domain, two spellings"). One scan of each ASCII domain without `xn--`."""
+    seen: set[str] = set().union(*(either_form(address) for address in taken))
+    kept: list[str] = []
+    for address in found:
+        if address not in seen:
+            kept.append(address)
+            seen |= either_form(address)
+    return kept
 
 
 def is_support_address(address: str, support: Collection[str]) -> bool:

@@ -19,7 +19,7 @@ from helpdesk import addresses
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
-from helpdesk.models import Contact, Message, Ticket
+from helpdesk.models import Contact, Message, OutboxMessage, Ticket
 from helpdesk.services import Actor, contacts
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
@@ -151,6 +151,33 @@ def test_a_cc_naming_one_mailbox_in_both_spellings_is_one_participant(app, servi
         "ann@example.com",
         "ann@example.com",
         f"bob@{ASCII}",
+    ]
+
+
+def test_a_staff_member_cc_d_in_the_other_spelling_gets_a_staff_copy_and_not_her_own_reply(
+    app, service, admin
+):
+    """Jane's account is `jane@bücher.example`; a customer's mail made her a CC as
+    `jane@xn--bcher-kva.example`. A staff copy names nobody in Cc (its signed id
+    proves her mail), but hers named the customer, as if she were one, and her own
+    reply from the portal was queued to her as well (found by review)."""
+    jane, _ = StaffService(db.session).create(
+        email=f"jane@{UNICODE}", name="Jane", role="agent", password="jane-password-1"
+    )
+    db.session.commit()
+    ticket = open_ticket(service, cc=[(f"jane@{ASCII}", "Jane")])
+    service.add_message(ticket, body="Which model?", actor=Actor.staff(admin), channel="web")
+    service.add_message(ticket, body="The X-100, we think.", actor=Actor.staff(jane), channel="web")
+    db.session.commit()
+    copies = db.session.execute(
+        select(OutboxMessage.to_address, Message.body, OutboxMessage.cc_addresses)
+        .join(Message, Message.id == OutboxMessage.reply_id)
+        .order_by(OutboxMessage.id)
+    ).all()
+    assert [tuple(copy) for copy in copies] == [
+        ("ann@example.com", "Which model?", f"jane@{ASCII}"),
+        (f"jane@{ASCII}", "Which model?", ""),
+        ("ann@example.com", "The X-100, we think.", ""),
     ]
 
 

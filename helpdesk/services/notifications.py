@@ -107,8 +107,9 @@ def queue_reply(session: Session, ticket: Ticket, message: Message, actor: Actor
     if message.kind != "reply" or actor.is_customer:
         return
     author = addresses.normalize(actor.email or "")
-    recipients = [ticket.requester.email] + [p.email for p in ticket.participants]
-    recipients = [a for a in dict.fromkeys(recipients) if a and a != author]
+    # Each mailbox once, and not the author's, in either spelling of its domain.
+    people = [ticket.requester.email] + [p.email for p in ticket.participants]
+    recipients = addresses.one_spelling_each([a for a in people if a], (author,))
     staff = _staff_addresses(session, recipients) if len(recipients) > 1 else set()
     company = companies(session, ticket, recipients) if len(recipients) > 1 else {}
     for address in recipients:
@@ -302,8 +303,14 @@ def _survivors(ticket: Ticket, merged: Sequence[Conversation]) -> frozenset[str]
 
 def _staff_addresses(session: Session, candidates: Sequence[str]) -> set[str]:
     """Which of `candidates` are staff accounts' addresses, deactivated ones too (an
-    account can be activated again, and its proof with it)."""
-    return set(session.execute(select(StaffUser.email).where(StaffUser.email.in_(candidates))).scalars())
+    account can be activated again, and its proof with it), in either spelling of an
+    internationalised domain (`addresses.either_form`): a signed Message-ID sent to
+    `jane@xn--bcher-kva.example` proves mail from the account `jane@bücher.example`
+    (`matching.answers_mail_sent_to`), so her copy names nobody either."""
+    spellings = {address: addresses.either_form(address) for address in candidates}
+    every: set[str] = set().union(*spellings.values())
+    staff = set(session.execute(select(StaffUser.email).where(StaffUser.email.in_(sorted(every)))).scalars())
+    return {address for address, forms in spellings.items() if not staff.isdisjoint(forms)}
 
 
 def queue_status_change(

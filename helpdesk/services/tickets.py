@@ -830,15 +830,13 @@ class TicketsService:
         every channel gives; a CC's display name is only shown, so a long one is
         cut to its column rather than refused."""
         found: dict[str, str] = {}
-        taken: set[str] = set().union(*(addresses.either_form(address) for address in there))
         for given, name in cc:
             address = _address(addresses.normalize(given), as_written=as_written)
             if address is None:
                 errors["cc"] = f"{addresses.normalize(given)[:100]!r} {addresses.INVALID}"
-            elif address not in taken:
-                found[address] = addresses.display_name(name)[:MAX_NAME]
-                taken |= addresses.either_form(address)
-        return list(found.items())
+            else:
+                found.setdefault(address, addresses.display_name(name)[:MAX_NAME])
+        return [(address, found[address]) for address in addresses.one_spelling_each(found, there)]
 
     def _store_attachments(self, message_id: int, attachments: Sequence[NewAttachment]) -> None:
         for item in attachments:
