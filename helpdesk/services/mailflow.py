@@ -163,17 +163,19 @@ def unmailed_staff(session: Session) -> list[UnmailedStaff]:
     ).all()
     spellings = {email: addresses.either_form(email) for _, _, email in staff}
     every: set[str] = set().union(*spellings.values())
-    marks = dict(
-        session.execute(
+    marks = {
+        email: since
+        for email, since in session.execute(
             select(Contact.email, Contact.undeliverable_since).where(
                 Contact.email.in_(sorted(every)), Contact.undeliverable_since.is_not(None)
             )
-        ).all()
-    )
+        )
+        if since is not None
+    }
     marked = [
         (staff_id, name, email, min(since))
         for staff_id, name, email in staff
-        if (since := [marks[form] for form in spellings[email] if marks.get(form) is not None])
+        if (since := [marks[form] for form in spellings[email] if form in marks])
     ]
     if not marked:
         return []
