@@ -236,3 +236,16 @@ def test_addresses_deliverable_clears_a_bounced_customers_mark_in_either_form_of
     assert "was not marked undeliverable" in again.output
     refused = runner.invoke(args=["addresses", "deliverable", "not an address"])
     assert refused.exit_code == 1 and "is not a valid email address" in refused.output
+
+
+def test_addresses_deliverable_given_a_fullwidth_address_clears_the_mark_on_the_mailbox_it_is_sent_to(runner):
+    """ana@ｂücher.example is mailed at ana@xn--bcher-kva.example, and the sender skips
+    it for a mark there; the command given the fullwidth spelling cleared only that
+    spelling (`either_form` leaves a fullwidth domain only itself), so the mark stayed."""
+    db.session.add(Contact(email="ana@xn--bcher-kva.example", name="Ana", undeliverable_since=now()))
+    db.session.commit()
+    result = runner.invoke(args=["addresses", "deliverable", "ana@\uff42\u00fccher.example"])
+    assert result.exit_code == 0, result.output
+    assert "goes again" in result.output
+    db.session.expire_all()
+    assert db.session.execute(select(Contact.undeliverable_since)).scalar_one() is None

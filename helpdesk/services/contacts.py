@@ -457,8 +457,8 @@ def mark_undeliverable(session: Session, email: str) -> Contact:
 
 def clear_undeliverable(session: Session, address: str) -> bool:
     """Mail to `address` works again: notifications go to it from now on. Whether it
-    was marked. The mark is cleared in either spelling of an internationalised
-    domain (`addresses.either_form`): a bounce marks the contact found in either
+    was marked. The mark is cleared in every spelling of the mailbox mail to
+    `address` goes to (`mailbox_spellings`): a bounce marks the contact found in either
     (`mark_undeliverable`, `by_email`), and the sender skips a mark found in either,
     so clearing only the spelling given left `ana@bücher.example`'s mark standing
     for every mail to `ana@xn--bcher-kva.example` (docs/outbound-mail.md, "Loop rules").
@@ -470,7 +470,7 @@ def clear_undeliverable(session: Session, address: str) -> bool:
     `addresses deliverable` command, docs/operations.md, "Mail to an address that
     bounced"). Nothing cleared a staff member's mark once, and one 5.1.1 refusal
     during a directory sync silenced every later escalation and SLA alert to them."""
-    spellings = sorted(addresses.either_form(addresses.normalize(address)))
+    spellings = sorted(mailbox_spellings(addresses.normalize(address)))
     cleared = session.scalars(
         update(Contact)
         .where(Contact.email.in_(spellings), Contact.undeliverable_since.is_not(None))
@@ -479,6 +479,16 @@ def clear_undeliverable(session: Session, address: str) -> bool:
         .execution_options(synchronize_session="fetch")
     ).all()
     return bool(cleared)
+
+
+def mailbox_spellings(address: str) -> set[str]:
+    """The stored spellings of the mailbox mail to `address` goes to: itself, the form
+    the relay is given (`wire_or_stored`: a fullwidth `ana@ｂücher.example` is sent
+    to `ana@xn--bcher-kva.example`) and that form's other spelling (`either_form`).
+    `either_form` alone leaves a fullwidth domain only itself, as it must for who a
+    sender is; but the sender skips mail to it for a mark on its punycode, and
+    `flask addresses deliverable` given it cleared nothing of that mark."""
+    return {address} | addresses.either_form(addresses.wire_or_stored(address))
 
 
 def heard_from(contact: Contact, channel: str) -> None:
