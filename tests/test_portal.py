@@ -12,11 +12,12 @@ from sqlalchemy.exc import OperationalError
 
 from config import TestingConfig as ProductionLikeConfig
 from helpdesk import create_app
+from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.inbound import quarantine
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
-from helpdesk.models import AuthorizedSender, Message, QuarantineItem, StaffUser, Ticket
-from helpdesk.services import Actor, TicketsService
+from helpdesk.models import AuthorizedSender, Contact, Message, QuarantineItem, StaffUser, Ticket
+from helpdesk.services import Actor, TicketsService, contacts
 from helpdesk.services.staff import StaffService
 from helpdesk.services.tickets import NewAttachment
 from tests.support.app import Portal
@@ -848,3 +849,83 @@ def test_a_new_ticket_or_reply_kept_though_its_commit_answer_was_lost_says_done(
         replied = portal.post(f"{page}/reply", {"body": "Restart the ONT please", "kind": "reply"}, page=page)
     assert created.status_code == 302 and created.headers["Location"] == "/tickets/TKT-000002"
     assert replied.status_code == 302
+
+
+def _mark(email: str) -> object:
+    db.session.rollback()
+    return db.session.execute(select(Contact.undeliverable_since).where(Contact.email == email)).scalar()
+
+
+def test_an_admin_clears_a_customers_undeliverable_mark_on_the_ticket_page(app, admin_portal, agent, service):
+    """A bounce marked the requester's address; they fixed their mailbox and phoned.
+    Only `flask addresses deliverable` on the server could resume their mail. The
+    ticket page shows the mark to every staff member, and an admin clears it there:
+    a POST with its CSRF token and the confirmation box ticked, for an address of
+    this ticket only; done twice, the second says there was nothing to do
+    (docs/outbound-mail.md, "Loop rules")."""
+    ticket = opened(service)
+    contacts.mark_undeliverable(db.session, "ann@example.com")
+    contacts.mark_undeliverable(db.session, "bob@example.com")  # not on this ticket
+    db.session.commit()
+    page = f"/tickets/{service.display_number(ticket)}"
+    clear = f"{page}/deliverable"
+    shown = admin_portal.get(page).get_data(as_text=True)
+    assert "notifications are not mailed" in shown and f'action="{clear}"' in shown
+
+    as_agent = Portal(app.test_client())
+    assert as_agent.login(agent.email, "agent-password-1").status_code == 302
+    seen = as_agent.get(page).get_data(as_text=True)
+    assert "notifications are not mailed" in seen and f'action="{clear}"' not in seen
+    form = {"address": "ann@example.com", "confirm": "yes"}
+    assert as_agent.post(clear, form, page=page).status_code == 403
+    assert admin_portal.post(clear, form, page=page, csrf=False).status_code == 400
+    unconfirmed = admin_portal.post(clear, {"address": "ann@example.com"}, page=page)
+    assert unconfirmed.status_code == 302 and unconfirmed.location.endswith(page)
+    assert "Tick the box to confirm" in admin_portal.get(page).get_data(as_text=True)
+    elsewhere = admin_portal.post(clear, {"address": "bob@example.com", "confirm": "yes"}, page=page)
+    assert elsewhere.status_code == 302
+    assert "That address is not on this ticket." in admin_portal.get(page).get_data(as_text=True)
+    assert _mark("ann@example.com") is not None and _mark("bob@example.com") is not None
+
+    done = admin_portal.post(clear, form, page=page)
+    assert done.status_code == 302 and done.location.endswith(page)
+    assert _mark("ann@example.com") is None and _mark("bob@example.com") is not None
+    shown = admin_portal.get(page).get_data(as_text=True)
+    assert "Mail to ann@example.com goes again from now on." in shown
+    assert "notifications are not mailed" not in shown
+    again = admin_portal.post(clear, form, page=page)
+    assert again.status_code == 302
+    assert "ann@example.com was not marked undeliverable." in admin_portal.get(page).get_data(as_text=True)
+
+
+def test_the_ticket_page_shows_and_clears_a_mark_on_the_mailbox_a_fullwidth_address_is_sent_to(
+    admin_portal, service
+):
+    """A requester stored under a fullwidth spelling is mailed at the punycode form,
+    and a bounce there marks that spelling; the mark is shown on their ticket and
+    cleared from it (`contacts.mailbox_spellings`)."""
+    wide = "ana@\uff42\u00fccher.example"
+    db.session.add_all(
+        [
+            Contact(email=wide, name="Ana"),
+            Contact(email="ana@xn--bcher-kva.example", name="Ana", undeliverable_since=now()),
+        ]
+    )
+    db.session.commit()
+    ticket = service.open_ticket(
+        subject="Router",
+        description="No sync.",
+        requester_email=wide,
+        channel="email",
+        actor=Actor.customer(wide),
+    )
+    db.session.commit()
+    assert ticket.requester.email == wide
+    page = f"/tickets/{service.display_number(ticket)}"
+    assert "notifications are not mailed" in admin_portal.get(page).get_data(as_text=True)
+    assert (
+        admin_portal.post(f"{page}/deliverable", {"address": wide, "confirm": "yes"}, page=page).status_code
+        == 302
+    )
+    assert _mark("ana@xn--bcher-kva.example") is None
+    assert "notifications are not mailed" not in admin_portal.get(page).get_data(as_text=True)

@@ -138,7 +138,8 @@ def reset_staff_password(user_id: int) -> ResponseReturnValue:
 @login_required("admin")
 def clear_staff_undeliverable(user_id: int) -> ResponseReturnValue:
     """Mail to this staff member works again: their alerts are mailed from now on
-    (docs/outbound-mail.md, "Loop rules")."""
+    (docs/outbound-mail.md, "Loop rules"), cleared in every spelling of their mailbox
+    as the command line and the ticket page clear a customer's."""
     user = _staff_member(user_id)
 
     def clear() -> str:

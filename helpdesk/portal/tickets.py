@@ -31,7 +31,16 @@ from helpdesk.portal import bp
 from helpdesk.portal.actions import form_assignee, perform, refused
 from helpdesk.portal.canned import reply_box
 from helpdesk.portal.session import actor, login_required
-from helpdesk.services import QueueService, TicketFilters, TicketsService, links, tags, uploads, visibility
+from helpdesk.services import (
+    QueueService,
+    TicketFilters,
+    TicketsService,
+    contacts,
+    links,
+    tags,
+    uploads,
+    visibility,
+)
 from helpdesk.services.chat import share_text
 from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
 from helpdesk.services.teams import TeamsService
@@ -232,6 +241,7 @@ def _ticket_page(record: Ticket, box: dict[str, Any]) -> str:
         customer_language=record.language or languages.of_contact(record.requester, current_app.config),
         languages=LANGUAGES,
         related=links.related(db.session, record, actor(), current_app.config["AGENT_VISIBILITY"]),
+        undeliverable=contacts.undeliverable_marks(db.session, _people(record)),
         **box,
     )
 
@@ -306,6 +316,36 @@ def set_language(number: str) -> ResponseReturnValue:
         )
 
     return perform(save, _page(record))
+
+
+@bp.post("/tickets/<number>/deliverable")
+@login_required("admin")
+def mark_deliverable(number: str) -> ResponseReturnValue:
+    """An admin told that mail to one of this ticket's people works again (a full
+    mailbox emptied, a typo fixed) clears the mark a bounce set, as `flask addresses
+    deliverable` does (`contacts.clear_undeliverable`); before, only the command line
+    could (docs/outbound-mail.md, "Loop rules"). Only an address the ticket shows,
+    and only with the box ticked that confirms it."""
+    record = _ticket_or_404(number)
+    address = request.form.get("address", "")
+    if address not in _people(record):
+        flash(gettext("That address is not on this ticket."), "error")
+        return redirect(_page(record))
+    if request.form.get("confirm") != "yes":
+        flash(gettext("Tick the box to confirm that mail to %(email)s works again.", email=address), "error")
+        return redirect(_page(record))
+
+    def clear() -> str:
+        if contacts.clear_undeliverable(db.session, address):
+            return gettext("Mail to %(email)s goes again from now on.", email=address)
+        return gettext("%(email)s was not marked undeliverable.", email=address)
+
+    return perform(clear, _page(record))
+
+
+def _people(record: Ticket) -> list[str]:
+    """Whom the ticket's notifications go to: its requester and CC participants."""
+    return [record.requester.email, *(participant.email for participant in record.participants)]
 
 
 @bp.post("/tickets/<number>/update")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, delete, func, inspect, or_, select, update
@@ -479,6 +480,28 @@ def clear_undeliverable(session: Session, address: str) -> bool:
         .execution_options(synchronize_session="fetch")
     ).all()
     return bool(cleared)
+
+
+def undeliverable_marks(session: Session, emails: Collection[str]) -> dict[str, datetime]:
+    """Since when mail to each of `emails` (normalized) is marked undeliverable, for
+    those marked: a mark on any spelling of its mailbox, the ones `clear_undeliverable`
+    clears, in one query (a ticket's requester and CC participants, a bounded list)."""
+    spellings = {email: mailbox_spellings(email) for email in emails}
+    marked: dict[str, datetime] = {
+        email: since
+        for email, since in session.execute(
+            select(Contact.email, Contact.undeliverable_since).where(
+                Contact.email.in_({form for forms in spellings.values() for form in forms}),
+                Contact.undeliverable_since.is_not(None),
+            )
+        )
+        if since is not None
+    }
+    return {
+        email: min(marked[form] for form in forms if form in marked)
+        for email, forms in spellings.items()
+        if not forms.isdisjoint(marked)
+    }
 
 
 def mailbox_spellings(address: str) -> set[str]:
