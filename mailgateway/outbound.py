@@ -333,10 +333,10 @@ class Sender(Loop):
             ticket.id: ThreadHint(merged=bool(is_merged), earlier=bool(has_mail) or shared[ticket.id] > 1)
             for ticket, is_merged, has_mail in found
         }
-        # Both spellings of each row's domain (`addresses.either_form`): a row's
-        # `ana@xn--bcher-kva.example` (a CC as its mail wrote it) is the mailbox of the
-        # contact `ana@bücher.example` a bounce marked.
-        spellings = set().union(*(addresses.either_form(row.to_address) for row in rows))
+        # A mark on any spelling of the mailbox a row goes to holds (the ones the
+        # portal shows and `flask addresses deliverable` clears): a copy to
+        # ana@xn--bcher-kva.example was mailed though ana@bücher.example was marked.
+        spellings = {form for row in rows for form in contacts.mailbox_spellings(row.to_address)}
         undeliverable = session.execute(
             select(Contact.email, Contact.undeliverable_since).where(
                 Contact.email.in_(sorted(spellings)), Contact.undeliverable_since.is_not(None)

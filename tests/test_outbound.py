@@ -1922,6 +1922,24 @@ def test_an_address_marked_undeliverable_is_skipped_in_either_form_of_its_domain
     assert row.state == "skipped" and "undeliverable since" in row.last_error
 
 
+def test_a_mark_on_the_punycode_spelling_skips_a_row_naming_the_mailbox_in_fullwidth_letters(
+    app, service, agent_actor, sink
+):
+    """Mail keeps a Cc as written, `ana@\uff42\u00fccher.example`, which the relay is
+    given as `ana@xn--bcher-kva.example`: a mark there holds for that row though
+    `either_form` leaves a fullwidth domain only itself (contacts.mailbox_spellings;
+    asking both spellings alone lost the wire form, found when two fixes met)."""
+    db.session.add(Contact(email="ana@xn--bcher-kva.example", name="Ana", undeliverable_since=now()))
+    db.session.commit()
+    ticket = open_ticket(service, cc=[("ana@\uff42\u00fccher.example", "Ana")])
+    service.add_message(ticket, body="On our way.", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    assert "ana@xn--bcher-kva.example" not in {rcpt for item in sink.received for rcpt in item.rcpt_tos}
+    (row,) = [row for row in outbox() if row.to_address == "ana@\uff42\u00fccher.example"]
+    assert row.state == "skipped" and "undeliverable since" in row.last_error
+
+
 def test_a_mark_on_the_unicode_spelling_skips_a_row_naming_the_ascii_one(app, service, agent_actor, sink):
     """The other way round: a bounce marked the contact `ana@bücher.example`, and a CC
     participant's row names her mailbox as her mail wrote it, `ana@xn--bcher-kva.example`.
