@@ -1,0 +1,224 @@
+"""The queue's two ways to a page (helpdesk.services.queue; docs/web.md, "Queue").
+
+Without a search, a page is found by walking the sort column's order, or, when the
+count finds at most FEW_MATCHES tickets, by reading those tickets and sorting them.
+Which one runs is a matter of speed only: these tests force each in turn on one
+seeded table and ask both for every page of many filters, sorts and viewers, and
+the answers must be the same tickets in the same order with the same count, and
+only tickets the viewer may see.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk import vocabulary as v
+from helpdesk.extensions import db
+from helpdesk.models import StaffUser, Ticket
+from helpdesk.services import Actor, Page, QueueService, TicketFilters, tags
+from helpdesk.services import queue as queue_module
+from helpdesk.services.staff import StaffService
+from helpdesk.services.teams import TeamsService
+from tests.support.database import open_ticket
+
+SORTS = [
+    sign + key
+    for key in ("number", "created_at", "updated_at", "priority", "status", "subject")
+    for sign in ("", "-")
+]
+# Subjects that tie, differ only in case, and leave ASCII, so the sort by subject
+# has ties across pages and the database's collation to agree with itself on.
+SUBJECTS = ("Printer jam", "printer jam", "VPN down", "Ñandú roto", "Zeta", "alpha", "VPN down")
+TEAMS = ("north", "south", "east")
+
+
+@dataclass
+class Seeded:
+    """The table the paths are compared on, and who looks at it."""
+
+    staff: dict[str, StaffUser]
+    team_ids: dict[str, int]
+
+
+@pytest.fixture
+def seeded(app, service, clock) -> Seeded:  # type: ignore[no-untyped-def]
+    """47 tickets over three teams and none, four assignees and none, every status,
+    priority and channel, two tags, two merged tickets; creation and last activity
+    in tied groups of three and four minutes apart, so every sort has ties that
+    cross page boundaries."""
+    people = StaffService(db.session)
+    staff = {
+        name: people.create(
+            email=f"{name}@helpdesk.test", name=name.title(), role=role, password="pw-123456789"
+        )[0]
+        for name, role in (("nora", "agent"), ("both", "agent"), ("loner", "agent"), ("ada", "admin"))
+    }
+    db.session.commit()
+    teams = TeamsService(db.session)
+    team_ids = {name: teams.add(name).id for name in TEAMS}
+    teams.add_member("north", staff["nora"].id)
+    teams.add_member("north", staff["both"].id)
+    teams.add_member("south", staff["both"].id)
+    db.session.commit()
+    team_choices = (None, *team_ids.values())
+    assignees = (None, staff["nora"].id, staff["both"].id, staff["loner"].id, None, staff["ada"].id)
+    admin = Actor.staff(staff["ada"])
+    tickets = []
+    for index in range(47):
+        if index % 3 == 0:
+            clock.shift(timedelta(minutes=4))
+        tickets.append(
+            open_ticket(
+                service,
+                subject=SUBJECTS[index % len(SUBJECTS)],
+                priority=v.PRIORITIES[index % len(v.PRIORITIES)],
+                requester_email=f"customer{index % 5}@example.com",
+                channel=v.CHANNELS[index % len(v.CHANNELS)],
+            )
+        )
+    for index, ticket in enumerate(tickets):
+        if index % 4 == 0:
+            clock.shift(timedelta(minutes=3))
+        ticket.team_id = team_choices[(index * 7) % len(team_choices)]
+        ticket.assignee_id = assignees[index % len(assignees)]
+        ticket.status = v.STATUSES[(index * 3) % len(v.STATUSES)]
+        db.session.commit()
+        names = [name for name, every in (("olt-3", 2), ("fibra", 5)) if index % every == 1]
+        if names:
+            tags.set_tags(db.session, ticket, names, admin)
+            db.session.commit()
+    for source, target in ((tickets[5], tickets[9]), (tickets[12], tickets[9])):
+        source.status = target.status = "open"
+        service.merge(source, target, actor=admin)
+        db.session.commit()
+    return Seeded(staff, team_ids)
+
+
+def _filters(seeded: Seeded) -> list[TicketFilters]:
+    """Every filter the queue offers, alone and together, matching many, few or none."""
+    nora = seeded.staff["nora"].id
+    return [
+        TicketFilters(),
+        TicketFilters(status=("new",)),
+        TicketFilters(status=("open", "closed", "cancelled")),
+        TicketFilters(priority=("urgent", "high")),
+        TicketFilters(category=("support",), ticket_type=(v.DEFAULT_TICKET_TYPE,)),
+        TicketFilters(channel=("email",)),
+        TicketFilters(channel=("phone", "chat"), priority=("low",)),
+        TicketFilters(source=("customer", "agent")),
+        TicketFilters(assignee="none"),
+        TicketFilters(assignee=nora),
+        TicketFilters(team="north"),
+        TicketFilters(team="none"),
+        TicketFilters(tag="olt-3"),
+        TicketFilters(tag="fibra", team="south"),
+        TicketFilters(tag="olt-3", status=("open", "reopened", "closed")),
+        TicketFilters(tag="never-used"),
+        TicketFilters(requester_email="Customer1@Example.com"),
+        TicketFilters(sla="on_track"),
+        TicketFilters(sla="void"),
+        TicketFilters(status=("pending_customer",), assignee="none", team="east"),
+        TicketFilters(q="printer"),
+        TicketFilters(q="vpn", status=("new", "open")),
+    ]
+
+
+def _viewers(seeded: Seeded) -> dict[str, tuple[str, Actor | None]]:
+    """Who looks, with the AGENT_VISIBILITY they look under."""
+    staff = {name: Actor.staff(user) for name, user in seeded.staff.items()}
+    return {
+        "nobody-hidden": ("all", None),
+        "admin-team-mode": ("team", staff["ada"]),
+        "one-team": ("team", staff["nora"]),
+        "two-teams": ("team", staff["both"]),
+        "no-team": ("team", staff["loner"]),
+        "own": ("own", staff["both"]),
+        "agent-all-mode": ("all", staff["loner"]),
+    }
+
+
+def _visible(ticket: Ticket, mode: str, viewer: Actor | None, seeded: Seeded) -> bool:
+    """visibility.py's rule, written again from its documentation."""
+    if viewer is None or viewer.role == "admin" or mode == "all":
+        return True
+    own = ticket.assignee_id == viewer.staff_id
+    if mode == "own":
+        return own
+    member_of = {
+        "nora": {seeded.team_ids["north"]},
+        "both": {seeded.team_ids["north"], seeded.team_ids["south"]},
+        "loner": set(),
+    }[next(name for name, user in seeded.staff.items() if user.id == viewer.staff_id)]
+    return own or ticket.team_id is None or ticket.team_id in member_of
+
+
+def every_page(
+    queue: QueueService,
+    filters: TicketFilters,
+    sort: str,
+    per_page: int,
+    viewer: Actor | None,
+    few: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[Page[Ticket]]:
+    """Pages 1 to one past the last, with FEW_MATCHES at `few`."""
+    monkeypatch.setattr(queue_module, "FEW_MATCHES", few)
+    pages = [queue.list_tickets(filters, page=1, per_page=per_page, sort=sort, viewer=viewer)]
+    while pages[-1].page <= pages[0].pages:
+        pages.append(
+            queue.list_tickets(filters, page=len(pages) + 1, per_page=per_page, sort=sort, viewer=viewer)
+        )
+    return pages
+
+
+def _key(ticket: Ticket, sort: str) -> Any:
+    """The sort key where Python orders it as the databases do (not text, whose
+    collation is the database's own)."""
+    key = sort.lstrip("-")
+    if key == "priority":
+        return v.PRIORITIES.index(ticket.priority)
+    return getattr(ticket, key)
+
+
+@pytest.mark.parametrize(
+    "who", ["nobody-hidden", "admin-team-mode", "one-team", "two-teams", "no-team", "own", "agent-all-mode"]
+)
+def test_the_walk_and_the_sort_of_few_matches_give_the_same_pages(seeded, service, monkeypatch, who):
+    """Every filter with a sort and a page size of its own (each sort meets each size),
+    and the unfiltered queue with every sort: the sort of the matching rows (any
+    count is "few") and the walk (none is) give the same tickets in the same order
+    on every page, the same count and number of pages, each ticket once, only
+    tickets the viewer may see, and every one of those on the unfiltered queue."""
+    mode, viewer = _viewers(seeded)[who]
+    queue = QueueService(db.session, prefix=service.prefix, visibility_mode=mode)
+    everything = list(db.session.execute(select(Ticket)).scalars())
+    visible = {ticket.number for ticket in everything if _visible(ticket, mode, viewer, seeded)}
+    cases = [
+        (filters, SORTS[index % len(SORTS)], (3, 7, 25)[index % 3])
+        for index, filters in enumerate(_filters(seeded))
+    ] + [(TicketFilters(), sort, per_page) for sort, per_page in zip(SORTS, itertools.cycle((2, 5, 100)))]
+    for filters, sort, per_page in cases:
+        sorted_pages = every_page(queue, filters, sort, per_page, viewer, 10**9, monkeypatch)
+        walked_pages = every_page(queue, filters, sort, per_page, viewer, 0, monkeypatch)
+        case = (filters, sort, per_page)
+        sorted_ = [[ticket.number for ticket in page.items] for page in sorted_pages]
+        walked = [[ticket.number for ticket in page.items] for page in walked_pages]
+        assert sorted_ == walked, case
+        assert [(p.total, p.pages) for p in sorted_pages] == [(p.total, p.pages) for p in walked_pages], case
+        listed = [ticket for page in sorted_pages for ticket in page.items]
+        numbers = [ticket.number for ticket in listed]
+        assert len(numbers) == len(set(numbers)) == sorted_pages[0].total, case
+        assert set(numbers) <= visible, case
+        assert all(len(items) == per_page for items in sorted_[:-2]) and sorted_[-1] == [], case
+        if filters == TicketFilters():
+            assert set(numbers) == visible, case
+        if sort.lstrip("-") not in ("subject", "status"):
+            keys = [(_key(ticket, sort), ticket.id) for ticket in listed]
+            assert keys == sorted(keys, reverse=sort.startswith("-")), case
+    assert 0 < len(visible) < len(everything) or mode == "all" or viewer is None or viewer.role == "admin"
