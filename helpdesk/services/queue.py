@@ -94,6 +94,26 @@ def _only_indexed(filters: TicketFilters) -> bool:
     )
 
 
+def _conditions(
+    filters: TicketFilters,
+    looked_up: list[ColumnElement[bool]],
+    visible: list[ColumnElement[bool]] | None,
+) -> list[list[ColumnElement[bool]]]:
+    """The conditions on `tickets` beside `filters`, one list per part the matching
+    tickets are read in, for the count and for a page of few matches alike.
+
+    An agent's visible tickets are one OR, which PostgreSQL answers by reading every
+    visible ticket's row: 40,000 of them at 100,000 tickets, to count the 2,600 that
+    carry a tag (docs/benchmarks.md). When the other filters are only the tag and
+    the team, the parts (`visibility.parts`, no ticket in two) are read one by one
+    from indexes alone. Any other filter needs the rows anyway and would be applied
+    once per part (a search's index scans three times), so it keeps the OR.
+    """
+    if visible is not None and len(visible) > 1 and _only_indexed(filters):
+        return [[*looked_up, part] for part in visible]
+    return [looked_up if visible is None else [*looked_up, or_(*visible)]]
+
+
 T = TypeVar("T")
 
 
@@ -175,13 +195,14 @@ class QueueService:
         order = column.desc() if descending else column.asc()
         tie = Ticket.id.desc() if descending else Ticket.id.asc()
         term = (filters.q or "").strip()
+        parts = _conditions(filters, looked_up, visible)
         chosen: Any
         if term:
             chosen, total = self._search_page(term, filters, where, column, descending, page, per_page)
             if not chosen and page > 1:  # past the last page: nothing was counted
-                total = self._count(filters, looked_up, visible)
+                total = self._count(filters, parts)
         else:
-            total = self._count(filters, looked_up, visible)
+            total = self._count(filters, parts)
             if total <= (page - 1) * per_page:
                 # Nothing for this page: asked anyway, PostgreSQL walked the whole
                 # sort index for rows that were not there (docs/benchmarks.md).
@@ -190,18 +211,17 @@ class QueueService:
             # with their requester and assignee: loaded before the LIMIT, every
             # matching ticket was joined and sorted whole (page 200 of the queue at
             # 100,000 tickets took 10 ms instead of 4).
-            matching = self._filtered(select(Ticket.id), filters).where(*where)
             if total <= FEW_MATCHES:
                 # Few match: read them all as the count did, then sort. Asked for
                 # with a LIMIT, PostgreSQL expects to find a page's worth soon and
                 # walks the sort column's index, reading each ticket's row until it
                 # has them, which for a few old tickets is the whole table
                 # (docs/web.md, "Queue"; docs/benchmarks.md).
-                found = matching.add_columns(column.label("key")).cte("matching").prefix_with("MATERIALIZED")
+                found = self._keyed(filters, parts, column).cte("matching").prefix_with("MATERIALIZED")
                 ordered = (found.c.key.desc(), found.c.id.desc()) if descending else (found.c.key, found.c.id)
                 chosen = select(found.c.id).order_by(*ordered)
             else:
-                chosen = matching.order_by(order, tie)
+                chosen = self._filtered(select(Ticket.id), filters).where(*where).order_by(order, tie)
             chosen = chosen.limit(per_page).offset((page - 1) * per_page).scalar_subquery()
         query = select(Ticket).where(Ticket.id.in_(chosen)).options(selectinload(Ticket.tags))
         if description_chars > 0:
@@ -214,36 +234,27 @@ class QueueService:
         items = self.session.execute(query.order_by(order, tie)).unique().scalars().all()
         return Page(list(items), page, per_page, total)
 
-    def _count(
-        self,
-        filters: TicketFilters,
-        looked_up: list[ColumnElement[bool]],
-        visible: list[ColumnElement[bool]] | None,
-    ) -> int:
-        """How many tickets match, for the pager.
+    def _count(self, filters: TicketFilters, parts: list[list[ColumnElement[bool]]]) -> int:
+        """How many tickets match, for the pager: each part (`_conditions`) counted
+        and added up in one statement."""
+        counts = [self._filtered(select(func.count(Ticket.id)), filters).where(*part) for part in parts]
+        if len(counts) > 1:
+            added = functools.reduce(operator.add, [count.scalar_subquery() for count in counts])
+            return int(self.session.execute(select(added)).scalar_one())
+        return int(self.session.execute(counts[0]).scalar_one())
 
-        An agent's visible tickets are one OR, which PostgreSQL answers by reading
-        every visible ticket's row: 40,000 of them at 100,000 tickets, to count the
-        2,600 that carry a tag (docs/benchmarks.md). When the other filters are only
-        the tag and the team, the parts (`visibility.parts`, no ticket in two) are
-        counted one by one from indexes alone and added up. Any other filter needs
-        the rows anyway and would be applied once per part (a search's index scans
-        three times), so it keeps the OR.
-        """
-        if visible is not None and len(visible) > 1 and _only_indexed(filters):
-            counts = [
-                self._filtered(select(func.count(Ticket.id)), filters)
-                .where(*looked_up, part)
-                .scalar_subquery()
-                for part in visible
-            ]
-            return int(self.session.execute(select(functools.reduce(operator.add, counts))).scalar_one())
-        where = looked_up if visible is None else [*looked_up, or_(*visible)]
-        return int(
-            self.session.execute(
-                self._filtered(select(func.count(Ticket.id)), filters).where(*where)
-            ).scalar_one()
-        )
+    def _keyed(
+        self, filters: TicketFilters, parts: list[list[ColumnElement[bool]]], column: Any
+    ) -> Select[Any]:
+        """The matching tickets' ids with their sort key (`key`), read as the count
+        reads them (`_conditions`). In parts, the ids come from the indexes alone and
+        only their rows are read for the key: asked as the parts' OR, PostgreSQL
+        read every visible ticket's row, the whole table at 100,000 tickets for an
+        agent's 353 tagged ones (docs/web.md, "Queue")."""
+        if len(parts) == 1:
+            return self._filtered(select(Ticket.id, column.label("key")), filters).where(*parts[0])
+        ids = union_all(*(self._filtered(select(Ticket.id), filters).where(*part) for part in parts))
+        return select(Ticket.id, column.label("key")).where(self._among(Ticket.id, ids))
 
     def _team(self, name: str | None, errors: dict[str, str]) -> ColumnElement[bool] | None:
         """The team filter's condition ("none": tickets of no team)."""
@@ -344,18 +355,16 @@ class QueueService:
         requesters = select(Contact.id).where(
             or_(Contact.email.ilike(pattern, escape="\\"), Contact.name.ilike(pattern, escape="\\"))
         )
-        postgresql = self.session.get_bind().dialect.name == "postgresql"
+        postgresql = self._postgresql()
         if postgresql:
-            by_requester = Ticket.requester_id == func.any(func.array(requesters.scalar_subquery()))
             by_description = self._description_words(term)
         else:
-            by_requester = Ticket.requester_id.in_(requesters)
             by_description = func.substr(Ticket.description, 1, _SEARCHED).ilike(pattern, escape="\\")
         matches = [
             Ticket.subject.ilike(pattern, escape="\\"),
             Ticket.service_address.ilike(pattern, escape="\\"),
             Ticket.device_serials.ilike(pattern, escape="\\"),
-            by_requester,
+            self._among(Ticket.requester_id, requesters),
         ]
         if by_description is not None:
             matches.append(by_description)
@@ -363,6 +372,22 @@ class QueueService:
         if number is not None:
             matches.append(Ticket.number == number)
         return matches, postgresql
+
+    def _postgresql(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    def _among(self, column: Any, values: Any) -> ColumnElement[bool]:
+        """`column` is one of the values `values` (a SELECT of one column) gives.
+
+        On PostgreSQL they are collected once into an array, which the planner takes
+        for a few values, each looked up through `column`'s index. Asked as `IN`, it
+        estimates the subquery's rows from its conditions as if they were
+        independent (a tag on a third of the tickets, a team holding a third) and
+        may read the whole table to join them, however few there are
+        (docs/benchmarks.md, "A page of few matches reads them as the count does")."""
+        if self._postgresql():
+            return column == func.any(func.array(values.scalar_subquery()))
+        return column.in_(values)
 
     def _description_words(self, term: str) -> ColumnElement[bool] | None:
         """PostgreSQL: every word of `term`, as the full-text parser reads it, begins
