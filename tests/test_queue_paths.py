@@ -11,6 +11,7 @@ only tickets the viewer may see.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from helpdesk.services import Actor, Page, QueueService, TicketFilters, tags
 from helpdesk.services import queue as queue_module
 from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
+from tests.support.app import ApiClient, Portal, login_tokens
 from tests.support.database import open_ticket
 
 SORTS = [
@@ -312,3 +314,51 @@ def test_a_page_of_few_matches_reads_them_as_the_count_does(service, agent, monk
         (plan,) = connection.exec_driver_sql(explain, parameters).scalar_one()
         db.session.rollback()
         assert _heap_rows(plan["Plan"]) <= 4 * page.total + len(page.items), sort
+
+
+_LISTED = re.compile(r'name="tickets" value="([^"]+)"')
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "tag=olt-3&sort=created_at",
+        "status=new&status=open&sort=-updated_at",
+        "team=north&sort=-priority",
+        "sort=subject",
+    ],
+)
+def test_the_api_and_the_portal_list_the_same_pages_either_way(seeded, app, client, monkeypatch, query):
+    """Both read the queue through QueueService: for an agent under team visibility,
+    every page the API gives (four a page) and the portal shows (25) is the same
+    whichever way the page was found, and the two agree with each other."""
+    app.config["AGENT_VISIBILITY"] = "team"
+    api = ApiClient(client, login_tokens(client, "both@helpdesk.test", "pw-123456789")["access_token"])
+    portal = Portal(client)
+    assert portal.login("both@helpdesk.test", "pw-123456789").status_code == 302
+
+    def api_pages() -> list[tuple[list[str], int]]:
+        pages: list[tuple[list[str], int]] = []
+        while not pages or pages[-1][0]:
+            answer = api.get(f"/tickets?{query}&per_page=4&page={len(pages) + 1}").get_json()
+            pages.append(([item["number"] for item in answer["items"]], answer["total"]))
+        return pages
+
+    def portal_pages() -> list[tuple[list[str], str]]:
+        pages: list[tuple[list[str], str]] = []
+        while not pages or pages[-1][0]:
+            html = portal.get(f"/tickets?{query}&page={len(pages) + 1}").data.decode()
+            pages.append(
+                (_LISTED.findall(html), html.split('Tickets <span class="muted">(', 1)[1].split(")")[0])
+            )
+        return pages
+
+    answers = []
+    for few in (10**9, 0):
+        monkeypatch.setattr(queue_module, "FEW_MATCHES", few)
+        answers.append((api_pages(), portal_pages()))
+    assert answers[0] == answers[1]
+    (api_answer, portal_answer) = answers[0]
+    listed = [number for numbers, _ in api_answer for number in numbers]
+    assert listed == [number for numbers, _ in portal_answer for number in numbers]
+    assert 0 < len(listed) == api_answer[0][1] == int(portal_answer[0][1]) < 47
