@@ -20,16 +20,17 @@ import argparse
 import multiprocessing as mp
 import smtplib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
+from bench import listener
 from bench.cpu import tree_cpu
 from bench.realistic_mail import SHAPES, generate
-from mailgateway.smtp import LiberalSMTP
+from mailgateway.smtp import ConnectionLimits, LiberalSMTP
 from tests.support.mail import SUPPORT
-from tests.support.pgserver import free_port
 
 
 class UpstreamSMTP(SMTP):
@@ -38,7 +39,13 @@ class UpstreamSMTP(SMTP):
     line_length_limit = LiberalSMTP.line_length_limit
 
 
-VARIANTS: dict[str, type[SMTP]] = {"aiosmtpd": UpstreamSMTP, "chunked": LiberalSMTP}
+def chunked(handler: Any, **kwargs: Any) -> SMTP:
+    """`LiberalSMTP` with limits no run reaches (it requires them since they were added)."""
+    limits = ConnectionLimits(100, 100)
+    return LiberalSMTP(handler, connections=limits, data_timeout=600, session_timeout=3600, **kwargs)
+
+
+VARIANTS: dict[str, Callable[..., SMTP]] = {"aiosmtpd": UpstreamSMTP, "chunked": chunked}
 
 
 class LengthHandler:
@@ -53,15 +60,7 @@ def _serve(variant: str, ready: Any, stop: Any) -> None:
         def factory(self) -> SMTP:
             return smtp_class(self.handler, **self.SMTP_kwargs)
 
-    controller = BenchController(
-        LengthHandler(),
-        hostname="127.0.0.1",
-        port=free_port(),
-        server_hostname="bench.test",
-        data_size_limit=25 * 1024 * 1024,
-        decode_data=False,
-    )
-    controller.start()
+    controller = listener.start(BenchController, LengthHandler())
     ready.put(controller.port)
     stop.wait()
     controller.stop()

@@ -32,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench import listener
+
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP = 5  # mails each connection sends before the timed ones
 SUPPORT = "support@helpdesk.test"
@@ -63,7 +65,6 @@ def _serve(tree: str, burn_ms: float, ready: Any, start: Any, stop: Any, out: An
 
     from mailgateway.process import configure_process
     from mailgateway.smtp import ConnectionLimits, LiberalSMTP
-    from tests.support.pgserver import free_port
 
     configure_process()  # the gateway's switch interval and logging
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest")
@@ -81,16 +82,7 @@ def _serve(tree: str, burn_ms: float, ready: Any, start: Any, stop: Any, out: An
                 self.handler, connections=limits, data_timeout=600, session_timeout=3600, **self.SMTP_kwargs
             )
 
-    controller = BenchController(
-        Handler(),
-        hostname="127.0.0.1",
-        port=free_port(),
-        server_hostname="bench.test",
-        data_size_limit=25 * 1024 * 1024,
-        decode_data=False,
-        enable_SMTPUTF8=True,
-    )
-    controller.start()
+    controller = listener.start(BenchController, Handler(), enable_SMTPUTF8=True)
     print(
         f"listener from {LiberalSMTP.__module__} in {sys.modules[LiberalSMTP.__module__].__file__}",
         flush=True,
