@@ -86,7 +86,7 @@ from typing import Any, NamedTuple, NoReturn
 from flask import Flask
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.sql.elements import ColumnElement
@@ -338,11 +338,14 @@ class ImapPoller(Loop):
         self.one_at_a_time_until = 0
         # What the mailbox's row says of mail begun and not finished (`_begin`), as
         # this poller last read or wrote it: the last UID of the batch begun last, and
-        # the message begun alone last with the processes that began it; and the
-        # messages this poller began alone itself (counted once, however often it tries).
+        # the message begun alone last with the processes that began it. `marked_until`:
+        # the last batch mark this poller wrote itself (its own, found again after a
+        # reconnect, is no death); `counted`: the message whose count holds this
+        # process's one now, taken back whenever its taking ends alive (`_uncount`).
         self.taking_until = 0
         self.taking_alone = (0, 0)
-        self.begun_alone: set[int] = set()
+        self.marked_until = 0
+        self.counted: int | None = None
         # Refused moves of one message alone, by UIDVALIDITY and UID (`_move`).
         self.move_refusals: dict[tuple[int | None, int], int] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -389,6 +392,10 @@ class ImapPoller(Loop):
         if not self.quiet(exc):
             log.error("%s: unexpected error", self.source.key, exc_info=exc)
         self._note_error(exc)
+        try:
+            self._uncount()  # the round ended, the process lives: no death to count
+        except _DATABASE_ERRORS:
+            log.debug("%s: the count of the message begun stays until it can be taken back", self.source.key)
 
     def connect(self) -> IMAPClient:
         source = self.source
@@ -443,7 +450,8 @@ class ImapPoller(Loop):
             state = self._state()
             last_uid = state.last_uid
             taking_until, taking_alone = state.taking_until, (state.taking_uid, state.taking_processes)
-            if state.uidvalidity != uidvalidity:  # the UIDs of mail begun name other messages now
+            renumbered = state.uidvalidity != uidvalidity
+            if renumbered:  # the UIDs of mail begun name other messages now
                 taking_until, taking_alone = 0, (0, 0)
             if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
                 log.warning(
@@ -455,23 +463,25 @@ class ImapPoller(Loop):
                 )
                 last_uid = 0
             db.session.commit()  # the row, if `_state` just made it
-        written = self._write_state(
-            uidvalidity=uidvalidity,
-            last_uid=last_uid,
-            taking_until=taking_until,
-            taking_uid=taking_alone[0],
-            taking_processes=taking_alone[1],
+        # Written only when renumbered: another gateway may take back its count
+        # meanwhile (`_uncount`), which a write of what was read here would undo.
+        begun: dict[str, Any] = (
+            {"taking_until": 0, "taking_uid": 0, "taking_processes": 0} if renumbered else {}
         )
-        if not written:
+        if not self._write_state(uidvalidity=uidvalidity, last_uid=last_uid, **begun):
             self._lost()
         if uidvalidity != self.uidvalidity:  # the UIDs name other messages now
-            self.fetch_failures, self.one_at_a_time_until, self.begun_alone = {}, 0, set()
+            self.fetch_failures, self.one_at_a_time_until = {}, 0
+            self.marked_until, self.counted = 0, None
         self.uidvalidity, self.last_uid = uidvalidity, last_uid
-        self.taking_until, self.taking_alone = taking_until, taking_alone
-        if taking_until > last_uid:
-            # A batch begun before was not finished: by a process that died on one of
-            # its messages, maybe. Each is taken alone, so the one that kills is counted.
+        self.taking_until = taking_until
+        if taking_until > last_uid and taking_until != self.marked_until:
+            # A batch begun by another process was not finished: that process died on
+            # one of its messages, maybe. Each is taken alone, so the one that kills is
+            # counted. (Its own mark a poller finds after a reconnect is no death.)
             self.one_at_a_time_until = max(self.one_at_a_time_until, taking_until)
+        if taking_alone[1] and taking_alone[0] > last_uid:  # begun alone and not finished
+            self.one_at_a_time_until = max(self.one_at_a_time_until, taking_alone[0])
         log.info(
             "%s: connected (UIDVALIDITY %s, %s messages waiting)",
             self.source.key,
@@ -683,32 +693,64 @@ class ImapPoller(Loop):
 
     def _never_finished(self, uid: int) -> bool:
         """Whether TAKING_ATTEMPTS gateway processes, this one not among them, began
-        taking `uid` alone and none finished: each died or was stopped on it."""
-        begun, processes = self.taking_alone
-        return begun == uid and processes >= TAKING_ATTEMPTS and uid not in self.begun_alone
+        taking `uid` alone and none finished: each died on it. Read from the row now,
+        not at connecting: a gateway whose taking ended alive takes its count back
+        whether it holds the mailbox or not (`_uncount`)."""
+        with self.app.app_context():
+            table = ImapMailboxState.__table__.c
+            row = db.session.execute(
+                select(table.taking_uid, table.taking_processes).where(table.key == self.source.key)
+            ).one()
+            db.session.commit()
+        self.taking_alone = (row.taking_uid, row.taking_processes)
+        ours = self.counted == uid
+        return row.taking_uid == uid and row.taking_processes - ours >= TAKING_ATTEMPTS
 
     def _begin(self, batch: list[int]) -> None:
         """Write down, before its first byte is fetched, that `batch` is being taken
         (one UPDATE a batch, which renews the lease too): a process that dies on a
         message of it leaves the mark for the next one, which takes each of them
         alone. A message begun alone counts the processes that began it, this one once
-        (docs/mail-gateway.md, "A mail that kills the gateway")."""
+        while it tries, added in the UPDATE itself: other gateways take theirs back
+        meanwhile (docs/mail-gateway.md, "A mail that kills the gateway")."""
         first = batch[0]
-        alone = len(batch) == 1 and first <= self.one_at_a_time_until and first not in self.begun_alone
+        alone = len(batch) == 1 and first <= self.one_at_a_time_until and self.counted != first
         if not alone and batch[-1] <= self.taking_until:
             return
-        taking_until, taking_alone = max(self.taking_until, batch[-1]), self.taking_alone
+        table = ImapMailboxState.__table__.c
+        values: dict[str, Any] = {"taking_until": max(self.taking_until, batch[-1])}
         if alone:
-            uid, processes = taking_alone
-            taking_alone = (first, processes + 1 if uid == first else 1)
-        written = self._write_state(
-            taking_until=taking_until, taking_uid=taking_alone[0], taking_processes=taking_alone[1]
-        )
-        if not written:
+            values["taking_uid"] = first
+            again = table.taking_uid == first
+            values["taking_processes"] = case((again, table.taking_processes + 1), else_=1)
+        if not self._write_state(**values):
             self._lost()
-        self.taking_until, self.taking_alone = taking_until, taking_alone
+        self.taking_until = max(self.taking_until, batch[-1])
         if alone:
-            self.begun_alone.add(first)
+            self.counted = first
+        else:
+            self.marked_until = self.taking_until
+
+    def _uncount(self) -> None:
+        """Take back this process's count of the message it began alone and has not
+        finished, when its taking ended with the process alive: a failure the loop
+        retries, the lease lost, a clean stop. Only a process that dies on a message
+        counts against it (docs/mail-gateway.md, "A mail that kills the gateway").
+        Whoever holds the mailbox: the count is this process's own, and taken back in
+        one UPDATE that reads the row as it is."""
+        uid = self.counted
+        if uid is None:
+            return
+        if uid > self.last_uid:
+            with self.app.app_context():
+                table = ImapMailboxState.__table__.c
+                db.session.execute(
+                    update(ImapMailboxState)
+                    .where(table.key == self.source.key, table.taking_uid == uid, table.taking_processes > 0)
+                    .values(taking_processes=table.taking_processes - 1)
+                )
+                db.session.commit()
+        self.counted = None
 
     def _left_out(self, client: IMAPClient, uids: list[int]) -> list[int]:
         """Of `uids`, which a FETCH answer left out or answered NIL, those the server
@@ -741,6 +783,7 @@ class ImapPoller(Loop):
         and never finished: quarantined with where it is, and moved to the failed
         folder without another fetch, so the mail after it is taken."""
         place = f"{self.source.key}, UIDVALIDITY {self.uidvalidity}, UID {uid}"
+        unfetchable = self._unfetchable(uid)
         self._confirm_lease()
         try:
             with self.app.app_context():  # once: keyed by the place
@@ -748,7 +791,7 @@ class ImapPoller(Loop):
                     quarantine_unfetchable(
                         place, [failure.said for failure in self.fetch_failures[uid]], self.source.key
                     )
-                    if self._unfetchable(uid)
+                    if unfetchable
                     else quarantine_unfinished(place, self.taking_alone[1], self.source.key)
                 )
         except UnstorableError as exc:
@@ -756,7 +799,11 @@ class ImapPoller(Loop):
         self._confirm_lease()
         if not self._move(client, [uid], self.failed_folder):
             log.error(
-                "%s: UID %s could not be fetched; filed in %s", self.source.key, uid, self.failed_folder
+                "%s: UID %s %s; filed in %s",
+                self.source.key,
+                uid,
+                "could not be fetched" if unfetchable else "was begun by processes that each died",
+                self.failed_folder,
             )
         elif not self._may_pass_unmoved(uid):
             raise ServerFault(f"{self.source.key}: the server refused to move UID {uid}")
@@ -1068,14 +1115,24 @@ class ImapPoller(Loop):
         return moment, moment + timedelta(seconds=self.lease_seconds)
 
     def release(self) -> None:
-        """Give the mailbox up at once on a clean stop: the next gateway need not wait."""
+        """Give the mailbox up at once on a clean stop: the next gateway need not wait.
+        A clean stop is no death: the batch mark this poller left is lowered to where
+        it got (the rest was left for the stop, not for a crash), and its count of
+        the message it was taking alone is taken back, so neither sends the next
+        process one message at a time nor files a good mail (docs/mail-gateway.md)."""
         try:
+            self._uncount()
             with self.app.app_context():
                 table = ImapMailboxState.__table__.c
+                own_mark = table.taking_until == self.marked_until
                 db.session.execute(
                     update(ImapMailboxState)
                     .where(table.key == self.source.key, table.owner == self.owner)
-                    .values(owner="", lease_until=None)
+                    .values(
+                        owner="",
+                        lease_until=None,
+                        taking_until=case((own_mark, table.last_uid), else_=table.taking_until),
+                    )
                 )
                 db.session.commit()
         except _DATABASE_ERRORS as exc:  # the lease runs out by itself

@@ -70,6 +70,12 @@ def poller_for(app: Flask, mailbox: TestMailbox, url: str | None = None, **confi
     return ImapPoller(app, source, threading.Event(), max_backoff=0.5)
 
 
+class _Died(BaseException):
+    """Stands for the gateway process dying while it takes a mail (the kernel's
+    out-of-memory killer, a crash in C code, a restart after a hang): nothing in the
+    poller catches it, and what the poller kept in memory dies with it."""
+
+
 def drain(poller: ImapPoller) -> list[tuple[int, Result]]:
     """One connection, one pass over the mailbox, as the running poller does it
     (holding the mailbox's lease, given up at the end)."""
@@ -79,8 +85,18 @@ def drain(poller: ImapPoller) -> list[tuple[int, Result]]:
         with poller.connect() as client:
             poller.prepare(client)
             results = poller.drain(client)
-    finally:
+    except _Died:  # a dead process gives nothing up; its lease runs out (here at once)
+        db.session.execute(
+            update(ImapMailboxState)
+            .where(ImapMailboxState.key == poller.source.key)
+            .values(lease_until=datetime(2000, 1, 1))
+        )
+        db.session.commit()
+        raise
+    except BaseException:
         poller.release()
+        raise
+    poller.release()
     db.session.expire_all()
     return results
 
@@ -1398,12 +1414,6 @@ def test_kill_9_mid_batch_then_restart_processes_every_message_once(app, databas
     assert sorted(in_processed) == sorted(expected), "the processed folder lost or doubled mail"
 
 
-class _Died(BaseException):
-    """Stands for the gateway process dying while it takes a mail (the kernel's
-    out-of-memory killer, a crash in C code, a restart after a hang): nothing in the
-    poller catches it, and what the poller kept in memory dies with it."""
-
-
 def _dying_at(poller: ImapPoller, message_id: str) -> ImapPoller:
     """`poller`, whose process dies each time it takes the mail of `message_id`."""
     take = poller._ingest
@@ -1452,6 +1462,39 @@ def test_a_mail_that_kills_the_gateway_each_time_is_filed_as_failed_and_the_rest
     assert "UID 2" in item.reason and "never finished" in item.reason
     state = db.session.execute(select(ImapMailboxState)).scalar_one()
     assert state.last_uid == 4
+
+
+def _stopped_taking(poller: ImapPoller, uid: int) -> ImapPoller:
+    """`poller`, stopped cleanly (as by SIGTERM: its loop finishes what is in flight and
+    gives the mailbox up) each time it has fetched a batch holding `uid` and before it
+    reads any of it."""
+    process = poller._process_batch
+
+    def process_batch(
+        client: IMAPClient, batch: list[int], sizes: dict[int, int]
+    ) -> list[tuple[int, Result]]:
+        if uid in batch:
+            poller.stopping.set()
+        return process(client, batch, sizes)
+
+    poller._process_batch = process_batch  # type: ignore[method-assign,assignment]
+    return poller
+
+
+def test_clean_stops_while_a_good_mail_is_taken_never_file_it_as_failed(app, senders, mailbox):
+    """Deploys during a backlog: each gateway process is stopped cleanly (SIGTERM) while
+    it takes the same good mail. A clean stop is no death: it must leave no mark that
+    sends the next process one message at a time, and count nothing against the mail
+    it was taking. Counted, the mail was filed as failed, unread, after three deploys."""
+    mailbox.append(*(raw(i, "deploy") for i in range(4)))
+    for _process in range(1 + imap.TAKING_ATTEMPTS):  # each a new gateway process, stopped
+        drain(_stopped_taking(poller_for(app, mailbox), 2))
+    drain(poller_for(app, mailbox))
+    assert mailbox.count(mailbox.failed) == 0, "a good mail was filed as failed unread"
+    assert db.session.execute(select(QuarantineItem)).scalars().all() == []
+    assert sorted(mailbox.message_ids(mailbox.processed)) == [f"deploy-{i}@client.example" for i in range(4)]
+    assert len(tickets()) == 4
+    assert db.session.execute(select(ImapMailboxState.last_uid)).scalar_one() == 4
 
 
 # -- several gateways on one mailbox ------------------------------------------------------------
