@@ -5,7 +5,8 @@ pollers; any number of gateway processes may share one database. The loop is
 `while not stopping: claim → send → mark`, sleeping `OUTBOUND_POLL_SECONDS` when
 nothing is due.
 
-- **Claim**, in one short transaction: due rows — `pending` whose
+- **Claim**, in one short transaction: due rows of the kinds this release has
+  templates for (a newer release's kind waits for its own senders) — `pending` whose
   `next_attempt_at` has come, or `sending` whose lease (`OUTBOUND_LEASE`) ran out
   because their sender died, both by the database's clock (see One clock) — are
   selected `FOR UPDATE SKIP LOCKED` on PostgreSQL (on SQLite, `BEGIN IMMEDIATE`
@@ -136,6 +137,9 @@ _BATCH_FILE_BYTES = 64 * 2**20
 _BAD_MAILBOX = re.compile(r"5\.1\.(?:1|2|3|6|10)(?!\d)")
 # Whether a staff alert's recipient is still an active staff member (`refusal`).
 _ACTIVE_STAFF = select(exists().where(StaffUser.email == bindparam("email"), StaffUser.is_active.is_(True)))
+# How often the running sender looks for waiting rows of a kind it does not know
+# (`_note_unknown_kinds`): one cheap statement, not one a claim.
+_UNKNOWN_KINDS_EVERY = 300.0
 
 
 def parse_outbound_url(value: str) -> ServerUrl | None:
@@ -201,6 +205,10 @@ class Sender(Loop):
         self.rate_window = config["OUTBOUND_RATE_WINDOW"]
         self.max_per_recipient = int(config["OUTBOUND_MAX_AUTO_PER_RECIPIENT"])
         self.max_per_ticket = int(config["OUTBOUND_MAX_AUTO_PER_TICKET"])
+        # Kinds of waiting rows this release does not know, logged once each, and when
+        # the loop looks for them next (`_note_unknown_kinds`).
+        self.unknown_kinds: set[str] = set()
+        self.unknown_kinds_due = 0.0
 
     # -- the loop ------------------------------------------------------------------
 
@@ -221,7 +229,36 @@ class Sender(Loop):
 
     def round(self) -> bool:
         """A full batch was claimed: more may be waiting."""
+        if time.monotonic() >= self.unknown_kinds_due:
+            self._note_unknown_kinds()
         return self.run_once() > 0
+
+    def _note_unknown_kinds(self) -> None:
+        """Log, once per kind and process, that rows of a kind of mail this release
+        has no template for wait for a sender of the release that queued them (the
+        claim leaves them alone; docs/operations.md, "Upgrades and the schema revision")."""
+        with self.app.app_context():
+            try:
+                kinds = db.session.execute(
+                    select(OutboxMessage.kind, func.count())
+                    .where(
+                        OutboxMessage.state.in_(("pending", "sending")),
+                        OutboxMessage.kind.not_in(v.NOTIFICATION_KINDS),
+                    )
+                    .group_by(OutboxMessage.kind)
+                ).all()
+            finally:
+                db.session.remove()  # type: ignore[attr-defined]  # the scoped session's
+        self.unknown_kinds_due = time.monotonic() + _UNKNOWN_KINDS_EVERY
+        for kind, waiting in kinds:
+            if kind not in self.unknown_kinds:
+                self.unknown_kinds.add(kind)
+                log.warning(
+                    "%s outbox row(s) of kind %r wait for a sender that knows it: this release has no "
+                    "template for it (queued by a newer release?); left unclaimed, never failed",
+                    waiting,
+                    kind,
+                )
 
     def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were claimed."""
@@ -245,13 +282,17 @@ class Sender(Loop):
                 session.execute(
                     select(OutboxMessage)
                     .where(
+                        # A kind a newer release queued (during a rolling upgrade) is
+                        # left to a sender that has its templates: claimed here, it
+                        # could only fail (docs/operations.md, "Upgrades and the schema revision").
+                        OutboxMessage.kind.in_(v.NOTIFICATION_KINDS),
                         or_(
                             and_(OutboxMessage.state == "pending", OutboxMessage.next_attempt_at <= moment),
                             and_(
                                 OutboxMessage.state == "sending",
                                 OutboxMessage.claimed_at < moment - self.lease,
                             ),
-                        )
+                        ),
                     )
                     .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
                     .limit(self.batch_size)

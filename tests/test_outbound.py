@@ -19,6 +19,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -31,11 +32,13 @@ from urllib.parse import quote
 import pytest
 import time_machine
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from flask import Flask
-from sqlalchemy import create_engine, event, func, insert, select, text, update
+from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from helpdesk import return_paths
+from helpdesk import return_paths, vocabulary
 from helpdesk.clock import database_clock, database_now, now
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
@@ -2125,6 +2128,71 @@ def test_outbox_check_constraints_follow_the_vocabulary(app):
     with pytest.raises(IntegrityError, match="ck_outbox_kind"):
         db.session.flush()
     db.session.rollback()
+
+
+@contextmanager
+def _outbox_of_a_newer_release(kind: str) -> Iterator[None]:
+    """The outbox as a newer release's migration leaves it (as 0035 and 0038 did):
+    its check admits `kind`, a kind of mail this release has no template for. Put back
+    at the end, the rows of that kind gone, as that migration's downgrade does."""
+
+    def admit(kinds: tuple[str, ...]) -> None:
+        db.session.rollback()
+        with db.engine.begin() as connection:
+            with Operations(MigrationContext.configure(connection)).batch_alter_table("outbox") as table:
+                table.drop_constraint("ck_outbox_kind", type_="check")
+                table.create_check_constraint("ck_outbox_kind", f"kind IN ({', '.join(map(repr, kinds))})")
+
+    admit((*vocabulary.NOTIFICATION_KINDS, kind))
+    try:
+        yield
+    finally:
+        db.session.rollback()
+        db.session.execute(delete(OutboxMessage).where(OutboxMessage.kind == kind))
+        db.session.commit()
+        admit(vocabulary.NOTIFICATION_KINDS)
+
+
+def test_a_row_of_a_kind_a_newer_release_added_waits_unclaimed_for_a_sender_that_knows_it(
+    app, service, agent_actor, sink, caplog, monkeypatch, tmp_path
+):
+    """During a rolling upgrade a newer release queues a kind of mail this sender has
+    no template for. It claimed the row, failed to render it and marked it failed for
+    good, so the mail was lost unless an operator retried it. Now the claim leaves
+    such a row pending and unclaimed, costing no retry and holding back no other
+    mail, and the kind is logged once; a sender that knows the kind sends it."""
+    with _outbox_of_a_newer_release("survey"):
+        ticket = open_ticket(service, agent_actor)  # its acknowledgment, a kind this sender knows
+        db.session.add(OutboxMessage(kind="survey", to_address="ann@example.com", ticket_id=ticket.id))
+        db.session.commit()
+        sender = make_sender(app, sink)
+        caplog.set_level(logging.WARNING, "mailgateway.outbound")
+        db.session.rollback()
+        assert sender.round() is True  # the acknowledgment, alone
+        sender.unknown_kinds_due = 0.0  # looked for again: still logged once
+        assert sender.round() is False, "the unknown row was claimed again: a hot loop"
+        db.session.expire_all()
+        rows = {row.kind: row for row in outbox()}
+        assert rows["created"].state == "sent" and len(sink.messages) == 1
+        survey = rows["survey"]
+        assert (survey.state, survey.attempts, survey.claimed_at, survey.message_id, survey.last_error) == (
+            "pending",
+            0,
+            None,
+            None,
+            "",
+        )
+        logged = [record.getMessage() for record in caplog.records if "'survey'" in record.getMessage()]
+        assert len(logged) == 1 and "1 outbox row(s) of kind 'survey' wait" in logged[0], logged
+
+        # A sender of the release that queued it: the kind and its templates.
+        monkeypatch.setattr(vocabulary, "NOTIFICATION_KINDS", (*vocabulary.NOTIFICATION_KINDS, "survey"))
+        (tmp_path / "survey.txt").write_text("How did we do on {{ number }}?\n")
+        (tmp_path / "survey.html").write_text("<p>How did we do on {{ number }}?</p>\n")
+        newer = make_sender(app, sink, MAIL_TEMPLATES_DIR=str(tmp_path))
+        assert run(newer) == 1
+        assert text_of(sink.messages[-1]) == "How did we do on TKT-000001?\n"
+        assert db.session.get(OutboxMessage, survey.id).state == "sent"
 
 
 # -- several sender processes -----------------------------------------------------------
