@@ -117,6 +117,7 @@ from helpdesk.inbound.parser import InboundMail, header_addresses, parse
 from helpdesk.models import ImapMailboxState
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
+from mailgateway.takings import TAKINGS
 
 log = logging.getLogger("mailgateway.imap")
 
@@ -346,6 +347,8 @@ class ImapPoller(Loop):
         self.taking_alone = (0, 0)
         self.marked_until = 0
         self.counted: int | None = None
+        # What this process is taking in (`takings`): a message taken alone is its only one.
+        self.takings = TAKINGS
         # Refused moves of one message alone, by UIDVALIDITY and UID (`_move`).
         self.move_refusals: dict[tuple[int | None, int], int] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -525,8 +528,12 @@ class ImapPoller(Loop):
             passed = self.last_uid
             for batch in _batches([uid for uid in uids if uid in sizes and uid < before], sizes):
                 self._check_lease()
-                self._begin(batch)
-                results.extend(self._process_batch(client, batch, sizes))
+                alone = len(batch) == 1 and batch[0] <= self.one_at_a_time_until
+                with self.takings.taking(alone=alone, stopping=self.stopping) as taking:
+                    if not taking:  # stopped while the process took a message alone
+                        break
+                    self._begin(batch, alone=alone)
+                    results.extend(self._process_batch(client, batch, sizes))
                 self._save_state(success=True)  # where it got to: a long backlog is no stuck mailbox
                 if self.stopping.is_set():
                     break
@@ -706,29 +713,30 @@ class ImapPoller(Loop):
         ours = self.counted == uid
         return row.taking_uid == uid and row.taking_processes - ours >= TAKING_ATTEMPTS
 
-    def _begin(self, batch: list[int]) -> None:
+    def _begin(self, batch: list[int], *, alone: bool) -> None:
         """Write down, before its first byte is fetched, that `batch` is being taken
         (one UPDATE a batch, which renews the lease too): a process that dies on a
         message of it leaves the mark for the next one, which takes each of them
-        alone. A message begun alone counts the processes that began it, this one once
-        while it tries, added in the UPDATE itself: other gateways take theirs back
-        meanwhile (docs/mail-gateway.md, "A mail that kills the gateway")."""
+        alone. A message begun `alone` (the only mail of this process in flight,
+        `takings.Takings`) counts the processes that began it, this one once while it tries,
+        added in the UPDATE itself: other gateways take theirs back meanwhile
+        (docs/mail-gateway.md, "A mail that kills the gateway")."""
         first = batch[0]
-        alone = len(batch) == 1 and first <= self.one_at_a_time_until and self.counted != first
-        if not alone and batch[-1] <= self.taking_until:
+        counts = alone and self.counted != first
+        if not counts and batch[-1] <= self.taking_until:
             return
         table = ImapMailboxState.__table__.c
         values: dict[str, Any] = {"taking_until": max(self.taking_until, batch[-1])}
-        if alone:
+        if counts:
             values["taking_uid"] = first
             again = table.taking_uid == first
             values["taking_processes"] = case((again, table.taking_processes + 1), else_=1)
         if not self._write_state(**values):
             self._lost()
         self.taking_until = max(self.taking_until, batch[-1])
-        if alone:
+        if counts:
             self.counted = first
-        else:
+        elif not alone:
             self.marked_until = self.taking_until
 
     def _uncount(self) -> None:
@@ -746,7 +754,12 @@ class ImapPoller(Loop):
                 table = ImapMailboxState.__table__.c
                 db.session.execute(
                     update(ImapMailboxState)
-                    .where(table.key == self.source.key, table.taking_uid == uid, table.taking_processes > 0)
+                    .where(
+                        table.key == self.source.key,
+                        table.uidvalidity == self.uidvalidity,  # the UID names the same message
+                        table.taking_uid == uid,
+                        table.taking_processes > 0,
+                    )
                     .values(taking_processes=table.taking_processes - 1)
                 )
                 db.session.commit()

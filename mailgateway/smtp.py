@@ -55,6 +55,7 @@ from helpdesk.inbound.parser import clean, header_as_servers_read
 from helpdesk.message_ids import ascii_domain
 from helpdesk.security import limit_key
 from mailgateway.smtp_data import read_data, unstuff
+from mailgateway.takings import TAKINGS
 
 log = logging.getLogger("mailgateway.smtp")
 # What a log line says for a mail whose Message-ID was not read: a mail too big is
@@ -180,7 +181,9 @@ class SupportHandler:
         return f"250 2.0.0 OK {result.outcome.value}{detail}"
 
     def _ingest(self, raw: bytes, inbound: Envelope) -> Any:
-        with self.app.app_context():
+        # Never beside a message the IMAP poller takes alone: a mail that kills this
+        # process must not be counted against that one (`takings`).
+        with TAKINGS.taking(alone=False), self.app.app_context():
             return ingest(raw, inbound, self.app.config)
 
     def close(self) -> None:

@@ -46,13 +46,14 @@ from mailgateway.imap import (
     envelope_from_headers,
     parse_imap_urls,
 )
+from mailgateway.takings import Takings
 from tests.support.app import reset_database
 from tests.support.corpus import CORPUS, SAMPLES, corpus, on_the_wire
 from tests.support.database import refused_as_unreachable, refused_by_database, tickets
 from tests.support.dovecotserver import ACCOUNTS, TestMailbox
 from tests.support.dripping_imap import DrippingImap
 from tests.support.gateway_process import refused_start, start
-from tests.support.mail import message, start_gateway
+from tests.support.mail import message, send, start_gateway
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until as wait_until_any
 
@@ -1414,12 +1415,15 @@ def test_kill_9_mid_batch_then_restart_processes_every_message_once(app, databas
     assert sorted(in_processed) == sorted(expected), "the processed folder lost or doubled mail"
 
 
-def _dying_at(poller: ImapPoller, message_id: str) -> ImapPoller:
-    """`poller`, whose process dies each time it takes the mail of `message_id`."""
+def _dying_at(poller: ImapPoller, message_id: str, dead: threading.Event | None = None) -> ImapPoller:
+    """`poller`, whose process dies each time it takes the mail of `message_id`
+    (setting `dead`, for the process's other threads)."""
     take = poller._ingest
 
     def ingest(raw: bytes, envelope: Envelope, mail: ParsedMail) -> Result:
         if mail.message_id == message_id:
+            if dead is not None:
+                dead.set()
             raise _Died(message_id)
         return take(raw, envelope, mail)
 
@@ -1497,6 +1501,138 @@ def test_clean_stops_while_a_good_mail_is_taken_never_file_it_as_failed(app, sen
     assert db.session.execute(select(ImapMailboxState.last_uid)).scalar_one() == 4
 
 
+def test_a_mail_that_kills_the_gateway_from_another_mailbox_files_no_good_mail_here(
+    app, senders, dovecot_server
+):
+    """One gateway process polls two mailboxes; a mail in the second kills the process
+    each time it is taken. Every death came while the first mailbox's poller was taking
+    a good mail alone (the batch the first death cut short is taken one at a time), so
+    the good mail was counted as the killer and filed as failed, unread, with the
+    deadly one. A message taken alone is now the only mail the process's pollers take
+    meanwhile: a death is counted against that one alone."""
+    good, deadly = (TestMailbox(dovecot_server, "m" + uuid.uuid4().hex[:12]) for _ in range(2))
+    good.append(*(raw(n, "good") for n in range(3)))
+    deadly.append(raw(0, "deadly"), raw(1, "after"))
+    deaths = 0
+    for _process in range(8):  # each a new gateway process polling both mailboxes
+        dead = threading.Event()  # set when the process dies: its every thread stops
+        first = poller_for(app, good)
+        second = _dying_at(poller_for(app, deadly), "deadly-0@client.example", dead)
+        take = first._process_batch
+
+        def process_batch(client, batch, sizes, dead=dead, take=take):  # type: ignore[no-untyped-def]
+            dead.wait(1.0)  # in flight until the process dies, or for a second
+            if dead.is_set():
+                raise _Died("the other mailbox's mail")
+            return take(client, batch, sizes)
+
+        first._process_batch = process_batch  # type: ignore[method-assign]
+        ended: list[BaseException] = []
+
+        def poll(poller: ImapPoller, ended: list[BaseException] = ended) -> None:
+            with app.app_context():
+                try:
+                    drain(poller)
+                except _Died as exc:
+                    ended.append(exc)
+
+        db.session.rollback()
+        threads = [threading.Thread(target=poll, args=(poller,)) for poller in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        deaths += bool(ended)
+        if not ended and good.count() == 0 and deadly.count() == 0:
+            break
+    db.session.rollback()
+    assert good.count() == 0 and deadly.count() == 0, f"still blocked after {deaths} deaths"
+    assert good.count(good.failed) == 0, "a good mail of the other mailbox was filed as the killer"
+    assert sorted(good.message_ids(good.processed)) == [f"good-{n}@client.example" for n in range(3)]
+    assert deadly.count(deadly.failed) == 1
+    assert deadly.message_ids(deadly.processed) == ["after-1@client.example"]
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    assert "never finished" in item.reason and "UID 1" in item.reason
+
+
+def test_smtp_mail_is_not_stored_beside_a_message_the_poller_takes_alone(app, gateway, senders, mailbox):
+    """The SMTP listener runs in the gateway's process too: a mail it stores while the
+    poller takes a message alone could kill the process, and the death would be
+    counted against that message (three such, sent when the gateway restarts, filed
+    it as failed unread). An SMTP mail waits until the message taken alone is done."""
+    mailbox.append(raw(0, "suspect"))
+    with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
+        drain(_dying_at(poller_for(app, mailbox), "suspect-0@client.example"))
+    in_flight, go_on = threading.Event(), threading.Event()
+    poller = poller_for(app, mailbox)
+    take = poller._ingest
+
+    def ingest(raw: bytes, envelope: Envelope, mail: ParsedMail) -> Result:
+        in_flight.set()
+        go_on.wait(10)
+        return take(raw, envelope, mail)
+
+    poller._ingest = ingest  # type: ignore[method-assign]
+    answers: list[tuple[int, bytes]] = []
+
+    def poll() -> None:
+        with app.app_context():
+            drain(poller)
+
+    polling = threading.Thread(target=poll)
+    sending = threading.Thread(
+        target=lambda: answers.append(send(gateway.port, raw(1, "smtp"), mail_from="ann@example.com"))
+    )
+    polling.start()
+    try:
+        assert in_flight.wait(10), "the message was not taken alone"
+        sending.start()
+        time.sleep(1.5)
+        db.session.rollback()
+        stored = inbound_count()
+        db.session.rollback()  # no SQLite lock held while the poller writes
+        assert stored == 0, "an SMTP mail was stored beside the message taken alone"
+    finally:
+        go_on.set()
+        polling.join(timeout=30)
+        sending.join(timeout=30)
+    assert answers == [(250, b"2.0.0 OK created TKT-000002")]
+    assert sorted(t.subject for t in tickets()) == ["Mail 0", "Mail 1"]
+
+
+def test_a_gateway_that_loses_the_mailbox_while_taking_a_mail_alone_takes_its_count_back(
+    app, senders, mailbox
+):
+    """A gateway stalls while it takes a mail alone, another host takes the lease
+    over, and the first goes on running, waiting for its turn. It did not die on the
+    mail: its count was left standing, and three such stalls (or two and a deploy)
+    filed a good mail as failed unread. Its loop takes the count back at once."""
+    mailbox.append(raw(0, "moved"))
+    with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
+        drain(_dying_at(poller_for(app, mailbox), "moved-0@client.example"))
+    poller = poller_for(app, mailbox)
+    take = poller._ingest
+    counted: list[int] = []
+
+    def ingest(raw: bytes, envelope: Envelope, mail: ParsedMail) -> Result:
+        with app.app_context():  # meanwhile another host took the mailbox over
+            counted.append(db.session.execute(select(ImapMailboxState.taking_processes)).scalar_one())
+            db.session.execute(
+                update(ImapMailboxState).values(owner="elsewhere:1:0", lease_until=datetime(2100, 1, 1))
+            )
+            db.session.commit()
+        return take(raw, envelope, mail)
+
+    poller._ingest = ingest  # type: ignore[method-assign]
+
+    def count() -> int:
+        return db.session.execute(select(ImapMailboxState.taking_processes)).scalar_one()
+
+    with running(poller):
+        wait_until(lambda: counted == [1] and count() == 0, what="the count taken back", timeout=15)
+    assert mailbox.count() == 1  # left to the holder, who finds it recorded: a duplicate
+
+
 # -- several gateways on one mailbox ------------------------------------------------------------
 
 
@@ -1551,8 +1687,9 @@ def _two_pollers(app: Flask, mailbox: TestMailbox) -> tuple[ImapPoller, ImapPoll
     """Two gateways configured alike on one mailbox, as on two hosts (each its own owner)."""
     SendersService(db.session).add("@example.com", "Example Ltd")
     db.session.commit()
-    first = poller_for(app, mailbox, IMAP_LEASE_SECONDS=LEASE)
-    return first, poller_for(app, mailbox, IMAP_LEASE_SECONDS=LEASE)
+    first, second = (poller_for(app, mailbox, IMAP_LEASE_SECONDS=LEASE) for _host in range(2))
+    second.takings = Takings()  # another host's process takes its mail by itself
+    return first, second
 
 
 def _held(

@@ -1,0 +1,66 @@
+"""The mail one gateway process is taking in, so that a mail which kills the process
+is told from the mail beside it (docs/mail-gateway.md, "A mail that kills the
+gateway").
+
+The IMAP poller counts, in the database, the processes that died while it took a
+message alone; after a few it files that message as failed, unread. That count is
+only right if nothing else of the process was in flight when it died: a poller of
+another mailbox, or the SMTP listener, taking the mail that really kills. So a
+message taken alone is the only mail the process takes meanwhile: it waits for the
+mail in flight to end, and no other mail begins while it waits or is taken. Every
+other taking (an IMAP batch, an SMTP mail being stored) shares with its kind.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# How often a wait looks at its stop event: a stop is never held up longer.
+_LOOK_SECONDS = 1.0
+
+
+class Takings:
+    """Who takes mail in this process now: any number sharing, or one message alone.
+    Each taking ends within its own deadlines (the IMAP reads', SMTP's storing), so a
+    wait here is bounded by them."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._shared = 0  # takings in flight beside each other
+        self._alone = False  # a message taken alone in flight
+        self._waiting_alone = 0  # messages waiting to be taken alone: no shared taking begins
+
+    @contextmanager
+    def taking(self, *, alone: bool, stopping: threading.Event | None = None) -> Iterator[bool]:
+        """Take mail once the rule allows it: `alone`, or beside other takings. Yields
+        False when `stopping` was set first, and then nothing may be taken."""
+        with self._changed:
+            self._waiting_alone += alone
+            try:
+                while not (stopping is not None and stopping.is_set()) and (
+                    self._alone or (self._shared > 0 if alone else self._waiting_alone > 0)
+                ):
+                    self._changed.wait(_LOOK_SECONDS)
+            finally:
+                self._waiting_alone -= alone
+                self._changed.notify_all()
+            entered = not (stopping is not None and stopping.is_set())
+            if entered and alone:
+                self._alone = True
+            elif entered:
+                self._shared += 1
+        try:
+            yield entered
+        finally:
+            with self._changed:
+                if entered and alone:
+                    self._alone = False
+                elif entered:
+                    self._shared -= 1
+                self._changed.notify_all()
+
+
+# The one of this process: every IMAP poller and the SMTP listener's storing threads.
+TAKINGS = Takings()
