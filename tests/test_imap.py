@@ -1466,6 +1466,12 @@ def test_a_mail_that_kills_the_gateway_each_time_is_filed_as_failed_and_the_rest
     assert "UID 2" in item.reason and "never finished" in item.reason
     state = db.session.execute(select(ImapMailboxState)).scalar_one()
     assert state.last_uid == 4
+    # Its bytes were never read: staff see why; there is no mail to approve here (it
+    # is taken again once moved back to the mailbox).
+    shown = runner.invoke(args=["quarantine", "show", str(item.id)])
+    assert shown.exit_code == 0 and "never finished" in shown.output
+    approved = runner.invoke(args=["quarantine", "approve", str(item.id)])
+    assert approved.exit_code == 1 and "Cannot approve" in approved.stderr and len(tickets()) == 3
 
 
 def _stopped_taking(poller: ImapPoller, uid: int) -> ImapPoller:
