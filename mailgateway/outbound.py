@@ -102,7 +102,7 @@ from helpdesk.clock import database_clock, database_now, describe
 from helpdesk.extensions import db
 from helpdesk.inbound import automail
 from helpdesk.instance import ConfigurationError
-from helpdesk.models import Attachment, Contact, InboundMail, OutboxMessage, StaffUser, Ticket
+from helpdesk.models import Attachment, InboundMail, OutboxMessage, StaffUser, Ticket
 from helpdesk.outbound.compose import Composer, ThreadHint
 from helpdesk.services import contacts, notifications
 from helpdesk.services.mailflow import UNDELIVERABLE_REASON
@@ -320,7 +320,7 @@ class Sender(Loop):
                         row,
                         moment,
                         tickets,
-                        undeliverable.get(addresses.wire_or_stored(row.to_address)),
+                        undeliverable.get(row.to_address),
                         hints.get(row.ticket_id) if row.ticket_id is not None else None,
                         counts,
                     )
@@ -343,9 +343,9 @@ class Sender(Loop):
         each has tickets merged into it or mail to thread to (`ThreadHint`; in the
         same statement), since when
         each bounced recipient is undeliverable (the claim changes neither), by the
-        address as the relay sees it: a bounce names `ana@xn--bcher-kva.example`,
-        the same mailbox as a row's `ana@bücher.example`, and how many bytes of
-        files each reply of the batch has (`_within_bytes`)."""
+        row's address, for a mark on any spelling of its mailbox: a bounce names
+        `ana@xn--bcher-kva.example`, the same mailbox as a row's `ana@bücher.example`,
+        and how many bytes of files each reply of the batch has (`_within_bytes`)."""
         batch_ids = [row.id for row in rows]
         merged_in = aliased(Ticket)
         merged = select(merged_in.id).where(merged_in.merged_into_id == Ticket.id).exists()
@@ -377,15 +377,9 @@ class Sender(Loop):
         # A mark on any spelling of the mailbox a row goes to holds (the ones the
         # portal shows and `flask addresses deliverable` clears): a copy to
         # ana@xn--bcher-kva.example was mailed though ana@bücher.example was marked.
-        spellings = {form for row in rows for form in contacts.mailbox_spellings(row.to_address)}
-        undeliverable = session.execute(
-            select(Contact.email, Contact.undeliverable_since).where(
-                Contact.email.in_(sorted(spellings)), Contact.undeliverable_since.is_not(None)
-            )
-        ).all()
-        since = {
-            addresses.wire_or_stored(email): moment for email, moment in undeliverable if moment is not None
-        }
+        # Each row's own spellings: keyed by the wire form for the whole batch, a
+        # mark on one row's spelling held for another row only in the same batch.
+        since = contacts.undeliverable_marks(session, {row.to_address for row in rows})
         replies = {row.reply_id for row in rows if row.reply_id is not None}
         file_bytes = (
             session.execute(

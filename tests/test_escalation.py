@@ -342,3 +342,25 @@ def test_a_staff_address_marked_in_its_other_spelling_is_shown_and_cleared(app, 
     db.session.expire_all()
     assert db.session.execute(select(Contact.undeliverable_since)).scalars().all() == [None]
     assert "not mailed" not in admin_portal.get("/mail").get_data(as_text=True)
+
+
+def test_a_staff_address_typed_in_fullwidth_letters_is_shown_marked_and_cleared(app, admin_portal):
+    """A bounce of an alert to `jana@ｂücher.example` (her account as typed) marks
+    the mailbox the relay was given, `jana@xn--bcher-kva.example`
+    (`contacts.mark_undeliverable`): the Mail and Staff pages still name her, read
+    as the sender reads marks, and the admin's button clears it."""
+    user, _ = StaffService(db.session).create(
+        email="jana@\uff42\u00fccher.example", name="Jana Brandt", role="agent", password="jana-password-1"
+    )
+    contacts.mark_undeliverable(db.session, user.email)
+    db.session.commit()
+    assert db.session.execute(select(Contact.email)).scalars().all() == ["jana@xn--bcher-kva.example"]
+    assert "Jana Brandt &lt;jana@\uff42\u00fccher.example&gt;: marked undeliverable since" in (
+        admin_portal.get("/mail").get_data(as_text=True)
+    )
+    clear = f"/admin/staff/{user.id}/deliverable"
+    assert clear in admin_portal.get("/admin/staff").get_data(as_text=True)
+    assert admin_portal.post(clear, page="/admin/staff").status_code == 302
+    db.session.expire_all()
+    assert db.session.execute(select(Contact.undeliverable_since)).scalars().all() == [None]
+    assert "not mailed" not in admin_portal.get("/mail").get_data(as_text=True)

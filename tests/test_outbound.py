@@ -1943,6 +1943,40 @@ def test_a_mark_on_the_punycode_spelling_skips_a_row_naming_the_mailbox_in_fullw
     assert row.state == "skipped" and "undeliverable since" in row.last_error
 
 
+def test_a_bounce_of_a_copy_to_a_fullwidth_cc_marks_her_mailbox_in_every_spelling(
+    app, gateway, senders, sink, service, agent_actor
+):
+    """Mail keeps a Cc as written, `ana@\uff42\u00fccher.example`, and her copy goes
+    to `ana@xn--bcher-kva.example`. Its bounce marked the fullwidth spelling alone:
+    a ticket of hers as `ana@b\u00fccher.example`, the same mailbox, was acknowledged
+    into the bounce again, showed no mark, and clearing that address said it was not
+    marked, while her fullwidth copies stayed skipped (contacts.mark_undeliverable)."""
+    wide, unicode, wire = (
+        "ana@\uff42\u00fccher.example",
+        "ana@b\u00fccher.example",
+        "ana@xn--bcher-kva.example",
+    )
+    ticket = open_ticket(service, cc=[(wide, "Ana")])
+    service.add_message(ticket, body="On our way.", actor=agent_actor, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    to_ana = next(item for item in sink.received if item.rcpt_tos == [wire])
+    bounce = corpus_bounce(str(to_ana.message["Message-ID"]), wire, return_path=to_ana.mail_from)
+    assert gateway.send(bounce, mail_from="", rcpt=[to_ana.mail_from]) == (250, b"2.0.0 OK ignored")
+    assert next(row for row in outbox() if row.to_address == wide).state == "bounced"
+    assert set(contacts.undeliverable_marks(db.session, [wide, unicode])) == {wide, unicode}
+
+    sent = len(sink.received)
+    open_ticket(service, agent_actor, requester_email=unicode)
+    deliver(app, sink)
+    assert len(sink.received) == sent
+    (row,) = [row for row in outbox() if row.to_address == unicode]
+    assert row.state == "skipped" and "undeliverable since" in row.last_error
+    assert contacts.clear_undeliverable(db.session, unicode)
+    db.session.commit()
+    assert contacts.undeliverable_marks(db.session, [wide, unicode]) == {}
+
+
 def test_a_mark_on_the_unicode_spelling_skips_a_row_naming_the_ascii_one(app, service, agent_actor, sink):
     """The other way round: a bounce marked the contact `ana@bücher.example`, and a CC
     participant's row names her mailbox as her mail wrote it, `ana@xn--bcher-kva.example`.

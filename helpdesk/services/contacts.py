@@ -449,8 +449,16 @@ def tickets_of(contact: Contact) -> Any:
 
 
 def mark_undeliverable(session: Session, email: str) -> Contact:
-    """A bounce proved mail to this address fails: notifications skip it from now on."""
-    contact = find_or_create(session, email)
+    """A bounce proved mail to this address fails: notifications skip it from now on.
+
+    The mark goes on the contact of the mailbox the relay was given
+    (`addresses.wire_or_stored`, found in either spelling by `by_email`), which every
+    spelling's lookup asks for (`mailbox_spellings`). Put on the address as written,
+    a bounce of a copy to a fullwidth Cc (`ana@ｂücher.example`) marked that spelling
+    alone: mail to `ana@bücher.example`, the same mailbox, went on into the bounce,
+    her tickets showed no mark and the command said she was not marked
+    (docs/outbound-mail.md, "Loop rules")."""
+    contact = find_or_create(session, addresses.wire_or_stored(addresses.normalize(email)))
     if contact.undeliverable_since is None:
         contact.undeliverable_since = now()
     return contact
@@ -485,7 +493,9 @@ def clear_undeliverable(session: Session, address: str) -> bool:
 def undeliverable_marks(session: Session, emails: Collection[str]) -> dict[str, datetime]:
     """Since when mail to each of `emails` (normalized) is marked undeliverable, for
     those marked: a mark on any spelling of its mailbox, the ones `clear_undeliverable`
-    clears, in one query (a ticket's requester and CC participants, a bounded list)."""
+    clears, in one query. The one reading of marks: the sender's (a batch's rows),
+    the ticket page's (its requester and CC participants) and the Mail page's (the
+    staff), each a bounded list."""
     spellings = {email: mailbox_spellings(email) for email in emails}
     marked: dict[str, datetime] = {
         email: since

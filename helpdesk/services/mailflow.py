@@ -21,17 +21,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.clock import database_now
 from helpdesk.models import (
-    Contact,
     ImapMailboxState,
     InboundDuplicates,
     InboundMail,
     OutboxMessage,
     StaffUser,
 )
+from helpdesk.services import contacts
 
 # How the sender's refusal of a row to a marked address begins: the sender writes it
 # (`mailgateway.outbound`), the Mail page counts the alerts it skipped by it.
@@ -150,33 +149,20 @@ def unmailed_staff(session: Session) -> list[UnmailedStaff]:
     Skipped silently, such an alert was a breach nobody heard of; the Mail page shows
     each, with the count of alerts skipped since the mark.
 
-    The mark is the contact's of either spelling of the address's internationalised
-    domain (`addresses.either_form`), as the sender reads it: a bounce marks the
-    contact it finds in either (`contacts.mark_undeliverable`), and compared as
-    written `jane@bücher.example`'s alerts were skipped for the mark on
-    `jane@xn--bcher-kva.example` while this page named nobody. The staff table is
-    a helpdesk's staff, read whole as `contacts.is_ours` reads it."""
+    The mark is read as the sender reads it (`contacts.undeliverable_marks`: on any
+    spelling of the mailbox the address is mailed at): compared as written,
+    `jane@bücher.example`'s alerts were skipped for the mark on
+    `jane@xn--bcher-kva.example` while this page named nobody, and a staff address
+    typed in fullwidth letters is marked on the form the relay is given
+    (`contacts.mark_undeliverable`). The staff table is a helpdesk's staff, read
+    whole as `contacts.is_ours` reads it."""
     staff = session.execute(
         select(StaffUser.id, StaffUser.name, StaffUser.email)
         .where(StaffUser.is_active.is_(True))
         .order_by(StaffUser.name, StaffUser.id)
     ).all()
-    spellings = {email: addresses.either_form(email) for _, _, email in staff}
-    every: set[str] = set().union(*spellings.values())
-    marks = {
-        email: since
-        for email, since in session.execute(
-            select(Contact.email, Contact.undeliverable_since).where(
-                Contact.email.in_(sorted(every)), Contact.undeliverable_since.is_not(None)
-            )
-        )
-        if since is not None
-    }
-    marked = [
-        (staff_id, name, email, min(since))
-        for staff_id, name, email in staff
-        if (since := [marks[form] for form in spellings[email] if form in marks])
-    ]
+    marks = contacts.undeliverable_marks(session, {email for _, _, email in staff})
+    marked = [(staff_id, name, email, marks[email]) for staff_id, name, email in staff if email in marks]
     if not marked:
         return []
     skipped = dict(
