@@ -19,7 +19,7 @@ from helpdesk import addresses
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
-from helpdesk.models import Contact, Message, OutboxMessage, Ticket
+from helpdesk.models import Contact, Message, OutboxMessage, StaffUser, Ticket
 from helpdesk.services import Actor, contacts
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
@@ -133,6 +133,43 @@ def test_a_reply_from_the_other_spelling_is_the_customer_s(app, service, sender)
     if sender.startswith("ann@"):  # the requester's own contact, no second one
         assert author.id == requester_id
         assert db.session.execute(select(Contact.email)).scalars().all() == [f"ann@{UNICODE}"]
+
+
+@pytest.mark.parametrize(
+    "requester,marked",
+    [(f"ana@{UNICODE}", f"ana@{ASCII}"), ("ana@\uff42\u00fccher.example", "ana@\uff42\u00fccher.example")],
+    ids=["both-rows", "fullwidth"],
+)
+def test_her_own_mail_clears_the_mark_on_every_spelling_of_her_mailbox_a_look_alike_s_none(
+    app, service, admin, sink, requester, marked
+):
+    """A bounce marked Ana's mailbox, and she writes again. Her mail cleared the mark
+    on her own contact only, while the sender skips her for a mark on any spelling:
+    with a row for each spelling (stored before they were one customer) the mark on
+    `ana@xn--bcher-kva.example` stayed, and a customer stored in fullwidth letters
+    is marked on the form the relay is given. She stayed unmailed though she wrote.
+    Mail from a look-alike domain (a Cyrillic `с`) is another mailbox's, and clears
+    nothing (contacts.heard_from)."""
+    if requester == f"ana@{UNICODE}":
+        db.session.add_all([Contact(email=requester, name="Ana"), Contact(email=marked, name="Ana")])
+        db.session.commit()
+    ticket = open_ticket(service, requester_email=requester, actor=Actor.customer(requester))
+    number, staff_id = service.display_number(ticket), admin.id
+    contacts.mark_undeliverable(db.session, marked)
+    db.session.commit()
+    look_alike = "ana@b\u00fc\u0441her.example"
+    open_ticket(service, requester_email=look_alike, actor=Actor.customer(look_alike))
+    assert set(contacts.undeliverable_marks(db.session, [requester])) == {requester}
+
+    reply = mail(app, requester, f"Re: [{number}] VPN drops every hour")
+    assert (reply.outcome, reply.ticket_number) == (Outcome.APPENDED, number), reply.reason
+    assert contacts.undeliverable_marks(db.session, [requester]) == {}
+    ticket = service.get(number)
+    staff = Actor.staff(db.session.get(StaffUser, staff_id))
+    service.add_message(ticket, body="Welcome back.", actor=staff, channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    assert addresses.on_the_wire(requester) in {rcpt for sent in sink.received for rcpt in sent.rcpt_tos}
 
 
 def test_a_cc_naming_one_mailbox_in_both_spellings_is_one_participant(app, service, admin, sink):

@@ -524,11 +524,24 @@ def mailbox_spellings(address: str) -> set[str]:
     return {address} | addresses.either_form(addresses.wire_or_stored(address))
 
 
-def heard_from(contact: Contact, channel: str) -> None:
+def heard_from(session: Session, contact: Contact, channel: str) -> None:
     """The customer wrote by `channel` (a ticket's channel). Mail from the address
     itself proves it works again (a full mailbox emptied, a typo fixed by the
     customer's admin), so an earlier bounce stops counting. Nothing else does: a
     chat, an assistant or a workflow naming the address says nothing of its
-    mailbox, and clearing the mark sent the next mail into the bounce again."""
-    if channel == "email" and contact.undeliverable_since is not None:
+    mailbox, and clearing the mark sent the next mail into the bounce again.
+
+    Cleared on every spelling of the mailbox the address is mailed at, the marks
+    the sender skips it for (`clear_undeliverable`): cleared on the writer's contact
+    alone, a mark on the other spelling's contact (`ana@xn--bcher-kva.example`,
+    when both rows exist) or on the form the relay was given (a writer stored in
+    fullwidth letters, `mark_undeliverable`) kept her unmailed though she wrote. A
+    look-alike (a Cyrillic `с` for the Latin `c`) is another mailbox and clears
+    nothing. An address that is its mailbox's one spelling, nearly every one, is
+    cleared on its row, with no statement (docs/outbound-mail.md, "Loop rules")."""
+    if channel != "email":
+        return
+    if mailbox_spellings(contact.email) != {contact.email}:
+        clear_undeliverable(session, contact.email)
+    elif contact.undeliverable_since is not None:
         contact.undeliverable_since = None

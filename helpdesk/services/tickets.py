@@ -277,7 +277,7 @@ class TicketsService:
 
         requester = self._contact(email, requester_name)
         if actor.is_customer and actor.email == email:
-            contacts.heard_from(requester, channel)
+            contacts.heard_from(self.session, requester, channel)
         created = now()
         first_due, resolution_due = self.sla.due_times(priority, created)
         values: dict[str, Any] = dict(
@@ -417,7 +417,7 @@ class TicketsService:
                 and requester.email in addresses.either_form(addresses.normalize(actor.email))
                 else self._contact(actor.email, "")
             )
-            contacts.heard_from(contact, channel)
+            contacts.heard_from(self.session, contact, channel)
             contact_id = contact.id
         elif actor.is_staff and channel == "email" and actor.email:
             # The gateway writes as staff only with proof the mail is theirs: their
