@@ -292,18 +292,23 @@ def either_form(address: str) -> set[str]:
 
 
 def one_spelling_each(found: Iterable[str], taken: Iterable[str] = ()) -> list[str]:
-    """The (normalized) addresses of `found` in order, each mailbox once: an
-    internationalised domain's first spelling (`either_form`), and none that is a
-    spelling of one of `taken` (a ticket's requester and participants, a reply's
-    author). Compared as written, `bob@bücher.example` and `bob@xn--bcher-kva.example`
-    in one Cc were two participants, each mailed every reply (docs/mail-gateway.md,
-    "One domain, two spellings"). One scan of each ASCII domain without `xn--`."""
-    seen: set[str] = set().union(*(either_form(address) for address in taken))
+    """The (normalized) addresses of `found` in order, each mailbox once: the first
+    spelling of each, and none that is a spelling of one of `taken` (a ticket's
+    requester and participants, a reply's author). Compared as the relay is given
+    them (`wire_or_stored`), the one mailbox mail to either goes to. Compared as
+    written, `bob@bücher.example` and `bob@xn--bcher-kva.example` in one Cc were two
+    participants, each mailed every reply; compared by `either_form`, which pairs no
+    spelling the mapping changes, so was a Cc in fullwidth letters
+    (`bob@ｂücher.example`), and a staff member made a CC so got her own reply
+    (docs/mail-gateway.md, "One domain, two spellings"). A look-alike domain is
+    another mailbox, kept. One scan of each ASCII domain."""
+    seen = {wire_or_stored(address) for address in taken}
     kept: list[str] = []
     for address in found:
-        if address not in seen:
+        mailbox = wire_or_stored(address)
+        if mailbox not in seen:
             kept.append(address)
-            seen |= either_form(address)
+            seen.add(mailbox)
     return kept
 
 

@@ -191,6 +191,34 @@ def test_a_cc_naming_one_mailbox_in_both_spellings_is_one_participant(app, servi
     ]
 
 
+def test_a_cc_in_fullwidth_letters_of_a_mailbox_already_there_adds_no_one(app, service, admin, sink):
+    """`ana@\uff42\u00fccher.example` is mailed at `ana@xn--bcher-kva.example`, the
+    requester's mailbox: as a second participant, every reply went to Ana twice; and
+    Jane (`jane@b\u00fccher.example`) made a CC so got her own portal reply mailed back
+    (`addresses.one_spelling_each` paired only spellings that read back into each
+    other). A look-alike domain (a Cyrillic `\u0441`) is another mailbox and stays a
+    participant."""
+    jane, _ = StaffService(db.session).create(
+        email=f"jane@{UNICODE}", name="Jane", role="agent", password="jane-password-1"
+    )
+    db.session.commit()
+    wide = "\uff42\u00fccher.example"
+    look_alike = "ana@b\u00fc\u0441her.example"
+    ticket = open_ticket(
+        service,
+        requester_email=f"ana@{UNICODE}",
+        cc=[(f"ana@{wide}", "Ana"), (f"jane@{wide}", "Jane"), (look_alike, "Not Ana")],
+    )
+    assert sorted(p.email for p in ticket.participants) == sorted([f"jane@{wide}", look_alike])
+    service.add_participant(ticket, f"ana@{wide}")
+    service.add_message(ticket, body="The X-100, we think.", actor=Actor.staff(jane), channel="web")
+    db.session.commit()
+    deliver(app, sink)
+    assert sorted(rcpt for sent in sink.received for rcpt in sent.rcpt_tos) == sorted(
+        [f"ana@{ASCII}", f"ana@{ASCII}", addresses.on_the_wire(look_alike)]
+    )
+
+
 def test_a_staff_member_cc_d_in_the_other_spelling_gets_a_staff_copy_and_not_her_own_reply(
     app, service, admin
 ):
