@@ -246,6 +246,28 @@ def test_a_staff_member_cc_d_in_the_other_spelling_gets_a_staff_copy_and_not_her
     ]
 
 
+def test_a_staff_member_cc_d_in_fullwidth_letters_gets_a_staff_copy_naming_nobody(app, service, admin):
+    """A customer's mail made Jane (`jane@b\u00fccher.example`) a CC as
+    `jane@\uff42\u00fccher.example`, which is mailed to her own mailbox. Her copy
+    named the customer in Cc, as a customer's does: one Reply-All from her hands
+    the customer what she writes (`notifications._staff_addresses` paired only
+    spellings that read back into each other)."""
+    StaffService(db.session).create(
+        email=f"jane@{UNICODE}", name="Jane", role="agent", password="jane-password-1"
+    )
+    db.session.commit()
+    wide = "jane@\uff42\u00fccher.example"
+    ticket = open_ticket(service, cc=[(wide, "Jane")])
+    service.add_message(ticket, body="Which model?", actor=Actor.staff(admin), channel="web")
+    db.session.commit()
+    copies = db.session.execute(
+        select(OutboxMessage.to_address, OutboxMessage.cc_addresses)
+        .where(OutboxMessage.kind == "reply")
+        .order_by(OutboxMessage.id)
+    ).all()
+    assert [tuple(copy) for copy in copies] == [("ann@example.com", wide), (wide, "")]
+
+
 @pytest.mark.parametrize("stored,sender", [(UNICODE, ASCII), (ASCII, UNICODE)])
 def test_a_staff_member_answering_signed_mail_from_the_other_spelling_replies_publicly(
     app, service, admin, sink, stored, sender
