@@ -823,10 +823,10 @@ class TicketsService:
     ) -> list[tuple[str, str]]:
         """Distinct CC addresses other than those `there` already (the requester's,
         the ticket's participants'), read as `_address` reads them. Distinct as
-        mailboxes: an address in either spelling of an internationalised domain
-        (`addresses.either_form`) is one, so a Cc naming `bob@bücher.example` and
-        `bob@xn--bcher-kva.example` makes one participant, not two mailed each
-        reply. One that is no address is refused (in `errors`) with the message
+        mailboxes (`addresses.one_spelling_each`: as the relay is given them), so a
+        Cc naming `bob@bücher.example` and `bob@xn--bcher-kva.example`, or
+        `bob@ｂücher.example` in fullwidth letters, makes one participant, not two
+        mailed each reply. One that is no address is refused (in `errors`) with the message
         every channel gives; a CC's display name is only shown, so a long one is
         cut to its column rather than refused."""
         found: dict[str, str] = {}
