@@ -363,3 +363,29 @@ def test_first_mails_in_both_spellings_at_once_make_one_customer(app):
         thread.join(60)
     assert found == [f"ann@{UNICODE}"]
     assert db.session.execute(select(Contact.email)).scalars().all() == [f"ann@{UNICODE}"]
+
+
+@pytest.mark.parametrize("cc,asked", [(ASCII, UNICODE), (UNICODE, ASCII)])
+def test_a_cc_participant_asking_in_the_other_spelling_sees_the_ticket(app, client, service, cc, asked):
+    """Bob was made a CC as `bob@xn--bcher-kva.example` (a mail's Cc); the chat names
+    him `bob@bücher.example`. Compared as written (`contacts.tickets_of`), the
+    ticket was not his: the chat's lookup, the assistant's list and its tools left
+    it out, while the same mailbox gets every reply on it."""
+    open_ticket(service, requester_email="zed@example.com", cc=[(f"bob@{cc}", "Bob")])
+    db.session.commit()
+    _integration, token = IntegrationsService(db.session).add("site-chat", "chat")
+    db.session.commit()
+    answer = client.post(
+        "/api/v1/chat/lookup",
+        json={"customer": {"email": f"bob@{asked}"}, "text": "TKT-000001"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    assert [card["number"] for card in answer.get_json()["tickets"]] == ["TKT-000001"]
+    # A homograph of the domain is another mailbox: nothing.
+    other = client.post(
+        "/api/v1/chat/lookup",
+        json={"customer": {"email": f"bob@{HOMOGRAPH}"}, "text": "TKT-000001"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert other.get_json()["tickets"] == []

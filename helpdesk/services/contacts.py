@@ -443,9 +443,22 @@ def _id_of(contact: Contact) -> int:
 
 def tickets_of(contact: Contact) -> Any:
     """The condition on tickets a customer may see: theirs, or ones they are a CC
-    participant of (assistant tools, chat lookups)."""
-    participant = select(Participant.ticket_id).where(Participant.email == contact.email)
+    participant of in either spelling of their domain (`spelt_as`; assistant tools,
+    chat lookups). Compared as written, a customer made a CC as
+    `bob@xn--bcher-kva.example` who asked as `bob@bücher.example` did not see the
+    ticket whose every reply reached them (docs/integrations.md, "Who the customer is")."""
+    participant = select(Participant.ticket_id).where(spelt_as(Participant.email, contact.email))
     return or_(Ticket.requester_id == contact.id, Ticket.id.in_(participant))
+
+
+def spelt_as(column: Any, address: str) -> Any:
+    """The condition that `column` holds the (normalized) `address` in either spelling
+    of an internationalised domain (`addresses.either_form`): where people are stored
+    by address as each way in wrote them (a participant, a requester's contact), the
+    same mailbox in the other spelling is the same person. An ASCII domain compares
+    as before, to its one spelling, so no statement changes for it."""
+    forms = addresses.either_form(address)
+    return column == address if len(forms) == 1 else column.in_(sorted(forms))
 
 
 def mark_undeliverable(session: Session, email: str) -> Contact:
