@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import threading
 from email.policy import SMTP
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import addresses
+from helpdesk import addresses, customer_links
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.models import Contact, Message, OutboxMessage, StaffUser, Ticket
-from helpdesk.services import Actor, contacts
+from helpdesk.services import Actor, contacts, satisfaction
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
-from tests.support.database import open_ticket
+from tests.support.app import Portal
+from tests.support.database import open_ticket, resolve
 from tests.support.mail import SUPPORT, message
 from tests.support.outbox import deliver
 from tests.test_customer_limits import _waiting_for_a_lock
@@ -389,3 +391,29 @@ def test_a_cc_participant_asking_in_the_other_spelling_sees_the_ticket(app, clie
         headers={"Authorization": f"Bearer {token}"},
     )
     assert other.get_json()["tickets"] == []
+
+
+@pytest.mark.parametrize("stored,asked", [(ASCII, UNICODE), (UNICODE, ASCII)])
+def test_a_rating_given_in_the_other_spelling_is_the_same_person_s(
+    app, client, service, agent_actor, stored, asked
+):
+    """Bob, a CC as stored, rates through the assistant, which names him in the other
+    spelling (the contact a chat made): his own rating link then showed it as
+    someone else's and refused his change (`satisfaction.participant_of`, compared as
+    written). The requester in the other spelling was taken for a participant, whose
+    rating cannot replace another participant's."""
+    ticket = open_ticket(service, requester_email=f"ann@{stored}", cc=[(f"bob@{stored}", "Bob")])
+    resolve(service, ticket, agent_actor)
+    satisfaction.rate(db.session, ticket, 2, "Slow first answer", via="assistant", by=f"bob@{asked}")
+    db.session.commit()
+    link = urlsplit(customer_links.url(app.config, "rating", ticket.id, f"bob@{stored}")).path
+    assert "Slow first answer" in client.get(link).get_data(as_text=True)
+    changed = client.post(
+        link, data={"rating": "4", "comment": "Good fix", "csrf_token": Portal(client).token("/track")}
+    )
+    assert changed.status_code == 303, changed.get_data(as_text=True)
+    ticket = db.session.get(Ticket, ticket.id)
+    satisfaction.rate(db.session, ticket, 5, "", via="assistant", by=f"ann@{asked}")
+    db.session.commit()
+    rated = satisfaction.rating_of(db.session, ticket)
+    assert (rated.rating, rated.participant_email) == (5, None)

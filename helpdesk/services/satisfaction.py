@@ -59,15 +59,24 @@ def rating_of(session: Session, ticket: Ticket) -> SatisfactionRating | None:
 
 def participant_of(ticket: Ticket, by: str) -> str | None:
     """What `SatisfactionRating.participant_email` records for a rating by `by`: the
-    address of a CC participant, None for the requester."""
+    address of a CC participant, None for the requester, whose address counts in
+    either spelling of an internationalised domain (`addresses.either_form`; docs/
+    integrations.md, "Satisfaction")."""
     address = addresses.normalize(by)
-    return None if address == addresses.normalize(ticket.requester.email) else address
+    return None if address in addresses.either_form(addresses.normalize(ticket.requester.email)) else address
 
 
 def is_theirs(ticket: Ticket, existing: SatisfactionRating | None, by: str) -> bool:
     """Whether `existing` is the rating `by` gave (a rating from before raters were
-    recorded is the requester's)."""
-    return existing is not None and existing.participant_email == participant_of(ticket, by)
+    recorded is the requester's), in either spelling of the rater's domain: the
+    assistant names a participant as their contact is stored, their rating link as
+    the ticket's CC is, and compared as written the one refused the other's change."""
+    if existing is None:
+        return False
+    rater = participant_of(ticket, by)
+    if rater is None or existing.participant_email is None:
+        return existing.participant_email == rater
+    return existing.participant_email in addresses.either_form(rater)
 
 
 def may_rate(ticket: Ticket, existing: SatisfactionRating | None, by: str) -> bool:
