@@ -21,7 +21,7 @@ from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.models import Contact, Message, OutboxMessage, StaffUser, Ticket
-from helpdesk.services import Actor, contacts, satisfaction
+from helpdesk.services import Actor, contacts, notifications, satisfaction
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
@@ -417,3 +417,55 @@ def test_a_rating_given_in_the_other_spelling_is_the_same_person_s(
     db.session.commit()
     rated = satisfaction.rating_of(db.session, ticket)
     assert (rated.rating, rated.participant_email) == (5, None)
+
+
+@pytest.mark.parametrize("cc,asked", [(ASCII, UNICODE), (UNICODE, ASCII)])
+def test_a_merged_conversation_s_cc_in_the_other_spelling_reads_their_own_subject(
+    app, client, service, agent_actor, cc, asked
+):
+    """Bob was a CC of Zed's "Sin internet" as stored, merged into Ann's "Outage
+    Roma". Asking in the other spelling, his conversation's people did not name him
+    (`notifications._merged_conversations`, compared as written), so his card showed
+    Ann's subject, another customer's words, instead of his own."""
+    kept = open_ticket(service, subject="Outage Roma")
+    duplicate = open_ticket(
+        service, requester_email="zed@example.com", subject="Sin internet", cc=[(f"bob@{cc}", "Bob")]
+    )
+    service.merge(duplicate, kept, actor=agent_actor)
+    db.session.commit()
+    _integration, token = IntegrationsService(db.session).add("site-chat", "chat")
+    db.session.commit()
+    answer = client.post(
+        "/api/v1/chat/lookup",
+        json={"customer": {"email": f"bob@{asked}"}, "text": "TKT-000002"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    (card,) = answer.get_json()["tickets"]
+    assert (card["number"], card["subject"], card["merged_from"]) == (
+        "TKT-000001",
+        "Sin internet",
+        "TKT-000002",
+    )
+
+
+def test_a_person_on_the_survivor_and_a_merged_ticket_in_two_spellings_is_the_merged_ticket_s(
+    app, service, agent_actor
+):
+    """Bob was a CC of Ann's ticket as `bob@bücher.example` and of Zed's, merged into
+    it, as `bob@xn--bcher-kva.example`; the merge kept the survivor's spelling. As one
+    person on both he is the merged conversation's (as an ASCII address is): his
+    copies name Zed, Zed's name him, and Ann's name neither. Compared as written, he
+    was the survivor's as well and Zed's copies left him out."""
+    kept = open_ticket(service, subject="Outage Roma", cc=[(f"bob@{UNICODE}", "Bob")])
+    duplicate = open_ticket(
+        service, requester_email="zed@example.com", subject="Sin internet", cc=[(f"bob@{ASCII}", "Bob")]
+    )
+    service.merge(duplicate, kept, actor=agent_actor)
+    db.session.commit()
+    recipients = ["ann@example.com", f"bob@{UNICODE}", "zed@example.com"]
+    assert notifications.companies(db.session, kept, recipients) == {
+        "ann@example.com": [],
+        f"bob@{UNICODE}": ["zed@example.com"],
+        "zed@example.com": [f"bob@{UNICODE}"],
+    }
+    assert notifications.own_subject(db.session, kept, f"bob@{UNICODE}") == "Sin internet"

@@ -157,22 +157,26 @@ def own_conversations(
     a CC it had from the start) and which merged tickets (those it was the requester
     or a CC participant of). The one rule for the Cc and the subject of every copy
     (docs/outbound-mail.md, "Merged tickets"); a person on the survivor from the start
-    and on a merged ticket as well is read as the merged ticket's only."""
-    theirs = [conversation for conversation in merged if address in conversation.people]
-    return address == requester or not theirs, theirs
+    and on a merged ticket as well is read as the merged ticket's only. `address` is
+    any of them in either spelling of an internationalised domain
+    (`addresses.either_form`): a CC of a merged ticket asking the chat in the other
+    spelling read the survivor's subject, another customer's words."""
+    forms = addresses.either_form(address)
+    theirs = [conversation for conversation in merged if not forms.isdisjoint(conversation.people)]
+    return requester in forms or not theirs, theirs
 
 
 def _merged_conversations(session: Session, ticket: Ticket, address: str | None = None) -> list[Conversation]:
     """The tickets merged into `ticket`, oldest first, with their people; with
-    `address`, only those it took part in."""
+    `address`, only those it took part in, in either spelling (`contacts.spelt_as`)."""
     merged = (
         select(Ticket.id, Ticket.subject, Contact.email, Ticket.language, Ticket.number)
         .join(Contact, Contact.id == Ticket.requester_id)
         .where(Ticket.merged_into_id == ticket.id)
     )
     if address is not None:
-        took_part = select(Participant.ticket_id).where(Participant.email == address)
-        merged = merged.where(or_(Contact.email == address, Ticket.id.in_(took_part)))
+        took_part = select(Participant.ticket_id).where(contacts.spelt_as(Participant.email, address))
+        merged = merged.where(or_(contacts.spelt_as(Contact.email, address), Ticket.id.in_(took_part)))
     found = session.execute(merged.order_by(Ticket.id)).all()
     if not found:
         return []
@@ -224,10 +228,18 @@ def companies(session: Session, ticket: Ticket, recipients: Sequence[str]) -> di
     if not merged:
         return {address: [a for a in recipients if a != address] for address in recipients}
     order = {address: position for position, address in enumerate(recipients)}
+    # A conversation's people as stored, each named by the recipient it is in either
+    # spelling (`addresses.either_form`): the merge keeps the survivor's spelling.
+    spelt = {form: address for address in recipients for form in addresses.either_form(address)}
     survivors = _survivors(ticket, merged)
     return {
         address: sorted(
-            (_own(address, ticket, merged, survivors).people or frozenset()).intersection(order) - {address},
+            {
+                spelt[person]
+                for person in _own(address, ticket, merged, survivors).people or ()
+                if person in spelt
+            }
+            - {address},
             key=order.__getitem__,
         )
         for address in recipients
@@ -248,7 +260,7 @@ def own_thread(session: Session, ticket: Ticket, address: str) -> tuple[str, str
     Spanish customer merged into an English ticket went on in English
     (docs/isp-operations.md, "Merge and links")."""
     requester = ticket.requester.email
-    if address == requester:
+    if requester in addresses.either_form(address):
         return ticket.subject, ""
     on_survivor, theirs = own_conversations(
         address, requester, _merged_conversations(session, ticket, address)
@@ -295,8 +307,12 @@ def _own(
 
 def _survivors(ticket: Ticket, merged: Sequence[Conversation]) -> frozenset[str]:
     """The survivor's own people: its requester and the CC participants who are on
-    none of the tickets merged into it (a CC it had from the start)."""
-    elsewhere = frozenset().union(*(conversation.people for conversation in merged))
+    none of the tickets merged into it (a CC it had from the start), in either
+    spelling (`addresses.either_form`): the merge keeps the survivor's spelling of a
+    person on both (`addresses.one_spelling_each`)."""
+    elsewhere = frozenset().union(
+        *(addresses.either_form(person) for conversation in merged for person in conversation.people)
+    )
     shared = (participant.email for participant in ticket.participants if participant.email not in elsewhere)
     return frozenset({ticket.requester.email, *shared})
 
