@@ -20,7 +20,7 @@ from helpdesk import addresses, customer_links
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
-from helpdesk.models import Contact, Message, OutboxMessage, StaffUser, Ticket
+from helpdesk.models import AuthorizedSender, Contact, Message, OutboxMessage, StaffUser, Ticket
 from helpdesk.services import Actor, contacts, notifications, satisfaction
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
@@ -469,3 +469,29 @@ def test_a_person_on_the_survivor_and_a_merged_ticket_in_two_spellings_is_the_me
         "zed@example.com": [f"bob@{UNICODE}"],
     }
     assert notifications.own_subject(db.session, kept, f"bob@{UNICODE}") == "Sin internet"
+
+
+def test_a_rule_typed_with_fullwidth_letters_is_stored_as_the_domain_it_names(app):
+    """An operator typing `@ｂücher.example` (an input method's fullwidth letters)
+    meant bücher.example. Stored as typed, the rule matched no mail a relay
+    delivers (their From is `bücher.example` or its punycode), and beside a rule
+    for the domain it was a second one. Folded as the contacts' ways in fold
+    (`addresses.folded`); a rule stored as typed before is still removed by its text."""
+    senders = SendersService(db.session)
+    fullwidth = "@\uff42\u00fc\uff43\uff48\uff45\uff52.example"
+    rule = senders.add(fullwidth, "B\u00fccher GmbH")
+    db.session.commit()
+    pattern, organization_id = rule.pattern, rule.organization_id
+    assert pattern == f"@{UNICODE}"
+    assert mail(app, f"ann@{ASCII}").outcome is Outcome.CREATED
+    with pytest.raises(Conflict, match=f"@{UNICODE} is already authorized"):
+        senders.add(f"@{ASCII}", "Another")
+    assert (
+        senders.add("ann@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com", "Example").pattern
+        == "ann@example.com"
+    )
+    senders.remove(fullwidth)
+    db.session.add(AuthorizedSender(pattern=fullwidth, organization_id=organization_id))
+    db.session.commit()
+    senders.remove(fullwidth)
+    assert [rule.pattern for rule in senders.list()] == ["ann@example.com"]

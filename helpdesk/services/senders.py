@@ -18,12 +18,16 @@ MAX_ORGANIZATION = 200  # organizations.name
 
 
 def normalize_pattern(pattern: str) -> str:
-    """Lower-case and check a rule; raises ValidationError naming what is wrong.
+    """Lower-case and check a rule, its domain as IDNA maps it (`addresses.folded`);
+    raises ValidationError naming what is wrong.
 
     Addresses and domains follow `helpdesk.addresses`, the rule the gateway reads
     senders with, so every sender the gateway can see can also be authorized
-    (`@intranet` included)."""
-    value = addresses.normalize(pattern)
+    (`@intranet` included). A domain typed with fullwidth letters (`@ｂücher.example`,
+    an input method's) is the domain it maps to: kept as typed, the rule matched no
+    mail a relay delivers, as the gateway pairs only a domain's two spellings
+    (docs/mail-gateway.md, "One domain, two spellings")."""
+    value = addresses.folded(addresses.normalize(pattern))
     if value.startswith("@"):
         domain = value[1:].rstrip(".")
         if not addresses.is_valid_domain(domain):
@@ -75,7 +79,10 @@ class SendersService:
         return rule
 
     def remove(self, pattern: str) -> None:
-        rule = self._find(normalize_pattern(pattern))
+        """Remove the rule `pattern` names, in any spelling (`_find`), or one stored
+        as typed before rules were folded (`@ｂücher.example`), by that text."""
+        typed = addresses.normalize(pattern)
+        rule = self._find(normalize_pattern(pattern), typed)
         if rule is None:
             raise NotFound(f"No rule {pattern}.")
         self.session.delete(rule)
@@ -86,13 +93,14 @@ class SendersService:
             self.session.execute(select(AuthorizedSender).order_by(AuthorizedSender.pattern)).scalars().all()
         )
 
-    def _find(self, pattern: str) -> AuthorizedSender | None:
+    def _find(self, pattern: str, typed: str = "") -> AuthorizedSender | None:
         """The rule `pattern` names, stored in any spelling of an internationalised
         domain (`addresses.either_form`): the gateway matches a rule in all of them,
         so `@xn--bcher-kva.example` beside `@bücher.example` would be a second rule
-        for one domain (docs/mail-gateway.md, "One domain, two spellings"). The
-        spelling given wins."""
-        forms = sorted(addresses.either_form(pattern))  # `@domain` too: no local part needed
+        for one domain (docs/mail-gateway.md, "One domain, two spellings"), or
+        stored as `typed`. The spelling given wins."""
+        # `@domain` too: no local part needed
+        forms = sorted(addresses.either_form(pattern) | ({typed} if typed else set()))
         rules = self.session.scalars(
             select(AuthorizedSender).where(AuthorizedSender.pattern.in_(forms)).order_by(AuthorizedSender.id)
         ).all()
