@@ -48,6 +48,7 @@ from helpdesk.models import RevokedToken, StaffUser
 from helpdesk.services import Actor
 from helpdesk.services.actors import StaffMember
 from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.staff import StaffService
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -182,9 +183,7 @@ def check_credentials(email: str, password: str) -> StaffUser | None:
     user = (
         None
         if unstorable(email)
-        else db.session.execute(
-            select(StaffUser).where(StaffUser.email == addresses.normalize(email))
-        ).scalar_one_or_none()
+        else StaffService(db.session).by_email(email)  # either spelling of an IDN domain
     )
     if user is None:
         check_password_hash(_decoy_hash(), password)

@@ -25,7 +25,7 @@ from helpdesk.services import Actor, contacts, notifications, satisfaction
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
-from tests.support.app import Portal
+from tests.support.app import Portal, login_tokens
 from tests.support.database import open_ticket, resolve
 from tests.support.mail import SUPPORT, message
 from tests.support.outbox import deliver
@@ -42,6 +42,19 @@ def mail(app, sender: str, subject: str = "Invoice question"):  # type: ignore[n
     result = ingest(raw, Envelope(sender, (SUPPORT,), "smtp"), app.config)
     db.session.remove()
     return result
+
+
+def chat_lookup(client, email: str, text: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The cards the chat's lookup answers `email` for the numbers in `text`."""
+    _integration, token = IntegrationsService(db.session).add(f"chat for {email}", "chat")
+    db.session.commit()
+    answer = client.post(
+        "/api/v1/chat/lookup",
+        json={"customer": {"email": email}, "text": text},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()["tickets"]
 
 
 def test_either_form_gives_the_two_spellings_of_one_domain() -> None:
@@ -374,23 +387,9 @@ def test_a_cc_participant_asking_in_the_other_spelling_sees_the_ticket(app, clie
     ticket was not his: the chat's lookup, the assistant's list and its tools left
     it out, while the same mailbox gets every reply on it."""
     open_ticket(service, requester_email="zed@example.com", cc=[(f"bob@{cc}", "Bob")])
-    db.session.commit()
-    _integration, token = IntegrationsService(db.session).add("site-chat", "chat")
-    db.session.commit()
-    answer = client.post(
-        "/api/v1/chat/lookup",
-        json={"customer": {"email": f"bob@{asked}"}, "text": "TKT-000001"},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert answer.status_code == 200, answer.get_json()
-    assert [card["number"] for card in answer.get_json()["tickets"]] == ["TKT-000001"]
+    assert [card["number"] for card in chat_lookup(client, f"bob@{asked}", "TKT-000001")] == ["TKT-000001"]
     # A homograph of the domain is another mailbox: nothing.
-    other = client.post(
-        "/api/v1/chat/lookup",
-        json={"customer": {"email": f"bob@{HOMOGRAPH}"}, "text": "TKT-000001"},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert other.get_json()["tickets"] == []
+    assert chat_lookup(client, f"bob@{HOMOGRAPH}", "TKT-000001") == []
 
 
 @pytest.mark.parametrize("stored,asked", [(ASCII, UNICODE), (UNICODE, ASCII)])
@@ -433,14 +432,7 @@ def test_a_merged_conversation_s_cc_in_the_other_spelling_reads_their_own_subjec
     )
     service.merge(duplicate, kept, actor=agent_actor)
     db.session.commit()
-    _integration, token = IntegrationsService(db.session).add("site-chat", "chat")
-    db.session.commit()
-    answer = client.post(
-        "/api/v1/chat/lookup",
-        json={"customer": {"email": f"bob@{asked}"}, "text": "TKT-000002"},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    (card,) = answer.get_json()["tickets"]
+    (card,) = chat_lookup(client, f"bob@{asked}", "TKT-000002")
     assert (card["number"], card["subject"], card["merged_from"]) == (
         "TKT-000001",
         "Sin internet",
@@ -495,3 +487,29 @@ def test_a_rule_typed_with_fullwidth_letters_is_stored_as_the_domain_it_names(ap
     db.session.commit()
     senders.remove(fullwidth)
     assert [rule.pattern for rule in senders.list()] == ["ann@example.com"]
+
+
+@pytest.mark.parametrize("stored,other", [(UNICODE, ASCII), (ASCII, UNICODE)])
+def test_a_staff_account_is_one_in_either_spelling(app, client, admin_portal, stored, other):
+    """Jane's account is `jane@bücher.example`; the Staff page made a second one as
+    `jane@xn--bcher-kva.example` (the insert refuses only the same text): one mailbox,
+    two accounts with two passwords and roles. Refused, naming hers; and she signs
+    in with the spelling her mail program shows her."""
+    StaffService(db.session).create(
+        email=f"jane@{stored}", name="Jane", role="agent", password="jane-password-1"
+    )
+    db.session.commit()
+    page = admin_portal.post(
+        "/admin/staff",
+        {"email": f"jane@{other}", "name": "Jane 2", "role": "admin", "password": "other-password-1"},
+        page="/admin/staff",
+    )
+    assert page.status_code == 302
+    shown = admin_portal.get("/admin/staff").get_data(as_text=True)
+    assert f"A staff user jane@{stored} already exists." in shown
+    assert db.session.execute(
+        select(StaffUser.email).where(StaffUser.name.like("Jane%"))
+    ).scalars().all() == [f"jane@{stored}"]
+    admin_portal.client.get("/logout")
+    tokens = login_tokens(client, f"Jane@{other}", "jane-password-1")
+    assert tokens["access_token"]

@@ -25,6 +25,7 @@ from helpdesk.database import insert_ignoring
 from helpdesk.errors import Conflict, ValidationError
 from helpdesk.inputs import has_control, unstorable
 from helpdesk.models import StaffUser
+from helpdesk.services import contacts
 
 MIN_PASSWORD = 10
 # Forms and the API cut what they read to this; hashing is what a long one costs.
@@ -52,8 +53,9 @@ class StaffService:
         if errors:
             raise ValidationError(errors)
         duplicate = Conflict(f"A staff user {email} already exists.")
-        if self.by_email(email) is not None:
-            raise duplicate
+        existing = self.by_email(email)
+        if existing is not None:  # named as stored: it may be the domain's other spelling
+            raise Conflict(f"A staff user {existing.email} already exists.")
         generated = None
         if password is None:
             password = generated = _generated_password()
@@ -75,9 +77,16 @@ class StaffService:
         return user, generated
 
     def by_email(self, email: str) -> StaffUser | None:
-        return self.session.execute(
-            select(StaffUser).where(StaffUser.email == addresses.normalize(email))
-        ).scalar_one_or_none()
+        """The account of `email` in either spelling of an internationalised domain
+        (`contacts.spelt_as`), the one as written first, else the oldest: one mailbox
+        is one account, for creating one (a second spelling is a duplicate) and for
+        signing in (`auth.check_credentials`). Accounts made in both spellings before
+        keep each its own sign-in (docs/security.md, "Two spellings of a domain")."""
+        email = addresses.normalize(email)
+        found = self.session.scalars(
+            select(StaffUser).where(contacts.spelt_as(StaffUser.email, email)).order_by(StaffUser.id)
+        ).all()
+        return next((user for user in found if user.email == email), found[0] if found else None)
 
     def count_admins(self, *, active_only: bool = False) -> int:
         query = select(func.count(StaffUser.id)).where(StaffUser.role == "admin")
