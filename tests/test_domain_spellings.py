@@ -513,3 +513,28 @@ def test_a_staff_account_is_one_in_either_spelling(app, client, admin_portal, st
     admin_portal.client.get("/logout")
     tokens = login_tokens(client, f"Jane@{other}", "jane-password-1")
     assert tokens["access_token"]
+
+
+@pytest.mark.parametrize("stored,asked", [(ASCII, UNICODE), (UNICODE, ASCII)])
+def test_the_tracker_finds_a_ticket_by_either_spelling_of_its_customer_s_address(
+    app, client, service, stored, asked
+):
+    """Ann's mail program wrote her as `ann@xn--bcher-kva.example`; on the tracker she
+    types `ann@bücher.example`. Compared as written (`tracking.find`), the public
+    tracker and its API answered "not found" for her own ticket and her CC's, while
+    both spellings get every mail about it. A homograph is another mailbox: 404."""
+    open_ticket(service, requester_email=f"ann@{stored}", cc=[(f"bob@{stored}", "Bob")])
+    for person in ("ann", "bob"):
+        answer = client.post(
+            "/api/v1/public/track", json={"ticket_number": "TKT-000001", "email": f"{person}@{asked}"}
+        )
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["subject"] == "VPN drops every hour"
+    token = Portal(client).token("/track")
+    form = {"ticket_number": "TKT-000001", "email": f"ann@{asked}", "csrf_token": token}
+    page = client.post("/track", data=form)
+    assert page.status_code == 200 and "VPN drops every hour" in page.get_data(as_text=True)
+    stranger = client.post(
+        "/api/v1/public/track", json={"ticket_number": "TKT-000001", "email": f"ann@{HOMOGRAPH}"}
+    )
+    assert stranger.status_code == 404

@@ -19,7 +19,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, select, union_all, update
 from sqlalchemy.orm import Session
@@ -98,21 +98,40 @@ def requested_number(text: object, prefix: str) -> int | None:
     return numbering.parse_number(text, prefix)
 
 
-def find(session: Session, number_text: str, email: str, prefix: str) -> Ticket:
+class Found(NamedTuple):
+    """A lookup's ticket and the address it was found by, as stored: the spelling
+    the ticket's people are written in, which the customer's view, their language
+    and the lookup's link read them by."""
+
+    ticket: Ticket
+    address: str
+
+
+def find(session: Session, number_text: str, email: str, prefix: str) -> Found:
     """The ticket if `email` is its requester or a CC participant, else NotFound. A
-    merged ticket's lookup shows its survivor, where its people are participants."""
+    merged ticket's lookup shows its survivor, where its people are participants.
+
+    `email` is compared in either spelling of an internationalised domain
+    (`addresses.either_form`): a customer stored as `ann@xn--bcher-kva.example`, as
+    her mail program wrote her, who types `ann@bücher.example` is the same mailbox,
+    and was told "not found" of her own ticket (docs/integrations.md, "Who the
+    customer is"). A homograph stays another address."""
     number = requested_number(number_text, prefix)
     allowed = session.execute(_ALLOWED, {"number": number or 0}).scalars().all()
     address = addresses.normalize(email)
-    matched = False
+    forms = sorted(addresses.either_form(address))
+    matched = ""
     for candidate in allowed or ["-"]:  # a comparison either way: the same cost
-        matched |= hmac.compare_digest(candidate.encode(), address.encode())
+        for form in forms:
+            if hmac.compare_digest(candidate.encode(), form.encode()):
+                matched = candidate
     # The stand-in "-" matches nobody, though an address of "-" equals it. A stand-in
     # address is derived from a phone number, which is no proof (docs/integrations.md):
     # someone known by phone only follows up on WhatsApp.
     if not (allowed and matched) or not address or addresses.is_reserved_invalid(address):
         raise NotFound(NOT_FOUND)
-    return survivor(session, session.execute(select(Ticket).where(Ticket.number == number)).scalar_one())
+    ticket = session.execute(select(Ticket).where(Ticket.number == number)).scalar_one()
+    return Found(survivor(session, ticket), matched)
 
 
 def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], reader: str) -> CustomerView:

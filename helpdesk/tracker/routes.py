@@ -82,17 +82,18 @@ def lookup() -> ResponseReturnValue:
     email = request.form.get("email", "")[:320]
     cfg = current_app.config
     try:
-        ticket = tracking.find(db.session, number, email, cfg["TICKET_PREFIX"])
+        found = tracking.find(db.session, number, email, cfg["TICKET_PREFIX"])
     except NotFound as exc:
         shown = number[: tracking.MAX_NUMBER_TEXT]
         return render_template(
             "tracker/track.html", view=None, error=languages.label(str(exc)), number=shown, email=email
         ), 404
-    _read_as_contact(email)
-    view = tracking.customer_view(db.session, ticket, cfg, email)
+    # The address as stored (`tracking.Found`): the typed spelling may be the other.
+    _read_as_contact(found.address)
+    view = tracking.customer_view(db.session, found.ticket, cfg, found.address)
     # A token of its own purpose, so the language switch can show the ticket again:
     # a status token's page offered the rating (customer_links.MAILED).
-    link = ("lookup", customer_links.token(cfg, "lookup", ticket.id, email))
+    link = ("lookup", customer_links.token(cfg, "lookup", found.ticket.id, found.address))
     return render_template("tracker/track.html", view=view, error=None, number=number, email=email, link=link)
 
 
