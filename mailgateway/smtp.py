@@ -227,16 +227,19 @@ def plain_path(arg: str) -> tuple[str, str] | None:
     `<local@domain>` (both dot-atoms of ASCII atext) and what follows it, as
     aiosmtpd's `_getaddr` reads them with `email`'s header parser; None for any
     other form (a null path, quotes, comments, a domain literal, a source route,
-    non-ASCII), which is left to that parser. What follows loses its leading white
-    space, as there; a comment after the path is the parser's too. One pass over
-    the argument, whose length the command line limit bounds
+    non-ASCII, what may be an encoded word), which is left to that parser. What
+    follows loses its leading white space, as there; a comment after the path is
+    the parser's too. One pass over the argument, whose length the command line
+    limit bounds
     (docs/mail-gateway.md, "How MAIL and RCPT are read")."""
     end = arg.find(">")
     if not arg.startswith("<") or end < 0:
         return None
     address = arg[1:end]
     local, at, domain = address.partition("@")
-    if not at or not _dot_atom(local) or not _dot_atom(domain):
+    # `=?` may begin an encoded word, which that parser decodes in a path
+    # (`=?utf-8?q?a=0d=0ab?=@example.com` reads as ab@example.com): its reading.
+    if not at or "=?" in address or not _dot_atom(local) or not _dot_atom(domain):
         return None
     rest = arg[end + 1 :]
     if rest[:1] in (" ", "\t"):
