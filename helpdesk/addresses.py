@@ -291,6 +291,16 @@ def either_form(address: str) -> set[str]:
     return {address}
 
 
+def mailbox_spellings(address: str) -> set[str]:
+    """The stored spellings of the mailbox mail to `address` goes to: itself, the form
+    the relay is given (`wire_or_stored`: a fullwidth `ana@ｂücher.example` is sent
+    to `ana@xn--bcher-kva.example`) and that form's other spelling (`either_form`).
+    `either_form` alone leaves a fullwidth domain only itself, as it must for who a
+    sender is; but the sender skips mail to it for a mark on its punycode, and
+    `flask addresses deliverable` given it cleared nothing of that mark."""
+    return {address} | either_form(wire_or_stored(address))
+
+
 def one_spelling_each(found: Iterable[str], taken: Iterable[str] = ()) -> list[str]:
     """The (normalized) addresses of `found` in order, each mailbox once: the first
     spelling of each, and none that is a spelling of one of `taken` (a ticket's

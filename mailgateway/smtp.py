@@ -230,8 +230,7 @@ def plain_path(arg: str) -> tuple[str, str] | None:
     non-ASCII, what may be an encoded word), which is left to that parser. What
     follows loses its leading white space, as there; a comment after the path is
     the parser's too. One pass over the argument, whose length the command line
-    limit bounds
-    (docs/mail-gateway.md, "How MAIL and RCPT are read")."""
+    limit bounds (docs/mail-gateway.md, "How MAIL and RCPT are read")."""
     end = arg.find(">")
     if not arg.startswith("<") or end < 0:
         return None

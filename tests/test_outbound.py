@@ -1930,7 +1930,7 @@ def test_a_mark_on_the_punycode_spelling_skips_a_row_naming_the_mailbox_in_fullw
 ):
     """Mail keeps a Cc as written, `ana@\uff42\u00fccher.example`, which the relay is
     given as `ana@xn--bcher-kva.example`: a mark there holds for that row though
-    `either_form` leaves a fullwidth domain only itself (contacts.mailbox_spellings;
+    `either_form` leaves a fullwidth domain only itself (addresses.mailbox_spellings;
     asking both spellings alone lost the wire form, found when two fixes met)."""
     db.session.add(Contact(email="ana@xn--bcher-kva.example", name="Ana", undeliverable_since=now()))
     db.session.commit()

@@ -903,7 +903,7 @@ def test_the_ticket_page_shows_and_clears_a_mark_on_the_mailbox_a_fullwidth_addr
 ):
     """A requester stored under a fullwidth spelling is mailed at the punycode form,
     and a bounce there marks that spelling; the mark is shown on their ticket and
-    cleared from it (`contacts.mailbox_spellings`). Marked after her mail: her own
+    cleared from it (`addresses.mailbox_spellings`). Marked after her mail: her own
     mail clears it (`contacts.heard_from`)."""
     wide = "ana@\uff42\u00fccher.example"
     db.session.add_all(

@@ -466,7 +466,7 @@ def mark_undeliverable(session: Session, email: str) -> Contact:
 
     The mark goes on the contact of the mailbox the relay was given
     (`addresses.wire_or_stored`, found in either spelling by `by_email`), which every
-    spelling's lookup asks for (`mailbox_spellings`). Put on the address as written,
+    spelling's lookup asks for (`addresses.mailbox_spellings`). Put on the address as written,
     a bounce of a copy to a fullwidth Cc (`ana@ｂücher.example`) marked that spelling
     alone: mail to `ana@bücher.example`, the same mailbox, went on into the bounce,
     her tickets showed no mark and the command said she was not marked
@@ -480,7 +480,7 @@ def mark_undeliverable(session: Session, email: str) -> Contact:
 def clear_undeliverable(session: Session, address: str) -> bool:
     """Mail to `address` works again: notifications go to it from now on. Whether it
     was marked. The mark is cleared in every spelling of the mailbox mail to
-    `address` goes to (`mailbox_spellings`): a bounce marks the contact found in either
+    `address` goes to (`addresses.mailbox_spellings`): a bounce marks the contact found in either
     (`mark_undeliverable`, `by_email`), and the sender skips a mark found in either,
     so clearing only the spelling given left `ana@bücher.example`'s mark standing
     for every mail to `ana@xn--bcher-kva.example` (docs/outbound-mail.md, "Loop rules").
@@ -492,7 +492,7 @@ def clear_undeliverable(session: Session, address: str) -> bool:
     `addresses deliverable` command, docs/operations.md, "Mail to an address that
     bounced"). Nothing cleared a staff member's mark once, and one 5.1.1 refusal
     during a directory sync silenced every later escalation and SLA alert to them."""
-    spellings = sorted(mailbox_spellings(addresses.normalize(address)))
+    spellings = sorted(addresses.mailbox_spellings(addresses.normalize(address)))
     cleared = session.scalars(
         update(Contact)
         .where(Contact.email.in_(spellings), Contact.undeliverable_since.is_not(None))
@@ -509,7 +509,7 @@ def undeliverable_marks(session: Session, emails: Collection[str]) -> dict[str, 
     clears, in one query. The one reading of marks: the sender's (a batch's rows),
     the ticket page's (its requester and CC participants) and the Mail page's (the
     staff), each a bounded list."""
-    spellings = {email: mailbox_spellings(email) for email in emails}
+    spellings = {email: addresses.mailbox_spellings(email) for email in emails}
     marked: dict[str, datetime] = {
         email: since
         for email, since in session.execute(
@@ -525,16 +525,6 @@ def undeliverable_marks(session: Session, emails: Collection[str]) -> dict[str, 
         for email, forms in spellings.items()
         if not forms.isdisjoint(marked)
     }
-
-
-def mailbox_spellings(address: str) -> set[str]:
-    """The stored spellings of the mailbox mail to `address` goes to: itself, the form
-    the relay is given (`wire_or_stored`: a fullwidth `ana@ｂücher.example` is sent
-    to `ana@xn--bcher-kva.example`) and that form's other spelling (`either_form`).
-    `either_form` alone leaves a fullwidth domain only itself, as it must for who a
-    sender is; but the sender skips mail to it for a mark on its punycode, and
-    `flask addresses deliverable` given it cleared nothing of that mark."""
-    return {address} | addresses.either_form(addresses.wire_or_stored(address))
 
 
 def heard_from(session: Session, contact: Contact, channel: str) -> None:
@@ -554,7 +544,7 @@ def heard_from(session: Session, contact: Contact, channel: str) -> None:
     cleared on its row, with no statement (docs/outbound-mail.md, "Loop rules")."""
     if channel != "email":
         return
-    if mailbox_spellings(contact.email) != {contact.email}:
+    if addresses.mailbox_spellings(contact.email) != {contact.email}:
         clear_undeliverable(session, contact.email)
     elif contact.undeliverable_since is not None:
         contact.undeliverable_since = None

@@ -320,12 +320,12 @@ def _survivors(ticket: Ticket, merged: Sequence[Conversation]) -> frozenset[str]
 def _staff_addresses(session: Session, candidates: Sequence[str]) -> set[str]:
     """Which of `candidates` are staff accounts' addresses, deactivated ones too (an
     account can be activated again, and its proof with it), in any spelling of the
-    mailbox the candidate is mailed at (`contacts.mailbox_spellings`): a signed
+    mailbox the candidate is mailed at (`addresses.mailbox_spellings`): a signed
     Message-ID sent to `jane@xn--bcher-kva.example` proves mail from the account
     `jane@bücher.example` (`matching.answers_mail_sent_to`), so her copy names nobody
     either; and a copy to `jane@ｂücher.example`, a CC in fullwidth letters, reaches
     her mailbox too, where it named the customers for her Reply-All to hand them."""
-    spellings = {address: contacts.mailbox_spellings(address) for address in candidates}
+    spellings = {address: addresses.mailbox_spellings(address) for address in candidates}
     every: set[str] = set().union(*spellings.values())
     staff = set(session.execute(select(StaffUser.email).where(StaffUser.email.in_(sorted(every)))).scalars())
     return {address for address, forms in spellings.items() if not staff.isdisjoint(forms)}

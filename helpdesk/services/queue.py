@@ -111,7 +111,15 @@ def _conditions(
     """
     if visible is not None and len(visible) > 1 and _only_indexed(filters):
         return [[*looked_up, part] for part in visible]
-    return [looked_up if visible is None else [*looked_up, or_(*visible)]]
+    return [_together(looked_up, visible)]
+
+
+def _together(
+    looked_up: list[ColumnElement[bool]], visible: list[ColumnElement[bool]] | None
+) -> list[ColumnElement[bool]]:
+    """The looked-up conditions and the viewer's visibility as one OR: how a search
+    and the walk of the sort index read the matching tickets."""
+    return looked_up if visible is None else [*looked_up, or_(*visible)]
 
 
 T = TypeVar("T")
@@ -187,7 +195,7 @@ class QueueService:
             for condition in (by_team, tags.tagged(self.session, filters.tag) if filters.tag else None)
             if condition is not None
         ]
-        where = looked_up if visible is None else [*looked_up, or_(*visible)]
+        where = _together(looked_up, visible)
         column: Any = getattr(Ticket, key)
         if key == "priority":
             column = case(_PRIORITY_RANK, value=Ticket.priority)
