@@ -69,14 +69,17 @@ def log_unrecorded(
 ) -> None:
     """The one log line of a mail the pipeline did not record, so it wrote none
     (SPEC §10: one line per mail, its Message-ID and outcome): a 552, a 452 or a 451.
-    The outcome is put on one line: a database's error text spans several. A bug's
-    traceback (`exc_info`) follows that line in the same record, logged as an error."""
+    The outcome is put on one line: a database's error text spans several. So are the
+    paths, without control characters: aiosmtpd's parser decodes an encoded word in
+    one (`=0A` is a line feed) and keeps a bare CR, so a client wrote lines of its
+    own into the log. A bug's traceback (`exc_info`) follows that line in the same
+    record, logged as an error."""
     log.log(
         logging.ERROR if exc_info else logging.WARNING,
         "mail %s via smtp from %s to %s: %s",
         message_id,
-        envelope.mail_from,
-        ",".join(envelope.rcpt_tos),
+        clean(envelope.mail_from or ""),
+        clean(",".join(envelope.rcpt_tos)),
         " ".join(outcome.split()),
         exc_info=exc_info,
     )
@@ -126,7 +129,9 @@ class SupportHandler:
         if len(address) > addresses.MAX_LENGTH:
             return "501 5.1.3 Path too long"
         if not addresses.is_support_address(address, self.support):
-            return f"550 5.1.1 <{address}>: no such mailbox here (this is not a relay)"
+            # Without control characters: a line break in a path (`log_unrecorded`)
+            # split this answer in two, the second read as the next command's.
+            return f"550 5.1.1 <{clean(address)}>: no such mailbox here (this is not a relay)"
         address = address.lower()
         if address in envelope.rcpt_tos:
             return "250 2.1.5 OK"

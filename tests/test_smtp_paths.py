@@ -17,7 +17,7 @@ from sqlalchemy import select
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail
 from mailgateway.smtp import ConnectionLimits, LiberalSMTP
-from tests.support.mail import SUPPORT, message
+from tests.support.mail import SUPPORT, message, start_gateway
 
 # Characters that matter to an address's reading: specials, white space, quoting,
 # comments, a domain literal's brackets, non-ASCII and control characters.
@@ -109,3 +109,29 @@ def test_plain_and_other_paths_through_the_listener(gateway, senders) -> None:  
     db.session.rollback()
     stored = db.session.execute(select(InboundMail.mail_from).order_by(InboundMail.id)).scalars().all()
     assert stored == ["bob.jones@example.com", '"bob jones"@example.com', "bob@example.com"]
+
+
+def test_a_path_with_line_breaks_is_answered_and_logged_on_one_line(app, senders, caplog) -> None:  # type: ignore[no-untyped-def]
+    """aiosmtpd's parser decodes an encoded word in a path (`=0A` is a line feed) and
+    keeps a bare carriage return as written. A refused recipient is echoed in one
+    answer line (split, its second line was read as the next command's answer), and
+    the sender and recipients of a mail refused unrecorded are on the one log line of
+    that mail (SPEC §10), not on lines a client wrote into the gateway's log."""
+    for gateway in start_gateway(app, MAX_MESSAGE_BYTES=20_000):
+        with smtplib.SMTP("127.0.0.1", gateway.port, timeout=30) as client:
+            client.ehlo("client.example")
+            forged = "=?utf-8?q?ann=0Amail_x_via_smtp:_stored?=@example.com"
+            assert client.docmd("MAIL", f"FROM:<{forged}>")[0] == 250
+            code, text = client.docmd("RCPT", "TO:<=?utf-8?q?x=0D=0A250_2.1.5_OK?=@elsewhere.example>")
+            assert (code, text) == (
+                550,
+                b'5.1.1 <"x250 2.1.5 OK"@elsewhere.example>: no such mailbox here (this is not a relay)',
+            )
+            assert client.docmd("RCPT", "TO:<=?utf-8?q?support+a=0D=0Ab?=@helpdesk.test>")[0] == 250
+            assert client.noop()[0] == 250
+            assert client.data(message("ann@example.com", body="x" * 30_000).as_bytes())[0] == 552
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailgateway.smtp"]
+    assert lines == [
+        'mail (no Message-ID read) via smtp from "annmail x via smtp: stored"@example.com '
+        "to support+ab@helpdesk.test: 552, larger than MAX_MESSAGE_BYTES (20000)"
+    ]
