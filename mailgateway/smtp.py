@@ -478,14 +478,17 @@ class LiberalSMTP(SMTP):
                     call_limit[command] = budget - 1
                 method = self._smtp_methods.get(command)
                 if method is None:
-                    log.warning("%r unrecognised: %s", self.session.peer, command)
+                    # Without its control characters: a bare CR or an escape sequence
+                    # went into the log and the answer as the client sent it.
+                    shown = clean(command)
+                    log.warning("%r unrecognised: %s", self.session.peer, shown)
                     unknown_budget -= 1
                     if unknown_budget < 1:
                         log.warning("%r too many bogus commands", self.session.peer)
                         await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
                         self._hang_up()
                         return
-                    await self.push(f'500 Error: command "{command}" not recognized')
+                    await self.push(f'500 Error: command "{shown}" not recognized')
                     continue
                 self._reset_timeout()  # a valid command: the idle time starts again
                 await method(arg)

@@ -379,6 +379,20 @@ def test_a_flood_of_lines_that_are_no_command_is_cut_off_and_stalls_no_other_ses
     assert len(tickets()) == 2
 
 
+def test_an_unknown_command_is_logged_and_answered_without_its_control_characters(app, senders, caplog):
+    """A command name is whatever ASCII precedes the first space: a bare carriage
+    return or a terminal's escape sequence in it went into the gateway's log, and
+    back in the answer, as the client sent it."""
+    for gateway in start_gateway(app):
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"220 ")
+            sock.sendall(b"FAKE\rmail\x1b[2J x via smtp: stored\r\n")
+            assert reader.readline() == b'500 Error: command "FAKEMAIL[2J" not recognized\r\n'
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailgateway.smtp"]
+    assert [line.split(" ", 2)[-1] for line in lines] == ["unrecognised: FAKEMAIL[2J"]
+
+
 def test_a_client_pipelining_commands_gets_one_command_a_turn(app, senders):
     """aiosmtpd's command loop never yields while a command waits in its buffer: a
     client pipelining RCPTs (each within its budget) had up to 256 KB of them answered
