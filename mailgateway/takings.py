@@ -23,8 +23,9 @@ _LOOK_SECONDS = 1.0
 
 class Takings:
     """Who takes mail in this process now: any number sharing, or one message alone.
-    Each taking ends within its own deadlines (the IMAP reads', SMTP's storing), so a
-    wait here is bounded by them."""
+    A wait here lasts as long as the takings before it: an IMAP batch's are bounded
+    by its reads' deadlines, an SMTP mail's by `ingest` returning, which may come
+    after its 451 (docs/mail-gateway.md, "A mail that kills the gateway")."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
