@@ -103,6 +103,10 @@ KNOWN = (
     # helpdesk.inbound.quarantine
     N_("No quarantine item %(id)s."),
     N_("Cannot approve item %(id)s: %(reason)s."),
+    N_(
+        "Cannot approve item %(id)s: the mail gateway never read this mail from its mailbox, "
+        "so nothing of it is stored here to approve; its reason says where it is."
+    ),
     N_("Quarantine item %(id)s was already %(state)s."),
     # the reasons history rows record (helpdesk.services.tickets, lifecycle_jobs;
     # the portal's bulk form)

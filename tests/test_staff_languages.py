@@ -34,7 +34,7 @@ from sqlalchemy import select
 from helpdesk import languages, wording
 from helpdesk.errors import InvalidTransition
 from helpdesk.extensions import db
-from helpdesk.inbound.ingest import Envelope, Outcome, ingest
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest, quarantine_unfetchable, quarantine_unfinished
 from helpdesk.inbound.parser import ENCLOSED_NOT_READ
 from helpdesk.models import (
     Contact,
@@ -827,6 +827,30 @@ def test_the_gateway_notes_a_reused_message_id_in_the_staff_members_language(app
         "Otro correo ya había usado el Message-ID de este correo (correo entrante n.º 1); "
         "se guardó como un correo aparte, no como un duplicado."
     ) in read_text(page)
+
+
+def test_approving_a_held_mail_never_read_says_why_it_cannot_be(app, client, ana, beto):
+    """A mail the gateway never read from its IMAP mailbox (its taking never finished,
+    or the server would not hand it over) is held by its place, with no bytes.
+    Approving one was refused as "no sender address: none in From, Sender, …", which
+    sent the admin looking for a sender in a mail nobody had read; the refusal now
+    says the mail was never read and nothing of it is here, in the reader's language."""
+    place = "imap:support@helpdesk.test/INBOX, UIDVALIDITY 7, UID 2"
+    with app.app_context():
+        quarantine_unfinished(place, 3, "imap:support@helpdesk.test/INBOX")
+        quarantine_unfetchable(place.replace("UID 2", "UID 3"), ["NO boom", "NO boom"])
+    items = db.session.execute(select(QuarantineItem.id).order_by(QuarantineItem.id)).scalars().all()
+    for user, said in (
+        (ana, "No se puede aprobar el elemento %s: la pasarela de correo nunca leyó este correo de su buzón"),
+        (beto, "Cannot approve item %s: the mail gateway never read this mail from its mailbox"),
+    ):
+        portal = _login(client, user)
+        for item in items:
+            response = portal.post(f"/quarantine/{item}/approve", page="/quarantine")
+            shown = read_text(portal.get(response.headers["Location"]).get_data(as_text=True))
+            assert said % item in shown and "no sender address" not in shown, shown
+        portal.post("/logout", page="/quarantine")
+    assert db.session.execute(select(QuarantineItem.state)).scalars().all() == ["pending", "pending"]
 
 
 # -- every English message the portal can show is known -------------------------------

@@ -624,8 +624,18 @@ def note_unfetchable_unmoved(place: str) -> None:
     session.commit()
 
 
+def never_read(record: InboundRecord) -> bool:
+    """Whether `record` is a mail held by its place (`quarantine_unfetchable`,
+    `quarantine_unfinished`): the gateway never read it, so nothing of it is stored,
+    no sender among it, and there is nothing here to approve."""
+    return record.dedup_key.startswith(_HELD_BY_PLACE)
+
+
 def _unfetchable_key(place: str) -> str:
-    return "unfetchable:" + hashlib.sha256(place.encode("utf-8", "replace")).hexdigest()
+    return _HELD_BY_PLACE + hashlib.sha256(place.encode("utf-8", "replace")).hexdigest()
+
+
+_HELD_BY_PLACE = "unfetchable:"  # how the dedup key of a mail held by its place begins
 
 
 def quarantine_unread(raw: bytes, channel: str, exc: Exception, source: str = "") -> Result:

@@ -42,6 +42,7 @@ from helpdesk.inbound.ingest import (
     apply,
     decide,
     kept_beside,
+    never_read,
     with_envelope_sender,
 )
 from helpdesk.inbound.limits import MailLimits
@@ -208,6 +209,13 @@ def approve(session: Session, item_id: int, reviewer: Actor, config: Mapping[str
     mode = config["AGENT_VISIBILITY"]
     item = _pending(session, item_id, reviewer, mode)
     record = item.inbound_mail
+    # No bytes: parsed, they read as "no sender address", which sent the reviewer
+    # looking for a sender in a mail nobody read (docs/mail-gateway.md, "Quarantine").
+    if never_read(record):
+        raise Conflict(
+            f"Cannot approve item {item_id}: the mail gateway never read this mail from its mailbox, "
+            "so nothing of it is stored here to approve; its reason says where it is."
+        )
     # Its source too: approved, it is counted where it came in (docs/web.md, "Mail flow").
     recipients = tuple(filter(None, record.recipients.split(",")))
     envelope = Envelope(record.mail_from, recipients, record.channel, record.source or "")
