@@ -387,7 +387,7 @@ def addresses_deliverable(address: str) -> None:
     if not addresses.is_valid(normalized):
         raise click.ClickException(f"{_shown(address)} {addresses.INVALID}.")
     with transaction() as session:
-        cleared = contacts.clear_undeliverable(session, normalized)
+        cleared = contacts.clear_undeliverable(session, normalized, CLI_REVIEWER)
     if cleared:
         click.echo(f"Mail to {_shown(normalized)} goes again from now on.")
     else:

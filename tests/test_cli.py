@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 
@@ -236,6 +237,19 @@ def test_addresses_deliverable_clears_a_bounced_customers_mark_in_either_form_of
     assert "was not marked undeliverable" in again.output
     refused = runner.invoke(args=["addresses", "deliverable", "not an address"])
     assert refused.exit_code == 1 and "is not a valid email address" in refused.output
+
+
+def test_addresses_deliverable_logs_that_the_command_line_cleared_the_mark(runner, caplog):
+    """The command's clearing leaves a log line naming the command line as who cleared
+    it and every contact cleared (docs/operations.md, "Mail to an address that bounced")."""
+    caplog.set_level(logging.INFO, logger="helpdesk.services.contacts")
+    db.session.add(Contact(email="ana@xn--bcher-kva.example", name="Ana", undeliverable_since=now()))
+    db.session.commit()
+    assert runner.invoke(args=["addresses", "deliverable", "ana@bücher.example"]).exit_code == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "helpdesk.services.contacts"] == [
+        "undeliverable mark cleared: address='ana@bücher.example' "
+        "contacts=['ana@xn--bcher-kva.example'] by='cli' kind=system staff_id=None"
+    ]
 
 
 def test_addresses_deliverable_given_a_fullwidth_address_clears_the_mark_on_the_mailbox_it_is_sent_to(runner):

@@ -8,6 +8,7 @@ saves them is shown never to answer from another transaction or a rolled-back on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -125,3 +126,20 @@ def test_a_contact_created_by_another_transaction_first_is_read_back(app):
     assert db.session.execute(
         select(Contact.name).where(Contact.email == "ann@example.com")
     ).scalars().all() == ["Winner"]
+
+
+def test_mail_from_a_marked_address_clears_its_mark_and_logs_that_the_customer_did(app, caplog):
+    """The customer's own mail clears the mark (`heard_from`), on their row without a
+    statement when the address is its mailbox's one spelling; that clearing is
+    logged as every other is, with the customer as who cleared it, and mail from an
+    address not marked logs nothing (docs/outbound-mail.md, "Loop rules")."""
+    caplog.set_level(logging.INFO, logger="helpdesk.services.contacts")
+    marked = contacts.mark_undeliverable(db.session, "ann@example.com")
+    fine = contacts.find_or_create(db.session, "bob@example.com")
+    for contact in (marked, fine, marked):
+        contacts.heard_from(db.session, contact, "email")
+    assert marked.undeliverable_since is None
+    assert [r.getMessage() for r in caplog.records if r.name == "helpdesk.services.contacts"] == [
+        "undeliverable mark cleared: address='ann@example.com' contacts=['ann@example.com'] "
+        "by='ann@example.com' kind=customer staff_id=None"
+    ]

@@ -3,6 +3,7 @@ assignee, and SLA_BREACH_RAISES_PRIORITY (docs/isp-operations.md)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -136,8 +137,10 @@ def test_a_staff_address_refused_once_is_shown_on_the_mail_page_and_cleared_by_i
 
 
 def test_an_admin_clears_a_staff_addresss_undeliverable_mark_on_the_staff_page(
-    app, admin_portal, agent, second_level
+    app, admin_portal, admin, agent, second_level, caplog
 ):
+    """The admin's clearing is logged with who they are (docs/outbound-mail.md)."""
+    caplog.set_level(logging.INFO, logger="helpdesk.services.contacts")
     contacts.mark_undeliverable(db.session, second_level.email)
     db.session.commit()
     page = admin_portal.get("/admin/staff").get_data(as_text=True)
@@ -154,6 +157,10 @@ def test_an_admin_clears_a_staff_addresss_undeliverable_mark_on_the_staff_page(
     page = admin_portal.get("/admin/staff").get_data(as_text=True)
     assert "Alerts to sol@helpdesk.test are mailed again." in page
     assert "alerts are not mailed" not in page
+    assert [r.getMessage() for r in caplog.records if r.name == "helpdesk.services.contacts"] == [
+        "undeliverable mark cleared: address='sol@helpdesk.test' contacts=['sol@helpdesk.test'] "
+        f"by='Ada Admin <admin@helpdesk.test>' kind=staff staff_id={admin.id}"
+    ]
 
 
 def test_escalating_to_oneself_mails_nobody(api, agent):

@@ -1972,7 +1972,7 @@ def test_a_bounce_of_a_copy_to_a_fullwidth_cc_marks_her_mailbox_in_every_spellin
     assert len(sink.received) == sent
     (row,) = [row for row in outbox() if row.to_address == unicode]
     assert row.state == "skipped" and "undeliverable since" in row.last_error
-    assert contacts.clear_undeliverable(db.session, unicode)
+    assert contacts.clear_undeliverable(db.session, unicode, Actor.system())
     db.session.commit()
     assert contacts.undeliverable_marks(db.session, [wide, unicode]) == {}
 

@@ -3,6 +3,7 @@ CSRF, escaping, every page and form (the browser test drives the same in Chromiu
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import date, timedelta
 
@@ -16,7 +17,7 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.inbound import quarantine
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
-from helpdesk.models import AuthorizedSender, Contact, Message, QuarantineItem, StaffUser, Ticket
+from helpdesk.models import AuthorizedSender, Contact, Message, Participant, QuarantineItem, StaffUser, Ticket
 from helpdesk.services import Actor, TicketsService, contacts
 from helpdesk.services.staff import StaffService
 from helpdesk.services.tickets import NewAttachment
@@ -896,6 +897,37 @@ def test_an_admin_clears_a_customers_undeliverable_mark_on_the_ticket_page(app, 
     again = admin_portal.post(clear, form, page=page)
     assert again.status_code == 302
     assert "ann@example.com was not marked undeliverable." in admin_portal.get(page).get_data(as_text=True)
+
+
+def _clearings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "helpdesk.services.contacts"]
+
+
+def test_clearing_an_undeliverable_mark_logs_who_cleared_which_addresses(
+    admin_portal, admin, service, caplog
+):
+    """Clearing a mark resumes mail to an address that bounced, and left no trace: when
+    it bounced again nobody could tell who had cleared it, or when. One INFO line now
+    names the address given, the contacts cleared (every spelling of the mailbox) and
+    who cleared it; a click that finds no mark logs nothing (docs/outbound-mail.md)."""
+    caplog.set_level(logging.INFO, logger="helpdesk.services.contacts")
+    ticket = opened(service)
+    db.session.add(Contact(email="ann@xn--bcher-kva.example", name="Ann"))
+    ticket.participants.append(Participant(email="ann@bücher.example", name="Ann"))
+    db.session.commit()
+    db.session.execute(update(Contact).values(undeliverable_since=now()))
+    db.session.commit()
+    page = f"/tickets/{service.display_number(ticket)}"
+    for address in ("ann@bücher.example", "ann@example.com", "ann@example.com"):
+        form = {"address": address, "confirm": "yes"}
+        assert admin_portal.post(f"{page}/deliverable", form, page=page).status_code == 302
+    assert _clearings(caplog) == [
+        "undeliverable mark cleared: address='ann@bücher.example' "
+        "contacts=['ann@xn--bcher-kva.example'] by='Ada Admin <admin@helpdesk.test>' "
+        f"kind=staff staff_id={admin.id}",
+        "undeliverable mark cleared: address='ann@example.com' contacts=['ann@example.com'] "
+        f"by='Ada Admin <admin@helpdesk.test>' kind=staff staff_id={admin.id}",
+    ]
 
 
 def test_the_ticket_page_shows_and_clears_a_mark_on_the_mailbox_a_fullwidth_address_is_sent_to(

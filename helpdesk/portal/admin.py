@@ -143,7 +143,7 @@ def clear_staff_undeliverable(user_id: int) -> ResponseReturnValue:
     user = _staff_member(user_id)
 
     def clear() -> str:
-        if contacts.clear_undeliverable(db.session, user.email):
+        if contacts.clear_undeliverable(db.session, user.email, actor()):
             return gettext("Alerts to %(email)s are mailed again.", email=user.email)
         return gettext("%(email)s was not marked undeliverable.", email=user.email)
 

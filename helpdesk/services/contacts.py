@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,9 @@ from helpdesk.clock import now
 from helpdesk.database import advisory_key, insert_ignoring
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, Message, Participant, SatisfactionRating, StaffUser, Ticket
+from helpdesk.services.actors import Actor
+
+log = logging.getLogger(__name__)
 
 # Built once: every new ticket looks its requester up, and composing the statement
 # anew cost as much as running it.
@@ -477,7 +481,7 @@ def mark_undeliverable(session: Session, email: str) -> Contact:
     return contact
 
 
-def clear_undeliverable(session: Session, address: str) -> bool:
+def clear_undeliverable(session: Session, address: str, by: Actor) -> bool:
     """Mail to `address` works again: notifications go to it from now on. Whether it
     was marked. The mark is cleared in every spelling of the mailbox mail to
     `address` goes to (`addresses.mailbox_spellings`): a bounce marks the contact found in either
@@ -491,16 +495,35 @@ def clear_undeliverable(session: Session, address: str) -> bool:
     back (`email_proofs.confirm`); an operator who hears it works again (the
     `addresses deliverable` command, docs/operations.md, "Mail to an address that
     bounced"). Nothing cleared a staff member's mark once, and one 5.1.1 refusal
-    during a directory sync silenced every later escalation and SLA alert to them."""
+    during a directory sync silenced every later escalation and SLA alert to them.
+    `by`, who cleared it, is logged with the contacts cleared (`_log_cleared`)."""
     spellings = sorted(addresses.mailbox_spellings(addresses.normalize(address)))
     cleared = session.scalars(
         update(Contact)
         .where(Contact.email.in_(spellings), Contact.undeliverable_since.is_not(None))
         .values(undeliverable_since=None)
-        .returning(Contact.id)
+        .returning(Contact.email)
         .execution_options(synchronize_session="fetch")
     ).all()
+    if cleared:
+        _log_cleared(address, cleared, by)
     return bool(cleared)
+
+
+def _log_cleared(address: str, cleared: Collection[str], by: Actor) -> None:
+    """One line for every mark cleared, the only trace of it: mail goes again to a
+    mailbox that bounced, and when it bounces again the operator asks who resumed it
+    and when (the line's time). Nothing else records it (the contact keeps no
+    history), and before this nothing did. Values in repr, so a name cannot forge a
+    line (docs/outbound-mail.md, "Loop rules")."""
+    log.info(
+        "undeliverable mark cleared: address=%r contacts=%r by=%r kind=%s staff_id=%s",
+        address,
+        sorted(cleared),
+        by.label,
+        by.kind,
+        by.staff_id,
+    )
 
 
 def undeliverable_marks(session: Session, emails: Collection[str]) -> dict[str, datetime]:
@@ -544,7 +567,9 @@ def heard_from(session: Session, contact: Contact, channel: str) -> None:
     cleared on its row, with no statement (docs/outbound-mail.md, "Loop rules")."""
     if channel != "email":
         return
+    writer = Actor.customer(contact.email, contact.name)
     if addresses.mailbox_spellings(contact.email) != {contact.email}:
-        clear_undeliverable(session, contact.email)
+        clear_undeliverable(session, contact.email, writer)
     elif contact.undeliverable_since is not None:
         contact.undeliverable_since = None
+        _log_cleared(contact.email, [contact.email], writer)

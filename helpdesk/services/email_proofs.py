@@ -56,6 +56,7 @@ from helpdesk.clock import now
 from helpdesk.database import advisory_key
 from helpdesk.models import Contact, EmailProof
 from helpdesk.services import contacts, notifications
+from helpdesk.services.actors import Actor
 
 CODE_DIGITS = 6
 MAX_CODE_TEXT = 20  # characters of a code as given, spaces and dashes included (the tool's schema)
@@ -216,7 +217,7 @@ def confirm(
         raise ProofRefused("taken")
     # The code was read from our mail: the mailbox takes it again, whatever bounced
     # before (docs/outbound-mail.md, "Verification codes"), in either form of its domain.
-    contacts.clear_undeliverable(session, email)
+    contacts.clear_undeliverable(session, email, Actor.customer(email, name))
     return contact
 
 

@@ -422,7 +422,7 @@ class TicketsService:
         elif actor.is_staff and channel == "email" and actor.email:
             # The gateway writes as staff only with proof the mail is theirs: their
             # mailbox works (docs/outbound-mail.md, "Loop rules").
-            contacts.clear_undeliverable(self.session, actor.email)
+            contacts.clear_undeliverable(self.session, actor.email, actor)
         message = Message(
             ticket_id=ticket.id,
             kind="note" if internal else "reply",
