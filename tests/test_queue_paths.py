@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, literal, or_, select, text
+from sqlalchemy import event, insert, literal, or_, select, text, update
 
 from helpdesk import vocabulary as v
 from helpdesk.extensions import db
@@ -362,3 +364,61 @@ def test_the_api_and_the_portal_list_the_same_pages_either_way(seeded, app, clie
     listed = [number for numbers, _ in api_answer for number in numbers]
     assert listed == [number for numbers, _ in portal_answer for number in numbers]
     assert 0 < len(listed) == api_answer[0][1] == int(portal_answer[0][1]) < 47
+
+
+@contextmanager
+def _closed_after_the_count(number: int) -> Iterator[None]:
+    """Close ticket `number` right after the queue's count, from another connection
+    and committed: another agent's change landing between the count and the page,
+    which PostgreSQL's READ COMMITTED lets the page see (SQLite's BEGIN IMMEDIATE
+    holds every other writer off until the request ends)."""
+    done = False
+
+    def close(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        nonlocal done
+        if done or "count(tickets.id)" not in statement:
+            return
+        done = True
+        with db.engine.begin() as other:
+            other.execute(update(Ticket).where(Ticket.number == number).values(status="closed"))
+
+    event.listen(db.engine, "after_cursor_execute", close)
+    try:
+        yield
+    finally:
+        event.remove(db.engine, "after_cursor_execute", close)
+    assert done, "the queue counted nothing"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_ticket_leaving_the_queue_between_its_count_and_its_page_leaves_no_false_count(
+    service, portal, api
+):
+    """26 new tickets: the count said 26, two pages; one closed before the page was
+    read left page 2 empty under "26 tickets, page 2 of 2" and "No tickets match.",
+    and the API answered 4 items of a page of 10 with a total of 25. A page that is
+    not full counts its tickets itself (the page's own statement saw them all): the
+    portal says 25, page 2 of 1, that this page has no more tickets, and links to
+    the last one; the API's total agrees with its items (docs/web.md, "Queue")."""
+    for index in range(26):
+        open_ticket(service, subject=f"Ticket {index}")
+    with _closed_after_the_count(1):
+        html = portal.get("/tickets?status=new&page=2").get_data(as_text=True)
+    assert 'Tickets <span class="muted">(25)</span>' in html and "Page 2 of 1" in html
+    assert "No more tickets on this page." in html and "No tickets match." not in html
+    assert '<a href="/tickets?status=new&amp;page=1">Last page: 1</a>' in html
+    with _closed_after_the_count(2):
+        answer = api.get("/tickets?status=new&per_page=10&page=3").get_json()
+    assert (len(answer["items"]), answer["total"]) == (4, 24)
+
+
+def test_a_page_past_the_last_says_so_and_links_to_the_last(service, portal):
+    """Tickets match, but not on this page (an old link, a page number typed): it said
+    "No tickets match.", which is false; it says this page has no more tickets and
+    links to the last page, with the filters kept."""
+    for index in range(3):
+        open_ticket(service, subject=f"Ticket {index}")
+    html = portal.get("/tickets?status=new&page=4").get_data(as_text=True)
+    assert "No more tickets on this page." in html and "No tickets match." not in html
+    assert '<a href="/tickets?status=new&amp;page=1">Last page: 1</a>' in html
+    assert "No tickets match." in portal.get("/tickets?status=closed").get_data(as_text=True)

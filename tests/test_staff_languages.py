@@ -549,6 +549,8 @@ def test_counts_read_as_numbers_of_the_staff_members_language(app, client, monke
     db.session.add(InboundDuplicates(channel="smtp", count=1234))
     db.session.commit()
     monkeypatch.setattr(QueueService, "_count", lambda *args, **kwargs: 1234)
+    # The page, empty, would tell the total itself (0): it is faked the same way.
+    monkeypatch.setattr(QueueService, "_counted_again", lambda *args: 1234)
     counted = dashboard.ticket_stats
     monkeypatch.setattr(dashboard, "ticket_stats", lambda *args: {**counted(*args), "total": 1234})
     for user, shown in ((ana, "1.234"), (beto, "1,234")):

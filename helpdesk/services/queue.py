@@ -240,7 +240,32 @@ class QueueService:
                 populate_existing=True
             )
         items = self.session.execute(query.order_by(order, tie)).unique().scalars().all()
+        if not term:
+            total = self._counted_again(filters, parts, page, per_page, len(items), total)
         return Page(list(items), page, per_page, total)
+
+    def _counted_again(
+        self,
+        filters: TicketFilters,
+        parts: list[list[ColumnElement[bool]]],
+        page: int,
+        per_page: int,
+        listed: int,
+        counted: int,
+    ) -> int:
+        """The total of a page that `counted` (the count, an earlier statement) led to
+        and that holds `listed` tickets: under PostgreSQL's READ COMMITTED a ticket
+        changed in between (closed, reassigned by someone else) made the two
+        disagree, "26 tickets, page 2 of 2" over an empty page. A page not full ends
+        the list as its own statement saw it, so it tells the total itself, with no
+        statement more; an empty page past the first tells nothing, and is counted
+        again (as a search's is), a rare statement more. A full page keeps the count
+        (docs/web.md, "Queue")."""
+        if listed == per_page:
+            return counted
+        if listed or page == 1:
+            return (page - 1) * per_page + listed
+        return self._count(filters, parts)
 
     def _count(self, filters: TicketFilters, parts: list[list[ColumnElement[bool]]]) -> int:
         """How many tickets match, for the pager: each part (`_conditions`) counted
