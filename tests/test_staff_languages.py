@@ -855,6 +855,24 @@ def test_approving_a_held_mail_never_read_says_why_it_cannot_be(app, client, ana
     assert db.session.execute(select(QuarantineItem.state)).scalars().all() == ["pending", "pending"]
 
 
+def test_a_held_mail_never_read_names_no_sender_it_was_never_read_for(app, client, ana, beto):
+    """The page of such a held mail said "Sender: none named in From, Sender,
+    Reply-To, Return-Path or the envelope", as of a mail read and found without one;
+    it says the sender is not known because the gateway never read the mail."""
+    with app.app_context():
+        quarantine_unfinished("imap:support@helpdesk.test/INBOX, UIDVALIDITY 7, UID 2", 3)
+    item = db.session.execute(select(QuarantineItem.id)).scalar_one()
+    for user, said, read in (
+        (ana, "Remitente: desconocido: la pasarela de correo nunca leyó este correo de su buzón", "ninguno"),
+        (beto, "Sender: not known: the mail gateway never read this mail from its mailbox", "none named"),
+    ):
+        portal = _login(client, user)
+        page = portal.get(f"/quarantine/{item}").get_data(as_text=True)
+        assert said in read_text(page) and read not in read_text(page), read_text(page)
+        assert user is beto or english_left(page) == []
+        portal.post("/logout", page="/quarantine")
+
+
 # -- every English message the portal can show is known -------------------------------
 
 # The modules whose messages reach the portal: the services its views call.

@@ -12,6 +12,7 @@ from helpdesk import languages
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.inbound import quarantine as review
+from helpdesk.inbound.ingest import never_read
 from helpdesk.inputs import page_number
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
@@ -46,7 +47,13 @@ def quarantine_item(item_id: int) -> ResponseReturnValue:
     except NotFound:
         abort(404)
     raw = item.inbound_mail.raw.decode("utf-8", "replace")
-    return render_template("portal/quarantine_item.html", nav="quarantine", item=item, raw=raw)
+    return render_template(
+        "portal/quarantine_item.html",
+        nav="quarantine",
+        item=item,
+        raw=raw,
+        unread=never_read(item.inbound_mail),
+    )
 
 
 @bp.post("/quarantine/<int(max=2147483647):item_id>/<decision>")
