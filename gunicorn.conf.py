@@ -10,8 +10,10 @@ emptied at start (counts of an earlier run would be added in).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,19 @@ if _made_here:
 else:
     for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
         stale.unlink()
+
+# The app's own log lines on stderr beside gunicorn's, INFO included: gunicorn sets up
+# only its loggers, so Python passed on the app's warnings alone and dropped the lines
+# an operator needs from the portal, such as who cleared an undeliverable mark
+# (docs/operations.md, "Logs"). Workers are forked from this process and keep it.
+_app_lines = logging.StreamHandler(sys.stderr)
+_app_lines.setFormatter(
+    logging.Formatter(
+        "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s", "[%Y-%m-%d %H:%M:%S %z]"
+    )
+)
+logging.getLogger("helpdesk").addHandler(_app_lines)
+logging.getLogger("helpdesk").setLevel(logging.INFO)
 
 
 def child_exit(_server: Any, worker: Any) -> None:

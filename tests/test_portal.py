@@ -27,6 +27,7 @@ from tests.support.hostile import distinct_words
 from tests.support.lost_commit import commit_answer_lost
 from tests.support.mail import SUPPORT, hold_strangers, message
 from tests.support.memory import peak_of
+from tests.support.web_process import WebServer, portal_login, post_form
 
 
 def opened(
@@ -928,6 +929,32 @@ def test_clearing_an_undeliverable_mark_logs_who_cleared_which_addresses(
         "undeliverable mark cleared: address='ann@example.com' contacts=['ann@example.com'] "
         f"by='Ada Admin <admin@helpdesk.test>' kind=staff staff_id={admin.id}",
     ]
+
+
+def test_a_clearing_in_the_portal_is_logged_by_gunicorn_as_operators_run_it(
+    database_url, admin, service, tmp_path
+):
+    """The clearing's INFO line reached no log from the portal: gunicorn configures
+    only its own loggers, so Python passed on the app's warnings alone and the line
+    that says who resumed mail to a bounced address was dropped (gunicorn.conf.py
+    gives the app's loggers a handler; docs/operations.md)."""
+    ticket = opened(service)
+    db.session.execute(update(Contact).values(undeliverable_since=now()))
+    db.session.commit()
+    page = f"/tickets/{service.display_number(ticket)}"
+    email = admin.email
+    db.session.rollback()  # on SQLite an open transaction holds the write lock gunicorn needs
+    server = WebServer(database_url, tmp_path)
+    try:
+        browser = portal_login(server.base, email, "admin-password-1")
+        form = {"address": "ann@example.com", "confirm": "yes"}
+        post_form(browser, f"{server.base}{page}/deliverable", form, page=f"{server.base}{page}")
+    finally:
+        server.stop()
+    assert server.process.stderr is not None
+    logged = server.process.stderr.read()
+    assert "undeliverable mark cleared: address='ann@example.com'" in logged, logged
+    assert f"by='Ada Admin <admin@helpdesk.test>' kind=staff staff_id={admin.id}" in logged
 
 
 def test_the_ticket_page_shows_and_clears_a_mark_on_the_mailbox_a_fullwidth_address_is_sent_to(
