@@ -8,7 +8,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import OperationalError
 
 from config import TestingConfig as ProductionLikeConfig
@@ -458,6 +458,46 @@ def test_quarantine_review_in_the_portal(portal, gateway):
     assert states == ["approved", "spam", "rejected", "rejected"]
     assert b"Nothing is waiting" in portal.get("/quarantine").data
     assert portal.post(f"/quarantine/{items[0].id}/bogus", page="/quarantine").status_code == 404
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_held_mail_decided_between_the_count_and_the_page_leaves_no_false_count(app, gateway):
+    """The held-mail list is a count and a page, two statements: a reviewer deciding
+    an item between them (PostgreSQL's READ COMMITTED lets the page see it) left
+    "3 waiting, page 2 of 2" over an empty page, and a first page of 2 items under a
+    count of 3. As the queue's (docs/web.md, "Queue"), a page not full tells the
+    total itself and an empty page past the first is counted again."""
+    for index in range(3):
+        gateway.send(message(sender=f"stranger{index}@example.org", subject=f"Held {index}"))
+    oldest = db.session.execute(select(func.min(QuarantineItem.id))).scalar_one()
+    db.session.rollback()
+
+    def listed(page: int, per_page: int) -> tuple[int, int, int]:
+        decided = False
+
+        def decide(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            nonlocal decided
+            if decided or "count(quarantine_items.id)" not in statement:
+                return
+            decided = True
+            with db.engine.begin() as other:
+                other.execute(
+                    update(QuarantineItem).where(QuarantineItem.id == oldest).values(state="rejected")
+                )
+
+        event.listen(db.engine, "after_cursor_execute", decide)
+        try:
+            shown = quarantine.pending(db.session, page=page, per_page=per_page)
+        finally:
+            event.remove(db.engine, "after_cursor_execute", decide)
+            db.session.rollback()
+        assert decided, "the list counted nothing"
+        db.session.execute(update(QuarantineItem).values(state="pending"))
+        db.session.commit()
+        return shown.total, shown.pages, len(shown.items)
+
+    assert listed(page=2, per_page=2) == (2, 1, 0)
+    assert listed(page=1, per_page=5) == (2, 1, 2)
 
 
 HELD_LINK = re.compile(r'href="/quarantine/(\d+)"')

@@ -49,7 +49,7 @@ from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
 from helpdesk.models import QuarantineItem, Ticket
 from helpdesk.services import Actor, visibility
-from helpdesk.services.queue import MAX_PER_PAGE, Page
+from helpdesk.services.queue import MAX_PER_PAGE, Page, settled_total
 
 MAX_FOLLOWED = 8  # held mail a follow-up is judged by, up its thread; past it, admins only
 PER_PAGE = 25  # held mail on a page of the portal's list, as tickets on the queue's
@@ -75,14 +75,17 @@ def pending(
     held (and the agent's teams under `team`): the count, and the page with its
     inbound mail joined (its raw bytes stay deferred). Both ask the one visibility
     query (`_visible`), so an agent's count never tells of held mail hidden from
-    them."""
+    them. A page not full tells the total itself, as the queue's does
+    (`queue.settled_total`): a held mail decided between the count and the page
+    made them disagree, an empty "page 2 of 2"."""
     asked = {"page": page, "per_page": per_page}
     errors = {name: "must be 1 or more" for name, value in asked.items() if value < 1}
     if errors:
         raise ValidationError(errors)
     per_page = min(per_page, MAX_PER_PAGE)
     query = _visible(session, lambda item: item.state == "pending", viewer, mode)
-    total = session.execute(query.with_only_columns(func.count(QuarantineItem.id))).scalar_one()
+    counting = query.with_only_columns(func.count(QuarantineItem.id))
+    total = session.execute(counting).scalar_one()
     # The page is picked from item ids alone and only its rows are joined to their
     # mail, as the queue picks its tickets: joined before the OFFSET, every item
     # skipped was joined too (page 2,000 of 100,000 held: 228 ms instead of 29).
@@ -94,12 +97,17 @@ def pending(
         .offset((page - 1) * per_page)
         .scalar_subquery()
     )
-    items = session.execute(
-        select(QuarantineItem)
-        .where(QuarantineItem.id.in_(chosen))
-        .options(joinedload(QuarantineItem.inbound_mail, innerjoin=True))
-        .order_by(order)
-    ).scalars()
+    items = (
+        session.execute(
+            select(QuarantineItem)
+            .where(QuarantineItem.id.in_(chosen))
+            .options(joinedload(QuarantineItem.inbound_mail, innerjoin=True))
+            .order_by(order)
+        )
+        .scalars()
+        .all()
+    )
+    total = settled_total(total, len(items), page, per_page, lambda: session.execute(counting).scalar_one())
     return Page(list(items), page, per_page, total)
 
 

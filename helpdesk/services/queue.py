@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Generic, TypeVar
 
@@ -140,6 +140,22 @@ class Page(Generic[T]):
         self.pages = max(1, -(-self.total // self.per_page))
 
 
+def settled_total(counted: int, listed: int, page: int, per_page: int, recount: Callable[[], int]) -> int:
+    """The total of a page that `counted` (the count, an earlier statement) led to and
+    that holds `listed` items: under PostgreSQL's READ COMMITTED an item changed in
+    between (a ticket closed or reassigned by someone else, a held mail decided) made
+    the two disagree, "26 tickets, page 2 of 2" over an empty page. A page not full
+    ends the list as its own statement saw it, so it tells the total itself, with no
+    statement more; an empty page past the first tells nothing, and is counted again
+    (`recount`), a rare statement more. A full page keeps the count (docs/web.md,
+    "Queue"). The queue's pages and the quarantine's (`inbound.quarantine.pending`)."""
+    if listed == per_page:
+        return counted
+    if listed or page == 1:
+        return (page - 1) * per_page + listed
+    return recount()
+
+
 class QueueService:
     def __init__(self, session: Session, *, prefix: str = "TKT-", visibility_mode: str = "all") -> None:
         self.session = session
@@ -241,31 +257,8 @@ class QueueService:
             )
         items = self.session.execute(query.order_by(order, tie)).unique().scalars().all()
         if not term:
-            total = self._counted_again(filters, parts, page, per_page, len(items), total)
+            total = settled_total(total, len(items), page, per_page, lambda: self._count(filters, parts))
         return Page(list(items), page, per_page, total)
-
-    def _counted_again(
-        self,
-        filters: TicketFilters,
-        parts: list[list[ColumnElement[bool]]],
-        page: int,
-        per_page: int,
-        listed: int,
-        counted: int,
-    ) -> int:
-        """The total of a page that `counted` (the count, an earlier statement) led to
-        and that holds `listed` tickets: under PostgreSQL's READ COMMITTED a ticket
-        changed in between (closed, reassigned by someone else) made the two
-        disagree, "26 tickets, page 2 of 2" over an empty page. A page not full ends
-        the list as its own statement saw it, so it tells the total itself, with no
-        statement more; an empty page past the first tells nothing, and is counted
-        again (as a search's is), a rare statement more. A full page keeps the count
-        (docs/web.md, "Queue")."""
-        if listed == per_page:
-            return counted
-        if listed or page == 1:
-            return (page - 1) * per_page + listed
-        return self._count(filters, parts)
 
     def _count(self, filters: TicketFilters, parts: list[list[ColumnElement[bool]]]) -> int:
         """How many tickets match, for the pager: each part (`_conditions`) counted
