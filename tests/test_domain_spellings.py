@@ -8,6 +8,7 @@ domain, two spellings"; docs/integrations.md, "Who the customer is"). A homograp
 
 from __future__ import annotations
 
+import re
 import threading
 from email.policy import SMTP
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from helpdesk.services.staff import StaffService
 from tests.support.app import Portal, login_tokens
 from tests.support.database import open_ticket, resolve
 from tests.support.mail import SUPPORT, message
-from tests.support.outbox import deliver
+from tests.support.outbox import deliver, text_of
 from tests.test_customer_limits import _waiting_for_a_lock
 from tests.test_mail_statements import questions
 
@@ -538,3 +539,27 @@ def test_the_tracker_finds_a_ticket_by_either_spelling_of_its_customer_s_address
         "/api/v1/public/track", json={"ticket_number": "TKT-000001", "email": f"ann@{HOMOGRAPH}"}
     )
     assert stranger.status_code == 404
+
+
+@pytest.mark.parametrize("stored,sender", [(UNICODE, ASCII), (ASCII, UNICODE)])
+def test_the_acknowledgment_of_mail_in_the_other_spelling_greets_her_and_its_link_opens(
+    app, client, sink, stored, sender
+):
+    """Ann is a contact as `ann@bücher.example`; her new mail writes her in punycode.
+    Her acknowledgment was queued to the spelling the mail wrote, not to her contact:
+    it said "Hello there," for "Hello Ann,", and its status link, made for that
+    spelling, opened nothing ("This link is not valid"), since a link opens only for
+    the ticket's people as stored (`customer_links.open_link`)."""
+    SendersService(db.session).add(f"@{UNICODE}", "B\u00fccher GmbH")
+    db.session.add(Contact(email=f"ann@{stored}", name="Ann"))
+    db.session.commit()
+    assert mail(app, f"ann@{sender}").outcome is Outcome.CREATED
+    assert db.session.execute(select(OutboxMessage.to_address)).scalars().all() == [f"ann@{stored}"]
+    (ack,) = deliver(app, sink)
+    assert ack["To"].addresses[0].addr_spec == f"ann@{ASCII}"
+    text = text_of(ack)
+    assert text.startswith("Hello Ann,"), text
+    link = re.search(r"http://helpdesk\.test(/track/\S+)", text)
+    assert link is not None
+    page = client.get(link.group(1), headers={"Accept-Language": "en"})
+    assert page.status_code == 200 and "Invoice question" in page.get_data(as_text=True)

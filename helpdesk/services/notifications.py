@@ -92,6 +92,13 @@ RETRYABLE_STATES = ("failed", "skipped")
 def acknowledgment(requester_email: str, actor: Actor) -> dict[str, Any] | None:
     """The acknowledgment's outbox row as plain values, or None when none is due.
 
+    `requester_email` is the requester's contact's address as stored, as every other
+    row to them names it: a mail or an API call may name her in the other spelling of
+    an internationalised domain (`contacts.by_email`), and a row to that spelling
+    greeted her "Hello there," and carried a status link that opened nothing, both
+    read by the stored address (`compose.Composer`, `customer_links.open_link`). One
+    mailbox either way: the relay is given the ASCII form of both.
+
     Plain values, not an object, so `open_ticket` can write it in the same
     statement as the ticket (`numbering.insert_numbered` fills in `ticket_id`, and
     the model's defaults: its times, the database's clock): the counter row stays

@@ -333,7 +333,9 @@ class TicketsService:
         dependents = [(Message.__table__, message), (TicketHistory.__table__, history)]
         for cc_email, cc_name in participants:
             dependents.append((Participant.__table__, dict(email=cc_email, name=cc_name)))
-        acknowledgment = notifications.acknowledgment(email, actor) if acknowledge else None
+        # To the requester as their contact is stored, which may be the other spelling
+        # of the address given (`notifications.acknowledgment`).
+        acknowledgment = notifications.acknowledgment(requester.email, actor) if acknowledge else None
         if acknowledgment is not None:
             dependents.append((OutboxMessage.__table__, acknowledgment))
         # The inbound mail it came from is pointed at the ticket in the same statement:
