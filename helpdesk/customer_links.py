@@ -10,7 +10,8 @@ typing a number and an address proves less than holding the mail, so it reopens
 the view only (`MAILED` names the purposes that prove the mail). A token is
 honoured only while it is younger than
 `CUSTOMER_LINK_MAX_AGE` and while its address may still read the ticket (its
-requester or a CC participant). Every way a token can fail gets the same NotFound.
+requester or a CC participant, in either spelling of an internationalised
+domain). Every way a token can fail gets the same NotFound.
 
 The digest, not the address, goes into the URL: links end up in proxy logs and
 browser histories, and the signed payload is only encoded, not encrypted.
@@ -94,7 +95,17 @@ def open_link(session: Session, config: Mapping[str, Any], purpose: str, token: 
     readers = [ticket.requester.email] + list(
         session.execute(select(Participant.email).where(Participant.ticket_id == ticket.id)).scalars()
     )
-    matched = [reader for reader in readers if hmac.compare_digest(_digest(config, reader), digest)]
+    # In either spelling of an internationalised domain (`addresses.either_form`): an
+    # acknowledgment went to the spelling its mail wrote until a review found it, and
+    # its link, made for that spelling, opened nothing of the customer's own ticket.
+    matched = [
+        reader
+        for reader in readers
+        if any(
+            hmac.compare_digest(_digest(config, form), digest)
+            for form in addresses.either_form(addresses.normalize(reader))
+        )
+    ]
     if not matched:
         raise NotFound(INVALID)
     return Opened(ticket, digest, matched[0])

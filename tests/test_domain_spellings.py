@@ -563,3 +563,22 @@ def test_the_acknowledgment_of_mail_in_the_other_spelling_greets_her_and_its_lin
     assert link is not None
     page = client.get(link.group(1), headers={"Accept-Language": "en"})
     assert page.status_code == 200 and "Invoice question" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("stored,mailed", [(UNICODE, ASCII), (ASCII, UNICODE)])
+def test_a_link_made_for_the_other_spelling_of_a_reader_opens_the_ticket(
+    app, client, service, stored, mailed
+):
+    """Acknowledgments went to the spelling a mail wrote (fixed since), and their
+    status links, which work for 180 days, were compared with the ticket's people as
+    stored: "This link is not valid" for Ann's own ticket. The link opens as the
+    reader stored (`customer_links.Opened.address`); a homograph's opens nothing."""
+    ticket = open_ticket(service, requester_email=f"ann@{stored}", cc=[(f"bob@{stored}", "Bob")])
+    for person in ("ann", "bob"):
+        token = customer_links.token(app.config, "status", ticket.id, f"{person}@{mailed}")
+        assert (
+            customer_links.open_link(db.session, app.config, "status", token).address == f"{person}@{stored}"
+        )
+        assert client.get(f"/track/{token}").status_code == 200
+    stranger = customer_links.token(app.config, "status", ticket.id, f"ann@{HOMOGRAPH}")
+    assert client.get(f"/track/{stranger}").status_code == 404
