@@ -582,3 +582,33 @@ def test_a_link_made_for_the_other_spelling_of_a_reader_opens_the_ticket(
         assert client.get(f"/track/{token}").status_code == 200
     stranger = customer_links.token(app.config, "status", ticket.id, f"ann@{HOMOGRAPH}")
     assert client.get(f"/track/{stranger}").status_code == 404
+
+
+@pytest.mark.parametrize("cc,contact", [(ASCII, UNICODE), (UNICODE, ASCII)])
+def test_a_cc_s_tracker_language_is_their_contact_s_in_the_other_spelling(app, client, service, cc, contact):
+    """Bob is a CC as `bob@xn--bcher-kva.example` (a mail's Cc); his contact, made by
+    his own chat, is `bob@bücher.example` and reads Spanish. The tracker read his
+    language, and its switch wrote it, by the participant's address as written
+    (`tracking.language_of`, `set_language`): no contact, so English pages, and his
+    choice on a mail's link was kept nowhere."""
+    db.session.add(Contact(email=f"bob@{contact}", name="Bob", language="es"))
+    db.session.commit()
+    ticket = open_ticket(service, requester_email="zed@example.com", cc=[(f"bob@{cc}", "Bob")])
+    form = {"ticket_number": "TKT-000001", "email": f"bob@{cc}", "csrf_token": Portal(client).token("/track")}
+    assert "Consulta tu ticket" in client.post("/track", data=form).get_data(as_text=True)
+    token = customer_links.token(app.config, "status", ticket.id, f"bob@{cc}")
+    switched = client.post(
+        "/track/language",
+        data={
+            "language": "en",
+            "purpose": "status",
+            "token": token,
+            "csrf_token": Portal(client).token("/track"),
+        },
+    )
+    assert switched.status_code == 303
+    db.session.expire_all()
+    languages = {
+        email: language for email, language in db.session.execute(select(Contact.email, Contact.language))
+    }
+    assert languages == {"zed@example.com": "", f"bob@{contact}": "en"}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select, union_all, update
+from sqlalchemy import bindparam, func, select, union_all
 from sqlalchemy.orm import Session
 
 from config import LANGUAGES
@@ -29,7 +29,7 @@ from helpdesk import addresses, numbering
 from helpdesk.errors import NotFound
 from helpdesk.languages import N_
 from helpdesk.models import Contact, Message, Participant, Ticket, TicketHistory
-from helpdesk.services import notifications, satisfaction
+from helpdesk.services import contacts, notifications, satisfaction
 from helpdesk.services.tickets import survivor
 
 NOT_FOUND = N_("No ticket matches this number and email address.")
@@ -219,19 +219,20 @@ def _author(message: Message, cc_names: Mapping[str, str]) -> str:
 
 def language_of(session: Session, address: str) -> str | None:
     """The language the contact of `address` reads, when one is set (a CC
-    participant may have no contact at all)."""
-    language = session.execute(
-        select(Contact.language).where(Contact.email == addresses.normalize(address))
-    ).scalar_one_or_none()
-    return language or None
+    participant may have no contact at all). The contact is found in either
+    spelling of an internationalised domain (`contacts.by_email`): a CC stored as a
+    mail's Cc wrote him (`bob@xn--bcher-kva.example`) whose contact a chat made as
+    `bob@bücher.example` read the tracker in the default language, not his own."""
+    contact = contacts.by_email(session, addresses.normalize(address))
+    return (contact.language if contact is not None else "") or None
 
 
 def set_language(session: Session, address: str, language: str) -> None:
     """A customer chose the language they read (the tracker's switch, SPEC §13):
-    their contact's from now on, for mail of tickets that have no language yet, chat
-    and assistant answers. Someone who is only a CC participant has no contact to
-    keep it on; a language the product does not speak changes nothing."""
-    if language in LANGUAGES:
-        session.execute(
-            update(Contact).where(Contact.email == addresses.normalize(address)).values(language=language)
-        )
+    their contact's (`language_of`'s) from now on, for mail of tickets that have no
+    language yet, chat and assistant answers. Someone who is only a CC participant
+    has no contact to keep it on; a language the product does not speak changes
+    nothing."""
+    contact = contacts.by_email(session, addresses.normalize(address)) if language in LANGUAGES else None
+    if contact is not None:
+        contact.language = language
