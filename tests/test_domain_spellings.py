@@ -612,3 +612,26 @@ def test_a_cc_s_tracker_language_is_their_contact_s_in_the_other_spelling(app, c
         email: language for email, language in db.session.execute(select(Contact.email, Contact.language))
     }
     assert languages == {"zed@example.com": "", f"bob@{contact}": "en"}
+
+
+@pytest.mark.parametrize("stored,named", [(UNICODE, ASCII), (ASCII, UNICODE)])
+def test_the_api_names_a_staff_assignee_in_either_spelling(app, api, stored, named):
+    """Jane's account is `jane@bücher.example`, one account in either spelling (she
+    signs in with both); the API took her as an assignee, or a queue's filter, only
+    as stored: "is not a staff member" (`api.tickets._assignee_id`). A homograph is
+    nobody."""
+    jane, _ = StaffService(db.session).create(
+        email=f"jane@{stored}", name="Jane", role="agent", password="jane-password-1"
+    )
+    db.session.commit()
+    jane_id = jane.id
+    number = api.post(
+        "/tickets", {"subject": "VPN", "description": "Down.", "requester_email": "ann@example.com"}
+    )
+    number = number.get_json()["number"]
+    assigned = api.patch(f"/tickets/{number}", {"assignee": f"Jane@{named}"})
+    assert assigned.status_code == 200, assigned.get_json()
+    assert assigned.get_json()["assignee"]["id"] == jane_id
+    listed = api.get(f"/tickets?assignee=jane@{named}").get_json()
+    assert [ticket["number"] for ticket in listed["items"]] == [number]
+    assert api.patch(f"/tickets/{number}", {"assignee": f"jane@{HOMOGRAPH}"}).status_code == 422

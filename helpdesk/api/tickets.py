@@ -7,9 +7,7 @@ from typing import Any
 
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
-from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.api import bp, idempotency
 from helpdesk.api.payload import Spec, form_object, json_object
@@ -20,11 +18,12 @@ from helpdesk.errors import NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inputs import positive_int, unstorable
-from helpdesk.models import Message, StaffUser, Ticket
+from helpdesk.models import Message, Ticket
 from helpdesk.services import QueueService, TicketFilters, TicketsService, uploads, visibility
 from helpdesk.services.chat import share_text
 from helpdesk.services.idempotency import Earlier, made
 from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
+from helpdesk.services.staff import StaffService
 from helpdesk.services.stats import ticket_stats
 from helpdesk.services.tickets import kept_message, kept_ticket
 
@@ -292,7 +291,8 @@ def _assignee_filter(value: str | None) -> int | str | None:
 
 
 def _assignee_id(value: int | str | None) -> int | None:
-    """A staff member named by id or email; None (JSON null) unassigns."""
+    """A staff member named by id or email (`StaffService.by_email`: either spelling
+    of an internationalised domain); None (JSON null) unassigns."""
     if value is None:
         return None
     if isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdigit()):
@@ -300,9 +300,8 @@ def _assignee_id(value: int | str | None) -> int | None:
         if number is None:
             raise ValidationError({"assignee": "is not a staff member"})
         return number
-    user_id = db.session.execute(
-        select(StaffUser.id).where(StaffUser.email == addresses.normalize(value))
-    ).scalar_one_or_none()
-    if user_id is None:
+    # In either spelling of an internationalised domain, as she signs in.
+    user = StaffService(db.session).by_email(value)
+    if user is None:
         raise ValidationError({"assignee": "is not a staff member"})
-    return user_id
+    return user.id
