@@ -635,3 +635,41 @@ def test_the_api_names_a_staff_assignee_in_either_spelling(app, api, stored, nam
     listed = api.get(f"/tickets?assignee=jane@{named}").get_json()
     assert [ticket["number"] for ticket in listed["items"]] == [number]
     assert api.patch(f"/tickets/{number}", {"assignee": f"jane@{HOMOGRAPH}"}).status_code == 422
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_two_accounts_in_the_two_spellings_at_once_make_one(app):
+    """Two admins make Jane's account at the same moment, one typing
+    `jane@bücher.example`, the other `jane@xn--bcher-kva.example`: each looked for
+    the other spelling before either had committed, the insert refuses only the same
+    text, and one mailbox had two accounts with two passwords and roles. The second
+    waits for the first and is refused, naming it. PostgreSQL only: SQLite lets one
+    writer in at a time."""
+    engine = db.engine
+    first = Session(engine)
+    refused: list[str] = []
+
+    def second() -> None:
+        with Session(engine) as session:
+            try:
+                StaffService(session).create(
+                    email=f"jane@{ASCII}", name="Jane 2", role="admin", password="other-password-1"
+                )
+                session.commit()
+            except Conflict as error:
+                refused.append(str(error))
+
+    StaffService(first).create(email=f"jane@{UNICODE}", name="Jane", role="agent", password="jane-password-1")
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:  # the second has made its own account, or waits for the first
+        while thread.is_alive() and not _waiting_for_a_lock(timeout=1):
+            pass
+    finally:
+        first.commit()
+        first.close()
+        thread.join(60)
+    assert refused == [f"A staff user jane@{UNICODE} already exists."]
+    assert db.session.execute(
+        select(StaffUser.email).where(StaffUser.name.like("Jane%"))
+    ).scalars().all() == [f"jane@{UNICODE}"]

@@ -177,11 +177,22 @@ def _made_meanwhile(session: Session, email: str) -> Contact | None:
     an advisory lock held to the commit) and the spellings read again under it: two
     statements, only before such a contact's insert (docs/integrations.md, "Who the
     customer is"; docs/lifecycle.md, "Concurrent changes")."""
-    forms = addresses.either_form(email)
+    return by_email(session, email) if lock_spellings(session, email, SPELLINGS_LOCK) else None
+
+
+def lock_spellings(session: Session, address: str, space: int) -> bool:
+    """Take the advisory lock on the (normalized) `address`'s two spellings
+    (`addresses.either_form`) in `space` until the transaction ends, on PostgreSQL;
+    whether it was taken (not for an address of one spelling, nor on SQLite, which
+    lets one writer in at a time). Whoever inserts a row by address that the insert
+    refuses only in the same text (a contact, a staff account) and looks for the
+    other spelling first takes it before the look: two inserts at once, one in each
+    spelling, both looked before either committed."""
+    forms = addresses.either_form(address)
     if len(forms) == 1 or session.get_bind().dialect.name != "postgresql":
-        return None
-    session.execute(_LOCK_SPELLINGS, {"space": SPELLINGS_LOCK, "spellings_key": advisory_key(min(forms))})
-    return by_email(session, email)
+        return False
+    session.execute(_LOCK_SPELLINGS, {"space": space, "spellings_key": advisory_key(min(forms))})
+    return True
 
 
 def _remembered(session: Session, email: str) -> Contact | None:

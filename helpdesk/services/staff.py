@@ -28,6 +28,9 @@ from helpdesk.models import StaffUser
 from helpdesk.services import contacts
 
 MIN_PASSWORD = 10
+# The first key of the advisory lock a new account of an internationalised domain is
+# made under (`contacts.lock_spellings`), a space apart from the contacts' one.
+ACCOUNT_SPELLINGS_LOCK = 0x737466  # "stf"
 # Forms and the API cut what they read to this; hashing is what a long one costs.
 MAX_PASSWORD = 1000
 
@@ -53,6 +56,10 @@ class StaffService:
         if errors:
             raise ValidationError(errors)
         duplicate = Conflict(f"A staff user {email} already exists.")
+        # Looked for under a lock on the address's two spellings (PostgreSQL): two
+        # accounts made at once, one in each spelling, both found no one, and the
+        # insert refuses only the same text.
+        contacts.lock_spellings(self.session, email, ACCOUNT_SPELLINGS_LOCK)
         existing = self.by_email(email)
         if existing is not None:  # named as stored: it may be the domain's other spelling
             raise Conflict(f"A staff user {existing.email} already exists.")
