@@ -673,3 +673,36 @@ def test_two_accounts_in_the_two_spellings_at_once_make_one(app):
     assert db.session.execute(
         select(StaffUser.email).where(StaffUser.name.like("Jane%"))
     ).scalars().all() == [f"jane@{UNICODE}"]
+
+
+@pytest.mark.parametrize("stored,sender", [(UNICODE, ASCII), (ASCII, UNICODE)])
+def test_a_reply_on_a_merged_ticket_answers_her_mail_in_the_other_spelling(
+    app, service, agent_actor, sink, stored, sender
+):
+    """Ann (`ann@bücher.example` as stored) answered from `ann@xn--bcher-kva.example`;
+    Zed's ticket was merged into hers. On a ticket others were merged into, a copy
+    threads to its recipient's own mail only, and hers was read by the address as
+    written (`Composer._thread`): the staff reply named our earlier mail as its
+    parent, not hers, and her mail program showed it apart from her question."""
+    kept = open_ticket(service, requester_email=f"ann@{stored}")
+    number = service.display_number(kept)
+    raw = message(
+        sender=f"ann@{sender}",
+        subject=f"Re: [{number}] VPN drops every hour",
+        body="It dropped again at noon.",
+        message_id="<noon@client.example>",
+    ).as_bytes(policy=SMTP.clone(utf8=True))
+    answered = ingest(raw, Envelope(f"ann@{sender}", (SUPPORT,), "smtp"), app.config)
+    db.session.remove()
+    assert (answered.outcome, answered.ticket_number) == (Outcome.APPENDED, number), answered.reason
+    deliver(app, sink)
+    kept = service.get(number)
+    service.merge(open_ticket(service, requester_email="zed@example.com"), kept, actor=agent_actor)
+    service.add_message(kept, body="Replaced the router.", actor=agent_actor, channel="web")
+    db.session.commit()
+    (to_ann,) = [
+        sent
+        for sent in deliver(app, sink)
+        if sent["To"].addresses[0].username == "ann" and "Replaced the router." in text_of(sent)
+    ]
+    assert to_ann["In-Reply-To"] == "<noon@client.example>"

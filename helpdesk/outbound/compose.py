@@ -82,7 +82,7 @@ from helpdesk.message_ids import NO_TICKET, Signer
 from helpdesk.models import Attachment, InboundMail, Message, OutboxMessage, StaffUser, Ticket
 from helpdesk.numbering import display_number
 from helpdesk.return_paths import ReturnPaths
-from helpdesk.services import notifications
+from helpdesk.services import contacts, notifications
 
 log = logging.getLogger(__name__)
 
@@ -601,7 +601,8 @@ class Composer:
         out of their thread.
 
         On a ticket others were merged into, each recipient's thread is their own:
-        their own mail on those tickets and ours to them. The customers' mail of one
+        their own mail on those tickets (from their address in either spelling of
+        an internationalised domain) and ours to them. The customers' mail of one
         conversation is no longer one thread, and nobody is sent the Message-ID of
         someone else's mail.
 
@@ -630,7 +631,10 @@ class Composer:
 
         ours = on_tickets(InboundMail.ticket_id)
         if merged:
-            ours = and_(ours, func.lower(InboundMail.from_address) == row.to_address.lower())
+            # The recipient's own mail, written in either spelling of an
+            # internationalised domain (`contacts.spelt_as`): rows name the contact
+            # as stored, a mail its sender as their program wrote them.
+            ours = and_(ours, contacts.spelt_as(func.lower(InboundMail.from_address), row.to_address.lower()))
         # A customer's public message: never a staff member's mail, which is kept
         # as an internal note (or a public reply the customer was sent our own mail
         # for); with the ticket, so the index on (ticket_id, inbound_mail_id) finds it.
