@@ -666,6 +666,27 @@ def test_the_code_is_mailed_stored_hashed_and_only_the_asking_number_can_give_it
     assert contact("bob@example.com").phone == VICTIM_PHONE  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "stored,named",
+    [
+        ("ann@xn--bcher-kva.example", "ann@b\u00fccher.example"),
+        ("ann@b\u00fccher.example", "ann@xn--bcher-kva.example"),
+    ],
+)
+def test_a_number_bound_to_an_address_verifies_it_in_the_other_spelling(call, stored, named):
+    """Ann's number is bound to `ann@xn--bcher-kva.example`, as her mail wrote her;
+    the assistant names her `ann@bücher.example`, the same mailbox. Compared as
+    written (`assistant._verify_email`), she was told the address is linked to
+    another number. A homograph of it still is."""
+    db.session.add(Contact(email=stored, name="Ann", phone=VICTIM_PHONE))
+    db.session.commit()
+    (again,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": named}))
+    assert (again["success"], again["verified"], again["email"]) == (True, True, stored), again
+    assert _code_rows() == []
+    (other,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": "ann@b\u0430nk.example"}))
+    assert other["success"] is False, other
+
+
 def test_five_wrong_codes_kill_the_code(call):
     customer = {"phone": ATTACKER_PHONE, "language": "es"}
     tools(call, customer, ("verify_email", {"email": "bob@example.com"}))

@@ -569,7 +569,9 @@ class AssistantService:
         contacts.lock_number(self.session, customer.phone)
         contact = contacts.holder(self.session, customer.phone) or customer.contact
         if not addresses.is_reserved_invalid(contact.email):
-            if contact.email != email:
+            # The number's address in either spelling of an internationalised domain
+            # is the same mailbox, as `contacts.bind_proven` takes it: not "elsewhere".
+            if contact.email not in addresses.either_form(email):
                 raise Failure(LINKED_ELSEWHERE, "taken")
             return self._verified(contact, f"{email} is already linked to this number")
         try:
