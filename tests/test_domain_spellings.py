@@ -706,3 +706,29 @@ def test_a_reply_on_a_merged_ticket_answers_her_mail_in_the_other_spelling(
         if sent["To"].addresses[0].username == "ann" and "Replaced the router." in text_of(sent)
     ]
     assert to_ann["In-Reply-To"] == "<noon@client.example>"
+
+
+@pytest.mark.parametrize("cc,contact", [(ASCII, UNICODE), (UNICODE, ASCII)])
+def test_a_merged_ticket_s_cc_reads_their_own_reply_on_the_tracker(
+    app, client, service, agent_actor, cc, contact
+):
+    """Bob is a CC of Zed's ticket as its mail wrote him (`bob@xn--bcher-kva.example`),
+    his contact is `bob@bücher.example`, and Zed's ticket was merged into Ann's. On a
+    ticket others were merged into the tracker shows a reader their conversation's
+    messages, and a message's author was compared with its people as written
+    (`tracking._theirs`): Bob's own reply was missing from his view."""
+    db.session.add(Contact(email=f"bob@{contact}", name="Bob"))
+    db.session.commit()
+    kept = open_ticket(service, subject="Outage Roma", description="Roma is down.")
+    duplicate = open_ticket(
+        service, requester_email="zed@example.com", subject="Sin internet", cc=[(f"bob@{cc}", "Bob")]
+    )
+    service.merge(duplicate, kept, actor=agent_actor)
+    db.session.commit()
+    answered = mail(app, f"bob@{cc}", "Re: [TKT-000002] Sin internet")
+    assert (answered.outcome, answered.ticket_number) == (Outcome.APPENDED, "TKT-000001"), answered.reason
+    shown = client.post("/api/v1/public/track", json={"ticket_number": "TKT-000002", "email": f"bob@{cc}"})
+    assert shown.status_code == 200, shown.get_json()
+    bodies = [reply["body"] for reply in shown.get_json()["replies"]]
+    assert "The printer on floor 3 is on fire." in bodies, bodies
+    assert "Roma is down." not in bodies  # Ann's, another conversation

@@ -200,7 +200,9 @@ def _theirs(message: Message, own: notifications.OwnConversation, since: datetim
     if own.people is None:
         return True
     if message.author_contact is not None:
-        return message.author_contact.email in own.people
+        # Its people as a ticket stores them, its author as their contact is: either
+        # spelling of an internationalised domain (`addresses.either_form`).
+        return not own.people.isdisjoint(addresses.either_form(message.author_contact.email))
     return since is None or message.created_at >= since
 
 
