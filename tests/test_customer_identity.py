@@ -17,7 +17,7 @@ from helpdesk import addresses
 from helpdesk.clock import now
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
-from helpdesk.models import Contact, EmailProof, OutboxMessage, SatisfactionRating, Ticket
+from helpdesk.models import Contact, EmailProof, Message, OutboxMessage, SatisfactionRating, Ticket
 from helpdesk.services import contacts, email_proofs, notifications
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
@@ -557,6 +557,55 @@ def test_a_workflow_may_not_name_a_staff_member_s_contact_by_its_id(call, servic
         "workflow/tickets", {"title": "Install", "description": ".", "customer_id": carol.requester_id}
     )
     assert response.status_code == 201, response.get_data(as_text=True)
+
+
+def test_a_whatsapp_number_proven_for_an_address_that_became_staff_acts_for_no_customer(call, app, service):
+    """Lucía proved her address on WhatsApp, and was hired later under it (or it was
+    made a staff account): the number still acted for that address's contact, so it
+    listed and read every ticket the new agent was copied on, other customers'
+    included, and commented there as a customer, even once she was deactivated.
+    Naming the address is refused (`is_ours`); its number is refused the same way,
+    as `customer.phone`'s problem, and nothing is written (found by the channels
+    review)."""
+    proofs.prove(db.session, app.config, VICTIM_PHONE, "lucia@example.com", "Lucía")
+    staff = StaffService(db.session)
+    lucia, _ = staff.create(
+        email="Lucia@example.com", name="Lucía", role="agent", password="lucia-password-1"
+    )
+    carol = open_ticket(service, requester_email="carol@example.com", subject="Charged twice")
+    service.add_participant(carol, "lucia@example.com", "Lucía")
+    db.session.commit()
+    messages = db.session.execute(select(func.count(Message.id))).scalar_one()
+    for active in (True, False):
+        staff.set_active(lucia, active)
+        db.session.commit()
+        for name, args in (
+            ("list_my_tickets", {}),
+            ("add_ticket_comment", {"ticketId": "TKT-1", "text": "Hi"}),
+        ):
+            response = call(
+                "assistant/tool-calls",
+                {
+                    "customer": {"phone": VICTIM_PHONE, "language": "es"},
+                    "tool_calls": [
+                        {
+                            "id": "c0",
+                            "type": "function",
+                            "function": {"name": name, "arguments": json.dumps(args)},
+                        }
+                    ],
+                },
+            )
+            assert response.status_code == 422, response.get_data(as_text=True)
+            assert response.get_json()["error"]["fields"] == {
+                "customer.phone": contacts.NUMBER_NOT_A_CUSTOMER
+            }
+    db.session.rollback()
+    assert db.session.execute(select(func.count(Message.id))).scalar_one() == messages
+    assert contact("lucia@example.com").language != "es"  # type: ignore[union-attr]
+    # Another number is a customer as before.
+    (listed,) = tools(call, {"phone": ATTACKER_PHONE}, ("list_my_tickets", {}))
+    assert listed == {"success": True, "tickets": []}
 
 
 def test_a_number_naming_an_unused_address_does_not_see_its_later_mail(call, service):

@@ -78,5 +78,14 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
         name=value.get("name", "")[:200],
         language=language,
     )
+    # A number is the address it was proven for, whatever that address became since:
+    # one made a staff account later (someone hired) is no customer's, as named. A
+    # stand-in address is no one's but the number's.
+    if (
+        phone_vouched
+        and not addresses.is_reserved_invalid(contact.email)
+        and contacts.is_ours(db.session, contact.email, current_app.config)
+    ):
+        raise ValidationError({"customer.phone": contacts.NUMBER_NOT_A_CUSTOMER})
     proven = phone if phone_vouched else None
     return Customer(contact, languages.of_contact(contact, current_app.config), proven)

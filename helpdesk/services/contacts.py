@@ -79,6 +79,8 @@ _LAST = "last contact found"  # the session's `info` key of `_remember`
 _ALL_STAFF = select(StaffUser.email)
 # Why an integration may not name an address as its customer (`is_ours`).
 NOT_A_CUSTOMER = "is the helpdesk's own address or a staff member's, not a customer's"
+# Why a WhatsApp number may not act as a customer: it was proven for such an address.
+NUMBER_NOT_A_CUSTOMER = "is linked to the helpdesk's own address or a staff member's, not a customer's"
 
 
 def is_ours(session: Session, address: str, config: Mapping[str, Any]) -> bool:
