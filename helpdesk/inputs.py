@@ -8,6 +8,7 @@ overflow past 2**31 - 1. Only ASCII digits within range are ids.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from typing import Any
@@ -45,6 +46,27 @@ _BLANK_MARKS = frozenset(
     + "".join(chr(code) for code in range(0xE0100, 0xE01F0))
 )
 MAX_PAGE = 100_000  # the last page a portal list is asked for
+
+
+def strict_json(text: str | bytes) -> Any:
+    """`text` read as RFC 8259 JSON, or ValueError (RecursionError when nested deeper
+    than the parser recurses): an object naming a member twice, and the `NaN`,
+    `Infinity` and `-Infinity` Python's parser takes, are not JSON. Taken with its
+    last value, a member named twice was judged by whatever read the first (a proxy
+    in front of the API, a runtime's check of a tool call's arguments) as another
+    request than the one acted on (docs/security.md, "JSON")."""
+    return json.loads(text, object_pairs_hook=_one_of_each, parse_constant=_no_constant)
+
+
+def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("a name given twice in one object")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def positive_int(text: object, maximum: int = MAX_ID) -> int | None:

@@ -13,7 +13,7 @@ from typing import Any
 from flask import request
 
 from helpdesk.errors import DomainError, ValidationError
-from helpdesk.inputs import echoed, unstorable
+from helpdesk.inputs import echoed, strict_json, unstorable
 
 # A field's allowed JSON types; `None` in the tuple admits null.
 Spec = Mapping[str, tuple[type | None, ...]]
@@ -55,20 +55,9 @@ def _parsed() -> tuple[bool, Any]:
     if not data:
         return True, {}
     try:
-        return True, json.loads(data, object_pairs_hook=_object, parse_constant=_no_constant)
+        return True, strict_json(data)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
         return False, None
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        raise ValueError("a name given twice in one object")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def json_object(spec: Spec, required: tuple[str, ...] = ()) -> dict[str, Any]:

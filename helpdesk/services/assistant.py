@@ -30,7 +30,7 @@ from helpdesk.clock import iso, now
 from helpdesk.database import commit_or_unknown, insert_ignoring
 from helpdesk.errors import DomainError, TicketCancelled
 from helpdesk.inbound import automail
-from helpdesk.inputs import echoed, nothing_to_read, unstorable_json, without_tags
+from helpdesk.inputs import echoed, nothing_to_read, strict_json, unstorable_json, without_tags
 from helpdesk.languages import N_, format_remaining, gettext_in
 from helpdesk.models import AssistantCall, Contact, Message, Ticket
 from helpdesk.services import chat, contacts, customer_limits, email_proofs, notifications, satisfaction
@@ -691,7 +691,7 @@ def _arguments(name: str, arguments: object) -> dict[str, Any]:
     if not isinstance(arguments, str) or len(arguments) > MAX_ARGUMENTS:
         raise Failure(INVALID_ARGUMENTS, "invalid")
     try:
-        parsed = json.loads(arguments or "{}")
+        parsed = strict_json(arguments or "{}")  # a member named twice is no arguments (RFC 8259)
     except (ValueError, RecursionError):  # the parser recurses per level: 240,000 `[` are too deep
         raise Failure(INVALID_ARGUMENTS, "invalid") from None
     # Unstorable text anywhere, keys included, before the validator sees it: it
