@@ -1038,6 +1038,43 @@ def test_verify_email_of_a_number_bound_before_folding_is_that_address(call):
     assert _code_rows() == []
 
 
+def test_verify_email_of_the_bound_address_in_its_other_spelling_is_that_address(call, app):
+    """Ana's mail program writes her domain in punycode, so her contact is
+    `ana@xn--bcher-kva.example`, and her number was proven for it. The assistant
+    naming it as she types it, `ana@bücher.example`, is the same mailbox: it was
+    answered "Already linked to another number or email address", telling her the
+    address she linked was someone else's (found by the channels review)."""
+    contacts.find_or_create(db.session, "ana@xn--bcher-kva.example", "Ana")
+    db.session.commit()
+    proofs.prove(db.session, app.config, VICTIM_PHONE, "ana@bücher.example", "Ana")
+    mailed = len(_code_rows())
+    for spelling in ("ana@bücher.example", "Ana@BÜCHER.example", "ana@xn--bcher-kva.example"):
+        (asked,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": spelling}))
+        assert asked["success"] is True and asked["verified"] is True, (spelling, asked)
+        assert asked["email"] == "ana@xn--bcher-kva.example"
+    assert len(_code_rows()) == mailed  # no code mailed: nothing to prove
+    (other,) = tools(call, {"phone": VICTIM_PHONE}, ("verify_email", {"email": "ana@example.com"}))
+    assert other["error"] == "Already linked to another number or email address"
+
+
+def test_the_right_code_given_with_the_other_spelling_of_the_address_is_right(call):
+    """The code was asked for `ana@xn--bcher-kva.example` (her contact's spelling, as
+    her mail program writes it) and given back naming `ana@bücher.example`, one
+    mailbox: the right code was a wrong try, one of the code's 5 and of the
+    mailbox's 20 a day (found by the channels review)."""
+    contacts.find_or_create(db.session, "ana@xn--bcher-kva.example", "Ana")
+    db.session.commit()
+    ana = {"phone": VICTIM_PHONE}
+    (asked,) = tools(call, ana, ("verify_email", {"email": "ana@xn--bcher-kva.example"}))
+    assert asked["verified"] is False, asked
+    code = proofs.mailed_code(db.session, "ana@xn--bcher-kva.example")
+    (given,) = tools(call, ana, ("verify_email", {"email": "ana@bücher.example", "code": code}))
+    assert given["success"] is True and given["verified"] is True, given
+    db.session.expire_all()
+    assert contact("ana@xn--bcher-kva.example").phone == VICTIM_PHONE  # type: ignore[union-attr]
+    assert db.session.execute(select(func.sum(EmailProof.wrong_tries))).scalar_one() == 0
+
+
 def test_verify_email_in_a_web_chat_changes_nothing(call):
     """The chat's email is vouched for by the widget's backend: nothing to prove there."""
     (answer,) = tools(

@@ -204,7 +204,10 @@ def confirm(
     if wrong >= MAILBOX_MAX_WRONG and wrong_here:
         raise ProofRefused("too_many_wrong")
     typed = _as_typed(code)
-    right = proof.email == email and hmac.compare_digest(proof.code_hash, _digest(config, proof, typed))
+    # The address as asked for, in either spelling of its domain (one mailbox): the
+    # code asked for `ana@xn--bcher-kva.example` is right for `ana@bücher.example`.
+    asked_for = proof.email in addresses.either_form(email)
+    right = asked_for and hmac.compare_digest(proof.code_hash, _digest(config, proof, typed))
     if not right:
         proof.wrong_tries += 1
         if proof.wrong_tries >= MAX_WRONG_TRIES:
