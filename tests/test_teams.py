@@ -252,6 +252,45 @@ def test_a_hidden_ticket_answers_404_on_every_portal_route(portal, hidden, clien
     assert number not in portal.get("/tickets?q=ZTEGC8A1").get_data(as_text=True)
 
 
+def test_a_portal_change_that_takes_a_ticket_out_of_sight_goes_back_to_the_queue(
+    app, hidden, portal, field_agent
+):
+    """Moving a ticket to a team the agent does not see, opening one the routing sends
+    to such a team, or handing one to a colleague under `own` took the agent to the
+    ticket's page, which answered 404 as for a number that does not exist: the change
+    was made, and the page said the ticket was not there. The queue now, saying why."""
+    teamless = hidden["teamless"]
+    kept = portal.post(f"/tickets/{teamless}/update", {"priority": "high"}, page=f"/tickets/{teamless}")
+    assert kept.headers["Location"] == f"/tickets/{teamless}"  # still in sight: its page, as before
+    support = hidden["support"]
+    moved = portal.post(f"/tickets/{support}/update", {"team": "field_ops"}, page=f"/tickets/{support}")
+    assert moved.headers["Location"] == "/tickets"
+    queue = portal.get("/tickets").get_data(as_text=True)
+    assert "Saved." in queue
+    assert f"{support} is not among the tickets you may see, so here is the queue." in queue
+    form = {
+        "requester_email": "lucia@example.com",
+        "subject": "Alta",
+        "description": "Instalación de fibra",
+        "ticket_type": "installation_request",
+    }
+    opened = portal.post("/tickets/new", form, page="/tickets/new")
+    assert opened.headers["Location"] == "/tickets"
+    queue = portal.get("/tickets").get_data(as_text=True)
+    assert "Opened TKT-000005." in queue and "TKT-000005 is not among the tickets you may see" in queue
+    assert _team_of("TKT-000005") == "field_ops"
+    app.config["AGENT_VISIBILITY"] = "own"
+    own = hidden["own"]
+    handed = portal.post(
+        f"/tickets/{own}/escalate",
+        {"level": "L2", "reason": "Fibra cortada", "assignee": str(field_agent.id)},
+        page=f"/tickets/{own}",
+    )
+    assert handed.headers["Location"] == "/tickets"
+    assert f"{own} is not among the tickets you may see" in portal.get("/tickets").get_data(as_text=True)
+    assert portal.get(f"/tickets/{own}").status_code == 404  # the rule itself is unchanged
+
+
 def test_admins_see_everything_and_own_mode_shows_only_assigned_tickets(app, hidden, client, admin, agent):
     admin_api = ApiClient(client, login_tokens(client, admin.email, "admin-password-1")["access_token"])
     assert admin_api.get(f"/tickets/{hidden['field']}").status_code == 200

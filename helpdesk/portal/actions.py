@@ -30,8 +30,10 @@ from helpdesk.wording import error_text
 log = logging.getLogger("helpdesk.portal")
 
 
-def perform(change: Callable[[], str], back: str) -> Response:
-    """`change` does the work and returns the message to show on success.
+def perform(change: Callable[[], str], back: str, *, onward: Callable[[], str] | None = None) -> Response:
+    """`change` does the work and returns the message to show on success; `onward`,
+    when given, is where a kept change goes instead of `back`, asked after the commit
+    (a change can take away the page it came from: `portal.tickets._page_or_queue`).
 
     A transient database error was a 500 page, though nothing of the change was
     kept and the same form sent again would do it (docs/lifecycle.md, "Concurrent
@@ -65,6 +67,9 @@ def perform(change: Callable[[], str], back: str) -> Response:
             return redirect(back)
         log.warning("database failed a portal change, the user is asked to retry: %s", exc.orig)
         flash(try_again(), "error")
+    else:
+        if onward is not None:  # outside the `try`: the change is kept whatever this does
+            return redirect(onward())
     return redirect(back)
 
 

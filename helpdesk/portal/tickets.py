@@ -189,7 +189,7 @@ def new_ticket() -> ResponseReturnValue:
             status = refused(exc)  # too large, 422, or the database failing now, 503
         else:
             flash(gettext("Opened %(number)s.", number=_number(ticket)))
-            return redirect(url_for("portal.ticket", number=_number(ticket)))
+            return redirect(_page_or_queue(ticket))
     return render_template(
         "portal/new_ticket.html",
         nav="new",
@@ -299,7 +299,7 @@ def escalate(number: str) -> ResponseReturnValue:
         _service().escalate(record, level, actor=actor(), reason=form.get("reason", ""), assignee_id=assignee)
         return gettext("Escalated to %(level)s.", level=level)
 
-    return perform(raise_level, _page(record))
+    return perform(raise_level, _page(record), onward=lambda: _page_or_queue(record))
 
 
 @bp.post("/tickets/<number>/language")
@@ -368,7 +368,7 @@ def update(number: str) -> ResponseReturnValue:
         _service().update(record, actor=actor(), **changes)
         return gettext("Saved.")
 
-    return perform(save, _page(record))
+    return perform(save, _page(record), onward=lambda: _page_or_queue(record))
 
 
 def _service_fields(form: Any) -> dict[str, Any]:
@@ -384,6 +384,22 @@ def _service_fields(form: Any) -> dict[str, Any]:
 
 def _page(record: Ticket) -> str:
     return url_for("portal.ticket", number=_number(record))
+
+
+def _page_or_queue(record: Ticket) -> str:
+    """Where a kept change of the ticket goes: its page while the staff member may
+    still see it, else the queue, saying why. Their own change can take it out of
+    their sight (`AGENT_VISIBILITY`): moved to a team they do not see, handed to a
+    colleague under `own`, a new ticket the routing sends to such a team; its page
+    answered 404 then, as for a number that does not exist (docs/isp-operations.md)."""
+    if visibility.may_see(db.session, actor(), current_app.config["AGENT_VISIBILITY"], record.id):
+        return _page(record)
+    flash(
+        gettext(
+            "%(number)s is not among the tickets you may see, so here is the queue.", number=_number(record)
+        )
+    )
+    return url_for("portal.queue")
 
 
 @bp.get("/attachments/<int(max=2147483647):attachment_id>")
