@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, delete, false, func, insert, select
+from sqlalchemy import ColumnElement, delete, false, insert, select
 from sqlalchemy.orm import Session
 
 from helpdesk.clock import now
@@ -116,17 +116,6 @@ def _replace(session: Session, ticket: Ticket, wanted: list[str], actor: Actor) 
     ticket.updated_at = now()
     session.flush()
     session.expire(ticket, ["tags"])
-
-
-def in_use(session: Session) -> list[tuple[str, int]]:
-    """Every tag with the number of tickets carrying it, most used first."""
-    rows = session.execute(
-        select(Tag.name, func.count(TicketTag.ticket_id))
-        .join(TicketTag, TicketTag.tag_id == Tag.id)
-        .group_by(Tag.name)
-        .order_by(func.count(TicketTag.ticket_id).desc(), Tag.name)
-    ).all()
-    return [(name, count) for name, count in rows]
 
 
 def tagged(session: Session, name: str) -> ColumnElement[bool]:

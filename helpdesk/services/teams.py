@@ -66,10 +66,6 @@ def team_id(session: Session, name: object, *, lock: bool = False) -> int | None
     return session.execute(query.with_for_update(key_share=True) if lock else query).scalar()
 
 
-def member_of(session: Session, staff_id: int) -> list[int]:
-    return list(session.execute(select(TeamMember.team_id).where(TeamMember.staff_id == staff_id)).scalars())
-
-
 class TeamsService:
     def __init__(self, session: Session) -> None:
         self.session = session
