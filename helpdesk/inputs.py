@@ -32,6 +32,9 @@ _TAG = re.compile("[\U000e0000-\U000e007f]")
 # surrogate pair is one character once JSON is decoded, so any left is alone).
 _UNECHOED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 MAX_ECHO = 100  # characters of caller text an answer repeats
+# The control characters text of several lines has no use for: all but tab and line
+# feed (a carriage return is a line feed by then: `typed_text`).
+_LINES_CONTROL: dict[int, None] = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)])
 # Unicode's categories of characters that take no place on the page: controls, and
 # format characters (zero-width spaces and joiners, bidirectional marks, a BOM).
 _UNSHOWN = frozenset(("Cc", "Cf"))
@@ -203,6 +206,14 @@ def without_tags(text: str) -> str:
     if text.isascii() or _TAG.search(text) is None:  # the common case, without a substitution's cost
         return text
     return _TAGS.sub(lambda found: found.group(1) or "", text)
+
+
+def plain_lines(text: str) -> str:
+    """Text of several lines (`typed_text`) without tag characters (`without_tags`)
+    and without control characters but tab and line feed: a terminal's escape
+    sequence, a bell. For a customer's rating comment, which is shown to staff and
+    handed to whoever reads the API, and has no use for either."""
+    return without_tags(text).translate(_LINES_CONTROL)
 
 
 def without_bidi(text: str) -> str:

@@ -29,7 +29,7 @@ from helpdesk import addresses
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, ValidationError
-from helpdesk.inputs import typed_text, unstorable
+from helpdesk.inputs import plain_lines, typed_text, unstorable
 from helpdesk.languages import N_
 from helpdesk.models import SatisfactionRating, StaffUser, Ticket
 from helpdesk.services.tickets import lock_for_change
@@ -129,7 +129,9 @@ def rate(
         existing = SatisfactionRating(ticket_id=ticket.id, created_at=moment)
         session.add(existing)
     existing.rating = rating
-    existing.comment = comment.strip()
+    # Hidden text goes, as from a description or a message, and so do control
+    # characters but tab and line feed (docs/security.md, "Hidden text").
+    existing.comment = plain_lines(comment).strip()
     existing.via = via
     existing.participant_email = participant_of(ticket, by)
     existing.agent_id = ticket.assignee_id
