@@ -378,12 +378,19 @@ def integration_required(*kinds: str) -> Callable[[F], F]:
             if refused is not None:
                 return refused
             if integration.kind not in kinds:
-                return error_response(403, "forbidden", f"This needs a {' or '.join(kinds)} integration.")
+                return error_response(403, "forbidden", f"This needs {_integration_of(kinds)}.")
             return view(*args, **kwargs)
 
         return cast(F, wrapper)
 
     return decorator
+
+
+def _integration_of(kinds: tuple[str, ...]) -> str:
+    """"an assistant integration", "a chat or workflow integration": the article is
+    the first kind's ("a assistant" was the 403's English before)."""
+    named = " or ".join(kinds)
+    return f"{'an' if named[:1] in 'aeiou' else 'a'} {named} integration"
 
 
 def current_actor() -> Actor:

@@ -238,6 +238,22 @@ def test_a_whatsapp_customer_named_by_the_id_of_a_contact_merged_since_gets_the_
     assert requesters == [ids[0], marta.id]
 
 
+@pytest.mark.parametrize(
+    "path,kind,needed",
+    [
+        ("/assistant/tools", "workflow", "This needs an assistant integration."),
+        ("/chat/lookup", "assistant", "This needs a chat integration."),
+    ],
+)
+def test_a_token_of_another_kind_is_told_in_english_which_kind_it_needs(client, path, kind, needed):
+    """The 403 of an integration endpoint names the kind it needs with its article:
+    an assistant's endpoint read "This needs a assistant integration."."""
+    other = ApiClient(client, _integration(kind, f"site-{kind}"))
+    response = other.get(path) if path == "/assistant/tools" else other.post(path, {"text": ""})
+    assert response.status_code == 403
+    assert response.get_json()["error"]["message"] == needed
+
+
 def test_a_missing_title_is_refused_like_the_rest_of_the_api(workflow):
     body = {key: value for key, value in INSTALLATION.items() if key != "title"}
     assert _refusal(workflow, body)["fields"] == {"title": "is required"}
