@@ -387,8 +387,8 @@ def integration_required(*kinds: str) -> Callable[[F], F]:
 
 
 def _integration_of(kinds: tuple[str, ...]) -> str:
-    """"an assistant integration", "a chat or workflow integration": the article is
-    the first kind's ("a assistant" was the 403's English before)."""
+    """The integration `kinds` name, with the article of the first: "an assistant
+    integration", "a chat or workflow integration" (the 403 read "a assistant")."""
     named = " or ".join(kinds)
     return f"{'an' if named[:1] in 'aeiou' else 'a'} {named} integration"
 
