@@ -35,7 +35,7 @@ from helpdesk.clock import now
 from helpdesk.errors import ValidationError
 from helpdesk.inputs import echoed, positive_int
 from helpdesk.models import Contact, Ticket
-from helpdesk.services import tags, teams, visibility
+from helpdesk.services import contacts, tags, teams, visibility
 from helpdesk.services.actors import Actor
 
 MAX_PER_PAGE = 100
@@ -305,10 +305,11 @@ class QueueService:
         if filters.sla:
             query = query.where(sla_queries.state_clause(filters.sla, now()))
         if filters.requester_email:
+            # In either spelling of an internationalised domain: one mailbox, one
+            # customer (`contacts.spelt_as`; docs/security.md, "Two spellings of a domain").
+            address = addresses.normalize(filters.requester_email)
             query = query.where(
-                Ticket.requester_id.in_(
-                    select(Contact.id).where(Contact.email == addresses.normalize(filters.requester_email))
-                )
+                Ticket.requester_id.in_(select(Contact.id).where(contacts.spelt_as(Contact.email, address)))
             )
         if filters.q and filters.q.strip():
             query = query.where(self._search(filters.q.strip()))
