@@ -113,6 +113,20 @@ def test_links_go_both_ways_once_and_are_recorded_on_both(api, portal):
     assert api.delete(f"/tickets/{outage}/links/{complaint}").status_code == 200  # not linked: nothing to do
 
 
+def test_unlinking_tickets_that_were_never_linked_says_so_and_records_nothing(api, portal):
+    """The API's DELETE of a link that is not there answers 200, as linking twice
+    does (nothing to do), but the portal said "Link removed." of two tickets that
+    had never been linked. It now says they were not linked (in Spanish:
+    tests/test_staff_languages.py), and neither ticket gets a history row."""
+    outage, complaint = _open(api, "Caída OLT norte"), _open(api, "Sin servicio")
+    form = {"ticket": complaint, "action": "remove"}
+    assert portal.post(f"/tickets/{outage}/links", form, page=f"/tickets/{outage}").status_code == 302
+    page = portal.get(f"/tickets/{outage}").get_data(as_text=True)
+    assert "These tickets were not linked." in page and "Link removed." not in page
+    assert api.delete(f"/tickets/{outage}/links/{complaint}").status_code == 200
+    assert _history(outage, "link") == [] and _history(complaint, "link") == []
+
+
 def test_a_ticket_the_agent_may_not_see_cannot_be_linked_or_merged_into(app, api, agent, service):
     teams = TeamsService(db.session)
     teams.add("field_ops")

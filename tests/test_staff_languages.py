@@ -403,6 +403,8 @@ def test_what_the_portal_says_after_each_form_is_spanish_too(clock, app, client,
     after(f"{ticket}/tags", {"tags": "¡mal etiquetado!"})
     after(f"{ticket}/links", {"ticket": "TKT-000001", "action": "add"})
     after(f"{ticket}/links", {"ticket": "TKT-000404", "action": "add"})
+    unlinked = after(f"{ticket}/links", {"ticket": "TKT-000003", "action": "remove"})
+    assert "Estos tickets no estaban vinculados." in unlinked
     after(f"{ticket}/merge", {"into": "TKT-000001"})
     after(f"{ticket}/update", {"priority": "altísima", "category": "technical"})
     after(f"{ticket}/language", {"language": "fr"})

@@ -47,7 +47,8 @@ def link(number: str) -> ResponseReturnValue:
     def change() -> str:
         other = _other(form.get("ticket", ""))
         if form.get("action") == "remove":
-            links.unlink(db.session, record, other, actor(), current_app.config)
+            if not links.unlink(db.session, record, other, actor(), current_app.config):
+                return gettext("These tickets were not linked.")
             return gettext("Link removed.")
         links.link(db.session, record, other, actor(), current_app.config)
         return gettext("Linked.")

@@ -48,7 +48,10 @@ def link(session: Session, ticket: Ticket, other: Ticket, actor: Actor, config: 
     session.flush()
 
 
-def unlink(session: Session, ticket: Ticket, other: Ticket, actor: Actor, config: Mapping[str, Any]) -> None:
+def unlink(session: Session, ticket: Ticket, other: Ticket, actor: Actor, config: Mapping[str, Any]) -> bool:
+    """Whether there was a link to remove. Unlinking tickets that are not linked
+    changes nothing and is no error (idempotent, as linking twice is), but a
+    caller that tells a person what happened says which it was."""
     low, high = sorted((ticket.id, other.id))
     removed = session.execute(
         delete(TicketLink)
@@ -58,6 +61,7 @@ def unlink(session: Session, ticket: Ticket, other: Ticket, actor: Actor, config
     if removed is not None:
         _record_both(session, ticket, other, actor, config, linked=False)
     session.flush()
+    return removed is not None
 
 
 def _record_both(
