@@ -399,6 +399,24 @@ def test_a_staff_or_helpdesk_address_is_no_customer_for_an_integration(call, ser
     assert stored == ["carol@example.com"]
 
 
+@pytest.mark.parametrize(
+    "email", ["noreply@example.com", "MAILER-DAEMON@example.com", "no-reply.billing@isp.test"]
+)
+@pytest.mark.parametrize("path", ["chat/lookup", "chat/tickets", "assistant/tool-calls", "workflow/tickets"])
+def test_a_machine_s_mailbox_is_no_customer_on_any_channel(call, path, email):
+    """The workflow API refused `noreply@` as a customer, the chat and the assistant
+    took it: a ticket whose acknowledgment and replies the outbox never sends (and
+    mail to such a mailbox can loop). Every channel refuses it now, as the field's
+    problem, and stores nothing."""
+    response = call(path, _naming(path, email))
+    assert response.status_code == 422, response.get_data(as_text=True)
+    field = "customer_email" if path.startswith("workflow") else "customer.email"
+    assert response.get_json()["error"]["fields"] == {field: contacts.MACHINE_ADDRESS}
+    db.session.rollback()
+    assert db.session.execute(select(Ticket)).first() is None
+    assert db.session.execute(select(Contact)).first() is None
+
+
 def test_a_staff_address_given_in_a_web_chat_to_the_assistant_is_refused(call, agent):
     response = call(
         "assistant/tool-calls",

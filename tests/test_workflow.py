@@ -16,7 +16,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Contact, OutboxMessage, Ticket, TicketHistory
 from helpdesk.services import contacts
 from helpdesk.services.integrations import IntegrationsService
-from helpdesk.services.workflow import MACHINE_ADDRESS, open_workflow_ticket
+from helpdesk.services.workflow import open_workflow_ticket
 from tests.support.app import ApiClient
 from tests.support.database import open_ticket
 from tests.support.lost_commit import commit_answer_lost
@@ -214,7 +214,7 @@ def test_a_machine_s_contact_named_by_id_is_no_workflow_customer(workflow):
     robot = contacts.find_or_create(db.session, "no-reply@billing.example", "")
     db.session.commit()
     body = {"title": "Alta", "description": "Instalar", "customer_id": robot.id}
-    assert _refusal(workflow, body)["fields"] == {"customer_id": MACHINE_ADDRESS}
+    assert _refusal(workflow, body)["fields"] == {"customer_id": contacts.MACHINE_ADDRESS}
     assert db.session.execute(select(Ticket)).first() is None
 
 

@@ -10,6 +10,7 @@ from flask import current_app
 from helpdesk import addresses, inputs, languages, phones
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
+from helpdesk.inbound import automail
 from helpdesk.inputs import unstorable
 from helpdesk.services import contacts
 from helpdesk.services.assistant import Customer
@@ -54,6 +55,8 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
         errors["customer.email"] = addresses.INVALID  # a stand-in is derived from a phone: no proof
     elif email is not None and contacts.is_ours(db.session, email, current_app.config):
         errors["customer.email"] = contacts.NOT_A_CUSTOMER
+    elif email is not None and automail.is_machine_address(email):
+        errors["customer.email"] = contacts.MACHINE_ADDRESS  # as the workflow API refuses it
     phone = None
     if value.get("phone"):
         phone = phones.normalize(value["phone"])

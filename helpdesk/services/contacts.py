@@ -81,6 +81,10 @@ _ALL_STAFF = select(StaffUser.email)
 NOT_A_CUSTOMER = "is the helpdesk's own address or a staff member's, not a customer's"
 # Why a WhatsApp number may not act as a customer: it was proven for such an address.
 NUMBER_NOT_A_CUSTOMER = "is linked to the helpdesk's own address or a staff member's, not a customer's"
+# Why a machine's mailbox (`automail.is_machine_address`: noreply@, mailer-daemon@…)
+# is no customer, however a channel names it: the outbox never mails it, so the
+# customer would read nothing staff write (docs/integrations.md, "Who the customer is").
+MACHINE_ADDRESS = "is an automatic mailbox (noreply, mailer-daemon…), not a customer's"
 
 
 def is_ours(session: Session, address: str, config: Mapping[str, Any]) -> bool:

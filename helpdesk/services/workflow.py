@@ -39,9 +39,6 @@ _WORKFLOW_PRIORITY = {stored: name for name, stored in _STORED_PRIORITY.items()}
 # TicketsService's field names for what the workflow calls otherwise, so a refusal
 # names the field the workflow sent.
 _FIELD_NAMES = {"subject": "title", "requester_email": "customer_email", "team": "assigned_team"}
-# A customer at a machine's mailbox (`automail.is_machine_address`) reads nothing
-# staff write on the ticket: the outbox never mails it (docs/isp-operations.md).
-MACHINE_ADDRESS = "is an automatic mailbox (noreply, mailer-daemon…), not a customer's"
 
 
 def open_workflow_ticket(
@@ -168,7 +165,7 @@ def _customer(
         ):
             errors["customer_email"] = contacts.NOT_A_CUSTOMER
         elif automail.is_machine_address(addresses.normalize(customer_email)):
-            errors["customer_email"] = MACHINE_ADDRESS
+            errors["customer_email"] = contacts.MACHINE_ADDRESS
         return None
     if customer_email is not None:
         errors["customer_email"] = "must not be given with customer_id"
@@ -189,7 +186,7 @@ def _customer(
         errors["customer_id"] = contacts.NOT_A_CUSTOMER
         return None
     if automail.is_machine_address(contact.email):  # a contact mail from noreply@ once made
-        errors["customer_id"] = MACHINE_ADDRESS
+        errors["customer_id"] = contacts.MACHINE_ADDRESS
         return None
     return contact
 
