@@ -17,7 +17,15 @@ from helpdesk import addresses
 from helpdesk.clock import now
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
-from helpdesk.models import Contact, EmailProof, Message, OutboxMessage, SatisfactionRating, Ticket
+from helpdesk.models import (
+    Contact,
+    EmailProof,
+    Message,
+    OutboxMessage,
+    Participant,
+    SatisfactionRating,
+    Ticket,
+)
 from helpdesk.services import contacts, email_proofs, notifications
 from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.staff import StaffService
@@ -702,6 +710,33 @@ def test_a_whatsapp_customer_s_ratings_stay_theirs_once_their_email_is_proven(ca
     assert changed[0]["success"] is True, changed
     db.session.expire_all()
     assert db.session.get(Ticket, anns.id).satisfaction.rating == 5  # type: ignore[union-attr]
+
+
+def test_a_proven_email_a_ticket_has_in_the_other_spelling_is_one_participant_there(
+    call, service, agent_actor
+):
+    """Lucía, known by her number only, takes part in Ann's TKT-1 (her WhatsApp
+    ticket was merged into it), where Ann's mail copied her as
+    `lucia@xn--bcher-kva.example`. She proves `lucia@bücher.example`: the merge
+    compared participants as written, so the stand-in's row became a second
+    participant, the same person once in each spelling (found by review). The
+    stand-in's row now goes, as it does for the same spelling."""
+    ascii_form = "lucia@xn--bcher-kva.example"
+    anns = open_ticket(service, subject="Outage")
+    service.add_participant(anns, ascii_form, "Lucía")
+    duplicate = open_ticket(
+        service, requester_email=addresses.for_phone(VICTIM_PHONE), requester_name="Lucía"
+    )
+    duplicate.requester.phone = VICTIM_PHONE
+    service.merge(duplicate, anns, actor=agent_actor)
+    db.session.commit()
+    lucia = {"phone": VICTIM_PHONE, "email": "lucia@b\u00fccher.example"}
+    assert proofs.verify_by_tools(partial(tools, call), db.session, lucia, lucia["email"])["verified"]
+    db.session.expire_all()
+    people = select(Participant.email).where(Participant.ticket_id == anns.id)
+    assert db.session.execute(people).scalars().all() == [ascii_form]
+    (listed,) = tools(call, lucia, ("list_my_tickets", {}))
+    assert "TKT-000001" in [ticket["ticketId"] for ticket in listed["tickets"]]
 
 
 def test_the_code_is_mailed_stored_hashed_and_only_the_asking_number_can_give_it(call):

@@ -380,9 +380,12 @@ def _merge(session: Session, phone_only: Contact, contact: Contact) -> Contact:
     # Where the phone-only contact took part (its ticket merged into another's), the
     # email's contact takes part now, or the merged number would answer "not found"
     # again: participants are kept by address. Where that address is there already
-    # (a CC, or the requester), the stand-in's row just goes.
+    # (a CC, in either spelling of its domain: `spelt_as`; or the requester), the
+    # stand-in's row just goes, or the ticket had the person twice, once a spelling.
     there = or_(
-        Participant.ticket_id.in_(select(Participant.ticket_id).where(Participant.email == contact.email)),
+        Participant.ticket_id.in_(
+            select(Participant.ticket_id).where(spelt_as(Participant.email, contact.email))
+        ),
         Participant.ticket_id.in_(select(Ticket.id).where(Ticket.requester_id == contact.id)),
     )
     session.execute(
