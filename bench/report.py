@@ -4,7 +4,12 @@ same table in Markdown for docs/benchmarks.md, and the `1,4,16` style count opti
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import dataclasses
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -34,3 +39,48 @@ def positive_counts(text: str) -> list[int]:
     if not counts or any(n < 1 for n in counts):
         raise argparse.ArgumentTypeError("counts must be positive integers")
     return counts
+
+
+class Run(Protocol):
+    """One measured run of a benchmark that compares variants in rounds (a frozen
+    dataclass): the runs of one round are compared with one another."""
+
+    @property
+    def round(self) -> str: ...
+
+    @property
+    def variant(self) -> str: ...
+
+
+R = TypeVar("R", bound=Run)
+
+
+def median_range(values: Sequence[float]) -> str:
+    """`1.23 [1.01–1.50]`: the median of the runs and their range."""
+    return f"{statistics.median(values):.2f} [{min(values):.2f}–{max(values):.2f}]"
+
+
+def paired(runs: Sequence[R], variant: str, base: str, value: Callable[[R], float]) -> str:
+    """The median over rounds of `variant` minus `base` in the same round, and in how
+    many rounds `variant` was lower: a drift of a shared machine falls on both."""
+    by_round = {(run.round, run.variant): run for run in runs}
+    diffs = [
+        value(by_round[(r, variant)]) - value(by_round[(r, base)])
+        for r in sorted({run.round for run in runs})
+        if (r, variant) in by_round and (r, base) in by_round
+    ]
+    if variant == base or not diffs:
+        return ""
+    return f"{statistics.median(diffs):+.2f} ({sum(d < 0 for d in diffs)} of {len(diffs)} lower)"
+
+
+def pooled(path: Path | None, runs: Sequence[R], kind: Callable[..., R]) -> list[R]:
+    """`runs` added to the JSON-lines file at `path` (when given), and every run it
+    holds: several short invocations then report as one."""
+    if path is None:
+        return list(runs)
+    earlier = [kind(**json.loads(line)) for line in path.read_text().splitlines()] if path.exists() else []
+    with path.open("a") as out:
+        for run in runs:
+            out.write(json.dumps(dataclasses.asdict(run)) + "\n")  # type: ignore[call-overload]
+    return earlier + list(runs)
