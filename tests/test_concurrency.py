@@ -354,7 +354,7 @@ def test_two_agents_setting_tags_on_one_ticket_at_once_the_second_sees_the_first
     number = _pending_ticket(agent)
     if start:
         service = TicketsService.from_config(db.session, app.config)
-        tags.set_tags(db.session, service.get(number), list(start), Actor.staff(agent))
+        tags.set_tags(service, service.get(number), list(start), Actor.staff(agent))
         db.session.commit()
     order = Interleaving()
     get, set_tags = TicketsService.get, tags.set_tags
@@ -674,10 +674,10 @@ def test_a_merge_whose_survivor_moves_before_its_locks_gives_them_back_and_locks
                 connection.rollback()
         return True
 
-    def lock_and_record(session: Any, *tickets: Ticket) -> None:
+    def lock_and_record(session: Any, *tickets: Ticket, **options: Any) -> set[int]:
         if threading.current_thread().name != "other":
             locks.append((sorted(t.number for t in tickets), four_is_free()))
-        lock_for_change(session, *tickets)
+        return lock_for_change(session, *tickets, **options)
 
     monkeypatch.setattr(tickets_module, "survivor", survivor_then_merge)
     monkeypatch.setattr(tickets_module, "lock_for_change", lock_and_record)
@@ -773,13 +773,13 @@ def _before_the_first_lock(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[
     lock_for_change = tickets_module.lock_for_change
     ran = threading.Event()
 
-    def meanwhile_then_lock(session: Any, *tickets: Ticket) -> None:
+    def meanwhile_then_lock(session: Any, *tickets: Ticket, **options: Any) -> set[int]:
         if threading.current_thread().name != "meanwhile" and not ran.is_set():
             ran.set()
             other = threading.Thread(target=meanwhile, name="meanwhile")
             other.start()
             other.join(WAIT)
-        lock_for_change(session, *tickets)
+        return lock_for_change(session, *tickets, **options)
 
     monkeypatch.setattr(tickets_module, "lock_for_change", meanwhile_then_lock)
     return ran
@@ -1318,10 +1318,11 @@ def test_a_whatsapp_merge_and_a_language_change_on_its_ticket_both_finish(app, a
     order = Interleaving()
     lock_for_change = tickets_module.lock_for_change
 
-    def lock_then_wait(session: Any, *tickets: Ticket) -> None:
-        lock_for_change(session, *tickets)
+    def lock_then_wait(session: Any, *tickets: Ticket, **options: Any) -> set[int]:
+        locked = lock_for_change(session, *tickets, **options)
         if threading.current_thread().name == "first" and not order.first_changed.is_set():
             order.after_first_change()
+        return locked
 
     monkeypatch.setattr(tickets_module, "lock_for_change", lock_then_wait)
 
@@ -2322,11 +2323,12 @@ def _behind_the_merge_s_first_lock(
     merge_locked, go = threading.Event(), threading.Event()
     lock_for_change = tickets_module.lock_for_change
 
-    def lock_then_wait(session: Any, *tickets: Ticket) -> None:
-        lock_for_change(session, *tickets)
+    def lock_then_wait(session: Any, *tickets: Ticket, **options: Any) -> set[int]:
+        locked = lock_for_change(session, *tickets, **options)
         if threading.current_thread().name == "merge" and not merge_locked.is_set():
             merge_locked.set()  # after the merge's first lock
             assert go.wait(WAIT), "never let go"
+        return locked
 
     monkeypatch.setattr(tickets_module, "lock_for_change", lock_then_wait)
     results: dict[str, object] = {}

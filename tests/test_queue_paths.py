@@ -95,7 +95,7 @@ def seeded(app, service, clock) -> Seeded:  # type: ignore[no-untyped-def]
         db.session.commit()
         names = [name for name, every in (("olt-3", 2), ("fibra", 5)) if index % every == 1]
         if names:
-            tags.set_tags(db.session, ticket, names, admin)
+            tags.set_tags(service, ticket, names, admin)
             db.session.commit()
     for source, target in ((tickets[5], tickets[9]), (tickets[12], tickets[9])):
         source.status = target.status = "open"

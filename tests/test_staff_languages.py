@@ -271,7 +271,7 @@ def _helpdesk_with_everything(app: Flask, ana: StaffUser, beto: StaffUser) -> No
     service.update(first, actor=staff, team="soporte_n1")
     service.escalate(first, "L2", actor=staff, reason="Tres clientes en la misma OLT.", assignee_id=beto.id)
     service.set_language(first, "es", actor=staff)
-    tags.set_tags(db.session, first, "fibra roma", staff)
+    tags.set_tags(service, first, "fibra roma", staff)
     links.link(db.session, first, second, staff, app.config)
     service.merge(third, first, actor=staff, reason="Mismo corte.")
     mail = InboundMail(

@@ -329,7 +329,7 @@ def test_the_queue_counts_every_visible_ticket_once(app, hidden, agent, field_ag
     numbers = {hidden[name] for name in ("field", "own")} | {service.display_number(t) for t in extra}
     for ticket in db.session.execute(select(Ticket)).scalars():
         if service.display_number(ticket) in numbers:
-            tags.set_tags(db.session, ticket, ["fibra"], Actor.system())
+            tags.set_tags(service, ticket, ["fibra"], Actor.system())
     db.session.commit()
     everything = db.session.execute(select(Ticket)).scalars().all()
     filters = [

@@ -22,7 +22,7 @@ from helpdesk.services import bulk, links, tags
 def set_tags(number: str) -> ResponseReturnValue:
     data = json_object({"tags": (list,)}, required=("tags",))
     ticket = _ticket(number)
-    tags.set_tags(db.session, ticket, data["tags"], current_actor())
+    tags.set_tags(_service(), ticket, data["tags"], current_actor())
     commit_or_unknown(db.session)
     return jsonify(ticket_json(ticket, detail=True))
 

@@ -163,9 +163,11 @@ def update_ticket(number: str) -> ResponseReturnValue:
         changes["assignee_id"] = _assignee_id(data["assignee"])
     if "team" in data:
         changes["team"] = data["team"] or ""  # null: no team
-    _service().update(ticket, actor=current_actor(), **changes)
+    # The language first: the update can take the ticket out of the caller's sight
+    # (another team; a colleague under `own`), and each change is held to it.
     if "language" in data:  # the customer's, for this ticket's mail and their contact
         _service().set_language(ticket, data["language"], actor=current_actor())
+    _service().update(ticket, actor=current_actor(), **changes)
     commit_or_unknown(db.session)
     return jsonify(ticket_json(ticket, detail=True))
 

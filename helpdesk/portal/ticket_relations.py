@@ -32,7 +32,7 @@ def set_tags(number: str) -> ResponseReturnValue:
     record = _ticket_or_404(number)
 
     def save() -> str:
-        tags.set_tags(db.session, record, request.form.get("tags", ""), actor())
+        tags.set_tags(_service(), record, request.form.get("tags", ""), actor())
         return gettext("Tags saved.")
 
     return perform(save, _page(record))

@@ -206,7 +206,11 @@ def new_ticket() -> ResponseReturnValue:
 def ticket(number: str) -> ResponseReturnValue:
     record = _ticket_or_404(number)
     box = reply_box(record)  # `?canned=<id>`: that canned reply, filled in
-    if _service().mark_viewed(record, actor=actor()):  # new → open (docs/lifecycle.md)
+    try:
+        viewed = _service().mark_viewed(record, actor=actor())  # new → open (docs/lifecycle.md)
+    except NotFound:  # out of their sight since it was read: as if it did not exist
+        abort(404)
+    if viewed:
         try:
             commit_or_unknown(db.session)
         except OutcomeUnknown as exc:
@@ -262,6 +266,13 @@ def reply(number: str) -> ResponseReturnValue:
             record, body=body, actor=actor(), channel="web", internal=internal, attachments=files
         )
         commit_or_found(db.session, kept_message(message))  # a lost commit answer (docs/web.md)
+    except NotFound as exc:
+        # Out of their sight since it was read: not shown again here, but back to its
+        # page, which answers 404, as `perform` does for the ticket's other forms
+        # (docs/isp-operations.md, "Visibility").
+        db.session.rollback()
+        flash(error_text(exc), "error")
+        return redirect(_page(record))
     except DomainError as exc:
         db.session.rollback()
         flash(error_text(exc), "error")

@@ -83,7 +83,7 @@ def apply(
     else:
 
         def change(ticket: Ticket) -> object:
-            return tags.add_to(session, [ticket], tag_names, actor)
+            return tags.add_to(service, [ticket], tag_names, actor)
 
     result = BulkResult()
     named = _distinct(numbers, service.prefix)

@@ -1,7 +1,8 @@
 """Related tickets (docs/isp-operations.md, "Merge and links"): two tickets that
 are about connected things (an outage and the complaints it caused) point at each
 other. A link is stored once, smaller id first, and read from both sides; linking
-and unlinking are history rows on both tickets.
+and unlinking are history rows on both tickets, which are locked first as for any
+change of them, and only while the actor may see both (`TicketsService.lock_seen`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from helpdesk.models import Ticket, TicketLink
 from helpdesk.numbering import display_number
 from helpdesk.services import history, visibility
 from helpdesk.services.actors import Actor
+from helpdesk.services.tickets import TicketsService
 
 
 def related(session: Session, ticket: Ticket, viewer: Actor | None, mode: str) -> list[Ticket]:
@@ -37,6 +39,7 @@ def related(session: Session, ticket: Ticket, viewer: Actor | None, mode: str) -
 def link(session: Session, ticket: Ticket, other: Ticket, actor: Actor, config: Mapping[str, Any]) -> None:
     if ticket.id == other.id:
         raise ValidationError({"ticket": "is this ticket itself"})
+    TicketsService.from_config(session, config).lock_seen(actor, ticket, other)
     low, high = sorted((ticket.id, other.id))
     added = session.execute(
         insert_ignoring(session, TicketLink, ["low_id", "high_id"])
@@ -52,6 +55,7 @@ def unlink(session: Session, ticket: Ticket, other: Ticket, actor: Actor, config
     """Whether there was a link to remove. Unlinking tickets that are not linked
     changes nothing and is no error (idempotent, as linking twice is), but a
     caller that tells a person what happened says which it was."""
+    TicketsService.from_config(session, config).lock_seen(actor, ticket, other)
     low, high = sorted((ticket.id, other.id))
     removed = session.execute(
         delete(TicketLink)

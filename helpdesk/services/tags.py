@@ -20,7 +20,7 @@ from helpdesk.errors import ValidationError
 from helpdesk.models import Tag, Ticket, TicketTag
 from helpdesk.services import history
 from helpdesk.services.actors import Actor
-from helpdesk.services.tickets import lock_for_change
+from helpdesk.services.tickets import TicketsService
 
 MAX_TAG = 40
 MAX_TAGS = 20  # on one ticket
@@ -67,25 +67,27 @@ def _is_tag(name: str) -> bool:
     )
 
 
-def set_tags(session: Session, ticket: Ticket, names: object, actor: Actor) -> None:
+def set_tags(service: TicketsService, ticket: Ticket, names: object, actor: Actor) -> None:
     """Make `names` the ticket's tags.
 
     The set is replaced whole, so it is judged against the tags the ticket carries
-    now: the ticket is locked and reloaded first, as for every change of it
-    (`tickets.lock_for_change`). Judged against tags read before another agent's
-    save, it kept that agent's tags beside its own while its history row said they
-    were gone, or wrote one of them a second time (a unique violation on PostgreSQL).
+    now: the ticket is locked and reloaded first, as for every change of it, while
+    `actor` may see it (`TicketsService.lock_seen`; else NotFound). Judged against
+    tags read before another agent's save, it kept that agent's tags beside its own
+    while its history row said they were gone, or wrote one of them a second time (a
+    unique violation on PostgreSQL).
     """
     wanted = read(names)
-    lock_for_change(session, ticket)
-    _replace(session, ticket, wanted, actor)
+    service.lock_seen(actor, ticket)
+    _replace(service.session, ticket, wanted, actor)
 
 
-def add_to(session: Session, tickets: Sequence[Ticket], names: object, actor: Actor) -> int:
+def add_to(service: TicketsService, tickets: Sequence[Ticket], names: object, actor: Actor) -> int:
     """Add tags to many tickets at once (bulk tagging); returns how many tickets changed.
     The tickets are locked first, in id order, as `set_tags` locks its one."""
     wanted = read(names)
-    lock_for_change(session, *tickets)
+    session = service.session
+    service.lock_seen(actor, *tickets)
     changed = 0
     for ticket in tickets:
         current = [tag.name for tag in ticket.tags]

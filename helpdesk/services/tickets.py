@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -151,6 +151,21 @@ class TicketsService:
         }
         if wanted:
             _lock(self.session, Ticket.number.in_(wanted))
+
+    def lock_seen(self, actor: Actor, *tickets: Ticket) -> None:
+        """Lock the tickets for change (`lock_for_change`) as long as `actor` may see
+        them, decided in the lock's own statement: one moved out of their sight since
+        they read it (to another team, or to a colleague under `own`) is not locked and
+        is NotFound, as `get` answers for a ticket they may not see (docs/isp-operations.md,
+        "Visibility"). Checked only when the ticket was read, before its lock, a change
+        an admin committed in between was no obstacle: the agent changed a ticket they
+        could no longer open."""
+        locked = lock_for_change(
+            self.session, *tickets, within=visibility.in_statement(actor, self.visibility_mode)
+        )
+        for ticket in tickets:
+            if ticket.id not in locked:
+                raise NotFound(f"No ticket {self.display_number(ticket)}.")
 
     # -- creation ------------------------------------------------------------
 
@@ -404,7 +419,7 @@ class TicketsService:
         if actor.is_customer:
             ticket = lock_with_survivor(self.session, ticket)
         else:
-            lock_for_change(self.session, ticket)
+            self.lock_seen(actor, ticket)
         if ticket.status == "cancelled" and not internal:
             raise TicketCancelled()
         created = now()
@@ -469,7 +484,7 @@ class TicketsService:
         problem = _reason_problem(reason)
         if problem:
             raise ValidationError({"reason": problem})
-        lock_for_change(self.session, ticket)
+        self.lock_seen(actor, ticket)
         self._refuse_merged(ticket)
         if not lifecycle.can_move(ticket.status, target):
             raise InvalidTransition(ticket.status, target, lifecycle.allowed_targets(ticket.status))
@@ -485,7 +500,7 @@ class TicketsService:
         """An agent opening a `new` ticket moves it to `open` (automated, docs/lifecycle.md)."""
         if ticket.status != "new" or not actor.is_staff:
             return False  # every view of a ticket but its first takes no lock
-        lock_for_change(self.session, ticket)
+        self.lock_seen(actor, ticket)
         if ticket.status != "new":  # another agent opened it a moment ago
             return False
         self._move(ticket, "open", actor, "opened by an agent", automated=True)
@@ -529,7 +544,7 @@ class TicketsService:
                 service[name] = read(value, errors)
         if errors:
             raise ValidationError(errors)
-        lock_for_change(self.session, ticket)
+        self.lock_seen(actor, ticket)
         if ticket_type is not None and ticket_type != ticket.ticket_type:
             history.record(self.session, ticket.id, "ticket_type", ticket.ticket_type, ticket_type, actor)
             ticket.ticket_type = ticket_type
@@ -590,7 +605,7 @@ class TicketsService:
         if errors:
             raise ValidationError(errors)
         level, reason = str(level), str(reason).strip()
-        lock_for_change(self.session, ticket)
+        self.lock_seen(actor, ticket)
         self._refuse_merged(ticket)
         number = self.display_number(ticket)
         if ticket.status in UNESCALATED_STATUSES:
@@ -641,11 +656,18 @@ class TicketsService:
         # locked in the same id-ordered statement as both tickets named, never after
         # them (docs/lifecycle.md).
         target = lock_with_survivor(self.session, named, source, followers_of=source)
-        mode = self.visibility_mode
-        if target.id != named.id and not visibility.may_see(self.session, actor, mode, target.id):
-            # The survivor of a ticket the actor sees may be one they may not: it does
-            # not exist for them, so neither does the merge (docs/isp-operations.md).
-            raise NotFound(f"No ticket {self.display_number(named)} to merge into.")
+        seen = visibility.in_statement(actor, self.visibility_mode)
+        if seen is not None:
+            # Both tickets named, and the survivor, as the actor may see them now that
+            # they are held (`lock_seen`): locked again, in a statement that waits for
+            # nothing. The survivor of a ticket the actor sees may be one they may not:
+            # it does not exist for them, so neither does the merge (docs/isp-operations.md).
+            locked = lock_for_change(self.session, source, named, target, within=seen)
+            for ticket in (source, named):
+                if ticket.id not in locked:
+                    raise NotFound(f"No ticket {self.display_number(ticket)}.")
+            if target.id not in locked:
+                raise NotFound(f"No ticket {self.display_number(named)} to merge into.")
         merged, into = self.display_number(source), self.display_number(target)
         if source.merged_into_id is not None:
             raise Conflict(
@@ -711,7 +733,7 @@ class TicketsService:
         requester (their contact's). The ticket's history records the change."""
         if not isinstance(language, str) or language not in LANGUAGES:
             raise ValidationError({"language": f"must be one of {', '.join(LANGUAGES)}"})
-        lock_for_change(self.session, ticket)
+        self.lock_seen(actor, ticket)
         requester = ticket.requester
         if language == ticket.language and language == requester.language:
             return ticket
@@ -877,8 +899,12 @@ def kept_message(message: Message) -> Select[int]:
     return select(Message.id).where(Message.id == message.id, Message.ticket_id == message.ticket_id)
 
 
-def lock_for_change(session: Session, *tickets: Ticket) -> None:
-    """Lock the tickets' rows until the transaction ends and reload them, in id order.
+def lock_for_change(
+    session: Session, *tickets: Ticket, within: ColumnElement[bool] | None = None
+) -> set[int]:
+    """Lock the tickets' rows until the transaction ends and reload them, in id order;
+    the ids locked. With `within` (a condition on `tickets`: `visibility.in_statement`),
+    only those that meet it, as they are once held.
 
     Every read-validate-write of a ticket starts here: a change made meanwhile by
     another worker is waited for and then seen (`populate_existing` overwrites the
@@ -891,7 +917,8 @@ def lock_for_change(session: Session, *tickets: Ticket) -> None:
     from its first statement (`helpdesk.database`). Locking a ticket again in the same
     transaction costs one query and waits for nothing.
     """
-    _lock(session, Ticket.id.in_(sorted({ticket.id for ticket in tickets})))
+    wanted = Ticket.id.in_(sorted({ticket.id for ticket in tickets}))
+    return {ticket.id for ticket in _lock(session, wanted, within)}
 
 
 def lock_with_survivor(
@@ -930,14 +957,15 @@ def lock_with_survivor(
     raise Conflict("The tickets were merged again while being changed; try again.")
 
 
-def _lock(session: Session, condition: Any) -> None:
-    session.execute(
-        select(Ticket)
-        .where(condition)
-        .order_by(Ticket.id)
-        .with_for_update(of=Ticket, key_share=True)
-        .execution_options(populate_existing=True)
-    ).unique().scalars().all()
+def _lock(session: Session, condition: Any, within: ColumnElement[bool] | None = None) -> Sequence[Ticket]:
+    """The tickets that meet `condition` and `within`, locked and reloaded. `within` is
+    judged on each row as it is once held: PostgreSQL checks a row another transaction
+    changed while this one waited for it again, against its new version."""
+    query = select(Ticket).where(condition)
+    if within is not None:
+        query = query.where(within)
+    locking = query.order_by(Ticket.id).with_for_update(of=Ticket, key_share=True)
+    return session.execute(locking.execution_options(populate_existing=True)).unique().scalars().all()
 
 
 def _reason_problem(reason: object, *, required: bool = False) -> str | None:

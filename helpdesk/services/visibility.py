@@ -9,14 +9,16 @@ docs/isp-operations.md, "Visibility").
 Admins see everything whatever the mode; so do the system's own actors (the
 gateway, the jobs). A hidden ticket is answered exactly like one that does not
 exist — the portal, the API, search, statistics and attachment downloads all ask
-this module — so nobody learns that a number is taken by probing.
+this module — so nobody learns that a number is taken by probing. A change of a
+ticket decides it again in the statement that locks the ticket (`in_statement`,
+`TicketsService.lock_seen`), so it holds at the moment of the write.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from helpdesk.models import TeamMember, Ticket
@@ -34,20 +36,50 @@ def parts(session: Session, actor: Actor | None, mode: str) -> list[ColumnElemen
     teams are read first and written in as values: a subquery there kept PostgreSQL
     from using the team index.
     """
-    if actor is None or not actor.is_staff or actor.role == "admin" or mode == "all":
+    agent = _restricted(actor, mode)
+    if agent is None:
         return None
-    own = Ticket.assignee_id == actor.staff_id
     if mode == "own":
-        return [own]
+        return [_assigned(agent)]
     teams = list(
-        session.execute(select(TeamMember.team_id).where(TeamMember.staff_id == actor.staff_id)).scalars()
+        session.execute(select(TeamMember.team_id).where(TeamMember.staff_id == agent.staff_id)).scalars()
     )
     if not teams:
-        return [Ticket.team_id.is_(None), and_(own, Ticket.team_id.is_not(None))]
+        return [Ticket.team_id.is_(None), and_(_assigned(agent), Ticket.team_id.is_not(None))]
+    return _split(agent, teams)
+
+
+def in_statement(actor: Actor | None, mode: str) -> ColumnElement[bool] | None:
+    """`clause` with the agent's teams read by the statement it is part of (a
+    subquery), not before it: for a statement over tickets named by id that must
+    decide by itself, a lock (`tickets.lock_for_change`), so what it finds is what
+    the agent may see at the moment it holds the rows. None when nothing is hidden."""
+    agent = _restricted(actor, mode)
+    if agent is None:
+        return None
+    if mode == "own":
+        return _assigned(agent)
+    return or_(*_split(agent, select(TeamMember.team_id).where(TeamMember.staff_id == agent.staff_id)))
+
+
+def _restricted(actor: Actor | None, mode: str) -> Actor | None:
+    """The actor when `mode` hides tickets from them (an agent under `team` or `own`)."""
+    if actor is None or not actor.is_staff or actor.role == "admin" or mode == "all":
+        return None
+    return actor
+
+
+def _assigned(agent: Actor) -> ColumnElement[bool]:
+    return Ticket.assignee_id == agent.staff_id
+
+
+def _split(agent: Actor, teams: list[int] | Select[Any]) -> list[ColumnElement[bool]]:
+    """Under `team`: no team, one of `teams` (values or a subquery), and assigned to
+    the agent in some other team."""
     return [
         Ticket.team_id.is_(None),
         Ticket.team_id.in_(teams),
-        and_(own, Ticket.team_id.is_not(None), Ticket.team_id.not_in(teams)),
+        and_(_assigned(agent), Ticket.team_id.is_not(None), Ticket.team_id.not_in(teams)),
     ]
 
 
