@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
@@ -302,3 +303,41 @@ def test_the_lock_decides_what_the_agent_may_see_at_no_statement_more(app, api, 
     changed = next(index for index, statement in enumerate(sent) if statement.startswith("UPDATE tickets"))
     (lock,) = sent[found + 1 : changed]
     assert "tickets.id IN" in lock and "team_members" in lock
+
+
+@on_postgresql
+def test_a_bulk_action_never_locks_a_ticket_the_agent_may_not_see(api, seen):
+    """The bulk action locked every ticket named before it checked what the agent may
+    see: naming tickets they may not see, an agent held them from everyone else for
+    the length of the request. The lock's own statement now leaves them out; the
+    ones they see are held, as before, and the hidden one is refused as not found."""
+    held: dict[str, bool] = {}
+
+    def probe(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if held or "FOR NO KEY UPDATE" not in statement or "tickets.number IN" not in statement:
+            return
+        with db.engine.connect() as other:
+            for name in ("ticket", "field"):
+                try:
+                    other.execute(
+                        text("SELECT id FROM tickets WHERE number = :n FOR NO KEY UPDATE NOWAIT"),
+                        {"n": int(seen[name][-6:])},
+                    )
+                    held[name] = False
+                except OperationalError:
+                    held[name] = True
+                other.rollback()
+
+    event.listen(db.engine, "after_cursor_execute", probe)
+    try:
+        answer = api.post(
+            "/tickets/bulk",
+            {"tickets": [seen["ticket"], seen["field"]], "action": "status", "status": "open"},
+        )
+    finally:
+        event.remove(db.engine, "after_cursor_execute", probe)
+    assert held == {"ticket": True, "field": False}
+    assert answer.get_json() == {
+        "done": [seen["ticket"]],
+        "refused": [{"ticket": seen["field"], "error": f"No ticket {seen['field']}."}],
+    }

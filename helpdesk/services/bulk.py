@@ -5,7 +5,7 @@ Each ticket is changed on its own, inside a savepoint, with the same service cal
 a single change makes, so every rule holds (a status move is checked against the
 lifecycle) and one refused ticket does not undo the others: the result lists what
 was done and what was refused, with the reason. A ticket the caller may not see
-is refused as not found, like everywhere else.
+is refused as not found, like everywhere else, and is never locked by them.
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ def apply(
     named = _distinct(numbers, service.prefix)
     # All of them locked first, in id order (each change would lock its ticket in the
     # order named: two bulk actions naming the same tickets in another order would
-    # each hold one the other waits for). The locks outlast the savepoints below.
-    service.lock_numbers(named)
+    # each hold one the other waits for), the ones the actor may see only: a hidden
+    # ticket is decided in the lock's statement and never held by them. The locks
+    # outlast the savepoints below; each change confirms under its lock.
+    service.lock_numbers(named, viewer=actor)
     for number in named:
         try:
             with session.begin_nested():

@@ -138,10 +138,14 @@ class TicketsService:
             raise NotFound(f"No ticket {echoed(number_text)}.")  # caller text: cleaned, cut
         return ticket
 
-    def lock_numbers(self, numbers: Iterable[object]) -> None:
+    def lock_numbers(self, numbers: Iterable[object], *, viewer: Actor | None = None) -> None:
         """Lock the tickets named (as `get` reads numbers; others are ignored) for
         change, in id order: a caller about to change several tickets takes them all
-        first, so two such callers cannot each hold one the other waits for."""
+        first, so two such callers cannot each hold one the other waits for.
+
+        With a `viewer`, only those they may see are locked, decided in the same
+        statement (`visibility.in_statement`): a ticket hidden from them is left
+        alone for others to change while the caller works through the rest."""
         wanted = {
             number
             for number in (
@@ -150,7 +154,9 @@ class TicketsService:
             if number is not None and number > 0
         }
         if wanted:
-            _lock(self.session, Ticket.number.in_(wanted))
+            _lock(
+                self.session, Ticket.number.in_(wanted), visibility.in_statement(viewer, self.visibility_mode)
+            )
 
     def lock_seen(self, actor: Actor, *tickets: Ticket) -> None:
         """Lock the tickets for change (`lock_for_change`) as long as `actor` may see
