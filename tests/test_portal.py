@@ -8,7 +8,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from config import TestingConfig as ProductionLikeConfig
@@ -22,7 +22,7 @@ from helpdesk.services import Actor, TicketsService, contacts
 from helpdesk.services.staff import StaffService
 from helpdesk.services.tickets import NewAttachment
 from tests.support.app import Portal
-from tests.support.database import refused_by_database, statements
+from tests.support.database import committed_after, refused_by_database, statements
 from tests.support.hostile import distinct_words
 from tests.support.lost_commit import commit_answer_lost
 from tests.support.mail import SUPPORT, hold_strangers, message
@@ -473,25 +473,12 @@ def test_held_mail_decided_between_the_count_and_the_page_leaves_no_false_count(
     db.session.rollback()
 
     def listed(page: int, per_page: int) -> tuple[int, int, int]:
-        decided = False
-
-        def decide(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-            nonlocal decided
-            if decided or "count(quarantine_items.id)" not in statement:
-                return
-            decided = True
-            with db.engine.begin() as other:
-                other.execute(
-                    update(QuarantineItem).where(QuarantineItem.id == oldest).values(state="rejected")
-                )
-
-        event.listen(db.engine, "after_cursor_execute", decide)
+        decided = update(QuarantineItem).where(QuarantineItem.id == oldest).values(state="rejected")
         try:
-            shown = quarantine.pending(db.session, page=page, per_page=per_page)
+            with committed_after(lambda statement: "count(quarantine_items.id)" in statement, decided):
+                shown = quarantine.pending(db.session, page=page, per_page=per_page)
         finally:
-            event.remove(db.engine, "after_cursor_execute", decide)
             db.session.rollback()
-        assert decided, "the list counted nothing"
         db.session.execute(update(QuarantineItem).values(state="pending"))
         db.session.commit()
         return shown.total, shown.pages, len(shown.items)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,7 +28,7 @@ from helpdesk.services import queue as queue_module
 from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
 from tests.support.app import ApiClient, Portal, login_tokens
-from tests.support.database import open_ticket
+from tests.support.database import committed_after, open_ticket
 
 SORTS = [
     sign + key
@@ -366,28 +365,12 @@ def test_the_api_and_the_portal_list_the_same_pages_either_way(seeded, app, clie
     assert 0 < len(listed) == api_answer[0][1] == int(portal_answer[0][1]) < 47
 
 
-@contextmanager
-def _closed_after_the_count(number: int) -> Iterator[None]:
-    """Close ticket `number` right after the queue's count, from another connection
-    and committed: another agent's change landing between the count and the page,
-    which PostgreSQL's READ COMMITTED lets the page see (SQLite's BEGIN IMMEDIATE
-    holds every other writer off until the request ends)."""
-    done = False
-
-    def close(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        nonlocal done
-        if done or "count(tickets.id)" not in statement:
-            return
-        done = True
-        with db.engine.begin() as other:
-            other.execute(update(Ticket).where(Ticket.number == number).values(status="closed"))
-
-    event.listen(db.engine, "after_cursor_execute", close)
-    try:
-        yield
-    finally:
-        event.remove(db.engine, "after_cursor_execute", close)
-    assert done, "the queue counted nothing"
+def _closed_after_the_count(number: int) -> AbstractContextManager[None]:
+    """Ticket `number` closed by another agent right after the queue's count."""
+    return committed_after(
+        lambda statement: "count(tickets.id)" in statement,
+        update(Ticket).where(Ticket.number == number).values(status="closed"),
+    )
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

@@ -9,8 +9,8 @@ the request's own transaction, at the service)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from helpdesk.services.staff import StaffService
 from helpdesk.services.teams import TeamsService
 from helpdesk.services.tickets import NewAttachment
 from tests.support.app import ApiClient, Portal
-from tests.support.database import open_ticket, statements
+from tests.support.database import committed_after, open_ticket, statements
 
 on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -88,29 +88,16 @@ def _left_alone() -> tuple[object, ...]:
     return counts, tuple(fields)
 
 
-@contextmanager
-def _moved_after_it_was_read(number: str, reads: int = 1, **values: object) -> Iterator[None]:
+def _moved_after_it_was_read(number: str, reads: int = 1, **values: object) -> AbstractContextManager[None]:
     """Change ticket `number` (`values`: another team, another assignee) from another
     connection, committed, right after the `reads`-th statement that found a ticket by
     its number for the agent (`TicketsService.get`, which checks what they may see): an
     admin's change landing between that check and the change's lock."""
-    found = 0
-
-    def move(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        nonlocal found
-        if "tickets.number = " not in statement or "FOR NO KEY UPDATE" in statement:
-            return
-        found += 1
-        if found == reads:
-            with db.engine.begin() as other:
-                other.execute(update(Ticket).where(Ticket.number == int(number[-6:])).values(**values))
-
-    event.listen(db.engine, "after_cursor_execute", move)
-    try:
-        yield
-    finally:
-        event.remove(db.engine, "after_cursor_execute", move)
-    assert found >= reads, "the ticket was not read as often as expected"
+    return committed_after(
+        lambda statement: "tickets.number = " in statement and "FOR NO KEY UPDATE" not in statement,
+        update(Ticket).where(Ticket.number == int(number[-6:])).values(**values),
+        nth=reads,
+    )
 
 
 # (method, path, body); "{other}" or "{linked}" is the second ticket a link or a merge names

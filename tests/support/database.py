@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import event, select, text
+from sqlalchemy import Executable, event, select, text
 
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
@@ -98,3 +98,29 @@ def statements() -> Iterator[list[str]]:
         yield sent
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def committed_after(is_it: Callable[[str], bool], change: Executable, nth: int = 1) -> Iterator[None]:
+    """Run `change` from another connection, committed, right after the `nth`
+    statement of the block that `is_it` picks: another person's change landing
+    between two statements of one request, which PostgreSQL's READ COMMITTED lets the
+    later one see (SQLite's BEGIN IMMEDIATE holds every other writer off until the
+    request ends). Fails when the block sent fewer such statements."""
+    seen = 0
+
+    def land(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        nonlocal seen
+        if not is_it(statement):
+            return
+        seen += 1
+        if seen == nth:
+            with db.engine.begin() as other:
+                other.execute(change)
+
+    event.listen(db.engine, "after_cursor_execute", land)
+    try:
+        yield
+    finally:
+        event.remove(db.engine, "after_cursor_execute", land)
+    assert seen >= nth, f"the block sent {seen} of the {nth} statements looked for"
