@@ -393,6 +393,9 @@ class Config:
     TRACK_RATE_LIMIT_PER_TICKET = _env_limit("TRACK_RATE_LIMIT_PER_TICKET", "10 per minute")
     # API calls per proven caller: one staff member's tokens, one integration's (helpdesk.auth).
     API_RATE_LIMIT = _env_limit("API_RATE_LIMIT", "600 per minute")
+    # Calls per customer inside an integration's budget: a request on the chat
+    # endpoints, a tool call on the assistant's (helpdesk.api.customer_calls).
+    INTEGRATION_CUSTOMER_RATE_LIMIT = _env_limit("INTEGRATION_CUSTOMER_RATE_LIMIT", "60 per minute")
     # Unset: the database with PostgreSQL, memory with SQLite (helpdesk.limit_storage).
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "")
     RATELIMIT_HEADERS_ENABLED = True

@@ -19,7 +19,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import lru_cache, wraps
 from typing import Any, TypeVar, cast
@@ -292,7 +292,7 @@ def integration_caller() -> str:
 
 
 @lru_cache(maxsize=8)
-def _api_limits(text: str) -> tuple[RateLimitItem, ...]:
+def parsed_limits(text: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(text))  # config.py refused at start what it cannot read
 
 
@@ -310,11 +310,13 @@ def _over_api_budget(caller: str) -> tuple[Response, int] | None:
     # Under `RATELIMIT_KEY_PREFIX` as Flask-Limiter's own keys, when the operator set one.
     names = [name for name in (limiter._key_prefix, caller, API_SCOPE) if name]
     told: ApiBudget | None = None
-    for item in _api_limits(str(current_app.config["API_RATE_LIMIT"])):
+    taken: list[tuple[str, int]] = []
+    for item in parsed_limits(str(current_app.config["API_RATE_LIMIT"])):
         # A fixed window, as the limiter's default strategy `hit`s it, but with the
         # count it returns kept: what remains needs no second read.
         key = item.key_for(*names)
         count = storage.incr(key, item.get_expiry())
+        taken.append((key, item.get_expiry()))
         budget = ApiBudget(item.amount, max(0, item.amount - count), storage.get_expiry(key))
         if count > item.amount:
             g.api_budget = budget
@@ -326,7 +328,28 @@ def _over_api_budget(caller: str) -> tuple[Response, int] | None:
         if told is None or budget.remaining < told.remaining:
             told = budget
     g.api_budget = told
+    g.api_places = (time.time(), taken)  # the places taken, and when, for `give_back_api_call`
     return None
+
+
+def give_back_api_call() -> None:
+    """Give this call's places in its caller's budget back: a call refused for the
+    customer it names did nothing, and one customer's refused calls must not spend
+    the budget of the integration's other customers (docs/integrations.md, "Calls
+    per customer"). Each place goes back to the window it was taken in and to no
+    later one, as the login's do (`_give_back`); the headers count it as left."""
+    places = g.pop("api_places", None)
+    if places is None:
+        return
+    counted_at, taken = places
+    storage = limiter.limiter.storage
+    for key, period in taken:
+        if storage.get_expiry(key) - period > counted_at:
+            continue  # the window it was taken in has ended; another began since
+        limit_storage.give_back(storage, key, period)
+    budget: ApiBudget | None = g.get("api_budget")
+    if budget is not None:
+        g.api_budget = replace(budget, remaining=min(budget.limit, budget.remaining + 1))
 
 
 @dataclass(frozen=True)

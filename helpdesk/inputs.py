@@ -97,7 +97,7 @@ def unstorable(value: Any) -> bool:
     (JSON's `\\ud800` escape decodes to one, and no database encoding takes it).
     Refused as input, not at the database. Looks into lists, not into objects: an
     object's reader names each of its fields (`api.payload.json_object`,
-    `api.customers.named_customer`, which echo an unknown one); for a JSON value
+    `api.customers.named`, which echo an unknown one); for a JSON value
     read whole, keys included, see `unstorable_json`."""
     return _unstorable(value, objects=False)
 

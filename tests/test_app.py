@@ -278,6 +278,7 @@ _UNREADABLE = {
     "TRACK_RATE_LIMIT_PER_IP": ("30 a minute", _RATE),
     "TRACK_RATE_LIMIT_PER_TICKET": ("0 per minute", _RATE),
     "API_RATE_LIMIT": ("600 a minute", _RATE),  # no budget per API caller at all
+    "INTEGRATION_CUSTOMER_RATE_LIMIT": ("60 a minute", _RATE),  # no limit per customer at all
     "MAX_MESSAGE_BYTES": ("25MB", "a whole number from 1024 to 1073741824"),
     "IMAP_POLL_SECONDS": ("0", "a whole number from 1 to 86400"),  # polled without a pause
     "IMAP_LEASE_SECONDS": ("0", "a whole number from 1 to 3600"),  # renewed without a pause

@@ -10,8 +10,8 @@ from typing import Any
 from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
-from helpdesk.api import bp
-from helpdesk.api.customers import conversation_id, named_customer
+from helpdesk.api import bp, customer_calls
+from helpdesk.api.customers import conversation_id, named, named_customer
 from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
 from helpdesk.database import commit_or_unknown
@@ -49,7 +49,12 @@ def assistant_tool_calls() -> ResponseReturnValue:
         errors["tool_calls"] = 'each must be {"id", "type": "function", "function": {"name", "arguments"}}'
     if errors:
         raise ValidationError(errors)
-    customer = named_customer(data["customer"], phone_vouched=channel == "whatsapp")
+    who = named(data["customer"], phone_vouched=channel == "whatsapp")
+    # Each tool call is the customer's to count; those over their limit are failure
+    # outputs, never an HTTP error (SPEC §11). Counted before the customer is found,
+    # who is then found as before: a refused call is answered in their language.
+    allowed = customer_calls.allowance(who, len(calls)).calls
+    customer = named_customer(who)
     # Read before the commit expires it: read after, it began a transaction of its
     # own, which on SQLite holds the write lock until the first call ends.
     integration_id = g.integration.id
@@ -67,11 +72,13 @@ def assistant_tool_calls() -> ResponseReturnValue:
                     call["function"].get("arguments"),
                     channel,
                     call_id=call["id"],
-                ),
+                )
+                if n < allowed
+                else service.over_limit(customer),
                 ensure_ascii=False,
             ),
         }
-        for call in calls
+        for n, call in enumerate(calls)
     ]
     return jsonify({"tool_outputs": outputs})
 

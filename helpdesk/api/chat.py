@@ -11,8 +11,8 @@ from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from helpdesk import numbering
-from helpdesk.api import bp
-from helpdesk.api.customers import conversation_id, named_customer
+from helpdesk.api import bp, customer_calls
+from helpdesk.api.customers import conversation_id, named, named_customer
 from helpdesk.api.payload import json_object
 from helpdesk.api.serializers import ticket_json
 from helpdesk.auth import integration_required
@@ -43,7 +43,11 @@ def chat_ticket() -> ResponseReturnValue:
     conversation = conversation_id(data["conversation_id"], errors)
     if errors:
         raise ValidationError(errors)
-    customer = named_customer(data["customer"], phone_vouched=False)
+    who = named(data["customer"], phone_vouched=False)
+    refused = customer_calls.refused_call(who)
+    if refused is not None:
+        return refused
+    customer = named_customer(who)
     commit_or_unknown(db.session)  # the contact, whatever happens to the ticket
     contact = contacts.current(db.session, customer.contact)  # as for the assistant's tickets
     customer = replace(customer, contact=contact)
@@ -116,7 +120,11 @@ def chat_lookup() -> ResponseReturnValue:
     data = json_object({"customer": (dict,), "text": (str,)}, required=("customer", "text"))
     if len(data["text"]) > MAX_LOOKUP_TEXT:
         raise ValidationError({"text": f"must be at most {MAX_LOOKUP_TEXT} characters"})
-    customer = named_customer(data["customer"], phone_vouched=False)
+    who = named(data["customer"], phone_vouched=False)
+    refused = customer_calls.refused_call(who)
+    if refused is not None:
+        return refused
+    customer = named_customer(who)
     commit_or_unknown(db.session)
     cards = chat.lookup(db.session, customer.contact, data["text"], customer.language, current_app.config)
     return jsonify({"tickets": cards})

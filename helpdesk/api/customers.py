@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
@@ -32,12 +33,33 @@ def conversation_id(text: str, errors: dict[str, str]) -> str:
     return text
 
 
-def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
+@dataclass(frozen=True)
+class Named:
+    """A customer as a request names them, checked, before any contact is looked for."""
+
+    email: str | None  # as `contacts.named_address` takes it
+    phone: str | None  # E.164
+    phone_vouched: bool  # the channel proves the phone (WhatsApp's sender)
+    name: str
+    language: str  # one we have texts in, or "" for none given
+
+    @property
+    def key(self) -> str:
+        """Who the customer is for their call limit (`customer_calls`): the proven
+        number, else the mailbox (`addresses.mailbox`), so no spelling of either is
+        a customer of its own."""
+        if self.phone_vouched:
+            assert self.phone is not None, "a vouched channel requires the phone"
+            return self.phone
+        assert self.email is not None, "an unvouched channel requires the email"
+        return addresses.mailbox(self.email)
+
+
+def named(value: dict[str, Any], *, phone_vouched: bool) -> Named:
     """The customer a request names: an email, a phone (E.164, a WhatsApp id) or
-    both, maybe a name and a language; found or created as one contact. Only a
-    phone the channel proves (`phone_vouched`: WhatsApp's sender) identifies
-    anyone, and there it is required; otherwise the email is (docs/integrations.md,
-    "Who the customer is")."""
+    both, maybe a name and a language. Only a phone the channel proves
+    (`phone_vouched`: WhatsApp's sender) identifies anyone, and there it is
+    required; otherwise the email is (docs/integrations.md, "Who the customer is")."""
     errors: dict[str, str] = {}
     known = {"email", "phone", "name", "language"}
     for key, item in value.items():
@@ -73,22 +95,27 @@ def named_customer(value: dict[str, Any], *, phone_vouched: bool) -> Customer:
     language = languages.main_language(value.get("language", "")) or ""
     if errors:
         raise ValidationError(errors)
+    return Named(email, phone, phone_vouched, value.get("name", "")[:200], language)
+
+
+def named_customer(who: Named) -> Customer:
+    """The customer `who` names, found or created as one contact."""
     contact = contacts.for_customer(
         db.session,
-        email=email,
-        phone=phone,
-        phone_vouched=phone_vouched,
-        name=value.get("name", "")[:200],
-        language=language,
+        email=who.email,
+        phone=who.phone,
+        phone_vouched=who.phone_vouched,
+        name=who.name,
+        language=who.language,
     )
     # A number is the address it was proven for, whatever that address became since:
     # one made a staff account later (someone hired) is no customer's, as named. A
     # stand-in address is no one's but the number's.
     if (
-        phone_vouched
+        who.phone_vouched
         and not addresses.is_reserved_invalid(contact.email)
         and contacts.is_ours(db.session, contact.email, current_app.config)
     ):
         raise ValidationError({"customer.phone": contacts.NUMBER_NOT_A_CUSTOMER})
-    proven = phone if phone_vouched else None
+    proven = who.phone if who.phone_vouched else None
     return Customer(contact, languages.of_contact(contact, current_app.config), proven)

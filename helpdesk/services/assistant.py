@@ -171,6 +171,8 @@ MAX_ARGUMENTS = max(_longest_arguments(tool["function"]["parameters"]) for tool 
 
 INVALID_ARGUMENTS = "Invalid arguments format"
 TOO_MANY = "Too many tickets created. Please try again later."
+# A call over the customer's call limit (`INTEGRATION_CUSTOMER_RATE_LIMIT`, `over_limit`).
+TOO_MANY_CALLS = "Too many calls for this customer. Please try again later."
 # `verify_email`'s failures (docs/integrations.md, "The assistant's tools").
 TOO_MANY_CODES = "Too many verification codes requested. Please try again later."
 TOO_MANY_WRONG = "Too many wrong verification codes. Please try again tomorrow."
@@ -184,6 +186,7 @@ _USER_MESSAGES = {
     "unknown": N_("Sorry, I cannot do that yet."),
     "not_found": N_("The requested ticket was not found."),
     "too_many": N_("You have opened many tickets recently. Please try again later."),
+    "too_many_calls": N_("You have made many requests in a short time. Please try again in a moment."),
     "refused": N_("Sorry, that could not be done: %(reason)s"),
     "cancelled": N_(
         "This ticket was cancelled, so it takes no more comments. "
@@ -300,6 +303,12 @@ class AssistantService:
             with languages.reading(customer.language, self.config["BUSINESS_TIMEZONE"]):
                 reason = wording.error_text(exc)
             return self._failed(customer, Failure(str(exc), "refused", reason=reason))
+
+    def over_limit(self, customer: Customer) -> dict[str, Any]:
+        """The output of a call the customer's call limit refused, run by no handler:
+        the runtime passes it to the model like any failure (docs/integrations.md,
+        "Calls per customer")."""
+        return self._failed(customer, Failure(TOO_MANY_CALLS, "too_many_calls"))
 
     def _failed(self, customer: Customer, failure: Failure) -> dict[str, Any]:
         message = gettext_in(customer.language, _USER_MESSAGES[failure.message], **failure.values)

@@ -1,0 +1,117 @@
+"""One customer's calls inside an integration's budget (`INTEGRATION_CUSTOMER_RATE_LIMIT`,
+docs/integrations.md "Calls per customer"): the chat and assistant endpoints count
+each customer apart, by the number or mailbox the request names in its canonical
+form, so one customer over their limit is refused while the integration's other
+customers go on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from helpdesk.extensions import db
+from helpdesk.services.integrations import IntegrationsService
+
+PER_CUSTOMER = 3
+BUDGET = 8  # the integration's API_RATE_LIMIT
+
+
+@pytest.fixture
+def limited(app: Flask) -> Flask:
+    app.config.update(
+        INTEGRATION_CUSTOMER_RATE_LIMIT=f"{PER_CUSTOMER} per minute", API_RATE_LIMIT=f"{BUDGET} per minute"
+    )
+    return app
+
+
+def _token(kind: str, name: str = "") -> dict[str, str]:
+    _integration, token = IntegrationsService(db.session).add(name or f"{kind}-integration", kind)
+    db.session.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _lookup(client: FlaskClient, headers: dict[str, str], email: str, text: str = "TKT-000001") -> Any:
+    return client.post(
+        "/api/v1/chat/lookup", json={"customer": {"email": email}, "text": text}, headers=headers
+    )
+
+
+def _tool_calls(client: FlaskClient, headers: dict[str, str], phone: str, calls: int) -> list[dict[str, Any]]:
+    body = {
+        "customer": {"phone": phone, "language": "es"},
+        "tool_calls": [
+            {
+                "id": f"call_{n}",
+                "type": "function",
+                "function": {"name": "list_my_tickets", "arguments": "{}"},
+            }
+            for n in range(calls)
+        ],
+    }
+    response = client.post("/api/v1/assistant/tool-calls", json=body, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [json.loads(item["output"]) for item in response.get_json()["tool_outputs"]]
+
+
+def test_a_chat_customer_over_their_limit_gets_429_while_the_others_go_on(limited: Flask) -> None:
+    """One chat visitor hammering the lookup spent the widget's whole budget, and
+    every other customer of the integration got 429 (found by review)."""
+    client = limited.test_client()
+    headers = _token("chat")
+    answers = [_lookup(client, headers, "ann@example.com") for _ in range(PER_CUSTOMER + 1)]
+    assert [answer.status_code for answer in answers] == [200] * PER_CUSTOMER + [429]
+    refused = answers[-1]
+    assert refused.get_json()["error"]["code"] == "too_many_customer_calls"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    # Her other spellings are her mailbox, counted as one customer.
+    for spelling in ("Ann@EXAMPLE.com", "ann+chat@example.com", "ann@ｅｘａｍｐｌｅ.com"):
+        assert _lookup(client, headers, spelling).status_code == 429
+    # A conversation of hers is refused too, before it opens anything.
+    conversation = {"conversation_id": "c-1", "customer": {"email": "ann@example.com"}, "transcript": "Hi"}
+    assert client.post("/api/v1/chat/tickets", json=conversation, headers=headers).status_code == 429
+    # Her refused calls cost the integration nothing: its budget is the others'.
+    others = [
+        _lookup(client, headers, f"customer{n}@example.com").status_code for n in range(BUDGET - PER_CUSTOMER)
+    ]
+    assert others == [200] * (BUDGET - PER_CUSTOMER)
+    assert _lookup(client, headers, "late@example.com").status_code == 429  # the integration's own budget
+    assert _lookup(client, headers, "late@example.com").get_json()["error"]["code"] == "too_many_requests"
+
+
+def test_an_assistant_customer_is_counted_per_tool_call_and_refused_as_outputs(limited: Flask) -> None:
+    """A single WhatsApp user steering the model (20 tool calls a request) spent the
+    assistant's budget for every customer of the ISP (found by review). Each tool
+    call counts; over the limit a call is a failure output, never an HTTP error
+    (SPEC §11), in the customer's language."""
+    client = limited.test_client()
+    headers = _token("assistant")
+    first = _tool_calls(client, headers, "+5215512345678", 2)
+    assert [output["success"] for output in first] == [True, True]
+    # The same number as WhatsApp writes it: one customer. One call fits, two do not.
+    second = _tool_calls(client, headers, "whatsapp:+52 1 55 1234 5678", 3)
+    assert second[0]["success"] is True
+    refused = {
+        "success": False,
+        "error": "Too many calls for this customer. Please try again later.",
+        "userMessage": "Has hecho muchas solicitudes en poco tiempo. "
+        "Por favor, inténtalo de nuevo en un momento.",
+    }
+    assert second[1:] == [refused, refused]
+    # Requests of hers refused whole cost the integration nothing.
+    for _ in range(BUDGET):
+        assert _tool_calls(client, headers, "5215512345678", 1) == [refused]
+    other = _tool_calls(client, headers, "+5215587654321", 3)
+    assert [output["success"] for output in other] == [True, True, True]
+
+
+def test_an_integration_s_customers_are_not_another_integration_s(limited: Flask) -> None:
+    client = limited.test_client()
+    first, second = _token("chat"), _token("chat", "another-chat")
+    for _ in range(PER_CUSTOMER):
+        assert _lookup(client, first, "ann@example.com").status_code == 200
+    assert _lookup(client, first, "ann@example.com").status_code == 429
+    assert _lookup(client, second, "ann@example.com").status_code == 200
