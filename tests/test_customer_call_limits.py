@@ -2,7 +2,7 @@
 docs/integrations.md "Calls per customer"): the chat and assistant endpoints count
 each customer apart, by the number or mailbox the request names in its canonical
 form, so one customer over their limit is refused while the integration's other
-customers go on."""
+customers go on; and a chat lookup stores no contact for an address it does not know."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from helpdesk.extensions import db
+from helpdesk.models import Contact
 from helpdesk.services.integrations import IntegrationsService
+from helpdesk.services.tickets import TicketsService
+from tests.support.database import open_ticket
 
 PER_CUSTOMER = 3
 BUDGET = 8  # the integration's API_RATE_LIMIT
@@ -115,3 +119,29 @@ def test_an_integration_s_customers_are_not_another_integration_s(limited: Flask
         assert _lookup(client, first, "ann@example.com").status_code == 200
     assert _lookup(client, first, "ann@example.com").status_code == 429
     assert _lookup(client, second, "ann@example.com").status_code == 200
+
+
+def test_a_chat_lookup_stores_no_contact_for_an_address_it_does_not_know(app: Flask) -> None:
+    """Every lookup naming a new address made a contact for good: storage grew with
+    whatever addresses a caller invented (found by review). A CC without a contact
+    of their own still gets the card of the ticket they take part in."""
+    client = app.test_client()
+    headers = _token("chat")
+    service = TicketsService.from_config(db.session, app.config)
+    open_ticket(service, cc=[("cc-only@example.com", "Cy")])
+    contacts_before = db.session.scalar(select(func.count(Contact.id)))
+    for n in range(5):
+        answer = _lookup(client, headers, f"invented{n}@example.com")
+        assert answer.status_code == 200 and answer.get_json() == {"tickets": []}
+    cards = _lookup(client, headers, "cc-only@example.com").get_json()["tickets"]
+    assert [card["number"] for card in cards] == ["TKT-000001"]
+    assert db.session.scalar(select(func.count(Contact.id))) == contacts_before
+    # A known customer is found as before, the language she gives kept.
+    known = client.post(
+        "/api/v1/chat/lookup",
+        json={"customer": {"email": "ann@example.com", "language": "es"}, "text": "tkt-1"},
+        headers=headers,
+    )
+    assert known.get_json()["tickets"][0]["sentence"] == "Recibimos tu ticket y un agente lo atenderá pronto."
+    ann = db.session.execute(select(Contact).where(Contact.email == "ann@example.com")).scalar_one()
+    assert ann.language == "es"

@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 
 from helpdesk import numbering
 from helpdesk.api import bp, customer_calls
-from helpdesk.api.customers import conversation_id, named, named_customer
+from helpdesk.api.customers import conversation_id, looked_up_customer, named, named_customer
 from helpdesk.api.payload import json_object
 from helpdesk.api.serializers import ticket_json
 from helpdesk.auth import integration_required
@@ -124,7 +124,7 @@ def chat_lookup() -> ResponseReturnValue:
     refused = customer_calls.refused_call(who)
     if refused is not None:
         return refused
-    customer = named_customer(who)
+    customer = looked_up_customer(who)
     commit_or_unknown(db.session)
     cards = chat.lookup(db.session, customer.contact, data["text"], customer.language, current_app.config)
     return jsonify({"tickets": cards})

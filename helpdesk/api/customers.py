@@ -13,6 +13,7 @@ from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbound import automail
 from helpdesk.inputs import unstorable
+from helpdesk.models import Contact
 from helpdesk.services import contacts
 from helpdesk.services.assistant import Customer
 
@@ -119,3 +120,18 @@ def named_customer(who: Named) -> Customer:
         raise ValidationError({"customer.phone": contacts.NUMBER_NOT_A_CUSTOMER})
     proven = who.phone if who.phone_vouched else None
     return Customer(contact, languages.of_contact(contact, current_app.config), proven)
+
+
+def looked_up_customer(who: Named) -> Customer:
+    """The customer a chat's lookup names (an email its backend vouches for): their
+    contact as `named_customer` finds it, or, for an address no contact has, one that
+    stands in for them and is never added to the session: a lookup needs no contact
+    of its own, and each new address a caller named became one for good
+    (docs/integrations.md, "Chat"). The stand-in still reaches the tickets its
+    address is a CC of (`contacts.tickets_of`: it has no id, so it is the requester
+    of none)."""
+    assert who.email is not None and not who.phone_vouched, "a chat names its customer by email"
+    if contacts.by_email(db.session, who.email) is not None:
+        return named_customer(who)
+    stand_in = Contact(email=who.email, name=addresses.display_name(who.name), language=who.language)
+    return Customer(stand_in, languages.of_contact(stand_in, current_app.config))
