@@ -2,7 +2,8 @@
 docs/integrations.md "Calls per customer"): the chat and assistant endpoints count
 each customer apart, by the number or mailbox the request names in its canonical
 form, so one customer over their limit is refused while the integration's other
-customers go on; and a chat lookup stores no contact for an address it does not know."""
+customers go on; and a chat's lookup, or its assistant's calls that only read, store
+no contact for an address they do not know."""
 
 from __future__ import annotations
 
@@ -45,20 +46,36 @@ def _lookup(client: FlaskClient, headers: dict[str, str], email: str, text: str 
 
 
 def _tool_calls(client: FlaskClient, headers: dict[str, str], phone: str, calls: int) -> list[dict[str, Any]]:
+    return _batch(client, headers, {"phone": phone, "language": "es"}, [("list_my_tickets", {})] * calls)
+
+
+def _batch(
+    client: FlaskClient,
+    headers: dict[str, str],
+    customer: dict[str, str],
+    calls: list[tuple[str, dict[str, Any]]],
+    channel: str = "whatsapp",
+) -> list[dict[str, Any]]:
+    """The outputs of the assistant's tool `calls` (name, arguments) for `customer`."""
     body = {
-        "customer": {"phone": phone, "language": "es"},
+        "customer": customer,
+        "channel": channel,
         "tool_calls": [
             {
                 "id": f"call_{n}",
                 "type": "function",
-                "function": {"name": "list_my_tickets", "arguments": "{}"},
+                "function": {"name": name, "arguments": json.dumps(arguments)},
             }
-            for n in range(calls)
+            for n, (name, arguments) in enumerate(calls)
         ],
     }
     response = client.post("/api/v1/assistant/tool-calls", json=body, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
     return [json.loads(item["output"]) for item in response.get_json()["tool_outputs"]]
+
+
+def _contacts() -> int:
+    return db.session.scalar(select(func.count(Contact.id))) or 0
 
 
 def test_a_chat_customer_over_their_limit_gets_429_while_the_others_go_on(limited: Flask) -> None:
@@ -145,3 +162,44 @@ def test_a_chat_lookup_stores_no_contact_for_an_address_it_does_not_know(app: Fl
     assert known.get_json()["tickets"][0]["sentence"] == "Recibimos tu ticket y un agente lo atenderá pronto."
     ann = db.session.execute(select(Contact).where(Contact.email == "ann@example.com")).scalar_one()
     assert ann.language == "es"
+
+
+REPORT = ("create_ticket_report", {"title": "Slow internet", "description": "2 Mbps of 100."})
+READS = [("list_my_tickets", {}), ("get_ticket_information", {"ticketId": "TKT-000001"})]
+
+
+def test_the_assistant_on_a_chat_stores_no_contact_for_calls_that_only_read(app: Flask) -> None:
+    """An assistant in a web chat made a contact for every email it was given, even
+    for calls that only read, so storage grew with whatever addresses a caller
+    invented, as the lookup's did (found by review). A CC without a contact of their
+    own still reaches the ticket they take part in; a call that writes makes the
+    contact, as before."""
+    client = app.test_client()
+    headers = _token("assistant")
+    service = TicketsService.from_config(db.session, app.config)
+    open_ticket(service, cc=[("cc-only@example.com", "Cy")])
+    contacts_before = _contacts()
+    for n in range(5):
+        listed, asked = _batch(client, headers, {"email": f"invented{n}@example.com"}, READS, "chat")
+        assert listed == {"success": True, "tickets": []}
+        assert asked["success"] is False and "not found" in asked["error"]
+    listed, asked = _batch(client, headers, {"email": "cc-only@example.com"}, READS, "chat")
+    assert [ticket["ticketId"] for ticket in listed["tickets"]] == ["TKT-000001"]
+    assert asked["ticketId"] == "TKT-000001" and asked["description"] is None  # a CC's view
+    assert _contacts() == contacts_before
+    # A batch that writes makes the contact, its reads answered for it.
+    listed, created = _batch(client, headers, {"email": "new@example.com"}, [READS[0], REPORT], "chat")
+    assert listed == {"success": True, "tickets": []} and created["ticketId"] == "TKT-000002"
+    assert _contacts() == contacts_before + 1
+
+
+def test_a_write_the_customer_s_limit_refuses_stores_no_contact_either(limited: Flask) -> None:
+    """Only the calls that run can write: a report over the limit makes no contact."""
+    client = limited.test_client()
+    headers = _token("assistant")
+    contacts_before = _contacts()
+    outputs = _batch(
+        client, headers, {"email": "invented@example.com"}, [READS[0]] * PER_CUSTOMER + [REPORT], "chat"
+    )
+    assert [output["success"] for output in outputs] == [True] * PER_CUSTOMER + [False]
+    assert _contacts() == contacts_before

@@ -123,13 +123,14 @@ def named_customer(who: Named) -> Customer:
 
 
 def looked_up_customer(who: Named) -> Customer:
-    """The customer a chat's lookup names (an email its backend vouches for): their
-    contact as `named_customer` finds it, or, for an address no contact has, one that
-    stands in for them and is never added to the session: a lookup needs no contact
-    of its own, and each new address a caller named became one for good
-    (docs/integrations.md, "Chat"). The stand-in still reaches the tickets its
-    address is a CC of (`contacts.tickets_of`: it has no id, so it is the requester
-    of none)."""
+    """The customer a chat's request that writes nothing for them names (an email
+    its backend vouches for): a lookup, or the assistant's calls that only read
+    (`assistant.writes`). Their contact as `named_customer` finds it, or, for an
+    address no contact has, one that stands in for them and is never added to the
+    session: reading needs no contact of its own, and each new address a caller
+    named became one for good (docs/integrations.md, "Chat"). The stand-in still
+    reaches the tickets its address is a CC of (`contacts.tickets_of`: it has no id,
+    so it is the requester of none)."""
     assert who.email is not None and not who.phone_vouched, "a chat names its customer by email"
     if contacts.by_email(db.session, who.email) is not None:
         return named_customer(who)

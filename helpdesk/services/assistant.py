@@ -224,6 +224,19 @@ _INTEGERS = {
     for tool in TOOLS
 }
 
+# The tools that only read for the customer (`writes`).
+READING_TOOLS = ("get_ticket_information", "list_my_tickets")
+
+
+def writes(name: object) -> bool:
+    """Whether a call naming the tool `name` may write for its customer (a ticket, a
+    comment, a rating, a proven email), and so needs their contact stored: every
+    tool but the `READING_TOOLS`, one added later included. A name of no tool
+    writes nothing (its output is a failure). A chat's batch whose calls write
+    nothing stores no contact for an address no one has
+    (`api.customers.looked_up_customer`; docs/integrations.md, "Chat")."""
+    return isinstance(name, str) and name in _VALIDATORS and name not in READING_TOOLS
+
 
 @dataclass(frozen=True)
 class Customer:
