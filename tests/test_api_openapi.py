@@ -4,10 +4,14 @@ response that breaks the document."""
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 import pytest
 import schemathesis
+from flask import Flask
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -141,3 +145,61 @@ def test_document_lists_the_answers_any_call_can_give():
             assert "`invalid_form`" in answers["400"]["description"], (method, path)
         if "application/json" in body:
             assert "`invalid_json`" in answers["400"]["description"], (method, path)
+
+
+def _refusal(
+    client: FlaskClient, headers: dict[str, str], path: str, body: dict[str, Any]
+) -> tuple[str, str]:
+    """The path called and the code it answered (`ok` for a 200)."""
+    response = client.post(f"/api/v1{path}", json=body, headers=headers)
+    return path, "ok" if response.status_code == 200 else response.get_json()["error"]["code"]
+
+
+def test_document_names_the_codes_of_a_customer_over_their_calls(app: Flask, client: FlaskClient) -> None:
+    """The chat calls' 429 said "Rate limited", naming neither the customer's
+    `too_many_customer_calls` nor the integration's `too_many_requests`, and the
+    assistant's gave no word that a customer over their calls is answered 200, the
+    calls refused as failure outputs (found by review). Each answer is provoked and
+    looked for where the document describes that call's answers."""
+    app.config.update(INTEGRATION_CUSTOMER_RATE_LIMIT="1 per minute", API_RATE_LIMIT="3 per minute")
+    integrations = IntegrationsService(db.session)
+    chat, assistant = (
+        {"Authorization": f"Bearer {integrations.add(kind, kind)[1]}"} for kind in ("chat", "assistant")
+    )
+    db.session.commit()
+
+    def lookup(email: str) -> tuple[str, str]:
+        return _refusal(client, chat, "/chat/lookup", {"customer": {"email": email}, "text": ""})
+
+    conversation = {"conversation_id": "c", "customer": {"email": "ann@example.com"}, "transcript": "Hi"}
+    answers = [
+        lookup("ann@example.com"),
+        lookup("ann@example.com"),  # over her calls
+        _refusal(client, chat, "/chat/tickets", conversation),
+        lookup("bob@example.com"),
+        lookup("cy@example.com"),  # the last of the integration's budget
+        lookup("dan@example.com"),
+    ]
+    assert [code for _path, code in answers] == [
+        "ok",
+        "too_many_customer_calls",
+        "too_many_customer_calls",
+        "ok",
+        "ok",
+        "too_many_requests",
+    ]
+    for path, code in answers:
+        described = DOCUMENT["paths"][path]["post"]["responses"]["429"]["description"]
+        assert code == "ok" or f"`{code}`" in described, (path, code, described)
+    # The assistant answers 200, the calls over the customer's limit failure outputs.
+    call = {"id": "c", "type": "function", "function": {"name": "list_my_tickets", "arguments": "{}"}}
+    response = client.post(
+        "/api/v1/assistant/tool-calls",
+        json={"customer": {"phone": "+5215512345678"}, "tool_calls": [call, {**call, "id": "d"}]},
+        headers=assistant,
+    )
+    assert response.status_code == 200
+    refused = json.loads(response.get_json()["tool_outputs"][1]["output"])
+    assert refused["success"] is False
+    described = DOCUMENT["paths"]["/assistant/tool-calls"]["post"]["responses"]["200"]["description"]
+    assert f'"error": "{refused["error"]}"' in described and "`userMessage`" in described

@@ -17,6 +17,7 @@ from helpdesk import sla
 from helpdesk import vocabulary as v
 from helpdesk.api import bp
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
+from helpdesk.services.assistant import TOO_MANY_CALLS
 from helpdesk.services.queue import MAX_SEARCH_CHARS
 from helpdesk.services.workflow import PRIORITIES as WORKFLOW_PRIORITIES
 
@@ -44,6 +45,21 @@ def _errors(*codes: int) -> dict[str, Any]:
         503: "`database_unavailable`: the database cannot do the work now; retry after `Retry-After`",
     }
     return {str(code): _json(_ref("Error"), text[code]) for code in codes}
+
+
+# Why an integration's call for a customer is refused with 429: its budget, or the
+# customer's share of it (docs/integrations.md, "Calls per customer").
+BUDGET_SPENT = "`too_many_requests`, the integration's budget (`API_RATE_LIMIT`) is spent"
+CUSTOMER_CALLS_SPENT = (
+    "`too_many_customer_calls`, the customer the request names has used their calls "
+    "(`INTEGRATION_CUSTOMER_RATE_LIMIT`) while the integration's other customers go on"
+)
+
+
+def _too_many(*reasons: str) -> dict[str, Any]:
+    """The 429 of a call refused for any of `reasons` (each a code and its why)."""
+    listed = "; ".join(reasons[:-1]) + "; or " + reasons[-1] if len(reasons) > 1 else reasons[0]
+    return {"429": _json(_ref("Error"), "Rate limited: " + listed)}
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -952,9 +968,14 @@ PATHS: dict[str, Any] = {
                             }
                         },
                         ["tool_outputs"],
-                    )
+                    ),
+                    "One output per call, in order. A call that fails is an output, "
+                    '`{"success": false, "error", "userMessage"}`, never an HTTP error: so is each call '
+                    "over the customer's calls (`INTEGRATION_CUSTOMER_RATE_LIMIT`, counted per tool call), "
+                    f'`"error": "{TOO_MANY_CALLS}"`, the `userMessage` in the customer\'s language',
                 ),
                 **_errors(400, 401, 403, 413, 422),
+                **_too_many(BUDGET_SPENT),
             },
         }
     },
@@ -980,7 +1001,13 @@ PATHS: dict[str, Any] = {
                     "The conversation was posted before (a retry): the ticket it opened, or"
                     " its survivor with `merged_from`; nothing is created or mailed",
                 ),
-                **_errors(400, 401, 403, 409, 413, 422, 429),
+                **_errors(400, 401, 403, 409, 413, 422),
+                **_too_many(
+                    "`too_many_tickets`, the customer is at their ticket limits "
+                    "(`CUSTOMER_MAX_TICKETS_PER_HOUR`, `CUSTOMER_MAX_OPEN_TICKETS`)",
+                    CUSTOMER_CALLS_SPENT,
+                    BUDGET_SPENT,
+                ),
             },
         }
     },
@@ -994,6 +1021,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_object({"tickets": {"type": "array", "items": CARD}}, ["tickets"])),
                 **_errors(400, 401, 403, 413, 422),
+                **_too_many(CUSTOMER_CALLS_SPENT, BUDGET_SPENT),
             },
         }
     },
