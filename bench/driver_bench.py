@@ -21,17 +21,15 @@ Run from the project root (about 3 s a run):
 from __future__ import annotations
 
 import argparse
-import random
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import pipeline_stages
 from bench.pg_parts_bench import DATABASE, MAILS, WARMUP, _Clock
-from bench.realistic_mail import generate
-from bench.report import markdown_table, median_range, paired, plain_table
+from bench.realistic_mail import announced, generate
+from bench.report import markdown_table, median_range, paired, plain_table, shuffled_rounds
 from bench.smtp_bench import CUSTOMER_LIMITS_NEVER_REACHED, prepare_database
 from config import TestingConfig
 from helpdesk import create_app
@@ -122,23 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"psycopg 3 is not in {PSYCOPG3}; see this module's docstring", file=sys.stderr)
         return 2
     sys.path.append(str(PSYCOPG3))
-    samples: list[Sample] = []
     pg = PostgresServer(durable=True).start()
     try:
-        for shape in args.shape or ["plain4k", "realistic"]:
-            mails = generate(shape, args.mails, seed=args.seed)
-            for index in range(args.rounds):
-                round_id = f"{time.time():.0f}-{index}"
-                order = list(DRIVERS)
-                random.Random(round_id).shuffle(order)
-                for driver in order:
-                    sample = run(pg, shape, mails, driver, round_id)
-                    samples.append(sample)
-                    print(
-                        f"  {shape} round {index + 1}: gateway {sample.gateway:.2f} + PostgreSQL "
-                        f"{sample.postgres:.2f} ms/mail, {driver} {sample.outcomes}",
-                        flush=True,
-                    )
+        samples = shuffled_rounds(
+            args.shape or ["plain4k", "realistic"],
+            lambda shape: announced(shape, generate(shape, args.mails, seed=args.seed)),
+            args.rounds,
+            list(DRIVERS),
+            lambda shape, mails, driver, round_id: run(pg, shape, mails, driver, round_id),
+            lambda sample: (
+                f"gateway {sample.gateway:.2f} + PostgreSQL {sample.postgres:.2f} ms/mail {sample.outcomes}"
+            ),
+        )
     finally:
         pg.stop()
     table = rows(samples)

@@ -28,7 +28,6 @@ Run from the project root (both shapes, two rounds: about a minute and a half):
 from __future__ import annotations
 
 import argparse
-import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -39,8 +38,8 @@ from flask import Flask
 
 from bench.cpu import postgres_split
 from bench.postgres import server_settings
-from bench.realistic_mail import GeneratedMail, describe, generate
-from bench.report import markdown_table, median_range, paired, plain_table, pooled
+from bench.realistic_mail import GeneratedMail, announced, generate
+from bench.report import markdown_table, median_range, paired, plain_table, pooled, shuffled_rounds
 from bench.smtp_bench import CUSTOMER_LIMITS_NEVER_REACHED, prepare_database
 from config import TestingConfig
 from helpdesk import create_app
@@ -211,27 +210,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     shapes = args.shape or ["plain4k", "realistic"]
-    samples: list[Sample] = []
     pg = PostgresServer(durable=True).start()
     started = time.monotonic()
     try:
         print(server_settings(pg.url()), flush=True)
-        for shape in shapes:
-            mails = generate(shape, WARMUP + COUNTED, seed=args.seed)
-            print(f"{shape}: {describe(mails)}", flush=True)
-            for index in range(args.rounds):
-                round_id = f"{time.time():.0f}-{index}"
-                order = list(VARIANTS)
-                random.Random(round_id).shuffle(order)
-                for variant in order:
-                    sample = run(pg, shape, mails, variant, round_id)
-                    samples.append(sample)
-                    print(
-                        f"  {shape} round {index + 1}: gateway {sample.gateway:.2f}, "
-                        f"PG {sample.postgres:.2f} (backend {sample.backend:.2f}), "
-                        f"wall {sample.wall:.2f} ms/mail: {variant}",
-                        flush=True,
-                    )
+        samples = shuffled_rounds(
+            shapes,
+            lambda shape: announced(shape, generate(shape, WARMUP + COUNTED, seed=args.seed)),
+            args.rounds,
+            list(VARIANTS),
+            lambda shape, mails, variant, round_id: run(pg, shape, mails, variant, round_id),
+            lambda sample: (
+                f"gateway {sample.gateway:.2f}, PG {sample.postgres:.2f} "
+                f"(backend {sample.backend:.2f}), wall {sample.wall:.2f} ms/mail"
+            ),
+        )
     finally:
         pg.stop()
     print(f"{time.monotonic() - started:.0f} s")

@@ -43,7 +43,6 @@ several short invocations pool into one table.
 from __future__ import annotations
 
 import argparse
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,8 +53,8 @@ import psycopg2
 from bench import pipeline_stages
 from bench.cpu import postgres_split, process_cpu
 from bench.postgres import admin, server_settings
-from bench.realistic_mail import SHAPES, describe, generate
-from bench.report import markdown_table, median_range, paired, plain_table, pooled
+from bench.realistic_mail import SHAPES, announced, generate
+from bench.report import markdown_table, median_range, paired, plain_table, pooled, shuffled_rounds
 from bench.smtp_bench import CUSTOMER_LIMITS_NEVER_REACHED, prepare_database
 from config import TestingConfig
 from helpdesk import create_app
@@ -300,27 +299,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shapes = args.shape or ["plain4k", "realistic"]
     variants = [BASELINE, *(v for v in args.variant or VARIANTS if v != BASELINE)]
-    samples: list[Sample] = []
     pg = PostgresServer(durable=True).start()
     started = time.monotonic()
     try:
         print(server_settings(pg.url()), flush=True)
-        for shape in shapes:
-            mails = generate(shape, args.mails, seed=args.seed)
-            print(f"{shape}: {describe(mails)}", flush=True)
-            for index in range(args.rounds):
-                round_id = f"{time.time():.0f}-{index}"
-                order = variants[:]
-                random.Random(round_id).shuffle(order)
-                for variant in order:
-                    sample = run(pg, shape, mails, variant, round_id)
-                    samples.append(sample)
-                    print(
-                        f"  {shape} round {index + 1}: PG {sample.postgres:.2f} "
-                        f"(backend {sample.backend:.2f}) "
-                        f"+ VACUUM {sample.vacuum:.2f}, gateway {sample.gateway:.2f} ms/mail: {variant}",
-                        flush=True,
-                    )
+        samples = shuffled_rounds(
+            shapes,
+            lambda shape: announced(shape, generate(shape, args.mails, seed=args.seed)),
+            args.rounds,
+            variants,
+            lambda shape, mails, variant, round_id: run(pg, shape, mails, variant, round_id),
+            lambda sample: (
+                f"PG {sample.postgres:.2f} (backend {sample.backend:.2f}) "
+                f"+ VACUUM {sample.vacuum:.2f}, gateway {sample.gateway:.2f} ms/mail"
+            ),
+        )
     finally:
         pg.stop()
     print(f"{time.monotonic() - started:.0f} s")

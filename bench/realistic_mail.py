@@ -1004,6 +1004,13 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
 
+def announced(shape: str, mails: list[GeneratedMail]) -> list[GeneratedMail]:
+    """`mails`, once their shape's line (`describe`) is printed: for the benchmarks
+    that make each shape's mails just before running them."""
+    print(f"{shape}: {describe(mails)}", flush=True)
+    return mails
+
+
 def describe(mails: Sequence[GeneratedMail]) -> str:
     """One line on what a set of mails holds, printed beside the benchmarks' tables."""
     if not mails:

@@ -1,12 +1,15 @@
 """Output and options shared by the benchmarks: a plain table for the terminal, the
-same table in Markdown for docs/benchmarks.md, and the `1,4,16` style count option."""
+same table in Markdown for docs/benchmarks.md, the `1,4,16` style count option, and
+the shuffled rounds that paired comparisons are measured in."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import random
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -53,6 +56,7 @@ class Run(Protocol):
 
 
 R = TypeVar("R", bound=Run)
+S = TypeVar("S")  # a mail of the benchmark's
 
 
 def median_range(values: Sequence[float]) -> str:
@@ -84,3 +88,29 @@ def pooled(path: Path | None, runs: Sequence[R], kind: Callable[..., R]) -> list
         for run in runs:
             out.write(json.dumps(dataclasses.asdict(run)) + "\n")  # type: ignore[call-overload]
     return earlier + list(runs)
+
+
+def shuffled_rounds(
+    shapes: Sequence[str],
+    mails_of: Callable[[str], Sequence[S]],
+    rounds: int,
+    variants: Sequence[str],
+    run: Callable[[str, Sequence[S], str, str], R],
+    told: Callable[[R], str],
+) -> list[R]:
+    """`run(shape, mails, variant, round_id)` for every variant, `rounds` times a
+    shape, in an order shuffled anew each round, each run's line (`told`) printed
+    as it ends: every variant of a round runs within minutes of the others, so a
+    drift of a shared machine falls on all of them alike (`paired`)."""
+    samples: list[R] = []
+    for shape in shapes:
+        mails = mails_of(shape)
+        for index in range(rounds):
+            round_id = f"{time.time():.0f}-{index}"
+            order = list(variants)
+            random.Random(round_id).shuffle(order)
+            for variant in order:
+                sample = run(shape, mails, variant, round_id)
+                samples.append(sample)
+                print(f"  {shape} round {index + 1}: {told(sample)}: {variant}", flush=True)
+    return samples
