@@ -2,8 +2,8 @@
 docs/integrations.md "Calls per customer"): the chat and assistant endpoints count
 each customer apart, by the number or mailbox the request names in its canonical
 form, so one customer over their limit is refused while the integration's other
-customers go on; and a chat's lookup, or its assistant's calls that only read, store
-no contact for an address they do not know."""
+customers go on; and a chat's lookup, or the assistant's calls that read or fail,
+store no contact for an address (or a number) they do not know."""
 
 from __future__ import annotations
 
@@ -203,3 +203,67 @@ def test_a_write_the_customer_s_limit_refuses_stores_no_contact_either(limited: 
     )
     assert [output["success"] for output in outputs] == [True] * PER_CUSTOMER + [False]
     assert _contacts() == contacts_before
+
+
+# Calls that may write but fail before writing anything: bad arguments, a ticket the
+# customer does not reach, a tool the channel refuses, the customer's ticket limits.
+FAILING_WRITES = [
+    ("rate_ticket", {"ticketId": "TKT-000001", "rating": 9}),
+    ("rate_ticket", {"ticketId": "TKT-000404", "rating": 5}),
+    ("add_ticket_comment", {"ticketId": "TKT-000404", "text": "Any news?"}),
+    REPORT,  # over CUSTOMER_MAX_TICKETS_PER_HOUR
+]
+
+
+@pytest.mark.parametrize("channel", ["chat", "whatsapp"])
+def test_writes_that_fail_store_no_contact(app: Flask, channel: str) -> None:
+    """A batch holding a call that may write stored the customer's contact before
+    its calls ran, even when every one of them then failed, so a caller inventing an
+    address (or, with a leaked token, a number) per request still grew storage by a
+    contact a request (found by review). The contact is stored by the first call
+    that writes, in its transaction."""
+    app.config["CUSTOMER_MAX_TICKETS_PER_HOUR"] = 0
+    client = app.test_client()
+    headers = _token("assistant")
+    open_ticket(TicketsService.from_config(db.session, app.config))
+    contacts_before = _contacts()
+    verify = (
+        "verify_email",
+        {"email": "not-an-address"} if channel == "whatsapp" else {"email": "a@b.example"},
+    )
+    for n in range(3):
+        customer = (
+            {"email": f"invented{n}@example.com"} if channel == "chat" else {"phone": f"+5215500000{n:03}"}
+        )
+        outputs = _batch(client, headers, customer, [*FAILING_WRITES, verify, *READS], channel)
+        assert [output["success"] for output in outputs] == [False] * 5 + [True, False]
+    assert _contacts() == contacts_before
+
+
+@pytest.mark.parametrize("channel", ["chat", "whatsapp"])
+def test_the_first_write_stores_the_contact_and_the_batch_goes_on_with_it(app: Flask, channel: str) -> None:
+    """Once a call wrote for someone new, the batch's later calls act for the contact
+    it stored: the ticket just opened is listed, and commented on."""
+    client = app.test_client()
+    headers = _token("assistant")
+    customer = {"email": "new@example.com", "name": "Nia", "language": "es"}
+    if channel == "whatsapp":
+        customer = {"phone": "+5215511112222", "name": "Nia", "language": "es"}
+    contacts_before = _contacts()
+    comment = ("add_ticket_comment", {"ticketId": "TKT-000001", "text": "It is worse at night."})
+    listed, created, listed_after, commented = _batch(
+        client, headers, customer, [READS[0], REPORT, READS[0], comment], channel
+    )
+    assert listed == {"success": True, "tickets": []}
+    assert created["success"] is True and created["ticketId"] == "TKT-000001"
+    assert [ticket["ticketId"] for ticket in listed_after["tickets"]] == ["TKT-000001"]
+    assert commented["success"] is True
+    assert _contacts() == contacts_before + 1
+    contact = db.session.execute(select(Contact).order_by(Contact.id.desc()).limit(1)).scalar_one()
+    assert (contact.name, contact.language) == ("Nia", "es")
+    assert contact.phone == (customer.get("phone") if channel == "whatsapp" else None)
+    # The next batch finds the customer as known.
+    (listed,) = _batch(client, headers, customer, [READS[0]], channel)
+    assert [ticket["ticketId"] for ticket in listed["tickets"]] == ["TKT-000001"]
+    assert _contacts() == contacts_before + 1
+

@@ -11,14 +11,14 @@ from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from helpdesk.api import bp, customer_calls
-from helpdesk.api.customers import conversation_id, looked_up_customer, named, named_customer
+from helpdesk.api.customers import conversation_id, looked_up_customer, named
 from helpdesk.api.payload import json_object
 from helpdesk.auth import integration_required
 from helpdesk.database import commit_or_unknown
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.inputs import unstorable
-from helpdesk.services.assistant import TOOLS, AssistantService, writes
+from helpdesk.services.assistant import TOOLS, AssistantService
 
 MAX_CALLS = 20  # tool calls in one request
 ASSISTANT_CHANNELS = ("whatsapp", "chat")
@@ -54,17 +54,16 @@ def assistant_tool_calls() -> ResponseReturnValue:
     # outputs, never an HTTP error (SPEC §11). Counted before the customer is found,
     # who is then found as before: a refused call is answered in their language.
     allowed = customer_calls.allowance(who, len(calls)).calls
-    # On a chat, calls that write nothing (reads, and those over the limit, which
-    # run no tool) store no contact for an address no one has, as a lookup does:
-    # each invented address became one for good (docs/integrations.md, "Chat").
-    if channel == "chat" and not any(writes(call["function"]["name"]) for call in calls[:allowed]):
-        customer = looked_up_customer(who)
-    else:
-        customer = named_customer(who)
+    # Someone no contact has yet is answered from an unsaved stand-in, on either
+    # channel: their first call that writes stores the contact, in its own
+    # transaction, so reads, failures and calls over the limit store no one, and a
+    # caller inventing an address or a number per request grows nothing
+    # (docs/integrations.md, "Chat" and "Who the customer is").
+    customer = looked_up_customer(who)
     # Read before the commit expires it: read after, it began a transaction of its
     # own, which on SQLite holds the write lock until the first call ends.
     integration_id = g.integration.id
-    commit_or_unknown(db.session)  # the contact, before any call can roll back
+    commit_or_unknown(db.session)  # a known customer's name and language, before any call can roll back
     service = AssistantService(
         db.session, current_app.config, conversation_id=conversation, integration_id=integration_id
     )

@@ -123,16 +123,26 @@ def named_customer(who: Named) -> Customer:
 
 
 def looked_up_customer(who: Named) -> Customer:
-    """The customer a chat's request that writes nothing for them names (an email
-    its backend vouches for): a lookup, or the assistant's calls that only read
-    (`assistant.writes`). Their contact as `named_customer` finds it, or, for an
-    address no contact has, one that stands in for them and is never added to the
-    session: reading needs no contact of its own, and each new address a caller
-    named became one for good (docs/integrations.md, "Chat"). The stand-in still
-    reaches the tickets its address is a CC of (`contacts.tickets_of`: it has no id,
-    so it is the requester of none)."""
-    assert who.email is not None and not who.phone_vouched, "a chat names its customer by email"
-    if contacts.by_email(db.session, who.email) is not None:
+    """The customer `who` names, without storing anyone new: their contact as
+    `named_customer` finds it, or, for someone no contact has (no contact at the
+    email a chat names, none with the number WhatsApp proves), one that stands in
+    for them and is never added to the session. A chat's lookup needs no contact,
+    and neither does an assistant's call that reads or fails: each new address or
+    number a caller named became a contact for good (docs/integrations.md, "Chat").
+    The assistant's first call that writes for them stores the contact, in its own
+    transaction (`AssistantService`). The stand-in reaches the tickets its address
+    is a CC of (`contacts.tickets_of`: it has no id, so it is the requester of none)."""
+    if who.phone_vouched:
+        assert who.phone is not None, "a vouched channel requires the phone"
+        known = contacts.holder(db.session, who.phone)
+        email, proven = addresses.for_phone(who.phone), who.phone
+    else:
+        assert who.email is not None, "an unvouched channel requires the email"
+        known = contacts.by_email(db.session, who.email)
+        email, proven = who.email, None
+    if known is not None:
         return named_customer(who)
-    stand_in = Contact(email=who.email, name=addresses.display_name(who.name), language=who.language)
-    return Customer(stand_in, languages.of_contact(stand_in, current_app.config))
+    stand_in = Contact(
+        email=email, phone=proven, name=addresses.display_name(who.name), language=who.language
+    )
+    return Customer(stand_in, languages.of_contact(stand_in, current_app.config), proven)

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import jsonschema_rs
-from sqlalchemy import delete, select
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses, languages, numbering, sla, wording
@@ -224,19 +224,6 @@ _INTEGERS = {
     for tool in TOOLS
 }
 
-# The tools that only read for the customer (`writes`).
-READING_TOOLS = ("get_ticket_information", "list_my_tickets")
-
-
-def writes(name: object) -> bool:
-    """Whether a call naming the tool `name` may write for its customer (a ticket, a
-    comment, a rating, a proven email), and so needs their contact stored: every
-    tool but the `READING_TOOLS`, one added later included. A name of no tool
-    writes nothing (its output is a failure). A chat's batch whose calls write
-    nothing stores no contact for an address no one has
-    (`api.customers.looked_up_customer`; docs/integrations.md, "Chat")."""
-    return isinstance(name, str) and name in _VALIDATORS and name not in READING_TOOLS
-
 
 @dataclass(frozen=True)
 class Customer:
@@ -288,8 +275,12 @@ class AssistantService:
             "rate_ticket": self._rate,
             "verify_email": self._verify_email,
         }
-        # The contact a proof in this batch bound the number to: later calls act for it.
+        # The contact later calls of this batch act for: the one a proof bound the
+        # number to, or the one a write stored for a customer who had none
+        # (`_stored`), once the call that did it committed (`acting` until then: a
+        # call rolled back stored and bound no one).
         self.bound: Contact | None = None
+        self.acting: Contact | None = None
 
     def call(
         self, customer: Customer, name: object, arguments: object, channel: str, call_id: str | None = None
@@ -300,11 +291,14 @@ class AssistantService:
         if self.bound is not None:
             customer = replace(customer, contact=self.bound)
         self.call_id = call_id
+        self.acting = None
         try:
             if not isinstance(name, str) or name not in self.handlers:
                 raise Failure(f"Unknown function: {echoed(name)}", "unknown")
             output = self.handlers[name](customer, _arguments(name, arguments), channel)
             commit_or_unknown(self.session)
+            if self.acting is not None:
+                self.bound = self.acting
             return output
         except Failure as failure:
             self.session.rollback()
@@ -332,7 +326,7 @@ class AssistantService:
     def _create(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         # The customer was found in an earlier transaction: a merge since then moved
         # them to another contact, which is the one to count and to open under.
-        contact = contacts.current(self.session, customer.contact)
+        contact = contacts.current(self.session, self._stored(customer).contact)
         customer = replace(customer, contact=contact)
         allowed = customer_limits.may_open(self.session, contact, self.config)
         # A call submitted again (a runtime retrying a batch after a lost answer or a
@@ -507,7 +501,7 @@ class AssistantService:
         # (`_as_now`), not the stand-in's under messages that moved before it.
         try:
             target = lock_with_survivor(self.session, ticket)
-            customer = self._as_now(customer)
+            customer = self._as_now(self._stored(customer))
             # A call submitted again (a batch retried) while the comment it wrote is
             # still the newest message of the ticket it went to is answered as it
             # was, and writes nothing; the message is in the digest, so anything
@@ -550,7 +544,7 @@ class AssistantService:
         # stand-in address, written after the merge moved its ratings (which its
         # owner could never change again).
         lock_for_change(self.session, ticket)
-        customer = self._as_now(customer)
+        customer = self._as_now(self._stored(customer))
         if not customer_reaches(self.session, customer.contact, ticket.id):
             raise _not_theirs(arguments["ticketId"])
         rated = satisfaction.rate(
@@ -634,7 +628,7 @@ class AssistantService:
             if refused.reason == "too_many_wrong":
                 raise Failure(TOO_MANY_WRONG, "too_many_wrong") from None
             raise Failure(LINKED_ELSEWHERE, "taken") from None
-        self.bound = bound
+        self.acting = bound
         return self._verified(bound, f"{email} is verified and linked to this number")
 
     @staticmethod
@@ -642,6 +636,31 @@ class AssistantService:
         return {"success": True, "verified": True, "email": contact.email, "message": message}
 
     # -- helpers ------------------------------------------------------------------
+
+    def _stored(self, customer: Customer) -> Customer:
+        """`customer` with their contact stored, for a call about to write for them
+        (its checks passed: the arguments, the ticket theirs). Someone no contact had
+        comes as an unsaved stand-in (`api.customers.looked_up_customer`) and gets
+        their contact here, in the write's transaction: a call that fails rolls it
+        back with the rest, so neither reads nor failures store anyone, and an
+        address or number invented per request grows nothing (docs/integrations.md,
+        "Chat"). Found as `contacts.for_customer` finds it (made meanwhile by another
+        request, it is that one); later calls of the batch act for it (`bound`).
+        A call writing on a ticket stores it after the ticket's lock, in the lock
+        order (tickets before contacts): a reply of the same new address's mail,
+        holding that ticket, waits on the contact's insert."""
+        if not inspect(customer.contact).transient:
+            return customer
+        contact = contacts.for_customer(
+            self.session,
+            email=customer.contact.email,
+            phone=customer.phone,
+            phone_vouched=customer.phone is not None,
+            name=customer.contact.name,
+            language=customer.contact.language,
+        )
+        self.acting = contact
+        return replace(customer, contact=contact)
 
     def _as_now(self, customer: Customer) -> Customer:
         """The customer as they are once the call holds its ticket's lock: someone
