@@ -267,3 +267,29 @@ def test_the_first_write_stores_the_contact_and_the_batch_goes_on_with_it(app: F
     assert [ticket["ticketId"] for ticket in listed["tickets"]] == ["TKT-000001"]
     assert _contacts() == contacts_before + 1
 
+
+def test_a_chat_conversation_refused_stores_no_contact(app: Flask) -> None:
+    """`/chat/tickets` committed the customer's contact before the ticket, "whatever
+    happens to the ticket": each post refused over the ticket limits (a caller
+    inventing `ann+1@`, `ann+2@`… of a mailbox at its limits) or naming another
+    customer's conversation stored a contact for good (found by review)."""
+    client = app.test_client()
+    headers = _token("chat")
+
+    def post(conversation: str, email: str) -> Any:
+        body = {"conversation_id": conversation, "customer": {"email": email}, "transcript": "Hi"}
+        return client.post("/api/v1/chat/tickets", json=body, headers=headers)
+
+    assert post("c-ann", "ann@example.com").status_code == 201
+    contacts_before = _contacts()
+    for n in range(3):
+        refused = post("c-ann", f"invented{n}@example.com")  # Ann's conversation
+        assert refused.status_code == 409
+    app.config["CUSTOMER_MAX_TICKETS_PER_HOUR"] = 0
+    for n in range(3):
+        refused = post(f"c-{n}", f"invented{n}@example.com")
+        assert refused.get_json()["error"]["code"] == "too_many_tickets"
+    assert _contacts() == contacts_before
+    # Ann's repeat is answered as before, her contact untouched.
+    assert post("c-ann", "ann@example.com").status_code == 200
+    assert _contacts() == contacts_before

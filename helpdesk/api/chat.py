@@ -47,8 +47,10 @@ def chat_ticket() -> ResponseReturnValue:
     refused = customer_calls.refused_call(who)
     if refused is not None:
         return refused
+    # The contact is committed with the ticket (or the repeat's answer), and goes
+    # with a refusal (429, 409, 422): kept whatever happened, each refused post
+    # naming a new address stored a contact for good (docs/integrations.md, "Chat").
     customer = named_customer(who)
-    commit_or_unknown(db.session)  # the contact, whatever happens to the ticket
     contact = contacts.current(db.session, customer.contact)  # as for the assistant's tickets
     customer = replace(customer, contact=contact)
     allowed = customer_limits.may_open(db.session, contact, current_app.config)
