@@ -203,3 +203,50 @@ def test_document_names_the_codes_of_a_customer_over_their_calls(app: Flask, cli
     assert refused["success"] is False
     described = DOCUMENT["paths"]["/assistant/tool-calls"]["post"]["responses"]["200"]["description"]
     assert f'"error": "{refused["error"]}"' in described and "`userMessage`" in described
+
+
+def test_document_names_the_code_and_the_limit_of_every_other_429(
+    app: Flask, client: FlaskClient, agent
+) -> None:
+    """The login's, the password change's, the tracker's and every token call's 429
+    said "Rate limited", naming neither the code a client reads nor the limit it hit,
+    while the chat calls' named theirs (found by review). Each is provoked and its
+    code and setting looked for where the document describes that call's answers."""
+    app.config.update(
+        LOGIN_RATE_LIMIT="2 per minute",
+        LOGIN_RATE_LIMIT_PER_ACCOUNT="1 per minute",
+        TRACK_RATE_LIMIT_PER_IP="1 per minute",
+        API_RATE_LIMIT="3 per minute",
+    )
+    token = login_tokens(client, agent.email, "agent-password-1")["access_token"]
+    staff = {"Authorization": f"Bearer {token}"}
+    answers: list[tuple[str, str, int, str, str]] = []
+
+    def call(method: str, path: str, setting: str, **kwargs: Any) -> None:
+        response = client.open(f"/api/v1{path}", method=method, **kwargs)
+        code = response.get_json()["error"]["code"] if response.status_code >= 400 else "ok"
+        answers.append((method.lower(), path, response.status_code, code, setting))
+
+    for n in range(3):  # failed logins from one address, each of another account
+        body = {"email": f"nobody{n}@example.com", "password": "wrong"}
+        call("POST", "/auth/login", "LOGIN_RATE_LIMIT", json=body)
+    wrong = {"current_password": "wrong", "new_password": "a-new-password-42"}
+    for _ in range(2):
+        call("POST", "/auth/password", "LOGIN_RATE_LIMIT_PER_ACCOUNT", json=wrong, headers=staff)
+    for _ in range(3):
+        call("GET", "/tickets", "API_RATE_LIMIT", headers=staff)
+    for _ in range(2):
+        body = {"ticket_number": "TKT-000001", "email": "ann@example.com"}
+        call("POST", "/public/track", "TRACK_RATE_LIMIT_PER_IP", json=body)
+    refused = [
+        (method, path, code, setting) for method, path, status, code, setting in answers if status == 429
+    ]
+    assert {(path, code) for _method, path, code, _setting in refused} == {
+        ("/auth/login", "too_many_requests"),
+        ("/auth/password", "too_many_requests"),
+        ("/tickets", "too_many_requests"),
+        ("/public/track", "too_many_requests"),
+    }, answers
+    for method, path, code, setting in refused:
+        described = DOCUMENT["paths"][path][method]["responses"]["429"]["description"]
+        assert f"`{code}`" in described and f"`{setting}`" in described, (path, code, described)

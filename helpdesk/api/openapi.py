@@ -40,16 +40,30 @@ def _errors(*codes: int) -> dict[str, Any]:
         "that clashed with another made at the same time (try again)",
         413: "Body too large",
         422: "Invalid fields",
-        429: "Rate limited",
         500: "`internal_error`: a bug on our side, logged with its traceback",
         503: "`database_unavailable`: the database cannot do the work now; retry after `Retry-After`",
     }
     return {str(code): _json(_ref("Error"), text[code]) for code in codes}
 
 
-# Why an integration's call for a customer is refused with 429: its budget, or the
-# customer's share of it (docs/integrations.md, "Calls per customer").
+# Why a call is refused with 429, each a code and its why: the caller's budget (every
+# call with a token), an integration's for a customer or the customer's share of it
+# (docs/integrations.md, "Calls per customer"), the login and tracker budgets
+# (docs/security.md).
+CALLER_BUDGET_SPENT = "`too_many_requests`, the caller's budget (`API_RATE_LIMIT`) is spent"
 BUDGET_SPENT = "`too_many_requests`, the integration's budget (`API_RATE_LIMIT`) is spent"
+FAILED_LOGINS = (
+    "`too_many_requests`, too many failed logins from the client's address (`LOGIN_RATE_LIMIT`) "
+    "or of the account (`LOGIN_RATE_LIMIT_PER_ACCOUNT`)"
+)
+WRONG_PASSWORDS = (
+    "`too_many_requests`, too many wrong current passwords and failed logins of the account "
+    "(`LOGIN_RATE_LIMIT_PER_ACCOUNT`)"
+)
+TRACKING = (
+    "`too_many_requests`, too many lookups from the client's address (`TRACK_RATE_LIMIT_PER_IP`) "
+    "or of the ticket number (`TRACK_RATE_LIMIT_PER_TICKET`)"
+)
 CUSTOMER_CALLS_SPENT = (
     "`too_many_customer_calls`, the customer the request names has used their calls "
     "(`INTEGRATION_CUSTOMER_RATE_LIMIT`) while the integration's other customers go on"
@@ -549,7 +563,11 @@ PATHS: dict[str, Any] = {
             "requestBody": _body(
                 _object({"email": {"type": "string"}, "password": {"type": "string"}}, ["email", "password"])
             ),
-            "responses": {"200": _json(_ref("Tokens")), **_errors(400, 401, 413, 422, 429)},
+            "responses": {
+                "200": _json(_ref("Tokens")),
+                **_errors(400, 401, 413, 422),
+                **_too_many(FAILED_LOGINS),
+            },
         }
     },
     "/auth/refresh": {
@@ -572,7 +590,11 @@ PATHS: dict[str, Any] = {
                     ["current_password", "new_password"],
                 )
             ),
-            "responses": {"200": _json(_ref("Tokens")), **_errors(400, 401, 413, 422, 429)},
+            "responses": {
+                "200": _json(_ref("Tokens")),
+                **_errors(400, 401, 413, 422),
+                **_too_many(WRONG_PASSWORDS, CALLER_BUDGET_SPENT),
+            },
         }
     },
     "/auth/logout": {
@@ -880,7 +902,11 @@ PATHS: dict[str, Any] = {
                     ["ticket_number", "email"],
                 )
             ),
-            "responses": {"200": _json(_ref("CustomerView")), **_errors(400, 404, 413, 422, 429)},
+            "responses": {
+                "200": _json(_ref("CustomerView")),
+                **_errors(400, 404, 413, 422),
+                **_too_many(TRACKING),
+            },
         }
     },
     "/health": {
@@ -1142,7 +1168,7 @@ def _rate_limited(paths: dict[str, Any]) -> dict[str, Any]:
     for item in paths.values():
         for method, operation in item.items():
             if method != "parameters" and operation.get("security", STAFF):
-                operation["responses"].setdefault("429", _errors(429)["429"])
+                operation["responses"].setdefault("429", _too_many(CALLER_BUDGET_SPENT)["429"])
                 operation["responses"]["429"]["headers"] = RATE_HEADERS
     return paths
 
