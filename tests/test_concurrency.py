@@ -1963,6 +1963,88 @@ def test_two_admins_acting_at_once_leave_one_active_admin(app, admin, second_cha
     assert db.session.execute(active_admins).scalar_one() == 1
 
 
+# -- a new customer's first write while their mail writes on the same ticket ------
+
+
+@on_postgresql
+def test_a_new_cc_s_comment_and_their_mail_on_one_ticket_both_land(app, monkeypatch):
+    """Cy, a CC with no contact yet, comments through a chat's assistant while a
+    mail of theirs is written on the same ticket. The assistant stores the contact
+    with the comment, in its transaction (docs/integrations.md, "Chat"); stored
+    before the ticket's lock, it waited for the mail's lock while the mail, holding
+    it, waited for that contact's insert: a deadlock, one of them lost. Stored
+    after the lock (tickets before contacts), the comment waits, and both land on
+    one contact."""
+    from helpdesk.models import Contact, Message
+    from helpdesk.services import tickets as tickets_module
+    from helpdesk.services.integrations import IntegrationsService
+
+    service = TicketsService.from_config(db.session, app.config)
+    service.open_ticket(
+        subject="No signal",
+        description="Since noon.",
+        requester_email="ann@example.com",
+        cc=[("cy@example.com", "Cy")],
+        channel="api",
+        actor=Actor.system("test"),
+    )
+    _integration, token = IntegrationsService(db.session).add("site-assistant", "assistant")
+    db.session.commit()
+    order = Interleaving()
+    lock_with_survivor = tickets_module.lock_with_survivor
+
+    def lock_then_hold(session: Any, ticket: Ticket) -> Ticket:
+        locked = lock_with_survivor(session, ticket)
+        if threading.current_thread().name == "first":
+            order.after_first_change()
+        return locked
+
+    monkeypatch.setattr(
+        tickets_module, "lock_with_survivor", lock_then_hold
+    )  # the mail's, not the assistant's
+
+    def mail() -> object:
+        with app.app_context():
+            order.after_load("first")
+            mailed = TicketsService.from_config(db.session, app.config)
+            mailed.add_message(
+                mailed.get(1),
+                body="From my phone.",
+                actor=Actor.customer("cy@example.com", "Cy"),
+                channel="email",
+            )
+            db.session.commit()
+            return "mailed"
+
+    def comment() -> object:
+        order.after_load("second")
+        call = {"ticketId": "TKT-000001", "text": "From the chat."}
+        body = {
+            "customer": {"email": "cy@example.com"},
+            "channel": "chat",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "add_ticket_comment", "arguments": json.dumps(call)},
+                }
+            ],
+        }
+        response = app.test_client().post(
+            "/api/v1/assistant/tool-calls", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        return json.loads(response.get_json()["tool_outputs"][0]["output"])["success"]
+
+    results = order.run(mail, comment)
+    assert results == {"first": "mailed", "second": True}, results
+    db.session.rollback()
+    cy = db.session.execute(select(Contact.id).where(Contact.email == "cy@example.com")).scalars().all()
+    authors = db.session.execute(
+        select(Message.author_contact_id).where(Message.body.like("From %"))
+    ).scalars()
+    assert len(cy) == 1 and set(authors) == set(cy)
+
+
 # -- one chat conversation posted twice at once (a widget retrying) ----------------
 #
 # A widget posts a conversation again when it lost the answer or got a 503, and may
