@@ -178,10 +178,37 @@ def folded(address: str) -> str:
 
 
 def is_address_literal(address: str) -> bool:
-    """Whether `address` names a host by its IP address (`ann@[192.0.2.1]`): valid mail
-    syntax, but a relay mailing it connects to that host, whatever it is (its own
-    loopback, a server inside the network). No customer's address (docs/integrations.md)."""
-    return address.rpartition("@")[2].startswith("[")
+    """Whether `address` names a host by its IP address: a literal (`ann@[192.0.2.1]`)
+    or a domain that is a number (`_is_numeric_host`: `root@127.0.0.1`, `x@123`).
+    Valid mail syntax, but a relay mailing it connects to that host, whatever it is
+    (its own loopback, a server inside the network). No customer's address
+    (docs/integrations.md, "Who the customer is")."""
+    domain = address.rpartition("@")[2]
+    if domain.startswith("["):
+        return True
+    wire = on_the_wire(address)
+    return _is_numeric_host((wire or address).rpartition("@")[2])
+
+
+def _is_numeric_host(domain: str) -> bool:
+    """Whether a resolver takes `domain` (its ASCII form) for an IPv4 address rather
+    than a name. No top-level domain is all-numeric (RFC 3696 §2), so a last label
+    of digits is an address (`127.0.0.1`, `10.1`, `2130706433`); and the C library's
+    `inet_aton`, which many resolvers and relays ask first, also reads up to four
+    parts in hex or octal (`0x7f000001`, `0x7f.1`)."""
+    labels = domain.rstrip(".").split(".")
+    if labels[-1].isascii() and labels[-1].isdigit():
+        return True
+    return len(labels) <= 4 and all(_is_number_part(label) for label in labels)
+
+
+def _is_number_part(label: str) -> bool:
+    """A part of an IPv4 address as `inet_aton` reads it: decimal, octal or `0x` hex."""
+    text = label.lower()
+    if text.startswith("0x"):
+        text = text[2:]
+        return text == "" or all(char in "0123456789abcdef" for char in text)
+    return text.isascii() and text.isdigit()
 
 
 def named(address: str | None) -> str | None:

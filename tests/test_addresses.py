@@ -5,16 +5,23 @@ rest with the same words."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 
 from helpdesk import addresses
-from helpdesk.errors import ValidationError
+from helpdesk.errors import Conflict, ValidationError
 from helpdesk.extensions import db
+from helpdesk.inbound import quarantine
+from helpdesk.inbound.ingest import Envelope, Outcome, ingest
 from helpdesk.inbound.parser import parse
-from helpdesk.models import Ticket
+from helpdesk.models import Contact, OutboxMessage, QuarantineItem, Ticket
+from helpdesk.services import Actor
+from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import normalize_pattern
 from helpdesk.services.staff import StaffService
+from tests.support.mail import SUPPORT
 
 # What mail can be delivered to, each as it is stored.
 VALID = [
@@ -329,3 +336,81 @@ def test_a_megabyte_domain_is_refused_before_idna_runs() -> None:
     for domain in ("ü" * 1_000_000, "ü." * 500_000, "xn--" + "a" * 1_000_000, "a." * 500_000):
         assert addresses.domain_to_ascii(domain) is None
         assert addresses.domain_to_unicode(domain) is None
+
+
+# Hosts named by a number: valid mail syntax, no customer's address.
+NUMERIC_HOSTS = ["root@127.0.0.1", "x@123", "ann@10.1", "ann@0x7f000001", "ann@example.123"]
+
+
+@pytest.mark.parametrize("address", [*NUMERIC_HOSTS, "ann@[10.0.0.1]", "ann@１２７.０.０.１"])
+def test_a_host_named_by_a_number_is_an_address_literal(address: str) -> None:
+    assert addresses.is_address_literal(addresses.normalize(address))
+    assert addresses.named(address) is None
+
+
+@pytest.mark.parametrize("address", ["root@localhost", "ann@123.example", "ann@0xdead.example", "a@cafe"])
+def test_a_name_with_digits_is_still_a_host_name(address: str) -> None:
+    assert not addresses.is_address_literal(address)
+    assert addresses.named(address) == address
+
+
+@pytest.mark.parametrize("address", NUMERIC_HOSTS)
+def test_every_channel_refuses_a_customer_at_a_host_named_by_a_number(
+    app, client, api, portal, admin, address: str
+) -> None:
+    """`root@127.0.0.1` and `x@123` passed where `root@[127.0.0.1]` was refused: a
+    resolver reads such a domain as an IPv4 address (no top-level domain is
+    all-numeric, RFC 3696 §2), so a relay mailing it connects to that host, its own
+    loopback or a server inside the network, and `verify_email` mailed a code there
+    on anyone's word. Refused as a customer on every way in; mail from it is held
+    and cannot be approved (docs/integrations.md, "Who the customer is")."""
+    tokens = {
+        kind: IntegrationsService(db.session).add(kind, kind)[1] for kind in ("chat", "assistant", "workflow")
+    }
+    db.session.commit()
+
+    def integration(kind: str, path: str, body: object):  # type: ignore[no-untyped-def]
+        return client.post(f"/api/v1/{path}", json=body, headers={"Authorization": f"Bearer {tokens[kind]}"})
+
+    def tool(customer: dict[str, str], channel: str, name: str, arguments: dict[str, str]):  # type: ignore[no-untyped-def]
+        call = {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments)},
+        }
+        body = {"customer": customer, "channel": channel, "tool_calls": [call]}
+        return integration("assistant", "assistant/tool-calls", body)
+
+    new = {"subject": "s", "description": "d"}
+    assert api.post("/tickets", {**new, "requester_email": address}).status_code == 422
+    cc = api.post("/tickets", {**new, "requester_email": "ann@example.com", "cc": [address]})
+    assert set(cc.get_json()["error"]["fields"]) == {"cc"}
+    page = portal.post("/tickets/new", {**new, "requester_email": address}, page="/tickets/new")
+    assert page.status_code == 422 and addresses.INVALID.encode() in page.data
+    workflow = integration(
+        "workflow", "workflow/tickets", {"title": "t", "description": "d", "customer_email": address}
+    )
+    assert workflow.status_code == 422 and set(workflow.get_json()["error"]["fields"]) == {"customer_email"}
+    chat = integration(
+        "chat",
+        "chat/tickets",
+        {"conversation_id": "c1", "customer": {"email": address}, "transcript": "help"},
+    )
+    assert chat.get_json()["error"]["fields"] == {"customer.email": addresses.INVALID}
+    report = tool({"email": address}, "chat", "create_ticket_report", {"title": "t", "description": "d"})
+    assert report.get_json()["error"]["fields"] == {"customer.email": addresses.INVALID}
+    verify = tool({"phone": "+5215512345678"}, "whatsapp", "verify_email", {"email": address})
+    assert json.loads(verify.get_json()["tool_outputs"][0]["output"])["error"] == "Invalid arguments format"
+    assert db.session.execute(select(OutboxMessage)).first() is None
+
+    app.config["UNKNOWN_SENDER_POLICY"] = "accept"  # would make it a customer
+    raw = f"From: {address}\r\nTo: {SUPPORT}\r\nSubject: Hi\r\nMessage-ID: <m1@example.com>\r\n\r\nHi.\r\n"
+    mail = ingest(raw.encode(), Envelope(address, (SUPPORT,), "smtp"), app.config)
+    db.session.commit()
+    assert mail.outcome is Outcome.QUARANTINED and "names a host by its IP address" in mail.reason
+    item = db.session.execute(select(QuarantineItem)).scalar_one()
+    with pytest.raises(Conflict):
+        quarantine.approve(db.session, item.id, Actor.staff(admin), app.config)
+    db.session.rollback()
+    assert db.session.execute(select(Ticket)).first() is None
+    assert db.session.execute(select(Contact).where(Contact.email == address)).first() is None

@@ -903,6 +903,16 @@ def _decide(
             _named_ticket(session, mail, envelope, config),
             stranger=True,
         )
+    if addresses.is_address_literal(sender):
+        # `root@127.0.0.1`, `ann@[192.0.2.1]`: no customer's address on any channel, and
+        # never mailed (docs/mail-gateway.md, "What an address is"). Held whatever the
+        # policy, as `accept` would make it a customer; approval refuses it.
+        return Decision(
+            Outcome.QUARANTINED,
+            f"the sender {sender} names a host by its IP address, which is no customer's address",
+            _named_ticket(session, mail, envelope, config),
+            stranger=True,
+        )
     assessment = authentication.assess(mail, config["TRUSTED_AUTHSERV_ID"])
     verdict = assessment.verdict
     believed = verdict.believed
