@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import timedelta
 from io import BytesIO
 
@@ -15,7 +16,7 @@ from sqlalchemy import func, select, text, update
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
 from helpdesk.extensions import db
 from helpdesk.models import Contact, IdempotencyKey, Message, OutboxMessage, Participant, StaffUser, Ticket
-from helpdesk.services import Actor, TicketsService
+from helpdesk.services import Actor, TicketFilters, TicketsService
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, login_tokens, make_app
 from tests.support.database import open_ticket, refused_by_database
@@ -474,6 +475,38 @@ def test_list_filters_search_sort_and_pages(api, agent):
     assert (page["page"], page["per_page"], page["total"]) == (2, 2, 3)
     assert [t["number"] for t in page["items"]] == ["TKT-000003"]
     assert api.get("/tickets?per_page=500").get_json()["per_page"] == 100
+
+
+# A value of each queue filter that leaves the first ticket of
+# `test_every_queue_filter_is_a_parameter_of_the_list` out (a team no one has: 422).
+FILTER_VALUES = {
+    "status": "open",
+    "priority": "urgent",
+    "category": "billing",
+    "channel": "chat",
+    "source": "ai",
+    "ticket_type": "billing_issue",
+    "assignee": "none",
+    "team": "nobody",
+    "tag": "vip",
+    "q": "Laptop",
+    "sla": "breached",
+}
+
+
+def test_every_queue_filter_is_a_parameter_of_the_list(api, agent):
+    """The queue service's filters are the list's (SPEC §6): a filter no API call or
+    form reads is dead code. `requester_email` was one, used by tests alone (SPEC's
+    `q` matches the requester); it was removed."""
+    first = create(api, subject="Printer jam")
+    create(api, subject="Laptop", priority="urgent", category="billing", ticket_type="billing_issue")
+    api.patch(f"/tickets/{first['number']}", {"assignee": agent.id})
+    assert api.get("/tickets").get_json()["total"] == 2
+    for each in fields(TicketFilters):
+        assert each.name in FILTER_VALUES, f"the queue filter {each.name} is no parameter of GET /tickets"
+        answer = api.get(f"/tickets?{each.name}={FILTER_VALUES[each.name]}")
+        found = answer.get_json().get("items", [])
+        assert answer.status_code == 422 or first["number"] not in [t["number"] for t in found], each.name
 
 
 def test_the_list_carries_the_start_of_a_description_and_the_ticket_the_whole(api, service):

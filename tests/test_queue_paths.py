@@ -123,7 +123,6 @@ def _filters(seeded: Seeded) -> list[TicketFilters]:
         TicketFilters(tag="fibra", team="south"),
         TicketFilters(tag="olt-3", status=("open", "reopened", "closed")),
         TicketFilters(tag="never-used"),
-        TicketFilters(requester_email="Customer1@Example.com"),
         TicketFilters(sla="on_track"),
         TicketFilters(sla="void"),
         TicketFilters(status=("pending_customer",), assignee="none", team="east"),

@@ -29,13 +29,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
 from sqlalchemy.orm import Session, selectinload, with_expression
 
-from helpdesk import addresses, numbering, sla, sla_queries
+from helpdesk import numbering, sla, sla_queries
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.errors import ValidationError
 from helpdesk.inputs import echoed, positive_int
 from helpdesk.models import Contact, Ticket
-from helpdesk.services import contacts, tags, teams, visibility
+from helpdesk.services import tags, teams, visibility
 from helpdesk.services.actors import Actor
 
 MAX_PER_PAGE = 100
@@ -81,7 +81,6 @@ class TicketFilters:
     assignee: int | str | None = None
     team: str | None = None  # a team's name, or "none" for tickets of no team
     tag: str | None = None
-    requester_email: str | None = None
     q: str | None = None
     sla: str | None = None  # one of helpdesk.sla.STATES
 
@@ -304,13 +303,6 @@ class QueueService:
             query = query.where(Ticket.assignee_id == int(filters.assignee))
         if filters.sla:
             query = query.where(sla_queries.state_clause(filters.sla, now()))
-        if filters.requester_email:
-            # In either spelling of an internationalised domain: one mailbox, one
-            # customer (`contacts.spelt_as`; docs/security.md, "Two spellings of a domain").
-            address = addresses.normalize(filters.requester_email)
-            query = query.where(
-                Ticket.requester_id.in_(select(Contact.id).where(contacts.spelt_as(Contact.email, address)))
-            )
         if filters.q and filters.q.strip():
             query = query.where(self._search(filters.q.strip()))
         return query
