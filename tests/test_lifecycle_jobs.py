@@ -17,7 +17,15 @@ from sqlalchemy import create_engine, func, select, text
 from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.languages import format_when
-from helpdesk.models import Message, OutboxMessage, StaffUser, Ticket, TicketHistory
+from helpdesk.models import (
+    InboundMail,
+    Message,
+    OutboxMessage,
+    QuarantineItem,
+    StaffUser,
+    Ticket,
+    TicketHistory,
+)
 from helpdesk.services import Actor, lifecycle_jobs, notifications
 from helpdesk.services.lifecycle_jobs import auto_close, check_sla
 from helpdesk.services.staff import StaffService
@@ -450,8 +458,15 @@ def test_the_next_check_digests_only_the_breaches_it_found_none_twice_none_lost(
     assert len(alerted()) == len(set(alerted())) == 18
 
 
-def test_a_reply_to_a_digest_lands_on_no_ticket(app, service, admin, clock, sink, gateway):
-    """A digest is about many tickets: answering it must not write into one of them."""
+@pytest.mark.parametrize("policy", ["quarantine", "accept"])
+def test_a_staff_reply_to_a_digest_is_ignored_and_lands_on_no_ticket(
+    app, service, admin, clock, sink, policy
+):
+    """A digest is about many tickets: answering it must not write into one of them.
+    It went as any mail naming no ticket: into the quarantine, where approving it, or
+    the `accept` policy, opened a ticket with the staff member as its customer and
+    mailed them an acknowledgment. It is recorded as ignored, with its reason
+    (docs/mail-gateway.md, "Answering staff mail about no ticket")."""
     tickets = [open_ticket(service, priority="urgent") for _ in range(4)]
     clock.shift(timedelta(minutes=16))
     run_check()
@@ -462,12 +477,30 @@ def test_a_reply_to_a_digest_lands_on_no_ticket(app, service, admin, clock, sink
         body="I'll take TKT-000001 and TKT-000002.",
         in_reply_to=digest["Message-ID"],
     )
-    # It names no ticket, so it goes as any such mail of a sender no rule authorizes.
-    assert gateway.send(answer) == (250, b"2.0.0 OK quarantined")
+    for gateway in start_gateway(app, UNKNOWN_SENDER_POLICY=policy):
+        assert gateway.send(answer) == (250, b"2.0.0 OK ignored")
+    record = db.session.execute(select(InboundMail)).scalar_one()
+    assert record.outcome == "ignored" and record.ticket_id is None
+    assert "answers sla_digest outbox #" in record.reason
+    assert "answer on the tickets in the portal" in record.reason
+    assert db.session.execute(select(func.count(Ticket.id))).scalar_one() == len(tickets)
+    assert db.session.execute(select(QuarantineItem)).first() is None
     written = db.session.execute(
         select(func.count(Message.id)).where(Message.ticket_id.in_([ticket.id for ticket in tickets]))
     ).scalar_one()
     assert written == len(tickets)  # each its opening message only
+
+
+def test_a_forged_digest_id_is_no_digest_s(app, service, admin, clock, sink, gateway):
+    """Only a genuinely signed id is a digest's: a made-up one in our domain names no
+    mail we sent, and the reply goes as any mail naming no ticket."""
+    open_ticket(service, priority="urgent")
+    forged = message(
+        sender=admin.email,
+        subject="Re: SLA breaches",
+        in_reply_to=f"<tkt.0.1.{'0' * 24}@helpdesk.helpdesk.test>",
+    )
+    assert gateway.send(forged) == (250, b"2.0.0 OK quarantined")
 
 
 def test_two_processes_running_the_check_at_once_mark_each_breach_once(

@@ -928,6 +928,16 @@ def _decide(
     unauthenticated = f"From not authenticated ({assessment.reason})"
 
     match = _match(session, mail, envelope, config, signer)
+    if match is None:
+        answered = matching.answered_staff_mail_of_no_ticket(session, mail, signer)
+        if answered is not None:
+            # A staff member answering an SLA digest: no ticket to file it in, and no
+            # customer's request (docs/mail-gateway.md, "Answering staff mail about no ticket").
+            return Decision(
+                Outcome.IGNORED,
+                f"answers {answered.kind} outbox #{answered.id} to {answered.to_address}, staff mail "
+                "about no single ticket: nothing to file it in; answer on the tickets in the portal",
+            )
     organization_id = identified.organization_id
     if match is not None:
         # Locked for change until the mail's commit, as it is now: a resolution, a

@@ -31,7 +31,7 @@ from helpdesk.inbound import authorization
 from helpdesk.inbound.parser import InboundMail
 from helpdesk.message_ids import Signer
 from helpdesk.models import InboundMail as InboundRecord
-from helpdesk.models import Ticket
+from helpdesk.models import OutboxMessage, Ticket
 from helpdesk.outbound.compose import staff_alert_prefixes
 from helpdesk.services.tickets import survivor
 
@@ -150,6 +150,23 @@ def answers_mail_sent_to(
         if about is not None and survivor(session, about).id == ticket.id:
             return True
     return False
+
+
+def answered_staff_mail_of_no_ticket(
+    session: Session, mail: InboundMail, signer: Signer
+) -> OutboxMessage | None:
+    """The mail the helpdesk sent only to staff about no single ticket (an SLA
+    digest) that this mail answers by In-Reply-To or References, or None. Such a
+    reply has no ticket to go to, and is no customer's request either
+    (docs/mail-gateway.md, "Answering staff mail about no ticket"). Only a genuinely
+    signed id counts (`message_ids.sent_row`), which only that mail's reader knows."""
+    for message_id, _method in _candidate_ids(mail):
+        if not signer.is_ours(message_id):
+            continue
+        row = message_ids.sent_row(session, signer, message_id)
+        if row is not None and row.ticket_id is None and row.kind in v.STAFF_NOTIFICATION_KINDS:
+            return row
+    return None
 
 
 # What mail clients put before a forwarded mail's subject: Thunderbird, Gmail and
