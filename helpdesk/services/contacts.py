@@ -534,7 +534,9 @@ def _log_cleared(address: str, cleared: Collection[str], by: Actor) -> None:
     """One line for every mark cleared, the only trace of it: mail goes again to a
     mailbox that bounced, and when it bounces again the operator asks who resumed it
     and when (the line's time). Nothing else records it (the contact keeps no
-    history), and before this nothing did. Values in repr, so a name cannot forge a
+    history, and a ticket history row would need a migration of its field's CHECK
+    constraint and name a ticket most clearings do not have: docs/outbound-mail.md,
+    "Loop rules"), and before this nothing did. Values in repr, so a name cannot forge a
     line (docs/outbound-mail.md, "Loop rules")."""
     log.info(
         "undeliverable mark cleared: address=%r contacts=%r by=%r kind=%s staff_id=%s",
