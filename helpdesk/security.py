@@ -15,6 +15,10 @@ could pick their own address by sending the header. So it is 0 unless set.
 
 Limits per client address count an IPv6 client by its network (`client_key`): one
 host holds a whole /64 and may take a new address for every request.
+
+The portal refuses what another site's page asks of it in the background
+(`sent_by_another_site`, Fetch Metadata): `SameSite=Lax` keeps the cookie from
+other sites' images and frames, but not from a sibling host's.
 """
 
 from __future__ import annotations
@@ -76,6 +80,27 @@ def init_app(app: Flask) -> None:
         if secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
+
+
+def sent_by_another_site() -> bool:
+    """Whether a page of another site made this request in the background, as the
+    browser says in its Fetch Metadata headers (`Sec-Fetch-Site`, `-Mode`, `-Dest`):
+    anything but a same-origin request, one the person made themselves (typed,
+    bookmarked), or a top-level GET navigation (a link followed). A sibling host
+    (`pages.isp.example` beside `helpdesk.isp.example`) is the same *site*, so the
+    browser sends the portal's `SameSite=Lax` cookie with its `<img>`, `<iframe>` and
+    `fetch` requests; each ran the staff view it named, in that staff member's name
+    (docs/security.md, "Requests from other sites"). Browsers send the headers to
+    HTTPS origins (and localhost) only: without them (plain HTTP, an older browser,
+    a program) nothing is refused."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is None or site in ("same-origin", "none"):
+        return False
+    return not (
+        request.method in ("GET", "HEAD")
+        and request.headers.get("Sec-Fetch-Mode") == "navigate"
+        and request.headers.get("Sec-Fetch-Dest", "document") == "document"
+    )
 
 
 def client_key() -> str:

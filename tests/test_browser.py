@@ -12,10 +12,12 @@ of the page in hand when a step fails.
 from __future__ import annotations
 
 import random
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,7 @@ from helpdesk.services.teams import TeamsService
 from tests.support.database import open_ticket, resolve
 from tests.support.mail import message
 from tests.support.pgserver import free_port
+from tests.support.tls import self_signed_certificate
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -57,13 +60,15 @@ def live_portal(database_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def _served(database_url: str, **overrides: object) -> Iterator[str]:
+def _served(database_url: str, tls: tuple[Path, Path] | None = None, **overrides: object) -> Iterator[str]:
+    """The portal's URL on a server thread; over HTTPS with the certificate and key `tls`."""
     app = create_app(PortalConfig, SQLALCHEMY_DATABASE_URI=database_url, SECURE_COOKIES=True, **overrides)
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    certificate = (str(tls[0]), str(tls[1])) if tls else None
+    server = make_server("127.0.0.1", free_port(), app, threaded=True, ssl_context=certificate)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join(timeout=10)
@@ -540,3 +545,77 @@ def test_an_opened_formatted_version_stays_open_through_a_live_refresh(
         db.session.commit()
         page.locator("#live-thread", has_text="Mirando.").wait_for(timeout=15_000)
         assert page.locator("details.html").get_attribute("open") is not None
+
+
+@contextmanager
+def _page_served(html: str, tls: tuple[Path, Path]) -> Iterator[int]:
+    """One HTML page, over HTTPS on a port of its own (the port is yielded)."""
+    body = html.encode()
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", free_port()), Page)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tls[0]), str(tls[1]))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_a_sibling_hosts_pictures_and_frames_open_no_ticket_in_a_real_browser(
+    app, admin, database_url, tmp_path
+):
+    """The portal at helpdesk.isp.example, over HTTPS with the production cookie
+    (`__Host-`, Secure, SameSite=Lax), and a page at pages.isp.example, a sibling host
+    (an ISP's customer web space, say): the same site, so Chromium sends the staff
+    cookie with that page's `<img>` and `<iframe>` of portal pages. Each moved its
+    ticket from new to open in the name of the admin who looked at the page. Now
+    they are refused (Fetch Metadata, docs/security.md); a link on the same page,
+    followed, still opens its ticket."""
+    from playwright.sync_api import sync_playwright
+
+    service = TicketsService.from_config(db.session, app.config)
+    numbers = [service.display_number(open_ticket(service, subject=f"Outage {n}")) for n in range(3)]
+    db.session.commit()  # and nothing read until the page is done: SQLite's lock is the writer's
+    tls = self_signed_certificate(tmp_path)
+    with _served(database_url, tls=tls) as served:
+        portal = served.replace("127.0.0.1", "helpdesk.isp.example")
+        sibling_page = (
+            f'<img src="{portal}/tickets/{numbers[0]}" alt="">'
+            f'<iframe src="{portal}/tickets/{numbers[1]}"></iframe>'
+            f'<a id="follow" href="{portal}/tickets/{numbers[2]}">the outage</a>'
+        )
+        with _page_served(sibling_page, tls) as port, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[*LAUNCH_ARGS, "--host-resolver-rules=MAP *.isp.example 127.0.0.1"],
+            )
+            try:
+                page = browser.new_context(ignore_https_errors=True).new_page()
+                page.set_default_timeout(15_000)
+                _log_in(page, portal)
+                page.goto(f"https://pages.isp.example:{port}/")
+                page.wait_for_load_state("networkidle")
+                page.click("#follow")
+                page.wait_for_url(f"{portal}/tickets/{numbers[2]}")
+                assert numbers[2] in page.locator("h1").inner_text()
+            finally:
+                browser.close()
+    db.session.rollback()
+    statuses = db.session.execute(select(Ticket.status).order_by(Ticket.number)).scalars().all()
+    assert statuses == ["new", "new", "open"]

@@ -466,6 +466,52 @@ def test_mail_html_stored_before_the_fix_is_cleaned_again_in_the_api(api, servic
     assert "<p>hi</p>" in shown["body_html"] and back not in shown["body_html"]
 
 
+# -- requests other sites' pages make -----------------------------------------------------------
+
+# The Fetch Metadata browsers send with each request (Chromium sent the first for a
+# sibling page's <img> over HTTPS; tests/test_browser.py runs the attack in it).
+_SIBLING_PICTURE = {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
+_SIBLING_FRAME = {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"}
+_SIBLING_FETCH = {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+_SIBLING_NAVIGATION = {
+    "Sec-Fetch-Site": "same-site",
+    "Sec-Fetch-Mode": "navigate",
+    "Sec-Fetch-Dest": "document",
+}
+_LINK_IN_WEBMAIL = {
+    "Sec-Fetch-Site": "cross-site",
+    "Sec-Fetch-Mode": "navigate",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-User": "?1",
+}
+_TYPED = {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+_LIVE_REFRESH = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+
+
+@pytest.mark.parametrize("headers", [_SIBLING_PICTURE, _SIBLING_FRAME, _SIBLING_FETCH])
+def test_a_sibling_hosts_picture_of_a_ticket_page_opens_nothing(portal, service, headers):
+    """A sibling host (`pages.isp.example` beside `helpdesk.isp.example`) is the same
+    site, so a staff member's browser sends the SameSite=Lax cookie with its page's
+    `<img src=".../tickets/TKT-000001">`: the ticket moved from new to open in that
+    staff member's name, one picture per ticket, and every other page answered to it."""
+    ticket = open_ticket(service)
+    for path in ("/tickets/TKT-000001", "/tickets?q=VPN", "/attachments/1", "/live/queue"):
+        assert portal.client.get(path, headers=headers).status_code == 403, path
+    db.session.rollback()
+    assert db.session.get(Ticket, ticket.id).status == "new"
+
+
+@pytest.mark.parametrize("headers", [{}, _LINK_IN_WEBMAIL, _SIBLING_NAVIGATION, _TYPED, _LIVE_REFRESH])
+def test_a_ticket_link_followed_from_anywhere_still_opens_the_ticket(portal, service, headers):
+    """Links in alert mail read in webmail, typed addresses, the page's own live
+    refresh, and browsers that send no Fetch Metadata (plain HTTP, older ones) are
+    answered as before: the ticket opens (SPEC §5, `new → open`)."""
+    ticket = open_ticket(service)
+    assert portal.client.get("/tickets/TKT-000001", headers=headers).status_code == 200
+    db.session.rollback()
+    assert db.session.get(Ticket, ticket.id).status == "open"
+
+
 # -- the operator's terminal -------------------------------------------------------------------
 
 

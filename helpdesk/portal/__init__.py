@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, g
+from flask import Blueprint, Flask, abort, g
 
-from helpdesk import languages, wording
+from helpdesk import languages, security, wording
 from helpdesk.html import sanitized
 
 bp = Blueprint("portal", __name__, template_folder="templates")
@@ -34,6 +34,17 @@ LABEL_TABLES = {
     "history": languages.HISTORY_FIELD_LABELS,
     "sender_source": languages.SENDER_SOURCE_LABELS,
 }
+
+
+@bp.before_request
+def _own_pages_only() -> None:
+    """403 for a request another site's page made in the background (an `<img>`, a
+    frame, a `fetch`), before any view runs: a sibling host's picture of
+    `/tickets/TKT-000001` moved that ticket from new to open in the name of whoever
+    looked at the picture (`security.sent_by_another_site`). Links followed from
+    anywhere still open their page."""
+    if security.sent_by_another_site():
+        abort(403)
 
 
 @bp.before_request
