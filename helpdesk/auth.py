@@ -78,7 +78,11 @@ def _account_key(body: Any) -> str:
 
 
 def _key_of(email: str) -> str:
-    named = addresses.normalize(email)
+    """One budget per account, whichever spelling of an internationalised domain
+    names it: the sign-in takes either (`StaffService.by_email`), and a budget per
+    spelling gave `ana@bücher.example` twice the guesses (docs/security.md, "Staff
+    portal review")."""
+    named = min(addresses.either_form(addresses.normalize(email)))
     return "account:" + hashlib.sha256(named.encode("utf-8", "replace")).hexdigest()
 
 

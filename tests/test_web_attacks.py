@@ -23,6 +23,7 @@ from helpdesk.extensions import db
 from helpdesk.html import clean
 from helpdesk.models import Contact, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services import Actor
+from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, Portal, login_tokens, make_app
 from tests.support.database import open_ticket
 from tests.support.mail import message
@@ -625,6 +626,32 @@ def test_padding_after_the_address_does_not_make_a_new_budget(client, app, agent
     guesses = [login(email, f"guess-{n}", n) for n, email in enumerate(padded)]
     assert guesses[:5] == [401] * 5 and set(guesses[5:]) == {429}, guesses
     assert login(padded[0], "agent-password-1", 9) == 429
+
+
+@pytest.mark.parametrize("path", ["/login", "/api/v1/auth/login"])
+def test_the_other_spelling_of_an_internationalised_domain_is_the_same_accounts_budget(client, app, path):
+    """The sign-in takes an account at an internationalised domain in either spelling
+    (`StaffService.by_email`); the budget was keyed on the spelling typed, so
+    `ana@xn--bcher-kva.example` guessed on where `ana@bücher.example` was refused."""
+    app.config.update(LOGIN_RATE_LIMIT="1000 per minute", LOGIN_RATE_LIMIT_PER_ACCOUNT="5 per minute")
+    StaffService(db.session).create(
+        email="ana@bücher.example", name="Ana", role="agent", password="ana-password-1"
+    )
+    db.session.commit()
+
+    def login(email: str, password: str, n: int) -> int:
+        address = {"REMOTE_ADDR": f"10.4.0.{n + 1}"}
+        if path == "/login":
+            form = {"email": email, "password": password, "csrf_token": Portal(client).token()}
+            return client.post(path, data=form, environ_base=address).status_code
+        return client.post(
+            path, json={"email": email, "password": password}, environ_base=address
+        ).status_code
+
+    spellings = ["ana@bücher.example", "ANA@XN--BCHER-KVA.EXAMPLE"]
+    guesses = [login(spellings[n % 2], f"guess-{n}", n) for n in range(7)]
+    assert guesses == [401] * 5 + [429] * 2, guesses
+    assert login("ana@xn--bcher-kva.example", "ana-password-1", 9) == 429
 
 
 @pytest.mark.parametrize("path", ["/account/password", "/api/v1/auth/password"])
