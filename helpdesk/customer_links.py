@@ -8,8 +8,8 @@ for one ticket names no other. Holding the mail is the proof, as with the reply
 address. The tracker form's answer gets a token too, of its own purpose `lookup`:
 typing a number and an address proves less than holding the mail, so it reopens
 the view only (`MAILED` names the purposes that prove the mail). A token is
-honoured only while it is younger than
-`CUSTOMER_LINK_MAX_AGE` and while its address may still read the ticket (its
+honoured only while it is younger than `CUSTOMER_LINK_MAX_AGE` (a `lookup`
+token: `LOOKUP_MAX_AGE`) and while its address may still read the ticket (its
 requester or a CC participant, in either spelling of an internationalised
 domain). Every way a token can fail gets the same NotFound.
 
@@ -23,6 +23,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -41,6 +42,10 @@ PURPOSES = {"status": "/track/", "rating": "/rate/", "lookup": "/track/lookup/"}
 # resolution mail's link and the assistant's `rate_ticket`).
 MAILED = frozenset({"status", "rating"})
 MAX_TOKEN = 200  # longer text is no token of ours; refused before any work
+# A lookup's token only carries its answer through the language switch, a moment
+# later. It lived as long as a mailed link, so its page, kept in a shared
+# computer's browser history, showed the thread to the next user for 180 days.
+LOOKUP_MAX_AGE = timedelta(hours=1)
 INVALID = N_("This link is not valid (any more). Look the ticket up with its number and your email address.")
 _DIGEST_PURPOSE = b"helpdesk customer link address v1"
 
@@ -76,9 +81,7 @@ def open_link(session: Session, config: Mapping[str, Any], purpose: str, token: 
     if len(token) > MAX_TOKEN:
         raise NotFound(INVALID)
     try:
-        payload = _serializer(config, purpose).loads(
-            token, max_age=int(config["CUSTOMER_LINK_MAX_AGE"].total_seconds())
-        )
+        payload = _serializer(config, purpose).loads(token, max_age=_max_age(config, purpose))
     except BadData:
         raise NotFound(INVALID) from None
     if not (
@@ -109,6 +112,12 @@ def open_link(session: Session, config: Mapping[str, Any], purpose: str, token: 
     if not matched:
         raise NotFound(INVALID)
     return Opened(ticket, digest, matched[0])
+
+
+def _max_age(config: Mapping[str, Any], purpose: str) -> int:
+    """How long a token of `purpose` is honoured, in seconds."""
+    age: timedelta = config["CUSTOMER_LINK_MAX_AGE"]
+    return int((min(age, LOOKUP_MAX_AGE) if purpose == "lookup" else age).total_seconds())
 
 
 def _token(config: Mapping[str, Any], purpose: str, ticket_id: int, digest: str) -> str:

@@ -11,6 +11,7 @@ import email
 import email.policy
 import json
 import re
+from datetime import timedelta
 from email.utils import getaddresses
 from urllib.parse import urljoin, urlsplit
 
@@ -18,7 +19,7 @@ import pytest
 from sqlalchemy import event, select, update
 
 from config import ConfigurationError
-from helpdesk import addresses
+from helpdesk import addresses, customer_links
 from helpdesk.extensions import db
 from helpdesk.html import clean
 from helpdesk.models import Contact, OutboxMessage, Participant, QuarantineItem, Ticket
@@ -231,6 +232,29 @@ def test_a_known_number_costs_the_same_statements_as_an_unknown_one(client, serv
     unknown = _statements(track("TKT-000777", "eve@example.com"))
     unreadable = _statements(track("TKT-x", "eve@example.com"))
     assert len(known) == len(unknown) == len(unreadable), (known, unknown, unreadable)
+
+
+def test_a_lookups_page_left_in_a_browsers_history_opens_nothing_after_the_visit(app, clock, client, service):
+    """The lookup's answer carries a token for its language switch, whose page
+    (`/track/lookup/<token>`) stays in the browser's history. It was honoured as long
+    as a mailed link, 180 days: on a shared computer the next user reopened the
+    customer's thread without knowing the address. Now an hour; mailed links keep theirs."""
+    ticket = open_ticket(service)
+    form = {
+        "ticket_number": "TKT-000001",
+        "email": "ann@example.com",
+        "csrf_token": Portal(client).token("/track"),
+    }
+    found = client.post("/track", data=form).get_data(as_text=True)
+    token = re.search(r'name="purpose" value="lookup">\s*<input [^>]*name="token" value="([^"]+)"', found)
+    assert token is not None, found
+    status_link = customer_links.token(app.config, "status", ticket.id, "ann@example.com")
+    clock.shift(timedelta(minutes=59))
+    assert client.get(f"/track/lookup/{token.group(1)}").status_code == 200
+    clock.shift(timedelta(minutes=2))
+    assert client.get(f"/track/lookup/{token.group(1)}").status_code == 404
+    clock.shift(timedelta(days=170))
+    assert client.get(f"/track/{status_link}").status_code == 200
 
 
 def test_the_tracker_never_shows_another_participants_address(client, service):
