@@ -110,6 +110,43 @@ def test_agents_cannot_administer(portal, path):
     assert db.session.execute(select(StaffUser).where(StaffUser.email == "x@y.zz")).first() is None
 
 
+# Portal routes anyone may ask for; every other one demands a login.
+OPEN_TO_ALL = {"portal.home", "portal.login", "portal.logout"}
+# Admin routes outside /admin/ (every route under /admin/ is one).
+ADMIN_ELSEWHERE = {"portal.mark_deliverable"}
+
+
+def _portal_requests(app) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """(endpoint, method, path) of every portal route in the URL map, with its
+    placeholders filled in, so a route added later is checked without being listed."""
+    values = {"number": "TKT-000001", "decision": "approve"}
+    requests = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("portal.") or rule.endpoint in OPEN_TO_ALL:
+            continue
+        path = rule.build({name: values.get(name, 1) for name in rule.arguments})[1]
+        requests += [(rule.endpoint, method, path) for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
+    return requests
+
+
+def test_every_portal_route_in_the_url_map_demands_a_login(app, client):
+    token = Portal(client).token()
+    for endpoint, method, path in _portal_requests(app):
+        response = client.open(path, method=method, data={"csrf_token": token} if method == "POST" else None)
+        assert response.status_code == 302, (endpoint, method, response.status_code)
+        assert response.headers["Location"].startswith("/login?next="), endpoint
+
+
+def test_every_admin_route_in_the_url_map_refuses_an_agent_and_no_other_does(app, portal):
+    token = portal.token()
+    for endpoint, method, path in _portal_requests(app):
+        admin_only = path.startswith("/admin/") or endpoint in ADMIN_ELSEWHERE
+        response = portal.client.open(
+            path, method=method, data={"csrf_token": token} if method == "POST" else None
+        )
+        assert (response.status_code == 403) == admin_only, (endpoint, method, response.status_code)
+
+
 def test_login_failure_and_logout(client, agent):
     session = Portal(client)
     response = session.login(agent.email, "wrong")
