@@ -1115,6 +1115,9 @@ _CPU_ROUNDS = 3
         "x-loop: an address with one long international domain",
         "x-loop: many addresses with international labels",
         "from: an address with a long international domain",
+        "mime: semicolons in a quoted filename",
+        "mime: many parameters",
+        "header: semicolons in a quoted charset",
     ],
 )
 def test_the_reported_cpu_attacks_cost_what_ordinary_mail_of_their_size_costs(name):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import email.message
 import quopri
 import random
 import re
@@ -18,9 +19,12 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpdesk.inbound import charsets
 from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
+from helpdesk.inbound.params import MAX_PARAMS, split_params
 from helpdesk.inbound.parser import MAX_FILENAME_LENGTH, Attachment, InboundMail, parse
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
@@ -763,6 +767,28 @@ def test_encoded_filenames_are_decoded() -> None:
     )
     names = [attachment.filename for attachment in parsed.attachments]
     assert names == ["café.txt", "Přehled.xlsx", "résumé.doc"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=";\"\\= aB*'", max_size=16))
+def test_parameters_are_split_as_the_standard_library_splits_them(value: str) -> None:
+    assert split_params(value) == email.message._parseparam(value)[:MAX_PARAMS]
+
+
+def test_parameters_split_in_one_pass_keep_quoted_semicolons_and_sections() -> None:
+    parsed = parse(
+        multipart(
+            b"Content-Type: text/plain\n\nx",
+            b'Content-Type: application/pdf; name="a;b;c.pdf"\nContent-Disposition: attachment\n\n1',
+            b"Content-Type: application/pdf\nContent-Disposition: attachment;\n"
+            b" filename*0*=utf-8''Inf%C3%B3rme; filename*1=\"; 2026\"; filename*2=.pdf\n\n2",
+            b"Content-Type: application/pdf"
+            + b"".join(b"; p%d=x" % i for i in range(MAX_PARAMS))
+            + b'; name="too-late.pdf"\nContent-Disposition: attachment\n\n3',
+        )
+    )
+    names = [attachment.filename for attachment in parsed.attachments]
+    assert names == ["a;b;c.pdf", "Infórme; 2026.pdf", "attachment-3.pdf"]
 
 
 def test_inline_cid_image_and_attached_image() -> None:

@@ -55,6 +55,7 @@ from helpdesk import addresses, html_depth, inputs
 from helpdesk.inbound import charsets
 from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
 from helpdesk.inbound.limits import MailLimits
+from helpdesk.inbound.params import LinearParams
 from helpdesk.vocabulary import SENDER_SOURCES
 
 log = logging.getLogger(__name__)
@@ -602,9 +603,10 @@ class _Budget:
         return cls(limits, size, _ENCLOSED_REREADS * size)
 
 
-class _Part(Message):
+class _Part(LinearParams):
     """A compat32 message that knows how deep it sits, so that reading stops at the
-    nesting cap instead of building (and later walking) a tree of any depth."""
+    nesting cap instead of building (and later walking) a tree of any depth, and
+    reads its parameters in linear time (`helpdesk.inbound.params`)."""
 
     depth = 0
     budget: _Budget
@@ -1096,7 +1098,7 @@ def _header_view(part: Message) -> Message:
     and its parameter parser then replaces those bytes; Latin-1 maps each byte to one
     character, so a filename can be turned back into the sender's bytes and decoded.
     """
-    view = Message()
+    view = LinearParams()
     view.set_default_type(part.get_default_type())
     for name, value in part.raw_items():
         if name.strip().lower() in ("content-type", "content-disposition"):

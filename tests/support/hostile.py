@@ -327,6 +327,21 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
                 + b">\r\nContent-Disposition: inline\r\n\r\nxx\r\n"
             ]
         ),
+        # The standard library splits parameters in time that grows with the square of
+        # the field; a part's header has no cap but the mail's size.
+        "mime: semicolons in a quoted filename": lambda: _multipart(
+            [b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="' + b";" * size]
+        ),
+        "mime: many parameters": lambda: _multipart(
+            [
+                b"Content-Type: application/pdf"
+                + b"".join(b"; p%d=a" % i for i in range(size // 12))
+                + b"\r\n\r\nx\r\n"
+            ]
+        ),
+        "header: semicolons in a quoted charset": lambda: (
+            header(b'Content-Type: text/plain; charset="' + b";" * (head_room - 300) + b'"') + b"hi\r\n"
+        ),
         "mime: junk charset labels": lambda: _multipart(
             [b'Content-Type: text/plain; charset="' + b"x" * 500 + b'"\r\n\r\n\xff\xfe\r\n'] * 300
         ),
