@@ -638,6 +638,27 @@ def test_a_from_read_from_a_header_read_only_in_part_is_not_believed(cap: dict[s
     assert not whole.header_read_in_part and check(whole, TRUSTED) is Verdict.FAIL
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        b"From: eve@customer.example; victim@customer.example",
+        b"From: Eve <eve@customer.example>; Victim <victim@customer.example>",
+    ],
+)
+def test_a_from_of_addresses_a_semicolon_separates_is_not_believed(field: bytes) -> None:
+    """The address grammar reads `a; b` as b alone (a, an unclosed group, is left
+    unread), while the standard library and a DMARC module may read a: the sender
+    signed by its provider as Eve was read as the victim, with one address and a pass."""
+    mail = parse(raw_mail(SIGNED_BY_THE_PROVIDER, below=(field,), from_address=""))
+    assert (mail.from_address, mail.from_source) == ("victim@customer.example", "from")
+    assert mail.header_ambiguity == "its From names more than one address"
+    assert check(mail, TRUSTED) is Verdict.FAIL
+    once = raw_mail(
+        SIGNED_BY_THE_PROVIDER, below=(b"From: a@customer.example; a@customer.example",), from_address=""
+    )
+    assert check(parse(once), TRUSTED) is Verdict.PASS  # one address, twice
+
+
 def test_one_from_naming_one_address_twice_is_one_address() -> None:
     raw = raw_mail(
         SIGNED_BY_THE_PROVIDER,

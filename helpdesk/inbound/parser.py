@@ -916,7 +916,9 @@ def _decode_run(run: list[tuple[str, bytes]]) -> str:
     return "".join(text)
 
 
-def _addresses(values: list[str], hint: str | None, first: bool = False) -> list[tuple[str, str]]:
+def _addresses(
+    values: list[str], hint: str | None, first: bool = False, unread: bool = False
+) -> list[tuple[str, str]]:
     """(display name, address) pairs, addresses in `helpdesk.addresses`' normal form
     and valid by its rule; what is no address is skipped.
 
@@ -924,6 +926,9 @@ def _addresses(values: list[str], hint: str | None, first: bool = False) -> list
     `Ann ann@example.com`, `"Smith, Ann" ann@example.com` and `<ann@example.com.`
     are how real clients and scripts write From, and the sender is plainly there.
     `first`: only the first address is wanted (a sender), and no more is read.
+    `unread`: after the addresses the grammar read, those of the parts of the value
+    it left unread beside them (`bob@a.example; eve@b.example` reads as the second
+    alone, where the standard library and a DMARC module may read the first).
     """
     result: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -935,11 +940,17 @@ def _addresses(values: list[str], hint: str | None, first: bool = False) -> list
         if len(text) > budget:
             text = text[: text.rfind(",", 0, budget) + 1 or budget]
         budget -= len(text)
+        left: list[str] = []
         found = [
             (name, address)
-            for name, address in ((name, addresses.normalize(clean(raw))) for name, raw in _mailboxes(text))
+            for name, address in (
+                (name, addresses.normalize(clean(raw)))
+                for name, raw in _mailboxes(text, left if unread else None)
+            )
             if addresses.is_valid(address)
         ]
+        if found:
+            found += [pair for part in left for pair in _liberal_mailboxes(part)]
         for name, address in found or _liberal_mailboxes(text, first):
             if address in seen:
                 continue
@@ -966,11 +977,22 @@ def _display_name(name: str) -> str:
     return name
 
 
-def _mailboxes(text: str) -> list[tuple[str, str]]:
+def _mailboxes(text: str, unread: list[str] | None = None) -> list[tuple[str, str]]:
+    """The address grammar's mailboxes; into `unread`, the parts of `text` naming an
+    address (an `@`) that it did not read as one, such as a list cut by `;`."""
+    defects: list[dict[str, Any]] = []
     try:
-        return get_addresses(text)
+        found = get_addresses(text, defects=defects)
     except _MAILPARSER_FAILURES as exc:
         log.info("mail-parser address parsing failed (%s); using email.utils", exc)
+    else:
+        if unread is not None:
+            unread += [
+                str(defect["raw"])
+                for defect in defects
+                if not defect.get("recovered") and "@" in str(defect.get("raw", ""))
+            ]
+        return found
     try:
         return getaddresses([text])
     except (*_EMAIL_FAILURES, RecursionError):  # it recurses once per nested comment
@@ -1011,8 +1033,11 @@ def _from_addresses(values: list[str], hint: str | None) -> list[tuple[str, str]
     than one (each address has an `@` of its own in the raw value), else the first.
     Read once for both the sender (`_sender`) and the question whether it is the
     From a signature was about (`_from_ambiguity`): a 200 KB From of invalid address
-    words read twice cost 21 times ordinary mail of its size (the limit is 20)."""
-    return _addresses(values, hint, first=not (values and values[0].count("@") > 1))
+    words read twice cost 21 times ordinary mail of its size (the limit is 20). The
+    addresses the grammar left unread come last: they are no sender, but they make
+    the From name more than one address."""
+    several = bool(values) and values[0].count("@") > 1
+    return _addresses(values, hint, first=not several, unread=several)
 
 
 def _sender(
