@@ -677,6 +677,24 @@ def test_addresses_are_decoded_lowercased_and_unparseable_skipped() -> None:
     assert parsed.cc == [("", "c1@x.org"), ("C2", "c2@x.org"), ("", "third@x.org")]
 
 
+def test_recipients_separated_by_semicolons_are_all_read() -> None:
+    """Scripts and some clients separate recipients with `;` as Outlook shows them; the
+    address grammar read `a; b` as b alone, and a was never a participant."""
+    parsed = parse(
+        mail(
+            "From: ann@example.com\n"
+            "To: support@helpdesk.test; Bob <bob@example.com>\n"
+            "Cc: Carla <carla@example.com>; dan@example.com, Eve <eve@example.com>"
+        )
+    )
+    assert sorted(address for _, address in parsed.to) == ["bob@example.com", "support@helpdesk.test"]
+    assert sorted(address for _, address in parsed.cc) == [
+        "carla@example.com",
+        "dan@example.com",
+        "eve@example.com",
+    ]
+
+
 def test_missing_or_unreadable_from_is_empty() -> None:
     assert parse(mail("Subject: no sender")).from_address == ""
     unreadable = parse(mail("From: MAILER-DAEMON\nSubject: x"))

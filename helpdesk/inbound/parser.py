@@ -429,8 +429,8 @@ def _parse(raw: bytes, limits: MailLimits) -> InboundMail:
         from_address=from_address,
         from_name=from_name,
         from_source=from_source,
-        to=_addresses(_values(message, "to"), hint),
-        cc=_addresses(_values(message, "cc"), hint),
+        to=_addresses(_values(message, "to"), hint, unread=True),
+        cc=_addresses(_values(message, "cc"), hint, unread=True),
         headers=[
             (name.strip().lower(), _header_text(str(value), hint)) for name, value in message.raw_items()
         ],
