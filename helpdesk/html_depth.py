@@ -56,6 +56,8 @@ _TAG_TAIL = re.compile(_TAIL)
 _NEXT_ATTRIBUTE = re.compile(rf"(?>(?:[{_WS}]++|/)*+){_ATTRIBUTE}")
 _COMMENT_END = re.compile(r"--!?>")
 _START_TAG = re.compile(r"<(?=[A-Za-z])")
+# A tag name as long as a formatting element's at most, then what ends a name.
+_FORMATTING_NAME = re.compile(r"[A-Za-z]{1,6}(?=[\t\n\f\r />]|$)")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 _VOID = frozenset(
@@ -113,7 +115,13 @@ _IMPLIED: dict[str, tuple[frozenset[str], ...]] = {
     "button": (frozenset({"button"}),),
     "select": (frozenset({"select"}),),
 }
-_COUNTED = _WATCHED | _FORMATTING  # the elements `_Depth.watched` keeps a count of
+# Elements an end tag does not reach past ("has an element in scope") and the cells,
+# objects and templates whose end clears the formatting elements opened in them.
+_SCOPES = frozenset("applet caption marquee object table td th template svg math".split())
+_COUNTED = _WATCHED | _FORMATTING | _SCOPES  # the elements `_Depth.watched` keeps a count of
+# Bytes of formatting tags the tree builder may open again, past twice the markup's
+# length: ordinary mail reopens a few, if any (`_Reopening`).
+_REOPENED_ALLOWANCE = 64 * 1024
 _RULED = frozenset(_IMPLIED) | _CLOSE_P | _WATCHED  # start tags with more to do than a push
 # An end tag also closes these when they are all that stands above its element.
 _BLOCKS = (
@@ -138,11 +146,13 @@ class _Depth:
     def __init__(self) -> None:
         self.open: list[str] = []
         self.watched = dict.fromkeys(_COUNTED, 0)
+        self.scopes = 0  # elements of `_SCOPES` among them (`_Reopening` compares it)
 
     def pop_to(self, index: int) -> None:
         for name in self.open[index:]:
             if name in self.watched:
                 self.watched[name] -= 1
+                self.scopes -= name in _SCOPES
         del self.open[index:]
 
     @property
@@ -158,6 +168,7 @@ class _Depth:
         self.open.append(name)
         if name in self.watched:
             self.watched[name] += 1
+            self.scopes += name in _SCOPES
 
     def close_foreign(self, name: str, exact: int) -> bool:
         """An end tag inside SVG or MathML whose elements from `exact` on are known:
@@ -179,6 +190,7 @@ class _Depth:
         self.open.append(name)
         if name in self.watched:
             self.watched[name] += 1
+            self.scopes += name in _SCOPES
 
     def end(self, name: str) -> None:
         if not self.open:
@@ -197,10 +209,80 @@ class _Depth:
             self.pop_to(index)
 
 
+class _Reopening:
+    """What the tree builder may clone: the formatting elements it keeps in its list
+    of active formatting elements and opens again before text once something else
+    closed them (`<p><b title="…"></p>` then `<p>x</p>` a hundred thousand times
+    clones the `<b>` and its attribute into every paragraph: 42 KB became 40 MB).
+    The estimate errs upward: an entry leaves only on an end tag of its name met in
+    the same scope (no table, cell or object opened or closed since), and every end
+    tag or tag that closes others counts all the entries as opened again, but the
+    end tag of the newest entry, which closes nothing above it. As the tree builder
+    keeps three alike at most (its "Noah's Ark" clause), a tag written as three
+    others in its scope adds nothing: sloppy mail that never closes its
+    `<font size=2>` is not counted a hundred times."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[tuple[str, int, int]]] = {}  # by name: (tag, scope, number)
+        self.alike: dict[tuple[str, int], int] = {}  # entries by (tag, scope)
+        self.order: list[int] = []  # entries' numbers as opened, closed ones among them
+        self.gone: set[int] = set()  # numbers of closed entries still in `order`
+        self.bytes = 0  # of the entries
+        self.reopened = 0  # bytes that may have been opened again so far
+
+    def opened(self, name: str, tag: str, scope: int) -> None:
+        if self.alike.get((tag, scope), 0) >= 3:
+            return
+        number = len(self.order) + len(self.gone)
+        self.entries.setdefault(name, []).append((tag, scope, number))
+        self.alike[tag, scope] = self.alike.get((tag, scope), 0) + 1
+        self.order.append(number)
+        self.bytes += len(tag)
+
+    def closed(self, name: str, scope: int) -> bool:
+        """An end tag of a formatting element: its entry leaves; whether it was the newest."""
+        entries = self.entries.get(name)
+        if not entries or entries[-1][1] != scope:
+            return False
+        tag, _, number = entries.pop()
+        self.alike[tag, scope] -= 1
+        self.bytes -= len(tag)
+        while self.order and self.order[-1] in self.gone:
+            self.gone.remove(self.order.pop())
+        newest = bool(self.order) and self.order[-1] == number
+        if newest:
+            self.order.pop()
+        else:
+            self.gone.add(number)
+        return newest
+
+    def closing(self) -> None:
+        self.reopened += self.bytes
+
+    def at_most(self, tags: int) -> int:
+        """What may be opened again when at most `tags` more tags are read."""
+        return self.reopened + self.bytes * tags
+
+
 def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
     """`markup` with the start tags that would nest deeper than `limit` removed; the
-    same string when none would (so ordinary mail is sanitized exactly as before)."""
+    same string when none would (so ordinary mail is sanitized exactly as before).
+
+    Markup whose formatting elements the tree builder may open again for more than
+    twice its length and `_REOPENED_ALLOWANCE` (`_Reopening`) has every formatting tag
+    read as a `<span>`, which is never opened again: its text is kept, its bold,
+    italics and links are not."""
+    result, reopened = _bounded(markup, limit, plain=False)
+    if reopened <= 2 * len(markup) + _REOPENED_ALLOWANCE:
+        return result
+    return _bounded(markup, limit, plain=True)[0]
+
+
+def _bounded(markup: str, limit: int, plain: bool) -> tuple[str, int]:
+    """`bounded`'s pass: the markup within `limit` (formatting tags as `<span>` when
+    `plain`), and the bytes its formatting elements may be opened again (`_Reopening`)."""
     depth = _Depth()
+    reopening = _Reopening()
     pieces: list[str] = []
     kept = 0  # markup[:kept] is in pieces
     lowered: str | None = None
@@ -227,12 +309,15 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
             if found is None:
                 break
             if found < 0:
-                return _uncertain(markup, pieces, kept, start, limit - len(opened))
+                return _uncertain(markup, pieces, kept, start, limit - len(opened)), reopening.at_most(limit)
             position = found
             continue
         if whole is None:
             break  # a tag the end of the markup cuts: the parser reads nothing more
         name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
+        if plain and name in _FORMATTING and (closing or len(opened) < limit):
+            pieces += (markup[kept : match.start(2)], "span")
+            kept, name = match.end(2), "span"
         # A tag that is kept ends after its first MAX_ATTRIBUTES.
         cut = _attributes_end(markup, match.end(2)) if position - start > _SHORT_TAG else None
         if exact >= 0 and not closing and (opened[-1] in _INTEGRATION_POINTS or name in _BREAKOUT):
@@ -261,10 +346,13 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
                     depth.push(name)
                 continue
         if closing:
+            if not (name in _FORMATTING and reopening.closed(name, depth.scopes)):
+                reopening.closing()
             if opened and opened[-1] == name:
                 opened.pop()
                 if name in watched:
                     watched[name] -= 1
+                    depth.scopes -= name in _SCOPES
             elif name not in _UNCOUNTED:
                 depth.end(name)
             continue
@@ -275,7 +363,7 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
                     # (as it does in a <select>, or after a <col> in a <template>).
                     # This tag counts too when it was written cut (`kept` is past it).
                     room = limit - len(opened) - (kept > start)
-                    return _uncertain(markup, pieces, kept, max(start, kept), room)
+                    return _uncertain(markup, pieces, kept, max(start, kept), room), reopening.at_most(limit)
                 if name == "plaintext":
                     break  # the rest is text
                 if lowered is None:
@@ -284,7 +372,9 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
                 if end is None:
                     break
                 if end < 0:
-                    return _uncertain(markup, pieces, kept, start, limit - len(opened))
+                    return _uncertain(markup, pieces, kept, start, limit - len(opened)), reopening.at_most(
+                        limit
+                    )
                 position = end
                 continue
             if name in _UNCOUNTED or not depth.foreign:
@@ -295,17 +385,21 @@ def bounded(markup: str, limit: int = MAX_DEPTH) -> str:
         if name in _FOREIGN and whole == "/>":
             continue  # opened and closed at once (or ignored, in a <select>)
         if name in _RULED:
+            reopening.closing()
             depth.start(name)
         else:
             opened.append(name)
             if name in watched:
                 watched[name] += 1
+                depth.scopes += name in _SCOPES
+        if name in _FORMATTING:
+            reopening.opened(name, markup[start:position], depth.scopes)
         if name in _FOREIGN and not watched["select"] and not watched["template"]:
             exact = len(opened) - 1
     if not pieces:
-        return markup
+        return markup, reopening.reopened
     pieces.append(markup[kept:])
-    return "".join(pieces)
+    return "".join(pieces), reopening.reopened
 
 
 def _drop(markup: str, pieces: list[str], kept: int, start: int, end: int) -> int:
@@ -371,12 +465,20 @@ def _raw_text_end(markup: str, lowered: str, name: str, position: int) -> int | 
 
 def _uncertain(markup: str, pieces: list[str], kept: int, start: int, room: int) -> str:
     """From `start` on the tokenizer's state is not known: each `<` followed by a letter
-    counts as an element that stays open, and past the bound becomes text."""
+    counts as an element that stays open, and past the bound becomes text. A
+    formatting tag there is a `<span>`: nothing tells when the tree builder would
+    open it again (`_Reopening`)."""
     for count, tag in enumerate(_START_TAG.finditer(markup, start)):
+        at = tag.start()
         if count >= room:
-            pieces.append(markup[kept : tag.start()])
+            pieces.append(markup[kept:at])
             pieces.append("&lt;")
-            kept = tag.start() + 1
+            kept = at + 1
+            continue
+        name = _FORMATTING_NAME.match(markup, at + 1)
+        if name is not None and name.group().lower() in _FORMATTING:
+            pieces += (markup[kept : at + 1], "span")
+            kept = name.end()
     if not pieces:
         return markup
     pieces.append(markup[kept:])

@@ -1133,7 +1133,10 @@ def test_the_reported_cpu_attacks_cost_what_ordinary_mail_of_their_size_costs(na
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", ["html: nested <div>", "html: nested <details>", "html: nested layout"])
+@pytest.mark.parametrize(
+    "name",
+    ["html: nested <div>", "html: nested <details>", "html: nested layout", "html: formatting opened again"],
+)
 def test_html_only_mail_nested_deep_costs_what_flat_html_costs(name):
     """An HTML-only mail is read as text through nh3 when parsed, before anyone knows
     who sent it; nh3's tree builder looks through its open elements for each start

@@ -253,6 +253,7 @@ CASES = [
     Case(H, "_COMMENT_END", "search", lambda n: rep("--!", n)),
     Case(H, "_COMMENT_END", "search", lambda n: rep("-", n)),
     Case(H, "_START_TAG", "finditer", lambda n: rep("<a", n)),
+    Case(H, "_FORMATTING_NAME", "match", lambda n: rep("a", n)),
     Case(H, "_NEXT_ATTRIBUTE", "match", lambda n: rep(" /", n)),
     Case(H, "_NEXT_ATTRIBUTE", "match", lambda n: " a" + rep(" =", n - 2)),
     Case(H, "_NEXT_ATTRIBUTE", "match", lambda n: " a=" + rep("b", n - 3)),

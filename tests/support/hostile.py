@@ -201,6 +201,16 @@ def _generators(size: int, staff: bytes) -> dict[str, Callable[[], bytes]]:
         "html: nested <div>": lambda: _html(b"<div>" * (size // 5)),
         "html: nested <details>": lambda: _html(b"<details>" * (size // 9)),
         "html: nested layout": lambda: _html(NESTED_LAYOUT.encode() * (size // len(NESTED_LAYOUT))),
+        # The tree builder opens again, before each text, the formatting elements a
+        # paragraph's end closed, attributes and all.
+        "html: formatting opened again": lambda: _html(
+            b"<p>"
+            + b"".join(b'<b title="%d">' % i for i in range(200))
+            + b'<a title="'
+            + b"t" * 2000
+            + b'"></p>'
+            + b"<p>x</p>" * ((size - 5000) // 8)
+        ),
         "auto-submitted: nested comments": lambda: _text(
             b"hi\r\n", b"Auto-Submitted: " + b"(" * (head_room // 2) + b"x" + b")" * (head_room // 2)
         ),
