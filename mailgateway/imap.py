@@ -117,7 +117,7 @@ from helpdesk.inbound.parser import InboundMail, header_addresses, parse
 from helpdesk.models import ImapMailboxState
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
-from mailgateway.takings import TAKINGS
+from mailgateway.takings import TAKING_ATTEMPTS, TAKINGS
 
 log = logging.getLogger("mailgateway.imap")
 
@@ -136,12 +136,6 @@ FETCH_ATTEMPTS = 2
 # a network failing drops a connection once, whatever it was fetching; a message that
 # crashes the server or hangs its answer drops every one (docs/mail-gateway.md).
 FETCH_DROPS = 5
-# Gateway processes that may begin taking one message alone and stop before it is
-# recorded (the process killed, crashed or restarted after a hang) before it is filed
-# as failed unread: such a mail likely kills every process that reads it. Counted in
-# the database, since a dying process loses its memory (docs/mail-gateway.md, "A mail
-# that kills the gateway").
-TAKING_ATTEMPTS = 3
 # Refused moves of one committed message before the poller goes past it, leaving it
 # in the mailbox: found again, it would only be a duplicate (docs/mail-gateway.md).
 MOVE_ATTEMPTS = 2

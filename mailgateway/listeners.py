@@ -25,7 +25,9 @@ and stops the same way, so an orphan never keeps the port. A listener that dies 
 restarted after a pause (1 s, doubling up to a minute while it keeps dying), and
 answers on a pipe as at the start (the gateway logs why one cannot listen); the
 connections it had not answered are dropped without a reply, so their senders
-retry, and the other listeners take the new ones meanwhile.
+retry, and the other listeners take the new ones meanwhile. The gateway counts a
+death against each mail it was storing as soon as it sees it exit (`smtp_takings`),
+so a mail that kills listeners is quarantined after a few deaths.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from helpdesk import create_app
 from mailgateway.process import configure_process, wait_for_stop_signal
 from mailgateway.serverurl import InvalidServerUrl
 from mailgateway.smtp import SupportHandler, make_controller, start_listening
+from mailgateway.smtp_takings import SmtpTakings
 
 log = logging.getLogger("mailgateway.listeners")
 
@@ -73,9 +76,12 @@ class _Listener:
 class ListenerProcesses:
     """The extra listeners of one gateway process: start, restart, stop."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, takings: SmtpTakings | None = None) -> None:
         self.count = count
         self.listeners: list[_Listener] = []
+        # The gateway's own: the deaths of a listener that exits are counted at once,
+        # before the mails it was storing are retried on another listener.
+        self.takings = takings
 
     def start(self) -> None:
         """Start the listeners and wait until each listens. ConfigurationError, one
@@ -120,6 +126,8 @@ class ListenerProcesses:
             if code is None:
                 continue
             if listener.restart_at is None:
+                if self.takings is not None:
+                    self.takings.adopt()
                 if moment - listener.started > LONGEST_PAUSE:
                     listener.pause = FIRST_PAUSE
                 log.error(

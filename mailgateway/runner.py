@@ -54,7 +54,7 @@ def run(app: Flask) -> None:
     handler = SupportHandler(app)
     controller = make_controller(app, handler, reuse_port=processes > 1)
     start_listening(controller, handler, app.config["SMTP_LISTEN"])
-    listeners = ListenerProcesses(processes - 1)
+    listeners = ListenerProcesses(processes - 1, handler.takings)
     threads = [
         threading.Thread(target=poller.run, name=f"imap-{index}") for index, poller in enumerate(pollers)
     ]

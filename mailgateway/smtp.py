@@ -49,13 +49,15 @@ from helpdesk.inbound.ingest import (
     TransientError,
     UnstorableError,
     ingest,
+    quarantine_deadly,
 )
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import clean, header_as_servers_read
 from helpdesk.message_ids import ascii_domain
 from helpdesk.security import limit_key
 from mailgateway.smtp_data import read_data, unstuff
-from mailgateway.takings import TAKINGS
+from mailgateway.smtp_takings import SmtpTakings, taking_key, takings_directory
+from mailgateway.takings import TAKING_ATTEMPTS, TAKINGS
 
 log = logging.getLogger("mailgateway.smtp")
 # What a log line says for a mail whose Message-ID was not read: a mail too big is
@@ -115,6 +117,9 @@ class SupportHandler:
         # database hangs"): before SMTP_TIMEOUT, which would close the session first.
         self.deadline: float = INGEST_DEADLINE_SHARE * app.config["SMTP_TIMEOUT"].total_seconds()
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+        # What this process is storing, so a mail that kills it is counted (and the
+        # deaths of the processes before it, counted now).
+        self.takings = SmtpTakings(takings_directory(app.instance_path, app.config["SMTP_LISTEN"]))
 
     async def handle_RCPT(
         self,
@@ -186,15 +191,34 @@ class SupportHandler:
         return f"250 2.0.0 OK {result.outcome.value}{detail}"
 
     def _ingest(self, raw: bytes, inbound: Envelope) -> Any:
+        """Store the mail, counted while it is stored (`smtp_takings`). A mail that a
+        listener process died storing is taken alone from then on, so the next death
+        is surely its own; after TAKING_ATTEMPTS of those it is kept unread
+        (docs/mail-gateway.md, "A mail that kills the listener")."""
+        key = taking_key(raw, inbound.mail_from, inbound.recipients)
+        died = self.takings.deaths(key)
+        if died.alone >= TAKING_ATTEMPTS:
+            log.error(
+                "mail %s via smtp: %d listener processes died storing it; quarantined unread",
+                key,
+                died.alone + died.beside,
+            )
+            with self.app.app_context():
+                return quarantine_deadly(raw, died.alone + died.beside, self.source)
         # Never beside a message the IMAP poller takes alone: a mail that kills this
         # process must not be counted against that one (`takings`).
-        with TAKINGS.taking(alone=False), self.app.app_context():
-            return ingest(raw, inbound, self.app.config)
+        alone = bool(died)
+        with TAKINGS.taking(alone=alone), self.takings.taking(key, alone=alone), self.app.app_context():
+            result = ingest(raw, inbound, self.app.config)
+        if died:
+            self.takings.forget(key)
+        return result
 
     def close(self) -> None:
         """Wait for the mails being stored; those still queued lost their session
         at the stop (no answer sent), so they are dropped, and their senders retry."""
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.takings.close()
 
 
 # The share of SMTP_TIMEOUT a mail may take to be stored before its 451 (4.5 of 5

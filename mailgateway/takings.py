@@ -7,8 +7,9 @@ message alone; after a few it files that message as failed, unread. That count i
 only right if nothing else of the process was in flight when it died: a poller of
 another mailbox, or the SMTP listener, taking the mail that really kills. So a
 message taken alone is the only mail the process takes meanwhile: it waits for the
-mail in flight to end, and no other mail begins while it waits or is taken. Every
-other taking (an IMAP batch, an SMTP mail being stored) shares with its kind.
+mail in flight to end, and no other mail begins while it waits or is taken. An SMTP
+mail that a listener process died storing is taken alone too (`smtp_takings`).
+Every other taking (an IMAP batch, an SMTP mail being stored) shares with its kind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from contextlib import contextmanager
 
 # How often a wait looks at its stop event: a stop is never held up longer.
 _LOOK_SECONDS = 1.0
+# Gateway processes that may begin taking one mail alone and die before it is
+# recorded (killed, crashed, or restarted after a hang) before it is kept unread,
+# an IMAP message filed as failed, an SMTP mail parked in the quarantine: such a
+# mail likely kills every process that reads it. Counted outside the process, since
+# a dying process loses its memory: in the mailbox's row for IMAP, in the listener's
+# files for SMTP (`smtp_takings`; docs/mail-gateway.md, "A mail that kills the gateway",
+# "A mail that kills the listener").
+TAKING_ATTEMPTS = 3
 
 
 class Takings:

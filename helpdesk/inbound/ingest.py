@@ -644,13 +644,30 @@ def quarantine_unread(raw: bytes, channel: str, exc: Exception, source: str = ""
     foresaw), so it neither is lost nor holds back the mail after it: its raw bytes
     and fixed words, held as failed. Keyed by its bytes, so a second record of it (a
     crash before the move) is a duplicate of the first. `source` as `Envelope.source`."""
-    session = db.session
-    key = "unread:" + hashlib.sha256(raw).hexdigest()
-    reason = clean(
-        f"{_PROCESSING_FAILED} before the pipeline ({type(exc).__name__}: {str(exc)[:500]}); "
-        "parked with its raw bytes for review"
+    reason = f"{_PROCESSING_FAILED} before the pipeline ({type(exc).__name__}: {str(exc)[:500]})"
+    return _hold_unread(raw, channel, source, reason)
+
+
+def quarantine_deadly(raw: bytes, deaths: int, source: str = "") -> Result:
+    """Record an SMTP mail whose storing `deaths` listener processes began and died
+    on (a crash in C code, the out-of-memory killer), the last ones while it was the
+    only mail taken: read again it would kill again, at each retry of its sender. So
+    it is not read: its raw bytes are held as failed, and the sender is answered 250
+    (SPEC §7: a mail the pipeline cannot store is quarantined, never lost).
+    `source` as `Envelope.source` (docs/mail-gateway.md, "A mail that kills the listener")."""
+    reason = (
+        f"{_PROCESSING_FAILED}: {deaths} gateway processes died while storing it (a crash, a kill, "
+        "the memory exhausted), so it was not read again"
     )
-    return _hold_fixed(session, None, key, channel, source, reason, raw)
+    return _hold_unread(raw, "smtp", source, reason)
+
+
+def _hold_unread(raw: bytes, channel: str, source: str, reason: str) -> Result:
+    """Hold `raw` unread, as failed, keyed by its bytes: a second record of it (a
+    crash before the IMAP move, a sender's retry after a lost 250) is a duplicate."""
+    key = "unread:" + hashlib.sha256(raw).hexdigest()
+    reason = clean(f"{reason}; parked with its raw bytes for review")
+    return _hold_fixed(db.session, None, key, channel, source, reason, raw)
 
 
 def _bare_record(

@@ -1,0 +1,221 @@
+"""A mail whose storing kills its SMTP listener process (a crash in C code, the
+out-of-memory killer) is counted across processes and restarts, and after
+TAKING_ATTEMPTS deaths taken alone it is quarantined unread and answered 250, while
+the listener goes on serving other mail (docs/mail-gateway.md, "A mail that kills
+the gateway"). The gateway runs as a real process; the deadly mail kills it for real
+(SIGKILL), through tests/support/deadly/sitecustomize.py on its PYTHONPATH."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import subprocess
+import threading
+import time
+from email.policy import SMTP
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk.extensions import db
+from helpdesk.models import InboundMail, QuarantineItem, Ticket
+from helpdesk.services.senders import SendersService
+from mailgateway.takings import TAKING_ATTEMPTS
+from tests.support.gateway_process import start
+from tests.support.mail import message, send
+from tests.support.pgserver import free_port
+from tests.support.waiting import wait_until
+
+DEADLY = Path(__file__).resolve().parent / "support" / "deadly"
+# The fields its sitecustomize.py looks for; not imported from it, since importing it
+# wraps the parser of the process that imports it.
+DEADLY_FIELD = "X-Test-Deadly: kill"
+SLOW_FIELD = "X-Test-Slow"
+_DEADLY_NAME, _DEADLY_VALUE = DEADLY_FIELD.split(": ")
+
+
+class DeadlyGateways:
+    """`gateway.py` processes whose parse of a deadly mail kills them, on one port
+    and one log; any still running at the test's end is killed."""
+
+    def __init__(self, database_url: str, tmp_path: Path) -> None:
+        self.database_url, self.tmp_path = database_url, tmp_path
+        self.port, self.log = free_port(), []
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, processes: int, **env: str) -> subprocess.Popen[str]:
+        path = os.pathsep.join(filter(None, [str(DEADLY), os.environ.get("PYTHONPATH", "")]))
+        process = start(
+            self.database_url,
+            self.port,
+            self.tmp_path,
+            self.log,
+            PYTHONPATH=path,
+            SMTP_PROCESSES=str(processes),
+            **env,
+        )
+        self.started.append(process)
+        return process
+
+    def kill_the_rest(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+
+
+@pytest.fixture
+def gateways(database_url, tmp_path):
+    gateways = DeadlyGateways(database_url, tmp_path)
+    try:
+        yield gateways
+    finally:
+        gateways.kill_the_rest()
+
+
+def deaths_counted(log: list[str]) -> int:
+    return sum("an SMTP listener process died while storing mail" in line for line in list(log))
+
+
+def listener_exits(log: list[str]) -> int:
+    return sum("exited with code -9; restarting" in line for line in list(log))
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def customers(app):
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    db.session.remove()
+
+
+def test_a_mail_that_kills_the_gateway_each_time_is_quarantined_unread_and_the_rest_goes_on(
+    app, gateways, tmp_path, customers
+):
+    """Each delivery of the deadly mail kills the gateway; restarted (as a
+    supervisor would), it counts the death. The first is counted beside whatever
+    else was in flight, the next TAKING_ATTEMPTS with the mail taken alone; the
+    delivery after them is answered 250 and quarantined unread. Before, every
+    delivery killed the gateway, for as long as its sender retried."""
+    port, log = gateways.port, gateways.log
+    deadly = message(message_id="<deadly@client.example>", headers={_DEADLY_NAME: _DEADLY_VALUE}).as_bytes(
+        policy=SMTP
+    )
+    for death in range(1 + TAKING_ATTEMPTS):
+        process = gateways.start(1)
+        assert deaths_counted(log) == death
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            send(port, deadly, mail_from="ann@example.com")
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    process = gateways.start(1)
+    try:
+        assert deaths_counted(log) == 1 + TAKING_ATTEMPTS
+        code, text = send(port, deadly, mail_from="ann@example.com")
+        assert (code, text) == (250, b"2.0.0 OK quarantined"), "".join(log)
+        # Its sender's retry after a 250 it did not hear is the same record.
+        assert send(port, deadly, mail_from="ann@example.com") == (250, b"2.0.0 OK duplicate")
+        good = send(port, message(message_id="<good@client.example>"), mail_from="ann@example.com")
+        assert good == (250, b"2.0.0 OK created TKT-000001")
+    finally:
+        stop(process)
+    assert process.returncode == 0, "".join(log)
+    db.session.expire_all()
+    [record] = (
+        db.session.execute(select(InboundMail).where(InboundMail.outcome == "quarantined")).scalars().all()
+    )
+    assert record.raw == deadly
+    assert record.reason.startswith(f"processing failed: {1 + TAKING_ATTEMPTS} gateway processes died")
+    assert db.session.execute(select(QuarantineItem.inbound_mail_id)).scalars().all() == [record.id]
+    assert db.session.execute(select(Ticket.number)).scalars().all() == [1]
+    assert not list((tmp_path / "instance" / "smtp-takings").glob("*/*.takings")), "a clean stop leaves none"
+
+
+def test_a_listener_process_killed_by_a_mail_is_counted_by_the_gateway_and_others_are_served(
+    app, gateways, tmp_path, customers
+):
+    """With several listener processes, whichever the kernel hands the deadly mail
+    dies: the gateway counts a listener's death when it sees it exit and restarts
+    it, a restarted gateway counts its own; after 1 + TAKING_ATTEMPTS deaths across
+    them the mail is quarantined, and good mail is served throughout."""
+    port, log = gateways.port, gateways.log
+    deadly = message(message_id="<deadly@client.example>", headers={_DEADLY_NAME: _DEADLY_VALUE}).as_bytes(
+        policy=SMTP
+    )
+    process = gateways.start(2)
+    sent = 0
+    try:
+        for death in range(1 + TAKING_ATTEMPTS):
+            exits = listener_exits(log)
+            with pytest.raises(smtplib.SMTPServerDisconnected):
+                send(port, deadly, mail_from="ann@example.com")
+            wait_until(
+                lambda exits=exits, process=process: (
+                    process.poll() is not None or listener_exits(log) > exits
+                ),
+                timeout=60,
+                what=lambda: "".join(log),
+            )
+            if process.poll() is not None:  # the gateway's own listener took it: restarted
+                stop(process)
+                process = gateways.start(2)
+            wait_until(lambda n=death + 1: deaths_counted(log) == n, timeout=60, what=lambda: "".join(log))
+            for _ in range(2):
+                sent += 1
+                reply = send(
+                    port, message(message_id=f"<good-{sent}@client.example>"), mail_from="ann@example.com"
+                )
+                assert reply[0] == 250, reply
+        assert send(port, deadly, mail_from="ann@example.com") == (250, b"2.0.0 OK quarantined")
+    finally:
+        stop(process)
+    db.session.expire_all()
+    assert len(db.session.execute(select(Ticket.number)).scalars().all()) == sent
+
+
+def test_a_good_mail_that_died_beside_the_deadly_one_is_stored_when_taken_alone(
+    app, gateways, tmp_path, customers
+):
+    """A good mail being stored when the deadly one kills the process dies too, but
+    that death is counted beside another mail: its retry is taken alone, stored, and
+    its count dropped. Only deaths while taken alone quarantine a mail."""
+    port, log = gateways.port, gateways.log
+    slow = message(message_id="<slow@client.example>", headers={SLOW_FIELD: "3"}).as_bytes(policy=SMTP)
+    deadly = message(message_id="<deadly@client.example>", headers={_DEADLY_NAME: _DEADLY_VALUE}).as_bytes(
+        policy=SMTP
+    )
+    replies: list[object] = []
+
+    def send_slow() -> None:
+        try:
+            replies.append(send(port, slow, mail_from="bob@example.com"))
+        except smtplib.SMTPServerDisconnected as exc:
+            replies.append(exc)
+
+    process = gateways.start(1)
+    sender = threading.Thread(target=send_slow)
+    sender.start()
+    time.sleep(1.0)  # the slow mail is being parsed (3 s)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        send(port, deadly, mail_from="ann@example.com")
+    sender.join(timeout=30)
+    assert isinstance(replies[-1], smtplib.SMTPServerDisconnected)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    process = gateways.start(1)
+    try:
+        assert deaths_counted(log) == 2  # both mails in flight
+        [directory] = (tmp_path / "instance" / "smtp-takings").iterdir()
+        assert sorted(path.read_text() for path in directory.glob("*.deaths")) == ["beside\n", "beside\n"]
+        assert send(port, slow, mail_from="bob@example.com") == (250, b"2.0.0 OK created TKT-000001")
+        assert [path.read_text() for path in directory.glob("*.deaths")] == ["beside\n"]  # the deadly mail's
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            send(port, deadly, mail_from="ann@example.com")
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        stop(process)
