@@ -3,7 +3,9 @@
 For a monitor or a load balancer's health probe (exit status 0 healthy, 1 not) and
 for the operator (one line per part). It asks from outside, as a client would: the
 database answers a query, at a schema revision not behind this code's; the SMTP
-listener answers a connection with its `220` banner; each configured mailbox had a
+listener answers a connection with its `220` banner and none of its mails has been
+stored for longer than `SMTP_TIMEOUT` (their ingest threads hang; read from the
+listeners' files, `smtp_takings`); each configured mailbox had a
 successful poll within `IMAP_STUCK_AFTER`, by this host or whichever gateway holds
 its lease; the outbox has not backed up (`OUTBOX_BACKLOG_AFTER`). Those times are
 judged by the database's clock (`clock.database_now`), not this host's: a host
@@ -36,6 +38,7 @@ from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
 from helpdesk.services.mailflow import mail_flow
 from mailgateway.imap import parse_imap_urls
+from mailgateway.smtp_takings import storing_for, takings_directory
 
 #: Seconds each part (the database's queries together) has to answer.
 TIMEOUT = 5.0
@@ -117,7 +120,20 @@ def _listener(app: Flask) -> Finding:
         return Finding("smtp listener", False, f"{listen}: {exc}")
     if code != 220:
         return Finding("smtp listener", False, f"{listen} greets with {code}")
-    return Finding("smtp listener", True, f"{listen} answers")
+    # A mail stored for longer than SMTP_TIMEOUT had its 451 already: its thread hangs
+    # (on the database, or in the pipeline), holding one of its process's 8.
+    deadline = app.config["SMTP_TIMEOUT"].total_seconds()
+    ages = storing_for(takings_directory(app.instance_path, listen))
+    hung = [age for age in ages if age > deadline]
+    if hung:
+        return Finding(
+            "smtp listener",
+            False,
+            f"{listen} answers, but {len(hung)} of the {len(ages)} mail(s) being stored have been "
+            f"for more than SMTP_TIMEOUT ({deadline:g} s), the longest {max(hung):.0f} s: "
+            "their ingest threads hang",
+        )
+    return Finding("smtp listener", True, f"{listen} answers, {len(ages)} mail(s) being stored")
 
 
 def _mailboxes(app: Flask, moment: datetime) -> list[Finding]:

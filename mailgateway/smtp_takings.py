@@ -79,6 +79,23 @@ def _read_slot(slot: str) -> tuple[str, str, float]:
         return "", "", 0.0
 
 
+def storing_for(directory: Path) -> list[float]:
+    """How long each mail that the listener processes keeping their files in
+    `directory` are storing has been stored, in seconds: for the health check,
+    which tells an operator of the ingest threads that hang (docs/operations.md).
+    Read without a lock: the file of a process that died shows its mails too until
+    its deaths are counted (within a second by its gateway, else at the next start)."""
+    now = time.time()
+    ages: list[float] = []
+    for path in directory.glob(f"*{_SUFFIX}"):
+        try:
+            slots = path.read_text("ascii", "replace").splitlines()
+        except FileNotFoundError:
+            continue
+        ages.extend(now - began for key, _kind, began in map(_read_slot, slots) if key)
+    return ages
+
+
 def takings_directory(instance_path: str, listen: str) -> Path:
     """Where the listener processes sharing SMTP_LISTEN keep their files: in the
     instance folder (HELPDESK_INSTANCE_DIR), one folder per listening address."""

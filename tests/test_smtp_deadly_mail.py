@@ -11,6 +11,7 @@ import os
 import signal
 import smtplib
 import subprocess
+import sys
 import threading
 import time
 from email.policy import SMTP
@@ -23,7 +24,7 @@ from helpdesk.extensions import db
 from helpdesk.models import InboundMail, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
 from mailgateway.takings import TAKING_ATTEMPTS
-from tests.support.gateway_process import start
+from tests.support.gateway_process import ROOT, SECRETS, start
 from tests.support.mail import message, send
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until
@@ -219,3 +220,45 @@ def test_a_good_mail_that_died_beside_the_deadly_one_is_stored_when_taken_alone(
         assert process.wait(timeout=30) == -signal.SIGKILL
     finally:
         stop(process)
+
+
+def test_the_health_check_fails_while_a_mail_s_storing_hangs(app, gateways, tmp_path, customers):
+    """An ingest thread storing a mail for longer than SMTP_TIMEOUT hangs (its sender
+    was answered 451 already): `gateway.py --check` says so and fails, so a monitor
+    sees it and a supervisor may restart the gateway, which counts a death against
+    the mail. Before, the check found the listener answering and was healthy."""
+    port = gateways.port
+    gateways.start(1, SMTP_TIMEOUT="2s")
+    env = {
+        **os.environ,
+        **SECRETS,
+        "DATABASE_URL": gateways.database_url,
+        "SMTP_LISTEN": f"127.0.0.1:{port}",
+        "HELPDESK_INSTANCE_DIR": str(tmp_path / "instance"),
+        "SUPPORT_ADDRESSES": "support@helpdesk.test",
+        "SMTP_TIMEOUT": "2s",
+    }
+
+    def check() -> tuple[int, str]:
+        done = subprocess.run(
+            [sys.executable, "gateway.py", "--check"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done.returncode, done.stdout
+
+    code, said = check()
+    assert code == 0 and f"ok   smtp listener: 127.0.0.1:{port} answers, 0 mail(s) being stored" in said, said
+    hanging = message(message_id="<hangs@client.example>", headers={SLOW_FIELD: "60"}).as_bytes(policy=SMTP)
+    code, _text = send(port, hanging, mail_from="ann@example.com")
+    assert code == 451  # within 90 % of SMTP_TIMEOUT, the thread goes on
+    time.sleep(2.5)
+    code, said = check()
+    assert code == 1, said
+    assert "FAIL smtp listener: 127.0.0.1:%d answers, but 1 of the 1 mail(s) being stored" % port in said, (
+        said
+    )
+    assert "for more than SMTP_TIMEOUT (2 s)" in said and "their ingest threads hang" in said, said
