@@ -7,6 +7,7 @@ from typing import Any
 from flask import abort, current_app, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
+from sqlalchemy import func, select
 
 from helpdesk import languages
 from helpdesk.errors import NotFound
@@ -14,12 +15,17 @@ from helpdesk.extensions import db
 from helpdesk.inbound import quarantine as review
 from helpdesk.inbound.ingest import never_read
 from helpdesk.inputs import page_number
+from helpdesk.models import InboundMail, QuarantineItem
 from helpdesk.portal import bp
 from helpdesk.portal.actions import perform
 from helpdesk.portal.session import actor, login_required
 from helpdesk.wording import vocabulary_label
 
 NEWEST = "newest"  # `?order=`: the list's one other order; any other value is the oldest first
+# How much of a held mail its page shows: the headers and the start of the body. The
+# gateway accepts mails of MAX_MESSAGE_BYTES (25 MiB); shown whole, one stranger's
+# mail made a page of that size for every reviewer. The whole mail is a download.
+RAW_SHOWN_BYTES = 64 * 1024
 
 
 def _order() -> dict[str, Any]:
@@ -42,18 +48,42 @@ def quarantine() -> ResponseReturnValue:
 @bp.get("/quarantine/<int(max=2147483647):item_id>")
 @login_required()
 def quarantine_item(item_id: int) -> ResponseReturnValue:
-    try:
-        item = review.get(db.session, item_id, actor(), current_app.config["AGENT_VISIBILITY"])
-    except NotFound:
-        abort(404)
-    raw = item.inbound_mail.raw.decode("utf-8", "replace")
+    """The held mail's facts and its first RAW_SHOWN_BYTES, read from the database
+    as that much: the rest stays there, for the download (`quarantine_raw`)."""
+    item = _item_or_404(item_id)
+    start = db.session.execute(
+        select(func.substr(InboundMail.raw, 1, RAW_SHOWN_BYTES)).where(InboundMail.id == item.inbound_mail_id)
+    ).scalar_one()
     return render_template(
         "portal/quarantine_item.html",
         nav="quarantine",
         item=item,
-        raw=raw,
+        raw=bytes(start or b"").decode("utf-8", "replace"),
+        cut=item.inbound_mail.size > RAW_SHOWN_BYTES,
+        raw_shown_bytes=RAW_SHOWN_BYTES,
         unread=never_read(item.inbound_mail),
     )
+
+
+@bp.get("/quarantine/<int(max=2147483647):item_id>/raw")
+@login_required()
+def quarantine_raw(item_id: int) -> ResponseReturnValue:
+    """The whole held mail as it came in, always a download (`.eml`), never rendered:
+    it is a stranger's content."""
+    item = _item_or_404(item_id)
+    response = current_app.response_class(item.inbound_mail.raw, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f"attachment; filename=held-mail-{item.id}.eml"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _item_or_404(item_id: int) -> QuarantineItem:
+    """The item if the staff member may see it (`review.get`), else 404."""
+    try:
+        return review.get(db.session, item_id, actor(), current_app.config["AGENT_VISIBILITY"])
+    except NotFound:
+        abort(404)
 
 
 @bp.post("/quarantine/<int(max=2147483647):item_id>/<decision>")
