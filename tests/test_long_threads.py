@@ -1,15 +1,102 @@
-"""Pages and answers whose size an outsider chooses: a stranger's mail of megabytes
-held for review stays a page (docs/web.md, "Quarantine")."""
+"""Pages and answers whose size an outsider chooses: a ticket a mail loop filled
+with messages, and a stranger's mail of megabytes held for review, stay a page
+(docs/web.md, "Long threads")."""
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 
 from sqlalchemy import select
 
 from helpdesk.extensions import db
-from helpdesk.models import QuarantineItem
+from helpdesk.models import QuarantineItem, Ticket
 from helpdesk.portal.quarantine import RAW_SHOWN_BYTES
+from helpdesk.services import Actor, TicketsService
+from helpdesk.services.thread import PAGE_SIZE
+from helpdesk.services.tracking import REPLIES_SHOWN
+
+MESSAGES = 120  # the first (the request) and 119 replies: more than two pages
+CUSTOMER = "ann@example.com"
+
+
+def marker(index: int) -> str:
+    return f"[msg-{index:04d}]"
+
+
+def long_ticket(service: TicketsService) -> Ticket:
+    """A customer's ticket of MESSAGES messages, each body naming its place."""
+    customer = Actor.customer(CUSTOMER, "Ann")
+    ticket = service.open_ticket(
+        subject="Loop", description=marker(1), requester_email=CUSTOMER, channel="email", actor=customer
+    )
+    for index in range(2, MESSAGES + 1):
+        service.add_message(ticket, body=marker(index), actor=customer, channel="email")
+    db.session.commit()
+    return ticket
+
+
+def shown(data: bytes) -> list[int]:
+    return [int(n) for n in re.findall(rb"\[msg-(\d{4})\]", data)]
+
+
+def test_a_long_threads_page_shows_the_first_and_the_newest_messages_and_links_to_the_older(
+    portal, service, agent
+):
+    """The page of a ticket of 120 messages showed all 120; now the first and the
+    newest PAGE_SIZE, and a link walks back to the rest; the reply box still works."""
+    ticket = long_ticket(service)
+    number = f"TKT-{ticket.number:06d}"
+    page = portal.get(f"/tickets/{number}").data
+    newest = list(range(MESSAGES - PAGE_SIZE + 1, MESSAGES + 1))
+    assert shown(page) == [1, *newest]
+    left = MESSAGES - 1 - PAGE_SIZE
+    assert f"{left} older messages are not shown.".encode() in page
+    link = re.search(rb'href="(/tickets/[^"]+\?before=\d+)#older"', page)
+    assert link is not None
+    older = portal.get(link.group(1).decode()).data
+    assert shown(older) == [1, *range(MESSAGES - 2 * PAGE_SIZE + 1, MESSAGES - PAGE_SIZE + 1)]
+    assert b"Show the newest messages" in older
+    oldest = portal.get(
+        re.search(rb'href="(/tickets/[^"]+\?before=\d+)#older"', older).group(1).decode()
+    ).data
+    assert shown(oldest) == list(range(1, MESSAGES - 2 * PAGE_SIZE + 1))
+    assert b"older messages are not shown" not in oldest
+    replied = portal.post(
+        f"/tickets/{number}/reply", {"body": "We are on it.", "kind": "reply"}, page=f"/tickets/{number}"
+    )
+    assert replied.status_code == 302
+    after = portal.get(f"/tickets/{number}").data
+    assert b"We are on it." in after and shown(after)[-1] == MESSAGES and len(shown(after)) == PAGE_SIZE
+
+
+def test_the_api_answers_a_long_ticket_with_its_first_and_newest_messages(api, service):
+    """`GET /tickets/<number>` carried every message; now the first and the newest
+    PAGE_SIZE, the count, and `?before=` for the older ones."""
+    ticket = long_ticket(service)
+    number = f"TKT-{ticket.number:06d}"
+    answer = api.get(f"/tickets/{number}").get_json()
+    bodies = [int(m["body"][5:9]) for m in answer["messages"]]
+    assert bodies == [1, *range(MESSAGES - PAGE_SIZE + 1, MESSAGES + 1)]
+    assert answer["messages_total"] == MESSAGES and answer["messages_older"] == MESSAGES - 1 - PAGE_SIZE
+    before = answer["messages"][1]["id"]
+    older = api.get(f"/tickets/{number}?before={before}").get_json()
+    assert [int(m["body"][5:9]) for m in older["messages"]][1:] == list(
+        range(MESSAGES - 2 * PAGE_SIZE + 1, MESSAGES - PAGE_SIZE + 1)
+    )
+    assert api.get(f"/tickets/{number}?before=x").status_code == 422
+
+
+def test_the_tracker_shows_a_customer_the_newest_replies_of_a_long_ticket(client, service):
+    """The tracker's view listed every public reply; now the newest REPLIES_SHOWN,
+    and says the older ones are in the customer's mail."""
+    ticket = long_ticket(service)
+    number = f"TKT-{ticket.number:06d}"
+    view = client.post("/api/v1/public/track", json={"ticket_number": number, "email": CUSTOMER}).get_json()
+    assert [int(r["body"][5:9]) for r in view["replies"]] == list(
+        range(MESSAGES - REPLIES_SHOWN + 1, MESSAGES + 1)
+    )
+    assert view["older_replies"] is True
 
 
 def test_a_held_mail_of_megabytes_shows_its_start_and_downloads_whole(gateway, portal):

@@ -333,7 +333,17 @@ SCHEMAS: dict[str, Any] = {
                     "cc": {"type": "array", "items": {"type": "string"}},
                     "linked_ticket": {"type": "string", "nullable": True},
                     "closed_at": NULLABLE_TIME,
-                    "messages": {"type": "array", "items": _ref("Message")},
+                    "messages": {
+                        "type": "array",
+                        "items": _ref("Message"),
+                        "description": "the first message and the newest 50 (older than `before`)",
+                    },
+                    "messages_total": {"type": "integer", "description": "every message of the ticket"},
+                    "messages_older": {
+                        "type": "integer",
+                        "description": "messages left out between the first and the oldest of the newest; "
+                        "`?before=<id of that oldest>` reads them",
+                    },
                     "history": {"type": "array", "items": _ref("History")},
                     "satisfaction": {
                         **_object(
@@ -496,7 +506,9 @@ SCHEMAS: dict[str, Any] = {
                         "from_customer": {"type": "boolean"},
                     }
                 ),
+                "description": "the newest 50 public replies, oldest first",
             },
+            "older_replies": {"type": "boolean", "description": "whether older replies were left out"},
             "timeline": {
                 "type": "array",
                 "items": _object({"status": {"type": "string"}, "created_at": TIME}),
@@ -653,9 +665,18 @@ PATHS: dict[str, Any] = {
     "/tickets/{number}": {
         "parameters": [NUMBER_PARAM],
         "get": {
-            "summary": "A ticket with its messages and history",
+            "summary": "A ticket with its first and newest messages and its history",
             "security": STAFF,
-            "responses": {"200": _json(_ref("TicketDetail")), **_errors(401, 404)},
+            "parameters": [
+                {
+                    "name": "before",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1},
+                    "description": "show the messages older than this message id",
+                }
+            ],
+            "responses": {"200": _json(_ref("TicketDetail")), **_errors(401, 404, 422)},
         },
         "patch": {
             "summary": "Change priority, category, assignee, team, ticket type, service fields or the "

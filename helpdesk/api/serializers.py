@@ -17,7 +17,7 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.models import Attachment, Message, SatisfactionRating, StaffUser, Ticket, TicketHistory
 from helpdesk.numbering import display_number
-from helpdesk.services import links
+from helpdesk.services import links, thread
 
 
 def number(ticket: Ticket) -> str:
@@ -36,10 +36,14 @@ def staff_json(user: StaffUser | None) -> dict[str, Any] | None:
 LISTED_DESCRIPTION_CHARS = 2_000
 
 
-def ticket_json(ticket: Ticket, *, detail: bool = False, listed: bool = False) -> dict[str, Any]:
+def ticket_json(
+    ticket: Ticket, *, detail: bool = False, listed: bool = False, before: int | None = None
+) -> dict[str, Any]:
     """A ticket as the API shows it; `listed`: as `GET /tickets` lists it, its
     description cut to LISTED_DESCRIPTION_CHARS from `Ticket.description_start`
-    (which `QueueService.list_tickets` loads; the whole one is never read)."""
+    (which `QueueService.list_tickets` loads; the whole one is never read).
+    `detail` carries the first message and the newest `thread.PAGE_SIZE` (older
+    than message `before`, when given), as the ticket page shows them."""
     if listed:
         start = ticket.description_start or ""
         description, cut = start[:LISTED_DESCRIPTION_CHARS], len(start) > LISTED_DESCRIPTION_CHARS
@@ -90,7 +94,7 @@ def ticket_json(ticket: Ticket, *, detail: bool = False, listed: bool = False) -
             cc=[p.email for p in ticket.participants],
             linked_ticket=number(ticket.linked_ticket) if ticket.linked_ticket else None,
             closed_at=when(ticket.closed_at),
-            messages=[message_json(m) for m in ticket.messages],
+            **_thread_json(ticket, before),
             history=[history_json(h) for h in ticket.history],
             satisfaction=rating_json(ticket.satisfaction, ticket),
             escalated_to=staff_json(ticket.escalated_to),
@@ -102,6 +106,18 @@ def ticket_json(ticket: Ticket, *, detail: bool = False, listed: bool = False) -
             ],
         )
     return data
+
+
+def _thread_json(ticket: Ticket, before: int | None) -> dict[str, Any]:
+    """`messages` and how many of the ticket's it left out (`messages_older`, between
+    the first and the oldest of the newest; `GET /tickets/<number>?before=<id>` reads
+    them), so a ticket of thousands of messages is not an answer of megabytes."""
+    page = thread.page(db.session, ticket, before=before)
+    return {
+        "messages": [message_json(m) for m in page.shown],
+        "messages_total": page.total,
+        "messages_older": page.older,
+    }
 
 
 def rating_json(rating: SatisfactionRating | None, ticket: Ticket) -> dict[str, Any] | None:

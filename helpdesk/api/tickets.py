@@ -139,7 +139,11 @@ def create_ticket() -> ResponseReturnValue:
 @bp.get("/tickets/<number>")
 @staff_required()
 def get_ticket(number: str) -> ResponseReturnValue:
-    return jsonify(ticket_json(_ticket(number), detail=True))
+    """`?before=<message id>`: the messages older than that one (docs/web.md, "Long threads")."""
+    before = request.args.get("before")
+    if before is not None and positive_int(before) is None:
+        raise ValidationError({"before": "must be a message id"})
+    return jsonify(ticket_json(_ticket(number), detail=True, before=positive_int(before)))
 
 
 @bp.patch("/tickets/<number>")

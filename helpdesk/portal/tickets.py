@@ -38,6 +38,7 @@ from helpdesk.services import (
     contacts,
     links,
     tags,
+    thread,
     uploads,
     visibility,
 )
@@ -230,11 +231,14 @@ def ticket(number: str) -> ResponseReturnValue:
 
 
 def _ticket_page(record: Ticket, box: dict[str, Any]) -> str:
-    """The ticket page, with the reply box's canned replies and text (`reply_box`)."""
+    """The ticket page, with the reply box's canned replies and text (`reply_box`):
+    the first message and the newest ones, or with `?before=<message id>` those
+    older than that one (`thread.page`)."""
     return render_template(
         "portal/ticket.html",
         nav="queue",
         ticket=record,
+        thread=thread.page(db.session, record, before=positive_int(request.args.get("before"))),
         allowed=lifecycle.allowed_targets(record.status),
         vocabulary=v,
         staff_list=_active_staff(),

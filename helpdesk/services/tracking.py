@@ -19,6 +19,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, select, union_all
@@ -68,11 +69,17 @@ class CustomerView:
     category: str
     created_at: datetime
     updated_at: datetime
-    replies: list[PublicReply]
+    replies: list[PublicReply]  # the newest REPLIES_SHOWN, oldest first
+    older_replies: bool  # whether older ones were left out
     timeline: list[StatusChange]
     satisfaction: Rating | None  # the reader's own rating
     rated: bool  # whether anyone rated the ticket
 
+
+# Replies the customer's view shows, the newest: a mail loop or a merge can give a
+# ticket thousands, and the tracker page and `POST /public/track` showed every one
+# (docs/web.md, "Long threads"). The customer has the older ones in their mail.
+REPLIES_SHOWN = 50
 
 # The longest spelling of a number a person types; longer text is not a number. The
 # lookup and the per-ticket rate limit both read the number through
@@ -141,6 +148,20 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
     own = notifications.own_conversation(session, ticket, addresses.normalize(reader))
     since = _joined(session, own.merged_ids)
     cc_names = {participant.email: participant.name for participant in ticket.participants}
+    # Read newest first in batches, and only until one more than is shown is found:
+    # after a merge, whose a reply is is decided here (`_theirs`), not in SQL.
+    newest_first = session.execute(
+        select(Message)
+        .where(Message.ticket_id == ticket.id, Message.kind == "reply")
+        .order_by(Message.id.desc())
+        .execution_options(yield_per=REPLIES_SHOWN)
+    )
+    try:
+        theirs = list(
+            islice((m for m in newest_first.scalars() if _theirs(m, own, since)), REPLIES_SHOWN + 1)
+        )
+    finally:
+        newest_first.close()
     replies = [
         PublicReply(
             author=_author(message, cc_names),
@@ -148,8 +169,7 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
             created_at=message.created_at,
             from_customer=message.author_contact_id is not None,
         )
-        for message in ticket.messages
-        if message.kind == "reply" and _theirs(message, own, since)
+        for message in reversed(theirs[:REPLIES_SHOWN])
     ]
     timeline = [
         StatusChange(row.new_value or "", row.created_at) for row in ticket.history if row.field == "status"
@@ -164,6 +184,7 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
         replies=replies,
+        older_replies=len(theirs) > REPLIES_SHOWN,
         timeline=timeline,
         satisfaction=(
             Rating(rated.rating, rated.comment)
