@@ -729,6 +729,16 @@ def test_corpus_plain_mail_is_a_person() -> None:
         ("noreplies@customer.example", False),
         ("bounce.fitness@gym.example", False),
         ("mailer.john@customer.example", False),
+        # The no-reply words of Spanish, Portuguese, French and Italian, as punctuated
+        # and followed by more; a person's mailbox that merely holds such a word is mailed.
+        ("No-Responder@banco.example", True),
+        ("noresponda_avisos@tienda.example", True),
+        ("no.contestar@aseguradora.example", True),
+        ("nao-responda@loja.example", True),
+        ("ne_pas_repondre@banque.example", True),
+        ("nonrispondere@banca.example", True),
+        ("responder@customer.example", False),
+        ("noresponderemos@customer.example", False),
     ],
 )
 def test_is_machine_address(address: str, expected: bool) -> None:

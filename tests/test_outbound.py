@@ -1860,6 +1860,17 @@ def test_bounce_to_a_return_path_of_the_previous_shape_still_marks_its_row(
         ),
         ("robot@\uff48\uff45\uff4c\uff50\uff44\uff45\uff53\uff4b.helpdesk.test", "own address"),
         ("noreply@\uff53\uff48\uff4f\uff50.example", "machine address"),
+        # No-reply mailboxes in the words of the customers' languages: Spanish (the
+        # helpdesk writes it), Portuguese, French and Italian; a bank's or a shop's
+        # notices come from them, and the acknowledgment went to nobody.
+        ("no-responder@banco.example", "machine address"),
+        ("noresponder.alertas@banco.example", "machine address"),
+        ("no_responda@tienda.example", "machine address"),
+        ("no-contestar@aseguradora.example", "machine address"),
+        ("nao-responda@loja.example", "machine address"),
+        ("naoresponder@banco.example", "machine address"),
+        ("ne-pas-repondre@banque.example", "machine address"),
+        ("non-rispondere@banca.example", "machine address"),
     ],
 )
 def test_machine_and_own_addresses_are_never_mailed(app, service, agent_actor, sink, address, reason):

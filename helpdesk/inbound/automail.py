@@ -102,21 +102,31 @@ _BOUNCE_SENDER_NAMES = re.compile(
     r"^\s*(mailer[- ]daemon|mail delivery (sub)?system|internet mail delivery)\s*$",
     re.IGNORECASE,
 )
-# Outbound mail must not go to these (docs/outbound-mail.md); on their own they do not make
-# inbound mail automatic (see the module docstring).
-_MACHINE_LOCAL_PARTS = _BOUNCE_LOCAL_PARTS | frozenset(
+# "Do not reply" in the words of the customers' languages, compacted: Spanish (the
+# helpdesk writes it: `no-responder@`, `no_responda@`, `no-contestar@`), Portuguese
+# (`nao-responda@`), French (`ne-pas-repondre@`) and Italian (`non-rispondere@`).
+# Banks and shops send their notices from them; read as people's, an acknowledgment
+# of such a notice went into a mailbox nobody reads (docs/outbound-mail.md).
+_NO_REPLY_WORDS = frozenset(
     {
         "noreply",
         "donotreply",
-        "bounce",
-        "bounces",
-        "mailer",
         "notreply",
+        "noresponder",
+        "noresponda",
+        "nocontestar",
+        "naoresponda",
+        "naoresponder",
+        "nepasrepondre",
+        "nonrispondere",
     }
 )
+# Outbound mail must not go to these (docs/outbound-mail.md); on their own they do not make
+# inbound mail automatic (see the module docstring).
+_MACHINE_LOCAL_PARTS = _BOUNCE_LOCAL_PARTS | _NO_REPLY_WORDS | frozenset({"bounce", "bounces", "mailer"})
 # Machine words that no person's address starts with, then a separator and more
 # (`is_machine_address`); `bounce.fitness@` and `mailer.john@` may be people.
-_NO_REPLY_PREFIXES = frozenset({"noreply", "donotreply", "notreply", "mailerdaemon"})
+_NO_REPLY_PREFIXES = _NO_REPLY_WORDS | {"mailerdaemon"}
 _LONGEST_NO_REPLY = max(map(len, _NO_REPLY_PREFIXES))
 _SEPARATORS = "-_."  # the punctuation `_compact` drops
 # Mailing-list software, by the local parts it sends its notices from.
