@@ -290,6 +290,23 @@ def test_operator_templates_override_the_built_in_ones(app, service, sink, tmp_p
     assert "<strong>TKT-000001</strong>" in html_of(ack)  # the built-in HTML still applies
 
 
+def test_mail_is_seven_bit_whatever_its_words_as_the_envelope_declares_nothing(app, service, sink, tmp_path):
+    """The sender declares no `BODY=8BITMIME` (RFC 6152 §3), so a mail must be 7-bit:
+    a text whose lines all fit 78 octets (an operator's short template in Spanish)
+    went as `Content-Transfer-Encoding: 8bit`, raw UTF-8 a relay or next hop without
+    8BITMIME may refuse or strip to seven bits. It is quoted-printable now, as a
+    text with a longer line always was, and reads the same."""
+    (tmp_path / "created.txt").write_text("Hola, {{ recipient_name }}: recibimos tu solicitud.\n")
+    (tmp_path / "created.html").write_text("<p>Hola, {{ recipient_name }}.</p>\n")
+    open_ticket(service, requester_name="Ana Núñez", subject="Sin conexión en el módem")
+    (ack,) = deliver(app, sink, MAIL_TEMPLATES_DIR=str(tmp_path))
+    (received,) = sink.received
+    assert all(octet < 0x80 for octet in received.data)
+    assert text_of(ack) == "Hola, Ana Núñez: recibimos tu solicitud.\n"
+    assert html_of(ack) == "<p>Hola, Ana Núñez.</p>\n"
+    assert ack["Subject"] == "[TKT-000001] Sin conexión en el módem"
+
+
 def test_broken_operator_template_fails_its_row_visibly(app, service, sink, tmp_path):
     (tmp_path / "created.txt").write_text("{{ no_such_variable }}\n")
     open_ticket(service)

@@ -187,9 +187,12 @@ def _header_factory() -> HeaderRegistry:
     return registry
 
 
-MAIL_POLICY = email.policy.SMTP.clone(header_factory=_header_factory())
+# Bodies in 7 bits (quoted-printable or base64): the sender declares no
+# `BODY=8BITMIME` (RFC 6152 §3), and a text whose lines all fit 78 octets went as raw
+# 8-bit UTF-8, which a relay or next hop without 8BITMIME may refuse or strip.
+MAIL_POLICY = email.policy.SMTP.clone(header_factory=_header_factory(), cte_type="7bit")
 # RFC 6531 mail, for a recipient whose mailbox name is beyond ASCII (`josé@…`):
-# headers in UTF-8, sent only to a relay that offers SMTPUTF8.
+# headers in UTF-8, sent only to a relay that offers SMTPUTF8; its bodies 7-bit too.
 SMTPUTF8_POLICY = MAIL_POLICY.clone(utf8=True)
 
 
