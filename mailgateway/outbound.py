@@ -8,7 +8,9 @@ nothing is due.
 - **Claim**, in one short transaction: due rows of the kinds this release has
   templates for (a newer release's kind waits for its own senders) — `pending` whose
   `next_attempt_at` has come, or `sending` whose lease (`OUTBOUND_LEASE`) ran out
-  because their sender died, both by the database's clock (see One clock) — are
+  because their sender died, both by the database's clock (see One clock; such a
+  row alone, the one claimed longest ago first: the mail being sent when its
+  sender died may be what killed it) — are
   selected `FOR UPDATE SKIP LOCKED` on PostgreSQL (on SQLite, `BEGIN IMMEDIATE`
   lets one writer in at a time), marked
   `sending` with `claimed_at`, checked against the recipient rules below and,
@@ -301,6 +303,7 @@ class Sender(Loop):
                 .scalars()
                 .all()
             )
+            rows = _alone_if_its_sender_died(rows)
             tickets, hints, undeliverable, file_bytes = (
                 self._batch_context(session, rows) if rows else ({}, {}, {}, {})
             )
@@ -829,6 +832,19 @@ def _within_bytes(rows: Sequence[OutboxMessage], file_bytes: dict[int, int]) -> 
         if index and total > _BATCH_FILE_BYTES:
             return rows[:index]
     return rows
+
+
+def _alone_if_its_sender_died(rows: Sequence[OutboxMessage]) -> Sequence[OutboxMessage]:
+    """The batch to claim of the due `rows`: a row whose sender died holding it
+    (`sending`, its lease run out) alone, the one claimed longest ago first, else all
+    of them; the others stay due for the next claim, untouched. The mail being sent
+    when a sender died may be what killed it: claimed again with its batch, in the
+    same order, it killed the next sender before the rest went, every lease, until
+    all were given up together (docs/outbound-mail.md, "At least once")."""
+    orphans = [row for row in rows if row.state == "sending"]
+    if not orphans:
+        return rows
+    return [min(orphans, key=lambda row: (row.claimed_at, row.id))]
 
 
 def _fixes_language(row: OutboxMessage) -> bool:

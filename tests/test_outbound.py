@@ -1318,7 +1318,7 @@ def test_crash_between_250_and_mark_resends_only_that_mail(app, service, sink):
     clock.advance(minutes=9)
     assert run(sender) == 0  # the lease (10 minutes) still holds
     clock.advance(minutes=2)
-    assert run(sender) == 3
+    assert [run(sender) for _ in range(4)] == [1, 1, 1, 0]  # each claimed again alone
     assert {row.state for row in outbox()} == {"sent"}
     counts = sink.message_ids()
     first = f"<{outbox()[0].message_id}>"
@@ -1349,12 +1349,57 @@ def test_a_row_whose_sender_keeps_dying_is_given_up_like_any_other(app, service,
     row.created_at -= timedelta(days=3)
     db.session.commit()
     clock.advance(minutes=11)
-    assert run(make_sender(app, sink, clock)) == 2
+    sender = make_sender(app, sink, clock)
+    assert [run(sender) for _ in range(3)] == [1, 1, 0]  # each claimed again alone
     db.session.expire_all()
     rows = {row.ticket_id: row for row in outbox()}
     assert (rows[old.id].state, rows[young.id].state) == ("failed", "sent")
     assert rows[old.id].last_error == "gave up: its sender stopped while sending it (attempts: 1)"
     assert [m["To"].addresses[0].addr_spec for m in sink.messages] == ["young@example.com"]
+
+
+def test_a_mail_whose_sending_kills_its_sender_takes_no_other_mail_down_with_it(app, service, sink):
+    """A sender that dies while sending one mail (the gateway killed by the host for
+    the memory a mail with 20 MiB of files takes, a crash in the TLS library) leaves
+    its whole batch `sending`. Claimed again as a batch after each lease, in the
+    same order, the mail that kills it came first every time, so the rest of its
+    batch was never sent and was given up with it after OUTBOUND_GIVE_UP_AFTER. A
+    row claimed again after its lease is claimed alone, the one claimed longest ago
+    first: the others go one lease late, the deadly one alone is tried again and
+    given up."""
+    for address in ("deadly@example.com", "ann@example.com", "bob@example.com"):
+        open_ticket(service, requester_email=address)
+    clock = Clock()
+    app.config.update(OUTBOUND_SMTP_URL=sink.url, OUTBOUND_GIVE_UP_AFTER=timedelta(hours=1))
+
+    class DyingSender(Sender):
+        def _data(self, item):  # type: ignore[no-untyped-def]
+            if item.to_address == "deadly@example.com":
+                raise Crash  # the process dies here, every time
+            return super()._data(item)
+
+    def life() -> None:
+        """One gateway process: rounds until nothing is due, or the deadly mail kills it."""
+        sender = DyingSender(app, clock=clock)
+        db.session.rollback()
+        try:
+            while sender.run_once():
+                pass
+        except Crash:
+            pass
+
+    for _ in range(8):  # restarted after each death, for 88 minutes
+        life()
+        clock.advance(minutes=11)
+    db.session.expire_all()
+    states = {row.to_address: (row.state, row.last_error) for row in outbox()}
+    assert states == {
+        "deadly@example.com": ("failed", states["deadly@example.com"][1]),
+        "ann@example.com": ("sent", ""),
+        "bob@example.com": ("sent", ""),
+    }
+    assert states["deadly@example.com"][1].startswith("gave up: its sender stopped while sending it")
+    assert sorted(sink.message_ids().values()) == [1, 1]
 
 
 # -- loops: auto-replies, bounces, machine and own addresses, rate limits -----------------
