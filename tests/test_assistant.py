@@ -263,6 +263,29 @@ def test_hidden_tag_characters_never_reach_the_assistant(client, token):
     assert listed["tickets"][0]["title"] == "Lento"
 
 
+def test_a_mails_description_of_megabytes_reaches_the_model_cut(client, token):
+    """A ticket a mail opened holds the mail's whole text (up to 25 MB): it went to
+    the language model whole (cost, a context overflowed). Its first
+    ANSWERED_DESCRIPTION_CHARS are answered, saying it was cut; a description the
+    tool itself could write is answered whole."""
+    (created,) = outputs(
+        tool_calls(client, token, [("create_ticket_report", {"title": "Log", "description": "é" * 20_000})])
+    )
+    assert created["success"] is True, created
+    (whole,) = outputs(tool_calls(client, token, [("get_ticket_information", {"ticketId": "TKT-1"})]))
+    assert (whole["description"], whole["descriptionTruncated"]) == ("é" * 20_000, False)
+    ticket = db.session.execute(select(Ticket)).scalar_one()
+    ticket.description = "ñ" * 3_000_000 + "the end"  # several MiB, as a mail's
+    db.session.commit()
+    response = tool_calls(client, token, [("get_ticket_information", {"ticketId": "TKT-1"})])
+    (cut,) = outputs(response)
+    assert (cut["description"], cut["descriptionTruncated"]) == (
+        "ñ" * assistant.ANSWERED_DESCRIPTION_CHARS,
+        True,
+    )
+    assert len(response.get_data()) < 200_000  # escaped JSON in JSON; it was 42 MB
+
+
 def test_a_cancelled_ticket_has_no_sla_countdown(app, clock, client, token, service, agent_actor):
     """Staff see a ticket cancelled in time as `void` (no target met or missed); the
     assistant said "4 horas" left for it, then "overdue". Now `sla` is null for it,

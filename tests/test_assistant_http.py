@@ -319,6 +319,7 @@ def test_a_recorded_runtime_exchange_creates_and_looks_up_a_ticket(site: Site) -
         "category",
         "title",
         "description",
+        "descriptionTruncated",
         "createdAt",
         "updatedAt",
         "assignedAgent",

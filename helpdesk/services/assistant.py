@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import jsonschema_rs
-from sqlalchemy import delete, inspect, select
+from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses, languages, numbering, sla, wording
@@ -47,6 +47,9 @@ from helpdesk.services.tickets import (
 )
 
 MAX_TEXT = 20_000  # a description or a comment
+# How much of a description `get_ticket_information` answers: as much as the tool
+# lets a customer write, but a mail's may be 25 MB, and was all given to the model.
+ANSWERED_DESCRIPTION_CHARS = MAX_TEXT
 LISTED = 20  # tickets `list_my_tickets` returns, newest first
 # How long a `create_ticket_report` submitted again is answered the ticket it opened.
 REPEAT_WINDOW = timedelta(days=1)
@@ -447,7 +450,9 @@ class AssistantService:
         agent = ticket.assignee
         # The requester's own text only to the requester, as the chat answers a
         # merged-in customer its card (docs/integrations.md, "The assistant's tools").
-        description = ticket.description if chat.answers_whole(customer.contact, ticket) else None
+        description, cut = (
+            self._description_start(ticket) if chat.answers_whole(customer.contact, ticket) else (None, False)
+        )
         # Text stored before tag characters were dropped (`inputs.without_tags`) may
         # hold them still: the model reads them, staff never saw them (docs/security.md).
         return {
@@ -460,11 +465,23 @@ class AssistantService:
             # the survivor's customer's (`notifications.own_subject`).
             "title": without_tags(notifications.own_subject(self.session, ticket, customer.contact.email)),
             "description": without_tags(description) if description is not None else None,
+            "descriptionTruncated": cut,
             "createdAt": iso(ticket.created_at),
             "updatedAt": iso(ticket.updated_at),
             "assignedAgent": {"name": agent.name, "email": agent.email} if agent is not None else None,
             "sla": _sla(ticket, customer.language),
         }
+
+    def _description_start(self, ticket: Ticket) -> tuple[str, bool]:
+        """The description's first ANSWERED_DESCRIPTION_CHARS characters, and whether
+        there were more: cut in SQL, as the API's list cuts its own, so a 25 MB mail
+        is neither read nor handed to the language model whole."""
+        start = self.session.execute(
+            select(func.substr(Ticket.description, 1, ANSWERED_DESCRIPTION_CHARS + 1)).where(
+                Ticket.id == ticket.id
+            )
+        ).scalar_one()
+        return start[:ANSWERED_DESCRIPTION_CHARS], len(start) > ANSWERED_DESCRIPTION_CHARS
 
     def _list(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         tickets = self.session.execute(
