@@ -561,6 +561,20 @@ def test_a_mail_with_a_hostile_delivery_field_does_not_hold_back_the_mail_after_
     assert db.session.execute(select(ImapMailboxState.last_uid)).scalar_one() == 3
 
 
+def test_every_address_of_a_delivery_field_separated_by_semicolons_is_read(app, senders, mailbox):
+    """A delivery field naming its addresses as Outlook shows them, separated by
+    ';', was read as its last address alone (the address grammar leaves the parts
+    before it unread), so a Bcc'd plus-address before the ';' matched nothing and
+    a reply opened a new ticket. The envelope reads them as the parser reads To."""
+    bcc = b"Delivered-To: support+TKT-000001@helpdesk.test; support@helpdesk.test\r\n"
+    mailbox.append(raw(1, "first"), bcc + raw(2, "bcc"))
+    assert outcomes(drain(poller_for(app, mailbox))) == ["created", "appended"]
+    assert envelope_from_headers(bcc + b"\r\n").recipients == (
+        "support@helpdesk.test",
+        "support+tkt-000001@helpdesk.test",
+    )
+
+
 def test_unprocessable_mail_is_quarantined_raw_and_filed_as_failed(app, mailbox):
     depth = 1200
     nested = (

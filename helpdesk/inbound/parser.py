@@ -541,14 +541,16 @@ def header_addresses(
     For the IMAP poller's envelope (Return-Path, Delivered-To and their kin), whose
     fields the sender can write too: the header is read as servers read it, within
     `MAX_HEADER_BYTES` and `MAX_HEADER_FIELDS` (`header_as_servers_read`), and the
-    values as From and To are (`_addresses`: `MAX_ADDRESS_CHARS` in all, and a grammar
-    that reads nested comments without recursing; the standard library's recursed
-    once per `(`, and 1,000 of them raised RecursionError: docs/security.md)."""
+    values as To is (`_addresses`: `MAX_ADDRESS_CHARS` in all, a grammar that reads
+    nested comments without recursing, the standard library's recursed once per `(`
+    and 1,000 of them raised RecursionError: docs/security.md; and every address of a
+    list separated by ';', where the grammar reads the last alone)."""
     try:
         with charsets.detection_budget(MAX_CHARSET_DETECTIONS):
             fields = header_as_servers_read(data, limits).fields
             values = [value for name in names for field, value in fields if field == name][:most]
-            return [address for _name, address in _addresses(values, None, first=most == 1)][:most]
+            found = _addresses(values, None, first=most == 1, unread=True)
+            return [address for _name, address in found][:most]
     except Exception:  # the safety net, as `parse` has one: no mail may stop its reader
         log.exception("reading the addresses of %s failed", ", ".join(names))
         return []
