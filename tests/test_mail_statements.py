@@ -156,3 +156,27 @@ def test_a_new_tickets_mail_runs_statements_built_once_and_loads_only_its_contac
     assert [" ".join(str(ran).split())[:34] for ran, orm in second if orm] == [
         "SELECT contacts.id, contacts.email"
     ]
+
+
+def test_forged_signed_ids_cost_one_outbox_query(app, senders):
+    """A signed Message-ID's MAC covers the recipient its outbox row stored, so it
+    can only be checked against the row: each of the ~100 ids a mail may name
+    (`MAX_THREAD_IDS` of In-Reply-To and of References), forged in our domain's
+    format, cost a primary-key lookup, and again for each question asked of them.
+    The rows they name are read in one query per question."""
+    domain = app.config["MESSAGE_ID_DOMAIN"]
+    forged = [f"<tkt.{n}.{1000 + n}.{'0' * 24}@{domain}>" for n in range(1, 101)]
+    outbox: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if "FROM outbox" in statement:
+            outbox.append(statement)
+
+    msg = message(in_reply_to=" ".join(forged[:50]), references=" ".join(forged[50:]))
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        result = mail(app, msg, "ann@example.com")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert result.outcome is Outcome.CREATED
+    assert len(outbox) == 2, outbox[:3]  # a reply's ticket, and staff mail of no ticket

@@ -1352,9 +1352,8 @@ def _bounced_notifications(
     paths = ReturnPaths.from_config(config)
     proven = {row.id: row for row in return_paths.bounced_rows(session, paths, addressed_to, support)}
     named: dict[int, OutboxMessage] = {}
-    for message_id in automail.original_message_ids(mail):
-        row = message_ids.sent_row(session, signer, message_id)
-        if row is not None and row.id not in proven:
+    for row in message_ids.sent_rows(session, signer, automail.original_message_ids(mail)).values():
+        if row.id not in proven:
             named.setdefault(row.id, row)
     bounced = tuple(row for row in proven.values() if row.state != "bounced")
     return bounced, tuple(named.values())

@@ -137,8 +137,10 @@ def answers_mail_sent_to(
     owner's program may answer from the other (docs/mail-gateway.md, "One domain,
     two spellings"). The MAC still binds the id to that one mailbox."""
     spellings = addresses.either_form(address)
-    for message_id, _method in _candidate_ids(mail):
-        row = message_ids.sent_row(session, signer, message_id)
+    candidates = _candidate_ids(mail)
+    sent = message_ids.sent_rows(session, signer, [message_id for message_id, _ in candidates])
+    for message_id, _method in candidates:
+        row = sent.get(message_id)
         if (
             row is None
             or row.to_address not in spellings
@@ -159,11 +161,11 @@ def answered_staff_mail_of_no_ticket(
     digest) that this mail answers by In-Reply-To or References, or None. Such a
     reply has no ticket to go to, and is no customer's request either
     (docs/mail-gateway.md, "Answering staff mail about no ticket"). Only a genuinely
-    signed id counts (`message_ids.sent_row`), which only that mail's reader knows."""
-    for message_id, _method in _candidate_ids(mail):
-        if not signer.is_ours(message_id):
-            continue
-        row = message_ids.sent_row(session, signer, message_id)
+    signed id counts (`message_ids.sent_rows`), which only that mail's reader knows."""
+    candidates = _candidate_ids(mail)
+    sent = message_ids.sent_rows(session, signer, [message_id for message_id, _ in candidates])
+    for message_id, _method in candidates:
+        row = sent.get(message_id)
         if row is not None and row.ticket_id is None and row.kind in v.STAFF_NOTIFICATION_KINDS:
             return row
     return None
@@ -254,11 +256,12 @@ def _by_message_ids(session: Session, mail: InboundMail, signer: Signer) -> Matc
                 tickets = known.setdefault(message_id, [])
                 if ticket_id not in tickets:
                     tickets.append(ticket_id)
+    sent = message_ids.sent_rows(session, signer, [message_id for message_id, _ in candidates])
     for message_id, method in candidates:
         staff_mail = False
         if signer.is_ours(message_id):
             # Ours only when genuinely signed: a forged id threads nowhere.
-            row = message_ids.sent_row(session, signer, message_id)
+            row = sent.get(message_id)
             ticket_id = row.ticket_id if row is not None else None
             staff_mail = row is not None and row.kind in v.STAFF_NOTIFICATION_KINDS
         else:
