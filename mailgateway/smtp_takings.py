@@ -147,18 +147,35 @@ class SmtpTakings:
             os.unlink(self._deaths_path(key))
         except FileNotFoundError:
             pass
+        except OSError as exc:  # the mail is stored: its answer must not fail for this
+            log.error("could not drop the deaths of SMTP mail %s: %s", key, exc)
 
     @contextmanager
     def taking(self, key: str, *, alone: bool) -> Iterator[None]:
         """Hold `key` in this thread's slot while the mail is stored; a death in
-        between is counted against it by whoever finds this file."""
+        between is counted against it by whoever finds this file. A slot that cannot
+        be written (the instance folder's disk full, or remounted read-only) costs
+        that count, never the mail: it is stored uncounted, as before the count
+        existed, rather than answered 451 for as long as the disk stays full."""
         offset = self._slot() * _SLOT
         began = f"{time.time():{_SECONDS_CHARS}.0f}"
-        os.pwrite(self._fd, f"{key} {_ALONE if alone else _BESIDE} {began}\n".encode("ascii"), offset)
+        held = self._write(f"{key} {_ALONE if alone else _BESIDE} {began}\n".encode("ascii"), offset, key)
         try:
             yield
         finally:
-            os.pwrite(self._fd, _BLANK, offset)
+            if held:
+                self._write(_BLANK, offset, key)
+
+    def _write(self, slot: bytes, offset: int, key: str) -> bool:
+        """Write a slot; False, logged, when the disk refuses it."""
+        try:
+            os.pwrite(self._fd, slot, offset)
+        except OSError as exc:
+            log.error(
+                "could not write SMTP mail %s in %s, its death would not be counted: %s", key, self.path, exc
+            )
+            return False
+        return True
 
     def _slot(self) -> int:
         slot: int | None = getattr(self._slots, "index", None)
@@ -191,17 +208,25 @@ class SmtpTakings:
                 slots = os.read(fd, os.fstat(fd).st_size).decode("ascii", "replace").splitlines()
                 # Removed before its deaths are written: dying in between loses a death
                 # (one more for the mail that kills) rather than counting one twice.
-                os.unlink(path)
+                try:
+                    os.unlink(path)
+                except OSError as exc:  # a disk remounted read-only: counted once it can be removed
+                    log.error("could not remove %s to count its deaths: %s", path, exc)
+                    continue
             finally:
                 os.close(fd)
             for slot in slots:
                 key, kind, _began = _read_slot(slot)
                 if not key:
                     continue
-                with open(self._deaths_path(key), "a", encoding="ascii") as deaths:
-                    deaths.write("alone\n" if kind == _ALONE else "beside\n")
-                counted += 1
                 log.error("an SMTP listener process died while storing mail %s", key)
+                try:
+                    with open(self._deaths_path(key), "a", encoding="ascii") as deaths:
+                        deaths.write("alone\n" if kind == _ALONE else "beside\n")
+                except OSError as exc:  # a full disk: the death is lost, the gateway goes on
+                    log.error("could not count the death of SMTP mail %s: %s", key, exc)
+                    continue
+                counted += 1
         self._prune()
         return counted
 
@@ -212,7 +237,7 @@ class SmtpTakings:
             try:
                 if path.stat().st_mtime < oldest:
                     path.unlink()
-            except FileNotFoundError:
+            except OSError:  # removed meanwhile, or a read-only disk: dropped another time
                 pass
 
     def close(self) -> None:
