@@ -262,3 +262,39 @@ def test_the_health_check_fails_while_a_mail_s_storing_hangs(app, gateways, tmp_
         said
     )
     assert "for more than SMTP_TIMEOUT (2 s)" in said and "their ingest threads hang" in said, said
+
+
+def test_a_stop_while_a_mail_is_stored_past_its_grace_counts_no_death_and_stores_it_once(
+    app, gateways, tmp_path, customers
+):
+    """A SIGTERM while a mail is being stored for longer than the stop's grace (10 s):
+    its session is closed unanswered, but the stop waits for its storing and then
+    removes its file, so no death is counted against a mail that killed nothing, and
+    its sender's retry is its duplicate, not a second ticket nor a mail taken alone."""
+    port, log = gateways.port, gateways.log
+    slow = message(message_id="<slow-stop@client.example>", headers={SLOW_FIELD: "12"}).as_bytes(policy=SMTP)
+    replies: list[object] = []
+
+    def send_slow() -> None:
+        try:
+            replies.append(send(port, slow, mail_from="bob@example.com"))
+        except smtplib.SMTPServerDisconnected as exc:
+            replies.append(exc)
+
+    process = gateways.start(1)
+    sender = threading.Thread(target=send_slow)
+    sender.start()
+    time.sleep(1.0)  # the slow mail is being parsed (12 s)
+    stop(process)
+    sender.join(timeout=30)
+    assert process.returncode == 0, "".join(log)
+    assert isinstance(replies[-1], smtplib.SMTPServerDisconnected), replies
+    assert not list((tmp_path / "instance" / "smtp-takings").glob("*/*.takings")), "a clean stop leaves none"
+    process = gateways.start(1)
+    try:
+        assert deaths_counted(log) == 0, "".join(log)
+        assert send(port, slow, mail_from="bob@example.com") == (250, b"2.0.0 OK duplicate")
+    finally:
+        stop(process)
+    db.session.expire_all()
+    assert db.session.execute(select(Ticket.number)).scalars().all() == [1]
