@@ -36,6 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from config import ConfigurationError
+
 log = logging.getLogger("mailgateway.smtp")
 
 _KEY_CHARS = 64  # a SHA-256 in hex
@@ -102,6 +104,19 @@ def takings_directory(instance_path: str, listen: str) -> Path:
     return Path(instance_path) / "smtp-takings" / re.sub(r"[^A-Za-z0-9.-]", "_", listen)
 
 
+def _created(building: Path) -> int:
+    """A new file of slots, its folder made first (the instance folder must be
+    writable: docs/operations.md, `HELPDESK_INSTANCE_DIR`)."""
+    for _ in range(2):
+        building.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return os.open(building, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # removed by the last process of it to stop (`close`)
+            pass
+    building.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(building, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+
+
 class SmtpTakings:
     """This process's file of slots, and the deaths recorded for every listener
     process sharing `directory`. Used from the ingest threads and, for `adopt`, from
@@ -111,14 +126,13 @@ class SmtpTakings:
         self.directory = directory
         name = f"{os.getpid()}-{uuid.uuid4().hex}"
         building = directory / f".{name}"
-        for attempt in range(3):
-            directory.mkdir(parents=True, exist_ok=True)
-            try:
-                self._fd = os.open(building, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-                break
-            except FileNotFoundError:  # removed by the last process of it to stop (`close`)
-                if attempt == 2:
-                    raise
+        try:
+            self._fd = _created(building)
+        except OSError as exc:  # as gateway.py reports a setting: one line, not a traceback
+            raise ConfigurationError(
+                f"HELPDESK_INSTANCE_DIR: the SMTP listeners keep their files in {directory}, "
+                f"which cannot be written ({exc.strerror or exc})"
+            ) from exc
         # Locked before it gets the name others look for, so no one takes it for dead.
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self.path = directory / f"{name}{_SUFFIX}"

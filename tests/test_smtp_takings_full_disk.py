@@ -18,6 +18,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Ticket
 from mailgateway.smtp import SupportHandler, make_controller
 from mailgateway.smtp_takings import SmtpTakings, taking_key
+from tests.support.gateway_process import refused_start
 from tests.support.mail import message, send
 from tests.support.pgserver import free_port
 
@@ -72,3 +73,21 @@ def test_a_death_the_full_disk_cannot_record_stops_no_one(tmp_path: Path, caplog
         assert any("could not count the death" in record.getMessage() for record in caplog.records)
     finally:
         takings.close()
+
+
+def test_an_instance_folder_the_gateway_cannot_write_is_refused_in_one_line(app, database_url, tmp_path):
+    """With PostgreSQL and its keys given, the gateway wrote nothing in the instance
+    folder until the listeners' files; one it cannot write (a read-only mount in a
+    container; here a path under a file, which even root cannot make) ended its start
+    with a traceback of OSError. Now it is refused as any setting is: one line."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    said = refused_start(
+        tmp_path,
+        DATABASE_URL=database_url,
+        HELPDESK_INSTANCE_DIR=str(blocker / "instance"),
+        SMTP_LISTEN=f"127.0.0.1:{free_port()}",
+        SUPPORT_ADDRESSES="support@helpdesk.test",
+    )
+    assert "Traceback" not in said, said
+    assert said.startswith("gateway: HELPDESK_INSTANCE_DIR: the SMTP listeners keep their files in "), said
