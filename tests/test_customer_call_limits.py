@@ -293,3 +293,40 @@ def test_a_chat_conversation_refused_stores_no_contact(app: Flask) -> None:
     # Ann's repeat is answered as before, her contact untouched.
     assert post("c-ann", "ann@example.com").status_code == 200
     assert _contacts() == contacts_before
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("channel", ["chat", "whatsapp"])
+def test_two_first_batches_of_one_new_customer_at_once_store_one_contact(app: Flask, channel: str) -> None:
+    """Review of the lazy contact: two batches for the same new address (or number)
+    at once, each opening a ticket, both found no contact, and each stores one in its
+    write's transaction. On PostgreSQL (SQLite lets one writer in) they really run
+    together (threads, a barrier before the request): both answer, under one
+    contact, no unique violation (500)."""
+    import threading
+
+    db.session.commit()
+    headers = _token("assistant")
+    contacts_before = _contacts()
+    customer = {"email": "nova@example.com"} if channel == "chat" else {"phone": "+5215599990000"}
+    start = threading.Barrier(2, timeout=30)
+    outputs: list[object] = []
+
+    def batch() -> None:
+        client = app.test_client()
+        start.wait()
+        try:
+            outputs.append(_batch(client, headers, customer, [REPORT, READS[0]], channel))
+        except Exception as exc:  # a 500 or a failed answer, reported below
+            outputs.append(exc)
+
+    threads = [threading.Thread(target=batch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outputs) == 2, outputs
+    for output in outputs:
+        assert isinstance(output, list) and [call["success"] for call in output] == [True, True], output
+    db.session.rollback()
+    assert _contacts() == contacts_before + 1
