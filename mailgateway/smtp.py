@@ -28,6 +28,7 @@ import collections
 import logging
 import string
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -207,9 +208,15 @@ class SupportHandler:
                 return quarantine_deadly(raw, died.alone + died.beside, self.source)
         # Never beside a message the IMAP poller takes alone: a mail that kills this
         # process must not be counted against that one (`takings`).
+        # Waiting alone ends at the deadline of its sender's answer (451 by then), so a
+        # mail storing for ever ahead of it stalls this one mail, not all behind it.
         alone = bool(died)
-        with TAKINGS.taking(alone=alone), self.takings.taking(key, alone=alone), self.app.app_context():
-            result = ingest(raw, inbound, self.app.config)
+        until = time.monotonic() + self.deadline
+        with TAKINGS.taking(alone=alone, until=until) as taken:
+            if not taken:
+                raise TransientError("not taken alone before its deadline: a mail being stored hangs")
+            with self.takings.taking(key, alone=alone), self.app.app_context():
+                result = ingest(raw, inbound, self.app.config)
         if died:
             self.takings.forget(key)
         return result

@@ -15,6 +15,7 @@ Every other taking (an IMAP batch, an SMTP mail being stored) shares with its ki
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -43,20 +44,32 @@ class Takings:
         self._waiting_alone = 0  # messages waiting to be taken alone: no shared taking begins
 
     @contextmanager
-    def taking(self, *, alone: bool, stopping: threading.Event | None = None) -> Iterator[bool]:
+    def taking(
+        self, *, alone: bool, stopping: threading.Event | None = None, until: float | None = None
+    ) -> Iterator[bool]:
         """Take mail once the rule allows it: `alone`, or beside other takings. Yields
-        False when `stopping` was set first, and then nothing may be taken."""
+        False when `stopping` was set first, or `until` (a `time.monotonic()`) came,
+        and then nothing may be taken: a wait to be taken alone behind a taking that
+        hangs would otherwise hold every later taking of the process behind it."""
+
+        def blocked() -> bool:
+            return self._alone or (self._shared > 0 if alone else self._waiting_alone > 0)
+
+        def ended() -> bool:
+            return (stopping is not None and stopping.is_set()) or (
+                until is not None and time.monotonic() >= until
+            )
+
         with self._changed:
             self._waiting_alone += alone
             try:
-                while not (stopping is not None and stopping.is_set()) and (
-                    self._alone or (self._shared > 0 if alone else self._waiting_alone > 0)
-                ):
-                    self._changed.wait(_LOOK_SECONDS)
+                while not ended() and blocked():
+                    left = _LOOK_SECONDS if until is None else until - time.monotonic()
+                    self._changed.wait(max(0.0, min(_LOOK_SECONDS, left)))
             finally:
                 self._waiting_alone -= alone
                 self._changed.notify_all()
-            entered = not (stopping is not None and stopping.is_set())
+            entered = not (stopping is not None and stopping.is_set()) and not blocked()
             if entered and alone:
                 self._alone = True
             elif entered:

@@ -298,3 +298,56 @@ def test_a_stop_while_a_mail_is_stored_past_its_grace_counts_no_death_and_stores
         stop(process)
     db.session.expire_all()
     assert db.session.execute(select(Ticket.number)).scalars().all() == [1]
+
+
+def test_a_mail_taken_alone_behind_a_hanging_one_stalls_no_other_mail(app, gateways, tmp_path, customers):
+    """A mail that died beside another is taken alone at its retry, and waits for the
+    mails being stored. Behind one whose storing hangs (the database, the pipeline),
+    it waited for ever, and every mail after it waited behind it: the listener
+    process answered 451 to all its mail until a restart. The wait to be taken alone
+    now ends at the storing's deadline (its sender has had its 451), and the mails
+    after it are stored."""
+    port, log = gateways.port, gateways.log
+    slow = message(message_id="<beside@client.example>", headers={SLOW_FIELD: "3"}).as_bytes(policy=SMTP)
+    deadly = message(message_id="<deadly@client.example>", headers={_DEADLY_NAME: _DEADLY_VALUE}).as_bytes(
+        policy=SMTP
+    )
+    replies: dict[str, object] = {}
+
+    def send_in_background(name: str, raw: bytes) -> threading.Thread:
+        def run() -> None:
+            try:
+                replies[name] = send(port, raw, mail_from="bob@example.com")
+            except smtplib.SMTPServerDisconnected as exc:
+                replies[name] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    process = gateways.start(1, SMTP_TIMEOUT="4s")
+    sender = send_in_background("beside", slow)
+    time.sleep(1.0)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        send(port, deadly, mail_from="ann@example.com")
+    sender.join(timeout=30)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    process = gateways.start(1, SMTP_TIMEOUT="4s")
+    try:
+        hanging = message(message_id="<hangs@client.example>", headers={SLOW_FIELD: "40"}).as_bytes(
+            policy=SMTP
+        )
+        threads = [send_in_background("hanging", hanging)]
+        time.sleep(1.0)
+        threads.append(send_in_background("beside", slow))  # died beside: taken alone, waits
+        time.sleep(1.0)
+        fresh = send(port, message(message_id="<fresh@client.example>"), mail_from="ann@example.com")
+        assert fresh[0] == 250, (fresh, "".join(log))
+        later = send(port, message(message_id="<later@client.example>"), mail_from="ann@example.com")
+        assert later[0] == 250, (later, "".join(log))
+        for thread in threads:
+            thread.join(timeout=60)
+        assert replies["hanging"][0] == 451 and replies["beside"][0] == 451, replies  # type: ignore[index]
+    finally:
+        process.kill()
+        process.wait(timeout=30)
