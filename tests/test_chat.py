@@ -12,11 +12,13 @@ from helpdesk import addresses, languages
 from helpdesk import vocabulary as v
 from helpdesk.extensions import db
 from helpdesk.models import Contact, Message, OutboxMessage, Participant, Ticket
+from helpdesk.services.assistant import ANSWERED_DESCRIPTION_CHARS
 from helpdesk.services.chat import SHARE_TEXTS, STATUS_SENTENCES, status_sentence
 from helpdesk.services.integrations import IntegrationsService
 from tests.support.database import open_ticket
 from tests.support.hostile import distinct_words
 from tests.support.lost_commit import commit_answer_lost
+from tests.support.memory import peak_of
 
 ANN = {"email": "ann@example.com", "name": "Ann Example"}
 
@@ -345,6 +347,31 @@ def test_a_repeat_of_a_merged_conversation_answers_the_survivor(chat, service, a
     again = chat("tickets", body)
     assert again.status_code == 200, again.get_json()
     assert (again.get_json()["number"], again.get_json()["merged_from"]) == ("TKT-000002", "TKT-000001")
+
+
+def test_a_repeat_merged_into_a_mail_of_megabytes_answers_its_description_cut(chat, service, agent_actor):
+    """Ann's conversation opened TKT-1, merged into her mail's TKT-2, whose text is
+    the mail's whole (up to 25 MB): the repeat answered all of it to the widget's
+    backend, read whole into memory on the way. It answers the first
+    ANSWERED_DESCRIPTION_CHARS, as the assistant's `get_ticket_information` does,
+    with `description_truncated`; a transcript no longer than that is answered whole."""
+    body = {"conversation_id": "conv-42", "customer": ANN, "transcript": "é" * ANSWERED_DESCRIPTION_CHARS}
+    first = chat("tickets", body).get_json()
+    assert (first["description"], first["description_truncated"]) == (body["transcript"], False)
+    size = 4_000_000
+    whole = "línea de log del router\n" * (size // 24)
+    survivor = open_ticket(service, requester_email=ANN["email"], description=whole)
+    merged = db.session.execute(select(Ticket).where(Ticket.number == 1)).scalar_one()
+    service.merge(merged, survivor, actor=agent_actor)
+    db.session.commit()
+    db.session.expunge_all()
+    again, peak = peak_of(lambda: chat("tickets", body))
+    assert again.status_code == 200, again.get_json()
+    answer = again.get_json()
+    assert (answer["number"], answer["merged_from"]) == ("TKT-000002", "TKT-000001")
+    assert answer["description"] == whole[:ANSWERED_DESCRIPTION_CHARS]
+    assert answer["description_truncated"] is True
+    assert len(again.data) < 100_000 and peak < size // 4, f"{len(again.data):,} bytes, {peak:,} at the peak"
 
 
 def test_a_repeat_reaching_someone_elses_survivor_answers_its_card_alone(chat, service, agent_actor):

@@ -22,6 +22,7 @@ from helpdesk.extensions import db
 from helpdesk.http_errors import error_response
 from helpdesk.models import Contact, Ticket
 from helpdesk.services import chat, contacts, customer_limits
+from helpdesk.services.assistant import answered_description
 from helpdesk.services.tickets import TicketsService, reached_by
 
 MAX_LOOKUP_TEXT = 10_000
@@ -99,8 +100,11 @@ def _answer(ticket: Ticket, asked: Ticket, reader: Contact, language: str) -> di
     (the same values, plus `sentence`), but not what only staff work with: an
     integration acts for a customer. A repeat of a conversation whose ticket was
     merged since gets the survivor, naming the ticket it opened (`merged_from`), as
-    a lookup does."""
-    shown = {key: value for key, value in ticket_json(ticket).items() if key not in STAFF_ONLY}
+    a lookup does. Its description is cut as the assistant's is: a mail-opened
+    ticket of the customer's, which their conversation's ticket was merged into,
+    holds up to 25 MB, and the repeat answered it all (docs/integrations.md, "Chat")."""
+    whole = ticket_json(ticket, description=answered_description(db.session, ticket))
+    shown = {key: value for key, value in whole.items() if key not in STAFF_ONLY}
     return {**_card(ticket, asked, reader, language), **shown}
 
 

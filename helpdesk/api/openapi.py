@@ -17,7 +17,7 @@ from helpdesk import sla
 from helpdesk import vocabulary as v
 from helpdesk.api import bp
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
-from helpdesk.services.assistant import TOO_MANY_CALLS
+from helpdesk.services.assistant import ANSWERED_DESCRIPTION_CHARS, TOO_MANY_CALLS
 from helpdesk.services.queue import MAX_SEARCH_CHARS
 from helpdesk.services.workflow import PRIORITIES as WORKFLOW_PRIORITIES
 
@@ -230,11 +230,11 @@ SCHEMAS: dict[str, Any] = {
             "description": {
                 "type": "string",
                 "description": f"in GET /tickets, its first {LISTED_DESCRIPTION_CHARS:,} characters; "
-                "whole elsewhere",
+                f"in the chat's answers, its first {ANSWERED_DESCRIPTION_CHARS:,}; whole elsewhere",
             },
             "description_truncated": {
                 "type": "boolean",
-                "description": "whether `description` is cut (only GET /tickets cuts it)",
+                "description": "whether `description` is cut (only GET /tickets and the chat cut it)",
             },
             "status": {"type": "string", "enum": list(v.STATUSES)},
             "priority": {"type": "string", "enum": list(v.PRIORITIES)},

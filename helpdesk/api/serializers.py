@@ -37,22 +37,31 @@ LISTED_DESCRIPTION_CHARS = 2_000
 
 
 def ticket_json(
-    ticket: Ticket, *, detail: bool = False, listed: bool = False, before: int | None = None
+    ticket: Ticket,
+    *,
+    detail: bool = False,
+    listed: bool = False,
+    before: int | None = None,
+    description: tuple[str, bool] | None = None,
 ) -> dict[str, Any]:
     """A ticket as the API shows it; `listed`: as `GET /tickets` lists it, its
     description cut to LISTED_DESCRIPTION_CHARS from `Ticket.description_start`
     (which `QueueService.list_tickets` loads; the whole one is never read).
+    `description`: the description already cut, and whether it was (the chat's
+    answer, `assistant.answered_description`); the whole one is then never read.
     `detail` carries the first message and the newest `thread.PAGE_SIZE` (older
     than message `before`, when given), as the ticket page shows them."""
-    if listed:
+    if description is not None:
+        text, cut = description
+    elif listed:
         start = ticket.description_start or ""
-        description, cut = start[:LISTED_DESCRIPTION_CHARS], len(start) > LISTED_DESCRIPTION_CHARS
+        text, cut = start[:LISTED_DESCRIPTION_CHARS], len(start) > LISTED_DESCRIPTION_CHARS
     else:
-        description, cut = ticket.description, False
+        text, cut = ticket.description, False
     data: dict[str, Any] = {
         "number": number(ticket),
         "subject": ticket.subject,
-        "description": description,
+        "description": text,
         "description_truncated": cut,
         "status": ticket.status,
         "priority": ticket.priority,

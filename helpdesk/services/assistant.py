@@ -47,8 +47,10 @@ from helpdesk.services.tickets import (
 )
 
 MAX_TEXT = 20_000  # a description or a comment
-# How much of a description `get_ticket_information` answers: as much as the tool
-# lets a customer write, but a mail's may be 25 MB, and was all given to the model.
+# How much of a description an integration acting for a customer is answered
+# (`answered_description`: `get_ticket_information`, the chat's ticket): as much as
+# the tool lets a customer write, but a mail's may be 25 MB, and was all given to
+# the model and to the chat's widget.
 ANSWERED_DESCRIPTION_CHARS = MAX_TEXT
 LISTED = 20  # tickets `list_my_tickets` returns, newest first
 # How long a `create_ticket_report` submitted again is answered the ticket it opened.
@@ -451,7 +453,9 @@ class AssistantService:
         # The requester's own text only to the requester, as the chat answers a
         # merged-in customer its card (docs/integrations.md, "The assistant's tools").
         description, cut = (
-            self._description_start(ticket) if chat.answers_whole(customer.contact, ticket) else (None, False)
+            answered_description(self.session, ticket)
+            if chat.answers_whole(customer.contact, ticket)
+            else (None, False)
         )
         # Text stored before tag characters were dropped (`inputs.without_tags`) may
         # hold them still: the model reads them, staff never saw them (docs/security.md).
@@ -471,17 +475,6 @@ class AssistantService:
             "assignedAgent": {"name": agent.name, "email": agent.email} if agent is not None else None,
             "sla": _sla(ticket, customer.language),
         }
-
-    def _description_start(self, ticket: Ticket) -> tuple[str, bool]:
-        """The description's first ANSWERED_DESCRIPTION_CHARS characters, and whether
-        there were more: cut in SQL, as the API's list cuts its own, so a 25 MB mail
-        is neither read nor handed to the language model whole."""
-        start = self.session.execute(
-            select(func.substr(Ticket.description, 1, ANSWERED_DESCRIPTION_CHARS + 1)).where(
-                Ticket.id == ticket.id
-            )
-        ).scalar_one()
-        return start[:ANSWERED_DESCRIPTION_CHARS], len(start) > ANSWERED_DESCRIPTION_CHARS
 
     def _list(self, customer: Customer, arguments: dict[str, Any], channel: str) -> dict[str, Any]:
         tickets = self.session.execute(
@@ -708,6 +701,20 @@ class AssistantService:
 
     def _number(self, number: int) -> str:
         return numbering.display_number(number, self.config)
+
+
+def answered_description(session: Session, ticket: Ticket) -> tuple[str, bool]:
+    """The description's first ANSWERED_DESCRIPTION_CHARS characters, and whether
+    there were more: what an integration acting for a customer is answered of it,
+    `get_ticket_information` and the chat's ticket alike (docs/integrations.md).
+    Cut in SQL, as the API's list cuts its own, so a 25 MB mail is neither read
+    nor handed to the language model or the widget whole."""
+    start = session.execute(
+        select(func.substr(Ticket.description, 1, ANSWERED_DESCRIPTION_CHARS + 1)).where(
+            Ticket.id == ticket.id
+        )
+    ).scalar_one()
+    return start[:ANSWERED_DESCRIPTION_CHARS], len(start) > ANSWERED_DESCRIPTION_CHARS
 
 
 def sweep_calls(session: Session, batch: int = SWEEP_BATCH) -> SweepResult:
