@@ -240,6 +240,24 @@ def test_create_accepts_priority_category_and_cc(api):
     assert detail["cc"] == ["bob@example.com"]
 
 
+def test_create_takes_as_many_cc_as_a_mail_and_refuses_more(api, app):
+    """`cc` had no limit: each public reply mails every participant, naming the
+    others (N outbox rows of N - 1 addresses). A mail's To/Cc make at most
+    MAX_CC_PARTICIPANTS participants; the API takes as many and refuses more,
+    storing nothing, not even the requester's contact."""
+    cap = app.config["MAX_CC_PARTICIPANTS"]
+    many = [f"cc{n}@example.com" for n in range(cap + 1)]
+    tables = (Ticket, Participant, Contact, OutboxMessage)
+    before = [db.session.execute(select(func.count()).select_from(table)).scalar_one() for table in tables]
+    error = envelope(api.post("/tickets", {**NEW, "cc": many}), 422, "validation_error")
+    assert error["fields"] == {"cc": f"must be at most {cap} addresses"}
+    after = [db.session.execute(select(func.count()).select_from(table)).scalar_one() for table in tables]
+    assert after == before == [0, 0, 0, 0]
+    ticket = create(api, cc=many[:cap])
+    detail = api.get(f"/tickets/{ticket['number']}").get_json()
+    assert sorted(detail["cc"]) == sorted(many[:cap])
+
+
 @pytest.mark.parametrize(
     ("changes", "fields"),
     [

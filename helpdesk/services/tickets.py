@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from config import LANGUAGES
+from config import LANGUAGES, Config
 from helpdesk import addresses, inputs, lifecycle, numbering, service_fields, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
@@ -92,12 +92,16 @@ class TicketsService:
         width: int = 6,
         sla_policy: sla.Policy = sla.DEFAULT_POLICY,
         visibility_mode: str = "all",
+        max_cc: int = Config.MAX_CC_PARTICIPANTS,
     ) -> None:
+        """`max_cc`: the most CC addresses a new ticket takes (`open_ticket`), the cap
+        mail's To/Cc have (MAX_CC_PARTICIPANTS)."""
         self.session = session
         self.prefix = prefix
         self.width = width
         self.sla = sla_policy
         self.visibility_mode = visibility_mode
+        self.max_cc = max_cc
 
     @classmethod
     def from_config(cls, session: Session, config: Any) -> TicketsService:
@@ -107,6 +111,7 @@ class TicketsService:
             width=config["TICKET_NUMBER_WIDTH"],
             sla_policy=sla.policy_from_config(config),
             visibility_mode=config["AGENT_VISIBILITY"],
+            max_cc=config["MAX_CC_PARTICIPANTS"],
         )
 
     # -- numbers -------------------------------------------------------------
@@ -288,6 +293,13 @@ class TicketsService:
         # A stand-in address (a WhatsApp customer's, `…@phone.invalid`) is never a
         # CC of a new ticket: whoever takes part reaches the ticket by that number,
         # and anyone can write one into a mail's Cc (docs/integrations.md).
+        cc = list(cc)
+        if len(cc) > self.max_cc:
+            # Each public reply mails every participant, naming the others: N outbox
+            # rows of N - 1 addresses. Mail cuts its To/Cc to the same cap; a caller
+            # naming more is refused, its addresses not even read.
+            errors["cc"] = f"must be at most {self.max_cc} addresses"
+            cc = []
         cc = [(address, name) for address, name in cc if not addresses.is_reserved_invalid(address)]
         participants = self._participants(cc, (email,), errors, as_written=is_email_originated)
         team_id = self._team_id(team, errors) if team is not None else None
