@@ -648,7 +648,12 @@ PATHS: dict[str, Any] = {
                             "enum": [*v.PRIORITIES, "normal", None],
                         },
                         "category": {"type": "string", "nullable": True, "enum": [*v.CATEGORIES, None]},
-                        "cc": {"type": "array", "items": {"type": "string"}, "nullable": True},
+                        "cc": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "nullable": True,
+                            "description": "at most MAX_CC_PARTICIPANTS addresses (50 by default), else 422",
+                        },
                         "team": {
                             "type": "string",
                             "nullable": True,

@@ -290,9 +290,6 @@ class TicketsService:
             affected_services=service_fields.affected_services(affected_services, errors),
             device_serials=service_fields.device_serials(device_serials, errors),
         )
-        # A stand-in address (a WhatsApp customer's, `…@phone.invalid`) is never a
-        # CC of a new ticket: whoever takes part reaches the ticket by that number,
-        # and anyone can write one into a mail's Cc (docs/integrations.md).
         cc = list(cc)
         if len(cc) > self.max_cc:
             # Each public reply mails every participant, naming the others: N outbox
@@ -300,6 +297,9 @@ class TicketsService:
             # naming more is refused, its addresses not even read.
             errors["cc"] = f"must be at most {self.max_cc} addresses"
             cc = []
+        # A stand-in address (a WhatsApp customer's, `…@phone.invalid`) is never a
+        # CC of a new ticket: whoever takes part reaches the ticket by that number,
+        # and anyone can write one into a mail's Cc (docs/integrations.md).
         cc = [(address, name) for address, name in cc if not addresses.is_reserved_invalid(address)]
         participants = self._participants(cc, (email,), errors, as_written=is_email_originated)
         team_id = self._team_id(team, errors) if team is not None else None
