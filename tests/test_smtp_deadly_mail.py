@@ -90,6 +90,21 @@ def stop(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=30)
 
 
+def send_in_background(port: int, raw: bytes, replies: dict[str, object], name: str) -> threading.Thread:
+    """Send `raw` from bob in a thread of its own; `replies[name]` gets its answer, or
+    the disconnection of a listener that died with it in flight."""
+
+    def run() -> None:
+        try:
+            replies[name] = send(port, raw, mail_from="bob@example.com")
+        except smtplib.SMTPServerDisconnected as exc:
+            replies[name] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 @pytest.fixture
 def customers(app):
     SendersService(db.session).add("@example.com", "Example Ltd")
@@ -191,22 +206,14 @@ def test_a_good_mail_that_died_beside_the_deadly_one_is_stored_when_taken_alone(
     deadly = message(message_id="<deadly@client.example>", headers={_DEADLY_NAME: _DEADLY_VALUE}).as_bytes(
         policy=SMTP
     )
-    replies: list[object] = []
-
-    def send_slow() -> None:
-        try:
-            replies.append(send(port, slow, mail_from="bob@example.com"))
-        except smtplib.SMTPServerDisconnected as exc:
-            replies.append(exc)
-
+    replies: dict[str, object] = {}
     process = gateways.start(1)
-    sender = threading.Thread(target=send_slow)
-    sender.start()
+    sender = send_in_background(port, slow, replies, "slow")
     time.sleep(1.0)  # the slow mail is being parsed (3 s)
     with pytest.raises(smtplib.SMTPServerDisconnected):
         send(port, deadly, mail_from="ann@example.com")
     sender.join(timeout=30)
-    assert isinstance(replies[-1], smtplib.SMTPServerDisconnected)
+    assert isinstance(replies["slow"], smtplib.SMTPServerDisconnected)
     assert process.wait(timeout=30) == -signal.SIGKILL
     process = gateways.start(1)
     try:
@@ -273,22 +280,14 @@ def test_a_stop_while_a_mail_is_stored_past_its_grace_counts_no_death_and_stores
     its sender's retry is its duplicate, not a second ticket nor a mail taken alone."""
     port, log = gateways.port, gateways.log
     slow = message(message_id="<slow-stop@client.example>", headers={SLOW_FIELD: "12"}).as_bytes(policy=SMTP)
-    replies: list[object] = []
-
-    def send_slow() -> None:
-        try:
-            replies.append(send(port, slow, mail_from="bob@example.com"))
-        except smtplib.SMTPServerDisconnected as exc:
-            replies.append(exc)
-
+    replies: dict[str, object] = {}
     process = gateways.start(1)
-    sender = threading.Thread(target=send_slow)
-    sender.start()
+    sender = send_in_background(port, slow, replies, "slow")
     time.sleep(1.0)  # the slow mail is being parsed (12 s)
     stop(process)
     sender.join(timeout=30)
     assert process.returncode == 0, "".join(log)
-    assert isinstance(replies[-1], smtplib.SMTPServerDisconnected), replies
+    assert isinstance(replies["slow"], smtplib.SMTPServerDisconnected), replies
     assert not list((tmp_path / "instance" / "smtp-takings").glob("*/*.takings")), "a clean stop leaves none"
     process = gateways.start(1)
     try:
@@ -313,20 +312,8 @@ def test_a_mail_taken_alone_behind_a_hanging_one_stalls_no_other_mail(app, gatew
         policy=SMTP
     )
     replies: dict[str, object] = {}
-
-    def send_in_background(name: str, raw: bytes) -> threading.Thread:
-        def run() -> None:
-            try:
-                replies[name] = send(port, raw, mail_from="bob@example.com")
-            except smtplib.SMTPServerDisconnected as exc:
-                replies[name] = exc
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
     process = gateways.start(1, SMTP_TIMEOUT="4s")
-    sender = send_in_background("beside", slow)
+    sender = send_in_background(port, slow, replies, "beside")
     time.sleep(1.0)
     with pytest.raises(smtplib.SMTPServerDisconnected):
         send(port, deadly, mail_from="ann@example.com")
@@ -337,9 +324,9 @@ def test_a_mail_taken_alone_behind_a_hanging_one_stalls_no_other_mail(app, gatew
         hanging = message(message_id="<hangs@client.example>", headers={SLOW_FIELD: "40"}).as_bytes(
             policy=SMTP
         )
-        threads = [send_in_background("hanging", hanging)]
+        threads = [send_in_background(port, hanging, replies, "hanging")]
         time.sleep(1.0)
-        threads.append(send_in_background("beside", slow))  # died beside: taken alone, waits
+        threads.append(send_in_background(port, slow, replies, "beside"))  # died beside: taken alone, waits
         time.sleep(1.0)
         fresh = send(port, message(message_id="<fresh@client.example>"), mail_from="ann@example.com")
         assert fresh[0] == 250, (fresh, "".join(log))

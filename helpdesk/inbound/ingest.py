@@ -904,31 +904,34 @@ def _decide(
         return Decision(Outcome.IGNORED, reason, bounced=bounced)
     sender = mail.from_address
     if not sender:  # approval refuses it too: no one to open a ticket for
-        return Decision(
-            Outcome.QUARANTINED,
+        return _held(
+            session,
+            mail,
+            envelope,
+            config,
             "no sender address: none in From, Sender, Reply-To, Return-Path or the envelope",
-            _named_ticket(session, mail, envelope, config),
-            stranger=True,
         )
     if addresses.is_reserved_invalid(sender):
         # No mail comes from `.invalid` (RFC 2606): the From is forged, most likely as
         # the stand-in of someone known by phone only, to write into their tickets or
         # use up their limits. Held like mail naming no sender; approval refuses it.
-        return Decision(
-            Outcome.QUARANTINED,
+        return _held(
+            session,
+            mail,
+            envelope,
+            config,
             f"the sender {sender} is in the reserved .invalid domain, which sends no mail",
-            _named_ticket(session, mail, envelope, config),
-            stranger=True,
         )
     if addresses.is_address_literal(sender):
         # `root@127.0.0.1`, `ann@[192.0.2.1]`: no customer's address on any channel, and
         # never mailed (docs/mail-gateway.md, "What an address is"). Held whatever the
         # policy, as `accept` would make it a customer; approval refuses it.
-        return Decision(
-            Outcome.QUARANTINED,
+        return _held(
+            session,
+            mail,
+            envelope,
+            config,
             f"the sender {sender} names a host by its IP address, which is no customer's address",
-            _named_ticket(session, mail, envelope, config),
-            stranger=True,
         )
     assessment = authentication.assess(mail, config["TRUSTED_AUTHSERV_ID"])
     verdict = assessment.verdict
@@ -1034,6 +1037,17 @@ def _match(
         matching.recipients(mail, envelope.recipients, config["SUPPORT_ADDRESSES"]),
         config["TICKET_PREFIX"],
         signer,
+    )
+
+
+def _held(
+    session: Session, mail: InboundMail, envelope: Envelope, config: Mapping[str, Any], reason: str
+) -> Decision:
+    """A mail held for its sender whatever the unknown-sender policy (none, one in
+    `.invalid`, an address literal), shown to who may see the ticket it names;
+    approving it is refused for the same reason."""
+    return Decision(
+        Outcome.QUARANTINED, reason, _named_ticket(session, mail, envelope, config), stranger=True
     )
 
 
