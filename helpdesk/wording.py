@@ -42,6 +42,7 @@ KNOWN = (
     N_("is wrong"),
     N_("must be text"),
     N_("must be at most %(count)s characters"),
+    N_("must be at most %(count)s addresses"),
     N_("must be at least %(count)s characters"),
     N_("must not contain control characters"),
     N_("must be text of at most %(count)s characters"),
