@@ -47,6 +47,8 @@ _SLOT = _KEY_CHARS + _SECONDS_CHARS + 4  # key, A or B, the time, spaces and a l
 _BLANK = b" " * (_SLOT - 1) + b"\n"
 _SUFFIX = ".takings"
 _DEATHS = ".deaths"
+# What SMTP_LISTEN may hold that a folder's name should not (`takings_directory`).
+_NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9.-]")
 # A record of deaths is dropped this long after its last death: a sender gives a mail
 # up after five days (Postfix's maximal_queue_lifetime), and then no retry comes.
 DEATHS_KEPT_SECONDS = 7 * 24 * 3600
@@ -101,7 +103,7 @@ def storing_for(directory: Path) -> list[float]:
 def takings_directory(instance_path: str, listen: str) -> Path:
     """Where the listener processes sharing SMTP_LISTEN keep their files: in the
     instance folder (HELPDESK_INSTANCE_DIR), one folder per listening address."""
-    return Path(instance_path) / "smtp-takings" / re.sub(r"[^A-Za-z0-9.-]", "_", listen)
+    return Path(instance_path) / "smtp-takings" / _NOT_IN_A_NAME.sub("_", listen)
 
 
 def _created(building: Path) -> int:

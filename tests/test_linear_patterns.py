@@ -73,6 +73,8 @@ MAIL_MODULES = (
     "helpdesk.wording",
     # Mail HTML's tags, read before nh3 reads them.
     "helpdesk.html_depth",
+    # A setting (SMTP_LISTEN) made a folder's name.
+    "mailgateway.smtp_takings",
 )
 
 
@@ -254,6 +256,7 @@ CASES = [
     Case(H, "_COMMENT_END", "search", lambda n: rep("-", n)),
     Case(H, "_START_TAG", "finditer", lambda n: rep("<a", n)),
     Case(H, "_FORMATTING_NAME", "match", lambda n: rep("a", n)),
+    Case("mailgateway.smtp_takings", "_NOT_IN_A_NAME", "sub", lambda n: rep("[::1]:25 ", n)),
     Case(H, "_NEXT_ATTRIBUTE", "match", lambda n: rep(" /", n)),
     Case(H, "_NEXT_ATTRIBUTE", "match", lambda n: " a" + rep(" =", n - 2)),
     Case(H, "_NEXT_ATTRIBUTE", "match", lambda n: " a=" + rep("b", n - 3)),
