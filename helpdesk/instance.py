@@ -22,6 +22,9 @@ from config import ConfigurationError
 
 # Settings generated into a file of the same name, lower-case, when not given.
 GENERATED = ("SECRET_KEY", "JWT_SECRET_KEY")
+# The shortest key either may be, in bytes: HMAC-SHA256's output (RFC 7518 3.2), as
+# PyJWT warns below it. Generated keys are 64 hex characters.
+MIN_SECRET_BYTES = 32
 _SQLITE = "sqlite:///"
 
 
@@ -36,7 +39,24 @@ def prepare(folder: str, config: MutableMapping[str, Any]) -> None:
         )
     for key in missing:
         config[key] = secret(Path(folder), key.lower())
+    for key in GENERATED:
+        _long_enough(key, config[key])
     _private_sqlite_file(Path(folder), str(config["SQLALCHEMY_DATABASE_URI"]))
+
+
+def _long_enough(key: str, value: str | bytes) -> None:
+    """Refuse a key shorter than `MIN_SECRET_BYTES`. Every customer mail carries
+    links signed with `SECRET_KEY` and every staff member holds tokens signed with
+    `JWT_SECRET_KEY`, so anyone can try short keys against them offline; the one
+    found signs an admin's portal session or API token (docs/security.md, "Secrets
+    and the instance folder"). The refusal never shows the key."""
+    size = len(value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape"))
+    if size < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"{key} is {size} bytes long, too short to keep signatures from being forged: give at "
+            f"least {MIN_SECRET_BYTES}, such as the output of "
+            'python3 -c "import secrets; print(secrets.token_hex(32))".'
+        )
 
 
 def secret(folder: Path, name: str) -> str:

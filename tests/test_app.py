@@ -129,11 +129,11 @@ def test_default_config_uses_instance_sqlite_and_a_shared_generated_secret(tmp_p
         code,
         tmp_path,
         DATABASE_URL="postgres://u@h/d",
-        SECRET_KEY="s3",
-        JWT_SECRET_KEY="j3",
+        SECRET_KEY="s3" * 16,
+        JWT_SECRET_KEY="j3" * 16,
         SUPPORT_ADDRESSES="Help@A.example, desk@b.example",
     ).splitlines()
-    assert overridden == ["postgresql+psycopg2://u@h/d", "s3", "['help@a.example', 'desk@b.example']"]
+    assert overridden == ["postgresql+psycopg2://u@h/d", "s3" * 16, "['help@a.example', 'desk@b.example']"]
 
 
 def test_enumerated_settings_are_read_whatever_their_case_and_spaces(tmp_path):

@@ -103,7 +103,7 @@ def test_an_existing_world_readable_instance_folder_is_made_private(tmp_path):
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "JWT_SECRET_KEY"])
 def test_with_postgresql_a_process_refuses_to_start_without_explicit_keys(tmp_path, missing):
-    env = {"SECRET_KEY": "a-key-for-every-host", "JWT_SECRET_KEY": "another-key-for-every-host"}
+    env = {"SECRET_KEY": "a-key-for-every-host-" + "k" * 16, "JWT_SECRET_KEY": "another-key-" + "j" * 32}
     env[missing] = ""
     complaint = refused_start(tmp_path, DATABASE_URL="postgresql://u@127.0.0.1:1/d", **env)
     assert complaint.count("\n") == 1, complaint  # one line, no traceback
@@ -126,6 +126,55 @@ def test_with_postgresql_a_process_refuses_to_start_without_explicit_keys(tmp_pa
     assert not (tmp_path / "instance" / missing.lower()).exists()
 
 
+SHORT = "hunter2-but-longer-31-bytes-xyz"  # 31 bytes: one short of the least a key may be
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("short", ["SECRET_KEY", "JWT_SECRET_KEY"])
+def test_a_key_too_short_to_keep_signatures_unforgeable_is_refused_at_start(tmp_path, short, database):
+    """Customers receive links signed with SECRET_KEY and staff tokens signed with
+    JWT_SECRET_KEY: a short key is found offline from one of them, then signs an
+    admin's session. Refused on either database, in one line that names the key and
+    never shows it; a key of the least length starts."""
+    url = "postgresql://u@127.0.0.1:1/d" if database == "postgresql" else f"sqlite:///{tmp_path / 'x.db'}"
+    env = {"SECRET_KEY": "s" * 32, "JWT_SECRET_KEY": "j" * 32, short: SHORT}
+    complaint = refused_start(tmp_path, DATABASE_URL=url, **env)
+    assert complaint.count("\n") == 1, complaint  # one line, no traceback
+    assert short in complaint and "31 bytes" in complaint and SHORT not in complaint
+    web = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        env=dict(os.environ, DATABASE_URL=url, HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert web.returncode == 3 and web.stderr.count("\n") == 1 and short in web.stderr, web.stderr
+    env[short] = SHORT + "z"
+    assert _run_app(tmp_path, DATABASE_URL=url, **env).returncode == 0
+
+
+def test_a_short_key_written_into_the_instance_folder_by_hand_is_refused(tmp_path):
+    folder = tmp_path / "instance"
+    instance.secret(folder, "secret_key")
+    (folder / "jwt_secret_key").write_text("changeme\n")
+    done = _run_app(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", SECRET_KEY="", JWT_SECRET_KEY="")
+    assert done.returncode != 0 and "JWT_SECRET_KEY is 8 bytes long" in done.stderr, done.stderr
+    assert "changeme" not in done.stderr
+
+
+def _run_app(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Build the app as `wsgi` does, with `env` over the suite's environment."""
+    return subprocess.run(
+        [sys.executable, "-c", "from helpdesk import create_app; create_app()"],
+        cwd=ROOT,
+        env=dict(os.environ, HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"), **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_gunicorn_stops_when_the_app_refuses_to_start(tmp_path):
     """A worker that cannot build the app must stop gunicorn, not be booted again for
     ever behind a master that holds the port (docs/operations.md)."""
@@ -137,7 +186,7 @@ def test_gunicorn_stops_when_the_app_refuses_to_start(tmp_path):
             os.environ,
             DATABASE_URL="postgresql://u@127.0.0.1:1/d",
             HELPDESK_INSTANCE_DIR=str(tmp_path / "instance"),
-            SECRET_KEY="a-key-for-every-host",
+            SECRET_KEY="a-key-for-every-host-" + "k" * 16,
             JWT_SECRET_KEY="",
         ),
         capture_output=True,
