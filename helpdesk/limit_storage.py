@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import Executable
 
+from config import ConfigurationError
 from helpdesk.extensions import db
 from helpdesk.models import RateLimitCounter
 
@@ -87,7 +88,23 @@ def init_app(app: Flask) -> None:
             f"RATELIMIT_STORAGE_URI={uri} needs PostgreSQL; "
             "with SQLite use memory:// or a shared store (redis://…)"
         )
+    if uri.startswith(f"{SCHEME}:"):
+        _room_for_a_counter(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
     app.config["RATELIMIT_STORAGE_URI"] = uri
+
+
+def _room_for_a_counter(engine_options: dict[str, Any]) -> None:
+    """Refuse a pool of one connection (DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0): a request
+    holds its session's connection while a hit takes a second one from the same pool
+    (its own transaction, so that it counts whatever the request does), and with
+    none left every login and API call waited for itself until the pool's timeout,
+    then failed with a 500 (docs/operations.md, "Running on several machines")."""
+    size, overflow = engine_options["pool_size"], engine_options["max_overflow"]
+    if overflow >= 0 and size + overflow < 2:
+        raise ConfigurationError(
+            f"DB_POOL_SIZE + DB_MAX_OVERFLOW is {size + overflow}; with the rate-limit counters in the "
+            "database it must be at least 2: a request holds one connection and counts on another."
+        )
 
 
 class DatabaseStorage(Storage):

@@ -11,6 +11,7 @@ from flask import Flask
 from limits.storage import MemcachedStorage, MemoryStorage
 from sqlalchemy import func, select
 
+from config import ConfigurationError
 from helpdesk.extensions import db
 from helpdesk.limit_storage import DatabaseStorage, give_back
 from helpdesk.models import RateLimitCounter, StaffUser
@@ -34,6 +35,29 @@ def test_the_store_follows_the_database(database_url: str, backend: str) -> None
 def test_the_database_store_refuses_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RuntimeError, match="needs PostgreSQL"):
         make_app(f"sqlite:///{tmp_path / 'x.db'}", RATELIMIT_STORAGE_URI="helpdesk-db://")
+
+
+@on_postgresql
+def test_a_pool_of_one_connection_is_refused_with_the_counters_in_the_database(
+    database_url: str, agent: StaffUser
+) -> None:
+    """A request holds its connection while a hit takes a second from the same pool:
+    with DB_POOL_SIZE=1 and DB_MAX_OVERFLOW=0 every login waited for itself until the
+    pool's timeout and failed with a 500. Refused at start; two connections serve a
+    login and an API call at once (a short pool timeout makes a wait fail fast)."""
+    with pytest.raises(ConfigurationError, match=r"DB_POOL_SIZE \+ DB_MAX_OVERFLOW is 1;.* at least 2"):
+        make_app(database_url, DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
+    assert make_app(database_url, DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, RATELIMIT_STORAGE_URI="memory://")
+    two = make_app(
+        database_url, DB_POOL_SIZE=1, DB_MAX_OVERFLOW=1, SQLALCHEMY_ENGINE_OPTIONS={"pool_timeout": 5}
+    )
+    client = two.test_client()
+    login = client.post("/api/v1/auth/login", json={"email": agent.email, "password": "agent-password-1"})
+    assert login.status_code == 200, login.get_data(as_text=True)
+    token = login.get_json()["access_token"]
+    assert client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with two.app_context():
+        db.engine.dispose()
 
 
 @on_postgresql
