@@ -4,9 +4,10 @@ own as on two hosts, all through one PgBouncer in transaction mode.
 
 One browser session moves between the web servers as a load balancer would move
 it; a staff reply mailed by one gateway is answered by mail that arrives at the
-other and threads by its signed Message-ID alone; one mailbox is polled by one
-gateway at a time, by the other once the first is killed; and ticket numbers taken
-by all four processes at once stay gap-free.
+other and threads by its signed Message-ID alone; a logout on one web server ends
+the tokens the other accepts, and a revoked integration is refused by both at once;
+one mailbox is polled by one gateway at a time, by the other once the first is
+killed; and ticket numbers taken by all four processes at once stay gap-free.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState, Message, Ticket
+from helpdesk.services.integrations import IntegrationsService
 from helpdesk.services.senders import SendersService
 from helpdesk.services.staff import StaffService
 from tests.support.app import make_app, migrate_database
@@ -43,6 +45,7 @@ def test_two_web_servers_and_two_gateways_share_one_postgresql_through_pgbouncer
     with checker.app_context():
         StaffService(db.session).create(email=ADMIN, name="Ada Admin", role="admin", password=PASSWORD)
         SendersService(db.session).add("@example.com", "Example Ltd")
+        _chat, chat_token = IntegrationsService(db.session).add("site-chat", "chat")
         db.session.commit()
     shared = pgbouncer.url("several_hosts")
     imap = mailbox.gateway_settings(SMTP_PROCESSES="1", OUTBOUND_POLL_SECONDS="1")
@@ -122,6 +125,18 @@ def test_two_web_servers_and_two_gateways_share_one_postgresql_through_pgbouncer
             ]
             codes = [code for future in answers for code in future.result()]
         assert codes == [201] * (2 * EACH) + [250] * (2 * EACH)
+
+        # -- a revocation on one host holds on the other at once --------------------------------
+        # Every check is read from the database on each request, never kept by a process.
+        assert api_call(a, "GET", "/tickets", None, tokens["b"])[0] == 200
+        assert api_call(a, "POST", "/auth/logout", {}, tokens["a"])[0] == 200  # ends Ada's every token
+        assert api_call(b, "GET", "/tickets", None, tokens["b"])[0] == 401
+        body = {"customer": {"email": "ann@example.com"}, "text": "TKT-000001"}
+        assert api_call(b, "POST", "/chat/lookup", body, chat_token)[0] == 200
+        with checker.app_context():
+            IntegrationsService(db.session).revoke("site-chat")  # as `flask integrations revoke` does
+            db.session.commit()
+        assert [api_call(host, "POST", "/chat/lookup", body, chat_token)[0] for host in (a, b)] == [401, 401]
 
         # -- one mailbox, one poller; the other takes over when it dies -------------------------
         def owner() -> str:
