@@ -326,12 +326,20 @@ CHATS = 6
 RACER = "cy@example.com"  # new to the helpdesk: even the contact row is created in the race
 
 
+@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
 def test_two_gateways_and_a_chat_server_racing_for_one_customer_open_exactly_the_limit(
-    pg_server: PostgresServer, tmp_path: Path
+    pg_server: PostgresServer, tmp_path: Path, route: str, request: pytest.FixtureRequest
 ) -> None:
-    url = pg_server.create_database("customer_limits")
-    migrate_database(url)
-    checker = make_app(url)
+    """Also through PgBouncer in transaction mode (docs/operations.md): the locks
+    that serialise the counting are the transaction's own, which it keeps."""
+    direct = pg_server.create_database(f"customer_limits_{route}")
+    migrate_database(direct)
+    checker = make_app(direct)
+    url = (
+        request.getfixturevalue("pgbouncer").url(f"customer_limits_{route}")
+        if route == "pgbouncer"
+        else direct
+    )
     with checker.app_context():
         SendersService(db.session).add("@example.com", "Example Ltd")
         _integration, token = IntegrationsService(db.session).add("site-chat", "chat")
