@@ -174,6 +174,8 @@ def is_transient(error: BaseException) -> bool:
     must never answer the second kind so: the sender would retry the same bytes
     forever (docs/mail-gateway.md).
     """
+    if isinstance(error, exc.TimeoutError):  # no pooled connection came free in `pool_timeout`
+        return True
     if not isinstance(error, exc.DBAPIError):
         return False
     if error.connection_invalidated:
@@ -252,6 +254,8 @@ def answer_lost(error: BaseException) -> bool:
     rather than refuse the work with a reason (an SQLSTATE, SQLite's error name)?
     Raised by a COMMIT, such a failure leaves it unknown whether the work was kept
     (docs/web.md, "A lost answer"); a refusal with a reason kept nothing."""
+    if isinstance(error, exc.TimeoutError):  # no pooled connection came free in `pool_timeout`
+        return True
     if not isinstance(error, exc.DBAPIError):
         return False
     if error.connection_invalidated:

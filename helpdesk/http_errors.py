@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from helpdesk.database import OutcomeUnknown, is_transient
@@ -53,6 +54,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(UnreadableForm, _unreadable_form)
     app.register_error_handler(UnreadableQuery, _unreadable_query)
     app.register_error_handler(DBAPIError, answer_database_error)
+    app.register_error_handler(PoolTimeout, answer_database_error)
     app.register_error_handler(OutcomeUnknown, answer_outcome_unknown)
 
 
@@ -102,9 +104,10 @@ def _internal_error(exc: InternalServerError) -> Any:
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
-def answer_database_error(exc: DBAPIError) -> Any:
+def answer_database_error(exc: DBAPIError | PoolTimeout) -> Any:
     """A database error no view handled. The database failing to do the work now
-    (`is_transient`: unreachable, restarting, out of connections) is 503 with
+    (`is_transient`: unreachable, restarting, out of connections, no pooled connection
+    free in time) is 503 with
     `Retry-After`, the error page on the portal and the tracker, the JSON envelope on
     the API (whose blueprint answers its own views' errors first): it was Flask's
     bare 500 page. Any other one is a bug, raised again to be the logged 500 it was.
@@ -115,7 +118,7 @@ def answer_database_error(exc: DBAPIError) -> Any:
         raise exc
     db.session.rollback()
     g.database_unavailable = True
-    log.warning("database unavailable on %s %s: %s", request.method, request.path, exc.orig)
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, getattr(exc, "orig", exc))
     if _on_api():
         response, _ = error_response(503, "database_unavailable", "The database cannot be reached; retry.")
         return retry_later(response), 503

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from helpdesk.extensions import db
-from tests.support.app import Portal, make_app
+from tests.support.app import Portal, make_app, migrate_database
 from tests.support.database import open_ticket
-from tests.support.pgserver import free_port
+from tests.support.pgserver import PostgresServer, free_port
 
 
 def test_pages_and_api_answers_with_private_data_are_never_stored(portal, api, service):
@@ -65,6 +65,40 @@ def test_a_database_that_cannot_be_reached_is_503_with_retry_after_on_pages_and_
     assert api_answer.status_code == 503 and api_answer.headers["Retry-After"] == "30"
     assert api_answer.get_json()["error"]["code"] == "database_unavailable"
     assert answer.status_code == 401  # a token that does not parse never reaches the database
+
+
+def test_a_pool_with_no_connection_free_is_503_with_retry_after_on_pages_and_api(pg_server: PostgresServer):
+    """Every pooled connection busy past `pool_timeout` (a threaded worker's threads
+    all waiting on a slow database) raised SQLAlchemy's `TimeoutError`, which is no
+    DBAPIError: no handler knew it, and pages and API answered 500 "something went
+    wrong" where the database only could not do the work now (docs/web.md,
+    "Database errors")."""
+    url = pg_server.create_database("pool_exhausted")
+    migrate_database(url)
+    app = make_app(
+        url,
+        PROPAGATE_EXCEPTIONS=False,
+        DB_POOL_SIZE=1,
+        DB_MAX_OVERFLOW=1,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_timeout": 0.2},
+    )
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session.update(staff_id=1, version=1, since=int(time.time()))
+    with app.app_context():
+        held = [db.engine.connect() for _ in range(2)]
+        try:
+            page = client.get("/tickets")
+            login = {"email": "a@example.com", "password": "p" * 10}
+            api_answer = client.post("/api/v1/auth/login", json=login)
+        finally:
+            for connection in held:
+                connection.close()
+            db.engine.dispose()
+    assert page.status_code == 503 and page.headers["Retry-After"] == "30", page.status_code
+    assert page.content_type.startswith("text/html") and b"Try again" in page.data
+    assert api_answer.status_code == 503 and api_answer.headers["Retry-After"] == "30"
+    assert api_answer.get_json()["error"]["code"] == "database_unavailable"
 
 
 # A query string a browser never sends: `%E9` (Latin-1 "é") and the raw byte E9
