@@ -739,6 +739,20 @@ def test_corpus_plain_mail_is_a_person() -> None:
         ("nonrispondere@banca.example", True),
         ("responder@customer.example", False),
         ("noresponderemos@customer.example", False),
+        # Mailing-list robots, which read mail as commands; the list's people (its
+        # owner, an admin) and a mailbox merely named for lists or requests are mailed.
+        ("majordomo@lists.example", True),
+        ("ListServ@lists.example", True),
+        ("sympa@lists.example", True),
+        ("users-request@lists.example", True),
+        ("users-bounces+ann=example.com@lists.example", True),
+        ("users-confirm+4f2a9c@lists.example", True),
+        ("lists@customer.example", False),
+        ("request@customer.example", False),
+        ("users-owner@lists.example", False),
+        ("product-owner@customer.example", False),
+        ("it-admin@customer.example", False),
+        ("lyris@customer.example", False),
     ],
 )
 def test_is_machine_address(address: str, expected: bool) -> None:

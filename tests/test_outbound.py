@@ -1933,6 +1933,13 @@ def test_bounce_to_a_return_path_of_the_previous_shape_still_marks_its_row(
         ("naoresponder@banco.example", "machine address"),
         ("ne-pas-repondre@banque.example", "machine address"),
         ("non-rispondere@banca.example", "machine address"),
+        # Mailing-list robots read an acknowledgment as commands and answer it, or
+        # take it as the confirmation they asked for.
+        ("majordomo@lists.example", "machine address"),
+        ("LISTSERV@lists.example", "machine address"),
+        ("users-request@lists.example", "machine address"),
+        ("users-bounces+ann=example.com@lists.example", "machine address"),
+        ("users-confirm+4f2a9c@lists.example", "machine address"),
     ],
 )
 def test_machine_and_own_addresses_are_never_mailed(app, service, agent_actor, sink, address, reason):

@@ -121,9 +121,6 @@ _NO_REPLY_WORDS = frozenset(
         "nonrispondere",
     }
 )
-# Outbound mail must not go to these (docs/outbound-mail.md); on their own they do not make
-# inbound mail automatic (see the module docstring).
-_MACHINE_LOCAL_PARTS = _BOUNCE_LOCAL_PARTS | _NO_REPLY_WORDS | frozenset({"bounce", "bounces", "mailer"})
 # Machine words that no person's address starts with, then a separator and more
 # (`is_machine_address`); `bounce.fitness@` and `mailer.john@` may be people.
 _NO_REPLY_PREFIXES = _NO_REPLY_WORDS | {"mailerdaemon"}
@@ -143,6 +140,21 @@ _LIST_SOFTWARE_LOCAL_PARTS = frozenset(
     }
 )
 _LIST_SOFTWARE_SUFFIXES = ("-owner", "-request", "-bounces", "-admin")
+# The list software's own robots among them, which read mail as commands: `-request`
+# (RFC 2142), Mailman's `-bounces` and `-confirm` (answering a `-confirm+token@`
+# confirms what it asks, a subscription among them). Not `-owner` or `-admin`, where
+# a person reads (`product-owner@`, `it-admin@` are people), nor `lists@`, which may
+# be a person's or a team's mailbox; nor `lyris@`, also a given name.
+_LIST_ROBOT_SUFFIXES = ("-request", "-bounces", "-confirm")
+_LIST_ROBOT_LOCAL_PARTS = _LIST_SOFTWARE_LOCAL_PARTS - {"lyris"}
+# Outbound mail must not go to these (docs/outbound-mail.md); on their own they do not make
+# inbound mail automatic (see the module docstring).
+_MACHINE_LOCAL_PARTS = (
+    _BOUNCE_LOCAL_PARTS
+    | _NO_REPLY_WORDS
+    | _LIST_ROBOT_LOCAL_PARTS
+    | frozenset({"bounce", "bounces", "mailer"})
+)
 BODY_SCAN_CHARS = 16 * 1024
 # Message-IDs a bounce may name for `original_message_ids` (docs/security.md).
 MAX_BOUNCED_IDS = 20
@@ -462,13 +474,15 @@ def original_message_ids(mail: InboundMail) -> list[str]:
 
 def is_machine_address(address: str) -> bool:
     """True for mailer-daemon, postmaster and noreply-style addresses, however
-    punctuated (`no.reply`, `do_not_reply`).
+    punctuated (`no.reply`, `do_not_reply`), and for mailing-list robots
+    (`majordomo@`, `listserv@`, `*-request@`): an automatic answer to one is read
+    as commands and answered ("command not understood"), or confirms what it asked.
 
     For outbound mail (docs/outbound-mail.md: never notify such addresses). Inbound, only the
     bounce senders among them make mail automatic, see the module docstring.
     """
     local = _local_part(address)
-    if _compact(local) in _MACHINE_LOCAL_PARTS:
+    if _compact(local) in _MACHINE_LOCAL_PARTS or local.endswith(_LIST_ROBOT_SUFFIXES):
         return True
     # `noreply-alerts@`, `no-reply.billing@`: a no-reply word, a separator, more. One
     # pass, ending where the word read so far is longer than any of them (each
