@@ -55,6 +55,7 @@ KNOWN = (
     N_("%(address)s is not a valid email address"),
     N_("is not a valid email address (a@b.c) nor a domain (@b.c)"),
     N_("a domain rule looks like @example.com"),
+    N_("names a host by its IP address: mail from it is held whatever the rules say"),
     N_("is not a team"),
     N_("is not a staff member"),
     N_("is not an active staff member"),

@@ -6,11 +6,12 @@ import logging
 import re
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from helpdesk.clock import database_now, now
 from helpdesk.extensions import db
-from helpdesk.models import AuthorizedSender, Contact, ImapMailboxState, StaffUser
+from helpdesk.models import AuthorizedSender, Contact, ImapMailboxState, Organization, StaffUser
 from helpdesk.services import Actor, TicketsService
 from tests.support.mail import hold_strangers
 
@@ -110,6 +111,28 @@ def test_senders_errors(runner):
     assert missing.exit_code == 1 and "No rule" in missing.output
     no_org = runner.invoke(args=["senders", "add", "c@b.co"])
     assert no_org.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "pattern", ["root@[127.0.0.1]", "x@127.0.0.1", "ann@[IPv6:2001:db8::1]", "@[192.0.2.1]", "@10.0.0.1"]
+)
+def test_a_sender_rule_for_an_address_literal_is_refused_since_it_could_never_match(runner, pattern):
+    """Mail from an address literal is held whatever the rules say (docs/mail-gateway.md,
+    "What an address is"), so a rule for one was taken, listed and never matched. It
+    is refused with why; one stored before can still be removed."""
+    refused = runner.invoke(args=["senders", "add", pattern, "--organization", "Acme"])
+    assert refused.exit_code == 1
+    assert "names a host by its IP address: mail from it is held whatever the rules say" in refused.output
+    assert db.session.execute(select(AuthorizedSender)).first() is None
+    stored = Organization(name="Acme")
+    db.session.add(stored)
+    db.session.flush()
+    db.session.add(AuthorizedSender(pattern=pattern.lower(), organization_id=stored.id))
+    db.session.commit()
+    removed = runner.invoke(args=["senders", "remove", pattern])
+    assert removed.exit_code == 0, removed.output
+    db.session.expire_all()
+    assert db.session.execute(select(AuthorizedSender)).first() is None
 
 
 def test_senders_rule_prefers_exact_address(app, runner):

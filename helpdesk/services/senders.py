@@ -15,6 +15,7 @@ from helpdesk.errors import Conflict, NotFound, ValidationError
 from helpdesk.models import AuthorizedSender, Organization
 
 MAX_ORGANIZATION = 200  # organizations.name
+IP_HOST = "names a host by its IP address: mail from it is held whatever the rules say"
 
 
 def normalize_pattern(pattern: str) -> str:
@@ -62,7 +63,14 @@ class SendersService:
         return org or self.session.execute(named).scalar_one()
 
     def add(self, pattern: str, organization_name: str) -> AuthorizedSender:
+        """Authorize `pattern` for the organization (created when new). An address
+        literal (`root@[127.0.0.1]`, `x@127.0.0.1`, `@[192.0.2.1]`) is refused: mail
+        from one is held whatever the rules say (docs/mail-gateway.md, "What an
+        address is"), so its rule could never match. `remove` still takes one stored
+        before this was refused."""
         value = normalize_pattern(pattern)
+        if addresses.is_address_literal(value):
+            raise ValidationError({"pattern": IP_HOST})
         duplicate = Conflict(f"{value} is already authorized.")
         existing = self._find(value)
         if existing is not None:  # named as stored: it may be the domain's other spelling
