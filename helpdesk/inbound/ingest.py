@@ -1262,10 +1262,13 @@ def apply(
     elif decision.outcome is Outcome.CREATED:
         files, notes = storage.attachments(mail, limits)
         support = set(config["SUPPORT_ADDRESSES"])
+        # Neither ours nor an address literal, which is never mailed (docs/mail-gateway.md,
+        # "What an address is"): kept, it was shown as a participant and took a place
+        # under MAX_CC_PARTICIPANTS.
         cc = [
             (name, addr)
             for name, addr in mail.to + mail.cc
-            if not addresses.is_support_address(addr, support)
+            if not addresses.is_support_address(addr, support) and not addresses.is_address_literal(addr)
         ]
         if len(cc) > limits.cc_participants:
             notes.append(
