@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from flask import abort, current_app, render_template, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
@@ -108,7 +109,7 @@ def _raw_chunk(connection: Connection, mail_id: int, start: int) -> bytes:
     slices as read whole); its incremental blob reading reads only the slice, in no
     transaction (every `BEGIN IMMEDIATE` takes the write lock)."""
     if connection.dialect.name == "sqlite":
-        sqlite = connection.connection.driver_connection
+        sqlite = cast(sqlite3.Connection, connection.connection.driver_connection)
         with sqlite.blobopen(InboundMail.__tablename__, "raw", mail_id, readonly=True) as blob:
             blob.seek(start)
             return bytes(blob.read(RAW_CHUNK_BYTES))
