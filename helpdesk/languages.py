@@ -162,6 +162,12 @@ HISTORY_FIELD_LABELS = {
     "link": N_("Related tickets"),
     "tags": N_("Tags"),
     "language": N_("Language"),
+    "deliverable": N_("Mail delivery"),
+}
+# The values of a `deliverable` history row (helpdesk.services.contacts.clear_undeliverable_on).
+DELIVERABLE_LABELS = {
+    "undeliverable": N_("undeliverable"),
+    "deliverable": N_("works again"),
 }
 # Where an inbound mail's sender was read (helpdesk.vocabulary.SENDER_SOURCES): a
 # header's name reads the same in every language.

@@ -68,6 +68,7 @@ HISTORY_FIELDS = (
     "link",
     "tags",
     "language",  # the customer's language, set by staff (TicketsService.set_language)
+    "deliverable",  # an admin cleared an address's undeliverable mark on the ticket's page
 )
 # Support levels, first to third (docs/isp-operations.md, "Escalation"); tickets start at L1.
 ESCALATION_LEVELS = ("L1", "L2", "L3")

@@ -419,4 +419,5 @@ _HISTORY_VALUES: dict[str, Mapping[str, str]] = {
     "ticket_type": languages.TICKET_TYPE_LABELS,
     "sla": SLA_TARGET_LABELS,
     "language": languages.LANGUAGE_NAMES,
+    "deliverable": languages.DELIVERABLE_LABELS,
 }

@@ -847,3 +847,38 @@ def _contacts_keyed(connection: Connection, keys: dict[str, str]) -> None:
             ),
             {"email": email, "key": key},
         )
+
+
+def test_ticket_history_takes_a_cleared_undeliverable_mark_and_the_downgrade_drops_it(empty_database_url):
+    """Migration 0048: `ck_ticket_history_field` allowed no row for an admin clearing
+    an address's undeliverable mark on a ticket's page, so the ticket kept no trace of
+    it; `deliverable` is allowed now. The downgrade deletes such rows and refuses the
+    field again; the rows of other fields stay."""
+    insert = text(
+        "INSERT INTO ticket_history (ticket_id, field, old_value, new_value, actor_label, reason,"
+        " automated, created_at) VALUES ((SELECT id FROM tickets), :field, 'undeliverable',"
+        " 'deliverable', 'Ada', 'ann@example.com', false, :now)"
+    )
+    deliverable = {"field": "deliverable", "now": "2026-01-01 00:00:00"}
+    app = make_app(empty_database_url)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0047")
+        with db.engine.begin() as connection:
+            _insert_contact(connection)
+            _insert_ticket(connection, "")
+            connection.execute(insert, {**deliverable, "field": "language"})
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(insert, deliverable)
+        flask_migrate.upgrade()
+        with db.engine.begin() as connection:
+            connection.execute(insert, deliverable)
+            fields = connection.execute(text("SELECT field FROM ticket_history ORDER BY id")).scalars().all()
+            assert fields == ["language", "deliverable"]
+        flask_migrate.downgrade(revision="0047")
+        with db.engine.begin() as connection:
+            assert connection.execute(text("SELECT field FROM ticket_history")).scalars().all() == [
+                "language"
+            ]
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(insert, deliverable)
+        db.engine.dispose()

@@ -17,7 +17,16 @@ from helpdesk.clock import now
 from helpdesk.extensions import db
 from helpdesk.inbound import quarantine
 from helpdesk.inbound.ingest import Envelope, Outcome, ingest
-from helpdesk.models import AuthorizedSender, Contact, Message, Participant, QuarantineItem, StaffUser, Ticket
+from helpdesk.models import (
+    AuthorizedSender,
+    Contact,
+    Message,
+    Participant,
+    QuarantineItem,
+    StaffUser,
+    Ticket,
+    TicketHistory,
+)
 from helpdesk.services import Actor, TicketsService, contacts
 from helpdesk.services.staff import StaffService
 from helpdesk.services.tickets import NewAttachment
@@ -962,6 +971,39 @@ def test_an_admin_clears_a_customers_undeliverable_mark_on_the_ticket_page(app, 
     again = admin_portal.post(clear, form, page=page)
     assert again.status_code == 302
     assert "ann@example.com was not marked undeliverable." in admin_portal.get(page).get_data(as_text=True)
+
+
+def test_clearing_an_undeliverable_mark_on_the_ticket_page_writes_its_history(admin_portal, admin, service):
+    """ "Mail works again" left nothing on the ticket: its history's field CHECK
+    allowed no row for it (docs/outbound-mail.md, "Loop rules"). Since migration 0048
+    it writes one, shown on the page in the reader's language: the admin, the
+    address, and undeliverable → works again; a click that finds no mark writes none."""
+    ticket = opened(service)
+    contacts.mark_undeliverable(db.session, "ann@example.com")
+    db.session.commit()
+    page = f"/tickets/{service.display_number(ticket)}"
+    form = {"address": "ann@example.com", "confirm": "yes"}
+    for _ in range(2):
+        assert admin_portal.post(f"{page}/deliverable", form, page=page).status_code == 302
+    db.session.rollback()
+    rows = (
+        db.session.execute(
+            select(TicketHistory).where(
+                TicketHistory.ticket_id == ticket.id, TicketHistory.field == "deliverable"
+            )
+        )
+        .scalars()
+        .all()
+    )
+    assert [(r.old_value, r.new_value, r.reason, r.actor_staff_id) for r in rows] == [
+        ("undeliverable", "deliverable", "ann@example.com", admin.id)
+    ]
+    shown = admin_portal.get(page).get_data(as_text=True)
+    assert "Mail delivery: undeliverable → works again" in shown and "— ann@example.com" in shown
+    admin.language = "es"
+    db.session.commit()
+    shown = admin_portal.get(page).get_data(as_text=True)
+    assert "Entrega de correo: no entregable → vuelve a funcionar" in shown
 
 
 def _clearings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -351,7 +351,7 @@ def mark_deliverable(number: str) -> ResponseReturnValue:
         return redirect(_page(record))
 
     def clear() -> str:
-        if contacts.clear_undeliverable(db.session, address, actor()):
+        if contacts.clear_undeliverable_on(db.session, record.id, address, actor()):
             return gettext("Mail to %(email)s goes again from now on.", email=address)
         return gettext("%(email)s was not marked undeliverable.", email=address)
 

@@ -15,6 +15,7 @@ from helpdesk.clock import now
 from helpdesk.database import advisory_key, insert_ignoring
 from helpdesk.message_ids import Signer
 from helpdesk.models import Contact, Message, Participant, SatisfactionRating, StaffUser, Ticket
+from helpdesk.services import history
 from helpdesk.services.actors import Actor
 
 log = logging.getLogger(__name__)
@@ -530,14 +531,24 @@ def clear_undeliverable(session: Session, address: str, by: Actor) -> bool:
     return bool(cleared)
 
 
+def clear_undeliverable_on(session: Session, ticket_id: int, address: str, by: Actor) -> bool:
+    """`clear_undeliverable` for an address of ticket `ticket_id`, done from its page,
+    and, when there was a mark, a history row on that ticket saying who resumed mail
+    to the address and when; before migration 0048 the ticket kept no trace of it
+    (docs/outbound-mail.md, "Loop rules"). The other ways of clearing name no ticket."""
+    cleared = clear_undeliverable(session, address, by)
+    if cleared:
+        history.record(session, ticket_id, "deliverable", "undeliverable", "deliverable", by, address)
+    return cleared
+
+
 def _log_cleared(address: str, cleared: Collection[str], by: Actor) -> None:
-    """One line for every mark cleared, the only trace of it: mail goes again to a
-    mailbox that bounced, and when it bounces again the operator asks who resumed it
-    and when (the line's time). Nothing else records it (the contact keeps no
-    history, and a ticket history row would need a migration of its field's CHECK
-    constraint and name a ticket most clearings do not have: docs/outbound-mail.md,
-    "Loop rules"), and before this nothing did. Values in repr, so a name cannot forge a
-    line (docs/outbound-mail.md, "Loop rules")."""
+    """One line for every mark cleared, the one trace of every clearing: mail goes
+    again to a mailbox that bounced, and when it bounces again the operator asks who
+    resumed it and when (the line's time). The contact keeps no history, and only a
+    clearing on a ticket's page names a ticket to write one on (`clear_undeliverable_on`;
+    docs/outbound-mail.md, "Loop rules"); before this nothing recorded it. Values in
+    repr, so a name cannot forge a line (docs/outbound-mail.md, "Loop rules")."""
     log.info(
         "undeliverable mark cleared: address=%r contacts=%r by=%r kind=%s staff_id=%s",
         address,
