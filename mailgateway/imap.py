@@ -94,6 +94,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from config import Config
 from helpdesk import numbering
 from helpdesk.clock import database_clock
+from helpdesk.database import OutcomeUnknown, commit_or_unknown
 from helpdesk.extensions import db
 from helpdesk.inbound import matching
 from helpdesk.inbound.dedup import dedup_key
@@ -155,9 +156,9 @@ STOP_GRACE_SECONDS = 2.0
 WATCH_SECONDS = 1.0
 # Errors of the connection or the server: reconnect after a backoff.
 _CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
-# The database away or busy: no connection from the pool in time, or a statement
-# failed. Says nothing about who holds a mailbox.
-_DATABASE_ERRORS = (DBAPIError, PoolTimeout)
+# The database away or busy: no connection from the pool in time, a statement
+# failed, or a COMMIT's answer was lost. Says nothing about who holds a mailbox.
+_DATABASE_ERRORS = (DBAPIError, PoolTimeout, OutcomeUnknown)
 # What reading one mail for the pipeline may raise that is not the mail's own
 # failure: the batch stops there, and the mail stays for the next pass. Anything
 # else is that mail's failure alone (`ImapPoller._unread`).
@@ -725,7 +726,17 @@ class ImapPoller(Loop):
             values["taking_uid"] = first
             again = table.taking_uid == first
             values["taking_processes"] = case((again, table.taking_processes + 1), else_=1)
-        if not self._write_state(**values):
+        try:
+            written = self._write_state(**values)
+        except OutcomeUnknown:
+            # The COMMIT's answer was lost: the count may have been kept. Taken back
+            # as when it surely was, or each such loss would stand as a death and
+            # file a good mail; one that was not kept takes back a death's count,
+            # which costs a deadly mail one more death at most.
+            if counts:
+                self.counted = first
+            raise
+        if not written:
             self._lost()
         self.taking_until = max(self.taking_until, batch[-1])
         if counts:
@@ -1173,7 +1184,7 @@ class ImapPoller(Loop):
                 .where(table.key == self.source.key, table.owner == self.owner)
                 .values(lease_until=until, **dict.fromkeys(stamped, moment), **values)
             ).rowcount  # type: ignore[attr-defined]
-            db.session.commit()
+            commit_or_unknown(db.session)  # `_begin` tells a lost answer apart
         if written:
             self._renewed(started)
         return bool(written)
@@ -1199,6 +1210,8 @@ class ImapPoller(Loop):
             log.warning("%s: could not record the error (database unreachable)", self.source.key)
 
     def _note_error(self, exc: BaseException) -> None:
+        if isinstance(exc, OutcomeUnknown) and exc.__cause__ is not None:
+            exc = exc.__cause__  # what was lost, not the empty "unknown"
         text = f"{type(exc).__name__}: {exc}"
         log.warning("%s: %s; retrying", self.source.key, text)
         self._save_state(success=False, error=text)

@@ -31,6 +31,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from sqlalchemy import exc, func, select, text, update
 
 from helpdesk.clock import now
+from helpdesk.database import OutcomeUnknown
 from helpdesk.extensions import db
 from helpdesk.inbound import limits
 from helpdesk.inbound.ingest import Envelope, Outcome, Result, TransientError
@@ -53,6 +54,7 @@ from tests.support.database import refused_as_unreachable, refused_by_database, 
 from tests.support.dovecotserver import ACCOUNTS, TestMailbox
 from tests.support.dripping_imap import DrippingImap
 from tests.support.gateway_process import refused_start, start
+from tests.support.lost_commit import commit_answer_lost
 from tests.support.mail import message, send, start_gateway
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until as wait_until_any
@@ -1663,6 +1665,28 @@ def test_a_gateway_that_loses_the_mailbox_while_taking_a_mail_alone_takes_its_co
     with running(poller):
         wait_until(lambda: counted == [1] and count() == 0, what="the count taken back", timeout=15)
     assert mailbox.count() == 1  # left to the holder, who finds it recorded: a duplicate
+
+
+def test_lost_answers_to_the_count_of_a_taking_never_file_a_good_mail(app, senders, mailbox):
+    """The count of the processes that began a message alone is added by an UPDATE
+    whose COMMIT may lose its answer (the connection drops as it goes): the database
+    kept the count, the poller took it for nothing kept, and its round failed with
+    the process alive, so it never took it back. Three such losses stood as three
+    deaths, and the good mail was filed as failed, unread. A lost answer is now taken
+    for a count that may have been kept, and taken back as the round ends."""
+    mailbox.append(raw(0, "unlucky"))
+    with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
+        drain(_dying_at(poller_for(app, mailbox), "unlucky-0@client.example"))
+    poller = poller_for(app, mailbox)
+    for _loss in range(imap.TAKING_ATTEMPTS):  # the count's UPDATE sets taking_uid
+        with commit_answer_lost(lambda statement: "taking_uid=" in statement):
+            with pytest.raises((exc.OperationalError, OutcomeUnknown)):
+                drain(poller)
+        assert mailbox.count() == 1
+    assert outcomes(drain(poller)) == ["created"]
+    assert mailbox.count(mailbox.failed) == 0, "a good mail was filed as failed unread"
+    assert db.session.execute(select(QuarantineItem)).scalars().all() == []
+    assert mailbox.message_ids(mailbox.processed) == ["unlucky-0@client.example"]
 
 
 # -- several gateways on one mailbox ------------------------------------------------------------
