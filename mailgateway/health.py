@@ -7,7 +7,9 @@ listener answers a connection with its `220` banner and none of its mails has be
 stored for longer than `SMTP_TIMEOUT` (their ingest threads hang; read from the
 listeners' files, `smtp_takings`); each configured mailbox had a
 successful poll within `IMAP_STUCK_AFTER`, by this host or whichever gateway holds
-its lease; the outbox has not backed up (`OUTBOX_BACKLOG_AFTER`). Those times are
+its lease, and no mail of it has been in `ingest` for longer than `SMTP_TIMEOUT`
+since (its poller wrote so: `imap.hung_taking`); the outbox has not backed up
+(`OUTBOX_BACKLOG_AFTER`). Those times are
 judged by the database's clock (`clock.database_now`), not this host's: a host
 whose clock runs ahead found a healthy gateway on another host stuck. Mail that
 failed for good is counted, not judged: it stays failed until someone looks, and
@@ -37,7 +39,7 @@ from helpdesk.clock import database_now
 from helpdesk.extensions import db
 from helpdesk.models import ImapMailboxState
 from helpdesk.services.mailflow import mail_flow
-from mailgateway.imap import parse_imap_urls
+from mailgateway.imap import hung_taking, parse_imap_urls
 from mailgateway.smtp_takings import storing_for, takings_directory
 
 #: Seconds each part (the database's queries together) has to answer.
@@ -154,7 +156,9 @@ def _mailboxes(app: Flask, moment: datetime) -> list[Finding]:
         ago = int((moment - state.last_success_at).total_seconds())
         holder = f" by {state.owner}" if state.owner else ""
         detail = f"last good poll {ago} s ago{holder}"
-        if state.last_success_at < moment - stuck_after:
+        if hung := hung_taking(state):
+            findings.append(Finding(f"mailbox {source.key}", False, f"{hung}; {detail}"))
+        elif state.last_success_at < moment - stuck_after:
             findings.append(Finding(f"mailbox {source.key}", False, f"stuck: {detail}; {state.last_error}"))
         else:
             findings.append(Finding(f"mailbox {source.key}", True, detail))

@@ -28,6 +28,13 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   until a restart) would take them along every time. So the mailbox's row keeps
   the batch begun and the message begun alone with the processes that began it:
   after TAKING_ATTEMPTS processes that never finished it, it is filed the same way.
+- A mail whose `ingest` runs past SMTP_TIMEOUT hangs (a lock never released, a
+  database that stopped answering): the lease thread logs it and records it on
+  the mailbox for the health check. The poller waits on (the mail stays in the
+  mailbox until its ingest ends). A taking that waits (on the database, not on
+  the CPU) is no death: its count is taken back within WAITING_SECONDS, so the
+  restarts that end a hang never file a good mail. One that hangs computing (the
+  pipeline spinning on the mail) keeps its count.
 - IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
   (servers and middleboxes drop quieter connections after 10), polling otherwise;
   an outer reconnect loop with exponential backoff survives the server going away.
@@ -159,6 +166,14 @@ _CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EO
 # The database away or busy: no connection from the pool in time, a statement
 # failed, or a COMMIT's answer was lost. Says nothing about who holds a mailbox.
 _DATABASE_ERRORS = (DBAPIError, PoolTimeout, OutcomeUnknown)
+# How the mailbox's last error begins while a taking hangs (`hung_taking`).
+HUNG = "ingest hangs: "
+# The share of its time an ingest's thread must spend on the CPU to count as computing
+# (the pipeline working on the mail), not waiting (on the database, a lock); and how
+# long a mail taken alone may wait before it is known to be no death of its mail
+# (`ImapPoller._watch_ingests`): well within a restart's first minute.
+COMPUTING_SHARE = 0.1
+WAITING_SECONDS = 10.0
 # What reading one mail for the pipeline may raise that is not the mail's own
 # failure: the batch stops there, and the mail stays for the next pass. Anything
 # else is that mail's failure alone (`ImapPoller._unread`).
@@ -254,6 +269,48 @@ class _Flight:
     answers: bool  # it has thread signs: it answers a ticket
 
 
+@dataclass
+class _Ingesting:
+    """A mail in `ingest` now, for the lease thread to tell when it hangs
+    (`ImapPoller._watch_ingests`): when it began, and the thread taking it with
+    that thread's CPU time then (`time.thread_time`, which `_cpu_seconds` reads from
+    another thread, to within a clock tick)."""
+
+    uid: int
+    started: float  # time.monotonic()
+    thread: int  # its native id
+    cpu: float
+    uncounted: bool = False  # seen waiting: no death of its mail (`ImapPoller._waiting`)
+    reported: bool = False  # seen hanging (`ImapPoller._hung`)
+
+    def computing(self, seconds: float) -> bool:
+        """Whether its thread spent COMPUTING_SHARE of the `seconds` since it began
+        on the CPU: the pipeline working on the mail, not waiting on the database."""
+        cpu = _cpu_seconds(self.thread)
+        return cpu is not None and cpu - self.cpu >= COMPUTING_SHARE * seconds
+
+
+def _cpu_seconds(thread: int) -> float | None:
+    """The CPU time a thread of this process (by native id) has used, from Linux's
+    /proc; None where there is none, or the thread is gone."""
+    try:
+        with open(f"/proc/self/task/{thread}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def hung_taking(state: ImapMailboxState) -> str:
+    """What the mailbox's row says of a taking that hangs now (its last error, written
+    by `ImapPoller._hung` since its last good poll), or "" (docs/mail-gateway.md)."""
+    if not state.last_error.startswith(HUNG) or state.last_error_at is None:
+        return ""
+    if state.last_success_at is not None and state.last_success_at >= state.last_error_at:
+        return ""
+    return state.last_error
+
+
 class _FetchFailure(NamedTuple):
     """A failed fetch of one message alone: what was said, and whether it was only
     the connection dropping (no word from the server)."""
@@ -342,6 +399,12 @@ class ImapPoller(Loop):
         self.taking_alone = (0, 0)
         self.marked_until = 0
         self.counted: int | None = None
+        self._count_lock = threading.Lock()  # `counted`: the lease thread takes it back too
+        # The mails in `ingest` now, by UID, and how long one may run before it is
+        # reported as hanging (`_watch_ingests`): as long as an SMTP mail's storing.
+        self.ingesting: dict[int, _Ingesting] = {}
+        self._ingesting_lock = threading.Lock()
+        self.hung_after: float = config["SMTP_TIMEOUT"].total_seconds()
         # What this process is taking in (`takings`): a message taken alone is its only one.
         self.takings = TAKINGS
         # Refused moves of one message alone, by UIDVALIDITY and UID (`_move`).
@@ -615,7 +678,7 @@ class ImapPoller(Loop):
                             results[uid] = self._unread(uid, raw, exc)
                         continue
                     if self.threads == 1:
-                        results[uid] = self._ingest(raw, envelope, mail)
+                        results[uid] = self._watched(uid, raw, envelope, mail)
                         continue
                     flights = in_flight.values()
                     if any(f.key == key for f in flights) or signs.may_point_into(
@@ -629,7 +692,7 @@ class ImapPoller(Loop):
                         settle([uid for uid, flight in in_flight.items() if flight.answers])
                     if error is not None:
                         break
-                    future = pool.submit(self._ingest, raw, envelope, mail)
+                    future = pool.submit(self._watched, uid, raw, envelope, mail)
                     in_flight[uid] = _Flight(future, key, mail.message_id or "", bool(signs))
             except BaseException as exc:
                 error = error or exc
@@ -734,41 +797,47 @@ class ImapPoller(Loop):
             # file a good mail; one that was not kept takes back a death's count,
             # which costs a deadly mail one more death at most.
             if counts:
-                self.counted = first
+                with self._count_lock:
+                    self.counted = first
             raise
         if not written:
             self._lost()
         self.taking_until = max(self.taking_until, batch[-1])
         if counts:
-            self.counted = first
+            with self._count_lock:
+                self.counted = first
         elif not alone:
             self.marked_until = self.taking_until
 
-    def _uncount(self) -> None:
+    def _uncount(self, only: int | None = None) -> bool:
         """Take back this process's count of the message it began alone and has not
         finished, when its taking ended with the process alive: a failure the loop
-        retries, the lease lost, a clean stop. Only a process that dies on a message
-        counts against it (docs/mail-gateway.md, "A mail that kills the gateway").
-        Whoever holds the mailbox: the count is this process's own, and taken back in
-        one UPDATE that reads the row as it is."""
-        uid = self.counted
-        if uid is None:
-            return
-        if uid > self.last_uid:
-            with self.app.app_context():
-                table = ImapMailboxState.__table__.c
-                db.session.execute(
-                    update(ImapMailboxState)
-                    .where(
-                        table.key == self.source.key,
-                        table.uidvalidity == self.uidvalidity,  # the UID names the same message
-                        table.taking_uid == uid,
-                        table.taking_processes > 0,
+        retries, the lease lost, a clean stop, or (`only` that message's) its ingest
+        waiting rather than computing (`_waiting`). Only a process that dies on a
+        message counts against it (docs/mail-gateway.md, "A mail that kills the
+        gateway"). Whoever holds the mailbox: the count is this process's own, and
+        taken back in one UPDATE that reads the row as it is. Whether there was a
+        count to take back."""
+        with self._count_lock:  # the poller's thread and the lease thread
+            uid = self.counted
+            if uid is None or only not in (None, uid):
+                return False
+            if uid > self.last_uid:
+                with self.app.app_context():
+                    table = ImapMailboxState.__table__.c
+                    db.session.execute(
+                        update(ImapMailboxState)
+                        .where(
+                            table.key == self.source.key,
+                            table.uidvalidity == self.uidvalidity,  # the UID names the same message
+                            table.taking_uid == uid,
+                            table.taking_processes > 0,
+                        )
+                        .values(taking_processes=table.taking_processes - 1)
                     )
-                    .values(taking_processes=table.taking_processes - 1)
-                )
-                db.session.commit()
-        self.counted = None
+                    db.session.commit()
+            self.counted = None
+            return True
 
     def _left_out(self, client: IMAPClient, uids: list[int]) -> list[int]:
         """Of `uids`, which a FETCH answer left out or answered NIL, those the server
@@ -837,6 +906,17 @@ class ImapPoller(Loop):
         below it answers one that no mail of the batch can create."""
         with self.app.app_context():
             return numbering.peek_next(db.session)
+
+    def _watched(self, uid: int, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
+        """`_ingest`, seen by the lease thread while it runs (`_watch_ingests`)."""
+        ingesting = _Ingesting(uid, time.monotonic(), threading.get_native_id(), time.thread_time())
+        with self._ingesting_lock:
+            self.ingesting[uid] = ingesting
+        try:
+            return self._ingest(raw, envelope, mail)
+        finally:
+            with self._ingesting_lock:
+                del self.ingesting[uid]
 
     def _ingest(self, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
         self._check_lease()  # mail still queued when the lease went is left to the new holder
@@ -1078,6 +1158,7 @@ class ImapPoller(Loop):
                 )
                 reads.cut()
                 return
+            self._watch_ingests()
             if time.monotonic() < renew_at:
                 continue
             renew_at = time.monotonic() + turn
@@ -1096,6 +1177,64 @@ class ImapPoller(Loop):
                 log.exception("%s: renewing the lease failed", self.source.key)
             self.lease_lost.set()
             return
+
+    def _watch_ingests(self) -> None:
+        """Look at the mails in `ingest`: one that has waited WAITING_SECONDS (or
+        `hung_after`, if sooner), mostly off the CPU, is no death of its mail
+        (`_waiting`); one that has run for `hung_after` hangs (`_hung`)."""
+        now = time.monotonic()
+        with self._ingesting_lock:
+            ingests = list(self.ingesting.values())
+        for each in ingests:
+            seconds = now - each.started
+            if each.reported or seconds < min(WAITING_SECONDS, self.hung_after):
+                continue
+            computing = each.computing(seconds)
+            if not computing and not each.uncounted:
+                each.uncounted = self._waiting(each.uid)
+            if seconds >= self.hung_after:
+                each.reported = True
+                self._hung(each.uid, computing)
+
+    def _waiting(self, uid: int) -> bool:
+        """The ingest of `uid` waits (on the database, a lock) rather than computes:
+        this process's count of it, if it took the mail alone, is taken back at once,
+        so a restart that ends the wait, even before it is reported, counts no death.
+        A mail that kills computes (it fills the memory, crashes the parser); one
+        that makes the database wait harms no process. False when the count could
+        not be taken back (tried again at the next look)."""
+        try:
+            if self._uncount(only=uid):
+                log.info("%s: UID %s waits in ingest: not counted as its death", self.source.key, uid)
+        except _DATABASE_ERRORS as exc:
+            log.warning(
+                "%s: could not take back the count of UID %s: %s",
+                self.source.key,
+                uid,
+                getattr(exc, "orig", None) or exc,
+            )
+            return False
+        return True
+
+    def _hung(self, uid: int, computing: bool) -> None:
+        """The ingest of `uid` has run for `hung_after`: logged, and written on the
+        mailbox for the health check (`hung_taking`). The poller waits on: taking the
+        mail again beside it would add a thread and a connection hung the same way,
+        and what it commits once it ends is moved as usual. One computing (the
+        pipeline spinning on the mail) keeps its count: each restart that ends it
+        counts, and after TAKING_ATTEMPTS the mail is filed unread
+        (docs/mail-gateway.md, "A taking that hangs")."""
+        how = (
+            "computing: a restart that ends it counts as its death"
+            if computing
+            else "waiting (on the database, a lock): not counted as its death"
+        )
+        error = (
+            f"{HUNG}UID {uid} has been in ingest for more than {self.hung_after:g} s "
+            f"(SMTP_TIMEOUT), {how}; it stays in the mailbox until its ingest ends"
+        )
+        log.error("%s: %s", self.source.key, error)
+        self._save_state(success=False, error=error)
 
     def _renewed(self, started: float) -> None:
         """A claim or renewal begun at `started` (monotonic) succeeded: the lease runs

@@ -39,7 +39,7 @@ from helpdesk.inbound.parser import InboundMail as ParsedMail
 from helpdesk.models import ImapMailboxState, InboundDuplicates, InboundMail, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
 from mailgateway import imap
-from mailgateway.health import check
+from mailgateway.health import Finding, check
 from mailgateway.imap import (
     ImapPoller,
     InvalidImapUrl,
@@ -1687,6 +1687,110 @@ def test_lost_answers_to_the_count_of_a_taking_never_file_a_good_mail(app, sende
     assert mailbox.count(mailbox.failed) == 0, "a good mail was filed as failed unread"
     assert db.session.execute(select(QuarantineItem)).scalars().all() == []
     assert mailbox.message_ids(mailbox.processed) == ["unlucky-0@client.example"]
+
+
+def _mailbox_finding(app: Flask) -> Finding:
+    findings = check(app)
+    mailboxes = [f for f in findings if f.part.startswith("mailbox")]
+    assert len(mailboxes) == 1, [f.line() for f in findings]
+    return mailboxes[0]
+
+
+def _taking() -> tuple[str, int]:
+    """The mailbox's last error and its count of processes that began the message taken
+    alone, read with no transaction left open (SQLite's write lock)."""
+    db.session.rollback()
+    row = db.session.execute(select(ImapMailboxState.last_error, ImapMailboxState.taking_processes)).one()
+    db.session.rollback()
+    return row.last_error, row.taking_processes
+
+
+def _hung() -> tuple[str, int] | None:
+    error, processes = _taking()
+    return (error, processes) if error.startswith("ingest hangs") else None
+
+
+def test_an_ingest_hung_on_a_lock_is_reported_and_is_no_death_of_its_mail(
+    pg_app, mailbox, caplog, monkeypatch
+):
+    """A mail taken alone (after a death in its batch) whose ingest waits on a lock
+    nobody releases. The poller waited for ever, logged nothing, and the health check
+    called the mailbox healthy until IMAP_STUCK_AFTER; and its count stood, so each
+    restart that ended the hang (a supervisor acting on the check) counted as the
+    mail's death, and the third filed a good mail as failed, unread. A mail that
+    waits rather than computes has its count taken back within WAITING_SECONDS (a
+    restart then counts nothing, reported or not); past SMTP_TIMEOUT the hang is
+    logged and fails the check with a line of its own; the mail is taken once the
+    lock goes."""
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    pg_app.config.update(IMAP_URL=mailbox.url, SMTP_LISTEN="127.0.0.1:1")
+    mailbox.append(raw(0, "before"))
+    drain(poller_for(pg_app, mailbox))  # a good poll: the mailbox is healthy
+    mailbox.append(raw(1, "locked"))
+    with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
+        drain(_dying_at(poller_for(pg_app, mailbox), "locked-1@client.example"))
+    monkeypatch.setattr(imap, "WAITING_SECONDS", 1.0, raising=False)  # none before
+    poller = poller_for(pg_app, mailbox, SMTP_TIMEOUT=timedelta(seconds=8))
+    caplog.set_level(logging.INFO, logger="mailgateway.imap")
+
+    def said(text: str) -> bool:
+        return any(text in r.getMessage() for r in caplog.records)
+
+    with db.engine.connect() as locker:  # another session holds a lock on what ingest writes
+        locker.execute(text("LOCK TABLE inbound_mails IN SHARE MODE"))
+        with running(poller):
+            try:
+                wait_until(lambda: said("UID 2 waits in ingest"), what="the wait seen")
+                assert _taking() == ("", 0), "a restart now would count the wait as the mail's death"
+                assert _mailbox_finding(pg_app).healthy  # not yet past SMTP_TIMEOUT
+                _error, processes = wait_until(_hung, what="the hang recorded on the mailbox")
+                assert processes == 0
+                finding = _mailbox_finding(pg_app)
+                assert not finding.healthy
+                assert finding.detail.startswith("ingest hangs: UID 2 has been in ingest for more than 8 s")
+                assert "waiting (on the database, a lock)" in finding.detail
+                assert said("UID 2 has been in ingest")
+                assert mailbox.count() == 1
+            finally:
+                locker.rollback()  # the lock goes: the mail is taken
+            wait_until(lambda: mailbox.count() == 0, what="the mail taken once the lock went")
+            wait_until(lambda: _mailbox_finding(pg_app).healthy, what="the mailbox healthy again")
+    assert sorted(mailbox.message_ids(mailbox.processed)) == [
+        "before-0@client.example",
+        "locked-1@client.example",
+    ]
+    assert db.session.execute(select(QuarantineItem)).scalars().all() == []
+    assert _taking()[1] == 0
+
+
+def test_an_ingest_that_spins_on_its_mail_keeps_its_count(app, senders, mailbox):
+    """A hang that is the mail's own (the pipeline computing on it for ever) is told
+    from one waiting on the database by the CPU its thread used: it is reported the
+    same way, but its count stands, so the restarts that end it file it after
+    TAKING_ATTEMPTS, as a mail that kills the gateway is."""
+    app.config.update(IMAP_URL=mailbox.url, SMTP_LISTEN="127.0.0.1:1")
+    mailbox.append(raw(0, "spinning"))
+    with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
+        drain(_dying_at(poller_for(app, mailbox), "spinning-0@client.example"))
+    poller = poller_for(app, mailbox, SMTP_TIMEOUT=timedelta(seconds=2))
+    take, done = poller._ingest, threading.Event()
+
+    def ingest(raw: bytes, envelope: Envelope, mail: ParsedMail) -> Result:
+        while not done.is_set():  # computing, as a pipeline looping on the mail would
+            sum(range(10_000))
+        return take(raw, envelope, mail)
+
+    poller._ingest = ingest  # type: ignore[method-assign]
+    with running(poller):
+        try:
+            error, processes = wait_until(_hung, what="the hang recorded on the mailbox")
+            assert "computing" in error and processes == 1
+            assert not _mailbox_finding(app).healthy
+        finally:
+            done.set()
+        wait_until(lambda: mailbox.count() == 0, what="the mail taken once its ingest ended")
+    assert mailbox.message_ids(mailbox.processed) == ["spinning-0@client.example"]
 
 
 # -- several gateways on one mailbox ------------------------------------------------------------
