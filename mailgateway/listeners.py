@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             log.info("received %s, stopping", received.name)
     finally:
+        handler.takings.stopping()  # a kill from now on is the stop's, no mail's death
         controller.stop()
         handler.close()
         log.info("SMTP listener process stopped")

@@ -79,6 +79,7 @@ def run(app: Flask) -> None:
             listeners.watch()
         log.info("received %s, stopping", received.name)
     finally:
+        handler.takings.stopping()  # a kill from now on is the stop's, no mail's death
         stopping.set()
         faulthandler.dump_traceback_later(SLOW_STOP_SECONDS)
         # The listening sockets close first, then the mails being stored are

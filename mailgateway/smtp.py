@@ -40,9 +40,11 @@ from aiosmtpd.smtp import BOGUS_LIMIT, MISSING, SMTP, syntax
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session as SMTPSession
 from flask import Flask
+from sqlalchemy import event
 
 from config import ConfigurationError
 from helpdesk import addresses
+from helpdesk.extensions import db
 from helpdesk.inbound.ingest import (
     Envelope,
     Outcome,
@@ -120,7 +122,14 @@ class SupportHandler:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         # What this process is storing, so a mail that kills it is counted (and the
         # deaths of the processes before it, counted now).
-        self.takings = SmtpTakings(takings_directory(app.instance_path, app.config["SMTP_LISTEN"]))
+        directory = takings_directory(app.instance_path, app.config["SMTP_LISTEN"])
+        self.takings = SmtpTakings(directory, hang_seconds=self.deadline)
+        # Its ingest threads' waits on the database, so a supervisor's kill of a
+        # listener whose database hangs is not counted as the mail's death.
+        with app.app_context():
+            self.engine = db.engine
+        for name, told in _DATABASE_EVENTS:
+            event.listen(self.engine, name, getattr(self.takings, told))
 
     async def handle_RCPT(
         self,
@@ -194,8 +203,9 @@ class SupportHandler:
     def _ingest(self, raw: bytes, inbound: Envelope) -> Any:
         """Store the mail, counted while it is stored (`smtp_takings`). A mail that a
         listener process died storing is taken alone from then on, so the next death
-        is surely its own; after TAKING_ATTEMPTS of those it is kept unread
-        (docs/mail-gateway.md, "A mail that kills the listener")."""
+        is surely its own; after TAKING_ATTEMPTS of those it is kept unread. A kill
+        while its thread waits on the database past its deadline, or during a stop,
+        counts none (docs/mail-gateway.md, "A mail that kills the listener")."""
         key = taking_key(raw, inbound.mail_from, inbound.recipients)
         died = self.takings.deaths(key)
         if died.alone >= TAKING_ATTEMPTS:
@@ -225,9 +235,19 @@ class SupportHandler:
         """Wait for the mails being stored; those still queued lost their session
         at the stop (no answer sent), so they are dropped, and their senders retry."""
         self.executor.shutdown(wait=True, cancel_futures=True)
+        for name, told in _DATABASE_EVENTS:
+            event.remove(self.engine, name, getattr(self.takings, told))
         self.takings.close()
 
 
+# The database engine's events that tell `SmtpTakings` when an ingest thread begins
+# and ends waiting on the database. A commit's end has no event of its own.
+_DATABASE_EVENTS = (
+    ("before_cursor_execute", "database_asked"),
+    ("commit", "database_asked"),
+    ("after_cursor_execute", "database_answered"),
+    ("handle_error", "database_answered"),
+)
 # The share of SMTP_TIMEOUT a mail may take to be stored before its 451 (4.5 of 5
 # minutes by default): the rest is the margin before the idle timeout's close.
 INGEST_DEADLINE_SHARE = 0.9
@@ -702,9 +722,13 @@ class SupportController(Controller):
 
     def _run(self, ready_event: threading.Event) -> None:
         """aiosmtpd's, except that a failed bind (the port in use) wakes start() at
-        once: it waited out `ready_timeout` first (docs/operations.md)."""
+        once: it waited out `ready_timeout` first (docs/operations.md). aiosmtpd
+        leaves its loop open then; closed at the process's exit, in whatever order
+        the interpreter finalizes objects, its self-pipe socket was sometimes gone
+        first, and the listener's one-line refusal came with a traceback after it."""
         super()._run(ready_event)
         if self._thread_exception is not None:
+            self.loop.close()
             ready_event.set()
 
     def _create_server(self) -> Any:

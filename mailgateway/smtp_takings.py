@@ -15,6 +15,19 @@ seeing one of its listener processes exit) removes it and adds a line per key to
 `<key>.deaths`: `alone` when that mail was the only one the process was taking
 (`takings.Takings`), so the death is surely its own, `beside` otherwise.
 
+Only a death that may be the mail's own doing is counted. A supervisor that ends a
+gateway whose ingest hangs (the database holding a query: the health check fails,
+an orchestrator restarts it) is no crash of the mail, and counting it put a good
+mail in the quarantine after a few restarts while its sender retried. So two deaths
+count against no mail: one after the process began an orderly stop (`stopping`
+writes it at the top of the file: a SIGTERM, then the supervisor's kill after its
+grace), and one of a mail whose thread was waiting on the database past the
+mail's storing deadline (its sender answered 451 already). The thread's waits are
+known in memory from the database engine's events (`database_asked`,
+`database_answered`: no system call), and a watcher thread writes the slot's mark
+(`_HUNG`) once such a wait outlasts the deadline, so the mark is on the disk before
+any supervisor acts on the health check; the wait's end takes it off at once.
+
 Nothing is fsync'd: a process that dies leaves what it wrote in the kernel's page
 cache, which only the machine going down loses, and then the mails in flight died
 of something else. A write is two system calls a mail and no database commit
@@ -43,8 +56,17 @@ log = logging.getLogger("mailgateway.smtp")
 _KEY_CHARS = 64  # a SHA-256 in hex
 _ALONE, _BESIDE = "A", "B"
 _SECONDS_CHARS = 12  # when it began, in whole seconds since the epoch
-_SLOT = _KEY_CHARS + _SECONDS_CHARS + 4  # key, A or B, the time, spaces and a line feed
+# The slot's last field: the mail's thread waits on the database past its deadline
+# (`_HUNG`), or not (`_WORKING`).
+_WORKING, _HUNG = "-", "H"
+_SLOT = _KEY_CHARS + _SECONDS_CHARS + 6  # key, A or B, the time, the mark, spaces and a line feed
+_MARK_AT = _SLOT - 2  # where the mark is in a slot
 _BLANK = b" " * (_SLOT - 1) + b"\n"
+# The file's first line, before the slots: blank, or this once the process began to stop.
+_STOPPED = "stopping"
+_STOPPING = _STOPPED.encode("ascii").ljust(_SLOT - 1) + b"\n"
+# How often the watcher looks at the database waits of the ingest threads (`_watch`).
+WATCH_SECONDS = 0.25
 _SUFFIX = ".takings"
 _DEATHS = ".deaths"
 # What SMTP_LISTEN may hold that a folder's name should not (`takings_directory`).
@@ -74,13 +96,39 @@ def taking_key(raw: bytes, mail_from: str, recipients: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def _read_slot(slot: str) -> tuple[str, str, float]:
-    """The key, kind and start of a slot's mail; no key for a blank (or torn) slot."""
-    key, kind, began = (slot.split() + ["", "", ""])[:3]
+class _Slot(NamedTuple):
+    """What a slot's line says: no key for a blank (or torn) one, or the file's first line."""
+
+    key: str = ""
+    kind: str = ""
+    began: float = 0.0
+    hung: bool = False
+
+
+def _read_slot(slot: str) -> _Slot:
+    key, kind, began, mark = (slot.split() + ["", "", "", ""])[:4]
     try:
-        return (key, kind, float(began)) if len(key) == _KEY_CHARS else ("", "", 0.0)
+        return _Slot(key, kind, float(began), mark == _HUNG) if len(key) == _KEY_CHARS else _Slot()
     except ValueError:
-        return "", "", 0.0
+        return _Slot()
+
+
+def _lines(written: bytes) -> list[str]:
+    """A file's lines. Nothing is written where no slot or stop was (its first line
+    until a stop, a slot whose thread took no mail yet), and reads as zero bytes:
+    blanks too."""
+    return written.replace(b"\0", b" ").decode("ascii", "replace").splitlines()
+
+
+class _Thread:
+    """One ingest thread's slot, and what its mail does now, in this process's memory."""
+
+    def __init__(self, index: int) -> None:
+        self.offset = (index + 1) * _SLOT  # the file's first line is its stop's
+        self.key = ""  # the mail being stored, if any
+        self.deadline = 0.0  # its storing's deadline, in `time.monotonic()`
+        self.asked = False  # the thread waits on the database
+        self.hung = False  # its slot says so (`_HUNG`)
 
 
 def storing_for(directory: Path) -> list[float]:
@@ -93,10 +141,10 @@ def storing_for(directory: Path) -> list[float]:
     ages: list[float] = []
     for path in directory.glob(f"*{_SUFFIX}"):
         try:
-            slots = path.read_text("ascii", "replace").splitlines()
+            slots = _lines(path.read_bytes())
         except FileNotFoundError:
             continue
-        ages.extend(now - began for key, _kind, began in map(_read_slot, slots) if key)
+        ages.extend(now - slot.began for slot in map(_read_slot, slots) if slot.key)
     return ages
 
 
@@ -121,11 +169,14 @@ def _created(building: Path) -> int:
 
 class SmtpTakings:
     """This process's file of slots, and the deaths recorded for every listener
-    process sharing `directory`. Used from the ingest threads and, for `adopt`, from
-    the gateway's main thread."""
+    process sharing `directory`. Used from the ingest threads, from the event loop
+    (`stopping`), from its watcher thread and, for `adopt`, from the gateway's main
+    thread. `hang_seconds`: how long a mail may be stored before its sender is
+    answered 451 (the listener's deadline); a database wait past it is a hang."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, hang_seconds: float) -> None:
         self.directory = directory
+        self.hang_seconds = hang_seconds
         name = f"{os.getpid()}-{uuid.uuid4().hex}"
         building = directory / f".{name}"
         try:
@@ -139,9 +190,14 @@ class SmtpTakings:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self.path = directory / f"{name}{_SUFFIX}"
         os.rename(building, self.path)
-        self._slots = threading.local()
-        self._next_slot = 0
+        self._local = threading.local()
+        self._threads: list[_Thread] = []
+        # Held while a slot is written, so the watcher's mark never lands in a slot
+        # its thread blanked or began again meanwhile.
         self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="smtp-takings", daemon=True)
+        self._watcher.start()
         self.adopt()
 
     def deaths(self, key: str) -> Deaths:
@@ -169,18 +225,99 @@ class SmtpTakings:
     @contextmanager
     def taking(self, key: str, *, alone: bool) -> Iterator[None]:
         """Hold `key` in this thread's slot while the mail is stored; a death in
-        between is counted against it by whoever finds this file. A slot that cannot
-        be written (the instance folder's disk full, or remounted read-only) costs
-        that count, never the mail: it is stored uncounted, as before the count
-        existed, rather than answered 451 for as long as the disk stays full."""
-        offset = self._slot() * _SLOT
+        between is counted against it by whoever finds this file, unless it is a
+        hang's or a stop's (the module's docstring). A slot that cannot be written
+        (the instance folder's disk full, or remounted read-only) costs that count,
+        never the mail: it is stored uncounted, as before the count existed, rather
+        than answered 451 for as long as the disk stays full."""
+        thread = self._thread()
         began = f"{time.time():{_SECONDS_CHARS}.0f}"
-        held = self._write(f"{key} {_ALONE if alone else _BESIDE} {began}\n".encode("ascii"), offset, key)
+        line = f"{key} {_ALONE if alone else _BESIDE} {began} {_WORKING}\n".encode("ascii")
+        with self._lock:
+            held = self._write(line, thread.offset, key)
+            thread.asked, thread.hung = False, False
+            if held:
+                thread.key, thread.deadline = key, time.monotonic() + self.hang_seconds
         try:
             yield
         finally:
             if held:
-                self._write(_BLANK, offset, key)
+                with self._lock:
+                    thread.key, thread.hung = "", False
+                    self._write(_BLANK, thread.offset, key)
+
+    def database_asked(self, *_event: object) -> None:
+        """This thread now waits on the database (a statement, a commit): a memory
+        write, for the watcher; nothing for a thread storing no SMTP mail. Called by
+        the database engine's events, whose arguments say nothing needed here."""
+        thread: _Thread | None = getattr(self._local, "thread", None)
+        if thread is not None:
+            thread.asked = True
+
+    def database_answered(self, *_event: object) -> None:
+        """This thread's wait on the database ended: its slot's hang mark, if the
+        watcher wrote one, is taken off before the mail goes on, so a death after it
+        is counted again. A commit's end is not told (the engine has no event for
+        it): the next statement or the storing's end tells it."""
+        thread: _Thread | None = getattr(self._local, "thread", None)
+        if thread is None:
+            return
+        thread.asked = False
+        if thread.hung:  # read after `asked` is cleared: see `_mark_hangs`
+            with self._lock:
+                self._mark(thread, hung=False)
+
+    def _thread(self) -> _Thread:
+        thread: _Thread | None = getattr(self._local, "thread", None)
+        if thread is None:
+            with self._lock:
+                thread = _Thread(len(self._threads))
+                self._threads.append(thread)
+            self._local.thread = thread
+        return thread
+
+    def _watch(self) -> None:
+        while not self._closed.wait(WATCH_SECONDS):
+            self._mark_hangs()
+
+    def _mark_hangs(self) -> None:
+        """Mark the slot of each mail whose thread waits on the database past the
+        mail's deadline (its wait's end takes the mark off, `database_answered`)."""
+        now = time.monotonic()
+        with self._lock:
+            for thread in self._threads:
+                hung = bool(thread.key) and thread.asked and now >= thread.deadline
+                if hung == thread.hung:
+                    continue
+                if hung:
+                    # `hung` is set before `asked` is read again: a wait ending
+                    # between the two is seen here, or its thread sees `hung` and
+                    # waits for this lock to take the mark off (`database_answered`).
+                    thread.hung = True
+                    if not thread.asked:
+                        thread.hung = False
+                        continue
+                self._mark(thread, hung=hung)
+                if hung:
+                    log.warning(
+                        "SMTP mail %s has waited on the database past its deadline (%g s): its "
+                        "ingest thread hangs, and a death now is not counted against the mail",
+                        thread.key,
+                        self.hang_seconds,
+                    )
+
+    def _mark(self, thread: _Thread, *, hung: bool) -> None:
+        """Write a slot's mark; called with the lock held, for a slot holding a mail."""
+        thread.hung = hung
+        self._write((_HUNG if hung else _WORKING).encode("ascii"), thread.offset + _MARK_AT, thread.key)
+
+    def stopping(self) -> None:
+        """An orderly stop began: a death from now on (the supervisor's kill after its
+        grace, with a mail's storing hung) is the stop's, counted against no mail."""
+        try:
+            os.pwrite(self._fd, _STOPPING, 0)
+        except OSError as exc:  # the deaths of this stop may then be counted
+            log.error("could not write the stop in %s: %s", self.path, exc)
 
     def _write(self, slot: bytes, offset: int, key: str) -> bool:
         """Write a slot; False, logged, when the disk refuses it."""
@@ -192,14 +329,6 @@ class SmtpTakings:
             )
             return False
         return True
-
-    def _slot(self) -> int:
-        slot: int | None = getattr(self._slots, "index", None)
-        if slot is None:
-            with self._lock:
-                slot, self._next_slot = self._next_slot, self._next_slot + 1
-            self._slots.index = slot
-        return slot
 
     def adopt(self) -> int:
         """Count the deaths of the processes that died with mails in their slots,
@@ -221,7 +350,7 @@ class SmtpTakings:
                     continue
                 if os.fstat(fd).st_nlink == 0:  # adopted by another before this lock
                     continue
-                slots = os.read(fd, os.fstat(fd).st_size).decode("ascii", "replace").splitlines()
+                slots = _lines(os.read(fd, os.fstat(fd).st_size))
                 # Removed before its deaths are written: dying in between loses a death
                 # (one more for the mail that kills) rather than counting one twice.
                 try:
@@ -231,19 +360,30 @@ class SmtpTakings:
                     continue
             finally:
                 os.close(fd)
-            for slot in slots:
-                key, kind, _began = _read_slot(slot)
-                if not key:
-                    continue
-                log.error("an SMTP listener process died while storing mail %s", key)
-                try:
-                    with open(self._deaths_path(key), "a", encoding="ascii") as deaths:
-                        deaths.write("alone\n" if kind == _ALONE else "beside\n")
-                except OSError as exc:  # a full disk: the death is lost, the gateway goes on
-                    log.error("could not count the death of SMTP mail %s: %s", key, exc)
-                    continue
-                counted += 1
+            counted += self._count(slots)
         self._prune()
+        return counted
+
+    def _count(self, slots: list[str]) -> int:
+        """Count the deaths of a dead process's mails (its file's lines), but those of
+        a hang or a stop (the module's docstring); the number counted."""
+        stopped = bool(slots) and slots[0].split() == [_STOPPED]
+        counted = 0
+        for slot in map(_read_slot, slots):
+            if not slot.key:
+                continue
+            if stopped or slot.hung:
+                why = "during its stop" if stopped else "with the mail waiting on the database (a hang)"
+                log.warning("an SMTP listener process was ended %s (mail %s): not counted", why, slot.key)
+                continue
+            log.error("an SMTP listener process died while storing mail %s", slot.key)
+            try:
+                with open(self._deaths_path(slot.key), "a", encoding="ascii") as deaths:
+                    deaths.write("alone\n" if slot.kind == _ALONE else "beside\n")
+            except OSError as exc:  # a full disk: the death is lost, the gateway goes on
+                log.error("could not count the death of SMTP mail %s: %s", slot.key, exc)
+                continue
+            counted += 1
         return counted
 
     def _prune(self) -> None:
@@ -260,6 +400,8 @@ class SmtpTakings:
         """At a clean stop, once every mail was stored: nothing in flight to count."""
         if self._fd < 0:
             return
+        self._closed.set()
+        self._watcher.join()
         os.unlink(self.path)
         os.close(self._fd)
         self._fd = -1

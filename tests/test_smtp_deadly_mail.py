@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.policy import SMTP
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from helpdesk.extensions import db
 from helpdesk.models import InboundMail, QuarantineItem, Ticket
@@ -88,6 +91,27 @@ def stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
+
+
+def health_check(gateways: DeadlyGateways, **env: str) -> tuple[int, str]:
+    """`gateway.py --check` for the gateways' port and folder: its exit code and what it said."""
+    done = subprocess.run(
+        [sys.executable, "gateway.py", "--check"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **SECRETS,
+            "DATABASE_URL": gateways.database_url,
+            "SMTP_LISTEN": f"127.0.0.1:{gateways.port}",
+            "HELPDESK_INSTANCE_DIR": str(gateways.tmp_path / "instance"),
+            "SUPPORT_ADDRESSES": "support@helpdesk.test",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout
 
 
 def send_in_background(port: int, raw: bytes, replies: dict[str, object], name: str) -> threading.Thread:
@@ -236,26 +260,9 @@ def test_the_health_check_fails_while_a_mail_s_storing_hangs(app, gateways, tmp_
     the mail. Before, the check found the listener answering and was healthy."""
     port = gateways.port
     gateways.start(1, SMTP_TIMEOUT="2s")
-    env = {
-        **os.environ,
-        **SECRETS,
-        "DATABASE_URL": gateways.database_url,
-        "SMTP_LISTEN": f"127.0.0.1:{port}",
-        "HELPDESK_INSTANCE_DIR": str(tmp_path / "instance"),
-        "SUPPORT_ADDRESSES": "support@helpdesk.test",
-        "SMTP_TIMEOUT": "2s",
-    }
 
     def check() -> tuple[int, str]:
-        done = subprocess.run(
-            [sys.executable, "gateway.py", "--check"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return done.returncode, done.stdout
+        return health_check(gateways, SMTP_TIMEOUT="2s")
 
     code, said = check()
     assert code == 0 and f"ok   smtp listener: 127.0.0.1:{port} answers, 0 mail(s) being stored" in said, said
@@ -338,3 +345,86 @@ def test_a_mail_taken_alone_behind_a_hanging_one_stalls_no_other_mail(app, gatew
     finally:
         process.kill()
         process.wait(timeout=30)
+
+
+@contextmanager
+def writes_held(database_url: str) -> Iterator[None]:
+    """The database holding every write to the inbound mail, as a lock another
+    session keeps does: PostgreSQL's SHARE lock on the table (reads go on), SQLite's
+    write lock (its busy timeout long, so a write waits as on a hung server)."""
+    if database_url.startswith("sqlite"):
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    with db.engine.connect() as held:
+        held.execute(text("LOCK TABLE inbound_mails IN SHARE MODE"))
+        yield
+        held.rollback()
+
+
+def test_restarts_of_a_gateway_whose_database_hangs_leave_its_mail_to_be_stored(
+    app, gateways, database_url, customers
+):
+    """The database holds the mail's storing; its sender gets 451 at the deadline and
+    retries, and a supervisor ends the gateway each time its health check fails (the
+    mail stored longer than SMTP_TIMEOUT) and starts it again: once after a SIGTERM
+    whose stop waits on the hung thread, then with SIGKILL alone. Before, each kill
+    counted a death against the mail, and after 1 + TAKING_ATTEMPTS of them its
+    next delivery was quarantined unread as deadly though nothing was wrong with it.
+    A hang is no death of the mail: once the database answers, it is a ticket."""
+    port, log = gateways.port, gateways.log
+    mail = message(message_id="<waits@client.example>").as_bytes(policy=SMTP)
+    settings = {"SMTP_TIMEOUT": "2s", "SQLITE_BUSY_TIMEOUT_MS": "600000"}
+    with writes_held(database_url):
+        for restart in range(1 + TAKING_ATTEMPTS):
+            process = gateways.start(1, **settings)
+            code, _text = send(port, mail, mail_from="ann@example.com")
+            assert code == 451, "".join(log)
+            wait_until(
+                lambda: health_check(gateways, **settings)[0] == 1, timeout=30, what=lambda: "".join(log)
+            )
+            if restart == 0:  # a supervisor's stop: SIGTERM, and SIGKILL after its grace
+                process.send_signal(signal.SIGTERM)
+                wait_until(lambda: "received SIGTERM, stopping" in "".join(log), what=lambda: "".join(log))
+            process.kill()
+            assert process.wait(timeout=30) == -signal.SIGKILL
+    process = gateways.start(1, **settings)
+    try:
+        assert send(port, mail, mail_from="ann@example.com") == (250, b"2.0.0 OK created TKT-000001")
+        assert deaths_counted(log) == 0, "".join(log)
+        assert "".join(log).count("(mail ") == 1 + TAKING_ATTEMPTS, "".join(log)  # each kill, not counted
+    finally:
+        stop(process)
+    db.session.expire_all()
+    assert not db.session.execute(select(QuarantineItem)).scalars().all()
+
+
+def test_a_kill_during_a_stop_counts_no_death(app, gateways, tmp_path, customers):
+    """A SIGTERM while a mail is being stored, and the supervisor's SIGKILL before the
+    stop ends (its grace shorter than the storing): the process began an orderly
+    stop, so its death is the stop's, counted against no mail, and the mail's retry
+    is stored beside others, not taken alone. Before, it counted as the mail's death."""
+    port, log = gateways.port, gateways.log
+    slow = message(message_id="<slow-kill@client.example>", headers={SLOW_FIELD: "6"}).as_bytes(policy=SMTP)
+    replies: dict[str, object] = {}
+    process = gateways.start(1)
+    sender = send_in_background(port, slow, replies, "slow")
+    time.sleep(1.0)  # the slow mail is being parsed (6 s)
+    process.send_signal(signal.SIGTERM)
+    wait_until(lambda: "received SIGTERM, stopping" in "".join(log), what=lambda: "".join(log))
+    process.kill()
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    sender.join(timeout=30)
+    process = gateways.start(1)
+    try:
+        assert deaths_counted(log) == 0, "".join(log)
+        assert "was ended during its stop (mail " in "".join(log), "".join(log)
+        assert not list((tmp_path / "instance" / "smtp-takings").glob("*/*.deaths"))
+        assert send(port, slow, mail_from="bob@example.com") == (250, b"2.0.0 OK created TKT-000001")
+    finally:
+        stop(process)

@@ -64,10 +64,10 @@ def test_a_death_the_full_disk_cannot_record_stops_no_one(tmp_path: Path, caplog
     key = taking_key(b"Subject: x\r\n\r\nx\r\n", "ann@example.com", ("support@example.com",))
     # A dead process's file, its lock free, its mail still in a slot; the record of
     # that mail's deaths on the full device.
-    (tmp_path / "1-dead.takings").write_text(f"{key} A {1:12d}\n", "ascii")
+    (tmp_path / "1-dead.takings").write_text(f"{key} A {1:12d} -\n", "ascii")
     (tmp_path / f"{key}.deaths").symlink_to(FULL)
     with caplog.at_level(logging.ERROR, logger="mailgateway.smtp"):
-        takings = SmtpTakings(tmp_path)
+        takings = SmtpTakings(tmp_path, hang_seconds=1.0)
     try:
         assert not (tmp_path / "1-dead.takings").exists()
         assert any("could not count the death" in record.getMessage() for record in caplog.records)
