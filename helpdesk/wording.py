@@ -109,6 +109,10 @@ KNOWN = (
         "Cannot approve item %(id)s: the mail gateway never read this mail from its mailbox, "
         "so nothing of it is stored here to approve; its reason says where it is."
     ),
+    N_(
+        "Cannot approve item %(id)s: a process reading this mail apart did not end well, as "
+        "the mail gateway's processes did not; reject it, or download it to look at it."
+    ),
     N_("Quarantine item %(id)s was already %(state)s."),
     # the reasons history rows record (helpdesk.services.tickets, lifecycle_jobs;
     # the portal's bulk form)

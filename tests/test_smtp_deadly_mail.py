@@ -24,7 +24,10 @@ import pytest
 from sqlalchemy import select, text
 
 from helpdesk.extensions import db
+from helpdesk.inbound import quarantine
+from helpdesk.inbound.ingest import quarantine_deadly
 from helpdesk.models import InboundMail, QuarantineItem, Ticket
+from helpdesk.services import Actor
 from helpdesk.services.senders import SendersService
 from mailgateway.takings import TAKING_ATTEMPTS
 from tests.support.gateway_process import ROOT, SECRETS, start
@@ -428,3 +431,49 @@ def test_a_kill_during_a_stop_counts_no_death(app, gateways, tmp_path, customers
         assert send(port, slow, mail_from="bob@example.com") == (250, b"2.0.0 OK created TKT-000001")
     finally:
         stop(process)
+
+
+def test_approving_a_mail_held_as_deadly_reads_it_apart_first(app, database_url, tmp_path):
+    """A mail held unread because listener processes died storing it is read for the
+    first time when approved. Before, `quarantine approve` read it in the CLI's own
+    process, which it killed (SIGKILL, nothing said); the portal's worker likewise.
+    Now a process apart reads it first: its death refuses the approval in one line,
+    and the mail stays held for a decision."""
+    deadly = message(message_id="<deadly@client.example>", headers={_DEADLY_NAME: _DEADLY_VALUE}).as_bytes(
+        policy=SMTP
+    )
+    quarantine_deadly(deadly, 1 + TAKING_ATTEMPTS, "smtp 127.0.0.1:25")
+    db.session.commit()
+    [item_id] = db.session.execute(select(QuarantineItem.id)).scalars().all()
+    db.session.rollback()  # SQLite's write lock, taken by the read's transaction, let go
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "quarantine", "approve", str(item_id)],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **SECRETS,
+            "DATABASE_URL": database_url,
+            "HELPDESK_INSTANCE_DIR": str(tmp_path / "instance"),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(DEADLY), os.environ.get("PYTHONPATH", "")])),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert f"Cannot approve item {item_id}: a process reading this mail apart did not end well" in done.stderr
+    db.session.expire_all()
+    assert db.session.execute(select(QuarantineItem.state)).scalar_one() == "pending"
+    assert not db.session.execute(select(Ticket)).scalars().all()
+
+
+def test_a_mail_held_unread_that_reads_well_apart_is_approved(app, customers):
+    """The process apart reads a harmless mail held unread and ends well: the
+    approval goes on in the reviewer's process, as before."""
+    good = message(message_id="<good-held@client.example>").as_bytes(policy=SMTP)
+    quarantine_deadly(good, 1 + TAKING_ATTEMPTS, "smtp 127.0.0.1:25")
+    db.session.commit()
+    [item_id] = db.session.execute(select(QuarantineItem.id)).scalars().all()
+    result = quarantine.approve(db.session, item_id, Actor.system("test"), app.config)
+    db.session.commit()
+    assert (result.outcome.value, result.ticket_number) == ("created", "TKT-000001")

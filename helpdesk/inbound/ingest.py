@@ -636,6 +636,14 @@ def _unfetchable_key(place: str) -> str:
 
 
 _HELD_BY_PLACE = "unfetchable:"  # how the dedup key of a mail held by its place begins
+_HELD_UNREAD = "unread:"  # how the dedup key of a mail held unread begins (`_hold_unread`)
+
+
+def held_unread(record: InboundRecord) -> bool:
+    """Whether `record` is a mail held with its raw bytes but never read (its
+    listener processes died storing it, or its processing failed before the
+    pipeline): an approval reads it for the first time (`apart`)."""
+    return record.dedup_key.startswith(_HELD_UNREAD)
 
 
 def quarantine_unread(raw: bytes, channel: str, exc: Exception, source: str = "") -> Result:
@@ -665,7 +673,7 @@ def quarantine_deadly(raw: bytes, deaths: int, source: str = "") -> Result:
 def _hold_unread(raw: bytes, channel: str, source: str, reason: str) -> Result:
     """Hold `raw` unread, as failed, keyed by its bytes: a second record of it (a
     crash before the IMAP move, a sender's retry after a lost 250) is a duplicate."""
-    key = "unread:" + hashlib.sha256(raw).hexdigest()
+    key = _HELD_UNREAD + hashlib.sha256(raw).hexdigest()
     reason = clean(f"{reason}; parked with its raw bytes for review")
     return _hold_fixed(db.session, None, key, channel, source, reason, raw)
 

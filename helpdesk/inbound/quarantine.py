@@ -26,6 +26,7 @@ operator's terminal (a system actor) see everything.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -35,12 +36,14 @@ from sqlalchemy.orm import Session, aliased, joinedload
 
 from helpdesk.clock import now
 from helpdesk.errors import Conflict, NotFound, ValidationError
+from helpdesk.inbound.apart import why_it_cannot_be_read
 from helpdesk.inbound.ingest import (
     Envelope,
     Outcome,
     Result,
     apply,
     decide,
+    held_unread,
     kept_beside,
     never_read,
     with_envelope_sender,
@@ -50,6 +53,8 @@ from helpdesk.inbound.parser import parse
 from helpdesk.models import QuarantineItem, Ticket
 from helpdesk.services import Actor, visibility
 from helpdesk.services.queue import MAX_PER_PAGE, Page, settled_total
+
+log = logging.getLogger(__name__)
 
 MAX_FOLLOWED = 8  # held mail a follow-up is judged by, up its thread; past it, admins only
 PER_PAGE = 25  # held mail on a page of the portal's list, as tickets on the queue's
@@ -224,10 +229,19 @@ def approve(session: Session, item_id: int, reviewer: Actor, config: Mapping[str
             f"Cannot approve item {item_id}: the mail gateway never read this mail from its mailbox, "
             "so nothing of it is stored here to approve; its reason says where it is."
         )
+    limits = MailLimits.from_config(config)
+    # Read for the first time: in a process apart first, as it may be what killed
+    # the gateway's processes (docs/mail-gateway.md, "A mail that kills the listener").
+    if held_unread(record) and (why := why_it_cannot_be_read(record.raw, limits)) is not None:
+        log.warning("quarantine item %d not approved: %s", item_id, why)
+        raise Conflict(
+            f"Cannot approve item {item_id}: a process reading this mail apart did not end well, as "
+            "the mail gateway's processes did not; reject it, or download it to look at it."
+        )
     # Its source too: approved, it is counted where it came in (docs/web.md, "Mail flow").
     recipients = tuple(filter(None, record.recipients.split(",")))
     envelope = Envelope(record.mail_from, recipients, record.channel, record.source or "")
-    mail = with_envelope_sender(parse(record.raw, MailLimits.from_config(config)), envelope)
+    mail = with_envelope_sender(parse(record.raw, limits), envelope)
     # Kept beside another mail that used its Message-ID first: the reason and the
     # gateway's note keep saying so (docs/mail-gateway.md, "Duplicates").
     beside = kept_beside(session, record.dedup_key)
