@@ -22,7 +22,8 @@ from contextlib import contextmanager
 # How often a wait looks at its stop event: a stop is never held up longer.
 _LOOK_SECONDS = 1.0
 # Gateway processes that may begin taking one mail alone and die before it is
-# recorded (killed, crashed, or restarted after a hang) before it is kept unread,
+# recorded (killed or crashed; a restart that ends a taking waiting on the database,
+# or comes during an orderly stop, is no death) before it is kept unread,
 # an IMAP message filed as failed, an SMTP mail parked in the quarantine: such a
 # mail likely kills every process that reads it. Counted outside the process, since
 # a dying process loses its memory: in the mailbox's row for IMAP, in the listener's
