@@ -11,6 +11,7 @@ import email
 import email.policy
 import json
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from email.utils import getaddresses
 from urllib.parse import urljoin, urlsplit
@@ -232,6 +233,36 @@ def test_a_known_number_costs_the_same_statements_as_an_unknown_one(client, serv
     unknown = _statements(track("TKT-000777", "eve@example.com"))
     unreadable = _statements(track("TKT-x", "eve@example.com"))
     assert len(known) == len(unknown) == len(unreadable), (known, unknown, unreadable)
+
+
+def test_a_staff_members_address_looks_up_none_of_the_tickets_it_is_copied_on(client, service, agent):
+    """Customers copy their account manager: an agent's address (a name at the
+    company's domain, easy to guess) was a CC of many customers' tickets, and the
+    tracker showed each of them to whoever typed it with the numbers in turn, the
+    same answer as the customer's. Now it opens none, answered as a wrong address,
+    with the same work whether or not the number exists; the customer's own
+    address still does."""
+    open_ticket(service, cc=[(agent.email, agent.name)])
+    spellings = [agent.email, agent.email.upper(), f" {agent.email}. "]
+    for written in spellings:
+        api = client.post("/api/v1/public/track", json={"ticket_number": "TKT-000001", "email": written})
+        assert api.status_code == 404, written
+        form = {"ticket_number": "tkt-1", "email": written, "csrf_token": Portal(client).token("/track")}
+        page = client.post("/track", data=form)
+        assert page.status_code == 404 and "No ticket matches" in page.get_data(as_text=True), written
+    own = client.post(
+        "/api/v1/public/track", json={"ticket_number": "TKT-000001", "email": "ann@example.com"}
+    )
+    assert own.status_code == 200
+
+    def track(number: str) -> Callable[[], None]:
+        def ask() -> None:
+            answer = client.post("/api/v1/public/track", json={"ticket_number": number, "email": agent.email})
+            assert answer.status_code == 404
+
+        return ask
+
+    assert len(_statements(track("TKT-000001"))) == len(_statements(track("TKT-000777")))
 
 
 def test_a_lookups_page_left_in_a_browsers_history_opens_nothing_after_the_visit(app, clock, client, service):

@@ -21,7 +21,7 @@ from helpdesk.tracker.limits import limit_per_ip, limit_per_ticket
 def track() -> ResponseReturnValue:
     data = json_object({"ticket_number": (str,), "email": (str,)}, required=("ticket_number", "email"))
     cfg = current_app.config
-    found = tracking.find(db.session, data["ticket_number"], data["email"], cfg["TICKET_PREFIX"])
+    found = tracking.find(db.session, data["ticket_number"], data["email"], cfg)
     view = asdict(tracking.customer_view(db.session, found.ticket, cfg, found.address))
     for key in ("created_at", "updated_at"):
         view[key] = when(view[key])

@@ -114,18 +114,26 @@ class Found(NamedTuple):
     address: str
 
 
-def find(session: Session, number_text: str, email: str, prefix: str) -> Found:
+def find(session: Session, number_text: str, email: str, config: Mapping[str, Any]) -> Found:
     """The ticket if `email` is its requester or a CC participant, else NotFound. A
     merged ticket's lookup shows its survivor, where its people are participants.
+
+    Never by an address of the helpdesk's own or of a staff member
+    (`contacts.is_ours`): customers copy their account manager, so one agent's
+    address is a CC of many customers' tickets, and whoever knew or guessed it (a
+    name at the company's domain) read each of them by trying the numbers in turn. Staff read tickets in
+    the portal. Asked before the ticket is, whatever the number: the answer's
+    timing says nothing of whether that address is on the ticket.
 
     `email` is compared in either spelling of an internationalised domain
     (`addresses.either_form`): a customer stored as `ann@xn--bcher-kva.example`, as
     her mail program wrote her, who types `ann@bücher.example` is the same mailbox,
     and was told "not found" of her own ticket (docs/integrations.md, "Who the
     customer is"). A homograph stays another address."""
-    number = requested_number(number_text, prefix)
-    allowed = session.execute(_ALLOWED, {"number": number or 0}).scalars().all()
     address = addresses.normalize(email)
+    ours = "@" in address and contacts.is_ours(session, address, config)
+    number = requested_number(number_text, config["TICKET_PREFIX"])
+    allowed = session.execute(_ALLOWED, {"number": number or 0}).scalars().all()
     forms = sorted(addresses.either_form(address))
     matched = ""
     for candidate in allowed or ["-"]:  # a comparison either way: the same cost
@@ -135,7 +143,7 @@ def find(session: Session, number_text: str, email: str, prefix: str) -> Found:
     # The stand-in "-" matches nobody, though an address of "-" equals it. A stand-in
     # address is derived from a phone number, which is no proof (docs/integrations.md):
     # someone known by phone only follows up on WhatsApp.
-    if not (allowed and matched) or not address or addresses.is_reserved_invalid(address):
+    if not (allowed and matched) or not address or ours or addresses.is_reserved_invalid(address):
         raise NotFound(NOT_FOUND)
     ticket = session.execute(select(Ticket).where(Ticket.number == number)).scalar_one()
     return Found(survivor(session, ticket), matched)

@@ -82,7 +82,7 @@ def lookup() -> ResponseReturnValue:
     email = request.form.get("email", "")[:320]
     cfg = current_app.config
     try:
-        found = tracking.find(db.session, number, email, cfg["TICKET_PREFIX"])
+        found = tracking.find(db.session, number, email, cfg)
     except NotFound as exc:
         shown = number[: tracking.MAX_NUMBER_TEXT]
         return render_template(
