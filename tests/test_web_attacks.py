@@ -265,6 +265,34 @@ def test_a_staff_members_address_looks_up_none_of_the_tickets_it_is_copied_on(cl
     assert len(_statements(track("TKT-000001"))) == len(_statements(track("TKT-000777")))
 
 
+def test_a_merged_in_customer_reads_the_survivors_status_changes_since_they_joined_only(
+    client, service, agent_actor, clock
+):
+    """A merge joins strangers (the customers of one outage). The tracker showed a
+    customer whose ticket was merged in the survivor's whole status timeline, from
+    before they joined: another customer's story, though its replies were already
+    theirs only since then. Its own customer still reads all of it."""
+    ann = open_ticket(service)
+    service.mark_viewed(ann, actor=agent_actor)
+    service.change_status(ann, "in_progress", actor=agent_actor)
+    bob = open_ticket(service, requester_email="bob@example.com", requester_name="Bob")
+    db.session.commit()
+    clock.shift(timedelta(minutes=5))
+    service.merge(bob, ann, actor=agent_actor)
+    clock.shift(timedelta(minutes=5))
+    service.change_status(ann, "pending_customer", actor=agent_actor)
+    db.session.commit()
+
+    def timeline(number: str, email: str) -> list[str]:
+        answer = client.post("/api/v1/public/track", json={"ticket_number": number, "email": email})
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return [change["status"] for change in answer.get_json()["timeline"]]
+
+    assert timeline("TKT-000002", "bob@example.com") == ["pending_customer"]
+    assert timeline("TKT-000001", "bob@example.com") == ["pending_customer"]
+    assert timeline("TKT-000001", "ann@example.com") == ["new", "open", "in_progress", "pending_customer"]
+
+
 def test_a_lookups_page_left_in_a_browsers_history_opens_nothing_after_the_visit(app, clock, client, service):
     """The lookup's answer carries a token for its language switch, whose page
     (`/track/lookup/<token>`) stays in the browser's history. It was honoured as long

@@ -179,9 +179,7 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
         )
         for message in reversed(theirs[:REPLIES_SHOWN])
     ]
-    timeline = [
-        StatusChange(row.new_value or "", row.created_at) for row in ticket.history if row.field == "status"
-    ]
+    timeline = _timeline(session, ticket, since)
     rated = satisfaction.rating_of(session, ticket)
     return CustomerView(
         number=numbering.display_number(ticket.number, config),
@@ -217,6 +215,20 @@ def _joined(session: Session, merged_ids: tuple[int, ...]) -> datetime | None:
     )
     moments = list(session.execute(last).scalars())
     return min(moments) if moments else None
+
+
+def _timeline(session: Session, ticket: Ticket, since: datetime | None) -> list[StatusChange]:
+    """The ticket's status changes, oldest first; to a reader whose ticket was merged
+    in, those since it joined (`_joined`), as the replies are: the survivor's earlier
+    ones are its own customer's story. Read in SQL, status rows only: the ticket's
+    whole history (every field, every reason) was loaded to keep these."""
+    changes = select(TicketHistory.new_value, TicketHistory.created_at).where(
+        TicketHistory.ticket_id == ticket.id, TicketHistory.field == "status"
+    )
+    if since is not None:
+        changes = changes.where(TicketHistory.created_at >= since)
+    rows = session.execute(changes.order_by(TicketHistory.id)).all()
+    return [StatusChange(new_value or "", created_at) for new_value, created_at in rows]
 
 
 def _theirs(message: Message, own: notifications.OwnConversation, since: datetime | None) -> bool:
