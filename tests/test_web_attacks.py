@@ -26,6 +26,7 @@ from helpdesk.html import clean
 from helpdesk.models import Contact, OutboxMessage, Participant, QuarantineItem, Ticket
 from helpdesk.services import Actor
 from helpdesk.services.staff import StaffService
+from helpdesk.services.tracking import REPLY_CHARS_SHOWN
 from tests.support.app import ApiClient, Portal, login_tokens, make_app
 from tests.support.database import open_ticket
 from tests.support.mail import message
@@ -291,6 +292,32 @@ def test_a_merged_in_customer_reads_the_survivors_status_changes_since_they_join
     assert timeline("TKT-000002", "bob@example.com") == ["pending_customer"]
     assert timeline("TKT-000001", "bob@example.com") == ["pending_customer"]
     assert timeline("TKT-000001", "ann@example.com") == ["new", "open", "in_progress", "pending_customer"]
+
+
+def test_a_customers_huge_replies_are_shown_cut_and_never_read_whole_by_the_tracker(app, client, service):
+    """A customer may send their own ticket as many mails as they like, each of most of
+    MAX_MESSAGE_BYTES: the 50 newest made every opening of the status link (a GET,
+    no limit) a page of up to a gigabyte, each reply read whole. Each is now read in
+    SQL up to REPLY_CHARS_SHOWN characters, marked as cut; the mail has the rest."""
+    ticket = open_ticket(service)
+    huge = "x" * (REPLY_CHARS_SHOWN + 5000) + "TAIL"
+    for _ in range(3):
+        service.add_message(ticket, body=huge, actor=Actor.customer("ann@example.com", ""), channel="email")
+    service.add_message(ticket, body="Short.", actor=Actor.customer("ann@example.com", ""), channel="email")
+    db.session.commit()
+    token = customer_links.token(app.config, "status", ticket.id, "ann@example.com")
+    pages: list[str] = []
+    read = _statements(lambda: pages.append(client.get(f"/track/{token}").get_data(as_text=True)))
+    whole = [s for s in read if "messages.body" in s.replace("substr(messages.body", "")]
+    assert whole == []
+    assert "TAIL" not in pages[0] and len(pages[0]) < 4 * REPLY_CHARS_SHOWN
+    assert pages[0].count("all of it is in your email") == 3
+    answer = client.post(
+        "/api/v1/public/track", json={"ticket_number": "TKT-000001", "email": "ann@example.com"}
+    )
+    replies = answer.get_json()["replies"]
+    shown = [(len(reply["body"]), reply["body_truncated"]) for reply in replies]
+    assert shown == [(33, False), *[(REPLY_CHARS_SHOWN, True)] * 3, (6, False)]  # the request first
 
 
 def test_a_lookups_page_left_in_a_browsers_history_opens_nothing_after_the_visit(app, clock, client, service):

@@ -19,6 +19,7 @@ from helpdesk.api import bp
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
 from helpdesk.services.assistant import ANSWERED_DESCRIPTION_CHARS, TOO_MANY_CALLS
 from helpdesk.services.queue import MAX_SEARCH_CHARS
+from helpdesk.services.tracking import REPLY_CHARS_SHOWN
 from helpdesk.services.workflow import PRIORITIES as WORKFLOW_PRIORITIES
 
 
@@ -501,7 +502,11 @@ SCHEMAS: dict[str, Any] = {
                 "items": _object(
                     {
                         "author": {"type": "string"},
-                        "body": {"type": "string"},
+                        "body": {
+                            "type": "string",
+                            "description": f"its first {REPLY_CHARS_SHOWN:,} characters",
+                        },
+                        "body_truncated": {"type": "boolean", "description": "whether it had more"},
                         "created_at": TIME,
                         "from_customer": {"type": "boolean"},
                     }

@@ -23,7 +23,7 @@ from itertools import islice
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from config import LANGUAGES
 from helpdesk import addresses, numbering
@@ -43,7 +43,8 @@ UNNAMED_AUTHORS = (SUPPORT, CUSTOMER)
 @dataclass(frozen=True)
 class PublicReply:
     author: str
-    body: str
+    body: str  # its first REPLY_CHARS_SHOWN characters
+    body_truncated: bool  # whether it had more
     created_at: datetime
     from_customer: bool
 
@@ -80,6 +81,12 @@ class CustomerView:
 # ticket thousands, and the tracker page and `POST /public/track` showed every one
 # (docs/web.md, "Long threads"). The customer has the older ones in their mail.
 REPLIES_SHOWN = 50
+# Characters of each reply the view shows, read in SQL: a mail's text may be most of
+# MAX_MESSAGE_BYTES, and a customer may send as many as they like to their own
+# ticket, so 50 of them made every opening of its status link (no limit on a GET)
+# a page of up to a gigabyte, read whole and rendered (docs/web.md, "The public
+# tracker"). The whole text is in the customer's mail.
+REPLY_CHARS_SHOWN = 20_000
 
 # The longest spelling of a number a person types; longer text is not a number. The
 # lookup and the per-ticket rate limit both read the number through
@@ -159,25 +166,25 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
     # Read newest first in batches, and only until one more than is shown is found:
     # after a merge, whose a reply is is decided here (`_theirs`), not in SQL.
     newest_first = session.execute(
-        select(Message)
+        select(Message, func.substr(Message.body, 1, REPLY_CHARS_SHOWN + 1))
+        .options(defer(Message.body), defer(Message.body_html))
         .where(Message.ticket_id == ticket.id, Message.kind == "reply")
         .order_by(Message.id.desc())
         .execution_options(yield_per=REPLIES_SHOWN)
     )
     try:
-        theirs = list(
-            islice((m for m in newest_first.scalars() if _theirs(m, own, since)), REPLIES_SHOWN + 1)
-        )
+        theirs = list(islice((row for row in newest_first if _theirs(row[0], own, since)), REPLIES_SHOWN + 1))
     finally:
         newest_first.close()
     replies = [
         PublicReply(
             author=_author(message, cc_names),
-            body=message.body,
+            body=start[:REPLY_CHARS_SHOWN],
+            body_truncated=len(start) > REPLY_CHARS_SHOWN,
             created_at=message.created_at,
             from_customer=message.author_contact_id is not None,
         )
-        for message in reversed(theirs[:REPLIES_SHOWN])
+        for message, start in reversed(theirs[:REPLIES_SHOWN])
     ]
     timeline = _timeline(session, ticket, since)
     rated = satisfaction.rating_of(session, ticket)
