@@ -23,7 +23,7 @@ from helpdesk.services import Actor, TicketsService
 from helpdesk.services.canned import MAX_BODY, MAX_TITLE, CannedRepliesService
 from helpdesk.services.staff import StaffService
 from tests.support.app import ApiClient, Portal, login_tokens, make_app
-from tests.support.database import open_ticket
+from tests.support.database import open_ticket, statements
 from tests.support.waiting import wait_until
 
 NUMBER = "TKT-000001"
@@ -152,6 +152,27 @@ def test_a_canned_reply_is_inserted_without_javascript_and_sent(portal, service,
     assert sent.status_code == 302
     bodies = db.session.execute(select(Message.body).order_by(Message.id)).scalars().all()
     assert bodies[-1] == f"Hola Ann <Example>, {NUMBER} <b>resuelto</b>.\n— Agnes Agent"
+
+
+def test_the_ticket_page_reads_the_text_of_no_canned_reply_but_the_one_inserted(portal, service, agent):
+    """The choice lists titles: every ticket page (and every live refresh of it) read
+    the text of every reply on offer, up to 10,000 characters each, and showed none
+    of it; the first view of a new ticket, whose move to open commits, then read each
+    reply again, one query each. Now one query reads the titles alone, and `?canned=`
+    reads the text of the one it fills in."""
+    open_ticket(service)
+    shared = _canned(None, "Outage over", "Hola {customer_name}, la caída terminó.")
+    _canned(agent, "Mine", "Personal note for {customer_name}")
+    db.session.close()  # as a request finds it: none of the replies loaded yet
+    with statements() as sent:
+        page = portal.get(PAGE).get_data(as_text=True)
+    assert ">Outage over</option>" in page and ">Mine</option>" in page
+    (listed,) = [statement for statement in sent if "FROM canned_replies" in statement]
+    assert "canned_replies.body" not in listed
+    with statements() as sent:
+        page = portal.get(f"{PAGE}?canned={shared}").get_data(as_text=True)
+    assert _textarea(page) == "Hola Ann Example, la caída terminó."
+    assert len([statement for statement in sent if "canned_replies.body" in statement]) == 1
 
 
 @pytest.mark.parametrize("value", ["999999", "abc", "-1", "99999999999999999999"])

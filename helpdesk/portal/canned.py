@@ -38,7 +38,7 @@ def reply_box(record: Ticket, typed: str | None = None) -> dict[str, Any]:
         except NotFound:
             abort(404)
         text = service.render(chosen, record, signed_in())
-    return {"canned_replies": service.usable(me), "reply_body": text or ""}
+    return {"canned_replies": service.choices(me), "reply_body": text or ""}
 
 
 @bp.get("/account/canned")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Row, or_, select
 from sqlalchemy.orm import Session
 
 from helpdesk import addresses, numbering
@@ -62,7 +62,21 @@ class CannedRepliesService:
 
     def usable(self, actor: Actor) -> list[CannedReply]:
         """The shared replies and the actor's own, by title."""
-        return self._list(or_(CannedReply.owner_id.is_(None), CannedReply.owner_id == actor.staff_id))
+        return self._list(_usable_by(actor))
+
+    def choices(self, actor: Actor) -> list[Row[int, str, int | None]]:
+        """What `usable` lists, as the ticket page's choice shows it: each reply's id,
+        title and owner, by title, as plain rows. Read as replies, every ticket page
+        (and every live refresh of it) read the text of every reply on offer, up to
+        10,000 characters each, to show none of it; and a page whose first view moves
+        the ticket from new to open, a commit that expires what the session holds,
+        read each reply once more, one query each (docs/isp-operations.md)."""
+        query = (
+            select(CannedReply.id, CannedReply.title, CannedReply.owner_id)
+            .where(_usable_by(actor))
+            .order_by(CannedReply.title, CannedReply.id)
+        )
+        return list(self.session.execute(query).all())
 
     def personal(self, actor: Actor) -> list[CannedReply]:
         return self._list(CannedReply.owner_id == actor.staff_id)
@@ -140,6 +154,11 @@ class CannedRepliesService:
     def _list(self, condition: ColumnElement[bool]) -> list[CannedReply]:
         query = select(CannedReply).where(condition).order_by(CannedReply.title, CannedReply.id)
         return list(self.session.execute(query).scalars())
+
+
+def _usable_by(actor: Actor) -> ColumnElement[bool]:
+    """The replies the actor may insert: the shared ones and their own."""
+    return or_(CannedReply.owner_id.is_(None), CannedReply.owner_id == actor.staff_id)
 
 
 def _usable(reply: CannedReply | None, reply_id: object, actor: Actor) -> CannedReply:
