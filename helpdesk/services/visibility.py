@@ -53,7 +53,10 @@ def in_statement(actor: Actor | None, mode: str) -> ColumnElement[bool] | None:
     """`clause` with the agent's teams read by the statement it is part of (a
     subquery), not before it: for a statement over tickets named by id that must
     decide by itself, a lock (`tickets.lock_for_change`), so what it finds is what
-    the agent may see at the moment it holds the rows. None when nothing is hidden."""
+    the agent may see once it holds the rows: the rows as held, the agent's teams as
+    the statement started (a change of their teams locks no ticket, so a wait for a
+    row does not wait for it either; docs/isp-operations.md, "Visibility"). None when
+    nothing is hidden."""
     agent = _restricted(actor, mode)
     if agent is None:
         return None
