@@ -1939,7 +1939,6 @@ def test_bounce_to_a_return_path_of_the_previous_shape_still_marks_its_row(
         # take it as the confirmation they asked for.
         ("majordomo@lists.example", "machine address"),
         ("LISTSERV@lists.example", "machine address"),
-        ("users-request@lists.example", "machine address"),
         ("users-bounces+ann=example.com@lists.example", "machine address"),
         ("users-confirm+4f2a9c@lists.example", "machine address"),
     ],

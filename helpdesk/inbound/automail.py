@@ -140,12 +140,15 @@ _LIST_SOFTWARE_LOCAL_PARTS = frozenset(
     }
 )
 _LIST_SOFTWARE_SUFFIXES = ("-owner", "-request", "-bounces", "-admin")
-# The list software's own robots among them, which read mail as commands: `-request`
-# (RFC 2142), Mailman's `-bounces` and `-confirm` (answering a `-confirm+token@`
-# confirms what it asks, a subscription among them). Not `-owner` or `-admin`, where
-# a person reads (`product-owner@`, `it-admin@` are people), nor `lists@`, which may
-# be a person's or a team's mailbox; nor `lyris@`, also a given name.
-_LIST_ROBOT_SUFFIXES = ("-request", "-bounces", "-confirm")
+# The list software's own robots among them, which read mail as commands: Mailman's
+# `-bounces` and `-confirm` (answering a `-confirm+token@` confirms what it asks, a
+# subscription among them). Not `-request`, though a list's is a robot: a team's
+# mailbox is often so named (`change-request@`, `access-request@`), and a customer
+# never answered is worse than a robot's "command not understood", which the loop
+# rules stop; nor `-owner` or `-admin`, where a person reads (`product-owner@`,
+# `it-admin@` are people), nor `lists@`, which may be a person's or a team's
+# mailbox; nor `lyris@`, also a given name.
+_LIST_ROBOT_SUFFIXES = ("-bounces", "-confirm")
 _LIST_ROBOT_LOCAL_PARTS = _LIST_SOFTWARE_LOCAL_PARTS - {"lyris"}
 # Outbound mail must not go to these (docs/outbound-mail.md); on their own they do not make
 # inbound mail automatic (see the module docstring).
@@ -475,7 +478,7 @@ def original_message_ids(mail: InboundMail) -> list[str]:
 def is_machine_address(address: str) -> bool:
     """True for mailer-daemon, postmaster and noreply-style addresses, however
     punctuated (`no.reply`, `do_not_reply`), and for mailing-list robots
-    (`majordomo@`, `listserv@`, `*-request@`): an automatic answer to one is read
+    (`majordomo@`, `listserv@`, `*-bounces@`): an automatic answer to one is read
     as commands and answered ("command not understood"), or confirms what it asked.
 
     For outbound mail (docs/outbound-mail.md: never notify such addresses). Inbound, only the
