@@ -18,6 +18,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Contact, IdempotencyKey, Message, OutboxMessage, Participant, StaffUser, Ticket
 from helpdesk.services import Actor, TicketFilters, TicketsService
 from helpdesk.services.staff import StaffService
+from helpdesk.services.thread import CHARS_SHOWN
 from tests.support.app import ApiClient, login_tokens, make_app
 from tests.support.database import open_ticket, refused_by_database
 from tests.support.hostile import distinct_words
@@ -527,11 +528,12 @@ def test_every_queue_filter_is_a_parameter_of_the_list(api, agent):
         assert answer.status_code == 422 or first["number"] not in [t["number"] for t in found], each.name
 
 
-def test_the_list_carries_the_start_of_a_description_and_the_ticket_the_whole(api, service):
+def test_the_list_carries_the_start_of_a_description_and_its_first_message_the_whole(api, service):
     """A description may be 25 MB (a mail's text): 25 of 4 MB each made a list
     answer of 109 MB, 329 MB of Python memory at its peak. The list carries each
     description's first LISTED_DESCRIPTION_CHARS characters and says when it was
-    cut; GET /tickets/<number> the whole (docs/web.md)."""
+    cut; GET /tickets/<number> its first CHARS_SHOWN, and the first message's own
+    address the whole (docs/web.md)."""
     size = 4_000_000
     whole = "línea de log del router\n" * (size // 24)
     for n in range(3):
@@ -546,7 +548,9 @@ def test_the_list_carries_the_start_of_a_description_and_the_ticket_the_whole(ap
     assert [t["description"] for t in items] == [whole[:LISTED_DESCRIPTION_CHARS]] * 3 + ["Sin internet."]
     assert len(answer.data) < 100_000
     detail = api.get("/tickets/TKT-000001").get_json()
-    assert detail["description"] == whole and detail["description_truncated"] is False
+    assert detail["description"] == whole[:CHARS_SHOWN] and detail["description_truncated"] is True
+    first = api.get(f"/tickets/TKT-000001/messages/{detail['messages'][0]['id']}").get_json()
+    assert first["body"] == whole and first["body_truncated"] is False
     # The same characters on both databases: a cut counts characters, not bytes.
     assert api.get("/tickets?q=Short").get_json()["items"][0]["description_truncated"] is False
 

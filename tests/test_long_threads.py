@@ -7,13 +7,13 @@ from __future__ import annotations
 import re
 from email.message import EmailMessage
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from helpdesk.extensions import db
-from helpdesk.models import QuarantineItem, Ticket
+from helpdesk.models import Message, QuarantineItem, Ticket
 from helpdesk.portal.quarantine import RAW_CHUNK_BYTES, RAW_SHOWN_BYTES
 from helpdesk.services import Actor, TicketsService
-from helpdesk.services.thread import PAGE_SIZE
+from helpdesk.services.thread import CHARS_SHOWN, PAGE_SIZE
 from helpdesk.services.tracking import REPLIES_SHOWN
 
 MESSAGES = 120  # the first (the request) and 119 replies: more than two pages
@@ -85,6 +85,105 @@ def test_the_api_answers_a_long_ticket_with_its_first_and_newest_messages(api, s
         range(MESSAGES - 2 * PAGE_SIZE + 1, MESSAGES - PAGE_SIZE + 1)
     )
     assert api.get(f"/tickets/{number}?before=x").status_code == 422
+
+
+def huge_ticket(service: TicketsService) -> tuple[str, list[int]]:
+    """A customer's ticket whose request and three replies are longer than shown,
+    text and HTML, and one short reply: its number and the huge messages' ids."""
+    customer = Actor.customer(CUSTOMER, "Ann")
+    huge, html = "x" * (CHARS_SHOWN + 5000) + "TAIL", "<p>" + "y" * (CHARS_SHOWN + 5000) + "HTAIL</p>"
+    ticket = service.open_ticket(
+        subject="Huge", description=huge, requester_email=CUSTOMER, channel="email", actor=customer
+    )
+    replies = [
+        service.add_message(ticket, body=huge, body_html=html, actor=customer, channel="email")
+        for _ in range(3)
+    ]
+    service.add_message(ticket, body="Short.", actor=customer, channel="email")
+    db.session.commit()
+    first = db.session.execute(select(Message.id).where(Message.ticket_id == ticket.id).order_by(Message.id))
+    return f"TKT-{ticket.number:06d}", [first.scalars().first(), *(reply.id for reply in replies)]
+
+
+def statements(action) -> list[str]:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return seen
+
+
+def whole_texts(read: list[str]) -> list[str]:
+    """The statements that read a message's text or HTML, or a description, whole."""
+    return [
+        s
+        for s in read
+        if "messages.body" in s.replace("substr(messages.body", "")
+        or "tickets.description" in s.replace("substr(tickets.description", "")
+    ]
+
+
+def test_a_customers_huge_replies_are_shown_cut_on_the_staff_page_and_download_whole(
+    app, portal, service, agent
+):
+    """A customer may send their own ticket any number of mails of most of
+    MAX_MESSAGE_BYTES, and the page showed the 50 newest whole, text and HTML: 10
+    replies of 2 MB were a 20 MB page, fetched again by every agent watching it.
+    Each is read in SQL up to CHARS_SHOWN characters, marked as cut, and a link
+    downloads the whole of it, for those who may see the ticket only."""
+    number, ids = huge_ticket(service)
+    pages: list[bytes] = []
+    read = statements(lambda: pages.append(portal.get(f"/tickets/{number}").data))
+    assert whole_texts(read) == []
+    page = pages[0]
+    assert b"TAIL" not in page and len(page) < 10 * CHARS_SHOWN
+    assert page.count(b"This message is longer than shown here.") == 4  # the request too
+    assert page.count(b"The formatted version is longer than shown here.") == 3
+    for message_id in ids:
+        assert f"/tickets/{number}/messages/{message_id}/text".encode() in page
+    text = portal.get(f"/tickets/{number}/messages/{ids[1]}/text")
+    assert text.status_code == 200 and text.get_data(as_text=True).endswith("x" * 5000 + "TAIL")
+    assert text.headers["Content-Disposition"] == f"attachment; filename=message-{ids[1]}.txt"
+    assert text.headers["X-Content-Type-Options"] == "nosniff"
+    html = portal.get(f"/tickets/{number}/messages/{ids[1]}/html")
+    assert html.status_code == 200 and b"HTAIL</p>" in html.data
+    assert html.headers["Content-Type"] == "application/octet-stream"
+    assert portal.get(f"/tickets/{number}/messages/{ids[0]}/html").status_code == 404  # it has none
+    other = service.open_ticket(
+        subject="Other",
+        description="Hello.",
+        requester_email="bob@example.com",
+        channel="email",
+        actor=Actor.customer("bob@example.com", "Bob"),
+    )
+    db.session.commit()
+    assert portal.get(f"/tickets/TKT-{other.number:06d}/messages/{ids[1]}/text").status_code == 404
+    assert app.test_client().get(f"/tickets/{number}/messages/{ids[1]}/text").status_code == 302  # login
+
+
+def test_the_api_cuts_a_tickets_huge_messages_and_gives_each_whole_by_itself(api, service):
+    """`GET /tickets/<number>` carried each message, its HTML and the description
+    whole; now each cut to CHARS_SHOWN in SQL with `body_truncated`, and
+    `GET /tickets/<number>/messages/<id>` gives one whole."""
+    number, ids = huge_ticket(service)
+    answers = []
+    read = statements(lambda: answers.append(api.get(f"/tickets/{number}").get_json()))
+    assert whole_texts(read) == []
+    answer = answers[0]
+    assert (len(answer["description"]), answer["description_truncated"]) == (CHARS_SHOWN, True)
+    shown = [(len(m["body"]), m["body_truncated"], m["body_html_truncated"]) for m in answer["messages"]]
+    assert shown == [(CHARS_SHOWN, True, False), *[(CHARS_SHOWN, True, True)] * 3, (6, False, False)]
+    whole = api.get(f"/tickets/{number}/messages/{ids[2]}").get_json()
+    assert whole["body"].endswith("TAIL") and len(whole["body"]) == CHARS_SHOWN + 5004
+    assert whole["body_html"].endswith("HTAIL</p>") and whole["body_truncated"] is False
+    assert api.get(f"/tickets/{number}/messages/{ids[2] + 100}").status_code == 404
+    assert api.get(f"/tickets/{number}/messages/x").status_code == 404
 
 
 def test_the_tracker_shows_a_customer_the_newest_replies_of_a_long_ticket(client, service):

@@ -19,6 +19,7 @@ from helpdesk.api import bp
 from helpdesk.api.serializers import LISTED_DESCRIPTION_CHARS
 from helpdesk.services.assistant import ANSWERED_DESCRIPTION_CHARS, TOO_MANY_CALLS
 from helpdesk.services.queue import MAX_SEARCH_CHARS
+from helpdesk.services.thread import CHARS_SHOWN
 from helpdesk.services.tracking import REPLY_CHARS_SHOWN
 from helpdesk.services.workflow import PRIORITIES as WORKFLOW_PRIORITIES
 
@@ -231,11 +232,13 @@ SCHEMAS: dict[str, Any] = {
             "description": {
                 "type": "string",
                 "description": f"in GET /tickets, its first {LISTED_DESCRIPTION_CHARS:,} characters; "
-                f"in the chat's answers, its first {ANSWERED_DESCRIPTION_CHARS:,}; whole elsewhere",
+                f"in the chat's answers, its first {ANSWERED_DESCRIPTION_CHARS:,}; in a TicketDetail, its "
+                f"first {CHARS_SHOWN:,}; whole in POST /tickets' answer. The whole is the first "
+                "message's body (GET /tickets/{number}/messages/{message_id})",
             },
             "description_truncated": {
                 "type": "boolean",
-                "description": "whether `description` is cut (only GET /tickets and the chat cut it)",
+                "description": "whether `description` is cut",
             },
             "status": {"type": "string", "enum": list(v.STATUSES)},
             "priority": {"type": "string", "enum": list(v.PRIORITIES)},
@@ -306,12 +309,22 @@ SCHEMAS: dict[str, Any] = {
             "author": {"type": "string"},
             "author_type": {"type": "string", "enum": ["staff", "customer", "system"]},
             "channel": {"type": "string"},
-            "body": {"type": "string"},
-            "body_html": {"type": "string", "nullable": True},
+            "body": {
+                "type": "string",
+                "description": f"in a TicketDetail's messages, its first {CHARS_SHOWN:,} characters; "
+                "whole elsewhere (GET /tickets/{number}/messages/{message_id})",
+            },
+            "body_truncated": {"type": "boolean", "description": "whether `body` is cut"},
+            "body_html": {
+                "type": "string",
+                "nullable": True,
+                "description": f"sanitized; cut to {CHARS_SHOWN:,} characters as `body` is",
+            },
+            "body_html_truncated": {"type": "boolean", "description": "whether `body_html` is cut"},
             "created_at": TIME,
             "attachments": {"type": "array", "items": _ref("Attachment")},
         },
-        ["id", "kind", "author", "body", "created_at", "attachments"],
+        ["id", "kind", "author", "body", "body_truncated", "created_at", "attachments"],
     ),
     "History": _object(
         {
@@ -756,6 +769,22 @@ PATHS: dict[str, Any] = {
                 ),
                 **_errors(400, 401, 413, 422),
             },
+        },
+    },
+    "/tickets/{number}/messages/{message_id}": {
+        "parameters": [
+            NUMBER_PARAM,
+            {
+                "name": "message_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            },
+        ],
+        "get": {
+            "summary": "One message of the ticket, its text and HTML whole (a ticket's answer cuts them)",
+            "security": STAFF,
+            "responses": {"200": _json(_ref("Message")), **_errors(401, 404)},
         },
     },
     "/tickets/{number}/tags": {

@@ -15,7 +15,7 @@ from helpdesk.auth import current_actor
 from helpdesk.clock import iso as when
 from helpdesk.clock import now
 from helpdesk.extensions import db
-from helpdesk.models import Attachment, Message, SatisfactionRating, StaffUser, Ticket, TicketHistory
+from helpdesk.models import Attachment, SatisfactionRating, StaffUser, Ticket, TicketHistory
 from helpdesk.numbering import display_number
 from helpdesk.services import links, thread
 
@@ -50,12 +50,16 @@ def ticket_json(
     `description`: the description already cut, and whether it was (the chat's
     answer, `assistant.answered_description`); the whole one is then never read.
     `detail` carries the first message and the newest `thread.PAGE_SIZE` (older
-    than message `before`, when given), as the ticket page shows them."""
+    than message `before`, when given), as the ticket page shows them, each text,
+    and the description, cut to `thread.CHARS_SHOWN` in SQL (the whole at
+    `GET /tickets/<number>/messages/<id>`; the description is the first message's)."""
     if description is not None:
         text, cut = description
     elif listed:
         start = ticket.description_start or ""
         text, cut = start[:LISTED_DESCRIPTION_CHARS], len(start) > LISTED_DESCRIPTION_CHARS
+    elif detail:
+        text, cut = thread.description(db.session, ticket)
     else:
         text, cut = ticket.description, False
     data: dict[str, Any] = {
@@ -123,7 +127,7 @@ def _thread_json(ticket: Ticket, before: int | None) -> dict[str, Any]:
     them), so a ticket of thousands of messages is not an answer of megabytes."""
     page = thread.page(db.session, ticket, before=before)
     return {
-        "messages": [message_json(m) for m in page.shown],
+        "messages": [message_json(shown) for shown in page.shown],
         "messages_total": page.total,
         "messages_older": page.older,
     }
@@ -143,7 +147,9 @@ def rating_json(rating: SatisfactionRating | None, ticket: Ticket) -> dict[str, 
     }
 
 
-def message_json(message: Message) -> dict[str, Any]:
+def message_json(shown: thread.Shown) -> dict[str, Any]:
+    """A message as `shown`: whole (`thread.Shown.whole`), or cut as a thread shows it."""
+    message = shown.message
     return {
         "id": message.id,
         "kind": message.kind,
@@ -152,10 +158,12 @@ def message_json(message: Message) -> dict[str, Any]:
             "staff" if message.author_staff_id else "customer" if message.author_contact_id else "system"
         ),
         "channel": message.channel,
-        "body": message.body,
+        "body": shown.body,
+        "body_truncated": shown.body_truncated,
         # Sanitized when stored, and again here as the portal does when it shows it,
         # so rows an older version stored are served clean too (docs/security.md).
-        "body_html": html.clean(message.body_html) if message.body_html else message.body_html,
+        "body_html": html.clean(shown.body_html) if shown.body_html else shown.body_html,
+        "body_html_truncated": shown.body_html_truncated,
         "created_at": when(message.created_at),
         "attachments": [attachment_json(a) for a in message.attachments],
     }

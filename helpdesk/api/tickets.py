@@ -19,7 +19,7 @@ from helpdesk.extensions import db
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inputs import positive_int, unstorable
 from helpdesk.models import Message, Ticket
-from helpdesk.services import QueueService, TicketFilters, TicketsService, uploads, visibility
+from helpdesk.services import QueueService, TicketFilters, TicketsService, thread, uploads, visibility
 from helpdesk.services.chat import share_text
 from helpdesk.services.idempotency import Earlier, made
 from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
@@ -146,6 +146,19 @@ def get_ticket(number: str) -> ResponseReturnValue:
     return jsonify(ticket_json(_ticket(number), detail=True, before=positive_int(before)))
 
 
+@bp.get("/tickets/<number>/messages/<message_id>")
+@staff_required()
+def get_message(number: str, message_id: str) -> ResponseReturnValue:
+    """One message of the ticket whole, text and HTML: the ticket's answer cuts each
+    (`body_truncated`; docs/web.md, "Long threads"). 404 as for the ticket."""
+    ticket = _ticket(number)
+    wanted = positive_int(message_id)
+    found = thread.message(db.session, ticket, wanted) if wanted is not None else None
+    if found is None:
+        raise NotFound("No such message on this ticket.")
+    return jsonify(message_json(thread.Shown.whole(found)))
+
+
 @bp.patch("/tickets/<number>")
 @staff_required()
 def update_ticket(number: str) -> ResponseReturnValue:
@@ -219,7 +232,7 @@ def add_reply(number: str) -> ResponseReturnValue:
     ticket = _ticket(number)
     claim = idempotency.claim(staff_caller())  # a retry (docs/web.md, "Idempotency keys")
     if isinstance(claim, Earlier):
-        return idempotency.replayed(message_json(_made_message(claim)))
+        return idempotency.replayed(message_json(thread.Shown.whole(_made_message(claim))))
     message = _service().add_message(
         ticket,
         body=data["body"],
@@ -230,7 +243,7 @@ def add_reply(number: str) -> ResponseReturnValue:
     )
     if claim is not None:
         made(db.session, claim, ticket_id=message.ticket_id, message_id=message.id)
-    body = message_json(message)  # before the commit expires it, as for a new ticket
+    body = message_json(thread.Shown.whole(message))  # before the commit expires it, as for a new ticket
     commit_or_found(db.session, kept_message(message))  # a lost commit answer (docs/web.md)
     return jsonify(body), 201
 

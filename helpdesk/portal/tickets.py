@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.http import dump_options_header
 
 from config import LANGUAGES
-from helpdesk import languages, lifecycle, sla
+from helpdesk import html, languages, lifecycle, sla
 from helpdesk import vocabulary as v
 from helpdesk.clock import now
 from helpdesk.database import OutcomeUnknown, commit_or_found, commit_or_unknown
@@ -415,6 +415,31 @@ def _page_or_queue(record: Ticket) -> str:
         )
     )
     return url_for("portal.queue")
+
+
+@bp.get("/tickets/<number>/messages/<int(max=2147483647):message_id>/<any(text, html):part>")
+@login_required()
+def message_part(number: str, message_id: int, part: str) -> ResponseReturnValue:
+    """A message's whole text or HTML as a download: the ticket page shows each cut
+    (`thread.CHARS_SHOWN`). Only a message of a ticket the staff member may see, as
+    its page; the HTML sanitized again as the page shows it, and never rendered here."""
+    found = thread.message(db.session, _ticket_or_404(number), message_id)
+    if found is None:
+        abort(404)
+    if part == "text":
+        response = current_app.response_class(found.body, mimetype="text/plain")
+    elif found.body_html:
+        response = current_app.response_class(
+            html.clean(found.body_html), mimetype="application/octet-stream"
+        )
+    else:
+        abort(404)
+    response.headers["Content-Disposition"] = _disposition(
+        f"message-{message_id}.{'txt' if part == 'text' else 'html'}"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @bp.get("/attachments/<int(max=2147483647):attachment_id>")

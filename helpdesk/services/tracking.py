@@ -30,7 +30,7 @@ from helpdesk import addresses, numbering
 from helpdesk.errors import NotFound
 from helpdesk.languages import N_
 from helpdesk.models import Contact, Message, Participant, Ticket, TicketHistory
-from helpdesk.services import contacts, notifications, satisfaction
+from helpdesk.services import contacts, notifications, satisfaction, thread
 from helpdesk.services.tickets import survivor
 
 NOT_FOUND = N_("No ticket matches this number and email address.")
@@ -85,8 +85,8 @@ REPLIES_SHOWN = 50
 # MAX_MESSAGE_BYTES, and a customer may send as many as they like to their own
 # ticket, so 50 of them made every opening of its status link (no limit on a GET)
 # a page of up to a gigabyte, read whole and rendered (docs/web.md, "The public
-# tracker"). The whole text is in the customer's mail.
-REPLY_CHARS_SHOWN = 20_000
+# tracker"). The whole text is in the customer's mail. The staff ticket page's bound.
+REPLY_CHARS_SHOWN = thread.CHARS_SHOWN
 
 # The longest spelling of a number a person types; longer text is not a number. The
 # lookup and the per-ticket rate limit both read the number through
@@ -166,7 +166,7 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
     # Read newest first in batches, and only until one more than is shown is found:
     # after a merge, whose a reply is is decided here (`_theirs`), not in SQL.
     newest_first = session.execute(
-        select(Message, func.substr(Message.body, 1, REPLY_CHARS_SHOWN + 1))
+        select(Message, thread.start_of(Message.body))
         .options(defer(Message.body), defer(Message.body_html))
         .where(Message.ticket_id == ticket.id, Message.kind == "reply")
         .order_by(Message.id.desc())
