@@ -8,8 +8,11 @@ and weighed (response bytes). The messages go through `TicketsService.add_messag
 each a mail-sized letter from `bench.realistic_mail`; the held mail goes through
 `ingest` from a stranger, as the gateway files one.
 
+A second ticket holds a customer's huge replies (`--huge-replies` of `--huge-mb` MB,
+text and HTML): what the ticket page and the API show of each is cut.
+
 Run from the project root:
-    .venv/bin/python -m bench.thread_size_bench [--messages 5000] [--mib 20]
+    .venv/bin/python -m bench.thread_size_bench [--messages 5000] [--mib 20] [--huge-replies 10]
 """
 
 from __future__ import annotations
@@ -77,6 +80,33 @@ def seed(app: Any, messages: int, mib: int) -> tuple[str, int]:
         return f"{app.config['TICKET_PREFIX']}{number:0{app.config['TICKET_NUMBER_WIDTH']}d}", item.id
 
 
+def huge_replies(app: Any, replies: int, mb: int) -> str:
+    """A customer's ticket with `replies` replies of `mb` MB each, text and HTML as
+    a mail client sends them: what a customer may send their own ticket, no limit."""
+    with app.app_context():
+        service = TicketsService.from_config(db.session, app.config)
+        customer = Actor.customer(CUSTOMER, "Ann")
+        ticket = service.open_ticket(
+            subject="Huge replies",
+            description="Hello.",
+            requester_email=CUSTOMER,
+            channel="email",
+            actor=customer,
+        )
+        line = "All of this is quoted again and again in my reply. " * 2 + "\n"
+        text = line * (mb * 1_000_000 // len(line))
+        for _ in range(replies):
+            service.add_message(
+                ticket,
+                body=text,
+                body_html=f"<p>{text[: len(text) // 2]}</p>",
+                actor=customer,
+                channel="email",
+            )
+        db.session.commit()
+        return f"{app.config['TICKET_PREFIX']}{ticket.number:0{app.config['TICKET_NUMBER_WIDTH']}d}"
+
+
 def timed(call: Any, repeat: int) -> tuple[float, int, int]:
     """Median milliseconds, bytes of the answer, its status."""
     times, size, status = [], 0, 0
@@ -93,6 +123,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--mib", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--huge-replies", type=int, default=10)
+    parser.add_argument("--huge-mb", type=int, default=2)
     args = parser.parse_args()
     server = PostgresServer().start()
     try:
@@ -101,6 +133,7 @@ def main() -> None:
         app = make_app(url, MAX_MESSAGE_BYTES=(args.mib + 8) * 1024 * 1024)
         started = time.perf_counter()
         number, item_id = seed(app, args.messages, args.mib)
+        huge = huge_replies(app, args.huge_replies, args.huge_mb)
         print(f"seeded in {time.perf_counter() - started:.0f} s")
         client = app.test_client()
         portal = Portal(client)
@@ -113,6 +146,8 @@ def main() -> None:
         tracker = app.test_client()
         calls = {
             "portal ticket page": lambda: client.get(f"/tickets/{number}"),
+            "portal ticket page, huge replies": lambda: client.get(f"/tickets/{huge}"),
+            "API GET /tickets/<n>, huge replies": lambda: api.get(f"/tickets/{huge}"),
             "portal held mail page": lambda: client.get(f"/quarantine/{item_id}"),
             "portal held mail download": lambda: client.get(f"/quarantine/{item_id}/raw"),
             "API GET /tickets/<n>": lambda: api.get(f"/tickets/{number}"),
@@ -144,7 +179,10 @@ def main() -> None:
         for name, call in calls.items():
             ms, size, status = timed(call, args.repeat)
             rows.append([name, str(status), f"{ms:,.0f}", f"{size:,}"])
-        print(f"{args.messages:,} messages, a held mail of {args.mib} MiB")
+        print(
+            f"{args.messages:,} messages, a held mail of {args.mib} MiB, "
+            f"{args.huge_replies} replies of {args.huge_mb} MB (text, and HTML of half)"
+        )
         print(plain_table(["page or answer", "status", "server ms (median)", "bytes"], rows))
     finally:
         server.stop()
