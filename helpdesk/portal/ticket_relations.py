@@ -12,11 +12,12 @@ from helpdesk import languages
 from helpdesk import vocabulary as v
 from helpdesk.errors import Conflict
 from helpdesk.extensions import db
+from helpdesk.inputs import page_number
 from helpdesk.models import Ticket
 from helpdesk.portal import bp
 from helpdesk.portal.actions import form_assignee, perform
 from helpdesk.portal.session import actor, login_required, safe_next
-from helpdesk.portal.tickets import _page, _service, _ticket_or_404
+from helpdesk.portal.tickets import PART_PAGE_SIZE, _page, _service, _ticket_or_404, ticket_part
 from helpdesk.services import bulk, links, tags
 from helpdesk.wording import refusal
 
@@ -54,6 +55,23 @@ def link(number: str) -> ResponseReturnValue:
         return gettext("Linked.")
 
     return perform(change, _page(record))
+
+
+@bp.get("/tickets/<number>/related")
+@login_required()
+def related_tickets(number: str) -> ResponseReturnValue:
+    """Every related ticket the staff member may see, newest first, a page at a time:
+    the ticket page shows the newest `links.SHOWN`."""
+    record = _ticket_or_404(number)
+    related = links.related_page(
+        db.session,
+        record,
+        actor(),
+        current_app.config["AGENT_VISIBILITY"],
+        page=page_number(request.args.get("page")),
+        per_page=PART_PAGE_SIZE,
+    )
+    return ticket_part(record, gettext("Related tickets"), "portal.related_tickets", related)
 
 
 @bp.post("/tickets/bulk")

@@ -36,6 +36,7 @@ from helpdesk.services import (
     TicketFilters,
     TicketsService,
     contacts,
+    history_list,
     links,
     tags,
     thread,
@@ -43,7 +44,7 @@ from helpdesk.services import (
     visibility,
 )
 from helpdesk.services.chat import share_text
-from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS
+from helpdesk.services.queue import CHOICE_FILTERS, MAX_SEARCH_CHARS, Page
 from helpdesk.services.teams import TeamsService
 from helpdesk.services.tickets import kept_message, kept_ticket
 from helpdesk.wording import error_text, vocabulary_label
@@ -248,9 +249,38 @@ def _ticket_page(record: Ticket, box: dict[str, Any]) -> str:
         share_language=languages.of_contact(record.requester, current_app.config),
         customer_language=record.language or languages.of_contact(record.requester, current_app.config),
         languages=LANGUAGES,
-        related=links.related(db.session, record, actor(), current_app.config["AGENT_VISIBILITY"]),
+        related=links.related_page(db.session, record, actor(), current_app.config["AGENT_VISIBILITY"]),
+        history=history_list.newest(db.session, record.id),
         undeliverable=contacts.undeliverable_marks(db.session, _people(record)),
         **box,
+    )
+
+
+# Related tickets and history rows on one page of their own (`ticket_part`).
+PART_PAGE_SIZE = 100
+
+
+@bp.get("/tickets/<number>/history")
+@login_required()
+def ticket_history(number: str) -> ResponseReturnValue:
+    """Every history row of the ticket, newest first, a page at a time: its page shows
+    the newest `history_list.SHOWN`."""
+    record = _ticket_or_404(number)
+    rows = history_list.newest(
+        db.session, record.id, page=page_number(request.args.get("page")), per_page=PART_PAGE_SIZE
+    )
+    return ticket_part(record, gettext("History"), "portal.ticket_history", rows)
+
+
+def ticket_part(record: Ticket, heading: str, endpoint: str, rows: Page[Any]) -> str:
+    """One page of a list the ticket page shows bounded (its history, its related tickets)."""
+    return render_template(
+        "portal/ticket_list_part.html",
+        nav="queue",
+        ticket=record,
+        heading=heading,
+        endpoint=endpoint,
+        page=rows,
     )
 
 
