@@ -125,7 +125,7 @@ from helpdesk.inbound.parser import InboundMail, header_addresses, parse
 from helpdesk.models import ImapMailboxState
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
-from mailgateway.takings import TAKING_ATTEMPTS, TAKINGS
+from mailgateway.takings import TAKING_ATTEMPTS, TAKINGS, Taking
 
 log = logging.getLogger("mailgateway.imap")
 
@@ -277,6 +277,7 @@ class _Ingesting:
     another thread, to within a clock tick)."""
 
     uid: int
+    taking: Taking | None  # of its batch
     started: float  # time.monotonic()
     thread: int  # its native id
     cpu: float
@@ -407,6 +408,8 @@ class ImapPoller(Loop):
         self.hung_after: float = config["SMTP_TIMEOUT"].total_seconds()
         # What this process is taking in (`takings`): a message taken alone is its only one.
         self.takings = TAKINGS
+        # The batch's (or message's) taking in flight, for `_waiting` to share it.
+        self.taking: Taking | None = None
         # Refused moves of one message alone, by UIDVALIDITY and UID (`_move`).
         self.move_refusals: dict[tuple[int | None, int], int] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -590,6 +593,7 @@ class ImapPoller(Loop):
                 with self.takings.taking(alone=alone, stopping=self.stopping) as taking:
                     if not taking:  # stopped while the process took a message alone
                         break
+                    self.taking = taking
                     self._begin(batch, alone=alone)
                     results.extend(self._process_batch(client, batch, sizes))
                 self._save_state(success=True)  # where it got to: a long backlog is no stuck mailbox
@@ -909,7 +913,9 @@ class ImapPoller(Loop):
 
     def _watched(self, uid: int, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
         """`_ingest`, seen by the lease thread while it runs (`_watch_ingests`)."""
-        ingesting = _Ingesting(uid, time.monotonic(), threading.get_native_id(), time.thread_time())
+        ingesting = _Ingesting(
+            uid, self.taking, time.monotonic(), threading.get_native_id(), time.thread_time()
+        )
         with self._ingesting_lock:
             self.ingesting[uid] = ingesting
         try:
@@ -1192,6 +1198,8 @@ class ImapPoller(Loop):
             computing = each.computing(seconds)
             if not computing and not each.uncounted:
                 each.uncounted = self._waiting(each.uid)
+                if each.uncounted and each.taking is not None:
+                    each.taking.waiting()  # no death of its mail now: others may begin
             if seconds >= self.hung_after:
                 each.reported = True
                 self._hung(each.uid, computing)
@@ -1199,7 +1207,8 @@ class ImapPoller(Loop):
     def _waiting(self, uid: int) -> bool:
         """The ingest of `uid` waits (on the database, a lock) rather than computes:
         this process's count of it, if it took the mail alone, is taken back at once,
-        so a restart that ends the wait, even before it is reported, counts no death.
+        so a restart that ends the wait, even before it is reported, counts no death,
+        and the process's other takings need not wait for it (`takings.Taking.waiting`).
         A mail that kills computes (it fills the memory, crashes the parser); one
         that makes the database wait harms no process. False when the count could
         not be taken back (tried again at the next look)."""

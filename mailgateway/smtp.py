@@ -225,7 +225,7 @@ class SupportHandler:
         with TAKINGS.taking(alone=alone, until=until) as taken:
             if not taken:
                 raise TransientError("not taken alone before its deadline: a mail being stored hangs")
-            with self.takings.taking(key, alone=alone), self.app.app_context():
+            with self.takings.taking(key, taken), self.app.app_context():
                 result = ingest(raw, inbound, self.app.config)
         if died:
             self.takings.forget(key)

@@ -26,7 +26,9 @@ mail's storing deadline (its sender answered 451 already). The thread's waits ar
 known in memory from the database engine's events (`database_asked`,
 `database_answered`: no system call), and a watcher thread writes the slot's mark
 (`_HUNG`) once such a wait outlasts the deadline, so the mark is on the disk before
-any supervisor acts on the health check; the wait's end takes it off at once.
+any supervisor acts on the health check; the wait's end takes it off at once. A
+mail taken alone is then taken as shared (`takings.Taking.waiting`: its slot says
+`_BESIDE` first), so the process's other mail is taken beside it while it waits.
 
 Nothing is fsync'd: a process that dies leaves what it wrote in the kernel's page
 cache, which only the machine going down loses, and then the mails in flight died
@@ -50,6 +52,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from config import ConfigurationError
+from mailgateway.takings import Taking
 
 log = logging.getLogger("mailgateway.smtp")
 
@@ -60,6 +63,7 @@ _SECONDS_CHARS = 12  # when it began, in whole seconds since the epoch
 # (`_HUNG`), or not (`_WORKING`).
 _WORKING, _HUNG = "-", "H"
 _SLOT = _KEY_CHARS + _SECONDS_CHARS + 6  # key, A or B, the time, the mark, spaces and a line feed
+_KIND_AT = _KEY_CHARS + 1  # where A or B is in a slot
 _MARK_AT = _SLOT - 2  # where the mark is in a slot
 _BLANK = b" " * (_SLOT - 1) + b"\n"
 # The file's first line, before the slots: blank, or this once the process began to stop.
@@ -127,6 +131,7 @@ class _Thread:
         self.offset = (index + 1) * _SLOT  # the file's first line is its stop's
         self.key = ""  # the mail being stored, if any
         self.deadline = 0.0  # its storing's deadline, in `time.monotonic()`
+        self.taken: Taking | None = None  # the mail's taking in the process (`takings`)
         self.asked = False  # the thread waits on the database
         self.hung = False  # its slot says so (`_HUNG`)
 
@@ -223,8 +228,9 @@ class SmtpTakings:
             log.error("could not drop the deaths of SMTP mail %s: %s", key, exc)
 
     @contextmanager
-    def taking(self, key: str, *, alone: bool) -> Iterator[None]:
-        """Hold `key` in this thread's slot while the mail is stored; a death in
+    def taking(self, key: str, taken: Taking) -> Iterator[None]:
+        """Hold `key` in this thread's slot while the mail is stored (`taken`: alone,
+        or beside the process's other takings); a death in
         between is counted against it by whoever finds this file, unless it is a
         hang's or a stop's (the module's docstring). A slot that cannot be written
         (the instance folder's disk full, or remounted read-only) costs that count,
@@ -232,18 +238,19 @@ class SmtpTakings:
         than answered 451 for as long as the disk stays full."""
         thread = self._thread()
         began = f"{time.time():{_SECONDS_CHARS}.0f}"
-        line = f"{key} {_ALONE if alone else _BESIDE} {began} {_WORKING}\n".encode("ascii")
+        line = f"{key} {_ALONE if taken.alone else _BESIDE} {began} {_WORKING}\n".encode("ascii")
         with self._lock:
             held = self._write(line, thread.offset, key)
             thread.asked, thread.hung = False, False
             if held:
                 thread.key, thread.deadline = key, time.monotonic() + self.hang_seconds
+                thread.taken = taken
         try:
             yield
         finally:
             if held:
                 with self._lock:
-                    thread.key, thread.hung = "", False
+                    thread.key, thread.hung, thread.taken = "", False, None
                     self._write(_BLANK, thread.offset, key)
 
     def database_asked(self, *_event: object) -> None:
@@ -298,6 +305,8 @@ class SmtpTakings:
                         thread.hung = False
                         continue
                 self._mark(thread, hung=hung)
+                if hung and thread.taken is not None:
+                    self._share(thread, thread.taken)
                 if hung:
                     log.warning(
                         "SMTP mail %s has waited on the database past its deadline (%g s): its "
@@ -305,6 +314,16 @@ class SmtpTakings:
                         thread.key,
                         self.hang_seconds,
                     )
+
+    def _share(self, thread: _Thread, taken: Taking) -> None:
+        """Let the process's other mail be taken beside a mail that hangs (the
+        module's docstring); called with the lock held. One taken alone is beside
+        them from now on, and its slot says so first: its wait may end, and then a
+        death is counted against it again, as `beside`. Taken alone still when its
+        slot cannot say so."""
+        if taken.alone and not self._write(_BESIDE.encode("ascii"), thread.offset + _KIND_AT, thread.key):
+            return
+        taken.waiting()
 
     def _mark(self, thread: _Thread, *, hung: bool) -> None:
         """Write a slot's mark; called with the lock held, for a slot holding a mail."""

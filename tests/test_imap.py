@@ -1764,6 +1764,51 @@ def test_an_ingest_hung_on_a_lock_is_reported_and_is_no_death_of_its_mail(
     assert _taking()[1] == 0
 
 
+def test_a_mail_taken_alone_that_waits_on_the_database_holds_no_other_mail_back(
+    pg_app, mailbox, caplog, monkeypatch
+):
+    """A mail taken alone (after a death in its batch) whose ingest waits on the
+    database: another session holds an uncommitted row under its dedup key. Every
+    other taking of the process waited behind it for as long as the wait lasted, so
+    the SMTP listener answered each sender 451 at its deadline. Once the wait is seen
+    (its count taken back: a death is no longer its own), it is taken as shared, and
+    an SMTP mail is stored beside it at once."""
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    pg_app.config.update(IMAP_URL=mailbox.url)
+    mailbox.append(raw(0, "locked"))
+    with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
+        drain(_dying_at(poller_for(pg_app, mailbox), "locked-0@client.example"))
+    monkeypatch.setattr(imap, "WAITING_SECONDS", 1.0, raising=False)
+    caplog.set_level(logging.INFO, logger="mailgateway.imap")
+    with db.engine.connect() as locker:  # holds the key the mail's ingest inserts
+        locker.execute(
+            text(
+                "INSERT INTO inbound_mails (dedup_key, channel, size, outcome, mail_from, from_address,"
+                " from_source, recipients, subject, reason, received_at, raw) VALUES"
+                " ('locked-0@client.example', 'imap', 0, 'created', '', '', '', '', '', '', now(), '')"
+            )
+        )
+        with contextmanager(start_gateway)(pg_app, SMTP_TIMEOUT=timedelta(seconds=6)) as gateway:
+            with running(poller_for(pg_app, mailbox, SMTP_TIMEOUT=timedelta(seconds=6))):
+                try:
+                    wait_until(
+                        lambda: any("UID 1 waits in ingest" in r.getMessage() for r in caplog.records),
+                        what="the wait seen",
+                    )
+                    started = time.monotonic()
+                    smtp_mail = raw(1, "smtp", sender="bob@example.com")  # another contact: none of its locks
+                    answer = send(gateway.port, smtp_mail, mail_from="bob@example.com")
+                    assert answer == (250, b"2.0.0 OK created TKT-000001"), answer
+                    assert time.monotonic() - started < 3, "the SMTP mail waited for the mail taken alone"
+                    assert mailbox.count() == 1
+                finally:
+                    locker.rollback()  # the key goes: the mail is taken
+                wait_until(lambda: mailbox.count() == 0, what="the mail taken once the key went")
+    assert sorted(t.subject for t in tickets()) == ["Mail 0", "Mail 1"]
+    assert _taking()[1] == 0
+
+
 def test_an_ingest_that_spins_on_its_mail_keeps_its_count(app, senders, mailbox):
     """A hang that is the mail's own (the pipeline computing on it for ever) is told
     from one waiting on the database by the CPU its thread used: it is reported the

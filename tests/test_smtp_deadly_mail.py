@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from email.policy import SMTP
 from pathlib import Path
 
@@ -29,9 +30,10 @@ from helpdesk.inbound.ingest import quarantine_deadly
 from helpdesk.models import InboundMail, QuarantineItem, Ticket
 from helpdesk.services import Actor
 from helpdesk.services.senders import SendersService
+from mailgateway.smtp_takings import taking_key, takings_directory
 from mailgateway.takings import TAKING_ATTEMPTS
 from tests.support.gateway_process import ROOT, SECRETS, start
-from tests.support.mail import message, send
+from tests.support.mail import SUPPORT, message, send, start_gateway
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_until
 
@@ -477,3 +479,50 @@ def test_a_mail_held_unread_that_reads_well_apart_is_approved(app, customers):
     result = quarantine.approve(db.session, item_id, Actor.system("test"), app.config)
     db.session.commit()
     assert (result.outcome.value, result.ticket_number) == ("created", "TKT-000001")
+
+
+def test_a_mail_taken_alone_that_hangs_on_the_database_holds_no_other_mail_back(pg_app):
+    """A mail that died beside another is taken alone at its retry, and its storing
+    waits on the database (another session holds an uncommitted row under its dedup
+    key). Every other mail of the process waited behind it at the gate for as long
+    as the wait lasted, each answered 451 at its deadline. Once the wait outlasts
+    the mail's deadline its slot is marked (a death is no longer its own) and says
+    `beside`, and the other mail is stored beside it at once."""
+    SendersService(db.session).add("@example.com", "Example Ltd")
+    db.session.commit()
+    hanging = message(message_id="<hangs@client.example>").as_bytes(policy=SMTP)
+    replies: dict[str, object] = {}
+    with db.engine.connect() as locker:  # holds the key the hanging mail's storing inserts
+        locker.execute(
+            text(
+                "INSERT INTO inbound_mails (dedup_key, channel, size, outcome, mail_from, from_address,"
+                " from_source, recipients, subject, reason, received_at, raw) VALUES"
+                " ('hangs@client.example', 'smtp', 0, 'created', '', '', '', '', '', '', now(), '')"
+            )
+        )
+        with contextmanager(start_gateway)(pg_app, SMTP_TIMEOUT=timedelta(seconds=3)) as gateway:
+            directory = takings_directory(pg_app.instance_path, pg_app.config["SMTP_LISTEN"])
+            key = taking_key(hanging, "bob@example.com", (SUPPORT,))
+            (directory / f"{key}.deaths").write_text("beside\n")  # died beside another: taken alone
+            sender = send_in_background(gateway.port, hanging, replies, "hanging")
+            try:
+
+                def slot() -> list[str] | None:
+                    written = b"".join(path.read_bytes() for path in directory.glob("*.takings"))
+                    lines = written.replace(b"\0", b" ").decode("ascii").split("\n")  # unwritten: zeros
+                    mark = [line.split() for line in lines if line.strip().startswith(key)]
+                    return mark[0] if mark and mark[0][-1] == "H" else None
+
+                assert wait_until(slot, what="the hang marked")[1] == "B", "still counted as taken alone"
+                started = time.monotonic()
+                other_mail = message(
+                    "carl@example.com", message_id="<other@client.example>"
+                )  # its own contact
+                other = send(gateway.port, other_mail, mail_from="carl@example.com")
+                assert other[0] == 250, other
+                assert time.monotonic() - started < 2, "the other mail waited for the one taken alone"
+            finally:
+                locker.rollback()  # the key goes: the hanging mail is stored
+                sender.join(timeout=30)
+    assert replies["hanging"][0] == 451, replies  # type: ignore[index]
+    assert len(db.session.execute(select(Ticket)).scalars().all()) == 2
