@@ -31,9 +31,9 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
 - A mail whose `ingest` runs past SMTP_TIMEOUT hangs (a lock never released, a
   database that stopped answering): the lease thread logs it and records it on
   the mailbox for the health check. The poller waits on (the mail stays in the
-  mailbox until its ingest ends). A taking that waits (on the database, not on
-  the CPU) is no death: its count is taken back within WAITING_SECONDS, so the
-  restarts that end a hang never file a good mail. One that hangs computing (the
+  mailbox until its ingest ends). A taking that waits on the database for
+  WAITING_SECONDS (`database_waits`) is no death: its count is taken back, so the
+  restarts that end a hang never file a good mail. One that hangs otherwise (the
   pipeline spinning on the mail) keeps its count.
 - IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
   (servers and middleboxes drop quieter connections after 10), polling otherwise;
@@ -123,6 +123,7 @@ from helpdesk.inbound.limits import DEFAULT as DEFAULT_LIMITS
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import InboundMail, header_addresses, parse
 from helpdesk.models import ImapMailboxState
+from mailgateway.database_waits import DATABASE_WAITS
 from mailgateway.loop import Loop
 from mailgateway.serverurl import InvalidServerUrl, Schemes, parse_server_url
 from mailgateway.takings import TAKING_ATTEMPTS, TAKINGS, Taking
@@ -168,11 +169,9 @@ _CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EO
 _DATABASE_ERRORS = (DBAPIError, PoolTimeout, OutcomeUnknown)
 # How the mailbox's last error begins while a taking hangs (`hung_taking`).
 HUNG = "ingest hangs: "
-# The share of its time an ingest's thread must spend on the CPU to count as computing
-# (the pipeline working on the mail), not waiting (on the database, a lock); and how
-# long a mail taken alone may wait before it is known to be no death of its mail
-# (`ImapPoller._watch_ingests`): well within a restart's first minute.
-COMPUTING_SHARE = 0.1
+# How long a mail's ingest may wait on the database, in one wait, before the wait
+# is known to be no death of its mail (`ImapPoller._watch_ingests`): well within a
+# restart's first minute, and past the pauses of a database that is only busy.
 WAITING_SECONDS = 10.0
 # What reading one mail for the pipeline may raise that is not the mail's own
 # failure: the batch stops there, and the mail stays for the next pass. Anything
@@ -272,34 +271,15 @@ class _Flight:
 @dataclass
 class _Ingesting:
     """A mail in `ingest` now, for the lease thread to tell when it hangs
-    (`ImapPoller._watch_ingests`): when it began, and the thread taking it with
-    that thread's CPU time then (`time.thread_time`, which `_cpu_seconds` reads from
-    another thread, to within a clock tick)."""
+    (`ImapPoller._watch_ingests`): when it began, and the thread taking it, whose
+    waits on the database `DATABASE_WAITS` knows."""
 
     uid: int
     taking: Taking | None  # of its batch
     started: float  # time.monotonic()
-    thread: int  # its native id
-    cpu: float
+    thread: int  # its `threading.get_ident()`
     uncounted: bool = False  # seen waiting: no death of its mail (`ImapPoller._waiting`)
     reported: bool = False  # seen hanging (`ImapPoller._hung`)
-
-    def computing(self, seconds: float) -> bool:
-        """Whether its thread spent COMPUTING_SHARE of the `seconds` since it began
-        on the CPU: the pipeline working on the mail, not waiting on the database."""
-        cpu = _cpu_seconds(self.thread)
-        return cpu is not None and cpu - self.cpu >= COMPUTING_SHARE * seconds
-
-
-def _cpu_seconds(thread: int) -> float | None:
-    """The CPU time a thread of this process (by native id) has used, from Linux's
-    /proc; None where there is none, or the thread is gone."""
-    try:
-        with open(f"/proc/self/task/{thread}/stat", "rb") as stat:
-            fields = stat.read().rpartition(b")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def hung_taking(state: ImapMailboxState) -> str:
@@ -371,6 +351,8 @@ class ImapPoller(Loop):
         super().__init__(stopping, idle_seconds=0.0, first_backoff=min(1.0, longest), max_backoff=longest)
         self.name = source.key
         self.app = app
+        with app.app_context():  # its ingests' waits, to tell one that hangs (`_watch_ingests`)
+            DATABASE_WAITS.listen(db.engine)
         self.source = source
         self.processed_folder: str = config["IMAP_PROCESSED_FOLDER"]
         self.failed_folder: str = config["IMAP_FAILED_FOLDER"]
@@ -913,16 +895,15 @@ class ImapPoller(Loop):
 
     def _watched(self, uid: int, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
         """`_ingest`, seen by the lease thread while it runs (`_watch_ingests`)."""
-        ingesting = _Ingesting(
-            uid, self.taking, time.monotonic(), threading.get_native_id(), time.thread_time()
-        )
-        with self._ingesting_lock:
-            self.ingesting[uid] = ingesting
-        try:
-            return self._ingest(raw, envelope, mail)
-        finally:
+        with DATABASE_WAITS.telling() as thread:
+            ingesting = _Ingesting(uid, self.taking, time.monotonic(), thread)
             with self._ingesting_lock:
-                del self.ingesting[uid]
+                self.ingesting[uid] = ingesting
+            try:
+                return self._ingest(raw, envelope, mail)
+            finally:
+                with self._ingesting_lock:
+                    del self.ingesting[uid]
 
     def _ingest(self, raw: bytes, envelope: Envelope, mail: InboundMail) -> Result:
         self._check_lease()  # mail still queued when the lease went is left to the new holder
@@ -1185,27 +1166,27 @@ class ImapPoller(Loop):
             return
 
     def _watch_ingests(self) -> None:
-        """Look at the mails in `ingest`: one that has waited WAITING_SECONDS (or
-        `hung_after`, if sooner), mostly off the CPU, is no death of its mail
-        (`_waiting`); one that has run for `hung_after` hangs (`_hung`)."""
+        """Look at the mails in `ingest`: one whose thread has waited on the
+        database for WAITING_SECONDS (or `hung_after`, if sooner) is no death of
+        its mail (`_waiting`); one that has run for `hung_after` hangs (`_hung`)."""
         now = time.monotonic()
         with self._ingesting_lock:
             ingests = list(self.ingesting.values())
         for each in ingests:
-            seconds = now - each.started
-            if each.reported or seconds < min(WAITING_SECONDS, self.hung_after):
+            if each.reported:
                 continue
-            computing = each.computing(seconds)
-            if not computing and not each.uncounted:
+            since = DATABASE_WAITS.since(each.thread)
+            waited = since is not None and now - since >= min(WAITING_SECONDS, self.hung_after)
+            if waited and not each.uncounted:
                 each.uncounted = self._waiting(each.uid)
                 if each.uncounted and each.taking is not None:
                     each.taking.waiting()  # no death of its mail now: others may begin
-            if seconds >= self.hung_after:
+            if now - each.started >= self.hung_after:
                 each.reported = True
-                self._hung(each.uid, computing)
+                self._hung(each.uid, computing=not each.uncounted)
 
     def _waiting(self, uid: int) -> bool:
-        """The ingest of `uid` waits (on the database, a lock) rather than computes:
+        """The ingest of `uid` waits on the database rather than computes:
         this process's count of it, if it took the mail alone, is taken back at once,
         so a restart that ends the wait, even before it is reported, counts no death,
         and the process's other takings need not wait for it (`takings.Taking.waiting`).

@@ -40,7 +40,6 @@ from aiosmtpd.smtp import BOGUS_LIMIT, MISSING, SMTP, syntax
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session as SMTPSession
 from flask import Flask
-from sqlalchemy import event
 
 from config import ConfigurationError
 from helpdesk import addresses
@@ -58,6 +57,7 @@ from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import clean, header_as_servers_read
 from helpdesk.message_ids import ascii_domain
 from helpdesk.security import limit_key
+from mailgateway.database_waits import DATABASE_WAITS
 from mailgateway.smtp_data import read_data, unstuff
 from mailgateway.smtp_takings import SmtpTakings, taking_key, takings_directory
 from mailgateway.takings import TAKING_ATTEMPTS, TAKINGS
@@ -127,9 +127,7 @@ class SupportHandler:
         # Its ingest threads' waits on the database, so a supervisor's kill of a
         # listener whose database hangs is not counted as the mail's death.
         with app.app_context():
-            self.engine = db.engine
-        for name, told in _DATABASE_EVENTS:
-            event.listen(self.engine, name, getattr(self.takings, told))
+            DATABASE_WAITS.listen(db.engine)
 
     async def handle_RCPT(
         self,
@@ -235,19 +233,9 @@ class SupportHandler:
         """Wait for the mails being stored; those still queued lost their session
         at the stop (no answer sent), so they are dropped, and their senders retry."""
         self.executor.shutdown(wait=True, cancel_futures=True)
-        for name, told in _DATABASE_EVENTS:
-            event.remove(self.engine, name, getattr(self.takings, told))
         self.takings.close()
 
 
-# The database engine's events that tell `SmtpTakings` when an ingest thread begins
-# and ends waiting on the database. A commit's end has no event of its own.
-_DATABASE_EVENTS = (
-    ("before_cursor_execute", "database_asked"),
-    ("commit", "database_asked"),
-    ("after_cursor_execute", "database_answered"),
-    ("handle_error", "database_answered"),
-)
 # The share of SMTP_TIMEOUT a mail may take to be stored before its 451 (4.5 of 5
 # minutes by default): the rest is the margin before the idle timeout's close.
 INGEST_DEADLINE_SHARE = 0.9

@@ -23,8 +23,8 @@ count against no mail: one after the process began an orderly stop (`stopping`
 writes it at the top of the file: a SIGTERM, then the supervisor's kill after its
 grace), and one of a mail whose thread was waiting on the database past the
 mail's storing deadline (its sender answered 451 already). The thread's waits are
-known in memory from the database engine's events (`database_asked`,
-`database_answered`: no system call), and a watcher thread writes the slot's mark
+known in memory from the database engine's events (`database_waits`), and a
+watcher thread writes the slot's mark
 (`_HUNG`) once such a wait outlasts the deadline, so the mark is on the disk before
 any supervisor acts on the health check; the wait's end takes it off at once. A
 mail taken alone is then taken as shared (`takings.Taking.waiting`: its slot says
@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from config import ConfigurationError
+from mailgateway.database_waits import DATABASE_WAITS
 from mailgateway.takings import Taking
 
 log = logging.getLogger("mailgateway.smtp")
@@ -132,7 +133,7 @@ class _Thread:
         self.key = ""  # the mail being stored, if any
         self.deadline = 0.0  # its storing's deadline, in `time.monotonic()`
         self.taken: Taking | None = None  # the mail's taking in the process (`takings`)
-        self.asked = False  # the thread waits on the database
+        self.ident = 0  # its `threading.get_ident()`, for `DATABASE_WAITS`
         self.hung = False  # its slot says so (`_HUNG`)
 
 
@@ -239,40 +240,33 @@ class SmtpTakings:
         thread = self._thread()
         began = f"{time.time():{_SECONDS_CHARS}.0f}"
         line = f"{key} {_ALONE if taken.alone else _BESIDE} {began} {_WORKING}\n".encode("ascii")
-        with self._lock:
-            held = self._write(line, thread.offset, key)
-            thread.asked, thread.hung = False, False
-            if held:
-                thread.key, thread.deadline = key, time.monotonic() + self.hang_seconds
-                thread.taken = taken
-        try:
-            yield
-        finally:
-            if held:
-                with self._lock:
-                    thread.key, thread.hung, thread.taken = "", False, None
-                    self._write(_BLANK, thread.offset, key)
-
-    def database_asked(self, *_event: object) -> None:
-        """This thread now waits on the database (a statement, a commit): a memory
-        write, for the watcher; nothing for a thread storing no SMTP mail. Called by
-        the database engine's events, whose arguments say nothing needed here."""
-        thread: _Thread | None = getattr(self._local, "thread", None)
-        if thread is not None:
-            thread.asked = True
-
-    def database_answered(self, *_event: object) -> None:
-        """This thread's wait on the database ended: its slot's hang mark, if the
-        watcher wrote one, is taken off before the mail goes on, so a death after it
-        is counted again. A commit's end is not told (the engine has no event for
-        it): the next statement or the storing's end tells it."""
-        thread: _Thread | None = getattr(self._local, "thread", None)
-        if thread is None:
-            return
-        thread.asked = False
-        if thread.hung:  # read after `asked` is cleared: see `_mark_hangs`
+        with DATABASE_WAITS.telling(lambda: self._answered(thread)) as thread.ident:
             with self._lock:
-                self._mark(thread, hung=False)
+                held = self._write(line, thread.offset, key)
+                thread.hung = False
+                if held:
+                    thread.key, thread.deadline = key, time.monotonic() + self.hang_seconds
+                    thread.taken = taken
+            try:
+                yield
+            finally:
+                self._ended(thread, key, held=held)
+
+    def _ended(self, thread: _Thread, key: str, *, held: bool) -> None:
+        """The mail's storing ended, either way: its slot blanked."""
+        if held:
+            with self._lock:
+                thread.key, thread.hung, thread.taken = "", False, None
+                self._write(_BLANK, thread.offset, key)
+
+    def _answered(self, thread: _Thread) -> None:
+        """This thread's wait on the database ended (`DATABASE_WAITS`): its slot's
+        hang mark, if the watcher wrote one, is taken off before the mail goes on,
+        so a death after it is counted again."""
+        if thread.hung:  # read after the wait was cleared: see `_mark_hangs`
+            with self._lock:
+                if thread.key:
+                    self._mark(thread, hung=False)
 
     def _thread(self) -> _Thread:
         thread: _Thread | None = getattr(self._local, "thread", None)
@@ -293,15 +287,19 @@ class SmtpTakings:
         now = time.monotonic()
         with self._lock:
             for thread in self._threads:
-                hung = bool(thread.key) and thread.asked and now >= thread.deadline
+                hung = (
+                    bool(thread.key)
+                    and DATABASE_WAITS.since(thread.ident) is not None
+                    and now >= thread.deadline
+                )
                 if hung == thread.hung:
                     continue
                 if hung:
-                    # `hung` is set before `asked` is read again: a wait ending
+                    # `hung` is set before the wait is read again: a wait ending
                     # between the two is seen here, or its thread sees `hung` and
-                    # waits for this lock to take the mark off (`database_answered`).
+                    # waits for this lock to take the mark off (`_answered`).
                     thread.hung = True
-                    if not thread.asked:
+                    if DATABASE_WAITS.since(thread.ident) is None:
                         thread.hung = False
                         continue
                 self._mark(thread, hung=hung)

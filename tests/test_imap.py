@@ -1838,6 +1838,35 @@ def test_an_ingest_that_spins_on_its_mail_keeps_its_count(app, senders, mailbox)
     assert mailbox.message_ids(mailbox.processed) == ["spinning-0@client.example"]
 
 
+def test_an_ingest_that_waits_on_no_database_keeps_its_count(app, senders, mailbox, monkeypatch):
+    """One rule for IMAP and SMTP (`mailgateway/database_waits.py`): only a wait on
+    the database is no death of the mail. The poller read the share of its time the
+    ingest's thread spent on the CPU, and took any wait off it (here a sleep, as a
+    lock in the process or a slow disk would be) for a database wait: it took the
+    count back, as the SMTP listener never did for the same mail."""
+    app.config.update(IMAP_URL=mailbox.url, SMTP_LISTEN="127.0.0.1:1")
+    mailbox.append(raw(0, "sleeping"))
+    with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
+        drain(_dying_at(poller_for(app, mailbox), "sleeping-0@client.example"))
+    monkeypatch.setattr(imap, "WAITING_SECONDS", 1.0, raising=False)
+    poller = poller_for(app, mailbox, SMTP_TIMEOUT=timedelta(seconds=3))
+    take, done = poller._ingest, threading.Event()
+
+    def ingest(raw: bytes, envelope: Envelope, mail: ParsedMail) -> Result:
+        done.wait(30)  # off the CPU, and off the database
+        return take(raw, envelope, mail)
+
+    poller._ingest = ingest  # type: ignore[method-assign]
+    with running(poller):
+        try:
+            error, processes = wait_until(_hung, what="the hang recorded on the mailbox")
+            assert "computing" in error and processes == 1, (error, processes)
+        finally:
+            done.set()
+        wait_until(lambda: mailbox.count() == 0, what="the mail taken once its ingest ended")
+    assert mailbox.message_ids(mailbox.processed) == ["sleeping-0@client.example"]
+
+
 # -- several gateways on one mailbox ------------------------------------------------------------
 
 
