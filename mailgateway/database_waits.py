@@ -27,6 +27,10 @@ from contextlib import contextmanager
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+# How long a mail's ingest may wait on the database, in one wait, before the wait is
+# known to be no death of its mail (`DatabaseWaits.waited`): well within a restart's
+# first minute, and past the pauses of a database that is only busy.
+WAITING_SECONDS = 10.0
 # The engine's events that begin and end a thread's wait (see the module's docstring).
 _ASKED = ("before_cursor_execute", "commit")
 _ANSWERED = ("after_cursor_execute", "handle_error", "checkin")
@@ -67,6 +71,13 @@ class DatabaseWaits:
         """Since when `thread` (its `threading.get_ident()`) waits on the database,
         or None when it does not."""
         return self._since.get(thread)
+
+    def waited(self, thread: int, deadline: float) -> bool:
+        """Whether `thread` waits on the database now, in one wait of WAITING_SECONDS,
+        or of `deadline` seconds if sooner (the sender's answer, SMTP's 451): the rule
+        both transports judge a hang by, so a kill then is no death of its mail."""
+        since = self._since.get(thread)
+        return since is not None and time.monotonic() - since >= min(WAITING_SECONDS, deadline)
 
     @contextmanager
     def telling(self, answered: Callable[[], None] | None = None) -> Iterator[int]:

@@ -32,7 +32,7 @@ Where other helpdesks lose or duplicate mail, and what this one does instead:
   database that stopped answering): the lease thread logs it and records it on
   the mailbox for the health check. The poller waits on (the mail stays in the
   mailbox until its ingest ends). A taking that waits on the database for
-  WAITING_SECONDS (`database_waits`) is no death: its count is taken back, so the
+  `database_waits.WAITING_SECONDS` is no death: its count is taken back, so the
   restarts that end a hang never file a good mail. One that hangs otherwise (the
   pipeline spinning on the mail) keeps its count.
 - IDLE where the server has it, renewed well within the 29 minutes of RFC 2177
@@ -169,10 +169,6 @@ _CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EO
 _DATABASE_ERRORS = (DBAPIError, PoolTimeout, OutcomeUnknown)
 # How the mailbox's last error begins while a taking hangs (`hung_taking`).
 HUNG = "ingest hangs: "
-# How long a mail's ingest may wait on the database, in one wait, before the wait
-# is known to be no death of its mail (`ImapPoller._watch_ingests`): well within a
-# restart's first minute, and past the pauses of a database that is only busy.
-WAITING_SECONDS = 10.0
 # What reading one mail for the pipeline may raise that is not the mail's own
 # failure: the batch stops there, and the mail stays for the next pass. Anything
 # else is that mail's failure alone (`ImapPoller._unread`).
@@ -1166,18 +1162,16 @@ class ImapPoller(Loop):
             return
 
     def _watch_ingests(self) -> None:
-        """Look at the mails in `ingest`: one whose thread has waited on the
-        database for WAITING_SECONDS (or `hung_after`, if sooner) is no death of
-        its mail (`_waiting`); one that has run for `hung_after` hangs (`_hung`)."""
+        """Look at the mails in `ingest`: one whose thread waits on the database
+        (`DatabaseWaits.waited`, the rule SMTP's slots are marked by too) is no death
+        of its mail (`_waiting`); one that has run for `hung_after` hangs (`_hung`)."""
         now = time.monotonic()
         with self._ingesting_lock:
             ingests = list(self.ingesting.values())
         for each in ingests:
             if each.reported:
                 continue
-            since = DATABASE_WAITS.since(each.thread)
-            waited = since is not None and now - since >= min(WAITING_SECONDS, self.hung_after)
-            if waited and not each.uncounted:
+            if not each.uncounted and DATABASE_WAITS.waited(each.thread, self.hung_after):
                 each.uncounted = self._waiting(each.uid)
                 if each.uncounted and each.taking is not None:
                     each.taking.waiting()  # no death of its mail now: others may begin

@@ -21,12 +21,15 @@ an orchestrator restarts it) is no crash of the mail, and counting it put a good
 mail in the quarantine after a few restarts while its sender retried. So two deaths
 count against no mail: one after the process began an orderly stop (`stopping`
 writes it at the top of the file: a SIGTERM, then the supervisor's kill after its
-grace), and one of a mail whose thread was waiting on the database past the
-mail's storing deadline (its sender answered 451 already). The thread's waits are
-known in memory from the database engine's events (`database_waits`), and a
-watcher thread writes the slot's mark
-(`_HUNG`) once such a wait outlasts the deadline, so the mark is on the disk before
-any supervisor acts on the health check; the wait's end takes it off at once. A
+grace), and one of a mail whose thread was waiting on the database, in one wait of
+`database_waits.WAITING_SECONDS` (or of the mail's storing deadline, if sooner):
+the IMAP poller's rule too (`DatabaseWaits.waited`). The thread's waits are known
+in memory from the database engine's events (`database_waits`), and a watcher
+thread writes the slot's mark (`_HUNG`) once such a wait is that long, long before
+the health check fails (at SMTP_TIMEOUT), so the mark is on the disk before any
+supervisor acts on it; the wait's end takes it off at once. A mail that kills
+computes (it fills the memory, crashes the parser); a thread blocked on the
+database's answer does not. A
 mail taken alone is then taken as shared (`takings.Taking.waiting`: its slot says
 `_BESIDE` first), so the process's other mail is taken beside it while it waits.
 
@@ -52,6 +55,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from config import ConfigurationError
+from mailgateway import database_waits
 from mailgateway.database_waits import DATABASE_WAITS
 from mailgateway.takings import Taking
 
@@ -131,7 +135,6 @@ class _Thread:
     def __init__(self, index: int) -> None:
         self.offset = (index + 1) * _SLOT  # the file's first line is its stop's
         self.key = ""  # the mail being stored, if any
-        self.deadline = 0.0  # its storing's deadline, in `time.monotonic()`
         self.taken: Taking | None = None  # the mail's taking in the process (`takings`)
         self.ident = 0  # its `threading.get_ident()`, for `DATABASE_WAITS`
         self.hung = False  # its slot says so (`_HUNG`)
@@ -178,7 +181,8 @@ class SmtpTakings:
     process sharing `directory`. Used from the ingest threads, from the event loop
     (`stopping`), from its watcher thread and, for `adopt`, from the gateway's main
     thread. `hang_seconds`: how long a mail may be stored before its sender is
-    answered 451 (the listener's deadline); a database wait past it is a hang."""
+    answered 451 (the listener's deadline); a database wait that long, or of
+    `database_waits.WAITING_SECONDS` if sooner, is a hang."""
 
     def __init__(self, directory: Path, *, hang_seconds: float) -> None:
         self.directory = directory
@@ -245,7 +249,7 @@ class SmtpTakings:
                 held = self._write(line, thread.offset, key)
                 thread.hung = False
                 if held:
-                    thread.key, thread.deadline = key, time.monotonic() + self.hang_seconds
+                    thread.key = key
                     thread.taken = taken
             try:
                 yield
@@ -282,16 +286,13 @@ class SmtpTakings:
             self._mark_hangs()
 
     def _mark_hangs(self) -> None:
-        """Mark the slot of each mail whose thread waits on the database past the
-        mail's deadline (its wait's end takes the mark off, `database_answered`)."""
-        now = time.monotonic()
+        """Mark the slot of each mail whose thread waits on the database
+        (`DatabaseWaits.waited`: one wait of `database_waits.WAITING_SECONDS`, or of
+        the mail's deadline if sooner; the IMAP poller's rule too). The wait's end
+        takes the mark off (`_answered`)."""
         with self._lock:
             for thread in self._threads:
-                hung = (
-                    bool(thread.key)
-                    and DATABASE_WAITS.since(thread.ident) is not None
-                    and now >= thread.deadline
-                )
+                hung = bool(thread.key) and DATABASE_WAITS.waited(thread.ident, self.hang_seconds)
                 if hung == thread.hung:
                     continue
                 if hung:
@@ -307,10 +308,10 @@ class SmtpTakings:
                     self._share(thread, thread.taken)
                 if hung:
                     log.warning(
-                        "SMTP mail %s has waited on the database past its deadline (%g s): its "
-                        "ingest thread hangs, and a death now is not counted against the mail",
+                        "SMTP mail %s waits on the database (for %g s): its ingest thread "
+                        "hangs, and a death now is not counted against the mail",
                         thread.key,
-                        self.hang_seconds,
+                        min(database_waits.WAITING_SECONDS, self.hang_seconds),
                     )
 
     def _share(self, thread: _Thread, taken: Taking) -> None:

@@ -38,7 +38,7 @@ from helpdesk.inbound.ingest import Envelope, Outcome, Result, TransientError
 from helpdesk.inbound.parser import InboundMail as ParsedMail
 from helpdesk.models import ImapMailboxState, InboundDuplicates, InboundMail, QuarantineItem, Ticket
 from helpdesk.services.senders import SendersService
-from mailgateway import imap
+from mailgateway import database_waits, imap
 from mailgateway.health import Finding, check
 from mailgateway.imap import (
     ImapPoller,
@@ -1730,7 +1730,7 @@ def test_an_ingest_hung_on_a_lock_is_reported_and_is_no_death_of_its_mail(
     mailbox.append(raw(1, "locked"))
     with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
         drain(_dying_at(poller_for(pg_app, mailbox), "locked-1@client.example"))
-    monkeypatch.setattr(imap, "WAITING_SECONDS", 1.0, raising=False)  # none before
+    monkeypatch.setattr(database_waits, "WAITING_SECONDS", 1.0)  # none before
     poller = poller_for(pg_app, mailbox, SMTP_TIMEOUT=timedelta(seconds=8))
     caplog.set_level(logging.INFO, logger="mailgateway.imap")
 
@@ -1779,7 +1779,7 @@ def test_a_mail_taken_alone_that_waits_on_the_database_holds_no_other_mail_back(
     mailbox.append(raw(0, "locked"))
     with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
         drain(_dying_at(poller_for(pg_app, mailbox), "locked-0@client.example"))
-    monkeypatch.setattr(imap, "WAITING_SECONDS", 1.0, raising=False)
+    monkeypatch.setattr(database_waits, "WAITING_SECONDS", 1.0)
     caplog.set_level(logging.INFO, logger="mailgateway.imap")
     with db.engine.connect() as locker:  # holds the key the mail's ingest inserts
         locker.execute(
@@ -1848,7 +1848,7 @@ def test_an_ingest_that_waits_on_no_database_keeps_its_count(app, senders, mailb
     mailbox.append(raw(0, "sleeping"))
     with pytest.raises(_Died):  # a process died in its batch: the next takes it alone
         drain(_dying_at(poller_for(app, mailbox), "sleeping-0@client.example"))
-    monkeypatch.setattr(imap, "WAITING_SECONDS", 1.0, raising=False)
+    monkeypatch.setattr(database_waits, "WAITING_SECONDS", 1.0)
     poller = poller_for(app, mailbox, SMTP_TIMEOUT=timedelta(seconds=3))
     take, done = poller._ingest, threading.Event()
 

@@ -30,6 +30,7 @@ from helpdesk.inbound.ingest import quarantine_deadly
 from helpdesk.models import InboundMail, QuarantineItem, Ticket
 from helpdesk.services import Actor
 from helpdesk.services.senders import SendersService
+from mailgateway import database_waits
 from mailgateway.smtp_takings import taking_key, takings_directory
 from mailgateway.takings import TAKING_ATTEMPTS
 from tests.support.gateway_process import ROOT, SECRETS, start
@@ -481,13 +482,23 @@ def test_a_mail_held_unread_that_reads_well_apart_is_approved(app, customers):
     assert (result.outcome.value, result.ticket_number) == ("created", "TKT-000001")
 
 
-def test_a_mail_taken_alone_that_hangs_on_the_database_holds_no_other_mail_back(pg_app):
+# (SMTP_TIMEOUT, database_waits.WAITING_SECONDS, the hanging mail's answer): the mail's
+# deadline (90 % of SMTP_TIMEOUT) comes first, or the one wait's bound does, long
+# before it (the default SMTP_TIMEOUT is 300 s: its deadline was the only bound, and
+# a kill in a shorter wait counted a death while the gate held every other mail).
+HANG_BOUNDS = {"deadline first": (3, 10.0, 451), "one wait's bound first": (60, 1.0, 250)}
+
+
+@pytest.mark.parametrize("bounds", HANG_BOUNDS.values(), ids=HANG_BOUNDS.keys())
+def test_a_mail_taken_alone_that_hangs_on_the_database_holds_no_other_mail_back(pg_app, monkeypatch, bounds):
     """A mail that died beside another is taken alone at its retry, and its storing
     waits on the database (another session holds an uncommitted row under its dedup
     key). Every other mail of the process waited behind it at the gate for as long
-    as the wait lasted, each answered 451 at its deadline. Once the wait outlasts
-    the mail's deadline its slot is marked (a death is no longer its own) and says
-    `beside`, and the other mail is stored beside it at once."""
+    as the wait lasted, each answered 451 at its deadline. Once the wait is known
+    (`DatabaseWaits.waited`) its slot is marked (a death is no longer its own) and
+    says `beside`, and the other mail is stored beside it at once."""
+    timeout, waiting_seconds, hanging_reply = bounds
+    monkeypatch.setattr(database_waits, "WAITING_SECONDS", waiting_seconds)
     SendersService(db.session).add("@example.com", "Example Ltd")
     db.session.commit()
     hanging = message(message_id="<hangs@client.example>").as_bytes(policy=SMTP)
@@ -500,7 +511,7 @@ def test_a_mail_taken_alone_that_hangs_on_the_database_holds_no_other_mail_back(
                 " ('hangs@client.example', 'smtp', 0, 'created', '', '', '', '', '', '', now(), '')"
             )
         )
-        with contextmanager(start_gateway)(pg_app, SMTP_TIMEOUT=timedelta(seconds=3)) as gateway:
+        with contextmanager(start_gateway)(pg_app, SMTP_TIMEOUT=timedelta(seconds=timeout)) as gateway:
             directory = takings_directory(pg_app.instance_path, pg_app.config["SMTP_LISTEN"])
             key = taking_key(hanging, "bob@example.com", (SUPPORT,))
             (directory / f"{key}.deaths").write_text("beside\n")  # died beside another: taken alone
@@ -524,5 +535,5 @@ def test_a_mail_taken_alone_that_hangs_on_the_database_holds_no_other_mail_back(
             finally:
                 locker.rollback()  # the key goes: the hanging mail is stored
                 sender.join(timeout=30)
-    assert replies["hanging"][0] == 451, replies  # type: ignore[index]
+    assert replies["hanging"][0] == hanging_reply, replies  # type: ignore[index]
     assert len(db.session.execute(select(Ticket)).scalars().all()) == 2
