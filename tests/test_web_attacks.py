@@ -266,6 +266,19 @@ def test_a_staff_members_address_looks_up_none_of_the_tickets_it_is_copied_on(cl
     assert len(_statements(track("TKT-000001"))) == len(_statements(track("TKT-000777")))
 
 
+def test_an_automatic_mailbox_copied_on_a_ticket_looks_it_up_nowhere(client, service):
+    """A system's `noreply@` copied on customers' tickets (a billing robot, a
+    monitoring sender) is read by nobody, so nobody who types it is its owner, yet
+    the tracker showed each ticket it is a CC of to whoever knew it and tried the
+    numbers. It is refused as our own addresses are, with the same answer."""
+    open_ticket(service, cc=[("noreply@billing.example", "Billing")])
+    for written in ("noreply@billing.example", "No-Reply@Billing.example"):
+        api = client.post("/api/v1/public/track", json={"ticket_number": "TKT-000001", "email": written})
+        assert api.status_code == 404, written
+    asked = {"ticket_number": "TKT-000001", "email": "ann@example.com"}
+    assert client.post("/api/v1/public/track", json=asked).status_code == 200
+
+
 def test_a_merged_in_customer_reads_the_survivors_status_changes_since_they_joined_only(
     client, service, agent_actor, clock
 ):

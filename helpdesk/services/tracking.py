@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, defer
 from config import LANGUAGES
 from helpdesk import addresses, numbering
 from helpdesk.errors import NotFound
+from helpdesk.inbound import automail
 from helpdesk.languages import N_
 from helpdesk.models import Contact, Message, Participant, Ticket, TicketHistory
 from helpdesk.services import contacts, notifications, satisfaction, thread
@@ -129,7 +130,9 @@ def find(session: Session, number_text: str, email: str, config: Mapping[str, An
     (`contacts.is_ours`): customers copy their account manager, so one agent's
     address is a CC of many customers' tickets, and whoever knew or guessed it (a
     name at the company's domain) read each of them by trying the numbers in turn. Staff read tickets in
-    the portal. Asked before the ticket is, whatever the number: the answer's
+    the portal. Nor by an automatic mailbox (`automail.is_machine_address`: a
+    system's `noreply@` copied on tickets), which nobody reads, so nobody typing it
+    is its owner. Asked before the ticket is, whatever the number: the answer's
     timing says nothing of whether that address is on the ticket.
 
     `email` is compared in either spelling of an internationalised domain
@@ -138,7 +141,9 @@ def find(session: Session, number_text: str, email: str, config: Mapping[str, An
     and was told "not found" of her own ticket (docs/integrations.md, "Who the
     customer is"). A homograph stays another address."""
     address = addresses.normalize(email)
-    ours = "@" in address and contacts.is_ours(session, address, config)
+    ours = "@" in address and (
+        contacts.is_ours(session, address, config) or automail.is_machine_address(address)
+    )
     number = requested_number(number_text, config["TICKET_PREFIX"])
     allowed = session.execute(_ALLOWED, {"number": number or 0}).scalars().all()
     forms = sorted(addresses.either_form(address))
