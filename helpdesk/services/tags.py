@@ -2,8 +2,10 @@
 tickets to find them together (`fibra`, `olt-norte`, `cliente-vip`).
 
 A tag is letters (any script), digits, `-` and `_`, at most 40 characters, kept
-in lower case, so `Fibra` and `fibra` are one tag. Tags exist while a ticket
-carries them; the set of a ticket changes as a whole, with one history row.
+in lower case, so `Fibra` and `fibra` are one tag. A tag's row is made the first
+time a ticket carries it and kept after the last lets it go (nothing lists tags,
+so a kept one shows nowhere); the set of a ticket changes as a whole, with one
+history row.
 """
 
 from __future__ import annotations
