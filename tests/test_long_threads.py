@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from email.message import EmailMessage
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.models import Message, QuarantineItem, Ticket
@@ -15,7 +15,7 @@ from helpdesk.portal.quarantine import RAW_CHUNK_BYTES, RAW_SHOWN_BYTES
 from helpdesk.services import Actor, TicketsService, history_list, links
 from helpdesk.services.thread import CHARS_SHOWN, PAGE_SIZE
 from helpdesk.services.tracking import REPLIES_SHOWN
-from tests.support.database import open_ticket
+from tests.support.database import open_ticket, statements
 
 MESSAGES = 120  # the first (the request) and 119 replies: more than two pages
 CUSTOMER = "ann@example.com"
@@ -106,20 +106,6 @@ def huge_ticket(service: TicketsService) -> tuple[str, list[int]]:
     return f"TKT-{ticket.number:06d}", [first.scalars().first(), *(reply.id for reply in replies)]
 
 
-def statements(action) -> list[str]:  # type: ignore[no-untyped-def]
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        action()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-    return seen
-
-
 def whole_texts(read: list[str]) -> list[str]:
     """The statements that read a message's text or HTML, or a description, whole."""
     return [
@@ -139,10 +125,9 @@ def test_a_customers_huge_replies_are_shown_cut_on_the_staff_page_and_download_w
     Each is read in SQL up to CHARS_SHOWN characters, marked as cut, and a link
     downloads the whole of it, for those who may see the ticket only."""
     number, ids = huge_ticket(service)
-    pages: list[bytes] = []
-    read = statements(lambda: pages.append(portal.get(f"/tickets/{number}").data))
+    with statements() as read:
+        page = portal.get(f"/tickets/{number}").data
     assert whole_texts(read) == []
-    page = pages[0]
     assert b"TAIL" not in page and len(page) < 10 * CHARS_SHOWN
     assert page.count(b"This message is longer than shown here.") == 4  # the request too
     assert page.count(b"The formatted version is longer than shown here.") == 3
@@ -173,10 +158,9 @@ def test_the_api_cuts_a_tickets_huge_messages_and_gives_each_whole_by_itself(api
     whole; now each cut to CHARS_SHOWN in SQL with `body_truncated`, and
     `GET /tickets/<number>/messages/<id>` gives one whole."""
     number, ids = huge_ticket(service)
-    answers = []
-    read = statements(lambda: answers.append(api.get(f"/tickets/{number}").get_json()))
+    with statements() as read:
+        answer = api.get(f"/tickets/{number}").get_json()
     assert whole_texts(read) == []
-    answer = answers[0]
     assert (len(answer["description"]), answer["description_truncated"]) == (CHARS_SHOWN, True)
     shown = [(len(m["body"]), m["body_truncated"], m["body_html_truncated"]) for m in answer["messages"]]
     assert shown == [(CHARS_SHOWN, True, False), *[(CHARS_SHOWN, True, True)] * 3, (6, False, False)]
