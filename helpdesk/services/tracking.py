@@ -181,16 +181,7 @@ def customer_view(session: Session, ticket: Ticket, config: Mapping[str, Any], r
         theirs = list(islice((row for row in newest_first if _theirs(row[0], own, since)), REPLIES_SHOWN + 1))
     finally:
         newest_first.close()
-    replies = [
-        PublicReply(
-            author=_author(message, cc_names),
-            body=start[:REPLY_CHARS_SHOWN],
-            body_truncated=len(start) > REPLY_CHARS_SHOWN,
-            created_at=message.created_at,
-            from_customer=message.author_contact_id is not None,
-        )
-        for message, start in reversed(theirs[:REPLIES_SHOWN])
-    ]
+    replies = [_public_reply(message, start, cc_names) for message, start in reversed(theirs[:REPLIES_SHOWN])]
     timeline = _timeline(session, ticket, since)
     rated = satisfaction.rating_of(session, ticket)
     return CustomerView(
@@ -257,6 +248,18 @@ def _theirs(message: Message, own: notifications.OwnConversation, since: datetim
         # spelling of an internationalised domain (`addresses.either_form`).
         return not own.people.isdisjoint(addresses.either_form(message.author_contact.email))
     return since is None or message.created_at >= since
+
+
+def _public_reply(message: Message, start: str, cc_names: Mapping[str, str]) -> PublicReply:
+    """A reply as the tracker shows it, from what `thread.start_of` read of its text."""
+    body, truncated = thread.cut(start)
+    return PublicReply(
+        author=_author(message, cc_names),
+        body=body or "",
+        body_truncated=truncated,
+        created_at=message.created_at,
+        from_customer=message.author_contact_id is not None,
+    )
 
 
 def _author(message: Message, cc_names: Mapping[str, str]) -> str:
