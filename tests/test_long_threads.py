@@ -10,8 +10,9 @@ from email.message import EmailMessage
 from sqlalchemy import select
 
 from helpdesk.extensions import db
+from helpdesk.inbound.quarantine import RAW_CHUNK_BYTES
 from helpdesk.models import Message, QuarantineItem, Ticket
-from helpdesk.portal.quarantine import RAW_CHUNK_BYTES, RAW_SHOWN_BYTES
+from helpdesk.portal.quarantine import RAW_SHOWN_BYTES
 from helpdesk.services import Actor, TicketsService, history_list, links
 from helpdesk.services.thread import CHARS_SHOWN, PAGE_SIZE
 from helpdesk.services.tracking import REPLIES_SHOWN

@@ -27,11 +27,23 @@ operator's terminal (a system actor) see everything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, func, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from helpdesk.clock import now
@@ -50,12 +62,14 @@ from helpdesk.inbound.ingest import (
 )
 from helpdesk.inbound.limits import MailLimits
 from helpdesk.inbound.parser import parse
-from helpdesk.models import QuarantineItem, Ticket
+from helpdesk.models import InboundMail, QuarantineItem, Ticket
 from helpdesk.services import Actor, visibility
 from helpdesk.services.queue import MAX_PER_PAGE, Page, settled_total
 
 log = logging.getLogger(__name__)
 
+# What a download of a held mail reads from the database at a time (`raw_slices`).
+RAW_CHUNK_BYTES = 1024 * 1024
 MAX_FOLLOWED = 8  # held mail a follow-up is judged by, up its thread; past it, admins only
 PER_PAGE = 25  # held mail on a page of the portal's list, as tickets on the queue's
 
@@ -320,3 +334,37 @@ def _decide(item: QuarantineItem, state: str, reviewer: Actor) -> None:
     item.state = state
     item.decided_by_id = reviewer.staff_id
     item.decided_at = now()
+
+
+def raw_length(session: Session, item: QuarantineItem) -> int:
+    """How many bytes the held mail has, read without reading them."""
+    length = session.execute(
+        select(func.length(InboundMail.raw)).where(InboundMail.id == item.inbound_mail_id)
+    ).scalar()
+    return int(length or 0)
+
+
+def raw_slices(engine: Engine, mail_id: int, length: int) -> Iterator[bytes]:
+    """The held mail's bytes (`length` of them, `raw_length`), RAW_CHUNK_BYTES at a
+    time, each read on a connection taken from the pool for that read alone: none is
+    held while a slow client downloads it (the mail never changes)."""
+    for start in range(0, length, RAW_CHUNK_BYTES):
+        with engine.connect() as connection:
+            chunk = _raw_slice(connection, mail_id, start)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _raw_slice(connection: Connection, mail_id: int, start: int) -> bytes:
+    """RAW_CHUNK_BYTES of the mail from `start` (0-based). SQLite's `substr` reads the
+    whole value for every slice (a 20 MiB mail took three times as long in 1 MiB
+    slices as read whole); its incremental blob reading reads only the slice, in no
+    transaction (every `BEGIN IMMEDIATE` takes the write lock)."""
+    if connection.dialect.name == "sqlite":
+        sqlite = cast(sqlite3.Connection, connection.connection.driver_connection)
+        with sqlite.blobopen(InboundMail.__tablename__, "raw", mail_id, readonly=True) as blob:
+            blob.seek(start)
+            return bytes(blob.read(RAW_CHUNK_BYTES))
+    slice_ = select(func.substr(InboundMail.raw, start + 1, RAW_CHUNK_BYTES)).where(InboundMail.id == mail_id)
+    return bytes(connection.execute(slice_).scalar() or b"")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 from flask import abort, current_app, render_template, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
-from sqlalchemy import Connection, func, select
+from sqlalchemy import func, select
 
 from helpdesk import languages
 from helpdesk.errors import NotFound
@@ -28,8 +26,6 @@ NEWEST = "newest"  # `?order=`: the list's one other order; any other value is t
 # gateway accepts mails of MAX_MESSAGE_BYTES (25 MiB); shown whole, one stranger's
 # mail made a page of that size for every reviewer. The whole mail is a download.
 RAW_SHOWN_BYTES = 64 * 1024
-# What the download reads from the database at a time (`_raw_chunks`).
-RAW_CHUNK_BYTES = 1024 * 1024
 
 
 def _order() -> dict[str, Any]:
@@ -73,48 +69,20 @@ def quarantine_item(item_id: int) -> ResponseReturnValue:
 @login_required()
 def quarantine_raw(item_id: int) -> ResponseReturnValue:
     """The whole held mail as it came in, always a download (`.eml`), never rendered:
-    it is a stranger's content. Streamed (`_raw_chunks`): read whole, a mail of
+    it is a stranger's content. Streamed (`review.raw_slices`): read whole, a mail of
     MAX_MESSAGE_BYTES was twice its size in the worker's memory."""
     item = _item_or_404(item_id)
-    mail_id = item.inbound_mail_id
-    length = db.session.execute(
-        select(func.length(InboundMail.raw)).where(InboundMail.id == mail_id)
-    ).scalar()
+    length = review.raw_length(db.session, item)
     db.session.rollback()  # the request's transaction (on SQLite, the write lock) ends here
     response = current_app.response_class(
-        stream_with_context(_raw_chunks(mail_id, length or 0)), mimetype="application/octet-stream"
+        stream_with_context(review.raw_slices(db.engine, item.inbound_mail_id, length)),
+        mimetype="application/octet-stream",
     )
-    response.headers["Content-Length"] = str(length or 0)
+    response.headers["Content-Length"] = str(length)
     response.headers["Content-Disposition"] = f"attachment; filename=held-mail-{item_id}.eml"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, no-store"
     return response
-
-
-def _raw_chunks(mail_id: int, length: int) -> Iterator[bytes]:
-    """The mail's bytes, RAW_CHUNK_BYTES at a time, each read on a connection taken
-    from the pool for that read alone: none is held while a slow client reads (the
-    mail never changes)."""
-    for start in range(0, length, RAW_CHUNK_BYTES):
-        with db.engine.connect() as connection:
-            chunk = _raw_chunk(connection, mail_id, start)
-        if not chunk:
-            return
-        yield chunk
-
-
-def _raw_chunk(connection: Connection, mail_id: int, start: int) -> bytes:
-    """RAW_CHUNK_BYTES of the mail from `start` (0-based). SQLite's `substr` reads the
-    whole value for every slice (a 20 MiB mail took three times as long in 1 MiB
-    slices as read whole); its incremental blob reading reads only the slice, in no
-    transaction (every `BEGIN IMMEDIATE` takes the write lock)."""
-    if connection.dialect.name == "sqlite":
-        sqlite = cast(sqlite3.Connection, connection.connection.driver_connection)
-        with sqlite.blobopen(InboundMail.__tablename__, "raw", mail_id, readonly=True) as blob:
-            blob.seek(start)
-            return bytes(blob.read(RAW_CHUNK_BYTES))
-    slice_ = select(func.substr(InboundMail.raw, start + 1, RAW_CHUNK_BYTES)).where(InboundMail.id == mail_id)
-    return bytes(connection.execute(slice_).scalar() or b"")
 
 
 def _item_or_404(item_id: int) -> QuarantineItem:
